@@ -1,0 +1,258 @@
+//! The policy as a document a system security plan can quote (NIST SP 800-171 3.1.11[a]): each
+//! rule in plain English with its scope, exemptions, time zone and action.
+
+use std::fmt::Write as _;
+
+use crate::model::{Action, Condition, Policy, Rule, Scope};
+use crate::window::Schedule;
+
+/// The whole policy, explained.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Explanation {
+    /// One entry per rule, in policy order.
+    pub rules: Vec<RuleExplanation>,
+    /// Who is never touched, as a sentence.
+    pub exemptions: String,
+    /// How and where the rules are enforced, as a sentence.
+    pub enforcement: String,
+    /// The targets by name (connection details stay out of documents).
+    pub targets: Vec<String>,
+}
+
+/// One rule, explained.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleExplanation {
+    /// The rule's name.
+    pub name: String,
+    /// The author's own description, if any.
+    pub description: Option<String>,
+    /// The condition key (`idle`, `allow`, ...).
+    pub condition: &'static str,
+    /// What ends a session, in plain English.
+    pub statement: String,
+    /// Which sessions the rule applies to.
+    pub applies_to: String,
+    /// The time zone windows are read in.
+    pub timezone: Option<String>,
+    /// Terminate or report.
+    pub action: Action,
+    /// The action in plain English.
+    pub action_text: String,
+    /// The warning lead, if any (e.g. "2m").
+    pub warn: Option<String>,
+    /// Whether logins are locked outside the windows.
+    pub lock_logins: bool,
+    /// `agent` or `gateway`.
+    pub enforced_by: &'static str,
+}
+
+/// Explain a policy.
+pub fn explain(policy: &Policy) -> Explanation {
+    Explanation {
+        rules: policy.rules.iter().map(explain_rule).collect(),
+        exemptions: exemptions(policy),
+        enforcement: format!(
+            "The curfew agent reads the sessions of each target at least every {}, and also wakes at the moment each session's deadline falls, so a session is ended when its condition is met, not at the next check. Ages are measured on the database server's clock. Each termination is recorded in a hash-chained audit log{}.",
+            policy.agent.interval,
+            policy
+                .agent
+                .audit_log
+                .as_deref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default()
+        ),
+        targets: policy.targets.iter().map(|t| t.name.clone()).collect(),
+    }
+}
+
+fn explain_rule(rule: &Rule) -> RuleExplanation {
+    let mut statement = match &rule.condition {
+        Condition::Idle(limit) => format!(
+            "A session that has been idle (connected, no statement running, no transaction open) for {limit} is ended."
+        ),
+        Condition::IdleInTransaction(limit) => format!(
+            "A session that has kept a transaction open without running a statement for {limit} is ended; its transaction is rolled back."
+        ),
+        Condition::Lifetime(limit) => format!(
+            "A session is ended {limit} after it connected, whatever it is doing at the time (a running statement is cancelled)."
+        ),
+        Condition::Allow(s) => format!(
+            "Sessions are allowed only during {}. A session found outside these windows is ended, including one that connects outside them.",
+            windows(s)
+        ),
+        Condition::Deny(s) => format!(
+            "Sessions are not allowed during {}. A session open when such a window begins, or that connects during it, is ended.",
+            windows(s)
+        ),
+        Condition::MaxSessions(n) => format!(
+            "Each role may hold at most {n} session{} at a time; the newest sessions beyond that are ended.",
+            if *n == 1 { "" } else { "s" }
+        ),
+        Condition::Violations(v) => format!(
+            "A session that causes {} error{} with SQLSTATE {} within {} is ended.",
+            v.count,
+            if v.count == 1 { "" } else { "s" },
+            v.sqlstates.join(", "),
+            v.within
+        ),
+    };
+    if rule.lock_logins {
+        statement.push_str(
+            " While sessions are not allowed, the login of every role in scope is also disabled, and it is restored when they are allowed again.",
+        );
+    }
+    let action_text = match rule.action {
+        Action::Terminate => "The session is ended and the termination recorded.".to_owned(),
+        Action::Report => {
+            "Report only: curfew records when this rule would end a session, but does not end it."
+                .to_owned()
+        }
+    };
+    RuleExplanation {
+        name: rule.name.clone(),
+        description: rule.description.clone(),
+        condition: rule.condition.key(),
+        statement,
+        applies_to: applies_to(&rule.scope),
+        timezone: rule
+            .condition
+            .schedule()
+            .map(|s| s.zone().iana_name().unwrap_or("UTC").to_owned()),
+        action: rule.action,
+        action_text,
+        warn: rule.warn.map(|w| w.to_string()),
+        lock_logins: rule.lock_logins,
+        enforced_by: match rule.condition {
+            Condition::Violations(_) => "gateway",
+            _ => "agent",
+        },
+    }
+}
+
+fn windows(s: &Schedule) -> String {
+    let list: Vec<String> = s
+        .windows()
+        .iter()
+        .map(|w| format!("\"{}\"", w.text))
+        .collect();
+    format!(
+        "{} ({} time)",
+        join_or(&list, "and"),
+        s.zone().iana_name().unwrap_or("UTC")
+    )
+}
+
+fn join_or(items: &[String], word: &str) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} {word} {last}", rest.join(", ")),
+    }
+}
+
+fn quoted(items: impl IntoIterator<Item = String>) -> String {
+    let list: Vec<String> = items.into_iter().map(|i| format!("`{i}`")).collect();
+    join_or(&list, "or")
+}
+
+fn scope_parts(scope: &Scope) -> Vec<String> {
+    let mut parts = Vec::new();
+    if !scope.roles.is_empty() {
+        parts.push(format!(
+            "of roles {}",
+            quoted(scope.roles.iter().map(|g| g.to_string()))
+        ));
+    }
+    if !scope.member_of.is_empty() {
+        parts.push(format!(
+            "of members of {}",
+            quoted(scope.member_of.iter().map(|g| g.to_string()))
+        ));
+    }
+    if !scope.databases.is_empty() {
+        parts.push(format!(
+            "connected to databases {}",
+            quoted(scope.databases.iter().map(|g| g.to_string()))
+        ));
+    }
+    if !scope.applications.is_empty() {
+        parts.push(format!(
+            "of applications {}",
+            quoted(scope.applications.iter().map(|g| g.to_string()))
+        ));
+    }
+    if !scope.addresses.is_empty() {
+        parts.push(format!(
+            "from addresses {}",
+            quoted(scope.addresses.iter().map(|a| a.to_string()))
+        ));
+    }
+    parts
+}
+
+fn applies_to(scope: &Scope) -> String {
+    if scope.is_everything() {
+        "Every session that is not exempt.".to_owned()
+    } else {
+        format!("Sessions {}, unless exempt.", scope_parts(scope).join(", "))
+    }
+}
+
+fn exemptions(policy: &Policy) -> String {
+    let always = "Never ended by any rule: server processes that are not client sessions (replication senders, autovacuum, background workers) and curfew's own connections";
+    let parts = scope_parts(&policy.exempt.0);
+    if parts.is_empty() {
+        return format!("{always}.");
+    }
+    let mut text = format!("{always}, and sessions {}.", join_or(&parts, "or"));
+    if !policy.exempt.0.applications.is_empty() {
+        text.push_str(
+            " Note that the application name is chosen by the client, so an exemption by application is a convenience, not a security boundary.",
+        );
+    }
+    text
+}
+
+impl Explanation {
+    /// The explanation as a Markdown document; `source` names the policy file (and its hash).
+    pub fn to_markdown(&self, source: &str) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# Session termination conditions\n");
+        let _ = writeln!(
+            out,
+            "Defined in `{source}`. These are the conditions under which user sessions on the database servers below are terminated automatically (NIST SP 800-171 3.1.11 / SP 800-53 AC-12; DISA STIG V-261910 for PostgreSQL).\n"
+        );
+        let _ = writeln!(out, "## Conditions\n");
+        if self.rules.is_empty() {
+            let _ = writeln!(out, "No conditions are defined: no session is ended.\n");
+        }
+        for (i, rule) in self.rules.iter().enumerate() {
+            let _ = writeln!(out, "### {}. {}\n", i + 1, rule.name);
+            if let Some(d) = &rule.description {
+                let _ = writeln!(out, "> {d}\n");
+            }
+            let _ = writeln!(out, "- **Condition:** {}", rule.statement);
+            let _ = writeln!(out, "- **Applies to:** {}", rule.applies_to);
+            if let Some(tz) = &rule.timezone {
+                let _ = writeln!(out, "- **Time zone:** {tz}");
+            }
+            if let Some(w) = &rule.warn {
+                let _ = writeln!(out, "- **Warning:** {w} before the session is ended.");
+            }
+            let _ = writeln!(out, "- **Action:** {}", rule.action_text);
+            if rule.enforced_by == "gateway" {
+                let _ = writeln!(
+                    out,
+                    "- **Enforced by:** the curfew gateway only (errors are not visible to the agent)."
+                );
+            }
+            let _ = writeln!(out);
+        }
+        let _ = writeln!(out, "## Exemptions\n\n{}\n", self.exemptions);
+        let _ = writeln!(out, "## Enforcement\n\n{}\n", self.enforcement);
+        if !self.targets.is_empty() {
+            let _ = writeln!(out, "Servers: {}.\n", self.targets.join(", "));
+        }
+        out
+    }
+}

@@ -1,0 +1,41 @@
+//! curfew's policy: the file in which an organization defines the conditions that end a database
+//! session (NIST SP 800-171 3.1.11[a]), and the pure engine that decides, for a set of live
+//! sessions and an instant, which sessions end, when, and why.
+//!
+//! This crate does no I/O, starts no runtime and never reads a clock: `now` is always a
+//! parameter, and time zones come from a database the caller passes in.
+//!
+//! ```
+//! use curfew_policy::{parse_policy, evaluate};
+//!
+//! let text = r#"
+//! [[rule]]
+//! name = "inactivity"
+//! idle = "15m"
+//! "#;
+//! let parsed = parse_policy("curfew.toml", text, jiff::tz::db()).unwrap();
+//! let plan = evaluate(&parsed.policy, &[], "2026-11-23T12:00:00Z".parse().unwrap());
+//! assert!(plan.terminations.is_empty());
+//! ```
+
+mod diagnostic;
+mod duration;
+mod engine;
+pub mod explain;
+mod model;
+mod parse;
+mod pattern;
+mod session;
+pub mod synthetic;
+mod window;
+
+pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
+pub use duration::{DurationError, Limit, format_age};
+pub use engine::{Cause, Decision, Plan, Verdict, assess, evaluate};
+pub use model::{
+    Action, AgentSettings, Condition, ExemptBy, Exemptions, Policy, Rule, Scope, Target, Violations,
+};
+pub use parse::{Parsed, parse_policy};
+pub use pattern::{AddressBlock, AddressError, Glob};
+pub use session::{BackendType, Session, SessionKey, SessionState};
+pub use window::{DaySet, Schedule, Window, WindowError, WindowKind, WindowState};

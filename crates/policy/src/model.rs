@@ -1,0 +1,281 @@
+//! The validated policy: what the rest of curfew works with. Nothing here can be invalid; the
+//! parser is the only way in.
+
+use std::net::IpAddr;
+
+use crate::duration::Limit;
+use crate::pattern::{AddressBlock, Glob};
+use crate::window::Schedule;
+
+/// A whole policy file, validated.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `[agent]`: how the agent runs.
+    pub agent: AgentSettings,
+    /// `[[target]]`: the servers to watch.
+    pub targets: Vec<Target>,
+    /// `[exempt]`: sessions no rule ever touches.
+    pub exempt: Exemptions,
+    /// `[[rule]]`: the conditions, in file order.
+    pub rules: Vec<Rule>,
+}
+
+/// `[agent]` settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentSettings {
+    /// How often the agent looks for new sessions (it also wakes at every deadline).
+    pub interval: Limit,
+    /// Where the audit log is written, if set in the policy.
+    pub audit_log: Option<String>,
+}
+
+impl Default for AgentSettings {
+    fn default() -> Self {
+        Self {
+            interval: Limit::from_secs(1).unwrap_or_else(|| unreachable!("1s is positive")),
+            audit_log: None,
+        }
+    }
+}
+
+/// One PostgreSQL server to watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Unique name used in audit records, metrics and messages.
+    pub name: String,
+    /// libpq-style connection URL, without a password.
+    pub url: String,
+    /// File holding the password (read at connect time, never logged).
+    pub password_file: Option<String>,
+    /// A read-only standby: sessions are ended there, lock state comes from the primary.
+    pub standby: bool,
+}
+
+/// Which sessions a rule applies to. Keys are ANDed; the values inside one key are ORed; an absent
+/// key does not restrict.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// Session role (`usename`) patterns.
+    pub roles: Vec<Glob>,
+    /// Patterns for roles the session role is a member of (directly, indirectly, or itself).
+    pub member_of: Vec<Glob>,
+    /// Database name patterns.
+    pub databases: Vec<Glob>,
+    /// `application_name` patterns (set by the client, so not a security boundary by itself).
+    pub applications: Vec<Glob>,
+    /// Client address blocks (`local` for Unix sockets).
+    pub addresses: Vec<AddressBlock>,
+}
+
+impl Scope {
+    /// Whether no key restricts the scope (the rule applies to every non-exempt session).
+    pub fn is_everything(&self) -> bool {
+        self.roles.is_empty()
+            && self.member_of.is_empty()
+            && self.databases.is_empty()
+            && self.applications.is_empty()
+            && self.addresses.is_empty()
+    }
+
+    /// Whether the role part of the scope (`roles` and `member_of`) admits this role.
+    pub fn admits_role(&self, role: &str, member_of: &[String]) -> bool {
+        (self.roles.is_empty() || self.roles.iter().any(|g| g.matches(role)))
+            && (self.member_of.is_empty()
+                || self
+                    .member_of
+                    .iter()
+                    .any(|g| g.matches(role) || member_of.iter().any(|m| g.matches(m))))
+    }
+
+    /// Whether the database part of the scope admits this database.
+    pub fn admits_database(&self, database: &str) -> bool {
+        self.databases.is_empty() || self.databases.iter().any(|g| g.matches(database))
+    }
+
+    /// Whether the application part of the scope admits this application name.
+    pub fn admits_application(&self, application: &str) -> bool {
+        self.applications.is_empty() || self.applications.iter().any(|g| g.matches(application))
+    }
+
+    /// Whether the address part of the scope admits this client address.
+    pub fn admits_address(&self, address: Option<IpAddr>) -> bool {
+        self.addresses.is_empty() || self.addresses.iter().any(|b| b.contains(address))
+    }
+}
+
+/// `[exempt]`: a session is exempt when *any* key matches it (unlike a rule's scope, where all
+/// keys must match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exemptions(pub Scope);
+
+/// Which `[exempt]` key made a session exempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExemptBy {
+    /// `roles`.
+    Role,
+    /// `member_of`.
+    Membership,
+    /// `databases`.
+    Database,
+    /// `applications`.
+    Application,
+    /// `addresses`.
+    Address,
+}
+
+impl ExemptBy {
+    /// The `[exempt]` key, as written in the policy.
+    pub fn key(self) -> &'static str {
+        match self {
+            ExemptBy::Role => "roles",
+            ExemptBy::Membership => "member_of",
+            ExemptBy::Database => "databases",
+            ExemptBy::Application => "applications",
+            ExemptBy::Address => "addresses",
+        }
+    }
+}
+
+impl Exemptions {
+    /// Whether any exemption is defined.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_everything()
+    }
+
+    /// Which exemption covers the role (by name or membership), if any.
+    pub fn by_role(&self, role: &str, member_of: &[String]) -> Option<ExemptBy> {
+        let s = &self.0;
+        if s.roles.iter().any(|g| g.matches(role)) {
+            Some(ExemptBy::Role)
+        } else if s
+            .member_of
+            .iter()
+            .any(|g| g.matches(role) || member_of.iter().any(|m| g.matches(m)))
+        {
+            Some(ExemptBy::Membership)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the database is exempt.
+    pub fn by_database(&self, database: &str) -> Option<ExemptBy> {
+        self.0
+            .databases
+            .iter()
+            .any(|g| g.matches(database))
+            .then_some(ExemptBy::Database)
+    }
+
+    /// Whether the application name is exempt.
+    pub fn by_application(&self, application: &str) -> Option<ExemptBy> {
+        self.0
+            .applications
+            .iter()
+            .any(|g| g.matches(application))
+            .then_some(ExemptBy::Application)
+    }
+
+    /// Whether the client address is exempt.
+    pub fn by_address(&self, address: Option<IpAddr>) -> Option<ExemptBy> {
+        self.0
+            .addresses
+            .iter()
+            .any(|b| b.contains(address))
+            .then_some(ExemptBy::Address)
+    }
+}
+
+/// What happens when a rule fires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// End the session.
+    #[default]
+    Terminate,
+    /// Record what would have happened; end nothing (staged rollout).
+    Report,
+}
+
+/// One `[[rule]]`.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    /// Unique name; appears in audit records, messages and reports.
+    pub name: String,
+    /// Free text for the security plan.
+    pub description: Option<String>,
+    /// The one condition that ends a session.
+    pub condition: Condition,
+    /// Which sessions the rule applies to.
+    pub scope: Scope,
+    /// How long before the end a warning is due (gateway NOTICE, webhooks).
+    pub warn: Option<Limit>,
+    /// Terminate, or only report.
+    pub action: Action,
+    /// For window rules: also disable the login of matching roles while outside the windows.
+    pub lock_logins: bool,
+}
+
+/// The condition of a rule. Exactly one per rule.
+#[derive(Debug, Clone)]
+pub enum Condition {
+    /// State `idle` for longer than the limit, measured from `state_change`.
+    Idle(Limit),
+    /// State `idle in transaction` (or aborted) for longer than the limit.
+    IdleInTransaction(Limit),
+    /// Connected for longer than the limit, whatever the session is doing.
+    Lifetime(Limit),
+    /// Sessions are allowed only inside these windows.
+    Allow(Schedule),
+    /// Sessions are not allowed inside these windows.
+    Deny(Schedule),
+    /// At most this many sessions per role; the newest beyond the limit end.
+    MaxSessions(u32),
+    /// Repeated policy violations (gateway only).
+    Violations(Violations),
+}
+
+impl Condition {
+    /// The policy key that introduces this condition.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Condition::Idle(_) => "idle",
+            Condition::IdleInTransaction(_) => "idle_in_transaction",
+            Condition::Lifetime(_) => "lifetime",
+            Condition::Allow(_) => "allow",
+            Condition::Deny(_) => "deny",
+            Condition::MaxSessions(_) => "max_sessions",
+            Condition::Violations(_) => "violations",
+        }
+    }
+
+    /// The time limit for idle, idle-in-transaction and lifetime rules.
+    pub fn limit(&self) -> Option<Limit> {
+        match self {
+            Condition::Idle(l) | Condition::IdleInTransaction(l) | Condition::Lifetime(l) => {
+                Some(*l)
+            }
+            _ => None,
+        }
+    }
+
+    /// The windows of an allow or deny rule.
+    pub fn schedule(&self) -> Option<&Schedule> {
+        match self {
+            Condition::Allow(s) | Condition::Deny(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// `violations = { sqlstates = [...], count = N, within = "10m" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violations {
+    /// The SQLSTATE codes that count as a violation (e.g. 42501 insufficient_privilege).
+    pub sqlstates: Vec<String>,
+    /// How many violations end the session.
+    pub count: u32,
+    /// Within how long.
+    pub within: Limit,
+}

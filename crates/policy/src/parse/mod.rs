@@ -1,0 +1,327 @@
+//! From the text of `curfew.toml` to a validated [`Policy`], or every problem found in it.
+
+mod reader;
+mod rule;
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use jiff::tz::TimeZoneDatabase;
+use toml::de::{DeTable, DeValue};
+
+use crate::diagnostic::{Collector, Diagnostic, PolicyErrors};
+use crate::duration::Limit;
+use crate::model::{AgentSettings, Exemptions, Policy, Scope, Target};
+use crate::pattern::{AddressBlock, Glob};
+use reader::{Located, TableReader};
+
+/// A policy that parsed, with any warnings found on the way.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The validated policy.
+    pub policy: Policy,
+    /// Things that are allowed but deserve a look.
+    pub warnings: Vec<Diagnostic>,
+}
+
+const TOP_KEYS: &[&str] = &["agent", "target", "exempt", "rule"];
+const AGENT_KEYS: &[&str] = &["interval", "audit_log"];
+const TARGET_KEYS: &[&str] = &["name", "url", "password_file", "standby"];
+const SCOPE_KEYS: &[&str] = &[
+    "roles",
+    "member_of",
+    "databases",
+    "applications",
+    "addresses",
+];
+
+/// Parse and validate a policy. `source` names the file in messages; `tzdb` resolves time zone
+/// names (pass `jiff::tz::db()` for the system database). Every problem is reported, not only
+/// the first.
+pub fn parse_policy(
+    source: &str,
+    text: &str,
+    tzdb: &TimeZoneDatabase,
+) -> Result<Parsed, PolicyErrors> {
+    let mut c = Collector::new(source, text);
+    let (root, syntax_errors) = DeTable::parse_recoverable(text);
+    if !syntax_errors.is_empty() {
+        // The recovered tree after a syntax error is a guess; checking it would only add noise.
+        let mut seen = Vec::new();
+        for e in syntax_errors {
+            let span = e.span().unwrap_or(0..0);
+            let key = (span.start, e.message().to_owned());
+            if !seen.contains(&key) {
+                c.error(span, format!("TOML syntax: {}", e.message()));
+                seen.push(key);
+            }
+        }
+        return Err(PolicyErrors {
+            diagnostics: c.finish(),
+        });
+    }
+    let top = TableReader::new(root.get_ref(), "the policy", TOP_KEYS);
+    let agent = parse_agent(&mut c, &top);
+    let targets = parse_targets(&mut c, &top);
+    let exempt = match top.table(&mut c, "exempt", "a table: [exempt]") {
+        Some((table, _)) => {
+            let r = TableReader::new(table, "[exempt]", SCOPE_KEYS);
+            let scope = parse_scope(&mut c, &r);
+            r.finish(&mut c);
+            Exemptions(scope)
+        }
+        None => Exemptions::default(),
+    };
+    let rules = rule::parse_rules(&mut c, &top, tzdb);
+    top.finish(&mut c);
+    if c.has_errors() {
+        return Err(PolicyErrors {
+            diagnostics: c.finish(),
+        });
+    }
+    if rules.is_empty() {
+        c.warning(0..0, "the policy has no [[rule]], so it ends no session");
+    }
+    Ok(Parsed {
+        policy: Policy {
+            agent,
+            targets,
+            exempt,
+            rules,
+        },
+        warnings: c.finish(),
+    })
+}
+
+fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSettings {
+    let mut settings = AgentSettings::default();
+    let Some((table, _)) = top.table(c, "agent", "a table: [agent]") else {
+        return settings;
+    };
+    let r = TableReader::new(table, "[agent]", AGENT_KEYS);
+    if let Some(interval) = duration(c, &r, "interval") {
+        if interval.value < Limit::from_millis(100).unwrap_or(interval.value) {
+            c.error(
+                interval.span,
+                format!(
+                    "`interval` in [agent] is {}; it must be at least 100ms (the agent also wakes at every deadline, so a short interval only adds load)",
+                    interval.value
+                ),
+            );
+        }
+        settings.interval = interval.value;
+    }
+    if let Some(path) = r.string(c, "audit_log", "a file path string") {
+        if path.value.trim().is_empty() {
+            c.error(path.span, "`audit_log` in [agent] must not be empty");
+        }
+        settings.audit_log = Some(path.value);
+    }
+    r.finish(c);
+    settings
+}
+
+fn parse_targets(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Vec<Target> {
+    let mut targets = Vec::new();
+    let Some(value) = top.get("target") else {
+        return targets;
+    };
+    let Some(items) = array_of_tables(c, value, "target") else {
+        return targets;
+    };
+    let mut names: HashMap<String, Range<usize>> = HashMap::new();
+    for (index, (table, header)) in items.into_iter().enumerate() {
+        let context = format!("[[target]] #{}", index + 1);
+        let r = TableReader::new(table, context.clone(), TARGET_KEYS);
+        let name = r.string(c, "name", "a string");
+        let url = r.string(c, "url", "a connection URL string like \"postgresql://curfew_agent@db1:5432/postgres?sslmode=verify-full\"");
+        let password_file = r.string(c, "password_file", "a file path string");
+        let standby = r.boolean(c, "standby").is_some_and(|b| b.value);
+        match &name {
+            None if r.get("name").is_none() => {
+                c.error(
+                    header.clone(),
+                    format!("{context} has no `name`; add name = \"...\""),
+                );
+            }
+            Some(n) if n.value.trim().is_empty() => {
+                c.error(
+                    n.span.clone(),
+                    format!("`name` in {context} must not be empty"),
+                );
+            }
+            Some(n) => {
+                if let Some(first) = names.get(&n.value) {
+                    let line = c.line_of(first.start);
+                    c.error(
+                        n.span.clone(),
+                        format!(
+                            "duplicate target name \"{}\"; first defined at line {line}",
+                            n.value
+                        ),
+                    );
+                } else {
+                    names.insert(n.value.clone(), n.span.clone());
+                }
+            }
+            None => {}
+        }
+        match &url {
+            None if r.get("url").is_none() => {
+                c.error(header.clone(), format!("{context} has no `url`; add url = \"postgresql://user@host:5432/dbname?sslmode=verify-full\""));
+            }
+            Some(u) => check_url(c, u),
+            None => {}
+        }
+        r.finish(c);
+        if let (Some(name), Some(url)) = (name, url) {
+            targets.push(Target {
+                name: name.value,
+                url: url.value,
+                password_file: password_file.map(|p| p.value),
+                standby,
+            });
+        }
+    }
+    targets
+}
+
+/// The checks that can be made on a URL without connecting: its scheme, and that it carries no
+/// password (secrets come from `password_file`, never from the policy).
+fn check_url(c: &mut Collector<'_>, url: &Located<String>) {
+    let text = url.value.trim();
+    let Some(rest) = text
+        .strip_prefix("postgresql://")
+        .or_else(|| text.strip_prefix("postgres://"))
+    else {
+        c.error(
+            url.span.clone(),
+            "`url` must be a libpq URL starting with postgresql:// (like \"postgresql://curfew_agent@db1:5432/postgres?sslmode=verify-full\")",
+        );
+        return;
+    };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let has_password_in_userinfo = authority
+        .rsplit_once('@')
+        .is_some_and(|(userinfo, _)| userinfo.contains(':'));
+    let query = rest.split_once('?').map_or("", |(_, q)| q);
+    let has_password_param = query.split('&').any(|kv| {
+        kv.split('=')
+            .next()
+            .is_some_and(|k| k.eq_ignore_ascii_case("password"))
+    });
+    if has_password_in_userinfo || has_password_param {
+        c.error(
+            url.span.clone(),
+            "`url` contains a password; remove it and put the password in a file named by `password_file`",
+        );
+    }
+}
+
+/// The elements of a `[[name]]` array of tables, with their header spans.
+fn array_of_tables<'t, 'i>(
+    c: &mut Collector<'_>,
+    value: &'t toml::Spanned<DeValue<'i>>,
+    name: &str,
+) -> Option<Vec<(&'t DeTable<'i>, Range<usize>)>> {
+    let DeValue::Array(items) = value.get_ref() else {
+        c.error(
+            value.span(),
+            format!("`{name}` must be an array of tables: write each one as [[{name}]]"),
+        );
+        return None;
+    };
+    let mut out = Vec::new();
+    for item in items.iter() {
+        match item.get_ref() {
+            DeValue::Table(t) => out.push((t, item.span())),
+            _ => c.error(
+                item.span(),
+                format!("each `{name}` must be a table: write each one as [[{name}]]"),
+            ),
+        }
+    }
+    Some(out)
+}
+
+/// A duration-valued key.
+fn duration(
+    c: &mut Collector<'_>,
+    r: &TableReader<'_, '_>,
+    key: &'static str,
+) -> Option<Located<Limit>> {
+    let text = r.string(
+        c,
+        key,
+        "a duration string like \"90s\", \"15m\" or \"1h30m\"",
+    )?;
+    match text.value.parse::<Limit>() {
+        Ok(limit) => Some(Located {
+            value: limit,
+            span: text.span,
+        }),
+        Err(e) => {
+            c.error(text.span, format!("`{key}` in {}: {e}", r.context));
+            None
+        }
+    }
+}
+
+/// The scope keys of a rule or of `[exempt]`.
+fn parse_scope(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Scope {
+    let mut scope = Scope::default();
+    let globs = |c: &mut Collector<'_>, key: &'static str, what: &str| -> Vec<Glob> {
+        let Some(list) = r.string_list(c, key, what) else {
+            return Vec::new();
+        };
+        if list.value.is_empty() {
+            c.error(
+                list.span,
+                format!(
+                    "`{key}` in {} is empty, so it would match nothing; list at least one name or remove the key",
+                    r.context
+                ),
+            );
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for item in list.value {
+            if item.value.is_empty() {
+                c.error(
+                    item.span,
+                    format!("an entry of `{key}` in {} is empty", r.context),
+                );
+            } else {
+                out.push(Glob::new(&item.value));
+            }
+        }
+        out
+    };
+    scope.roles = globs(c, "roles", "role names or patterns (\"analyst_*\")");
+    scope.member_of = globs(c, "member_of", "role names or patterns");
+    scope.databases = globs(c, "databases", "database names or patterns");
+    scope.applications = globs(
+        c,
+        "applications",
+        "application names or patterns (\"batch-*\")",
+    );
+    if let Some(list) = r.string_list(c, "addresses", "address blocks like \"10.20.0.0/16\"") {
+        if list.value.is_empty() {
+            c.error(
+                list.span,
+                format!(
+                    "`addresses` in {} is empty, so it would match nothing; list at least one block or remove the key",
+                    r.context
+                ),
+            );
+        }
+        for item in list.value {
+            match item.value.parse::<AddressBlock>() {
+                Ok(block) => scope.addresses.push(block),
+                Err(e) => c.error(item.span, format!("`addresses` in {}: {e}", r.context)),
+            }
+        }
+    }
+    scope
+}

@@ -1,0 +1,130 @@
+//! A live database session as the engine sees it: one row of `pg_stat_activity`, plus the role
+//! memberships `member_of` needs.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+
+/// What the server process behind a session is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum BackendType {
+    /// A client connection (`client backend`): the only kind curfew ever ends.
+    ClientBackend,
+    /// Anything else: walsender, autovacuum, background worker... (the raw `backend_type`).
+    Other(String),
+}
+
+impl BackendType {
+    /// From `pg_stat_activity.backend_type`.
+    pub fn from_pg(text: &str) -> Self {
+        if text == "client backend" {
+            BackendType::ClientBackend
+        } else {
+            BackendType::Other(text.to_owned())
+        }
+    }
+}
+
+/// `pg_stat_activity.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionState {
+    /// Running a statement.
+    Active,
+    /// Waiting for a command, outside a transaction.
+    Idle,
+    /// Waiting for a command inside an open transaction.
+    IdleInTransaction,
+    /// Waiting inside a transaction that has failed.
+    IdleInTransactionAborted,
+    /// Executing a fast-path function call.
+    FastpathFunctionCall,
+    /// `track_activities` is off for this session.
+    Disabled,
+    /// Not visible (no privilege) or not reported.
+    Unknown,
+}
+
+impl SessionState {
+    /// From `pg_stat_activity.state` (NULL maps to `Unknown`).
+    pub fn from_pg(text: Option<&str>) -> Self {
+        match text {
+            Some("active") => SessionState::Active,
+            Some("idle") => SessionState::Idle,
+            Some("idle in transaction") => SessionState::IdleInTransaction,
+            Some("idle in transaction (aborted)") => SessionState::IdleInTransactionAborted,
+            Some("fastpath function call") => SessionState::FastpathFunctionCall,
+            Some("disabled") => SessionState::Disabled,
+            _ => SessionState::Unknown,
+        }
+    }
+
+    /// The text PostgreSQL uses for this state.
+    pub fn as_pg(self) -> &'static str {
+        match self {
+            SessionState::Active => "active",
+            SessionState::Idle => "idle",
+            SessionState::IdleInTransaction => "idle in transaction",
+            SessionState::IdleInTransactionAborted => "idle in transaction (aborted)",
+            SessionState::FastpathFunctionCall => "fastpath function call",
+            SessionState::Disabled => "disabled",
+            SessionState::Unknown => "unknown",
+        }
+    }
+
+    /// Idle inside a transaction, failed or not.
+    pub fn is_idle_in_transaction(self) -> bool {
+        matches!(
+            self,
+            SessionState::IdleInTransaction | SessionState::IdleInTransactionAborted
+        )
+    }
+}
+
+/// One live session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Server process id.
+    pub pid: i32,
+    /// When the process started; with `pid`, identifies the session (pids are reused).
+    pub backend_start: Timestamp,
+    /// When the current transaction started, if one is open.
+    pub xact_start: Option<Timestamp>,
+    /// What the session is doing.
+    pub state: SessionState,
+    /// When `state` last changed.
+    pub state_change: Option<Timestamp>,
+    /// The session's role (`usename`).
+    pub role: String,
+    /// Every role the session's role is a member of, directly or indirectly. Sessions of one role
+    /// share one list.
+    pub member_of: Arc<[String]>,
+    /// The database (`datname`).
+    pub database: String,
+    /// The client address; None for Unix-socket sessions.
+    pub client_addr: Option<IpAddr>,
+    /// `application_name`, as the client set it.
+    pub application: String,
+    /// What kind of process this is.
+    pub backend_type: BackendType,
+}
+
+/// What identifies one session for its whole life: pids are reused, `(pid, backend_start)` is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct SessionKey {
+    /// Server process id.
+    pub pid: i32,
+    /// When the process started.
+    pub backend_start: Timestamp,
+}
+
+impl Session {
+    /// The session's identity.
+    pub fn key(&self) -> SessionKey {
+        SessionKey {
+            pid: self.pid,
+            backend_start: self.backend_start,
+        }
+    }
+}

@@ -145,7 +145,7 @@ pub fn format_age(age: SignedDuration) -> String {
     let sign = if negative { "-" } else { "" };
     let secs = ms / 1000;
     let text = if secs < 60 {
-        if ms % 1000 == 0 || secs >= 10 {
+        if ms.is_multiple_of(1000) || secs >= 10 {
             format!("{secs}s")
         } else {
             format!("{}.{}s", secs, (ms % 1000) / 100)

@@ -31,11 +31,11 @@ mod window;
 
 pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
 pub use duration::{DurationError, Limit, format_age};
-pub use engine::{Cause, Decision, Plan, Verdict, assess, evaluate};
+pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, evaluate};
 pub use model::{
     Action, AgentSettings, Condition, ExemptBy, Exemptions, Policy, Rule, Scope, Target, Violations,
 };
 pub use parse::{Parsed, parse_policy};
 pub use pattern::{AddressBlock, AddressError, Glob};
-pub use session::{BackendType, Session, SessionKey, SessionState};
+pub use session::{BackendType, Names, Session, SessionKey, SessionState};
 pub use window::{DaySet, Schedule, Window, WindowError, WindowKind, WindowState};

@@ -1,6 +1,7 @@
 //! A live database session as the engine sees it: one row of `pg_stat_activity`, plus the role
 //! memberships `member_of` needs.
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -95,17 +96,19 @@ pub struct Session {
     pub state: SessionState,
     /// When `state` last changed.
     pub state_change: Option<Timestamp>,
-    /// The session's role (`usename`).
-    pub role: String,
+    /// The session's role (`usename`). Names are shared: a snapshot gives every session of a
+    /// role the same `Arc`, which saves allocations and lets the engine skip string
+    /// comparisons (any `Arc` with the right text works, only more slowly).
+    pub role: Arc<str>,
     /// Every role the session's role is a member of, directly or indirectly. Sessions of one role
     /// share one list.
     pub member_of: Arc<[String]>,
     /// The database (`datname`).
-    pub database: String,
+    pub database: Arc<str>,
     /// The client address; None for Unix-socket sessions.
     pub client_addr: Option<IpAddr>,
     /// `application_name`, as the client set it.
-    pub application: String,
+    pub application: Arc<str>,
     /// What kind of process this is.
     pub backend_type: BackendType,
 }
@@ -126,5 +129,45 @@ impl Session {
             pid: self.pid,
             backend_start: self.backend_start,
         }
+    }
+}
+
+/// Hands out one shared `Arc<str>` per distinct name, so that the sessions of a snapshot share
+/// their role, database and application names. Keep one across snapshots: names seen before
+/// cost no allocation.
+#[derive(Debug, Default, Clone)]
+pub struct Names {
+    known: HashSet<Arc<str>>,
+}
+
+impl Names {
+    /// An empty set of names.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The shared copy of `name`.
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(known) = self.known.get(name) {
+            return known.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.known.insert(shared.clone());
+        shared
+    }
+
+    /// How many distinct names are held.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether no name is held.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// Forget names no session uses any more (those only this set still holds).
+    pub fn prune(&mut self) {
+        self.known.retain(|n| Arc::strong_count(n) > 1);
     }
 }

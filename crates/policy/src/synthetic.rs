@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::session::{BackendType, Session, SessionState};
+use crate::session::{BackendType, Names, Session, SessionState};
 
 /// A ten-rule policy touching every kind of condition the engine evaluates.
 pub const TEN_RULE_POLICY: &str = r#"
@@ -99,6 +99,8 @@ impl Rng {
 /// about 300 roles, 6 databases, 12 applications, 2,000 client addresses, ages up to a day.
 pub fn sessions(n: usize, now: Timestamp, seed: u64) -> Vec<Session> {
     let mut rng = Rng::new(seed);
+    // Names are shared across sessions, as a snapshot shares them.
+    let mut names = Names::new();
     let humans: Arc<[String]> = Arc::from(vec!["humans".to_owned()]);
     let nobody: Arc<[String]> = Arc::from(Vec::<String>::new());
     let databases = [
@@ -168,11 +170,11 @@ pub fn sessions(n: usize, now: Timestamp, seed: u64) -> Vec<Session> {
                 xact_start: state.is_idle_in_transaction().then_some(now - idle_for),
                 state,
                 state_change,
-                role,
+                role: names.get(&role),
                 member_of,
-                database: databases[rng.below(databases.len() as u64) as usize].to_owned(),
+                database: names.get(databases[rng.below(databases.len() as u64) as usize]),
                 client_addr: addr,
-                application: applications[rng.below(applications.len() as u64) as usize].to_owned(),
+                application: names.get(applications[rng.below(applications.len() as u64) as usize]),
                 backend_type: if i % 500 == 499 {
                     BackendType::Other("autovacuum worker".to_owned())
                 } else {

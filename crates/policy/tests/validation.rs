@@ -1,5 +1,7 @@
 //! Every validation error a policy author can make: the message, and the line:column it points at.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use curfew_policy::{Condition, Severity, parse_policy};
 
 /// The rendered errors for a policy text, as `validate` prints them.

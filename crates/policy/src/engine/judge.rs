@@ -1,0 +1,359 @@
+//! The per-session pass: every applicable rule against every session, keeping only the earliest
+//! candidate per action. Full decisions (with their cause) are built only for the sessions that
+//! end up in a plan.
+//!
+//! The pass does its time arithmetic in `i64` nanoseconds since the Unix epoch (years 1678 to
+//! 2261, far beyond any session's lifetime): jiff's checked `Timestamp` arithmetic, done for
+//! every rule of every session, was the largest cost at 100k sessions.
+
+use jiff::Timestamp;
+
+use super::decision::{Cause, Decision};
+use super::scope::ScopeIndex;
+use crate::duration::Limit;
+use crate::model::{Action, Condition, ExemptBy, Policy};
+use crate::session::{BackendType, Session, SessionState};
+use crate::window::WindowState;
+
+/// Nanoseconds since the Unix epoch, saturating outside the `i64` range.
+pub(super) fn nanos(t: Timestamp) -> i64 {
+    let n = t.as_nanosecond();
+    i64::try_from(n).unwrap_or(if n < 0 { i64::MIN } else { i64::MAX })
+}
+
+/// The instant `n` nanoseconds after the Unix epoch.
+pub(super) fn instant(n: i64) -> Timestamp {
+    // Every i64 nanosecond count is within jiff's range.
+    Timestamp::from_nanosecond(i128::from(n)).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn limit_nanos(limit: Limit) -> i64 {
+    i64::try_from(limit.get().as_nanos()).unwrap_or(i64::MAX)
+}
+
+/// The earliest time a rule fires for a session: the rule, the deadline, and for `max_sessions`
+/// the session's rank among its role's sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Candidate {
+    /// Nanoseconds since the epoch.
+    pub(super) deadline: i64,
+    rule: u32,
+    rank: u32,
+    count: u32,
+}
+
+impl Candidate {
+    /// Index of the rule in the policy.
+    pub(super) fn rule(&self) -> usize {
+        self.rule as usize
+    }
+}
+
+/// The earlier of two candidates; on a tie, the rule written first wins.
+pub(super) fn earlier(a: Option<Candidate>, b: Option<Candidate>) -> Option<Candidate> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if (b.deadline, b.rule) < (a.deadline, a.rule) {
+            b
+        } else {
+            a
+        }),
+        (a, b) => a.or(b),
+    }
+}
+
+/// One session's outcome after every rule was considered.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Judgement {
+    pub(super) client: bool,
+    pub(super) exempt: Option<ExemptBy>,
+    pub(super) terminate: Option<Candidate>,
+    pub(super) report: Option<Candidate>,
+}
+
+/// A rule, ready for the hot loop.
+#[derive(Debug, Clone, Copy)]
+enum Prepared {
+    Idle(i64),
+    IdleInTransaction(i64),
+    Lifetime(i64),
+    Allow(Placed),
+    Deny(Placed),
+    MaxSessions,
+    /// Not evaluated here (violations are the gateway's).
+    Skip,
+}
+
+/// A window rule placed at `now`.
+#[derive(Debug, Clone, Copy)]
+struct Placed {
+    state: WindowState,
+    since: Option<i64>,
+    until: Option<i64>,
+}
+
+/// What the pass and the decisions built from it share: the policy, `now`, and each rule
+/// prepared once.
+pub(super) struct Context<'p> {
+    pub(super) policy: &'p Policy,
+    /// `now` in nanoseconds since the epoch.
+    pub(super) now: i64,
+    rules: Vec<(Prepared, Action)>,
+}
+
+impl<'p> Context<'p> {
+    /// Prepare every rule; window rules are placed at `now` (they depend on nothing else).
+    pub(super) fn new(policy: &'p Policy, now: Timestamp) -> Self {
+        let place = |state: WindowState| Placed {
+            state,
+            since: state.since.map(nanos),
+            until: state.until.map(nanos),
+        };
+        let rules = policy
+            .rules
+            .iter()
+            .map(|r| {
+                let prepared = match &r.condition {
+                    Condition::Idle(l) => Prepared::Idle(limit_nanos(*l)),
+                    Condition::IdleInTransaction(l) => Prepared::IdleInTransaction(limit_nanos(*l)),
+                    Condition::Lifetime(l) => Prepared::Lifetime(limit_nanos(*l)),
+                    Condition::Allow(s) => Prepared::Allow(place(s.state_at(now))),
+                    Condition::Deny(s) => Prepared::Deny(place(s.state_at(now))),
+                    Condition::MaxSessions(_) => Prepared::MaxSessions,
+                    Condition::Violations(_) => Prepared::Skip,
+                };
+                (prepared, r.action)
+            })
+            .collect();
+        Context {
+            policy,
+            now: nanos(now),
+            rules,
+        }
+    }
+
+    /// The full decision for a candidate of this session.
+    pub(super) fn decision(&self, s: &Session, c: Candidate) -> Decision {
+        let rule = c.rule();
+        let cause = match (&self.policy.rules[rule].condition, self.rules[rule].0) {
+            (Condition::Idle(limit), _) => Cause::Idle {
+                since: s.state_change.unwrap_or(s.backend_start),
+                limit: *limit,
+            },
+            (Condition::IdleInTransaction(limit), _) => Cause::IdleInTransaction {
+                since: s.state_change.unwrap_or(s.backend_start),
+                limit: *limit,
+            },
+            (Condition::Lifetime(limit), _) => Cause::Lifetime {
+                started: s.backend_start,
+                limit: *limit,
+            },
+            (_, Prepared::Allow(p)) => Cause::OutsideWindows {
+                since: if p.state.inside {
+                    p.state.until
+                } else {
+                    p.state.since
+                },
+            },
+            (_, Prepared::Deny(p)) => Cause::InsideDenyWindow {
+                since: if p.state.inside {
+                    p.state.since
+                } else {
+                    p.state.until
+                },
+            },
+            (Condition::MaxSessions(limit), _) => Cause::OverSessionLimit {
+                rank: c.rank,
+                count: c.count,
+                limit: *limit,
+            },
+            (condition, _) => unreachable!("{} rules yield no candidates", condition.key()),
+        };
+        Decision {
+            session: s.key(),
+            rule,
+            deadline: instant(c.deadline),
+            cause,
+        }
+    }
+}
+
+/// When a prepared time-based rule fires for a session (`start` is its `backend_start`).
+#[inline(always)]
+fn deadline(rule: &Prepared, s: &Session, start: i64) -> Option<i64> {
+    // Outside an allow window (or inside a deny window): due since the window changed, or since
+    // connecting if that was later. Otherwise: due when the window changes.
+    let due_since = |since: Option<i64>| Some(since.map_or(start, |t| t.max(start)));
+    match *rule {
+        Prepared::Idle(limit) if s.state == SessionState::Idle => {
+            Some(nanos(s.state_change?).saturating_add(limit))
+        }
+        Prepared::IdleInTransaction(limit) if s.state.is_idle_in_transaction() => {
+            Some(nanos(s.state_change?).saturating_add(limit))
+        }
+        Prepared::Lifetime(limit) => Some(start.saturating_add(limit)),
+        Prepared::Allow(p) if !p.state.inside => due_since(p.since),
+        Prepared::Deny(p) if p.state.inside => due_since(p.since),
+        Prepared::Allow(p) | Prepared::Deny(p) => p.until,
+        _ => None,
+    }
+}
+
+/// Buffers kept between evaluations, so that an agent evaluating every tick does not allocate
+/// (and fault in) megabytes each time.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    /// Sessions under a `max_sessions` rule, waiting for ranking.
+    pending: Vec<(usize, Judgement)>,
+    limited: Vec<Limited>,
+    /// Sort keys for ordering decisions.
+    pub(super) keys: Vec<u128>,
+}
+
+/// Every rule against every session. `verdict` is called exactly once per session with its index
+/// and judgement: at once for most, after ranking for sessions under a `max_sessions` rule
+/// (ranking needs them all). Returns the next instant (nanoseconds) a deadline falls or a window
+/// changes.
+pub(super) fn judge(
+    ctx: &Context<'_>,
+    sessions: &[Session],
+    scratch: &mut Scratch,
+    mut verdict: impl FnMut(usize, Judgement),
+) -> Option<i64> {
+    let now = ctx.now;
+    let mut index = ScopeIndex::new(ctx.policy);
+    let mut next_wake = i64::MAX;
+    let Scratch {
+        pending, limited, ..
+    } = scratch;
+    pending.clear();
+    limited.clear();
+
+    for (i, s) in sessions.iter().enumerate() {
+        let mut j = Judgement::default();
+        if s.backend_type != BackendType::ClientBackend {
+            verdict(i, j);
+            continue;
+        }
+        j.client = true;
+        let applicable = match index.classify(s) {
+            Ok(applicable) => applicable,
+            Err(why) => {
+                j.exempt = Some(why);
+                verdict(i, j);
+                continue;
+            }
+        };
+        let start = nanos(s.backend_start);
+        let mut is_limited = false;
+        for (w, word) in applicable.rules.iter().enumerate() {
+            let mut word = *word;
+            while word != 0 {
+                let r = w * 64 + word.trailing_zeros() as usize;
+                word &= word - 1;
+                let (rule, action) = &ctx.rules[r];
+                match rule {
+                    Prepared::MaxSessions => {
+                        limited.push(Limited {
+                            rule: r,
+                            role: applicable.role_id,
+                            start,
+                            pid: s.pid,
+                            pending: pending.len(),
+                        });
+                        is_limited = true;
+                        continue;
+                    }
+                    // A window that opens or closes changes the verdict on a session in scope,
+                    // even one already due (which, if it survives, e.g. in a dry run, stops
+                    // being due then).
+                    Prepared::Allow(p) | Prepared::Deny(p) => {
+                        if let Some(until) = p.until {
+                            next_wake = next_wake.min(until);
+                        }
+                    }
+                    _ => {}
+                }
+                let Some(deadline) = deadline(rule, s, start) else {
+                    continue;
+                };
+                if deadline > now {
+                    next_wake = next_wake.min(deadline);
+                }
+                let candidate = Candidate {
+                    deadline,
+                    rule: u32::try_from(r).unwrap_or(u32::MAX),
+                    rank: 0,
+                    count: 0,
+                };
+                let slot = match action {
+                    Action::Terminate => &mut j.terminate,
+                    Action::Report => &mut j.report,
+                };
+                *slot = earlier(*slot, Some(candidate));
+            }
+        }
+        if is_limited {
+            pending.push((i, j));
+        } else {
+            verdict(i, j);
+        }
+    }
+    rank_session_limits(ctx, pending, limited);
+    for (i, j) in pending.drain(..) {
+        verdict(i, j);
+    }
+    (next_wake != i64::MAX).then_some(next_wake)
+}
+
+/// A session under a `max_sessions` rule, with what ranking needs at hand.
+#[derive(Debug, Clone, Copy)]
+struct Limited {
+    rule: usize,
+    role: u32,
+    /// `backend_start`, nanoseconds since the epoch.
+    start: i64,
+    pid: i32,
+    /// Index into the pending judgements.
+    pending: usize,
+}
+
+/// `max_sessions`: per rule and role, rank the sessions oldest first; those beyond the limit
+/// fire. Sessions another rule already ends now do not count (ending them frees their place).
+fn rank_session_limits(
+    ctx: &Context<'_>,
+    pending: &mut [(usize, Judgement)],
+    limited: &mut Vec<Limited>,
+) {
+    let now = ctx.now;
+    limited.retain(|l| {
+        pending[l.pending]
+            .1
+            .terminate
+            .is_none_or(|t| t.deadline > now)
+    });
+    // Role numbers depend on session order, but only group: within a group the order is by
+    // connection time and pid, so the outcome does not.
+    limited.sort_unstable_by_key(|l| (l.rule, l.role, l.start, l.pid));
+    for group in limited.chunk_by(|a, b| a.rule == b.rule && a.role == b.role) {
+        let (rule, action) = (group[0].rule, ctx.rules[group[0].rule].1);
+        let Condition::MaxSessions(limit) = ctx.policy.rules[rule].condition else {
+            continue;
+        };
+        let count = u32::try_from(group.len()).unwrap_or(u32::MAX);
+        for (rank, l) in group.iter().enumerate().skip(limit as usize) {
+            let j = &mut pending[l.pending].1;
+            let candidate = Candidate {
+                // Over the limit since it connected.
+                deadline: l.start,
+                rule: u32::try_from(rule).unwrap_or(u32::MAX),
+                rank: u32::try_from(rank + 1).unwrap_or(u32::MAX),
+                count,
+            };
+            let slot = match action {
+                Action::Terminate => &mut j.terminate,
+                Action::Report => &mut j.report,
+            };
+            *slot = earlier(*slot, Some(candidate));
+        }
+    }
+}

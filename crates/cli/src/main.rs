@@ -1,1 +1,99 @@
-fn main() {}
+//! `curfew`: ends database sessions when an organization-defined condition occurs, and proves it
+//! did. This binary parses the command line and turns results into output and exit codes; the
+//! work is done by the library crates.
+
+mod commands;
+mod exit;
+mod policy_file;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "curfew",
+    version,
+    about = "End database sessions when an organization-defined condition occurs, and prove it did.",
+    long_about = "curfew ends PostgreSQL sessions automatically when a condition in its policy occurs \
+                  (inactivity, an abandoned transaction, a session lifetime, hours outside a working \
+                  window, a maintenance window, too many sessions) and records each termination. It \
+                  implements NIST SP 800-171 3.1.11 / SP 800-53 AC-12 and DISA STIG V-261910.",
+    after_help = "Exit codes: 0 ok, 1 runtime failure, 2 usage or policy error, 3 a check failed.\n\n\
+                  Examples:\n  \
+                  curfew validate -c /etc/curfew/curfew.toml\n  \
+                  curfew explain --format md > session-termination.md"
+)]
+struct Cli {
+    /// The policy file ("-" reads standard input).
+    #[arg(
+        short = 'c',
+        long = "config",
+        global = true,
+        default_value = "curfew.toml",
+        value_name = "FILE"
+    )]
+    config: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the policy file; print each rule, or every error with its line and column.
+    #[command(
+        after_help = "Exit code 0 when the policy is valid (warnings are printed but \
+                            accepted), 2 when it is not.\n\n\
+                            Examples:\n  \
+                            curfew validate\n  \
+                            curfew validate -c examples/curfew.toml\n  \
+                            curfew -c /etc/curfew/curfew.toml validate --quiet && systemctl reload curfew"
+    )]
+    Validate(commands::validate::Args),
+
+    /// Write the policy's conditions as a document a system security plan can quote.
+    #[command(
+        after_help = "The document names the policy file and its SHA-256, so an assessor can \
+                            tie it to the file deployed.\n\n\
+                            Examples:\n  \
+                            curfew explain > conditions.md\n  \
+                            curfew explain -c /etc/curfew/curfew.toml --format json | jq '.rules[].statement'"
+    )]
+    Explain(commands::explain::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Validate(args) => commands::validate::run(&cli.config, args),
+        Command::Explain(args) => commands::explain::run(&cli.config, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_is_accepted_before_and_after_the_subcommand() {
+        let before = Cli::try_parse_from(["curfew", "-c", "a.toml", "validate"]).unwrap();
+        let after = Cli::try_parse_from(["curfew", "validate", "--config", "a.toml"]).unwrap();
+        assert_eq!(before.config, PathBuf::from("a.toml"));
+        assert_eq!(after.config, PathBuf::from("a.toml"));
+        let default = Cli::try_parse_from(["curfew", "explain"]).unwrap();
+        assert_eq!(default.config, PathBuf::from("curfew.toml"));
+    }
+}

@@ -132,6 +132,34 @@ impl fmt::Display for Limit {
     }
 }
 
+impl Limit {
+    /// The length in words, for documents: `15 minutes`, `1 hour 30 minutes`, `90 seconds`.
+    pub fn to_words(self) -> String {
+        let ms = self.0.as_millis();
+        let units: [(i128, &str); 5] = [
+            (86_400_000, "day"),
+            (3_600_000, "hour"),
+            (60_000, "minute"),
+            (1_000, "second"),
+            (1, "millisecond"),
+        ];
+        // Seconds under two minutes read better as seconds ("90 seconds").
+        let mut rest = ms;
+        let mut words = Vec::new();
+        for (size, unit) in units {
+            if unit == "minute" && ms < 120_000 && ms % 60_000 != 0 {
+                continue;
+            }
+            if rest >= size {
+                let n = rest / size;
+                rest %= size;
+                words.push(format!("{n} {unit}{}", if n == 1 { "" } else { "s" }));
+            }
+        }
+        words.join(" ")
+    }
+}
+
 impl serde::Serialize for Limit {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_str(self)
@@ -215,6 +243,16 @@ mod tests {
         assert_eq!(show("15m"), "15m");
         assert_eq!(show("3600s"), "1h");
         assert_eq!(show("1500ms"), "1s500ms");
+    }
+
+    #[test]
+    fn words_for_documents() {
+        let words = |t: &str| t.parse::<Limit>().unwrap().to_words();
+        assert_eq!(words("15m"), "15 minutes");
+        assert_eq!(words("1h30m"), "1 hour 30 minutes");
+        assert_eq!(words("90s"), "90 seconds");
+        assert_eq!(words("1m"), "1 minute");
+        assert_eq!(words("2d1s"), "2 days 1 second");
     }
 
     #[test]

@@ -53,7 +53,7 @@ pub fn explain(policy: &Policy) -> Explanation {
         exemptions: exemptions(policy),
         enforcement: format!(
             "The curfew agent reads the sessions of each target at least every {}, and also wakes at the moment each session's deadline falls, so a session is ended when its condition is met, not at the next check. Ages are measured on the database server's clock. Each termination is recorded in a hash-chained audit log{}.",
-            policy.agent.interval,
+            policy.agent.interval.to_words(),
             policy
                 .agent
                 .audit_log
@@ -68,13 +68,16 @@ pub fn explain(policy: &Policy) -> Explanation {
 fn explain_rule(rule: &Rule) -> RuleExplanation {
     let mut statement = match &rule.condition {
         Condition::Idle(limit) => format!(
-            "A session that has been idle (connected, no statement running, no transaction open) for {limit} is ended."
+            "A session that has been idle (connected, no statement running, no transaction open) for {} is ended.",
+            limit.to_words()
         ),
         Condition::IdleInTransaction(limit) => format!(
-            "A session that has kept a transaction open without running a statement for {limit} is ended; its transaction is rolled back."
+            "A session that has kept a transaction open without running a statement for {} is ended; its transaction is rolled back.",
+            limit.to_words()
         ),
         Condition::Lifetime(limit) => format!(
-            "A session is ended {limit} after it connected, whatever it is doing at the time (a running statement is cancelled)."
+            "A session is ended {} after it connected, whatever it is doing at the time (a running statement is cancelled).",
+            limit.to_words()
         ),
         Condition::Allow(s) => format!(
             "Sessions are allowed only during {}. A session found outside these windows is ended, including one that connects outside them.",
@@ -93,7 +96,7 @@ fn explain_rule(rule: &Rule) -> RuleExplanation {
             v.count,
             if v.count == 1 { "" } else { "s" },
             v.sqlstates.join(", "),
-            v.within
+            v.within.to_words()
         ),
     };
     if rule.lock_logins {
@@ -120,13 +123,66 @@ fn explain_rule(rule: &Rule) -> RuleExplanation {
             .map(|s| s.zone().iana_name().unwrap_or("UTC").to_owned()),
         action: rule.action,
         action_text,
-        warn: rule.warn.map(|w| w.to_string()),
+        warn: rule.warn.map(|w| w.to_words()),
         lock_logins: rule.lock_logins,
         enforced_by: match rule.condition {
             Condition::Violations(_) => "gateway",
             _ => "agent",
         },
     }
+}
+
+/// One line for a rule: its condition, options and scope (`idle 15m · warn 2m · members of
+/// humans`), for listings such as `curfew validate`.
+pub fn summary(rule: &Rule) -> String {
+    let mut parts = vec![match &rule.condition {
+        Condition::Idle(l) => format!("idle {l}"),
+        Condition::IdleInTransaction(l) => format!("idle in transaction {l}"),
+        Condition::Lifetime(l) => format!("lifetime {l}"),
+        Condition::Allow(s) | Condition::Deny(s) => format!(
+            "{} {} ({})",
+            rule.condition.key(),
+            s.windows()
+                .iter()
+                .map(|w| w.text.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.zone().iana_name().unwrap_or("UTC")
+        ),
+        Condition::MaxSessions(n) => format!("at most {n} per role"),
+        Condition::Violations(v) => format!(
+            "{} × {} within {} (gateway only)",
+            v.count,
+            v.sqlstates.join("/"),
+            v.within
+        ),
+    }];
+    if let Some(w) = rule.warn {
+        parts.push(format!("warn {w}"));
+    }
+    if rule.lock_logins {
+        parts.push("locks logins".to_owned());
+    }
+    let scope = scope_parts(&rule.scope);
+    parts.push(if scope.is_empty() {
+        "every session".to_owned()
+    } else {
+        // "of roles `a`" reads as "roles a" in a listing.
+        scope
+            .iter()
+            .map(|p| {
+                let p = p.strip_prefix("of ").unwrap_or(p);
+                p.strip_prefix("connected to ")
+                    .unwrap_or(p)
+                    .replace('`', "")
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    });
+    if rule.action == Action::Report {
+        parts.push("report only".to_owned());
+    }
+    parts.join(" · ")
 }
 
 fn windows(s: &Schedule) -> String {
@@ -182,10 +238,15 @@ fn scope_parts(scope: &Scope) -> Vec<String> {
         ));
     }
     if !scope.addresses.is_empty() {
-        parts.push(format!(
-            "from addresses {}",
-            quoted(scope.addresses.iter().map(|a| a.to_string()))
-        ));
+        let blocks: Vec<String> = scope
+            .addresses
+            .iter()
+            .map(|a| match a {
+                crate::pattern::AddressBlock::Local => "`local` (Unix socket)".to_owned(),
+                other => format!("`{other}`"),
+            })
+            .collect();
+        parts.push(format!("from addresses {}", join_or(&blocks, "or")));
     }
     parts
 }
@@ -199,12 +260,15 @@ fn applies_to(scope: &Scope) -> String {
 }
 
 fn exemptions(policy: &Policy) -> String {
-    let always = "Never ended by any rule: server processes that are not client sessions (replication senders, autovacuum, background workers) and curfew's own connections";
+    let always = "Never ended by any rule: server processes that are not client sessions (replication senders, autovacuum, background workers)";
     let parts = scope_parts(&policy.exempt.0);
     if parts.is_empty() {
-        return format!("{always}.");
+        return format!("{always} and curfew's own connections.");
     }
-    let mut text = format!("{always}, and sessions {}.", join_or(&parts, "or"));
+    let mut text = format!(
+        "{always}, curfew's own connections, and sessions {}.",
+        join_or(&parts, "or")
+    );
     if !policy.exempt.0.applications.is_empty() {
         text.push_str(
             " Note that the application name is chosen by the client, so an exemption by application is a convenience, not a security boundary.",
@@ -214,13 +278,17 @@ fn exemptions(policy: &Policy) -> String {
 }
 
 impl Explanation {
-    /// The explanation as a Markdown document; `source` names the policy file (and its hash).
-    pub fn to_markdown(&self, source: &str) -> String {
+    /// The explanation as a Markdown document; `source` names the policy file, `sha256` is the
+    /// hash of its bytes (so a reader can tie the document to the file deployed).
+    pub fn to_markdown(&self, source: &str, sha256: Option<&str>) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "# Session termination conditions\n");
+        let hash = sha256
+            .map(|h| format!(" (SHA-256 `{h}`)"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "Defined in `{source}`. These are the conditions under which user sessions on the database servers below are terminated automatically (NIST SP 800-171 3.1.11 / SP 800-53 AC-12; DISA STIG V-261910 for PostgreSQL).\n"
+            "Defined in `{source}`{hash}. These are the conditions under which user sessions are terminated automatically (NIST SP 800-171 3.1.11 / SP 800-53 AC-12; DISA STIG V-261910 for PostgreSQL).\n"
         );
         let _ = writeln!(out, "## Conditions\n");
         if self.rules.is_empty() {

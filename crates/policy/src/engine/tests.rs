@@ -6,7 +6,6 @@ use std::sync::Arc;
 use jiff::{SignedDuration, Timestamp};
 
 use super::*;
-use crate::model::ExemptBy as _;
 use crate::parse_policy;
 use crate::session::{BackendType, SessionState};
 
@@ -57,7 +56,7 @@ const IDLE_15M: &str = "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\nwarn = 
 fn idle_session_past_its_limit_ends_with_a_reason() {
     let p = policy(IDLE_15M);
     let s = idle_for(session(1, "kim"), 15 * 60 + 2);
-    let plan = evaluate(&p, &[s.clone()], now());
+    let plan = evaluate(&p, std::slice::from_ref(&s), now());
     assert_eq!(pids(&plan.terminations), [1]);
     let d = plan.terminations[0];
     assert_eq!(

@@ -1,0 +1,4 @@
+//! One module per subcommand.
+
+pub(crate) mod explain;
+pub(crate) mod validate;

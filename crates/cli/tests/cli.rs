@@ -1,0 +1,183 @@
+//! The `curfew` binary as a user runs it: output, messages and exit codes.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn curfew(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .unwrap()
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A policy file in a fresh temporary directory.
+fn policy_file(name: &str, body: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("curfew-cli-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("curfew.toml");
+    std::fs::write(&path, body).unwrap();
+    path
+}
+
+#[test]
+fn validate_lists_each_rule_of_the_example() {
+    let out = curfew(&["validate", "-c", "examples/curfew.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.starts_with("examples/curfew.toml: valid: 9 rules, 2 targets"),
+        "{stdout}"
+    );
+    for rule in [
+        "inactivity",
+        "working-hours",
+        "one-session-each",
+        "year-end-maintenance",
+    ] {
+        assert!(
+            stdout.contains(&format!("  {rule} ")),
+            "{rule} missing from {stdout}"
+        );
+    }
+    assert!(stdout.contains("allow Mon-Fri 07:00-19:00, Sat 08:00-12:00 (America/New_York)"));
+}
+
+#[test]
+fn validate_reports_every_error_with_its_position_and_exits_2() {
+    let path = policy_file(
+        "errors",
+        "[[rule]]\nname = \"a\"\nidel = \"5m\"\n\n[[rule]]\nname = \"b\"\nlifetime = \"0s\"\n",
+    );
+    let out = curfew(&["validate", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let p = path.display();
+    assert!(
+        stderr.contains(&format!(
+            "{p}:3:1: unknown key `idel` in rule \"a\"; did you mean `idle`?"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{p}:7:12: `lifetime` in rule \"b\"")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("curfew: 2 errors in"), "{stderr}");
+    assert!(text(&out.stdout).is_empty());
+}
+
+#[test]
+fn config_goes_before_or_after_the_subcommand() {
+    let before = curfew(&["-c", "examples/curfew.toml", "validate", "--quiet"]);
+    let after = curfew(&["validate", "--quiet", "--config", "examples/curfew.toml"]);
+    assert_eq!(before.status.code(), Some(0));
+    assert_eq!(after.status.code(), Some(0));
+    assert!(text(&before.stdout).is_empty());
+}
+
+#[test]
+fn a_missing_policy_file_is_a_usage_error() {
+    let out = curfew(&["validate", "-c", "no/such/curfew.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot read policy file no/such/curfew.toml"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    assert_eq!(curfew(&["valdate"]).status.code(), Some(2));
+    assert_eq!(
+        curfew(&["explain", "--format", "pdf"]).status.code(),
+        Some(2)
+    );
+}
+
+#[test]
+fn policy_from_standard_input() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(["validate", "-c", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"[[rule]]\nname = \"x\"\nidle = \"1m\"\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("<stdin>: valid: 1 rule, 0 targets"));
+}
+
+#[test]
+fn explain_markdown_covers_every_rule_and_names_the_file_hash() {
+    let out = curfew(&["explain", "-c", "examples/curfew.toml"]);
+    assert_eq!(out.status.code(), Some(0));
+    let md = text(&out.stdout);
+    assert!(md.starts_with("# Session termination conditions"));
+    assert!(md.contains("Defined in `examples/curfew.toml` (SHA-256 `"));
+    for (i, rule) in [
+        "inactivity",
+        "abandoned-transaction",
+        "session-lifetime",
+        "working-hours",
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert!(md.contains(&format!("### {}. {rule}", i + 1)), "{rule}");
+    }
+    assert!(md.contains("for 15 minutes is ended"));
+    assert!(md.contains("- **Time zone:** America/New_York"));
+    assert!(md.contains("Report only"));
+    assert!(md.contains("## Exemptions"));
+}
+
+#[test]
+fn explain_json_is_a_document_tools_can_read() {
+    let out = curfew(&["explain", "-c", "examples/curfew.toml", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["source"], "examples/curfew.toml");
+    assert_eq!(doc["sha256"].as_str().unwrap().len(), 64);
+    let rules = doc["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 9);
+    assert_eq!(rules[0]["name"], "inactivity");
+    assert_eq!(rules[0]["warn"], "2 minutes");
+    assert_eq!(rules[8]["enforced_by"], "gateway");
+}
+
+#[test]
+fn a_closed_pipe_is_not_a_panic() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(["explain", "-c", "examples/curfew.toml", "--format", "json"])
+        .current_dir(workspace())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away at once, like `| head -0`
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

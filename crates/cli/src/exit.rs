@@ -10,6 +10,8 @@ pub(crate) enum Failure {
     Usage(String),
     /// Something failed at run time: I/O, the network, the database (exit 1).
     Runtime(anyhow::Error),
+    /// A check or verification ran and did not pass (exit 3).
+    Check(String),
 }
 
 impl Failure {
@@ -27,6 +29,10 @@ impl Failure {
             Failure::Runtime(error) => {
                 eprintln!("curfew: {error:#}");
                 ExitCode::from(1)
+            }
+            Failure::Check(message) => {
+                eprintln!("curfew: {message}");
+                ExitCode::from(3)
             }
         }
     }

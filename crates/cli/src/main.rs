@@ -4,7 +4,9 @@
 
 mod commands;
 mod exit;
+mod logging;
 mod policy_file;
+mod when;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +65,32 @@ enum Command {
                             curfew explain -c /etc/curfew/curfew.toml --format json | jq '.rules[].statement'"
     )]
     Explain(commands::explain::Args),
+
+    /// Show what would happen now (or at --at) to each live session on each target.
+    #[command(
+        after_help = "Connects to each target, reads its sessions once, and shows for each                             the rule that will end it and in how long, or why it is exempt. Nothing                             is ended.
+
+                            Examples:
+                              curfew plan
+                              curfew plan --target primary --at +2h
+                              curfew plan --at \"2026-11-23 19:05 America/New_York\" --format json"
+    )]
+    Plan(commands::plan::Args),
+
+    /// Enforce the policy on every target until stopped.
+    #[command(
+        after_help = "Reads each target's sessions at least every [agent] interval and at                             each deadline, ends the sessions the policy says must end, and records                             each action in the audit log (an intent before, an outcome after).                             SIGHUP reloads the policy (an invalid file leaves the running one in                             force); SIGTERM or Ctrl-C stop cleanly. Logs go to standard error;                             filter them with CURFEW_LOG=debug.
+
+                            Examples:
+                              curfew agent -c /etc/curfew/curfew.toml
+                              curfew agent --dry-run --audit-log ./dry-run.jsonl
+                              curfew agent --log-format json"
+    )]
+    Agent(commands::agent::Args),
+
+    /// Check or read an audit log.
+    #[command(subcommand)]
+    Audit(commands::audit::Command),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +98,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(&cli.config, args),
         Command::Explain(args) => commands::explain::run(&cli.config, args),
+        Command::Plan(args) => commands::plan::run(&cli.config, args),
+        Command::Agent(args) => commands::agent::run(&cli.config, args),
+        Command::Audit(command) => commands::audit::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

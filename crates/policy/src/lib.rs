@@ -27,6 +27,7 @@ mod parse;
 mod pattern;
 mod session;
 pub mod synthetic;
+mod url;
 mod window;
 
 pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
@@ -38,4 +39,5 @@ pub use model::{
 pub use parse::{Parsed, parse_policy};
 pub use pattern::{AddressBlock, AddressError, Glob};
 pub use session::{BackendType, Names, Session, SessionKey, SessionState};
+pub use url::{ConnectionUrl, Host, SslMode, UrlError};
 pub use window::{DaySet, Schedule, Window, WindowError, WindowKind, WindowState};

@@ -43,8 +43,8 @@ impl Default for AgentSettings {
 pub struct Target {
     /// Unique name used in audit records, metrics and messages.
     pub name: String,
-    /// libpq-style connection URL, without a password.
-    pub url: String,
+    /// libpq-style connection URL (never holds a password).
+    pub url: crate::url::ConnectionUrl,
     /// File holding the password (read at connect time, never logged).
     pub password_file: Option<String>,
     /// A read-only standby: sessions are ended there, lock state comes from the primary.

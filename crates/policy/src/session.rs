@@ -62,7 +62,7 @@ impl SessionState {
     }
 
     /// The text PostgreSQL uses for this state.
-    pub fn as_pg(self) -> &'static str {
+    pub const fn as_pg(self) -> &'static str {
         match self {
             SessionState::Active => "active",
             SessionState::Idle => "idle",

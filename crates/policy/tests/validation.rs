@@ -279,17 +279,27 @@ fn target_mistakes() {
     assert_error(
         "[[target]]\nname = \"db\"\nurl = \"postgresql://agent:hunter2@db1/postgres\"\n",
         "3:7",
-        "`url` contains a password; remove it and put the password in a file named by `password_file`",
+        "`url` in target \"db\": the connection URL contains a password; remove it and name a file holding it with `password_file`",
     );
     assert_error(
         "[[target]]\nname = \"db\"\nurl = \"postgresql://agent@db1/postgres?password=x\"\n",
         "3:7",
-        "`url` contains a password",
+        "the connection URL contains a password",
     );
     assert_error(
         "[[target]]\nname = \"db\"\nurl = \"host=db1 user=agent\"\n",
         "3:7",
-        "`url` must be a libpq URL starting with postgresql://",
+        "`url` in target \"db\": connection URL must start with postgresql://",
+    );
+    assert_error(
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://a@h/d?sslmode=verify_full\"\n",
+        "3:7",
+        "bad value for sslmode: \"verify_full\"; expected disable, prefer, require, verify-ca or verify-full",
+    );
+    assert_error(
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://a@h/d?sslrotcert=/ca.pem\"\n",
+        "3:7",
+        "unknown connection parameter \"sslrotcert\"",
     );
     assert_error(
         "[[target]]\nname = \"db\"\nurl = \"postgresql://a@h/d\"\n[[target]]\nname = \"db\"\nurl = \"postgresql://a@h2/d\"\n",
@@ -300,6 +310,23 @@ fn target_mistakes() {
         "[[target]]\nname = \"db\"\n",
         "1:1",
         "[[target]] #1 has no `url`",
+    );
+}
+
+#[test]
+fn weak_tls_is_a_warning_at_the_url() {
+    let parsed = parse_policy(
+        "t.toml",
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://a@db1/postgres?sslmode=require\"\n",
+        jiff::tz::db(),
+    )
+    .unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("t.toml:3:7: warning: target \"db\" uses sslmode=require")),
+        "{warnings:#?}"
     );
 }
 

@@ -27,9 +27,9 @@ pub(crate) struct Args {
 /// Print the explanation of the policy.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let file = policy_file::load(config)?;
-    let explanation = explain(&file.parsed.policy);
+    let explanation = explain(&file.policy);
     match args.format {
-        Format::Md => out(&explanation.to_markdown(&file.name, Some(&file.sha256))),
+        Format::Md => out(&explanation.to_markdown(&file.source, Some(&file.sha256))),
         Format::Json => {
             #[derive(serde::Serialize)]
             struct Document<'a> {
@@ -39,7 +39,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                 explanation: &'a Explanation,
             }
             let document = Document {
-                source: &file.name,
+                source: &file.source,
                 sha256: &file.sha256,
                 explanation: &explanation,
             };

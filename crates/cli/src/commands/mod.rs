@@ -1,4 +1,7 @@
 //! One module per subcommand.
 
+pub(crate) mod agent;
+pub(crate) mod audit;
 pub(crate) mod explain;
+pub(crate) mod plan;
 pub(crate) mod validate;

@@ -21,11 +21,11 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     if args.quiet {
         return Ok(());
     }
-    let policy = &file.parsed.policy;
+    let policy = &file.policy;
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let mut text = format!(
         "{}: valid: {}, {} (sha256 {})\n",
-        file.name,
+        file.source,
         plural(policy.rules.len(), "rule"),
         plural(policy.targets.len(), "target"),
         &file.sha256[..16]

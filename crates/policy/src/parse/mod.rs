@@ -166,18 +166,26 @@ fn parse_targets(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Vec<Target
             }
             None => {}
         }
-        match &url {
-            None if r.get("url").is_none() => {
-                c.error(header.clone(), format!("{context} has no `url`; add url = \"postgresql://user@host:5432/dbname?sslmode=verify-full\""));
-            }
-            Some(u) => check_url(c, u),
-            None => {}
+        if url.is_none() && r.get("url").is_none() {
+            c.error(
+                header.clone(),
+                format!(
+                    "{context} has no `url`; add url = \"postgresql://user@host:5432/dbname?sslmode=verify-full\""
+                ),
+            );
         }
+        let parsed = url.as_ref().and_then(|u| {
+            let label = match &name {
+                Some(n) => format!("target \"{}\"", n.value),
+                None => context.clone(),
+            };
+            parse_url(c, &label, u)
+        });
         r.finish(c);
-        if let (Some(name), Some(url)) = (name, url) {
+        if let (Some(name), Some(url)) = (name, parsed) {
             targets.push(Target {
                 name: name.value,
-                url: url.value,
+                url,
                 password_file: password_file.map(|p| p.value),
                 standby,
             });
@@ -186,36 +194,33 @@ fn parse_targets(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Vec<Target
     targets
 }
 
-/// The checks that can be made on a URL without connecting: its scheme, and that it carries no
-/// password (secrets come from `password_file`, never from the policy).
-fn check_url(c: &mut Collector<'_>, url: &Located<String>) {
-    let text = url.value.trim();
-    let Some(rest) = text
-        .strip_prefix("postgresql://")
-        .or_else(|| text.strip_prefix("postgres://"))
-    else {
-        c.error(
-            url.span.clone(),
-            "`url` must be a libpq URL starting with postgresql:// (like \"postgresql://curfew_agent@db1:5432/postgres?sslmode=verify-full\")",
-        );
-        return;
-    };
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let has_password_in_userinfo = authority
-        .rsplit_once('@')
-        .is_some_and(|(userinfo, _)| userinfo.contains(':'));
-    let query = rest.split_once('?').map_or("", |(_, q)| q);
-    let has_password_param = query.split('&').any(|kv| {
-        kv.split('=')
-            .next()
-            .is_some_and(|k| k.eq_ignore_ascii_case("password"))
-    });
-    if has_password_in_userinfo || has_password_param {
-        c.error(
-            url.span.clone(),
-            "`url` contains a password; remove it and put the password in a file named by `password_file`",
-        );
+/// Parse a target's URL; refusals and weak TLS are reported at the URL's position.
+fn parse_url(
+    c: &mut Collector<'_>,
+    context: &str,
+    url: &Located<String>,
+) -> Option<crate::url::ConnectionUrl> {
+    match crate::url::ConnectionUrl::parse(&url.value) {
+        Ok(parsed) => {
+            let tcp = parsed
+                .hosts
+                .iter()
+                .any(|(h, _)| matches!(h, crate::url::Host::Tcp(_)));
+            if tcp && !parsed.sslmode.verifies_server() {
+                c.warning(
+                    url.span.clone(),
+                    format!(
+                        "{context} uses sslmode={}: the server's identity is not verified; use sslmode=verify-full with sslrootcert",
+                        parsed.sslmode.as_str()
+                    ),
+                );
+            }
+            Some(parsed)
+        }
+        Err(e) => {
+            c.error(url.span.clone(), format!("`url` in {context}: {e}"));
+            None
+        }
     }
 }
 

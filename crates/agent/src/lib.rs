@@ -1,0 +1,21 @@
+//! curfew's enforcement loop. For every target, concurrently: read the sessions (on the
+//! server's clock), let the engine decide, end what must end (guarded, with an intent record
+//! before and an outcome record after), then sleep until the next deadline or the discovery
+//! interval, whichever comes first — so a session ends within milliseconds of its deadline,
+//! not at the next poll.
+
+mod act;
+mod backend;
+mod events;
+mod loaded;
+mod records;
+mod shared;
+mod supervisor;
+mod worker;
+
+pub use backend::{Backend, Connector};
+pub use events::AgentEvent;
+pub use loaded::{LoadError, LoadedPolicy};
+pub use records::write_to as write_audit;
+pub use shared::AgentOptions;
+pub use supervisor::{AgentError, run};

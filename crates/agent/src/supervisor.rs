@@ -1,0 +1,154 @@
+//! The agent as a whole: one worker per target, started, restarted and stopped as reloaded
+//! policies change the targets, and a clean stop on shutdown.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use curfew_audit::{AuditLog, Event};
+use curfew_postgres::TargetSpec;
+use serde_json::json;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::loaded::LoadedPolicy;
+use crate::records::write;
+use crate::shared::{AgentOptions, Shared};
+use crate::worker::Worker;
+
+/// Why the agent could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The audit log cannot be written: the agent does nothing it cannot record.
+    #[error("{0}")]
+    Audit(String),
+}
+
+struct Running {
+    spec: TargetSpec,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+/// Run the agent until `shutdown` completes. The policy comes through `policy`: the caller
+/// validates a reloaded file and sends it whole (an invalid file never reaches the agent).
+pub async fn run(
+    audit: AuditLog,
+    options: AgentOptions,
+    mut policy: watch::Receiver<Arc<LoadedPolicy>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let shared = Arc::new(Shared { audit, options });
+    let mut started = crate::records::about(Event::AgentStarted, "*");
+    started.target = None;
+    started.detail = Some(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "dry_run": shared.options.dry_run,
+        "pid": std::process::id(),
+    }));
+    write(&shared, started).await.map_err(AgentError::Audit)?;
+
+    let mut workers: HashMap<String, Running> = HashMap::new();
+    let mut recorded_sha = String::new();
+    tokio::pin!(shutdown);
+    loop {
+        let loaded = policy.borrow_and_update().clone();
+        if loaded.sha256 != recorded_sha {
+            let mut record = crate::records::about(Event::PolicyLoaded, "*");
+            record.target = None;
+            record.detail = Some(json!({
+                "source": loaded.source,
+                "sha256": loaded.sha256,
+                "rules": loaded.policy.rules.len(),
+                "targets": loaded.policy.targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+            }));
+            // A reload is applied even if recording it failed (the failure is logged); the
+            // policy in force must not depend on the disk.
+            let _ = write(&shared, record).await;
+            recorded_sha = loaded.sha256.clone();
+            tracing::info!(target: "curfew::agent", "policy {} (sha256 {}) in force: {} rules, {} targets",
+                loaded.source, &loaded.sha256[..12], loaded.policy.rules.len(), loaded.policy.targets.len());
+        }
+        reconcile(&shared, &policy, &loaded, &mut workers).await;
+        tokio::select! {
+            changed = policy.changed() => if changed.is_err() { break },
+            () = &mut shutdown => break,
+        }
+    }
+    tracing::info!(target: "curfew::agent", "stopping");
+    for (_, running) in workers.drain() {
+        stop(running).await;
+    }
+    let mut stopped = crate::records::about(Event::AgentStopped, "*");
+    stopped.target = None;
+    let _ = write(&shared, stopped).await;
+    Ok(())
+}
+
+/// Start workers for new targets, restart changed ones, stop removed ones.
+async fn reconcile(
+    shared: &Arc<Shared>,
+    policy: &watch::Receiver<Arc<LoadedPolicy>>,
+    loaded: &LoadedPolicy,
+    workers: &mut HashMap<String, Running>,
+) {
+    let wanted: HashMap<String, TargetSpec> = loaded
+        .policy
+        .targets
+        .iter()
+        .map(|t| (t.name.clone(), TargetSpec::from_policy(t)))
+        .collect();
+    if wanted.is_empty() {
+        tracing::warn!(target: "curfew::agent", "the policy names no [[target]]: nothing to watch");
+    }
+    let stale: Vec<String> = workers
+        .iter()
+        .filter(|(name, running)| {
+            wanted.get(*name).is_none_or(|spec| {
+                spec.url != running.spec.url || spec.password_file != running.spec.password_file
+            })
+        })
+        .map(|(name, _)| name.clone())
+        .collect();
+    for name in stale {
+        if let Some(running) = workers.remove(&name) {
+            tracing::info!(target: "curfew::agent", "target \"{name}\": removed or changed; stopping its worker");
+            stop(running).await;
+        }
+    }
+    for (name, spec) in wanted {
+        if workers.contains_key(&name) {
+            continue;
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker = Worker {
+            target: name.clone(),
+            connector: spec.clone(),
+            shared: shared.clone(),
+            policy: policy.clone(),
+            stop: stop_rx,
+        };
+        let task = tokio::spawn(worker.run());
+        workers.insert(
+            name,
+            Running {
+                spec,
+                stop: stop_tx,
+                task,
+            },
+        );
+    }
+}
+
+/// Ask a worker to stop and wait for it (an in-flight termination completes first).
+async fn stop(running: Running) {
+    let _ = running.stop.send(true);
+    let mut task = running.task;
+    if tokio::time::timeout(Duration::from_secs(15), &mut task)
+        .await
+        .is_err()
+    {
+        task.abort();
+    }
+}

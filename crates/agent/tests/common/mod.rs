@@ -1,0 +1,251 @@
+//! Shared test harness: a sandbox cluster with curfew's role and some users, client sessions
+//! whose end the test can observe, and an agent running in the test process.
+
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // a shared test helper module
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use curfew_agent::{AgentEvent, AgentOptions, LoadedPolicy};
+use curfew_audit::AuditLog;
+use curfew_sandbox::{Cluster, Options};
+use tokio::sync::{broadcast, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// A cluster with `curfew_agent` (least privilege) and login roles `kim`, `lee` (members of
+/// `humans`) and `appuser`.
+pub fn cluster() -> Cluster {
+    cluster_with(Options::default())
+}
+
+pub fn cluster_with(options: Options) -> Cluster {
+    let cluster = Cluster::start(options).unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .psql(
+            "CREATE ROLE curfew_agent LOGIN;
+             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+             CREATE ROLE humans NOLOGIN;
+             CREATE ROLE kim LOGIN IN ROLE humans;
+             CREATE ROLE lee LOGIN IN ROLE humans;
+             CREATE ROLE appuser LOGIN;",
+        )
+        .unwrap();
+    cluster
+}
+
+/// A fresh directory for one test's files.
+pub fn scratch(name: &str) -> PathBuf {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "curfew-agent-test-{}-{name}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A client session; `ended` resolves when the server ends the connection.
+pub struct Client {
+    pub client: Arc<tokio_postgres::Client>,
+    pub pid: i32,
+    ended: Option<oneshot::Receiver<Instant>>,
+}
+
+impl Client {
+    /// Run `pg_sleep(seconds)` on this session in the background (it is active meanwhile).
+    pub fn sleep_in_background(
+        &self,
+        seconds: f64,
+    ) -> JoinHandle<Result<(), tokio_postgres::Error>> {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            client
+                .batch_execute(&format!("SELECT pg_sleep({seconds})"))
+                .await
+        })
+    }
+
+    /// Whether the server has ended the connection.
+    pub fn is_ended(&mut self) -> bool {
+        match &mut self.ended {
+            Some(rx) => match rx.try_recv() {
+                Ok(_) | Err(oneshot::error::TryRecvError::Closed) => {
+                    self.ended = None;
+                    true
+                }
+                Err(oneshot::error::TryRecvError::Empty) => false,
+            },
+            None => true,
+        }
+    }
+
+    /// Wait up to `limit` for the connection to end; the instant it ended.
+    pub async fn ended_within(&mut self, limit: Duration) -> Option<Instant> {
+        let rx = self.ended.as_mut()?;
+        match tokio::time::timeout(limit, rx).await {
+            Ok(Ok(at)) => {
+                self.ended = None;
+                Some(at)
+            }
+            Ok(Err(_)) => None,
+            Err(_) => None,
+        }
+    }
+}
+
+/// Open a session as `user` over TCP with this application name.
+pub async fn connect(cluster: &Cluster, user: &str, application: &str) -> Client {
+    let url = format!(
+        "host=127.0.0.1 port={} user={user} dbname=postgres application_name={application}",
+        cluster.port()
+    );
+    open(&url).await
+}
+
+/// Open a session as `user` over the Unix socket.
+pub async fn connect_socket(cluster: &Cluster, user: &str) -> Client {
+    let url = format!(
+        "host={} port={} user={user} dbname=postgres application_name=psql",
+        cluster.socket_dir().display(),
+        cluster.port()
+    );
+    open(&url).await
+}
+
+async fn open(conninfo: &str) -> Client {
+    let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let _ = connection.await;
+        let _ = tx.send(Instant::now());
+    });
+    let pid: i32 = client
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    Client {
+        client: Arc::new(client),
+        pid,
+        ended: Some(rx),
+    }
+}
+
+/// Parse a policy whose text may say `{url}` for the cluster's URL as curfew_agent.
+pub fn policy(cluster: &Cluster, text: &str) -> LoadedPolicy {
+    let url = cluster.url("curfew_agent", "postgres");
+    let text = format!(
+        "[agent]\ninterval = \"1s\"\n\n[[target]]\nname = \"test\"\nurl = \"{url}\"\n\n{text}"
+    );
+    LoadedPolicy::from_bytes("test.toml", text.into_bytes()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An agent running in this process.
+pub struct Agent {
+    pub events: broadcast::Receiver<AgentEvent>,
+    pub policy: watch::Sender<Arc<LoadedPolicy>>,
+    pub audit_path: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<Result<(), curfew_agent::AgentError>>>,
+}
+
+impl Agent {
+    pub async fn start(policy: LoadedPolicy, dir: &std::path::Path) -> Agent {
+        Self::start_with(policy, dir, AgentOptions::default()).await
+    }
+
+    pub async fn start_with(
+        policy: LoadedPolicy,
+        dir: &std::path::Path,
+        mut options: AgentOptions,
+    ) -> Agent {
+        let audit_path = dir.join("audit.jsonl");
+        let audit = AuditLog::open(&audit_path).unwrap();
+        let (events_tx, events) = broadcast::channel(1024);
+        options.events = Some(events_tx);
+        options.retry_max = Duration::from_secs(2);
+        let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
+        let (stop_tx, stop_rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(curfew_agent::run(audit, options, policy_rx, async move {
+            let _ = stop_rx.await;
+        }));
+        Agent {
+            events,
+            policy: policy_tx,
+            audit_path,
+            stop: Some(stop_tx),
+            task: Some(task),
+        }
+    }
+
+    /// Wait for an event matching `pick`, up to `limit`.
+    pub async fn next<T>(
+        &mut self,
+        limit: Duration,
+        mut pick: impl FnMut(&AgentEvent) -> Option<T>,
+    ) -> Option<T> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let event = tokio::time::timeout_at(deadline, self.events.recv())
+                .await
+                .ok()?;
+            match event {
+                Ok(e) => {
+                    if let Some(found) = pick(&e) {
+                        return Some(found);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// Wait until the agent has connected and evaluated at least once.
+    pub async fn ready(&mut self) {
+        self.next(Duration::from_secs(20), |e| {
+            matches!(e, AgentEvent::Evaluated { .. }).then_some(())
+        })
+        .await
+        .expect("the agent never evaluated a snapshot");
+    }
+
+    /// Stop the agent and wait for it; its audit log must verify.
+    pub async fn stop(mut self) -> curfew_audit::Verification {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().unwrap();
+        }
+        let verification = curfew_audit::verify(&self.audit_path).unwrap();
+        assert!(
+            verification.is_intact(),
+            "audit log does not verify: {:#?}",
+            verification.problems
+        );
+        verification
+    }
+}
+
+/// The events the agent reported as terminations, by pid.
+pub fn terminated_pid(e: &AgentEvent) -> Option<(i32, String, Duration)> {
+    match e {
+        AgentEvent::Terminated {
+            session,
+            rule,
+            lateness,
+            ..
+        } => Some((
+            session.pid,
+            rule.clone(),
+            Duration::try_from(*lateness).unwrap_or_default(),
+        )),
+        _ => None,
+    }
+}

@@ -1,0 +1,125 @@
+//! The kinds of things an audit record can report.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// What happened. Serialized in snake_case, e.g. `"session_terminated"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Event {
+    /// The agent started.
+    AgentStarted,
+    /// The agent stopped.
+    AgentStopped,
+    /// A policy was loaded and is in force.
+    PolicyLoaded,
+    /// A policy was rejected (the previous one stays in force).
+    PolicyRejected,
+    /// The agent is about to end a session; an outcome record must follow and name this
+    /// record's seq in its `intent` field.
+    TerminationIntent,
+    /// A session was ended.
+    SessionTerminated,
+    /// A termination was not carried out (e.g. the session no longer matched).
+    TerminationSkipped,
+    /// A termination was attempted and failed.
+    TerminationFailed,
+    /// A session was reported only (report mode).
+    SessionReported,
+    /// A login was locked.
+    LoginLocked,
+    /// A locked login was restored.
+    LoginRestored,
+    /// A lock was created.
+    LockCreated,
+    /// A lock was released.
+    LockReleased,
+    /// A lock had drifted from its intended state and was corrected.
+    LockDriftCorrected,
+    /// This agent became the leader.
+    LeaderAcquired,
+    /// This agent lost leadership.
+    LeaderLost,
+    /// A control was checked and found working.
+    ControlVerified,
+}
+
+impl Event {
+    /// Every event, in declaration order.
+    pub const ALL: [Event; 17] = [
+        Event::AgentStarted,
+        Event::AgentStopped,
+        Event::PolicyLoaded,
+        Event::PolicyRejected,
+        Event::TerminationIntent,
+        Event::SessionTerminated,
+        Event::TerminationSkipped,
+        Event::TerminationFailed,
+        Event::SessionReported,
+        Event::LoginLocked,
+        Event::LoginRestored,
+        Event::LockCreated,
+        Event::LockReleased,
+        Event::LockDriftCorrected,
+        Event::LeaderAcquired,
+        Event::LeaderLost,
+        Event::ControlVerified,
+    ];
+
+    /// Whether this event announces an action whose outcome must be recorded later
+    /// (verification reports intents that never got one).
+    pub fn is_intent(&self) -> bool {
+        matches!(self, Event::TerminationIntent)
+    }
+
+    /// The serialized name, e.g. `"session_terminated"`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Event::AgentStarted => "agent_started",
+            Event::AgentStopped => "agent_stopped",
+            Event::PolicyLoaded => "policy_loaded",
+            Event::PolicyRejected => "policy_rejected",
+            Event::TerminationIntent => "termination_intent",
+            Event::SessionTerminated => "session_terminated",
+            Event::TerminationSkipped => "termination_skipped",
+            Event::TerminationFailed => "termination_failed",
+            Event::SessionReported => "session_reported",
+            Event::LoginLocked => "login_locked",
+            Event::LoginRestored => "login_restored",
+            Event::LockCreated => "lock_created",
+            Event::LockReleased => "lock_released",
+            Event::LockDriftCorrected => "lock_drift_corrected",
+            Event::LeaderAcquired => "leader_acquired",
+            Event::LeaderLost => "leader_lost",
+            Event::ControlVerified => "control_verified",
+        }
+    }
+
+    /// The event with this serialized name, if there is one.
+    pub fn from_name(name: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == name)
+    }
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_serde() {
+        for event in Event::ALL {
+            let json = serde_json::to_string(&event).unwrap();
+            assert_eq!(json, format!("\"{}\"", event.as_str()));
+            assert_eq!(Event::from_name(event.as_str()), Some(event));
+        }
+        assert!(Event::TerminationIntent.is_intent());
+        assert!(!Event::SessionTerminated.is_intent());
+    }
+}

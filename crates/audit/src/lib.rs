@@ -1,0 +1,34 @@
+//! curfew's audit log: one JSON object per line, hash-chained, appended with fsync.
+//!
+//! Every record carries `seq` (1, 2, 3, ...), `prev` (the previous record's `hash`, or
+//! [`GENESIS`] for the first) and `hash`, the lowercase hex SHA-256 of the line's own bytes
+//! without the hash field. Removing, inserting or editing a line therefore breaks the chain
+//! at that point, and [`verify`] names the line. Rewriting the whole tail consistently is
+//! possible for anyone with write access, which is why [`Verification::last_hash`] should be
+//! compared with a copy kept elsewhere.
+//!
+//! A crash can tear the last line. [`AuditLog::open`] then closes it with a newline, warns,
+//! and continues the chain after the last complete record (reusing the torn record's seq);
+//! [`verify`] reports the torn line once, as [`ProblemKind::Malformed`], and nothing after it.
+//!
+//! [`AuditLog`] is the single writer of a file (guarded by an advisory lock); [`verify`] and
+//! [`read`] stream the file and may run while the writer is alive.
+
+mod error;
+mod event;
+mod line;
+mod reader;
+mod record;
+mod tail;
+mod verify;
+mod writer;
+
+pub use error::AuditError;
+pub use event::Event;
+pub use reader::{Entries, entries, read};
+pub use record::{Entry, Record, SessionInfo};
+pub use verify::{Problem, ProblemKind, Verification, verify};
+pub use writer::{Appended, AuditLog};
+
+/// The `prev` of the first record: 64 zeros, the hash of "nothing before".
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -1,0 +1,326 @@
+//! Checking a log: hashes, links, sequence numbers, and intents without outcomes.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::Path;
+
+use crate::GENESIS;
+use crate::error::AuditError;
+use crate::line::{self, Fault};
+use crate::reader::{RawLine, open_lines};
+use crate::record::Entry;
+
+/// The result of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    /// Lines that are records (including altered ones); malformed lines are not counted.
+    pub records: u64,
+    /// Everything wrong, in file order; intents without outcome come last.
+    pub problems: Vec<Problem>,
+    /// The recorded hash of the last record, to compare with a copy kept elsewhere
+    /// (a consistent rewrite of the whole tail is only detectable that way).
+    pub last_hash: Option<String>,
+}
+
+impl Verification {
+    /// True when no problem was found.
+    pub fn is_intact(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// One thing wrong with a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// 1-based line number in the file.
+    pub line: u64,
+    /// The seq of the record concerned, where known.
+    pub seq: Option<u64>,
+    /// What kind of problem.
+    pub kind: ProblemKind,
+    /// A full sentence naming what is wrong.
+    pub message: String,
+}
+
+impl Problem {
+    pub(crate) fn malformed(line: u64, seq: Option<u64>, fault: &Fault) -> Problem {
+        Problem {
+            line,
+            seq,
+            kind: ProblemKind::Malformed,
+            message: fault.describe(line),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// The kinds of [`Problem`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemKind {
+    /// The line is not a record (torn write, garbage, wrong shape).
+    Malformed,
+    /// The record's hash does not match its bytes: it was edited.
+    HashMismatch,
+    /// The record's `prev` is not the previous record's hash: records were removed,
+    /// inserted or replaced before it.
+    BrokenLink,
+    /// The record's `seq` is not the previous one plus one.
+    SeqGap,
+    /// A termination intent that no later record completes.
+    IntentWithoutOutcome,
+    /// A record names an intent seq that is not a termination intent before it.
+    OutcomeWithoutIntent,
+}
+
+impl ProblemKind {
+    /// A stable snake_case name, for machine-readable output.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ProblemKind::Malformed => "malformed",
+            ProblemKind::HashMismatch => "hash_mismatch",
+            ProblemKind::BrokenLink => "broken_link",
+            ProblemKind::SeqGap => "seq_gap",
+            ProblemKind::IntentWithoutOutcome => "intent_without_outcome",
+            ProblemKind::OutcomeWithoutIntent => "outcome_without_intent",
+        }
+    }
+}
+
+/// A place the next record may legitimately link to: its `prev` must equal `hash` and its
+/// seq must be `seq + 1`.
+#[derive(Debug, Clone)]
+struct Anchor {
+    seq: u64,
+    hash: Option<String>,
+}
+
+/// Verification state; relinks after damage so one bad line is reported once.
+struct Checker {
+    /// Where the last record lets the chain continue. The first anchor is the one named in
+    /// messages. An altered record gives two: its own seq and the seq it should have had.
+    anchors: Vec<Anchor>,
+    /// Line and seq of the last record, for messages.
+    last_record: Option<(u64, u64)>,
+    /// Malformed lines since the last record; each may have been a record.
+    malformed_run: u64,
+    /// Seq and hash still recognisable in the most recent malformed line.
+    salvaged: Option<Anchor>,
+    records: u64,
+    last_hash: Option<String>,
+    problems: Vec<Problem>,
+    /// Intents not yet completed: seq -> (line, pid).
+    pending: HashMap<u64, (u64, Option<i32>)>,
+    /// Every intent seq seen, so a second outcome for one intent is not misreported.
+    intents: HashSet<u64>,
+}
+
+impl Checker {
+    fn new() -> Self {
+        Checker {
+            anchors: vec![Anchor {
+                seq: 0,
+                hash: Some(GENESIS.to_owned()),
+            }],
+            last_record: None,
+            malformed_run: 0,
+            salvaged: None,
+            records: 0,
+            last_hash: None,
+            problems: Vec::new(),
+            pending: HashMap::new(),
+            intents: HashSet::new(),
+        }
+    }
+
+    fn primary_seq(&self) -> u64 {
+        self.anchors.first().map_or(0, |a| a.seq)
+    }
+
+    fn malformed(&mut self, line_no: u64, bytes: Option<&[u8]>, fault: &Fault) {
+        let (seq, hash) = bytes.map_or((None, None), line::salvage);
+        self.malformed_run += 1;
+        let guess = self.primary_seq() + self.malformed_run;
+        self.salvaged = Some(Anchor {
+            seq: seq.unwrap_or(guess),
+            hash,
+        });
+        self.problems.push(Problem::malformed(line_no, seq, fault));
+    }
+
+    fn record(&mut self, line_no: u64, entry: Entry, intact: bool) {
+        let seq = entry.seq;
+        let candidates: Vec<&Anchor> = self.anchors.iter().chain(&self.salvaged).collect();
+        let linked: Vec<&Anchor> = candidates
+            .iter()
+            .copied()
+            .filter(|a| a.hash.as_deref() == Some(entry.prev.as_str()))
+            .collect();
+        let primary = self.primary_seq();
+        let expected = linked.first().map_or(primary + 1, |a| a.seq + 1);
+        let seq_ok = if linked.is_empty() {
+            // Without a link, accept any seq the malformed lines in between could explain.
+            (primary + 1..=primary + 1 + self.malformed_run).contains(&seq)
+                || candidates.iter().any(|a| a.seq + 1 == seq)
+        } else {
+            linked.iter().any(|a| a.seq + 1 == seq)
+        };
+
+        if !intact {
+            // The record's own fields are untrustworthy, so only the alteration is reported.
+            self.problems.push(Problem {
+                line: line_no,
+                seq: Some(seq),
+                kind: ProblemKind::HashMismatch,
+                message: format!(
+                    "line {line_no} (seq {seq}) was altered: its hash does not match its content."
+                ),
+            });
+        } else {
+            if linked.is_empty() {
+                self.problems.push(self.broken_link(line_no, seq));
+            }
+            if !seq_ok {
+                self.problems.push(seq_gap(line_no, seq, expected));
+            }
+        }
+
+        self.track_intents(line_no, &entry);
+        self.anchors = vec![Anchor {
+            seq,
+            hash: Some(entry.hash.clone()),
+        }];
+        if !intact && !seq_ok {
+            // Relink after an altered seq as if it had been the expected one, too.
+            self.anchors.insert(
+                0,
+                Anchor {
+                    seq: expected,
+                    hash: Some(entry.hash.clone()),
+                },
+            );
+        }
+        self.last_record = Some((line_no, seq));
+        self.malformed_run = 0;
+        self.salvaged = None;
+        self.records += 1;
+        self.last_hash = Some(entry.hash);
+    }
+
+    fn broken_link(&self, line_no: u64, seq: u64) -> Problem {
+        let message = match self.last_record {
+            None if self.malformed_run == 0 => format!(
+                "line {line_no} (seq {seq}) should start the chain, but its prev is not the genesis hash: records before it are missing."
+            ),
+            None => format!(
+                "line {line_no} (seq {seq}) links to no record: its prev is neither the genesis hash nor recognisable in the malformed line(s) before it."
+            ),
+            Some((prev_line, prev_seq)) => {
+                let between = if self.malformed_run > 0 {
+                    " (or the malformed line(s) between them replaced records)"
+                } else {
+                    ""
+                };
+                format!(
+                    "line {line_no} (seq {seq}) does not follow line {prev_line} (seq {prev_seq}): its prev is not that record's hash, so records were removed, inserted or replaced between them{between}."
+                )
+            }
+        };
+        Problem {
+            line: line_no,
+            seq: Some(seq),
+            kind: ProblemKind::BrokenLink,
+            message,
+        }
+    }
+
+    fn track_intents(&mut self, line_no: u64, entry: &Entry) {
+        if entry.event_kind().is_some_and(|e| e.is_intent()) {
+            let pid = entry.session.as_ref().map(|s| s.pid);
+            self.pending.insert(entry.seq, (line_no, pid));
+            self.intents.insert(entry.seq);
+        }
+        if let Some(intent) = entry.intent {
+            let known = self.pending.remove(&intent).is_some() || self.intents.contains(&intent);
+            if !known {
+                self.problems.push(Problem {
+                    line: line_no,
+                    seq: Some(entry.seq),
+                    kind: ProblemKind::OutcomeWithoutIntent,
+                    message: format!(
+                        "line {line_no} (seq {}): {} names intent seq {intent}, but no termination intent with that seq comes before it.",
+                        entry.seq, entry.event
+                    ),
+                });
+            }
+        }
+    }
+
+    fn finish(mut self) -> Verification {
+        let mut open: Vec<(u64, (u64, Option<i32>))> = self.pending.drain().collect();
+        open.sort_by_key(|&(_, (line_no, _))| line_no);
+        for (seq, (line_no, pid)) in open {
+            let what = pid.map_or_else(
+                || "termination intent".to_owned(),
+                |pid| format!("intent to end pid {pid}"),
+            );
+            self.problems.push(Problem {
+                line: line_no,
+                seq: Some(seq),
+                kind: ProblemKind::IntentWithoutOutcome,
+                message: format!("seq {seq}: {what} has no outcome record."),
+            });
+        }
+        Verification {
+            records: self.records,
+            problems: self.problems,
+            last_hash: self.last_hash,
+        }
+    }
+}
+
+fn seq_gap(line_no: u64, seq: u64, expected: u64) -> Problem {
+    let why = if seq > expected {
+        let missing = seq - expected;
+        format!("{missing} record(s) are missing before it")
+    } else {
+        "it repeats or goes back in the sequence".to_owned()
+    };
+    Problem {
+        line: line_no,
+        seq: Some(seq),
+        kind: ProblemKind::SeqGap,
+        message: format!("line {line_no} has seq {seq} where seq {expected} was expected: {why}."),
+    }
+}
+
+/// Checks the log at `path`, streaming it. Every problem is reported in the result; an
+/// error is returned only when the file cannot be read.
+///
+/// After a damaged line the check relinks, so one tampered line yields one precise problem:
+/// an altered record is reported as HashMismatch only, and the next record may link to its
+/// recorded hash; after malformed lines (e.g. a torn write), the next record may link to
+/// the last valid record or to a hash still recognisable in the malformed line.
+pub fn verify(path: &Path) -> Result<Verification, AuditError> {
+    let mut lines = open_lines(path)?;
+    let mut checker = Checker::new();
+    while let Some((line_no, raw)) = lines
+        .next_line()
+        .map_err(|e| AuditError::io(path, "cannot read", e))?
+    {
+        match raw {
+            RawLine::TooLong(len) => checker.malformed(line_no, None, &Fault::TooLong(len)),
+            RawLine::Text { bytes, terminated } => match line::parse_read(bytes, terminated) {
+                Ok(parsed) => checker.record(line_no, parsed.entry, parsed.intact),
+                Err(fault) => checker.malformed(line_no, Some(bytes), &fault),
+            },
+        }
+    }
+    Ok(checker.finish())
+}

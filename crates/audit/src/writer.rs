@@ -1,0 +1,229 @@
+//! The single writer of a log file.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::error::AuditError;
+use crate::line;
+use crate::record::Record;
+use crate::tail;
+
+/// What [`AuditLog::append`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's seq; name it in an outcome's `intent` when this was an intent.
+    pub seq: u64,
+    /// The record's hash.
+    pub hash: String,
+}
+
+/// The writer of one audit log. Cloning gives another handle to the same writer; appends
+/// from all handles are serialized. The file stays locked until the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    path: PathBuf,
+    warnings: Vec<String>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    file: File,
+    /// File length after the last complete append, to undo a partial write.
+    len: u64,
+    next_seq: u64,
+    prev: String,
+    /// Set when the file's tail is uncertain; appends are refused from then on.
+    broken: Option<String>,
+}
+
+impl AuditLog {
+    /// Opens (creating with mode 0600 if needed) the log at `path` and continues its chain.
+    ///
+    /// Fails with [`AuditError::InUse`] if another writer holds the file, and with
+    /// [`AuditError::Corrupt`] if the last complete record is damaged. A torn last line
+    /// (a crash mid-write) is closed with a newline and reported in [`AuditLog::warnings`].
+    pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
+        let (mut file, created) = open_file(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(AuditError::InUse(path.to_owned()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(AuditError::io(path, "cannot lock", e));
+            }
+        }
+
+        let mut warnings = Vec::new();
+        let metadata = file
+            .metadata()
+            .map_err(|e| AuditError::io(path, "cannot stat", e))?;
+        if created {
+            // umask may have taken bits away, never added; set 0600 exactly so the owner can
+            // still append, then make the new directory entry durable.
+            file.set_permissions(Permissions::from_mode(0o600))
+                .map_err(|e| AuditError::io(path, "cannot set permissions", e))?;
+            sync_parent(path)?;
+        } else if let Some(warning) = mode_warning(path, metadata.permissions().mode()) {
+            warnings.push(warning);
+        }
+
+        let mut len = metadata.len();
+        let tail = tail::scan(&file, path, len)?;
+        warnings.extend(tail.warnings);
+        if tail.needs_newline {
+            file.write_all(b"\n")
+                .and_then(|()| file.sync_data())
+                .map_err(|e| AuditError::io(path, "cannot repair the last line", e))?;
+            len += 1;
+        }
+
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                warnings,
+                state: Mutex::new(State {
+                    file,
+                    len,
+                    next_seq: tail.next_seq,
+                    prev: tail.prev,
+                    broken: None,
+                }),
+            }),
+        })
+    }
+
+    /// Appends `record` as the next link of the chain: one write of the whole line, then
+    /// fsync. Returns once the record is durable.
+    pub fn append(&self, record: Record) -> Result<Appended, AuditError> {
+        let path = &self.inner.path;
+        // A panic elsewhere cannot leave the state half-updated (it changes only after the
+        // I/O succeeded), so a poisoned lock is safe to keep using.
+        let mut state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(reason) = &state.broken {
+            return Err(AuditError::Unusable {
+                path: path.clone(),
+                reason: reason.clone(),
+            });
+        }
+        let seq = state.next_seq;
+        let (bytes, hash) =
+            line::seal(seq, &state.prev, &record).map_err(|source| AuditError::Serialize {
+                path: path.clone(),
+                event: record.event.as_str(),
+                source,
+            })?;
+
+        if let Err(e) = state.file.write_all(&bytes) {
+            // Remove any partial line so the next record starts on a fresh line.
+            let len = state.len;
+            if let Err(undo) = state.file.set_len(len) {
+                state.broken = Some(format!(
+                    "a write failed ({e}) and the partial line could not be removed ({undo})"
+                ));
+            }
+            return Err(AuditError::io(path, "cannot write", e));
+        }
+        if let Err(e) = state.file.sync_data() {
+            // The line may or may not be durable; only a reopen can tell where the chain ends.
+            state.broken = Some(format!("fsync failed: {e}"));
+            return Err(AuditError::io(path, "cannot fsync", e));
+        }
+
+        state.len += bytes.len() as u64;
+        state.next_seq += 1;
+        state.prev.clone_from(&hash);
+        Ok(Appended { seq, hash })
+    }
+
+    /// The log's path.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Things found at open that an operator should see (permissions too open, a torn last
+    /// line, ...). Empty when all was well.
+    pub fn warnings(&self) -> &[String] {
+        &self.inner.warnings
+    }
+}
+
+/// Opens the file for reading and appending; `true` if it was created now.
+fn open_file(path: &Path) -> Result<(File, bool), AuditError> {
+    let created = OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(file) => Ok((file, true)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
+            .read(true)
+            .append(true)
+            .open(path)
+            .map(|file| (file, false))
+            .map_err(|e| AuditError::io(path, "cannot open", e)),
+        Err(e) => Err(AuditError::io(path, "cannot create", e)),
+    }
+}
+
+/// Fsyncs the directory holding `path`, so a crash cannot lose the new file's entry.
+fn sync_parent(path: &Path) -> Result<(), AuditError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| AuditError::io(path, "cannot sync the parent directory", e))
+}
+
+/// A warning if group or others have any access to the log.
+fn mode_warning(path: &Path, mode: u32) -> Option<String> {
+    let mode = mode & 0o7777;
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    let access = match (mode & 0o044 != 0, mode & 0o022 != 0) {
+        (true, true) => "readable and writable",
+        (true, false) => "readable",
+        (false, true) => "writable",
+        (false, false) => "accessible",
+    };
+    Some(format!(
+        "audit log {} is {access} by group/others (mode {mode:04o}); chmod 600 it",
+        path.display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mode_warnings() {
+        let p = Path::new("/var/log/curfew/audit.jsonl");
+        assert_eq!(mode_warning(p, 0o100600), None);
+        assert_eq!(
+            mode_warning(p, 0o100644).as_deref(),
+            Some(
+                "audit log /var/log/curfew/audit.jsonl is readable by group/others (mode 0644); chmod 600 it"
+            )
+        );
+        assert!(mode_warning(p, 0o620).unwrap().contains("writable by"));
+    }
+}

@@ -1,0 +1,185 @@
+//! Writing, reopening and reading a log.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::thread;
+
+use common::{TempDir, lines, record, session, write_records};
+use curfew_audit::{AuditError, AuditLog, Event, GENESIS, Record, read, verify};
+
+#[test]
+fn reopen_continues_the_chain() {
+    let dir = TempDir::new("reopen");
+    let path = dir.log();
+    let first_hash = {
+        let log = AuditLog::open(&path).unwrap();
+        assert!(log.warnings().is_empty(), "{:?}", log.warnings());
+        let first = log.append(record(1)).unwrap();
+        assert_eq!(first.seq, 1);
+        log.append(record(2)).unwrap();
+        log.append(record(3)).unwrap();
+        first.hash
+    };
+    let log = AuditLog::open(&path).unwrap();
+    assert!(log.warnings().is_empty(), "{:?}", log.warnings());
+    assert_eq!(log.path(), path.as_path());
+    assert_eq!(log.append(record(4)).unwrap().seq, 4);
+    let last = log.append(record(5)).unwrap();
+    assert_eq!(last.seq, 5);
+    drop(log);
+
+    let entries: Vec<_> = read(&path)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        [1, 2, 3, 4, 5]
+    );
+    assert_eq!(entries[0].prev, GENESIS);
+    assert_eq!(entries[0].hash, first_hash);
+    assert!(entries.windows(2).all(|w| w[1].prev == w[0].hash));
+    assert_eq!(entries[3].event_kind(), Some(Event::SessionReported));
+
+    let v = verify(&path).unwrap();
+    assert!(v.is_intact(), "{:?}", v.problems);
+    assert_eq!(v.records, 5);
+    assert_eq!(v.last_hash, Some(last.hash));
+}
+
+#[test]
+fn new_file_has_mode_0600() {
+    let dir = TempDir::new("mode600");
+    let path = dir.log();
+    let log = AuditLog::open(&path).unwrap();
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(log.warnings().is_empty());
+}
+
+#[test]
+fn existing_0644_file_warns() {
+    let dir = TempDir::new("mode644");
+    let path = dir.log();
+    write_records(&path, 1);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    assert_eq!(
+        log.warnings(),
+        [format!(
+            "audit log {} is readable by group/others (mode 0644); chmod 600 it",
+            path.display()
+        )]
+    );
+    assert_eq!(log.append(record(2)).unwrap().seq, 2);
+}
+
+#[test]
+fn serialized_line_has_fixed_field_order() {
+    let dir = TempDir::new("order");
+    let path = dir.log();
+    let mut s = session(4242);
+    s.backend_start = "2026-11-23T14:45:00Z".parse().unwrap();
+    let ts = "2026-11-23T15:00:00.123456Z".parse().unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    log.append(
+        Record::new(ts, Event::SessionTerminated)
+            .with_target("prod")
+            .with_rule("idle")
+            .with_reason("idle for 15m02s; limit 15m")
+            .with_session(s)
+            .with_result("ended")
+            .with_intent(7)
+            .with_detail(serde_json::json!({"lateness_ms": 12})),
+    )
+    .unwrap();
+    log.append(Record::new(ts, Event::AgentStopped)).unwrap();
+    drop(log);
+
+    let lines = lines(&path);
+    assert_eq!(
+        lines[0],
+        concat!(
+            r#"{"seq":1,"ts":"2026-11-23T15:00:00.123456Z","event":"session_terminated","#,
+            r#""target":"prod","rule":"idle","reason":"idle for 15m02s; limit 15m","#,
+            r#""session":{"pid":4242,"backend_start":"2026-11-23T14:45:00Z","role":"app","#,
+            r#""database":"orders","client_addr":"10.0.0.7","application":"psql","state":"idle"},"#,
+            r#""result":"ended","intent":7,"detail":{"lateness_ms":12},"#,
+            r#""prev":"0000000000000000000000000000000000000000000000000000000000000000","#,
+            r#""hash":"fa2fa5335f6bca04d38fc166e90acaa1d0741bc26c520c8e0d11ab89b46a4cdf"}"#
+        )
+    );
+    // The hash is that of the line without its hash field (checked with sha256sum), and
+    // None fields are omitted entirely.
+    let second = &lines[1];
+    assert!(second.starts_with(
+        r#"{"seq":2,"ts":"2026-11-23T15:00:00.123456Z","event":"agent_stopped","prev":""#
+    ));
+}
+
+#[test]
+fn second_open_is_in_use() {
+    let dir = TempDir::new("inuse");
+    let path = dir.log();
+    let first = AuditLog::open(&path).unwrap();
+    let err = AuditLog::open(&path).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::InUse(p) if *p == path),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("another curfew process writes this log")
+    );
+    drop(first);
+    AuditLog::open(&path).unwrap();
+}
+
+#[test]
+fn concurrent_appends_from_eight_threads() {
+    let dir = TempDir::new("concurrent");
+    let path = dir.log();
+    let log = AuditLog::open(&path).unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|t| {
+            let log = log.clone();
+            thread::spawn(move || {
+                for n in 0..50 {
+                    log.append(record(t * 100 + n)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for handle in handles {
+        handle.join().unwrap();
+    }
+    drop(log);
+
+    let seqs: Vec<u64> = read(&path)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap().seq)
+        .collect();
+    assert_eq!(seqs, (1..=400).collect::<Vec<_>>());
+    let v = verify(&path).unwrap();
+    assert!(v.is_intact(), "{:?}", v.problems);
+    assert_eq!(v.records, 400);
+}
+
+#[test]
+fn empty_file_is_intact_and_missing_file_is_an_error() {
+    let dir = TempDir::new("empty");
+    let path = dir.log();
+    fs::write(&path, "").unwrap();
+    let v = verify(&path).unwrap();
+    assert!(v.is_intact());
+    assert_eq!(v.records, 0);
+    assert_eq!(v.last_hash, None);
+
+    let missing = verify(&path.with_extension("nope")).unwrap_err();
+    assert!(matches!(missing, AuditError::Io { .. }), "{missing:?}");
+}

@@ -1,0 +1,241 @@
+//! `curfew plan`: one snapshot of each target, and for each live session the rule that will end
+//! it and when, or why it is exempt. `--at` evaluates the same sessions at another instant.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use curfew_agent::LoadedPolicy;
+use curfew_policy::{Session, Verdict, assess, format_age};
+use curfew_postgres::TargetSpec;
+use jiff::Timestamp;
+
+use crate::exit::{Failure, out};
+use crate::policy_file;
+use crate::when::parse_instant;
+
+/// Output formats of `curfew plan`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// A table per target.
+    Table,
+    /// One JSON document.
+    Json,
+}
+
+/// Options of `curfew plan`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Evaluate at this instant instead of now: 2026-11-23T19:00:00Z, "2026-11-23 19:00",
+    /// "2026-11-23 19:00 Europe/Berlin", or +2h (from the server's clock).
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
+    /// Only this target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+/// Show the plan for each target.
+pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
+    let loaded = policy_file::load(config)?;
+    let targets: Vec<&curfew_policy::Target> = loaded
+        .policy
+        .targets
+        .iter()
+        .filter(|t| args.target.as_ref().is_none_or(|n| &t.name == n))
+        .collect();
+    if targets.is_empty() {
+        return Err(Failure::Usage(match &args.target {
+            Some(name) => format!("{} has no target named \"{name}\"", loaded.source),
+            None => format!("{} names no [[target]]", loaded.source),
+        }));
+    }
+    if let Some(at) = &args.at {
+        // Check the syntax before connecting anywhere.
+        parse_instant(at, Timestamp::UNIX_EPOCH).map_err(Failure::Usage)?;
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let mut documents = Vec::new();
+    let mut text = String::new();
+    for target in targets {
+        let (snapshot, server) = runtime.block_on(snapshot(&loaded, target))?;
+        let at = match &args.at {
+            Some(at) => parse_instant(at, snapshot.now).map_err(Failure::Usage)?,
+            None => snapshot.now,
+        };
+        let verdicts = assess(&loaded.policy, &snapshot.sessions, at);
+        match args.format {
+            Format::Table => table(
+                &mut text,
+                &loaded,
+                &target.name,
+                &server,
+                snapshot.now,
+                at,
+                &snapshot.sessions,
+                &verdicts,
+            ),
+            Format::Json => documents.push(serde_json::json!({
+                "target": target.name,
+                "server": server,
+                "server_now": snapshot.now.to_string(),
+                "at": at.to_string(),
+                "sessions": snapshot.sessions.iter().zip(&verdicts).map(|(s, v)| serde_json::json!({
+                    "pid": s.pid,
+                    "backend_start": s.backend_start.to_string(),
+                    "role": &*s.role,
+                    "database": &*s.database,
+                    "application": &*s.application,
+                    "client_addr": s.client_addr.map(|a| a.to_string()),
+                    "state": s.state.as_pg(),
+                    "verdict": v,
+                    "rule": rule_of(&loaded, v),
+                    "reason": reason_of(&loaded, v, at),
+                })).collect::<Vec<_>>(),
+            })),
+        }
+    }
+    match args.format {
+        Format::Table => out(&text),
+        Format::Json => out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&documents).map_err(|e| Failure::Runtime(e.into()))?
+        )),
+    }
+}
+
+async fn snapshot(
+    loaded: &LoadedPolicy,
+    target: &curfew_policy::Target,
+) -> Result<(curfew_postgres::Snapshot, String), Failure> {
+    let spec = TargetSpec::from_policy(target);
+    let mut connected = curfew_postgres::connect(&spec)
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    for warning in &connected.warnings {
+        eprintln!("curfew: warning: {warning}");
+    }
+    let server = format!("PostgreSQL {}", connected.connection.info.version);
+    let snapshot = connected
+        .connection
+        .snapshot(&[], loaded.needs_memberships())
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    Ok((snapshot, server))
+}
+
+fn rule_of(loaded: &LoadedPolicy, v: &Verdict) -> Option<String> {
+    match v {
+        Verdict::Ends(d) | Verdict::Reported(d) | Verdict::Scheduled(d) => {
+            Some(loaded.policy.rules[d.rule].name.clone())
+        }
+        _ => None,
+    }
+}
+
+fn reason_of(loaded: &LoadedPolicy, v: &Verdict, at: Timestamp) -> Option<String> {
+    match v {
+        Verdict::Ends(d) | Verdict::Reported(d) => Some(d.reason(&loaded.policy, at)),
+        Verdict::Scheduled(d) => Some(d.reason(&loaded.policy, d.deadline)),
+        _ => None,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn table(
+    out: &mut String,
+    loaded: &LoadedPolicy,
+    target: &str,
+    server: &str,
+    now: Timestamp,
+    at: Timestamp,
+    sessions: &[Session],
+    verdicts: &[Verdict],
+) {
+    let when = if at == now {
+        format!(
+            "server clock {}",
+            now.round(jiff::Unit::Second).unwrap_or(now)
+        )
+    } else {
+        format!(
+            "evaluated at {} (server clock now {})",
+            at.round(jiff::Unit::Second).unwrap_or(at),
+            now.round(jiff::Unit::Second).unwrap_or(now)
+        )
+    };
+    let _ = writeln!(
+        out,
+        "target {target}: {server}, {} sessions, {when}",
+        sessions.len()
+    );
+    if sessions.is_empty() {
+        let _ = writeln!(out);
+        return;
+    }
+    let rows: Vec<[String; 6]> = sessions
+        .iter()
+        .zip(verdicts)
+        .map(|(s, v)| {
+            let verdict = match v {
+                Verdict::NotClient => "not a client session".to_owned(),
+                Verdict::Exempt { by } => format!("exempt ([exempt] {})", by.key()),
+                Verdict::Untouched => "no rule applies".to_owned(),
+                Verdict::Ends(d) => format!(
+                    "ENDS NOW: {} ({})",
+                    loaded.policy.rules[d.rule].name,
+                    d.reason(&loaded.policy, at)
+                ),
+                Verdict::Reported(d) => format!(
+                    "report only: {} ({})",
+                    loaded.policy.rules[d.rule].name,
+                    d.reason(&loaded.policy, at)
+                ),
+                Verdict::Scheduled(d) => format!(
+                    "in {}: {} ({})",
+                    format_age(d.deadline.duration_since(at)),
+                    loaded.policy.rules[d.rule].name,
+                    d.reason(&loaded.policy, d.deadline)
+                ),
+            };
+            [
+                s.pid.to_string(),
+                s.role.to_string(),
+                s.database.to_string(),
+                s.application.to_string(),
+                s.state.as_pg().to_owned(),
+                verdict,
+            ]
+        })
+        .collect();
+    let headers = ["PID", "ROLE", "DATABASE", "APPLICATION", "STATE", "VERDICT"];
+    let widths: Vec<usize> = (0..5)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let line = |cells: [&str; 6]| {
+        let mut l = String::new();
+        for (i, cell) in cells.iter().enumerate().take(5) {
+            let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
+        }
+        l.push_str(cells[5]);
+        l
+    };
+    let _ = writeln!(out, "  {}", line(headers));
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "  {}",
+            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]])
+        );
+    }
+    let _ = writeln!(out);
+}

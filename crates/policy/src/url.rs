@@ -1,0 +1,417 @@
+//! libpq-style connection URLs: `postgresql://user@host:port/dbname?sslmode=verify-full&...`.
+//!
+//! Parsed strictly: an unknown parameter or an embedded password is an error, not something
+//! silently ignored, because a typo in `sslmode` must not quietly weaken the connection.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How a connection uses TLS, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it, without verifying it (libpq's default).
+    Prefer,
+    /// TLS always; the certificate is verified only if `sslrootcert` is given (as libpq does).
+    Require,
+    /// TLS always, certificate chain verified against `sslrootcert`.
+    VerifyCa,
+    /// TLS always, chain verified and the host name checked against the certificate.
+    VerifyFull,
+}
+
+impl SslMode {
+    /// The libpq spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Whether the server's identity is checked (an attacker in the middle is detected).
+    pub fn verifies_server(self) -> bool {
+        matches!(self, SslMode::VerifyCa | SslMode::VerifyFull)
+    }
+}
+
+/// Where to connect: a host name or address, or a Unix-socket directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// DNS name or IP address.
+    Tcp(String),
+    /// Directory holding the server's Unix socket (`host=/var/run/postgresql`).
+    Socket(PathBuf),
+}
+
+/// A parsed connection URL. It never holds a password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionUrl {
+    /// The role to log in as.
+    pub user: String,
+    /// Hosts to try in order, each with its port.
+    pub hosts: Vec<(Host, u16)>,
+    /// The database to connect to (default: the user name, as libpq).
+    pub dbname: String,
+    /// TLS mode.
+    pub sslmode: SslMode,
+    /// CA certificate(s) to verify the server against.
+    pub sslrootcert: Option<PathBuf>,
+    /// Client certificate and key, for certificate authentication.
+    pub sslcert: Option<PathBuf>,
+    /// Client key for `sslcert`.
+    pub sslkey: Option<PathBuf>,
+    /// How long to wait for a connection.
+    pub connect_timeout: Option<Duration>,
+}
+
+/// Why a URL was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Not `postgresql://` or `postgres://`.
+    #[error("connection URL must start with postgresql:// (got \"{0}\")")]
+    Scheme(String),
+    /// A password inside the URL.
+    #[error(
+        "the connection URL contains a password; remove it and name a file holding it with `password_file`"
+    )]
+    Password,
+    /// No user.
+    #[error(
+        "the connection URL names no user; curfew connects as a dedicated role, e.g. postgresql://curfew_agent@db1:5432/postgres"
+    )]
+    NoUser,
+    /// A parameter curfew does not know.
+    #[error(
+        "unknown connection parameter \"{0}\"; supported: sslmode, sslrootcert, sslcert, sslkey, connect_timeout, host, port, user, dbname"
+    )]
+    UnknownParameter(String),
+    /// A parameter curfew sets itself.
+    #[error("connection parameter \"{0}\" is set by curfew and cannot be overridden")]
+    Reserved(String),
+    /// A bad value.
+    #[error("bad value for {key}: \"{value}\"; expected {expected}")]
+    BadValue {
+        /// The parameter.
+        key: String,
+        /// As written.
+        value: String,
+        /// What would be accepted.
+        expected: &'static str,
+    },
+    /// Bad percent-encoding or structure.
+    #[error("malformed connection URL: {0}")]
+    Malformed(String),
+}
+
+impl ConnectionUrl {
+    /// Parse a URL.
+    pub fn parse(text: &str) -> Result<ConnectionUrl, UrlError> {
+        let text = text.trim();
+        let rest = text
+            .strip_prefix("postgresql://")
+            .or_else(|| text.strip_prefix("postgres://"))
+            .ok_or_else(|| UrlError::Scheme(redact(text)))?;
+        let (before_query, query) = match rest.split_once('?') {
+            Some((a, q)) => (a, Some(q)),
+            None => (rest, None),
+        };
+        let (authority, path) = match before_query.find('/') {
+            Some(i) => (&before_query[..i], Some(&before_query[i + 1..])),
+            None => (before_query, None),
+        };
+        let (userinfo, hostlist) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let mut user = None;
+        if let Some(userinfo) = userinfo {
+            if userinfo.contains(':') {
+                return Err(UrlError::Password);
+            }
+            user = Some(decode(userinfo)?);
+        }
+        let mut hosts = parse_hosts(hostlist)?;
+        let mut dbname = path.filter(|p| !p.is_empty()).map(decode).transpose()?;
+        let mut url = ConnectionUrl {
+            user: String::new(),
+            hosts: Vec::new(),
+            dbname: String::new(),
+            sslmode: SslMode::Prefer,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
+            connect_timeout: None,
+        };
+        let mut port_override = None;
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = decode(key)?;
+            let value = decode(value)?;
+            match key.as_str() {
+                "sslmode" => {
+                    url.sslmode = match value.as_str() {
+                        "disable" => SslMode::Disable,
+                        "prefer" | "allow" => SslMode::Prefer,
+                        "require" => SslMode::Require,
+                        "verify-ca" => SslMode::VerifyCa,
+                        "verify-full" => SslMode::VerifyFull,
+                        _ => {
+                            return Err(UrlError::BadValue {
+                                key,
+                                value,
+                                expected: "disable, prefer, require, verify-ca or verify-full",
+                            });
+                        }
+                    }
+                }
+                "sslrootcert" => url.sslrootcert = Some(PathBuf::from(value)),
+                "sslcert" => url.sslcert = Some(PathBuf::from(value)),
+                "sslkey" => url.sslkey = Some(PathBuf::from(value)),
+                "connect_timeout" => {
+                    let secs: u64 = value.parse().map_err(|_| UrlError::BadValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        expected: "a whole number of seconds",
+                    })?;
+                    url.connect_timeout = (secs > 0).then(|| Duration::from_secs(secs));
+                }
+                "host" => hosts = parse_host_param(&value)?,
+                "port" => {
+                    port_override = Some(value.parse::<u16>().map_err(|_| UrlError::BadValue {
+                        key: key.clone(),
+                        value: value.clone(),
+                        expected: "a port number",
+                    })?)
+                }
+                "user" => user = Some(value),
+                "dbname" => dbname = Some(value),
+                "password" => return Err(UrlError::Password),
+                "application_name" | "fallback_application_name" | "options" => {
+                    return Err(UrlError::Reserved(key));
+                }
+                _ => return Err(UrlError::UnknownParameter(key)),
+            }
+        }
+        if let Some(port) = port_override {
+            for (_, p) in &mut hosts {
+                *p = port;
+            }
+        }
+        if hosts.is_empty() {
+            hosts.push((Host::Tcp("localhost".to_owned()), 5432));
+        }
+        url.user = user.filter(|u| !u.is_empty()).ok_or(UrlError::NoUser)?;
+        url.dbname = dbname.unwrap_or_else(|| url.user.clone());
+        url.hosts = hosts;
+        if url.sslkey.is_some() != url.sslcert.is_some() {
+            return Err(UrlError::Malformed(
+                "sslcert and sslkey must be given together".to_owned(),
+            ));
+        }
+        Ok(url)
+    }
+
+    /// The first TCP host name, for certificate checks and messages.
+    pub fn primary_host(&self) -> String {
+        match self.hosts.first() {
+            Some((Host::Tcp(h), _)) => h.clone(),
+            Some((Host::Socket(p), _)) => p.display().to_string(),
+            None => "localhost".to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for ConnectionUrl {
+    /// A form safe for logs (there is never a password to hide).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let hosts: Vec<String> = self
+            .hosts
+            .iter()
+            .map(|(h, p)| match h {
+                Host::Tcp(name) if name.contains(':') => format!("[{name}]:{p}"),
+                Host::Tcp(name) => format!("{name}:{p}"),
+                Host::Socket(dir) => format!("{}:{p}", dir.display()),
+            })
+            .collect();
+        write!(
+            f,
+            "postgresql://{}@{}/{}?sslmode={}",
+            self.user,
+            hosts.join(","),
+            self.dbname,
+            self.sslmode.as_str()
+        )
+    }
+}
+
+/// The URL with anything between `://` and `@` hidden, for error messages about a URL that did
+/// not parse (it might hold a password).
+fn redact(text: &str) -> String {
+    match (text.find("://"), text.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &text[..s], &text[at..]),
+        _ => text.chars().take(80).collect(),
+    }
+}
+
+fn parse_hosts(list: &str) -> Result<Vec<(Host, u16)>, UrlError> {
+    if list.is_empty() {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|item| {
+            let (host, port) = if let Some(rest) = item.strip_prefix('[') {
+                let (h, after) = rest
+                    .split_once(']')
+                    .ok_or_else(|| UrlError::Malformed(format!("unclosed [ in host \"{item}\"")))?;
+                (h.to_owned(), after.strip_prefix(':'))
+            } else {
+                match item.rsplit_once(':') {
+                    Some((h, p)) => (decode(h)?, Some(p)),
+                    None => (decode(item)?, None),
+                }
+            };
+            let port = match port {
+                Some(p) => p.parse::<u16>().map_err(|_| UrlError::BadValue {
+                    key: "port".into(),
+                    value: p.to_owned(),
+                    expected: "a port number",
+                })?,
+                None => 5432,
+            };
+            let host = if host.starts_with('/') {
+                Host::Socket(PathBuf::from(host))
+            } else {
+                Host::Tcp(host)
+            };
+            Ok((host, port))
+        })
+        .collect()
+}
+
+fn parse_host_param(value: &str) -> Result<Vec<(Host, u16)>, UrlError> {
+    Ok(value
+        .split(',')
+        .map(|h| {
+            if h.starts_with('/') {
+                (Host::Socket(PathBuf::from(h)), 5432)
+            } else {
+                (Host::Tcp(h.to_owned()), 5432)
+            }
+        })
+        .collect())
+}
+
+/// Percent-decoding (`%2F` -> `/`), strict about malformed escapes.
+fn decode(text: &str) -> Result<String, UrlError> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text
+                .get(i + 1..i + 3)
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+                .ok_or_else(|| UrlError::Malformed(format!("bad percent-escape in \"{text}\"")))?;
+            out.push(hex);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| UrlError::Malformed(format!("\"{text}\" is not UTF-8")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_url() {
+        let u = ConnectionUrl::parse(
+            "postgresql://curfew_agent@db1.example:6432/postgres?sslmode=verify-full&sslrootcert=/etc/curfew/ca.pem&connect_timeout=5",
+        )
+        .unwrap();
+        assert_eq!(u.user, "curfew_agent");
+        assert_eq!(u.hosts, [(Host::Tcp("db1.example".into()), 6432)]);
+        assert_eq!(u.dbname, "postgres");
+        assert_eq!(u.sslmode, SslMode::VerifyFull);
+        assert_eq!(u.sslrootcert, Some(PathBuf::from("/etc/curfew/ca.pem")));
+        assert_eq!(u.connect_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(
+            u.to_string(),
+            "postgresql://curfew_agent@db1.example:6432/postgres?sslmode=verify-full"
+        );
+    }
+
+    #[test]
+    fn defaults_follow_libpq() {
+        let u = ConnectionUrl::parse("postgres://agent@").unwrap();
+        assert_eq!(u.hosts, [(Host::Tcp("localhost".into()), 5432)]);
+        assert_eq!(u.dbname, "agent");
+        assert_eq!(u.sslmode, SslMode::Prefer);
+    }
+
+    #[test]
+    fn ipv6_multiple_hosts_sockets_and_encoding() {
+        let u = ConnectionUrl::parse("postgresql://a%20b@[::1]:5433,db2/my%2Fdb").unwrap();
+        assert_eq!(u.user, "a b");
+        assert_eq!(
+            u.hosts,
+            [
+                (Host::Tcp("::1".into()), 5433),
+                (Host::Tcp("db2".into()), 5432)
+            ]
+        );
+        assert_eq!(u.dbname, "my/db");
+        let s = ConnectionUrl::parse("postgresql://a@%2Fvar%2Frun%2Fpostgresql/postgres").unwrap();
+        assert_eq!(
+            s.hosts,
+            [(Host::Socket("/var/run/postgresql".into()), 5432)]
+        );
+        let q = ConnectionUrl::parse("postgresql:///postgres?user=a&host=/tmp&port=5499").unwrap();
+        assert_eq!(q.hosts, [(Host::Socket("/tmp".into()), 5499)]);
+    }
+
+    #[test]
+    fn refusals() {
+        assert_eq!(
+            ConnectionUrl::parse("postgresql://a:secret@h/d"),
+            Err(UrlError::Password)
+        );
+        assert_eq!(
+            ConnectionUrl::parse("postgresql://a@h/d?password=secret"),
+            Err(UrlError::Password)
+        );
+        assert_eq!(
+            ConnectionUrl::parse("postgresql://h/d"),
+            Err(UrlError::NoUser)
+        );
+        assert_eq!(
+            ConnectionUrl::parse("postgresql://a@h/d?sslmode=verify_full"),
+            Err(UrlError::BadValue {
+                key: "sslmode".into(),
+                value: "verify_full".into(),
+                expected: "disable, prefer, require, verify-ca or verify-full"
+            })
+        );
+        assert_eq!(
+            ConnectionUrl::parse("postgresql://a@h/d?sslmdoe=require"),
+            Err(UrlError::UnknownParameter("sslmdoe".into()))
+        );
+        assert_eq!(
+            ConnectionUrl::parse("postgresql://a@h/d?application_name=x"),
+            Err(UrlError::Reserved("application_name".into()))
+        );
+        let err = ConnectionUrl::parse("mysql://a:secret@h/d")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

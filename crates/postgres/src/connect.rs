@@ -1,0 +1,258 @@
+//! Connecting to a target: the URL, TLS, the password file, and the checks that make a
+//! connection fit for curfew (version, privileges).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::error::PgError;
+use crate::secret::{Password, read_password_file};
+use crate::tls::client_config;
+use curfew_policy::{ConnectionUrl, Host, SslMode};
+
+/// Everything needed to connect to one target.
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// The target's name in the policy.
+    pub name: String,
+    /// Where and how to connect.
+    pub url: ConnectionUrl,
+    /// The file the password is read from (at each connection, so a rotated secret is picked up).
+    pub password_file: Option<PathBuf>,
+}
+
+impl TargetSpec {
+    /// From a policy `[[target]]`.
+    pub fn from_policy(target: &curfew_policy::Target) -> TargetSpec {
+        TargetSpec {
+            name: target.name.clone(),
+            url: target.url.clone(),
+            password_file: target.password_file.as_ref().map(PathBuf::from),
+        }
+    }
+}
+
+/// Facts about the server and the role curfew logged in as, read once at connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// `server_version_num`, e.g. 150018. Version-specific behaviour keys off this one value.
+    pub version_num: i32,
+    /// `server_version`, e.g. "15.18 (Debian 15.18-0+deb12u1)".
+    pub version: String,
+    /// The role curfew is logged in as.
+    pub role: String,
+    /// Whether that role is a superuser (works, but is more privilege than needed).
+    pub superuser: bool,
+    /// Whether the server is a standby (in recovery).
+    pub in_recovery: bool,
+    /// The process id of curfew's own session (never a candidate for termination).
+    pub backend_pid: i32,
+}
+
+/// The oldest PostgreSQL curfew supports: `pg_terminate_backend(pid, timeout)` and
+/// `idle_session_timeout` appeared in 14.
+pub const MINIMUM_VERSION_NUM: i32 = 140_000;
+
+/// An open connection to a target.
+pub struct Connection {
+    /// The target's name, for messages.
+    pub(crate) target: String,
+    pub(crate) client: Client,
+    driver: JoinHandle<()>,
+    /// What was learned at connect.
+    pub info: ServerInfo,
+    pub(crate) statements: crate::queries::Statements,
+    pub(crate) names: curfew_policy::Names,
+    pub(crate) groups: crate::snapshot::GroupCache,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("info", &self.info)
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Whether the connection has been lost.
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// The underlying client, for queries this crate does not wrap.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+/// A connection and the warnings found while making it.
+#[derive(Debug)]
+pub struct Connected {
+    /// The connection.
+    pub connection: Connection,
+    /// Things an operator should know (superuser, weak TLS, open password file).
+    pub warnings: Vec<String>,
+}
+
+/// Connect to a target, check the server version and curfew's privileges, and prepare the
+/// statements curfew runs. Errors never contain the password.
+pub async fn connect(spec: &TargetSpec) -> Result<Connected, PgError> {
+    let mut warnings = Vec::new();
+    let password = match &spec.password_file {
+        Some(path) => {
+            let (password, warning) =
+                read_password_file(path).map_err(|e| PgError::PasswordFile {
+                    target: spec.name.clone(),
+                    source: e,
+                })?;
+            warnings.extend(warning);
+            Some(password)
+        }
+        None => None,
+    };
+    let (client, driver) = open(spec, password.as_ref()).await?;
+    let info = check_server(spec, &client).await?;
+    if info.superuser {
+        warnings.push(format!(
+            "target \"{}\": curfew is connected as superuser \"{}\"; a role with only pg_read_all_stats and pg_signal_backend is enough (see the README)",
+            spec.name, info.role
+        ));
+    }
+    let statements = crate::queries::Statements::prepare(&client)
+        .await
+        .map_err(|e| PgError::query(&spec.name, "preparing curfew's statements", e))?;
+    Ok(Connected {
+        connection: Connection {
+            target: spec.name.clone(),
+            client,
+            driver,
+            info,
+            statements,
+            names: curfew_policy::Names::new(),
+            groups: crate::snapshot::GroupCache::default(),
+        },
+        warnings,
+    })
+}
+
+async fn open(
+    spec: &TargetSpec,
+    password: Option<&Password>,
+) -> Result<(Client, JoinHandle<()>), PgError> {
+    let url = &spec.url;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user(&url.user)
+        .dbname(&url.dbname)
+        .application_name("curfew")
+        .connect_timeout(url.connect_timeout.unwrap_or(Duration::from_secs(10)))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30))
+        // curfew's own statements must not hang; the longest is a termination (5 s wait).
+        .options("-c statement_timeout=30000 -c lock_timeout=10000");
+    for (host, port) in &url.hosts {
+        match host {
+            Host::Tcp(name) => config.host(name),
+            Host::Socket(dir) => config.host_path(dir),
+        };
+        config.port(*port);
+    }
+    if let Some(password) = password {
+        config.password(password.expose());
+    }
+    config.ssl_mode(match url.sslmode {
+        SslMode::Disable => tokio_postgres::config::SslMode::Disable,
+        SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        _ => tokio_postgres::config::SslMode::Require,
+    });
+    let failed = |e: tokio_postgres::Error| PgError::connect(spec, e);
+    let tls = client_config(url).map_err(|e| PgError::Tls {
+        target: spec.name.clone(),
+        source: e,
+    })?;
+    Ok(match tls {
+        Some(tls) => {
+            let (client, connection) = config
+                .connect(MakeRustlsConnect::new(tls))
+                .await
+                .map_err(failed)?;
+            (client, tokio::spawn(drive(connection)))
+        }
+        None => {
+            let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+            (client, tokio::spawn(drive(connection)))
+        }
+    })
+}
+
+/// Runs the connection until it closes; errors surface on the client's next call.
+async fn drive<F>(connection: F)
+where
+    F: std::future::Future<Output = Result<(), tokio_postgres::Error>>,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!("connection closed: {e}");
+    }
+}
+
+async fn check_server(spec: &TargetSpec, client: &Client) -> Result<ServerInfo, PgError> {
+    let row = client
+        .query_one(
+            "SELECT current_user::text, r.rolsuper,
+                    pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
+                    pg_has_role(current_user, 'pg_signal_backend', 'USAGE'),
+                    current_setting('server_version_num')::int4,
+                    current_setting('server_version'),
+                    pg_is_in_recovery(),
+                    pg_backend_pid()
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| PgError::query(&spec.name, "checking the server and curfew's role", e))?;
+    let info = ServerInfo {
+        role: row.get(0),
+        superuser: row.get(1),
+        version_num: row.get(4),
+        version: row.get(5),
+        in_recovery: row.get(6),
+        backend_pid: row.get(7),
+    };
+    if info.version_num < MINIMUM_VERSION_NUM {
+        return Err(PgError::Unsupported {
+            target: spec.name.clone(),
+            version: info.version.clone(),
+        });
+    }
+    let (read_stats, signal): (bool, bool) = (row.get(2), row.get(3));
+    let mut missing = Vec::new();
+    if !info.superuser && !read_stats {
+        missing.push("pg_read_all_stats");
+    }
+    if !info.superuser && !signal {
+        missing.push("pg_signal_backend");
+    }
+    if !missing.is_empty() {
+        return Err(PgError::MissingPrivileges {
+            target: spec.name.clone(),
+            role: info.role.clone(),
+            missing,
+        });
+    }
+    // Our own session must not be ended by the server's idle timeouts either.
+    client
+        .batch_execute("SET idle_session_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+        .await
+        .map_err(|e| PgError::query(&spec.name, "configuring curfew's session", e))?;
+    Ok(info)
+}

@@ -1,0 +1,178 @@
+//! What can go wrong talking to PostgreSQL, said so that an operator knows what to do. No message
+//! ever contains a password.
+
+use tokio_postgres::error::SqlState;
+
+use crate::connect::TargetSpec;
+use crate::secret::PasswordFileError;
+use crate::tls::TlsError;
+
+/// An error from the PostgreSQL adapter.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// TLS could not be configured.
+    #[error("target \"{target}\": {source}")]
+    Tls {
+        /// Target name.
+        target: String,
+        /// Why.
+        source: TlsError,
+    },
+    /// The password file could not be used.
+    #[error("target \"{target}\": {source}")]
+    PasswordFile {
+        /// Target name.
+        target: String,
+        /// Why.
+        source: PasswordFileError,
+    },
+    /// The connection was refused or failed to authenticate.
+    #[error("cannot connect to target \"{target}\" ({url}): {reason}")]
+    Connect {
+        /// Target name.
+        target: String,
+        /// The URL, safe to show.
+        url: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
+    /// The server is older than curfew supports.
+    #[error("target \"{target}\" runs PostgreSQL {version}; curfew needs PostgreSQL 14 or later")]
+    Unsupported {
+        /// Target name.
+        target: String,
+        /// `server_version`.
+        version: String,
+    },
+    /// The role lacks the grants curfew needs.
+    #[error("{}", missing_privileges(target, role, missing))]
+    MissingPrivileges {
+        /// Target name.
+        target: String,
+        /// The role curfew logged in as.
+        role: String,
+        /// The predefined roles it is not a member of.
+        missing: Vec<&'static str>,
+    },
+    /// A statement failed.
+    #[error("target \"{target}\": {what} failed: {reason}")]
+    Query {
+        /// Target name.
+        target: String,
+        /// What curfew was doing.
+        what: &'static str,
+        /// The server's or the client's message.
+        reason: String,
+        /// Whether the connection is gone (reconnect and retry).
+        lost: bool,
+    },
+}
+
+impl PgError {
+    /// Whether the connection is gone, so the caller should reconnect.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, PgError::Query { lost: true, .. })
+    }
+
+    pub(crate) fn query(target: &str, what: &'static str, e: tokio_postgres::Error) -> PgError {
+        let lost = e.is_closed() || find::<std::io::Error>(&e).is_some();
+        let reason = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.severity(), db.message()),
+            None => e.to_string(),
+        };
+        PgError::Query {
+            target: target.to_owned(),
+            what,
+            reason,
+            lost,
+        }
+    }
+
+    pub(crate) fn connect(spec: &TargetSpec, e: tokio_postgres::Error) -> PgError {
+        PgError::Connect {
+            target: spec.name.clone(),
+            url: spec.url.to_string(),
+            reason: connect_reason(spec, &e),
+        }
+    }
+}
+
+fn missing_privileges(target: &str, role: &str, missing: &[&str]) -> String {
+    let mut what = Vec::new();
+    if missing.contains(&"pg_read_all_stats") {
+        what.push("cannot see other roles' sessions (pg_read_all_stats)");
+    }
+    if missing.contains(&"pg_signal_backend") {
+        what.push("cannot end other roles' sessions (pg_signal_backend)");
+    }
+    format!(
+        "target \"{target}\": role \"{role}\" {}; as a superuser, run: GRANT {} TO {};",
+        what.join(" and "),
+        missing.join(", "),
+        crate::quote_identifier(role)
+    )
+}
+
+/// Find an error of type `T` in a chain, looking inside `io::Error`s too (whose `source()`
+/// skips the error they wrap).
+fn find<'e, T: std::error::Error + 'static>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Option<&'e T> {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(found) = e.downcast_ref::<T>() {
+            return Some(found);
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(found) = find::<T>(inner)
+        {
+            return Some(found);
+        }
+        current = e.source();
+    }
+    None
+}
+
+fn connect_reason(spec: &TargetSpec, e: &tokio_postgres::Error) -> String {
+    use rustls::CertificateError as C;
+    if let Some(db) = e.as_db_error() {
+        return if db.code() == &SqlState::INVALID_PASSWORD {
+            format!(
+                "password authentication failed for user \"{}\"; check the password in password_file",
+                spec.url.user
+            )
+        } else {
+            format!("{}: {}", db.severity(), db.message())
+        };
+    }
+    if let Some(tls) = find::<rustls::Error>(e) {
+        let host = spec.url.primary_host();
+        return match tls {
+            rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
+                "the server's certificate is not signed by a CA in sslrootcert (unknown issuer)"
+                    .to_owned()
+            }
+            rustls::Error::InvalidCertificate(
+                C::NotValidForName | C::NotValidForNameContext { .. },
+            ) => format!(
+                "the server's certificate is not valid for host \"{host}\" (sslmode=verify-full checks the name; use the name in the certificate)"
+            ),
+            rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+                "the server's certificate has expired".to_owned()
+            }
+            other => format!("TLS handshake failed: {other}"),
+        };
+    }
+    if let Some(io) = find::<std::io::Error>(e) {
+        return match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (is the server running and listening on that address?)"
+                    .to_owned()
+            }
+            std::io::ErrorKind::TimedOut => "timed out".to_owned(),
+            _ => io.to_string(),
+        };
+    }
+    e.to_string()
+}

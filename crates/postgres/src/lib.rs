@@ -1,0 +1,37 @@
+//! curfew's PostgreSQL adapter: connect from a libpq-style URL (TLS, password file), check that
+//! the server and role are fit, read the live sessions on the server's clock, and end a session
+//! with a guard that re-checks it in the same statement.
+
+mod connect;
+mod error;
+mod queries;
+mod secret;
+mod snapshot;
+mod terminate;
+mod tls;
+
+pub use connect::{Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect};
+pub use error::PgError;
+pub use secret::{Password, PasswordFileError, read_password_file};
+pub use snapshot::Snapshot;
+pub use terminate::{Guard, Outcome};
+pub use tls::TlsError;
+
+/// Quote a name as an SQL identifier: `we"ird role` becomes `"we""ird role"`. Role names may hold
+/// quotes, spaces and any Unicode, so they are always quoted, never pasted.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(super::quote_identifier("analyst"), "\"analyst\"");
+        assert_eq!(
+            super::quote_identifier("we\"ird role"),
+            "\"we\"\"ird role\""
+        );
+        assert_eq!(super::quote_identifier("Ünïcode"), "\"Ünïcode\"");
+    }
+}

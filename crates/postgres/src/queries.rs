@@ -1,0 +1,64 @@
+//! The statements curfew runs on every snapshot and termination, prepared once per connection.
+
+use tokio_postgres::{Client, Statement};
+
+/// One query for everything the engine needs: the server's clock, every client session but
+/// curfew's own, and (when the policy uses `member_of`) each session role's memberships, direct
+/// and indirect. Ages are computed on this clock, never the agent host's.
+pub(crate) const SNAPSHOT: &str = "
+WITH RECURSIVE
+  s AS MATERIALIZED (
+    SELECT pid, backend_start, xact_start, state, state_change, usesysid,
+           usename::text AS usename, datname::text AS datname, client_addr, application_name
+    FROM pg_stat_activity
+    WHERE backend_type = 'client backend'
+      AND usesysid IS NOT NULL
+      AND pid <> ALL($1::int4[])
+  ),
+  m(member, roleid) AS (
+    SELECT a.member, a.roleid FROM pg_auth_members a
+    WHERE $2::bool AND a.member IN (SELECT usesysid FROM s)
+    UNION
+    SELECT m.member, a.roleid FROM m JOIN pg_auth_members a ON a.member = m.roleid
+  ),
+  g AS (
+    SELECT m.member, array_agg(DISTINCT r.rolname::text) AS groups
+    FROM m JOIN pg_roles r ON r.oid = m.roleid
+    GROUP BY m.member
+  )
+SELECT c.now, s.pid, s.backend_start, s.xact_start, s.state, s.state_change,
+       s.usename, s.datname, s.client_addr, s.application_name, g.groups
+FROM (SELECT clock_timestamp() AS now) c
+LEFT JOIN s ON true
+LEFT JOIN g ON g.member = s.usesysid";
+
+/// Guarded termination: in one statement, re-check that the process is still the same session
+/// (pid and backend_start: pids are reused) and, for idle rules, still idle since the same
+/// moment (a statement in between resets the clock), then signal it and wait for it to exit.
+/// NULL `ended` means the session no longer matched; the clock is read after the wait.
+pub(crate) const TERMINATE: &str = "
+SELECT t.ended, clock_timestamp() FROM (
+  SELECT (
+    SELECT pg_terminate_backend(a.pid, $3::int8)
+    FROM pg_stat_activity a
+    WHERE a.pid = $1::int4
+      AND a.backend_start = $2::timestamptz
+      AND ($4::text[] IS NULL OR (a.state = ANY($4::text[]) AND a.state_change = $5::timestamptz))
+  ) AS ended
+) t";
+
+/// The prepared statements of one connection.
+#[derive(Debug, Clone)]
+pub(crate) struct Statements {
+    pub(crate) snapshot: Statement,
+    pub(crate) terminate: Statement,
+}
+
+impl Statements {
+    pub(crate) async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
+        Ok(Statements {
+            snapshot: client.prepare(SNAPSHOT).await?,
+            terminate: client.prepare(TERMINATE).await?,
+        })
+    }
+}

@@ -1,0 +1,102 @@
+//! Passwords read from files, never from the policy, the URL or the environment.
+
+use std::fmt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+/// A password. Its `Debug` and `Display` never show it.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// The password itself, for the authentication exchange only.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+/// Why a password file could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum PasswordFileError {
+    /// Missing, unreadable, not UTF-8.
+    #[error("cannot read password file {path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// Nothing in it.
+    #[error("password file {0} is empty")]
+    Empty(String),
+}
+
+/// Read a password file: its first line, without the line ending. Returns the password and a
+/// warning when the file is readable by group or others (as libpq warns about `.pgpass`).
+pub fn read_password_file(path: &Path) -> Result<(Password, Option<String>), PasswordFileError> {
+    let shown = path.display().to_string();
+    let unreadable = |reason: String| PasswordFileError::Unreadable {
+        path: shown.clone(),
+        reason,
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| unreadable(e.to_string()))?;
+    let mode = metadata.permissions().mode() & 0o777;
+    let warning = (mode & 0o077 != 0).then(|| {
+        format!(
+            "password file {shown} is readable by group or others (mode {mode:04o}); run chmod 600 {shown}"
+        )
+    });
+    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let text = String::from_utf8(bytes).map_err(|_| unreadable("it is not UTF-8 text".into()))?;
+    let password = text.lines().next().unwrap_or("").to_owned();
+    if password.is_empty() {
+        return Err(PasswordFileError::Empty(shown));
+    }
+    Ok((Password(password), warning))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str, body: &str, mode: u32) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("curfew-pw-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("pw");
+        std::fs::write(&path, body).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn first_line_without_its_ending() {
+        let (pw, warning) = read_password_file(&file("ok", "s3cret\r\n", 0o600)).unwrap();
+        assert_eq!(pw.expose(), "s3cret");
+        assert!(warning.is_none());
+        assert_eq!(format!("{pw:?}"), "Password(***)");
+    }
+
+    #[test]
+    fn open_permissions_warn() {
+        let (_, warning) = read_password_file(&file("open", "x\n", 0o644)).unwrap();
+        assert!(warning.unwrap().contains("mode 0644"));
+    }
+
+    #[test]
+    fn empty_and_missing_files_are_errors() {
+        assert!(matches!(
+            read_password_file(&file("empty", "\n", 0o600)),
+            Err(PasswordFileError::Empty(_))
+        ));
+        assert!(matches!(
+            read_password_file(Path::new("/no/such/file")),
+            Err(PasswordFileError::Unreadable { .. })
+        ));
+    }
+}

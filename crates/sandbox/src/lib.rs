@@ -1,0 +1,33 @@
+//! Throwaway local PostgreSQL clusters for curfew's demo, integration tests
+//! and benchmarks.
+//!
+//! A [`Cluster`] runs `initdb` into a fresh directory under the system
+//! temporary directory, starts the server with `pg_ctl` on a free loopback
+//! port with its own Unix socket directory, and removes everything again when
+//! dropped. When the current process runs as root (which `initdb` refuses),
+//! the server runs as the `postgres` operating-system user instead.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), curfew_sandbox::SandboxError> {
+//! let cluster = curfew_sandbox::Cluster::start(curfew_sandbox::Options::default())?;
+//! assert_eq!(cluster.psql("select 1")?, "1");
+//! let url = cluster.url("postgres", "postgres");
+//! # let _ = url;
+//! # Ok(())
+//! # }
+//! ```
+
+mod binaries;
+mod cluster;
+mod config;
+mod error;
+mod options;
+mod pki;
+mod process;
+mod workdir;
+
+pub use binaries::{PG_BIN_ENV, find_binaries};
+pub use cluster::Cluster;
+pub use error::SandboxError;
+pub use options::{Auth, Options, TlsFiles};
+pub use pki::TestPki;

@@ -85,7 +85,7 @@ impl Actor {
             }
             for d in &plan.warnings {
                 if let Some(session) = by_key.get(&d.session) {
-                    self.warn(loaded, d, session);
+                    self.warn(loaded, snapshot, d, session);
                 }
             }
         }
@@ -125,12 +125,16 @@ impl Actor {
             .terminate(&Guard::for_decision(d), self.shared.options.terminate_wait)
             .await;
         let (event, word, detail) = match &result {
-            Ok(Outcome::Ended { at }) => {
+            Ok(Outcome::Ended { at, confirmed_at }) => {
                 let lateness = at.duration_since(d.deadline);
                 (
                     Event::SessionTerminated,
                     "ended",
-                    json!({"at": at.to_string(), "lateness_ms": lateness.as_secs_f64() * 1e3}),
+                    json!({
+                        "at": at.to_string(),
+                        "exit_confirmed_at": confirmed_at.to_string(),
+                        "lateness_ms": lateness.as_secs_f64() * 1e3,
+                    }),
                 )
             }
             Ok(Outcome::NoLongerMatched { at }) => (
@@ -159,7 +163,7 @@ impl Actor {
         let _ = write(&self.shared, outcome).await;
         let who = describe(session);
         match result {
-            Ok(Outcome::Ended { at }) => {
+            Ok(Outcome::Ended { at, .. }) => {
                 let lateness = at.duration_since(d.deadline);
                 tracing::info!(target: "curfew::agent",
                     "target \"{}\": ended {who} by rule \"{}\": {reason} ({} after the deadline)",
@@ -251,19 +255,27 @@ impl Actor {
         });
     }
 
-    fn warn(&mut self, loaded: &LoadedPolicy, d: &Decision, session: &Session) {
+    fn warn(
+        &mut self,
+        loaded: &LoadedPolicy,
+        snapshot: &Snapshot,
+        d: &Decision,
+        session: &Session,
+    ) {
         if !self.warned.insert((d.session, d.rule)) {
             return;
         }
         let rule = &loaded.policy.rules[d.rule];
         tracing::info!(target: "curfew::agent",
-            "target \"{}\": {} will be ended at {} by rule \"{}\"",
-            self.target, describe(session), d.deadline, rule.name);
+            "target \"{}\": {} will be ended in {} by rule \"{}\"",
+            self.target, describe(session),
+            curfew_policy::format_age(d.deadline.duration_since(snapshot.now)), rule.name);
         self.shared.emit(AgentEvent::Warned {
             target: self.target.clone(),
             session: session.clone(),
             rule: rule.name.clone(),
             deadline: d.deadline,
+            at: snapshot.now,
         });
     }
 }

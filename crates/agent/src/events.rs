@@ -94,6 +94,8 @@ pub enum AgentEvent {
         rule: String,
         /// When it will be ended (server clock).
         deadline: Timestamp,
+        /// The server clock when the warning fell due.
+        at: Timestamp,
     },
     /// An audit record could not be written; the action it was for was not taken.
     AuditFailed {

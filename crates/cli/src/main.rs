@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod logging;
 mod policy_file;
+mod table;
 mod when;
 
 use std::path::PathBuf;
@@ -91,6 +92,15 @@ enum Command {
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(commands::audit::Command),
+
+    /// See curfew work: a throwaway PostgreSQL cluster, realistic sessions, live terminations.
+    #[command(
+        after_help = "Starts a local PostgreSQL cluster (initdb on a free loopback port,                             removed at the end), creates the three-role pattern (appowner, appuser,                             backupuser) and human analysts, opens sessions (idle, a forgotten                             transaction, one over the session limit, a long-running one, the                             application's pool, a backup), runs the agent on a short-fused policy                             and shows each termination as it happens, then a summary and the audit                             log's verification. Takes about 20 seconds. Needs PostgreSQL server                             binaries (apt-get install postgresql, or CURFEW_PG_BIN).\n\n\
+                            Examples:\n  \
+                            curfew demo\n  \
+                            curfew demo --keep ./demo && curfew audit show ./demo/audit.jsonl"
+    )]
+    Demo(commands::demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -101,6 +111,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(&cli.config, args),
         Command::Agent(args) => commands::agent::run(&cli.config, args),
         Command::Audit(command) => commands::audit::run(command),
+        Command::Demo(args) => commands::demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -166,13 +166,16 @@ impl serde::Serialize for Limit {
     }
 }
 
-/// An elapsed time as people read it in a reason: `45s`, `2.3s`, `15m02s`, `12h00m03s`, `2d03h04m`.
+/// An elapsed time as people read it in a reason: `4ms`, `45s`, `2.3s`, `15m02s`, `12h00m03s`,
+/// `2d03h04m`.
 pub fn format_age(age: SignedDuration) -> String {
     let negative = age.is_negative();
     let ms = age.as_millis().unsigned_abs();
     let sign = if negative { "-" } else { "" };
     let secs = ms / 1000;
-    let text = if secs < 60 {
+    let text = if secs == 0 {
+        format!("{ms}ms")
+    } else if secs < 60 {
         if ms.is_multiple_of(1000) || secs >= 10 {
             format!("{secs}s")
         } else {
@@ -262,5 +265,7 @@ mod tests {
         assert_eq!(format_age(SignedDuration::from_millis(2_340)), "2.3s");
         assert_eq!(format_age(SignedDuration::from_secs(43_203)), "12h00m03s");
         assert_eq!(format_age(SignedDuration::from_secs(183_840)), "2d03h04m");
+        assert_eq!(format_age(SignedDuration::from_millis(4)), "4ms");
+        assert_eq!(format_age(SignedDuration::from_millis(-700)), "-700ms");
     }
 }

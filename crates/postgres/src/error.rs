@@ -75,7 +75,7 @@ impl PgError {
     }
 
     pub(crate) fn query(target: &str, what: &'static str, e: tokio_postgres::Error) -> PgError {
-        let lost = e.is_closed() || find::<std::io::Error>(&e).is_some();
+        let lost = ends_session(&e);
         let reason = match e.as_db_error() {
             Some(db) => format!("{}: {}", db.severity(), db.message()),
             None => e.to_string(),
@@ -95,6 +95,22 @@ impl PgError {
             reason: connect_reason(spec, &e),
         }
     }
+}
+
+/// Whether the connection is gone after this error: closed, an I/O failure, or an error the
+/// server raised at FATAL or PANIC level (it ends the session right after sending it, e.g. when
+/// curfew's own session is terminated or the server shuts down mid-statement; the client may
+/// not have seen the socket close yet).
+pub(crate) fn ends_session(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::Severity;
+    e.is_closed()
+        || find::<std::io::Error>(e).is_some()
+        || e.as_db_error().is_some_and(|db| {
+            matches!(
+                db.parsed_severity(),
+                Some(Severity::Fatal | Severity::Panic)
+            ) || matches!(db.severity(), "FATAL" | "PANIC")
+        })
 }
 
 fn missing_privileges(target: &str, role: &str, missing: &[&str]) -> String {
@@ -151,6 +167,13 @@ fn connect_reason(spec: &TargetSpec, e: &tokio_postgres::Error) -> String {
         return match tls {
             rustls::Error::InvalidCertificate(C::UnknownIssuer) => {
                 "the server's certificate is not signed by a CA in sslrootcert (unknown issuer)"
+                    .to_owned()
+            }
+            // A CA in sslrootcert has the issuer's name but not its key (typically a CA that was
+            // regenerated under the same name): webpki finds it by name, then the signature
+            // fails. For the operator this is the same problem as an unknown issuer.
+            rustls::Error::InvalidCertificate(C::BadSignature) => {
+                "the server's certificate is not signed by a CA in sslrootcert (a CA there has the issuer's name but not its key)"
                     .to_owned()
             }
             rustls::Error::InvalidCertificate(

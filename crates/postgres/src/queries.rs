@@ -34,24 +34,33 @@ LEFT JOIN g ON g.member = s.usesysid";
 
 /// Guarded termination: in one statement, re-check that the process is still the same session
 /// (pid and backend_start: pids are reused) and, for idle rules, still idle since the same
-/// moment (a statement in between resets the clock), then signal it and wait for it to exit.
-/// NULL `ended` means the session no longer matched; the clock is read after the wait.
+/// moment (a statement in between resets the clock), then signal it. NULL `signalled` means the
+/// session no longer matched. The clock is read after the signal: the moment the session ended.
+/// (`pg_terminate_backend(pid, timeout)` would confirm the exit too, but it polls in 100 ms
+/// steps; the exit is confirmed with `EXITED` instead.)
 pub(crate) const TERMINATE: &str = "
-SELECT t.ended, clock_timestamp() FROM (
+SELECT t.signalled, clock_timestamp() FROM (
   SELECT (
-    SELECT pg_terminate_backend(a.pid, $3::int8)
+    SELECT pg_terminate_backend(a.pid)
     FROM pg_stat_activity a
     WHERE a.pid = $1::int4
       AND a.backend_start = $2::timestamptz
-      AND ($4::text[] IS NULL OR (a.state = ANY($4::text[]) AND a.state_change = $5::timestamptz))
-  ) AS ended
+      AND ($3::text[] IS NULL OR (a.state = ANY($3::text[]) AND a.state_change = $4::timestamptz))
+  ) AS signalled
 ) t";
+
+/// Whether a signalled session's process is gone.
+pub(crate) const EXITED: &str = "
+SELECT NOT EXISTS (
+  SELECT 1 FROM pg_stat_activity WHERE pid = $1::int4 AND backend_start = $2::timestamptz
+), clock_timestamp()";
 
 /// The prepared statements of one connection.
 #[derive(Debug, Clone)]
 pub(crate) struct Statements {
     pub(crate) snapshot: Statement,
     pub(crate) terminate: Statement,
+    pub(crate) exited: Statement,
 }
 
 impl Statements {
@@ -59,6 +68,7 @@ impl Statements {
         Ok(Statements {
             snapshot: client.prepare(SNAPSHOT).await?,
             terminate: client.prepare(TERMINATE).await?,
+            exited: client.prepare(EXITED).await?,
         })
     }
 }

@@ -45,8 +45,10 @@ impl Guard {
 pub enum Outcome {
     /// The session was signalled and its process exited.
     Ended {
-        /// Server clock after the exit was confirmed.
+        /// Server clock right after the signal: when the session ended.
         at: Timestamp,
+        /// Server clock when the process was seen gone.
+        confirmed_at: Timestamp,
     },
     /// The session had changed (ended, reused pid, ran a statement): nothing was done.
     NoLongerMatched {
@@ -72,41 +74,68 @@ impl Outcome {
 }
 
 impl Connection {
-    /// End a session if the guard still holds, waiting up to `wait` for its process to exit.
-    /// A refusal by the server is an `Outcome::Failed`; a lost connection is an error.
+    /// End a session if the guard still holds, then confirm its process exited (waiting up to
+    /// `wait`). A refusal by the server is an `Outcome::Failed`; a lost connection is an error.
     pub async fn terminate(&self, guard: &Guard, wait: Duration) -> Result<Outcome, PgError> {
-        let wait_ms = i64::try_from(wait.as_millis()).unwrap_or(i64::MAX).max(1);
         let states: Option<Vec<&str>> = guard.idle_since.map(|(s, _)| s.to_vec());
         let since: Option<Timestamp> = guard.idle_since.map(|(_, t)| t);
         let result = self
             .client
             .query_one(
                 &self.statements.terminate,
-                &[&guard.pid, &guard.backend_start, &wait_ms, &states, &since],
+                &[&guard.pid, &guard.backend_start, &states, &since],
             )
             .await;
-        match result {
-            Ok(row) => {
-                let ended: Option<bool> = row.get(0);
-                let at: Timestamp = row.get(1);
-                Ok(match ended {
-                    None => Outcome::NoLongerMatched { at },
-                    Some(true) => Outcome::Ended { at },
-                    Some(false) => Outcome::Failed {
-                        reason: format!(
-                            "the process was signalled but did not exit within {}",
-                            curfew_policy::format_age(jiff::SignedDuration::from_millis(wait_ms))
-                        ),
-                    },
-                })
+        let row = match result {
+            Ok(row) => row,
+            Err(e) if e.as_db_error().is_some() && !crate::error::ends_session(&e) => {
+                return Ok(Outcome::Failed {
+                    reason: e
+                        .as_db_error()
+                        .map(|db| format!("{}: {}", db.severity(), db.message()))
+                        .unwrap_or_default(),
+                });
             }
-            Err(e) if e.as_db_error().is_some() && !e.is_closed() => Ok(Outcome::Failed {
-                reason: e
-                    .as_db_error()
-                    .map(|db| format!("{}: {}", db.severity(), db.message()))
-                    .unwrap_or_default(),
-            }),
-            Err(e) => Err(PgError::query(&self.target, "terminating a session", e)),
+            Err(e) => return Err(PgError::query(&self.target, "terminating a session", e)),
+        };
+        let signalled: Option<bool> = row.get(0);
+        let at: Timestamp = row.get(1);
+        match signalled {
+            None => return Ok(Outcome::NoLongerMatched { at }),
+            Some(false) => {
+                return Ok(Outcome::Failed {
+                    reason: "PostgreSQL could not signal the process".to_owned(),
+                });
+            }
+            Some(true) => {}
+        }
+        // Confirm the exit: usually gone at the first look; poll briefly, then less often.
+        let started = tokio::time::Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            let row = self
+                .client
+                .query_one(&self.statements.exited, &[&guard.pid, &guard.backend_start])
+                .await
+                .map_err(|e| PgError::query(&self.target, "confirming a termination", e))?;
+            if row.get::<_, bool>(0) {
+                return Ok(Outcome::Ended {
+                    at,
+                    confirmed_at: row.get(1),
+                });
+            }
+            if started.elapsed() >= wait {
+                return Ok(Outcome::Failed {
+                    reason: format!(
+                        "the process was signalled at {at} but had not exited {} later",
+                        curfew_policy::format_age(
+                            jiff::SignedDuration::try_from(wait).unwrap_or_default()
+                        )
+                    ),
+                });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(50));
         }
     }
 }

@@ -206,29 +206,5 @@ fn table(entries: &[Entry]) -> String {
             ]
         })
         .collect();
-    let widths: Vec<usize> = (0..headers.len() - 1)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([headers[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut text = String::new();
-    let mut line = |cells: &[&str]| {
-        for (i, cell) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                text.push_str(cell);
-            } else {
-                let _ = write!(text, "{cell:<w$}  ", w = widths[i]);
-            }
-        }
-        text.push('\n');
-    };
-    line(&headers);
-    for r in &rows {
-        line(&r.iter().map(String::as_str).collect::<Vec<_>>());
-    }
-    text
+    crate::table::render("", &headers, &rows, &[])
 }

@@ -211,31 +211,12 @@ fn table(
             ]
         })
         .collect();
-    let headers = ["PID", "ROLE", "DATABASE", "APPLICATION", "STATE", "VERDICT"];
-    let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].chars().count())
-                .chain([headers[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let line = |cells: [&str; 6]| {
-        let mut l = String::new();
-        for (i, cell) in cells.iter().enumerate().take(5) {
-            let _ = write!(l, "{cell:<w$}  ", w = widths[i]);
-        }
-        l.push_str(cells[5]);
-        l
-    };
-    let _ = writeln!(out, "  {}", line(headers));
-    for r in &rows {
-        let _ = writeln!(
-            out,
-            "  {}",
-            line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]])
-        );
-    }
+    let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+    out.push_str(&crate::table::render(
+        "  ",
+        &["PID", "ROLE", "DATABASE", "APPLICATION", "STATE", "VERDICT"],
+        &rows,
+        &[],
+    ));
     let _ = writeln!(out);
 }

@@ -1,0 +1,461 @@
+//! `curfew demo`: a throwaway cluster, realistic sessions, the agent on a short-fused policy,
+//! each termination shown as it happens, then a summary and the audit log's verification.
+//! Leaves nothing running.
+
+mod cast;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use curfew_agent::{AgentEvent, AgentOptions, LoadedPolicy};
+use curfew_audit::AuditLog;
+use curfew_policy::explain::summary;
+use curfew_sandbox::{Cluster, Options};
+use tokio::sync::{broadcast, oneshot, watch};
+
+use crate::exit::Failure;
+use cast::{Actor, open, run_in_background};
+
+/// Options of `curfew demo`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Keep the demo's policy and audit log in this directory (for `curfew audit show`).
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
+}
+
+/// Run the demo.
+pub(crate) fn run(args: &Args) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    runtime.block_on(demo(args))
+}
+
+fn say(text: impl AsRef<str>) {
+    println!("{}", text.as_ref());
+}
+
+fn since(t0: Instant, at: Instant) -> String {
+    format!("+{:.1}s", at.saturating_duration_since(t0).as_secs_f64())
+}
+
+async fn demo(args: &Args) -> Result<(), Failure> {
+    let begun = Instant::now();
+    say(
+        "curfew demo: a throwaway PostgreSQL cluster, realistic sessions, and the agent enforcing a short-fused policy.\n",
+    );
+    say("Starting a local PostgreSQL cluster (initdb, loopback only; removed at the end)...");
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Options::default()))
+        .await
+        .context("starting the cluster")?
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+    cluster
+        .psql(cast::SETUP_SQL)
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
+    say(format!(
+        "  PostgreSQL {} on {}:{}, ready in {:.1}s\n",
+        cluster.major_version(),
+        cluster.host(),
+        cluster.port(),
+        begun.elapsed().as_secs_f64()
+    ));
+    say("Roles (the three-role pattern of the security guide, plus humans):");
+    say("  appowner     NOLOGIN; owns schema app");
+    say("  appuser      the application (orders-api)");
+    say("  backupuser   read-only; runs backups (pg_dump)");
+    say("  analyst_kim, analyst_lee, ops_ann   humans (members of role `humans`)");
+    say("  curfew_agent curfew itself: only pg_read_all_stats and pg_signal_backend\n");
+
+    let dir = work_dir()?;
+    let policy_text = cast::policy(&cluster.url("curfew_agent", "postgres"));
+    let policy_path = dir.join("curfew.toml");
+    std::fs::write(&policy_path, &policy_text).context("writing the demo policy")?;
+    let loaded = LoadedPolicy::from_bytes("curfew-demo.toml", policy_text.into_bytes())
+        .map_err(|e| Failure::Runtime(anyhow::anyhow!("the built-in policy: {e}")))?;
+    say("Policy (built in; `curfew explain` turns a policy like it into a document):");
+    let width = loaded
+        .policy
+        .rules
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(0);
+    for rule in &loaded.policy.rules {
+        say(format!("  {:<width$}  {}", rule.name, summary(rule)));
+    }
+    say("  exempt: role postgres, application pg_dump\n");
+
+    let audit_path = dir.join("audit.jsonl");
+    let audit = AuditLog::open(&audit_path).context("opening the demo audit log")?;
+    let (events_tx, mut events) = broadcast::channel(256);
+    let (_policy_tx, policy_rx) = watch::channel(Arc::new(loaded.clone()));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let options = AgentOptions {
+        events: Some(events_tx),
+        ..AgentOptions::default()
+    };
+    let agent = tokio::spawn(curfew_agent::run(audit, options, policy_rx, async move {
+        let _ = stop_rx.await;
+    }));
+    wait_for_first_evaluation(&mut events).await?;
+
+    say("Opening sessions:");
+    let (host, port) = (cluster.host().to_owned(), cluster.port());
+    let mut actors = Vec::new();
+    let t0 = Instant::now();
+    actors.push(
+        open(
+            &host,
+            port,
+            "idle in psql",
+            "analyst_kim",
+            "psql",
+            Some("inactivity"),
+            "SELECT count(*) FROM app.orders",
+        )
+        .await?,
+    );
+    actors.push(
+        open(
+            &host,
+            port,
+            "forgot an open transaction",
+            "analyst_lee",
+            "psql",
+            Some("abandoned-transaction"),
+            "BEGIN; UPDATE app.orders SET status = 'hold' WHERE id = 42",
+        )
+        .await?,
+    );
+    let mut ann = open(
+        &host,
+        port,
+        "a long-running report",
+        "ops_ann",
+        "psql",
+        Some("session-lifetime"),
+        "",
+    )
+    .await?;
+    run_in_background(&mut ann, "SELECT pg_sleep(60)");
+    actors.push(ann);
+    for _ in 0..2 {
+        actors.push(
+            open(
+                &host,
+                port,
+                "the application's pool",
+                "appuser",
+                "orders-api",
+                None,
+                "SELECT count(*) FROM app.orders",
+            )
+            .await?,
+        );
+    }
+    let mut backup = open(
+        &host,
+        port,
+        "a backup, still running",
+        "backupuser",
+        "pg_dump",
+        None,
+        "",
+    )
+    .await?;
+    run_in_background(&mut backup, "SELECT pg_sleep(60)");
+    actors.push(backup);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    actors.push(
+        open(
+            &host,
+            port,
+            "a second session",
+            "analyst_kim",
+            "DBeaver",
+            Some("one-session-each"),
+            "SELECT 1",
+        )
+        .await?,
+    );
+    for a in &actors {
+        let expect = a.expected.map_or("must survive".to_owned(), |r| {
+            format!("expect: ended by {r}")
+        });
+        say(format!(
+            "  pid {:<6} {:<12} {:<28} {expect}",
+            a.pid, a.role, a.label
+        ));
+    }
+    say("\nEnforcing (each line is printed as it happens):");
+
+    let outcomes = watch_live(&mut events, &mut actors, t0).await;
+    let _ = stop_tx.send(());
+    agent
+        .await
+        .context("the agent task")?
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let verification = curfew_audit::verify(&audit_path).context("verifying the audit log")?;
+
+    let ok = report(&mut actors, &outcomes, t0, &verification, &audit_path).await;
+    if let Some(keep) = &args.keep {
+        keep_files(keep, &policy_path, &audit_path)?;
+    }
+    drop(actors);
+    drop(cluster);
+    let _ = std::fs::remove_dir_all(&dir);
+    say(format!(
+        "\nThe cluster was stopped and removed. Total time {:.1}s.",
+        begun.elapsed().as_secs_f64()
+    ));
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!(
+            "the demo did not go as the policy says (see above)"
+        )))
+    }
+}
+
+fn work_dir() -> Result<PathBuf, Failure> {
+    let dir = std::env::temp_dir().join(format!("curfew-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    Ok(dir)
+}
+
+async fn wait_for_first_evaluation(
+    events: &mut broadcast::Receiver<AgentEvent>,
+) -> Result<(), Failure> {
+    let wait = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.recv().await {
+                Ok(AgentEvent::Evaluated { .. }) => return Ok(()),
+                Ok(AgentEvent::Disconnected { error, .. }) => return Err(error),
+                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return Err("the agent stopped".into()),
+            }
+        }
+    });
+    match wait.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(Failure::Runtime(anyhow::anyhow!(
+            "the agent could not start: {e}"
+        ))),
+        Err(_) => Err(Failure::Runtime(anyhow::anyhow!(
+            "the agent did not start within 20s"
+        ))),
+    }
+}
+
+/// What the agent did to one session.
+struct Outcome {
+    pid: i32,
+    rule: String,
+    at: Instant,
+    lateness: jiff::SignedDuration,
+}
+
+/// Print events as they come until every session expected to end has ended (and a moment more,
+/// to show the others survive), or 20 s.
+async fn watch_live(
+    events: &mut broadcast::Receiver<AgentEvent>,
+    actors: &mut [Actor],
+    t0: Instant,
+) -> Vec<Outcome> {
+    let label = |actors: &[Actor], pid: i32| {
+        actors
+            .iter()
+            .find(|a| a.pid == pid)
+            .map_or(format!("pid {pid}"), |a| {
+                format!("pid {pid} ({}, {})", a.role, a.label)
+            })
+    };
+    let expected = actors.iter().filter(|a| a.expected.is_some()).count();
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let hard_stop = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut settle: Option<tokio::time::Instant> = None;
+    loop {
+        let until = settle.unwrap_or(hard_stop).min(hard_stop);
+        let event = match tokio::time::timeout_at(until, events.recv()).await {
+            Err(_) => break,
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+            Ok(Err(broadcast::error::RecvError::Closed)) => break,
+            Ok(Ok(event)) => event,
+        };
+        let now = Instant::now();
+        match event {
+            AgentEvent::Terminated {
+                session,
+                rule,
+                reason,
+                lateness,
+                ..
+            } => {
+                say(format!(
+                    "  {:>6}  ended {} by {rule}: {reason} ({} after the deadline)",
+                    since(t0, now),
+                    label(actors, session.pid),
+                    curfew_policy::format_age(lateness)
+                ));
+                outcomes.push(Outcome {
+                    pid: session.pid,
+                    rule,
+                    at: now,
+                    lateness,
+                });
+            }
+            AgentEvent::Warned {
+                session,
+                rule,
+                deadline,
+                at,
+                ..
+            } => say(format!(
+                "  {:>6}  warning: {} will be ended in {} by {rule}",
+                since(t0, now),
+                label(actors, session.pid),
+                curfew_policy::format_age(deadline.duration_since(at))
+            )),
+            AgentEvent::NoLongerMatched { session, rule, .. } => say(format!(
+                "  {:>6}  {} changed before {rule} could end it; left alone",
+                since(t0, now),
+                label(actors, session.pid)
+            )),
+            AgentEvent::TerminationFailed {
+                session,
+                rule,
+                error,
+                ..
+            } => say(format!(
+                "  {:>6}  could not end {} ({rule}): {error}",
+                since(t0, now),
+                label(actors, session.pid)
+            )),
+            _ => {}
+        }
+        if settle.is_none() && outcomes.len() >= expected {
+            settle = Some(tokio::time::Instant::now() + Duration::from_millis(1500));
+        }
+    }
+    for a in actors.iter_mut() {
+        a.check_ended();
+        // A running statement receives the server's message; the connection just closes.
+        if let Some(task) = a.running.take_if(|t| t.is_finished())
+            && let Ok(Err(e)) = task.await
+            && let Some(db) = e.as_db_error()
+            && let Some(saw) = &mut a.saw
+        {
+            saw.1 = format!("{}: {}", db.severity(), db.message());
+        }
+    }
+    outcomes
+}
+
+/// The summary table, the audit verification and what each user saw. True if everything went
+/// as the policy says.
+async fn report(
+    actors: &mut [Actor],
+    outcomes: &[Outcome],
+    t0: Instant,
+    verification: &curfew_audit::Verification,
+    audit_path: &Path,
+) -> bool {
+    let mut all_ok = true;
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut marks = Vec::new();
+    for a in actors.iter_mut() {
+        let outcome = outcomes.iter().find(|o| o.pid == a.pid);
+        // A survivor must still answer.
+        let alive = !a.check_ended()
+            && match &a.running {
+                Some(task) => !task.is_finished(),
+                None => a.client.simple_query("SELECT 1").await.is_ok(),
+            };
+        let (what, late, ok) = match (a.expected, outcome) {
+            (Some(rule), Some(o)) => (
+                format!("ended by {} at {}", o.rule, since(t0, o.at)),
+                curfew_policy::format_age(o.lateness),
+                o.rule == rule && !alive,
+            ),
+            (Some(_), None) => ("NOT ENDED".to_owned(), "-".to_owned(), false),
+            (None, Some(o)) => (format!("ENDED by {}", o.rule), "-".to_owned(), false),
+            (None, None) => (
+                if alive {
+                    "alive".to_owned()
+                } else {
+                    "GONE".to_owned()
+                },
+                "-".to_owned(),
+                alive,
+            ),
+        };
+        all_ok &= ok;
+        let expected = a
+            .expected
+            .map_or("survives".to_owned(), |r| format!("ended by {r}"));
+        rows.push(vec![
+            a.pid.to_string(),
+            a.role.to_owned(),
+            a.label.to_owned(),
+            expected,
+            what,
+            late,
+        ]);
+        marks.push(ok);
+    }
+    let flags: Vec<&str> = marks
+        .iter()
+        .map(|ok| if *ok { "" } else { "  <-- unexpected" })
+        .collect();
+    let table = crate::table::render(
+        "  ",
+        &["PID", "ROLE", "SESSION", "EXPECTED", "OUTCOME", "LATE"],
+        &rows,
+        &flags,
+    );
+    say("\nSummary:");
+    print!("{table}");
+    say("\nWhat the users saw:");
+    for a in actors.iter() {
+        if let Some((_, saw)) = &a.saw {
+            say(format!("  {} ({}): {saw}", a.role, a.label));
+        }
+    }
+    if verification.is_intact() {
+        say(format!(
+            "\nAudit log: {} records, hash chain and sequence intact, every termination intent has its outcome.",
+            verification.records
+        ));
+    } else {
+        all_ok = false;
+        say("\nAudit log: NOT intact:");
+        for p in &verification.problems {
+            say(format!(
+                "  {}:{}: {}",
+                audit_path.display(),
+                p.line,
+                p.message
+            ));
+        }
+    }
+    if all_ok {
+        say(format!(
+            "All {} sessions were treated as the policy says.",
+            actors.len()
+        ));
+    }
+    all_ok
+}
+
+fn keep_files(keep: &Path, policy: &Path, audit: &Path) -> Result<(), Failure> {
+    std::fs::create_dir_all(keep).with_context(|| format!("creating {}", keep.display()))?;
+    std::fs::copy(policy, keep.join("curfew.toml")).context("keeping the policy")?;
+    std::fs::copy(audit, keep.join("audit.jsonl")).context("keeping the audit log")?;
+    say(format!(
+        "\nKept the policy and the audit log in {}: try `curfew audit show {}/audit.jsonl`.",
+        keep.display(),
+        keep.display()
+    ));
+    Ok(())
+}

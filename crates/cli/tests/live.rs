@@ -1,0 +1,345 @@
+//! The `curfew` binary against a real PostgreSQL: the agent as a process (SIGHUP reload, SIGTERM
+//! stop), `plan`, `audit verify` and the demo.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use curfew_sandbox::Cluster;
+
+fn curfew() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_curfew"))
+}
+
+struct Dir(PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn dir(name: &str) -> Dir {
+    let d = std::env::temp_dir().join(format!("curfew-cli-live-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    Dir(d)
+}
+
+fn cluster() -> Cluster {
+    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .psql(
+            "CREATE ROLE curfew_agent LOGIN; GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+             CREATE ROLE kim LOGIN;",
+        )
+        .unwrap();
+    cluster
+}
+
+fn policy_text(cluster: &Cluster, rules: &str) -> String {
+    format!(
+        "[agent]\ninterval = \"1s\"\n\n[[target]]\nname = \"db\"\nurl = \"{}\"\n\n{rules}",
+        cluster.url("curfew_agent", "postgres")
+    )
+}
+
+async fn session(
+    cluster: &Cluster,
+    user: &str,
+) -> (tokio_postgres::Client, i32, mpsc::Receiver<()>) {
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={user} dbname=postgres",
+        cluster.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    tokio::spawn(async move {
+        let _ = connection.await;
+        let _ = tx.send(());
+    });
+    let pid = client
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (client, pid, rx)
+}
+
+/// Stderr lines of a child, as they come.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Wait for a log line containing `needle`; all lines seen on the way.
+fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!(
+        "no log line with {needle:?} within {limit:?}; saw:\n{}",
+        seen.join("\n")
+    );
+}
+
+fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn events(audit: &Path) -> Vec<String> {
+    curfew_audit::read(audit)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap().event)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_reloads_on_sighup_keeps_a_bad_policy_out_and_stops_on_sigterm() {
+    let cluster = cluster();
+    let d = dir("agent");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        policy_text(
+            &cluster,
+            "[[rule]]\nname = \"idle\"\nidle = \"1h\"\nroles = [\"kim\"]\n",
+        ),
+    )
+    .unwrap();
+    let mut agent = curfew()
+        .args([
+            "agent",
+            "-c",
+            policy.to_str().unwrap(),
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut agent);
+    wait_for(&lines, "connected", Duration::from_secs(20));
+    let (_kim, kim_pid, kim_ended) = session(&cluster, "kim").await;
+
+    // A broken file is rejected, and the running policy stays.
+    std::fs::write(&policy, "[[rule]]\nname = \"idle\"\nidle = \"soon\"\n").unwrap();
+    signal(&agent, "HUP");
+    let seen = wait_for(&lines, "stays in force", Duration::from_secs(10));
+    assert!(
+        seen.iter().any(|l| l.contains("curfew.toml:3:8")),
+        "{seen:#?}"
+    );
+
+    // A valid, stricter policy is applied.
+    std::fs::write(
+        &policy,
+        policy_text(
+            &cluster,
+            "[[rule]]\nname = \"idle\"\nidle = \"1s\"\nroles = [\"kim\"]\n",
+        ),
+    )
+    .unwrap();
+    signal(&agent, "HUP");
+    let seen = wait_for(&lines, "ended pid", Duration::from_secs(10));
+    assert!(
+        seen.last().unwrap().contains(&format!("pid {kim_pid} (")),
+        "{seen:#?}"
+    );
+    kim_ended.recv_timeout(Duration::from_secs(5)).unwrap();
+
+    signal(&agent, "TERM");
+    let status = agent.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let recorded = events(&audit);
+    for expected in [
+        "agent_started",
+        "policy_loaded",
+        "policy_rejected",
+        "termination_intent",
+        "session_terminated",
+        "agent_stopped",
+    ] {
+        assert!(
+            recorded.iter().any(|e| e == expected),
+            "{expected} missing from {recorded:?}"
+        );
+    }
+    let verify = curfew()
+        .args(["audit", "verify", audit.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(String::from_utf8_lossy(&verify.stdout).contains(": intact: "));
+    let show = curfew()
+        .args([
+            "audit",
+            "show",
+            audit.to_str().unwrap(),
+            "--event",
+            "session_terminated",
+        ])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&show.stdout);
+    assert!(
+        table.contains("session_terminated") && table.contains("kim") && table.contains("idle for"),
+        "{table}"
+    );
+}
+
+#[test]
+fn audit_verify_names_the_tampered_line_and_exits_3() {
+    let d = dir("tamper");
+    let path = d.0.join("audit.jsonl");
+    {
+        let log = curfew_audit::AuditLog::open(&path).unwrap();
+        for i in 0..4 {
+            let record = curfew_audit::Record::new(
+                jiff::Timestamp::now(),
+                curfew_audit::Event::SessionReported,
+            )
+            .with_reason(format!("record {i}"));
+            log.append(record).unwrap();
+        }
+    }
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("record 2", "record X", 1)).unwrap();
+    let out = curfew()
+        .args(["audit", "verify", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(&format!("{}:3: line 3 (seq 3) was altered", path.display())),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is NOT intact"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_what_will_happen_to_each_session() {
+    let cluster = cluster();
+    let d = dir("plan");
+    let policy = d.0.join("curfew.toml");
+    std::fs::write(&policy, policy_text(&cluster, "[exempt]\nroles = [\"postgres\"]\n\n[[rule]]\nname = \"idle\"\nidle = \"1h\"\nroles = [\"kim\"]\n")).unwrap();
+    let (_kim, kim_pid, _) = session(&cluster, "kim").await;
+    let (_admin, admin_pid, _) = session(&cluster, "postgres").await;
+    let now = curfew()
+        .args(["plan", "-c", policy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        now.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&now.stderr)
+    );
+    let table = String::from_utf8_lossy(&now.stdout);
+    let kim_line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{kim_pid} ")))
+        .unwrap();
+    assert!(
+        kim_line.contains("in 59m") && kim_line.contains("idle"),
+        "{table}"
+    );
+    let admin_line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{admin_pid} ")))
+        .unwrap();
+    assert!(admin_line.contains("exempt ([exempt] roles)"), "{table}");
+    let later = curfew()
+        .args(["plan", "-c", policy.to_str().unwrap(), "--at", "+2h"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&later.stdout);
+    let kim_line = table
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{kim_pid} ")))
+        .unwrap();
+    assert!(kim_line.contains("ENDS NOW: idle (idle for 2h"), "{table}");
+    let bad = curfew()
+        .args(["plan", "-c", policy.to_str().unwrap(), "--at", "tomorrow"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn the_agent_refuses_to_run_without_an_audit_log() {
+    let d = dir("no-audit");
+    let policy = d.0.join("curfew.toml");
+    std::fs::write(&policy, "[[target]]\nname = \"db\"\nurl = \"postgresql://a@127.0.0.1/postgres?sslmode=disable\"\n\n[[rule]]\nname = \"idle\"\nidle = \"1m\"\n").unwrap();
+    let out = curfew()
+        .args(["agent", "-c", policy.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no audit log"));
+}
+
+#[test]
+fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
+    let out = curfew().arg("demo").output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("All 7 sessions were treated as the policy says."),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("hash chain and sequence intact"),
+        "{stdout}"
+    );
+    // The cluster's port no longer answers.
+    let port: u16 = stdout
+        .split("on 127.0.0.1:")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap();
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}

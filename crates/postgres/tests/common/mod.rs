@@ -1,0 +1,147 @@
+//! Helpers shared by the integration tests: temporary files, target specs, client sessions.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use curfew_policy::{ConnectionUrl, Session};
+use curfew_postgres::{Connection, TargetSpec};
+use tokio::task::JoinHandle;
+use tokio_postgres::{Client, NoTls};
+
+/// A directory of its own for one test, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// `$TMPDIR/curfew-pg-it-<pid>-<name>`, empty.
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("curfew-pg-it-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// Write `contents` to `name` with permissions `mode`.
+    pub fn write(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    /// A password file (mode 0600) holding `password` and a newline.
+    pub fn password_file(&self, password: &str) -> PathBuf {
+        self.write("password", &format!("{password}\n"), 0o600)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A target spec named "t" for `url`.
+pub fn spec(url: &str, password_file: Option<PathBuf>) -> TargetSpec {
+    TargetSpec {
+        name: "t".to_owned(),
+        url: ConnectionUrl::parse(url).unwrap(),
+        password_file,
+    }
+}
+
+/// Connect curfew as `user` to a trust cluster; panics with the error's text on failure.
+pub async fn connect_trust(cluster: &curfew_sandbox::Cluster, user: &str) -> Connection {
+    let spec = spec(&cluster.url(user, "postgres"), None);
+    match curfew_postgres::connect(&spec).await {
+        Ok(connected) => connected.connection,
+        Err(e) => panic!("connect as {user}: {e}"),
+    }
+}
+
+/// A plain client session (trust, no TLS), as an application would open it.
+pub struct ClientSession {
+    pub client: Arc<Client>,
+    pub pid: i32,
+    pub driver: JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+/// Open a client session as `user` with `application_name` = `app`.
+pub async fn client(port: u16, user: &str, app: &str) -> ClientSession {
+    let (client, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={port} user={user} dbname=postgres application_name={app}"),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    let driver = tokio::spawn(connection);
+    let pid: i32 = simple_value(&client, "select pg_backend_pid()")
+        .await
+        .parse()
+        .unwrap();
+    ClientSession {
+        client: Arc::new(client),
+        pid,
+        driver,
+    }
+}
+
+/// The session with `pid` in a fresh snapshot, if any.
+pub async fn find(connection: &mut Connection, pid: i32) -> Option<Session> {
+    let snapshot = connection.snapshot(&[], false).await.unwrap();
+    snapshot.sessions.into_iter().find(|s| s.pid == pid)
+}
+
+/// Poll `check` every 20 ms until it returns true; panics after `limit`.
+pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Poll snapshots until the session `pid` is in `state`; returns it. Panics after 5 s.
+pub async fn wait_for_state(
+    connection: &mut Connection,
+    pid: i32,
+    state: curfew_policy::SessionState,
+) -> Session {
+    let start = Instant::now();
+    loop {
+        if let Some(session) = find(connection, pid).await
+            && session.state == state
+        {
+            return session;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "timed out waiting for session {pid} to be {state:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The first column of the first row of `sql`, run with the simple protocol (which, unlike a
+/// prepared statement, leaves nothing to close afterwards: closing one is a message that moves
+/// the session's state_change again at an unpredictable moment).
+pub async fn simple_value(client: &Client, sql: &str) -> String {
+    let messages = client.simple_query(sql).await.unwrap();
+    messages
+        .iter()
+        .find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).unwrap().to_owned()),
+            _ => None,
+        })
+        .unwrap()
+}

@@ -5,6 +5,11 @@ use tokio_postgres::{Client, Statement};
 /// One query for everything the engine needs: the server's clock, every client session but
 /// curfew's own, and (when the policy uses `member_of`) each session role's memberships, direct
 /// and indirect. Ages are computed on this clock, never the agent host's.
+///
+/// curfew's own sessions are this connection (its pid is passed in) and those of any other
+/// curfew process: the same role with application_name 'curfew' (another replica, `curfew plan`,
+/// a second target on the same server). Both conditions are needed, so nobody else is exempted
+/// by naming an application 'curfew'.
 pub(crate) const SNAPSHOT: &str = "
 WITH RECURSIVE
   s AS MATERIALIZED (
@@ -14,6 +19,8 @@ WITH RECURSIVE
     WHERE backend_type = 'client backend'
       AND usesysid IS NOT NULL
       AND pid <> ALL($1::int4[])
+      AND NOT (usesysid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+               AND application_name = 'curfew')
   ),
   m(member, roleid) AS (
     SELECT a.member, a.roleid FROM pg_auth_members a

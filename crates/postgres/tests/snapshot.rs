@@ -180,3 +180,24 @@ async fn sessions_of_one_role_share_their_names() {
     assert!(Arc::ptr_eq(&a.role, &again.role));
     assert!(Arc::ptr_eq(&a.member_of, &again.member_of));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_curfew_processes_are_left_out_but_not_impostors() {
+    let cluster = cluster();
+    cluster
+        .psql("CREATE ROLE curfew_agent LOGIN; GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;")
+        .unwrap();
+    let mut connection = connect_trust(&cluster, "curfew_agent").await;
+    // Another curfew process (a replica, `curfew plan`): same role, application 'curfew'.
+    let other = connect_trust(&cluster, "curfew_agent").await;
+    // Someone else calling their application 'curfew' is not curfew.
+    let impostor = client(cluster.port(), "kim", "curfew").await;
+    // curfew's role under another application name is not curfew either.
+    let by_hand = client(cluster.port(), "curfew_agent", "psql").await;
+
+    let snapshot = connection.snapshot(&[], false).await.unwrap();
+    let pids: Vec<i32> = snapshot.sessions.iter().map(|s| s.pid).collect();
+    assert!(!pids.contains(&other.info.backend_pid), "{pids:?}");
+    assert!(pids.contains(&impostor.pid), "{pids:?}");
+    assert!(pids.contains(&by_hand.pid), "{pids:?}");
+}

@@ -201,3 +201,21 @@ async fn other_curfew_processes_are_left_out_but_not_impostors() {
     assert!(pids.contains(&impostor.pid), "{pids:?}");
     assert!(pids.contains(&by_hand.pid), "{pids:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_version_is_read_once_at_connect() {
+    let cluster = cluster();
+    let connection = connect_trust(&cluster, "postgres").await;
+    let info = &connection.info;
+    // server_version_num is MMmmpp: 150018 is 15.18.
+    assert_eq!(
+        u32::try_from(info.version_num / 10_000).unwrap(),
+        cluster.major_version(),
+        "{info:?}"
+    );
+    assert!(info.version_num >= curfew_postgres::MINIMUM_VERSION_NUM);
+    assert!(
+        info.version
+            .starts_with(&cluster.major_version().to_string())
+    );
+}

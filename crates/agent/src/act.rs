@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::backend::Backend;
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
+use crate::locks::LockedSet;
 use crate::records::{about, session_info, write};
 use crate::shared::Shared;
 
@@ -68,7 +69,8 @@ impl Actor {
                     continue;
                 };
                 if self.shared.options.dry_run {
-                    self.report(loaded, snapshot, d, session).await;
+                    let ending = reported(loaded, snapshot, d);
+                    self.report(loaded, session, d.rule, ending).await;
                 } else if self
                     .refused
                     .get(&d.session)
@@ -80,7 +82,8 @@ impl Actor {
             }
             for d in &plan.reports {
                 if let Some(session) = by_key.get(&d.session) {
-                    self.report(loaded, snapshot, d, session).await;
+                    let ending = reported(loaded, snapshot, d);
+                    self.report(loaded, session, d.rule, ending).await;
                 }
             }
             for d in &plan.warnings {
@@ -107,14 +110,79 @@ impl Actor {
         d: &Decision,
         session: &Session,
     ) -> Result<(), PgError> {
-        let rule = &loaded.policy.rules[d.rule];
-        let reason = d.reason(&loaded.policy, snapshot.now);
+        let ending = Ending {
+            rule: loaded.policy.rules[d.rule].name.clone(),
+            reason: d.reason(&loaded.policy, snapshot.now),
+            deadline: d.deadline,
+            guard: Guard::for_decision(d),
+        };
+        self.end(backend, loaded, session, ending).await
+    }
+
+    /// End sessions of locked roles that the plan does not already end (an incident lock ends
+    /// a role's sessions whatever the rules say; a window lock's rule usually got them first).
+    pub(crate) async fn end_locked<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        loaded: &LoadedPolicy,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        locked: &LockedSet,
+    ) -> Result<(), PgError> {
+        if locked.is_empty() {
+            return Ok(());
+        }
+        let planned: HashSet<SessionKey> = plan.terminations.iter().map(|d| d.session).collect();
+        for session in &snapshot.sessions {
+            let Some(lock) = locked.get(&*session.role) else {
+                continue;
+            };
+            if planned.contains(&session.key()) {
+                continue;
+            }
+            let ending = Ending {
+                rule: LOCK_RULE.to_owned(),
+                reason: format!("role \"{}\" is locked: {}", session.role, lock.reason),
+                deadline: lock.since.max(session.backend_start),
+                guard: Guard {
+                    pid: session.pid,
+                    backend_start: session.backend_start,
+                    idle_since: None,
+                },
+            };
+            if self.shared.options.dry_run {
+                self.report(loaded, session, LOCK_RULE_INDEX, ending).await;
+            } else if self
+                .refused
+                .get(&session.key())
+                .is_none_or(|r| r.not_before <= Instant::now())
+            {
+                self.end(backend, loaded, session, ending).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// End one session: an intent record, the guarded termination, an outcome record.
+    async fn end<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        loaded: &LoadedPolicy,
+        session: &Session,
+        ending: Ending,
+    ) -> Result<(), PgError> {
+        let Ending {
+            rule,
+            reason,
+            deadline,
+            guard,
+        } = ending;
         let mut intent = about(Event::TerminationIntent, &self.target);
-        intent.rule = Some(rule.name.clone());
+        intent.rule = Some(rule.clone());
         intent.reason = Some(reason.clone());
         intent.session = Some(session_info(session));
         intent.detail = Some(json!({
-            "deadline": d.deadline.to_string(),
+            "deadline": deadline.to_string(),
             "policy_sha256": loaded.sha256,
         }));
         // Nothing is done without a record: no intent on disk, no termination.
@@ -122,11 +190,11 @@ impl Actor {
             return Ok(());
         };
         let result = backend
-            .terminate(&Guard::for_decision(d), self.shared.options.terminate_wait)
+            .terminate(&guard, self.shared.options.terminate_wait)
             .await;
         let (event, word, detail) = match &result {
             Ok(Outcome::Ended { at, confirmed_at }) => {
-                let lateness = at.duration_since(d.deadline);
+                let lateness = at.duration_since(deadline);
                 (
                     Event::SessionTerminated,
                     "ended",
@@ -152,7 +220,7 @@ impl Actor {
             ),
         };
         let mut outcome = about(event, &self.target);
-        outcome.rule = Some(rule.name.clone());
+        outcome.rule = Some(rule.clone());
         outcome.reason = Some(reason.clone());
         outcome.session = Some(session_info(session));
         outcome.result = Some(word.to_owned());
@@ -164,16 +232,16 @@ impl Actor {
         let who = describe(session);
         match result {
             Ok(Outcome::Ended { at, .. }) => {
-                let lateness = at.duration_since(d.deadline);
+                let lateness = at.duration_since(deadline);
                 tracing::info!(target: "curfew::agent",
                     "target \"{}\": ended {who} by rule \"{}\": {reason} ({} after the deadline)",
-                    self.target, rule.name, curfew_policy::format_age(lateness));
+                    self.target, rule, curfew_policy::format_age(lateness));
                 self.shared.emit(AgentEvent::Terminated {
                     target: self.target.clone(),
                     session: session.clone(),
-                    rule: rule.name.clone(),
+                    rule: rule.clone(),
                     reason,
-                    deadline: d.deadline,
+                    deadline,
                     at,
                     lateness,
                 });
@@ -181,15 +249,15 @@ impl Actor {
             Ok(Outcome::NoLongerMatched { .. }) => {
                 tracing::info!(target: "curfew::agent",
                     "target \"{}\": {who} changed before rule \"{}\" could end it; left alone",
-                    self.target, rule.name);
+                    self.target, rule);
                 self.shared.emit(AgentEvent::NoLongerMatched {
                     target: self.target.clone(),
                     session: session.clone(),
-                    rule: rule.name.clone(),
+                    rule: rule.clone(),
                 });
             }
             Ok(Outcome::Failed { reason: error }) => {
-                let retry = self.refused.entry(d.session).or_insert(Retry {
+                let retry = self.refused.entry(session.key()).or_insert(Retry {
                     attempts: 0,
                     not_before: Instant::now(),
                 });
@@ -199,11 +267,11 @@ impl Actor {
                 retry.not_before = Instant::now() + wait;
                 tracing::error!(target: "curfew::agent",
                     "target \"{}\": could not end {who} (rule \"{}\"): {error}; retrying in {}s",
-                    self.target, rule.name, wait.as_secs());
+                    self.target, rule, wait.as_secs());
                 self.shared.emit(AgentEvent::TerminationFailed {
                     target: self.target.clone(),
                     session: session.clone(),
-                    rule: rule.name.clone(),
+                    rule: rule.clone(),
                     error,
                 });
             }
@@ -216,18 +284,16 @@ impl Actor {
     async fn report(
         &mut self,
         loaded: &LoadedPolicy,
-        snapshot: &Snapshot,
-        d: &Decision,
         session: &Session,
+        rule_index: usize,
+        ending: Ending,
     ) {
-        if !self.reported.insert((d.session, d.rule)) {
+        if !self.reported.insert((session.key(), rule_index)) {
             return;
         }
-        let rule = &loaded.policy.rules[d.rule];
-        let reason = d.reason(&loaded.policy, snapshot.now);
         let mut record = about(Event::SessionReported, &self.target);
-        record.rule = Some(rule.name.clone());
-        record.reason = Some(reason.clone());
+        record.rule = Some(ending.rule.clone());
+        record.reason = Some(ending.reason.clone());
         record.session = Some(session_info(session));
         record.result = Some(
             if self.shared.options.dry_run {
@@ -238,20 +304,20 @@ impl Actor {
             .to_owned(),
         );
         record.detail =
-            Some(json!({"deadline": d.deadline.to_string(), "policy_sha256": loaded.sha256}));
+            Some(json!({"deadline": ending.deadline.to_string(), "policy_sha256": loaded.sha256}));
         if write(&self.shared, record).await.is_err() {
-            self.reported.remove(&(d.session, d.rule));
+            self.reported.remove(&(session.key(), rule_index));
             return;
         }
         tracing::info!(target: "curfew::agent",
-            "target \"{}\": rule \"{}\" would end {} ({reason}); nothing done ({})",
-            self.target, rule.name, describe(session),
+            "target \"{}\": rule \"{}\" would end {} ({}); nothing done ({})",
+            self.target, ending.rule, describe(session), ending.reason,
             if self.shared.options.dry_run { "dry run" } else { "report only" });
         self.shared.emit(AgentEvent::Reported {
             target: self.target.clone(),
             session: session.clone(),
-            rule: rule.name.clone(),
-            reason,
+            rule: ending.rule,
+            reason: ending.reason,
         });
     }
 
@@ -277,6 +343,29 @@ impl Actor {
             deadline: d.deadline,
             at: snapshot.now,
         });
+    }
+}
+
+/// The rule name under which sessions of locked roles are ended.
+const LOCK_RULE: &str = "login-lock";
+/// Its key in the set of reported sessions (no policy rule has this index).
+const LOCK_RULE_INDEX: usize = usize::MAX;
+
+/// How one session is to be ended, and why.
+struct Ending {
+    rule: String,
+    reason: String,
+    deadline: jiff::Timestamp,
+    guard: Guard,
+}
+
+/// The ending a decision describes, for a report.
+fn reported(loaded: &LoadedPolicy, snapshot: &Snapshot, d: &Decision) -> Ending {
+    Ending {
+        rule: loaded.policy.rules[d.rule].name.clone(),
+        reason: d.reason(&loaded.policy, snapshot.now),
+        deadline: d.deadline,
+        guard: Guard::for_decision(d),
     }
 }
 

@@ -4,10 +4,13 @@
 use std::future::Future;
 use std::time::Duration;
 
-use curfew_postgres::{Connection, Guard, Outcome, PgError, Snapshot, TargetSpec};
+use curfew_postgres::{
+    Connection, FaultHook, Guard, LockRow, LockedRole, LoginChange, Outcome, PgError, RoleInfo,
+    Snapshot, TargetSpec,
+};
 
 /// An open connection to one database server.
-pub trait Backend: Send {
+pub trait Backend: LoginLedger + Send {
     /// The live client sessions (never curfew's own) and the server's clock.
     fn snapshot(
         &mut self,
@@ -58,5 +61,145 @@ impl Connector for TargetSpec {
     async fn connect(&self) -> Result<(Connection, Vec<String>), PgError> {
         let connected = curfew_postgres::connect(self).await?;
         Ok((connected.connection, connected.warnings))
+    }
+}
+
+/// What login locks need from a server: its roles, the ledger of locks, and login changes that
+/// are recorded in the same transaction as they are made.
+pub trait LoginLedger: Send {
+    /// The role curfew is connected as (never locked).
+    fn own_role(&self) -> &str;
+
+    /// Why curfew's role cannot change logins, if it cannot.
+    fn login_change_problem(&self) -> Option<String>;
+
+    /// Whether the ledger exists.
+    fn ledger_exists(&self) -> impl Future<Output = Result<bool, PgError>> + Send;
+
+    /// Create the ledger.
+    fn init_ledger(&self) -> impl Future<Output = Result<(), PgError>> + Send;
+
+    /// Every role with its memberships.
+    fn roles(&self) -> impl Future<Output = Result<Vec<RoleInfo>, PgError>> + Send;
+
+    /// Make `rule`'s active window locks exactly these roles.
+    fn sync_window_locks(
+        &self,
+        rule: &str,
+        roles: &[(u32, String)],
+        reason: &str,
+    ) -> impl Future<Output = Result<u64, PgError>> + Send;
+
+    /// Release window locks of rules not in this list.
+    fn release_window_locks_except(
+        &self,
+        rules: &[&str],
+    ) -> impl Future<Output = Result<u64, PgError>> + Send;
+
+    /// Release expired locks.
+    fn expire_locks(&self) -> impl Future<Output = Result<u64, PgError>> + Send;
+
+    /// Lock rows not yet recorded in the audit log (and whether their creation was).
+    fn unannounced(&self) -> impl Future<Output = Result<Vec<(LockRow, bool)>, PgError>> + Send;
+
+    /// Mark a lock row as recorded.
+    fn mark_announced(&self, id: i64) -> impl Future<Output = Result<(), PgError>> + Send;
+
+    /// Roles with active locks or ledger entries.
+    fn locked_roles(&self) -> impl Future<Output = Result<Vec<LockedRole>, PgError>> + Send;
+
+    /// Disable a locked role's login (transactionally with its ledger entry).
+    fn disable_login(
+        &mut self,
+        role_oid: u32,
+        fault: FaultHook<'_>,
+    ) -> impl Future<Output = Result<LoginChange, PgError>> + Send;
+
+    /// Restore a role's login (transactionally with its ledger entry).
+    fn restore_login(
+        &mut self,
+        role_oid: u32,
+        fault: FaultHook<'_>,
+    ) -> impl Future<Output = Result<LoginChange, PgError>> + Send;
+}
+
+impl LoginLedger for Connection {
+    fn own_role(&self) -> &str {
+        &self.info.role
+    }
+
+    fn login_change_problem(&self) -> Option<String> {
+        let info = &self.info;
+        if info.superuser || info.createrole {
+            return None;
+        }
+        let role = curfew_postgres::quote_identifier(&info.role);
+        let also = if info.version_num >= 160_000 {
+            " and, on PostgreSQL 16 and later, ADMIN OPTION on each role it locks (GRANT <role> TO {role} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE)"
+                .replace("{role}", &role)
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "login locks need role \"{}\" to have CREATEROLE (ALTER ROLE {role} CREATEROLE){also}",
+            info.role
+        ))
+    }
+
+    async fn ledger_exists(&self) -> Result<bool, PgError> {
+        Connection::ledger_exists(self).await
+    }
+
+    async fn init_ledger(&self) -> Result<(), PgError> {
+        Connection::init_ledger(self).await
+    }
+
+    async fn roles(&self) -> Result<Vec<RoleInfo>, PgError> {
+        Connection::roles(self).await
+    }
+
+    async fn sync_window_locks(
+        &self,
+        rule: &str,
+        roles: &[(u32, String)],
+        reason: &str,
+    ) -> Result<u64, PgError> {
+        Connection::sync_window_locks(self, rule, roles, reason).await
+    }
+
+    async fn release_window_locks_except(&self, rules: &[&str]) -> Result<u64, PgError> {
+        Connection::release_window_locks_except(self, rules).await
+    }
+
+    async fn expire_locks(&self) -> Result<u64, PgError> {
+        Connection::expire_locks(self).await
+    }
+
+    async fn unannounced(&self) -> Result<Vec<(LockRow, bool)>, PgError> {
+        Connection::unannounced(self).await
+    }
+
+    async fn mark_announced(&self, id: i64) -> Result<(), PgError> {
+        Connection::mark_announced(self, id).await
+    }
+
+    async fn locked_roles(&self) -> Result<Vec<LockedRole>, PgError> {
+        Connection::locked_roles(self).await
+    }
+
+    async fn disable_login(
+        &mut self,
+        role_oid: u32,
+        fault: FaultHook<'_>,
+    ) -> Result<LoginChange, PgError> {
+        Connection::disable_login(self, role_oid, fault).await
+    }
+
+    async fn restore_login(
+        &mut self,
+        role_oid: u32,
+        fault: FaultHook<'_>,
+    ) -> Result<LoginChange, PgError> {
+        Connection::restore_login(self, role_oid, fault).await
     }
 }

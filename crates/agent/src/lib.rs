@@ -7,7 +7,9 @@
 mod act;
 mod backend;
 mod events;
+mod fault;
 mod loaded;
+mod locks;
 mod records;
 mod shared;
 mod supervisor;
@@ -16,6 +18,7 @@ mod worker;
 pub use backend::{Backend, Connector};
 pub use events::AgentEvent;
 pub use loaded::{LoadError, LoadedPolicy};
+pub use locks::{Locked, LockedSet, covered_roles};
 pub use records::write_to as write_audit;
 pub use shared::AgentOptions;
 pub use supervisor::{AgentError, run};

@@ -2,10 +2,14 @@
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use curfew_audit::AuditLog;
 use tokio::sync::broadcast;
 
 use crate::events::AgentEvent;
+use crate::locks::LockedSet;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -39,9 +43,37 @@ impl Default for AgentOptions {
 pub(crate) struct Shared {
     pub(crate) audit: AuditLog,
     pub(crate) options: AgentOptions,
+    /// Each primary target's locked roles, for its standbys.
+    pub(crate) locked: std::sync::Mutex<HashMap<String, Arc<LockedSet>>>,
 }
 
 impl Shared {
+    pub(crate) fn new(audit: AuditLog, options: AgentOptions) -> Self {
+        Self {
+            audit,
+            options,
+            locked: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Publish a primary's locked roles.
+    pub(crate) fn publish_locked(&self, primary: &str, locked: Arc<LockedSet>) {
+        let mut board = self
+            .locked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        board.insert(primary.to_owned(), locked);
+    }
+
+    /// The locked roles a primary published last (empty if none yet).
+    pub(crate) fn locked_of(&self, primary: &str) -> Arc<LockedSet> {
+        let board = self
+            .locked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        board.get(primary).cloned().unwrap_or_default()
+    }
+
     /// Tell observers, if any (never blocks; a lagging observer misses events).
     pub(crate) fn emit(&self, event: AgentEvent) {
         if let Some(events) = &self.options.events {

@@ -39,7 +39,7 @@ pub async fn run(
     mut policy: watch::Receiver<Arc<LoadedPolicy>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let shared = Arc::new(Shared { audit, options });
+    let shared = Arc::new(Shared::new(audit, options));
     let mut started = crate::records::about(Event::AgentStarted, "*");
     started.target = None;
     started.detail = Some(json!({
@@ -48,6 +48,7 @@ pub async fn run(
         "pid": std::process::id(),
     }));
     write(&shared, started).await.map_err(AgentError::Audit)?;
+    close_interrupted(&shared).await;
 
     let mut workers: HashMap<String, Running> = HashMap::new();
     let mut recorded_sha = String::new();
@@ -84,6 +85,38 @@ pub async fn run(
     stopped.target = None;
     let _ = write(&shared, stopped).await;
     Ok(())
+}
+
+/// A previous run may have stopped (crash, SIGKILL) between an intent and its outcome. Say so in
+/// the log, once per such intent: the outcome is unknown, and the state is checked again now
+/// (the first round re-reads every session and role, so nothing is left half done).
+async fn close_interrupted(shared: &Arc<Shared>) {
+    let path = shared.audit.path().to_owned();
+    let verification = tokio::task::spawn_blocking(move || curfew_audit::verify(&path)).await;
+    let problems = match verification {
+        Ok(Ok(v)) => v.problems,
+        Ok(Err(e)) => {
+            tracing::warn!(target: "curfew::agent", "could not check the audit log for interrupted actions: {e}");
+            return;
+        }
+        Err(_) => return,
+    };
+    for problem in problems {
+        if problem.kind != curfew_audit::ProblemKind::IntentWithoutOutcome {
+            continue;
+        }
+        let Some(seq) = problem.seq else { continue };
+        let mut record = crate::records::about(Event::ActionInterrupted, "*");
+        record.target = None;
+        record.intent = Some(seq);
+        record.result = Some("unknown".to_owned());
+        record.reason = Some(format!(
+            "{} The previous run stopped before recording the outcome; the actual state is checked again now.",
+            problem.message
+        ));
+        tracing::warn!(target: "curfew::agent", "{}", record.reason.as_deref().unwrap_or_default());
+        let _ = write(shared, record).await;
+    }
 }
 
 /// Start workers for new targets, restart changed ones, stop removed ones.

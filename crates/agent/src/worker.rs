@@ -13,6 +13,7 @@ use crate::act::Actor;
 use crate::backend::{Backend, Connector};
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
+use crate::locks::Keeper;
 use crate::shared::Shared;
 
 /// How a connected session of the loop ended.
@@ -38,6 +39,7 @@ impl<C: Connector> Worker<C> {
     pub(crate) async fn run(mut self) {
         let mut delay = self.shared.options.retry_min;
         let mut actor = Actor::new(self.target.clone(), self.shared.clone());
+        let mut keeper = Keeper::new(self.target.clone(), self.shared.clone());
         loop {
             if *self.stop.borrow() {
                 return;
@@ -57,7 +59,7 @@ impl<C: Connector> Worker<C> {
                         target: self.target.clone(),
                         server: backend.describe(),
                     });
-                    match self.enforce(backend, &mut actor).await {
+                    match self.enforce(backend, &mut actor, &mut keeper).await {
                         Ended::Shutdown => return,
                         Ended::Lost(e) => e.to_string(),
                     }
@@ -79,7 +81,12 @@ impl<C: Connector> Worker<C> {
     }
 
     /// The loop on one connection.
-    async fn enforce(&mut self, mut backend: C::Backend, actor: &mut Actor) -> Ended {
+    async fn enforce(
+        &mut self,
+        mut backend: C::Backend,
+        actor: &mut Actor,
+        keeper: &mut Keeper,
+    ) -> Ended {
         let mut engine = Engine::new();
         loop {
             let loaded = self.policy.borrow_and_update().clone();
@@ -113,8 +120,32 @@ impl<C: Connector> Worker<C> {
             if let Err(e) = actor.act(&mut backend, &loaded, &snapshot, &plan).await {
                 return Ended::Lost(e);
             }
+            // Login locks: kept here on a primary; a standby takes its primary's.
+            let standby_of = loaded
+                .policy
+                .targets
+                .iter()
+                .find(|t| t.name == self.target && t.standby)
+                .and_then(|t| t.primary.clone());
+            let (locked, lock_change) = match standby_of {
+                Some(primary) => (self.shared.locked_of(&primary), None),
+                None => match keeper.keep(&mut backend, &loaded, snapshot.now).await {
+                    Ok(kept) => {
+                        let locked = std::sync::Arc::new(kept.locked);
+                        self.shared.publish_locked(&self.target, locked.clone());
+                        (locked, kept.next_change)
+                    }
+                    Err(e) => return Ended::Lost(e),
+                },
+            };
+            if let Err(e) = actor
+                .end_locked(&mut backend, &loaded, &snapshot, &plan, &locked)
+                .await
+            {
+                return Ended::Lost(e);
+            }
             let mut wake = anchor + loaded.policy.agent.interval.to_std();
-            if let Some(next) = plan.next_wake {
+            for next in [plan.next_wake, lock_change].into_iter().flatten() {
                 let ahead = next.duration_since(snapshot.now);
                 let ahead = Duration::try_from(ahead).unwrap_or(Duration::ZERO);
                 wake = wake.min(anchor + ahead);

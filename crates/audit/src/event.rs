@@ -43,11 +43,21 @@ pub enum Event {
     LeaderLost,
     /// A control was checked and found working.
     ControlVerified,
+    /// The agent is about to change a role's login (lock, restore, or correct drift); an
+    /// outcome record must follow and name this record's seq in its `intent` field.
+    LoginChangeIntent,
+    /// A login change was attempted and failed.
+    LoginChangeFailed,
+    /// A login change was not needed after all (the state had changed since it was read).
+    LoginChangeSkipped,
+    /// The outcome of an intent is unknown: the process stopped (crash, kill) before recording
+    /// it. Written at the next start, which re-checks the actual state.
+    ActionInterrupted,
 }
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 17] = [
+    pub const ALL: [Event; 21] = [
         Event::AgentStarted,
         Event::AgentStopped,
         Event::PolicyLoaded,
@@ -65,12 +75,16 @@ impl Event {
         Event::LeaderAcquired,
         Event::LeaderLost,
         Event::ControlVerified,
+        Event::LoginChangeIntent,
+        Event::LoginChangeFailed,
+        Event::LoginChangeSkipped,
+        Event::ActionInterrupted,
     ];
 
     /// Whether this event announces an action whose outcome must be recorded later
     /// (verification reports intents that never got one).
     pub fn is_intent(&self) -> bool {
-        matches!(self, Event::TerminationIntent)
+        matches!(self, Event::TerminationIntent | Event::LoginChangeIntent)
     }
 
     /// The serialized name, e.g. `"session_terminated"`.
@@ -93,6 +107,10 @@ impl Event {
             Event::LeaderAcquired => "leader_acquired",
             Event::LeaderLost => "leader_lost",
             Event::ControlVerified => "control_verified",
+            Event::LoginChangeIntent => "login_change_intent",
+            Event::LoginChangeFailed => "login_change_failed",
+            Event::LoginChangeSkipped => "login_change_skipped",
+            Event::ActionInterrupted => "action_interrupted",
         }
     }
 
@@ -120,6 +138,7 @@ mod tests {
             assert_eq!(Event::from_name(event.as_str()), Some(event));
         }
         assert!(Event::TerminationIntent.is_intent());
+        assert!(Event::LoginChangeIntent.is_intent());
         assert!(!Event::SessionTerminated.is_intent());
     }
 }

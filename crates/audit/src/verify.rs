@@ -116,7 +116,7 @@ struct Checker {
     last_hash: Option<String>,
     problems: Vec<Problem>,
     /// Intents not yet completed: seq -> (line, pid).
-    pending: HashMap<u64, (u64, Option<i32>)>,
+    pending: HashMap<u64, (u64, String)>,
     /// Every intent seq seen, so a second outcome for one intent is not misreported.
     intents: HashSet<u64>,
 }
@@ -242,8 +242,8 @@ impl Checker {
 
     fn track_intents(&mut self, line_no: u64, entry: &Entry) {
         if entry.event_kind().is_some_and(|e| e.is_intent()) {
-            let pid = entry.session.as_ref().map(|s| s.pid);
-            self.pending.insert(entry.seq, (line_no, pid));
+            self.pending
+                .insert(entry.seq, (line_no, describe_intent(entry)));
             self.intents.insert(entry.seq);
         }
         if let Some(intent) = entry.intent {
@@ -254,7 +254,7 @@ impl Checker {
                     seq: Some(entry.seq),
                     kind: ProblemKind::OutcomeWithoutIntent,
                     message: format!(
-                        "line {line_no} (seq {}): {} names intent seq {intent}, but no termination intent with that seq comes before it.",
+                        "line {line_no} (seq {}): {} names intent seq {intent}, but no intent with that seq comes before it.",
                         entry.seq, entry.event
                     ),
                 });
@@ -263,13 +263,9 @@ impl Checker {
     }
 
     fn finish(mut self) -> Verification {
-        let mut open: Vec<(u64, (u64, Option<i32>))> = self.pending.drain().collect();
-        open.sort_by_key(|&(_, (line_no, _))| line_no);
-        for (seq, (line_no, pid)) in open {
-            let what = pid.map_or_else(
-                || "termination intent".to_owned(),
-                |pid| format!("intent to end pid {pid}"),
-            );
+        let mut open: Vec<(u64, (u64, String))> = self.pending.drain().collect();
+        open.sort_by_key(|(_, (line_no, _))| *line_no);
+        for (seq, (line_no, what)) in open {
             self.problems.push(Problem {
                 line: line_no,
                 seq: Some(seq),
@@ -282,6 +278,26 @@ impl Checker {
             problems: self.problems,
             last_hash: self.last_hash,
         }
+    }
+}
+
+/// What an intent was for, in words: "intent to end pid 4242", "intent to lock the login of
+/// role kim".
+fn describe_intent(entry: &Entry) -> String {
+    if let Some(session) = &entry.session {
+        return format!("intent to end pid {}", session.pid);
+    }
+    let detail = |key: &str| {
+        entry
+            .detail
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    match (detail("action"), detail("role")) {
+        (Some(action), Some(role)) => format!("intent to {action} the login of role {role}"),
+        _ => format!("{} intent", entry.event),
     }
 }
 

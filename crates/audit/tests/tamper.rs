@@ -257,7 +257,7 @@ fn intents_and_outcomes() {
                 5,
                 Some(5),
                 ProblemKind::OutcomeWithoutIntent,
-                "line 5 (seq 5): termination_failed names intent seq 99, but no termination intent with that seq comes before it."
+                "line 5 (seq 5): termination_failed names intent seq 99, but no intent with that seq comes before it."
             ),
             (
                 open.seq,

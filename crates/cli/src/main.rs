@@ -89,6 +89,37 @@ enum Command {
     )]
     Agent(commands::agent::Args),
 
+    /// Create curfew's login-lock ledger (schema `curfew`) on each primary target.
+    #[command(
+        after_help = "The agent also creates it on first need, if its role may. If it may \
+                            not, a superuser runs once: CREATE SCHEMA curfew AUTHORIZATION \
+                            curfew_agent; then curfew init.\n\n\
+                            Examples:\n  curfew init\n  curfew init --target primary"
+    )]
+    Init(commands::locks::InitArgs),
+
+    /// Lock a role out now: end its sessions on every target and disable its login.
+    #[command(
+        after_help = "Records an incident lock in the ledger of each primary target (with \
+                            who and why) and waits for the running agent to apply it: the login is \
+                            disabled in the same transaction as the ledger entry, and the role's \
+                            sessions are ended on primaries and standbys. A role that was NOLOGIN \
+                            before stays NOLOGIN after. Lift it with `curfew unlock`, or let \
+                            --until lift it.\n\n\
+                            Examples:\n  \
+                            curfew lock analyst_kim --reason \"INC-4711: credentials leaked\"\n  \
+                            curfew lock etl_user --reason \"runaway job\" --until +2h"
+    )]
+    Lock(commands::locks::LockArgs),
+
+    /// Lift the incident lock on a role (its login comes back unless another lock remains).
+    #[command(after_help = "Examples:\n  curfew unlock analyst_kim")]
+    Unlock(commands::locks::UnlockArgs),
+
+    /// List the login locks in force: role, reason, who, when, expiry, login state.
+    #[command(after_help = "Examples:\n  curfew locks\n  curfew locks --all")]
+    Locks(commands::locks::ListArgs),
+
     /// Check or read an audit log.
     #[command(subcommand)]
     Audit(commands::audit::Command),
@@ -111,6 +142,10 @@ fn main() -> ExitCode {
         Command::Plan(args) => commands::plan::run(&cli.config, args),
         Command::Agent(args) => commands::agent::run(&cli.config, args),
         Command::Audit(command) => commands::audit::run(command),
+        Command::Init(args) => commands::locks::init(&cli.config, args),
+        Command::Lock(args) => commands::locks::lock(&cli.config, args),
+        Command::Unlock(args) => commands::locks::unlock(&cli.config, args),
+        Command::Locks(args) => commands::locks::list(&cli.config, args),
         Command::Demo(args) => commands::demo::run(args),
     };
     match result {

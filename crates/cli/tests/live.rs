@@ -343,3 +343,149 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
         .unwrap();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_and_unlock_through_the_running_agent() {
+    let cluster = cluster();
+    cluster
+        .psql(
+            "ALTER ROLE curfew_agent CREATEROLE;
+             CREATE SCHEMA curfew AUTHORIZATION curfew_agent;
+             SET ROLE curfew_agent; CREATE ROLE ana LOGIN; RESET ROLE;",
+        )
+        .unwrap();
+    let d = dir("lock");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(&policy, policy_text(&cluster, "")).unwrap();
+    let config = policy.to_str().unwrap();
+    let mut agent = curfew()
+        .args([
+            "agent",
+            "-c",
+            config,
+            "--audit-log",
+            audit.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut agent);
+    wait_for(&lines, "connected", Duration::from_secs(20));
+    let (_ana, _, ana_ended) = session(&cluster, "ana").await;
+
+    let lock = curfew()
+        .args([
+            "lock",
+            "ana",
+            "--reason",
+            "INC-7: credentials leaked",
+            "-c",
+            config,
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&lock.stdout);
+    assert_eq!(
+        lock.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&lock.stderr)
+    );
+    assert!(
+        said.contains("role \"ana\" is locked out: login disabled, 1 session ended"),
+        "{said}"
+    );
+    ana_ended.recv_timeout(Duration::from_secs(1)).unwrap();
+
+    let list = curfew().args(["locks", "-c", config]).output().unwrap();
+    let table = String::from_utf8_lossy(&list.stdout);
+    let row = table
+        .lines()
+        .find(|l| l.contains("ana"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(
+        row.contains("incident") && row.contains("disabled") && row.contains("INC-7"),
+        "{table}"
+    );
+
+    let unlock = curfew()
+        .args(["unlock", "ana", "-c", config])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&unlock.stdout);
+    assert_eq!(unlock.status.code(), Some(0), "{said}");
+    assert!(said.contains("role \"ana\" can log in again"), "{said}");
+    let (_back, _, _) = session(&cluster, "ana").await;
+
+    let superuser = curfew()
+        .args(["lock", "postgres", "--reason", "x", "-c", config])
+        .output()
+        .unwrap();
+    assert_eq!(superuser.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&superuser.stderr).contains("is a superuser"));
+    let missing = curfew()
+        .args(["lock", "nobody", "--reason", "x", "-c", config])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("has no role named \"nobody\""));
+
+    signal(&agent, "TERM");
+    assert_eq!(agent.wait().unwrap().code(), Some(0));
+    let recorded = events(&audit);
+    for expected in [
+        "lock_created",
+        "login_locked",
+        "session_terminated",
+        "lock_released",
+        "login_restored",
+    ] {
+        assert!(
+            recorded.iter().any(|e| e == expected),
+            "{expected} missing from {recorded:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_shows_when_logins_are_locked_and_restored() {
+    let cluster = cluster();
+    cluster.psql("CREATE ROLE analyst_ann LOGIN").unwrap();
+    let d = dir("plan-locks");
+    let policy = d.0.join("curfew.toml");
+    let start = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
+    let end = start + jiff::SignedDuration::from_hours(2);
+    let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M").to_string();
+    std::fs::write(
+        &policy,
+        policy_text(
+            &cluster,
+            &format!(
+                "[[rule]]\nname = \"upgrade\"\ndeny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"analyst_*\"]\n",
+                fmt(start),
+                fmt(end)
+            ),
+        ),
+    )
+    .unwrap();
+    let config = policy.to_str().unwrap();
+    let now = curfew().args(["plan", "-c", config]).output().unwrap();
+    let text = String::from_utf8_lossy(&now.stdout);
+    assert!(text.contains("Login locks at"), "{text}");
+    assert!(
+        text.contains("rule upgrade: logins of analyst_ann are allowed until"),
+        "{text}"
+    );
+    let during = curfew()
+        .args(["plan", "-c", config, "--at", "+90m"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&during.stdout);
+    assert!(
+        text.contains("rule upgrade: logins of analyst_ann are LOCKED until")
+            && text.contains("(login restored then)"),
+        "{text}"
+    );
+}

@@ -49,6 +49,8 @@ pub struct Target {
     pub password_file: Option<String>,
     /// A read-only standby: sessions are ended there, lock state comes from the primary.
     pub standby: bool,
+    /// For a standby: the target it takes login-lock state from.
+    pub primary: Option<String>,
 }
 
 /// Which sessions a rule applies to. Keys are ANDed; the values inside one key are ORed; an absent
@@ -215,6 +217,43 @@ pub struct Rule {
     pub action: Action,
     /// For window rules: also disable the login of matching roles while outside the windows.
     pub lock_logins: bool,
+}
+
+/// Where a `lock_logins` rule stands at an instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginWindow {
+    /// Whether logins of the roles it covers are to be disabled now.
+    pub locked: bool,
+    /// Since when (None: always so).
+    pub since: Option<jiff::Timestamp>,
+    /// Until when (None: stays so).
+    pub until: Option<jiff::Timestamp>,
+}
+
+impl Rule {
+    /// For a `lock_logins` rule: whether logins are locked at `at`, since and until when.
+    pub fn login_window(&self, at: jiff::Timestamp) -> Option<LoginWindow> {
+        if !self.lock_logins {
+            return None;
+        }
+        let (schedule, locked_inside) = match &self.condition {
+            Condition::Allow(s) => (s, false),
+            Condition::Deny(s) => (s, true),
+            _ => return None,
+        };
+        let state = schedule.state_at(at);
+        Some(LoginWindow {
+            locked: state.inside == locked_inside,
+            since: state.since,
+            until: state.until,
+        })
+    }
+
+    /// Whether this rule's scope covers a role (its `roles` and `member_of`; other keys are
+    /// refused on `lock_logins` rules).
+    pub fn covers_role(&self, role: &str, member_of: &[String]) -> bool {
+        self.scope.admits_role(role, member_of)
+    }
 }
 
 /// The condition of a rule. Exactly one per rule.

@@ -195,6 +195,46 @@ fn lock_logins_needs_a_window_rule() {
 }
 
 #[test]
+fn lock_logins_is_scoped_by_role_only() {
+    assert_error(
+        "[[rule]]\nname = \"a\"\nallow = [\"Mon 07:00-19:00\"]\ntimezone = \"UTC\"\nlock_logins = true\ndatabases = [\"sales\"]\n",
+        "6:1",
+        "rule \"a\" has lock_logins, which disables a role's login everywhere, so it can be scoped only by `roles` and `member_of`, not `databases`",
+    );
+}
+
+#[test]
+fn standbys_take_lock_state_from_a_primary() {
+    let two = "[[target]]\nname = \"p1\"\nurl = \"postgresql://a@h1/d?sslmode=disable\"\n[[target]]\nname = \"p2\"\nurl = \"postgresql://a@h2/d?sslmode=disable\"\n";
+    assert_error(
+        &format!(
+            "{two}[[target]]\nname = \"s\"\nurl = \"postgresql://a@h3/d?sslmode=disable\"\nstandby = true\n"
+        ),
+        "7:1",
+        "standby target \"s\" must name its primary, e.g. primary = \"p1\"",
+    );
+    assert_error(
+        &format!(
+            "{two}[[target]]\nname = \"s\"\nurl = \"postgresql://a@h3/d?sslmode=disable\"\nstandby = true\nprimary = \"p3\"\n"
+        ),
+        "11:11",
+        "standby target \"s\" names primary \"p3\", which is not a primary target; expected one of: p1, p2",
+    );
+    assert_error(
+        "[[target]]\nname = \"p\"\nurl = \"postgresql://a@h/d?sslmode=disable\"\nprimary = \"x\"\n",
+        "4:11",
+        "`primary` in target \"p\" only applies to a standby (standby = true)",
+    );
+    let one = parse_policy(
+        "t.toml",
+        "[[target]]\nname = \"p\"\nurl = \"postgresql://a@h/d?sslmode=disable\"\n[[target]]\nname = \"s\"\nurl = \"postgresql://a@h2/d?sslmode=disable\"\nstandby = true\n",
+        jiff::tz::db(),
+    )
+    .unwrap();
+    assert_eq!(one.policy.targets[1].primary.as_deref(), Some("p"));
+}
+
+#[test]
 fn warn_must_be_shorter_than_the_limit() {
     assert_error(
         "[[rule]]\nname = \"a\"\nidle = \"15m\"\nwarn = \"15m\"\n",

@@ -46,6 +46,8 @@ pub struct ServerInfo {
     pub role: String,
     /// Whether that role is a superuser (works, but is more privilege than needed).
     pub superuser: bool,
+    /// Whether that role has CREATEROLE (needed to change logins for login locks).
+    pub createrole: bool,
     /// Whether the server is a standby (in recovery).
     pub in_recovery: bool,
     /// The process id of curfew's own session (never a candidate for termination).
@@ -214,7 +216,8 @@ async fn check_server(spec: &TargetSpec, client: &Client) -> Result<ServerInfo, 
                     current_setting('server_version_num')::int4,
                     current_setting('server_version'),
                     pg_is_in_recovery(),
-                    pg_backend_pid()
+                    pg_backend_pid(),
+                    r.rolcreaterole
              FROM pg_roles r WHERE r.rolname = current_user",
             &[],
         )
@@ -227,6 +230,7 @@ async fn check_server(spec: &TargetSpec, client: &Client) -> Result<ServerInfo, 
         version: row.get(5),
         in_recovery: row.get(6),
         backend_pid: row.get(7),
+        createrole: row.get(8),
     };
     if info.version_num < MINIMUM_VERSION_NUM {
         return Err(PgError::Unsupported {

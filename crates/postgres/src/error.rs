@@ -54,6 +54,33 @@ pub enum PgError {
         /// The predefined roles it is not a member of.
         missing: Vec<&'static str>,
     },
+    /// curfew's role may not create or use its ledger.
+    #[error(
+        "target \"{target}\": role \"{role}\" cannot create or use the curfew ledger ({detail}); as a superuser, run once: CREATE SCHEMA curfew AUTHORIZATION {}; then `curfew init`",
+        crate::quote_identifier(role)
+    )]
+    LedgerPrivilege {
+        /// Target name.
+        target: String,
+        /// curfew's role.
+        role: String,
+        /// The server's message.
+        detail: String,
+    },
+    /// curfew's role may not change a role's login.
+    #[error("{}", alter_role_message(target, agent, role, *version_num, detail))]
+    AlterRole {
+        /// Target name.
+        target: String,
+        /// curfew's role.
+        agent: String,
+        /// The role whose login was to change.
+        role: String,
+        /// The server's `server_version_num`.
+        version_num: i32,
+        /// The server's message.
+        detail: String,
+    },
     /// A statement failed.
     #[error("target \"{target}\": {what} failed: {reason}")]
     Query {
@@ -111,6 +138,31 @@ pub(crate) fn ends_session(e: &tokio_postgres::Error) -> bool {
                 Some(Severity::Fatal | Severity::Panic)
             ) || matches!(db.severity(), "FATAL" | "PANIC")
         })
+}
+
+fn alter_role_message(
+    target: &str,
+    agent: &str,
+    role: &str,
+    version_num: i32,
+    detail: &str,
+) -> String {
+    let (agent_q, role_q) = (
+        crate::quote_identifier(agent),
+        crate::quote_identifier(role),
+    );
+    let fix = if version_num >= 160_000 {
+        format!(
+            "on PostgreSQL 16 and later, CREATEROLE only lets a role change roles it holds ADMIN OPTION on; as a superuser, run: ALTER ROLE {agent_q} CREATEROLE; GRANT {role_q} TO {agent_q} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE;"
+        )
+    } else {
+        format!(
+            "it needs the CREATEROLE attribute; as a superuser, run: ALTER ROLE {agent_q} CREATEROLE;"
+        )
+    };
+    format!(
+        "target \"{target}\": role \"{agent}\" cannot change the login of role \"{role}\" ({detail}): {fix}"
+    )
 }
 
 fn missing_privileges(target: &str, role: &str, missing: &[&str]) -> String {

@@ -4,6 +4,7 @@
 
 mod connect;
 mod error;
+mod ledger;
 mod queries;
 mod secret;
 mod snapshot;
@@ -12,6 +13,7 @@ mod tls;
 
 pub use connect::{Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect};
 pub use error::PgError;
+pub use ledger::{FaultHook, LockProgress, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use snapshot::Snapshot;
 pub use terminate::{Guard, Outcome};

@@ -112,11 +112,18 @@ impl Client {
     }
 }
 
+/// A conninfo value, quoted (role names may hold spaces and quotes).
+fn quoted(value: &str) -> String {
+    format!("'{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 /// Open a session as `user` over TCP with this application name.
 pub async fn connect(cluster: &Cluster, user: &str, application: &str) -> Client {
     let url = format!(
-        "host=127.0.0.1 port={} user={user} dbname=postgres application_name={application}",
-        cluster.port()
+        "host=127.0.0.1 port={} user={} dbname=postgres application_name={}",
+        cluster.port(),
+        quoted(user),
+        quoted(application)
     );
     open(&url).await
 }
@@ -124,9 +131,10 @@ pub async fn connect(cluster: &Cluster, user: &str, application: &str) -> Client
 /// Open a session as `user` over the Unix socket.
 pub async fn connect_socket(cluster: &Cluster, user: &str) -> Client {
     let url = format!(
-        "host={} port={} user={user} dbname=postgres application_name=psql",
+        "host={} port={} user={} dbname=postgres application_name=psql",
         cluster.socket_dir().display(),
-        cluster.port()
+        cluster.port(),
+        quoted(user)
     );
     open(&url).await
 }

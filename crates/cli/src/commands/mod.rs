@@ -4,5 +4,6 @@ pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod demo;
 pub(crate) mod explain;
+pub(crate) mod locks;
 pub(crate) mod plan;
 pub(crate) mod validate;

@@ -61,23 +61,38 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let mut documents = Vec::new();
     let mut text = String::new();
     for target in targets {
-        let (snapshot, server) = runtime.block_on(snapshot(&loaded, target))?;
+        let (snapshot, server, connection) = runtime.block_on(snapshot(&loaded, target))?;
         let at = match &args.at {
             Some(at) => parse_instant(at, snapshot.now).map_err(Failure::Usage)?,
             None => snapshot.now,
         };
         let verdicts = assess(&loaded.policy, &snapshot.sessions, at);
+        let locks = if target.standby {
+            Vec::new()
+        } else {
+            runtime.block_on(lock_lines(&connection, &loaded, at))?
+        };
         match args.format {
-            Format::Table => table(
-                &mut text,
-                &loaded,
-                &target.name,
-                &server,
-                snapshot.now,
-                at,
-                &snapshot.sessions,
-                &verdicts,
-            ),
+            Format::Table => {
+                table(
+                    &mut text,
+                    &loaded,
+                    &target.name,
+                    &server,
+                    snapshot.now,
+                    at,
+                    &snapshot.sessions,
+                    &verdicts,
+                );
+                if !locks.is_empty() {
+                    let at = at.round(jiff::Unit::Second).unwrap_or(at);
+                    let _ = writeln!(text, "  Login locks at {at}:");
+                    for line in &locks {
+                        let _ = writeln!(text, "    {line}");
+                    }
+                    let _ = writeln!(text);
+                }
+            }
             Format::Json => documents.push(serde_json::json!({
                 "target": target.name,
                 "server": server,
@@ -95,6 +110,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                     "rule": rule_of(&loaded, v),
                     "reason": reason_of(&loaded, v, at),
                 })).collect::<Vec<_>>(),
+                "login_locks": locks,
             })),
         }
     }
@@ -110,7 +126,14 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
 async fn snapshot(
     loaded: &LoadedPolicy,
     target: &curfew_policy::Target,
-) -> Result<(curfew_postgres::Snapshot, String), Failure> {
+) -> Result<
+    (
+        curfew_postgres::Snapshot,
+        String,
+        curfew_postgres::Connection,
+    ),
+    Failure,
+> {
     let spec = TargetSpec::from_policy(target);
     let mut connected = curfew_postgres::connect(&spec)
         .await
@@ -124,7 +147,80 @@ async fn snapshot(
         .snapshot(&[], loaded.needs_memberships())
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
-    Ok((snapshot, server))
+    Ok((snapshot, server, connected.connection))
+}
+
+/// When each `lock_logins` rule locks and restores which roles, and the incident locks, as of
+/// `at`.
+async fn lock_lines(
+    connection: &curfew_postgres::Connection,
+    loaded: &LoadedPolicy,
+    at: Timestamp,
+) -> Result<Vec<String>, Failure> {
+    let policy = &loaded.policy;
+    let rules: Vec<_> = policy.rules.iter().filter(|r| r.lock_logins).collect();
+    let ledger = connection
+        .ledger_exists()
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    if rules.is_empty() && !ledger {
+        return Ok(Vec::new());
+    }
+    let roles = connection
+        .roles()
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    let short = |t: Timestamp| t.round(jiff::Unit::Minute).unwrap_or(t).to_string();
+    let mut lines = Vec::new();
+    for rule in rules {
+        let Some(w) = rule.login_window(at) else {
+            continue;
+        };
+        let names: Vec<String> =
+            curfew_agent::covered_roles(policy, rule, &roles, &connection.info.role)
+                .map(|r| r.name.clone())
+                .collect();
+        let who = if names.is_empty() {
+            "no role".to_owned()
+        } else {
+            names.join(", ")
+        };
+        let until = w
+            .until
+            .map_or("for good".to_owned(), |u| format!("until {}", short(u)));
+        lines.push(if w.locked {
+            format!(
+                "rule {}: logins of {who} are LOCKED {until} (login restored then)",
+                rule.name
+            )
+        } else {
+            format!(
+                "rule {}: logins of {who} are allowed {until} (locked then)",
+                rule.name
+            )
+        });
+    }
+    if ledger {
+        for lock in connection
+            .locks(false)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?
+        {
+            if lock.kind != "incident" {
+                continue;
+            }
+            let state = match lock.expires_at {
+                Some(e) if e <= at => format!("expired at {}", short(e)),
+                Some(e) => format!("in force until {}", short(e)),
+                None => "in force until lifted".to_owned(),
+            };
+            lines.push(format!(
+                "role {}: incident lock by {} ({}), {state}",
+                lock.role_name, lock.created_by, lock.reason
+            ));
+        }
+    }
+    Ok(lines)
 }
 
 fn rule_of(loaded: &LoadedPolicy, v: &Verdict) -> Option<String> {

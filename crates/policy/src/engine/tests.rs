@@ -359,3 +359,22 @@ fn more_than_64_rules_are_all_evaluated() {
     assert!(plan.terminations.is_empty());
     assert_eq!(plan.next_wake, Some(now() + SignedDuration::from_mins(10)));
 }
+
+#[test]
+fn login_windows_lock_outside_allow_and_inside_deny() {
+    let p = policy(
+        "[[rule]]\nname = \"hours\"\nallow = [\"Mon-Fri 07:00-09:00\"]\ntimezone = \"America/New_York\"\nlock_logins = true\nroles = [\"analyst_*\"]\n\n[[rule]]\nname = \"maint\"\ndeny = [\"2026-11-23 14:30 - 2026-11-23 16:00\"]\ntimezone = \"UTC\"\nlock_logins = true\n\n[[rule]]\nname = \"idle\"\nidle = \"1m\"\n",
+    );
+    // 10:00 New York on a Monday: after the allow window closed at 09:00 (14:00Z).
+    let hours = p.rules[0].login_window(now()).unwrap();
+    assert!(hours.locked);
+    assert_eq!(hours.since, Some("2026-11-23T14:00:00Z".parse().unwrap()));
+    assert_eq!(hours.until, Some("2026-11-24T12:00:00Z".parse().unwrap()));
+    let maint = p.rules[1].login_window(now()).unwrap();
+    assert!(maint.locked);
+    assert_eq!(maint.until, Some("2026-11-23T16:00:00Z".parse().unwrap()));
+    assert!(!p.rules[1].login_window(ago(3_600)).unwrap().locked);
+    assert_eq!(p.rules[2].login_window(now()), None);
+    assert!(p.rules[0].covers_role("analyst_kim", &[]));
+    assert!(!p.rules[0].covers_role("appuser", &[]));
+}

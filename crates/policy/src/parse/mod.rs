@@ -26,7 +26,7 @@ pub struct Parsed {
 
 const TOP_KEYS: &[&str] = &["agent", "target", "exempt", "rule"];
 const AGENT_KEYS: &[&str] = &["interval", "audit_log"];
-const TARGET_KEYS: &[&str] = &["name", "url", "password_file", "standby"];
+const TARGET_KEYS: &[&str] = &["name", "url", "password_file", "standby", "primary"];
 const SCOPE_KEYS: &[&str] = &[
     "roles",
     "member_of",
@@ -130,10 +130,13 @@ fn parse_targets(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Vec<Target
         return targets;
     };
     let mut names: HashMap<String, Range<usize>> = HashMap::new();
+    // Each kept target's `primary` key and header, resolved once all names are known.
+    let mut primaries: Vec<(Option<Located<String>>, Range<usize>)> = Vec::new();
     for (index, (table, header)) in items.into_iter().enumerate() {
         let context = format!("[[target]] #{}", index + 1);
         let r = TableReader::new(table, context.clone(), TARGET_KEYS);
         let name = r.string(c, "name", "a string");
+        let primary = r.string(c, "primary", "the name of the primary target");
         let url = r.string(c, "url", "a connection URL string like \"postgresql://curfew_agent@db1:5432/postgres?sslmode=verify-full\"");
         let password_file = r.string(c, "password_file", "a file path string");
         let standby = r.boolean(c, "standby").is_some_and(|b| b.value);
@@ -188,10 +191,70 @@ fn parse_targets(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Vec<Target
                 url,
                 password_file: password_file.map(|p| p.value),
                 standby,
+                primary: None,
             });
+            primaries.push((primary, header));
         }
     }
+    resolve_primaries(c, &mut targets, primaries);
     targets
+}
+
+/// Give each standby the primary it takes lock state from: the one it names, or the only one.
+fn resolve_primaries(
+    c: &mut Collector<'_>,
+    targets: &mut [Target],
+    primaries: Vec<(Option<Located<String>>, Range<usize>)>,
+) {
+    let primary_names: Vec<String> = targets
+        .iter()
+        .filter(|t| !t.standby)
+        .map(|t| t.name.clone())
+        .collect();
+    for (target, (named, header)) in targets.iter_mut().zip(primaries) {
+        match (target.standby, named) {
+            (false, Some(named)) => c.error(
+                named.span,
+                format!(
+                    "`primary` in target \"{}\" only applies to a standby (standby = true)",
+                    target.name
+                ),
+            ),
+            (false, None) => {}
+            (true, Some(named)) => {
+                if primary_names.contains(&named.value) {
+                    target.primary = Some(named.value);
+                } else {
+                    c.error(
+                        named.span,
+                        format!(
+                            "standby target \"{}\" names primary \"{}\", which is not a primary target; expected one of: {}",
+                            target.name,
+                            named.value,
+                            primary_names.join(", ")
+                        ),
+                    );
+                }
+            }
+            (true, None) => match primary_names.as_slice() {
+                [only] => target.primary = Some(only.clone()),
+                [] => c.error(
+                    header,
+                    format!(
+                        "standby target \"{}\" has no primary to take lock state from; add the primary as a [[target]]",
+                        target.name
+                    ),
+                ),
+                _ => c.error(
+                    header,
+                    format!(
+                        "standby target \"{}\" must name its primary, e.g. primary = \"{}\"",
+                        target.name, primary_names[0]
+                    ),
+                ),
+            },
+        }
+    }
 }
 
 /// Parse a target's URL; refusals and weak TLS are reported at the URL's position.

@@ -471,6 +471,19 @@ fn check_options(
             ),
         );
     }
+    if lock_logins.is_some_and(|l| l.value) && is_window {
+        for key in ["databases", "applications", "addresses"] {
+            if let Some(span) = r.key_span(key) {
+                c.error(
+                    span,
+                    format!(
+                        "{} has lock_logins, which disables a role's login everywhere, so it can be scoped only by `roles` and `member_of`, not `{key}`",
+                        r.context
+                    ),
+                );
+            }
+        }
+    }
     if let Some(zone) = zone
         && !is_window
     {

@@ -49,7 +49,7 @@ pub enum WindowError {
     Empty(String),
     /// A date or date-time that does not exist (`2026-02-30`).
     #[error(
-        "\"{value}\" in window \"{text}\" is not a valid date and time; expected YYYY-MM-DD HH:MM"
+        "\"{value}\" in window \"{text}\" is not a valid date and time; expected YYYY-MM-DD HH:MM (or HH:MM:SS)"
     )]
     BadDateTime {
         /// The window as written.
@@ -107,12 +107,26 @@ fn parse_datetime(text: &str, value: &str) -> Result<DateTime, WindowError> {
         .map(|(d, t)| (d.trim(), t.trim()))
         .ok_or_else(|| WindowError::Malformed(text.to_owned()))?;
     let date: Date = date.parse().map_err(|_| bad())?;
-    let minutes = parse_clock(time).ok_or_else(bad)?;
+    // Seconds are optional in one-off ranges: HH:MM or HH:MM:SS.
+    let (clock, seconds) = match time.len() {
+        8 if time.as_bytes()[5] == b':' => (&time[..5], Some(&time[6..])),
+        _ => (time, None),
+    };
+    let minutes = parse_clock(clock).ok_or_else(bad)?;
+    let seconds: i8 = match seconds {
+        Some(s) => s
+            .parse()
+            .ok()
+            .filter(|s| (0..60).contains(s) && minutes < 24 * 60)
+            .ok_or_else(bad)?,
+        None => 0,
+    };
     if minutes == 24 * 60 {
         let next = date.tomorrow().map_err(|_| bad())?;
         return Ok(next.at(0, 0, 0, 0));
     }
-    Ok(date.to_datetime(minutes_to_time(minutes)))
+    let time = minutes_to_time(minutes);
+    Ok(date.at(time.hour(), time.minute(), seconds, 0))
 }
 
 fn parse_weekly(text: &str, trimmed: &str) -> Result<WindowKind, WindowError> {
@@ -282,6 +296,17 @@ mod tests {
         let w = parse_window("2026-12-31 22:00 - 2027-01-01 02:00").unwrap();
         assert!(matches!(w.kind, WindowKind::Range { .. }));
         assert!(parse_window("2026-12-31T22:00 - 2027-01-01T02:00").is_ok());
+        match parse_window("2026-12-31 22:00:30 - 2026-12-31 22:00:45")
+            .unwrap()
+            .kind
+        {
+            WindowKind::Range { start, end } => {
+                assert_eq!(start.second(), 30);
+                assert_eq!(end.second(), 45);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse_window("2026-12-31 22:00:60 - 2027-01-01 02:00").is_err());
         assert_eq!(
             parse_window("2027-01-01 02:00 - 2026-12-31 22:00"),
             Err(WindowError::EndsBeforeStart(

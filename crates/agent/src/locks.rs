@@ -1,0 +1,415 @@
+//! Login locks on a primary target, each tick: keep the window locks of `lock_logins` rules in
+//! the ledger, let incident locks expire, record lock rows in the audit log, and bring every
+//! role's login to what its locks say (disable, restore, or correct drift), each change with an
+//! intent record before and an outcome after.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use curfew_audit::Event;
+use curfew_policy::Rule;
+use curfew_postgres::{LockedRole, LoginChange, PgError};
+use jiff::Timestamp;
+use serde_json::json;
+use tokio::time::Instant;
+
+use crate::backend::LoginLedger;
+use crate::loaded::LoadedPolicy;
+use crate::records::{about, write};
+use crate::shared::Shared;
+
+/// Why a role is locked, for the sessions that must end because of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Locked {
+    /// Every reason, in words.
+    pub reason: String,
+    /// Since when the role has been locked (the earliest lock in force).
+    pub since: Timestamp,
+}
+
+/// Locked roles by name.
+pub type LockedSet = HashMap<String, Locked>;
+
+/// What one round of lock keeping found.
+#[derive(Debug, Default)]
+pub(crate) struct Kept {
+    /// Roles whose sessions must end.
+    pub(crate) locked: LockedSet,
+    /// When a window opens or closes, or a lock expires (server clock).
+    pub(crate) next_change: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Lock,
+    CorrectDrift,
+    Restore,
+}
+
+impl Action {
+    fn word(self) -> &'static str {
+        match self {
+            Action::Lock => "lock",
+            Action::CorrectDrift => "correct drift on",
+            Action::Restore => "restore",
+        }
+    }
+}
+
+/// Keeps one primary target's login locks.
+pub(crate) struct Keeper {
+    target: String,
+    shared: Arc<Shared>,
+    /// Whether the ledger exists, and when that was last checked.
+    ledger: Option<(bool, Instant)>,
+    reported_missing: bool,
+    warned_privilege: bool,
+    /// Login changes the server refused, by role oid, and when to try again.
+    refused: HashMap<u32, (u32, Instant)>,
+}
+
+fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl Keeper {
+    pub(crate) fn new(target: String, shared: Arc<Shared>) -> Self {
+        Self {
+            target,
+            shared,
+            ledger: None,
+            reported_missing: false,
+            warned_privilege: false,
+            refused: HashMap::new(),
+        }
+    }
+
+    /// One round. Only a lost connection is an error; other failures are logged, audited where
+    /// an action was involved, and retried later.
+    pub(crate) async fn keep<L: LoginLedger>(
+        &mut self,
+        ledger: &mut L,
+        loaded: &LoadedPolicy,
+        now: Timestamp,
+    ) -> Result<Kept, PgError> {
+        let policy = &loaded.policy;
+        let lock_rules: Vec<&Rule> = policy.rules.iter().filter(|r| r.lock_logins).collect();
+        let mut kept = Kept::default();
+        for rule in &lock_rules {
+            kept.next_change = earliest(
+                kept.next_change,
+                rule.login_window(now).and_then(|w| w.until),
+            );
+        }
+        if !lock_rules.is_empty()
+            && !self.warned_privilege
+            && let Some(problem) = ledger.login_change_problem()
+        {
+            tracing::warn!(target: "curfew::agent", "target \"{}\": {problem}", self.target);
+            self.warned_privilege = true;
+        }
+        if !self.ledger_ready(ledger, !lock_rules.is_empty()).await? {
+            return Ok(kept);
+        }
+        match self
+            .round(ledger, loaded, &lock_rules, now, &mut kept)
+            .await
+        {
+            Ok(()) => Ok(kept),
+            Err(e) if e.is_connection_lost() => Err(e),
+            Err(e) => {
+                tracing::error!(target: "curfew::agent", "{e}");
+                Ok(kept)
+            }
+        }
+    }
+
+    /// Whether the ledger is there to use; created on first need. Re-checked every 10 s while
+    /// missing (`curfew init` or `curfew lock` may create it).
+    async fn ledger_ready<L: LoginLedger>(
+        &mut self,
+        ledger: &mut L,
+        needed: bool,
+    ) -> Result<bool, PgError> {
+        if let Some((true, _)) = self.ledger {
+            return Ok(true);
+        }
+        if let Some((false, checked)) = self.ledger
+            && checked.elapsed() < Duration::from_secs(10)
+        {
+            return Ok(false);
+        }
+        let mut exists = ledger.ledger_exists().await?;
+        if !exists && needed {
+            match ledger.init_ledger().await {
+                Ok(()) => {
+                    tracing::info!(target: "curfew::agent", "target \"{}\": created the curfew ledger (schema curfew)", self.target);
+                    exists = true;
+                }
+                Err(e) if e.is_connection_lost() => return Err(e),
+                Err(e) => {
+                    if !self.reported_missing {
+                        tracing::error!(target: "curfew::agent", "{e}; login locks are not enforced until the ledger exists");
+                        self.reported_missing = true;
+                    }
+                }
+            }
+        }
+        self.ledger = Some((exists, Instant::now()));
+        Ok(exists)
+    }
+
+    async fn round<L: LoginLedger>(
+        &mut self,
+        ledger: &mut L,
+        loaded: &LoadedPolicy,
+        lock_rules: &[&Rule],
+        now: Timestamp,
+        kept: &mut Kept,
+    ) -> Result<(), PgError> {
+        let policy = &loaded.policy;
+        let mut roles = None;
+        for rule in lock_rules {
+            let Some(window) = rule.login_window(now) else {
+                continue;
+            };
+            let covered: Vec<(u32, String)> = if window.locked {
+                if roles.is_none() {
+                    roles = Some(ledger.roles().await?);
+                }
+                covered_roles(
+                    policy,
+                    rule,
+                    roles.as_deref().unwrap_or_default(),
+                    ledger.own_role(),
+                )
+                .map(|r| (r.oid, r.name.clone()))
+                .collect()
+            } else {
+                Vec::new()
+            };
+            let reason = window_reason(rule);
+            ledger
+                .sync_window_locks(&rule.name, &covered, &reason)
+                .await?;
+        }
+        let names: Vec<&str> = lock_rules.iter().map(|r| r.name.as_str()).collect();
+        ledger.release_window_locks_except(&names).await?;
+        ledger.expire_locks().await?;
+        self.announce(ledger).await?;
+        let roles_in_ledger = ledger.locked_roles().await?;
+        // Forget refusals for roles that left the ledger.
+        self.refused
+            .retain(|oid, _| roles_in_ledger.iter().any(|r| r.oid == *oid));
+        for role in roles_in_ledger {
+            if let Some(since) = role.locks.iter().map(|l| l.created_at).min() {
+                for lock in &role.locks {
+                    kept.next_change = earliest(kept.next_change, lock.expires_at);
+                }
+                kept.locked.insert(
+                    role.name.clone(),
+                    Locked {
+                        reason: describe_locks(&role),
+                        since,
+                    },
+                );
+            }
+            self.reconcile(ledger, loaded, &role).await?;
+        }
+        Ok(())
+    }
+
+    /// Record lock rows created or released since the last round.
+    async fn announce<L: LoginLedger>(&mut self, ledger: &mut L) -> Result<(), PgError> {
+        for (row, creation_recorded) in ledger.unannounced().await? {
+            let detail = json!({
+                "lock_id": row.id,
+                "role": row.role_name,
+                "kind": row.kind,
+                "rule": row.rule,
+                "created_by": row.created_by,
+                "created_at": row.created_at.to_string(),
+                "expires_at": row.expires_at.map(|t| t.to_string()),
+                "released_by": row.released_by,
+                "released_at": row.released_at.map(|t| t.to_string()),
+            });
+            if !creation_recorded {
+                let mut record = about(Event::LockCreated, &self.target);
+                record.rule = row.rule.clone();
+                record.reason = Some(format!("role \"{}\" locked: {}", row.role_name, row.reason));
+                record.detail = Some(detail.clone());
+                if write(&self.shared, record).await.is_err() {
+                    return Ok(());
+                }
+            }
+            if row.released_at.is_some() {
+                let mut record = about(Event::LockReleased, &self.target);
+                record.rule = row.rule.clone();
+                record.reason = Some(format!(
+                    "lock on role \"{}\" released by {}",
+                    row.role_name,
+                    row.released_by.as_deref().unwrap_or("unknown")
+                ));
+                record.detail = Some(detail);
+                if write(&self.shared, record).await.is_err() {
+                    return Ok(());
+                }
+            }
+            ledger.mark_announced(row.id).await?;
+        }
+        Ok(())
+    }
+
+    /// Bring one role's login to what its locks say.
+    async fn reconcile<L: LoginLedger>(
+        &mut self,
+        ledger: &mut L,
+        loaded: &LoadedPolicy,
+        role: &LockedRole,
+    ) -> Result<(), PgError> {
+        let action = match (
+            !role.locks.is_empty(),
+            role.can_login,
+            role.disabled_by_curfew,
+        ) {
+            (true, true, false) => Action::Lock,
+            (true, true, true) => Action::CorrectDrift,
+            (false, _, true) => Action::Restore,
+            _ => return Ok(()),
+        };
+        if let Some((_, not_before)) = self.refused.get(&role.oid)
+            && *not_before > Instant::now()
+        {
+            return Ok(());
+        }
+        let reason = match action {
+            Action::Lock => format!(
+                "disable the login of role \"{}\": {}",
+                role.name,
+                describe_locks(role)
+            ),
+            Action::CorrectDrift => format!(
+                "the login of locked role \"{}\" was enabled by someone else; disable it again: {}",
+                role.name,
+                describe_locks(role)
+            ),
+            Action::Restore => format!(
+                "restore the login of role \"{}\": no lock remains",
+                role.name
+            ),
+        };
+        let mut intent = about(Event::LoginChangeIntent, &self.target);
+        intent.reason = Some(reason.clone());
+        intent.detail = Some(json!({
+            "action": action.word(),
+            "role": role.name,
+            "role_oid": role.oid,
+            "locks": role.locks.iter().map(|l| l.id).collect::<Vec<_>>(),
+            "policy_sha256": loaded.sha256,
+        }));
+        // Nothing is done without a record.
+        let Ok(intent) = write(&self.shared, intent).await else {
+            return Ok(());
+        };
+        crate::fault::point("login.after-intent");
+        let result = match action {
+            Action::Lock | Action::CorrectDrift => {
+                ledger.disable_login(role.oid, &crate::fault::point).await
+            }
+            Action::Restore => ledger.restore_login(role.oid, &crate::fault::point).await,
+        };
+        let (event, word, error) = match &result {
+            Ok(LoginChange::Disabled) => (Event::LoginLocked, "disabled", None),
+            Ok(LoginChange::DriftCorrected) => (Event::LockDriftCorrected, "disabled_again", None),
+            Ok(LoginChange::Restored) => (Event::LoginRestored, "restored", None),
+            Ok(LoginChange::NotNeeded) => (Event::LoginChangeSkipped, "not_needed", None),
+            Ok(LoginChange::RoleGone) => (Event::LoginChangeSkipped, "role_dropped", None),
+            Err(e) => (Event::LoginChangeFailed, "failed", Some(e.to_string())),
+        };
+        let mut outcome = about(event, &self.target);
+        outcome.reason = Some(reason.clone());
+        outcome.result = Some(word.to_owned());
+        outcome.intent = Some(intent.seq);
+        outcome.detail = Some(json!({"role": role.name, "role_oid": role.oid, "error": error}));
+        let _ = write(&self.shared, outcome).await;
+        match result {
+            Ok(change) => {
+                self.refused.remove(&role.oid);
+                if !matches!(change, LoginChange::NotNeeded) {
+                    tracing::info!(target: "curfew::agent", "target \"{}\": {} ({word})", self.target, reason);
+                }
+                Ok(())
+            }
+            Err(e) if e.is_connection_lost() => Err(e),
+            Err(e) => {
+                let entry = self.refused.entry(role.oid).or_insert((0, Instant::now()));
+                entry.0 += 1;
+                let wait =
+                    Duration::from_secs(1u64 << entry.0.min(8)).min(Duration::from_secs(300));
+                entry.1 = Instant::now() + wait;
+                tracing::error!(target: "curfew::agent", "{e}; retrying in {}s", wait.as_secs());
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The roles a `lock_logins` rule locks: those its scope covers, except superusers (curfew does
+/// not lock them), curfew's own role and roles the policy exempts.
+pub fn covered_roles<'r>(
+    policy: &'r curfew_policy::Policy,
+    rule: &'r Rule,
+    roles: &'r [curfew_postgres::RoleInfo],
+    own_role: &'r str,
+) -> impl Iterator<Item = &'r curfew_postgres::RoleInfo> + 'r {
+    roles
+        .iter()
+        .filter(move |r| !r.superuser && r.name != own_role)
+        .filter(move |r| policy.exempt.by_role(&r.name, &r.member_of).is_none())
+        .filter(move |r| rule.covers_role(&r.name, &r.member_of))
+}
+
+/// Why a window rule locks logins, in words.
+fn window_reason(rule: &Rule) -> String {
+    let windows = rule
+        .condition
+        .schedule()
+        .map(|s| {
+            let list: Vec<&str> = s.windows().iter().map(|w| w.text.as_str()).collect();
+            format!(
+                "{} {}",
+                list.join(", "),
+                s.zone().iana_name().unwrap_or("UTC")
+            )
+        })
+        .unwrap_or_default();
+    match rule.condition.key() {
+        "allow" => format!(
+            "rule {}: outside the allowed windows ({windows})",
+            rule.name
+        ),
+        _ => format!("rule {}: inside the deny window ({windows})", rule.name),
+    }
+}
+
+/// All of a role's locks in words.
+fn describe_locks(role: &LockedRole) -> String {
+    role.locks
+        .iter()
+        .map(|l| match l.kind.as_str() {
+            "incident" => {
+                let until = l
+                    .expires_at
+                    .map(|t| format!(", until {t}"))
+                    .unwrap_or_default();
+                format!("incident lock by {}: {}{until}", l.created_by, l.reason)
+            }
+            _ => l.reason.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -1,0 +1,302 @@
+//! Login locks on a real server: windows lock and restore logins on time, a role that was
+//! NOLOGIN before stays so, odd names work, two reasons hold a lock, drift is corrected,
+//! incident locks reach standbys, and PostgreSQL 16's CREATEROLE rule is explained.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use curfew_sandbox::Cluster;
+
+const WEIRD: &str = "we\"ird röle";
+
+/// A cluster where curfew_agent has CREATEROLE and created the test roles itself (so that, on
+/// PostgreSQL 16 and later, it holds ADMIN OPTION on them, as a real deployment would grant).
+fn lock_cluster() -> Cluster {
+    let cluster = cluster_with(Default::default());
+    cluster
+        .psql(
+            "ALTER ROLE curfew_agent CREATEROLE;
+             CREATE SCHEMA curfew AUTHORIZATION curfew_agent;
+             SET ROLE curfew_agent;
+             CREATE ROLE ana LOGIN;
+             CREATE ROLE \"we\"\"ird röle\" LOGIN;
+             CREATE ROLE dormant NOLOGIN;
+             RESET ROLE;",
+        )
+        .unwrap();
+    cluster
+}
+
+/// Whether a role can log in, as the catalog says.
+fn can_login(cluster: &Cluster, role: &str) -> bool {
+    let sql = format!(
+        "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{}'",
+        role.replace('\'', "''")
+    );
+    cluster.psql(&sql).unwrap() == "t"
+}
+
+fn ledger_rows(cluster: &Cluster) -> String {
+    cluster
+        .psql("SELECT string_agg(role_name, ',' ORDER BY role_name) FROM curfew.disabled_login")
+        .unwrap()
+}
+
+async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn stamp(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+fn events(agent_audit: &std::path::Path) -> Vec<String> {
+    curfew_audit::read(agent_audit)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap().event)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_locks_logins_then_restores_them_and_never_enables_a_dormant_role() {
+    let cluster = lock_cluster();
+    let dir = scratch("window-lock");
+    let mut ana = connect(&cluster, "ana", "psql").await;
+    // A deny window from a minute ago until 10 seconds from now.
+    let now = jiff::Timestamp::now();
+    let until = now + jiff::SignedDuration::from_secs(10);
+    let text = format!(
+        "[[rule]]\nname = \"maintenance\"\ndeny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"ana\", \"dormant\", {WEIRD:?}]\n",
+        stamp(now - jiff::SignedDuration::from_mins(1)),
+        stamp(until)
+    );
+    let mut agent = Agent::start(policy(&cluster, &text), &dir).await;
+
+    // Locked: sessions ended, logins off, the dormant role untouched (no ledger row).
+    assert!(ana.ended_within(Duration::from_secs(5)).await.is_some());
+    wait_until("logins disabled", Duration::from_secs(5), || {
+        !can_login(&cluster, "ana") && !can_login(&cluster, WEIRD)
+    })
+    .await;
+    assert_eq!(ledger_rows(&cluster), format!("ana,{WEIRD}"));
+    let refused = tokio_postgres::connect(
+        &format!(
+            "host=127.0.0.1 port={} user=ana dbname=postgres",
+            cluster.port()
+        ),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .err()
+    .expect("ana could log in during the window");
+    let said = refused
+        .as_db_error()
+        .map(|d| d.message().to_owned())
+        .unwrap_or_default();
+    assert!(said.contains("not permitted to log in"), "{said}");
+
+    // The window ends by itself: logins come back, within about a second of its end.
+    wait_until("logins restored", Duration::from_secs(15), || {
+        can_login(&cluster, "ana") && can_login(&cluster, WEIRD)
+    })
+    .await;
+    let late = jiff::Timestamp::now().duration_since(until);
+    assert!(
+        late < jiff::SignedDuration::from_secs(2),
+        "restored {late:?} after the window"
+    );
+    assert!(
+        !can_login(&cluster, "dormant"),
+        "a role that was NOLOGIN before was enabled"
+    );
+    assert_eq!(ledger_rows(&cluster), "");
+    let mut again = connect(&cluster, "ana", "psql").await;
+    let mut weird = connect(&cluster, WEIRD, "psql").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!again.is_ended() && !weird.is_ended());
+
+    let audit = agent.audit_path.clone();
+    agent.ready().await;
+    agent.stop().await;
+    let recorded = events(&audit);
+    let count = |e: &str| recorded.iter().filter(|r| *r == e).count();
+    assert_eq!(count("login_locked"), 2, "{recorded:?}");
+    assert_eq!(count("login_restored"), 2, "{recorded:?}");
+    assert_eq!(count("lock_created"), 3, "{recorded:?}");
+    assert_eq!(count("lock_released"), 3, "{recorded:?}");
+    assert_eq!(count("login_change_intent"), 4, "{recorded:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_reasons_keep_a_role_locked_until_both_are_gone_and_drift_is_corrected() {
+    let cluster = lock_cluster();
+    let dir = scratch("two-reasons");
+    let now = jiff::Timestamp::now();
+    let window = format!(
+        "[[rule]]\nname = \"night\"\ndeny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"ana\"]\n",
+        stamp(now - jiff::SignedDuration::from_mins(1)),
+        stamp(now + jiff::SignedDuration::from_hours(1))
+    );
+    let agent = Agent::start(policy(&cluster, &window), &dir).await;
+    wait_until("the window lock", Duration::from_secs(5), || {
+        !can_login(&cluster, "ana")
+    })
+    .await;
+
+    // An incident lock on top, recorded as `curfew lock` records it.
+    let spec = curfew_postgres::TargetSpec {
+        name: "test".into(),
+        url: curfew_policy::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres")).unwrap(),
+        password_file: None,
+    };
+    let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
+    let ana = ledger
+        .roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == "ana")
+        .unwrap();
+    ledger
+        .create_incident_lock(&ana, "INC-1: suspicious queries", "tester@host", None)
+        .await
+        .unwrap();
+
+    // Drift: someone turns the login back on by hand; the agent turns it off again.
+    cluster.psql("ALTER ROLE ana LOGIN").unwrap();
+    wait_until("drift corrected", Duration::from_secs(5), || {
+        !can_login(&cluster, "ana")
+    })
+    .await;
+
+    // Lifting the incident lock while the window is still closed leaves the role locked.
+    ledger
+        .release_incident_lock(ana.oid, "tester@host")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        !can_login(&cluster, "ana"),
+        "lifting one reason of two unlocked the role"
+    );
+
+    // Removing the window rule (a reload) lifts the last reason.
+    agent
+        .policy
+        .send(std::sync::Arc::new(policy(&cluster, "")))
+        .unwrap();
+    wait_until("login restored", Duration::from_secs(5), || {
+        can_login(&cluster, "ana")
+    })
+    .await;
+
+    let audit = agent.audit_path.clone();
+    agent.stop().await;
+    let recorded = events(&audit);
+    assert!(
+        recorded.iter().any(|e| e == "lock_drift_corrected"),
+        "{recorded:?}"
+    );
+    assert_eq!(recorded.iter().filter(|e| *e == "lock_created").count(), 2);
+    assert_eq!(recorded.iter().filter(|e| *e == "lock_released").count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_lock_ends_sessions_on_a_standby_too() {
+    let primary = lock_cluster();
+    let standby = lock_cluster();
+    let dir = scratch("standby");
+    let text = format!(
+        "[[target]]\nname = \"replica\"\nurl = \"{}\"\nstandby = true\n",
+        standby.url("curfew_agent", "postgres")
+    );
+    let mut on_standby = connect(&standby, "ana", "psql").await;
+    let mut agent = Agent::start(policy(&primary, &text), &dir).await;
+    agent.ready().await;
+    let spec = curfew_postgres::TargetSpec {
+        name: "test".into(),
+        url: curfew_policy::ConnectionUrl::parse(&primary.url("curfew_agent", "postgres")).unwrap(),
+        password_file: None,
+    };
+    let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
+    ledger.init_ledger().await.unwrap();
+    let ana = ledger
+        .roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == "ana")
+        .unwrap();
+    ledger
+        .create_incident_lock(&ana, "INC-2: stolen laptop", "tester@host", None)
+        .await
+        .unwrap();
+    assert!(
+        on_standby
+            .ended_within(Duration::from_secs(15))
+            .await
+            .is_some(),
+        "the standby session survived the lock"
+    );
+    assert!(!can_login(&primary, "ana"));
+    assert!(
+        can_login(&standby, "ana"),
+        "a standby is read-only: its roles are not altered"
+    );
+    agent.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn createrole_without_admin_option_is_explained_on_postgresql_16_and_later() {
+    let cluster = lock_cluster();
+    // Created by the superuser: curfew_agent holds no ADMIN OPTION on it.
+    cluster.psql("CREATE ROLE outsider LOGIN").unwrap();
+    let dir = scratch("admin-option");
+    let text = format!(
+        "[[rule]]\nname = \"closed\"\ndeny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"outsider\"]\n",
+        stamp(jiff::Timestamp::now() - jiff::SignedDuration::from_mins(1)),
+        stamp(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))
+    );
+    let agent = Agent::start(policy(&cluster, &text), &dir).await;
+    let audit = agent.audit_path.clone();
+    if cluster.major_version() >= 16 {
+        let mut failure = None;
+        for _ in 0..25 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            failure = curfew_audit::read(&audit)
+                .unwrap()
+                .into_iter()
+                .filter_map(Result::ok)
+                .find(|e| e.event == "login_change_failed");
+            if failure.is_some() {
+                break;
+            }
+        }
+        let detail = failure
+            .expect("no login_change_failed")
+            .detail
+            .unwrap()
+            .to_string();
+        assert!(detail.contains("ADMIN OPTION"), "{detail}");
+        assert!(detail.contains("INHERIT FALSE"), "{detail}");
+        assert!(can_login(&cluster, "outsider"));
+    } else {
+        wait_until("the lock", Duration::from_secs(5), || {
+            !can_login(&cluster, "outsider")
+        })
+        .await;
+    }
+    agent.stop().await;
+}

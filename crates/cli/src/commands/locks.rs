@@ -1,0 +1,415 @@
+//! `curfew init`, `curfew lock`, `curfew unlock`, `curfew locks`: the login-lock ledger from the
+//! command line. The commands record locks in the ledger (on every primary target); the running
+//! agent applies them, with audit records, and these commands wait for it to confirm.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use curfew_agent::LoadedPolicy;
+use curfew_postgres::{Connection, LockProgress, RoleInfo, TargetSpec};
+use jiff::Timestamp;
+
+use crate::exit::{Failure, out};
+use crate::policy_file;
+use crate::when::parse_instant;
+
+/// Options of `curfew init`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct InitArgs {
+    /// Only this target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+}
+
+/// Options of `curfew lock`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct LockArgs {
+    /// The role to lock out (exact name, case-sensitive).
+    role: String,
+    /// Why: recorded in the ledger and the audit log.
+    #[arg(long)]
+    reason: String,
+    /// Lift the lock by itself at this time: 2026-11-23T19:00:00Z, "2026-11-23 19:00", +4h.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only this target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+    /// How long to wait for the agent to apply the lock.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    wait: curfew_policy::Limit,
+}
+
+/// Options of `curfew unlock`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct UnlockArgs {
+    /// The role whose incident lock to lift.
+    role: String,
+    /// Only this target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+    /// How long to wait for the agent to restore the login.
+    #[arg(long, value_name = "DURATION", default_value = "15s")]
+    wait: curfew_policy::Limit,
+}
+
+/// Options of `curfew locks`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ListArgs {
+    /// Also show released and expired locks.
+    #[arg(long)]
+    all: bool,
+    /// Only this target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+}
+
+/// Who is acting, for the ledger: the operating-system user and host.
+fn who() -> String {
+    let user = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".to_owned());
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{user}@{host}")
+}
+
+/// The primary targets selected (locks live on primaries; standbys follow them).
+fn primaries<'p>(
+    loaded: &'p LoadedPolicy,
+    only: Option<&str>,
+) -> Result<Vec<&'p curfew_policy::Target>, Failure> {
+    let chosen: Vec<_> = loaded
+        .policy
+        .targets
+        .iter()
+        .filter(|t| !t.standby && only.is_none_or(|n| t.name == n))
+        .collect();
+    if chosen.is_empty() {
+        return Err(Failure::Usage(match only {
+            Some(name) => format!("{} has no primary target named \"{name}\"", loaded.source),
+            None => format!("{} names no primary [[target]]", loaded.source),
+        }));
+    }
+    Ok(chosen)
+}
+
+async fn open(target: &curfew_policy::Target) -> Result<Connection, Failure> {
+    let connected = curfew_postgres::connect(&TargetSpec::from_policy(target))
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    for warning in &connected.warnings {
+        eprintln!("curfew: warning: {warning}");
+    }
+    Ok(connected.connection)
+}
+
+async fn ensure_ledger(connection: &Connection) -> Result<(), Failure> {
+    if !connection
+        .ledger_exists()
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?
+    {
+        connection
+            .init_ledger()
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
+    }
+    Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Runtime::new().context("starting the runtime")?)
+}
+
+/// `curfew init`: create the ledger on each primary.
+pub(crate) fn init(config: &Path, args: &InitArgs) -> Result<(), Failure> {
+    let loaded = policy_file::load(config)?;
+    let targets = primaries(&loaded, args.target.as_deref())?;
+    runtime()?.block_on(async {
+        for target in targets {
+            let connection = open(target).await?;
+            let existed = connection
+                .ledger_exists()
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            ensure_ledger(&connection).await?;
+            out(&format!(
+                "target {}: the curfew ledger (schema curfew) {}\n",
+                target.name,
+                if existed {
+                    "was already there"
+                } else {
+                    "was created"
+                }
+            ))?;
+        }
+        Ok(())
+    })
+}
+
+/// `curfew lock`: record an incident lock on every primary and wait for the agent to apply it.
+pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
+    let loaded = policy_file::load(config)?;
+    let targets = primaries(&loaded, args.target.as_deref())?;
+    let until = args
+        .until
+        .as_deref()
+        .map(|u| parse_instant(u, Timestamp::now()).map_err(Failure::Usage))
+        .transpose()?;
+    if until.is_some_and(|u| u <= Timestamp::now()) {
+        return Err(Failure::Usage("--until is in the past".to_owned()));
+    }
+    if args.reason.trim().is_empty() {
+        return Err(Failure::Usage("--reason must say why".to_owned()));
+    }
+    let by = who();
+    runtime()?.block_on(async {
+        let mut pending = Vec::new();
+        for target in &targets {
+            let connection = open(target).await?;
+            ensure_ledger(&connection).await?;
+            let role = find_role(&connection, &target.name, &args.role).await?;
+            if role.superuser {
+                return Err(Failure::Usage(format!(
+                    "role \"{}\" is a superuser; curfew does not lock superusers (revoke SUPERUSER first, or use ALTER ROLE by hand)",
+                    role.name
+                )));
+            }
+            if role.name == connection.info.role {
+                return Err(Failure::Usage(format!(
+                    "role \"{}\" is the role curfew itself connects as",
+                    role.name
+                )));
+            }
+            if loaded.policy.exempt.by_role(&role.name, &role.member_of).is_some() {
+                eprintln!(
+                    "curfew: warning: role \"{}\" is exempt in the policy; an incident lock overrides the exemption",
+                    role.name
+                );
+            }
+            let row = connection
+                .create_incident_lock(&role, args.reason.trim(), &by, until)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            let before = connection
+                .lock_progress(role.oid, row.id)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            out(&format!(
+                "target {}: lock on role \"{}\" recorded (lock {}, by {by}{}); {} session{} open; waiting for the agent...\n",
+                target.name,
+                role.name,
+                row.id,
+                until.map(|u| format!(", until {u}")).unwrap_or_default(),
+                before.sessions,
+                if before.sessions == 1 { "" } else { "s" }
+            ))?;
+            pending.push((target.name.clone(), connection, role, row.id, before));
+        }
+        let mut all_applied = true;
+        for (target, connection, role, id, before) in pending {
+            let applied = wait_for(&connection, role.oid, id, args.wait.to_std(), |p| {
+                p.announced && !p.can_login && p.sessions == 0
+            })
+            .await?;
+            match applied {
+                Some(p) => out(&format!(
+                    "target {target}: role \"{}\" is locked out: {}, {} session{} ended\n",
+                    role.name,
+                    if p.disabled_by_curfew {
+                        "login disabled"
+                    } else {
+                        "login was already disabled before (it will stay so)"
+                    },
+                    before.sessions,
+                    if before.sessions == 1 { "" } else { "s" }
+                ))?,
+                None => {
+                    all_applied = false;
+                    eprintln!(
+                        "curfew: target {target}: the lock is recorded, but no agent applied it within {}: is `curfew agent` running against this target?",
+                        args.wait
+                    );
+                }
+            }
+        }
+        if all_applied {
+            Ok(())
+        } else {
+            Err(Failure::Runtime(anyhow::anyhow!(
+                "the lock is in the ledger and will be applied when an agent runs"
+            )))
+        }
+    })
+}
+
+/// `curfew unlock`: release the incident lock on every primary and wait for the agent.
+pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
+    let loaded = policy_file::load(config)?;
+    let targets = primaries(&loaded, args.target.as_deref())?;
+    let by = who();
+    runtime()?.block_on(async {
+        let mut released_any = false;
+        for target in targets {
+            let connection = open(target).await?;
+            ensure_ledger(&connection).await?;
+            let role = find_role(&connection, &target.name, &args.role).await?;
+            let Some(row) = connection
+                .release_incident_lock(role.oid, &by)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?
+            else {
+                out(&format!(
+                    "target {}: role \"{}\" has no incident lock\n",
+                    target.name, role.name
+                ))?;
+                continue;
+            };
+            released_any = true;
+            let done = wait_for(&connection, role.oid, row.id, args.wait.to_std(), |p| {
+                p.announced && (p.can_login || !p.remaining.is_empty() || !p.disabled_by_curfew)
+            })
+            .await?;
+            match done {
+                Some(p) if !p.remaining.is_empty() => out(&format!(
+                    "target {}: incident lock lifted, but role \"{}\" stays locked by: {}\n",
+                    target.name,
+                    role.name,
+                    p.remaining.join("; ")
+                ))?,
+                Some(p) if p.can_login => out(&format!(
+                    "target {}: incident lock lifted; role \"{}\" can log in again\n",
+                    target.name, role.name
+                ))?,
+                Some(_) => out(&format!(
+                    "target {}: incident lock lifted; role \"{}\" was NOLOGIN before curfew locked it and stays so\n",
+                    target.name, role.name
+                ))?,
+                None => eprintln!(
+                    "curfew: target {}: the lock is released in the ledger, but no agent restored the login within {}",
+                    target.name, args.wait
+                ),
+            }
+        }
+        if !released_any {
+            return Err(Failure::Usage(format!(
+                "role \"{}\" has no incident lock to lift",
+                args.role
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// `curfew locks`: the locks in force (or all, with --all).
+pub(crate) fn list(config: &Path, args: &ListArgs) -> Result<(), Failure> {
+    let loaded = policy_file::load(config)?;
+    let targets = primaries(&loaded, args.target.as_deref())?;
+    runtime()?.block_on(async {
+        let mut rows = Vec::new();
+        for target in targets {
+            let connection = open(target).await?;
+            if !connection
+                .ledger_exists()
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?
+            {
+                continue;
+            }
+            let roles = connection
+                .roles()
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            for lock in connection
+                .locks(args.all)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?
+            {
+                let login =
+                    roles
+                        .iter()
+                        .find(|r| r.oid == lock.role_oid)
+                        .map_or("role dropped", |r| {
+                            if r.can_login { "enabled" } else { "disabled" }
+                        });
+                let time = |t: Timestamp| t.strftime("%Y-%m-%d %H:%M:%S UTC").to_string();
+                rows.push(vec![
+                    target.name.clone(),
+                    lock.role_name.clone(),
+                    lock.rule.clone().unwrap_or_else(|| "incident".to_owned()),
+                    lock.created_by.clone(),
+                    time(lock.created_at),
+                    match (lock.released_at, lock.expires_at) {
+                        (Some(at), _) => format!(
+                            "released {} by {}",
+                            time(at),
+                            lock.released_by.clone().unwrap_or_default()
+                        ),
+                        (None, Some(until)) => format!("until {}", time(until)),
+                        (None, None) => "until lifted".to_owned(),
+                    },
+                    login.to_owned(),
+                    lock.reason.clone(),
+                ]);
+            }
+        }
+        if rows.is_empty() {
+            return out("no locks\n");
+        }
+        out(&crate::table::render(
+            "",
+            &[
+                "TARGET",
+                "ROLE",
+                "BY RULE",
+                "CREATED BY",
+                "CREATED",
+                "EXPIRY",
+                "LOGIN",
+                "REASON",
+            ],
+            &rows,
+            &[],
+        ))
+    })
+}
+
+async fn find_role(connection: &Connection, target: &str, name: &str) -> Result<RoleInfo, Failure> {
+    let roles = connection
+        .roles()
+        .await
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    roles.into_iter().find(|r| r.name == name).ok_or_else(|| {
+        Failure::Usage(format!(
+            "target {target} has no role named \"{name}\" (names are case-sensitive)"
+        ))
+    })
+}
+
+/// Poll until `done` holds, up to `limit`.
+async fn wait_for(
+    connection: &Connection,
+    role_oid: u32,
+    lock_id: i64,
+    limit: Duration,
+    done: impl Fn(&LockProgress) -> bool,
+) -> Result<Option<LockProgress>, Failure> {
+    let started = Instant::now();
+    loop {
+        let progress = connection
+            .lock_progress(role_oid, lock_id)
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
+        if done(&progress) {
+            return Ok(Some(progress));
+        }
+        if started.elapsed() >= limit {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,653 @@
+//! The login-lock ledger, kept in the database (schema `curfew`) so that every agent replica
+//! and every `curfew lock` sees the same state.
+//!
+//! - `curfew.lock`: one row per reason a role is locked (a window rule, an incident), with who,
+//!   when, expiry and release. A role is to be locked while it has an active row.
+//! - `curfew.disabled_login`: "curfew turned this role's login off". Written in the same
+//!   transaction as `ALTER ROLE ... NOLOGIN`, deleted in the same transaction as `... LOGIN`, so
+//!   a crash at any point loses nothing, and a role that was NOLOGIN before curfew touched it
+//!   (no row) is never enabled.
+
+use jiff::Timestamp;
+use tokio_postgres::error::SqlState;
+
+use crate::connect::Connection;
+use crate::error::PgError;
+use crate::quote_identifier;
+
+/// The ledger's schema, when it is missing. (`CREATE SCHEMA IF NOT EXISTS` would check the
+/// database's CREATE privilege even when the schema exists, so a schema a DBA created for
+/// curfew could not be used.)
+const SCHEMA_DDL: &str = "
+CREATE SCHEMA curfew;
+REVOKE ALL ON SCHEMA curfew FROM PUBLIC;
+COMMENT ON SCHEMA curfew IS 'curfew login-lock ledger (version 1); written by curfew only';
+";
+
+/// The ledger's tables. Idempotent.
+const DDL: &str = "
+CREATE TABLE IF NOT EXISTS curfew.lock (
+    id bigserial PRIMARY KEY,
+    role_oid oid NOT NULL,
+    role_name text NOT NULL,
+    kind text NOT NULL CHECK (kind IN ('window', 'incident')),
+    rule text,
+    reason text NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    expires_at timestamptz,
+    released_at timestamptz,
+    released_by text,
+    announced_created boolean NOT NULL DEFAULT false,
+    announced_released boolean NOT NULL DEFAULT false
+);
+CREATE UNIQUE INDEX IF NOT EXISTS lock_one_active
+    ON curfew.lock (role_oid, kind, coalesce(rule, ''))
+    WHERE released_at IS NULL;
+CREATE TABLE IF NOT EXISTS curfew.disabled_login (
+    role_oid oid PRIMARY KEY,
+    role_name text NOT NULL,
+    disabled_at timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+";
+
+/// A lock is in force: not released, not expired.
+const ACTIVE: &str =
+    "l.released_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > clock_timestamp())";
+
+/// A role as the catalog describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleInfo {
+    /// The role's oid (stable across renames).
+    pub oid: u32,
+    /// Its name.
+    pub name: String,
+    /// `rolcanlogin`.
+    pub can_login: bool,
+    /// `rolsuper`.
+    pub superuser: bool,
+    /// Every role it is a member of, directly or not.
+    pub member_of: Vec<String>,
+}
+
+/// One row of `curfew.lock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockRow {
+    /// Row id.
+    pub id: i64,
+    /// The locked role's oid.
+    pub role_oid: u32,
+    /// Its name when the lock was made.
+    pub role_name: String,
+    /// `window` or `incident`.
+    pub kind: String,
+    /// For a window lock, the rule.
+    pub rule: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// Who made it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it lapses by itself.
+    pub expires_at: Option<Timestamp>,
+    /// When it was released, if it was.
+    pub released_at: Option<Timestamp>,
+    /// By whom or what.
+    pub released_by: Option<String>,
+}
+
+/// A role that has, or should have, curfew's hand on its login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockedRole {
+    /// The role.
+    pub oid: u32,
+    /// Its current name.
+    pub name: String,
+    /// Whether it can log in now.
+    pub can_login: bool,
+    /// Whether curfew turned its login off (a ledger row exists).
+    pub disabled_by_curfew: bool,
+    /// The active locks on it (empty: its login should come back, if curfew took it).
+    pub locks: Vec<LockRow>,
+}
+
+/// Where a role stands, for `curfew lock` and `curfew unlock` waiting on the agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockProgress {
+    /// Whether the role can log in.
+    pub can_login: bool,
+    /// Whether curfew disabled its login.
+    pub disabled_by_curfew: bool,
+    /// Its client sessions on this server.
+    pub sessions: i64,
+    /// Whether the agent has recorded the lock row's creation (and release, if released).
+    pub announced: bool,
+    /// The reasons of the locks still in force on it.
+    pub remaining: Vec<String>,
+}
+
+/// What a login change did, as decided inside its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginChange {
+    /// `ALTER ROLE ... NOLOGIN` and the ledger row, committed together.
+    Disabled,
+    /// The role was re-enabled by someone while locked; disabled again.
+    DriftCorrected,
+    /// `ALTER ROLE ... LOGIN` and the ledger row's removal, committed together.
+    Restored,
+    /// Nothing to do any more (the state changed since it was read).
+    NotNeeded,
+    /// The role no longer exists; its ledger rows were removed.
+    RoleGone,
+}
+
+/// Points between the steps of a login change, for crash tests.
+pub type FaultHook<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
+
+fn lock_row(row: &tokio_postgres::Row) -> LockRow {
+    LockRow {
+        id: row.get("id"),
+        role_oid: row.get("role_oid"),
+        role_name: row.get("role_name"),
+        kind: row.get("kind"),
+        rule: row.get("rule"),
+        reason: row.get("reason"),
+        created_by: row.get("created_by"),
+        created_at: row.get("created_at"),
+        expires_at: row.get("expires_at"),
+        released_at: row.get("released_at"),
+        released_by: row.get("released_by"),
+    }
+}
+
+const LOCK_COLUMNS: &str = "l.id, l.role_oid, l.role_name, l.kind, l.rule, l.reason, l.created_by, \
+                            l.created_at, l.expires_at, l.released_at, l.released_by";
+
+impl Connection {
+    fn ledger_error(&self, what: &'static str, e: tokio_postgres::Error) -> PgError {
+        if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+            return PgError::LedgerPrivilege {
+                target: self.target.clone(),
+                role: self.info.role.clone(),
+                detail: e
+                    .as_db_error()
+                    .map(|d| d.message().to_owned())
+                    .unwrap_or_default(),
+            };
+        }
+        PgError::query(&self.target, what, e)
+    }
+
+    /// Whether the ledger exists on this server.
+    pub async fn ledger_exists(&self) -> Result<bool, PgError> {
+        let row = self
+            .client
+            .query_one(
+                "SELECT to_regclass('curfew.disabled_login') IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(|e| PgError::query(&self.target, "looking for the ledger", e))?;
+        Ok(row.get(0))
+    }
+
+    /// Create the ledger if it is missing (`curfew init`, or first use).
+    pub async fn init_ledger(&self) -> Result<(), PgError> {
+        let schema: bool = self
+            .client
+            .query_one("SELECT to_regnamespace('curfew') IS NOT NULL", &[])
+            .await
+            .map_err(|e| PgError::query(&self.target, "looking for the curfew schema", e))?
+            .get(0);
+        if !schema {
+            self.client
+                .batch_execute(SCHEMA_DDL)
+                .await
+                .map_err(|e| self.ledger_error("creating the curfew schema", e))?;
+        }
+        self.client
+            .batch_execute(DDL)
+            .await
+            .map_err(|e| self.ledger_error("creating the curfew ledger", e))
+    }
+
+    /// Every role (except PostgreSQL's predefined `pg_*` roles) with its memberships.
+    pub async fn roles(&self) -> Result<Vec<RoleInfo>, PgError> {
+        let rows = self
+            .client
+            .query(
+                "WITH RECURSIVE m(member, roleid) AS (
+                     SELECT member, roleid FROM pg_auth_members
+                     UNION
+                     SELECT m.member, a.roleid FROM m JOIN pg_auth_members a ON a.member = m.roleid)
+                 SELECT r.oid, r.rolname::text, r.rolcanlogin, r.rolsuper,
+                        coalesce((SELECT array_agg(DISTINCT g.rolname::text)
+                                  FROM m JOIN pg_roles g ON g.oid = m.roleid
+                                  WHERE m.member = r.oid), '{}')
+                 FROM pg_roles r
+                 WHERE r.rolname !~ '^pg_'
+                 ORDER BY r.rolname",
+                &[],
+            )
+            .await
+            .map_err(|e| PgError::query(&self.target, "reading the roles", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| RoleInfo {
+                oid: r.get(0),
+                name: r.get(1),
+                can_login: r.get(2),
+                superuser: r.get(3),
+                member_of: r.get(4),
+            })
+            .collect())
+    }
+
+    /// Make the active window locks of `rule` exactly `roles` (oid, name): add the missing,
+    /// release the others. Returns how many rows changed.
+    pub async fn sync_window_locks(
+        &self,
+        rule: &str,
+        roles: &[(u32, String)],
+        reason: &str,
+    ) -> Result<u64, PgError> {
+        let oids: Vec<u32> = roles.iter().map(|(o, _)| *o).collect();
+        let names: Vec<&str> = roles.iter().map(|(_, n)| n.as_str()).collect();
+        let released = self
+            .client
+            .execute(
+                "UPDATE curfew.lock SET released_at = clock_timestamp(),
+                        released_by = 'curfew agent: the window opened or the role left the rule''s scope'
+                 WHERE kind = 'window' AND rule = $1 AND released_at IS NULL
+                   AND NOT (role_oid = ANY($2::oid[]))",
+                &[&rule, &oids],
+            )
+            .await
+            .map_err(|e| self.ledger_error("releasing window locks", e))?;
+        let added = self
+            .client
+            .execute(
+                "INSERT INTO curfew.lock (role_oid, role_name, kind, rule, reason, created_by)
+                 SELECT o, n, 'window', $1, $4, 'curfew agent (rule ' || $1 || ')'
+                 FROM unnest($2::oid[], $3::text[]) AS t(o, n)
+                 ON CONFLICT (role_oid, kind, coalesce(rule, '')) WHERE released_at IS NULL
+                 DO NOTHING",
+                &[&rule, &oids, &names, &reason],
+            )
+            .await
+            .map_err(|e| self.ledger_error("recording window locks", e))?;
+        Ok(released + added)
+    }
+
+    /// Release the active window locks of rules no longer in the policy.
+    pub async fn release_window_locks_except(&self, rules: &[&str]) -> Result<u64, PgError> {
+        self.client
+            .execute(
+                "UPDATE curfew.lock SET released_at = clock_timestamp(),
+                        released_by = 'curfew agent: the rule is no longer in the policy'
+                 WHERE kind = 'window' AND released_at IS NULL AND NOT (rule = ANY($1::text[]))",
+                &[&rules],
+            )
+            .await
+            .map_err(|e| self.ledger_error("releasing the locks of removed rules", e))
+    }
+
+    /// Release incident locks whose expiry has passed.
+    pub async fn expire_locks(&self) -> Result<u64, PgError> {
+        self.client
+            .execute(
+                "UPDATE curfew.lock SET released_at = expires_at, released_by = 'expired'
+                 WHERE released_at IS NULL AND expires_at <= clock_timestamp()",
+                &[],
+            )
+            .await
+            .map_err(|e| self.ledger_error("expiring locks", e))
+    }
+
+    /// Record an incident lock on a role (or update the reason and expiry of the one in force).
+    pub async fn create_incident_lock(
+        &self,
+        role: &RoleInfo,
+        reason: &str,
+        created_by: &str,
+        expires_at: Option<Timestamp>,
+    ) -> Result<LockRow, PgError> {
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "INSERT INTO curfew.lock AS l (role_oid, role_name, kind, reason, created_by, expires_at)
+                     VALUES ($1, $2, 'incident', $3, $4, $5)
+                     ON CONFLICT (role_oid, kind, coalesce(rule, '')) WHERE released_at IS NULL
+                     DO UPDATE SET reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at,
+                                   created_by = EXCLUDED.created_by
+                     RETURNING {LOCK_COLUMNS}"
+                ),
+                &[&role.oid, &role.name, &reason, &created_by, &expires_at],
+            )
+            .await
+            .map_err(|e| self.ledger_error("recording the lock", e))?;
+        Ok(lock_row(&row))
+    }
+
+    /// Release the incident lock on a role, if one is in force.
+    pub async fn release_incident_lock(
+        &self,
+        role_oid: u32,
+        released_by: &str,
+    ) -> Result<Option<LockRow>, PgError> {
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "UPDATE curfew.lock AS l SET released_at = clock_timestamp(), released_by = $2
+                     WHERE l.role_oid = $1 AND l.kind = 'incident' AND l.released_at IS NULL
+                     RETURNING {LOCK_COLUMNS}"
+                ),
+                &[&role_oid, &released_by],
+            )
+            .await
+            .map_err(|e| self.ledger_error("releasing the lock", e))?;
+        Ok(row.as_ref().map(lock_row))
+    }
+
+    /// Locks in force (or, with `history`, all rows), newest first.
+    pub async fn locks(&self, history: bool) -> Result<Vec<LockRow>, PgError> {
+        let filter = if history {
+            "true".to_owned()
+        } else {
+            ACTIVE.to_owned()
+        };
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {LOCK_COLUMNS} FROM curfew.lock l WHERE {filter} ORDER BY l.id DESC"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| self.ledger_error("reading the locks", e))?;
+        Ok(rows.iter().map(lock_row).collect())
+    }
+
+    /// Where a role and one of its lock rows stand.
+    pub async fn lock_progress(
+        &self,
+        role_oid: u32,
+        lock_id: i64,
+    ) -> Result<LockProgress, PgError> {
+        let row = self
+            .client
+            .query_one(
+                &format!(
+                    "SELECT coalesce((SELECT rolcanlogin FROM pg_roles WHERE oid = $1), false),
+                            EXISTS (SELECT 1 FROM curfew.disabled_login WHERE role_oid = $1),
+                            (SELECT count(*) FROM pg_stat_activity
+                             WHERE usesysid = $1 AND backend_type = 'client backend'),
+                            coalesce((SELECT announced_created
+                                             AND (released_at IS NULL OR announced_released)
+                                      FROM curfew.lock WHERE id = $2), false),
+                            coalesce((SELECT array_agg(coalesce(l.rule, 'incident') || ': ' || l.reason)
+                                      FROM curfew.lock l WHERE l.role_oid = $1 AND {ACTIVE}), '{{}}')"
+                ),
+                &[&role_oid, &lock_id],
+            )
+            .await
+            .map_err(|e| self.ledger_error("reading the lock's progress", e))?;
+        Ok(LockProgress {
+            can_login: row.get(0),
+            disabled_by_curfew: row.get(1),
+            sessions: row.get(2),
+            announced: row.get(3),
+            remaining: row.get(4),
+        })
+    }
+
+    /// Every role with an active lock or a ledger row: what the agent must reconcile. Ledger
+    /// rows of roles that no longer exist are removed on the way.
+    pub async fn locked_roles(&self) -> Result<Vec<LockedRole>, PgError> {
+        self.client
+            .execute(
+                "DELETE FROM curfew.disabled_login d
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = d.role_oid)",
+                &[],
+            )
+            .await
+            .map_err(|e| self.ledger_error("clearing dropped roles", e))?;
+        let roles = self
+            .client
+            .query(
+                &format!(
+                    "SELECT r.oid, r.rolname::text, r.rolcanlogin,
+                            EXISTS (SELECT 1 FROM curfew.disabled_login d WHERE d.role_oid = r.oid)
+                     FROM pg_roles r
+                     WHERE r.oid IN (SELECT l.role_oid FROM curfew.lock l WHERE {ACTIVE}
+                                     UNION SELECT role_oid FROM curfew.disabled_login)
+                     ORDER BY r.rolname"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| self.ledger_error("reading the ledger", e))?;
+        let active = self
+            .client
+            .query(
+                &format!("SELECT {LOCK_COLUMNS} FROM curfew.lock l WHERE {ACTIVE} ORDER BY l.id"),
+                &[],
+            )
+            .await
+            .map_err(|e| self.ledger_error("reading the ledger", e))?;
+        let active: Vec<LockRow> = active.iter().map(lock_row).collect();
+        Ok(roles
+            .iter()
+            .map(|r| {
+                let oid: u32 = r.get(0);
+                LockedRole {
+                    oid,
+                    name: r.get(1),
+                    can_login: r.get(2),
+                    disabled_by_curfew: r.get(3),
+                    locks: active
+                        .iter()
+                        .filter(|l| l.role_oid == oid)
+                        .cloned()
+                        .collect(),
+                }
+            })
+            .collect())
+    }
+
+    /// Lock rows created or released that the audit log has not recorded yet.
+    pub async fn unannounced(&self) -> Result<Vec<(LockRow, bool)>, PgError> {
+        let rows = self
+            .client
+            .query(
+                &format!(
+                    "SELECT {LOCK_COLUMNS}, l.announced_created FROM curfew.lock l
+                     WHERE NOT l.announced_created
+                        OR (l.released_at IS NOT NULL AND NOT l.announced_released)
+                     ORDER BY l.id"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| self.ledger_error("reading the ledger", e))?;
+        Ok(rows
+            .iter()
+            .map(|r| (lock_row(r), r.get::<_, bool>("announced_created")))
+            .collect())
+    }
+
+    /// Mark a lock row's creation (and, if released, its release) as recorded.
+    pub async fn mark_announced(&self, id: i64) -> Result<(), PgError> {
+        self.client
+            .execute(
+                "UPDATE curfew.lock SET announced_created = true,
+                        announced_released = (released_at IS NOT NULL)
+                 WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .map_err(|e| self.ledger_error("updating the ledger", e))?;
+        Ok(())
+    }
+
+    /// Disable a locked role's login: in one transaction, re-check that it is still to be
+    /// locked and can log in, record that curfew disabled it (unless it already did, which is
+    /// drift), and `ALTER ROLE ... NOLOGIN`.
+    pub async fn disable_login(
+        &mut self,
+        role_oid: u32,
+        fault: FaultHook<'_>,
+    ) -> Result<LoginChange, PgError> {
+        self.change_login(role_oid, true, fault).await
+    }
+
+    /// Restore a role's login: in one transaction, re-check that no lock remains and that curfew
+    /// disabled it, `ALTER ROLE ... LOGIN` (if it is still off) and remove the ledger row.
+    pub async fn restore_login(
+        &mut self,
+        role_oid: u32,
+        fault: FaultHook<'_>,
+    ) -> Result<LoginChange, PgError> {
+        self.change_login(role_oid, false, fault).await
+    }
+
+    async fn change_login(
+        &mut self,
+        role_oid: u32,
+        lock: bool,
+        fault: FaultHook<'_>,
+    ) -> Result<LoginChange, PgError> {
+        let who = Who {
+            target: self.target.clone(),
+            agent: self.info.role.clone(),
+            version_num: self.info.version_num,
+        };
+        let failed = |what: &'static str| {
+            let target = who.target.clone();
+            move |e| PgError::query(&target, what, e)
+        };
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(failed("starting a transaction"))?;
+        // Serialize with other curfew processes changing the same role.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(7166912342400000000 + $1::oid::bigint)",
+            &[&role_oid],
+        )
+        .await
+        .map_err(failed("locking the role's ledger entry"))?;
+        let state = tx
+            .query_opt(
+                &format!(
+                    "SELECT r.rolname::text, r.rolcanlogin,
+                            EXISTS (SELECT 1 FROM curfew.disabled_login d WHERE d.role_oid = r.oid),
+                            EXISTS (SELECT 1 FROM curfew.lock l WHERE l.role_oid = r.oid AND {ACTIVE})
+                     FROM pg_roles r WHERE r.oid = $1"
+                ),
+                &[&role_oid],
+            )
+            .await
+            .map_err(failed("reading the role"))?;
+        let Some(state) = state else {
+            tx.execute(
+                "DELETE FROM curfew.disabled_login WHERE role_oid = $1",
+                &[&role_oid],
+            )
+            .await
+            .map_err(failed("clearing a dropped role"))?;
+            tx.commit().await.map_err(failed("committing"))?;
+            return Ok(LoginChange::RoleGone);
+        };
+        let (name, can_login, ours, wanted): (String, bool, bool, bool) =
+            (state.get(0), state.get(1), state.get(2), state.get(3));
+        let role = quote_identifier(&name);
+        let change = match (lock, wanted, can_login, ours) {
+            (true, true, true, false) => {
+                tx.execute(
+                    "INSERT INTO curfew.disabled_login (role_oid, role_name) VALUES ($1, $2)",
+                    &[&role_oid, &name],
+                )
+                .await
+                .map_err(failed("recording the lock"))?;
+                fault("lock.after-ledger");
+                alter(&who, &tx, &role, &name, "NOLOGIN").await?;
+                LoginChange::Disabled
+            }
+            (true, true, true, true) => {
+                alter(&who, &tx, &role, &name, "NOLOGIN").await?;
+                LoginChange::DriftCorrected
+            }
+            (false, false, can_login, true) => {
+                if !can_login {
+                    alter(&who, &tx, &role, &name, "LOGIN").await?;
+                }
+                fault("restore.after-alter");
+                tx.execute(
+                    "DELETE FROM curfew.disabled_login WHERE role_oid = $1",
+                    &[&role_oid],
+                )
+                .await
+                .map_err(failed("clearing the ledger"))?;
+                LoginChange::Restored
+            }
+            _ => {
+                tx.rollback().await.map_err(failed("rolling back"))?;
+                return Ok(LoginChange::NotNeeded);
+            }
+        };
+        fault(if lock {
+            "lock.before-commit"
+        } else {
+            "restore.before-commit"
+        });
+        tx.commit()
+            .await
+            .map_err(failed("committing the login change"))?;
+        fault(if lock {
+            "lock.after-commit"
+        } else {
+            "restore.after-commit"
+        });
+        Ok(change)
+    }
+}
+
+/// Who is changing a login, for messages.
+struct Who {
+    target: String,
+    agent: String,
+    version_num: i32,
+}
+
+async fn alter(
+    who: &Who,
+    tx: &tokio_postgres::Transaction<'_>,
+    quoted: &str,
+    name: &str,
+    login: &str,
+) -> Result<(), PgError> {
+    tx.batch_execute(&format!("ALTER ROLE {quoted} {login}"))
+        .await
+        .map_err(|e| {
+            if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                PgError::AlterRole {
+                    target: who.target.clone(),
+                    agent: who.agent.clone(),
+                    role: name.to_owned(),
+                    version_num: who.version_num,
+                    detail: e
+                        .as_db_error()
+                        .map(|d| d.message().to_owned())
+                        .unwrap_or_default(),
+                }
+            } else {
+                PgError::query(&who.target, "changing a role's login", e)
+            }
+        })
+}

@@ -57,6 +57,28 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool
     }
 }
 
+/// A connection to the ledger as curfew_agent (as `curfew lock` opens one), and a role's entry.
+async fn ledger_and_role(
+    cluster: &Cluster,
+    role: &str,
+) -> (curfew_postgres::Connection, curfew_postgres::RoleInfo) {
+    let spec = curfew_postgres::TargetSpec {
+        name: "test".into(),
+        url: curfew_policy::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres")).unwrap(),
+        password_file: None,
+    };
+    let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
+    ledger.init_ledger().await.unwrap();
+    let info = ledger
+        .roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == role)
+        .unwrap();
+    (ledger, info)
+}
+
 fn stamp(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }
@@ -156,19 +178,7 @@ async fn two_reasons_keep_a_role_locked_until_both_are_gone_and_drift_is_correct
     .await;
 
     // An incident lock on top, recorded as `curfew lock` records it.
-    let spec = curfew_postgres::TargetSpec {
-        name: "test".into(),
-        url: curfew_policy::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres")).unwrap(),
-        password_file: None,
-    };
-    let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
-    let ana = ledger
-        .roles()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == "ana")
-        .unwrap();
+    let (ledger, ana) = ledger_and_role(&cluster, "ana").await;
     ledger
         .create_incident_lock(&ana, "INC-1: suspicious queries", "tester@host", None)
         .await
@@ -225,20 +235,7 @@ async fn an_incident_lock_ends_sessions_on_a_standby_too() {
     let mut on_standby = connect(&standby, "ana", "psql").await;
     let mut agent = Agent::start(policy(&primary, &text), &dir).await;
     agent.ready().await;
-    let spec = curfew_postgres::TargetSpec {
-        name: "test".into(),
-        url: curfew_policy::ConnectionUrl::parse(&primary.url("curfew_agent", "postgres")).unwrap(),
-        password_file: None,
-    };
-    let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
-    ledger.init_ledger().await.unwrap();
-    let ana = ledger
-        .roles()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == "ana")
-        .unwrap();
+    let (ledger, ana) = ledger_and_role(&primary, "ana").await;
     ledger
         .create_incident_lock(&ana, "INC-2: stolen laptop", "tester@host", None)
         .await

@@ -61,8 +61,8 @@ impl Action {
 pub(crate) struct Keeper {
     target: String,
     shared: Arc<Shared>,
-    /// Whether the ledger exists, and when that was last checked.
-    ledger: Option<(bool, Instant)>,
+    /// Whether the ledger was found (it is not looked for again once it exists).
+    ledger_exists: bool,
     reported_missing: bool,
     warned_privilege: bool,
     /// Login changes the server refused, by role oid, and when to try again.
@@ -81,7 +81,7 @@ impl Keeper {
         Self {
             target,
             shared,
-            ledger: None,
+            ledger_exists: false,
             reported_missing: false,
             warned_privilege: false,
             refused: HashMap::new(),
@@ -123,25 +123,23 @@ impl Keeper {
             Err(e) if e.is_connection_lost() => Err(e),
             Err(e) => {
                 tracing::error!(target: "curfew::agent", "{e}");
+                // Look for the ledger again next round (it may have been dropped).
+                self.ledger_exists = false;
                 Ok(kept)
             }
         }
     }
 
-    /// Whether the ledger is there to use; created on first need. Re-checked every 10 s while
-    /// missing (`curfew init` or `curfew lock` may create it).
+    /// Whether the ledger is there to use; created on first need. While it is missing it is
+    /// looked for every round (one small query): `curfew init` or the first `curfew lock` may
+    /// create it at any moment, and a lock must take effect at once.
     async fn ledger_ready<L: LoginLedger>(
         &mut self,
         ledger: &mut L,
         needed: bool,
     ) -> Result<bool, PgError> {
-        if let Some((true, _)) = self.ledger {
+        if self.ledger_exists {
             return Ok(true);
-        }
-        if let Some((false, checked)) = self.ledger
-            && checked.elapsed() < Duration::from_secs(10)
-        {
-            return Ok(false);
         }
         let mut exists = ledger.ledger_exists().await?;
         if !exists && needed {
@@ -159,7 +157,7 @@ impl Keeper {
                 }
             }
         }
-        self.ledger = Some((exists, Instant::now()));
+        self.ledger_exists = exists;
         Ok(exists)
     }
 

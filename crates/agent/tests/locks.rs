@@ -297,3 +297,37 @@ async fn createrole_without_admin_option_is_explained_on_postgresql_16_and_later
     }
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incident_lock_expires_by_itself() {
+    let cluster = lock_cluster();
+    let dir = scratch("expiry");
+    let agent = Agent::start(policy(&cluster, ""), &dir).await;
+    let (ledger, ana) = ledger_and_role(&cluster, "ana").await;
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    ledger
+        .create_incident_lock(
+            &ana,
+            "INC-3: until the password is rotated",
+            "tester@host",
+            Some(until),
+        )
+        .await
+        .unwrap();
+    wait_until("the lock", Duration::from_secs(5), || {
+        !can_login(&cluster, "ana")
+    })
+    .await;
+    wait_until("the expiry", Duration::from_secs(10), || {
+        can_login(&cluster, "ana")
+    })
+    .await;
+    let late = jiff::Timestamp::now().duration_since(until);
+    assert!(
+        late < jiff::SignedDuration::from_secs(2),
+        "restored {late:?} after the expiry"
+    );
+    let released = ledger.locks(true).await.unwrap();
+    assert_eq!(released[0].released_by.as_deref(), Some("expired"));
+    agent.stop().await;
+}

@@ -105,6 +105,9 @@ pub trait LoginLedger: Send {
     /// Mark a lock row as recorded.
     fn mark_announced(&self, id: i64) -> impl Future<Output = Result<(), PgError>> + Send;
 
+    /// Remove ledger entries of dropped roles.
+    fn forget_dropped_roles(&self) -> impl Future<Output = Result<(), PgError>> + Send;
+
     /// Roles with active locks or ledger entries.
     fn locked_roles(&self) -> impl Future<Output = Result<Vec<LockedRole>, PgError>> + Send;
 
@@ -181,6 +184,10 @@ impl LoginLedger for Connection {
 
     async fn mark_announced(&self, id: i64) -> Result<(), PgError> {
         Connection::mark_announced(self, id).await
+    }
+
+    async fn forget_dropped_roles(&self) -> Result<(), PgError> {
+        Connection::forget_dropped_roles(self).await
     }
 
     async fn locked_roles(&self) -> Result<Vec<LockedRole>, PgError> {

@@ -67,6 +67,8 @@ pub(crate) struct Keeper {
     warned_privilege: bool,
     /// Login changes the server refused, by role oid, and when to try again.
     refused: HashMap<u32, (u32, Instant)>,
+    /// What a dry run already said it would do.
+    noted: std::collections::HashSet<String>,
 }
 
 fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
@@ -85,6 +87,7 @@ impl Keeper {
             reported_missing: false,
             warned_privilege: false,
             refused: HashMap::new(),
+            noted: std::collections::HashSet::new(),
         }
     }
 
@@ -97,7 +100,12 @@ impl Keeper {
         now: Timestamp,
     ) -> Result<Kept, PgError> {
         let policy = &loaded.policy;
-        let lock_rules: Vec<&Rule> = policy.rules.iter().filter(|r| r.lock_logins).collect();
+        // Report-only rules record what they would do; they take no locks.
+        let lock_rules: Vec<&Rule> = policy
+            .rules
+            .iter()
+            .filter(|r| r.lock_logins && r.action == curfew_policy::Action::Terminate)
+            .collect();
         let mut kept = Kept::default();
         for rule in &lock_rules {
             kept.next_change = earliest(
@@ -190,15 +198,29 @@ impl Keeper {
             } else {
                 Vec::new()
             };
+            if self.shared.options.dry_run {
+                for (_, name) in &covered {
+                    self.dry_run_note(format!(
+                        "dry run: rule \"{}\" would disable the login of role \"{name}\"",
+                        rule.name
+                    ));
+                }
+                continue;
+            }
             let reason = window_reason(rule);
             ledger
                 .sync_window_locks(&rule.name, &covered, &reason)
                 .await?;
         }
-        let names: Vec<&str> = lock_rules.iter().map(|r| r.name.as_str()).collect();
-        ledger.release_window_locks_except(&names).await?;
-        ledger.expire_locks().await?;
-        self.announce(ledger).await?;
+        // A dry run changes nothing: it reads the ledger (incident locks still mark sessions to
+        // report) and says which logins it would change.
+        if !self.shared.options.dry_run {
+            let names: Vec<&str> = lock_rules.iter().map(|r| r.name.as_str()).collect();
+            ledger.release_window_locks_except(&names).await?;
+            ledger.expire_locks().await?;
+            ledger.forget_dropped_roles().await?;
+            self.announce(ledger).await?;
+        }
         let roles_in_ledger = ledger.locked_roles().await?;
         // Forget refusals for roles that left the ledger.
         self.refused
@@ -216,9 +238,25 @@ impl Keeper {
                     },
                 );
             }
-            self.reconcile(ledger, loaded, &role).await?;
+            if self.shared.options.dry_run {
+                if !role.locks.is_empty() && role.can_login {
+                    self.dry_run_note(format!(
+                        "dry run: would disable the login of locked role \"{}\"",
+                        role.name
+                    ));
+                }
+            } else {
+                self.reconcile(ledger, loaded, &role).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Say once what a dry run would have done to a login.
+    fn dry_run_note(&mut self, note: String) {
+        if self.noted.insert(note.clone()) {
+            tracing::info!(target: "curfew::agent", "target \"{}\": {note}", self.target);
+        }
     }
 
     /// Record lock rows created or released since the last round.

@@ -331,3 +331,55 @@ async fn an_incident_lock_expires_by_itself() {
     assert_eq!(released[0].released_by.as_deref(), Some("expired"));
     agent.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_and_a_report_rule_change_no_login() {
+    let cluster = lock_cluster();
+    let now = jiff::Timestamp::now();
+    let closed = format!(
+        "deny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true",
+        stamp(now - jiff::SignedDuration::from_mins(1)),
+        stamp(now + jiff::SignedDuration::from_hours(1))
+    );
+    // A report-only rule on its own takes no lock.
+    let dir = scratch("report-lock");
+    let mut ana = connect(&cluster, "ana", "psql").await;
+    let text =
+        format!("[[rule]]\nname = \"staged\"\n{closed}\naction = \"report\"\nroles = [\"ana\"]\n");
+    let mut agent = Agent::start(policy(&cluster, &text), &dir).await;
+    agent.ready().await;
+    agent.ready().await;
+    assert!(can_login(&cluster, "ana") && !ana.is_ended());
+    agent.stop().await;
+
+    // A dry run of an enforcing rule plus an incident lock: still nothing changes.
+    let dir = scratch("dry-run-lock");
+    let (ledger, info) = ledger_and_role(&cluster, "ana").await;
+    ledger
+        .create_incident_lock(&info, "INC-4", "tester@host", None)
+        .await
+        .unwrap();
+    let text = format!("[[rule]]\nname = \"enforced\"\n{closed}\nroles = [\"ana\"]\n");
+    let options = curfew_agent::AgentOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let mut agent = Agent::start_with(policy(&cluster, &text), &dir, options).await;
+    agent.ready().await;
+    agent.ready().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(can_login(&cluster, "ana"), "a dry run disabled a login");
+    assert!(!ana.is_ended(), "a dry run ended a session");
+    assert_eq!(ledger_rows(&cluster), "");
+    let audit = agent.audit_path.clone();
+    agent.stop().await;
+    let recorded = events(&audit);
+    assert!(
+        recorded.iter().any(|e| e == "session_reported"),
+        "{recorded:?}"
+    );
+    assert!(
+        !recorded.iter().any(|e| e.starts_with("login_")),
+        "{recorded:?}"
+    );
+}

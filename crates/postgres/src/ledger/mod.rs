@@ -406,17 +406,23 @@ impl Connection {
         })
     }
 
-    /// Every role with an active lock or a ledger row: what the agent must reconcile. Ledger
-    /// rows of roles that no longer exist are removed on the way.
-    pub async fn locked_roles(&self) -> Result<Vec<LockedRole>, PgError> {
+    /// Remove the ledger rows of roles that no longer exist (and release their locks).
+    pub async fn forget_dropped_roles(&self) -> Result<(), PgError> {
         self.client
-            .execute(
+            .batch_execute(
                 "DELETE FROM curfew.disabled_login d
-                 WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = d.role_oid)",
-                &[],
+                 WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = d.role_oid);
+                 UPDATE curfew.lock l SET released_at = clock_timestamp(),
+                        released_by = 'curfew agent: the role was dropped'
+                 WHERE l.released_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = l.role_oid);",
             )
             .await
-            .map_err(|e| self.ledger_error("clearing dropped roles", e))?;
+            .map_err(|e| self.ledger_error("clearing dropped roles", e))
+    }
+
+    /// Every role with an active lock or a ledger row: what the agent must reconcile.
+    pub async fn locked_roles(&self) -> Result<Vec<LockedRole>, PgError> {
         let roles = self
             .client
             .query(

@@ -2,7 +2,7 @@
 
 use tokio_postgres::error::SqlState;
 
-use super::{ACTIVE, FaultHook, LoginChange};
+use super::{ACTIVE, FaultHook, LoginChange, RELEASE_EXPIRED};
 use crate::connect::Connection;
 use crate::error::PgError;
 use crate::quote_identifier;
@@ -98,6 +98,14 @@ impl Connection {
                 LoginChange::DriftCorrected
             }
             (false, false, can_login, true) => {
+                // A lock that expired since the last round is released in this transaction,
+                // so the ledger never shows a lock in force on a role that can log in again.
+                tx.execute(
+                    &format!("{RELEASE_EXPIRED} AND role_oid = $1"),
+                    &[&role_oid],
+                )
+                .await
+                .map_err(failed("releasing expired locks"))?;
                 if !can_login {
                     alter(&who, &tx, &role, &name, "LOGIN").await?;
                 }

@@ -56,6 +56,11 @@ CREATE TABLE IF NOT EXISTS curfew.disabled_login (
 pub(crate) const ACTIVE: &str =
     "l.released_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > clock_timestamp())";
 
+/// Release the locks whose expiry has passed (a caller may narrow it with `AND ...`).
+pub(crate) const RELEASE_EXPIRED: &str =
+    "UPDATE curfew.lock SET released_at = expires_at, released_by = 'expired'
+     WHERE released_at IS NULL AND expires_at <= clock_timestamp()";
+
 /// A role as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleInfo {
@@ -297,11 +302,7 @@ impl Connection {
     /// Release incident locks whose expiry has passed.
     pub async fn expire_locks(&self) -> Result<u64, PgError> {
         self.client
-            .execute(
-                "UPDATE curfew.lock SET released_at = expires_at, released_by = 'expired'
-                 WHERE released_at IS NULL AND expires_at <= clock_timestamp()",
-                &[],
-            )
+            .execute(RELEASE_EXPIRED, &[])
             .await
             .map_err(|e| self.ledger_error("expiring locks", e))
     }

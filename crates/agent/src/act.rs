@@ -1,14 +1,16 @@
-//! Acting on a plan: guarded terminations with an intent record before and an outcome record
-//! after, report-only records (once per session and rule), warnings, and a retry delay for
-//! terminations the server refused.
+//! Acting on a plan: guarded terminations with intent records before and outcome records after,
+//! report-only records (once per session and rule), warnings, and a retry delay for
+//! terminations the server refused. Everything due at one moment is ended as one batch: one
+//! fsync for the intents, one statement, one confirmation poll, one fsync for the outcomes.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_audit::Event;
+use curfew_audit::{Event, Record};
 use curfew_policy::{Decision, Plan, Session, SessionKey};
-use curfew_postgres::{Guard, Outcome, PgError, Snapshot};
+use curfew_postgres::{Guard, Outcome, PgError, Signal, Snapshot};
+use jiff::Timestamp;
 use serde_json::json;
 use tokio::time::Instant;
 
@@ -16,14 +18,51 @@ use crate::backend::Backend;
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
 use crate::locks::LockedSet;
-use crate::records::{about, session_info, write};
+use crate::records::{about, session_info, write, write_all};
 use crate::shared::Shared;
+
+/// The rule name under which sessions of locked roles are ended.
+const LOCK_RULE: &str = "login-lock";
+/// Its key in the set of reported sessions (no policy rule has this index).
+const LOCK_RULE_INDEX: usize = usize::MAX;
 
 /// A termination the server refused, and when to try it again.
 #[derive(Debug, Clone, Copy)]
 struct Retry {
     attempts: u32,
     not_before: Instant,
+}
+
+/// How one session is to be ended, and why.
+pub(crate) struct Ending {
+    rule: String,
+    reason: String,
+    deadline: Timestamp,
+    guard: Guard,
+}
+
+impl Ending {
+    /// The ending an engine decision describes, with its reason as of `now`.
+    pub(crate) fn of(loaded: &LoadedPolicy, d: &Decision, now: Timestamp) -> Ending {
+        Ending {
+            rule: loaded.policy.rules[d.rule].name.clone(),
+            reason: d.reason(&loaded.policy, now.max(d.deadline)),
+            deadline: d.deadline,
+            guard: Guard::for_decision(d),
+        }
+    }
+}
+
+/// A signalled session whose exit is still to be confirmed (confirmation is kept off the path
+/// of the next signals: waiting for one batch's exits would make the next batch late).
+struct Pending {
+    session: Session,
+    ending: Ending,
+    intent: u64,
+    at: Timestamp,
+    signalled: Instant,
+    next_check: Instant,
+    pause: Duration,
 }
 
 /// Carries out plans for one target and remembers what it already reported.
@@ -33,6 +72,7 @@ pub(crate) struct Actor {
     reported: HashSet<(SessionKey, usize)>,
     warned: HashSet<(SessionKey, usize)>,
     refused: HashMap<SessionKey, Retry>,
+    pending: Vec<Pending>,
 }
 
 impl Actor {
@@ -43,12 +83,123 @@ impl Actor {
             reported: HashSet::new(),
             warned: HashSet::new(),
             refused: HashMap::new(),
+            pending: Vec::new(),
+        }
+    }
+
+    /// When the exits of signalled sessions should be checked next.
+    pub(crate) fn next_confirmation(&self) -> Option<Instant> {
+        self.pending.iter().map(|p| p.next_check).min()
+    }
+
+    /// Check the exits of signalled sessions: record those gone (or given up on) and keep
+    /// waiting for the others.
+    pub(crate) async fn confirm<B: Backend>(&mut self, backend: &mut B) -> Result<(), PgError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let sessions: Vec<(i32, Timestamp)> = self
+            .pending
+            .iter()
+            .map(|p| (p.session.pid, p.session.backend_start))
+            .collect();
+        let asked = Instant::now();
+        let gone = match backend.exited(&sessions).await {
+            Ok(gone) => gone,
+            Err(e) => {
+                self.abandon(&e).await;
+                return Err(e);
+            }
+        };
+        let now = Instant::now();
+        tracing::debug!(target: "curfew::agent",
+            "target \"{}\": exit check for {} sessions in {:.1} ms",
+            self.target, sessions.len(), (now - asked).as_secs_f64() * 1e3);
+        let wait = self.shared.options.terminate_wait;
+        let mut settled = Vec::new();
+        let mut still = Vec::new();
+        for (mut p, confirmed) in std::mem::take(&mut self.pending).into_iter().zip(gone) {
+            match confirmed {
+                Some(confirmed_at) => {
+                    let at = p.at;
+                    settled.push((p, Ok(Outcome::Ended { at, confirmed_at })));
+                }
+                None if p.signalled.elapsed() >= wait => {
+                    let reason = format!(
+                        "the process was signalled at {} but had not exited {} later",
+                        p.at,
+                        curfew_policy::format_age(
+                            jiff::SignedDuration::try_from(wait).unwrap_or_default()
+                        )
+                    );
+                    settled.push((p, Ok(Outcome::Failed { reason })));
+                }
+                None => {
+                    p.pause = (p.pause * 2).min(Duration::from_millis(50));
+                    p.next_check = now + p.pause;
+                    still.push(p);
+                }
+            }
+        }
+        self.pending = still;
+        self.settle(settled).await;
+        Ok(())
+    }
+
+    /// Before stopping: wait for the exits still to be confirmed (bounded by the wait).
+    pub(crate) async fn drain<B: Backend>(&mut self, backend: &mut B) {
+        while let Some(next) = self.next_confirmation() {
+            tokio::time::sleep_until(next).await;
+            if self.confirm(backend).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The connection is gone: the signalled sessions' exits can no longer be confirmed.
+    pub(crate) async fn abandon(&mut self, error: &PgError) {
+        let settled = std::mem::take(&mut self.pending)
+            .into_iter()
+            .map(|p| {
+                let why = format!(
+                    "signalled at {}, but the connection was lost before its exit was confirmed: {error}",
+                    p.at
+                );
+                (p, Err(why))
+            })
+            .collect();
+        self.settle(settled).await;
+    }
+
+    /// Record the outcomes of signalled sessions and tell observers.
+    async fn settle(&mut self, settled: Vec<(Pending, Result<Outcome, String>)>) {
+        if settled.is_empty() {
+            return;
+        }
+        let records: Vec<Record> = settled
+            .iter()
+            .map(|(p, outcome)| self.outcome_record(&p.session, &p.ending, outcome, p.intent))
+            .collect();
+        let _ = write_all(&self.shared, records).await;
+        for (p, outcome) in settled {
+            if let Ok(outcome) = outcome {
+                self.tell(p.session, p.ending, outcome);
+            }
         }
     }
 
     /// When the earliest refused termination may be retried.
     pub(crate) fn next_retry(&self) -> Option<Instant> {
         self.refused.values().map(|r| r.not_before).min()
+    }
+
+    /// Whether a session may be signalled now: not refused recently, and not already
+    /// signalled and waiting for its exit to be confirmed.
+    fn may_try(&self, key: &SessionKey) -> bool {
+        self.refused
+            .get(key)
+            .is_none_or(|r| r.not_before <= Instant::now())
+            && !self.pending.iter().any(|p| p.session.key() == *key)
     }
 
     /// Carry out a plan. Only a lost connection is an error.
@@ -64,25 +215,22 @@ impl Actor {
         if busy {
             let by_key: HashMap<SessionKey, &Session> =
                 snapshot.sessions.iter().map(|s| (s.key(), s)).collect();
+            let mut batch = Vec::new();
             for d in &plan.terminations {
                 let Some(session) = by_key.get(&d.session) else {
                     continue;
                 };
+                let ending = Ending::of(loaded, d, snapshot.now);
                 if self.shared.options.dry_run {
-                    let ending = reported(loaded, snapshot, d);
                     self.report(loaded, session, d.rule, ending).await;
-                } else if self
-                    .refused
-                    .get(&d.session)
-                    .is_none_or(|r| r.not_before <= Instant::now())
-                {
-                    self.terminate(backend, loaded, snapshot, d, session)
-                        .await?;
+                } else if self.may_try(&d.session) {
+                    batch.push(((*session).clone(), ending));
                 }
             }
+            self.end_batch(backend, loaded, batch).await?;
             for d in &plan.reports {
                 if let Some(session) = by_key.get(&d.session) {
-                    let ending = reported(loaded, snapshot, d);
+                    let ending = Ending::of(loaded, d, snapshot.now);
                     self.report(loaded, session, d.rule, ending).await;
                 }
             }
@@ -102,21 +250,31 @@ impl Actor {
         Ok(())
     }
 
-    async fn terminate<B: Backend>(
+    /// End scheduled decisions whose deadline has come, without reading the sessions again
+    /// (each guard re-checks its session). Returns those the server says are not due yet.
+    pub(crate) async fn end_scheduled<B: Backend>(
         &mut self,
         backend: &mut B,
         loaded: &LoadedPolicy,
-        snapshot: &Snapshot,
-        d: &Decision,
-        session: &Session,
-    ) -> Result<(), PgError> {
-        let ending = Ending {
-            rule: loaded.policy.rules[d.rule].name.clone(),
-            reason: d.reason(&loaded.policy, snapshot.now),
-            deadline: d.deadline,
-            guard: Guard::for_decision(d),
-        };
-        self.end(backend, loaded, session, ending).await
+        due: Vec<(Decision, Session)>,
+    ) -> Result<Vec<(Decision, Session)>, PgError> {
+        let mut batch = Vec::new();
+        let mut kept = Vec::new();
+        for (d, session) in due {
+            if self.shared.options.dry_run || !self.may_try(&d.session) {
+                continue;
+            }
+            let ending = Ending::of(loaded, &d, d.deadline);
+            batch.push((session.clone(), ending));
+            kept.push((d, session));
+        }
+        let early = self.end_batch(backend, loaded, batch).await?;
+        Ok(kept
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| early.contains(i))
+            .map(|(_, pair)| pair)
+            .collect())
     }
 
     /// End sessions of locked roles that the plan does not already end (an incident lock ends
@@ -133,6 +291,7 @@ impl Actor {
             return Ok(());
         }
         let planned: HashSet<SessionKey> = plan.terminations.iter().map(|d| d.session).collect();
+        let mut batch = Vec::new();
         for session in &snapshot.sessions {
             let Some(lock) = locked.get(&*session.role) else {
                 continue;
@@ -148,115 +307,179 @@ impl Actor {
                     pid: session.pid,
                     backend_start: session.backend_start,
                     idle_since: None,
+                    not_before: None,
                 },
             };
             if self.shared.options.dry_run {
                 self.report(loaded, session, LOCK_RULE_INDEX, ending).await;
-            } else if self
-                .refused
-                .get(&session.key())
-                .is_none_or(|r| r.not_before <= Instant::now())
-            {
-                self.end(backend, loaded, session, ending).await?;
+            } else if self.may_try(&session.key()) {
+                batch.push((session.clone(), ending));
             }
         }
-        Ok(())
+        self.end_batch(backend, loaded, batch).await.map(|_| ())
     }
 
-    /// End one session: an intent record, the guarded termination, an outcome record.
-    async fn end<B: Backend>(
+    /// End a batch of sessions: intent records (one fsync), one guarded statement, outcome
+    /// records (one fsync). Returns the indexes of the sessions that were not due yet.
+    async fn end_batch<B: Backend>(
         &mut self,
         backend: &mut B,
         loaded: &LoadedPolicy,
-        session: &Session,
-        ending: Ending,
-    ) -> Result<(), PgError> {
-        let Ending {
-            rule,
-            reason,
-            deadline,
-            guard,
-        } = ending;
-        let mut intent = about(Event::TerminationIntent, &self.target);
-        intent.rule = Some(rule.clone());
-        intent.reason = Some(reason.clone());
-        intent.session = Some(session_info(session));
-        intent.detail = Some(json!({
-            "deadline": deadline.to_string(),
-            "policy_sha256": loaded.sha256,
-        }));
-        // Nothing is done without a record: no intent on disk, no termination.
-        let Ok(intent) = write(&self.shared, intent).await else {
-            return Ok(());
+        batch: Vec<(Session, Ending)>,
+    ) -> Result<Vec<usize>, PgError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        let intents: Vec<Record> = batch
+            .iter()
+            .map(|(session, ending)| {
+                let mut intent = about(Event::TerminationIntent, &self.target);
+                intent.rule = Some(ending.rule.clone());
+                intent.reason = Some(ending.reason.clone());
+                intent.session = Some(session_info(session));
+                intent.detail = Some(json!({
+                    "deadline": ending.deadline.to_string(),
+                    "policy_sha256": loaded.sha256,
+                }));
+                intent
+            })
+            .collect();
+        // Nothing is done without a record: no intents on disk, no termination.
+        let Ok(intents) = write_all(&self.shared, intents).await else {
+            return Ok(Vec::new());
         };
-        let result = backend
-            .terminate(&guard, self.shared.options.terminate_wait)
-            .await;
-        let (event, word, detail) = match &result {
-            Ok(Outcome::Ended { at, confirmed_at }) => {
-                let lateness = at.duration_since(deadline);
-                (
-                    Event::SessionTerminated,
-                    "ended",
-                    json!({
-                        "at": at.to_string(),
-                        "exit_confirmed_at": confirmed_at.to_string(),
-                        "lateness_ms": lateness.as_secs_f64() * 1e3,
-                    }),
-                )
+        let guards: Vec<Guard> = batch.iter().map(|(_, e)| e.guard.clone()).collect();
+        let asked = Instant::now();
+        let signals = match backend.signal_all(&guards).await {
+            Ok(signals) => signals,
+            Err(e) => {
+                let why = format!("the connection was lost before the result was known: {e}");
+                let records: Vec<Record> = batch
+                    .iter()
+                    .zip(&intents)
+                    .map(|((session, ending), intent)| {
+                        self.outcome_record(session, ending, &Err(why.clone()), intent.seq)
+                    })
+                    .collect();
+                let _ = write_all(&self.shared, records).await;
+                return Err(e);
             }
+        };
+        let now = Instant::now();
+        tracing::debug!(target: "curfew::agent",
+            "target \"{}\": signal statement for {} sessions in {:.1} ms",
+            self.target, guards.len(), (now - asked).as_secs_f64() * 1e3);
+        let mut settled = Vec::new();
+        let mut early = Vec::new();
+        for (i, (((session, ending), signal), intent)) in
+            batch.into_iter().zip(signals).zip(&intents).enumerate()
+        {
+            let pending = Pending {
+                session,
+                ending,
+                intent: intent.seq,
+                at: Timestamp::UNIX_EPOCH,
+                signalled: now,
+                next_check: now + Duration::from_millis(1),
+                pause: Duration::from_millis(1),
+            };
+            match signal {
+                Signal::Signalled { at } => self.pending.push(Pending { at, ..pending }),
+                Signal::NoLongerMatched { at } => {
+                    settled.push((pending, Ok(Outcome::NoLongerMatched { at })));
+                }
+                Signal::NotYetDue { at } => {
+                    early.push(i);
+                    settled.push((pending, Ok(Outcome::NotYetDue { at })));
+                }
+                Signal::Failed { reason } => {
+                    settled.push((pending, Ok(Outcome::Failed { reason })));
+                }
+            }
+        }
+        self.settle(settled).await;
+        Ok(early)
+    }
+
+    fn outcome_record(
+        &self,
+        session: &Session,
+        ending: &Ending,
+        outcome: &Result<Outcome, String>,
+        intent: u64,
+    ) -> Record {
+        let (event, word, detail) = match outcome {
+            Ok(Outcome::Ended { at, confirmed_at }) => (
+                Event::SessionTerminated,
+                "ended",
+                json!({
+                    "at": at.to_string(),
+                    "exit_confirmed_at": confirmed_at.to_string(),
+                    "lateness_ms": at.duration_since(ending.deadline).as_secs_f64() * 1e3,
+                }),
+            ),
             Ok(Outcome::NoLongerMatched { at }) => (
                 Event::TerminationSkipped,
                 "no_longer_matched",
                 json!({"at": at.to_string()}),
             ),
+            Ok(Outcome::NotYetDue { at }) => (
+                Event::TerminationSkipped,
+                "not_yet_due",
+                json!({"at": at.to_string()}),
+            ),
             Ok(Outcome::Failed { reason }) => {
                 (Event::TerminationFailed, "failed", json!({"error": reason}))
             }
-            Err(e) => (
-                Event::TerminationFailed,
-                "failed",
-                json!({"error": format!("the connection was lost before the result was known: {e}")}),
-            ),
+            Err(error) => (Event::TerminationFailed, "failed", json!({"error": error})),
         };
-        let mut outcome = about(event, &self.target);
-        outcome.rule = Some(rule.clone());
-        outcome.reason = Some(reason.clone());
-        outcome.session = Some(session_info(session));
-        outcome.result = Some(word.to_owned());
-        outcome.intent = Some(intent.seq);
-        outcome.detail = Some(detail);
-        // The action is done; a failure to record its outcome is logged (and `audit verify`
-        // will show the intent without an outcome).
-        let _ = write(&self.shared, outcome).await;
-        let who = describe(session);
-        match result {
-            Ok(Outcome::Ended { at, .. }) => {
+        let mut record = about(event, &self.target);
+        record.rule = Some(ending.rule.clone());
+        record.reason = Some(ending.reason.clone());
+        record.session = Some(session_info(session));
+        record.result = Some(word.to_owned());
+        record.intent = Some(intent);
+        record.detail = Some(detail);
+        record
+    }
+
+    /// Log an outcome and tell observers.
+    fn tell(&mut self, session: Session, ending: Ending, outcome: Outcome) {
+        let who = describe(&session);
+        let Ending {
+            rule,
+            reason,
+            deadline,
+            ..
+        } = ending;
+        match outcome {
+            Outcome::Ended { at, .. } => {
                 let lateness = at.duration_since(deadline);
                 tracing::info!(target: "curfew::agent",
-                    "target \"{}\": ended {who} by rule \"{}\": {reason} ({} after the deadline)",
-                    self.target, rule, curfew_policy::format_age(lateness));
+                    "target \"{}\": ended {who} by rule \"{rule}\": {reason} ({} after the deadline)",
+                    self.target, curfew_policy::format_age(lateness));
                 self.shared.emit(AgentEvent::Terminated {
                     target: self.target.clone(),
-                    session: session.clone(),
-                    rule: rule.clone(),
+                    session,
+                    rule,
                     reason,
                     deadline,
                     at,
                     lateness,
                 });
             }
-            Ok(Outcome::NoLongerMatched { .. }) => {
+            Outcome::NoLongerMatched { .. } => {
                 tracing::info!(target: "curfew::agent",
-                    "target \"{}\": {who} changed before rule \"{}\" could end it; left alone",
-                    self.target, rule);
+                    "target \"{}\": {who} changed before rule \"{rule}\" could end it; left alone",
+                    self.target);
                 self.shared.emit(AgentEvent::NoLongerMatched {
                     target: self.target.clone(),
-                    session: session.clone(),
-                    rule: rule.clone(),
+                    session,
+                    rule,
                 });
             }
-            Ok(Outcome::Failed { reason: error }) => {
+            Outcome::NotYetDue { .. } => {}
+            Outcome::Failed { reason: error } => {
                 let retry = self.refused.entry(session.key()).or_insert(Retry {
                     attempts: 0,
                     not_before: Instant::now(),
@@ -266,18 +489,16 @@ impl Actor {
                     .min(Duration::from_secs(300));
                 retry.not_before = Instant::now() + wait;
                 tracing::error!(target: "curfew::agent",
-                    "target \"{}\": could not end {who} (rule \"{}\"): {error}; retrying in {}s",
-                    self.target, rule, wait.as_secs());
+                    "target \"{}\": could not end {who} (rule \"{rule}\"): {error}; retrying in {}s",
+                    self.target, wait.as_secs());
                 self.shared.emit(AgentEvent::TerminationFailed {
                     target: self.target.clone(),
-                    session: session.clone(),
-                    rule: rule.clone(),
+                    session,
+                    rule,
                     error,
                 });
             }
-            Err(e) => return Err(e),
         }
-        Ok(())
     }
 
     /// A report-only rule (or a dry run): one record per session and rule.
@@ -303,8 +524,10 @@ impl Actor {
             }
             .to_owned(),
         );
-        record.detail =
-            Some(json!({"deadline": ending.deadline.to_string(), "policy_sha256": loaded.sha256}));
+        record.detail = Some(json!({
+            "deadline": ending.deadline.to_string(),
+            "policy_sha256": loaded.sha256,
+        }));
         if write(&self.shared, record).await.is_err() {
             self.reported.remove(&(session.key(), rule_index));
             return;
@@ -343,29 +566,6 @@ impl Actor {
             deadline: d.deadline,
             at: snapshot.now,
         });
-    }
-}
-
-/// The rule name under which sessions of locked roles are ended.
-const LOCK_RULE: &str = "login-lock";
-/// Its key in the set of reported sessions (no policy rule has this index).
-const LOCK_RULE_INDEX: usize = usize::MAX;
-
-/// How one session is to be ended, and why.
-struct Ending {
-    rule: String,
-    reason: String,
-    deadline: jiff::Timestamp,
-    guard: Guard,
-}
-
-/// The ending a decision describes, for a report.
-fn reported(loaded: &LoadedPolicy, snapshot: &Snapshot, d: &Decision) -> Ending {
-    Ending {
-        rule: loaded.policy.rules[d.rule].name.clone(),
-        reason: d.reason(&loaded.policy, snapshot.now),
-        deadline: d.deadline,
-        guard: Guard::for_decision(d),
     }
 }
 

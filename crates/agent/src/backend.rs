@@ -2,10 +2,9 @@
 //! guarded termination. PostgreSQL implements it today; other databases can later.
 
 use std::future::Future;
-use std::time::Duration;
 
 use curfew_postgres::{
-    Connection, FaultHook, Guard, LockRow, LockedRole, LoginChange, Outcome, PgError, RoleInfo,
+    Connection, FaultHook, Guard, LockRow, LockedRole, LoginChange, PgError, RoleInfo, Signal,
     Snapshot, TargetSpec,
 };
 
@@ -17,12 +16,17 @@ pub trait Backend: LoginLedger + Send {
         memberships: bool,
     ) -> impl Future<Output = Result<Snapshot, PgError>> + Send;
 
-    /// End one session if its guard still holds, waiting up to `wait` for it to exit.
-    fn terminate(
+    /// Signal every session whose guard still holds, in one round trip, in the guards' order.
+    fn signal_all(
         &mut self,
-        guard: &Guard,
-        wait: Duration,
-    ) -> impl Future<Output = Result<Outcome, PgError>> + Send;
+        guards: &[Guard],
+    ) -> impl Future<Output = Result<Vec<Signal>, PgError>> + Send;
+
+    /// For each (pid, backend_start), the server's clock if its process is gone.
+    fn exited(
+        &mut self,
+        sessions: &[(i32, jiff::Timestamp)],
+    ) -> impl Future<Output = Result<Vec<Option<jiff::Timestamp>>, PgError>> + Send;
 
     /// The server's version, for logs.
     fn describe(&self) -> String;
@@ -43,8 +47,15 @@ impl Backend for Connection {
         Connection::snapshot(self, &[], memberships).await
     }
 
-    async fn terminate(&mut self, guard: &Guard, wait: Duration) -> Result<Outcome, PgError> {
-        Connection::terminate(self, guard, wait).await
+    async fn signal_all(&mut self, guards: &[Guard]) -> Result<Vec<Signal>, PgError> {
+        Connection::signal_all(self, guards).await
+    }
+
+    async fn exited(
+        &mut self,
+        sessions: &[(i32, jiff::Timestamp)],
+    ) -> Result<Vec<Option<jiff::Timestamp>>, PgError> {
+        Connection::exited(self, sessions).await
     }
 
     fn describe(&self) -> String {

@@ -47,3 +47,22 @@ pub async fn write_to(audit: &AuditLog, record: Record) -> Result<Appended, Stri
         Err(e) => Err(format!("audit writer stopped: {e}")),
     }
 }
+
+/// Append several records with one fsync; see [`write`].
+pub(crate) async fn write_all(
+    shared: &Shared,
+    records: Vec<Record>,
+) -> Result<Vec<Appended>, String> {
+    let audit = shared.audit.clone();
+    let result = match tokio::task::spawn_blocking(move || audit.append_all(records)).await {
+        Ok(Ok(appended)) => Ok(appended),
+        Ok(Err(e)) => Err(format!("cannot write audit records: {e}")),
+        Err(e) => Err(format!("audit writer stopped: {e}")),
+    };
+    result.inspect_err(|error| {
+        tracing::error!("audit log {}: {error}", shared.audit.path().display());
+        shared.emit(AgentEvent::AuditFailed {
+            error: error.clone(),
+        });
+    })
+}

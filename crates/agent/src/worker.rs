@@ -49,7 +49,7 @@ impl<C: Connector> Worker<C> {
                 _ = self.stop.changed() => return,
             };
             let error = match connected {
-                Ok((backend, warnings)) => {
+                Ok((mut backend, warnings)) => {
                     delay = self.shared.options.retry_min;
                     tracing::info!(target: "curfew::agent", "target \"{}\": connected ({})", self.target, backend.describe());
                     for warning in warnings {
@@ -59,9 +59,15 @@ impl<C: Connector> Worker<C> {
                         target: self.target.clone(),
                         server: backend.describe(),
                     });
-                    match self.enforce(backend, &mut actor, &mut keeper).await {
-                        Ended::Shutdown => return,
-                        Ended::Lost(e) => e.to_string(),
+                    match self.enforce(&mut backend, &mut actor, &mut keeper).await {
+                        Ended::Shutdown => {
+                            actor.drain(&mut backend).await;
+                            return;
+                        }
+                        Ended::Lost(e) => {
+                            actor.abandon(&e).await;
+                            e.to_string()
+                        }
                     }
                 }
                 Err(e) => e.to_string(),
@@ -80,16 +86,19 @@ impl<C: Connector> Worker<C> {
         }
     }
 
-    /// The loop on one connection.
+    /// The loop on one connection: a snapshot at least every interval; in between, scheduled
+    /// decisions are ended as their deadlines fall, without reading the sessions again (each
+    /// termination's guard re-checks its session on the server).
     async fn enforce(
         &mut self,
-        mut backend: C::Backend,
+        backend: &mut C::Backend,
         actor: &mut Actor,
         keeper: &mut Keeper,
     ) -> Ended {
         let mut engine = Engine::new();
         loop {
             let loaded = self.policy.borrow_and_update().clone();
+            let interval = loaded.policy.agent.interval.to_std();
             let started = Instant::now();
             let snapshot = match backend.snapshot(loaded.needs_memberships()).await {
                 Ok(snapshot) => snapshot,
@@ -97,19 +106,32 @@ impl<C: Connector> Worker<C> {
                 Err(e) => {
                     // A query error on a live connection: report, wait an interval, try again.
                     tracing::error!(target: "curfew::agent", "{e}");
-                    if self
-                        .pause(Instant::now() + loaded.policy.agent.interval.to_std())
-                        .await
-                    {
+                    if self.pause(Instant::now() + interval).await == Pause::Stop {
                         return Ended::Shutdown;
                     }
                     continue;
                 }
             };
-            // The server clock's `now` maps to this local instant (the reply just arrived).
             let anchor = Instant::now();
+            // The snapshot's clock is when the server received the request: it maps to when the
+            // request was sent (early by the network's one-way delay at most, which the guard's
+            // not-before check absorbs), not to when the reply arrived, which is later by the
+            // time the server took to build it.
+            let local = |t: jiff::Timestamp| {
+                started
+                    + Duration::try_from(t.duration_since(snapshot.now)).unwrap_or(Duration::ZERO)
+            };
             let snapshot_time = anchor - started;
-            let plan = engine.evaluate(&loaded.policy, &snapshot.sessions, snapshot.now);
+            // Schedule past the next snapshot: its reply takes a while, and what falls due
+            // meanwhile is ended from this schedule (see below).
+            let horizon =
+                jiff::SignedDuration::try_from(interval + interval / 2).unwrap_or_default();
+            let plan =
+                engine.evaluate_ahead(&loaded.policy, &snapshot.sessions, snapshot.now, horizon);
+            tracing::debug!(target: "curfew::agent",
+                "target \"{}\": snapshot of {} sessions in {:.1} ms, evaluated in {:.2} ms",
+                self.target, snapshot.sessions.len(), snapshot_time.as_secs_f64() * 1e3,
+                anchor.elapsed().as_secs_f64() * 1e3);
             self.shared.emit(AgentEvent::Evaluated {
                 target: self.target.clone(),
                 at: snapshot.now,
@@ -117,7 +139,7 @@ impl<C: Connector> Worker<C> {
                 snapshot_time,
                 evaluation_time: anchor.elapsed(),
             });
-            if let Err(e) = actor.act(&mut backend, &loaded, &snapshot, &plan).await {
+            if let Err(e) = actor.act(backend, &loaded, &snapshot, &plan).await {
                 return Ended::Lost(e);
             }
             // Login locks: kept here on a primary; a standby takes its primary's.
@@ -129,9 +151,9 @@ impl<C: Connector> Worker<C> {
                 .and_then(|t| t.primary.clone());
             let (locked, lock_change) = match standby_of {
                 Some(primary) => (self.shared.locked_of(&primary), None),
-                None => match keeper.keep(&mut backend, &loaded, snapshot.now).await {
+                None => match keeper.keep(backend, &loaded, snapshot.now).await {
                     Ok(kept) => {
-                        let locked = std::sync::Arc::new(kept.locked);
+                        let locked = Arc::new(kept.locked);
                         self.shared.publish_locked(&self.target, locked.clone());
                         (locked, kept.next_change)
                     }
@@ -139,33 +161,111 @@ impl<C: Connector> Worker<C> {
                 },
             };
             if let Err(e) = actor
-                .end_locked(&mut backend, &loaded, &snapshot, &plan, &locked)
+                .end_locked(backend, &loaded, &snapshot, &plan, &locked)
                 .await
             {
                 return Ended::Lost(e);
             }
-            let mut wake = anchor + loaded.policy.agent.interval.to_std();
-            for next in [plan.next_wake, lock_change].into_iter().flatten() {
-                let ahead = next.duration_since(snapshot.now);
-                let ahead = Duration::try_from(ahead).unwrap_or(Duration::ZERO);
-                wake = wake.min(anchor + ahead);
+
+            // The next snapshot: after the interval, or sooner for anything the schedule below
+            // does not cover (a warning, a report, a window or lock change, a retry).
+            let mut next_snapshot = anchor + interval;
+            let covered = plan
+                .next_wake
+                .is_some_and(|w| plan.upcoming.first().is_some_and(|d| d.deadline == w));
+            for change in [plan.next_wake.filter(|_| !covered), lock_change]
+                .into_iter()
+                .flatten()
+            {
+                next_snapshot = next_snapshot.min(local(change));
             }
             if let Some(retry) = actor.next_retry() {
-                wake = wake.min(retry.max(anchor));
+                next_snapshot = next_snapshot.min(retry.max(anchor));
             }
-            if self.pause(wake).await {
-                return Ended::Shutdown;
+            let by_key: std::collections::HashMap<_, _> =
+                snapshot.sessions.iter().map(|s| (s.key(), s)).collect();
+            let mut schedule: std::collections::VecDeque<_> = plan
+                .upcoming
+                .iter()
+                .filter_map(|d| by_key.get(&d.session).map(|s| (*d, (*s).clone())))
+                .collect();
+            // A millisecond past each deadline, so the server's clock has reached it too.
+            let margin = Duration::from_millis(1);
+            loop {
+                let next_due = schedule.front().map(|(d, _)| local(d.deadline) + margin);
+                let wake = [next_due, actor.next_confirmation()]
+                    .into_iter()
+                    .flatten()
+                    .fold(next_snapshot, Instant::min);
+                match self.pause(wake).await {
+                    Pause::Stop => return Ended::Shutdown,
+                    Pause::PolicyChanged => break,
+                    Pause::Elapsed => {}
+                }
+                let now = Instant::now();
+                if now >= next_snapshot {
+                    // A snapshot holds the connection about as long as the last one took: what
+                    // falls due within that time is ended first, then the snapshot is taken.
+                    let hold = next_snapshot + snapshot_time + margin;
+                    match schedule.front().map(|(d, _)| local(d.deadline) + margin) {
+                        Some(due) if due <= hold && due > now => match self.pause(due).await {
+                            Pause::Stop => return Ended::Shutdown,
+                            Pause::PolicyChanged => break,
+                            Pause::Elapsed => {}
+                        },
+                        Some(due) if due <= now => {}
+                        _ => break,
+                    }
+                }
+                let now = Instant::now();
+                let mut due = Vec::new();
+                while schedule
+                    .front()
+                    .is_some_and(|(d, _)| local(d.deadline) + margin <= now)
+                {
+                    due.extend(schedule.pop_front());
+                }
+                if due.is_empty() {
+                    // Woken to confirm exits.
+                    if let Err(e) = actor.confirm(backend).await {
+                        return Ended::Lost(e);
+                    }
+                    continue;
+                }
+                match actor.end_scheduled(backend, &loaded, due).await {
+                    Ok(early) if early.is_empty() => {}
+                    Ok(early) => {
+                        // The server's clock is behind the local estimate: try again shortly.
+                        for item in early.into_iter().rev() {
+                            schedule.push_front(item);
+                        }
+                        if self.pause(Instant::now() + Duration::from_millis(2)).await
+                            == Pause::Stop
+                        {
+                            return Ended::Shutdown;
+                        }
+                    }
+                    Err(e) => return Ended::Lost(e),
+                }
             }
         }
     }
 
-    /// Sleep until `until`, a policy change, or shutdown. True when shutting down.
-    async fn pause(&mut self, until: Instant) -> bool {
+    /// Sleep until `until`, a policy change, or shutdown.
+    async fn pause(&mut self, until: Instant) -> Pause {
         tokio::select! {
-            _ = tokio::time::sleep_until(until) => false,
+            _ = tokio::time::sleep_until(until) => Pause::Elapsed,
             // A dropped sender means the supervisor is gone: stop.
-            changed = self.policy.changed() => changed.is_err(),
-            _ = self.stop.changed() => true,
+            changed = self.policy.changed() => if changed.is_err() { Pause::Stop } else { Pause::PolicyChanged },
+            _ = self.stop.changed() => Pause::Stop,
         }
     }
+}
+
+/// Why a pause ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    Elapsed,
+    PolicyChanged,
+    Stop,
 }

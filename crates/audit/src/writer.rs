@@ -105,6 +105,17 @@ impl AuditLog {
     /// Appends `record` as the next link of the chain: one write of the whole line, then
     /// fsync. Returns once the record is durable.
     pub fn append(&self, record: Record) -> Result<Appended, AuditError> {
+        let mut appended = self.append_all(vec![record])?;
+        appended.pop().ok_or_else(|| AuditError::Unusable {
+            path: self.inner.path.clone(),
+            reason: "a record was written but not reported".to_owned(),
+        })
+    }
+
+    /// Appends several records as consecutive links: one write of all their lines, then one
+    /// fsync. Returns once all are durable; on error none of them counts. Many actions that
+    /// happen at once (a batch of terminations) cost one fsync, not one each.
+    pub fn append_all(&self, records: Vec<Record>) -> Result<Vec<Appended>, AuditError> {
         let path = &self.inner.path;
         // A panic elsewhere cannot leave the state half-updated (it changes only after the
         // I/O succeeded), so a poisoned lock is safe to keep using.
@@ -119,13 +130,24 @@ impl AuditLog {
                 reason: reason.clone(),
             });
         }
-        let seq = state.next_seq;
-        let (bytes, hash) =
-            line::seal(seq, &state.prev, &record).map_err(|source| AuditError::Serialize {
-                path: path.clone(),
-                event: record.event.as_str(),
-                source,
-            })?;
+        let mut bytes = Vec::new();
+        let mut appended = Vec::with_capacity(records.len());
+        let (mut seq, mut prev) = (state.next_seq, state.prev.clone());
+        for record in &records {
+            let (line, hash) =
+                line::seal(seq, &prev, record).map_err(|source| AuditError::Serialize {
+                    path: path.clone(),
+                    event: record.event.as_str(),
+                    source,
+                })?;
+            bytes.extend_from_slice(&line);
+            appended.push(Appended {
+                seq,
+                hash: hash.clone(),
+            });
+            seq += 1;
+            prev = hash;
+        }
 
         if let Err(e) = state.file.write_all(&bytes) {
             // Remove any partial line so the next record starts on a fresh line.
@@ -138,15 +160,15 @@ impl AuditLog {
             return Err(AuditError::io(path, "cannot write", e));
         }
         if let Err(e) = state.file.sync_data() {
-            // The line may or may not be durable; only a reopen can tell where the chain ends.
+            // The lines may or may not be durable; only a reopen can tell where the chain ends.
             state.broken = Some(format!("fsync failed: {e}"));
             return Err(AuditError::io(path, "cannot fsync", e));
         }
 
         state.len += bytes.len() as u64;
-        state.next_seq += 1;
-        state.prev.clone_from(&hash);
-        Ok(Appended { seq, hash })
+        state.next_seq = seq;
+        state.prev = prev;
+        Ok(appended)
     }
 
     /// The log's path.

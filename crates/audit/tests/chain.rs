@@ -183,3 +183,32 @@ fn empty_file_is_intact_and_missing_file_is_an_error() {
     let missing = verify(&path.with_extension("nope")).unwrap_err();
     assert!(matches!(missing, AuditError::Io { .. }), "{missing:?}");
 }
+
+#[test]
+fn a_batch_is_consecutive_links_and_verifies() {
+    let dir = TempDir::new("batch");
+    let path = dir.log();
+    let log = AuditLog::open(&path).unwrap();
+    log.append(Record::new(jiff::Timestamp::now(), Event::AgentStarted))
+        .unwrap();
+    let batch: Vec<Record> = (0..5)
+        .map(|i| {
+            Record::new(jiff::Timestamp::now(), Event::SessionReported)
+                .with_reason(format!("batch {i}"))
+        })
+        .collect();
+    let appended = log.append_all(batch).unwrap();
+    assert_eq!(
+        appended.iter().map(|a| a.seq).collect::<Vec<_>>(),
+        [2, 3, 4, 5, 6]
+    );
+    assert!(log.append_all(Vec::new()).unwrap().is_empty());
+    let after = log
+        .append(Record::new(jiff::Timestamp::now(), Event::AgentStopped))
+        .unwrap();
+    assert_eq!(after.seq, 7);
+    drop(log);
+    let v = verify(&path).unwrap();
+    assert!(v.is_intact(), "{:#?}", v.problems);
+    assert_eq!(v.records, 7);
+}

@@ -16,7 +16,7 @@ pub use error::PgError;
 pub use ledger::{FaultHook, LockProgress, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use snapshot::Snapshot;
-pub use terminate::{Guard, Outcome};
+pub use terminate::{Guard, IdleState, Outcome, Signal};
 pub use tls::TlsError;
 
 /// Quote a name as an SQL identifier: `we"ird role` becomes `"we""ird role"`. Role names may hold

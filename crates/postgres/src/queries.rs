@@ -10,6 +10,10 @@ use tokio_postgres::{Client, Statement};
 /// curfew process: the same role with application_name 'curfew' (another replica, `curfew plan`,
 /// a second target on the same server). Both conditions are needed, so nobody else is exempted
 /// by naming an application 'curfew'.
+///
+/// The clock is `statement_timestamp()`, the moment the server received the request, so the
+/// agent can map it to the moment it sent it; the activity rows are read after (building them
+/// takes tens of milliseconds with thousands of sessions).
 pub(crate) const SNAPSHOT: &str = "
 WITH RECURSIVE
   s AS MATERIALIZED (
@@ -35,32 +39,51 @@ WITH RECURSIVE
   )
 SELECT c.now, s.pid, s.backend_start, s.xact_start, s.state, s.state_change,
        s.usename, s.datname, s.client_addr, s.application_name, g.groups
-FROM (SELECT clock_timestamp() AS now) c
+FROM (SELECT statement_timestamp() AS now) c
 LEFT JOIN s ON true
 LEFT JOIN g ON g.member = s.usesysid";
 
-/// Guarded termination: in one statement, re-check that the process is still the same session
-/// (pid and backend_start: pids are reused) and, for idle rules, still idle since the same
-/// moment (a statement in between resets the clock), then signal it. NULL `signalled` means the
-/// session no longer matched. The clock is read after the signal: the moment the session ended.
+/// Guarded termination of a batch, in one statement: for each session, re-check that the process
+/// is still the same session (pid and backend_start: pids are reused), for idle rules that it is
+/// still idle since the same moment (a statement in between resets the clock), and that the
+/// server's clock has reached the deadline; then signal it. The clock is read after each signal:
+/// the moment that session ended. Rows come back in the input's order (`n`).
+/// Each session is read with `pg_stat_get_activity(pid)` rather than the `pg_stat_activity` view,
+/// which builds a row for every backend: with thousands of sessions that made each termination
+/// cost tens of milliseconds. (The server reads the activity table once per transaction, so the
+/// checks all see one consistent picture.)
 /// (`pg_terminate_backend(pid, timeout)` would confirm the exit too, but it polls in 100 ms
-/// steps; the exit is confirmed with `EXITED` instead.)
+/// steps; the exits are confirmed with `EXITED` instead.)
 pub(crate) const TERMINATE: &str = "
-SELECT t.signalled, clock_timestamp() FROM (
-  SELECT (
-    SELECT pg_terminate_backend(a.pid)
-    FROM pg_stat_activity a
-    WHERE a.pid = $1::int4
-      AND a.backend_start = $2::timestamptz
-      AND ($3::text[] IS NULL OR (a.state = ANY($3::text[]) AND a.state_change = $4::timestamptz))
-  ) AS signalled
-) t";
+WITH g AS (
+  SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::timestamptz[])
+    WITH ORDINALITY AS g(pid, backend_start, kind, since, not_before, n)
+)
+SELECT g.n, m.matched, m.early,
+       CASE WHEN m.matched AND NOT m.early THEN pg_terminate_backend(g.pid) END,
+       clock_timestamp()
+FROM g
+LEFT JOIN LATERAL (
+  SELECT s.pid, s.state, s.state_change FROM pg_stat_get_activity(g.pid) s
+  WHERE s.backend_start = g.backend_start
+) a ON true
+CROSS JOIN LATERAL (
+  SELECT a.pid IS NOT NULL
+         AND (g.kind IS NULL OR (a.state_change = g.since AND (
+               (g.kind = 'idle' AND a.state = 'idle')
+               OR (g.kind = 'in_transaction'
+                   AND a.state IN ('idle in transaction', 'idle in transaction (aborted)'))))) AS matched,
+         g.not_before IS NOT NULL AND clock_timestamp() < g.not_before AS early
+) m
+ORDER BY g.n";
 
-/// Whether a signalled session's process is gone.
+/// For each signalled session, in order: whether its process is gone.
 pub(crate) const EXITED: &str = "
 SELECT NOT EXISTS (
-  SELECT 1 FROM pg_stat_activity WHERE pid = $1::int4 AND backend_start = $2::timestamptz
-), clock_timestamp()";
+  SELECT 1 FROM pg_stat_get_activity(g.pid) a WHERE a.backend_start = g.backend_start
+), clock_timestamp()
+FROM unnest($1::int4[], $2::timestamptz[]) WITH ORDINALITY AS g(pid, backend_start, n)
+ORDER BY g.n";
 
 /// The prepared statements of one connection.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use crate::error::PgError;
 /// The sessions of a server at one instant of its clock.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
-    /// The server's clock when the sessions were read.
+    /// The server's clock when it received the request (the sessions are read just after).
     pub now: Timestamp,
     /// Every client session except curfew's own.
     pub sessions: Vec<Session>,

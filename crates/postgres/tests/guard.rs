@@ -6,7 +6,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use curfew_policy::{Cause, Decision, Limit, Session, SessionState};
-use curfew_postgres::{Connection, Guard, Outcome, PgError};
+use curfew_postgres::{Connection, Guard, IdleState, Outcome, PgError};
 use curfew_sandbox::{Cluster, Options};
 use tokio_postgres::error::SqlState;
 
@@ -14,7 +14,7 @@ use common::{
     ClientSession, client, connect_trust, find, simple_value, wait_for_state, wait_until,
 };
 
-const IDLE: &[&str] = &["idle"];
+const IDLE: IdleState = IdleState::Idle;
 const WAIT: Duration = Duration::from_secs(5);
 
 fn cluster() -> Cluster {
@@ -28,6 +28,7 @@ fn idle_guard(session: &Session) -> Guard {
         pid: session.pid,
         backend_start: session.backend_start,
         idle_since: Some((IDLE, session.state_change.unwrap())),
+        not_before: None,
     }
 }
 
@@ -36,6 +37,7 @@ fn lifetime_guard(session: &Session) -> Guard {
         pid: session.pid,
         backend_start: session.backend_start,
         idle_since: None,
+        not_before: None,
     }
 }
 
@@ -70,7 +72,13 @@ async fn an_idle_session_is_ended() {
         },
     };
     let guard = Guard::for_decision(&decision);
-    assert_eq!(guard, idle_guard(&session));
+    assert_eq!(
+        guard,
+        Guard {
+            not_before: Some(since),
+            ..idle_guard(&session)
+        }
+    );
 
     let before = connection.snapshot(&[], false).await.unwrap().now;
     let outcome = connection.terminate(&guard, WAIT).await.unwrap();
@@ -116,10 +124,7 @@ async fn an_idle_guard_spares_a_session_that_became_active_or_in_transaction() {
     let seen = wait_for_state(&mut connection, kim.pid, SessionState::Idle).await;
     // Same state_change, wrong state: an idle-in-transaction rule's guard on an idle session.
     let in_transaction = Guard {
-        idle_since: Some((
-            &["idle in transaction", "idle in transaction (aborted)"],
-            seen.state_change.unwrap(),
-        )),
+        idle_since: Some((IdleState::InTransaction, seen.state_change.unwrap())),
         ..idle_guard(&seen)
     };
     let outcome = connection.terminate(&in_transaction, WAIT).await.unwrap();
@@ -266,8 +271,8 @@ async fn a_stopped_server_is_a_lost_connection() {
     assert!(connection.is_closed());
 }
 
-/// Run `op` on curfew's connection (backend `own`) while pg_database is locked, so that it
-/// waits mid-statement; end curfew's session meanwhile and return what `op` returned.
+/// Run `op` (a snapshot) on curfew's connection (backend `own`) while pg_database is locked, so
+/// that it waits mid-statement; end curfew's session meanwhile and return what `op` returned.
 async fn end_mid_statement<T: Send + 'static>(
     cluster: &Cluster,
     own: i32,
@@ -275,7 +280,7 @@ async fn end_mid_statement<T: Send + 'static>(
 ) -> Result<T, PgError> {
     let admin = client(cluster.port(), "postgres", "admin").await;
     let locker = client(cluster.port(), "postgres", "locker").await;
-    // pg_stat_activity joins pg_database: both of curfew's statements need this lock.
+    // pg_stat_activity joins pg_database: the snapshot needs this lock.
     locker
         .client
         .batch_execute("BEGIN; LOCK TABLE pg_database IN ACCESS EXCLUSIVE MODE")
@@ -309,20 +314,71 @@ async fn curfews_session_ended_during_a_snapshot_is_a_lost_connection() {
     assert!(error.to_string().contains("FATAL"), "{error}");
 }
 
+// The termination statement reads no table (it calls pg_stat_get_activity per pid), so no lock
+// can hold it mid-statement: curfew's session is ended just before it instead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn curfews_session_ended_during_a_termination_is_a_lost_connection() {
+async fn curfews_session_ended_before_a_termination_is_a_lost_connection() {
     let cluster = cluster();
     let mut connection = connect_trust(&cluster, "postgres").await;
     let own = connection.info.backend_pid;
     let kim = client(cluster.port(), "kim", "bystander").await;
     let guard = lifetime_guard(&find(&mut connection, kim.pid).await.unwrap());
-    let op = async move { connection.terminate(&guard, WAIT).await };
+    let admin = client(cluster.port(), "postgres", "admin").await;
+    admin
+        .client
+        .execute("select pg_terminate_backend($1, 5000)", &[&own])
+        .await
+        .unwrap();
     // Not an Outcome::Failed: the connection is gone, the caller must reconnect.
-    let error = end_mid_statement(&cluster, own, op).await.unwrap_err();
+    let error = connection.terminate(&guard, WAIT).await.unwrap_err();
     assert!(error.is_connection_lost(), "{error:?}");
     assert!(
-        error.to_string().contains("terminating a session"),
+        error.to_string().contains("terminating sessions"),
         "{error}"
     );
     assert_alive(&kim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_not_ended_before_its_deadline() {
+    let cluster = cluster();
+    let mut connection = connect_trust(&cluster, "postgres").await;
+    let kim = client(cluster.port(), "kim", "guard-early").await;
+    let session = wait_for_state(&mut connection, kim.pid, SessionState::Idle).await;
+    let guard = Guard {
+        not_before: Some(jiff::Timestamp::now() + jiff::SignedDuration::from_secs(60)),
+        ..idle_guard(&session)
+    };
+    let outcome = connection.terminate(&guard, WAIT).await.unwrap();
+    assert!(matches!(outcome, Outcome::NotYetDue { .. }), "{outcome:?}");
+    assert_alive(&kim).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_ends_each_session_whose_guard_holds() {
+    let cluster = cluster();
+    let mut connection = connect_trust(&cluster, "postgres").await;
+    let idle = client(cluster.port(), "kim", "batch-idle").await;
+    let changed = client(cluster.port(), "kim", "batch-changed").await;
+    let lifetime = client(cluster.port(), "kim", "batch-lifetime").await;
+    let idle_seen = wait_for_state(&mut connection, idle.pid, SessionState::Idle).await;
+    let changed_seen = wait_for_state(&mut connection, changed.pid, SessionState::Idle).await;
+    let lifetime_seen = wait_for_state(&mut connection, lifetime.pid, SessionState::Idle).await;
+    // One session runs a statement after it was seen: its idle guard must fail.
+    simple_value(&changed.client, "select 1").await;
+    let guards = [
+        idle_guard(&idle_seen),
+        idle_guard(&changed_seen),
+        lifetime_guard(&lifetime_seen),
+    ];
+    let outcomes = connection.terminate_all(&guards, WAIT).await.unwrap();
+    assert!(matches!(outcomes[0], Outcome::Ended { .. }), "{outcomes:?}");
+    assert!(
+        matches!(outcomes[1], Outcome::NoLongerMatched { .. }),
+        "{outcomes:?}"
+    );
+    assert!(matches!(outcomes[2], Outcome::Ended { .. }), "{outcomes:?}");
+    assert_gone(&mut connection, &idle).await;
+    assert_alive(&changed).await;
+    assert_gone(&mut connection, &lifetime).await;
 }

@@ -27,6 +27,11 @@ pub struct Plan {
     pub reports: Vec<Decision>,
     /// Sessions inside the warning lead of the rule that will end them, earliest first.
     pub warnings: Vec<Decision>,
+    /// Sessions a terminating rule will end within the horizon given to
+    /// [`Engine::evaluate_ahead`] if nothing changes, earliest deadline first (empty for
+    /// [`Engine::evaluate`]). An agent can end them when their deadline falls without reading
+    /// the sessions again: the guarded termination re-checks each one.
+    pub upcoming: Vec<Decision>,
     /// The earliest future instant at which this plan could change for the same sessions.
     pub next_wake: Option<Timestamp>,
     /// Client sessions seen.
@@ -82,7 +87,23 @@ impl Engine {
 
     /// Decide, for every session at `now`, what happens.
     pub fn evaluate(&mut self, policy: &Policy, sessions: &[Session], now: Timestamp) -> Plan {
+        self.evaluate_ahead(policy, sessions, now, jiff::SignedDuration::ZERO)
+    }
+
+    /// As [`Engine::evaluate`], and also list the terminations falling due within `horizon`
+    /// after `now` (in [`Plan::upcoming`]).
+    pub fn evaluate_ahead(
+        &mut self,
+        policy: &Policy,
+        sessions: &[Session],
+        now: Timestamp,
+        horizon: jiff::SignedDuration,
+    ) -> Plan {
         let ctx = Context::new(policy, now);
+        let until = ctx
+            .now
+            .saturating_add(i64::try_from(horizon.as_nanos()).unwrap_or(i64::MAX).max(0));
+        let mut upcoming = Vec::new();
         let (mut clients, mut exempt) = (0, 0);
         // Decisions are built while their session is at hand (in cache), then put in order.
         let mut ends = Vec::new();
@@ -104,6 +125,9 @@ impl Engine {
                     return;
                 }
                 Some(t) => {
+                    if t.deadline <= until {
+                        upcoming.push(ctx.decision(&sessions[i], t));
+                    }
                     if let Some(warn) = policy.rules[t.rule()].warn {
                         let warn_at = t.deadline.saturating_sub(nanos_of(warn));
                         if warn_at <= ctx.now {
@@ -128,6 +152,7 @@ impl Engine {
             terminations: in_order(ends, now, keys),
             reports: in_order(reports, now, keys),
             warnings: in_order(warnings, now, keys),
+            upcoming: in_order(upcoming, now, keys),
             next_wake: (next_wake != i64::MAX).then(|| instant(next_wake)),
             clients,
             exempt,

@@ -378,3 +378,21 @@ fn login_windows_lock_outside_allow_and_inside_deny() {
     assert!(p.rules[0].covers_role("analyst_kim", &[]));
     assert!(!p.rules[0].covers_role("appuser", &[]));
 }
+
+#[test]
+fn upcoming_terminations_within_the_horizon_are_listed_in_order() {
+    let p = policy(IDLE_15M);
+    let soon = idle_for(session(1, "kim"), 15 * 60 - 1); // due in 1 s
+    let sooner = idle_for(session(2, "lee"), 15 * 60); // due now
+    let later = idle_for(session(3, "ann"), 60); // due in 14 min
+    let mut engine = Engine::new();
+    let sessions = [soon, sooner, later];
+    let plan = engine.evaluate_ahead(&p, &sessions, now(), SignedDuration::from_secs(2));
+    assert_eq!(pids(&plan.terminations), [2]);
+    assert_eq!(pids(&plan.upcoming), [1]);
+    assert_eq!(
+        plan.upcoming[0].deadline,
+        now() + SignedDuration::from_secs(1)
+    );
+    assert!(engine.evaluate(&p, &sessions, now()).upcoming.is_empty());
+}

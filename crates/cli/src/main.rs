@@ -124,6 +124,23 @@ enum Command {
     #[command(subcommand)]
     Audit(commands::audit::Command),
 
+    /// Measure curfew: lateness, cost and scale, next to PostgreSQL's own idle_session_timeout.
+    #[command(
+        after_help = "Starts a throwaway cluster and, for each number of concurrent sessions, \
+                            runs curfew agent (as its own process) over them: half go idle at \
+                            staggered moments, half keep running statements. It measures how late \
+                            each idle session ends (deadline on the server clock to the client \
+                            seeing its connection close), the agent's snapshots per second, CPU and \
+                            peak memory, the server CPU its queries cost, wrong and missed \
+                            terminations; then the same load under idle_session_timeout; a \
+                            one-minute cron sweep is computed from the same deadlines; and the \
+                            engine's evaluation time at 1k to 100k sessions.\n\n\
+                            Examples:\n  \
+                            curfew bench --quick\n  \
+                            curfew bench --sessions 100,500,2000 --json bench.json"
+    )]
+    Bench(commands::bench::Args),
+
     /// See curfew work: a throwaway PostgreSQL cluster, realistic sessions, live terminations.
     #[command(
         after_help = "Starts a local PostgreSQL cluster (initdb on a free loopback port,                             removed at the end), creates the three-role pattern (appowner, appuser,                             backupuser) and human analysts, opens sessions (idle, a forgotten                             transaction, one over the session limit, a long-running one, the                             application's pool, a backup), runs the agent on a short-fused policy                             and shows each termination as it happens, then a summary and the audit                             log's verification. Takes about 20 seconds. Needs PostgreSQL server                             binaries (apt-get install postgresql, or CURFEW_PG_BIN).\n\n\
@@ -147,6 +164,7 @@ fn main() -> ExitCode {
         Command::Unlock(args) => commands::locks::unlock(&cli.config, args),
         Command::Locks(args) => commands::locks::list(&cli.config, args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

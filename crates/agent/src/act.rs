@@ -385,15 +385,11 @@ impl Actor {
             };
             match signal {
                 Signal::Signalled { at } => self.pending.push(Pending { at, ..pending }),
-                Signal::NoLongerMatched { at } => {
-                    settled.push((pending, Ok(Outcome::NoLongerMatched { at })));
-                }
-                Signal::NotYetDue { at } => {
-                    early.push(i);
-                    settled.push((pending, Ok(Outcome::NotYetDue { at })));
-                }
-                Signal::Failed { reason } => {
-                    settled.push((pending, Ok(Outcome::Failed { reason })));
+                Signal::Settled(outcome) => {
+                    if matches!(outcome, Outcome::NotYetDue { .. }) {
+                        early.push(i);
+                    }
+                    settled.push((pending, Ok(outcome)));
                 }
             }
         }

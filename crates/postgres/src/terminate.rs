@@ -106,21 +106,8 @@ pub enum Signal {
         /// Server clock right after the signal.
         at: Timestamp,
     },
-    /// The session had changed: nothing was done.
-    NoLongerMatched {
-        /// Server clock at the check.
-        at: Timestamp,
-    },
-    /// Its deadline has not come on the server's clock: nothing was done.
-    NotYetDue {
-        /// Server clock at the check.
-        at: Timestamp,
-    },
-    /// The server refused.
-    Failed {
-        /// Why.
-        reason: String,
-    },
+    /// Nothing was sent, and this is the outcome: `NoLongerMatched`, `NotYetDue` or `Failed`.
+    Settled(Outcome),
 }
 
 impl Connection {
@@ -151,9 +138,7 @@ impl Connection {
                     signalled.push((n, at));
                     None
                 }
-                Signal::NoLongerMatched { at } => Some(Outcome::NoLongerMatched { at }),
-                Signal::NotYetDue { at } => Some(Outcome::NotYetDue { at }),
-                Signal::Failed { reason } => Some(Outcome::Failed { reason }),
+                Signal::Settled(outcome) => Some(outcome),
             };
         }
         self.confirm_exits(guards, &signalled, wait, &mut outcomes)
@@ -201,14 +186,17 @@ impl Connection {
                     .as_db_error()
                     .map(|db| format!("{}: {}", db.severity(), db.message()))
                     .unwrap_or_default();
-                return Ok(vec![Signal::Failed { reason }; guards.len()]);
+                return Ok(vec![
+                    Signal::Settled(Outcome::Failed { reason });
+                    guards.len()
+                ]);
             }
             Err(e) => return Err(PgError::query(&self.target, "terminating sessions", e)),
         };
         let mut signals = vec![
-            Signal::Failed {
+            Signal::Settled(Outcome::Failed {
                 reason: "no result for the session".to_owned()
-            };
+            });
             guards.len()
         ];
         for row in &rows {
@@ -218,12 +206,12 @@ impl Connection {
             let at: Timestamp = row.get(4);
             if let Some(slot) = signals.get_mut(n) {
                 *slot = match (matched, early, signal) {
-                    (false, _, _) => Signal::NoLongerMatched { at },
-                    (true, true, _) => Signal::NotYetDue { at },
+                    (false, _, _) => Signal::Settled(Outcome::NoLongerMatched { at }),
+                    (true, true, _) => Signal::Settled(Outcome::NotYetDue { at }),
                     (true, false, Some(true)) => Signal::Signalled { at },
-                    _ => Signal::Failed {
+                    _ => Signal::Settled(Outcome::Failed {
                         reason: "PostgreSQL could not signal the process".to_owned(),
-                    },
+                    }),
                 };
             }
         }

@@ -219,17 +219,7 @@ async fn measure_curfew(
         .await?
         .context("finding the agent's server process")?;
 
-    progress.set_message(format!("{n} sessions: opening (curfew)"));
-    monitor.idle_since.clear();
-    let mut load = Load::open(
-        cluster.host(),
-        cluster.port(),
-        (n / 2, "bench_idle"),
-        (n - n / 2, "bench_busy"),
-        seed,
-        || progress.inc(1),
-    )
-    .await?;
+    let mut load = open_load(cluster, monitor, n, "bench_idle", seed, progress).await?;
     load.schedule_idle(plan.watch, plan.spread);
     let started = Instant::now();
 
@@ -320,17 +310,7 @@ async fn measure_native(
     seed: u64,
     progress: &ProgressBar,
 ) -> anyhow::Result<Native> {
-    progress.set_message(format!("{n} sessions: opening (native timeout)"));
-    monitor.idle_since.clear();
-    let mut load = Load::open(
-        cluster.host(),
-        cluster.port(),
-        (n / 2, "bench_native"),
-        (n - n / 2, "bench_busy"),
-        seed,
-        || progress.inc(1),
-    )
-    .await?;
+    let mut load = open_load(cluster, monitor, n, "bench_native", seed, progress).await?;
     // The same staggering; no steady state to watch.
     let lead = Duration::from_secs(2);
     load.schedule_idle(lead, plan.spread);
@@ -356,6 +336,28 @@ async fn measure_native(
         lateness_ms: Percentiles::of(&lateness),
         missed_terminations: missed,
     })
+}
+
+/// Open `n` sessions: half as `idle_role` (to go idle on schedule), half as `bench_busy`.
+async fn open_load(
+    cluster: &Cluster,
+    monitor: &mut Monitor,
+    n: usize,
+    idle_role: &'static str,
+    seed: u64,
+    progress: &ProgressBar,
+) -> anyhow::Result<Load> {
+    progress.set_message(format!("{n} sessions: opening ({idle_role})"));
+    monitor.idle_since.clear();
+    Load::open(
+        cluster.host(),
+        cluster.port(),
+        (n / 2, idle_role),
+        (n - n / 2, "bench_busy"),
+        seed,
+        || progress.inc(1),
+    )
+    .await
 }
 
 /// Poll the idle sessions' state until all have ended or the last deadline is well past.

@@ -353,7 +353,11 @@ impl Actor {
         let signals = match backend.signal_all(&guards).await {
             Ok(signals) => signals,
             Err(e) => {
-                let why = format!("the connection was lost before the result was known: {e}");
+                let why = if e.is_not_leading() {
+                    format!("not ended (nothing was signalled): {e}")
+                } else {
+                    format!("the connection was lost before the result was known: {e}")
+                };
                 let records: Vec<Record> = batch
                     .iter()
                     .zip(&intents)

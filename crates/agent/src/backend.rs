@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use curfew_postgres::{
-    Connection, FaultHook, Guard, LockRow, LockedRole, LoginChange, PgError, RoleInfo, Signal,
-    Snapshot, TargetSpec,
+    Connection, FaultHook, Guard, LeaderInfo, Leadership, LockRow, LockedRole, LoginChange,
+    PgError, RoleInfo, Signal, Snapshot, TargetSpec,
 };
 
 /// An open connection to one database server.
@@ -30,6 +30,18 @@ pub trait Backend: LoginLedger + Send {
 
     /// The server's version, for logs.
     fn describe(&self) -> String;
+
+    /// Try to take the target's leader lock on this connection (one that does nothing else).
+    fn try_lead(&mut self) -> impl Future<Output = Result<Option<Leadership>, PgError>> + Send;
+
+    /// Whether this connection still holds the leader lock.
+    fn still_leads(&mut self) -> impl Future<Output = Result<bool, PgError>> + Send;
+
+    /// Who holds the leader lock, if anyone.
+    fn leader(&mut self) -> impl Future<Output = Result<Option<LeaderInfo>, PgError>> + Send;
+
+    /// Act on this connection only while `leadership` holds the lock (checked by the server).
+    fn fence(&mut self, leadership: Option<Leadership>);
 }
 
 /// Opens connections to one target.
@@ -56,6 +68,22 @@ impl Backend for Connection {
         sessions: &[(i32, jiff::Timestamp)],
     ) -> Result<Vec<Option<jiff::Timestamp>>, PgError> {
         Connection::exited(self, sessions).await
+    }
+
+    async fn try_lead(&mut self) -> Result<Option<Leadership>, PgError> {
+        Connection::try_lead(self).await
+    }
+
+    async fn still_leads(&mut self) -> Result<bool, PgError> {
+        Connection::still_leads(self).await
+    }
+
+    async fn leader(&mut self) -> Result<Option<LeaderInfo>, PgError> {
+        Connection::leader(self).await
+    }
+
+    fn fence(&mut self, leadership: Option<Leadership>) {
+        Connection::fence(self, leadership);
     }
 
     fn describe(&self) -> String {

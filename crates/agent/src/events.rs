@@ -23,6 +23,14 @@ pub enum AgentEvent {
         /// When it tries again.
         retry_in: std::time::Duration,
     },
+    /// This agent became the target's leader (`true`), or another replica leads or the
+    /// leadership was lost (`false`).
+    Leading {
+        /// Target name.
+        target: String,
+        /// Whether this agent leads now.
+        leading: bool,
+    },
     /// A snapshot was taken and evaluated.
     Evaluated {
         /// Target name.

@@ -380,7 +380,7 @@ impl Keeper {
                 }
                 Ok(())
             }
-            Err(e) if e.is_connection_lost() => Err(e),
+            Err(e) if e.is_connection_lost() || e.is_not_leading() => Err(e),
             Err(e) => {
                 let entry = self.refused.entry(role.oid).or_insert((0, Instant::now()));
                 entry.0 += 1;

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use curfew_audit::AuditLog;
@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) options: AgentOptions,
     /// Each primary target's locked roles, for its standbys.
     pub(crate) locked: std::sync::Mutex<HashMap<String, Arc<LockedSet>>>,
+    /// The targets this agent leads now.
+    leading: std::sync::Mutex<HashSet<String>>,
 }
 
 impl Shared {
@@ -53,6 +55,7 @@ impl Shared {
             audit,
             options,
             locked: std::sync::Mutex::new(HashMap::new()),
+            leading: std::sync::Mutex::new(HashSet::new()),
         }
     }
 
@@ -72,6 +75,32 @@ impl Shared {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         board.get(primary).cloned().unwrap_or_default()
+    }
+
+    /// Record whether this agent leads a target. A primary that stops leading withdraws its
+    /// locked roles: another replica keeps them now.
+    pub(crate) fn set_leading(&self, target: &str, leading: bool) {
+        let mut set = self
+            .leading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if leading {
+            set.insert(target.to_owned());
+        } else {
+            set.remove(target);
+            self.locked
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(target);
+        }
+    }
+
+    /// Whether this agent leads a target now.
+    pub(crate) fn leads(&self, target: &str) -> bool {
+        self.leading
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(target)
     }
 
     /// Tell observers, if any (never blocks; a lagging observer misses events).

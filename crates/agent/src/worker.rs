@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use curfew_audit::Event;
 use curfew_policy::Engine;
-use curfew_postgres::PgError;
+use curfew_postgres::{Leadership, PgError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -14,7 +15,11 @@ use crate::backend::{Backend, Connector};
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
 use crate::locks::Keeper;
+use crate::records::{about, write};
 use crate::shared::Shared;
+
+/// How long the leader's heartbeat on its lock connection may take before it steps down.
+const HEARTBEAT_LIMIT: Duration = Duration::from_secs(5);
 
 /// How a connected session of the loop ended.
 enum Ended {
@@ -59,15 +64,9 @@ impl<C: Connector> Worker<C> {
                         target: self.target.clone(),
                         server: backend.describe(),
                     });
-                    match self.enforce(&mut backend, &mut actor, &mut keeper).await {
-                        Ended::Shutdown => {
-                            actor.drain(&mut backend).await;
-                            return;
-                        }
-                        Ended::Lost(e) => {
-                            actor.abandon(&e).await;
-                            e.to_string()
-                        }
+                    match self.lead(&mut backend, &mut actor, &mut keeper).await {
+                        Some(error) => error,
+                        None => return,
                     }
                 }
                 Err(e) => e.to_string(),
@@ -86,12 +85,135 @@ impl<C: Connector> Worker<C> {
         }
     }
 
+    /// Take the leader lock on a second connection (waiting while another replica leads),
+    /// then enforce until shutdown (`None`) or until the connection or the leadership is lost
+    /// (the error, to retry).
+    async fn lead(
+        &mut self,
+        backend: &mut C::Backend,
+        actor: &mut Actor,
+        keeper: &mut Keeper,
+    ) -> Option<String> {
+        let mut lock = match self.connector.connect().await {
+            Ok((lock, _)) => lock,
+            Err(e) => return Some(e.to_string()),
+        };
+        let leadership = match self.campaign(&mut lock).await {
+            Ok(Some(leadership)) => leadership,
+            Ok(None) => return None,
+            Err(e) => return Some(e.to_string()),
+        };
+        backend.fence(Some(leadership));
+        self.shared.set_leading(&self.target, true);
+        tracing::info!(target: "curfew::agent", "target \"{}\": this agent leads (leader lock held by its session {})", self.target, leadership.pid);
+        self.leadership_record(
+            Event::LeaderAcquired,
+            format!("this agent leads target \"{}\"", self.target),
+            leadership,
+        )
+        .await;
+        self.shared.emit(AgentEvent::Leading {
+            target: self.target.clone(),
+            leading: true,
+        });
+        let ended = self.enforce(backend, &mut lock, actor, keeper).await;
+        let (why, error) = match ended {
+            Ended::Shutdown => {
+                actor.drain(backend).await;
+                (
+                    "the agent is stopping; the leader lock is released".to_owned(),
+                    None,
+                )
+            }
+            Ended::Lost(e) => {
+                if e.is_not_leading() {
+                    // The main connection still works: confirm what was signalled.
+                    actor.drain(backend).await;
+                } else {
+                    actor.abandon(&e).await;
+                }
+                (e.to_string(), Some(e.to_string()))
+            }
+        };
+        tracing::warn!(target: "curfew::agent", "target \"{}\": this agent no longer leads: {why}", self.target);
+        self.shared.set_leading(&self.target, false);
+        self.leadership_record(Event::LeaderLost, why, leadership)
+            .await;
+        self.shared.emit(AgentEvent::Leading {
+            target: self.target.clone(),
+            leading: false,
+        });
+        drop(lock);
+        error
+    }
+
+    /// Wait for the leader lock. `Ok(None)` on shutdown.
+    async fn campaign(&mut self, lock: &mut C::Backend) -> Result<Option<Leadership>, PgError> {
+        let mut said = false;
+        let mut waited_for_primary = false;
+        loop {
+            let loaded = self.policy.borrow().clone();
+            let interval = loaded.policy.agent.interval.to_std();
+            if let Some(primary) = standby_of(&loaded, &self.target)
+                && !self.shared.leads(&primary)
+            {
+                if !waited_for_primary {
+                    waited_for_primary = true;
+                    tracing::info!(target: "curfew::agent", "target \"{}\": a standby; standing by until this agent leads its primary \"{primary}\"", self.target);
+                }
+                if self.pause(Instant::now() + interval).await == Pause::Stop {
+                    return Ok(None);
+                }
+                continue;
+            }
+            if let Some(leadership) = lock.try_lead().await? {
+                return Ok(Some(leadership));
+            }
+            // Said once per campaign: finding the holder reads the whole lock table.
+            if !said {
+                said = true;
+                let leader = lock.leader().await?;
+                let who = match &leader {
+                    Some(l) => format!(
+                        "session {} from {} on database \"{}\", since {}",
+                        l.pid,
+                        l.client_addr.as_deref().unwrap_or("a local socket"),
+                        l.database.as_deref().unwrap_or("?"),
+                        l.backend_start
+                            .map_or_else(|| "?".to_owned(), |t| t.to_string()),
+                    ),
+                    None => "nobody (it was just released)".to_owned(),
+                };
+                tracing::info!(target: "curfew::agent", "target \"{}\": another curfew agent leads ({who}); standing by", self.target);
+                self.shared.emit(AgentEvent::Leading {
+                    target: self.target.clone(),
+                    leading: false,
+                });
+            }
+            if self.pause(Instant::now() + interval).await == Pause::Stop {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Record a change of leadership.
+    async fn leadership_record(&self, event: Event, reason: String, leadership: Leadership) {
+        let mut record = about(event, &self.target);
+        record.reason = Some(reason);
+        record.detail = Some(serde_json::json!({
+            "lock_session_pid": leadership.pid,
+            "lock_session_start": leadership.backend_start.to_string(),
+        }));
+        let _ = write(&self.shared, record).await;
+    }
+
     /// The loop on one connection: a snapshot at least every interval; in between, scheduled
     /// decisions are ended as their deadlines fall, without reading the sessions again (each
     /// termination's guard re-checks its session on the server).
     async fn enforce(
         &mut self,
         backend: &mut C::Backend,
+        lock: &mut C::Backend,
         actor: &mut Actor,
         keeper: &mut Keeper,
     ) -> Ended {
@@ -99,6 +221,27 @@ impl<C: Connector> Worker<C> {
         loop {
             let loaded = self.policy.borrow_and_update().clone();
             let interval = loaded.policy.agent.interval.to_std();
+            // A heartbeat on the lock connection once a round; the actions themselves are
+            // fenced on the server, so a lost lock never lets a stale leader act meanwhile.
+            // A standby acts on its primary's lock state: only while this agent leads it.
+            if let Some(primary) = standby_of(&loaded, &self.target)
+                && !self.shared.leads(&primary)
+            {
+                return Ended::Lost(PgError::NotLeading {
+                    target: self.target.clone(),
+                });
+            }
+            // Bounded: a half-dead connection would otherwise hold the loop for minutes.
+            let heartbeat = tokio::time::timeout(HEARTBEAT_LIMIT, lock.still_leads()).await;
+            match heartbeat.unwrap_or(Ok(false)) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Ended::Lost(PgError::NotLeading {
+                        target: self.target.clone(),
+                    });
+                }
+                Err(e) => return Ended::Lost(e),
+            }
             let started = Instant::now();
             let snapshot = match backend.snapshot(loaded.needs_memberships()).await {
                 Ok(snapshot) => snapshot,
@@ -143,12 +286,7 @@ impl<C: Connector> Worker<C> {
                 return Ended::Lost(e);
             }
             // Login locks: kept here on a primary; a standby takes its primary's.
-            let standby_of = loaded
-                .policy
-                .targets
-                .iter()
-                .find(|t| t.name == self.target && t.standby)
-                .and_then(|t| t.primary.clone());
+            let standby_of = standby_of(&loaded, &self.target);
             let (locked, lock_change) = match standby_of {
                 Some(primary) => (self.shared.locked_of(&primary), None),
                 None => match keeper.keep(backend, &loaded, snapshot.now).await {
@@ -268,4 +406,14 @@ enum Pause {
     Elapsed,
     PolicyChanged,
     Stop,
+}
+
+/// The primary a standby target follows, if this target is a standby.
+fn standby_of(loaded: &LoadedPolicy, target: &str) -> Option<String> {
+    loaded
+        .policy
+        .targets
+        .iter()
+        .find(|t| t.name == target && t.standby)
+        .and_then(|t| t.primary.clone())
 }

@@ -69,6 +69,10 @@ pub struct Connection {
     pub(crate) statements: crate::queries::Statements,
     pub(crate) names: curfew_policy::Names,
     pub(crate) groups: crate::snapshot::GroupCache,
+    /// The leader whose lock fences this connection's actions (see `crate::leader`).
+    pub(crate) fence: Option<crate::leader::Leadership>,
+    /// The leader lock this connection took, if it did.
+    pub(crate) leads: Option<crate::leader::Leadership>,
 }
 
 impl Drop for Connection {
@@ -142,6 +146,8 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, PgError> {
             statements,
             names: curfew_policy::Names::new(),
             groups: crate::snapshot::GroupCache::default(),
+            fence: None,
+            leads: None,
         },
         warnings,
     })

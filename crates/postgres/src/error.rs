@@ -81,6 +81,13 @@ pub enum PgError {
         /// The server's message.
         detail: String,
     },
+    /// This agent no longer holds the target's leader lock (another replica may lead): the
+    /// action was not taken, and the agent must stop acting until it leads again.
+    #[error("target \"{target}\": this agent no longer holds the leader lock; it stops acting")]
+    NotLeading {
+        /// Target name.
+        target: String,
+    },
     /// A statement failed.
     #[error("target \"{target}\": {what} failed: {reason}")]
     Query {
@@ -99,6 +106,11 @@ impl PgError {
     /// Whether the connection is gone, so the caller should reconnect.
     pub fn is_connection_lost(&self) -> bool {
         matches!(self, PgError::Query { lost: true, .. })
+    }
+
+    /// Whether this agent lost its leadership (stop acting, campaign again).
+    pub fn is_not_leading(&self) -> bool {
+        matches!(self, PgError::NotLeading { .. })
     }
 
     pub(crate) fn query(target: &str, what: &'static str, e: tokio_postgres::Error) -> PgError {

@@ -1,9 +1,10 @@
 //! curfew's PostgreSQL adapter: connect from a libpq-style URL (TLS, password file), check that
 //! the server and role are fit, read the live sessions on the server's clock, and end a session
-//! with a guard that re-checks it in the same statement.
+//! with a guard that re-checks it in the same statement; elect one leader among replicas.
 
 mod connect;
 mod error;
+mod leader;
 mod ledger;
 mod queries;
 mod secret;
@@ -13,6 +14,7 @@ mod tls;
 
 pub use connect::{Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect};
 pub use error::PgError;
+pub use leader::{LEADER_KEY, LeaderInfo, Leadership};
 pub use ledger::{FaultHook, LockProgress, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use snapshot::Snapshot;

@@ -54,15 +54,32 @@ LEFT JOIN g ON g.member = s.usesysid";
 /// checks all see one consistent picture.)
 /// (`pg_terminate_backend(pid, timeout)` would confirm the exit too, but it polls in 100 ms
 /// steps; the exits are confirmed with `EXITED` instead.)
-pub(crate) const TERMINATE: &str = "
-WITH g AS (
+///
+/// It is fenced (see `crate::leader`): with a leader's lock session in `$6`/`$7`, nothing is
+/// signalled unless that session still holds the leader lock; the last column says whether it
+/// did. `$6` NULL means unfenced.
+pub(crate) fn terminate_sql() -> String {
+    format!(
+        "{TERMINATE_HEAD}{}{TERMINATE_TAIL}",
+        crate::leader::leading_sql("$6::int4", "$7::timestamptz")
+    )
+}
+
+const TERMINATE_HEAD: &str = "
+WITH f AS (
+  SELECT $6::int4 IS NULL OR ";
+
+const TERMINATE_TAIL: &str = " AS leading
+),
+g AS (
   SELECT * FROM unnest($1::int4[], $2::timestamptz[], $3::text[], $4::timestamptz[], $5::timestamptz[])
     WITH ORDINALITY AS g(pid, backend_start, kind, since, not_before, n)
 )
 SELECT g.n, m.matched, m.early,
-       CASE WHEN m.matched AND NOT m.early THEN pg_terminate_backend(g.pid) END,
-       clock_timestamp()
+       CASE WHEN f.leading AND m.matched AND NOT m.early THEN pg_terminate_backend(g.pid) END,
+       clock_timestamp(), f.leading
 FROM g
+CROSS JOIN f
 LEFT JOIN LATERAL (
   SELECT s.pid, s.state, s.state_change FROM pg_stat_get_activity(g.pid) s
   WHERE s.backend_start = g.backend_start
@@ -97,7 +114,7 @@ impl Statements {
     pub(crate) async fn prepare(client: &Client) -> Result<Statements, tokio_postgres::Error> {
         Ok(Statements {
             snapshot: client.prepare(SNAPSHOT).await?,
-            terminate: client.prepare(TERMINATE).await?,
+            terminate: client.prepare(&terminate_sql()).await?,
             exited: client.prepare(EXITED).await?,
         })
     }

@@ -172,11 +172,21 @@ impl Connection {
             .map(|g| g.idle_since.map(|(_, t)| t))
             .collect();
         let not_before: Vec<Option<Timestamp>> = guards.iter().map(|g| g.not_before).collect();
+        let leader_pid = self.fence.map(|f| f.pid);
+        let leader_start = self.fence.map(|f| f.backend_start);
         let rows = match self
             .client
             .query(
                 &self.statements.terminate,
-                &[&pids, &starts, &kinds, &since, &not_before],
+                &[
+                    &pids,
+                    &starts,
+                    &kinds,
+                    &since,
+                    &not_before,
+                    &leader_pid,
+                    &leader_start,
+                ],
             )
             .await
         {
@@ -199,6 +209,10 @@ impl Connection {
             });
             guards.len()
         ];
+        // Fenced out: nothing was signalled, and nothing may be until this agent leads again.
+        if rows.first().is_some_and(|r| !r.get::<_, bool>(5)) {
+            return Err(self.not_leading());
+        }
         for row in &rows {
             let n = usize::try_from(row.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
             let (matched, early): (bool, bool) = (row.get(1), row.get(2));

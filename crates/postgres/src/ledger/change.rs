@@ -56,6 +56,24 @@ impl Connection {
         )
         .await
         .map_err(failed("locking the role's ledger entry"))?;
+        // Fenced (see `crate::leader`): only the leader changes logins.
+        if let Some(leader) = self.fence {
+            let leading: bool = tx
+                .query_one(
+                    &format!(
+                        "SELECT {}",
+                        crate::leader::leading_sql("$1::int4", "$2::timestamptz")
+                    ),
+                    &[&leader.pid, &leader.backend_start],
+                )
+                .await
+                .map_err(failed("checking the leader lock"))?
+                .get(0);
+            if !leading {
+                tx.rollback().await.map_err(failed("rolling back"))?;
+                return Err(self.not_leading());
+            }
+        }
         let state = tx
             .query_opt(
                 &format!(

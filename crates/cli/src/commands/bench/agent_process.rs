@@ -55,7 +55,7 @@ impl AgentProcess {
                 }
                 if line.contains("snapshot of") {
                     s.fetch_add(1, Ordering::Relaxed);
-                } else if line.contains("connected") {
+                } else if line.contains("this agent leads") {
                     c.store(true, Ordering::Relaxed);
                 }
             }
@@ -67,7 +67,7 @@ impl AgentProcess {
         })
     }
 
-    /// Wait until the agent has connected to its target.
+    /// Wait until the agent has connected to its target and leads it.
     pub(crate) async fn connected(&mut self, limit: Duration) -> anyhow::Result<()> {
         let started = Instant::now();
         while !self.connected.load(Ordering::Relaxed) {

@@ -222,12 +222,16 @@ impl Monitor {
         Ok(())
     }
 
-    /// The server process of curfew's connection.
+    /// The server process of curfew's working connection (not the one that only holds its
+    /// leader lock).
     pub(crate) async fn agent_backend(&self) -> anyhow::Result<Option<u32>> {
         let row = self
             .client
             .query_opt(
-                "SELECT pid FROM pg_stat_activity WHERE usename = 'curfew_agent' AND application_name = 'curfew' LIMIT 1",
+                "SELECT pid FROM pg_stat_activity
+                 WHERE usename = 'curfew_agent' AND application_name = 'curfew'
+                   AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory')
+                 LIMIT 1",
                 &[],
             )
             .await?;

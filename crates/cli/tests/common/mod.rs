@@ -1,0 +1,122 @@
+//! Helpers for the tests that run the `curfew` binary against a real PostgreSQL.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)] // each test binary uses some of them
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use curfew_sandbox::Cluster;
+
+pub fn curfew() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_curfew"))
+}
+
+pub struct Dir(pub PathBuf);
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn dir(name: &str) -> Dir {
+    let d = std::env::temp_dir().join(format!("curfew-cli-live-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    Dir(d)
+}
+
+pub fn cluster() -> Cluster {
+    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .psql(
+            "CREATE ROLE curfew_agent LOGIN; GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+             CREATE ROLE kim LOGIN;",
+        )
+        .unwrap();
+    cluster
+}
+
+pub fn policy_text(cluster: &Cluster, rules: &str) -> String {
+    format!(
+        "[agent]\ninterval = \"1s\"\n\n[[target]]\nname = \"db\"\nurl = \"{}\"\n\n{rules}",
+        cluster.url("curfew_agent", "postgres")
+    )
+}
+
+pub async fn session(
+    cluster: &Cluster,
+    user: &str,
+) -> (tokio_postgres::Client, i32, mpsc::Receiver<()>) {
+    let conninfo = format!(
+        "host=127.0.0.1 port={} user={user} dbname=postgres",
+        cluster.port()
+    );
+    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    tokio::spawn(async move {
+        let _ = connection.await;
+        let _ = tx.send(());
+    });
+    let pid = client
+        .query_one("select pg_backend_pid()", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (client, pid, rx)
+}
+
+/// Stderr lines of a child, as they come.
+pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+/// Wait for a log line containing `needle`; all lines seen on the way.
+pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match lines.recv_timeout(left) {
+            Ok(line) => {
+                let found = line.contains(needle);
+                seen.push(line);
+                if found {
+                    return seen;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    panic!(
+        "no log line with {needle:?} within {limit:?}; saw:\n{}",
+        seen.join("\n")
+    );
+}
+
+pub fn signal(child: &Child, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+pub fn events(audit: &Path) -> Vec<String> {
+    curfew_audit::read(audit)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.unwrap().event)
+        .collect()
+}

@@ -1,0 +1,184 @@
+//! Leadership among agent replicas: a session-level advisory lock on a dedicated connection.
+//! PostgreSQL is the coordination service: the lock is released when the holder's session ends,
+//! whatever ended it.
+//!
+//! Holding the lock is not enough to act safely: the leader's lock connection may be gone on the
+//! server while the agent has not noticed yet, and another replica may already lead. So every
+//! action is *fenced*: the statement that ends sessions, and the transaction that changes a
+//! login, check on the server, in the same statement, that the leader's lock session (pid and
+//! start time) is still alive. curfew never unlocks the lock on that session, so the session
+//! alive means the lock held; a replica whose lock session ended cannot act. (Checking
+//! `pg_locks` instead would cost a scan of the whole lock table per termination: 6 ms with 2000
+//! sessions, measured.)
+
+use jiff::Timestamp;
+
+use crate::connect::Connection;
+use crate::error::PgError;
+
+/// The advisory lock key that elects one agent per server (per database: advisory locks are
+/// scoped to the database of the connection). `pg_locks` shows it as classid 1668676813,
+/// objid 2871492352, objsubid 1 (see `LEADING`).
+pub const LEADER_KEY: i64 = 7_166_912_342_300_000_000;
+
+/// SQL: the `pg_locks` row (alias `l`) of the leader lock, in any database.
+const LOCK_ROW: &str = "l.locktype = 'advisory' AND l.granted
+      AND l.classid = 1668676813 AND l.objid = 2871492352 AND l.objsubid = 1";
+
+/// SQL: true while the lock session with pid `{pid}` and start `{start}` is alive.
+const LEADING: &str =
+    "EXISTS (SELECT 1 FROM pg_stat_get_activity({pid}) a WHERE a.backend_start = {start})";
+
+/// The fence condition over the given parameter placeholders (e.g. `$6::int4`).
+pub(crate) fn leading_sql(pid: &str, start: &str) -> String {
+    LEADING.replace("{pid}", pid).replace("{start}", start)
+}
+
+/// The session that holds a target's leader lock: the leader's lock connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Leadership {
+    /// Its backend pid.
+    pub pid: i32,
+    /// Its backend start (pids are reused).
+    pub backend_start: Timestamp,
+}
+
+/// Who holds the leader lock, as far as the server shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderInfo {
+    /// The holder's backend pid.
+    pub pid: i32,
+    /// Its client address, if it connected over TCP.
+    pub client_addr: Option<String>,
+    /// When its session started (about when it became leader, or shortly before).
+    pub backend_start: Option<Timestamp>,
+    /// The database it is connected to.
+    pub database: Option<String>,
+}
+
+impl Connection {
+    /// Try to take the leader lock on this connection (which should do nothing else and must
+    /// never unlock it). `Some` when this connection holds it now. A lock held by a replica
+    /// connected to another database of the same server counts as taken: advisory locks are
+    /// per database, and two leaders on one server would end the same sessions.
+    pub async fn try_lead(&mut self) -> Result<Option<Leadership>, PgError> {
+        let failed = |e| PgError::query(&self.target, "taking the leader lock", e);
+        let row = self
+            .client
+            .query_one(
+                "SELECT pg_try_advisory_lock($1),
+                        (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid()))",
+                &[&LEADER_KEY],
+            )
+            .await
+            .map_err(failed)?;
+        let (held, backend_start): (bool, Option<Timestamp>) = (row.get(0), row.get(1));
+        let (true, Some(backend_start)) = (held, backend_start) else {
+            return Ok(None);
+        };
+        if self.leads.is_none() {
+            let elsewhere: bool = self
+                .client
+                .query_one(
+                    &format!(
+                        "SELECT EXISTS (SELECT 1 FROM pg_locks l
+                                        WHERE {LOCK_ROW} AND l.pid <> pg_backend_pid())"
+                    ),
+                    &[],
+                )
+                .await
+                .map_err(failed)?
+                .get(0);
+            if elsewhere {
+                self.client
+                    .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_KEY])
+                    .await
+                    .map_err(failed)?;
+                return Ok(None);
+            }
+        } else {
+            // Taken again by its holder: keep the count at one.
+            self.client
+                .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_KEY])
+                .await
+                .map_err(failed)?;
+        }
+        let leadership = Leadership {
+            pid: self.info.backend_pid,
+            backend_start,
+        };
+        self.leads = Some(leadership);
+        Ok(Some(leadership))
+    }
+
+    /// Whether this connection still holds the leader lock: it took it, and its session is
+    /// still the same one (a heartbeat round trip).
+    pub async fn still_leads(&self) -> Result<bool, PgError> {
+        let Some(leadership) = self.leads else {
+            return Ok(false);
+        };
+        let row = self
+            .client
+            .query_one(
+                &format!("SELECT {}", leading_sql("$1::int4", "$2::timestamptz")),
+                &[&leadership.pid, &leadership.backend_start],
+            )
+            .await
+            .map_err(|e| PgError::query(&self.target, "checking the leader lock", e))?;
+        Ok(row.get(0))
+    }
+
+    /// Who holds the leader lock now, if anyone.
+    pub async fn leader(&self) -> Result<Option<LeaderInfo>, PgError> {
+        let row = self
+            .client
+            .query_opt(
+                &format!(
+                    "SELECT l.pid, host(a.client_addr), a.backend_start, d.datname::text
+                     FROM pg_locks l
+                     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+                     LEFT JOIN pg_database d ON d.oid = l.database
+                     WHERE {LOCK_ROW}
+                     LIMIT 1"
+                ),
+                &[],
+            )
+            .await
+            .map_err(|e| PgError::query(&self.target, "finding the leader", e))?;
+        Ok(row.map(|r| LeaderInfo {
+            pid: r.get(0),
+            client_addr: r.get(1),
+            backend_start: r.get(2),
+            database: r.get(3),
+        }))
+    }
+
+    /// Fence this connection's actions: from now on, sessions are ended and logins changed
+    /// only while `leadership` holds the leader lock (checked by the server in the same
+    /// statement). `None` removes the fence (a single process with no replicas, or tests).
+    pub fn fence(&mut self, leadership: Option<Leadership>) {
+        self.fence = leadership;
+    }
+
+    /// The NotLeading error for this connection.
+    pub(crate) fn not_leading(&self) -> PgError {
+        PgError::NotLeading {
+            target: self.target.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_locks_shows_the_key_as_its_two_halves() {
+        let (high, low) = (1_668_676_813_i64, 2_871_492_352_i64);
+        assert_eq!((high << 32) | low, LEADER_KEY);
+        assert!(LOCK_ROW.contains(&format!("l.classid = {high}")));
+        assert!(LOCK_ROW.contains(&format!("l.objid = {low}")));
+        let sql = leading_sql("$6", "$7");
+        assert!(!sql.contains('{'), "{sql}");
+    }
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cluster, curfew, dir, lines_of, policy_text, session, signal, wait_for};
+use common::{cluster, curfew, dir, events, lines_of, policy_text, session, signal, wait_for};
 
 fn agent(policy: &Path, audit: &Path) -> Child {
     curfew()
@@ -29,14 +29,6 @@ fn ended_pids(audit: &Path) -> Vec<i32> {
         .map(Result::unwrap)
         .filter(|e| e.event == "session_terminated")
         .map(|e| e.session.unwrap().pid)
-        .collect()
-}
-
-fn events(audit: &Path) -> Vec<String> {
-    curfew_audit::read(audit)
-        .unwrap()
-        .into_iter()
-        .map(|e| e.unwrap().event)
         .collect()
 }
 

@@ -29,7 +29,7 @@ use clap::{Parser, Subcommand};
                   curfew validate -c /etc/curfew/curfew.toml\n  \
                   curfew explain --format md > session-termination.md"
 )]
-struct Cli {
+pub(crate) struct Cli {
     /// The policy file ("-" reads standard input).
     #[arg(
         short = 'c',
@@ -143,12 +143,31 @@ enum Command {
 
     /// See curfew work: a throwaway PostgreSQL cluster, realistic sessions, live terminations.
     #[command(
-        after_help = "Starts a local PostgreSQL cluster (initdb on a free loopback port,                             removed at the end), creates the three-role pattern (appowner, appuser,                             backupuser) and human analysts, opens sessions (idle, a forgotten                             transaction, one over the session limit, a long-running one, the                             application's pool, a backup), runs the agent on a short-fused policy                             and shows each termination as it happens, then a summary and the audit                             log's verification. Takes about 20 seconds. Needs PostgreSQL server                             binaries (apt-get install postgresql, or CURFEW_PG_BIN).\n\n\
+        after_help = "Starts a local PostgreSQL cluster (initdb on a free loopback port, removed at \
+                            the end), creates the three-role pattern (appowner, appuser, backupuser) and \
+                            human analysts, opens sessions (idle, a forgotten transaction, one over the \
+                            session limit, a long-running one, the application's pool, a backup), runs the \
+                            agent on a short-fused policy and shows each termination as it happens, then a \
+                            summary and the audit log's verification. Takes about 20 seconds. Needs \
+                            PostgreSQL server binaries (apt-get install postgresql, or CURFEW_PG_BIN).\n\n\
                             Examples:\n  \
                             curfew demo\n  \
                             curfew demo --keep ./demo && curfew audit show ./demo/audit.jsonl"
     )]
     Demo(commands::demo::Args),
+
+    /// Print the shell completion script for bash, zsh, fish, elvish or powershell.
+    #[command(after_help = "Examples:\n  \
+                            curfew completions bash > /etc/bash_completion.d/curfew\n  \
+                            curfew completions zsh > \"${fpath[1]}/_curfew\"\n  \
+                            curfew completions fish > ~/.config/fish/completions/curfew.fish")]
+    Completions(commands::packaging::CompletionsArgs),
+
+    /// Print the manual page curfew(1), or write every command's page into a directory.
+    #[command(after_help = "Examples:\n  \
+                            curfew man | man -l -\n  \
+                            curfew man --out-dir /usr/local/share/man/man1")]
+    Man(commands::packaging::ManArgs),
 }
 
 fn main() -> ExitCode {
@@ -165,6 +184,8 @@ fn main() -> ExitCode {
         Command::Locks(args) => commands::locks::list(&cli.config, args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Bench(args) => commands::bench::run(args),
+        Command::Completions(args) => commands::packaging::completions(args),
+        Command::Man(args) => commands::packaging::man(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -181,3 +181,40 @@ fn a_closed_pipe_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+#[test]
+fn the_packaged_policy_is_valid() {
+    let out = curfew(&["validate", "-c", "packaging/curfew.toml"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("valid: 3 rules, 1 target"));
+}
+
+#[test]
+fn completions_cover_every_command_for_each_shell() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = curfew(&["completions", shell]);
+        assert_eq!(out.status.code(), Some(0), "{shell}: {}", text(&out.stderr));
+        let script = text(&out.stdout);
+        for command in ["validate", "agent", "lock", "bench", "completions"] {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+    }
+    assert_eq!(curfew(&["completions", "tcsh"]).status.code(), Some(2));
+}
+
+#[test]
+fn man_pages_are_generated_from_the_help() {
+    let out = curfew(&["man"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let page = text(&out.stdout);
+    assert!(page.contains(".TH curfew 1"), "{page}");
+    assert!(page.contains("curfew\\-agent(1)"), "{page}");
+
+    let dir = std::env::temp_dir().join(format!("curfew-man-{}", std::process::id()));
+    let out = curfew(&["man", "--out-dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let agent = std::fs::read_to_string(dir.join("curfew-agent.1")).unwrap();
+    assert!(agent.contains("\\-\\-dry\\-run"), "{agent}");
+    assert!(dir.join("curfew-audit-verify.1").exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

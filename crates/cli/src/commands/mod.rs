@@ -6,5 +6,6 @@ pub(crate) mod bench;
 pub(crate) mod demo;
 pub(crate) mod explain;
 pub(crate) mod locks;
+pub(crate) mod packaging;
 pub(crate) mod plan;
 pub(crate) mod validate;

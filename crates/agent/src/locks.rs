@@ -128,7 +128,7 @@ impl Keeper {
             .await
         {
             Ok(()) => Ok(kept),
-            Err(e) if e.is_connection_lost() => Err(e),
+            Err(e) if e.is_connection_lost() || e.is_not_leading() => Err(e),
             Err(e) => {
                 tracing::error!(target: "curfew::agent", "{e}");
                 // Look for the ledger again next round (it may have been dropped).

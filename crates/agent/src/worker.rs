@@ -55,7 +55,6 @@ impl<C: Connector> Worker<C> {
             };
             let error = match connected {
                 Ok((mut backend, warnings)) => {
-                    delay = self.shared.options.retry_min;
                     tracing::info!(target: "curfew::agent", "target \"{}\": connected ({})", self.target, backend.describe());
                     for warning in warnings {
                         tracing::warn!(target: "curfew::agent", "{warning}");
@@ -64,7 +63,10 @@ impl<C: Connector> Worker<C> {
                         target: self.target.clone(),
                         server: backend.describe(),
                     });
-                    match self.lead(&mut backend, &mut actor, &mut keeper).await {
+                    match self
+                        .lead(&mut backend, &mut actor, &mut keeper, &mut delay)
+                        .await
+                    {
                         Some(error) => error,
                         None => return,
                     }
@@ -93,6 +95,7 @@ impl<C: Connector> Worker<C> {
         backend: &mut C::Backend,
         actor: &mut Actor,
         keeper: &mut Keeper,
+        delay: &mut Duration,
     ) -> Option<String> {
         let mut lock = match self.connector.connect().await {
             Ok((lock, _)) => lock,
@@ -104,7 +107,9 @@ impl<C: Connector> Worker<C> {
             Err(e) => return Some(e.to_string()),
         };
         backend.fence(Some(leadership));
-        self.shared.set_leading(&self.target, true);
+        // Retries start short again only once this agent got as far as leading.
+        *delay = self.shared.options.retry_min;
+        let leading = LeadingFlag::raise(self.shared.clone(), &self.target);
         tracing::info!(target: "curfew::agent", "target \"{}\": this agent leads (leader lock held by its session {})", self.target, leadership.pid);
         self.leadership_record(
             Event::LeaderAcquired,
@@ -119,7 +124,7 @@ impl<C: Connector> Worker<C> {
         let ended = self.enforce(backend, &mut lock, actor, keeper).await;
         let (why, error) = match ended {
             Ended::Shutdown => {
-                actor.drain(backend).await;
+                self.drain(actor, backend).await;
                 (
                     "the agent is stopping; the leader lock is released".to_owned(),
                     None,
@@ -128,7 +133,7 @@ impl<C: Connector> Worker<C> {
             Ended::Lost(e) => {
                 if e.is_not_leading() {
                     // The main connection still works: confirm what was signalled.
-                    actor.drain(backend).await;
+                    self.drain(actor, backend).await;
                 } else {
                     actor.abandon(&e).await;
                 }
@@ -136,7 +141,7 @@ impl<C: Connector> Worker<C> {
             }
         };
         tracing::warn!(target: "curfew::agent", "target \"{}\": this agent no longer leads: {why}", self.target);
-        self.shared.set_leading(&self.target, false);
+        drop(leading);
         self.leadership_record(Event::LeaderLost, why, leadership)
             .await;
         self.shared.emit(AgentEvent::Leading {
@@ -166,13 +171,18 @@ impl<C: Connector> Worker<C> {
                 }
                 continue;
             }
-            if let Some(leadership) = lock.try_lead().await? {
+            let taken = tokio::time::timeout(HEARTBEAT_LIMIT, lock.try_lead()).await;
+            if let Some(leadership) =
+                taken.map_err(|_| self.no_reply("taking the leader lock"))??
+            {
                 return Ok(Some(leadership));
             }
             // Said once per campaign: finding the holder reads the whole lock table.
             if !said {
                 said = true;
-                let leader = lock.leader().await?;
+                let leader = tokio::time::timeout(HEARTBEAT_LIMIT, lock.leader())
+                    .await
+                    .map_err(|_| self.no_reply("finding the leader"))??;
                 let who = match &leader {
                     Some(l) => format!(
                         "session {} from {} on database \"{}\", since {}",
@@ -184,7 +194,7 @@ impl<C: Connector> Worker<C> {
                     ),
                     None => "nobody (it was just released)".to_owned(),
                 };
-                tracing::info!(target: "curfew::agent", "target \"{}\": another curfew agent leads ({who}); standing by", self.target);
+                tracing::info!(target: "curfew::agent", "target \"{}\": another curfew agent leads ({who}; if that is this agent, two targets of the policy name the same server and only one can lead); standing by", self.target);
                 self.shared.emit(AgentEvent::Leading {
                     target: self.target.clone(),
                     leading: false,
@@ -193,6 +203,29 @@ impl<C: Connector> Worker<C> {
             if self.pause(Instant::now() + interval).await == Pause::Stop {
                 return Ok(None);
             }
+        }
+    }
+
+    /// Confirm what was signalled before stepping down, for at most the termination wait.
+    async fn drain(&self, actor: &mut Actor, backend: &mut C::Backend) {
+        let wait = self.shared.options.terminate_wait;
+        if tokio::time::timeout(wait, actor.drain(backend))
+            .await
+            .is_err()
+        {
+            actor
+                .abandon(&self.no_reply("confirming terminations"))
+                .await;
+        }
+    }
+
+    /// The error for a statement that got no reply in time (a half-dead connection).
+    fn no_reply(&self, what: &'static str) -> PgError {
+        PgError::Query {
+            target: self.target.clone(),
+            what,
+            reason: format!("no reply within {}s", HEARTBEAT_LIMIT.as_secs()),
+            lost: true,
         }
     }
 
@@ -240,7 +273,13 @@ impl<C: Connector> Worker<C> {
                         target: self.target.clone(),
                     });
                 }
-                Err(e) => return Ended::Lost(e),
+                Err(e) => {
+                    // The lock connection is gone, so is the lock; the main one may still work.
+                    tracing::warn!(target: "curfew::agent", "{e}");
+                    return Ended::Lost(PgError::NotLeading {
+                        target: self.target.clone(),
+                    });
+                }
             }
             let started = Instant::now();
             let snapshot = match backend.snapshot(loaded.needs_memberships()).await {
@@ -416,4 +455,27 @@ fn standby_of(loaded: &LoadedPolicy, target: &str) -> Option<String> {
         .iter()
         .find(|t| t.name == target && t.standby)
         .and_then(|t| t.primary.clone())
+}
+
+/// This agent leads a target while the flag is up; lowered when dropped, even when the worker
+/// is aborted, so a standby never acts on a primary this agent no longer leads.
+struct LeadingFlag {
+    shared: Arc<Shared>,
+    target: String,
+}
+
+impl LeadingFlag {
+    fn raise(shared: Arc<Shared>, target: &str) -> LeadingFlag {
+        shared.set_leading(target, true);
+        LeadingFlag {
+            shared,
+            target: target.to_owned(),
+        }
+    }
+}
+
+impl Drop for LeadingFlag {
+    fn drop(&mut self) {
+        self.shared.set_leading(&self.target, false);
+    }
 }

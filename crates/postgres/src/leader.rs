@@ -9,7 +9,12 @@
 //! start time) is still alive. curfew never unlocks the lock on that session, so the session
 //! alive means the lock held; a replica whose lock session ended cannot act. (Checking
 //! `pg_locks` instead would cost a scan of the whole lock table per termination: 6 ms with 2000
-//! sessions, measured.)
+//! sessions, measured.) One gap remains, inside PostgreSQL: an exiting backend releases its
+//! advisory locks a moment (well under a millisecond) before it leaves `pg_stat_activity`. A new
+//! leader would have to take the lock and act within that moment while the old one acts too;
+//! and even then each termination's own guard makes a second signal to the same session a
+//! no-op. Connect directly, not through a pooler: a pooler may run `DISCARD ALL`, which releases
+//! the lock while the server session lives on.
 
 use jiff::Timestamp;
 
@@ -111,8 +116,8 @@ impl Connection {
         Ok(Some(leadership))
     }
 
-    /// Whether this connection still holds the leader lock: it took it, and its session is
-    /// still the same one (a heartbeat round trip).
+    /// Whether this connection still holds the leader lock: it took it, and its session still
+    /// answers as the same one (a heartbeat round trip: a session that answers has not lost it).
     pub async fn still_leads(&self) -> Result<bool, PgError> {
         let Some(leadership) = self.leads else {
             return Ok(false);

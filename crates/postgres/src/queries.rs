@@ -56,8 +56,8 @@ LEFT JOIN g ON g.member = s.usesysid";
 /// steps; the exits are confirmed with `EXITED` instead.)
 ///
 /// It is fenced (see `crate::leader`): with a leader's lock session in `$6`/`$7`, nothing is
-/// signalled unless that session still holds the leader lock; the last column says whether it
-/// did. `$6` NULL means unfenced.
+/// signalled unless that session is still alive (and so still holds the leader lock); the last
+/// column says whether it was. `$6` NULL means unfenced.
 pub(crate) fn terminate_sql() -> String {
     format!(
         "{TERMINATE_HEAD}{}{TERMINATE_TAIL}",

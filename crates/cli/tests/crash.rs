@@ -5,12 +5,16 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use curfew_sandbox::Cluster;
+
+use common::Dir;
 
 const WEIRD: &str = "we\"ird röle";
 const LOCK_POINTS: [&str; 4] = [
@@ -25,14 +29,6 @@ const RESTORE_POINTS: [&str; 4] = [
     "restore.before-commit",
     "restore.after-commit",
 ];
-
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn can_login(cluster: &Cluster, role: &str) -> bool {
     let sql = format!(
@@ -71,17 +67,8 @@ fn assert_consistent(cluster: &Cluster, when: &str) {
 }
 
 fn agent(policy: &Path, audit: &Path, fault: Option<&str>) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_curfew"));
-    command
-        .args([
-            "agent",
-            "-c",
-            policy.to_str().unwrap(),
-            "--audit-log",
-            audit.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
+    let mut command = common::agent_command(policy, audit);
+    command.stderr(Stdio::null());
     if let Some(point) = fault {
         command.env("CURFEW_FAULT", point);
     }

@@ -5,10 +5,11 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use common::{cluster, curfew, dir, events, lines_of, policy_text, session, signal, wait_for};
+use common::{
+    agent, cluster, curfew, dir, events, lines_of, policy_text, session, signal, wait_for,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_reloads_on_sighup_keeps_a_bad_policy_out_and_stops_on_sigterm() {
@@ -24,18 +25,7 @@ async fn the_agent_reloads_on_sighup_keeps_a_bad_policy_out_and_stops_on_sigterm
         ),
     )
     .unwrap();
-    let mut agent = curfew()
-        .args([
-            "agent",
-            "-c",
-            policy.to_str().unwrap(),
-            "--audit-log",
-            audit.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut agent = agent(&policy, &audit);
     let lines = lines_of(&mut agent);
     wait_for(&lines, "connected", Duration::from_secs(20));
     let (_kim, kim_pid, kim_ended) = session(&cluster, "kim").await;
@@ -246,18 +236,7 @@ async fn lock_and_unlock_through_the_running_agent() {
     let audit = d.0.join("audit.jsonl");
     std::fs::write(&policy, policy_text(&cluster, "")).unwrap();
     let config = policy.to_str().unwrap();
-    let mut agent = curfew()
-        .args([
-            "agent",
-            "-c",
-            config,
-            "--audit-log",
-            audit.to_str().unwrap(),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut agent = agent(&policy, &audit);
     let lines = lines_of(&mut agent);
     wait_for(&lines, "connected", Duration::from_secs(20));
     let (_ana, _, ana_ended) = session(&cluster, "ana").await;

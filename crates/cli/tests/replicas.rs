@@ -6,20 +6,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Stdio};
+
 use std::time::{Duration, Instant};
 
-use common::{cluster, curfew, dir, events, lines_of, policy_text, session, signal, wait_for};
-
-fn agent(policy: &Path, audit: &Path) -> Child {
-    curfew()
-        .args(["agent", "-c", policy.to_str().unwrap(), "--audit-log"])
-        .arg(audit)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
+use common::{
+    agent, cluster, curfew, dir, events, lines_of, policy_text, session, signal, wait_for,
+};
 
 /// The pid of each session the audit log says was ended.
 fn ended_pids(audit: &Path) -> Vec<i32> {

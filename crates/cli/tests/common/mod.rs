@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -13,6 +13,27 @@ pub fn curfew() -> Command {
     Command::new(env!("CARGO_BIN_EXE_curfew"))
 }
 
+/// `curfew agent -c POLICY --audit-log AUDIT`, its standard output discarded.
+pub fn agent_command(policy: &Path, audit: &Path) -> Command {
+    let mut command = curfew();
+    command
+        .args(["agent", "-c"])
+        .arg(policy)
+        .arg("--audit-log")
+        .arg(audit)
+        .stdout(Stdio::null());
+    command
+}
+
+/// A running agent whose log (standard error) can be read with [`lines_of`].
+pub fn agent(policy: &Path, audit: &Path) -> Child {
+    agent_command(policy, audit)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// A directory removed when dropped.
 pub struct Dir(pub PathBuf);
 
 impl Drop for Dir {

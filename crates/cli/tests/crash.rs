@@ -182,17 +182,7 @@ fn a_killed_agent_never_leaves_a_role_half_locked_or_wrongly_enabled() {
     }
 
     // Every interrupted intent was closed at the next start: the log verifies.
-    let verify = Command::new(env!("CARGO_BIN_EXE_curfew"))
-        .args(["audit", "verify", audit.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(
-        verify.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    common::assert_audit_verifies(&audit);
     let interrupted = curfew_audit::read(&audit)
         .unwrap()
         .into_iter()

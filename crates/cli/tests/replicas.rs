@@ -10,7 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{
-    agent, cluster, curfew, dir, events, lines_of, policy_text, session, signal, wait_for,
+    agent, assert_audit_verifies, cluster, dir, events, lines_of, policy_text, session, signal,
+    wait_for,
 };
 
 /// The pid of each session the audit log says was ended.
@@ -22,21 +23,6 @@ fn ended_pids(audit: &Path) -> Vec<i32> {
         .filter(|e| e.event == "session_terminated")
         .map(|e| e.session.unwrap().pid)
         .collect()
-}
-
-fn verify(audit: &Path) {
-    let out = curfew()
-        .args(["audit", "verify"])
-        .arg(audit)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,6 +101,6 @@ async fn one_replica_acts_and_the_other_takes_over_when_it_is_killed() {
         ["leader_acquired", "termination_intent", "leader_lost"],
         "{events_b:?}"
     );
-    verify(&audit_a);
-    verify(&audit_b);
+    assert_audit_verifies(&audit_a);
+    assert_audit_verifies(&audit_b);
 }

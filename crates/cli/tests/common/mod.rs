@@ -141,3 +141,19 @@ pub fn events(audit: &Path) -> Vec<String> {
         .map(|e| e.unwrap().event)
         .collect()
 }
+
+/// `curfew audit verify AUDIT` exits 0 (its output is shown when it does not).
+pub fn assert_audit_verifies(audit: &Path) {
+    let out = curfew()
+        .args(["audit", "verify"])
+        .arg(audit)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

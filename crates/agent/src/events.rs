@@ -1,6 +1,9 @@
-//! What the agent tells observers (the demo's live view today; metrics and the status page
-//! later). Observers that fall behind miss events; enforcement never waits for them.
+//! What the agent tells observers (the demo's live view, metrics and the status page).
+//! Observers that fall behind miss events; enforcement never waits for them.
 
+use std::sync::Arc;
+
+use curfew_audit::Event;
 use curfew_policy::Session;
 use jiff::{SignedDuration, Timestamp};
 
@@ -31,14 +34,22 @@ pub enum AgentEvent {
         /// Whether this agent leads now.
         leading: bool,
     },
+    /// Another replica leads the target (or, for a standby, this agent does not lead its
+    /// primary): this agent checked and stands by. Said once per interval while it lasts, so
+    /// an observer knows the target is being watched.
+    StandingBy {
+        /// Target name.
+        target: String,
+    },
     /// A snapshot was taken and evaluated.
     Evaluated {
         /// Target name.
         target: String,
         /// Server clock of the snapshot.
         at: Timestamp,
-        /// Client sessions seen.
-        sessions: usize,
+        /// The sessions seen (client backends, except curfew's own), shared with every
+        /// observer.
+        sessions: Arc<[Session]>,
         /// How long the snapshot query took.
         snapshot_time: std::time::Duration,
         /// How long evaluating took.
@@ -105,9 +116,29 @@ pub enum AgentEvent {
         /// The server clock when the warning fell due.
         at: Timestamp,
     },
+    /// Audit records were appended (and are durable).
+    Recorded {
+        /// What each record says, in order.
+        records: Vec<RecordedEvent>,
+    },
     /// An audit record could not be written; the action it was for was not taken.
     AuditFailed {
         /// Why.
         error: String,
     },
+}
+
+/// The gist of one audit record that was written, for observers that count them.
+#[derive(Debug, Clone)]
+pub struct RecordedEvent {
+    /// Its sequence number in the log.
+    pub seq: u64,
+    /// The event.
+    pub event: Event,
+    /// The target, if the record is about one.
+    pub target: Option<String>,
+    /// The rule, if any.
+    pub rule: Option<String>,
+    /// The result word (`ended`, `failed`, ...), if any.
+    pub result: Option<String>,
 }

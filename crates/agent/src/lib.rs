@@ -16,7 +16,7 @@ mod supervisor;
 mod worker;
 
 pub use backend::{Backend, Connector};
-pub use events::AgentEvent;
+pub use events::{AgentEvent, RecordedEvent};
 pub use loaded::{LoadError, LoadedPolicy};
 pub use locks::{Locked, LockedSet, covered_roles};
 pub use records::write_to as write_audit;

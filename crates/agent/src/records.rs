@@ -4,7 +4,7 @@ use curfew_audit::{Appended, AuditLog, Event, Record, SessionInfo};
 use curfew_policy::Session;
 use jiff::Timestamp;
 
-use crate::events::AgentEvent;
+use crate::events::{AgentEvent, RecordedEvent};
 use crate::shared::Shared;
 
 /// The audit view of a session.
@@ -30,12 +30,44 @@ pub(crate) fn about(event: Event, target: &str) -> Record {
 /// Append a record (with fsync, off the async threads). A failure is logged and reported to
 /// observers; the caller must then not take the action the record was for.
 pub(crate) async fn write(shared: &Shared, record: Record) -> Result<Appended, String> {
-    write_to(&shared.audit, record).await.inspect_err(|error| {
-        tracing::error!("audit log {}: {error}", shared.audit.path().display());
-        shared.emit(AgentEvent::AuditFailed {
-            error: error.clone(),
-        });
-    })
+    let gist = shared.observed().then(|| gist(&record, 0));
+    let result = write_to(&shared.audit, record).await;
+    tell(
+        shared,
+        gist.into_iter().collect(),
+        result.as_ref().map(std::slice::from_ref),
+    );
+    result
+}
+
+/// What observers learn of records: their gist once durable, or the failure.
+fn tell(shared: &Shared, mut gists: Vec<RecordedEvent>, result: Result<&[Appended], &String>) {
+    match result {
+        Ok(appended) => {
+            if !gists.is_empty() {
+                for (gist, appended) in gists.iter_mut().zip(appended) {
+                    gist.seq = appended.seq;
+                }
+                shared.emit(AgentEvent::Recorded { records: gists });
+            }
+        }
+        Err(error) => {
+            tracing::error!("audit log {}: {error}", shared.audit.path().display());
+            shared.emit(AgentEvent::AuditFailed {
+                error: error.clone(),
+            });
+        }
+    }
+}
+
+fn gist(record: &Record, seq: u64) -> RecordedEvent {
+    RecordedEvent {
+        seq,
+        event: record.event,
+        target: record.target.clone(),
+        rule: record.rule.clone(),
+        result: record.result.clone(),
+    }
 }
 
 /// Append a record to a log (with fsync, off the async threads).
@@ -53,16 +85,17 @@ pub(crate) async fn write_all(
     shared: &Shared,
     records: Vec<Record>,
 ) -> Result<Vec<Appended>, String> {
+    let gists = if shared.observed() {
+        records.iter().map(|r| gist(r, 0)).collect()
+    } else {
+        Vec::new()
+    };
     let audit = shared.audit.clone();
     let result = match tokio::task::spawn_blocking(move || audit.append_all(records)).await {
         Ok(Ok(appended)) => Ok(appended),
         Ok(Err(e)) => Err(format!("cannot write audit records: {e}")),
         Err(e) => Err(format!("audit writer stopped: {e}")),
     };
-    result.inspect_err(|error| {
-        tracing::error!("audit log {}: {error}", shared.audit.path().display());
-        shared.emit(AgentEvent::AuditFailed {
-            error: error.clone(),
-        });
-    })
+    tell(shared, gists, result.as_deref());
+    result
 }

@@ -103,6 +103,14 @@ impl Shared {
             .contains(target)
     }
 
+    /// Whether anyone listens (so that an event costly to build is built only then).
+    pub(crate) fn observed(&self) -> bool {
+        self.options
+            .events
+            .as_ref()
+            .is_some_and(|events| events.receiver_count() > 0)
+    }
+
     /// Tell observers, if any (never blocks; a lagging observer misses events).
     pub(crate) fn emit(&self, event: AgentEvent) {
         if let Some(events) = &self.options.events {

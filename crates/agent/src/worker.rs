@@ -166,6 +166,9 @@ impl<C: Connector> Worker<C> {
                     waited_for_primary = true;
                     tracing::info!(target: "curfew::agent", "target \"{}\": a standby; standing by until this agent leads its primary \"{primary}\"", self.target);
                 }
+                self.shared.emit(AgentEvent::StandingBy {
+                    target: self.target.clone(),
+                });
                 if self.pause(Instant::now() + interval).await == Pause::Stop {
                     return Ok(None);
                 }
@@ -200,6 +203,9 @@ impl<C: Connector> Worker<C> {
                     leading: false,
                 });
             }
+            self.shared.emit(AgentEvent::StandingBy {
+                target: self.target.clone(),
+            });
             if self.pause(Instant::now() + interval).await == Pause::Stop {
                 return Ok(None);
             }
@@ -314,13 +320,15 @@ impl<C: Connector> Worker<C> {
                 "target \"{}\": snapshot of {} sessions in {:.1} ms, evaluated in {:.2} ms",
                 self.target, snapshot.sessions.len(), snapshot_time.as_secs_f64() * 1e3,
                 anchor.elapsed().as_secs_f64() * 1e3);
-            self.shared.emit(AgentEvent::Evaluated {
-                target: self.target.clone(),
-                at: snapshot.now,
-                sessions: snapshot.sessions.len(),
-                snapshot_time,
-                evaluation_time: anchor.elapsed(),
-            });
+            if self.shared.observed() {
+                self.shared.emit(AgentEvent::Evaluated {
+                    target: self.target.clone(),
+                    at: snapshot.now,
+                    sessions: snapshot.sessions.as_slice().into(),
+                    snapshot_time,
+                    evaluation_time: anchor.elapsed(),
+                });
+            }
             if let Err(e) = actor.act(backend, &loaded, &snapshot, &plan).await {
                 return Ended::Lost(e);
             }

@@ -171,6 +171,42 @@ impl AuditLog {
         Ok(appended)
     }
 
+    /// Whether the next append can be expected to succeed: the writer is not broken by an
+    /// earlier failure, the path still names the file being written (not moved away or
+    /// deleted, which would send records where nobody looks), and it can still be opened for
+    /// appending. A full disk shows only when a write fails, which breaks nothing but is
+    /// reported by that write.
+    pub fn check_writable(&self) -> Result<(), String> {
+        use std::os::unix::fs::MetadataExt;
+        let path = &self.inner.path;
+        let state = self
+            .inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(reason) = &state.broken {
+            return Err(format!("{}: unusable: {reason}", path.display()));
+        }
+        let held = state
+            .file
+            .metadata()
+            .map_err(|e| format!("{}: cannot stat the open file: {e}", path.display()))?;
+        drop(state);
+        let named = std::fs::metadata(path)
+            .map_err(|e| format!("{}: {e} (moved or deleted while in use?)", path.display()))?;
+        if (named.dev(), named.ino()) != (held.dev(), held.ino()) {
+            return Err(format!(
+                "{}: is no longer the file being written (moved or replaced); restart the agent",
+                path.display()
+            ));
+        }
+        OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map(drop)
+            .map_err(|e| format!("{}: cannot be opened for appending: {e}", path.display()))
+    }
+
     /// The log's path.
     pub fn path(&self) -> &Path {
         &self.inner.path
@@ -247,5 +283,31 @@ mod tests {
             )
         );
         assert!(mode_warning(p, 0o620).unwrap().contains("writable by"));
+    }
+
+    fn scratch_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("curfew-audit-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn check_writable_flags_a_log_moved_or_deleted_under_the_writer() {
+        let dir = scratch_dir("moved");
+        let path = dir.join("audit.jsonl");
+        let log = AuditLog::open(&path).unwrap();
+        assert_eq!(log.check_writable(), Ok(()));
+        std::fs::rename(&path, dir.join("audit.jsonl.1")).unwrap();
+        let gone = log.check_writable().unwrap_err();
+        assert!(gone.contains("moved or deleted"), "{gone}");
+        // A new file under the old name is not the one being written either.
+        std::fs::write(&path, b"").unwrap();
+        let replaced = log.check_writable().unwrap_err();
+        assert!(
+            replaced.contains("no longer the file being written"),
+            "{replaced}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -27,6 +27,8 @@ pub struct AgentSettings {
     pub interval: Limit,
     /// Where the audit log is written, if set in the policy.
     pub audit_log: Option<String>,
+    /// Where the HTTP endpoint (metrics, health, status) listens, if anywhere.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for AgentSettings {
@@ -34,6 +36,7 @@ impl Default for AgentSettings {
         Self {
             interval: Limit::from_secs(1).unwrap_or_else(|| unreachable!("1s is positive")),
             audit_log: None,
+            listen: None,
         }
     }
 }

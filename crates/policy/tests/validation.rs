@@ -61,7 +61,7 @@ fn unknown_key_without_a_close_match_lists_the_keys() {
     assert_error(
         "[agent]\ncolour = \"red\"\n",
         "2:1",
-        "expected one of: interval, audit_log",
+        "expected one of: interval, audit_log, listen",
     );
 }
 
@@ -376,6 +376,55 @@ fn agent_interval_has_a_floor() {
         "[agent]\ninterval = \"10ms\"\n",
         "2:12",
         "it must be at least 100ms",
+    );
+}
+
+#[test]
+fn agent_listen_is_an_address_and_a_port() {
+    assert_error(
+        "[agent]\nlisten = \"127.0.0.1\"\n",
+        "2:10",
+        "must be an IP address and a port, not \"127.0.0.1\"; add a port: \"127.0.0.1:9187\"",
+    );
+    assert_error(
+        "[agent]\nlisten = \"localhost:9187\"\n",
+        "2:10",
+        "write the address, not a name",
+    );
+    assert_error("[agent]\nlisten = 9187\n", "2:10", "an address string");
+    let parsed = parse_policy(
+        "t.toml",
+        "[agent]\nlisten = \"[::1]:9187\"\n",
+        jiff::tz::db(),
+    )
+    .unwrap();
+    assert_eq!(
+        parsed.policy.agent.listen,
+        Some("[::1]:9187".parse().unwrap())
+    );
+    assert!(
+        parsed
+            .warnings
+            .iter()
+            .all(|w| !w.message.contains("listen"))
+    );
+}
+
+#[test]
+fn agent_listen_beyond_loopback_is_warned_about() {
+    let parsed = parse_policy(
+        "t.toml",
+        "[agent]\nlisten = \"0.0.0.0:9187\"\n",
+        jiff::tz::db(),
+    )
+    .unwrap();
+    assert!(
+        parsed
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("not loopback")),
+        "{:?}",
+        parsed.warnings
     );
 }
 

@@ -1,12 +1,14 @@
 //! `curfew agent`: enforce the policy on every target until stopped. SIGHUP reloads the policy
 //! (all or nothing); SIGTERM and Ctrl-C stop cleanly.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use curfew_agent::{AgentOptions, LoadError, LoadedPolicy};
+use curfew_agent::{AgentEvent, AgentOptions, LoadError, LoadedPolicy, RecordedEvent};
 use curfew_audit::{AuditLog, Event, Record};
+use curfew_observe::Observer;
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -24,10 +26,17 @@ pub(crate) struct Args {
     /// The audit log to append to (overrides `audit_log` in `[agent]`).
     #[arg(long, value_name = "FILE")]
     audit_log: Option<PathBuf>,
+    /// Serve /metrics, /healthz, /status and the status page on this address (overrides
+    /// `listen` in `[agent]`), e.g. 127.0.0.1:9187.
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<std::net::SocketAddr>,
     /// Log format on standard error.
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
 }
+
+/// Agent events the HTTP endpoint may fall behind by before it misses some (it counts them).
+const EVENT_BACKLOG: usize = 8192;
 
 /// Run the agent.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
@@ -54,8 +63,15 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     for warning in audit.warnings() {
         tracing::warn!("{warning}");
     }
+    let listen = args.listen.or(loaded.policy.agent.listen);
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(serve(config.to_owned(), loaded, audit, args.dry_run))
+    runtime.block_on(serve(
+        config.to_owned(),
+        loaded,
+        audit,
+        args.dry_run,
+        listen,
+    ))
 }
 
 async fn serve(
@@ -63,16 +79,52 @@ async fn serve(
     loaded: LoadedPolicy,
     audit: AuditLog,
     dry_run: bool,
+    listen: Option<SocketAddr>,
 ) -> Result<(), Failure> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate =
         signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let (policy_tx, policy_rx) = watch::channel(Arc::new(loaded));
+    // The endpoint is bound before the agent starts (a busy port is an error now, not a log
+    // line later) and stops after it, so the last events are still counted.
+    let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let events = match listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| {
+                    format!("listening on {address} (`listen` in [agent], or --listen)")
+                })?;
+            let address = listener.local_addr().unwrap_or(address);
+            let (events, receiver) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
+            let observer = Observer::new(policy_rx.clone(), audit.clone(), dry_run);
+            tokio::spawn(observer.clone().follow(receiver));
+            tokio::spawn(async move {
+                let stopped = async move {
+                    let _ = http_stopped.await;
+                };
+                if let Err(e) = curfew_observe::serve(listener, observer, stopped).await {
+                    tracing::error!("the HTTP endpoint stopped: {e}");
+                }
+            });
+            tracing::info!("status page on http://{address}/ (also /status, /metrics, /healthz)");
+            Some(events)
+        }
+        None => None,
+    };
     let reload_audit = audit.clone();
+    let reload_events = events.clone();
     let reloads = tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            reload(&config, &policy_tx, &reload_audit).await;
+            reload(
+                &config,
+                &policy_tx,
+                &reload_audit,
+                reload_events.as_ref(),
+                listen,
+            )
+            .await;
         }
     });
     let shutdown = async move {
@@ -83,6 +135,7 @@ async fn serve(
     };
     let options = AgentOptions {
         dry_run,
+        events,
         ..AgentOptions::default()
     };
     if dry_run {
@@ -90,17 +143,31 @@ async fn serve(
     }
     let result = curfew_agent::run(audit, options, policy_rx, shutdown).await;
     reloads.abort();
+    let _ = http_stop.send(());
     result.map_err(|e| Failure::Runtime(e.into()))
 }
 
 /// SIGHUP: validate the whole file, then swap it in; an invalid file leaves the running policy
 /// in force, and both outcomes are audited (the swap by the agent as `policy_loaded`).
-async fn reload(config: &Path, policy: &watch::Sender<Arc<LoadedPolicy>>, audit: &AuditLog) {
+async fn reload(
+    config: &Path,
+    policy: &watch::Sender<Arc<LoadedPolicy>>,
+    audit: &AuditLog,
+    events: Option<&tokio::sync::broadcast::Sender<AgentEvent>>,
+    listening: Option<SocketAddr>,
+) {
     tracing::info!("SIGHUP: reloading {}", config.display());
     match LoadedPolicy::from_file(config) {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");
+            }
+            if let Some(wanted) = loaded.policy.agent.listen
+                && Some(wanted) != listening
+            {
+                tracing::warn!(
+                    "`listen` in [agent] is now {wanted}; the HTTP endpoint moves only when the agent restarts"
+                );
             }
             if loaded.sha256 == policy.borrow().sha256 {
                 tracing::info!("policy unchanged");
@@ -125,8 +192,29 @@ async fn reload(config: &Path, policy: &watch::Sender<Arc<LoadedPolicy>>, audit:
                     if problems.len() == 1 { "" } else { "s" }
                 ))
                 .with_detail(json!({"source": config.display().to_string(), "errors": problems}));
-            if let Err(e) = curfew_agent::write_audit(audit, record).await {
-                tracing::error!("{e}");
+            let gist = RecordedEvent {
+                seq: 0,
+                event: record.event,
+                target: None,
+                rule: None,
+                result: None,
+            };
+            let written = curfew_agent::write_audit(audit, record).await;
+            // The agent tells observers of its own records; this one is written here.
+            let told = match written {
+                Ok(appended) => AgentEvent::Recorded {
+                    records: vec![RecordedEvent {
+                        seq: appended.seq,
+                        ..gist
+                    }],
+                },
+                Err(error) => {
+                    tracing::error!("{error}");
+                    AgentEvent::AuditFailed { error }
+                }
+            };
+            if let Some(events) = events {
+                let _ = events.send(told);
             }
         }
     }

@@ -25,7 +25,7 @@ pub struct Parsed {
 }
 
 const TOP_KEYS: &[&str] = &["agent", "target", "exempt", "rule"];
-const AGENT_KEYS: &[&str] = &["interval", "audit_log"];
+const AGENT_KEYS: &[&str] = &["interval", "audit_log", "listen"];
 const TARGET_KEYS: &[&str] = &["name", "url", "password_file", "standby", "primary"];
 const SCOPE_KEYS: &[&str] = &[
     "roles",
@@ -117,8 +117,43 @@ fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSetting
         }
         settings.audit_log = Some(path.value);
     }
+    if let Some(listen) = r.string(c, "listen", "an address string like \"127.0.0.1:9187\"") {
+        settings.listen = listen_address(c, listen.span, &listen.value);
+    }
     r.finish(c);
     settings
+}
+
+/// `listen`: an IP address and a port. Anything but loopback is allowed and warned about: the
+/// status page shows role names, client addresses and what is about to be ended.
+fn listen_address(
+    c: &mut Collector<'_>,
+    span: std::ops::Range<usize>,
+    text: &str,
+) -> Option<std::net::SocketAddr> {
+    let Ok(address) = text.trim().parse::<std::net::SocketAddr>() else {
+        let hint = if text.trim().parse::<std::net::IpAddr>().is_ok() {
+            format!("add a port: \"{}:9187\"", text.trim())
+        } else if text.starts_with("localhost") {
+            "write the address, not a name: \"127.0.0.1:9187\"".to_owned()
+        } else {
+            "for example \"127.0.0.1:9187\" or \"[::1]:9187\"".to_owned()
+        };
+        c.error(
+            span,
+            format!("`listen` in [agent] must be an IP address and a port, not {text:?}; {hint}"),
+        );
+        return None;
+    };
+    if !address.ip().is_loopback() {
+        c.warning(
+            span,
+            format!(
+                "`listen` in [agent] is {address}, not loopback: anyone who can reach it sees role names, client addresses and what is about to be ended; prefer 127.0.0.1 behind a proxy that authenticates"
+            ),
+        );
+    }
+    Some(address)
 }
 
 fn parse_targets(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Vec<Target> {

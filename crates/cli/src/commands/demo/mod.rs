@@ -24,6 +24,10 @@ pub(crate) struct Args {
     /// Keep the demo's policy and audit log in this directory (for `curfew audit show`).
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// Serve the status page, /status, /metrics and /healthz on this address while the demo
+    /// runs (e.g. 127.0.0.1:9187).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 /// Run the demo.
@@ -88,8 +92,23 @@ async fn demo(args: &Args) -> Result<(), Failure> {
 
     let audit_path = dir.join("audit.jsonl");
     let audit = AuditLog::open(&audit_path).context("opening the demo audit log")?;
-    let (events_tx, mut events) = broadcast::channel(256);
+    let (events_tx, mut events) = broadcast::channel(4096);
     let (_policy_tx, policy_rx) = watch::channel(Arc::new(loaded.clone()));
+    let (http_stop, http_stopped) = oneshot::channel::<()>();
+    if let Some(address) = args.listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("listening on {address}"))?;
+        let address = listener.local_addr().unwrap_or(address);
+        let observer = curfew_observe::Observer::new(policy_rx.clone(), audit.clone(), false);
+        tokio::spawn(observer.clone().follow(events_tx.subscribe()));
+        tokio::spawn(curfew_observe::serve(listener, observer, async move {
+            let _ = http_stopped.await;
+        }));
+        say(format!(
+            "Status page: http://{address}/ (and /status, /metrics, /healthz) while the demo runs.\n"
+        ));
+    }
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let options = AgentOptions {
         events: Some(events_tx),
@@ -196,6 +215,7 @@ async fn demo(args: &Args) -> Result<(), Failure> {
         .await
         .context("the agent task")?
         .map_err(|e| Failure::Runtime(e.into()))?;
+    let _ = http_stop.send(());
     let verification = curfew_audit::verify(&audit_path).context("verifying the audit log")?;
 
     let ok = report(&mut actors, &outcomes, t0, &verification, &audit_path).await;

@@ -1,0 +1,339 @@
+//! The Prometheus metrics. Counters are fed by the agent's events; gauges that depend on the
+//! time of the scrape (snapshot age, health) are set just before encoding.
+
+use std::sync::atomic::AtomicU64;
+
+use curfew_agent::{AgentEvent, RecordedEvent};
+use curfew_audit::Event;
+use curfew_policy::SessionState;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TargetLabels {
+    target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SessionLabels {
+    target: String,
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    target: String,
+    rule: String,
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// Every state a session can report, so that a state no session is in any more reads 0.
+const STATES: [SessionState; 7] = [
+    SessionState::Active,
+    SessionState::Idle,
+    SessionState::IdleInTransaction,
+    SessionState::IdleInTransactionAborted,
+    SessionState::FastpathFunctionCall,
+    SessionState::Disabled,
+    SessionState::Unknown,
+];
+
+/// The audit events that are the outcome of ending (or reporting) a session.
+fn is_termination_outcome(event: Event) -> bool {
+    matches!(
+        event,
+        Event::SessionTerminated
+            | Event::TerminationSkipped
+            | Event::TerminationFailed
+            | Event::SessionReported
+    )
+}
+
+type Histograms = Family<TargetLabels, Histogram, fn() -> Histogram>;
+
+/// The registry and the metrics in it.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    registry: Registry,
+    sessions: Family<SessionLabels, Gauge>,
+    terminations: Family<OutcomeLabels, Counter>,
+    records: Family<EventLabels, Counter>,
+    snapshot_seconds: Histograms,
+    evaluation_seconds: Histograms,
+    lateness_seconds: Histograms,
+    leader: Family<TargetLabels, Gauge>,
+    connected: Family<TargetLabels, Gauge>,
+    snapshot_age: Family<TargetLabels, Gauge<f64, AtomicU64>>,
+    audit_failures: Counter,
+    missed_events: Counter,
+    healthy: Gauge,
+}
+
+/// Snapshot durations: 0.5 ms to about 4 s.
+fn snapshot_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+/// Evaluation durations: 10 µs to about 0.3 s.
+fn evaluation_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.00001, 2.0, 16))
+}
+
+/// Lateness (confirmed exit minus deadline): 1 ms to about 16 s.
+fn lateness_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let mut registry = Registry::with_prefix("curfew");
+        let sessions = Family::<SessionLabels, Gauge>::default();
+        registry.register(
+            "sessions",
+            "Client sessions in the last snapshot, by target and state (targets this agent leads)",
+            sessions.clone(),
+        );
+        let terminations = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "terminations",
+            "Outcome records written to the audit log, by target, rule and result (ended, no_longer_matched, not_yet_due, failed, report_only, dry_run)",
+            terminations.clone(),
+        );
+        let records = Family::<EventLabels, Counter>::default();
+        registry.register(
+            "audit_records",
+            "Audit records written, by event",
+            records.clone(),
+        );
+        let snapshot_seconds: Histograms = Family::new_with_constructor(snapshot_buckets);
+        registry.register_with_unit(
+            "snapshot_duration",
+            "Time to read a target's sessions",
+            Unit::Seconds,
+            snapshot_seconds.clone(),
+        );
+        let evaluation_seconds: Histograms = Family::new_with_constructor(evaluation_buckets);
+        registry.register_with_unit(
+            "evaluation_duration",
+            "Time to evaluate the policy over one snapshot",
+            Unit::Seconds,
+            evaluation_seconds.clone(),
+        );
+        let lateness_seconds: Histograms = Family::new_with_constructor(lateness_buckets);
+        registry.register_with_unit(
+            "termination_lateness",
+            "Time from a session's deadline to its confirmed exit (server clock)",
+            Unit::Seconds,
+            lateness_seconds.clone(),
+        );
+        let leader = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "leader",
+            "1 while this agent leads the target (holds its leader lock), else 0",
+            leader.clone(),
+        );
+        let connected = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "connected",
+            "1 while this agent is connected to the target, else 0",
+            connected.clone(),
+        );
+        let snapshot_age = Family::<TargetLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register_with_unit(
+            "last_snapshot_age",
+            "Time since the last successful snapshot of the target (only while this agent leads it)",
+            Unit::Seconds,
+            snapshot_age.clone(),
+        );
+        let audit_failures = Counter::default();
+        registry.register(
+            "audit_write_failures",
+            "Audit writes that failed (the action each was for was not taken)",
+            audit_failures.clone(),
+        );
+        let missed_events = Counter::default();
+        registry.register(
+            "observer_missed_events",
+            "Agent events the metrics endpoint fell too far behind to see (counters may then be low)",
+            missed_events.clone(),
+        );
+        let healthy = Gauge::default();
+        registry.register(
+            "healthy",
+            "1 when /healthz would answer 200, else 0",
+            healthy.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").to_owned(),
+            })
+            .set(1);
+        registry.register("build_info", "curfew's version", build);
+        Metrics {
+            registry,
+            sessions,
+            terminations,
+            records,
+            snapshot_seconds,
+            evaluation_seconds,
+            lateness_seconds,
+            leader,
+            connected,
+            snapshot_age,
+            audit_failures,
+            missed_events,
+            healthy,
+        }
+    }
+
+    /// Count one event.
+    pub(crate) fn apply(&self, event: &AgentEvent) {
+        match event {
+            AgentEvent::Connected { target, .. } => self.set(&self.connected, target, 1),
+            AgentEvent::Disconnected { target, .. } => {
+                self.set(&self.connected, target, 0);
+                self.set(&self.leader, target, 0);
+                self.forget_sessions(target);
+            }
+            AgentEvent::Leading { target, leading } => {
+                self.set(&self.leader, target, i64::from(*leading));
+                if !leading {
+                    self.forget_sessions(target);
+                }
+            }
+            AgentEvent::StandingBy { target } => self.set(&self.leader, target, 0),
+            AgentEvent::Evaluated {
+                target,
+                sessions,
+                snapshot_time,
+                evaluation_time,
+                ..
+            } => {
+                self.set(&self.connected, target, 1);
+                self.set(&self.leader, target, 1);
+                let mut counts = [0i64; STATES.len()];
+                for s in sessions.iter() {
+                    if let Some(i) = STATES.iter().position(|state| *state == s.state) {
+                        counts[i] += 1;
+                    }
+                }
+                for (state, count) in STATES.iter().zip(counts) {
+                    self.sessions
+                        .get_or_create(&SessionLabels {
+                            target: target.clone(),
+                            state: state.as_pg().to_owned(),
+                        })
+                        .set(count);
+                }
+                let labels = TargetLabels {
+                    target: target.clone(),
+                };
+                self.snapshot_seconds
+                    .get_or_create(&labels)
+                    .observe(snapshot_time.as_secs_f64());
+                self.evaluation_seconds
+                    .get_or_create(&labels)
+                    .observe(evaluation_time.as_secs_f64());
+            }
+            AgentEvent::Terminated {
+                target, lateness, ..
+            } => {
+                self.lateness_seconds
+                    .get_or_create(&TargetLabels {
+                        target: target.clone(),
+                    })
+                    .observe(lateness.as_secs_f64().max(0.0));
+            }
+            AgentEvent::Recorded { records } => {
+                for record in records {
+                    self.count(record);
+                }
+            }
+            AgentEvent::AuditFailed { .. } => {
+                self.audit_failures.inc();
+            }
+            AgentEvent::NoLongerMatched { .. }
+            | AgentEvent::TerminationFailed { .. }
+            | AgentEvent::Reported { .. }
+            | AgentEvent::Warned { .. } => {}
+        }
+    }
+
+    fn count(&self, record: &RecordedEvent) {
+        self.records
+            .get_or_create(&EventLabels {
+                event: record.event.as_str().to_owned(),
+            })
+            .inc();
+        if is_termination_outcome(record.event) {
+            self.terminations
+                .get_or_create(&OutcomeLabels {
+                    target: record.target.clone().unwrap_or_default(),
+                    rule: record.rule.clone().unwrap_or_default(),
+                    result: record.result.clone().unwrap_or_default(),
+                })
+                .inc();
+        }
+    }
+
+    /// Events the observer missed (it fell behind the agent).
+    pub(crate) fn missed(&self, count: u64) {
+        self.missed_events.inc_by(count);
+    }
+
+    /// The text exposition, with the scrape-time gauges set first: `ages` has each target's
+    /// last snapshot age (None: no snapshot now), `healthy` the health check's verdict.
+    pub(crate) fn encode(&self, ages: &[(String, Option<f64>)], healthy: bool) -> String {
+        for (target, age) in ages {
+            let labels = TargetLabels {
+                target: target.clone(),
+            };
+            match age {
+                Some(age) => {
+                    self.snapshot_age.get_or_create(&labels).set(*age);
+                }
+                None => {
+                    self.snapshot_age.remove(&labels);
+                }
+            }
+        }
+        self.healthy.set(i64::from(healthy));
+        let mut text = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    fn set(&self, family: &Family<TargetLabels, Gauge>, target: &str, value: i64) {
+        family
+            .get_or_create(&TargetLabels {
+                target: target.to_owned(),
+            })
+            .set(value);
+    }
+
+    /// A target this agent does not lead (any more) has no sessions to show.
+    fn forget_sessions(&self, target: &str) {
+        for state in STATES {
+            self.sessions.remove(&SessionLabels {
+                target: target.to_owned(),
+                state: state.as_pg().to_owned(),
+            });
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! The observer's logic without I/O: events in, status and health out, at chosen instants.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use curfew_agent::{AgentEvent, LoadedPolicy};
+use curfew_policy::{BackendType, Session, SessionState};
+use jiff::{SignedDuration, Timestamp};
+use tokio::time::Instant;
+
+use crate::board::Board;
+use crate::health::{check, stale_after};
+use crate::status::{About, Fate, Role, status};
+
+const POLICY: &str = r#"
+[agent]
+interval = "1s"
+
+[[target]]
+name = "db"
+url = "postgresql://curfew@db.example:5432/postgres?sslmode=verify-full"
+
+[exempt]
+applications = ["pg_dump"]
+
+[[rule]]
+name = "inactivity"
+idle = "10m"
+roles = ["kim"]
+
+[[rule]]
+name = "watch-lee"
+lifetime = "1h"
+action = "report"
+roles = ["lee"]
+"#;
+
+fn loaded() -> LoadedPolicy {
+    LoadedPolicy::from_bytes("t.toml", POLICY.as_bytes().to_vec()).unwrap()
+}
+
+fn at(seconds: i64) -> Timestamp {
+    Timestamp::from_second(1_800_000_000 + seconds).unwrap()
+}
+
+fn session(pid: i32, role: &str, app: &str, state: SessionState, since: i64) -> Session {
+    Session {
+        pid,
+        backend_start: at(since),
+        xact_start: None,
+        state,
+        state_change: Some(at(since)),
+        role: role.into(),
+        member_of: Arc::from(Vec::new()),
+        database: "postgres".into(),
+        client_addr: None,
+        application: app.into(),
+        backend_type: BackendType::ClientBackend,
+    }
+}
+
+fn evaluated(sessions: Vec<Session>, server_now: Timestamp) -> AgentEvent {
+    AgentEvent::Evaluated {
+        target: "db".into(),
+        at: server_now,
+        sessions: sessions.into(),
+        snapshot_time: Duration::from_millis(3),
+        evaluation_time: Duration::from_micros(40),
+    }
+}
+
+fn about() -> About {
+    About {
+        started_at: at(0),
+        dry_run: false,
+    }
+}
+
+#[test]
+fn sessions_are_listed_soonest_end_first_with_a_countdown_on_the_server_clock() {
+    let mut board = Board::default();
+    let t0 = Instant::now();
+    let sessions = vec![
+        session(1, "app", "orders", SessionState::Idle, 0),
+        session(2, "kim", "psql", SessionState::Idle, 0),
+        session(3, "kim", "psql", SessionState::Idle, 300),
+        session(4, "kim", "pg_dump", SessionState::Active, 0),
+        session(5, "lee", "psql", SessionState::Active, 0),
+    ];
+    board.apply(&evaluated(sessions, at(400)), t0);
+    let loaded = loaded();
+    let health = check(&board, &loaded, Ok(()), t0);
+    // Asked 20 s after the snapshot: the server's clock is estimated at 420 s.
+    let s = status(
+        &board,
+        &loaded,
+        health,
+        &about(),
+        t0 + Duration::from_secs(20),
+        at(0),
+    );
+    let t = &s.targets[0];
+    assert_eq!(t.role, Role::Leading);
+    let order: Vec<(i32, Fate)> = t.sessions.iter().map(|s| (s.pid, s.fate)).collect();
+    assert_eq!(
+        order,
+        [
+            (2, Fate::Scheduled),
+            (3, Fate::Scheduled),
+            (5, Fate::Reported),
+            (1, Fate::Untouched),
+            (4, Fate::Exempt)
+        ]
+    );
+    assert_eq!(t.sessions[0].ends_in_seconds, Some(180.0));
+    assert_eq!(t.sessions[0].rule.as_deref(), Some("inactivity"));
+    assert_eq!(t.sessions[1].ends_in_seconds, Some(480.0));
+    assert_eq!(t.sessions[4].rule.as_deref(), Some("[exempt] applications"));
+    let info = t.snapshot.as_ref().unwrap();
+    assert_eq!((info.sessions, info.to_end, info.exempt), (5, 2, 1));
+}
+
+#[test]
+fn a_session_ended_after_the_snapshot_is_no_longer_shown_as_live() {
+    let mut board = Board::default();
+    let t0 = Instant::now();
+    let kim = session(2, "kim", "psql", SessionState::Idle, 0);
+    board.apply(&evaluated(vec![kim.clone()], at(600)), t0);
+    board.apply(
+        &AgentEvent::Terminated {
+            target: "db".into(),
+            session: kim.clone(),
+            rule: "inactivity".into(),
+            reason: "idle for 10m; limit 10m".into(),
+            deadline: at(600),
+            at: at(600),
+            lateness: SignedDuration::from_millis(4),
+        },
+        t0,
+    );
+    let loaded = loaded();
+    let health = check(&board, &loaded, Ok(()), t0);
+    let s = status(&board, &loaded, health, &about(), t0, at(0));
+    assert!(s.targets[0].sessions.is_empty());
+    assert_eq!(s.recent_terminations.len(), 1);
+    assert_eq!(s.recent_terminations[0].lateness_ms, 4.0);
+    // The next snapshot starts afresh.
+    board.apply(&evaluated(vec![kim], at(601)), t0);
+    let health = check(&board, &loaded, Ok(()), t0);
+    let s = status(&board, &loaded, health, &about(), t0, at(0));
+    assert_eq!(s.targets[0].sessions.len(), 1);
+}
+
+#[test]
+fn health_needs_recent_contact_with_every_target_and_a_writable_audit_log() {
+    let loaded = loaded();
+    let t0 = Instant::now();
+    let mut board = Board::default();
+    let h = check(&board, &loaded, Ok(()), t0);
+    assert!(!h.healthy, "a target never reached is not healthy");
+    assert_eq!(h.checks[0].detail, "not connected yet");
+
+    board.apply(
+        &AgentEvent::Connected {
+            target: "db".into(),
+            server: "PostgreSQL 17".into(),
+        },
+        t0,
+    );
+    board.apply(&evaluated(Vec::new(), at(0)), t0);
+    assert!(check(&board, &loaded, Ok(()), t0 + Duration::from_secs(4)).healthy);
+    let stale = t0 + stale_after(Duration::from_secs(1)) + Duration::from_millis(1);
+    let h = check(&board, &loaded, Ok(()), stale);
+    assert!(
+        !h.healthy && h.checks[0].detail.starts_with("last snapshot 5.0s ago"),
+        "{h:?}"
+    );
+
+    // A replica standing by is healthy as long as it keeps checking the lock.
+    board.apply(
+        &AgentEvent::StandingBy {
+            target: "db".into(),
+        },
+        stale,
+    );
+    let h = check(&board, &loaded, Ok(()), stale);
+    assert!(h.healthy, "{h:?}");
+    assert!(h.checks[0].detail.contains("another replica leads"));
+
+    let h = check(&board, &loaded, Err("audit.jsonl: moved".into()), stale);
+    assert!(!h.healthy && !h.checks[1].ok);
+    board.apply(
+        &AgentEvent::AuditFailed {
+            error: "disk full".into(),
+        },
+        stale,
+    );
+    let h = check(&board, &loaded, Ok(()), stale);
+    assert!(
+        !h.healthy && h.checks[1].detail.contains("disk full"),
+        "{h:?}"
+    );
+    board.apply(
+        &AgentEvent::Recorded {
+            records: Vec::new(),
+        },
+        stale,
+    );
+    assert!(check(&board, &loaded, Ok(()), stale).healthy);
+
+    board.apply(
+        &AgentEvent::Disconnected {
+            target: "db".into(),
+            error: "connection refused".into(),
+            retry_in: Duration::from_secs(1),
+        },
+        stale,
+    );
+    let h = check(&board, &loaded, Ok(()), stale);
+    assert!(
+        !h.healthy
+            && h.checks[0]
+                .detail
+                .starts_with("disconnected: connection refused")
+    );
+    assert!(
+        h.text().contains("FAIL target \"db\": disconnected"),
+        "{}",
+        h.text()
+    );
+}
+
+#[test]
+fn the_page_escapes_what_clients_chose_and_needs_no_script() {
+    let mut board = Board::default();
+    let t0 = Instant::now();
+    let evil = session(7, "kim", "<script>alert(1)</script>", SessionState::Idle, 0);
+    board.apply(&evaluated(vec![evil], at(10)), t0);
+    let loaded = loaded();
+    let health = check(&board, &loaded, Ok(()), t0);
+    let s = status(&board, &loaded, health, &about(), t0, at(0));
+    let html = crate::page::render(&s, 5).unwrap();
+    assert!(!html.contains("<script"), "{html}");
+    assert!(html.contains("&#60;script&#62;") || html.contains("&lt;script&gt;"));
+    assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
+    let still = crate::page::render(&s, 0).unwrap();
+    assert!(!still.contains("http-equiv"));
+}

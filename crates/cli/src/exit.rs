@@ -20,21 +20,31 @@ impl Failure {
         match self {
             Failure::Usage(message) => {
                 if !message.is_empty() {
-                    eprintln!("curfew: {message}");
+                    say(&message);
                 }
                 ExitCode::from(2)
             }
             // The reader went away (`curfew explain | head`): not an error, as for any Unix tool.
             Failure::Runtime(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
             Failure::Runtime(error) => {
-                eprintln!("curfew: {error:#}");
+                say(&format!("{error:#}"));
                 ExitCode::from(1)
             }
             Failure::Check(message) => {
-                eprintln!("curfew: {message}");
+                say(&message);
                 ExitCode::from(3)
             }
         }
+    }
+}
+
+/// The final word: through the log when it is JSON (so that every line stays JSON),
+/// else as a plain line.
+fn say(message: &str) {
+    if crate::logging::active() {
+        tracing::error!("{message}");
+    } else {
+        eprintln!("curfew: {message}");
     }
 }
 

@@ -20,9 +20,23 @@ pub(crate) fn init(format: LogFormat) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colours only for a person at a terminal, never into journald or a file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        LogFormat::Json => {
+            let _ = JSON.set(());
+            builder.json().flatten_event(true).try_init()
+        }
     };
+}
+
+/// Whether standard error carries JSON log records (set once, by [`init`]): then every other
+/// message goes through the log too, so that each line stays a JSON object.
+static JSON: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+
+/// See [`JSON`].
+pub(crate) fn active() -> bool {
+    JSON.get().is_some()
 }

@@ -52,8 +52,16 @@ fn read(path: &Path, stdin: bool) -> std::io::Result<Vec<u8>> {
     }
 }
 
+/// Diagnostics on standard error: plain lines, or log records when the log is JSON (so that a
+/// JSON log stays JSON).
 fn print_all(diagnostics: &[Diagnostic]) {
     for d in diagnostics {
-        eprintln!("{d}");
+        if !crate::logging::active() {
+            eprintln!("{d}");
+        } else if d.severity == curfew_policy::Severity::Error {
+            tracing::error!("{d}");
+        } else {
+            tracing::warn!("{d}");
+        }
     }
 }

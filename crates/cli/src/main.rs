@@ -69,23 +69,29 @@ enum Command {
 
     /// Show what would happen now (or at --at) to each live session on each target.
     #[command(
-        after_help = "Connects to each target, reads its sessions once, and shows for each                             the rule that will end it and in how long, or why it is exempt. Nothing                             is ended.
-
-                            Examples:
-                              curfew plan
-                              curfew plan --target primary --at +2h
-                              curfew plan --at \"2026-11-23 19:05 America/New_York\" --format json"
+        after_help = "Connects to each target, reads its sessions once, and shows for each \
+                            session the rule that will end it and in how long, or why it is \
+                            exempt. Nothing is ended.\n\n\
+                            Examples:\n  \
+                            curfew plan\n  \
+                            curfew plan --target primary --at +2h\n  \
+                            curfew plan --at \"2026-11-23 19:05 America/New_York\" --format json"
     )]
     Plan(commands::plan::Args),
 
     /// Enforce the policy on every target until stopped.
     #[command(
-        after_help = "Reads each target's sessions at least every [agent] interval and at                             each deadline, ends the sessions the policy says must end, and records                             each action in the audit log (an intent before, an outcome after).                             SIGHUP reloads the policy (an invalid file leaves the running one in                             force); SIGTERM or Ctrl-C stop cleanly. Logs go to standard error;                             filter them with CURFEW_LOG=debug.
-
-                            Examples:
-                              curfew agent -c /etc/curfew/curfew.toml
-                              curfew agent --dry-run --audit-log ./dry-run.jsonl
-                              curfew agent --log-format json"
+        after_help = "Reads each target's sessions at least every [agent] interval and at \
+                            each deadline, ends the sessions the policy says must end, and records \
+                            each action in the audit log (an intent before, an outcome after). \
+                            SIGHUP reloads the policy (an invalid file leaves the running one in \
+                            force); SIGTERM or Ctrl-C stop cleanly. Logs go to standard error; \
+                            filter them with CURFEW_LOG=debug. With `listen` in [agent] (or \
+                            --listen) it serves a status page, /status, /metrics and /healthz.\n\n\
+                            Examples:\n  \
+                            curfew agent -c /etc/curfew/curfew.toml\n  \
+                            curfew agent --dry-run --audit-log ./dry-run.jsonl\n  \
+                            curfew agent --log-format json --listen 127.0.0.1:9187"
     )]
     Agent(commands::agent::Args),
 

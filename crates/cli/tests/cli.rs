@@ -218,3 +218,30 @@ fn man_pages_are_generated_from_the_help() {
     assert!(dir.join("curfew-audit-verify.1").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The long help of every command reads as prose: a string continued across source lines
+/// without a backslash once put the source's indentation in the middle of sentences.
+#[test]
+fn help_text_has_no_source_indentation_in_its_sentences() {
+    let top = text(&curfew(&["--help"]).stdout);
+    let commands: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(commands.len() >= 10, "{top}");
+    for command in commands {
+        let help = text(&curfew(&[&command, "--help"]).stdout);
+        let epilogue = help.split("Print help").last().unwrap_or_default();
+        for line in epilogue.lines() {
+            let inner = line.trim();
+            assert!(
+                !inner.contains("     "),
+                "`curfew {command} --help` has a run of spaces in {line:?}"
+            );
+        }
+    }
+}

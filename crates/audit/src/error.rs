@@ -9,13 +9,6 @@ use std::path::PathBuf;
 /// reports them as [`crate::Problem`]s so that an assessor gets all of them at once.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    /// Another process (or another handle in this one) holds the writer lock.
-    #[error(
-        "audit log {} is in use: another curfew process writes this log (only one writer per file is allowed)",
-        .0.display()
-    )]
-    InUse(PathBuf),
-
     /// An I/O operation on the log (or its directory) failed.
     #[error("audit log {}: {what}: {source}", path.display())]
     Io {

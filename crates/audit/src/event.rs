@@ -43,6 +43,8 @@ pub enum Event {
     LeaderLost,
     /// A control was checked and found working.
     ControlVerified,
+    /// `curfew check` read a server's configuration; the detail has its findings.
+    ConfigurationChecked,
     /// The agent is about to change a role's login (lock, restore, or correct drift); an
     /// outcome record must follow and name this record's seq in its `intent` field.
     LoginChangeIntent,
@@ -57,7 +59,7 @@ pub enum Event {
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 21] = [
+    pub const ALL: [Event; 22] = [
         Event::AgentStarted,
         Event::AgentStopped,
         Event::PolicyLoaded,
@@ -75,6 +77,7 @@ impl Event {
         Event::LeaderAcquired,
         Event::LeaderLost,
         Event::ControlVerified,
+        Event::ConfigurationChecked,
         Event::LoginChangeIntent,
         Event::LoginChangeFailed,
         Event::LoginChangeSkipped,
@@ -107,6 +110,7 @@ impl Event {
             Event::LeaderAcquired => "leader_acquired",
             Event::LeaderLost => "leader_lost",
             Event::ControlVerified => "control_verified",
+            Event::ConfigurationChecked => "configuration_checked",
             Event::LoginChangeIntent => "login_change_intent",
             Event::LoginChangeFailed => "login_change_failed",
             Event::LoginChangeSkipped => "login_change_skipped",

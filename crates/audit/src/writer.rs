@@ -1,4 +1,7 @@
-//! The single writer of a log file.
+//! Appending to a log file. Several writers (the agent, `curfew verify`, a second agent
+//! process on the same host) may append to one file: each append takes an advisory lock on
+//! the file, continues the chain from whatever the file ends with now, and releases the lock
+//! after the fsync. So the chain stays one chain whoever writes.
 
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, Write};
@@ -20,8 +23,8 @@ pub struct Appended {
     pub hash: String,
 }
 
-/// The writer of one audit log. Cloning gives another handle to the same writer; appends
-/// from all handles are serialized. The file stays locked until the last handle is dropped.
+/// A writer of one audit log. Cloning gives another handle to the same writer; appends from
+/// all handles, and from other processes writing the same file, are serialized.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
     inner: Arc<Inner>,
@@ -37,7 +40,8 @@ struct Inner {
 #[derive(Debug)]
 struct State {
     file: File,
-    /// File length after the last complete append, to undo a partial write.
+    /// File length after the last append seen (ours or another writer's), to notice
+    /// another writer's records and to undo a partial write.
     len: u64,
     next_seq: u64,
     prev: String,
@@ -45,24 +49,31 @@ struct State {
     broken: Option<String>,
 }
 
+/// Holds the file's advisory lock; released when dropped, whatever happened meanwhile.
+struct Locked<'f>(&'f File);
+
+impl<'f> Locked<'f> {
+    fn take(file: &'f File, path: &Path) -> Result<Locked<'f>, AuditError> {
+        file.lock()
+            .map_err(|e| AuditError::io(path, "cannot lock", e))?;
+        Ok(Locked(file))
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.unlock();
+    }
+}
+
 impl AuditLog {
     /// Opens (creating with mode 0600 if needed) the log at `path` and continues its chain.
     ///
-    /// Fails with [`AuditError::InUse`] if another writer holds the file, and with
-    /// [`AuditError::Corrupt`] if the last complete record is damaged. A torn last line
-    /// (a crash mid-write) is closed with a newline and reported in [`AuditLog::warnings`].
+    /// Fails with [`AuditError::Corrupt`] if the last complete record is damaged. A torn last
+    /// line (a crash mid-write) is closed with a newline and reported in
+    /// [`AuditLog::warnings`].
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        let (mut file, created) = open_file(path)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(AuditError::InUse(path.to_owned()));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                return Err(AuditError::io(path, "cannot lock", e));
-            }
-        }
-
+        let (file, created) = open_file(path)?;
         let mut warnings = Vec::new();
         let metadata = file
             .metadata()
@@ -76,17 +87,12 @@ impl AuditLog {
         } else if let Some(warning) = mode_warning(path, metadata.permissions().mode()) {
             warnings.push(warning);
         }
-
-        let mut len = metadata.len();
-        let tail = tail::scan(&file, path, len)?;
-        warnings.extend(tail.warnings);
-        if tail.needs_newline {
-            file.write_all(b"\n")
-                .and_then(|()| file.sync_data())
-                .map_err(|e| AuditError::io(path, "cannot repair the last line", e))?;
-            len += 1;
-        }
-
+        let (len, next_seq, prev) = {
+            let _locked = Locked::take(&file, path)?;
+            let found = catch_up(&file, path)?;
+            warnings.extend(found.warnings);
+            (found.len, found.next_seq, found.prev)
+        };
         Ok(AuditLog {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
@@ -94,8 +100,8 @@ impl AuditLog {
                 state: Mutex::new(State {
                     file,
                     len,
-                    next_seq: tail.next_seq,
-                    prev: tail.prev,
+                    next_seq,
+                    prev,
                     broken: None,
                 }),
             }),
@@ -129,6 +135,34 @@ impl AuditLog {
                 path: path.clone(),
                 reason: reason.clone(),
             });
+        }
+        // Another writer may have appended since: continue from the file's end as it is now.
+        let file = state
+            .file
+            .try_clone()
+            .map_err(|e| AuditError::io(path, "cannot lock", e))?;
+        let _locked = Locked::take(&file, path)?;
+        let len = file
+            .metadata()
+            .map_err(|e| AuditError::io(path, "cannot stat", e))?
+            .len();
+        if len < state.len {
+            let reason = format!(
+                "the file shrank from {} to {len} bytes while curfew was writing it (truncated?)",
+                state.len
+            );
+            state.broken = Some(reason.clone());
+            return Err(AuditError::Unusable {
+                path: path.clone(),
+                reason,
+            });
+        }
+        if len != state.len {
+            // A torn line another writer left is closed here and reported by `verify`.
+            let found = catch_up(&file, path)?;
+            state.len = found.len;
+            state.next_seq = found.next_seq;
+            state.prev = found.prev;
         }
         let mut bytes = Vec::new();
         let mut appended = Vec::with_capacity(records.len());
@@ -217,6 +251,36 @@ impl AuditLog {
     pub fn warnings(&self) -> &[String] {
         &self.inner.warnings
     }
+}
+
+/// Where the chain ends now, with a torn last line closed (the caller holds the lock).
+struct CaughtUp {
+    len: u64,
+    next_seq: u64,
+    prev: String,
+    warnings: Vec<String>,
+}
+
+fn catch_up(file: &File, path: &Path) -> Result<CaughtUp, AuditError> {
+    let mut len = file
+        .metadata()
+        .map_err(|e| AuditError::io(path, "cannot stat", e))?
+        .len();
+    let tail = tail::scan(file, path, len)?;
+    if tail.needs_newline {
+        let mut writer = file;
+        writer
+            .write_all(b"\n")
+            .and_then(|()| file.sync_data())
+            .map_err(|e| AuditError::io(path, "cannot repair the last line", e))?;
+        len += 1;
+    }
+    Ok(CaughtUp {
+        len,
+        next_seq: tail.next_seq,
+        prev: tail.prev,
+        warnings: tail.warnings,
+    })
 }
 
 /// Opens the file for reading and appending; `true` if it was created now.

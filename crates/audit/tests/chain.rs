@@ -122,21 +122,79 @@ fn serialized_line_has_fixed_field_order() {
 }
 
 #[test]
-fn second_open_is_in_use() {
-    let dir = TempDir::new("inuse");
+fn two_writers_of_one_file_continue_one_chain() {
+    let dir = TempDir::new("two-writers");
     let path = dir.log();
     let first = AuditLog::open(&path).unwrap();
-    let err = AuditLog::open(&path).unwrap_err();
-    assert!(
-        matches!(&err, AuditError::InUse(p) if *p == path),
-        "{err:?}"
+    let second = AuditLog::open(&path).unwrap();
+    let ts = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    let mut seqs = Vec::new();
+    for round in 0..3 {
+        seqs.push(
+            first
+                .append(Record::new(ts, Event::AgentStarted))
+                .unwrap()
+                .seq,
+        );
+        seqs.push(
+            second
+                .append(Record::new(ts, Event::PolicyLoaded))
+                .unwrap()
+                .seq,
+        );
+        if round == 1 {
+            // A batch from one writer, then the other continues after it.
+            let batch = vec![Record::new(ts, Event::LeaderAcquired); 3];
+            seqs.extend(first.append_all(batch).unwrap().iter().map(|a| a.seq));
+        }
+    }
+    assert_eq!(seqs, (1..=9).collect::<Vec<u64>>());
+    drop((first, second));
+    let verification = curfew_audit::verify(&path).unwrap();
+    assert!(verification.is_intact(), "{:?}", verification.problems);
+    assert_eq!(verification.records, 9);
+}
+
+#[test]
+fn a_writer_threads_through_records_another_process_appended() {
+    let dir = TempDir::new("threads");
+    let path = dir.log();
+    let ours = AuditLog::open(&path).unwrap();
+    let ts = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    ours.append(Record::new(ts, Event::AgentStarted)).unwrap();
+    // Another process: a separate open of the file, gone again before we write.
+    {
+        let theirs = AuditLog::open(&path).unwrap();
+        theirs.append(Record::new(ts, Event::PolicyLoaded)).unwrap();
+        theirs.append(Record::new(ts, Event::PolicyLoaded)).unwrap();
+    }
+    assert_eq!(
+        ours.append(Record::new(ts, Event::AgentStopped))
+            .unwrap()
+            .seq,
+        4
     );
-    assert!(
-        err.to_string()
-            .contains("another curfew process writes this log")
-    );
-    drop(first);
-    AuditLog::open(&path).unwrap();
+    assert!(curfew_audit::verify(&path).unwrap().is_intact());
+}
+
+#[test]
+fn a_log_truncated_under_the_writer_is_refused_not_overwritten() {
+    let dir = TempDir::new("truncated");
+    let path = dir.log();
+    let log = AuditLog::open(&path).unwrap();
+    let ts = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    log.append(Record::new(ts, Event::AgentStarted)).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    let err = log
+        .append(Record::new(ts, Event::AgentStopped))
+        .unwrap_err();
+    assert!(err.to_string().contains("shrank"), "{err}");
+    assert!(log.check_writable().is_err());
 }
 
 #[test]

@@ -67,6 +67,21 @@ enum Command {
     )]
     Explain(commands::explain::Args),
 
+    /// Write the policy as native database settings (PostgreSQL or Oracle): defense in depth.
+    #[command(after_help = "PostgreSQL: ALTER ROLE ... SET idle_session_timeout / \
+                            idle_in_transaction_session_timeout and CONNECTION LIMIT, in one \
+                            transaction that expands role patterns and memberships when applied. \
+                            Users can override these settings in their own sessions, which is why \
+                            the agent exists. Oracle: profiles (IDLE_TIME, CONNECT_TIME, \
+                            SESSIONS_PER_USER, rounded up to whole minutes), ALTER USER ... PROFILE, \
+                            RESOURCE_LIMIT and the sqlnet.ora lines. Each rule that cannot be \
+                            expressed natively gets a comment saying why.\n\n\
+                            Examples:\n  \
+                            curfew compile --dialect postgres -o curfew-native.sql\n  \
+                            psql -v ON_ERROR_STOP=1 -f curfew-native.sql\n  \
+                            curfew compile -c /etc/curfew/curfew.toml --dialect oracle > curfew-oracle.sql")]
+    Compile(commands::compile::Args),
+
     /// Show what would happen now (or at --at) to each live session on each target.
     #[command(
         after_help = "Connects to each target, reads its sessions once, and shows for each \
@@ -78,6 +93,21 @@ enum Command {
                             curfew plan --at \"2026-11-23 19:05 America/New_York\" --format json"
     )]
     Plan(commands::plan::Args),
+
+    /// Check each target's configuration against the session-termination requirement and
+    /// the hardening items of the security guide.
+    #[command(
+        after_help = "Reads the live settings, the pg_hba.conf rules the server loaded and the \
+                            roles, and whether a curfew agent leads the server. Each finding has an \
+                            ID, the requirement it comes from (DISA STIG V-261910, the PostgreSQL \
+                            security guide, the Oracle STIG's analogues), what was observed, what \
+                            is expected and a fix. Exit 0 when nothing failed, 3 when a finding \
+                            failed. Reading pg_hba_file_rules needs a grant the finding names.\n\n\
+                            Examples:\n  \
+                            curfew check\n  \
+                            curfew check --target primary --format json > check.json"
+    )]
+    Check(commands::check::Args),
 
     /// Enforce the policy on every target until stopped.
     #[command(
@@ -181,7 +211,9 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Command::Validate(args) => commands::validate::run(&cli.config, args),
         Command::Explain(args) => commands::explain::run(&cli.config, args),
+        Command::Compile(args) => commands::compile::run(&cli.config, args),
         Command::Plan(args) => commands::plan::run(&cli.config, args),
+        Command::Check(args) => commands::check::run(&cli.config, args),
         Command::Agent(args) => commands::agent::run(&cli.config, args),
         Command::Audit(command) => commands::audit::run(command),
         Command::Init(args) => commands::locks::init(&cli.config, args),

@@ -113,6 +113,26 @@ pub struct Connected {
 /// Connect to a target, check the server version and curfew's privileges, and prepare the
 /// statements curfew runs. Errors never contain the password.
 pub async fn connect(spec: &TargetSpec) -> Result<Connected, PgError> {
+    connect_as(spec, Session::Agent).await
+}
+
+/// Connect as [`connect`] does, but leave the session's settings as the server gives them:
+/// no statement or lock timeout of curfew's own, no idle timeouts switched off. For reading
+/// the server's configuration (`curfew check`), which would otherwise see curfew's values.
+pub async fn connect_to_inspect(spec: &TargetSpec) -> Result<Connected, PgError> {
+    connect_as(spec, Session::Inspect).await
+}
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Session {
+    /// The agent's and the commands' work: curfew's own timeouts set.
+    Agent,
+    /// Reading the configuration: the server's settings untouched.
+    Inspect,
+}
+
+async fn connect_as(spec: &TargetSpec, session: Session) -> Result<Connected, PgError> {
     let mut warnings = Vec::new();
     let password = match &spec.password_file {
         Some(path) => {
@@ -126,8 +146,8 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, PgError> {
         }
         None => None,
     };
-    let (client, driver) = open(spec, password.as_ref()).await?;
-    let info = check_server(spec, &client).await?;
+    let (client, driver) = open(spec, password.as_ref(), session).await?;
+    let info = check_server(spec, &client, session).await?;
     if info.superuser {
         warnings.push(format!(
             "target \"{}\": curfew is connected as superuser \"{}\"; a role with only pg_read_all_stats and pg_signal_backend is enough (see the README)",
@@ -156,6 +176,7 @@ pub async fn connect(spec: &TargetSpec) -> Result<Connected, PgError> {
 async fn open(
     spec: &TargetSpec,
     password: Option<&Password>,
+    session: Session,
 ) -> Result<(Client, JoinHandle<()>), PgError> {
     let url = &spec.url;
     let mut config = tokio_postgres::Config::new();
@@ -165,9 +186,11 @@ async fn open(
         .application_name("curfew")
         .connect_timeout(url.connect_timeout.unwrap_or(Duration::from_secs(10)))
         .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30))
+        .keepalives_idle(Duration::from_secs(30));
+    if session == Session::Agent {
         // curfew's own statements must not hang; the longest is a termination (5 s wait).
-        .options("-c statement_timeout=30000 -c lock_timeout=10000");
+        config.options("-c statement_timeout=30000 -c lock_timeout=10000");
+    }
     for (host, port) in &url.hosts {
         match host {
             Host::Tcp(name) => config.host(name),
@@ -213,7 +236,11 @@ where
     }
 }
 
-async fn check_server(spec: &TargetSpec, client: &Client) -> Result<ServerInfo, PgError> {
+async fn check_server(
+    spec: &TargetSpec,
+    client: &Client,
+    session: Session,
+) -> Result<ServerInfo, PgError> {
     let row = client
         .query_one(
             "SELECT current_user::text, r.rolsuper,
@@ -258,6 +285,9 @@ async fn check_server(spec: &TargetSpec, client: &Client) -> Result<ServerInfo, 
             role: info.role.clone(),
             missing,
         });
+    }
+    if session == Session::Inspect {
+        return Ok(info);
     }
     // Our own session must not be ended by the server's idle timeouts either.
     client

@@ -4,6 +4,7 @@
 
 mod connect;
 mod error;
+mod facts;
 mod leader;
 mod ledger;
 mod queries;
@@ -12,8 +13,11 @@ mod snapshot;
 mod terminate;
 mod tls;
 
-pub use connect::{Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect};
+pub use connect::{
+    Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect, connect_to_inspect,
+};
 pub use error::PgError;
+pub use facts::{CHECKED_SETTINGS, HbaRule, RoleFacts, ServerFacts, Setting};
 pub use leader::{LEADER_KEY, LeaderInfo, Leadership};
 pub use ledger::{FaultHook, LockProgress, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use secret::{Password, PasswordFileError, read_password_file};

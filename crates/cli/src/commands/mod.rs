@@ -3,6 +3,8 @@
 pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod bench;
+pub(crate) mod check;
+pub(crate) mod compile;
 pub(crate) mod demo;
 pub(crate) mod explain;
 pub(crate) mod locks;

@@ -1,0 +1,86 @@
+//! `curfew check`: judge what a server's configuration says against the session-termination
+//! requirement (DISA STIG V-261910, NIST SP 800-171 3.1.11) and the hardening items of the
+//! PostgreSQL security guide that are readable from SQL. Pure: the facts are read elsewhere
+//! (`curfew_postgres::Connection::facts`), so every verdict is testable without a server.
+
+mod hba;
+mod roles;
+mod settings;
+mod termination;
+
+use curfew_policy::Policy;
+use curfew_postgres::ServerFacts;
+
+/// A finding's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// The requirement is not met.
+    Fail,
+    /// Could not be read (a privilege is missing): neither passed nor failed.
+    Unknown,
+    /// The requirement is met.
+    Pass,
+    /// For the record; nothing is required.
+    Info,
+}
+
+impl Status {
+    /// As printed: `FAIL`, `UNKNOWN`, `pass`, `info`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Fail => "FAIL",
+            Status::Unknown => "UNKNOWN",
+            Status::Pass => "pass",
+            Status::Info => "info",
+        }
+    }
+}
+
+/// One finding.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Finding {
+    /// Stable identifier, e.g. `V-261910` or `PG-LOG-CONNECTIONS`.
+    pub id: &'static str,
+    /// What is checked, in a few words.
+    pub title: &'static str,
+    /// The requirement it comes from.
+    pub requirement: &'static str,
+    /// The verdict.
+    pub status: Status,
+    /// What the server shows.
+    pub observed: String,
+    /// What the requirement asks for.
+    pub expected: String,
+    /// How to fix it (empty when it passes).
+    pub fix: String,
+}
+
+/// The policy in force, as far as the termination requirement is concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct PolicyContext<'a> {
+    /// The policy.
+    pub policy: &'a Policy,
+    /// Its file name.
+    pub source: &'a str,
+    /// Its SHA-256.
+    pub sha256: &'a str,
+}
+
+/// Judge one server's facts. Findings come in a fixed order: the termination requirement
+/// first, then settings, `pg_hba.conf`, roles.
+pub fn judge(facts: &ServerFacts, policy: PolicyContext<'_>) -> Vec<Finding> {
+    let mut findings = vec![termination::requirement(facts, policy)];
+    findings.extend(settings::findings(facts, policy));
+    findings.extend(hba::findings(facts));
+    findings.extend(roles::findings(facts));
+    findings
+}
+
+/// Whether any finding failed (the command then exits 3).
+pub fn any_failed(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.status == Status::Fail)
+}
+
+#[cfg(test)]
+mod tests;

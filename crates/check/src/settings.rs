@@ -1,0 +1,215 @@
+//! Findings on server settings: TLS, password hashing, connection logging, timeouts, dead
+//! connection detection.
+
+use std::time::Duration;
+
+use curfew_policy::{Action, Condition};
+use curfew_postgres::{ServerFacts, Setting};
+
+use crate::{Finding, PolicyContext, Status};
+
+const GUIDE: &str = "PostgreSQL security guide: hardening";
+
+/// The fix for a setting curfew's role cannot see (`pg_settings` hides some, such as
+/// `ssl_min_protocol_version`, from roles without `pg_read_all_settings`).
+const UNREADABLE: &str = "As a superuser: GRANT pg_read_all_settings TO curfew_agent; (it can then read every setting, and change none).";
+
+/// A setting's value as a duration, from its value and unit (`ms`, `s`, `min`, `h`, `d`).
+pub(crate) fn duration_of(setting: &Setting) -> Option<Duration> {
+    let value: u64 = setting.value.trim().parse().ok()?;
+    let unit_ms: u64 = match setting.unit.as_deref().unwrap_or("ms") {
+        "ms" => 1,
+        "s" => 1_000,
+        "min" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
+        _ => return None,
+    };
+    Some(Duration::from_millis(value.checked_mul(unit_ms)?))
+}
+
+/// A duration as people read it; `0 (off)` for zero.
+pub(crate) fn words(d: Duration) -> String {
+    if d.is_zero() {
+        return "0 (off)".to_owned();
+    }
+    curfew_policy::format_age(d.try_into().unwrap_or_default())
+}
+
+fn shown(facts: &ServerFacts, name: &str) -> String {
+    match facts.settings.get(name) {
+        Some(s) => match duration_of(s) {
+            Some(d) if s.unit.is_some() => format!("{name} = {}", words(d)),
+            _ => format!("{name} = {}", s.value),
+        },
+        None => format!("{name}: not visible to curfew's role"),
+    }
+}
+
+fn finding(
+    id: &'static str,
+    title: &'static str,
+    requirement: &'static str,
+    ok: Option<bool>,
+    observed: String,
+    expected: &str,
+    fix: &str,
+) -> Finding {
+    let status = match ok {
+        Some(true) => Status::Pass,
+        Some(false) => Status::Fail,
+        None => Status::Unknown,
+    };
+    Finding {
+        id,
+        title,
+        requirement,
+        status,
+        observed,
+        expected: expected.to_owned(),
+        fix: match status {
+            Status::Pass | Status::Info => String::new(),
+            Status::Unknown => UNREADABLE.to_owned(),
+            Status::Fail => fix.to_owned(),
+        },
+    }
+}
+
+fn value<'f>(facts: &'f ServerFacts, name: &str) -> Option<&'f str> {
+    facts.settings.get(name).map(|s| s.value.as_str())
+}
+
+fn timeout(facts: &ServerFacts, name: &str) -> Option<Duration> {
+    facts.settings.get(name).and_then(duration_of)
+}
+
+/// `on` for booleans; PostgreSQL 18's `log_connections` also takes a list of aspects.
+fn is_on(v: &str) -> bool {
+    !matches!(v.trim(), "" | "off" | "false" | "0" | "no")
+}
+
+pub(crate) fn findings(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    out.push(finding(
+        "PG-SSL",
+        "TLS is enabled",
+        "PostgreSQL security guide: TLS/SSL encryption",
+        value(facts, "ssl").map(is_on),
+        shown(facts, "ssl"),
+        "ssl = on",
+        "Set ssl = on with ssl_cert_file and ssl_key_file in postgresql.conf, then reload; require it in pg_hba.conf with hostssl.",
+    ));
+    out.push(finding(
+        "PG-TLS-VERSION",
+        "Old TLS versions are refused",
+        "PostgreSQL security guide: TLS/SSL encryption",
+        value(facts, "ssl_min_protocol_version").map(|v| matches!(v, "TLSv1.2" | "TLSv1.3")),
+        shown(facts, "ssl_min_protocol_version"),
+        "ssl_min_protocol_version = TLSv1.2 or TLSv1.3",
+        "Set ssl_min_protocol_version = 'TLSv1.2' in postgresql.conf and reload.",
+    ));
+    out.push(finding(
+        "PG-PASSWORD-ENCRYPTION",
+        "Passwords are stored as SCRAM-SHA-256",
+        "PostgreSQL security guide: authentication (SCRAM, not MD5)",
+        value(facts, "password_encryption").map(|v| v == "scram-sha-256"),
+        shown(facts, "password_encryption"),
+        "password_encryption = scram-sha-256",
+        "Set password_encryption = 'scram-sha-256', reload, and reset the passwords of roles still hashed with MD5.",
+    ));
+    for (id, title, name) in [
+        (
+            "PG-LOG-CONNECTIONS",
+            "Connections are logged",
+            "log_connections",
+        ),
+        (
+            "PG-LOG-DISCONNECTIONS",
+            "Disconnections are logged (with the session's duration)",
+            "log_disconnections",
+        ),
+    ] {
+        out.push(finding(
+            id,
+            title,
+            "PostgreSQL security guide: security logging; NIST SP 800-171 3.3.1",
+            value(facts, name).map(is_on),
+            shown(facts, name),
+            &format!("{name} = on"),
+            &format!("Set {name} = on in postgresql.conf and reload."),
+        ));
+    }
+    // Abandoned transactions: a native timeout, or a curfew rule enforced by a leading agent.
+    let curfew_rule = ctx.policy.rules.iter().find(|r| {
+        r.action == Action::Terminate && matches!(r.condition, Condition::IdleInTransaction(_))
+    });
+    let native = timeout(facts, "idle_in_transaction_session_timeout");
+    let (ok, observed) = match (native, curfew_rule, &facts.leader) {
+        (Some(d), _, _) if !d.is_zero() => (
+            Some(true),
+            shown(facts, "idle_in_transaction_session_timeout"),
+        ),
+        (Some(_), Some(rule), Some(_)) => (
+            Some(true),
+            format!(
+                "{}; curfew rule \"{}\" ends such sessions (a curfew agent leads this server)",
+                shown(facts, "idle_in_transaction_session_timeout"),
+                rule.name
+            ),
+        ),
+        (native, _, _) => (
+            native.map(|_| false),
+            shown(facts, "idle_in_transaction_session_timeout"),
+        ),
+    };
+    out.push(finding(
+        "PG-IDLE-IN-TRANSACTION",
+        "Abandoned transactions are ended",
+        "PostgreSQL security guide: hardening (idle_in_transaction_session_timeout = 10min)",
+        ok,
+        observed,
+        "idle_in_transaction_session_timeout > 0, or an enforced curfew idle_in_transaction rule",
+        "Add a curfew rule with idle_in_transaction = \"10m\" (users cannot switch it off), or set idle_in_transaction_session_timeout = '10min'.",
+    ));
+    out.push(finding(
+        "PG-STATEMENT-TIMEOUT",
+        "Runaway statements are cancelled",
+        GUIDE,
+        timeout(facts, "statement_timeout").map(|d| !d.is_zero()),
+        shown(facts, "statement_timeout"),
+        "statement_timeout > 0 (the guide: 5min)",
+        "Set statement_timeout (e.g. '5min') in postgresql.conf, or per role with ALTER ROLE ... SET statement_timeout for roles that need longer.",
+    ));
+    out.push(finding(
+        "PG-AUTHENTICATION-TIMEOUT",
+        "Unfinished logins are dropped within a minute",
+        "PostgreSQL security guide: hardening; the analogue of Oracle's SQLNET.INBOUND_CONNECT_TIMEOUT (STIG V-220295)",
+        timeout(facts, "authentication_timeout").map(|d| d <= Duration::from_secs(60)),
+        shown(facts, "authentication_timeout"),
+        "authentication_timeout <= 1min",
+        "Set authentication_timeout = '30s' (or at most '1min') in postgresql.conf and reload.",
+    ));
+    let check_interval = timeout(facts, "client_connection_check_interval");
+    let keepalive = timeout(facts, "tcp_keepalives_idle");
+    let dead_detected = match (check_interval, keepalive) {
+        (None, None) => None,
+        (c, k) => Some(
+            c.is_some_and(|d| !d.is_zero())
+                || k.is_some_and(|d| !d.is_zero() && d <= Duration::from_secs(900)),
+        ),
+    };
+    out.push(finding(
+        "PG-DEAD-CONNECTIONS",
+        "Dead client connections are detected",
+        "The analogue of Oracle's SQLNET.EXPIRE_TIME (STIG V-220295): connections left open by a vanished client end",
+        dead_detected,
+        format!(
+            "{}; {} (as seen on curfew's connection; 0 means the operating system's default, usually 2h)",
+            shown(facts, "client_connection_check_interval"),
+            shown(facts, "tcp_keepalives_idle")
+        ),
+        "client_connection_check_interval > 0, or tcp_keepalives_idle <= 15min",
+        "Set tcp_keepalives_idle = 300 (with tcp_keepalives_interval and tcp_keepalives_count) and client_connection_check_interval = '10s' in postgresql.conf, then reload.",
+    ));
+    out
+}

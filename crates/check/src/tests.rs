@@ -1,0 +1,322 @@
+//! Verdicts on hand-made facts: a default install, a hardened one, and the edge cases between.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::BTreeMap;
+
+use curfew_policy::{Policy, parse_policy};
+use curfew_postgres::{HbaRule, LeaderInfo, RoleFacts, ServerFacts, Setting};
+
+use crate::{Finding, PolicyContext, Status, any_failed, judge};
+
+fn policy(rules: &str) -> Policy {
+    parse_policy("t.toml", rules, jiff::tz::db())
+        .unwrap()
+        .policy
+}
+
+fn setting(value: &str, unit: Option<&str>) -> Setting {
+    Setting {
+        value: value.to_owned(),
+        unit: unit.map(str::to_owned),
+        source: "default".to_owned(),
+    }
+}
+
+fn hba(line: i32, kind: &str, address: Option<(&str, &str)>, method: &str) -> HbaRule {
+    HbaRule {
+        line,
+        kind: Some(kind.to_owned()),
+        databases: vec!["all".to_owned()],
+        users: vec!["all".to_owned()],
+        address: address.map(|(a, _)| a.to_owned()),
+        netmask: address.map(|(_, m)| m.to_owned()),
+        method: Some(method.to_owned()),
+        error: None,
+    }
+}
+
+fn role(name: &str, superuser: bool, bootstrap: bool) -> RoleFacts {
+    RoleFacts {
+        name: name.to_owned(),
+        superuser,
+        can_login: true,
+        bootstrap,
+    }
+}
+
+/// What initdb gives: trust everywhere, nothing logged, no timeouts.
+fn default_install() -> ServerFacts {
+    let settings: BTreeMap<String, Setting> = [
+        ("ssl", setting("off", None)),
+        ("ssl_min_protocol_version", setting("TLSv1.2", None)),
+        ("password_encryption", setting("scram-sha-256", None)),
+        ("log_connections", setting("off", None)),
+        ("log_disconnections", setting("off", None)),
+        (
+            "idle_in_transaction_session_timeout",
+            setting("0", Some("ms")),
+        ),
+        ("idle_session_timeout", setting("0", Some("ms"))),
+        ("statement_timeout", setting("0", Some("ms"))),
+        ("authentication_timeout", setting("60", Some("s"))),
+        ("tcp_keepalives_idle", setting("7200", Some("s"))),
+        ("client_connection_check_interval", setting("0", Some("ms"))),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    ServerFacts {
+        version: "PostgreSQL 17.2".to_owned(),
+        version_num: 170_002,
+        connected_as: "curfew_agent".to_owned(),
+        connected_as_superuser: false,
+        settings,
+        hba: Ok(vec![
+            hba(1, "local", None, "trust"),
+            hba(2, "host", Some(("127.0.0.1", "255.255.255.255")), "trust"),
+        ]),
+        roles: vec![
+            role("postgres", true, true),
+            role("curfew_agent", false, false),
+        ],
+        leader: None,
+    }
+}
+
+/// Configured as the security guide says, with a curfew agent leading.
+fn hardened() -> ServerFacts {
+    let mut facts = default_install();
+    for (name, value, unit) in [
+        ("ssl", "on", None),
+        ("log_connections", "on", None),
+        ("log_disconnections", "on", None),
+        ("idle_in_transaction_session_timeout", "600000", Some("ms")),
+        ("statement_timeout", "300000", Some("ms")),
+        ("authentication_timeout", "30", Some("s")),
+        ("tcp_keepalives_idle", "300", Some("s")),
+        ("client_connection_check_interval", "10000", Some("ms")),
+    ] {
+        facts.settings.insert(name.to_owned(), setting(value, unit));
+    }
+    facts.hba = Ok(vec![
+        hba(1, "local", None, "peer"),
+        hba(
+            2,
+            "hostssl",
+            Some(("10.0.0.0", "255.0.0.0")),
+            "scram-sha-256",
+        ),
+        hba(3, "hostnossl", Some(("0.0.0.0", "0.0.0.0")), "reject"),
+        hba(
+            4,
+            "host",
+            Some(("::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")),
+            "scram-sha-256",
+        ),
+    ]);
+    facts.leader = Some(LeaderInfo {
+        pid: 4242,
+        client_addr: Some("10.0.0.5".to_owned()),
+        backend_start: None,
+        database: Some("postgres".to_owned()),
+    });
+    facts
+}
+
+const RULES: &str = "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\n";
+
+fn run(facts: &ServerFacts, rules: &str) -> Vec<Finding> {
+    let policy = policy(rules);
+    judge(
+        facts,
+        PolicyContext {
+            policy: &policy,
+            source: "t.toml",
+            sha256: "0123456789abcdef",
+        },
+    )
+}
+
+fn status_of<'f>(findings: &'f [Finding], id: &str) -> &'f Finding {
+    findings
+        .iter()
+        .find(|f| f.id == id)
+        .unwrap_or_else(|| panic!("no finding {id}"))
+}
+
+fn failed(findings: &[Finding]) -> Vec<&'static str> {
+    findings
+        .iter()
+        .filter(|f| f.status == Status::Fail)
+        .map(|f| f.id)
+        .collect()
+}
+
+#[test]
+fn a_default_install_fails_the_expected_items() {
+    let findings = run(&default_install(), RULES);
+    assert_eq!(
+        failed(&findings),
+        [
+            "V-261910",
+            "PG-SSL",
+            "PG-LOG-CONNECTIONS",
+            "PG-LOG-DISCONNECTIONS",
+            "PG-IDLE-IN-TRANSACTION",
+            "PG-STATEMENT-TIMEOUT",
+            "PG-DEAD-CONNECTIONS",
+            "PG-HBA-METHOD",
+        ]
+    );
+    assert!(any_failed(&findings));
+    let v = status_of(&findings, "V-261910");
+    assert!(
+        v.observed.contains("no curfew agent leads this server"),
+        "{}",
+        v.observed
+    );
+    assert!(v.fix.contains("curfew agent"));
+    let hba = status_of(&findings, "PG-HBA-METHOD");
+    assert!(
+        hba.observed.contains("line 1: local all all trust"),
+        "{}",
+        hba.observed
+    );
+    // Loopback without TLS is not a finding.
+    assert_eq!(status_of(&findings, "PG-HBA-TLS").status, Status::Pass);
+    assert_eq!(status_of(&findings, "PG-LOGIN-ROLES").status, Status::Info);
+}
+
+#[test]
+fn a_hardened_install_with_a_leading_agent_passes_everything() {
+    let findings = run(&hardened(), RULES);
+    assert_eq!(failed(&findings), Vec::<&str>::new(), "{findings:#?}");
+    assert!(!any_failed(&findings));
+    assert!(
+        findings
+            .iter()
+            .all(|f| f.status != Status::Pass || f.fix.is_empty())
+    );
+}
+
+#[test]
+fn the_termination_requirement_needs_an_enforced_rule_and_a_leader_or_native_timeouts() {
+    // Report-only rules enforce nothing.
+    let findings = run(
+        &hardened(),
+        "[[rule]]\nname = \"r\"\nidle = \"15m\"\naction = \"report\"\n",
+    );
+    let v = status_of(&findings, "V-261910");
+    // ... but the hardened server sets idle_in_transaction_session_timeout natively.
+    assert_eq!(v.status, Status::Pass);
+    assert!(v.fix.contains("any user can switch off"), "{}", v.fix);
+    let mut facts = hardened();
+    facts.settings.insert(
+        "idle_in_transaction_session_timeout".into(),
+        setting("0", Some("ms")),
+    );
+    let findings = run(
+        &facts,
+        "[[rule]]\nname = \"r\"\nidle = \"15m\"\naction = \"report\"\n",
+    );
+    assert_eq!(status_of(&findings, "V-261910").status, Status::Fail);
+    assert!(
+        status_of(&findings, "V-261910")
+            .fix
+            .contains("enforced rules")
+    );
+    // A curfew idle_in_transaction rule with a leader covers abandoned transactions.
+    let findings = run(
+        &facts,
+        "[[rule]]\nname = \"tx\"\nidle_in_transaction = \"5m\"\n",
+    );
+    let tx = status_of(&findings, "PG-IDLE-IN-TRANSACTION");
+    assert_eq!(tx.status, Status::Pass);
+    assert!(
+        tx.observed.contains("curfew rule \"tx\""),
+        "{}",
+        tx.observed
+    );
+}
+
+#[test]
+fn unreadable_hba_rules_are_unknown_not_passed() {
+    let mut facts = hardened();
+    facts.hba = Err("permission denied for view pg_hba_file_rules".to_owned());
+    let findings = run(&facts, RULES);
+    for id in ["PG-HBA-METHOD", "PG-HBA-TLS"] {
+        let f = status_of(&findings, id);
+        assert_eq!(f.status, Status::Unknown);
+        assert!(f.fix.contains("GRANT SELECT ON pg_hba_file_rules"));
+    }
+    assert!(!any_failed(&findings));
+}
+
+#[test]
+fn plain_tcp_from_other_hosts_and_extra_superusers_fail() {
+    let mut facts = hardened();
+    facts.hba = Ok(vec![hba(
+        7,
+        "host",
+        Some(("0.0.0.0", "0.0.0.0")),
+        "scram-sha-256",
+    )]);
+    facts.roles.push(role("dba_bob", true, false));
+    facts.connected_as_superuser = true;
+    let findings = run(&facts, RULES);
+    assert_eq!(
+        failed(&findings),
+        ["PG-HBA-TLS", "PG-SUPERUSERS", "CURFEW-AGENT-PRIVILEGE"]
+    );
+    assert!(
+        status_of(&findings, "PG-HBA-TLS")
+            .observed
+            .contains("line 7: host all all 0.0.0.0/0.0.0.0")
+    );
+    assert!(
+        status_of(&findings, "PG-SUPERUSERS")
+            .observed
+            .contains("dba_bob")
+    );
+}
+
+#[test]
+fn postgresql_18_connection_logging_lists_and_units_are_understood() {
+    let mut facts = hardened();
+    facts.settings.insert(
+        "log_connections".into(),
+        setting("receipt,authentication,authorization", None),
+    );
+    facts
+        .settings
+        .insert("authentication_timeout".into(), setting("2", Some("min")));
+    let findings = run(&facts, RULES);
+    assert_eq!(
+        status_of(&findings, "PG-LOG-CONNECTIONS").status,
+        Status::Pass
+    );
+    let auth = status_of(&findings, "PG-AUTHENTICATION-TIMEOUT");
+    assert_eq!(auth.status, Status::Fail);
+    assert!(
+        auth.observed.contains("2m00s") || auth.observed.contains("2m"),
+        "{}",
+        auth.observed
+    );
+    facts
+        .settings
+        .insert("log_connections".into(), setting("", None));
+    assert_eq!(
+        status_of(&run(&facts, RULES), "PG-LOG-CONNECTIONS").status,
+        Status::Fail
+    );
+}
+
+#[test]
+fn a_setting_the_server_does_not_know_is_unknown() {
+    let mut facts = hardened();
+    facts.settings.remove("client_connection_check_interval");
+    facts.settings.remove("tcp_keepalives_idle");
+    let f = run(&facts, RULES);
+    assert_eq!(status_of(&f, "PG-DEAD-CONNECTIONS").status, Status::Unknown);
+}

@@ -1,0 +1,251 @@
+//! `curfew check`: read each target's live configuration and report findings (the
+//! session-termination requirement and the security guide's hardening items), each with the
+//! requirement, what was observed, what is expected and a fix. Exit 3 when one fails.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Context;
+use curfew_check::{Finding, PolicyContext, Status, any_failed, judge};
+use curfew_postgres::TargetSpec;
+use jiff::Timestamp;
+
+use crate::exit::{Failure, out};
+use crate::policy_file;
+
+/// Output formats of `curfew check`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// Markdown: a table per target, then the fixes.
+    Md,
+    /// One JSON document.
+    Json,
+}
+
+/// Options of `curfew check`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Only this target.
+    #[arg(long, value_name = "NAME")]
+    target: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "md")]
+    format: Format,
+    /// Record the result in this audit log (default: `audit_log` in `[agent]`), for
+    /// `curfew report`.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<std::path::PathBuf>,
+    /// Do not record the result in the audit log.
+    #[arg(long, conflicts_with = "audit_log")]
+    no_record: bool,
+}
+
+/// One target's result.
+#[derive(Debug, serde::Serialize)]
+struct Checked {
+    target: String,
+    server: Option<String>,
+    findings: Vec<Finding>,
+}
+
+/// Check each target.
+pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
+    let loaded = policy_file::load(config)?;
+    let targets: Vec<&curfew_policy::Target> = loaded
+        .policy
+        .targets
+        .iter()
+        .filter(|t| args.target.as_ref().is_none_or(|n| &t.name == n))
+        .collect();
+    if targets.is_empty() {
+        return Err(Failure::Usage(match &args.target {
+            Some(name) => format!("{} has no target named \"{name}\"", loaded.source),
+            None => format!("{} names no [[target]]", loaded.source),
+        }));
+    }
+    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let context = PolicyContext {
+        policy: &loaded.policy,
+        source: &loaded.source,
+        sha256: &loaded.sha256,
+    };
+    let checked_at = Timestamp::now();
+    let results: Vec<Checked> = targets
+        .iter()
+        .map(|t| runtime.block_on(check_target(t, context)))
+        .collect();
+    let failed = results.iter().any(|r| any_failed(&r.findings));
+    if !args.no_record {
+        let audit = args
+            .audit_log
+            .clone()
+            .or_else(|| loaded.policy.agent.audit_log.as_ref().map(Into::into));
+        match audit {
+            Some(path) => {
+                if let Err(e) = record(&path, &results, &loaded) {
+                    eprintln!(
+                        "curfew: warning: the result was not recorded in {}: {e}",
+                        path.display()
+                    );
+                }
+            }
+            None => eprintln!(
+                "curfew: note: the result was not recorded (no audit_log in [agent], no --audit-log)"
+            ),
+        }
+    }
+    match args.format {
+        Format::Md => out(&markdown(&results, &loaded, checked_at))?,
+        Format::Json => out(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "checked_at": checked_at.to_string(),
+                "policy": {"source": loaded.source, "sha256": loaded.sha256},
+                "passed": !failed,
+                "targets": results,
+            }))
+            .context("serializing the findings")?
+        ))?,
+    }
+    if failed {
+        let count: usize = results
+            .iter()
+            .map(|r| {
+                r.findings
+                    .iter()
+                    .filter(|f| f.status == Status::Fail)
+                    .count()
+            })
+            .sum();
+        Err(Failure::Check(format!(
+            "{count} finding{} failed",
+            if count == 1 { "" } else { "s" }
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// One `configuration_checked` record per target, with the findings, for `curfew report`.
+fn record(
+    path: &Path,
+    results: &[Checked],
+    loaded: &curfew_agent::LoadedPolicy,
+) -> Result<(), curfew_audit::AuditError> {
+    let log = curfew_audit::AuditLog::open(path)?;
+    let records = results
+        .iter()
+        .map(|r| {
+            let count = |s: Status| r.findings.iter().filter(|f| f.status == s).count();
+            curfew_audit::Record::new(Timestamp::now(), curfew_audit::Event::ConfigurationChecked)
+                .with_target(&r.target)
+                .with_result(if any_failed(&r.findings) {
+                    "failed"
+                } else {
+                    "passed"
+                })
+                .with_reason(format!(
+                    "curfew check: {} failed, {} unknown, {} passed",
+                    count(Status::Fail),
+                    count(Status::Unknown),
+                    count(Status::Pass)
+                ))
+                .with_detail(serde_json::json!({
+                    "server": r.server,
+                    "policy_sha256": loaded.sha256,
+                    "findings": r.findings,
+                }))
+        })
+        .collect();
+    log.append_all(records).map(drop)
+}
+
+/// Connect and judge; a target that cannot be reached is a failed finding, not the end of the
+/// run, so the others are still checked.
+async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>) -> Checked {
+    let spec = TargetSpec::from_policy(target);
+    let facts = match curfew_postgres::connect_to_inspect(&spec).await {
+        Ok(connected) => {
+            for warning in &connected.warnings {
+                tracing::warn!("{warning}");
+            }
+            connected.connection.facts().await
+        }
+        Err(e) => Err(e),
+    };
+    match facts {
+        Ok(facts) => Checked {
+            target: target.name.clone(),
+            server: Some(format!("PostgreSQL {}", facts.version)),
+            findings: judge(&facts, context),
+        },
+        Err(e) => Checked {
+            target: target.name.clone(),
+            server: None,
+            findings: vec![Finding {
+                id: "CURFEW-CONNECT",
+                title: "The target can be reached",
+                requirement: "the check itself",
+                status: Status::Fail,
+                observed: e.to_string(),
+                expected: "a connection as the policy's target describes it".to_owned(),
+                fix: "Check the URL, the password file and pg_hba.conf; `curfew plan --target` shows the same connection error.".to_owned(),
+            }],
+        },
+    }
+}
+
+/// Table cells: pipes escaped, line breaks flattened.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn markdown(results: &[Checked], loaded: &curfew_agent::LoadedPolicy, at: Timestamp) -> String {
+    let mut md = String::new();
+    let at = at.round(jiff::Unit::Second).unwrap_or(at);
+    for r in results {
+        let count = |s: Status| r.findings.iter().filter(|f| f.status == s).count();
+        let _ = writeln!(
+            md,
+            "# curfew check: target \"{}\"\n\n{} · policy `{}` (sha256 `{}`) · checked {at}\n\n**{} failed, {} unknown, {} passed.**\n",
+            r.target,
+            r.server.as_deref().unwrap_or("not reached"),
+            loaded.source,
+            loaded.sha256.get(..12).unwrap_or(&loaded.sha256),
+            count(Status::Fail),
+            count(Status::Unknown),
+            count(Status::Pass),
+        );
+        let _ = writeln!(
+            md,
+            "| Status | ID | Check | Observed | Expected |\n| --- | --- | --- | --- | --- |"
+        );
+        for f in &r.findings {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                f.status.label(),
+                f.id,
+                cell(f.title),
+                cell(&f.observed),
+                cell(&f.expected)
+            );
+        }
+        let to_fix: Vec<&Finding> = r.findings.iter().filter(|f| !f.fix.is_empty()).collect();
+        if !to_fix.is_empty() {
+            let _ = writeln!(md, "\n## To fix\n");
+            for f in to_fix {
+                let _ = writeln!(
+                    md,
+                    "- **{}** ({}; {}): {}",
+                    f.id,
+                    f.status.label(),
+                    f.requirement,
+                    f.fix
+                );
+            }
+        }
+        let _ = writeln!(md);
+    }
+    md
+}

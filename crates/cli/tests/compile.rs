@@ -1,0 +1,96 @@
+//! `curfew compile` as a user runs it: the scripts for the example, `-o`, and errors.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn curfew(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .unwrap()
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn compile_prints_the_golden_scripts_for_the_example() {
+    for (dialect, golden) in [
+        ("postgres", "examples-postgres.sql"),
+        ("oracle", "examples-oracle.sql"),
+    ] {
+        let out = curfew(&[
+            "compile",
+            "-c",
+            "examples/curfew.toml",
+            "--dialect",
+            dialect,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let expected =
+            std::fs::read_to_string(workspace().join("crates/compile/tests/golden").join(golden))
+                .unwrap();
+        // The golden files name the example by the same path and hash the CLI computes.
+        assert_eq!(text(&out.stdout), expected, "{dialect}");
+    }
+}
+
+#[test]
+fn compile_writes_the_output_file() {
+    let dir = std::env::temp_dir().join(format!("curfew-cli-compile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("native.sql");
+    let out = curfew(&[
+        "compile",
+        "--dialect",
+        "postgres",
+        "-c",
+        "examples/curfew.toml",
+        "-o",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty());
+    let written = std::fs::read_to_string(&path).unwrap();
+    assert!(written.starts_with("-- curfew compile --dialect postgres\n"));
+    assert!(written.ends_with("COMMIT;\n"));
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    let out = curfew(&[
+        "compile",
+        "--dialect",
+        "oracle",
+        "-c",
+        "examples/curfew.toml",
+        "-o",
+        "/nonexistent-dir/x.sql",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("writing /nonexistent-dir/x.sql"));
+}
+
+#[test]
+fn compile_needs_a_dialect_and_a_valid_policy() {
+    let out = curfew(&["compile", "-c", "examples/curfew.toml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--dialect"));
+    let out = curfew(&[
+        "compile",
+        "-c",
+        "examples/curfew.toml",
+        "--dialect",
+        "mysql",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = curfew(&["compile", "-c", "no-such-file.toml", "--dialect", "oracle"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("cannot read policy file"));
+}

@@ -1,0 +1,64 @@
+//! curfew's policy as native database settings: defense in depth beside curfew's agent
+//! (`curfew compile --dialect postgres|oracle`).
+//!
+//! - PostgreSQL: `ALTER ROLE ... SET idle_session_timeout` / `idle_in_transaction_session_timeout`
+//!   and `ALTER ROLE ... CONNECTION LIMIT`, as one transaction that expands role patterns and
+//!   memberships when it is applied. Users can override the timeouts with `SET`, which is why
+//!   curfew's agent exists; the script says so.
+//! - Oracle: `CREATE PROFILE ... LIMIT IDLE_TIME n CONNECT_TIME n SESSIONS_PER_USER n`,
+//!   `ALTER USER ... PROFILE`, `ALTER SYSTEM SET RESOURCE_LIMIT = TRUE` and the `sqlnet.ora`
+//!   lines, with limits rounded up to Oracle's whole minutes.
+//!
+//! Every rule that cannot be expressed natively gets a comment saying why. The output is
+//! deterministic (no timestamps): it names the policy file and its SHA-256 instead.
+//!
+//! This crate is pure: no I/O, no clock reads.
+//!
+//! ```
+//! let text = "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\nroles = [\"kim\"]\n";
+//! let policy = curfew_policy::parse_policy("curfew.toml", text, jiff::tz::db()).unwrap().policy;
+//! let sql = curfew_compile::postgres(&policy, "curfew.toml", "0123abcd");
+//! assert!(sql.contains("'idle_session_timeout', '15min', roles => ARRAY['kim']"));
+//! let oracle = curfew_compile::oracle(&policy, "curfew.toml", "0123abcd");
+//! assert!(oracle.contains("IDLE_TIME 15"));
+//! ```
+
+mod oracle;
+mod oracle_users;
+mod postgres;
+mod postgres_sql;
+mod scope;
+mod text;
+
+use curfew_policy::Policy;
+
+/// The PostgreSQL script for `policy`: role settings for the rules that map, a comment with the
+/// reason for each rule that does not. `source` and `sha256` name the policy file (shown in the
+/// header, so the output ties to the exact file).
+pub fn postgres(policy: &Policy, source: &str, sha256: &str) -> String {
+    postgres::compile(policy, source, sha256)
+}
+
+/// The Oracle script for `policy`: profiles, `ALTER USER ... PROFILE` for the users the policy
+/// names, `RESOURCE_LIMIT`, and the `sqlnet.ora` lines in a commented section. `source` and
+/// `sha256` name the policy file.
+pub fn oracle(policy: &Policy, source: &str, sha256: &str) -> String {
+    oracle::compile(policy, source, sha256)
+}
+
+/// A database whose native settings curfew can write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// PostgreSQL 14 or later.
+    Postgres,
+    /// Oracle Database (12c or later).
+    Oracle,
+}
+
+/// The script for `policy` in `dialect` (see [`postgres`] and [`oracle`]).
+pub fn compile(policy: &Policy, dialect: Dialect, source: &str, sha256: &str) -> String {
+    match dialect {
+        Dialect::Postgres => postgres(policy, source, sha256),
+        Dialect::Oracle => oracle(policy, source, sha256),
+    }
+}

@@ -42,6 +42,26 @@ pub(crate) fn load(path: &Path) -> Result<LoadedPolicy, Failure> {
     }
 }
 
+/// The policy's targets, or only the one `--target` names; a usage error when that leaves none.
+pub(crate) fn targets<'p>(
+    loaded: &'p LoadedPolicy,
+    only: Option<&str>,
+) -> Result<Vec<&'p curfew_policy::Target>, Failure> {
+    let targets: Vec<&curfew_policy::Target> = loaded
+        .policy
+        .targets
+        .iter()
+        .filter(|t| only.is_none_or(|n| t.name == n))
+        .collect();
+    if targets.is_empty() {
+        return Err(Failure::Usage(match only {
+            Some(name) => format!("{} has no target named \"{name}\"", loaded.source),
+            None => format!("{} names no [[target]]", loaded.source),
+        }));
+    }
+    Ok(targets)
+}
+
 fn read(path: &Path, stdin: bool) -> std::io::Result<Vec<u8>> {
     if stdin {
         let mut bytes = Vec::new();

@@ -3,24 +3,12 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 
-fn curfew(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_curfew"))
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .unwrap()
-}
+mod common;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{run as curfew, text, workspace};
 
 /// A policy file in a fresh temporary directory.
 fn policy_file(name: &str, body: &str) -> PathBuf {

@@ -2,24 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn curfew(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_curfew"))
-        .args(args)
-        .current_dir(workspace())
-        .output()
-        .unwrap()
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
+use common::{run as curfew, text, workspace};
 
 #[test]
 fn compile_prints_the_golden_scripts_for_the_example() {

@@ -234,84 +234,61 @@ fn header(out: &mut String, source: &str, sha256: &str) {
 
 fn exemptions(out: &mut String, exempt: &Exempt, agents: &[String]) {
     comment_line(out, "Exemptions:");
+    // (what is exempt, its names, what the script does about it)
+    let kinds: [(String, &[String], &str); 6] = [
+        (
+            "[exempt] roles".to_owned(),
+            &exempt.roles,
+            "never given these settings.",
+        ),
+        (
+            "[exempt] member_of".to_owned(),
+            &exempt.member_of,
+            "members (and the roles themselves) are never given these settings.",
+        ),
+        (
+            format!(
+                "curfew's own role{}",
+                if agents.len() == 1 { "" } else { "s" }
+            ),
+            agents,
+            "(the targets' users): never given these settings.",
+        ),
+        (
+            "[exempt] databases".to_owned(),
+            &exempt.databases,
+            "the timeouts are set to 0 (off) in these databases for the roles given them, at \
+             the end of the script. CONNECTION LIMIT counts sessions in every database, these \
+             included.",
+        ),
+        (
+            "[exempt] applications".to_owned(),
+            &exempt.applications,
+            "cannot be expressed natively (a role's settings cannot depend on application_name); \
+             sessions of the roles below get these settings whatever application they come from.",
+        ),
+        (
+            "[exempt] addresses".to_owned(),
+            &exempt.addresses,
+            "cannot be expressed natively (a role's settings cannot depend on where a session \
+             connects from); sessions of the roles below get these settings from every address.",
+        ),
+    ];
     let mut any = false;
-    if !exempt.roles.is_empty() {
+    for (what, names, effect) in kinds {
+        if names.is_empty() {
+            continue;
+        }
         any = true;
+        // "(the targets' users): ..." follows the names without a colon of its own.
+        let joiner = if effect.starts_with('(') { " " } else { ": " };
         comment(
             out,
             "--   ",
             "--     ",
             &format!(
-                "[exempt] roles {}: never given these settings.",
-                shown_list(exempt.roles.iter().map(String::as_str))
-            ),
-        );
-    }
-    if !exempt.member_of.is_empty() {
-        any = true;
-        comment(
-            out,
-            "--   ",
-            "--     ",
-            &format!(
-                "[exempt] member_of {}: members (and the roles themselves) are never given these \
-                 settings.",
-                shown_list(exempt.member_of.iter().map(String::as_str))
-            ),
-        );
-    }
-    if !agents.is_empty() {
-        any = true;
-        comment(
-            out,
-            "--   ",
-            "--     ",
-            &format!(
-                "curfew's own role{} {} (the targets' users): never given these settings.",
-                if agents.len() == 1 { "" } else { "s" },
-                shown_list(agents.iter().map(String::as_str))
-            ),
-        );
-    }
-    if !exempt.databases.is_empty() {
-        any = true;
-        comment(
-            out,
-            "--   ",
-            "--     ",
-            &format!(
-                "[exempt] databases {}: the timeouts are set to 0 (off) in these databases for the \
-                 roles given them, at the end of the script. CONNECTION LIMIT counts sessions in \
-                 every database, these included.",
-                shown_list(exempt.databases.iter().map(String::as_str))
-            ),
-        );
-    }
-    if !exempt.applications.is_empty() {
-        any = true;
-        comment(
-            out,
-            "--   ",
-            "--     ",
-            &format!(
-                "[exempt] applications {}: cannot be expressed natively (a role's settings cannot \
-                 depend on application_name); sessions of the roles below get these settings \
-                 whatever application they come from.",
-                shown_list(exempt.applications.iter().map(String::as_str))
-            ),
-        );
-    }
-    if !exempt.addresses.is_empty() {
-        any = true;
-        comment(
-            out,
-            "--   ",
-            "--     ",
-            &format!(
-                "[exempt] addresses {}: cannot be expressed natively (a role's settings cannot \
-                 depend on where a session connects from); sessions of the roles below get these \
-                 settings from every address.",
-                shown_list(exempt.addresses.iter().map(String::as_str))
+                "{what} {}{joiner}{effect}",
+                shown_list(names.iter().map(String::as_str))
             ),
         );
     }

@@ -41,18 +41,7 @@ pub(crate) struct Args {
 /// Show the plan for each target.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
-    let targets: Vec<&curfew_policy::Target> = loaded
-        .policy
-        .targets
-        .iter()
-        .filter(|t| args.target.as_ref().is_none_or(|n| &t.name == n))
-        .collect();
-    if targets.is_empty() {
-        return Err(Failure::Usage(match &args.target {
-            Some(name) => format!("{} has no target named \"{name}\"", loaded.source),
-            None => format!("{} names no [[target]]", loaded.source),
-        }));
-    }
+    let targets = policy_file::targets(&loaded, args.target.as_deref())?;
     if let Some(at) = &args.at {
         // Check the syntax before connecting anywhere.
         parse_instant(at, Timestamp::UNIX_EPOCH).map_err(Failure::Usage)?;

@@ -13,6 +13,25 @@ pub fn curfew() -> Command {
     Command::new(env!("CARGO_BIN_EXE_curfew"))
 }
 
+/// `curfew ARGS` run from the workspace root (so `examples/...` paths work), output collected.
+pub fn run(args: &[&str]) -> std::process::Output {
+    curfew()
+        .args(args)
+        .current_dir(workspace())
+        .output()
+        .unwrap()
+}
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Output bytes as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// `curfew agent -c POLICY --audit-log AUDIT`, its standard output discarded.
 pub fn agent_command(policy: &Path, audit: &Path) -> Command {
     let mut command = curfew();

@@ -42,6 +42,12 @@ pub trait Backend: LoginLedger + Send {
 
     /// Act on this connection only while `leadership` holds the lock (checked by the server).
     fn fence(&mut self, leadership: Option<Leadership>);
+
+    /// Show `text` as this session's application name (the leader's mode and policy).
+    fn announce(&mut self, text: &str) -> impl Future<Output = Result<(), PgError>> + Send;
+
+    /// One round trip, to know the server still answers.
+    fn ping(&mut self) -> impl Future<Output = Result<(), PgError>> + Send;
 }
 
 /// Opens connections to one target.
@@ -76,6 +82,14 @@ impl Backend for Connection {
 
     async fn still_leads(&mut self) -> Result<bool, PgError> {
         Connection::still_leads(self).await
+    }
+
+    async fn announce(&mut self, text: &str) -> Result<(), PgError> {
+        Connection::announce(self, text).await
+    }
+
+    async fn ping(&mut self) -> Result<(), PgError> {
+        Connection::ping(self).await
     }
 
     async fn leader(&mut self) -> Result<Option<LeaderInfo>, PgError> {

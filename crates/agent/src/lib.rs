@@ -13,6 +13,7 @@ mod locks;
 mod records;
 mod shared;
 mod supervisor;
+mod tally;
 mod worker;
 
 pub use backend::{Backend, Connector};
@@ -22,3 +23,4 @@ pub use locks::{Locked, LockedSet, covered_roles};
 pub use records::write_to as write_audit;
 pub use shared::AgentOptions;
 pub use supervisor::{AgentError, run};
+pub use tally::{AuditTally, TallyKey};

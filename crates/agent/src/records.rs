@@ -30,7 +30,7 @@ pub(crate) fn about(event: Event, target: &str) -> Record {
 /// Append a record (with fsync, off the async threads). A failure is logged and reported to
 /// observers; the caller must then not take the action the record was for.
 pub(crate) async fn write(shared: &Shared, record: Record) -> Result<Appended, String> {
-    let gist = shared.observed().then(|| gist(&record, 0));
+    let gist = counted(shared).then(|| gist(&record, 0));
     let result = write_to(&shared.audit, record).await;
     tell(
         shared,
@@ -40,13 +40,22 @@ pub(crate) async fn write(shared: &Shared, record: Record) -> Result<Appended, S
     result
 }
 
-/// What observers learn of records: their gist once durable, or the failure.
+/// Whether anyone learns of records written (observers, or the tally).
+fn counted(shared: &Shared) -> bool {
+    shared.observed() || shared.options.tally.is_some()
+}
+
+/// What observers learn of records: their gist once durable (also counted in the tally), or
+/// the failure.
 fn tell(shared: &Shared, mut gists: Vec<RecordedEvent>, result: Result<&[Appended], &String>) {
     match result {
         Ok(appended) => {
             if !gists.is_empty() {
                 for (gist, appended) in gists.iter_mut().zip(appended) {
                     gist.seq = appended.seq;
+                }
+                if let Some(tally) = &shared.options.tally {
+                    tally.add(&gists);
                 }
                 shared.emit(AgentEvent::Recorded { records: gists });
             }
@@ -85,7 +94,7 @@ pub(crate) async fn write_all(
     shared: &Shared,
     records: Vec<Record>,
 ) -> Result<Vec<Appended>, String> {
-    let gists = if shared.observed() {
+    let gists = if counted(shared) {
         records.iter().map(|r| gist(r, 0)).collect()
     } else {
         Vec::new()

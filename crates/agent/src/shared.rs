@@ -24,6 +24,8 @@ pub struct AgentOptions {
     pub retry_max: Duration,
     /// Where events go, if anyone listens.
     pub events: Option<broadcast::Sender<AgentEvent>>,
+    /// Where the records written are counted, if anyone reads the count.
+    pub tally: Option<Arc<crate::tally::AuditTally>>,
 }
 
 impl Default for AgentOptions {
@@ -34,6 +36,7 @@ impl Default for AgentOptions {
             retry_min: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
             events: None,
+            tally: None,
         }
     }
 }

@@ -166,6 +166,10 @@ impl<C: Connector> Worker<C> {
                     waited_for_primary = true;
                     tracing::info!(target: "curfew::agent", "target \"{}\": a standby; standing by until this agent leads its primary \"{primary}\"", self.target);
                 }
+                // Standing by counts as watching only while the server answers.
+                tokio::time::timeout(HEARTBEAT_LIMIT, lock.ping())
+                    .await
+                    .map_err(|_| self.no_reply("checking the connection"))??;
                 self.shared.emit(AgentEvent::StandingBy {
                     target: self.target.clone(),
                 });
@@ -257,9 +261,25 @@ impl<C: Connector> Worker<C> {
         keeper: &mut Keeper,
     ) -> Ended {
         let mut engine = Engine::new();
+        let mut announced = String::new();
         loop {
             let loaded = self.policy.borrow_and_update().clone();
             let interval = loaded.policy.agent.interval.to_std();
+            // The leader shows its mode and policy on its lock session, where `curfew check`
+            // reads them (a dry run, or another policy, does not meet the requirement).
+            if announced != loaded.sha256 {
+                let text = curfew_postgres::Announcement::text(
+                    self.shared.options.dry_run,
+                    &loaded.sha256,
+                );
+                let done = tokio::time::timeout(HEARTBEAT_LIMIT, lock.announce(&text)).await;
+                if !matches!(done, Ok(Ok(()))) {
+                    return Ended::Lost(PgError::NotLeading {
+                        target: self.target.clone(),
+                    });
+                }
+                announced = loaded.sha256.clone();
+            }
             // A heartbeat on the lock connection once a round; the actions themselves are
             // fenced on the server, so a lost lock never lets a stale leader act meanwhile.
             // A standby acts on its primary's lock state: only while this agent leads it.

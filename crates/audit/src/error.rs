@@ -9,6 +9,32 @@ use std::path::PathBuf;
 /// reports them as [`crate::Problem`]s so that an assessor gets all of them at once.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
+    /// Another process kept the log locked longer than any append takes.
+    #[error(
+        "audit log {} stayed locked by another process for {}s; a stuck writer, or a curfew agent older than this version (which locks the log for its whole run) holds it",
+        path.display(), waited.as_secs()
+    )]
+    Busy {
+        /// The log file.
+        path: PathBuf,
+        /// How long the append waited.
+        waited: std::time::Duration,
+    },
+
+    /// Another curfew agent writes this log (two agents on one log would both close each
+    /// other's unfinished actions at start).
+    #[error(
+        "audit log {} is in use by another curfew agent{}; give each agent its own audit log",
+        path.display(),
+        holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default()
+    )]
+    InUse {
+        /// The log file.
+        path: PathBuf,
+        /// What the holder wrote into the claim file, if anything.
+        holder: Option<String>,
+    },
+
     /// An I/O operation on the log (or its directory) failed.
     #[error("audit log {}: {what}: {source}", path.display())]
     Io {

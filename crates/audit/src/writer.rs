@@ -35,6 +35,8 @@ struct Inner {
     path: PathBuf,
     warnings: Vec<String>,
     state: Mutex<State>,
+    /// For an agent: the locked claim file that keeps other agents off this log.
+    _claim: Option<File>,
 }
 
 #[derive(Debug)]
@@ -52,11 +54,30 @@ struct State {
 /// Holds the file's advisory lock; released when dropped, whatever happened meanwhile.
 struct Locked<'f>(&'f File);
 
+/// How long an append waits for another writer's append to finish. Appends take
+/// milliseconds; a lock held longer is a writer that keeps it (a stuck or older process).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl<'f> Locked<'f> {
     fn take(file: &'f File, path: &Path) -> Result<Locked<'f>, AuditError> {
-        file.lock()
-            .map_err(|e| AuditError::io(path, "cannot lock", e))?;
-        Ok(Locked(file))
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(Locked(file)),
+                Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(AuditError::Busy {
+                        path: path.to_owned(),
+                        waited: LOCK_WAIT,
+                    });
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(AuditError::io(path, "cannot lock", e));
+                }
+            }
+        }
     }
 }
 
@@ -104,6 +125,26 @@ impl AuditLog {
                     prev,
                     broken: None,
                 }),
+                _claim: None,
+            }),
+        })
+    }
+
+    /// Opens the log for a curfew agent: as [`AuditLog::open`], and claims it for this agent
+    /// for as long as the writer lives. Other processes (`curfew check`, `curfew verify`) may
+    /// still append; another agent gets [`AuditError::InUse`]. An agent closes the unfinished
+    /// actions it finds at start, which is right only for its own dead predecessors.
+    pub fn open_for_agent(path: &Path) -> Result<AuditLog, AuditError> {
+        let claim = claim(path)?;
+        let log = AuditLog::open(path)?;
+        let inner = Arc::try_unwrap(log.inner).map_err(|_| AuditError::Unusable {
+            path: path.to_owned(),
+            reason: "the writer was shared before it was claimed".to_owned(),
+        })?;
+        Ok(AuditLog {
+            inner: Arc::new(Inner {
+                _claim: Some(claim),
+                ..inner
             }),
         })
     }
@@ -251,6 +292,51 @@ impl AuditLog {
     pub fn warnings(&self) -> &[String] {
         &self.inner.warnings
     }
+}
+
+/// Take the agent claim on `<log>.agent-lock`, recording who holds it for the next one's
+/// message.
+fn claim(path: &Path) -> Result<File, AuditError> {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".agent-lock");
+    let claim_path = PathBuf::from(name);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&claim_path)
+        .map_err(|e| AuditError::io(&claim_path, "cannot open the agent claim", e))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&claim_path)
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty());
+            return Err(AuditError::InUse {
+                path: path.to_owned(),
+                holder,
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(AuditError::io(
+                &claim_path,
+                "cannot lock the agent claim",
+                e,
+            ));
+        }
+    }
+    let holder = format!(
+        "pid {} since {}",
+        std::process::id(),
+        jiff::Timestamp::now()
+    );
+    file.set_len(0)
+        .and_then(|()| file.write_all(holder.as_bytes()))
+        .map_err(|e| AuditError::io(&claim_path, "cannot write the agent claim", e))?;
+    Ok(file)
 }
 
 /// Where the chain ends now, with a torn last line closed (the caller holds the lock).

@@ -270,3 +270,32 @@ fn a_batch_is_consecutive_links_and_verifies() {
     assert!(v.is_intact(), "{:#?}", v.problems);
     assert_eq!(v.records, 7);
 }
+
+#[test]
+fn a_second_agent_on_one_log_is_refused_but_other_writers_are_not() {
+    let dir = TempDir::new("agent-claim");
+    let path = dir.log();
+    let agent = AuditLog::open_for_agent(&path).unwrap();
+    let err = AuditLog::open_for_agent(&path).unwrap_err();
+    assert!(
+        matches!(&err, AuditError::InUse { path: p, .. } if *p == path),
+        "{err:?}"
+    );
+    let message = err.to_string();
+    assert!(
+        message.contains("in use by another curfew agent"),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("pid {}", std::process::id())),
+        "{message}"
+    );
+    // `curfew check` and the like still append.
+    let ts = jiff::Timestamp::from_second(1_800_000_000).unwrap();
+    AuditLog::open(&path)
+        .unwrap()
+        .append(Record::new(ts, Event::AgentStarted))
+        .unwrap();
+    drop(agent);
+    AuditLog::open_for_agent(&path).unwrap();
+}

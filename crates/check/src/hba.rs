@@ -21,13 +21,20 @@ fn describe(rule: &HbaRule) -> String {
         });
     }
     parts.push(rule.method.clone().unwrap_or_else(|| "?".to_owned()));
-    format!("line {}: {}", rule.line, parts.join(" "))
+    match &rule.file {
+        Some(file) => format!("{file}:{}: {}", rule.line, parts.join(" ")),
+        None => format!("line {}: {}", rule.line, parts.join(" ")),
+    }
 }
 
 /// Whether a rule only admits connections from this host.
 fn loopback_only(rule: &HbaRule) -> bool {
     match rule.address.as_deref() {
-        Some("127.0.0.1") => rule.netmask.as_deref() == Some("255.255.255.255"),
+        // Anything inside 127.0.0.0/8 is this host.
+        Some(a) if a.starts_with("127.") => rule
+            .netmask
+            .as_deref()
+            .is_some_and(|m| m.starts_with("255.")),
         Some("::1") => rule.netmask.as_deref() == Some("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
         Some("localhost" | "samehost") => true,
         _ => false,
@@ -97,8 +104,11 @@ pub(crate) fn findings(facts: &ServerFacts) -> Vec<Finding> {
     let plain: Vec<String> = rules
         .iter()
         .filter(|r| {
-            matches!(r.kind.as_deref(), Some("host" | "hostnossl"))
-                && r.method.as_deref() != Some("reject")
+            // `cert` authentication needs TLS whatever the line's type says.
+            matches!(
+                r.kind.as_deref(),
+                Some("host" | "hostnossl" | "hostnogssenc")
+            ) && !matches!(r.method.as_deref(), Some("reject" | "cert"))
                 && !loopback_only(r)
         })
         .map(describe)

@@ -83,9 +83,54 @@ fn timeout(facts: &ServerFacts, name: &str) -> Option<Duration> {
     facts.settings.get(name).and_then(duration_of)
 }
 
-/// `on` for booleans; PostgreSQL 18's `log_connections` also takes a list of aspects.
+/// `on` for booleans. PostgreSQL 18's `log_connections` also takes a list of aspects: it
+/// logs who connected only with `authorization` (or `all`) in the list.
 fn is_on(v: &str) -> bool {
-    !matches!(v.trim(), "" | "off" | "false" | "0" | "no")
+    let v = v.trim().to_ascii_lowercase();
+    match v.as_str() {
+        "on" | "true" | "yes" | "1" | "all" => true,
+        "" | "off" | "false" | "no" | "0" => false,
+        list => list
+            .split(',')
+            .any(|aspect| matches!(aspect.trim(), "authorization" | "all")),
+    }
+}
+
+/// Where a value comes only from curfew's own role or database (`ALTER ROLE/DATABASE ... SET`),
+/// the server-wide value is not what was read: say so, and judge nothing.
+fn local_source(facts: &ServerFacts, names: &[&str]) -> Option<String> {
+    let local: Vec<String> = names
+        .iter()
+        .filter_map(|name| {
+            let source = &facts.settings.get(*name)?.source;
+            matches!(
+                source.as_str(),
+                "database" | "user" | "database user" | "client" | "session"
+            )
+            .then(|| format!("{name} comes from the {source} level"))
+        })
+        .collect();
+    (!local.is_empty()).then(|| {
+        format!(
+            " ({}: set for curfew's own role or database, so the server-wide value is not visible)",
+            local.join(", ")
+        )
+    })
+}
+
+/// Turn a verdict on a value that is not the server-wide one into UNKNOWN.
+fn server_wide(mut finding: Finding, facts: &ServerFacts, names: &[&str]) -> Finding {
+    if let Some(note) = local_source(facts, names)
+        && finding.status != Status::Info
+    {
+        finding.status = Status::Unknown;
+        finding.observed.push_str(&note);
+        finding.fix = format!(
+            "Check with a role and database that have no value of their own (ALTER ROLE ... RESET {}), or read postgresql.conf.",
+            names.join(", ")
+        );
+    }
+    finding
 }
 
 pub(crate) fn findings(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Vec<Finding> {
@@ -139,22 +184,27 @@ pub(crate) fn findings(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Vec<Findi
             &format!("Set {name} = on in postgresql.conf and reload."),
         ));
     }
-    // Abandoned transactions: a native timeout, or a curfew rule enforced by a leading agent.
+    // Abandoned transactions: a native timeout, or a curfew rule for every session enforced by
+    // an agent running this policy.
     let curfew_rule = ctx.policy.rules.iter().find(|r| {
-        r.action == Action::Terminate && matches!(r.condition, Condition::IdleInTransaction(_))
+        r.action == Action::Terminate
+            && matches!(r.condition, Condition::IdleInTransaction(_))
+            && r.scope.is_everything()
     });
     let native = timeout(facts, "idle_in_transaction_session_timeout");
-    let (ok, observed) = match (native, curfew_rule, &facts.leader) {
+    let agent = crate::termination::enforcing_agent(facts, ctx);
+    let (ok, observed) = match (native, curfew_rule, &agent) {
         (Some(d), _, _) if !d.is_zero() => (
             Some(true),
             shown(facts, "idle_in_transaction_session_timeout"),
         ),
-        (Some(_), Some(rule), Some(_)) => (
+        (Some(_), Some(rule), Ok(_)) => (
             Some(true),
             format!(
-                "{}; curfew rule \"{}\" ends such sessions (a curfew agent leads this server)",
+                "{}; curfew rule \"{}\" ends such sessions ({})",
                 shown(facts, "idle_in_transaction_session_timeout"),
-                rule.name
+                rule.name,
+                curfew_policy::explain::summary(rule)
             ),
         ),
         (native, _, _) => (
@@ -190,13 +240,26 @@ pub(crate) fn findings(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Vec<Findi
         "Set authentication_timeout = '30s' (or at most '1min') in postgresql.conf and reload.",
     ));
     let check_interval = timeout(facts, "client_connection_check_interval");
-    let keepalive = timeout(facts, "tcp_keepalives_idle");
+    // Over a Unix socket the server reports tcp_keepalives_idle as 0: not a reading.
+    let keepalive = if facts.unix_socket {
+        None
+    } else {
+        timeout(facts, "tcp_keepalives_idle")
+    };
+    let detected = check_interval.is_some_and(|d| !d.is_zero())
+        || keepalive.is_some_and(|d| !d.is_zero() && d <= Duration::from_secs(900));
     let dead_detected = match (check_interval, keepalive) {
         (None, None) => None,
-        (c, k) => Some(
-            c.is_some_and(|d| !d.is_zero())
-                || k.is_some_and(|d| !d.is_zero() && d <= Duration::from_secs(900)),
-        ),
+        _ if detected => Some(true),
+        // Nothing detects them as far as can be seen; over a socket the keepalives are unseen.
+        _ if facts.unix_socket => None,
+        _ => Some(false),
+    };
+    let keepalive_shown = if facts.unix_socket {
+        "tcp_keepalives_idle: not visible (curfew connected over a Unix socket; check over TCP)"
+            .to_owned()
+    } else {
+        shown(facts, "tcp_keepalives_idle")
     };
     out.push(finding(
         "PG-DEAD-CONNECTIONS",
@@ -206,10 +269,37 @@ pub(crate) fn findings(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Vec<Findi
         format!(
             "{}; {} (as seen on curfew's connection; 0 means the operating system's default, usually 2h)",
             shown(facts, "client_connection_check_interval"),
-            shown(facts, "tcp_keepalives_idle")
+            keepalive_shown
         ),
         "client_connection_check_interval > 0, or tcp_keepalives_idle <= 15min",
         "Set tcp_keepalives_idle = 300 (with tcp_keepalives_interval and tcp_keepalives_count) and client_connection_check_interval = '10s' in postgresql.conf, then reload.",
     ));
-    out
+    out.into_iter()
+        .map(|f| {
+            let names = SETTINGS_OF
+                .iter()
+                .find(|(id, _)| *id == f.id)
+                .map_or(&[][..], |(_, names)| *names);
+            server_wide(f, facts, names)
+        })
+        .collect()
 }
+
+/// The settings each finding judges.
+const SETTINGS_OF: &[(&str, &[&str])] = &[
+    ("PG-SSL", &["ssl"]),
+    ("PG-TLS-VERSION", &["ssl_min_protocol_version"]),
+    ("PG-PASSWORD-ENCRYPTION", &["password_encryption"]),
+    ("PG-LOG-CONNECTIONS", &["log_connections"]),
+    ("PG-LOG-DISCONNECTIONS", &["log_disconnections"]),
+    (
+        "PG-IDLE-IN-TRANSACTION",
+        &["idle_in_transaction_session_timeout"],
+    ),
+    ("PG-STATEMENT-TIMEOUT", &["statement_timeout"]),
+    ("PG-AUTHENTICATION-TIMEOUT", &["authentication_timeout"]),
+    (
+        "PG-DEAD-CONNECTIONS",
+        &["client_connection_check_interval", "tcp_keepalives_idle"],
+    ),
+];

@@ -1,12 +1,48 @@
 //! V-261910: sessions are terminated automatically after the organization-defined conditions.
-//! Met by a curfew policy with an enforced rule while a curfew agent leads the server, or (less
-//! well: any user can `SET` them away) by native timeouts.
+//! Met by a curfew policy with an enforced rule while a curfew agent enforces *this* policy on
+//! the server (seen from the server: the leader lock's session announces the agent's mode and
+//! policy), or, less well (any user can `SET` them away), by native timeouts.
 
 use curfew_policy::{Action, Condition};
-use curfew_postgres::ServerFacts;
+use curfew_postgres::{Announcement, ServerFacts};
 
 use crate::settings::{duration_of, words};
 use crate::{Finding, PolicyContext, Status};
+
+/// Whether a curfew agent enforces this policy on the server: `Ok` with what shows it, or
+/// `Err` with why not.
+pub(crate) fn enforcing_agent(
+    facts: &ServerFacts,
+    ctx: PolicyContext<'_>,
+) -> Result<String, String> {
+    let Some(leader) = &facts.leader else {
+        return Err("no curfew agent leads this server".to_owned());
+    };
+    let who = format!(
+        "session {} from {}, since {}",
+        leader.pid,
+        leader.client_addr.as_deref().unwrap_or("a local socket"),
+        leader.backend_start.map_or_else(
+            || "?".to_owned(),
+            |t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+        )
+    );
+    match leader.application.as_deref().and_then(Announcement::parse) {
+        Some(a) if a.dry_run => Err(format!(
+            "the curfew agent leading this server ({who}) runs a dry run: it ends nothing"
+        )),
+        Some(a) if !ctx.sha256.starts_with(&a.sha256_prefix) => Err(format!(
+            "the curfew agent leading this server ({who}) enforces another policy (sha256 {}), not this one",
+            a.sha256_prefix
+        )),
+        Some(_) => Ok(format!(
+            "a curfew agent enforces this policy on this server ({who})"
+        )),
+        None => Ok(format!(
+            "a curfew agent leads this server ({who}; it does not announce its policy: an older curfew)"
+        )),
+    }
+}
 
 pub(crate) fn requirement(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Finding {
     // Violations rules are enforced by the gateway only, not by the agent.
@@ -41,30 +77,24 @@ pub(crate) fn requirement(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Findin
             format!(" ({})", enforced.join(", "))
         }
     );
-    let agent = match &facts.leader {
-        Some(l) => format!(
-            "a curfew agent leads this server (session {} from {}, since {})",
-            l.pid,
-            l.client_addr.as_deref().unwrap_or("a local socket"),
-            l.backend_start.map_or_else(
-                || "?".to_owned(),
-                |t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()
-            )
-        ),
-        None => "no curfew agent leads this server".to_owned(),
-    };
+    let agent = enforcing_agent(facts, ctx);
     let native_text = if native.is_empty() {
         "no native session timeout is set".to_owned()
     } else {
         format!("native: {}", native.join(", "))
     };
-    let observed = format!("{policy}; {agent}; {native_text}");
-    let (status, fix) = if !enforced.is_empty() && facts.leader.is_some() {
+    let observed = format!(
+        "{policy}; {}; {native_text}",
+        match &agent {
+            Ok(text) | Err(text) => text,
+        }
+    );
+    let (status, fix) = if !enforced.is_empty() && agent.is_ok() {
         (Status::Pass, String::new())
     } else if !native.is_empty() {
         (
             Status::Pass,
-            "Met by native settings only, which any user can switch off with SET; run the curfew agent for enforcement users cannot override.".to_owned(),
+            "Met by native settings only, which any user can switch off with SET; run the curfew agent (not a dry run) with this policy for enforcement users cannot override.".to_owned(),
         )
     } else if enforced.is_empty() {
         (
@@ -74,7 +104,7 @@ pub(crate) fn requirement(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Findin
     } else {
         (
             Status::Fail,
-            "Start the agent for this target (`systemctl enable --now curfew`, or `curfew agent -c POLICY`); `curfew check` passes once it holds the leader lock.".to_owned(),
+            "Run the agent with this policy, not as a dry run (`systemctl enable --now curfew`, `systemctl reload curfew` after a policy change); `curfew check` passes once it leads the server.".to_owned(),
         )
     };
     Finding {
@@ -83,7 +113,7 @@ pub(crate) fn requirement(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Findin
         requirement: "DISA STIG V-261910 (PostgreSQL); NIST SP 800-171 3.1.11[b]",
         status,
         observed,
-        expected: "an enforced curfew rule with a curfew agent leading this server (or, weaker, native session timeouts)".to_owned(),
+        expected: "an enforced curfew rule, with a curfew agent enforcing this policy on this server (or, weaker, native session timeouts)".to_owned(),
         fix,
     }
 }

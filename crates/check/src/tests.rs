@@ -25,6 +25,7 @@ fn setting(value: &str, unit: Option<&str>) -> Setting {
 
 fn hba(line: i32, kind: &str, address: Option<(&str, &str)>, method: &str) -> HbaRule {
     HbaRule {
+        file: None,
         line,
         kind: Some(kind.to_owned()),
         databases: vec!["all".to_owned()],
@@ -71,6 +72,7 @@ fn default_install() -> ServerFacts {
         version_num: 170_002,
         connected_as: "curfew_agent".to_owned(),
         connected_as_superuser: false,
+        unix_socket: false,
         settings,
         hba: Ok(vec![
             hba(1, "local", None, "trust"),
@@ -120,11 +122,13 @@ fn hardened() -> ServerFacts {
         client_addr: Some("10.0.0.5".to_owned()),
         backend_start: None,
         database: Some("postgres".to_owned()),
+        application: Some(curfew_postgres::Announcement::text(false, SHA)),
     });
     facts
 }
 
 const RULES: &str = "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\n";
+const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
 fn run(facts: &ServerFacts, rules: &str) -> Vec<Finding> {
     let policy = policy(rules);
@@ -133,7 +137,7 @@ fn run(facts: &ServerFacts, rules: &str) -> Vec<Finding> {
         PolicyContext {
             policy: &policy,
             source: "t.toml",
-            sha256: "0123456789abcdef",
+            sha256: SHA,
         },
     )
 }
@@ -176,7 +180,11 @@ fn a_default_install_fails_the_expected_items() {
         "{}",
         v.observed
     );
-    assert!(v.fix.contains("curfew agent"));
+    assert!(
+        v.fix.contains("Run the agent with this policy"),
+        "{}",
+        v.fix
+    );
     let hba = status_of(&findings, "PG-HBA-METHOD");
     assert!(
         hba.observed.contains("line 1: local all all trust"),
@@ -319,4 +327,86 @@ fn a_setting_the_server_does_not_know_is_unknown() {
     facts.settings.remove("tcp_keepalives_idle");
     let f = run(&facts, RULES);
     assert_eq!(status_of(&f, "PG-DEAD-CONNECTIONS").status, Status::Unknown);
+}
+
+#[test]
+fn a_leader_in_dry_run_or_on_another_policy_does_not_meet_the_requirement() {
+    let mut facts = hardened();
+    facts.settings.insert(
+        "idle_in_transaction_session_timeout".into(),
+        setting("0", Some("ms")),
+    );
+    let leader = facts.leader.as_mut().unwrap();
+    leader.application = Some(curfew_postgres::Announcement::text(true, SHA));
+    let f = run(&facts, RULES);
+    let v = status_of(&f, "V-261910");
+    assert_eq!(v.status, Status::Fail);
+    assert!(v.observed.contains("runs a dry run"), "{}", v.observed);
+    let leader = facts.leader.as_mut().unwrap();
+    leader.application = Some(curfew_postgres::Announcement::text(false, &"f".repeat(64)));
+    let v = status_of(&run(&facts, RULES), "V-261910").clone();
+    assert_eq!(v.status, Status::Fail);
+    assert!(
+        v.observed.contains("another policy (sha256 ffffffffffff)"),
+        "{}",
+        v.observed
+    );
+    // A scoped idle_in_transaction rule does not stand in for the server-wide timeout.
+    let leader = facts.leader.as_mut().unwrap();
+    leader.application = Some(curfew_postgres::Announcement::text(false, SHA));
+    let f = run(
+        &facts,
+        "[[rule]]\nname = \"tx\"\nidle_in_transaction = \"5m\"\nroles = [\"analyst_*\"]\n",
+    );
+    assert_eq!(status_of(&f, "PG-IDLE-IN-TRANSACTION").status, Status::Fail);
+}
+
+#[test]
+fn values_of_curfew_s_own_role_or_database_are_not_taken_for_the_server_s() {
+    let mut facts = hardened();
+    facts.settings.get_mut("statement_timeout").unwrap().source = "user".to_owned();
+    let f = run(&facts, RULES);
+    let s = status_of(&f, "PG-STATEMENT-TIMEOUT");
+    assert_eq!(s.status, Status::Unknown);
+    assert!(s.observed.contains("from the user level"), "{}", s.observed);
+}
+
+#[test]
+fn keepalives_are_not_judged_over_a_unix_socket() {
+    let mut facts = default_install();
+    facts.unix_socket = true;
+    facts
+        .settings
+        .insert("tcp_keepalives_idle".into(), setting("0", Some("s")));
+    let f = run(&facts, RULES);
+    let d = status_of(&f, "PG-DEAD-CONNECTIONS");
+    assert_eq!(d.status, Status::Unknown, "{d:?}");
+    assert!(d.observed.contains("Unix socket"));
+    facts.settings.insert(
+        "client_connection_check_interval".into(),
+        setting("10000", Some("ms")),
+    );
+    assert_eq!(
+        status_of(&run(&facts, RULES), "PG-DEAD-CONNECTIONS").status,
+        Status::Pass
+    );
+}
+
+#[test]
+fn postgresql_18_log_connections_needs_authorization_logged() {
+    let mut facts = hardened();
+    for (value, on) in [
+        ("receipt", false),
+        ("receipt,authentication", false),
+        ("receipt,authentication,authorization", true),
+        ("all", true),
+        ("on", true),
+        ("off", false),
+    ] {
+        facts
+            .settings
+            .insert("log_connections".into(), setting(value, None));
+        let status = status_of(&run(&facts, RULES), "PG-LOG-CONNECTIONS").status;
+        assert_eq!(status == Status::Pass, on, "{value}");
+    }
 }

@@ -42,7 +42,7 @@ impl Failure {
 /// else as a plain line.
 fn say(message: &str) {
     if crate::logging::active() {
-        tracing::error!("{message}");
+        crate::logging::json_line("ERROR", message);
     } else {
         eprintln!("curfew: {message}");
     }

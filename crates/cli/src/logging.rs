@@ -40,3 +40,14 @@ static JSON: std::sync::OnceLock<()> = std::sync::OnceLock::new();
 pub(crate) fn active() -> bool {
     JSON.get().is_some()
 }
+
+/// One JSON log line on standard error, written directly: the reason a command stops, or a
+/// policy diagnostic, must show whatever `CURFEW_LOG` filters out.
+pub(crate) fn json_line(level: &str, message: &str) {
+    let line = serde_json::json!({
+        "timestamp": jiff::Timestamp::now().to_string(),
+        "level": level,
+        "message": message,
+    });
+    eprintln!("{line}");
+}

@@ -79,9 +79,9 @@ fn print_all(diagnostics: &[Diagnostic]) {
         if !crate::logging::active() {
             eprintln!("{d}");
         } else if d.severity == curfew_policy::Severity::Error {
-            tracing::error!("{d}");
+            crate::logging::json_line("ERROR", &d.to_string());
         } else {
-            tracing::warn!("{d}");
+            crate::logging::json_line("WARN", &d.to_string());
         }
     }
 }

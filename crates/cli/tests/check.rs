@@ -105,8 +105,29 @@ fn a_default_sandbox_shows_the_expected_findings() {
         }
     }
 
-    // An agent that leads the server meets the termination requirement.
+    // An agent in a dry run leads the server but ends nothing: the requirement is not met.
     let audit = d.0.join("audit.jsonl");
+    let mut dry = common::agent_command(&policy, &audit)
+        .arg("--dry-run")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dry_lines = lines_of(&mut dry);
+    wait_for(&dry_lines, "this agent leads", Duration::from_secs(20));
+    let (_, doc) = check(&policy);
+    let v = &doc["targets"][0]["findings"][0];
+    assert_eq!(
+        (v["id"].as_str(), v["status"].as_str()),
+        (Some("V-261910"), Some("fail"))
+    );
+    assert!(
+        v["observed"].as_str().unwrap().contains("runs a dry run"),
+        "{v:#}"
+    );
+    common::signal(&dry, "TERM");
+    dry.wait().unwrap();
+
+    // An agent that enforces this policy meets it.
     let mut running = agent(&policy, &audit);
     let lines = lines_of(&mut running);
     wait_for(&lines, "this agent leads", Duration::from_secs(20));
@@ -127,7 +148,10 @@ fn a_default_sandbox_shows_the_expected_findings() {
         md.contains("| FAIL | PG-SSL |") && md.contains("## To fix"),
         "{md}"
     );
-    assert!(md.contains("a curfew agent leads this server"), "{md}");
+    assert!(
+        md.contains("a curfew agent enforces this policy on this server"),
+        "{md}"
+    );
     common::signal(&running, "TERM");
     running.wait().unwrap();
 }

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{
     agent, cluster, curfew, dir, events, lines_of, policy_text, session, signal, wait_for,
@@ -219,6 +219,56 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
         .and_then(|p| p.trim().parse().ok())
         .unwrap();
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+}
+
+/// Regression: a demo stopped by SIGTERM (as `scripts/screenshot-status` stops it) or Ctrl-C
+/// used to leave its PostgreSQL cluster running.
+#[test]
+fn an_interrupted_demo_leaves_nothing_running() {
+    let mut demo = curfew()
+        .args(["demo", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = demo.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut port = None;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if let Some(rest) = line.split("on 127.0.0.1:").nth(1) {
+            port = rest
+                .split(',')
+                .next()
+                .and_then(|p| p.trim().parse::<u16>().ok());
+        }
+        if line.starts_with("Enforcing") {
+            break;
+        }
+    }
+    let port = port.expect("the demo never said where its cluster listens");
+    let work_dir = std::env::temp_dir().join(format!("curfew-demo-{}", demo.id()));
+    assert!(work_dir.exists());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    signal(&demo, "TERM");
+    let status = demo.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status:?}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the cluster still answers on {port}"
+    );
+    assert!(!work_dir.exists(), "{} was left behind", work_dir.display());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -82,7 +82,7 @@ pub struct Ended {
 }
 
 /// Everything the observer knows.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Board {
     pub(crate) targets: BTreeMap<String, TargetBoard>,
     /// Newest first.

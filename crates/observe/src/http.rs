@@ -55,9 +55,35 @@ fn plain(code: StatusCode, content_type: &'static str, body: String) -> Response
         .into_response()
 }
 
+/// Run `work` off the async threads: answering reads the audit writer's state (which an fsync
+/// may hold) and evaluates every live session, neither of which may stall the agent's tasks.
+async fn off_thread<T: Send + 'static>(
+    observer: Observer,
+    work: impl FnOnce(&Observer) -> T + Send + 'static,
+) -> Result<T, Response> {
+    tokio::task::spawn_blocking(move || work(&observer))
+        .await
+        .map_err(|e| {
+            tracing::error!(target: "curfew::observe", "answering a request: {e}");
+            plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "text/plain; charset=utf-8",
+                "the request failed; see the agent's log\n".to_owned(),
+            )
+        })
+}
+
 async fn page(State(observer): State<Observer>, query: Query<PageQuery>) -> Response {
     let refresh = query.refresh.unwrap_or(DEFAULT_REFRESH).min(3600);
-    match observer.page(Instant::now(), Timestamp::now(), refresh) {
+    let rendered = off_thread(observer, move |o| {
+        o.page(Instant::now(), Timestamp::now(), refresh)
+    })
+    .await;
+    let rendered = match rendered {
+        Ok(rendered) => rendered,
+        Err(response) => return response,
+    };
+    match rendered {
         Ok(html) => plain(StatusCode::OK, "text/html; charset=utf-8", html),
         Err(e) => {
             tracing::error!(target: "curfew::observe", "rendering the status page: {e}");
@@ -71,7 +97,10 @@ async fn page(State(observer): State<Observer>, query: Query<PageQuery>) -> Resp
 }
 
 async fn status(State(observer): State<Observer>) -> Response {
-    let status = observer.status(Instant::now(), Timestamp::now());
+    let status = match off_thread(observer, |o| o.status(Instant::now(), Timestamp::now())).await {
+        Ok(status) => status,
+        Err(response) => return response,
+    };
     match serde_json::to_string_pretty(&status) {
         Ok(json) => plain(StatusCode::OK, "application/json", json + "\n"),
         Err(e) => {
@@ -86,15 +115,17 @@ async fn status(State(observer): State<Observer>) -> Response {
 }
 
 async fn metrics(State(observer): State<Observer>) -> Response {
-    plain(
-        StatusCode::OK,
-        OPENMETRICS,
-        observer.metrics(Instant::now()),
-    )
+    match off_thread(observer, |o| o.metrics(Instant::now())).await {
+        Ok(text) => plain(StatusCode::OK, OPENMETRICS, text),
+        Err(response) => response,
+    }
 }
 
 async fn healthz(State(observer): State<Observer>) -> Response {
-    let health = observer.health(Instant::now());
+    let health = match off_thread(observer, |o| o.health(Instant::now())).await {
+        Ok(health) => health,
+        Err(response) => return response,
+    };
     let code = if health.healthy {
         StatusCode::OK
     } else {

@@ -18,7 +18,7 @@ mod status;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use curfew_agent::{AgentEvent, LoadedPolicy};
+use curfew_agent::{AgentEvent, AuditTally, LoadedPolicy};
 use curfew_audit::AuditLog;
 use jiff::Timestamp;
 use tokio::sync::{broadcast, watch};
@@ -40,6 +40,7 @@ struct Inner {
     metrics: metrics::Metrics,
     policy: watch::Receiver<Arc<LoadedPolicy>>,
     audit: AuditLog,
+    tally: Arc<AuditTally>,
     about: status::About,
 }
 
@@ -53,18 +54,21 @@ impl std::fmt::Debug for Observer {
 
 impl Observer {
     /// An observer of an agent running `policy` (the same channel the agent follows, so
-    /// reloads show) and writing `audit`.
+    /// reloads show), writing `audit` and counting what it writes in `tally` (the same one
+    /// given to the agent in its options).
     pub fn new(
         policy: watch::Receiver<Arc<LoadedPolicy>>,
         audit: AuditLog,
+        tally: Arc<AuditTally>,
         dry_run: bool,
     ) -> Observer {
         Observer {
             inner: Arc::new(Inner {
                 board: Mutex::new(board::Board::default()),
-                metrics: metrics::Metrics::new(),
+                metrics: metrics::Metrics::new(dry_run),
                 policy,
                 audit,
+                tally,
                 about: status::About {
                     started_at: Timestamp::now(),
                     dry_run,
@@ -105,7 +109,10 @@ impl Observer {
     pub fn status(&self, now: Instant, wall: Timestamp) -> Status {
         let health = self.health(now);
         let loaded = self.inner.policy.borrow().clone();
-        status::status(&self.board(), &loaded, health, &self.inner.about, now, wall)
+        // A copy (the sessions are shared, not copied): evaluating them must not hold up the
+        // events that update the board.
+        let board = self.board().clone();
+        status::status(&board, &loaded, health, &self.inner.about, now, wall)
     }
 
     /// The status page at `now`, reloading itself every `refresh` seconds (0: never).
@@ -133,7 +140,9 @@ impl Observer {
                 })
                 .collect()
         };
-        self.inner.metrics.encode(&ages, health.healthy)
+        self.inner
+            .metrics
+            .encode(&ages, health.healthy, &self.inner.tally.snapshot())
     }
 
     fn board(&self) -> std::sync::MutexGuard<'_, board::Board> {

@@ -3,7 +3,10 @@
 
 use std::sync::atomic::AtomicU64;
 
-use curfew_agent::{AgentEvent, RecordedEvent};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use curfew_agent::{AgentEvent, TallyKey};
 use curfew_audit::Event;
 use curfew_policy::SessionState;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -52,6 +55,9 @@ const STATES: [SessionState; 7] = [
     SessionState::Unknown,
 ];
 
+/// Target, rule, result.
+type OutcomeKey = (String, String, String);
+
 /// The audit events that are the outcome of ending (or reporting) a session.
 fn is_termination_outcome(event: Event) -> bool {
     matches!(
@@ -81,6 +87,8 @@ pub(crate) struct Metrics {
     audit_failures: Counter,
     missed_events: Counter,
     healthy: Gauge,
+    /// Targets that have per-target series, to drop those of targets a reload removed.
+    targets: Mutex<BTreeSet<String>>,
 }
 
 /// Snapshot durations: 0.5 ms to about 4 s.
@@ -99,7 +107,7 @@ fn lateness_buckets() -> Histogram {
 }
 
 impl Metrics {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(dry_run: bool) -> Self {
         let mut registry = Registry::with_prefix("curfew");
         let sessions = Family::<SessionLabels, Gauge>::default();
         registry.register(
@@ -177,6 +185,13 @@ impl Metrics {
             "1 when /healthz would answer 200, else 0",
             healthy.clone(),
         );
+        let dry_run_gauge = Gauge::<i64>::default();
+        dry_run_gauge.set(i64::from(dry_run));
+        registry.register(
+            "dry_run",
+            "1 when the agent only records what it would do (--dry-run): then nothing is ended",
+            dry_run_gauge,
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -198,6 +213,7 @@ impl Metrics {
             audit_failures,
             missed_events,
             healthy,
+            targets: Mutex::new(BTreeSet::new()),
         }
     }
 
@@ -259,11 +275,8 @@ impl Metrics {
                     })
                     .observe(lateness.as_secs_f64().max(0.0));
             }
-            AgentEvent::Recorded { records } => {
-                for record in records {
-                    self.count(record);
-                }
-            }
+            // Counted from the agent's lossless tally at scrape time instead.
+            AgentEvent::Recorded { .. } => {}
             AgentEvent::AuditFailed { .. } => {
                 self.audit_failures.inc();
             }
@@ -274,20 +287,35 @@ impl Metrics {
         }
     }
 
-    fn count(&self, record: &RecordedEvent) {
-        self.records
-            .get_or_create(&EventLabels {
-                event: record.event.as_str().to_owned(),
-            })
-            .inc();
-        if is_termination_outcome(record.event) {
-            self.terminations
-                .get_or_create(&OutcomeLabels {
-                    target: record.target.clone().unwrap_or_default(),
-                    rule: record.rule.clone().unwrap_or_default(),
-                    result: record.result.clone().unwrap_or_default(),
-                })
-                .inc();
+    /// Bring the audit counters up to the tally (counters only go up; the tally does too).
+    fn sync_counts(&self, tally: &[(TallyKey, u64)]) {
+        let mut by_event: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut outcomes: BTreeMap<OutcomeKey, u64> = BTreeMap::new();
+        for (key, count) in tally {
+            *by_event.entry(key.event.as_str()).or_insert(0) += count;
+            if is_termination_outcome(key.event) {
+                *outcomes
+                    .entry((
+                        key.target.clone().unwrap_or_default(),
+                        key.rule.clone().unwrap_or_default(),
+                        key.result.clone().unwrap_or_default(),
+                    ))
+                    .or_insert(0) += count;
+            }
+        }
+        for (event, total) in by_event {
+            let counter = self.records.get_or_create(&EventLabels {
+                event: event.to_owned(),
+            });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
+        for ((target, rule, result), total) in outcomes {
+            let counter = self.terminations.get_or_create(&OutcomeLabels {
+                target,
+                rule,
+                result,
+            });
+            counter.inc_by(total.saturating_sub(counter.get()));
         }
     }
 
@@ -298,7 +326,31 @@ impl Metrics {
 
     /// The text exposition, with the scrape-time gauges set first: `ages` has each target's
     /// last snapshot age (None: no snapshot now), `healthy` the health check's verdict.
-    pub(crate) fn encode(&self, ages: &[(String, Option<f64>)], healthy: bool) -> String {
+    pub(crate) fn encode(
+        &self,
+        ages: &[(String, Option<f64>)],
+        healthy: bool,
+        tally: &[(TallyKey, u64)],
+    ) -> String {
+        self.sync_counts(tally);
+        // Series of targets a reload removed would otherwise stay, frozen, forever.
+        let current: BTreeSet<&str> = ages.iter().map(|(t, _)| t.as_str()).collect();
+        let gone: Vec<String> = self
+            .known_targets()
+            .iter()
+            .filter(|t| !current.contains(t.as_str()))
+            .cloned()
+            .collect();
+        for target in gone {
+            let labels = TargetLabels {
+                target: target.clone(),
+            };
+            self.connected.remove(&labels);
+            self.leader.remove(&labels);
+            self.snapshot_age.remove(&labels);
+            self.forget_sessions(&target);
+            self.known_targets().remove(&target);
+        }
         for (target, age) in ages {
             let labels = TargetLabels {
                 target: target.clone(),
@@ -319,7 +371,16 @@ impl Metrics {
         text
     }
 
+    fn known_targets(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.targets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     fn set(&self, family: &Family<TargetLabels, Gauge>, target: &str, value: i64) {
+        if !self.known_targets().contains(target) {
+            self.known_targets().insert(target.to_owned());
+        }
         family
             .get_or_create(&TargetLabels {
                 target: target.to_owned(),

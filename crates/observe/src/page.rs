@@ -76,7 +76,7 @@ pub(crate) fn render(status: &Status, refresh: u32) -> Result<String, askama::Er
             summary: t.snapshot.as_ref().map_or_else(
                 || match t.role {
                     crate::status::Role::StandingBy => {
-                        "Another replica acts on this target; its sessions are shown there."
+                        "This agent stands by: another replica leads this target (or, for a standby target, this agent does not lead its primary)."
                             .to_owned()
                     }
                     _ => "No snapshot.".to_owned(),

@@ -248,3 +248,42 @@ fn the_page_escapes_what_clients_chose_and_needs_no_script() {
     let still = crate::page::render(&s, 0).unwrap();
     assert!(!still.contains("http-equiv"));
 }
+
+#[test]
+fn counters_follow_the_tally_and_removed_targets_lose_their_gauges() {
+    use curfew_agent::{AuditTally, RecordedEvent};
+    use curfew_audit::Event;
+    let metrics = crate::metrics::Metrics::new(true);
+    metrics.apply(&AgentEvent::Connected {
+        target: "old".into(),
+        server: "PostgreSQL 17".into(),
+    });
+    let tally = AuditTally::new();
+    let ended = |rule: &str| RecordedEvent {
+        seq: 0,
+        event: Event::SessionTerminated,
+        target: Some("db".into()),
+        rule: Some(rule.into()),
+        result: Some("ended".into()),
+    };
+    tally.add(&[ended("idle"), ended("idle"), ended("lifetime")]);
+    let ages = [("db".to_owned(), Some(0.5))];
+    let text = metrics.encode(&ages, true, &tally.snapshot());
+    assert!(
+        text.contains(r#"curfew_terminations_total{target="db",rule="idle",result="ended"} 2"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"curfew_audit_records_total{event="session_terminated"} 3"#),
+        "{text}"
+    );
+    assert!(text.contains("curfew_dry_run 1"), "{text}");
+    assert!(!text.contains(r#"target="old""#), "{text}");
+    // Counting again adds only what is new.
+    tally.add(&[ended("idle")]);
+    let text = metrics.encode(&ages, true, &tally.snapshot());
+    assert!(
+        text.contains(r#"curfew_terminations_total{target="db",rule="idle",result="ended"} 3"#),
+        "{text}"
+    );
+}

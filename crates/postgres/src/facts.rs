@@ -37,6 +37,8 @@ pub struct Setting {
 /// One line of `pg_hba.conf` as the server parsed it (`pg_hba_file_rules`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HbaRule {
+    /// The file it is in (PostgreSQL 15+, where `include` directives exist), if shown.
+    pub file: Option<String>,
     /// Line number in the file.
     pub line: i32,
     /// `local`, `host`, `hostssl`, `hostnossl`, `hostgssenc`, `hostnogssenc`.
@@ -79,6 +81,9 @@ pub struct ServerFacts {
     pub connected_as: String,
     /// Whether that role is a superuser.
     pub connected_as_superuser: bool,
+    /// Whether curfew reached the server over a Unix socket (TCP settings such as
+    /// `tcp_keepalives_idle` then read 0, whatever the configuration says).
+    pub unix_socket: bool,
     /// The settings of [`CHECKED_SETTINGS`] (a name missing here is unknown to this server).
     pub settings: BTreeMap<String, Setting>,
     /// The `pg_hba.conf` rules, or why they could not be read.
@@ -117,26 +122,17 @@ impl Connection {
                 )
             })
             .collect();
+        // Read as JSON: the view gained columns over the versions (file_name in 15).
         let hba = match client
             .query(
-                "SELECT line_number, type, database, user_name, address, netmask, auth_method, error
-                 FROM pg_hba_file_rules ORDER BY line_number",
+                "SELECT to_jsonb(h)::text FROM pg_hba_file_rules h ORDER BY h.line_number",
                 &[],
             )
             .await
         {
             Ok(rows) => Ok(rows
                 .iter()
-                .map(|r| HbaRule {
-                    line: r.get::<_, Option<i32>>(0).unwrap_or_default(),
-                    kind: r.get(1),
-                    databases: r.get::<_, Option<Vec<String>>>(2).unwrap_or_default(),
-                    users: r.get::<_, Option<Vec<String>>>(3).unwrap_or_default(),
-                    address: r.get(4),
-                    netmask: r.get(5),
-                    method: r.get(6),
-                    error: r.get(7),
-                })
+                .map(|r| hba_rule(&r.get::<_, String>(0)))
                 .collect()),
             Err(e) => match e.as_db_error() {
                 Some(db) => Err(db.message().to_owned()),
@@ -159,16 +155,72 @@ impl Connection {
                 bootstrap: r.get(3),
             })
             .collect();
+        let unix_socket: bool = client
+            .query_one("SELECT inet_client_addr() IS NULL", &[])
+            .await
+            .map_err(failed("reading the connection's address"))?
+            .get(0);
         let leader = self.leader().await?;
         Ok(ServerFacts {
             version: self.info.version.clone(),
             version_num: self.info.version_num,
             connected_as: self.info.role.clone(),
             connected_as_superuser: self.info.superuser,
+            unix_socket,
             settings,
             hba,
             roles,
             leader,
         })
+    }
+}
+
+/// One `pg_hba_file_rules` row from its JSON form; missing or null columns read as empty.
+fn hba_rule(json: &str) -> HbaRule {
+    let row: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let text = |key: &str| row.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let list = |key: &str| {
+        row.get(key)
+            .and_then(|v| v.as_array())
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|i| i.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    HbaRule {
+        file: text("file_name"),
+        line: row
+            .get("line_number")
+            .and_then(serde_json::Value::as_i64)
+            .and_then(|n| i32::try_from(n).ok())
+            .unwrap_or_default(),
+        kind: text("type"),
+        databases: list("database"),
+        users: list("user_name"),
+        address: text("address"),
+        netmask: text("netmask"),
+        method: text("auth_method"),
+        error: text("error"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hba_rows_read_from_json_whatever_the_version() {
+        let rule = super::hba_rule(
+            r#"{"line_number": 7, "type": "host", "database": ["all"], "user_name": ["all"], "address": "0.0.0.0", "netmask": "0.0.0.0", "auth_method": "md5", "options": null, "error": null}"#,
+        );
+        assert_eq!((rule.line, rule.file.as_deref()), (7, None));
+        assert_eq!(rule.method.as_deref(), Some("md5"));
+        assert_eq!(rule.databases, ["all"]);
+        let rule = super::hba_rule(
+            r#"{"rule_number": 1, "file_name": "/etc/pg/hba.d/a.conf", "line_number": 2, "type": "local", "database": ["all"], "user_name": ["postgres"], "address": null, "netmask": null, "auth_method": "peer", "options": null, "error": null}"#,
+        );
+        assert_eq!(rule.file.as_deref(), Some("/etc/pg/hba.d/a.conf"));
+        assert_eq!(rule.address, None);
     }
 }

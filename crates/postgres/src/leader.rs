@@ -59,6 +59,9 @@ pub struct LeaderInfo {
     pub backend_start: Option<Timestamp>,
     /// The database it is connected to.
     pub database: Option<String>,
+    /// Its `application_name`: a curfew agent announces its mode and policy there
+    /// ([`Connection::announce`]).
+    pub application: Option<String>,
 }
 
 impl Connection {
@@ -139,7 +142,8 @@ impl Connection {
             .client
             .query_opt(
                 &format!(
-                    "SELECT l.pid, host(a.client_addr), a.backend_start, d.datname::text
+                    "SELECT l.pid, host(a.client_addr), a.backend_start, d.datname::text,
+                            a.application_name
                      FROM pg_locks l
                      LEFT JOIN pg_stat_activity a ON a.pid = l.pid
                      LEFT JOIN pg_database d ON d.oid = l.database
@@ -155,7 +159,27 @@ impl Connection {
             client_addr: r.get(1),
             backend_start: r.get(2),
             database: r.get(3),
+            application: r.get(4),
         }))
+    }
+
+    /// Show `text` as this session's `application_name`, where `pg_stat_activity` and
+    /// `curfew check` see it: the leader announces its mode and policy on its lock session.
+    pub async fn announce(&self, text: &str) -> Result<(), PgError> {
+        self.client
+            .execute("SELECT set_config('application_name', $1, false)", &[&text])
+            .await
+            .map(drop)
+            .map_err(|e| PgError::query(&self.target, "announcing the agent", e))
+    }
+
+    /// One round trip: the connection and the server still answer.
+    pub async fn ping(&self) -> Result<(), PgError> {
+        self.client
+            .simple_query("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(|e| PgError::query(&self.target, "checking the connection", e))
     }
 
     /// Fence this connection's actions: from now on, sessions are ended and logins changed
@@ -173,6 +197,41 @@ impl Connection {
     }
 }
 
+/// What a leading agent shows as its lock session's `application_name`: its mode and the
+/// start of its policy's SHA-256, e.g. `curfew agent: enforcing policy sha256:0123456789ab`
+/// (at most 63 bytes, PostgreSQL's limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announcement {
+    /// The agent only records what it would do.
+    pub dry_run: bool,
+    /// The first 12 hex digits of its policy's SHA-256.
+    pub sha256_prefix: String,
+}
+
+impl Announcement {
+    /// The text for an agent in this mode with this policy.
+    pub fn text(dry_run: bool, sha256: &str) -> String {
+        format!(
+            "curfew agent: {} policy sha256:{}",
+            if dry_run { "dry run of" } else { "enforcing" },
+            sha256.get(..12).unwrap_or(sha256)
+        )
+    }
+
+    /// Read an announcement back; `None` for any other application name.
+    pub fn parse(text: &str) -> Option<Announcement> {
+        let rest = text.strip_prefix("curfew agent: ")?;
+        let (dry_run, rest) = match rest.strip_prefix("dry run of policy sha256:") {
+            Some(sha) => (true, sha),
+            None => (false, rest.strip_prefix("enforcing policy sha256:")?),
+        };
+        Some(Announcement {
+            dry_run,
+            sha256_prefix: rest.to_owned(),
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,5 +244,23 @@ mod tests {
         assert!(LOCK_ROW.contains(&format!("l.objid = {low}")));
         let sql = leading_sql("$6", "$7");
         assert!(!sql.contains('{'), "{sql}");
+    }
+
+    #[test]
+    fn announcements_fit_and_read_back() {
+        let sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        for dry_run in [false, true] {
+            let text = Announcement::text(dry_run, sha);
+            assert!(text.len() <= 63, "{text}");
+            assert_eq!(
+                Announcement::parse(&text),
+                Some(Announcement {
+                    dry_run,
+                    sha256_prefix: "0123456789ab".to_owned()
+                })
+            );
+        }
+        assert_eq!(Announcement::parse("curfew"), None);
+        assert_eq!(Announcement::parse("psql"), None);
     }
 }

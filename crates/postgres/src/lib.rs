@@ -18,7 +18,7 @@ pub use connect::{
 };
 pub use error::PgError;
 pub use facts::{CHECKED_SETTINGS, HbaRule, RoleFacts, ServerFacts, Setting};
-pub use leader::{LEADER_KEY, LeaderInfo, Leadership};
+pub use leader::{Announcement, LEADER_KEY, LeaderInfo, Leadership};
 pub use ledger::{FaultHook, LockProgress, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use snapshot::Snapshot;

@@ -8,8 +8,9 @@ use tokio_postgres::{Client, Statement};
 ///
 /// curfew's own sessions are this connection (its pid is passed in) and those of any other
 /// curfew process: the same role with application_name 'curfew' (another replica, `curfew plan`,
-/// a second target on the same server). Both conditions are needed, so nobody else is exempted
-/// by naming an application 'curfew'.
+/// a second target on the same server) or a leader's announcement, 'curfew agent: ...' (its
+/// lock session). Both conditions are needed, so nobody else is exempted by naming an
+/// application 'curfew'.
 ///
 /// The clock is `statement_timestamp()`, the moment the server received the request, so the
 /// agent can map it to the moment it sent it; the activity rows are read after (building them
@@ -24,7 +25,7 @@ WITH RECURSIVE
       AND usesysid IS NOT NULL
       AND pid <> ALL($1::int4[])
       AND NOT (usesysid = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-               AND application_name = 'curfew')
+               AND (application_name = 'curfew' OR application_name LIKE 'curfew agent: %'))
   ),
   m(member, roleid) AS (
     SELECT a.member, a.roleid FROM pg_auth_members a

@@ -190,14 +190,32 @@ async fn other_curfew_processes_are_left_out_but_not_impostors() {
     let mut connection = connect_trust(&cluster, "curfew_agent").await;
     // Another curfew process (a replica, `curfew plan`): same role, application 'curfew'.
     let other = connect_trust(&cluster, "curfew_agent").await;
+    // A leader's lock session announces itself (regression: it was then taken for a client
+    // session, counted, and could have been ended by an idle rule).
+    let leader = connect_trust(&cluster, "curfew_agent").await;
+    leader
+        .announce(&curfew_postgres::Announcement::text(
+            false,
+            "0123456789abcdef",
+        ))
+        .await
+        .unwrap();
     // Someone else calling their application 'curfew' is not curfew.
     let impostor = client(cluster.port(), "kim", "curfew").await;
+    let announcing_impostor = client(
+        cluster.port(),
+        "kim",
+        "curfew agent: enforcing policy sha256:0",
+    )
+    .await;
     // curfew's role under another application name is not curfew either.
     let by_hand = client(cluster.port(), "curfew_agent", "psql").await;
 
     let snapshot = connection.snapshot(&[], false).await.unwrap();
     let pids: Vec<i32> = snapshot.sessions.iter().map(|s| s.pid).collect();
     assert!(!pids.contains(&other.info.backend_pid), "{pids:?}");
+    assert!(!pids.contains(&leader.info.backend_pid), "{pids:?}");
+    assert!(pids.contains(&announcing_impostor.pid), "{pids:?}");
     assert!(pids.contains(&impostor.pid), "{pids:?}");
     assert!(pids.contains(&by_hand.pid), "{pids:?}");
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use curfew_agent::{AgentEvent, AgentOptions, LoadError, LoadedPolicy, RecordedEvent};
+use curfew_agent::{AgentEvent, AgentOptions, AuditTally, LoadError, LoadedPolicy, RecordedEvent};
 use curfew_audit::{AuditLog, Event, Record};
 use curfew_observe::Observer;
 use serde_json::json;
@@ -58,19 +58,28 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
             loaded.source
         )));
     }
-    let audit = AuditLog::open(&audit_path)
+    let audit = AuditLog::open_for_agent(&audit_path)
         .with_context(|| format!("opening the audit log {}", audit_path.display()))?;
     for warning in audit.warnings() {
         tracing::warn!("{warning}");
     }
     let listen = args.listen.or(loaded.policy.agent.listen);
+    if let Some(address) = args.listen
+        && !address.ip().is_loopback()
+    {
+        tracing::warn!(
+            "--listen {address} is not loopback: anyone who can reach it sees role names, client addresses and what is about to be ended; prefer 127.0.0.1 behind a proxy that authenticates"
+        );
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+    let from_flag = args.listen.is_some();
     runtime.block_on(serve(
         config.to_owned(),
         loaded,
         audit,
         args.dry_run,
         listen,
+        from_flag,
     ))
 }
 
@@ -80,6 +89,7 @@ async fn serve(
     audit: AuditLog,
     dry_run: bool,
     listen: Option<SocketAddr>,
+    listen_from_flag: bool,
 ) -> Result<(), Failure> {
     let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut terminate =
@@ -89,6 +99,7 @@ async fn serve(
     // The endpoint is bound before the agent starts (a busy port is an error now, not a log
     // line later) and stops after it, so the last events are still counted.
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let tally = Arc::new(AuditTally::new());
     let events = match listen {
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address)
@@ -98,7 +109,7 @@ async fn serve(
                 })?;
             let address = listener.local_addr().unwrap_or(address);
             let (events, receiver) = tokio::sync::broadcast::channel(EVENT_BACKLOG);
-            let observer = Observer::new(policy_rx.clone(), audit.clone(), dry_run);
+            let observer = Observer::new(policy_rx.clone(), audit.clone(), tally.clone(), dry_run);
             tokio::spawn(observer.clone().follow(receiver));
             tokio::spawn(async move {
                 let stopped = async move {
@@ -115,6 +126,7 @@ async fn serve(
     };
     let reload_audit = audit.clone();
     let reload_events = events.clone();
+    let reload_tally = tally.clone();
     let reloads = tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             reload(
@@ -122,7 +134,8 @@ async fn serve(
                 &policy_tx,
                 &reload_audit,
                 reload_events.as_ref(),
-                listen,
+                &reload_tally,
+                listen_from_flag,
             )
             .await;
         }
@@ -136,6 +149,7 @@ async fn serve(
     let options = AgentOptions {
         dry_run,
         events,
+        tally: Some(tally.clone()),
         ..AgentOptions::default()
     };
     if dry_run {
@@ -154,7 +168,8 @@ async fn reload(
     policy: &watch::Sender<Arc<LoadedPolicy>>,
     audit: &AuditLog,
     events: Option<&tokio::sync::broadcast::Sender<AgentEvent>>,
-    listening: Option<SocketAddr>,
+    tally: &AuditTally,
+    listen_from_flag: bool,
 ) {
     tracing::info!("SIGHUP: reloading {}", config.display());
     match LoadedPolicy::from_file(config) {
@@ -162,11 +177,15 @@ async fn reload(
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");
             }
-            if let Some(wanted) = loaded.policy.agent.listen
-                && Some(wanted) != listening
-            {
+            let before = policy.borrow().policy.agent.listen;
+            let wanted = loaded.policy.agent.listen;
+            if !listen_from_flag && wanted != before {
+                let shown =
+                    |a: Option<SocketAddr>| a.map_or("(none)".to_owned(), |a| a.to_string());
                 tracing::warn!(
-                    "`listen` in [agent] is now {wanted}; the HTTP endpoint moves only when the agent restarts"
+                    "`listen` in [agent] changed from {} to {}; the HTTP endpoint changes only when the agent restarts",
+                    shown(before),
+                    shown(wanted)
                 );
             }
             if loaded.sha256 == policy.borrow().sha256 {
@@ -202,12 +221,14 @@ async fn reload(
             let written = curfew_agent::write_audit(audit, record).await;
             // The agent tells observers of its own records; this one is written here.
             let told = match written {
-                Ok(appended) => AgentEvent::Recorded {
-                    records: vec![RecordedEvent {
+                Ok(appended) => {
+                    let records = vec![RecordedEvent {
                         seq: appended.seq,
                         ..gist
-                    }],
-                },
+                    }];
+                    tally.add(&records);
+                    AgentEvent::Recorded { records }
+                }
                 Err(error) => {
                     tracing::error!("{error}");
                     AgentEvent::AuditFailed { error }

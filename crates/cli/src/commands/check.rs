@@ -156,7 +156,7 @@ async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>
     let facts = match curfew_postgres::connect_to_inspect(&spec).await {
         Ok(connected) => {
             for warning in &connected.warnings {
-                tracing::warn!("{warning}");
+                eprintln!("curfew: warning: {warning}");
             }
             connected.connection.facts().await
         }

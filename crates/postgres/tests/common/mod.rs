@@ -75,7 +75,10 @@ pub struct ClientSession {
 /// Open a client session as `user` with `application_name` = `app`.
 pub async fn client(port: u16, user: &str, app: &str) -> ClientSession {
     let (client, connection) = tokio_postgres::connect(
-        &format!("host=127.0.0.1 port={port} user={user} dbname=postgres application_name={app}"),
+        &format!(
+            "host=127.0.0.1 port={port} user={user} dbname=postgres application_name='{}'",
+            app.replace('\\', "\\\\").replace('\'', "\\'")
+        ),
         NoTls,
     )
     .await

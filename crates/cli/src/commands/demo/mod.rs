@@ -33,7 +33,20 @@ pub(crate) struct Args {
 /// Run the demo.
 pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(demo(args))
+    runtime.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut terminate =
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let mut interrupt =
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        // Stopping the demo drops it: its cluster is stopped and its files removed, so an
+        // interrupted demo leaves nothing running either.
+        tokio::select! {
+            result = demo(args) => result,
+            _ = terminate.recv() => Err(Failure::Runtime(anyhow::anyhow!("stopped (SIGTERM); the cluster was removed"))),
+            _ = interrupt.recv() => Err(Failure::Runtime(anyhow::anyhow!("interrupted; the cluster was removed"))),
+        }
+    })
 }
 
 fn say(text: impl AsRef<str>) {
@@ -95,12 +108,14 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     let (events_tx, mut events) = broadcast::channel(4096);
     let (_policy_tx, policy_rx) = watch::channel(Arc::new(loaded.clone()));
     let (http_stop, http_stopped) = oneshot::channel::<()>();
+    let tally = Arc::new(curfew_agent::AuditTally::new());
     if let Some(address) = args.listen {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("listening on {address}"))?;
         let address = listener.local_addr().unwrap_or(address);
-        let observer = curfew_observe::Observer::new(policy_rx.clone(), audit.clone(), false);
+        let observer =
+            curfew_observe::Observer::new(policy_rx.clone(), audit.clone(), tally.clone(), false);
         tokio::spawn(observer.clone().follow(events_tx.subscribe()));
         tokio::spawn(curfew_observe::serve(listener, observer, async move {
             let _ = http_stopped.await;
@@ -112,6 +127,7 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let options = AgentOptions {
         events: Some(events_tx),
+        tally: Some(tally),
         ..AgentOptions::default()
     };
     let agent = tokio::spawn(curfew_agent::run(audit, options, policy_rx, async move {
@@ -224,7 +240,7 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     }
     drop(actors);
     drop(cluster);
-    let _ = std::fs::remove_dir_all(&dir);
+    drop(dir);
     say(format!(
         "\nThe cluster was stopped and removed. Total time {:.1}s.",
         begun.elapsed().as_secs_f64()
@@ -238,10 +254,26 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     }
 }
 
-fn work_dir() -> Result<PathBuf, Failure> {
+/// The demo's files; removed when dropped, however the demo ends.
+struct WorkDir(PathBuf);
+
+impl std::ops::Deref for WorkDir {
+    type Target = PathBuf;
+    fn deref(&self) -> &PathBuf {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn work_dir() -> Result<WorkDir, Failure> {
     let dir = std::env::temp_dir().join(format!("curfew-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    Ok(dir)
+    Ok(WorkDir(dir))
 }
 
 async fn wait_for_first_evaluation(

@@ -62,3 +62,27 @@ pub fn compile(policy: &Policy, dialect: Dialect, source: &str, sha256: &str) ->
         Dialect::Oracle => oracle(policy, source, sha256),
     }
 }
+
+/// Helpers the unit tests of both dialects share.
+#[cfg(test)]
+mod test_support {
+    #![allow(clippy::unwrap_used)]
+
+    use curfew_policy::Policy;
+
+    /// A policy from its text.
+    pub(crate) fn policy(text: &str) -> Policy {
+        curfew_policy::parse_policy("t.toml", text, jiff::tz::db())
+            .unwrap()
+            .policy
+    }
+
+    /// The comments of `out` as one line of prose (wrapping undone).
+    pub(crate) fn prose(out: &str) -> String {
+        out.lines()
+            .filter_map(|l| l.strip_prefix("--"))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

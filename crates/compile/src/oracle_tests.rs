@@ -2,12 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-
-fn policy(text: &str) -> Policy {
-    curfew_policy::parse_policy("t.toml", text, jiff::tz::db())
-        .unwrap()
-        .policy
-}
+use crate::test_support::{policy, prose};
 
 fn only_rule(text: &str) -> Mapping {
     map_rule(&policy(text).rules[0])
@@ -15,15 +10,6 @@ fn only_rule(text: &str) -> Mapping {
 
 fn sql(text: &str) -> String {
     compile(&policy(text), "t.toml", "0")
-}
-
-/// The comments of `out` as one line of prose (wrapping undone).
-fn prose(out: &str) -> String {
-    out.lines()
-        .filter_map(|l| l.strip_prefix("--"))
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 fn limit(text: &str) -> Limit {

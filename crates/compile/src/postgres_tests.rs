@@ -2,12 +2,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
-
-fn policy(text: &str) -> Policy {
-    curfew_policy::parse_policy("t.toml", text, jiff::tz::db())
-        .unwrap()
-        .policy
-}
+use crate::test_support::{policy, prose};
 
 fn only_rule(text: &str) -> Mapping {
     let policy = policy(text);
@@ -23,15 +18,6 @@ fn unmapped(text: &str) -> String {
 
 fn sql(text: &str) -> String {
     compile(&policy(text), "t.toml", "0")
-}
-
-/// The comments of `out` as one line of prose (wrapping undone).
-fn prose(out: &str) -> String {
-    out.lines()
-        .filter_map(|l| l.strip_prefix("--"))
-        .map(str::trim)
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The position of `needle` in `haystack`, failing the test when absent.

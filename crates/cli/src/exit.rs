@@ -41,11 +41,7 @@ impl Failure {
 /// The final word: through the log when it is JSON (so that every line stays JSON),
 /// else as a plain line.
 fn say(message: &str) {
-    if crate::logging::active() {
-        crate::logging::json_line("ERROR", message);
-    } else {
-        eprintln!("curfew: {message}");
-    }
+    crate::logging::stderr_line("ERROR", &format!("curfew: {message}"), message);
 }
 
 impl From<anyhow::Error> for Failure {

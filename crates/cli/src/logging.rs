@@ -41,9 +41,14 @@ pub(crate) fn active() -> bool {
     JSON.get().is_some()
 }
 
-/// One JSON log line on standard error, written directly: the reason a command stops, or a
-/// policy diagnostic, must show whatever `CURFEW_LOG` filters out.
-pub(crate) fn json_line(level: &str, message: &str) {
+/// A line for standard error outside the log (the reason a command stops, a policy
+/// diagnostic): plain text, or, when the log is JSON, a JSON line written directly so that it
+/// shows whatever `CURFEW_LOG` filters out.
+pub(crate) fn stderr_line(level: &str, plain: &str, message: &str) {
+    if !active() {
+        eprintln!("{plain}");
+        return;
+    }
     let line = serde_json::json!({
         "timestamp": jiff::Timestamp::now().to_string(),
         "level": level,

@@ -76,12 +76,11 @@ fn read(path: &Path, stdin: bool) -> std::io::Result<Vec<u8>> {
 /// JSON log stays JSON).
 fn print_all(diagnostics: &[Diagnostic]) {
     for d in diagnostics {
-        if !crate::logging::active() {
-            eprintln!("{d}");
-        } else if d.severity == curfew_policy::Severity::Error {
-            crate::logging::json_line("ERROR", &d.to_string());
-        } else {
-            crate::logging::json_line("WARN", &d.to_string());
-        }
+        let level = match d.severity {
+            curfew_policy::Severity::Error => "ERROR",
+            curfew_policy::Severity::Warning => "WARN",
+        };
+        let text = d.to_string();
+        crate::logging::stderr_line(level, &text, &text);
     }
 }

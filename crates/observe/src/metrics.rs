@@ -378,9 +378,11 @@ impl Metrics {
     }
 
     fn set(&self, family: &Family<TargetLabels, Gauge>, target: &str, value: i64) {
-        if !self.known_targets().contains(target) {
-            self.known_targets().insert(target.to_owned());
+        let mut known = self.known_targets();
+        if !known.contains(target) {
+            known.insert(target.to_owned());
         }
+        drop(known);
         family
             .get_or_create(&TargetLabels {
                 target: target.to_owned(),

@@ -204,12 +204,12 @@ fn target_status(
     dry_run: bool,
     now: Instant,
 ) -> TargetStatus {
-    let role = match (known.connected, known.leading, known.server.is_some()) {
-        (true, Some(true), _) => Role::Leading,
-        (true, Some(false), _) => Role::StandingBy,
-        (true, None, _) => Role::Connecting,
-        (false, _, _) if known.error.is_some() => Role::Disconnected,
-        (false, _, _) => Role::Starting,
+    let role = match (known.connected, known.leading) {
+        (true, Some(true)) => Role::Leading,
+        (true, Some(false)) => Role::StandingBy,
+        (true, None) => Role::Connecting,
+        (false, _) if known.error.is_some() => Role::Disconnected,
+        (false, _) => Role::Starting,
     };
     let mut sessions = Vec::new();
     let snapshot = known.snapshot.as_ref().map(|seen| {
@@ -244,13 +244,13 @@ fn target_status(
                 state: s.state.as_pg(),
                 state_seconds: s
                     .state_change
-                    .map(|t| seconds(server_now.duration_since(t)).max(0.0)),
+                    .map(|t| server_now.duration_since(t).as_secs_f64().max(0.0)),
                 fate,
                 rule,
                 deadline: decision.as_ref().map(|d| d.deadline),
                 ends_in_seconds: decision
                     .as_ref()
-                    .map(|d| seconds(d.deadline.duration_since(server_now)).max(0.0)),
+                    .map(|d| d.deadline.duration_since(server_now).as_secs_f64().max(0.0)),
                 reason: decision
                     .as_ref()
                     .map(|d| d.reason(&loaded.policy, server_now.max(d.deadline))),
@@ -299,10 +299,6 @@ fn fate_of(loaded: &LoadedPolicy, d: &Decision, dry_run: bool, fate: Fate) -> Fa
     } else {
         fate
     }
-}
-
-fn seconds(d: jiff::SignedDuration) -> f64 {
-    d.as_secs_f64()
 }
 
 fn millis(d: Duration) -> f64 {

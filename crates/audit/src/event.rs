@@ -41,7 +41,8 @@ pub enum Event {
     LeaderAcquired,
     /// This agent lost leadership.
     LeaderLost,
-    /// A control was checked and found working.
+    /// `curfew verify` tested the control; `result` says whether it worked, the detail has the
+    /// evidence rule by rule.
     ControlVerified,
     /// `curfew check` read a server's configuration; the detail has its findings.
     ConfigurationChecked,

@@ -109,6 +109,44 @@ enum Command {
     )]
     Check(commands::check::Args),
 
+    /// Test the control live: canary sessions in each rule's scope, left to the agent.
+    #[command(
+        after_help = "For each idle, idle-in-transaction and lifetime rule whose limit is at \
+                            most --max-wait, creates a temporary canary role in the rule's scope \
+                            (a name matching its role pattern, membership of its group, its \
+                            database and application), logs in, switches off PostgreSQL's own \
+                            timeouts for that session, and waits: the rule passes when the \
+                            running agent ended the session, using it fails, and the audit log \
+                            holds the agent's session_terminated record. Rules over --max-wait, \
+                            time windows and session caps are checked by evaluation (the engine's \
+                            verdict just before and after each limit or window boundary), and \
+                            say so. Canary roles are dropped at the end. Needs CREATEROLE for \
+                            curfew's role (and ADMIN OPTION on member_of groups on PostgreSQL \
+                            16+). The result is recorded as control_verified. Exit 0 when \
+                            every rule passed, 3 when one failed.\n\n\
+                            Examples:\n  \
+                            curfew verify\n  \
+                            curfew verify --target primary --max-wait 20m --format json > verify.json"
+    )]
+    Verify(commands::verify::Args),
+
+    /// Write the assessor's evidence report: conditions, policy history, terminations, locks,
+    /// the latest check and verify results, and the audit chain's verification.
+    #[command(
+        after_help = "Reads the policy file and the audit log (audit_log in [agent], or \
+                            --audit-log) and writes one document: the conditions as `curfew explain` \
+                            states them, every policy hash loaded, sessions ended by rule and by day \
+                            (a chart in the HTML), locks with their reasons, the latest \
+                            `curfew check` and `curfew verify` result per target, and whether the \
+                            audit chain verifies. The HTML is one self-contained file (no scripts, \
+                            no external assets) that prints cleanly.\n\n\
+                            Examples:\n  \
+                            curfew report -o curfew-report.html\n  \
+                            curfew report --since 90d --format md > evidence.md\n  \
+                            curfew report --since 2026-10-01 --format json | jq .terminations"
+    )]
+    Report(commands::report::Args),
+
     /// Enforce the policy on every target until stopped.
     #[command(
         after_help = "Reads each target's sessions at least every [agent] interval and at \
@@ -214,6 +252,8 @@ fn main() -> ExitCode {
         Command::Compile(args) => commands::compile::run(&cli.config, args),
         Command::Plan(args) => commands::plan::run(&cli.config, args),
         Command::Check(args) => commands::check::run(&cli.config, args),
+        Command::Verify(args) => commands::verify::run(&cli.config, args),
+        Command::Report(args) => commands::report::run(&cli.config, args),
         Command::Agent(args) => commands::agent::run(&cli.config, args),
         Command::Audit(command) => commands::audit::run(command),
         Command::Init(args) => commands::locks::init(&cli.config, args),

@@ -146,7 +146,7 @@ async fn connect_as(spec: &TargetSpec, session: Session) -> Result<Connected, Pg
         }
         None => None,
     };
-    let (client, driver) = open(spec, password.as_ref(), session).await?;
+    let (client, driver) = open(spec, password.as_ref(), session, "curfew").await?;
     let info = check_server(spec, &client, session).await?;
     if info.superuser {
         warnings.push(format!(
@@ -173,17 +173,28 @@ async fn connect_as(spec: &TargetSpec, session: Session) -> Result<Connected, Pg
     })
 }
 
+/// Open a plain connection as someone other than curfew (a `curfew verify` canary): the
+/// target's host, port and TLS, with this password and application name, nothing set.
+pub(crate) async fn open_as(
+    spec: &TargetSpec,
+    password: Option<&Password>,
+    application: &str,
+) -> Result<(Client, JoinHandle<()>), PgError> {
+    open(spec, password, Session::Inspect, application).await
+}
+
 async fn open(
     spec: &TargetSpec,
     password: Option<&Password>,
     session: Session,
+    application: &str,
 ) -> Result<(Client, JoinHandle<()>), PgError> {
     let url = &spec.url;
     let mut config = tokio_postgres::Config::new();
     config
         .user(&url.user)
         .dbname(&url.dbname)
-        .application_name("curfew")
+        .application_name(application)
         .connect_timeout(url.connect_timeout.unwrap_or(Duration::from_secs(10)))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30));

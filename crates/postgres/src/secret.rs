@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// A password. Its `Debug` and `Display` never show it.
 #[derive(Clone)]
-pub struct Password(String);
+pub struct Password(pub(crate) String);
 
 impl Password {
     /// The password itself, for the authentication exchange only.

@@ -10,4 +10,6 @@ pub(crate) mod explain;
 pub(crate) mod locks;
 pub(crate) mod packaging;
 pub(crate) mod plan;
+pub(crate) mod report;
 pub(crate) mod validate;
+pub(crate) mod verify;

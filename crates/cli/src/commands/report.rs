@@ -1,0 +1,148 @@
+//! `curfew report`: the assessor's document — the conditions, the policy history, terminations
+//! by rule and by day, locks, the latest `check` and `verify` results and the audit chain's
+//! verification — from the policy file and the audit log.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use jiff::Timestamp;
+
+use crate::exit::Failure;
+use crate::policy_file;
+
+/// Output formats of `curfew report`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Format {
+    /// One self-contained HTML page (no scripts, no external assets), printable.
+    Html,
+    /// Markdown.
+    Md,
+    /// One JSON document.
+    Json,
+}
+
+/// Options of `curfew report`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The period: a duration back from now (30d, 12h) or an instant (2026-11-01,
+    /// "2026-11-01 00:00 Europe/Berlin"). Default: the whole log.
+    #[arg(long, value_name = "DURATION|TIME")]
+    since: Option<String>,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "html")]
+    format: Format,
+    /// Write the report to this file instead of standard output.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// The audit log to report on (default: `audit_log` in `[agent]`).
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+}
+
+/// Build and write the report.
+pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
+    let loaded = policy_file::load(config)?;
+    let now = Timestamp::now();
+    let since = args
+        .since
+        .as_deref()
+        .map(|text| since(text, now))
+        .transpose()
+        .map_err(Failure::Usage)?;
+    let audit = args
+        .audit_log
+        .clone()
+        .or_else(|| loaded.policy.agent.audit_log.as_ref().map(Into::into))
+        .ok_or_else(|| {
+            Failure::Usage(format!(
+                "{} sets no audit_log in [agent]; name the log with --audit-log",
+                loaded.source
+            ))
+        })?;
+    let verification =
+        curfew_audit::verify(&audit).with_context(|| format!("verifying {}", audit.display()))?;
+    let entries: Vec<curfew_audit::Entry> = curfew_audit::read(&audit)
+        .with_context(|| format!("reading {}", audit.display()))?
+        .into_iter()
+        .flatten()
+        .collect();
+    let explanation = curfew_policy::explain::explain(&loaded.policy);
+    let audit_path = audit.display().to_string();
+    let report = curfew_report::build(&curfew_report::Input {
+        policy_source: &loaded.source,
+        policy_sha256: &loaded.sha256,
+        explanation: &explanation,
+        audit_path: &audit_path,
+        entries: &entries,
+        verification: &verification,
+        since,
+        generated_at: now,
+    });
+    let text = match args.format {
+        Format::Html => report.to_html().context("rendering the report")?,
+        Format::Md => report.to_markdown(),
+        Format::Json => format!(
+            "{}\n",
+            serde_json::to_string_pretty(&report).context("serializing the report")?
+        ),
+    };
+    match &args.output {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "curfew: report on {} ({} records{}) written to {}",
+                audit_path,
+                verification.records,
+                if verification.is_intact() {
+                    ", chain intact"
+                } else {
+                    ", CHAIN BROKEN"
+                },
+                path.display()
+            );
+        }
+        None => crate::exit::out(&text)?,
+    }
+    if verification.is_intact() {
+        Ok(())
+    } else {
+        Err(Failure::Check(format!(
+            "the audit chain of {audit_path} is broken ({} problem{}; the report lists them)",
+            verification.problems.len(),
+            if verification.problems.len() == 1 {
+                ""
+            } else {
+                "s"
+            }
+        )))
+    }
+}
+
+/// `--since`: a duration back from `now`, or an instant.
+fn since(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    match text.parse::<curfew_policy::Limit>() {
+        Ok(limit) => now
+            .checked_sub(limit.get())
+            .map_err(|e| format!("--since {text}: {e}")),
+        Err(_) => crate::when::parse_instant(text, now).map_err(|e| format!("--since: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_a_duration_or_an_instant() {
+        let now: Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
+        assert_eq!(
+            since("30d", now).unwrap(),
+            "2026-10-24T12:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert_eq!(
+            since("2026-11-01T00:00:00Z", now).unwrap(),
+            "2026-11-01T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert!(since("last tuesday", now).unwrap_err().contains("--since"));
+    }
+}

@@ -1,0 +1,299 @@
+//! One live control test: a canary session in a rule's scope, left to the agent, then used.
+
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use curfew_policy::{Limit, Policy, Session, SessionState};
+use curfew_postgres::{CanarySession, Connection, Password, TargetSpec};
+use curfew_verify::{Activity, Canary, Method, RuleResult, Status};
+use jiff::Timestamp;
+
+/// What a live test needs from its surroundings.
+pub(super) struct Bench<'a> {
+    /// curfew's own connection to the server (creates and drops canaries, watches sessions).
+    pub(super) admin: &'a Connection,
+    /// The target, for the canary's own connection.
+    pub(super) spec: &'a TargetSpec,
+    /// The policy under test.
+    pub(super) policy: &'a Policy,
+    /// The agent's audit log, where its record must appear.
+    pub(super) audit_log: Option<&'a Path>,
+    /// Canary roles created so far (dropped at the end, whatever happens).
+    pub(super) created: &'a Mutex<Vec<String>>,
+    /// Makes evaluation fallbacks' sample names unique to this run.
+    pub(super) token: &'a str,
+}
+
+/// How long an audit record may take to appear after the session ended.
+const RECORD_WAIT: Duration = Duration::from_secs(10);
+
+/// Run the live test of rule `index`; a canary that cannot be made or is not in scope from this
+/// host falls back to evaluation, saying why.
+pub(super) async fn test(
+    bench: &Bench<'_>,
+    index: usize,
+    canary: &Canary,
+    limit: Limit,
+) -> RuleResult {
+    let rule = &bench.policy.rules[index];
+    match open(bench, index, canary, limit).await {
+        Ok(opened) => watch(bench, index, limit, opened).await,
+        Err(why) => RuleResult::evaluated(
+            rule,
+            &why,
+            curfew_verify::evaluate_rule(bench.policy, index, Timestamp::now(), bench.token),
+        ),
+    }
+}
+
+/// A canary session in its waiting state.
+struct Opened {
+    session: CanarySession,
+    busy: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    steps: Vec<String>,
+    waiting_since: Instant,
+}
+
+async fn open(
+    bench: &Bench<'_>,
+    index: usize,
+    canary: &Canary,
+    limit: Limit,
+) -> Result<Opened, String> {
+    let admin = bench.admin;
+    let password = Password::random().map_err(|e| format!("no random password: {e}"))?;
+    let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
+    let valid_until = server_now + jiff::SignedDuration::from_secs(3600) + limit.get();
+    admin
+        .create_canary(&canary.role, &password, &canary.groups, valid_until)
+        .await
+        .map_err(|e| format!("the canary role could not be created ({e})"))?;
+    lock(bench.created).push(canary.role.clone());
+    let mut steps = vec![format!(
+        "Created role \"{}\"{} (LOGIN, expiring {}).",
+        canary.role,
+        if canary.groups.is_empty() {
+            String::new()
+        } else {
+            format!(", member of {}", canary.groups.join(", "))
+        },
+        valid_until.round(jiff::Unit::Second).unwrap_or(valid_until)
+    )];
+    let session = CanarySession::open(
+        bench.spec,
+        &canary.role,
+        &password,
+        canary.database.as_deref(),
+        &canary.application,
+    )
+    .await
+    .map_err(|e| format!("the canary could not log in ({e})"))?;
+    steps.push(format!(
+        "It logged in to database \"{}\" as application \"{}\" from {} (pid {}).",
+        canary.database.as_deref().unwrap_or(&bench.spec.url.dbname),
+        canary.application,
+        session
+            .client_addr
+            .map_or_else(|| "a Unix socket".to_owned(), |a| a.to_string()),
+        session.pid
+    ));
+    let switch_off = if admin.info.version_num >= 170_000 {
+        "SET idle_session_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET transaction_timeout = 0"
+    } else {
+        "SET idle_session_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0"
+    };
+    session
+        .run(switch_off)
+        .await
+        .map_err(|e| format!("the canary could not set its own timeouts ({e})"))?;
+    steps.push(format!(
+        "It tried to switch the control off for itself: {switch_off}."
+    ));
+    let wait_cap = limit.to_std() + Duration::from_secs(60);
+    let busy = match canary.activity {
+        Activity::Idle => {
+            session.run("SELECT 1").await.map_err(|e| e.to_string())?;
+            steps.push("It ran SELECT 1 and went idle.".to_owned());
+            None
+        }
+        Activity::IdleInTransaction => {
+            session
+                .run("BEGIN; SELECT 1")
+                .await
+                .map_err(|e| e.to_string())?;
+            steps.push("It opened a transaction (BEGIN; SELECT 1) and left it idle.".to_owned());
+            None
+        }
+        Activity::Busy => {
+            steps.push(format!(
+                "It started SELECT pg_sleep({}) and kept running it.",
+                wait_cap.as_secs()
+            ));
+            Some(session.sleep(wait_cap.as_secs_f64()))
+        }
+    };
+    let waiting_since = Instant::now();
+    // The engine must name this rule for the session as it really is (its address, for one,
+    // is only known now).
+    let mut seen = Session {
+        pid: session.pid,
+        backend_start: session.backend_start,
+        xact_start: None,
+        state: match canary.activity {
+            Activity::Idle => SessionState::Idle,
+            Activity::IdleInTransaction => SessionState::IdleInTransaction,
+            Activity::Busy => SessionState::Active,
+        },
+        state_change: Some(server_now),
+        ..curfew_verify::sample_session(canary, session.backend_start)
+    };
+    seen.client_addr = session.client_addr;
+    let due = server_now + limit.get() + jiff::SignedDuration::from_millis(1);
+    curfew_verify::expect_ended_by(
+        bench.policy,
+        index,
+        &seen,
+        due.max(session.backend_start + limit.get()),
+    )
+    .map_err(|what| format!("from this host the canary session would be {what}"))?;
+    Ok(Opened {
+        session,
+        busy,
+        steps,
+        waiting_since,
+    })
+}
+
+async fn watch(bench: &Bench<'_>, index: usize, limit: Limit, opened: Opened) -> RuleResult {
+    let rule = &bench.policy.rules[index];
+    let Opened {
+        session,
+        busy,
+        mut steps,
+        waiting_since,
+    } = opened;
+    let interval = bench.policy.agent.interval.to_std();
+    let wait = limit.to_std() + 2 * interval + Duration::from_secs(10);
+    let mut failures = Vec::new();
+    let mut gone_after = None;
+    while waiting_since.elapsed() < wait {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        match bench
+            .admin
+            .session_exists(session.pid, session.backend_start)
+            .await
+        {
+            Ok(false) => {
+                gone_after = Some(waiting_since.elapsed());
+                break;
+            }
+            Ok(true) => {}
+            Err(e) => {
+                failures.push(format!("watching the canary failed: {e}"));
+                break;
+            }
+        }
+    }
+    match gone_after {
+        Some(after) => steps.push(format!(
+            "Its session was gone from pg_stat_activity {} after it began to wait (limit {limit}).",
+            format_secs(after)
+        )),
+        None if failures.is_empty() => failures.push(format!(
+            "The canary session still existed {} after it began to wait (limit {limit}, agent interval {}): nothing ended it.",
+            format_secs(wait),
+            bench.policy.agent.interval
+        )),
+        None => {}
+    }
+    let used = match busy {
+        Some(statement) => match tokio::time::timeout(Duration::from_secs(10), statement).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(e)) => Err(format!("the statement's task failed: {e}")),
+            Err(_) => Ok(()),
+        },
+        None => session.run("SELECT 1").await,
+    };
+    match used {
+        Err(error) => steps.push(format!("Using it then failed, as it should: {error}.")),
+        Ok(()) => failures.push("Using the canary session afterwards still worked.".to_owned()),
+    }
+    if gone_after.is_some() {
+        match find_record(bench.audit_log, &session, &rule.name).await {
+            Ok(found) => steps.push(found),
+            Err(missing) => failures.push(missing),
+        }
+    }
+    drop(session);
+    let status = if failures.is_empty() {
+        Status::Pass
+    } else {
+        Status::Fail
+    };
+    steps.extend(failures);
+    RuleResult {
+        rule: rule.name.clone(),
+        condition: rule.condition.key(),
+        method: Method::Live,
+        status,
+        evidence: steps.join(" "),
+        probes: Vec::new(),
+    }
+}
+
+/// The agent's record of the canary's end: a `session_terminated` naming this session.
+async fn find_record(
+    log: Option<&Path>,
+    session: &CanarySession,
+    rule: &str,
+) -> Result<String, String> {
+    let Some(path) = log else {
+        return Err("No audit log to look for the agent's record in: set audit_log in [agent] or pass --audit-log.".to_owned());
+    };
+    let started = Instant::now();
+    loop {
+        let entries = curfew_audit::read(path)
+            .map_err(|e| format!("The audit log could not be read: {e}."))?;
+        let record = entries.into_iter().flatten().find(|e| {
+            e.event == curfew_audit::Event::SessionTerminated.as_str()
+                && e.session.as_ref().is_some_and(|s| {
+                    s.pid == session.pid && s.backend_start == session.backend_start
+                })
+        });
+        if let Some(record) = record {
+            let named = record.rule.as_deref().unwrap_or("");
+            let text = format!(
+                "The audit log {} has its record: seq {}, session_terminated, rule \"{named}\", \"{}\" (hash {}).",
+                path.display(),
+                record.seq,
+                record.reason.as_deref().unwrap_or(""),
+                record.hash.get(..12).unwrap_or(&record.hash)
+            );
+            return if named == rule {
+                Ok(text)
+            } else {
+                Err(format!("{text} It names another rule than \"{rule}\"."))
+            };
+        }
+        if started.elapsed() > RECORD_WAIT {
+            return Err(format!(
+                "The audit log {} has no session_terminated record for pid {} (backend started {}).",
+                path.display(),
+                session.pid,
+                session.backend_start
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn format_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+pub(super) fn lock(created: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+    created
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}

@@ -1,0 +1,82 @@
+//! `curfew verify` as a Markdown document.
+
+use std::fmt::Write as _;
+
+use curfew_agent::LoadedPolicy;
+use curfew_policy::Limit;
+use jiff::Timestamp;
+
+use super::Verified;
+
+/// Table cells: pipes escaped, line breaks flattened.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+pub(super) fn markdown(
+    verified: &[Verified],
+    loaded: &LoadedPolicy,
+    at: Timestamp,
+    max_wait: Limit,
+) -> String {
+    let mut md = String::new();
+    let at = at.round(jiff::Unit::Second).unwrap_or(at);
+    for v in verified {
+        let _ = writeln!(
+            md,
+            "# curfew verify: target \"{}\"\n\n{} · policy `{}` (sha256 `{}`) · leader: {} · started {at} · --max-wait {max_wait}\n\n**{}.**\n",
+            v.target,
+            v.server.as_deref().unwrap_or("not reached"),
+            loaded.source,
+            loaded.sha256.get(..12).unwrap_or(&loaded.sha256),
+            v.agent
+                .as_deref()
+                .map_or_else(|| "none".to_owned(), |a| format!("`{a}`")),
+            curfew_verify::summary(&v.results),
+        );
+        let _ = writeln!(
+            md,
+            "| Status | Rule | Condition | Method | Evidence |\n| --- | --- | --- | --- | --- |"
+        );
+        for r in &v.results {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} |",
+                r.status.label(),
+                cell(&r.rule),
+                r.condition,
+                r.method.label(),
+                cell(&r.evidence)
+            );
+        }
+        for r in v.results.iter().filter(|r| !r.probes.is_empty()) {
+            let _ = writeln!(
+                md,
+                "\n## Rule \"{}\": the engine's verdicts (as `curfew plan --at` would show them)\n\n| At | Expected | Engine | |\n| --- | --- | --- | --- |",
+                r.rule
+            );
+            for p in &r.probes {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    cell(&p.at),
+                    p.expected,
+                    cell(&p.verdict),
+                    if p.ok {
+                        "as expected"
+                    } else {
+                        "**NOT AS EXPECTED**"
+                    }
+                );
+            }
+        }
+        if !v.cleanup.is_empty() {
+            let _ = writeln!(md, "\n## Left behind\n");
+            for c in &v.cleanup {
+                let _ = writeln!(md, "- {c}");
+            }
+        }
+        let _ = writeln!(md);
+    }
+    md
+}

@@ -1,0 +1,211 @@
+//! Canaries for `curfew verify`: a temporary role created for a control test, its session, and
+//! its removal.
+//!
+//! The canary's password is random, lives only in this process, and reaches the server as a
+//! SCRAM verifier: the `CREATE ROLE` statement (which `log_statement = ddl` logs) never holds it.
+//! The role also expires by itself (`VALID UNTIL`) in case it is not dropped.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use tokio::task::JoinHandle;
+use tokio_postgres::Client;
+
+use crate::connect::{Connection, TargetSpec, open_as};
+use crate::error::PgError;
+use crate::secret::Password;
+
+/// `bytes` random bytes from the operating system, as lowercase hex.
+pub fn random_hex(bytes: usize) -> std::io::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut buf)?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl Password {
+    /// A fresh random password (for a canary role).
+    pub fn random() -> std::io::Result<Password> {
+        random_hex(24).map(Password)
+    }
+}
+
+impl Connection {
+    /// Create a canary role that can log in until `valid_until`, with a SCRAM verifier of
+    /// `password`, and grant it `groups`; all or nothing.
+    pub async fn create_canary(
+        &self,
+        role: &str,
+        password: &Password,
+        groups: &[String],
+        valid_until: Timestamp,
+    ) -> Result<(), PgError> {
+        let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
+        let mut sql = format!(
+            "BEGIN; CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {} VALID UNTIL {};",
+            crate::quote_identifier(role),
+            quote_literal(&verifier),
+            quote_literal(&valid_until.to_string()),
+        );
+        for group in groups {
+            sql.push_str(&format!(
+                " GRANT {} TO {};",
+                crate::quote_identifier(group),
+                crate::quote_identifier(role)
+            ));
+        }
+        sql.push_str(" COMMIT;");
+        let result = self.client.batch_execute(&sql).await;
+        if result.is_err() {
+            // A failed statement leaves the transaction open; end it so the connection is usable.
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        result.map_err(|e| PgError::query(&self.target, "creating a canary role", e))
+    }
+
+    /// End whatever sessions `role` still has and drop it. Returns whether the role existed.
+    pub async fn drop_canary(&self, role: &str) -> Result<bool, PgError> {
+        self.client
+            .execute(
+                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
+                &[&role],
+            )
+            .await
+            .map_err(|e| PgError::query(&self.target, "ending a canary's sessions", e))?;
+        let existed = self
+            .client
+            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
+            .await
+            .map_err(|e| PgError::query(&self.target, "finding a canary role", e))?
+            .is_some();
+        self.client
+            .batch_execute(&format!(
+                "DROP ROLE IF EXISTS {}",
+                crate::quote_identifier(role)
+            ))
+            .await
+            .map_err(|e| PgError::query(&self.target, "dropping a canary role", e))?;
+        Ok(existed)
+    }
+
+    /// Whether the session `(pid, backend_start)` still exists.
+    pub async fn session_exists(
+        &self,
+        pid: i32,
+        backend_start: Timestamp,
+    ) -> Result<bool, PgError> {
+        self.client
+            .query_opt(
+                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2",
+                &[&pid, &backend_start],
+            )
+            .await
+            .map(|row| row.is_some())
+            .map_err(|e| PgError::query(&self.target, "looking for a canary session", e))
+    }
+
+    /// The server's clock.
+    pub async fn server_now(&self) -> Result<Timestamp, PgError> {
+        self.client
+            .query_one("SELECT clock_timestamp()", &[])
+            .await
+            .map(|row| row.get(0))
+            .map_err(|e| PgError::query(&self.target, "reading the server clock", e))
+    }
+}
+
+/// A session logged in as a canary role.
+pub struct CanarySession {
+    client: Arc<Client>,
+    driver: JoinHandle<()>,
+    /// Its backend's process id.
+    pub pid: i32,
+    /// When its backend started (with `pid`, its identity).
+    pub backend_start: Timestamp,
+    /// Its client address as the server sees it (None: a Unix socket).
+    pub client_addr: Option<std::net::IpAddr>,
+}
+
+impl Drop for CanarySession {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl std::fmt::Debug for CanarySession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CanarySession")
+            .field("pid", &self.pid)
+            .finish()
+    }
+}
+
+impl CanarySession {
+    /// Log in to `spec`'s server as `role` with `password`, to `database` (None: the target's),
+    /// setting `application`.
+    pub async fn open(
+        spec: &TargetSpec,
+        role: &str,
+        password: &Password,
+        database: Option<&str>,
+        application: &str,
+    ) -> Result<CanarySession, PgError> {
+        let mut spec = spec.clone();
+        spec.url.user = role.to_owned();
+        if let Some(db) = database {
+            spec.url.dbname = db.to_owned();
+        }
+        let (client, driver) = open_as(&spec, Some(password), application).await?;
+        let row = client
+            .query_one(
+                "SELECT pg_backend_pid(), backend_start, inet_client_addr()::text
+                 FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+                &[],
+            )
+            .await
+            .map_err(|e| PgError::query(&spec.name, "reading the canary's session", e))?;
+        let addr: Option<String> = row.get(2);
+        Ok(CanarySession {
+            client: Arc::new(client),
+            driver,
+            pid: row.get(0),
+            backend_start: row.get(1),
+            client_addr: addr.and_then(|a| a.split('/').next().and_then(|a| a.parse().ok())),
+        })
+    }
+
+    /// Run statements as the canary; the error text (as the client saw it) on failure.
+    pub async fn run(&self, sql: &str) -> Result<(), String> {
+        self.client
+            .batch_execute(sql)
+            .await
+            .map_err(|e| describe(&e))
+    }
+
+    /// Start `SELECT pg_sleep(seconds)` and return without waiting; the task ends with the
+    /// statement's outcome.
+    pub fn sleep(&self, seconds: f64) -> JoinHandle<Result<(), String>> {
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            client
+                .execute("SELECT pg_sleep($1)", &[&seconds])
+                .await
+                .map(drop)
+                .map_err(|e| describe(&e))
+        })
+    }
+}
+
+/// An error as a client sees it: the server's severity and message, or what the driver said.
+fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.severity(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+/// A string literal: single quotes doubled. Only for values PostgreSQL does not accept as bind
+/// parameters (utility statements such as CREATE ROLE).
+fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}

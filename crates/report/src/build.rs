@@ -1,0 +1,369 @@
+//! From the audit records to the report's content.
+
+use std::collections::BTreeMap;
+
+use curfew_audit::Entry;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use serde_json::Value;
+
+use crate::Input;
+use crate::model::{
+    AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, LockEvent, Period, PolicyFile,
+    PolicyLoad, Report, RuleCounts, TargetCount, Termination, Terminations, VerifiedRule,
+    VerifyRun,
+};
+
+/// How many of the latest terminations the report lists.
+pub const LATEST: usize = 20;
+
+/// The label of a record that names no rule.
+const NO_RULE: &str = "(no rule)";
+/// The label of a record that names no target.
+const NO_TARGET: &str = "(no target)";
+
+/// Build the report: pure, the same input gives the same report.
+pub fn build(input: &Input<'_>) -> Report {
+    let in_period = |e: &Entry| input.since.is_none_or(|s| e.ts >= s);
+    let period: Vec<&Entry> = input.entries.iter().filter(|e| in_period(e)).collect();
+    let from = input
+        .since
+        .or_else(|| input.entries.iter().map(|e| e.ts).min());
+    let history = policy_history(input.entries, input.since);
+    let latest_loaded = input
+        .entries
+        .iter()
+        .filter(|e| e.event == "policy_loaded")
+        .max_by_key(|e| (e.ts, e.seq))
+        .map(|e| text(e.detail.as_ref(), "sha256").unwrap_or_default());
+    Report {
+        generated_at: input.generated_at,
+        period: Period {
+            since: input.since,
+            from,
+            to: input.generated_at,
+        },
+        policy: PolicyFile {
+            source: input.policy_source.to_owned(),
+            sha256: input.policy_sha256.to_owned(),
+            matches_latest_loaded: latest_loaded.map(|h| h == input.policy_sha256),
+        },
+        audit_log: AuditLog {
+            path: input.audit_path.to_owned(),
+            records: input.entries.len(),
+            records_in_period: period.len(),
+        },
+        conditions: input.explanation.clone(),
+        policy_history: history,
+        terminations: terminations(input, &period, from),
+        locks: period.iter().filter_map(|e| lock_event(e)).collect(),
+        checks: latest_per_target(input.entries, "configuration_checked")
+            .into_iter()
+            .map(|e| check_run(e, !in_period(e)))
+            .collect(),
+        verifications: latest_per_target(input.entries, "control_verified")
+            .into_iter()
+            .map(|e| verify_run(e, !in_period(e)))
+            .collect(),
+        chain: Chain {
+            intact: input.verification.is_intact(),
+            records: input.verification.records,
+            last_hash: input.verification.last_hash.clone(),
+            problems: input
+                .verification
+                .problems
+                .iter()
+                .map(|p| ChainProblem {
+                    line: p.line,
+                    seq: p.seq,
+                    kind: p.kind.as_str().to_owned(),
+                    message: p.message.clone(),
+                })
+                .collect(),
+        },
+    }
+}
+
+/// Every `policy_loaded` in the period, preceded by the last one before it.
+fn policy_history(entries: &[Entry], since: Option<Timestamp>) -> Vec<PolicyLoad> {
+    let loads = entries.iter().filter(|e| e.event == "policy_loaded");
+    let before = since.and_then(|s| {
+        loads
+            .clone()
+            .filter(|e| e.ts < s)
+            .max_by_key(|e| (e.ts, e.seq))
+    });
+    let mut history: Vec<PolicyLoad> = before
+        .into_iter()
+        .map(|e| policy_load(e, true))
+        .chain(
+            loads
+                .filter(|e| since.is_none_or(|s| e.ts >= s))
+                .map(|e| policy_load(e, false)),
+        )
+        .collect();
+    history.sort_by_key(|l| (l.ts, l.seq));
+    history
+}
+
+fn policy_load(e: &Entry, before_period: bool) -> PolicyLoad {
+    let detail = e.detail.as_ref();
+    PolicyLoad {
+        seq: e.seq,
+        ts: e.ts,
+        sha256: text(detail, "sha256").unwrap_or_default(),
+        source: text(detail, "source"),
+        rules: detail.and_then(|d| d.get("rules")).and_then(Value::as_u64),
+        targets: detail
+            .and_then(|d| d.get("targets"))
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(as_text).collect())
+            .unwrap_or_default(),
+        before_period,
+    }
+}
+
+fn terminations(input: &Input<'_>, period: &[&Entry], from: Option<Timestamp>) -> Terminations {
+    let rule_of = |e: &Entry| e.rule.clone().unwrap_or_else(|| NO_RULE.to_owned());
+    let ended: Vec<&Entry> = period
+        .iter()
+        .copied()
+        .filter(|e| e.event == "session_terminated")
+        .collect();
+
+    // Rules in policy order, then any other rule named in the period by name.
+    let mut rules: Vec<String> = input
+        .explanation
+        .rules
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    let mut others: Vec<String> = period
+        .iter()
+        .filter(|e| {
+            matches!(
+                e.event.as_str(),
+                "session_terminated" | "termination_failed" | "session_reported"
+            )
+        })
+        .map(|e| rule_of(e))
+        .filter(|r| !rules.contains(r))
+        .collect();
+    others.sort();
+    others.dedup();
+    rules.extend(others);
+
+    let count = |event: &str, rule: &str| -> u64 {
+        period
+            .iter()
+            .filter(|e| e.event == event && rule_of(e) == rule)
+            .count() as u64
+    };
+    let by_rule: Vec<RuleCounts> = rules
+        .iter()
+        .map(|r| RuleCounts {
+            rule: r.clone(),
+            terminated: count("session_terminated", r),
+            failed: count("termination_failed", r),
+            reported: count("session_reported", r),
+        })
+        .collect();
+
+    let mut targets: BTreeMap<String, u64> = BTreeMap::new();
+    for e in &ended {
+        *targets
+            .entry(e.target.clone().unwrap_or_else(|| NO_TARGET.to_owned()))
+            .or_default() += 1;
+    }
+
+    let mut days: BTreeMap<Date, BTreeMap<String, u64>> = BTreeMap::new();
+    for e in &ended {
+        *days
+            .entry(utc_date(e.ts))
+            .or_default()
+            .entry(rule_of(e))
+            .or_default() += 1;
+    }
+    let first = from.map_or_else(|| utc_date(input.generated_at), utc_date);
+    let last = days
+        .keys()
+        .next_back()
+        .copied()
+        .map_or(utc_date(input.generated_at), |d| {
+            d.max(utc_date(input.generated_at))
+        });
+    let first = days.keys().next().map_or(first, |d| first.min(*d));
+    let by_day = every_day(first, last.max(first))
+        .into_iter()
+        .map(|date| {
+            let by_rule = days.remove(&date).unwrap_or_default();
+            DayCounts {
+                date,
+                total: by_rule.values().sum(),
+                by_rule,
+            }
+        })
+        .collect();
+
+    let mut latest: Vec<&Entry> = ended.clone();
+    latest.sort_by_key(|e| std::cmp::Reverse((e.ts, e.seq)));
+    Terminations {
+        total: ended.len() as u64,
+        failed: by_rule.iter().map(|r| r.failed).sum(),
+        reported: by_rule.iter().map(|r| r.reported).sum(),
+        rules,
+        by_rule,
+        by_target: targets
+            .into_iter()
+            .map(|(target, terminated)| TargetCount { target, terminated })
+            .collect(),
+        by_day,
+        latest: latest
+            .into_iter()
+            .take(LATEST)
+            .map(|e| Termination {
+                seq: e.seq,
+                ts: e.ts,
+                target: e.target.clone(),
+                rule: e.rule.clone(),
+                pid: e.session.as_ref().map(|s| s.pid),
+                role: e.session.as_ref().map(|s| s.role.clone()),
+                database: e.session.as_ref().map(|s| s.database.clone()),
+                application: e.session.as_ref().map(|s| s.application.clone()),
+                client_addr: e.session.as_ref().and_then(|s| s.client_addr.clone()),
+                reason: e.reason.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The UTC calendar day of an instant.
+fn utc_date(ts: Timestamp) -> Date {
+    ts.to_zoned(TimeZone::UTC).date()
+}
+
+/// Every day from `first` to `last`, both included.
+fn every_day(first: Date, last: Date) -> Vec<Date> {
+    let mut days = Vec::new();
+    let mut day = first;
+    while day <= last {
+        days.push(day);
+        match day.tomorrow() {
+            Ok(next) => day = next,
+            Err(_) => break,
+        }
+    }
+    days
+}
+
+fn lock_event(e: &Entry) -> Option<LockEvent> {
+    if !matches!(
+        e.event.as_str(),
+        "lock_created" | "lock_released" | "login_locked" | "login_restored"
+    ) {
+        return None;
+    }
+    let d = e.detail.as_ref();
+    Some(LockEvent {
+        seq: e.seq,
+        ts: e.ts,
+        event: e.event.clone(),
+        target: e.target.clone(),
+        role: text(d, "role").or_else(|| e.session.as_ref().map(|s| s.role.clone())),
+        kind: text(d, "kind"),
+        rule: e.rule.clone().or_else(|| text(d, "rule")),
+        reason: e.reason.clone(),
+        created_by: text(d, "created_by"),
+        expires_at: text(d, "expires_at"),
+        released_by: text(d, "released_by"),
+        released_at: text(d, "released_at"),
+        result: e.result.clone(),
+    })
+}
+
+/// The latest record of an event per target (by time; of equal times, the later in the file),
+/// ordered by target name.
+fn latest_per_target<'e>(entries: &'e [Entry], event: &str) -> Vec<&'e Entry> {
+    let mut latest: BTreeMap<Option<&str>, &Entry> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.event == event) {
+        let slot = latest.entry(e.target.as_deref()).or_insert(e);
+        if e.ts >= slot.ts {
+            *slot = e;
+        }
+    }
+    latest.into_values().collect()
+}
+
+fn check_run(e: &Entry, before_period: bool) -> CheckRun {
+    let d = e.detail.as_ref();
+    let field = |v: &Value, key: &str| v.get(key).and_then(as_text).unwrap_or_default();
+    CheckRun {
+        seq: e.seq,
+        ts: e.ts,
+        before_period,
+        target: e.target.clone(),
+        result: e.result.clone(),
+        reason: e.reason.clone(),
+        server: text(d, "server"),
+        policy_sha256: text(d, "policy_sha256"),
+        findings: array(d, "findings")
+            .iter()
+            .map(|f| Finding {
+                status: field(f, "status"),
+                id: field(f, "id"),
+                title: field(f, "title"),
+                requirement: field(f, "requirement"),
+                observed: field(f, "observed"),
+                expected: field(f, "expected"),
+                fix: field(f, "fix"),
+            })
+            .collect(),
+    }
+}
+
+fn verify_run(e: &Entry, before_period: bool) -> VerifyRun {
+    let d = e.detail.as_ref();
+    let field = |v: &Value, key: &str| v.get(key).and_then(as_text).unwrap_or_default();
+    VerifyRun {
+        seq: e.seq,
+        ts: e.ts,
+        before_period,
+        target: e.target.clone(),
+        result: e.result.clone(),
+        reason: e.reason.clone(),
+        rules: array(d, "rules")
+            .iter()
+            .filter(|r| r.is_object())
+            .map(|r| VerifiedRule {
+                rule: field(r, "rule"),
+                method: field(r, "method"),
+                status: field(r, "status"),
+                evidence: field(r, "evidence"),
+            })
+            .collect(),
+        detail: e.detail.clone(),
+    }
+}
+
+/// A detail field as text: strings as they are, numbers and booleans printed, null and
+/// missing as `None`.
+fn text(detail: Option<&Value>, key: &str) -> Option<String> {
+    detail.and_then(|d| d.get(key)).and_then(as_text)
+}
+
+fn as_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        Value::Array(_) | Value::Object(_) => Some(v.to_string()),
+    }
+}
+
+fn array<'v>(detail: Option<&'v Value>, key: &str) -> &'v [Value] {
+    detail
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice)
+}

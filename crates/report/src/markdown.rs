@@ -1,0 +1,466 @@
+//! The report as Markdown: the same sections as the HTML, as tables. Text from the log is
+//! escaped so that it cannot break a table or turn into markup (application names are chosen
+//! by clients).
+
+use std::fmt::Write as _;
+
+use crate::html::time;
+use crate::model::{CheckRun, Report, VerifyRun};
+
+/// Render the document.
+pub(crate) fn render(r: &Report) -> String {
+    let mut out = String::new();
+    header(&mut out, r);
+    conditions(&mut out, r);
+    policy_history(&mut out, r);
+    terminations(&mut out, r);
+    locks(&mut out, r);
+    checks(&mut out, &r.checks);
+    verifications(&mut out, &r.verifications);
+    chain(&mut out, r);
+    out
+}
+
+fn header(out: &mut String, r: &Report) {
+    let _ = writeln!(out, "# Session termination evidence\n");
+    let _ = writeln!(
+        out,
+        "NIST SP 800-171 3.1.11 / SP 800-53 AC-12 — DISA STIG V-261910 (PostgreSQL). Produced by `curfew report`.\n"
+    );
+    let period = match (r.period.since, r.period.from) {
+        (Some(since), _) => format!("{} to {}", time(since), time(r.period.to)),
+        (None, Some(from)) => format!(
+            "the whole log: {} (first record) to {}",
+            time(from),
+            time(r.period.to)
+        ),
+        (None, None) => "the whole log (it has no records)".to_owned(),
+    };
+    let _ = writeln!(out, "- **Generated:** {}", time(r.generated_at));
+    let _ = writeln!(out, "- **Period:** {period}");
+    let _ = writeln!(
+        out,
+        "- **Policy file:** {}, SHA-256 `{}`",
+        code(&r.policy.source),
+        r.policy.sha256
+    );
+    let _ = writeln!(
+        out,
+        "- **Audit log:** {}: {} records, {} in the period",
+        code(&r.audit_log.path),
+        r.audit_log.records,
+        r.audit_log.records_in_period
+    );
+    let _ = writeln!(
+        out,
+        "- **Audit chain:** {}\n",
+        if r.chain.intact {
+            "intact".to_owned()
+        } else {
+            format!("**BROKEN**: {} problem(s)", r.chain.problems.len())
+        }
+    );
+    if !r.chain.intact {
+        let _ = writeln!(
+            out,
+            "> **The audit chain is BROKEN.** Verification of {} found {} problem(s): records were altered, removed, inserted or lost, or an action has no recorded outcome. The records in this report cannot be relied on as complete and unaltered.\n>",
+            code(&r.audit_log.path),
+            r.chain.problems.len()
+        );
+        for p in &r.chain.problems {
+            let _ = writeln!(out, "> - line {} ({}): {}", p.line, p.kind, esc(&p.message));
+        }
+        let _ = writeln!(out);
+    }
+    match r.policy.matches_latest_loaded {
+        Some(false) => {
+            let last = r
+                .policy_history
+                .last()
+                .map(|l| {
+                    format!(
+                        ", but the last policy the agent recorded as loaded ({}) has SHA-256 {}",
+                        time(l.ts),
+                        code(&l.sha256)
+                    )
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "> **The policy file is not the policy in force.** {} has SHA-256 `{}`{last}. The conditions below are those of the file, not necessarily those enforced.\n",
+                code(&r.policy.source),
+                r.policy.sha256
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "> **No policy load is recorded in this log.** Nothing shows that an agent enforced the policy below while this log was written.\n"
+            );
+        }
+        Some(true) => {}
+    }
+}
+
+fn conditions(out: &mut String, r: &Report) {
+    let c = &r.conditions;
+    let _ = writeln!(out, "## 1. Conditions\n");
+    let _ = writeln!(
+        out,
+        "The conditions under which user sessions are terminated automatically, as defined in {}.\n",
+        code(&r.policy.source)
+    );
+    if c.rules.is_empty() {
+        let _ = writeln!(out, "**No conditions are defined: no session is ended.**\n");
+    }
+    // The explanation comes from the policy file, not the log, and uses code spans on purpose.
+    for (i, rule) in c.rules.iter().enumerate() {
+        let _ = writeln!(out, "### 1.{} {}\n", i + 1, esc(&rule.name));
+        if let Some(d) = &rule.description {
+            let _ = writeln!(out, "> {}\n", d.replace('\n', " "));
+        }
+        let _ = writeln!(out, "- **Condition:** {}", rule.statement);
+        let _ = writeln!(out, "- **Applies to:** {}", rule.applies_to);
+        if let Some(tz) = &rule.timezone {
+            let _ = writeln!(out, "- **Time zone:** {tz}");
+        }
+        if let Some(w) = &rule.warn {
+            let _ = writeln!(out, "- **Warning:** {w} before the session is ended");
+        }
+        let _ = writeln!(out, "- **Action:** {}", rule.action_text);
+        let _ = writeln!(out, "- **Enforced by:** the curfew {}\n", rule.enforced_by);
+    }
+    let _ = writeln!(out, "### Exemptions\n\n{}\n", c.exemptions);
+    let _ = writeln!(out, "### Enforcement\n\n{}\n", c.enforcement);
+    if !c.targets.is_empty() {
+        let _ = writeln!(out, "Servers: {}.\n", esc(&c.targets.join(", ")));
+    }
+}
+
+fn policy_history(out: &mut String, r: &Report) {
+    let _ = writeln!(out, "## 2. Policy history\n");
+    if r.policy.matches_latest_loaded == Some(true) {
+        let _ = writeln!(
+            out,
+            "The policy file {} is the policy the agent last recorded as loaded.\n",
+            code(&r.policy.source)
+        );
+    }
+    if r.policy_history.is_empty() {
+        let _ = writeln!(
+            out,
+            "No `policy_loaded` record in the period, and none before it.\n"
+        );
+        return;
+    }
+    let _ = writeln!(out, "| Loaded | Seq | SHA-256 | File | Rules | Note |");
+    let _ = writeln!(out, "|---|--:|---|---|--:|---|");
+    for l in &r.policy_history {
+        let mut note = Vec::new();
+        if l.before_period {
+            note.push("in force when the period began");
+        }
+        if l.sha256 == r.policy.sha256 {
+            note.push("same as the policy file");
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} |",
+            time(l.ts),
+            l.seq,
+            cell_code(&l.sha256),
+            opt(&l.source),
+            l.rules.map_or("—".to_owned(), |n| n.to_string()),
+            note.join("; ")
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn terminations(out: &mut String, r: &Report) {
+    let t = &r.terminations;
+    let _ = writeln!(out, "## 3. Terminations\n");
+    let _ = writeln!(
+        out,
+        "**{}** session(s) ended in the period; **{}** termination(s) failed; **{}** session(s) reported without being ended (report-only rules or dry runs).\n",
+        t.total, t.failed, t.reported
+    );
+    let _ = writeln!(out, "### By rule\n");
+    let _ = writeln!(out, "| Rule | Ended | Failed | Reported only |");
+    let _ = writeln!(out, "|---|--:|--:|--:|");
+    for c in &t.by_rule {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            esc(&c.rule),
+            c.terminated,
+            c.failed,
+            c.reported
+        );
+    }
+    let _ = writeln!(out);
+    if t.total == 0 {
+        let _ = writeln!(out, "No session was ended in the period.\n");
+        return;
+    }
+    let columns: Vec<&String> = t
+        .by_rule
+        .iter()
+        .filter(|c| c.terminated > 0)
+        .map(|c| &c.rule)
+        .collect();
+    let _ = writeln!(out, "### By day (UTC)\n");
+    let _ = write!(out, "| Day | Total |");
+    for c in &columns {
+        let _ = write!(out, " {} |", esc(c));
+    }
+    let _ = write!(out, "\n|---|--:|");
+    for _ in &columns {
+        let _ = write!(out, "--:|");
+    }
+    let _ = writeln!(out);
+    for d in t.by_day.iter().filter(|d| d.total > 0) {
+        let _ = write!(out, "| {} | {} |", d.date, d.total);
+        for c in &columns {
+            let _ = write!(
+                out,
+                " {} |",
+                d.by_rule.get(*c).map(u64::to_string).unwrap_or_default()
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(out, "\nDays not listed had no terminations.\n");
+    let _ = writeln!(out, "### By target\n");
+    let _ = writeln!(out, "| Target | Ended |");
+    let _ = writeln!(out, "|---|--:|");
+    for c in &t.by_target {
+        let _ = writeln!(out, "| {} | {} |", esc(&c.target), c.terminated);
+    }
+    let _ = writeln!(out, "\n### Latest terminations\n");
+    let _ = writeln!(
+        out,
+        "| Time | Target | Rule | Role | Database | Application | Reason |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
+    for e in &t.latest {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            time(e.ts),
+            opt(&e.target),
+            opt(&e.rule),
+            opt(&e.role),
+            opt(&e.database),
+            opt(&e.application),
+            opt(&e.reason)
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn locks(out: &mut String, r: &Report) {
+    let _ = writeln!(out, "## 4. Locks\n");
+    if r.locks.is_empty() {
+        let _ = writeln!(
+            out,
+            "No lock was created or released, and no login was locked or restored, in the period.\n"
+        );
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "| Time | Event | Target | Role | Kind | Reason | Created by | Expires | Released |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
+    for l in &r.locks {
+        let kind = match &l.rule {
+            Some(rule) => format!("{} ({})", opt(&l.kind), esc(rule)),
+            None => opt(&l.kind),
+        };
+        let released = if l.released_by.is_some() || l.released_at.is_some() {
+            format!("{}, {}", opt(&l.released_by), opt(&l.released_at))
+        } else {
+            "—".to_owned()
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {kind} | {} | {} | {} | {released} |",
+            time(l.ts),
+            esc(&l.event),
+            opt(&l.target),
+            opt(&l.role),
+            opt(&l.reason),
+            opt(&l.created_by),
+            opt(&l.expires_at),
+        );
+    }
+    let _ = writeln!(out);
+}
+
+fn checks(out: &mut String, runs: &[CheckRun]) {
+    let _ = writeln!(out, "## 5. Configuration check\n");
+    if runs.is_empty() {
+        let _ = writeln!(out, "**No `curfew check` run was recorded in this log.**\n");
+        return;
+    }
+    for c in runs {
+        let _ = writeln!(out, "### Target {}: {}\n", opt(&c.target), opt(&c.result));
+        let server = c
+            .server
+            .as_deref()
+            .map(|s| format!(", server {}", esc(s)))
+            .unwrap_or_default();
+        let policy = c
+            .policy_sha256
+            .as_deref()
+            .map(|h| format!(" Policy SHA-256 {}.", code(h)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "Checked {}{}{server}. {}.{policy}\n",
+            time(c.ts),
+            before(c.before_period),
+            opt(&c.reason)
+        );
+        if c.findings.is_empty() {
+            let _ = writeln!(out, "The record lists no findings.\n");
+            continue;
+        }
+        let _ = writeln!(out, "| Status | ID | Title | Observed | Expected |");
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for f in &c.findings {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                esc(&f.status),
+                esc(&f.id),
+                esc(&f.title),
+                esc(&f.observed),
+                esc(&f.expected)
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn verifications(out: &mut String, runs: &[VerifyRun]) {
+    let _ = writeln!(out, "## 6. Control verification\n");
+    if runs.is_empty() {
+        let _ = writeln!(
+            out,
+            "**No `curfew verify` run was recorded in this log.**\n"
+        );
+        return;
+    }
+    for v in runs {
+        let _ = writeln!(out, "### Target {}: {}\n", opt(&v.target), opt(&v.result));
+        let _ = writeln!(
+            out,
+            "Verified {}{}. {}\n",
+            time(v.ts),
+            before(v.before_period),
+            opt(&v.reason)
+        );
+        if v.rules.is_empty() {
+            continue;
+        }
+        let _ = writeln!(out, "| Rule | Method | Status | Evidence |");
+        let _ = writeln!(out, "|---|---|---|---|");
+        for x in &v.rules {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                esc(&x.rule),
+                esc(&x.method),
+                esc(&x.status),
+                esc(&x.evidence)
+            );
+        }
+        let _ = writeln!(out);
+    }
+}
+
+fn chain(out: &mut String, r: &Report) {
+    let c = &r.chain;
+    let _ = writeln!(out, "## 7. Audit chain\n");
+    if c.intact {
+        let _ = writeln!(
+            out,
+            "The hash chain of {} is **intact**: {} records checked, no record altered, removed or inserted, every action has its outcome.\n",
+            code(&r.audit_log.path),
+            c.records
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "The hash chain of {} is **BROKEN**: {} records checked, {} problem(s).\n",
+            code(&r.audit_log.path),
+            c.records,
+            c.problems.len()
+        );
+        let _ = writeln!(out, "| Line | Seq | Kind | Problem |");
+        let _ = writeln!(out, "|--:|--:|---|---|");
+        for p in &c.problems {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                p.line,
+                p.seq.map_or("—".to_owned(), |s| s.to_string()),
+                esc(&p.kind),
+                esc(&p.message)
+            );
+        }
+        let _ = writeln!(out);
+    }
+    let _ = writeln!(
+        out,
+        "Last record's hash: {}. Compare it with a copy kept elsewhere: a consistent rewrite of the whole log is only detectable that way.",
+        c.last_hash
+            .as_deref()
+            .map_or("none (empty log)".to_owned(), code)
+    );
+}
+
+fn before(before_period: bool) -> &'static str {
+    if before_period {
+        " (before the period; still the latest)"
+    } else {
+        ""
+    }
+}
+
+/// An optional text, escaped, or a dash.
+fn opt(text: &Option<String>) -> String {
+    match text.as_deref() {
+        Some(t) if !t.is_empty() => esc(t),
+        _ => "—".to_owned(),
+    }
+}
+
+/// Text as a code span (backticks inside are replaced: a path or file name rarely has one).
+fn code(text: &str) -> String {
+    format!("`{}`", text.replace('`', "'").replace(['\n', '\r'], " "))
+}
+
+/// Text as a code span in a table cell (GitHub-flavoured tables need `\|` even there).
+fn cell_code(text: &str) -> String {
+    code(text).replace('|', "\\|")
+}
+
+/// Text as literal Markdown inline content on one line, safe in a table cell: the characters
+/// that start markup (including raw HTML) are backslash-escaped.
+pub(crate) fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '&' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}

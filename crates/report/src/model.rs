@@ -1,0 +1,302 @@
+//! The report's content, independent of its rendering; serialized as is for `--format json`.
+
+use std::collections::BTreeMap;
+
+use curfew_policy::explain::Explanation;
+use jiff::Timestamp;
+use jiff::civil::Date;
+use serde::Serialize;
+
+/// The assessor's evidence report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// When the report was made.
+    pub generated_at: Timestamp,
+    /// The period the report covers.
+    pub period: Period,
+    /// The policy file the report was made with.
+    pub policy: PolicyFile,
+    /// The audit log read.
+    pub audit_log: AuditLog,
+    /// The conditions under which sessions end, as `curfew explain` states them.
+    pub conditions: Explanation,
+    /// Every policy loaded in the period, plus the one in force when it began, oldest first.
+    pub policy_history: Vec<PolicyLoad>,
+    /// Sessions ended (and not ended) in the period.
+    pub terminations: Terminations,
+    /// Lock and login records in the period, oldest first.
+    pub locks: Vec<LockEvent>,
+    /// The latest `curfew check` result per target, by target name.
+    pub checks: Vec<CheckRun>,
+    /// The latest `curfew verify` result per target, by target name.
+    pub verifications: Vec<VerifyRun>,
+    /// The audit chain's verification.
+    pub chain: Chain,
+}
+
+/// The period a report covers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Period {
+    /// The start asked for (`--since`); `None` for the whole log.
+    pub since: Option<Timestamp>,
+    /// The effective start: `since`, or the first record's time for the whole log (`None` for
+    /// an empty log).
+    pub from: Option<Timestamp>,
+    /// The end: when the report was made.
+    pub to: Timestamp,
+}
+
+/// The policy file the report was made with.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyFile {
+    /// Its file name.
+    pub source: String,
+    /// The SHA-256 of its bytes.
+    pub sha256: String,
+    /// Whether it is the policy the log last recorded as loaded (`None`: the log records no
+    /// policy load at all). `false` means the file on disk is not the one in force.
+    pub matches_latest_loaded: Option<bool>,
+}
+
+/// The audit log read.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditLog {
+    /// Its path, as given.
+    pub path: String,
+    /// Readable records in the whole log.
+    pub records: usize,
+    /// Readable records in the period.
+    pub records_in_period: usize,
+}
+
+/// One `policy_loaded` record.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyLoad {
+    /// The record's seq.
+    pub seq: u64,
+    /// When the policy was loaded.
+    pub ts: Timestamp,
+    /// The SHA-256 of the policy file loaded (empty if the record does not say).
+    pub sha256: String,
+    /// The policy file's name.
+    pub source: Option<String>,
+    /// How many rules it has.
+    pub rules: Option<u64>,
+    /// The targets it names.
+    pub targets: Vec<String>,
+    /// True for the load before the period's start: the policy in force when it began.
+    pub before_period: bool,
+}
+
+/// Terminations in the period.
+#[derive(Debug, Clone, Serialize)]
+pub struct Terminations {
+    /// Sessions ended (`session_terminated`).
+    pub total: u64,
+    /// Terminations that failed (`termination_failed`).
+    pub failed: u64,
+    /// Sessions reported but not ended (`session_reported`: report-only rules and dry runs).
+    pub reported: u64,
+    /// Every rule named, in policy order, then rules no longer in the policy by name; the
+    /// columns of [`Self::by_day`] and the colours of the chart.
+    pub rules: Vec<String>,
+    /// Counts per rule, in the order of [`Self::rules`].
+    pub by_rule: Vec<RuleCounts>,
+    /// Sessions ended per target, by target name.
+    pub by_target: Vec<TargetCount>,
+    /// Sessions ended per UTC day, every day of the period (days without any included).
+    pub by_day: Vec<DayCounts>,
+    /// The latest terminations, newest first (at most [`crate::LATEST`]).
+    pub latest: Vec<Termination>,
+}
+
+/// Counts for one rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RuleCounts {
+    /// The rule's name.
+    pub rule: String,
+    /// Sessions ended.
+    pub terminated: u64,
+    /// Terminations that failed.
+    pub failed: u64,
+    /// Sessions reported only.
+    pub reported: u64,
+}
+
+/// Sessions ended on one target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetCount {
+    /// The target's name.
+    pub target: String,
+    /// Sessions ended.
+    pub terminated: u64,
+}
+
+/// Sessions ended on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DayCounts {
+    /// The day (UTC).
+    pub date: Date,
+    /// Sessions ended that day.
+    pub total: u64,
+    /// Sessions ended that day per rule; rules with none are left out.
+    pub by_rule: BTreeMap<String, u64>,
+}
+
+/// One session ended.
+#[derive(Debug, Clone, Serialize)]
+pub struct Termination {
+    /// The record's seq.
+    pub seq: u64,
+    /// When it was recorded.
+    pub ts: Timestamp,
+    /// The target's name.
+    pub target: Option<String>,
+    /// The rule that ended it.
+    pub rule: Option<String>,
+    /// The backend's pid.
+    pub pid: Option<i32>,
+    /// The session's role.
+    pub role: Option<String>,
+    /// The session's database.
+    pub database: Option<String>,
+    /// The session's `application_name`.
+    pub application: Option<String>,
+    /// The client address (absent for Unix sockets).
+    pub client_addr: Option<String>,
+    /// Why, in words.
+    pub reason: Option<String>,
+}
+
+/// One lock or login record.
+#[derive(Debug, Clone, Serialize)]
+pub struct LockEvent {
+    /// The record's seq.
+    pub seq: u64,
+    /// When it was recorded.
+    pub ts: Timestamp,
+    /// `lock_created`, `lock_released`, `login_locked` or `login_restored`.
+    pub event: String,
+    /// The target's name.
+    pub target: Option<String>,
+    /// The role concerned.
+    pub role: Option<String>,
+    /// `window` or `incident`.
+    pub kind: Option<String>,
+    /// The rule, for a window lock.
+    pub rule: Option<String>,
+    /// Why, in words.
+    pub reason: Option<String>,
+    /// Who made the lock.
+    pub created_by: Option<String>,
+    /// When the lock expires.
+    pub expires_at: Option<String>,
+    /// Who released it.
+    pub released_by: Option<String>,
+    /// When it was released.
+    pub released_at: Option<String>,
+    /// The record's result (e.g. `disabled`, `restored`).
+    pub result: Option<String>,
+}
+
+/// The latest `curfew check` of one target (a `configuration_checked` record).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRun {
+    /// The record's seq.
+    pub seq: u64,
+    /// When the check ran.
+    pub ts: Timestamp,
+    /// True when it ran before the period began (it is still the latest).
+    pub before_period: bool,
+    /// The target's name.
+    pub target: Option<String>,
+    /// `passed` or `failed`.
+    pub result: Option<String>,
+    /// The summary sentence.
+    pub reason: Option<String>,
+    /// The server checked.
+    pub server: Option<String>,
+    /// The SHA-256 of the policy the check judged against.
+    pub policy_sha256: Option<String>,
+    /// The findings, as recorded.
+    pub findings: Vec<Finding>,
+}
+
+/// One finding of `curfew check`; fields missing from the record are empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// `pass`, `fail`, `unknown` or `info`.
+    pub status: String,
+    /// E.g. `V-261910`.
+    pub id: String,
+    /// What is checked.
+    pub title: String,
+    /// The requirement it comes from.
+    pub requirement: String,
+    /// What the server shows.
+    pub observed: String,
+    /// What the requirement asks for.
+    pub expected: String,
+    /// How to fix it.
+    pub fix: String,
+}
+
+/// The latest `curfew verify` of one target (a `control_verified` record).
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyRun {
+    /// The record's seq.
+    pub seq: u64,
+    /// When verify ran.
+    pub ts: Timestamp,
+    /// True when it ran before the period began (it is still the latest).
+    pub before_period: bool,
+    /// The target's name.
+    pub target: Option<String>,
+    /// `passed` or `failed`.
+    pub result: Option<String>,
+    /// The summary sentence.
+    pub reason: Option<String>,
+    /// The per-rule results found in the detail's `rules` array.
+    pub rules: Vec<VerifiedRule>,
+    /// The record's detail, as recorded.
+    pub detail: Option<serde_json::Value>,
+}
+
+/// One rule's result in a `curfew verify` record; fields missing from the record are empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct VerifiedRule {
+    /// The rule's name.
+    pub rule: String,
+    /// How it was tested.
+    pub method: String,
+    /// `pass`, `fail` or `skipped`.
+    pub status: String,
+    /// What was done and seen.
+    pub evidence: String,
+}
+
+/// The audit chain's verification.
+#[derive(Debug, Clone, Serialize)]
+pub struct Chain {
+    /// True when no problem was found.
+    pub intact: bool,
+    /// Records checked.
+    pub records: u64,
+    /// The last record's hash, to compare with a copy kept elsewhere.
+    pub last_hash: Option<String>,
+    /// Every problem, in file order.
+    pub problems: Vec<ChainProblem>,
+}
+
+/// One problem with the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainProblem {
+    /// 1-based line number.
+    pub line: u64,
+    /// The record's seq, where known.
+    pub seq: Option<u64>,
+    /// E.g. `hash_mismatch`.
+    pub kind: String,
+    /// What is wrong.
+    pub message: String,
+}

@@ -1,0 +1,218 @@
+//! The canary: a role verify creates for the test, with a session in one rule's scope.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use curfew_policy::{
+    AddressBlock, BackendType, Condition, Glob, Policy, Scope, Session, SessionState, Verdict,
+};
+use jiff::Timestamp;
+
+/// What a canary session does while it waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activity {
+    /// Nothing, after one statement (`idle`).
+    Idle,
+    /// An open transaction, after one statement (`idle in transaction`).
+    IdleInTransaction,
+    /// A statement that outlasts the wait (`active`): only a lifetime rule should end it.
+    Busy,
+}
+
+impl Activity {
+    /// The activity that a rule's condition ends.
+    pub fn for_condition(condition: &Condition) -> Activity {
+        match condition {
+            Condition::Idle(_) => Activity::Idle,
+            Condition::IdleInTransaction(_) => Activity::IdleInTransaction,
+            _ => Activity::Busy,
+        }
+    }
+
+    fn state(self) -> SessionState {
+        match self {
+            Activity::Idle => SessionState::Idle,
+            Activity::IdleInTransaction => SessionState::IdleInTransaction,
+            Activity::Busy => SessionState::Active,
+        }
+    }
+}
+
+/// A session verify opens: who it logs in as and what it does.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Canary {
+    /// The role to create (LOGIN, dropped afterwards).
+    pub role: String,
+    /// Roles to grant it, for `member_of`.
+    pub groups: Vec<String>,
+    /// The database to connect to (None: the target's).
+    pub database: Option<String>,
+    /// The `application_name` the session sets.
+    pub application: String,
+    /// A client address the session must come from, when the scope names addresses (checked
+    /// once connected).
+    pub client_addr: Option<IpAddr>,
+    /// What the session does while waiting.
+    pub activity: Activity,
+}
+
+/// A name matching `glob`: each `*` becomes the run's canary name, each `?` an `x`.
+pub(crate) fn fill(glob: &Glob, token: &str) -> String {
+    glob.as_str()
+        .replace('*', &format!("curfew_canary_{token}"))
+        .replace('?', "x")
+}
+
+/// A client address inside the scope's first address block (None: a Unix socket, or no
+/// address restriction).
+pub(crate) fn sample_address(scope: &Scope) -> Option<IpAddr> {
+    scope.addresses.first().and_then(|block| match block {
+        AddressBlock::Local => None,
+        AddressBlock::Net { network, .. } => Some(*network),
+    })
+}
+
+/// The canary that rule `index` of `policy` would end, or why none can be made. The role must
+/// be one verify creates, so `roles` needs a pattern; a group in `member_of` and a database in
+/// `databases` must be named exactly (they must exist). The canary must not be exempt, and the
+/// engine must name this rule when its limit is reached at `now` (an earlier rule would end it
+/// first).
+pub fn canary_for(
+    policy: &Policy,
+    index: usize,
+    now: Timestamp,
+    token: &str,
+) -> Result<Canary, String> {
+    let rule = &policy.rules[index];
+    let scope = &rule.scope;
+    let role = if scope.roles.is_empty() {
+        format!("curfew_canary_{token}")
+    } else {
+        let pattern = scope.roles.iter().find(|g| !g.is_literal()).ok_or_else(|| {
+            format!(
+                "the rule names its roles exactly ({}); verify logs in only as a role it creates, and a pattern such as \"analyst_*\" would let it",
+                list(&scope.roles)
+            )
+        })?;
+        fill(pattern, token)
+    };
+    if role.len() > 63 {
+        return Err(format!(
+            "a canary name in this scope (\"{role}\") is longer than PostgreSQL's 63 bytes"
+        ));
+    }
+    let mut groups = Vec::new();
+    if !scope.member_of.is_empty() && !scope.member_of.iter().any(|g| g.matches(&role)) {
+        let group = scope
+            .member_of
+            .iter()
+            .find(|g| g.is_literal())
+            .ok_or_else(|| {
+                format!(
+                    "member_of holds only patterns ({}); the canary needs a group named exactly",
+                    list(&scope.member_of)
+                )
+            })?;
+        groups.push(group.as_str().to_owned());
+    }
+    let database =
+        if scope.databases.is_empty() {
+            None
+        } else {
+            let db = scope.databases.iter().find(|g| g.is_literal()).ok_or_else(|| {
+            format!(
+                "databases holds only patterns ({}); the canary needs a database named exactly",
+                list(&scope.databases)
+            )
+        })?;
+            Some(db.as_str().to_owned())
+        };
+    let application = scope
+        .applications
+        .first()
+        .map_or_else(|| "curfew-verify".to_owned(), |g| fill(g, token));
+    let canary = Canary {
+        role,
+        groups,
+        database,
+        application,
+        client_addr: sample_address(scope),
+        activity: Activity::for_condition(&rule.condition),
+    };
+    let session = sample_session(&canary, now);
+    let limit = rule
+        .condition
+        .limit()
+        .map_or(jiff::SignedDuration::ZERO, |l| l.get());
+    expect_ended_by(
+        policy,
+        index,
+        &session,
+        now + limit + jiff::SignedDuration::from_millis(1),
+    )?;
+    Ok(canary)
+}
+
+/// A synthetic session of `canary`, started (and in its state) since `since`.
+pub fn sample_session(canary: &Canary, since: Timestamp) -> Session {
+    let mut member_of = canary.groups.clone();
+    member_of.push(canary.role.clone());
+    Session {
+        pid: 1,
+        backend_start: since,
+        xact_start: (canary.activity != Activity::Idle).then_some(since),
+        state: canary.activity.state(),
+        state_change: Some(since),
+        role: Arc::from(canary.role.as_str()),
+        member_of: Arc::from(member_of),
+        database: Arc::from(canary.database.as_deref().unwrap_or("postgres")),
+        client_addr: canary.client_addr,
+        application: Arc::from(canary.application.as_str()),
+        backend_type: BackendType::ClientBackend,
+    }
+}
+
+/// Whether the engine ends `session` at `at` by rule `index`; if not, what it does instead, as
+/// a sentence ("exempt by [exempt] roles", "ended first by rule \"x\"").
+pub fn expect_ended_by(
+    policy: &Policy,
+    index: usize,
+    session: &Session,
+    at: Timestamp,
+) -> Result<(), String> {
+    let verdict = curfew_policy::assess(policy, std::slice::from_ref(session), at)
+        .pop()
+        .unwrap_or(Verdict::Untouched);
+    match verdict {
+        Verdict::Ends(d) if d.rule == index => Ok(()),
+        other => Err(describe(policy, &other)),
+    }
+}
+
+/// The engine's verdict as a phrase.
+pub(crate) fn describe(policy: &Policy, verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::NotClient => "not a client session".to_owned(),
+        Verdict::Exempt { by } => format!("exempt by [exempt] {}", by.key()),
+        Verdict::Ends(d) => format!("ended by rule \"{}\"", policy.rules[d.rule].name),
+        Verdict::Reported(d) => format!(
+            "reported (not ended) by rule \"{}\"",
+            policy.rules[d.rule].name
+        ),
+        Verdict::Scheduled(d) => format!(
+            "kept; rule \"{}\" ends it at {}",
+            policy.rules[d.rule].name,
+            d.deadline.round(jiff::Unit::Second).unwrap_or(d.deadline)
+        ),
+        Verdict::Untouched => "kept; no rule ends it".to_owned(),
+    }
+}
+
+fn list(globs: &[Glob]) -> String {
+    globs
+        .iter()
+        .map(|g| format!("\"{g}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -195,6 +195,23 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
         ["failed", "passed"]
     );
     assert_eq!(verified[1]["detail"]["rules"].as_array().unwrap().len(), 6);
+
+    // Without CREATEROLE no canary can be made: a failure that says what to grant, not a pass
+    // by evaluation.
+    cluster
+        .psql("ALTER ROLE curfew_agent NOCREATEROLE")
+        .unwrap();
+    let (code, doc, stderr) = verify(&policy, &audit);
+    assert_eq!(code, Some(3), "{doc:#}\n{stderr}");
+    let r = result(&doc, "abandoned-transaction");
+    assert_eq!(
+        (r["status"].as_str(), r["method"].as_str()),
+        (Some("fail"), Some("live"))
+    );
+    assert!(
+        r["evidence"].as_str().unwrap().contains("needs CREATEROLE"),
+        "{r:#}"
+    );
     common::signal(&agent, "TERM");
     let _ = agent.wait();
     common::assert_audit_verifies(&audit);

@@ -32,7 +32,7 @@ impl Password {
 
 impl Connection {
     /// Create a canary role that can log in until `valid_until`, with a SCRAM verifier of
-    /// `password`, and grant it `groups`; all or nothing.
+    /// `password`, and grant it `groups`; all or nothing. Safe to call from concurrent tasks.
     pub async fn create_canary(
         &self,
         role: &str,
@@ -42,7 +42,7 @@ impl Connection {
     ) -> Result<(), PgError> {
         let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
         let mut sql = format!(
-            "BEGIN; CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {} VALID UNTIL {};",
+            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {} VALID UNTIL {};",
             crate::quote_identifier(role),
             quote_literal(&verifier),
             quote_literal(&valid_until.to_string()),
@@ -54,13 +54,13 @@ impl Connection {
                 crate::quote_identifier(role)
             ));
         }
-        sql.push_str(" COMMIT;");
-        let result = self.client.batch_execute(&sql).await;
-        if result.is_err() {
-            // A failed statement leaves the transaction open; end it so the connection is usable.
-            let _ = self.client.batch_execute("ROLLBACK").await;
-        }
-        result.map_err(|e| PgError::query(&self.target, "creating a canary role", e))
+        // One simple query: PostgreSQL runs its statements as one implicit transaction, and
+        // no other statement on this shared connection can land in between (an explicit
+        // BEGIN would let concurrent tests' queries run inside it, or in its failure).
+        self.client
+            .batch_execute(&sql)
+            .await
+            .map_err(|e| PgError::query(&self.target, "creating a canary role", e))
     }
 
     /// End whatever sessions `role` still has and drop it. Returns whether the role existed.

@@ -61,6 +61,12 @@ impl Page<'_> {
         tone(word.as_deref().unwrap_or(""))
     }
 
+    /// Prose from `curfew explain`, which marks names as Markdown code spans: escaped, with each
+    /// `name` shown as code (the result is safe to insert as HTML).
+    fn prose(&self, text: &str) -> String {
+        prose(text)
+    }
+
     /// A CSS class for a status word.
     fn tone_of(&self, word: &str) -> &'static str {
         tone(word)
@@ -74,6 +80,34 @@ fn tone(word: &str) -> &'static str {
         "unknown" | "skipped" => "warn",
         _ => "plain",
     }
+}
+
+/// Escape `text` for HTML and turn each pair of backticks into `<code>`; an unpaired backtick
+/// stays as it is.
+pub(crate) fn prose(text: &str) -> String {
+    let escape = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;")
+    };
+    let parts: Vec<&str> = text.split('`').collect();
+    let mut html = String::with_capacity(text.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        let paired = i % 2 == 1 && i + 1 < parts.len();
+        if paired {
+            html.push_str("<code>");
+            html.push_str(&escape(part));
+            html.push_str("</code>");
+        } else {
+            if i % 2 == 1 {
+                html.push('`');
+            }
+            html.push_str(&escape(part));
+        }
+    }
+    html
 }
 
 /// "2026-03-01 14:05:09 UTC".
@@ -94,4 +128,19 @@ pub(crate) fn render(r: &Report) -> Result<String, askama::Error> {
         more_problems: problems.len().saturating_sub(BANNER_PROBLEMS),
     }
     .render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prose;
+
+    #[test]
+    fn code_spans_of_the_explanation_become_code_and_everything_stays_escaped() {
+        assert_eq!(
+            prose("Sessions of roles `analyst_*` or `<b>`, unless exempt."),
+            "Sessions of roles <code>analyst_*</code> or <code>&lt;b&gt;</code>, unless exempt."
+        );
+        assert_eq!(prose("a ` lone <tick>"), "a ` lone &lt;tick&gt;");
+        assert_eq!(prose("\"x\" & 'y'"), "&#34;x&#34; &amp; &#39;y&#39;");
+    }
 }

@@ -39,11 +39,34 @@ pub(super) async fn test(
     let rule = &bench.policy.rules[index];
     match open(bench, index, canary, limit).await {
         Ok(opened) => watch(bench, index, limit, opened).await,
-        Err(why) => RuleResult::evaluated(
+        Err(Unopened::OutOfScope(why)) => RuleResult::evaluated(
             rule,
             &why,
             curfew_verify::evaluate_rule(bench.policy, index, Timestamp::now(), bench.token),
         ),
+        Err(Unopened::Failed(why)) => RuleResult {
+            rule: rule.name.clone(),
+            condition: rule.condition.key(),
+            method: Method::Live,
+            status: Status::Fail,
+            evidence: why,
+            probes: Vec::new(),
+        },
+    }
+}
+
+/// Why no canary session is waiting.
+enum Unopened {
+    /// The canary's session, as it really is, is not one this rule ends (an address outside
+    /// the scope, an exemption): the rule is checked by evaluation instead.
+    OutOfScope(String),
+    /// The test could not be set up (privileges, authentication): a failure to fix.
+    Failed(String),
+}
+
+impl From<String> for Unopened {
+    fn from(why: String) -> Self {
+        Unopened::Failed(why)
     }
 }
 
@@ -60,7 +83,7 @@ async fn open(
     index: usize,
     canary: &Canary,
     limit: Limit,
-) -> Result<Opened, String> {
+) -> Result<Opened, Unopened> {
     let admin = bench.admin;
     let password = Password::random().map_err(|e| format!("no random password: {e}"))?;
     let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
@@ -68,7 +91,21 @@ async fn open(
     admin
         .create_canary(&canary.role, &password, &canary.groups, valid_until)
         .await
-        .map_err(|e| format!("the canary role could not be created ({e})"))?;
+        .map_err(|e| {
+            format!(
+                "The canary role could not be created ({e}). curfew's role needs CREATEROLE{}.",
+                if canary.groups.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " and, on PostgreSQL 16 and later, ADMIN OPTION on {} (GRANT {} TO {} WITH ADMIN OPTION)",
+                        canary.groups.join(", "),
+                        canary.groups.iter().map(|g| curfew_postgres::quote_identifier(g)).collect::<Vec<_>>().join(", "),
+                        curfew_postgres::quote_identifier(&admin.info.role)
+                    )
+                }
+            )
+        })?;
     lock(bench.created).push(canary.role.clone());
     let mut steps = vec![format!(
         "Created role \"{}\"{} (LOGIN, expiring {}).",
@@ -88,7 +125,11 @@ async fn open(
         &canary.application,
     )
     .await
-    .map_err(|e| format!("the canary could not log in ({e})"))?;
+    .map_err(|e| {
+        format!(
+            "The canary role was created but could not log in ({e}): pg_hba.conf must let a new role with a SCRAM password connect the way the target's URL does."
+        )
+    })?;
     steps.push(format!(
         "It logged in to database \"{}\" as application \"{}\" from {} (pid {}).",
         canary.database.as_deref().unwrap_or(&bench.spec.url.dbname),
@@ -156,7 +197,9 @@ async fn open(
         &seen,
         due.max(session.backend_start + limit.get()),
     )
-    .map_err(|what| format!("from this host the canary session would be {what}"))?;
+    .map_err(|what| {
+        Unopened::OutOfScope(format!("from this host the canary session would be {what}"))
+    })?;
     Ok(Opened {
         session,
         busy,

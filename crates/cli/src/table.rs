@@ -1,6 +1,20 @@
 //! Column-aligned text tables for terminals: every column padded to its widest cell except the
 //! last, which runs free (it holds sentences).
 
+/// A Markdown table cell: pipes escaped, line breaks flattened.
+pub(crate) fn md_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+/// A Markdown table's header row and separator, with a line break after each.
+pub(crate) fn md_header(columns: &[&str]) -> String {
+    format!(
+        "| {} |\n|{}\n",
+        columns.join(" | "),
+        " --- |".repeat(columns.len())
+    )
+}
+
 /// Render `headers` and `rows`, each line starting with `indent`. `flags` (if any) appends a
 /// suffix to a row's line, e.g. a marker for an unexpected outcome.
 pub(crate) fn render(

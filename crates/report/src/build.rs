@@ -11,8 +11,8 @@ use serde_json::Value;
 use crate::Input;
 use crate::model::{
     AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, LockEvent, Period, PolicyFile,
-    PolicyLoad, Report, RuleCounts, TargetCount, Termination, Terminations, VerifiedRule,
-    VerifyRun,
+    PolicyLoad, Report, RuleCounts, RunRecord, TargetCount, Termination, Terminations,
+    VerifiedRule, VerifyRun,
 };
 
 /// How many of the latest terminations the report lists.
@@ -295,16 +295,23 @@ fn latest_per_target<'e>(entries: &'e [Entry], event: &str) -> Vec<&'e Entry> {
     latest.into_values().collect()
 }
 
-fn check_run(e: &Entry, before_period: bool) -> CheckRun {
-    let d = e.detail.as_ref();
-    let field = |v: &Value, key: &str| v.get(key).and_then(as_text).unwrap_or_default();
-    CheckRun {
+/// The header every recorded run shares.
+fn run_record(e: &Entry, before_period: bool) -> RunRecord {
+    RunRecord {
         seq: e.seq,
         ts: e.ts,
         before_period,
         target: e.target.clone(),
         result: e.result.clone(),
         reason: e.reason.clone(),
+    }
+}
+
+fn check_run(e: &Entry, before_period: bool) -> CheckRun {
+    let d = e.detail.as_ref();
+    let field = |v: &Value, key: &str| v.get(key).and_then(as_text).unwrap_or_default();
+    CheckRun {
+        run: run_record(e, before_period),
         server: text(d, "server"),
         policy_sha256: text(d, "policy_sha256"),
         findings: array(d, "findings")
@@ -326,12 +333,7 @@ fn verify_run(e: &Entry, before_period: bool) -> VerifyRun {
     let d = e.detail.as_ref();
     let field = |v: &Value, key: &str| v.get(key).and_then(as_text).unwrap_or_default();
     VerifyRun {
-        seq: e.seq,
-        ts: e.ts,
-        before_period,
-        target: e.target.clone(),
-        result: e.result.clone(),
-        reason: e.reason.clone(),
+        run: run_record(e, before_period),
         rules: array(d, "rules")
             .iter()
             .filter(|r| r.is_object())

@@ -216,7 +216,7 @@ pub(crate) fn escape(text: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
     use std::collections::BTreeMap;
@@ -224,7 +224,42 @@ mod tests {
     use jiff::civil::date;
 
     use super::*;
-    use crate::tests::balanced;
+
+    /// Tags opened and closed in order (self-closing tags count as both); the names of the
+    /// elements, in order of opening.
+    pub(crate) fn balanced(xml: &str) -> Result<Vec<String>, String> {
+        let mut stack: Vec<String> = Vec::new();
+        let mut opened = Vec::new();
+        let mut rest = xml;
+        while let Some(start) = rest.find('<') {
+            let end = rest[start..]
+                .find('>')
+                .ok_or_else(|| "unterminated tag".to_owned())?
+                + start;
+            let tag = &rest[start + 1..end];
+            if let Some(name) = tag.strip_prefix('/') {
+                match stack.pop() {
+                    Some(open) if open == name => {}
+                    other => return Err(format!("</{name}> closes {other:?}")),
+                }
+            } else {
+                let name: String = tag
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '/')
+                    .collect();
+                opened.push(name.clone());
+                if !tag.ends_with('/') {
+                    stack.push(name);
+                }
+            }
+            rest = &rest[end + 1..];
+        }
+        if stack.is_empty() {
+            Ok(opened)
+        } else {
+            Err(format!("unclosed: {stack:?}"))
+        }
+    }
 
     fn day(d: i8, counts: &[(&str, u64)]) -> DayCounts {
         let by_rule: BTreeMap<String, u64> =

@@ -40,8 +40,8 @@ mod model;
 pub use build::{LATEST, build};
 pub use model::{
     AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, LockEvent, Period, PolicyFile,
-    PolicyLoad, Report, RuleCounts, TargetCount, Termination, Terminations, VerifiedRule,
-    VerifyRun,
+    PolicyLoad, Report, RuleCounts, RunRecord, TargetCount, Termination, Terminations,
+    VerifiedRule, VerifyRun,
 };
 
 /// What the report is made from.

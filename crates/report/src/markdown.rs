@@ -5,7 +5,9 @@
 use std::fmt::Write as _;
 
 use crate::html::time;
-use crate::model::{CheckRun, Report, VerifyRun};
+use crate::model::{CheckRun, Report, RunRecord, VerifyRun};
+
+use Align::{Left, Right};
 
 /// Render the document.
 pub(crate) fn render(r: &Report) -> String {
@@ -153,8 +155,17 @@ fn policy_history(out: &mut String, r: &Report) {
         );
         return;
     }
-    let _ = writeln!(out, "| Loaded | Seq | SHA-256 | File | Rules | Note |");
-    let _ = writeln!(out, "|---|--:|---|---|--:|---|");
+    head(
+        out,
+        &[
+            ("Loaded", Left),
+            ("Seq", Right),
+            ("SHA-256", Left),
+            ("File", Left),
+            ("Rules", Right),
+            ("Note", Left),
+        ],
+    );
     for l in &r.policy_history {
         let mut note = Vec::new();
         if l.before_period {
@@ -163,15 +174,16 @@ fn policy_history(out: &mut String, r: &Report) {
         if l.sha256 == r.policy.sha256 {
             note.push("same as the policy file");
         }
-        let _ = writeln!(
+        row(
             out,
-            "| {} | {} | {} | {} | {} | {} |",
-            time(l.ts),
-            l.seq,
-            cell_code(&l.sha256),
-            opt(&l.source),
-            l.rules.map_or("—".to_owned(), |n| n.to_string()),
-            note.join("; ")
+            [
+                time(l.ts),
+                l.seq.to_string(),
+                cell_code(&l.sha256),
+                opt(&l.source),
+                l.rules.map_or("—".to_owned(), |n| n.to_string()),
+                note.join("; "),
+            ],
         );
     }
     let _ = writeln!(out);
@@ -186,16 +198,24 @@ fn terminations(out: &mut String, r: &Report) {
         t.total, t.failed, t.reported
     );
     let _ = writeln!(out, "### By rule\n");
-    let _ = writeln!(out, "| Rule | Ended | Failed | Reported only |");
-    let _ = writeln!(out, "|---|--:|--:|--:|");
+    head(
+        out,
+        &[
+            ("Rule", Left),
+            ("Ended", Right),
+            ("Failed", Right),
+            ("Reported only", Right),
+        ],
+    );
     for c in &t.by_rule {
-        let _ = writeln!(
+        row(
             out,
-            "| {} | {} | {} | {} |",
-            esc(&c.rule),
-            c.terminated,
-            c.failed,
-            c.reported
+            [
+                esc(&c.rule),
+                c.terminated.to_string(),
+                c.failed.to_string(),
+                c.reported.to_string(),
+            ],
         );
     }
     let _ = writeln!(out);
@@ -210,50 +230,51 @@ fn terminations(out: &mut String, r: &Report) {
         .map(|c| &c.rule)
         .collect();
     let _ = writeln!(out, "### By day (UTC)\n");
-    let _ = write!(out, "| Day | Total |");
-    for c in &columns {
-        let _ = write!(out, " {} |", esc(c));
-    }
-    let _ = write!(out, "\n|---|--:|");
-    for _ in &columns {
-        let _ = write!(out, "--:|");
-    }
-    let _ = writeln!(out);
+    let mut day_columns = vec![("Day".to_owned(), Left), ("Total".to_owned(), Right)];
+    day_columns.extend(columns.iter().map(|c| (esc(c), Right)));
+    head(out, &day_columns);
     for d in t.by_day.iter().filter(|d| d.total > 0) {
-        let _ = write!(out, "| {} | {} |", d.date, d.total);
-        for c in &columns {
-            let _ = write!(
-                out,
-                " {} |",
-                d.by_rule.get(*c).map(u64::to_string).unwrap_or_default()
-            );
-        }
-        let _ = writeln!(out);
+        let counts = columns
+            .iter()
+            .map(|c| d.by_rule.get(*c).map(u64::to_string).unwrap_or_default());
+        row(
+            out,
+            [d.date.to_string(), d.total.to_string()]
+                .into_iter()
+                .chain(counts),
+        );
     }
     let _ = writeln!(out, "\nDays not listed had no terminations.\n");
     let _ = writeln!(out, "### By target\n");
-    let _ = writeln!(out, "| Target | Ended |");
-    let _ = writeln!(out, "|---|--:|");
+    head(out, &[("Target", Left), ("Ended", Right)]);
     for c in &t.by_target {
-        let _ = writeln!(out, "| {} | {} |", esc(&c.target), c.terminated);
+        row(out, [esc(&c.target), c.terminated.to_string()]);
     }
     let _ = writeln!(out, "\n### Latest terminations\n");
-    let _ = writeln!(
+    head(
         out,
-        "| Time | Target | Rule | Role | Database | Application | Reason |"
+        &[
+            ("Time", Left),
+            ("Target", Left),
+            ("Rule", Left),
+            ("Role", Left),
+            ("Database", Left),
+            ("Application", Left),
+            ("Reason", Left),
+        ],
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for e in &t.latest {
-        let _ = writeln!(
+        row(
             out,
-            "| {} | {} | {} | {} | {} | {} | {} |",
-            time(e.ts),
-            opt(&e.target),
-            opt(&e.rule),
-            opt(&e.role),
-            opt(&e.database),
-            opt(&e.application),
-            opt(&e.reason)
+            [
+                time(e.ts),
+                opt(&e.target),
+                opt(&e.rule),
+                opt(&e.role),
+                opt(&e.database),
+                opt(&e.application),
+                opt(&e.reason),
+            ],
         );
     }
     let _ = writeln!(out);
@@ -268,11 +289,20 @@ fn locks(out: &mut String, r: &Report) {
         );
         return;
     }
-    let _ = writeln!(
+    head(
         out,
-        "| Time | Event | Target | Role | Kind | Reason | Created by | Expires | Released |"
+        &[
+            ("Time", Left),
+            ("Event", Left),
+            ("Target", Left),
+            ("Role", Left),
+            ("Kind", Left),
+            ("Reason", Left),
+            ("Created by", Left),
+            ("Expires", Left),
+            ("Released", Left),
+        ],
     );
-    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
     for l in &r.locks {
         let kind = match &l.rule {
             Some(rule) => format!("{} ({})", opt(&l.kind), esc(rule)),
@@ -283,16 +313,19 @@ fn locks(out: &mut String, r: &Report) {
         } else {
             "—".to_owned()
         };
-        let _ = writeln!(
+        row(
             out,
-            "| {} | {} | {} | {} | {kind} | {} | {} | {} | {released} |",
-            time(l.ts),
-            esc(&l.event),
-            opt(&l.target),
-            opt(&l.role),
-            opt(&l.reason),
-            opt(&l.created_by),
-            opt(&l.expires_at),
+            [
+                time(l.ts),
+                esc(&l.event),
+                opt(&l.target),
+                opt(&l.role),
+                kind,
+                opt(&l.reason),
+                opt(&l.created_by),
+                opt(&l.expires_at),
+                released,
+            ],
         );
     }
     let _ = writeln!(out);
@@ -305,7 +338,6 @@ fn checks(out: &mut String, runs: &[CheckRun]) {
         return;
     }
     for c in runs {
-        let _ = writeln!(out, "### Target {}: {}\n", opt(&c.target), opt(&c.result));
         let server = c
             .server
             .as_deref()
@@ -316,28 +348,26 @@ fn checks(out: &mut String, runs: &[CheckRun]) {
             .as_deref()
             .map(|h| format!(" Policy SHA-256 {}.", code(h)))
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "Checked {}{}{server}. {}.{policy}\n",
-            time(c.ts),
-            before(c.before_period),
-            opt(&c.reason)
-        );
+        let rest = format!("{server}. {}.{policy}", opt(&c.run.reason));
+        run_header(out, &c.run, "Checked", &rest);
         if c.findings.is_empty() {
             let _ = writeln!(out, "The record lists no findings.\n");
             continue;
         }
-        let _ = writeln!(out, "| Status | ID | Title | Observed | Expected |");
-        let _ = writeln!(out, "|---|---|---|---|---|");
+        head(
+            out,
+            &[
+                ("Status", Left),
+                ("ID", Left),
+                ("Title", Left),
+                ("Observed", Left),
+                ("Expected", Left),
+            ],
+        );
         for f in &c.findings {
-            let _ = writeln!(
+            row(
                 out,
-                "| {} | {} | {} | {} | {} |",
-                esc(&f.status),
-                esc(&f.id),
-                esc(&f.title),
-                esc(&f.observed),
-                esc(&f.expected)
+                [&f.status, &f.id, &f.title, &f.observed, &f.expected].map(|t| esc(t)),
             );
         }
         let _ = writeln!(out);
@@ -354,27 +384,28 @@ fn verifications(out: &mut String, runs: &[VerifyRun]) {
         return;
     }
     for v in runs {
-        let _ = writeln!(out, "### Target {}: {}\n", opt(&v.target), opt(&v.result));
-        let _ = writeln!(
+        run_header(
             out,
-            "Verified {}{}. {}\n",
-            time(v.ts),
-            before(v.before_period),
-            opt(&v.reason)
+            &v.run,
+            "Verified",
+            &format!(". {}", opt(&v.run.reason)),
         );
         if v.rules.is_empty() {
             continue;
         }
-        let _ = writeln!(out, "| Rule | Method | Status | Evidence |");
-        let _ = writeln!(out, "|---|---|---|---|");
+        head(
+            out,
+            &[
+                ("Rule", Left),
+                ("Method", Left),
+                ("Status", Left),
+                ("Evidence", Left),
+            ],
+        );
         for x in &v.rules {
-            let _ = writeln!(
+            row(
                 out,
-                "| {} | {} | {} | {} |",
-                esc(&x.rule),
-                esc(&x.method),
-                esc(&x.status),
-                esc(&x.evidence)
+                [&x.rule, &x.method, &x.status, &x.evidence].map(|t| esc(t)),
             );
         }
         let _ = writeln!(out);
@@ -399,16 +430,24 @@ fn chain(out: &mut String, r: &Report) {
             c.records,
             c.problems.len()
         );
-        let _ = writeln!(out, "| Line | Seq | Kind | Problem |");
-        let _ = writeln!(out, "|--:|--:|---|---|");
+        head(
+            out,
+            &[
+                ("Line", Right),
+                ("Seq", Right),
+                ("Kind", Left),
+                ("Problem", Left),
+            ],
+        );
         for p in &c.problems {
-            let _ = writeln!(
+            row(
                 out,
-                "| {} | {} | {} | {} |",
-                p.line,
-                p.seq.map_or("—".to_owned(), |s| s.to_string()),
-                esc(&p.kind),
-                esc(&p.message)
+                [
+                    p.line.to_string(),
+                    p.seq.map_or("—".to_owned(), |s| s.to_string()),
+                    esc(&p.kind),
+                    esc(&p.message),
+                ],
             );
         }
         let _ = writeln!(out);
@@ -422,12 +461,53 @@ fn chain(out: &mut String, r: &Report) {
     );
 }
 
-fn before(before_period: bool) -> &'static str {
-    if before_period {
+/// The heading and first paragraph of a recorded run: "Checked <time>" (with `verb`
+/// "Checked"), a note if it ran before the period, then `rest` (already escaped).
+fn run_header(out: &mut String, run: &RunRecord, verb: &str, rest: &str) {
+    let _ = writeln!(
+        out,
+        "### Target {}: {}\n",
+        opt(&run.target),
+        opt(&run.result)
+    );
+    let before = if run.before_period {
         " (before the period; still the latest)"
     } else {
         ""
+    };
+    let _ = writeln!(out, "{verb} {}{before}{rest}\n", time(run.ts));
+}
+
+/// How a table column is aligned.
+#[derive(Clone, Copy)]
+enum Align {
+    Left,
+    /// Numbers.
+    Right,
+}
+
+/// A table's header row and its alignment row; `columns` are already escaped.
+fn head<S: AsRef<str>>(out: &mut String, columns: &[(S, Align)]) {
+    row(out, columns.iter().map(|(name, _)| name));
+    out.push('|');
+    for (_, align) in columns {
+        out.push_str(match align {
+            Left => "---|",
+            Right => "--:|",
+        });
     }
+    out.push('\n');
+}
+
+/// One table row; `cells` are already escaped.
+fn row<S: AsRef<str>>(out: &mut String, cells: impl IntoIterator<Item = S>) {
+    out.push('|');
+    for cell in cells {
+        out.push(' ');
+        out.push_str(cell.as_ref());
+        out.push_str(" |");
+    }
+    out.push('\n');
 }
 
 /// An optional text, escaped, or a dash.

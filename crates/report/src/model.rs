@@ -199,12 +199,13 @@ pub struct LockEvent {
     pub result: Option<String>,
 }
 
-/// The latest `curfew check` of one target (a `configuration_checked` record).
+/// What every recorded run (`curfew check`, `curfew verify`) states about itself: the header
+/// of [`CheckRun`] and [`VerifyRun`].
 #[derive(Debug, Clone, Serialize)]
-pub struct CheckRun {
+pub struct RunRecord {
     /// The record's seq.
     pub seq: u64,
-    /// When the check ran.
+    /// When the run was recorded.
     pub ts: Timestamp,
     /// True when it ran before the period began (it is still the latest).
     pub before_period: bool,
@@ -214,6 +215,14 @@ pub struct CheckRun {
     pub result: Option<String>,
     /// The summary sentence.
     pub reason: Option<String>,
+}
+
+/// The latest `curfew check` of one target (a `configuration_checked` record).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckRun {
+    /// The record's seq, time, target, result and summary (flattened into this object in JSON).
+    #[serde(flatten)]
+    pub run: RunRecord,
     /// The server checked.
     pub server: Option<String>,
     /// The SHA-256 of the policy the check judged against.
@@ -244,18 +253,9 @@ pub struct Finding {
 /// The latest `curfew verify` of one target (a `control_verified` record).
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyRun {
-    /// The record's seq.
-    pub seq: u64,
-    /// When verify ran.
-    pub ts: Timestamp,
-    /// True when it ran before the period began (it is still the latest).
-    pub before_period: bool,
-    /// The target's name.
-    pub target: Option<String>,
-    /// `passed` or `failed`.
-    pub result: Option<String>,
-    /// The summary sentence.
-    pub reason: Option<String>,
+    /// The record's seq, time, target, result and summary (flattened into this object in JSON).
+    #[serde(flatten)]
+    pub run: RunRecord,
     /// The per-rule results found in the detail's `rules` array.
     pub rules: Vec<VerifiedRule>,
     /// The record's detail, as recorded.

@@ -9,6 +9,7 @@ use curfew_policy::parse_policy;
 use jiff::Timestamp;
 use serde_json::json;
 
+use crate::chart::tests::balanced;
 use crate::{Input, Report, build};
 
 const POLICY: &str = r#"
@@ -154,42 +155,6 @@ fn three_days() -> Vec<Entry> {
             ..ended(12, "2026-03-03T09:30:00Z", "inactivity")
         },
     ]
-}
-
-/// Tags opened and closed in order (self-closing tags count as both); the names of the
-/// elements, in order of opening.
-pub(crate) fn balanced(xml: &str) -> Result<Vec<String>, String> {
-    let mut stack: Vec<String> = Vec::new();
-    let mut opened = Vec::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find('<') {
-        let end = rest[start..]
-            .find('>')
-            .ok_or_else(|| "unterminated tag".to_owned())?
-            + start;
-        let tag = &rest[start + 1..end];
-        if let Some(name) = tag.strip_prefix('/') {
-            match stack.pop() {
-                Some(open) if open == name => {}
-                other => return Err(format!("</{name}> closes {other:?}")),
-            }
-        } else {
-            let name: String = tag
-                .chars()
-                .take_while(|c| !c.is_whitespace() && *c != '/')
-                .collect();
-            opened.push(name.clone());
-            if !tag.ends_with('/') {
-                stack.push(name);
-            }
-        }
-        rest = &rest[end + 1..];
-    }
-    if stack.is_empty() {
-        Ok(opened)
-    } else {
-        Err(format!("unclosed: {stack:?}"))
-    }
 }
 
 /// The chart inside a page.
@@ -477,7 +442,7 @@ fn the_latest_check_and_verify_per_target_win_by_time() {
     let checks: Vec<(Option<&str>, u64, bool)> = r
         .checks
         .iter()
-        .map(|c| (c.target.as_deref(), c.seq, c.before_period))
+        .map(|c| (c.run.target.as_deref(), c.run.seq, c.run.before_period))
         .collect();
     assert_eq!(
         checks,
@@ -486,7 +451,7 @@ fn the_latest_check_and_verify_per_target_win_by_time() {
     assert_eq!(r.checks[0].findings.len(), 2);
     assert_eq!(r.checks[0].findings[1].title, "");
     assert_eq!(r.verifications.len(), 1);
-    assert_eq!(r.verifications[0].seq, 6);
+    assert_eq!(r.verifications[0].run.seq, 6);
     assert_eq!(r.verifications[0].rules.len(), 2);
     let html = r.to_html().unwrap();
     assert!(html.contains("V-LATEST") && !html.contains("V-OLDER"));

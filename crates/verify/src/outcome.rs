@@ -67,6 +67,23 @@ pub struct RuleResult {
 }
 
 impl RuleResult {
+    /// A result with its evidence and no probes.
+    pub fn new(
+        rule: &curfew_policy::Rule,
+        method: Method,
+        status: Status,
+        evidence: String,
+    ) -> RuleResult {
+        RuleResult {
+            rule: rule.name.clone(),
+            condition: rule.condition.key(),
+            method,
+            status,
+            evidence,
+            probes: Vec::new(),
+        }
+    }
+
     /// The result of checking a rule by evaluation: passed when every probe is as expected.
     pub fn evaluated(rule: &curfew_policy::Rule, why: &str, probes: Vec<Probe>) -> RuleResult {
         let failed: Vec<&Probe> = probes.iter().filter(|p| !p.ok).collect();

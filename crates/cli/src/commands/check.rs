@@ -10,17 +10,10 @@ use curfew_check::{Finding, PolicyContext, Status, any_failed, judge};
 use curfew_postgres::TargetSpec;
 use jiff::Timestamp;
 
+use super::Document as Format;
 use crate::exit::{Failure, out};
 use crate::policy_file;
-
-/// Output formats of `curfew check`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum Format {
-    /// Markdown: a table per target, then the fixes.
-    Md,
-    /// One JSON document.
-    Json,
-}
+use crate::table::{md_cell as cell, md_header};
 
 /// Options of `curfew check`.
 #[derive(Debug, clap::Args)]
@@ -184,11 +177,6 @@ async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>
     }
 }
 
-/// Table cells: pipes escaped, line breaks flattened.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
-}
-
 fn markdown(results: &[Checked], loaded: &curfew_agent::LoadedPolicy, at: Timestamp) -> String {
     let mut md = String::new();
     let at = at.round(jiff::Unit::Second).unwrap_or(at);
@@ -205,10 +193,9 @@ fn markdown(results: &[Checked], loaded: &curfew_agent::LoadedPolicy, at: Timest
             count(Status::Unknown),
             count(Status::Pass),
         );
-        let _ = writeln!(
-            md,
-            "| Status | ID | Check | Observed | Expected |\n| --- | --- | --- | --- | --- |"
-        );
+        md.push_str(&md_header(&[
+            "Status", "ID", "Check", "Observed", "Expected",
+        ]));
         for f in &r.findings {
             let _ = writeln!(
                 md,

@@ -13,3 +13,12 @@ pub(crate) mod plan;
 pub(crate) mod report;
 pub(crate) mod validate;
 pub(crate) mod verify;
+
+/// Output formats of the commands that write a document (`check`, `verify`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Document {
+    /// Markdown: a table per target, then the details.
+    Md,
+    /// One JSON document.
+    Json,
+}

@@ -44,14 +44,7 @@ pub(super) async fn test(
             &why,
             curfew_verify::evaluate_rule(bench.policy, index, Timestamp::now(), bench.token),
         ),
-        Err(Unopened::Failed(why)) => RuleResult {
-            rule: rule.name.clone(),
-            condition: rule.condition.key(),
-            method: Method::Live,
-            status: Status::Fail,
-            evidence: why,
-            probes: Vec::new(),
-        },
+        Err(Unopened::Failed(why)) => RuleResult::new(rule, Method::Live, Status::Fail, why),
     }
 }
 
@@ -275,14 +268,7 @@ async fn watch(bench: &Bench<'_>, index: usize, limit: Limit, opened: Opened) ->
         Status::Fail
     };
     steps.extend(failures);
-    RuleResult {
-        rule: rule.name.clone(),
-        condition: rule.condition.key(),
-        method: Method::Live,
-        status,
-        evidence: steps.join(" "),
-        probes: Vec::new(),
-    }
+    RuleResult::new(rule, Method::Live, status, steps.join(" "))
 }
 
 /// The agent's record of the canary's end: a `session_terminated` naming this session.

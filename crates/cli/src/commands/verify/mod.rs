@@ -18,17 +18,9 @@ use curfew_postgres::{Announcement, TargetSpec};
 use curfew_verify::{Method, Planned, RuleResult, Status};
 use jiff::Timestamp;
 
+use super::Document as Format;
 use crate::exit::{Failure, out};
 use crate::policy_file;
-
-/// Output formats of `curfew verify`.
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-pub(crate) enum Format {
-    /// Markdown: a table per target, then each evaluation.
-    Md,
-    /// One JSON document.
-    Json,
-}
 
 /// Options of `curfew verify`.
 #[derive(Debug, clap::Args)]
@@ -152,26 +144,20 @@ async fn verify_target(
         )
     };
     let not_tested = |index: usize, why: &str| {
-        let rule = &policy.rules[index];
-        RuleResult {
-            rule: rule.name.clone(),
-            condition: rule.condition.key(),
-            method: Method::NotTested,
-            status: Status::Skipped,
-            evidence: format!("Not tested: {why}."),
-            probes: Vec::new(),
-        }
+        RuleResult::new(
+            &policy.rules[index],
+            Method::NotTested,
+            Status::Skipped,
+            format!("Not tested: {why}."),
+        )
     };
     let live_failed = |index: usize, why: &str| {
-        let rule = &policy.rules[index];
-        RuleResult {
-            rule: rule.name.clone(),
-            condition: rule.condition.key(),
-            method: Method::Live,
-            status: Status::Fail,
-            evidence: why.to_owned(),
-            probes: Vec::new(),
-        }
+        RuleResult::new(
+            &policy.rules[index],
+            Method::Live,
+            Status::Fail,
+            why.to_owned(),
+        )
     };
     let spec = TargetSpec::from_policy(target);
     let connected = curfew_postgres::connect(&spec).await;

@@ -7,11 +7,7 @@ use curfew_policy::Limit;
 use jiff::Timestamp;
 
 use super::Verified;
-
-/// Table cells: pipes escaped, line breaks flattened.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
-}
+use crate::table::{md_cell as cell, md_header};
 
 pub(super) fn markdown(
     verified: &[Verified],
@@ -34,10 +30,13 @@ pub(super) fn markdown(
                 .map_or_else(|| "none".to_owned(), |a| format!("`{a}`")),
             curfew_verify::summary(&v.results),
         );
-        let _ = writeln!(
-            md,
-            "| Status | Rule | Condition | Method | Evidence |\n| --- | --- | --- | --- | --- |"
-        );
+        md.push_str(&md_header(&[
+            "Status",
+            "Rule",
+            "Condition",
+            "Method",
+            "Evidence",
+        ]));
         for r in &v.results {
             let _ = writeln!(
                 md,
@@ -52,9 +51,10 @@ pub(super) fn markdown(
         for r in v.results.iter().filter(|r| !r.probes.is_empty()) {
             let _ = writeln!(
                 md,
-                "\n## Rule \"{}\": the engine's verdicts (as `curfew plan --at` would show them)\n\n| At | Expected | Engine | |\n| --- | --- | --- | --- |",
+                "\n## Rule \"{}\": the engine's verdicts (as `curfew plan --at` would show them)\n",
                 r.rule
             );
+            md.push_str(&md_header(&["At", "Expected", "Engine", ""]));
             for p in &r.probes {
                 let _ = writeln!(
                     md,

@@ -27,7 +27,7 @@ impl Failure {
             // The reader went away (`curfew explain | head`): not an error, as for any Unix tool.
             Failure::Runtime(error) if is_broken_pipe(&error) => ExitCode::SUCCESS,
             Failure::Runtime(error) => {
-                say(&format!("{error:#}"));
+                say(&chain(&error));
                 ExitCode::from(1)
             }
             Failure::Check(message) => {
@@ -36,6 +36,23 @@ impl Failure {
             }
         }
     }
+}
+
+/// An error and its causes, joined by ": ", leaving out a cause whose text the message already
+/// holds (many errors quote their cause, and `{:#}` would say it twice).
+fn chain(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// The final word: through the log when it is JSON (so that every line stays JSON),
@@ -67,4 +84,38 @@ pub(crate) fn out(text: &str) -> Result<(), Failure> {
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
         .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("writing to standard output")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    /// An error that quotes its cause in its message, as `AuditError::Io` does.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "audit log x: cannot open: {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// `curfew report` on a missing log said "No such file" twice.
+    #[test]
+    fn a_cause_the_message_already_quotes_is_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file");
+        let error = anyhow::Error::new(Quoting(io)).context("reading x");
+        assert_eq!(
+            chain(&error),
+            "reading x: audit log x: cannot open: No such file"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(chain(&plain), "outer: inner");
+    }
 }

@@ -44,6 +44,14 @@ timezone = "UTC"
 name = "one-each"
 max_sessions = 3
 roles = ["analyst_*"]
+
+[[rule]]
+name = "contractor-idle"
+idle = "15m"
+roles = ["contractor_*"]
+
+[verify]
+test_limit = "3s"
 "#;
 
 fn verify(policy: &Path, audit: &Path) -> (Option<i32>, serde_json::Value, String) {
@@ -118,7 +126,7 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
         "{inactivity:#}"
     );
     assert_eq!(result(&doc, "long-idle")["status"], "pass");
-    assert!(stderr.contains("3 rules failed verification"), "{stderr}");
+    assert!(stderr.contains("4 rules failed verification"), "{stderr}");
     let md = common::curfew()
         .args(["verify", "--no-record", "-c"])
         .arg(&policy)
@@ -128,7 +136,7 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
     let md = String::from_utf8_lossy(&md.stdout);
     for needle in [
         "| FAIL | inactivity | idle | live test | No curfew agent enforces",
-        "| PASS | long-idle | idle | checked by evaluation | Not tested live: its limit (15m) is longer than --max-wait (5m).",
+        "| PASS | long-idle | idle | checked by evaluation | Not tested live: the rule names its roles exactly (\"kim\")",
         "## Rule \"old-maintenance\"",
     ] {
         assert!(md.contains(needle), "{needle} not in\n{md}");
@@ -143,7 +151,7 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
     // A figure for the record, not an assertion: the live tests wait at once, so this is about
     // the longest limit (4s) plus the agent's interval.
     eprintln!(
-        "verify with three live rules took {:.1}s",
+        "verify with four live rules took {:.1}s",
         started.elapsed().as_secs_f64()
     );
     for (rule, method) in [
@@ -153,6 +161,7 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
         ("long-idle", "evaluation"),
         ("old-maintenance", "evaluation"),
         ("one-each", "evaluation"),
+        ("contractor-idle", "live"),
     ] {
         let r = result(&doc, rule);
         assert_eq!(
@@ -177,6 +186,20 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
             .unwrap()
             .contains("pg_sleep"),
     );
+    // A 15-minute rule tested in seconds: the canary was held to the test limit, and the rule's
+    // own limit was evaluated alongside.
+    let contractor = result(&doc, "contractor-idle");
+    assert!(
+        contractor["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("test_limit (3s) stood in for the rule's 15m"),
+        "{contractor:#}"
+    );
+    assert_eq!(
+        contractor["probes"][0]["at"], "idle 14m59s",
+        "{contractor:#}"
+    );
     let left = cluster
         .psql("SELECT count(*) FROM pg_roles WHERE rolname LIKE '%curfew_canary%'")
         .unwrap();
@@ -197,7 +220,7 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
             .collect::<Vec<_>>(),
         ["failed", "passed"]
     );
-    assert_eq!(verified[1]["detail"]["rules"].as_array().unwrap().len(), 6);
+    assert_eq!(verified[1]["detail"]["rules"].as_array().unwrap().len(), 7);
 
     // Without CREATEROLE no canary can be made: a failure that says what to grant, not a pass
     // by evaluation.

@@ -52,13 +52,22 @@ pub fn explain(policy: &Policy) -> Explanation {
         rules: policy.rules.iter().map(explain_rule).collect(),
         exemptions: exemptions(policy),
         enforcement: format!(
-            "The curfew agent reads the sessions of each target at least every {}, and also wakes at the moment each session's deadline falls, so a session is ended when its condition is met, not at the next check. Ages are measured on the database server's clock. Each termination is recorded in a hash-chained audit log{}.",
+            "The curfew agent reads the sessions of each target at least every {}, and also wakes at the moment each session's deadline falls, so a session is ended when its condition is met, not at the next check. Ages are measured on the database server's clock. Each termination is recorded in a hash-chained audit log{}.{}",
             policy.agent.interval.to_words(),
             policy
                 .agent
                 .audit_log
                 .as_deref()
                 .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
+            policy
+                .verify
+                .test_limit
+                .map(|t| format!(
+                    " For the live control test (`curfew verify`), sessions of its temporary canary roles (names containing `{}`) are held to a test limit of {} where a rule's limit is longer; no other session is.",
+                    crate::model::CANARY_MARK,
+                    t.to_words()
+                ))
                 .unwrap_or_default()
         ),
         targets: policy.targets.iter().map(|t| t.name.clone()).collect(),

@@ -18,6 +18,51 @@ pub struct Policy {
     pub exempt: Exemptions,
     /// `[[rule]]`: the conditions, in file order.
     pub rules: Vec<Rule>,
+    /// `[verify]`: how `curfew verify` tests the control.
+    pub verify: VerifySettings,
+}
+
+/// What marks a role as a `curfew verify` canary. verify's roles are named
+/// `<prefix>curfew_canary_<rule index>_<run>...`: the rule under test follows the mark.
+pub const CANARY_MARK: &str = "curfew_canary_";
+
+/// `[verify]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifySettings {
+    /// A shorter limit that an `idle`, `idle_in_transaction` or `lifetime` rule applies to the
+    /// `curfew verify` canary testing that rule (and to no other session, nor for any other
+    /// rule), so that a 15-minute rule can be tested live in seconds. Only ever shortens.
+    pub test_limit: Option<Limit>,
+}
+
+impl VerifySettings {
+    /// The limit a canary testing a rule with this limit is held to.
+    pub fn canary_limit(&self, limit: Limit) -> Limit {
+        match self.test_limit {
+            Some(test) if test < limit => test,
+            _ => limit,
+        }
+    }
+
+    /// The limit rule `rule` applies to a session of `role`: the test limit if the role is the
+    /// canary testing this rule, else the rule's own.
+    pub fn limit_for(&self, role: &str, rule: usize, limit: Limit) -> Limit {
+        if self.test_limit.is_some() && canary_rule(role) == Some(rule) {
+            self.canary_limit(limit)
+        } else {
+            limit
+        }
+    }
+}
+
+/// For a canary role, the index of the rule it tests.
+pub fn canary_rule(role: &str) -> Option<usize> {
+    let (_, rest) = role.split_once(CANARY_MARK)?;
+    let (digits, _) = rest.split_once('_')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// `[agent]` settings.

@@ -490,3 +490,14 @@ fn an_empty_policy_is_valid_but_warned_about() {
             .contains("warning: the policy has no [[rule]]")
     );
 }
+
+#[test]
+fn verify_test_limit_is_a_positive_duration() {
+    assert_error(
+        "[verify]\ntest_limit = \"0s\"\n",
+        "2:14",
+        "longer than zero",
+    );
+    assert_error("[verify]\ntest_limit = 5\n", "2:14", "a duration string");
+    assert_error("[verify]\ncanary = \"x\"\n", "2:1", "test_limit");
+}

@@ -4,7 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use curfew_policy::{
-    AddressBlock, BackendType, Condition, Glob, Policy, Scope, Session, SessionState, Verdict,
+    AddressBlock, BackendType, CANARY_MARK, Condition, Glob, Policy, Scope, Session, SessionState,
+    Verdict,
 };
 use jiff::Timestamp;
 
@@ -60,7 +61,7 @@ pub struct Canary {
 /// A name matching `glob`: each `*` becomes the run's canary name, each `?` an `x`.
 pub(crate) fn fill(glob: &Glob, token: &str) -> String {
     glob.as_str()
-        .replace('*', &format!("curfew_canary_{token}"))
+        .replace('*', &format!("{CANARY_MARK}{token}"))
         .replace('?', "x")
 }
 
@@ -87,7 +88,7 @@ pub fn canary_for(
     let rule = &policy.rules[index];
     let scope = &rule.scope;
     let role = if scope.roles.is_empty() {
-        format!("curfew_canary_{token}")
+        format!("{CANARY_MARK}{token}")
     } else {
         let pattern = scope.roles.iter().find(|g| !g.is_literal()).ok_or_else(|| {
             format!(
@@ -144,7 +145,9 @@ pub fn canary_for(
     let limit = rule
         .condition
         .limit()
-        .map_or(jiff::SignedDuration::ZERO, |l| l.get());
+        .map_or(jiff::SignedDuration::ZERO, |l| {
+            policy.verify.limit_for(&canary.role, index, l).get()
+        });
     expect_ended_by(
         policy,
         index,

@@ -21,11 +21,13 @@ pub struct Probe {
 }
 
 /// Evaluate rule `index` on its own (other rules could end the sample first and hide it), with
-/// the policy's exemptions, around `now`. Empty for rules the agent does not evaluate.
+/// the policy's exemptions and the rule's own limit (not `[verify] test_limit`), around `now`. Empty for rules the agent does not evaluate.
 pub fn evaluate_rule(policy: &Policy, index: usize, now: Timestamp, token: &str) -> Vec<Probe> {
     let rule = &policy.rules[index];
+    // The rule's own limits: the canaries' test limit does not apply to what is evaluated.
     let alone = Policy {
         rules: vec![rule.clone()],
+        verify: curfew_policy::VerifySettings::default(),
         ..policy.clone()
     };
     let canary = sample(policy, index, token);
@@ -129,7 +131,7 @@ fn sample(policy: &Policy, index: usize, token: &str) -> Canary {
     let role = scope
         .roles
         .first()
-        .map_or_else(|| format!("curfew_canary_{token}"), fill);
+        .map_or_else(|| format!("{}{token}", curfew_policy::CANARY_MARK), fill);
     let groups = match scope.member_of.first() {
         Some(_) if scope.member_of.iter().any(|g| g.matches(&role)) => Vec::new(),
         Some(g) => vec![fill(g)],

@@ -78,13 +78,23 @@ fn plan_rule(
             },
         };
     };
+    // A canary is held to `[verify] test_limit` when that is shorter.
+    let limit = policy.verify.canary_limit(limit);
     if limit > max_wait {
         return Planned::Evaluate {
-            why: format!("its limit ({limit}) is longer than --max-wait ({max_wait})"),
+            why: format!(
+                "its limit ({limit}) is longer than --max-wait ({max_wait}){}",
+                if policy.verify.test_limit.is_none() {
+                    "; [verify] test_limit would let a canary test it sooner"
+                } else {
+                    ""
+                }
+            ),
         };
     }
     // One role per rule: two rules with the same role pattern must not share a canary.
-    match canary_for(policy, index, now, &format!("{token}_{index}")) {
+    // The rule's index follows the mark, so that a test limit applies to this rule only.
+    match canary_for(policy, index, now, &format!("{index}_{token}")) {
         Ok(canary) => Planned::Live { canary, limit },
         Err(why) => Planned::Evaluate { why },
     }

@@ -42,10 +42,10 @@ applications = ["psql*"]
     let Planned::Live { canary, limit } = &plans[0] else {
         panic!("{plans:?}")
     };
-    assert_eq!(canary.role, "analyst_curfew_canary_t0k_0");
+    assert_eq!(canary.role, "analyst_curfew_canary_0_t0k");
     assert_eq!(canary.groups, ["humans"]);
     assert_eq!(canary.database.as_deref(), Some("sales"));
-    assert_eq!(canary.application, "psqlcurfew_canary_t0k_0");
+    assert_eq!(canary.application, "psqlcurfew_canary_0_t0k");
     assert_eq!(canary.activity, Activity::Idle);
     assert_eq!(limit.to_std(), Duration::from_secs(2));
 }
@@ -219,4 +219,25 @@ roles = ["app_*"]
         "{}",
         result.evidence
     );
+}
+
+#[test]
+fn a_test_limit_lets_a_long_rule_be_tested_live_and_keeps_its_own_limit_for_evaluation() {
+    let p = policy(
+        "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\n\n[verify]\ntest_limit = \"3s\"\n",
+    );
+    let plans = plan(&p, five_minutes(), monday_morning(), "t0k");
+    let Planned::Live { limit, .. } = &plans[0] else {
+        panic!("{plans:?}")
+    };
+    assert_eq!(limit.to_std(), Duration::from_secs(3));
+    let probes = evaluate_rule(&p, 0, monday_morning(), "t0k");
+    assert_eq!(probes[0].at, "idle 14m59s");
+    assert!(probes.iter().all(|p| p.ok), "{probes:?}");
+    // Without it, the long rule is evaluated, and the why says what would help.
+    let plans = planned("[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\n");
+    let Planned::Evaluate { why } = &plans[0] else {
+        panic!("{plans:?}")
+    };
+    assert!(why.contains("[verify] test_limit"), "{why}");
 }

@@ -98,6 +98,8 @@ pub(super) struct Context<'p> {
     /// `now` in nanoseconds since the epoch.
     pub(super) now: i64,
     rules: Vec<(Prepared, Action)>,
+    /// `[verify] test_limit` in nanoseconds, for canary sessions.
+    test_limit: Option<i64>,
 }
 
 impl<'p> Context<'p> {
@@ -128,7 +130,15 @@ impl<'p> Context<'p> {
             policy,
             now: nanos(now),
             rules,
+            test_limit: policy.verify.test_limit.map(limit_nanos),
         }
+    }
+
+    /// For a `curfew verify` canary (only looked for when a test limit is set): the rule it
+    /// tests, whose time limit is capped at the test limit for it.
+    fn canary_rule(&self, s: &Session) -> Option<usize> {
+        self.test_limit?;
+        crate::model::canary_rule(&s.role)
     }
 
     /// The full decision for a candidate of this session.
@@ -137,15 +147,15 @@ impl<'p> Context<'p> {
         let cause = match (&self.policy.rules[rule].condition, self.rules[rule].0) {
             (Condition::Idle(limit), _) => Cause::Idle {
                 since: s.state_change.unwrap_or(s.backend_start),
-                limit: *limit,
+                limit: self.policy.verify.limit_for(&s.role, rule, *limit),
             },
             (Condition::IdleInTransaction(limit), _) => Cause::IdleInTransaction {
                 since: s.state_change.unwrap_or(s.backend_start),
-                limit: *limit,
+                limit: self.policy.verify.limit_for(&s.role, rule, *limit),
             },
             (Condition::Lifetime(limit), _) => Cause::Lifetime {
                 started: s.backend_start,
-                limit: *limit,
+                limit: self.policy.verify.limit_for(&s.role, rule, *limit),
             },
             (_, Prepared::Allow(p)) => Cause::OutsideWindows {
                 since: if p.state.inside {
@@ -177,20 +187,21 @@ impl<'p> Context<'p> {
     }
 }
 
-/// When a prepared time-based rule fires for a session (`start` is its `backend_start`).
+/// When a prepared time-based rule fires for a session (`start` is its `backend_start`; `cap`
+/// bounds its time limit: a canary's test limit, see [`Context::canary_rule`]).
 #[inline(always)]
-fn deadline(rule: &Prepared, s: &Session, start: i64) -> Option<i64> {
+fn deadline(rule: &Prepared, s: &Session, start: i64, cap: i64) -> Option<i64> {
     // Outside an allow window (or inside a deny window): due since the window changed, or since
     // connecting if that was later. Otherwise: due when the window changes.
     let due_since = |since: Option<i64>| Some(since.map_or(start, |t| t.max(start)));
     match *rule {
         Prepared::Idle(limit) if s.state == SessionState::Idle => {
-            Some(nanos(s.state_change?).saturating_add(limit))
+            Some(nanos(s.state_change?).saturating_add(limit.min(cap)))
         }
         Prepared::IdleInTransaction(limit) if s.state.is_idle_in_transaction() => {
-            Some(nanos(s.state_change?).saturating_add(limit))
+            Some(nanos(s.state_change?).saturating_add(limit.min(cap)))
         }
-        Prepared::Lifetime(limit) => Some(start.saturating_add(limit)),
+        Prepared::Lifetime(limit) => Some(start.saturating_add(limit.min(cap))),
         Prepared::Allow(p) if !p.state.inside => due_since(p.since),
         Prepared::Deny(p) if p.state.inside => due_since(p.since),
         Prepared::Allow(p) | Prepared::Deny(p) => p.until,
@@ -244,6 +255,7 @@ pub(super) fn judge(
             }
         };
         let start = nanos(s.backend_start);
+        let canary_rule = ctx.canary_rule(s);
         let mut is_limited = false;
         for (w, word) in applicable.rules.iter().enumerate() {
             let mut word = *word;
@@ -273,7 +285,11 @@ pub(super) fn judge(
                     }
                     _ => {}
                 }
-                let Some(deadline) = deadline(rule, s, start) else {
+                let cap = match (canary_rule, ctx.test_limit) {
+                    (Some(tested), Some(test)) if tested == r => test,
+                    _ => i64::MAX,
+                };
+                let Some(deadline) = deadline(rule, s, start, cap) else {
                     continue;
                 };
                 if deadline > now {

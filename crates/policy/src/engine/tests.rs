@@ -396,3 +396,30 @@ fn upcoming_terminations_within_the_horizon_are_listed_in_order() {
     );
     assert!(engine.evaluate(&p, &sessions, now()).upcoming.is_empty());
 }
+
+#[test]
+fn the_verify_test_limit_shortens_the_tested_rule_for_its_canary_only() {
+    let p = policy(&format!("{IDLE_15M}\n[verify]\ntest_limit = \"5s\"\n"));
+    let canary = idle_for(session(1, "analyst_curfew_canary_0_ab12"), 6);
+    let user = idle_for(session(2, "kim"), 6);
+    let plan = evaluate(&p, &[canary, user], now());
+    assert_eq!(pids(&plan.terminations), [1]);
+    assert_eq!(
+        plan.terminations[0].reason(&p, now()),
+        "idle for 6s; limit 5s"
+    );
+    // Only for the rule the canary tests: this one tests rule 1, so rule 0 keeps its 15m.
+    let other = idle_for(session(3, "analyst_curfew_canary_1_ab12"), 6);
+    assert!(evaluate(&p, &[other], now()).terminations.is_empty());
+    // Only ever shorter: a test limit longer than the rule's changes nothing.
+    let long =
+        policy("[[rule]]\nname = \"quick\"\nidle = \"2s\"\n\n[verify]\ntest_limit = \"1m\"\n");
+    let canary = idle_for(session(4, "curfew_canary_0_x"), 3);
+    assert_eq!(pids(&evaluate(&long, &[canary], now()).terminations), [4]);
+    assert_eq!(
+        crate::model::canary_rule("a_curfew_canary_12_x_b"),
+        Some(12)
+    );
+    assert_eq!(crate::model::canary_rule("a_curfew_canary_x_12_b"), None);
+    assert_eq!(crate::model::canary_rule("kim"), None);
+}

@@ -11,7 +11,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::diagnostic::{Collector, Diagnostic, PolicyErrors};
 use crate::duration::Limit;
-use crate::model::{AgentSettings, Exemptions, Policy, Scope, Target};
+use crate::model::{AgentSettings, Exemptions, Policy, Scope, Target, VerifySettings};
 use crate::pattern::{AddressBlock, Glob};
 use reader::{Located, TableReader};
 
@@ -24,7 +24,8 @@ pub struct Parsed {
     pub warnings: Vec<Diagnostic>,
 }
 
-const TOP_KEYS: &[&str] = &["agent", "target", "exempt", "rule"];
+const TOP_KEYS: &[&str] = &["agent", "target", "exempt", "rule", "verify"];
+const VERIFY_KEYS: &[&str] = &["test_limit"];
 const AGENT_KEYS: &[&str] = &["interval", "audit_log", "listen"];
 const TARGET_KEYS: &[&str] = &["name", "url", "password_file", "standby", "primary"];
 const SCOPE_KEYS: &[&str] = &[
@@ -73,6 +74,7 @@ pub fn parse_policy(
         None => Exemptions::default(),
     };
     let rules = rule::parse_rules(&mut c, &top, tzdb);
+    let verify = parse_verify(&mut c, &top);
     top.finish(&mut c);
     if c.has_errors() {
         return Err(PolicyErrors {
@@ -88,6 +90,7 @@ pub fn parse_policy(
             targets,
             exempt,
             rules,
+            verify,
         },
         warnings: c.finish(),
     })
@@ -120,6 +123,18 @@ fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSetting
     if let Some(listen) = r.string(c, "listen", "an address string like \"127.0.0.1:9187\"") {
         settings.listen = listen_address(c, listen.span, &listen.value);
     }
+    r.finish(c);
+    settings
+}
+
+/// `[verify]`: `test_limit`, the short limit canary sessions get.
+fn parse_verify(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> VerifySettings {
+    let mut settings = VerifySettings::default();
+    let Some((table, _)) = top.table(c, "verify", "a table: [verify]") else {
+        return settings;
+    };
+    let r = TableReader::new(table, "[verify]", VERIFY_KEYS);
+    settings.test_limit = duration(c, &r, "test_limit").map(|l| l.value);
     r.finish(c);
     settings
 }

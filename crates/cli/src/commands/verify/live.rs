@@ -38,7 +38,30 @@ pub(super) async fn test(
 ) -> RuleResult {
     let rule = &bench.policy.rules[index];
     match open(bench, index, canary, limit).await {
-        Ok(opened) => watch(bench, index, limit, opened).await,
+        Ok(opened) => {
+            let mut result = watch(bench, index, limit, opened).await;
+            let own = rule.condition.limit().unwrap_or(limit);
+            if limit < own {
+                // The canary was held to the test limit: the rule's own limit is checked by
+                // evaluation, in the same result.
+                let probes = curfew_verify::evaluate_rule(
+                    bench.policy,
+                    index,
+                    Timestamp::now(),
+                    bench.token,
+                );
+                if probes.iter().any(|p| !p.ok) {
+                    result.status = Status::Fail;
+                }
+                result.evidence = format!(
+                    "The policy's [verify] test_limit ({limit}) stood in for the rule's {own} for this canary only (roles named *{}*); the {own} itself is checked by evaluation below. {}",
+                    curfew_policy::CANARY_MARK,
+                    result.evidence
+                );
+                result.probes = probes;
+            }
+            result
+        }
         Err(Unopened::OutOfScope(why)) => RuleResult::evaluated(
             rule,
             &why,
@@ -168,6 +191,9 @@ async fn open(
         }
     };
     let waiting_since = Instant::now();
+    // The server's clock once the canary waits: its idleness (or its statement) began just
+    // before.
+    let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
     // The engine must name this rule for the session as it really is (its address, for one,
     // is only known now).
     let mut seen = Session {

@@ -62,19 +62,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
             .audit_log
             .clone()
             .or_else(|| loaded.policy.agent.audit_log.as_ref().map(Into::into));
-        match audit {
-            Some(path) => {
-                if let Err(e) = record(&path, &results, &loaded) {
-                    eprintln!(
-                        "curfew: warning: the result was not recorded in {}: {e}",
-                        path.display()
-                    );
-                }
-            }
-            None => eprintln!(
-                "curfew: note: the result was not recorded (no audit_log in [agent], no --audit-log)"
-            ),
-        }
+        super::record_result(audit.as_deref(), records(&results, &loaded));
     }
     match args.format {
         Format::Md => out(&markdown(&results, &loaded, checked_at))?,
@@ -109,13 +97,8 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
 }
 
 /// One `configuration_checked` record per target, with the findings, for `curfew report`.
-fn record(
-    path: &Path,
-    results: &[Checked],
-    loaded: &curfew_agent::LoadedPolicy,
-) -> Result<(), curfew_audit::AuditError> {
-    let log = curfew_audit::AuditLog::open(path)?;
-    let records = results
+fn records(results: &[Checked], loaded: &curfew_agent::LoadedPolicy) -> Vec<curfew_audit::Record> {
+    results
         .iter()
         .map(|r| {
             let count = |s: Status| r.findings.iter().filter(|f| f.status == s).count();
@@ -138,8 +121,7 @@ fn record(
                     "findings": r.findings,
                 }))
         })
-        .collect();
-    log.append_all(records).map(drop)
+        .collect()
 }
 
 /// Connect and judge; a target that cannot be reached is a failed finding, not the end of the

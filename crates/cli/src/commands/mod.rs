@@ -22,3 +22,24 @@ pub(crate) enum Document {
     /// One JSON document.
     Json,
 }
+
+/// Append a command's result to the audit log (for `curfew report`), or say on standard error
+/// why it was not recorded; the command's own outcome does not depend on it.
+pub(crate) fn record_result(
+    audit_log: Option<&std::path::Path>,
+    records: Vec<curfew_audit::Record>,
+) {
+    let Some(path) = audit_log else {
+        eprintln!(
+            "curfew: note: the result was not recorded (no audit_log in [agent], no --audit-log)"
+        );
+        return;
+    };
+    let appended = curfew_audit::AuditLog::open(path).and_then(|log| log.append_all(records));
+    if let Err(e) = appended {
+        eprintln!(
+            "curfew: warning: the result was not recorded in {}: {e}",
+            path.display()
+        );
+    }
+}

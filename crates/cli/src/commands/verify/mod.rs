@@ -83,19 +83,10 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         .filter(|r| r.status == Status::Fail)
         .count();
     if !args.no_record {
-        match &audit_log {
-            Some(path) => {
-                if let Err(e) = record(path, &verified, &loaded, args.max_wait) {
-                    eprintln!(
-                        "curfew: warning: the result was not recorded in {}: {e}",
-                        path.display()
-                    );
-                }
-            }
-            None => eprintln!(
-                "curfew: note: the result was not recorded (no audit_log in [agent], no --audit-log)"
-            ),
-        }
+        super::record_result(
+            audit_log.as_deref(),
+            records(&verified, &loaded, args.max_wait),
+        );
     }
     match args.format {
         Format::Md => out(&output::markdown(
@@ -288,14 +279,12 @@ async fn verify_target(
 }
 
 /// One `control_verified` record per target, with the evidence, for `curfew report`.
-fn record(
-    path: &Path,
+fn records(
     verified: &[Verified],
     loaded: &LoadedPolicy,
     max_wait: Limit,
-) -> Result<(), curfew_audit::AuditError> {
-    let log = curfew_audit::AuditLog::open(path)?;
-    let records = verified
+) -> Vec<curfew_audit::Record> {
+    verified
         .iter()
         .map(|v| {
             let failed = v.results.iter().any(|r| r.status == Status::Fail);
@@ -315,6 +304,5 @@ fn record(
                     "cleanup": v.cleanup,
                 }))
         })
-        .collect();
-    log.append_all(records).map(drop)
+        .collect()
 }

@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use curfew_policy::{
-    AddressBlock, BackendType, CANARY_MARK, Condition, Glob, Policy, Scope, Session, SessionState,
-    Verdict,
+    AddressBlock, BackendType, CANARY_MARK, Condition, Exemptions, Glob, Policy, Scope, Session,
+    SessionState, Verdict,
 };
 use jiff::Timestamp;
 
@@ -65,13 +65,32 @@ pub(crate) fn fill(glob: &Glob, token: &str) -> String {
         .replace('?', "x")
 }
 
-/// A client address inside the scope's first address block (None: a Unix socket, or no
-/// address restriction).
-pub(crate) fn sample_address(scope: &Scope) -> Option<IpAddr> {
-    scope.addresses.first().and_then(|block| match block {
-        AddressBlock::Local => None,
-        AddressBlock::Net { network, .. } => Some(*network),
-    })
+/// A client address for a sample session in `scope`: inside one of its address blocks, or,
+/// when it names none, a Unix socket or a documentation address (192.0.2.1, 2001:db8::1) — the
+/// first that `[exempt] addresses` does not exempt, so that an exempt `local` does not hide the
+/// rule. None stands for a Unix socket.
+pub(crate) fn sample_address(scope: &Scope, exempt: &Exemptions) -> Option<IpAddr> {
+    let candidates: Vec<Option<IpAddr>> = if scope.addresses.is_empty() {
+        vec![
+            None,
+            Some(IpAddr::from([192, 0, 2, 1])),
+            Some(IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, 1])),
+        ]
+    } else {
+        scope
+            .addresses
+            .iter()
+            .map(|block| match block {
+                AddressBlock::Local => None,
+                AddressBlock::Net { network, .. } => Some(*network),
+            })
+            .collect()
+    };
+    candidates
+        .iter()
+        .copied()
+        .find(|a| exempt.by_address(*a).is_none())
+        .unwrap_or_else(|| candidates.first().copied().flatten())
 }
 
 /// The canary that rule `index` of `policy` would end, or why none can be made. The role must
@@ -138,7 +157,7 @@ pub fn canary_for(
         groups,
         database,
         application,
-        client_addr: sample_address(scope),
+        client_addr: sample_address(scope, &policy.exempt),
         activity: Activity::for_condition(&rule.condition),
     };
     let session = sample_session(&canary, now);

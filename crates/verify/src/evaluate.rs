@@ -145,7 +145,7 @@ fn sample(policy: &Policy, index: usize, token: &str) -> Canary {
             .applications
             .first()
             .map_or_else(|| "curfew-verify".to_owned(), fill),
-        client_addr: sample_address(scope),
+        client_addr: sample_address(scope, &policy.exempt),
         activity: Activity::for_condition(&rule.condition),
     }
 }

@@ -241,3 +241,21 @@ fn a_test_limit_lets_a_long_rule_be_tested_live_and_keeps_its_own_limit_for_eval
     };
     assert!(why.contains("[verify] test_limit"), "{why}");
 }
+
+/// With `local` exempt, every sample of the example policy was exempt: a Unix socket was the
+/// only address tried, and each evaluation failed.
+#[test]
+fn an_exempt_unix_socket_does_not_hide_a_rule_with_no_address_scope() {
+    let p = policy(
+        "[exempt]\naddresses = [\"local\", \"10.0.0.0/8\"]\n\n[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\n",
+    );
+    let probes = evaluate_rule(&p, 0, monday_morning(), "t");
+    assert!(probes.iter().all(|p| p.ok), "{probes:?}");
+    let plans = plan(
+        &policy("[exempt]\naddresses = [\"local\"]\n\n[[rule]]\nname = \"quick\"\nidle = \"2s\"\n"),
+        five_minutes(),
+        monday_morning(),
+        "t",
+    );
+    assert!(matches!(&plans[0], Planned::Live { .. }), "{plans:?}");
+}

@@ -27,7 +27,7 @@ pub use error::AuditError;
 pub use event::Event;
 pub use reader::{Entries, entries, read};
 pub use record::{Entry, Record, SessionInfo};
-pub use verify::{Problem, ProblemKind, Verification, verify};
+pub use verify::{Problem, ProblemKind, Verification, verify, verify_each};
 pub use writer::{Appended, AuditLog};
 
 /// The `prev` of the first record: 64 zeros, the hash of "nothing before".

@@ -324,6 +324,12 @@ fn seq_gap(line_no: u64, seq: u64, expected: u64) -> Problem {
 /// recorded hash; after malformed lines (e.g. a torn write), the next record may link to
 /// the last valid record or to a hash still recognisable in the malformed line.
 pub fn verify(path: &Path) -> Result<Verification, AuditError> {
+    verify_each(path, |_| {})
+}
+
+/// [`verify`], also handing each record read to `each`, in file order: one pass for a caller
+/// that needs both the check and the records (`curfew report`).
+pub fn verify_each(path: &Path, mut each: impl FnMut(&Entry)) -> Result<Verification, AuditError> {
     let mut lines = open_lines(path)?;
     let mut checker = Checker::new();
     while let Some((line_no, raw)) = lines
@@ -333,7 +339,10 @@ pub fn verify(path: &Path) -> Result<Verification, AuditError> {
         match raw {
             RawLine::TooLong(len) => checker.malformed(line_no, None, &Fault::TooLong(len)),
             RawLine::Text { bytes, terminated } => match line::parse_read(bytes, terminated) {
-                Ok(parsed) => checker.record(line_no, parsed.entry, parsed.intact),
+                Ok(parsed) => {
+                    each(&parsed.entry);
+                    checker.record(line_no, parsed.entry, parsed.intact);
+                }
                 Err(fault) => checker.malformed(line_no, Some(bytes), &fault),
             },
         }

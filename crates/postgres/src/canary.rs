@@ -63,8 +63,8 @@ impl Connection {
             .map_err(|e| PgError::query(&self.target, "creating a canary role", e))
     }
 
-    /// End whatever sessions `role` still has and drop it. Returns whether the role existed.
-    pub async fn drop_canary(&self, role: &str) -> Result<bool, PgError> {
+    /// End whatever sessions `role` still has and drop it.
+    pub async fn drop_canary(&self, role: &str) -> Result<(), PgError> {
         self.client
             .execute(
                 "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
@@ -72,20 +72,13 @@ impl Connection {
             )
             .await
             .map_err(|e| PgError::query(&self.target, "ending a canary's sessions", e))?;
-        let existed = self
-            .client
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&role])
-            .await
-            .map_err(|e| PgError::query(&self.target, "finding a canary role", e))?
-            .is_some();
         self.client
             .batch_execute(&format!(
                 "DROP ROLE IF EXISTS {}",
                 crate::quote_identifier(role)
             ))
             .await
-            .map_err(|e| PgError::query(&self.target, "dropping a canary role", e))?;
-        Ok(existed)
+            .map_err(|e| PgError::query(&self.target, "dropping a canary role", e))
     }
 
     /// Whether the session `(pid, backend_start)` still exists.

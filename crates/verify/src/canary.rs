@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use curfew_policy::{
-    AddressBlock, BackendType, CANARY_MARK, Condition, Exemptions, Glob, Policy, Scope, Session,
-    SessionState, Verdict,
+    AddressBlock, BackendType, CANARY_MARK, Condition, Exemptions, Glob, Limit, Policy, Scope,
+    Session, SessionState, Verdict,
 };
 use jiff::Timestamp;
 
@@ -101,6 +101,7 @@ pub(crate) fn sample_address(scope: &Scope, exempt: &Exemptions) -> Option<IpAdd
 pub fn canary_for(
     policy: &Policy,
     index: usize,
+    limit: Limit,
     now: Timestamp,
     token: &str,
 ) -> Result<Canary, String> {
@@ -161,17 +162,11 @@ pub fn canary_for(
         activity: Activity::for_condition(&rule.condition),
     };
     let session = sample_session(&canary, now);
-    let limit = rule
-        .condition
-        .limit()
-        .map_or(jiff::SignedDuration::ZERO, |l| {
-            policy.verify.limit_for(&canary.role, index, l).get()
-        });
     expect_ended_by(
         policy,
         index,
         &session,
-        now + limit + jiff::SignedDuration::from_millis(1),
+        now + limit.get() + jiff::SignedDuration::from_millis(1),
     )?;
     Ok(canary)
 }

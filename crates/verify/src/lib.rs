@@ -15,6 +15,21 @@ pub use canary::{Activity, Canary, canary_for, expect_ended_by, sample_session};
 pub use evaluate::{Probe, evaluate_rule};
 pub use outcome::{Method, RuleResult, Status, summary};
 
+/// Rule `index` checked by evaluation around `now`, with `why` it was not tested live.
+pub fn by_evaluation(
+    policy: &Policy,
+    index: usize,
+    why: &str,
+    now: jiff::Timestamp,
+    token: &str,
+) -> RuleResult {
+    RuleResult::evaluated(
+        &policy.rules[index],
+        why,
+        evaluate_rule(policy, index, now, token),
+    )
+}
+
 use curfew_policy::{Condition, Limit, Policy, Rule};
 
 /// What verify does with one rule.
@@ -94,7 +109,7 @@ fn plan_rule(
     }
     // One role per rule: two rules with the same role pattern must not share a canary.
     // The rule's index follows the mark, so that a test limit applies to this rule only.
-    match canary_for(policy, index, now, &format!("{index}_{token}")) {
+    match canary_for(policy, index, limit, now, &format!("{index}_{token}")) {
         Ok(canary) => Planned::Live { canary, limit },
         Err(why) => Planned::Evaluate { why },
     }

@@ -59,13 +59,10 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                 loaded.source
             ))
         })?;
-    let verification =
-        curfew_audit::verify(&audit).with_context(|| format!("verifying {}", audit.display()))?;
-    let entries: Vec<curfew_audit::Entry> = curfew_audit::read(&audit)
-        .with_context(|| format!("reading {}", audit.display()))?
-        .into_iter()
-        .flatten()
-        .collect();
+    // One pass: the chain is checked and the records kept as the file is read.
+    let mut entries: Vec<curfew_audit::Entry> = Vec::new();
+    let verification = curfew_audit::verify_each(&audit, |e| entries.push(e.clone()))
+        .with_context(|| format!("verifying {}", audit.display()))?;
     let explanation = curfew_policy::explain::explain(&loaded.policy);
     let audit_path = audit.display().to_string();
     let report = curfew_report::build(&curfew_report::Input {

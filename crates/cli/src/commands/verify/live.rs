@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use curfew_policy::{Limit, Policy, Session, SessionState};
+use curfew_policy::{Limit, Policy};
 use curfew_postgres::{CanarySession, Connection, Password, TargetSpec};
 use curfew_verify::{Activity, Canary, Method, RuleResult, Status};
 use jiff::Timestamp;
@@ -62,28 +62,49 @@ pub(super) async fn test(
             }
             result
         }
-        Err(Unopened::OutOfScope(why)) => RuleResult::evaluated(
-            rule,
-            &why,
-            curfew_verify::evaluate_rule(bench.policy, index, Timestamp::now(), bench.token),
-        ),
-        Err(Unopened::Failed(why)) => RuleResult::new(rule, Method::Live, Status::Fail, why),
+        Err(fallback) => fallback.result(bench.policy, index, Timestamp::now(), bench.token),
     }
 }
 
-/// Why no canary session is waiting.
-enum Unopened {
-    /// The canary's session, as it really is, is not one this rule ends (an address outside
-    /// the scope, an exemption): the rule is checked by evaluation instead.
-    OutOfScope(String),
-    /// The test could not be set up (privileges, authentication): a failure to fix.
-    Failed(String),
+/// Why a rule is not tested live after all.
+pub(super) enum Fallback {
+    /// No canary session this rule ends can be had here (a standby; an address outside the
+    /// scope, an exemption): the rule is checked by evaluation instead.
+    Evaluate(String),
+    /// The test could not be run (no agent, privileges, authentication): a failure to fix.
+    Fail(String),
 }
 
-impl From<String> for Unopened {
+impl From<String> for Fallback {
     fn from(why: String) -> Self {
-        Unopened::Failed(why)
+        Fallback::Fail(why)
     }
+}
+
+impl Fallback {
+    /// The result of rule `index` (evaluated around `now`).
+    pub(super) fn result(
+        &self,
+        policy: &Policy,
+        index: usize,
+        now: Timestamp,
+        token: &str,
+    ) -> RuleResult {
+        match self {
+            Fallback::Evaluate(why) => curfew_verify::by_evaluation(policy, index, why, now, token),
+            Fallback::Fail(why) => RuleResult::new(
+                &policy.rules[index],
+                Method::Live,
+                Status::Fail,
+                why.clone(),
+            ),
+        }
+    }
+}
+
+/// How long a canary is given to be ended: its limit, two agent intervals, and a margin.
+pub(super) fn wait_for(policy: &Policy, limit: Limit) -> Duration {
+    limit.to_std() + 2 * policy.agent.interval.to_std() + Duration::from_secs(10)
 }
 
 /// A canary session in its waiting state.
@@ -99,7 +120,7 @@ async fn open(
     index: usize,
     canary: &Canary,
     limit: Limit,
-) -> Result<Opened, Unopened> {
+) -> Result<Opened, Fallback> {
     let admin = bench.admin;
     let password = Password::random().map_err(|e| format!("no random password: {e}"))?;
     let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
@@ -196,28 +217,13 @@ async fn open(
     let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
     // The engine must name this rule for the session as it really is (its address, for one,
     // is only known now).
-    let mut seen = Session {
-        pid: session.pid,
-        backend_start: session.backend_start,
-        xact_start: None,
-        state: match canary.activity {
-            Activity::Idle => SessionState::Idle,
-            Activity::IdleInTransaction => SessionState::IdleInTransaction,
-            Activity::Busy => SessionState::Active,
-        },
-        state_change: Some(server_now),
-        ..curfew_verify::sample_session(canary, session.backend_start)
-    };
+    let mut seen = curfew_verify::sample_session(canary, server_now);
+    seen.pid = session.pid;
+    seen.backend_start = session.backend_start;
     seen.client_addr = session.client_addr;
     let due = server_now + limit.get() + jiff::SignedDuration::from_millis(1);
-    curfew_verify::expect_ended_by(
-        bench.policy,
-        index,
-        &seen,
-        due.max(session.backend_start + limit.get()),
-    )
-    .map_err(|what| {
-        Unopened::OutOfScope(format!("from this host the canary session would be {what}"))
+    curfew_verify::expect_ended_by(bench.policy, index, &seen, due).map_err(|what| {
+        Fallback::Evaluate(format!("from this host the canary session would be {what}"))
     })?;
     Ok(Opened {
         session,
@@ -235,8 +241,7 @@ async fn watch(bench: &Bench<'_>, index: usize, limit: Limit, opened: Opened) ->
         mut steps,
         waiting_since,
     } = opened;
-    let interval = bench.policy.agent.interval.to_std();
-    let wait = limit.to_std() + 2 * interval + Duration::from_secs(10);
+    let wait = wait_for(bench.policy, limit);
     let mut failures = Vec::new();
     let mut gone_after = None;
     while waiting_since.elapsed() < wait {

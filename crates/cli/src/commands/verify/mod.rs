@@ -9,7 +9,6 @@ mod output;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::Duration;
 
 use anyhow::Context;
 use curfew_agent::LoadedPolicy;
@@ -17,6 +16,7 @@ use curfew_policy::Limit;
 use curfew_postgres::{Announcement, TargetSpec};
 use curfew_verify::{Method, Planned, RuleResult, Status};
 use jiff::Timestamp;
+use live::Fallback;
 
 use super::Document as Format;
 use crate::exit::{Failure, out};
@@ -127,27 +127,14 @@ async fn verify_target(
     let policy = &loaded.policy;
     let now = Timestamp::now();
     let plans = curfew_verify::plan(policy, max_wait, now, token);
-    let evaluated = |index: usize, why: &str| {
-        RuleResult::evaluated(
-            &policy.rules[index],
-            why,
-            curfew_verify::evaluate_rule(policy, index, now, token),
-        )
-    };
+    let evaluated =
+        |index: usize, why: &str| curfew_verify::by_evaluation(policy, index, why, now, token);
     let not_tested = |index: usize, why: &str| {
         RuleResult::new(
             &policy.rules[index],
             Method::NotTested,
             Status::Skipped,
             format!("Not tested: {why}."),
-        )
-    };
-    let live_failed = |index: usize, why: &str| {
-        RuleResult::new(
-            &policy.rules[index],
-            Method::Live,
-            Status::Fail,
-            why.to_owned(),
         )
     };
     let spec = TargetSpec::from_policy(target);
@@ -160,7 +147,7 @@ async fn verify_target(
         cleanup: Vec::new(),
     };
     // Why live tests cannot run on this target, if they cannot.
-    let mut blocked: Option<(bool, String)> = None;
+    let mut blocked: Option<Fallback> = None;
     let admin = match connected {
         Ok(c) => {
             for warning in &c.warnings {
@@ -170,14 +157,15 @@ async fn verify_target(
             Some(c.connection)
         }
         Err(e) => {
-            blocked = Some((true, format!("The target could not be reached: {e}.")));
+            blocked = Some(Fallback::Fail(format!(
+                "The target could not be reached: {e}."
+            )));
             None
         }
     };
     if let Some(admin) = &admin {
         if admin.info.in_recovery {
-            blocked = Some((
-                false,
+            blocked = Some(Fallback::Evaluate(
                 "the target is a standby (read-only): a canary role cannot be created there"
                     .to_owned(),
             ));
@@ -192,15 +180,13 @@ async fn verify_target(
                 .and_then(Announcement::parse);
             verified.agent = leader.as_ref().and_then(|l| l.application.clone());
             blocked = match announced {
-                None => Some((
-                    true,
+                None => Some(Fallback::Fail(
                     format!(
                         "No curfew agent enforces the policy on target \"{}\": no session holds curfew's leader lock, so nothing would end the canary. Start `curfew agent` and verify again.",
                         target.name
                     ),
                 )),
-                Some(a) if a.dry_run => Some((
-                    true,
+                Some(a) if a.dry_run => Some(Fallback::Fail(
                     "The curfew agent leading this server runs as a dry run: it records what it would do and ends nothing.".to_owned(),
                 )),
                 Some(_) => None,
@@ -214,8 +200,9 @@ async fn verify_target(
         results[index] = match (planned, &blocked) {
             (Planned::NotTested { why }, _) => Some(not_tested(index, why)),
             (Planned::Evaluate { why }, _) => Some(evaluated(index, why)),
-            (Planned::Live { .. }, Some((true, why))) => Some(live_failed(index, why)),
-            (Planned::Live { .. }, Some((false, why))) => Some(evaluated(index, why)),
+            (Planned::Live { .. }, Some(fallback)) => {
+                Some(fallback.result(policy, index, now, token))
+            }
             (Planned::Live { canary, limit }, None) => {
                 live.push((index, canary, *limit));
                 None
@@ -231,11 +218,7 @@ async fn verify_target(
             created: &created,
             token,
         };
-        let longest = live
-            .iter()
-            .map(|(_, _, l)| l.to_std())
-            .max()
-            .unwrap_or_default();
+        let longest = live.iter().map(|(_, _, l)| *l).max().unwrap_or(max_wait);
         eprintln!(
             "curfew: target \"{}\": {} canary session{} in the scope of {}; waiting up to {}s for the agent to end them",
             target.name,
@@ -245,7 +228,7 @@ async fn verify_target(
                 .map(|(i, _, _)| format!("\"{}\"", policy.rules[*i].name))
                 .collect::<Vec<_>>()
                 .join(", "),
-            (longest + 2 * policy.agent.interval.to_std() + Duration::from_secs(10)).as_secs()
+            live::wait_for(policy, longest).as_secs()
         );
         let tests = futures_util::future::join_all(
             live.iter()

@@ -37,8 +37,8 @@ pub trait Backend: LoginLedger + Send {
     /// Whether this connection still holds the leader lock.
     fn still_leads(&mut self) -> impl Future<Output = Result<bool, PgError>> + Send;
 
-    /// Who holds the leader lock, if anyone.
-    fn leader(&mut self) -> impl Future<Output = Result<Option<LeaderInfo>, PgError>> + Send;
+    /// Every other session holding the leader lock (curfew's own role first).
+    fn lock_holders(&mut self) -> impl Future<Output = Result<Vec<LeaderInfo>, PgError>> + Send;
 
     /// Act on this connection only while `leadership` holds the lock (checked by the server).
     fn fence(&mut self, leadership: Option<Leadership>);
@@ -92,8 +92,8 @@ impl Backend for Connection {
         Connection::ping(self).await
     }
 
-    async fn leader(&mut self) -> Result<Option<LeaderInfo>, PgError> {
-        Connection::leader(self).await
+    async fn lock_holders(&mut self) -> Result<Vec<LeaderInfo>, PgError> {
+        Connection::lock_holders(self).await
     }
 
     fn fence(&mut self, leadership: Option<Leadership>) {

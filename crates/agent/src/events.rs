@@ -121,6 +121,15 @@ pub enum AgentEvent {
         /// What each record says, in order.
         records: Vec<RecordedEvent>,
     },
+    /// Whether the target is enforced as far as this agent can tell: `Some` names what stops it
+    /// (a squatter on the leader lock, a leader in dry run or on another policy, a worker that
+    /// failed); `None` when that has cleared. Health fails while a problem stands.
+    Enforcement {
+        /// Target name.
+        target: String,
+        /// What stops enforcement, in words.
+        problem: Option<String>,
+    },
     /// An audit record could not be written; the action it was for was not taken.
     AuditFailed {
         /// Why.

@@ -15,3 +15,19 @@ pub(crate) fn point(name: &'static str) {
     #[cfg(not(feature = "fault-injection"))]
     let _ = name;
 }
+
+/// Panic here, once per process, if the test asked for it (`CURFEW_FAULT=<point>`): to show
+/// that a worker that dies is restarted.
+pub(crate) fn panic_once(name: &'static str) {
+    #[cfg(feature = "fault-injection")]
+    {
+        static DONE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if std::env::var("CURFEW_FAULT").is_ok_and(|p| p == name)
+            && !DONE.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            panic!("curfew: fault injected at {name}: panic");
+        }
+    }
+    #[cfg(not(feature = "fault-injection"))]
+    let _ = name;
+}

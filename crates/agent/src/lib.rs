@@ -8,6 +8,7 @@ mod act;
 mod backend;
 mod events;
 mod fault;
+mod leadership;
 mod loaded;
 mod locks;
 mod records;

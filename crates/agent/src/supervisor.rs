@@ -155,14 +155,13 @@ async fn reconcile(
             continue;
         }
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = Worker {
-            target: name.clone(),
-            connector: spec.clone(),
-            shared: shared.clone(),
-            policy: policy.clone(),
-            stop: stop_rx,
-        };
-        let task = tokio::spawn(worker.run());
+        let task = tokio::spawn(supervise(
+            name.clone(),
+            spec.clone(),
+            shared.clone(),
+            policy.clone(),
+            stop_rx,
+        ));
         workers.insert(
             name,
             Running {
@@ -183,5 +182,79 @@ async fn stop(running: Running) {
         .is_err()
     {
         task.abort();
+    }
+}
+
+/// Run a target's worker, and start it again if it dies (a panic: a bug, or data nothing
+/// expected), with capped backoff. Each death is recorded (`worker_failed`) and the target is
+/// reported as not enforced until the new worker is connected.
+async fn supervise(
+    target: String,
+    spec: TargetSpec,
+    shared: Arc<Shared>,
+    policy: watch::Receiver<Arc<LoadedPolicy>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut delay = shared.options.retry_min;
+    loop {
+        let worker = Worker {
+            target: target.clone(),
+            connector: spec.clone(),
+            shared: shared.clone(),
+            policy: policy.clone(),
+            stop: stop.clone(),
+        };
+        let started = tokio::time::Instant::now();
+        let mut task = AbortOnDrop(tokio::spawn(worker.run()));
+        let died = match (&mut task.0).await {
+            Ok(()) => return, // it stops only when told to
+            Err(e) if e.is_cancelled() => return,
+            Err(e) => panic_message(e.into_panic()),
+        };
+        if *stop.borrow() {
+            return;
+        }
+        // A worker that ran a good while before dying starts again soon.
+        if started.elapsed() > shared.options.retry_max * 2 {
+            delay = shared.options.retry_min;
+        }
+        let problem = format!(
+            "the worker for target \"{target}\" failed ({died}); it is restarted in {}s, and the target is not enforced meanwhile",
+            delay.as_secs_f64()
+        );
+        tracing::error!(target: "curfew::agent", "{problem}");
+        let mut record = crate::records::about(Event::WorkerFailed, &target);
+        record.reason = Some(problem.clone());
+        record.result = Some("restarting".to_owned());
+        let _ = write(&shared, record).await;
+        shared.emit(crate::events::AgentEvent::Enforcement {
+            target: target.clone(),
+            problem: Some(problem),
+        });
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+        delay = (delay * 2).min(shared.options.retry_max);
+    }
+}
+
+/// A task aborted when its handle is dropped (the supervisor's own abort reaches the worker).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What a panic said, if it said it in words.
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(text) => *text,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(text) => (*text).to_owned(),
+            Err(_) => "a panic".to_owned(),
+        },
     }
 }

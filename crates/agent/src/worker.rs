@@ -55,6 +55,7 @@ impl<C: Connector> Worker<C> {
             };
             let error = match connected {
                 Ok((mut backend, warnings)) => {
+                    crate::fault::panic_once("worker-panic");
                     tracing::info!(target: "curfew::agent", "target \"{}\": connected ({})", self.target, backend.describe());
                     for warning in warnings {
                         tracing::warn!(target: "curfew::agent", "{warning}");
@@ -89,7 +90,8 @@ impl<C: Connector> Worker<C> {
 
     /// Take the leader lock on a second connection (waiting while another replica leads),
     /// then enforce until shutdown (`None`) or until the connection or the leadership is lost
-    /// (the error, to retry).
+    /// (the error, to retry). A dry run never leads: it observes, so that an enforcing agent
+    /// is never kept out by one that ends nothing.
     async fn lead(
         &mut self,
         backend: &mut C::Backend,
@@ -97,6 +99,13 @@ impl<C: Connector> Worker<C> {
         keeper: &mut Keeper,
         delay: &mut Duration,
     ) -> Option<String> {
+        if self.shared.options.dry_run {
+            *delay = self.shared.options.retry_min;
+            return match self.enforce(backend, None, actor, keeper).await {
+                Ended::Shutdown => None,
+                Ended::Lost(e) => Some(e.to_string()),
+            };
+        }
         let mut lock = match self.connector.connect().await {
             Ok((lock, _)) => lock,
             Err(e) => return Some(e.to_string()),
@@ -121,7 +130,11 @@ impl<C: Connector> Worker<C> {
             target: self.target.clone(),
             leading: true,
         });
-        let ended = self.enforce(backend, &mut lock, actor, keeper).await;
+        self.shared.emit(AgentEvent::Enforcement {
+            target: self.target.clone(),
+            problem: None,
+        });
+        let ended = self.enforce(backend, Some(&mut lock), actor, keeper).await;
         let (why, error) = match ended {
             Ended::Shutdown => {
                 self.drain(actor, backend).await;
@@ -152,10 +165,14 @@ impl<C: Connector> Worker<C> {
         error
     }
 
-    /// Wait for the leader lock. `Ok(None)` on shutdown.
+    /// Wait for the leader lock. `Ok(None)` on shutdown. A session of another role that holds
+    /// the lock is ended (see [`crate::leadership`]) and the lock taken at once; a replica of
+    /// curfew's role that leads without enforcing this policy is reported, loudly, while this
+    /// agent stands by.
     async fn campaign(&mut self, lock: &mut C::Backend) -> Result<Option<Leadership>, PgError> {
-        let mut said = false;
+        let mut said: Option<Result<(), String>> = None;
         let mut waited_for_primary = false;
+        let mut evictions = 0u32;
         loop {
             let loaded = self.policy.borrow().clone();
             let interval = loaded.policy.agent.interval.to_std();
@@ -184,28 +201,67 @@ impl<C: Connector> Worker<C> {
             {
                 return Ok(Some(leadership));
             }
-            // Said once per campaign: finding the holder reads the whole lock table.
-            if !said {
-                said = true;
-                let leader = tokio::time::timeout(HEARTBEAT_LIMIT, lock.leader())
-                    .await
-                    .map_err(|_| self.no_reply("finding the leader"))??;
-                let who = match &leader {
-                    Some(l) => format!(
-                        "session {} from {} on database \"{}\", since {}",
-                        l.pid,
-                        l.client_addr.as_deref().unwrap_or("a local socket"),
-                        l.database.as_deref().unwrap_or("?"),
-                        l.backend_start
-                            .map_or_else(|| "?".to_owned(), |t| t.to_string()),
-                    ),
-                    None => "nobody (it was just released)".to_owned(),
+            let holders = tokio::time::timeout(HEARTBEAT_LIMIT, lock.lock_holders())
+                .await
+                .map_err(|_| self.no_reply("finding the leader"))??;
+            let (squatters, replicas): (Vec<_>, Vec<_>) =
+                holders.into_iter().partition(|h| !h.own_role);
+            if !squatters.is_empty() {
+                let problem = format!(
+                    "curfew's leader lock is held by {}, not a curfew agent; no agent can enforce the policy until it is gone",
+                    squatters
+                        .iter()
+                        .map(curfew_postgres::LeaderInfo::describe)
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                );
+                self.shared.emit(AgentEvent::Enforcement {
+                    target: self.target.clone(),
+                    problem: Some(problem),
+                });
+                let ended =
+                    crate::leadership::evict(&self.shared, &self.target, lock, &squatters).await?;
+                evictions += 1;
+                // Take the lock at once after an eviction; a squatter that keeps coming back
+                // (or cannot be ended) is retried once an interval, so the log is not flooded.
+                let pause = if ended > 0 && evictions < 5 {
+                    Duration::from_millis(10)
+                } else {
+                    interval
                 };
-                tracing::info!(target: "curfew::agent", "target \"{}\": another curfew agent leads ({who}; if that is this agent, two targets of the policy name the same server and only one can lead); standing by", self.target);
+                if self.pause(Instant::now() + pause).await == Pause::Stop {
+                    return Ok(None);
+                }
+                continue;
+            }
+            evictions = 0;
+            let verdict = match replicas.first() {
+                Some(holder) => crate::leadership::judge_leader(holder, &loaded.sha256),
+                // Released between the two statements: try again shortly.
+                None => Ok(()),
+            };
+            if said.as_ref() != Some(&verdict) {
+                match &verdict {
+                    Ok(()) => {
+                        let who = replicas.first().map_or_else(
+                            || "nobody (it was just released)".to_owned(),
+                            |h| h.describe(),
+                        );
+                        tracing::info!(target: "curfew::agent", "target \"{}\": another curfew agent leads ({who}; if that is this agent, two targets of the policy name the same server and only one can lead); standing by", self.target);
+                    }
+                    Err(why) => {
+                        tracing::warn!(target: "curfew::agent", "target \"{}\": NOT ENFORCED: {why}; this agent stands by until that agent stops or is fixed", self.target);
+                    }
+                }
                 self.shared.emit(AgentEvent::Leading {
                     target: self.target.clone(),
                     leading: false,
                 });
+                self.shared.emit(AgentEvent::Enforcement {
+                    target: self.target.clone(),
+                    problem: verdict.clone().err(),
+                });
+                said = Some(verdict);
             }
             self.shared.emit(AgentEvent::StandingBy {
                 target: self.target.clone(),
@@ -256,7 +312,7 @@ impl<C: Connector> Worker<C> {
     async fn enforce(
         &mut self,
         backend: &mut C::Backend,
-        lock: &mut C::Backend,
+        mut lock: Option<&mut C::Backend>,
         actor: &mut Actor,
         keeper: &mut Keeper,
     ) -> Ended {
@@ -267,45 +323,10 @@ impl<C: Connector> Worker<C> {
             let interval = loaded.policy.agent.interval.to_std();
             // The leader shows its mode and policy on its lock session, where `curfew check`
             // reads them (a dry run, or another policy, does not meet the requirement).
-            if announced != loaded.sha256 {
-                let text = curfew_postgres::Announcement::text(
-                    self.shared.options.dry_run,
-                    &loaded.sha256,
-                );
-                let done = tokio::time::timeout(HEARTBEAT_LIMIT, lock.announce(&text)).await;
-                if !matches!(done, Ok(Ok(()))) {
-                    return Ended::Lost(PgError::NotLeading {
-                        target: self.target.clone(),
-                    });
-                }
-                announced = loaded.sha256.clone();
-            }
-            // A heartbeat on the lock connection once a round; the actions themselves are
-            // fenced on the server, so a lost lock never lets a stale leader act meanwhile.
-            // A standby acts on its primary's lock state: only while this agent leads it.
-            if let Some(primary) = standby_of(&loaded, &self.target)
-                && !self.shared.leads(&primary)
+            if let Some(lock) = lock.as_deref_mut()
+                && let Err(lost) = self.keep_leading(lock, &loaded, &mut announced).await
             {
-                return Ended::Lost(PgError::NotLeading {
-                    target: self.target.clone(),
-                });
-            }
-            // Bounded: a half-dead connection would otherwise hold the loop for minutes.
-            let heartbeat = tokio::time::timeout(HEARTBEAT_LIMIT, lock.still_leads()).await;
-            match heartbeat.unwrap_or(Ok(false)) {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Ended::Lost(PgError::NotLeading {
-                        target: self.target.clone(),
-                    });
-                }
-                Err(e) => {
-                    // The lock connection is gone, so is the lock; the main one may still work.
-                    tracing::warn!(target: "curfew::agent", "{e}");
-                    return Ended::Lost(PgError::NotLeading {
-                        target: self.target.clone(),
-                    });
-                }
+                return lost;
             }
             let started = Instant::now();
             let snapshot = match backend.snapshot(loaded.needs_memberships()).await {
@@ -452,6 +473,47 @@ impl<C: Connector> Worker<C> {
                     }
                     Err(e) => return Ended::Lost(e),
                 }
+            }
+        }
+    }
+
+    /// Once a round, on the lock connection: announce the mode and policy (where `curfew check`
+    /// reads them), and check the lock is still held. A standby acts on its primary's lock
+    /// state, only while this agent leads it. The actions themselves are fenced on the server,
+    /// so a lost lock never lets a stale leader act meanwhile.
+    async fn keep_leading(
+        &self,
+        lock: &mut C::Backend,
+        loaded: &LoadedPolicy,
+        announced: &mut String,
+    ) -> Result<(), Ended> {
+        let not_leading = || {
+            Ended::Lost(PgError::NotLeading {
+                target: self.target.clone(),
+            })
+        };
+        if *announced != loaded.sha256 {
+            let text = curfew_postgres::Announcement::text(false, &loaded.sha256);
+            let done = tokio::time::timeout(HEARTBEAT_LIMIT, lock.announce(&text)).await;
+            if !matches!(done, Ok(Ok(()))) {
+                return Err(not_leading());
+            }
+            announced.clone_from(&loaded.sha256);
+        }
+        if let Some(primary) = standby_of(loaded, &self.target)
+            && !self.shared.leads(&primary)
+        {
+            return Err(not_leading());
+        }
+        // Bounded: a half-dead connection would otherwise hold the loop for minutes.
+        let heartbeat = tokio::time::timeout(HEARTBEAT_LIMIT, lock.still_leads()).await;
+        match heartbeat.unwrap_or(Ok(false)) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(not_leading()),
+            Err(e) => {
+                // The lock connection is gone, so is the lock; the main one may still work.
+                tracing::warn!(target: "curfew::agent", "{e}");
+                Err(not_leading())
             }
         }
     }

@@ -56,11 +56,17 @@ pub enum Event {
     /// The outcome of an intent is unknown: the process stopped (crash, kill) before recording
     /// it. Written at the next start, which re-checks the actual state.
     ActionInterrupted,
+    /// A session of a role other than curfew's held or blocked curfew's leader lock; the
+    /// record says whether it was ended.
+    LeaderSquatted,
+    /// A target's worker stopped unexpectedly and is restarted; the target was not enforced
+    /// meanwhile.
+    WorkerFailed,
 }
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 22] = [
+    pub const ALL: [Event; 24] = [
         Event::AgentStarted,
         Event::AgentStopped,
         Event::PolicyLoaded,
@@ -83,6 +89,8 @@ impl Event {
         Event::LoginChangeFailed,
         Event::LoginChangeSkipped,
         Event::ActionInterrupted,
+        Event::LeaderSquatted,
+        Event::WorkerFailed,
     ];
 
     /// Whether this event announces an action whose outcome must be recorded later
@@ -116,6 +124,8 @@ impl Event {
             Event::LoginChangeFailed => "login_change_failed",
             Event::LoginChangeSkipped => "login_change_skipped",
             Event::ActionInterrupted => "action_interrupted",
+            Event::LeaderSquatted => "leader_squatted",
+            Event::WorkerFailed => "worker_failed",
         }
     }
 

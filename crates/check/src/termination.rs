@@ -27,6 +27,13 @@ pub(crate) fn enforcing_agent(
             |t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()
         )
     );
+    if !leader.own_role {
+        return Err(format!(
+            "the session holding curfew's leader lock ({who}) is of role \"{}\", not curfew's role \"{}\": it is not a curfew agent (any role can take an advisory lock and name its application), and no curfew agent leads this server",
+            leader.role.as_deref().unwrap_or("?"),
+            facts.connected_as
+        ));
+    }
     match leader.application.as_deref().and_then(Announcement::parse) {
         Some(a) if a.dry_run => Err(format!(
             "the curfew agent leading this server ({who}) runs a dry run: it ends nothing"

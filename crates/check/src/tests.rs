@@ -123,6 +123,8 @@ fn hardened() -> ServerFacts {
         backend_start: None,
         database: Some("postgres".to_owned()),
         application: Some(curfew_postgres::Announcement::text(false, SHA)),
+        role: Some("curfew_agent".to_owned()),
+        own_role: true,
     });
     facts
 }
@@ -359,6 +361,24 @@ fn a_leader_in_dry_run_or_on_another_policy_does_not_meet_the_requirement() {
         "[[rule]]\nname = \"tx\"\nidle_in_transaction = \"5m\"\nroles = [\"analyst_*\"]\n",
     );
     assert_eq!(status_of(&f, "PG-IDLE-IN-TRANSACTION").status, Status::Fail);
+}
+
+/// Regression (issue 13, item 1): an unprivileged role holding curfew's advisory lock with the
+/// leader's announcement as its application name made V-261910 pass.
+#[test]
+fn a_squatter_announcing_itself_as_the_agent_does_not_meet_the_requirement() {
+    let mut facts = hardened();
+    facts.settings.insert(
+        "idle_in_transaction_session_timeout".into(),
+        setting("0", Some("ms")),
+    );
+    let leader = facts.leader.as_mut().unwrap();
+    leader.role = Some("mallory".to_owned());
+    leader.own_role = false;
+    let v = status_of(&run(&facts, RULES), "V-261910").clone();
+    assert_eq!(v.status, Status::Fail);
+    assert!(v.observed.contains("\"mallory\""), "{}", v.observed);
+    assert!(v.observed.contains("not a curfew agent"), "{}", v.observed);
 }
 
 #[test]

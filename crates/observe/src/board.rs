@@ -32,6 +32,8 @@ pub(crate) struct TargetBoard {
     pub(crate) snapshot: Option<Seen>,
     /// Sessions of that snapshot ended since it was taken (not shown as live any more).
     pub(crate) ended_since: HashSet<SessionKey>,
+    /// What keeps the target from being enforced, as the agent last said.
+    pub(crate) problem: Option<String>,
 }
 
 /// A snapshot as the observer received it.
@@ -100,6 +102,11 @@ impl Board {
                 t.connected = true;
                 t.server = Some(server.clone());
                 t.error = None;
+                // Said again by the worker if it still stands (it says it at once).
+                t.problem = None;
+            }
+            AgentEvent::Enforcement { target, problem } => {
+                self.target(target).problem.clone_from(problem);
             }
             AgentEvent::Disconnected { target, error, .. } => {
                 let t = self.target(target);

@@ -54,7 +54,12 @@ pub(crate) fn check(
             Some(false) => "leader lock checked (another replica leads)",
             _ => "snapshot",
         };
+        let problem = known.and_then(|t| t.problem.as_deref());
         let (ok, detail) = match (connected, age) {
+            (true, _) if problem.is_some() => (
+                false,
+                format!("NOT ENFORCED: {}", problem.unwrap_or_default()),
+            ),
             (true, Some(age)) if age <= stale => {
                 (true, format!("{what_was_seen} {} ago", words(age)))
             }

@@ -82,6 +82,7 @@ pub(crate) struct Metrics {
     evaluation_seconds: Histograms,
     lateness_seconds: Histograms,
     leader: Family<TargetLabels, Gauge>,
+    leader_enforcing: Family<TargetLabels, Gauge>,
     connected: Family<TargetLabels, Gauge>,
     snapshot_age: Family<TargetLabels, Gauge<f64, AtomicU64>>,
     audit_failures: Counter,
@@ -154,6 +155,12 @@ impl Metrics {
             "1 while this agent leads the target (holds its leader lock), else 0",
             leader.clone(),
         );
+        let leader_enforcing = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "leader_enforcing",
+            "1 while a curfew agent enforcing this policy leads the target (this one or a replica), 0 while nothing does (a squatter on the leader lock, a leader in dry run or on another policy, a failed worker, no connection)",
+            leader_enforcing.clone(),
+        );
         let connected = Family::<TargetLabels, Gauge>::default();
         registry.register(
             "connected",
@@ -208,6 +215,7 @@ impl Metrics {
             evaluation_seconds,
             lateness_seconds,
             leader,
+            leader_enforcing,
             connected,
             snapshot_age,
             audit_failures,
@@ -224,7 +232,11 @@ impl Metrics {
             AgentEvent::Disconnected { target, .. } => {
                 self.set(&self.connected, target, 0);
                 self.set(&self.leader, target, 0);
+                self.set(&self.leader_enforcing, target, 0);
                 self.forget_sessions(target);
+            }
+            AgentEvent::Enforcement { target, problem } => {
+                self.set(&self.leader_enforcing, target, i64::from(problem.is_none()));
             }
             AgentEvent::Leading { target, leading } => {
                 self.set(&self.leader, target, i64::from(*leading));
@@ -347,6 +359,7 @@ impl Metrics {
             };
             self.connected.remove(&labels);
             self.leader.remove(&labels);
+            self.leader_enforcing.remove(&labels);
             self.snapshot_age.remove(&labels);
             self.forget_sessions(&target);
             self.known_targets().remove(&target);

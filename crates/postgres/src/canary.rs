@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::connect::{Connection, TargetSpec, open_as};
+use crate::decode::col;
 use crate::error::PgError;
 use crate::secret::Password;
 
@@ -102,8 +103,8 @@ impl Connection {
         self.client
             .query_one("SELECT clock_timestamp()", &[])
             .await
-            .map(|row| row.get(0))
             .map_err(|e| PgError::query(&self.target, "reading the server clock", e))
+            .and_then(|row| col(&row, 0, &self.target, "reading the server clock"))
     }
 }
 
@@ -157,12 +158,13 @@ impl CanarySession {
             )
             .await
             .map_err(|e| PgError::query(&spec.name, "reading the canary's session", e))?;
-        let addr: Option<String> = row.get(2);
+        let what = "reading the canary's session";
+        let addr: Option<String> = col(&row, 2, &spec.name, what)?;
         Ok(CanarySession {
             client: Arc::new(client),
             driver,
-            pid: row.get(0),
-            backend_start: row.get(1),
+            pid: col(&row, 0, &spec.name, what)?,
+            backend_start: col(&row, 1, &spec.name, what)?,
             client_addr: addr.and_then(|a| a.split('/').next().and_then(|a| a.parse().ok())),
         })
     }

@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::decode::col;
 use crate::error::PgError;
 use crate::secret::{Password, read_password_file};
 use crate::tls::client_config;
@@ -101,6 +102,10 @@ impl Connection {
     }
 }
 
+/// How long one connection attempt may take when the URL sets no `connect_timeout` (the
+/// startup and curfew's own checks may take twice this).
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A connection and the warnings found while making it.
 #[derive(Debug)]
 pub struct Connected {
@@ -146,8 +151,24 @@ async fn connect_as(spec: &TargetSpec, session: Session) -> Result<Connected, Pg
         }
         None => None,
     };
-    let (client, driver) = open(spec, password.as_ref(), session, "curfew").await?;
-    let info = check_server(spec, &client, session).await?;
+    // The socket's connect timeout does not cover the startup: a server (or a proxy in front of
+    // it) that accepts the connection and never answers would hang the worker without a word.
+    let limit = spec.url.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+    let opened = tokio::time::timeout(limit * 2, async {
+        let (client, driver) = open(spec, password.as_ref(), session, "curfew").await?;
+        let info = check_server(spec, &client, session).await?;
+        Ok::<_, PgError>((client, driver, info))
+    })
+    .await
+    .map_err(|_| PgError::Connect {
+        target: spec.name.clone(),
+        url: spec.url.to_string(),
+        reason: format!(
+            "no answer within {}s (the server accepted the connection but did not complete the startup; set connect_timeout in the URL to change the limit)",
+            (limit * 2).as_secs()
+        ),
+    })?;
+    let (client, driver, info) = opened?;
     if info.superuser {
         warnings.push(format!(
             "target \"{}\": curfew is connected as superuser \"{}\"; a role with only pg_read_all_stats and pg_signal_backend is enough (see the README)",
@@ -195,7 +216,7 @@ async fn open(
         .user(&url.user)
         .dbname(&url.dbname)
         .application_name(application)
-        .connect_timeout(url.connect_timeout.unwrap_or(Duration::from_secs(10)))
+        .connect_timeout(url.connect_timeout.unwrap_or(DEFAULT_CONNECT_TIMEOUT))
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30));
     if session == Session::Agent {
@@ -267,14 +288,16 @@ async fn check_server(
         )
         .await
         .map_err(|e| PgError::query(&spec.name, "checking the server and curfew's role", e))?;
+    let what = "checking the server and curfew's role";
+    let get_bool = |idx| col::<bool>(&row, idx, &spec.name, what);
     let info = ServerInfo {
-        role: row.get(0),
-        superuser: row.get(1),
-        version_num: row.get(4),
-        version: row.get(5),
-        in_recovery: row.get(6),
-        backend_pid: row.get(7),
-        createrole: row.get(8),
+        role: col(&row, 0, &spec.name, what)?,
+        superuser: get_bool(1)?,
+        version_num: col(&row, 4, &spec.name, what)?,
+        version: col(&row, 5, &spec.name, what)?,
+        in_recovery: get_bool(6)?,
+        backend_pid: col(&row, 7, &spec.name, what)?,
+        createrole: get_bool(8)?,
     };
     if info.version_num < MINIMUM_VERSION_NUM {
         return Err(PgError::Unsupported {
@@ -282,7 +305,7 @@ async fn check_server(
             version: info.version.clone(),
         });
     }
-    let (read_stats, signal): (bool, bool) = (row.get(2), row.get(3));
+    let (read_stats, signal) = (get_bool(2)?, get_bool(3)?);
     let mut missing = Vec::new();
     if !info.superuser && !read_stats {
         missing.push("pg_read_all_stats");

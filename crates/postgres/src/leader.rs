@@ -19,6 +19,7 @@
 use jiff::Timestamp;
 
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 
 /// The advisory lock key that elects one agent per server (per database: advisory locks are
@@ -62,6 +63,29 @@ pub struct LeaderInfo {
     /// Its `application_name`: a curfew agent announces its mode and policy there
     /// ([`Connection::announce`]).
     pub application: Option<String>,
+    /// The holder's role (None: not a client session, e.g. a prepared transaction).
+    pub role: Option<String>,
+    /// Whether the holder is a session of the role curfew is connected as. Only such a session
+    /// can be a curfew agent: any role can take an advisory lock and set its application name.
+    pub own_role: bool,
+}
+
+impl LeaderInfo {
+    /// The holder in words: "session 4242 of role \"mallory\" from 10.0.0.5 on database
+    /// \"app\", since ...".
+    pub fn describe(&self) -> String {
+        format!(
+            "session {} of role \"{}\" from {} on database \"{}\", since {}",
+            self.pid,
+            self.role.as_deref().unwrap_or("?"),
+            self.client_addr.as_deref().unwrap_or("a local socket"),
+            self.database.as_deref().unwrap_or("?"),
+            self.backend_start.map_or_else(
+                || "?".to_owned(),
+                |t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()
+            ),
+        )
+    }
 }
 
 impl Connection {
@@ -80,12 +104,14 @@ impl Connection {
             )
             .await
             .map_err(failed)?;
-        let (held, backend_start): (bool, Option<Timestamp>) = (row.get(0), row.get(1));
+        let what = "taking the leader lock";
+        let held: bool = col(&row, 0, &self.target, what)?;
+        let backend_start: Option<Timestamp> = col(&row, 1, &self.target, what)?;
         let (true, Some(backend_start)) = (held, backend_start) else {
             return Ok(None);
         };
         if self.leads.is_none() {
-            let elsewhere: bool = self
+            let row = self
                 .client
                 .query_one(
                     &format!(
@@ -95,8 +121,8 @@ impl Connection {
                     &[],
                 )
                 .await
-                .map_err(failed)?
-                .get(0);
+                .map_err(failed)?;
+            let elsewhere: bool = col(&row, 0, &self.target, what)?;
             if elsewhere {
                 self.client
                     .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_KEY])
@@ -133,34 +159,51 @@ impl Connection {
             )
             .await
             .map_err(|e| PgError::query(&self.target, "checking the leader lock", e))?;
-        Ok(row.get(0))
+        col(&row, 0, &self.target, "checking the leader lock")
     }
 
-    /// Who holds the leader lock now, if anyone.
+    /// Who holds the leader lock now, if anyone: a session of curfew's own role first (see
+    /// [`Connection::lock_holders`]).
     pub async fn leader(&self) -> Result<Option<LeaderInfo>, PgError> {
-        let row = self
+        Ok(self.lock_holders().await?.into_iter().next())
+    }
+
+    /// Every other session that holds the leader lock, in any database (advisory locks are per
+    /// database, so several may), sessions of curfew's own role first. Any role may take an
+    /// advisory lock: a holder of another role is a squatter, never a curfew agent.
+    pub async fn lock_holders(&self) -> Result<Vec<LeaderInfo>, PgError> {
+        let what = "finding the leader";
+        let rows = self
             .client
-            .query_opt(
+            .query(
                 &format!(
                     "SELECT l.pid, host(a.client_addr), a.backend_start, d.datname::text,
-                            a.application_name
+                            a.application_name, a.usename::text,
+                            COALESCE(a.usesysid = (SELECT oid FROM pg_roles
+                                                   WHERE rolname = current_user), false)
                      FROM pg_locks l
                      LEFT JOIN pg_stat_activity a ON a.pid = l.pid
                      LEFT JOIN pg_database d ON d.oid = l.database
-                     WHERE {LOCK_ROW}
-                     LIMIT 1"
+                     WHERE {LOCK_ROW} AND l.pid IS DISTINCT FROM pg_backend_pid()
+                     ORDER BY 7 DESC, a.backend_start NULLS LAST, l.pid"
                 ),
                 &[],
             )
             .await
-            .map_err(|e| PgError::query(&self.target, "finding the leader", e))?;
-        Ok(row.map(|r| LeaderInfo {
-            pid: r.get(0),
-            client_addr: r.get(1),
-            backend_start: r.get(2),
-            database: r.get(3),
-            application: r.get(4),
-        }))
+            .map_err(|e| PgError::query(&self.target, what, e))?;
+        rows.iter()
+            .map(|r| {
+                Ok(LeaderInfo {
+                    pid: col::<Option<i32>>(r, 0, &self.target, what)?.unwrap_or(0),
+                    client_addr: col(r, 1, &self.target, what)?,
+                    backend_start: col(r, 2, &self.target, what)?,
+                    database: col(r, 3, &self.target, what)?,
+                    application: col(r, 4, &self.target, what)?,
+                    role: col(r, 5, &self.target, what)?,
+                    own_role: col(r, 6, &self.target, what)?,
+                })
+            })
+            .collect()
     }
 
     /// Show `text` as this session's `application_name`, where `pg_stat_activity` and

@@ -4,6 +4,7 @@
 
 mod canary;
 mod connect;
+mod decode;
 mod error;
 mod facts;
 mod leader;

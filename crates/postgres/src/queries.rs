@@ -39,7 +39,7 @@ WITH RECURSIVE
     GROUP BY m.member
   )
 SELECT c.now, s.pid, s.backend_start, s.xact_start, s.state, s.state_change,
-       s.usename, s.datname, s.client_addr, s.application_name, g.groups
+       s.usename, s.datname, s.client_addr, s.application_name, g.groups, s.usesysid
 FROM (SELECT statement_timestamp() AS now) c
 LEFT JOIN s ON true
 LEFT JOIN g ON g.member = s.usesysid";
@@ -77,12 +77,13 @@ g AS (
     WITH ORDINALITY AS g(pid, backend_start, kind, since, not_before, n)
 )
 SELECT g.n, m.matched, m.early,
-       CASE WHEN f.leading AND m.matched AND NOT m.early THEN pg_terminate_backend(g.pid) END,
-       clock_timestamp(), f.leading
+       CASE WHEN f.leading AND m.matched AND NOT m.early AND NOT m.refused
+            THEN pg_terminate_backend(g.pid) END,
+       clock_timestamp(), f.leading, m.refused
 FROM g
 CROSS JOIN f
 LEFT JOIN LATERAL (
-  SELECT s.pid, s.state, s.state_change FROM pg_stat_get_activity(g.pid) s
+  SELECT s.pid, s.state, s.state_change, s.usesysid FROM pg_stat_get_activity(g.pid) s
   WHERE s.backend_start = g.backend_start
 ) a ON true
 CROSS JOIN LATERAL (
@@ -91,7 +92,11 @@ CROSS JOIN LATERAL (
                (g.kind = 'idle' AND a.state = 'idle')
                OR (g.kind = 'in_transaction'
                    AND a.state IN ('idle in transaction', 'idle in transaction (aborted)'))))) AS matched,
-         g.not_before IS NOT NULL AND clock_timestamp() < g.not_before AS early
+         g.not_before IS NOT NULL AND clock_timestamp() < g.not_before AS early,
+         -- Only a superuser may signal a superuser's session: asking anyway would fail the whole
+         -- statement, and with it every other session of the batch.
+         COALESCE((SELECT r.rolsuper FROM pg_roles r WHERE r.oid = a.usesysid), false)
+           AND NOT (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = current_user) AS refused
 ) m
 ORDER BY g.n";
 

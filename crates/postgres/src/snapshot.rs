@@ -8,6 +8,7 @@ use curfew_policy::{BackendType, Session, SessionState};
 use jiff::Timestamp;
 
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 
 /// The sessions of a server at one instant of its clock.
@@ -59,32 +60,41 @@ impl Connection {
         let mut now = None;
         let mut sessions = Vec::with_capacity(rows.len());
         let no_groups: Arc<[String]> = Arc::from(Vec::<String>::new());
-        for row in rows {
-            now = Some(row.get::<_, Timestamp>(0));
-            let Some(pid) = row.get::<_, Option<i32>>(1) else {
+        let what = "reading pg_stat_activity";
+        for row in &rows {
+            let get_str = |idx| col::<Option<&str>>(row, idx, &self.target, what);
+            now = Some(col::<Timestamp>(row, 0, &self.target, what)?);
+            let Some(pid) = col::<Option<i32>>(row, 1, &self.target, what)? else {
                 continue; // no sessions: the clock row alone
             };
-            let role = self.names.get(row.get::<_, &str>(6));
-            let groups: Option<Vec<String>> = row.get(10);
+            // A role dropped while its session lives on has no name any more: the session is
+            // still a client session, shown under its former oid, so unscoped rules still apply.
+            let role = match get_str(6)? {
+                Some(name) => self.names.get(name),
+                None => {
+                    let oid: Option<u32> = col(row, 11, &self.target, what)?;
+                    self.names.get(&dropped_role_name(oid))
+                }
+            };
+            let groups: Option<Vec<String>> = col(row, 10, &self.target, what)?;
             let member_of = match groups {
                 Some(groups) => self.groups.get(&role, groups),
                 None => no_groups.clone(),
             };
+            let Some(backend_start) = col::<Option<Timestamp>>(row, 2, &self.target, what)? else {
+                continue; // a backend still starting up: seen in the next snapshot
+            };
             sessions.push(Session {
                 pid,
-                backend_start: row.get(2),
-                xact_start: row.get(3),
-                state: SessionState::from_pg(row.get::<_, Option<&str>>(4)),
-                state_change: row.get(5),
+                backend_start,
+                xact_start: col(row, 3, &self.target, what)?,
+                state: SessionState::from_pg(get_str(4)?),
+                state_change: col(row, 5, &self.target, what)?,
                 role,
                 member_of,
-                database: self
-                    .names
-                    .get(row.get::<_, Option<&str>>(7).unwrap_or_default()),
-                client_addr: row.get::<_, Option<IpAddr>>(8),
-                application: self
-                    .names
-                    .get(row.get::<_, Option<&str>>(9).unwrap_or_default()),
+                database: self.names.get(get_str(7)?.unwrap_or_default()),
+                client_addr: col::<Option<IpAddr>>(row, 8, &self.target, what)?,
+                application: self.names.get(get_str(9)?.unwrap_or_default()),
                 backend_type: BackendType::ClientBackend,
             });
         }
@@ -98,5 +108,14 @@ impl Connection {
             self.names.prune();
         }
         Ok(Snapshot { now, sessions })
+    }
+}
+
+/// The name under which a session of a dropped role is shown and judged: no role pattern a
+/// policy can write matches it by accident except `*`.
+pub(crate) fn dropped_role_name(oid: Option<u32>) -> String {
+    match oid {
+        Some(oid) => format!("(dropped role {oid})"),
+        None => "(dropped role)".to_owned(),
     }
 }

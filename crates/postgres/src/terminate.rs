@@ -1,13 +1,13 @@
 //! Ending sessions, guarded against ending the wrong one: one statement re-checks each session
-//! and signals it, then one poll confirms the exits. Many sessions due at once cost one round
-//! trip, not one each.
-
-use std::time::Duration;
+//! and signals it ([`Connection::signal_all`]), then polls confirm the exits
+//! ([`Connection::exited`]). Many sessions due at once cost one round trip, not one each. These
+//! two statements are the only way curfew ends a session; the agent schedules the polls.
 
 use curfew_policy::{Cause, Decision};
 use jiff::Timestamp;
 
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 
 /// Which idle state an idle rule's guard requires.
@@ -111,48 +111,6 @@ pub enum Signal {
 }
 
 impl Connection {
-    /// End one session if its guard holds; see [`Connection::terminate_all`].
-    pub async fn terminate(&self, guard: &Guard, wait: Duration) -> Result<Outcome, PgError> {
-        let mut outcomes = self
-            .terminate_all(std::slice::from_ref(guard), wait)
-            .await?;
-        Ok(outcomes.pop().unwrap_or(Outcome::Failed {
-            reason: "no result for the session".to_owned(),
-        }))
-    }
-
-    /// End every session whose guard still holds, in one statement, then confirm the exits
-    /// (waiting up to `wait`). Outcomes come in the guards' order. A refusal by the server is
-    /// an `Outcome::Failed` for every session of the batch; a lost connection is an error.
-    pub async fn terminate_all(
-        &self,
-        guards: &[Guard],
-        wait: Duration,
-    ) -> Result<Vec<Outcome>, PgError> {
-        let signals = self.signal_all(guards).await?;
-        let mut outcomes: Vec<Option<Outcome>> = vec![None; guards.len()];
-        let mut signalled = Vec::new();
-        for (n, signal) in signals.into_iter().enumerate() {
-            outcomes[n] = match signal {
-                Signal::Signalled { at } => {
-                    signalled.push((n, at));
-                    None
-                }
-                Signal::Settled(outcome) => Some(outcome),
-            };
-        }
-        self.confirm_exits(guards, &signalled, wait, &mut outcomes)
-            .await?;
-        Ok(outcomes
-            .into_iter()
-            .map(|o| {
-                o.unwrap_or(Outcome::Failed {
-                    reason: "no result for the session".to_owned(),
-                })
-            })
-            .collect())
-    }
-
     /// Signal every session whose guard still holds, in one statement, without waiting for
     /// the exits (see [`Connection::exited`]). Results come in the guards' order. A refusal by
     /// the server is a `Signal::Failed` for every session of the batch; a lost connection is an
@@ -192,14 +150,21 @@ impl Connection {
         {
             Ok(rows) => rows,
             Err(e) if e.as_db_error().is_some() && !crate::error::ends_session(&e) => {
+                if guards.len() > 1 {
+                    // Something about one session made the server refuse the whole statement:
+                    // ask again one by one, so that each session succeeds or fails on its own.
+                    let mut signals = Vec::with_capacity(guards.len());
+                    for guard in guards {
+                        let one = Box::pin(self.signal_all(std::slice::from_ref(guard))).await?;
+                        signals.extend(one);
+                    }
+                    return Ok(signals);
+                }
                 let reason = e
                     .as_db_error()
                     .map(|db| format!("{}: {}", db.severity(), db.message()))
                     .unwrap_or_default();
-                return Ok(vec![
-                    Signal::Settled(Outcome::Failed { reason });
-                    guards.len()
-                ]);
+                return Ok(vec![Signal::Settled(Outcome::Failed { reason })]);
             }
             Err(e) => return Err(PgError::query(&self.target, "terminating sessions", e)),
         };
@@ -209,20 +174,29 @@ impl Connection {
             });
             guards.len()
         ];
+        let what = "terminating sessions";
         // Fenced out: nothing was signalled, and nothing may be until this agent leads again.
-        if rows.first().is_some_and(|r| !r.get::<_, bool>(5)) {
+        if let Some(first) = rows.first()
+            && !col::<bool>(first, 5, &self.target, what)?
+        {
             return Err(self.not_leading());
         }
         for row in &rows {
-            let n = usize::try_from(row.get::<_, i64>(0) - 1).unwrap_or(usize::MAX);
-            let (matched, early): (bool, bool) = (row.get(1), row.get(2));
-            let signal: Option<bool> = row.get(3);
-            let at: Timestamp = row.get(4);
+            let n: i64 = col(row, 0, &self.target, what)?;
+            let n = usize::try_from(n - 1).unwrap_or(usize::MAX);
+            let matched: bool = col(row, 1, &self.target, what)?;
+            let early: bool = col(row, 2, &self.target, what)?;
+            let signal: Option<bool> = col(row, 3, &self.target, what)?;
+            let at: Timestamp = col(row, 4, &self.target, what)?;
+            let refused: bool = col(row, 6, &self.target, what)?;
             if let Some(slot) = signals.get_mut(n) {
-                *slot = match (matched, early, signal) {
-                    (false, _, _) => Signal::Settled(Outcome::NoLongerMatched { at }),
-                    (true, true, _) => Signal::Settled(Outcome::NotYetDue { at }),
-                    (true, false, Some(true)) => Signal::Signalled { at },
+                *slot = match (matched, early, refused, signal) {
+                    (false, _, _, _) => Signal::Settled(Outcome::NoLongerMatched { at }),
+                    (true, true, _, _) => Signal::Settled(Outcome::NotYetDue { at }),
+                    (true, false, true, _) => Signal::Settled(Outcome::Failed {
+                        reason: "the session belongs to a superuser, and only a superuser may end it (curfew's role is not one)".to_owned(),
+                    }),
+                    (true, false, false, Some(true)) => Signal::Signalled { at },
                     _ => Signal::Settled(Outcome::Failed {
                         reason: "PostgreSQL could not signal the process".to_owned(),
                     }),
@@ -247,62 +221,13 @@ impl Connection {
             .query(&self.statements.exited, &[&pids, &starts])
             .await
             .map_err(|e| PgError::query(&self.target, "confirming terminations", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| r.get::<_, bool>(0).then(|| r.get::<_, Timestamp>(1)))
-            .collect())
-    }
-
-    /// Poll until the signalled processes are gone (usually at the first look), up to `wait`.
-    async fn confirm_exits(
-        &self,
-        guards: &[Guard],
-        signalled: &[(usize, Timestamp)],
-        wait: Duration,
-        outcomes: &mut [Option<Outcome>],
-    ) -> Result<(), PgError> {
-        let started = tokio::time::Instant::now();
-        let mut pending: Vec<(usize, Timestamp)> = signalled.to_vec();
-        let mut pause = Duration::from_millis(1);
-        while !pending.is_empty() {
-            let sessions: Vec<(i32, Timestamp)> = pending
-                .iter()
-                .map(|(n, _)| (guards[*n].pid, guards[*n].backend_start))
-                .collect();
-            let gone = self.exited(&sessions).await?;
-            let mut still = Vec::new();
-            for (i, confirmed) in gone.into_iter().enumerate() {
-                let (n, at) = pending[i];
-                match confirmed {
-                    Some(now) => {
-                        outcomes[n] = Some(Outcome::Ended {
-                            at,
-                            confirmed_at: now,
-                        });
-                    }
-                    None => still.push((n, at)),
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-            if started.elapsed() >= wait {
-                for (n, at) in &pending {
-                    outcomes[*n] = Some(Outcome::Failed {
-                        reason: format!(
-                            "the process was signalled at {at} but had not exited {} later",
-                            curfew_policy::format_age(
-                                jiff::SignedDuration::try_from(wait).unwrap_or_default()
-                            )
-                        ),
-                    });
-                }
-                break;
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(50));
-        }
-        Ok(())
+        let what = "confirming terminations";
+        rows.iter()
+            .map(|r| {
+                let gone: bool = col(r, 0, &self.target, what)?;
+                let at: Timestamp = col(r, 1, &self.target, what)?;
+                Ok(gone.then_some(at))
+            })
+            .collect()
     }
 }

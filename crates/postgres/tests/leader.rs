@@ -8,7 +8,7 @@ use std::time::Duration;
 use curfew_postgres::{Guard, Leadership};
 use curfew_sandbox::{Cluster, Options};
 
-use common::{client, connect_trust, find, simple_value};
+use common::{Terminate, client, connect_trust, find, simple_value};
 
 async fn simple_value_of(cluster: &Cluster, sql: &str) -> String {
     let admin = client(cluster.port(), "postgres", "admin").await;

@@ -237,3 +237,25 @@ async fn the_server_version_is_read_once_at_connect() {
             .starts_with(&cluster.major_version().to_string())
     );
 }
+
+/// Regression (issue 13, item 7): a role dropped while its session lives on has a NULL
+/// `usename`; the snapshot decoder panicked and the worker died with nobody to restart it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_of_a_dropped_role_is_still_seen() {
+    let cluster = cluster();
+    cluster.psql("CREATE ROLE doomed LOGIN").unwrap();
+    let mut connection = connect_trust(&cluster, "postgres").await;
+    let doomed = client(cluster.port(), "doomed", "orphan").await;
+    cluster.psql("DROP ROLE doomed").unwrap();
+    let snapshot = connection.snapshot(&[], true).await.unwrap();
+    let seen = snapshot
+        .sessions
+        .iter()
+        .find(|s| s.pid == doomed.pid)
+        .expect("the orphaned session is in the snapshot");
+    assert!(
+        seen.role.starts_with("(dropped role "),
+        "role shown as {:?}",
+        seen.role
+    );
+}

@@ -148,3 +148,80 @@ pub async fn simple_value(client: &Client, sql: &str) -> String {
         })
         .unwrap()
 }
+
+/// Ending sessions the way the agent does: the production statements (`signal_all`, then
+/// `exited` polled until the processes are gone), with a simple poll in place of the agent's
+/// schedule.
+pub trait Terminate {
+    /// End one session if its guard holds.
+    async fn terminate(
+        &self,
+        guard: &curfew_postgres::Guard,
+        wait: Duration,
+    ) -> Result<curfew_postgres::Outcome, curfew_postgres::PgError>;
+
+    /// End every session whose guard holds, in one statement; outcomes in the guards' order.
+    async fn terminate_all(
+        &self,
+        guards: &[curfew_postgres::Guard],
+        wait: Duration,
+    ) -> Result<Vec<curfew_postgres::Outcome>, curfew_postgres::PgError>;
+}
+
+impl Terminate for Connection {
+    async fn terminate(
+        &self,
+        guard: &curfew_postgres::Guard,
+        wait: Duration,
+    ) -> Result<curfew_postgres::Outcome, curfew_postgres::PgError> {
+        let mut outcomes = self
+            .terminate_all(std::slice::from_ref(guard), wait)
+            .await?;
+        Ok(outcomes.pop().unwrap())
+    }
+
+    async fn terminate_all(
+        &self,
+        guards: &[curfew_postgres::Guard],
+        wait: Duration,
+    ) -> Result<Vec<curfew_postgres::Outcome>, curfew_postgres::PgError> {
+        use curfew_postgres::{Outcome, Signal};
+        let signals = self.signal_all(guards).await?;
+        assert_eq!(signals.len(), guards.len());
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; guards.len()];
+        let mut pending = Vec::new();
+        for (n, signal) in signals.into_iter().enumerate() {
+            match signal {
+                Signal::Signalled { at } => pending.push((n, at)),
+                Signal::Settled(outcome) => outcomes[n] = Some(outcome),
+            }
+        }
+        let started = Instant::now();
+        while !pending.is_empty() {
+            let sessions: Vec<_> = pending
+                .iter()
+                .map(|(n, _)| (guards[*n].pid, guards[*n].backend_start))
+                .collect();
+            let gone = self.exited(&sessions).await?;
+            let mut still = Vec::new();
+            for ((n, at), confirmed) in pending.into_iter().zip(gone) {
+                match confirmed {
+                    Some(confirmed_at) => {
+                        outcomes[n] = Some(Outcome::Ended { at, confirmed_at });
+                    }
+                    None if started.elapsed() >= wait => {
+                        outcomes[n] = Some(Outcome::Failed {
+                            reason: format!("signalled at {at}, not gone after {wait:?}"),
+                        });
+                    }
+                    None => still.push((n, at)),
+                }
+            }
+            pending = still;
+            if !pending.is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Ok(outcomes.into_iter().map(Option::unwrap).collect())
+    }
+}

@@ -173,6 +173,10 @@ impl<C: Connector> Worker<C> {
         let mut said: Option<Result<(), String>> = None;
         let mut waited_for_primary = false;
         let mut evictions = 0u32;
+        // Squatters that could not be ended, and when to try each again: a session curfew may
+        // not end (a superuser's) is tried with capped backoff, not recorded every interval.
+        let mut refused: std::collections::HashMap<(i32, Option<jiff::Timestamp>), (u32, Instant)> =
+            std::collections::HashMap::new();
         loop {
             let loaded = self.policy.borrow().clone();
             let interval = loaded.policy.agent.interval.to_std();
@@ -219,8 +223,26 @@ impl<C: Connector> Worker<C> {
                     target: self.target.clone(),
                     problem: Some(problem),
                 });
+                let now = Instant::now();
+                let due: Vec<_> = squatters
+                    .iter()
+                    .filter(|h| {
+                        refused
+                            .get(&(h.pid, h.backend_start))
+                            .is_none_or(|(_, next)| *next <= now)
+                    })
+                    .cloned()
+                    .collect();
                 let ended =
-                    crate::leadership::evict(&self.shared, &self.target, lock, &squatters).await?;
+                    crate::leadership::evict(&self.shared, &self.target, lock, &due).await?;
+                if ended < due.len() {
+                    for h in &due {
+                        let entry = refused.entry((h.pid, h.backend_start)).or_insert((0, now));
+                        entry.0 += 1;
+                        entry.1 = now + interval * (1u32 << entry.0.min(8)).min(300);
+                    }
+                }
+                refused.retain(|key, _| squatters.iter().any(|h| (h.pid, h.backend_start) == *key));
                 evictions += 1;
                 // Take the lock at once after an eviction; a squatter that keeps coming back
                 // (or cannot be ended) is retried once an interval, so the log is not flooded.

@@ -105,7 +105,7 @@ fn a_default_sandbox_shows_the_expected_findings() {
         }
     }
 
-    // An agent in a dry run leads the server but ends nothing: the requirement is not met.
+    // An agent in a dry run ends nothing: it does not lead, and the requirement is not met.
     let audit = d.0.join("audit.jsonl");
     let mut dry = common::agent_command(&policy, &audit)
         .arg("--dry-run")
@@ -113,7 +113,7 @@ fn a_default_sandbox_shows_the_expected_findings() {
         .spawn()
         .unwrap();
     let dry_lines = lines_of(&mut dry);
-    wait_for(&dry_lines, "this agent leads", Duration::from_secs(20));
+    wait_for(&dry_lines, "connected (", Duration::from_secs(20));
     let (_, doc) = check(&policy);
     let v = &doc["targets"][0]["findings"][0];
     assert_eq!(
@@ -121,11 +121,73 @@ fn a_default_sandbox_shows_the_expected_findings() {
         (Some("V-261910"), Some("fail"))
     );
     assert!(
-        v["observed"].as_str().unwrap().contains("runs a dry run"),
+        v["observed"]
+            .as_str()
+            .unwrap()
+            .contains("no curfew agent leads"),
         "{v:#}"
     );
     common::signal(&dry, "TERM");
     dry.wait().unwrap();
+
+    // Regression (issue 13, item 1): any role can take curfew's advisory lock and name its
+    // application as the leader does; check took it for the agent.
+    cluster.psql("CREATE ROLE mallory LOGIN").unwrap();
+    let mut squatter = std::process::Command::new(cluster.bin_dir().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port().to_string(),
+        ])
+        .args(["-U", "mallory", "-d", "postgres"])
+        .env(
+            "PGAPPNAME",
+            "curfew agent: enforcing policy sha256:000000000000",
+        )
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write as _;
+        let stdin = squatter.stdin.as_mut().unwrap();
+        writeln!(
+            stdin,
+            "SELECT pg_advisory_lock({});",
+            curfew_postgres::LEADER_KEY
+        )
+        .unwrap();
+        stdin.flush().unwrap();
+    }
+    let held = || {
+        cluster
+            .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+            .map(|out| out.trim() != "0")
+            .unwrap_or(false)
+    };
+    let start = std::time::Instant::now();
+    while !held() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the squatter never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, doc) = check(&policy);
+    let v = &doc["targets"][0]["findings"][0];
+    assert_eq!(v["status"], "fail", "{v:#}");
+    assert!(
+        v["observed"]
+            .as_str()
+            .unwrap()
+            .contains("not a curfew agent"),
+        "{v:#}"
+    );
+    let _ = squatter.kill();
+    let _ = squatter.wait();
 
     // An agent that enforces this policy meets it.
     let mut running = agent(&policy, &audit);

@@ -1,0 +1,156 @@
+//! What stops enforcement is loud and recovers by itself (issue 13): a worker that dies is
+//! restarted and recorded; a session curfew cannot end holding its leader lock fails /healthz
+//! and `curfew_leader_enforcing` until it is gone, and enforcement resumes at once.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{agent, agent_command, assert_audit_verifies, cluster, dir, http_get, lines_of};
+
+/// Ask until `done` holds for the body of `GET path`, or panic after `limit`.
+fn poll(address: &str, path: &str, limit: Duration, done: impl Fn(u16, &str) -> bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(r) = http_get(address, path) {
+            if done(r.code, &r.body) {
+                return r.body;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "GET {path}: still {} after {limit:?}:\n{}",
+                r.code,
+                r.body
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_dies_is_restarted_and_recorded() {
+    let cluster = cluster();
+    let d = dir("worker-panic");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        common::policy_text(
+            &cluster,
+            "[[rule]]\nname = \"idle\"\nidle = \"1s\"\nroles = [\"kim\"]\n",
+        ),
+    )
+    .unwrap();
+    let mut child = agent_command(&policy, &audit)
+        .env("CURFEW_FAULT", "worker-panic")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut child);
+    common::wait_for(&lines, "failed", Duration::from_secs(20));
+    common::wait_for(&lines, "this agent leads", Duration::from_secs(20));
+    let (_kim, _, ended) = common::session(&cluster, "kim").await;
+    ended.recv_timeout(Duration::from_secs(10)).unwrap();
+    common::signal(&child, "TERM");
+    child.wait().unwrap();
+    let events = common::events(&audit);
+    assert!(events.iter().any(|e| e == "worker_failed"), "{events:?}");
+    assert!(
+        events.iter().any(|e| e == "session_terminated"),
+        "{events:?}"
+    );
+    assert_audit_verifies(&audit);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_squatter_curfew_cannot_end_fails_health_until_it_is_gone() {
+    let cluster = cluster();
+    let d = dir("superuser-squatter");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        format!(
+            "[agent]\ninterval = \"1s\"\nlisten = \"127.0.0.1:0\"\n\n\
+             [[target]]\nname = \"db\"\nurl = \"{}\"\n\n\
+             [[rule]]\nname = \"idle\"\nidle = \"1s\"\nroles = [\"kim\"]\n",
+            cluster.url("curfew_agent", "postgres")
+        ),
+    )
+    .unwrap();
+    // A superuser's session holds the lock: curfew's role may not end it.
+    let mut squatter = Command::new(cluster.bin_dir().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port().to_string(),
+        ])
+        .args(["-U", "postgres", "-d", "postgres"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = squatter.stdin.as_mut().unwrap();
+    writeln!(
+        stdin,
+        "SELECT pg_advisory_lock({});",
+        curfew_postgres::LEADER_KEY
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let start = Instant::now();
+    while cluster
+        .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        .unwrap()
+        == "0"
+    {
+        assert!(start.elapsed() < Duration::from_secs(10), "no lock taken");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let mut child = agent(&policy, &audit);
+    let lines = lines_of(&mut child);
+    let seen = common::wait_for(&lines, "status page on http://", Duration::from_secs(20));
+    let address = seen
+        .last()
+        .and_then(|l| l.split("http://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let health = poll(
+        &address,
+        "/healthz",
+        Duration::from_secs(15),
+        |code, body| code == 503 && body.contains("NOT ENFORCED"),
+    );
+    assert!(health.contains("role \"postgres\""), "{health}");
+    let metrics = poll(&address, "/metrics", Duration::from_secs(5), |_, body| {
+        body.contains("curfew_leader_enforcing{target=\"db\"} 0")
+    });
+    assert!(metrics.contains("curfew_leader_enforcing"), "{metrics}");
+
+    // Gone: the agent leads within about an interval, health recovers, sessions end.
+    squatter.kill().unwrap();
+    squatter.wait().unwrap();
+    common::wait_for(&lines, "this agent leads", Duration::from_secs(10));
+    poll(&address, "/healthz", Duration::from_secs(10), |code, _| {
+        code == 200
+    });
+    poll(&address, "/metrics", Duration::from_secs(5), |_, body| {
+        body.contains("curfew_leader_enforcing{target=\"db\"} 1")
+    });
+    let (_kim, _, ended) = common::session(&cluster, "kim").await;
+    ended.recv_timeout(Duration::from_secs(10)).unwrap();
+    common::signal(&child, "TERM");
+    child.wait().unwrap();
+    let events = common::events(&audit);
+    assert!(events.iter().any(|e| e == "leader_squatted"), "{events:?}");
+    assert_audit_verifies(&audit);
+}

@@ -154,3 +154,87 @@ async fn a_squatter_curfew_cannot_end_fails_health_until_it_is_gone() {
     assert!(events.iter().any(|e| e == "leader_squatted"), "{events:?}");
     assert_audit_verifies(&audit);
 }
+
+/// Regression (issue 13, item 9): `curfew lock` with no agent running recorded the lock,
+/// waited 15 s and exited 1 with nothing locked; `unlock` in the same situation exited 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_and_unlock_work_with_no_agent_running() {
+    let cluster = cluster();
+    cluster
+        .psql(
+            "ALTER ROLE curfew_agent CREATEROLE;
+             CREATE SCHEMA curfew AUTHORIZATION curfew_agent;
+             SET ROLE curfew_agent; CREATE ROLE ana LOGIN; RESET ROLE;",
+        )
+        .unwrap();
+    let d = dir("lock-no-agent");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        format!(
+            "[agent]\ninterval = \"1s\"\naudit_log = \"{}\"\n\n\
+             [[target]]\nname = \"db\"\nurl = \"{}\"\n\n\
+             [[rule]]\nname = \"lifetime\"\nlifetime = \"12h\"\nroles = [\"nobody\"]\n",
+            audit.display(),
+            cluster.url("curfew_agent", "postgres")
+        ),
+    )
+    .unwrap();
+    let config = policy.to_str().unwrap();
+    let (_ana, _, ana_ended) = common::session(&cluster, "ana").await;
+    let started = Instant::now();
+    let lock = common::curfew()
+        .args(["lock", "ana", "--reason", "INC-9: no agent", "-c", config])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&lock.stdout);
+    assert_eq!(
+        lock.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&lock.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(said.contains("no curfew agent leads target db"), "{said}");
+    assert!(said.contains("is locked out: login disabled"), "{said}");
+    ana_ended.recv_timeout(Duration::from_secs(1)).unwrap();
+    assert_eq!(
+        cluster
+            .psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'ana'")
+            .unwrap(),
+        "f"
+    );
+
+    let unlock = common::curfew()
+        .args(["unlock", "ana", "-c", config])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&unlock.stdout);
+    assert_eq!(unlock.status.code(), Some(0), "{said}");
+    assert!(said.contains("role \"ana\" can log in again"), "{said}");
+    assert_eq!(
+        cluster
+            .psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'ana'")
+            .unwrap(),
+        "t"
+    );
+    let events = common::events(&audit);
+    for expected in [
+        "lock_created",
+        "login_locked",
+        "session_terminated",
+        "lock_released",
+        "login_restored",
+    ] {
+        assert!(
+            events.iter().any(|e| e == expected),
+            "{expected}: {events:?}"
+        );
+    }
+    assert_audit_verifies(&audit);
+}

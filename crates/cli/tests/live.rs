@@ -288,7 +288,7 @@ async fn lock_and_unlock_through_the_running_agent() {
     let config = policy.to_str().unwrap();
     let mut agent = agent(&policy, &audit);
     let lines = lines_of(&mut agent);
-    wait_for(&lines, "connected", Duration::from_secs(20));
+    wait_for(&lines, "this agent leads", Duration::from_secs(20));
     let (_ana, _, ana_ended) = session(&cluster, "ana").await;
 
     let lock = curfew()

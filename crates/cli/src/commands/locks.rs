@@ -10,6 +10,7 @@ use curfew_agent::LoadedPolicy;
 use curfew_postgres::{Connection, LockProgress, RoleInfo, TargetSpec};
 use jiff::Timestamp;
 
+use super::stand_in::{StandIn, agent_leads, audit_path};
 use crate::exit::{Failure, out};
 use crate::policy_file;
 use crate::when::parse_instant;
@@ -39,6 +40,10 @@ pub(crate) struct LockArgs {
     /// How long to wait for the agent to apply the lock.
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     wait: curfew_policy::Limit,
+    /// Where to record the change when no agent leads a target and this command applies it
+    /// itself (default: `audit_log` in `[agent]`).
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<std::path::PathBuf>,
 }
 
 /// Options of `curfew unlock`.
@@ -52,6 +57,10 @@ pub(crate) struct UnlockArgs {
     /// How long to wait for the agent to restore the login.
     #[arg(long, value_name = "DURATION", default_value = "15s")]
     wait: curfew_policy::Limit,
+    /// Where to record the change when no agent leads a target and this command applies it
+    /// itself (default: `audit_log` in `[agent]`).
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<std::path::PathBuf>,
 }
 
 /// Options of `curfew locks`.
@@ -210,6 +219,7 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
             ))?;
             pending.push((target.name.clone(), connection, role, row.id, before));
         }
+        let stand_in = stand_in_for(&loaded, &pending, args.audit_log.as_deref()).await?;
         let mut all_applied = true;
         for (target, connection, role, id, before) in pending {
             let applied = wait_for(&connection, role.oid, id, args.wait.to_std(), |p| {
@@ -237,6 +247,9 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
                 }
             }
         }
+        if let Some(stand_in) = stand_in {
+            stand_in.stop().await?;
+        }
         if all_applied {
             Ok(())
         } else {
@@ -247,13 +260,42 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
     })
 }
 
+/// When no enforcing agent leads some of the targets, run one here for them (see
+/// [`super::stand_in`]); `None` when agents lead every target (they apply the change).
+async fn stand_in_for<T>(
+    loaded: &LoadedPolicy,
+    pending: &[(String, Connection, RoleInfo, i64, T)],
+    audit_log: Option<&Path>,
+) -> Result<Option<StandIn>, Failure> {
+    let mut unled = Vec::new();
+    for (target, connection, ..) in pending {
+        if !agent_leads(connection).await? {
+            unled.push(target.clone());
+        }
+    }
+    if unled.is_empty() {
+        return Ok(None);
+    }
+    let audit = audit_path(loaded, audit_log)?;
+    out(&format!(
+        "no curfew agent leads {}: this command applies the change itself, recorded in {}\n",
+        unled
+            .iter()
+            .map(|t| format!("target {t}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        audit.display()
+    ))?;
+    StandIn::start(loaded, &unled, &audit).map(Some)
+}
+
 /// `curfew unlock`: release the incident lock on every primary and wait for the agent.
 pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
     let targets = primaries(&loaded, args.target.as_deref())?;
     let by = who();
     runtime()?.block_on(async {
-        let mut released_any = false;
+        let mut released = Vec::new();
         for target in targets {
             let connection = open(target).await?;
             ensure_ledger(&connection).await?;
@@ -269,39 +311,55 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
                 ))?;
                 continue;
             };
-            released_any = true;
-            let done = wait_for(&connection, role.oid, row.id, args.wait.to_std(), |p| {
+            released.push((target.name.clone(), connection, role, row.id, ()));
+        }
+        if released.is_empty() {
+            return Err(Failure::Usage(format!(
+                "role \"{}\" has no incident lock to lift",
+                args.role
+            )));
+        }
+        let stand_in = stand_in_for(&loaded, &released, args.audit_log.as_deref()).await?;
+        let mut all_applied = true;
+        for (name, connection, role, id, ()) in released {
+            let done = wait_for(&connection, role.oid, id, args.wait.to_std(), |p| {
                 p.announced && (p.can_login || !p.remaining.is_empty() || !p.disabled_by_curfew)
             })
             .await?;
             match done {
                 Some(p) if !p.remaining.is_empty() => out(&format!(
                     "target {}: incident lock lifted, but role \"{}\" stays locked by: {}\n",
-                    target.name,
+                    name,
                     role.name,
                     p.remaining.join("; ")
                 ))?,
                 Some(p) if p.can_login => out(&format!(
                     "target {}: incident lock lifted; role \"{}\" can log in again\n",
-                    target.name, role.name
+                    name, role.name
                 ))?,
                 Some(_) => out(&format!(
                     "target {}: incident lock lifted; role \"{}\" was NOLOGIN before curfew locked it and stays so\n",
-                    target.name, role.name
+                    name, role.name
                 ))?,
-                None => eprintln!(
-                    "curfew: target {}: the lock is released in the ledger, but no agent restored the login within {}",
-                    target.name, args.wait
-                ),
+                None => {
+                    all_applied = false;
+                    eprintln!(
+                        "curfew: target {}: the lock is released in the ledger, but no agent restored the login within {}",
+                        name, args.wait
+                    );
+                }
             }
         }
-        if !released_any {
-            return Err(Failure::Usage(format!(
-                "role \"{}\" has no incident lock to lift",
-                args.role
-            )));
+        if let Some(stand_in) = stand_in {
+            stand_in.stop().await?;
         }
-        Ok(())
+        if all_applied {
+            Ok(())
+        } else {
+            Err(Failure::Runtime(anyhow::anyhow!(
+                "the release is in the ledger and will be applied when an agent runs"
+            )))
+        }
     })
 }
 

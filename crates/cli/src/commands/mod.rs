@@ -11,6 +11,7 @@ pub(crate) mod locks;
 pub(crate) mod packaging;
 pub(crate) mod plan;
 pub(crate) mod report;
+pub(crate) mod stand_in;
 pub(crate) mod validate;
 pub(crate) mod verify;
 

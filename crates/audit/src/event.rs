@@ -56,11 +56,18 @@ pub enum Event {
     /// The outcome of an intent is unknown: the process stopped (crash, kill) before recording
     /// it. Written at the next start, which re-checks the actual state.
     ActionInterrupted,
+    /// The first record of a file that continues the chain of a previous file (the log was
+    /// rotated, truncated in place, or deleted): its `seq` and `prev` follow that file's last
+    /// record, whose seq and hash the detail repeats.
+    LogContinued,
+    /// Records could be written again after a time when they could not (a full disk, a failed
+    /// write); nothing was done meanwhile. The detail says since when and why.
+    AuditResumed,
 }
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 22] = [
+    pub const ALL: [Event; 24] = [
         Event::AgentStarted,
         Event::AgentStopped,
         Event::PolicyLoaded,
@@ -83,6 +90,8 @@ impl Event {
         Event::LoginChangeFailed,
         Event::LoginChangeSkipped,
         Event::ActionInterrupted,
+        Event::LogContinued,
+        Event::AuditResumed,
     ];
 
     /// Whether this event announces an action whose outcome must be recorded later
@@ -116,6 +125,8 @@ impl Event {
             Event::LoginChangeFailed => "login_change_failed",
             Event::LoginChangeSkipped => "login_change_skipped",
             Event::ActionInterrupted => "action_interrupted",
+            Event::LogContinued => "log_continued",
+            Event::AuditResumed => "audit_resumed",
         }
     }
 

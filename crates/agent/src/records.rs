@@ -19,7 +19,7 @@ use crate::events::{AgentEvent, RecordedEvent};
 use crate::shared::Shared;
 use crate::tally::AuditTally;
 
-/// How often [`keep`] looks whether the log needs recovering (a flag in memory, no I/O).
+/// How often [`keep`] looks whether the log needs recovering (two `stat` calls).
 const KEEP_CHECK: Duration = Duration::from_millis(250);
 /// Longest wait between two attempts to recover the log: enforcement resumes at most this
 /// long after the disk does.
@@ -215,7 +215,8 @@ pub async fn recover(
     Ok(appended.len())
 }
 
-/// While the agent runs: whenever the audit log refuses records, try to recover it, first
+/// While the agent runs: whenever the audit log refuses records (or its path no longer names
+/// the file being written: looked up every 250 ms), try to recover it, first
 /// after `retry_min`, then with a doubling delay of at most 5 s, until it works (enforcement
 /// resumes then). At `stop`, one last attempt, so that outcomes kept in memory are written
 /// if they can be.
@@ -223,7 +224,10 @@ pub(crate) async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let first = shared.options.retry_min.min(KEEP_RETRY_MAX);
     let mut delay = first;
     loop {
-        let failing = shared.audit.needs_recovery();
+        let audit = shared.audit.clone();
+        let failing = tokio::task::spawn_blocking(move || audit.needs_recovery())
+            .await
+            .unwrap_or(true);
         let wait = if failing { delay } else { KEEP_CHECK };
         tokio::select! {
             () = tokio::time::sleep(wait) => {}

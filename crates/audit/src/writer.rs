@@ -271,11 +271,25 @@ impl AuditLog {
         }
     }
 
-    /// Whether appends are refused now (or outcome records are waiting), so that
-    /// [`AuditLog::recover`] should be tried.
+    /// Whether [`AuditLog::recover`] should be tried: appends are refused, outcome records
+    /// wait to be written, or the path no longer names the file being written or the file
+    /// shrank (looked up on disk: a rotation is then noticed, and appends refused, before
+    /// the next action needs a record).
     pub fn needs_recovery(&self) -> bool {
-        let state = self.state();
-        state.fault.is_some() || !state.owed.is_empty()
+        let mut state = self.state();
+        if state.fault.is_some() || !state.owed.is_empty() {
+            return true;
+        }
+        let problem = Seen::now(&state.file, &self.inner.path)
+            .ok()
+            .and_then(|seen| seen.problem(state.at.len));
+        match problem {
+            Some(reason) => {
+                state.fail(FaultKind::Detached, reason, None);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether the next append can be expected to succeed: the writer is not refusing appends

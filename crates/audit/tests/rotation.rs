@@ -121,6 +121,8 @@ fn a_log_moved_away_is_finished_then_continued_in_a_new_file() {
     let rotated = path.with_file_name("audit.jsonl.1");
     fs::rename(&path, &rotated).unwrap();
 
+    // Noticed before anything needs writing (the agent looks a few times a second).
+    assert!(log.needs_recovery());
     let err = log.append(intent(3)).unwrap_err();
     assert!(err.to_string().contains("moved away"), "{err}");
     // Without SIGHUP nothing is created; and while an action is under way its outcome is

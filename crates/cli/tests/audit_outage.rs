@@ -251,3 +251,39 @@ async fn a_log_moved_away_and_sighup_go_on_in_a_new_file_that_continues_the_chai
     std::fs::write(&both, bytes).unwrap();
     assert_audit_verifies(&both);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_truncated_in_place_goes_on_by_itself() {
+    let cluster = cluster();
+    let d = dir("audit-copytruncate");
+    let audit = d.0.join("audit.jsonl");
+    let copy = d.0.join("audit.1");
+    let policy = policy(&d.0, &cluster, false);
+    let mut agent = agent(&policy, &audit);
+    let lines = lines_of(&mut agent);
+    wait_for(&lines, "this agent leads", Duration::from_secs(20));
+
+    // logrotate's copytruncate, and no signal.
+    std::fs::copy(&audit, &copy).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&audit)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+    wait_for(&lines, "continues the audit log", Duration::from_secs(15));
+    let (_kim, _, kim_ended) = session(&cluster, "kim").await;
+    kim_ended.recv_timeout(Duration::from_secs(15)).unwrap();
+    wait_for(&lines, "ended pid", Duration::from_secs(5));
+    stop(agent);
+
+    let new = events(&audit);
+    assert_eq!(new[0], "log_continued", "{new:?}");
+    assert!(new.iter().any(|e| e == "session_terminated"), "{new:?}");
+    assert!(verified(&audit).contains("continues a previous file"));
+    let both = d.0.join("both.jsonl");
+    let mut bytes = std::fs::read(&copy).unwrap();
+    bytes.extend(std::fs::read(&audit).unwrap());
+    std::fs::write(&both, bytes).unwrap();
+    assert_audit_verifies(&both);
+}

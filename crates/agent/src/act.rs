@@ -18,7 +18,7 @@ use crate::backend::Backend;
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
 use crate::locks::LockedSet;
-use crate::records::{about, session_info, write, write_all};
+use crate::records::{about, session_info, write, write_all, write_outcomes};
 use crate::shared::Shared;
 
 /// The rule name under which sessions of locked roles are ended.
@@ -180,7 +180,8 @@ impl Actor {
             .iter()
             .map(|(p, outcome)| self.outcome_record(&p.session, &p.ending, outcome, p.intent))
             .collect();
-        let _ = write_all(&self.shared, records).await;
+        // Kept in memory by the writer if the log cannot take them now.
+        let _ = write_outcomes(&self.shared, records).await;
         for (p, outcome) in settled {
             if let Ok(outcome) = outcome {
                 self.tell(p.session, p.ending, outcome);
@@ -365,7 +366,7 @@ impl Actor {
                         self.outcome_record(session, ending, &Err(why.clone()), intent.seq)
                     })
                     .collect();
-                let _ = write_all(&self.shared, records).await;
+                let _ = write_outcomes(&self.shared, records).await;
                 return Err(e);
             }
         };

@@ -130,7 +130,10 @@ pub enum AgentEvent {
         /// What stops enforcement, in words.
         problem: Option<String>,
     },
-    /// An audit record could not be written; the action it was for was not taken.
+    /// An audit record could not be written (a failed write, or the log moved away, deleted
+    /// or truncated), or recovering the log failed: the action it was for was not taken, and
+    /// none is until records can be written again, which a `Recorded` event then shows
+    /// (outcomes of actions under way are kept in memory meanwhile).
     AuditFailed {
         /// Why.
         error: String,

@@ -21,7 +21,7 @@ pub use backend::{Backend, Connector};
 pub use events::{AgentEvent, RecordedEvent};
 pub use loaded::{LoadError, LoadedPolicy};
 pub use locks::{Locked, LockedSet, covered_roles};
-pub use records::write_to as write_audit;
+pub use records::{recover as recover_audit, write_to as write_audit};
 pub use shared::AgentOptions;
 pub use supervisor::{AgentError, run};
 pub use tally::{AuditTally, TallyKey};

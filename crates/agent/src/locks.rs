@@ -371,7 +371,7 @@ impl Keeper {
         outcome.result = Some(word.to_owned());
         outcome.intent = Some(intent.seq);
         outcome.detail = Some(json!({"role": role.name, "role_oid": role.oid, "error": error}));
-        let _ = write(&self.shared, outcome).await;
+        let _ = crate::records::write_outcomes(&self.shared, vec![outcome]).await;
         match result {
             Ok(change) => {
                 self.refused.remove(&role.oid);

@@ -1,11 +1,29 @@
 //! Audit records for what the agent does, and the one place they are written.
+//!
+//! The log fails closed: while it cannot take records (a full disk, a failed write, the file
+//! moved away, deleted or truncated) every write fails, so no action is taken, and outcome
+//! records of actions already under way are kept in memory by the writer. [`keep`] tries to
+//! recover it meanwhile, with a capped backoff; SIGHUP does too, and may create a new file
+//! ([`recover`]). Observers hear `AuditFailed` on every failure and `Recorded` once records
+//! are written again.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use curfew_audit::{Appended, AuditLog, Event, Record, SessionInfo};
 use curfew_policy::Session;
 use jiff::Timestamp;
+use tokio::sync::{broadcast, watch};
 
 use crate::events::{AgentEvent, RecordedEvent};
 use crate::shared::Shared;
+use crate::tally::AuditTally;
+
+/// How often [`keep`] looks whether the log needs recovering (two `stat` calls).
+const KEEP_CHECK: Duration = Duration::from_millis(250);
+/// Longest wait between two attempts to recover the log: enforcement resumes at most this
+/// long after the disk does.
+const KEEP_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The audit view of a session.
 pub(crate) fn session_info(s: &Session) -> SessionInfo {
@@ -47,22 +65,43 @@ fn counted(shared: &Shared) -> bool {
 
 /// What observers learn of records: their gist once durable (also counted in the tally), or
 /// the failure.
-fn tell(shared: &Shared, mut gists: Vec<RecordedEvent>, result: Result<&[Appended], &String>) {
+fn tell(shared: &Shared, gists: Vec<RecordedEvent>, result: Result<&[Appended], &String>) {
+    tell_to(
+        shared.audit.path(),
+        shared.options.events.as_ref(),
+        shared.options.tally.as_deref(),
+        gists,
+        result,
+    );
+}
+
+fn tell_to(
+    path: &std::path::Path,
+    events: Option<&broadcast::Sender<AgentEvent>>,
+    tally: Option<&AuditTally>,
+    mut gists: Vec<RecordedEvent>,
+    result: Result<&[Appended], &String>,
+) {
+    let emit = |event| {
+        if let Some(events) = events {
+            let _ = events.send(event);
+        }
+    };
     match result {
         Ok(appended) => {
             if !gists.is_empty() {
                 for (gist, appended) in gists.iter_mut().zip(appended) {
                     gist.seq = appended.seq;
                 }
-                if let Some(tally) = &shared.options.tally {
+                if let Some(tally) = tally {
                     tally.add(&gists);
                 }
-                shared.emit(AgentEvent::Recorded { records: gists });
+                emit(AgentEvent::Recorded { records: gists });
             }
         }
         Err(error) => {
-            tracing::error!("audit log {}: {error}", shared.audit.path().display());
-            shared.emit(AgentEvent::AuditFailed {
+            tracing::error!("audit log {}: {error}", path.display());
+            emit(AgentEvent::AuditFailed {
                 error: error.clone(),
             });
         }
@@ -107,4 +146,116 @@ pub(crate) async fn write_all(
     };
     tell(shared, gists, result.as_deref());
     result
+}
+
+/// Append the outcome records of actions already under way (with one fsync). What cannot be
+/// written now is kept in memory by the writer and written as soon as the log recovers (see
+/// [`keep`]), so every intent gets its outcome; the error says so.
+pub(crate) async fn write_outcomes(
+    shared: &Shared,
+    records: Vec<Record>,
+) -> Result<Vec<Appended>, String> {
+    let gists = if counted(shared) {
+        records.iter().map(|r| gist(r, 0)).collect()
+    } else {
+        Vec::new()
+    };
+    let audit = shared.audit.clone();
+    let result = match tokio::task::spawn_blocking(move || audit.append_outcomes(records)).await {
+        Ok(Ok(appended)) => Ok(appended),
+        Ok(Err(e)) => Err(format!("cannot write outcome records: {e}")),
+        Err(e) => Err(format!("audit writer stopped: {e}")),
+    };
+    tell(shared, gists, result.as_deref());
+    result
+}
+
+/// Make the audit log take records again if it refuses them ([`AuditLog::recover`]): after a
+/// failed write, or in the file its path names now after a rotation (`create`: also when
+/// nothing is there, as on SIGHUP). Logs what happened, counts the records written in
+/// `tally` and tells observers (`Recorded`, or `AuditFailed` while it still fails). Returns
+/// how many records were written (0: nothing was wrong).
+pub async fn recover(
+    audit: &AuditLog,
+    create: bool,
+    events: Option<&broadcast::Sender<AgentEvent>>,
+    tally: Option<&AuditTally>,
+) -> Result<usize, String> {
+    let log = audit.clone();
+    let result = tokio::task::spawn_blocking(move || log.recover(Timestamp::now(), create)).await;
+    let recovered = match result {
+        Ok(Ok(recovered)) => recovered,
+        Ok(Err(e)) => {
+            let error = format!("{e}");
+            tell_to(audit.path(), events, tally, Vec::new(), Err(&error));
+            return Err(error);
+        }
+        Err(e) => {
+            let error = format!("audit writer stopped: {e}");
+            tell_to(audit.path(), events, tally, Vec::new(), Err(&error));
+            return Err(error);
+        }
+    };
+    for warning in &recovered.warnings {
+        tracing::warn!("{warning}");
+    }
+    if let Some((first, _)) = recovered.written.first() {
+        tracing::warn!(
+            "audit log {}: {}",
+            audit.path().display(),
+            first.reason.as_deref().unwrap_or(first.event.as_str())
+        );
+    }
+    let (records, appended): (Vec<RecordedEvent>, Vec<Appended>) = recovered
+        .written
+        .iter()
+        .map(|(record, appended)| (gist(record, appended.seq), appended.clone()))
+        .unzip();
+    tell_to(audit.path(), events, tally, records, Ok(&appended));
+    Ok(appended.len())
+}
+
+/// While the agent runs: whenever the audit log refuses records (or its path no longer names
+/// the file being written: looked up every 250 ms), try to recover it, first
+/// after `retry_min`, then with a doubling delay of at most 5 s, until it works (enforcement
+/// resumes then). At `stop`, one last attempt, so that outcomes kept in memory are written
+/// if they can be.
+pub(crate) async fn keep(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let first = shared.options.retry_min.min(KEEP_RETRY_MAX);
+    let mut delay = first;
+    loop {
+        let audit = shared.audit.clone();
+        let failing = tokio::task::spawn_blocking(move || audit.needs_recovery())
+            .await
+            .unwrap_or(true);
+        let wait = if failing { delay } else { KEEP_CHECK };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => break,
+        }
+        if !failing {
+            delay = first;
+            continue;
+        }
+        let attempt = recover(
+            &shared.audit,
+            false,
+            shared.options.events.as_ref(),
+            shared.options.tally.as_deref(),
+        )
+        .await;
+        delay = match attempt {
+            Ok(_) => first,
+            Err(_) => (delay * 2).min(KEEP_RETRY_MAX),
+        };
+    }
+    if shared.audit.needs_recovery() {
+        let _ = recover(
+            &shared.audit,
+            false,
+            shared.options.events.as_ref(),
+            shared.options.tally.as_deref(),
+        )
+        .await;
+    }
 }

@@ -49,6 +49,9 @@ pub async fn run(
     }));
     write(&shared, started).await.map_err(AgentError::Audit)?;
     close_interrupted(&shared).await;
+    // The audit log fails closed; this recovers it (see records.rs).
+    let (keeper_stop, keeper_stopped) = watch::channel(false);
+    let keeper = tokio::spawn(crate::records::keep(shared.clone(), keeper_stopped));
 
     let mut workers: HashMap<String, Running> = HashMap::new();
     let mut recorded_sha = String::new();
@@ -81,6 +84,8 @@ pub async fn run(
     for (_, running) in workers.drain() {
         stop(running).await;
     }
+    let _ = keeper_stop.send(true);
+    let _ = keeper.await;
     let mut stopped = crate::records::about(Event::AgentStopped, "*");
     stopped.target = None;
     let _ = write(&shared, stopped).await;

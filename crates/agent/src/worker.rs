@@ -199,6 +199,20 @@ impl<C: Connector> Worker<C> {
                 }
                 continue;
             }
+            // An agent that cannot record what it does must not lead: another replica may.
+            if let Some(problem) = self.audit_problem().await {
+                if said.as_ref() != Some(&Err(problem.clone())) {
+                    tracing::warn!(target: "curfew::agent", "target \"{}\": not leading while the audit log is unusable ({problem})", self.target);
+                    said = Some(Err(problem));
+                }
+                tokio::time::timeout(HEARTBEAT_LIMIT, lock.ping())
+                    .await
+                    .map_err(|_| self.no_reply("checking the connection"))??;
+                if self.pause(Instant::now() + interval).await == Pause::Stop {
+                    return Ok(None);
+                }
+                continue;
+            }
             let taken = tokio::time::timeout(HEARTBEAT_LIMIT, lock.try_lead()).await;
             if let Some(leadership) =
                 taken.map_err(|_| self.no_reply("taking the leader lock"))??
@@ -514,6 +528,10 @@ impl<C: Connector> Worker<C> {
                 target: self.target.clone(),
             })
         };
+        if let Some(problem) = self.audit_problem().await {
+            tracing::error!(target: "curfew::agent", "target \"{}\": the audit log is unusable ({problem}); releasing the leadership so that an agent that can record leads", self.target);
+            return Err(not_leading());
+        }
         if *announced != loaded.sha256 {
             let text = curfew_postgres::Announcement::text(false, &loaded.sha256);
             let done = tokio::time::timeout(HEARTBEAT_LIMIT, lock.announce(&text)).await;
@@ -538,6 +556,14 @@ impl<C: Connector> Worker<C> {
                 Err(not_leading())
             }
         }
+    }
+
+    /// Why the audit log cannot be written now, if it cannot (checked off the async threads).
+    async fn audit_problem(&self) -> Option<String> {
+        let audit = self.shared.audit.clone();
+        tokio::task::spawn_blocking(move || audit.check_writable().err())
+            .await
+            .unwrap_or_else(|e| Some(format!("the check failed: {e}")))
     }
 
     /// Sleep until `until`, a policy change, or shutdown.

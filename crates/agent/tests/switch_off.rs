@@ -247,3 +247,25 @@ async fn a_replica_on_another_policy_is_reported_as_not_enforcing_this_one() {
     ended(&mut kim, Duration::from_secs(5), "kim's next idle session").await;
     agent.stop().await;
 }
+
+/// Regression (issue 13, item 4): an agent whose audit log broke kept the leadership, doing
+/// nothing, while a healthy agent stood by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_cannot_record_gives_the_lead_to_one_that_can() {
+    let cluster = cluster();
+    let (broken_dir, dir) = (scratch("broken-audit-first"), scratch("healthy-second"));
+    let mut broken = Agent::start(policy(&cluster, IDLE_KIM), &broken_dir).await;
+    broken.ready().await;
+    // Deleted under the agent: nothing it does could be recorded any more.
+    std::fs::remove_file(&broken.audit_path).unwrap();
+    let agent = Agent::start(policy(&cluster, IDLE_KIM), &dir).await;
+    let mut kim = connect(&cluster, "kim", "psql").await;
+    ended(&mut kim, Duration::from_secs(6), "kim's idle session").await;
+    let path = agent.audit_path.clone();
+    agent.stop().await;
+    let records = events(&path);
+    assert_eq!(count(&records, "leader_acquired"), 1, "{records:#?}");
+    assert_eq!(count(&records, "session_terminated"), 1, "{records:#?}");
+    // The broken agent's log is gone; stop it without verifying it.
+    drop(broken);
+}

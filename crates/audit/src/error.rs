@@ -72,17 +72,32 @@ pub enum AuditError {
         source: serde_json::Error,
     },
 
-    /// An earlier write or fsync failed in a way that leaves the file's tail uncertain;
-    /// the handle refuses further appends so the chain is not continued on a guess.
-    /// Reopening the log repairs the tail.
+    /// The log cannot be written now: an earlier write or fsync failed, or the file went away.
+    /// Appends are refused until [`crate::AuditLog::recover`] succeeds (the agent retries it
+    /// by itself, and on SIGHUP), so that nothing is done that cannot be recorded.
     #[error(
-        "audit log {}: no longer writable after an earlier failure ({reason}); reopen it",
+        "audit log {}: not writable until it recovers ({reason}); no action is taken meanwhile",
         path.display()
     )]
     Unusable {
         /// The log file.
         path: PathBuf,
         /// The earlier failure.
+        reason: String,
+    },
+
+    /// The path no longer names the file being written, or the file shrank: it was moved
+    /// away, deleted, replaced or truncated. Nothing is appended to it any more (records
+    /// would go where nobody looks, or be lost); [`crate::AuditLog::recover`] continues the
+    /// chain in the file the path names (creating it on SIGHUP).
+    #[error(
+        "audit log {}: {reason}; no action is taken until the log is reopened (send the agent SIGHUP)",
+        path.display()
+    )]
+    Detached {
+        /// The log file.
+        path: PathBuf,
+        /// What happened to the file.
         reason: String,
     },
 }

@@ -62,11 +62,18 @@ pub enum Event {
     /// A target's worker stopped unexpectedly and is restarted; the target was not enforced
     /// meanwhile.
     WorkerFailed,
+    /// The first record of a file that continues the chain of a previous file (the log was
+    /// rotated, truncated in place, or deleted): its `seq` and `prev` follow that file's last
+    /// record, whose seq and hash the detail repeats.
+    LogContinued,
+    /// Records could be written again after a time when they could not (a full disk, a failed
+    /// write); nothing was done meanwhile. The detail says since when and why.
+    AuditResumed,
 }
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 24] = [
+    pub const ALL: [Event; 26] = [
         Event::AgentStarted,
         Event::AgentStopped,
         Event::PolicyLoaded,
@@ -91,6 +98,8 @@ impl Event {
         Event::ActionInterrupted,
         Event::LeaderSquatted,
         Event::WorkerFailed,
+        Event::LogContinued,
+        Event::AuditResumed,
     ];
 
     /// Whether this event announces an action whose outcome must be recorded later
@@ -126,6 +135,8 @@ impl Event {
             Event::ActionInterrupted => "action_interrupted",
             Event::LeaderSquatted => "leader_squatted",
             Event::WorkerFailed => "worker_failed",
+            Event::LogContinued => "log_continued",
+            Event::AuditResumed => "audit_resumed",
         }
     }
 

@@ -11,14 +11,23 @@
 //! and continues the chain after the last complete record (reusing the torn record's seq);
 //! [`verify`] reports the torn line once, as [`ProblemKind::Malformed`], and nothing after it.
 //!
+//! The writer fails closed: a log moved away, deleted or truncated under it, or a failed
+//! write, makes it refuse appends (so nothing is done that cannot be recorded) until
+//! [`AuditLog::recover`] succeeds; outcome records of actions under way are kept in memory
+//! meanwhile. A rotated or truncated log goes on in a new file that begins with a
+//! `log_continued` record linking to the last record of the file before, so the chain never
+//! restarts and [`verify`] accepts the new file on its own (see [`continuation`]).
+//!
 //! [`AuditLog`] is the single writer of a file (guarded by an advisory lock); [`verify`] and
 //! [`read`] stream the file and may run while the writer is alive.
 
 mod error;
 mod event;
+mod file;
 mod line;
 mod reader;
 mod record;
+mod recover;
 mod tail;
 mod verify;
 mod writer;
@@ -27,7 +36,10 @@ pub use error::AuditError;
 pub use event::Event;
 pub use reader::{Entries, entries, read};
 pub use record::{Entry, Record, SessionInfo};
-pub use verify::{Problem, ProblemKind, Verification, verify, verify_each};
+pub use recover::Recovered;
+pub use verify::{
+    Continuation, Problem, ProblemKind, Verification, continuation, verify, verify_each,
+};
 pub use writer::{Appended, AuditLog};
 
 /// The `prev` of the first record: 64 zeros, the hash of "nothing before".

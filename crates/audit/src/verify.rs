@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::GENESIS;
 use crate::error::AuditError;
+use crate::event::Event;
 use crate::line::{self, Fault};
 use crate::reader::{RawLine, open_lines};
 use crate::record::Entry;
@@ -119,6 +120,9 @@ struct Checker {
     pending: HashMap<u64, (u64, String)>,
     /// Every intent seq seen, so a second outcome for one intent is not misreported.
     intents: HashSet<u64>,
+    /// The last seq of the file this one continues, when it begins with a `log_continued`
+    /// record: outcomes may name intents up to it (they are in that file).
+    continued_from: Option<u64>,
 }
 
 impl Checker {
@@ -136,6 +140,7 @@ impl Checker {
             problems: Vec::new(),
             pending: HashMap::new(),
             intents: HashSet::new(),
+            continued_from: None,
         }
     }
 
@@ -156,6 +161,21 @@ impl Checker {
 
     fn record(&mut self, line_no: u64, entry: Entry, intact: bool) {
         let seq = entry.seq;
+        if intact
+            && self.last_record.is_none()
+            && self.malformed_run == 0
+            && entry.event_kind() == Some(Event::LogContinued)
+        {
+            // The file continues another: the chain starts from that file's last record,
+            // which this record names. Cut off at the head without such a record, a file is
+            // still reported (its first record does not link to the genesis hash).
+            let before = seq.saturating_sub(1);
+            self.continued_from = Some(before);
+            self.anchors = vec![Anchor {
+                seq: before,
+                hash: Some(entry.prev.clone()),
+            }];
+        }
         let candidates: Vec<&Anchor> = self.anchors.iter().chain(&self.salvaged).collect();
         let linked: Vec<&Anchor> = candidates
             .iter()
@@ -247,7 +267,9 @@ impl Checker {
             self.intents.insert(entry.seq);
         }
         if let Some(intent) = entry.intent {
-            let known = self.pending.remove(&intent).is_some() || self.intents.contains(&intent);
+            let known = self.pending.remove(&intent).is_some()
+                || self.intents.contains(&intent)
+                || self.continued_from.is_some_and(|before| intent <= before);
             if !known {
                 self.problems.push(Problem {
                     line: line_no,
@@ -316,8 +338,41 @@ fn seq_gap(line_no: u64, seq: u64, expected: u64) -> Problem {
     }
 }
 
+/// Where the chain a file continues ended: the previous file's last record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Continuation {
+    /// The seq of the previous file's last record.
+    pub seq: u64,
+    /// Its hash (the `prev` of this file's first record).
+    pub hash: String,
+}
+
+/// The chain the log at `path` continues, if it begins with a `log_continued` record (the
+/// agent starts every new file of a rotated or truncated log so). [`verify`] accepts such a
+/// file on its own; compare the continuation with the previous file's last record, or verify
+/// the files concatenated in order.
+pub fn continuation(path: &Path) -> Result<Option<Continuation>, AuditError> {
+    let mut lines = open_lines(path)?;
+    let Some((_, RawLine::Text { bytes, terminated })) = lines
+        .next_line()
+        .map_err(|e| AuditError::io(path, "cannot read", e))?
+    else {
+        return Ok(None);
+    };
+    Ok(line::parse_read(bytes, terminated)
+        .ok()
+        .filter(|p| p.intact && p.entry.event_kind() == Some(Event::LogContinued))
+        .map(|p| Continuation {
+            seq: p.entry.seq.saturating_sub(1),
+            hash: p.entry.prev,
+        }))
+}
+
 /// Checks the log at `path`, streaming it. Every problem is reported in the result; an
 /// error is returned only when the file cannot be read.
+///
+/// A file whose first record is `log_continued` continues another file's chain: that record
+/// may link to a record not in the file, and outcomes may name intents before it.
 ///
 /// After a damaged line the check relinks, so one tampered line yields one precise problem:
 /// an altered record is reported as HashMismatch only, and the next record may link to its

@@ -2,14 +2,25 @@
 //! process on the same host) may append to one file: each append takes an advisory lock on
 //! the file, continues the chain from whatever the file ends with now, and releases the lock
 //! after the fsync. So the chain stays one chain whoever writes.
+//!
+//! The writer fails closed and recovers: before every append it checks that the path still
+//! names the file it writes and that the file did not shrink; a write or fsync that fails is
+//! undone (the file is cut back to its last complete record). Either way appends are refused
+//! from then on, so no action is taken that cannot be recorded, until [`AuditLog::recover`]
+//! succeeds (see `recover.rs`). Outcome records of actions already under way are never
+//! dropped: [`AuditLog::append_outcomes`] keeps those it cannot write in memory, and
+//! `recover` writes them first.
 
-use std::fs::{File, OpenOptions, Permissions};
-use std::io::{self, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use jiff::Timestamp;
 
 use crate::error::AuditError;
+use crate::file::{self, Seen};
 use crate::line;
 use crate::record::Record;
 use crate::tail;
@@ -27,39 +38,72 @@ pub struct Appended {
 /// all handles, and from other processes writing the same file, are serialized.
 #[derive(Debug, Clone)]
 pub struct AuditLog {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
-struct Inner {
-    path: PathBuf,
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
     warnings: Vec<String>,
-    state: Mutex<State>,
+    pub(crate) state: Mutex<State>,
     /// For an agent: the locked claim file that keeps other agents off this log.
     _claim: Option<File>,
 }
 
+/// Where the chain ends in the file being written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Position {
+    /// File length after the last append seen (ours or another writer's), to notice another
+    /// writer's records, a file that shrank, and to undo a partial write.
+    pub(crate) len: u64,
+    pub(crate) next_seq: u64,
+    pub(crate) prev: String,
+}
+
 #[derive(Debug)]
-struct State {
-    file: File,
-    /// File length after the last append seen (ours or another writer's), to notice
-    /// another writer's records and to undo a partial write.
-    len: u64,
-    next_seq: u64,
-    prev: String,
-    /// Set when the file's tail is uncertain; appends are refused from then on.
-    broken: Option<String>,
+pub(crate) struct State {
+    pub(crate) file: File,
+    pub(crate) at: Position,
+    /// Set while appends are refused; cleared by a successful [`AuditLog::recover`].
+    pub(crate) fault: Option<Fault>,
+    /// Outcome records not yet durable, oldest first; `recover` writes them.
+    pub(crate) owed: Vec<Record>,
+    /// Intents this writer appended whose outcome it has not appended yet (a rotation waits
+    /// for them a while, so that an intent and its outcome end up in one file).
+    pub(crate) open_intents: BTreeSet<u64>,
+    /// A reopen (SIGHUP) asked to create the file if nothing is at the path.
+    pub(crate) create_asked: bool,
+    /// When a switch to a new file was first put off for actions under way.
+    pub(crate) deferred_since: Option<Timestamp>,
+}
+
+/// Why appends are refused.
+#[derive(Debug, Clone)]
+pub(crate) struct Fault {
+    pub(crate) kind: FaultKind,
+    pub(crate) reason: String,
+    /// The time of the first record that could not be written, if one was.
+    pub(crate) since: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FaultKind {
+    /// A write or fsync failed (full disk, I/O error); retried by `recover`.
+    Failed,
+    /// The path no longer names the file, or it shrank; `recover` moves on to the file the
+    /// path names.
+    Detached,
 }
 
 /// Holds the file's advisory lock; released when dropped, whatever happened meanwhile.
-struct Locked<'f>(&'f File);
+pub(crate) struct Locked<'f>(&'f File);
 
 /// How long an append waits for another writer's append to finish. Appends take
 /// milliseconds; a lock held longer is a writer that keeps it (a stuck or older process).
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl<'f> Locked<'f> {
-    fn take(file: &'f File, path: &Path) -> Result<Locked<'f>, AuditError> {
+    pub(crate) fn take(file: &'f File, path: &Path) -> Result<Locked<'f>, AuditError> {
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
             match file.try_lock() {
@@ -94,25 +138,12 @@ impl AuditLog {
     /// line (a crash mid-write) is closed with a newline and reported in
     /// [`AuditLog::warnings`].
     pub fn open(path: &Path) -> Result<AuditLog, AuditError> {
-        let (file, created) = open_file(path)?;
-        let mut warnings = Vec::new();
-        let metadata = file
-            .metadata()
-            .map_err(|e| AuditError::io(path, "cannot stat", e))?;
-        if created {
-            // umask may have taken bits away, never added; set 0600 exactly so the owner can
-            // still append, then make the new directory entry durable.
-            file.set_permissions(Permissions::from_mode(0o600))
-                .map_err(|e| AuditError::io(path, "cannot set permissions", e))?;
-            sync_parent(path)?;
-        } else if let Some(warning) = mode_warning(path, metadata.permissions().mode()) {
-            warnings.push(warning);
-        }
-        let (len, next_seq, prev) = {
+        let (file, mut warnings) = file::open_log(path)?;
+        let at = {
             let _locked = Locked::take(&file, path)?;
             let found = catch_up(&file, path)?;
             warnings.extend(found.warnings);
-            (found.len, found.next_seq, found.prev)
+            found.at
         };
         Ok(AuditLog {
             inner: Arc::new(Inner {
@@ -120,10 +151,12 @@ impl AuditLog {
                 warnings,
                 state: Mutex::new(State {
                     file,
-                    len,
-                    next_seq,
-                    prev,
-                    broken: None,
+                    at,
+                    fault: None,
+                    owed: Vec::new(),
+                    open_intents: BTreeSet::new(),
+                    create_asked: false,
+                    deferred_since: None,
                 }),
                 _claim: None,
             }),
@@ -135,7 +168,7 @@ impl AuditLog {
     /// still append; another agent gets [`AuditError::InUse`]. An agent closes the unfinished
     /// actions it finds at start, which is right only for its own dead predecessors.
     pub fn open_for_agent(path: &Path) -> Result<AuditLog, AuditError> {
-        let claim = claim(path)?;
+        let claim = file::claim(path)?;
         let log = AuditLog::open(path)?;
         let inner = Arc::try_unwrap(log.inner).map_err(|_| AuditError::Unusable {
             path: path.to_owned(),
@@ -160,122 +193,133 @@ impl AuditLog {
     }
 
     /// Appends several records as consecutive links: one write of all their lines, then one
-    /// fsync. Returns once all are durable; on error none of them counts. Many actions that
-    /// happen at once (a batch of terminations) cost one fsync, not one each.
+    /// fsync. Returns once all are durable; on error none of them counts (a partial write is
+    /// cut off again). Many actions that happen at once (a batch of terminations) cost one
+    /// fsync, not one each.
+    ///
+    /// Refused ([`AuditError::Detached`]) when the path no longer names the file being
+    /// written or the file shrank, and ([`AuditError::Unusable`]) after such a refusal or a
+    /// failed write, until [`AuditLog::recover`] succeeds: whoever writes an intent learns
+    /// before acting that it could not be recorded.
     pub fn append_all(&self, records: Vec<Record>) -> Result<Vec<Appended>, AuditError> {
         let path = &self.inner.path;
-        // A panic elsewhere cannot leave the state half-updated (it changes only after the
-        // I/O succeeded), so a poisoned lock is safe to keep using.
-        let mut state = self
-            .inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(reason) = &state.broken {
+        let mut state = self.state();
+        if let Some(fault) = &state.fault {
             return Err(AuditError::Unusable {
                 path: path.clone(),
-                reason: reason.clone(),
+                reason: fault.reason.clone(),
             });
         }
-        // Another writer may have appended since: continue from the file's end as it is now.
         let file = state
             .file
             .try_clone()
             .map_err(|e| AuditError::io(path, "cannot lock", e))?;
         let _locked = Locked::take(&file, path)?;
-        let len = file
-            .metadata()
-            .map_err(|e| AuditError::io(path, "cannot stat", e))?
-            .len();
-        if len < state.len {
-            let reason = format!(
-                "the file shrank from {} to {len} bytes while curfew was writing it (truncated?)",
-                state.len
-            );
-            state.broken = Some(reason.clone());
-            return Err(AuditError::Unusable {
+        let seen = Seen::now(&file, path).map_err(|e| AuditError::io(path, "cannot stat", e))?;
+        if let Some(reason) = seen.problem(state.at.len) {
+            state.fail(FaultKind::Detached, reason.clone(), records.first());
+            return Err(AuditError::Detached {
                 path: path.clone(),
                 reason,
             });
         }
-        if len != state.len {
-            // A torn line another writer left is closed here and reported by `verify`.
-            let found = catch_up(&file, path)?;
-            state.len = found.len;
-            state.next_seq = found.next_seq;
-            state.prev = found.prev;
-        }
-        let mut bytes = Vec::new();
-        let mut appended = Vec::with_capacity(records.len());
-        let (mut seq, mut prev) = (state.next_seq, state.prev.clone());
-        for record in &records {
-            let (line, hash) =
-                line::seal(seq, &prev, record).map_err(|source| AuditError::Serialize {
-                    path: path.clone(),
-                    event: record.event.as_str(),
-                    source,
-                })?;
-            bytes.extend_from_slice(&line);
-            appended.push(Appended {
-                seq,
-                hash: hash.clone(),
-            });
-            seq += 1;
-            prev = hash;
-        }
-
-        if let Err(e) = state.file.write_all(&bytes) {
-            // Remove any partial line so the next record starts on a fresh line.
-            let len = state.len;
-            if let Err(undo) = state.file.set_len(len) {
-                state.broken = Some(format!(
-                    "a write failed ({e}) and the partial line could not be removed ({undo})"
-                ));
-            }
-            return Err(AuditError::io(path, "cannot write", e));
-        }
-        if let Err(e) = state.file.sync_data() {
-            // The lines may or may not be durable; only a reopen can tell where the chain ends.
-            state.broken = Some(format!("fsync failed: {e}"));
-            return Err(AuditError::io(path, "cannot fsync", e));
-        }
-
-        state.len += bytes.len() as u64;
-        state.next_seq = seq;
-        state.prev = prev;
-        Ok(appended)
+        state.write(path, &file, &records)
     }
 
-    /// Whether the next append can be expected to succeed: the writer is not broken by an
-    /// earlier failure, the path still names the file being written (not moved away or
-    /// deleted, which would send records where nobody looks), and it can still be opened for
-    /// appending. A full disk shows only when a write fails, which breaks nothing but is
-    /// reported by that write.
-    pub fn check_writable(&self) -> Result<(), String> {
-        use std::os::unix::fs::MetadataExt;
+    /// Appends the outcome records of actions already under way. As [`AuditLog::append_all`],
+    /// except that what cannot be written now is kept in memory and written by the next
+    /// successful [`AuditLog::recover`] (the error says so), and that a file that was only
+    /// moved away still takes them, next to their intents.
+    pub fn append_outcomes(&self, records: Vec<Record>) -> Result<Vec<Appended>, AuditError> {
         let path = &self.inner.path;
-        let state = self
-            .inner
-            .state
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(reason) = &state.broken {
-            return Err(format!("{}: unusable: {reason}", path.display()));
+        let mut state = self.state();
+        if state
+            .fault
+            .as_ref()
+            .is_some_and(|f| f.kind == FaultKind::Failed)
+            || !state.owed.is_empty()
+        {
+            let reason = state.fault.as_ref().map_or_else(
+                || "earlier outcome records are still to be written".to_owned(),
+                |f| f.reason.clone(),
+            );
+            return Err(state.owe(path, records, reason));
         }
-        let held = state
+        let file = state
             .file
-            .metadata()
-            .map_err(|e| format!("{}: cannot stat the open file: {e}", path.display()))?;
-        drop(state);
-        let named = std::fs::metadata(path)
-            .map_err(|e| format!("{}: {e} (moved or deleted while in use?)", path.display()))?;
-        if (named.dev(), named.ino()) != (held.dev(), held.ino()) {
+            .try_clone()
+            .map_err(|e| AuditError::io(path, "cannot lock", e))?;
+        let _locked = Locked::take(&file, path)?;
+        let seen = match Seen::now(&file, path) {
+            Ok(seen) => seen,
+            Err(e) => return Err(state.owe(path, records, format!("cannot stat: {e}"))),
+        };
+        if let Some(reason) = seen.problem(state.at.len)
+            && state.fault.is_none()
+        {
+            state.fail(FaultKind::Detached, reason, records.first());
+        }
+        if !seen.takes_outcomes(state.at.len) {
+            let reason = seen
+                .problem(state.at.len)
+                .unwrap_or_else(|| "the file cannot take records".to_owned());
+            return Err(state.owe(path, records, reason));
+        }
+        match state.write(path, &file, &records) {
+            Ok(appended) => Ok(appended),
+            Err(e) => Err(state.owe(path, records, e.to_string())),
+        }
+    }
+
+    /// Whether [`AuditLog::recover`] should be tried: appends are refused, outcome records
+    /// wait to be written, or the path no longer names the file being written or the file
+    /// shrank (looked up on disk: a rotation is then noticed, and appends refused, before
+    /// the next action needs a record).
+    pub fn needs_recovery(&self) -> bool {
+        let mut state = self.state();
+        if state.fault.is_some() || !state.owed.is_empty() {
+            return true;
+        }
+        let problem = Seen::now(&state.file, &self.inner.path)
+            .ok()
+            .and_then(|seen| seen.problem(state.at.len));
+        match problem {
+            Some(reason) => {
+                state.fail(FaultKind::Detached, reason, None);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether the next append can be expected to succeed: the writer is not refusing appends
+    /// after a failure, no outcome record waits to be written, the path still names the file
+    /// being written (not moved away, deleted or truncated), and it can still be opened for
+    /// appending. A full disk shows only when a write fails.
+    pub fn check_writable(&self) -> Result<(), String> {
+        let path = &self.inner.path;
+        let state = self.state();
+        if let Some(fault) = &state.fault {
+            let owed = match state.owed.len() {
+                0 => String::new(),
+                n => format!("; {n} outcome record(s) kept in memory until then"),
+            };
             return Err(format!(
-                "{}: is no longer the file being written (moved or replaced); restart the agent",
+                "{}: not writable until it recovers: {}{owed}",
+                path.display(),
+                fault.reason
+            ));
+        }
+        let seen = Seen::now(&state.file, path)
+            .map_err(|e| format!("{}: cannot be checked: {e}", path.display()))?;
+        if let Some(problem) = seen.problem(state.at.len) {
+            return Err(format!(
+                "{}: {problem}; send the agent SIGHUP to reopen it",
                 path.display()
             ));
         }
-        OpenOptions::new()
+        drop(state);
+        std::fs::OpenOptions::new()
             .append(true)
             .open(path)
             .map(drop)
@@ -292,62 +336,149 @@ impl AuditLog {
     pub fn warnings(&self) -> &[String] {
         &self.inner.warnings
     }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere cannot leave the state half-updated (it changes only after the
+        // I/O succeeded), so a poisoned lock is safe to keep using.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
-/// Take the agent claim on `<log>.agent-lock`, recording who holds it for the next one's
-/// message.
-fn claim(path: &Path) -> Result<File, AuditError> {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".agent-lock");
-    let claim_path = PathBuf::from(name);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(&claim_path)
-        .map_err(|e| AuditError::io(&claim_path, "cannot open the agent claim", e))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let holder = std::fs::read_to_string(&claim_path)
-                .ok()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty());
-            return Err(AuditError::InUse {
-                path: path.to_owned(),
-                holder,
+impl State {
+    /// Refuse appends from now on (keeping the first reason).
+    pub(crate) fn fail(&mut self, kind: FaultKind, reason: String, first: Option<&Record>) {
+        if self.fault.is_none() {
+            self.fault = Some(Fault {
+                kind,
+                reason,
+                since: first.map(|r| r.ts),
             });
         }
-        Err(std::fs::TryLockError::Error(e)) => {
-            return Err(AuditError::io(
-                &claim_path,
-                "cannot lock the agent claim",
-                e,
-            ));
+    }
+
+    /// Keep outcome records for `recover`; the error to return says so.
+    fn owe(&mut self, path: &Path, records: Vec<Record>, reason: String) -> AuditError {
+        self.fail(FaultKind::Failed, reason.clone(), records.first());
+        self.owed.extend(records);
+        AuditError::Unusable {
+            path: path.to_owned(),
+            reason: format!(
+                "{reason}; {} outcome record(s) are kept in memory and written once it recovers",
+                self.owed.len()
+            ),
         }
     }
-    let holder = format!(
-        "pid {} since {}",
-        std::process::id(),
-        jiff::Timestamp::now()
-    );
-    file.set_len(0)
-        .and_then(|()| file.write_all(holder.as_bytes()))
-        .map_err(|e| AuditError::io(&claim_path, "cannot write the agent claim", e))?;
-    Ok(file)
+
+    /// Append to `file` (locked by the caller) after the chain as it ends now; a failure
+    /// refuses appends from then on.
+    pub(crate) fn write(
+        &mut self,
+        path: &Path,
+        file: &File,
+        records: &[Record],
+    ) -> Result<Vec<Appended>, AuditError> {
+        let size = file
+            .metadata()
+            .map_err(|e| AuditError::io(path, "cannot stat", e))?
+            .len();
+        if size != self.at.len {
+            // Another writer appended since: continue from the file's end as it is now. A torn
+            // line another writer left is closed here and reported by `verify`.
+            self.at = catch_up(file, path)?.at;
+        }
+        match write_at(file, path, &self.at, records) {
+            Ok((at, appended)) => {
+                self.at = at;
+                for (record, appended) in records.iter().zip(&appended) {
+                    if record.event.is_intent() {
+                        self.open_intents.insert(appended.seq);
+                    }
+                    if let Some(intent) = record.intent {
+                        self.open_intents.remove(&intent);
+                    }
+                }
+                Ok(appended)
+            }
+            Err(failure) => {
+                self.fail(FaultKind::Failed, failure.reason, records.first());
+                Err(failure.error)
+            }
+        }
+    }
+}
+
+/// A failed [`write_at`]: the error, and the reason appends are refused now.
+pub(crate) struct WriteFailure {
+    pub(crate) error: AuditError,
+    pub(crate) reason: String,
+}
+
+/// Writes `records` as the links after `at` in one write, then fsyncs; returns where the
+/// chain ends then. On failure the file is cut back to `at.len` (a partial line, or lines
+/// whose fsync failed, must not stay: an intent left behind would claim an action that was
+/// not taken); if even that fails, `recover` cuts it back later.
+pub(crate) fn write_at(
+    file: &File,
+    path: &Path,
+    at: &Position,
+    records: &[Record],
+) -> Result<(Position, Vec<Appended>), WriteFailure> {
+    let mut bytes = Vec::new();
+    let mut appended = Vec::with_capacity(records.len());
+    let (mut seq, mut prev) = (at.next_seq, at.prev.clone());
+    for record in records {
+        let (line, hash) = line::seal(seq, &prev, record).map_err(|source| WriteFailure {
+            reason: format!("a {} record cannot be serialized", record.event),
+            error: AuditError::Serialize {
+                path: path.to_owned(),
+                event: record.event.as_str(),
+                source,
+            },
+        })?;
+        bytes.extend_from_slice(&line);
+        appended.push(Appended {
+            seq,
+            hash: hash.clone(),
+        });
+        seq += 1;
+        prev = hash;
+    }
+    let mut writer = file;
+    let done = writer
+        .write_all(&bytes)
+        .map_err(|e| ("cannot write", e))
+        .and_then(|()| file.sync_data().map_err(|e| ("cannot fsync", e)));
+    if let Err((what, e)) = done {
+        let undo = file.set_len(at.len).and_then(|()| file.sync_data());
+        let reason = match undo {
+            Ok(()) => format!("{what}: {e}"),
+            Err(undo) => {
+                format!("{what}: {e}; the partial record could not be removed yet ({undo})")
+            }
+        };
+        return Err(WriteFailure {
+            error: AuditError::io(path, what, e),
+            reason,
+        });
+    }
+    let end = Position {
+        len: at.len + bytes.len() as u64,
+        next_seq: seq,
+        prev,
+    };
+    Ok((end, appended))
 }
 
 /// Where the chain ends now, with a torn last line closed (the caller holds the lock).
-struct CaughtUp {
-    len: u64,
-    next_seq: u64,
-    prev: String,
-    warnings: Vec<String>,
+pub(crate) struct CaughtUp {
+    pub(crate) at: Position,
+    pub(crate) warnings: Vec<String>,
 }
 
-fn catch_up(file: &File, path: &Path) -> Result<CaughtUp, AuditError> {
+pub(crate) fn catch_up(file: &File, path: &Path) -> Result<CaughtUp, AuditError> {
     let mut len = file
         .metadata()
         .map_err(|e| AuditError::io(path, "cannot stat", e))?
@@ -362,78 +493,18 @@ fn catch_up(file: &File, path: &Path) -> Result<CaughtUp, AuditError> {
         len += 1;
     }
     Ok(CaughtUp {
-        len,
-        next_seq: tail.next_seq,
-        prev: tail.prev,
+        at: Position {
+            len,
+            next_seq: tail.next_seq,
+            prev: tail.prev,
+        },
         warnings: tail.warnings,
     })
-}
-
-/// Opens the file for reading and appending; `true` if it was created now.
-fn open_file(path: &Path) -> Result<(File, bool), AuditError> {
-    let created = OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path);
-    match created {
-        Ok(file) => Ok((file, true)),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(path)
-            .map(|file| (file, false))
-            .map_err(|e| AuditError::io(path, "cannot open", e)),
-        Err(e) => Err(AuditError::io(path, "cannot create", e)),
-    }
-}
-
-/// Fsyncs the directory holding `path`, so a crash cannot lose the new file's entry.
-fn sync_parent(path: &Path) -> Result<(), AuditError> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| AuditError::io(path, "cannot sync the parent directory", e))
-}
-
-/// A warning if group or others have any access to the log.
-fn mode_warning(path: &Path, mode: u32) -> Option<String> {
-    let mode = mode & 0o7777;
-    if mode & 0o077 == 0 {
-        return None;
-    }
-    let access = match (mode & 0o044 != 0, mode & 0o022 != 0) {
-        (true, true) => "readable and writable",
-        (true, false) => "readable",
-        (false, true) => "writable",
-        (false, false) => "accessible",
-    };
-    Some(format!(
-        "audit log {} is {access} by group/others (mode {mode:04o}); chmod 600 it",
-        path.display()
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn mode_warnings() {
-        let p = Path::new("/var/log/curfew/audit.jsonl");
-        assert_eq!(mode_warning(p, 0o100600), None);
-        assert_eq!(
-            mode_warning(p, 0o100644).as_deref(),
-            Some(
-                "audit log /var/log/curfew/audit.jsonl is readable by group/others (mode 0644); chmod 600 it"
-            )
-        );
-        assert!(mode_warning(p, 0o620).unwrap().contains("writable by"));
-    }
 
     fn scratch_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("curfew-audit-{name}-{}", std::process::id()));
@@ -450,14 +521,11 @@ mod tests {
         assert_eq!(log.check_writable(), Ok(()));
         std::fs::rename(&path, dir.join("audit.jsonl.1")).unwrap();
         let gone = log.check_writable().unwrap_err();
-        assert!(gone.contains("moved or deleted"), "{gone}");
+        assert!(gone.contains("moved away"), "{gone}");
         // A new file under the old name is not the one being written either.
         std::fs::write(&path, b"").unwrap();
         let replaced = log.check_writable().unwrap_err();
-        assert!(
-            replaced.contains("no longer the file being written"),
-            "{replaced}"
-        );
+        assert!(replaced.contains("names another file"), "{replaced}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

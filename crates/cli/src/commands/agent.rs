@@ -1,5 +1,7 @@
-//! `curfew agent`: enforce the policy on every target until stopped. SIGHUP reloads the policy
-//! (all or nothing); SIGTERM and Ctrl-C stop cleanly.
+//! `curfew agent`: enforce the policy on every target until stopped. SIGHUP reopens the audit
+//! log (after logrotate moved or truncated it: the chain goes on in the file at its path,
+//! created if need be) and reloads the policy (all or nothing); SIGTERM and Ctrl-C stop
+//! cleanly.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -129,6 +131,18 @@ async fn serve(
     let reload_tally = tally.clone();
     let reloads = tokio::spawn(async move {
         while hangup.recv().await.is_some() {
+            // First the log, so that what the reload records goes to the new file.
+            tracing::info!(
+                "SIGHUP: reopening the audit log {}",
+                reload_audit.path().display()
+            );
+            let _ = curfew_agent::recover_audit(
+                &reload_audit,
+                true,
+                reload_events.as_ref(),
+                Some(&reload_tally),
+            )
+            .await;
             reload(
                 &config,
                 &policy_tx,

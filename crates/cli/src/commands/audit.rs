@@ -77,6 +77,8 @@ pub(crate) fn run(command: &Command) -> Result<(), Failure> {
 
 fn run_verify(file: &Path) -> Result<(), Failure> {
     let verification = verify(file).with_context(|| format!("reading {}", file.display()))?;
+    let continued =
+        curfew_audit::continuation(file).with_context(|| format!("reading {}", file.display()))?;
     let name = file.display();
     if verification.is_intact() {
         let last = verification
@@ -84,8 +86,16 @@ fn run_verify(file: &Path) -> Result<(), Failure> {
             .as_deref()
             .map(|h| format!("; last hash {h}"))
             .unwrap_or_default();
+        let continues = continued
+            .map(|c| {
+                format!(
+                    "; continues a previous file whose last record is seq {} (hash {}): check that file on its own, or both together in order",
+                    c.seq, c.hash
+                )
+            })
+            .unwrap_or_default();
         return out(&format!(
-            "{name}: intact: {} records, chain and sequence unbroken, every intent has an outcome{last}\n",
+            "{name}: intact: {} records, chain and sequence unbroken, every intent has an outcome{continues}{last}\n",
             verification.records
         ));
     }

@@ -34,8 +34,8 @@ pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
 pub use duration::{DurationError, Limit, format_age};
 pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, evaluate};
 pub use model::{
-    Action, AgentSettings, CANARY_MARK, Condition, ExemptBy, Exemptions, LoginWindow, Policy, Rule,
-    Scope, Target, VerifySettings, Violations, canary_rule,
+    Action, AgentSettings, CANARY_MARK, Condition, ExemptBy, Exemptions, LoginWindow, Missing,
+    Policy, Rule, Scope, Target, VerifySettings, Violations, canary_rule,
 };
 pub use parse::{Parsed, parse_policy};
 pub use pattern::{AddressBlock, AddressError, Glob};

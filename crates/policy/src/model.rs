@@ -22,6 +22,57 @@ pub struct Policy {
     pub verify: VerifySettings,
 }
 
+/// A part every enforceable policy has: without it an agent would end nothing or watch nothing,
+/// which is how a policy could quietly switch curfew off (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// No `[[rule]]`: nothing would ever be ended.
+    Rule,
+    /// No `[[target]]`: no server would be watched.
+    Target,
+}
+
+impl Missing {
+    /// What is missing and what to do, as one sentence.
+    pub fn message(self) -> &'static str {
+        match self {
+            Missing::Rule => {
+                "the policy defines no [[rule]], so it would end no session; add at least one [[rule]]"
+            }
+            Missing::Target => {
+                "the policy names no [[target]], so an agent would watch no server; add a [[target]] with a name and a url"
+            }
+        }
+    }
+
+    /// As a diagnostic at the start of the file (what is absent has no position of its own).
+    pub fn diagnostic(self, source: &str, severity: crate::Severity) -> crate::Diagnostic {
+        crate::Diagnostic {
+            severity,
+            source: source.to_owned(),
+            line: 1,
+            column: 1,
+            message: self.message().to_owned(),
+        }
+    }
+}
+
+impl Policy {
+    /// What this policy lacks to be enforced. The parser accepts a policy without rules or
+    /// targets (tests and tools work on fragments); `curfew validate`, the agent and its reload
+    /// refuse one.
+    pub fn missing(&self) -> Vec<Missing> {
+        let mut missing = Vec::new();
+        if self.rules.is_empty() {
+            missing.push(Missing::Rule);
+        }
+        if self.targets.is_empty() {
+            missing.push(Missing::Target);
+        }
+        missing
+    }
+}
+
 /// What marks a role as a `curfew verify` canary. verify's roles are named
 /// `<prefix>curfew_canary_<rule index>_<run>...`: the rule under test follows the mark.
 pub const CANARY_MARK: &str = "curfew_canary_";

@@ -172,7 +172,9 @@ async fn reload(
     listen_from_flag: bool,
 ) {
     tracing::info!("SIGHUP: reloading {}", config.display());
-    match LoadedPolicy::from_file(config) {
+    let checked = LoadedPolicy::from_file(config)
+        .and_then(|loaded| policy_file::require(loaded, policy_file::Need::Enforceable));
+    match checked {
         Ok(loaded) => {
             for warning in &loaded.warnings {
                 tracing::warn!("{warning}");

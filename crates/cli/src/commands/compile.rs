@@ -30,7 +30,7 @@ pub(crate) struct Args {
 
 /// Print (or write) the native settings for the policy.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
-    let file = policy_file::load(config)?;
+    let file = policy_file::load_conditions(config)?;
     let dialect = match args.dialect {
         Dialect::Postgres => curfew_compile::Dialect::Postgres,
         Dialect::Oracle => curfew_compile::Dialect::Oracle,

@@ -26,7 +26,7 @@ pub(crate) struct Args {
 
 /// Print the explanation of the policy.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
-    let file = policy_file::load(config)?;
+    let file = policy_file::load_conditions(config)?;
     let explanation = explain(&file.policy);
     match args.format {
         Format::Md => out(&explanation.to_markdown(&file.source, Some(&file.sha256))),

@@ -38,7 +38,8 @@ const SCOPE_KEYS: &[&str] = &[
 
 /// Parse and validate a policy. `source` names the file in messages; `tzdb` resolves time zone
 /// names (pass `jiff::tz::db()` for the system database). Every problem is reported, not only
-/// the first.
+/// the first. A policy with no rule or no target parses: what an enforceable policy must also
+/// have is [`Policy::missing`].
 pub fn parse_policy(
     source: &str,
     text: &str,
@@ -80,9 +81,6 @@ pub fn parse_policy(
         return Err(PolicyErrors {
             diagnostics: c.finish(),
         });
-    }
-    if rules.is_empty() {
-        c.warning(0..0, "the policy has no [[rule]], so it ends no session");
     }
     Ok(Parsed {
         policy: Policy {

@@ -21,6 +21,7 @@
 mod diagnostic;
 mod duration;
 mod engine;
+mod exempt;
 pub mod explain;
 mod model;
 mod parse;
@@ -33,6 +34,7 @@ mod window;
 pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
 pub use duration::{DurationError, Limit, format_age};
 pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, evaluate};
+pub use exempt::{ExemptKeys, Exemption};
 pub use model::{
     Action, AgentSettings, CANARY_MARK, Condition, ExemptBy, Exemptions, LoginWindow, Missing,
     Policy, Rule, Scope, Target, VerifySettings, Violations, canary_rule,

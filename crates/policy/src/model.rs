@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::duration::Limit;
+pub use crate::exempt::{ExemptBy, Exemptions};
 use crate::pattern::{AddressBlock, Glob};
 use crate::window::Schedule;
 
@@ -201,90 +202,6 @@ impl Scope {
     /// Whether the address part of the scope admits this client address.
     pub fn admits_address(&self, address: Option<IpAddr>) -> bool {
         self.addresses.is_empty() || self.addresses.iter().any(|b| b.contains(address))
-    }
-}
-
-/// `[exempt]`: a session is exempt when *any* key matches it (unlike a rule's scope, where all
-/// keys must match).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Exemptions(pub Scope);
-
-/// Which `[exempt]` key made a session exempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExemptBy {
-    /// `roles`.
-    Role,
-    /// `member_of`.
-    Membership,
-    /// `databases`.
-    Database,
-    /// `applications`.
-    Application,
-    /// `addresses`.
-    Address,
-}
-
-impl ExemptBy {
-    /// The `[exempt]` key, as written in the policy.
-    pub fn key(self) -> &'static str {
-        match self {
-            ExemptBy::Role => "roles",
-            ExemptBy::Membership => "member_of",
-            ExemptBy::Database => "databases",
-            ExemptBy::Application => "applications",
-            ExemptBy::Address => "addresses",
-        }
-    }
-}
-
-impl Exemptions {
-    /// Whether any exemption is defined.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_everything()
-    }
-
-    /// Which exemption covers the role (by name or membership), if any.
-    pub fn by_role(&self, role: &str, member_of: &[String]) -> Option<ExemptBy> {
-        let s = &self.0;
-        if s.roles.iter().any(|g| g.matches(role)) {
-            Some(ExemptBy::Role)
-        } else if s
-            .member_of
-            .iter()
-            .any(|g| g.matches(role) || member_of.iter().any(|m| g.matches(m)))
-        {
-            Some(ExemptBy::Membership)
-        } else {
-            None
-        }
-    }
-
-    /// Whether the database is exempt.
-    pub fn by_database(&self, database: &str) -> Option<ExemptBy> {
-        self.0
-            .databases
-            .iter()
-            .any(|g| g.matches(database))
-            .then_some(ExemptBy::Database)
-    }
-
-    /// Whether the application name is exempt.
-    pub fn by_application(&self, application: &str) -> Option<ExemptBy> {
-        self.0
-            .applications
-            .iter()
-            .any(|g| g.matches(application))
-            .then_some(ExemptBy::Application)
-    }
-
-    /// Whether the client address is exempt.
-    pub fn by_address(&self, address: Option<IpAddr>) -> Option<ExemptBy> {
-        self.0
-            .addresses
-            .iter()
-            .any(|b| b.contains(address))
-            .then_some(ExemptBy::Address)
     }
 }
 

@@ -267,7 +267,7 @@ fn table(
         .map(|(s, v)| {
             let verdict = match v {
                 Verdict::NotClient => "not a client session".to_owned(),
-                Verdict::Exempt { by } => format!("exempt ([exempt] {})", by.key()),
+                Verdict::Exempt { by } => format!("exempt ({by})"),
                 Verdict::Untouched => "no rule applies".to_owned(),
                 Verdict::Ends(d) => format!(
                     "ENDS NOW: {} ({})",

@@ -290,3 +290,26 @@ fn help_text_has_no_source_indentation_in_its_sentences() {
         }
     }
 }
+
+/// Issue 13: names from the policy reached the terminal raw: an escape sequence ran, a newline
+/// forged a line.
+#[test]
+fn validate_shows_control_characters_in_names_as_escapes() {
+    let path = policy_file(
+        "escapes",
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://a@/postgres?host=/tmp\"\n\n\
+         [[rule]]\nname = \"red\\u001b[31m\\nFAKE: valid\"\nidle = \"1m\"\nroles = [\"x\\r\"]\n",
+    );
+    let out = curfew(&["validate", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  red\\x1b[31m\\nFAKE: valid  idle 1m · roles x\\r\n"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r'),
+        "{stdout:?}"
+    );
+    assert!(!stdout.lines().any(|l| l.starts_with("FAKE")), "{stdout}");
+}

@@ -29,6 +29,7 @@ mod pattern;
 mod session;
 pub mod synthetic;
 mod url;
+mod visible;
 mod window;
 
 pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
@@ -43,4 +44,5 @@ pub use parse::{Parsed, parse_policy};
 pub use pattern::{AddressBlock, AddressError, Glob};
 pub use session::{BackendType, Names, Session, SessionKey, SessionState};
 pub use url::{ConnectionUrl, Host, SslMode, UrlError};
+pub use visible::{visible, visible_lines};
 pub use window::{DaySet, Schedule, Window, WindowError, WindowKind, WindowState};

@@ -10,7 +10,7 @@ use curfew_policy::{Session, Verdict, assess, format_age};
 use curfew_postgres::TargetSpec;
 use jiff::Timestamp;
 
-use crate::exit::{Failure, out};
+use crate::exit::{Failure, out, out_text};
 use crate::policy_file;
 use crate::when::parse_instant;
 
@@ -104,7 +104,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         }
     }
     match args.format {
-        Format::Table => out(&text),
+        Format::Table => out_text(&text),
         Format::Json => out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&documents).map_err(|e| Failure::Runtime(e.into()))?

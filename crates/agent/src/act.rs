@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::{Event, Record};
-use curfew_policy::{Decision, Plan, Session, SessionKey};
+use curfew_policy::{Cause, Decision, Plan, Session, SessionKey};
 use curfew_postgres::{Guard, Outcome, PgError, Signal, Snapshot};
 use jiff::Timestamp;
 use serde_json::json;
@@ -221,7 +221,10 @@ impl Actor {
                 let Some(session) = by_key.get(&d.session) else {
                     continue;
                 };
-                let ending = Ending::of(loaded, d, snapshot.now);
+                let mut ending = Ending::of(loaded, d, snapshot.now);
+                if let Cause::OverSessionLimit { limit, .. } = d.cause {
+                    ending.guard.keepers = keepers(loaded, snapshot, plan, session, d.rule, limit);
+                }
                 if self.shared.options.dry_run {
                     self.report(loaded, session, d.rule, ending).await;
                 } else if self.may_try(&d.session) {
@@ -300,6 +303,11 @@ impl Actor {
             if planned.contains(&session.key()) {
                 continue;
             }
+            // A window lock keeps the exemptions the policy grants (a backup running as a
+            // locked role); an incident lock ends every session of the role.
+            if !lock.incident && loaded.policy.exempt.session(session).is_some() {
+                continue;
+            }
             let ending = Ending {
                 rule: LOCK_RULE.to_owned(),
                 reason: format!("role \"{}\" is locked: {}", session.role, lock.reason),
@@ -309,6 +317,7 @@ impl Actor {
                     backend_start: session.backend_start,
                     idle_since: None,
                     not_before: None,
+                    keepers: Vec::new(),
                 },
             };
             if self.shared.options.dry_run {
@@ -457,8 +466,8 @@ impl Actor {
             Outcome::Ended { at, .. } => {
                 let lateness = at.duration_since(deadline);
                 tracing::info!(target: "curfew::agent",
-                    "target \"{}\": ended {who} by rule \"{rule}\": {reason} ({} after the deadline)",
-                    self.target, curfew_policy::format_age(lateness));
+                    "target \"{}\": ended {who} by rule \"{rule}\": {} ({} after the deadline)",
+                    self.target, curfew_policy::visible(&reason), curfew_policy::format_age(lateness));
                 self.shared.emit(AgentEvent::Terminated {
                     target: self.target.clone(),
                     session,
@@ -490,8 +499,8 @@ impl Actor {
                     .min(Duration::from_secs(300));
                 retry.not_before = Instant::now() + wait;
                 tracing::error!(target: "curfew::agent",
-                    "target \"{}\": could not end {who} (rule \"{rule}\"): {error}; retrying in {}s",
-                    self.target, wait.as_secs());
+                    "target \"{}\": could not end {who} (rule \"{rule}\"): {}; retrying in {}s",
+                    self.target, curfew_policy::visible(&error), wait.as_secs());
                 self.shared.emit(AgentEvent::TerminationFailed {
                     target: self.target.clone(),
                     session,
@@ -535,7 +544,7 @@ impl Actor {
         }
         tracing::info!(target: "curfew::agent",
             "target \"{}\": rule \"{}\" would end {} ({}); nothing done ({})",
-            self.target, ending.rule, describe(session), ending.reason,
+            self.target, ending.rule, describe(session), curfew_policy::visible(&ending.reason),
             if self.shared.options.dry_run { "dry run" } else { "report only" });
         self.shared.emit(AgentEvent::Reported {
             target: self.target.clone(),
@@ -571,11 +580,48 @@ impl Actor {
 }
 
 /// "pid 4242 (analyst_kim on sales, psql)".
+/// The older sessions that keep their places under a `max_sessions` rule, for the guard of a
+/// session beyond the limit: as the engine ranks them, the oldest `limit` sessions of the same
+/// role in the rule's scope that are not exempt and not ended now by another rule.
+fn keepers(
+    loaded: &LoadedPolicy,
+    snapshot: &Snapshot,
+    plan: &Plan,
+    over: &Session,
+    rule: usize,
+    limit: u32,
+) -> Vec<(i32, Timestamp)> {
+    let scope = &loaded.policy.rules[rule].scope;
+    let ending: HashSet<SessionKey> = plan.terminations.iter().map(|d| d.session).collect();
+    let mut older: Vec<&Session> = snapshot
+        .sessions
+        .iter()
+        .filter(|s| {
+            s.role == over.role
+                && (s.backend_start, s.pid) < (over.backend_start, over.pid)
+                && !ending.contains(&s.key())
+                && scope.admits_role(&s.role, &s.member_of)
+                && scope.admits_database(&s.database)
+                && scope.admits_application(&s.application)
+                && scope.admits_address(s.client_addr)
+                && loaded.policy.exempt.session(s).is_none()
+        })
+        .collect();
+    older.sort_unstable_by_key(|s| (s.backend_start, s.pid));
+    older.truncate(limit as usize);
+    older.iter().map(|s| (s.pid, s.backend_start)).collect()
+}
+
 fn describe(s: &Session) -> String {
     let app = if s.application.is_empty() {
         String::new()
     } else {
         format!(", {}", s.application)
     };
-    format!("pid {} ({} on {}{app})", s.pid, s.role, s.database)
+    // Names come from the server, set by whoever created them: shown, never obeyed.
+    curfew_policy::visible(&format!(
+        "pid {} ({} on {}{app})",
+        s.pid, s.role, s.database
+    ))
+    .into_owned()
 }

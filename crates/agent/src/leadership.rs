@@ -81,6 +81,7 @@ pub(crate) async fn evict<B: Backend>(
             backend_start,
             idle_since: None,
             not_before: None,
+            keepers: Vec::new(),
         };
         let signal = lock.signal_all(std::slice::from_ref(&guard)).await?;
         let outcome = match signal.into_iter().next() {

@@ -75,7 +75,7 @@ impl LoadedPolicy {
 
     /// Whether any rule or exemption needs role memberships (so snapshots read them).
     pub fn needs_memberships(&self) -> bool {
-        !self.policy.exempt.0.member_of.is_empty()
+        self.policy.exempt.uses_membership()
             || self
                 .policy
                 .rules

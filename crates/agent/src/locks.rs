@@ -26,6 +26,9 @@ pub struct Locked {
     pub reason: String,
     /// Since when the role has been locked (the earliest lock in force).
     pub since: Timestamp,
+    /// Whether an incident lock is among them: it ends every session of the role, exempt or
+    /// not (a window lock spares the sessions `[exempt]` covers, such as a backup job).
+    pub incident: bool,
 }
 
 /// Locked roles by name.
@@ -235,6 +238,7 @@ impl Keeper {
                     Locked {
                         reason: describe_locks(&role),
                         since,
+                        incident: role.locks.iter().any(|l| l.kind == "incident"),
                     },
                 );
             }
@@ -255,7 +259,7 @@ impl Keeper {
     /// Say once what a dry run would have done to a login.
     fn dry_run_note(&mut self, note: String) {
         if self.noted.insert(note.clone()) {
-            tracing::info!(target: "curfew::agent", "target \"{}\": {note}", self.target);
+            tracing::info!(target: "curfew::agent", "target \"{}\": {}", self.target, curfew_policy::visible(&note));
         }
     }
 
@@ -376,7 +380,7 @@ impl Keeper {
             Ok(change) => {
                 self.refused.remove(&role.oid);
                 if !matches!(change, LoginChange::NotNeeded) {
-                    tracing::info!(target: "curfew::agent", "target \"{}\": {} ({word})", self.target, reason);
+                    tracing::info!(target: "curfew::agent", "target \"{}\": {} ({word})", self.target, curfew_policy::visible(&reason));
                 }
                 Ok(())
             }

@@ -383,3 +383,41 @@ async fn a_dry_run_and_a_report_rule_change_no_login() {
         "{recorded:?}"
     );
 }
+
+/// Regression (issue 13, item 11): the endings of a window lock ignored `[exempt]`, so a backup
+/// job exempt by role *and* application was ended with the locked role's other sessions. An
+/// incident lock still ends every session of the role.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exempt_session_survives_a_window_lock_but_not_an_incident_lock() {
+    let cluster = lock_cluster();
+    let dir = scratch("exempt-window-lock");
+    let mut backup = connect(&cluster, "ana", "pg_dump").await;
+    let mut human = connect(&cluster, "ana", "psql").await;
+    let now = jiff::Timestamp::now();
+    let text = format!(
+        "[[exempt]]\nroles = [\"ana\"]\napplications = [\"pg_dump\"]\n\n\
+         [[rule]]\nname = \"maintenance\"\ndeny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"ana\"]\n",
+        stamp(now - jiff::SignedDuration::from_mins(1)),
+        stamp(now + jiff::SignedDuration::from_mins(10))
+    );
+    let agent = Agent::start(policy(&cluster, &text), &dir).await;
+    assert!(human.ended_within(Duration::from_secs(5)).await.is_some());
+    wait_until("the login disabled", Duration::from_secs(5), || {
+        !can_login(&cluster, "ana")
+    })
+    .await;
+    // Several rounds with the login locked: the exempt backup goes on.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!backup.is_ended(), "the exempt backup session was ended");
+
+    let (ledger, ana) = ledger_and_role(&cluster, "ana").await;
+    ledger
+        .create_incident_lock(&ana, "INC-11: credentials leaked", "tester@host", None)
+        .await
+        .unwrap();
+    assert!(
+        backup.ended_within(Duration::from_secs(5)).await.is_some(),
+        "an incident lock spared an exempt session"
+    );
+    agent.stop().await;
+}

@@ -75,6 +75,13 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
+/// Write human-readable text to standard output with control characters shown as escapes
+/// (line feeds and tabs kept), so that names from the database or the policy cannot drive the
+/// terminal. Not for JSON (already escaped) nor SQL (where the characters are data).
+pub(crate) fn out_text(text: &str) -> Result<(), Failure> {
+    out(&curfew_policy::visible_lines(text))
+}
+
 /// Write to standard output, reporting failures (such as a closed pipe) instead of panicking
 /// as `print!` does.
 pub(crate) fn out(text: &str) -> Result<(), Failure> {

@@ -46,7 +46,9 @@ pub(crate) fn active() -> bool {
 /// shows whatever `CURFEW_LOG` filters out.
 pub(crate) fn stderr_line(level: &str, plain: &str, message: &str) {
     if !active() {
-        eprintln!("{plain}");
+        // Messages quote names from the policy and the database: show their control
+        // characters rather than obey them (JSON below escapes them already).
+        eprintln!("{}", curfew_policy::visible_lines(plain));
         return;
     }
     let line = serde_json::json!({

@@ -1,9 +1,12 @@
 //! Column-aligned text tables for terminals: every column padded to its widest cell except the
 //! last, which runs free (it holds sentences).
 
-/// A Markdown table cell: pipes escaped, line breaks flattened.
+use curfew_policy::visible;
+
+/// A Markdown table cell: pipes escaped, line breaks flattened, other control characters shown
+/// as escapes.
 pub(crate) fn md_cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    curfew_policy::visible(&text.replace('\n', " ")).replace('|', "\\|")
 }
 
 /// A Markdown table's header row and separator, with a line break after each.
@@ -23,6 +26,13 @@ pub(crate) fn render(
     rows: &[Vec<String>],
     flags: &[&str],
 ) -> String {
+    // Cells hold names from the database and the policy: a role named "\x1b[2J" or "a\nb"
+    // must show as such, not clear the screen or forge a row.
+    let escaped: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| visible(c).into_owned()).collect())
+        .collect();
+    let rows = &escaped;
     let columns = headers.len();
     let widths: Vec<usize> = (0..columns.saturating_sub(1))
         .map(|i| {
@@ -74,5 +84,26 @@ mod tests {
             text,
             "  PID   ROLE  WHY\n  1     kim   a long sentence\n  1234  x     short <--\n"
         );
+    }
+
+    /// Issue 13: a role named with a terminal escape and a newline recoloured the terminal and
+    /// forged a row.
+    #[test]
+    fn control_characters_in_cells_are_escaped_and_aligned() {
+        let rows = vec![
+            vec![
+                "1".to_owned(),
+                "\x1b[31mkim\nFAKE".to_owned(),
+                "ends".to_owned(),
+            ],
+            vec!["2".to_owned(), "lee".to_owned(), "why\r".to_owned()],
+        ];
+        let text = super::render("", &["PID", "ROLE", "WHY"], &rows, &[]);
+        assert_eq!(
+            text,
+            "PID  ROLE               WHY\n1    \\x1b[31mkim\\nFAKE  ends\n2    lee                why\\r\n"
+        );
+        assert!(!text.contains('\x1b') && !text.contains('\r'));
+        assert_eq!(super::md_cell("a|b\x1b[0m\nc"), "a\\|b\\x1b[0m c");
     }
 }

@@ -109,11 +109,68 @@ fn policy_from_standard_input() {
         .stdin
         .take()
         .unwrap()
-        .write_all(b"[[rule]]\nname = \"x\"\nidle = \"1m\"\n")
+        .write_all(b"[[target]]\nname = \"db\"\nurl = \"postgresql://a@/postgres?host=/tmp\"\n\n[[rule]]\nname = \"x\"\nidle = \"1m\"\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("<stdin>: valid: 1 rule, 0 targets"));
+    assert!(text(&out.stdout).starts_with("<stdin>: valid: 1 rule, 1 target"));
+}
+
+/// Issue 13: an empty policy was valid, so a reload with it switched curfew off.
+#[test]
+fn validate_refuses_an_empty_policy_with_exit_2() {
+    let path = policy_file("empty", "");
+    let out = curfew(&["validate", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    let p = path.display();
+    assert!(
+        stderr.contains(&format!("{p}:1:1: the policy defines no [[rule]]")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!("{p}:1:1: the policy names no [[target]]")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("curfew: 2 errors in"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn validate_refuses_a_policy_without_targets_but_explain_and_compile_accept_it() {
+    let path = policy_file("no-target", "[[rule]]\nname = \"x\"\nidle = \"1m\"\n");
+    let out = curfew(&["validate", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains(":1:1: the policy names no [[target]]"),
+        "{}",
+        text(&out.stderr)
+    );
+    for args in [vec!["explain"], vec!["compile", "--dialect", "postgres"]] {
+        let mut all = args.clone();
+        all.extend(["-c", path.to_str().unwrap()]);
+        let out = curfew(&all);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr).contains(":1:1: warning: the policy names no [[target]]"),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    let rule_less = policy_file("no-rule", "");
+    let out = curfew(&[
+        "compile",
+        "--dialect",
+        "postgres",
+        "-c",
+        rule_less.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
 }
 
 #[test]
@@ -232,4 +289,27 @@ fn help_text_has_no_source_indentation_in_its_sentences() {
             );
         }
     }
+}
+
+/// Issue 13: names from the policy reached the terminal raw: an escape sequence ran, a newline
+/// forged a line.
+#[test]
+fn validate_shows_control_characters_in_names_as_escapes() {
+    let path = policy_file(
+        "escapes",
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://a@/postgres?host=/tmp\"\n\n\
+         [[rule]]\nname = \"red\\u001b[31m\\nFAKE: valid\"\nidle = \"1m\"\nroles = [\"x\\r\"]\n",
+    );
+    let out = curfew(&["validate", "-c", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("  red\\x1b[31m\\nFAKE: valid  idle 1m · roles x\\r\n"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains('\u{1b}') && !stdout.contains('\r'),
+        "{stdout:?}"
+    );
+    assert!(!stdout.lines().any(|l| l.starts_with("FAKE")), "{stdout}");
 }

@@ -79,3 +79,37 @@ fn compile_needs_a_dialect_and_a_valid_policy() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read policy file"));
 }
+
+#[test]
+fn compile_margin_sets_the_backstop_and_a_bad_one_exits_2() {
+    let args = |margin: &str| {
+        curfew(&[
+            "compile",
+            "-c",
+            "examples/curfew.toml",
+            "--dialect",
+            "postgres",
+            "--margin",
+            margin,
+        ])
+    };
+    let out = args("2m");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let sql = text(&out.stdout);
+    assert!(
+        sql.contains("'idle_session_timeout', '17min', member_of => ARRAY['humans']"),
+        "{sql}"
+    );
+    let none = text(&args("0").stdout);
+    assert!(
+        none.contains("'idle_session_timeout', '15min', member_of => ARRAY['humans']"),
+        "{none}"
+    );
+    let bad = args("soon");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("--margin"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

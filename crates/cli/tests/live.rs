@@ -39,6 +39,21 @@ async fn the_agent_reloads_on_sighup_keeps_a_bad_policy_out_and_stops_on_sigterm
         "{seen:#?}"
     );
 
+    // Issue 13: an empty file is rejected like any invalid one; it does not switch curfew off.
+    std::fs::write(&policy, "").unwrap();
+    signal(&agent, "HUP");
+    let seen = wait_for(&lines, "stays in force", Duration::from_secs(10));
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("curfew.toml:1:1: the policy defines no [[rule]]")),
+        "{seen:#?}"
+    );
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("curfew.toml:1:1: the policy names no [[target]]")),
+        "{seen:#?}"
+    );
+
     // A valid, stricter policy is applied.
     std::fs::write(
         &policy,
@@ -60,6 +75,16 @@ async fn the_agent_reloads_on_sighup_keeps_a_bad_policy_out_and_stops_on_sigterm
     let status = agent.wait().unwrap();
     assert_eq!(status.code(), Some(0));
     let recorded = events(&audit);
+    assert_eq!(
+        recorded.iter().filter(|e| *e == "policy_rejected").count(),
+        2,
+        "{recorded:?}"
+    );
+    assert_eq!(
+        recorded.iter().filter(|e| *e == "policy_loaded").count(),
+        2,
+        "the empty file must not have been loaded: {recorded:?}"
+    );
     for expected in [
         "agent_started",
         "policy_loaded",
@@ -284,7 +309,15 @@ async fn lock_and_unlock_through_the_running_agent() {
     let d = dir("lock");
     let policy = d.0.join("curfew.toml");
     let audit = d.0.join("audit.jsonl");
-    std::fs::write(&policy, policy_text(&cluster, "")).unwrap();
+    // A policy needs a rule (issue 13); this one never touches ana.
+    std::fs::write(
+        &policy,
+        policy_text(
+            &cluster,
+            "[[rule]]\nname = \"idle\"\nidle = \"1h\"\nroles = [\"kim\"]\n",
+        ),
+    )
+    .unwrap();
     let config = policy.to_str().unwrap();
     let mut agent = agent(&policy, &audit);
     let lines = lines_of(&mut agent);

@@ -18,11 +18,13 @@
 //! let text = "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\nroles = [\"kim\"]\n";
 //! let policy = curfew_policy::parse_policy("curfew.toml", text, jiff::tz::db()).unwrap().policy;
 //! let sql = curfew_compile::postgres(&policy, "curfew.toml", "0123abcd");
-//! assert!(sql.contains("'idle_session_timeout', '15min', roles => ARRAY['kim']"));
+//! // 15 minutes plus the default margin (a tenth: 90s): curfew's agent ends the session first.
+//! assert!(sql.contains("'idle_session_timeout', '990s', roles => ARRAY['kim']"));
 //! let oracle = curfew_compile::oracle(&policy, "curfew.toml", "0123abcd");
 //! assert!(oracle.contains("IDLE_TIME 15"));
 //! ```
 
+mod margin;
 mod oracle;
 mod oracle_users;
 mod postgres;
@@ -32,18 +34,20 @@ mod text;
 
 use curfew_policy::Policy;
 
-/// The PostgreSQL script for `policy`: role settings for the rules that map, a comment with the
-/// reason for each rule that does not. `source` and `sha256` name the policy file (shown in the
-/// header, so the output ties to the exact file).
+pub use margin::Margin;
+
+/// The PostgreSQL script for `policy` with the default [`Margin`]: role settings for the rules
+/// that map, a comment with the reason for each rule that does not. `source` and `sha256` name
+/// the policy file (shown in the header, so the output ties to the exact file).
 pub fn postgres(policy: &Policy, source: &str, sha256: &str) -> String {
-    postgres::compile(policy, source, sha256)
+    postgres::compile(policy, source, sha256, Margin::Default)
 }
 
-/// The Oracle script for `policy`: profiles, `ALTER USER ... PROFILE` for the users the policy
-/// names, `RESOURCE_LIMIT`, and the `sqlnet.ora` lines in a commented section. `source` and
-/// `sha256` name the policy file.
+/// The Oracle script for `policy` with the default [`Margin`] (none): profiles,
+/// `ALTER USER ... PROFILE` for the users the policy names, `RESOURCE_LIMIT`, and the
+/// `sqlnet.ora` lines in a commented section. `source` and `sha256` name the policy file.
 pub fn oracle(policy: &Policy, source: &str, sha256: &str) -> String {
-    oracle::compile(policy, source, sha256)
+    oracle::compile(policy, source, sha256, Margin::Default)
 }
 
 /// A database whose native settings curfew can write.
@@ -55,11 +59,23 @@ pub enum Dialect {
     Oracle,
 }
 
-/// The script for `policy` in `dialect` (see [`postgres`] and [`oracle`]).
+/// The script for `policy` in `dialect` (see [`postgres`] and [`oracle`]), with the default
+/// [`Margin`].
 pub fn compile(policy: &Policy, dialect: Dialect, source: &str, sha256: &str) -> String {
+    compile_with(policy, dialect, source, sha256, Margin::Default)
+}
+
+/// As [`compile`], with the timeouts set `margin` above curfew's limits.
+pub fn compile_with(
+    policy: &Policy,
+    dialect: Dialect,
+    source: &str,
+    sha256: &str,
+    margin: Margin,
+) -> String {
     match dialect {
-        Dialect::Postgres => postgres(policy, source, sha256),
-        Dialect::Oracle => oracle(policy, source, sha256),
+        Dialect::Postgres => postgres::compile(policy, source, sha256, margin),
+        Dialect::Oracle => oracle::compile(policy, source, sha256, margin),
     }
 }
 

@@ -8,6 +8,7 @@
 
 use curfew_policy::{Condition, Limit, Policy, Rule};
 
+use crate::Margin;
 use crate::oracle_users::{find_users_query, name_users};
 use crate::scope::{Exempt, Selector, common_obstacle};
 use crate::text::{comment, comment_line, shown, shown_list};
@@ -76,13 +77,13 @@ pub(crate) enum Mapping {
 }
 
 /// A limit in whole minutes, rounded up, and whether that was exact.
-pub(crate) fn minutes_up(limit: Limit) -> (u64, bool) {
-    let ms = u64::try_from(limit.get().as_millis()).unwrap_or(u64::MAX);
+pub(crate) fn minutes_up(limit: std::time::Duration) -> (u64, bool) {
+    let ms = u64::try_from(limit.as_millis()).unwrap_or(u64::MAX);
     (ms.div_ceil(60_000), ms % 60_000 == 0)
 }
 
-/// Decide what a rule becomes.
-pub(crate) fn map_rule(rule: &Rule) -> Mapping {
+/// Decide what a rule becomes; time limits go `margin` above the rule's (none by default).
+pub(crate) fn map_rule(rule: &Rule, margin: Margin) -> Mapping {
     if let Some(why) = common_obstacle(rule, "user") {
         return Mapping::Unmapped(why);
     }
@@ -94,13 +95,22 @@ pub(crate) fn map_rule(rule: &Rule) -> Mapping {
         );
     }
     let minutes = |resource: Resource, limit: Limit| {
-        let (amount, exact) = minutes_up(limit);
+        let extra = margin.above_for_oracle(limit.to_std());
+        let (amount, exact) = minutes_up(limit.to_std() + extra);
+        let plus = if extra.is_zero() {
+            String::new()
+        } else {
+            let ms = u32::try_from(extra.as_millis()).unwrap_or(u32::MAX);
+            let shown = Limit::from_millis(ms).map_or_else(|| format!("{ms}ms"), |l| l.to_string());
+            format!(" plus a margin of {shown}")
+        };
         Mapping::Native {
             resource,
             amount,
-            rounding: (!exact).then(|| {
+            rounding: (!exact || !plus.is_empty()).then(|| {
                 format!(
-                    "{limit} rounded up to {amount} minute{}",
+                    "{limit}{plus}{} {amount} minute{}",
+                    if exact { " is" } else { " rounded up to" },
                     if amount == 1 { "" } else { "s" }
                 )
             }),
@@ -225,14 +235,18 @@ pub(crate) fn profiles(groups: &[Group]) -> Vec<Profile> {
 }
 
 /// The Oracle script for a policy.
-pub(crate) fn compile(policy: &Policy, source: &str, sha256: &str) -> String {
+pub(crate) fn compile(policy: &Policy, source: &str, sha256: &str, margin: Margin) -> String {
     let exempt = Exempt::of(policy);
-    let mappings: Vec<(&Rule, Mapping)> = policy.rules.iter().map(|r| (r, map_rule(r))).collect();
+    let mappings: Vec<(&Rule, Mapping)> = policy
+        .rules
+        .iter()
+        .map(|r| (r, map_rule(r, margin)))
+        .collect();
     let groups = groups(&mappings);
     let profiles = profiles(&groups);
 
     let mut out = String::new();
-    header(&mut out, source, sha256);
+    header(&mut out, source, sha256, margin);
     exemptions(&mut out, &exempt);
     comment_line(&mut out, "Rules:");
     for (rule, mapping) in &mappings {
@@ -277,7 +291,22 @@ fn without_bare_hyphens(text: &str) -> String {
     out
 }
 
-fn header(out: &mut String, source: &str, sha256: &str) {
+/// Whether the limits are above the policy's, and why not by default.
+fn margin_paragraph(margin: Margin) -> String {
+    match margin {
+        Margin::Fixed(m) if !m.is_zero() => format!(
+            "Margin: each time limit is set {}s above the policy's (curfew compile --margin), then \
+             rounded up to whole minutes, so that whatever ends sessions first keeps its evidence.",
+            m.as_secs()
+        ),
+        _ => "Margin: none. No curfew agent ends Oracle sessions, so the profiles are the \
+              enforcement and keep the policy's limits (curfew compile --margin sets one, for \
+              when something else ends sessions first and should keep the evidence)."
+            .to_owned(),
+    }
+}
+
+fn header(out: &mut String, source: &str, sha256: &str, margin: Margin) {
     comment_line(out, "curfew compile --dialect oracle");
     comment_line(out, &format!("Policy: {source}"));
     comment_line(out, &format!("SHA-256: {sha256}"));
@@ -295,6 +324,7 @@ fn header(out: &mut String, source: &str, sha256: &str) {
         "Names: the policy's role names are used as Oracle user and role names exactly as \
          written, in double quotes. \"appuser\" is not APPUSER, the name Oracle gives a user \
          created as CREATE USER appuser: write the names in the policy as Oracle stores them.",
+        &margin_paragraph(margin),
         "Minutes: IDLE_TIME and CONNECT_TIME count whole minutes. Every limit is rounded UP to \
          the next whole minute, so Oracle never ends a session before the policy's limit (90s \
          becomes 2 minutes); each rounding is noted below.",
@@ -347,6 +377,12 @@ fn exemptions(out: &mut String, exempt: &Exempt) {
             "[exempt] addresses {}: cannot be expressed (a profile cannot depend on the client \
              address); the users' sessions are limited from every address.",
             shown_list(exempt.addresses.iter().map(String::as_str))
+        ));
+    }
+    for entry in &exempt.combined {
+        lines.push(format!(
+            "{entry}: cannot be expressed (a profile cannot depend on a session's other keys); \
+             these sessions are limited by their user's profile."
         ));
     }
     if lines.is_empty() {

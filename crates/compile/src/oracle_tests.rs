@@ -5,11 +5,11 @@ use super::*;
 use crate::test_support::{policy, prose};
 
 fn only_rule(text: &str) -> Mapping {
-    map_rule(&policy(text).rules[0])
+    map_rule(&policy(text).rules[0], Margin::Default)
 }
 
 fn sql(text: &str) -> String {
-    compile(&policy(text), "t.toml", "0")
+    compile(&policy(text), "t.toml", "0", Margin::Default)
 }
 
 fn limit(text: &str) -> Limit {
@@ -18,11 +18,11 @@ fn limit(text: &str) -> Limit {
 
 #[test]
 fn minutes_are_rounded_up() {
-    assert_eq!(minutes_up(limit("15m")), (15, true));
-    assert_eq!(minutes_up(limit("90s")), (2, false));
-    assert_eq!(minutes_up(limit("1ms")), (1, false));
-    assert_eq!(minutes_up(limit("60001ms")), (2, false));
-    assert_eq!(minutes_up(limit("12h")), (720, true));
+    assert_eq!(minutes_up(limit("15m").to_std()), (15, true));
+    assert_eq!(minutes_up(limit("90s").to_std()), (2, false));
+    assert_eq!(minutes_up(limit("1ms").to_std()), (1, false));
+    assert_eq!(minutes_up(limit("60001ms").to_std()), (2, false));
+    assert_eq!(minutes_up(limit("12h").to_std()), (720, true));
 }
 
 #[test]
@@ -176,5 +176,30 @@ fn names_oracle_cannot_hold_are_not_used() {
     assert!(
         out.contains("ALTER USER \"o'brien ü\" PROFILE \"CURFEW_1\";"),
         "{out}"
+    );
+}
+
+#[test]
+fn profiles_keep_the_limits_unless_a_margin_is_asked_for() {
+    let text = "[[rule]]\nname = \"a\"\nidle = \"15m\"\nroles = [\"kim\"]\n";
+    assert_eq!(
+        map_rule(&policy(text).rules[0], Margin::Default),
+        Mapping::Native {
+            resource: Resource::IdleTime,
+            amount: 15,
+            rounding: None
+        }
+    );
+    let with = map_rule(
+        &policy(text).rules[0],
+        Margin::Fixed(std::time::Duration::from_secs(90)),
+    );
+    assert_eq!(
+        with,
+        Mapping::Native {
+            resource: Resource::IdleTime,
+            amount: 17,
+            rounding: Some("15m plus a margin of 1m30s rounded up to 17 minutes".into())
+        }
     );
 }

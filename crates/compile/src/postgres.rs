@@ -8,6 +8,7 @@
 
 use curfew_policy::{Condition, Policy, Rule};
 
+use crate::Margin;
 use crate::postgres_sql::{EPILOGUE, prologue};
 use crate::scope::{Exempt, Selector, agent_roles, common_obstacle, or_list};
 use crate::text::{comment, comment_line, comment_safe, literal, shown, shown_list};
@@ -55,13 +56,15 @@ pub(crate) enum Mapping {
         value: String,
         /// The databases it is set in (`None`: all).
         databases: Option<Vec<String>>,
+        /// For a timeout set above the rule's limit: the limit and the margin, in words.
+        backstop: Option<String>,
     },
     /// No native equivalent; why.
     Unmapped(String),
 }
 
-/// Decide what a rule becomes.
-pub(crate) fn map_rule(rule: &Rule) -> Mapping {
+/// Decide what a rule becomes; timeouts go `margin` above the rule's limit.
+pub(crate) fn map_rule(rule: &Rule, margin: Margin) -> Mapping {
     if let Some(why) = common_obstacle(rule, "role") {
         return Mapping::Unmapped(why);
     }
@@ -73,20 +76,38 @@ pub(crate) fn map_rule(rule: &Rule) -> Mapping {
             .collect::<Vec<_>>()
     });
     let timeout = |setting: Setting, limit: curfew_policy::Limit| {
-        let ms = i64::try_from(limit.get().as_millis()).unwrap_or(i64::MAX);
-        if ms > PG_INT_MAX {
-            Mapping::Unmapped(format!(
+        let limit_ms = i64::try_from(limit.get().as_millis()).unwrap_or(i64::MAX);
+        if limit_ms > PG_INT_MAX {
+            return Mapping::Unmapped(format!(
                 "its limit ({limit}) is longer than the largest {} PostgreSQL accepts \
                  (2147483647 ms, about 24.8 days).",
                 setting.name()
-            ))
-        } else {
-            Mapping::Native {
-                setting,
-                amount: ms,
-                value: duration_value(ms),
-                databases: databases.clone(),
-            }
+            ));
+        }
+        // Whole seconds, rounded up: a value like '990001ms' helps nobody.
+        let margin_ms = u64::try_from(margin.above(limit.to_std()).as_millis())
+            .unwrap_or(u64::MAX)
+            .div_ceil(1000)
+            .saturating_mul(1000);
+        let margin_ms = i64::try_from(margin_ms).unwrap_or(i64::MAX);
+        let ms = limit_ms.saturating_add(margin_ms).min(PG_INT_MAX);
+        let backstop = (ms > limit_ms).then(|| {
+            let cut = if ms - limit_ms < margin_ms {
+                ", cut to PostgreSQL's largest value"
+            } else {
+                ""
+            };
+            format!(
+                "the rule's {limit} plus a margin of {}{cut}",
+                span(u64::try_from(ms - limit_ms).unwrap_or(0))
+            )
+        });
+        Mapping::Native {
+            setting,
+            amount: ms,
+            value: duration_value(ms),
+            databases: databases.clone(),
+            backstop,
         }
     };
     match &rule.condition {
@@ -122,6 +143,7 @@ pub(crate) fn map_rule(rule: &Rule) -> Mapping {
             setting: Setting::ConnectionLimit,
             amount: i64::from(*n),
             value: n.to_string(),
+            backstop: None,
             databases: None,
         },
     }
@@ -156,13 +178,17 @@ struct Call<'a> {
 }
 
 /// The PostgreSQL script for a policy. `source` and `sha256` name the policy file in the header.
-pub(crate) fn compile(policy: &Policy, source: &str, sha256: &str) -> String {
+pub(crate) fn compile(policy: &Policy, source: &str, sha256: &str, margin: Margin) -> String {
     let exempt = Exempt::of(policy);
     let agents = agent_roles(policy);
-    let mappings: Vec<(&Rule, Mapping)> = policy.rules.iter().map(|r| (r, map_rule(r))).collect();
+    let mappings: Vec<(&Rule, Mapping)> = policy
+        .rules
+        .iter()
+        .map(|r| (r, map_rule(r, margin)))
+        .collect();
 
     let mut out = String::new();
-    header(&mut out, source, sha256);
+    header(&mut out, source, sha256, margin);
     exemptions(&mut out, &exempt, &agents);
     comment_line(&mut out, "Rules:");
     for (rule, mapping) in &mappings {
@@ -203,7 +229,7 @@ pub(crate) fn compile(policy: &Policy, source: &str, sha256: &str) -> String {
     out
 }
 
-fn header(out: &mut String, source: &str, sha256: &str) {
+fn header(out: &mut String, source: &str, sha256: &str, margin: Margin) {
     comment_line(out, "curfew compile --dialect postgres");
     comment_line(out, &format!("Policy: {source}"));
     comment_line(out, &format!("SHA-256: {sha256}"));
@@ -216,6 +242,7 @@ fn header(out: &mut String, source: &str, sha256: &str) {
          give no warning before a session ends and leave no record of why it ended. The curfew \
          agent enforces the whole policy from outside the session, where users cannot switch it \
          off: keep it running.",
+        &margin_paragraph(margin),
         "Apply on the primary as a superuser: psql -v ON_ERROR_STOP=1 -f FILE (role settings \
          replicate to standbys). The script runs in one transaction and needs PostgreSQL 14 or \
          later. Settings take effect for sessions that start afterwards.",
@@ -230,6 +257,37 @@ fn header(out: &mut String, source: &str, sha256: &str) {
         comment(out, "-- ", "-- ", paragraph);
         comment_line(out, "");
     }
+}
+
+/// A span of milliseconds as the policy writes durations: `90s`, `1m30s`, `1h12m`.
+fn span(ms: u64) -> String {
+    curfew_policy::Limit::from_millis(u32::try_from(ms).unwrap_or(u32::MAX))
+        .map_or_else(|| format!("{ms}ms"), |l| l.to_string())
+}
+
+/// Why the timeouts are above the limits, and by how much.
+fn margin_paragraph(margin: Margin) -> String {
+    let how = match margin {
+        Margin::Default => "the larger of 1 minute and a tenth of the limit (the default; \
+                            curfew compile --margin sets another)"
+            .to_owned(),
+        Margin::Fixed(m) if m.is_zero() => {
+            return "Margin: none (--margin 0): each timeout equals curfew's limit, so PostgreSQL \
+                    may end a session at the instant the agent would, and then the agent \
+                    records no reason for it."
+                .to_owned();
+        }
+        Margin::Fixed(m) => format!(
+            "{} (curfew compile --margin)",
+            span(u64::try_from(m.as_millis()).unwrap_or(u64::MAX))
+        ),
+    };
+    format!(
+        "Margin: each timeout is set above curfew's limit by {how}, so that the curfew agent ends \
+         the session first and records why; PostgreSQL ends it only when the agent has not (for \
+         instance while it is stopped). A timeout equal to the limit would race the agent and \
+         destroy that evidence."
+    )
 }
 
 fn exemptions(out: &mut String, exempt: &Exempt, agents: &[String]) {
@@ -292,6 +350,18 @@ fn exemptions(out: &mut String, exempt: &Exempt, agents: &[String]) {
             ),
         );
     }
+    for entry in &exempt.combined {
+        any = true;
+        comment(
+            out,
+            "--   ",
+            "--     ",
+            &format!(
+                "{entry}: cannot be expressed natively (a role's settings cannot depend on a \
+                 session's other keys); these sessions get the settings of their role."
+            ),
+        );
+    }
     if !any {
         comment_line(out, "  none.");
     }
@@ -306,17 +376,25 @@ fn summarize(out: &mut String, rule: &Rule, mapping: &Mapping) {
     );
     let text = match mapping {
         Mapping::Unmapped(why) => format!("{head} not expressible natively: {why}"),
-        Mapping::Native { setting, value, .. } => {
+        Mapping::Native {
+            setting,
+            value,
+            backstop,
+            ..
+        } => {
             let target = Selector::of(&rule.scope).describe();
+            let as_rule = match backstop {
+                Some(b) => format!("a backstop behind the agent ({b})"),
+                None => "as the rule does".to_owned(),
+            };
             let mut text = match setting {
                 Setting::IdleSession => format!(
                     "{head} idle_session_timeout = {value} for {target}. PostgreSQL ends a \
-                     session idle outside a transaction for longer than this, as the rule does."
+                     session idle outside a transaction for longer than this, {as_rule}."
                 ),
                 Setting::IdleInTransaction => format!(
                     "{head} idle_in_transaction_session_timeout = {value} for {target}. PostgreSQL \
-                     ends a session idle inside a transaction for longer than this, as the rule \
-                     does."
+                     ends a session idle inside a transaction for longer than this, {as_rule}."
                 ),
                 Setting::ConnectionLimit => format!(
                     "{head} CONNECTION LIMIT {value} for {target}. Unlike the rule, PostgreSQL \
@@ -348,6 +426,7 @@ fn calls<'a>(mappings: &'a [(&'a Rule, Mapping)]) -> Vec<Call<'a>> {
                 amount,
                 value,
                 databases,
+                ..
             } => Some(Call {
                 rule,
                 setting: *setting,

@@ -6,7 +6,7 @@ use crate::test_support::{policy, prose};
 
 fn only_rule(text: &str) -> Mapping {
     let policy = policy(text);
-    map_rule(&policy.rules[0])
+    map_rule(&policy.rules[0], Margin::Fixed(std::time::Duration::ZERO))
 }
 
 fn unmapped(text: &str) -> String {
@@ -16,8 +16,15 @@ fn unmapped(text: &str) -> String {
     }
 }
 
+/// The script with the limits themselves (no margin): these tests are about what maps and how;
+/// the margin has tests of its own.
 fn sql(text: &str) -> String {
-    compile(&policy(text), "t.toml", "0")
+    compile(
+        &policy(text),
+        "t.toml",
+        "0",
+        Margin::Fixed(std::time::Duration::ZERO),
+    )
 }
 
 /// The position of `needle` in `haystack`, failing the test when absent.
@@ -36,6 +43,7 @@ fn idle_rules_map_to_the_timeouts() {
             amount: 900_000,
             value: "'15min'".into(),
             databases: None,
+            backstop: None,
         }
     );
     assert_eq!(
@@ -45,6 +53,7 @@ fn idle_rules_map_to_the_timeouts() {
             amount: 90_000,
             value: "'90s'".into(),
             databases: Some(vec!["app".into()]),
+            backstop: None,
         }
     );
 }
@@ -67,6 +76,7 @@ fn max_sessions_maps_to_connection_limit_and_says_how_it_differs() {
             amount: 2,
             value: "2".into(),
             databases: None,
+            backstop: None,
         }
     );
     let out = sql("[[rule]]\nname = \"a\"\nmax_sessions = 2\nroles = [\"analyst_*\"]\n");
@@ -196,6 +206,26 @@ fn exemptions_are_left_out_or_switched_off() {
     );
 }
 
+/// An `[[exempt]]` entry of several keys exempts some sessions of its roles only: the roles keep
+/// their settings, and the script says so.
+#[test]
+fn a_combined_exemption_leaves_the_roles_their_settings_and_says_so() {
+    let out = sql(
+        "[[exempt]]\nroles = [\"backup\"]\napplications = [\"pg_dump\"]\n\n\
+         [[exempt]]\nroles = [\"postgres\"]\n\n\
+         [[rule]]\nname = \"a\"\nidle = \"15m\"\n",
+    );
+    assert!(out.contains("unnest(ARRAY['postgres']::text[])"), "{out}");
+    assert!(!out.contains("ARRAY['backup']"), "{out}");
+    assert!(
+        prose(&out).contains(
+            "[[exempt]] #1 (roles \"backup\" and applications \"pg_dump\"): cannot be expressed natively"
+        ),
+        "{}",
+        prose(&out)
+    );
+}
+
 #[test]
 fn names_are_literals_and_comments_cannot_be_broken_out_of() {
     let out = sql(
@@ -219,4 +249,62 @@ fn the_dollar_quote_tag_avoids_names_that_contain_it() {
     );
     assert!(out.contains("'a$curfew$b'"), "{out}");
     assert!(out.contains("LANGUAGE sql STABLE AS $curfew1$"), "{out}");
+}
+
+/// Issue 13: a native timeout equal to curfew's limit ends the session at the instant the agent
+/// would, and the agent then records `no_longer_matched` instead of why it ended.
+#[test]
+fn timeouts_are_a_backstop_a_margin_above_the_limits() {
+    let text = "[[rule]]\nname = \"a\"\nidle = \"15m\"\nroles = [\"kim\"]\n\n\
+                [[rule]]\nname = \"b\"\nidle_in_transaction = \"5s\"\nroles = [\"kim\"]\n";
+    let out = compile(&policy(text), "t.toml", "0", Margin::Default);
+    // 15m + a tenth (90s); 5s + the 1-minute floor.
+    assert!(
+        out.contains(
+            "CALL pg_temp.curfew_set('a', 'idle_session_timeout', '990s', roles => ARRAY['kim']);"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains("CALL pg_temp.curfew_set('b', 'idle_in_transaction_session_timeout', '65s', roles => ARRAY['kim']);"),
+        "{out}"
+    );
+    assert!(
+        prose(&out).contains("a backstop behind the agent (the rule's 15m plus a margin of 1m30s)"),
+        "{}",
+        prose(&out)
+    );
+    assert!(prose(&out).contains("Margin: each timeout is set above curfew's limit by the larger of 1 minute and a tenth of the limit"));
+    let fixed = compile(
+        &policy(text),
+        "t.toml",
+        "0",
+        Margin::Fixed(std::time::Duration::from_secs(120)),
+    );
+    assert!(fixed.contains("'idle_session_timeout', '17min'"), "{fixed}");
+    assert!(
+        prose(&fixed).contains("by 2m (curfew compile --margin)"),
+        "{}",
+        prose(&fixed)
+    );
+}
+
+#[test]
+fn a_margin_past_the_largest_timeout_is_cut_to_fit() {
+    let mapped = map_rule(
+        &policy("[[rule]]\nname = \"a\"\nidle = \"24d\"\n").rules[0],
+        Margin::Default,
+    );
+    let Mapping::Native {
+        amount, backstop, ..
+    } = mapped
+    else {
+        panic!("{mapped:?}")
+    };
+    assert_eq!(amount, i64::from(i32::MAX));
+    assert!(
+        backstop
+            .unwrap()
+            .contains("cut to PostgreSQL's largest value")
+    );
 }

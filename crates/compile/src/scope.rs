@@ -1,7 +1,7 @@
 //! Which roles a rule covers, as far as native settings can tell: the parts of a rule's scope
 //! and of `[exempt]` that both dialects share.
 
-use curfew_policy::{Action, Glob, Policy, Rule, Scope};
+use curfew_policy::{Action, ExemptBy, ExemptKeys, Exemption, Glob, Policy, Rule, Scope};
 
 use crate::text::{shown, shown_list};
 
@@ -165,25 +165,36 @@ pub(crate) struct Exempt {
     pub(crate) applications: Vec<String>,
     /// `[exempt] addresses`, as written.
     pub(crate) addresses: Vec<String>,
+    /// `[[exempt]]` entries of several keys, in words: a per-role setting cannot depend on a
+    /// session's other keys, so these roles keep the settings.
+    pub(crate) combined: Vec<String>,
 }
 
 impl Exempt {
     /// The exemptions of a policy. Patterns holding a NUL match no name and are left out.
     pub(crate) fn of(policy: &Policy) -> Exempt {
-        let s = &policy.exempt.0;
         let usable = |globs: &[Glob]| -> Vec<String> {
             texts(globs)
                 .into_iter()
                 .filter(|t| !t.contains('\0'))
                 .collect()
         };
-        Exempt {
-            roles: usable(&s.roles),
-            member_of: usable(&s.member_of),
-            databases: usable(&s.databases),
-            applications: texts(&s.applications),
-            addresses: s.addresses.iter().map(ToString::to_string).collect(),
+        let mut exempt = Exempt::default();
+        for entry in &policy.exempt.entries {
+            let s = &entry.scope;
+            let keys: Vec<&str> = ExemptKeys::of(s).names().collect();
+            match keys.as_slice() {
+                ["roles"] => exempt.roles.extend(usable(&s.roles)),
+                ["member_of"] => exempt.member_of.extend(usable(&s.member_of)),
+                ["databases"] => exempt.databases.extend(usable(&s.databases)),
+                ["applications"] => exempt.applications.extend(texts(&s.applications)),
+                ["addresses"] => exempt
+                    .addresses
+                    .extend(s.addresses.iter().map(ToString::to_string)),
+                _ => exempt.combined.push(combined(entry)),
+            }
         }
+        exempt
     }
 
     /// Whether the role named `name` is exempt by its name (memberships are not known).
@@ -193,6 +204,32 @@ impl Exempt {
             .chain(&self.member_of)
             .any(|p| Glob::new(p).matches(name))
     }
+}
+
+/// An exemption of several keys, in words: `[[exempt]] #2 (roles "backup" and applications
+/// "pg_dump")`.
+fn combined(entry: &Exemption) -> String {
+    let s = &entry.scope;
+    let mut parts = Vec::new();
+    for (key, values) in [
+        ("roles", texts(&s.roles)),
+        ("member_of", texts(&s.member_of)),
+        ("databases", texts(&s.databases)),
+        ("applications", texts(&s.applications)),
+        (
+            "addresses",
+            s.addresses.iter().map(ToString::to_string).collect(),
+        ),
+    ] {
+        if !values.is_empty() {
+            parts.push(format!("{key} {}", or_list(&values)));
+        }
+    }
+    let number = match entry.by {
+        ExemptBy::Entry { number, .. } => format!(" #{number}"),
+        _ => String::new(),
+    };
+    format!("[[exempt]]{number} ({})", parts.join(" and "))
 }
 
 /// The roles curfew's agent connects as (the targets' users): its own sessions are never ended,

@@ -14,10 +14,20 @@ fn cluster() -> Cluster {
 }
 
 fn compile(text: &str) -> String {
+    compile_with(text, curfew_compile::Margin::Default)
+}
+
+fn compile_with(text: &str, margin: curfew_compile::Margin) -> String {
     let policy = curfew_policy::parse_policy("curfew.toml", text, jiff::tz::db())
         .unwrap()
         .policy;
-    curfew_compile::postgres(&policy, "curfew.toml", "0")
+    curfew_compile::compile_with(
+        &policy,
+        curfew_compile::Dialect::Postgres,
+        "curfew.toml",
+        "0",
+        margin,
+    )
 }
 
 /// Role settings as "role|database" → sorted settings ("a=1,b=2"); database empty for role-wide.
@@ -119,7 +129,10 @@ fn the_example_applies_and_its_settings_read_back() {
     let sql = compile(EXAMPLE);
     cluster.psql(&sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));
 
-    let humans = "idle_in_transaction_session_timeout=5min,idle_session_timeout=15min";
+    // Issue 13: each timeout is a backstop a margin above curfew's limit (the larger of 1 minute
+    // and a tenth), so that the agent ends the session first and records why: 5m + 1m,
+    // 15m + 90s, 10m + 1m.
+    let humans = "idle_in_transaction_session_timeout=6min,idle_session_timeout=990s";
     let mut expected: BTreeMap<String, String> = [
         "humans",
         "analyst_kim",
@@ -133,7 +146,7 @@ fn the_example_applies_and_its_settings_read_back() {
     .collect();
     expected.insert(
         "appuser|".into(),
-        "idle_in_transaction_session_timeout=10min".into(),
+        "idle_in_transaction_session_timeout=11min".into(),
     );
     // Not there: replicator and postgres (exempt), curfew_agent (curfew's own role),
     // backupuser (report-only rule), analystXkim ("_" in analyst_* is not a wildcard).
@@ -152,7 +165,7 @@ fn the_example_applies_and_its_settings_read_back() {
             "postgres",
             "SHOW idle_session_timeout"
         ),
-        "15min"
+        "990s"
     );
     assert_eq!(
         session(
@@ -161,7 +174,7 @@ fn the_example_applies_and_its_settings_read_back() {
             "postgres",
             "SHOW idle_in_transaction_session_timeout"
         ),
-        "5min"
+        "6min"
     );
     assert_eq!(
         session(
@@ -199,13 +212,15 @@ fn database_scopes_exempt_databases_and_strictest_limits_read_back() {
              CREATE ROLE admins NOLOGIN; GRANT admins TO dba;",
         )
         .unwrap();
-    let sql = compile(
+    // The limits themselves (no margin): this test is about scopes and the strictest value.
+    let sql = compile_with(
         "[exempt]\nroles = [\"postgres\"]\nmember_of = [\"admins\"]\ndatabases = [\"maintenance\"]\n\n\
          [[rule]]\nname = \"everyone\"\nidle = \"1h\"\n\n\
          [[rule]]\nname = \"humans\"\nidle = \"10m\"\nmember_of = [\"humans\"]\n\n\
          [[rule]]\nname = \"apps\"\nidle = \"30m\"\nmember_of = [\"humans\"]\ndatabases = [\"app?\"]\n\n\
          [[rule]]\nname = \"unicode\"\nidle_in_transaction = \"1500ms\"\nroles = [\"Ünï code \\\"x\\\"\"]\n\n\
          [[rule]]\nname = \"nobody\"\nmax_sessions = 3\nroles = [\"nobody_*\"]\n",
+        curfew_compile::Margin::Fixed(std::time::Duration::ZERO),
     );
     for _ in 0..2 {
         cluster.psql(&sql).unwrap_or_else(|e| panic!("{e}\n{sql}"));

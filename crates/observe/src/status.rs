@@ -221,7 +221,7 @@ fn target_status(
             }
             let (fate, decision, exempt_by) = match verdict {
                 Verdict::NotClient => continue,
-                Verdict::Exempt { by } => (Fate::Exempt, None, Some(by.key())),
+                Verdict::Exempt { by } => (Fate::Exempt, None, Some(by)),
                 Verdict::Ends(d) => (fate_of(loaded, &d, dry_run, Fate::EndsNow), Some(d), None),
                 Verdict::Reported(d) => (Fate::Reported, Some(d), None),
                 Verdict::Scheduled(d) => {
@@ -232,7 +232,7 @@ fn target_status(
             let rule = decision
                 .as_ref()
                 .map(|d| loaded.policy.rules[d.rule].name.clone())
-                .or_else(|| exempt_by.map(|key| format!("[exempt] {key}")));
+                .or_else(|| exempt_by.map(|by| by.to_string()));
             sessions.push(SessionStatus {
                 pid: s.pid,
                 role: s.role.to_string(),

@@ -270,17 +270,30 @@ fn applies_to(scope: &Scope) -> String {
 
 fn exemptions(policy: &Policy) -> String {
     let always = "Never ended by any rule: server processes that are not client sessions (replication senders, autovacuum, background workers)";
-    let parts = scope_parts(&policy.exempt.0);
-    if parts.is_empty() {
+    // One clause per exemption; the keys of an `[[exempt]]` entry must all match.
+    let clauses: Vec<String> = policy
+        .exempt
+        .entries
+        .iter()
+        .map(|e| join_or(&scope_parts(&e.scope), "and"))
+        .collect();
+    if clauses.is_empty() {
         return format!("{always} and curfew's own connections.");
     }
-    let mut text = format!(
-        "{always}, curfew's own connections, and sessions {}.",
-        join_or(&parts, "or")
-    );
-    if !policy.exempt.0.applications.is_empty() {
+    let combined = policy
+        .exempt
+        .entries
+        .iter()
+        .any(|e| crate::ExemptKeys::of(&e.scope).names().count() > 1);
+    let sessions = if combined {
+        format!("sessions that are {}", clauses.join("; or that are "))
+    } else {
+        format!("sessions {}", join_or(&clauses, "or"))
+    };
+    let mut text = format!("{always}, curfew's own connections, and {sessions}.");
+    if policy.exempt.by_application_alone().next().is_some() {
         text.push_str(
-            " Note that the application name is chosen by the client, so an exemption by application is a convenience, not a security boundary.",
+            " Note that the application name is chosen by the client, so an exemption by application alone is a convenience, not a security boundary.",
         );
     }
     text

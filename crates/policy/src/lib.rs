@@ -21,6 +21,7 @@
 mod diagnostic;
 mod duration;
 mod engine;
+mod exempt;
 pub mod explain;
 mod model;
 mod parse;
@@ -28,17 +29,20 @@ mod pattern;
 mod session;
 pub mod synthetic;
 mod url;
+mod visible;
 mod window;
 
 pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
 pub use duration::{DurationError, Limit, format_age};
 pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, evaluate};
+pub use exempt::{ExemptKeys, Exemption};
 pub use model::{
-    Action, AgentSettings, CANARY_MARK, Condition, ExemptBy, Exemptions, LoginWindow, Policy, Rule,
-    Scope, Target, VerifySettings, Violations, canary_rule,
+    Action, AgentSettings, CANARY_MARK, Condition, ExemptBy, Exemptions, LoginWindow, Missing,
+    Policy, Rule, Scope, Target, VerifySettings, Violations, canary_rule,
 };
 pub use parse::{Parsed, parse_policy};
 pub use pattern::{AddressBlock, AddressError, Glob};
 pub use session::{BackendType, Names, Session, SessionKey, SessionState};
 pub use url::{ConnectionUrl, Host, SslMode, UrlError};
+pub use visible::{visible, visible_lines};
 pub use window::{DaySet, Schedule, Window, WindowError, WindowKind, WindowState};

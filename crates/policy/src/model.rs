@@ -4,6 +4,7 @@
 use std::net::IpAddr;
 
 use crate::duration::Limit;
+pub use crate::exempt::{ExemptBy, Exemptions};
 use crate::pattern::{AddressBlock, Glob};
 use crate::window::Schedule;
 
@@ -20,6 +21,57 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// `[verify]`: how `curfew verify` tests the control.
     pub verify: VerifySettings,
+}
+
+/// A part every enforceable policy has: without it an agent would end nothing or watch nothing,
+/// which is how a policy could quietly switch curfew off (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Missing {
+    /// No `[[rule]]`: nothing would ever be ended.
+    Rule,
+    /// No `[[target]]`: no server would be watched.
+    Target,
+}
+
+impl Missing {
+    /// What is missing and what to do, as one sentence.
+    pub fn message(self) -> &'static str {
+        match self {
+            Missing::Rule => {
+                "the policy defines no [[rule]], so it would end no session; add at least one [[rule]]"
+            }
+            Missing::Target => {
+                "the policy names no [[target]], so an agent would watch no server; add a [[target]] with a name and a url"
+            }
+        }
+    }
+
+    /// As a diagnostic at the start of the file (what is absent has no position of its own).
+    pub fn diagnostic(self, source: &str, severity: crate::Severity) -> crate::Diagnostic {
+        crate::Diagnostic {
+            severity,
+            source: source.to_owned(),
+            line: 1,
+            column: 1,
+            message: self.message().to_owned(),
+        }
+    }
+}
+
+impl Policy {
+    /// What this policy lacks to be enforced. The parser accepts a policy without rules or
+    /// targets (tests and tools work on fragments); `curfew validate`, the agent and its reload
+    /// refuse one.
+    pub fn missing(&self) -> Vec<Missing> {
+        let mut missing = Vec::new();
+        if self.rules.is_empty() {
+            missing.push(Missing::Rule);
+        }
+        if self.targets.is_empty() {
+            missing.push(Missing::Target);
+        }
+        missing
+    }
 }
 
 /// What marks a role as a `curfew verify` canary. verify's roles are named
@@ -150,90 +202,6 @@ impl Scope {
     /// Whether the address part of the scope admits this client address.
     pub fn admits_address(&self, address: Option<IpAddr>) -> bool {
         self.addresses.is_empty() || self.addresses.iter().any(|b| b.contains(address))
-    }
-}
-
-/// `[exempt]`: a session is exempt when *any* key matches it (unlike a rule's scope, where all
-/// keys must match).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Exemptions(pub Scope);
-
-/// Which `[exempt]` key made a session exempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ExemptBy {
-    /// `roles`.
-    Role,
-    /// `member_of`.
-    Membership,
-    /// `databases`.
-    Database,
-    /// `applications`.
-    Application,
-    /// `addresses`.
-    Address,
-}
-
-impl ExemptBy {
-    /// The `[exempt]` key, as written in the policy.
-    pub fn key(self) -> &'static str {
-        match self {
-            ExemptBy::Role => "roles",
-            ExemptBy::Membership => "member_of",
-            ExemptBy::Database => "databases",
-            ExemptBy::Application => "applications",
-            ExemptBy::Address => "addresses",
-        }
-    }
-}
-
-impl Exemptions {
-    /// Whether any exemption is defined.
-    pub fn is_empty(&self) -> bool {
-        self.0.is_everything()
-    }
-
-    /// Which exemption covers the role (by name or membership), if any.
-    pub fn by_role(&self, role: &str, member_of: &[String]) -> Option<ExemptBy> {
-        let s = &self.0;
-        if s.roles.iter().any(|g| g.matches(role)) {
-            Some(ExemptBy::Role)
-        } else if s
-            .member_of
-            .iter()
-            .any(|g| g.matches(role) || member_of.iter().any(|m| g.matches(m)))
-        {
-            Some(ExemptBy::Membership)
-        } else {
-            None
-        }
-    }
-
-    /// Whether the database is exempt.
-    pub fn by_database(&self, database: &str) -> Option<ExemptBy> {
-        self.0
-            .databases
-            .iter()
-            .any(|g| g.matches(database))
-            .then_some(ExemptBy::Database)
-    }
-
-    /// Whether the application name is exempt.
-    pub fn by_application(&self, application: &str) -> Option<ExemptBy> {
-        self.0
-            .applications
-            .iter()
-            .any(|g| g.matches(application))
-            .then_some(ExemptBy::Application)
-    }
-
-    /// Whether the client address is exempt.
-    pub fn by_address(&self, address: Option<IpAddr>) -> Option<ExemptBy> {
-        self.0
-            .addresses
-            .iter()
-            .any(|b| b.contains(address))
-            .then_some(ExemptBy::Address)
     }
 }
 

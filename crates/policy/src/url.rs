@@ -73,9 +73,20 @@ pub struct ConnectionUrl {
 /// Why a URL was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UrlError {
-    /// Not `postgresql://` or `postgres://`.
+    /// Not `postgresql://` or `postgres://` (the text shown has any password masked).
     #[error("connection URL must start with postgresql:// (got \"{0}\")")]
     Scheme(String),
+    /// libpq's `host=... user=...` form, which curfew does not read (the text shown has any
+    /// password masked).
+    #[error(
+        "connection URL must start with postgresql:// (got \"{0}\", libpq's keyword=value form); write it as postgresql://user@host:5432/dbname?sslmode=verify-full and keep any password in the file `password_file` names"
+    )]
+    KeywordForm(String),
+    /// A malformed URL that may hold a password, so none of it is shown.
+    #[error(
+        "malformed connection URL, not shown because it may hold a password (a ':' before an '@', or a password parameter); write postgresql://user@host:5432/dbname and keep the password in the file `password_file` names"
+    )]
+    Hidden,
     /// A password inside the URL.
     #[error(
         "the connection URL contains a password; remove it and name a file holding it with `password_file`"
@@ -110,13 +121,37 @@ pub enum UrlError {
 }
 
 impl ConnectionUrl {
-    /// Parse a URL.
+    /// Parse a URL. No error echoes a password, in any form the text may hold one.
     pub fn parse(text: &str) -> Result<ConnectionUrl, UrlError> {
         let text = text.trim();
-        let rest = text
+        Self::parse_unchecked(text).map_err(|e| match e {
+            // These show nothing of the text, or only a redacted copy.
+            UrlError::Password
+            | UrlError::NoUser
+            | UrlError::Hidden
+            | UrlError::Scheme(_)
+            | UrlError::KeywordForm(_) => e,
+            // The others quote a piece of the text: a piece of a password, when the text was
+            // split where a password was not expected (`u:pa/ss@h`, `u:p?ss@h`).
+            _ if may_hold_password(text) => UrlError::Hidden,
+            other => other,
+        })
+    }
+
+    fn parse_unchecked(text: &str) -> Result<ConnectionUrl, UrlError> {
+        let Some(rest) = text
             .strip_prefix("postgresql://")
             .or_else(|| text.strip_prefix("postgres://"))
-            .ok_or_else(|| UrlError::Scheme(redact(text)))?;
+        else {
+            return Err(if !text.contains("://") && text.contains('=') {
+                UrlError::KeywordForm(redact(text))
+            } else {
+                UrlError::Scheme(redact(text))
+            });
+        };
+        if has_userinfo_password(rest) {
+            return Err(UrlError::Password);
+        }
         let (before_query, query) = match rest.split_once('?') {
             Some((a, q)) => (a, Some(q)),
             None => (rest, None),
@@ -125,15 +160,20 @@ impl ConnectionUrl {
             Some(i) => (&before_query[..i], Some(&before_query[i + 1..])),
             None => (before_query, None),
         };
+        if !authority.contains('@')
+            && authority.contains(':')
+            && path.is_some_and(|p| p.contains('@'))
+        {
+            // `user:pass/word@host`: a password holding a '/', which would otherwise become a
+            // port and a database name, and be shown as such.
+            return Err(UrlError::Hidden);
+        }
         let (userinfo, hostlist) = match authority.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
         let mut user = None;
         if let Some(userinfo) = userinfo {
-            if userinfo.contains(':') {
-                return Err(UrlError::Password);
-            }
             user = Some(decode(userinfo)?);
         }
         let mut hosts = parse_hosts(hostlist)?;
@@ -152,6 +192,9 @@ impl ConnectionUrl {
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
             let key = decode(key)?;
+            if is_password_key(&key) {
+                return Err(UrlError::Password);
+            }
             let value = decode(value)?;
             match key.as_str() {
                 "sslmode" => {
@@ -191,7 +234,6 @@ impl ConnectionUrl {
                 }
                 "user" => user = Some(value),
                 "dbname" => dbname = Some(value),
-                "password" => return Err(UrlError::Password),
                 "application_name" | "fallback_application_name" | "options" => {
                     return Err(UrlError::Reserved(key));
                 }
@@ -250,12 +292,149 @@ impl fmt::Display for ConnectionUrl {
     }
 }
 
-/// The URL with anything between `://` and `@` hidden, for error messages about a URL that did
-/// not parse (it might hold a password).
-fn redact(text: &str) -> String {
-    match (text.find("://"), text.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}://***{}", &text[..s], &text[at..]),
-        _ => text.chars().take(80).collect(),
+/// Whether the userinfo (as libpq finds it: the text before the first `/` or `@`, when an `@`
+/// ends it) holds a `:`, i.e. `user:password@`.
+fn has_userinfo_password(rest: &str) -> bool {
+    match rest.find(['@', '/']) {
+        Some(i) if rest.as_bytes()[i] == b'@' => rest[..i].contains(':'),
+        _ => false,
+    }
+}
+
+/// `password` however written (`Password`, `PASSWORD`): libpq's keys are case-sensitive, but a
+/// secret is a secret.
+fn is_password_key(key: &str) -> bool {
+    key.trim().eq_ignore_ascii_case("password")
+}
+
+/// Whether a text that failed to parse may hold a password anywhere: a `:` before some `@`
+/// after the scheme (a password the parser split elsewhere, e.g. holding `/` or `?`), or a
+/// password key. Errors about such a text quote none of it.
+fn may_hold_password(text: &str) -> bool {
+    let rest = text.split_once("://").map_or(text, |(_, r)| r);
+    let colon_before_at = match (rest.find(':'), rest.rfind('@')) {
+        (Some(colon), Some(at)) => colon < at,
+        _ => false,
+    };
+    colon_before_at || text.to_ascii_lowercase().contains("password")
+}
+
+/// The text with every password masked as `***`, for messages about a text that did not parse:
+/// a URL's userinfo after its `:` and `password` parameters, or the `password` value of libpq's
+/// keyword=value form (quoted or not). Long texts are cut.
+pub(crate) fn redact(text: &str) -> String {
+    let masked = match text.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", redact_url_rest(rest)),
+        None => redact_keywords(text),
+    };
+    let mut shown: String = masked.chars().take(120).collect();
+    if shown.len() < masked.len() {
+        shown.push_str("...");
+    }
+    shown
+}
+
+fn redact_url_rest(rest: &str) -> String {
+    // The userinfo, as generously as possible: up to the last '@'.
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) => (Some(&rest[..at]), &rest[at..]),
+        None => (None, rest),
+    };
+    let mut out = String::new();
+    if let Some(u) = userinfo {
+        match u.split_once(':') {
+            Some((user, _)) => {
+                out.push_str(user);
+                out.push_str(":***");
+            }
+            None => out.push_str(u),
+        }
+    }
+    match after.split_once('?') {
+        Some((before, query)) => {
+            out.push_str(before);
+            out.push('?');
+            let pairs: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _)) if is_password_key(&decode(key).unwrap_or_default()) => {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&pairs.join("&"));
+        }
+        None => out.push_str(after),
+    }
+    out
+}
+
+/// libpq's keyword=value form with `password` values masked. Values may be single-quoted with
+/// backslash escapes; an unterminated quote masks the rest of the text.
+fn redact_keywords(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        // Whitespace between pairs.
+        while let Some(c) = chars.next_if(|c| c.is_whitespace()) {
+            out.push(c);
+        }
+        let mut key = String::new();
+        while let Some(c) = chars.next_if(|c| *c != '=' && !c.is_whitespace()) {
+            key.push(c);
+        }
+        out.push_str(&key);
+        while let Some(c) = chars.next_if(|c| c.is_whitespace()) {
+            out.push(c);
+        }
+        if chars.next_if_eq(&'=').is_none() {
+            // Not a pair (or the end): show the rest only if it cannot hold a secret.
+            let rest: String = chars.collect();
+            if !rest.is_empty() {
+                out.push_str(if rest.to_ascii_lowercase().contains("password") {
+                    "***"
+                } else {
+                    &rest
+                });
+            }
+            return out;
+        }
+        out.push('=');
+        while let Some(c) = chars.next_if(|c| c.is_whitespace()) {
+            out.push(c);
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'\'').is_some() {
+            value.push('\'');
+            let mut closed = false;
+            while let Some(c) = chars.next() {
+                value.push(c);
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '\'' => {
+                        closed = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            if !closed {
+                out.push_str("***");
+                return out;
+            }
+        } else {
+            while let Some(c) = chars.next_if(|c| !c.is_whitespace()) {
+                value.push(c);
+                if c == '\\' {
+                    value.extend(chars.next());
+                }
+            }
+        }
+        out.push_str(if is_password_key(&key) { "***" } else { &value });
+        if chars.peek().is_none() {
+            return out;
+        }
     }
 }
 
@@ -329,89 +508,5 @@ fn decode(text: &str) -> Result<String, UrlError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_full_url() {
-        let u = ConnectionUrl::parse(
-            "postgresql://curfew_agent@db1.example:6432/postgres?sslmode=verify-full&sslrootcert=/etc/curfew/ca.pem&connect_timeout=5",
-        )
-        .unwrap();
-        assert_eq!(u.user, "curfew_agent");
-        assert_eq!(u.hosts, [(Host::Tcp("db1.example".into()), 6432)]);
-        assert_eq!(u.dbname, "postgres");
-        assert_eq!(u.sslmode, SslMode::VerifyFull);
-        assert_eq!(u.sslrootcert, Some(PathBuf::from("/etc/curfew/ca.pem")));
-        assert_eq!(u.connect_timeout, Some(Duration::from_secs(5)));
-        assert_eq!(
-            u.to_string(),
-            "postgresql://curfew_agent@db1.example:6432/postgres?sslmode=verify-full"
-        );
-    }
-
-    #[test]
-    fn defaults_follow_libpq() {
-        let u = ConnectionUrl::parse("postgres://agent@").unwrap();
-        assert_eq!(u.hosts, [(Host::Tcp("localhost".into()), 5432)]);
-        assert_eq!(u.dbname, "agent");
-        assert_eq!(u.sslmode, SslMode::Prefer);
-    }
-
-    #[test]
-    fn ipv6_multiple_hosts_sockets_and_encoding() {
-        let u = ConnectionUrl::parse("postgresql://a%20b@[::1]:5433,db2/my%2Fdb").unwrap();
-        assert_eq!(u.user, "a b");
-        assert_eq!(
-            u.hosts,
-            [
-                (Host::Tcp("::1".into()), 5433),
-                (Host::Tcp("db2".into()), 5432)
-            ]
-        );
-        assert_eq!(u.dbname, "my/db");
-        let s = ConnectionUrl::parse("postgresql://a@%2Fvar%2Frun%2Fpostgresql/postgres").unwrap();
-        assert_eq!(
-            s.hosts,
-            [(Host::Socket("/var/run/postgresql".into()), 5432)]
-        );
-        let q = ConnectionUrl::parse("postgresql:///postgres?user=a&host=/tmp&port=5499").unwrap();
-        assert_eq!(q.hosts, [(Host::Socket("/tmp".into()), 5499)]);
-    }
-
-    #[test]
-    fn refusals() {
-        assert_eq!(
-            ConnectionUrl::parse("postgresql://a:secret@h/d"),
-            Err(UrlError::Password)
-        );
-        assert_eq!(
-            ConnectionUrl::parse("postgresql://a@h/d?password=secret"),
-            Err(UrlError::Password)
-        );
-        assert_eq!(
-            ConnectionUrl::parse("postgresql://h/d"),
-            Err(UrlError::NoUser)
-        );
-        assert_eq!(
-            ConnectionUrl::parse("postgresql://a@h/d?sslmode=verify_full"),
-            Err(UrlError::BadValue {
-                key: "sslmode".into(),
-                value: "verify_full".into(),
-                expected: "disable, prefer, require, verify-ca or verify-full"
-            })
-        );
-        assert_eq!(
-            ConnectionUrl::parse("postgresql://a@h/d?sslmdoe=require"),
-            Err(UrlError::UnknownParameter("sslmdoe".into()))
-        );
-        assert_eq!(
-            ConnectionUrl::parse("postgresql://a@h/d?application_name=x"),
-            Err(UrlError::Reserved("application_name".into()))
-        );
-        let err = ConnectionUrl::parse("mysql://a:secret@h/d")
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("secret"), "{err}");
-    }
-}
+#[path = "url_tests.rs"]
+mod tests;

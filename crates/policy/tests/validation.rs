@@ -481,14 +481,27 @@ fn the_design_example_parses() {
 }
 
 #[test]
-fn an_empty_policy_is_valid_but_warned_about() {
+fn an_empty_policy_parses_but_misses_a_rule_and_a_target() {
     let parsed = parse_policy("t.toml", "", jiff::tz::db()).unwrap();
-    assert_eq!(parsed.warnings.len(), 1);
-    assert!(
-        parsed.warnings[0]
-            .to_string()
-            .contains("warning: the policy has no [[rule]]")
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    assert_eq!(
+        parsed.policy.missing(),
+        [curfew_policy::Missing::Rule, curfew_policy::Missing::Target]
     );
+    let shown = curfew_policy::Missing::Rule
+        .diagnostic("t.toml", curfew_policy::Severity::Error)
+        .to_string();
+    assert_eq!(
+        shown,
+        "t.toml:1:1: the policy defines no [[rule]], so it would end no session; add at least one [[rule]]"
+    );
+    let whole = parse_policy(
+        "t.toml",
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://a@h/d?sslmode=verify-full\"\n[[rule]]\nname = \"i\"\nidle = \"1m\"\n",
+        jiff::tz::db(),
+    )
+    .unwrap();
+    assert!(whole.policy.missing().is_empty());
 }
 
 #[test]

@@ -74,7 +74,8 @@ impl LeaderInfo {
     /// The holder in words: "session 4242 of role \"mallory\" from 10.0.0.5 on database
     /// \"app\", since ...".
     pub fn describe(&self) -> String {
-        format!(
+        // Names and addresses are the holder's own: shown, never obeyed.
+        curfew_policy::visible(&format!(
             "session {} of role \"{}\" from {} on database \"{}\", since {}",
             self.pid,
             self.role.as_deref().unwrap_or("?"),
@@ -84,7 +85,8 @@ impl LeaderInfo {
                 || "?".to_owned(),
                 |t| t.round(jiff::Unit::Second).unwrap_or(t).to_string()
             ),
-        )
+        ))
+        .into_owned()
     }
 }
 

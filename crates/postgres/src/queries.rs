@@ -56,6 +56,10 @@ LEFT JOIN g ON g.member = s.usesysid";
 /// (`pg_terminate_backend(pid, timeout)` would confirm the exit too, but it polls in 100 ms
 /// steps; the exits are confirmed with `EXITED` instead.)
 ///
+/// For a session over a `max_sessions` limit, `$8`–`$10` list (by guard `n`) the older sessions
+/// that keep their places: if one has gone, the session may be within the limit now, and it is
+/// left alone.
+///
 /// It is fenced (see `crate::leader`): with a leader's lock session in `$6`/`$7`, nothing is
 /// signalled unless that session is still alive (and so still holds the leader lock); the last
 /// column says whether it was. `$6` NULL means unfenced.
@@ -91,7 +95,13 @@ CROSS JOIN LATERAL (
          AND (g.kind IS NULL OR (a.state_change = g.since AND (
                (g.kind = 'idle' AND a.state = 'idle')
                OR (g.kind = 'in_transaction'
-                   AND a.state IN ('idle in transaction', 'idle in transaction (aborted)'))))) AS matched,
+                   AND a.state IN ('idle in transaction', 'idle in transaction (aborted)')))))
+         -- Over a session limit only while every older session that keeps its place is there.
+         AND NOT EXISTS (
+           SELECT 1 FROM unnest($8::int8[], $9::int4[], $10::timestamptz[]) k(n, pid, backend_start)
+           WHERE k.n = g.n AND NOT EXISTS (
+             SELECT 1 FROM pg_stat_get_activity(k.pid) x WHERE x.backend_start = k.backend_start)
+         ) AS matched,
          g.not_before IS NOT NULL AND clock_timestamp() < g.not_before AS early,
          -- Only a superuser may signal a superuser's session: asking anyway would fail the whole
          -- statement, and with it every other session of the batch.

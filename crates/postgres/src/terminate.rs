@@ -40,6 +40,10 @@ pub struct Guard {
     pub idle_since: Option<(IdleState, Timestamp)>,
     /// Not before this instant on the server's clock (the deadline): an early signal is refused.
     pub not_before: Option<Timestamp>,
+    /// For a session over a `max_sessions` limit: the older sessions that keep their places
+    /// (pid, backend_start). All must still be there, or this session may now be within the
+    /// limit and is left alone (the next snapshot ranks again).
+    pub keepers: Vec<(i32, Timestamp)>,
 }
 
 impl Guard {
@@ -55,6 +59,7 @@ impl Guard {
             backend_start: decision.session.backend_start,
             idle_since,
             not_before: Some(decision.deadline),
+            keepers: Vec::new(),
         }
     }
 }
@@ -132,6 +137,16 @@ impl Connection {
         let not_before: Vec<Option<Timestamp>> = guards.iter().map(|g| g.not_before).collect();
         let leader_pid = self.fence.map(|f| f.pid);
         let leader_start = self.fence.map(|f| f.backend_start);
+        let mut keeper_of: Vec<i64> = Vec::new();
+        let mut keeper_pids: Vec<i32> = Vec::new();
+        let mut keeper_starts: Vec<Timestamp> = Vec::new();
+        for (n, guard) in (1i64..).zip(guards) {
+            for (pid, start) in &guard.keepers {
+                keeper_of.push(n);
+                keeper_pids.push(*pid);
+                keeper_starts.push(*start);
+            }
+        }
         let rows = match self
             .client
             .query(
@@ -144,6 +159,9 @@ impl Connection {
                     &not_before,
                     &leader_pid,
                     &leader_start,
+                    &keeper_of,
+                    &keeper_pids,
+                    &keeper_starts,
                 ],
             )
             .await

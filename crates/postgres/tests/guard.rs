@@ -29,6 +29,7 @@ fn idle_guard(session: &Session) -> Guard {
         backend_start: session.backend_start,
         idle_since: Some((IDLE, session.state_change.unwrap())),
         not_before: None,
+        keepers: Vec::new(),
     }
 }
 
@@ -38,6 +39,7 @@ fn lifetime_guard(session: &Session) -> Guard {
         backend_start: session.backend_start,
         idle_since: None,
         not_before: None,
+        keepers: Vec::new(),
     }
 }
 
@@ -416,4 +418,48 @@ async fn a_superuser_session_in_a_batch_does_not_stop_the_others() {
         assert_gone(&mut connection, session).await;
     }
     assert_alive(&root).await;
+}
+
+/// Regression (issue 13, item 11): the `max_sessions` guard did not re-check the session's rank:
+/// a session judged beyond the limit was ended even after an older one had left, putting it
+/// within the limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_over_a_limit_is_left_alone_once_an_older_one_has_gone() {
+    let cluster = cluster();
+    let mut connection = connect_trust(&cluster, "postgres").await;
+    let first = client(cluster.port(), "kim", "limit-first").await;
+    let second = client(cluster.port(), "kim", "limit-second").await;
+    let third = client(cluster.port(), "kim", "limit-third").await;
+    let first_seen = wait_for_state(&mut connection, first.pid, SessionState::Idle).await;
+    let second_seen = wait_for_state(&mut connection, second.pid, SessionState::Idle).await;
+    let third_seen = wait_for_state(&mut connection, third.pid, SessionState::Idle).await;
+    let keeper = vec![(first_seen.pid, first_seen.backend_start)];
+    // With a limit of one, the second and third are beyond it while the first stays.
+    let over = |seen: &Session| Guard {
+        keepers: keeper.clone(),
+        ..lifetime_guard(seen)
+    };
+    let outcome = connection
+        .terminate(&over(&third_seen), WAIT)
+        .await
+        .unwrap();
+    assert!(matches!(outcome, Outcome::Ended { .. }), "{outcome:?}");
+    // The first leaves: the second is now the only session, within the limit.
+    cluster
+        .psql(&format!("SELECT pg_terminate_backend({})", first.pid))
+        .unwrap();
+    let start = Instant::now();
+    while find(&mut connection, first.pid).await.is_some() {
+        assert!(start.elapsed() < WAIT, "the first session did not go");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outcome = connection
+        .terminate(&over(&second_seen), WAIT)
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, Outcome::NoLongerMatched { .. }),
+        "{outcome:?}"
+    );
+    assert_alive(&second).await;
 }

@@ -85,6 +85,7 @@ async fn a_fenced_connection_ends_nothing_once_its_leader_lock_is_gone() {
         backend_start: session.backend_start,
         idle_since: None,
         not_before: None,
+        keepers: Vec::new(),
     };
     let leadership: Leadership = lock.try_lead().await.unwrap().unwrap();
     acting.fence(Some(leadership));

@@ -211,7 +211,7 @@ pub fn expect_ended_by(
 pub(crate) fn describe(policy: &Policy, verdict: &Verdict) -> String {
     match verdict {
         Verdict::NotClient => "not a client session".to_owned(),
-        Verdict::Exempt { by } => format!("exempt by [exempt] {}", by.key()),
+        Verdict::Exempt { by } => format!("exempt by {by}"),
         Verdict::Ends(d) => format!("ended by rule \"{}\"", policy.rules[d.rule].name),
         Verdict::Reported(d) => format!(
             "reported (not ended) by rule \"{}\"",

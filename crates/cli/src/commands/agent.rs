@@ -186,10 +186,13 @@ async fn reload(
     listen_from_flag: bool,
 ) {
     tracing::info!("SIGHUP: reloading {}", config.display());
-    match LoadedPolicy::from_file(config) {
+    let checked = LoadedPolicy::from_file(config)
+        .and_then(|loaded| policy_file::require(loaded, policy_file::Need::Enforceable));
+    match checked {
         Ok(loaded) => {
             for warning in &loaded.warnings {
-                tracing::warn!("{warning}");
+                // Diagnostics quote the policy's names: escapes shown, not obeyed.
+                tracing::warn!("{}", curfew_policy::visible_lines(&warning.to_string()));
             }
             let before = policy.borrow().policy.agent.listen;
             let wanted = loaded.policy.agent.listen;
@@ -214,7 +217,7 @@ async fn reload(
                 other => vec![other.to_string()],
             };
             for problem in &problems {
-                tracing::error!("{problem}");
+                tracing::error!("{}", curfew_policy::visible_lines(problem));
             }
             tracing::error!("the new policy was rejected; the running policy stays in force");
             let record = Record::new(jiff::Timestamp::now(), Event::PolicyRejected)

@@ -7,7 +7,7 @@ use anyhow::Context;
 use curfew_audit::{Entry, verify};
 use jiff::Timestamp;
 
-use crate::exit::{Failure, out};
+use crate::exit::{Failure, out, out_text};
 use crate::when::parse_instant;
 
 /// `curfew audit` subcommands.
@@ -103,7 +103,7 @@ fn run_verify(file: &Path) -> Result<(), Failure> {
     for problem in &verification.problems {
         let _ = writeln!(text, "{name}:{}: {}", problem.line, problem.message);
     }
-    out(&text)?;
+    out_text(&text)?;
     Err(Failure::Check(format!(
         "audit log {name} is NOT intact: {} problem{} in {} records",
         verification.problems.len(),
@@ -176,7 +176,7 @@ fn run_show(args: &ShowArgs) -> Result<(), Failure> {
             }
             text
         }
-        Format::Table => table(&selected),
+        Format::Table => return out_text(&table(&selected)),
     };
     out(&text)
 }

@@ -11,7 +11,7 @@ use curfew_postgres::TargetSpec;
 use jiff::Timestamp;
 
 use super::Document as Format;
-use crate::exit::{Failure, out};
+use crate::exit::{Failure, out, out_text};
 use crate::policy_file;
 use crate::table::{md_cell as cell, md_header};
 
@@ -65,7 +65,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         super::record_result(audit.as_deref(), records(&results, &loaded));
     }
     match args.format {
-        Format::Md => out(&markdown(&results, &loaded, checked_at))?,
+        Format::Md => out_text(&markdown(&results, &loaded, checked_at))?,
         Format::Json => out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&serde_json::json!({

@@ -26,16 +26,38 @@ pub(crate) struct Args {
     /// Write the script to FILE instead of standard output.
     #[arg(short = 'o', long, value_name = "FILE")]
     output: Option<PathBuf>,
+
+    /// Set native timeouts this far above curfew's limits (e.g. 2m; 0 for none), so that the
+    /// agent ends a session first and records why. Default: PostgreSQL, the larger of 1 minute
+    /// and a tenth of each limit; Oracle, none (no agent ends Oracle sessions).
+    #[arg(long, value_name = "DURATION", value_parser = margin)]
+    margin: Option<curfew_compile::Margin>,
+}
+
+/// `--margin`: a policy duration (`90s`, `2m`), or `0` for none.
+fn margin(text: &str) -> Result<curfew_compile::Margin, String> {
+    if matches!(text.trim(), "0" | "0s" | "0m") {
+        return Ok(curfew_compile::Margin::Fixed(std::time::Duration::ZERO));
+    }
+    text.parse::<curfew_policy::Limit>()
+        .map(|l| curfew_compile::Margin::Fixed(l.to_std()))
+        .map_err(|e| e.to_string())
 }
 
 /// Print (or write) the native settings for the policy.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
-    let file = policy_file::load(config)?;
+    let file = policy_file::load_conditions(config)?;
     let dialect = match args.dialect {
         Dialect::Postgres => curfew_compile::Dialect::Postgres,
         Dialect::Oracle => curfew_compile::Dialect::Oracle,
     };
-    let script = curfew_compile::compile(&file.policy, dialect, &file.source, &file.sha256);
+    let script = curfew_compile::compile_with(
+        &file.policy,
+        dialect,
+        &file.source,
+        &file.sha256,
+        args.margin.unwrap_or_default(),
+    );
     match &args.output {
         None => out(&script),
         Some(path) => std::fs::write(path, script)

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use curfew_policy::explain::{Explanation, explain};
 
-use crate::exit::{Failure, out};
+use crate::exit::{Failure, out, out_text};
 use crate::policy_file;
 
 /// Output formats of `curfew explain`.
@@ -26,10 +26,10 @@ pub(crate) struct Args {
 
 /// Print the explanation of the policy.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
-    let file = policy_file::load(config)?;
+    let file = policy_file::load_conditions(config)?;
     let explanation = explain(&file.policy);
     match args.format {
-        Format::Md => out(&explanation.to_markdown(&file.source, Some(&file.sha256))),
+        Format::Md => out_text(&explanation.to_markdown(&file.source, Some(&file.sha256))),
         Format::Json => {
             #[derive(serde::Serialize)]
             struct Document<'a> {

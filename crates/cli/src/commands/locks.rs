@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use curfew_agent::LoadedPolicy;
+use curfew_policy::visible;
 use curfew_postgres::{Connection, LockProgress, RoleInfo, TargetSpec};
 use jiff::Timestamp;
 
 use super::stand_in::{StandIn, agent_leads, audit_path};
-use crate::exit::{Failure, out};
+use crate::exit::{Failure, out, out_text};
 use crate::policy_file;
 use crate::when::parse_instant;
 
@@ -146,7 +147,7 @@ pub(crate) fn init(config: &Path, args: &InitArgs) -> Result<(), Failure> {
                 .await
                 .map_err(|e| Failure::Runtime(e.into()))?;
             ensure_ledger(&connection).await?;
-            out(&format!(
+            out_text(&format!(
                 "target {}: the curfew ledger (schema curfew) {}\n",
                 target.name,
                 if existed {
@@ -185,19 +186,19 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
             if role.superuser {
                 return Err(Failure::Usage(format!(
                     "role \"{}\" is a superuser; curfew does not lock superusers (revoke SUPERUSER first, or use ALTER ROLE by hand)",
-                    role.name
+                    visible(&role.name)
                 )));
             }
             if role.name == connection.info.role {
                 return Err(Failure::Usage(format!(
                     "role \"{}\" is the role curfew itself connects as",
-                    role.name
+                    visible(&role.name)
                 )));
             }
             if loaded.policy.exempt.by_role(&role.name, &role.member_of).is_some() {
                 eprintln!(
                     "curfew: warning: role \"{}\" is exempt in the policy; an incident lock overrides the exemption",
-                    role.name
+                    visible(&role.name)
                 );
             }
             let row = connection
@@ -208,10 +209,10 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
                 .lock_progress(role.oid, row.id)
                 .await
                 .map_err(|e| Failure::Runtime(e.into()))?;
-            out(&format!(
+            out_text(&format!(
                 "target {}: lock on role \"{}\" recorded (lock {}, by {by}{}); {} session{} open; waiting for the agent...\n",
                 target.name,
-                role.name,
+                visible(&role.name),
                 row.id,
                 until.map(|u| format!(", until {u}")).unwrap_or_default(),
                 before.sessions,
@@ -227,9 +228,9 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
             })
             .await?;
             match applied {
-                Some(p) => out(&format!(
+                Some(p) => out_text(&format!(
                     "target {target}: role \"{}\" is locked out: {}, {} session{} ended\n",
-                    role.name,
+                    visible(&role.name),
                     if p.disabled_by_curfew {
                         "login disabled"
                     } else {
@@ -305,9 +306,9 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
                 .await
                 .map_err(|e| Failure::Runtime(e.into()))?
             else {
-                out(&format!(
+                out_text(&format!(
                     "target {}: role \"{}\" has no incident lock\n",
-                    target.name, role.name
+                    target.name, visible(&role.name)
                 ))?;
                 continue;
             };
@@ -327,19 +328,21 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
             })
             .await?;
             match done {
-                Some(p) if !p.remaining.is_empty() => out(&format!(
+                Some(p) if !p.remaining.is_empty() => out_text(&format!(
                     "target {}: incident lock lifted, but role \"{}\" stays locked by: {}\n",
                     name,
-                    role.name,
+                    visible(&role.name),
                     p.remaining.join("; ")
                 ))?,
-                Some(p) if p.can_login => out(&format!(
+                Some(p) if p.can_login => out_text(&format!(
                     "target {}: incident lock lifted; role \"{}\" can log in again\n",
-                    name, role.name
+                    name,
+                    visible(&role.name)
                 ))?,
-                Some(_) => out(&format!(
+                Some(_) => out_text(&format!(
                     "target {}: incident lock lifted; role \"{}\" was NOLOGIN before curfew locked it and stays so\n",
-                    name, role.name
+                    name,
+                    visible(&role.name)
                 ))?,
                 None => {
                     all_applied = false;

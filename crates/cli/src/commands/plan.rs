@@ -10,7 +10,7 @@ use curfew_policy::{Session, Verdict, assess, format_age};
 use curfew_postgres::TargetSpec;
 use jiff::Timestamp;
 
-use crate::exit::{Failure, out};
+use crate::exit::{Failure, out, out_text};
 use crate::policy_file;
 use crate::when::parse_instant;
 
@@ -104,7 +104,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         }
     }
     match args.format {
-        Format::Table => out(&text),
+        Format::Table => out_text(&text),
         Format::Json => out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&documents).map_err(|e| Failure::Runtime(e.into()))?
@@ -267,7 +267,7 @@ fn table(
         .map(|(s, v)| {
             let verdict = match v {
                 Verdict::NotClient => "not a client session".to_owned(),
-                Verdict::Exempt { by } => format!("exempt ([exempt] {})", by.key()),
+                Verdict::Exempt { by } => format!("exempt ({by})"),
                 Verdict::Untouched => "no rule applies".to_owned(),
                 Verdict::Ends(d) => format!(
                     "ENDS NOW: {} ({})",

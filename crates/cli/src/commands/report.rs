@@ -98,7 +98,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                 path.display()
             );
         }
-        None => crate::exit::out(&text)?,
+        None => crate::exit::out_text(&text)?,
     }
     if verification.is_intact() {
         Ok(())

@@ -3,8 +3,9 @@
 use std::path::Path;
 
 use curfew_policy::explain::summary;
+use curfew_policy::visible;
 
-use crate::exit::{Failure, out};
+use crate::exit::{Failure, out_text};
 use crate::policy_file;
 
 /// Options of `curfew validate`.
@@ -33,11 +34,15 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let width = policy
         .rules
         .iter()
-        .map(|r| r.name.chars().count())
+        .map(|r| visible(&r.name).chars().count())
         .max()
         .unwrap_or(0);
     for rule in &policy.rules {
-        text.push_str(&format!("  {:<width$}  {}\n", rule.name, summary(rule)));
+        text.push_str(&format!(
+            "  {:<width$}  {}\n",
+            visible(&rule.name),
+            visible(&summary(rule))
+        ));
     }
-    out(&text)
+    out_text(&text)
 }

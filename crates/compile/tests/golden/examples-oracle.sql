@@ -1,6 +1,6 @@
 -- curfew compile --dialect oracle
 -- Policy: examples/curfew.toml
--- SHA-256: a7f733201f9faf49467dafb972ac949b7cef39a15496a88036c1526ffea97526
+-- SHA-256: 27ce36339c3a2a39ede54acdbb5e9458c4f7414506b7cd26c947c8d907d01060
 
 -- Oracle Database profiles and sqlnet.ora settings for the rules of this policy that Oracle can
 -- express itself. curfew's agent watches PostgreSQL only: on Oracle these settings are the
@@ -16,6 +16,10 @@
 -- Names: the policy's role names are used as Oracle user and role names exactly as written, in
 -- double quotes. "appuser" is not APPUSER, the name Oracle gives a user created as CREATE USER
 -- appuser: write the names in the policy as Oracle stores them.
+
+-- Margin: none. No curfew agent ends Oracle sessions, so the profiles are the enforcement and keep
+-- the policy's limits (curfew compile --margin sets one, for when something else ends sessions
+-- first and should keep the evidence).
 
 -- Minutes: IDLE_TIME and CONNECT_TIME count whole minutes. Every limit is rounded UP to the next
 -- whole minute, so Oracle never ends a session before the policy's limit (90s becomes 2 minutes);
@@ -33,10 +37,11 @@
 -- Exemptions:
 --   [exempt] roles "postgres", "replicator": never given these profiles (left out of the queries
 --     and statements below).
---   [exempt] applications "pg_dump", "pg_basebackup": cannot be expressed (a profile cannot depend
---     on the client program); the users' sessions are limited from every program.
 --   [exempt] addresses "local": cannot be expressed (a profile cannot depend on the client
 --     address); the users' sessions are limited from every address.
+--   [[exempt]] #2 (roles "backup" and applications "pg_dump" or "pg_basebackup"): cannot be
+--     expressed (a profile cannot depend on a session's other keys); these sessions are limited by
+--     their user's profile.
 
 -- Rules:
 --   "inactivity" (idle 15m · warn 2m · members of humans): IDLE_TIME 15 (exact) for users granted

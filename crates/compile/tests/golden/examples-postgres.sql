@@ -1,6 +1,6 @@
 -- curfew compile --dialect postgres
 -- Policy: examples/curfew.toml
--- SHA-256: a7f733201f9faf49467dafb972ac949b7cef39a15496a88036c1526ffea97526
+-- SHA-256: 27ce36339c3a2a39ede54acdbb5e9458c4f7414506b7cd26c947c8d907d01060
 --
 -- Native PostgreSQL settings for the rules of this policy that PostgreSQL can express itself:
 -- defense in depth beside the curfew agent, not a replacement for it.
@@ -9,6 +9,11 @@
 -- idle_session_timeout = 0; SET idle_in_transaction_session_timeout = 0). They give no warning
 -- before a session ends and leave no record of why it ended. The curfew agent enforces the whole
 -- policy from outside the session, where users cannot switch it off: keep it running.
+--
+-- Margin: each timeout is set above curfew's limit by the larger of 1 minute and a tenth of the
+-- limit (the default; curfew compile --margin sets another), so that the curfew agent ends the
+-- session first and records why; PostgreSQL ends it only when the agent has not (for instance while
+-- it is stopped). A timeout equal to the limit would race the agent and destroy that evidence.
 --
 -- Apply on the primary as a superuser: psql -v ON_ERROR_STOP=1 -f FILE (role settings replicate to
 -- standbys). The script runs in one transaction and needs PostgreSQL 14 or later. Settings take
@@ -26,22 +31,22 @@
 -- Exemptions:
 --   [exempt] roles "postgres", "replicator": never given these settings.
 --   curfew's own role "curfew_agent" (the targets' users): never given these settings.
---   [exempt] applications "pg_dump", "pg_basebackup": cannot be expressed natively (a role's
---     settings cannot depend on application_name); sessions of the roles below get these settings
---     whatever application they come from.
 --   [exempt] addresses "local": cannot be expressed natively (a role's settings cannot depend on
 --     where a session connects from); sessions of the roles below get these settings from every
 --     address.
+--   [[exempt]] #2 (roles "backup" and applications "pg_dump" or "pg_basebackup"): cannot be
+--     expressed natively (a role's settings cannot depend on a session's other keys); these
+--     sessions get the settings of their role.
 --
 -- Rules:
---   "inactivity" (idle 15m · warn 2m · members of humans): idle_session_timeout = '15min' for
+--   "inactivity" (idle 15m · warn 2m · members of humans): idle_session_timeout = '990s' for
 --     members of "humans" (directly or through other roles, and the role itself). PostgreSQL ends a
---     session idle outside a transaction for longer than this, as the rule does. The warning 2m
---     before the end cannot be given natively.
+--     session idle outside a transaction for longer than this, a backstop behind the agent (the
+--     rule's 15m plus a margin of 1m30s). The warning 2m before the end cannot be given natively.
 --   "abandoned-transaction" (idle in transaction 5m · members of humans):
---     idle_in_transaction_session_timeout = '5min' for members of "humans" (directly or through
+--     idle_in_transaction_session_timeout = '6min' for members of "humans" (directly or through
 --     other roles, and the role itself). PostgreSQL ends a session idle inside a transaction for
---     longer than this, as the rule does.
+--     longer than this, a backstop behind the agent (the rule's 5m plus a margin of 1m).
 --   "session-lifetime" (lifetime 12h · warn 10m · members of humans): not expressible natively:
 --     PostgreSQL has no setting that limits how long a session stays connected.
 --   "working-hours" (allow Mon-Fri 07:00-19:00, Sat 08:00-12:00 (America/New_York) · locks logins
@@ -52,8 +57,9 @@
 --     matching "analyst_*". Unlike the rule, PostgreSQL refuses a login beyond the limit instead of
 --     ending the newest session, and does not limit superusers.
 --   "app-stuck-transaction" (idle in transaction 10m · roles appuser):
---     idle_in_transaction_session_timeout = '10min' for the role "appuser". PostgreSQL ends a
---     session idle inside a transaction for longer than this, as the rule does.
+--     idle_in_transaction_session_timeout = '11min' for the role "appuser". PostgreSQL ends a
+--     session idle inside a transaction for longer than this, a backstop behind the agent (the
+--     rule's 10m plus a margin of 1m).
 --   "backup-lifetime-staged" (lifetime 6h · roles backupuser · report only): not expressible
 --     natively: action = "report" (staged rollout): the rule ends nothing, and a native setting
 --     would end sessions, so nothing is emitted for it.
@@ -177,13 +183,13 @@ $curfew$;
 
 -- idle_session_timeout: largest first, so that where rules overlap the strictest is set last.
 -- Rule "inactivity" (idle 15m · warn 2m · members of humans).
-CALL pg_temp.curfew_set('inactivity', 'idle_session_timeout', '15min', member_of => ARRAY['humans']);
+CALL pg_temp.curfew_set('inactivity', 'idle_session_timeout', '990s', member_of => ARRAY['humans']);
 
 -- idle_in_transaction_session_timeout: largest first, so that where rules overlap the strictest is set last.
 -- Rule "app-stuck-transaction" (idle in transaction 10m · roles appuser).
-CALL pg_temp.curfew_set('app-stuck-transaction', 'idle_in_transaction_session_timeout', '10min', roles => ARRAY['appuser']);
+CALL pg_temp.curfew_set('app-stuck-transaction', 'idle_in_transaction_session_timeout', '11min', roles => ARRAY['appuser']);
 -- Rule "abandoned-transaction" (idle in transaction 5m · members of humans).
-CALL pg_temp.curfew_set('abandoned-transaction', 'idle_in_transaction_session_timeout', '5min', member_of => ARRAY['humans']);
+CALL pg_temp.curfew_set('abandoned-transaction', 'idle_in_transaction_session_timeout', '6min', member_of => ARRAY['humans']);
 
 -- CONNECTION LIMIT: largest first, so that where rules overlap the strictest is set last.
 -- Rule "one-session-each" (at most 1 per role · roles analyst_*).

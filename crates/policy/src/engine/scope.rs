@@ -23,10 +23,34 @@ impl Bits {
     fn word(&self, w: usize) -> u64 {
         if w == 0 { self.first } else { self.rest[w - 1] }
     }
+
+    /// The set of indexes `0..count` for which `admits` holds.
+    fn of(count: usize, admits: impl Fn(usize) -> bool) -> Bits {
+        let mut words = vec![0u64; count.div_ceil(64).max(1)];
+        for i in (0..count).filter(|i| admits(*i)) {
+            words[i / 64] |= 1 << (i % 64);
+        }
+        Bits {
+            first: words[0],
+            rest: words[1..].into(),
+        }
+    }
+
+    /// The lowest index in all three sets.
+    fn first_common(a: &Bits, b: &Bits, c: &Bits) -> Option<usize> {
+        let word = |w: usize| a.word(w) & b.word(w) & c.word(w);
+        (0..=a.rest.len())
+            .map(|w| (w, word(w)))
+            .find(|(_, bits)| *bits != 0)
+            .map(|(w, bits)| w * 64 + bits.trailing_zeros() as usize)
+    }
 }
 
-/// What one key (a role, a database...) contributes: an exemption, or the rules it admits.
-type Entry = (Option<ExemptBy>, Bits);
+/// What one attribute (a role, a database and application, an address) contributes: the
+/// exemptions whose keys on that attribute it satisfies (an exemption without such keys counts
+/// as satisfied), and the rules it admits. A session is exempt when one exemption is satisfied
+/// on all three.
+type Entry = (Bits, Bits);
 
 /// The rules that apply to a session, and its role's number.
 pub(super) struct Applicable<'a> {
@@ -172,44 +196,27 @@ impl<'p, 's> ScopeIndex<'p, 's> {
     pub(super) fn classify(&mut self, s: &'s Session) -> Result<Applicable<'_>, ExemptBy> {
         let (policy, words) = (self.policy, self.words);
         let role_id = self.roles.index(address_of(&s.role), &s.role, || {
-            build(
-                policy,
-                words,
-                policy.exempt.by_role(&s.role, &s.member_of),
-                |scope| scope.admits_role(&s.role, &s.member_of),
-            )
+            build(policy, words, |scope| {
+                scope.admits_role(&s.role, &s.member_of)
+            })
         });
-        let role = &self.roles.entries[role_id as usize];
-        if let Some(why) = role.0 {
-            return Err(why);
-        }
         let connection_id = self.connections.index(
             (address_of(&s.database), address_of(&s.application)),
             (&s.database, &s.application),
             || {
-                let exempt = policy
-                    .exempt
-                    .by_database(&s.database)
-                    .or_else(|| policy.exempt.by_application(&s.application));
-                build(policy, words, exempt, |scope| {
+                build(policy, words, |scope| {
                     scope.admits_database(&s.database) && scope.admits_application(&s.application)
                 })
             },
         );
+        let address = self
+            .addresses
+            .entry(s.client_addr)
+            .or_insert_with(|| build(policy, words, |scope| scope.admits_address(s.client_addr)));
+        let role = &self.roles.entries[role_id as usize];
         let connection = &self.connections.entries[connection_id as usize];
-        if let Some(why) = connection.0 {
-            return Err(why);
-        }
-        let address = self.addresses.entry(s.client_addr).or_insert_with(|| {
-            build(
-                policy,
-                words,
-                policy.exempt.by_address(s.client_addr),
-                |scope| scope.admits_address(s.client_addr),
-            )
-        });
-        if let Some(why) = address.0 {
-            return Err(why);
+        if let Some(e) = Bits::first_common(&role.0, &connection.0, &address.0) {
+            return Err(policy.exempt.entries[e].by);
         }
         self.scratch[0] = role.1.first & connection.1.first & address.1.first;
         for w in 1..self.words {
@@ -222,23 +229,16 @@ impl<'p, 's> ScopeIndex<'p, 's> {
     }
 }
 
-fn build(
-    policy: &Policy,
-    words: usize,
-    exempt: Option<ExemptBy>,
-    admits: impl Fn(&crate::model::Scope) -> bool,
-) -> Entry {
-    let mut words_out = vec![0u64; words];
-    if exempt.is_none() {
-        for (i, rule) in policy.rules.iter().enumerate() {
-            if evaluated(&rule.condition) && admits(&rule.scope) {
-                words_out[i / 64] |= 1 << (i % 64);
-            }
-        }
-    }
-    let bits = Bits {
-        first: words_out[0],
-        rest: words_out[1..].into(),
-    };
-    (exempt, bits)
+/// One attribute's entry: `admits` is the part of a scope (a rule's or an exemption's) that
+/// tests this attribute, true when the scope does not restrict it.
+fn build(policy: &Policy, words: usize, admits: impl Fn(&crate::model::Scope) -> bool) -> Entry {
+    let exempt = &policy.exempt.entries;
+    let exemptions = Bits::of(exempt.len(), |i| admits(&exempt[i].scope));
+    let rules = Bits::of(words * 64, |i| {
+        policy
+            .rules
+            .get(i)
+            .is_some_and(|rule| evaluated(&rule.condition) && admits(&rule.scope))
+    });
+    (exemptions, rules)
 }

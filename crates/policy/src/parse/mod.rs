@@ -38,7 +38,8 @@ const SCOPE_KEYS: &[&str] = &[
 
 /// Parse and validate a policy. `source` names the file in messages; `tzdb` resolves time zone
 /// names (pass `jiff::tz::db()` for the system database). Every problem is reported, not only
-/// the first.
+/// the first. A policy with no rule or no target parses: what an enforceable policy must also
+/// have is [`Policy::missing`].
 pub fn parse_policy(
     source: &str,
     text: &str,
@@ -64,15 +65,7 @@ pub fn parse_policy(
     let top = TableReader::new(root.get_ref(), "the policy", TOP_KEYS);
     let agent = parse_agent(&mut c, &top);
     let targets = parse_targets(&mut c, &top);
-    let exempt = match top.table(&mut c, "exempt", "a table: [exempt]") {
-        Some((table, _)) => {
-            let r = TableReader::new(table, "[exempt]", SCOPE_KEYS);
-            let scope = parse_scope(&mut c, &r);
-            r.finish(&mut c);
-            Exemptions(scope)
-        }
-        None => Exemptions::default(),
-    };
+    let exempt = parse_exempt(&mut c, &top);
     let rules = rule::parse_rules(&mut c, &top, tzdb);
     let verify = parse_verify(&mut c, &top);
     top.finish(&mut c);
@@ -80,9 +73,6 @@ pub fn parse_policy(
         return Err(PolicyErrors {
             diagnostics: c.finish(),
         });
-    }
-    if rules.is_empty() {
-        c.warning(0..0, "the policy has no [[rule]], so it ends no session");
     }
     Ok(Parsed {
         policy: Policy {
@@ -94,6 +84,72 @@ pub fn parse_policy(
         },
         warnings: c.finish(),
     })
+}
+
+/// `[exempt]` (any key exempts) or `[[exempt]]` entries (every key of an entry must match).
+/// TOML itself refuses both in one file (the key `exempt` would be defined twice).
+fn parse_exempt(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Exemptions {
+    let Some(value) = top.get("exempt") else {
+        return Exemptions::default();
+    };
+    if let DeValue::Table(table) = value.get_ref() {
+        let r = TableReader::new(table, "[exempt]", SCOPE_KEYS);
+        let scope = parse_scope(c, &r);
+        if let Some(span) = r.key_span("applications") {
+            warn_application_alone(c, span, "`applications` in [exempt]");
+        }
+        r.finish(c);
+        return Exemptions::any_key(scope);
+    }
+    if !matches!(value.get_ref(), DeValue::Array(_)) {
+        c.error(
+            value.span(),
+            "`exempt` must be a table, [exempt], or entries, [[exempt]]",
+        );
+        return Exemptions::default();
+    }
+    let Some(items) = array_of_tables(c, value, "exempt") else {
+        return Exemptions::default();
+    };
+    let mut scopes = Vec::new();
+    for (index, (table, header)) in items.into_iter().enumerate() {
+        let context = format!("[[exempt]] #{}", index + 1);
+        let r = TableReader::new(table, context.clone(), SCOPE_KEYS);
+        let scope = parse_scope(c, &r);
+        let given: Vec<&str> = SCOPE_KEYS
+            .iter()
+            .copied()
+            .filter(|k| r.key_span(k).is_some())
+            .collect();
+        match given.as_slice() {
+            [] => c.error(
+                header,
+                format!(
+                    "{context} has no key, so it would exempt every session; give at least one of: {}",
+                    SCOPE_KEYS.join(", ")
+                ),
+            ),
+            ["applications"] => {
+                if let Some(span) = r.key_span("applications") {
+                    warn_application_alone(c, span, &format!("{context}, whose only key is `applications`,"));
+                }
+            }
+            _ => {}
+        }
+        r.finish(c);
+        scopes.push(scope);
+    }
+    Exemptions::all_keys(scopes)
+}
+
+/// An exemption any client can claim: it names the application it likes.
+fn warn_application_alone(c: &mut Collector<'_>, span: Range<usize>, what: &str) {
+    c.warning(
+        span,
+        format!(
+            "{what} exempts any session that sets a matching application_name, which the client chooses; combine it with `roles` or `member_of` in an [[exempt]] entry (e.g. roles = [\"backup\"] with applications = [\"pg_dump\"])"
+        ),
+    );
 }
 
 fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSettings {

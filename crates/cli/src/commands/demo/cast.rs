@@ -42,8 +42,11 @@ interval = "1s"
 name = "demo"
 url = "{url}"
 
-[exempt]
+[[exempt]]
 roles = ["postgres"]
+
+[[exempt]]
+roles = ["backupuser"]
 applications = ["pg_dump"]
 
 [[rule]]

@@ -101,7 +101,7 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     for rule in &loaded.policy.rules {
         say(format!("  {:<width$}  {}", rule.name, summary(rule)));
     }
-    say("  exempt: role postgres, application pg_dump\n");
+    say("  exempt: role postgres; backupuser while it runs pg_dump\n");
 
     let audit_path = dir.join("audit.jsonl");
     let audit = AuditLog::open(&audit_path).context("opening the demo audit log")?;

@@ -19,7 +19,7 @@ use jiff::Timestamp;
 use live::Fallback;
 
 use super::Document as Format;
-use crate::exit::{Failure, out};
+use crate::exit::{Failure, out, out_text};
 use crate::policy_file;
 
 /// Options of `curfew verify`.
@@ -89,7 +89,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         );
     }
     match args.format {
-        Format::Md => out(&output::markdown(
+        Format::Md => out_text(&output::markdown(
             &verified,
             &loaded,
             started,

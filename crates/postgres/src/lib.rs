@@ -23,8 +23,8 @@ pub use error::PgError;
 pub use facts::{CHECKED_SETTINGS, HbaRule, RoleFacts, ServerFacts, Setting};
 pub use leader::{Announcement, LEADER_KEY, LeaderInfo, Leadership};
 pub use ledger::{
-    AGENT_FUNCTIONS, FaultHook, Installed, LEDGER_VERSION, LedgerStatus, LockProgress, LockRow,
-    LockedRole, LoginChange, OWNER_ROLE, RoleInfo,
+    AGENT_FUNCTIONS, FaultHook, FunctionFacts, Installed, LEDGER_VERSION, LedgerFacts,
+    LedgerStatus, LockProgress, LockRow, LockedRole, LoginChange, OWNER_ROLE, RoleInfo,
 };
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use snapshot::Snapshot;

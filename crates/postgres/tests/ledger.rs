@@ -121,6 +121,23 @@ async fn curfews_role_cannot_reach_a_shell_and_the_functions_refuse_protected_ro
     let mut ledger = connect_trust(&cluster, "curfew_agent").await;
     ledger.fence(Some(leadership));
     assert_eq!(ledger.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    // What `curfew check` reads: all as installed, nothing more for curfew's role.
+    let facts = ledger.ledger_facts().await.unwrap();
+    assert_eq!(facts.schema_owner.as_deref(), Some("curfew_owner"));
+    assert!(facts.current && !facts.owner_can_login);
+    assert!(facts.agent_excess.is_empty(), "{facts:?}");
+    assert_eq!(facts.functions.len(), 8);
+    for f in &facts.functions {
+        assert!(
+            f.present
+                && f.security_definer
+                && f.fixed_search_path
+                && !f.public_execute
+                && f.agent_execute
+                && f.owner.as_deref() == Some("curfew_owner"),
+            "{f:?}"
+        );
+    }
     for name in ["postgres", "curfew_agent", "admin_x", "curfew_owner"] {
         let info = role(&ledger, name).await;
         let error = ledger
@@ -337,6 +354,19 @@ async fn an_older_ledger_is_upgraded_by_init_and_keeps_its_rows() {
         ledger.ledger_status().await.unwrap(),
         LedgerStatus::Outdated
     );
+    let facts = ledger.ledger_facts().await.unwrap();
+    assert!(!facts.current);
+    assert!(
+        facts
+            .agent_excess
+            .iter()
+            .any(|e| e == "ownership of schema curfew")
+            && facts
+                .agent_excess
+                .iter()
+                .any(|e| e == "ownership on curfew.lock"),
+        "{facts:?}"
+    );
     let problem = LedgerStatus::Outdated
         .problem("t", "curfew_agent", false)
         .unwrap();
@@ -360,6 +390,7 @@ async fn an_older_ledger_is_upgraded_by_init_and_keeps_its_rows() {
         "{installed:?}"
     );
     assert_eq!(ledger.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    assert!(ledger.ledger_facts().await.unwrap().agent_excess.is_empty());
     assert_eq!(ledger.locks(false).await.unwrap()[0].reason, "INC-old");
     assert_eq!(
         refused(&agent.client, "DELETE FROM curfew.lock").await,

@@ -9,9 +9,11 @@
 //!   (no row) is never enabled.
 
 mod change;
+mod inspect;
 mod install;
 mod status;
 
+pub use inspect::{FunctionFacts, LedgerFacts};
 pub use install::{AGENT_FUNCTIONS, Installed, OWNER_ROLE};
 pub use status::LedgerStatus;
 

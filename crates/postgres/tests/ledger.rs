@@ -180,7 +180,26 @@ async fn curfews_role_cannot_reach_a_shell_and_the_functions_refuse_protected_ro
     }
 
     // An ordinary role with an odd name: locked and restored, transactionally with its row.
+    // Any login role may hold the advisory key login changes used to take: it blocks nothing
+    // now, and the table lock that replaced it is not theirs to take.
     let weird = role(&ledger, WEIRD).await;
+    simple_value(
+        &ana.client,
+        &format!(
+            "select pg_advisory_lock(7166912342400000000 + {}::oid::bigint)",
+            weird.oid
+        ),
+    )
+    .await;
+    assert_eq!(
+        refused(
+            &ana.client,
+            "BEGIN; LOCK TABLE curfew.disabled_login IN ACCESS EXCLUSIVE MODE"
+        )
+        .await,
+        "42501"
+    );
+    let _ = ana.client.batch_execute("ROLLBACK").await;
     let row = ledger
         .create_incident_lock(&weird, "INC-1", "me@host", None)
         .await

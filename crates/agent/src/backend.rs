@@ -4,8 +4,8 @@
 use std::future::Future;
 
 use curfew_postgres::{
-    Connection, FaultHook, Guard, LeaderInfo, Leadership, LockRow, LockedRole, LoginChange,
-    PgError, RoleInfo, Signal, Snapshot, TargetSpec,
+    Connection, FaultHook, Guard, LeaderInfo, Leadership, LedgerStatus, LockRow, LockedRole,
+    LoginChange, PgError, RoleInfo, Signal, Snapshot, TargetSpec,
 };
 
 /// An open connection to one database server.
@@ -123,14 +123,20 @@ pub trait LoginLedger: Send {
     /// The role curfew is connected as (never locked).
     fn own_role(&self) -> &str;
 
-    /// Why curfew's role cannot change logins, if it cannot.
-    fn login_change_problem(&self) -> Option<String>;
+    /// Why curfew's role cannot keep login locks on `target` with the ledger in this state, and
+    /// what an administrator must run (`curfew init`); `needs`: the policy has lock rules.
+    fn login_change_problem(
+        &self,
+        target: &str,
+        status: LedgerStatus,
+        needs: bool,
+    ) -> Option<String>;
 
-    /// Whether the ledger exists.
-    fn ledger_exists(&self) -> impl Future<Output = Result<bool, PgError>> + Send;
+    /// Where the ledger stands (catalog reads only: never a permission error).
+    fn ledger_status(&self) -> impl Future<Output = Result<LedgerStatus, PgError>> + Send;
 
-    /// Create the ledger.
-    fn init_ledger(&self) -> impl Future<Output = Result<(), PgError>> + Send;
+    /// Whether the ledger holds anything to do (locks, unrecorded rows, disabled logins).
+    fn ledger_has_work(&self) -> impl Future<Output = Result<bool, PgError>> + Send;
 
     /// Every role with its memberships.
     fn roles(&self) -> impl Future<Output = Result<Vec<RoleInfo>, PgError>> + Send;
@@ -184,30 +190,21 @@ impl LoginLedger for Connection {
         &self.info.role
     }
 
-    fn login_change_problem(&self) -> Option<String> {
-        let info = &self.info;
-        if info.superuser || info.createrole {
-            return None;
-        }
-        let role = curfew_postgres::quote_identifier(&info.role);
-        let also = if info.version_num >= 160_000 {
-            " and, on PostgreSQL 16 and later, ADMIN OPTION on each role it locks (GRANT <role> TO {role} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE)"
-                .replace("{role}", &role)
-        } else {
-            String::new()
-        };
-        Some(format!(
-            "login locks need role \"{}\" to have CREATEROLE (ALTER ROLE {role} CREATEROLE){also}",
-            info.role
-        ))
+    fn login_change_problem(
+        &self,
+        target: &str,
+        status: LedgerStatus,
+        needs: bool,
+    ) -> Option<String> {
+        status.problem(target, &self.info.role, needs)
     }
 
-    async fn ledger_exists(&self) -> Result<bool, PgError> {
-        Connection::ledger_exists(self).await
+    async fn ledger_status(&self) -> Result<LedgerStatus, PgError> {
+        Connection::ledger_status(self).await
     }
 
-    async fn init_ledger(&self) -> Result<(), PgError> {
-        Connection::init_ledger(self).await
+    async fn ledger_has_work(&self) -> Result<bool, PgError> {
+        Connection::ledger_has_work(self).await
     }
 
     async fn roles(&self) -> Result<Vec<RoleInfo>, PgError> {

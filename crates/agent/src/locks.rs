@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use curfew_audit::Event;
 use curfew_policy::Rule;
-use curfew_postgres::{LockedRole, LoginChange, PgError};
+use curfew_postgres::{LedgerStatus, LockedRole, LoginChange, PgError};
 use jiff::Timestamp;
 use serde_json::json;
 use tokio::time::Instant;
@@ -64,15 +64,22 @@ impl Action {
 pub(crate) struct Keeper {
     target: String,
     shared: Arc<Shared>,
-    /// Whether the ledger was found (it is not looked for again once it exists).
-    ledger_exists: bool,
-    reported_missing: bool,
-    warned_privilege: bool,
+    /// The ledger problem last reported (said once, until it changes or goes away).
+    reported: Option<String>,
+    /// Ledger failures in a row, and when to try again.
+    failures: u32,
+    not_before: Option<Instant>,
+    /// The locked roles of the last round that read the ledger: their sessions keep being
+    /// ended while the ledger cannot be read.
+    last_locked: LockedSet,
     /// Login changes the server refused, by role oid, and when to try again.
     refused: HashMap<u32, (u32, Instant)>,
     /// What a dry run already said it would do.
     noted: std::collections::HashSet<String>,
 }
+
+/// The longest wait between two attempts on a ledger that fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
 fn earliest(a: Option<Timestamp>, b: Option<Timestamp>) -> Option<Timestamp> {
     match (a, b) {
@@ -86,16 +93,20 @@ impl Keeper {
         Self {
             target,
             shared,
-            ledger_exists: false,
-            reported_missing: false,
-            warned_privilege: false,
+            reported: None,
+            failures: 0,
+            not_before: None,
+            last_locked: LockedSet::new(),
             refused: HashMap::new(),
             noted: std::collections::HashSet::new(),
         }
     }
 
-    /// One round. Only a lost connection is an error; other failures are logged, audited where
-    /// an action was involved, and retried later.
+    /// One round. Only a lost connection or lost leadership is an error; a ledger that is
+    /// missing, unreadable or failing is one loud record (audit and error log), retried with a
+    /// capped backoff, and never stops the ending of sessions. The ledger is read only when the
+    /// policy has lock rules or the ledger holds something (incident locks, disabled logins);
+    /// before that, one catalog query says whether it exists and may be used.
     pub(crate) async fn keep<L: LoginLedger>(
         &mut self,
         ledger: &mut L,
@@ -116,60 +127,75 @@ impl Keeper {
                 rule.login_window(now).and_then(|w| w.until),
             );
         }
-        if !lock_rules.is_empty()
-            && !self.warned_privilege
-            && let Some(problem) = ledger.login_change_problem()
-        {
-            tracing::warn!(target: "curfew::agent", "target \"{}\": {problem}", self.target);
-            self.warned_privilege = true;
-        }
-        if !self.ledger_ready(ledger, !lock_rules.is_empty()).await? {
+        if self.not_before.is_some_and(|t| t > Instant::now()) {
+            kept.locked = self.last_locked.clone();
             return Ok(kept);
         }
-        match self
-            .round(ledger, loaded, &lock_rules, now, &mut kept)
-            .await
-        {
-            Ok(()) => Ok(kept),
-            Err(e) if e.is_connection_lost() || e.is_not_leading() => Err(e),
-            Err(e) => {
-                tracing::error!(target: "curfew::agent", "{e}");
-                // Look for the ledger again next round (it may have been dropped).
-                self.ledger_exists = false;
+        let status = match ledger.ledger_status().await {
+            Ok(status) => status,
+            Err(e) => return self.failed(e, kept).await,
+        };
+        let problem = ledger.login_change_problem(&self.target, status, !lock_rules.is_empty());
+        match problem {
+            Some(problem) => self.report(problem).await,
+            None => self.reported = None,
+        }
+        if !status.readable() {
+            self.last_locked.clear();
+            return Ok(kept);
+        }
+        let writable = status == LedgerStatus::Ready;
+        let result = async {
+            if lock_rules.is_empty() && !ledger.ledger_has_work().await? {
+                return Ok(());
+            }
+            self.round(ledger, loaded, &lock_rules, now, &mut kept, writable)
+                .await
+        }
+        .await;
+        match result {
+            Ok(()) => {
+                self.failures = 0;
+                self.not_before = None;
+                self.last_locked = kept.locked.clone();
                 Ok(kept)
             }
+            Err(e) => self.failed(e, kept).await,
         }
     }
 
-    /// Whether the ledger is there to use; created on first need. While it is missing it is
-    /// looked for every round (one small query): `curfew init` or the first `curfew lock` may
-    /// create it at any moment, and a lock must take effect at once.
-    async fn ledger_ready<L: LoginLedger>(
-        &mut self,
-        ledger: &mut L,
-        needed: bool,
-    ) -> Result<bool, PgError> {
-        if self.ledger_exists {
-            return Ok(true);
+    /// A ledger failure: lost connection or leadership go up; anything else is reported once,
+    /// and the ledger is left alone for a while (1 s, 2 s, 4 s ... up to a minute).
+    async fn failed(&mut self, e: PgError, mut kept: Kept) -> Result<Kept, PgError> {
+        if e.is_connection_lost() || e.is_not_leading() {
+            return Err(e);
         }
-        let mut exists = ledger.ledger_exists().await?;
-        if !exists && needed {
-            match ledger.init_ledger().await {
-                Ok(()) => {
-                    tracing::info!(target: "curfew::agent", "target \"{}\": created the curfew ledger (schema curfew)", self.target);
-                    exists = true;
-                }
-                Err(e) if e.is_connection_lost() => return Err(e),
-                Err(e) => {
-                    if !self.reported_missing {
-                        tracing::error!(target: "curfew::agent", "{e}; login locks are not enforced until the ledger exists");
-                        self.reported_missing = true;
-                    }
-                }
-            }
+        self.failures = self.failures.saturating_add(1);
+        let wait = Duration::from_secs(1u64 << self.failures.min(6)).min(MAX_BACKOFF);
+        self.not_before = Some(Instant::now() + wait);
+        self.report(format!(
+            "{e}; login locks are kept from the last reading of the ledger, tried again with backoff (up to {}s)",
+            MAX_BACKOFF.as_secs()
+        ))
+        .await;
+        tracing::debug!(target: "curfew::agent", "target \"{}\": ledger retried in {}s", self.target, wait.as_secs());
+        kept.locked = self.last_locked.clone();
+        Ok(kept)
+    }
+
+    /// Say a ledger problem loudly, once: an error log line and an audit record
+    /// (`login_change_failed`, result `ledger_unavailable`). Repeats are logged at debug level.
+    async fn report(&mut self, problem: String) {
+        if self.reported.as_ref() == Some(&problem) {
+            tracing::debug!(target: "curfew::agent", "{problem}");
+            return;
         }
-        self.ledger_exists = exists;
-        Ok(exists)
+        tracing::error!(target: "curfew::agent", "{problem}");
+        let mut record = about(Event::LoginChangeFailed, &self.target);
+        record.reason = Some(problem.clone());
+        record.result = Some("ledger_unavailable".to_owned());
+        let _ = write(&self.shared, record).await;
+        self.reported = Some(problem);
     }
 
     async fn round<L: LoginLedger>(
@@ -179,8 +205,14 @@ impl Keeper {
         lock_rules: &[&Rule],
         now: Timestamp,
         kept: &mut Kept,
+        writable: bool,
     ) -> Result<(), PgError> {
         let policy = &loaded.policy;
+        // A dry run, or a ledger curfew may only read (made by an older curfew, or its
+        // functions not granted), changes nothing: it reads the locks, so that the sessions
+        // of locked roles are still ended (or, in a dry run, reported).
+        let dry_run = self.shared.options.dry_run;
+        let acting = writable && !dry_run;
         let mut roles = None;
         for rule in lock_rules {
             let Some(window) = rule.login_window(now) else {
@@ -201,7 +233,7 @@ impl Keeper {
             } else {
                 Vec::new()
             };
-            if self.shared.options.dry_run {
+            if dry_run {
                 for (_, name) in &covered {
                     self.dry_run_note(format!(
                         "dry run: rule \"{}\" would disable the login of role \"{name}\"",
@@ -210,14 +242,15 @@ impl Keeper {
                 }
                 continue;
             }
+            if !acting {
+                continue;
+            }
             let reason = window_reason(rule);
             ledger
                 .sync_window_locks(&rule.name, &covered, &reason)
                 .await?;
         }
-        // A dry run changes nothing: it reads the ledger (incident locks still mark sessions to
-        // report) and says which logins it would change.
-        if !self.shared.options.dry_run {
+        if acting {
             let names: Vec<&str> = lock_rules.iter().map(|r| r.name.as_str()).collect();
             ledger.release_window_locks_except(&names).await?;
             ledger.expire_locks().await?;
@@ -242,14 +275,14 @@ impl Keeper {
                     },
                 );
             }
-            if self.shared.options.dry_run {
+            if dry_run {
                 if !role.locks.is_empty() && role.can_login {
                     self.dry_run_note(format!(
                         "dry run: would disable the login of locked role \"{}\"",
                         role.name
                     ));
                 }
-            } else {
+            } else if acting {
                 self.reconcile(ledger, loaded, &role).await?;
             }
         }

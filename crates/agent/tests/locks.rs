@@ -1,6 +1,8 @@
 //! Login locks on a real server: windows lock and restore logins on time, a role that was
 //! NOLOGIN before stays so, odd names work, two reasons hold a lock, drift is corrected,
-//! incident locks reach standbys, and PostgreSQL 16's CREATEROLE rule is explained.
+//! incident locks reach standbys; all with curfew's role at least privilege (no CREATEROLE:
+//! login changes go through the functions `curfew init` installs), which refuse protected
+//! roles; and a ledger curfew may not read is one record, never a leadership flap.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -13,21 +15,24 @@ use curfew_sandbox::Cluster;
 
 const WEIRD: &str = "we\"ird röle";
 
-/// A cluster where curfew_agent has CREATEROLE and created the test roles itself (so that, on
-/// PostgreSQL 16 and later, it holds ADMIN OPTION on them, as a real deployment would grant).
-fn lock_cluster() -> Cluster {
+/// The README's recipe: curfew_agent at least privilege (pg_read_all_stats and
+/// pg_signal_backend only), the roles made by the superuser, and `curfew init` as the superuser.
+async fn lock_cluster() -> Cluster {
     let cluster = cluster_with(Default::default());
     cluster
         .psql(
-            "ALTER ROLE curfew_agent CREATEROLE;
-             CREATE SCHEMA curfew AUTHORIZATION curfew_agent;
-             SET ROLE curfew_agent;
-             CREATE ROLE ana LOGIN;
+            "CREATE ROLE ana LOGIN;
              CREATE ROLE \"we\"\"ird röle\" LOGIN;
-             CREATE ROLE dormant NOLOGIN;
-             RESET ROLE;",
+             CREATE ROLE dormant NOLOGIN;",
         )
         .unwrap();
+    let spec = curfew_postgres::TargetSpec {
+        name: "test".into(),
+        url: curfew_policy::ConnectionUrl::parse(&cluster.url("postgres", "postgres")).unwrap(),
+        password_file: None,
+    };
+    let mut admin = curfew_postgres::connect(&spec).await.unwrap().connection;
+    admin.install_ledger("curfew_agent").await.unwrap();
     cluster
 }
 
@@ -68,7 +73,6 @@ async fn ledger_and_role(
         password_file: None,
     };
     let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
-    ledger.init_ledger().await.unwrap();
     let info = ledger
         .roles()
         .await
@@ -93,7 +97,7 @@ fn events(agent_audit: &std::path::Path) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_window_locks_logins_then_restores_them_and_never_enables_a_dormant_role() {
-    let cluster = lock_cluster();
+    let cluster = lock_cluster().await;
     let dir = scratch("window-lock");
     let mut ana = connect(&cluster, "ana", "psql").await;
     // A deny window from a minute ago until 10 seconds from now.
@@ -163,7 +167,7 @@ async fn a_window_locks_logins_then_restores_them_and_never_enables_a_dormant_ro
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_reasons_keep_a_role_locked_until_both_are_gone_and_drift_is_corrected() {
-    let cluster = lock_cluster();
+    let cluster = lock_cluster().await;
     let dir = scratch("two-reasons");
     let now = jiff::Timestamp::now();
     let window = format!(
@@ -225,8 +229,8 @@ async fn two_reasons_keep_a_role_locked_until_both_are_gone_and_drift_is_correct
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_lock_ends_sessions_on_a_standby_too() {
-    let primary = lock_cluster();
-    let standby = lock_cluster();
+    let primary = lock_cluster().await;
+    let standby = lock_cluster().await;
     let dir = scratch("standby");
     let text = format!(
         "[[target]]\nname = \"replica\"\nurl = \"{}\"\nstandby = true\n",
@@ -256,51 +260,99 @@ async fn an_incident_lock_ends_sessions_on_a_standby_too() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn createrole_without_admin_option_is_explained_on_postgresql_16_and_later() {
-    let cluster = lock_cluster();
-    // Created by the superuser: curfew_agent holds no ADMIN OPTION on it.
-    cluster.psql("CREATE ROLE outsider LOGIN").unwrap();
-    let dir = scratch("admin-option");
+async fn roles_curfew_never_locks_are_refused_and_others_locked_without_createrole() {
+    let cluster = lock_cluster().await;
+    // Made by the superuser: curfew's role holds nothing on them, on any version.
+    cluster
+        .psql("CREATE ROLE outsider LOGIN; CREATE ROLE admin_x LOGIN CREATEROLE;")
+        .unwrap();
+    let dir = scratch("protected");
     let text = format!(
-        "[[rule]]\nname = \"closed\"\ndeny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"outsider\"]\n",
+        "[[rule]]\nname = \"closed\"\ndeny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"outsider\", \"admin_x\"]\n",
         stamp(jiff::Timestamp::now() - jiff::SignedDuration::from_mins(1)),
         stamp(jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1))
     );
     let agent = Agent::start(policy(&cluster, &text), &dir).await;
     let audit = agent.audit_path.clone();
-    if cluster.major_version() >= 16 {
-        let mut failure = None;
-        for _ in 0..25 {
-            tokio::time::sleep(Duration::from_millis(200)).await;
-            failure = curfew_audit::read(&audit)
-                .unwrap()
-                .into_iter()
-                .filter_map(Result::ok)
-                .find(|e| e.event == "login_change_failed");
-            if failure.is_some() {
-                break;
-            }
-        }
-        let detail = failure
-            .expect("no login_change_failed")
-            .detail
+    wait_until("the lock", Duration::from_secs(5), || {
+        !can_login(&cluster, "outsider")
+    })
+    .await;
+    let mut failure = None;
+    for _ in 0..25 {
+        failure = curfew_audit::read(&audit)
             .unwrap()
-            .to_string();
-        assert!(detail.contains("ADMIN OPTION"), "{detail}");
-        assert!(detail.contains("INHERIT FALSE"), "{detail}");
-        assert!(can_login(&cluster, "outsider"));
-    } else {
-        wait_until("the lock", Duration::from_secs(5), || {
-            !can_login(&cluster, "outsider")
-        })
-        .await;
+            .into_iter()
+            .filter_map(Result::ok)
+            .find(|e| e.event == "login_change_failed");
+        if failure.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let detail = failure
+        .expect("no login_change_failed for the administrator")
+        .detail
+        .unwrap()
+        .to_string();
+    assert!(
+        detail.contains("admin_x") && detail.contains("CREATEROLE"),
+        "{detail}"
+    );
+    assert!(can_login(&cluster, "admin_x"));
+    assert_eq!(
+        cluster
+            .psql("SELECT rolcreaterole FROM pg_roles WHERE rolname = 'curfew_agent'")
+            .unwrap(),
+        "f"
+    );
     agent.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_curfew_may_not_read_is_one_record_and_no_leadership_flap() {
+    // Least privilege, and a curfew schema someone else made: no lock rule in the policy.
+    let cluster = cluster_with(Default::default());
+    cluster
+        .psql("CREATE SCHEMA curfew; CREATE TABLE curfew.lock (id int); CREATE TABLE curfew.disabled_login (role_oid oid);")
+        .unwrap();
+    let dir = scratch("no-access");
+    let text = "[[rule]]\nname = \"idle\"\nidle = \"1s\"\nroles = [\"kim\"]\n";
+    let mut kim = connect(&cluster, "kim", "psql").await;
+    let mut agent = Agent::start(policy(&cluster, text), &dir).await;
+    assert!(
+        kim.ended_within(Duration::from_secs(10)).await.is_some(),
+        "the idle session was not ended"
+    );
+    // Several rounds more: the ledger is not retried into a flap.
+    for _ in 0..6 {
+        agent.ready().await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let audit = agent.audit_path.clone();
+    agent.stop().await;
+    let records: Vec<_> = curfew_audit::read(&audit)
+        .unwrap()
+        .into_iter()
+        .filter_map(Result::ok)
+        .collect();
+    let count = |event: &str| records.iter().filter(|r| r.event == event).count();
+    assert_eq!(count("leader_acquired"), 1, "{:?}", events(&audit));
+    // (One leader_lost, at the stop.)
+    assert!(count("leader_lost") <= 1, "{:?}", events(&audit));
+    assert_eq!(count("session_terminated"), 1);
+    let unavailable: Vec<_> = records
+        .iter()
+        .filter(|r| r.result.as_deref() == Some("ledger_unavailable"))
+        .collect();
+    assert_eq!(unavailable.len(), 1, "{:?}", events(&audit));
+    let reason = unavailable[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("curfew init"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incident_lock_expires_by_itself() {
-    let cluster = lock_cluster();
+    let cluster = lock_cluster().await;
     let dir = scratch("expiry");
     let agent = Agent::start(policy(&cluster, ""), &dir).await;
     let (ledger, ana) = ledger_and_role(&cluster, "ana").await;
@@ -334,7 +386,7 @@ async fn an_incident_lock_expires_by_itself() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_and_a_report_rule_change_no_login() {
-    let cluster = lock_cluster();
+    let cluster = lock_cluster().await;
     let now = jiff::Timestamp::now();
     let closed = format!(
         "deny = [\"{} - {}\"]\ntimezone = \"UTC\"\nlock_logins = true",
@@ -389,7 +441,7 @@ async fn a_dry_run_and_a_report_rule_change_no_login() {
 /// incident lock still ends every session of the role.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exempt_session_survives_a_window_lock_but_not_an_incident_lock() {
-    let cluster = lock_cluster();
+    let cluster = lock_cluster().await;
     let dir = scratch("exempt-window-lock");
     let mut backup = connect(&cluster, "ana", "pg_dump").await;
     let mut human = connect(&cluster, "ana", "psql").await;

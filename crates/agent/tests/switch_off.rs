@@ -269,3 +269,39 @@ async fn an_agent_that_cannot_record_gives_the_lead_to_one_that_can() {
     // The broken agent's log is gone; stop it without verifying it.
     drop(broken);
 }
+
+/// Regression (issue 13, item 12): a target that accepts the TCP connection and never answers
+/// hung its worker without a log line (the socket's connect timeout does not cover the startup).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_accepts_and_never_answers_is_reported_and_retried() {
+    let cluster = cluster();
+    let dir = scratch("silent-target");
+    // The kernel completes the handshake for a listening socket nobody accepts from.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let text = format!(
+        "[[target]]\nname = \"silent\"\nurl = \"postgresql://curfew_agent@127.0.0.1:{port}/postgres?sslmode=disable&connect_timeout=1\"\n\n{IDLE_KIM}"
+    );
+    let started = std::time::Instant::now();
+    let mut agent = Agent::start(policy(&cluster, &text), &dir).await;
+    let error = agent
+        .next(Duration::from_secs(10), |e| match e {
+            AgentEvent::Disconnected { target, error, .. } if target == "silent" => {
+                Some(error.clone())
+            }
+            _ => None,
+        })
+        .await
+        .expect("the silent target was never reported");
+    assert!(error.contains("no answer within 2s"), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    // The healthy target is enforced meanwhile.
+    let mut kim = connect(&cluster, "kim", "psql").await;
+    ended(&mut kim, Duration::from_secs(5), "kim's idle session").await;
+    agent.stop().await;
+    drop(silent);
+}

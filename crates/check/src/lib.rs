@@ -4,6 +4,7 @@
 //! (`curfew_postgres::Connection::facts`), so every verdict is testable without a server.
 
 mod hba;
+mod ledger;
 mod roles;
 mod settings;
 mod termination;
@@ -68,12 +69,13 @@ pub struct PolicyContext<'a> {
 }
 
 /// Judge one server's facts. Findings come in a fixed order: the termination requirement
-/// first, then settings, `pg_hba.conf`, roles.
+/// first, then settings, `pg_hba.conf`, roles, the login-lock ledger.
 pub fn judge(facts: &ServerFacts, policy: PolicyContext<'_>) -> Vec<Finding> {
     let mut findings = vec![termination::requirement(facts, policy)];
     findings.extend(settings::findings(facts, policy));
     findings.extend(hba::findings(facts));
     findings.extend(roles::findings(facts));
+    findings.push(ledger::finding(facts, policy.policy));
     findings
 }
 

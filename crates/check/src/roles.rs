@@ -44,33 +44,7 @@ pub(crate) fn findings(facts: &ServerFacts) -> Vec<Finding> {
             "ALTER ROLE ... NOSUPERUSER (grant the predefined roles each needs instead), or NOLOGIN for roles no one should log in as.".to_owned()
         },
     };
-    let agent = Finding {
-        id: "CURFEW-AGENT-PRIVILEGE",
-        title: "curfew's role is not a superuser",
-        requirement: "curfew's own security: least privilege (pg_read_all_stats, pg_signal_backend)",
-        status: if facts.connected_as_superuser {
-            Status::Fail
-        } else {
-            Status::Pass
-        },
-        observed: format!(
-            "curfew connects as {}{}",
-            facts.connected_as,
-            if facts.connected_as_superuser {
-                ", a superuser"
-            } else {
-                ", not a superuser"
-            }
-        ),
-        expected:
-            "a role with pg_read_all_stats and pg_signal_backend (CREATEROLE for login locks)"
-                .to_owned(),
-        fix: if facts.connected_as_superuser {
-            "CREATE ROLE curfew_agent LOGIN; GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent; and use it in the target URL.".to_owned()
-        } else {
-            String::new()
-        },
-    };
+    let agent = agent_privilege(facts);
     let logins: Vec<&str> = facts
         .roles
         .iter()
@@ -96,4 +70,55 @@ pub(crate) fn findings(facts: &ServerFacts) -> Vec<Finding> {
         fix: String::new(),
     };
     vec![superusers, agent, record]
+}
+
+/// curfew's role is neither a superuser nor a CREATEROLE role. CREATEROLE is refused on every
+/// version: on PostgreSQL 14 and 15 it lets the role grant itself any non-superuser role,
+/// `pg_execute_server_program` included, so `COPY ... FROM PROGRAM` runs commands as the
+/// server's operating-system user (whoever steals curfew's password has a shell on the database
+/// host); on 16 and later it still creates login roles, and alters and grants every role made
+/// with it. curfew needs none of it: login changes go through the functions of `curfew init`.
+fn agent_privilege(facts: &ServerFacts) -> Finding {
+    let role = curfew_postgres::quote_identifier(&facts.connected_as);
+    let (status, observed, fix) = if facts.connected_as_superuser {
+        (
+            Status::Fail,
+            format!("curfew connects as {}, a superuser", facts.connected_as),
+            "CREATE ROLE curfew_agent LOGIN; GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent; use it in the target URL; for login locks, run curfew init as the superuser.".to_owned(),
+        )
+    } else if facts.connected_as_createrole {
+        let escalation = if facts.version_num < 160_000 {
+            "on this PostgreSQL (before 16) CREATEROLE lets it GRANT pg_execute_server_program to itself and run COPY ... FROM PROGRAM as the server's operating-system user: a stolen curfew password is a shell on the database host"
+        } else {
+            "CREATEROLE lets it create login roles and alter and grant the roles it creates (on PostgreSQL 14/15 it would be a shell on the host, through pg_execute_server_program)"
+        };
+        (
+            Status::Fail,
+            format!(
+                "curfew connects as {}, which has CREATEROLE: {escalation}",
+                facts.connected_as
+            ),
+            format!(
+                "ALTER ROLE {role} NOCREATEROLE; login locks need no CREATEROLE since curfew init installs its functions (run it as the superuser). Only curfew verify's canaries need CREATEROLE: grant it to a separate role used for verify."
+            ),
+        )
+    } else {
+        (
+            Status::Pass,
+            format!(
+                "curfew connects as {}, neither a superuser nor CREATEROLE",
+                facts.connected_as
+            ),
+            String::new(),
+        )
+    };
+    Finding {
+        id: "CURFEW-AGENT-PRIVILEGE",
+        title: "curfew's role is neither a superuser nor CREATEROLE",
+        requirement: "curfew's own security: least privilege (pg_read_all_stats, pg_signal_backend)",
+        status,
+        observed,
+        expected: "a role with pg_read_all_stats and pg_signal_backend, and EXECUTE on curfew's login-lock functions".to_owned(),
+        fix,
+    }
 }

@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 
 use curfew_policy::{Policy, parse_policy};
-use curfew_postgres::{HbaRule, LeaderInfo, RoleFacts, ServerFacts, Setting};
+use curfew_postgres::{
+    AGENT_FUNCTIONS, FunctionFacts, HbaRule, LeaderInfo, LedgerFacts, OWNER_ROLE, RoleFacts,
+    ServerFacts, Setting,
+};
 
 use crate::{Finding, PolicyContext, Status, any_failed, judge};
 
@@ -72,6 +75,7 @@ fn default_install() -> ServerFacts {
         version_num: 170_002,
         connected_as: "curfew_agent".to_owned(),
         connected_as_superuser: false,
+        connected_as_createrole: false,
         unix_socket: false,
         settings,
         hba: Ok(vec![
@@ -83,6 +87,7 @@ fn default_install() -> ServerFacts {
             role("curfew_agent", false, false),
         ],
         leader: None,
+        ledger: LedgerFacts::default(),
     }
 }
 
@@ -428,5 +433,100 @@ fn postgresql_18_log_connections_needs_authorization_logged() {
             .insert("log_connections".into(), setting(value, None));
         let status = status_of(&run(&facts, RULES), "PG-LOG-CONNECTIONS").status;
         assert_eq!(status == Status::Pass, on, "{value}");
+    }
+}
+
+/// The ledger as `curfew init` installs it.
+fn installed_ledger() -> LedgerFacts {
+    LedgerFacts {
+        schema_owner: Some(OWNER_ROLE.to_owned()),
+        owner_can_login: false,
+        current: true,
+        functions: AGENT_FUNCTIONS
+            .iter()
+            .map(|f| FunctionFacts {
+                signature: (*f).to_owned(),
+                present: true,
+                owner: Some(OWNER_ROLE.to_owned()),
+                security_definer: true,
+                fixed_search_path: true,
+                public_execute: false,
+                agent_execute: true,
+            })
+            .collect(),
+        agent_excess: Vec::new(),
+    }
+}
+
+#[test]
+fn createrole_on_curfews_role_fails_and_names_the_escalation() {
+    let mut facts = hardened();
+    facts.version_num = 150_004;
+    facts.connected_as_createrole = true;
+    let findings = run(&facts, RULES);
+    let agent = status_of(&findings, "CURFEW-AGENT-PRIVILEGE");
+    assert_eq!(agent.status, Status::Fail);
+    assert!(
+        agent.observed.contains("pg_execute_server_program") && agent.observed.contains("shell"),
+        "{agent:?}"
+    );
+    assert!(agent.fix.contains("NOCREATEROLE"), "{agent:?}");
+    facts.version_num = 170_002;
+    let findings = run(&facts, RULES);
+    assert_eq!(
+        status_of(&findings, "CURFEW-AGENT-PRIVILEGE").status,
+        Status::Fail
+    );
+    facts.connected_as_createrole = false;
+    let findings = run(&facts, RULES);
+    assert_eq!(
+        status_of(&findings, "CURFEW-AGENT-PRIVILEGE").status,
+        Status::Pass
+    );
+}
+
+#[test]
+fn the_login_functions_are_checked_when_installed_or_needed() {
+    const LOCKS: &str = "[[rule]]\nname = \"night\"\ndeny = [\"Mon-Sun 22:00-06:00\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"kim\"]\n";
+    let mut facts = hardened();
+    // No ledger: for the record, unless the policy locks logins.
+    assert_eq!(
+        status_of(&run(&facts, RULES), "CURFEW-LOGIN-FUNCTIONS").status,
+        Status::Info
+    );
+    let needed = run(&facts, LOCKS);
+    let finding = status_of(&needed, "CURFEW-LOGIN-FUNCTIONS");
+    assert_eq!(finding.status, Status::Fail);
+    assert!(finding.fix.contains("curfew init"), "{finding:?}");
+
+    facts.ledger = installed_ledger();
+    assert_eq!(
+        status_of(&run(&facts, LOCKS), "CURFEW-LOGIN-FUNCTIONS").status,
+        Status::Pass
+    );
+    // Each weakness fails it, and is named.
+    type Weaken = fn(&mut LedgerFacts);
+    let weakened: [(&str, Weaken); 6] = [
+        ("PUBLIC may execute", |l| {
+            l.functions[0].public_execute = true
+        }),
+        ("not SECURITY DEFINER", |l| {
+            l.functions[1].security_definer = false
+        }),
+        ("search_path", |l| l.functions[2].fixed_search_path = false),
+        ("can log in", |l| l.owner_can_login = true),
+        ("INSERT", |l| {
+            l.agent_excess
+                .push("INSERT/UPDATE/DELETE/TRUNCATE on curfew.lock".to_owned())
+        }),
+        ("older curfew", |l| l.current = false),
+    ];
+    for (said, weaken) in weakened {
+        let mut facts = facts.clone();
+        weaken(&mut facts.ledger);
+        let findings = run(&facts, RULES);
+        let finding = status_of(&findings, "CURFEW-LOGIN-FUNCTIONS");
+        assert_eq!(finding.status, Status::Fail, "{said}");
+        assert!(finding.observed.contains(said), "{said}: {finding:?}");
     }
 }

@@ -163,12 +163,16 @@ enum Command {
     )]
     Agent(commands::agent::Args),
 
-    /// Create curfew's login-lock ledger (schema `curfew`) on each primary target.
+    /// As an administrator, install curfew's login-lock ledger and its functions on each primary.
     #[command(
-        after_help = "The agent also creates it on first need, if its role may. If it may \
-                            not, a superuser runs once: CREATE SCHEMA curfew AUTHORIZATION \
-                            curfew_agent; then curfew init.\n\n\
-                            Examples:\n  curfew init\n  curfew init --target primary"
+        after_help = "Run once per primary by a superuser (or, on managed PostgreSQL, the \
+                            provider's admin role), and again after upgrading curfew. It creates \
+                            the schema curfew owned by the NOLOGIN role curfew_owner, the functions \
+                            through which curfew's role changes logins (it needs no CREATEROLE), and \
+                            grants that role (--agent-role, default the user in the target's URL) \
+                            their use and the reading of the ledger. An older ledger keeps its rows.\n\n\
+                            Examples:\n  curfew init --admin-user postgres\n  \
+                            curfew init --target primary --admin-user admin --admin-password-file /root/admin_pw"
     )]
     Init(commands::locks::InitArgs),
 

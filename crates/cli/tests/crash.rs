@@ -132,18 +132,32 @@ fn a_killed_agent_never_leaves_a_role_half_locked_or_wrongly_enabled() {
     let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
     cluster
         .psql(
-            "CREATE ROLE curfew_agent LOGIN CREATEROLE;
+            "CREATE ROLE curfew_agent LOGIN;
              GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
-             CREATE SCHEMA curfew AUTHORIZATION curfew_agent;
-             SET ROLE curfew_agent;
              CREATE ROLE ana LOGIN;
              CREATE ROLE \"we\"\"ird röle\" LOGIN;
-             CREATE ROLE dormant NOLOGIN;
-             RESET ROLE;",
+             CREATE ROLE dormant NOLOGIN;",
         )
         .unwrap();
     let dir = Dir(std::env::temp_dir().join(format!("curfew-crash-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
+    // The README's recipe: curfew's role at least privilege, `curfew init` by the superuser.
+    let init_policy = policy(
+        &dir.0,
+        "init.toml",
+        &cluster,
+        "2020-01-01 00:00 - 2020-01-02 00:00",
+    );
+    let init = Command::new(env!("CARGO_BIN_EXE_curfew"))
+        .args(["init", "--admin-user", "postgres", "-c"])
+        .arg(&init_policy)
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let audit = dir.0.join("audit.jsonl");
     let fmt = |t: jiff::Timestamp| t.strftime("%Y-%m-%d %H:%M").to_string();
     let now = jiff::Timestamp::now();

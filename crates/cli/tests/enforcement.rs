@@ -160,13 +160,7 @@ async fn a_squatter_curfew_cannot_end_fails_health_until_it_is_gone() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_and_unlock_work_with_no_agent_running() {
     let cluster = cluster();
-    cluster
-        .psql(
-            "ALTER ROLE curfew_agent CREATEROLE;
-             CREATE SCHEMA curfew AUTHORIZATION curfew_agent;
-             SET ROLE curfew_agent; CREATE ROLE ana LOGIN; RESET ROLE;",
-        )
-        .unwrap();
+    cluster.psql("CREATE ROLE ana LOGIN").unwrap();
     let d = dir("lock-no-agent");
     let policy = d.0.join("curfew.toml");
     let audit = d.0.join("audit.jsonl");
@@ -182,6 +176,16 @@ async fn lock_and_unlock_work_with_no_agent_running() {
     )
     .unwrap();
     let config = policy.to_str().unwrap();
+    // The README's recipe: curfew's role at least privilege, `curfew init` by the superuser.
+    let init = common::curfew()
+        .args(["init", "--admin-user", "postgres", "-c", config])
+        .output()
+        .unwrap();
+    assert!(
+        init.status.success(),
+        "{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
     let (_ana, _, ana_ended) = common::session(&cluster, "ana").await;
     let started = Instant::now();
     let lock = common::curfew()
@@ -236,5 +240,68 @@ async fn lock_and_unlock_work_with_no_agent_running() {
             "{expected}: {events:?}"
         );
     }
+    assert_audit_verifies(&audit);
+}
+
+/// Regression (issue 13, item 10): `curfew compile` set native timeouts equal to curfew's
+/// limits, so the server ended idle sessions first and the agent recorded `no_longer_matched`:
+/// the evidence was gone. Applied beside the agent, the compiled settings are a backstop only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compiled_native_settings_leave_the_terminations_to_the_agent() {
+    let cluster = cluster();
+    let d = dir("compiled-backstop");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        common::policy_text(
+            &cluster,
+            "[[rule]]\nname = \"idle\"\nidle = \"2s\"\nroles = [\"kim\"]\n\n\
+             [[rule]]\nname = \"abandoned\"\nidle_in_transaction = \"2s\"\nroles = [\"kim\"]\n",
+        ),
+    )
+    .unwrap();
+    let compiled = common::curfew()
+        .args(["compile", "--dialect", "postgres", "-c"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(compiled.status.code(), Some(0), "{compiled:?}");
+    cluster
+        .psql(&String::from_utf8(compiled.stdout).unwrap())
+        .unwrap();
+    let native = cluster
+        .psql(
+            "SELECT array_to_string(setconfig, ',') FROM pg_db_role_setting s
+             JOIN pg_roles r ON r.oid = s.setrole WHERE r.rolname = 'kim'",
+        )
+        .unwrap();
+    assert!(native.contains("idle_session_timeout"), "{native}");
+
+    let mut child = agent(&policy, &audit);
+    let lines = lines_of(&mut child);
+    common::wait_for(&lines, "this agent leads", Duration::from_secs(20));
+    let (_idle, _, idle_ended) = common::session(&cluster, "kim").await;
+    let (open, _, open_ended) = common::session(&cluster, "kim").await;
+    open.batch_execute("BEGIN; SELECT 1").await.unwrap();
+    idle_ended.recv_timeout(Duration::from_secs(10)).unwrap();
+    open_ended.recv_timeout(Duration::from_secs(10)).unwrap();
+    common::signal(&child, "TERM");
+    child.wait().unwrap();
+    let records = curfew_audit::read(&audit).unwrap();
+    let ended: Vec<_> = records
+        .iter()
+        .map(|r| r.as_ref().unwrap())
+        .filter(|r| r.event == "session_terminated")
+        .map(|r| r.rule.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(ended.len(), 2, "{ended:?}");
+    assert!(ended.contains(&"idle".to_owned()) && ended.contains(&"abandoned".to_owned()));
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.as_ref().unwrap().result.as_deref() == Some("no_longer_matched")),
+        "the server ended a session before the agent"
+    );
     assert_audit_verifies(&audit);
 }

@@ -300,11 +300,7 @@ fn an_interrupted_demo_leaves_nothing_running() {
 async fn lock_and_unlock_through_the_running_agent() {
     let cluster = cluster();
     cluster
-        .psql(
-            "ALTER ROLE curfew_agent CREATEROLE;
-             CREATE SCHEMA curfew AUTHORIZATION curfew_agent;
-             SET ROLE curfew_agent; CREATE ROLE ana LOGIN; RESET ROLE;",
-        )
+        .psql("CREATE ROLE ana LOGIN; CREATE ROLE admin_x LOGIN CREATEROLE;")
         .unwrap();
     let d = dir("lock");
     let policy = d.0.join("curfew.toml");
@@ -319,6 +315,36 @@ async fn lock_and_unlock_through_the_running_agent() {
     )
     .unwrap();
     let config = policy.to_str().unwrap();
+    // Before `curfew init`: the lock is refused, saying what to run.
+    let early = curfew()
+        .args(["lock", "ana", "--reason", "x", "-c", config])
+        .output()
+        .unwrap();
+    assert_eq!(early.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&early.stderr).contains("curfew init"),
+        "{}",
+        String::from_utf8_lossy(&early.stderr)
+    );
+    // init as curfew's own role (no administrator) is refused; as the superuser it installs.
+    let own = curfew().args(["init", "-c", config]).output().unwrap();
+    assert_eq!(own.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&own.stderr).contains("--admin-user"));
+    let init = curfew()
+        .args(["init", "--admin-user", "postgres", "-c", config])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&init.stdout);
+    assert_eq!(
+        init.status.code(),
+        Some(0),
+        "{said}{}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    assert!(
+        said.contains("was created") && said.contains("role \"curfew_agent\" may read the ledger"),
+        "{said}"
+    );
     let mut agent = agent(&policy, &audit);
     let lines = lines_of(&mut agent);
     wait_for(&lines, "this agent leads", Duration::from_secs(20));
@@ -374,6 +400,16 @@ async fn lock_and_unlock_through_the_running_agent() {
         .unwrap();
     assert_eq!(superuser.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&superuser.stderr).contains("is a superuser"));
+    let admin = curfew()
+        .args(["lock", "admin_x", "--reason", "x", "-c", config])
+        .output()
+        .unwrap();
+    assert_eq!(admin.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&admin.stderr).contains("has CREATEROLE"),
+        "{}",
+        String::from_utf8_lossy(&admin.stderr)
+    );
     let missing = curfew()
         .args(["lock", "nobody", "--reason", "x", "-c", config])
         .output()

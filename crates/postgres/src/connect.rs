@@ -47,7 +47,8 @@ pub struct ServerInfo {
     pub role: String,
     /// Whether that role is a superuser (works, but is more privilege than needed).
     pub superuser: bool,
-    /// Whether that role has CREATEROLE (needed to change logins for login locks).
+    /// Whether that role has CREATEROLE (only `curfew verify` needs it, for its canary roles;
+    /// login locks go through the functions `curfew init` installs).
     pub createrole: bool,
     /// Whether the server is a standby (in recovery).
     pub in_recovery: bool,

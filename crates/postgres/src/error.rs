@@ -54,9 +54,9 @@ pub enum PgError {
         /// The predefined roles it is not a member of.
         missing: Vec<&'static str>,
     },
-    /// curfew's role may not create or use its ledger.
+    /// curfew's role may not use the ledger or its functions (missing, outdated, not granted).
     #[error(
-        "target \"{target}\": role \"{role}\" cannot create or use the curfew ledger ({detail}); as a superuser, run once: CREATE SCHEMA curfew AUTHORIZATION {}; then `curfew init`",
+        "target \"{target}\": role \"{role}\" cannot use the curfew ledger ({detail}); as an administrator (a superuser, or the provider's admin role), run once: curfew init --target {target} --admin-user <admin> --agent-role {}",
         crate::quote_identifier(role)
     )]
     LedgerPrivilege {
@@ -67,19 +67,36 @@ pub enum PgError {
         /// The server's message.
         detail: String,
     },
-    /// curfew's role may not change a role's login.
-    #[error("{}", alter_role_message(target, agent, role, *version_num, detail))]
+    /// curfew's functions refused to touch a role (a superuser, an administrator, curfew's own
+    /// role or the ledger's owner).
+    #[error("target \"{target}\": {detail}")]
+    LoginRefused {
+        /// Target name.
+        target: String,
+        /// The function's message, naming the role and why.
+        detail: String,
+    },
+    /// The ledger's owner may not change a role's login.
+    #[error("{}", alter_role_message(target, *version_num, detail))]
     AlterRole {
         /// Target name.
         target: String,
-        /// curfew's role.
-        agent: String,
-        /// The role whose login was to change.
-        role: String,
         /// The server's `server_version_num`.
         version_num: i32,
         /// The server's message.
         detail: String,
+    },
+    /// `curfew init` cannot install the ledger as this role.
+    #[error(
+        "target \"{target}\": curfew init cannot install the ledger as role \"{admin}\": {why}"
+    )]
+    Install {
+        /// Target name.
+        target: String,
+        /// The role `curfew init` connected as.
+        admin: String,
+        /// Why, and what to do.
+        why: String,
     },
     /// This agent no longer holds the target's leader lock (another replica may lead): the
     /// action was not taken, and the agent must stop acting until it leads again.
@@ -152,28 +169,17 @@ pub(crate) fn ends_session(e: &tokio_postgres::Error) -> bool {
         })
 }
 
-fn alter_role_message(
-    target: &str,
-    agent: &str,
-    role: &str,
-    version_num: i32,
-    detail: &str,
-) -> String {
-    let (agent_q, role_q) = (
-        crate::quote_identifier(agent),
-        crate::quote_identifier(role),
-    );
+fn alter_role_message(target: &str, version_num: i32, detail: &str) -> String {
+    let owner = crate::quote_identifier(crate::ledger::OWNER_ROLE);
     let fix = if version_num >= 160_000 {
         format!(
-            "on PostgreSQL 16 and later, CREATEROLE only lets a role change roles it holds ADMIN OPTION on; as a superuser, run: ALTER ROLE {agent_q} CREATEROLE; GRANT {role_q} TO {agent_q} WITH ADMIN OPTION, INHERIT FALSE, SET FALSE;"
+            "on PostgreSQL 16 and later, a CREATEROLE role may change only roles it holds ADMIN OPTION on: run `curfew init` as a superuser (the owner then is a NOLOGIN superuser), or GRANT <role> TO {owner} WITH ADMIN OPTION;"
         )
     } else {
-        format!(
-            "it needs the CREATEROLE attribute; as a superuser, run: ALTER ROLE {agent_q} CREATEROLE;"
-        )
+        format!("run `curfew init` again as a superuser (it gives {owner} CREATEROLE)")
     };
     format!(
-        "target \"{target}\": role \"{agent}\" cannot change the login of role \"{role}\" ({detail}): {fix}"
+        "target \"{target}\": curfew's ledger owner {owner} cannot change a role's login ({detail}): {fix}"
     )
 }
 

@@ -1,5 +1,5 @@
 //! What `curfew check` reads from a server: settings, the effective `pg_hba.conf` rules, the
-//! roles, and whether a curfew agent leads it. Reading only; judging is done elsewhere
+//! roles, whether a curfew agent leads it, and the login-lock ledger's privileges. Reading only; judging is done elsewhere
 //! (`curfew-check`), without I/O.
 
 use std::collections::BTreeMap;
@@ -81,6 +81,9 @@ pub struct ServerFacts {
     pub connected_as: String,
     /// Whether that role is a superuser.
     pub connected_as_superuser: bool,
+    /// Whether that role has CREATEROLE (curfew needs it for nothing but `curfew verify`'s
+    /// canaries; on PostgreSQL 14/15 it is a way to a shell on the server).
+    pub connected_as_createrole: bool,
     /// Whether curfew reached the server over a Unix socket (TCP settings such as
     /// `tcp_keepalives_idle` then read 0, whatever the configuration says).
     pub unix_socket: bool,
@@ -92,6 +95,8 @@ pub struct ServerFacts {
     pub roles: Vec<RoleFacts>,
     /// The session holding curfew's leader lock, if any: a curfew agent leads this server.
     pub leader: Option<LeaderInfo>,
+    /// The login-lock ledger's ownership and privileges.
+    pub ledger: crate::ledger::LedgerFacts,
 }
 
 impl Connection {
@@ -161,16 +166,19 @@ impl Connection {
             .map_err(failed("reading the connection's address"))?
             .get(0);
         let leader = self.leader().await?;
+        let ledger = self.ledger_facts().await?;
         Ok(ServerFacts {
             version: self.info.version.clone(),
             version_num: self.info.version_num,
             connected_as: self.info.role.clone(),
             connected_as_superuser: self.info.superuser,
+            connected_as_createrole: self.info.createrole,
             unix_socket,
             settings,
             hba,
             roles,
             leader,
+            ledger,
         })
     }
 }

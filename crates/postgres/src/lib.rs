@@ -22,7 +22,10 @@ pub use connect::{
 pub use error::PgError;
 pub use facts::{CHECKED_SETTINGS, HbaRule, RoleFacts, ServerFacts, Setting};
 pub use leader::{Announcement, LEADER_KEY, LeaderInfo, Leadership};
-pub use ledger::{FaultHook, LockProgress, LockRow, LockedRole, LoginChange, RoleInfo};
+pub use ledger::{
+    AGENT_FUNCTIONS, FaultHook, FunctionFacts, Installed, LEDGER_VERSION, LedgerFacts,
+    LedgerStatus, LockProgress, LockRow, LockedRole, LoginChange, OWNER_ROLE, RoleInfo,
+};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use snapshot::Snapshot;
 pub use terminate::{Guard, IdleState, Outcome, Signal};

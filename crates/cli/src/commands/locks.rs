@@ -22,6 +22,17 @@ pub(crate) struct InitArgs {
     /// Only this target.
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
+    /// The role curfew's agent connects as, granted the use of the ledger (default: the user in
+    /// the target's URL).
+    #[arg(long, value_name = "ROLE")]
+    agent_role: Option<String>,
+    /// Connect as this administrator (a superuser, or the provider's admin role) instead of the
+    /// user in the target's URL; host, database and TLS settings stay the target's.
+    #[arg(long, value_name = "ROLE")]
+    admin_user: Option<String>,
+    /// The administrator's password file (with --admin-user; mode 0600).
+    #[arg(long, value_name = "FILE", requires = "admin_user")]
+    admin_password_file: Option<std::path::PathBuf>,
 }
 
 /// Options of `curfew lock`.
@@ -117,45 +128,61 @@ async fn open(target: &curfew_policy::Target) -> Result<Connection, Failure> {
     Ok(connected.connection)
 }
 
-async fn ensure_ledger(connection: &Connection) -> Result<(), Failure> {
-    if !connection
-        .ledger_exists()
+/// The ledger must be installed and usable by curfew's role (`curfew init`, as an
+/// administrator, installs it).
+async fn ensure_ledger(connection: &Connection, target: &str) -> Result<(), Failure> {
+    let status = connection
+        .ledger_status()
         .await
-        .map_err(|e| Failure::Runtime(e.into()))?
-    {
-        connection
-            .init_ledger()
-            .await
-            .map_err(|e| Failure::Runtime(e.into()))?;
+        .map_err(|e| Failure::Runtime(e.into()))?;
+    match status.problem(target, &connection.info.role, true) {
+        Some(problem) => Err(Failure::Runtime(anyhow::anyhow!(problem))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
     Ok(tokio::runtime::Runtime::new().context("starting the runtime")?)
 }
 
-/// `curfew init`: create the ledger on each primary.
+/// `curfew init`: as an administrator, install the ledger and its functions on each primary
+/// and grant curfew's role their use.
 pub(crate) fn init(config: &Path, args: &InitArgs) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
     let targets = primaries(&loaded, args.target.as_deref())?;
     runtime()?.block_on(async {
         for target in targets {
-            let connection = open(target).await?;
-            let existed = connection
-                .ledger_exists()
+            let mut spec = TargetSpec::from_policy(target);
+            let agent_role = args
+                .agent_role
+                .clone()
+                .unwrap_or_else(|| spec.url.user.clone());
+            if let Some(admin) = &args.admin_user {
+                spec.url.user = admin.clone();
+                spec.password_file = args.admin_password_file.clone();
+            }
+            let connected = curfew_postgres::connect(&spec)
                 .await
                 .map_err(|e| Failure::Runtime(e.into()))?;
-            ensure_ledger(&connection).await?;
+            let mut connection = connected.connection;
+            let installed = connection
+                .install_ledger(&agent_role)
+                .await
+                .map_err(|e| Failure::Runtime(e.into()))?;
             out_text(&format!(
-                "target {}: the curfew ledger (schema curfew) {}\n",
+                "target {}: the curfew ledger (schema curfew) {}; its functions belong to {} ({}), and role \"{agent_role}\" may read the ledger and execute them\n",
                 target.name,
-                if existed {
-                    "was already there"
+                if installed.schema_existed {
+                    "was there and is up to date"
                 } else {
                     "was created"
-                }
+                },
+                curfew_postgres::OWNER_ROLE,
+                installed.owner_attributes,
             ))?;
+            for note in &installed.notes {
+                eprintln!("curfew: note: target {}: {note}", target.name);
+            }
         }
         Ok(())
     })
@@ -181,7 +208,7 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
         let mut pending = Vec::new();
         for target in &targets {
             let connection = open(target).await?;
-            ensure_ledger(&connection).await?;
+            ensure_ledger(&connection, &target.name).await?;
             let role = find_role(&connection, &target.name, &args.role).await?;
             if role.superuser {
                 return Err(Failure::Usage(format!(
@@ -204,7 +231,11 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
             let row = connection
                 .create_incident_lock(&role, args.reason.trim(), &by, until)
                 .await
-                .map_err(|e| Failure::Runtime(e.into()))?;
+                .map_err(|e| match e {
+                    // The ledger's functions refuse administrators, curfew's own role, ...
+                    curfew_postgres::PgError::LoginRefused { detail, .. } => Failure::Usage(detail),
+                    e => Failure::Runtime(e.into()),
+                })?;
             let before = connection
                 .lock_progress(role.oid, row.id)
                 .await
@@ -299,7 +330,7 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
         let mut released = Vec::new();
         for target in targets {
             let connection = open(target).await?;
-            ensure_ledger(&connection).await?;
+            ensure_ledger(&connection, &target.name).await?;
             let role = find_role(&connection, &target.name, &args.role).await?;
             let Some(row) = connection
                 .release_incident_lock(role.oid, &by)
@@ -374,12 +405,19 @@ pub(crate) fn list(config: &Path, args: &ListArgs) -> Result<(), Failure> {
         let mut rows = Vec::new();
         for target in targets {
             let connection = open(target).await?;
-            if !connection
-                .ledger_exists()
+            let status = connection
+                .ledger_status()
                 .await
-                .map_err(|e| Failure::Runtime(e.into()))?
-            {
+                .map_err(|e| Failure::Runtime(e.into()))?;
+            if status == curfew_postgres::LedgerStatus::Missing {
                 continue;
+            }
+            if !status.readable() {
+                return Err(Failure::Runtime(anyhow::anyhow!(
+                    status
+                        .problem(&target.name, &connection.info.role, true)
+                        .unwrap_or_default()
+                )));
             }
             let roles = connection
                 .roles()

@@ -1,11 +1,11 @@
-//! Changing a role's login and the ledger together, in one transaction.
+//! Changing a role's login and the ledger together, in one transaction, through the function
+//! `curfew.change_login` (see `install`): it serializes with other login changes, checks the
+//! fence, re-reads the role and its locks, writes the ledger row and runs `ALTER ROLE`, all
+//! in the caller's transaction, which commits here.
 
-use tokio_postgres::error::SqlState;
-
-use super::{ACTIVE, FaultHook, LoginChange, RELEASE_EXPIRED};
+use super::{FaultHook, LoginChange};
 use crate::connect::Connection;
 use crate::error::PgError;
-use crate::quote_identifier;
 
 impl Connection {
     /// Disable a locked role's login: in one transaction, re-check that it is still to be
@@ -35,13 +35,10 @@ impl Connection {
         lock: bool,
         fault: FaultHook<'_>,
     ) -> Result<LoginChange, PgError> {
-        let who = Who {
-            target: self.target.clone(),
-            agent: self.info.role.clone(),
-            version_num: self.info.version_num,
-        };
+        let (pid, start) = self.fence_params();
+        let target = self.target.clone();
         let failed = |what: &'static str| {
-            let target = who.target.clone();
+            let target = target.clone();
             move |e| PgError::query(&target, what, e)
         };
         let tx = self
@@ -49,98 +46,32 @@ impl Connection {
             .transaction()
             .await
             .map_err(failed("starting a transaction"))?;
-        // Serialize with other curfew processes changing the same role.
-        tx.execute(
-            "SELECT pg_advisory_xact_lock(7166912342400000000 + $1::oid::bigint)",
-            &[&role_oid],
-        )
-        .await
-        .map_err(failed("locking the role's ledger entry"))?;
-        // Fenced (see `crate::leader`): only the leader changes logins.
-        if let Some(leader) = self.fence {
-            let leading: bool = tx
-                .query_one(
-                    &format!(
-                        "SELECT {}",
-                        crate::leader::leading_sql("$1::int4", "$2::timestamptz")
-                    ),
-                    &[&leader.pid, &leader.backend_start],
-                )
-                .await
-                .map_err(failed("checking the leader lock"))?
-                .get(0);
-            if !leading {
-                tx.rollback().await.map_err(failed("rolling back"))?;
-                return Err(self.not_leading());
+        let done = tx
+            .query_one(
+                "SELECT curfew.change_login($1, $2, $3, $4)",
+                &[&role_oid, &lock, &pid, &start],
+            )
+            .await;
+        let word: String = match done {
+            Ok(row) => row.get(0),
+            Err(e) => {
+                drop(tx);
+                return Err(self.ledger_error("changing a role's login", e));
             }
+        };
+        let change = match word.as_str() {
+            "disabled" => LoginChange::Disabled,
+            "drift_corrected" => LoginChange::DriftCorrected,
+            "restored" => LoginChange::Restored,
+            "role_gone" => LoginChange::RoleGone,
+            _ => LoginChange::NotNeeded,
+        };
+        // The ledger row and the ALTER ROLE are written, not committed.
+        match change {
+            LoginChange::Disabled => fault("lock.after-ledger"),
+            LoginChange::Restored => fault("restore.after-alter"),
+            _ => {}
         }
-        let state = tx
-            .query_opt(
-                &format!(
-                    "SELECT r.rolname::text, r.rolcanlogin,
-                            EXISTS (SELECT 1 FROM curfew.disabled_login d WHERE d.role_oid = r.oid),
-                            EXISTS (SELECT 1 FROM curfew.lock l WHERE l.role_oid = r.oid AND {ACTIVE})
-                     FROM pg_roles r WHERE r.oid = $1"
-                ),
-                &[&role_oid],
-            )
-            .await
-            .map_err(failed("reading the role"))?;
-        let Some(state) = state else {
-            tx.execute(
-                "DELETE FROM curfew.disabled_login WHERE role_oid = $1",
-                &[&role_oid],
-            )
-            .await
-            .map_err(failed("clearing a dropped role"))?;
-            tx.commit().await.map_err(failed("committing"))?;
-            return Ok(LoginChange::RoleGone);
-        };
-        let (name, can_login, ours, wanted): (String, bool, bool, bool) =
-            (state.get(0), state.get(1), state.get(2), state.get(3));
-        let role = quote_identifier(&name);
-        let change = match (lock, wanted, can_login, ours) {
-            (true, true, true, false) => {
-                tx.execute(
-                    "INSERT INTO curfew.disabled_login (role_oid, role_name) VALUES ($1, $2)",
-                    &[&role_oid, &name],
-                )
-                .await
-                .map_err(failed("recording the lock"))?;
-                fault("lock.after-ledger");
-                alter(&who, &tx, &role, &name, "NOLOGIN").await?;
-                LoginChange::Disabled
-            }
-            (true, true, true, true) => {
-                alter(&who, &tx, &role, &name, "NOLOGIN").await?;
-                LoginChange::DriftCorrected
-            }
-            (false, false, can_login, true) => {
-                // A lock that expired since the last round is released in this transaction,
-                // so the ledger never shows a lock in force on a role that can log in again.
-                tx.execute(
-                    &format!("{RELEASE_EXPIRED} AND role_oid = $1"),
-                    &[&role_oid],
-                )
-                .await
-                .map_err(failed("releasing expired locks"))?;
-                if !can_login {
-                    alter(&who, &tx, &role, &name, "LOGIN").await?;
-                }
-                fault("restore.after-alter");
-                tx.execute(
-                    "DELETE FROM curfew.disabled_login WHERE role_oid = $1",
-                    &[&role_oid],
-                )
-                .await
-                .map_err(failed("clearing the ledger"))?;
-                LoginChange::Restored
-            }
-            _ => {
-                tx.rollback().await.map_err(failed("rolling back"))?;
-                return Ok(LoginChange::NotNeeded);
-            }
-        };
         fault(if lock {
             "lock.before-commit"
         } else {
@@ -156,38 +87,4 @@ impl Connection {
         });
         Ok(change)
     }
-}
-
-/// Who is changing a login, for messages.
-struct Who {
-    target: String,
-    agent: String,
-    version_num: i32,
-}
-
-async fn alter(
-    who: &Who,
-    tx: &tokio_postgres::Transaction<'_>,
-    quoted: &str,
-    name: &str,
-    login: &str,
-) -> Result<(), PgError> {
-    tx.batch_execute(&format!("ALTER ROLE {quoted} {login}"))
-        .await
-        .map_err(|e| {
-            if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
-                PgError::AlterRole {
-                    target: who.target.clone(),
-                    agent: who.agent.clone(),
-                    role: name.to_owned(),
-                    version_num: who.version_num,
-                    detail: e
-                        .as_db_error()
-                        .map(|d| d.message().to_owned())
-                        .unwrap_or_default(),
-                }
-            } else {
-                PgError::query(&who.target, "changing a role's login", e)
-            }
-        })
 }

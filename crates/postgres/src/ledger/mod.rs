@@ -9,6 +9,13 @@
 //!   (no row) is never enabled.
 
 mod change;
+mod inspect;
+mod install;
+mod status;
+
+pub use inspect::{FunctionFacts, LedgerFacts};
+pub use install::{AGENT_FUNCTIONS, Installed, OWNER_ROLE};
+pub use status::LedgerStatus;
 
 use jiff::Timestamp;
 use tokio_postgres::error::SqlState;
@@ -16,16 +23,14 @@ use tokio_postgres::error::SqlState;
 use crate::connect::Connection;
 use crate::error::PgError;
 
-/// The ledger's schema, when it is missing. (`CREATE SCHEMA IF NOT EXISTS` would check the
-/// database's CREATE privilege even when the schema exists, so a schema a DBA created for
-/// curfew could not be used.)
-const SCHEMA_DDL: &str = "
-CREATE SCHEMA curfew;
-REVOKE ALL ON SCHEMA curfew FROM PUBLIC;
-COMMENT ON SCHEMA curfew IS 'curfew login-lock ledger (version 1); written by curfew only';
-";
+/// The ledger's version: 2 since its writes go through functions `curfew init` installs.
+pub const LEDGER_VERSION: i32 = 2;
 
-/// The ledger's tables. Idempotent.
+/// The schema's comment, which carries the version.
+const SCHEMA_COMMENT: &str =
+    "curfew login-lock ledger (version 2); written only through its functions (curfew init)";
+
+/// The ledger's tables. Idempotent (an older ledger keeps its rows).
 const DDL: &str = "
 CREATE TABLE IF NOT EXISTS curfew.lock (
     id bigserial PRIMARY KEY,
@@ -55,11 +60,6 @@ CREATE TABLE IF NOT EXISTS curfew.disabled_login (
 /// A lock is in force: not released, not expired.
 pub(crate) const ACTIVE: &str =
     "l.released_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > clock_timestamp())";
-
-/// Release the locks whose expiry has passed (a caller may narrow it with `AND ...`).
-pub(crate) const RELEASE_EXPIRED: &str =
-    "UPDATE curfew.lock SET released_at = expires_at, released_by = 'expired'
-     WHERE released_at IS NULL AND expires_at <= clock_timestamp()";
 
 /// A role as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,51 +171,62 @@ const LOCK_COLUMNS: &str = "l.id, l.role_oid, l.role_name, l.kind, l.rule, l.rea
                             l.created_at, l.expires_at, l.released_at, l.released_by";
 
 impl Connection {
-    fn ledger_error(&self, what: &'static str, e: tokio_postgres::Error) -> PgError {
-        if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
-            return PgError::LedgerPrivilege {
+    /// A ledger statement's error, said so that an operator knows what to do: the functions'
+    /// own refusals (not leading, a protected role, a login the owner may not change), a
+    /// missing installation or grant (run `curfew init`), or a failure.
+    pub(crate) fn ledger_error(&self, what: &'static str, e: tokio_postgres::Error) -> PgError {
+        let detail = e
+            .as_db_error()
+            .map(|d| d.message().to_owned())
+            .unwrap_or_default();
+        match e.code().map(SqlState::code) {
+            Some("CF001") => self.not_leading(),
+            Some("CF002") => PgError::LoginRefused {
+                target: self.target.clone(),
+                detail,
+            },
+            Some("CF003") => PgError::AlterRole {
+                target: self.target.clone(),
+                version_num: self.info.version_num,
+                detail,
+            },
+            Some("42501" | "42883" | "3F000" | "42P01") => PgError::LedgerPrivilege {
                 target: self.target.clone(),
                 role: self.info.role.clone(),
-                detail: e
-                    .as_db_error()
-                    .map(|d| d.message().to_owned())
-                    .unwrap_or_default(),
-            };
+                detail,
+            },
+            _ => PgError::query(&self.target, what, e),
         }
-        PgError::query(&self.target, what, e)
     }
 
-    /// Whether the ledger exists on this server.
+    /// The fence's parameters: the leader lock session's pid and start, or NULLs (which the
+    /// functions refuse: only a leader writes the ledger).
+    fn fence_params(&self) -> (Option<i32>, Option<Timestamp>) {
+        self.fence
+            .map_or((None, None), |l| (Some(l.pid), Some(l.backend_start)))
+    }
+
+    /// Whether the ledger exists and this role can read it (false when it cannot: the caller
+    /// then has nothing to read; [`Connection::ledger_status`] says why).
     pub async fn ledger_exists(&self) -> Result<bool, PgError> {
+        Ok(self.ledger_status().await?.readable())
+    }
+
+    /// Whether the ledger holds anything for the agent to do: a lock not released, a lock row
+    /// not yet recorded in the audit log, or a login curfew disabled. One small read.
+    pub async fn ledger_has_work(&self) -> Result<bool, PgError> {
         let row = self
             .client
             .query_one(
-                "SELECT to_regclass('curfew.disabled_login') IS NOT NULL",
+                "SELECT EXISTS (SELECT 1 FROM curfew.lock
+                                WHERE released_at IS NULL OR NOT announced_created
+                                   OR NOT announced_released)
+                        OR EXISTS (SELECT 1 FROM curfew.disabled_login)",
                 &[],
             )
             .await
-            .map_err(|e| PgError::query(&self.target, "looking for the ledger", e))?;
+            .map_err(|e| self.ledger_error("reading the ledger", e))?;
         Ok(row.get(0))
-    }
-
-    /// Create the ledger if it is missing (`curfew init`, or first use).
-    pub async fn init_ledger(&self) -> Result<(), PgError> {
-        let schema: bool = self
-            .client
-            .query_one("SELECT to_regnamespace('curfew') IS NOT NULL", &[])
-            .await
-            .map_err(|e| PgError::query(&self.target, "looking for the curfew schema", e))?
-            .get(0);
-        if !schema {
-            self.client
-                .batch_execute(SCHEMA_DDL)
-                .await
-                .map_err(|e| self.ledger_error("creating the curfew schema", e))?;
-        }
-        self.client
-            .batch_execute(DDL)
-            .await
-            .map_err(|e| self.ledger_error("creating the curfew ledger", e))
     }
 
     /// Every role (except PostgreSQL's predefined `pg_*` roles) with its memberships.
@@ -260,54 +271,48 @@ impl Connection {
     ) -> Result<u64, PgError> {
         let oids: Vec<u32> = roles.iter().map(|(o, _)| *o).collect();
         let names: Vec<&str> = roles.iter().map(|(_, n)| n.as_str()).collect();
-        let released = self
+        let (pid, start) = self.fence_params();
+        let changed: i64 = self
             .client
-            .execute(
-                "UPDATE curfew.lock SET released_at = clock_timestamp(),
-                        released_by = 'curfew agent: the window opened or the role left the rule''s scope'
-                 WHERE kind = 'window' AND rule = $1 AND released_at IS NULL
-                   AND NOT (role_oid = ANY($2::oid[]))",
-                &[&rule, &oids],
+            .query_one(
+                "SELECT curfew.sync_window_locks($1, $2::oid[], $3::text[], $4, $5, $6)",
+                &[&rule, &oids, &names, &reason, &pid, &start],
             )
             .await
-            .map_err(|e| self.ledger_error("releasing window locks", e))?;
-        let added = self
-            .client
-            .execute(
-                "INSERT INTO curfew.lock (role_oid, role_name, kind, rule, reason, created_by)
-                 SELECT o, n, 'window', $1, $4, 'curfew agent (rule ' || $1 || ')'
-                 FROM unnest($2::oid[], $3::text[]) AS t(o, n)
-                 ON CONFLICT (role_oid, kind, coalesce(rule, '')) WHERE released_at IS NULL
-                 DO NOTHING",
-                &[&rule, &oids, &names, &reason],
-            )
-            .await
-            .map_err(|e| self.ledger_error("recording window locks", e))?;
-        Ok(released + added)
+            .map_err(|e| self.ledger_error("recording window locks", e))?
+            .get(0);
+        Ok(u64::try_from(changed).unwrap_or_default())
     }
 
     /// Release the active window locks of rules no longer in the policy.
     pub async fn release_window_locks_except(&self, rules: &[&str]) -> Result<u64, PgError> {
-        self.client
-            .execute(
-                "UPDATE curfew.lock SET released_at = clock_timestamp(),
-                        released_by = 'curfew agent: the rule is no longer in the policy'
-                 WHERE kind = 'window' AND released_at IS NULL AND NOT (rule = ANY($1::text[]))",
-                &[&rules],
+        let (pid, start) = self.fence_params();
+        let released: i64 = self
+            .client
+            .query_one(
+                "SELECT curfew.release_window_locks_except($1::text[], $2, $3)",
+                &[&rules, &pid, &start],
             )
             .await
-            .map_err(|e| self.ledger_error("releasing the locks of removed rules", e))
+            .map_err(|e| self.ledger_error("releasing the locks of removed rules", e))?
+            .get(0);
+        Ok(u64::try_from(released).unwrap_or_default())
     }
 
     /// Release incident locks whose expiry has passed.
     pub async fn expire_locks(&self) -> Result<u64, PgError> {
-        self.client
-            .execute(RELEASE_EXPIRED, &[])
+        let (pid, start) = self.fence_params();
+        let released: i64 = self
+            .client
+            .query_one("SELECT curfew.expire_locks($1, $2)", &[&pid, &start])
             .await
-            .map_err(|e| self.ledger_error("expiring locks", e))
+            .map_err(|e| self.ledger_error("expiring locks", e))?
+            .get(0);
+        Ok(u64::try_from(released).unwrap_or_default())
     }
 
     /// Record an incident lock on a role (or update the reason and expiry of the one in force).
+    /// An operator's request (`curfew lock`), not fenced: the leading agent applies it.
     pub async fn create_incident_lock(
         &self,
         role: &RoleInfo,
@@ -319,14 +324,9 @@ impl Connection {
             .client
             .query_one(
                 &format!(
-                    "INSERT INTO curfew.lock AS l (role_oid, role_name, kind, reason, created_by, expires_at)
-                     VALUES ($1, $2, 'incident', $3, $4, $5)
-                     ON CONFLICT (role_oid, kind, coalesce(rule, '')) WHERE released_at IS NULL
-                     DO UPDATE SET reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at,
-                                   created_by = EXCLUDED.created_by
-                     RETURNING {LOCK_COLUMNS}"
+                    "SELECT {LOCK_COLUMNS} FROM curfew.create_incident_lock($1, $2, $3, $4) l"
                 ),
-                &[&role.oid, &role.name, &reason, &created_by, &expires_at],
+                &[&role.oid, &reason, &created_by, &expires_at],
             )
             .await
             .map_err(|e| self.ledger_error("recording the lock", e))?;
@@ -342,11 +342,7 @@ impl Connection {
         let row = self
             .client
             .query_opt(
-                &format!(
-                    "UPDATE curfew.lock AS l SET released_at = clock_timestamp(), released_by = $2
-                     WHERE l.role_oid = $1 AND l.kind = 'incident' AND l.released_at IS NULL
-                     RETURNING {LOCK_COLUMNS}"
-                ),
+                &format!("SELECT {LOCK_COLUMNS} FROM curfew.release_incident_lock($1, $2) l"),
                 &[&role_oid, &released_by],
             )
             .await
@@ -409,16 +405,14 @@ impl Connection {
 
     /// Remove the ledger rows of roles that no longer exist (and release their locks).
     pub async fn forget_dropped_roles(&self) -> Result<(), PgError> {
+        let (pid, start) = self.fence_params();
         self.client
-            .batch_execute(
-                "DELETE FROM curfew.disabled_login d
-                 WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = d.role_oid);
-                 UPDATE curfew.lock l SET released_at = clock_timestamp(),
-                        released_by = 'curfew agent: the role was dropped'
-                 WHERE l.released_at IS NULL
-                   AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = l.role_oid);",
+            .execute(
+                "SELECT curfew.forget_dropped_roles($1, $2)",
+                &[&pid, &start],
             )
             .await
+            .map(drop)
             .map_err(|e| self.ledger_error("clearing dropped roles", e))
     }
 
@@ -490,15 +484,14 @@ impl Connection {
 
     /// Mark a lock row's creation (and, if released, its release) as recorded.
     pub async fn mark_announced(&self, id: i64) -> Result<(), PgError> {
+        let (pid, start) = self.fence_params();
         self.client
             .execute(
-                "UPDATE curfew.lock SET announced_created = true,
-                        announced_released = (released_at IS NOT NULL)
-                 WHERE id = $1",
-                &[&id],
+                "SELECT curfew.mark_announced($1, $2, $3)",
+                &[&id, &pid, &start],
             )
             .await
-            .map_err(|e| self.ledger_error("updating the ledger", e))?;
-        Ok(())
+            .map(drop)
+            .map_err(|e| self.ledger_error("updating the ledger", e))
     }
 }

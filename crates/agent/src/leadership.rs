@@ -48,18 +48,27 @@ pub(crate) async fn evict<B: Backend>(
     squatters: &[LeaderInfo],
 ) -> Result<usize, curfew_postgres::PgError> {
     let mut ended = 0;
+    // Those waiting first: ending a holder first would hand the lock to the next in line.
+    let mut squatters: Vec<&LeaderInfo> = squatters.iter().collect();
+    squatters.sort_by_key(|s| s.granted);
     for squatter in squatters {
         let reason = format!(
-            "{} held curfew's leader lock, which only curfew's role \"{}\" may hold: while it did, no curfew agent could enforce the policy on this target",
+            "{} {} curfew's leader lock, which only curfew's role \"{}\" may hold: while it did, no curfew agent could enforce the policy on this target",
             squatter.describe(),
+            if squatter.granted {
+                "held"
+            } else {
+                "waited for"
+            },
             lock.own_role()
         );
-        tracing::warn!(target: "curfew::agent", "target \"{target}\": {reason}; ending it");
         let Some(backend_start) = squatter.backend_start else {
             // Not a live client session (a prepared transaction, or one just gone): nothing to
-            // end; said once per campaign by the caller's warning.
+            // end. The target is reported NOT ENFORCED by the caller meanwhile.
+            tracing::error!(target: "curfew::agent", "target \"{target}\": {reason}; curfew cannot end it");
             continue;
         };
+        tracing::warn!(target: "curfew::agent", "target \"{target}\": {reason}; ending it");
         let mut intent = about(Event::TerminationIntent, target);
         intent.rule = Some(SQUAT_RULE.to_owned());
         intent.reason = Some(reason.clone());
@@ -155,6 +164,7 @@ mod tests {
             application,
             role: Some("curfew_agent".to_owned()),
             own_role: true,
+            granted: true,
         }
     }
 

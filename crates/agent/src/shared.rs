@@ -26,6 +26,10 @@ pub struct AgentOptions {
     pub events: Option<broadcast::Sender<AgentEvent>>,
     /// Where the records written are counted, if anyone reads the count.
     pub tally: Option<Arc<crate::tally::AuditTally>>,
+    /// At start, record the intents a previous run of the agent on this log left without an
+    /// outcome (`action_interrupted`). Only for the agent that owns the log: a command that runs
+    /// the agent beside another one (`curfew lock`) must not close that agent's open intents.
+    pub close_interrupted: bool,
 }
 
 impl Default for AgentOptions {
@@ -37,6 +41,7 @@ impl Default for AgentOptions {
             retry_max: Duration::from_secs(30),
             events: None,
             tally: None,
+            close_interrupted: true,
         }
     }
 }

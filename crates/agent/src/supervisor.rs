@@ -48,7 +48,9 @@ pub async fn run(
         "pid": std::process::id(),
     }));
     write(&shared, started).await.map_err(AgentError::Audit)?;
-    close_interrupted(&shared).await;
+    if shared.options.close_interrupted {
+        close_interrupted(&shared).await;
+    }
     // The audit log fails closed; this recovers it (see records.rs).
     let (keeper_stop, keeper_stopped) = watch::channel(false);
     let keeper = tokio::spawn(crate::records::keep(shared.clone(), keeper_stopped));

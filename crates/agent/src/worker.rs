@@ -258,20 +258,19 @@ impl<C: Connector> Worker<C> {
                 }
                 refused.retain(|key, _| squatters.iter().any(|h| (h.pid, h.backend_start) == *key));
                 evictions += 1;
-                // Take the lock at once after an eviction; a squatter that keeps coming back
+                // Take the lock at once after an eviction (the squatters and the sessions that
+                // queued for the lock behind them are gone); a squatter that keeps coming back
                 // (or cannot be ended) is retried once an interval, so the log is not flooded.
-                let pause = if ended > 0 && evictions < 5 {
-                    Duration::from_millis(10)
-                } else {
-                    interval
-                };
-                if self.pause(Instant::now() + pause).await == Pause::Stop {
-                    return Ok(None);
+                if ended == 0 || evictions >= 5 {
+                    if self.pause(Instant::now() + interval).await == Pause::Stop {
+                        return Ok(None);
+                    }
+                    evictions = 0;
                 }
                 continue;
             }
             evictions = 0;
-            let verdict = match replicas.first() {
+            let verdict = match replicas.iter().find(|h| h.granted) {
                 Some(holder) => crate::leadership::judge_leader(holder, &loaded.sha256),
                 // Released between the two statements: try again shortly.
                 None => Ok(()),

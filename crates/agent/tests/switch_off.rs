@@ -74,6 +74,26 @@ async fn a_squatter_on_the_leader_lock_is_ended_and_enforcement_goes_on() {
         .query("SELECT pg_advisory_lock_shared($1)", &[&LEADER_KEY])
         .await
         .unwrap();
+    // And one queued behind the first: it would get the lock the moment the first is ended.
+    let mut queued = connect(&cluster, "mallory", "psql").await;
+    let waiting = queued.client.clone();
+    let wait = tokio::spawn(async move {
+        waiting
+            .query("SELECT pg_advisory_lock($1)", &[&LEADER_KEY])
+            .await
+    });
+    let start = std::time::Instant::now();
+    while cluster
+        .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+        .unwrap()
+        == "0"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the second squatter never queued"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let mut kim = connect(&cluster, "kim", "psql").await;
 
     let agent = Agent::start(policy(&cluster, IDLE_KIM), &dir).await;
@@ -83,10 +103,20 @@ async fn a_squatter_on_the_leader_lock_is_ended_and_enforcement_goes_on() {
         "the squatter's session",
     )
     .await;
+    ended(
+        &mut queued,
+        Duration::from_secs(5),
+        "the queued squatter's session",
+    )
+    .await;
+    assert!(
+        wait.await.unwrap().is_err(),
+        "the queued squatter got the lock"
+    );
     ended(&mut kim, Duration::from_secs(5), "kim's idle session").await;
     assert!(elsewhere_driver.await.is_ok(), "the second squatter ended");
     let records = events(&agent.audit_path);
-    assert!(count(&records, "leader_squatted") >= 2, "{records:#?}");
+    assert!(count(&records, "leader_squatted") >= 3, "{records:#?}");
     let squatted: Vec<_> = records
         .iter()
         .filter(|r| r["event"] == "leader_squatted")
@@ -120,7 +150,7 @@ async fn a_squatter_on_the_leader_lock_is_ended_and_enforcement_goes_on() {
     assert!(late_driver.await.is_ok(), "the late squatter ended");
     let verification = agent.stop().await;
     assert!(verification.is_intact());
-    assert!(count(&events(&dir.join("audit.jsonl")), "leader_squatted") >= 3);
+    assert!(count(&events(&dir.join("audit.jsonl")), "leader_squatted") >= 4);
 }
 
 /// Regression (issue 13, item 3): one idle superuser session in a batch made the statement fail

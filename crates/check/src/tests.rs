@@ -130,6 +130,7 @@ fn hardened() -> ServerFacts {
         application: Some(curfew_postgres::Announcement::text(false, SHA)),
         role: Some("curfew_agent".to_owned()),
         own_role: true,
+        granted: true,
     });
     facts
 }

@@ -142,13 +142,7 @@ async fn a_full_disk_stops_terminations_until_there_is_room_again() {
     let policy = policy(&d.0, &cluster, true);
     let mut agent = agent(&policy, &audit);
     let lines = lines_of(&mut agent);
-    let seen = wait_for(&lines, "status page on http://", Duration::from_secs(20));
-    let address = seen
-        .last()
-        .and_then(|l| l.split("http://").nth(1))
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_owned();
+    let address = common::listen_address(&lines);
     wait_for(&lines, "this agent leads", Duration::from_secs(20));
     healthz(&address, true, Duration::from_secs(10));
 

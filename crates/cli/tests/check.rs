@@ -133,49 +133,11 @@ fn a_default_sandbox_shows_the_expected_findings() {
     // Regression (issue 13, item 1): any role can take curfew's advisory lock and name its
     // application as the leader does; check took it for the agent.
     cluster.psql("CREATE ROLE mallory LOGIN").unwrap();
-    let mut squatter = std::process::Command::new(cluster.bin_dir().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port().to_string(),
-        ])
-        .args(["-U", "mallory", "-d", "postgres"])
-        .env(
-            "PGAPPNAME",
-            "curfew agent: enforcing policy sha256:000000000000",
-        )
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write as _;
-        let stdin = squatter.stdin.as_mut().unwrap();
-        writeln!(
-            stdin,
-            "SELECT pg_advisory_lock({});",
-            curfew_postgres::LEADER_KEY
-        )
-        .unwrap();
-        stdin.flush().unwrap();
-    }
-    let held = || {
-        cluster
-            .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
-            .map(|out| out.trim() != "0")
-            .unwrap_or(false)
-    };
-    let start = std::time::Instant::now();
-    while !held() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "the squatter never took the lock"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut squatter = common::hold_leader_lock(
+        &cluster,
+        "mallory",
+        "curfew agent: enforcing policy sha256:000000000000",
+    );
     let (_, doc) = check(&policy);
     let v = &doc["targets"][0]["findings"][0];
     assert_eq!(v["status"], "fail", "{v:#}");

@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{agent, agent_command, assert_audit_verifies, cluster, dir, http_get, lines_of};
@@ -83,47 +82,11 @@ async fn a_squatter_curfew_cannot_end_fails_health_until_it_is_gone() {
     )
     .unwrap();
     // A superuser's session holds the lock: curfew's role may not end it.
-    let mut squatter = Command::new(cluster.bin_dir().join("psql"))
-        .args([
-            "-X",
-            "-q",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &cluster.port().to_string(),
-        ])
-        .args(["-U", "postgres", "-d", "postgres"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdin = squatter.stdin.as_mut().unwrap();
-    writeln!(
-        stdin,
-        "SELECT pg_advisory_lock({});",
-        curfew_postgres::LEADER_KEY
-    )
-    .unwrap();
-    stdin.flush().unwrap();
-    let start = Instant::now();
-    while cluster
-        .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
-        .unwrap()
-        == "0"
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "no lock taken");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut squatter = common::hold_leader_lock(&cluster, "postgres", "psql");
 
     let mut child = agent(&policy, &audit);
     let lines = lines_of(&mut child);
-    let seen = common::wait_for(&lines, "status page on http://", Duration::from_secs(20));
-    let address = seen
-        .last()
-        .and_then(|l| l.split("http://").nth(1))
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_owned();
+    let address = common::listen_address(&lines);
     let health = poll(
         &address,
         "/healthz",

@@ -266,13 +266,7 @@ async fn metrics_match_the_audit_log_and_health_follows_the_server() {
     .unwrap();
     let mut child = agent(&policy, &audit);
     let lines = lines_of(&mut child);
-    let seen = common::wait_for(&lines, "status page on http://", Duration::from_secs(20));
-    let address = seen
-        .last()
-        .and_then(|l| l.split("http://").nth(1))
-        .and_then(|rest| rest.split('/').next())
-        .unwrap()
-        .to_owned();
+    let address = common::listen_address(&lines);
     common::wait_for(&lines, "this agent leads", Duration::from_secs(20));
 
     // Two sessions the idle rule ends, one a report-only rule records.

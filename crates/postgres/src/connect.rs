@@ -222,7 +222,13 @@ async fn open(
         .keepalives_idle(Duration::from_secs(30));
     if session == Session::Agent {
         // curfew's own statements must not hang; the longest is a termination (5 s wait).
-        config.options("-c statement_timeout=30000 -c lock_timeout=10000");
+        // The server's keepalives on curfew's own connections: a leader whose host died or was
+        // cut off is noticed by the server in about a minute (not the OS default of two hours),
+        // which releases its leader lock for another replica.
+        config.options(
+            "-c statement_timeout=30000 -c lock_timeout=10000 -c tcp_keepalives_idle=30 \
+             -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c tcp_user_timeout=60000",
+        );
     }
     for (host, port) in &url.hosts {
         match host {

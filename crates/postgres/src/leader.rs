@@ -28,7 +28,7 @@ use crate::error::PgError;
 pub const LEADER_KEY: i64 = 7_166_912_342_300_000_000;
 
 /// SQL: the `pg_locks` row (alias `l`) of the leader lock, in any database.
-const LOCK_ROW: &str = "l.locktype = 'advisory' AND l.granted
+const LOCK_ROW: &str = "l.locktype = 'advisory'
       AND l.classid = 1668676813 AND l.objid = 2871492352 AND l.objsubid = 1";
 
 /// SQL: true while the lock session with pid `{pid}` and start `{start}` is alive.
@@ -68,12 +68,20 @@ pub struct LeaderInfo {
     /// Whether the holder is a session of the role curfew is connected as. Only such a session
     /// can be a curfew agent: any role can take an advisory lock and set its application name.
     pub own_role: bool,
+    /// Whether it holds the lock (else it waits for it).
+    pub granted: bool,
 }
 
 impl LeaderInfo {
     /// The holder in words: "session 4242 of role \"mallory\" from 10.0.0.5 on database
     /// \"app\", since ...".
     pub fn describe(&self) -> String {
+        if self.backend_start.is_none() && self.role.is_none() {
+            return format!(
+                "a prepared transaction on database \"{}\" (no session to end: a superuser must ROLLBACK PREPARED it; see pg_prepared_xacts)",
+                curfew_policy::visible(self.database.as_deref().unwrap_or("?"))
+            );
+        }
         // Names and addresses are the holder's own: shown, never obeyed.
         curfew_policy::visible(&format!(
             "session {} of role \"{}\" from {} on database \"{}\", since {}",
@@ -118,7 +126,8 @@ impl Connection {
                 .query_one(
                     &format!(
                         "SELECT EXISTS (SELECT 1 FROM pg_locks l
-                                        WHERE {LOCK_ROW} AND l.pid <> pg_backend_pid())"
+                                        WHERE {LOCK_ROW} AND l.granted
+                                          AND l.pid IS DISTINCT FROM pg_backend_pid())"
                     ),
                     &[],
                 )
@@ -167,12 +176,14 @@ impl Connection {
     /// Who holds the leader lock now, if anyone: a session of curfew's own role first (see
     /// [`Connection::lock_holders`]).
     pub async fn leader(&self) -> Result<Option<LeaderInfo>, PgError> {
-        Ok(self.lock_holders().await?.into_iter().next())
+        Ok(self.lock_holders().await?.into_iter().find(|h| h.granted))
     }
 
     /// Every other session that holds the leader lock, in any database (advisory locks are per
-    /// database, so several may), sessions of curfew's own role first. Any role may take an
-    /// advisory lock: a holder of another role is a squatter, never a curfew agent.
+    /// database, so several may), or waits for it: holders first, sessions of curfew's own role
+    /// first. Any role may take an advisory lock: a holder of another role is a squatter, never
+    /// a curfew agent; so is a session of another role waiting for it (it would get the lock
+    /// the moment a squatter ahead of it is ended).
     pub async fn lock_holders(&self) -> Result<Vec<LeaderInfo>, PgError> {
         let what = "finding the leader";
         let rows = self
@@ -182,12 +193,13 @@ impl Connection {
                     "SELECT l.pid, host(a.client_addr), a.backend_start, d.datname::text,
                             a.application_name, a.usename::text,
                             COALESCE(a.usesysid = (SELECT oid FROM pg_roles
-                                                   WHERE rolname = current_user), false)
+                                                   WHERE rolname = current_user), false),
+                            l.granted
                      FROM pg_locks l
                      LEFT JOIN pg_stat_activity a ON a.pid = l.pid
                      LEFT JOIN pg_database d ON d.oid = l.database
                      WHERE {LOCK_ROW} AND l.pid IS DISTINCT FROM pg_backend_pid()
-                     ORDER BY 7 DESC, a.backend_start NULLS LAST, l.pid"
+                     ORDER BY 8 DESC, 7 DESC, a.backend_start NULLS LAST, l.pid"
                 ),
                 &[],
             )
@@ -203,6 +215,7 @@ impl Connection {
                     application: col(r, 4, &self.target, what)?,
                     role: col(r, 5, &self.target, what)?,
                     own_role: col(r, 6, &self.target, what)?,
+                    granted: col(r, 7, &self.target, what)?,
                 })
             })
             .collect()
@@ -270,9 +283,14 @@ impl Announcement {
             Some(sha) => (true, sha),
             None => (false, rest.strip_prefix("enforcing policy sha256:")?),
         };
+        // Exactly the 12 hex digits an agent writes: an empty or short prefix would match any
+        // policy's hash.
+        if rest.len() != 12 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
         Some(Announcement {
             dry_run,
-            sha256_prefix: rest.to_owned(),
+            sha256_prefix: rest.to_ascii_lowercase(),
         })
     }
 }
@@ -306,6 +324,14 @@ mod tests {
             );
         }
         assert_eq!(Announcement::parse("curfew"), None);
+        assert_eq!(
+            Announcement::parse("curfew agent: enforcing policy sha256:"),
+            None
+        );
+        assert_eq!(
+            Announcement::parse("curfew agent: enforcing policy sha256:0123"),
+            None
+        );
         assert_eq!(Announcement::parse("psql"), None);
     }
 }

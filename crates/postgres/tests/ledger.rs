@@ -25,7 +25,8 @@ async fn recipe() -> Cluster {
              CREATE ROLE ana LOGIN;
              CREATE ROLE \"we\"\"ird röle\" LOGIN;
              CREATE ROLE dormant NOLOGIN;
-             CREATE ROLE admin_x LOGIN CREATEROLE;",
+             CREATE ROLE admin_x LOGIN CREATEROLE;
+             CREATE ROLE deputy LOGIN IN ROLE admin_x;",
         )
         .unwrap();
     let mut admin = connect_trust(&cluster, "postgres").await;
@@ -138,7 +139,14 @@ async fn curfews_role_cannot_reach_a_shell_and_the_functions_refuse_protected_ro
             "{f:?}"
         );
     }
-    for name in ["postgres", "curfew_agent", "admin_x", "curfew_owner"] {
+    // deputy can SET ROLE admin_x: locking it would lock out an administrator.
+    for name in [
+        "postgres",
+        "curfew_agent",
+        "admin_x",
+        "curfew_owner",
+        "deputy",
+    ] {
         let info = role(&ledger, name).await;
         let error = ledger
             .create_incident_lock(&info, "INC", "me@host", None)
@@ -458,4 +466,74 @@ async fn a_ledger_curfew_may_not_enter_is_a_status_not_an_error() {
     let mut not_admin = connect_trust(&cluster, "curfew_agent").await;
     let error = not_admin.install_ledger("curfew_agent").await.unwrap_err();
     assert!(error.to_string().contains("--admin-user"), "{error}");
+}
+
+/// Review of issue 13: `curfew init` took over whatever an existing `curfew` schema held. A
+/// trigger planted by curfew's old role (which owned the schema up to version 1) would then run
+/// as `curfew_owner`, a superuser on PostgreSQL 16 and later; a `curfew_owner` made beforehand
+/// with a member would hand that member the owner's rights.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_refuses_a_schema_or_owner_role_it_cannot_trust() {
+    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .psql(
+            "CREATE ROLE curfew_agent LOGIN CREATEROLE;
+             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+             CREATE SCHEMA curfew AUTHORIZATION curfew_agent;
+             CREATE SCHEMA mine AUTHORIZATION curfew_agent;",
+        )
+        .unwrap();
+    let agent = client(cluster.port(), "curfew_agent", "old").await;
+    agent
+        .client
+        .batch_execute(
+            "CREATE TABLE curfew.disabled_login (role_oid oid PRIMARY KEY, role_name text NOT NULL,
+                 disabled_at timestamptz NOT NULL DEFAULT clock_timestamp());
+             CREATE FUNCTION mine.payload() RETURNS trigger LANGUAGE plpgsql
+                 AS $$ BEGIN RETURN NEW; END $$;
+             CREATE TRIGGER planted BEFORE INSERT ON curfew.disabled_login
+                 FOR EACH ROW EXECUTE FUNCTION mine.payload();",
+        )
+        .await
+        .unwrap();
+    let mut admin = connect_trust(&cluster, "postgres").await;
+    let error = admin.install_ledger("curfew_agent").await.unwrap_err();
+    let said = error.to_string();
+    assert!(
+        said.contains("trigger planted on curfew.disabled_login"),
+        "{said}"
+    );
+    assert!(matches!(error, PgError::Install { .. }), "{error:?}");
+    // Nothing was handed over.
+    assert_eq!(
+        cluster
+            .psql("SELECT nspowner::regrole FROM pg_namespace WHERE nspname = 'curfew'")
+            .unwrap(),
+        "curfew_agent"
+    );
+
+    cluster
+        .psql(
+            "DROP SCHEMA curfew CASCADE;
+             CREATE ROLE mallory LOGIN; CREATE ROLE curfew_owner NOLOGIN;
+             GRANT curfew_owner TO mallory;",
+        )
+        .unwrap();
+    let said = admin
+        .install_ledger("curfew_agent")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        said.contains("member mallory of role curfew_owner"),
+        "{said}"
+    );
+    assert_eq!(
+        cluster
+            .psql("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = 'curfew_owner'")
+            .unwrap(),
+        "f"
+    );
+    cluster.psql("REVOKE curfew_owner FROM mallory").unwrap();
+    admin.install_ledger("curfew_agent").await.unwrap();
 }

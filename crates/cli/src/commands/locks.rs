@@ -205,7 +205,9 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
     }
     let by = who();
     runtime()?.block_on(async {
-        let mut pending = Vec::new();
+        // Every target is checked, and where the lock will be recorded when no agent applies
+        // it, before any lock is recorded: a refusal leaves nothing half done.
+        let mut checked = Vec::new();
         for target in &targets {
             let connection = open(target).await?;
             ensure_ledger(&connection, &target.name).await?;
@@ -228,6 +230,13 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
                     visible(&role.name)
                 );
             }
+            if !agent_leads(&connection).await? {
+                audit_path(&loaded, args.audit_log.as_deref())?;
+            }
+            checked.push((target, connection, role));
+        }
+        let mut pending = Vec::new();
+        for (target, connection, role) in checked {
             let row = connection
                 .create_incident_lock(&role, args.reason.trim(), &by, until)
                 .await

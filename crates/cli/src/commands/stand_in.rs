@@ -69,7 +69,11 @@ impl StandIn {
         let task = tokio::spawn(async move {
             // The sender lives as long as the agent: a dropped sender would stop it.
             let _keep = _policy_tx;
-            curfew_agent::run(log, AgentOptions::default(), policy_rx, async move {
+            let options = AgentOptions {
+                close_interrupted: false,
+                ..AgentOptions::default()
+            };
+            curfew_agent::run(log, options, policy_rx, async move {
                 let _ = stop_rx.await;
             })
             .await

@@ -237,3 +237,55 @@ pub fn http_get(address: &str, path: &str) -> std::io::Result<Response> {
         body,
     })
 }
+
+/// Wait for the agent to say where it serves its status page; the `host:port`.
+pub fn listen_address(lines: &mpsc::Receiver<String>) -> String {
+    let seen = wait_for(lines, "status page on http://", Duration::from_secs(20));
+    seen.last()
+        .and_then(|l| l.split("http://").nth(1))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned()
+}
+
+/// A psql session of `user` (with this application name) that takes curfew's leader lock and
+/// keeps it until killed; returns once the server shows the lock granted.
+pub fn hold_leader_lock(cluster: &Cluster, user: &str, application: &str) -> Child {
+    use std::io::Write as _;
+    let mut holder = Command::new(cluster.bin_dir().join("psql"))
+        .args([
+            "-X",
+            "-q",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &cluster.port().to_string(),
+        ])
+        .args(["-U", user, "-d", "postgres"])
+        .env("PGAPPNAME", application)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdin = holder.stdin.as_mut().unwrap();
+    writeln!(
+        stdin,
+        "SELECT pg_advisory_lock({});",
+        curfew_postgres::LEADER_KEY
+    )
+    .unwrap();
+    stdin.flush().unwrap();
+    let start = std::time::Instant::now();
+    while cluster
+        .psql("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted")
+        .unwrap()
+        == "0"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the lock was never taken"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    holder
+}

@@ -79,6 +79,12 @@ BEGIN
     why := CASE
         WHEN r.rolsuper THEN 'it is a superuser'
         WHEN r.rolcreaterole THEN 'it has CREATEROLE (an administrator)'
+        WHEN EXISTS (SELECT 1 FROM pg_roles g
+                     WHERE g.oid <> p_role
+                       AND (g.rolsuper OR g.rolcreaterole
+                            OR g.rolname IN ('rds_superuser', 'cloudsqlsuperuser', 'azure_pg_admin'))
+                       AND pg_has_role(p_role, g.oid, 'MEMBER'))
+            THEN 'it is a member of an administrator role, which it can SET ROLE to'
         WHEN p_role = (SELECT oid FROM pg_roles WHERE rolname = current_user)
              OR pg_has_role(p_role, current_user, 'MEMBER')
             THEN 'it owns curfew''s ledger'
@@ -297,6 +303,15 @@ impl Connection {
             notes.push(format!("role \"{agent_role}\" is a superuser: curfew needs only pg_read_all_stats and pg_signal_backend and the grants made now"));
         } else if agent.get::<_, bool>(1) {
             notes.push(format!("role \"{agent_role}\" still has CREATEROLE, which curfew no longer needs and which lets it grant itself pg_execute_server_program on PostgreSQL 14/15: run ALTER ROLE {} NOCREATEROLE;", quote_identifier(agent_role)));
+        }
+        let foreign = super::vetting::foreign_objects(&tx, agent_role)
+            .await
+            .map_err(failed("checking the existing curfew schema"))?;
+        if !foreign.is_empty() {
+            return Err(refuse(format!(
+                "schema curfew or role {OWNER_ROLE} holds what curfew did not make and would run or grant with the owner's rights: {}; inspect it, then drop it (or DROP SCHEMA curfew CASCADE, losing the ledger's rows; REVOKE {OWNER_ROLE} FROM <member>) and run curfew init again",
+                foreign.join("; ")
+            )));
         }
         let owner_q = quote_identifier(OWNER_ROLE);
         let agent_q = quote_identifier(agent_role);

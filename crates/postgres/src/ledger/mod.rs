@@ -12,6 +12,7 @@ mod change;
 mod inspect;
 mod install;
 mod status;
+mod vetting;
 
 pub use inspect::{FunctionFacts, LedgerFacts};
 pub use install::{AGENT_FUNCTIONS, Installed, OWNER_ROLE};

@@ -2,14 +2,16 @@
 //! an unexpected NULL is an error naming what curfew was doing, not a crash of the worker.
 
 use tokio_postgres::Row;
+use tokio_postgres::row::RowIndex;
 use tokio_postgres::types::FromSql;
 
 use crate::error::PgError;
 
-/// Column `idx` of `row`, decoded as `T`; a mismatch is a query error of `what` on `target`.
+/// Column `idx` (a position or a name) of `row`, decoded as `T`; a mismatch is a query error
+/// of `what` on `target`.
 pub(crate) fn col<'a, T: FromSql<'a>>(
     row: &'a Row,
-    idx: usize,
+    idx: impl RowIndex + std::fmt::Display + Copy,
     target: &str,
     what: &'static str,
 ) -> Result<T, PgError> {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 use crate::leader::LeaderInfo;
 
@@ -114,19 +115,21 @@ impl Connection {
             )
             .await
             .map_err(failed("reading settings"))?;
+        let what = "reading settings";
         let settings = rows
             .iter()
             .map(|r| {
-                (
-                    r.get::<_, String>(0),
+                Ok((
+                    col::<String>(r, 0, &self.target, what)?,
                     Setting {
-                        value: r.get::<_, Option<String>>(1).unwrap_or_default(),
-                        unit: r.get(2),
-                        source: r.get::<_, Option<String>>(3).unwrap_or_default(),
+                        value: col::<Option<String>>(r, 1, &self.target, what)?.unwrap_or_default(),
+                        unit: col(r, 2, &self.target, what)?,
+                        source: col::<Option<String>>(r, 3, &self.target, what)?
+                            .unwrap_or_default(),
                     },
-                )
+                ))
             })
-            .collect();
+            .collect::<Result<_, PgError>>()?;
         // Read as JSON: the view gained columns over the versions (file_name in 15).
         let hba = match client
             .query(
@@ -137,8 +140,11 @@ impl Connection {
         {
             Ok(rows) => Ok(rows
                 .iter()
-                .map(|r| hba_rule(&r.get::<_, String>(0)))
-                .collect()),
+                .map(|r| {
+                    col::<String>(r, 0, &self.target, "reading pg_hba.conf rules")
+                        .map(|json| hba_rule(&json))
+                })
+                .collect::<Result<_, PgError>>()?),
             Err(e) => match e.as_db_error() {
                 Some(db) => Err(db.message().to_owned()),
                 None => return Err(PgError::query(&self.target, "reading pg_hba.conf rules", e)),
@@ -153,18 +159,20 @@ impl Connection {
             .await
             .map_err(failed("reading roles"))?
             .iter()
-            .map(|r| RoleFacts {
-                name: r.get(0),
-                superuser: r.get(1),
-                can_login: r.get(2),
-                bootstrap: r.get(3),
+            .map(|r| {
+                Ok(RoleFacts {
+                    name: col(r, 0, &self.target, "reading roles")?,
+                    superuser: col(r, 1, &self.target, "reading roles")?,
+                    can_login: col(r, 2, &self.target, "reading roles")?,
+                    bootstrap: col(r, 3, &self.target, "reading roles")?,
+                })
             })
-            .collect();
+            .collect::<Result<_, PgError>>()?;
         let unix_socket: bool = client
             .query_one("SELECT inet_client_addr() IS NULL", &[])
             .await
-            .map_err(failed("reading the connection's address"))?
-            .get(0);
+            .map_err(failed("reading the connection's address"))
+            .and_then(|r| col(&r, 0, &self.target, "reading the connection's address"))?;
         let leader = self.leader().await?;
         let ledger = self.ledger_facts().await?;
         Ok(ServerFacts {

@@ -5,6 +5,7 @@
 
 use super::{FaultHook, LoginChange};
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 
 impl Connection {
@@ -53,7 +54,7 @@ impl Connection {
             )
             .await;
         let word: String = match done {
-            Ok(row) => row.get(0),
+            Ok(row) => col(&row, 0, &self.target, "changing a role's login")?,
             Err(e) => {
                 drop(tx);
                 return Err(self.ledger_error("changing a role's login", e));

@@ -4,6 +4,7 @@
 
 use super::{AGENT_FUNCTIONS, SCHEMA_COMMENT};
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 
 /// The ledger as the catalogs show it.
@@ -72,10 +73,11 @@ impl Connection {
         else {
             return Ok(LedgerFacts::default());
         };
-        let mut excess: Vec<String> = schema.get(5);
-        if schema.get::<_, bool>(4) {
+        let what = "reading the ledger's privileges";
+        let mut excess: Vec<String> = col(&schema, 5, &self.target, what)?;
+        if col::<bool>(&schema, 4, &self.target, what)? {
             excess.insert(0, "ownership of schema curfew".to_owned());
-        } else if schema.get::<_, bool>(3) {
+        } else if col::<bool>(&schema, 3, &self.target, what)? {
             excess.insert(0, "CREATE on schema curfew".to_owned());
         }
         let signatures: Vec<String> = AGENT_FUNCTIONS.iter().map(|f| (*f).to_owned()).collect();
@@ -100,27 +102,26 @@ impl Connection {
             )
             .await
             .map_err(failed)?;
-        let functions = rows
-            .iter()
-            .map(|r| {
-                if r.get::<_, bool>(7) {
-                    excess.push(format!("ownership of {}", r.get::<_, String>(0)));
-                }
-                FunctionFacts {
-                    signature: r.get(0),
-                    present: r.get(1),
-                    owner: r.get(2),
-                    security_definer: r.get(3),
-                    fixed_search_path: r.get(4),
-                    public_execute: r.get(5),
-                    agent_execute: r.get(6),
-                }
-            })
-            .collect();
+        let mut functions = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let signature: String = col(r, 0, &self.target, what)?;
+            if col::<bool>(r, 7, &self.target, what)? {
+                excess.push(format!("ownership of {signature}"));
+            }
+            functions.push(FunctionFacts {
+                signature,
+                present: col(r, 1, &self.target, what)?,
+                owner: col(r, 2, &self.target, what)?,
+                security_definer: col(r, 3, &self.target, what)?,
+                fixed_search_path: col(r, 4, &self.target, what)?,
+                public_execute: col(r, 5, &self.target, what)?,
+                agent_execute: col(r, 6, &self.target, what)?,
+            });
+        }
         Ok(LedgerFacts {
-            schema_owner: Some(schema.get(0)),
-            owner_can_login: schema.get(1),
-            current: schema.get(2),
+            schema_owner: Some(col(&schema, 0, &self.target, what)?),
+            owner_can_login: col(&schema, 1, &self.target, what)?,
+            current: col(&schema, 2, &self.target, what)?,
             functions,
             agent_excess: excess,
         })

@@ -26,6 +26,7 @@ use tokio_postgres::error::SqlState;
 
 use super::{DDL, LEDGER_VERSION, SCHEMA_COMMENT};
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 use crate::quote_identifier;
 
@@ -299,9 +300,10 @@ impl Connection {
             )));
         };
         let mut notes = Vec::new();
-        if agent.get::<_, bool>(0) {
+        let what = "looking up the agent's role";
+        if col::<bool>(&agent, 0, &target, what)? {
             notes.push(format!("role \"{agent_role}\" is a superuser: curfew needs only pg_read_all_stats and pg_signal_backend and the grants made now"));
-        } else if agent.get::<_, bool>(1) {
+        } else if col::<bool>(&agent, 1, &target, what)? {
             notes.push(format!("role \"{agent_role}\" still has CREATEROLE, which curfew no longer needs and which lets it grant itself pg_execute_server_program on PostgreSQL 14/15: run ALTER ROLE {} NOCREATEROLE;", quote_identifier(agent_role)));
         }
         let foreign = super::vetting::foreign_objects(&tx, agent_role)
@@ -351,8 +353,8 @@ impl Connection {
                 &[],
             )
             .await
-            .map_err(failed("looking for the curfew schema"))?
-            .get(0);
+            .map_err(failed("looking for the curfew schema"))
+            .and_then(|r| col(&r, 0, &target, "looking for the curfew schema"))?;
         let schema = if schema_existed {
             format!("ALTER SCHEMA curfew OWNER TO {owner_q};")
         } else {

@@ -22,6 +22,7 @@ use jiff::Timestamp;
 use tokio_postgres::error::SqlState;
 
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 
 /// The ledger's version: 2 since its writes go through functions `curfew init` installs.
@@ -152,20 +153,21 @@ pub enum LoginChange {
 /// Points between the steps of a login change, for crash tests.
 pub type FaultHook<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
 
-fn lock_row(row: &tokio_postgres::Row) -> LockRow {
-    LockRow {
-        id: row.get("id"),
-        role_oid: row.get("role_oid"),
-        role_name: row.get("role_name"),
-        kind: row.get("kind"),
-        rule: row.get("rule"),
-        reason: row.get("reason"),
-        created_by: row.get("created_by"),
-        created_at: row.get("created_at"),
-        expires_at: row.get("expires_at"),
-        released_at: row.get("released_at"),
-        released_by: row.get("released_by"),
-    }
+fn lock_row(row: &tokio_postgres::Row, target: &str) -> Result<LockRow, PgError> {
+    let what = "reading the ledger";
+    Ok(LockRow {
+        id: col(row, "id", target, what)?,
+        role_oid: col(row, "role_oid", target, what)?,
+        role_name: col(row, "role_name", target, what)?,
+        kind: col(row, "kind", target, what)?,
+        rule: col(row, "rule", target, what)?,
+        reason: col(row, "reason", target, what)?,
+        created_by: col(row, "created_by", target, what)?,
+        created_at: col(row, "created_at", target, what)?,
+        expires_at: col(row, "expires_at", target, what)?,
+        released_at: col(row, "released_at", target, what)?,
+        released_by: col(row, "released_by", target, what)?,
+    })
 }
 
 const LOCK_COLUMNS: &str = "l.id, l.role_oid, l.role_name, l.kind, l.rule, l.reason, l.created_by, \
@@ -227,7 +229,7 @@ impl Connection {
             )
             .await
             .map_err(|e| self.ledger_error("reading the ledger", e))?;
-        Ok(row.get(0))
+        col(&row, 0, &self.target, "reading the ledger")
     }
 
     /// Every role (except PostgreSQL's predefined `pg_*` roles) with its memberships.
@@ -250,16 +252,18 @@ impl Connection {
             )
             .await
             .map_err(|e| PgError::query(&self.target, "reading the roles", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| RoleInfo {
-                oid: r.get(0),
-                name: r.get(1),
-                can_login: r.get(2),
-                superuser: r.get(3),
-                member_of: r.get(4),
+        let what = "reading the roles";
+        rows.iter()
+            .map(|r| {
+                Ok(RoleInfo {
+                    oid: col(r, 0, &self.target, what)?,
+                    name: col(r, 1, &self.target, what)?,
+                    can_login: col(r, 2, &self.target, what)?,
+                    superuser: col(r, 3, &self.target, what)?,
+                    member_of: col(r, 4, &self.target, what)?,
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Make the active window locks of `rule` exactly `roles` (oid, name): add the missing,
@@ -280,8 +284,8 @@ impl Connection {
                 &[&rule, &oids, &names, &reason, &pid, &start],
             )
             .await
-            .map_err(|e| self.ledger_error("recording window locks", e))?
-            .get(0);
+            .map_err(|e| self.ledger_error("recording window locks", e))
+            .and_then(|row| col(&row, 0, &self.target, "recording window locks"))?;
         Ok(u64::try_from(changed).unwrap_or_default())
     }
 
@@ -295,8 +299,15 @@ impl Connection {
                 &[&rules, &pid, &start],
             )
             .await
-            .map_err(|e| self.ledger_error("releasing the locks of removed rules", e))?
-            .get(0);
+            .map_err(|e| self.ledger_error("releasing the locks of removed rules", e))
+            .and_then(|row| {
+                col(
+                    &row,
+                    0,
+                    &self.target,
+                    "releasing the locks of removed rules",
+                )
+            })?;
         Ok(u64::try_from(released).unwrap_or_default())
     }
 
@@ -307,8 +318,8 @@ impl Connection {
             .client
             .query_one("SELECT curfew.expire_locks($1, $2)", &[&pid, &start])
             .await
-            .map_err(|e| self.ledger_error("expiring locks", e))?
-            .get(0);
+            .map_err(|e| self.ledger_error("expiring locks", e))
+            .and_then(|row| col(&row, 0, &self.target, "expiring locks"))?;
         Ok(u64::try_from(released).unwrap_or_default())
     }
 
@@ -331,7 +342,7 @@ impl Connection {
             )
             .await
             .map_err(|e| self.ledger_error("recording the lock", e))?;
-        Ok(lock_row(&row))
+        lock_row(&row, &self.target)
     }
 
     /// Release the incident lock on a role, if one is in force.
@@ -348,7 +359,7 @@ impl Connection {
             )
             .await
             .map_err(|e| self.ledger_error("releasing the lock", e))?;
-        Ok(row.as_ref().map(lock_row))
+        row.as_ref().map(|r| lock_row(r, &self.target)).transpose()
     }
 
     /// Locks in force (or, with `history`, all rows), newest first.
@@ -368,7 +379,7 @@ impl Connection {
             )
             .await
             .map_err(|e| self.ledger_error("reading the locks", e))?;
-        Ok(rows.iter().map(lock_row).collect())
+        rows.iter().map(|r| lock_row(r, &self.target)).collect()
     }
 
     /// Where a role and one of its lock rows stand.
@@ -395,12 +406,13 @@ impl Connection {
             )
             .await
             .map_err(|e| self.ledger_error("reading the lock's progress", e))?;
+        let what = "reading the lock's progress";
         Ok(LockProgress {
-            can_login: row.get(0),
-            disabled_by_curfew: row.get(1),
-            sessions: row.get(2),
-            announced: row.get(3),
-            remaining: row.get(4),
+            can_login: col(&row, 0, &self.target, what)?,
+            disabled_by_curfew: col(&row, 1, &self.target, what)?,
+            sessions: col(&row, 2, &self.target, what)?,
+            announced: col(&row, 3, &self.target, what)?,
+            remaining: col(&row, 4, &self.target, what)?,
         })
     }
 
@@ -442,24 +454,28 @@ impl Connection {
             )
             .await
             .map_err(|e| self.ledger_error("reading the ledger", e))?;
-        let active: Vec<LockRow> = active.iter().map(lock_row).collect();
-        Ok(roles
+        let active = active
+            .iter()
+            .map(|r| lock_row(r, &self.target))
+            .collect::<Result<Vec<LockRow>, PgError>>()?;
+        let what = "reading the ledger";
+        roles
             .iter()
             .map(|r| {
-                let oid: u32 = r.get(0);
-                LockedRole {
+                let oid: u32 = col(r, 0, &self.target, what)?;
+                Ok(LockedRole {
                     oid,
-                    name: r.get(1),
-                    can_login: r.get(2),
-                    disabled_by_curfew: r.get(3),
+                    name: col(r, 1, &self.target, what)?,
+                    can_login: col(r, 2, &self.target, what)?,
+                    disabled_by_curfew: col(r, 3, &self.target, what)?,
                     locks: active
                         .iter()
                         .filter(|l| l.role_oid == oid)
                         .cloned()
                         .collect(),
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Lock rows created or released that the audit log has not recorded yet.
@@ -477,10 +493,12 @@ impl Connection {
             )
             .await
             .map_err(|e| self.ledger_error("reading the ledger", e))?;
-        Ok(rows
-            .iter()
-            .map(|r| (lock_row(r), r.get::<_, bool>("announced_created")))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                let announced = col(r, "announced_created", &self.target, "reading the ledger")?;
+                Ok((lock_row(r, &self.target)?, announced))
+            })
+            .collect()
     }
 
     /// Mark a lock row's creation (and, if released, its release) as recorded.

@@ -4,6 +4,7 @@
 
 use super::{AGENT_FUNCTIONS, LEDGER_VERSION, OWNER_ROLE, SCHEMA_COMMENT};
 use crate::connect::Connection;
+use crate::decode::col;
 use crate::error::PgError;
 
 /// Where the ledger stands for the role curfew is connected as.
@@ -84,8 +85,11 @@ impl Connection {
             )
             .await
             .map_err(|e| PgError::query(&self.target, "looking for the ledger", e))?;
-        let (exists, readable, current, executable): (bool, Option<bool>, bool, Option<bool>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
+        let what = "looking for the ledger";
+        let exists: bool = col(&row, 0, &self.target, what)?;
+        let readable: Option<bool> = col(&row, 1, &self.target, what)?;
+        let current: bool = col(&row, 2, &self.target, what)?;
+        let executable: Option<bool> = col(&row, 3, &self.target, what)?;
         debug_assert!(SCHEMA_COMMENT.contains(&format!("(version {LEDGER_VERSION})")));
         Ok(if !exists {
             LedgerStatus::Missing

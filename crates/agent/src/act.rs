@@ -223,7 +223,8 @@ impl Actor {
                 };
                 let mut ending = Ending::of(loaded, d, snapshot.now);
                 if let Cause::OverSessionLimit { limit, .. } = d.cause {
-                    ending.guard.keepers = keepers(loaded, snapshot, plan, session, d.rule, limit);
+                    ending.guard.keepers =
+                        crate::keepers::keepers(loaded, snapshot, plan, session, d.rule, limit);
                 }
                 if self.shared.options.dry_run {
                     self.report(loaded, session, d.rule, ending).await;
@@ -580,38 +581,6 @@ impl Actor {
 }
 
 /// "pid 4242 (analyst_kim on sales, psql)".
-/// The older sessions that keep their places under a `max_sessions` rule, for the guard of a
-/// session beyond the limit: as the engine ranks them, the oldest `limit` sessions of the same
-/// role in the rule's scope that are not exempt and not ended now by another rule.
-fn keepers(
-    loaded: &LoadedPolicy,
-    snapshot: &Snapshot,
-    plan: &Plan,
-    over: &Session,
-    rule: usize,
-    limit: u32,
-) -> Vec<(i32, Timestamp)> {
-    let scope = &loaded.policy.rules[rule].scope;
-    let ending: HashSet<SessionKey> = plan.terminations.iter().map(|d| d.session).collect();
-    let mut older: Vec<&Session> = snapshot
-        .sessions
-        .iter()
-        .filter(|s| {
-            s.role == over.role
-                && (s.backend_start, s.pid) < (over.backend_start, over.pid)
-                && !ending.contains(&s.key())
-                && scope.admits_role(&s.role, &s.member_of)
-                && scope.admits_database(&s.database)
-                && scope.admits_application(&s.application)
-                && scope.admits_address(s.client_addr)
-                && loaded.policy.exempt.session(s).is_none()
-        })
-        .collect();
-    older.sort_unstable_by_key(|s| (s.backend_start, s.pid));
-    older.truncate(limit as usize);
-    older.iter().map(|s| (s.pid, s.backend_start)).collect()
-}
-
 fn describe(s: &Session) -> String {
     let app = if s.application.is_empty() {
         String::new()

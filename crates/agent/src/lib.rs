@@ -6,8 +6,10 @@
 
 mod act;
 mod backend;
+mod campaign;
 mod events;
 mod fault;
+mod keepers;
 mod leadership;
 mod loaded;
 mod locks;

@@ -133,19 +133,7 @@ pub(crate) async fn write_all(
     shared: &Shared,
     records: Vec<Record>,
 ) -> Result<Vec<Appended>, String> {
-    let gists = if counted(shared) {
-        records.iter().map(|r| gist(r, 0)).collect()
-    } else {
-        Vec::new()
-    };
-    let audit = shared.audit.clone();
-    let result = match tokio::task::spawn_blocking(move || audit.append_all(records)).await {
-        Ok(Ok(appended)) => Ok(appended),
-        Ok(Err(e)) => Err(format!("cannot write audit records: {e}")),
-        Err(e) => Err(format!("audit writer stopped: {e}")),
-    };
-    tell(shared, gists, result.as_deref());
-    result
+    append_batch(shared, records, "records", AuditLog::append_all).await
 }
 
 /// Append the outcome records of actions already under way (with one fsync). What cannot be
@@ -155,15 +143,31 @@ pub(crate) async fn write_outcomes(
     shared: &Shared,
     records: Vec<Record>,
 ) -> Result<Vec<Appended>, String> {
+    append_batch(
+        shared,
+        records,
+        "outcome records",
+        AuditLog::append_outcomes,
+    )
+    .await
+}
+
+/// Append a batch with `append` off the async threads, and tell observers.
+async fn append_batch(
+    shared: &Shared,
+    records: Vec<Record>,
+    what: &'static str,
+    append: fn(&AuditLog, Vec<Record>) -> Result<Vec<Appended>, curfew_audit::AuditError>,
+) -> Result<Vec<Appended>, String> {
     let gists = if counted(shared) {
         records.iter().map(|r| gist(r, 0)).collect()
     } else {
         Vec::new()
     };
     let audit = shared.audit.clone();
-    let result = match tokio::task::spawn_blocking(move || audit.append_outcomes(records)).await {
+    let result = match tokio::task::spawn_blocking(move || append(&audit, records)).await {
         Ok(Ok(appended)) => Ok(appended),
-        Ok(Err(e)) => Err(format!("cannot write outcome records: {e}")),
+        Ok(Err(e)) => Err(format!("cannot write audit {what}: {e}")),
         Err(e) => Err(format!("audit writer stopped: {e}")),
     };
     tell(shared, gists, result.as_deref());

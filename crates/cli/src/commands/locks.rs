@@ -288,17 +288,25 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
                 }
             }
         }
-        if let Some(stand_in) = stand_in {
-            stand_in.stop().await?;
-        }
-        if all_applied {
-            Ok(())
-        } else {
-            Err(Failure::Runtime(anyhow::anyhow!(
-                "the lock is in the ledger and will be applied when an agent runs"
-            )))
-        }
+        finish(stand_in, all_applied, "the lock is in the ledger and will be applied when an agent runs").await
     })
+}
+
+/// Stop the agent this command ran, if any; exit 1 (with `pending`) unless every change was
+/// applied.
+async fn finish(
+    stand_in: Option<StandIn>,
+    all_applied: bool,
+    pending: &'static str,
+) -> Result<(), Failure> {
+    if let Some(stand_in) = stand_in {
+        stand_in.stop().await?;
+    }
+    if all_applied {
+        Ok(())
+    } else {
+        Err(Failure::Runtime(anyhow::anyhow!(pending)))
+    }
 }
 
 /// When no enforcing agent leads some of the targets, run one here for them (see
@@ -308,6 +316,7 @@ async fn stand_in_for<T>(
     pending: &[(String, Connection, RoleInfo, i64, T)],
     audit_log: Option<&Path>,
 ) -> Result<Option<StandIn>, Failure> {
+    // Asked again now that the change is recorded (an agent may have started meanwhile).
     let mut unled = Vec::new();
     for (target, connection, ..) in pending {
         if !agent_leads(connection).await? {
@@ -393,16 +402,7 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
                 }
             }
         }
-        if let Some(stand_in) = stand_in {
-            stand_in.stop().await?;
-        }
-        if all_applied {
-            Ok(())
-        } else {
-            Err(Failure::Runtime(anyhow::anyhow!(
-                "the release is in the ledger and will be applied when an agent runs"
-            )))
-        }
+        finish(stand_in, all_applied, "the release is in the ledger and will be applied when an agent runs").await
     })
 }
 

@@ -69,11 +69,20 @@ pub enum Event {
     /// Records could be written again after a time when they could not (a full disk, a failed
     /// write); nothing was done meanwhile. The detail says since when and why.
     AuditResumed,
+    /// A periodic (and on every change of state) statement of what the agent is doing for a
+    /// target: enforcing, standing by and why, unreachable, dry run, stopped.
+    Heartbeat,
+    /// A session entered the warning lead of the rule that will end it; the record says who
+    /// was told (the agent cannot reach the user: operators and hooks only).
+    SessionWarned,
+    /// A checkpoint of the chain: the head (`seq`, hash) of the records before it, signed when
+    /// a signing key is configured.
+    Checkpoint,
 }
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 26] = [
+    pub const ALL: [Event; 29] = [
         Event::AgentStarted,
         Event::AgentStopped,
         Event::PolicyLoaded,
@@ -100,6 +109,9 @@ impl Event {
         Event::WorkerFailed,
         Event::LogContinued,
         Event::AuditResumed,
+        Event::Heartbeat,
+        Event::SessionWarned,
+        Event::Checkpoint,
     ];
 
     /// Whether this event announces an action whose outcome must be recorded later
@@ -137,6 +149,9 @@ impl Event {
             Event::WorkerFailed => "worker_failed",
             Event::LogContinued => "log_continued",
             Event::AuditResumed => "audit_resumed",
+            Event::Heartbeat => "heartbeat",
+            Event::SessionWarned => "session_warned",
+            Event::Checkpoint => "checkpoint",
         }
     }
 

@@ -21,6 +21,47 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// `[verify]`: how `curfew verify` tests the control.
     pub verify: VerifySettings,
+    /// `[policy]`: who owns and approved this policy, its version, what it implements.
+    pub meta: PolicyMeta,
+    /// `[audit]`: where the audit chain is anchored and signed besides the log.
+    pub audit: AuditSettings,
+    /// `[notify]`: who hears of warnings besides the audit log.
+    pub notify: NotifySettings,
+}
+
+/// `[policy]`: the policy's own metadata, shown by `explain` and `report` (all optional).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicyMeta {
+    /// Who owns the policy (a person or a team).
+    pub owner: Option<String>,
+    /// Who approved it.
+    pub approved_by: Option<String>,
+    /// The policy's version, as the organization numbers it.
+    pub version: Option<String>,
+    /// From when it is in force (a date, as written).
+    pub effective: Option<String>,
+    /// When it must be reviewed next (a date, as written).
+    pub review_by: Option<String>,
+    /// The organization's document this policy implements (e.g. "SSP AC-12 rev 3").
+    pub implements: Option<String>,
+}
+
+/// `[audit]` settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// An Ed25519 private key file: checkpoint records are signed with it.
+    pub signing_key: Option<String>,
+    /// Also send each anchor (the chain's head) to the local syslog/journald.
+    pub syslog: bool,
+}
+
+/// `[notify]` settings: hooks that hear of warnings; they never delay enforcement.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NotifySettings {
+    /// A program run with the event as JSON on its standard input.
+    pub command: Option<String>,
+    /// An `http://` or `https://` URL the event is POSTed to as JSON.
+    pub webhook: Option<String>,
 }
 
 /// A part every enforceable policy has: without it an agent would end nothing or watch nothing,
@@ -126,6 +167,8 @@ pub struct AgentSettings {
     pub audit_log: Option<String>,
     /// Where the HTTP endpoint (metrics, health, status) listens, if anywhere.
     pub listen: Option<std::net::SocketAddr>,
+    /// How often the agent records a heartbeat per target (and on every change of state).
+    pub heartbeat: Limit,
 }
 
 impl Default for AgentSettings {
@@ -134,6 +177,7 @@ impl Default for AgentSettings {
             interval: Limit::from_secs(1).unwrap_or_else(|| unreachable!("1s is positive")),
             audit_log: None,
             listen: None,
+            heartbeat: Limit::from_secs(60).unwrap_or_else(|| unreachable!("60s is positive")),
         }
     }
 }
@@ -233,6 +277,8 @@ pub struct Rule {
     pub action: Action,
     /// For window rules: also disable the login of matching roles while outside the windows.
     pub lock_logins: bool,
+    /// The requirements this rule implements (e.g. "NIST-800-171-3.1.11", "V-261910").
+    pub controls: Vec<String>,
 }
 
 /// Where a `lock_logins` rule stands at an instant.

@@ -2,6 +2,7 @@
 
 mod reader;
 mod rule;
+mod sections;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -24,9 +25,11 @@ pub struct Parsed {
     pub warnings: Vec<Diagnostic>,
 }
 
-const TOP_KEYS: &[&str] = &["agent", "target", "exempt", "rule", "verify"];
+const TOP_KEYS: &[&str] = &[
+    "agent", "target", "exempt", "rule", "verify", "policy", "audit", "notify",
+];
 const VERIFY_KEYS: &[&str] = &["test_limit"];
-const AGENT_KEYS: &[&str] = &["interval", "audit_log", "listen"];
+const AGENT_KEYS: &[&str] = &["interval", "audit_log", "listen", "heartbeat"];
 const TARGET_KEYS: &[&str] = &["name", "url", "password_file", "standby", "primary"];
 const SCOPE_KEYS: &[&str] = &[
     "roles",
@@ -68,6 +71,9 @@ pub fn parse_policy(
     let exempt = parse_exempt(&mut c, &top);
     let rules = rule::parse_rules(&mut c, &top, tzdb);
     let verify = parse_verify(&mut c, &top);
+    let meta = sections::parse_meta(&mut c, &top);
+    let audit = sections::parse_audit(&mut c, &top);
+    let notify = sections::parse_notify(&mut c, &top);
     top.finish(&mut c);
     if c.has_errors() {
         return Err(PolicyErrors {
@@ -81,6 +87,9 @@ pub fn parse_policy(
             exempt,
             rules,
             verify,
+            meta,
+            audit,
+            notify,
         },
         warnings: c.finish(),
     })
@@ -175,6 +184,18 @@ fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSetting
             c.error(path.span, "`audit_log` in [agent] must not be empty");
         }
         settings.audit_log = Some(path.value);
+    }
+    if let Some(heartbeat) = duration(c, &r, "heartbeat") {
+        if heartbeat.value < Limit::from_secs(1).unwrap_or(heartbeat.value) {
+            c.error(
+                heartbeat.span,
+                format!(
+                    "`heartbeat` in [agent] is {}; it must be at least 1s",
+                    heartbeat.value
+                ),
+            );
+        }
+        settings.heartbeat = heartbeat.value;
     }
     if let Some(listen) = r.string(c, "listen", "an address string like \"127.0.0.1:9187\"") {
         settings.listen = listen_address(c, listen.span, &listen.value);

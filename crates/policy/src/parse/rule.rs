@@ -16,6 +16,7 @@ use crate::window::{Schedule, parse_window};
 const RULE_KEYS: &[&str] = &[
     "name",
     "description",
+    "controls",
     "idle",
     "idle_in_transaction",
     "lifetime",
@@ -89,6 +90,14 @@ fn parse_rule(
     check_name(c, &r, name.as_ref(), &header, names);
 
     let description = r.string(c, "description", "a string").map(|d| d.value);
+    let controls = r
+        .string_list(
+            c,
+            "controls",
+            "requirement ids like \"NIST-800-171-3.1.11\"",
+        )
+        .map(|l| l.value.into_iter().map(|c| c.value).collect())
+        .unwrap_or_default();
     let scope = parse_scope(c, &r);
     let action = parse_action(c, &r);
     let zone = parse_timezone(c, &r, tzdb);
@@ -150,6 +159,7 @@ fn parse_rule(
         warn: warn.map(|w| w.value),
         action,
         lock_logins: lock_logins.is_some_and(|l| l.value),
+        controls,
     })
 }
 

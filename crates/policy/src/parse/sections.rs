@@ -1,0 +1,84 @@
+//! The small tables: `[policy]` (metadata), `[audit]` (anchoring and signing), `[notify]`
+//! (hooks for warnings).
+
+use crate::diagnostic::Collector;
+use crate::model::{AuditSettings, NotifySettings, PolicyMeta};
+
+use super::reader::TableReader;
+
+const META_KEYS: &[&str] = &[
+    "owner",
+    "approved_by",
+    "version",
+    "effective",
+    "review_by",
+    "implements",
+];
+const AUDIT_KEYS: &[&str] = &["signing_key", "syslog"];
+const NOTIFY_KEYS: &[&str] = &["command", "webhook"];
+
+/// A non-empty string key of a table.
+fn text(c: &mut Collector<'_>, r: &TableReader<'_, '_>, key: &'static str) -> Option<String> {
+    let value = r.string(c, key, "a string")?;
+    if value.value.trim().is_empty() {
+        c.error(
+            value.span,
+            format!("`{key}` in {} must not be empty", r.context),
+        );
+        return None;
+    }
+    Some(value.value)
+}
+
+/// `[policy]`: who owns and approved the policy, its version, dates, the document it implements.
+pub(super) fn parse_meta(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> PolicyMeta {
+    let mut meta = PolicyMeta::default();
+    let Some((table, _)) = top.table(c, "policy", "a table: [policy]") else {
+        return meta;
+    };
+    let r = TableReader::new(table, "[policy]", META_KEYS);
+    meta.owner = text(c, &r, "owner");
+    meta.approved_by = text(c, &r, "approved_by");
+    meta.version = text(c, &r, "version");
+    meta.effective = text(c, &r, "effective");
+    meta.review_by = text(c, &r, "review_by");
+    meta.implements = text(c, &r, "implements");
+    r.finish(c);
+    meta
+}
+
+/// `[audit]`: `signing_key` (an Ed25519 key file) and `syslog` (anchors to syslog too).
+pub(super) fn parse_audit(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AuditSettings {
+    let mut settings = AuditSettings::default();
+    let Some((table, _)) = top.table(c, "audit", "a table: [audit]") else {
+        return settings;
+    };
+    let r = TableReader::new(table, "[audit]", AUDIT_KEYS);
+    settings.signing_key = text(c, &r, "signing_key");
+    settings.syslog = r.boolean(c, "syslog").is_some_and(|b| b.value);
+    r.finish(c);
+    settings
+}
+
+/// `[notify]`: a `command` and/or a `webhook` URL.
+pub(super) fn parse_notify(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> NotifySettings {
+    let mut settings = NotifySettings::default();
+    let Some((table, _)) = top.table(c, "notify", "a table: [notify]") else {
+        return settings;
+    };
+    let r = TableReader::new(table, "[notify]", NOTIFY_KEYS);
+    settings.command = text(c, &r, "command");
+    if let Some(url) = r.string(c, "webhook", "a URL string") {
+        let lower = url.value.to_ascii_lowercase();
+        if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+            c.error(
+                url.span,
+                "`webhook` in [notify] must be an http:// or https:// URL",
+            );
+        } else {
+            settings.webhook = Some(url.value);
+        }
+    }
+    r.finish(c);
+    settings
+}

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::model::{Action, Condition, Policy, Rule, Scope};
+use crate::model::{Action, Condition, NotifySettings, Policy, PolicyMeta, Rule, Scope};
 use crate::window::Schedule;
 
 /// The whole policy, explained.
@@ -17,6 +17,62 @@ pub struct Explanation {
     pub enforcement: String,
     /// The targets by name (connection details stay out of documents).
     pub targets: Vec<String>,
+    /// `[policy]`: owner, approval, version, dates, the document implemented.
+    pub metadata: Metadata,
+}
+
+/// `[policy]` as documents show it; every field is optional.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Metadata {
+    /// Who owns the policy.
+    pub owner: Option<String>,
+    /// Who approved it.
+    pub approved_by: Option<String>,
+    /// Its version.
+    pub version: Option<String>,
+    /// In force from (YYYY-MM-DD).
+    pub effective: Option<String>,
+    /// Next review due (YYYY-MM-DD).
+    pub review_by: Option<String>,
+    /// The organization's document it implements.
+    pub implements: Option<String>,
+}
+
+impl Metadata {
+    fn of(meta: &PolicyMeta) -> Self {
+        Self {
+            owner: meta.owner.clone(),
+            approved_by: meta.approved_by.clone(),
+            version: meta.version.clone(),
+            effective: meta.effective.clone(),
+            review_by: meta.review_by.clone(),
+            implements: meta.implements.clone(),
+        }
+    }
+
+    /// The fields that are set, as (label, value), in a fixed order.
+    pub fn fields(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("Owner", &self.owner),
+            ("Approved by", &self.approved_by),
+            ("Version", &self.version),
+            ("Effective", &self.effective),
+            ("Review by", &self.review_by),
+            ("Implements", &self.implements),
+        ]
+        .into_iter()
+        .filter_map(|(label, v)| v.as_deref().map(|v| (label, v)))
+        .collect()
+    }
+}
+
+/// A requirement a rule names in `controls`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ControlRef {
+    /// The id as written (`NIST-800-171-3.1.11`, `local:SEC-7`).
+    pub id: String,
+    /// What it is.
+    pub title: String,
 }
 
 /// One rule, explained.
@@ -40,16 +96,33 @@ pub struct RuleExplanation {
     pub action_text: String,
     /// The warning lead, if any (e.g. "2m").
     pub warn: Option<String>,
+    /// What the warning is, as a sentence: what the running components do, and that the
+    /// session's user is not told.
+    pub warning: Option<String>,
     /// Whether logins are locked outside the windows.
     pub lock_logins: bool,
-    /// `agent` or `gateway`.
+    /// `agent`, or `none` for a rule no running component enforces.
     pub enforced_by: &'static str,
+    /// Whether a running component enforces the rule (false: NOT ENFORCED).
+    pub enforced: bool,
+    /// Who enforces the rule, or that nothing does, as a sentence.
+    pub enforcement: String,
+    /// The requirements the rule implements (`controls`).
+    pub controls: Vec<ControlRef>,
 }
+
+/// What `violations` rules get instead of an enforcement: the agent cannot see errors, and the
+/// gateway that would does not exist yet.
+pub const NOT_ENFORCED: &str = "NOT ENFORCED: no running curfew component enforces a `violations` rule (the agent cannot see a session's errors, and the gateway that would count them does not exist yet). The rule is documentation only: no session is ended and nothing is recorded for it.";
 
 /// Explain a policy.
 pub fn explain(policy: &Policy) -> Explanation {
     Explanation {
-        rules: policy.rules.iter().map(explain_rule).collect(),
+        rules: policy
+            .rules
+            .iter()
+            .map(|r| explain_rule(r, &policy.notify))
+            .collect(),
         exemptions: exemptions(policy),
         enforcement: format!(
             "The curfew agent reads the sessions of each target at least every {}, and also wakes at the moment each session's deadline falls, so a session is ended when its condition is met, not at the next check. Ages are measured on the database server's clock. Each termination is recorded in a hash-chained audit log{}.{}",
@@ -71,10 +144,39 @@ pub fn explain(policy: &Policy) -> Explanation {
                 .unwrap_or_default()
         ),
         targets: policy.targets.iter().map(|t| t.name.clone()).collect(),
+        metadata: Metadata::of(&policy.meta),
     }
 }
 
-fn explain_rule(rule: &Rule) -> RuleExplanation {
+/// What happens at a rule's warning lead, truthfully: the agent has no channel to a database
+/// session, so the user is not told.
+fn warning_text(lead: crate::Limit, action: Action, notify: &NotifySettings) -> String {
+    let hooks: Vec<&str> = [
+        notify.command.as_ref().map(|_| "runs the [notify] command"),
+        notify
+            .webhook
+            .as_ref()
+            .map(|_| "posts to the [notify] webhook"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let hooks = if hooks.is_empty() {
+        "(no [notify] hook is configured)".to_owned()
+    } else {
+        format!("and {}", hooks.join(" and "))
+    };
+    format!(
+        "{} before {}, the agent records a `session_warned` audit record {hooks}. The session's user is not told: the agent has no way to reach a database session.",
+        lead.to_words(),
+        match action {
+            Action::Terminate => "the session is ended",
+            Action::Report => "the rule would end the session",
+        }
+    )
+}
+
+fn explain_rule(rule: &Rule, notify: &NotifySettings) -> RuleExplanation {
     let mut statement = match &rule.condition {
         Condition::Idle(limit) => format!(
             "A session that has been idle (connected, no statement running, no transaction open) for {} is ended.",
@@ -101,7 +203,7 @@ fn explain_rule(rule: &Rule) -> RuleExplanation {
             if *n == 1 { "" } else { "s" }
         ),
         Condition::Violations(v) => format!(
-            "A session that causes {} error{} with SQLSTATE {} within {} is ended.",
+            "A session that causes {} error{} with SQLSTATE {} within {} would be ended.",
             v.count,
             if v.count == 1 { "" } else { "s" },
             v.sqlstates.join(", "),
@@ -113,7 +215,9 @@ fn explain_rule(rule: &Rule) -> RuleExplanation {
             " While sessions are not allowed, the login of every role in scope is also disabled, and it is restored when they are allowed again.",
         );
     }
+    let enforced = !matches!(rule.condition, Condition::Violations(_));
     let action_text = match rule.action {
+        _ if !enforced => NOT_ENFORCED.to_owned(),
         Action::Terminate => "The session is ended and the termination recorded.".to_owned(),
         Action::Report => {
             "Report only: curfew records when this rule would end a session, but does not end it."
@@ -133,11 +237,23 @@ fn explain_rule(rule: &Rule) -> RuleExplanation {
         action: rule.action,
         action_text,
         warn: rule.warn.map(|w| w.to_words()),
+        warning: rule.warn.map(|w| warning_text(w, rule.action, notify)),
         lock_logins: rule.lock_logins,
-        enforced_by: match rule.condition {
-            Condition::Violations(_) => "gateway",
-            _ => "agent",
+        enforced_by: if enforced { "agent" } else { "none" },
+        enforced,
+        enforcement: if enforced {
+            "the curfew agent".to_owned()
+        } else {
+            NOT_ENFORCED.to_owned()
         },
+        controls: rule
+            .controls
+            .iter()
+            .map(|id| ControlRef {
+                id: id.clone(),
+                title: crate::controls::title(id),
+            })
+            .collect(),
     }
 }
 
@@ -160,7 +276,7 @@ pub fn summary(rule: &Rule) -> String {
         ),
         Condition::MaxSessions(n) => format!("at most {n} per role"),
         Condition::Violations(v) => format!(
-            "{} × {} within {} (gateway only)",
+            "{} × {} within {} (NOT ENFORCED)",
             v.count,
             v.sqlstates.join("/"),
             v.within
@@ -312,6 +428,20 @@ impl Explanation {
             out,
             "Defined in `{source}`{hash}. These are the conditions under which user sessions are terminated automatically (NIST SP 800-171 3.1.11 / SP 800-53 AC-12; DISA STIG V-261910 for PostgreSQL).\n"
         );
+        let _ = writeln!(out, "## Policy\n");
+        let fields = self.metadata.fields();
+        if fields.is_empty() {
+            let _ = writeln!(
+                out,
+                "The policy file does not say who owns or approved it (add a `[policy]` table).\n"
+            );
+        }
+        for (label, value) in &fields {
+            let _ = writeln!(out, "- **{label}:** {value}");
+        }
+        if !fields.is_empty() {
+            let _ = writeln!(out);
+        }
         let _ = writeln!(out, "## Conditions\n");
         if self.rules.is_empty() {
             let _ = writeln!(out, "No conditions are defined: no session is ended.\n");
@@ -326,15 +456,22 @@ impl Explanation {
             if let Some(tz) = &rule.timezone {
                 let _ = writeln!(out, "- **Time zone:** {tz}");
             }
-            if let Some(w) = &rule.warn {
-                let _ = writeln!(out, "- **Warning:** {w} before the session is ended.");
+            if let Some(w) = &rule.warning {
+                let _ = writeln!(out, "- **Warning:** {w}");
             }
-            let _ = writeln!(out, "- **Action:** {}", rule.action_text);
-            if rule.enforced_by == "gateway" {
-                let _ = writeln!(
-                    out,
-                    "- **Enforced by:** the curfew gateway only (errors are not visible to the agent)."
-                );
+            if rule.enforced {
+                let _ = writeln!(out, "- **Action:** {}", rule.action_text);
+                let _ = writeln!(out, "- **Enforced by:** {}", rule.enforcement);
+            } else {
+                let _ = writeln!(out, "- **Enforced by:** {}", rule.enforcement);
+            }
+            if !rule.controls.is_empty() {
+                let list: Vec<String> = rule
+                    .controls
+                    .iter()
+                    .map(|c| format!("`{}` ({})", c.id, c.title))
+                    .collect();
+                let _ = writeln!(out, "- **Controls:** {}", list.join("; "));
             }
             let _ = writeln!(out);
         }

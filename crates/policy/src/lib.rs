@@ -18,6 +18,7 @@
 //! assert!(plan.terminations.is_empty());
 //! ```
 
+pub mod controls;
 mod diagnostic;
 mod duration;
 mod engine;

@@ -303,13 +303,13 @@ fn other_rule_mistakes() {
         "`roles` in rule \"a\" is empty, so it would match nothing",
     );
     assert_error(
-        "[[rule]]\nname = \"p\"\nviolations = { sqlstates = [\"4250\"], count = 3, within = \"10m\" }\n",
-        "3:29",
+        "[[rule]]\nname = \"p\"\naction = \"report\"\nviolations = { sqlstates = [\"4250\"], count = 3, within = \"10m\" }\n",
+        "4:29",
         "\"4250\" in `violations` of rule \"p\" is not a SQLSTATE",
     );
     assert_error(
-        "[[rule]]\nname = \"p\"\nviolations = { sqlstates = [\"42501\"], count = 3 }\n",
-        "3:14",
+        "[[rule]]\nname = \"p\"\naction = \"report\"\nviolations = { sqlstates = [\"42501\"], count = 3 }\n",
+        "4:14",
         "`violations` of rule \"p\" has no `within`",
     );
 }

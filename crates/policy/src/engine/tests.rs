@@ -335,12 +335,14 @@ fn assess_explains_what_will_happen() {
 }
 
 #[test]
-fn violations_rules_are_left_to_the_gateway() {
+fn violations_rules_are_not_evaluated() {
+    // Accepted only as report-only documentation: nothing ends, nothing is reported.
     let p = policy(
-        "[[rule]]\nname = \"probe\"\nviolations = { sqlstates = [\"42501\"], count = 3, within = \"10m\" }\n",
+        "[[rule]]\nname = \"probe\"\naction = \"report\"\nviolations = { sqlstates = [\"42501\"], count = 3, within = \"10m\" }\n",
     );
     let plan = evaluate(&p, &[session(1, "kim")], now());
     assert!(plan.terminations.is_empty());
+    assert!(plan.reports.is_empty());
     assert_eq!(plan.next_wake, None);
 }
 

@@ -90,14 +90,7 @@ fn parse_rule(
     check_name(c, &r, name.as_ref(), &header, names);
 
     let description = r.string(c, "description", "a string").map(|d| d.value);
-    let controls = r
-        .string_list(
-            c,
-            "controls",
-            "requirement ids like \"NIST-800-171-3.1.11\"",
-        )
-        .map(|l| l.value.into_iter().map(|c| c.value).collect())
-        .unwrap_or_default();
+    let controls = parse_controls(c, &r);
     let scope = parse_scope(c, &r);
     let action = parse_action(c, &r);
     let zone = parse_timezone(c, &r, tzdb);
@@ -140,6 +133,17 @@ fn parse_rule(
         }
     };
 
+    if let Some(Condition::Violations(_)) = &condition
+        && action != Action::Report
+    {
+        let span = r.key_span("violations").unwrap_or_else(|| header.clone());
+        c.error(
+            span,
+            format!(
+                "{context} has a `violations` condition, which no running curfew component enforces: the agent cannot see a session's errors, and the gateway that would count them does not exist yet; remove the rule, or keep it as documentation with action = \"report\" (it is then shown as NOT ENFORCED)"
+            ),
+        );
+    }
     if let Some(condition) = &condition {
         check_options(
             c,
@@ -161,6 +165,32 @@ fn parse_rule(
         lock_logins: lock_logins.is_some_and(|l| l.value),
         controls,
     })
+}
+
+/// `controls`: each id is one curfew knows, or the organization's own (`local:...`).
+fn parse_controls(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Vec<String> {
+    let Some(list) = r.string_list(
+        c,
+        "controls",
+        "requirement ids like \"NIST-800-171-3.1.11\"",
+    ) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in list.value {
+        match crate::controls::classify(&item.value) {
+            Ok(_) if out.contains(&item.value) => c.error(
+                item.span,
+                format!(
+                    "control \"{}\" is listed twice in {}",
+                    item.value, r.context
+                ),
+            ),
+            Ok(_) => out.push(item.value),
+            Err(why) => c.error(item.span, format!("`controls` in {}: {why}", r.context)),
+        }
+    }
+    out
 }
 
 fn check_name(

@@ -30,6 +30,44 @@ fn text(c: &mut Collector<'_>, r: &TableReader<'_, '_>, key: &'static str) -> Op
     Some(value.value)
 }
 
+/// A date key: exactly `YYYY-MM-DD`, a real calendar date.
+fn date(
+    c: &mut Collector<'_>,
+    r: &TableReader<'_, '_>,
+    key: &'static str,
+) -> Option<(jiff::civil::Date, std::ops::Range<usize>)> {
+    // A bare TOML date (`effective = 2026-01-31`) is as good as a string.
+    let value = match r.get(key).map(|v| (v.get_ref(), v.span())) {
+        Some((toml::de::DeValue::Datetime(d), span)) => super::reader::Located {
+            value: d.to_string(),
+            span,
+        },
+        _ => r.string(c, key, "a date like 2026-01-31")?,
+    };
+    let text = value.value.trim();
+    let shaped = text.len() == 10
+        && text.bytes().enumerate().all(|(i, b)| match i {
+            4 | 7 => b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    let parsed = shaped
+        .then(|| text.parse::<jiff::civil::Date>().ok())
+        .flatten();
+    match parsed {
+        Some(d) => Some((d, value.span)),
+        None => {
+            c.error(
+                value.span,
+                format!(
+                    "`{key}` in {} is \"{}\", not a date; write it as YYYY-MM-DD, e.g. \"2026-01-31\"",
+                    r.context, value.value
+                ),
+            );
+            None
+        }
+    }
+}
+
 /// `[policy]`: who owns and approved the policy, its version, dates, the document it implements.
 pub(super) fn parse_meta(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> PolicyMeta {
     let mut meta = PolicyMeta::default();
@@ -40,8 +78,20 @@ pub(super) fn parse_meta(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Po
     meta.owner = text(c, &r, "owner");
     meta.approved_by = text(c, &r, "approved_by");
     meta.version = text(c, &r, "version");
-    meta.effective = text(c, &r, "effective");
-    meta.review_by = text(c, &r, "review_by");
+    let effective = date(c, &r, "effective");
+    let review_by = date(c, &r, "review_by");
+    if let (Some((start, _)), Some((end, span))) = (&effective, &review_by)
+        && end < start
+    {
+        c.error(
+            span.clone(),
+            format!(
+                "`review_by` in [policy] is {end}, before `effective` {start}; a policy is reviewed after it takes effect"
+            ),
+        );
+    }
+    meta.effective = effective.map(|(d, _)| d.to_string());
+    meta.review_by = review_by.map(|(d, _)| d.to_string());
     meta.implements = text(c, &r, "implements");
     r.finish(c);
     meta

@@ -1,0 +1,156 @@
+//! `[policy]` metadata, rule `controls`, and `violations` rules (which nothing enforces): what
+//! is accepted, and each refusal with its line:column.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use curfew_policy::explain::explain;
+use curfew_policy::parse_policy;
+
+const RULE: &str = "[[rule]]\nname = \"a\"\nidle = \"5m\"\n";
+
+fn errors(text: &str) -> Vec<String> {
+    match parse_policy("t.toml", text, jiff::tz::db()) {
+        Ok(_) => panic!("expected errors, the policy parsed"),
+        Err(e) => e.errors().map(ToString::to_string).collect(),
+    }
+}
+
+#[track_caller]
+fn assert_error(text: &str, position: &str, fragment: &str) {
+    let all = errors(text);
+    assert_eq!(all.len(), 1, "expected exactly one error, got {all:#?}");
+    let e = &all[0];
+    assert!(
+        e.starts_with(&format!("t.toml:{position}: ")),
+        "wrong position in {e:?}, want {position}"
+    );
+    assert!(e.contains(fragment), "{e:?} does not contain {fragment:?}");
+}
+
+#[test]
+fn metadata_is_accepted_and_kept() {
+    let text = format!(
+        "[policy]\nowner = \"DBA team\"\napproved_by = \"J. Smith, CISO\"\nversion = \"3.1\"\neffective = \"2026-01-15\"\nreview_by = \"2027-01-15\"\nimplements = \"SSP AC-12 rev 3\"\n{RULE}"
+    );
+    let p = parse_policy("t.toml", &text, jiff::tz::db())
+        .unwrap()
+        .policy;
+    assert_eq!(p.meta.approved_by.as_deref(), Some("J. Smith, CISO"));
+    assert_eq!(p.meta.effective.as_deref(), Some("2026-01-15"));
+    assert_eq!(p.meta.review_by.as_deref(), Some("2027-01-15"));
+}
+
+#[test]
+fn dates_must_be_calendar_dates() {
+    assert_error(
+        &format!("[policy]\neffective = \"15/01/2026\"\n{RULE}"),
+        "2:13",
+        "`effective` in [policy] is \"15/01/2026\", not a date; write it as YYYY-MM-DD",
+    );
+    assert_error(
+        &format!("[policy]\nreview_by = \"2026-02-30\"\n{RULE}"),
+        "2:13",
+        "`review_by` in [policy] is \"2026-02-30\", not a date",
+    );
+    assert_error(
+        &format!("[policy]\neffective = \"2026-1-5\"\n{RULE}"),
+        "2:13",
+        "not a date",
+    );
+    assert_error(
+        &format!("[policy]\neffective = 2026-01-05T10:00:00\n{RULE}"),
+        "2:13",
+        "`effective` in [policy] is \"2026-01-05T10:00:00\", not a date",
+    );
+    assert_error(
+        &format!("[policy]\neffective = 7\n{RULE}"),
+        "2:13",
+        "`effective` in [policy] must be a date like 2026-01-31, not an integer",
+    );
+    // A TOML date needs no quotes.
+    let text = format!("[policy]\neffective = 2026-01-05\n{RULE}");
+    let p = parse_policy("t.toml", &text, jiff::tz::db())
+        .unwrap()
+        .policy;
+    assert_eq!(p.meta.effective.as_deref(), Some("2026-01-05"));
+}
+
+#[test]
+fn review_comes_after_effect() {
+    assert_error(
+        &format!("[policy]\neffective = \"2026-06-01\"\nreview_by = \"2026-05-31\"\n{RULE}"),
+        "3:13",
+        "`review_by` in [policy] is 2026-05-31, before `effective` 2026-06-01",
+    );
+    // The same day is allowed.
+    let text = format!("[policy]\neffective = \"2026-06-01\"\nreview_by = \"2026-06-01\"\n{RULE}");
+    assert!(parse_policy("t.toml", &text, jiff::tz::db()).is_ok());
+}
+
+#[test]
+fn unknown_policy_keys_are_refused() {
+    assert_error(
+        &format!("[policy]\napproved = \"x\"\n{RULE}"),
+        "2:1",
+        "unknown key `approved` in [policy]; did you mean `approved_by`?",
+    );
+}
+
+#[test]
+fn controls_are_known_ids_or_local() {
+    let text = "[[rule]]\nname = \"a\"\nidle = \"5m\"\ncontrols = [\"NIST-800-171-3.1.11\", \"AC-12\", \"NIST-800-53-AC-12(3)\", \"AC.L2-3.1.11\", \"V-261910\", \"V-220295\", \"V-235185\", \"V-253717\", \"local:SEC-POL-7.2\"]\n";
+    let p = parse_policy("t.toml", text, jiff::tz::db()).unwrap().policy;
+    assert_eq!(p.rules[0].controls.len(), 9);
+    assert_error(
+        "[[rule]]\nname = \"a\"\nidle = \"5m\"\ncontrols = [\"AC-12\", \"V-261901\"]\n",
+        "4:22",
+        "`controls` in rule \"a\": unknown control \"V-261901\"; did you mean \"V-261910\"?",
+    );
+    assert_error(
+        "[[rule]]\nname = \"a\"\nidle = \"5m\"\ncontrols = [\"SEC-7\"]\n",
+        "4:13",
+        "an organization's own id is written \"local:<id>\"",
+    );
+    assert_error(
+        "[[rule]]\nname = \"a\"\nidle = \"5m\"\ncontrols = [\"AC-12\", \"AC-12\"]\n",
+        "4:22",
+        "control \"AC-12\" is listed twice in rule \"a\"",
+    );
+    assert_error(
+        "[[rule]]\nname = \"a\"\nidle = \"5m\"\ncontrols = \"AC-12\"\n",
+        "4:12",
+        "write controls = [\"AC-12\"]",
+    );
+}
+
+const VIOLATIONS: &str = "violations = { sqlstates = [\"42501\"], count = 3, within = \"10m\" }\n";
+
+#[test]
+fn a_violations_rule_that_would_terminate_is_refused_with_the_reason() {
+    assert_error(
+        &format!("[[rule]]\nname = \"probe\"\n{VIOLATIONS}"),
+        "3:1",
+        "rule \"probe\" has a `violations` condition, which no running curfew component enforces",
+    );
+    assert_error(
+        &format!("[[rule]]\nname = \"probe\"\naction = \"terminate\"\n{VIOLATIONS}"),
+        "4:1",
+        "keep it as documentation with action = \"report\"",
+    );
+}
+
+#[test]
+fn a_report_only_violations_rule_is_shown_as_not_enforced() {
+    let text = format!("[[rule]]\nname = \"probe\"\naction = \"report\"\n{VIOLATIONS}");
+    let p = parse_policy("t.toml", &text, jiff::tz::db())
+        .unwrap()
+        .policy;
+    let e = explain(&p);
+    assert!(!e.rules[0].enforced);
+    assert_eq!(e.rules[0].enforced_by, "none");
+    let md = e.to_markdown("t.toml", None);
+    assert!(md.contains("**Enforced by:** NOT ENFORCED"), "{md}");
+    assert!(!md.contains("gateway only"), "{md}");
+    assert!(!md.to_lowercase().contains("is ended."), "{md}");
+    assert!(curfew_policy::explain::summary(&p.rules[0]).contains("NOT ENFORCED"));
+}

@@ -208,7 +208,16 @@ fn explain_json_is_a_document_tools_can_read() {
     assert_eq!(rules.len(), 9);
     assert_eq!(rules[0]["name"], "inactivity");
     assert_eq!(rules[0]["warn"], "2 minutes");
-    assert_eq!(rules[8]["enforced_by"], "gateway");
+    assert_eq!(rules[8]["enforced_by"], "none");
+    assert_eq!(rules[8]["enforced"], false);
+    assert!(
+        rules[8]["enforcement"]
+            .as_str()
+            .unwrap()
+            .starts_with("NOT ENFORCED")
+    );
+    assert_eq!(rules[0]["controls"][0]["id"], "NIST-800-171-3.1.11");
+    assert_eq!(doc["metadata"]["approved_by"], "J. Smith, CISO");
 }
 
 #[test]

@@ -135,10 +135,9 @@ pub(crate) fn map_rule(rule: &Rule, margin: Margin) -> Mapping {
              could approximate the windows; none is generated)."
                 .to_owned(),
         ),
+        // Refused earlier by `common_obstacle`; kept for the match.
         Condition::Violations(_) => Mapping::Unmapped(
-            "counting errors by SQLSTATE needs curfew's gateway; Oracle's FAILED_LOGIN_ATTEMPTS \
-             counts failed logins only."
-                .to_owned(),
+            "NOT ENFORCED: no running curfew component enforces a `violations` rule.".to_owned(),
         ),
     }
 }

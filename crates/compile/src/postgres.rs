@@ -125,10 +125,9 @@ pub(crate) fn map_rule(rule: &Rule, margin: Margin) -> Mapping {
                 ""
             }
         )),
+        // Refused earlier by `common_obstacle`; kept for the match.
         Condition::Violations(_) => Mapping::Unmapped(
-            "counting errors by SQLSTATE needs curfew's gateway, which sees each error; \
-             PostgreSQL has no such setting."
-                .to_owned(),
+            "NOT ENFORCED: no running curfew component enforces a `violations` rule.".to_owned(),
         ),
         Condition::MaxSessions(_) if databases.is_some() => Mapping::Unmapped(
             "CONNECTION LIMIT counts a role's sessions in every database; a limit on its sessions \

@@ -114,6 +114,15 @@ pub(crate) fn or_list(names: &[String]) -> String {
 /// on the dialect: it only reports, or its scope depends on something a per-user setting cannot
 /// see. `None` when the rule may map (its condition still has to).
 pub(crate) fn common_obstacle(rule: &Rule, database_word: &str) -> Option<String> {
+    if matches!(rule.condition, curfew_policy::Condition::Violations(_)) {
+        return Some(
+            "NOT ENFORCED: no running curfew component enforces a `violations` rule (the agent \
+             cannot see a session's errors, and the gateway that would count them does not exist \
+             yet), and the database has no setting that counts errors by SQLSTATE; nothing is \
+             emitted for it."
+                .to_owned(),
+        );
+    }
     if rule.action == Action::Report {
         return Some(
             "action = \"report\" (staged rollout): the rule ends nothing, and a native setting \

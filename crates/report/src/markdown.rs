@@ -126,11 +126,22 @@ fn conditions(out: &mut String, r: &Report) {
         if let Some(tz) = &rule.timezone {
             let _ = writeln!(out, "- **Time zone:** {tz}");
         }
-        if let Some(w) = &rule.warn {
-            let _ = writeln!(out, "- **Warning:** {w} before the session is ended");
+        if let Some(w) = &rule.warning {
+            let _ = writeln!(out, "- **Warning:** {w}");
         }
-        let _ = writeln!(out, "- **Action:** {}", rule.action_text);
-        let _ = writeln!(out, "- **Enforced by:** the curfew {}\n", rule.enforced_by);
+        if rule.enforced {
+            let _ = writeln!(out, "- **Action:** {}", rule.action_text);
+        }
+        let _ = writeln!(out, "- **Enforced by:** {}", rule.enforcement);
+        if !rule.controls.is_empty() {
+            let list: Vec<String> = rule
+                .controls
+                .iter()
+                .map(|c| format!("{} ({})", code(&c.id), esc(&c.title)))
+                .collect();
+            let _ = writeln!(out, "- **Controls:** {}", list.join("; "));
+        }
+        let _ = writeln!(out);
     }
     let _ = writeln!(out, "### Exemptions\n\n{}\n", c.exemptions);
     let _ = writeln!(out, "### Enforcement\n\n{}\n", c.enforcement);

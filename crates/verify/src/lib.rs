@@ -75,7 +75,7 @@ fn plan_rule(
 ) -> Planned {
     if let Condition::Violations(_) = rule.condition {
         return Planned::NotTested {
-            why: "enforced by the gateway only; the agent cannot see statement errors".to_owned(),
+            why: "NOT ENFORCED: no running curfew component enforces a violations rule (the agent cannot see statement errors; the gateway does not exist yet)".to_owned(),
         };
     }
     if rule.action == curfew_policy::Action::Report {

@@ -87,6 +87,7 @@ action = "report"
 
 [[rule]]
 name = "probing"
+action = "report"
 violations = { sqlstates = ["42501"], count = 3, within = "10m" }
 "#,
     );

@@ -1,6 +1,6 @@
 -- curfew compile --dialect postgres
 -- Policy: examples/curfew.toml
--- SHA-256: 27ce36339c3a2a39ede54acdbb5e9458c4f7414506b7cd26c947c8d907d01060
+-- SHA-256: f0d6bf24a5cd49b96d953046b47a64d8d630950f28bff6b4b1bc56bea45325b1
 --
 -- Native PostgreSQL settings for the rules of this policy that PostgreSQL can express itself:
 -- defense in depth beside the curfew agent, not a replacement for it.
@@ -66,9 +66,11 @@
 --   "year-end-maintenance" (deny 2026-12-31 22:00 - 2027-01-01 02:00 (UTC) · every session): not
 --     expressible natively: PostgreSQL has no setting that depends on the time of day or the date;
 --     the curfew agent ends these sessions.
---   "privilege-probing" (3 × 42501 within 10m (gateway only) · members of humans): not expressible
---     natively: counting errors by SQLSTATE needs curfew's gateway, which sees each error;
---     PostgreSQL has no such setting.
+--   "privilege-probing" (3 × 42501 within 10m (NOT ENFORCED) · members of humans · report only):
+--     not expressible natively: NOT ENFORCED: no running curfew component enforces a `violations`
+--     rule (the agent cannot see a session's errors, and the gateway that would count them does not
+--     exist yet), and the database has no setting that counts errors by SQLSTATE; nothing is
+--     emitted for it.
 --
 
 BEGIN;

@@ -299,22 +299,39 @@ impl Keeper {
     /// Record lock rows created or released since the last round.
     async fn announce<L: LoginLedger>(&mut self, ledger: &mut L) -> Result<(), PgError> {
         for (row, creation_recorded) in ledger.unannounced().await? {
+            // A person's action carries its actor (and a release its reason) as JSON in the
+            // ledger; the agent's own and expiry rows carry plain text.
+            let created = curfew_audit::LedgerActor::from_ledger_text(&row.created_by);
+            let released = row
+                .released_by
+                .as_deref()
+                .and_then(curfew_audit::LedgerActor::from_ledger_text);
             let detail = json!({
                 "lock_id": row.id,
                 "role": row.role_name,
                 "kind": row.kind,
                 "rule": row.rule,
-                "created_by": row.created_by,
+                "created_by": curfew_audit::actor::ledger_label(&row.created_by),
                 "created_at": row.created_at.to_string(),
                 "expires_at": row.expires_at.map(|t| t.to_string()),
-                "released_by": row.released_by,
+                "released_by": row.released_by.as_deref().map(curfew_audit::actor::ledger_label),
                 "released_at": row.released_at.map(|t| t.to_string()),
             });
+            let with_actor = |actor: Option<&curfew_audit::LedgerActor>| {
+                let mut detail = detail.clone();
+                if let (Some(a), Some(map)) = (actor, detail.as_object_mut()) {
+                    map.insert("actor".to_owned(), a.actor.to_json());
+                    if let Some(why) = &a.reason {
+                        map.insert("release_reason".to_owned(), json!(why));
+                    }
+                }
+                detail
+            };
             if !creation_recorded {
                 let mut record = about(Event::LockCreated, &self.target);
                 record.rule = row.rule.clone();
                 record.reason = Some(format!("role \"{}\" locked: {}", row.role_name, row.reason));
-                record.detail = Some(detail.clone());
+                record.detail = Some(with_actor(created.as_ref()));
                 if write(&self.shared, record).await.is_err() {
                     return Ok(());
                 }
@@ -322,12 +339,20 @@ impl Keeper {
             if row.released_at.is_some() {
                 let mut record = about(Event::LockReleased, &self.target);
                 record.rule = row.rule.clone();
-                record.reason = Some(format!(
-                    "lock on role \"{}\" released by {}",
-                    row.role_name,
-                    row.released_by.as_deref().unwrap_or("unknown")
-                ));
-                record.detail = Some(detail);
+                record.reason = Some(match &released {
+                    Some(a) => format!(
+                        "lock on role \"{}\" released by {}: {}",
+                        row.role_name,
+                        a.label(),
+                        a.reason.as_deref().unwrap_or("no reason given")
+                    ),
+                    None => format!(
+                        "lock on role \"{}\" released by {}",
+                        row.role_name,
+                        row.released_by.as_deref().unwrap_or("unknown")
+                    ),
+                });
+                record.detail = Some(with_actor(released.as_ref()));
                 if write(&self.shared, record).await.is_err() {
                     return Ok(());
                 }
@@ -479,7 +504,11 @@ fn describe_locks(role: &LockedRole) -> String {
                     .expires_at
                     .map(|t| format!(", until {t}"))
                     .unwrap_or_default();
-                format!("incident lock by {}: {}{until}", l.created_by, l.reason)
+                format!(
+                    "incident lock by {}: {}{until}",
+                    curfew_audit::actor::ledger_label(&l.created_by),
+                    l.reason
+                )
             }
             _ => l.reason.clone(),
         })

@@ -21,6 +21,7 @@
 //! [`AuditLog`] is the single writer of a file (guarded by an advisory lock); [`verify`] and
 //! [`read`] stream the file and may run while the writer is alive.
 
+pub mod actor;
 mod error;
 mod event;
 mod file;
@@ -32,6 +33,7 @@ mod tail;
 mod verify;
 mod writer;
 
+pub use actor::{Actor, LedgerActor};
 pub use error::AuditError;
 pub use event::Event;
 pub use reader::{Entries, entries, read};

@@ -2,6 +2,7 @@
 //! did. This binary parses the command line and turns results into output and exit codes; the
 //! work is done by the library crates.
 
+mod actor;
 mod commands;
 mod exit;
 mod logging;
@@ -191,7 +192,12 @@ enum Command {
     Lock(commands::locks::LockArgs),
 
     /// Lift the incident lock on a role (its login comes back unless another lock remains).
-    #[command(after_help = "Examples:\n  curfew unlock analyst_kim")]
+    #[command(
+        after_help = "--reason is required. Who lifted the lock is the user of this process's \
+                            real uid (not $USER) and the database role curfew connected as; both \
+                            are recorded with the reason.\n\n\
+                            Examples:\n  curfew unlock analyst_kim --reason \"INC-4711 closed\""
+    )]
     Unlock(commands::locks::UnlockArgs),
 
     /// List the login locks in force: role, reason, who, when, expiry, login state.
@@ -283,6 +289,29 @@ mod tests {
     #[test]
     fn the_command_line_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn time_arguments_may_start_with_a_dash() {
+        for args in [
+            &["curfew", "report", "--since", "-30m"][..],
+            &["curfew", "plan", "--at", "-30m"],
+            &[
+                "curfew",
+                "audit",
+                "show",
+                "audit.jsonl",
+                "--since",
+                "-30m",
+                "--until",
+                "-5m",
+            ],
+            &["curfew", "lock", "kim", "--reason", "x", "--until", "+2h"],
+        ] {
+            if let Err(e) = Cli::try_parse_from(args) {
+                panic!("{args:?}: {e}");
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Instants on the command line: `2026-11-23T19:00:00Z`, `2026-11-23 19:00` (this host's time
 //! zone, or a named one after it), `+2h` / `-30m` (relative to a reference, e.g. the server's
-//! clock).
+//! clock). The one parser of every time argument (`plan --at`, `lock --until`, `report --since`,
+//! `audit show --since/--until`); arguments that take it set clap's `allow_hyphen_values` so
+//! that `-30m` is a value, not an option.
 
 use jiff::Timestamp;
 use jiff::civil::DateTime;
@@ -45,9 +47,33 @@ pub(crate) fn parse_instant(text: &str, reference: Timestamp) -> Result<Timestam
         .map_err(|e| format!("{text}: {e}"))
 }
 
+/// A bound of a period looking back (`report --since`, `audit show --since/--until`): a bare
+/// duration (`30d`) is that long before `now`; otherwise any form of [`parse_instant`].
+pub(crate) fn parse_past(text: &str, now: Timestamp) -> Result<Timestamp, String> {
+    match text.trim().parse::<curfew_policy::Limit>() {
+        Ok(limit) => now
+            .checked_sub(limit.get())
+            .map_err(|e| format!("{text}: {e}")),
+        Err(_) => parse_instant(text, now),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn past_bounds_take_the_same_forms_as_instants_and_bare_durations() {
+        let now: Timestamp = "2026-11-23T12:00:00Z".parse().unwrap();
+        let ago: Timestamp = "2026-11-23T11:30:00Z".parse().unwrap();
+        assert_eq!(parse_past("30m", now).unwrap(), ago);
+        assert_eq!(parse_past("-30m", now).unwrap(), ago);
+        assert_eq!(
+            parse_past("2026-11-01T00:00:00Z", now).unwrap(),
+            "2026-11-01T00:00:00Z".parse::<Timestamp>().unwrap()
+        );
+        assert!(parse_past("last tuesday", now).is_err());
+    }
 
     #[test]
     fn forms() {

@@ -178,7 +178,7 @@ async fn lock_and_unlock_work_with_no_agent_running() {
     );
 
     let unlock = common::curfew()
-        .args(["unlock", "ana", "-c", config])
+        .args(["unlock", "ana", "--reason", "resolved", "-c", config])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&unlock.stdout);

@@ -386,7 +386,7 @@ async fn lock_and_unlock_through_the_running_agent() {
     );
 
     let unlock = curfew()
-        .args(["unlock", "ana", "-c", config])
+        .args(["unlock", "ana", "--reason", "resolved", "-c", config])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&unlock.stdout);

@@ -8,7 +8,7 @@ use curfew_audit::{Entry, verify};
 use jiff::Timestamp;
 
 use crate::exit::{Failure, out, out_text};
-use crate::when::parse_instant;
+use crate::when::parse_past;
 
 /// `curfew audit` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -47,11 +47,12 @@ pub(crate) struct ShowArgs {
     /// Only records of this event (e.g. session_terminated).
     #[arg(long)]
     event: Option<String>,
-    /// Only records at or after this time.
-    #[arg(long, value_name = "TIME")]
+    /// Only records at or after this time: a duration back from now (30d, -30m) or an instant
+    /// (2026-11-01, "2026-11-01 00:00 Europe/Berlin"), as for `curfew report --since`.
+    #[arg(long, value_name = "DURATION|TIME", allow_hyphen_values = true)]
     since: Option<String>,
-    /// Only records before this time.
-    #[arg(long, value_name = "TIME")]
+    /// Only records before this time (the same forms as --since).
+    #[arg(long, value_name = "DURATION|TIME", allow_hyphen_values = true)]
     until: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
@@ -120,7 +121,7 @@ fn run_show(args: &ShowArgs) -> Result<(), Failure> {
     let now = Timestamp::now();
     let bound = |t: &Option<String>| -> Result<Option<Timestamp>, Failure> {
         t.as_deref()
-            .map(|t| parse_instant(t, now).map_err(Failure::Usage))
+            .map(|t| parse_past(t, now).map_err(Failure::Usage))
             .transpose()
     };
     let (since, until) = (bound(&args.since)?, bound(&args.until)?);

@@ -37,6 +37,9 @@ pub(crate) struct Args {
 #[derive(Debug, serde::Serialize)]
 struct Checked {
     target: String,
+    /// The role curfew connected as (for the record's actor).
+    #[serde(skip)]
+    db_role: String,
     server: Option<String>,
     findings: Vec<Finding>,
 }
@@ -116,6 +119,7 @@ fn records(results: &[Checked], loaded: &curfew_agent::LoadedPolicy) -> Vec<curf
                     count(Status::Pass)
                 ))
                 .with_detail(serde_json::json!({
+                    "actor": crate::actor::current(Some(&r.db_role)).to_json(),
                     "server": r.server,
                     "policy_sha256": loaded.sha256,
                     "findings": r.findings,
@@ -140,11 +144,13 @@ async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>
     match facts {
         Ok(facts) => Checked {
             target: target.name.clone(),
+            db_role: spec.url.user.clone(),
             server: Some(format!("PostgreSQL {}", facts.version)),
             findings: judge(&facts, context),
         },
         Err(e) => Checked {
             target: target.name.clone(),
+            db_role: spec.url.user.clone(),
             server: None,
             findings: vec![Finding {
                 id: "CURFEW-CONNECT",

@@ -44,7 +44,7 @@ pub(crate) struct LockArgs {
     #[arg(long)]
     reason: String,
     /// Lift the lock by itself at this time: 2026-11-23T19:00:00Z, "2026-11-23 19:00", +4h.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     until: Option<String>,
     /// Only this target.
     #[arg(long, value_name = "NAME")]
@@ -63,6 +63,9 @@ pub(crate) struct LockArgs {
 pub(crate) struct UnlockArgs {
     /// The role whose incident lock to lift.
     role: String,
+    /// Why the lock is lifted (required): recorded with who lifted it.
+    #[arg(long)]
+    reason: Option<String>,
     /// Only this target.
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
@@ -84,18 +87,6 @@ pub(crate) struct ListArgs {
     /// Only this target.
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
-}
-
-/// Who is acting, for the ledger: the operating-system user and host.
-fn who() -> String {
-    let user = std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".to_owned());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".to_owned());
-    format!("{user}@{host}")
 }
 
 /// The primary targets selected (locks live on primaries; standbys follow them).
@@ -203,7 +194,6 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
     if args.reason.trim().is_empty() {
         return Err(Failure::Usage("--reason must say why".to_owned()));
     }
-    let by = who();
     runtime()?.block_on(async {
         // Every target is checked, and where the lock will be recorded when no agent applies
         // it, before any lock is recorded: a refusal leaves nothing half done.
@@ -237,8 +227,11 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
         }
         let mut pending = Vec::new();
         for (target, connection, role) in checked {
+            // Who: the real uid's user (never $USER) and the role curfew connected as.
+            let actor = crate::actor::for_ledger(&connection.info.role, None);
+            let by = actor.label();
             let row = connection
-                .create_incident_lock(&role, args.reason.trim(), &by, until)
+                .create_incident_lock(&role, args.reason.trim(), &actor.to_ledger_text(), until)
                 .await
                 .map_err(|e| match e {
                     // The ledger's functions refuse administrators, curfew's own role, ...
@@ -341,15 +334,24 @@ async fn stand_in_for<T>(
 
 /// `curfew unlock`: release the incident lock on every primary and wait for the agent.
 pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
+    let reason = match args.reason.as_deref().map(str::trim) {
+        Some(r) if !r.is_empty() => r.to_owned(),
+        _ => {
+            return Err(Failure::Usage(
+                "curfew unlock needs --reason \"...\": say why the lock is lifted (it is recorded in the audit log with who lifted it)".to_owned(),
+            ));
+        }
+    };
     let loaded = policy_file::load(config)?;
     let targets = primaries(&loaded, args.target.as_deref())?;
-    let by = who();
     runtime()?.block_on(async {
         let mut released = Vec::new();
         for target in targets {
             let connection = open(target).await?;
             ensure_ledger(&connection, &target.name).await?;
             let role = find_role(&connection, &target.name, &args.role).await?;
+            // Who: the real uid's user (never $USER) and the role curfew connected as.
+            let by = crate::actor::for_ledger(&connection.info.role, Some(&reason)).to_ledger_text();
             let Some(row) = connection
                 .release_incident_lock(role.oid, &by)
                 .await
@@ -449,13 +451,16 @@ pub(crate) fn list(config: &Path, args: &ListArgs) -> Result<(), Failure> {
                     target.name.clone(),
                     lock.role_name.clone(),
                     lock.rule.clone().unwrap_or_else(|| "incident".to_owned()),
-                    lock.created_by.clone(),
+                    curfew_audit::actor::ledger_label(&lock.created_by),
                     time(lock.created_at),
                     match (lock.released_at, lock.expires_at) {
                         (Some(at), _) => format!(
                             "released {} by {}",
                             time(at),
-                            lock.released_by.clone().unwrap_or_default()
+                            lock.released_by
+                                .as_deref()
+                                .map(curfew_audit::actor::ledger_label)
+                                .unwrap_or_default()
                         ),
                         (None, Some(until)) => format!("until {}", time(until)),
                         (None, None) => "until lifted".to_owned(),

@@ -28,7 +28,7 @@ pub(crate) enum Format {
 pub(crate) struct Args {
     /// Evaluate at this instant instead of now: 2026-11-23T19:00:00Z, "2026-11-23 19:00",
     /// "2026-11-23 19:00 Europe/Berlin", or +2h (from the server's clock).
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
     at: Option<String>,
     /// Only this target.
     #[arg(long, value_name = "NAME")]
@@ -205,7 +205,9 @@ async fn lock_lines(
             };
             lines.push(format!(
                 "role {}: incident lock by {} ({}), {state}",
-                lock.role_name, lock.created_by, lock.reason
+                lock.role_name,
+                curfew_audit::actor::ledger_label(&lock.created_by),
+                lock.reason
             ));
         }
     }

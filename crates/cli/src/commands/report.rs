@@ -26,7 +26,7 @@ pub(crate) enum Format {
 pub(crate) struct Args {
     /// The period: a duration back from now (30d, 12h) or an instant (2026-11-01,
     /// "2026-11-01 00:00 Europe/Berlin"). Default: the whole log.
-    #[arg(long, value_name = "DURATION|TIME")]
+    #[arg(long, value_name = "DURATION|TIME", allow_hyphen_values = true)]
     since: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value = "html")]
@@ -117,12 +117,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
 
 /// `--since`: a duration back from `now`, or an instant.
 fn since(text: &str, now: Timestamp) -> Result<Timestamp, String> {
-    match text.parse::<curfew_policy::Limit>() {
-        Ok(limit) => now
-            .checked_sub(limit.get())
-            .map_err(|e| format!("--since {text}: {e}")),
-        Err(_) => crate::when::parse_instant(text, now).map_err(|e| format!("--since: {e}")),
-    }
+    crate::when::parse_past(text, now).map_err(|e| format!("--since: {e}"))
 }
 
 #[cfg(test)]

@@ -279,6 +279,10 @@ fn records(
                     curfew_verify::summary(&v.results)
                 ))
                 .with_detail(serde_json::json!({
+                    // Who ran it: the real uid's user and the role the target's URL connects as.
+                    "actor": crate::actor::current(
+                        loaded.policy.targets.iter().find(|t| t.name == v.target).map(|t| t.url.user.as_str()),
+                    ).to_json(),
                     "server": v.server,
                     "agent": v.agent,
                     "policy_sha256": loaded.sha256,

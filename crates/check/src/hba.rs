@@ -43,6 +43,7 @@ fn loopback_only(rule: &HbaRule) -> bool {
 
 fn unknown(id: &'static str, title: &'static str, why: &str) -> Finding {
     Finding {
+        why: String::new(),
         id,
         title,
         requirement: REQUIREMENT,
@@ -62,6 +63,7 @@ fn verdict(
     fix: &str,
 ) -> Finding {
     Finding {
+        why: String::new(),
         id,
         title,
         requirement: REQUIREMENT,

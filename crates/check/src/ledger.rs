@@ -20,6 +20,7 @@ pub(crate) fn finding(facts: &ServerFacts, policy: &Policy) -> Finding {
         curfew_postgres::quote_identifier(&facts.connected_as)
     );
     let mut finding = Finding {
+        why: String::new(),
         id: "CURFEW-LOGIN-FUNCTIONS",
         title: "Login locks go through curfew's secured functions",
         requirement: "curfew's own security: login changes without CREATEROLE for curfew's role",

@@ -3,6 +3,7 @@
 //! PostgreSQL security guide that are readable from SQL. Pure: the facts are read elsewhere
 //! (`curfew_postgres::Connection::facts`), so every verdict is testable without a server.
 
+mod clock;
 mod hba;
 mod ledger;
 mod roles;
@@ -53,6 +54,9 @@ pub struct Finding {
     pub observed: String,
     /// What the requirement asks for.
     pub expected: String,
+    /// For a failed finding: why it fails, as a sentence (empty otherwise).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub why: String,
     /// How to fix it (empty when it passes).
     pub fix: String,
 }
@@ -66,16 +70,30 @@ pub struct PolicyContext<'a> {
     pub source: &'a str,
     /// Its SHA-256.
     pub sha256: &'a str,
+    /// The largest clock offset between this host and the server that passes.
+    pub max_clock_offset: std::time::Duration,
 }
 
 /// Judge one server's facts. Findings come in a fixed order: the termination requirement
-/// first, then settings, `pg_hba.conf`, roles, the login-lock ledger.
+/// first, then settings, `pg_hba.conf`, roles, the login-lock ledger, the clocks. Every failed
+/// finding says why it fails (`why`).
 pub fn judge(facts: &ServerFacts, policy: PolicyContext<'_>) -> Vec<Finding> {
     let mut findings = vec![termination::requirement(facts, policy)];
     findings.extend(settings::findings(facts, policy));
     findings.extend(hba::findings(facts));
     findings.extend(roles::findings(facts));
     findings.push(ledger::finding(facts, policy.policy));
+    findings.push(clock::finding(facts, policy.max_clock_offset));
+    for f in &mut findings {
+        if f.status != Status::Fail {
+            f.why.clear();
+        } else if f.why.is_empty() {
+            f.why = format!(
+                "the server shows {}, but {} is required",
+                f.observed, f.expected
+            );
+        }
+    }
     findings
 }
 
@@ -86,3 +104,5 @@ pub fn any_failed(findings: &[Finding]) -> bool {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_coverage;

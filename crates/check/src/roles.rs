@@ -21,6 +21,7 @@ pub(crate) fn findings(facts: &ServerFacts) -> Vec<Finding> {
         .find(|r| r.bootstrap)
         .map_or("the bootstrap superuser", |r| r.name.as_str());
     let superusers = Finding {
+        why: String::new(),
         id: "PG-SUPERUSERS",
         title: "No superuser logins beside the bootstrap superuser",
         requirement: "PostgreSQL security guide: least privilege (the three-role pattern)",
@@ -61,6 +62,7 @@ pub(crate) fn findings(facts: &ServerFacts) -> Vec<Finding> {
         named.push_str(&format!(" and {} more", logins.len() - NAMED));
     }
     let record = Finding {
+        why: String::new(),
         id: "PG-LOGIN-ROLES",
         title: "Roles that can log in",
         requirement: "NIST SP 800-171 3.1.1 (authorized users), for the assessor's review",
@@ -113,6 +115,7 @@ fn agent_privilege(facts: &ServerFacts) -> Finding {
         )
     };
     Finding {
+        why: String::new(),
         id: "CURFEW-AGENT-PRIVILEGE",
         title: "curfew's role is neither a superuser nor CREATEROLE",
         requirement: "curfew's own security: least privilege (pg_read_all_stats, pg_signal_backend)",

@@ -61,6 +61,7 @@ fn finding(
         None => Status::Unknown,
     };
     Finding {
+        why: String::new(),
         id,
         title,
         requirement,
@@ -184,43 +185,7 @@ pub(crate) fn findings(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Vec<Findi
             &format!("Set {name} = on in postgresql.conf and reload."),
         ));
     }
-    // Abandoned transactions: a native timeout, or a curfew rule for every session enforced by
-    // an agent running this policy.
-    let curfew_rule = ctx.policy.rules.iter().find(|r| {
-        r.action == Action::Terminate
-            && matches!(r.condition, Condition::IdleInTransaction(_))
-            && r.scope.is_everything()
-    });
-    let native = timeout(facts, "idle_in_transaction_session_timeout");
-    let agent = crate::termination::enforcing_agent(facts, ctx);
-    let (ok, observed) = match (native, curfew_rule, &agent) {
-        (Some(d), _, _) if !d.is_zero() => (
-            Some(true),
-            shown(facts, "idle_in_transaction_session_timeout"),
-        ),
-        (Some(_), Some(rule), Ok(_)) => (
-            Some(true),
-            format!(
-                "{}; curfew rule \"{}\" ends such sessions ({})",
-                shown(facts, "idle_in_transaction_session_timeout"),
-                rule.name,
-                curfew_policy::explain::summary(rule)
-            ),
-        ),
-        (native, _, _) => (
-            native.map(|_| false),
-            shown(facts, "idle_in_transaction_session_timeout"),
-        ),
-    };
-    out.push(finding(
-        "PG-IDLE-IN-TRANSACTION",
-        "Abandoned transactions are ended",
-        "PostgreSQL security guide: hardening (idle_in_transaction_session_timeout = 10min)",
-        ok,
-        observed,
-        "idle_in_transaction_session_timeout > 0, or an enforced curfew idle_in_transaction rule",
-        "Add a curfew rule with idle_in_transaction = \"10m\" (users cannot switch it off), or set idle_in_transaction_session_timeout = '10min'.",
-    ));
+    out.push(idle_in_transaction(facts, ctx));
     out.push(finding(
         "PG-STATEMENT-TIMEOUT",
         "Runaway statements are cancelled",
@@ -283,6 +248,97 @@ pub(crate) fn findings(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Vec<Findi
             server_wide(f, facts, names)
         })
         .collect()
+}
+
+/// Abandoned transactions: the native timeout ends them everywhere; a curfew
+/// `idle_in_transaction` rule ends them only in its scope, and only while an agent enforces this
+/// policy. Scoped rules are credited for what they cover, and what they leave out is said.
+fn idle_in_transaction(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Finding {
+    const NAME: &str = "idle_in_transaction_session_timeout";
+    let native = timeout(facts, NAME).filter(|d| !d.is_zero());
+    let rules: Vec<&curfew_policy::Rule> = ctx
+        .policy
+        .rules
+        .iter()
+        .filter(|r| matches!(r.condition, Condition::IdleInTransaction(_)))
+        .collect();
+    let enforced: Vec<&curfew_policy::Rule> = rules
+        .iter()
+        .copied()
+        .filter(|r| r.action == Action::Terminate)
+        .collect();
+    let agent = crate::termination::enforcing_agent(facts, ctx);
+    let describe = |r: &curfew_policy::Rule| {
+        format!("\"{}\" ({})", r.name, curfew_policy::explain::summary(r))
+    };
+    let mut observed = shown(facts, NAME);
+    for r in &rules {
+        observed.push_str(&format!("; curfew rule {}", describe(r)));
+    }
+    if rules.is_empty() {
+        observed.push_str("; no curfew idle_in_transaction rule");
+    }
+    let everyone = enforced.iter().find(|r| r.scope.is_everything());
+    let mut why = String::new();
+    let ok = match (native, everyone, &agent) {
+        (Some(_), _, _) => Some(true),
+        (None, Some(rule), Ok(_)) => {
+            observed.push_str(&format!(
+                "; rule \"{}\" covers every session that is not exempt, and {}",
+                rule.name,
+                agent.as_deref().unwrap_or_default()
+            ));
+            Some(true)
+        }
+        (None, _, Err(no_agent)) if !enforced.is_empty() => {
+            why = format!(
+                "the curfew rule{} would end abandoned transactions, but {no_agent}, and the native timeout is off",
+                if enforced.len() == 1 { "" } else { "s" }
+            );
+            Some(false)
+        }
+        (None, None, _) if !enforced.is_empty() => {
+            why = format!(
+                "the native timeout is off, and the curfew rules cover only their scopes: {}; sessions outside {} (other roles, service accounts) can leave a transaction open for ever",
+                enforced
+                    .iter()
+                    .map(|r| format!("\"{}\" covers sessions {}", r.name, scope_words(r)))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                if enforced.len() == 1 { "it" } else { "them" }
+            );
+            Some(false)
+        }
+        (None, _, _) => {
+            if !facts.settings.contains_key(NAME) {
+                None
+            } else {
+                why = if rules.is_empty() {
+                    "the native timeout is off and no curfew rule ends abandoned transactions"
+                        .to_owned()
+                } else {
+                    "the native timeout is off and the curfew idle_in_transaction rules are report-only: they end nothing".to_owned()
+                };
+                Some(false)
+            }
+        }
+    };
+    let mut f = finding(
+        "PG-IDLE-IN-TRANSACTION",
+        "Abandoned transactions are ended",
+        "PostgreSQL security guide: hardening (idle_in_transaction_session_timeout = 10min)",
+        ok,
+        observed,
+        "idle_in_transaction_session_timeout > 0, or an enforced curfew idle_in_transaction rule for every session (no scope keys) with an agent enforcing this policy",
+        "Add a curfew rule with idle_in_transaction = \"10m\" and no scope keys (users cannot switch it off; exemptions still apply), or set idle_in_transaction_session_timeout = '10min'.",
+    );
+    f.why = why;
+    f
+}
+
+/// A rule's scope in words, for saying what it covers.
+fn scope_words(rule: &curfew_policy::Rule) -> String {
+    curfew_policy::explain::explain_scope(&rule.scope)
 }
 
 /// The settings each finding judges.

@@ -52,7 +52,7 @@ pub(crate) fn enforcing_agent(
 }
 
 pub(crate) fn requirement(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Finding {
-    // Violations rules are enforced by the gateway only, not by the agent.
+    // Violations rules are enforced by nothing that runs (the gateway does not exist yet).
     let enforced: Vec<&str> = ctx
         .policy
         .rules
@@ -96,6 +96,14 @@ pub(crate) fn requirement(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Findin
             Ok(text) | Err(text) => text,
         }
     );
+    let why = match &agent {
+        _ if !native.is_empty() => String::new(),
+        _ if enforced.is_empty() => "the policy has no enforced rule (report-only and `violations` rules end nothing), and no native session timeout is set".to_owned(),
+        Err(no_agent) => format!(
+            "the policy's rules are enforced only by a curfew agent running this policy, but {no_agent}; and no native session timeout is set"
+        ),
+        Ok(_) => String::new(),
+    };
     let (status, fix) = if !enforced.is_empty() && agent.is_ok() {
         (Status::Pass, String::new())
     } else if !native.is_empty() {
@@ -115,6 +123,7 @@ pub(crate) fn requirement(facts: &ServerFacts, ctx: PolicyContext<'_>) -> Findin
         )
     };
     Finding {
+        why,
         id: "V-261910",
         title: "Sessions are terminated after the defined conditions",
         requirement: "DISA STIG V-261910 (PostgreSQL); NIST SP 800-171 3.1.11[b]",

@@ -50,7 +50,7 @@ fn role(name: &str, superuser: bool, bootstrap: bool) -> RoleFacts {
 }
 
 /// What initdb gives: trust everywhere, nothing logged, no timeouts.
-fn default_install() -> ServerFacts {
+pub(super) fn default_install() -> ServerFacts {
     let settings: BTreeMap<String, Setting> = [
         ("ssl", setting("off", None)),
         ("ssl_min_protocol_version", setting("TLSv1.2", None)),
@@ -88,11 +88,12 @@ fn default_install() -> ServerFacts {
         ],
         leader: None,
         ledger: LedgerFacts::default(),
+        clock: curfew_postgres::ClockReading::default(),
     }
 }
 
 /// Configured as the security guide says, with a curfew agent leading.
-fn hardened() -> ServerFacts {
+pub(super) fn hardened() -> ServerFacts {
     let mut facts = default_install();
     for (name, value, unit) in [
         ("ssl", "on", None),
@@ -136,9 +137,9 @@ fn hardened() -> ServerFacts {
 }
 
 const RULES: &str = "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\n";
-const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+pub(super) const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-fn run(facts: &ServerFacts, rules: &str) -> Vec<Finding> {
+pub(super) fn run(facts: &ServerFacts, rules: &str) -> Vec<Finding> {
     let policy = policy(rules);
     judge(
         facts,
@@ -146,11 +147,12 @@ fn run(facts: &ServerFacts, rules: &str) -> Vec<Finding> {
             policy: &policy,
             source: "t.toml",
             sha256: SHA,
+            max_clock_offset: std::time::Duration::from_secs(2),
         },
     )
 }
 
-fn status_of<'f>(findings: &'f [Finding], id: &str) -> &'f Finding {
+pub(super) fn status_of<'f>(findings: &'f [Finding], id: &str) -> &'f Finding {
     findings
         .iter()
         .find(|f| f.id == id)

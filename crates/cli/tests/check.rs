@@ -103,7 +103,22 @@ fn a_default_sandbox_shows_the_expected_findings() {
         for key in ["id", "requirement", "observed", "expected", "fix"] {
             assert!(f[key].is_string(), "{key} missing in {f:#}");
         }
+        // Every failed finding says why it fails.
+        assert_eq!(f["status"] == "fail", f["why"].is_string(), "{f:#}");
     }
+    // The same host: the clocks agree, and the evidence says whose clock is whose.
+    let clock = findings
+        .iter()
+        .find(|f| f["id"] == "CURFEW-CLOCK")
+        .unwrap();
+    assert_eq!(clock["status"], "pass", "{clock:#}");
+    assert!(
+        clock["observed"]
+            .as_str()
+            .unwrap()
+            .contains("Session ages come from the server's clock"),
+        "{clock:#}"
+    );
 
     // An agent in a dry run ends nothing: it does not lead, and the requirement is not met.
     let audit = d.0.join("audit.jsonl");

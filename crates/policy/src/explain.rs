@@ -376,6 +376,11 @@ fn scope_parts(scope: &Scope) -> Vec<String> {
     parts
 }
 
+/// A scope in words ("of roles `a`, connected to databases `b`"); empty for every session.
+pub fn explain_scope(scope: &Scope) -> String {
+    scope_parts(scope).join(", ")
+}
+
 fn applies_to(scope: &Scope) -> String {
     if scope.is_everything() {
         "Every session that is not exempt.".to_owned()

@@ -98,6 +98,39 @@ pub struct ServerFacts {
     pub leader: Option<LeaderInfo>,
     /// The login-lock ledger's ownership and privileges.
     pub ledger: crate::ledger::LedgerFacts,
+    /// This host's clock against the server's.
+    pub clock: ClockReading,
+}
+
+/// The offset between this host's clock and the server's, measured NTP-style: the server's
+/// `clock_timestamp()` against the midpoint of the query's round trip on this host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ClockReading {
+    /// The server's clock minus this host's (positive: this host is behind).
+    pub offset: jiff::SignedDuration,
+    /// The round trip of the reading used; the offset is exact to within half of it.
+    pub round_trip: std::time::Duration,
+}
+
+impl ClockReading {
+    /// From samples of (this host before, the server, this host after), the one with the
+    /// shortest round trip, which bounds the error best. `None` without a usable sample.
+    pub fn from_samples(
+        samples: &[(jiff::Timestamp, jiff::Timestamp, jiff::Timestamp)],
+    ) -> Option<Self> {
+        samples
+            .iter()
+            .filter(|(before, _, after)| after >= before)
+            .map(|(before, server, after)| {
+                let trip = after.duration_since(*before);
+                let midpoint = before.checked_add(trip / 2).unwrap_or(*before);
+                ClockReading {
+                    offset: server.duration_since(midpoint),
+                    round_trip: trip.unsigned_abs(),
+                }
+            })
+            .min_by_key(|r| r.round_trip)
+    }
 }
 
 impl Connection {
@@ -175,6 +208,18 @@ impl Connection {
             .and_then(|r| col(&r, 0, &self.target, "reading the connection's address"))?;
         let leader = self.leader().await?;
         let ledger = self.ledger_facts().await?;
+        let what = "reading the server's clock";
+        let mut samples = Vec::new();
+        for _ in 0..3 {
+            let before = jiff::Timestamp::now();
+            let row = client
+                .query_one("SELECT clock_timestamp()", &[])
+                .await
+                .map_err(failed(what))?;
+            let after = jiff::Timestamp::now();
+            samples.push((before, col(&row, 0, &self.target, what)?, after));
+        }
+        let clock = ClockReading::from_samples(&samples).unwrap_or_default();
         Ok(ServerFacts {
             version: self.info.version.clone(),
             version_num: self.info.version_num,
@@ -187,6 +232,7 @@ impl Connection {
             roles,
             leader,
             ledger,
+            clock,
         })
     }
 }
@@ -225,6 +271,29 @@ fn hba_rule(json: &str) -> HbaRule {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_clock_offset_is_taken_from_the_shortest_round_trip() {
+        let t = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        let reading = super::ClockReading::from_samples(&[
+            // A slow trip: the server's answer could be anywhere in 2s.
+            (
+                t("2026-01-01T00:00:00Z"),
+                t("2026-01-01T00:00:09Z"),
+                t("2026-01-01T00:00:02Z"),
+            ),
+            // A fast one: the server is 3s ahead of the midpoint 00:00:10.010.
+            (
+                t("2026-01-01T00:00:10Z"),
+                t("2026-01-01T00:00:13.010Z"),
+                t("2026-01-01T00:00:10.020Z"),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(reading.offset, jiff::SignedDuration::from_secs(3));
+        assert_eq!(reading.round_trip, std::time::Duration::from_millis(20));
+        assert_eq!(super::ClockReading::from_samples(&[]), None);
+    }
+
     #[test]
     fn hba_rows_read_from_json_whatever_the_version() {
         let rule = super::hba_rule(

@@ -20,7 +20,7 @@ pub use connect::{
     Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect, connect_to_inspect,
 };
 pub use error::PgError;
-pub use facts::{CHECKED_SETTINGS, HbaRule, RoleFacts, ServerFacts, Setting};
+pub use facts::{CHECKED_SETTINGS, ClockReading, HbaRule, RoleFacts, ServerFacts, Setting};
 pub use leader::{Announcement, LEADER_KEY, LeaderInfo, Leadership};
 pub use ledger::{
     AGENT_FUNCTIONS, FaultHook, FunctionFacts, Installed, LEDGER_VERSION, LedgerFacts,

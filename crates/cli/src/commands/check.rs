@@ -31,6 +31,11 @@ pub(crate) struct Args {
     /// Do not record the result in the audit log.
     #[arg(long, conflicts_with = "audit_log")]
     no_record: bool,
+    /// The largest offset between this host's clock and each server's that passes (session
+    /// ages come from the server's clock, audit timestamps from the host's). Run check on the
+    /// agent's host: that is the offset that matters.
+    #[arg(long, value_name = "DURATION", default_value = "2s")]
+    max_clock_offset: curfew_policy::Limit,
 }
 
 /// One target's result.
@@ -53,6 +58,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         policy: &loaded.policy,
         source: &loaded.source,
         sha256: &loaded.sha256,
+        max_clock_offset: args.max_clock_offset.to_std(),
     };
     let checked_at = Timestamp::now();
     let results: Vec<Checked> = targets
@@ -153,6 +159,7 @@ async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>
             db_role: spec.url.user.clone(),
             server: None,
             findings: vec![Finding {
+                why: format!("the target could not be reached, so nothing on it was checked: {e}"),
                 id: "CURFEW-CONNECT",
                 title: "The target can be reached",
                 requirement: "the check itself",
@@ -199,9 +206,14 @@ fn markdown(results: &[Checked], loaded: &curfew_agent::LoadedPolicy, at: Timest
         if !to_fix.is_empty() {
             let _ = writeln!(md, "\n## To fix\n");
             for f in to_fix {
+                let why = if f.why.is_empty() {
+                    String::new()
+                } else {
+                    format!("fails because {}. ", f.why)
+                };
                 let _ = writeln!(
                     md,
-                    "- **{}** ({}; {}): {}",
+                    "- **{}** ({}; {}): {why}{}",
                     f.id,
                     f.status.label(),
                     f.requirement,

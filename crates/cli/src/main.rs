@@ -247,10 +247,13 @@ enum Command {
                             curfew completions fish > ~/.config/fish/completions/curfew.fish")]
     Completions(commands::packaging::CompletionsArgs),
 
-    /// Print the manual page curfew(1), or write every command's page into a directory.
+    /// Print the manual page curfew(1), or write every command's page into a directory;
+    /// with --policy, the policy file's page curfew.toml(5).
     #[command(after_help = "Examples:\n  \
                             curfew man | man -l -\n  \
-                            curfew man --out-dir /usr/local/share/man/man1")]
+                            curfew man --out-dir /usr/local/share/man/man1\n  \
+                            curfew man --policy --out-dir /usr/local/share/man/man5\n  \
+                            curfew man --policy | man -l -")]
     Man(commands::packaging::ManArgs),
 }
 

@@ -107,10 +107,7 @@ fn a_default_sandbox_shows_the_expected_findings() {
         assert_eq!(f["status"] == "fail", f["why"].is_string(), "{f:#}");
     }
     // The same host: the clocks agree, and the evidence says whose clock is whose.
-    let clock = findings
-        .iter()
-        .find(|f| f["id"] == "CURFEW-CLOCK")
-        .unwrap();
+    let clock = findings.iter().find(|f| f["id"] == "CURFEW-CLOCK").unwrap();
     assert_eq!(clock["status"], "pass", "{clock:#}");
     assert!(
         clock["observed"]

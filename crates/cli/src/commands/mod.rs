@@ -10,6 +10,7 @@ pub(crate) mod explain;
 pub(crate) mod locks;
 pub(crate) mod packaging;
 pub(crate) mod plan;
+pub(crate) mod policy_man;
 pub(crate) mod report;
 pub(crate) mod stand_in;
 pub(crate) mod validate;

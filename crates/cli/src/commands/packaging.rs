@@ -23,6 +23,10 @@ pub(crate) struct ManArgs {
     /// of printing curfew(1).
     #[arg(long, value_name = "DIR")]
     out_dir: Option<PathBuf>,
+    /// The policy file's page, curfew.toml(5), instead (printed, or written into --out-dir as
+    /// curfew.toml.5).
+    #[arg(long)]
+    policy: bool,
 }
 
 /// Print the completion script for a shell.
@@ -35,6 +39,20 @@ pub(crate) fn completions(args: &CompletionsArgs) -> Result<(), Failure> {
 
 /// Print curfew(1), or write every page into a directory.
 pub(crate) fn man(args: &ManArgs) -> Result<(), Failure> {
+    if args.policy {
+        let page = super::policy_man::page();
+        return match &args.out_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                let path = dir.join("curfew.toml.5");
+                std::fs::write(&path, page)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                out(&format!("Manual page written to {}\n", path.display()))
+            }
+            None => out(&page),
+        };
+    }
     let command = crate::Cli::command();
     match &args.out_dir {
         Some(dir) => {

@@ -520,3 +520,46 @@ fn parse_scope(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Scope {
     }
     scope
 }
+
+#[cfg(test)]
+mod reference_tests {
+    /// `docs/policy.md` is the reference of the file (and the source of `curfew.toml(5)`): it
+    /// names every key the parser accepts, in code, so no key goes undocumented.
+    #[test]
+    fn the_reference_names_every_key() {
+        let reference = include_str!("../../../../docs/policy.md");
+        // The code spans of the text (between backticks), where keys are written.
+        let spans: Vec<&str> = reference.split('`').skip(1).step_by(2).collect();
+        // Whether a span holds the key as a whole word (`[agent]`, `{ sqlstates = [...] }`).
+        let names = |span: &str, key: &str| {
+            span.match_indices(key).any(|(at, _)| {
+                let word =
+                    |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
+                !word(span[..at].chars().next_back())
+                    && !word(span[at + key.len()..].chars().next())
+            })
+        };
+        let lists: [&[&str]; 9] = [
+            super::TOP_KEYS,
+            super::AGENT_KEYS,
+            super::TARGET_KEYS,
+            super::SCOPE_KEYS,
+            super::VERIFY_KEYS,
+            super::rule::RULE_KEYS,
+            super::rule::VIOLATION_KEYS,
+            super::sections::META_KEYS,
+            super::sections::AUDIT_KEYS,
+        ];
+        let missing: Vec<&str> = lists
+            .iter()
+            .flat_map(|l| l.iter())
+            .chain(super::sections::NOTIFY_KEYS)
+            .copied()
+            .filter(|key| !spans.iter().any(|span| names(span, key)))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "docs/policy.md does not name {missing:?}"
+        );
+    }
+}

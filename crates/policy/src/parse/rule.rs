@@ -13,7 +13,7 @@ use crate::duration::Limit;
 use crate::model::{Action, Condition, Rule, Violations};
 use crate::window::{Schedule, parse_window};
 
-const RULE_KEYS: &[&str] = &[
+pub(super) const RULE_KEYS: &[&str] = &[
     "name",
     "description",
     "controls",
@@ -45,7 +45,7 @@ const CONDITION_KEYS: &[&str] = &[
     "violations",
 ];
 
-const VIOLATION_KEYS: &[&str] = &["sqlstates", "count", "within"];
+pub(super) const VIOLATION_KEYS: &[&str] = &["sqlstates", "count", "within"];
 const ACTIONS: &[&str] = &["terminate", "report"];
 
 /// Every `[[rule]]`; a rule with any error is left out (and the errors reported).

@@ -6,7 +6,7 @@ use crate::model::{AuditSettings, NotifySettings, PolicyMeta};
 
 use super::reader::TableReader;
 
-const META_KEYS: &[&str] = &[
+pub(super) const META_KEYS: &[&str] = &[
     "owner",
     "approved_by",
     "version",
@@ -14,8 +14,8 @@ const META_KEYS: &[&str] = &[
     "review_by",
     "implements",
 ];
-const AUDIT_KEYS: &[&str] = &["signing_key", "syslog"];
-const NOTIFY_KEYS: &[&str] = &["command", "webhook"];
+pub(super) const AUDIT_KEYS: &[&str] = &["signing_key", "syslog"];
+pub(super) const NOTIFY_KEYS: &[&str] = &["command", "webhook"];
 
 /// A non-empty string key of a table.
 fn text(c: &mut Collector<'_>, r: &TableReader<'_, '_>, key: &'static str) -> Option<String> {

@@ -87,3 +87,5 @@ impl Report {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_claims;

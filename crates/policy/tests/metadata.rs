@@ -142,9 +142,15 @@ fn a_violations_rule_that_would_terminate_is_refused_with_the_reason() {
 #[test]
 fn a_report_only_violations_rule_is_shown_as_not_enforced() {
     let text = format!("[[rule]]\nname = \"probe\"\naction = \"report\"\n{VIOLATIONS}");
-    let p = parse_policy("t.toml", &text, jiff::tz::db())
-        .unwrap()
-        .policy;
+    let parsed = parse_policy("t.toml", &text, jiff::tz::db()).unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "t.toml:4:1: warning: rule \"probe\" is NOT ENFORCED: no running curfew component sees a session's errors, so this rule ends nothing and records nothing; it is kept as documentation"
+        ]
+    );
+    let p = parsed.policy;
     let e = explain(&p);
     assert!(!e.rules[0].enforced);
     assert_eq!(e.rules[0].enforced_by, "none");

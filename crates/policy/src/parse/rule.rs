@@ -134,6 +134,17 @@ fn parse_rule(
     };
 
     if let Some(Condition::Violations(_)) = &condition
+        && action == Action::Report
+    {
+        let span = r.key_span("violations").unwrap_or_else(|| header.clone());
+        c.warning(
+            span,
+            format!(
+                "{context} is NOT ENFORCED: no running curfew component sees a session's errors, so this rule ends nothing and records nothing; it is kept as documentation"
+            ),
+        );
+    }
+    if let Some(Condition::Violations(_)) = &condition
         && action != Action::Report
     {
         let span = r.key_span("violations").unwrap_or_else(|| header.clone());

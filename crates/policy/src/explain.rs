@@ -464,12 +464,11 @@ impl Explanation {
             if let Some(w) = &rule.warning {
                 let _ = writeln!(out, "- **Warning:** {w}");
             }
+            // For a rule nothing enforces, the action would only repeat NOT ENFORCED.
             if rule.enforced {
                 let _ = writeln!(out, "- **Action:** {}", rule.action_text);
-                let _ = writeln!(out, "- **Enforced by:** {}", rule.enforcement);
-            } else {
-                let _ = writeln!(out, "- **Enforced by:** {}", rule.enforcement);
             }
+            let _ = writeln!(out, "- **Enforced by:** {}", rule.enforcement);
             if !rule.controls.is_empty() {
                 let list: Vec<String> = rule
                     .controls

@@ -403,7 +403,8 @@ fn summarize(out: &mut String, rule: &Rule, mapping: &Mapping) {
             };
             if let Some(warn) = rule.warn {
                 text.push_str(&format!(
-                    " The warning {warn} before the end cannot be given natively."
+                    " The rule's warn lead ({warn}) has no native equivalent; curfew's agent records \
+                     a session_warned audit record then (the session's user is not told)."
                 ));
             }
             text

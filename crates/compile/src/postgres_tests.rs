@@ -133,7 +133,7 @@ fn the_output_warns_that_users_can_override_the_settings() {
         "{out}"
     );
     assert!(prose.contains("SET idle_session_timeout = 0"), "{out}");
-    assert!(prose.contains("The warning 2m before the end cannot be given natively"));
+    assert!(prose.contains("The rule's warn lead (2m) has no native equivalent; curfew's agent records a session_warned audit record then (the session's user is not told)."));
 }
 
 #[test]

@@ -47,15 +47,17 @@
 --   "inactivity" (idle 15m · warn 2m · members of humans): IDLE_TIME 15 (exact) for users granted
 --     the role "humans" (directly or through other roles). Oracle also counts time idle inside an
 --     open transaction, which the rule does not; a sniped session's client learns of it at its next
---     call. The warning 2m before the end cannot be given natively.
+--     call. The rule's warn lead (2m) has no native equivalent; curfew's agent records a
+--     session_warned audit record then (the session's user is not told).
 --   "abandoned-transaction" (idle in transaction 5m · members of humans): not expressible natively:
 --     Oracle has no limit on time spent idle inside a transaction: IDLE_TIME counts all idle time,
 --     in a transaction or not (it is what idle rules map to), and Resource Manager's
 --     MAX_IDLE_BLOCKER_TIME only covers idle sessions that block others.
 --   "session-lifetime" (lifetime 12h · warn 10m · members of humans): CONNECT_TIME 720 (exact) for
 --     users granted the role "humans" (directly or through other roles). Oracle rolls back the
---     current transaction and ends the session at its next call after the limit. The warning 10m
---     before the end cannot be given natively.
+--     current transaction and ends the session at its next call after the limit. The rule's warn
+--     lead (10m) has no native equivalent; curfew's agent records a session_warned audit record
+--     then (the session's user is not told).
 --   "working-hours" (allow Mon-Fri 07:00-19:00, Sat 08:00-12:00 (America/New_York) · locks logins
 --     · roles analyst_*): not expressible natively: profiles have no time-of-day or date limits (a
 --     logon trigger or a scheduler job could approximate the windows; none is generated).

@@ -42,7 +42,8 @@
 --   "inactivity" (idle 15m · warn 2m · members of humans): idle_session_timeout = '990s' for
 --     members of "humans" (directly or through other roles, and the role itself). PostgreSQL ends a
 --     session idle outside a transaction for longer than this, a backstop behind the agent (the
---     rule's 15m plus a margin of 1m30s). The warning 2m before the end cannot be given natively.
+--     rule's 15m plus a margin of 1m30s). The rule's warn lead (2m) has no native equivalent;
+--     curfew's agent records a session_warned audit record then (the session's user is not told).
 --   "abandoned-transaction" (idle in transaction 5m · members of humans):
 --     idle_in_transaction_session_timeout = '6min' for members of "humans" (directly or through
 --     other roles, and the role itself). PostgreSQL ends a session idle inside a transaction for

@@ -271,7 +271,8 @@ pub struct Rule {
     pub condition: Condition,
     /// Which sessions the rule applies to.
     pub scope: Scope,
-    /// How long before the end a warning is due (gateway NOTICE, webhooks).
+    /// How long before the end a warning is due: the agent records `session_warned` and calls
+    /// the `[notify]` hooks; the session's user is not told.
     pub warn: Option<Limit>,
     /// Terminate, or only report.
     pub action: Action,
@@ -333,7 +334,8 @@ pub enum Condition {
     Deny(Schedule),
     /// At most this many sessions per role; the newest beyond the limit end.
     MaxSessions(u32),
-    /// Repeated policy violations (gateway only).
+    /// Repeated policy violations. NOT ENFORCED by anything that runs (the agent cannot see
+    /// errors; the gateway does not exist yet), so the parser accepts it only report-only.
     Violations(Violations),
 }
 

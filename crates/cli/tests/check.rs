@@ -283,6 +283,10 @@ fn a_sandbox_configured_per_the_security_guide_with_the_agent_running_shows_no_f
         .collect();
     assert_eq!(checked.len(), 1);
     assert_eq!(checked[0].result.as_deref(), Some("passed"));
+    // Who ran it: the real uid and the role the target's URL connects as.
+    let actor = &checked[0].detail.as_ref().unwrap()["actor"];
+    assert_eq!(actor["uid"], rustix::process::getuid().as_raw(), "{actor}");
+    assert_eq!(actor["db_role"], "curfew_agent", "{actor}");
     assert_eq!(
         with_status(&doc, "unknown"),
         Vec::<String>::new(),

@@ -221,6 +221,10 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
         ["failed", "passed"]
     );
     assert_eq!(verified[1]["detail"]["rules"].as_array().unwrap().len(), 7);
+    // Who ran it: the real uid and the role the target's URL connects as.
+    let actor = &verified[1]["detail"]["actor"];
+    assert_eq!(actor["uid"], rustix::process::getuid().as_raw(), "{actor}");
+    assert_eq!(actor["db_role"], "curfew_agent", "{actor}");
 
     // Without CREATEROLE no canary can be made: a failure that says what to grant, not a pass
     // by evaluation.

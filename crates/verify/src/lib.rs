@@ -148,6 +148,10 @@ fn plan_rule(
             format!("{index}_{token}"),
         )
     };
+    // A scope no canary can enter says so first: no --max-wait would help.
+    if let Err(why) = canary::in_scope(policy, index, &name) {
+        return Planned::Evaluate { why };
+    }
     if limit > max_wait {
         return Planned::Evaluate {
             why: format!(

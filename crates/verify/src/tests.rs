@@ -449,3 +449,17 @@ fn the_summary_counts_each_status_and_evaluation_is_never_a_pass() {
     assert_eq!(crate::counts(&results)["evaluated"], 1);
     assert!(results.iter().all(|r| r.status != Status::LivePass));
 }
+
+#[test]
+fn a_window_edge_that_another_rule_would_beat_is_evaluated_and_says_which() {
+    let p = policy(&format!(
+        "{HOURS}\n[[rule]]\nname = \"short-life\"\nlifetime = \"3s\"\nroles = [\"analyst_*\"]\n"
+    ));
+    let plans = plan(&p, options(), monday_morning(), "t0k");
+    let Planned::Evaluate { why } = &plans[0] else {
+        panic!("{plans:?}")
+    };
+    assert!(why.contains("rule \"short-life\""), "{why}");
+    // The deny rule's canary is not an analyst: its edge is still watched.
+    assert!(matches!(plans[1], Planned::Edge), "{plans:?}");
+}

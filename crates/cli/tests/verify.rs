@@ -28,7 +28,7 @@ idle_in_transaction = "2s"
 
 [[rule]]
 name = "session-lifetime"
-lifetime = "4s"
+lifetime = "8s"
 roles = ["analyst_*"]
 
 [[rule]]
@@ -198,9 +198,9 @@ fn verify_passes_with_the_agent_running_and_fails_without_it() {
     let started = std::time::Instant::now();
     let (code, doc, stderr) = verify(&policy, &audit);
     // A figure for the record, not an assertion: the live tests wait at once, so this is about
-    // the longest limit (4s) plus the agent's interval.
+    // the longest limit (8s) plus the agent's interval.
     eprintln!(
-        "verify with four live rules took {:.1}s",
+        "verify with six live rules and a lock test took {:.1}s",
         started.elapsed().as_secs_f64()
     );
     assert_statuses_are_plain(&doc);

@@ -321,9 +321,10 @@ pub(super) async fn open(
     })
 }
 
-/// How long a window canary is given: to its edge, two agent intervals, and a margin.
+/// How long a window canary is given: to its edge, two agent intervals, and a generous margin
+/// (a loaded host or server must not fail the test; only an end that does not come does).
 pub(super) fn wait_for_edge(policy: &Policy, ahead: Duration) -> Duration {
-    ahead + 2 * policy.agent.interval.to_std() + Duration::from_secs(5)
+    ahead + 2 * policy.agent.interval.to_std() + Duration::from_secs(15)
 }
 
 /// How early before its edge a window canary may be seen gone (the two clocks are read a few
@@ -331,7 +332,7 @@ pub(super) fn wait_for_edge(policy: &Policy, ahead: Duration) -> Duration {
 fn edge_tolerance(policy: &Policy) -> (Duration, Duration) {
     (
         Duration::from_millis(750),
-        2 * policy.agent.interval.to_std() + Duration::from_secs(3),
+        2 * policy.agent.interval.to_std() + Duration::from_secs(10),
     )
 }
 

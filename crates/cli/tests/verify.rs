@@ -518,6 +518,24 @@ fn verify_on_the_example_policy_tests_a_window_edge_a_session_cap_and_a_login_lo
     }
     let probing = result(&doc, "privilege-probing");
     assert_ne!(probing["status"], "live_pass", "{probing:#}");
+    // The document says the same, in rows an assessor reads.
+    let md = common::curfew()
+        .args(["verify", "--no-record", "--max-wait", "1m", "-c"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let md = common::text(&md.stdout);
+    eprintln!("{md}");
+    for needle in [
+        "| LIVE PASS at a window edge set 6s ahead for a canary (the rule's own windows are evaluated, not waited) | year-end-maintenance | deny | live test |",
+        "| LIVE PASS: a canary role locked through the ledger could not log in, and could again once unlocked | login locks (curfew lock) | login_lock | live test |",
+        "| EVALUATED (not a live proof): not tested live: the rule names its roles exactly (\"appuser\")",
+        "| NOT TESTED: a report-only rule ends no session",
+        "EVALUATED: the engine's verdicts at the rule's boundaries agree with the policy — not a live proof.",
+        " NOT TESTED, 0 FAIL.**",
+    ] {
+        assert!(md.contains(needle), "{needle} not in\n{md}");
+    }
     // Nothing left behind: no canary role, no lock in force.
     let left = cluster
         .psql(

@@ -110,21 +110,25 @@ enum Command {
     )]
     Check(commands::check::Args),
 
-    /// Test the control live: canary sessions in each rule's scope, left to the agent.
+    /// Test the control live: canary sessions and roles in each rule's scope, left to the agent.
     #[command(
-        after_help = "For each idle, idle-in-transaction and lifetime rule whose limit is at \
-                            most --max-wait, creates a temporary canary role in the rule's scope \
-                            (a name matching its role pattern, membership of its group, its \
-                            database and application), logs in, switches off PostgreSQL's own \
-                            timeouts for that session, and waits: the rule passes when the \
-                            running agent ended the session, using it fails, and the audit log \
-                            holds the agent's session_terminated record. Rules over --max-wait, \
-                            time windows and session caps are checked by evaluation (the engine's \
-                            verdict just before and after each limit or window boundary), and \
-                            say so. Canary roles are dropped at the end. Needs CREATEROLE for \
-                            curfew's role (and ADMIN OPTION on member_of groups on PostgreSQL \
-                            16+). The result is recorded as control_verified. Exit 0 when \
-                            every rule passed, 3 when one failed.\n\n\
+        after_help = "Each rule is LIVE PASS, EVALUATED (not a live proof), NOT TESTED or \
+                            FAIL, with why. Tested live with temporary canary roles in each \
+                            rule's scope: idle, idle-in-transaction and lifetime rules whose limit \
+                            (or [verify] test_limit, said so) is at most --max-wait, waited out \
+                            with PostgreSQL's own timeouts switched off; window rules at an edge \
+                            6s ahead carried in the canary's name (an override that only ends \
+                            that canary earlier); session caps with one session more than the \
+                            cap; and login locks (a canary role locked through the ledger as \
+                            curfew lock does, a login refused, unlocked, a login that works). A \
+                            live test passes when the running agent did it and the audit log \
+                            holds its record. Rules no canary can enter (roles named exactly, \
+                            ...) or over --max-wait are evaluated at their boundaries. --full \
+                            waits configured limits instead of test_limit. Canary roles are \
+                            dropped at the end. Needs CREATEROLE for curfew's role (and ADMIN \
+                            OPTION on member_of groups on PostgreSQL 16+). The result is \
+                            recorded as control_verified with the policy's hash. Exit 0 when \
+                            nothing failed, 3 when a test failed.\n\n\
                             Examples:\n  \
                             curfew verify\n  \
                             curfew verify --target primary --max-wait 20m --format json > verify.json"

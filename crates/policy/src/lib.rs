@@ -38,9 +38,9 @@ pub use duration::{DurationError, Limit, format_age};
 pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, evaluate};
 pub use exempt::{ExemptKeys, Exemption};
 pub use model::{
-    Action, AgentSettings, AuditSettings, CANARY_MARK, Condition, ExemptBy, Exemptions,
-    LoginWindow, Missing, NotifySettings, Policy, PolicyMeta, Rule, Scope, Target, VerifySettings,
-    Violations, canary_rule,
+    Action, AgentSettings, AuditSettings, CANARY_EDGE_MARK, CANARY_MARK, Condition, ExemptBy,
+    Exemptions, LoginWindow, Missing, NotifySettings, Policy, PolicyMeta, Rule, Scope, Target,
+    VerifySettings, Violations, canary_edge, canary_rule,
 };
 pub use parse::{Parsed, parse_policy};
 pub use pattern::{AddressBlock, AddressError, Glob};

@@ -158,6 +158,33 @@ pub fn canary_rule(role: &str) -> Option<usize> {
     digits.parse().ok()
 }
 
+/// What marks a window-edge canary's edge: `<prefix>curfew_canary_<rule>_<run>_e<unix
+/// seconds>...`, the segment after the run's token.
+pub const CANARY_EDGE_MARK: char = 'e';
+
+/// For a `curfew verify` window-edge canary, the edge it was given: the instant (whole Unix
+/// seconds) at which the window rule it tests must end its session at the latest.
+///
+/// **An explicit override, for verify only.** The engine honours it for the session of a
+/// role carrying [`CANARY_MARK`], for the window rule (`allow`/`deny`) whose index follows the
+/// mark, and for nothing else; it can only bring that rule's deadline *earlier* (the earlier of
+/// the window's own deadline and the edge wins). It never exempts a session, never delays an
+/// end, never touches another rule or another role, and needs no setting: a role that names
+/// itself this way can only shorten its own sessions. It lets verify watch a window close a
+/// few seconds ahead instead of waiting for the real one.
+pub fn canary_edge(role: &str) -> Option<jiff::Timestamp> {
+    canary_rule(role)?;
+    let (_, rest) = role.split_once(CANARY_MARK)?;
+    let mut parts = rest.split('_');
+    let _rule = parts.next()?;
+    let _run = parts.next()?;
+    let edge = parts.next()?.strip_prefix(CANARY_EDGE_MARK)?;
+    if edge.is_empty() || edge.len() > 12 || !edge.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    jiff::Timestamp::from_second(edge.parse().ok()?).ok()
+}
+
 /// `[agent]` settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentSettings {

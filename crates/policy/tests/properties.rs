@@ -105,9 +105,18 @@ fn session_strategy(now: Timestamp) -> impl Strategy<Value = Session> {
         0usize..6,
         prop::bool::weighted(0.95),
         prop::bool::ANY,
+        // Now and then a `curfew verify` canary of rule 0, 1 or 2, with a window edge in its
+        // name within an hour of `now` (see `curfew_policy::canary_edge`).
+        prop::option::weighted(0.15, (0usize..3, -3600i64..3600)),
     )
-        .prop_map(move |(r, a, ad, age, idle_frac, st, client, db)| {
-            let role = ROLES[r];
+        .prop_map(move |(r, a, ad, age, idle_frac, st, client, db, canary)| {
+            let canary = canary.map(|(rule, offset)| {
+                format!(
+                    "analyst_curfew_canary_{rule}_ab12_e{}",
+                    (now + SignedDuration::from_secs(offset)).as_second()
+                )
+            });
+            let role = canary.as_deref().unwrap_or(ROLES[r]);
             let backend_start = now - SignedDuration::from_secs(age + 1);
             let idle_for = (age as f64 * idle_frac) as i64;
             let state = [
@@ -247,6 +256,11 @@ proptest! {
                 }
                 (Condition::Deny(schedule), Cause::InsideDenyWindow { .. }) => {
                     prop_assert!(schedule.inside(c.now));
+                }
+                // A verify canary's window edge (from its role name): never before the edge.
+                (Condition::Allow(_) | Condition::Deny(_), Cause::CanaryEdge { edge }) => {
+                    prop_assert!(edge <= c.now);
+                    prop_assert!(s.role.contains(curfew_policy::CANARY_MARK));
                 }
                 (Condition::MaxSessions(limit), Cause::OverSessionLimit { rank, .. }) => {
                     prop_assert!(rank > *limit);

@@ -105,6 +105,20 @@ pub fn canary_for(
     now: Timestamp,
     token: &str,
 ) -> Result<Canary, String> {
+    let canary = in_scope(policy, index, token)?;
+    let session = sample_session(&canary, now);
+    expect_ended_by(
+        policy,
+        index,
+        &session,
+        now + limit.get() + jiff::SignedDuration::from_millis(1),
+    )?;
+    Ok(canary)
+}
+
+/// A canary whose role, groups, database, application and address put its session in the
+/// scope of rule `index`, or why none can be made (nothing is checked against the engine).
+pub(crate) fn in_scope(policy: &Policy, index: usize, token: &str) -> Result<Canary, String> {
     let rule = &policy.rules[index];
     let scope = &rule.scope;
     let role = if scope.roles.is_empty() {
@@ -137,38 +151,33 @@ pub fn canary_for(
             })?;
         groups.push(group.as_str().to_owned());
     }
-    let database =
-        if scope.databases.is_empty() {
-            None
-        } else {
-            let db = scope.databases.iter().find(|g| g.is_literal()).ok_or_else(|| {
-            format!(
-                "databases holds only patterns ({}); the canary needs a database named exactly",
-                list(&scope.databases)
-            )
-        })?;
-            Some(db.as_str().to_owned())
-        };
+    let database = if scope.databases.is_empty() {
+        None
+    } else {
+        let db = scope
+            .databases
+            .iter()
+            .find(|g| g.is_literal())
+            .ok_or_else(|| {
+                format!(
+                    "databases holds only patterns ({}); the canary needs a database named exactly",
+                    list(&scope.databases)
+                )
+            })?;
+        Some(db.as_str().to_owned())
+    };
     let application = scope
         .applications
         .first()
         .map_or_else(|| "curfew-verify".to_owned(), |g| fill(g, token));
-    let canary = Canary {
+    Ok(Canary {
         role,
         groups,
         database,
         application,
         client_addr: sample_address(scope, &policy.exempt),
         activity: Activity::for_condition(&rule.condition),
-    };
-    let session = sample_session(&canary, now);
-    expect_ended_by(
-        policy,
-        index,
-        &session,
-        now + limit.get() + jiff::SignedDuration::from_millis(1),
-    )?;
-    Ok(canary)
+    })
 }
 
 /// A synthetic session of `canary`, started (and in its state) since `since`.

@@ -42,6 +42,13 @@ pub enum Cause {
         /// When the window opened.
         since: Option<Timestamp>,
     },
+    /// A `curfew verify` window-edge canary reached the edge its role name gives for this
+    /// window rule (an explicit override that only ever ends such a canary earlier; see
+    /// [`crate::canary_edge`]).
+    CanaryEdge {
+        /// The edge.
+        edge: Timestamp,
+    },
     /// One of `count` sessions of the role in the rule's scope, ranked `rank` by age (1 = oldest).
     OverSessionLimit {
         /// Position by connection time, oldest first.
@@ -127,6 +134,9 @@ impl Decision {
                     None => format!("inside the deny window ({windows})"),
                 }
             }
+            Cause::CanaryEdge { edge } => format!(
+                "a curfew verify canary: the test edge of this window rule ({edge}, given in its role name) was reached"
+            ),
             Cause::OverSessionLimit { rank, count, limit } => format!(
                 "session {rank} of {count} of its role, oldest first; limit {limit} per role"
             ),

@@ -100,6 +100,24 @@ pub(super) struct Context<'p> {
     rules: Vec<(Prepared, Action)>,
     /// `[verify] test_limit` in nanoseconds, for canary sessions.
     test_limit: Option<i64>,
+    /// Whether the policy has a window rule (only then is a canary's edge looked for).
+    windows: bool,
+}
+
+/// What a `curfew verify` canary's role name asks of the engine (see
+/// [`crate::model::canary_edge`]): the rule it tests, and for a window rule the edge at which
+/// that rule must end it at the latest (nanoseconds).
+#[derive(Debug, Clone, Copy, Default)]
+struct CanaryMarks {
+    rule: Option<usize>,
+    edge: Option<i64>,
+}
+
+impl CanaryMarks {
+    /// The edge that applies to rule `r`, if this canary tests it.
+    fn edge_for(self, r: usize) -> Option<i64> {
+        self.edge.filter(|_| self.rule == Some(r))
+    }
 }
 
 impl<'p> Context<'p> {
@@ -131,20 +149,41 @@ impl<'p> Context<'p> {
             now: nanos(now),
             rules,
             test_limit: policy.verify.test_limit.map(limit_nanos),
+            windows: policy
+                .rules
+                .iter()
+                .any(|r| matches!(r.condition, Condition::Allow(_) | Condition::Deny(_))),
         }
     }
 
-    /// For a `curfew verify` canary (only looked for when a test limit is set): the rule it
-    /// tests, whose time limit is capped at the test limit for it.
-    fn canary_rule(&self, s: &Session) -> Option<usize> {
-        self.test_limit?;
-        crate::model::canary_rule(&s.role)
+    /// For a `curfew verify` canary (only looked for when a test limit is set or the policy has
+    /// a window rule, so that other policies pay nothing): the rule it tests, whose time limit
+    /// is capped at the test limit for it, and its window edge.
+    fn canary(&self, s: &Session) -> CanaryMarks {
+        if self.test_limit.is_none() && !self.windows {
+            return CanaryMarks::default();
+        }
+        let Some(rule) = crate::model::canary_rule(&s.role) else {
+            return CanaryMarks::default();
+        };
+        CanaryMarks {
+            rule: Some(rule),
+            edge: if self.windows {
+                crate::model::canary_edge(&s.role).map(nanos)
+            } else {
+                None
+            },
+        }
     }
 
     /// The full decision for a candidate of this session.
     pub(super) fn decision(&self, s: &Session, c: Candidate) -> Decision {
         let rule = c.rule();
+        let edge = self.canary(s).edge_for(rule).filter(|e| *e == c.deadline);
         let cause = match (&self.policy.rules[rule].condition, self.rules[rule].0) {
+            (_, Prepared::Allow(_) | Prepared::Deny(_)) if edge.is_some() => Cause::CanaryEdge {
+                edge: instant(c.deadline),
+            },
             (Condition::Idle(limit), _) => Cause::Idle {
                 since: s.state_change.unwrap_or(s.backend_start),
                 limit: self.policy.verify.limit_for(&s.role, rule, *limit),
@@ -255,7 +294,7 @@ pub(super) fn judge(
             }
         };
         let start = nanos(s.backend_start);
-        let canary_rule = ctx.canary_rule(s);
+        let canary = ctx.canary(s);
         let mut is_limited = false;
         for (w, word) in applicable.rules.iter().enumerate() {
             let mut word = *word;
@@ -285,11 +324,19 @@ pub(super) fn judge(
                     }
                     _ => {}
                 }
-                let cap = match (canary_rule, ctx.test_limit) {
+                let cap = match (canary.rule, ctx.test_limit) {
                     (Some(tested), Some(test)) if tested == r => test,
                     _ => i64::MAX,
                 };
-                let Some(deadline) = deadline(rule, s, start, cap) else {
+                let mut due = deadline(rule, s, start, cap);
+                // A window-edge canary of this window rule: the earlier of the window's own
+                // deadline and the edge (never later, see `canary_edge`).
+                if let (Prepared::Allow(_) | Prepared::Deny(_), Some(edge)) =
+                    (rule, canary.edge_for(r))
+                {
+                    due = Some(due.map_or(edge, |d| d.min(edge)));
+                }
+                let Some(deadline) = due else {
                     continue;
                 };
                 if deadline > now {

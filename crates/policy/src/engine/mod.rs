@@ -242,4 +242,6 @@ fn in_order(decisions: Vec<Decision>, now: Timestamp, keys: &mut Vec<u128>) -> V
 }
 
 #[cfg(test)]
+mod canary_tests;
+#[cfg(test)]
 mod tests;

@@ -23,13 +23,26 @@ pub(super) struct Bench<'a> {
     pub(super) created: &'a Mutex<Vec<String>>,
     /// Makes evaluation fallbacks' sample names unique to this run.
     pub(super) token: &'a str,
+    /// `--max-wait`, for the hints of status lines.
+    pub(super) max_wait: Limit,
+    /// Roles (oid) verify has an incident lock on: released before the roles are dropped.
+    pub(super) locked: &'a Mutex<Vec<u32>>,
+}
+
+/// When the agent must end a canary session.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Due {
+    /// Once it has waited this long (an idle-type rule).
+    After(Limit),
+    /// At this instant on the server's clock (a window edge), not before.
+    At(Timestamp),
 }
 
 /// How long an audit record may take to appear after the session ended.
 const RECORD_WAIT: Duration = Duration::from_secs(10);
 
-/// Run the live test of rule `index`; a canary that cannot be made or is not in scope from this
-/// host falls back to evaluation, saying why.
+/// Run the live test of idle-type rule `index`; a canary that cannot be made or is not in scope
+/// from this host falls back to evaluation, saying why.
 pub(super) async fn test(
     bench: &Bench<'_>,
     index: usize,
@@ -37,9 +50,9 @@ pub(super) async fn test(
     limit: Limit,
 ) -> RuleResult {
     let rule = &bench.policy.rules[index];
-    match open(bench, index, canary, limit).await {
+    match open(bench, index, canary, Due::After(limit)).await {
         Ok(opened) => {
-            let mut result = watch(bench, index, limit, opened).await;
+            let mut result = watch(bench, index, opened).await;
             let own = rule.condition.limit().unwrap_or(limit);
             if limit < own {
                 // The canary was held to the test limit: the rule's own limit is checked by
@@ -59,6 +72,7 @@ pub(super) async fn test(
                     result.evidence
                 );
                 result.probes = probes;
+                result.held_to_test_limit(limit, own, bench.max_wait);
             }
             result
         }
@@ -82,6 +96,26 @@ impl From<String> for Fallback {
 }
 
 impl Fallback {
+    /// The result of a mechanism's test (the login lock) that cannot run.
+    pub(super) fn mechanism(&self, subject: &str) -> RuleResult {
+        match self {
+            Fallback::Evaluate(why) => RuleResult::about(
+                subject,
+                "login_lock",
+                Method::NotTested,
+                Status::NotTested,
+                format!("Not tested: {why}."),
+            ),
+            Fallback::Fail(why) => RuleResult::about(
+                subject,
+                "login_lock",
+                Method::Live,
+                Status::Fail,
+                why.clone(),
+            ),
+        }
+    }
+
     /// The result of rule `index` (evaluated around `now`).
     pub(super) fn result(
         &self,
@@ -108,56 +142,74 @@ pub(super) fn wait_for(policy: &Policy, limit: Limit) -> Duration {
 }
 
 /// A canary session in its waiting state.
-struct Opened {
-    session: CanarySession,
+pub(super) struct Opened {
+    pub(super) session: CanarySession,
     busy: Option<tokio::task::JoinHandle<Result<(), String>>>,
-    steps: Vec<String>,
+    pub(super) steps: Vec<String>,
     waiting_since: Instant,
+    /// How long after `waiting_since` it must be gone by, at the latest.
+    wait: Duration,
+    /// For a window edge: the edge, as an instant on this host's clock.
+    edge: Option<Instant>,
 }
 
-async fn open(
+/// Create the canary's role (recorded in `created` at once, so that it is dropped whatever
+/// happens) with a random password; the step that says so, and the password.
+pub(super) async fn create(
     bench: &Bench<'_>,
-    index: usize,
-    canary: &Canary,
-    limit: Limit,
-) -> Result<Opened, Fallback> {
+    role: &str,
+    groups: &[String],
+) -> Result<(Password, String), Fallback> {
     let admin = bench.admin;
     let password = Password::random().map_err(|e| format!("no random password: {e}"))?;
     let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
-    let valid_until = server_now + jiff::SignedDuration::from_secs(3600) + limit.get();
+    // Longer than any test: the longest wait verify allows, and an hour.
+    let valid_until = server_now + jiff::SignedDuration::from_secs(3600) + bench.max_wait.get();
     admin
-        .create_canary(&canary.role, &password, &canary.groups, valid_until)
+        .create_canary(role, &password, groups, valid_until)
         .await
         .map_err(|e| {
             format!(
                 "The canary role could not be created ({e}). curfew's role needs CREATEROLE{}.",
-                if canary.groups.is_empty() {
+                if groups.is_empty() {
                     String::new()
                 } else {
                     format!(
                         " and, on PostgreSQL 16 and later, ADMIN OPTION on {} (GRANT {} TO {} WITH ADMIN OPTION)",
-                        canary.groups.join(", "),
-                        canary.groups.iter().map(|g| curfew_postgres::quote_identifier(g)).collect::<Vec<_>>().join(", "),
+                        groups.join(", "),
+                        groups.iter().map(|g| curfew_postgres::quote_identifier(g)).collect::<Vec<_>>().join(", "),
                         curfew_postgres::quote_identifier(&admin.info.role)
                     )
                 }
             )
         })?;
-    lock(bench.created).push(canary.role.clone());
-    let mut steps = vec![format!(
+    lock(bench.created).push(role.to_owned());
+    let step = format!(
         "Created role \"{}\"{} (LOGIN, expiring {}).",
-        canary.role,
-        if canary.groups.is_empty() {
+        role,
+        if groups.is_empty() {
             String::new()
         } else {
-            format!(", member of {}", canary.groups.join(", "))
+            format!(", member of {}", groups.join(", "))
         },
         valid_until.round(jiff::Unit::Second).unwrap_or(valid_until)
-    )];
+    );
+    Ok((password, step))
+}
+
+/// Log in as a canary role (created by [`create`]) and switch PostgreSQL's own timeouts off
+/// for the session, so that only curfew can end it; the steps, in words.
+pub(super) async fn login(
+    bench: &Bench<'_>,
+    canary: &Canary,
+    password: &Password,
+    steps: &mut Vec<String>,
+) -> Result<CanarySession, Fallback> {
+    let admin = bench.admin;
     let session = CanarySession::open(
         bench.spec,
         &canary.role,
-        &password,
+        password,
         canary.database.as_deref(),
         &canary.application,
     )
@@ -188,7 +240,22 @@ async fn open(
     steps.push(format!(
         "It tried to switch the control off for itself: {switch_off}."
     ));
-    let wait_cap = limit.to_std() + Duration::from_secs(60);
+    Ok(session)
+}
+
+/// Create a canary, log in, put the session in its waiting state, and make sure that the engine
+/// ends it by rule `index` when `due`, as the session really is.
+pub(super) async fn open(
+    bench: &Bench<'_>,
+    index: usize,
+    canary: &Canary,
+    due: Due,
+) -> Result<Opened, Fallback> {
+    let admin = bench.admin;
+    let (password, step) = create(bench, &canary.role, &canary.groups).await?;
+    let mut steps = vec![step];
+    let session = login(bench, canary, &password, &mut steps).await?;
+    let wait_cap = bench.max_wait.to_std() + Duration::from_secs(60);
     let busy = match canary.activity {
         Activity::Idle => {
             session.run("SELECT 1").await.map_err(|e| e.to_string())?;
@@ -221,8 +288,27 @@ async fn open(
     seen.pid = session.pid;
     seen.backend_start = session.backend_start;
     seen.client_addr = session.client_addr;
-    let due = server_now + limit.get() + jiff::SignedDuration::from_millis(1);
-    curfew_verify::expect_ended_by(bench.policy, index, &seen, due).map_err(|what| {
+    let (checked, wait, edge) = match due {
+        Due::After(limit) => (
+            curfew_verify::expect_ended_by(
+                bench.policy,
+                index,
+                &seen,
+                server_now + limit.get() + jiff::SignedDuration::from_millis(1),
+            ),
+            wait_for(bench.policy, limit),
+            None,
+        ),
+        Due::At(edge) => {
+            let ahead = Duration::try_from(edge.duration_since(server_now)).unwrap_or_default();
+            (
+                curfew_verify::expect_edge(bench.policy, index, &seen, server_now, edge),
+                wait_for_edge(bench.policy, ahead),
+                Some(waiting_since + ahead),
+            )
+        }
+    };
+    checked.map_err(|what| {
         Fallback::Evaluate(format!("from this host the canary session would be {what}"))
     })?;
     Ok(Opened {
@@ -230,18 +316,37 @@ async fn open(
         busy,
         steps,
         waiting_since,
+        wait,
+        edge,
     })
 }
 
-async fn watch(bench: &Bench<'_>, index: usize, limit: Limit, opened: Opened) -> RuleResult {
+/// How long a window canary is given: to its edge, two agent intervals, and a generous margin
+/// (a loaded host or server must not fail the test; only an end that does not come does).
+pub(super) fn wait_for_edge(policy: &Policy, ahead: Duration) -> Duration {
+    ahead + 2 * policy.agent.interval.to_std() + Duration::from_secs(15)
+}
+
+/// How early before its edge a window canary may be seen gone (the two clocks are read a few
+/// milliseconds apart), and how late after it.
+fn edge_tolerance(policy: &Policy) -> (Duration, Duration) {
+    (
+        Duration::from_millis(750),
+        2 * policy.agent.interval.to_std() + Duration::from_secs(10),
+    )
+}
+
+/// Wait for the agent to end the canary session, then use it, and find the agent's record.
+pub(super) async fn watch(bench: &Bench<'_>, index: usize, opened: Opened) -> RuleResult {
     let rule = &bench.policy.rules[index];
     let Opened {
         session,
         busy,
         mut steps,
         waiting_since,
+        wait,
+        edge,
     } = opened;
-    let wait = wait_for(bench.policy, limit);
     let mut failures = Vec::new();
     let mut gone_after = None;
     while waiting_since.elapsed() < wait {
@@ -262,17 +367,39 @@ async fn watch(bench: &Bench<'_>, index: usize, limit: Limit, opened: Opened) ->
             }
         }
     }
-    match gone_after {
-        Some(after) => steps.push(format!(
-            "Its session was gone from pg_stat_activity {} after it began to wait (limit {limit}).",
+    match (gone_after, edge) {
+        (Some(after), None) => steps.push(format!(
+            "Its session was gone from pg_stat_activity {} after it began to wait.",
             format_secs(after)
         )),
-        None if failures.is_empty() => failures.push(format!(
-            "The canary session still existed {} after it began to wait (limit {limit}, agent interval {}): nothing ended it.",
+        (Some(after), Some(edge)) => {
+            let gone = waiting_since + after;
+            let (early, late) = edge_tolerance(bench.policy);
+            let (word, by) = if gone >= edge {
+                ("after", gone - edge)
+            } else {
+                ("before", edge - gone)
+            };
+            let text = format!(
+                "Its session was gone from pg_stat_activity {} {word} the edge (seen within 0.2s).",
+                format_secs(by)
+            );
+            if (gone < edge && by > early) || (gone >= edge && by > late) {
+                failures.push(format!(
+                    "{text} That is outside the tolerance ({} before, {} after the edge).",
+                    format_secs(early),
+                    format_secs(late)
+                ));
+            } else {
+                steps.push(text);
+            }
+        }
+        (None, _) if failures.is_empty() => failures.push(format!(
+            "The canary session still existed {} after it began to wait (agent interval {}): nothing ended it.",
             format_secs(wait),
             bench.policy.agent.interval
         )),
-        None => {}
+        (None, _) => {}
     }
     let used = match busy {
         Some(statement) => match tokio::time::timeout(Duration::from_secs(10), statement).await {
@@ -294,7 +421,7 @@ async fn watch(bench: &Bench<'_>, index: usize, limit: Limit, opened: Opened) ->
     }
     drop(session);
     let status = if failures.is_empty() {
-        Status::Pass
+        Status::LivePass
     } else {
         Status::Fail
     };
@@ -303,7 +430,7 @@ async fn watch(bench: &Bench<'_>, index: usize, limit: Limit, opened: Opened) ->
 }
 
 /// The agent's record of the canary's end: a `session_terminated` naming this session.
-async fn find_record(
+pub(super) async fn find_record(
     log: Option<&Path>,
     session: &CanarySession,
     rule: &str,
@@ -348,11 +475,11 @@ async fn find_record(
     }
 }
 
-fn format_secs(d: Duration) -> String {
+pub(super) fn format_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-pub(super) fn lock(created: &Mutex<Vec<String>>) -> std::sync::MutexGuard<'_, Vec<String>> {
+pub(super) fn lock<T>(created: &Mutex<Vec<T>>) -> std::sync::MutexGuard<'_, Vec<T>> {
     created
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -1,11 +1,16 @@
-//! `curfew verify`: the control test the Oracle STIG describes, run live. For each rule whose
-//! limit can be waited out, a canary role opens a session in the rule's scope, switches off
-//! PostgreSQL's own timeouts for itself, and waits; the test passes when the agent ended it,
-//! using it fails, and the audit log holds the agent's record. Other rules are checked by
-//! evaluation at their boundaries. The result is recorded as `control_verified`.
+//! `curfew verify`: the control test the Oracle STIG describes, run live. A canary role opens
+//! a session in a rule's scope, switches off PostgreSQL's own timeouts for itself, and waits
+//! for the agent: out an idle-type rule's limit, to a window edge a few seconds ahead, or one
+//! session beyond a cap; a canary role is also locked and unlocked through the ledger. A test
+//! passes live when the agent ended what it should (and nothing else), using the session fails,
+//! and the audit log holds the agent's record. What is not tested live is EVALUATED (not a
+//! proof) or NOT TESTED, with why. The result is recorded as `control_verified`, with the
+//! policy's hash.
 
 mod live;
+mod lock;
 mod output;
+mod special;
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -14,7 +19,7 @@ use anyhow::Context;
 use curfew_agent::LoadedPolicy;
 use curfew_policy::Limit;
 use curfew_postgres::{Announcement, TargetSpec};
-use curfew_verify::{Method, Planned, RuleResult, Status};
+use curfew_verify::{Planned, RuleResult, Status};
 use jiff::Timestamp;
 use live::Fallback;
 
@@ -28,9 +33,14 @@ pub(crate) struct Args {
     /// Only this target.
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
-    /// Rules with a longer limit are checked by evaluation instead of waited out.
+    /// Idle-type rules with a longer limit (as waited) are checked by evaluation instead of
+    /// waited out.
     #[arg(long, value_name = "DURATION", default_value = "5m")]
     max_wait: Limit,
+    /// Wait each idle-type rule's configured limit, not `[verify] test_limit` (still bounded
+    /// by --max-wait).
+    #[arg(long)]
+    full: bool,
     /// Output format.
     #[arg(long, value_enum, default_value = "md")]
     format: Format,
@@ -51,6 +61,8 @@ pub(super) struct Verified {
     /// What the leading agent announced, if one leads.
     agent: Option<String>,
     results: Vec<RuleResult>,
+    /// Tests of mechanisms rather than of one rule (the login lock).
+    mechanisms: Vec<RuleResult>,
     /// Problems removing what verify created.
     cleanup: Vec<String>,
 }
@@ -68,10 +80,14 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let started = Timestamp::now();
     let mut verified = Vec::new();
     for target in targets {
+        let options = curfew_verify::Options {
+            max_wait: args.max_wait,
+            full: args.full,
+        };
         let result = runtime.block_on(verify_target(
             &loaded,
             target,
-            args.max_wait,
+            options,
             audit_log.as_deref(),
             &token,
         ));
@@ -79,13 +95,13 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     }
     let failed = verified
         .iter()
-        .flat_map(|v| &v.results)
+        .flat_map(|v| v.results.iter().chain(&v.mechanisms))
         .filter(|r| r.status == Status::Fail)
         .count();
     if !args.no_record {
         super::record_result(
             audit_log.as_deref(),
-            records(&verified, &loaded, args.max_wait),
+            records(&verified, &loaded, args.max_wait, args.full),
         );
     }
     match args.format {
@@ -101,6 +117,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                 "verified_at": started.to_string(),
                 "policy": {"source": loaded.source, "sha256": loaded.sha256},
                 "max_wait": args.max_wait.to_string(),
+                "full": args.full,
                 "passed": failed == 0,
                 "targets": verified,
             }))
@@ -109,7 +126,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     }
     if failed > 0 {
         Err(Failure::Check(format!(
-            "{failed} rule{} failed verification",
+            "{failed} test{} failed verification",
             if failed == 1 { "" } else { "s" }
         )))
     } else {
@@ -120,23 +137,17 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
 async fn verify_target(
     loaded: &LoadedPolicy,
     target: &curfew_policy::Target,
-    max_wait: Limit,
+    options: curfew_verify::Options,
     audit_log: Option<&Path>,
     token: &str,
 ) -> Result<Verified, Failure> {
+    let max_wait = options.max_wait;
     let policy = &loaded.policy;
     let now = Timestamp::now();
-    let plans = curfew_verify::plan(policy, max_wait, now, token);
+    let plans = curfew_verify::plan(policy, options, now, token);
     let evaluated =
         |index: usize, why: &str| curfew_verify::by_evaluation(policy, index, why, now, token);
-    let not_tested = |index: usize, why: &str| {
-        RuleResult::new(
-            &policy.rules[index],
-            Method::NotTested,
-            Status::Skipped,
-            format!("Not tested: {why}."),
-        )
-    };
+    let not_tested = |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
     let spec = TargetSpec::from_policy(target);
     let connected = curfew_postgres::connect(&spec).await;
     let mut verified = Verified {
@@ -144,6 +155,7 @@ async fn verify_target(
         server: None,
         agent: None,
         results: Vec::new(),
+        mechanisms: Vec::new(),
         cleanup: Vec::new(),
     };
     // Why live tests cannot run on this target, if they cannot.
@@ -194,22 +206,29 @@ async fn verify_target(
         }
     }
     let created = Mutex::new(Vec::new());
+    let locked = Mutex::new(Vec::new());
     let mut live = Vec::new();
     let mut results: Vec<Option<RuleResult>> = vec![None; plans.len()];
     for (index, planned) in plans.iter().enumerate() {
         results[index] = match (planned, &blocked) {
             (Planned::NotTested { why }, _) => Some(not_tested(index, why)),
             (Planned::Evaluate { why }, _) => Some(evaluated(index, why)),
-            (Planned::Live { .. }, Some(fallback)) => {
-                Some(fallback.result(policy, index, now, token))
-            }
-            (Planned::Live { canary, limit }, None) => {
-                live.push((index, canary, *limit));
+            (_, Some(fallback)) => Some(fallback.result(policy, index, now, token)),
+            (planned, None) => {
+                live.push((index, planned));
                 None
             }
         };
     }
-    if let (Some(admin), false) = (&admin, live.is_empty()) {
+    // The login-lock test runs wherever the live tests can.
+    let test_locks = match &blocked {
+        None => admin.is_some(),
+        Some(fallback) => {
+            verified.mechanisms.push(fallback.mechanism(lock::SUBJECT));
+            false
+        }
+    };
+    if let (Some(admin), true) = (&admin, !live.is_empty() || test_locks) {
         let bench = live::Bench {
             admin,
             spec: &spec,
@@ -217,32 +236,79 @@ async fn verify_target(
             audit_log,
             created: &created,
             token,
+            max_wait,
+            locked: &locked,
         };
-        let longest = live.iter().map(|(_, _, l)| *l).max().unwrap_or(max_wait);
+        let longest = live
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Planned::Live { limit, .. } => Some(live::wait_for(policy, *limit)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default()
+            .max(live::wait_for_edge(
+                policy,
+                curfew_verify::EDGE_LEAD.unsigned_abs(),
+            ));
         eprintln!(
-            "curfew: target \"{}\": {} canary session{} in the scope of {}; waiting up to {}s for the agent to end them",
+            "curfew: target \"{}\": canary sessions in the scope of {}{}; waiting up to {}s for the agent",
             target.name,
-            live.len(),
-            if live.len() == 1 { "" } else { "s" },
             live.iter()
-                .map(|(i, _, _)| format!("\"{}\"", policy.rules[*i].name))
+                .map(|(i, _)| format!("\"{}\"", policy.rules[*i].name))
                 .collect::<Vec<_>>()
                 .join(", "),
-            live::wait_for(policy, longest).as_secs()
+            if test_locks {
+                ", and a canary role to lock and unlock"
+            } else {
+                ""
+            },
+            longest.as_secs()
         );
-        let tests = futures_util::future::join_all(
-            live.iter()
-                .map(|(index, canary, limit)| live::test(&bench, *index, canary, *limit)),
-        );
+        let tests = futures_util::future::join_all(live.iter().map(|(index, planned)| {
+            let bench = &bench;
+            let index = *index;
+            async move {
+                match planned {
+                    Planned::Live { canary, limit, .. } => {
+                        live::test(bench, index, canary, *limit).await
+                    }
+                    Planned::Edge => special::edge(bench, index).await,
+                    Planned::Cap { canary, cap } => special::cap(bench, index, canary, *cap).await,
+                    Planned::Evaluate { why } => evaluated(index, why),
+                    Planned::NotTested { why } => not_tested(index, why),
+                }
+            }
+        }));
+        let lock_test = async {
+            if test_locks {
+                Some(lock::test(&bench, &target.name).await)
+            } else {
+                None
+            }
+        };
         let interrupted = tokio::select! {
-            done = tests => {
-                for ((index, _, _), result) in live.iter().zip(done) {
+            (done, locks) = futures_util::future::join(tests, lock_test) => {
+                for ((index, _), result) in live.iter().zip(done) {
                     results[*index] = Some(result);
                 }
+                verified.mechanisms.extend(locks);
                 false
             }
             _ = tokio::signal::ctrl_c() => true,
         };
+        // Whatever happened: the locks verify took are released, then its roles dropped.
+        let locked = live::lock(&locked).clone();
+        for oid in locked {
+            if let Err(e) = admin
+                .release_incident_lock(oid, "curfew verify (cleanup)")
+                .await
+            {
+                verified.cleanup.push(format!(
+                    "the incident lock on canary role oid {oid} was not released: {e}"
+                ));
+            }
+        }
         let created = live::lock(&created).clone();
         for role in &created {
             if let Err(e) = admin.drop_canary(role).await {
@@ -266,18 +332,17 @@ fn records(
     verified: &[Verified],
     loaded: &LoadedPolicy,
     max_wait: Limit,
+    full: bool,
 ) -> Vec<curfew_audit::Record> {
     verified
         .iter()
         .map(|v| {
-            let failed = v.results.iter().any(|r| r.status == Status::Fail);
+            let all: Vec<RuleResult> = v.results.iter().chain(&v.mechanisms).cloned().collect();
+            let failed = all.iter().any(|r| r.status == Status::Fail);
             curfew_audit::Record::new(Timestamp::now(), curfew_audit::Event::ControlVerified)
                 .with_target(&v.target)
                 .with_result(if failed { "failed" } else { "passed" })
-                .with_reason(format!(
-                    "curfew verify: {}",
-                    curfew_verify::summary(&v.results)
-                ))
+                .with_reason(format!("curfew verify: {}", curfew_verify::summary(&all)))
                 .with_detail(serde_json::json!({
                     // Who ran it: the real uid's user and the role the target's URL connects as.
                     "actor": crate::actor::current(
@@ -285,9 +350,13 @@ fn records(
                     ).to_json(),
                     "server": v.server,
                     "agent": v.agent,
+                    // The hash `policy_loaded` records carry: `report` compares the two.
                     "policy_sha256": loaded.sha256,
                     "max_wait": max_wait.to_string(),
+                    "full": full,
+                    "counts": curfew_verify::counts(&all),
                     "rules": v.results,
+                    "mechanisms": v.mechanisms,
                     "cleanup": v.cleanup,
                 }))
         })

@@ -20,7 +20,7 @@ pub(super) fn markdown(
     for v in verified {
         let _ = writeln!(
             md,
-            "# curfew verify: target \"{}\"\n\n{} · policy `{}` (sha256 `{}`) · leader: {} · started {at} · --max-wait {max_wait}\n\n**{}.**\n",
+            "# curfew verify: target \"{}\"\n\n{} · policy `{}` (sha256 `{}`) · leader: {} · started {at} · --max-wait {max_wait}\n\n**{}.**\n\nLIVE PASS: the running agent did it to a canary session or role, seen here. EVALUATED: the engine's verdicts at the rule's boundaries agree with the policy — not a live proof. NOT TESTED: nothing was tested, for the reason given. FAIL: what went wrong, or why the test could not run.\n",
             v.target,
             v.server.as_deref().unwrap_or("not reached"),
             loaded.source,
@@ -28,7 +28,13 @@ pub(super) fn markdown(
             v.agent
                 .as_deref()
                 .map_or_else(|| "none".to_owned(), |a| format!("`{a}`")),
-            curfew_verify::summary(&v.results),
+            curfew_verify::summary(
+                &v.results
+                    .iter()
+                    .chain(&v.mechanisms)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            ),
         );
         md.push_str(&md_header(&[
             "Status",
@@ -37,11 +43,11 @@ pub(super) fn markdown(
             "Method",
             "Evidence",
         ]));
-        for r in &v.results {
+        for r in v.results.iter().chain(&v.mechanisms) {
             let _ = writeln!(
                 md,
                 "| {} | {} | {} | {} | {} |",
-                r.status.label(),
+                cell(&r.status_line),
                 cell(&r.rule),
                 r.condition,
                 r.method.label(),

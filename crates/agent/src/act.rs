@@ -1,5 +1,5 @@
 //! Acting on a plan: guarded terminations with intent records before and outcome records after,
-//! report-only records (once per session and rule), warnings, and a retry delay for
+//! report-only records (once per session and rule), warnings (warn.rs), and a retry delay for
 //! terminations the server refused. Everything due at one moment is ended as one batch: one
 //! fsync for the intents, one statement, one confirmation poll, one fsync for the outcomes.
 
@@ -20,6 +20,7 @@ use crate::loaded::LoadedPolicy;
 use crate::locks::LockedSet;
 use crate::records::{about, session_info, write, write_all, write_outcomes};
 use crate::shared::Shared;
+use crate::warn::Warner;
 
 /// The rule name under which sessions of locked roles are ended.
 const LOCK_RULE: &str = "login-lock";
@@ -70,7 +71,7 @@ pub(crate) struct Actor {
     target: String,
     shared: Arc<Shared>,
     reported: HashSet<(SessionKey, usize)>,
-    warned: HashSet<(SessionKey, usize)>,
+    warner: Warner,
     refused: HashMap<SessionKey, Retry>,
     pending: Vec<Pending>,
 }
@@ -78,10 +79,10 @@ pub(crate) struct Actor {
 impl Actor {
     pub(crate) fn new(target: String, shared: Arc<Shared>) -> Self {
         Self {
+            warner: Warner::new(target.clone(), shared.clone()),
             target,
             shared,
             reported: HashSet::new(),
-            warned: HashSet::new(),
             refused: HashMap::new(),
             pending: Vec::new(),
         }
@@ -239,17 +240,16 @@ impl Actor {
                     self.report(loaded, session, d.rule, ending).await;
                 }
             }
-            for d in &plan.warnings {
-                if let Some(session) = by_key.get(&d.session) {
-                    self.warn(loaded, snapshot, d, session);
-                }
-            }
+            // After the batch: a warning never delays a termination.
+            self.warner
+                .warn(loaded, snapshot, &plan.warnings, &by_key)
+                .await;
         }
-        if !(self.reported.is_empty() && self.warned.is_empty() && self.refused.is_empty()) {
+        if !(self.reported.is_empty() && self.warner.is_empty() && self.refused.is_empty()) {
             // Forget sessions that are gone.
             let live: HashSet<SessionKey> = snapshot.sessions.iter().map(Session::key).collect();
             self.reported.retain(|(k, _)| live.contains(k));
-            self.warned.retain(|(k, _)| live.contains(k));
+            self.warner.forget(&live);
             self.refused.retain(|k, _| live.contains(k));
         }
         Ok(())
@@ -467,6 +467,13 @@ impl Actor {
             Outcome::Ended { at, .. } => {
                 let lateness = at.duration_since(deadline);
                 tracing::info!(target: "curfew::agent",
+                    event = "session_terminated",
+                    target = %self.target,
+                    pid = session.pid,
+                    role = %curfew_policy::visible(&session.role),
+                    database = %curfew_policy::visible(&session.database),
+                    rule = %curfew_policy::visible(&rule),
+                    lateness_ms = lateness.as_secs_f64() * 1e3,
                     "target \"{}\": ended {who} by rule \"{rule}\": {} ({} after the deadline)",
                     self.target, curfew_policy::visible(&reason), curfew_policy::format_age(lateness));
                 self.shared.emit(AgentEvent::Terminated {
@@ -481,6 +488,11 @@ impl Actor {
             }
             Outcome::NoLongerMatched { .. } => {
                 tracing::info!(target: "curfew::agent",
+                    event = "termination_skipped",
+                    target = %self.target,
+                    pid = session.pid,
+                    role = %curfew_policy::visible(&session.role),
+                    rule = %curfew_policy::visible(&rule),
                     "target \"{}\": {who} changed before rule \"{rule}\" could end it; left alone",
                     self.target);
                 self.shared.emit(AgentEvent::NoLongerMatched {
@@ -500,6 +512,11 @@ impl Actor {
                     .min(Duration::from_secs(300));
                 retry.not_before = Instant::now() + wait;
                 tracing::error!(target: "curfew::agent",
+                    event = "termination_failed",
+                    target = %self.target,
+                    pid = session.pid,
+                    role = %curfew_policy::visible(&session.role),
+                    rule = %curfew_policy::visible(&rule),
                     "target \"{}\": could not end {who} (rule \"{rule}\"): {}; retrying in {}s",
                     self.target, curfew_policy::visible(&error), wait.as_secs());
                 self.shared.emit(AgentEvent::TerminationFailed {
@@ -544,6 +561,11 @@ impl Actor {
             return;
         }
         tracing::info!(target: "curfew::agent",
+            event = "session_reported",
+            target = %self.target,
+            pid = session.pid,
+            role = %curfew_policy::visible(&session.role),
+            rule = %curfew_policy::visible(&ending.rule),
             "target \"{}\": rule \"{}\" would end {} ({}); nothing done ({})",
             self.target, ending.rule, describe(session), curfew_policy::visible(&ending.reason),
             if self.shared.options.dry_run { "dry run" } else { "report only" });
@@ -552,30 +574,6 @@ impl Actor {
             session: session.clone(),
             rule: ending.rule,
             reason: ending.reason,
-        });
-    }
-
-    fn warn(
-        &mut self,
-        loaded: &LoadedPolicy,
-        snapshot: &Snapshot,
-        d: &Decision,
-        session: &Session,
-    ) {
-        if !self.warned.insert((d.session, d.rule)) {
-            return;
-        }
-        let rule = &loaded.policy.rules[d.rule];
-        tracing::info!(target: "curfew::agent",
-            "target \"{}\": {} will be ended in {} by rule \"{}\"",
-            self.target, describe(session),
-            curfew_policy::format_age(d.deadline.duration_since(snapshot.now)), rule.name);
-        self.shared.emit(AgentEvent::Warned {
-            target: self.target.clone(),
-            session: session.clone(),
-            rule: rule.name.clone(),
-            deadline: d.deadline,
-            at: snapshot.now,
         });
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_agent::AgentEvent;
+use curfew_agent::{AgentEvent, LoginLock};
 use curfew_policy::{Session, SessionKey};
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
@@ -34,6 +34,8 @@ pub(crate) struct TargetBoard {
     pub(crate) ended_since: HashSet<SessionKey>,
     /// What keeps the target from being enforced, as the agent last said.
     pub(crate) problem: Option<String>,
+    /// The login locks in force, as this agent last read the ledger (a primary it leads).
+    pub(crate) login_locks: Vec<LoginLock>,
 }
 
 /// A snapshot as the observer received it.
@@ -114,13 +116,15 @@ impl Board {
                 t.error = Some(error.clone());
                 t.leading = None;
                 t.snapshot = None;
+                t.login_locks.clear();
             }
             AgentEvent::Leading { target, leading } => {
                 let t = self.target(target);
                 t.leading = Some(*leading);
                 if !leading {
-                    // What it saw as leader is no longer being acted on.
+                    // What it saw as leader is no longer being acted on, nor read.
                     t.snapshot = None;
+                    t.login_locks.clear();
                 }
             }
             AgentEvent::StandingBy { target } => {
@@ -175,10 +179,17 @@ impl Board {
             AgentEvent::AuditFailed { error } => {
                 self.audit_failure = Some((Timestamp::now(), error.clone()));
             }
+            AgentEvent::LoginLocks { target, locks } => {
+                self.target(target).login_locks.clone_from(locks);
+            }
             AgentEvent::NoLongerMatched { .. }
             | AgentEvent::TerminationFailed { .. }
             | AgentEvent::Reported { .. }
-            | AgentEvent::Warned { .. } => {}
+            | AgentEvent::Warned { .. }
+            | AgentEvent::PolicyApplied { .. }
+            | AgentEvent::PolicyRejected { .. }
+            | AgentEvent::NotifyFailed { .. }
+            | AgentEvent::NotifyDropped => {}
         }
     }
 

@@ -2,7 +2,7 @@
 //! leadership and last snapshot, the recent terminations, and whether audit writes succeed.
 //! Pure bookkeeping: the caller passes the instant each event was received.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +36,8 @@ pub(crate) struct TargetBoard {
     pub(crate) problem: Option<String>,
     /// The login locks in force, as this agent last read the ledger (a primary it leads).
     pub(crate) login_locks: Vec<LoginLock>,
+    /// Live sessions whose warning was recorded, with the hooks it was queued for.
+    pub(crate) warned: HashMap<SessionKey, Vec<&'static str>>,
 }
 
 /// A snapshot as the observer received it.
@@ -144,6 +146,10 @@ impl Board {
                 t.leading = Some(true);
                 t.last_contact = Some(now);
                 t.ended_since.clear();
+                if !t.warned.is_empty() {
+                    let live: HashSet<SessionKey> = sessions.iter().map(Session::key).collect();
+                    t.warned.retain(|k, _| live.contains(k));
+                }
                 t.snapshot = Some(Seen {
                     at: *at,
                     received: now,
@@ -182,10 +188,19 @@ impl Board {
             AgentEvent::LoginLocks { target, locks } => {
                 self.target(target).login_locks.clone_from(locks);
             }
+            AgentEvent::Warned {
+                target,
+                session,
+                hooks,
+                ..
+            } => {
+                self.target(target)
+                    .warned
+                    .insert(session.key(), hooks.clone());
+            }
             AgentEvent::NoLongerMatched { .. }
             | AgentEvent::TerminationFailed { .. }
             | AgentEvent::Reported { .. }
-            | AgentEvent::Warned { .. }
             | AgentEvent::PolicyApplied { .. }
             | AgentEvent::PolicyRejected { .. }
             | AgentEvent::NotifyFailed { .. }

@@ -54,6 +54,7 @@ struct Row<'a> {
     rule: &'a str,
     countdown: String,
     reason: &'a str,
+    warning: &'a str,
 }
 
 struct PageEnded<'a> {
@@ -164,6 +165,7 @@ fn row(s: &SessionStatus) -> Row<'_> {
         rule: s.rule.as_deref().unwrap_or(""),
         countdown,
         reason: s.reason.as_deref().unwrap_or(""),
+        warning: s.warning.as_deref().unwrap_or(""),
     }
 }
 

@@ -176,6 +176,10 @@ pub struct SessionStatus {
     pub ends_in_seconds: Option<f64>,
     /// Why, in words, as of the deadline.
     pub reason: Option<String>,
+    /// Once the session is inside its rule's warning lead: what was done about it. The agent
+    /// cannot reach the session's user; it records the warning and queues it for the notify
+    /// hooks, and says so here.
+    pub warning: Option<String>,
 }
 
 /// What the status needs to know about the agent itself.
@@ -277,6 +281,7 @@ fn target_status(
                 reason: decision
                     .as_ref()
                     .map(|d| d.reason(&loaded.policy, server_now.max(d.deadline))),
+                warning: known.warned.get(&s.key()).map(|hooks| warning(hooks)),
             });
         }
         sessions.sort_by(|a, b| {
@@ -325,6 +330,21 @@ fn target_status(
                 until: l.until,
             })
             .collect(),
+    }
+}
+
+/// What was done about a warning, in words.
+fn warning(hooks: &[&str]) -> String {
+    match hooks {
+        [] => {
+            "warning recorded for operators in the audit log; no notify hook, so the user is not told"
+                .to_owned()
+        }
+        hooks => format!(
+            "warning recorded in the audit log and queued for the notify {}: {}",
+            if hooks.len() == 1 { "hook" } else { "hooks" },
+            hooks.join(", ")
+        ),
     }
 }
 

@@ -442,3 +442,48 @@ fn the_status_and_its_page_show_the_login_locks_in_force() {
     let s = status(&board, &loaded, health, &about(), t0, at(10));
     assert!(s.targets[0].login_locks.is_empty());
 }
+
+#[test]
+fn a_recorded_warning_is_shown_as_recorded_and_passed_on_never_as_told() {
+    let mut board = Board::default();
+    let t0 = Instant::now();
+    let kim = session(7, "kim", "psql", SessionState::Idle, 0);
+    let lee = session(8, "kim", "psql", SessionState::Idle, 1);
+    board.apply(&evaluated(vec![kim.clone(), lee.clone()], at(590)), t0);
+    for (s, hooks) in [(&kim, vec!["command", "webhook"]), (&lee, Vec::new())] {
+        board.apply(
+            &AgentEvent::Warned {
+                target: "db".into(),
+                session: s.clone(),
+                rule: "inactivity".into(),
+                deadline: at(600),
+                at: at(590),
+                reason: "will be ended".into(),
+                hooks,
+            },
+            t0,
+        );
+    }
+    let loaded = loaded();
+    let health = check(&board, &loaded, Ok(()), t0);
+    let st = status(&board, &loaded, health, &about(), t0, at(590));
+    let shown = |pid| {
+        st.targets[0]
+            .sessions
+            .iter()
+            .find(|s| s.pid == pid)
+            .and_then(|s| s.warning.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        shown(7),
+        "warning recorded in the audit log and queued for the notify hooks: command, webhook"
+    );
+    assert!(shown(8).contains("no notify hook, so the user is not told"));
+    let html = crate::page::render(&st, 0).unwrap();
+    assert!(html.contains("queued for the notify hooks: command, webhook"));
+    assert!(!html.to_lowercase().contains("user was warned"));
+    // A session gone from the next snapshot is forgotten.
+    board.apply(&evaluated(vec![lee], at(591)), t0);
+    assert_eq!(board.targets["db"].warned.len(), 1);
+}

@@ -169,7 +169,10 @@ async fn deliver(
             let config = match tls {
                 Some(config) => Some(config.clone()),
                 None if url.to_ascii_lowercase().starts_with("https://") => {
-                    let config = webhook::tls_config();
+                    // Reading the system's certificates is file I/O: off the async threads.
+                    let config = tokio::task::spawn_blocking(webhook::tls_config)
+                        .await
+                        .unwrap_or_else(|e| Err(format!("loading trusted certificates: {e}")));
                     *tls = Some(config.clone());
                     Some(config)
                 }

@@ -218,3 +218,6 @@ where
     });
     false
 }
+
+#[cfg(test)]
+mod tests;

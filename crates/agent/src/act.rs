@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
+use crate::describe::describe;
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
 use crate::locks::LockedSet;
@@ -240,10 +241,6 @@ impl Actor {
                     self.report(loaded, session, d.rule, ending).await;
                 }
             }
-            // After the batch: a warning never delays a termination.
-            self.warner
-                .warn(loaded, snapshot, &plan.warnings, &by_key)
-                .await;
         }
         if !(self.reported.is_empty() && self.warner.is_empty() && self.refused.is_empty()) {
             // Forget sessions that are gone.
@@ -283,8 +280,23 @@ impl Actor {
     }
 
     /// End sessions of locked roles that the plan does not already end (an incident lock ends
-    /// a role's sessions whatever the rules say; a window lock's rule usually got them first).
+    /// a role's sessions whatever the rules say; a window lock's rule usually got them first),
+    /// then record the tick's warnings: last, so that none delays an ending or a login change.
     pub(crate) async fn end_locked<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        loaded: &LoadedPolicy,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        locked: &LockedSet,
+    ) -> Result<(), PgError> {
+        self.end_locked_sessions(backend, loaded, snapshot, plan, locked)
+            .await?;
+        self.warner.warn(loaded, snapshot, &plan.warnings).await;
+        Ok(())
+    }
+
+    async fn end_locked_sessions<B: Backend>(
         &mut self,
         backend: &mut B,
         loaded: &LoadedPolicy,
@@ -576,19 +588,4 @@ impl Actor {
             reason: ending.reason,
         });
     }
-}
-
-/// "pid 4242 (analyst_kim on sales, psql)".
-fn describe(s: &Session) -> String {
-    let app = if s.application.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", s.application)
-    };
-    // Names come from the server, set by whoever created them: shown, never obeyed.
-    curfew_policy::visible(&format!(
-        "pid {} ({} on {}{app})",
-        s.pid, s.role, s.database
-    ))
-    .into_owned()
 }

@@ -7,6 +7,7 @@
 mod act;
 mod backend;
 mod campaign;
+mod describe;
 mod events;
 mod fault;
 mod keepers;

@@ -4,8 +4,8 @@
 //! to another backend's client), so the record says what happened — recorded for operators,
 //! queued for the hooks — and never that the user was told.
 //!
-//! A warning is not an action: it has no intent record, and it is written after the batch of
-//! terminations of the same tick, so that it never delays one.
+//! A warning is not an action: it has no intent record, and it is written last in its tick,
+//! after the terminations and login changes, so that it never delays one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -55,8 +55,12 @@ impl Warner {
         loaded: &LoadedPolicy,
         snapshot: &Snapshot,
         warnings: &[Decision],
-        by_key: &HashMap<SessionKey, &Session>,
     ) {
+        if warnings.is_empty() {
+            return;
+        }
+        let by_key: HashMap<SessionKey, &Session> =
+            snapshot.sessions.iter().map(|s| (s.key(), s)).collect();
         let due: Vec<(&Decision, &Session)> = warnings
             .iter()
             .filter(|d| !self.warned.contains(&(d.session, d.rule)))

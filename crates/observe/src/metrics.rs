@@ -259,6 +259,11 @@ impl Metrics {
             login_locks.clone(),
         );
         let notify_failures = Family::<HookLabels, Counter>::default();
+        for hook in ["command", "webhook"] {
+            drop(notify_failures.get_or_create(&HookLabels {
+                hook: hook.to_owned(),
+            }));
+        }
         registry.register(
             "notify_failures",
             "Events a notify hook (command, webhook) did not take after every attempt",

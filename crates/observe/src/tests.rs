@@ -352,6 +352,7 @@ fn metrics_show_the_policy_hash_reloads_locks_warnings_and_hook_failures() {
         r#"curfew_sessions_warned_total{target="db",rule="inactivity"} 2"#,
         r#"curfew_sessions_warned_total{target="db",rule="lifetime"} 1"#,
         r#"curfew_notify_failures_total{hook="webhook"} 2"#,
+        r#"curfew_notify_failures_total{hook="command"} 0"#,
         "curfew_notify_dropped_total 1",
     ] {
         assert!(text.contains(line), "no {line} in:\n{text}");

@@ -1,5 +1,5 @@
 //! Acting on a plan: guarded terminations with intent records before and outcome records after,
-//! report-only records (once per session and rule), warnings, and a retry delay for
+//! report-only records (once per session and rule), warnings (warn.rs), and a retry delay for
 //! terminations the server refused. Everything due at one moment is ended as one batch: one
 //! fsync for the intents, one statement, one confirmation poll, one fsync for the outcomes.
 
@@ -15,11 +15,13 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backend::Backend;
+use crate::describe::describe;
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
 use crate::locks::LockedSet;
 use crate::records::{about, session_info, write, write_all, write_outcomes};
 use crate::shared::Shared;
+use crate::warn::Warner;
 
 /// The rule name under which sessions of locked roles are ended.
 const LOCK_RULE: &str = "login-lock";
@@ -70,7 +72,7 @@ pub(crate) struct Actor {
     target: String,
     shared: Arc<Shared>,
     reported: HashSet<(SessionKey, usize)>,
-    warned: HashSet<(SessionKey, usize)>,
+    warner: Warner,
     refused: HashMap<SessionKey, Retry>,
     pending: Vec<Pending>,
 }
@@ -78,10 +80,10 @@ pub(crate) struct Actor {
 impl Actor {
     pub(crate) fn new(target: String, shared: Arc<Shared>) -> Self {
         Self {
+            warner: Warner::new(target.clone(), shared.clone()),
             target,
             shared,
             reported: HashSet::new(),
-            warned: HashSet::new(),
             refused: HashMap::new(),
             pending: Vec::new(),
         }
@@ -239,17 +241,12 @@ impl Actor {
                     self.report(loaded, session, d.rule, ending).await;
                 }
             }
-            for d in &plan.warnings {
-                if let Some(session) = by_key.get(&d.session) {
-                    self.warn(loaded, snapshot, d, session);
-                }
-            }
         }
-        if !(self.reported.is_empty() && self.warned.is_empty() && self.refused.is_empty()) {
+        if !(self.reported.is_empty() && self.warner.is_empty() && self.refused.is_empty()) {
             // Forget sessions that are gone.
             let live: HashSet<SessionKey> = snapshot.sessions.iter().map(Session::key).collect();
             self.reported.retain(|(k, _)| live.contains(k));
-            self.warned.retain(|(k, _)| live.contains(k));
+            self.warner.forget(&live);
             self.refused.retain(|k, _| live.contains(k));
         }
         Ok(())
@@ -283,8 +280,23 @@ impl Actor {
     }
 
     /// End sessions of locked roles that the plan does not already end (an incident lock ends
-    /// a role's sessions whatever the rules say; a window lock's rule usually got them first).
+    /// a role's sessions whatever the rules say; a window lock's rule usually got them first),
+    /// then record the tick's warnings: last, so that none delays an ending or a login change.
     pub(crate) async fn end_locked<B: Backend>(
+        &mut self,
+        backend: &mut B,
+        loaded: &LoadedPolicy,
+        snapshot: &Snapshot,
+        plan: &Plan,
+        locked: &LockedSet,
+    ) -> Result<(), PgError> {
+        self.end_locked_sessions(backend, loaded, snapshot, plan, locked)
+            .await?;
+        self.warner.warn(loaded, snapshot, &plan.warnings).await;
+        Ok(())
+    }
+
+    async fn end_locked_sessions<B: Backend>(
         &mut self,
         backend: &mut B,
         loaded: &LoadedPolicy,
@@ -467,6 +479,13 @@ impl Actor {
             Outcome::Ended { at, .. } => {
                 let lateness = at.duration_since(deadline);
                 tracing::info!(target: "curfew::agent",
+                    event = "session_terminated",
+                    target = %self.target,
+                    pid = session.pid,
+                    role = %curfew_policy::visible(&session.role),
+                    database = %curfew_policy::visible(&session.database),
+                    rule = %curfew_policy::visible(&rule),
+                    lateness_ms = lateness.as_secs_f64() * 1e3,
                     "target \"{}\": ended {who} by rule \"{rule}\": {} ({} after the deadline)",
                     self.target, curfew_policy::visible(&reason), curfew_policy::format_age(lateness));
                 self.shared.emit(AgentEvent::Terminated {
@@ -481,6 +500,11 @@ impl Actor {
             }
             Outcome::NoLongerMatched { .. } => {
                 tracing::info!(target: "curfew::agent",
+                    event = "termination_skipped",
+                    target = %self.target,
+                    pid = session.pid,
+                    role = %curfew_policy::visible(&session.role),
+                    rule = %curfew_policy::visible(&rule),
                     "target \"{}\": {who} changed before rule \"{rule}\" could end it; left alone",
                     self.target);
                 self.shared.emit(AgentEvent::NoLongerMatched {
@@ -500,6 +524,11 @@ impl Actor {
                     .min(Duration::from_secs(300));
                 retry.not_before = Instant::now() + wait;
                 tracing::error!(target: "curfew::agent",
+                    event = "termination_failed",
+                    target = %self.target,
+                    pid = session.pid,
+                    role = %curfew_policy::visible(&session.role),
+                    rule = %curfew_policy::visible(&rule),
                     "target \"{}\": could not end {who} (rule \"{rule}\"): {}; retrying in {}s",
                     self.target, curfew_policy::visible(&error), wait.as_secs());
                 self.shared.emit(AgentEvent::TerminationFailed {
@@ -544,6 +573,11 @@ impl Actor {
             return;
         }
         tracing::info!(target: "curfew::agent",
+            event = "session_reported",
+            target = %self.target,
+            pid = session.pid,
+            role = %curfew_policy::visible(&session.role),
+            rule = %curfew_policy::visible(&ending.rule),
             "target \"{}\": rule \"{}\" would end {} ({}); nothing done ({})",
             self.target, ending.rule, describe(session), curfew_policy::visible(&ending.reason),
             if self.shared.options.dry_run { "dry run" } else { "report only" });
@@ -554,43 +588,4 @@ impl Actor {
             reason: ending.reason,
         });
     }
-
-    fn warn(
-        &mut self,
-        loaded: &LoadedPolicy,
-        snapshot: &Snapshot,
-        d: &Decision,
-        session: &Session,
-    ) {
-        if !self.warned.insert((d.session, d.rule)) {
-            return;
-        }
-        let rule = &loaded.policy.rules[d.rule];
-        tracing::info!(target: "curfew::agent",
-            "target \"{}\": {} will be ended in {} by rule \"{}\"",
-            self.target, describe(session),
-            curfew_policy::format_age(d.deadline.duration_since(snapshot.now)), rule.name);
-        self.shared.emit(AgentEvent::Warned {
-            target: self.target.clone(),
-            session: session.clone(),
-            rule: rule.name.clone(),
-            deadline: d.deadline,
-            at: snapshot.now,
-        });
-    }
-}
-
-/// "pid 4242 (analyst_kim on sales, psql)".
-fn describe(s: &Session) -> String {
-    let app = if s.application.is_empty() {
-        String::new()
-    } else {
-        format!(", {}", s.application)
-    };
-    // Names come from the server, set by whoever created them: shown, never obeyed.
-    curfew_policy::visible(&format!(
-        "pid {} ({} on {}{app})",
-        s.pid, s.role, s.database
-    ))
-    .into_owned()
 }

@@ -103,7 +103,9 @@ pub enum AgentEvent {
         /// Why, in words.
         reason: String,
     },
-    /// A session entered the warning lead of the rule that will end it.
+    /// A session entered the warning lead of the rule that will end it: a `session_warned`
+    /// record was written and the notify hooks (if any) were asked. The user is not told by
+    /// the agent (it has no way to reach a session's user).
     Warned {
         /// Target name.
         target: String,
@@ -115,7 +117,44 @@ pub enum AgentEvent {
         deadline: Timestamp,
         /// The server clock when the warning fell due.
         at: Timestamp,
+        /// The record's reason, in words.
+        reason: String,
+        /// The hooks the event was queued for (`command`, `webhook`; none in a dry run).
+        hooks: Vec<&'static str>,
     },
+    /// A policy came into force: at start (`reload: false`) or by a reload.
+    PolicyApplied {
+        /// Its file.
+        source: String,
+        /// SHA-256 of the file.
+        sha256: String,
+        /// Whether it replaced a running policy.
+        reload: bool,
+    },
+    /// A reloaded policy file was rejected; the running policy stays in force.
+    PolicyRejected {
+        /// The file.
+        source: String,
+        /// How many problems were found.
+        problems: usize,
+    },
+    /// The login locks in force on a primary target, as its ledger was last read (said after
+    /// every round of lock keeping).
+    LoginLocks {
+        /// Target name.
+        target: String,
+        /// Every lock in force, by role.
+        locks: Vec<LoginLock>,
+    },
+    /// A notify hook failed to take an event after every attempt.
+    NotifyFailed {
+        /// `command` or `webhook`.
+        hook: &'static str,
+        /// The last attempt's error (a webhook's URL shown without its path).
+        error: String,
+    },
+    /// An event was dropped before reaching the notify hooks: their queue was full.
+    NotifyDropped,
     /// Audit records were appended (and are durable).
     Recorded {
         /// What each record says, in order.
@@ -138,6 +177,26 @@ pub enum AgentEvent {
         /// Why.
         error: String,
     },
+}
+
+/// A login lock in force on a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginLock {
+    /// The locked role.
+    pub role: String,
+    /// `window` (a `lock_logins` rule) or `incident` (`curfew lock`).
+    pub kind: String,
+    /// For a window lock, its rule.
+    pub rule: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// Who made it (for a window lock, curfew).
+    pub created_by: String,
+    /// Since when (server clock).
+    pub since: Timestamp,
+    /// Until when, if known: an incident lock's expiry, or when a window lock's rule next
+    /// opens its window (server clock).
+    pub until: Option<Timestamp>,
 }
 
 /// The gist of one audit record that was written, for observers that count them.

@@ -7,22 +7,26 @@
 mod act;
 mod backend;
 mod campaign;
+mod describe;
 mod events;
 mod fault;
 mod keepers;
 mod leadership;
 mod loaded;
 mod locks;
+mod notify;
 mod records;
 mod shared;
 mod supervisor;
 mod tally;
+mod warn;
 mod worker;
 
 pub use backend::{Backend, Connector};
-pub use events::{AgentEvent, RecordedEvent};
+pub use events::{AgentEvent, LoginLock, RecordedEvent};
 pub use loaded::{LoadError, LoadedPolicy};
 pub use locks::{Locked, LockedSet, covered_roles};
+pub use notify::{ATTEMPT_TIMEOUT, ATTEMPTS, Hook, WebhookUrl, redact_url, split_command};
 pub use records::{recover as recover_audit, write_to as write_audit};
 pub use shared::AgentOptions;
 pub use supervisor::{AgentError, run};

@@ -15,6 +15,7 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::backend::LoginLedger;
+use crate::events::{AgentEvent, LoginLock};
 use crate::loaded::LoadedPolicy;
 use crate::records::{about, write};
 use crate::shared::Shared;
@@ -41,6 +42,8 @@ pub(crate) struct Kept {
     pub(crate) locked: LockedSet,
     /// When a window opens or closes, or a lock expires (server clock).
     pub(crate) next_change: Option<Timestamp>,
+    /// Every lock in force, for observers.
+    pub(crate) locks: Vec<LoginLock>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +75,8 @@ pub(crate) struct Keeper {
     /// The locked roles of the last round that read the ledger: their sessions keep being
     /// ended while the ledger cannot be read.
     last_locked: LockedSet,
+    /// The locks in force as last read, for observers.
+    last_locks: Vec<LoginLock>,
     /// Login changes the server refused, by role oid, and when to try again.
     refused: HashMap<u32, (u32, Instant)>,
     /// What a dry run already said it would do.
@@ -97,6 +102,7 @@ impl Keeper {
             failures: 0,
             not_before: None,
             last_locked: LockedSet::new(),
+            last_locks: Vec::new(),
             refused: HashMap::new(),
             noted: std::collections::HashSet::new(),
         }
@@ -107,7 +113,24 @@ impl Keeper {
     /// capped backoff, and never stops the ending of sessions. The ledger is read only when the
     /// policy has lock rules or the ledger holds something (incident locks, disabled logins);
     /// before that, one catalog query says whether it exists and may be used.
+    /// Observers hear of the locks in force after every round (`LoginLocks`).
     pub(crate) async fn keep<L: LoginLedger>(
+        &mut self,
+        ledger: &mut L,
+        loaded: &LoadedPolicy,
+        now: Timestamp,
+    ) -> Result<Kept, PgError> {
+        let kept = self.keep_round(ledger, loaded, now).await?;
+        if self.shared.observed() {
+            self.shared.emit(AgentEvent::LoginLocks {
+                target: self.target.clone(),
+                locks: kept.locks.clone(),
+            });
+        }
+        Ok(kept)
+    }
+
+    async fn keep_round<L: LoginLedger>(
         &mut self,
         ledger: &mut L,
         loaded: &LoadedPolicy,
@@ -129,6 +152,7 @@ impl Keeper {
         }
         if self.not_before.is_some_and(|t| t > Instant::now()) {
             kept.locked = self.last_locked.clone();
+            kept.locks = self.last_locks.clone();
             return Ok(kept);
         }
         let status = match ledger.ledger_status().await {
@@ -142,6 +166,7 @@ impl Keeper {
         }
         if !status.readable() {
             self.last_locked.clear();
+            self.last_locks.clear();
             return Ok(kept);
         }
         let writable = status == LedgerStatus::Ready;
@@ -158,6 +183,7 @@ impl Keeper {
                 self.failures = 0;
                 self.not_before = None;
                 self.last_locked = kept.locked.clone();
+                self.last_locks = kept.locks.clone();
                 Ok(kept)
             }
             Err(e) => self.failed(e, kept).await,
@@ -180,6 +206,7 @@ impl Keeper {
         .await;
         tracing::debug!(target: "curfew::agent", "target \"{}\": ledger retried in {}s", self.target, wait.as_secs());
         kept.locked = self.last_locked.clone();
+        kept.locks = self.last_locks.clone();
         Ok(kept)
     }
 
@@ -262,6 +289,24 @@ impl Keeper {
         self.refused
             .retain(|oid, _| roles_in_ledger.iter().any(|r| r.oid == *oid));
         for role in roles_in_ledger {
+            for lock in &role.locks {
+                // A window lock lasts until its rule's window changes.
+                let until = lock.expires_at.or_else(|| {
+                    let rule = lock_rules
+                        .iter()
+                        .find(|r| lock.rule.as_deref() == Some(r.name.as_str()))?;
+                    rule.login_window(now)?.until
+                });
+                kept.locks.push(LoginLock {
+                    role: role.name.clone(),
+                    kind: lock.kind.clone(),
+                    rule: lock.rule.clone(),
+                    reason: lock.reason.clone(),
+                    created_by: lock.created_by.clone(),
+                    since: lock.created_at,
+                    until,
+                });
+            }
             if let Some(since) = role.locks.iter().map(|l| l.created_at).min() {
                 for lock in &role.locks {
                     kept.next_change = earliest(kept.next_change, lock.expires_at);

@@ -55,6 +55,8 @@ pub(crate) struct Shared {
     pub(crate) locked: std::sync::Mutex<HashMap<String, Arc<LockedSet>>>,
     /// The targets this agent leads now.
     leading: std::sync::Mutex<HashSet<String>>,
+    /// The queue to the notify hooks (see notify.rs).
+    pub(crate) notify: crate::notify::Notifier,
 }
 
 impl Shared {
@@ -64,6 +66,7 @@ impl Shared {
             options,
             locked: std::sync::Mutex::new(HashMap::new()),
             leading: std::sync::Mutex::new(HashSet::new()),
+            notify: crate::notify::Notifier::new(),
         }
     }
 

@@ -54,6 +54,13 @@ pub async fn run(
     // The audit log fails closed; this recovers it (see records.rs).
     let (keeper_stop, keeper_stopped) = watch::channel(false);
     let keeper = tokio::spawn(crate::records::keep(shared.clone(), keeper_stopped));
+    // The notify hooks, off the enforcement path (see notify/mod.rs).
+    let (notify_stop, notify_stopped) = watch::channel(false);
+    let notifier = tokio::spawn(crate::notify::run(
+        shared.clone(),
+        policy.clone(),
+        notify_stopped,
+    ));
 
     let mut workers: HashMap<String, Running> = HashMap::new();
     let mut recorded_sha = String::new();
@@ -72,6 +79,11 @@ pub async fn run(
             // A reload is applied even if recording it failed (the failure is logged); the
             // policy in force must not depend on the disk.
             let _ = write(&shared, record).await;
+            shared.emit(crate::events::AgentEvent::PolicyApplied {
+                source: loaded.source.clone(),
+                sha256: loaded.sha256.clone(),
+                reload: !recorded_sha.is_empty(),
+            });
             recorded_sha = loaded.sha256.clone();
             tracing::info!(target: "curfew::agent", "policy {} (sha256 {}) in force: {} rules, {} targets",
                 loaded.source, &loaded.sha256[..12], loaded.policy.rules.len(), loaded.policy.targets.len());
@@ -88,6 +100,8 @@ pub async fn run(
     }
     let _ = keeper_stop.send(true);
     let _ = keeper.await;
+    let _ = notify_stop.send(true);
+    let _ = notifier.await;
     let mut stopped = crate::records::about(Event::AgentStopped, "*");
     stopped.target = None;
     let _ = write(&shared, stopped).await;

@@ -24,7 +24,19 @@ pub(crate) fn init(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false);
     let _ = match format {
-        LogFormat::Text => builder.try_init(),
+        // A line for people: the sentence only. The structured fields some events carry
+        // (event, target, pid, role, rule) repeat what it says; they are for JSON.
+        LogFormat::Text => builder
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                |w, field, value| {
+                    if field.name() == "message" {
+                        write!(w, "{value:?}")
+                    } else {
+                        Ok(())
+                    }
+                },
+            ))
+            .try_init(),
         LogFormat::Json => {
             let _ = JSON.set(());
             builder.json().flatten_event(true).try_init()

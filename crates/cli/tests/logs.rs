@@ -118,6 +118,18 @@ async fn no_password_in_json_logs_audit_or_http_even_when_authentication_fails()
             assert!(!page.contains(secret), "an HTTP page shows the password");
         }
     }
+    // Session events carry structured fields, not only a sentence: `target` is curfew's
+    // target (the tracing target is not shown).
+    let ended: serde_json::Value = seen
+        .iter()
+        .find(|l| l.contains("ended pid"))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .unwrap();
+    assert_eq!(ended["event"], "session_terminated", "{ended}");
+    assert_eq!(ended["target"], "db", "{ended}");
+    assert_eq!(ended["role"], "kim", "{ended}");
+    assert_eq!(ended["rule"], "idle", "{ended}");
+    assert!(ended["pid"].as_i64().is_some_and(|p| p > 0), "{ended}");
     assert!(
         seen.iter().any(|l| l.contains("\"level\":\"DEBUG\"")),
         "debug logging was not on, so the test proves less than it says"

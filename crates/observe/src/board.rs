@@ -2,11 +2,11 @@
 //! leadership and last snapshot, the recent terminations, and whether audit writes succeed.
 //! Pure bookkeeping: the caller passes the instant each event was received.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_agent::AgentEvent;
+use curfew_agent::{AgentEvent, LoginLock};
 use curfew_policy::{Session, SessionKey};
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
@@ -34,6 +34,10 @@ pub(crate) struct TargetBoard {
     pub(crate) ended_since: HashSet<SessionKey>,
     /// What keeps the target from being enforced, as the agent last said.
     pub(crate) problem: Option<String>,
+    /// The login locks in force, as this agent last read the ledger (a primary it leads).
+    pub(crate) login_locks: Vec<LoginLock>,
+    /// Live sessions whose warning was recorded, with the hooks it was queued for.
+    pub(crate) warned: HashMap<SessionKey, Vec<&'static str>>,
 }
 
 /// A snapshot as the observer received it.
@@ -114,13 +118,15 @@ impl Board {
                 t.error = Some(error.clone());
                 t.leading = None;
                 t.snapshot = None;
+                t.login_locks.clear();
             }
             AgentEvent::Leading { target, leading } => {
                 let t = self.target(target);
                 t.leading = Some(*leading);
                 if !leading {
-                    // What it saw as leader is no longer being acted on.
+                    // What it saw as leader is no longer being acted on, nor read.
                     t.snapshot = None;
+                    t.login_locks.clear();
                 }
             }
             AgentEvent::StandingBy { target } => {
@@ -140,6 +146,10 @@ impl Board {
                 t.leading = Some(true);
                 t.last_contact = Some(now);
                 t.ended_since.clear();
+                if !t.warned.is_empty() {
+                    let live: HashSet<SessionKey> = sessions.iter().map(Session::key).collect();
+                    t.warned.retain(|k, _| live.contains(k));
+                }
                 t.snapshot = Some(Seen {
                     at: *at,
                     received: now,
@@ -175,10 +185,26 @@ impl Board {
             AgentEvent::AuditFailed { error } => {
                 self.audit_failure = Some((Timestamp::now(), error.clone()));
             }
+            AgentEvent::LoginLocks { target, locks } => {
+                self.target(target).login_locks.clone_from(locks);
+            }
+            AgentEvent::Warned {
+                target,
+                session,
+                hooks,
+                ..
+            } => {
+                self.target(target)
+                    .warned
+                    .insert(session.key(), hooks.clone());
+            }
             AgentEvent::NoLongerMatched { .. }
             | AgentEvent::TerminationFailed { .. }
             | AgentEvent::Reported { .. }
-            | AgentEvent::Warned { .. } => {}
+            | AgentEvent::PolicyApplied { .. }
+            | AgentEvent::PolicyRejected { .. }
+            | AgentEvent::NotifyFailed { .. }
+            | AgentEvent::NotifyDropped => {}
         }
     }
 

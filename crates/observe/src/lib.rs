@@ -1,7 +1,8 @@
 //! curfew's window for operators: what the agent is doing, over HTTP.
 //!
 //! - `/metrics`: Prometheus text (sessions per state, terminations by rule and result, snapshot,
-//!   evaluation and lateness histograms, leadership, snapshot age, audit write failures);
+//!   evaluation and lateness histograms, leadership, snapshot age, audit write failures, the
+//!   policy's hash and reloads, login locks in force, warnings recorded, notify hook failures);
 //! - `/healthz`: 200 only when every target was watched recently and the audit log is writable;
 //! - `/status`: the state as JSON; `/`: the same as a page that refreshes itself.
 //!
@@ -27,7 +28,9 @@ use tokio::time::Instant;
 pub use board::Ended;
 pub use health::{Check, Health, stale_after};
 pub use http::serve;
-pub use status::{Fate, PolicyInfo, Role, SessionStatus, SnapshotInfo, Status, TargetStatus};
+pub use status::{
+    Fate, LockStatus, PolicyInfo, Role, SessionStatus, SnapshotInfo, Status, TargetStatus,
+};
 
 /// Watches the agent through its events and answers the HTTP endpoints. Cheap to clone.
 #[derive(Clone)]
@@ -123,8 +126,8 @@ impl Observer {
     /// The Prometheus text exposition at `now`.
     pub fn metrics(&self, now: Instant) -> String {
         let health = self.health(now);
+        let loaded = self.inner.policy.borrow().clone();
         let ages: Vec<(String, Option<f64>)> = {
-            let loaded = self.inner.policy.borrow().clone();
             let board = self.board();
             loaded
                 .policy
@@ -140,9 +143,12 @@ impl Observer {
                 })
                 .collect()
         };
-        self.inner
-            .metrics
-            .encode(&ages, health.healthy, &self.inner.tally.snapshot())
+        self.inner.metrics.encode(
+            &ages,
+            health.healthy,
+            &self.inner.tally.snapshot(),
+            &loaded.sha256,
+        )
     }
 
     fn board(&self) -> std::sync::MutexGuard<'_, board::Board> {

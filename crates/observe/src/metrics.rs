@@ -40,6 +40,27 @@ struct EventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WarnedLabels {
+    target: String,
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PolicyLabels {
+    sha256: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReloadLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
@@ -88,6 +109,14 @@ pub(crate) struct Metrics {
     audit_failures: Counter,
     missed_events: Counter,
     healthy: Gauge,
+    warned: Family<WarnedLabels, Counter>,
+    policy_info: Family<PolicyLabels, Gauge>,
+    /// The hash `policy_info` shows now.
+    policy_sha: Mutex<String>,
+    reloads: Family<ReloadLabels, Counter>,
+    login_locks: Family<TargetLabels, Gauge>,
+    notify_failures: Family<HookLabels, Counter>,
+    notify_dropped: Counter,
     /// Targets that have per-target series, to drop those of targets a reload removed.
     targets: Mutex<BTreeSet<String>>,
 }
@@ -199,6 +228,53 @@ impl Metrics {
             "1 when the agent only records what it would do (--dry-run): then nothing is ended",
             dry_run_gauge,
         );
+        let warned = Family::<WarnedLabels, Counter>::default();
+        registry.register(
+            "sessions_warned",
+            "session_warned records written, by target and rule: a session entered its rule's warning lead. Recorded for operators and passed to the notify hooks, if any; the agent cannot reach the session's user",
+            warned.clone(),
+        );
+        let policy_info = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_info",
+            "1 for the SHA-256 of the policy file in force",
+            policy_info.clone(),
+        );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        for result in ["applied", "rejected"] {
+            // Both series from the start, so that a first reload shows as an increase.
+            drop(reloads.get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            }));
+        }
+        registry.register(
+            "policy_reloads",
+            "Policy reloads (SIGHUP), by result: applied (a changed file now in force) or rejected (the running policy stays in force)",
+            reloads.clone(),
+        );
+        let login_locks = Family::<TargetLabels, Gauge>::default();
+        registry.register(
+            "login_locks",
+            "Login locks in force on the target (window and incident locks, one per role and lock), as this agent last read its ledger",
+            login_locks.clone(),
+        );
+        let notify_failures = Family::<HookLabels, Counter>::default();
+        for hook in ["command", "webhook"] {
+            drop(notify_failures.get_or_create(&HookLabels {
+                hook: hook.to_owned(),
+            }));
+        }
+        registry.register(
+            "notify_failures",
+            "Events a notify hook (command, webhook) did not take after every attempt",
+            notify_failures.clone(),
+        );
+        let notify_dropped = Counter::default();
+        registry.register(
+            "notify_dropped",
+            "Events dropped before reaching the notify hooks because their queue was full (each is still in the audit log)",
+            notify_dropped.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -221,6 +297,13 @@ impl Metrics {
             audit_failures,
             missed_events,
             healthy,
+            warned,
+            policy_info,
+            policy_sha: Mutex::new(String::new()),
+            reloads,
+            login_locks,
+            notify_failures,
+            notify_dropped,
             targets: Mutex::new(BTreeSet::new()),
         }
     }
@@ -292,6 +375,27 @@ impl Metrics {
             AgentEvent::AuditFailed { .. } => {
                 self.audit_failures.inc();
             }
+            AgentEvent::PolicyApplied { reload, .. } => {
+                if *reload {
+                    self.reload("applied");
+                }
+            }
+            AgentEvent::PolicyRejected { .. } => self.reload("rejected"),
+            AgentEvent::LoginLocks { target, locks } => {
+                let count = i64::try_from(locks.len()).unwrap_or(i64::MAX);
+                self.set(&self.login_locks, target, count);
+            }
+            AgentEvent::NotifyFailed { hook, .. } => {
+                self.notify_failures
+                    .get_or_create(&HookLabels {
+                        hook: (*hook).to_owned(),
+                    })
+                    .inc();
+            }
+            AgentEvent::NotifyDropped => {
+                self.notify_dropped.inc();
+            }
+            // Warnings are counted from the lossless tally at scrape time.
             AgentEvent::NoLongerMatched { .. }
             | AgentEvent::TerminationFailed { .. }
             | AgentEvent::Reported { .. }
@@ -299,11 +403,47 @@ impl Metrics {
         }
     }
 
+    fn reload(&self, result: &str) {
+        self.reloads
+            .get_or_create(&ReloadLabels {
+                result: result.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Show `sha256` as the policy in force (and only it).
+    fn policy_in_force(&self, sha256: &str) {
+        let mut shown = self
+            .policy_sha
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if *shown != sha256 {
+            self.policy_info.remove(&PolicyLabels {
+                sha256: shown.clone(),
+            });
+            sha256.clone_into(&mut shown);
+        }
+        self.policy_info
+            .get_or_create(&PolicyLabels {
+                sha256: sha256.to_owned(),
+            })
+            .set(1);
+    }
+
     /// Bring the audit counters up to the tally (counters only go up; the tally does too).
     fn sync_counts(&self, tally: &[(TallyKey, u64)]) {
         let mut by_event: BTreeMap<&str, u64> = BTreeMap::new();
         let mut outcomes: BTreeMap<OutcomeKey, u64> = BTreeMap::new();
+        let mut warned: BTreeMap<(String, String), u64> = BTreeMap::new();
         for (key, count) in tally {
+            if key.event == Event::SessionWarned {
+                *warned
+                    .entry((
+                        key.target.clone().unwrap_or_default(),
+                        key.rule.clone().unwrap_or_default(),
+                    ))
+                    .or_insert(0) += count;
+            }
             *by_event.entry(key.event.as_str()).or_insert(0) += count;
             if is_termination_outcome(key.event) {
                 *outcomes
@@ -329,6 +469,10 @@ impl Metrics {
             });
             counter.inc_by(total.saturating_sub(counter.get()));
         }
+        for ((target, rule), total) in warned {
+            let counter = self.warned.get_or_create(&WarnedLabels { target, rule });
+            counter.inc_by(total.saturating_sub(counter.get()));
+        }
     }
 
     /// Events the observer missed (it fell behind the agent).
@@ -337,14 +481,17 @@ impl Metrics {
     }
 
     /// The text exposition, with the scrape-time gauges set first: `ages` has each target's
-    /// last snapshot age (None: no snapshot now), `healthy` the health check's verdict.
+    /// last snapshot age (None: no snapshot now), `healthy` the health check's verdict,
+    /// `policy_sha256` the hash of the policy in force.
     pub(crate) fn encode(
         &self,
         ages: &[(String, Option<f64>)],
         healthy: bool,
         tally: &[(TallyKey, u64)],
+        policy_sha256: &str,
     ) -> String {
         self.sync_counts(tally);
+        self.policy_in_force(policy_sha256);
         // Series of targets a reload removed would otherwise stay, frozen, forever.
         let current: BTreeSet<&str> = ages.iter().map(|(t, _)| t.as_str()).collect();
         let gone: Vec<String> = self
@@ -361,6 +508,7 @@ impl Metrics {
             self.leader.remove(&labels);
             self.leader_enforcing.remove(&labels);
             self.snapshot_age.remove(&labels);
+            self.login_locks.remove(&labels);
             self.forget_sessions(&target);
             self.known_targets().remove(&target);
         }

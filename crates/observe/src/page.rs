@@ -4,7 +4,7 @@
 use askama::Template;
 use jiff::Timestamp;
 
-use crate::status::{Fate, SessionStatus, Status};
+use crate::status::{Fate, LockStatus, SessionStatus, Status};
 
 /// How many sessions a target's table shows (the rest are counted; `/status` has them all).
 const ROWS: usize = 200;
@@ -29,6 +29,16 @@ struct PageTarget<'a> {
     summary: String,
     rows: Vec<Row<'a>>,
     more: usize,
+    locks: Vec<PageLock<'a>>,
+}
+
+struct PageLock<'a> {
+    role: &'a str,
+    /// "rule working-hours" or "incident lock by alice".
+    by: String,
+    reason: &'a str,
+    since: String,
+    until: String,
 }
 
 struct Row<'a> {
@@ -44,6 +54,7 @@ struct Row<'a> {
     rule: &'a str,
     countdown: String,
     reason: &'a str,
+    warning: &'a str,
 }
 
 struct PageEnded<'a> {
@@ -95,6 +106,7 @@ pub(crate) fn render(status: &Status, refresh: u32) -> Result<String, askama::Er
             ),
             rows: t.sessions.iter().take(ROWS).map(row).collect(),
             more: t.sessions.len().saturating_sub(ROWS),
+            locks: t.login_locks.iter().map(lock).collect(),
         })
         .collect();
     let ended = status
@@ -153,6 +165,22 @@ fn row(s: &SessionStatus) -> Row<'_> {
         rule: s.rule.as_deref().unwrap_or(""),
         countdown,
         reason: s.reason.as_deref().unwrap_or(""),
+        warning: s.warning.as_deref().unwrap_or(""),
+    }
+}
+
+fn lock(l: &LockStatus) -> PageLock<'_> {
+    let by = match (l.kind.as_str(), &l.rule) {
+        ("incident", _) => format!("incident lock by {}", l.created_by),
+        (_, Some(rule)) => format!("rule {rule}"),
+        (kind, None) => kind.to_owned(),
+    };
+    PageLock {
+        role: &l.role,
+        by,
+        reason: &l.reason,
+        since: time(l.since),
+        until: l.until.map_or_else(|| "until released".to_owned(), time),
     }
 }
 

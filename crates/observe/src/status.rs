@@ -89,6 +89,29 @@ pub struct TargetStatus {
     pub snapshot: Option<SnapshotInfo>,
     /// The sessions of the last snapshot: those that will be ended first, soonest first.
     pub sessions: Vec<SessionStatus>,
+    /// The login locks in force, as this agent last read the target's ledger (only while it
+    /// leads a primary target; a standby follows its primary's).
+    pub login_locks: Vec<LockStatus>,
+}
+
+/// A login lock in force: the role cannot log in, and its sessions are ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LockStatus {
+    /// The locked role.
+    pub role: String,
+    /// `window` (a `lock_logins` rule) or `incident` (`curfew lock`).
+    pub kind: String,
+    /// For a window lock, its rule.
+    pub rule: Option<String>,
+    /// Why, in words.
+    pub reason: String,
+    /// Who made it.
+    pub created_by: String,
+    /// Since when (server clock).
+    pub since: Timestamp,
+    /// Until when, if known: an incident lock's expiry, or when the rule's window next
+    /// changes (server clock).
+    pub until: Option<Timestamp>,
 }
 
 /// A snapshot's vital signs.
@@ -153,6 +176,10 @@ pub struct SessionStatus {
     pub ends_in_seconds: Option<f64>,
     /// Why, in words, as of the deadline.
     pub reason: Option<String>,
+    /// Once the session is inside its rule's warning lead: what was done about it. The agent
+    /// cannot reach the session's user; it records the warning and queues it for the notify
+    /// hooks, and says so here.
+    pub warning: Option<String>,
 }
 
 /// What the status needs to know about the agent itself.
@@ -254,6 +281,7 @@ fn target_status(
                 reason: decision
                     .as_ref()
                     .map(|d| d.reason(&loaded.policy, server_now.max(d.deadline))),
+                warning: known.warned.get(&s.key()).map(|hooks| warning(hooks)),
             });
         }
         sessions.sort_by(|a, b| {
@@ -289,6 +317,34 @@ fn target_status(
         },
         snapshot,
         sessions,
+        login_locks: known
+            .login_locks
+            .iter()
+            .map(|l| LockStatus {
+                role: l.role.clone(),
+                kind: l.kind.clone(),
+                rule: l.rule.clone(),
+                reason: l.reason.clone(),
+                created_by: l.created_by.clone(),
+                since: l.since,
+                until: l.until,
+            })
+            .collect(),
+    }
+}
+
+/// What was done about a warning, in words.
+fn warning(hooks: &[&str]) -> String {
+    match hooks {
+        [] => {
+            "warning recorded for operators in the audit log; no notify hook, so the user is not told"
+                .to_owned()
+        }
+        hooks => format!(
+            "warning recorded in the audit log and queued for the notify {}: {}",
+            if hooks.len() == 1 { "hook" } else { "hooks" },
+            hooks.join(", ")
+        ),
     }
 }
 

@@ -268,7 +268,7 @@ fn counters_follow_the_tally_and_removed_targets_lose_their_gauges() {
     };
     tally.add(&[ended("idle"), ended("idle"), ended("lifetime")]);
     let ages = [("db".to_owned(), Some(0.5))];
-    let text = metrics.encode(&ages, true, &tally.snapshot());
+    let text = metrics.encode(&ages, true, &tally.snapshot(), "abc");
     assert!(
         text.contains(r#"curfew_terminations_total{target="db",rule="idle",result="ended"} 2"#),
         "{text}"
@@ -281,9 +281,210 @@ fn counters_follow_the_tally_and_removed_targets_lose_their_gauges() {
     assert!(!text.contains(r#"target="old""#), "{text}");
     // Counting again adds only what is new.
     tally.add(&[ended("idle")]);
-    let text = metrics.encode(&ages, true, &tally.snapshot());
+    let text = metrics.encode(&ages, true, &tally.snapshot(), "abc");
     assert!(
         text.contains(r#"curfew_terminations_total{target="db",rule="idle",result="ended"} 3"#),
         "{text}"
     );
+}
+
+#[test]
+fn metrics_show_the_policy_hash_reloads_locks_warnings_and_hook_failures() {
+    use curfew_agent::{AuditTally, LoginLock, RecordedEvent};
+    use curfew_audit::Event;
+    let metrics = crate::metrics::Metrics::new(false);
+    let tally = AuditTally::new();
+    let warned = |rule: &str| RecordedEvent {
+        seq: 0,
+        event: Event::SessionWarned,
+        target: Some("db".into()),
+        rule: Some(rule.into()),
+        result: Some("recorded".into()),
+    };
+    tally.add(&[
+        warned("inactivity"),
+        warned("inactivity"),
+        warned("lifetime"),
+    ]);
+    let applied = |reload| AgentEvent::PolicyApplied {
+        source: "curfew.toml".into(),
+        sha256: "abc".into(),
+        reload,
+    };
+    // The policy the agent starts with is not a reload.
+    metrics.apply(&applied(false));
+    metrics.apply(&applied(true));
+    metrics.apply(&AgentEvent::PolicyRejected {
+        source: "curfew.toml".into(),
+        problems: 2,
+    });
+    metrics.apply(&AgentEvent::PolicyRejected {
+        source: "curfew.toml".into(),
+        problems: 1,
+    });
+    let lock = |role: &str| LoginLock {
+        role: role.into(),
+        kind: "incident".into(),
+        rule: None,
+        reason: "compromised".into(),
+        created_by: "alice".into(),
+        since: at(0),
+        until: None,
+    };
+    metrics.apply(&AgentEvent::LoginLocks {
+        target: "db".into(),
+        locks: vec![lock("kim"), lock("lee")],
+    });
+    for _ in 0..2 {
+        metrics.apply(&AgentEvent::NotifyFailed {
+            hook: "webhook",
+            error: "http://127.0.0.1:9/… answered 500".into(),
+        });
+    }
+    metrics.apply(&AgentEvent::NotifyDropped);
+    let ages = [("db".to_owned(), Some(0.5))];
+    let text = metrics.encode(&ages, true, &tally.snapshot(), "abc");
+    for line in [
+        r#"curfew_policy_info{sha256="abc"} 1"#,
+        r#"curfew_policy_reloads_total{result="applied"} 1"#,
+        r#"curfew_policy_reloads_total{result="rejected"} 2"#,
+        r#"curfew_login_locks{target="db"} 2"#,
+        r#"curfew_sessions_warned_total{target="db",rule="inactivity"} 2"#,
+        r#"curfew_sessions_warned_total{target="db",rule="lifetime"} 1"#,
+        r#"curfew_notify_failures_total{hook="webhook"} 2"#,
+        r#"curfew_notify_failures_total{hook="command"} 0"#,
+        "curfew_notify_dropped_total 1",
+    ] {
+        assert!(text.contains(line), "no {line} in:\n{text}");
+    }
+    // A new policy replaces the old hash; the old one is gone, not left at 1.
+    metrics.apply(&AgentEvent::LoginLocks {
+        target: "db".into(),
+        locks: Vec::new(),
+    });
+    let text = metrics.encode(&ages, true, &tally.snapshot(), "def");
+    assert!(
+        text.contains(r#"curfew_policy_info{sha256="def"} 1"#),
+        "{text}"
+    );
+    assert!(!text.contains(r#"sha256="abc""#), "{text}");
+    assert!(
+        text.contains(r#"curfew_login_locks{target="db"} 0"#),
+        "{text}"
+    );
+    // No line says the user was warned.
+    assert!(!text.to_lowercase().contains("user was"), "{text}");
+}
+
+#[test]
+fn the_status_and_its_page_show_the_login_locks_in_force() {
+    use curfew_agent::LoginLock;
+    let mut board = Board::default();
+    let t0 = Instant::now();
+    board.apply(&evaluated(Vec::new(), at(10)), t0);
+    board.apply(
+        &AgentEvent::LoginLocks {
+            target: "db".into(),
+            locks: vec![
+                LoginLock {
+                    role: "analyst_kim".into(),
+                    kind: "window".into(),
+                    rule: Some("working-hours".into()),
+                    reason: "rule working-hours: outside the allowed windows".into(),
+                    created_by: "curfew".into(),
+                    since: at(0),
+                    until: Some(at(3600)),
+                },
+                LoginLock {
+                    role: "mallory".into(),
+                    kind: "incident".into(),
+                    rule: None,
+                    reason: "INC-42 credential leak".into(),
+                    created_by: "alice".into(),
+                    since: at(5),
+                    until: None,
+                },
+            ],
+        },
+        t0,
+    );
+    let loaded = loaded();
+    let health = check(&board, &loaded, Ok(()), t0);
+    let s = status(&board, &loaded, health, &about(), t0, at(10));
+    let json = serde_json::to_value(&s).unwrap();
+    let locks = &json["targets"][0]["login_locks"];
+    assert_eq!(locks[0]["role"], "analyst_kim", "{json}");
+    assert_eq!(locks[0]["rule"], "working-hours");
+    assert_eq!(locks[0]["until"], at(3600).to_string());
+    assert_eq!(locks[1]["kind"], "incident");
+    assert!(locks[1]["until"].is_null());
+    let html = crate::page::render(&s, 0).unwrap();
+    for text in [
+        "Login locks in force",
+        "analyst_kim",
+        "rule working-hours",
+        "incident lock by alice",
+        "INC-42 credential leak",
+        "until released",
+        &at(3600).strftime("%Y-%m-%d %H:%M:%S UTC").to_string(),
+    ] {
+        assert!(html.contains(text), "no {text:?} on the page");
+    }
+    // Disconnected, the agent no longer knows what is in force: it shows nothing stale.
+    board.apply(
+        &AgentEvent::Disconnected {
+            target: "db".into(),
+            error: "connection refused".into(),
+            retry_in: Duration::from_secs(1),
+        },
+        t0,
+    );
+    let health = check(&board, &loaded, Ok(()), t0);
+    let s = status(&board, &loaded, health, &about(), t0, at(10));
+    assert!(s.targets[0].login_locks.is_empty());
+}
+
+#[test]
+fn a_recorded_warning_is_shown_as_recorded_and_passed_on_never_as_told() {
+    let mut board = Board::default();
+    let t0 = Instant::now();
+    let kim = session(7, "kim", "psql", SessionState::Idle, 0);
+    let lee = session(8, "kim", "psql", SessionState::Idle, 1);
+    board.apply(&evaluated(vec![kim.clone(), lee.clone()], at(590)), t0);
+    for (s, hooks) in [(&kim, vec!["command", "webhook"]), (&lee, Vec::new())] {
+        board.apply(
+            &AgentEvent::Warned {
+                target: "db".into(),
+                session: s.clone(),
+                rule: "inactivity".into(),
+                deadline: at(600),
+                at: at(590),
+                reason: "will be ended".into(),
+                hooks,
+            },
+            t0,
+        );
+    }
+    let loaded = loaded();
+    let health = check(&board, &loaded, Ok(()), t0);
+    let st = status(&board, &loaded, health, &about(), t0, at(590));
+    let shown = |pid| {
+        st.targets[0]
+            .sessions
+            .iter()
+            .find(|s| s.pid == pid)
+            .and_then(|s| s.warning.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        shown(7),
+        "warning recorded in the audit log and queued for the notify hooks: command, webhook"
+    );
+    assert!(shown(8).contains("no notify hook, so the user is not told"));
+    let html = crate::page::render(&st, 0).unwrap();
+    assert!(html.contains("queued for the notify hooks: command, webhook"));
+    assert!(!html.to_lowercase().contains("user was warned"));
+    // A session gone from the next snapshot is forgotten.
+    board.apply(&evaluated(vec![lee], at(591)), t0);
+    assert_eq!(board.targets["db"].warned.len(), 1);
 }

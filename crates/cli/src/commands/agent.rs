@@ -253,6 +253,10 @@ async fn reload(
             };
             if let Some(events) = events {
                 let _ = events.send(told);
+                let _ = events.send(AgentEvent::PolicyRejected {
+                    source: config.display().to_string(),
+                    problems: problems.len(),
+                });
             }
         }
     }

@@ -118,12 +118,34 @@ pub(super) fn parse_notify(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> 
     };
     let r = TableReader::new(table, "[notify]", NOTIFY_KEYS);
     settings.command = text(c, &r, "command");
+    if let Some(command) = &settings.command
+        && shlex::split(command).is_none()
+        && let Some(value) = r.string(c, "command", "a string")
+    {
+        // The agent splits it the same way (no shell runs it): see docs/policy.md.
+        c.error(
+            value.span,
+            "`command` in [notify] cannot be split into words: a quote is not closed, or it ends with a backslash",
+        );
+        settings.command = None;
+    }
     if let Some(url) = r.string(c, "webhook", "a URL string") {
         let lower = url.value.to_ascii_lowercase();
         if !(lower.starts_with("http://") || lower.starts_with("https://")) {
             c.error(
                 url.span,
                 "`webhook` in [notify] must be an http:// or https:// URL",
+            );
+        } else if url
+            .value
+            .split_once("://")
+            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+            .is_some_and(|authority| authority.contains('@'))
+        {
+            // Not echoed: it would show the password.
+            c.error(
+                url.span,
+                "`webhook` in [notify] must not hold a user name or password; put a token in its path or query",
             );
         } else {
             settings.webhook = Some(url.value);

@@ -364,7 +364,7 @@ async fn watch_live(
                 at,
                 ..
             } => say(format!(
-                "  {:>6}  warning: {} will be ended in {} by {rule}",
+                "  {:>6}  warning recorded (session_warned; the user is not told): {} will be ended in {} by {rule}",
                 since(t0, now),
                 label(actors, session.pid),
                 curfew_policy::format_age(deadline.duration_since(at))

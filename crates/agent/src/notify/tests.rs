@@ -1,0 +1,102 @@
+//! The webhook over TLS, against a local server with a throwaway CA: the event arrives when the
+//! CA is trusted, and a server the system does not trust is refused.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::webhook;
+
+/// A TLS server on 127.0.0.1 that answers every request with 200; the requests it read go to
+/// the returned channel. Its CA certificate (PEM) is returned too.
+async fn tls_server() -> (u16, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    let pki = curfew_sandbox::TestPki::generate(&["127.0.0.1"]).unwrap();
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(pki.server.cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(pki.server.key_pem.as_bytes()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let Ok(mut tls) = acceptor.accept(tcp).await else {
+                continue;
+            };
+            let mut data = Vec::new();
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = tls.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&data);
+                if text.contains("\r\n\r\n") && text.ends_with('}') {
+                    break;
+                }
+            }
+            let _ = tx.send(String::from_utf8_lossy(&data).into_owned());
+            let _ = tls
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+            let _ = tls.shutdown().await;
+        }
+    });
+    (port, pki.ca_pem, rx)
+}
+
+#[tokio::test]
+async fn an_https_webhook_is_posted_over_tls_and_an_untrusted_server_is_refused() {
+    let (port, ca_pem, mut requests) = tls_server().await;
+    let url = format!("https://127.0.0.1:{port}/hook/SECRET?x=1");
+    let body = r#"{"event":"session_warned"}"#;
+
+    // Trusting the throwaway CA: the event arrives, over TLS.
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let trusting = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    webhook::post(&url, body, Some(Ok(Arc::new(trusting))))
+        .await
+        .unwrap();
+    let request = requests.recv().await.unwrap();
+    assert!(
+        request.starts_with("POST /hook/SECRET?x=1 HTTP/1.1\r\n"),
+        "{request}"
+    );
+    assert!(request.ends_with(body), "{request}");
+
+    // With the system's roots, which do not hold that CA: refused, and the error shows no
+    // path or token.
+    let system = webhook::tls_config().unwrap();
+    let error = webhook::post(&url, body, Some(Ok(system)))
+        .await
+        .unwrap_err();
+    assert!(error.contains("certificate"), "{error}");
+    assert!(
+        error.starts_with(&format!("TLS with https://127.0.0.1:{port}/…")),
+        "{error}"
+    );
+    assert!(!error.contains("SECRET"), "{error}");
+}

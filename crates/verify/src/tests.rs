@@ -423,7 +423,7 @@ fn with_full_an_idle_rule_waits_its_configured_limit_under_a_name_no_override_re
 #[test]
 fn the_summary_counts_each_status_and_evaluation_is_never_a_pass() {
     let p = policy(
-        "[[rule]]\nname = \"a\"\nidle = \"2s\"\nroles = [\"kim\"]\n\n[[rule]]\nname = \"b\"\nviolations = { sqlstates = [\"42501\"], count = 3, within = \"10m\" }\n",
+        "[[rule]]\nname = \"a\"\nidle = \"2s\"\nroles = [\"kim\"]\n\n[[rule]]\nname = \"b\"\naction = \"report\"\nviolations = { sqlstates = [\"42501\"], count = 3, within = \"10m\" }\n",
     );
     let plans = plan(&p, options(), monday_morning(), "t");
     let Planned::Evaluate { why } = &plans[0] else {
@@ -431,7 +431,7 @@ fn the_summary_counts_each_status_and_evaluation_is_never_a_pass() {
     };
     let results = vec![
         crate::by_evaluation(&p, 0, why, monday_morning(), "t"),
-        RuleResult::not_tested(&p.rules[1], "enforced by the gateway only"),
+        RuleResult::not_tested(&p.rules[1], "NOT ENFORCED: nothing running sees errors"),
     ];
     assert_eq!(results[0].status, Status::Evaluated);
     assert!(
@@ -441,7 +441,7 @@ fn the_summary_counts_each_status_and_evaluation_is_never_a_pass() {
     );
     assert_eq!(
         results[1].status_line,
-        "NOT TESTED: enforced by the gateway only"
+        "NOT TESTED: NOT ENFORCED: nothing running sees errors"
     );
     assert_eq!(
         crate::summary(&results),

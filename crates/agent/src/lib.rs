@@ -9,6 +9,7 @@ mod backend;
 mod campaign;
 mod events;
 mod fault;
+mod heartbeat;
 mod keepers;
 mod leadership;
 mod loaded;

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::act::Actor;
 use crate::backend::{Backend, Connector};
 use crate::events::AgentEvent;
+use crate::heartbeat::{Heartbeat, State, clock_offset_ms};
 use crate::loaded::LoadedPolicy;
 use crate::locks::Keeper;
 use crate::records::{about, write};
@@ -36,6 +37,8 @@ pub(crate) struct Worker<C: Connector> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) policy: watch::Receiver<Arc<LoadedPolicy>>,
     pub(crate) stop: watch::Receiver<bool>,
+    /// This target's heartbeat (continuity evidence).
+    pub(crate) beat: Heartbeat,
 }
 
 impl<C: Connector> Worker<C> {
@@ -75,6 +78,10 @@ impl<C: Connector> Worker<C> {
                 Err(e) => e.to_string(),
             };
             tracing::warn!(target: "curfew::agent", "{error}; retrying in {}", curfew_policy::format_age(delay.try_into().unwrap_or_default()));
+            let every = self.heartbeat_interval();
+            self.beat
+                .beat(State::Unreachable(error.clone()), every)
+                .await;
             self.shared.emit(AgentEvent::Disconnected {
                 target: self.target.clone(),
                 error,
@@ -222,6 +229,7 @@ impl<C: Connector> Worker<C> {
                 return lost;
             }
             let started = Instant::now();
+            let sent = jiff::Timestamp::now();
             let snapshot = match backend.snapshot(loaded.needs_memberships()).await {
                 Ok(snapshot) => snapshot,
                 Err(e) if e.is_connection_lost() => return Ended::Lost(e),
@@ -235,6 +243,8 @@ impl<C: Connector> Worker<C> {
                 }
             };
             let anchor = Instant::now();
+            self.beat
+                .offset(clock_offset_ms(sent, jiff::Timestamp::now(), snapshot.now));
             // The snapshot's clock is when the server received the request: it maps to when the
             // request was sent (early by the network's one-way delay at most, which the guard's
             // not-before check absorbs), not to when the reply arrived, which is later by the
@@ -285,6 +295,15 @@ impl<C: Connector> Worker<C> {
             {
                 return Ended::Lost(e);
             }
+            // After the round's actions, so that it never delays them.
+            let state = if lock.is_some() {
+                State::Enforcing
+            } else {
+                State::DryRun
+            };
+            self.beat
+                .beat(state, loaded.policy.agent.heartbeat.to_std())
+                .await;
 
             // The next snapshot: after the interval, or sooner for anything the schedule below
             // does not cover (a warning, a report, a window or lock change, a retry).
@@ -368,6 +387,11 @@ impl<C: Connector> Worker<C> {
                 }
             }
         }
+    }
+
+    /// The heartbeat interval of the policy in force.
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        self.policy.borrow().policy.agent.heartbeat.to_std()
     }
 
     /// Sleep until `until`, a policy change, or shutdown.

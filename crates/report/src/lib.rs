@@ -20,6 +20,7 @@
 //! let report = curfew_report::build(&curfew_report::Input {
 //!     policy_source: "curfew.toml",
 //!     policy_sha256: "ab12",
+//!     policy: &policy,
 //!     explanation: &explanation,
 //!     audit_path: "audit.jsonl",
 //!     entries: &[],
@@ -33,11 +34,21 @@
 
 mod build;
 mod chart;
+mod coverage;
+mod evidence;
+mod evidence_html;
+mod evidence_md;
 mod html;
 mod markdown;
 mod model;
+mod timeline;
 
 pub use build::{LATEST, build};
+pub use coverage::{Coverage, Gap, SILENCE_FACTOR, Segment, TargetCoverage, coverage};
+pub use evidence::{
+    Compensating, Completeness, ControlRow, Evidence, Item, LISTED, Listed, Metadata, RuleControls,
+    SignOff, VerifyCurrency,
+};
 pub use model::{
     AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, LockEvent, Period, PolicyFile,
     PolicyLoad, Report, RuleCounts, RunRecord, TargetCount, Termination, Terminations,
@@ -51,6 +62,8 @@ pub struct Input<'a> {
     pub policy_source: &'a str,
     /// The SHA-256 of the policy file's bytes.
     pub policy_sha256: &'a str,
+    /// The policy in force (its metadata, exemptions and rules' controls).
+    pub policy: &'a curfew_policy::Policy,
     /// The policy, explained.
     pub explanation: &'a curfew_policy::explain::Explanation,
     /// The audit log's path, as shown in the report.

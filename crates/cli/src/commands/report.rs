@@ -68,6 +68,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let report = curfew_report::build(&curfew_report::Input {
         policy_source: &loaded.source,
         policy_sha256: &loaded.sha256,
+        policy: &loaded.policy,
         explanation: &explanation,
         audit_path: &audit_path,
         entries: &entries,

@@ -108,7 +108,11 @@ impl Heartbeat {
 
     /// Record `state` if it changed or the interval has passed since the last heartbeat.
     pub(crate) async fn beat(&mut self, state: State, interval: Duration) {
-        let due = self.at.is_none_or(|at| at.elapsed() >= interval);
+        // A tenth early: rounds come about one interval apart, and a round a hair early must
+        // not push the heartbeat to the round after.
+        let due = self
+            .at
+            .is_none_or(|at| at.elapsed() + interval / 10 >= interval);
         if !due && self.said.as_ref() == Some(&state) {
             return;
         }

@@ -78,18 +78,25 @@ impl<C: Connector> Worker<C> {
                 Err(e) => e.to_string(),
             };
             tracing::warn!(target: "curfew::agent", "{error}; retrying in {}", curfew_policy::format_age(delay.try_into().unwrap_or_default()));
-            let every = self.heartbeat_interval();
-            self.beat
-                .beat(State::Unreachable(error.clone()), every)
-                .await;
             self.shared.emit(AgentEvent::Disconnected {
                 target: self.target.clone(),
-                error,
+                error: error.clone(),
                 retry_in: delay,
             });
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.stop.changed() => return,
+            // Heartbeats go on while waiting, so the wait reads as unreachable, not as silence.
+            let retry_at = Instant::now() + delay;
+            loop {
+                let every = self.heartbeat_interval();
+                self.beat
+                    .beat(State::Unreachable(error.clone()), every)
+                    .await;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(retry_at.min(Instant::now() + every)) => {}
+                    _ = self.stop.changed() => return,
+                }
+                if Instant::now() >= retry_at {
+                    break;
+                }
             }
             delay = (delay * 2).min(self.shared.options.retry_max);
         }

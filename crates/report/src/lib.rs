@@ -99,4 +99,6 @@ impl Report {
 }
 
 #[cfg(test)]
+mod coverage_tests;
+#[cfg(test)]
 mod tests;

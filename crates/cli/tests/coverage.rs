@@ -73,6 +73,13 @@ fn a_stopped_agent_and_an_unreachable_server_are_gaps_with_their_causes() {
     std::thread::sleep(Duration::from_secs(5));
     stop(second);
     assert_audit_verifies(&audit);
+    // For docs/coverage-report.png (scripts/screenshot-coverage): keep the run's files.
+    if let Some(keep) = std::env::var_os("CURFEW_COVERAGE_KEEP") {
+        let keep = Path::new(&keep);
+        std::fs::create_dir_all(keep).unwrap();
+        std::fs::copy(&policy, keep.join("curfew.toml")).unwrap();
+        std::fs::copy(&audit, keep.join("audit.jsonl")).unwrap();
+    }
 
     let json: Value = serde_json::from_str(&report(&policy, &audit, "json")).unwrap();
     let coverage = &json["evidence"]["coverage"]["targets"][0];

@@ -409,7 +409,14 @@ pub(crate) fn verify_currency(
 
 /// The requirement ids a rule's `controls` may use for each row (compared without case,
 /// punctuation or spaces).
-const MATCH_A_B: &[&str] = &["nist80017131111", "3111", "ac12", "nist80053ac12"];
+const MATCH_A_B: &[&str] = &[
+    "nist800171311",
+    "nistsp800171311",
+    "3111",
+    "ac12",
+    "nist80053ac12",
+    "nistsp80053ac12",
+];
 const MATCH_STIG: &[&str] = &["v261910"];
 
 fn squash(text: &str) -> String {

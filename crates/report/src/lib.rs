@@ -101,4 +101,6 @@ impl Report {
 #[cfg(test)]
 mod coverage_tests;
 #[cfg(test)]
+mod evidence_tests;
+#[cfg(test)]
 mod tests;

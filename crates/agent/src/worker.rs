@@ -56,7 +56,7 @@ impl<C: Connector> Worker<C> {
                 result = self.connector.connect() => result,
                 _ = self.stop.changed() => return,
             };
-            let error = match connected {
+            let lost = match connected {
                 Ok((mut backend, warnings)) => {
                     crate::fault::panic_once("worker-panic");
                     tracing::info!(target: "curfew::agent", "target \"{}\": connected ({})", self.target, backend.describe());
@@ -71,12 +71,13 @@ impl<C: Connector> Worker<C> {
                         .lead(&mut backend, &mut actor, &mut keeper, &mut delay)
                         .await
                     {
-                        Some(error) => error,
+                        Some(lost) => lost,
                         None => return,
                     }
                 }
-                Err(e) => e.to_string(),
+                Err(e) => Lost::unreachable(&e),
             };
+            let Lost { error, state } = lost;
             tracing::warn!(target: "curfew::agent", "{error}; retrying in {}", curfew_policy::format_age(delay.try_into().unwrap_or_default()));
             self.shared.emit(AgentEvent::Disconnected {
                 target: self.target.clone(),
@@ -87,9 +88,7 @@ impl<C: Connector> Worker<C> {
             let retry_at = Instant::now() + delay;
             loop {
                 let every = self.heartbeat_interval();
-                self.beat
-                    .beat(State::Unreachable(error.clone()), every)
-                    .await;
+                self.beat.beat(state.clone(), every).await;
                 tokio::select! {
                     _ = tokio::time::sleep_until(retry_at.min(Instant::now() + every)) => {}
                     _ = self.stop.changed() => return,
@@ -112,22 +111,22 @@ impl<C: Connector> Worker<C> {
         actor: &mut Actor,
         keeper: &mut Keeper,
         delay: &mut Duration,
-    ) -> Option<String> {
+    ) -> Option<Lost> {
         if self.shared.options.dry_run {
             *delay = self.shared.options.retry_min;
             return match self.enforce(backend, None, actor, keeper).await {
                 Ended::Shutdown => None,
-                Ended::Lost(e) => Some(e.to_string()),
+                Ended::Lost(e) => Some(Lost::unreachable(&e)),
             };
         }
         let mut lock = match self.connector.connect().await {
             Ok((lock, _)) => lock,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => return Some(Lost::unreachable(&e)),
         };
         let leadership = match self.campaign(&mut lock).await {
             Ok(Some(leadership)) => leadership,
             Ok(None) => return None,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => return Some(Lost::unreachable(&e)),
         };
         backend.fence(Some(leadership));
         // Retries start short again only once this agent got as far as leading.
@@ -164,7 +163,7 @@ impl<C: Connector> Worker<C> {
                 } else {
                     actor.abandon(&e).await;
                 }
-                (e.to_string(), Some(e.to_string()))
+                (e.to_string(), Some(Lost::of(&e)))
             }
         };
         tracing::warn!(target: "curfew::agent", "target \"{}\": this agent no longer leads: {why}", self.target);
@@ -408,6 +407,37 @@ impl<C: Connector> Worker<C> {
             // A dropped sender means the supervisor is gone: stop.
             changed = self.policy.changed() => if changed.is_err() { Pause::Stop } else { Pause::PolicyChanged },
             _ = self.stop.changed() => Pause::Stop,
+        }
+    }
+}
+
+/// Why a connected session of the loop ended with an error: its text, and the state it leaves
+/// the target in until the next attempt.
+pub(crate) struct Lost {
+    error: String,
+    state: State,
+}
+
+impl Lost {
+    /// The server could not be reached (or stopped answering).
+    fn unreachable(e: &impl std::fmt::Display) -> Lost {
+        let error = e.to_string();
+        Lost {
+            state: State::Unreachable(error.clone()),
+            error,
+        }
+    }
+
+    /// As [`Lost::unreachable`], unless the server answers but this agent lost the leadership.
+    fn of(e: &PgError) -> Lost {
+        if e.is_not_leading() {
+            let error = e.to_string();
+            Lost {
+                state: State::NotEnforced(format!("this agent stopped leading: {error}")),
+                error,
+            }
+        } else {
+            Lost::unreachable(e)
         }
     }
 }

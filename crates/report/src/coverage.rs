@@ -44,7 +44,8 @@ pub struct TargetCoverage {
     pub share_percent: f64,
     /// The timeline: consecutive segments from the period's start to its end.
     pub segments: Vec<Segment>,
-    /// The stretches not enforced, oldest first (adjacent segments of one cause merged).
+    /// The stretches not enforced, oldest first (adjacent segments not enforced merged into
+    /// one gap, named after the longest).
     pub gaps: Vec<Gap>,
     /// The database server's clock minus the agent's, largest in magnitude over the period's
     /// heartbeats (`None`: no heartbeat measured it).
@@ -125,7 +126,8 @@ fn from_heartbeat(state: &str, why: &str) -> Said {
             "audit_unwritable",
             with("the audit log could not be written"),
         ),
-        "stopped" => Said::new(false, "agent_stopped", with("the agent stopped")),
+        "stopped" if why.is_empty() => Said::new(false, "agent_stopped", "the agent stopped"),
+        "stopped" => Said::new(false, "agent_stopped", why),
         other => Said::new(
             false,
             "not_enforced",
@@ -293,7 +295,13 @@ fn target_coverage(
             changes.push((alive, Said::new(false, "silence", silent_why)));
         }
         last_alive = Some(e.ts);
-        if let Some(said) = said {
+        // The same state said again keeps its first words (a `stopped` heartbeat says more
+        // than the `agent_stopped` record after it).
+        if let Some(said) = said
+            && changes
+                .last()
+                .is_none_or(|(_, last)| last.state != said.state)
+        {
             changes.push((e.ts, said));
         }
     }
@@ -316,17 +324,7 @@ fn target_coverage(
         .filter(|s| s.enforced)
         .map(|s| s.to.duration_since(s.from).as_millis() as i64)
         .sum();
-    let gaps = segments
-        .iter()
-        .filter(|s| !s.enforced)
-        .map(|s| Gap {
-            from: s.from,
-            to: s.to,
-            duration_ms: s.to.duration_since(s.from).as_millis() as i64,
-            cause: s.state.clone(),
-            why: s.why.clone(),
-        })
-        .collect();
+    let gaps = gaps_of(&segments);
     TargetCoverage {
         target: target.to_owned(),
         enforced_ms,
@@ -341,6 +339,51 @@ fn target_coverage(
         max_clock_offset_ms: max_offset,
         heartbeat_interval_ms: interval_ms,
     }
+}
+
+/// Adjacent stretches not enforced, one of them shorter than this, are one gap.
+const ABSORB: SignedDuration = SignedDuration::from_secs(1);
+
+/// The gaps: adjacent segments not enforced are one gap when one of them is shorter than
+/// [`ABSORB`] (a stop is preceded by a few milliseconds of "leadership lost": one gap, the
+/// stop), named after its longest segment.
+fn gaps_of(segments: &[Segment]) -> Vec<Gap> {
+    let length = |s: &Segment| s.to.duration_since(s.from);
+    let mut gaps: Vec<Gap> = Vec::new();
+    let mut longest = SignedDuration::ZERO;
+    let mut previous_end: Option<Timestamp> = None;
+    for s in segments {
+        if s.enforced {
+            previous_end = None;
+            continue;
+        }
+        match gaps.last_mut() {
+            Some(gap)
+                if previous_end == Some(s.from)
+                    && (length(s) < ABSORB || gap.to.duration_since(gap.from) < ABSORB) =>
+            {
+                gap.to = s.to;
+                gap.duration_ms = gap.to.duration_since(gap.from).as_millis() as i64;
+                if length(s) > longest {
+                    longest = length(s);
+                    gap.cause.clone_from(&s.state);
+                    gap.why.clone_from(&s.why);
+                }
+            }
+            _ => {
+                longest = length(s);
+                gaps.push(Gap {
+                    from: s.from,
+                    to: s.to,
+                    duration_ms: length(s).as_millis() as i64,
+                    cause: s.state.clone(),
+                    why: s.why.clone(),
+                });
+            }
+        }
+        previous_end = Some(s.to);
+    }
+    gaps
 }
 
 /// The segments between consecutive changes, clipped to `[from, to)`; before the first

@@ -112,7 +112,8 @@ fn a_stopped_agent_is_a_gap_until_it_enforces_again_not_a_silence() {
     entries.extend(beats(&mut seq, 121, 300, "enforcing"));
     let t = db(&entries, "00:00", "05:00");
     assert_eq!(gaps(&t), vec![("agent_stopped".to_owned(), 66)]);
-    assert!(t.gaps[0].why.contains("the agent stopped"));
+    // The stopped heartbeat's words, not the agent_stopped record's after it.
+    assert_eq!(t.gaps[0].why, "because");
 }
 
 #[test]
@@ -195,4 +196,24 @@ fn the_period_is_clipped_and_the_state_at_its_start_comes_from_before() {
     let empty = db(&[], "00:00", "01:00");
     assert_eq!(gaps(&empty), vec![("no_record".to_owned(), 60)]);
     assert_eq!(empty.share_percent, 0.0);
+}
+
+#[test]
+fn adjacent_stretches_not_enforced_are_one_gap_named_after_the_longest() {
+    let mut seq = 0;
+    let mut entries = beats(&mut seq, 0, 60, "enforcing");
+    let mut lost = record(100, "00:55.500", "leader_lost", Some("db"));
+    lost.reason = Some("the agent is stopping".to_owned());
+    entries.push(lost);
+    seq += 1;
+    entries.push(beat(seq, "00:56", "stopped"));
+    entries.push(record(101, "00:56", "agent_stopped", None));
+    entries.push(record(102, "02:00", "agent_started", None));
+    entries.extend(beats(&mut seq, 121, 180, "enforcing"));
+    let t = db(&entries, "00:00", "03:00");
+    assert_eq!(gaps(&t), vec![("agent_stopped".to_owned(), 65)]);
+    assert_eq!(t.gaps[0].from, at("00:55.500"));
+    assert_eq!(t.gaps[0].why, "because");
+    // The timeline keeps both stretches.
+    assert!(t.segments.iter().any(|s| s.state == "leadership_lost"));
 }

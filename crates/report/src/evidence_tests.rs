@@ -200,7 +200,7 @@ fn a_verify_of_another_or_an_older_policy_is_flagged() {
         r.evidence.verify_currency[0].status.clone()
     };
     let load = loaded(1, "2026-03-01T09:00:00Z", SHA);
-    assert_eq!(status(&[load.clone()]), "absent");
+    assert_eq!(status(std::slice::from_ref(&load)), "absent");
     assert_eq!(
         status(&[load.clone(), verified(2, "2026-03-01T10:00:00Z", Some(SHA))]),
         "current"

@@ -44,8 +44,12 @@ fn a_stopped_agent_and_an_unreachable_server_are_gaps_with_their_causes() {
     std::fs::write(
         &policy,
         format!(
-            "[agent]\ninterval = \"1s\"\nheartbeat = \"1s\"\n\n[[target]]\nname = \"db\"\nurl = \"{}\"\n\n\
-             [[rule]]\nname = \"idle\"\nidle = \"1h\"\nroles = [\"kim\"]\n",
+            "[policy]\nowner = \"DBA team\"\napproved_by = \"J. Smith, CISO\"\nversion = \"3\"\n\
+             effective = \"2026-11-01\"\nreview_by = \"2027-11-01\"\nimplements = \"SSP AC-12 rev 3\"\n\n\
+             [agent]\ninterval = \"1s\"\nheartbeat = \"1s\"\n\n[exempt]\nroles = [\"postgres\"]\n\n\
+             [[target]]\nname = \"db\"\nurl = \"{}\"\n\n\
+             [[rule]]\nname = \"idle\"\nidle = \"1h\"\nroles = [\"kim\"]\n\
+             controls = [\"NIST-800-171-3.1.11\", \"AC-12\", \"V-261910\"]\n",
             cluster.url("curfew_agent", "postgres")
         ),
     )
@@ -121,6 +125,7 @@ fn a_stopped_agent_and_an_unreachable_server_are_gaps_with_their_causes() {
         "{md}"
     );
     assert!(md.contains("**Coverage:** target db enforced"), "{md}");
+    assert!(md.contains("J. Smith, CISO") && md.contains("## 12. Control mapping"));
     let html = report(&policy, &audit, "html");
     assert!(html.contains("Coverage timeline") && html.contains("Sign-off"));
 }

@@ -41,7 +41,7 @@ pub(crate) fn headline(e: &Evidence) -> String {
         };
         let _ = write!(
             out,
-            r#"<dt>Coverage</dt><dd><span class="word {tone}">{}</span></dd>"#,
+            r#"<dt>Coverage</dt><dd><strong style="color:var(--{tone})">{}</strong></dd>"#,
             h(line)
         );
     }

@@ -194,6 +194,45 @@ mod tests {
         assert_eq!(clock_offset_ms(sent, received, behind), -1050);
     }
 
+    /// A heartbeat the log could not take is said once the log takes records again: an
+    /// `audit_unwritable` record with since when, then the state, in one batch.
+    #[tokio::test]
+    async fn an_unwritable_log_is_said_once_records_can_be_written() {
+        let dir = std::env::temp_dir().join(format!("curfew-heartbeat-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let audit = curfew_audit::AuditLog::open(&path).unwrap();
+        let shared = Arc::new(Shared::new(audit, crate::AgentOptions::default()));
+        let mut beat = Heartbeat::new(shared, "db");
+        let every = Duration::from_secs(60);
+        beat.beat(State::Enforcing, every).await;
+        beat.beat(State::Enforcing, every).await; // not due, unchanged: nothing written
+        beat.beat(State::AuditUnwritable("disk full".to_owned()), every)
+            .await;
+        beat.offset(7);
+        beat.beat(State::Enforcing, every).await;
+        let records: Vec<_> = curfew_audit::read(&path)
+            .unwrap()
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        let states: Vec<_> = records
+            .iter()
+            .map(|r| {
+                r.detail.as_ref().unwrap()["state"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(states, ["enforcing", "audit_unwritable", "enforcing"]);
+        let unwritable = records[1].detail.as_ref().unwrap();
+        let since: Timestamp = unwritable["since"].as_str().unwrap().parse().unwrap();
+        assert!(since >= records[0].ts && since <= records[1].ts);
+        assert_eq!(records[2].detail.as_ref().unwrap()["clock_offset_ms"], 7);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn a_heartbeat_is_compact_and_says_why() {
         let record = heartbeat_record(

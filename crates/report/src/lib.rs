@@ -1,7 +1,13 @@
 //! `curfew report`: one document for the assessor. The conditions under which sessions end (as
 //! `curfew explain` states them), the history of the policy in force, the sessions ended by rule
 //! and by day, the locks and why, the latest `curfew check` and `curfew verify` results, and
-//! whether the audit chain is intact.
+//! whether the audit chain is intact. Then the evidence beyond terminations ([`Evidence`]): the
+//! coverage timeline per target from the agent's heartbeats (every gap with its cause and
+//! duration, the share of the period enforced, the largest clock offset), completeness (drift
+//! corrections, rejected policies, skipped terminations, worker failures, squatters, warnings;
+//! `curfew verify` canaries counted apart), compensating controls for what curfew cannot end,
+//! the policy's metadata and each rule's controls, whether the latest verify tested the policy
+//! in force, a mapping from each requirement to the evidence, and a sign-off block.
 //!
 //! Pure: the caller reads the policy and the audit log and passes the time; [`build`] turns
 //! them into a [`Report`], which renders as self-contained HTML ([`Report::to_html`]: no

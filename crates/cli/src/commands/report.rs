@@ -1,6 +1,7 @@
 //! `curfew report`: the assessor's document — the conditions, the policy history, terminations
 //! by rule and by day, locks, the latest `check` and `verify` results and the audit chain's
-//! verification — from the policy file and the audit log.
+//! verification, coverage per target from the heartbeats, completeness, compensating controls,
+//! the control mapping and a sign-off block — from the policy file and the audit log.
 
 use std::path::{Path, PathBuf};
 

@@ -7,6 +7,7 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, Connector};
 use crate::events::AgentEvent;
+use crate::heartbeat::State;
 use crate::loaded::LoadedPolicy;
 use crate::worker::{Ended, HEARTBEAT_LIMIT, Pause, Worker, standby_of};
 
@@ -29,6 +30,7 @@ impl<C: Connector> Worker<C> {
         loop {
             let loaded = self.policy.borrow().clone();
             let interval = loaded.policy.agent.interval.to_std();
+            let every = loaded.policy.agent.heartbeat.to_std();
             if let Some(primary) = standby_of(&loaded, &self.target)
                 && !self.shared.leads(&primary)
             {
@@ -43,6 +45,10 @@ impl<C: Connector> Worker<C> {
                 self.shared.emit(AgentEvent::StandingBy {
                     target: self.target.clone(),
                 });
+                let why = format!(
+                    "a standby: this agent does not lead its primary \"{primary}\"; the agent that does acts on it"
+                );
+                self.beat.beat(State::StandingBy(why), every).await;
                 if self.pause(Instant::now() + interval).await == Pause::Stop {
                     return Ok(None);
                 }
@@ -52,8 +58,9 @@ impl<C: Connector> Worker<C> {
             if let Some(problem) = self.audit_problem().await {
                 if said.as_ref() != Some(&Err(problem.clone())) {
                     tracing::warn!(target: "curfew::agent", "target \"{}\": not leading while the audit log is unusable ({problem})", self.target);
-                    said = Some(Err(problem));
+                    said = Some(Err(problem.clone()));
                 }
+                self.beat.beat(State::AuditUnwritable(problem), every).await;
                 tokio::time::timeout(HEARTBEAT_LIMIT, lock.ping())
                     .await
                     .map_err(|_| self.no_reply("checking the connection"))??;
@@ -84,8 +91,9 @@ impl<C: Connector> Worker<C> {
                 );
                 self.shared.emit(AgentEvent::Enforcement {
                     target: self.target.clone(),
-                    problem: Some(problem),
+                    problem: Some(problem.clone()),
                 });
+                self.beat.beat(State::NotEnforced(problem), every).await;
                 let now = Instant::now();
                 let due: Vec<_> = squatters
                     .iter()
@@ -145,11 +153,22 @@ impl<C: Connector> Worker<C> {
                     target: self.target.clone(),
                     problem: verdict.clone().err(),
                 });
-                said = Some(verdict);
+                said = Some(verdict.clone());
             }
             self.shared.emit(AgentEvent::StandingBy {
                 target: self.target.clone(),
             });
+            let state = match &verdict {
+                Ok(()) => State::StandingBy(format!(
+                    "another curfew agent leads and enforces this policy ({})",
+                    replicas.first().map_or_else(
+                        || "the lock was just released".to_owned(),
+                        curfew_postgres::LeaderInfo::describe
+                    )
+                )),
+                Err(why) => State::NotEnforced(why.clone()),
+            };
+            self.beat.beat(state, every).await;
             if self.pause(Instant::now() + interval).await == Pause::Stop {
                 return Ok(None);
             }

@@ -10,6 +10,7 @@ mod campaign;
 mod describe;
 mod events;
 mod fault;
+mod heartbeat;
 mod keepers;
 mod leadership;
 mod loaded;

@@ -95,8 +95,10 @@ pub async fn run(
         }
     }
     tracing::info!(target: "curfew::agent", "stopping");
-    for (_, running) in workers.drain() {
+    let every = policy.borrow().policy.agent.heartbeat.to_std();
+    for (name, running) in workers.drain() {
         stop(running).await;
+        stopped(&shared, &name, "the agent stopped", every).await;
     }
     let _ = keeper_stop.send(true);
     let _ = keeper.await;
@@ -169,6 +171,9 @@ async fn reconcile(
         if let Some(running) = workers.remove(&name) {
             tracing::info!(target: "curfew::agent", "target \"{name}\": removed or changed; stopping its worker");
             stop(running).await;
+            let every = loaded.policy.agent.heartbeat.to_std();
+            let why = "the target was removed from the policy or its connection changed";
+            stopped(shared, &name, why, every).await;
         }
     }
     for (name, spec) in wanted {
@@ -192,6 +197,14 @@ async fn reconcile(
             },
         );
     }
+}
+
+/// Record that a target's worker stopped (a `stopped` heartbeat): the target is not enforced
+/// by this agent from now on.
+async fn stopped(shared: &Shared, target: &str, why: &str, every: Duration) {
+    let state = crate::heartbeat::State::Stopped(why.to_owned());
+    let record = crate::heartbeat::heartbeat_record(target, &state, every, None);
+    let _ = write(shared, record).await;
 }
 
 /// Ask a worker to stop and wait for it (an in-flight termination completes first).
@@ -224,6 +237,7 @@ async fn supervise(
             shared: shared.clone(),
             policy: policy.clone(),
             stop: stop.clone(),
+            beat: crate::heartbeat::Heartbeat::new(shared.clone(), &target),
         };
         let started = tokio::time::Instant::now();
         let mut task = AbortOnDrop(tokio::spawn(worker.run()));

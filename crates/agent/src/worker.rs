@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use crate::act::Actor;
 use crate::backend::{Backend, Connector};
 use crate::events::AgentEvent;
+use crate::heartbeat::{Heartbeat, State, clock_offset_ms};
 use crate::loaded::LoadedPolicy;
 use crate::locks::Keeper;
 use crate::records::{about, write};
@@ -36,6 +37,8 @@ pub(crate) struct Worker<C: Connector> {
     pub(crate) shared: Arc<Shared>,
     pub(crate) policy: watch::Receiver<Arc<LoadedPolicy>>,
     pub(crate) stop: watch::Receiver<bool>,
+    /// This target's heartbeat (continuity evidence).
+    pub(crate) beat: Heartbeat,
 }
 
 impl<C: Connector> Worker<C> {
@@ -53,7 +56,7 @@ impl<C: Connector> Worker<C> {
                 result = self.connector.connect() => result,
                 _ = self.stop.changed() => return,
             };
-            let error = match connected {
+            let lost = match connected {
                 Ok((mut backend, warnings)) => {
                     crate::fault::panic_once("worker-panic");
                     tracing::info!(target: "curfew::agent", "target \"{}\": connected ({})", self.target, backend.describe());
@@ -68,21 +71,31 @@ impl<C: Connector> Worker<C> {
                         .lead(&mut backend, &mut actor, &mut keeper, &mut delay)
                         .await
                     {
-                        Some(error) => error,
+                        Some(lost) => lost,
                         None => return,
                     }
                 }
-                Err(e) => e.to_string(),
+                Err(e) => Lost::unreachable(&e),
             };
+            let Lost { error, state } = lost;
             tracing::warn!(target: "curfew::agent", "{error}; retrying in {}", curfew_policy::format_age(delay.try_into().unwrap_or_default()));
             self.shared.emit(AgentEvent::Disconnected {
                 target: self.target.clone(),
-                error,
+                error: error.clone(),
                 retry_in: delay,
             });
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = self.stop.changed() => return,
+            // Heartbeats go on while waiting, so the wait reads as unreachable, not as silence.
+            let retry_at = Instant::now() + delay;
+            loop {
+                let every = self.heartbeat_interval();
+                self.beat.beat(state.clone(), every).await;
+                tokio::select! {
+                    _ = tokio::time::sleep_until(retry_at.min(Instant::now() + every)) => {}
+                    _ = self.stop.changed() => return,
+                }
+                if Instant::now() >= retry_at {
+                    break;
+                }
             }
             delay = (delay * 2).min(self.shared.options.retry_max);
         }
@@ -98,22 +111,22 @@ impl<C: Connector> Worker<C> {
         actor: &mut Actor,
         keeper: &mut Keeper,
         delay: &mut Duration,
-    ) -> Option<String> {
+    ) -> Option<Lost> {
         if self.shared.options.dry_run {
             *delay = self.shared.options.retry_min;
             return match self.enforce(backend, None, actor, keeper).await {
                 Ended::Shutdown => None,
-                Ended::Lost(e) => Some(e.to_string()),
+                Ended::Lost(e) => Some(Lost::unreachable(&e)),
             };
         }
         let mut lock = match self.connector.connect().await {
             Ok((lock, _)) => lock,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => return Some(Lost::unreachable(&e)),
         };
         let leadership = match self.campaign(&mut lock).await {
             Ok(Some(leadership)) => leadership,
             Ok(None) => return None,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => return Some(Lost::unreachable(&e)),
         };
         backend.fence(Some(leadership));
         // Retries start short again only once this agent got as far as leading.
@@ -150,7 +163,7 @@ impl<C: Connector> Worker<C> {
                 } else {
                     actor.abandon(&e).await;
                 }
-                (e.to_string(), Some(e.to_string()))
+                (e.to_string(), Some(Lost::of(&e)))
             }
         };
         tracing::warn!(target: "curfew::agent", "target \"{}\": this agent no longer leads: {why}", self.target);
@@ -222,6 +235,7 @@ impl<C: Connector> Worker<C> {
                 return lost;
             }
             let started = Instant::now();
+            let sent = jiff::Timestamp::now();
             let snapshot = match backend.snapshot(loaded.needs_memberships()).await {
                 Ok(snapshot) => snapshot,
                 Err(e) if e.is_connection_lost() => return Ended::Lost(e),
@@ -235,6 +249,8 @@ impl<C: Connector> Worker<C> {
                 }
             };
             let anchor = Instant::now();
+            self.beat
+                .offset(clock_offset_ms(sent, jiff::Timestamp::now(), snapshot.now));
             // The snapshot's clock is when the server received the request: it maps to when the
             // request was sent (early by the network's one-way delay at most, which the guard's
             // not-before check absorbs), not to when the reply arrived, which is later by the
@@ -285,6 +301,15 @@ impl<C: Connector> Worker<C> {
             {
                 return Ended::Lost(e);
             }
+            // After the round's actions, so that it never delays them.
+            let state = if lock.is_some() {
+                State::Enforcing
+            } else {
+                State::DryRun
+            };
+            self.beat
+                .beat(state, loaded.policy.agent.heartbeat.to_std())
+                .await;
 
             // The next snapshot: after the interval, or sooner for anything the schedule below
             // does not cover (a warning, a report, a window or lock change, a retry).
@@ -370,6 +395,11 @@ impl<C: Connector> Worker<C> {
         }
     }
 
+    /// The heartbeat interval of the policy in force.
+    pub(crate) fn heartbeat_interval(&self) -> Duration {
+        self.policy.borrow().policy.agent.heartbeat.to_std()
+    }
+
     /// Sleep until `until`, a policy change, or shutdown.
     pub(crate) async fn pause(&mut self, until: Instant) -> Pause {
         tokio::select! {
@@ -377,6 +407,37 @@ impl<C: Connector> Worker<C> {
             // A dropped sender means the supervisor is gone: stop.
             changed = self.policy.changed() => if changed.is_err() { Pause::Stop } else { Pause::PolicyChanged },
             _ = self.stop.changed() => Pause::Stop,
+        }
+    }
+}
+
+/// Why a connected session of the loop ended with an error: its text, and the state it leaves
+/// the target in until the next attempt.
+pub(crate) struct Lost {
+    error: String,
+    state: State,
+}
+
+impl Lost {
+    /// The server could not be reached (or stopped answering).
+    fn unreachable(e: &impl std::fmt::Display) -> Lost {
+        let error = e.to_string();
+        Lost {
+            state: State::Unreachable(error.clone()),
+            error,
+        }
+    }
+
+    /// As [`Lost::unreachable`], unless the server answers but this agent lost the leadership.
+    fn of(e: &PgError) -> Lost {
+        if e.is_not_leading() {
+            let error = e.to_string();
+            Lost {
+                state: State::NotEnforced(format!("this agent stopped leading: {error}")),
+                error,
+            }
+        } else {
+            Lost::unreachable(e)
         }
     }
 }

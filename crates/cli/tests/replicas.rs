@@ -101,6 +101,25 @@ async fn one_replica_acts_and_the_other_takes_over_when_it_is_killed() {
         ["leader_acquired", "termination_intent", "leader_lost"],
         "{events_b:?}"
     );
+    // B's heartbeats: it stood by (naming the leader), enforced, then stopped.
+    let beats: Vec<(String, String)> = curfew_audit::read(&audit_b)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.event == "heartbeat")
+        .map(|e| {
+            let detail = e.detail.unwrap();
+            let text = |key: &str| detail[key].as_str().unwrap_or_default().to_owned();
+            (text("state"), text("why"))
+        })
+        .collect();
+    let mut states: Vec<&str> = beats.iter().map(|(s, _)| s.as_str()).collect();
+    states.dedup();
+    assert_eq!(states, ["standing_by", "enforcing", "stopped"], "{beats:?}");
+    assert!(
+        beats[0].1.contains("another curfew agent leads"),
+        "{beats:?}"
+    );
     assert_audit_verifies(&audit_a);
     assert_audit_verifies(&audit_b);
 }

@@ -27,6 +27,12 @@ const NO_TARGET: &str = "(no target)";
 pub fn build(input: &Input<'_>) -> Report {
     let in_period = |e: &Entry| input.since.is_none_or(|s| e.ts >= s);
     let period: Vec<&Entry> = input.entries.iter().filter(|e| in_period(e)).collect();
+    // `curfew verify`'s canary sessions are counted apart (see the completeness section).
+    let real: Vec<&Entry> = period
+        .iter()
+        .copied()
+        .filter(|e| !crate::evidence::is_canary(e))
+        .collect();
     let from = input
         .since
         .or_else(|| input.entries.iter().map(|e| e.ts).min());
@@ -37,6 +43,23 @@ pub fn build(input: &Input<'_>) -> Report {
         .filter(|e| e.event == "policy_loaded")
         .max_by_key(|e| (e.ts, e.seq))
         .map(|e| text(e.detail.as_ref(), "sha256").unwrap_or_default());
+    let checks: Vec<CheckRun> = latest_per_target(input.entries, "configuration_checked")
+        .into_iter()
+        .map(|e| check_run(e, !in_period(e)))
+        .collect();
+    let verifications: Vec<VerifyRun> = latest_per_target(input.entries, "control_verified")
+        .into_iter()
+        .map(|e| verify_run(e, !in_period(e)))
+        .collect();
+    let terminations = terminations(input, &real, from);
+    let evidence = crate::evidence::assemble(
+        input,
+        &period,
+        from,
+        (&checks, &verifications),
+        terminations.total,
+        latest_loaded.as_deref(),
+    );
     Report {
         generated_at: input.generated_at,
         period: Period {
@@ -56,16 +79,10 @@ pub fn build(input: &Input<'_>) -> Report {
         },
         conditions: input.explanation.clone(),
         policy_history: history,
-        terminations: terminations(input, &period, from),
+        terminations,
         locks: period.iter().filter_map(|e| lock_event(e)).collect(),
-        checks: latest_per_target(input.entries, "configuration_checked")
-            .into_iter()
-            .map(|e| check_run(e, !in_period(e)))
-            .collect(),
-        verifications: latest_per_target(input.entries, "control_verified")
-            .into_iter()
-            .map(|e| verify_run(e, !in_period(e)))
-            .collect(),
+        checks,
+        verifications,
         chain: Chain {
             intact: input.verification.is_intact(),
             records: input.verification.records,
@@ -82,6 +99,7 @@ pub fn build(input: &Input<'_>) -> Report {
                 })
                 .collect(),
         },
+        evidence,
     }
 }
 
@@ -279,7 +297,26 @@ fn lock_event(e: &Entry) -> Option<LockEvent> {
         released_by: text(d, "released_by"),
         released_at: text(d, "released_at"),
         result: e.result.clone(),
+        actor: d.and_then(|d| d.get("actor")).and_then(actor),
     })
+}
+
+/// `detail.actor` (`{os_user, uid, db_role}`) in words: "alice (uid 1000) as role dba".
+fn actor(v: &Value) -> Option<String> {
+    let os_user = v.get("os_user").and_then(as_text);
+    let uid = v.get("uid").and_then(as_text);
+    let role = v.get("db_role").and_then(as_text);
+    if os_user.is_none() && uid.is_none() && role.is_none() {
+        return None;
+    }
+    let mut words = os_user.unwrap_or_else(|| "(unknown user)".to_owned());
+    if let Some(uid) = uid {
+        words.push_str(&format!(" (uid {uid})"));
+    }
+    if let Some(role) = role {
+        words.push_str(&format!(" as role {role}"));
+    }
+    Some(words)
 }
 
 /// The latest record of an event per target (by time; of equal times, the later in the file),

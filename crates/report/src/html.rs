@@ -22,6 +22,10 @@ struct Page<'a> {
     busy_days: Vec<&'a crate::model::DayCounts>,
     banner_problems: &'a [crate::model::ChainProblem],
     more_problems: usize,
+    /// The coverage headline (escaped HTML).
+    evidence_head: String,
+    /// The evidence sections after the audit chain (escaped HTML).
+    evidence: String,
 }
 
 impl Page<'_> {
@@ -126,6 +130,8 @@ pub(crate) fn render(r: &Report) -> Result<String, askama::Error> {
         busy_days: t.by_day.iter().filter(|d| d.total > 0).collect(),
         banner_problems: &problems[..problems.len().min(BANNER_PROBLEMS)],
         more_problems: problems.len().saturating_sub(BANNER_PROBLEMS),
+        evidence_head: crate::evidence_html::headline(&r.evidence),
+        evidence: crate::evidence_html::sections(&r.evidence),
     }
     .render()
 }

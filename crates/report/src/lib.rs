@@ -1,7 +1,13 @@
 //! `curfew report`: one document for the assessor. The conditions under which sessions end (as
 //! `curfew explain` states them), the history of the policy in force, the sessions ended by rule
 //! and by day, the locks and why, the latest `curfew check` and `curfew verify` results, and
-//! whether the audit chain is intact.
+//! whether the audit chain is intact. Then the evidence beyond terminations ([`Evidence`]): the
+//! coverage timeline per target from the agent's heartbeats (every gap with its cause and
+//! duration, the share of the period enforced, the largest clock offset), completeness (drift
+//! corrections, rejected policies, skipped terminations, worker failures, squatters, warnings;
+//! `curfew verify` canaries counted apart), compensating controls for what curfew cannot end,
+//! the policy's metadata and each rule's controls, whether the latest verify tested the policy
+//! in force, a mapping from each requirement to the evidence, and a sign-off block.
 //!
 //! Pure: the caller reads the policy and the audit log and passes the time; [`build`] turns
 //! them into a [`Report`], which renders as self-contained HTML ([`Report::to_html`]: no
@@ -20,6 +26,7 @@
 //! let report = curfew_report::build(&curfew_report::Input {
 //!     policy_source: "curfew.toml",
 //!     policy_sha256: "ab12",
+//!     policy: &policy,
 //!     explanation: &explanation,
 //!     audit_path: "audit.jsonl",
 //!     entries: &[],
@@ -33,11 +40,21 @@
 
 mod build;
 mod chart;
+mod coverage;
+mod evidence;
+mod evidence_html;
+mod evidence_md;
 mod html;
 mod markdown;
 mod model;
+mod timeline;
 
 pub use build::{LATEST, build};
+pub use coverage::{Coverage, Gap, SILENCE_FACTOR, Segment, TargetCoverage, coverage};
+pub use evidence::{
+    Compensating, Completeness, ControlRow, Evidence, Item, LISTED, Listed, Metadata, RuleControls,
+    SignOff, VerifyCurrency,
+};
 pub use model::{
     AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, LockEvent, Period, PolicyFile,
     PolicyLoad, Report, RuleCounts, RunRecord, TargetCount, Termination, Terminations,
@@ -51,6 +68,8 @@ pub struct Input<'a> {
     pub policy_source: &'a str,
     /// The SHA-256 of the policy file's bytes.
     pub policy_sha256: &'a str,
+    /// The policy in force (its metadata, exemptions and rules' controls).
+    pub policy: &'a curfew_policy::Policy,
     /// The policy, explained.
     pub explanation: &'a curfew_policy::explain::Explanation,
     /// The audit log's path, as shown in the report.
@@ -85,6 +104,10 @@ impl Report {
     }
 }
 
+#[cfg(test)]
+mod coverage_tests;
+#[cfg(test)]
+mod evidence_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -13,6 +13,7 @@ use Align::{Left, Right};
 pub(crate) fn render(r: &Report) -> String {
     let mut out = String::new();
     header(&mut out, r);
+    crate::evidence_md::headline(&mut out, r);
     conditions(&mut out, r);
     policy_history(&mut out, r);
     terminations(&mut out, r);
@@ -20,6 +21,7 @@ pub(crate) fn render(r: &Report) -> String {
     checks(&mut out, &r.checks);
     verifications(&mut out, &r.verifications);
     chain(&mut out, r);
+    crate::evidence_md::sections(&mut out, r);
     out
 }
 
@@ -312,6 +314,7 @@ fn locks(out: &mut String, r: &Report) {
             ("Created by", Left),
             ("Expires", Left),
             ("Released", Left),
+            ("By", Left),
         ],
     );
     for l in &r.locks {
@@ -336,6 +339,7 @@ fn locks(out: &mut String, r: &Report) {
                 opt(&l.created_by),
                 opt(&l.expires_at),
                 released,
+                opt(&l.actor),
             ],
         );
     }

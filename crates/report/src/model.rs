@@ -32,6 +32,8 @@ pub struct Report {
     pub verifications: Vec<VerifyRun>,
     /// The audit chain's verification.
     pub chain: Chain,
+    /// Continuity, completeness, compensating controls, metadata, control mapping, sign-off.
+    pub evidence: crate::evidence::Evidence,
 }
 
 /// The period a report covers.
@@ -197,6 +199,9 @@ pub struct LockEvent {
     pub released_at: Option<String>,
     /// The record's result (e.g. `disabled`, `restored`).
     pub result: Option<String>,
+    /// The person whose action it records (`detail.actor`: OS user, uid, database role), where
+    /// the record says.
+    pub actor: Option<String>,
 }
 
 /// What every recorded run (`curfew check`, `curfew verify`) states about itself: the header

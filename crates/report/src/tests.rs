@@ -35,12 +35,14 @@ action = "report"
 
 const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 
+fn policy() -> curfew_policy::Policy {
+    parse_policy("curfew.toml", POLICY, jiff::tz::db())
+        .unwrap()
+        .policy
+}
+
 fn explanation() -> Explanation {
-    explain(
-        &parse_policy("curfew.toml", POLICY, jiff::tz::db())
-            .unwrap()
-            .policy,
-    )
+    explain(&policy())
 }
 
 fn ts(text: &str) -> Timestamp {
@@ -116,9 +118,11 @@ fn intact(records: u64) -> Verification {
 
 fn report(entries: &[Entry], verification: &Verification, since: Option<&str>) -> Report {
     let explanation = explanation();
+    let policy = policy();
     build(&Input {
         policy_source: "curfew.toml",
         policy_sha256: SHA,
+        policy: &policy,
         explanation: &explanation,
         audit_path: "/var/lib/curfew/audit.jsonl",
         entries,

@@ -1,6 +1,7 @@
 //! `curfew report`: the assessor's document — the conditions, the policy history, terminations
 //! by rule and by day, locks, the latest `check` and `verify` results and the audit chain's
-//! verification — from the policy file and the audit log.
+//! verification, coverage per target from the heartbeats, completeness, compensating controls,
+//! the control mapping and a sign-off block — from the policy file and the audit log.
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +69,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let report = curfew_report::build(&curfew_report::Input {
         policy_source: &loaded.source,
         policy_sha256: &loaded.sha256,
+        policy: &loaded.policy,
         explanation: &explanation,
         audit_path: &audit_path,
         entries: &entries,

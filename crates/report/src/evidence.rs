@@ -1,0 +1,556 @@
+//! What an assessor needs besides the terminations: everything the log records that bears on
+//! completeness (drift corrections, rejected policies, skipped terminations, worker failures,
+//! squatters, warnings, canaries counted apart), what curfew cannot end and what the site must
+//! do instead, the policy's metadata, the mapping from each requirement to the evidence that
+//! answers it, whether the latest verify tested the policy in force, and a sign-off block.
+
+use curfew_audit::Entry;
+use curfew_policy::{CANARY_MARK, Policy};
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::coverage::Coverage;
+use crate::model::{CheckRun, VerifyRun};
+
+/// How many records each list of [`Completeness`] shows (the count is of all).
+pub const LISTED: usize = 20;
+
+/// The evidence sections beyond terminations.
+#[derive(Debug, Clone, Serialize)]
+pub struct Evidence {
+    /// When each target was enforced, and every gap.
+    pub coverage: Coverage,
+    /// Records bearing on completeness.
+    pub completeness: Completeness,
+    /// What curfew cannot end, and what the site must do instead.
+    pub compensating: Compensating,
+    /// `[policy]` and each rule's `controls`.
+    pub metadata: Metadata,
+    /// Whether the latest verify per target tested the policy in force.
+    pub verify_currency: Vec<VerifyCurrency>,
+    /// Each requirement and the evidence that answers it.
+    pub control_mapping: Vec<ControlRow>,
+    /// Who signs the report.
+    pub sign_off: SignOff,
+}
+
+/// A count and the latest records of one kind.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Listed {
+    /// Records in the period.
+    pub total: u64,
+    /// The latest, newest first (at most [`LISTED`]).
+    pub latest: Vec<Item>,
+}
+
+/// One record, as a list shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Item {
+    /// The record's seq.
+    pub seq: u64,
+    /// When.
+    pub ts: Timestamp,
+    /// The target, if any.
+    pub target: Option<String>,
+    /// The rule, if any.
+    pub rule: Option<String>,
+    /// The session's role, if any.
+    pub role: Option<String>,
+    /// The result word, if any.
+    pub result: Option<String>,
+    /// Why, in words.
+    pub reason: Option<String>,
+}
+
+/// Records bearing on completeness, in the period.
+#[derive(Debug, Clone, Serialize)]
+pub struct Completeness {
+    /// Login locks found changed by someone else and put back (`lock_drift_corrected`).
+    pub drift_corrections: Listed,
+    /// Policy files refused at load or reload (`policy_rejected`).
+    pub rejected_policies: Listed,
+    /// Terminations not done because the session changed first (`termination_skipped`).
+    pub skipped_terminations: Listed,
+    /// Workers that died and were restarted (`worker_failed`).
+    pub worker_failures: Listed,
+    /// Sessions of other roles that held curfew's leader lock (`leader_squatted`).
+    pub squatters: Listed,
+    /// Warnings recorded (`session_warned`).
+    pub warnings: Listed,
+    /// What a warning is, in words (what the running components do with it).
+    pub warnings_statement: String,
+    /// `curfew verify` canary sessions ended (not counted with the terminations).
+    pub canary_terminated: u64,
+    /// Canary sessions reported only, or whose termination failed.
+    pub canary_other: u64,
+}
+
+/// What curfew cannot end.
+#[derive(Debug, Clone, Serialize)]
+pub struct Compensating {
+    /// The policy's exemptions, as `curfew explain` states them.
+    pub exemptions: String,
+    /// Roles the policy exempts by name (patterns as written).
+    pub exempt_roles: Vec<String>,
+    /// Sessions curfew could not end because only a superuser may (from `termination_failed`).
+    pub superuser_refusals: Listed,
+    /// The statement: what is not covered and what the site must do instead.
+    pub statement: String,
+    /// What the site must do instead, one measure a line.
+    pub measures: Vec<String>,
+}
+
+/// `[policy]` and the rules' `controls`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Metadata {
+    /// Who owns the policy.
+    pub owner: Option<String>,
+    /// Who approved it.
+    pub approved_by: Option<String>,
+    /// Its version.
+    pub version: Option<String>,
+    /// From when it is in force.
+    pub effective: Option<String>,
+    /// When it must be reviewed.
+    pub review_by: Option<String>,
+    /// The organization's document it implements.
+    pub implements: Option<String>,
+    /// Each rule and the controls it names, in policy order.
+    pub rule_controls: Vec<RuleControls>,
+}
+
+/// One rule's `controls`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RuleControls {
+    /// The rule.
+    pub rule: String,
+    /// The controls it implements (empty: none named).
+    pub controls: Vec<String>,
+}
+
+/// Whether one target's latest verify tested the policy in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyCurrency {
+    /// The target (`None`: no verify is recorded at all).
+    pub target: Option<String>,
+    /// `current`, `absent`, `other_policy` or `older_than_policy`.
+    pub status: String,
+    /// In words.
+    pub message: String,
+}
+
+/// One requirement and the evidence that answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlRow {
+    /// The requirement's id, e.g. `NIST SP 800-171 3.1.11[a]`.
+    pub control: String,
+    /// The determining statement or check.
+    pub statement: String,
+    /// The sections of this report that answer it.
+    pub evidence: String,
+    /// Rules whose `controls` name it.
+    pub rules: Vec<String>,
+    /// `shown`, `partly shown` or `not shown`.
+    pub status: String,
+    /// What is missing for it to be shown fully (empty when nothing is).
+    pub missing: String,
+}
+
+/// The sign-off block.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignOff {
+    /// Who approved the policy (from `[policy] approved_by`).
+    pub policy_approved_by: Option<String>,
+    /// The policy's owner.
+    pub policy_owner: Option<String>,
+    /// The policy's version.
+    pub policy_version: Option<String>,
+    /// The lines the assessor fills in.
+    pub lines: Vec<String>,
+}
+
+/// The evidence sections from the input and the period's records. `latest_loaded`: the hash
+/// of the policy the log last recorded as loaded.
+pub(crate) fn assemble(
+    input: &crate::Input<'_>,
+    period: &[&Entry],
+    from: Option<Timestamp>,
+    (checks, verifications): (&[CheckRun], &[VerifyRun]),
+    terminated: u64,
+    latest_loaded: Option<&str>,
+) -> Evidence {
+    let to = input.generated_at;
+    let coverage = crate::coverage::coverage(
+        input.entries,
+        &input.explanation.targets,
+        from.unwrap_or(to).min(to),
+        to,
+    );
+    let in_force = latest_loaded.unwrap_or(input.policy_sha256);
+    let verify_currency = verify_currency(input.entries, verifications, in_force);
+    let file_in_force = latest_loaded.map(|h| h == input.policy_sha256);
+    Evidence {
+        control_mapping: control_mapping(
+            input.policy,
+            &coverage,
+            &verify_currency,
+            checks,
+            file_in_force,
+            terminated,
+        ),
+        coverage,
+        completeness: completeness(period),
+        compensating: compensating(input.policy, &input.explanation.exemptions, period),
+        metadata: metadata(input.policy),
+        verify_currency,
+        sign_off: sign_off(input.policy),
+    }
+}
+
+/// Whether a record is about a `curfew verify` canary session.
+pub(crate) fn is_canary(e: &Entry) -> bool {
+    e.session
+        .as_ref()
+        .is_some_and(|s| s.role.contains(CANARY_MARK))
+}
+
+fn item(e: &Entry) -> Item {
+    Item {
+        seq: e.seq,
+        ts: e.ts,
+        target: e.target.clone(),
+        rule: e.rule.clone(),
+        role: e.session.as_ref().map(|s| s.role.clone()),
+        result: e.result.clone(),
+        reason: e.reason.clone(),
+    }
+}
+
+fn listed<'e>(records: impl Iterator<Item = &'e Entry>) -> Listed {
+    let mut all: Vec<&Entry> = records.collect();
+    all.sort_by_key(|e| std::cmp::Reverse((e.ts, e.seq)));
+    Listed {
+        total: all.len() as u64,
+        latest: all.into_iter().take(LISTED).map(item).collect(),
+    }
+}
+
+/// The completeness section from the period's records.
+pub(crate) fn completeness(period: &[&Entry]) -> Completeness {
+    let of = |event: &'static str| listed(period.iter().copied().filter(move |e| e.event == event));
+    let canary = |event: &str| {
+        period
+            .iter()
+            .filter(|e| e.event == event && is_canary(e))
+            .count() as u64
+    };
+    Completeness {
+        drift_corrections: of("lock_drift_corrected"),
+        rejected_policies: of("policy_rejected"),
+        skipped_terminations: listed(
+            period
+                .iter()
+                .copied()
+                .filter(|e| e.event == "termination_skipped" && !is_canary(e)),
+        ),
+        worker_failures: of("worker_failed"),
+        squatters: of("leader_squatted"),
+        warnings: of("session_warned"),
+        warnings_statement: "A warning is recorded for operators (a `session_warned` audit record and a metric) and sent to the hooks configured in [notify]; the agent does not reach the user, whose session gets no message from it before it ends.".to_owned(),
+        canary_terminated: canary("session_terminated"),
+        canary_other: canary("session_reported") + canary("termination_failed"),
+    }
+}
+
+/// The compensating-controls section.
+pub(crate) fn compensating(policy: &Policy, exemptions: &str, period: &[&Entry]) -> Compensating {
+    let exempt_roles: Vec<String> = policy
+        .exempt
+        .entries
+        .iter()
+        .flat_map(|x| x.scope.roles.iter().map(ToString::to_string))
+        .collect();
+    let superuser_refusals = listed(period.iter().copied().filter(|e| {
+        e.event == "termination_failed"
+            && e.reason.as_deref().is_some_and(|r| r.contains("superuser"))
+    }));
+    let mut statement = String::from(
+        "curfew does not end exempt sessions, nor the sessions of superusers (curfew's role may not signal them, and should not be one).",
+    );
+    if !exempt_roles.is_empty() {
+        statement.push_str(&format!(
+            " The policy exempts the roles {}.",
+            exempt_roles.join(", ")
+        ));
+    }
+    if superuser_refusals.total > 0 {
+        statement.push_str(&format!(
+            " In the period, {} session(s) due to end could not be ended because only a superuser may end them.",
+            superuser_refusals.total
+        ));
+    }
+    statement.push_str(" For these sessions the site must rely on other controls:");
+    Compensating {
+        exemptions: exemptions.to_owned(),
+        exempt_roles,
+        superuser_refusals,
+        statement,
+        measures: vec![
+            "restrict superuser and exempt-role logins (pg_hba.conf: local or bastion only, named people, MFA) and keep them out of daily work".to_owned(),
+            "set the server's own timeouts (`curfew compile` writes idle_session_timeout, idle_in_transaction_session_timeout and per-role settings with a margin above curfew's limits)".to_owned(),
+            "log and review privileged sessions (log_connections, log_disconnections, pgaudit)".to_owned(),
+        ],
+    }
+}
+
+/// `[policy]` and the rules' controls.
+pub(crate) fn metadata(policy: &Policy) -> Metadata {
+    let m = &policy.meta;
+    Metadata {
+        owner: m.owner.clone(),
+        approved_by: m.approved_by.clone(),
+        version: m.version.clone(),
+        effective: m.effective.clone(),
+        review_by: m.review_by.clone(),
+        implements: m.implements.clone(),
+        rule_controls: policy
+            .rules
+            .iter()
+            .map(|r| RuleControls {
+                rule: r.name.clone(),
+                controls: r.controls.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// When the policy in force (by hash) took force: the first load of the latest unbroken run
+/// of loads of that hash.
+fn in_force_since(entries: &[Entry], sha256: &str) -> Option<Timestamp> {
+    let mut loads: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.event == "policy_loaded")
+        .collect();
+    loads.sort_by_key(|e| (e.ts, e.seq));
+    let mut since = None;
+    for e in loads {
+        let hash = detail_str(e, "sha256").or_else(|| detail_str(e, "policy_sha256"));
+        if hash.as_deref() == Some(sha256) {
+            since.get_or_insert(e.ts);
+        } else {
+            since = None;
+        }
+    }
+    since
+}
+
+fn detail_str(e: &Entry, key: &str) -> Option<String> {
+    e.detail
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+}
+
+/// Whether each target's latest verify tested the policy in force (`in_force`: its hash).
+pub(crate) fn verify_currency(
+    entries: &[Entry],
+    runs: &[VerifyRun],
+    in_force: &str,
+) -> Vec<VerifyCurrency> {
+    if runs.is_empty() {
+        return vec![VerifyCurrency {
+            target: None,
+            status: "absent".to_owned(),
+            message: "no `curfew verify` is recorded: nothing shows the policy was tested live"
+                .to_owned(),
+        }];
+    }
+    let since = in_force_since(entries, in_force);
+    let short = |h: &str| h.get(..12).unwrap_or(h).to_owned();
+    runs.iter()
+        .map(|run| {
+            let tested = run
+                .detail
+                .as_ref()
+                .and_then(|d| d.get("policy_sha256"))
+                .and_then(Value::as_str);
+            let (status, message) = match (tested, since) {
+                (Some(h), _) if h != in_force => (
+                    "other_policy",
+                    format!(
+                        "the latest verify tested another policy (sha256 {}), not the one in force (sha256 {}): run `curfew verify` again",
+                        short(h),
+                        short(in_force)
+                    ),
+                ),
+                (None, Some(s)) if run.run.ts < s => (
+                    "older_than_policy",
+                    format!(
+                        "the latest verify ({}) is older than the policy in force (loaded {}) and does not say which policy it tested: run `curfew verify` again",
+                        run.run.ts, s
+                    ),
+                ),
+                (Some(_), _) => ("current", "the latest verify tested the policy in force".to_owned()),
+                (None, _) => (
+                    "current",
+                    "the latest verify ran after the policy in force was loaded (it does not record which policy it tested)".to_owned(),
+                ),
+            };
+            VerifyCurrency {
+                target: run.run.target.clone(),
+                status: status.to_owned(),
+                message,
+            }
+        })
+        .collect()
+}
+
+/// The requirement ids a rule's `controls` may use for each row (compared without case,
+/// punctuation or spaces).
+const MATCH_A_B: &[&str] = &[
+    "nist800171311",
+    "nistsp800171311",
+    "3111",
+    "ac12",
+    "nist80053ac12",
+    "nistsp80053ac12",
+];
+const MATCH_STIG: &[&str] = &["v261910"];
+
+fn squash(text: &str) -> String {
+    text.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
+fn rules_naming(policy: &Policy, ids: &[&str]) -> Vec<String> {
+    policy
+        .rules
+        .iter()
+        .filter(|r| {
+            r.controls.iter().any(|c| {
+                let c = squash(c);
+                ids.iter().any(|id| c.starts_with(id))
+            })
+        })
+        .map(|r| r.name.clone())
+        .collect()
+}
+
+/// The control mapping table.
+pub(crate) fn control_mapping(
+    policy: &Policy,
+    coverage: &Coverage,
+    currency: &[VerifyCurrency],
+    checks: &[CheckRun],
+    file_in_force: Option<bool>,
+    terminated: u64,
+) -> Vec<ControlRow> {
+    let status = |missing: &[String], any: bool| {
+        if missing.is_empty() {
+            "shown"
+        } else if any {
+            "partly shown"
+        } else {
+            "not shown"
+        }
+        .to_owned()
+    };
+    // [a]: the conditions are defined.
+    let mut missing_a = Vec::new();
+    let enforced_rules = policy
+        .rules
+        .iter()
+        .filter(|r| r.action == curfew_policy::Action::Terminate)
+        .count();
+    if enforced_rules == 0 {
+        missing_a.push("no rule ends sessions (every rule only reports)".to_owned());
+    }
+    if policy.meta.approved_by.is_none() {
+        missing_a.push("the policy does not say who approved it ([policy] approved_by)".to_owned());
+    }
+    if file_in_force == Some(false) {
+        missing_a.push("the policy file read is not the one the agent last loaded".to_owned());
+    }
+    // [b]: sessions are terminated automatically when a condition occurs.
+    let mut missing_b = Vec::new();
+    if coverage.heartbeats == 0 {
+        missing_b.push("the log holds no heartbeats: continuity cannot be shown".to_owned());
+    }
+    for t in &coverage.targets {
+        if !t.gaps.is_empty() {
+            missing_b.push(format!(
+                "target {} was enforced {:.1}% of the period ({} gap(s), see Coverage)",
+                t.target,
+                t.share_percent,
+                t.gaps.len()
+            ));
+        }
+    }
+    for c in currency.iter().filter(|c| c.status != "current") {
+        missing_b.push(c.message.clone());
+    }
+    let any_b = coverage.targets.iter().any(|t| t.enforced_ms > 0) || terminated > 0;
+    // The STIG check: the latest `curfew check` finding V-261910.
+    let mut missing_s = Vec::new();
+    let findings: Vec<_> = checks
+        .iter()
+        .flat_map(|c| c.findings.iter())
+        .filter(|f| squash(&f.id) == "v261910")
+        .collect();
+    if findings.is_empty() {
+        missing_s.push("no `curfew check` result for V-261910 is recorded".to_owned());
+    }
+    for f in findings.iter().filter(|f| f.status != "pass") {
+        missing_s.push(format!(
+            "the latest check found V-261910 {}: {}",
+            f.status, f.observed
+        ));
+    }
+    let any_s = findings.iter().any(|f| f.status == "pass");
+    vec![
+        ControlRow {
+            control: "NIST SP 800-171 3.1.11[a]".to_owned(),
+            statement: "Conditions requiring a user session to terminate are defined.".to_owned(),
+            evidence: "Conditions; Policy metadata; Policy history".to_owned(),
+            rules: rules_naming(policy, MATCH_A_B),
+            status: status(&missing_a, enforced_rules > 0),
+            missing: missing_a.join("; "),
+        },
+        ControlRow {
+            control: "NIST SP 800-171 3.1.11[b]".to_owned(),
+            statement: "A user session is automatically terminated after any of the defined conditions occur.".to_owned(),
+            evidence: "Coverage; Sessions ended; Completeness; Verification".to_owned(),
+            rules: rules_naming(policy, MATCH_A_B),
+            status: status(&missing_b, any_b),
+            missing: missing_b.join("; "),
+        },
+        ControlRow {
+            control: "DISA STIG V-261910".to_owned(),
+            statement: "PostgreSQL must automatically terminate a user session after organization-defined conditions or trigger events requiring session disconnect.".to_owned(),
+            evidence: "Configuration check; Coverage; Sessions ended; Compensating controls".to_owned(),
+            rules: rules_naming(policy, MATCH_STIG),
+            status: status(&missing_s, any_s),
+            missing: missing_s.join("; "),
+        },
+    ]
+}
+
+/// The sign-off block.
+pub(crate) fn sign_off(policy: &Policy) -> SignOff {
+    SignOff {
+        policy_approved_by: policy.meta.approved_by.clone(),
+        policy_owner: policy.meta.owner.clone(),
+        policy_version: policy.meta.version.clone(),
+        lines: vec![
+            "Assessor (name, organization)".to_owned(),
+            "Date of assessment".to_owned(),
+            "Signature".to_owned(),
+            "System owner (name)".to_owned(),
+            "Signature".to_owned(),
+        ],
+    }
+}

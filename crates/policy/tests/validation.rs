@@ -514,3 +514,18 @@ fn verify_test_limit_is_a_positive_duration() {
     assert_error("[verify]\ntest_limit = 5\n", "2:14", "a duration string");
     assert_error("[verify]\ncanary = \"x\"\n", "2:1", "test_limit");
 }
+
+#[test]
+fn a_heartbeat_shorter_than_the_interval_is_refused_and_the_default_follows_a_long_interval() {
+    let text = "[agent]\ninterval = \"5s\"\nheartbeat = \"2s\"\n";
+    let errors = curfew_policy::parse_policy("t.toml", text, jiff::tz::db()).unwrap_err();
+    let shown = errors.to_string();
+    assert!(shown.contains("t.toml:3:13"), "{shown}");
+    assert!(shown.contains("shorter than `interval`"), "{shown}");
+
+    let text = "[agent]\ninterval = \"2m\"\n";
+    let parsed = curfew_policy::parse_policy("t.toml", text, jiff::tz::db()).unwrap();
+    assert_eq!(parsed.policy.agent.heartbeat.to_string(), "2m");
+    let parsed = curfew_policy::parse_policy("t.toml", "", jiff::tz::db()).unwrap();
+    assert_eq!(parsed.policy.agent.heartbeat.to_string(), "1m");
+}

@@ -185,13 +185,26 @@ fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSetting
         }
         settings.audit_log = Some(path.value);
     }
+    // Unset, the heartbeat is a minute, or the interval when that is longer.
+    settings.heartbeat = settings.heartbeat.max(settings.interval);
     if let Some(heartbeat) = duration(c, &r, "heartbeat") {
         if heartbeat.value < Limit::from_secs(1).unwrap_or(heartbeat.value) {
             c.error(
-                heartbeat.span,
+                heartbeat.span.clone(),
                 format!(
                     "`heartbeat` in [agent] is {}; it must be at least 1s",
                     heartbeat.value
+                ),
+            );
+        }
+        if heartbeat.value < settings.interval {
+            // Heartbeats are written at the agent's rounds: a heartbeat shorter than the
+            // interval could not be kept, and the report would show silences that are not gaps.
+            c.error(
+                heartbeat.span,
+                format!(
+                    "`heartbeat` in [agent] is {}, shorter than `interval` ({}); it must be at least the interval",
+                    heartbeat.value, settings.interval
                 ),
             );
         }

@@ -459,6 +459,13 @@ fn verify_on_the_example_policy_tests_a_window_edge_a_session_cap_and_a_login_lo
         text_of(edge, "evidence").contains("session_terminated, rule \"year-end-maintenance\""),
         "{edge:#}"
     );
+    // A session cap no window decides: live at any hour.
+    let reporting = result(&doc, "reporting-sessions");
+    assert_eq!(reporting["status"], "live_pass", "{reporting:#}\n{stderr}");
+    assert!(
+        text_of(reporting, "evidence").contains("session_terminated, rule \"reporting-sessions\""),
+        "{reporting:#}"
+    );
     let lock = result(&doc, "login locks (curfew lock)");
     assert_eq!(lock["status"], "live_pass", "{lock:#}\n{stderr}");
     for needle in [

@@ -402,9 +402,17 @@ fn compile(text: &str) -> String {
 #[test]
 fn the_golden_oracle_output_is_valid() {
     let script = recognize(GOLDEN).unwrap_or_else(|e| panic!("{e}"));
-    let profiles = ["CURFEW_1", "CURFEW_2", "CURFEW_1_2"]
-        .map(String::from)
-        .to_vec();
+    let profiles = [
+        "CURFEW_1",
+        "CURFEW_2",
+        "CURFEW_3",
+        "CURFEW_1_2",
+        "CURFEW_1_3",
+        "CURFEW_2_3",
+        "CURFEW_1_2_3",
+    ]
+    .map(String::from)
+    .to_vec();
     assert_eq!(script.created, profiles);
     assert_eq!(script.altered, profiles);
     assert_eq!(script.resource_limit, Some(true));

@@ -1,6 +1,6 @@
 -- curfew compile --dialect oracle
 -- Policy: examples/curfew.toml
--- SHA-256: f0d6bf24a5cd49b96d953046b47a64d8d630950f28bff6b4b1bc56bea45325b1
+-- SHA-256: 34a00c895eabcf04292682f5a44816c80eb2ffc5b8a28a715b6ff46b84029ec9
 
 -- Oracle Database profiles and sqlnet.ora settings for the rules of this policy that Oracle can
 -- express itself. curfew's agent watches PostgreSQL only: on Oracle these settings are the
@@ -68,6 +68,9 @@
 --     Oracle has no limit on time spent idle inside a transaction: IDLE_TIME counts all idle time,
 --     in a transaction or not (it is what idle rules map to), and Resource Manager's
 --     MAX_IDLE_BLOCKER_TIME only covers idle sessions that block others.
+--   "reporting-sessions" (at most 3 per role · roles report_*): SESSIONS_PER_USER 3 for users whose
+--     names match "report_*". Unlike the rule, Oracle refuses a session beyond the limit at login
+--     (ORA-02391) instead of ending the newest.
 --   "backup-lifetime-staged" (lifetime 6h · roles backupuser · report only): not expressible
 --     natively: action = "report" (staged rollout): the rule ends nothing, and a native setting
 --     would end sessions, so nothing is emitted for it.
@@ -91,6 +94,10 @@ SET DEFINE OFF
 --   Scope 2: users whose names match "analyst_*".
 --     Find them: SELECT username FROM dba_users WHERE oracle_maintained = 'N' AND (username LIKE
 --       'analyst\_%' ESCAPE '\') AND NOT (username LIKE 'postgres' ESCAPE '\' OR username LIKE
+--       'replicator' ESCAPE '\') ORDER BY username;
+--   Scope 3: users whose names match "report_*".
+--     Find them: SELECT username FROM dba_users WHERE oracle_maintained = 'N' AND (username LIKE
+--       'report\_%' ESCAPE '\') AND NOT (username LIKE 'postgres' ESCAPE '\' OR username LIKE
 --       'replicator' ESCAPE '\') ORDER BY username;
 
 -- Profile "CURFEW_1" for users in scope 1 only.
@@ -116,7 +123,18 @@ ALTER PROFILE "CURFEW_2" LIMIT
   CONNECT_TIME DEFAULT
   SESSIONS_PER_USER 1;
 
--- Profile "CURFEW_1_2" for users in scopes 1 and 2.
+-- Profile "CURFEW_3" for users in scope 3 only.
+--   SESSIONS_PER_USER 3: rule "reporting-sessions".
+CREATE PROFILE "CURFEW_3" LIMIT
+  IDLE_TIME DEFAULT
+  CONNECT_TIME DEFAULT
+  SESSIONS_PER_USER 3;
+ALTER PROFILE "CURFEW_3" LIMIT
+  IDLE_TIME DEFAULT
+  CONNECT_TIME DEFAULT
+  SESSIONS_PER_USER 3;
+
+-- Profile "CURFEW_1_2" for users in scopes 1 and 2 only.
 --   IDLE_TIME 15: rule "inactivity".
 --   CONNECT_TIME 720: rule "session-lifetime".
 --   SESSIONS_PER_USER 1: rule "one-session-each".
@@ -125,6 +143,43 @@ CREATE PROFILE "CURFEW_1_2" LIMIT
   CONNECT_TIME 720
   SESSIONS_PER_USER 1;
 ALTER PROFILE "CURFEW_1_2" LIMIT
+  IDLE_TIME 15
+  CONNECT_TIME 720
+  SESSIONS_PER_USER 1;
+
+-- Profile "CURFEW_1_3" for users in scopes 1 and 3 only.
+--   IDLE_TIME 15: rule "inactivity".
+--   CONNECT_TIME 720: rule "session-lifetime".
+--   SESSIONS_PER_USER 3: rule "reporting-sessions".
+CREATE PROFILE "CURFEW_1_3" LIMIT
+  IDLE_TIME 15
+  CONNECT_TIME 720
+  SESSIONS_PER_USER 3;
+ALTER PROFILE "CURFEW_1_3" LIMIT
+  IDLE_TIME 15
+  CONNECT_TIME 720
+  SESSIONS_PER_USER 3;
+
+-- Profile "CURFEW_2_3" for users in scopes 2 and 3 only.
+--   SESSIONS_PER_USER 1: rule "one-session-each".
+CREATE PROFILE "CURFEW_2_3" LIMIT
+  IDLE_TIME DEFAULT
+  CONNECT_TIME DEFAULT
+  SESSIONS_PER_USER 1;
+ALTER PROFILE "CURFEW_2_3" LIMIT
+  IDLE_TIME DEFAULT
+  CONNECT_TIME DEFAULT
+  SESSIONS_PER_USER 1;
+
+-- Profile "CURFEW_1_2_3" for users in scopes 1 and 2 and 3.
+--   IDLE_TIME 15: rule "inactivity".
+--   CONNECT_TIME 720: rule "session-lifetime".
+--   SESSIONS_PER_USER 1: rule "one-session-each".
+CREATE PROFILE "CURFEW_1_2_3" LIMIT
+  IDLE_TIME 15
+  CONNECT_TIME 720
+  SESSIONS_PER_USER 1;
+ALTER PROFILE "CURFEW_1_2_3" LIMIT
   IDLE_TIME 15
   CONNECT_TIME 720
   SESSIONS_PER_USER 1;
@@ -138,7 +193,7 @@ ALTER SYSTEM SET RESOURCE_LIMIT = TRUE SCOPE = BOTH;
 --   none.
 -- The users of patterns and memberships are listed by the queries under "Scopes" above; give each
 -- the profile of the scopes whose queries list it, e.g. for a user listed by all of them: ALTER
--- USER "NAME" PROFILE "CURFEW_1_2";
+-- USER "NAME" PROFILE "CURFEW_1_2_3";
 
 -- ==== sqlnet.ora ================================================================================
 -- Not SQL: these lines go in the database server's sqlnet.ora ($TNS_ADMIN, or

@@ -1,6 +1,6 @@
 -- curfew compile --dialect postgres
 -- Policy: examples/curfew.toml
--- SHA-256: f0d6bf24a5cd49b96d953046b47a64d8d630950f28bff6b4b1bc56bea45325b1
+-- SHA-256: 34a00c895eabcf04292682f5a44816c80eb2ffc5b8a28a715b6ff46b84029ec9
 --
 -- Native PostgreSQL settings for the rules of this policy that PostgreSQL can express itself:
 -- defense in depth beside the curfew agent, not a replacement for it.
@@ -61,6 +61,9 @@
 --     idle_in_transaction_session_timeout = '11min' for the role "appuser". PostgreSQL ends a
 --     session idle inside a transaction for longer than this, a backstop behind the agent (the
 --     rule's 10m plus a margin of 1m).
+--   "reporting-sessions" (at most 3 per role · roles report_*): CONNECTION LIMIT 3 for roles
+--     matching "report_*". Unlike the rule, PostgreSQL refuses a login beyond the limit instead of
+--     ending the newest session, and does not limit superusers.
 --   "backup-lifetime-staged" (lifetime 6h · roles backupuser · report only): not expressible
 --     natively: action = "report" (staged rollout): the rule ends nothing, and a native setting
 --     would end sessions, so nothing is emitted for it.
@@ -195,6 +198,8 @@ CALL pg_temp.curfew_set('app-stuck-transaction', 'idle_in_transaction_session_ti
 CALL pg_temp.curfew_set('abandoned-transaction', 'idle_in_transaction_session_timeout', '6min', member_of => ARRAY['humans']);
 
 -- CONNECTION LIMIT: largest first, so that where rules overlap the strictest is set last.
+-- Rule "reporting-sessions" (at most 3 per role · roles report_*).
+CALL pg_temp.curfew_connection_limit('reporting-sessions', 3, roles => ARRAY['report_*']);
 -- Rule "one-session-each" (at most 1 per role · roles analyst_*).
 CALL pg_temp.curfew_connection_limit('one-session-each', 1, roles => ARRAY['analyst_*']);
 

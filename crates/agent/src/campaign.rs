@@ -29,6 +29,8 @@ impl<C: Connector> Worker<C> {
         loop {
             let loaded = self.policy.borrow().clone();
             let interval = loaded.policy.agent.interval.to_std();
+            // A standing-by agent's log is evidence too: anchored once per round.
+            self.anchor_head(lock).await;
             if let Some(primary) = standby_of(&loaded, &self.target)
                 && !self.shared.leads(&primary)
             {

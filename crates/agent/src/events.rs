@@ -138,6 +138,14 @@ pub enum AgentEvent {
         /// Why.
         error: String,
     },
+    /// The audit chain's head could not be anchored on a target (enforcement goes on; the
+    /// log is then checked against older anchors only). Retried after a while.
+    AnchorFailed {
+        /// Target name.
+        target: String,
+        /// Why.
+        error: String,
+    },
 }
 
 /// The gist of one audit record that was written, for observers that count them.

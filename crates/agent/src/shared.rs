@@ -55,6 +55,10 @@ pub(crate) struct Shared {
     pub(crate) locked: std::sync::Mutex<HashMap<String, Arc<LockedSet>>>,
     /// The targets this agent leads now.
     leading: std::sync::Mutex<HashSet<String>>,
+    /// What each target's anchor store holds of the audit chain (see `crate::anchor`).
+    pub(crate) anchors: crate::anchor::Anchors,
+    /// The head as of the last signed checkpoint (the checkpoint record itself).
+    pub(crate) checkpointed: std::sync::Mutex<Option<curfew_audit::Head>>,
 }
 
 impl Shared {
@@ -64,6 +68,8 @@ impl Shared {
             options,
             locked: std::sync::Mutex::new(HashMap::new()),
             leading: std::sync::Mutex::new(HashSet::new()),
+            anchors: crate::anchor::Anchors::default(),
+            checkpointed: std::sync::Mutex::new(None),
         }
     }
 

@@ -53,7 +53,12 @@ pub async fn run(
     }
     // The audit log fails closed; this recovers it (see records.rs).
     let (keeper_stop, keeper_stopped) = watch::channel(false);
-    let keeper = tokio::spawn(crate::records::keep(shared.clone(), keeper_stopped));
+    let keeper = tokio::spawn(crate::records::keep(shared.clone(), keeper_stopped.clone()));
+    let signer = tokio::spawn(crate::anchor::checkpoints(
+        shared.clone(),
+        policy.clone(),
+        keeper_stopped,
+    ));
 
     let mut workers: HashMap<String, Running> = HashMap::new();
     let mut recorded_sha = String::new();
@@ -88,9 +93,17 @@ pub async fn run(
     }
     let _ = keeper_stop.send(true);
     let _ = keeper.await;
+    let _ = signer.await;
     let mut stopped = crate::records::about(Event::AgentStopped, "*");
     stopped.target = None;
     let _ = write(&shared, stopped).await;
+    // The last checkpoint covers the whole run.
+    let signing_key = policy.borrow().policy.audit.signing_key.clone();
+    if let Some(path) = signing_key
+        && let Some(key) = crate::anchor::load_key(&path)
+    {
+        crate::anchor::checkpoint(&shared, &key).await;
+    }
     Ok(())
 }
 

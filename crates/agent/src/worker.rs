@@ -285,6 +285,8 @@ impl<C: Connector> Worker<C> {
             {
                 return Ended::Lost(e);
             }
+            // What this tick recorded is durable: anchor it outside the log (bounded, never fatal).
+            self.anchor_head(backend).await;
 
             // The next snapshot: after the interval, or sooner for anything the schedule below
             // does not cover (a warning, a report, a window or lock change, a retry).

@@ -178,7 +178,8 @@ impl Board {
             AgentEvent::NoLongerMatched { .. }
             | AgentEvent::TerminationFailed { .. }
             | AgentEvent::Reported { .. }
-            | AgentEvent::Warned { .. } => {}
+            | AgentEvent::Warned { .. }
+            | AgentEvent::AnchorFailed { .. } => {}
         }
     }
 

@@ -295,7 +295,8 @@ impl Metrics {
             AgentEvent::NoLongerMatched { .. }
             | AgentEvent::TerminationFailed { .. }
             | AgentEvent::Reported { .. }
-            | AgentEvent::Warned { .. } => {}
+            | AgentEvent::Warned { .. }
+            | AgentEvent::AnchorFailed { .. } => {}
         }
     }
 

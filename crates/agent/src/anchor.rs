@@ -2,7 +2,8 @@
 //! cannot cut the log short or recompute its chain unnoticed (`curfew audit verify` compares
 //! the log with the anchors).
 //!
-//! - Every connected worker (leader or not, dry run too) stores the log's newest durable head
+//! - Every connected worker (leader or not, dry run too; not on a standby, which is read-only
+//!   and receives its primary's anchors by replication) stores the log's newest durable head
 //!   (chain, seq, hash) in its target's anchor store (`curfew.anchor`, where curfew's role can
 //!   only add heads with a higher seq), at most once per loop tick and only when the head moved.
 //!   The round trip is bounded by [`ANCHOR_LIMIT`] and made where the loop would sleep; a
@@ -81,6 +82,18 @@ impl<C: Connector> Worker<C> {
         let Some(head) = self.shared.audit.head() else {
             return;
         };
+        // A standby is read-only; its primary's anchors reach it by replication.
+        let standby = {
+            let loaded = self.policy.borrow();
+            loaded
+                .policy
+                .targets
+                .iter()
+                .any(|t| t.name == self.target && t.standby)
+        };
+        if standby {
+            return;
+        }
         let anchors = &self.shared.anchors;
         let mut state = anchors.get(&self.target);
         if state.anchored.as_ref() == Some(&(head.chain.clone(), head.seq))

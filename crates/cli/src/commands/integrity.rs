@@ -92,23 +92,41 @@ impl Checked {
             (Some(a), Some(b)) => format!(", seq {a}..{b}"),
             _ => String::new(),
         };
-        lines.push(format!(
-            "chain {}: {} record(s) in {} file(s){range} ({}): {}",
-            c.chain
-                .as_deref()
-                .unwrap_or("(unknown: empty or damaged first record)"),
-            c.verification.records,
-            c.files.len(),
-            files.join(", "),
-            if c.is_intact() {
-                "hashes, links and sequence unbroken, every intent has an outcome"
-            } else {
-                "BROKEN"
-            }
-        ));
-        if let Some(first) = c.first_seq.filter(|s| *s > 1) {
+        let chain_id = c
+            .chain
+            .as_deref()
+            .unwrap_or("unknown (empty log, or a damaged first record)");
+        let last = c
+            .verification
+            .last_hash
+            .as_deref()
+            .map(|h| format!("; last hash {h}"))
+            .unwrap_or_default();
+        lines.push(if c.is_intact() {
+            format!(
+                "{}: intact: {} records{range} in {} file(s), chain and sequence unbroken, every intent has an outcome; chain {chain_id}{last}",
+                files.join(", "),
+                c.verification.records,
+                c.files.len(),
+            )
+        } else {
+            format!(
+                "{}: NOT intact: {} records{range} in {} file(s), {} problem(s) in the chain; chain {chain_id}",
+                files.join(", "),
+                c.verification.records,
+                c.files.len(),
+                c.verification.problems.len()
+            )
+        });
+        if let Some(first) = c.files.first()
+            && let Ok(Some(before)) = curfew_audit::continuation(&first.path)
+        {
             lines.push(format!(
-                "the earliest file continues a file not given: records before seq {first} were not checked"
+                "{} continues a previous file whose last record is seq {} (hash {}): records up to seq {} were not checked; give the earlier files too (or their directory)",
+                first.path.display(),
+                before.seq,
+                before.hash,
+                before.seq
             ));
         }
         if let Some(why) = &self.anchors_skipped {

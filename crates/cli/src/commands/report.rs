@@ -127,9 +127,9 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         .map(|seq| format!("; first missing or differing seq {seq}"))
         .unwrap_or_default();
     Err(Failure::Check(format!(
-        "the audit log {audit_path} is {} ({problems} problem{}{first}; the report lists them)",
+        "the audit chain of {audit_path} is {} ({problems} problem{}{first}; the report lists them)",
         if integrity.contradicted {
-            "contradicted by the anchors or signatures kept outside it"
+            "contradicted by the anchors or signatures kept outside the log"
         } else {
             "broken"
         },

@@ -118,8 +118,17 @@ fn chain(input: &Input<'_>) -> Chain {
                 } else {
                     String::new()
                 };
+                let (from, before) = match integrity.seqs {
+                    Some((first, _)) if first > 1 => (
+                        format!("from seq {first} "),
+                        format!(
+                            " Records before seq {first} are in files not given and were not checked."
+                        ),
+                    ),
+                    _ => (String::new(), String::new()),
+                };
                 format!(
-                    "The hash chain is intact: {records} records{range} checked, every action has its outcome. Anchors kept outside the log (on target \"{target}\", anchored at {at}) confirm it up to seq {seq}: no record up to seq {seq} was altered, removed or inserted.{rest}"
+                    "The hash chain is intact: {records} records{range} checked, every action has its outcome. Anchors kept outside the log (on target \"{target}\", anchored at {at}) confirm it up to seq {seq}: no record {from}up to seq {seq} was altered, removed or inserted.{rest}{before}"
                 )
             }
             None => format!(

@@ -102,3 +102,26 @@ fn a_contradiction_by_anchors_is_stated_and_listed() {
     assert!(html.contains("contradicted"));
     assert!(html.contains("audit chain BROKEN"), "the title says so too");
 }
+
+#[test]
+fn a_set_that_starts_after_seq_1_claims_nothing_before_it() {
+    let r = report(&Integrity {
+        seqs: Some((40, 52)),
+        anchored_up_to: Some((
+            52,
+            "2026-11-23T11:00:00Z".parse().unwrap(),
+            "primary".to_owned(),
+        )),
+        ..Integrity::default()
+    });
+    assert!(
+        r.chain
+            .statement
+            .contains("no record from seq 40 up to seq 52 was altered")
+    );
+    assert!(
+        r.chain
+            .statement
+            .contains("Records before seq 40 are in files not given")
+    );
+}

@@ -185,6 +185,7 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
             &policy,
         );
         assert_eq!(code, Some(0), "{out}{err}");
+        println!("curfew audit verify --public-key KEY {paths:?}:\n{out}");
         assert!(
             out.contains("in 2 file(s), chain and sequence unbroken"),
             "{out}"
@@ -237,6 +238,7 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
         "without the anchors the cut goes unnoticed: {out}"
     );
     let (code, out, err) = run(&["audit", "verify"], &[cut.as_path()], &policy);
+    println!("curfew audit verify CUT:\n{out}{err}");
     assert_eq!(code, Some(3), "{out}{err}");
     assert!(
         out.contains(&format!("records from seq {} missing", kept + 1)),
@@ -281,6 +283,7 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
         "the recomputed chain verifies on its own: {out}"
     );
     let (code, out, err) = run(&["audit", "verify"], &[forged.as_path()], &policy);
+    println!("curfew audit verify FORGED:\n{out}{err}");
     assert_eq!(code, Some(3), "{out}{err}");
     assert!(out.contains("is not the record anchored at"), "{out}");
     let first = first_named(&err);
@@ -310,4 +313,42 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
     assert!(md.contains("**CONTRADICTED.**"), "{md}");
     assert!(md.contains("is not the record anchored at"), "{md}");
     assert!(!md.contains("was altered, removed or inserted."), "{md}");
+}
+
+#[test]
+fn a_dry_run_agent_anchors_its_log_too_and_an_offline_check_says_so() {
+    let cluster = cluster();
+    let d = dir("anchor-dry");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        common::policy_text(&cluster, RULES).replace(
+            "[agent]\n",
+            &format!("[agent]\naudit_log = \"{}\"\n", audit.display()),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["init", "--admin-user", "postgres"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let mut agent = common::agent_command(&policy, &audit)
+        .arg("--dry-run")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _lines = lines_of(&mut agent);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while anchored(&cluster) == 0 {
+        assert!(Instant::now() < deadline, "a dry run anchored nothing");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(&agent, "TERM");
+    assert!(agent.wait().unwrap().success());
+    let (code, out, err) = run(&["audit", "verify", "--offline"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("anchors: not checked: --offline"), "{out}");
+    let (code, out, err) = run(&["audit", "verify"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("anchors on target \"db\": "), "{out}");
+    assert!(out.contains("confirm the log up to seq"), "{out}");
 }

@@ -168,7 +168,7 @@ fn describe_target(target: &str, check: &AnchorCheck, chain: &ChainVerification)
             text.push_str(&format!(
                 ", confirm the log up to seq {seq} (anchored at {at})"
             ));
-            if let Some(last) = chain.last_seq.filter(|l| *l > seq) {
+            if let Some(last) = chain.last_seq.filter(|l| *l > seq && check.is_consistent()) {
                 text.push_str(&format!("; seq {}..{last} not anchored yet", seq + 1));
             }
         }

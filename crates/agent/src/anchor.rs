@@ -204,6 +204,12 @@ pub(crate) async fn checkpoints(
 
 /// The signing key at `path`, or `None` (logged).
 pub(crate) fn load_key(path: &str) -> Option<CheckpointKey> {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        tracing::warn!(target: "curfew::agent", "[audit] signing_key {path} is readable by others (mode {:o}): whoever reads it can sign a forged chain; chmod 600 it", meta.permissions().mode() & 0o777);
+    }
     match CheckpointKey::load(Path::new(path)) {
         Ok(key) => Some(key),
         Err(e) => {

@@ -167,18 +167,28 @@ pub fn verify_chain(
         let file = File::open(&path).map_err(|e| AuditError::io(&path, "cannot open", e))?;
         let first = first_entry_of(&file);
         let (newest, chain, seq) = match &first {
+            // A file from before chain names tells only a guess at its chain.
+            Some(e) if is_legacy(e) => (None, None, e.seq),
             Some(e) => (Some(e.ts), Some(chain_id(e)), e.seq),
             None => (None, None, u64::MAX),
         };
         placed.push((seq, path, chain, newest));
     }
     placed.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
-    // The set's chain: that of the file that began most recently (the log being written).
+    // The set's chain: that of the file that began most recently (the log being written);
+    // for a set of files from before chain names, the guess of its first file.
     let chain = placed
         .iter()
         .filter(|p| p.2.is_some())
         .max_by_key(|p| p.3)
-        .and_then(|p| p.2.clone());
+        .and_then(|p| p.2.clone())
+        .or_else(|| {
+            placed
+                .first()
+                .and_then(|p| File::open(&p.1).ok())
+                .and_then(|f| first_entry_of(&f))
+                .map(|e| chain_id(&e))
+        });
     let several = placed.len() > 1;
     let mut checker = Checker::new();
     checker.hashes = Some(Vec::new());
@@ -188,7 +198,6 @@ pub fn verify_chain(
     for (_, path, file_chain, _) in placed {
         if let (Some(ours), Some(theirs)) = (&chain, &file_chain)
             && ours != theirs
-            && !legacy_continuation(&path)
         {
             foreign.push(Problem {
                 line: 1,
@@ -236,15 +245,10 @@ pub fn verify_chain(
 }
 
 /// A file that begins with a `log_continued` record written before chain names existed: it
-/// may belong to any chain, so it is not left out for naming another.
-fn legacy_continuation(path: &Path) -> bool {
-    File::open(path)
-        .ok()
-        .and_then(|f| first_entry_of(&f))
-        .is_some_and(|e| {
-            e.event_kind() == Some(Event::LogContinued)
-                && e.detail.as_ref().and_then(|d| d.get("chain")).is_none()
-        })
+/// may belong to any chain, so it is never left out for naming another.
+fn is_legacy(first: &Entry) -> bool {
+    first.event_kind() == Some(Event::LogContinued)
+        && first.detail.as_ref().and_then(|d| d.get("chain")).is_none()
 }
 
 /// Streams one file into `checker`; returns its record count and first and last seq.

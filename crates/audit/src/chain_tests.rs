@@ -278,3 +278,44 @@ fn signed_checkpoints_verify_and_fail_for_a_wrong_key_a_flipped_byte_and_a_forge
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn files_from_before_chain_names_stay_in_the_set_and_another_chains_file_is_left_out() {
+    let dir = scratch("legacy");
+    let first = dir.join("audit.jsonl.1");
+    let log = AuditLog::open(&first).unwrap();
+    write(&log, 100, 3);
+    let last = entries(&first).pop().unwrap();
+    // A continuation as written before chain names: no "chain" in its detail.
+    let continued = Record::new(ts(200), Event::LogContinued).with_detail(serde_json::json!({
+        "previous_seq": 3,
+        "previous_hash": last.hash,
+    }));
+    let (line4, hash4) = crate::line::seal(4, &last.hash, &continued).unwrap();
+    let (line5, _) = crate::line::seal(
+        5,
+        &hash4,
+        &Record::new(ts(201), Event::SessionReported).with_reason("after"),
+    )
+    .unwrap();
+    let second = dir.join("audit.jsonl");
+    std::fs::write(&second, [line4, line5].concat()).unwrap();
+    // Another agent's log, begun earlier.
+    let other = dir.join("other.jsonl");
+    let other_log = AuditLog::open(&other).unwrap();
+    write(&other_log, 0, 2);
+
+    let v = verify_chain(std::slice::from_ref(&dir), |_| {}).unwrap();
+    assert_eq!(v.chain.as_deref(), Some(entries(&first)[0].hash.as_str()));
+    assert_eq!(v.files.len(), 2, "{:?}", v.files);
+    assert_eq!(v.last_seq, Some(5));
+    let problems = &v.verification.problems;
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].kind, ProblemKind::OtherChain);
+    assert!(
+        problems[0].message.contains("other.jsonl"),
+        "{}",
+        problems[0].message
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

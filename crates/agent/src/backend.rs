@@ -48,6 +48,14 @@ pub trait Backend: LoginLedger + Send {
 
     /// One round trip, to know the server still answers.
     fn ping(&mut self) -> impl Future<Output = Result<(), PgError>> + Send;
+
+    /// Store the audit chain's head in the target's anchor store (see `crate::anchor`).
+    fn anchor(
+        &mut self,
+        chain: &str,
+        seq: u64,
+        hash: &str,
+    ) -> impl Future<Output = Result<(), PgError>> + Send;
 }
 
 /// Opens connections to one target.
@@ -90,6 +98,10 @@ impl Backend for Connection {
 
     async fn ping(&mut self) -> Result<(), PgError> {
         Connection::ping(self).await
+    }
+
+    async fn anchor(&mut self, chain: &str, seq: u64, hash: &str) -> Result<(), PgError> {
+        Connection::anchor(self, chain, seq, hash).await.map(drop)
     }
 
     async fn lock_holders(&mut self) -> Result<Vec<LeaderInfo>, PgError> {

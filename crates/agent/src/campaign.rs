@@ -31,6 +31,8 @@ impl<C: Connector> Worker<C> {
             let loaded = self.policy.borrow().clone();
             let interval = loaded.policy.agent.interval.to_std();
             let every = loaded.policy.agent.heartbeat.to_std();
+            // A standing-by agent's log is evidence too: anchored once per round.
+            self.anchor_head(lock).await;
             if let Some(primary) = standby_of(&loaded, &self.target)
                 && !self.shared.leads(&primary)
             {

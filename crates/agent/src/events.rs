@@ -177,6 +177,14 @@ pub enum AgentEvent {
         /// Why.
         error: String,
     },
+    /// The audit chain's head could not be anchored on a target (enforcement goes on; the
+    /// log is then checked against older anchors only). Retried after a while.
+    AnchorFailed {
+        /// Target name.
+        target: String,
+        /// Why.
+        error: String,
+    },
 }
 
 /// A login lock in force on a role.

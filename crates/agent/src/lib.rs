@@ -5,6 +5,7 @@
 //! not at the next poll.
 
 mod act;
+mod anchor;
 mod backend;
 mod campaign;
 mod describe;

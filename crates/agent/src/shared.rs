@@ -57,6 +57,10 @@ pub(crate) struct Shared {
     leading: std::sync::Mutex<HashSet<String>>,
     /// The queue to the notify hooks (see notify.rs).
     pub(crate) notify: crate::notify::Notifier,
+    /// What each target's anchor store holds of the audit chain (see `crate::anchor`).
+    pub(crate) anchors: crate::anchor::Anchors,
+    /// The head as of the last signed checkpoint (the checkpoint record itself).
+    pub(crate) checkpointed: std::sync::Mutex<Option<curfew_audit::Head>>,
 }
 
 impl Shared {
@@ -67,6 +71,8 @@ impl Shared {
             locked: std::sync::Mutex::new(HashMap::new()),
             leading: std::sync::Mutex::new(HashSet::new()),
             notify: crate::notify::Notifier::new(),
+            anchors: crate::anchor::Anchors::default(),
+            checkpointed: std::sync::Mutex::new(None),
         }
     }
 

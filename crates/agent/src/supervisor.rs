@@ -53,7 +53,12 @@ pub async fn run(
     }
     // The audit log fails closed; this recovers it (see records.rs).
     let (keeper_stop, keeper_stopped) = watch::channel(false);
-    let keeper = tokio::spawn(crate::records::keep(shared.clone(), keeper_stopped));
+    let keeper = tokio::spawn(crate::records::keep(shared.clone(), keeper_stopped.clone()));
+    let signer = tokio::spawn(crate::anchor::checkpoints(
+        shared.clone(),
+        policy.clone(),
+        keeper_stopped,
+    ));
     // The notify hooks, off the enforcement path (see notify/mod.rs).
     let (notify_stop, notify_stopped) = watch::channel(false);
     let notifier = tokio::spawn(crate::notify::run(
@@ -102,11 +107,19 @@ pub async fn run(
     }
     let _ = keeper_stop.send(true);
     let _ = keeper.await;
+    let _ = signer.await;
     let _ = notify_stop.send(true);
     let _ = notifier.await;
     let mut stopped = crate::records::about(Event::AgentStopped, "*");
     stopped.target = None;
     let _ = write(&shared, stopped).await;
+    // The last checkpoint covers the whole run.
+    let signing_key = policy.borrow().policy.audit.signing_key.clone();
+    if let Some(path) = signing_key
+        && let Some(key) = crate::anchor::load_key(&path)
+    {
+        crate::anchor::checkpoint(&shared, &key).await;
+    }
     Ok(())
 }
 

@@ -310,6 +310,8 @@ impl<C: Connector> Worker<C> {
             self.beat
                 .beat(state, loaded.policy.agent.heartbeat.to_std())
                 .await;
+            // What this tick recorded is durable: anchor it outside the log (bounded, never fatal).
+            self.anchor_head(backend).await;
 
             // The next snapshot: after the interval, or sooner for anything the schedule below
             // does not cover (a warning, a report, a window or lock change, a retry).

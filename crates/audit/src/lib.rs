@@ -18,10 +18,18 @@
 //! `log_continued` record linking to the last record of the file before, so the chain never
 //! restarts and [`verify`] accepts the new file on its own (see [`continuation`]).
 //!
+//! The chain has an identity, the hash of its first record, which every continuing file
+//! repeats ([`chain_id`]); a log and its rotated files verify as one chain
+//! ([`verify_chain`]), against anchors of the chain's head kept outside the log
+//! ([`ChainVerification::check_anchors`]) and against signed checkpoints
+//! ([`ChainVerification::check_signatures`]).
+//!
 //! [`AuditLog`] is the single writer of a file (guarded by an advisory lock); [`verify`] and
 //! [`read`] stream the file and may run while the writer is alive.
 
 pub mod actor;
+mod anchor;
+mod chain;
 mod error;
 mod event;
 mod file;
@@ -29,20 +37,27 @@ mod line;
 mod reader;
 mod record;
 mod recover;
+mod sign;
 mod tail;
 mod verify;
 mod writer;
 
 pub use actor::{Actor, LedgerActor};
+pub use anchor::{Anchor, AnchorCheck};
+pub use chain::{ChainFile, ChainVerification, chain_id, expand, verify_chain};
 pub use error::AuditError;
 pub use event::Event;
 pub use reader::{Entries, entries, read};
 pub use record::{Entry, Record, SessionInfo};
 pub use recover::Recovered;
+pub use sign::{CheckpointKey, KeyError, PublicKey, SignatureCheck};
 pub use verify::{
     Continuation, Problem, ProblemKind, Verification, continuation, verify, verify_each,
 };
-pub use writer::{Appended, AuditLog};
+pub use writer::{Appended, AuditLog, Head};
 
 /// The `prev` of the first record: 64 zeros, the hash of "nothing before".
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+#[cfg(test)]
+mod chain_tests;

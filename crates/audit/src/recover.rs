@@ -59,14 +59,16 @@ impl AuditLog {
         state.create_asked |= create;
         let seen =
             Seen::now(&state.file, &path).map_err(|e| AuditError::io(&path, "cannot stat", e))?;
-        match seen.problem(state.at.len) {
+        let recovered = match seen.problem(state.at.len) {
             None if state.fault.is_none() && state.owed.is_empty() => {
                 state.create_asked = false;
                 Ok(Recovered::default())
             }
             None => resume(&mut state, &path, ts),
             Some(why) => switch(&mut state, &path, ts, seen, why),
-        }
+        };
+        self.publish(&state.at);
+        recovered
     }
 }
 
@@ -166,6 +168,7 @@ fn switch(
         len: found.at.len,
         next_seq: state.at.next_seq,
         prev: state.at.prev.clone(),
+        chain: state.at.chain.clone(),
     };
     match write_at(&file, path, &start, &records) {
         Ok((at, appended)) => {
@@ -288,6 +291,7 @@ fn continued(ts: Timestamp, why: &str, ours: &Position, found: &Position) -> Rec
         .with_detail(json!({
             "previous_seq": last,
             "previous_hash": ours.prev,
+            "chain": ours.chain,
             "why": why,
         }))
 }

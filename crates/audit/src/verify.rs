@@ -78,6 +78,16 @@ pub enum ProblemKind {
     IntentWithoutOutcome,
     /// A record names an intent seq that is not a termination intent before it.
     OutcomeWithoutIntent,
+    /// Records are missing: between two files of a set, or after the log's last record (an
+    /// anchor kept outside the log names a later seq).
+    MissingRecords,
+    /// A record is not the one an anchor kept outside the log names: the chain was altered
+    /// and recomputed.
+    AnchorMismatch,
+    /// A checkpoint's signature does not verify, or it covers a record the log does not hold.
+    BadCheckpoint,
+    /// A file of the set belongs to another chain.
+    OtherChain,
 }
 
 impl ProblemKind {
@@ -90,6 +100,10 @@ impl ProblemKind {
             ProblemKind::SeqGap => "seq_gap",
             ProblemKind::IntentWithoutOutcome => "intent_without_outcome",
             ProblemKind::OutcomeWithoutIntent => "outcome_without_intent",
+            ProblemKind::MissingRecords => "missing_records",
+            ProblemKind::AnchorMismatch => "anchor_mismatch",
+            ProblemKind::BadCheckpoint => "bad_checkpoint",
+            ProblemKind::OtherChain => "other_chain",
         }
     }
 }
@@ -97,22 +111,28 @@ impl ProblemKind {
 /// A place the next record may legitimately link to: its `prev` must equal `hash` and its
 /// seq must be `seq + 1`.
 #[derive(Debug, Clone)]
-struct Anchor {
+struct Link {
     seq: u64,
     hash: Option<String>,
 }
 
 /// Verification state; relinks after damage so one bad line is reported once.
-struct Checker {
+pub(crate) struct Checker {
+    /// The next record is the first of a file of a set (see `chain.rs`).
+    pub(crate) file_start: bool,
+    /// Each intact record's seq and hash, in order, when kept (for anchors and checkpoints).
+    pub(crate) hashes: Option<Vec<(u64, String)>>,
+    /// The checkpoint records seen, with their line.
+    pub(crate) checkpoints: Vec<(u64, Entry)>,
     /// Where the last record lets the chain continue. The first anchor is the one named in
     /// messages. An altered record gives two: its own seq and the seq it should have had.
-    anchors: Vec<Anchor>,
+    anchors: Vec<Link>,
     /// Line and seq of the last record, for messages.
     last_record: Option<(u64, u64)>,
     /// Malformed lines since the last record; each may have been a record.
     malformed_run: u64,
     /// Seq and hash still recognisable in the most recent malformed line.
-    salvaged: Option<Anchor>,
+    salvaged: Option<Link>,
     records: u64,
     last_hash: Option<String>,
     problems: Vec<Problem>,
@@ -126,9 +146,12 @@ struct Checker {
 }
 
 impl Checker {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Checker {
-            anchors: vec![Anchor {
+            file_start: false,
+            hashes: None,
+            checkpoints: Vec::new(),
+            anchors: vec![Link {
                 seq: 0,
                 hash: Some(GENESIS.to_owned()),
             }],
@@ -144,40 +167,69 @@ impl Checker {
         }
     }
 
+    /// How many problems were found so far.
+    pub(crate) fn problems_len(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Prefix the problems found since `from` with the file they are in (a set of files).
+    pub(crate) fn name_file(&mut self, from: usize, path: &std::path::Path) {
+        for problem in &mut self.problems[from..] {
+            problem.message = format!("{}: {}", path.display(), problem.message);
+        }
+    }
+
     fn primary_seq(&self) -> u64 {
         self.anchors.first().map_or(0, |a| a.seq)
     }
 
-    fn malformed(&mut self, line_no: u64, bytes: Option<&[u8]>, fault: &Fault) {
+    pub(crate) fn malformed(&mut self, line_no: u64, bytes: Option<&[u8]>, fault: &Fault) {
         let (seq, hash) = bytes.map_or((None, None), line::salvage);
         self.malformed_run += 1;
         let guess = self.primary_seq() + self.malformed_run;
-        self.salvaged = Some(Anchor {
+        self.salvaged = Some(Link {
             seq: seq.unwrap_or(guess),
             hash,
         });
         self.problems.push(Problem::malformed(line_no, seq, fault));
     }
 
-    fn record(&mut self, line_no: u64, entry: Entry, intact: bool) {
+    pub(crate) fn record(&mut self, line_no: u64, entry: Entry, intact: bool) {
         let seq = entry.seq;
+        let file_start = std::mem::take(&mut self.file_start);
         if intact
-            && self.last_record.is_none()
+            && (self.last_record.is_none() || file_start)
             && self.malformed_run == 0
             && entry.event_kind() == Some(Event::LogContinued)
         {
             // The file continues another: the chain starts from that file's last record,
             // which this record names. Cut off at the head without such a record, a file is
-            // still reported (its first record does not link to the genesis hash).
+            // still reported (its first record does not link to the genesis hash). In a set,
+            // a file that does not continue the one before says which records are missing.
             let before = seq.saturating_sub(1);
-            self.continued_from = Some(before);
-            self.anchors = vec![Anchor {
-                seq: before,
-                hash: Some(entry.prev.clone()),
-            }];
+            let links = self
+                .anchors
+                .iter()
+                .any(|a| a.seq == before && a.hash.as_deref() == Some(entry.prev.as_str()));
+            if !links {
+                if let Some((_, last)) = self.last_record {
+                    self.problems.push(gap(line_no, last, before));
+                }
+                self.continued_from = Some(before);
+                self.anchors = vec![Link {
+                    seq: before,
+                    hash: Some(entry.prev.clone()),
+                }];
+            }
         }
-        let candidates: Vec<&Anchor> = self.anchors.iter().chain(&self.salvaged).collect();
-        let linked: Vec<&Anchor> = candidates
+        if intact && let Some(hashes) = &mut self.hashes {
+            hashes.push((seq, entry.hash.clone()));
+        }
+        if entry.event_kind() == Some(Event::Checkpoint) {
+            self.checkpoints.push((line_no, entry.clone()));
+        }
+        let candidates: Vec<&Link> = self.anchors.iter().chain(&self.salvaged).collect();
+        let linked: Vec<&Link> = candidates
             .iter()
             .copied()
             .filter(|a| a.hash.as_deref() == Some(entry.prev.as_str()))
@@ -212,7 +264,7 @@ impl Checker {
         }
 
         self.track_intents(line_no, &entry);
-        self.anchors = vec![Anchor {
+        self.anchors = vec![Link {
             seq,
             hash: Some(entry.hash.clone()),
         }];
@@ -220,7 +272,7 @@ impl Checker {
             // Relink after an altered seq as if it had been the expected one, too.
             self.anchors.insert(
                 0,
-                Anchor {
+                Link {
                     seq: expected,
                     hash: Some(entry.hash.clone()),
                 },
@@ -284,7 +336,7 @@ impl Checker {
         }
     }
 
-    fn finish(mut self) -> Verification {
+    pub(crate) fn finish(mut self) -> Verification {
         let mut open: Vec<(u64, (u64, String))> = self.pending.drain().collect();
         open.sort_by_key(|(_, (line_no, _))| *line_no);
         for (seq, (line_no, what)) in open {
@@ -320,6 +372,27 @@ fn describe_intent(entry: &Entry) -> String {
     match (detail("action"), detail("role")) {
         (Some(action), Some(role)) => format!("intent to {action} the login of role {role}"),
         _ => format!("{} intent", entry.event),
+    }
+}
+
+/// A file of a set continues the chain from seq `before`, the file before it ends at `last`.
+fn gap(line_no: u64, last: u64, before: u64) -> Problem {
+    let message = if before > last {
+        format!(
+            "records from seq {} missing: the file before ends at seq {last}, this one continues the chain after seq {before} (line {line_no}), so seq {}..={before} are in no file given",
+            last + 1,
+            last + 1
+        )
+    } else {
+        format!(
+            "line {line_no}: this file continues the chain after seq {before}, but not from the record the file before holds at that seq (that file ends at seq {last}): the files are not one chain"
+        )
+    };
+    Problem {
+        line: line_no,
+        seq: Some(last + 1),
+        kind: ProblemKind::MissingRecords,
+        message,
     }
 }
 

@@ -34,6 +34,28 @@ pub struct Appended {
     pub hash: String,
 }
 
+/// Where a chain ends: what the agent anchors outside the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The chain's identity (see [`crate::chain_id`]).
+    pub chain: String,
+    /// The seq of its last durable record.
+    pub seq: u64,
+    /// That record's hash.
+    pub hash: String,
+}
+
+impl Head {
+    fn of(at: &Position) -> Option<Head> {
+        let seq = at.next_seq.checked_sub(1).filter(|s| *s > 0)?;
+        Some(Head {
+            chain: at.chain.clone()?,
+            seq,
+            hash: at.prev.clone(),
+        })
+    }
+}
+
 /// A writer of one audit log. Cloning gives another handle to the same writer; appends from
 /// all handles, and from other processes writing the same file, are serialized.
 #[derive(Debug, Clone)]
@@ -46,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     warnings: Vec<String>,
     pub(crate) state: Mutex<State>,
+    /// The chain's head once durable, read without waiting for an append under way.
+    head: Mutex<Option<Head>>,
     /// For an agent: the locked claim file that keeps other agents off this log.
     _claim: Option<File>,
 }
@@ -58,6 +82,9 @@ pub(crate) struct Position {
     pub(crate) len: u64,
     pub(crate) next_seq: u64,
     pub(crate) prev: String,
+    /// The chain's identity (see [`crate::chain_id`]); `None` until its first record is
+    /// written, or for a file whose first line cannot be read.
+    pub(crate) chain: Option<String>,
 }
 
 #[derive(Debug)]
@@ -149,6 +176,7 @@ impl AuditLog {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
                 warnings,
+                head: Mutex::new(Head::of(&at)),
                 state: Mutex::new(State {
                     file,
                     at,
@@ -223,7 +251,9 @@ impl AuditLog {
                 reason,
             });
         }
-        state.write(path, &file, &records)
+        let written = state.write(path, &file, &records);
+        self.publish(&state.at);
+        written
     }
 
     /// Appends the outcome records of actions already under way. As [`AuditLog::append_all`],
@@ -265,10 +295,33 @@ impl AuditLog {
                 .unwrap_or_else(|| "the file cannot take records".to_owned());
             return Err(state.owe(path, records, reason));
         }
-        match state.write(path, &file, &records) {
+        let written = state.write(path, &file, &records);
+        self.publish(&state.at);
+        match written {
             Ok(appended) => Ok(appended),
             Err(e) => Err(state.owe(path, records, e.to_string())),
         }
+    }
+
+    /// The chain's head: its identity and last durable record. `None` while the log holds no
+    /// record, or when the chain's identity cannot be told (its file's first line is
+    /// damaged). Never waits for an append under way: it is what the last one left.
+    pub fn head(&self) -> Option<Head> {
+        self.inner
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Make the head after `at` visible to [`AuditLog::head`].
+    pub(crate) fn publish(&self, at: &Position) {
+        let head = Head::of(at);
+        *self
+            .inner
+            .head
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = head;
     }
 
     /// Whether [`AuditLog::recover`] should be tried: appends are refused, outcome records
@@ -429,6 +482,7 @@ pub(crate) fn write_at(
     let mut bytes = Vec::new();
     let mut appended = Vec::with_capacity(records.len());
     let (mut seq, mut prev) = (at.next_seq, at.prev.clone());
+    let mut chain = at.chain.clone();
     for record in records {
         let (line, hash) = line::seal(seq, &prev, record).map_err(|source| WriteFailure {
             reason: format!("a {} record cannot be serialized", record.event),
@@ -439,6 +493,10 @@ pub(crate) fn write_at(
             },
         })?;
         bytes.extend_from_slice(&line);
+        if seq == 1 {
+            // A new chain: its first record names it.
+            chain = Some(hash.clone());
+        }
         appended.push(Appended {
             seq,
             hash: hash.clone(),
@@ -468,6 +526,7 @@ pub(crate) fn write_at(
         len: at.len + bytes.len() as u64,
         next_seq: seq,
         prev,
+        chain,
     };
     Ok((end, appended))
 }
@@ -497,6 +556,7 @@ pub(crate) fn catch_up(file: &File, path: &Path) -> Result<CaughtUp, AuditError>
             len,
             next_seq: tail.next_seq,
             prev: tail.prev,
+            chain: crate::chain::file_chain(file),
         },
         warnings: tail.warnings,
     })

@@ -272,7 +272,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(&cli.config, args),
         Command::Report(args) => commands::report::run(&cli.config, args),
         Command::Agent(args) => commands::agent::run(&cli.config, args),
-        Command::Audit(command) => commands::audit::run(command),
+        Command::Audit(command) => commands::audit::run(&cli.config, command),
         Command::Init(args) => commands::locks::init(&cli.config, args),
         Command::Lock(args) => commands::locks::lock(&cli.config, args),
         Command::Unlock(args) => commands::locks::unlock(&cli.config, args),

@@ -204,7 +204,8 @@ impl Board {
             | AgentEvent::PolicyApplied { .. }
             | AgentEvent::PolicyRejected { .. }
             | AgentEvent::NotifyFailed { .. }
-            | AgentEvent::NotifyDropped => {}
+            | AgentEvent::NotifyDropped
+            | AgentEvent::AnchorFailed { .. } => {}
         }
     }
 

@@ -117,6 +117,7 @@ pub(crate) struct Metrics {
     login_locks: Family<TargetLabels, Gauge>,
     notify_failures: Family<HookLabels, Counter>,
     notify_dropped: Counter,
+    anchor_failures: Family<TargetLabels, Counter>,
     /// Targets that have per-target series, to drop those of targets a reload removed.
     targets: Mutex<BTreeSet<String>>,
 }
@@ -275,6 +276,12 @@ impl Metrics {
             "Events dropped before reaching the notify hooks because their queue was full (each is still in the audit log)",
             notify_dropped.clone(),
         );
+        let anchor_failures = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "anchor_failures",
+            "Attempts to anchor the audit chain's head on a target that failed (the log is then confirmed only up to the last anchor)",
+            anchor_failures.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -304,6 +311,7 @@ impl Metrics {
             login_locks,
             notify_failures,
             notify_dropped,
+            anchor_failures,
             targets: Mutex::new(BTreeSet::new()),
         }
     }
@@ -400,6 +408,13 @@ impl Metrics {
             | AgentEvent::TerminationFailed { .. }
             | AgentEvent::Reported { .. }
             | AgentEvent::Warned { .. } => {}
+            AgentEvent::AnchorFailed { target, .. } => {
+                self.anchor_failures
+                    .get_or_create(&TargetLabels {
+                        target: target.clone(),
+                    })
+                    .inc();
+            }
         }
     }
 

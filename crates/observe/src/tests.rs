@@ -342,6 +342,10 @@ fn metrics_show_the_policy_hash_reloads_locks_warnings_and_hook_failures() {
         });
     }
     metrics.apply(&AgentEvent::NotifyDropped);
+    metrics.apply(&AgentEvent::AnchorFailed {
+        target: "db".into(),
+        error: "anchor refused".into(),
+    });
     let ages = [("db".to_owned(), Some(0.5))];
     let text = metrics.encode(&ages, true, &tally.snapshot(), "abc");
     for line in [
@@ -354,6 +358,7 @@ fn metrics_show_the_policy_hash_reloads_locks_warnings_and_hook_failures() {
         r#"curfew_notify_failures_total{hook="webhook"} 2"#,
         r#"curfew_notify_failures_total{hook="command"} 0"#,
         "curfew_notify_dropped_total 1",
+        r#"curfew_anchor_failures_total{target="db"} 1"#,
     ] {
         assert!(text.contains(line), "no {line} in:\n{text}");
     }

@@ -2,6 +2,7 @@
 //! the server and role are fit, read the live sessions on the server's clock, and end a session
 //! with a guard that re-checks it in the same statement; elect one leader among replicas.
 
+mod anchor;
 mod canary;
 mod connect;
 mod decode;
@@ -15,6 +16,7 @@ mod snapshot;
 mod terminate;
 mod tls;
 
+pub use anchor::{ANCHOR_FUNCTION, AnchorRow};
 pub use canary::{CanarySession, random_hex};
 pub use connect::{
     Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect, connect_to_inspect,

@@ -83,23 +83,84 @@ pub fn build(input: &Input<'_>) -> Report {
         locks: period.iter().filter_map(|e| lock_event(e)).collect(),
         checks,
         verifications,
-        chain: Chain {
-            intact: input.verification.is_intact(),
-            records: input.verification.records,
-            last_hash: input.verification.last_hash.clone(),
-            problems: input
-                .verification
-                .problems
-                .iter()
-                .map(|p| ChainProblem {
-                    line: p.line,
-                    seq: p.seq,
-                    kind: p.kind.as_str().to_owned(),
-                    message: p.message.clone(),
-                })
-                .collect(),
-        },
+        chain: chain(input),
         evidence,
+    }
+}
+
+/// The chain's section: its problems and anchors' and signatures', and what they establish.
+fn chain(input: &Input<'_>) -> Chain {
+    let integrity = input.integrity;
+    let mut problems: Vec<ChainProblem> = input
+        .verification
+        .problems
+        .iter()
+        .map(|p| ChainProblem {
+            line: p.line,
+            seq: p.seq,
+            kind: p.kind.as_str().to_owned(),
+            message: p.message.clone(),
+        })
+        .collect();
+    problems.extend(integrity.problems.iter().cloned());
+    let intact = problems.is_empty();
+    let records = input.verification.records;
+    let first = problems.iter().filter_map(|p| p.seq).min();
+    let statement = if integrity.contradicted {
+        format!(
+            "The audit log CONTRADICTS what was kept of it outside the log (anchors on the targets, or signed checkpoints): records were removed, altered, or the chain was cut short or recomputed{}. The records in this report cannot be relied on as complete and unaltered.",
+            first
+                .map(|s| format!("; the first missing or differing seq is {s}"))
+                .unwrap_or_default()
+        )
+    } else if !intact {
+        format!(
+            "The hash chain is BROKEN: {records} records checked, {} problem(s){}.",
+            problems.len(),
+            first
+                .map(|s| format!("; the first seq concerned is {s}"))
+                .unwrap_or_default()
+        )
+    } else {
+        let range = integrity
+            .seqs
+            .map(|(a, b)| format!(" (seq {a} to {b})"))
+            .unwrap_or_default();
+        match &integrity.anchored_up_to {
+            Some((seq, at, target)) => {
+                let last = integrity.seqs.map_or(0, |s| s.1);
+                let rest = if last > *seq {
+                    format!(
+                        " Records after seq {seq} were not anchored yet: for them only the chain's own hashes speak, which someone able to rewrite the log can recompute."
+                    )
+                } else {
+                    String::new()
+                };
+                let (from, before) = match integrity.seqs {
+                    Some((first, _)) if first > 1 => (
+                        format!("from seq {first} "),
+                        format!(
+                            " Records before seq {first} are in files not given and were not checked."
+                        ),
+                    ),
+                    _ => (String::new(), String::new()),
+                };
+                format!(
+                    "The hash chain is intact: {records} records{range} checked, every action has its outcome. Anchors kept outside the log (on target \"{target}\", anchored at {at}) confirm it up to seq {seq}: no record {from}up to seq {seq} was altered, removed or inserted.{rest}{before}"
+                )
+            }
+            None => format!(
+                "The hash chain is internally consistent: {records} records{range} checked, every action has its outcome. It was not confirmed by anchors kept outside the log, so a log cut short, or rewritten with every hash recomputed, would not show here."
+            ),
+        }
+    };
+    Chain {
+        intact,
+        records,
+        last_hash: input.verification.last_hash.clone(),
+        problems,
+        statement,
+        integrity: integrity.clone(),
     }
 }
 

@@ -94,6 +94,7 @@ fn report(policy_text: &str, entries: &[Entry]) -> Report {
         audit_path: "audit.jsonl",
         entries,
         verification: &verification,
+        integrity: &Default::default(),
         since: None,
         generated_at: ts("2026-03-01T12:00:00Z"),
     })

@@ -31,6 +31,7 @@
 //!     audit_path: "audit.jsonl",
 //!     entries: &[],
 //!     verification: &verification,
+//!     integrity: &Default::default(),
 //!     since: None,
 //!     generated_at: "2026-11-23T12:00:00Z".parse().unwrap(),
 //! });
@@ -56,8 +57,8 @@ pub use evidence::{
     SignOff, VerifyCurrency,
 };
 pub use model::{
-    AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, LockEvent, Period, PolicyFile,
-    PolicyLoad, Report, RuleCounts, RunRecord, TargetCount, Termination, Terminations,
+    AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, Integrity, LockEvent, Period,
+    PolicyFile, PolicyLoad, Report, RuleCounts, RunRecord, TargetCount, Termination, Terminations,
     VerifiedRule, VerifyRun,
 };
 
@@ -78,6 +79,8 @@ pub struct Input<'a> {
     pub entries: &'a [curfew_audit::Entry],
     /// The log's verification.
     pub verification: &'a curfew_audit::Verification,
+    /// What was checked beyond the chain (anchors, signatures); default: nothing.
+    pub integrity: &'a Integrity,
     /// The period's start; `None` for the whole log.
     pub since: Option<jiff::Timestamp>,
     /// When the report is made (the period's end).
@@ -112,3 +115,6 @@ mod evidence_tests;
 mod tests;
 #[cfg(test)]
 mod tests_claims;
+
+#[cfg(test)]
+mod integrity_tests;

@@ -430,21 +430,23 @@ fn verifications(out: &mut String, runs: &[VerifyRun]) {
 fn chain(out: &mut String, r: &Report) {
     let c = &r.chain;
     let _ = writeln!(out, "## 7. Audit chain\n");
-    if c.intact {
-        let _ = writeln!(
-            out,
-            "The hash chain of {} is **intact**: {} records checked, no record altered, removed or inserted, every action has its outcome.\n",
-            code(&r.audit_log.path),
-            c.records
-        );
+    let _ = writeln!(out, "Audit log: {}.\n", code(&r.audit_log.path));
+    let lead = if c.integrity.contradicted {
+        "**CONTRADICTED.** "
+    } else if c.intact {
+        ""
     } else {
-        let _ = writeln!(
-            out,
-            "The hash chain of {} is **BROKEN**: {} records checked, {} problem(s).\n",
-            code(&r.audit_log.path),
-            c.records,
-            c.problems.len()
-        );
+        "**BROKEN.** "
+    };
+    let _ = writeln!(out, "{lead}{}\n", esc(&c.statement));
+    if !c.integrity.checked.is_empty() {
+        let _ = writeln!(out, "What was checked:\n");
+        for line in &c.integrity.checked {
+            let _ = writeln!(out, "- {}", esc(line));
+        }
+        let _ = writeln!(out);
+    }
+    if !c.intact {
         head(
             out,
             &[
@@ -469,7 +471,7 @@ fn chain(out: &mut String, r: &Report) {
     }
     let _ = writeln!(
         out,
-        "Last record's hash: {}. Compare it with a copy kept elsewhere: a consistent rewrite of the whole log is only detectable that way.",
+        "Last record's hash: {}.",
         c.last_hash
             .as_deref()
             .map_or("none (empty log)".to_owned(), code)

@@ -289,7 +289,33 @@ pub struct Chain {
     pub records: u64,
     /// The last record's hash, to compare with a copy kept elsewhere.
     pub last_hash: Option<String>,
-    /// Every problem, in file order.
+    /// Every problem: the chain's in file order, then what anchors and signatures contradict.
+    pub problems: Vec<ChainProblem>,
+    /// Exactly what the checks establish, in one paragraph: "no record altered, removed or
+    /// inserted" only as far as anchors kept outside the log confirm it.
+    pub statement: String,
+    /// What was checked beyond the chain's own hashes.
+    pub integrity: Integrity,
+}
+
+/// What was checked of the audit log beyond its own hashes (filled in by the caller, which
+/// reads the anchors and keys): the files, the anchors per target, the signatures.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Integrity {
+    /// The files checked as one chain, in chain order.
+    pub files: Vec<String>,
+    /// The chain's identity (the hash of its first record).
+    pub chain_id: Option<String>,
+    /// The seq of the first and of the last record checked.
+    pub seqs: Option<(u64, u64)>,
+    /// One sentence per thing checked (the chain, each target's anchors or why they were
+    /// not read, the signatures).
+    pub checked: Vec<String>,
+    /// The highest seq anchors confirm: seq, when it was anchored, where.
+    pub anchored_up_to: Option<(u64, jiff::Timestamp, String)>,
+    /// Anchors or signed checkpoints contradict the log (truncation, a recomputed chain).
+    pub contradicted: bool,
+    /// What the anchors and signatures contradict, first missing or differing seq first.
     pub problems: Vec<ChainProblem>,
 }
 

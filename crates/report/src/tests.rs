@@ -127,6 +127,7 @@ fn report(entries: &[Entry], verification: &Verification, since: Option<&str>) -
         audit_path: "/var/lib/curfew/audit.jsonl",
         entries,
         verification,
+        integrity: &Default::default(),
         since: since.map(ts),
         generated_at: ts("2026-03-03T18:00:00Z"),
     })

@@ -24,11 +24,10 @@ violations = { sqlstates = ["42501"], count = 3, within = "10m" }
 
 #[test]
 fn warnings_and_unenforced_rules_are_stated_as_they_are() {
-    let explanation = explain(
-        &parse_policy("curfew.toml", POLICY, jiff::tz::db())
-            .unwrap()
-            .policy,
-    );
+    let policy = parse_policy("curfew.toml", POLICY, jiff::tz::db())
+        .unwrap()
+        .policy;
+    let explanation = explain(&policy);
     let verification = Verification {
         records: 0,
         problems: vec![],
@@ -37,10 +36,12 @@ fn warnings_and_unenforced_rules_are_stated_as_they_are() {
     let report = build(&Input {
         policy_source: "curfew.toml",
         policy_sha256: "aa",
+        policy: &policy,
         explanation: &explanation,
         audit_path: "audit.jsonl",
         entries: &[],
         verification: &verification,
+        integrity: &Default::default(),
         since: None,
         generated_at: "2026-03-03T18:00:00Z".parse().unwrap(),
     });

@@ -1,10 +1,11 @@
-//! `curfew audit verify|show`: check the hash chain of an audit log, or read it.
+//! `curfew audit verify|show|keygen`: check an audit log (its chain, the anchors the targets
+//! keep of it, its signed checkpoints), read it, or make a checkpoint signing key.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use curfew_audit::{Entry, verify};
+use curfew_audit::Entry;
 use jiff::Timestamp;
 
 use crate::exit::{Failure, out, out_text};
@@ -13,12 +14,30 @@ use crate::when::parse_past;
 /// `curfew audit` subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum Command {
-    /// Check the hash chain, the sequence and that every intent has an outcome; exit 3 on any
-    /// problem, naming its line.
-    #[command(after_help = "Examples:\n  curfew audit verify /var/lib/curfew/audit.jsonl")]
+    /// Check the hash chain of a log and its rotated files as one chain, the sequence and that
+    /// every intent has an outcome; then the anchors each [[target]] of the policy keeps of
+    /// the chain (truncation, recomputed chains), and signed checkpoints with --public-key.
+    /// Exit 3 on any problem, naming the first missing or differing seq.
+    #[command(
+        after_help = "Examples:\n  curfew audit verify -c /etc/curfew/curfew.toml\n  \
+                            curfew audit verify /var/lib/curfew/ --public-key /etc/curfew/checkpoint.key.pub\n  \
+                            curfew audit verify audit.jsonl.1 audit.jsonl --offline"
+    )]
     Verify {
-        /// The audit log.
-        file: PathBuf,
+        /// Log files and directories (a directory: its files with .jsonl in their name),
+        /// checked as one chain. Default: `audit_log` in `[agent]` of the policy.
+        paths: Vec<PathBuf>,
+        #[command(flatten)]
+        check: super::integrity::CheckArgs,
+    },
+    /// Make an Ed25519 key for signed checkpoints (`[audit] signing_key`): FILE (mode 0600, one
+    /// line of 64 hex digits, the private seed) and FILE.pub (the public key, for
+    /// `audit verify --public-key`). Never overwrites a file.
+    #[command(after_help = "Examples:\n  curfew audit keygen --out /etc/curfew/checkpoint.key")]
+    Keygen {
+        /// The private key file to create.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
     },
     /// Print the records as a table, optionally filtered.
     #[command(
@@ -69,51 +88,81 @@ pub(crate) enum Format {
 }
 
 /// Run an audit subcommand.
-pub(crate) fn run(command: &Command) -> Result<(), Failure> {
+pub(crate) fn run(config: &Path, command: &Command) -> Result<(), Failure> {
     match command {
-        Command::Verify { file } => run_verify(file),
+        Command::Verify { paths, check } => run_verify(config, paths, check),
         Command::Show(args) => run_show(args),
+        Command::Keygen { out } => keygen(out),
     }
 }
 
-fn run_verify(file: &Path) -> Result<(), Failure> {
-    let verification = verify(file).with_context(|| format!("reading {}", file.display()))?;
-    let continued =
-        curfew_audit::continuation(file).with_context(|| format!("reading {}", file.display()))?;
-    let name = file.display();
-    if verification.is_intact() {
-        let last = verification
-            .last_hash
-            .as_deref()
-            .map(|h| format!("; last hash {h}"))
-            .unwrap_or_default();
-        let continues = continued
-            .map(|c| {
-                format!(
-                    "; continues a previous file whose last record is seq {} (hash {}): check that file on its own, or both together in order",
-                    c.seq, c.hash
-                )
-            })
-            .unwrap_or_default();
-        return out(&format!(
-            "{name}: intact: {} records, chain and sequence unbroken, every intent has an outcome{continues}{last}\n",
-            verification.records
-        ));
-    }
+fn keygen(out: &Path) -> Result<(), Failure> {
+    let key = curfew_audit::CheckpointKey::generate().map_err(|e| Failure::Runtime(e.into()))?;
+    let public = key.write(out).map_err(|e| Failure::Usage(e.to_string()))?;
+    crate::exit::out(&format!(
+        "private key written to {} (mode 0600; set [audit] signing_key to it); public key {} written to {} (for curfew audit verify --public-key)\n",
+        out.display(),
+        key.public_hex(),
+        public.display()
+    ))
+}
+
+fn run_verify(
+    config: &Path,
+    paths: &[PathBuf],
+    args: &super::integrity::CheckArgs,
+) -> Result<(), Failure> {
+    let policy = super::integrity::policy_for_anchors(config)?;
+    let paths = if paths.is_empty() {
+        let loaded = policy
+            .as_ref()
+            .map_err(|why| Failure::Usage(format!("{why}; or name the log")))?;
+        let log = loaded.policy.agent.audit_log.as_ref().ok_or_else(|| {
+            Failure::Usage(format!(
+                "{} sets no audit_log in [agent]; name the log",
+                loaded.source
+            ))
+        })?;
+        vec![PathBuf::from(log)]
+    } else {
+        paths.to_vec()
+    };
+    let checked = super::integrity::check(
+        &paths,
+        policy.as_ref().map(|l| &l.policy).map_err(Clone::clone),
+        args,
+        |_| {},
+    )?;
     let mut text = String::new();
-    for problem in &verification.problems {
-        let _ = writeln!(text, "{name}:{}: {}", problem.line, problem.message);
+    for line in checked.lines() {
+        let _ = writeln!(text, "{line}");
+    }
+    let problems = checked.problems();
+    for problem in &problems {
+        let at = if problem.line > 0 && checked.chain.files.len() == 1 {
+            format!(
+                "{}:{}: ",
+                checked.chain.files[0].path.display(),
+                problem.line
+            )
+        } else {
+            String::new()
+        };
+        let _ = writeln!(text, "{at}{}", problem.message);
     }
     out_text(&text)?;
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let first = checked
+        .first_seq()
+        .map(|seq| format!("; first missing or differing seq {seq}"))
+        .unwrap_or_default();
     Err(Failure::Check(format!(
-        "audit log {name} is NOT intact: {} problem{} in {} records",
-        verification.problems.len(),
-        if verification.problems.len() == 1 {
-            ""
-        } else {
-            "s"
-        },
-        verification.records
+        "the audit log is NOT intact: {} problem{} in {} records{first}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        checked.chain.verification.records
     )))
 }
 

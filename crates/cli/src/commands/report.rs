@@ -35,9 +35,13 @@ pub(crate) struct Args {
     /// Write the report to this file instead of standard output.
     #[arg(short = 'o', long = "output", value_name = "FILE")]
     output: Option<PathBuf>,
-    /// The audit log to report on (default: `audit_log` in `[agent]`).
-    #[arg(long, value_name = "FILE")]
-    audit_log: Option<PathBuf>,
+    /// The audit log to report on: a file or a directory (its files with .jsonl in their
+    /// name); repeat it for a log and its rotated files, checked as one chain (default:
+    /// `audit_log` in `[agent]`).
+    #[arg(long, value_name = "FILE|DIR")]
+    audit_log: Vec<PathBuf>,
+    #[command(flatten)]
+    check: super::integrity::CheckArgs,
 }
 
 /// Build and write the report.
@@ -50,22 +54,33 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         .map(|text| since(text, now))
         .transpose()
         .map_err(Failure::Usage)?;
-    let audit = args
-        .audit_log
-        .clone()
-        .or_else(|| loaded.policy.agent.audit_log.as_ref().map(Into::into))
-        .ok_or_else(|| {
+    let audit: Vec<PathBuf> = if args.audit_log.is_empty() {
+        let log = loaded.policy.agent.audit_log.as_ref().ok_or_else(|| {
             Failure::Usage(format!(
                 "{} sets no audit_log in [agent]; name the log with --audit-log",
                 loaded.source
             ))
         })?;
-    // One pass: the chain is checked and the records kept as the file is read.
+        vec![PathBuf::from(log)]
+    } else {
+        args.audit_log.clone()
+    };
+    // One pass: the chain is checked and the records kept as the files are read; then the
+    // anchors on the policy's targets and the signatures.
     let mut entries: Vec<curfew_audit::Entry> = Vec::new();
-    let verification = curfew_audit::verify_each(&audit, |e| entries.push(e.clone()))
-        .with_context(|| format!("verifying {}", audit.display()))?;
+    let checked = super::integrity::check(&audit, Ok(&loaded.policy), &args.check, |e| {
+        entries.push(e.clone());
+    })?;
+    let verification = &checked.chain.verification;
+    let integrity = integrity(&checked);
     let explanation = curfew_policy::explain::explain(&loaded.policy);
-    let audit_path = audit.display().to_string();
+    let audit_path = checked
+        .chain
+        .files
+        .iter()
+        .map(|f| f.path.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
     let report = curfew_report::build(&curfew_report::Input {
         policy_source: &loaded.source,
         policy_sha256: &loaded.sha256,
@@ -73,7 +88,8 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         explanation: &explanation,
         audit_path: &audit_path,
         entries: &entries,
-        verification: &verification,
+        verification,
+        integrity: &integrity,
         since,
         generated_at: now,
     });
@@ -92,7 +108,9 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                 "curfew: report on {} ({} records{}) written to {}",
                 audit_path,
                 verification.records,
-                if verification.is_intact() {
+                if integrity.contradicted {
+                    ", CONTRADICTED BY ANCHORS OR SIGNATURES"
+                } else if report.chain.intact {
                     ", chain intact"
                 } else {
                     ", CHAIN BROKEN"
@@ -102,18 +120,52 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         }
         None => crate::exit::out_text(&text)?,
     }
-    if verification.is_intact() {
-        Ok(())
-    } else {
-        Err(Failure::Check(format!(
-            "the audit chain of {audit_path} is broken ({} problem{}; the report lists them)",
-            verification.problems.len(),
-            if verification.problems.len() == 1 {
-                ""
-            } else {
-                "s"
-            }
-        )))
+    let problems = report.chain.problems.len();
+    if problems == 0 {
+        return Ok(());
+    }
+    let first = checked
+        .first_seq()
+        .map(|seq| format!("; first missing or differing seq {seq}"))
+        .unwrap_or_default();
+    Err(Failure::Check(format!(
+        "the audit chain of {audit_path} is {} ({problems} problem{}{first}; the report lists them)",
+        if integrity.contradicted {
+            "contradicted by the anchors or signatures kept outside the log"
+        } else {
+            "broken"
+        },
+        if problems == 1 { "" } else { "s" }
+    )))
+}
+
+/// The report's account of what was checked beyond the chain's own hashes.
+fn integrity(checked: &super::integrity::Checked) -> curfew_report::Integrity {
+    let chain = &checked.chain;
+    let mut problems: Vec<curfew_report::ChainProblem> = checked
+        .problems()
+        .into_iter()
+        .skip(chain.verification.problems.len())
+        .map(|p| curfew_report::ChainProblem {
+            line: p.line,
+            seq: p.seq,
+            kind: p.kind.as_str().to_owned(),
+            message: p.message,
+        })
+        .collect();
+    problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
+    curfew_report::Integrity {
+        files: chain
+            .files
+            .iter()
+            .map(|f| f.path.display().to_string())
+            .collect(),
+        chain_id: chain.chain.clone(),
+        seqs: chain.first_seq.zip(chain.last_seq),
+        checked: checked.lines(),
+        anchored_up_to: checked.anchored_up_to(),
+        contradicted: !problems.is_empty(),
+        problems,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `curfew init`: the ledger and the functions through which curfew's role writes it, installed
-//! by an administrator. curfew's role gets `USAGE` on the schema, `SELECT` on the two tables and
-//! `EXECUTE` on the functions below, nothing else: it never needs `CREATEROLE` (which on
+//! by an administrator, and the audit chain's anchor store (`crate::anchor`). curfew's role gets
+//! `USAGE` on the schema, `SELECT` on the three tables and `EXECUTE` on the functions below
+//! and `curfew.anchor`, nothing else: it never needs `CREATEROLE` (which on
 //! PostgreSQL 14 and 15 lets a role grant itself `pg_execute_server_program`, a shell on the
 //! server).
 //!
@@ -360,31 +361,39 @@ impl Connection {
         } else {
             format!("CREATE SCHEMA curfew AUTHORIZATION {owner_q};")
         };
-        let functions = FUNCTIONS.replace("{ACTIVE}", super::ACTIVE);
+        let mut functions = FUNCTIONS.replace("{ACTIVE}", super::ACTIVE);
+        functions.push_str(crate::anchor::ANCHOR_FUNCTIONS);
+        let ddl = format!("{DDL}{}", crate::anchor::ANCHOR_DDL);
         let mut grants = format!(
             "REVOKE ALL ON SCHEMA curfew FROM PUBLIC, {agent_q};
              GRANT USAGE ON SCHEMA curfew TO {agent_q};
              ALTER TABLE curfew.lock OWNER TO {owner_q};
              ALTER TABLE curfew.disabled_login OWNER TO {owner_q};
+             ALTER TABLE curfew.anchor OWNER TO {owner_q};
              REVOKE ALL ON ALL TABLES IN SCHEMA curfew FROM PUBLIC, {agent_q};
              REVOKE ALL ON ALL SEQUENCES IN SCHEMA curfew FROM PUBLIC, {agent_q};
-             GRANT SELECT ON curfew.lock, curfew.disabled_login TO {agent_q};
+             GRANT SELECT ON curfew.lock, curfew.disabled_login, curfew.anchor TO {agent_q};
              COMMENT ON SCHEMA curfew IS '{SCHEMA_COMMENT}';"
         );
-        for function in INTERNAL_FUNCTIONS.iter().chain(AGENT_FUNCTIONS) {
+        let anchor = [crate::anchor::ANCHOR_FUNCTION];
+        for function in INTERNAL_FUNCTIONS
+            .iter()
+            .chain(AGENT_FUNCTIONS)
+            .chain(&anchor)
+        {
             grants.push_str(&format!(
                 "ALTER FUNCTION {function} OWNER TO {owner_q};
                  REVOKE ALL ON FUNCTION {function} FROM PUBLIC, {agent_q};"
             ));
         }
-        for function in AGENT_FUNCTIONS {
+        for function in AGENT_FUNCTIONS.iter().chain(&anchor) {
             grants.push_str(&format!(
                 "GRANT EXECUTE ON FUNCTION {function} TO {agent_q};"
             ));
         }
         for (what, sql) in [
             ("creating the curfew schema", schema.as_str()),
-            ("creating the ledger's tables", DDL),
+            ("creating the ledger's tables", ddl.as_str()),
             ("creating the ledger's functions", functions.as_str()),
             ("granting the ledger's privileges", grants.as_str()),
         ] {

@@ -30,9 +30,10 @@ SELECT format('%s curfew.%s', CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 
               ELSE 'relation' END, c.relname)
   FROM pg_class c
   WHERE c.relnamespace = to_regnamespace('curfew')
-    AND NOT (c.relkind = 'r' AND c.relname IN ('lock', 'disabled_login'))
+    AND NOT (c.relkind = 'r' AND c.relname IN ('lock', 'disabled_login', 'anchor'))
     AND NOT (c.relkind = 'S' AND c.relname = 'lock_id_seq')
-    AND NOT (c.relkind = 'i' AND c.relname IN ('lock_pkey', 'disabled_login_pkey', 'lock_one_active'))
+    AND NOT (c.relkind = 'i' AND c.relname IN ('lock_pkey', 'disabled_login_pkey', 'lock_one_active',
+                                               'anchor_pkey'))
 UNION ALL
 SELECT format('%s, which calls %s', pg_describe_object(d.classid, d.objid, d.objsubid),
               d.refobjid::regprocedure)

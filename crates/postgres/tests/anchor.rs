@@ -1,0 +1,79 @@
+//! The audit chain's anchor store as `curfew init` installs it, used by curfew's role at least
+//! privilege: anchors are added with a higher seq only, never changed or removed.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use common::*;
+use curfew_sandbox::Cluster;
+
+const CHAIN: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const OTHER: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+
+fn hash(n: u8) -> String {
+    format!("{n:02x}").repeat(32)
+}
+
+#[tokio::test]
+async fn curfews_role_adds_anchors_going_forward_only_and_cannot_change_or_remove_them() {
+    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .psql(
+            "CREATE ROLE curfew_agent LOGIN;
+             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;",
+        )
+        .unwrap();
+    let mut admin = connect_trust(&cluster, "postgres").await;
+    admin.install_ledger("curfew_agent").await.unwrap();
+    // Installing again keeps the store and its rows (idempotent, vetting accepts it).
+    let agent = connect_trust(&cluster, "curfew_agent").await;
+    let first = agent.anchor(CHAIN, 3, &hash(3)).await.unwrap();
+    admin.install_ledger("curfew_agent").await.unwrap();
+
+    let later = agent.anchor(CHAIN, 7, &hash(7)).await.unwrap();
+    assert!(later >= first);
+    // The same head again (a retry after a lost reply) changes nothing.
+    assert_eq!(agent.anchor(CHAIN, 7, &hash(7)).await.unwrap(), later);
+    agent.anchor(OTHER, 1, &hash(1)).await.unwrap();
+
+    // Going back, or another hash at the same seq, is refused, saying why.
+    for (seq, h) in [(5, hash(5)), (7, hash(8))] {
+        let refused = agent.anchor(CHAIN, seq, &h).await.unwrap_err().to_string();
+        assert!(
+            refused.contains(&format!(
+                "anchor refused: chain {CHAIN} is anchored up to seq 7"
+            )),
+            "{refused}"
+        );
+        assert!(
+            refused.contains(&format!("seq {seq} would go back")),
+            "{refused}"
+        );
+    }
+    // Malformed heads are refused by the table's checks.
+    assert!(agent.anchor("not-a-chain", 9, &hash(9)).await.is_err());
+
+    let anchors = agent.anchors(Some(CHAIN)).await.unwrap();
+    let seqs: Vec<_> = anchors.iter().map(|a| (a.seq, a.hash.clone())).collect();
+    assert_eq!(seqs, vec![(3, hash(3)), (7, hash(7))]);
+    assert!(anchors.iter().all(|a| a.anchored_by == "curfew_agent"));
+    assert_eq!(anchors[0].anchored_at, first);
+    assert_eq!(agent.anchors(None).await.unwrap().len(), 3);
+
+    // With the agent's credential, no way to roll anchors back.
+    let raw = client(cluster.port(), "curfew_agent", "forger").await;
+    for sql in [
+        "DELETE FROM curfew.anchor",
+        "UPDATE curfew.anchor SET seq = 1",
+        "TRUNCATE curfew.anchor",
+        "INSERT INTO curfew.anchor (chain, seq, hash) VALUES (repeat('1', 64), 1, repeat('0', 64))",
+        "ALTER TABLE curfew.anchor DISABLE TRIGGER ALL",
+        "DROP TABLE curfew.anchor",
+        "CREATE OR REPLACE FUNCTION curfew.anchor(p_chain text, p_seq bigint, p_hash text) RETURNS timestamptz LANGUAGE sql AS 'SELECT now()'",
+    ] {
+        let error = raw.client.batch_execute(sql).await.unwrap_err();
+        assert_eq!(error.code().unwrap().code(), "42501", "{sql}: {error:?}");
+    }
+    assert_eq!(agent.anchors(None).await.unwrap().len(), 3);
+}

@@ -25,7 +25,7 @@ fn validate_lists_each_rule_of_the_example() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(
-        stdout.starts_with("examples/curfew.toml: valid: 9 rules, 2 targets"),
+        stdout.starts_with("examples/curfew.toml: valid: 10 rules, 2 targets"),
         "{stdout}"
     );
     for rule in [
@@ -205,13 +205,13 @@ fn explain_json_is_a_document_tools_can_read() {
     assert_eq!(doc["source"], "examples/curfew.toml");
     assert_eq!(doc["sha256"].as_str().unwrap().len(), 64);
     let rules = doc["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), 9);
+    assert_eq!(rules.len(), 10);
     assert_eq!(rules[0]["name"], "inactivity");
     assert_eq!(rules[0]["warn"], "2 minutes");
-    assert_eq!(rules[8]["enforced_by"], "none");
-    assert_eq!(rules[8]["enforced"], false);
+    assert_eq!(rules[9]["enforced_by"], "none");
+    assert_eq!(rules[9]["enforced"], false);
     assert!(
-        rules[8]["enforcement"]
+        rules[9]["enforcement"]
             .as_str()
             .unwrap()
             .starts_with("NOT ENFORCED")

@@ -79,9 +79,9 @@ impl Page<'_> {
 
 fn tone(word: &str) -> &'static str {
     match word.to_ascii_lowercase().as_str() {
-        "pass" | "passed" | "ok" => "good",
+        "pass" | "passed" | "ok" | "live_pass" => "good",
         "fail" | "failed" => "bad",
-        "unknown" | "skipped" => "warn",
+        "unknown" | "skipped" | "evaluated" | "not_tested" => "warn",
         _ => "plain",
     }
 }

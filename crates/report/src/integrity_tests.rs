@@ -49,6 +49,13 @@ fn without_anchors_the_report_claims_only_internal_consistency() {
         assert!(!text.contains("no record altered, removed or inserted"));
         assert!(text.contains("anchors: not checked: --offline"));
     }
+    // The header does not say "intact" for a chain nothing outside the log confirms.
+    assert!(!r.chain.confirmed());
+    assert!(
+        r.to_markdown().contains(
+            "- **Audit chain:** internally consistent only: not confirmed by anchors kept outside the log"
+        )
+    );
 }
 
 #[test]
@@ -74,6 +81,11 @@ fn anchors_back_the_claim_up_to_the_anchored_seq() {
             .contains("Records after seq 10 were not anchored yet")
     );
     assert!(r.to_markdown().contains("confirm it up to seq 10"));
+    assert!(r.chain.confirmed());
+    assert_eq!(
+        r.chain.headline(),
+        "intact, confirmed by anchors on target \"primary\" up to seq 10; seq 11 to 12 not anchored yet"
+    );
 }
 
 #[test]
@@ -98,6 +110,10 @@ fn a_contradiction_by_anchors_is_stated_and_listed() {
     );
     let md = r.to_markdown();
     assert!(md.contains("**CONTRADICTED.**"), "{md}");
+    assert!(
+        md.contains("- **Audit chain:** **CONTRADICTED by what was kept of it outside the log (first missing or differing seq 13)**"),
+        "{md}"
+    );
     assert!(md.contains("records from seq 13 missing"));
     let html = r.to_html().unwrap();
     assert!(html.contains("contradicted"));

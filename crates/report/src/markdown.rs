@@ -59,9 +59,9 @@ fn header(out: &mut String, r: &Report) {
         out,
         "- **Audit chain:** {}\n",
         if r.chain.intact {
-            "intact".to_owned()
+            r.chain.headline()
         } else {
-            format!("**BROKEN**: {} problem(s)", r.chain.problems.len())
+            format!("**{}**", r.chain.headline())
         }
     );
     if !r.chain.intact {

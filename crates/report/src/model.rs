@@ -298,6 +298,43 @@ pub struct Chain {
     pub integrity: Integrity,
 }
 
+impl Chain {
+    /// The chain's state in a few words, for the report's header: "intact" only where anchors
+    /// kept outside the log confirm it.
+    pub fn headline(&self) -> String {
+        let first = self.problems.iter().filter_map(|p| p.seq).min();
+        if self.integrity.contradicted {
+            return format!(
+                "CONTRADICTED by what was kept of it outside the log{}",
+                first
+                    .map(|s| format!(" (first missing or differing seq {s})"))
+                    .unwrap_or_default()
+            );
+        }
+        if !self.intact {
+            return format!("BROKEN: {} problem(s)", self.problems.len());
+        }
+        match &self.integrity.anchored_up_to {
+            Some((seq, _, target)) => {
+                let last = self.integrity.seqs.map_or(0, |s| s.1);
+                let rest = if last > *seq {
+                    format!("; seq {} to {last} not anchored yet", seq + 1)
+                } else {
+                    String::new()
+                };
+                format!("intact, confirmed by anchors on target \"{target}\" up to seq {seq}{rest}")
+            }
+            None => "internally consistent only: not confirmed by anchors kept outside the log"
+                .to_owned(),
+        }
+    }
+
+    /// Whether the header may show the chain as good (intact and anchored).
+    pub fn confirmed(&self) -> bool {
+        self.intact && !self.integrity.contradicted && self.integrity.anchored_up_to.is_some()
+    }
+}
+
 /// What was checked of the audit log beyond its own hashes (filled in by the caller, which
 /// reads the anchors and keys): the files, the anchors per target, the signatures.
 #[derive(Debug, Clone, Default, Serialize)]

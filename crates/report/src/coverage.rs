@@ -2,9 +2,12 @@
 //! around them (`agent_started`, `agent_stopped`, `leader_*`, `worker_failed`,
 //! `audit_resumed`). Every stretch of time not enforced is a gap, with its cause and duration.
 //!
-//! A target counts as enforced while the last word about it is `enforcing` (this agent leads
-//! and enforces) or `standing_by` (another agent leads and enforces this policy), and only as
-//! long as records keep coming: a silence longer than [`SILENCE_FACTOR`] heartbeat intervals
+//! A target counts as enforced while the last word about it is `enforcing` (the agent that
+//! wrote this log leads and enforces), and only as long as records keep coming. `standing_by`
+//! (another agent leads and says it enforces this policy) is not counted: this log does not
+//! show that agent's enforcement, its own log must (and the claim comes from a lock holder's
+//! announcement, which the holder chose); it is a gap whose cause says so. Records must keep
+//! coming: a silence longer than [`SILENCE_FACTOR`] heartbeat intervals
 //! is a gap from the last record on ("no record from any agent: stopped or crashed"), since
 //! nothing shows enforcement went on. Conservative by design: coverage is claimed only as far
 //! as the log proves it.
@@ -114,7 +117,11 @@ fn from_heartbeat(state: &str, why: &str) -> Said {
     };
     match state {
         "enforcing" => Said::new(true, "enforcing", ""),
-        "standing_by" => Said::new(true, "standing_by", why),
+        "standing_by" => Said::new(
+            false,
+            "standing_by",
+            with("standing by behind another agent, whose own log must show the enforcement"),
+        ),
         "unreachable" => Said::new(
             false,
             "unreachable",

@@ -130,9 +130,16 @@ fn each_change_of_state_starts_a_segment_with_its_cause() {
         gaps(&t),
         vec![
             ("unreachable".to_owned(), 30),
+            ("standing_by".to_owned(), 30),
             ("not_enforced".to_owned(), 30),
             ("dry_run".to_owned(), 30)
         ]
+    );
+    // Standing by is not enforcement this log shows: the leader's own log must.
+    assert!(
+        t.gaps[1]
+            .why
+            .contains("whose own log must show the enforcement")
     );
     assert!(
         t.gaps[0]
@@ -151,7 +158,7 @@ fn each_change_of_state_starts_a_segment_with_its_cause() {
             "enforcing"
         ]
     );
-    assert!((t.share_percent - 50.0).abs() < 0.01);
+    assert!((t.share_percent - 100.0 / 3.0).abs() < 0.01);
     // The offset largest in magnitude (the records' offsets are minus their seq).
     assert_eq!(t.max_clock_offset_ms, Some(-(seq as i64)));
 }

@@ -5,7 +5,7 @@
 //! answers it, whether the latest verify tested the policy in force, and a sign-off block.
 
 use curfew_audit::Entry;
-use curfew_policy::{CANARY_MARK, Policy};
+use curfew_policy::Policy;
 use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
@@ -198,6 +198,7 @@ pub(crate) fn assemble(
             checks,
             file_in_force,
             terminated,
+            log_doubt(input),
         ),
         coverage,
         completeness: completeness(period),
@@ -208,11 +209,26 @@ pub(crate) fn assemble(
     }
 }
 
-/// Whether a record is about a `curfew verify` canary session.
+/// Why the log's records cannot be taken as complete and unaltered, if they cannot: a broken
+/// chain, a contradiction by anchors, or no confirmation by anchors at all.
+fn log_doubt(input: &crate::Input<'_>) -> Option<String> {
+    if input.integrity.contradicted {
+        Some("the audit log is contradicted by what was kept of it outside the log (see Audit chain): its records cannot be relied on".to_owned())
+    } else if !input.verification.is_intact() || !input.integrity.problems.is_empty() {
+        Some("the audit log's hash chain is broken (see Audit chain): its records cannot be relied on".to_owned())
+    } else if input.integrity.anchored_up_to.is_none() {
+        Some("the audit log was not confirmed by anchors kept outside it: a log cut short or rewritten would look the same".to_owned())
+    } else {
+        None
+    }
+}
+
+/// Whether a record is about a `curfew verify` canary session: a role named the way verify
+/// names its canaries (the mark, then the rule's index), not merely containing the mark.
 pub(crate) fn is_canary(e: &Entry) -> bool {
     e.session
         .as_ref()
-        .is_some_and(|s| s.role.contains(CANARY_MARK))
+        .is_some_and(|s| curfew_policy::canary_rule(&s.role).is_some())
 }
 
 fn item(e: &Entry) -> Item {
@@ -426,10 +442,13 @@ fn squash(text: &str) -> String {
         .collect()
 }
 
+/// The rules that end sessions and name one of `ids` in their `controls`: a report-only rule
+/// (and so every `violations` rule, which nothing enforces) answers no requirement.
 fn rules_naming(policy: &Policy, ids: &[&str]) -> Vec<String> {
     policy
         .rules
         .iter()
+        .filter(|r| r.action == curfew_policy::Action::Terminate)
         .filter(|r| {
             r.controls.iter().any(|c| {
                 let c = squash(c);
@@ -448,6 +467,7 @@ pub(crate) fn control_mapping(
     checks: &[CheckRun],
     file_in_force: Option<bool>,
     terminated: u64,
+    log_doubt: Option<String>,
 ) -> Vec<ControlRow> {
     let status = |missing: &[String], any: bool| {
         if missing.is_empty() {
@@ -493,6 +513,9 @@ pub(crate) fn control_mapping(
     for c in currency.iter().filter(|c| c.status != "current") {
         missing_b.push(c.message.clone());
     }
+    if let Some(doubt) = &log_doubt {
+        missing_b.push(doubt.clone());
+    }
     let any_b = coverage.targets.iter().any(|t| t.enforced_ms > 0) || terminated > 0;
     // The STIG check: the latest `curfew check` finding V-261910.
     let mut missing_s = Vec::new();
@@ -509,6 +532,9 @@ pub(crate) fn control_mapping(
             "the latest check found V-261910 {}: {}",
             f.status, f.observed
         ));
+    }
+    if let Some(doubt) = log_doubt {
+        missing_s.push(doubt);
     }
     let any_s = findings.iter().any(|f| f.status == "pass");
     vec![

@@ -248,3 +248,39 @@ fn the_person_behind_a_lock_and_the_sign_off_are_shown() {
     assert!(html.contains("alice (uid 1000) as role dba"));
     assert!(html.contains("13. Sign-off") && html.contains("Signature"));
 }
+
+#[test]
+fn a_role_merely_containing_the_canary_mark_is_not_a_canary() {
+    // Anyone able to create roles could name one this way; its terminations still count.
+    let entries = [
+        loaded(1, "2026-03-01T09:00:00Z", SHA),
+        ended(2, "2026-03-01T10:00:00Z", "ops_curfew_canary_x"),
+    ];
+    let r = report(APPROVED, &entries);
+    assert_eq!(r.terminations.total, 1);
+    assert_eq!(r.evidence.completeness.canary_terminated, 0);
+}
+
+#[test]
+fn report_only_rules_answer_no_requirement_and_an_unanchored_log_is_a_doubt() {
+    let text = format!(
+        "{APPROVED}\n[[rule]]\nname = \"staged\"\nlifetime = \"6h\"\naction = \"report\"\ncontrols = [\"NIST-800-171-3.1.11\", \"V-261910\"]\n\n[[rule]]\nname = \"probing\"\naction = \"report\"\nviolations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\" }}\ncontrols = [\"NIST-800-171-3.1.11\"]\n"
+    );
+    let r = report(&text, &[loaded(1, "2026-03-01T09:00:00Z", SHA)]);
+    for row in &r.evidence.control_mapping {
+        assert_eq!(row.rules, ["inactivity"], "{row:?}");
+    }
+    // Nothing outside the log confirmed it (no anchors were given to the report).
+    assert!(
+        r.evidence.control_mapping[1]
+            .missing
+            .contains("not confirmed by anchors"),
+        "{:?}",
+        r.evidence.control_mapping[1]
+    );
+    assert!(
+        r.evidence.control_mapping[2]
+            .missing
+            .contains("not confirmed by anchors")
+    );
+}

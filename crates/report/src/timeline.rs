@@ -36,7 +36,7 @@ pub(crate) fn colour(state: &str) -> &'static str {
 pub(crate) fn label(state: &str) -> &'static str {
     match state {
         "enforcing" => "enforcing",
-        "standing_by" => "standing by (another agent enforces)",
+        "standing_by" => "standing by (enforcement is in the leader's log)",
         "unreachable" => "unreachable",
         "agent_stopped" => "agent stopped",
         "silence" => "no record (stopped or crashed)",
@@ -117,7 +117,7 @@ pub(crate) fn chart(targets: &[TargetCoverage]) -> String {
     for (i, state) in states.iter().enumerate() {
         let lx = 8.0 + (i % 3) as f64 * 250.0;
         let ly = axis_y + AXIS + (i / 3) as f64 * LEGEND;
-        let (top, tall, outline) = if *state == "enforcing" || *state == "standing_by" {
+        let (top, tall, outline) = if *state == "enforcing" {
             (ly - 10.0, 12.0, "none")
         } else {
             (ly - 4.0, 6.0, "#000")

@@ -295,7 +295,7 @@ async fn verify_target(
                 verified.mechanisms.extend(locks);
                 false
             }
-            _ = tokio::signal::ctrl_c() => true,
+            _ = stop_requested() => true,
         };
         // Whatever happened: the locks verify took are released, then its roles dropped.
         let locked = live::lock(&locked).clone();
@@ -361,4 +361,22 @@ fn records(
                 }))
         })
         .collect()
+}
+
+/// Ctrl-C, or SIGTERM (a service manager or `timeout` stopping verify): either way the canary
+/// roles and locks are cleaned up before exiting.
+async fn stop_requested() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            // Without a SIGTERM handler only Ctrl-C is heard.
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
 }

@@ -365,7 +365,7 @@ impl Keeper {
             let with_actor = |actor: Option<&curfew_audit::LedgerActor>| {
                 let mut detail = detail.clone();
                 if let (Some(a), Some(map)) = (actor, detail.as_object_mut()) {
-                    map.insert("actor".to_owned(), a.actor.to_json());
+                    map.insert("actor".to_owned(), a.to_json());
                     if let Some(why) = &a.reason {
                         map.insert("release_reason".to_owned(), json!(why));
                     }

@@ -30,6 +30,23 @@ pub struct LedgerActor {
     /// Why (the release of a lock; a lock's own reason has its own column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// What the database server stamped when the ledger function ran: the caller cannot
+    /// choose it, unlike everything above (which the command states).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerStamp>,
+}
+
+/// The session a ledger change came from, as the database server saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerStamp {
+    /// The session's role (`session_user`).
+    pub session_user: String,
+    /// The client's address; `None` over a Unix socket.
+    #[serde(default)]
+    pub client_addr: Option<String>,
+    /// The session's backend process id.
+    #[serde(default)]
+    pub pid: Option<i32>,
 }
 
 impl Actor {
@@ -67,13 +84,48 @@ impl LedgerActor {
         serde_json::from_str(text).ok()
     }
 
-    /// For people: the actor's label, on which host, and why.
+    /// For people: the actor's label, on which host, and why. With the server's stamp, the
+    /// command's own statements are marked as such and the role is the server's.
     pub fn label(&self) -> String {
-        let mut text = self.actor.label();
-        if let Some(host) = &self.host {
-            text.push_str(&format!(" on {host}"));
+        let Some(server) = &self.server else {
+            let mut text = self.actor.label();
+            if let Some(host) = &self.host {
+                text.push_str(&format!(" on {host}"));
+            }
+            return text;
+        };
+        let name = self.actor.os_user.as_deref().unwrap_or("unnamed user");
+        let host = self
+            .host
+            .as_deref()
+            .map(|h| format!(" on {h}"))
+            .unwrap_or_default();
+        let from = server.client_addr.as_deref().map_or_else(
+            || " over a local socket".to_owned(),
+            |a| format!(" from {a}"),
+        );
+        format!(
+            "{name} (uid {}{host}, as the command states) as database role {}{from}",
+            self.actor.uid, server.session_user
+        )
+    }
+
+    /// The `detail.actor` value: the actor, with the role the server stamped (when it did) in
+    /// place of the one the command states, and the stamp itself.
+    pub fn to_json(&self) -> serde_json::Value {
+        let mut json = self.actor.to_json();
+        if let (Some(server), Some(map)) = (&self.server, json.as_object_mut()) {
+            map.insert("db_role".to_owned(), serde_json::json!(server.session_user));
+            map.insert(
+                "server".to_owned(),
+                serde_json::to_value(server).unwrap_or_default(),
+            );
+            map.insert(
+                "os_user_source".to_owned(),
+                serde_json::json!("stated by the curfew command; the server stamps only the role, address and process"),
+            );
         }
-        text
+        json
     }
 }
 
@@ -97,6 +149,7 @@ mod tests {
             },
             host: Some("ops1".into()),
             reason: Some("INC-4711 closed".into()),
+            server: None,
         };
         let text = a.to_ledger_text();
         assert_eq!(LedgerActor::from_ledger_text(&text), Some(a.clone()));
@@ -111,5 +164,22 @@ mod tests {
         assert_eq!(LedgerActor::from_ledger_text("expired"), None);
         assert_eq!(ledger_label("expired"), "expired");
         assert_eq!(LedgerActor::from_ledger_text("{not json"), None);
+    }
+
+    #[test]
+    fn the_servers_stamp_names_the_role_and_marks_what_the_command_states() {
+        // As the ledger function stores it: the command's JSON plus the server's stamp.
+        let text = r#"{"actor":{"os_user":"the_ciso","uid":0,"db_role":"ciso_role"},"host":"ciso-laptop","server":{"session_user":"curfew_agent","client_addr":"10.0.0.5","pid":4242}}"#;
+        let a = LedgerActor::from_ledger_text(text).unwrap();
+        assert_eq!(
+            a.label(),
+            "the_ciso (uid 0 on ciso-laptop, as the command states) as database role curfew_agent from 10.0.0.5"
+        );
+        let json = a.to_json();
+        assert_eq!(
+            json["db_role"], "curfew_agent",
+            "the server's, not the claim"
+        );
+        assert_eq!(json["server"]["pid"], 4242);
     }
 }

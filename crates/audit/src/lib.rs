@@ -42,7 +42,7 @@ mod tail;
 mod verify;
 mod writer;
 
-pub use actor::{Actor, LedgerActor};
+pub use actor::{Actor, LedgerActor, ServerStamp};
 pub use anchor::{Anchor, AnchorCheck};
 pub use chain::{ChainFile, ChainVerification, chain_id, expand, verify_chain};
 pub use error::AuditError;

@@ -23,6 +23,8 @@ pub(crate) fn for_ledger(db_role: &str, reason: Option<&str>) -> LedgerActor {
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty()),
         reason: reason.map(ToOwned::to_owned),
+        // Stamped by the ledger function on the server, never by the command.
+        server: None,
     }
 }
 

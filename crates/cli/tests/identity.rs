@@ -99,6 +99,9 @@ fn user_the_ciso_curfew_unlock_does_not_record_the_ciso() {
         assert_eq!(actor["uid"], uid, "{record}");
         assert_eq!(actor["db_role"], "curfew_agent", "{record}");
         assert_ne!(actor["os_user"], "the_ciso", "{record}");
+        // The role comes from the server's stamp, which the command cannot choose.
+        assert_eq!(actor["server"]["session_user"], "curfew_agent", "{record}");
+        assert!(actor["server"]["pid"].as_i64().is_some(), "{record}");
     }
     let released = all.iter().find(|r| r["event"] == "lock_released").unwrap();
     assert_eq!(released["detail"]["release_reason"], "INC-9 closed");

@@ -231,7 +231,16 @@ DECLARE
 BEGIN
     PERFORM curfew.check_lockable(p_role);
     INSERT INTO curfew.lock AS l (role_oid, role_name, kind, reason, created_by, expires_at)
-    SELECT p_role, rolname, 'incident', p_reason, p_created_by, p_expires_at
+    SELECT p_role, rolname, 'incident', p_reason,
+        -- Who: what the command says (its OS user), and what the server knows (the session's
+        -- role, address and process), which the caller cannot choose.
+        CASE WHEN left(ltrim(p_created_by), 1) = '{'
+             THEN (p_created_by::jsonb || jsonb_build_object('server', jsonb_build_object(
+                 'session_user', session_user::text,
+                 'client_addr', host(inet_client_addr()),
+                 'pid', pg_backend_pid())))::text
+             ELSE p_created_by END,
+        p_expires_at
     FROM pg_roles WHERE oid = p_role
     ON CONFLICT (role_oid, kind, coalesce(rule, '')) WHERE released_at IS NULL
     DO UPDATE SET reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at,
@@ -243,7 +252,13 @@ END $f$;
 CREATE OR REPLACE FUNCTION curfew.release_incident_lock(p_role oid, p_released_by text)
 RETURNS SETOF curfew.lock
 LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-    UPDATE curfew.lock SET released_at = clock_timestamp(), released_by = p_released_by
+    UPDATE curfew.lock SET released_at = clock_timestamp(),
+        released_by = CASE WHEN left(ltrim(p_released_by), 1) = '{'
+             THEN (p_released_by::jsonb || jsonb_build_object('server', jsonb_build_object(
+                 'session_user', session_user::text,
+                 'client_addr', host(inet_client_addr()),
+                 'pid', pg_backend_pid())))::text
+             ELSE p_released_by END
     WHERE role_oid = p_role AND kind = 'incident' AND released_at IS NULL
     RETURNING *;
 $f$;

@@ -199,6 +199,7 @@ pub(crate) fn assemble(
             file_in_force,
             terminated,
             log_doubt(input),
+            input.generated_at,
         ),
         coverage,
         completeness: completeness(period),
@@ -468,6 +469,7 @@ pub(crate) fn control_mapping(
     file_in_force: Option<bool>,
     terminated: u64,
     log_doubt: Option<String>,
+    now: jiff::Timestamp,
 ) -> Vec<ControlRow> {
     let status = |missing: &[String], any: bool| {
         if missing.is_empty() {
@@ -491,6 +493,16 @@ pub(crate) fn control_mapping(
     }
     if policy.meta.approved_by.is_none() {
         missing_a.push("the policy does not say who approved it ([policy] approved_by)".to_owned());
+    }
+    // A review date in the past: the policy is overdue for the review its owner promised.
+    let today = now.to_zoned(jiff::tz::TimeZone::UTC).date();
+    if let Some(review) = policy.meta.review_by.as_deref()
+        && let Ok(date) = review.parse::<jiff::civil::Date>()
+        && date < today
+    {
+        missing_a.push(format!(
+            "the policy's review date ({review}, [policy] review_by) has passed"
+        ));
     }
     if file_in_force == Some(false) {
         missing_a.push("the policy file read is not the one the agent last loaded".to_owned());

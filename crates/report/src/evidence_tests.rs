@@ -284,3 +284,15 @@ fn report_only_rules_answer_no_requirement_and_an_unanchored_log_is_a_doubt() {
             .contains("not confirmed by anchors")
     );
 }
+
+#[test]
+fn a_policy_past_its_review_date_is_not_fully_shown() {
+    let text = APPROVED.replace(
+        "version = \"3\"\n",
+        "version = \"3\"\nreview_by = \"2026-02-01\"\n",
+    );
+    let r = report(&text, &[loaded(1, "2026-03-01T09:00:00Z", SHA)]);
+    let a = &r.evidence.control_mapping[0];
+    assert_eq!(a.status, "partly shown", "{a:?}");
+    assert!(a.missing.contains("review date (2026-02-01"), "{a:?}");
+}

@@ -196,10 +196,12 @@ pub(crate) fn assemble(
             &coverage,
             &verify_currency,
             checks,
-            file_in_force,
-            terminated,
-            log_doubt(input),
-            input.generated_at,
+            &LogFacts {
+                file_in_force,
+                terminated,
+                doubt: log_doubt(input),
+                now: input.generated_at,
+            },
         ),
         coverage,
         completeness: completeness(period),
@@ -460,17 +462,33 @@ fn rules_naming(policy: &Policy, ids: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// What the control mapping needs to know of the log and the policy file.
+pub(crate) struct LogFacts {
+    /// Whether the policy file read is the one last loaded (`None`: no load recorded).
+    pub(crate) file_in_force: Option<bool>,
+    /// Sessions ended in the period (canaries apart).
+    pub(crate) terminated: u64,
+    /// Why the log's records cannot be relied on, if they cannot.
+    pub(crate) doubt: Option<String>,
+    /// When the report is made.
+    pub(crate) now: jiff::Timestamp,
+}
+
 /// The control mapping table.
 pub(crate) fn control_mapping(
     policy: &Policy,
     coverage: &Coverage,
     currency: &[VerifyCurrency],
     checks: &[CheckRun],
-    file_in_force: Option<bool>,
-    terminated: u64,
-    log_doubt: Option<String>,
-    now: jiff::Timestamp,
+    facts: &LogFacts,
 ) -> Vec<ControlRow> {
+    let LogFacts {
+        file_in_force,
+        terminated,
+        now,
+        ..
+    } = *facts;
+    let log_doubt = facts.doubt.clone();
     let status = |missing: &[String], any: bool| {
         if missing.is_empty() {
             "shown"

@@ -225,3 +225,62 @@ fn a_record_claiming_the_highest_seq_does_not_panic_the_verifier() {
     assert_eq!(v.verification.records, 3);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn keygen_never_writes_through_a_symlink_planted_at_the_public_key_path() {
+    let dir = scratch("keysymlink");
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "keep me\n").unwrap();
+    let key_path = dir.join("checkpoint.key");
+    std::os::unix::fs::symlink(&victim, dir.join("checkpoint.key.pub")).unwrap();
+    let error = crate::CheckpointKey::generate()
+        .unwrap()
+        .write(&key_path)
+        .unwrap_err();
+    assert!(error.to_string().contains("never overwritten"), "{error}");
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep me\n");
+    assert!(
+        !key_path.exists(),
+        "no private key left without its public half"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_private_key_given_as_the_public_key_is_refused() {
+    let dir = scratch("privaspub");
+    let key_path = dir.join("checkpoint.key");
+    let key = crate::CheckpointKey::generate().unwrap();
+    let public_path = key.write(&key_path).unwrap();
+    let error = crate::PublicKey::load(&key_path).unwrap_err();
+    assert!(matches!(error, crate::KeyError::Private(_)), "{error}");
+    assert!(crate::PublicKey::load(&public_path).is_ok());
+    // Without the .pub beside it, the log's checkpoints tell.
+    std::fs::remove_file(&public_path).unwrap();
+    let path = dir.join("audit.jsonl");
+    let log = AuditLog::open(&path).unwrap();
+    write(&log, 0, 2);
+    log.append(key.checkpoint(&log.head().unwrap(), ts(3)))
+        .unwrap();
+    let v = verify_chain(std::slice::from_ref(&path), |_| {}).unwrap();
+    let wrong = crate::PublicKey::load(&key_path).unwrap();
+    assert!(v.signed_with_seed(&wrong));
+    assert!(!v.signed_with_seed(&key.public()));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_damaged_first_line_leaves_the_chain_unknown_and_says_so() {
+    let dir = scratch("damagedfirst");
+    let path = dir.join("audit.jsonl");
+    let log = AuditLog::open(&path).unwrap();
+    write(&log, 0, 3);
+    assert!(!log.chain_unknown());
+    drop(log);
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("garbage{}", &text[1..])).unwrap();
+    let log = AuditLog::open(&path).unwrap();
+    assert_eq!(log.head(), None, "nothing to anchor");
+    assert!(log.chain_unknown(), "but the agent can tell why");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -199,10 +199,15 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
         assert!(out.contains("signed checkpoints: "), "{out}");
         assert!(!out.contains("signed checkpoints: 0 valid"), "{out}");
     }
-    // The default is the policy's audit_log: the current file, which continues the rotated one.
+    // The default is the policy's audit_log and its rotated files beside it.
     let (code, out, err) = run(&["audit", "verify"], &[], &policy);
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(" in 2 file(s)"), "{out}");
+    // The current file alone: the rotated file's anchored records are missing from it.
+    let (code, out, err) = run(&["audit", "verify"], &[audit.as_path()], &policy);
+    assert_eq!(code, Some(3), "{out}{err}");
     assert!(out.contains("continues a previous file"), "{out}");
+    assert!(out.contains("are not in the files given"), "{out}");
     let (code, md, err) = run(
         &[
             "report",

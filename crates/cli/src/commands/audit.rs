@@ -126,7 +126,7 @@ fn run_verify(
                 loaded.source
             ))
         })?;
-        vec![PathBuf::from(log)]
+        super::integrity::log_set(Path::new(log))
     } else {
         paths.to_vec()
     };

@@ -465,3 +465,23 @@ fn a_replaced_log_an_emptied_log_and_an_unreadable_anchor_store_do_not_verify() 
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(!out.contains("confirmed"), "{out}");
 }
+
+#[test]
+fn a_log_verified_without_a_policy_says_nothing_outside_it_was_checked() {
+    let d = dir("anchor-nopolicy");
+    let audit = d.0.join("audit.jsonl");
+    let log = AuditLog::open(&audit).unwrap();
+    log.append(Record::new(jiff::Timestamp::now(), Event::SessionReported))
+        .unwrap();
+    let (code, out, err) = run(
+        &["audit", "verify"],
+        &[audit.as_path()],
+        &d.0.join("none.toml"),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.starts_with("nothing outside the log was checked (no policy file"),
+        "{out}"
+    );
+    assert!(!out.contains("confirmed"), "{out}");
+}

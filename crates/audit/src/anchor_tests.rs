@@ -263,9 +263,10 @@ fn a_private_key_given_as_the_public_key_is_refused() {
     log.append(key.checkpoint(&log.head().unwrap(), ts(3)))
         .unwrap();
     let v = verify_chain(std::slice::from_ref(&path), |_| {}).unwrap();
-    let wrong = crate::PublicKey::load(&key_path).unwrap();
-    assert!(v.signed_with_seed(&wrong));
-    assert!(!v.signed_with_seed(&key.public()));
+    let error = v.load_public_key(&key_path).unwrap_err();
+    assert!(matches!(error, crate::KeyError::Private(_)), "{error}");
+    std::fs::write(&public_path, format!("{}\n", key.public_hex())).unwrap();
+    assert!(v.load_public_key(&public_path).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

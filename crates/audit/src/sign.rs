@@ -218,14 +218,6 @@ impl PublicKey {
     pub fn to_hex(&self) -> String {
         hex(self.0.as_bytes())
     }
-
-    /// The public key these bytes would have if they were a private key's seed: a "public"
-    /// key file whose seed-public signed the log's checkpoints is the private key.
-    pub fn as_seed_public_hex(&self) -> String {
-        hex(SigningKey::from_bytes(self.0.as_bytes())
-            .verifying_key()
-            .as_bytes())
-    }
 }
 
 /// The result of [`ChainVerification::check_signatures`].
@@ -242,17 +234,23 @@ pub struct SignatureCheck {
 }
 
 impl ChainVerification {
-    /// True when `key`'s file is really the private key: its bytes, taken as a seed, give the
-    /// public key the log's checkpoints name.
-    pub fn signed_with_seed(&self, key: &PublicKey) -> bool {
-        let public = key.as_seed_public_hex();
-        self.checkpoints.iter().any(|(_, _, e)| {
+    /// Reads the public key file `path` to check this chain's checkpoints, as
+    /// [`PublicKey::load`], refusing also a private key whose public half the chain's
+    /// checkpoints name (the two files look alike).
+    pub fn load_public_key(&self, path: &Path) -> Result<PublicKey, KeyError> {
+        let bytes = read_key::<32>(path)?;
+        let as_seed = hex(SigningKey::from_bytes(&bytes).verifying_key().as_bytes());
+        let named = self.checkpoints.iter().any(|(_, _, e)| {
             e.detail
                 .as_ref()
                 .and_then(|d| d.get("key"))
                 .and_then(|k| k.as_str())
-                == Some(public.as_str())
-        })
+                == Some(as_seed.as_str())
+        });
+        if named {
+            return Err(KeyError::Private(path.to_owned()));
+        }
+        PublicKey::load(path)
     }
 
     /// Checks every checkpoint record with `key`: its signature, that it names this chain,

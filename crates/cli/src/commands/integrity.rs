@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use curfew_audit::{Anchor, AnchorCheck, ChainVerification, Entry, PublicKey, SignatureCheck};
+use curfew_audit::{Anchor, AnchorCheck, ChainVerification, Entry, SignatureCheck};
 use curfew_postgres::TargetSpec;
 
 use crate::exit::Failure;
@@ -325,13 +325,9 @@ pub(crate) fn check(
     }
     let signatures = match &args.public_key {
         Some(path) => {
-            let key = PublicKey::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
-            if chain.signed_with_seed(&key) {
-                return Err(Failure::Usage(format!(
-                    "{}: this is the private checkpoint key (the log's checkpoints are signed with it): give its public key, FILE.pub; keep the private key on the agent's host only",
-                    path.display()
-                )));
-            }
+            let key = chain
+                .load_public_key(path)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             Some(chain.check_signatures(&key))
         }
         None => None,

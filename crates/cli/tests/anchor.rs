@@ -485,3 +485,54 @@ fn a_log_verified_without_a_policy_says_nothing_outside_it_was_checked() {
     );
     assert!(!out.contains("confirmed"), "{out}");
 }
+
+#[test]
+fn an_agent_on_a_log_with_a_damaged_first_line_warns_once_that_it_cannot_anchor() {
+    let cluster = cluster();
+    let d = dir("anchor-damaged");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        common::policy_text(&cluster, RULES).replace(
+            "[agent]\n",
+            &format!("[agent]\naudit_log = \"{}\"\n", audit.display()),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["init", "--admin-user", "postgres"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let log = AuditLog::open(&audit).unwrap();
+    for _ in 0..2 {
+        log.append(Record::new(jiff::Timestamp::now(), Event::SessionReported))
+            .unwrap();
+    }
+    drop(log);
+    let text = std::fs::read_to_string(&audit).unwrap();
+    std::fs::write(&audit, format!("#{}", &text[1..])).unwrap();
+    let mut agent = common::agent_command(&policy, &audit)
+        .arg("--dry-run")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut agent);
+    let seen = wait_for(
+        &lines,
+        "the audit chain cannot be anchored",
+        Duration::from_secs(20),
+    );
+    assert!(
+        seen.last().unwrap().contains("the first line of"),
+        "{seen:?}"
+    );
+    // Several ticks later: said once, and nothing was anchored.
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&agent, "TERM");
+    assert!(agent.wait().unwrap().success());
+    let again: Vec<String> = lines
+        .try_iter()
+        .filter(|l| l.contains("cannot be anchored"))
+        .collect();
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(anchored(&cluster), 0);
+}

@@ -45,6 +45,8 @@ pub(crate) struct Anchors {
     targets: Mutex<HashMap<String, TargetAnchor>>,
     /// Syslog was found unreachable (warned once).
     syslog_warned: Mutex<bool>,
+    /// The log's chain identity was found unknown, so nothing can be anchored (warned once).
+    unknown_chain_warned: Mutex<bool>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -80,6 +82,18 @@ impl<C: Connector> Worker<C> {
     /// (see the module documentation). Never fails: a failure is logged and told.
     pub(crate) async fn anchor_head(&self, backend: &mut C::Backend) {
         let Some(head) = self.shared.audit.head() else {
+            if self.shared.audit.chain_unknown() {
+                let mut warned = self
+                    .shared
+                    .anchors
+                    .unknown_chain_warned
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !*warned {
+                    *warned = true;
+                    tracing::warn!(target: "curfew::agent", "the audit chain cannot be anchored: the first line of {} is damaged, so the chain's identity is unknown (run curfew audit verify on it)", self.shared.audit.path().display());
+                }
+            }
             return;
         };
         // A standby is read-only; its primary's anchors reach it by replication.

@@ -17,6 +17,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use jiff::Timestamp;
+
 use crate::GENESIS;
 use crate::error::AuditError;
 use crate::event::Event;
@@ -94,8 +96,15 @@ pub struct ChainVerification {
     pub first_seq: Option<u64>,
     /// The seq of the last record.
     pub last_seq: Option<u64>,
+    /// The `ts` of the last record.
+    pub last_ts: Option<Timestamp>,
+    /// The chains of files given that were left out for naming another chain: their anchors
+    /// are not held against this chain (the files were given, and are verified on their own).
+    pub other_file_chains: Vec<String>,
     /// Each intact record's seq and hash, in chain order.
     pub(crate) hashes: Vec<(u64, String)>,
+    /// Each record's seq and `ts`, in chain order.
+    pub(crate) times: Vec<(u64, Timestamp)>,
     /// The checkpoint records, with the file and line they are on.
     pub(crate) checkpoints: Vec<(PathBuf, u64, Entry)>,
 }
@@ -118,6 +127,20 @@ impl ChainVerification {
                 .rev()
                 .find(|(s, _)| *s == seq)
                 .map(|(_, h)| h.as_str()),
+        }
+    }
+
+    /// The `ts` of the record with this seq, if the set holds one.
+    pub fn ts_at(&self, seq: u64) -> Option<Timestamp> {
+        let at = self.times.partition_point(|(s, _)| *s < seq);
+        match self.times.get(at) {
+            Some((s, t)) if *s == seq => Some(*t),
+            _ => self
+                .times
+                .iter()
+                .rev()
+                .find(|(s, _)| *s == seq)
+                .map(|t| t.1),
         }
     }
 }
@@ -195,6 +218,12 @@ pub fn verify_chain(
     let mut out_files = Vec::new();
     let mut foreign = Vec::new();
     let mut checkpoints = Vec::new();
+    let mut other_file_chains: Vec<String> = Vec::new();
+    let mut times = Vec::new();
+    let mut each = |e: &Entry| {
+        times.push((e.seq, e.ts));
+        each(e);
+    };
     for (_, path, file_chain, _) in placed {
         if let (Some(ours), Some(theirs)) = (&chain, &file_chain)
             && ours != theirs
@@ -208,6 +237,9 @@ pub fn verify_chain(
                     path.display()
                 ),
             });
+            if !other_file_chains.contains(theirs) {
+                other_file_chains.push(theirs.clone());
+            }
             continue;
         }
         let before = checker.problems_len();
@@ -233,13 +265,17 @@ pub fn verify_chain(
     verification.problems.extend(foreign);
     let first_seq = out_files.iter().find_map(|f| f.seqs.map(|s| s.0));
     let last_seq = out_files.iter().rev().find_map(|f| f.seqs.map(|s| s.1));
+    let last_ts = times.last().map(|t| t.1);
     Ok(ChainVerification {
         verification,
         chain,
         files: out_files,
         first_seq,
         last_seq,
+        last_ts,
+        other_file_chains,
         hashes,
+        times,
         checkpoints,
     })
 }

@@ -5,22 +5,22 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 
 use crate::{
-    Anchor, AuditLog, CheckpointKey, Entry, Event, ProblemKind, Record, chain_id, read,
-    verify_chain,
+    Anchor, AnchorRules, AuditLog, CheckpointKey, Entry, Event, ProblemKind, Record, chain_id,
+    read, verify_chain,
 };
 
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("curfew-chain-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
-fn ts(n: i64) -> Timestamp {
+pub(crate) fn ts(n: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + n).unwrap()
 }
 
-fn write(log: &AuditLog, from: i64, n: i64) {
+pub(crate) fn write(log: &AuditLog, from: i64, n: i64) {
     for i in from..from + n {
         log.append(Record::new(ts(i), Event::SessionReported).with_reason(format!("r{i}")))
             .unwrap();
@@ -28,7 +28,7 @@ fn write(log: &AuditLog, from: i64, n: i64) {
 }
 
 /// Rename the log away and let the writer continue in a new file, as logrotate does.
-fn rotate(log: &AuditLog, to: &Path) {
+pub(crate) fn rotate(log: &AuditLog, to: &Path) {
     std::fs::rename(log.path(), to).unwrap();
     assert!(log.needs_recovery());
     let recovered = log.recover(ts(500), true).unwrap();
@@ -39,7 +39,7 @@ fn rotate(log: &AuditLog, to: &Path) {
     );
 }
 
-fn entries(path: &Path) -> Vec<Entry> {
+pub(crate) fn entries(path: &Path) -> Vec<Entry> {
     read(path)
         .unwrap()
         .into_iter()
@@ -47,7 +47,7 @@ fn entries(path: &Path) -> Vec<Entry> {
         .collect()
 }
 
-fn to_record(e: &Entry) -> Record {
+pub(crate) fn to_record(e: &Entry) -> Record {
     Record {
         ts: e.ts,
         event: e.event_kind().unwrap(),
@@ -62,7 +62,7 @@ fn to_record(e: &Entry) -> Record {
 }
 
 /// The forger: writes `entries` without the record `drop_seq` into `to`, every hash recomputed.
-fn forge(entries: &[Entry], drop_seq: u64, to: &Path) {
+pub(crate) fn forge(entries: &[Entry], drop_seq: u64, to: &Path) {
     let _ = std::fs::remove_file(to);
     let log = AuditLog::open(to).unwrap();
     for e in entries.iter().filter(|e| e.seq != drop_seq) {
@@ -70,13 +70,15 @@ fn forge(entries: &[Entry], drop_seq: u64, to: &Path) {
     }
 }
 
-fn anchor(chain: &str, seq: u64, hash: &str) -> Anchor {
+pub(crate) fn anchor(chain: &str, seq: u64, hash: &str) -> Anchor {
     Anchor {
         chain: chain.to_owned(),
         seq,
         hash: hash.to_owned(),
-        at: ts(1000 + i64::try_from(seq).unwrap()),
+        at: ts(i64::try_from(seq).unwrap()),
         from: "target \"t\"".to_owned(),
+        by: "curfew_agent".to_owned(),
+        origin: Some("10.0.0.5".to_owned()),
     }
 }
 
@@ -160,13 +162,13 @@ fn anchors_confirm_the_log_and_catch_truncation_and_recomputed_chains() {
         anchor("another-chain", 50, "ff"),
     ];
     let v = verify_chain(std::slice::from_ref(&path), |_| {}).unwrap();
-    let check = v.check_anchors(&anchors);
+    let check = v.check_anchors(&anchors, &AnchorRules::default());
     assert!(check.is_consistent(), "{:?}", check.problems);
     assert_eq!(check.compared, 2);
-    assert_eq!(check.confirmed, Some((8, ts(1008))));
+    assert_eq!(check.confirmed, Some((8, ts(8))));
     assert_eq!(
         check.other_chains,
-        vec![("another-chain".to_owned(), 50, ts(1050))]
+        vec![("another-chain".to_owned(), 50, ts(50))]
     );
 
     // Cut short, as `head -n 5` would.
@@ -176,7 +178,7 @@ fn anchors_confirm_the_log_and_catch_truncation_and_recomputed_chains() {
     std::fs::write(&cut, head5).unwrap();
     let v = verify_chain(std::slice::from_ref(&cut), |_| {}).unwrap();
     assert!(v.is_intact(), "the file alone looks fine");
-    let check = v.check_anchors(&anchors);
+    let check = v.check_anchors(&anchors, &AnchorRules::default());
     assert_eq!(check.problems.len(), 1, "{:?}", check.problems);
     assert_eq!(check.problems[0].kind, ProblemKind::MissingRecords);
     assert_eq!(check.problems[0].seq, Some(6));
@@ -185,7 +187,7 @@ fn anchors_confirm_the_log_and_catch_truncation_and_recomputed_chains() {
             .message
             .starts_with("records from seq 6 missing: seq 8 was anchored at")
     );
-    assert_eq!(check.confirmed, Some((3, ts(1003))));
+    assert_eq!(check.confirmed, Some((3, ts(3))));
 
     // Record 5 removed and every hash recomputed.
     let forged = dir.join("forged.jsonl");
@@ -193,7 +195,7 @@ fn anchors_confirm_the_log_and_catch_truncation_and_recomputed_chains() {
     let v = verify_chain(std::slice::from_ref(&forged), |_| {}).unwrap();
     assert!(v.is_intact(), "a recomputed chain verifies on its own");
     assert_eq!(v.chain.as_deref(), Some(chain.as_str()));
-    let check = v.check_anchors(&anchors);
+    let check = v.check_anchors(&anchors, &AnchorRules::default());
     let kinds: Vec<_> = check.problems.iter().map(|p| (p.kind, p.seq)).collect();
     assert_eq!(kinds, vec![(ProblemKind::AnchorMismatch, Some(4))]);
     assert!(

@@ -43,7 +43,7 @@ mod verify;
 mod writer;
 
 pub use actor::{Actor, LedgerActor, ServerStamp};
-pub use anchor::{Anchor, AnchorCheck};
+pub use anchor::{Anchor, AnchorCheck, AnchorRules};
 pub use chain::{ChainFile, ChainVerification, chain_id, expand, verify_chain};
 pub use error::AuditError;
 pub use event::Event;
@@ -59,5 +59,7 @@ pub use writer::{Appended, AuditLog, Head};
 /// The `prev` of the first record: 64 zeros, the hash of "nothing before".
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+#[cfg(test)]
+mod anchor_tests;
 #[cfg(test)]
 mod chain_tests;

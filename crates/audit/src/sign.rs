@@ -43,6 +43,9 @@ pub enum KeyError {
         /// What is wrong.
         why: String,
     },
+    /// A private key file was given where the public key was expected.
+    #[error("{}: this is the private checkpoint key, not the public one: give FILE.pub (curfew audit keygen writes it next to the private key); keep the private key on the agent's host only", .0.display())]
+    Private(PathBuf),
     /// The system's random source failed.
     #[error("cannot generate a key: {0}")]
     Random(String),
@@ -135,16 +138,23 @@ impl CheckpointKey {
         writeln!(file, "{}", hex(&self.0.to_bytes()))
             .and_then(|()| file.sync_all())
             .map_err(io("cannot write"))?;
-        let mut public = path.as_os_str().to_owned();
-        public.push(".pub");
-        let public = PathBuf::from(public);
-        std::fs::write(&public, format!("{}\n", self.public_hex())).map_err(|source| {
-            KeyError::Io {
-                path: public.clone(),
-                what: "cannot write",
+        let public = public_path(path);
+        // create_new: an existing file, or a symlink planted there, is never written through.
+        let written = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&public)
+            .and_then(|mut f| writeln!(f, "{}", self.public_hex()).and_then(|()| f.sync_all()));
+        if let Err(source) = written {
+            // No private key without its public half: undo, so a retry starts clean.
+            let _ = std::fs::remove_file(path);
+            return Err(KeyError::Io {
+                path: public,
+                what: "cannot create (it is never overwritten)",
                 source,
-            }
-        })?;
+            });
+        }
         Ok(public)
     }
 
@@ -178,10 +188,24 @@ impl CheckpointKey {
     }
 }
 
+/// `<path>.pub`: where [`CheckpointKey::write`] puts the public key.
+fn public_path(path: &Path) -> PathBuf {
+    let mut public = path.as_os_str().to_owned();
+    public.push(".pub");
+    PathBuf::from(public)
+}
+
 impl PublicKey {
-    /// Reads a public key file.
+    /// Reads a public key file. Refuses a private key file (both are 64 hex digits): one
+    /// whose `<path>.pub` holds the public key of its contents taken as a seed.
     pub fn load(path: &Path) -> Result<PublicKey, KeyError> {
         let bytes = read_key::<32>(path)?;
+        let as_seed = hex(SigningKey::from_bytes(&bytes).verifying_key().as_bytes());
+        if let Ok(text) = std::fs::read_to_string(public_path(path))
+            && text.trim() == as_seed
+        {
+            return Err(KeyError::Private(path.to_owned()));
+        }
         VerifyingKey::from_bytes(&bytes)
             .map(PublicKey)
             .map_err(|e| KeyError::Format {
@@ -210,6 +234,25 @@ pub struct SignatureCheck {
 }
 
 impl ChainVerification {
+    /// Reads the public key file `path` to check this chain's checkpoints, as
+    /// [`PublicKey::load`], refusing also a private key whose public half the chain's
+    /// checkpoints name (the two files look alike).
+    pub fn load_public_key(&self, path: &Path) -> Result<PublicKey, KeyError> {
+        let bytes = read_key::<32>(path)?;
+        let as_seed = hex(SigningKey::from_bytes(&bytes).verifying_key().as_bytes());
+        let named = self.checkpoints.iter().any(|(_, _, e)| {
+            e.detail
+                .as_ref()
+                .and_then(|d| d.get("key"))
+                .and_then(|k| k.as_str())
+                == Some(as_seed.as_str())
+        });
+        if named {
+            return Err(KeyError::Private(path.to_owned()));
+        }
+        PublicKey::load(path)
+    }
+
     /// Checks every checkpoint record with `key`: its signature, that it names this chain,
     /// and that the log's record at its seq has its hash.
     pub fn check_signatures(&self, key: &PublicKey) -> SignatureCheck {

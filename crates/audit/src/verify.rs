@@ -88,6 +88,11 @@ pub enum ProblemKind {
     BadCheckpoint,
     /// A file of the set belongs to another chain.
     OtherChain,
+    /// An anchor was stored long after the record it names: it confirms nothing.
+    LateAnchor,
+    /// Another chain was anchored from the log's place while the log was written: the log
+    /// was replaced (or another agent shares the host and is not acknowledged).
+    ReplacedChain,
 }
 
 impl ProblemKind {
@@ -104,6 +109,8 @@ impl ProblemKind {
             ProblemKind::AnchorMismatch => "anchor_mismatch",
             ProblemKind::BadCheckpoint => "bad_checkpoint",
             ProblemKind::OtherChain => "other_chain",
+            ProblemKind::LateAnchor => "late_anchor",
+            ProblemKind::ReplacedChain => "replaced_chain",
         }
     }
 }
@@ -235,13 +242,19 @@ impl Checker {
             .filter(|a| a.hash.as_deref() == Some(entry.prev.as_str()))
             .collect();
         let primary = self.primary_seq();
-        let expected = linked.first().map_or(primary + 1, |a| a.seq + 1);
+        // Checked: a record may claim any seq, u64::MAX included (no successor then).
+        let next = |s: u64| s.checked_add(1);
+        let expected = linked
+            .first()
+            .map_or(primary.saturating_add(1), |a| a.seq.saturating_add(1));
         let seq_ok = if linked.is_empty() {
             // Without a link, accept any seq the malformed lines in between could explain.
-            (primary + 1..=primary + 1 + self.malformed_run).contains(&seq)
-                || candidates.iter().any(|a| a.seq + 1 == seq)
+            (primary.saturating_add(1)
+                ..=primary.saturating_add(1).saturating_add(self.malformed_run))
+                .contains(&seq)
+                || candidates.iter().any(|a| next(a.seq) == Some(seq))
         } else {
-            linked.iter().any(|a| a.seq + 1 == seq)
+            linked.iter().any(|a| next(a.seq) == Some(seq))
         };
 
         if !intact {
@@ -390,7 +403,7 @@ fn gap(line_no: u64, last: u64, before: u64) -> Problem {
     };
     Problem {
         line: line_no,
-        seq: Some(last + 1),
+        seq: Some(last.saturating_add(1)),
         kind: ProblemKind::MissingRecords,
         message,
     }

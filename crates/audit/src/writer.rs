@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use jiff::Timestamp;
@@ -45,6 +46,13 @@ pub struct Head {
     pub hash: String,
 }
 
+impl Position {
+    /// Records are there but the first line does not name the chain.
+    fn chain_unknown(&self) -> bool {
+        self.next_seq > 1 && self.chain.is_none()
+    }
+}
+
 impl Head {
     fn of(at: &Position) -> Option<Head> {
         let seq = at.next_seq.checked_sub(1).filter(|s| *s > 0)?;
@@ -70,6 +78,9 @@ pub(crate) struct Inner {
     pub(crate) state: Mutex<State>,
     /// The chain's head once durable, read without waiting for an append under way.
     head: Mutex<Option<Head>>,
+    /// The log holds records but its chain's identity cannot be told (a damaged first
+    /// line): there is no head to anchor, which the agent must say rather than go quiet.
+    chain_unknown: AtomicBool,
     /// For an agent: the locked claim file that keeps other agents off this log.
     _claim: Option<File>,
 }
@@ -177,6 +188,7 @@ impl AuditLog {
                 path: path.to_owned(),
                 warnings,
                 head: Mutex::new(Head::of(&at)),
+                chain_unknown: AtomicBool::new(Position::chain_unknown(&at)),
                 state: Mutex::new(State {
                     file,
                     at,
@@ -314,8 +326,18 @@ impl AuditLog {
             .clone()
     }
 
+    /// True when the log holds records but their chain's identity cannot be told (the
+    /// file's first line is damaged): [`AuditLog::head`] is `None`, and nothing can be
+    /// anchored until the log is rotated to a new file.
+    pub fn chain_unknown(&self) -> bool {
+        self.inner.chain_unknown.load(Ordering::Relaxed)
+    }
+
     /// Make the head after `at` visible to [`AuditLog::head`].
     pub(crate) fn publish(&self, at: &Position) {
+        self.inner
+            .chain_unknown
+            .store(at.chain_unknown(), Ordering::Relaxed);
         let head = Head::of(at);
         *self
             .inner

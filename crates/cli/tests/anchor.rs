@@ -199,10 +199,15 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
         assert!(out.contains("signed checkpoints: "), "{out}");
         assert!(!out.contains("signed checkpoints: 0 valid"), "{out}");
     }
-    // The default is the policy's audit_log: the current file, which continues the rotated one.
+    // The default is the policy's audit_log and its rotated files beside it.
     let (code, out, err) = run(&["audit", "verify"], &[], &policy);
     assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains(" in 2 file(s)"), "{out}");
+    // The current file alone: the rotated file's anchored records are missing from it.
+    let (code, out, err) = run(&["audit", "verify"], &[audit.as_path()], &policy);
+    assert_eq!(code, Some(3), "{out}{err}");
     assert!(out.contains("continues a previous file"), "{out}");
+    assert!(out.contains("are not in the files given"), "{out}");
     let (code, md, err) = run(
         &[
             "report",
@@ -351,4 +356,183 @@ fn a_dry_run_agent_anchors_its_log_too_and_an_offline_check_says_so() {
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.contains("anchors on target \"db\": "), "{out}");
     assert!(out.contains("confirm the log up to seq"), "{out}");
+}
+
+/// The chains anchored on the target, oldest first.
+fn chains(cluster: &curfew_sandbox::Cluster) -> Vec<String> {
+    cluster
+        .psql("SELECT chain FROM curfew.anchor GROUP BY chain ORDER BY min(anchored_at)")
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().to_owned())
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
+/// Run a dry-run agent until the target holds anchors of `n` chains.
+fn run_agent_until(cluster: &curfew_sandbox::Cluster, policy: &Path, audit: &Path, n: usize) {
+    let mut agent = common::agent_command(policy, audit)
+        .arg("--dry-run")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _lines = lines_of(&mut agent);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while chains(cluster).len() < n {
+        assert!(Instant::now() < deadline, "no anchor of chain {n}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(&agent, "TERM");
+    assert!(agent.wait().unwrap().success());
+}
+
+#[test]
+fn a_replaced_log_an_emptied_log_and_an_unreadable_anchor_store_do_not_verify() {
+    let cluster = cluster();
+    let d = dir("anchor-replaced");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        common::policy_text(&cluster, RULES).replace(
+            "[agent]\n",
+            &format!("[agent]\naudit_log = \"{}\"\n", audit.display()),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["init", "--admin-user", "postgres"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    run_agent_until(&cluster, &policy, &audit, 1);
+    let (code, out, err) = run(&["audit", "verify"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+
+    // `: > audit.jsonl` with the agent stopped: no record, but the target holds anchors
+    // stored from this host with this credential.
+    std::fs::write(&audit, "").unwrap();
+    let (code, out, err) = run(&["audit", "verify"], &[], &policy);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("this log holds no record"), "{out}");
+
+    // Restarted on the emptied log: a new chain, anchored as it goes.
+    run_agent_until(&cluster, &policy, &audit, 2);
+    let old = chains(&cluster)[0].clone();
+    let (code, out, err) = run(&["audit", "verify"], &[], &policy);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(
+        out.contains(&format!("chain {old} was anchored in target \"db\"")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("--other-chain {old}")), "{out}");
+    let (code, out, _) = run(&["report", "--format", "md"], &[], &policy);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(!out.contains("confirmed by anchors"), "{out}");
+    // Replicas on one host: acknowledged, and said so.
+    let (code, out, err) = run(&["audit", "verify", "--other-chain", &old], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("acknowledged as another agent's log"), "{out}");
+    let (code, _, err) = run(&["audit", "verify", "--other-chain", "abc"], &[], &policy);
+    assert_eq!(code, Some(2), "{err}");
+
+    // A private key given as the public one.
+    let key = d.0.join("checkpoint.key");
+    let (code, out, err) = run(
+        &["audit", "keygen", "--out", key.to_str().unwrap()],
+        &[],
+        &policy,
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    let (code, _, err) = run(
+        &[
+            "audit",
+            "verify",
+            "--offline",
+            "--public-key",
+            key.to_str().unwrap(),
+        ],
+        &[],
+        &policy,
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("this is the private checkpoint key"), "{err}");
+
+    // The anchor store unreadable (a forger can arrange it): NOT CONFIRMED, exit 3.
+    cluster.psql("DROP SCHEMA curfew CASCADE").unwrap();
+    let (code, out, err) = run(&["audit", "verify", "--other-chain", &old], &[], &policy);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.starts_with("NOT CONFIRMED: "), "{out}");
+    assert!(err.contains("NOT CONFIRMED"), "{err}");
+    let (code, out, err) = run(&["audit", "verify", "--offline"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(!out.contains("confirmed"), "{out}");
+}
+
+#[test]
+fn a_log_verified_without_a_policy_says_nothing_outside_it_was_checked() {
+    let d = dir("anchor-nopolicy");
+    let audit = d.0.join("audit.jsonl");
+    let log = AuditLog::open(&audit).unwrap();
+    log.append(Record::new(jiff::Timestamp::now(), Event::SessionReported))
+        .unwrap();
+    let (code, out, err) = run(
+        &["audit", "verify"],
+        &[audit.as_path()],
+        &d.0.join("none.toml"),
+    );
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.starts_with("nothing outside the log was checked (no policy file"),
+        "{out}"
+    );
+    assert!(!out.contains("confirmed"), "{out}");
+}
+
+#[test]
+fn an_agent_on_a_log_with_a_damaged_first_line_warns_once_that_it_cannot_anchor() {
+    let cluster = cluster();
+    let d = dir("anchor-damaged");
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        common::policy_text(&cluster, RULES).replace(
+            "[agent]\n",
+            &format!("[agent]\naudit_log = \"{}\"\n", audit.display()),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["init", "--admin-user", "postgres"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    let log = AuditLog::open(&audit).unwrap();
+    for _ in 0..2 {
+        log.append(Record::new(jiff::Timestamp::now(), Event::SessionReported))
+            .unwrap();
+    }
+    drop(log);
+    let text = std::fs::read_to_string(&audit).unwrap();
+    std::fs::write(&audit, format!("#{}", &text[1..])).unwrap();
+    let mut agent = common::agent_command(&policy, &audit)
+        .arg("--dry-run")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = lines_of(&mut agent);
+    let seen = wait_for(
+        &lines,
+        "the audit chain cannot be anchored",
+        Duration::from_secs(20),
+    );
+    assert!(
+        seen.last().unwrap().contains("the first line of"),
+        "{seen:?}"
+    );
+    // Several ticks later: said once, and nothing was anchored.
+    std::thread::sleep(Duration::from_secs(3));
+    signal(&agent, "TERM");
+    assert!(agent.wait().unwrap().success());
+    let again: Vec<String> = lines
+        .try_iter()
+        .filter(|l| l.contains("cannot be anchored"))
+        .collect();
+    assert!(again.is_empty(), "{again:?}");
+    assert_eq!(anchored(&cluster), 0);
 }

@@ -5,7 +5,10 @@
 //! `curfew.anchor` belongs to `curfew_owner`. curfew's role may only read it and call
 //! `curfew.anchor(chain, seq, hash)`, a SECURITY DEFINER function (fixed `search_path`) that
 //! adds a row only when `seq` is greater than the chain's highest anchored seq (the same head
-//! again is accepted and changes nothing), stamping the server's clock and `session_user`. No
+//! again is accepted and changes nothing), stamping the server's clock, `session_user` and the
+//! client's address as the server sees it (`inet_client_addr()`, NULL over a Unix socket): the
+//! caller cannot choose any of them, so verification can tell which anchors came from the same
+//! place (see `curfew_audit::Anchor::origin`). No
 //! role but the owner may update or delete rows: with the agent's credential, anchors can be
 //! added, never rolled back.
 
@@ -26,8 +29,13 @@ CREATE TABLE IF NOT EXISTS curfew.anchor (
     hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
     anchored_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     anchored_by name NOT NULL DEFAULT session_user,
+    anchored_from inet DEFAULT inet_client_addr(),
     PRIMARY KEY (chain, seq)
 );
+-- Stores made before anchors named their origin get the column, NULL in their old rows (a
+-- default given with ADD COLUMN would stamp them all with the installer's address).
+ALTER TABLE curfew.anchor ADD COLUMN IF NOT EXISTS anchored_from inet;
+ALTER TABLE curfew.anchor ALTER COLUMN anchored_from SET DEFAULT inet_client_addr();
 ";
 
 /// The function (installed with the ledger's functions).
@@ -70,6 +78,19 @@ pub struct AnchorRow {
     pub anchored_at: Timestamp,
     /// The role that stored it (`session_user`).
     pub anchored_by: String,
+    /// The client address it was stored from, as the server saw it (`None`: a Unix socket,
+    /// or an anchor stored before the store recorded addresses).
+    pub anchored_from: Option<String>,
+}
+
+/// Who this connection is to the server: `session_user` and `inet_client_addr()` (as text,
+/// `None` over a Unix socket), what an anchor stored over it would be stamped with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnchorOrigin {
+    /// `session_user`.
+    pub role: String,
+    /// `inet_client_addr()`, host part only.
+    pub addr: Option<String>,
 }
 
 impl Connection {
@@ -98,7 +119,8 @@ impl Connection {
         let rows = self
             .client
             .query(
-                "SELECT chain, seq, hash, anchored_at, anchored_by::text FROM curfew.anchor
+                "SELECT chain, seq, hash, anchored_at, anchored_by::text, host(anchored_from)
+                 FROM curfew.anchor
                  WHERE $1::text IS NULL OR chain = $1 ORDER BY chain, seq",
                 &[&chain],
             )
@@ -118,8 +140,23 @@ impl Connection {
                     hash: col(row, 2, &self.target, what)?,
                     anchored_at: col(row, 3, &self.target, what)?,
                     anchored_by: col(row, 4, &self.target, what)?,
+                    anchored_from: col(row, 5, &self.target, what)?,
                 })
             })
             .collect()
+    }
+
+    /// This connection's own origin, as an anchor stored over it would record it.
+    pub async fn anchor_origin(&self) -> Result<AnchorOrigin, PgError> {
+        let what = "asking the server who this session is";
+        let row = self
+            .client
+            .query_one("SELECT session_user::text, host(inet_client_addr())", &[])
+            .await
+            .map_err(|e| PgError::query(&self.target, what, e))?;
+        Ok(AnchorOrigin {
+            role: col(&row, 0, &self.target, what)?,
+            addr: col(&row, 1, &self.target, what)?,
+        })
     }
 }

@@ -16,7 +16,7 @@ mod snapshot;
 mod terminate;
 mod tls;
 
-pub use anchor::{ANCHOR_FUNCTION, AnchorRow};
+pub use anchor::{ANCHOR_FUNCTION, AnchorOrigin, AnchorRow};
 pub use canary::{CanarySession, random_hex};
 pub use connect::{
     Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect, connect_to_inspect,

@@ -77,3 +77,39 @@ async fn curfews_role_adds_anchors_going_forward_only_and_cannot_change_or_remov
     }
     assert_eq!(agent.anchors(None).await.unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn a_forger_cannot_choose_an_anchors_origin_and_init_adds_the_origin_to_an_old_store() {
+    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
+    cluster
+        .psql(
+            "CREATE ROLE curfew_agent LOGIN;
+             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;",
+        )
+        .unwrap();
+    let mut admin = connect_trust(&cluster, "postgres").await;
+    admin.install_ledger("curfew_agent").await.unwrap();
+    let agent = connect_trust(&cluster, "curfew_agent").await;
+    agent.anchor(CHAIN, 1, &hash(1)).await.unwrap();
+    // A store from before anchors named their origin.
+    cluster
+        .psql("ALTER TABLE curfew.anchor DROP COLUMN anchored_from")
+        .unwrap();
+    admin.install_ledger("curfew_agent").await.unwrap();
+    agent.anchor(CHAIN, 2, &hash(2)).await.unwrap();
+    let origin = agent.anchor_origin().await.unwrap();
+    assert_eq!(origin.role, "curfew_agent");
+    let anchors = agent.anchors(Some(CHAIN)).await.unwrap();
+    // The old row is not stamped with the installer's address; the new one with the agent's.
+    assert_eq!(anchors[0].anchored_from, None);
+    assert_eq!(anchors[1].anchored_from, origin.addr);
+    assert_eq!(anchors[1].anchored_by, "curfew_agent");
+    // The column's owner is the store's owner, and curfew's role cannot write it.
+    let raw = client(cluster.port(), "curfew_agent", "forger").await;
+    let error = raw
+        .client
+        .batch_execute("UPDATE curfew.anchor SET anchored_from = '10.9.9.9'")
+        .await
+        .unwrap_err();
+    assert_eq!(error.code().unwrap().code(), "42501", "{error:?}");
+}

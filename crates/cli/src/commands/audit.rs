@@ -17,9 +17,12 @@ pub(crate) enum Command {
     /// Check the hash chain of a log and its rotated files as one chain, the sequence and that
     /// every intent has an outcome; then the anchors each [[target]] of the policy keeps of
     /// the chain (truncation, recomputed chains), and signed checkpoints with --public-key.
-    /// Exit 3 on any problem, naming the first missing or differing seq.
+    /// Exit 3 on any problem, naming the first missing or differing seq, and when the policy
+    /// names targets but none of their anchors could be compared (NOT CONFIRMED).
     #[command(
         after_help = "Examples:\n  curfew audit verify -c /etc/curfew/curfew.toml\n  \
+                            curfew audit verify /var/lib/curfew/ --from-seq 5001\n  \
+                            curfew audit verify audit.jsonl --other-chain CHAIN_ID  (another agent's chain on this host)\n  \
                             curfew audit verify /var/lib/curfew/ --public-key /etc/curfew/checkpoint.key.pub\n  \
                             curfew audit verify audit.jsonl.1 audit.jsonl --offline"
     )]
@@ -32,7 +35,7 @@ pub(crate) enum Command {
     },
     /// Make an Ed25519 key for signed checkpoints (`[audit] signing_key`): FILE (mode 0600, one
     /// line of 64 hex digits, the private seed) and FILE.pub (the public key, for
-    /// `audit verify --public-key`). Never overwrites a file.
+    /// `audit verify --public-key`). Never overwrites a file, nor writes through a symlink.
     #[command(after_help = "Examples:\n  curfew audit keygen --out /etc/curfew/checkpoint.key")]
     Keygen {
         /// The private key file to create.
@@ -123,7 +126,7 @@ fn run_verify(
                 loaded.source
             ))
         })?;
-        vec![PathBuf::from(log)]
+        super::integrity::log_set(Path::new(log))
     } else {
         paths.to_vec()
     };
@@ -152,7 +155,15 @@ fn run_verify(
     }
     out_text(&text)?;
     if problems.is_empty() {
-        return Ok(());
+        // The check could not be done: exit 3 as for a problem, since a forger can make
+        // every target unreachable.
+        return match checked.unconfirmed() {
+            Some(_) => Err(Failure::Check(format!(
+                "the audit log is NOT CONFIRMED: {} records consistent with themselves, but no target's anchors could be compared",
+                checked.chain.verification.records
+            ))),
+            None => Ok(()),
+        };
     }
     let first = checked
         .first_seq()

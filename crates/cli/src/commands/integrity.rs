@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
-use curfew_audit::{Anchor, AnchorCheck, ChainVerification, Entry, PublicKey, SignatureCheck};
+use curfew_audit::{Anchor, AnchorCheck, ChainVerification, Entry, SignatureCheck};
 use curfew_postgres::TargetSpec;
 
 use crate::exit::Failure;
@@ -24,6 +24,54 @@ pub(crate) struct CheckArgs {
     /// writes one next to the private key, as FILE.pub).
     #[arg(long, value_name = "FILE")]
     pub(crate) public_key: Option<PathBuf>,
+    /// Another chain anchored from this log's host by the same role, known to be another
+    /// agent's (replicas on one host): not held against this log. Repeatable.
+    #[arg(long, value_name = "CHAIN_ID")]
+    pub(crate) other_chain: Vec<String>,
+    /// A retention boundary: records before seq N were deliberately removed, so anchors
+    /// naming them are not missing records (the output and the report say so).
+    #[arg(long, value_name = "N")]
+    pub(crate) from_seq: Option<u64>,
+}
+
+impl CheckArgs {
+    /// The operator's acknowledgements and the late-anchor limit, checked.
+    fn rules(
+        &self,
+        policy: Option<&curfew_policy::Policy>,
+    ) -> Result<curfew_audit::AnchorRules, Failure> {
+        for chain in &self.other_chain {
+            if chain.len() != 64
+                || !chain
+                    .bytes()
+                    .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            {
+                return Err(Failure::Usage(format!(
+                    "--other-chain {chain}: a chain id is 64 lowercase hexadecimal digits (the hash of the chain's first record, as audit verify prints it)"
+                )));
+            }
+        }
+        if self.from_seq == Some(0) {
+            return Err(Failure::Usage("--from-seq 0: seqs begin at 1".to_owned()));
+        }
+        Ok(curfew_audit::AnchorRules {
+            other_chains: self.other_chain.clone(),
+            from_seq: self.from_seq,
+            late_after: late_after(policy),
+            verifier: None,
+        })
+    }
+}
+
+/// How long after a record an anchor naming it still confirms it: max(2 min, 10 × [agent]
+/// interval). The agent anchors within an interval or two of each record; the margin also
+/// covers the offset between the agent host's clock (the record's ts) and the target's (the
+/// anchor's time).
+fn late_after(policy: Option<&curfew_policy::Policy>) -> jiff::SignedDuration {
+    let floor = jiff::SignedDuration::from_mins(2);
+    let interval = policy.map_or(Duration::ZERO, |p| p.agent.interval.to_std());
+    let ten = jiff::SignedDuration::try_from(interval.saturating_mul(10)).unwrap_or(floor);
+    ten.max(floor)
 }
 
 /// One target's anchors, as far as they could be read.
@@ -41,6 +89,10 @@ pub(crate) struct Checked {
     pub(crate) targets: Vec<TargetAnchors>,
     /// Why no target was asked, if none was.
     pub(crate) anchors_skipped: Option<String>,
+    /// `--offline` was given: skipping the anchors was asked for.
+    pub(crate) offline: bool,
+    /// The acknowledged retention boundary (`--from-seq`).
+    pub(crate) from_seq: Option<u64>,
     pub(crate) signatures: Option<SignatureCheck>,
 }
 
@@ -60,6 +112,21 @@ impl Checked {
             all.extend(s.problems.iter().cloned());
         }
         all
+    }
+
+    /// Why the log is NOT CONFIRMED although the policy names targets: none of their anchors
+    /// could be compared (a forger can make a target unreachable), and `--offline` was not
+    /// given. `None` when some target was compared, or none was to be.
+    pub(crate) fn unconfirmed(&self) -> Option<String> {
+        if self.offline || self.targets.is_empty() || self.targets.iter().any(|t| t.result.is_ok())
+        {
+            return None;
+        }
+        Some(format!(
+            "NOT CONFIRMED: no target's anchors could be compared ({} of {} unreadable); the log is only consistent with itself, and a forger can make a target unreachable (give --offline to check the log alone)",
+            self.targets.len(),
+            self.targets.len()
+        ))
     }
 
     /// The first seq a problem names (missing or differing), if any.
@@ -82,6 +149,14 @@ impl Checked {
     /// What was checked, one line per part, for people.
     pub(crate) fn lines(&self) -> Vec<String> {
         let mut lines = Vec::new();
+        if let Some(why) = self.unconfirmed() {
+            lines.push(why);
+        } else if self.targets.is_empty() && !self.offline {
+            lines.push(format!(
+                "nothing outside the log was checked ({}): the log is only consistent with itself",
+                self.anchors_skipped.as_deref().unwrap_or("no target")
+            ));
+        }
         let c = &self.chain;
         let files: Vec<String> = c
             .files
@@ -131,6 +206,11 @@ impl Checked {
         }
         if let Some(why) = &self.anchors_skipped {
             lines.push(format!("anchors: not checked: {why}"));
+        }
+        if let Some(n) = self.from_seq {
+            lines.push(format!(
+                "retention boundary acknowledged (--from-seq {n}): records before seq {n} were removed on purpose; anchors naming them were not held against the log"
+            ));
         }
         for t in &self.targets {
             lines.push(match &t.result {
@@ -185,10 +265,23 @@ fn describe_target(target: &str, check: &AnchorCheck, chain: &ChainVerification)
             ));
         }
     }
-    if !check.other_chains.is_empty() {
+    if check.late > 0 {
         text.push_str(&format!(
-            "; also holds anchors of {} other chain(s) (other agents' logs, or a log replaced)",
-            check.other_chains.len()
+            "; {} stored too late to confirm their record",
+            check.late
+        ));
+    }
+    if !check.acknowledged.is_empty() {
+        text.push_str(&format!(
+            "; chain(s) {} anchored from this log's place too, acknowledged as another agent's log (--other-chain) or given as files",
+            check.acknowledged.join(", ")
+        ));
+    }
+    let unrelated =
+        check.other_chains.len() - check.acknowledged.len().min(check.other_chains.len());
+    if unrelated > 0 {
+        text.push_str(&format!(
+            "; also holds anchors of {unrelated} other chain(s) (from other places, or begun after this log)"
         ));
     }
     text
@@ -232,11 +325,14 @@ pub(crate) fn check(
     }
     let signatures = match &args.public_key {
         Some(path) => {
-            let key = PublicKey::load(path).map_err(|e| Failure::Usage(e.to_string()))?;
+            let key = chain
+                .load_public_key(path)
+                .map_err(|e| Failure::Usage(e.to_string()))?;
             Some(chain.check_signatures(&key))
         }
         None => None,
     };
+    let rules = args.rules(policy.as_ref().ok().copied())?;
     let (targets, anchors_skipped) = match (args.offline, policy) {
         (true, _) => (Vec::new(), Some("--offline".to_owned())),
         (false, Err(why)) => (Vec::new(), Some(why)),
@@ -244,12 +340,14 @@ pub(crate) fn check(
             Vec::new(),
             Some("the policy names no [[target]]".to_owned()),
         ),
-        (false, Ok(policy)) => (read_anchors(policy, &chain)?, None),
+        (false, Ok(policy)) => (read_anchors(policy, &chain, &rules)?, None),
     };
     Ok(Checked {
         chain,
         targets,
         anchors_skipped,
+        offline: args.offline,
+        from_seq: args.from_seq,
         signatures,
     })
 }
@@ -258,6 +356,7 @@ pub(crate) fn check(
 fn read_anchors(
     policy: &curfew_policy::Policy,
     chain: &ChainVerification,
+    rules: &curfew_audit::AnchorRules,
 ) -> Result<Vec<TargetAnchors>, Failure> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     Ok(runtime.block_on(async {
@@ -267,16 +366,24 @@ fn read_anchors(
                 let connected = curfew_postgres::connect(&TargetSpec::from_policy(target))
                     .await
                     .map_err(|e| e.to_string())?;
-                connected
+                let rows = connected
                     .connection
                     .anchors(None)
                     .await
-                    .map_err(|e| format!("{e} (curfew init installs the anchor store)"))
+                    .map_err(|e| format!("{e} (curfew init installs the anchor store)"))?;
+                // Where this session comes from: with the agent's credential on the agent's
+                // host, the place a replaced log's new chain would be anchored from.
+                let me = connected
+                    .connection
+                    .anchor_origin()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok::<_, String>((rows, me))
             };
             let result = match tokio::time::timeout(TARGET_LIMIT, read).await {
                 Err(_) => Err(format!("no answer within {}s", TARGET_LIMIT.as_secs())),
                 Ok(Err(e)) => Err(e),
-                Ok(Ok(rows)) => {
+                Ok(Ok((rows, me))) => {
                     let anchors: Vec<Anchor> = rows
                         .into_iter()
                         .map(|r| Anchor {
@@ -285,9 +392,15 @@ fn read_anchors(
                             hash: r.hash,
                             at: r.anchored_at,
                             from: format!("target \"{}\" (by role {})", target.name, r.anchored_by),
+                            by: r.anchored_by,
+                            origin: r.anchored_from,
                         })
                         .collect();
-                    Ok(chain.check_anchors(&anchors))
+                    let rules = curfew_audit::AnchorRules {
+                        verifier: Some((me.role, me.addr)),
+                        ..rules.clone()
+                    };
+                    Ok(chain.check_anchors(&anchors, &rules))
                 }
             };
             out.push(TargetAnchors {
@@ -297,6 +410,44 @@ fn read_anchors(
         }
         out
     }))
+}
+
+/// The files of the policy's `audit_log`: the log and its rotated files beside it
+/// (`audit.jsonl.1`, `audit.jsonl-20261127`, …; compressed ones cannot be read and are left
+/// out), so that anchors naming records in rotated files are not taken for a log cut from
+/// the front.
+pub(crate) fn log_set(log: &Path) -> Vec<PathBuf> {
+    let mut set = vec![log.to_path_buf()];
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return set;
+    };
+    let name = name.to_string_lossy().into_owned();
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return set;
+    };
+    let mut rotated: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.len() > name.len()
+                && n.starts_with(&name)
+                && matches!(n.as_bytes()[name.len()], b'.' | b'-')
+                && !n.ends_with(".agent-lock")
+                && ![".gz", ".xz", ".zst", ".bz2", ".lz4"]
+                    .iter()
+                    .any(|ext| n.ends_with(ext))
+        })
+        .map(|n| log.with_file_name(n))
+        .collect();
+    rotated.sort();
+    set.extend(rotated);
+    set
 }
 
 /// The policy for reading anchors: loaded when the file exists; otherwise why not (a missing

@@ -61,7 +61,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                 loaded.source
             ))
         })?;
-        vec![PathBuf::from(log)]
+        super::integrity::log_set(Path::new(log))
     } else {
         args.audit_log.clone()
     };
@@ -122,7 +122,12 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     }
     let problems = report.chain.problems.len();
     if problems == 0 {
-        return Ok(());
+        return match checked.unconfirmed() {
+            Some(why) => Err(Failure::Check(format!(
+                "the audit chain of {audit_path} is {why}"
+            ))),
+            None => Ok(()),
+        };
     }
     let first = checked
         .first_seq()

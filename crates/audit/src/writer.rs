@@ -585,29 +585,5 @@ pub(crate) fn catch_up(file: &File, path: &Path) -> Result<CaughtUp, AuditError>
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scratch_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("curfew-audit-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
-    #[test]
-    fn check_writable_flags_a_log_moved_or_deleted_under_the_writer() {
-        let dir = scratch_dir("moved");
-        let path = dir.join("audit.jsonl");
-        let log = AuditLog::open(&path).unwrap();
-        assert_eq!(log.check_writable(), Ok(()));
-        std::fs::rename(&path, dir.join("audit.jsonl.1")).unwrap();
-        let gone = log.check_writable().unwrap_err();
-        assert!(gone.contains("moved away"), "{gone}");
-        // A new file under the old name is not the one being written either.
-        std::fs::write(&path, b"").unwrap();
-        let replaced = log.check_writable().unwrap_err();
-        assert!(replaced.contains("names another file"), "{replaced}");
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
-}
+#[path = "writer_tests.rs"]
+mod tests;

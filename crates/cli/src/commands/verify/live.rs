@@ -435,6 +435,26 @@ pub(super) async fn find_record(
     session: &CanarySession,
     rule: &str,
 ) -> Result<String, String> {
+    let described = format!(
+        "pid {} (backend started {})",
+        session.pid, session.backend_start
+    );
+    find_record_of(
+        log,
+        |s| s.pid == session.pid && s.backend_start == session.backend_start,
+        &described,
+        rule,
+    )
+    .await
+}
+
+/// The `session_terminated` record of the first session `matches` picks, as [`find_record`].
+pub(super) async fn find_record_of(
+    log: Option<&Path>,
+    matches: impl Fn(&curfew_audit::SessionInfo) -> bool,
+    described: &str,
+    rule: &str,
+) -> Result<String, String> {
     let Some(path) = log else {
         return Err("No audit log to look for the agent's record in: set audit_log in [agent] or pass --audit-log.".to_owned());
     };
@@ -444,9 +464,7 @@ pub(super) async fn find_record(
             .map_err(|e| format!("The audit log could not be read: {e}."))?;
         let record = entries.into_iter().flatten().find(|e| {
             e.event == curfew_audit::Event::SessionTerminated.as_str()
-                && e.session.as_ref().is_some_and(|s| {
-                    s.pid == session.pid && s.backend_start == session.backend_start
-                })
+                && e.session.as_ref().is_some_and(&matches)
         });
         if let Some(record) = record {
             let named = record.rule.as_deref().unwrap_or("");
@@ -465,10 +483,8 @@ pub(super) async fn find_record(
         }
         if started.elapsed() > RECORD_WAIT {
             return Err(format!(
-                "The audit log {} has no session_terminated record for pid {} (backend started {}).",
+                "The audit log {} has no session_terminated record for {described}.",
                 path.display(),
-                session.pid,
-                session.backend_start
             ));
         }
         tokio::time::sleep(Duration::from_millis(250)).await;

@@ -11,7 +11,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{agent, cluster, curfew, dir, lines_of, signal, wait_for};
+use common::{Dir, agent, cluster, curfew, dir, lines_of, signal, wait_for};
 use curfew_audit::{AuditLog, Entry, Event, Record};
 
 const RULES: &str = r#"
@@ -105,6 +105,25 @@ fn first_named(text: &str) -> u64 {
         .collect::<String>()
         .parse()
         .unwrap()
+}
+
+/// A directory with a policy for `cluster` whose audit log is in it, and `curfew init` run on
+/// the cluster (so that it has an anchor store): the directory, the policy, the log's path.
+fn initialised(cluster: &curfew_sandbox::Cluster, name: &str) -> (Dir, PathBuf, PathBuf) {
+    let d = dir(name);
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        common::policy_text(cluster, RULES).replace(
+            "[agent]\n",
+            &format!("[agent]\naudit_log = \"{}\"\n", audit.display()),
+        ),
+    )
+    .unwrap();
+    let (code, out, err) = run(&["init", "--admin-user", "postgres"], &[], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+    (d, policy, audit)
 }
 
 #[test]
@@ -323,19 +342,7 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
 #[test]
 fn a_dry_run_agent_anchors_its_log_too_and_an_offline_check_says_so() {
     let cluster = cluster();
-    let d = dir("anchor-dry");
-    let policy = d.0.join("curfew.toml");
-    let audit = d.0.join("audit.jsonl");
-    std::fs::write(
-        &policy,
-        common::policy_text(&cluster, RULES).replace(
-            "[agent]\n",
-            &format!("[agent]\naudit_log = \"{}\"\n", audit.display()),
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = run(&["init", "--admin-user", "postgres"], &[], &policy);
-    assert_eq!(code, Some(0), "{out}{err}");
+    let (_d, policy, audit) = initialised(&cluster, "anchor-dry");
     let mut agent = common::agent_command(&policy, &audit)
         .arg("--dry-run")
         .stderr(std::process::Stdio::piped())
@@ -389,19 +396,7 @@ fn run_agent_until(cluster: &curfew_sandbox::Cluster, policy: &Path, audit: &Pat
 #[test]
 fn a_replaced_log_an_emptied_log_and_an_unreadable_anchor_store_do_not_verify() {
     let cluster = cluster();
-    let d = dir("anchor-replaced");
-    let policy = d.0.join("curfew.toml");
-    let audit = d.0.join("audit.jsonl");
-    std::fs::write(
-        &policy,
-        common::policy_text(&cluster, RULES).replace(
-            "[agent]\n",
-            &format!("[agent]\naudit_log = \"{}\"\n", audit.display()),
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = run(&["init", "--admin-user", "postgres"], &[], &policy);
-    assert_eq!(code, Some(0), "{out}{err}");
+    let (d, policy, audit) = initialised(&cluster, "anchor-replaced");
     run_agent_until(&cluster, &policy, &audit, 1);
     let (code, out, err) = run(&["audit", "verify"], &[], &policy);
     assert_eq!(code, Some(0), "{out}{err}");
@@ -489,19 +484,7 @@ fn a_log_verified_without_a_policy_says_nothing_outside_it_was_checked() {
 #[test]
 fn an_agent_on_a_log_with_a_damaged_first_line_warns_once_that_it_cannot_anchor() {
     let cluster = cluster();
-    let d = dir("anchor-damaged");
-    let policy = d.0.join("curfew.toml");
-    let audit = d.0.join("audit.jsonl");
-    std::fs::write(
-        &policy,
-        common::policy_text(&cluster, RULES).replace(
-            "[agent]\n",
-            &format!("[agent]\naudit_log = \"{}\"\n", audit.display()),
-        ),
-    )
-    .unwrap();
-    let (code, out, err) = run(&["init", "--admin-user", "postgres"], &[], &policy);
-    assert_eq!(code, Some(0), "{out}{err}");
+    let (_d, policy, audit) = initialised(&cluster, "anchor-damaged");
     let log = AuditLog::open(&audit).unwrap();
     for _ in 0..2 {
         log.append(Record::new(jiff::Timestamp::now(), Event::SessionReported))

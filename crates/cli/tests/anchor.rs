@@ -107,6 +107,21 @@ fn first_named(text: &str) -> u64 {
         .unwrap()
 }
 
+/// `curfew report --format md` over the log set `log` (a file or a directory).
+fn report_md(log: &Path, policy: &Path) -> (Option<i32>, String, String) {
+    run(
+        &[
+            "report",
+            "--format",
+            "md",
+            "--audit-log",
+            log.to_str().unwrap(),
+        ],
+        &[],
+        policy,
+    )
+}
+
 /// A directory with a policy for `cluster` whose audit log is in it, and `curfew init` run on
 /// the cluster (so that it has an anchor store): the directory, the policy, the log's path.
 fn initialised(cluster: &curfew_sandbox::Cluster, name: &str) -> (Dir, PathBuf, PathBuf) {
@@ -227,17 +242,7 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
     assert_eq!(code, Some(3), "{out}{err}");
     assert!(out.contains("continues a previous file"), "{out}");
     assert!(out.contains("are not in the files given"), "{out}");
-    let (code, md, err) = run(
-        &[
-            "report",
-            "--format",
-            "md",
-            "--audit-log",
-            logs.to_str().unwrap(),
-        ],
-        &[],
-        &policy,
-    );
+    let (code, md, err) = report_md(&logs, &policy);
     assert_eq!(code, Some(0), "{err}");
     assert!(
         md.contains(&format!("no record up to seq {top} was altered")),
@@ -269,17 +274,7 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
         "{out}"
     );
     assert_eq!(first_named(&err), kept + 1, "{err}");
-    let (code, md, err) = run(
-        &[
-            "report",
-            "--format",
-            "md",
-            "--audit-log",
-            cut.to_str().unwrap(),
-        ],
-        &[],
-        &policy,
-    );
+    let (code, md, err) = report_md(&cut, &policy);
     assert_eq!(code, Some(3), "{err}");
     assert!(md.contains("**CONTRADICTED.**"), "{md}");
     assert!(
@@ -322,17 +317,7 @@ fn forged_and_cut_logs_fail_against_the_anchors_and_a_rotated_set_verifies_as_on
     );
     assert_eq!(code, Some(3), "the signed checkpoints fail too: {out}");
     assert!(out.contains("is not the record signed"), "{out}");
-    let (code, md, err) = run(
-        &[
-            "report",
-            "--format",
-            "md",
-            "--audit-log",
-            forged.to_str().unwrap(),
-        ],
-        &[],
-        &policy,
-    );
+    let (code, md, err) = report_md(&forged, &policy);
     assert_eq!(code, Some(3), "{err}");
     assert!(md.contains("**CONTRADICTED.**"), "{md}");
     assert!(md.contains("is not the record anchored at"), "{md}");

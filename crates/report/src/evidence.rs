@@ -64,6 +64,33 @@ pub struct Item {
     pub reason: Option<String>,
 }
 
+impl Item {
+    /// The column heads of a listed item, in the order of [`Item::row`].
+    pub(crate) const COLUMNS: [&'static str; 6] =
+        ["Time", "Target", "Rule", "Role", "Result", "Reason"];
+
+    /// The item as a table row, each renderer escaping the texts its own way (`text`) and
+    /// writing the time with `time`.
+    pub(crate) fn row(
+        &self,
+        time: impl Fn(Timestamp) -> String,
+        text: impl Fn(&Option<String>) -> String,
+    ) -> Vec<String> {
+        let mut row = vec![time(self.ts)];
+        row.extend(
+            [
+                &self.target,
+                &self.rule,
+                &self.role,
+                &self.result,
+                &self.reason,
+            ]
+            .map(text),
+        );
+        row
+    }
+}
+
 /// Records bearing on completeness, in the period.
 #[derive(Debug, Clone, Serialize)]
 pub struct Completeness {

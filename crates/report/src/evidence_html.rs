@@ -4,18 +4,11 @@
 
 use std::fmt::Write as _;
 
-use crate::evidence::{Evidence, Listed};
+use crate::evidence::{Evidence, Item, Listed};
 use crate::evidence_md::{age, headline_lines};
 use crate::html::time;
 
-/// Escape text for HTML.
-fn h(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;")
-}
+use crate::html::escape as h;
 
 fn opt(text: &Option<String>) -> String {
     match text.as_deref() {
@@ -134,17 +127,8 @@ fn listed(out: &mut String, title: &str, what: &str, l: &Listed) {
     }
     table(
         out,
-        &["Time", "Target", "Rule", "Role", "Result", "Reason"],
-        l.latest.iter().map(|i| {
-            vec![
-                time(i.ts),
-                opt(&i.target),
-                opt(&i.rule),
-                opt(&i.role),
-                opt(&i.result),
-                opt(&i.reason),
-            ]
-        }),
+        &Item::COLUMNS,
+        l.latest.iter().map(|i| i.row(time, opt)),
     );
 }
 

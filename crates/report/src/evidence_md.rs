@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::evidence::{Evidence, Listed};
+use crate::evidence::{Evidence, Item, Listed};
 use crate::html::time;
 use crate::markdown::esc;
 use crate::model::Report;
@@ -129,17 +129,8 @@ fn listed(out: &mut String, title: &str, what: &str, l: &Listed) {
     }
     table(
         out,
-        &["Time", "Target", "Rule", "Role", "Result", "Reason"],
-        l.latest.iter().map(|i| {
-            vec![
-                time(i.ts),
-                opt(&i.target),
-                opt(&i.rule),
-                opt(&i.role),
-                opt(&i.result),
-                opt(&i.reason),
-            ]
-        }),
+        &Item::COLUMNS,
+        l.latest.iter().map(|i| i.row(time, opt)),
     );
 }
 

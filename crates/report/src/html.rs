@@ -86,16 +86,19 @@ fn tone(word: &str) -> &'static str {
     }
 }
 
+/// Escape text for HTML (element content and quoted attribute values): the one escape every
+/// fragment built outside the template uses.
+pub(crate) fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&#34;")
+        .replace('\'', "&#39;")
+}
+
 /// Escape `text` for HTML and turn each pair of backticks into `<code>`; an unpaired backtick
 /// stays as it is.
 pub(crate) fn prose(text: &str) -> String {
-    let escape = |t: &str| {
-        t.replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;")
-            .replace('"', "&#34;")
-            .replace('\'', "&#39;")
-    };
     let parts: Vec<&str> = text.split('`').collect();
     let mut html = String::with_capacity(text.len() + 16);
     for (i, part) in parts.iter().enumerate() {

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::coverage::{Segment, TargetCoverage};
-use crate::html::time;
+use crate::html::{escape, time};
 
 const WIDTH: f64 = 760.0;
 const LEFT: f64 = 130.0;
@@ -48,13 +48,6 @@ pub(crate) fn label(state: &str) -> &'static str {
         "starting" => "agent starting",
         _ => "no record",
     }
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&#34;")
 }
 
 /// The chart for `targets` (all over the same period).

@@ -76,6 +76,20 @@ async fn curfews_role_adds_anchors_going_forward_only_and_cannot_change_or_remov
         assert_eq!(error.code().unwrap().code(), "42501", "{sql}: {error:?}");
     }
     assert_eq!(agent.anchors(None).await.unwrap().len(), 3);
+
+    // Any other login role can neither add anchors nor read them.
+    cluster.psql("CREATE ROLE kim LOGIN").unwrap();
+    let kim = client(cluster.port(), "kim", "psql").await;
+    for sql in [
+        "SELECT curfew.anchor(repeat('1', 64), 99, repeat('9', 64))",
+        "SELECT * FROM curfew.anchor",
+        "BEGIN; LOCK TABLE curfew.anchor IN ACCESS SHARE MODE",
+    ] {
+        let error = kim.client.batch_execute(sql).await.unwrap_err();
+        let _ = kim.client.batch_execute("ROLLBACK").await;
+        assert_eq!(error.code().unwrap().code(), "42501", "{sql}: {error:?}");
+    }
+    assert_eq!(agent.anchors(None).await.unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@
 use jiff::{SignedDuration, Timestamp};
 
 use crate::chain::ChainVerification;
-use crate::verify::{Problem, ProblemKind};
+use crate::problem::{Problem, ProblemKind};
 
 /// One anchor: the chain's head as it was published at some time.
 #[derive(Debug, Clone, PartialEq, Eq)]

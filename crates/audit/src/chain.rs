@@ -19,13 +19,14 @@ use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 
-use crate::GENESIS;
 use crate::error::AuditError;
 use crate::event::Event;
+use crate::line::GENESIS;
 use crate::line::{self, Fault};
+use crate::problem::{Problem, ProblemKind};
 use crate::reader::{MAX_LINE, RawLine, open_lines};
 use crate::record::Entry;
-use crate::verify::{Checker, Problem, ProblemKind, Verification};
+use crate::verify::{Checker, Verification};
 
 /// The chain a record belongs to, as the first record of a file tells it: the hash of seq 1,
 /// the `"chain"` a `log_continued` record repeats, or (older files) the record's own hash.

@@ -34,6 +34,7 @@ mod error;
 mod event;
 mod file;
 mod line;
+mod problem;
 mod reader;
 mod record;
 mod recover;
@@ -47,17 +48,14 @@ pub use anchor::{Anchor, AnchorCheck, AnchorRules};
 pub use chain::{ChainFile, ChainVerification, chain_id, expand, verify_chain};
 pub use error::AuditError;
 pub use event::Event;
+pub use line::GENESIS;
+pub use problem::{Problem, ProblemKind};
 pub use reader::{Entries, entries, read};
 pub use record::{Entry, Record, SessionInfo};
 pub use recover::Recovered;
 pub use sign::{CheckpointKey, KeyError, PublicKey, SignatureCheck};
-pub use verify::{
-    Continuation, Problem, ProblemKind, Verification, continuation, verify, verify_each,
-};
+pub use verify::{Continuation, Verification, continuation, verify, verify_each};
 pub use writer::{Appended, AuditLog, Head};
-
-/// The `prev` of the first record: 64 zeros, the hash of "nothing before".
-pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 #[cfg(test)]
 mod anchor_tests;

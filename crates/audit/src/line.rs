@@ -9,6 +9,9 @@ use sha2::{Digest, Sha256};
 
 use crate::record::{Entry, Record, SessionInfo, rfc3339};
 
+/// The `prev` of the first record: 64 zeros, the hash of "nothing before".
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
 /// Length of a hex SHA-256.
 const HEX_LEN: usize = 64;
 /// What precedes the hash value at the end of every line.
@@ -214,7 +217,7 @@ mod tests {
     #[test]
     fn seal_then_parse_round_trips() {
         let record = Record::new(ts(), Event::AgentStarted).with_reason("x\"hash\":\"y");
-        let (line, hash) = seal(1, crate::GENESIS, &record).unwrap();
+        let (line, hash) = seal(1, GENESIS, &record).unwrap();
         assert_eq!(line.last(), Some(&b'\n'));
         let parsed = parse(&line[..line.len() - 1]).unwrap();
         assert!(parsed.intact);

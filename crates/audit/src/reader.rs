@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::AuditError;
 use crate::line;
+use crate::problem::Problem;
 use crate::record::Entry;
-use crate::verify::Problem;
 
 /// Longest line kept in memory; records are a few hundred bytes, so anything longer is
 /// damage, and capping it keeps a hostile file from exhausting memory.

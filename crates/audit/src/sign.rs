@@ -17,8 +17,8 @@ use serde_json::json;
 
 use crate::chain::ChainVerification;
 use crate::event::Event;
+use crate::problem::{Problem, ProblemKind};
 use crate::record::Record;
-use crate::verify::{Problem, ProblemKind};
 use crate::writer::Head;
 
 /// Why a key could not be made, read or used.

@@ -4,8 +4,8 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-use crate::GENESIS;
 use crate::error::AuditError;
+use crate::line::GENESIS;
 use crate::line::{self, Fault};
 
 /// How much of the file's end is read first; doubled while no complete record is in view.

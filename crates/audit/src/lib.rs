@@ -30,6 +30,7 @@
 pub mod actor;
 mod anchor;
 mod chain;
+pub mod details;
 mod error;
 mod event;
 mod file;

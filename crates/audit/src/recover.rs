@@ -12,8 +12,8 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
-use serde_json::json;
 
+use crate::details::{AuditResumption, LogContinuation};
 use crate::error::AuditError;
 use crate::event::Event;
 use crate::file::{self, Seen};
@@ -266,11 +266,11 @@ fn resumed(ts: Timestamp, fault: Option<&Fault>, owed: usize) -> Record {
     }
     Record::new(ts, Event::AuditResumed)
         .with_reason(reason)
-        .with_detail(json!({
-            "error": error,
-            "since": since.map(|t| t.to_string()),
-            "owed_outcomes": owed,
-        }))
+        .with_details(&AuditResumption {
+            error: error.map(str::to_owned),
+            since,
+            owed_outcomes: owed,
+        })
 }
 
 /// The first record of a file that continues the chain of the file before.
@@ -288,10 +288,10 @@ fn continued(ts: Timestamp, why: &str, ours: &Position, found: &Position) -> Rec
     }
     Record::new(ts, Event::LogContinued)
         .with_reason(reason)
-        .with_detail(json!({
-            "previous_seq": last,
-            "previous_hash": ours.prev,
-            "chain": ours.chain,
-            "why": why,
-        }))
+        .with_details(&LogContinuation {
+            previous_seq: last,
+            previous_hash: ours.prev.clone(),
+            chain: ours.chain.clone(),
+            why: why.to_owned(),
+        })
 }

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use jiff::Timestamp;
-use serde_json::json;
 
 use crate::chain::ChainVerification;
+use crate::details::CheckpointHead;
 use crate::event::Event;
 use crate::problem::{Problem, ProblemKind};
 use crate::record::Record;
@@ -178,13 +178,13 @@ impl CheckpointKey {
                 "the chain up to seq {} is signed with the checkpoint key",
                 head.seq
             ))
-            .with_detail(json!({
-                "chain": head.chain,
-                "seq": head.seq,
-                "hash": head.hash,
-                "key": self.public_hex(),
-                "signature": hex(&signature.to_bytes()),
-            }))
+            .with_details(&CheckpointHead {
+                chain: head.chain.clone(),
+                seq: head.seq,
+                hash: head.hash.clone(),
+                key: self.public_hex(),
+                signature: hex(&signature.to_bytes()),
+            })
     }
 }
 

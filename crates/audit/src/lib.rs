@@ -34,6 +34,7 @@ pub mod details;
 mod error;
 mod event;
 mod file;
+mod journal;
 mod line;
 mod problem;
 mod reader;
@@ -49,6 +50,10 @@ pub use anchor::{Anchor, AnchorCheck, AnchorRules};
 pub use chain::{ChainFile, ChainVerification, chain_id, expand, verify_chain};
 pub use error::AuditError;
 pub use event::Event;
+pub use journal::{
+    Action, Intent, IntentToken, LoginChange, LoginChangeEnd, LoginChangeOutcome, Outcome,
+    SquatOutcome, SquatterEnding, Termination, TerminationOutcome,
+};
 pub use line::GENESIS;
 pub use problem::{Problem, ProblemKind};
 pub use reader::{Entries, entries, read};

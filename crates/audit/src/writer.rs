@@ -109,6 +109,8 @@ pub(crate) struct State {
     /// Intents this writer appended whose outcome it has not appended yet (a rotation waits
     /// for them a while, so that an intent and its outcome end up in one file).
     pub(crate) open_intents: BTreeSet<u64>,
+    /// Intents whose token was dropped without an outcome (see `journal.rs`).
+    pub(crate) abandoned: BTreeSet<u64>,
     /// A reopen (SIGHUP) asked to create the file if nothing is at the path.
     pub(crate) create_asked: bool,
     /// When a switch to a new file was first put off for actions under way.
@@ -195,6 +197,7 @@ impl AuditLog {
                     fault: None,
                     owed: Vec::new(),
                     open_intents: BTreeSet::new(),
+                    abandoned: BTreeSet::new(),
                     create_asked: false,
                     deferred_since: None,
                 }),

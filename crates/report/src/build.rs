@@ -2,11 +2,10 @@
 
 use std::collections::BTreeMap;
 
-use curfew_audit::Entry;
+use curfew_audit::{Entry, details};
 use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
-use serde_json::Value;
 
 use crate::Input;
 use crate::model::{
@@ -42,7 +41,7 @@ pub fn build(input: &Input<'_>) -> Report {
         .iter()
         .filter(|e| e.event == "policy_loaded")
         .max_by_key(|e| (e.ts, e.seq))
-        .map(|e| text(e.detail.as_ref(), "sha256").unwrap_or_default());
+        .map(|e| policy_detail(e).sha256.unwrap_or_default());
     let checks: Vec<CheckRun> = latest_per_target(input.entries, "configuration_checked")
         .into_iter()
         .map(|e| check_run(e, !in_period(e)))
@@ -186,19 +185,20 @@ fn policy_history(entries: &[Entry], since: Option<Timestamp>) -> Vec<PolicyLoad
     history
 }
 
+/// A `policy_loaded` record's detail; a record without one reads as empty.
+fn policy_detail(e: &Entry) -> details::PolicyLoad {
+    e.details().unwrap_or_default()
+}
+
 fn policy_load(e: &Entry, before_period: bool) -> PolicyLoad {
-    let detail = e.detail.as_ref();
+    let detail = policy_detail(e);
     PolicyLoad {
         seq: e.seq,
         ts: e.ts,
-        sha256: text(detail, "sha256").unwrap_or_default(),
-        source: text(detail, "source"),
-        rules: detail.and_then(|d| d.get("rules")).and_then(Value::as_u64),
-        targets: detail
-            .and_then(|d| d.get("targets"))
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(as_text).collect())
-            .unwrap_or_default(),
+        sha256: detail.sha256.unwrap_or_default(),
+        source: detail.source,
+        rules: detail.rules,
+        targets: detail.targets,
         before_period,
     }
 }
@@ -343,41 +343,37 @@ fn lock_event(e: &Entry) -> Option<LockEvent> {
     ) {
         return None;
     }
-    let d = e.detail.as_ref();
+    // A ledger row's record (`lock_created`, `lock_released`) or a login change's outcome
+    // (`login_locked`, `login_restored`); either may lack its detail in an old record.
+    let (role, lock) = match e.details::<details::LockRecord>() {
+        Ok(lock) => (lock.role.clone(), Some(lock)),
+        Err(_) => (
+            e.details::<details::LoginChangeResult>()
+                .ok()
+                .and_then(|change| change.role),
+            None,
+        ),
+    };
+    let field = |f: fn(&details::LockRecord) -> Option<String>| lock.as_ref().and_then(f);
     Some(LockEvent {
         seq: e.seq,
         ts: e.ts,
         event: e.event.clone(),
         target: e.target.clone(),
-        role: text(d, "role").or_else(|| e.session.as_ref().map(|s| s.role.clone())),
-        kind: text(d, "kind"),
-        rule: e.rule.clone().or_else(|| text(d, "rule")),
+        role: role.or_else(|| e.session.as_ref().map(|s| s.role.clone())),
+        kind: field(|l| l.kind.clone()),
+        rule: e.rule.clone().or_else(|| field(|l| l.rule.clone())),
         reason: e.reason.clone(),
-        created_by: text(d, "created_by"),
-        expires_at: text(d, "expires_at"),
-        released_by: text(d, "released_by"),
-        released_at: text(d, "released_at"),
+        created_by: field(|l| l.created_by.clone()),
+        expires_at: field(|l| l.expires_at.clone()),
+        released_by: field(|l| l.released_by.clone()),
+        released_at: field(|l| l.released_at.clone()),
         result: e.result.clone(),
-        actor: d.and_then(|d| d.get("actor")).and_then(actor),
+        actor: lock
+            .as_ref()
+            .and_then(details::LockRecord::actor)
+            .and_then(|a| a.words()),
     })
-}
-
-/// `detail.actor` (`{os_user, uid, db_role}`) in words: "alice (uid 1000) as role dba".
-fn actor(v: &Value) -> Option<String> {
-    let os_user = v.get("os_user").and_then(as_text);
-    let uid = v.get("uid").and_then(as_text);
-    let role = v.get("db_role").and_then(as_text);
-    if os_user.is_none() && uid.is_none() && role.is_none() {
-        return None;
-    }
-    let mut words = os_user.unwrap_or_else(|| "(unknown user)".to_owned());
-    if let Some(uid) = uid {
-        words.push_str(&format!(" (uid {uid})"));
-    }
-    if let Some(role) = role {
-        words.push_str(&format!(" as role {role}"));
-    }
-    Some(words)
 }
 
 /// The latest record of an event per target (by time; of equal times, the later in the file),
@@ -406,64 +402,46 @@ fn run_record(e: &Entry, before_period: bool) -> RunRecord {
 }
 
 fn check_run(e: &Entry, before_period: bool) -> CheckRun {
-    let d = e.detail.as_ref();
-    let field = |v: &Value, key: &str| v.get(key).and_then(as_text).unwrap_or_default();
+    let check = e.details::<details::ConfigurationCheck>().ok();
     CheckRun {
         run: run_record(e, before_period),
-        server: text(d, "server"),
-        policy_sha256: text(d, "policy_sha256"),
-        findings: array(d, "findings")
-            .iter()
+        server: check.as_ref().and_then(|c| c.server.clone()),
+        policy_sha256: check.as_ref().and_then(|c| c.policy_sha256.clone()),
+        findings: check
+            .as_ref()
+            .map(details::ConfigurationCheck::findings)
+            .unwrap_or_default()
+            .into_iter()
             .map(|f| Finding {
-                status: field(f, "status"),
-                id: field(f, "id"),
-                title: field(f, "title"),
-                requirement: field(f, "requirement"),
-                observed: field(f, "observed"),
-                expected: field(f, "expected"),
-                fix: field(f, "fix"),
+                status: f.status,
+                id: f.id,
+                title: f.title,
+                requirement: f.requirement,
+                observed: f.observed,
+                expected: f.expected,
+                fix: f.fix,
             })
             .collect(),
     }
 }
 
 fn verify_run(e: &Entry, before_period: bool) -> VerifyRun {
-    let d = e.detail.as_ref();
-    let field = |v: &Value, key: &str| v.get(key).and_then(as_text).unwrap_or_default();
+    let verified = e.details::<details::ControlVerification>().ok();
     VerifyRun {
         run: run_record(e, before_period),
-        rules: array(d, "rules")
-            .iter()
-            .filter(|r| r.is_object())
+        rules: verified
+            .as_ref()
+            .map(details::ControlVerification::rules)
+            .unwrap_or_default()
+            .into_iter()
             .map(|r| VerifiedRule {
-                rule: field(r, "rule"),
-                method: field(r, "method"),
-                status: field(r, "status"),
-                evidence: field(r, "evidence"),
+                rule: r.rule,
+                method: r.method,
+                status: r.status,
+                evidence: r.evidence,
             })
             .collect(),
+        tested_policy_sha256: verified.and_then(|v| v.policy_sha256),
         detail: e.detail.clone(),
     }
-}
-
-/// A detail field as text: strings as they are, numbers and booleans printed, null and
-/// missing as `None`.
-fn text(detail: Option<&Value>, key: &str) -> Option<String> {
-    detail.and_then(|d| d.get(key)).and_then(as_text)
-}
-
-fn as_text(v: &Value) -> Option<String> {
-    match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
-        Value::Array(_) | Value::Object(_) => Some(v.to_string()),
-    }
-}
-
-fn array<'v>(detail: Option<&'v Value>, key: &str) -> &'v [Value] {
-    detail
-        .and_then(|d| d.get(key))
-        .and_then(Value::as_array)
-        .map_or(&[], Vec::as_slice)
 }

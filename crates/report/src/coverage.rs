@@ -15,9 +15,9 @@
 use std::collections::BTreeSet;
 
 use curfew_audit::Entry;
+use curfew_audit::details::{AuditResumption, Heartbeat};
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
-use serde_json::Value;
 
 /// A silence longer than this many heartbeat intervals is a gap.
 pub const SILENCE_FACTOR: f64 = 2.5;
@@ -176,18 +176,6 @@ fn is_continuity(event: &str) -> bool {
     )
 }
 
-fn detail_text(e: &Entry, key: &str) -> Option<String> {
-    e.detail
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-fn detail_time(e: &Entry, key: &str) -> Option<Timestamp> {
-    detail_text(e, key).and_then(|t| t.parse().ok())
-}
-
 /// One target's timeline.
 fn target_coverage(
     sorted: &[&Entry],
@@ -210,30 +198,23 @@ fn target_coverage(
         let global = e.target.is_none();
         let said = match (e.event.as_str(), ours, global) {
             ("heartbeat", true, _) => {
-                if let Some(ms) = e
-                    .detail
-                    .as_ref()
-                    .and_then(|d| d.get("interval_ms"))
-                    .and_then(Value::as_i64)
+                // A heartbeat without a readable detail says nothing but that it came.
+                let beat = e.details::<Heartbeat>().unwrap_or_default();
+                if let Some(ms) = beat.interval_ms.and_then(|ms| i64::try_from(ms).ok())
                     && ms > 0
                 {
                     interval_ms = ms;
                 }
-                if let Some(offset) = e
-                    .detail
-                    .as_ref()
-                    .and_then(|d| d.get("clock_offset_ms"))
-                    .and_then(Value::as_i64)
+                if let Some(offset) = beat.clock_offset_ms
                     && e.ts >= from
                     && e.ts <= to
                     && max_offset.is_none_or(|m: i64| offset.abs() > m.abs())
                 {
                     max_offset = Some(offset);
                 }
-                let state = detail_text(e, "state").unwrap_or_default();
-                let said = from_heartbeat(&state, &detail_text(e, "why").unwrap_or_default());
-                if state == "audit_unwritable"
-                    && let Some(since) = detail_time(e, "since")
+                let said = from_heartbeat(&beat.state, beat.why.as_deref().unwrap_or_default());
+                if beat.state == "audit_unwritable"
+                    && let Some(since) = beat.since
                 {
                     overlays.push((since, e.ts, said));
                     None
@@ -272,8 +253,9 @@ fn target_coverage(
             )),
             ("leader_acquired", true, _) => Some(Said::new(true, "enforcing", "")),
             ("audit_resumed", _, true) => {
-                if let Some(since) = detail_time(e, "since") {
-                    let error = detail_text(e, "error").unwrap_or_default();
+                let resumed = e.details::<AuditResumption>().unwrap_or_default();
+                if let Some(since) = resumed.since {
+                    let error = resumed.error.unwrap_or_default();
                     overlays.push((
                         since,
                         e.ts,

@@ -8,7 +8,6 @@ use curfew_audit::Entry;
 use curfew_policy::Policy;
 use jiff::Timestamp;
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::coverage::Coverage;
 use crate::mapping::{LogFacts, control_mapping};
@@ -382,22 +381,14 @@ fn in_force_since(entries: &[Entry], sha256: &str) -> Option<Timestamp> {
     loads.sort_by_key(|e| (e.ts, e.seq));
     let mut since = None;
     for e in loads {
-        let hash = detail_str(e, "sha256").or_else(|| detail_str(e, "policy_sha256"));
-        if hash.as_deref() == Some(sha256) {
+        let detail = e.details::<curfew_audit::details::PolicyLoad>().ok();
+        if detail.as_ref().and_then(|d| d.hash()) == Some(sha256) {
             since.get_or_insert(e.ts);
         } else {
             since = None;
         }
     }
     since
-}
-
-fn detail_str(e: &Entry, key: &str) -> Option<String> {
-    e.detail
-        .as_ref()
-        .and_then(|d| d.get(key))
-        .and_then(Value::as_str)
-        .map(str::to_owned)
 }
 
 /// Whether each target's latest verify tested the policy in force (`in_force`: its hash).
@@ -418,11 +409,7 @@ pub(crate) fn verify_currency(
     let short = |h: &str| h.get(..12).unwrap_or(h).to_owned();
     runs.iter()
         .map(|run| {
-            let tested = run
-                .detail
-                .as_ref()
-                .and_then(|d| d.get("policy_sha256"))
-                .and_then(Value::as_str);
+            let tested = run.tested_policy_sha256.as_deref();
             let (status, message) = match (tested, since) {
                 (Some(h), _) if h != in_force => (
                     "other_policy",

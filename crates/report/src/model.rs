@@ -263,6 +263,10 @@ pub struct VerifyRun {
     pub run: RunRecord,
     /// The per-rule results found in the detail's `rules` array.
     pub rules: Vec<VerifiedRule>,
+    /// The SHA-256 of the policy it tested, where the record says (not repeated in the
+    /// JSON document: it is in `detail`).
+    #[serde(skip)]
+    pub tested_policy_sha256: Option<String>,
     /// The record's detail, as recorded.
     pub detail: Option<serde_json::Value>,
 }

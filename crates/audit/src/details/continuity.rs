@@ -24,7 +24,7 @@ impl Detail for AgentStart {
 }
 
 /// A policy in force (`policy_loaded`, at start and at every reload that changed it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PolicyLoad {
     /// Where it was read from.
     #[serde(default, deserialize_with = "lenient::text")]
@@ -73,7 +73,7 @@ impl Detail for PolicyRejection {
 }
 
 /// What a worker is doing for its target (`heartbeat`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// `enforcing`, `standing_by`, `not_enforced`, `unreachable`, `dry_run`,
     /// `audit_unwritable` or `stopped`.
@@ -128,7 +128,7 @@ impl Detail for Leadership {
 }
 
 /// The log takes records again (`audit_resumed`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditResumption {
     /// Why records could not be written (`null` when not known).
     #[serde(default, deserialize_with = "lenient::string")]
@@ -141,7 +141,7 @@ pub struct AuditResumption {
     )]
     pub since: Option<Timestamp>,
     /// How many outcome records kept in memory follow.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::count")]
     pub owed_outcomes: usize,
 }
 

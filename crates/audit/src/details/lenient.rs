@@ -42,6 +42,13 @@ pub(crate) fn unsigned<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D
     Ok(Value::deserialize(d)?.as_u64())
 }
 
+/// A count; anything else (or one too large for this machine) 0.
+pub(crate) fn count<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+    Ok(unsigned(d)?
+        .and_then(|n| usize::try_from(n).ok())
+        .unwrap_or_default())
+}
+
 /// An integer; anything else absent.
 pub(crate) fn signed<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
     Ok(Value::deserialize(d)?.as_i64())

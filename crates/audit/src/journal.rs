@@ -18,12 +18,20 @@
 //!
 //! A token cannot be made by hand, nor copied:
 //!
-//! ```compile_fail
+//! ```compile_fail,E0451
 //! use curfew_audit::{IntentToken, Termination};
 //! let token: IntentToken<Termination> = IntentToken { seq: 1 };
 //! ```
 //!
-//! ```compile_fail
+//! An action API that takes [`Authorized`] requests cannot be called without a token:
+//!
+//! ```compile_fail,E0451
+//! use curfew_audit::{Authorized, Termination};
+//! fn end(request: &Authorized<'_, Termination, u32>) {}
+//! end(&Authorized { token: todo!(), request: 4711 });
+//! ```
+//!
+//! ```compile_fail,E0599
 //! fn twice(token: curfew_audit::IntentToken<curfew_audit::Termination>) {
 //!     let copy = token.clone();
 //! }
@@ -314,6 +322,38 @@ impl<A: Action> IntentToken<A> {
             path: log.inner.path.clone(),
             reason: "an outcome was written but not reported".to_owned(),
         })
+    }
+}
+
+/// A request to act (an end request, a login change) bound to the durable intent that
+/// announced it. An enforcement point's action API takes `Authorized` requests, so acting
+/// without an intent on disk does not compile: only [`IntentToken::authorize`] makes one,
+/// and it borrows the token, which therefore outlives the action and is completed after it.
+#[derive(Debug)]
+pub struct Authorized<'t, A: Action, R> {
+    token: &'t IntentToken<A>,
+    request: R,
+}
+
+impl<A: Action, R> Authorized<'_, A, R> {
+    /// What is to be done.
+    pub fn request(&self) -> &R {
+        &self.request
+    }
+
+    /// The seq of the intent record that announced it.
+    pub fn intent_seq(&self) -> u64 {
+        self.token.seq
+    }
+}
+
+impl<A: Action> IntentToken<A> {
+    /// Binds `request` to this intent: what an action API requires.
+    pub fn authorize<R>(&self, request: R) -> Authorized<'_, A, R> {
+        Authorized {
+            token: self,
+            request,
+        }
     }
 }
 

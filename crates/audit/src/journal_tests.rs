@@ -51,6 +51,9 @@ fn an_outcome_repeats_its_intent_and_is_the_record_the_agent_wrote_before() {
         .with_session(session());
     let token = log.intend(intent).unwrap();
     assert_eq!(token.seq(), 1);
+    // The action gets the request bound to the intent; the token is completed after it.
+    let request = token.authorize((4711, "idle"));
+    assert_eq!((request.intent_seq(), request.request().0), (1, 4711));
     let at = ts("2026-03-01T09:00:01.5Z");
     let ended = SessionEnded {
         at,

@@ -51,8 +51,8 @@ pub use chain::{ChainFile, ChainVerification, chain_id, expand, verify_chain};
 pub use error::AuditError;
 pub use event::Event;
 pub use journal::{
-    Action, Intent, IntentToken, LoginChange, LoginChangeEnd, LoginChangeOutcome, Outcome,
-    SquatOutcome, SquatterEnding, Termination, TerminationOutcome,
+    Action, Authorized, Intent, IntentToken, LoginChange, LoginChangeEnd, LoginChangeOutcome,
+    Outcome, SquatOutcome, SquatterEnding, Termination, TerminationOutcome,
 };
 pub use line::GENESIS;
 pub use problem::{Problem, ProblemKind};

@@ -9,10 +9,10 @@ use jiff::tz::TimeZone;
 
 use crate::Input;
 use crate::model::{
-    AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, LockEvent, Period, PolicyFile,
-    PolicyLoad, Report, RuleCounts, RunRecord, TargetCount, Termination, Terminations,
-    VerifiedRule, VerifyRun,
+    AuditLog, Chain, ChainProblem, DayCounts, LockEvent, Period, PolicyFile, PolicyLoad, Report,
+    RuleCounts, TargetCount, Termination, Terminations,
 };
+use crate::runs::{CheckRun, Finding, RunRecord, VerifiedRule, VerifyRun};
 
 /// How many of the latest terminations the report lists.
 pub const LATEST: usize = 20;

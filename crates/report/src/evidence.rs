@@ -10,8 +10,8 @@ use jiff::Timestamp;
 use serde::Serialize;
 
 use crate::coverage::Coverage;
-use crate::mapping::{LogFacts, control_mapping};
-use crate::model::{CheckRun, VerifyRun};
+use crate::mapping::{ControlRow, LogFacts, VerifyCurrency, control_mapping};
+use crate::runs::{CheckRun, VerifyRun};
 
 /// How many records each list of [`Completeness`] shows (the count is of all).
 pub const LISTED: usize = 20;
@@ -154,34 +154,6 @@ pub struct RuleControls {
     pub rule: String,
     /// The controls it implements (empty: none named).
     pub controls: Vec<String>,
-}
-
-/// Whether one target's latest verify tested the policy in force.
-#[derive(Debug, Clone, Serialize)]
-pub struct VerifyCurrency {
-    /// The target (`None`: no verify is recorded at all).
-    pub target: Option<String>,
-    /// `current`, `absent`, `other_policy` or `older_than_policy`.
-    pub status: String,
-    /// In words.
-    pub message: String,
-}
-
-/// One requirement and the evidence that answers it.
-#[derive(Debug, Clone, Serialize)]
-pub struct ControlRow {
-    /// The requirement's id, e.g. `NIST SP 800-171 3.1.11[a]`.
-    pub control: String,
-    /// The determining statement or check.
-    pub statement: String,
-    /// The sections of this report that answer it.
-    pub evidence: String,
-    /// Rules whose `controls` name it.
-    pub rules: Vec<String>,
-    /// `shown`, `partly shown` or `not shown`.
-    pub status: String,
-    /// What is missing for it to be shown fully (empty when nothing is).
-    pub missing: String,
 }
 
 /// The sign-off block.

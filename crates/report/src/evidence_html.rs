@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 
 use crate::evidence::{Evidence, Item, Listed};
 use crate::evidence_md::{age, headline_lines};
-use crate::html::time;
+use crate::text::time;
 
-use crate::html::escape as h;
+use crate::text::escape as h;
 
 fn opt(text: &Option<String>) -> String {
     match text.as_deref() {
@@ -178,7 +178,7 @@ fn completeness(out: &mut String, e: &Evidence) {
     let _ = write!(
         out,
         "<p>{}</p>\n</section>\n",
-        crate::html::prose(&c.warnings_statement)
+        crate::text::prose(&c.warnings_statement)
     );
 }
 
@@ -190,12 +190,12 @@ fn compensating(out: &mut String, e: &Evidence) {
         h(&c.statement)
     );
     for m in &c.measures {
-        let _ = write!(out, "<li>{}</li>", crate::html::prose(m));
+        let _ = write!(out, "<li>{}</li>", crate::text::prose(m));
     }
     let _ = write!(
         out,
         "</ul>\n<p>Exemptions: {}</p>\n",
-        crate::html::prose(&c.exemptions)
+        crate::text::prose(&c.exemptions)
     );
     if c.superuser_refusals.total > 0 {
         listed(
@@ -251,7 +251,7 @@ fn metadata(out: &mut String, e: &Evidence) {
                 .as_ref()
                 .map_or_else(String::new, |t| format!("target {}: ", h(t))),
             h(&v.status.replace('_', " ")),
-            crate::html::prose(&v.message)
+            crate::text::prose(&v.message)
         );
     }
     out.push_str("</ul>\n</section>\n");
@@ -288,7 +288,7 @@ fn mapping(out: &mut String, e: &Evidence) {
                 if c.missing.is_empty() {
                     "—".to_owned()
                 } else {
-                    crate::html::prose(&c.missing)
+                    crate::text::prose(&c.missing)
                 },
             ]
         }),

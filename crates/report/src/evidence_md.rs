@@ -4,9 +4,8 @@
 use std::fmt::Write as _;
 
 use crate::evidence::{Evidence, Item, Listed};
-use crate::html::time;
-use crate::markdown::esc;
 use crate::model::Report;
+use crate::text::{esc, time};
 
 /// A duration in milliseconds as `1m02s`.
 pub(crate) fn age(ms: i64) -> String {

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 
 use crate::chart;
 use crate::model::Report;
+use crate::text::{prose, time};
 
 /// How many chain problems the banner at the top quotes (the chain section lists them all).
 const BANNER_PROBLEMS: usize = 5;
@@ -84,42 +85,6 @@ fn tone(word: &str) -> &'static str {
         "unknown" | "skipped" | "evaluated" | "not_tested" => "warn",
         _ => "plain",
     }
-}
-
-/// Escape text for HTML (element content and quoted attribute values): the one escape every
-/// fragment built outside the template uses.
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;")
-}
-
-/// Escape `text` for HTML and turn each pair of backticks into `<code>`; an unpaired backtick
-/// stays as it is.
-pub(crate) fn prose(text: &str) -> String {
-    let parts: Vec<&str> = text.split('`').collect();
-    let mut html = String::with_capacity(text.len() + 16);
-    for (i, part) in parts.iter().enumerate() {
-        let paired = i % 2 == 1 && i + 1 < parts.len();
-        if paired {
-            html.push_str("<code>");
-            html.push_str(&escape(part));
-            html.push_str("</code>");
-        } else {
-            if i % 2 == 1 {
-                html.push('`');
-            }
-            html.push_str(&escape(part));
-        }
-    }
-    html
-}
-
-/// "2026-03-01 14:05:09 UTC".
-pub(crate) fn time(ts: Timestamp) -> String {
-    ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
 }
 
 /// Render the page.

@@ -49,19 +49,21 @@ mod html;
 mod mapping;
 mod markdown;
 mod model;
+mod runs;
+mod text;
 mod timeline;
 
 pub use build::{LATEST, build};
 pub use coverage::{Coverage, Gap, SILENCE_FACTOR, Segment, TargetCoverage, coverage};
 pub use evidence::{
-    Compensating, Completeness, ControlRow, Evidence, Item, LISTED, Listed, Metadata, RuleControls,
-    SignOff, VerifyCurrency,
+    Compensating, Completeness, Evidence, Item, LISTED, Listed, Metadata, RuleControls, SignOff,
 };
+pub use mapping::{ControlRow, VerifyCurrency};
 pub use model::{
-    AuditLog, Chain, ChainProblem, CheckRun, DayCounts, Finding, Integrity, LockEvent, Period,
-    PolicyFile, PolicyLoad, Report, RuleCounts, RunRecord, TargetCount, Termination, Terminations,
-    VerifiedRule, VerifyRun,
+    AuditLog, Chain, ChainProblem, DayCounts, Integrity, LockEvent, Period, PolicyFile, PolicyLoad,
+    Report, RuleCounts, TargetCount, Termination, Terminations,
 };
+pub use runs::{CheckRun, Finding, RunRecord, VerifiedRule, VerifyRun};
 
 /// What the report is made from.
 #[derive(Debug, Clone, Copy)]

@@ -4,8 +4,36 @@
 use curfew_policy::Policy;
 
 use crate::coverage::Coverage;
-use crate::evidence::{ControlRow, VerifyCurrency};
-use crate::model::CheckRun;
+use crate::runs::CheckRun;
+use serde::Serialize;
+
+/// Whether one target's latest verify tested the policy in force.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyCurrency {
+    /// The target (`None`: no verify is recorded at all).
+    pub target: Option<String>,
+    /// `current`, `absent`, `other_policy` or `older_than_policy`.
+    pub status: String,
+    /// In words.
+    pub message: String,
+}
+
+/// One requirement and the evidence that answers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlRow {
+    /// The requirement's id, e.g. `NIST SP 800-171 3.1.11[a]`.
+    pub control: String,
+    /// The determining statement or check.
+    pub statement: String,
+    /// The sections of this report that answer it.
+    pub evidence: String,
+    /// Rules whose `controls` name it.
+    pub rules: Vec<String>,
+    /// `shown`, `partly shown` or `not shown`.
+    pub status: String,
+    /// What is missing for it to be shown fully (empty when nothing is).
+    pub missing: String,
+}
 
 /// The requirement ids a rule's `controls` may use for each row (compared without case,
 /// punctuation or spaces).

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::Detail;
+use super::contract::Detail;
 use super::lenient;
 use crate::event::Event;
 

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::Detail;
+use super::contract::Detail;
 use super::lenient;
 use crate::event::Event;
 

@@ -6,7 +6,9 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use super::*;
+use crate::event::Event;
 use crate::line;
+use crate::record::{Entry, Record};
 
 fn ts(text: &str) -> Timestamp {
     text.parse().unwrap()

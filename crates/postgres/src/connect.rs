@@ -15,7 +15,7 @@ use crate::tls::client_config;
 use curfew_policy::{ConnectionUrl, Host, SslMode};
 
 /// Everything needed to connect to one target.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TargetSpec {
     /// The target's name in the policy.
     pub name: String,

@@ -3,6 +3,7 @@
 //! with a guard that re-checks it in the same statement; elect one leader among replicas.
 
 mod anchor;
+mod backend;
 mod canary;
 mod connect;
 mod decode;
@@ -21,16 +22,18 @@ pub use canary::{CanarySession, random_hex};
 pub use connect::{
     Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect, connect_to_inspect,
 };
+pub use curfew_backend::Announcement;
+pub use curfew_backend::{IdleState, Outcome, Signal, Snapshot};
 pub use error::PgError;
 pub use facts::{CHECKED_SETTINGS, ClockReading, HbaRule, RoleFacts, ServerFacts, Setting};
-pub use leader::{Announcement, LEADER_KEY, LeaderInfo, Leadership};
+pub use leader::{LEADER_KEY, LeaderInfo, Leadership};
 pub use ledger::{
     AGENT_FUNCTIONS, FaultHook, FunctionFacts, Installed, LEDGER_VERSION, LedgerFacts,
-    LedgerStatus, LockProgress, LockRow, LockedRole, LoginChange, OWNER_ROLE, RoleInfo,
+    LedgerProblem, LedgerStatus, LockProgress, LockRow, LockedRole, LoginChange, OWNER_ROLE,
+    RoleInfo,
 };
 pub use secret::{Password, PasswordFileError, read_password_file};
-pub use snapshot::Snapshot;
-pub use terminate::{Guard, IdleState, Outcome, Signal};
+pub use terminate::Guard;
 pub use tls::TlsError;
 
 /// Quote a name as an SQL identifier: `we"ird role` becomes `"we""ird role"`. Role names may hold

@@ -4,21 +4,13 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use curfew_backend::Snapshot;
 use curfew_policy::{BackendType, Session, SessionState};
 use jiff::Timestamp;
 
 use crate::connect::Connection;
 use crate::decode::col;
 use crate::error::PgError;
-
-/// The sessions of a server at one instant of its clock.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// The server's clock when it received the request (the sessions are read just after).
-    pub now: Timestamp,
-    /// Every client session except curfew's own.
-    pub sessions: Vec<Session>,
-}
 
 /// Each role's memberships, shared by its sessions and kept between snapshots while unchanged.
 #[derive(Debug, Default)]

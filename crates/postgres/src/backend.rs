@@ -10,10 +10,11 @@ use curfew_backend::{
 };
 use jiff::Timestamp;
 
-use crate::connect::{Connection, TargetSpec};
+use crate::connect::Connection;
 use crate::error::PgError;
-use crate::leader::Leadership;
+use crate::fence::Leadership;
 use crate::ledger::LedgerProblem;
+use crate::target::TargetSpec;
 use crate::terminate::Guard;
 
 /// What the loop does about a PostgreSQL error; the error itself is kept as the source.

@@ -14,9 +14,10 @@ mod install;
 mod status;
 mod vetting;
 
+pub use crate::names::OWNER_ROLE;
 pub use curfew_backend::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use inspect::{FunctionFacts, LedgerFacts};
-pub use install::{AGENT_FUNCTIONS, Installed, OWNER_ROLE};
+pub use install::{AGENT_FUNCTIONS, Installed};
 pub use status::LedgerProblem;
 
 use jiff::Timestamp;

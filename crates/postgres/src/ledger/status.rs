@@ -21,7 +21,7 @@ impl LedgerProblem for LedgerStatus {
     fn problem(self, target: &str, role: &str, needs: bool) -> Option<String> {
         let init = format!(
             "as an administrator (a superuser, or the provider's admin role), run once: curfew init --target {target} --admin-user <admin> --agent-role {}",
-            crate::quote_identifier(role)
+            crate::names::quote_identifier(role)
         );
         match self {
             LedgerStatus::Missing if needs => Some(format!(
@@ -33,7 +33,7 @@ impl LedgerProblem for LedgerStatus {
             )),
             LedgerStatus::Outdated => Some(format!(
                 "target \"{target}\": the curfew ledger was made by an older curfew (it needed CREATEROLE); logins are not changed until its functions are installed; {init}, then ALTER ROLE {} NOCREATEROLE;",
-                crate::quote_identifier(role)
+                crate::names::quote_identifier(role)
             )),
             LedgerStatus::NotGranted => Some(format!(
                 "target \"{target}\": role \"{role}\" may not execute curfew's login-lock functions; logins are not changed; {init}"

@@ -8,20 +8,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::{Event, Record};
+use curfew_backend::{BackendError, EndRequest, Outcome, Signal, Snapshot};
 use curfew_policy::{Cause, Decision, Plan, Session, SessionKey};
-use curfew_postgres::{Guard, Outcome, PgError, Signal, Snapshot};
 use jiff::Timestamp;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::backend::Backend;
 use crate::describe::describe;
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
-use crate::locks::LockedSet;
+use crate::locked::LockedSet;
 use crate::records::{about, session_info, write, write_all, write_outcomes};
 use crate::shared::Shared;
 use crate::warn::Warner;
+use curfew_backend::Backend;
 
 /// The rule name under which sessions of locked roles are ended.
 const LOCK_RULE: &str = "login-lock";
@@ -40,7 +40,7 @@ pub(crate) struct Ending {
     rule: String,
     reason: String,
     deadline: Timestamp,
-    guard: Guard,
+    guard: EndRequest,
 }
 
 impl Ending {
@@ -50,7 +50,7 @@ impl Ending {
             rule: loaded.policy.rules[d.rule].name.clone(),
             reason: d.reason(&loaded.policy, now.max(d.deadline)),
             deadline: d.deadline,
-            guard: Guard::for_decision(d),
+            guard: EndRequest::for_decision(d),
         }
     }
 }
@@ -96,15 +96,14 @@ impl Actor {
 
     /// Check the exits of signalled sessions: record those gone (or given up on) and keep
     /// waiting for the others.
-    pub(crate) async fn confirm<B: Backend>(&mut self, backend: &mut B) -> Result<(), PgError> {
+    pub(crate) async fn confirm<B: Backend>(
+        &mut self,
+        backend: &mut B,
+    ) -> Result<(), BackendError> {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let sessions: Vec<(i32, Timestamp)> = self
-            .pending
-            .iter()
-            .map(|p| (p.session.pid, p.session.backend_start))
-            .collect();
+        let sessions: Vec<SessionKey> = self.pending.iter().map(|p| p.session.key()).collect();
         let asked = Instant::now();
         let gone = match backend.exited(&sessions).await {
             Ok(gone) => gone,
@@ -134,7 +133,7 @@ impl Actor {
                             jiff::SignedDuration::try_from(wait).unwrap_or_default()
                         )
                     );
-                    settled.push((p, Ok(Outcome::Failed { reason })));
+                    settled.push((p, Ok(Outcome::Failed { reason, code: None })));
                 }
                 None => {
                     p.pause = (p.pause * 2).min(Duration::from_millis(50));
@@ -159,7 +158,7 @@ impl Actor {
     }
 
     /// The connection is gone: the signalled sessions' exits can no longer be confirmed.
-    pub(crate) async fn abandon(&mut self, error: &PgError) {
+    pub(crate) async fn abandon(&mut self, error: &BackendError) {
         let settled = std::mem::take(&mut self.pending)
             .into_iter()
             .map(|p| {
@@ -212,7 +211,7 @@ impl Actor {
         loaded: &LoadedPolicy,
         snapshot: &Snapshot,
         plan: &Plan,
-    ) -> Result<(), PgError> {
+    ) -> Result<(), BackendError> {
         let busy =
             !plan.terminations.is_empty() || !plan.reports.is_empty() || !plan.warnings.is_empty();
         if busy {
@@ -259,7 +258,7 @@ impl Actor {
         backend: &mut B,
         loaded: &LoadedPolicy,
         due: Vec<(Decision, Session)>,
-    ) -> Result<Vec<(Decision, Session)>, PgError> {
+    ) -> Result<Vec<(Decision, Session)>, BackendError> {
         let mut batch = Vec::new();
         let mut kept = Vec::new();
         for (d, session) in due {
@@ -289,7 +288,7 @@ impl Actor {
         snapshot: &Snapshot,
         plan: &Plan,
         locked: &LockedSet,
-    ) -> Result<(), PgError> {
+    ) -> Result<(), BackendError> {
         self.end_locked_sessions(backend, loaded, snapshot, plan, locked)
             .await?;
         self.warner.warn(loaded, snapshot, &plan.warnings).await;
@@ -303,7 +302,7 @@ impl Actor {
         snapshot: &Snapshot,
         plan: &Plan,
         locked: &LockedSet,
-    ) -> Result<(), PgError> {
+    ) -> Result<(), BackendError> {
         if locked.is_empty() {
             return Ok(());
         }
@@ -325,13 +324,7 @@ impl Actor {
                 rule: LOCK_RULE.to_owned(),
                 reason: format!("role \"{}\" is locked: {}", session.role, lock.reason),
                 deadline: lock.since.max(session.backend_start),
-                guard: Guard {
-                    pid: session.pid,
-                    backend_start: session.backend_start,
-                    idle_since: None,
-                    not_before: None,
-                    keepers: Vec::new(),
-                },
+                guard: EndRequest::identity_only(session.key()),
             };
             if self.shared.options.dry_run {
                 self.report(loaded, session, LOCK_RULE_INDEX, ending).await;
@@ -349,7 +342,7 @@ impl Actor {
         backend: &mut B,
         loaded: &LoadedPolicy,
         batch: Vec<(Session, Ending)>,
-    ) -> Result<Vec<usize>, PgError> {
+    ) -> Result<Vec<usize>, BackendError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -371,7 +364,7 @@ impl Actor {
         let Ok(intents) = write_all(&self.shared, intents).await else {
             return Ok(Vec::new());
         };
-        let guards: Vec<Guard> = batch.iter().map(|(_, e)| e.guard.clone()).collect();
+        let guards: Vec<EndRequest> = batch.iter().map(|(_, e)| e.guard.clone()).collect();
         let asked = Instant::now();
         let signals = match backend.signal_all(&guards).await {
             Ok(signals) => signals,
@@ -451,7 +444,7 @@ impl Actor {
                 "not_yet_due",
                 json!({"at": at.to_string()}),
             ),
-            Ok(Outcome::Failed { reason }) => {
+            Ok(Outcome::Failed { reason, .. }) => {
                 (Event::TerminationFailed, "failed", json!({"error": reason}))
             }
             Err(error) => (Event::TerminationFailed, "failed", json!({"error": error})),
@@ -514,7 +507,7 @@ impl Actor {
                 });
             }
             Outcome::NotYetDue { .. } => {}
-            Outcome::Failed { reason: error } => {
+            Outcome::Failed { reason: error, .. } => {
                 let retry = self.refused.entry(session.key()).or_insert(Retry {
                     attempts: 0,
                     not_before: Instant::now(),

@@ -14,21 +14,20 @@
 //! - With `[audit] signing_key`, a signed `checkpoint` record of the head is written at most
 //!   once a minute when records were written since the last one, and when the agent stops.
 
-use std::collections::HashMap;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use curfew_audit::{CheckpointKey, Head};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, Connector};
+use crate::anchored::Anchors;
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
 use crate::shared::Shared;
 use crate::worker::Worker;
+use curfew_backend::{AnchorStore as _, Connector};
 
 /// Longest an anchor's round trip may take before it is given up for this tick.
 pub(crate) const ANCHOR_LIMIT: Duration = Duration::from_millis(500);
@@ -38,44 +37,6 @@ const RETRY_AFTER: Duration = Duration::from_secs(30);
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(60);
 /// The local syslog socket.
 const SYSLOG: &str = "/dev/log";
-
-/// Per target: what was anchored last, and the last failure.
-#[derive(Debug, Default)]
-pub(crate) struct Anchors {
-    targets: Mutex<HashMap<String, TargetAnchor>>,
-    /// Syslog was found unreachable (warned once).
-    syslog_warned: Mutex<bool>,
-    /// The log's chain identity was found unknown, so nothing can be anchored (warned once).
-    unknown_chain_warned: Mutex<bool>,
-}
-
-#[derive(Debug, Default, Clone)]
-struct TargetAnchor {
-    /// The head last anchored on this target.
-    anchored: Option<(String, u64)>,
-    /// Not before this instant after a failure.
-    retry_at: Option<Instant>,
-    /// The last failure logged, so a lasting one is logged once.
-    failure: Option<String>,
-}
-
-impl Anchors {
-    fn get(&self, target: &str) -> TargetAnchor {
-        self.targets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(target)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    fn set(&self, target: &str, state: TargetAnchor) {
-        self.targets
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(target.to_owned(), state);
-    }
-}
 
 impl<C: Connector> Worker<C> {
     /// Anchor the log's newest head on `backend`'s target if it moved since the last anchor

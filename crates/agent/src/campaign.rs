@@ -2,14 +2,13 @@
 //! squatters, judging a replica that leads), and the check once a round that this agent still
 //! leads and can record what it does.
 
-use curfew_postgres::{Leadership, PgError};
 use tokio::time::Instant;
 
-use crate::backend::{Backend, Connector};
 use crate::events::AgentEvent;
 use crate::heartbeat::State;
 use crate::loaded::LoadedPolicy;
 use crate::worker::{Ended, HEARTBEAT_LIMIT, Pause, Worker, standby_of};
+use curfew_backend::{BackendError, Connector, Coordination as _, SessionKey};
 
 impl<C: Connector> Worker<C> {
     /// Wait for the leader lock. `Ok(None)` on shutdown. A session of another role that holds
@@ -19,7 +18,7 @@ impl<C: Connector> Worker<C> {
     pub(crate) async fn campaign(
         &mut self,
         lock: &mut C::Backend,
-    ) -> Result<Option<Leadership>, PgError> {
+    ) -> Result<Option<SessionKey>, BackendError> {
         let mut said: Option<Result<(), String>> = None;
         let mut waited_for_primary = false;
         let mut evictions = 0u32;
@@ -87,7 +86,7 @@ impl<C: Connector> Worker<C> {
                     "curfew's leader lock is held by {}, not a curfew agent; no agent can enforce the policy until it is gone",
                     squatters
                         .iter()
-                        .map(curfew_postgres::LeaderInfo::describe)
+                        .map(curfew_backend::LockHolder::describe)
                         .collect::<Vec<_>>()
                         .join(" and ")
                 );
@@ -165,7 +164,7 @@ impl<C: Connector> Worker<C> {
                     "another curfew agent leads and enforces this policy ({})",
                     replicas.first().map_or_else(
                         || "the lock was just released".to_owned(),
-                        curfew_postgres::LeaderInfo::describe
+                        curfew_backend::LockHolder::describe
                     )
                 )),
                 Err(why) => State::NotEnforced(why.clone()),
@@ -187,17 +186,13 @@ impl<C: Connector> Worker<C> {
         loaded: &LoadedPolicy,
         announced: &mut String,
     ) -> Result<(), Ended> {
-        let not_leading = || {
-            Ended::Lost(PgError::NotLeading {
-                target: self.target.clone(),
-            })
-        };
+        let not_leading = || Ended::Lost(BackendError::not_leading(&self.target));
         if let Some(problem) = self.audit_problem().await {
             tracing::error!(target: "curfew::agent", "target \"{}\": the audit log is unusable ({problem}); releasing the leadership so that an agent that can record leads", self.target);
             return Err(not_leading());
         }
         if *announced != loaded.sha256 {
-            let text = curfew_postgres::Announcement::text(false, &loaded.sha256);
+            let text = curfew_backend::Announcement::text(false, &loaded.sha256);
             let done = tokio::time::timeout(HEARTBEAT_LIMIT, lock.announce(&text)).await;
             if !matches!(done, Ok(Ok(()))) {
                 return Err(not_leading());

@@ -4,9 +4,8 @@
 
 use std::collections::HashSet;
 
+use curfew_backend::Snapshot;
 use curfew_policy::{Plan, Session, SessionKey};
-use curfew_postgres::Snapshot;
-use jiff::Timestamp;
 
 use crate::loaded::LoadedPolicy;
 
@@ -20,7 +19,7 @@ pub(crate) fn keepers(
     over: &Session,
     rule: usize,
     limit: u32,
-) -> Vec<(i32, Timestamp)> {
+) -> Vec<SessionKey> {
     let scope = &loaded.policy.rules[rule].scope;
     let ending: HashSet<SessionKey> = plan.terminations.iter().map(|d| d.session).collect();
     let mut older: Vec<&Session> = snapshot
@@ -39,5 +38,5 @@ pub(crate) fn keepers(
         .collect();
     older.sort_unstable_by_key(|s| (s.backend_start, s.pid));
     older.truncate(limit as usize);
-    older.iter().map(|s| (s.pid, s.backend_start)).collect()
+    older.iter().map(|s| s.key()).collect()
 }

@@ -7,11 +7,12 @@
 use std::time::Duration;
 
 use curfew_audit::Event;
-use curfew_postgres::{Announcement, Guard, LeaderInfo, Outcome, Signal};
+use curfew_backend::{
+    Announcement, Backend, BackendError, EndRequest, LockHolder, Outcome, SessionKey, Signal,
+};
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::backend::Backend;
 use crate::records::{about, write};
 use crate::shared::Shared;
 
@@ -20,7 +21,7 @@ pub(crate) const SQUAT_RULE: &str = "leader-lock";
 
 /// Whether the replica holding the lock enforces `sha256`: `Err` says why not, for the
 /// operator (a dry run, another policy, or no announcement at all).
-pub(crate) fn judge_leader(holder: &LeaderInfo, sha256: &str) -> Result<(), String> {
+pub(crate) fn judge_leader(holder: &LockHolder, sha256: &str) -> Result<(), String> {
     let who = holder.describe();
     match holder.application.as_deref().and_then(Announcement::parse) {
         Some(a) if a.dry_run => Err(format!(
@@ -45,11 +46,11 @@ pub(crate) async fn evict<B: Backend>(
     shared: &Shared,
     target: &str,
     lock: &mut B,
-    squatters: &[LeaderInfo],
-) -> Result<usize, curfew_postgres::PgError> {
+    squatters: &[LockHolder],
+) -> Result<usize, BackendError> {
     let mut ended = 0;
     // Those waiting first: ending a holder first would hand the lock to the next in line.
-    let mut squatters: Vec<&LeaderInfo> = squatters.iter().collect();
+    let mut squatters: Vec<&LockHolder> = squatters.iter().collect();
     squatters.sort_by_key(|s| s.granted);
     for squatter in squatters {
         let reason = format!(
@@ -85,13 +86,10 @@ pub(crate) async fn evict<B: Backend>(
         let Ok(written) = write(shared, intent).await else {
             continue; // nothing is done without a record
         };
-        let guard = Guard {
+        let guard = EndRequest::identity_only(SessionKey {
             pid: squatter.pid,
             backend_start,
-            idle_since: None,
-            not_before: None,
-            keepers: Vec::new(),
-        };
+        });
         let signal = lock.signal_all(std::slice::from_ref(&guard)).await?;
         let outcome = match signal.into_iter().next() {
             Some(Signal::Signalled { .. }) => {
@@ -100,6 +98,7 @@ pub(crate) async fn evict<B: Backend>(
             Some(Signal::Settled(outcome)) => outcome,
             None => Outcome::Failed {
                 reason: "no result for the session".to_owned(),
+                code: None,
             },
         };
         let mut record = about(Event::LeaderSquatted, target);
@@ -113,10 +112,12 @@ pub(crate) async fn evict<B: Backend>(
                 format!("{reason}; it was ended")
             }
             Outcome::NoLongerMatched { .. } => format!("{reason}; it had already gone"),
-            Outcome::Failed { reason: why } => format!("{reason}; it could not be ended: {why}"),
+            Outcome::Failed { reason: why, .. } => {
+                format!("{reason}; it could not be ended: {why}")
+            }
             Outcome::NotYetDue { .. } => reason.clone(),
         });
-        if let Outcome::Failed { reason: why } = &outcome {
+        if let Outcome::Failed { reason: why, .. } = &outcome {
             tracing::error!(target: "curfew::agent", "target \"{target}\": could not end {}: {why}", squatter.describe());
         }
         record.detail = Some(json!({ "lock_holder_pid": squatter.pid }));
@@ -128,13 +129,13 @@ pub(crate) async fn evict<B: Backend>(
 /// Poll until the signalled session is gone, for at most `wait`.
 async fn confirm_gone<B: Backend>(
     lock: &mut B,
-    guard: &Guard,
+    guard: &EndRequest,
     wait: Duration,
-) -> Result<Outcome, curfew_postgres::PgError> {
+) -> Result<Outcome, BackendError> {
     let started = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
-        let gone = lock.exited(&[(guard.pid, guard.backend_start)]).await?;
+        let gone = lock.exited(&[guard.session]).await?;
         if let Some(Some(at)) = gone.first() {
             return Ok(Outcome::Ended {
                 at: *at,
@@ -144,6 +145,7 @@ async fn confirm_gone<B: Backend>(
         if started.elapsed() >= wait {
             return Ok(Outcome::Failed {
                 reason: format!("signalled, but still there after {}s", wait.as_secs()),
+                code: None,
             });
         }
         tokio::time::sleep(pause).await;
@@ -155,8 +157,8 @@ async fn confirm_gone<B: Backend>(
 mod tests {
     use super::*;
 
-    fn holder(application: Option<String>) -> LeaderInfo {
-        LeaderInfo {
+    fn holder(application: Option<String>) -> LockHolder {
+        LockHolder {
             pid: 7,
             client_addr: None,
             backend_start: None,

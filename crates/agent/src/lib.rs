@@ -6,7 +6,7 @@
 
 mod act;
 mod anchor;
-mod backend;
+mod anchored;
 mod campaign;
 mod describe;
 mod events;
@@ -15,6 +15,7 @@ mod heartbeat;
 mod keepers;
 mod leadership;
 mod loaded;
+mod locked;
 mod locks;
 mod notify;
 mod records;
@@ -24,10 +25,11 @@ mod tally;
 mod warn;
 mod worker;
 
-pub use backend::{Backend, Connector};
+pub use curfew_backend::{Backend, Connector};
 pub use events::{AgentEvent, LoginLock, RecordedEvent};
 pub use loaded::{LoadError, LoadedPolicy};
-pub use locks::{Locked, LockedSet, covered_roles};
+pub use locked::{Locked, LockedSet};
+pub use locks::covered_roles;
 pub use notify::{ATTEMPT_TIMEOUT, ATTEMPTS, Hook, WebhookUrl, redact_url, split_command};
 pub use records::{recover as recover_audit, write_to as write_audit};
 pub use shared::AgentOptions;

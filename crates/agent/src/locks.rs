@@ -8,32 +8,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::Event;
+use curfew_backend::{BackendError, LedgerStatus, LockedRole, LoginChange};
 use curfew_policy::Rule;
-use curfew_postgres::{LedgerStatus, LockedRole, LoginChange, PgError};
 use jiff::Timestamp;
 use serde_json::json;
 use tokio::time::Instant;
 
-use crate::backend::LoginLedger;
 use crate::events::{AgentEvent, LoginLock};
 use crate::loaded::LoadedPolicy;
+use crate::locked::{Locked, LockedSet};
 use crate::records::{about, write};
 use crate::shared::Shared;
-
-/// Why a role is locked, for the sessions that must end because of it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Locked {
-    /// Every reason, in words.
-    pub reason: String,
-    /// Since when the role has been locked (the earliest lock in force).
-    pub since: Timestamp,
-    /// Whether an incident lock is among them: it ends every session of the role, exempt or
-    /// not (a window lock spares the sessions `[exempt]` covers, such as a backup job).
-    pub incident: bool,
-}
-
-/// Locked roles by name.
-pub type LockedSet = HashMap<String, Locked>;
+use curfew_backend::LoginLedger;
 
 /// What one round of lock keeping found.
 #[derive(Debug, Default)]
@@ -119,7 +105,7 @@ impl Keeper {
         ledger: &mut L,
         loaded: &LoadedPolicy,
         now: Timestamp,
-    ) -> Result<Kept, PgError> {
+    ) -> Result<Kept, BackendError> {
         let kept = self.keep_round(ledger, loaded, now).await?;
         if self.shared.observed() {
             self.shared.emit(AgentEvent::LoginLocks {
@@ -135,7 +121,7 @@ impl Keeper {
         ledger: &mut L,
         loaded: &LoadedPolicy,
         now: Timestamp,
-    ) -> Result<Kept, PgError> {
+    ) -> Result<Kept, BackendError> {
         let policy = &loaded.policy;
         // Report-only rules record what they would do; they take no locks.
         let lock_rules: Vec<&Rule> = policy
@@ -192,7 +178,7 @@ impl Keeper {
 
     /// A ledger failure: lost connection or leadership go up; anything else is reported once,
     /// and the ledger is left alone for a while (1 s, 2 s, 4 s ... up to a minute).
-    async fn failed(&mut self, e: PgError, mut kept: Kept) -> Result<Kept, PgError> {
+    async fn failed(&mut self, e: BackendError, mut kept: Kept) -> Result<Kept, BackendError> {
         if e.is_connection_lost() || e.is_not_leading() {
             return Err(e);
         }
@@ -233,7 +219,7 @@ impl Keeper {
         now: Timestamp,
         kept: &mut Kept,
         writable: bool,
-    ) -> Result<(), PgError> {
+    ) -> Result<(), BackendError> {
         let policy = &loaded.policy;
         // A dry run, or a ledger curfew may only read (made by an older curfew, or its
         // functions not granted), changes nothing: it reads the locks, so that the sessions
@@ -342,7 +328,7 @@ impl Keeper {
     }
 
     /// Record lock rows created or released since the last round.
-    async fn announce<L: LoginLedger>(&mut self, ledger: &mut L) -> Result<(), PgError> {
+    async fn announce<L: LoginLedger>(&mut self, ledger: &mut L) -> Result<(), BackendError> {
         for (row, creation_recorded) in ledger.unannounced().await? {
             // A person's action carries its actor (and a release its reason) as JSON in the
             // ledger; the agent's own and expiry rows carry plain text.
@@ -413,7 +399,7 @@ impl Keeper {
         ledger: &mut L,
         loaded: &LoadedPolicy,
         role: &LockedRole,
-    ) -> Result<(), PgError> {
+    ) -> Result<(), BackendError> {
         let action = match (
             !role.locks.is_empty(),
             role.can_login,
@@ -506,9 +492,9 @@ impl Keeper {
 pub fn covered_roles<'r>(
     policy: &'r curfew_policy::Policy,
     rule: &'r Rule,
-    roles: &'r [curfew_postgres::RoleInfo],
+    roles: &'r [curfew_backend::RoleInfo],
     own_role: &'r str,
-) -> impl Iterator<Item = &'r curfew_postgres::RoleInfo> + 'r {
+) -> impl Iterator<Item = &'r curfew_backend::RoleInfo> + 'r {
     roles
         .iter()
         .filter(move |r| !r.superuser && r.name != own_role)

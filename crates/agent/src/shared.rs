@@ -9,7 +9,7 @@ use curfew_audit::AuditLog;
 use tokio::sync::broadcast;
 
 use crate::events::AgentEvent;
-use crate::locks::LockedSet;
+use crate::locked::LockedSet;
 
 /// How the agent runs.
 #[derive(Debug, Clone)]
@@ -56,9 +56,9 @@ pub(crate) struct Shared {
     /// The targets this agent leads now.
     leading: std::sync::Mutex<HashSet<String>>,
     /// The queue to the notify hooks (see notify.rs).
-    pub(crate) notify: crate::notify::Notifier,
+    pub(crate) notify: crate::notify::queue::Notifier,
     /// What each target's anchor store holds of the audit chain (see `crate::anchor`).
-    pub(crate) anchors: crate::anchor::Anchors,
+    pub(crate) anchors: crate::anchored::Anchors,
     /// The head as of the last signed checkpoint (the checkpoint record itself).
     pub(crate) checkpointed: std::sync::Mutex<Option<curfew_audit::Head>>,
 }
@@ -70,8 +70,8 @@ impl Shared {
             options,
             locked: std::sync::Mutex::new(HashMap::new()),
             leading: std::sync::Mutex::new(HashSet::new()),
-            notify: crate::notify::Notifier::new(),
-            anchors: crate::anchor::Anchors::default(),
+            notify: crate::notify::queue::Notifier::new(),
+            anchors: crate::anchored::Anchors::default(),
             checkpointed: std::sync::Mutex::new(None),
         }
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::{AuditLog, Event};
-use curfew_postgres::TargetSpec;
+use curfew_backend::Connector;
+use curfew_policy::Target;
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,17 +26,19 @@ pub enum AgentError {
     Audit(String),
 }
 
-struct Running {
-    spec: TargetSpec,
+struct Running<C> {
+    spec: C,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
 
 /// Run the agent until `shutdown` completes. The policy comes through `policy`: the caller
 /// validates a reloaded file and sends it whole (an invalid file never reaches the agent).
-pub async fn run(
+/// `connector` gives, for each `[[target]]`, how to connect to it (the database adapter).
+pub async fn run<C: Connector>(
     audit: AuditLog,
     options: AgentOptions,
+    connector: impl Fn(&Target) -> C + Send + Sync,
     mut policy: watch::Receiver<Arc<LoadedPolicy>>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
@@ -67,7 +70,7 @@ pub async fn run(
         notify_stopped,
     ));
 
-    let mut workers: HashMap<String, Running> = HashMap::new();
+    let mut workers: HashMap<String, Running<C>> = HashMap::new();
     let mut recorded_sha = String::new();
     tokio::pin!(shutdown);
     loop {
@@ -93,7 +96,7 @@ pub async fn run(
             tracing::info!(target: "curfew::agent", "policy {} (sha256 {}) in force: {} rules, {} targets",
                 loaded.source, &loaded.sha256[..12], loaded.policy.rules.len(), loaded.policy.targets.len());
         }
-        reconcile(&shared, &policy, &loaded, &mut workers).await;
+        reconcile(&shared, &policy, &loaded, &mut workers, &connector).await;
         tokio::select! {
             changed = policy.changed() => if changed.is_err() { break },
             () = &mut shutdown => break,
@@ -156,28 +159,25 @@ async fn close_interrupted(shared: &Arc<Shared>) {
 }
 
 /// Start workers for new targets, restart changed ones, stop removed ones.
-async fn reconcile(
+async fn reconcile<C: Connector>(
     shared: &Arc<Shared>,
     policy: &watch::Receiver<Arc<LoadedPolicy>>,
     loaded: &LoadedPolicy,
-    workers: &mut HashMap<String, Running>,
+    workers: &mut HashMap<String, Running<C>>,
+    connector: &(impl Fn(&Target) -> C + Send + Sync),
 ) {
-    let wanted: HashMap<String, TargetSpec> = loaded
+    let wanted: HashMap<String, C> = loaded
         .policy
         .targets
         .iter()
-        .map(|t| (t.name.clone(), TargetSpec::from_policy(t)))
+        .map(|t| (t.name.clone(), connector(t)))
         .collect();
     if wanted.is_empty() {
         tracing::warn!(target: "curfew::agent", "the policy names no [[target]]: nothing to watch");
     }
     let stale: Vec<String> = workers
         .iter()
-        .filter(|(name, running)| {
-            wanted.get(*name).is_none_or(|spec| {
-                spec.url != running.spec.url || spec.password_file != running.spec.password_file
-            })
-        })
+        .filter(|(name, running)| wanted.get(*name).is_none_or(|spec| *spec != running.spec))
         .map(|(name, _)| name.clone())
         .collect();
     for name in stale {
@@ -221,7 +221,7 @@ async fn stopped(shared: &Shared, target: &str, why: &str, every: Duration) {
 }
 
 /// Ask a worker to stop and wait for it (an in-flight termination completes first).
-async fn stop(running: Running) {
+async fn stop<C>(running: Running<C>) {
     let _ = running.stop.send(true);
     let mut task = running.task;
     if tokio::time::timeout(Duration::from_secs(15), &mut task)
@@ -235,9 +235,9 @@ async fn stop(running: Running) {
 /// Run a target's worker, and start it again if it dies (a panic: a bug, or data nothing
 /// expected), with capped backoff. Each death is recorded (`worker_failed`) and the target is
 /// reported as not enforced until the new worker is connected.
-async fn supervise(
+async fn supervise<C: Connector>(
     target: String,
-    spec: TargetSpec,
+    spec: C,
     shared: Arc<Shared>,
     policy: watch::Receiver<Arc<LoadedPolicy>>,
     mut stop: watch::Receiver<bool>,

@@ -11,8 +11,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use curfew_audit::Event;
+use curfew_backend::Snapshot;
 use curfew_policy::{Decision, Session, SessionKey};
-use curfew_postgres::Snapshot;
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -115,7 +115,9 @@ impl Warner {
                 let event = notice(&self.target, &rule, session, d.deadline, &why, loaded);
                 let mut event = event;
                 event["seq"] = json!(appended.seq);
-                self.shared.notify.send(&self.shared, event);
+                self.shared
+                    .notify
+                    .send(event, || self.shared.emit(AgentEvent::NotifyDropped));
             }
             self.shared.emit(AgentEvent::Warned {
                 target: self.target.clone(),

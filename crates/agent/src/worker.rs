@@ -6,18 +6,19 @@ use std::time::Duration;
 
 use curfew_audit::Event;
 use curfew_policy::Engine;
-use curfew_postgres::{Leadership, PgError};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::act::Actor;
-use crate::backend::{Backend, Connector};
 use crate::events::AgentEvent;
 use crate::heartbeat::{Heartbeat, State, clock_offset_ms};
 use crate::loaded::LoadedPolicy;
 use crate::locks::Keeper;
 use crate::records::{about, write};
 use crate::shared::Shared;
+use curfew_backend::{
+    Backend, BackendError, Connector, Coordination as _, SessionKey, SessionReader as _,
+};
 
 /// How long the leader's heartbeat on its lock connection may take before it steps down.
 pub(crate) const HEARTBEAT_LIMIT: Duration = Duration::from_secs(5);
@@ -27,7 +28,7 @@ pub(crate) enum Ended {
     /// Shutdown was requested.
     Shutdown,
     /// The connection is gone; reconnect.
-    Lost(PgError),
+    Lost(BackendError),
 }
 
 /// The loop for one target.
@@ -192,17 +193,12 @@ impl<C: Connector> Worker<C> {
     }
 
     /// The error for a statement that got no reply in time (a half-dead connection).
-    pub(crate) fn no_reply(&self, what: &'static str) -> PgError {
-        PgError::Query {
-            target: self.target.clone(),
-            what,
-            reason: format!("no reply within {}s", HEARTBEAT_LIMIT.as_secs()),
-            lost: true,
-        }
+    pub(crate) fn no_reply(&self, what: &'static str) -> BackendError {
+        BackendError::no_reply(&self.target, what, HEARTBEAT_LIMIT.as_secs())
     }
 
     /// Record a change of leadership.
-    async fn leadership_record(&self, event: Event, reason: String, leadership: Leadership) {
+    async fn leadership_record(&self, event: Event, reason: String, leadership: SessionKey) {
         let mut record = about(event, &self.target);
         record.reason = Some(reason);
         record.detail = Some(serde_json::json!({
@@ -431,7 +427,7 @@ impl Lost {
     }
 
     /// As [`Lost::unreachable`], unless the server answers but this agent lost the leadership.
-    fn of(e: &PgError) -> Lost {
+    fn of(e: &BackendError) -> Lost {
         if e.is_not_leading() {
             let error = e.to_string();
             Lost {

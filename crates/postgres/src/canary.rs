@@ -12,10 +12,11 @@ use jiff::Timestamp;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
-use crate::connect::{Connection, TargetSpec, open_as};
+use crate::connect::{Connection, open_as};
 use crate::decode::col;
 use crate::error::PgError;
 use crate::secret::Password;
+use crate::target::TargetSpec;
 
 /// `bytes` random bytes from the operating system, as lowercase hex.
 pub fn random_hex(bytes: usize) -> std::io::Result<String> {
@@ -44,15 +45,15 @@ impl Connection {
         let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
         let mut sql = format!(
             "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {} VALID UNTIL {};",
-            crate::quote_identifier(role),
+            crate::names::quote_identifier(role),
             quote_literal(&verifier),
             quote_literal(&valid_until.to_string()),
         );
         for group in groups {
             sql.push_str(&format!(
                 " GRANT {} TO {};",
-                crate::quote_identifier(group),
-                crate::quote_identifier(role)
+                crate::names::quote_identifier(group),
+                crate::names::quote_identifier(role)
             ));
         }
         // One simple query: PostgreSQL runs its statements as one implicit transaction, and
@@ -76,7 +77,7 @@ impl Connection {
         self.client
             .batch_execute(&format!(
                 "DROP ROLE IF EXISTS {}",
-                crate::quote_identifier(role)
+                crate::names::quote_identifier(role)
             ))
             .await
             .map_err(|e| PgError::query(&self.target, "dropping a canary role", e))

@@ -1,7 +1,6 @@
 //! Connecting to a target: the URL, TLS, the password file, and the checks that make a
 //! connection fit for curfew (version, privileges).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -11,30 +10,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 use crate::decode::col;
 use crate::error::PgError;
 use crate::secret::{Password, read_password_file};
+use crate::target::TargetSpec;
 use crate::tls::client_config;
-use curfew_policy::{ConnectionUrl, Host, SslMode};
-
-/// Everything needed to connect to one target.
-#[derive(Debug, Clone)]
-pub struct TargetSpec {
-    /// The target's name in the policy.
-    pub name: String,
-    /// Where and how to connect.
-    pub url: ConnectionUrl,
-    /// The file the password is read from (at each connection, so a rotated secret is picked up).
-    pub password_file: Option<PathBuf>,
-}
-
-impl TargetSpec {
-    /// From a policy `[[target]]`.
-    pub fn from_policy(target: &curfew_policy::Target) -> TargetSpec {
-        TargetSpec {
-            name: target.name.clone(),
-            url: target.url.clone(),
-            password_file: target.password_file.as_ref().map(PathBuf::from),
-        }
-    }
-}
+use curfew_policy::{Host, SslMode};
 
 /// Facts about the server and the role curfew logged in as, read once at connect.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,11 +48,11 @@ pub struct Connection {
     pub info: ServerInfo,
     pub(crate) statements: crate::queries::Statements,
     pub(crate) names: curfew_policy::Names,
-    pub(crate) groups: crate::snapshot::GroupCache,
-    /// The leader whose lock fences this connection's actions (see `crate::leader`).
-    pub(crate) fence: Option<crate::leader::Leadership>,
+    pub(crate) groups: crate::groups::GroupCache,
+    /// The leader whose lock fences this connection's actions (see `crate::fence`).
+    pub(crate) fence: Option<crate::fence::Leadership>,
     /// The leader lock this connection took, if it did.
-    pub(crate) leads: Option<crate::leader::Leadership>,
+    pub(crate) leads: Option<crate::fence::Leadership>,
 }
 
 impl Drop for Connection {
@@ -187,7 +165,7 @@ async fn connect_as(spec: &TargetSpec, session: Session) -> Result<Connected, Pg
             info,
             statements,
             names: curfew_policy::Names::new(),
-            groups: crate::snapshot::GroupCache::default(),
+            groups: crate::groups::GroupCache::default(),
             fence: None,
             leads: None,
         },

@@ -3,8 +3,9 @@
 
 use tokio_postgres::error::SqlState;
 
-use crate::connect::TargetSpec;
+use crate::names::{OWNER_ROLE, quote_identifier};
 use crate::secret::PasswordFileError;
+use crate::target::TargetSpec;
 use crate::tls::TlsError;
 
 /// An error from the PostgreSQL adapter.
@@ -57,7 +58,7 @@ pub enum PgError {
     /// curfew's role may not use the ledger or its functions (missing, outdated, not granted).
     #[error(
         "target \"{target}\": role \"{role}\" cannot use the curfew ledger ({detail}); as an administrator (a superuser, or the provider's admin role), run once: curfew init --target {target} --admin-user <admin> --agent-role {}",
-        crate::quote_identifier(role)
+        quote_identifier(role)
     )]
     LedgerPrivilege {
         /// Target name.
@@ -170,7 +171,7 @@ pub(crate) fn ends_session(e: &tokio_postgres::Error) -> bool {
 }
 
 fn alter_role_message(target: &str, version_num: i32, detail: &str) -> String {
-    let owner = crate::quote_identifier(crate::ledger::OWNER_ROLE);
+    let owner = quote_identifier(OWNER_ROLE);
     let fix = if version_num >= 160_000 {
         format!(
             "on PostgreSQL 16 and later, a CREATEROLE role may change only roles it holds ADMIN OPTION on: run `curfew init` as a superuser (the owner then is a NOLOGIN superuser), or GRANT <role> TO {owner} WITH ADMIN OPTION;"
@@ -195,7 +196,7 @@ fn missing_privileges(target: &str, role: &str, missing: &[&str]) -> String {
         "target \"{target}\": role \"{role}\" {}; as a superuser, run: GRANT {} TO {};",
         what.join(" and "),
         missing.join(", "),
-        crate::quote_identifier(role)
+        quote_identifier(role)
     )
 }
 

@@ -3,51 +3,42 @@
 //! with a guard that re-checks it in the same statement; elect one leader among replicas.
 
 mod anchor;
+mod backend;
 mod canary;
 mod connect;
 mod decode;
 mod error;
 mod facts;
+mod fence;
+mod groups;
 mod leader;
 mod ledger;
+mod names;
 mod queries;
 mod secret;
 mod snapshot;
+mod target;
 mod terminate;
 mod tls;
 
 pub use anchor::{ANCHOR_FUNCTION, AnchorOrigin, AnchorRow};
 pub use canary::{CanarySession, random_hex};
 pub use connect::{
-    Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, TargetSpec, connect, connect_to_inspect,
+    Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, connect, connect_to_inspect,
 };
+pub use curfew_backend::Announcement;
+pub use curfew_backend::{IdleState, Outcome, Signal, Snapshot};
 pub use error::PgError;
 pub use facts::{CHECKED_SETTINGS, ClockReading, HbaRule, RoleFacts, ServerFacts, Setting};
-pub use leader::{Announcement, LEADER_KEY, LeaderInfo, Leadership};
+pub use fence::{LEADER_KEY, Leadership};
+pub use leader::LeaderInfo;
 pub use ledger::{
     AGENT_FUNCTIONS, FaultHook, FunctionFacts, Installed, LEDGER_VERSION, LedgerFacts,
-    LedgerStatus, LockProgress, LockRow, LockedRole, LoginChange, OWNER_ROLE, RoleInfo,
+    LedgerProblem, LedgerStatus, LockProgress, LockRow, LockedRole, LoginChange, OWNER_ROLE,
+    RoleInfo,
 };
+pub use names::quote_identifier;
 pub use secret::{Password, PasswordFileError, read_password_file};
-pub use snapshot::Snapshot;
-pub use terminate::{Guard, IdleState, Outcome, Signal};
+pub use target::TargetSpec;
+pub use terminate::Guard;
 pub use tls::TlsError;
-
-/// Quote a name as an SQL identifier: `we"ird role` becomes `"we""ird role"`. Role names may hold
-/// quotes, spaces and any Unicode, so they are always quoted, never pasted.
-pub fn quote_identifier(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn identifiers_are_quoted() {
-        assert_eq!(super::quote_identifier("analyst"), "\"analyst\"");
-        assert_eq!(
-            super::quote_identifier("we\"ird role"),
-            "\"we\"\"ird role\""
-        );
-        assert_eq!(super::quote_identifier("Ünïcode"), "\"Ünïcode\"");
-    }
-}

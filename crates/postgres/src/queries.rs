@@ -66,7 +66,7 @@ LEFT JOIN g ON g.member = s.usesysid";
 pub(crate) fn terminate_sql() -> String {
     format!(
         "{TERMINATE_HEAD}{}{TERMINATE_TAIL}",
-        crate::leader::leading_sql("$6::int4", "$7::timestamptz")
+        crate::fence::leading_sql("$6::int4", "$7::timestamptz")
     )
 }
 

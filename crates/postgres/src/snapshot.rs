@@ -1,44 +1,15 @@
 //! Reading the live sessions of a server.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use curfew_backend::Snapshot;
 use curfew_policy::{BackendType, Session, SessionState};
 use jiff::Timestamp;
 
 use crate::connect::Connection;
 use crate::decode::col;
 use crate::error::PgError;
-
-/// The sessions of a server at one instant of its clock.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    /// The server's clock when it received the request (the sessions are read just after).
-    pub now: Timestamp,
-    /// Every client session except curfew's own.
-    pub sessions: Vec<Session>,
-}
-
-/// Each role's memberships, shared by its sessions and kept between snapshots while unchanged.
-#[derive(Debug, Default)]
-pub(crate) struct GroupCache {
-    by_role: HashMap<Arc<str>, Arc<[String]>>,
-}
-
-impl GroupCache {
-    fn get(&mut self, role: &Arc<str>, mut groups: Vec<String>) -> Arc<[String]> {
-        groups.sort_unstable();
-        if let Some(known) = self.by_role.get(role)
-            && known[..] == groups[..]
-        {
-            return known.clone();
-        }
-        let shared: Arc<[String]> = Arc::from(groups);
-        self.by_role.insert(role.clone(), shared.clone());
-        shared
-    }
-}
 
 impl Connection {
     /// Read every client session (except curfew's own connection and `also_exclude`), with the

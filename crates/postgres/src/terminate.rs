@@ -3,28 +3,19 @@
 //! ([`Connection::exited`]). Many sessions due at once cost one round trip, not one each. These
 //! two statements are the only way curfew ends a session; the agent schedules the polls.
 
-use curfew_policy::{Cause, Decision};
+use curfew_backend::{EndRequest, IdleState, Outcome, Signal};
+use curfew_policy::Decision;
 use jiff::Timestamp;
 
 use crate::connect::Connection;
 use crate::decode::col;
 use crate::error::PgError;
 
-/// Which idle state an idle rule's guard requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IdleState {
-    /// `idle`.
-    Idle,
-    /// `idle in transaction` or `idle in transaction (aborted)`.
-    InTransaction,
-}
-
-impl IdleState {
-    fn as_sql(self) -> &'static str {
-        match self {
-            IdleState::Idle => "idle",
-            IdleState::InTransaction => "in_transaction",
-        }
+/// The `kind` the termination statement compares with the session's state.
+fn idle_state_sql(state: IdleState) -> &'static str {
+    match state {
+        IdleState::Idle => "idle",
+        IdleState::InTransaction => "in_transaction",
     }
 }
 
@@ -49,70 +40,25 @@ pub struct Guard {
 impl Guard {
     /// The guard for an engine decision.
     pub fn for_decision(decision: &Decision) -> Guard {
-        let idle_since = match decision.cause {
-            Cause::Idle { since, .. } => Some((IdleState::Idle, since)),
-            Cause::IdleInTransaction { since, .. } => Some((IdleState::InTransaction, since)),
-            _ => None,
-        };
+        Guard::from(&EndRequest::for_decision(decision))
+    }
+}
+
+/// An end request in PostgreSQL's terms: a session is a pid and its backend start.
+impl From<&EndRequest> for Guard {
+    fn from(request: &EndRequest) -> Guard {
         Guard {
-            pid: decision.session.pid,
-            backend_start: decision.session.backend_start,
-            idle_since,
-            not_before: Some(decision.deadline),
-            keepers: Vec::new(),
+            pid: request.session.pid,
+            backend_start: request.session.backend_start,
+            idle_since: request.idle_since,
+            not_before: request.not_before,
+            keepers: request
+                .keepers
+                .iter()
+                .map(|k| (k.pid, k.backend_start))
+                .collect(),
         }
     }
-}
-
-/// How a termination went.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The session was signalled and its process exited.
-    Ended {
-        /// Server clock right after the signal: when the session ended.
-        at: Timestamp,
-        /// Server clock when the process was seen gone.
-        confirmed_at: Timestamp,
-    },
-    /// The session had changed (ended, reused pid, ran a statement): nothing was done.
-    NoLongerMatched {
-        /// Server clock at the check.
-        at: Timestamp,
-    },
-    /// The server's clock had not reached the deadline yet: nothing was done (try again then).
-    NotYetDue {
-        /// Server clock at the check.
-        at: Timestamp,
-    },
-    /// The server refused or the process did not exit in time.
-    Failed {
-        /// Why, from the server.
-        reason: String,
-    },
-}
-
-impl Outcome {
-    /// The audit `result` word.
-    pub fn result(&self) -> &'static str {
-        match self {
-            Outcome::Ended { .. } => "ended",
-            Outcome::NoLongerMatched { .. } => "no_longer_matched",
-            Outcome::NotYetDue { .. } => "not_yet_due",
-            Outcome::Failed { .. } => "failed",
-        }
-    }
-}
-
-/// What signalling one session did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Signal {
-    /// Its guard held and it was sent the signal at `at` (its exit is still to be confirmed).
-    Signalled {
-        /// Server clock right after the signal.
-        at: Timestamp,
-    },
-    /// Nothing was sent, and this is the outcome: `NoLongerMatched`, `NotYetDue` or `Failed`.
-    Settled(Outcome),
 }
 
 impl Connection {
@@ -128,7 +74,7 @@ impl Connection {
         let starts: Vec<Timestamp> = guards.iter().map(|g| g.backend_start).collect();
         let kinds: Vec<Option<&str>> = guards
             .iter()
-            .map(|g| g.idle_since.map(|(k, _)| k.as_sql()))
+            .map(|g| g.idle_since.map(|(k, _)| idle_state_sql(k)))
             .collect();
         let since: Vec<Option<Timestamp>> = guards
             .iter()
@@ -182,13 +128,15 @@ impl Connection {
                     .as_db_error()
                     .map(|db| format!("{}: {}", db.severity(), db.message()))
                     .unwrap_or_default();
-                return Ok(vec![Signal::Settled(Outcome::Failed { reason })]);
+                let code = e.code().map(|c| c.code().to_owned());
+                return Ok(vec![Signal::Settled(Outcome::Failed { reason, code })]);
             }
             Err(e) => return Err(PgError::query(&self.target, "terminating sessions", e)),
         };
         let mut signals = vec![
             Signal::Settled(Outcome::Failed {
-                reason: "no result for the session".to_owned()
+                reason: "no result for the session".to_owned(),
+                code: None,
             });
             guards.len()
         ];
@@ -213,10 +161,12 @@ impl Connection {
                     (true, true, _, _) => Signal::Settled(Outcome::NotYetDue { at }),
                     (true, false, true, _) => Signal::Settled(Outcome::Failed {
                         reason: "the session belongs to a superuser, and only a superuser may end it (curfew's role is not one)".to_owned(),
+                        code: None,
                     }),
                     (true, false, false, Some(true)) => Signal::Signalled { at },
                     _ => Signal::Settled(Outcome::Failed {
                         reason: "PostgreSQL could not signal the process".to_owned(),
+                        code: None,
                     }),
                 };
             }

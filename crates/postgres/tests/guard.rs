@@ -235,7 +235,7 @@ async fn a_superusers_session_is_refused_to_a_plain_agent() {
     assert_eq!(&*seen.role, "postgres");
     for guard in [lifetime_guard(&seen), idle_guard(&seen)] {
         let outcome = connection.terminate(&guard, WAIT).await.unwrap();
-        let Outcome::Failed { reason } = &outcome else {
+        let Outcome::Failed { reason, .. } = &outcome else {
             panic!("expected Failed, got {outcome:?}");
         };
         // Refused before asking the server (which would fail the whole batch), in words.
@@ -405,7 +405,7 @@ async fn a_superuser_session_in_a_batch_does_not_stop_the_others() {
     }
     let outcomes = connection.terminate_all(&guards, WAIT).await.unwrap();
     match &outcomes[0] {
-        Outcome::Failed { reason } => assert!(reason.contains("superuser"), "{reason}"),
+        Outcome::Failed { reason, .. } => assert!(reason.contains("superuser"), "{reason}"),
         other => panic!("the superuser's session: {other:?}"),
     }
     for (n, outcome) in outcomes.iter().enumerate().skip(1) {

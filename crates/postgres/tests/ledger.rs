@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use curfew_postgres::{LedgerStatus, LoginChange, PgError, RoleInfo};
+use curfew_postgres::{LedgerProblem as _, LedgerStatus, LoginChange, PgError, RoleInfo};
 use curfew_sandbox::Cluster;
 use tokio_postgres::Client;
 

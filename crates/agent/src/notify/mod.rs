@@ -9,14 +9,15 @@
 //! the next event.
 
 mod command;
+pub(crate) mod queue;
 mod webhook;
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_policy::NotifySettings;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
@@ -25,8 +26,6 @@ use crate::shared::Shared;
 pub use command::split_command;
 pub use webhook::{WebhookUrl, redact_url};
 
-/// Events waiting for the hooks; beyond this many, new events are dropped (and counted).
-const QUEUE: usize = 256;
 /// Attempts per delivery (the first and two retries).
 pub const ATTEMPTS: u32 = 3;
 /// How long one attempt may take (the command's run, or the HTTP exchange).
@@ -69,41 +68,6 @@ pub(crate) fn hooks(settings: &NotifySettings) -> Vec<Hook> {
     hooks
 }
 
-/// The sending end of the queue, kept in [`Shared`]; the receiving end is taken once by
-/// [`run`].
-#[derive(Debug)]
-pub(crate) struct Notifier {
-    queue: mpsc::Sender<Value>,
-    receiver: Mutex<Option<mpsc::Receiver<Value>>>,
-}
-
-impl Notifier {
-    pub(crate) fn new() -> Notifier {
-        let (queue, receiver) = mpsc::channel(QUEUE);
-        Notifier {
-            queue,
-            receiver: Mutex::new(Some(receiver)),
-        }
-    }
-
-    /// Queue an event (a JSON object) for the hooks; never waits. Returns false if it was
-    /// dropped because the queue is full (logged and told to observers).
-    pub(crate) fn send(&self, shared: &Shared, event: Value) -> bool {
-        match self.queue.try_send(event) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                tracing::warn!(target: "curfew::agent",
-                    event = "notify_dropped",
-                    "the notify hooks are {QUEUE} events behind: an event was dropped (it is in the audit log)");
-                shared.emit(AgentEvent::NotifyDropped);
-                false
-            }
-            // The delivery task is gone (the agent is stopping).
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        }
-    }
-}
-
 /// Deliver queued events to the hooks of the policy in force until `stop`; then give the
 /// delivery under way [`GRACE`] to finish, and drop what is left.
 pub(crate) async fn run(
@@ -111,12 +75,7 @@ pub(crate) async fn run(
     policy: watch::Receiver<Arc<LoadedPolicy>>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let receiver = shared
-        .notify
-        .receiver
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take();
+    let receiver = shared.notify.take_receiver();
     let Some(mut receiver) = receiver else {
         return;
     };

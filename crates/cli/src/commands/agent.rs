@@ -169,7 +169,14 @@ async fn serve(
     if dry_run {
         tracing::info!("dry run: sessions that would be ended are recorded, none is ended");
     }
-    let result = curfew_agent::run(audit, options, policy_rx, shutdown).await;
+    let result = curfew_agent::run(
+        audit,
+        options,
+        curfew_postgres::TargetSpec::from_policy,
+        policy_rx,
+        shutdown,
+    )
+    .await;
     reloads.abort();
     let _ = http_stop.send(());
     result.map_err(|e| Failure::Runtime(e.into()))

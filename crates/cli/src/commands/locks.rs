@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use curfew_agent::LoadedPolicy;
 use curfew_policy::visible;
-use curfew_postgres::{Connection, LockProgress, RoleInfo, TargetSpec};
+use curfew_postgres::{Connection, LedgerProblem as _, LockProgress, RoleInfo, TargetSpec};
 use jiff::Timestamp;
 
 use super::stand_in::{StandIn, agent_leads, audit_path};

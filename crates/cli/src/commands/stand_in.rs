@@ -73,9 +73,15 @@ impl StandIn {
                 close_interrupted: false,
                 ..AgentOptions::default()
             };
-            curfew_agent::run(log, options, policy_rx, async move {
-                let _ = stop_rx.await;
-            })
+            curfew_agent::run(
+                log,
+                options,
+                curfew_postgres::TargetSpec::from_policy,
+                policy_rx,
+                async move {
+                    let _ = stop_rx.await;
+                },
+            )
             .await
         });
         Ok(StandIn {

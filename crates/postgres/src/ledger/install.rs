@@ -29,10 +29,7 @@ use super::{DDL, LEDGER_VERSION, SCHEMA_COMMENT};
 use crate::connect::Connection;
 use crate::decode::col;
 use crate::error::PgError;
-use crate::quote_identifier;
-
-/// The role that owns the ledger and its functions. It cannot log in.
-pub const OWNER_ROLE: &str = "curfew_owner";
+use crate::names::{OWNER_ROLE, quote_identifier};
 
 /// The functions curfew's role may execute, by signature (as `regprocedure` prints them).
 pub const AGENT_FUNCTIONS: &[&str] = &[

@@ -14,9 +14,11 @@ mod install;
 mod status;
 mod vetting;
 
+pub use crate::names::OWNER_ROLE;
+pub use curfew_backend::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use inspect::{FunctionFacts, LedgerFacts};
-pub use install::{AGENT_FUNCTIONS, Installed, OWNER_ROLE};
-pub use status::LedgerStatus;
+pub use install::{AGENT_FUNCTIONS, Installed};
+pub use status::LedgerProblem;
 
 use jiff::Timestamp;
 use tokio_postgres::error::SqlState;
@@ -63,63 +65,6 @@ CREATE TABLE IF NOT EXISTS curfew.disabled_login (
 pub(crate) const ACTIVE: &str =
     "l.released_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > clock_timestamp())";
 
-/// A role as the catalog describes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleInfo {
-    /// The role's oid (stable across renames).
-    pub oid: u32,
-    /// Its name.
-    pub name: String,
-    /// `rolcanlogin`.
-    pub can_login: bool,
-    /// `rolsuper`.
-    pub superuser: bool,
-    /// Every role it is a member of, directly or not.
-    pub member_of: Vec<String>,
-}
-
-/// One row of `curfew.lock`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockRow {
-    /// Row id.
-    pub id: i64,
-    /// The locked role's oid.
-    pub role_oid: u32,
-    /// Its name when the lock was made.
-    pub role_name: String,
-    /// `window` or `incident`.
-    pub kind: String,
-    /// For a window lock, the rule.
-    pub rule: Option<String>,
-    /// Why, in words.
-    pub reason: String,
-    /// Who made it.
-    pub created_by: String,
-    /// When.
-    pub created_at: Timestamp,
-    /// When it lapses by itself.
-    pub expires_at: Option<Timestamp>,
-    /// When it was released, if it was.
-    pub released_at: Option<Timestamp>,
-    /// By whom or what.
-    pub released_by: Option<String>,
-}
-
-/// A role that has, or should have, curfew's hand on its login.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockedRole {
-    /// The role.
-    pub oid: u32,
-    /// Its current name.
-    pub name: String,
-    /// Whether it can log in now.
-    pub can_login: bool,
-    /// Whether curfew turned its login off (a ledger row exists).
-    pub disabled_by_curfew: bool,
-    /// The active locks on it (empty: its login should come back, if curfew took it).
-    pub locks: Vec<LockRow>,
-}
-
 /// Where a role stands, for `curfew lock` and `curfew unlock` waiting on the agent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockProgress {
@@ -134,24 +79,6 @@ pub struct LockProgress {
     /// The reasons of the locks still in force on it.
     pub remaining: Vec<String>,
 }
-
-/// What a login change did, as decided inside its transaction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LoginChange {
-    /// `ALTER ROLE ... NOLOGIN` and the ledger row, committed together.
-    Disabled,
-    /// The role was re-enabled by someone while locked; disabled again.
-    DriftCorrected,
-    /// `ALTER ROLE ... LOGIN` and the ledger row's removal, committed together.
-    Restored,
-    /// Nothing to do any more (the state changed since it was read).
-    NotNeeded,
-    /// The role no longer exists; its ledger rows were removed.
-    RoleGone,
-}
-
-/// Points between the steps of a login change, for crash tests.
-pub type FaultHook<'a> = &'a (dyn Fn(&'static str) + Send + Sync);
 
 fn lock_row(row: &tokio_postgres::Row, target: &str) -> Result<LockRow, PgError> {
     let what = "reading the ledger";

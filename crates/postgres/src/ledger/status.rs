@@ -2,43 +2,26 @@
 //! never an error for a schema curfew's role may not enter (naming `curfew.x` would raise
 //! "permission denied for schema curfew").
 
-use super::{AGENT_FUNCTIONS, LEDGER_VERSION, OWNER_ROLE, SCHEMA_COMMENT};
+use super::{AGENT_FUNCTIONS, LEDGER_VERSION, LedgerStatus, OWNER_ROLE, SCHEMA_COMMENT};
 use crate::connect::Connection;
 use crate::decode::col;
 use crate::error::PgError;
 
-/// Where the ledger stands for the role curfew is connected as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LedgerStatus {
-    /// No `curfew` schema, or no ledger tables in it: no lock exists.
-    Missing,
-    /// The ledger exists, but curfew's role may not read it.
-    NoAccess,
-    /// Made by an older curfew (before version 2, written directly by curfew's role, which
-    /// needed CREATEROLE): readable, but login changes wait for `curfew init`.
-    Outdated,
-    /// Installed, but curfew's role may not execute its functions (`curfew init` was run for
-    /// another role, or a function is missing).
-    NotGranted,
-    /// Installed and usable.
-    Ready,
-}
-
-impl LedgerStatus {
-    /// Whether curfew's role can read the locks.
-    pub fn readable(self) -> bool {
-        matches!(
-            self,
-            LedgerStatus::Outdated | LedgerStatus::NotGranted | LedgerStatus::Ready
-        )
-    }
-
+/// Why curfew's role cannot keep login locks with the ledger in a given state, in PostgreSQL's
+/// terms (what an administrator must run).
+pub trait LedgerProblem {
     /// Why curfew's role `role` cannot keep login locks on `target`, and what to run; `None`
     /// when it can, or when there is no ledger and the policy `needs` none (then no lock exists).
-    pub fn problem(self, target: &str, role: &str, needs: bool) -> Option<String> {
+    fn problem(self, target: &str, role: &str, needs: bool) -> Option<String>;
+}
+
+impl LedgerProblem for LedgerStatus {
+    /// Why curfew's role `role` cannot keep login locks on `target`, and what to run; `None`
+    /// when it can, or when there is no ledger and the policy `needs` none (then no lock exists).
+    fn problem(self, target: &str, role: &str, needs: bool) -> Option<String> {
         let init = format!(
             "as an administrator (a superuser, or the provider's admin role), run once: curfew init --target {target} --admin-user <admin> --agent-role {}",
-            crate::quote_identifier(role)
+            crate::names::quote_identifier(role)
         );
         match self {
             LedgerStatus::Missing if needs => Some(format!(
@@ -50,7 +33,7 @@ impl LedgerStatus {
             )),
             LedgerStatus::Outdated => Some(format!(
                 "target \"{target}\": the curfew ledger was made by an older curfew (it needed CREATEROLE); logins are not changed until its functions are installed; {init}, then ALTER ROLE {} NOCREATEROLE;",
-                crate::quote_identifier(role)
+                crate::names::quote_identifier(role)
             )),
             LedgerStatus::NotGranted => Some(format!(
                 "target \"{target}\": role \"{role}\" may not execute curfew's login-lock functions; logins are not changed; {init}"

@@ -212,6 +212,7 @@ impl Terminate for Connection {
                     None if started.elapsed() >= wait => {
                         outcomes[n] = Some(Outcome::Failed {
                             reason: format!("signalled at {at}, not gone after {wait:?}"),
+                            code: None,
                         });
                     }
                     None => still.push((n, at)),

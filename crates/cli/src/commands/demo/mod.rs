@@ -130,9 +130,15 @@ async fn demo(args: &Args) -> Result<(), Failure> {
         tally: Some(tally),
         ..AgentOptions::default()
     };
-    let agent = tokio::spawn(curfew_agent::run(audit, options, policy_rx, async move {
-        let _ = stop_rx.await;
-    }));
+    let agent = tokio::spawn(curfew_agent::run(
+        audit,
+        options,
+        curfew_postgres::TargetSpec::from_policy,
+        policy_rx,
+        async move {
+            let _ = stop_rx.await;
+        },
+    ));
     wait_for_first_evaluation(&mut events).await?;
 
     say("Opening sessions:");

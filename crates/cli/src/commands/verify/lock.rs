@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use curfew_postgres::{Connection, LockProgress};
+use curfew_postgres::{Connection, LedgerProblem as _, LockProgress};
 use curfew_verify::{Activity, Canary, Method, RuleResult, Status};
 
 use super::live::{Bench, Fallback, create, format_secs, lock, login};

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+#[path = "agent_common/mod.rs"]
 mod common;
 
 use std::time::Duration;

@@ -195,9 +195,15 @@ impl Agent {
         options.retry_max = Duration::from_secs(2);
         let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(curfew_agent::run(audit, options, policy_rx, async move {
-            let _ = stop_rx.await;
-        }));
+        let task = tokio::spawn(curfew_agent::run(
+            audit,
+            options,
+            curfew_postgres::TargetSpec::from_policy,
+            policy_rx,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
         Agent {
             events,
             policy: policy_tx,

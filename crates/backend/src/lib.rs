@@ -1,0 +1,29 @@
+//! The contract between curfew's enforcement loop and a database, in neutral types: no
+//! PostgreSQL (or other database) type appears here. The loop (`curfew-agent`) depends on these
+//! traits only; a database adapter (`curfew-postgres`) implements them, and the binary wires the
+//! two together. The traits are split by capability:
+//!
+//! - [`SessionReader`]: the live client sessions, on the server's clock;
+//! - [`SessionEnder`]: guarded ends ([`EndRequest`]: what must still hold) and a poll for exits;
+//! - [`Coordination`]: one leader per server, and the fence on its actions;
+//! - [`LoginLedger`]: login locks, as outcomes;
+//! - [`AnchorStore`]: the audit chain's head, kept outside the log;
+//! - [`Connector`]: opens a [`Backend`], which has them all.
+//!
+//! Sessions are identified by [`SessionKey`] (the policy's session identity), which the loop
+//! only compares, hashes and passes back.
+
+mod coordination;
+mod ending;
+mod error;
+mod ledger;
+mod traits;
+
+pub use coordination::{Announcement, LockHolder};
+pub use curfew_policy::SessionKey;
+pub use ending::{EndRequest, IdleState, Outcome, Signal, Snapshot};
+pub use error::{BackendError, ErrorKind};
+pub use ledger::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
+pub use traits::{
+    AnchorStore, Backend, Connector, Coordination, LoginLedger, SessionEnder, SessionReader,
+};

@@ -1,0 +1,23 @@
+//! Names in SQL: how a role name is quoted, and the role that owns curfew's ledger.
+
+/// The role that owns the ledger and its functions. It cannot log in.
+pub const OWNER_ROLE: &str = "curfew_owner";
+
+/// Quote a name as an SQL identifier: `we"ird role` becomes `"we""ird role"`. Role names may hold
+/// quotes, spaces and any Unicode, so they are always quoted, never pasted.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn identifiers_are_quoted() {
+        assert_eq!(super::quote_identifier("analyst"), "\"analyst\"");
+        assert_eq!(
+            super::quote_identifier("we\"ird role"),
+            "\"we\"\"ird role\""
+        );
+        assert_eq!(super::quote_identifier("Ünïcode"), "\"Ünïcode\"");
+    }
+}

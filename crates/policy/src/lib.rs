@@ -25,6 +25,7 @@ mod engine;
 mod exempt;
 pub mod explain;
 mod model;
+mod overrides;
 mod parse;
 mod pattern;
 mod session;
@@ -35,13 +36,14 @@ mod window;
 
 pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
 pub use duration::{DurationError, Limit, format_age};
-pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, evaluate};
+pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, assess_with, evaluate};
 pub use exempt::{ExemptKeys, Exemption};
 pub use model::{
     Action, AgentSettings, AuditSettings, CANARY_EDGE_MARK, CANARY_MARK, Condition, ExemptBy,
-    Exemptions, LoginWindow, Missing, NotifySettings, Policy, PolicyMeta, Rule, Scope, Target,
-    VerifySettings, Violations, canary_edge, canary_rule,
+    Exemptions, LoginWindow, Missing, NotifySettings, Policy, PolicyMeta, Rule, RuleId, Scope,
+    Target, VerifySettings, Violations, canary_edge, canary_rule,
 };
+pub use overrides::{EdgeOverride, Overrides};
 pub use parse::{Parsed, parse_policy};
 pub use pattern::{AddressBlock, AddressError, Glob};
 pub use session::{BackendType, Names, Session, SessionKey, SessionState};

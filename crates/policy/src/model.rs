@@ -287,6 +287,37 @@ pub enum Action {
     Report,
 }
 
+/// A rule's stable identity: its name, unique in a policy. Decisions carry it so that they
+/// still designate the same rule after a reload that reorders (or adds or removes) rules, where
+/// an index into [`Policy::rules`] would point at another one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(std::sync::Arc<str>);
+
+impl RuleId {
+    /// The id of the rule named `name`.
+    pub fn new(name: &str) -> Self {
+        Self(std::sync::Arc::from(name))
+    }
+
+    /// The rule's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Policy {
+    /// The index of the rule with this id in this policy, if it has one.
+    pub fn rule_index(&self, id: &RuleId) -> Option<usize> {
+        self.rules.iter().position(|r| r.name == id.as_str())
+    }
+}
+
 /// One `[[rule]]`.
 #[derive(Debug, Clone)]
 pub struct Rule {
@@ -321,6 +352,11 @@ pub struct LoginWindow {
 }
 
 impl Rule {
+    /// The rule's stable id (its name).
+    pub fn id(&self) -> RuleId {
+        RuleId::new(&self.name)
+    }
+
     /// For a `lock_logins` rule: whether logins are locked at `at`, since and until when.
     pub fn login_window(&self, at: jiff::Timestamp) -> Option<LoginWindow> {
         if !self.lock_logins {

@@ -6,13 +6,16 @@
 //! 2261, far beyond any session's lifetime): jiff's checked `Timestamp` arithmetic, done for
 //! every rule of every session, was the largest cost at 100k sessions.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 
 use super::decision::{Cause, Decision};
 use super::scope::ScopeIndex;
 use crate::duration::Limit;
-use crate::model::{Action, Condition, ExemptBy, Policy};
-use crate::session::{BackendType, Session, SessionState};
+use crate::model::{Action, Condition, ExemptBy, Policy, Rule, RuleId};
+use crate::overrides::Overrides;
+use crate::session::{BackendType, Session, SessionKey, SessionState};
 use crate::window::WindowState;
 
 /// Nanoseconds since the Unix epoch, saturating outside the `i64` range.
@@ -91,44 +94,35 @@ struct Placed {
     until: Option<i64>,
 }
 
-/// What the pass and the decisions built from it share: the policy, `now`, and each rule
-/// prepared once.
+/// What the pass and the decisions built from it share: the policy, `now`, each rule prepared
+/// once, and the overrides resolved to rule indexes.
 pub(super) struct Context<'p> {
     pub(super) policy: &'p Policy,
     /// `now` in nanoseconds since the epoch.
     pub(super) now: i64,
     rules: Vec<(Prepared, Action)>,
+    /// Each rule's stable id, for the decisions.
+    ids: Vec<RuleId>,
     /// `[verify] test_limit` in nanoseconds, for canary sessions.
     test_limit: Option<i64>,
-    /// Whether the policy has a window rule (only then is a canary's edge looked for).
-    windows: bool,
+    /// Window edges by session: the window rule's index and the edge (nanoseconds).
+    edges: HashMap<SessionKey, (usize, i64)>,
 }
 
-/// What a `curfew verify` canary's role name asks of the engine (see
-/// [`crate::model::canary_edge`]): the rule it tests, and for a window rule the edge at which
-/// that rule must end it at the latest (nanoseconds).
-#[derive(Debug, Clone, Copy, Default)]
-struct CanaryMarks {
-    rule: Option<usize>,
-    edge: Option<i64>,
-}
-
-impl CanaryMarks {
-    /// The edge that applies to rule `r`, if this canary tests it.
-    fn edge_for(self, r: usize) -> Option<i64> {
-        self.edge.filter(|_| self.rule == Some(r))
-    }
+/// The edge a session's override gives rule `r`, if any (nanoseconds).
+fn edge_for(edge: Option<(usize, i64)>, r: usize) -> Option<i64> {
+    edge.filter(|(rule, _)| *rule == r).map(|(_, at)| at)
 }
 
 impl<'p> Context<'p> {
     /// Prepare every rule; window rules are placed at `now` (they depend on nothing else).
-    pub(super) fn new(policy: &'p Policy, now: Timestamp) -> Self {
+    pub(super) fn new(policy: &'p Policy, now: Timestamp, overrides: &Overrides) -> Self {
         let place = |state: WindowState| Placed {
             state,
             since: state.since.map(nanos),
             until: state.until.map(nanos),
         };
-        let rules = policy
+        let rules: Vec<(Prepared, Action)> = policy
             .rules
             .iter()
             .map(|r| {
@@ -144,42 +138,44 @@ impl<'p> Context<'p> {
                 (prepared, r.action)
             })
             .collect();
+        // Only window rules take an edge; any other override is ignored.
+        let edges = overrides
+            .edges()
+            .filter_map(|(key, edge)| {
+                let r = policy.rule_index(&edge.rule)?;
+                matches!(rules[r].0, Prepared::Allow(_) | Prepared::Deny(_))
+                    .then(|| (*key, (r, nanos(edge.at))))
+            })
+            .collect();
         Context {
             policy,
             now: nanos(now),
             rules,
+            ids: policy.rules.iter().map(Rule::id).collect(),
             test_limit: policy.verify.test_limit.map(limit_nanos),
-            windows: policy
-                .rules
-                .iter()
-                .any(|r| matches!(r.condition, Condition::Allow(_) | Condition::Deny(_))),
+            edges,
         }
     }
 
-    /// For a `curfew verify` canary (only looked for when a test limit is set or the policy has
-    /// a window rule, so that other policies pay nothing): the rule it tests, whose time limit
-    /// is capped at the test limit for it, and its window edge.
-    fn canary(&self, s: &Session) -> CanaryMarks {
-        if self.test_limit.is_none() && !self.windows {
-            return CanaryMarks::default();
+    /// For a `curfew verify` canary, when a test limit is set (so that other policies pay
+    /// nothing): the rule it tests, whose time limit is capped at the test limit for it.
+    fn test_limit_rule(&self, s: &Session) -> Option<usize> {
+        self.test_limit?;
+        crate::model::canary_rule(&s.role)
+    }
+
+    /// The window edge an override sets for this session: the rule's index and the edge.
+    fn edge(&self, s: &Session) -> Option<(usize, i64)> {
+        if self.edges.is_empty() {
+            return None;
         }
-        let Some(rule) = crate::model::canary_rule(&s.role) else {
-            return CanaryMarks::default();
-        };
-        CanaryMarks {
-            rule: Some(rule),
-            edge: if self.windows {
-                crate::model::canary_edge(&s.role).map(nanos)
-            } else {
-                None
-            },
-        }
+        self.edges.get(&s.key()).copied()
     }
 
     /// The full decision for a candidate of this session.
     pub(super) fn decision(&self, s: &Session, c: Candidate) -> Decision {
         let rule = c.rule();
-        let edge = self.canary(s).edge_for(rule).filter(|e| *e == c.deadline);
+        let edge = edge_for(self.edge(s), rule).filter(|e| *e == c.deadline);
         let cause = match (&self.policy.rules[rule].condition, self.rules[rule].0) {
             (_, Prepared::Allow(_) | Prepared::Deny(_)) if edge.is_some() => Cause::CanaryEdge {
                 edge: instant(c.deadline),
@@ -220,6 +216,7 @@ impl<'p> Context<'p> {
         Decision {
             session: s.key(),
             rule,
+            rule_id: self.ids[rule].clone(),
             deadline: instant(c.deadline),
             cause,
         }
@@ -227,7 +224,7 @@ impl<'p> Context<'p> {
 }
 
 /// When a prepared time-based rule fires for a session (`start` is its `backend_start`; `cap`
-/// bounds its time limit: a canary's test limit, see [`Context::canary_rule`]).
+/// bounds its time limit: a canary's test limit, see [`Context::test_limit_rule`]).
 #[inline(always)]
 fn deadline(rule: &Prepared, s: &Session, start: i64, cap: i64) -> Option<i64> {
     // Outside an allow window (or inside a deny window): due since the window changed, or since
@@ -294,7 +291,8 @@ pub(super) fn judge(
             }
         };
         let start = nanos(s.backend_start);
-        let canary = ctx.canary(s);
+        let tested = ctx.test_limit_rule(s);
+        let edge = ctx.edge(s);
         let mut is_limited = false;
         for (w, word) in applicable.rules.iter().enumerate() {
             let mut word = *word;
@@ -324,15 +322,15 @@ pub(super) fn judge(
                     }
                     _ => {}
                 }
-                let cap = match (canary.rule, ctx.test_limit) {
+                let cap = match (tested, ctx.test_limit) {
                     (Some(tested), Some(test)) if tested == r => test,
                     _ => i64::MAX,
                 };
                 let mut due = deadline(rule, s, start, cap);
-                // A window-edge canary of this window rule: the earlier of the window's own
-                // deadline and the edge (never later, see `canary_edge`).
+                // An edge override for this window rule: the earlier of the window's own
+                // deadline and the edge (never later, see `Overrides`).
                 if let (Prepared::Allow(_) | Prepared::Deny(_), Some(edge)) =
-                    (rule, canary.edge_for(r))
+                    (rule, edge_for(edge, r))
                 {
                     due = Some(due.map_or(edge, |d| d.min(edge)));
                 }

@@ -36,7 +36,11 @@ mod window;
 
 pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
 pub use duration::{DurationError, Limit, format_age};
-pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, assess_with, evaluate};
+pub use engine::{
+    Admission, Cause, Decision, Engine, ErrorVerdict, IncidentLock, LOGIN_LOCK_RULE, Login,
+    NextEvent, Plan, Refusal, Verdict, ViolationCounter, admit, assess, assess_with, evaluate,
+    next_event, next_report,
+};
 pub use exempt::{ExemptKeys, Exemption};
 pub use model::{
     Action, AgentSettings, AuditSettings, CANARY_EDGE_MARK, CANARY_MARK, Condition, ExemptBy,

@@ -435,7 +435,7 @@ impl Condition {
     }
 }
 
-/// `violations = { sqlstates = [...], count = N, within = "10m" }`.
+/// `violations = { sqlstates = [...], count = N, within = "10m", per = "session" }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violations {
     /// The SQLSTATE codes that count as a violation (e.g. 42501 insufficient_privilege).
@@ -444,4 +444,17 @@ pub struct Violations {
     pub count: u32,
     /// Within how long.
     pub within: Limit,
+    /// Whose errors are counted together: each session's own (the default), or all the
+    /// sessions of a role (`per = "role"`).
+    pub per: ViolationsPer,
+}
+
+/// Whose errors a `violations` rule counts together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViolationsPer {
+    /// Each session's own errors (`per = "session"`, the default).
+    #[default]
+    Session,
+    /// The errors of all the sessions of a role (`per = "role"`).
+    Role,
 }

@@ -172,6 +172,20 @@ impl<'p> Context<'p> {
         self.edges.get(&s.key()).copied()
     }
 
+    /// For a window rule, when its window next opens or closes (nanoseconds; None: never, or
+    /// not a window rule).
+    pub(super) fn window_change(&self, r: usize) -> Option<i64> {
+        match self.rules.get(r)?.0 {
+            Prepared::Allow(p) | Prepared::Deny(p) => p.until,
+            _ => None,
+        }
+    }
+
+    /// Rule `r`'s stable id.
+    pub(super) fn id(&self, r: usize) -> &RuleId {
+        &self.ids[r]
+    }
+
     /// The full decision for a candidate of this session.
     pub(super) fn decision(&self, s: &Session, c: Candidate) -> Decision {
         let rule = c.rule();
@@ -256,6 +270,81 @@ pub(super) struct Scratch {
     pub(super) keys: Vec<u128>,
 }
 
+/// Every time and window rule in `rules` (a bit set over rule indexes: those that apply to
+/// the session, see `ScopeIndex::classify`) against one session: the earliest candidate to
+/// terminate and to report. Session caps rank sessions against each other, so they are left to
+/// the caller: `cap` is called with each applicable cap rule's index. `next_wake` is lowered to
+/// the next instant a deadline falls or one of these window rules changes.
+///
+/// The one place where a rule's deadline for a session is worked out: the batch pass and the
+/// per-session API both call it.
+#[inline(always)]
+pub(super) fn judge_rules(
+    ctx: &Context<'_>,
+    s: &Session,
+    rules: &[u64],
+    next_wake: &mut i64,
+    mut cap: impl FnMut(usize),
+) -> (Option<Candidate>, Option<Candidate>) {
+    let now = ctx.now;
+    let (mut terminate, mut report) = (None, None);
+    let start = nanos(s.backend_start);
+    let tested = ctx.test_limit_rule(s);
+    let edge = ctx.edge(s);
+    for (w, word) in rules.iter().enumerate() {
+        let mut word = *word;
+        while word != 0 {
+            let r = w * 64 + word.trailing_zeros() as usize;
+            word &= word - 1;
+            let (rule, action) = &ctx.rules[r];
+            match rule {
+                Prepared::MaxSessions => {
+                    cap(r);
+                    continue;
+                }
+                // A window that opens or closes changes the verdict on a session in scope,
+                // even one already due (which, if it survives, e.g. in a dry run, stops
+                // being due then).
+                Prepared::Allow(p) | Prepared::Deny(p) => {
+                    if let Some(until) = p.until {
+                        *next_wake = (*next_wake).min(until);
+                    }
+                }
+                _ => {}
+            }
+            let limit_cap = match (tested, ctx.test_limit) {
+                (Some(tested), Some(test)) if tested == r => test,
+                _ => i64::MAX,
+            };
+            let mut due = deadline(rule, s, start, limit_cap);
+            // An edge override for this window rule: the earlier of the window's own
+            // deadline and the edge (never later, see `Overrides`).
+            if let (Prepared::Allow(_) | Prepared::Deny(_), Some(edge)) = (rule, edge_for(edge, r))
+            {
+                due = Some(due.map_or(edge, |d| d.min(edge)));
+            }
+            let Some(deadline) = due else {
+                continue;
+            };
+            if deadline > now {
+                *next_wake = (*next_wake).min(deadline);
+            }
+            let candidate = Candidate {
+                deadline,
+                rule: u32::try_from(r).unwrap_or(u32::MAX),
+                rank: 0,
+                count: 0,
+            };
+            let slot = match action {
+                Action::Terminate => &mut terminate,
+                Action::Report => &mut report,
+            };
+            *slot = earlier(*slot, Some(candidate));
+        }
+    }
+    (terminate, report)
+}
+
 /// Every rule against every session. `verdict` is called exactly once per session with its index
 /// and judgement: at once for most, after ranking for sessions under a `max_sessions` rule
 /// (ranking needs them all). Returns the next instant (nanoseconds) a deadline falls or a window
@@ -266,7 +355,6 @@ pub(super) fn judge(
     scratch: &mut Scratch,
     mut verdict: impl FnMut(usize, Judgement),
 ) -> Option<i64> {
-    let now = ctx.now;
     let mut index = ScopeIndex::new(ctx.policy);
     let mut next_wake = i64::MAX;
     let Scratch {
@@ -290,69 +378,20 @@ pub(super) fn judge(
                 continue;
             }
         };
+        let (role, pid, waiting) = (applicable.role_id, s.pid, pending.len());
         let start = nanos(s.backend_start);
-        let tested = ctx.test_limit_rule(s);
-        let edge = ctx.edge(s);
         let mut is_limited = false;
-        for (w, word) in applicable.rules.iter().enumerate() {
-            let mut word = *word;
-            while word != 0 {
-                let r = w * 64 + word.trailing_zeros() as usize;
-                word &= word - 1;
-                let (rule, action) = &ctx.rules[r];
-                match rule {
-                    Prepared::MaxSessions => {
-                        limited.push(Limited {
-                            rule: r,
-                            role: applicable.role_id,
-                            start,
-                            pid: s.pid,
-                            pending: pending.len(),
-                        });
-                        is_limited = true;
-                        continue;
-                    }
-                    // A window that opens or closes changes the verdict on a session in scope,
-                    // even one already due (which, if it survives, e.g. in a dry run, stops
-                    // being due then).
-                    Prepared::Allow(p) | Prepared::Deny(p) => {
-                        if let Some(until) = p.until {
-                            next_wake = next_wake.min(until);
-                        }
-                    }
-                    _ => {}
-                }
-                let cap = match (tested, ctx.test_limit) {
-                    (Some(tested), Some(test)) if tested == r => test,
-                    _ => i64::MAX,
-                };
-                let mut due = deadline(rule, s, start, cap);
-                // An edge override for this window rule: the earlier of the window's own
-                // deadline and the edge (never later, see `Overrides`).
-                if let (Prepared::Allow(_) | Prepared::Deny(_), Some(edge)) =
-                    (rule, edge_for(edge, r))
-                {
-                    due = Some(due.map_or(edge, |d| d.min(edge)));
-                }
-                let Some(deadline) = due else {
-                    continue;
-                };
-                if deadline > now {
-                    next_wake = next_wake.min(deadline);
-                }
-                let candidate = Candidate {
-                    deadline,
-                    rule: u32::try_from(r).unwrap_or(u32::MAX),
-                    rank: 0,
-                    count: 0,
-                };
-                let slot = match action {
-                    Action::Terminate => &mut j.terminate,
-                    Action::Report => &mut j.report,
-                };
-                *slot = earlier(*slot, Some(candidate));
-            }
-        }
+        let (terminate, report) = judge_rules(ctx, s, applicable.rules, &mut next_wake, |r| {
+            limited.push(Limited {
+                rule: r,
+                role,
+                start,
+                pid,
+                pending: waiting,
+            });
+            is_limited = true;
+        });
+        (j.terminate, j.report) = (terminate, report);
         if is_limited {
             pending.push((i, j));
         } else {

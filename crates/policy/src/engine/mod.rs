@@ -1,16 +1,26 @@
 //! The decision engine: for a policy, a set of live sessions and an instant, which sessions end,
-//! which are only reported, which are due a warning, and when to look again.
+//! which are only reported, which are due a warning, and when to look again (the batch API, for
+//! the agent); and, on the same rule code, the per-session API for an enforcement point inside
+//! the session: [`admit`] a login, the [`next_event`] of one session, and [`ViolationCounter`]
+//! for `violations` rules, judged per error.
 //!
 //! A pure function of its inputs: the same sessions at the same `now` give the same plan, in
 //! whatever order the sessions come. Deadlines are instants on the database server's clock.
 
 mod decision;
 mod judge;
+mod per_session;
 mod scope;
+mod violations;
 
 use jiff::Timestamp;
 
 pub use decision::{Cause, Decision};
+pub use per_session::{
+    Admission, IncidentLock, LOGIN_LOCK_RULE, Login, NextEvent, Refusal, admit, next_event,
+    next_report,
+};
+pub use violations::{ErrorVerdict, ViolationCounter};
 
 use crate::model::{ExemptBy, Policy};
 use crate::overrides::Overrides;
@@ -278,5 +288,7 @@ fn in_order(decisions: Vec<Decision>, now: Timestamp, keys: &mut Vec<u128>) -> V
 
 #[cfg(test)]
 mod canary_tests;
+#[cfg(test)]
+mod per_session_tests;
 #[cfg(test)]
 mod tests;

@@ -28,6 +28,7 @@ mod model;
 mod overrides;
 mod parse;
 mod pattern;
+mod scope;
 mod session;
 pub mod synthetic;
 mod url;

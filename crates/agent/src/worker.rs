@@ -260,8 +260,16 @@ impl<C: Connector> Worker<C> {
             // meanwhile is ended from this schedule (see below).
             let horizon =
                 jiff::SignedDuration::try_from(interval + interval / 2).unwrap_or_default();
-            let plan =
-                engine.evaluate_ahead(&loaded.policy, &snapshot.sessions, snapshot.now, horizon);
+            // verify's window-edge canaries name their edge; the engine takes it explicitly.
+            let overrides =
+                curfew_policy::Overrides::canary_edges(&loaded.policy, &snapshot.sessions);
+            let plan = engine.evaluate_with(
+                &loaded.policy,
+                &snapshot.sessions,
+                snapshot.now,
+                horizon,
+                &overrides,
+            );
             tracing::debug!(target: "curfew::agent",
                 "target \"{}\": snapshot of {} sessions in {:.1} ms, evaluated in {:.2} ms",
                 self.target, snapshot.sessions.len(), snapshot_time.as_secs_f64() * 1e3,
@@ -329,7 +337,7 @@ impl<C: Connector> Worker<C> {
             let mut schedule: std::collections::VecDeque<_> = plan
                 .upcoming
                 .iter()
-                .filter_map(|d| by_key.get(&d.session).map(|s| (*d, (*s).clone())))
+                .filter_map(|d| by_key.get(&d.session).map(|s| (d.clone(), (*s).clone())))
                 .collect();
             // A millisecond past each deadline, so the server's clock has reached it too.
             let margin = Duration::from_millis(1);

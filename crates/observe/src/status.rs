@@ -241,7 +241,9 @@ fn target_status(
     let mut sessions = Vec::new();
     let snapshot = known.snapshot.as_ref().map(|seen| {
         let server_now = seen.server_now(now);
-        let verdicts = engine.assess(&loaded.policy, &seen.sessions, server_now);
+        // The same overrides the agent's engine takes (verify's canary edges).
+        let overrides = curfew_policy::Overrides::canary_edges(&loaded.policy, &seen.sessions);
+        let verdicts = engine.assess_with(&loaded.policy, &seen.sessions, server_now, &overrides);
         for (s, verdict) in seen.sessions.iter().zip(verdicts) {
             if known.ended_since.contains(&s.key()) {
                 continue;

@@ -2,7 +2,7 @@
 
 use std::net::IpAddr;
 
-use crate::model::Scope;
+use crate::scope::Scope;
 
 /// Sessions no rule ever touches: a list of exemptions, any one of which exempts a session.
 ///

@@ -150,7 +150,7 @@ pub fn explain(policy: &Policy) -> Explanation {
 
 /// What happens at a rule's warning lead, truthfully: the agent has no channel to a database
 /// session, so the user is not told.
-fn warning_text(lead: crate::Limit, action: Action, notify: &NotifySettings) -> String {
+fn warning_text(lead: crate::duration::Limit, action: Action, notify: &NotifySettings) -> String {
     let hooks: Vec<&str> = [
         notify.command.as_ref().map(|_| "runs the [notify] command"),
         notify
@@ -405,7 +405,7 @@ fn exemptions(policy: &Policy) -> String {
         .exempt
         .entries
         .iter()
-        .any(|e| crate::ExemptKeys::of(&e.scope).names().count() > 1);
+        .any(|e| crate::exempt::ExemptKeys::of(&e.scope).names().count() > 1);
     let sessions = if combined {
         format!("sessions that are {}", clauses.join("; or that are "))
     } else {

@@ -25,8 +25,10 @@ mod engine;
 mod exempt;
 pub mod explain;
 mod model;
+mod overrides;
 mod parse;
 mod pattern;
+mod scope;
 mod session;
 pub mod synthetic;
 mod url;
@@ -35,13 +37,18 @@ mod window;
 
 pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
 pub use duration::{DurationError, Limit, format_age};
-pub use engine::{Cause, Decision, Engine, Plan, Verdict, assess, evaluate};
+pub use engine::{
+    Admission, Cause, Decision, Engine, ErrorVerdict, IncidentLock, LOGIN_LOCK_RULE, Login,
+    NextEvent, Plan, Refusal, Verdict, ViolationCounter, admit, assess, assess_with, evaluate,
+    next_event, next_report,
+};
 pub use exempt::{ExemptKeys, Exemption};
 pub use model::{
     Action, AgentSettings, AuditSettings, CANARY_EDGE_MARK, CANARY_MARK, Condition, ExemptBy,
-    Exemptions, LoginWindow, Missing, NotifySettings, Policy, PolicyMeta, Rule, Scope, Target,
-    VerifySettings, Violations, canary_edge, canary_rule,
+    Exemptions, LoginWindow, Missing, NotifySettings, Policy, PolicyMeta, Rule, RuleId, Scope,
+    Target, VerifySettings, Violations, canary_edge, canary_rule,
 };
+pub use overrides::{EdgeOverride, Overrides};
 pub use parse::{Parsed, parse_policy};
 pub use pattern::{AddressBlock, AddressError, Glob};
 pub use session::{BackendType, Names, Session, SessionKey, SessionState};

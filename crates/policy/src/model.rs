@@ -1,11 +1,9 @@
 //! The validated policy: what the rest of curfew works with. Nothing here can be invalid; the
 //! parser is the only way in.
 
-use std::net::IpAddr;
-
 use crate::duration::Limit;
 pub use crate::exempt::{ExemptBy, Exemptions};
-use crate::pattern::{AddressBlock, Glob};
+pub use crate::scope::Scope;
 use crate::window::Schedule;
 
 /// A whole policy file, validated.
@@ -88,8 +86,12 @@ impl Missing {
     }
 
     /// As a diagnostic at the start of the file (what is absent has no position of its own).
-    pub fn diagnostic(self, source: &str, severity: crate::Severity) -> crate::Diagnostic {
-        crate::Diagnostic {
+    pub fn diagnostic(
+        self,
+        source: &str,
+        severity: crate::diagnostic::Severity,
+    ) -> crate::diagnostic::Diagnostic {
+        crate::diagnostic::Diagnostic {
             severity,
             source: source.to_owned(),
             line: 1,
@@ -224,58 +226,6 @@ pub struct Target {
     pub primary: Option<String>,
 }
 
-/// Which sessions a rule applies to. Keys are ANDed; the values inside one key are ORed; an absent
-/// key does not restrict.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scope {
-    /// Session role (`usename`) patterns.
-    pub roles: Vec<Glob>,
-    /// Patterns for roles the session role is a member of (directly, indirectly, or itself).
-    pub member_of: Vec<Glob>,
-    /// Database name patterns.
-    pub databases: Vec<Glob>,
-    /// `application_name` patterns (set by the client, so not a security boundary by itself).
-    pub applications: Vec<Glob>,
-    /// Client address blocks (`local` for Unix sockets).
-    pub addresses: Vec<AddressBlock>,
-}
-
-impl Scope {
-    /// Whether no key restricts the scope (the rule applies to every non-exempt session).
-    pub fn is_everything(&self) -> bool {
-        self.roles.is_empty()
-            && self.member_of.is_empty()
-            && self.databases.is_empty()
-            && self.applications.is_empty()
-            && self.addresses.is_empty()
-    }
-
-    /// Whether the role part of the scope (`roles` and `member_of`) admits this role.
-    pub fn admits_role(&self, role: &str, member_of: &[String]) -> bool {
-        (self.roles.is_empty() || self.roles.iter().any(|g| g.matches(role)))
-            && (self.member_of.is_empty()
-                || self
-                    .member_of
-                    .iter()
-                    .any(|g| g.matches(role) || member_of.iter().any(|m| g.matches(m))))
-    }
-
-    /// Whether the database part of the scope admits this database.
-    pub fn admits_database(&self, database: &str) -> bool {
-        self.databases.is_empty() || self.databases.iter().any(|g| g.matches(database))
-    }
-
-    /// Whether the application part of the scope admits this application name.
-    pub fn admits_application(&self, application: &str) -> bool {
-        self.applications.is_empty() || self.applications.iter().any(|g| g.matches(application))
-    }
-
-    /// Whether the address part of the scope admits this client address.
-    pub fn admits_address(&self, address: Option<IpAddr>) -> bool {
-        self.addresses.is_empty() || self.addresses.iter().any(|b| b.contains(address))
-    }
-}
-
 /// What happens when a rule fires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -285,6 +235,37 @@ pub enum Action {
     Terminate,
     /// Record what would have happened; end nothing (staged rollout).
     Report,
+}
+
+/// A rule's stable identity: its name, unique in a policy. Decisions carry it so that they
+/// still designate the same rule after a reload that reorders (or adds or removes) rules, where
+/// an index into [`Policy::rules`] would point at another one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(std::sync::Arc<str>);
+
+impl RuleId {
+    /// The id of the rule named `name`.
+    pub fn new(name: &str) -> Self {
+        Self(std::sync::Arc::from(name))
+    }
+
+    /// The rule's name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Policy {
+    /// The index of the rule with this id in this policy, if it has one.
+    pub fn rule_index(&self, id: &RuleId) -> Option<usize> {
+        self.rules.iter().position(|r| r.name == id.as_str())
+    }
 }
 
 /// One `[[rule]]`.
@@ -321,6 +302,11 @@ pub struct LoginWindow {
 }
 
 impl Rule {
+    /// The rule's stable id (its name).
+    pub fn id(&self) -> RuleId {
+        RuleId::new(&self.name)
+    }
+
     /// For a `lock_logins` rule: whether logins are locked at `at`, since and until when.
     pub fn login_window(&self, at: jiff::Timestamp) -> Option<LoginWindow> {
         if !self.lock_logins {
@@ -399,7 +385,7 @@ impl Condition {
     }
 }
 
-/// `violations = { sqlstates = [...], count = N, within = "10m" }`.
+/// `violations = { sqlstates = [...], count = N, within = "10m", per = "session" }`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violations {
     /// The SQLSTATE codes that count as a violation (e.g. 42501 insufficient_privilege).
@@ -408,4 +394,17 @@ pub struct Violations {
     pub count: u32,
     /// Within how long.
     pub within: Limit,
+    /// Whose errors are counted together: each session's own (the default), or all the
+    /// sessions of a role (`per = "role"`).
+    pub per: ViolationsPer,
+}
+
+/// Whose errors a `violations` rule counts together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViolationsPer {
+    /// Each session's own errors (`per = "session"`, the default).
+    #[default]
+    Session,
+    /// The errors of all the sessions of a role (`per = "role"`).
+    Role,
 }

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use curfew_policy::{
-    BackendType, Cause, Condition, Decision, Plan, Policy, Session, SessionKey, SessionState,
-    Verdict, assess, evaluate, parse_policy,
+    BackendType, Cause, Condition, Decision, Engine, Overrides, Plan, Policy, Session, SessionKey,
+    SessionState, Verdict, assess_with, parse_policy,
 };
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -199,6 +199,22 @@ fn parse(text: &str) -> Policy {
     parse_policy("gen.toml", text, jiff::tz::db())
         .unwrap_or_else(|e| panic!("generated policy did not parse: {e}\n{text}"))
         .policy
+}
+
+/// The plan the agent makes: with the window edges of the canaries among the sessions.
+fn evaluate(policy: &Policy, sessions: &[Session], now: Timestamp) -> Plan {
+    let overrides = Overrides::canary_edges(policy, sessions);
+    Engine::new().evaluate_with(policy, sessions, now, SignedDuration::ZERO, &overrides)
+}
+
+/// The verdicts, with the same overrides.
+fn assess(policy: &Policy, sessions: &[Session], now: Timestamp) -> Vec<Verdict> {
+    assess_with(
+        policy,
+        sessions,
+        now,
+        &Overrides::canary_edges(policy, sessions),
+    )
 }
 
 /// Everything the plan says, by session and rule, without reasons that quote `now`.

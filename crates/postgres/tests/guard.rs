@@ -67,6 +67,7 @@ async fn an_idle_session_is_ended() {
     let decision = Decision {
         session: session.key(),
         rule: 0,
+        rule_id: curfew_policy::RuleId::new("idle"),
         deadline: since,
         cause: Cause::Idle {
             since,

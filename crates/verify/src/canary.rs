@@ -207,7 +207,10 @@ pub fn expect_ended_by(
     session: &Session,
     at: Timestamp,
 ) -> Result<(), String> {
-    let verdict = curfew_policy::assess(policy, std::slice::from_ref(session), at)
+    // With the overrides the agent builds from canary role names (a window edge).
+    let sessions = std::slice::from_ref(session);
+    let overrides = curfew_policy::Overrides::canary_edges(policy, sessions);
+    let verdict = curfew_policy::assess_with(policy, sessions, at, &overrides)
         .pop()
         .unwrap_or(Verdict::Untouched);
     match verdict {

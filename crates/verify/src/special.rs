@@ -50,7 +50,10 @@ pub fn expect_edge(
     now: Timestamp,
     edge: Timestamp,
 ) -> Result<(), String> {
-    let verdict = curfew_policy::assess(policy, std::slice::from_ref(session), now)
+    // With the overrides the agent builds from canary role names (a window edge).
+    let sessions = std::slice::from_ref(session);
+    let overrides = curfew_policy::Overrides::canary_edges(policy, sessions);
+    let verdict = curfew_policy::assess_with(policy, sessions, now, &overrides)
         .pop()
         .unwrap_or(Verdict::Untouched);
     match verdict {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use curfew_agent::LoadedPolicy;
-use curfew_policy::{Session, Verdict, assess, format_age};
+use curfew_policy::{Overrides, Session, Verdict, assess_with, format_age};
 use curfew_postgres::TargetSpec;
 use jiff::Timestamp;
 
@@ -55,7 +55,9 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
             Some(at) => parse_instant(at, snapshot.now).map_err(Failure::Usage)?,
             None => snapshot.now,
         };
-        let verdicts = assess(&loaded.policy, &snapshot.sessions, at);
+        // The same overrides the agent's engine takes (verify's canary edges).
+        let overrides = Overrides::canary_edges(&loaded.policy, &snapshot.sessions);
+        let verdicts = assess_with(&loaded.policy, &snapshot.sessions, at, &overrides);
         let locks = if target.standby {
             Vec::new()
         } else {

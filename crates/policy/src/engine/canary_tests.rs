@@ -1,5 +1,6 @@
-//! The window-edge override for `curfew verify` canaries: it ends a window rule's canary at
-//! the edge its role name gives, and can never exempt, delay, or reach anything else.
+//! The window-edge override for `curfew verify` canaries (built by the caller from the role
+//! names, see `Overrides::canary_edges`): it ends a window rule's canary at the edge its role
+//! name gives, and can never exempt, delay, or reach anything else.
 
 use std::sync::Arc;
 
@@ -59,8 +60,11 @@ fn edge_in(secs: i64) -> (Timestamp, i64) {
     (edge, edge.as_second())
 }
 
+/// The verdict with the overrides the agent builds from the canaries' role names.
 fn verdict(p: &Policy, s: Session, at: Timestamp) -> Verdict {
-    assess(p, &[s], at).pop().unwrap()
+    let sessions = [s];
+    let overrides = Overrides::canary_edges(p, &sessions);
+    assess_with(p, &sessions, at, &overrides).pop().unwrap()
 }
 
 #[test]
@@ -79,7 +83,10 @@ fn a_window_rules_canary_ends_at_the_edge_in_its_name() {
             }
             other => panic!("{role}: {other:?}"),
         }
-        let plan = evaluate(&p, std::slice::from_ref(&s), now());
+        let sessions = std::slice::from_ref(&s);
+        let overrides = Overrides::canary_edges(&p, sessions);
+        let plan =
+            Engine::new().evaluate_with(&p, sessions, now(), SignedDuration::ZERO, &overrides);
         assert_eq!(
             plan.next_wake,
             Some(edge),

@@ -3,7 +3,7 @@
 use jiff::Timestamp;
 
 use crate::duration::{Limit, format_age};
-use crate::model::{Condition, Policy, Rule};
+use crate::model::{Condition, Policy, Rule, RuleId};
 use crate::session::SessionKey;
 
 /// Why a rule fires for a session, with the facts the reason sentence and the guarded
@@ -42,9 +42,8 @@ pub enum Cause {
         /// When the window opened.
         since: Option<Timestamp>,
     },
-    /// A `curfew verify` window-edge canary reached the edge its role name gives for this
-    /// window rule (an explicit override that only ever ends such a canary earlier; see
-    /// [`crate::canary_edge`]).
+    /// The session reached the edge an explicit override set for this window rule (a `curfew
+    /// verify` canary's, see [`crate::Overrides`]): it only ever ends a session earlier.
     CanaryEdge {
         /// The edge.
         edge: Timestamp,
@@ -69,12 +68,17 @@ impl Cause {
 }
 
 /// One rule's verdict on one session: which rule, by when, and why.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Decision {
     /// The session's identity.
     pub session: SessionKey,
-    /// Index of the rule in [`Policy::rules`].
+    /// Index of the rule in [`Policy::rules`] of the policy the decision was made with.
     pub rule: usize,
+    /// The rule's stable id (its name): it designates the same rule in a reloaded policy whose
+    /// rules are in another order. Not serialized (`curfew plan --format json` names the rule
+    /// on its own).
+    #[serde(skip)]
+    pub rule_id: RuleId,
     /// When the condition is (or was) met. For a session already due, this is in the past and
     /// `now - deadline` is how late the action is.
     pub deadline: Timestamp,

@@ -6,13 +6,16 @@
 //! 2261, far beyond any session's lifetime): jiff's checked `Timestamp` arithmetic, done for
 //! every rule of every session, was the largest cost at 100k sessions.
 
+use std::collections::HashMap;
+
 use jiff::Timestamp;
 
 use super::decision::{Cause, Decision};
 use super::scope::ScopeIndex;
 use crate::duration::Limit;
-use crate::model::{Action, Condition, ExemptBy, Policy};
-use crate::session::{BackendType, Session, SessionState};
+use crate::model::{Action, Condition, ExemptBy, Policy, Rule, RuleId};
+use crate::overrides::Overrides;
+use crate::session::{BackendType, Session, SessionKey, SessionState};
 use crate::window::WindowState;
 
 /// Nanoseconds since the Unix epoch, saturating outside the `i64` range.
@@ -91,44 +94,35 @@ struct Placed {
     until: Option<i64>,
 }
 
-/// What the pass and the decisions built from it share: the policy, `now`, and each rule
-/// prepared once.
+/// What the pass and the decisions built from it share: the policy, `now`, each rule prepared
+/// once, and the overrides resolved to rule indexes.
 pub(super) struct Context<'p> {
     pub(super) policy: &'p Policy,
     /// `now` in nanoseconds since the epoch.
     pub(super) now: i64,
     rules: Vec<(Prepared, Action)>,
+    /// Each rule's stable id, for the decisions.
+    ids: Vec<RuleId>,
     /// `[verify] test_limit` in nanoseconds, for canary sessions.
     test_limit: Option<i64>,
-    /// Whether the policy has a window rule (only then is a canary's edge looked for).
-    windows: bool,
+    /// Window edges by session: the window rule's index and the edge (nanoseconds).
+    edges: HashMap<SessionKey, (usize, i64)>,
 }
 
-/// What a `curfew verify` canary's role name asks of the engine (see
-/// [`crate::model::canary_edge`]): the rule it tests, and for a window rule the edge at which
-/// that rule must end it at the latest (nanoseconds).
-#[derive(Debug, Clone, Copy, Default)]
-struct CanaryMarks {
-    rule: Option<usize>,
-    edge: Option<i64>,
-}
-
-impl CanaryMarks {
-    /// The edge that applies to rule `r`, if this canary tests it.
-    fn edge_for(self, r: usize) -> Option<i64> {
-        self.edge.filter(|_| self.rule == Some(r))
-    }
+/// The edge a session's override gives rule `r`, if any (nanoseconds).
+fn edge_for(edge: Option<(usize, i64)>, r: usize) -> Option<i64> {
+    edge.filter(|(rule, _)| *rule == r).map(|(_, at)| at)
 }
 
 impl<'p> Context<'p> {
     /// Prepare every rule; window rules are placed at `now` (they depend on nothing else).
-    pub(super) fn new(policy: &'p Policy, now: Timestamp) -> Self {
+    pub(super) fn new(policy: &'p Policy, now: Timestamp, overrides: &Overrides) -> Self {
         let place = |state: WindowState| Placed {
             state,
             since: state.since.map(nanos),
             until: state.until.map(nanos),
         };
-        let rules = policy
+        let rules: Vec<(Prepared, Action)> = policy
             .rules
             .iter()
             .map(|r| {
@@ -144,42 +138,58 @@ impl<'p> Context<'p> {
                 (prepared, r.action)
             })
             .collect();
+        // Only window rules take an edge; any other override is ignored.
+        let edges = overrides
+            .edges()
+            .filter_map(|(key, edge)| {
+                let r = policy.rule_index(&edge.rule)?;
+                matches!(rules[r].0, Prepared::Allow(_) | Prepared::Deny(_))
+                    .then(|| (*key, (r, nanos(edge.at))))
+            })
+            .collect();
         Context {
             policy,
             now: nanos(now),
             rules,
+            ids: policy.rules.iter().map(Rule::id).collect(),
             test_limit: policy.verify.test_limit.map(limit_nanos),
-            windows: policy
-                .rules
-                .iter()
-                .any(|r| matches!(r.condition, Condition::Allow(_) | Condition::Deny(_))),
+            edges,
         }
     }
 
-    /// For a `curfew verify` canary (only looked for when a test limit is set or the policy has
-    /// a window rule, so that other policies pay nothing): the rule it tests, whose time limit
-    /// is capped at the test limit for it, and its window edge.
-    fn canary(&self, s: &Session) -> CanaryMarks {
-        if self.test_limit.is_none() && !self.windows {
-            return CanaryMarks::default();
+    /// For a `curfew verify` canary, when a test limit is set (so that other policies pay
+    /// nothing): the rule it tests, whose time limit is capped at the test limit for it.
+    fn test_limit_rule(&self, s: &Session) -> Option<usize> {
+        self.test_limit?;
+        crate::model::canary_rule(&s.role)
+    }
+
+    /// The window edge an override sets for this session: the rule's index and the edge.
+    fn edge(&self, s: &Session) -> Option<(usize, i64)> {
+        if self.edges.is_empty() {
+            return None;
         }
-        let Some(rule) = crate::model::canary_rule(&s.role) else {
-            return CanaryMarks::default();
-        };
-        CanaryMarks {
-            rule: Some(rule),
-            edge: if self.windows {
-                crate::model::canary_edge(&s.role).map(nanos)
-            } else {
-                None
-            },
+        self.edges.get(&s.key()).copied()
+    }
+
+    /// For a window rule, when its window next opens or closes (nanoseconds; None: never, or
+    /// not a window rule).
+    pub(super) fn window_change(&self, r: usize) -> Option<i64> {
+        match self.rules.get(r)?.0 {
+            Prepared::Allow(p) | Prepared::Deny(p) => p.until,
+            _ => None,
         }
+    }
+
+    /// Rule `r`'s stable id.
+    pub(super) fn id(&self, r: usize) -> &RuleId {
+        &self.ids[r]
     }
 
     /// The full decision for a candidate of this session.
     pub(super) fn decision(&self, s: &Session, c: Candidate) -> Decision {
         let rule = c.rule();
-        let edge = self.canary(s).edge_for(rule).filter(|e| *e == c.deadline);
+        let edge = edge_for(self.edge(s), rule).filter(|e| *e == c.deadline);
         let cause = match (&self.policy.rules[rule].condition, self.rules[rule].0) {
             (_, Prepared::Allow(_) | Prepared::Deny(_)) if edge.is_some() => Cause::CanaryEdge {
                 edge: instant(c.deadline),
@@ -220,6 +230,7 @@ impl<'p> Context<'p> {
         Decision {
             session: s.key(),
             rule,
+            rule_id: self.ids[rule].clone(),
             deadline: instant(c.deadline),
             cause,
         }
@@ -227,7 +238,7 @@ impl<'p> Context<'p> {
 }
 
 /// When a prepared time-based rule fires for a session (`start` is its `backend_start`; `cap`
-/// bounds its time limit: a canary's test limit, see [`Context::canary_rule`]).
+/// bounds its time limit: a canary's test limit, see [`Context::test_limit_rule`]).
 #[inline(always)]
 fn deadline(rule: &Prepared, s: &Session, start: i64, cap: i64) -> Option<i64> {
     // Outside an allow window (or inside a deny window): due since the window changed, or since
@@ -259,6 +270,81 @@ pub(super) struct Scratch {
     pub(super) keys: Vec<u128>,
 }
 
+/// Every time and window rule in `rules` (a bit set over rule indexes: those that apply to
+/// the session, see `ScopeIndex::classify`) against one session: the earliest candidate to
+/// terminate and to report. Session caps rank sessions against each other, so they are left to
+/// the caller: `cap` is called with each applicable cap rule's index. `next_wake` is lowered to
+/// the next instant a deadline falls or one of these window rules changes.
+///
+/// The one place where a rule's deadline for a session is worked out: the batch pass and the
+/// per-session API both call it.
+#[inline(always)]
+pub(super) fn judge_rules(
+    ctx: &Context<'_>,
+    s: &Session,
+    rules: &[u64],
+    next_wake: &mut i64,
+    mut cap: impl FnMut(usize),
+) -> (Option<Candidate>, Option<Candidate>) {
+    let now = ctx.now;
+    let (mut terminate, mut report) = (None, None);
+    let start = nanos(s.backend_start);
+    let tested = ctx.test_limit_rule(s);
+    let edge = ctx.edge(s);
+    for (w, word) in rules.iter().enumerate() {
+        let mut word = *word;
+        while word != 0 {
+            let r = w * 64 + word.trailing_zeros() as usize;
+            word &= word - 1;
+            let (rule, action) = &ctx.rules[r];
+            match rule {
+                Prepared::MaxSessions => {
+                    cap(r);
+                    continue;
+                }
+                // A window that opens or closes changes the verdict on a session in scope,
+                // even one already due (which, if it survives, e.g. in a dry run, stops
+                // being due then).
+                Prepared::Allow(p) | Prepared::Deny(p) => {
+                    if let Some(until) = p.until {
+                        *next_wake = (*next_wake).min(until);
+                    }
+                }
+                _ => {}
+            }
+            let limit_cap = match (tested, ctx.test_limit) {
+                (Some(tested), Some(test)) if tested == r => test,
+                _ => i64::MAX,
+            };
+            let mut due = deadline(rule, s, start, limit_cap);
+            // An edge override for this window rule: the earlier of the window's own
+            // deadline and the edge (never later, see `Overrides`).
+            if let (Prepared::Allow(_) | Prepared::Deny(_), Some(edge)) = (rule, edge_for(edge, r))
+            {
+                due = Some(due.map_or(edge, |d| d.min(edge)));
+            }
+            let Some(deadline) = due else {
+                continue;
+            };
+            if deadline > now {
+                *next_wake = (*next_wake).min(deadline);
+            }
+            let candidate = Candidate {
+                deadline,
+                rule: u32::try_from(r).unwrap_or(u32::MAX),
+                rank: 0,
+                count: 0,
+            };
+            let slot = match action {
+                Action::Terminate => &mut terminate,
+                Action::Report => &mut report,
+            };
+            *slot = earlier(*slot, Some(candidate));
+        }
+    }
+    (terminate, report)
+}
+
 /// Every rule against every session. `verdict` is called exactly once per session with its index
 /// and judgement: at once for most, after ranking for sessions under a `max_sessions` rule
 /// (ranking needs them all). Returns the next instant (nanoseconds) a deadline falls or a window
@@ -269,7 +355,6 @@ pub(super) fn judge(
     scratch: &mut Scratch,
     mut verdict: impl FnMut(usize, Judgement),
 ) -> Option<i64> {
-    let now = ctx.now;
     let mut index = ScopeIndex::new(ctx.policy);
     let mut next_wake = i64::MAX;
     let Scratch {
@@ -293,68 +378,20 @@ pub(super) fn judge(
                 continue;
             }
         };
+        let (role, pid, waiting) = (applicable.role_id, s.pid, pending.len());
         let start = nanos(s.backend_start);
-        let canary = ctx.canary(s);
         let mut is_limited = false;
-        for (w, word) in applicable.rules.iter().enumerate() {
-            let mut word = *word;
-            while word != 0 {
-                let r = w * 64 + word.trailing_zeros() as usize;
-                word &= word - 1;
-                let (rule, action) = &ctx.rules[r];
-                match rule {
-                    Prepared::MaxSessions => {
-                        limited.push(Limited {
-                            rule: r,
-                            role: applicable.role_id,
-                            start,
-                            pid: s.pid,
-                            pending: pending.len(),
-                        });
-                        is_limited = true;
-                        continue;
-                    }
-                    // A window that opens or closes changes the verdict on a session in scope,
-                    // even one already due (which, if it survives, e.g. in a dry run, stops
-                    // being due then).
-                    Prepared::Allow(p) | Prepared::Deny(p) => {
-                        if let Some(until) = p.until {
-                            next_wake = next_wake.min(until);
-                        }
-                    }
-                    _ => {}
-                }
-                let cap = match (canary.rule, ctx.test_limit) {
-                    (Some(tested), Some(test)) if tested == r => test,
-                    _ => i64::MAX,
-                };
-                let mut due = deadline(rule, s, start, cap);
-                // A window-edge canary of this window rule: the earlier of the window's own
-                // deadline and the edge (never later, see `canary_edge`).
-                if let (Prepared::Allow(_) | Prepared::Deny(_), Some(edge)) =
-                    (rule, canary.edge_for(r))
-                {
-                    due = Some(due.map_or(edge, |d| d.min(edge)));
-                }
-                let Some(deadline) = due else {
-                    continue;
-                };
-                if deadline > now {
-                    next_wake = next_wake.min(deadline);
-                }
-                let candidate = Candidate {
-                    deadline,
-                    rule: u32::try_from(r).unwrap_or(u32::MAX),
-                    rank: 0,
-                    count: 0,
-                };
-                let slot = match action {
-                    Action::Terminate => &mut j.terminate,
-                    Action::Report => &mut j.report,
-                };
-                *slot = earlier(*slot, Some(candidate));
-            }
-        }
+        let (terminate, report) = judge_rules(ctx, s, applicable.rules, &mut next_wake, |r| {
+            limited.push(Limited {
+                rule: r,
+                role,
+                start,
+                pid,
+                pending: waiting,
+            });
+            is_limited = true;
+        });
+        (j.terminate, j.report) = (terminate, report);
         if is_limited {
             pending.push((i, j));
         } else {

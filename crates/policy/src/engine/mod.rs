@@ -1,18 +1,29 @@
 //! The decision engine: for a policy, a set of live sessions and an instant, which sessions end,
-//! which are only reported, which are due a warning, and when to look again.
+//! which are only reported, which are due a warning, and when to look again (the batch API, for
+//! the agent); and, on the same rule code, the per-session API for an enforcement point inside
+//! the session: [`admit`] a login, the [`next_event`] of one session, and [`ViolationCounter`]
+//! for `violations` rules, judged per error.
 //!
 //! A pure function of its inputs: the same sessions at the same `now` give the same plan, in
 //! whatever order the sessions come. Deadlines are instants on the database server's clock.
 
 mod decision;
 mod judge;
+mod per_session;
 mod scope;
+mod violations;
 
 use jiff::Timestamp;
 
 pub use decision::{Cause, Decision};
+pub use per_session::{
+    Admission, IncidentLock, LOGIN_LOCK_RULE, Login, NextEvent, Refusal, admit, next_event,
+    next_report,
+};
+pub use violations::{ErrorVerdict, ViolationCounter};
 
 use crate::model::{ExemptBy, Policy};
+use crate::overrides::Overrides;
 use crate::session::Session;
 use judge::{Context, Scratch, earlier, instant, judge};
 
@@ -61,6 +72,17 @@ pub enum Verdict {
     Untouched,
 }
 
+/// The verdict on each session, in input order, with explicit overrides (a `curfew verify`
+/// canary's window edge). A one-off [`Engine::assess_with`].
+pub fn assess_with(
+    policy: &Policy,
+    sessions: &[Session],
+    now: Timestamp,
+    overrides: &Overrides,
+) -> Vec<Verdict> {
+    Engine::new().assess_with(policy, sessions, now, overrides)
+}
+
 /// Decide, for every session at `now`, what happens. A one-off [`Engine::evaluate`].
 pub fn evaluate(policy: &Policy, sessions: &[Session], now: Timestamp) -> Plan {
     Engine::new().evaluate(policy, sessions, now)
@@ -99,7 +121,20 @@ impl Engine {
         now: Timestamp,
         horizon: jiff::SignedDuration,
     ) -> Plan {
-        let ctx = Context::new(policy, now);
+        self.evaluate_with(policy, sessions, now, horizon, &Overrides::none())
+    }
+
+    /// As [`Engine::evaluate_ahead`], with explicit overrides (see [`Overrides`]: they only
+    /// ever bring an end earlier).
+    pub fn evaluate_with(
+        &mut self,
+        policy: &Policy,
+        sessions: &[Session],
+        now: Timestamp,
+        horizon: jiff::SignedDuration,
+        overrides: &Overrides,
+    ) -> Plan {
+        let ctx = Context::new(policy, now, overrides);
         let until = ctx
             .now
             .saturating_add(i64::try_from(horizon.as_nanos()).unwrap_or(i64::MAX).max(0));
@@ -166,7 +201,18 @@ impl Engine {
         sessions: &[Session],
         now: Timestamp,
     ) -> Vec<Verdict> {
-        let ctx = Context::new(policy, now);
+        self.assess_with(policy, sessions, now, &Overrides::none())
+    }
+
+    /// As [`Engine::assess`], with explicit overrides (see [`Overrides`]).
+    pub fn assess_with(
+        &mut self,
+        policy: &Policy,
+        sessions: &[Session],
+        now: Timestamp,
+        overrides: &Overrides,
+    ) -> Vec<Verdict> {
+        let ctx = Context::new(policy, now, overrides);
         let mut verdicts = vec![Verdict::Untouched; sessions.len()];
         judge(&ctx, sessions, &mut self.scratch, |i, j| {
             let s = &sessions[i];
@@ -217,24 +263,23 @@ fn in_order(decisions: Vec<Decision>, now: Timestamp, keys: &mut Vec<u128>) -> V
         (seconds << 88) | (nanos << 58) | (pid << INDEX_BITS) | e as u128
     }));
     keys.sort_unstable();
-    // Apply the order in place, one cycle at a time (a second 5 MB vector would have to be
-    // faulted in); a visited entry is marked by clearing its key.
+    // Apply the order in place, one cycle at a time, by swaps (a second 5 MB vector would have
+    // to be faulted in); a visited entry is marked by clearing its key. Along a cycle, the
+    // entry that started at `start` moves ahead until it reaches its own place.
     let mut decisions = decisions;
     let index_of = |k: u128| (k & ((1 << INDEX_BITS) - 1)) as usize;
     for start in 0..keys.len() {
         if keys[start] == VISITED {
             continue;
         }
-        let first = decisions[start];
         let mut at = start;
         loop {
             let from = index_of(keys[at]);
             keys[at] = VISITED;
             if from == start {
-                decisions[at] = first;
                 break;
             }
-            decisions[at] = decisions[from];
+            decisions.swap(at, from);
             at = from;
         }
     }
@@ -243,5 +288,7 @@ fn in_order(decisions: Vec<Decision>, now: Timestamp, keys: &mut Vec<u128>) -> V
 
 #[cfg(test)]
 mod canary_tests;
+#[cfg(test)]
+mod per_session_tests;
 #[cfg(test)]
 mod tests;

@@ -58,7 +58,7 @@ fn idle_session_past_its_limit_ends_with_a_reason() {
     let s = idle_for(session(1, "kim"), 15 * 60 + 2);
     let plan = evaluate(&p, std::slice::from_ref(&s), now());
     assert_eq!(pids(&plan.terminations), [1]);
-    let d = plan.terminations[0];
+    let d = &plan.terminations[0];
     assert_eq!(
         d.deadline,
         s.state_change.unwrap() + SignedDuration::from_mins(15)
@@ -327,7 +327,7 @@ fn assess_explains_what_will_happen() {
     let mut busy = session(2, "kim");
     busy.state = SessionState::Active;
     let verdicts = assess(&p, &[soon, busy], now());
-    match verdicts[0] {
+    match &verdicts[0] {
         Verdict::Scheduled(d) => assert_eq!(d.deadline, now() + SignedDuration::from_mins(14)),
         ref other => panic!("{other:?}"),
     }

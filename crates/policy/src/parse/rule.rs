@@ -10,7 +10,7 @@ use super::reader::{Located, TableReader};
 use super::{array_of_tables, duration, parse_scope};
 use crate::diagnostic::{Collector, did_you_mean};
 use crate::duration::Limit;
-use crate::model::{Action, Condition, Rule, Violations};
+use crate::model::{Action, Condition, Rule, Violations, ViolationsPer};
 use crate::window::{Schedule, parse_window};
 
 pub(super) const RULE_KEYS: &[&str] = &[
@@ -45,7 +45,7 @@ const CONDITION_KEYS: &[&str] = &[
     "violations",
 ];
 
-pub(super) const VIOLATION_KEYS: &[&str] = &["sqlstates", "count", "within"];
+pub(super) const VIOLATION_KEYS: &[&str] = &["sqlstates", "count", "within", "per"];
 const ACTIONS: &[&str] = &["terminate", "report"];
 
 /// Every `[[rule]]`; a rule with any error is left out (and the errors reported).
@@ -467,11 +467,27 @@ fn violations(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Option<Violatio
             None
         }
     });
+    let per = match v.string(c, "per", "\"session\" or \"role\"") {
+        None => ViolationsPer::Session,
+        Some(p) if p.value == "session" => ViolationsPer::Session,
+        Some(p) if p.value == "role" => ViolationsPer::Role,
+        Some(p) => {
+            c.error(
+                p.span,
+                format!(
+                    "`per` in {} must be \"session\" or \"role\", not \"{}\"",
+                    v.context, p.value
+                ),
+            );
+            ViolationsPer::Session
+        }
+    };
     v.finish(c);
     Some(Violations {
         sqlstates: codes,
         count: count?,
         within: within?.value,
+        per,
     })
 }
 

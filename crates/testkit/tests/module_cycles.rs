@@ -10,7 +10,7 @@ use module_graph::{DiskSources, ModuleTree, edges, find_cycles};
 
 /// Crates whose cycles fail the test. The others are reported only, while their cycles are being
 /// removed; once every crate is listed, this list goes and every crate fails on a cycle.
-const CRATES_WITHOUT_CYCLES: &[&str] = &[];
+const CRATES_WITHOUT_CYCLES: &[&str] = &["check", "compile"];
 
 /// Fewer modules than this means the walk missed most of the workspace.
 const PLAUSIBLE_MODULES: usize = 150;

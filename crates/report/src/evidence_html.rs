@@ -4,11 +4,10 @@
 
 use std::fmt::Write as _;
 
-use crate::evidence::{Evidence, Item, Listed};
 use crate::evidence_md::{age, headline_lines};
-use crate::html::time;
+use crate::evidence_model::{Evidence, Item, Listed};
 
-use crate::html::escape as h;
+use crate::escaping::{escape as h, time};
 
 fn opt(text: &Option<String>) -> String {
     match text.as_deref() {
@@ -178,7 +177,7 @@ fn completeness(out: &mut String, e: &Evidence) {
     let _ = write!(
         out,
         "<p>{}</p>\n</section>\n",
-        crate::html::prose(&c.warnings_statement)
+        crate::escaping::prose(&c.warnings_statement)
     );
 }
 
@@ -190,12 +189,12 @@ fn compensating(out: &mut String, e: &Evidence) {
         h(&c.statement)
     );
     for m in &c.measures {
-        let _ = write!(out, "<li>{}</li>", crate::html::prose(m));
+        let _ = write!(out, "<li>{}</li>", crate::escaping::prose(m));
     }
     let _ = write!(
         out,
         "</ul>\n<p>Exemptions: {}</p>\n",
-        crate::html::prose(&c.exemptions)
+        crate::escaping::prose(&c.exemptions)
     );
     if c.superuser_refusals.total > 0 {
         listed(
@@ -251,7 +250,7 @@ fn metadata(out: &mut String, e: &Evidence) {
                 .as_ref()
                 .map_or_else(String::new, |t| format!("target {}: ", h(t))),
             h(&v.status.replace('_', " ")),
-            crate::html::prose(&v.message)
+            crate::escaping::prose(&v.message)
         );
     }
     out.push_str("</ul>\n</section>\n");
@@ -288,7 +287,7 @@ fn mapping(out: &mut String, e: &Evidence) {
                 if c.missing.is_empty() {
                     "—".to_owned()
                 } else {
-                    crate::html::prose(&c.missing)
+                    crate::escaping::prose(&c.missing)
                 },
             ]
         }),

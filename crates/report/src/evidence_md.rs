@@ -3,9 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::evidence::{Evidence, Item, Listed};
-use crate::html::time;
-use crate::markdown::esc;
+use crate::escaping::{esc, time};
+use crate::evidence_model::{Evidence, Item, Listed};
 use crate::model::Report;
 
 /// A duration in milliseconds as `1m02s`.

@@ -5,6 +5,7 @@ use askama::Template;
 use jiff::Timestamp;
 
 use crate::chart;
+use crate::escaping::{prose, time};
 use crate::model::Report;
 
 /// How many chain problems the banner at the top quotes (the chain section lists them all).
@@ -86,42 +87,6 @@ fn tone(word: &str) -> &'static str {
     }
 }
 
-/// Escape text for HTML (element content and quoted attribute values): the one escape every
-/// fragment built outside the template uses.
-pub(crate) fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&#34;")
-        .replace('\'', "&#39;")
-}
-
-/// Escape `text` for HTML and turn each pair of backticks into `<code>`; an unpaired backtick
-/// stays as it is.
-pub(crate) fn prose(text: &str) -> String {
-    let parts: Vec<&str> = text.split('`').collect();
-    let mut html = String::with_capacity(text.len() + 16);
-    for (i, part) in parts.iter().enumerate() {
-        let paired = i % 2 == 1 && i + 1 < parts.len();
-        if paired {
-            html.push_str("<code>");
-            html.push_str(&escape(part));
-            html.push_str("</code>");
-        } else {
-            if i % 2 == 1 {
-                html.push('`');
-            }
-            html.push_str(&escape(part));
-        }
-    }
-    html
-}
-
-/// "2026-03-01 14:05:09 UTC".
-pub(crate) fn time(ts: Timestamp) -> String {
-    ts.strftime("%Y-%m-%d %H:%M:%S UTC").to_string()
-}
-
 /// Render the page.
 pub(crate) fn render(r: &Report) -> Result<String, askama::Error> {
     let t = &r.terminations;
@@ -137,19 +102,4 @@ pub(crate) fn render(r: &Report) -> Result<String, askama::Error> {
         evidence: crate::evidence_html::sections(&r.evidence),
     }
     .render()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::prose;
-
-    #[test]
-    fn code_spans_of_the_explanation_become_code_and_everything_stays_escaped() {
-        assert_eq!(
-            prose("Sessions of roles `analyst_*` or `<b>`, unless exempt."),
-            "Sessions of roles <code>analyst_*</code> or <code>&lt;b&gt;</code>, unless exempt."
-        );
-        assert_eq!(prose("a ` lone <tick>"), "a ` lone &lt;tick&gt;");
-        assert_eq!(prose("\"x\" & 'y'"), "&#34;x&#34; &amp; &#39;y&#39;");
-    }
 }

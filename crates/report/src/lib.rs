@@ -42,9 +42,11 @@
 mod build;
 mod chart;
 mod coverage;
+mod escaping;
 mod evidence;
 mod evidence_html;
 mod evidence_md;
+mod evidence_model;
 mod html;
 mod mapping;
 mod markdown;
@@ -53,7 +55,7 @@ mod timeline;
 
 pub use build::{LATEST, build};
 pub use coverage::{Coverage, Gap, SILENCE_FACTOR, Segment, TargetCoverage, coverage};
-pub use evidence::{
+pub use evidence_model::{
     Compensating, Completeness, ControlRow, Evidence, Item, LISTED, Listed, Metadata, RuleControls,
     SignOff, VerifyCurrency,
 };

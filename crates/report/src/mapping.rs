@@ -4,7 +4,7 @@
 use curfew_policy::Policy;
 
 use crate::coverage::Coverage;
-use crate::evidence::{ControlRow, VerifyCurrency};
+use crate::evidence_model::{ControlRow, VerifyCurrency};
 use crate::model::CheckRun;
 
 /// The requirement ids a rule's `controls` may use for each row (compared without case,

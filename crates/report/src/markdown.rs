@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::html::time;
+use crate::escaping::{esc, time};
 use crate::model::{CheckRun, Report, RunRecord, VerifyRun};
 
 use Align::{Left, Right};
@@ -543,21 +543,4 @@ fn code(text: &str) -> String {
 /// Text as a code span in a table cell (GitHub-flavoured tables need `\|` even there).
 fn cell_code(text: &str) -> String {
     code(text).replace('|', "\\|")
-}
-
-/// Text as literal Markdown inline content on one line, safe in a table cell: the characters
-/// that start markup (including raw HTML) are backslash-escaped.
-pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '\\' | '`' | '*' | '[' | ']' | '<' | '>' | '|' | '&' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
 }

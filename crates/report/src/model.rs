@@ -33,7 +33,7 @@ pub struct Report {
     /// The audit chain's verification.
     pub chain: Chain,
     /// Continuity, completeness, compensating controls, metadata, control mapping, sign-off.
-    pub evidence: crate::evidence::Evidence,
+    pub evidence: crate::evidence_model::Evidence,
 }
 
 /// The period a report covers.

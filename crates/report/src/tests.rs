@@ -187,7 +187,7 @@ fn every_rule_appears_in_every_format() {
             rule.name
         );
         assert!(json.contains(&rule.name));
-        assert!(html.contains(&crate::html::prose(&rule.statement)));
+        assert!(html.contains(&crate::escaping::prose(&rule.statement)));
     }
     assert!(html.contains("America/New_York") && md.contains("America/New_York"));
     assert!(html.contains("Report only: curfew records"));

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::coverage::{Segment, TargetCoverage};
-use crate::html::{escape, time};
+use crate::escaping::{escape, time};
 
 const WIDTH: f64 = 760.0;
 const LEFT: f64 = 130.0;

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use module_graph::{DiskSources, ModuleTree, edges, find_cycles};
 
-/// Crates whose cycles fail the test. The others are reported only, while their cycles are being
-/// removed; once every crate is listed, this list goes and every crate fails on a cycle.
-const CRATES_WITHOUT_CYCLES: &[&str] = &["check", "compile"];
+/// Crates whose cycles are only reported, not failed on, while other branches of issue 15
+/// remove them. Every other crate, including any new one, fails on a cycle. Once these land,
+/// this list is emptied (and then removed).
+const CYCLES_BEING_REMOVED: &[&str] = &["agent", "audit", "policy", "postgres"];
 
 /// Fewer modules than this means the walk missed most of the workspace.
 const PLAUSIBLE_MODULES: usize = 150;
@@ -41,20 +42,20 @@ fn no_crate_has_a_module_cycle() {
             modules += tree.modules.len();
             for cycle in find_cycles(&tree, &edges(&tree)) {
                 let line = format!("{name} ({root}): {cycle}");
-                if CRATES_WITHOUT_CYCLES.contains(&name.as_str()) {
-                    failing.push(line);
-                } else {
+                if CYCLES_BEING_REMOVED.contains(&name.as_str()) {
                     reported.push(line);
+                } else {
+                    failing.push(line);
                 }
             }
         }
     }
-    for name in CRATES_WITHOUT_CYCLES {
+    for name in CYCLES_BEING_REMOVED {
         assert!(names.iter().any(|n| n == name), "no crate named {name}");
     }
     if !reported.is_empty() {
         eprintln!(
-            "module cycles in crates not yet required to be acyclic:\n{}",
+            "module cycles being removed (reported, not failed on):\n{}",
             reported.join("")
         );
     }

@@ -4,6 +4,7 @@
 //! (`curfew_postgres::Connection::facts`), so every verdict is testable without a server.
 
 mod clock;
+mod durations;
 mod hba;
 mod ledger;
 mod roles;

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use curfew_policy::{Action, Condition};
-use curfew_postgres::{ServerFacts, Setting};
+use curfew_postgres::ServerFacts;
 
+use crate::durations::{duration_of, words};
 use crate::{Finding, PolicyContext, Status};
 
 const GUIDE: &str = "PostgreSQL security guide: hardening";
@@ -13,28 +14,6 @@ const GUIDE: &str = "PostgreSQL security guide: hardening";
 /// The fix for a setting curfew's role cannot see (`pg_settings` hides some, such as
 /// `ssl_min_protocol_version`, from roles without `pg_read_all_settings`).
 const UNREADABLE: &str = "As a superuser: GRANT pg_read_all_settings TO curfew_agent; (it can then read every setting, and change none).";
-
-/// A setting's value as a duration, from its value and unit (`ms`, `s`, `min`, `h`, `d`).
-pub(crate) fn duration_of(setting: &Setting) -> Option<Duration> {
-    let value: u64 = setting.value.trim().parse().ok()?;
-    let unit_ms: u64 = match setting.unit.as_deref().unwrap_or("ms") {
-        "ms" => 1,
-        "s" => 1_000,
-        "min" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return None,
-    };
-    Some(Duration::from_millis(value.checked_mul(unit_ms)?))
-}
-
-/// A duration as people read it; `0 (off)` for zero.
-pub(crate) fn words(d: Duration) -> String {
-    if d.is_zero() {
-        return "0 (off)".to_owned();
-    }
-    curfew_policy::format_age(d.try_into().unwrap_or_default())
-}
 
 fn shown(facts: &ServerFacts, name: &str) -> String {
     match facts.settings.get(name) {

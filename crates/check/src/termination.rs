@@ -6,7 +6,7 @@
 use curfew_policy::{Action, Condition};
 use curfew_postgres::{Announcement, ServerFacts};
 
-use crate::settings::{duration_of, words};
+use crate::durations::{duration_of, words};
 use crate::{Finding, PolicyContext, Status};
 
 /// Whether a curfew agent enforces this policy on the server: `Ok` with what shows it, or

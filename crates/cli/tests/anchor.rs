@@ -332,6 +332,7 @@ fn a_dry_run_agent_anchors_its_log_too_and_an_offline_check_says_so() {
         .arg("--dry-run")
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     let _lines = lines_of(&mut agent);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -367,6 +368,7 @@ fn run_agent_until(cluster: &curfew_sandbox::Cluster, policy: &Path, audit: &Pat
         .arg("--dry-run")
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     let _lines = lines_of(&mut agent);
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -482,6 +484,7 @@ fn an_agent_on_a_log_with_a_damaged_first_line_warns_once_that_it_cannot_anchor(
         .arg("--dry-run")
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     let lines = lines_of(&mut agent);
     let seen = wait_for(

@@ -10,13 +10,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    Response, agent, assert_audit_verifies, cluster, curfew, dir, events, http_get, lines_of,
-    session, signal, text, wait_for,
+    KillOnDrop, Response, agent, assert_audit_verifies, cluster, curfew, dir, events, http_get,
+    lines_of, session, signal, text, wait_for,
 };
 use curfew_audit::{AuditLog, Event, Record};
 
@@ -48,7 +48,7 @@ fn stays(ended: &mpsc::Receiver<()>, quiet: Duration, why: &str) {
     );
 }
 
-fn stop(mut agent: Child) {
+fn stop(mut agent: KillOnDrop) {
     signal(&agent, "TERM");
     assert_eq!(agent.wait().unwrap().code(), Some(0));
 }

@@ -123,6 +123,7 @@ fn a_default_sandbox_shows_the_expected_findings() {
         .arg("--dry-run")
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     let dry_lines = lines_of(&mut dry);
     wait_for(&dry_lines, "connected (", Duration::from_secs(20));

@@ -7,17 +7,17 @@
 mod common;
 
 use std::path::Path;
-use std::process::Child;
 use std::time::Duration;
 
 use common::{
-    agent, assert_audit_verifies, cluster, curfew, dir, lines_of, signal, text, wait_for,
+    KillOnDrop, agent, assert_audit_verifies, cluster, curfew, dir, lines_of, signal, text,
+    wait_for,
 };
 use serde_json::Value;
 
 const OUTAGE: Duration = Duration::from_secs(60);
 
-fn stop(mut agent: Child) {
+fn stop(mut agent: KillOnDrop) {
     signal(&agent, "TERM");
     assert_eq!(agent.wait().unwrap().code(), Some(0));
 }

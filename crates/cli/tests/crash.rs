@@ -9,12 +9,12 @@ mod common;
 
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use curfew_sandbox::Cluster;
 
-use common::Dir;
+use common::{Dir, KillOnDrop};
 
 const WEIRD: &str = "we\"ird röle";
 const LOCK_POINTS: [&str; 4] = [
@@ -66,17 +66,17 @@ fn assert_consistent(cluster: &Cluster, when: &str) {
     );
 }
 
-fn agent(policy: &Path, audit: &Path, fault: Option<&str>) -> Child {
+fn agent(policy: &Path, audit: &Path, fault: Option<&str>) -> KillOnDrop {
     let mut command = common::agent_command(policy, audit);
     command.stderr(Stdio::null());
     if let Some(point) = fault {
         command.env("CURFEW_FAULT", point);
     }
-    command.spawn().unwrap()
+    KillOnDrop(command.spawn().unwrap())
 }
 
 /// Wait for the fault point to kill the agent.
-fn killed(mut child: Child, point: &str) {
+fn killed(mut child: KillOnDrop, point: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
@@ -129,16 +129,11 @@ fn policy(dir: &Path, name: &str, cluster: &Cluster, window: &str) -> PathBuf {
 
 #[test]
 fn a_killed_agent_never_leaves_a_role_half_locked_or_wrongly_enabled() {
-    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    cluster
-        .psql(
-            "CREATE ROLE curfew_agent LOGIN;
-             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
-             CREATE ROLE ana LOGIN;
-             CREATE ROLE \"we\"\"ird röle\" LOGIN;
-             CREATE ROLE dormant NOLOGIN;",
-        )
-        .unwrap();
+    let cluster = curfew_testkit::cluster_with_agent_role(
+        "CREATE ROLE ana LOGIN;
+         CREATE ROLE \"we\"\"ird röle\" LOGIN;
+         CREATE ROLE dormant NOLOGIN;",
+    );
     let dir = Dir(std::env::temp_dir().join(format!("curfew-crash-{}", std::process::id())));
     std::fs::create_dir_all(&dir.0).unwrap();
     // The README's recipe: curfew's role at least privilege, `curfew init` by the superuser.

@@ -48,6 +48,7 @@ async fn a_worker_that_dies_is_restarted_and_recorded() {
         .env("CURFEW_FAULT", "worker-panic")
         .stderr(Stdio::piped())
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     let lines = lines_of(&mut child);
     common::wait_for(&lines, "failed", Duration::from_secs(20));

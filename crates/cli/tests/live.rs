@@ -255,6 +255,7 @@ fn an_interrupted_demo_leaves_nothing_running() {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     let stdout = demo.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();

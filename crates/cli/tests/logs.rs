@@ -51,6 +51,7 @@ async fn no_password_in_json_logs_audit_or_http_even_when_authentication_fails()
         .env("CURFEW_LOG", "debug")
         .stderr(std::process::Stdio::piped())
         .spawn()
+        .map(common::KillOnDrop)
         .unwrap();
     let lines = lines_of(&mut child);
     let mut seen = wait_for(

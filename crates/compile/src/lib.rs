@@ -26,6 +26,7 @@
 
 mod margin;
 mod oracle;
+mod oracle_profile;
 mod oracle_users;
 mod postgres;
 mod postgres_sql;

@@ -9,6 +9,7 @@
 use curfew_policy::{Condition, Limit, Policy, Rule};
 
 use crate::Margin;
+use crate::oracle_profile::{Group, Profile};
 use crate::oracle_users::{find_users_query, name_users};
 use crate::scope::{Exempt, Selector, common_obstacle};
 use crate::text::{comment, comment_line, shown, shown_list};
@@ -139,36 +140,6 @@ pub(crate) fn map_rule(rule: &Rule, margin: Margin) -> Mapping {
         Condition::Violations(_) => Mapping::Unmapped(
             "NOT ENFORCED: no running curfew component enforces a `violations` rule.".to_owned(),
         ),
-    }
-}
-
-/// The rules that share one role selector: one scope, with its strictest limits.
-#[derive(Debug, Clone)]
-pub(crate) struct Group {
-    /// The roles it covers.
-    pub(crate) selector: Selector,
-    /// Per resource (in [`Resource::ALL`] order): the smallest amount, the rule it came from and
-    /// what was rounded to get it.
-    pub(crate) limits: [Option<Limit3>; 3],
-}
-
-/// One resource limit of a group: amount, rule name, rounding note.
-pub(crate) type Limit3 = (u64, String, Option<String>);
-
-/// A profile for one combination of groups (by index, ascending).
-#[derive(Debug, Clone)]
-pub(crate) struct Profile {
-    /// The groups it combines.
-    pub(crate) groups: Vec<usize>,
-    /// Per resource: the smallest amount over its groups.
-    pub(crate) limits: [Option<u64>; 3],
-}
-
-impl Profile {
-    /// `CURFEW_1`, `CURFEW_1_2`: 1-based group numbers.
-    pub(crate) fn name(&self) -> String {
-        let numbers: Vec<String> = self.groups.iter().map(|g| (g + 1).to_string()).collect();
-        format!("CURFEW_{}", numbers.join("_"))
     }
 }
 

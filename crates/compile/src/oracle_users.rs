@@ -4,7 +4,7 @@
 
 use curfew_policy::Glob;
 
-use crate::oracle::{Group, Profile};
+use crate::oracle_profile::{Group, Profile};
 use crate::scope::{Exempt, Selector};
 use crate::text::{comment, literal, shown};
 

@@ -6,7 +6,6 @@
 mod common;
 
 use common::*;
-use curfew_sandbox::Cluster;
 
 const CHAIN: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const OTHER: &str = "2222222222222222222222222222222222222222222222222222222222222222";
@@ -17,13 +16,7 @@ fn hash(n: u8) -> String {
 
 #[tokio::test]
 async fn curfews_role_adds_anchors_going_forward_only_and_cannot_change_or_remove_them() {
-    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    cluster
-        .psql(
-            "CREATE ROLE curfew_agent LOGIN;
-             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;",
-        )
-        .unwrap();
+    let cluster = curfew_testkit::cluster_with_agent_role("");
     let mut admin = connect_trust(&cluster, "postgres").await;
     admin.install_ledger("curfew_agent").await.unwrap();
     // Installing again keeps the store and its rows (idempotent, vetting accepts it).
@@ -94,13 +87,7 @@ async fn curfews_role_adds_anchors_going_forward_only_and_cannot_change_or_remov
 
 #[tokio::test]
 async fn a_forger_cannot_choose_an_anchors_origin_and_init_adds_the_origin_to_an_old_store() {
-    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    cluster
-        .psql(
-            "CREATE ROLE curfew_agent LOGIN;
-             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;",
-        )
-        .unwrap();
+    let cluster = curfew_testkit::cluster_with_agent_role("");
     let mut admin = connect_trust(&cluster, "postgres").await;
     admin.install_ledger("curfew_agent").await.unwrap();
     let agent = connect_trust(&cluster, "curfew_agent").await;

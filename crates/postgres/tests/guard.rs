@@ -223,12 +223,7 @@ async fn a_lifetime_guard_ends_an_active_session() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_superusers_session_is_refused_to_a_plain_agent() {
     let cluster = cluster();
-    cluster
-        .psql(
-            "CREATE ROLE curfew_agent LOGIN;
-             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;",
-        )
-        .unwrap();
+    cluster.psql(curfew_testkit::AGENT_ROLE).unwrap();
     let mut connection = connect_trust(&cluster, "curfew_agent").await;
     assert!(!connection.info.superuser);
     let admin = client(cluster.port(), "postgres", "guard-f").await;

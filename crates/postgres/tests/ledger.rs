@@ -17,18 +17,13 @@ const WEIRD: &str = "we\"ird röle";
 /// The README's recipe: curfew_agent with pg_read_all_stats and pg_signal_backend only, then
 /// `curfew init` as the superuser. Plus roles to lock and to protect.
 async fn recipe() -> Cluster {
-    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    cluster
-        .psql(
-            "CREATE ROLE curfew_agent LOGIN;
-             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
-             CREATE ROLE ana LOGIN;
+    let cluster = curfew_testkit::cluster_with_agent_role(
+        "CREATE ROLE ana LOGIN;
              CREATE ROLE \"we\"\"ird röle\" LOGIN;
              CREATE ROLE dormant NOLOGIN;
              CREATE ROLE admin_x LOGIN CREATEROLE;
              CREATE ROLE deputy LOGIN IN ROLE admin_x;",
-        )
-        .unwrap();
+    );
     let mut admin = connect_trust(&cluster, "postgres").await;
     let installed = admin.install_ledger("curfew_agent").await.unwrap();
     assert!(!installed.schema_existed);
@@ -440,13 +435,7 @@ async fn an_older_ledger_is_upgraded_by_init_and_keeps_its_rows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_curfew_may_not_enter_is_a_status_not_an_error() {
-    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    cluster
-        .psql(
-            "CREATE ROLE curfew_agent LOGIN;
-             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;",
-        )
-        .unwrap();
+    let cluster = curfew_testkit::cluster_with_agent_role("");
     let ledger = connect_trust(&cluster, "curfew_agent").await;
     assert_eq!(ledger.ledger_status().await.unwrap(), LedgerStatus::Missing);
     assert!(!ledger.ledger_exists().await.unwrap());

@@ -184,9 +184,7 @@ async fn sessions_of_one_role_share_their_names() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_curfew_processes_are_left_out_but_not_impostors() {
     let cluster = cluster();
-    cluster
-        .psql("CREATE ROLE curfew_agent LOGIN; GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;")
-        .unwrap();
+    cluster.psql(curfew_testkit::AGENT_ROLE).unwrap();
     let mut connection = connect_trust(&cluster, "curfew_agent").await;
     // Another curfew process (a replica, `curfew plan`): same role, application 'curfew'.
     let other = connect_trust(&cluster, "curfew_agent").await;

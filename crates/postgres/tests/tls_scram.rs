@@ -57,7 +57,7 @@ fn error_text(result: Result<curfew_postgres::Connected, PgError>, also_secret: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_full_with_the_right_ca_and_password_connects_over_tls() {
-    let dir = TempDir::new("tls-ok");
+    let dir = TempDir::new("pg-it", "tls-ok");
     let cluster = tls_cluster(&dir);
     let target = spec(
         &url(
@@ -96,7 +96,7 @@ async fn verify_full_with_the_right_ca_and_password_connects_over_tls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_from_another_ca_is_refused() {
-    let dir = TempDir::new("tls-other-ca");
+    let dir = TempDir::new("pg-it", "tls-other-ca");
     let cluster = tls_cluster(&dir);
     let other = TestPki::generate(&["localhost"]).unwrap();
     let other_ca = dir.write("other-ca.pem", &other.ca_pem, 0o644);
@@ -140,7 +140,7 @@ async fn a_certificate_from_another_ca_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
-    let dir = TempDir::new("tls-host");
+    let dir = TempDir::new("pg-it", "tls-host");
     let cluster = tls_cluster(&dir);
     let password = dir.password_file(PASSWORD);
     let full = spec(
@@ -182,7 +182,7 @@ async fn verify_full_checks_the_host_name_and_verify_ca_does_not() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_reported_without_showing_it() {
-    let dir = TempDir::new("tls-wrong-password");
+    let dir = TempDir::new("pg-it", "tls-wrong-password");
     let cluster = tls_cluster(&dir);
     let wrong = "battery staple 0xDEADBEEF";
     let target = spec(
@@ -202,7 +202,7 @@ async fn a_wrong_password_is_reported_without_showing_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn require_encrypts_without_a_ca_and_disable_is_rejected() {
-    let dir = TempDir::new("tls-require");
+    let dir = TempDir::new("pg-it", "tls-require");
     let cluster = tls_cluster(&dir);
     let password = dir.password_file(PASSWORD);
     let require = spec(
@@ -237,7 +237,7 @@ async fn require_encrypts_without_a_ca_and_disable_is_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_password_file_works_with_a_warning() {
-    let dir = TempDir::new("tls-open-file");
+    let dir = TempDir::new("pg-it", "tls-open-file");
     let cluster = tls_cluster(&dir);
     let file = dir.write("open-password", &format!("{PASSWORD}\n"), 0o644);
     let target = spec(

@@ -3,33 +3,21 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use curfew_audit::{AuditLog, Event, Record, SessionInfo};
 use jiff::Timestamp;
 
-/// A directory under the system temp dir, unique per process, test and call; removed on drop.
-pub(crate) struct TempDir(PathBuf);
+/// A directory for one test (the shared fixture: unique, removed on drop), and the audit log's
+/// place in it.
+pub(crate) struct TempDir(curfew_testkit::TempDir);
 
 impl TempDir {
     pub(crate) fn new(test: &str) -> Self {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("curfew-audit-{}-{test}-{n}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+        TempDir(curfew_testkit::TempDir::new("audit", test))
     }
 
     pub(crate) fn log(&self) -> PathBuf {
         self.0.join("audit.jsonl")
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use curfew_sandbox::Cluster;
+pub use curfew_testkit::KillOnDrop;
 
 pub fn curfew() -> Command {
     Command::new(env!("CARGO_BIN_EXE_curfew"))
@@ -44,38 +45,26 @@ pub fn agent_command(policy: &Path, audit: &Path) -> Command {
     command
 }
 
-/// A running agent whose log (standard error) can be read with [`lines_of`].
-pub fn agent(policy: &Path, audit: &Path) -> Child {
-    agent_command(policy, audit)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+/// A running agent whose log (standard error) can be read with [`lines_of`]; killed when the
+/// test ends, even by a panic.
+pub fn agent(policy: &Path, audit: &Path) -> KillOnDrop {
+    KillOnDrop(
+        agent_command(policy, audit)
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 /// A directory removed when dropped.
-pub struct Dir(pub PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use curfew_testkit::TempDir as Dir;
 
 pub fn dir(name: &str) -> Dir {
-    let d = std::env::temp_dir().join(format!("curfew-cli-live-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    Dir(d)
+    Dir::new("cli-live", name)
 }
 
 pub fn cluster() -> Cluster {
-    let cluster = Cluster::start(Default::default()).unwrap_or_else(|e| panic!("{e}"));
-    cluster
-        .psql(
-            "CREATE ROLE curfew_agent LOGIN; GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
-             CREATE ROLE kim LOGIN;",
-        )
-        .unwrap();
-    cluster
+    curfew_testkit::cluster_with_agent_role("CREATE ROLE kim LOGIN;")
 }
 
 pub fn policy_text(cluster: &Cluster, rules: &str) -> String {
@@ -250,7 +239,7 @@ pub fn listen_address(lines: &mpsc::Receiver<String>) -> String {
 
 /// A psql session of `user` (with this application name) that takes curfew's leader lock and
 /// keeps it until killed; returns once the server shows the lock granted.
-pub fn hold_leader_lock(cluster: &Cluster, user: &str, application: &str) -> Child {
+pub fn hold_leader_lock(cluster: &Cluster, user: &str, application: &str) -> KillOnDrop {
     use std::io::Write as _;
     let mut holder = Command::new(cluster.bin_dir().join("psql"))
         .args([
@@ -266,6 +255,7 @@ pub fn hold_leader_lock(cluster: &Cluster, user: &str, application: &str) -> Chi
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
+        .map(KillOnDrop)
         .unwrap();
     let stdin = holder.stdin.as_mut().unwrap();
     writeln!(

@@ -1,8 +1,7 @@
 //! Helpers shared by the integration tests: temporary files, target specs, client sessions.
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+#![allow(dead_code, unused_imports, unreachable_pub, clippy::unwrap_used)]
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,41 +10,7 @@ use curfew_postgres::{Connection, TargetSpec};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 
-/// A directory of its own for one test, removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    /// `$TMPDIR/curfew-pg-it-<pid>-<name>`, empty.
-    pub fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("curfew-pg-it-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Write `contents` to `name` with permissions `mode`.
-    pub fn write(&self, name: &str, contents: &str, mode: u32) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        path
-    }
-
-    /// A password file (mode 0600) holding `password` and a newline.
-    pub fn password_file(&self, password: &str) -> PathBuf {
-        self.write("password", &format!("{password}\n"), 0o600)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+pub use curfew_testkit::TempDir;
 
 /// A target spec named "t" for `url`.
 pub fn spec(url: &str, password_file: Option<PathBuf>) -> TargetSpec {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::{Event, Record};
-use curfew_backend::{BackendError, EndRequest, Outcome, Signal, Snapshot};
+use curfew_backend::{Backend, BackendError, EndRequest, Outcome, Signal, Snapshot};
 use curfew_policy::{Cause, Decision, Plan, Session, SessionKey};
 use jiff::Timestamp;
 use serde_json::json;
@@ -21,7 +21,6 @@ use crate::locked::LockedSet;
 use crate::records::{about, session_info, write, write_all, write_outcomes};
 use crate::shared::Shared;
 use crate::warn::Warner;
-use curfew_backend::Backend;
 
 /// The rule name under which sessions of locked roles are ended.
 const LOCK_RULE: &str = "login-lock";

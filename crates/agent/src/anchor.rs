@@ -19,6 +19,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use curfew_audit::{CheckpointKey, Head};
+use curfew_backend::{AnchorStore as _, Connector};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -27,7 +28,6 @@ use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
 use crate::shared::Shared;
 use crate::worker::Worker;
-use curfew_backend::{AnchorStore as _, Connector};
 
 /// Longest an anchor's round trip may take before it is given up for this tick.
 pub(crate) const ANCHOR_LIMIT: Duration = Duration::from_millis(500);

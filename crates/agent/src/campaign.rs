@@ -2,13 +2,13 @@
 //! squatters, judging a replica that leads), and the check once a round that this agent still
 //! leads and can record what it does.
 
+use curfew_backend::{BackendError, Connector, Coordination as _, SessionKey};
 use tokio::time::Instant;
 
 use crate::events::AgentEvent;
 use crate::heartbeat::State;
 use crate::loaded::LoadedPolicy;
 use crate::worker::{Ended, HEARTBEAT_LIMIT, Pause, Worker, standby_of};
-use curfew_backend::{BackendError, Connector, Coordination as _, SessionKey};
 
 impl<C: Connector> Worker<C> {
     /// Wait for the leader lock. `Ok(None)` on shutdown. A session of another role that holds

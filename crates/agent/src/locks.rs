@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::Event;
-use curfew_backend::{BackendError, LedgerStatus, LockedRole, LoginChange};
+use curfew_backend::{BackendError, LedgerStatus, LockedRole, LoginChange, LoginLedger};
 use curfew_policy::Rule;
 use jiff::Timestamp;
 use serde_json::json;
@@ -19,7 +19,6 @@ use crate::loaded::LoadedPolicy;
 use crate::locked::{Locked, LockedSet};
 use crate::records::{about, write};
 use crate::shared::Shared;
-use curfew_backend::LoginLedger;
 
 /// What one round of lock keeping found.
 #[derive(Debug, Default)]

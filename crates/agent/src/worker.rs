@@ -5,6 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::Event;
+use curfew_backend::{
+    Backend, BackendError, Connector, Coordination as _, SessionKey, SessionReader as _,
+};
 use curfew_policy::Engine;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -16,9 +19,6 @@ use crate::loaded::LoadedPolicy;
 use crate::locks::Keeper;
 use crate::records::{about, write};
 use crate::shared::Shared;
-use curfew_backend::{
-    Backend, BackendError, Connector, Coordination as _, SessionKey, SessionReader as _,
-};
 
 /// How long the leader's heartbeat on its lock connection may take before it steps down.
 pub(crate) const HEARTBEAT_LIMIT: Duration = Duration::from_secs(5);

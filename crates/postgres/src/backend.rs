@@ -30,9 +30,10 @@ impl From<PgError> for BackendError {
             PgError::AlterRole { .. } => ErrorKind::Refused {
                 code: Some("CF003".to_owned()),
             },
-            PgError::LedgerPrivilege { .. } | PgError::MissingPrivileges { .. } => {
-                ErrorKind::Refused { code: None }
-            }
+            PgError::LedgerPrivilege { code, .. } => ErrorKind::Refused {
+                code: Some(code.clone()),
+            },
+            PgError::MissingPrivileges { .. } => ErrorKind::Refused { code: None },
             _ => ErrorKind::Failed,
         };
         BackendError::new(kind, e)
@@ -196,5 +197,60 @@ impl Connector for TargetSpec {
     async fn connect(&self) -> Result<(Connection, Vec<String>), BackendError> {
         let connected = crate::connect::connect(self).await?;
         Ok((connected.connection, connected.warnings))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(lost: bool) -> PgError {
+        PgError::Query {
+            target: "db1".to_owned(),
+            what: "reading pg_stat_activity",
+            reason: "FATAL: terminating connection".to_owned(),
+            lost,
+        }
+    }
+
+    #[test]
+    fn errors_keep_their_kind_their_code_and_their_message() {
+        let cases = [
+            (
+                PgError::NotLeading {
+                    target: "db1".to_owned(),
+                },
+                ErrorKind::NotLeading,
+            ),
+            (query(true), ErrorKind::ConnectionLost),
+            (query(false), ErrorKind::Failed),
+            (
+                PgError::LedgerPrivilege {
+                    target: "db1".to_owned(),
+                    role: "curfew_agent".to_owned(),
+                    detail: "permission denied for schema curfew".to_owned(),
+                    code: "42501".to_owned(),
+                },
+                ErrorKind::Refused {
+                    code: Some("42501".to_owned()),
+                },
+            ),
+            (
+                PgError::LoginRefused {
+                    target: "db1".to_owned(),
+                    detail: "role \"postgres\" is a superuser".to_owned(),
+                },
+                ErrorKind::Refused {
+                    code: Some("CF002".to_owned()),
+                },
+            ),
+        ];
+        for (pg, kind) in cases {
+            let message = pg.to_string();
+            let neutral = BackendError::from(pg);
+            assert_eq!(neutral.kind(), &kind, "{message}");
+            assert_eq!(neutral.to_string(), message);
+            assert!(neutral.database_error().downcast_ref::<PgError>().is_some());
+        }
     }
 }

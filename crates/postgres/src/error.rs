@@ -67,6 +67,9 @@ pub enum PgError {
         role: String,
         /// The server's message.
         detail: String,
+        /// The SQLSTATE: no privilege (42501), no function (42883), no schema (3F000) or no
+        /// table (42P01).
+        code: String,
     },
     /// curfew's functions refused to touch a role (a superuser, an administrator, curfew's own
     /// role or the ledger's owner).

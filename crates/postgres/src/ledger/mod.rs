@@ -120,10 +120,11 @@ impl Connection {
                 version_num: self.info.version_num,
                 detail,
             },
-            Some("42501" | "42883" | "3F000" | "42P01") => PgError::LedgerPrivilege {
+            Some(code @ ("42501" | "42883" | "3F000" | "42P01")) => PgError::LedgerPrivilege {
                 target: self.target.clone(),
                 role: self.info.role.clone(),
                 detail,
+                code: code.to_owned(),
             },
             _ => PgError::query(&self.target, what, e),
         }

@@ -18,6 +18,7 @@ mod loaded;
 mod locked;
 mod locks;
 mod notify;
+mod notify_queue;
 mod records;
 mod shared;
 mod supervisor;

@@ -9,7 +9,6 @@
 //! the next event.
 
 mod command;
-pub(crate) mod queue;
 mod webhook;
 
 use std::sync::Arc;

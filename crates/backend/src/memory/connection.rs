@@ -7,7 +7,7 @@ use curfew_policy::{SessionKey, SessionState};
 use jiff::Timestamp;
 
 use super::script::{Call, CallName, Fault, Request};
-use super::{Anchored, Conn, Holder, MemoryError, MemoryServer, State};
+use super::state::{Anchored, Conn, Holder, MemoryError, Shared, State, lock};
 use crate::coordination::LockHolder;
 use crate::ending::{EndRequest, IdleState, Outcome, Signal, Snapshot};
 use crate::error::BackendError;
@@ -16,22 +16,22 @@ use crate::traits::{
     AnchorStore, Backend, Connector, Coordination, LoginLedger, SessionEnder, SessionReader,
 };
 
-/// Opens connections to a [`MemoryServer`]. Two connectors are equal when they reach the same
-/// server.
+/// Opens connections to an in-memory server (`MemoryServer::connector`). Two connectors are
+/// equal when they reach the same server.
 #[derive(Debug, Clone)]
 pub struct MemoryConnector {
-    server: MemoryServer,
+    server: Shared,
 }
 
 impl MemoryConnector {
-    pub(crate) fn new(server: MemoryServer) -> MemoryConnector {
+    pub(crate) fn new(server: Shared) -> MemoryConnector {
         MemoryConnector { server }
     }
 }
 
 impl PartialEq for MemoryConnector {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.server.state, &other.server.state)
+        Arc::ptr_eq(&self.server, &other.server)
     }
 }
 
@@ -39,7 +39,7 @@ impl Connector for MemoryConnector {
     type Backend = MemoryConnection;
 
     async fn connect(&self) -> Result<(MemoryConnection, Vec<String>), BackendError> {
-        let mut state = self.server.state();
+        let mut state = lock(&self.server);
         state.next_connection += 1;
         let id = state.next_connection;
         let at = state.now();
@@ -83,11 +83,11 @@ impl Connector for MemoryConnector {
     }
 }
 
-/// One connection to a [`MemoryServer`]. Dropping it closes its session (and releases the
+/// One connection to an in-memory server. Dropping it closes its session (and releases the
 /// leader lock if it held it).
 #[derive(Debug)]
 pub struct MemoryConnection {
-    server: MemoryServer,
+    server: Shared,
     id: u64,
     fence: Option<SessionKey>,
     /// The role it is connected as.
@@ -96,7 +96,7 @@ pub struct MemoryConnection {
 
 impl Drop for MemoryConnection {
     fn drop(&mut self) {
-        let mut state = self.server.state();
+        let mut state = lock(&self.server);
         state.close(self.id);
         state.connections.remove(&self.id);
     }
@@ -118,7 +118,7 @@ impl MemoryConnection {
         mut request: Request,
         answer: impl FnOnce(&mut State, Option<Option<String>>, &mut Request) -> Result<T, BackendError>,
     ) -> Result<T, BackendError> {
-        let mut state = self.server.state();
+        let mut state = lock(&self.server);
         state.settle_exits();
         let at = state.now();
         let name = request.name();
@@ -367,7 +367,7 @@ impl AnchorStore for MemoryConnection {
                     held,
                 };
                 return Err(BackendError::new(
-                    crate::ErrorKind::Refused { code: None },
+                    crate::error::ErrorKind::Refused { code: None },
                     error,
                 ));
             }

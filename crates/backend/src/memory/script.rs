@@ -1,9 +1,9 @@
 //! What the in-memory server records of the calls made to it, and the failures a test scripts
 //! for the calls to come.
 
+use curfew_policy::SessionKey;
 use jiff::Timestamp;
 
-use crate::SessionKey;
 use crate::coordination::LockHolder;
 use crate::ending::{EndRequest, Signal};
 use crate::error::ErrorKind;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use curfew_policy::SessionState;
+use curfew_policy::{SessionKey, SessionState};
 use jiff::{SignedDuration, Timestamp};
 
 use super::*;

@@ -305,3 +305,76 @@ async fn a_lost_connection_is_reconnected_and_the_deadline_still_met() {
     assert!(why.contains("connection"), "{why}");
     intent_and_outcome(&records, kim, "session_terminated");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_incident_lock_turns_the_login_off_and_ends_the_role_s_sessions() {
+    let server = MemoryServer::new("db1", start_time());
+    let role = server.add_role("kim", false, &[]);
+    let kim = server.login("kim", "app");
+    let lock = server.lock_role(role, "incident 7", "alice", None).unwrap();
+    let agent = Agent::start(&server, policy("10s", IDLE_30S), "lock").await;
+
+    run_until(&server, 1.0).await;
+    assert!(!server.role(role).unwrap().can_login);
+    assert!(
+        server.session(kim).is_none(),
+        "a locked role's session lives on"
+    );
+    // Released: its login comes back at the next round.
+    server.release_lock(lock, "bob");
+    run_until(&server, 12.0).await;
+    assert!(server.role(role).unwrap().can_login);
+
+    let records = agent.stop_verified().await;
+    let (intent, _) = intent_and_outcome(&records, kim, "session_terminated");
+    assert_eq!(intent.rule.as_deref(), Some("login-lock"));
+    for event in [
+        "lock_created",
+        "login_locked",
+        "lock_released",
+        "login_restored",
+    ] {
+        assert_eq!(events(&records, event).len(), 1, "{event}");
+    }
+    let changes = events(&records, "login_change_intent");
+    let locked = events(&records, "login_locked")[0];
+    let restored = events(&records, "login_restored")[0];
+    assert_eq!(changes.len(), 2);
+    assert_eq!(locked.intent, Some(changes[0].seq));
+    assert_eq!(restored.intent, Some(changes[1].seq));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_squatter_on_the_leader_lock_is_ended_and_the_lock_taken() {
+    let server = MemoryServer::new("db1", start_time());
+    let squatter = server.login("mallory", "app");
+    server.take_leadership(curfew_backend::LockHolder {
+        pid: squatter.pid,
+        client_addr: None,
+        backend_start: Some(squatter.backend_start),
+        database: Some("app".to_owned()),
+        application: Some("psql".to_owned()),
+        role: Some("mallory".to_owned()),
+        own_role: false,
+        granted: true,
+    });
+    let agent = Agent::start(&server, policy("10s", IDLE_30S), "squatter").await;
+
+    run_until(&server, 1.0).await;
+    assert!(server.session(squatter).is_none());
+    let leader = server.leader().unwrap();
+    assert_ne!(leader, squatter);
+    let ends = ends_of(&server, squatter);
+    assert_eq!(ends.len(), 1);
+    assert!(matches!(ends[0].1, Some(Signal::Signalled { .. })));
+
+    let records = agent.stop_verified().await;
+    let (intent, _) = intent_and_outcome(&records, squatter, "leader_squatted");
+    assert_eq!(intent.rule.as_deref(), Some("leader-lock"));
+    let acquired = events(&records, "leader_acquired");
+    assert_eq!(acquired.len(), 1);
+    assert_eq!(
+        acquired[0].detail.as_ref().unwrap()["lock_session_pid"],
+        leader.pid
+    );
+}

@@ -63,7 +63,6 @@ impl Drop for Scratch {
 /// An agent running in this test's runtime against `server`.
 pub struct Agent {
     pub audit_path: PathBuf,
-    pub sha256: String,
     /// Kept while the agent runs: a dropped sender stops it.
     _policy: watch::Sender<Arc<LoadedPolicy>>,
     stop: Option<oneshot::Sender<()>>,
@@ -81,7 +80,6 @@ impl Agent {
             retry_max: Duration::from_secs(2),
             ..AgentOptions::default()
         };
-        let sha256 = policy.sha256.clone();
         let (policy_tx, policy_rx) = watch::channel(Arc::new(policy));
         let (stop_tx, stop_rx) = oneshot::channel::<()>();
         let connector = server.connector();
@@ -96,7 +94,6 @@ impl Agent {
         ));
         Agent {
             audit_path,
-            sha256,
             _policy: policy_tx,
             stop: Some(stop_tx),
             task: Some(task),
@@ -160,7 +157,7 @@ pub fn about<'a>(records: &'a [Entry], event: &str, key: SessionKey) -> Vec<&'a 
         .collect()
 }
 
-/// The records of `event` with this heartbeat state (or any, for other events).
+/// The records of `event`, in order.
 pub fn events<'a>(records: &'a [Entry], event: &str) -> Vec<&'a Entry> {
     records.iter().filter(|r| r.event == event).collect()
 }

@@ -17,6 +17,8 @@ mod coordination;
 mod ending;
 mod error;
 mod ledger;
+#[cfg(any(test, feature = "memory"))]
+pub mod memory;
 mod traits;
 
 pub use coordination::{Announcement, LockHolder};

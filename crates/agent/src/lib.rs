@@ -26,6 +26,7 @@ mod worker;
 
 pub use backend::{Backend, Connector};
 pub use events::{AgentEvent, LoginLock, RecordedEvent};
+/// Transition re-export (issue 15): use `curfew_policy::{LoadError, LoadedPolicy}`.
 pub use loaded::{LoadError, LoadedPolicy};
 pub use locks::{Locked, LockedSet, covered_roles};
 pub use notify::{ATTEMPT_TIMEOUT, ATTEMPTS, Hook, WebhookUrl, redact_url, split_command};

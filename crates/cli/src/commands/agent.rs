@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use curfew_agent::{AgentEvent, AgentOptions, AuditTally, LoadError, LoadedPolicy, RecordedEvent};
+use curfew_agent::{AgentEvent, AgentOptions, AuditTally, RecordedEvent};
 use curfew_audit::{AuditLog, Event, Record};
 use curfew_observe::Observer;
+use curfew_policy::{LoadError, LoadedPolicy};
 use serde_json::json;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
@@ -187,7 +188,7 @@ async fn reload(
 ) {
     tracing::info!("SIGHUP: reloading {}", config.display());
     let checked = LoadedPolicy::from_file(config)
-        .and_then(|loaded| policy_file::require(loaded, policy_file::Need::Enforceable));
+        .and_then(|loaded| curfew_policy::require(loaded, curfew_policy::Need::Enforceable));
     match checked {
         Ok(loaded) => {
             for warning in &loaded.warnings {

@@ -106,7 +106,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
 }
 
 /// One `configuration_checked` record per target, with the findings, for `curfew report`.
-fn records(results: &[Checked], loaded: &curfew_agent::LoadedPolicy) -> Vec<curfew_audit::Record> {
+fn records(results: &[Checked], loaded: &curfew_policy::LoadedPolicy) -> Vec<curfew_audit::Record> {
     results
         .iter()
         .map(|r| {
@@ -172,7 +172,7 @@ async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>
     }
 }
 
-fn markdown(results: &[Checked], loaded: &curfew_agent::LoadedPolicy, at: Timestamp) -> String {
+fn markdown(results: &[Checked], loaded: &curfew_policy::LoadedPolicy, at: Timestamp) -> String {
     let mut md = String::new();
     let at = at.round(jiff::Unit::Second).unwrap_or(at);
     for r in results {

@@ -6,8 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use curfew_agent::LoadedPolicy;
-use curfew_policy::visible;
+use curfew_policy::{LoadedPolicy, visible};
 use curfew_postgres::{Connection, LockProgress, RoleInfo, TargetSpec};
 use jiff::Timestamp;
 

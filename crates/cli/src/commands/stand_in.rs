@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use curfew_agent::{AgentOptions, LoadedPolicy};
+use curfew_agent::AgentOptions;
 use curfew_audit::AuditLog;
+use curfew_policy::LoadedPolicy;
 use curfew_postgres::{Announcement, Connection};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;

@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use curfew_agent::{AgentEvent, AgentOptions, LoadedPolicy};
+use curfew_agent::{AgentEvent, AgentOptions};
 use curfew_audit::AuditLog;
+use curfew_policy::LoadedPolicy;
 use curfew_policy::explain::summary;
 use curfew_sandbox::{Cluster, Options};
 use tokio::sync::{broadcast, oneshot, watch};

@@ -16,8 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use anyhow::Context;
-use curfew_agent::LoadedPolicy;
-use curfew_policy::Limit;
+use curfew_policy::{Limit, LoadedPolicy};
 use curfew_postgres::{Announcement, TargetSpec};
 use curfew_verify::{Planned, RuleResult, Status};
 use jiff::Timestamp;

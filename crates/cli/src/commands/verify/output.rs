@@ -2,8 +2,7 @@
 
 use std::fmt::Write as _;
 
-use curfew_agent::LoadedPolicy;
-use curfew_policy::Limit;
+use curfew_policy::{Limit, LoadedPolicy};
 use jiff::Timestamp;
 
 use super::Verified;

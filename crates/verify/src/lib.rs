@@ -12,6 +12,7 @@
 
 mod canary;
 mod evaluate;
+pub mod live;
 mod outcome;
 mod special;
 

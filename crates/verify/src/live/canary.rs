@@ -4,9 +4,9 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::{Activity, Canary, Method, RuleResult, Status};
 use curfew_policy::{Limit, Policy};
 use curfew_postgres::{CanarySession, Connection, Password, TargetSpec};
-use curfew_verify::{Activity, Canary, Method, RuleResult, Status};
 use jiff::Timestamp;
 
 /// What a live test needs from its surroundings.
@@ -57,12 +57,8 @@ pub(super) async fn test(
             if limit < own {
                 // The canary was held to the test limit: the rule's own limit is checked by
                 // evaluation, in the same result.
-                let probes = curfew_verify::evaluate_rule(
-                    bench.policy,
-                    index,
-                    Timestamp::now(),
-                    bench.token,
-                );
+                let probes =
+                    crate::evaluate_rule(bench.policy, index, Timestamp::now(), bench.token);
                 if probes.iter().any(|p| !p.ok) {
                     result.status = Status::Fail;
                 }
@@ -125,7 +121,7 @@ impl Fallback {
         token: &str,
     ) -> RuleResult {
         match self {
-            Fallback::Evaluate(why) => curfew_verify::by_evaluation(policy, index, why, now, token),
+            Fallback::Evaluate(why) => crate::by_evaluation(policy, index, why, now, token),
             Fallback::Fail(why) => RuleResult::new(
                 &policy.rules[index],
                 Method::Live,
@@ -284,13 +280,13 @@ pub(super) async fn open(
     let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
     // The engine must name this rule for the session as it really is (its address, for one,
     // is only known now).
-    let mut seen = curfew_verify::sample_session(canary, server_now);
+    let mut seen = crate::sample_session(canary, server_now);
     seen.pid = session.pid;
     seen.backend_start = session.backend_start;
     seen.client_addr = session.client_addr;
     let (checked, wait, edge) = match due {
         Due::After(limit) => (
-            curfew_verify::expect_ended_by(
+            crate::expect_ended_by(
                 bench.policy,
                 index,
                 &seen,
@@ -302,7 +298,7 @@ pub(super) async fn open(
         Due::At(edge) => {
             let ahead = Duration::try_from(edge.duration_since(server_now)).unwrap_or_default();
             (
-                curfew_verify::expect_edge(bench.policy, index, &seen, server_now, edge),
+                crate::expect_edge(bench.policy, index, &seen, server_now, edge),
                 wait_for_edge(bench.policy, ahead),
                 Some(waiting_since + ahead),
             )

@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
+use crate::{Activity, Canary, Method, RuleResult, Status};
 use curfew_postgres::{Connection, LockProgress};
-use curfew_verify::{Activity, Canary, Method, RuleResult, Status};
 
-use super::live::{Bench, Fallback, create, format_secs, lock, login};
+use super::canary::{Bench, Fallback, create, format_secs, lock, login};
 
 /// What the test is called in results (it tests a mechanism, not one rule).
 pub(super) const SUBJECT: &str = "login locks (curfew lock)";
@@ -17,7 +17,7 @@ const LOCK_EXPIRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
 
 /// Run the login-lock test on the target.
 pub(super) async fn test(bench: &Bench<'_>, target: &str) -> RuleResult {
-    let lock_rules = curfew_verify::lock_rules(bench.policy);
+    let lock_rules = crate::lock_rules(bench.policy);
     let about = |status, evidence: String| {
         RuleResult::about(SUBJECT, "login_lock", Method::Live, status, evidence)
     };
@@ -69,7 +69,7 @@ pub(super) async fn test(bench: &Bench<'_>, target: &str) -> RuleResult {
 async fn run(bench: &Bench<'_>, steps: &mut Vec<String>) -> Result<(), Fallback> {
     let admin = bench.admin;
     let canary = Canary {
-        role: curfew_verify::lock_canary_role(bench.token),
+        role: crate::lock_canary_role(bench.token),
         groups: Vec::new(),
         database: None,
         application: "curfew-verify".to_owned(),
@@ -99,7 +99,7 @@ async fn run(bench: &Bench<'_>, steps: &mut Vec<String>) -> Result<(), Fallback>
         row.id,
         until.round(jiff::Unit::Second).unwrap_or(until)
     ));
-    let wait = super::live::wait_for_edge(bench.policy, Duration::ZERO);
+    let wait = super::canary::wait_for_edge(bench.policy, Duration::ZERO);
     let applied = progress(admin, role.oid, row.id, wait, |p| {
         p.announced && !p.can_login && p.sessions == 0
     })

@@ -3,18 +3,18 @@
 
 use std::time::{Duration, Instant};
 
+use crate::{Canary, Method, RuleResult, Status};
 use curfew_postgres::CanarySession;
-use curfew_verify::{Canary, Method, RuleResult, Status};
 use jiff::Timestamp;
 
 use curfew_policy::Rule;
 
-use super::live::{
+use super::canary::{
     Bench, Due, Fallback, create, find_record, find_record_of, format_secs, login, open, watch,
 };
 
 /// Test window rule `index` live: a canary whose role name sets this rule's window to close
-/// [`curfew_verify::EDGE_LEAD`] ahead (an override the agent's engine honours only to end such
+/// [`crate::EDGE_LEAD`] ahead (an override the agent's engine honours only to end such
 /// a canary earlier), ended at that edge; the rule's own windows are evaluated alongside.
 pub(super) async fn edge(bench: &Bench<'_>, index: usize) -> RuleResult {
     let policy = bench.policy;
@@ -30,7 +30,7 @@ pub(super) async fn edge(bench: &Bench<'_>, index: usize) -> RuleResult {
         }
     };
     // Whole seconds: the edge travels in the role name.
-    let lead = curfew_verify::EDGE_LEAD.as_secs();
+    let lead = crate::EDGE_LEAD.as_secs();
     let Ok(edge) = Timestamp::from_second(server_now.as_second() + lead + 1) else {
         return Fallback::Fail("the server's clock is out of range".to_owned()).result(
             policy,
@@ -39,7 +39,7 @@ pub(super) async fn edge(bench: &Bench<'_>, index: usize) -> RuleResult {
             bench.token,
         );
     };
-    let canary = match curfew_verify::edge_canary(policy, index, edge, bench.token) {
+    let canary = match crate::edge_canary(policy, index, edge, bench.token) {
         Ok(c) => c,
         Err(why) => {
             return Fallback::Evaluate(format!("no canary can watch a window edge now: {why}"))
@@ -50,7 +50,7 @@ pub(super) async fn edge(bench: &Bench<'_>, index: usize) -> RuleResult {
         Ok(opened) => watch(bench, index, opened).await,
         Err(fallback) => return fallback.result(policy, index, Timestamp::now(), bench.token),
     };
-    let probes = curfew_verify::evaluate_rule(policy, index, server_now, bench.token);
+    let probes = crate::evaluate_rule(policy, index, server_now, bench.token);
     if probes.iter().any(|p| !p.ok) {
         result.status = Status::Fail;
     }
@@ -131,7 +131,7 @@ pub(super) async fn cap(bench: &Bench<'_>, index: usize, canary: &Canary, cap: u
         );
     };
     let started = Instant::now();
-    let wait = super::live::wait_for_edge(policy, Duration::ZERO);
+    let wait = super::canary::wait_for_edge(policy, Duration::ZERO);
     let mut gone = None;
     while started.elapsed() < wait {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -308,14 +308,14 @@ async fn open_all(
     let seen: Vec<curfew_policy::Session> = sessions
         .iter()
         .map(|s| {
-            let mut seen = curfew_verify::sample_session(canary, server_now);
+            let mut seen = crate::sample_session(canary, server_now);
             seen.pid = s.pid;
             seen.backend_start = s.backend_start;
             seen.client_addr = s.client_addr;
             seen
         })
         .collect();
-    curfew_verify::expect_cap(bench.policy, index, &seen, server_now).map_err(|what| {
+    crate::expect_cap(bench.policy, index, &seen, server_now).map_err(|what| {
         Fallback::Evaluate(format!(
             "from this host the canary sessions would not test the cap: {what}"
         ))

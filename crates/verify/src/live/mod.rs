@@ -5,7 +5,9 @@
 
 mod canary;
 mod lock;
+mod postgres;
 mod special;
+pub mod target;
 
 use std::future::Future;
 use std::path::Path;
@@ -14,6 +16,8 @@ use std::sync::Mutex;
 use curfew_policy::{LoadedPolicy, Target};
 use curfew_postgres::{Announcement, PgError, TargetSpec};
 use jiff::Timestamp;
+use postgres::PostgresCanaries;
+use target::CanaryTarget;
 
 use crate::{Options, Planned, RuleResult};
 use canary::Fallback;
@@ -145,8 +149,6 @@ pub async fn verify_target(
             };
         }
     }
-    let created = Mutex::new(Vec::new());
-    let locked = Mutex::new(Vec::new());
     let mut live = Vec::new();
     let mut results: Vec<Option<RuleResult>> = vec![None; plans.len()];
     for (index, planned) in plans.iter().enumerate() {
@@ -169,9 +171,77 @@ pub async fn verify_target(
         }
     };
     if let (Some(admin), true) = (&admin, !live.is_empty() || test_locks) {
+        let canaries = PostgresCanaries { admin, spec: &spec };
+        let context = Live {
+            policy,
+            target: &target.name,
+            audit_log,
+            token,
+            max_wait,
+            now,
+            notice,
+        };
+        let interrupted = context
+            .run(
+                &canaries,
+                &live,
+                test_locks,
+                &mut results,
+                &mut verified,
+                stop,
+            )
+            .await;
+        if interrupted {
+            return Err(LiveError::Interrupted);
+        }
+    }
+    verified.results = results.into_iter().flatten().collect();
+    Ok(verified)
+}
+
+/// What the live tests of one target share, whatever the enforcement point.
+struct Live<'a> {
+    policy: &'a curfew_policy::Policy,
+    /// The target's name.
+    target: &'a str,
+    audit_log: Option<&'a Path>,
+    token: &'a str,
+    max_wait: curfew_policy::Limit,
+    /// When the plan was made (evaluations are around it).
+    now: Timestamp,
+    notice: &'a dyn Fn(Notice),
+}
+
+impl Live<'_> {
+    /// Run the `live` tests (and the login-lock test if `test_locks`) on `canaries` until done
+    /// or `stop`; then release the locks verify took and drop its roles, whatever happened.
+    /// Whether it was stopped.
+    async fn run<T: CanaryTarget>(
+        &self,
+        canaries: &T,
+        live: &[(usize, &Planned)],
+        test_locks: bool,
+        results: &mut [Option<RuleResult>],
+        verified: &mut Verified,
+        stop: impl Future<Output = ()>,
+    ) -> bool {
+        let Live {
+            policy,
+            target,
+            audit_log,
+            token,
+            max_wait,
+            now,
+            notice,
+        } = *self;
+        let evaluated =
+            |index: usize, why: &str| crate::by_evaluation(policy, index, why, now, token);
+        let not_tested =
+            |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
+        let created = Mutex::new(Vec::new());
+        let locked = Mutex::new(Vec::new());
         let bench = canary::Bench {
-            admin,
-            spec: &spec,
+            target: canaries,
             policy,
             audit_log,
             created: &created,
@@ -192,7 +262,7 @@ pub async fn verify_target(
                 crate::EDGE_LEAD.unsigned_abs(),
             ));
         notice(Notice::Waiting {
-            target: target.name.clone(),
+            target: target.to_owned(),
             rules: live
                 .iter()
                 .map(|(i, _)| policy.rules[*i].name.clone())
@@ -217,7 +287,7 @@ pub async fn verify_target(
         }));
         let lock_test = async {
             if test_locks {
-                Some(lock::test(&bench, &target.name).await)
+                Some(lock::test(&bench, target).await)
             } else {
                 None
             }
@@ -235,10 +305,7 @@ pub async fn verify_target(
         // Whatever happened: the locks verify took are released, then its roles dropped.
         let locked = canary::lock(&locked).clone();
         for oid in locked {
-            if let Err(e) = admin
-                .release_incident_lock(oid, "curfew verify (cleanup)")
-                .await
-            {
+            if let Err(e) = canaries.unlock_role(oid, "curfew verify (cleanup)").await {
                 verified.cleanup.push(format!(
                     "the incident lock on canary role oid {oid} was not released: {e}"
                 ));
@@ -246,16 +313,12 @@ pub async fn verify_target(
         }
         let created = canary::lock(&created).clone();
         for role in &created {
-            if let Err(e) = admin.drop_canary(role).await {
+            if let Err(e) = canaries.drop_canary(role).await {
                 verified
                     .cleanup
                     .push(format!("canary role \"{role}\" was not dropped: {e}"));
             }
         }
-        if interrupted {
-            return Err(LiveError::Interrupted);
-        }
+        interrupted
     }
-    verified.results = results.into_iter().flatten().collect();
-    Ok(verified)
 }

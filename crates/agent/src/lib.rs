@@ -20,6 +20,7 @@ mod notify;
 mod records;
 mod reload;
 mod shared;
+mod stand_in;
 mod supervisor;
 mod tally;
 mod warn;
@@ -34,5 +35,6 @@ pub use notify::{ATTEMPT_TIMEOUT, ATTEMPTS, Hook, WebhookUrl, redact_url, split_
 pub use records::{recover as recover_audit, write_to as write_audit};
 pub use reload::Reload;
 pub use shared::AgentOptions;
+pub use stand_in::{StandIn, StandInError};
 pub use supervisor::{AgentError, run};
 pub use tally::{AuditTally, TallyKey};

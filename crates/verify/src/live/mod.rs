@@ -8,6 +8,8 @@ mod lock;
 mod postgres;
 mod special;
 pub mod target;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::path::Path;

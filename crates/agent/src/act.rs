@@ -16,11 +16,11 @@ use tokio::time::Instant;
 
 use crate::describe::describe;
 use crate::events::AgentEvent;
-use crate::loaded::LoadedPolicy;
 use crate::locked::LockedSet;
 use crate::records::{about, session_info, write, write_all, write_outcomes};
 use crate::shared::Shared;
 use crate::warn::Warner;
+use curfew_policy::LoadedPolicy;
 
 /// The rule name under which sessions of locked roles are ended.
 const LOCK_RULE: &str = "login-lock";

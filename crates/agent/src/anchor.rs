@@ -25,9 +25,9 @@ use tokio::time::Instant;
 
 use crate::anchored::Anchors;
 use crate::events::AgentEvent;
-use crate::loaded::LoadedPolicy;
 use crate::shared::Shared;
 use crate::worker::Worker;
+use curfew_policy::LoadedPolicy;
 
 /// Longest an anchor's round trip may take before it is given up for this tick.
 pub(crate) const ANCHOR_LIMIT: Duration = Duration::from_millis(500);

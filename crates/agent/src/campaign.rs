@@ -7,8 +7,8 @@ use tokio::time::Instant;
 
 use crate::events::AgentEvent;
 use crate::heartbeat::State;
-use crate::loaded::LoadedPolicy;
 use crate::worker::{Ended, HEARTBEAT_LIMIT, Pause, Worker, standby_of};
+use curfew_policy::LoadedPolicy;
 
 impl<C: Connector> Worker<C> {
     /// Wait for the leader lock. `Ok(None)` on shutdown. A session of another role that holds

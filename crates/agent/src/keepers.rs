@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use curfew_backend::Snapshot;
 use curfew_policy::{Plan, Session, SessionKey};
 
-use crate::loaded::LoadedPolicy;
+use curfew_policy::LoadedPolicy;
 
 /// The older sessions that keep their places under a `max_sessions` rule, for the guard of a
 /// session beyond the limit: as the engine ranks them, the oldest `limit` sessions of the same

@@ -15,10 +15,10 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::events::{AgentEvent, LoginLock};
-use crate::loaded::LoadedPolicy;
 use crate::locked::{Locked, LockedSet};
 use crate::records::{about, write};
 use crate::shared::Shared;
+use curfew_policy::LoadedPolicy;
 
 /// What one round of lock keeping found.
 #[derive(Debug, Default)]

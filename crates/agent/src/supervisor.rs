@@ -13,10 +13,10 @@ use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::loaded::LoadedPolicy;
 use crate::records::write;
 use crate::shared::{AgentOptions, Shared};
 use crate::worker::Worker;
+use curfew_policy::LoadedPolicy;
 
 /// Why the agent could not run.
 #[derive(Debug, thiserror::Error)]

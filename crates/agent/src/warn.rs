@@ -17,10 +17,10 @@ use jiff::Timestamp;
 use serde_json::json;
 
 use crate::events::AgentEvent;
-use crate::loaded::LoadedPolicy;
 use crate::notify::{Hook, hooks};
 use crate::records::{about, session_info, write_all};
 use crate::shared::Shared;
+use curfew_policy::LoadedPolicy;
 
 /// Remembers which sessions were warned, so each is warned once per rule.
 pub(crate) struct Warner {

@@ -15,10 +15,10 @@ use tokio::time::Instant;
 use crate::act::Actor;
 use crate::events::AgentEvent;
 use crate::heartbeat::{Heartbeat, State, clock_offset_ms};
-use crate::loaded::LoadedPolicy;
 use crate::locks::Keeper;
 use crate::records::{about, write};
 use crate::shared::Shared;
+use curfew_policy::LoadedPolicy;
 
 /// How long the leader's heartbeat on its lock connection may take before it steps down.
 pub(crate) const HEARTBEAT_LIMIT: Duration = Duration::from_secs(5);

@@ -1,15 +1,19 @@
 //! `curfew check`: judge what a server's configuration says against the session-termination
 //! requirement (DISA STIG V-261910, NIST SP 800-171 3.1.11) and the hardening items of the
-//! PostgreSQL security guide that are readable from SQL. Pure: the facts are read elsewhere
-//! (`curfew_postgres::Connection::facts`), so every verdict is testable without a server.
+//! PostgreSQL security guide that are readable from SQL. The verdicts are pure: the facts are
+//! read elsewhere (`curfew_postgres::Connection::facts`), so every verdict is testable without
+//! a server; [`check_target`] reads them from a live target and judges them.
 
 mod clock;
 mod durations;
 mod hba;
 mod ledger;
+mod live;
 mod roles;
 mod settings;
 mod termination;
+
+pub use live::{Checked, check_target};
 
 use curfew_policy::Policy;
 use curfew_postgres::ServerFacts;

@@ -3,44 +3,9 @@
 use std::io::Read;
 use std::path::Path;
 
-use curfew_agent::{LoadError, LoadedPolicy};
-use curfew_policy::{Diagnostic, Missing, PolicyErrors, Severity};
+use curfew_policy::{Diagnostic, LoadError, LoadedPolicy, Need, require};
 
 use crate::exit::Failure;
-
-/// What a command needs of a policy beyond parsing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Need {
-    /// Rules and targets: everything that enforces, tests or validates (issue 13: a policy with
-    /// neither must not switch curfew off on reload).
-    Enforceable,
-    /// Rules only: `explain` and `compile` describe or translate the conditions and connect to
-    /// nothing, so a policy without `[[target]]` is accepted there, with a warning.
-    Conditions,
-}
-
-/// A parsed policy checked for what `need` requires: a missing part is an error (file:1:1)
-/// like any other, or for `Need::Conditions` a missing target is a warning. The one check the
-/// agent's SIGHUP reload and every command share.
-pub(crate) fn require(loaded: LoadedPolicy, need: Need) -> Result<LoadedPolicy, LoadError> {
-    let mut loaded = loaded;
-    let mut errors = Vec::new();
-    for missing in loaded.policy.missing() {
-        if need == Need::Conditions && missing == Missing::Target {
-            loaded
-                .warnings
-                .push(missing.diagnostic(&loaded.source, Severity::Warning));
-        } else {
-            errors.push(missing.diagnostic(&loaded.source, Severity::Error));
-        }
-    }
-    if errors.is_empty() {
-        return Ok(loaded);
-    }
-    let mut diagnostics = errors;
-    diagnostics.append(&mut loaded.warnings);
-    Err(LoadError::Invalid(PolicyErrors { diagnostics }))
-}
 
 /// Read and validate the policy at `path` (`-` is standard input): it must have rules and
 /// targets. Warnings are printed to standard error; errors are printed there too, and the

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use curfew_agent::LoadedPolicy;
+use curfew_policy::LoadedPolicy;
 use tokio::time::Instant;
 
 use crate::board::Board;

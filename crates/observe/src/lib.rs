@@ -19,8 +19,9 @@ mod status;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use curfew_agent::{AgentEvent, AuditTally, LoadedPolicy};
+use curfew_agent::{AgentEvent, AuditTally};
 use curfew_audit::AuditLog;
+use curfew_policy::LoadedPolicy;
 use jiff::Timestamp;
 use tokio::sync::{broadcast, watch};
 use tokio::time::Instant;

@@ -5,8 +5,7 @@
 
 use std::time::Duration;
 
-use curfew_agent::LoadedPolicy;
-use curfew_policy::{Action, Decision, Engine, Verdict};
+use curfew_policy::{Action, Decision, Engine, LoadedPolicy, Verdict};
 use jiff::Timestamp;
 use tokio::time::Instant;
 

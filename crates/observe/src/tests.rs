@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_agent::{AgentEvent, LoadedPolicy};
-use curfew_policy::{BackendType, Session, SessionState};
+use curfew_agent::AgentEvent;
+use curfew_policy::{BackendType, LoadedPolicy, Session, SessionState};
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 

@@ -2,8 +2,9 @@
 //! session (NIST SP 800-171 3.1.11[a]), and the pure engine that decides, for a set of live
 //! sessions and an instant, which sessions end, when, and why.
 //!
-//! This crate does no I/O, starts no runtime and never reads a clock: `now` is always a
-//! parameter, and time zones come from a database the caller passes in.
+//! This crate does no I/O (except [`LoadedPolicy::from_file`], which reads the policy file),
+//! starts no runtime and never reads a clock: `now` is always a parameter, and time zones come
+//! from a database the caller passes in.
 //!
 //! ```
 //! use curfew_policy::{parse_policy, evaluate};
@@ -24,6 +25,7 @@ mod duration;
 mod engine;
 mod exempt;
 pub mod explain;
+mod loaded;
 mod model;
 mod overrides;
 mod parse;
@@ -43,6 +45,7 @@ pub use engine::{
     next_event, next_report,
 };
 pub use exempt::{ExemptKeys, Exemption};
+pub use loaded::{LoadError, LoadedPolicy, Need, require};
 pub use model::{
     Action, AgentSettings, AuditSettings, CANARY_EDGE_MARK, CANARY_MARK, Condition, ExemptBy,
     Exemptions, LoginWindow, Missing, NotifySettings, Policy, PolicyMeta, Rule, RuleId, Scope,

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use curfew_agent::{AgentEvent, LoadedPolicy};
+use curfew_agent::AgentEvent;
+use curfew_policy::LoadedPolicy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_reconnects_after_the_server_restarts() {

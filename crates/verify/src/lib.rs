@@ -1,5 +1,6 @@
-//! `curfew verify` without I/O: the control test the Oracle STIG describes (open a session,
-//! leave it idle past the limit, try to use it), planned rule by rule.
+//! `curfew verify`: the control test the Oracle STIG describes (open a session, leave it idle
+//! past the limit, try to use it), planned rule by rule without I/O, and run live by [`live`]
+//! against an enforcement point behind [`live::target::CanaryTarget`].
 //!
 //! Every rule that can be tested live is, with a *canary*: a temporary role, created for the
 //! test, whose session sits in the rule's scope. An idle-type rule's canary waits out the limit
@@ -12,6 +13,7 @@
 
 mod canary;
 mod evaluate;
+pub mod live;
 mod outcome;
 mod special;
 

@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::events::AgentEvent;
-use crate::loaded::LoadedPolicy;
 use crate::shared::Shared;
+use curfew_policy::LoadedPolicy;
 
 pub use command::split_command;
 pub use webhook::{WebhookUrl, redact_url};

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use curfew_agent::{AgentError, AgentOptions, LoadedPolicy};
+use curfew_agent::{AgentError, AgentOptions};
 use curfew_audit::{AuditLog, Entry};
 use curfew_backend::memory::{CallName, MemoryServer, Request};
 use curfew_backend::{Outcome, SessionKey, Signal};
+use curfew_policy::LoadedPolicy;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use curfew_agent::{AgentEvent, AgentOptions, AuditTally, LoadError, LoadedPolicy, RecordedEvent};
-use curfew_audit::{AuditLog, Event, Record};
+use curfew_agent::{AgentOptions, AuditTally};
+use curfew_audit::AuditLog;
 use curfew_observe::Observer;
-use serde_json::json;
+use curfew_policy::LoadedPolicy;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
@@ -126,32 +126,17 @@ async fn serve(
         }
         None => None,
     };
-    let reload_audit = audit.clone();
-    let reload_events = events.clone();
-    let reload_tally = tally.clone();
+    let reload = curfew_agent::Reload {
+        config,
+        policy: policy_tx,
+        audit: audit.clone(),
+        events: events.clone(),
+        tally: tally.clone(),
+        listen_from_flag,
+    };
     let reloads = tokio::spawn(async move {
         while hangup.recv().await.is_some() {
-            // First the log, so that what the reload records goes to the new file.
-            tracing::info!(
-                "SIGHUP: reopening the audit log {}",
-                reload_audit.path().display()
-            );
-            let _ = curfew_agent::recover_audit(
-                &reload_audit,
-                true,
-                reload_events.as_ref(),
-                Some(&reload_tally),
-            )
-            .await;
-            reload(
-                &config,
-                &policy_tx,
-                &reload_audit,
-                reload_events.as_ref(),
-                &reload_tally,
-                listen_from_flag,
-            )
-            .await;
+            reload.on_hangup().await;
         }
     });
     let shutdown = async move {
@@ -180,91 +165,4 @@ async fn serve(
     reloads.abort();
     let _ = http_stop.send(());
     result.map_err(|e| Failure::Runtime(e.into()))
-}
-
-/// SIGHUP: validate the whole file, then swap it in; an invalid file leaves the running policy
-/// in force, and both outcomes are audited (the swap by the agent as `policy_loaded`).
-async fn reload(
-    config: &Path,
-    policy: &watch::Sender<Arc<LoadedPolicy>>,
-    audit: &AuditLog,
-    events: Option<&tokio::sync::broadcast::Sender<AgentEvent>>,
-    tally: &AuditTally,
-    listen_from_flag: bool,
-) {
-    tracing::info!("SIGHUP: reloading {}", config.display());
-    let checked = LoadedPolicy::from_file(config)
-        .and_then(|loaded| policy_file::require(loaded, policy_file::Need::Enforceable));
-    match checked {
-        Ok(loaded) => {
-            for warning in &loaded.warnings {
-                // Diagnostics quote the policy's names: escapes shown, not obeyed.
-                tracing::warn!("{}", curfew_policy::visible_lines(&warning.to_string()));
-            }
-            let before = policy.borrow().policy.agent.listen;
-            let wanted = loaded.policy.agent.listen;
-            if !listen_from_flag && wanted != before {
-                let shown =
-                    |a: Option<SocketAddr>| a.map_or("(none)".to_owned(), |a| a.to_string());
-                tracing::warn!(
-                    "`listen` in [agent] changed from {} to {}; the HTTP endpoint changes only when the agent restarts",
-                    shown(before),
-                    shown(wanted)
-                );
-            }
-            if loaded.sha256 == policy.borrow().sha256 {
-                tracing::info!("policy unchanged");
-            } else {
-                let _ = policy.send(Arc::new(loaded));
-            }
-        }
-        Err(error) => {
-            let problems: Vec<String> = match &error {
-                LoadError::Invalid(errors) => errors.errors().map(ToString::to_string).collect(),
-                other => vec![other.to_string()],
-            };
-            for problem in &problems {
-                tracing::error!("{}", curfew_policy::visible_lines(problem));
-            }
-            tracing::error!("the new policy was rejected; the running policy stays in force");
-            let record = Record::new(jiff::Timestamp::now(), Event::PolicyRejected)
-                .with_reason(format!(
-                    "{} was rejected ({} problem{}); the running policy stays in force",
-                    config.display(),
-                    problems.len(),
-                    if problems.len() == 1 { "" } else { "s" }
-                ))
-                .with_detail(json!({"source": config.display().to_string(), "errors": problems}));
-            let gist = RecordedEvent {
-                seq: 0,
-                event: record.event,
-                target: None,
-                rule: None,
-                result: None,
-            };
-            let written = curfew_agent::write_audit(audit, record).await;
-            // The agent tells observers of its own records; this one is written here.
-            let told = match written {
-                Ok(appended) => {
-                    let records = vec![RecordedEvent {
-                        seq: appended.seq,
-                        ..gist
-                    }];
-                    tally.add(&records);
-                    AgentEvent::Recorded { records }
-                }
-                Err(error) => {
-                    tracing::error!("{error}");
-                    AgentEvent::AuditFailed { error }
-                }
-            };
-            if let Some(events) = events {
-                let _ = events.send(told);
-                let _ = events.send(AgentEvent::PolicyRejected {
-                    source: config.display().to_string(),
-                    problems: problems.len(),
-                });
-            }
-        }
-    }
 }

@@ -6,8 +6,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use curfew_check::{Finding, PolicyContext, Status, any_failed, judge};
-use curfew_postgres::TargetSpec;
+use curfew_check::{Checked, Finding, PolicyContext, Status, any_failed, check_target};
 use jiff::Timestamp;
 
 use super::Document as Format;
@@ -38,17 +37,6 @@ pub(crate) struct Args {
     max_clock_offset: curfew_policy::Limit,
 }
 
-/// One target's result.
-#[derive(Debug, serde::Serialize)]
-struct Checked {
-    target: String,
-    /// The role curfew connected as (for the record's actor).
-    #[serde(skip)]
-    db_role: String,
-    server: Option<String>,
-    findings: Vec<Finding>,
-}
-
 /// Check each target.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
@@ -63,7 +51,13 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let checked_at = Timestamp::now();
     let results: Vec<Checked> = targets
         .iter()
-        .map(|t| runtime.block_on(check_target(t, context)))
+        .map(|t| {
+            let checked = runtime.block_on(check_target(t, context));
+            for warning in &checked.warnings {
+                eprintln!("curfew: warning: {warning}");
+            }
+            checked
+        })
         .collect();
     let failed = results.iter().any(|r| any_failed(&r.findings));
     if !args.no_record {
@@ -106,7 +100,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
 }
 
 /// One `configuration_checked` record per target, with the findings, for `curfew report`.
-fn records(results: &[Checked], loaded: &curfew_agent::LoadedPolicy) -> Vec<curfew_audit::Record> {
+fn records(results: &[Checked], loaded: &curfew_policy::LoadedPolicy) -> Vec<curfew_audit::Record> {
     results
         .iter()
         .map(|r| {
@@ -134,45 +128,7 @@ fn records(results: &[Checked], loaded: &curfew_agent::LoadedPolicy) -> Vec<curf
         .collect()
 }
 
-/// Connect and judge; a target that cannot be reached is a failed finding, not the end of the
-/// run, so the others are still checked.
-async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>) -> Checked {
-    let spec = TargetSpec::from_policy(target);
-    let facts = match curfew_postgres::connect_to_inspect(&spec).await {
-        Ok(connected) => {
-            for warning in &connected.warnings {
-                eprintln!("curfew: warning: {warning}");
-            }
-            connected.connection.facts().await
-        }
-        Err(e) => Err(e),
-    };
-    match facts {
-        Ok(facts) => Checked {
-            target: target.name.clone(),
-            db_role: spec.url.user.clone(),
-            server: Some(format!("PostgreSQL {}", facts.version)),
-            findings: judge(&facts, context),
-        },
-        Err(e) => Checked {
-            target: target.name.clone(),
-            db_role: spec.url.user.clone(),
-            server: None,
-            findings: vec![Finding {
-                why: format!("the target could not be reached, so nothing on it was checked: {e}"),
-                id: "CURFEW-CONNECT",
-                title: "The target can be reached",
-                requirement: "the check itself",
-                status: Status::Fail,
-                observed: e.to_string(),
-                expected: "a connection as the policy's target describes it".to_owned(),
-                fix: "Check the URL, the password file and pg_hba.conf; `curfew plan --target` shows the same connection error.".to_owned(),
-            }],
-        },
-    }
-}
-
-fn markdown(results: &[Checked], loaded: &curfew_agent::LoadedPolicy, at: Timestamp) -> String {
+fn markdown(results: &[Checked], loaded: &curfew_policy::LoadedPolicy, at: Timestamp) -> String {
     let mut md = String::new();
     let at = at.round(jiff::Unit::Second).unwrap_or(at);
     for r in results {

@@ -454,7 +454,7 @@ pub(crate) fn log_set(log: &Path) -> Vec<PathBuf> {
 /// default `curfew.toml` is no error when the log is named).
 pub(crate) fn policy_for_anchors(
     config: &Path,
-) -> Result<Result<curfew_agent::LoadedPolicy, String>, Failure> {
+) -> Result<Result<curfew_policy::LoadedPolicy, String>, Failure> {
     if config != Path::new("-") && !config.exists() {
         return Ok(Err(format!(
             "no policy file {} to name the targets (give -c FILE, or --offline)",

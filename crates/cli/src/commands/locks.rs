@@ -6,15 +6,15 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use curfew_agent::LoadedPolicy;
-use curfew_policy::visible;
+use curfew_policy::{LoadedPolicy, visible};
 use curfew_postgres::{Connection, LedgerProblem as _, LockProgress, RoleInfo, TargetSpec};
 use jiff::Timestamp;
 
-use super::stand_in::{StandIn, agent_leads, audit_path};
+use super::stand_in::{agent_leads, audit_path};
 use crate::exit::{Failure, out, out_text};
 use crate::policy_file;
 use crate::when::parse_instant;
+use curfew_agent::StandIn;
 
 /// Options of `curfew init`.
 #[derive(Debug, clap::Args)]
@@ -293,7 +293,10 @@ async fn finish(
     pending: &'static str,
 ) -> Result<(), Failure> {
     if let Some(stand_in) = stand_in {
-        stand_in.stop().await?;
+        stand_in
+            .stop()
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
     }
     if all_applied {
         Ok(())
@@ -329,7 +332,9 @@ async fn stand_in_for<T>(
             .join(", "),
         audit.display()
     ))?;
-    StandIn::start(loaded, &unled, &audit).map(Some)
+    StandIn::start(loaded, &unled, &audit, TargetSpec::from_policy)
+        .map(Some)
+        .map_err(|e| Failure::Runtime(e.into()))
 }
 
 /// `curfew unlock`: release the incident lock on every primary and wait for the agent.

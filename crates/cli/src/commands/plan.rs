@@ -5,8 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use curfew_agent::LoadedPolicy;
-use curfew_policy::{Overrides, Session, Verdict, assess_with, format_age};
+use curfew_policy::{LoadedPolicy, Overrides, Session, Verdict, assess_with, format_age};
 use curfew_postgres::TargetSpec;
 use jiff::Timestamp;
 

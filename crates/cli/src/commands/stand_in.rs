@@ -1,16 +1,10 @@
-//! `curfew lock` and `unlock` when no agent enforces a target: the command itself runs the
-//! agent on those targets (same leader lock and fence, same audit records) until the change is
-//! applied, then stops. An incident responder gets the lock applied now, agent or not.
+//! `curfew lock` and `unlock` when no agent enforces a target: whether one leads, and where the
+//! stand-in (`curfew_agent::StandIn`, run by the command itself) records.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use anyhow::Context;
-use curfew_agent::{AgentOptions, LoadedPolicy};
-use curfew_audit::AuditLog;
+use curfew_policy::LoadedPolicy;
 use curfew_postgres::{Announcement, Connection};
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
 use crate::exit::Failure;
 
@@ -42,63 +36,4 @@ pub(crate) fn audit_path(loaded: &LoadedPolicy, given: Option<&Path>) -> Result<
                     .to_owned(),
             )
         })
-}
-
-/// An agent run by the command for some targets (their standbys come along).
-pub(crate) struct StandIn {
-    stop: Option<oneshot::Sender<()>>,
-    task: JoinHandle<Result<(), curfew_agent::AgentError>>,
-}
-
-impl StandIn {
-    /// Start enforcing `loaded` on the named primaries and their standbys, recording to
-    /// `audit` (appended to alongside any other writer of the file).
-    pub(crate) fn start(
-        loaded: &LoadedPolicy,
-        primaries: &[String],
-        audit: &Path,
-    ) -> Result<StandIn, Failure> {
-        let mut scoped = loaded.clone();
-        scoped.policy.targets.retain(|t| {
-            primaries.contains(&t.name) || t.primary.as_ref().is_some_and(|p| primaries.contains(p))
-        });
-        let log = AuditLog::open(audit)
-            .with_context(|| format!("opening the audit log {}", audit.display()))?;
-        let (_policy_tx, policy_rx) = watch::channel(Arc::new(scoped));
-        let (stop_tx, stop_rx) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            // The sender lives as long as the agent: a dropped sender would stop it.
-            let _keep = _policy_tx;
-            let options = AgentOptions {
-                close_interrupted: false,
-                ..AgentOptions::default()
-            };
-            curfew_agent::run(
-                log,
-                options,
-                curfew_postgres::TargetSpec::from_policy,
-                policy_rx,
-                async move {
-                    let _ = stop_rx.await;
-                },
-            )
-            .await
-        });
-        Ok(StandIn {
-            stop: Some(stop_tx),
-            task,
-        })
-    }
-
-    /// Stop it (what it signalled is confirmed first) and wait.
-    pub(crate) async fn stop(mut self) -> Result<(), Failure> {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        match self.task.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(Failure::Runtime(e.into())),
-            Err(e) => Err(Failure::Runtime(anyhow::anyhow!("the agent stopped: {e}"))),
-        }
-    }
 }

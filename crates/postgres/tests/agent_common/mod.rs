@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use curfew_agent::{AgentEvent, AgentOptions, LoadedPolicy};
+use curfew_agent::{AgentEvent, AgentOptions};
 use curfew_audit::AuditLog;
+use curfew_policy::LoadedPolicy;
 use curfew_sandbox::{Cluster, Options};
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;

@@ -7,21 +7,15 @@
 //! proof) or NOT TESTED, with why. The result is recorded as `control_verified`, with the
 //! policy's hash.
 
-mod live;
-mod lock;
 mod output;
-mod special;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::Context;
-use curfew_agent::LoadedPolicy;
-use curfew_policy::Limit;
-use curfew_postgres::{Announcement, TargetSpec};
-use curfew_verify::{Planned, RuleResult, Status};
+use curfew_policy::{Limit, LoadedPolicy};
+use curfew_verify::live::{Notice, Verified, verify_target};
+use curfew_verify::{RuleResult, Status};
 use jiff::Timestamp;
-use live::Fallback;
 
 use super::Document as Format;
 use crate::exit::{Failure, out, out_text};
@@ -53,20 +47,6 @@ pub(crate) struct Args {
     no_record: bool,
 }
 
-/// One target's results.
-#[derive(Debug, serde::Serialize)]
-pub(super) struct Verified {
-    target: String,
-    server: Option<String>,
-    /// What the leading agent announced, if one leads.
-    agent: Option<String>,
-    results: Vec<RuleResult>,
-    /// Tests of mechanisms rather than of one rule (the login lock).
-    mechanisms: Vec<RuleResult>,
-    /// Problems removing what verify created.
-    cleanup: Vec<String>,
-}
-
 /// Verify each target.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
@@ -90,8 +70,10 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
             options,
             audit_log.as_deref(),
             &token,
+            &show,
+            stop_requested(),
         ));
-        verified.push(result?);
+        verified.push(result.map_err(|e| Failure::Runtime(e.into()))?);
     }
     let failed = verified
         .iter()
@@ -134,199 +116,6 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     }
 }
 
-async fn verify_target(
-    loaded: &LoadedPolicy,
-    target: &curfew_policy::Target,
-    options: curfew_verify::Options,
-    audit_log: Option<&Path>,
-    token: &str,
-) -> Result<Verified, Failure> {
-    let max_wait = options.max_wait;
-    let policy = &loaded.policy;
-    let now = Timestamp::now();
-    let plans = curfew_verify::plan(policy, options, now, token);
-    let evaluated =
-        |index: usize, why: &str| curfew_verify::by_evaluation(policy, index, why, now, token);
-    let not_tested = |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
-    let spec = TargetSpec::from_policy(target);
-    let connected = curfew_postgres::connect(&spec).await;
-    let mut verified = Verified {
-        target: target.name.clone(),
-        server: None,
-        agent: None,
-        results: Vec::new(),
-        mechanisms: Vec::new(),
-        cleanup: Vec::new(),
-    };
-    // Why live tests cannot run on this target, if they cannot.
-    let mut blocked: Option<Fallback> = None;
-    let admin = match connected {
-        Ok(c) => {
-            for warning in &c.warnings {
-                eprintln!("curfew: warning: {warning}");
-            }
-            verified.server = Some(format!("PostgreSQL {}", c.connection.info.version));
-            Some(c.connection)
-        }
-        Err(e) => {
-            blocked = Some(Fallback::Fail(format!(
-                "The target could not be reached: {e}."
-            )));
-            None
-        }
-    };
-    if let Some(admin) = &admin {
-        if admin.info.in_recovery {
-            blocked = Some(Fallback::Evaluate(
-                "the target is a standby (read-only): a canary role cannot be created there"
-                    .to_owned(),
-            ));
-        } else {
-            let leader = admin
-                .leader()
-                .await
-                .with_context(|| format!("target \"{}\"", target.name))?;
-            let announced = leader
-                .as_ref()
-                .and_then(|l| l.application.as_deref())
-                .and_then(Announcement::parse);
-            verified.agent = leader.as_ref().and_then(|l| l.application.clone());
-            blocked = match announced {
-                None => Some(Fallback::Fail(
-                    format!(
-                        "No curfew agent enforces the policy on target \"{}\": no session holds curfew's leader lock, so nothing would end the canary. Start `curfew agent` and verify again.",
-                        target.name
-                    ),
-                )),
-                Some(a) if a.dry_run => Some(Fallback::Fail(
-                    "The curfew agent leading this server runs as a dry run: it records what it would do and ends nothing.".to_owned(),
-                )),
-                Some(_) => None,
-            };
-        }
-    }
-    let created = Mutex::new(Vec::new());
-    let locked = Mutex::new(Vec::new());
-    let mut live = Vec::new();
-    let mut results: Vec<Option<RuleResult>> = vec![None; plans.len()];
-    for (index, planned) in plans.iter().enumerate() {
-        results[index] = match (planned, &blocked) {
-            (Planned::NotTested { why }, _) => Some(not_tested(index, why)),
-            (Planned::Evaluate { why }, _) => Some(evaluated(index, why)),
-            (_, Some(fallback)) => Some(fallback.result(policy, index, now, token)),
-            (planned, None) => {
-                live.push((index, planned));
-                None
-            }
-        };
-    }
-    // The login-lock test runs wherever the live tests can.
-    let test_locks = match &blocked {
-        None => admin.is_some(),
-        Some(fallback) => {
-            verified.mechanisms.push(fallback.mechanism(lock::SUBJECT));
-            false
-        }
-    };
-    if let (Some(admin), true) = (&admin, !live.is_empty() || test_locks) {
-        let bench = live::Bench {
-            admin,
-            spec: &spec,
-            policy,
-            audit_log,
-            created: &created,
-            token,
-            max_wait,
-            locked: &locked,
-        };
-        let longest = live
-            .iter()
-            .filter_map(|(_, p)| match p {
-                Planned::Live { limit, .. } => Some(live::wait_for(policy, *limit)),
-                _ => None,
-            })
-            .max()
-            .unwrap_or_default()
-            .max(live::wait_for_edge(
-                policy,
-                curfew_verify::EDGE_LEAD.unsigned_abs(),
-            ));
-        eprintln!(
-            "curfew: target \"{}\": canary sessions in the scope of {}{}; waiting up to {}s for the agent",
-            target.name,
-            live.iter()
-                .map(|(i, _)| format!("\"{}\"", policy.rules[*i].name))
-                .collect::<Vec<_>>()
-                .join(", "),
-            if test_locks {
-                ", and a canary role to lock and unlock"
-            } else {
-                ""
-            },
-            longest.as_secs()
-        );
-        let tests = futures_util::future::join_all(live.iter().map(|(index, planned)| {
-            let bench = &bench;
-            let index = *index;
-            async move {
-                match planned {
-                    Planned::Live { canary, limit, .. } => {
-                        live::test(bench, index, canary, *limit).await
-                    }
-                    Planned::Edge => special::edge(bench, index).await,
-                    Planned::Cap { canary, cap } => special::cap(bench, index, canary, *cap).await,
-                    Planned::Evaluate { why } => evaluated(index, why),
-                    Planned::NotTested { why } => not_tested(index, why),
-                }
-            }
-        }));
-        let lock_test = async {
-            if test_locks {
-                Some(lock::test(&bench, &target.name).await)
-            } else {
-                None
-            }
-        };
-        let interrupted = tokio::select! {
-            (done, locks) = futures_util::future::join(tests, lock_test) => {
-                for ((index, _), result) in live.iter().zip(done) {
-                    results[*index] = Some(result);
-                }
-                verified.mechanisms.extend(locks);
-                false
-            }
-            _ = stop_requested() => true,
-        };
-        // Whatever happened: the locks verify took are released, then its roles dropped.
-        let locked = live::lock(&locked).clone();
-        for oid in locked {
-            if let Err(e) = admin
-                .release_incident_lock(oid, "curfew verify (cleanup)")
-                .await
-            {
-                verified.cleanup.push(format!(
-                    "the incident lock on canary role oid {oid} was not released: {e}"
-                ));
-            }
-        }
-        let created = live::lock(&created).clone();
-        for role in &created {
-            if let Err(e) = admin.drop_canary(role).await {
-                verified
-                    .cleanup
-                    .push(format!("canary role \"{role}\" was not dropped: {e}"));
-            }
-        }
-        if interrupted {
-            return Err(Failure::Runtime(anyhow::anyhow!(
-                "interrupted; the canary roles created were dropped"
-            )));
-        }
-    }
-    verified.results = results.into_iter().flatten().collect();
-    Ok(verified)
-}
-
 /// One `control_verified` record per target, with the evidence, for `curfew report`.
 fn records(
     verified: &[Verified],
@@ -361,6 +150,33 @@ fn records(
                 }))
         })
         .collect()
+}
+
+/// What the live test says as it goes, on standard error.
+fn show(notice: Notice) {
+    match notice {
+        Notice::ConnectWarning(warning) => eprintln!("curfew: warning: {warning}"),
+        Notice::Waiting {
+            target,
+            rules,
+            locks,
+            longest,
+        } => eprintln!(
+            "curfew: target \"{}\": canary sessions in the scope of {}{}; waiting up to {}s for the agent",
+            target,
+            rules
+                .iter()
+                .map(|name| format!("\"{name}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
+            if locks {
+                ", and a canary role to lock and unlock"
+            } else {
+                ""
+            },
+            longest.as_secs()
+        ),
+    }
 }
 
 /// Ctrl-C, or SIGTERM (a service manager or `timeout` stopping verify): either way the canary

@@ -2,12 +2,11 @@
 
 use std::fmt::Write as _;
 
-use curfew_agent::LoadedPolicy;
-use curfew_policy::Limit;
+use curfew_policy::{Limit, LoadedPolicy};
 use jiff::Timestamp;
 
-use super::Verified;
 use crate::table::{md_cell as cell, md_header};
+use curfew_verify::live::Verified;
 
 pub(super) fn markdown(
     verified: &[Verified],

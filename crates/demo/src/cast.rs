@@ -4,9 +4,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use crate::error::DemoError;
 
 /// Roles, schema and grants, created as the superuser.
 pub(super) const SETUP_SQL: &str = "
@@ -125,13 +126,16 @@ pub(super) async fn open(
     application: &str,
     expected: Option<&'static str>,
     setup: &str,
-) -> anyhow::Result<Actor> {
+) -> Result<Actor, DemoError> {
     let conninfo = format!(
         "host={host} port={port} user={role} dbname=postgres application_name={application}"
     );
     let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
         .await
-        .with_context(|| format!("connecting as {role}"))?;
+        .map_err(|source| DemoError::Session {
+            what: format!("connecting as {role}"),
+            source,
+        })?;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let what = match connection.await {
@@ -151,7 +155,10 @@ pub(super) async fn open(
         client
             .batch_execute(setup)
             .await
-            .with_context(|| format!("preparing the {label} session"))?;
+            .map_err(|source| DemoError::Session {
+                what: format!("preparing the {label} session"),
+                source,
+            })?;
     }
     Ok(Actor {
         label,

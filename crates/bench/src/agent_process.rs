@@ -1,5 +1,5 @@
 //! The agent under test, as its own process (so its CPU and memory are its own): started from
-//! this binary, its snapshots counted from its debug log.
+//! the `curfew` binary, its snapshots counted from its debug log.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use crate::error::BenchError;
 
 /// A running `curfew agent`.
 pub(crate) struct AgentProcess {
@@ -21,11 +21,11 @@ impl AgentProcess {
     /// Start `curfew agent` on a policy, counting its snapshots; with `log`, its log (debug
     /// level for the agent) is also copied to that file.
     pub(crate) fn start(
+        exe: &Path,
         policy: &Path,
         audit: &Path,
         log: Option<&Path>,
-    ) -> anyhow::Result<AgentProcess> {
-        let exe = std::env::current_exe().context("finding the curfew binary")?;
+    ) -> Result<AgentProcess, BenchError> {
         let mut child = Command::new(exe)
             .args(["agent", "-c"])
             .arg(policy)
@@ -35,16 +35,23 @@ impl AgentProcess {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting curfew agent")?;
+            .map_err(|source| BenchError::IoDoing {
+                what: "starting curfew agent".to_owned(),
+                source,
+            })?;
         let snapshots = Arc::new(AtomicU64::new(0));
         let connected = Arc::new(AtomicBool::new(false));
-        let stderr = child.stderr.take().context("reading the agent's log")?;
+        let stderr = child.stderr.take().ok_or(BenchError::AgentLog)?;
         let (s, c) = (snapshots.clone(), connected.clone());
         let mut keep = match log {
-            Some(path) => Some(
-                std::fs::File::create(path)
-                    .with_context(|| format!("creating {}", path.display()))?,
-            ),
+            Some(path) => {
+                Some(
+                    std::fs::File::create(path).map_err(|source| BenchError::IoDoing {
+                        what: format!("creating {}", path.display()),
+                        source,
+                    })?,
+                )
+            }
             None => None,
         };
         std::thread::spawn(move || {
@@ -68,14 +75,14 @@ impl AgentProcess {
     }
 
     /// Wait until the agent has connected to its target and leads it.
-    pub(crate) async fn connected(&mut self, limit: Duration) -> anyhow::Result<()> {
+    pub(crate) async fn connected(&mut self, limit: Duration) -> Result<(), BenchError> {
         let started = Instant::now();
         while !self.connected.load(Ordering::Relaxed) {
             if let Some(status) = self.child.try_wait()? {
-                bail!("curfew agent exited with {status} before connecting");
+                return Err(BenchError::AgentExited(status));
             }
             if started.elapsed() > limit {
-                bail!("curfew agent did not connect within {limit:?}");
+                return Err(BenchError::AgentSilent(limit));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -93,14 +100,17 @@ impl AgentProcess {
     }
 
     /// Stop it as systemd would (SIGTERM) and wait.
-    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(mut self) -> Result<(), BenchError> {
         Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
-            .context("stopping the agent")?;
+            .map_err(|source| BenchError::IoDoing {
+                what: "stopping the agent".to_owned(),
+                source,
+            })?;
         let status = self.child.wait()?;
         if !status.success() {
-            bail!("curfew agent stopped with {status}");
+            return Err(BenchError::AgentFailed(status));
         }
         Ok(())
     }

@@ -5,13 +5,17 @@ use jiff::Timestamp;
 
 /// p50/p95/p99/max of a set of lateness samples, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub(crate) struct Percentiles {
-    pub(crate) p50: f64,
-    pub(crate) p95: f64,
-    pub(crate) p99: f64,
-    pub(crate) max: f64,
+pub struct Percentiles {
+    /// The median.
+    pub p50: f64,
+    /// The 95th percentile.
+    pub p95: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+    /// The largest sample.
+    pub max: f64,
     /// How many samples.
-    pub(crate) count: usize,
+    pub count: usize,
 }
 
 impl Percentiles {
@@ -113,7 +117,7 @@ pub(crate) fn ticks_per_second() -> f64 {
 
 /// How many files this process may open (the soft limit), raised first towards `wanted` as far
 /// as the hard limit allows. The agent and the server's processes inherit it.
-pub(crate) fn open_file_limit(wanted: u64) -> Option<u64> {
+pub fn open_file_limit(wanted: u64) -> Option<u64> {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut limit = getrlimit(Resource::Nofile);
     let current = limit.current?;

@@ -4,17 +4,16 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::{Activity, Canary, Method, RuleResult, Status};
 use curfew_policy::{Limit, Policy};
-use curfew_postgres::{CanarySession, Connection, Password, TargetSpec};
-use curfew_verify::{Activity, Canary, Method, RuleResult, Status};
 use jiff::Timestamp;
 
+use super::target::{CanaryConnection, CanaryTarget};
+
 /// What a live test needs from its surroundings.
-pub(super) struct Bench<'a> {
-    /// curfew's own connection to the server (creates and drops canaries, watches sessions).
-    pub(super) admin: &'a Connection,
-    /// The target, for the canary's own connection.
-    pub(super) spec: &'a TargetSpec,
+pub(super) struct Bench<'a, T: CanaryTarget> {
+    /// The enforcement point under test (creates, drops and watches canaries).
+    pub(super) target: &'a T,
     /// The policy under test.
     pub(super) policy: &'a Policy,
     /// The agent's audit log, where its record must appear.
@@ -25,8 +24,8 @@ pub(super) struct Bench<'a> {
     pub(super) token: &'a str,
     /// `--max-wait`, for the hints of status lines.
     pub(super) max_wait: Limit,
-    /// Roles (oid) verify has an incident lock on: released before the roles are dropped.
-    pub(super) locked: &'a Mutex<Vec<u32>>,
+    /// Roles verify has an incident lock on: released before the roles are dropped.
+    pub(super) locked: &'a Mutex<Vec<T::LockedRole>>,
 }
 
 /// When the agent must end a canary session.
@@ -43,8 +42,8 @@ const RECORD_WAIT: Duration = Duration::from_secs(10);
 
 /// Run the live test of idle-type rule `index`; a canary that cannot be made or is not in scope
 /// from this host falls back to evaluation, saying why.
-pub(super) async fn test(
-    bench: &Bench<'_>,
+pub(super) async fn test<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
     index: usize,
     canary: &Canary,
     limit: Limit,
@@ -57,12 +56,8 @@ pub(super) async fn test(
             if limit < own {
                 // The canary was held to the test limit: the rule's own limit is checked by
                 // evaluation, in the same result.
-                let probes = curfew_verify::evaluate_rule(
-                    bench.policy,
-                    index,
-                    Timestamp::now(),
-                    bench.token,
-                );
+                let probes =
+                    crate::evaluate_rule(bench.policy, index, Timestamp::now(), bench.token);
                 if probes.iter().any(|p| !p.ok) {
                     result.status = Status::Fail;
                 }
@@ -125,7 +120,7 @@ impl Fallback {
         token: &str,
     ) -> RuleResult {
         match self {
-            Fallback::Evaluate(why) => curfew_verify::by_evaluation(policy, index, why, now, token),
+            Fallback::Evaluate(why) => crate::by_evaluation(policy, index, why, now, token),
             Fallback::Fail(why) => RuleResult::new(
                 &policy.rules[index],
                 Method::Live,
@@ -142,8 +137,8 @@ pub(super) fn wait_for(policy: &Policy, limit: Limit) -> Duration {
 }
 
 /// A canary session in its waiting state.
-pub(super) struct Opened {
-    pub(super) session: CanarySession,
+pub(super) struct Opened<S> {
+    pub(super) session: S,
     busy: Option<tokio::task::JoinHandle<Result<(), String>>>,
     pub(super) steps: Vec<String>,
     waiting_since: Instant,
@@ -155,34 +150,18 @@ pub(super) struct Opened {
 
 /// Create the canary's role (recorded in `created` at once, so that it is dropped whatever
 /// happens) with a random password; the step that says so, and the password.
-pub(super) async fn create(
-    bench: &Bench<'_>,
+pub(super) async fn create<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
     role: &str,
     groups: &[String],
-) -> Result<(Password, String), Fallback> {
-    let admin = bench.admin;
-    let password = Password::random().map_err(|e| format!("no random password: {e}"))?;
-    let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
+) -> Result<(T::Secret, String), Fallback> {
+    let server_now = bench.target.now().await?;
     // Longer than any test: the longest wait verify allows, and an hour.
     let valid_until = server_now + jiff::SignedDuration::from_secs(3600) + bench.max_wait.get();
-    admin
-        .create_canary(role, &password, groups, valid_until)
-        .await
-        .map_err(|e| {
-            format!(
-                "The canary role could not be created ({e}). curfew's role needs CREATEROLE{}.",
-                if groups.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " and, on PostgreSQL 16 and later, ADMIN OPTION on {} (GRANT {} TO {} WITH ADMIN OPTION)",
-                        groups.join(", "),
-                        groups.iter().map(|g| curfew_postgres::quote_identifier(g)).collect::<Vec<_>>().join(", "),
-                        curfew_postgres::quote_identifier(&admin.info.role)
-                    )
-                }
-            )
-        })?;
+    let password = bench
+        .target
+        .create_canary(role, groups, valid_until)
+        .await?;
     lock(bench.created).push(role.to_owned());
     let step = format!(
         "Created role \"{}\"{} (LOGIN, expiring {}).",
@@ -199,44 +178,15 @@ pub(super) async fn create(
 
 /// Log in as a canary role (created by [`create`]) and switch PostgreSQL's own timeouts off
 /// for the session, so that only curfew can end it; the steps, in words.
-pub(super) async fn login(
-    bench: &Bench<'_>,
+pub(super) async fn login<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
     canary: &Canary,
-    password: &Password,
+    password: &T::Secret,
     steps: &mut Vec<String>,
-) -> Result<CanarySession, Fallback> {
-    let admin = bench.admin;
-    let session = CanarySession::open(
-        bench.spec,
-        &canary.role,
-        password,
-        canary.database.as_deref(),
-        &canary.application,
-    )
-    .await
-    .map_err(|e| {
-        format!(
-            "The canary role was created but could not log in ({e}): pg_hba.conf must let a new role with a SCRAM password connect the way the target's URL does."
-        )
-    })?;
-    steps.push(format!(
-        "It logged in to database \"{}\" as application \"{}\" from {} (pid {}).",
-        canary.database.as_deref().unwrap_or(&bench.spec.url.dbname),
-        canary.application,
-        session
-            .client_addr
-            .map_or_else(|| "a Unix socket".to_owned(), |a| a.to_string()),
-        session.pid
-    ));
-    let switch_off = if admin.info.version_num >= 170_000 {
-        "SET idle_session_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0; SET transaction_timeout = 0"
-    } else {
-        "SET idle_session_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0"
-    };
-    session
-        .run(switch_off)
-        .await
-        .map_err(|e| format!("the canary could not set its own timeouts ({e})"))?;
+) -> Result<T::Session, Fallback> {
+    let (session, step) = bench.target.login(canary, password).await?;
+    steps.push(step);
+    let switch_off = bench.target.switch_off_own_limits(&session).await?;
     steps.push(format!(
         "It tried to switch the control off for itself: {switch_off}."
     ));
@@ -245,13 +195,12 @@ pub(super) async fn login(
 
 /// Create a canary, log in, put the session in its waiting state, and make sure that the engine
 /// ends it by rule `index` when `due`, as the session really is.
-pub(super) async fn open(
-    bench: &Bench<'_>,
+pub(super) async fn open<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
     index: usize,
     canary: &Canary,
     due: Due,
-) -> Result<Opened, Fallback> {
-    let admin = bench.admin;
+) -> Result<Opened<T::Session>, Fallback> {
     let (password, step) = create(bench, &canary.role, &canary.groups).await?;
     let mut steps = vec![step];
     let session = login(bench, canary, &password, &mut steps).await?;
@@ -281,16 +230,14 @@ pub(super) async fn open(
     let waiting_since = Instant::now();
     // The server's clock once the canary waits: its idleness (or its statement) began just
     // before.
-    let server_now = admin.server_now().await.map_err(|e| e.to_string())?;
+    let server_now = bench.target.now().await?;
     // The engine must name this rule for the session as it really is (its address, for one,
     // is only known now).
-    let mut seen = curfew_verify::sample_session(canary, server_now);
-    seen.pid = session.pid;
-    seen.backend_start = session.backend_start;
-    seen.client_addr = session.client_addr;
+    let mut seen = crate::sample_session(canary, server_now);
+    session.place(&mut seen);
     let (checked, wait, edge) = match due {
         Due::After(limit) => (
-            curfew_verify::expect_ended_by(
+            crate::expect_ended_by(
                 bench.policy,
                 index,
                 &seen,
@@ -302,7 +249,7 @@ pub(super) async fn open(
         Due::At(edge) => {
             let ahead = Duration::try_from(edge.duration_since(server_now)).unwrap_or_default();
             (
-                curfew_verify::expect_edge(bench.policy, index, &seen, server_now, edge),
+                crate::expect_edge(bench.policy, index, &seen, server_now, edge),
                 wait_for_edge(bench.policy, ahead),
                 Some(waiting_since + ahead),
             )
@@ -337,7 +284,11 @@ fn edge_tolerance(policy: &Policy) -> (Duration, Duration) {
 }
 
 /// Wait for the agent to end the canary session, then use it, and find the agent's record.
-pub(super) async fn watch(bench: &Bench<'_>, index: usize, opened: Opened) -> RuleResult {
+pub(super) async fn watch<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
+    index: usize,
+    opened: Opened<T::Session>,
+) -> RuleResult {
     let rule = &bench.policy.rules[index];
     let Opened {
         session,
@@ -351,11 +302,7 @@ pub(super) async fn watch(bench: &Bench<'_>, index: usize, opened: Opened) -> Ru
     let mut gone_after = None;
     while waiting_since.elapsed() < wait {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match bench
-            .admin
-            .session_exists(session.pid, session.backend_start)
-            .await
-        {
+        match bench.target.session_exists(&session).await {
             Ok(false) => {
                 gone_after = Some(waiting_since.elapsed());
                 break;
@@ -369,7 +316,8 @@ pub(super) async fn watch(bench: &Bench<'_>, index: usize, opened: Opened) -> Ru
     }
     match (gone_after, edge) {
         (Some(after), None) => steps.push(format!(
-            "Its session was gone from pg_stat_activity {} after it began to wait.",
+            "Its session was gone from {} {} after it began to wait.",
+            bench.target.session_list(),
             format_secs(after)
         )),
         (Some(after), Some(edge)) => {
@@ -381,7 +329,8 @@ pub(super) async fn watch(bench: &Bench<'_>, index: usize, opened: Opened) -> Ru
                 ("before", edge - gone)
             };
             let text = format!(
-                "Its session was gone from pg_stat_activity {} {word} the edge (seen within 0.2s).",
+                "Its session was gone from {} {} {word} the edge (seen within 0.2s).",
+                bench.target.session_list(),
                 format_secs(by)
             );
             if (gone < edge && by > early) || (gone >= edge && by > late) {
@@ -432,20 +381,10 @@ pub(super) async fn watch(bench: &Bench<'_>, index: usize, opened: Opened) -> Ru
 /// The agent's record of the canary's end: a `session_terminated` naming this session.
 pub(super) async fn find_record(
     log: Option<&Path>,
-    session: &CanarySession,
+    session: &impl CanaryConnection,
     rule: &str,
 ) -> Result<String, String> {
-    let described = format!(
-        "pid {} (backend started {})",
-        session.pid, session.backend_start
-    );
-    find_record_of(
-        log,
-        |s| s.pid == session.pid && s.backend_start == session.backend_start,
-        &described,
-        rule,
-    )
-    .await
+    find_record_of(log, |s| session.is(s), &session.describe(), rule).await
 }
 
 /// The `session_terminated` record of the first session `matches` picks, as [`find_record`].

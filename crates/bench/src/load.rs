@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use jiff::Timestamp;
 use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
+
+use crate::error::BenchError;
 
 /// A session that goes idle once and waits to be ended.
 pub(crate) struct Idle {
@@ -54,12 +55,16 @@ async fn connect(
     host: &str,
     port: u16,
     role: &str,
-) -> anyhow::Result<(Client, i32, oneshot::Receiver<Timestamp>)> {
+) -> Result<(Client, i32, oneshot::Receiver<Timestamp>), BenchError> {
     let conninfo =
         format!("host={host} port={port} user={role} dbname=postgres application_name=bench");
-    let (client, connection) = tokio_postgres::connect(&conninfo, NoTls)
-        .await
-        .with_context(|| format!("opening a session as {role}"))?;
+    let (client, connection) =
+        tokio_postgres::connect(&conninfo, NoTls)
+            .await
+            .map_err(|source| BenchError::Open {
+                role: role.to_owned(),
+                source,
+            })?;
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
         let _ = connection.await;
@@ -82,7 +87,7 @@ impl Load {
         (busy, busy_role): (usize, &str),
         seed: u64,
         opened: impl Fn(),
-    ) -> anyhow::Result<Load> {
+    ) -> Result<Load, BenchError> {
         // A random half of the sessions goes idle: shuffle who is who.
         let mut kinds: Vec<bool> = std::iter::repeat_n(true, idle)
             .chain(std::iter::repeat_n(false, busy))
@@ -117,7 +122,7 @@ impl Load {
                         c.batch_execute("SELECT pg_sleep(1)").await?;
                     }
                 });
-                anyhow::Ok((goes_idle, client, pid, ended, stop_at, task))
+                Ok::<_, BenchError>((goes_idle, client, pid, ended, stop_at, task))
             }));
         }
         let mut load = Load {
@@ -126,8 +131,7 @@ impl Load {
             stop,
         };
         for handle in handles {
-            let (goes_idle, client, pid, ended, stop_at, task) =
-                handle.await.context("opening sessions")??;
+            let (goes_idle, client, pid, ended, stop_at, task) = handle.await??;
             if goes_idle {
                 load.idle.push(Idle {
                     _client: client,
@@ -199,7 +203,7 @@ pub(crate) struct Monitor {
 }
 
 impl Monitor {
-    pub(crate) async fn open(host: &str, port: u16) -> anyhow::Result<Monitor> {
+    pub(crate) async fn open(host: &str, port: u16) -> Result<Monitor, BenchError> {
         let (client, _, _) = connect(host, port, "postgres").await?;
         Ok(Monitor {
             client,
@@ -208,7 +212,7 @@ impl Monitor {
     }
 
     /// Record the `state_change` of every idle session of `role`.
-    pub(crate) async fn poll(&mut self, role: &str) -> anyhow::Result<()> {
+    pub(crate) async fn poll(&mut self, role: &str) -> Result<(), BenchError> {
         let rows = self
             .client
             .query(
@@ -224,7 +228,7 @@ impl Monitor {
 
     /// The server process of curfew's working connection (not the one that only holds its
     /// leader lock).
-    pub(crate) async fn agent_backend(&self) -> anyhow::Result<Option<u32>> {
+    pub(crate) async fn agent_backend(&self) -> Result<Option<u32>, BenchError> {
         let row = self
             .client
             .query_opt(
@@ -239,7 +243,7 @@ impl Monitor {
     }
 
     /// How many benchmark sessions the server still has.
-    pub(crate) async fn bench_sessions(&self) -> anyhow::Result<i64> {
+    pub(crate) async fn bench_sessions(&self) -> Result<i64, BenchError> {
         Ok(self
             .client
             .query_one(
@@ -251,7 +255,7 @@ impl Monitor {
     }
 
     /// The server's version, for the report.
-    pub(crate) async fn server_version(&self) -> anyhow::Result<String> {
+    pub(crate) async fn server_version(&self) -> Result<String, BenchError> {
         Ok(self
             .client
             .query_one("SHOW server_version", &[])

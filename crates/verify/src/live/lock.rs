@@ -4,10 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use curfew_postgres::{Connection, LedgerProblem as _, LockProgress};
-use curfew_verify::{Activity, Canary, Method, RuleResult, Status};
+use crate::{Activity, Canary, Method, RuleResult, Status};
 
-use super::live::{Bench, Fallback, create, format_secs, lock, login};
+use super::canary::{Bench, Fallback, create, format_secs, lock, login};
+use super::target::{CanaryConnection, CanaryTarget, LockState};
 
 /// What the test is called in results (it tests a mechanism, not one rule).
 pub(super) const SUBJECT: &str = "login locks (curfew lock)";
@@ -16,16 +16,13 @@ pub(super) const SUBJECT: &str = "login locks (curfew lock)";
 const LOCK_EXPIRY: jiff::SignedDuration = jiff::SignedDuration::from_secs(600);
 
 /// Run the login-lock test on the target.
-pub(super) async fn test(bench: &Bench<'_>, target: &str) -> RuleResult {
-    let lock_rules = curfew_verify::lock_rules(bench.policy);
+pub(super) async fn test<T: CanaryTarget>(bench: &Bench<'_, T>, target: &str) -> RuleResult {
+    let lock_rules = crate::lock_rules(bench.policy);
     let about = |status, evidence: String| {
         RuleResult::about(SUBJECT, "login_lock", Method::Live, status, evidence)
     };
     // Without the ledger no login lock works: a failure when the policy relies on one.
-    let problem = match bench.admin.ledger_status().await {
-        Ok(status) => status.problem(target, &bench.admin.info.role, true),
-        Err(e) => Some(e.to_string()),
-    };
+    let problem = bench.target.lock_problem(target).await;
     if let Some(problem) = problem {
         return if lock_rules.is_empty() {
             let mut r = about(Status::NotTested, format!("Not tested: {problem}."));
@@ -66,10 +63,13 @@ pub(super) async fn test(bench: &Bench<'_>, target: &str) -> RuleResult {
     }
 }
 
-async fn run(bench: &Bench<'_>, steps: &mut Vec<String>) -> Result<(), Fallback> {
-    let admin = bench.admin;
+async fn run<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
+    steps: &mut Vec<String>,
+) -> Result<(), Fallback> {
+    let target = bench.target;
     let canary = Canary {
-        role: curfew_verify::lock_canary_role(bench.token),
+        role: crate::lock_canary_role(bench.token),
         groups: Vec::new(),
         database: None,
         application: "curfew-verify".to_owned(),
@@ -80,27 +80,19 @@ async fn run(bench: &Bench<'_>, steps: &mut Vec<String>) -> Result<(), Fallback>
     steps.push(step);
     let session = login(bench, &canary, &password, steps).await?;
     session.run("SELECT 1").await.map_err(|e| e.to_string())?;
-    let role = admin
-        .roles()
-        .await
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .find(|r| r.name == canary.role)
-        .ok_or_else(|| format!("role \"{}\" is not in pg_roles", canary.role))?;
-    let by = format!("curfew verify (as {})", admin.info.role);
-    let until = admin.server_now().await.map_err(|e| e.to_string())? + LOCK_EXPIRY;
-    let row = admin
-        .create_incident_lock(&role, "curfew verify: login-lock test", &by, Some(until))
-        .await
-        .map_err(|e| format!("The incident lock could not be recorded: {e}."))?;
-    lock(bench.locked).push(role.oid);
+    let by = format!("curfew verify (as {})", target.operator());
+    let until = target.now().await? + LOCK_EXPIRY;
+    let (role, lock_id) = target
+        .lock_role(&canary.role, "curfew verify: login-lock test", &by, until)
+        .await?;
+    lock(bench.locked).push(role);
     steps.push(format!(
         "Locked it as `curfew lock` does: incident lock {} in the ledger (expiring by itself at {}).",
-        row.id,
+        lock_id,
         until.round(jiff::Unit::Second).unwrap_or(until)
     ));
-    let wait = super::live::wait_for_edge(bench.policy, Duration::ZERO);
-    let applied = progress(admin, role.oid, row.id, wait, |p| {
+    let wait = super::canary::wait_for_edge(bench.policy, Duration::ZERO);
+    let applied = progress(target, role, lock_id, wait, |p| {
         p.announced && !p.can_login && p.sessions == 0
     })
     .await?;
@@ -120,7 +112,7 @@ async fn run(bench: &Bench<'_>, steps: &mut Vec<String>) -> Result<(), Fallback>
     steps.push(format!(
         "The agent applied it within {}: login disabled, and its open session (pid {}) ended.",
         format_secs(applied),
-        session.pid
+        session.number()
     ));
     drop(session);
     let mut refused = Vec::new();
@@ -143,21 +135,19 @@ async fn run(bench: &Bench<'_>, steps: &mut Vec<String>) -> Result<(), Fallback>
             )));
         }
     }
-    admin
-        .release_incident_lock(role.oid, &by)
+    target
+        .unlock_role(role, &by)
         .await
         .map_err(|e| format!("The lock could not be released: {e}."))?;
-    lock(bench.locked).retain(|o| *o != role.oid);
-    let restored = progress(admin, role.oid, row.id, wait, |p| {
-        p.announced && p.can_login
-    })
-    .await?
-    .map_err(|(_, after)| {
-        format!(
-            "Released in the ledger, but the agent did not restore the login within {}.",
-            format_secs(after)
-        )
-    })?;
+    lock(bench.locked).retain(|o| *o != role);
+    let restored = progress(target, role, lock_id, wait, |p| p.announced && p.can_login)
+        .await?
+        .map_err(|(_, after)| {
+            format!(
+                "Released in the ledger, but the agent did not restore the login within {}.",
+                format_secs(after)
+            )
+        })?;
     steps.push(format!(
         "Released the lock; the agent restored the login within {}.",
         format_secs(restored)
@@ -176,25 +166,22 @@ async fn run(bench: &Bench<'_>, steps: &mut Vec<String>) -> Result<(), Fallback>
         .map_err(|e| format!("The session after the unlock could not be used: {e}."))?;
     steps.push(format!(
         "A new login then worked (pid {}) and ran SELECT 1.",
-        again.pid
+        again.number()
     ));
     Ok(())
 }
 
 /// Poll the lock's progress until `done`, up to `limit`: how long it took, or where it stood.
-async fn progress(
-    admin: &Connection,
-    role: u32,
+async fn progress<T: CanaryTarget>(
+    target: &T,
+    role: T::LockedRole,
     lock_id: i64,
     limit: Duration,
-    done: impl Fn(&LockProgress) -> bool,
-) -> Result<Result<Duration, (LockProgress, Duration)>, Fallback> {
+    done: impl Fn(&LockState) -> bool,
+) -> Result<Result<Duration, (LockState, Duration)>, Fallback> {
     let started = Instant::now();
     loop {
-        let p = admin
-            .lock_progress(role, lock_id)
-            .await
-            .map_err(|e| e.to_string())?;
+        let p = target.lock_state(role, lock_id).await?;
         if done(&p) {
             return Ok(Ok(started.elapsed()));
         }

@@ -1,96 +1,94 @@
 //! `curfew demo`: a throwaway cluster, realistic sessions, the agent on a short-fused policy,
 //! each termination shown as it happens, then a summary and the audit log's verification.
-//! Leaves nothing running.
+//! Leaves nothing running (dropping the demo's future stops and removes its cluster).
 
 mod cast;
+mod error;
+
+pub use error::DemoError;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use curfew_agent::{AgentEvent, AgentOptions, LoadedPolicy};
+use curfew_agent::{AgentEvent, AgentOptions};
 use curfew_audit::AuditLog;
+use curfew_policy::LoadedPolicy;
 use curfew_policy::explain::summary;
 use curfew_sandbox::{Cluster, Options};
 use tokio::sync::{broadcast, oneshot, watch};
 
-use crate::exit::Failure;
 use cast::{Actor, open, run_in_background};
 
-/// Options of `curfew demo`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
+/// What the demo has to say, as it happens (the binary prints it).
+pub struct Narrator<'a> {
+    /// One line (or several, with their newlines) of the story.
+    pub say: &'a dyn Fn(&str),
+    /// The summary table: headers, rows, and a suffix per row (a mark on an unexpected
+    /// outcome).
+    pub table: &'a TableSink,
+}
+
+/// How the summary table is shown: headers, rows, and a suffix per row.
+pub type TableSink = dyn Fn(&[&str], &[Vec<String>], &[&str]);
+
+impl Narrator<'_> {
+    fn say(&self, text: impl AsRef<str>) {
+        (self.say)(text.as_ref());
+    }
+}
+
+/// How the demo runs.
+#[derive(Debug, Clone, Default)]
+pub struct DemoOptions {
     /// Keep the demo's policy and audit log in this directory (for `curfew audit show`).
-    #[arg(long, value_name = "DIR")]
-    keep: Option<PathBuf>,
-    /// Serve the status page, /status, /metrics and /healthz on this address while the demo
-    /// runs (e.g. 127.0.0.1:9187).
-    #[arg(long, value_name = "ADDR:PORT")]
-    listen: Option<std::net::SocketAddr>,
-}
-
-/// Run the demo.
-pub(crate) fn run(args: &Args) -> Result<(), Failure> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    runtime.block_on(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate =
-            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut interrupt =
-            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        // Stopping the demo drops it: its cluster is stopped and its files removed, so an
-        // interrupted demo leaves nothing running either.
-        tokio::select! {
-            result = demo(args) => result,
-            _ = terminate.recv() => Err(Failure::Runtime(anyhow::anyhow!("stopped (SIGTERM); the cluster was removed"))),
-            _ = interrupt.recv() => Err(Failure::Runtime(anyhow::anyhow!("interrupted; the cluster was removed"))),
-        }
-    })
-}
-
-fn say(text: impl AsRef<str>) {
-    println!("{}", text.as_ref());
+    pub keep: Option<PathBuf>,
+    /// Serve the status page, /status, /metrics and /healthz on this address while it runs.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 fn since(t0: Instant, at: Instant) -> String {
     format!("+{:.1}s", at.saturating_duration_since(t0).as_secs_f64())
 }
 
-async fn demo(args: &Args) -> Result<(), Failure> {
+/// Run the demo, telling `n` each line of its story.
+pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError> {
     let begun = Instant::now();
-    say(
+    n.say(
         "curfew demo: a throwaway PostgreSQL cluster, realistic sessions, and the agent enforcing a short-fused policy.\n",
     );
-    say("Starting a local PostgreSQL cluster (initdb, loopback only; removed at the end)...");
+    n.say("Starting a local PostgreSQL cluster (initdb, loopback only; removed at the end)...");
     let cluster = tokio::task::spawn_blocking(|| Cluster::start(Options::default()))
         .await
-        .context("starting the cluster")?
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
-    cluster
-        .psql(cast::SETUP_SQL)
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("{e}")))?;
-    say(format!(
+        .map_err(|source| DemoError::Task {
+            what: "starting the cluster",
+            source,
+        })??;
+    cluster.psql(cast::SETUP_SQL)?;
+    n.say(format!(
         "  PostgreSQL {} on {}:{}, ready in {:.1}s\n",
         cluster.major_version(),
         cluster.host(),
         cluster.port(),
         begun.elapsed().as_secs_f64()
     ));
-    say("Roles (the three-role pattern of the security guide, plus humans):");
-    say("  appowner     NOLOGIN; owns schema app");
-    say("  appuser      the application (orders-api)");
-    say("  backupuser   read-only; runs backups (pg_dump)");
-    say("  analyst_kim, analyst_lee, ops_ann   humans (members of role `humans`)");
-    say("  curfew_agent curfew itself: only pg_read_all_stats and pg_signal_backend\n");
+    n.say("Roles (the three-role pattern of the security guide, plus humans):");
+    n.say("  appowner     NOLOGIN; owns schema app");
+    n.say("  appuser      the application (orders-api)");
+    n.say("  backupuser   read-only; runs backups (pg_dump)");
+    n.say("  analyst_kim, analyst_lee, ops_ann   humans (members of role `humans`)");
+    n.say("  curfew_agent curfew itself: only pg_read_all_stats and pg_signal_backend\n");
 
     let dir = work_dir()?;
     let policy_text = cast::policy(&cluster.url("curfew_agent", "postgres"));
     let policy_path = dir.join("curfew.toml");
-    std::fs::write(&policy_path, &policy_text).context("writing the demo policy")?;
+    std::fs::write(&policy_path, &policy_text).map_err(|source| DemoError::Io {
+        what: "writing the demo policy".to_owned(),
+        source,
+    })?;
     let loaded = LoadedPolicy::from_bytes("curfew-demo.toml", policy_text.into_bytes())
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("the built-in policy: {e}")))?;
-    say("Policy (built in; `curfew explain` turns a policy like it into a document):");
+        .map_err(DemoError::Policy)?;
+    n.say("Policy (built in; `curfew explain` turns a policy like it into a document):");
     let width = loaded
         .policy
         .rules
@@ -99,12 +97,15 @@ async fn demo(args: &Args) -> Result<(), Failure> {
         .max()
         .unwrap_or(0);
     for rule in &loaded.policy.rules {
-        say(format!("  {:<width$}  {}", rule.name, summary(rule)));
+        n.say(format!("  {:<width$}  {}", rule.name, summary(rule)));
     }
-    say("  exempt: role postgres; backupuser while it runs pg_dump\n");
+    n.say("  exempt: role postgres; backupuser while it runs pg_dump\n");
 
     let audit_path = dir.join("audit.jsonl");
-    let audit = AuditLog::open(&audit_path).context("opening the demo audit log")?;
+    let audit = AuditLog::open(&audit_path).map_err(|source| DemoError::Audit {
+        what: "opening the demo audit log",
+        source,
+    })?;
     let (events_tx, mut events) = broadcast::channel(4096);
     let (_policy_tx, policy_rx) = watch::channel(Arc::new(loaded.clone()));
     let (http_stop, http_stopped) = oneshot::channel::<()>();
@@ -112,7 +113,10 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     if let Some(address) = args.listen {
         let listener = tokio::net::TcpListener::bind(address)
             .await
-            .with_context(|| format!("listening on {address}"))?;
+            .map_err(|source| DemoError::Io {
+                what: format!("listening on {address}"),
+                source,
+            })?;
         let address = listener.local_addr().unwrap_or(address);
         let observer =
             curfew_observe::Observer::new(policy_rx.clone(), audit.clone(), tally.clone(), false);
@@ -120,7 +124,7 @@ async fn demo(args: &Args) -> Result<(), Failure> {
         tokio::spawn(curfew_observe::serve(listener, observer, async move {
             let _ = http_stopped.await;
         }));
-        say(format!(
+        n.say(format!(
             "Status page: http://{address}/ (and /status, /metrics, /healthz) while the demo runs.\n"
         ));
     }
@@ -141,7 +145,7 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     ));
     wait_for_first_evaluation(&mut events).await?;
 
-    say("Opening sessions:");
+    n.say("Opening sessions:");
     let (host, port) = (cluster.host().to_owned(), cluster.port());
     let mut actors = Vec::new();
     let t0 = Instant::now();
@@ -224,39 +228,40 @@ async fn demo(args: &Args) -> Result<(), Failure> {
         let expect = a.expected.map_or("must survive".to_owned(), |r| {
             format!("expect: ended by {r}")
         });
-        say(format!(
+        n.say(format!(
             "  pid {:<6} {:<12} {:<28} {expect}",
             a.pid, a.role, a.label
         ));
     }
-    say("\nEnforcing (each line is printed as it happens):");
+    n.say("\nEnforcing (each line is printed as it happens):");
 
-    let outcomes = watch_live(&mut events, &mut actors, t0).await;
+    let outcomes = watch_live(n, &mut events, &mut actors, t0).await;
     let _ = stop_tx.send(());
-    agent
-        .await
-        .context("the agent task")?
-        .map_err(|e| Failure::Runtime(e.into()))?;
+    agent.await.map_err(|source| DemoError::Task {
+        what: "the agent task",
+        source,
+    })??;
     let _ = http_stop.send(());
-    let verification = curfew_audit::verify(&audit_path).context("verifying the audit log")?;
+    let verification = curfew_audit::verify(&audit_path).map_err(|source| DemoError::Audit {
+        what: "verifying the audit log",
+        source,
+    })?;
 
-    let ok = report(&mut actors, &outcomes, t0, &verification, &audit_path).await;
+    let ok = report(n, &mut actors, &outcomes, t0, &verification, &audit_path).await;
     if let Some(keep) = &args.keep {
-        keep_files(keep, &policy_path, &audit_path)?;
+        keep_files(n, keep, &policy_path, &audit_path)?;
     }
     drop(actors);
     drop(cluster);
     drop(dir);
-    say(format!(
+    n.say(format!(
         "\nThe cluster was stopped and removed. Total time {:.1}s.",
         begun.elapsed().as_secs_f64()
     ));
     if ok {
         Ok(())
     } else {
-        Err(Failure::Runtime(anyhow::anyhow!(
-            "the demo did not go as the policy says (see above)"
-        )))
+        Err(DemoError::NotAsThePolicySays)
     }
 }
 
@@ -276,15 +281,18 @@ impl Drop for WorkDir {
     }
 }
 
-fn work_dir() -> Result<WorkDir, Failure> {
+fn work_dir() -> Result<WorkDir, DemoError> {
     let dir = std::env::temp_dir().join(format!("curfew-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Io {
+        what: format!("creating {}", dir.display()),
+        source,
+    })?;
     Ok(WorkDir(dir))
 }
 
 async fn wait_for_first_evaluation(
     events: &mut broadcast::Receiver<AgentEvent>,
-) -> Result<(), Failure> {
+) -> Result<(), DemoError> {
     let wait = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             match events.recv().await {
@@ -297,12 +305,8 @@ async fn wait_for_first_evaluation(
     });
     match wait.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(Failure::Runtime(anyhow::anyhow!(
-            "the agent could not start: {e}"
-        ))),
-        Err(_) => Err(Failure::Runtime(anyhow::anyhow!(
-            "the agent did not start within 20s"
-        ))),
+        Ok(Err(e)) => Err(DemoError::AgentNotStarted(e)),
+        Err(_) => Err(DemoError::AgentSlow),
     }
 }
 
@@ -317,6 +321,7 @@ struct Outcome {
 /// Print events as they come until every session expected to end has ended (and a moment more,
 /// to show the others survive), or 20 s.
 async fn watch_live(
+    n: &Narrator<'_>,
     events: &mut broadcast::Receiver<AgentEvent>,
     actors: &mut [Actor],
     t0: Instant,
@@ -350,7 +355,7 @@ async fn watch_live(
                 lateness,
                 ..
             } => {
-                say(format!(
+                n.say(format!(
                     "  {:>6}  ended {} by {rule}: {reason} ({} after the deadline)",
                     since(t0, now),
                     label(actors, session.pid),
@@ -369,13 +374,13 @@ async fn watch_live(
                 deadline,
                 at,
                 ..
-            } => say(format!(
+            } => n.say(format!(
                 "  {:>6}  warning recorded (session_warned; the user is not told): {} will be ended in {} by {rule}",
                 since(t0, now),
                 label(actors, session.pid),
                 curfew_policy::format_age(deadline.duration_since(at))
             )),
-            AgentEvent::NoLongerMatched { session, rule, .. } => say(format!(
+            AgentEvent::NoLongerMatched { session, rule, .. } => n.say(format!(
                 "  {:>6}  {} changed before {rule} could end it; left alone",
                 since(t0, now),
                 label(actors, session.pid)
@@ -385,7 +390,7 @@ async fn watch_live(
                 rule,
                 error,
                 ..
-            } => say(format!(
+            } => n.say(format!(
                 "  {:>6}  could not end {} ({rule}): {error}",
                 since(t0, now),
                 label(actors, session.pid)
@@ -413,6 +418,7 @@ async fn watch_live(
 /// The summary table, the audit verification and what each user saw. True if everything went
 /// as the policy says.
 async fn report(
+    n: &Narrator<'_>,
     actors: &mut [Actor],
     outcomes: &[Outcome],
     t0: Instant,
@@ -466,30 +472,28 @@ async fn report(
         .iter()
         .map(|ok| if *ok { "" } else { "  <-- unexpected" })
         .collect();
-    let table = crate::table::render(
-        "  ",
+    n.say("\nSummary:");
+    (n.table)(
         &["PID", "ROLE", "SESSION", "EXPECTED", "OUTCOME", "LATE"],
         &rows,
         &flags,
     );
-    say("\nSummary:");
-    print!("{table}");
-    say("\nWhat the users saw:");
+    n.say("\nWhat the users saw:");
     for a in actors.iter() {
         if let Some((_, saw)) = &a.saw {
-            say(format!("  {} ({}): {saw}", a.role, a.label));
+            n.say(format!("  {} ({}): {saw}", a.role, a.label));
         }
     }
     if verification.is_intact() {
-        say(format!(
+        n.say(format!(
             "\nAudit log: {} records, hash chain and sequence intact, every termination intent has its outcome.",
             verification.records
         ));
     } else {
         all_ok = false;
-        say("\nAudit log: NOT intact:");
+        n.say("\nAudit log: NOT intact:");
         for p in &verification.problems {
-            say(format!(
+            n.say(format!(
                 "  {}:{}: {}",
                 audit_path.display(),
                 p.line,
@@ -498,7 +502,7 @@ async fn report(
         }
     }
     if all_ok {
-        say(format!(
+        n.say(format!(
             "All {} sessions were treated as the policy says.",
             actors.len()
         ));
@@ -506,11 +510,13 @@ async fn report(
     all_ok
 }
 
-fn keep_files(keep: &Path, policy: &Path, audit: &Path) -> Result<(), Failure> {
-    std::fs::create_dir_all(keep).with_context(|| format!("creating {}", keep.display()))?;
-    std::fs::copy(policy, keep.join("curfew.toml")).context("keeping the policy")?;
-    std::fs::copy(audit, keep.join("audit.jsonl")).context("keeping the audit log")?;
-    say(format!(
+fn keep_files(n: &Narrator<'_>, keep: &Path, policy: &Path, audit: &Path) -> Result<(), DemoError> {
+    let io = |what: String| move |source| DemoError::Io { what, source };
+    std::fs::create_dir_all(keep).map_err(io(format!("creating {}", keep.display())))?;
+    std::fs::copy(policy, keep.join("curfew.toml")).map_err(io("keeping the policy".to_owned()))?;
+    std::fs::copy(audit, keep.join("audit.jsonl"))
+        .map_err(io("keeping the audit log".to_owned()))?;
+    n.say(format!(
         "\nKept the policy and the audit log in {}: try `curfew audit show {}/audit.jsonl`.",
         keep.display(),
         keep.display()

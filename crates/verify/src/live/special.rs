@@ -3,34 +3,29 @@
 
 use std::time::{Duration, Instant};
 
-use curfew_postgres::CanarySession;
-use curfew_verify::{Canary, Method, RuleResult, Status};
+use crate::{Canary, Method, RuleResult, Status};
 use jiff::Timestamp;
 
 use curfew_policy::Rule;
 
-use super::live::{
+use super::canary::{
     Bench, Due, Fallback, create, find_record, find_record_of, format_secs, login, open, watch,
 };
+use super::target::{CanaryConnection, CanaryTarget};
 
 /// Test window rule `index` live: a canary whose role name sets this rule's window to close
-/// [`curfew_verify::EDGE_LEAD`] ahead (an override the agent's engine honours only to end such
+/// [`crate::EDGE_LEAD`] ahead (an override the agent's engine honours only to end such
 /// a canary earlier), ended at that edge; the rule's own windows are evaluated alongside.
-pub(super) async fn edge(bench: &Bench<'_>, index: usize) -> RuleResult {
+pub(super) async fn edge<T: CanaryTarget>(bench: &Bench<'_, T>, index: usize) -> RuleResult {
     let policy = bench.policy;
-    let server_now = match bench.admin.server_now().await {
+    let server_now = match bench.target.now().await {
         Ok(t) => t,
         Err(e) => {
-            return Fallback::Fail(e.to_string()).result(
-                policy,
-                index,
-                Timestamp::now(),
-                bench.token,
-            );
+            return Fallback::Fail(e).result(policy, index, Timestamp::now(), bench.token);
         }
     };
     // Whole seconds: the edge travels in the role name.
-    let lead = curfew_verify::EDGE_LEAD.as_secs();
+    let lead = crate::EDGE_LEAD.as_secs();
     let Ok(edge) = Timestamp::from_second(server_now.as_second() + lead + 1) else {
         return Fallback::Fail("the server's clock is out of range".to_owned()).result(
             policy,
@@ -39,7 +34,7 @@ pub(super) async fn edge(bench: &Bench<'_>, index: usize) -> RuleResult {
             bench.token,
         );
     };
-    let canary = match curfew_verify::edge_canary(policy, index, edge, bench.token) {
+    let canary = match crate::edge_canary(policy, index, edge, bench.token) {
         Ok(c) => c,
         Err(why) => {
             return Fallback::Evaluate(format!("no canary can watch a window edge now: {why}"))
@@ -50,7 +45,7 @@ pub(super) async fn edge(bench: &Bench<'_>, index: usize) -> RuleResult {
         Ok(opened) => watch(bench, index, opened).await,
         Err(fallback) => return fallback.result(policy, index, Timestamp::now(), bench.token),
     };
-    let probes = curfew_verify::evaluate_rule(policy, index, server_now, bench.token);
+    let probes = crate::evaluate_rule(policy, index, server_now, bench.token);
     if probes.iter().any(|p| !p.ok) {
         result.status = Status::Fail;
     }
@@ -77,7 +72,7 @@ pub(super) async fn edge(bench: &Bench<'_>, index: usize) -> RuleResult {
 }
 
 /// For a `lock_logins` rule: what its window test does not show.
-fn lock_note(bench: &Bench<'_>, index: usize) -> Option<String> {
+fn lock_note<T: CanaryTarget>(bench: &Bench<'_, T>, index: usize) -> Option<String> {
     bench.policy.rules[index].lock_logins.then(|| {
         "Its lock_logins (logins refused outside the windows) is not tested at the edge: the ledger mechanism it uses is tested by the login-lock test.".to_owned()
     })
@@ -94,7 +89,12 @@ fn first_failure(evidence: &str) -> &str {
 
 /// Test session-cap rule `index` live: `cap` canary sessions, then one more; the agent must
 /// end the newest and keep the others.
-pub(super) async fn cap(bench: &Bench<'_>, index: usize, canary: &Canary, cap: u32) -> RuleResult {
+pub(super) async fn cap<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
+    index: usize,
+    canary: &Canary,
+    cap: u32,
+) -> RuleResult {
     let policy = bench.policy;
     let rule = &policy.rules[index];
     let mut steps = Vec::new();
@@ -131,15 +131,11 @@ pub(super) async fn cap(bench: &Bench<'_>, index: usize, canary: &Canary, cap: u
         );
     };
     let started = Instant::now();
-    let wait = super::live::wait_for_edge(policy, Duration::ZERO);
+    let wait = super::canary::wait_for_edge(policy, Duration::ZERO);
     let mut gone = None;
     while started.elapsed() < wait {
         tokio::time::sleep(Duration::from_millis(200)).await;
-        match bench
-            .admin
-            .session_exists(newest.pid, newest.backend_start)
-            .await
-        {
+        match bench.target.session_exists(newest).await {
             Ok(false) => {
                 gone = Some(started.elapsed());
                 break;
@@ -153,13 +149,14 @@ pub(super) async fn cap(bench: &Bench<'_>, index: usize, canary: &Canary, cap: u
     }
     match gone {
         Some(after) => steps.push(format!(
-            "The newest (pid {}) was gone from pg_stat_activity {} after it logged in.",
-            newest.pid,
+            "The newest (pid {}) was gone from {} {} after it logged in.",
+            newest.number(),
+            bench.target.session_list(),
             format_secs(after)
         )),
         None if failures.is_empty() => failures.push(format!(
             "The newest canary session (pid {}) still existed {} after it logged in: nothing ended it.",
-            newest.pid,
+            newest.number(),
             format_secs(wait)
         )),
         None => {}
@@ -181,11 +178,11 @@ pub(super) async fn cap(bench: &Bench<'_>, index: usize, canary: &Canary, cap: u
 
 /// After the newest is gone: the older sessions must still be there and usable two looks by
 /// the agent later, the newest unusable, and the agent's record must name the rule.
-async fn keep_and_record(
-    bench: &Bench<'_>,
+async fn keep_and_record<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
     canary: &Canary,
-    kept: &[CanarySession],
-    newest: Option<&CanarySession>,
+    kept: &[T::Session],
+    newest: Option<&T::Session>,
     rule: &str,
     steps: &mut Vec<String>,
     failures: &mut Vec<String>,
@@ -194,13 +191,13 @@ async fn keep_and_record(
     tokio::time::sleep(2 * bench.policy.agent.interval.to_std() + Duration::from_millis(500)).await;
     let mut alive = 0;
     for s in kept {
-        match bench.admin.session_exists(s.pid, s.backend_start).await {
+        match bench.target.session_exists(s).await {
             Ok(true) if s.run("SELECT 1").await.is_ok() => alive += 1,
             Ok(_) => failures.push(format!(
                 "The older canary session pid {} was ended too, or could not be used: the cap ends only sessions beyond it.",
-                s.pid
+                s.number()
             )),
-            Err(e) => failures.push(format!("Looking for pid {} failed: {e}.", s.pid)),
+            Err(e) => failures.push(format!("Looking for pid {} failed: {e}.", s.number())),
         }
     }
     if alive == kept.len() {
@@ -222,14 +219,14 @@ async fn keep_and_record(
             find_record(bench.audit_log, newest, rule).await
         }
         None => {
-            let kept_pids: Vec<i32> = kept.iter().map(|s| s.pid).collect();
+            let kept_pids: Vec<i64> = kept.iter().map(CanaryConnection::number).collect();
             let described = format!(
                 "a session of role \"{}\" other than pids {kept_pids:?}",
                 canary.role
             );
             find_record_of(
                 bench.audit_log,
-                |s| s.role == canary.role && !kept_pids.contains(&s.pid),
+                |s| s.role == canary.role && !kept_pids.contains(&i64::from(s.pid)),
                 &described,
                 rule,
             )
@@ -261,13 +258,13 @@ fn finish(rule: &Rule, cap: u32, mut steps: Vec<String>, failures: Vec<String>) 
 
 /// Create the cap canary and open `cap + 1` sessions, oldest first; check that the engine,
 /// on the sessions as they really are, ends the newest by rule `index` and keeps the others.
-async fn open_all(
-    bench: &Bench<'_>,
+async fn open_all<T: CanaryTarget>(
+    bench: &Bench<'_, T>,
     index: usize,
     canary: &Canary,
     cap: u32,
     steps: &mut Vec<String>,
-) -> Result<(Vec<CanarySession>, Option<String>), Fallback> {
+) -> Result<(Vec<T::Session>, Option<String>), Fallback> {
     let (password, step) = create(bench, &canary.role, &canary.groups).await?;
     steps.push(step);
     let mut sessions = Vec::new();
@@ -300,22 +297,20 @@ async fn open_all(
         cap + 1,
         sessions
             .iter()
-            .map(|s| s.pid.to_string())
+            .map(|s| s.number().to_string())
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    let server_now = bench.admin.server_now().await.map_err(|e| e.to_string())?;
+    let server_now = bench.target.now().await?;
     let seen: Vec<curfew_policy::Session> = sessions
         .iter()
         .map(|s| {
-            let mut seen = curfew_verify::sample_session(canary, server_now);
-            seen.pid = s.pid;
-            seen.backend_start = s.backend_start;
-            seen.client_addr = s.client_addr;
+            let mut seen = crate::sample_session(canary, server_now);
+            s.place(&mut seen);
             seen
         })
         .collect();
-    curfew_verify::expect_cap(bench.policy, index, &seen, server_now).map_err(|what| {
+    crate::expect_cap(bench.policy, index, &seen, server_now).map_err(|what| {
         Fallback::Evaluate(format!(
             "from this host the canary sessions would not test the cap: {what}"
         ))

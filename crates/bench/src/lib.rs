@@ -1,112 +1,97 @@
 //! `curfew bench`: how late curfew ends sessions, what it costs, how far it scales, next to
 //! PostgreSQL's own `idle_session_timeout` and a one-minute cron sweep, in one run on one
-//! machine.
+//! machine. The load, the measuring and the figures; the binary parses the options and prints
+//! them.
 
 mod agent_process;
+mod error;
 mod load;
 mod measure;
 mod report;
 
+pub use error::BenchError;
+pub use measure::{Percentiles, open_file_limit};
+pub use report::{Cron, Curfew, EngineRun, Machine, Native, Report, Run};
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
 use curfew_sandbox::{Cluster, Options};
-use indicatif::{ProgressBar, ProgressStyle};
 use jiff::SignedDuration;
 
-use crate::exit::{Failure, out};
 use agent_process::AgentProcess;
 use load::{Load, Monitor};
-use measure::{Percentiles, cpu_seconds, cron_ms, late_ms, peak_rss_mib, ticks_per_second};
-use report::{Cron, Curfew, EngineRun, Machine, Native, Report, Run};
-
-/// Options of `curfew bench`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct Args {
-    /// A short run (under a minute): 200 sessions, shorter windows, smaller engine sizes.
-    #[arg(long)]
-    quick: bool,
-    /// Numbers of concurrent sessions to measure, comma-separated.
-    #[arg(long, value_delimiter = ',', value_name = "N,N,...")]
-    sessions: Option<Vec<usize>>,
-    /// Also write the figures as JSON to this file.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-    /// Keep the run's files in this directory: policies, audit logs, the agent's debug logs,
-    /// each idle session's start and end as its client saw them.
-    #[arg(long, value_name = "DIR")]
-    keep: Option<PathBuf>,
-}
+use measure::{cpu_seconds, cron_ms, late_ms, peak_rss_mib, ticks_per_second};
 
 /// The shape of a run.
-struct Plan {
-    sessions: Vec<usize>,
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The numbers of concurrent sessions measured.
+    pub sessions: Vec<usize>,
     /// How long the steady state is watched before deadlines fall.
-    watch: Duration,
+    pub watch: Duration,
     /// Over how long the idle sessions' deadlines are spread.
-    spread: Duration,
+    pub spread: Duration,
     /// The idle limit, for curfew and for `idle_session_timeout`.
-    limit: Duration,
-    engine: Vec<usize>,
+    pub limit: Duration,
+    /// The numbers of sessions the engine alone is timed on.
+    pub engine: Vec<usize>,
     /// Where to keep the run's files (else a temporary directory, removed at the end).
-    keep: Option<PathBuf>,
+    pub keep: Option<PathBuf>,
+    /// Whether this is the short run (`--quick`), as the report says.
+    pub quick: bool,
+    /// The `curfew` binary whose `agent` is measured.
+    pub agent_exe: PathBuf,
 }
 
-/// Run the benchmark.
-pub(crate) fn run(args: &Args) -> Result<(), Failure> {
-    let plan = Plan {
-        sessions: args.sessions.clone().unwrap_or(if args.quick {
-            vec![200]
-        } else {
-            vec![100, 500, 2000]
-        }),
-        watch: Duration::from_secs(if args.quick { 4 } else { 10 }),
-        spread: Duration::from_secs(if args.quick { 2 } else { 5 }),
-        limit: Duration::from_secs(if args.quick { 2 } else { 3 }),
-        engine: if args.quick {
-            vec![1_000, 10_000]
-        } else {
-            vec![1_000, 10_000, 100_000]
-        },
-        keep: args.keep.clone(),
-    };
-    if let Some(bad) = plan.sessions.iter().find(|n| !(2..=10_000).contains(*n)) {
-        return Err(Failure::Usage(format!(
-            "--sessions {bad}: each number must be between 2 and 10000"
-        )));
+impl Plan {
+    /// The standard run, or the short one with `quick` (under a minute: 200 sessions, shorter
+    /// windows, smaller engine sizes); `sessions` replaces the numbers of sessions.
+    pub fn new(
+        quick: bool,
+        sessions: Option<Vec<usize>>,
+        keep: Option<PathBuf>,
+        agent_exe: PathBuf,
+    ) -> Plan {
+        Plan {
+            sessions: sessions.unwrap_or(if quick {
+                vec![200]
+            } else {
+                vec![100, 500, 2000]
+            }),
+            watch: Duration::from_secs(if quick { 4 } else { 10 }),
+            spread: Duration::from_secs(if quick { 2 } else { 5 }),
+            limit: Duration::from_secs(if quick { 2 } else { 3 }),
+            engine: if quick {
+                vec![1_000, 10_000]
+            } else {
+                vec![1_000, 10_000, 100_000]
+            },
+            keep,
+            quick,
+            agent_exe,
+        }
     }
-    let most = plan.sessions.iter().copied().max().unwrap_or(2);
-    let files = most as u64 + 1024;
-    if let Some(limit) = measure::open_file_limit(files)
-        && limit < most as u64 + 256
-    {
-        return Err(Failure::Usage(format!(
-            "{most} sessions need about {files} open files, but this process may open only {limit} \
-             (the hard limit); raise it (`ulimit -Hn {files}` as root) or measure fewer sessions"
-        )));
+
+    /// How many sessions the run opens in all (what progress counts up to).
+    pub fn total_sessions(&self) -> u64 {
+        self.sessions.iter().map(|n| 2 * *n as u64).sum()
     }
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    let report = runtime
-        .block_on(bench(&plan, args.quick))
-        .map_err(Failure::Runtime)?;
-    out(&report.table())?;
-    if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report).context("writing JSON")?;
-        std::fs::write(path, json + "\n").with_context(|| format!("writing {}", path.display()))?;
-        out(&format!("\nThe same figures as JSON: {}\n", path.display()))?;
-    }
-    Ok(())
 }
 
-async fn bench(plan: &Plan, quick: bool) -> anyhow::Result<Report> {
-    let total: u64 = plan.sessions.iter().map(|n| 2 * *n as u64).sum();
-    let progress = ProgressBar::new(total).with_style(
-        ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {pos}/{len} sessions  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
-    progress.set_message("starting a PostgreSQL cluster");
+/// How a run shows its progress (the binary draws a bar).
+pub trait Progress {
+    /// What the run is doing now.
+    fn message(&self, text: String);
+    /// One more session opened.
+    fn opened(&self);
+}
+
+/// Run the benchmark on a sandbox cluster of its own; the figures. The run's files are kept in
+/// `plan.keep` if given, else removed.
+pub async fn bench(plan: &Plan, progress: &dyn Progress) -> Result<Report, BenchError> {
+    let quick = plan.quick;
+    progress.message("starting a PostgreSQL cluster".to_owned());
     let most = plan.sessions.iter().copied().max().unwrap_or(2);
     let cluster = tokio::task::spawn_blocking(move || {
         Cluster::start(Options {
@@ -114,41 +99,32 @@ async fn bench(plan: &Plan, quick: bool) -> anyhow::Result<Report> {
             ..Options::default()
         })
     })
-    .await?
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .await??;
     let limit_ms = plan.limit.as_millis();
-    cluster
-        .psql(&format!(
-            "CREATE ROLE curfew_agent LOGIN;
+    cluster.psql(&format!(
+        "CREATE ROLE curfew_agent LOGIN;
              GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
              CREATE ROLE bench_idle LOGIN;
              CREATE ROLE bench_busy LOGIN;
              CREATE ROLE bench_native LOGIN;
              ALTER ROLE bench_native SET idle_session_timeout = '{limit_ms}ms';"
-        ))
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    ))?;
     let dir = plan.keep.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("curfew-bench-{}", std::process::id()))
     });
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(&dir).map_err(|source| BenchError::IoDoing {
+        what: format!("creating {}", dir.display()),
+        source,
+    })?;
     let mut monitor = Monitor::open(cluster.host(), cluster.port()).await?;
     let postgres = monitor.server_version().await?;
     let ticks = ticks_per_second();
     let mut runs = Vec::new();
     for (i, &n) in plan.sessions.iter().enumerate() {
         let seed = 42 + i as u64;
-        let curfew = measure_curfew(
-            plan,
-            &cluster,
-            &mut monitor,
-            &dir,
-            n,
-            seed,
-            ticks,
-            &progress,
-        )
-        .await?;
-        let native = measure_native(plan, &cluster, &mut monitor, n, seed, &progress).await?;
+        let curfew =
+            measure_curfew(plan, &cluster, &mut monitor, &dir, n, seed, ticks, progress).await?;
+        let native = measure_native(plan, &cluster, &mut monitor, n, seed, progress).await?;
         runs.push(Run {
             sessions: n,
             cron_1m: Cron {
@@ -159,15 +135,9 @@ async fn bench(plan: &Plan, quick: bool) -> anyhow::Result<Report> {
             native,
         });
     }
-    progress.set_message("measuring the engine");
+    progress.message("measuring the engine".to_owned());
     let engine = engine_scaling(&plan.engine)?;
-    progress.finish_and_clear();
-    if plan.keep.is_some() {
-        eprintln!(
-            "curfew bench: the run's files are kept in {}",
-            dir.display()
-        );
-    } else {
+    if plan.keep.is_none() {
         let _ = std::fs::remove_dir_all(&dir);
     }
     Ok(Report {
@@ -195,9 +165,9 @@ async fn measure_curfew(
     n: usize,
     seed: u64,
     ticks: f64,
-    progress: &ProgressBar,
-) -> anyhow::Result<(Curfew, Vec<f64>)> {
-    progress.set_message(format!("{n} sessions: starting the agent"));
+    progress: &dyn Progress,
+) -> Result<(Curfew, Vec<f64>), BenchError> {
+    progress.message(format!("{n} sessions: starting the agent"));
     let policy = dir.join(format!("curfew-{n}.toml"));
     std::fs::write(
         &policy,
@@ -209,6 +179,7 @@ async fn measure_curfew(
     )?;
     let log = dir.join(format!("agent-{n}.log"));
     let mut agent = AgentProcess::start(
+        &plan.agent_exe,
         &policy,
         &dir.join(format!("audit-{n}.jsonl")),
         plan.keep.is_some().then_some(log.as_path()),
@@ -217,14 +188,14 @@ async fn measure_curfew(
     let backend = monitor
         .agent_backend()
         .await?
-        .context("finding the agent's server process")?;
+        .ok_or(BenchError::AgentBackend)?;
 
     let mut load = open_load(cluster, monitor, n, "bench_idle", seed, progress).await?;
     load.schedule_idle(plan.watch, plan.spread);
     let started = Instant::now();
 
     // Steady state: every session busy, nothing due; the agent only watches.
-    progress.set_message(format!("{n} sessions: watching the steady state"));
+    progress.message(format!("{n} sessions: watching the steady state"));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = (
         Instant::now(),
@@ -245,7 +216,7 @@ async fn measure_curfew(
     let server_cpu = delta(before.2, after.2);
     let snapshots = after.3.saturating_sub(before.3);
 
-    progress.set_message(format!("{n} sessions: deadlines falling"));
+    progress.message(format!("{n} sessions: deadlines falling"));
     let give_up = started + plan.watch + plan.spread + plan.limit + Duration::from_secs(5);
     let ended = wait_for_endings(monitor, &mut load, "bench_idle", give_up).await?;
     let rss = peak_rss_mib(agent.pid()).unwrap_or(0.0);
@@ -308,14 +279,14 @@ async fn measure_native(
     monitor: &mut Monitor,
     n: usize,
     seed: u64,
-    progress: &ProgressBar,
-) -> anyhow::Result<Native> {
+    progress: &dyn Progress,
+) -> Result<Native, BenchError> {
     let mut load = open_load(cluster, monitor, n, "bench_native", seed, progress).await?;
     // The same staggering; no steady state to watch.
     let lead = Duration::from_secs(2);
     load.schedule_idle(lead, plan.spread);
     let started = Instant::now();
-    progress.set_message(format!("{n} sessions: native deadlines falling"));
+    progress.message(format!("{n} sessions: native deadlines falling"));
     let give_up = started + lead + plan.spread + plan.limit + Duration::from_secs(5);
     let ended = wait_for_endings(monitor, &mut load, "bench_native", give_up).await?;
     load.stop();
@@ -345,9 +316,9 @@ async fn open_load(
     n: usize,
     idle_role: &'static str,
     seed: u64,
-    progress: &ProgressBar,
-) -> anyhow::Result<Load> {
-    progress.set_message(format!("{n} sessions: opening ({idle_role})"));
+    progress: &dyn Progress,
+) -> Result<Load, BenchError> {
+    progress.message(format!("{n} sessions: opening ({idle_role})"));
     monitor.idle_since.clear();
     Load::open(
         cluster.host(),
@@ -355,7 +326,7 @@ async fn open_load(
         (n / 2, idle_role),
         (n - n / 2, "bench_busy"),
         seed,
-        || progress.inc(1),
+        || progress.opened(),
     )
     .await
 }
@@ -366,7 +337,7 @@ async fn wait_for_endings(
     load: &mut Load,
     role: &str,
     give_up: Instant,
-) -> anyhow::Result<Vec<(i32, Option<jiff::Timestamp>)>> {
+) -> Result<Vec<(i32, Option<jiff::Timestamp>)>, BenchError> {
     loop {
         monitor.poll(role).await?;
         if load.all_idle_ended() || Instant::now() > give_up {
@@ -378,7 +349,7 @@ async fn wait_for_endings(
 }
 
 /// Wait for the server to let go of the closed sessions before the next phase opens more.
-async fn settle(monitor: &mut Monitor) -> anyhow::Result<()> {
+async fn settle(monitor: &mut Monitor) -> Result<(), BenchError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     while monitor.bench_sessions().await? > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -387,10 +358,10 @@ async fn settle(monitor: &mut Monitor) -> anyhow::Result<()> {
 }
 
 /// The engine's evaluation time on the synthetic ten-rule workload (median of 5).
-fn engine_scaling(sizes: &[usize]) -> anyhow::Result<Vec<EngineRun>> {
+fn engine_scaling(sizes: &[usize]) -> Result<Vec<EngineRun>, BenchError> {
     use curfew_policy::{Engine, parse_policy, synthetic};
     let policy = parse_policy("ten-rule", synthetic::TEN_RULE_POLICY, jiff::tz::db())
-        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .map_err(BenchError::Policy)?
         .policy;
     let now: jiff::Timestamp = "2026-11-23T15:00:00Z".parse()?;
     let mut runs = Vec::new();

@@ -1,0 +1,59 @@
+//! Why the demo stopped.
+
+/// Why the demo stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The throwaway cluster could not be started or set up.
+    #[error("{0}")]
+    Sandbox(#[from] curfew_sandbox::SandboxError),
+    /// A task of the demo died.
+    #[error("{what}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why.
+        source: tokio::task::JoinError,
+    },
+    /// A file could not be written, copied or made.
+    #[error("{what}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+    /// The audit log could not be opened or verified.
+    #[error("{what}")]
+    Audit {
+        /// What was being done.
+        what: &'static str,
+        /// Why it failed.
+        source: curfew_audit::AuditError,
+    },
+    /// The built-in policy did not load (a bug).
+    #[error("the built-in policy: {0}")]
+    Policy(curfew_policy::LoadError),
+    /// A session of the cast could not be opened or prepared.
+    #[error("{what}")]
+    Session {
+        /// What was being done.
+        what: String,
+        /// Why it failed.
+        source: tokio_postgres::Error,
+    },
+    /// A query of the cast failed.
+    #[error(transparent)]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The agent failed.
+    #[error(transparent)]
+    Agent(#[from] curfew_agent::AgentError),
+    /// The agent did not start (its reason, as it reported it).
+    #[error("the agent could not start: {0}")]
+    AgentNotStarted(String),
+    /// The agent did not start in time.
+    #[error("the agent did not start within 20s")]
+    AgentSlow,
+    /// A session was not treated as the policy says (the narration shows which).
+    #[error("the demo did not go as the policy says (see above)")]
+    NotAsThePolicySays,
+}

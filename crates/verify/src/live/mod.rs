@@ -1,0 +1,326 @@
+//! The live control test on one target: connect, find the leading agent, then run every rule's
+//! planned test (a canary waited out, a window edge, a session cap) and the login-lock test
+//! concurrently, and clean up what was created whatever happens. Results only; how they are
+//! shown is the caller's.
+
+mod canary;
+mod lock;
+mod postgres;
+mod special;
+pub mod target;
+#[cfg(test)]
+mod tests;
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::Mutex;
+
+use curfew_policy::{LoadedPolicy, Target};
+use curfew_postgres::{Announcement, PgError, TargetSpec};
+use jiff::Timestamp;
+use postgres::PostgresCanaries;
+use target::CanaryTarget;
+
+use crate::{Options, Planned, RuleResult};
+use canary::Fallback;
+
+/// One target's results.
+#[derive(Debug, serde::Serialize)]
+pub struct Verified {
+    /// The target's name.
+    pub target: String,
+    /// The server, as reached ("PostgreSQL 17.2"), if it was.
+    pub server: Option<String>,
+    /// What the leading agent announced, if one leads.
+    pub agent: Option<String>,
+    /// One result per rule.
+    pub results: Vec<RuleResult>,
+    /// Tests of mechanisms rather than of one rule (the login lock).
+    pub mechanisms: Vec<RuleResult>,
+    /// Problems removing what verify created.
+    pub cleanup: Vec<String>,
+}
+
+/// What the live test tells its caller as it goes (the caller decides how to show it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// A warning from connecting to the target.
+    ConnectWarning(String),
+    /// The live tests start: canaries for these rules (and a lock canary if `locks`), waiting
+    /// up to `longest`.
+    Waiting {
+        /// The target.
+        target: String,
+        /// The rules tested live, by name.
+        rules: Vec<String>,
+        /// Whether the login-lock test runs.
+        locks: bool,
+        /// The longest wait for the agent.
+        longest: std::time::Duration,
+    },
+}
+
+/// Why a target's live test stopped short.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// The leader lock could not be read.
+    #[error("target \"{target}\"")]
+    Leader {
+        /// The target.
+        target: String,
+        /// Why.
+        source: PgError,
+    },
+    /// Stopped by the caller (Ctrl-C, SIGTERM); what was created was removed.
+    #[error("interrupted; the canary roles created were dropped")]
+    Interrupted,
+}
+
+/// Verify one target: `token` makes this run's canary names unique, `audit_log` is where the
+/// agent's records are looked up, and `stop` (Ctrl-C, SIGTERM) interrupts the live tests, after
+/// which the locks verify took are released and its roles dropped.
+pub async fn verify_target(
+    loaded: &LoadedPolicy,
+    target: &Target,
+    options: Options,
+    audit_log: Option<&Path>,
+    token: &str,
+    notice: &dyn Fn(Notice),
+    stop: impl Future<Output = ()>,
+) -> Result<Verified, LiveError> {
+    let max_wait = options.max_wait;
+    let policy = &loaded.policy;
+    let now = Timestamp::now();
+    let plans = crate::plan(policy, options, now, token);
+    let evaluated = |index: usize, why: &str| crate::by_evaluation(policy, index, why, now, token);
+    let not_tested = |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
+    let spec = TargetSpec::from_policy(target);
+    let connected = curfew_postgres::connect(&spec).await;
+    let mut verified = Verified {
+        target: target.name.clone(),
+        server: None,
+        agent: None,
+        results: Vec::new(),
+        mechanisms: Vec::new(),
+        cleanup: Vec::new(),
+    };
+    // Why live tests cannot run on this target, if they cannot.
+    let mut blocked: Option<Fallback> = None;
+    let admin = match connected {
+        Ok(c) => {
+            for warning in &c.warnings {
+                notice(Notice::ConnectWarning(warning.to_string()));
+            }
+            verified.server = Some(format!("PostgreSQL {}", c.connection.info.version));
+            Some(c.connection)
+        }
+        Err(e) => {
+            blocked = Some(Fallback::Fail(format!(
+                "The target could not be reached: {e}."
+            )));
+            None
+        }
+    };
+    if let Some(admin) = &admin {
+        if admin.info.in_recovery {
+            blocked = Some(Fallback::Evaluate(
+                "the target is a standby (read-only): a canary role cannot be created there"
+                    .to_owned(),
+            ));
+        } else {
+            let leader = admin.leader().await.map_err(|source| LiveError::Leader {
+                target: target.name.clone(),
+                source,
+            })?;
+            let announced = leader
+                .as_ref()
+                .and_then(|l| l.application.as_deref())
+                .and_then(Announcement::parse);
+            verified.agent = leader.as_ref().and_then(|l| l.application.clone());
+            blocked = match announced {
+                None => Some(Fallback::Fail(
+                    format!(
+                        "No curfew agent enforces the policy on target \"{}\": no session holds curfew's leader lock, so nothing would end the canary. Start `curfew agent` and verify again.",
+                        target.name
+                    ),
+                )),
+                Some(a) if a.dry_run => Some(Fallback::Fail(
+                    "The curfew agent leading this server runs as a dry run: it records what it would do and ends nothing.".to_owned(),
+                )),
+                Some(_) => None,
+            };
+        }
+    }
+    let mut live = Vec::new();
+    let mut results: Vec<Option<RuleResult>> = vec![None; plans.len()];
+    for (index, planned) in plans.iter().enumerate() {
+        results[index] = match (planned, &blocked) {
+            (Planned::NotTested { why }, _) => Some(not_tested(index, why)),
+            (Planned::Evaluate { why }, _) => Some(evaluated(index, why)),
+            (_, Some(fallback)) => Some(fallback.result(policy, index, now, token)),
+            (planned, None) => {
+                live.push((index, planned));
+                None
+            }
+        };
+    }
+    // The login-lock test runs wherever the live tests can.
+    let test_locks = match &blocked {
+        None => admin.is_some(),
+        Some(fallback) => {
+            verified.mechanisms.push(fallback.mechanism(lock::SUBJECT));
+            false
+        }
+    };
+    if let (Some(admin), true) = (&admin, !live.is_empty() || test_locks) {
+        let canaries = PostgresCanaries { admin, spec: &spec };
+        let context = Live {
+            policy,
+            target: &target.name,
+            audit_log,
+            token,
+            max_wait,
+            now,
+            notice,
+        };
+        let interrupted = context
+            .run(
+                &canaries,
+                &live,
+                test_locks,
+                &mut results,
+                &mut verified,
+                stop,
+            )
+            .await;
+        if interrupted {
+            return Err(LiveError::Interrupted);
+        }
+    }
+    verified.results = results.into_iter().flatten().collect();
+    Ok(verified)
+}
+
+/// What the live tests of one target share, whatever the enforcement point.
+struct Live<'a> {
+    policy: &'a curfew_policy::Policy,
+    /// The target's name.
+    target: &'a str,
+    audit_log: Option<&'a Path>,
+    token: &'a str,
+    max_wait: curfew_policy::Limit,
+    /// When the plan was made (evaluations are around it).
+    now: Timestamp,
+    notice: &'a dyn Fn(Notice),
+}
+
+impl Live<'_> {
+    /// Run the `live` tests (and the login-lock test if `test_locks`) on `canaries` until done
+    /// or `stop`; then release the locks verify took and drop its roles, whatever happened.
+    /// Whether it was stopped.
+    async fn run<T: CanaryTarget>(
+        &self,
+        canaries: &T,
+        live: &[(usize, &Planned)],
+        test_locks: bool,
+        results: &mut [Option<RuleResult>],
+        verified: &mut Verified,
+        stop: impl Future<Output = ()>,
+    ) -> bool {
+        let Live {
+            policy,
+            target,
+            audit_log,
+            token,
+            max_wait,
+            now,
+            notice,
+        } = *self;
+        let evaluated =
+            |index: usize, why: &str| crate::by_evaluation(policy, index, why, now, token);
+        let not_tested =
+            |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
+        let created = Mutex::new(Vec::new());
+        let locked = Mutex::new(Vec::new());
+        let bench = canary::Bench {
+            target: canaries,
+            policy,
+            audit_log,
+            created: &created,
+            token,
+            max_wait,
+            locked: &locked,
+        };
+        let longest = live
+            .iter()
+            .filter_map(|(_, p)| match p {
+                Planned::Live { limit, .. } => Some(canary::wait_for(policy, *limit)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or_default()
+            .max(canary::wait_for_edge(
+                policy,
+                crate::EDGE_LEAD.unsigned_abs(),
+            ));
+        notice(Notice::Waiting {
+            target: target.to_owned(),
+            rules: live
+                .iter()
+                .map(|(i, _)| policy.rules[*i].name.clone())
+                .collect(),
+            locks: test_locks,
+            longest,
+        });
+        let tests = futures_util::future::join_all(live.iter().map(|(index, planned)| {
+            let bench = &bench;
+            let index = *index;
+            async move {
+                match planned {
+                    Planned::Live { canary, limit, .. } => {
+                        canary::test(bench, index, canary, *limit).await
+                    }
+                    Planned::Edge => special::edge(bench, index).await,
+                    Planned::Cap { canary, cap } => special::cap(bench, index, canary, *cap).await,
+                    Planned::Evaluate { why } => evaluated(index, why),
+                    Planned::NotTested { why } => not_tested(index, why),
+                }
+            }
+        }));
+        let lock_test = async {
+            if test_locks {
+                Some(lock::test(&bench, target).await)
+            } else {
+                None
+            }
+        };
+        let interrupted = tokio::select! {
+            (done, locks) = futures_util::future::join(tests, lock_test) => {
+                for ((index, _), result) in live.iter().zip(done) {
+                    results[*index] = Some(result);
+                }
+                verified.mechanisms.extend(locks);
+                false
+            }
+            () = stop => true,
+        };
+        // Whatever happened: the locks verify took are released, then its roles dropped.
+        let locked = canary::lock(&locked).clone();
+        for oid in locked {
+            if let Err(e) = canaries.unlock_role(oid, "curfew verify (cleanup)").await {
+                verified.cleanup.push(format!(
+                    "the incident lock on canary role oid {oid} was not released: {e}"
+                ));
+            }
+        }
+        let created = canary::lock(&created).clone();
+        for role in &created {
+            if let Err(e) = canaries.drop_canary(role).await {
+                verified
+                    .cleanup
+                    .push(format!("canary role \"{role}\" was not dropped: {e}"));
+            }
+        }
+        interrupted
+    }
+}

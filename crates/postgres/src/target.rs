@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use curfew_policy::ConnectionUrl;
+use crate::url::{ConnectionUrl, UrlError};
 
 /// Everything needed to connect to one target.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,13 +15,28 @@ pub struct TargetSpec {
     pub password_file: Option<PathBuf>,
 }
 
+/// A policy target whose URL is not a PostgreSQL connection URL (a policy parsed without
+/// [`POSTGRES_URLS`](crate::POSTGRES_URLS), or written for another database).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("target \"{target}\": `url`: {source}")]
+pub struct TargetUrlError {
+    /// The target's name in the policy.
+    pub target: String,
+    /// Why its URL was refused.
+    pub source: UrlError,
+}
+
 impl TargetSpec {
-    /// From a policy `[[target]]`.
-    pub fn from_policy(target: &curfew_policy::Target) -> TargetSpec {
-        TargetSpec {
+    /// From a policy `[[target]]`, parsing its URL.
+    pub fn from_policy(target: &curfew_policy::Target) -> Result<TargetSpec, TargetUrlError> {
+        let url = ConnectionUrl::parse(&target.url.text).map_err(|source| TargetUrlError {
+            target: target.name.clone(),
+            source,
+        })?;
+        Ok(TargetSpec {
             name: target.name.clone(),
-            url: target.url.clone(),
+            url,
             password_file: target.password_file.as_ref().map(PathBuf::from),
-        }
+        })
     }
 }

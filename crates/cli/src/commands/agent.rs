@@ -172,7 +172,7 @@ async fn serve(
     let result = curfew_agent::run(
         audit,
         options,
-        curfew_postgres::TargetSpec::from_policy,
+        curfew_postgres::PolicyTarget::from_policy,
         policy_rx,
         shutdown,
     )
@@ -193,7 +193,7 @@ async fn reload(
     listen_from_flag: bool,
 ) {
     tracing::info!("SIGHUP: reloading {}", config.display());
-    let checked = LoadedPolicy::from_file(config)
+    let checked = LoadedPolicy::from_file_with(config, Some(policy_file::URL_VALIDATORS))
         .and_then(|loaded| policy_file::require(loaded, policy_file::Need::Enforceable));
     match checked {
         Ok(loaded) => {

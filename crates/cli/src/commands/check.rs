@@ -138,25 +138,36 @@ fn records(results: &[Checked], loaded: &curfew_agent::LoadedPolicy) -> Vec<curf
 /// run, so the others are still checked.
 async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>) -> Checked {
     let spec = TargetSpec::from_policy(target);
-    let facts = match curfew_postgres::connect_to_inspect(&spec).await {
-        Ok(connected) => {
-            for warning in &connected.warnings {
-                eprintln!("curfew: warning: {warning}");
+    let db_role = spec
+        .as_ref()
+        .map(|spec| spec.url.user.clone())
+        .unwrap_or_default();
+    let facts = match &spec {
+        Ok(spec) => match curfew_postgres::connect_to_inspect(spec).await {
+            Ok(connected) => {
+                for warning in &connected.warnings {
+                    eprintln!("curfew: warning: {warning}");
+                }
+                connected
+                    .connection
+                    .facts()
+                    .await
+                    .map_err(|e| e.to_string())
             }
-            connected.connection.facts().await
-        }
-        Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
     };
     match facts {
         Ok(facts) => Checked {
             target: target.name.clone(),
-            db_role: spec.url.user.clone(),
+            db_role: db_role.clone(),
             server: Some(format!("PostgreSQL {}", facts.version)),
             findings: judge(&facts, context),
         },
         Err(e) => Checked {
             target: target.name.clone(),
-            db_role: spec.url.user.clone(),
+            db_role: db_role.clone(),
             server: None,
             findings: vec![Finding {
                 why: format!("the target could not be reached, so nothing on it was checked: {e}"),

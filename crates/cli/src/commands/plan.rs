@@ -7,7 +7,6 @@ use std::path::Path;
 use anyhow::Context;
 use curfew_agent::LoadedPolicy;
 use curfew_policy::{Overrides, Session, Verdict, assess_with, format_age};
-use curfew_postgres::TargetSpec;
 use jiff::Timestamp;
 
 use crate::exit::{Failure, out, out_text};
@@ -125,7 +124,7 @@ async fn snapshot(
     ),
     Failure,
 > {
-    let spec = TargetSpec::from_policy(target);
+    let spec = crate::policy_file::target_spec(target)?;
     let mut connected = curfew_postgres::connect(&spec)
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;

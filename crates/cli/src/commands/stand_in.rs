@@ -76,7 +76,7 @@ impl StandIn {
             curfew_agent::run(
                 log,
                 options,
-                curfew_postgres::TargetSpec::from_policy,
+                curfew_postgres::PolicyTarget::from_policy,
                 policy_rx,
                 async move {
                     let _ = stop_rx.await;

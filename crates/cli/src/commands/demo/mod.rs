@@ -88,8 +88,12 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     let policy_text = cast::policy(&cluster.url("curfew_agent", "postgres"));
     let policy_path = dir.join("curfew.toml");
     std::fs::write(&policy_path, &policy_text).context("writing the demo policy")?;
-    let loaded = LoadedPolicy::from_bytes("curfew-demo.toml", policy_text.into_bytes())
-        .map_err(|e| Failure::Runtime(anyhow::anyhow!("the built-in policy: {e}")))?;
+    let loaded = LoadedPolicy::from_bytes_with(
+        "curfew-demo.toml",
+        policy_text.into_bytes(),
+        Some(crate::policy_file::URL_VALIDATORS),
+    )
+    .map_err(|e| Failure::Runtime(anyhow::anyhow!("the built-in policy: {e}")))?;
     say("Policy (built in; `curfew explain` turns a policy like it into a document):");
     let width = loaded
         .policy
@@ -133,7 +137,7 @@ async fn demo(args: &Args) -> Result<(), Failure> {
     let agent = tokio::spawn(curfew_agent::run(
         audit,
         options,
-        curfew_postgres::TargetSpec::from_policy,
+        curfew_postgres::PolicyTarget::from_policy,
         policy_rx,
         async move {
             let _ = stop_rx.await;

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use anyhow::Context;
 use curfew_agent::LoadedPolicy;
 use curfew_policy::Limit;
-use curfew_postgres::{Announcement, TargetSpec};
+use curfew_postgres::Announcement;
 use curfew_verify::{Planned, RuleResult, Status};
 use jiff::Timestamp;
 use live::Fallback;
@@ -148,7 +148,7 @@ async fn verify_target(
     let evaluated =
         |index: usize, why: &str| curfew_verify::by_evaluation(policy, index, why, now, token);
     let not_tested = |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
-    let spec = TargetSpec::from_policy(target);
+    let spec = crate::policy_file::target_spec(target)?;
     let connected = curfew_postgres::connect(&spec).await;
     let mut verified = Verified {
         target: target.name.clone(),
@@ -346,7 +346,7 @@ fn records(
                 .with_detail(serde_json::json!({
                     // Who ran it: the real uid's user and the role the target's URL connects as.
                     "actor": crate::actor::current(
-                        loaded.policy.targets.iter().find(|t| t.name == v.target).map(|t| t.url.user.as_str()),
+                        loaded.policy.targets.iter().find(|t| t.name == v.target).and_then(|t| t.url.login_role.as_deref()),
                     ).to_json(),
                     "server": v.server,
                     "agent": v.agent,

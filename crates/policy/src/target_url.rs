@@ -5,6 +5,8 @@
 
 use std::ops::Range;
 
+use crate::diagnostic::Collector;
+
 /// A `[[target]]`'s `url`, as written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetUrl {
@@ -40,7 +42,7 @@ pub trait UrlValidator: Sync {
 /// Validate `text` with the validator that reads its scheme. When none does, the only
 /// validator's own refusal is given (it knows the forms people mistake for its URLs); with
 /// several, a refusal naming every scheme accepted.
-pub(crate) fn validate(validators: &[&dyn UrlValidator], text: &str) -> Result<ValidUrl, String> {
+fn validate(validators: &[&dyn UrlValidator], text: &str) -> Result<ValidUrl, String> {
     let scheme = text
         .trim()
         .split_once("://")
@@ -63,4 +65,36 @@ pub(crate) fn validate(validators: &[&dyn UrlValidator], text: &str) -> Result<V
             ))
         }
     }
+}
+
+/// A target's URL (`context` names the target in messages), checked by the validators if there
+/// are any: refusals and warnings are reported at the URL's position, and a refused URL gives
+/// no target.
+pub(crate) fn check(
+    c: &mut Collector<'_>,
+    context: &str,
+    text: &str,
+    span: Range<usize>,
+    validators: Option<&[&dyn UrlValidator]>,
+) -> Option<TargetUrl> {
+    let mut login_role = None;
+    if let Some(validators) = validators {
+        match validate(validators, text) {
+            Ok(valid) => {
+                for warning in valid.warnings {
+                    c.warning(span.clone(), format!("{context} {warning}"));
+                }
+                login_role = Some(valid.login_role);
+            }
+            Err(e) => {
+                c.error(span, format!("`url` in {context}: {e}"));
+                return None;
+            }
+        }
+    }
+    Some(TargetUrl {
+        text: text.to_owned(),
+        span,
+        login_role,
+    })
 }

@@ -40,3 +40,41 @@ impl TargetSpec {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn only_target(url: &str) -> curfew_policy::Target {
+        let text = format!("[[target]]\nname = \"db\"\nurl = \"{url}\"\n");
+        curfew_policy::parse_policy("t.toml", &text, jiff::tz::db())
+            .unwrap()
+            .policy
+            .targets
+            .remove(0)
+    }
+
+    #[test]
+    fn a_spec_reads_the_url_of_the_target() {
+        let spec = TargetSpec::from_policy(&only_target(
+            "postgresql://curfew_agent@db1:6432/app?sslmode=verify-full",
+        ))
+        .unwrap();
+        assert_eq!(spec.name, "db");
+        assert_eq!(spec.url.user, "curfew_agent");
+        assert_eq!(spec.url.dbname, "app");
+        assert_eq!(spec.password_file, None);
+    }
+
+    #[test]
+    fn a_url_that_is_not_postgresql_is_a_clear_error() {
+        // A policy parsed without PostgreSQL's validator can hold one.
+        let err = TargetSpec::from_policy(&only_target("mysql://a@db1")).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "target \"db\": `url`: connection URL must start with postgresql:// (got \"mysql://a@db1\")"
+        );
+    }
+}

@@ -14,7 +14,7 @@ use crate::diagnostic::{Collector, Diagnostic, PolicyErrors};
 use crate::duration::Limit;
 use crate::model::{AgentSettings, Exemptions, Policy, Scope, Target, VerifySettings};
 use crate::pattern::{AddressBlock, Glob};
-use crate::target_url::{TargetUrl, UrlValidator};
+use crate::target_url::UrlValidator;
 use reader::{Located, TableReader};
 
 /// A policy that parsed, with any warnings found on the way.
@@ -351,7 +351,7 @@ fn parse_targets(
                 Some(n) => format!("target \"{}\"", n.value),
                 None => context.clone(),
             };
-            target_url(c, &label, u, validators)
+            crate::target_url::check(c, &label, &u.value, u.span.clone(), validators)
         });
         r.finish(c);
         if let (Some(name), Some(url)) = (name, parsed) {
@@ -424,36 +424,6 @@ fn resolve_primaries(
             },
         }
     }
-}
-
-/// A target's URL, checked by the validators if there are any; refusals and warnings are
-/// reported at the URL's position.
-fn target_url(
-    c: &mut Collector<'_>,
-    context: &str,
-    url: &Located<String>,
-    validators: Option<&[&dyn UrlValidator]>,
-) -> Option<TargetUrl> {
-    let mut login_role = None;
-    if let Some(validators) = validators {
-        match crate::target_url::validate(validators, &url.value) {
-            Ok(valid) => {
-                for warning in valid.warnings {
-                    c.warning(url.span.clone(), format!("{context} {warning}"));
-                }
-                login_role = Some(valid.login_role);
-            }
-            Err(e) => {
-                c.error(url.span.clone(), format!("`url` in {context}: {e}"));
-                return None;
-            }
-        }
-    }
-    Some(TargetUrl {
-        text: url.value.clone(),
-        span: url.span.clone(),
-        login_role,
-    })
 }
 
 /// The elements of a `[[name]]` array of tables, with their header spans.

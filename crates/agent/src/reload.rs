@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use curfew_audit::{AuditLog, Event, Record};
-use curfew_policy::{LoadError, LoadedPolicy, Need, require};
+use curfew_policy::{LoadError, LoadedPolicy, Need, UrlValidator, require};
 use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
@@ -17,7 +17,6 @@ use crate::tally::AuditTally;
 
 /// What a reload works on: the policy file, the channel the running agent reads its policy
 /// from, and where the reload's own records and events go.
-#[derive(Debug)]
 pub struct Reload {
     /// The policy file, read again on every reload.
     pub config: PathBuf,
@@ -32,6 +31,19 @@ pub struct Reload {
     /// Whether `--listen` was given (then a changed `listen` in `[agent]` is not worth a
     /// warning: the flag wins anyway).
     pub listen_from_flag: bool,
+    /// The database adapters' URL checks, so a reloaded file's targets are checked as at
+    /// start (a bad URL is rejected with its `file:line:col`, the running policy kept).
+    pub url_validators: &'static [&'static dyn UrlValidator],
+}
+
+impl std::fmt::Debug for Reload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reload")
+            .field("config", &self.config)
+            .field("audit", &self.audit)
+            .field("listen_from_flag", &self.listen_from_flag)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Reload {
@@ -52,8 +64,8 @@ impl Reload {
         let config = &self.config;
         let policy = &self.policy;
         tracing::info!("SIGHUP: reloading {}", config.display());
-        let checked =
-            LoadedPolicy::from_file(config).and_then(|loaded| require(loaded, Need::Enforceable));
+        let checked = LoadedPolicy::from_file_with(config, Some(self.url_validators))
+            .and_then(|loaded| require(loaded, Need::Enforceable));
         match checked {
             Ok(loaded) => {
                 for warning in &loaded.warnings {

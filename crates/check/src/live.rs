@@ -26,25 +26,36 @@ pub struct Checked {
 /// run, so the others are still checked.
 pub async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>) -> Checked {
     let spec = TargetSpec::from_policy(target);
+    let db_role = spec
+        .as_ref()
+        .map(|spec| spec.url.user.clone())
+        .unwrap_or_default();
     let mut warnings = Vec::new();
-    let facts = match curfew_postgres::connect_to_inspect(&spec).await {
-        Ok(connected) => {
-            warnings.extend(connected.warnings.iter().map(ToString::to_string));
-            connected.connection.facts().await
-        }
-        Err(e) => Err(e),
+    let facts = match &spec {
+        Ok(spec) => match curfew_postgres::connect_to_inspect(spec).await {
+            Ok(connected) => {
+                warnings.extend(connected.warnings.iter().map(ToString::to_string));
+                connected
+                    .connection
+                    .facts()
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        },
+        Err(e) => Err(e.to_string()),
     };
     match facts {
         Ok(facts) => Checked {
             target: target.name.clone(),
-            db_role: spec.url.user.clone(),
+            db_role: db_role.clone(),
             server: Some(format!("PostgreSQL {}", facts.version)),
             findings: judge(&facts, context),
             warnings,
         },
         Err(e) => Checked {
             target: target.name.clone(),
-            db_role: spec.url.user.clone(),
+            db_role,
             server: None,
             findings: vec![Finding {
                 why: format!("the target could not be reached, so nothing on it was checked: {e}"),
@@ -52,7 +63,7 @@ pub async fn check_target(target: &curfew_policy::Target, context: PolicyContext
                 title: "The target can be reached",
                 requirement: "the check itself",
                 status: Status::Fail,
-                observed: e.to_string(),
+                observed: e.clone(),
                 expected: "a connection as the policy's target describes it".to_owned(),
                 fix: "Check the URL, the password file and pg_hba.conf; `curfew plan --target` shows the same connection error.".to_owned(),
             }],

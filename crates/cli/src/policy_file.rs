@@ -7,6 +7,19 @@ use curfew_policy::{Diagnostic, LoadError, LoadedPolicy, Need, require};
 
 use crate::exit::Failure;
 
+/// The URL validators of the databases this binary drives: every policy the CLI loads has its
+/// target URLs checked by them, so a bad URL is reported at its `file:line:col`.
+pub(crate) const URL_VALIDATORS: &[&dyn curfew_policy::UrlValidator] =
+    &[&curfew_postgres::POSTGRES_URLS];
+
+/// How to reach a policy target. Its URL was validated when the policy was loaded, so this
+/// fails only for a policy loaded otherwise; then it is bad input (exit 2).
+pub(crate) fn target_spec(
+    target: &curfew_policy::Target,
+) -> Result<curfew_postgres::TargetSpec, Failure> {
+    curfew_postgres::TargetSpec::from_policy(target).map_err(|e| Failure::Usage(e.to_string()))
+}
+
 /// Read and validate the policy at `path` (`-` is standard input): it must have rules and
 /// targets. Warnings are printed to standard error; errors are printed there too, and the
 /// result is a usage failure (exit 2).
@@ -34,7 +47,9 @@ fn load_for(path: &Path, need: Need) -> Result<LoadedPolicy, Failure> {
         };
         Failure::Usage(format!("cannot read policy file {name}: {e}{hint}"))
     })?;
-    match LoadedPolicy::from_bytes(&name, bytes).and_then(|loaded| require(loaded, need)) {
+    match LoadedPolicy::from_bytes_with(&name, bytes, Some(URL_VALIDATORS))
+        .and_then(|loaded| require(loaded, need))
+    {
         Ok(loaded) => {
             print_all(&loaded.warnings);
             Ok(loaded)

@@ -87,9 +87,11 @@ mod test_support {
 
     use curfew_policy::Policy;
 
-    /// A policy from its text.
+    /// A policy from its text, its target URLs read as the binary reads them (the agent's
+    /// roles come from them).
     pub(crate) fn policy(text: &str) -> Policy {
-        curfew_policy::parse_policy("t.toml", text, jiff::tz::db())
+        let urls: &[&dyn curfew_policy::UrlValidator] = &[&curfew_postgres::POSTGRES_URLS];
+        curfew_policy::parse_policy_with("t.toml", text, jiff::tz::db(), urls)
             .unwrap()
             .policy
     }

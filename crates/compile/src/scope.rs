@@ -242,12 +242,13 @@ fn combined(entry: &Exemption) -> String {
 }
 
 /// The roles curfew's agent connects as (the targets' users): its own sessions are never ended,
-/// so native settings leave these roles alone too. Sorted, without duplicates.
+/// so native settings leave these roles alone too. Sorted, without duplicates; a URL no
+/// validator read (a policy parsed without them) names none.
 pub(crate) fn agent_roles(policy: &Policy) -> Vec<String> {
     let mut roles: Vec<String> = policy
         .targets
         .iter()
-        .map(|t| t.url.user.clone())
+        .filter_map(|t| t.url.login_role.clone())
         .filter(|u| !u.contains('\0'))
         .collect();
     roles.sort();

@@ -18,9 +18,14 @@ fn compile(text: &str) -> String {
 }
 
 fn compile_with(text: &str, margin: curfew_compile::Margin) -> String {
-    let policy = curfew_policy::parse_policy("curfew.toml", text, jiff::tz::db())
-        .unwrap()
-        .policy;
+    let policy = curfew_policy::parse_policy_with(
+        "curfew.toml",
+        text,
+        jiff::tz::db(),
+        &[&curfew_postgres::POSTGRES_URLS],
+    )
+    .unwrap()
+    .policy;
     curfew_compile::compile_with(
         &policy,
         curfew_compile::Dialect::Postgres,

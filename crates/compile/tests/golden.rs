@@ -11,9 +11,14 @@ const EXAMPLE: &str = include_str!("../../../examples/curfew.toml");
 const SOURCE: &str = "examples/curfew.toml";
 
 fn example() -> (curfew_policy::Policy, String) {
-    let policy = curfew_policy::parse_policy(SOURCE, EXAMPLE, jiff::tz::db())
-        .unwrap()
-        .policy;
+    let policy = curfew_policy::parse_policy_with(
+        SOURCE,
+        EXAMPLE,
+        jiff::tz::db(),
+        &[&curfew_postgres::POSTGRES_URLS],
+    )
+    .unwrap()
+    .policy;
     let sha256 = Sha256::digest(EXAMPLE.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))

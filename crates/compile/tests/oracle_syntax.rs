@@ -393,9 +393,14 @@ fn sqlnet_lines(section: &str) -> Result<BTreeMap<String, u64>, String> {
 }
 
 fn compile(text: &str) -> String {
-    let policy = curfew_policy::parse_policy("t.toml", text, jiff::tz::db())
-        .unwrap()
-        .policy;
+    let policy = curfew_policy::parse_policy_with(
+        "t.toml",
+        text,
+        jiff::tz::db(),
+        &[&curfew_postgres::POSTGRES_URLS],
+    )
+    .unwrap()
+    .policy;
     curfew_compile::oracle(&policy, "t.toml", "0")
 }
 
@@ -420,9 +425,14 @@ fn the_golden_oracle_output_is_valid() {
     assert_eq!(script.sqlnet["SQLNET.EXPIRE_TIME"], 10);
     assert_eq!(script.sqlnet["SQLNET.INBOUND_CONNECT_TIMEOUT"], 60);
     // The golden file is what the example compiles to now.
-    let policy = curfew_policy::parse_policy("examples/curfew.toml", EXAMPLE, jiff::tz::db())
-        .unwrap()
-        .policy;
+    let policy = curfew_policy::parse_policy_with(
+        "examples/curfew.toml",
+        EXAMPLE,
+        jiff::tz::db(),
+        &[&curfew_postgres::POSTGRES_URLS],
+    )
+    .unwrap()
+    .policy;
     let fresh = curfew_compile::oracle(&policy, "examples/curfew.toml", "x");
     assert_eq!(
         recognize(&fresh).unwrap().created,

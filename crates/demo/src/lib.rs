@@ -86,8 +86,12 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
         what: "writing the demo policy".to_owned(),
         source,
     })?;
-    let loaded = LoadedPolicy::from_bytes("curfew-demo.toml", policy_text.into_bytes())
-        .map_err(DemoError::Policy)?;
+    let loaded = LoadedPolicy::from_bytes_with(
+        "curfew-demo.toml",
+        policy_text.into_bytes(),
+        Some(&[&curfew_postgres::POSTGRES_URLS]),
+    )
+    .map_err(DemoError::Policy)?;
     n.say("Policy (built in; `curfew explain` turns a policy like it into a document):");
     let width = loaded
         .policy
@@ -137,7 +141,7 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
     let agent = tokio::spawn(curfew_agent::run(
         audit,
         options,
-        curfew_postgres::TargetSpec::from_policy,
+        curfew_postgres::PolicyTarget::from_policy,
         policy_rx,
         async move {
             let _ = stop_rx.await;

@@ -33,7 +33,7 @@ mod pattern;
 mod scope;
 mod session;
 pub mod synthetic;
-mod url;
+mod target_url;
 mod visible;
 mod window;
 
@@ -52,9 +52,9 @@ pub use model::{
     Target, VerifySettings, Violations, canary_edge, canary_rule,
 };
 pub use overrides::{EdgeOverride, Overrides};
-pub use parse::{Parsed, parse_policy};
+pub use parse::{Parsed, parse_policy, parse_policy_with};
 pub use pattern::{AddressBlock, AddressError, Glob};
 pub use session::{BackendType, Names, Session, SessionKey, SessionState};
-pub use url::{ConnectionUrl, Host, SslMode, UrlError};
+pub use target_url::{TargetUrl, UrlValidator, ValidUrl};
 pub use visible::{visible, visible_lines};
 pub use window::{DaySet, Schedule, Window, WindowError, WindowKind, WindowState};

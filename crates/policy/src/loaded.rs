@@ -8,7 +8,8 @@ use sha2::{Digest, Sha256};
 
 use crate::diagnostic::{Diagnostic, PolicyErrors, Severity};
 use crate::model::{Missing, Policy};
-use crate::parse::parse_policy;
+use crate::parse::{parse_policy, parse_policy_with};
+use crate::target_url::UrlValidator;
 
 /// A validated policy and where it came from.
 #[derive(Debug, Clone)]
@@ -48,18 +49,39 @@ pub enum LoadError {
 }
 
 impl LoadedPolicy {
-    /// Read and validate a policy file.
+    /// Read and validate a policy file, keeping target URLs unchecked (see
+    /// [`crate::parse_policy`]); to use it against servers, see [`Self::from_file_with`].
     pub fn from_file(path: &Path) -> Result<LoadedPolicy, LoadError> {
+        Self::from_file_with(path, None)
+    }
+
+    /// Read and validate a policy file, target URLs with `validators` (the database adapters'),
+    /// or unchecked when `None`.
+    pub fn from_file_with(
+        path: &Path,
+        validators: Option<&[&dyn UrlValidator]>,
+    ) -> Result<LoadedPolicy, LoadError> {
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
             path: name.clone(),
             source,
         })?;
-        Self::from_bytes(&name, bytes)
+        Self::from_bytes_with(&name, bytes, validators)
     }
 
-    /// Validate a policy held in memory; `name` is used in messages.
+    /// Validate a policy held in memory, keeping target URLs unchecked; `name` is used in
+    /// messages.
     pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<LoadedPolicy, LoadError> {
+        Self::from_bytes_with(name, bytes, None)
+    }
+
+    /// Validate a policy held in memory, target URLs with `validators` (the database
+    /// adapters'), or unchecked when `None`; `name` is used in messages.
+    pub fn from_bytes_with(
+        name: &str,
+        bytes: Vec<u8>,
+        validators: Option<&[&dyn UrlValidator]>,
+    ) -> Result<LoadedPolicy, LoadError> {
         let sha256 = Sha256::digest(&bytes)
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -68,7 +90,12 @@ impl LoadedPolicy {
             path: name.to_owned(),
             offset: e.utf8_error().valid_up_to(),
         })?;
-        let parsed = parse_policy(name, &text, jiff::tz::db()).map_err(LoadError::Invalid)?;
+        let tzdb = jiff::tz::db();
+        let parsed = match validators {
+            Some(validators) => parse_policy_with(name, &text, tzdb, validators),
+            None => parse_policy(name, &text, tzdb),
+        }
+        .map_err(LoadError::Invalid)?;
         Ok(LoadedPolicy {
             policy: parsed.policy,
             source: name.to_owned(),

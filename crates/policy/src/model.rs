@@ -211,13 +211,13 @@ impl Default for AgentSettings {
     }
 }
 
-/// One PostgreSQL server to watch.
+/// One database server to watch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
     /// Unique name used in audit records, metrics and messages.
     pub name: String,
-    /// libpq-style connection URL (never holds a password).
-    pub url: crate::url::ConnectionUrl,
+    /// Connection URL, in the form of the target's database (never holds a password).
+    pub url: crate::target_url::TargetUrl,
     /// File holding the password (read at connect time, never logged).
     pub password_file: Option<String>,
     /// A read-only standby: sessions are ended there, lock state comes from the primary.

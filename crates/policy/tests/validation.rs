@@ -2,7 +2,16 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use curfew_policy::{Condition, Severity, parse_policy};
+use curfew_policy::{Condition, Parsed, PolicyErrors, Severity, parse_policy_with};
+
+/// A policy parsed as the binary parses it: target URLs checked by PostgreSQL's validator.
+fn parse_policy(
+    source: &str,
+    text: &str,
+    tzdb: &jiff::tz::TimeZoneDatabase,
+) -> Result<Parsed, PolicyErrors> {
+    parse_policy_with(source, text, tzdb, &[&curfew_postgres::POSTGRES_URLS])
+}
 
 /// The rendered errors for a policy text, as `validate` prints them.
 fn errors(text: &str) -> Vec<String> {

@@ -12,7 +12,7 @@ use crate::error::PgError;
 use crate::secret::{Password, read_password_file};
 use crate::target::TargetSpec;
 use crate::tls::client_config;
-use curfew_policy::{Host, SslMode};
+use crate::url::{Host, SslMode};
 
 /// Facts about the server and the role curfew logged in as, read once at connect.
 #[derive(Debug, Clone, PartialEq, Eq)]

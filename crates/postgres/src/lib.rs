@@ -14,12 +14,14 @@ mod groups;
 mod leader;
 mod ledger;
 mod names;
+mod policy_target;
 mod queries;
 mod secret;
 mod snapshot;
 mod target;
 mod terminate;
 mod tls;
+mod url;
 
 pub use anchor::{ANCHOR_FUNCTION, AnchorOrigin, AnchorRow};
 pub use canary::{CanarySession, random_hex};
@@ -38,7 +40,9 @@ pub use ledger::{
     RoleInfo,
 };
 pub use names::quote_identifier;
+pub use policy_target::PolicyTarget;
 pub use secret::{Password, PasswordFileError, read_password_file};
-pub use target::TargetSpec;
+pub use target::{TargetSpec, TargetUrlError};
 pub use terminate::Guard;
 pub use tls::TlsError;
+pub use url::{ConnectionUrl, Host, POSTGRES_URLS, PostgresUrls, SslMode, UrlError};

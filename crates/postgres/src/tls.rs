@@ -13,7 +13,7 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 
-use curfew_policy::{ConnectionUrl, SslMode};
+use crate::url::{ConnectionUrl, SslMode};
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -20,7 +20,7 @@ async fn lock_cluster() -> curfew_sandbox::Cluster {
         .unwrap();
     let spec = curfew_postgres::TargetSpec {
         name: "test".into(),
-        url: curfew_policy::ConnectionUrl::parse(&cluster.url("postgres", "postgres")).unwrap(),
+        url: curfew_postgres::ConnectionUrl::parse(&cluster.url("postgres", "postgres")).unwrap(),
         password_file: None,
     };
     let mut admin = curfew_postgres::connect(&spec).await.unwrap().connection;
@@ -78,7 +78,8 @@ async fn observers_hear_of_window_and_incident_locks_with_their_ends() {
     // An incident lock on bo, lapsing in 3 s.
     let spec = curfew_postgres::TargetSpec {
         name: "test".into(),
-        url: curfew_policy::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres")).unwrap(),
+        url: curfew_postgres::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres"))
+            .unwrap(),
         password_file: None,
     };
     let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;

@@ -29,7 +29,7 @@ async fn lock_cluster() -> Cluster {
         .unwrap();
     let spec = curfew_postgres::TargetSpec {
         name: "test".into(),
-        url: curfew_policy::ConnectionUrl::parse(&cluster.url("postgres", "postgres")).unwrap(),
+        url: curfew_postgres::ConnectionUrl::parse(&cluster.url("postgres", "postgres")).unwrap(),
         password_file: None,
     };
     let mut admin = curfew_postgres::connect(&spec).await.unwrap().connection;
@@ -70,7 +70,8 @@ async fn ledger_and_role(
 ) -> (curfew_postgres::Connection, curfew_postgres::RoleInfo) {
     let spec = curfew_postgres::TargetSpec {
         name: "test".into(),
-        url: curfew_policy::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres")).unwrap(),
+        url: curfew_postgres::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres"))
+            .unwrap(),
         password_file: None,
     };
     let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;

@@ -133,6 +133,7 @@ async fn serve(
         events: events.clone(),
         tally: tally.clone(),
         listen_from_flag,
+        url_validators: policy_file::URL_VALIDATORS,
     };
     let reloads = tokio::spawn(async move {
         while hangup.recv().await.is_some() {
@@ -157,7 +158,7 @@ async fn serve(
     let result = curfew_agent::run(
         audit,
         options,
-        curfew_postgres::TargetSpec::from_policy,
+        curfew_postgres::PolicyTarget::from_policy,
         policy_rx,
         shutdown,
     )

@@ -363,7 +363,8 @@ fn read_anchors(
         let mut out = Vec::new();
         for target in &policy.targets {
             let read = async {
-                let connected = curfew_postgres::connect(&TargetSpec::from_policy(target))
+                let spec = TargetSpec::from_policy(target).map_err(|e| e.to_string())?;
+                let connected = curfew_postgres::connect(&spec)
                     .await
                     .map_err(|e| e.to_string())?;
                 let rows = connected

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use curfew_policy::{LoadedPolicy, visible};
-use curfew_postgres::{Connection, LedgerProblem as _, LockProgress, RoleInfo, TargetSpec};
+use curfew_postgres::{Connection, LedgerProblem as _, LockProgress, RoleInfo};
 use jiff::Timestamp;
 
 use super::stand_in::{agent_leads, audit_path};
@@ -110,7 +110,7 @@ fn primaries<'p>(
 }
 
 async fn open(target: &curfew_policy::Target) -> Result<Connection, Failure> {
-    let connected = curfew_postgres::connect(&TargetSpec::from_policy(target))
+    let connected = curfew_postgres::connect(&policy_file::target_spec(target)?)
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
     for warning in &connected.warnings {
@@ -143,7 +143,7 @@ pub(crate) fn init(config: &Path, args: &InitArgs) -> Result<(), Failure> {
     let targets = primaries(&loaded, args.target.as_deref())?;
     runtime()?.block_on(async {
         for target in targets {
-            let mut spec = TargetSpec::from_policy(target);
+            let mut spec = policy_file::target_spec(target)?;
             let agent_role = args
                 .agent_role
                 .clone()
@@ -332,9 +332,14 @@ async fn stand_in_for<T>(
             .join(", "),
         audit.display()
     ))?;
-    StandIn::start(loaded, &unled, &audit, TargetSpec::from_policy)
-        .map(Some)
-        .map_err(|e| Failure::Runtime(e.into()))
+    StandIn::start(
+        loaded,
+        &unled,
+        &audit,
+        curfew_postgres::PolicyTarget::from_policy,
+    )
+    .map(Some)
+    .map_err(|e| Failure::Runtime(e.into()))
 }
 
 /// `curfew unlock`: release the incident lock on every primary and wait for the agent.

@@ -6,7 +6,6 @@ use std::path::Path;
 
 use anyhow::Context;
 use curfew_policy::{LoadedPolicy, Overrides, Session, Verdict, assess_with, format_age};
-use curfew_postgres::TargetSpec;
 use jiff::Timestamp;
 
 use crate::exit::{Failure, out, out_text};
@@ -124,7 +123,7 @@ async fn snapshot(
     ),
     Failure,
 > {
-    let spec = TargetSpec::from_policy(target);
+    let spec = crate::policy_file::target_spec(target)?;
     let mut connected = curfew_postgres::connect(&spec)
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;

@@ -14,6 +14,7 @@ use crate::diagnostic::{Collector, Diagnostic, PolicyErrors};
 use crate::duration::Limit;
 use crate::model::{AgentSettings, Exemptions, Policy, Scope, Target, VerifySettings};
 use crate::pattern::{AddressBlock, Glob};
+use crate::target_url::UrlValidator;
 use reader::{Located, TableReader};
 
 /// A policy that parsed, with any warnings found on the way.
@@ -39,14 +40,38 @@ const SCOPE_KEYS: &[&str] = &[
     "addresses",
 ];
 
-/// Parse and validate a policy. `source` names the file in messages; `tzdb` resolves time zone
-/// names (pass `jiff::tz::db()` for the system database). Every problem is reported, not only
-/// the first. A policy with no rule or no target parses: what an enforceable policy must also
-/// have is [`Policy::missing`].
+/// Parse and validate a policy, keeping each target's URL as unchecked text (its
+/// [`TargetUrl::login_role`](crate::TargetUrl) is `None`): for tools that read the conditions and
+/// connect to no server. Whatever loads a policy to use against servers calls
+/// [`parse_policy_with`] and the database adapters' validators instead.
 pub fn parse_policy(
     source: &str,
     text: &str,
     tzdb: &TimeZoneDatabase,
+) -> Result<Parsed, PolicyErrors> {
+    parse(source, text, tzdb, None)
+}
+
+/// Parse and validate a policy. `source` names the file in messages; `tzdb` resolves time zone
+/// names (pass `jiff::tz::db()` for the system database); each target's URL is checked by the
+/// validator of its scheme, and its refusals and warnings are reported at the URL. Every problem
+/// is reported, not only the first. A policy with no rule or no target parses: what an
+/// enforceable policy must also have is [`Policy::missing`].
+pub fn parse_policy_with(
+    source: &str,
+    text: &str,
+    tzdb: &TimeZoneDatabase,
+    validators: &[&dyn UrlValidator],
+) -> Result<Parsed, PolicyErrors> {
+    parse(source, text, tzdb, Some(validators))
+}
+
+/// `validators` is `None` when URLs are kept unchecked.
+fn parse(
+    source: &str,
+    text: &str,
+    tzdb: &TimeZoneDatabase,
+    validators: Option<&[&dyn UrlValidator]>,
 ) -> Result<Parsed, PolicyErrors> {
     let mut c = Collector::new(source, text);
     let (root, syntax_errors) = DeTable::parse_recoverable(text);
@@ -67,7 +92,7 @@ pub fn parse_policy(
     }
     let top = TableReader::new(root.get_ref(), "the policy", TOP_KEYS);
     let agent = parse_agent(&mut c, &top);
-    let targets = parse_targets(&mut c, &top);
+    let targets = parse_targets(&mut c, &top, validators);
     let exempt = parse_exempt(&mut c, &top);
     let rules = rule::parse_rules(&mut c, &top, tzdb);
     let verify = parse_verify(&mut c, &top);
@@ -261,7 +286,11 @@ fn listen_address(
     Some(address)
 }
 
-fn parse_targets(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Vec<Target> {
+fn parse_targets(
+    c: &mut Collector<'_>,
+    top: &TableReader<'_, '_>,
+    validators: Option<&[&dyn UrlValidator]>,
+) -> Vec<Target> {
     let mut targets = Vec::new();
     let Some(value) = top.get("target") else {
         return targets;
@@ -322,7 +351,7 @@ fn parse_targets(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Vec<Target
                 Some(n) => format!("target \"{}\"", n.value),
                 None => context.clone(),
             };
-            parse_url(c, &label, u)
+            crate::target_url::check(c, &label, &u.value, u.span.clone(), validators)
         });
         r.finish(c);
         if let (Some(name), Some(url)) = (name, parsed) {
@@ -393,36 +422,6 @@ fn resolve_primaries(
                     ),
                 ),
             },
-        }
-    }
-}
-
-/// Parse a target's URL; refusals and weak TLS are reported at the URL's position.
-fn parse_url(
-    c: &mut Collector<'_>,
-    context: &str,
-    url: &Located<String>,
-) -> Option<crate::url::ConnectionUrl> {
-    match crate::url::ConnectionUrl::parse(&url.value) {
-        Ok(parsed) => {
-            let tcp = parsed
-                .hosts
-                .iter()
-                .any(|(h, _)| matches!(h, crate::url::Host::Tcp(_)));
-            if tcp && !parsed.sslmode.verifies_server() {
-                c.warning(
-                    url.span.clone(),
-                    format!(
-                        "{context} uses sslmode={}: the server's identity is not verified; use sslmode=verify-full with sslrootcert",
-                        parsed.sslmode.as_str()
-                    ),
-                );
-            }
-            Some(parsed)
-        }
-        Err(e) => {
-            c.error(url.span.clone(), format!("`url` in {context}: {e}"));
-            None
         }
     }
 }

@@ -167,7 +167,12 @@ pub fn policy(cluster: &Cluster, text: &str) -> LoadedPolicy {
     let text = format!(
         "[agent]\ninterval = \"1s\"\n\n[[target]]\nname = \"test\"\nurl = \"{url}\"\n\n{text}"
     );
-    LoadedPolicy::from_bytes("test.toml", text.into_bytes()).unwrap_or_else(|e| panic!("{e}"))
+    LoadedPolicy::from_bytes_with(
+        "test.toml",
+        text.into_bytes(),
+        Some(&[&curfew_postgres::POSTGRES_URLS]),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// An agent running in this process.
@@ -199,7 +204,7 @@ impl Agent {
         let task = tokio::spawn(curfew_agent::run(
             audit,
             options,
-            curfew_postgres::TargetSpec::from_policy,
+            curfew_postgres::PolicyTarget::from_policy,
             policy_rx,
             async move {
                 let _ = stop_rx.await;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use curfew_policy::{ConnectionUrl, Session};
+use curfew_policy::Session;
+use curfew_postgres::ConnectionUrl;
 use curfew_postgres::{Connection, TargetSpec};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};

@@ -71,6 +71,10 @@ pub enum LiveError {
         /// Why.
         source: PgError,
     },
+    /// The target's URL is not one this adapter can use (bad input: the policy was loaded
+    /// without the adapter's URL check).
+    #[error(transparent)]
+    Url(#[from] curfew_postgres::TargetUrlError),
     /// Stopped by the caller (Ctrl-C, SIGTERM); what was created was removed.
     #[error("interrupted; the canary roles created were dropped")]
     Interrupted,
@@ -94,7 +98,7 @@ pub async fn verify_target(
     let plans = crate::plan(policy, options, now, token);
     let evaluated = |index: usize, why: &str| crate::by_evaluation(policy, index, why, now, token);
     let not_tested = |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
-    let spec = TargetSpec::from_policy(target);
+    let spec = TargetSpec::from_policy(target)?;
     let connected = curfew_postgres::connect(&spec).await;
     let mut verified = Verified {
         target: target.name.clone(),

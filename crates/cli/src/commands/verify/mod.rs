@@ -73,7 +73,10 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
             &show,
             stop_requested(),
         ));
-        verified.push(result.map_err(|e| Failure::Runtime(e.into()))?);
+        verified.push(result.map_err(|e| match e {
+            curfew_verify::live::LiveError::Url(e) => Failure::Usage(e.to_string()),
+            e => Failure::Runtime(e.into()),
+        })?);
     }
     let failed = verified
         .iter()
@@ -135,7 +138,7 @@ fn records(
                 .with_detail(serde_json::json!({
                     // Who ran it: the real uid's user and the role the target's URL connects as.
                     "actor": crate::actor::current(
-                        loaded.policy.targets.iter().find(|t| t.name == v.target).map(|t| t.url.user.as_str()),
+                        loaded.policy.targets.iter().find(|t| t.name == v.target).and_then(|t| t.url.login_role.as_deref()),
                     ).to_json(),
                     "server": v.server,
                     "agent": v.agent,

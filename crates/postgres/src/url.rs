@@ -7,6 +7,8 @@ use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use curfew_policy::{UrlValidator, ValidUrl};
+
 /// How a connection uses TLS, as libpq's `sslmode`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SslMode {
@@ -505,6 +507,36 @@ fn decode(text: &str) -> Result<String, UrlError> {
         }
     }
     String::from_utf8(out).map_err(|_| UrlError::Malformed(format!("\"{text}\" is not UTF-8")))
+}
+
+/// PostgreSQL's reading of policy URLs, which the policy parser is given so that `curfew
+/// validate` reports a bad URL at its `file:line:col`.
+pub static POSTGRES_URLS: PostgresUrls = PostgresUrls;
+
+/// The [`UrlValidator`] for `postgresql://` and `postgres://` URLs (see [`POSTGRES_URLS`]).
+#[derive(Debug, Clone, Copy)]
+pub struct PostgresUrls;
+
+impl UrlValidator for PostgresUrls {
+    fn schemes(&self) -> &[&str] {
+        &["postgresql", "postgres"]
+    }
+
+    fn validate(&self, text: &str) -> Result<ValidUrl, String> {
+        let url = ConnectionUrl::parse(text).map_err(|e| e.to_string())?;
+        let tcp = url.hosts.iter().any(|(h, _)| matches!(h, Host::Tcp(_)));
+        let mut warnings = Vec::new();
+        if tcp && !url.sslmode.verifies_server() {
+            warnings.push(format!(
+                "uses sslmode={}: the server's identity is not verified; use sslmode=verify-full with sslrootcert",
+                url.sslmode.as_str()
+            ));
+        }
+        Ok(ValidUrl {
+            login_role: url.user,
+            warnings,
+        })
+    }
 }
 
 #[cfg(test)]

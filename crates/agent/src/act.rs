@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use curfew_audit::{Event, Record};
 use curfew_backend::{BackendError, EndRequest, Outcome, Signal, Snapshot};
-use curfew_policy::{Cause, Decision, Plan, Session, SessionKey};
+use curfew_policy::{Cause, Decision, LOGIN_LOCK_RULE, Plan, RuleId, Session, SessionKey};
 use jiff::Timestamp;
 use serde_json::json;
 use tokio::time::Instant;
@@ -18,15 +18,11 @@ use crate::describe::describe;
 use crate::events::AgentEvent;
 use crate::loaded::LoadedPolicy;
 use crate::locked::LockedSet;
+use crate::once::OncePerRule;
 use crate::records::{about, session_info, write, write_all, write_outcomes};
 use crate::shared::Shared;
 use crate::warn::Warner;
 use curfew_backend::Backend;
-
-/// The rule name under which sessions of locked roles are ended.
-const LOCK_RULE: &str = "login-lock";
-/// Its key in the set of reported sessions (no policy rule has this index).
-const LOCK_RULE_INDEX: usize = usize::MAX;
 
 /// A termination the server refused, and when to try it again.
 #[derive(Debug, Clone, Copy)]
@@ -47,7 +43,7 @@ impl Ending {
     /// The ending an engine decision describes, with its reason as of `now`.
     pub(crate) fn of(loaded: &LoadedPolicy, d: &Decision, now: Timestamp) -> Ending {
         Ending {
-            rule: loaded.policy.rules[d.rule].name.clone(),
+            rule: d.rule_id.to_string(),
             reason: d.reason(&loaded.policy, now.max(d.deadline)),
             deadline: d.deadline,
             guard: EndRequest::for_decision(d),
@@ -71,7 +67,7 @@ struct Pending {
 pub(crate) struct Actor {
     target: String,
     shared: Arc<Shared>,
-    reported: HashSet<(SessionKey, usize)>,
+    reported: OncePerRule,
     warner: Warner,
     refused: HashMap<SessionKey, Retry>,
     pending: Vec<Pending>,
@@ -83,7 +79,7 @@ impl Actor {
             warner: Warner::new(target.clone(), shared.clone()),
             target,
             shared,
-            reported: HashSet::new(),
+            reported: OncePerRule::default(),
             refused: HashMap::new(),
             pending: Vec::new(),
         }
@@ -228,7 +224,8 @@ impl Actor {
                         crate::keepers::keepers(loaded, snapshot, plan, session, d.rule, limit);
                 }
                 if self.shared.options.dry_run {
-                    self.report(loaded, session, d.rule, ending).await;
+                    self.report(loaded, session, d.rule_id.clone(), ending)
+                        .await;
                 } else if self.may_try(&d.session) {
                     batch.push(((*session).clone(), ending));
                 }
@@ -237,14 +234,15 @@ impl Actor {
             for d in &plan.reports {
                 if let Some(session) = by_key.get(&d.session) {
                     let ending = Ending::of(loaded, d, snapshot.now);
-                    self.report(loaded, session, d.rule, ending).await;
+                    self.report(loaded, session, d.rule_id.clone(), ending)
+                        .await;
                 }
             }
         }
         if !(self.reported.is_empty() && self.warner.is_empty() && self.refused.is_empty()) {
             // Forget sessions that are gone.
             let live: HashSet<SessionKey> = snapshot.sessions.iter().map(Session::key).collect();
-            self.reported.retain(|(k, _)| live.contains(k));
+            self.reported.retain_live(&live);
             self.warner.forget(&live);
             self.refused.retain(|k, _| live.contains(k));
         }
@@ -321,13 +319,14 @@ impl Actor {
                 continue;
             }
             let ending = Ending {
-                rule: LOCK_RULE.to_owned(),
+                rule: LOGIN_LOCK_RULE.to_owned(),
                 reason: format!("role \"{}\" is locked: {}", session.role, lock.reason),
                 deadline: lock.since.max(session.backend_start),
                 guard: EndRequest::identity_only(session.key()),
             };
             if self.shared.options.dry_run {
-                self.report(loaded, session, LOCK_RULE_INDEX, ending).await;
+                let rule = RuleId::new(LOGIN_LOCK_RULE);
+                self.report(loaded, session, rule, ending).await;
             } else if self.may_try(&session.key()) {
                 batch.push((session.clone(), ending));
             }
@@ -539,10 +538,10 @@ impl Actor {
         &mut self,
         loaded: &LoadedPolicy,
         session: &Session,
-        rule_index: usize,
+        rule: RuleId,
         ending: Ending,
     ) {
-        if !self.reported.insert((session.key(), rule_index)) {
+        if !self.reported.insert(session.key(), rule.clone()) {
             return;
         }
         let mut record = about(Event::SessionReported, &self.target);
@@ -562,7 +561,7 @@ impl Actor {
             "policy_sha256": loaded.sha256,
         }));
         if write(&self.shared, record).await.is_err() {
-            self.reported.remove(&(session.key(), rule_index));
+            self.reported.remove(session.key(), &rule);
             return;
         }
         tracing::info!(target: "curfew::agent",

@@ -18,6 +18,7 @@ mod loaded;
 mod locked;
 mod locks;
 mod notify;
+mod once;
 mod records;
 mod shared;
 mod supervisor;

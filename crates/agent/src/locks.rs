@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::Event;
+use curfew_audit::details::LockRecord;
 use curfew_backend::{BackendError, LedgerStatus, LockedRole, LoginChange};
 use curfew_policy::Rule;
 use jiff::Timestamp;
@@ -337,32 +338,36 @@ impl Keeper {
                 .released_by
                 .as_deref()
                 .and_then(curfew_audit::LedgerActor::from_ledger_text);
-            let detail = json!({
-                "lock_id": row.id,
-                "role": row.role_name,
-                "kind": row.kind,
-                "rule": row.rule,
-                "created_by": curfew_audit::actor::ledger_label(&row.created_by),
-                "created_at": row.created_at.to_string(),
-                "expires_at": row.expires_at.map(|t| t.to_string()),
-                "released_by": row.released_by.as_deref().map(curfew_audit::actor::ledger_label),
-                "released_at": row.released_at.map(|t| t.to_string()),
-            });
-            let with_actor = |actor: Option<&curfew_audit::LedgerActor>| {
-                let mut detail = detail.clone();
-                if let (Some(a), Some(map)) = (actor, detail.as_object_mut()) {
-                    map.insert("actor".to_owned(), a.to_json());
-                    if let Some(why) = &a.reason {
-                        map.insert("release_reason".to_owned(), json!(why));
-                    }
-                }
-                detail
+            let detail = LockRecord {
+                lock_id: Some(row.id),
+                role: Some(row.role_name.clone()),
+                kind: Some(row.kind.clone()),
+                rule: row.rule.clone(),
+                created_by: Some(curfew_audit::actor::ledger_label(&row.created_by)),
+                created_at: Some(row.created_at.to_string()),
+                expires_at: row.expires_at.map(|t| t.to_string()),
+                released_by: row
+                    .released_by
+                    .as_deref()
+                    .map(curfew_audit::actor::ledger_label),
+                released_at: row.released_at.map(|t| t.to_string()),
+                actor: None,
+                release_reason: None,
+            };
+            // A person's action names them (and a release, their reason).
+            let with_actor = |actor: Option<&curfew_audit::LedgerActor>| match actor {
+                Some(a) => LockRecord {
+                    actor: Some(a.to_json()),
+                    release_reason: a.reason.clone(),
+                    ..detail.clone()
+                },
+                None => detail.clone(),
             };
             if !creation_recorded {
                 let mut record = about(Event::LockCreated, &self.target);
                 record.rule = row.rule.clone();
                 record.reason = Some(format!("role \"{}\" locked: {}", row.role_name, row.reason));
-                record.detail = Some(with_actor(created.as_ref()));
+                let record = record.with_details(&with_actor(created.as_ref()));
                 if write(&self.shared, record).await.is_err() {
                     return Ok(());
                 }
@@ -383,7 +388,7 @@ impl Keeper {
                         row.released_by.as_deref().unwrap_or("unknown")
                     ),
                 });
-                record.detail = Some(with_actor(released.as_ref()));
+                let record = record.with_details(&with_actor(released.as_ref()));
                 if write(&self.shared, record).await.is_err() {
                     return Ok(());
                 }

@@ -7,18 +7,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_audit::Event;
-use curfew_audit::details::LockRecord;
+use curfew_audit::details::{LockRecord, LoginChangePlan, LoginChangeResult};
+use curfew_audit::{Event, Intent, LoginChangeEnd, LoginChangeOutcome};
 use curfew_backend::{BackendError, LedgerStatus, LockedRole, LoginChange};
 use curfew_policy::Rule;
 use jiff::Timestamp;
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::events::{AgentEvent, LoginLock};
 use crate::loaded::LoadedPolicy;
 use crate::locked::{Locked, LockedSet};
-use crate::records::{about, write};
+use crate::records::{about, complete_all, intend_all, write};
 use crate::shared::Shared;
 use curfew_backend::LoginLedger;
 
@@ -436,40 +435,51 @@ impl Keeper {
                 role.name
             ),
         };
-        let mut intent = about(Event::LoginChangeIntent, &self.target);
-        intent.reason = Some(reason.clone());
-        intent.detail = Some(json!({
-            "action": action.word(),
-            "role": role.name,
-            "role_oid": role.oid,
-            "locks": role.locks.iter().map(|l| l.id).collect::<Vec<_>>(),
-            "policy_sha256": loaded.sha256,
-        }));
-        // Nothing is done without a record.
-        let Ok(intent) = write(&self.shared, intent).await else {
+        let plan = LoginChangePlan {
+            action: action.word().to_owned(),
+            role: role.name.clone(),
+            role_oid: role.oid,
+            locks: role.locks.iter().map(|l| l.id).collect(),
+            policy_sha256: loaded.sha256.clone(),
+        };
+        let intent =
+            Intent::<curfew_audit::LoginChange>::new(Timestamp::now(), &self.target, Some(&plan))
+                .with_reason(reason.clone());
+        // Nothing is done without a record (the login change needs the intent's token).
+        let Some(intent) = intend_all(&self.shared, vec![intent])
+            .await
+            .ok()
+            .and_then(|mut tokens| tokens.pop())
+        else {
             return Ok(());
         };
         crate::fault::point("login.after-intent");
+        let change = intent.authorize(role.oid);
         let result = match action {
             Action::Lock | Action::CorrectDrift => {
-                ledger.disable_login(role.oid, &crate::fault::point).await
+                ledger.disable_login(&change, &crate::fault::point).await
             }
-            Action::Restore => ledger.restore_login(role.oid, &crate::fault::point).await,
+            Action::Restore => ledger.restore_login(&change, &crate::fault::point).await,
         };
-        let (event, word, error) = match &result {
-            Ok(LoginChange::Disabled) => (Event::LoginLocked, "disabled", None),
-            Ok(LoginChange::DriftCorrected) => (Event::LockDriftCorrected, "disabled_again", None),
-            Ok(LoginChange::Restored) => (Event::LoginRestored, "restored", None),
-            Ok(LoginChange::NotNeeded) => (Event::LoginChangeSkipped, "not_needed", None),
-            Ok(LoginChange::RoleGone) => (Event::LoginChangeSkipped, "role_dropped", None),
-            Err(e) => (Event::LoginChangeFailed, "failed", Some(e.to_string())),
+        let (end, error) = match &result {
+            Ok(LoginChange::Disabled) => (LoginChangeEnd::Disabled, None),
+            Ok(LoginChange::DriftCorrected) => (LoginChangeEnd::DriftCorrected, None),
+            Ok(LoginChange::Restored) => (LoginChangeEnd::Restored, None),
+            Ok(LoginChange::NotNeeded) => (LoginChangeEnd::NotNeeded, None),
+            Ok(LoginChange::RoleGone) => (LoginChangeEnd::RoleDropped, None),
+            Err(e) => (LoginChangeEnd::Failed, Some(e.to_string())),
         };
-        let mut outcome = about(event, &self.target);
-        outcome.reason = Some(reason.clone());
-        outcome.result = Some(word.to_owned());
-        outcome.intent = Some(intent.seq);
-        outcome.detail = Some(json!({"role": role.name, "role_oid": role.oid, "error": error}));
-        let _ = crate::records::write_outcomes(&self.shared, vec![outcome]).await;
+        let outcome = LoginChangeOutcome {
+            end,
+            detail: LoginChangeResult {
+                role: Some(role.name.clone()),
+                role_oid: Some(u64::from(role.oid)),
+                error,
+            },
+        };
+        let word = curfew_audit::Outcome::result(&outcome).to_owned();
+        // Kept in memory by the writer if the log cannot take it now.
+        let _ = complete_all(&self.shared, vec![(intent, outcome)]).await;
         match result {
             Ok(change) => {
                 self.refused.remove(&role.oid);

@@ -5,8 +5,9 @@
 //!
 //! - [`SessionReader`]: the live client sessions, on the server's clock;
 //! - [`SessionEnder`]: guarded ends ([`EndRequest`]: what must still hold) and a poll for exits;
+//!   an end request is [`Authorized`] by the audit intent that announced it;
 //! - [`Coordination`]: one leader per server, and the fence on its actions;
-//! - [`LoginLedger`]: login locks, as outcomes;
+//! - [`LoginLedger`]: login locks, as outcomes; a login change is [`Authorized`] by its intent;
 //! - [`AnchorStore`]: the audit chain's head, kept outside the log;
 //! - [`Connector`]: opens a [`Backend`], which has them all.
 //!
@@ -20,10 +21,13 @@ mod ledger;
 mod traits;
 
 pub use coordination::{Announcement, LockHolder};
+pub use curfew_audit::{Authorized, SquatterEnding, Termination};
 pub use curfew_policy::SessionKey;
-pub use ending::{EndRequest, IdleState, Outcome, Signal, Snapshot};
+pub use ending::{AuthorizedEnd, EndRequest, IdleState, Outcome, SessionEnding, Signal, Snapshot};
 pub use error::{BackendError, ErrorKind};
-pub use ledger::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
+pub use ledger::{
+    AuthorizedLoginChange, FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo,
+};
 pub use traits::{
     AnchorStore, Backend, Connector, Coordination, LoginLedger, SessionEnder, SessionReader,
 };

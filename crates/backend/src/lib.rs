@@ -11,6 +11,30 @@
 //! - [`AnchorStore`]: the audit chain's head, kept outside the log;
 //! - [`Connector`]: opens a [`Backend`], which has them all.
 //!
+//! No session is ended and no login changed without an intent record on disk: the requests are
+//! [`Authorized`] by the audit journal's tokens, which a bare request is not:
+//!
+//! ```
+//! use curfew_audit::IntentToken;
+//! use curfew_backend::{EndRequest, SessionEnder, Termination};
+//!
+//! async fn end<B: SessionEnder>(b: &mut B, intent: &IntentToken<Termination>, r: EndRequest) {
+//!     let _ = b.signal_all(&[intent.authorize(r)]).await;
+//! }
+//! ```
+//!
+//! ```compile_fail,E0308
+//! async fn end<B: curfew_backend::SessionEnder>(backend: &mut B, request: curfew_backend::EndRequest) {
+//!     let _ = backend.signal_all::<curfew_backend::Termination>(&[request]).await;
+//! }
+//! ```
+//!
+//! ```compile_fail,E0308
+//! async fn lock<L: curfew_backend::LoginLedger>(ledger: &mut L, role: u32) {
+//!     let _ = ledger.disable_login(role, &|_| {}).await;
+//! }
+//! ```
+//!
 //! Sessions are identified by [`SessionKey`] (the policy's session identity), which the loop
 //! only compares, hashes and passes back.
 

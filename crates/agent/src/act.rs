@@ -7,25 +7,21 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_audit::{Event, Record};
+use curfew_audit::details::{SessionEnded, TerminationFailure, TerminationPlan, TerminationSkip};
+use curfew_audit::{Event, Intent, IntentToken, Termination, TerminationOutcome};
 use curfew_backend::{Backend, BackendError, EndRequest, Outcome, Signal, Snapshot};
-use curfew_policy::{Cause, Decision, Plan, Session, SessionKey};
+use curfew_policy::{Cause, Decision, LOGIN_LOCK_RULE, Plan, RuleId, Session, SessionKey};
 use jiff::Timestamp;
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::describe::describe;
 use crate::events::AgentEvent;
 use crate::locked::LockedSet;
-use crate::records::{about, session_info, write, write_all, write_outcomes};
+use crate::once::OncePerRule;
+use crate::records::{about, complete_all, intend_all, session_info, write};
 use crate::shared::Shared;
 use crate::warn::Warner;
 use curfew_policy::LoadedPolicy;
-
-/// The rule name under which sessions of locked roles are ended.
-const LOCK_RULE: &str = "login-lock";
-/// Its key in the set of reported sessions (no policy rule has this index).
-const LOCK_RULE_INDEX: usize = usize::MAX;
 
 /// A termination the server refused, and when to try it again.
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +42,7 @@ impl Ending {
     /// The ending an engine decision describes, with its reason as of `now`.
     pub(crate) fn of(loaded: &LoadedPolicy, d: &Decision, now: Timestamp) -> Ending {
         Ending {
-            rule: loaded.policy.rules[d.rule].name.clone(),
+            rule: d.rule_id.to_string(),
             reason: d.reason(&loaded.policy, now.max(d.deadline)),
             deadline: d.deadline,
             guard: EndRequest::for_decision(d),
@@ -55,22 +51,45 @@ impl Ending {
 }
 
 /// A signalled session whose exit is still to be confirmed (confirmation is kept off the path
-/// of the next signals: waiting for one batch's exits would make the next batch late).
+/// of the next signals: waiting for one batch's exits would make the next batch late). Its
+/// intent's token is completed with the outcome.
 struct Pending {
     session: Session,
     ending: Ending,
-    intent: u64,
+    intent: IntentToken<Termination>,
     at: Timestamp,
     signalled: Instant,
     next_check: Instant,
     pause: Duration,
 }
 
+/// What ending a session came to, as its outcome record states it: the backend's answer, or
+/// why it is not known.
+fn termination_outcome(ending: &Ending, outcome: &Result<Outcome, String>) -> TerminationOutcome {
+    match outcome {
+        Ok(Outcome::Ended { at, confirmed_at }) => TerminationOutcome::Ended(SessionEnded {
+            at: *at,
+            exit_confirmed_at: *confirmed_at,
+            lateness_ms: at.duration_since(ending.deadline).as_secs_f64() * 1e3,
+        }),
+        Ok(Outcome::NoLongerMatched { at }) => {
+            TerminationOutcome::NoLongerMatched(TerminationSkip { at: *at })
+        }
+        Ok(Outcome::NotYetDue { at }) => TerminationOutcome::NotYetDue(TerminationSkip { at: *at }),
+        Ok(Outcome::Failed { reason, .. }) => TerminationOutcome::Failed(TerminationFailure {
+            error: reason.clone(),
+        }),
+        Err(error) => TerminationOutcome::Failed(TerminationFailure {
+            error: error.clone(),
+        }),
+    }
+}
+
 /// Carries out plans for one target and remembers what it already reported.
 pub(crate) struct Actor {
     target: String,
     shared: Arc<Shared>,
-    reported: HashSet<(SessionKey, usize)>,
+    reported: OncePerRule,
     warner: Warner,
     refused: HashMap<SessionKey, Retry>,
     pending: Vec<Pending>,
@@ -82,7 +101,7 @@ impl Actor {
             warner: Warner::new(target.clone(), shared.clone()),
             target,
             shared,
-            reported: HashSet::new(),
+            reported: OncePerRule::default(),
             refused: HashMap::new(),
             pending: Vec::new(),
         }
@@ -171,20 +190,22 @@ impl Actor {
         self.settle(settled).await;
     }
 
-    /// Record the outcomes of signalled sessions and tell observers.
+    /// Record the outcomes of signalled sessions (completing their intents) and tell observers.
     async fn settle(&mut self, settled: Vec<(Pending, Result<Outcome, String>)>) {
         if settled.is_empty() {
             return;
         }
-        let records: Vec<Record> = settled
-            .iter()
-            .map(|(p, outcome)| self.outcome_record(&p.session, &p.ending, outcome, p.intent))
-            .collect();
-        // Kept in memory by the writer if the log cannot take them now.
-        let _ = write_outcomes(&self.shared, records).await;
+        let mut completions = Vec::with_capacity(settled.len());
+        let mut told = Vec::with_capacity(settled.len());
         for (p, outcome) in settled {
+            completions.push((p.intent, termination_outcome(&p.ending, &outcome)));
+            told.push((p.session, p.ending, outcome));
+        }
+        // Kept in memory by the writer if the log cannot take them now.
+        let _ = complete_all(&self.shared, completions).await;
+        for (session, ending, outcome) in told {
             if let Ok(outcome) = outcome {
-                self.tell(p.session, p.ending, outcome);
+                self.tell(session, ending, outcome);
             }
         }
     }
@@ -227,7 +248,8 @@ impl Actor {
                         crate::keepers::keepers(loaded, snapshot, plan, session, d.rule, limit);
                 }
                 if self.shared.options.dry_run {
-                    self.report(loaded, session, d.rule, ending).await;
+                    self.report(loaded, session, d.rule_id.clone(), ending)
+                        .await;
                 } else if self.may_try(&d.session) {
                     batch.push(((*session).clone(), ending));
                 }
@@ -236,14 +258,15 @@ impl Actor {
             for d in &plan.reports {
                 if let Some(session) = by_key.get(&d.session) {
                     let ending = Ending::of(loaded, d, snapshot.now);
-                    self.report(loaded, session, d.rule, ending).await;
+                    self.report(loaded, session, d.rule_id.clone(), ending)
+                        .await;
                 }
             }
         }
         if !(self.reported.is_empty() && self.warner.is_empty() && self.refused.is_empty()) {
             // Forget sessions that are gone.
             let live: HashSet<SessionKey> = snapshot.sessions.iter().map(Session::key).collect();
-            self.reported.retain(|(k, _)| live.contains(k));
+            self.reported.retain_live(&live);
             self.warner.forget(&live);
             self.refused.retain(|k, _| live.contains(k));
         }
@@ -320,13 +343,14 @@ impl Actor {
                 continue;
             }
             let ending = Ending {
-                rule: LOCK_RULE.to_owned(),
+                rule: LOGIN_LOCK_RULE.to_owned(),
                 reason: format!("role \"{}\" is locked: {}", session.role, lock.reason),
                 deadline: lock.since.max(session.backend_start),
                 guard: EndRequest::identity_only(session.key()),
             };
             if self.shared.options.dry_run {
-                self.report(loaded, session, LOCK_RULE_INDEX, ending).await;
+                let rule = RuleId::new(LOGIN_LOCK_RULE);
+                self.report(loaded, session, rule, ending).await;
             } else if self.may_try(&session.key()) {
                 batch.push((session.clone(), ending));
             }
@@ -345,27 +369,33 @@ impl Actor {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let intents: Vec<Record> = batch
+        let intents: Vec<Intent<Termination>> = batch
             .iter()
             .map(|(session, ending)| {
-                let mut intent = about(Event::TerminationIntent, &self.target);
-                intent.rule = Some(ending.rule.clone());
-                intent.reason = Some(ending.reason.clone());
-                intent.session = Some(session_info(session));
-                intent.detail = Some(json!({
-                    "deadline": ending.deadline.to_string(),
-                    "policy_sha256": loaded.sha256,
-                }));
-                intent
+                let plan = TerminationPlan {
+                    deadline: ending.deadline,
+                    policy_sha256: loaded.sha256.clone(),
+                };
+                Intent::new(Timestamp::now(), &self.target, Some(&plan))
+                    .with_rule(ending.rule.clone())
+                    .with_reason(ending.reason.clone())
+                    .with_session(session_info(session))
             })
             .collect();
-        // Nothing is done without a record: no intents on disk, no termination.
-        let Ok(intents) = write_all(&self.shared, intents).await else {
+        // Nothing is done without a record: no intents on disk, no termination (the end
+        // requests need the intents' tokens).
+        let Ok(intents) = intend_all(&self.shared, intents).await else {
             return Ok(Vec::new());
         };
-        let guards: Vec<EndRequest> = batch.iter().map(|(_, e)| e.guard.clone()).collect();
+        let requests: Vec<_> = intents
+            .iter()
+            .zip(&batch)
+            .map(|(intent, (_, ending))| intent.authorize(ending.guard.clone()))
+            .collect();
         let asked = Instant::now();
-        let signals = match backend.signal_all(&guards).await {
+        let signalled = backend.signal_all(&requests).await;
+        drop(requests);
+        let signals = match signalled {
             Ok(signals) => signals,
             Err(e) => {
                 let why = if e.is_not_leading() {
@@ -373,30 +403,30 @@ impl Actor {
                 } else {
                     format!("the connection was lost before the result was known: {e}")
                 };
-                let records: Vec<Record> = batch
-                    .iter()
-                    .zip(&intents)
-                    .map(|((session, ending), intent)| {
-                        self.outcome_record(session, ending, &Err(why.clone()), intent.seq)
+                let completions = intents
+                    .into_iter()
+                    .zip(&batch)
+                    .map(|(intent, (_, ending))| {
+                        (intent, termination_outcome(ending, &Err(why.clone())))
                     })
                     .collect();
-                let _ = write_outcomes(&self.shared, records).await;
+                let _ = complete_all(&self.shared, completions).await;
                 return Err(e);
             }
         };
         let now = Instant::now();
         tracing::debug!(target: "curfew::agent",
             "target \"{}\": signal statement for {} sessions in {:.1} ms",
-            self.target, guards.len(), (now - asked).as_secs_f64() * 1e3);
+            self.target, batch.len(), (now - asked).as_secs_f64() * 1e3);
         let mut settled = Vec::new();
         let mut early = Vec::new();
         for (i, (((session, ending), signal), intent)) in
-            batch.into_iter().zip(signals).zip(&intents).enumerate()
+            batch.into_iter().zip(signals).zip(intents).enumerate()
         {
             let pending = Pending {
                 session,
                 ending,
-                intent: intent.seq,
+                intent,
                 at: Timestamp::UNIX_EPOCH,
                 signalled: now,
                 next_check: now + Duration::from_millis(1),
@@ -414,48 +444,6 @@ impl Actor {
         }
         self.settle(settled).await;
         Ok(early)
-    }
-
-    fn outcome_record(
-        &self,
-        session: &Session,
-        ending: &Ending,
-        outcome: &Result<Outcome, String>,
-        intent: u64,
-    ) -> Record {
-        let (event, word, detail) = match outcome {
-            Ok(Outcome::Ended { at, confirmed_at }) => (
-                Event::SessionTerminated,
-                "ended",
-                json!({
-                    "at": at.to_string(),
-                    "exit_confirmed_at": confirmed_at.to_string(),
-                    "lateness_ms": at.duration_since(ending.deadline).as_secs_f64() * 1e3,
-                }),
-            ),
-            Ok(Outcome::NoLongerMatched { at }) => (
-                Event::TerminationSkipped,
-                "no_longer_matched",
-                json!({"at": at.to_string()}),
-            ),
-            Ok(Outcome::NotYetDue { at }) => (
-                Event::TerminationSkipped,
-                "not_yet_due",
-                json!({"at": at.to_string()}),
-            ),
-            Ok(Outcome::Failed { reason, .. }) => {
-                (Event::TerminationFailed, "failed", json!({"error": reason}))
-            }
-            Err(error) => (Event::TerminationFailed, "failed", json!({"error": error})),
-        };
-        let mut record = about(event, &self.target);
-        record.rule = Some(ending.rule.clone());
-        record.reason = Some(ending.reason.clone());
-        record.session = Some(session_info(session));
-        record.result = Some(word.to_owned());
-        record.intent = Some(intent);
-        record.detail = Some(detail);
-        record
     }
 
     /// Log an outcome and tell observers.
@@ -538,10 +526,10 @@ impl Actor {
         &mut self,
         loaded: &LoadedPolicy,
         session: &Session,
-        rule_index: usize,
+        rule: RuleId,
         ending: Ending,
     ) {
-        if !self.reported.insert((session.key(), rule_index)) {
+        if !self.reported.insert(session.key(), rule.clone()) {
             return;
         }
         let mut record = about(Event::SessionReported, &self.target);
@@ -556,12 +544,12 @@ impl Actor {
             }
             .to_owned(),
         );
-        record.detail = Some(json!({
-            "deadline": ending.deadline.to_string(),
-            "policy_sha256": loaded.sha256,
-        }));
+        let record = record.with_details(&TerminationPlan {
+            deadline: ending.deadline,
+            policy_sha256: loaded.sha256.clone(),
+        });
         if write(&self.shared, record).await.is_err() {
-            self.reported.remove(&(session.key(), rule_index));
+            self.reported.remove(session.key(), &rule);
             return;
         }
         tracing::info!(target: "curfew::agent",

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use curfew_audit::details::Heartbeat as HeartbeatDetail;
 use curfew_audit::{Event, Record};
 use jiff::Timestamp;
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::records::{about, write, write_all};
@@ -129,11 +129,11 @@ impl Heartbeat {
             let why = format!(
                 "the audit log could not be written from {since} until now; this agent did not lead meanwhile"
             );
-            let mut record = self.record(&State::AuditUnwritable(why), interval);
-            if let Some(detail) = record.detail.as_mut() {
-                detail["since"] = json!(since.to_string());
-            }
-            records.push(record);
+            let detail = HeartbeatDetail {
+                since: Some(since),
+                ..heartbeat_detail(&State::AuditUnwritable(why), interval, self.offset_ms)
+            };
+            records.push(about(Event::Heartbeat, &self.target).with_details(&detail));
         }
         records.push(self.record(&state, interval));
         let written = if records.len() == 1 {
@@ -164,19 +164,18 @@ pub(crate) fn heartbeat_record(
     interval: Duration,
     offset_ms: Option<i64>,
 ) -> Record {
-    let mut record = about(Event::Heartbeat, target);
-    let mut detail = json!({
-        "state": state.word(),
-        "interval_ms": u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
-    });
-    if let Some(why) = state.why() {
-        detail["why"] = json!(why);
+    about(Event::Heartbeat, target).with_details(&heartbeat_detail(state, interval, offset_ms))
+}
+
+/// What a heartbeat record says about `state`.
+fn heartbeat_detail(state: &State, interval: Duration, offset_ms: Option<i64>) -> HeartbeatDetail {
+    HeartbeatDetail {
+        state: state.word().to_owned(),
+        interval_ms: Some(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX)),
+        why: state.why().map(str::to_owned),
+        clock_offset_ms: offset_ms,
+        since: None,
     }
-    if let Some(offset) = offset_ms {
-        detail["clock_offset_ms"] = json!(offset);
-    }
-    record.detail = Some(detail);
-    record
 }
 
 #[cfg(test)]

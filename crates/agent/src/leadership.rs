@@ -6,14 +6,15 @@
 
 use std::time::Duration;
 
-use curfew_audit::Event;
+use curfew_audit::details::SquatEnding;
+use curfew_audit::{Intent, SquatOutcome, SquatterEnding};
 use curfew_backend::{
     Announcement, Backend, BackendError, EndRequest, LockHolder, Outcome, SessionKey, Signal,
 };
-use serde_json::json;
+use jiff::Timestamp;
 use tokio::time::Instant;
 
-use crate::records::{about, write};
+use crate::records::{complete_all, intend_all};
 use crate::shared::Shared;
 
 /// The rule name in the records of ending a squatter.
@@ -70,10 +71,7 @@ pub(crate) async fn evict<B: Backend>(
             continue;
         };
         tracing::warn!(target: "curfew::agent", "target \"{target}\": {reason}; ending it");
-        let mut intent = about(Event::TerminationIntent, target);
-        intent.rule = Some(SQUAT_RULE.to_owned());
-        intent.reason = Some(reason.clone());
-        intent.session = Some(curfew_audit::SessionInfo {
+        let session = curfew_audit::SessionInfo {
             pid: squatter.pid,
             backend_start,
             role: squatter.role.clone().unwrap_or_default(),
@@ -81,16 +79,25 @@ pub(crate) async fn evict<B: Backend>(
             client_addr: squatter.client_addr.clone(),
             application: squatter.application.clone().unwrap_or_default(),
             state: String::new(),
-        });
-        let session = intent.session.clone();
-        let Ok(written) = write(shared, intent).await else {
+        };
+        // A bare intent: no policy rule's deadline is involved.
+        let intent = Intent::<SquatterEnding>::new(Timestamp::now(), target, None)
+            .with_rule(SQUAT_RULE)
+            .with_reason(reason.clone())
+            .with_session(session);
+        let Some(intent) = intend_all(shared, vec![intent])
+            .await
+            .ok()
+            .and_then(|mut tokens| tokens.pop())
+        else {
             continue; // nothing is done without a record
         };
         let guard = EndRequest::identity_only(SessionKey {
             pid: squatter.pid,
             backend_start,
         });
-        let signal = lock.signal_all(std::slice::from_ref(&guard)).await?;
+        // On an error the intent stays open (recorded as interrupted at the next start).
+        let signal = lock.signal_all(&[intent.authorize(guard.clone())]).await?;
         let outcome = match signal.into_iter().next() {
             Some(Signal::Signalled { .. }) => {
                 confirm_gone(lock, &guard, shared.options.terminate_wait).await?
@@ -101,12 +108,7 @@ pub(crate) async fn evict<B: Backend>(
                 code: None,
             },
         };
-        let mut record = about(Event::LeaderSquatted, target);
-        record.rule = Some(SQUAT_RULE.to_owned());
-        record.intent = Some(written.seq);
-        record.session = session;
-        record.result = Some(outcome.result().to_owned());
-        record.reason = Some(match &outcome {
+        let said = match &outcome {
             Outcome::Ended { .. } => {
                 ended += 1;
                 format!("{reason}; it was ended")
@@ -116,12 +118,18 @@ pub(crate) async fn evict<B: Backend>(
                 format!("{reason}; it could not be ended: {why}")
             }
             Outcome::NotYetDue { .. } => reason.clone(),
-        });
+        };
         if let Outcome::Failed { reason: why, .. } = &outcome {
             tracing::error!(target: "curfew::agent", "target \"{target}\": could not end {}: {why}", squatter.describe());
         }
-        record.detail = Some(json!({ "lock_holder_pid": squatter.pid }));
-        let _ = write(shared, record).await;
+        let squatted = SquatOutcome {
+            result: outcome.result().to_owned(),
+            reason: said,
+            detail: SquatEnding {
+                lock_holder_pid: squatter.pid,
+            },
+        };
+        let _ = complete_all(shared, vec![(intent, squatted)]).await;
     }
     Ok(ended)
 }

@@ -18,6 +18,7 @@ mod locked;
 mod locks;
 mod notify;
 mod notify_queue;
+mod once;
 mod records;
 mod reload;
 mod shared;

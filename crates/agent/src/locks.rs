@@ -7,16 +7,16 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_audit::Event;
+use curfew_audit::details::{LockRecord, LoginChangePlan, LoginChangeResult};
+use curfew_audit::{Event, Intent, LoginChangeEnd, LoginChangeOutcome};
 use curfew_backend::{BackendError, LedgerStatus, LockedRole, LoginChange, LoginLedger};
 use curfew_policy::Rule;
 use jiff::Timestamp;
-use serde_json::json;
 use tokio::time::Instant;
 
 use crate::events::{AgentEvent, LoginLock};
 use crate::locked::{Locked, LockedSet};
-use crate::records::{about, write};
+use crate::records::{about, complete_all, intend_all, write};
 use crate::shared::Shared;
 use curfew_policy::LoadedPolicy;
 
@@ -336,32 +336,36 @@ impl Keeper {
                 .released_by
                 .as_deref()
                 .and_then(curfew_audit::LedgerActor::from_ledger_text);
-            let detail = json!({
-                "lock_id": row.id,
-                "role": row.role_name,
-                "kind": row.kind,
-                "rule": row.rule,
-                "created_by": curfew_audit::actor::ledger_label(&row.created_by),
-                "created_at": row.created_at.to_string(),
-                "expires_at": row.expires_at.map(|t| t.to_string()),
-                "released_by": row.released_by.as_deref().map(curfew_audit::actor::ledger_label),
-                "released_at": row.released_at.map(|t| t.to_string()),
-            });
-            let with_actor = |actor: Option<&curfew_audit::LedgerActor>| {
-                let mut detail = detail.clone();
-                if let (Some(a), Some(map)) = (actor, detail.as_object_mut()) {
-                    map.insert("actor".to_owned(), a.to_json());
-                    if let Some(why) = &a.reason {
-                        map.insert("release_reason".to_owned(), json!(why));
-                    }
-                }
-                detail
+            let detail = LockRecord {
+                lock_id: Some(row.id),
+                role: Some(row.role_name.clone()),
+                kind: Some(row.kind.clone()),
+                rule: row.rule.clone(),
+                created_by: Some(curfew_audit::actor::ledger_label(&row.created_by)),
+                created_at: Some(row.created_at.to_string()),
+                expires_at: row.expires_at.map(|t| t.to_string()),
+                released_by: row
+                    .released_by
+                    .as_deref()
+                    .map(curfew_audit::actor::ledger_label),
+                released_at: row.released_at.map(|t| t.to_string()),
+                actor: None,
+                release_reason: None,
+            };
+            // A person's action names them (and a release, their reason).
+            let with_actor = |actor: Option<&curfew_audit::LedgerActor>| match actor {
+                Some(a) => LockRecord {
+                    actor: Some(a.to_json()),
+                    release_reason: a.reason.clone(),
+                    ..detail.clone()
+                },
+                None => detail.clone(),
             };
             if !creation_recorded {
                 let mut record = about(Event::LockCreated, &self.target);
                 record.rule = row.rule.clone();
                 record.reason = Some(format!("role \"{}\" locked: {}", row.role_name, row.reason));
-                record.detail = Some(with_actor(created.as_ref()));
+                let record = record.with_details(&with_actor(created.as_ref()));
                 if write(&self.shared, record).await.is_err() {
                     return Ok(());
                 }
@@ -382,7 +386,7 @@ impl Keeper {
                         row.released_by.as_deref().unwrap_or("unknown")
                     ),
                 });
-                record.detail = Some(with_actor(released.as_ref()));
+                let record = record.with_details(&with_actor(released.as_ref()));
                 if write(&self.shared, record).await.is_err() {
                     return Ok(());
                 }
@@ -430,40 +434,51 @@ impl Keeper {
                 role.name
             ),
         };
-        let mut intent = about(Event::LoginChangeIntent, &self.target);
-        intent.reason = Some(reason.clone());
-        intent.detail = Some(json!({
-            "action": action.word(),
-            "role": role.name,
-            "role_oid": role.oid,
-            "locks": role.locks.iter().map(|l| l.id).collect::<Vec<_>>(),
-            "policy_sha256": loaded.sha256,
-        }));
-        // Nothing is done without a record.
-        let Ok(intent) = write(&self.shared, intent).await else {
+        let plan = LoginChangePlan {
+            action: action.word().to_owned(),
+            role: role.name.clone(),
+            role_oid: role.oid,
+            locks: role.locks.iter().map(|l| l.id).collect(),
+            policy_sha256: loaded.sha256.clone(),
+        };
+        let intent =
+            Intent::<curfew_audit::LoginChange>::new(Timestamp::now(), &self.target, Some(&plan))
+                .with_reason(reason.clone());
+        // Nothing is done without a record (the login change needs the intent's token).
+        let Some(intent) = intend_all(&self.shared, vec![intent])
+            .await
+            .ok()
+            .and_then(|mut tokens| tokens.pop())
+        else {
             return Ok(());
         };
         crate::fault::point("login.after-intent");
+        let change = intent.authorize(role.oid);
         let result = match action {
             Action::Lock | Action::CorrectDrift => {
-                ledger.disable_login(role.oid, &crate::fault::point).await
+                ledger.disable_login(&change, &crate::fault::point).await
             }
-            Action::Restore => ledger.restore_login(role.oid, &crate::fault::point).await,
+            Action::Restore => ledger.restore_login(&change, &crate::fault::point).await,
         };
-        let (event, word, error) = match &result {
-            Ok(LoginChange::Disabled) => (Event::LoginLocked, "disabled", None),
-            Ok(LoginChange::DriftCorrected) => (Event::LockDriftCorrected, "disabled_again", None),
-            Ok(LoginChange::Restored) => (Event::LoginRestored, "restored", None),
-            Ok(LoginChange::NotNeeded) => (Event::LoginChangeSkipped, "not_needed", None),
-            Ok(LoginChange::RoleGone) => (Event::LoginChangeSkipped, "role_dropped", None),
-            Err(e) => (Event::LoginChangeFailed, "failed", Some(e.to_string())),
+        let (end, error) = match &result {
+            Ok(LoginChange::Disabled) => (LoginChangeEnd::Disabled, None),
+            Ok(LoginChange::DriftCorrected) => (LoginChangeEnd::DriftCorrected, None),
+            Ok(LoginChange::Restored) => (LoginChangeEnd::Restored, None),
+            Ok(LoginChange::NotNeeded) => (LoginChangeEnd::NotNeeded, None),
+            Ok(LoginChange::RoleGone) => (LoginChangeEnd::RoleDropped, None),
+            Err(e) => (LoginChangeEnd::Failed, Some(e.to_string())),
         };
-        let mut outcome = about(event, &self.target);
-        outcome.reason = Some(reason.clone());
-        outcome.result = Some(word.to_owned());
-        outcome.intent = Some(intent.seq);
-        outcome.detail = Some(json!({"role": role.name, "role_oid": role.oid, "error": error}));
-        let _ = crate::records::write_outcomes(&self.shared, vec![outcome]).await;
+        let outcome = LoginChangeOutcome {
+            end,
+            detail: LoginChangeResult {
+                role: Some(role.name.clone()),
+                role_oid: Some(u64::from(role.oid)),
+                error,
+            },
+        };
+        let word = curfew_audit::Outcome::result(&outcome).to_owned();
+        // Kept in memory by the writer if the log cannot take it now.
+        let _ = complete_all(&self.shared, vec![(intent, outcome)]).await;
         match result {
             Ok(change) => {
                 self.refused.remove(&role.oid);

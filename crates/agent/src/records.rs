@@ -10,7 +10,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_audit::{Appended, AuditLog, Event, Record, SessionInfo};
+use curfew_audit::{
+    Action, Appended, AuditLog, Event, Intent, IntentToken, Outcome, Record, SessionInfo,
+};
 use curfew_policy::Session;
 use jiff::Timestamp;
 use tokio::sync::{broadcast, watch};
@@ -50,11 +52,8 @@ pub(crate) fn about(event: Event, target: &str) -> Record {
 pub(crate) async fn write(shared: &Shared, record: Record) -> Result<Appended, String> {
     let gist = counted(shared).then(|| gist(&record, 0));
     let result = write_to(&shared.audit, record).await;
-    tell(
-        shared,
-        gist.into_iter().collect(),
-        result.as_ref().map(std::slice::from_ref),
-    );
+    let seqs = result.as_ref().map(|a| vec![a.seq]).map_err(Clone::clone);
+    tell(shared, gist.into_iter().collect(), seqs.as_deref());
     result
 }
 
@@ -65,7 +64,7 @@ fn counted(shared: &Shared) -> bool {
 
 /// What observers learn of records: their gist once durable (also counted in the tally), or
 /// the failure.
-fn tell(shared: &Shared, gists: Vec<RecordedEvent>, result: Result<&[Appended], &String>) {
+fn tell(shared: &Shared, gists: Vec<RecordedEvent>, result: Result<&[u64], &String>) {
     tell_to(
         shared.audit.path(),
         shared.options.events.as_ref(),
@@ -80,7 +79,7 @@ fn tell_to(
     events: Option<&broadcast::Sender<AgentEvent>>,
     tally: Option<&AuditTally>,
     mut gists: Vec<RecordedEvent>,
-    result: Result<&[Appended], &String>,
+    result: Result<&[u64], &String>,
 ) {
     let emit = |event| {
         if let Some(events) = events {
@@ -90,8 +89,8 @@ fn tell_to(
     match result {
         Ok(appended) => {
             if !gists.is_empty() {
-                for (gist, appended) in gists.iter_mut().zip(appended) {
-                    gist.seq = appended.seq;
+                for (gist, seq) in gists.iter_mut().zip(appended) {
+                    gist.seq = *seq;
                 }
                 if let Some(tally) = tally {
                     tally.add(&gists);
@@ -136,22 +135,6 @@ pub(crate) async fn write_all(
     append_batch(shared, records, "records", AuditLog::append_all).await
 }
 
-/// Append the outcome records of actions already under way (with one fsync). What cannot be
-/// written now is kept in memory by the writer and written as soon as the log recovers (see
-/// [`keep`]), so every intent gets its outcome; the error says so.
-pub(crate) async fn write_outcomes(
-    shared: &Shared,
-    records: Vec<Record>,
-) -> Result<Vec<Appended>, String> {
-    append_batch(
-        shared,
-        records,
-        "outcome records",
-        AuditLog::append_outcomes,
-    )
-    .await
-}
-
 /// Append a batch with `append` off the async threads, and tell observers.
 async fn append_batch(
     shared: &Shared,
@@ -170,7 +153,78 @@ async fn append_batch(
         Ok(Err(e)) => Err(format!("cannot write audit {what}: {e}")),
         Err(e) => Err(format!("audit writer stopped: {e}")),
     };
-    tell(shared, gists, result.as_deref());
+    let seqs = result
+        .as_ref()
+        .map(|appended| appended.iter().map(|a| a.seq).collect::<Vec<_>>())
+        .map_err(Clone::clone);
+    tell(shared, gists, seqs.as_deref());
+    result
+}
+
+/// Write the intents of actions about to be taken, with one fsync (off the async threads), and
+/// tell observers as [`write`] does. The tokens are what the actions require; on error nothing
+/// was recorded, so nothing may be done.
+pub(crate) async fn intend_all<A: Action + 'static>(
+    shared: &Shared,
+    intents: Vec<Intent<A>>,
+) -> Result<Vec<IntentToken<A>>, String> {
+    let gists = if counted(shared) {
+        intents.iter().map(|i| gist(i.record(), 0)).collect()
+    } else {
+        Vec::new()
+    };
+    let audit = shared.audit.clone();
+    let result = match tokio::task::spawn_blocking(move || audit.intend_all(intents)).await {
+        Ok(Ok(tokens)) => Ok(tokens),
+        Ok(Err(e)) => Err(format!("cannot write audit records: {e}")),
+        Err(e) => Err(format!("audit writer stopped: {e}")),
+    };
+    let seqs = result
+        .as_ref()
+        .map(|tokens| tokens.iter().map(IntentToken::seq).collect::<Vec<_>>())
+        .map_err(Clone::clone);
+    tell(shared, gists, seqs.as_deref());
+    result
+}
+
+/// Write the outcomes that complete these intents, with one fsync. What the log cannot take
+/// now is kept in memory by the writer and written as soon as the log recovers (see
+/// [`keep`]), so every intent gets its outcome; the error says so.
+pub(crate) async fn complete_all<A>(
+    shared: &Shared,
+    completions: Vec<(IntentToken<A>, A::Outcome)>,
+) -> Result<Vec<Appended>, String>
+where
+    A: Action + 'static,
+    A::Outcome: Send + 'static,
+{
+    let gists = if counted(shared) {
+        completions
+            .iter()
+            .map(|(token, outcome)| RecordedEvent {
+                seq: 0,
+                event: outcome.event(),
+                target: token.intent().target.clone(),
+                rule: token.intent().rule.clone(),
+                result: Some(outcome.result().to_owned()),
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let audit = shared.audit.clone();
+    let completed =
+        tokio::task::spawn_blocking(move || audit.complete_all(Timestamp::now(), completions));
+    let result = match completed.await {
+        Ok(Ok(appended)) => Ok(appended),
+        Ok(Err(e)) => Err(format!("cannot write audit outcome records: {e}")),
+        Err(e) => Err(format!("audit writer stopped: {e}")),
+    };
+    let seqs = result
+        .as_ref()
+        .map(|appended| appended.iter().map(|a| a.seq).collect::<Vec<_>>())
+        .map_err(Clone::clone);
+    tell(shared, gists, seqs.as_deref());
     result
 }
 
@@ -210,13 +264,13 @@ pub async fn recover(
             first.reason.as_deref().unwrap_or(first.event.as_str())
         );
     }
-    let (records, appended): (Vec<RecordedEvent>, Vec<Appended>) = recovered
+    let (records, seqs): (Vec<RecordedEvent>, Vec<u64>) = recovered
         .written
         .iter()
-        .map(|(record, appended)| (gist(record, appended.seq), appended.clone()))
+        .map(|(record, appended)| (gist(record, appended.seq), appended.seq))
         .unzip();
-    tell_to(audit.path(), events, tally, records, Ok(&appended));
-    Ok(appended.len())
+    tell_to(audit.path(), events, tally, records, Ok(&seqs));
+    Ok(seqs.len())
 }
 
 /// While the agent runs: whenever the audit log refuses records (or its path no longer names

@@ -6,10 +6,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use curfew_audit::details::{AgentStart, PolicyLoad};
 use curfew_audit::{AuditLog, Event};
 use curfew_backend::Connector;
 use curfew_policy::Target;
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -45,11 +45,11 @@ pub async fn run<C: Connector>(
     let shared = Arc::new(Shared::new(audit, options));
     let mut started = crate::records::about(Event::AgentStarted, "*");
     started.target = None;
-    started.detail = Some(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "dry_run": shared.options.dry_run,
-        "pid": std::process::id(),
-    }));
+    let started = started.with_details(&AgentStart {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        dry_run: shared.options.dry_run,
+        pid: std::process::id(),
+    });
     write(&shared, started).await.map_err(AgentError::Audit)?;
     if shared.options.close_interrupted {
         close_interrupted(&shared).await;
@@ -78,12 +78,18 @@ pub async fn run<C: Connector>(
         if loaded.sha256 != recorded_sha {
             let mut record = crate::records::about(Event::PolicyLoaded, "*");
             record.target = None;
-            record.detail = Some(json!({
-                "source": loaded.source,
-                "sha256": loaded.sha256,
-                "rules": loaded.policy.rules.len(),
-                "targets": loaded.policy.targets.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
-            }));
+            let record = record.with_details(&PolicyLoad {
+                source: Some(loaded.source.clone()),
+                sha256: Some(loaded.sha256.clone()),
+                policy_sha256: None,
+                rules: u64::try_from(loaded.policy.rules.len()).ok(),
+                targets: loaded
+                    .policy
+                    .targets
+                    .iter()
+                    .map(|t| t.name.clone())
+                    .collect(),
+            });
             // A reload is applied even if recording it failed (the failure is logged); the
             // policy in force must not depend on the disk.
             let _ = write(&shared, record).await;

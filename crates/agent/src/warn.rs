@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use curfew_audit::Event;
+use curfew_audit::details::SessionWarning;
 use curfew_backend::Snapshot;
 use curfew_policy::{Decision, Session, SessionKey};
 use jiff::Timestamp;
@@ -18,6 +19,7 @@ use serde_json::json;
 
 use crate::events::AgentEvent;
 use crate::notify::{Hook, hooks};
+use crate::once::OncePerRule;
 use crate::records::{about, session_info, write_all};
 use crate::shared::Shared;
 use curfew_policy::LoadedPolicy;
@@ -26,7 +28,7 @@ use curfew_policy::LoadedPolicy;
 pub(crate) struct Warner {
     target: String,
     shared: Arc<Shared>,
-    warned: HashSet<(SessionKey, usize)>,
+    warned: OncePerRule,
 }
 
 impl Warner {
@@ -34,7 +36,7 @@ impl Warner {
         Self {
             target,
             shared,
-            warned: HashSet::new(),
+            warned: OncePerRule::default(),
         }
     }
 
@@ -45,7 +47,7 @@ impl Warner {
 
     /// Forget sessions that are gone.
     pub(crate) fn forget(&mut self, live: &HashSet<SessionKey>) {
-        self.warned.retain(|(k, _)| live.contains(k));
+        self.warned.retain_live(live);
     }
 
     /// Record (one fsync for all) and pass on the warnings of a plan not yet given. A warning
@@ -61,9 +63,10 @@ impl Warner {
         }
         let by_key: HashMap<SessionKey, &Session> =
             snapshot.sessions.iter().map(|s| (s.key(), s)).collect();
-        let due: Vec<(&Decision, &Session)> = warnings
-            .iter()
-            .filter(|d| !self.warned.contains(&(d.session, d.rule)))
+        let due: Vec<(&Decision, &Session)> = self
+            .warned
+            .unsaid(warnings)
+            .into_iter()
             .filter_map(|d| by_key.get(&d.session).map(|s| (d, *s)))
             .collect();
         if due.is_empty() {
@@ -88,13 +91,17 @@ impl Warner {
             record.reason = Some(reason.clone());
             record.session = Some(session_info(session));
             record.result = Some(if dry_run { "dry_run" } else { "recorded" }.to_owned());
-            record.detail = Some(json!({
-                "deadline": d.deadline.to_string(),
-                "lead": lead,
-                "ends_in_seconds": d.deadline.duration_since(snapshot.now).as_secs_f64().max(0.0),
-                "hooks": asked.iter().map(|h| h.as_str()).collect::<Vec<_>>(),
-                "policy_sha256": loaded.sha256,
-            }));
+            let record = record.with_details(&SessionWarning {
+                deadline: d.deadline,
+                lead,
+                ends_in_seconds: d
+                    .deadline
+                    .duration_since(snapshot.now)
+                    .as_secs_f64()
+                    .max(0.0),
+                hooks: asked.iter().map(|h| h.as_str().to_owned()).collect(),
+                policy_sha256: loaded.sha256.clone(),
+            });
             records.push(record);
             told.push((*d, *session, rule.name.clone(), why, reason));
         }
@@ -102,7 +109,7 @@ impl Warner {
             return;
         };
         for ((d, session, rule, why, reason), appended) in told.into_iter().zip(appended) {
-            self.warned.insert((d.session, d.rule));
+            self.warned.insert(d.session, d.rule_id.clone());
             tracing::info!(target: "curfew::agent",
                 event = "session_warned",
                 target = %self.target,

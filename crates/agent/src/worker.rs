@@ -201,10 +201,10 @@ impl<C: Connector> Worker<C> {
     async fn leadership_record(&self, event: Event, reason: String, leadership: SessionKey) {
         let mut record = about(event, &self.target);
         record.reason = Some(reason);
-        record.detail = Some(serde_json::json!({
-            "lock_session_pid": leadership.pid,
-            "lock_session_start": leadership.backend_start.to_string(),
-        }));
+        let record = record.with_details(&curfew_audit::details::Leadership {
+            lock_session_pid: leadership.pid,
+            lock_session_start: leadership.backend_start,
+        });
         let _ = write(&self.shared, record).await;
     }
 

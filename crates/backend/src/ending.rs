@@ -1,8 +1,22 @@
 //! Reading sessions and ending them: the snapshot the engine judges, the end request that says
 //! what must still hold when the session is ended, and the answer for each request.
 
+use curfew_audit::{Action, Authorized, SquatterEnding, Termination};
 use curfew_policy::{Cause, Decision, Session, SessionKey};
 use jiff::Timestamp;
+
+/// An action whose intent may authorize ending a session: a rule's termination, or the ending
+/// of a session squatting curfew's leader lock. A login change's intent cannot.
+pub trait SessionEnding: Action {}
+
+impl SessionEnding for Termination {}
+
+impl SessionEnding for SquatterEnding {}
+
+/// An end request bound to the durable intent that announced it: what
+/// [`crate::SessionEnder::signal_all`] takes, so that no session is ended without an intent
+/// record on disk.
+pub type AuthorizedEnd<'t, A> = Authorized<'t, A, EndRequest>;
 
 /// The sessions of a server at one instant of its clock.
 #[derive(Debug, Clone)]

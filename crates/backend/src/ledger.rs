@@ -1,7 +1,13 @@
 //! The login ledger as the loop sees it: roles, locks and the outcome of a login change, not
 //! the rows of any database's tables.
 
+use curfew_audit::Authorized;
 use jiff::Timestamp;
+
+/// A login change (the role's oid) bound to the durable intent that announced it: what
+/// [`crate::LoginLedger::disable_login`] and [`crate::LoginLedger::restore_login`] take, so
+/// that no login is changed without an intent record on disk.
+pub type AuthorizedLoginChange<'t> = Authorized<'t, curfew_audit::LoginChange, u32>;
 
 /// A role as the catalog describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]

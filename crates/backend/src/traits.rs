@@ -7,9 +7,11 @@ use curfew_policy::SessionKey;
 use jiff::Timestamp;
 
 use crate::coordination::LockHolder;
-use crate::ending::{EndRequest, Signal, Snapshot};
+use crate::ending::{AuthorizedEnd, SessionEnding, Signal, Snapshot};
 use crate::error::BackendError;
-use crate::ledger::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
+use crate::ledger::{
+    AuthorizedLoginChange, FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo,
+};
 
 /// Reading the live client sessions.
 pub trait SessionReader: Send {
@@ -26,10 +28,11 @@ pub trait SessionReader: Send {
 pub trait SessionEnder: Send {
     /// Signal every session whose request still holds, in one round trip, answers in the
     /// requests' order. A refusal for one session is its answer (`Settled(Failed)`), not an
-    /// error; a lost connection or a failed fence is an error.
-    fn signal_all(
+    /// error; a lost connection or a failed fence is an error. Each request comes with the
+    /// intent record that announced it (only the audit journal makes one).
+    fn signal_all<A: SessionEnding>(
         &mut self,
-        requests: &[EndRequest],
+        requests: &[AuthorizedEnd<'_, A>],
     ) -> impl Future<Output = Result<Vec<Signal>, BackendError>> + Send;
 
     /// For each session, the server's clock if it is gone.
@@ -131,17 +134,19 @@ pub trait LoginLedger: Send {
     /// Roles with active locks or ledger entries.
     fn locked_roles(&self) -> impl Future<Output = Result<Vec<LockedRole>, BackendError>> + Send;
 
-    /// Disable a locked role's login (transactionally with its ledger entry).
+    /// Disable a locked role's login (transactionally with its ledger entry), as the intent
+    /// record that announced it says (the request is the role's oid).
     fn disable_login(
         &mut self,
-        role: u32,
+        role: &AuthorizedLoginChange<'_>,
         fault: FaultHook<'_>,
     ) -> impl Future<Output = Result<LoginChange, BackendError>> + Send;
 
-    /// Restore a role's login (transactionally with its ledger entry).
+    /// Restore a role's login (transactionally with its ledger entry), as the intent record
+    /// that announced it says (the request is the role's oid).
     fn restore_login(
         &mut self,
-        role: u32,
+        role: &AuthorizedLoginChange<'_>,
         fault: FaultHook<'_>,
     ) -> impl Future<Output = Result<LoginChange, BackendError>> + Send;
 }

@@ -4,9 +4,10 @@
 //! kind and the `PgError` itself).
 
 use curfew_backend::{
-    AnchorStore, Backend, BackendError, Connector, Coordination, EndRequest, ErrorKind, FaultHook,
-    LedgerStatus, LockHolder, LockRow, LockedRole, LoginChange, LoginLedger, RoleInfo,
-    SessionEnder, SessionKey, SessionReader, Signal, Snapshot,
+    AnchorStore, AuthorizedEnd, AuthorizedLoginChange, Backend, BackendError, Connector,
+    Coordination, ErrorKind, FaultHook, LedgerStatus, LockHolder, LockRow, LockedRole, LoginChange,
+    LoginLedger, RoleInfo, SessionEnder, SessionEnding, SessionKey, SessionReader, Signal,
+    Snapshot,
 };
 use jiff::Timestamp;
 
@@ -47,8 +48,11 @@ impl SessionReader for Connection {
 }
 
 impl SessionEnder for Connection {
-    async fn signal_all(&mut self, requests: &[EndRequest]) -> Result<Vec<Signal>, BackendError> {
-        let guards: Vec<Guard> = requests.iter().map(Guard::from).collect();
+    async fn signal_all<A: SessionEnding>(
+        &mut self,
+        requests: &[AuthorizedEnd<'_, A>],
+    ) -> Result<Vec<Signal>, BackendError> {
+        let guards: Vec<Guard> = requests.iter().map(|r| Guard::from(r.request())).collect();
         Ok(Connection::signal_all(self, &guards).await?)
     }
 
@@ -167,18 +171,18 @@ impl LoginLedger for Connection {
 
     async fn disable_login(
         &mut self,
-        role: u32,
+        role: &AuthorizedLoginChange<'_>,
         fault: FaultHook<'_>,
     ) -> Result<LoginChange, BackendError> {
-        Ok(Connection::disable_login(self, role, fault).await?)
+        Ok(Connection::disable_login(self, *role.request(), fault).await?)
     }
 
     async fn restore_login(
         &mut self,
-        role: u32,
+        role: &AuthorizedLoginChange<'_>,
         fault: FaultHook<'_>,
     ) -> Result<LoginChange, BackendError> {
-        Ok(Connection::restore_login(self, role, fault).await?)
+        Ok(Connection::restore_login(self, *role.request(), fault).await?)
     }
 }
 

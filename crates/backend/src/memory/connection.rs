@@ -9,9 +9,13 @@ use jiff::Timestamp;
 use super::script::{Call, CallName, Fault, Request};
 use super::state::{Anchored, Conn, Holder, MemoryError, Shared, State, lock};
 use crate::coordination::LockHolder;
-use crate::ending::{EndRequest, IdleState, Outcome, Signal, Snapshot};
+use crate::ending::{
+    AuthorizedEnd, EndRequest, IdleState, Outcome, SessionEnding, Signal, Snapshot,
+};
 use crate::error::BackendError;
-use crate::ledger::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
+use crate::ledger::{
+    AuthorizedLoginChange, FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo,
+};
 use crate::traits::{
     AnchorStore, Backend, Connector, Coordination, LoginLedger, SessionEnder, SessionReader,
 };
@@ -247,7 +251,12 @@ impl SessionReader for MemoryConnection {
 }
 
 impl SessionEnder for MemoryConnection {
-    async fn signal_all(&mut self, requests: &[EndRequest]) -> Result<Vec<Signal>, BackendError> {
+    async fn signal_all<A: SessionEnding>(
+        &mut self,
+        requests: &[AuthorizedEnd<'_, A>],
+    ) -> Result<Vec<Signal>, BackendError> {
+        let requests: Vec<EndRequest> = requests.iter().map(|r| r.request().clone()).collect();
+        let requests = &requests[..];
         let logged = Request::SignalAll {
             requests: requests.to_vec(),
             answers: Vec::new(),
@@ -466,9 +475,10 @@ impl LoginLedger for MemoryConnection {
 
     async fn disable_login(
         &mut self,
-        role: u32,
+        role: &AuthorizedLoginChange<'_>,
         fault: FaultHook<'_>,
     ) -> Result<LoginChange, BackendError> {
+        let role = *role.request();
         let change = self.ledger("disable_login", true, |s| s.ledger.disable_login(role))?;
         // The same points as a database adapter's, after the change is made.
         if change == LoginChange::Disabled {
@@ -479,9 +489,10 @@ impl LoginLedger for MemoryConnection {
 
     async fn restore_login(
         &mut self,
-        role: u32,
+        role: &AuthorizedLoginChange<'_>,
         fault: FaultHook<'_>,
     ) -> Result<LoginChange, BackendError> {
+        let role = *role.request();
         let change = self.ledger("restore_login", true, |s| s.ledger.restore_login(role))?;
         if change == LoginChange::Restored {
             fault("restore.after-alter");

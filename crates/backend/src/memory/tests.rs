@@ -9,9 +9,100 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::*;
 use crate::{
-    AnchorStore as _, Connector as _, Coordination as _, EndRequest, ErrorKind, IdleState,
-    LoginChange, LoginLedger as _, Outcome, SessionEnder as _, SessionReader as _, Signal,
+    AnchorStore as _, BackendError, Connector as _, Coordination as _, EndRequest, ErrorKind,
+    FaultHook, IdleState, LoginChange, LoginLedger as _, Outcome, SessionEnder as _,
+    SessionReader as _, Signal, Termination,
 };
+
+/// A throwaway audit log (removed on drop): the contract lets no request through without an
+/// intent record.
+struct Journal {
+    log: curfew_audit::AuditLog,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl std::ops::Deref for Journal {
+    type Target = curfew_audit::AuditLog;
+    fn deref(&self) -> &curfew_audit::AuditLog {
+        &self.log
+    }
+}
+
+fn journal() -> Journal {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "curfew-memory-tests-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = curfew_audit::AuditLog::open(&dir.join("audit.log")).unwrap();
+    Journal { log, dir }
+}
+
+/// End `requests`, each with its intent written first.
+async fn end(
+    conn: &mut MemoryConnection,
+    requests: &[EndRequest],
+) -> Result<Vec<Signal>, BackendError> {
+    let log = journal();
+    let tokens: Vec<_> = requests
+        .iter()
+        .map(|_| {
+            log.intend(curfew_audit::Intent::<Termination>::new(
+                Timestamp::now(),
+                "db1",
+                None,
+            ))
+            .unwrap()
+        })
+        .collect();
+    let authorized: Vec<_> = tokens
+        .iter()
+        .zip(requests)
+        .map(|(token, request)| token.authorize(request.clone()))
+        .collect();
+    conn.signal_all(&authorized).await
+}
+
+/// A login change's intent, for `role`.
+fn login_change(
+    log: &curfew_audit::AuditLog,
+) -> curfew_audit::IntentToken<curfew_audit::LoginChange> {
+    log.intend(curfew_audit::Intent::<curfew_audit::LoginChange>::new(
+        Timestamp::now(),
+        "db1",
+        None,
+    ))
+    .unwrap()
+}
+
+async fn disable(
+    conn: &mut MemoryConnection,
+    role: u32,
+    fault: FaultHook<'_>,
+) -> Result<LoginChange, BackendError> {
+    let log = journal();
+    let token = login_change(&log);
+    conn.disable_login(&token.authorize(role), fault).await
+}
+
+async fn restore(
+    conn: &mut MemoryConnection,
+    role: u32,
+    fault: FaultHook<'_>,
+) -> Result<LoginChange, BackendError> {
+    let log = journal();
+    let token = login_change(&log);
+    conn.restore_login(&token.authorize(role), fault).await
+}
 
 fn start() -> Timestamp {
     "2026-11-27T22:00:00Z".parse().unwrap()
@@ -48,8 +139,7 @@ async fn an_end_is_refused_before_its_deadline_and_made_at_it() {
     let (mut conn, _) = server.connector().connect().await.unwrap();
     let deadline = start() + SignedDuration::from_secs(60);
     let request = idle_request(&server, kim, deadline);
-    let early = conn
-        .signal_all(std::slice::from_ref(&request))
+    let early = end(&mut conn, std::slice::from_ref(&request))
         .await
         .unwrap();
     assert!(matches!(
@@ -58,7 +148,7 @@ async fn an_end_is_refused_before_its_deadline_and_made_at_it() {
     ));
     assert!(server.session(kim).is_some());
     tokio::time::advance(Duration::from_secs(60)).await;
-    let ended = conn.signal_all(&[request]).await.unwrap();
+    let ended = end(&mut conn, &[request]).await.unwrap();
     assert_eq!(ended, vec![Signal::Signalled { at: deadline }]);
     assert!(server.session(kim).is_none());
     assert_eq!(server.signalled(), vec![(kim, deadline)]);
@@ -93,8 +183,7 @@ async fn a_session_that_changed_is_left_alone() {
     let mut over_limit = EndRequest::identity_only(over);
     over_limit.keepers = vec![keeper];
     server.remove(keeper);
-    let answers = conn
-        .signal_all(&[moved, reused, wrong_state, over_limit])
+    let answers = end(&mut conn, &[moved, reused, wrong_state, over_limit])
         .await
         .unwrap();
     assert_eq!(answers.len(), 4);
@@ -110,7 +199,7 @@ async fn a_session_that_changed_is_left_alone() {
     let since = server.session(idle).unwrap().state_change.unwrap();
     let mut in_transaction = EndRequest::identity_only(idle);
     in_transaction.idle_since = Some((IdleState::InTransaction, since));
-    let answers = conn.signal_all(&[in_transaction]).await.unwrap();
+    let answers = end(&mut conn, &[in_transaction]).await.unwrap();
     assert!(matches!(answers[..], [Signal::Signalled { .. }]));
 }
 
@@ -122,13 +211,15 @@ async fn a_slow_exit_is_seen_when_it_happens_and_a_refused_session_stays() {
     let slow = server.login("kim", "app");
     let guarded = server.login("postgres", "app");
     server.refuse_to_end(guarded, "a superuser's session", Some("42501"));
-    let answers = conn
-        .signal_all(&[
+    let answers = end(
+        &mut conn,
+        &[
             EndRequest::identity_only(slow),
             EndRequest::identity_only(guarded),
-        ])
-        .await
-        .unwrap();
+        ],
+    )
+    .await
+    .unwrap();
     assert!(matches!(answers[0], Signal::Signalled { .. }));
     assert_eq!(
         answers[1],
@@ -169,8 +260,7 @@ async fn one_leader_and_a_fence_on_its_actions() {
     // Another holder takes the lock: the fenced connection ends nothing.
     server.take_leadership(server.replica(None));
     assert!(!lock.still_leads().await.unwrap());
-    let refused = main
-        .signal_all(&[EndRequest::identity_only(kim)])
+    let refused = end(&mut main, &[EndRequest::identity_only(kim)])
         .await
         .unwrap_err();
     assert!(refused.is_not_leading());
@@ -215,8 +305,7 @@ async fn scripted_failures_hit_the_calls_they_name() {
         Fault::Refused { code: code.clone() },
     );
     let kim = server.login("kim", "app");
-    let answers = conn
-        .signal_all(&[EndRequest::identity_only(kim)])
+    let answers = end(&mut conn, &[EndRequest::identity_only(kim)])
         .await
         .unwrap();
     assert!(matches!(
@@ -228,10 +317,10 @@ async fn scripted_failures_hit_the_calls_they_name() {
     let leader = lock.try_lead().await.unwrap();
     conn.fence(leader);
     server.lose_leadership_at(CallName::SignalAll, 2, server.replica(None));
-    let first = conn.signal_all(&[EndRequest::identity_only(kim)]).await;
+    let first = end(&mut conn, &[EndRequest::identity_only(kim)]).await;
     assert!(matches!(first.unwrap()[..], [Signal::Signalled { .. }]));
     let lee = server.login("lee", "app");
-    let second = conn.signal_all(&[EndRequest::identity_only(lee)]).await;
+    let second = end(&mut conn, &[EndRequest::identity_only(lee)]).await;
     assert!(second.unwrap_err().is_not_leading());
     assert!(server.session(lee).is_some());
     // Every call is in the log, with how it failed.
@@ -279,18 +368,18 @@ async fn the_ledger_locks_logins_and_gives_them_back() {
     assert_eq!(locked[0].name, "kim");
     assert!(locked[0].can_login && !locked[0].disabled_by_curfew);
     assert_eq!(
-        conn.disable_login(kim, &no_hook).await.unwrap(),
+        disable(&mut conn, kim, &no_hook).await.unwrap(),
         LoginChange::Disabled
     );
     assert!(!server.role(kim).unwrap().can_login);
     // Someone turns it back on: drift, corrected.
     server.set_can_login(kim, true);
     assert_eq!(
-        conn.disable_login(kim, &no_hook).await.unwrap(),
+        disable(&mut conn, kim, &no_hook).await.unwrap(),
         LoginChange::DriftCorrected
     );
     assert_eq!(
-        conn.restore_login(kim, &no_hook).await.unwrap(),
+        restore(&mut conn, kim, &no_hook).await.unwrap(),
         LoginChange::NotNeeded
     );
     // The creation is to be recorded once.
@@ -306,7 +395,7 @@ async fn the_ledger_locks_logins_and_gives_them_back() {
     assert_eq!(released[0].0.released_by.as_deref(), Some("expired"));
     assert!(released[0].1);
     assert_eq!(
-        conn.restore_login(kim, &no_hook).await.unwrap(),
+        restore(&mut conn, kim, &no_hook).await.unwrap(),
         LoginChange::Restored
     );
     assert!(server.role(kim).unwrap().can_login);
@@ -329,7 +418,7 @@ async fn the_ledger_locks_logins_and_gives_them_back() {
     // A dropped role is gone from the ledger.
     server.drop_role(lee);
     assert_eq!(
-        conn.disable_login(lee, &no_hook).await.unwrap(),
+        disable(&mut conn, lee, &no_hook).await.unwrap(),
         LoginChange::RoleGone
     );
 }
@@ -344,7 +433,7 @@ async fn ledger_changes_are_fenced() {
     let kim = server.add_role("kim", false, &[]);
     server.lock_role(kim, "incident", "alice", None).unwrap();
     drop(lock);
-    let refused = conn.disable_login(kim, &no_hook).await.unwrap_err();
+    let refused = disable(&mut conn, kim, &no_hook).await.unwrap_err();
     assert!(refused.is_not_leading());
     assert!(server.role(kim).unwrap().can_login);
     // Reading is not fenced.

@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use curfew_audit::details::PolicyRejection;
 use curfew_audit::{AuditLog, Event, Record};
 use curfew_policy::{LoadError, LoadedPolicy, Need, UrlValidator, require};
-use serde_json::json;
 use tokio::sync::{broadcast, watch};
 
 use crate::events::{AgentEvent, RecordedEvent};
@@ -111,7 +111,10 @@ impl Reload {
                 problems.len(),
                 if problems.len() == 1 { "" } else { "s" }
             ))
-            .with_detail(json!({"source": config.display().to_string(), "errors": problems}));
+            .with_details(&PolicyRejection {
+                source: config.display().to_string(),
+                errors: problems.clone(),
+            });
         let gist = RecordedEvent {
             seq: 0,
             event: record.event,

@@ -17,6 +17,7 @@ mod names;
 mod queries;
 mod secret;
 mod snapshot;
+mod sql;
 mod target;
 mod terminate;
 mod tls;

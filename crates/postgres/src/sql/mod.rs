@@ -1,0 +1,12 @@
+//! curfew's SQL as pure data and functions, apart from the connection that sends it (as
+//! `postgres-protocol` stands apart from `tokio-postgres`): each statement's text, the building
+//! of its parameters from neutral inputs, and the decoding of its rows into domain values,
+//! fallibly. Nothing here does I/O; `crate::connect::Connection` and its methods prepare, send,
+//! and map the driver's errors.
+//!
+//! Decoding is split in two where it is more than reading columns: extracting a row's columns
+//! (which needs a `tokio_postgres::Row`, which only a server can make) and turning those values
+//! into domain values (a plain function, tested here without a server).
+
+pub(crate) mod snapshot;
+pub(crate) mod terminate;

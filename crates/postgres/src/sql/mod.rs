@@ -8,5 +8,22 @@
 //! (which needs a `tokio_postgres::Row`, which only a server can make) and turning those values
 //! into domain values (a plain function, tested here without a server).
 
+pub(crate) mod leader;
 pub(crate) mod snapshot;
 pub(crate) mod terminate;
+
+use tokio_postgres::Row;
+use tokio_postgres::types::FromSql;
+
+use crate::decode::col;
+use crate::error::PgError;
+
+/// The one value of a one-column reply row (a flag, a count, a clock reading), decoded as
+/// `T`; a mismatch is a query error of `what` on `target`.
+pub(crate) fn scalar<'a, T: FromSql<'a>>(
+    row: &'a Row,
+    target: &str,
+    what: &'static str,
+) -> Result<T, PgError> {
+    col(row, 0, target, what)
+}

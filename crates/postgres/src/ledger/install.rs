@@ -374,8 +374,8 @@ impl Connection {
             format!("CREATE SCHEMA curfew AUTHORIZATION {owner_q};")
         };
         let mut functions = FUNCTIONS.replace("{ACTIVE}", super::ACTIVE);
-        functions.push_str(crate::anchor::ANCHOR_FUNCTIONS);
-        let ddl = format!("{DDL}{}", crate::anchor::ANCHOR_DDL);
+        functions.push_str(crate::sql::anchor::ANCHOR_FUNCTIONS);
+        let ddl = format!("{DDL}{}", crate::sql::anchor::ANCHOR_DDL);
         let mut grants = format!(
             "REVOKE ALL ON SCHEMA curfew FROM PUBLIC, {agent_q};
              GRANT USAGE ON SCHEMA curfew TO {agent_q};
@@ -387,7 +387,7 @@ impl Connection {
              GRANT SELECT ON curfew.lock, curfew.disabled_login, curfew.anchor TO {agent_q};
              COMMENT ON SCHEMA curfew IS '{SCHEMA_COMMENT}';"
         );
-        let anchor = [crate::anchor::ANCHOR_FUNCTION];
+        let anchor = [crate::sql::anchor::ANCHOR_FUNCTION];
         for function in INTERNAL_FUNCTIONS
             .iter()
             .chain(AGENT_FUNCTIONS)

@@ -8,6 +8,7 @@
 //! (which needs a `tokio_postgres::Row`, which only a server can make) and turning those values
 //! into domain values (a plain function, tested here without a server).
 
+pub(crate) mod anchor;
 pub(crate) mod leader;
 pub(crate) mod snapshot;
 pub(crate) mod terminate;

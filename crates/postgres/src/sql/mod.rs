@@ -9,6 +9,7 @@
 //! into domain values (a plain function, tested here without a server).
 
 pub(crate) mod anchor;
+pub(crate) mod canary;
 pub(crate) mod facts;
 pub(crate) mod leader;
 pub(crate) mod snapshot;

@@ -12,6 +12,7 @@ pub(crate) mod anchor;
 pub(crate) mod canary;
 pub(crate) mod facts;
 pub(crate) mod leader;
+pub(crate) mod server;
 pub(crate) mod snapshot;
 pub(crate) mod terminate;
 

@@ -25,23 +25,11 @@
 
 use tokio_postgres::error::SqlState;
 
-use super::{DDL, LEDGER_VERSION, SCHEMA_COMMENT};
 use crate::connect::Connection;
 use crate::decode::col;
 use crate::error::PgError;
 use crate::names::{OWNER_ROLE, quote_identifier};
-
-/// The functions curfew's role may execute, by signature (as `regprocedure` prints them).
-pub const AGENT_FUNCTIONS: &[&str] = &[
-    "curfew.change_login(oid,boolean,integer,timestamp with time zone)",
-    "curfew.sync_window_locks(text,oid[],text[],text,integer,timestamp with time zone)",
-    "curfew.release_window_locks_except(text[],integer,timestamp with time zone)",
-    "curfew.expire_locks(integer,timestamp with time zone)",
-    "curfew.forget_dropped_roles(integer,timestamp with time zone)",
-    "curfew.mark_announced(bigint,integer,timestamp with time zone)",
-    "curfew.create_incident_lock(oid,text,text,timestamp with time zone)",
-    "curfew.release_incident_lock(oid,text)",
-];
+use crate::sql::ledger::{ACTIVE, AGENT_FUNCTIONS, DDL, LEDGER_VERSION, SCHEMA_COMMENT};
 
 /// Helpers the functions call; nobody else may.
 const INTERNAL_FUNCTIONS: &[&str] = &[
@@ -373,7 +361,7 @@ impl Connection {
         } else {
             format!("CREATE SCHEMA curfew AUTHORIZATION {owner_q};")
         };
-        let mut functions = FUNCTIONS.replace("{ACTIVE}", super::ACTIVE);
+        let mut functions = FUNCTIONS.replace("{ACTIVE}", ACTIVE);
         functions.push_str(crate::sql::anchor::ANCHOR_FUNCTIONS);
         let ddl = format!("{DDL}{}", crate::sql::anchor::ANCHOR_DDL);
         let mut grants = format!(

@@ -12,6 +12,8 @@ pub(crate) mod anchor;
 pub(crate) mod canary;
 pub(crate) mod facts;
 pub(crate) mod leader;
+pub(crate) mod ledger;
+pub(crate) mod ledger_catalog;
 pub(crate) mod server;
 pub(crate) mod snapshot;
 pub(crate) mod terminate;

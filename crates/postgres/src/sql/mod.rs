@@ -11,6 +11,7 @@
 pub(crate) mod anchor;
 pub(crate) mod canary;
 pub(crate) mod facts;
+pub(crate) mod install;
 pub(crate) mod leader;
 pub(crate) mod ledger;
 pub(crate) mod ledger_catalog;

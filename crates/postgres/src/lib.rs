@@ -6,7 +6,6 @@ mod anchor;
 mod backend;
 mod canary;
 mod connect;
-mod decode;
 mod error;
 mod facts;
 mod fence;

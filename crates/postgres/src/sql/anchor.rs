@@ -5,8 +5,8 @@
 use jiff::Timestamp;
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
+use crate::sql::decode::col;
 
 /// What anchoring's errors say curfew was doing.
 pub(crate) const WHAT_ANCHOR: &str = "anchoring the audit chain";

@@ -6,9 +6,9 @@ use std::net::IpAddr;
 use jiff::Timestamp;
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
 use crate::names::quote_identifier;
+use crate::sql::decode::col;
 
 /// What reading a canary session's identity's errors say curfew was doing.
 pub(crate) const WHAT_SESSION: &str = "reading the canary's session";

@@ -3,8 +3,8 @@
 
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
+use crate::sql::decode::col;
 
 /// What reading settings' errors say curfew was doing.
 pub(crate) const WHAT_SETTINGS: &str = "reading settings";

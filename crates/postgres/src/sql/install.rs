@@ -4,10 +4,10 @@
 
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
 use crate::names::{OWNER_ROLE, quote_identifier};
 use crate::sql::anchor::{ANCHOR_DDL, ANCHOR_FUNCTION, ANCHOR_FUNCTIONS};
+use crate::sql::decode::col;
 use crate::sql::ledger::{ACTIVE, AGENT_FUNCTIONS, DDL, SCHEMA_COMMENT};
 
 /// What looking up the agent's role's errors say curfew was doing.

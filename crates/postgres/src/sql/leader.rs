@@ -5,9 +5,9 @@
 use jiff::Timestamp;
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
 use crate::fence::{LOCK_ROW, leading_sql};
+use crate::sql::decode::col;
 
 /// What taking the lock's errors say curfew was doing.
 pub(crate) const WHAT_TAKE: &str = "taking the leader lock";

@@ -4,8 +4,8 @@
 use curfew_backend::{LockRow, LockedRole, LoginChange, RoleInfo};
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
+use crate::sql::decode::col;
 
 /// What reading the ledger's errors say curfew was doing.
 pub(crate) const WHAT_READ: &str = "reading the ledger";

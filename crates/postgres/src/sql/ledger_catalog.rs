@@ -5,8 +5,8 @@
 use curfew_backend::LedgerStatus;
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
+use crate::sql::decode::col;
 use crate::sql::ledger::{AGENT_FUNCTIONS, LEDGER_VERSION, SCHEMA_COMMENT};
 
 /// What looking for the ledger's errors say curfew was doing.

@@ -10,6 +10,7 @@
 
 pub(crate) mod anchor;
 pub(crate) mod canary;
+mod decode;
 pub(crate) mod facts;
 pub(crate) mod install;
 pub(crate) mod leader;
@@ -22,8 +23,8 @@ pub(crate) mod terminate;
 use tokio_postgres::Row;
 use tokio_postgres::types::FromSql;
 
-use crate::decode::col;
 use crate::error::PgError;
+use crate::sql::decode::col;
 
 /// The one value of a one-column reply row (a flag, a count, a clock reading), decoded as
 /// `T`; a mismatch is a query error of `what` on `target`.

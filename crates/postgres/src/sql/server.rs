@@ -4,8 +4,8 @@
 
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
+use crate::sql::decode::col;
 
 /// What the check's errors say curfew was doing.
 pub(crate) const WHAT_CHECK: &str = "checking the server and curfew's role";

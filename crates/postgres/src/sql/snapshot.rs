@@ -9,9 +9,9 @@ use curfew_policy::{BackendType, Names, Session, SessionState};
 use jiff::Timestamp;
 use tokio_postgres::Row;
 
-use crate::decode::col;
 use crate::error::PgError;
 use crate::groups::GroupCache;
+use crate::sql::decode::col;
 
 /// What the snapshot's errors say curfew was doing.
 pub(crate) const WHAT: &str = "reading pg_stat_activity";

@@ -7,9 +7,9 @@ use jiff::Timestamp;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use crate::decode::col;
 use crate::error::PgError;
 use crate::fence::Leadership;
+use crate::sql::decode::col;
 
 /// What the termination's errors say curfew was doing.
 pub(crate) const WHAT: &str = "terminating sessions";

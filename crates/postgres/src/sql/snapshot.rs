@@ -58,8 +58,8 @@ FROM (SELECT statement_timestamp() AS now) c
 LEFT JOIN s ON true
 LEFT JOIN g ON g.member = s.usesysid";
 
-/// The snapshot's parameters: the pids not to read (curfew's own connection first, then
-/// `also_exclude`), and whether to read role memberships.
+/// The snapshot's `$1`: the pids not to read, curfew's own connection first, then
+/// `also_exclude`. (`$2` is whether to read role memberships, passed as it is.)
 pub(crate) fn snapshot_params(own_pid: i32, also_exclude: &[i32]) -> Vec<i32> {
     let mut exclude = Vec::with_capacity(also_exclude.len() + 1);
     exclude.push(own_pid);

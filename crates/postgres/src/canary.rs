@@ -13,9 +13,13 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use crate::connect::{Connection, open_as};
-use crate::decode::col;
 use crate::error::PgError;
 use crate::secret::Password;
+use crate::sql::canary::{
+    CLOCK, END_SESSIONS, OWN_SESSION, SESSION_EXISTS, SLEEP, WHAT_SESSION, create_canary_sql,
+    decode_own_session, drop_canary_sql,
+};
+use crate::sql::scalar;
 use crate::target::TargetSpec;
 
 /// `bytes` random bytes from the operating system, as lowercase hex.
@@ -43,19 +47,7 @@ impl Connection {
         valid_until: Timestamp,
     ) -> Result<(), PgError> {
         let verifier = postgres_protocol::password::scram_sha_256(password.expose().as_bytes());
-        let mut sql = format!(
-            "CREATE ROLE {} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOINHERIT PASSWORD {} VALID UNTIL {};",
-            crate::names::quote_identifier(role),
-            quote_literal(&verifier),
-            quote_literal(&valid_until.to_string()),
-        );
-        for group in groups {
-            sql.push_str(&format!(
-                " GRANT {} TO {};",
-                crate::names::quote_identifier(group),
-                crate::names::quote_identifier(role)
-            ));
-        }
+        let sql = create_canary_sql(role, &verifier, groups, valid_until);
         // One simple query: PostgreSQL runs its statements as one implicit transaction, and
         // no other statement on this shared connection can land in between (an explicit
         // BEGIN would let concurrent tests' queries run inside it, or in its failure).
@@ -68,17 +60,11 @@ impl Connection {
     /// End whatever sessions `role` still has and drop it.
     pub async fn drop_canary(&self, role: &str) -> Result<(), PgError> {
         self.client
-            .execute(
-                "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity WHERE usename = $1",
-                &[&role],
-            )
+            .execute(END_SESSIONS, &[&role])
             .await
             .map_err(|e| PgError::query(&self.target, "ending a canary's sessions", e))?;
         self.client
-            .batch_execute(&format!(
-                "DROP ROLE IF EXISTS {}",
-                crate::names::quote_identifier(role)
-            ))
+            .batch_execute(&drop_canary_sql(role))
             .await
             .map_err(|e| PgError::query(&self.target, "dropping a canary role", e))
     }
@@ -90,10 +76,7 @@ impl Connection {
         backend_start: Timestamp,
     ) -> Result<bool, PgError> {
         self.client
-            .query_opt(
-                "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND backend_start = $2",
-                &[&pid, &backend_start],
-            )
+            .query_opt(SESSION_EXISTS, &[&pid, &backend_start])
             .await
             .map(|row| row.is_some())
             .map_err(|e| PgError::query(&self.target, "looking for a canary session", e))
@@ -102,10 +85,10 @@ impl Connection {
     /// The server's clock.
     pub async fn server_now(&self) -> Result<Timestamp, PgError> {
         self.client
-            .query_one("SELECT clock_timestamp()", &[])
+            .query_one(CLOCK, &[])
             .await
             .map_err(|e| PgError::query(&self.target, "reading the server clock", e))
-            .and_then(|row| col(&row, 0, &self.target, "reading the server clock"))
+            .and_then(|row| scalar(&row, &self.target, "reading the server clock"))
     }
 }
 
@@ -152,21 +135,16 @@ impl CanarySession {
         }
         let (client, driver) = open_as(&spec, Some(password), application).await?;
         let row = client
-            .query_one(
-                "SELECT pg_backend_pid(), backend_start, inet_client_addr()::text
-                 FROM pg_stat_activity WHERE pid = pg_backend_pid()",
-                &[],
-            )
+            .query_one(OWN_SESSION, &[])
             .await
-            .map_err(|e| PgError::query(&spec.name, "reading the canary's session", e))?;
-        let what = "reading the canary's session";
-        let addr: Option<String> = col(&row, 2, &spec.name, what)?;
+            .map_err(|e| PgError::query(&spec.name, WHAT_SESSION, e))?;
+        let own = decode_own_session(&row, &spec.name)?;
         Ok(CanarySession {
             client: Arc::new(client),
             driver,
-            pid: col(&row, 0, &spec.name, what)?,
-            backend_start: col(&row, 1, &spec.name, what)?,
-            client_addr: addr.and_then(|a| a.split('/').next().and_then(|a| a.parse().ok())),
+            pid: own.pid,
+            backend_start: own.backend_start,
+            client_addr: own.client_addr,
         })
     }
 
@@ -184,7 +162,7 @@ impl CanarySession {
         let client = self.client.clone();
         tokio::spawn(async move {
             client
-                .execute("SELECT pg_sleep($1)", &[&seconds])
+                .execute(SLEEP, &[&seconds])
                 .await
                 .map(drop)
                 .map_err(|e| describe(&e))
@@ -198,10 +176,4 @@ fn describe(e: &tokio_postgres::Error) -> String {
         Some(db) => format!("{}: {}", db.severity(), db.message()),
         None => e.to_string(),
     }
-}
-
-/// A string literal: single quotes doubled. Only for values PostgreSQL does not accept as bind
-/// parameters (utility statements such as CREATE ROLE).
-fn quote_literal(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }

@@ -7,36 +7,17 @@ use tokio::task::JoinHandle;
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::decode::col;
+pub use crate::sql::server::{MINIMUM_VERSION_NUM, ServerInfo};
+
 use crate::error::PgError;
 use crate::secret::{Password, read_password_file};
+use crate::sql::server::{
+    AGENT_SESSION_OPTIONS, CHECK_SERVER, NO_IDLE_TIMEOUTS, WHAT_CHECK, decode_server,
+    missing_privileges,
+};
 use crate::target::TargetSpec;
 use crate::tls::client_config;
 use crate::url::{Host, SslMode};
-
-/// Facts about the server and the role curfew logged in as, read once at connect.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServerInfo {
-    /// `server_version_num`, e.g. 150018. Version-specific behaviour keys off this one value.
-    pub version_num: i32,
-    /// `server_version`, e.g. "15.18 (Debian 15.18-0+deb12u1)".
-    pub version: String,
-    /// The role curfew is logged in as.
-    pub role: String,
-    /// Whether that role is a superuser (works, but is more privilege than needed).
-    pub superuser: bool,
-    /// Whether that role has CREATEROLE (only `curfew verify` needs it, for its canary roles;
-    /// login locks go through the functions `curfew init` installs).
-    pub createrole: bool,
-    /// Whether the server is a standby (in recovery).
-    pub in_recovery: bool,
-    /// The process id of curfew's own session (never a candidate for termination).
-    pub backend_pid: i32,
-}
-
-/// The oldest PostgreSQL curfew supports: `pg_terminate_backend(pid, timeout)` and
-/// `idle_session_timeout` appeared in 14.
-pub const MINIMUM_VERSION_NUM: i32 = 140_000;
 
 /// An open connection to a target.
 pub struct Connection {
@@ -199,14 +180,9 @@ async fn open(
         .keepalives(true)
         .keepalives_idle(Duration::from_secs(30));
     if session == Session::Agent {
-        // curfew's own statements must not hang; the longest is a termination (5 s wait).
-        // The server's keepalives on curfew's own connections: a leader whose host died or was
-        // cut off is noticed by the server in about a minute (not the OS default of two hours),
-        // which releases its leader lock for another replica.
-        config.options(
-            "-c statement_timeout=30000 -c lock_timeout=10000 -c tcp_keepalives_idle=30 \
-             -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3 -c tcp_user_timeout=60000",
-        );
+        // curfew's own statements must not hang, and a dead leader is noticed in about a
+        // minute (see `AGENT_SESSION_OPTIONS`).
+        config.options(AGENT_SESSION_OPTIONS);
     }
     for (host, port) in &url.hosts {
         match host {
@@ -259,45 +235,17 @@ async fn check_server(
     session: Session,
 ) -> Result<ServerInfo, PgError> {
     let row = client
-        .query_one(
-            "SELECT current_user::text, r.rolsuper,
-                    pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
-                    pg_has_role(current_user, 'pg_signal_backend', 'USAGE'),
-                    current_setting('server_version_num')::int4,
-                    current_setting('server_version'),
-                    pg_is_in_recovery(),
-                    pg_backend_pid(),
-                    r.rolcreaterole
-             FROM pg_roles r WHERE r.rolname = current_user",
-            &[],
-        )
+        .query_one(CHECK_SERVER, &[])
         .await
-        .map_err(|e| PgError::query(&spec.name, "checking the server and curfew's role", e))?;
-    let what = "checking the server and curfew's role";
-    let get_bool = |idx| col::<bool>(&row, idx, &spec.name, what);
-    let info = ServerInfo {
-        role: col(&row, 0, &spec.name, what)?,
-        superuser: get_bool(1)?,
-        version_num: col(&row, 4, &spec.name, what)?,
-        version: col(&row, 5, &spec.name, what)?,
-        in_recovery: get_bool(6)?,
-        backend_pid: col(&row, 7, &spec.name, what)?,
-        createrole: get_bool(8)?,
-    };
+        .map_err(|e| PgError::query(&spec.name, WHAT_CHECK, e))?;
+    let (info, read_stats, signal) = decode_server(&row, &spec.name)?;
     if info.version_num < MINIMUM_VERSION_NUM {
         return Err(PgError::Unsupported {
             target: spec.name.clone(),
             version: info.version.clone(),
         });
     }
-    let (read_stats, signal) = (get_bool(2)?, get_bool(3)?);
-    let mut missing = Vec::new();
-    if !info.superuser && !read_stats {
-        missing.push("pg_read_all_stats");
-    }
-    if !info.superuser && !signal {
-        missing.push("pg_signal_backend");
-    }
+    let missing = missing_privileges(info.superuser, read_stats, signal);
     if !missing.is_empty() {
         return Err(PgError::MissingPrivileges {
             target: spec.name.clone(),
@@ -310,7 +258,7 @@ async fn check_server(
     }
     // Our own session must not be ended by the server's idle timeouts either.
     client
-        .batch_execute("SET idle_session_timeout = 0; SET idle_in_transaction_session_timeout = 0")
+        .batch_execute(NO_IDLE_TIMEOUTS)
         .await
         .map_err(|e| PgError::query(&spec.name, "configuring curfew's session", e))?;
     Ok(info)

@@ -4,72 +4,16 @@
 
 use std::collections::BTreeMap;
 
+pub use crate::sql::facts::{CHECKED_SETTINGS, HbaRule, RoleFacts, Setting};
+
 use crate::connect::Connection;
-use crate::decode::col;
 use crate::error::PgError;
 use crate::leader::LeaderInfo;
-
-/// The settings `curfew check` judges.
-pub const CHECKED_SETTINGS: &[&str] = &[
-    "ssl",
-    "ssl_min_protocol_version",
-    "password_encryption",
-    "log_connections",
-    "log_disconnections",
-    "idle_in_transaction_session_timeout",
-    "idle_session_timeout",
-    "statement_timeout",
-    "authentication_timeout",
-    "tcp_keepalives_idle",
-    "client_connection_check_interval",
-];
-
-/// One setting as `pg_settings` shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Setting {
-    /// The value, in `unit`.
-    pub value: String,
-    /// The unit of `value` (`ms`, `s`, ...), if any.
-    pub unit: Option<String>,
-    /// Where the value comes from (`default`, `configuration file`, ...).
-    pub source: String,
-}
-
-/// One line of `pg_hba.conf` as the server parsed it (`pg_hba_file_rules`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HbaRule {
-    /// The file it is in (PostgreSQL 15+, where `include` directives exist), if shown.
-    pub file: Option<String>,
-    /// Line number in the file.
-    pub line: i32,
-    /// `local`, `host`, `hostssl`, `hostnossl`, `hostgssenc`, `hostnogssenc`.
-    pub kind: Option<String>,
-    /// Databases it matches.
-    pub databases: Vec<String>,
-    /// Users it matches.
-    pub users: Vec<String>,
-    /// Address (or `all`, `samehost`, a host name), if any.
-    pub address: Option<String>,
-    /// Netmask, if given separately or derived from a CIDR.
-    pub netmask: Option<String>,
-    /// The authentication method.
-    pub method: Option<String>,
-    /// Why the server could not use the line, if it could not.
-    pub error: Option<String>,
-}
-
-/// One role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RoleFacts {
-    /// Its name.
-    pub name: String,
-    /// Whether it is a superuser.
-    pub superuser: bool,
-    /// Whether it can log in.
-    pub can_login: bool,
-    /// Whether it is the bootstrap superuser initdb created.
-    pub bootstrap: bool,
-}
+use crate::sql::facts::{
+    CLOCK, HBA_RULES, ROLES, SETTINGS, UNIX_SOCKET, WHAT_ADDRESS, WHAT_CLOCK, WHAT_HBA, WHAT_ROLES,
+    WHAT_SETTINGS, decode_hba_rule, decode_role, decode_setting, settings_param,
+};
+use crate::sql::scalar;
 
 /// Everything `curfew check` reads from one server.
 #[derive(Debug, Clone)]
@@ -140,84 +84,45 @@ impl Connection {
     pub async fn facts(&self) -> Result<ServerFacts, PgError> {
         let client = &self.client;
         let failed = |what| move |e| PgError::query(&self.target, what, e);
-        let names: Vec<String> = CHECKED_SETTINGS.iter().map(|s| (*s).to_owned()).collect();
-        let rows = client
-            .query(
-                "SELECT name, setting, unit, source FROM pg_settings WHERE name = ANY($1)",
-                &[&names],
-            )
+        let names = settings_param();
+        let settings = client
+            .query(SETTINGS, &[&names])
             .await
-            .map_err(failed("reading settings"))?;
-        let what = "reading settings";
-        let settings = rows
+            .map_err(failed(WHAT_SETTINGS))?
             .iter()
-            .map(|r| {
-                Ok((
-                    col::<String>(r, 0, &self.target, what)?,
-                    Setting {
-                        value: col::<Option<String>>(r, 1, &self.target, what)?.unwrap_or_default(),
-                        unit: col(r, 2, &self.target, what)?,
-                        source: col::<Option<String>>(r, 3, &self.target, what)?
-                            .unwrap_or_default(),
-                    },
-                ))
-            })
+            .map(|r| decode_setting(r, &self.target))
             .collect::<Result<_, PgError>>()?;
-        // Read as JSON: the view gained columns over the versions (file_name in 15).
-        let hba = match client
-            .query(
-                "SELECT to_jsonb(h)::text FROM pg_hba_file_rules h ORDER BY h.line_number",
-                &[],
-            )
-            .await
-        {
+        let hba = match client.query(HBA_RULES, &[]).await {
             Ok(rows) => Ok(rows
                 .iter()
-                .map(|r| {
-                    col::<String>(r, 0, &self.target, "reading pg_hba.conf rules")
-                        .map(|json| hba_rule(&json))
-                })
+                .map(|r| decode_hba_rule(r, &self.target))
                 .collect::<Result<_, PgError>>()?),
             Err(e) => match e.as_db_error() {
                 Some(db) => Err(db.message().to_owned()),
-                None => return Err(PgError::query(&self.target, "reading pg_hba.conf rules", e)),
+                None => return Err(PgError::query(&self.target, WHAT_HBA, e)),
             },
         };
         let roles = client
-            .query(
-                "SELECT rolname::text, rolsuper, rolcanlogin, oid = 10 FROM pg_roles
-                 WHERE rolname !~ '^pg_' ORDER BY rolname",
-                &[],
-            )
+            .query(ROLES, &[])
             .await
-            .map_err(failed("reading roles"))?
+            .map_err(failed(WHAT_ROLES))?
             .iter()
-            .map(|r| {
-                Ok(RoleFacts {
-                    name: col(r, 0, &self.target, "reading roles")?,
-                    superuser: col(r, 1, &self.target, "reading roles")?,
-                    can_login: col(r, 2, &self.target, "reading roles")?,
-                    bootstrap: col(r, 3, &self.target, "reading roles")?,
-                })
-            })
+            .map(|r| decode_role(r, &self.target))
             .collect::<Result<_, PgError>>()?;
         let unix_socket: bool = client
-            .query_one("SELECT inet_client_addr() IS NULL", &[])
+            .query_one(UNIX_SOCKET, &[])
             .await
-            .map_err(failed("reading the connection's address"))
-            .and_then(|r| col(&r, 0, &self.target, "reading the connection's address"))?;
+            .map_err(failed(WHAT_ADDRESS))
+            .and_then(|r| scalar(&r, &self.target, WHAT_ADDRESS))?;
         let leader = self.leader().await?;
         let ledger = self.ledger_facts().await?;
-        let what = "reading the server's clock";
+        let what = WHAT_CLOCK;
         let mut samples = Vec::new();
         for _ in 0..3 {
             let before = jiff::Timestamp::now();
-            let row = client
-                .query_one("SELECT clock_timestamp()", &[])
-                .await
-                .map_err(failed(what))?;
+            let row = client.query_one(CLOCK, &[]).await.map_err(failed(what))?;
             let after = jiff::Timestamp::now();
-            samples.push((before, col(&row, 0, &self.target, what)?, after));
+            samples.push((before, scalar(&row, &self.target, what)?, after));
         }
         let clock = ClockReading::from_samples(&samples).unwrap_or_default();
         Ok(ServerFacts {
@@ -234,38 +139,6 @@ impl Connection {
             ledger,
             clock,
         })
-    }
-}
-
-/// One `pg_hba_file_rules` row from its JSON form; missing or null columns read as empty.
-fn hba_rule(json: &str) -> HbaRule {
-    let row: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
-    let text = |key: &str| row.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-    let list = |key: &str| {
-        row.get(key)
-            .and_then(|v| v.as_array())
-            .map(|items| {
-                items
-                    .iter()
-                    .filter_map(|i| i.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    HbaRule {
-        file: text("file_name"),
-        line: row
-            .get("line_number")
-            .and_then(serde_json::Value::as_i64)
-            .and_then(|n| i32::try_from(n).ok())
-            .unwrap_or_default(),
-        kind: text("type"),
-        databases: list("database"),
-        users: list("user_name"),
-        address: text("address"),
-        netmask: text("netmask"),
-        method: text("auth_method"),
-        error: text("error"),
     }
 }
 
@@ -292,20 +165,5 @@ mod tests {
         assert_eq!(reading.offset, jiff::SignedDuration::from_secs(3));
         assert_eq!(reading.round_trip, std::time::Duration::from_millis(20));
         assert_eq!(super::ClockReading::from_samples(&[]), None);
-    }
-
-    #[test]
-    fn hba_rows_read_from_json_whatever_the_version() {
-        let rule = super::hba_rule(
-            r#"{"line_number": 7, "type": "host", "database": ["all"], "user_name": ["all"], "address": "0.0.0.0", "netmask": "0.0.0.0", "auth_method": "md5", "options": null, "error": null}"#,
-        );
-        assert_eq!((rule.line, rule.file.as_deref()), (7, None));
-        assert_eq!(rule.method.as_deref(), Some("md5"));
-        assert_eq!(rule.databases, ["all"]);
-        let rule = super::hba_rule(
-            r#"{"rule_number": 1, "file_name": "/etc/pg/hba.d/a.conf", "line_number": 2, "type": "local", "database": ["all"], "user_name": ["postgres"], "address": null, "netmask": null, "auth_method": "peer", "options": null, "error": null}"#,
-        );
-        assert_eq!(rule.file.as_deref(), Some("/etc/pg/hba.d/a.conf"));
-        assert_eq!(rule.address, None);
     }
 }

@@ -16,12 +16,14 @@
 //! no-op. Connect directly, not through a pooler: a pooler may run `DISCARD ALL`, which releases
 //! the lock while the server session lives on.
 
-use jiff::Timestamp;
-
 use crate::connect::Connection;
-use crate::decode::col;
 use crate::error::PgError;
-use crate::fence::{LEADER_KEY, LOCK_ROW, Leadership, leading_sql};
+use crate::fence::{LEADER_KEY, Leadership};
+use crate::sql::leader::{
+    ANNOUNCE, PING, TRY_LEAD, UNLOCK, WHAT_CHECK, WHAT_HOLDERS, WHAT_TAKE, decode_lock_holder,
+    decode_try_lead, held_elsewhere_sql, lock_holders_sql, still_leads_sql,
+};
+use crate::sql::scalar;
 
 /// Who holds the leader lock (see [`curfew_backend::LockHolder`]).
 pub type LeaderInfo = curfew_backend::LockHolder;
@@ -32,39 +34,25 @@ impl Connection {
     /// connected to another database of the same server counts as taken: advisory locks are
     /// per database, and two leaders on one server would end the same sessions.
     pub async fn try_lead(&mut self) -> Result<Option<Leadership>, PgError> {
-        let failed = |e| PgError::query(&self.target, "taking the leader lock", e);
+        let failed = |e| PgError::query(&self.target, WHAT_TAKE, e);
         let row = self
             .client
-            .query_one(
-                "SELECT pg_try_advisory_lock($1),
-                        (SELECT backend_start FROM pg_stat_get_activity(pg_backend_pid()))",
-                &[&LEADER_KEY],
-            )
+            .query_one(TRY_LEAD, &[&LEADER_KEY])
             .await
             .map_err(failed)?;
-        let what = "taking the leader lock";
-        let held: bool = col(&row, 0, &self.target, what)?;
-        let backend_start: Option<Timestamp> = col(&row, 1, &self.target, what)?;
-        let (true, Some(backend_start)) = (held, backend_start) else {
+        let Some(backend_start) = decode_try_lead(&row, &self.target)? else {
             return Ok(None);
         };
         if self.leads.is_none() {
             let row = self
                 .client
-                .query_one(
-                    &format!(
-                        "SELECT EXISTS (SELECT 1 FROM pg_locks l
-                                        WHERE {LOCK_ROW} AND l.granted
-                                          AND l.pid IS DISTINCT FROM pg_backend_pid())"
-                    ),
-                    &[],
-                )
+                .query_one(&held_elsewhere_sql(), &[])
                 .await
                 .map_err(failed)?;
-            let elsewhere: bool = col(&row, 0, &self.target, what)?;
+            let elsewhere = scalar(&row, &self.target, WHAT_TAKE)?;
             if elsewhere {
                 self.client
-                    .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_KEY])
+                    .execute(UNLOCK, &[&LEADER_KEY])
                     .await
                     .map_err(failed)?;
                 return Ok(None);
@@ -72,7 +60,7 @@ impl Connection {
         } else {
             // Taken again by its holder: keep the count at one.
             self.client
-                .execute("SELECT pg_advisory_unlock($1)", &[&LEADER_KEY])
+                .execute(UNLOCK, &[&LEADER_KEY])
                 .await
                 .map_err(failed)?;
         }
@@ -93,12 +81,12 @@ impl Connection {
         let row = self
             .client
             .query_one(
-                &format!("SELECT {}", leading_sql("$1::int4", "$2::timestamptz")),
+                &still_leads_sql(),
                 &[&leadership.pid, &leadership.backend_start],
             )
             .await
-            .map_err(|e| PgError::query(&self.target, "checking the leader lock", e))?;
-        col(&row, 0, &self.target, "checking the leader lock")
+            .map_err(|e| PgError::query(&self.target, WHAT_CHECK, e))?;
+        scalar(&row, &self.target, WHAT_CHECK)
     }
 
     /// Who holds the leader lock now, if anyone: a session of curfew's own role first (see
@@ -113,39 +101,13 @@ impl Connection {
     /// a curfew agent; so is a session of another role waiting for it (it would get the lock
     /// the moment a squatter ahead of it is ended).
     pub async fn lock_holders(&self) -> Result<Vec<LeaderInfo>, PgError> {
-        let what = "finding the leader";
         let rows = self
             .client
-            .query(
-                &format!(
-                    "SELECT l.pid, host(a.client_addr), a.backend_start, d.datname::text,
-                            a.application_name, a.usename::text,
-                            COALESCE(a.usesysid = (SELECT oid FROM pg_roles
-                                                   WHERE rolname = current_user), false),
-                            l.granted
-                     FROM pg_locks l
-                     LEFT JOIN pg_stat_activity a ON a.pid = l.pid
-                     LEFT JOIN pg_database d ON d.oid = l.database
-                     WHERE {LOCK_ROW} AND l.pid IS DISTINCT FROM pg_backend_pid()
-                     ORDER BY 8 DESC, 7 DESC, a.backend_start NULLS LAST, l.pid"
-                ),
-                &[],
-            )
+            .query(&lock_holders_sql(), &[])
             .await
-            .map_err(|e| PgError::query(&self.target, what, e))?;
+            .map_err(|e| PgError::query(&self.target, WHAT_HOLDERS, e))?;
         rows.iter()
-            .map(|r| {
-                Ok(LeaderInfo {
-                    pid: col::<Option<i32>>(r, 0, &self.target, what)?.unwrap_or(0),
-                    client_addr: col(r, 1, &self.target, what)?,
-                    backend_start: col(r, 2, &self.target, what)?,
-                    database: col(r, 3, &self.target, what)?,
-                    application: col(r, 4, &self.target, what)?,
-                    role: col(r, 5, &self.target, what)?,
-                    own_role: col(r, 6, &self.target, what)?,
-                    granted: col(r, 7, &self.target, what)?,
-                })
-            })
+            .map(|r| decode_lock_holder(r, &self.target))
             .collect()
     }
 
@@ -153,7 +115,7 @@ impl Connection {
     /// `curfew check` see it: the leader announces its mode and policy on its lock session.
     pub async fn announce(&self, text: &str) -> Result<(), PgError> {
         self.client
-            .execute("SELECT set_config('application_name', $1, false)", &[&text])
+            .execute(ANNOUNCE, &[&text])
             .await
             .map(drop)
             .map_err(|e| PgError::query(&self.target, "announcing the agent", e))
@@ -162,7 +124,7 @@ impl Connection {
     /// One round trip: the connection and the server still answer.
     pub async fn ping(&self) -> Result<(), PgError> {
         self.client
-            .simple_query("SELECT 1")
+            .simple_query(PING)
             .await
             .map(drop)
             .map_err(|e| PgError::query(&self.target, "checking the connection", e))

@@ -5,8 +5,9 @@
 
 use super::{FaultHook, LoginChange};
 use crate::connect::Connection;
-use crate::decode::col;
 use crate::error::PgError;
+use crate::sql::ledger::{CHANGE_LOGIN, WHAT_CHANGE, login_change};
+use crate::sql::scalar;
 
 impl Connection {
     /// Disable a locked role's login: in one transaction, re-check that it is still to be
@@ -48,25 +49,16 @@ impl Connection {
             .await
             .map_err(failed("starting a transaction"))?;
         let done = tx
-            .query_one(
-                "SELECT curfew.change_login($1, $2, $3, $4)",
-                &[&role_oid, &lock, &pid, &start],
-            )
+            .query_one(CHANGE_LOGIN, &[&role_oid, &lock, &pid, &start])
             .await;
         let word: String = match done {
-            Ok(row) => col(&row, 0, &self.target, "changing a role's login")?,
+            Ok(row) => scalar(&row, &self.target, WHAT_CHANGE)?,
             Err(e) => {
                 drop(tx);
-                return Err(self.ledger_error("changing a role's login", e));
+                return Err(self.ledger_error(WHAT_CHANGE, e));
             }
         };
-        let change = match word.as_str() {
-            "disabled" => LoginChange::Disabled,
-            "drift_corrected" => LoginChange::DriftCorrected,
-            "restored" => LoginChange::Restored,
-            "role_gone" => LoginChange::RoleGone,
-            _ => LoginChange::NotNeeded,
-        };
+        let change = login_change(&word);
         // The ledger row and the ALTER ROLE are written, not committed.
         match change {
             LoginChange::Disabled => fault("lock.after-ledger"),

@@ -25,241 +25,16 @@
 
 use tokio_postgres::error::SqlState;
 
-use super::{DDL, LEDGER_VERSION, SCHEMA_COMMENT};
 use crate::connect::Connection;
-use crate::decode::col;
 use crate::error::PgError;
 use crate::names::{OWNER_ROLE, quote_identifier};
-
-/// The functions curfew's role may execute, by signature (as `regprocedure` prints them).
-pub const AGENT_FUNCTIONS: &[&str] = &[
-    "curfew.change_login(oid,boolean,integer,timestamp with time zone)",
-    "curfew.sync_window_locks(text,oid[],text[],text,integer,timestamp with time zone)",
-    "curfew.release_window_locks_except(text[],integer,timestamp with time zone)",
-    "curfew.expire_locks(integer,timestamp with time zone)",
-    "curfew.forget_dropped_roles(integer,timestamp with time zone)",
-    "curfew.mark_announced(bigint,integer,timestamp with time zone)",
-    "curfew.create_incident_lock(oid,text,text,timestamp with time zone)",
-    "curfew.release_incident_lock(oid,text)",
-];
-
-/// Helpers the functions call; nobody else may.
-const INTERNAL_FUNCTIONS: &[&str] = &[
-    "curfew.fence(integer,timestamp with time zone)",
-    "curfew.check_lockable(oid)",
-];
-
-/// The functions. `{ACTIVE}` is replaced by the lock-in-force condition.
-const FUNCTIONS: &str = r#"
-CREATE OR REPLACE FUNCTION curfew.fence(p_pid integer, p_start timestamptz) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
-BEGIN
-    -- The same condition as the agent's fenced statements: the caller's leader lock session
-    -- is alive (and is a session of the caller's own role).
-    IF p_pid IS NULL OR p_start IS NULL OR NOT EXISTS (
-        SELECT 1 FROM pg_stat_get_activity(p_pid) a
-        WHERE a.backend_start = p_start
-          AND a.usesysid = (SELECT r.oid FROM pg_roles r WHERE r.rolname = session_user)) THEN
-        RAISE EXCEPTION 'the leader lock session (pid %) is gone: this agent no longer leads', p_pid
-            USING ERRCODE = 'CF001';
-    END IF;
-END $f$;
-
-CREATE OR REPLACE FUNCTION curfew.check_lockable(p_role oid) RETURNS void
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    r record;
-    why text;
-BEGIN
-    SELECT rolname, rolsuper, rolcreaterole INTO r FROM pg_roles WHERE oid = p_role;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'no role has oid %', p_role USING ERRCODE = 'CF002';
-    END IF;
-    why := CASE
-        WHEN r.rolsuper THEN 'it is a superuser'
-        WHEN r.rolcreaterole THEN 'it has CREATEROLE (an administrator)'
-        WHEN EXISTS (SELECT 1 FROM pg_roles g
-                     WHERE g.oid <> p_role
-                       AND (g.rolsuper OR g.rolcreaterole
-                            OR g.rolname IN ('rds_superuser', 'cloudsqlsuperuser', 'azure_pg_admin'))
-                       AND pg_has_role(p_role, g.oid, 'MEMBER'))
-            THEN 'it is a member of an administrator role, which it can SET ROLE to'
-        WHEN p_role = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-             OR pg_has_role(p_role, current_user, 'MEMBER')
-            THEN 'it owns curfew''s ledger'
-        WHEN p_role = (SELECT oid FROM pg_roles WHERE rolname = session_user)
-            THEN 'it is the role curfew connects as'
-        WHEN has_function_privilege(p_role,
-                 'curfew.change_login(oid,boolean,integer,timestamp with time zone)', 'EXECUTE')
-            THEN 'it may change logins through curfew''s functions (curfew''s own role)'
-    END;
-    IF why IS NOT NULL THEN
-        RAISE EXCEPTION 'curfew does not change the login of role %: %', quote_ident(r.rolname), why
-            USING ERRCODE = 'CF002';
-    END IF;
-END $f$;
-
-CREATE OR REPLACE FUNCTION curfew.change_login(
-    p_role oid, p_disable boolean, p_pid integer, p_start timestamptz) RETURNS text
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    r record;
-    ours boolean;
-    wanted boolean;
-BEGIN
-    -- Serializes login changes: only this table's owner and functions can take this lock
-    -- (advisory locks are anyone's to take and hold).
-    LOCK TABLE curfew.disabled_login IN SHARE ROW EXCLUSIVE MODE;
-    PERFORM curfew.fence(p_pid, p_start);
-    SELECT rolname, rolcanlogin INTO r FROM pg_roles WHERE oid = p_role;
-    IF NOT FOUND THEN
-        DELETE FROM curfew.disabled_login d WHERE d.role_oid = p_role;
-        RETURN 'role_gone';
-    END IF;
-    ours := EXISTS (SELECT 1 FROM curfew.disabled_login d WHERE d.role_oid = p_role);
-    wanted := EXISTS (SELECT 1 FROM curfew.lock l WHERE l.role_oid = p_role AND {ACTIVE});
-    IF p_disable AND wanted AND r.rolcanlogin THEN
-        PERFORM curfew.check_lockable(p_role);
-        IF NOT ours THEN
-            INSERT INTO curfew.disabled_login (role_oid, role_name) VALUES (p_role, r.rolname);
-        END IF;
-        BEGIN
-            EXECUTE format('ALTER ROLE %I NOLOGIN', r.rolname);
-        EXCEPTION WHEN insufficient_privilege THEN
-            RAISE EXCEPTION '%', SQLERRM USING ERRCODE = 'CF003';
-        END;
-        RETURN CASE WHEN ours THEN 'drift_corrected' ELSE 'disabled' END;
-    ELSIF NOT p_disable AND NOT wanted AND ours THEN
-        -- A lock that expired since the agent's last round is released here, so the ledger
-        -- never shows a lock in force on a role that can log in again.
-        UPDATE curfew.lock SET released_at = expires_at, released_by = 'expired'
-        WHERE role_oid = p_role AND released_at IS NULL AND expires_at <= clock_timestamp();
-        IF NOT r.rolcanlogin THEN
-            PERFORM curfew.check_lockable(p_role);
-            BEGIN
-                EXECUTE format('ALTER ROLE %I LOGIN', r.rolname);
-            EXCEPTION WHEN insufficient_privilege THEN
-                RAISE EXCEPTION '%', SQLERRM USING ERRCODE = 'CF003';
-            END;
-        END IF;
-        DELETE FROM curfew.disabled_login d WHERE d.role_oid = p_role;
-        RETURN 'restored';
-    END IF;
-    RETURN 'not_needed';
-END $f$;
-
-CREATE OR REPLACE FUNCTION curfew.sync_window_locks(
-    p_rule text, p_oids oid[], p_names text[], p_reason text, p_pid integer, p_start timestamptz)
-RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    released bigint;
-    added bigint;
-BEGIN
-    PERFORM curfew.fence(p_pid, p_start);
-    UPDATE curfew.lock SET released_at = clock_timestamp(),
-           released_by = 'curfew agent: the window opened or the role left the rule''s scope'
-    WHERE kind = 'window' AND rule = p_rule AND released_at IS NULL
-      AND NOT (role_oid = ANY(p_oids));
-    GET DIAGNOSTICS released = ROW_COUNT;
-    INSERT INTO curfew.lock (role_oid, role_name, kind, rule, reason, created_by)
-    SELECT o, n, 'window', p_rule, p_reason, 'curfew agent (rule ' || p_rule || ')'
-    FROM unnest(p_oids, p_names) AS t(o, n)
-    ON CONFLICT (role_oid, kind, coalesce(rule, '')) WHERE released_at IS NULL DO NOTHING;
-    GET DIAGNOSTICS added = ROW_COUNT;
-    RETURN released + added;
-END $f$;
-
-CREATE OR REPLACE FUNCTION curfew.release_window_locks_except(
-    p_rules text[], p_pid integer, p_start timestamptz) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    released bigint;
-BEGIN
-    PERFORM curfew.fence(p_pid, p_start);
-    UPDATE curfew.lock SET released_at = clock_timestamp(),
-           released_by = 'curfew agent: the rule is no longer in the policy'
-    WHERE kind = 'window' AND released_at IS NULL AND NOT (rule = ANY(p_rules));
-    GET DIAGNOSTICS released = ROW_COUNT;
-    RETURN released;
-END $f$;
-
-CREATE OR REPLACE FUNCTION curfew.expire_locks(p_pid integer, p_start timestamptz) RETURNS bigint
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    released bigint;
-BEGIN
-    PERFORM curfew.fence(p_pid, p_start);
-    UPDATE curfew.lock SET released_at = expires_at, released_by = 'expired'
-    WHERE released_at IS NULL AND expires_at <= clock_timestamp();
-    GET DIAGNOSTICS released = ROW_COUNT;
-    RETURN released;
-END $f$;
-
-CREATE OR REPLACE FUNCTION curfew.forget_dropped_roles(p_pid integer, p_start timestamptz)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-BEGIN
-    PERFORM curfew.fence(p_pid, p_start);
-    DELETE FROM curfew.disabled_login d
-    WHERE NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = d.role_oid);
-    UPDATE curfew.lock l SET released_at = clock_timestamp(),
-           released_by = 'curfew agent: the role was dropped'
-    WHERE l.released_at IS NULL AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.oid = l.role_oid);
-END $f$;
-
-CREATE OR REPLACE FUNCTION curfew.mark_announced(p_id bigint, p_pid integer, p_start timestamptz)
-RETURNS void
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-BEGIN
-    PERFORM curfew.fence(p_pid, p_start);
-    UPDATE curfew.lock SET announced_created = true,
-           announced_released = (released_at IS NOT NULL)
-    WHERE id = p_id;
-END $f$;
-
--- An operator's incident lock (`curfew lock`): not fenced, as no agent makes it; the agent
--- applies it, fenced.
-CREATE OR REPLACE FUNCTION curfew.create_incident_lock(
-    p_role oid, p_reason text, p_created_by text, p_expires_at timestamptz) RETURNS curfew.lock
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-DECLARE
-    rec curfew.lock;
-BEGIN
-    PERFORM curfew.check_lockable(p_role);
-    INSERT INTO curfew.lock AS l (role_oid, role_name, kind, reason, created_by, expires_at)
-    SELECT p_role, rolname, 'incident', p_reason,
-        -- Who: what the command says (its OS user), and what the server knows (the session's
-        -- role, address and process), which the caller cannot choose.
-        CASE WHEN left(ltrim(p_created_by), 1) = '{'
-             THEN (p_created_by::jsonb || jsonb_build_object('server', jsonb_build_object(
-                 'session_user', session_user::text,
-                 'client_addr', host(inet_client_addr()),
-                 'pid', pg_backend_pid())))::text
-             ELSE p_created_by END,
-        p_expires_at
-    FROM pg_roles WHERE oid = p_role
-    ON CONFLICT (role_oid, kind, coalesce(rule, '')) WHERE released_at IS NULL
-    DO UPDATE SET reason = EXCLUDED.reason, expires_at = EXCLUDED.expires_at,
-                  created_by = EXCLUDED.created_by
-    RETURNING l.* INTO rec;
-    RETURN rec;
-END $f$;
-
-CREATE OR REPLACE FUNCTION curfew.release_incident_lock(p_role oid, p_released_by text)
-RETURNS SETOF curfew.lock
-LANGUAGE sql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f$
-    UPDATE curfew.lock SET released_at = clock_timestamp(),
-        released_by = CASE WHEN left(ltrim(p_released_by), 1) = '{'
-             THEN (p_released_by::jsonb || jsonb_build_object('server', jsonb_build_object(
-                 'session_user', session_user::text,
-                 'client_addr', host(inet_client_addr()),
-                 'pid', pg_backend_pid())))::text
-             ELSE p_released_by END
-    WHERE role_oid = p_role AND kind = 'incident' AND released_at IS NULL
-    RETURNING *;
-$f$;
-"#;
+use crate::sql::install::{
+    AGENT_ROLE, ROLE_EXISTS, SCHEMA_EXISTS, WHAT_AGENT, WHAT_SCHEMA, agent_role_note,
+    create_owner_sql, decode_agent_role, functions_sql, grants_sql, owner_attributes,
+    owner_setup_sql, schema_sql, tables_sql,
+};
+use crate::sql::ledger::{LEDGER_VERSION, SCHEMA_COMMENT};
+use crate::sql::scalar;
 
 /// What `curfew init` did on one server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,24 +76,21 @@ impl Connection {
             .await
             .map_err(failed("starting a transaction"))?;
         let agent = tx
-            .query_opt(
-                "SELECT rolsuper, rolcreaterole FROM pg_roles WHERE rolname = $1",
-                &[&agent_role],
-            )
+            .query_opt(AGENT_ROLE, &[&agent_role])
             .await
-            .map_err(failed("looking up the agent's role"))?;
+            .map_err(failed(WHAT_AGENT))?;
         let Some(agent) = agent else {
             return Err(refuse(format!(
                 "there is no role named \"{agent_role}\" (--agent-role, or the user in the target's URL)"
             )));
         };
         let mut notes = Vec::new();
-        let what = "looking up the agent's role";
-        if col::<bool>(&agent, 0, &target, what)? {
-            notes.push(format!("role \"{agent_role}\" is a superuser: curfew needs only pg_read_all_stats and pg_signal_backend and the grants made now"));
-        } else if col::<bool>(&agent, 1, &target, what)? {
-            notes.push(format!("role \"{agent_role}\" still has CREATEROLE, which curfew no longer needs and which lets it grant itself pg_execute_server_program on PostgreSQL 14/15: run ALTER ROLE {} NOCREATEROLE;", quote_identifier(agent_role)));
-        }
+        let (agent_superuser, agent_createrole) = decode_agent_role(&agent, &target)?;
+        notes.extend(agent_role_note(
+            agent_role,
+            agent_superuser,
+            agent_createrole,
+        ));
         let foreign = super::vetting::foreign_objects(&tx, agent_role)
             .await
             .map_err(failed("checking the existing curfew schema"))?;
@@ -328,81 +100,33 @@ impl Connection {
                 foreign.join("; ")
             )));
         }
-        let owner_q = quote_identifier(OWNER_ROLE);
-        let agent_q = quote_identifier(agent_role);
         let owner_created = tx
-            .query_opt("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&OWNER_ROLE])
+            .query_opt(ROLE_EXISTS, &[&OWNER_ROLE])
             .await
             .map_err(failed("looking up the owner role"))?
             .is_none();
         if owner_created {
-            tx.batch_execute(&format!("CREATE ROLE {owner_q} NOLOGIN"))
+            tx.batch_execute(&create_owner_sql())
                 .await
                 .map_err(failed("creating the owner role"))?;
         }
-        let owner_attributes = if superuser && version_num >= 160_000 {
-            "NOLOGIN SUPERUSER"
-        } else {
-            "NOLOGIN NOSUPERUSER CREATEROLE"
-        };
-        let mut setup = format!(
-            "ALTER ROLE {owner_q} {owner_attributes};
-             COMMENT ON ROLE {owner_q} IS 'owns the curfew ledger and its functions; nobody logs in as it';
-             GRANT pg_read_all_stats TO {owner_q};"
-        );
-        if !superuser {
-            // The admin must be a member to hand its objects over.
-            setup.push_str(&format!("GRANT {owner_q} TO CURRENT_USER;"));
-            if version_num >= 160_000 {
-                notes.push(format!("on PostgreSQL 16 and later, {OWNER_ROLE} can change only the logins of roles it holds ADMIN OPTION on: for each role curfew may lock, run GRANT <role> TO {owner_q} WITH ADMIN OPTION; (or run curfew init as a superuser)"));
-            }
+        let owner_attributes = owner_attributes(superuser, version_num);
+        if !superuser && version_num >= 160_000 {
+            let owner_q = quote_identifier(OWNER_ROLE);
+            notes.push(format!("on PostgreSQL 16 and later, {OWNER_ROLE} can change only the logins of roles it holds ADMIN OPTION on: for each role curfew may lock, run GRANT <role> TO {owner_q} WITH ADMIN OPTION; (or run curfew init as a superuser)"));
         }
-        tx.batch_execute(&setup)
+        tx.batch_execute(&owner_setup_sql(owner_attributes, superuser))
             .await
             .map_err(failed("setting up the owner role"))?;
         let schema_existed = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'curfew')",
-                &[],
-            )
+            .query_one(SCHEMA_EXISTS, &[])
             .await
-            .map_err(failed("looking for the curfew schema"))
-            .and_then(|r| col(&r, 0, &target, "looking for the curfew schema"))?;
-        let schema = if schema_existed {
-            format!("ALTER SCHEMA curfew OWNER TO {owner_q};")
-        } else {
-            format!("CREATE SCHEMA curfew AUTHORIZATION {owner_q};")
-        };
-        let mut functions = FUNCTIONS.replace("{ACTIVE}", super::ACTIVE);
-        functions.push_str(crate::anchor::ANCHOR_FUNCTIONS);
-        let ddl = format!("{DDL}{}", crate::anchor::ANCHOR_DDL);
-        let mut grants = format!(
-            "REVOKE ALL ON SCHEMA curfew FROM PUBLIC, {agent_q};
-             GRANT USAGE ON SCHEMA curfew TO {agent_q};
-             ALTER TABLE curfew.lock OWNER TO {owner_q};
-             ALTER TABLE curfew.disabled_login OWNER TO {owner_q};
-             ALTER TABLE curfew.anchor OWNER TO {owner_q};
-             REVOKE ALL ON ALL TABLES IN SCHEMA curfew FROM PUBLIC, {agent_q};
-             REVOKE ALL ON ALL SEQUENCES IN SCHEMA curfew FROM PUBLIC, {agent_q};
-             GRANT SELECT ON curfew.lock, curfew.disabled_login, curfew.anchor TO {agent_q};
-             COMMENT ON SCHEMA curfew IS '{SCHEMA_COMMENT}';"
-        );
-        let anchor = [crate::anchor::ANCHOR_FUNCTION];
-        for function in INTERNAL_FUNCTIONS
-            .iter()
-            .chain(AGENT_FUNCTIONS)
-            .chain(&anchor)
-        {
-            grants.push_str(&format!(
-                "ALTER FUNCTION {function} OWNER TO {owner_q};
-                 REVOKE ALL ON FUNCTION {function} FROM PUBLIC, {agent_q};"
-            ));
-        }
-        for function in AGENT_FUNCTIONS.iter().chain(&anchor) {
-            grants.push_str(&format!(
-                "GRANT EXECUTE ON FUNCTION {function} TO {agent_q};"
-            ));
-        }
+            .map_err(failed(WHAT_SCHEMA))
+            .and_then(|r| scalar(&r, &target, WHAT_SCHEMA))?;
+        let schema = schema_sql(schema_existed);
+        let ddl = tables_sql();
+        let functions = functions_sql();
+        let grants = grants_sql(agent_role);
         for (what, sql) in [
             ("creating the curfew schema", schema.as_str()),
             ("creating the ledger's tables", ddl.as_str()),

@@ -15,90 +15,25 @@ mod status;
 mod vetting;
 
 pub use crate::names::OWNER_ROLE;
+pub use crate::sql::ledger::{AGENT_FUNCTIONS, LEDGER_VERSION, LockProgress};
+pub use crate::sql::ledger_catalog::{FunctionFacts, LedgerFacts};
 pub use curfew_backend::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
-pub use inspect::{FunctionFacts, LedgerFacts};
-pub use install::{AGENT_FUNCTIONS, Installed};
+pub use install::Installed;
 pub use status::LedgerProblem;
 
 use jiff::Timestamp;
 use tokio_postgres::error::SqlState;
 
 use crate::connect::Connection;
-use crate::decode::col;
 use crate::error::PgError;
-
-/// The ledger's version: 2 since its writes go through functions `curfew init` installs.
-pub const LEDGER_VERSION: i32 = 2;
-
-/// The schema's comment, which carries the version.
-const SCHEMA_COMMENT: &str =
-    "curfew login-lock ledger (version 2); written only through its functions (curfew init)";
-
-/// The ledger's tables. Idempotent (an older ledger keeps its rows).
-const DDL: &str = "
-CREATE TABLE IF NOT EXISTS curfew.lock (
-    id bigserial PRIMARY KEY,
-    role_oid oid NOT NULL,
-    role_name text NOT NULL,
-    kind text NOT NULL CHECK (kind IN ('window', 'incident')),
-    rule text,
-    reason text NOT NULL,
-    created_by text NOT NULL,
-    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
-    expires_at timestamptz,
-    released_at timestamptz,
-    released_by text,
-    announced_created boolean NOT NULL DEFAULT false,
-    announced_released boolean NOT NULL DEFAULT false
-);
-CREATE UNIQUE INDEX IF NOT EXISTS lock_one_active
-    ON curfew.lock (role_oid, kind, coalesce(rule, ''))
-    WHERE released_at IS NULL;
-CREATE TABLE IF NOT EXISTS curfew.disabled_login (
-    role_oid oid PRIMARY KEY,
-    role_name text NOT NULL,
-    disabled_at timestamptz NOT NULL DEFAULT clock_timestamp()
-);
-";
-
-/// A lock is in force: not released, not expired.
-pub(crate) const ACTIVE: &str =
-    "l.released_at IS NULL AND (l.expires_at IS NULL OR l.expires_at > clock_timestamp())";
-
-/// Where a role stands, for `curfew lock` and `curfew unlock` waiting on the agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockProgress {
-    /// Whether the role can log in.
-    pub can_login: bool,
-    /// Whether curfew disabled its login.
-    pub disabled_by_curfew: bool,
-    /// Its client sessions on this server.
-    pub sessions: i64,
-    /// Whether the agent has recorded the lock row's creation (and release, if released).
-    pub announced: bool,
-    /// The reasons of the locks still in force on it.
-    pub remaining: Vec<String>,
-}
-
-fn lock_row(row: &tokio_postgres::Row, target: &str) -> Result<LockRow, PgError> {
-    let what = "reading the ledger";
-    Ok(LockRow {
-        id: col(row, "id", target, what)?,
-        role_oid: col(row, "role_oid", target, what)?,
-        role_name: col(row, "role_name", target, what)?,
-        kind: col(row, "kind", target, what)?,
-        rule: col(row, "rule", target, what)?,
-        reason: col(row, "reason", target, what)?,
-        created_by: col(row, "created_by", target, what)?,
-        created_at: col(row, "created_at", target, what)?,
-        expires_at: col(row, "expires_at", target, what)?,
-        released_at: col(row, "released_at", target, what)?,
-        released_by: col(row, "released_by", target, what)?,
-    })
-}
-
-const LOCK_COLUMNS: &str = "l.id, l.role_oid, l.role_name, l.kind, l.rule, l.reason, l.created_by, \
-                            l.created_at, l.expires_at, l.released_at, l.released_by";
+use crate::sql::ledger::{
+    EXPIRE_LOCKS, FORGET_DROPPED_ROLES, HAS_WORK, MARK_ANNOUNCED, RELEASE_WINDOW_LOCKS_EXCEPT,
+    ROLES, SYNC_WINDOW_LOCKS, WHAT_PROGRESS, WHAT_READ, WHAT_ROLES, active_locks_sql, attach_locks,
+    changed, create_incident_lock_sql, decode_lock_row, decode_locked_role, decode_progress,
+    decode_role, decode_unannounced, lock_progress_sql, locked_roles_sql, locks_sql,
+    release_incident_lock_sql, unannounced_sql,
+};
+use crate::sql::scalar;
 
 impl Connection {
     /// A ledger statement's error, said so that an operator knows what to do: the functions'
@@ -148,50 +83,20 @@ impl Connection {
     pub async fn ledger_has_work(&self) -> Result<bool, PgError> {
         let row = self
             .client
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM curfew.lock
-                                WHERE released_at IS NULL OR NOT announced_created
-                                   OR NOT announced_released)
-                        OR EXISTS (SELECT 1 FROM curfew.disabled_login)",
-                &[],
-            )
+            .query_one(HAS_WORK, &[])
             .await
-            .map_err(|e| self.ledger_error("reading the ledger", e))?;
-        col(&row, 0, &self.target, "reading the ledger")
+            .map_err(|e| self.ledger_error(WHAT_READ, e))?;
+        scalar(&row, &self.target, WHAT_READ)
     }
 
     /// Every role (except PostgreSQL's predefined `pg_*` roles) with its memberships.
     pub async fn roles(&self) -> Result<Vec<RoleInfo>, PgError> {
         let rows = self
             .client
-            .query(
-                "WITH RECURSIVE m(member, roleid) AS (
-                     SELECT member, roleid FROM pg_auth_members
-                     UNION
-                     SELECT m.member, a.roleid FROM m JOIN pg_auth_members a ON a.member = m.roleid)
-                 SELECT r.oid, r.rolname::text, r.rolcanlogin, r.rolsuper,
-                        coalesce((SELECT array_agg(DISTINCT g.rolname::text)
-                                  FROM m JOIN pg_roles g ON g.oid = m.roleid
-                                  WHERE m.member = r.oid), '{}')
-                 FROM pg_roles r
-                 WHERE r.rolname !~ '^pg_'
-                 ORDER BY r.rolname",
-                &[],
-            )
+            .query(ROLES, &[])
             .await
-            .map_err(|e| PgError::query(&self.target, "reading the roles", e))?;
-        let what = "reading the roles";
-        rows.iter()
-            .map(|r| {
-                Ok(RoleInfo {
-                    oid: col(r, 0, &self.target, what)?,
-                    name: col(r, 1, &self.target, what)?,
-                    can_login: col(r, 2, &self.target, what)?,
-                    superuser: col(r, 3, &self.target, what)?,
-                    member_of: col(r, 4, &self.target, what)?,
-                })
-            })
-            .collect()
+            .map_err(|e| PgError::query(&self.target, WHAT_ROLES, e))?;
+        rows.iter().map(|r| decode_role(r, &self.target)).collect()
     }
 
     /// Make the active window locks of `rule` exactly `roles` (oid, name): add the missing,
@@ -205,16 +110,16 @@ impl Connection {
         let oids: Vec<u32> = roles.iter().map(|(o, _)| *o).collect();
         let names: Vec<&str> = roles.iter().map(|(_, n)| n.as_str()).collect();
         let (pid, start) = self.fence_params();
-        let changed: i64 = self
+        let count: i64 = self
             .client
             .query_one(
-                "SELECT curfew.sync_window_locks($1, $2::oid[], $3::text[], $4, $5, $6)",
+                SYNC_WINDOW_LOCKS,
                 &[&rule, &oids, &names, &reason, &pid, &start],
             )
             .await
             .map_err(|e| self.ledger_error("recording window locks", e))
-            .and_then(|row| col(&row, 0, &self.target, "recording window locks"))?;
-        Ok(u64::try_from(changed).unwrap_or_default())
+            .and_then(|row| scalar(&row, &self.target, "recording window locks"))?;
+        Ok(changed(count))
     }
 
     /// Release the active window locks of rules no longer in the policy.
@@ -222,21 +127,11 @@ impl Connection {
         let (pid, start) = self.fence_params();
         let released: i64 = self
             .client
-            .query_one(
-                "SELECT curfew.release_window_locks_except($1::text[], $2, $3)",
-                &[&rules, &pid, &start],
-            )
+            .query_one(RELEASE_WINDOW_LOCKS_EXCEPT, &[&rules, &pid, &start])
             .await
             .map_err(|e| self.ledger_error("releasing the locks of removed rules", e))
-            .and_then(|row| {
-                col(
-                    &row,
-                    0,
-                    &self.target,
-                    "releasing the locks of removed rules",
-                )
-            })?;
-        Ok(u64::try_from(released).unwrap_or_default())
+            .and_then(|row| scalar(&row, &self.target, "releasing the locks of removed rules"))?;
+        Ok(changed(released))
     }
 
     /// Release incident locks whose expiry has passed.
@@ -244,11 +139,11 @@ impl Connection {
         let (pid, start) = self.fence_params();
         let released: i64 = self
             .client
-            .query_one("SELECT curfew.expire_locks($1, $2)", &[&pid, &start])
+            .query_one(EXPIRE_LOCKS, &[&pid, &start])
             .await
             .map_err(|e| self.ledger_error("expiring locks", e))
-            .and_then(|row| col(&row, 0, &self.target, "expiring locks"))?;
-        Ok(u64::try_from(released).unwrap_or_default())
+            .and_then(|row| scalar(&row, &self.target, "expiring locks"))?;
+        Ok(changed(released))
     }
 
     /// Record an incident lock on a role (or update the reason and expiry of the one in force).
@@ -263,14 +158,12 @@ impl Connection {
         let row = self
             .client
             .query_one(
-                &format!(
-                    "SELECT {LOCK_COLUMNS} FROM curfew.create_incident_lock($1, $2, $3, $4) l"
-                ),
+                &create_incident_lock_sql(),
                 &[&role.oid, &reason, &created_by, &expires_at],
             )
             .await
             .map_err(|e| self.ledger_error("recording the lock", e))?;
-        lock_row(&row, &self.target)
+        decode_lock_row(&row, &self.target)
     }
 
     /// Release the incident lock on a role, if one is in force.
@@ -281,33 +174,24 @@ impl Connection {
     ) -> Result<Option<LockRow>, PgError> {
         let row = self
             .client
-            .query_opt(
-                &format!("SELECT {LOCK_COLUMNS} FROM curfew.release_incident_lock($1, $2) l"),
-                &[&role_oid, &released_by],
-            )
+            .query_opt(&release_incident_lock_sql(), &[&role_oid, &released_by])
             .await
             .map_err(|e| self.ledger_error("releasing the lock", e))?;
-        row.as_ref().map(|r| lock_row(r, &self.target)).transpose()
+        row.as_ref()
+            .map(|r| decode_lock_row(r, &self.target))
+            .transpose()
     }
 
     /// Locks in force (or, with `history`, all rows), newest first.
     pub async fn locks(&self, history: bool) -> Result<Vec<LockRow>, PgError> {
-        let filter = if history {
-            "true".to_owned()
-        } else {
-            ACTIVE.to_owned()
-        };
         let rows = self
             .client
-            .query(
-                &format!(
-                    "SELECT {LOCK_COLUMNS} FROM curfew.lock l WHERE {filter} ORDER BY l.id DESC"
-                ),
-                &[],
-            )
+            .query(&locks_sql(history), &[])
             .await
             .map_err(|e| self.ledger_error("reading the locks", e))?;
-        rows.iter().map(|r| lock_row(r, &self.target)).collect()
+        rows.iter()
+            .map(|r| decode_lock_row(r, &self.target))
+            .collect()
     }
 
     /// Where a role and one of its lock rows stand.
@@ -318,40 +202,17 @@ impl Connection {
     ) -> Result<LockProgress, PgError> {
         let row = self
             .client
-            .query_one(
-                &format!(
-                    "SELECT coalesce((SELECT rolcanlogin FROM pg_roles WHERE oid = $1), false),
-                            EXISTS (SELECT 1 FROM curfew.disabled_login WHERE role_oid = $1),
-                            (SELECT count(*) FROM pg_stat_activity
-                             WHERE usesysid = $1 AND backend_type = 'client backend'),
-                            coalesce((SELECT announced_created
-                                             AND (released_at IS NULL OR announced_released)
-                                      FROM curfew.lock WHERE id = $2), false),
-                            coalesce((SELECT array_agg(coalesce(l.rule, 'incident') || ': ' || l.reason)
-                                      FROM curfew.lock l WHERE l.role_oid = $1 AND {ACTIVE}), '{{}}')"
-                ),
-                &[&role_oid, &lock_id],
-            )
+            .query_one(&lock_progress_sql(), &[&role_oid, &lock_id])
             .await
-            .map_err(|e| self.ledger_error("reading the lock's progress", e))?;
-        let what = "reading the lock's progress";
-        Ok(LockProgress {
-            can_login: col(&row, 0, &self.target, what)?,
-            disabled_by_curfew: col(&row, 1, &self.target, what)?,
-            sessions: col(&row, 2, &self.target, what)?,
-            announced: col(&row, 3, &self.target, what)?,
-            remaining: col(&row, 4, &self.target, what)?,
-        })
+            .map_err(|e| self.ledger_error(WHAT_PROGRESS, e))?;
+        decode_progress(&row, &self.target)
     }
 
     /// Remove the ledger rows of roles that no longer exist (and release their locks).
     pub async fn forget_dropped_roles(&self) -> Result<(), PgError> {
         let (pid, start) = self.fence_params();
         self.client
-            .execute(
-                "SELECT curfew.forget_dropped_roles($1, $2)",
-                &[&pid, &start],
-            )
+            .execute(FORGET_DROPPED_ROLES, &[&pid, &start])
             .await
             .map(drop)
             .map_err(|e| self.ledger_error("clearing dropped roles", e))
@@ -361,71 +222,34 @@ impl Connection {
     pub async fn locked_roles(&self) -> Result<Vec<LockedRole>, PgError> {
         let roles = self
             .client
-            .query(
-                &format!(
-                    "SELECT r.oid, r.rolname::text, r.rolcanlogin,
-                            EXISTS (SELECT 1 FROM curfew.disabled_login d WHERE d.role_oid = r.oid)
-                     FROM pg_roles r
-                     WHERE r.oid IN (SELECT l.role_oid FROM curfew.lock l WHERE {ACTIVE}
-                                     UNION SELECT role_oid FROM curfew.disabled_login)
-                     ORDER BY r.rolname"
-                ),
-                &[],
-            )
+            .query(&locked_roles_sql(), &[])
             .await
-            .map_err(|e| self.ledger_error("reading the ledger", e))?;
+            .map_err(|e| self.ledger_error(WHAT_READ, e))?;
         let active = self
             .client
-            .query(
-                &format!("SELECT {LOCK_COLUMNS} FROM curfew.lock l WHERE {ACTIVE} ORDER BY l.id"),
-                &[],
-            )
+            .query(&active_locks_sql(), &[])
             .await
-            .map_err(|e| self.ledger_error("reading the ledger", e))?;
+            .map_err(|e| self.ledger_error(WHAT_READ, e))?;
         let active = active
             .iter()
-            .map(|r| lock_row(r, &self.target))
+            .map(|r| decode_lock_row(r, &self.target))
             .collect::<Result<Vec<LockRow>, PgError>>()?;
-        let what = "reading the ledger";
-        roles
+        let roles = roles
             .iter()
-            .map(|r| {
-                let oid: u32 = col(r, 0, &self.target, what)?;
-                Ok(LockedRole {
-                    oid,
-                    name: col(r, 1, &self.target, what)?,
-                    can_login: col(r, 2, &self.target, what)?,
-                    disabled_by_curfew: col(r, 3, &self.target, what)?,
-                    locks: active
-                        .iter()
-                        .filter(|l| l.role_oid == oid)
-                        .cloned()
-                        .collect(),
-                })
-            })
-            .collect()
+            .map(|r| decode_locked_role(r, &self.target))
+            .collect::<Result<Vec<LockedRole>, PgError>>()?;
+        Ok(attach_locks(roles, &active))
     }
 
     /// Lock rows created or released that the audit log has not recorded yet.
     pub async fn unannounced(&self) -> Result<Vec<(LockRow, bool)>, PgError> {
         let rows = self
             .client
-            .query(
-                &format!(
-                    "SELECT {LOCK_COLUMNS}, l.announced_created FROM curfew.lock l
-                     WHERE NOT l.announced_created
-                        OR (l.released_at IS NOT NULL AND NOT l.announced_released)
-                     ORDER BY l.id"
-                ),
-                &[],
-            )
+            .query(&unannounced_sql(), &[])
             .await
-            .map_err(|e| self.ledger_error("reading the ledger", e))?;
+            .map_err(|e| self.ledger_error(WHAT_READ, e))?;
         rows.iter()
-            .map(|r| {
-                let announced = col(r, "announced_created", &self.target, "reading the ledger")?;
-                Ok((lock_row(r, &self.target)?, announced))
-            })
+            .map(|r| decode_unannounced(r, &self.target))
             .collect()
     }
 
@@ -433,10 +257,7 @@ impl Connection {
     pub async fn mark_announced(&self, id: i64) -> Result<(), PgError> {
         let (pid, start) = self.fence_params();
         self.client
-            .execute(
-                "SELECT curfew.mark_announced($1, $2, $3)",
-                &[&id, &pid, &start],
-            )
+            .execute(MARK_ANNOUNCED, &[&id, &pid, &start])
             .await
             .map(drop)
             .map_err(|e| self.ledger_error("updating the ledger", e))

@@ -2,10 +2,11 @@
 //! never an error for a schema curfew's role may not enter (naming `curfew.x` would raise
 //! "permission denied for schema curfew").
 
-use super::{AGENT_FUNCTIONS, LEDGER_VERSION, LedgerStatus, OWNER_ROLE, SCHEMA_COMMENT};
+use super::{LedgerStatus, OWNER_ROLE};
 use crate::connect::Connection;
-use crate::decode::col;
 use crate::error::PgError;
+use crate::sql::ledger::SCHEMA_COMMENT;
+use crate::sql::ledger_catalog::{STATUS, WHAT_STATUS, decode_status, functions_param};
 
 /// Why curfew's role cannot keep login locks with the ledger in a given state, in PostgreSQL's
 /// terms (what an administrator must run).
@@ -45,45 +46,12 @@ impl LedgerProblem for LedgerStatus {
 impl Connection {
     /// Where the ledger stands for curfew's role (catalog reads only).
     pub async fn ledger_status(&self) -> Result<LedgerStatus, PgError> {
-        let functions: Vec<String> = AGENT_FUNCTIONS.iter().map(|f| (*f).to_owned()).collect();
+        let functions = functions_param();
         let row = self
             .client
-            .query_one(
-                "WITH n AS (SELECT oid, obj_description(oid, 'pg_namespace') AS comment
-                            FROM pg_namespace WHERE nspname = 'curfew'),
-                      t AS (SELECT c.oid FROM pg_class c JOIN n ON c.relnamespace = n.oid
-                            WHERE c.relname IN ('lock', 'disabled_login') AND c.relkind = 'r'),
-                      f AS (SELECT p.oid FROM pg_proc p JOIN n ON p.pronamespace = n.oid
-                            WHERE format('curfew.%s(%s)', p.proname,
-                                         replace(oidvectortypes(p.proargtypes), ', ', ','))
-                                  = ANY($1))
-                 SELECT (SELECT count(*) FROM t) = 2,
-                        coalesce((SELECT has_schema_privilege(oid, 'USAGE') FROM n), false)
-                          AND (SELECT bool_and(has_table_privilege(oid, 'SELECT')) FROM t),
-                        coalesce((SELECT comment FROM n), '') = $2,
-                        (SELECT count(*) FROM f) = cardinality($1)
-                          AND (SELECT bool_and(has_function_privilege(oid, 'EXECUTE')) FROM f)
-                          AND EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $3)",
-                &[&functions, &SCHEMA_COMMENT, &OWNER_ROLE],
-            )
+            .query_one(STATUS, &[&functions, &SCHEMA_COMMENT, &OWNER_ROLE])
             .await
-            .map_err(|e| PgError::query(&self.target, "looking for the ledger", e))?;
-        let what = "looking for the ledger";
-        let exists: bool = col(&row, 0, &self.target, what)?;
-        let readable: Option<bool> = col(&row, 1, &self.target, what)?;
-        let current: bool = col(&row, 2, &self.target, what)?;
-        let executable: Option<bool> = col(&row, 3, &self.target, what)?;
-        debug_assert!(SCHEMA_COMMENT.contains(&format!("(version {LEDGER_VERSION})")));
-        Ok(if !exists {
-            LedgerStatus::Missing
-        } else if readable != Some(true) {
-            LedgerStatus::NoAccess
-        } else if !current {
-            LedgerStatus::Outdated
-        } else if executable != Some(true) {
-            LedgerStatus::NotGranted
-        } else {
-            LedgerStatus::Ready
-        })
+            .map_err(|e| PgError::query(&self.target, WHAT_STATUS, e))?;
+        decode_status(&row, &self.target)
     }
 }

@@ -36,6 +36,7 @@ mod event;
 mod file;
 mod journal;
 mod line;
+mod log_files;
 mod problem;
 mod reader;
 mod record;
@@ -55,6 +56,7 @@ pub use journal::{
     Outcome, SquatOutcome, SquatterEnding, Termination, TerminationOutcome,
 };
 pub use line::GENESIS;
+pub use log_files::log_set;
 pub use problem::{Problem, ProblemKind};
 pub use reader::{Entries, entries, read};
 pub use record::{Entry, Record, SessionInfo};

@@ -412,44 +412,6 @@ fn read_anchors(
     }))
 }
 
-/// The files of the policy's `audit_log`: the log and its rotated files beside it
-/// (`audit.jsonl.1`, `audit.jsonl-20261127`, …; compressed ones cannot be read and are left
-/// out), so that anchors naming records in rotated files are not taken for a log cut from
-/// the front.
-pub(crate) fn log_set(log: &Path) -> Vec<PathBuf> {
-    let mut set = vec![log.to_path_buf()];
-    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
-        return set;
-    };
-    let name = name.to_string_lossy().into_owned();
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return set;
-    };
-    let mut rotated: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| {
-            n.len() > name.len()
-                && n.starts_with(&name)
-                && matches!(n.as_bytes()[name.len()], b'.' | b'-')
-                && !n.ends_with(".agent-lock")
-                && ![".gz", ".xz", ".zst", ".bz2", ".lz4"]
-                    .iter()
-                    .any(|ext| n.ends_with(ext))
-        })
-        .map(|n| log.with_file_name(n))
-        .collect();
-    rotated.sort();
-    set.extend(rotated);
-    set
-}
-
 /// The policy for reading anchors: loaded when the file exists; otherwise why not (a missing
 /// default `curfew.toml` is no error when the log is named).
 pub(crate) fn policy_for_anchors(

@@ -61,7 +61,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                 loaded.source
             ))
         })?;
-        super::integrity::log_set(Path::new(log))
+        curfew_audit::log_set(Path::new(log))
     } else {
         args.audit_log.clone()
     };

@@ -34,6 +34,7 @@ pub mod details;
 mod error;
 mod event;
 mod file;
+mod integrity;
 mod journal;
 mod line;
 mod log_files;
@@ -51,6 +52,7 @@ pub use anchor::{Anchor, AnchorCheck, AnchorRules};
 pub use chain::{ChainFile, ChainVerification, chain_id, expand, verify_chain};
 pub use error::AuditError;
 pub use event::Event;
+pub use integrity::{IntegrityCheck, TargetAnchors};
 pub use journal::{
     Action, Authorized, Intent, IntentToken, LoginChange, LoginChangeEnd, LoginChangeOutcome,
     Outcome, SquatOutcome, SquatterEnding, Termination, TerminationOutcome,

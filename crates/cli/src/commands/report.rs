@@ -145,7 +145,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
 }
 
 /// The report's account of what was checked beyond the chain's own hashes.
-fn integrity(checked: &super::integrity::Checked) -> curfew_report::Integrity {
+fn integrity(checked: &curfew_audit::IntegrityCheck) -> curfew_report::Integrity {
     let chain = &checked.chain;
     let mut problems: Vec<curfew_report::ChainProblem> = checked
         .problems()

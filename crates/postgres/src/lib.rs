@@ -3,6 +3,7 @@
 //! with a guard that re-checks it in the same statement; elect one leader among replicas.
 
 mod anchor;
+mod anchor_read;
 mod backend;
 mod canary;
 mod connect;
@@ -22,6 +23,7 @@ mod terminate;
 mod tls;
 
 pub use anchor::{ANCHOR_FUNCTION, AnchorOrigin, AnchorRow};
+pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
 pub use canary::{CanarySession, random_hex};
 pub use connect::{
     Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, connect, connect_to_inspect,

@@ -149,28 +149,10 @@ fn read_anchors(
     Ok(runtime.block_on(async {
         let mut out = Vec::new();
         for target in &policy.targets {
-            let read = async {
-                let connected = curfew_postgres::connect(&TargetSpec::from_policy(target))
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let rows = connected
-                    .connection
-                    .anchors(None)
-                    .await
-                    .map_err(|e| format!("{e} (curfew init installs the anchor store)"))?;
-                // Where this session comes from: with the agent's credential on the agent's
-                // host, the place a replaced log's new chain would be anchored from.
-                let me = connected
-                    .connection
-                    .anchor_origin()
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok::<_, String>((rows, me))
-            };
-            let result = match tokio::time::timeout(TARGET_LIMIT, read).await {
-                Err(_) => Err(format!("no answer within {}s", TARGET_LIMIT.as_secs())),
-                Ok(Err(e)) => Err(e),
-                Ok(Ok((rows, me))) => {
+            let spec = TargetSpec::from_policy(target);
+            let result = match curfew_postgres::read_target_anchors(&spec, TARGET_LIMIT).await {
+                Err(e) => Err(e.to_string()),
+                Ok(curfew_postgres::TargetAnchorRows { rows, origin: me }) => {
                     let anchors: Vec<Anchor> = rows
                         .into_iter()
                         .map(|r| Anchor {

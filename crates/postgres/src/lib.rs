@@ -14,6 +14,7 @@ mod fence;
 mod groups;
 mod leader;
 mod ledger;
+mod lock_wait;
 mod names;
 mod queries;
 mod secret;

@@ -38,6 +38,7 @@ mod integrity;
 mod journal;
 mod line;
 mod log_files;
+mod operator;
 mod problem;
 mod reader;
 mod record;
@@ -59,6 +60,7 @@ pub use journal::{
 };
 pub use line::GENESIS;
 pub use log_files::log_set;
+pub use operator::{current_actor, ledger_actor};
 pub use problem::{Problem, ProblemKind};
 pub use reader::{Entries, entries, read};
 pub use record::{Entry, Record, SessionInfo};

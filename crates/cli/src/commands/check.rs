@@ -119,7 +119,7 @@ fn records(results: &[Checked], loaded: &curfew_policy::LoadedPolicy) -> Vec<cur
                     count(Status::Pass)
                 ))
                 .with_detail(serde_json::json!({
-                    "actor": crate::actor::current(Some(&r.db_role)).to_json(),
+                    "actor": curfew_audit::current_actor(Some(&r.db_role)).to_json(),
                     "server": r.server,
                     "policy_sha256": loaded.sha256,
                     "findings": r.findings,

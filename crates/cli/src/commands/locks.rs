@@ -227,7 +227,7 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
         let mut pending = Vec::new();
         for (target, connection, role) in checked {
             // Who: the real uid's user (never $USER) and the role curfew connected as.
-            let actor = crate::actor::for_ledger(&connection.info.role, None);
+            let actor = curfew_audit::ledger_actor(&connection.info.role, None);
             let by = actor.label();
             let row = connection
                 .create_incident_lock(&role, args.reason.trim(), &actor.to_ledger_text(), until)
@@ -356,7 +356,7 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
             ensure_ledger(&connection, &target.name).await?;
             let role = find_role(&connection, &target.name, &args.role).await?;
             // Who: the real uid's user (never $USER) and the role curfew connected as.
-            let by = crate::actor::for_ledger(&connection.info.role, Some(&reason)).to_ledger_text();
+            let by = curfew_audit::ledger_actor(&connection.info.role, Some(&reason)).to_ledger_text();
             let Some(row) = connection
                 .release_incident_lock(role.oid, &by)
                 .await

@@ -134,7 +134,7 @@ fn records(
                 .with_reason(format!("curfew verify: {}", curfew_verify::summary(&all)))
                 .with_detail(serde_json::json!({
                     // Who ran it: the real uid's user and the role the target's URL connects as.
-                    "actor": crate::actor::current(
+                    "actor": curfew_audit::current_actor(
                         loaded.policy.targets.iter().find(|t| t.name == v.target).map(|t| t.url.user.as_str()),
                     ).to_json(),
                     "server": v.server,

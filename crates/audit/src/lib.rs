@@ -37,6 +37,7 @@ mod file;
 mod integrity;
 mod journal;
 mod line;
+mod log_check;
 mod log_files;
 mod operator;
 mod problem;
@@ -59,6 +60,7 @@ pub use journal::{
     Outcome, SquatOutcome, SquatterEnding, Termination, TerminationOutcome,
 };
 pub use line::GENESIS;
+pub use log_check::{CheckedLog, LogCheckError, check_log};
 pub use log_files::log_set;
 pub use operator::{current_actor, ledger_actor};
 pub use problem::{Problem, ProblemKind};

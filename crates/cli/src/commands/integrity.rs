@@ -82,43 +82,14 @@ pub(crate) fn check(
     args: &CheckArgs,
     each: impl FnMut(&Entry),
 ) -> Result<IntegrityCheck, Failure> {
-    for path in paths {
-        if !path.exists() {
-            return Err(Failure::Usage(format!(
-                "{}: no such file or directory",
-                path.display()
-            )));
-        }
-    }
-    let chain = curfew_audit::verify_chain(paths, each).with_context(|| {
-        format!(
-            "reading {}",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )
-    })?;
-    if chain.files.is_empty() {
-        return Err(Failure::Usage(format!(
-            "no audit log file in {} (a directory's log files have .jsonl in their name)",
-            paths
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    let signatures = match &args.public_key {
-        Some(path) => {
-            let key = chain
-                .load_public_key(path)
-                .map_err(|e| Failure::Usage(e.to_string()))?;
-            Some(chain.check_signatures(&key))
-        }
-        None => None,
-    };
+    let curfew_audit::CheckedLog { chain, signatures } =
+        curfew_audit::check_log(paths, args.public_key.as_deref(), each).map_err(|e| {
+            if e.is_usage() {
+                Failure::Usage(e.to_string())
+            } else {
+                Failure::Runtime(e.into())
+            }
+        })?;
     let rules = args.rules(policy.as_ref().ok().copied())?;
     let (targets, anchors_skipped) = match (args.offline, policy) {
         (true, _) => (Vec::new(), Some("--offline".to_owned())),

@@ -82,3 +82,33 @@ pub fn check_log(
     };
     Ok(CheckedLog { chain, signatures })
 }
+
+#[cfg(test)]
+mod tests {
+    use curfew_testkit::TempDir;
+
+    use super::*;
+
+    #[test]
+    fn a_missing_path_or_a_directory_without_logs_is_the_caller_s_fault() {
+        let dir = TempDir::new("audit-log-check", "faults");
+        let missing = dir.join("nowhere.jsonl");
+        let err = check_log(std::slice::from_ref(&missing), None, |_| {})
+            .err()
+            .expect("a missing file is refused");
+        assert!(err.is_usage());
+        assert_eq!(
+            err.to_string(),
+            format!("{}: no such file or directory", missing.display())
+        );
+        dir.write("notes.txt", "not a log\n", 0o600);
+        let err = check_log(&[dir.path().to_path_buf()], None, |_| {})
+            .err()
+            .expect("a directory without log files is refused");
+        assert!(err.is_usage());
+        assert!(
+            err.to_string().starts_with("no audit log file in "),
+            "{err}"
+        );
+    }
+}

@@ -40,3 +40,35 @@ pub fn log_set(log: &Path) -> Vec<PathBuf> {
     set.extend(rotated);
     set
 }
+
+#[cfg(test)]
+mod tests {
+    use curfew_testkit::TempDir;
+
+    use super::*;
+
+    #[test]
+    fn rotated_files_beside_the_log_join_it_and_compressed_ones_do_not() {
+        let dir = TempDir::new("audit-log-files", "rotated");
+        for name in [
+            "audit.jsonl",
+            "audit.jsonl.1",
+            "audit.jsonl-20261127",
+            "audit.jsonl.2.gz",
+            "audit.jsonl.agent-lock",
+            "audit.jsonlx",
+            "other.jsonl",
+        ] {
+            dir.write(name, "", 0o600);
+        }
+        let log = dir.join("audit.jsonl");
+        assert_eq!(
+            log_set(&log),
+            [
+                log.clone(),
+                dir.join("audit.jsonl-20261127"),
+                dir.join("audit.jsonl.1"),
+            ]
+        );
+    }
+}

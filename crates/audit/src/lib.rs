@@ -34,8 +34,12 @@ pub mod details;
 mod error;
 mod event;
 mod file;
+mod integrity;
 mod journal;
 mod line;
+mod log_check;
+mod log_files;
+mod operator;
 mod problem;
 mod reader;
 mod record;
@@ -50,11 +54,15 @@ pub use anchor::{Anchor, AnchorCheck, AnchorRules};
 pub use chain::{ChainFile, ChainVerification, chain_id, expand, verify_chain};
 pub use error::AuditError;
 pub use event::Event;
+pub use integrity::{IntegrityCheck, TargetAnchors};
 pub use journal::{
     Action, Authorized, Intent, IntentToken, LoginChange, LoginChangeEnd, LoginChangeOutcome,
     Outcome, SquatOutcome, SquatterEnding, Termination, TerminationOutcome,
 };
 pub use line::GENESIS;
+pub use log_check::{CheckedLog, LogCheckError, check_log};
+pub use log_files::log_set;
+pub use operator::{current_actor, ledger_actor};
 pub use problem::{Problem, ProblemKind};
 pub use reader::{Entries, entries, read};
 pub use record::{Entry, Record, SessionInfo};

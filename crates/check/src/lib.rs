@@ -9,11 +9,13 @@ mod durations;
 mod hba;
 mod ledger;
 mod live;
+mod record;
 mod roles;
 mod settings;
 mod termination;
 
 pub use live::{Checked, check_target};
+pub use record::configuration_records;
 
 use curfew_policy::Policy;
 use curfew_postgres::ServerFacts;

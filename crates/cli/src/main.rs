@@ -2,7 +2,6 @@
 //! did. This binary parses the command line and turns results into output and exit codes; the
 //! work is done by the library crates.
 
-mod actor;
 mod commands;
 mod exit;
 mod logging;

@@ -3,6 +3,7 @@
 //! with a guard that re-checks it in the same statement; elect one leader among replicas.
 
 mod anchor;
+mod anchor_read;
 mod backend;
 mod canary;
 mod connect;
@@ -12,6 +13,7 @@ mod fence;
 mod groups;
 mod leader;
 mod ledger;
+mod lock_wait;
 mod names;
 mod policy_target;
 mod queries;
@@ -24,6 +26,7 @@ mod tls;
 mod url;
 
 pub use anchor::{ANCHOR_FUNCTION, AnchorOrigin, AnchorRow};
+pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
 pub use canary::{CanarySession, random_hex};
 pub use connect::{
     Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, connect, connect_to_inspect,

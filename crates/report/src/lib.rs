@@ -46,6 +46,7 @@ mod evidence;
 mod evidence_html;
 mod evidence_md;
 mod html;
+mod integrity;
 mod mapping;
 mod markdown;
 mod model;

@@ -15,11 +15,13 @@ mod canary;
 mod evaluate;
 pub mod live;
 mod outcome;
+mod record;
 mod special;
 
 pub use canary::{Activity, Canary, canary_for, expect_ended_by, sample_session};
 pub use evaluate::{Probe, evaluate_rule};
 pub use outcome::{Method, RuleResult, Status, counts, summary};
+pub use record::control_records;
 pub use special::{
     CAP_HORIZON, EDGE_LEAD, MAX_CAP_SESSIONS, cap_canary, cap_sessions, edge_canary, expect_cap,
     expect_edge, lock_canary_role, lock_rules,

@@ -126,7 +126,7 @@ fn run_verify(
                 loaded.source
             ))
         })?;
-        super::integrity::log_set(Path::new(log))
+        curfew_audit::log_set(Path::new(log))
     } else {
         paths.to_vec()
     };

@@ -65,7 +65,10 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
             .audit_log
             .clone()
             .or_else(|| loaded.policy.agent.audit_log.as_ref().map(Into::into));
-        super::record_result(audit.as_deref(), records(&results, &loaded));
+        super::record_result(
+            audit.as_deref(),
+            curfew_check::configuration_records(&results, &loaded.sha256),
+        );
     }
     match args.format {
         Format::Md => out_text(&markdown(&results, &loaded, checked_at))?,
@@ -97,35 +100,6 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     } else {
         Ok(())
     }
-}
-
-/// One `configuration_checked` record per target, with the findings, for `curfew report`.
-fn records(results: &[Checked], loaded: &curfew_policy::LoadedPolicy) -> Vec<curfew_audit::Record> {
-    results
-        .iter()
-        .map(|r| {
-            let count = |s: Status| r.findings.iter().filter(|f| f.status == s).count();
-            curfew_audit::Record::new(Timestamp::now(), curfew_audit::Event::ConfigurationChecked)
-                .with_target(&r.target)
-                .with_result(if any_failed(&r.findings) {
-                    "failed"
-                } else {
-                    "passed"
-                })
-                .with_reason(format!(
-                    "curfew check: {} failed, {} unknown, {} passed",
-                    count(Status::Fail),
-                    count(Status::Unknown),
-                    count(Status::Pass)
-                ))
-                .with_detail(serde_json::json!({
-                    "actor": crate::actor::current(Some(&r.db_role)).to_json(),
-                    "server": r.server,
-                    "policy_sha256": loaded.sha256,
-                    "findings": r.findings,
-                }))
-        })
-        .collect()
 }
 
 fn markdown(results: &[Checked], loaded: &curfew_policy::LoadedPolicy, at: Timestamp) -> String {

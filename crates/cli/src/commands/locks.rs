@@ -3,11 +3,10 @@
 //! agent applies them, with audit records, and these commands wait for it to confirm.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use curfew_policy::{LoadedPolicy, visible};
-use curfew_postgres::{Connection, LedgerProblem as _, LockProgress, RoleInfo};
+use curfew_postgres::{Connection, LedgerProblem as _, RoleInfo};
 use jiff::Timestamp;
 
 use super::stand_in::{agent_leads, audit_path};
@@ -228,7 +227,7 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
         let mut pending = Vec::new();
         for (target, connection, role) in checked {
             // Who: the real uid's user (never $USER) and the role curfew connected as.
-            let actor = crate::actor::for_ledger(&connection.info.role, None);
+            let actor = curfew_audit::ledger_actor(&connection.info.role, None);
             let by = actor.label();
             let row = connection
                 .create_incident_lock(&role, args.reason.trim(), &actor.to_ledger_text(), until)
@@ -256,10 +255,11 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
         let stand_in = stand_in_for(&loaded, &pending, args.audit_log.as_deref()).await?;
         let mut all_applied = true;
         for (target, connection, role, id, before) in pending {
-            let applied = wait_for(&connection, role.oid, id, args.wait.to_std(), |p| {
+            let applied = connection.wait_for_lock_progress(role.oid, id, args.wait.to_std(), |p| {
                 p.announced && !p.can_login && p.sessions == 0
             })
-            .await?;
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
             match applied {
                 Some(p) => out_text(&format!(
                     "target {target}: role \"{}\" is locked out: {}, {} session{} ended\n",
@@ -361,7 +361,7 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
             ensure_ledger(&connection, &target.name).await?;
             let role = find_role(&connection, &target.name, &args.role).await?;
             // Who: the real uid's user (never $USER) and the role curfew connected as.
-            let by = crate::actor::for_ledger(&connection.info.role, Some(&reason)).to_ledger_text();
+            let by = curfew_audit::ledger_actor(&connection.info.role, Some(&reason)).to_ledger_text();
             let Some(row) = connection
                 .release_incident_lock(role.oid, &by)
                 .await
@@ -384,10 +384,11 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
         let stand_in = stand_in_for(&loaded, &released, args.audit_log.as_deref()).await?;
         let mut all_applied = true;
         for (name, connection, role, id, ()) in released {
-            let done = wait_for(&connection, role.oid, id, args.wait.to_std(), |p| {
+            let done = connection.wait_for_lock_progress(role.oid, id, args.wait.to_std(), |p| {
                 p.announced && (p.can_login || !p.remaining.is_empty() || !p.disabled_by_curfew)
             })
-            .await?;
+            .await
+            .map_err(|e| Failure::Runtime(e.into()))?;
             match done {
                 Some(p) if !p.remaining.is_empty() => out_text(&format!(
                     "target {}: incident lock lifted, but role \"{}\" stays locked by: {}\n",
@@ -511,28 +512,4 @@ async fn find_role(connection: &Connection, target: &str, name: &str) -> Result<
             "target {target} has no role named \"{name}\" (names are case-sensitive)"
         ))
     })
-}
-
-/// Poll until `done` holds, up to `limit`.
-async fn wait_for(
-    connection: &Connection,
-    role_oid: u32,
-    lock_id: i64,
-    limit: Duration,
-    done: impl Fn(&LockProgress) -> bool,
-) -> Result<Option<LockProgress>, Failure> {
-    let started = Instant::now();
-    loop {
-        let progress = connection
-            .lock_progress(role_oid, lock_id)
-            .await
-            .map_err(|e| Failure::Runtime(e.into()))?;
-        if done(&progress) {
-            return Ok(Some(progress));
-        }
-        if started.elapsed() >= limit {
-            return Ok(None);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use curfew_policy::{LoadedPolicy, Overrides, Session, Verdict, assess_with, format_age};
+use curfew_policy::{LoadedPolicy, Session, Verdict, format_age};
 use jiff::Timestamp;
 
 use crate::exit::{Failure, out, out_text};
@@ -53,9 +53,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
             Some(at) => parse_instant(at, snapshot.now).map_err(Failure::Usage)?,
             None => snapshot.now,
         };
-        // The same overrides the agent's engine takes (verify's canary edges).
-        let overrides = Overrides::canary_edges(&loaded.policy, &snapshot.sessions);
-        let verdicts = assess_with(&loaded.policy, &snapshot.sessions, at, &overrides);
+        let verdicts = curfew_agent::judge_sessions(&loaded.policy, &snapshot.sessions, at);
         let locks = if target.standby {
             Vec::new()
         } else {
@@ -146,13 +144,12 @@ async fn lock_lines(
     loaded: &LoadedPolicy,
     at: Timestamp,
 ) -> Result<Vec<String>, Failure> {
-    let policy = &loaded.policy;
-    let rules: Vec<_> = policy.rules.iter().filter(|r| r.lock_logins).collect();
+    let has_rules = loaded.policy.rules.iter().any(|r| r.lock_logins);
     let ledger = connection
         .ledger_exists()
         .await
         .map_err(|e| Failure::Runtime(e.into()))?;
-    if rules.is_empty() && !ledger {
+    if !has_rules && !ledger {
         return Ok(Vec::new());
     }
     let roles = connection
@@ -161,18 +158,11 @@ async fn lock_lines(
         .map_err(|e| Failure::Runtime(e.into()))?;
     let short = |t: Timestamp| t.round(jiff::Unit::Minute).unwrap_or(t).to_string();
     let mut lines = Vec::new();
-    for rule in rules {
-        let Some(w) = rule.login_window(at) else {
-            continue;
-        };
-        let names: Vec<String> =
-            curfew_agent::covered_roles(policy, rule, &roles, &connection.info.role)
-                .map(|r| r.name.clone())
-                .collect();
-        let who = if names.is_empty() {
+    for w in curfew_agent::login_windows(&loaded.policy, &roles, &connection.info.role, at) {
+        let who = if w.roles.is_empty() {
             "no role".to_owned()
         } else {
-            names.join(", ")
+            w.roles.join(", ")
         };
         let until = w
             .until
@@ -180,12 +170,12 @@ async fn lock_lines(
         lines.push(if w.locked {
             format!(
                 "rule {}: logins of {who} are LOCKED {until} (login restored then)",
-                rule.name
+                w.rule
             )
         } else {
             format!(
                 "rule {}: logins of {who} are allowed {until} (locked then)",
-                rule.name
+                w.rule
             )
         });
     }

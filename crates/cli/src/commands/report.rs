@@ -61,7 +61,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                 loaded.source
             ))
         })?;
-        super::integrity::log_set(Path::new(log))
+        curfew_audit::log_set(Path::new(log))
     } else {
         args.audit_log.clone()
     };
@@ -72,7 +72,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         entries.push(e.clone());
     })?;
     let verification = &checked.chain.verification;
-    let integrity = integrity(&checked);
+    let integrity = curfew_report::Integrity::from_check(&checked);
     let explanation = curfew_policy::explain::explain(&loaded.policy);
     let audit_path = checked
         .chain
@@ -142,36 +142,6 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         },
         if problems == 1 { "" } else { "s" }
     )))
-}
-
-/// The report's account of what was checked beyond the chain's own hashes.
-fn integrity(checked: &super::integrity::Checked) -> curfew_report::Integrity {
-    let chain = &checked.chain;
-    let mut problems: Vec<curfew_report::ChainProblem> = checked
-        .problems()
-        .into_iter()
-        .skip(chain.verification.problems.len())
-        .map(|p| curfew_report::ChainProblem {
-            line: p.line,
-            seq: p.seq,
-            kind: p.kind.as_str().to_owned(),
-            message: p.message,
-        })
-        .collect();
-    problems.sort_by_key(|p| p.seq.unwrap_or(u64::MAX));
-    curfew_report::Integrity {
-        files: chain
-            .files
-            .iter()
-            .map(|f| f.path.display().to_string())
-            .collect(),
-        chain_id: chain.chain.clone(),
-        seqs: chain.first_seq.zip(chain.last_seq),
-        checked: checked.lines(),
-        anchored_up_to: checked.anchored_up_to(),
-        contradicted: !problems.is_empty(),
-        problems,
-    }
 }
 
 /// `--since`: a duration back from `now`, or an instant.

@@ -4,25 +4,17 @@
 use std::path::{Path, PathBuf};
 
 use curfew_policy::LoadedPolicy;
-use curfew_postgres::{Announcement, Connection};
+use curfew_postgres::Connection;
 
 use crate::exit::Failure;
 
-/// Whether a curfew agent that ends sessions leads the server `connection` is on: a session of
-/// curfew's own role holding the leader lock and announcing that it enforces a policy. (Any
-/// policy: the ledger's locks are applied by every enforcing agent.)
+/// Whether an enforcing curfew agent leads the server `connection` is on (see
+/// [`Connection::enforcing_agent_leads`]).
 pub(crate) async fn agent_leads(connection: &Connection) -> Result<bool, Failure> {
-    let holders = connection
-        .lock_holders()
+    connection
+        .enforcing_agent_leads()
         .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    Ok(holders.iter().any(|h| {
-        h.own_role
-            && h.application
-                .as_deref()
-                .and_then(Announcement::parse)
-                .is_some_and(|a| !a.dry_run)
-    }))
+        .map_err(|e| Failure::Runtime(e.into()))
 }
 
 /// The audit log the agent would write: `--audit-log`, else `audit_log` in `[agent]`.

@@ -12,9 +12,9 @@ mod output;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use curfew_policy::{Limit, LoadedPolicy};
-use curfew_verify::live::{Notice, Verified, verify_target};
-use curfew_verify::{RuleResult, Status};
+use curfew_policy::Limit;
+use curfew_verify::Status;
+use curfew_verify::live::{Notice, verify_target};
 use jiff::Timestamp;
 
 use super::Document as Format;
@@ -86,7 +86,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     if !args.no_record {
         super::record_result(
             audit_log.as_deref(),
-            records(&verified, &loaded, args.max_wait, args.full),
+            curfew_verify::control_records(&verified, &loaded, args.max_wait, args.full),
         );
     }
     match args.format {
@@ -117,42 +117,6 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     } else {
         Ok(())
     }
-}
-
-/// One `control_verified` record per target, with the evidence, for `curfew report`.
-fn records(
-    verified: &[Verified],
-    loaded: &LoadedPolicy,
-    max_wait: Limit,
-    full: bool,
-) -> Vec<curfew_audit::Record> {
-    verified
-        .iter()
-        .map(|v| {
-            let all: Vec<RuleResult> = v.results.iter().chain(&v.mechanisms).cloned().collect();
-            let failed = all.iter().any(|r| r.status == Status::Fail);
-            curfew_audit::Record::new(Timestamp::now(), curfew_audit::Event::ControlVerified)
-                .with_target(&v.target)
-                .with_result(if failed { "failed" } else { "passed" })
-                .with_reason(format!("curfew verify: {}", curfew_verify::summary(&all)))
-                .with_detail(serde_json::json!({
-                    // Who ran it: the real uid's user and the role the target's URL connects as.
-                    "actor": crate::actor::current(
-                        loaded.policy.targets.iter().find(|t| t.name == v.target).and_then(|t| t.url.login_role.as_deref()),
-                    ).to_json(),
-                    "server": v.server,
-                    "agent": v.agent,
-                    // The hash `policy_loaded` records carry: `report` compares the two.
-                    "policy_sha256": loaded.sha256,
-                    "max_wait": max_wait.to_string(),
-                    "full": full,
-                    "counts": curfew_verify::counts(&all),
-                    "rules": v.results,
-                    "mechanisms": v.mechanisms,
-                    "cleanup": v.cleanup,
-                }))
-        })
-        .collect()
 }
 
 /// What the live test says as it goes, on standard error.

@@ -1,11 +1,12 @@
-//! Who runs this command: the process's real uid and its passwd entry, never `$USER`,
-//! `$LOGNAME` or `$SUDO_USER` (any caller sets those as it likes: `USER=the_ciso curfew unlock`
-//! must not record the CISO).
+//! Who runs this process, for the records of what a person did (`curfew lock`, `unlock`,
+//! `verify`, `check`): the process's real uid and its passwd entry, never `$USER`, `$LOGNAME`
+//! or `$SUDO_USER` (any caller sets those as it likes: `USER=the_ciso curfew unlock` must not
+//! record the CISO).
 
-use curfew_audit::{Actor, LedgerActor};
+use crate::{Actor, LedgerActor};
 
 /// The person running this process, with the database role it acts as (if any).
-pub(crate) fn current(db_role: Option<&str>) -> Actor {
+pub fn current_actor(db_role: Option<&str>) -> Actor {
     let uid = rustix::process::getuid().as_raw();
     Actor {
         os_user: user_name(uid),
@@ -15,9 +16,9 @@ pub(crate) fn current(db_role: Option<&str>) -> Actor {
 }
 
 /// For the login-lock ledger: the actor, this host, and a reason.
-pub(crate) fn for_ledger(db_role: &str, reason: Option<&str>) -> LedgerActor {
+pub fn ledger_actor(db_role: &str, reason: Option<&str>) -> LedgerActor {
     LedgerActor {
-        actor: current(Some(db_role)),
+        actor: current_actor(Some(db_role)),
         host: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
             .map(|h| h.trim().to_owned())
@@ -79,7 +80,7 @@ mod tests {
     #[test]
     fn the_actor_is_the_real_uid_not_the_environment() {
         // The environment is not consulted at all: whatever $USER says, the uid decides.
-        let actor = current(Some("curfew_agent"));
+        let actor = current_actor(Some("curfew_agent"));
         assert_eq!(actor.uid, rustix::process::getuid().as_raw());
         assert_eq!(actor.db_role.as_deref(), Some("curfew_agent"));
     }

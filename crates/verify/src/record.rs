@@ -27,7 +27,7 @@ pub fn control_records(
                 .with_detail(serde_json::json!({
                     // Who ran it: the real uid's user and the role the target's URL connects as.
                     "actor": curfew_audit::current_actor(
-                        loaded.policy.targets.iter().find(|t| t.name == v.target).map(|t| t.url.user.as_str()),
+                        loaded.policy.targets.iter().find(|t| t.name == v.target).and_then(|t| t.url.login_role.as_deref()),
                     ).to_json(),
                     "server": v.server,
                     "agent": v.agent,

@@ -120,9 +120,14 @@ fn read_anchors(
     Ok(runtime.block_on(async {
         let mut out = Vec::new();
         for target in &policy.targets {
-            let spec = TargetSpec::from_policy(target);
-            let result = match curfew_postgres::read_target_anchors(&spec, TARGET_LIMIT).await {
+            let read = match TargetSpec::from_policy(target) {
+                Ok(spec) => curfew_postgres::read_target_anchors(&spec, TARGET_LIMIT)
+                    .await
+                    .map_err(|e| e.to_string()),
                 Err(e) => Err(e.to_string()),
+            };
+            let result = match read {
+                Err(e) => Err(e),
                 Ok(curfew_postgres::TargetAnchorRows { rows, origin: me }) => {
                     let anchors: Vec<Anchor> = rows
                         .into_iter()

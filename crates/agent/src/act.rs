@@ -10,14 +10,14 @@ use std::time::Duration;
 use curfew_audit::details::{SessionEnded, TerminationFailure, TerminationPlan, TerminationSkip};
 use curfew_audit::{Event, Intent, IntentToken, Termination, TerminationOutcome};
 use curfew_backend::{Backend, BackendError, EndRequest, Outcome, Signal, Snapshot};
-use curfew_policy::{Cause, Decision, LOGIN_LOCK_RULE, Plan, RuleId, Session, SessionKey};
+use curfew_policy::{Cause, Decision, LOGIN_LOCK_RULE, Plan, Session, SessionKey};
 use jiff::Timestamp;
 use tokio::time::Instant;
 
 use crate::describe::describe;
 use crate::events::AgentEvent;
 use crate::locked::LockedSet;
-use crate::once::OncePerRule;
+use crate::once::{OncePerRule, Subject};
 use crate::records::{about, complete_all, intend_all, session_info, write};
 use crate::shared::Shared;
 use crate::warn::Warner;
@@ -248,7 +248,7 @@ impl Actor {
                         crate::keepers::keepers(loaded, snapshot, plan, session, d.rule, limit);
                 }
                 if self.shared.options.dry_run {
-                    self.report(loaded, session, d.rule_id.clone(), ending)
+                    self.report(loaded, session, Subject::Rule(d.rule_id.clone()), ending)
                         .await;
                 } else if self.may_try(&d.session) {
                     batch.push(((*session).clone(), ending));
@@ -258,7 +258,7 @@ impl Actor {
             for d in &plan.reports {
                 if let Some(session) = by_key.get(&d.session) {
                     let ending = Ending::of(loaded, d, snapshot.now);
-                    self.report(loaded, session, d.rule_id.clone(), ending)
+                    self.report(loaded, session, Subject::Rule(d.rule_id.clone()), ending)
                         .await;
                 }
             }
@@ -349,8 +349,8 @@ impl Actor {
                 guard: EndRequest::identity_only(session.key()),
             };
             if self.shared.options.dry_run {
-                let rule = RuleId::new(LOGIN_LOCK_RULE);
-                self.report(loaded, session, rule, ending).await;
+                self.report(loaded, session, Subject::LoginLock, ending)
+                    .await;
             } else if self.may_try(&session.key()) {
                 batch.push((session.clone(), ending));
             }
@@ -526,10 +526,10 @@ impl Actor {
         &mut self,
         loaded: &LoadedPolicy,
         session: &Session,
-        rule: RuleId,
+        subject: Subject,
         ending: Ending,
     ) {
-        if !self.reported.insert(session.key(), rule.clone()) {
+        if !self.reported.insert(session.key(), subject.clone()) {
             return;
         }
         let mut record = about(Event::SessionReported, &self.target);
@@ -549,7 +549,7 @@ impl Actor {
             policy_sha256: loaded.sha256.clone(),
         });
         if write(&self.shared, record).await.is_err() {
-            self.reported.remove(session.key(), &rule);
+            self.reported.remove(session.key(), &subject);
             return;
         }
         tracing::info!(target: "curfew::agent",

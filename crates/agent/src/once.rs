@@ -6,10 +6,20 @@ use std::collections::HashSet;
 
 use curfew_policy::{Decision, RuleId, SessionKey};
 
-/// The (session, rule) pairs already recorded.
+/// What a record was about: a rule, or a login lock. Kept apart because a policy may name a
+/// rule like the lock (`login-lock`): its records and the lock's must not stand for each other.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Subject {
+    /// A rule, by its stable id.
+    Rule(RuleId),
+    /// A login lock in force on the session's role.
+    LoginLock,
+}
+
+/// The (session, subject) pairs already recorded.
 #[derive(Debug, Default)]
 pub(crate) struct OncePerRule {
-    said: HashSet<(SessionKey, RuleId)>,
+    said: HashSet<(SessionKey, Subject)>,
 }
 
 impl OncePerRule {
@@ -20,7 +30,7 @@ impl OncePerRule {
 
     /// Whether it was said for this session and rule.
     pub(crate) fn contains(&self, session: SessionKey, rule: &RuleId) -> bool {
-        self.said.contains(&(session, rule.clone()))
+        self.said.contains(&(session, Subject::Rule(rule.clone())))
     }
 
     /// The decisions whose (session, rule) was not said yet, in their order.
@@ -32,13 +42,13 @@ impl OncePerRule {
     }
 
     /// Remember it; `false` if it already was.
-    pub(crate) fn insert(&mut self, session: SessionKey, rule: RuleId) -> bool {
-        self.said.insert((session, rule))
+    pub(crate) fn insert(&mut self, session: SessionKey, subject: Subject) -> bool {
+        self.said.insert((session, subject))
     }
 
     /// Forget it (it could not be recorded after all).
-    pub(crate) fn remove(&mut self, session: SessionKey, rule: &RuleId) {
-        self.said.remove(&(session, rule.clone()));
+    pub(crate) fn remove(&mut self, session: SessionKey, subject: &Subject) {
+        self.said.remove(&(session, subject.clone()));
     }
 
     /// Forget the sessions that are gone.
@@ -80,7 +90,7 @@ mod tests {
             .cloned()
             .collect::<Vec<_>>()
         {
-            assert!(once.insert(d.session, d.rule_id));
+            assert!(once.insert(d.session, Subject::Rule(d.rule_id)));
         }
         let after = [decision(session, 0, "b"), decision(session, 1, "a")];
         let unsaid: Vec<&str> = once
@@ -89,7 +99,7 @@ mod tests {
             .map(|d| d.rule_id.as_str())
             .collect();
         assert_eq!(unsaid, ["b"]);
-        assert!(!once.insert(session, RuleId::new("a")));
+        assert!(!once.insert(session, Subject::Rule(RuleId::new("a"))));
     }
 
     #[test]
@@ -100,12 +110,29 @@ mod tests {
         };
         let live = SessionKey { pid: 2, ..gone };
         let mut once = OncePerRule::default();
-        once.insert(gone, RuleId::new("a"));
-        once.insert(live, RuleId::new("a"));
+        once.insert(gone, Subject::Rule(RuleId::new("a")));
+        once.insert(live, Subject::Rule(RuleId::new("a")));
         once.retain_live(&HashSet::from([live]));
         assert!(!once.contains(gone, &RuleId::new("a")));
         assert!(once.contains(live, &RuleId::new("a")));
-        once.remove(live, &RuleId::new("a"));
+        once.remove(live, &Subject::Rule(RuleId::new("a")));
         assert!(once.is_empty());
+    }
+
+    /// A rule a policy names like the lock does not stand for the lock's record, nor the
+    /// lock's for the rule's (regression: both were keyed by the name `login-lock`).
+    #[test]
+    fn a_rule_named_like_the_login_lock_is_not_the_lock() {
+        let session = SessionKey {
+            pid: 7,
+            backend_start: Timestamp::UNIX_EPOCH,
+        };
+        let mut once = OncePerRule::default();
+        assert!(once.insert(session, Subject::LoginLock));
+        let rule = RuleId::new(curfew_policy::LOGIN_LOCK_RULE);
+        assert!(!once.contains(session, &rule));
+        assert!(once.insert(session, Subject::Rule(rule.clone())));
+        assert!(!once.insert(session, Subject::LoginLock));
+        assert!(!once.insert(session, Subject::Rule(rule)));
     }
 }

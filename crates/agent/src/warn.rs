@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::events::AgentEvent;
 use crate::notify::{Hook, hooks};
-use crate::once::OncePerRule;
+use crate::once::{OncePerRule, Subject};
 use crate::records::{about, session_info, write_all};
 use crate::shared::Shared;
 use curfew_policy::LoadedPolicy;
@@ -109,7 +109,8 @@ impl Warner {
             return;
         };
         for ((d, session, rule, why, reason), appended) in told.into_iter().zip(appended) {
-            self.warned.insert(d.session, d.rule_id.clone());
+            self.warned
+                .insert(d.session, Subject::Rule(d.rule_id.clone()));
             tracing::info!(target: "curfew::agent",
                 event = "session_warned",
                 target = %self.target,

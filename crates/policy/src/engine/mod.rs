@@ -291,4 +291,6 @@ mod canary_tests;
 #[cfg(test)]
 mod per_session_tests;
 #[cfg(test)]
+mod test_support;
+#[cfg(test)]
 mod tests;

@@ -4,25 +4,11 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
+use super::test_support::{ago, now, policy};
 use super::*;
 use crate::model::{Action, RuleId};
 use crate::parse_policy;
 use crate::session::{BackendType, SessionState};
-
-fn policy(text: &str) -> Policy {
-    parse_policy("t.toml", text, jiff::tz::db())
-        .unwrap_or_else(|e| panic!("{e}"))
-        .policy
-}
-
-/// 2026-11-23 15:00 UTC: a Monday, 10:00 in New York.
-fn now() -> Timestamp {
-    "2026-11-23T15:00:00Z".parse().unwrap()
-}
-
-fn ago(secs: i64) -> Timestamp {
-    now() - SignedDuration::from_secs(secs)
-}
 
 fn at(text: &str) -> Timestamp {
     text.parse().unwrap()

@@ -1,10 +1,8 @@
 //! The per-session API: admit, next event, violations per error, and decisions by stable id.
 
-use std::sync::Arc;
-
 use jiff::{SignedDuration, Timestamp};
 
-use super::test_support::{ago, now, policy};
+use super::test_support::{ago, client_session, now, policy};
 use super::*;
 use crate::model::{Action, RuleId};
 use crate::parse_policy;
@@ -25,19 +23,7 @@ fn login(role: &str) -> Login<'_> {
 }
 
 fn session(pid: i32, role: &str) -> Session {
-    Session {
-        pid,
-        backend_start: ago(3_600),
-        xact_start: None,
-        state: SessionState::Active,
-        state_change: Some(ago(60)),
-        role: role.into(),
-        member_of: Arc::from(Vec::<String>::new()),
-        database: "app".into(),
-        client_addr: Some("10.1.2.3".parse().unwrap()),
-        application: "psql".into(),
-        backend_type: BackendType::ClientBackend,
-    }
+    client_session(pid, role, SessionState::Active)
 }
 
 fn refused(a: Admission) -> Refusal {

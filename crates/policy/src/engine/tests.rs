@@ -5,24 +5,12 @@ use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 
-use super::test_support::{ago, now, policy};
+use super::test_support::{ago, client_session, now, policy};
 use super::*;
 use crate::session::{BackendType, SessionState};
 
 fn session(pid: i32, role: &str) -> Session {
-    Session {
-        pid,
-        backend_start: ago(3_600),
-        xact_start: None,
-        state: SessionState::Idle,
-        state_change: Some(ago(60)),
-        role: role.into(),
-        member_of: Arc::from(Vec::<String>::new()),
-        database: "app".into(),
-        client_addr: Some("10.1.2.3".parse().unwrap()),
-        application: "psql".into(),
-        backend_type: BackendType::ClientBackend,
-    }
+    client_session(pid, role, SessionState::Idle)
 }
 
 fn idle_for(mut s: Session, secs: i64) -> Session {

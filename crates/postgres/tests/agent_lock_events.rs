@@ -76,20 +76,7 @@ async fn observers_hear_of_window_and_incident_locks_with_their_ends() {
     assert_eq!(locks[0].until, Some(window_end), "{locks:#?}");
 
     // An incident lock on bo, lapsing in 3 s.
-    let spec = curfew_postgres::TargetSpec {
-        name: "test".into(),
-        url: curfew_postgres::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres"))
-            .unwrap(),
-        password_file: None,
-    };
-    let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
-    let bo = ledger
-        .roles()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == "bo")
-        .unwrap();
+    let (ledger, bo) = ledger_and_role(&cluster, "bo").await;
     let expires = Timestamp::now() + SignedDuration::from_secs(3);
     ledger
         .create_incident_lock(&bo, "INC-7: leaked password", "tester@host", Some(expires))

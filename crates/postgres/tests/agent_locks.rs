@@ -63,28 +63,6 @@ async fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool
     }
 }
 
-/// A connection to the ledger as curfew_agent (as `curfew lock` opens one), and a role's entry.
-async fn ledger_and_role(
-    cluster: &Cluster,
-    role: &str,
-) -> (curfew_postgres::Connection, curfew_postgres::RoleInfo) {
-    let spec = curfew_postgres::TargetSpec {
-        name: "test".into(),
-        url: curfew_postgres::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres"))
-            .unwrap(),
-        password_file: None,
-    };
-    let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
-    let info = ledger
-        .roles()
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == role)
-        .unwrap();
-    (ledger, info)
-}
-
 fn stamp(t: jiff::Timestamp) -> String {
     t.strftime("%Y-%m-%d %H:%M:%S").to_string()
 }

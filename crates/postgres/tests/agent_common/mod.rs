@@ -285,3 +285,25 @@ pub fn terminated_pid(e: &AgentEvent) -> Option<(i32, String, Duration)> {
         _ => None,
     }
 }
+
+/// A connection to the ledger as curfew_agent (as `curfew lock` opens one), and a role's entry.
+pub async fn ledger_and_role(
+    cluster: &Cluster,
+    role: &str,
+) -> (curfew_postgres::Connection, curfew_postgres::RoleInfo) {
+    let spec = curfew_postgres::TargetSpec {
+        name: "test".into(),
+        url: curfew_postgres::ConnectionUrl::parse(&cluster.url("curfew_agent", "postgres"))
+            .unwrap(),
+        password_file: None,
+    };
+    let ledger = curfew_postgres::connect(&spec).await.unwrap().connection;
+    let info = ledger
+        .roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == role)
+        .unwrap();
+    (ledger, info)
+}

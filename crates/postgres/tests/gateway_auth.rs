@@ -69,12 +69,25 @@ async fn install(cluster: &Cluster, dir: &TempDir, settings: &GatewayAuth) {
     assert!(installed.installed, "{installed:?}");
 }
 
+/// The settings a policy's `[gateway]` gives, its `auth_url` logging in as [`GATEWAY`].
 fn settings(members_of: Option<&str>, superusers: bool) -> GatewayAuth {
-    GatewayAuth {
-        gateway_role: GATEWAY.to_owned(),
-        serve_members_of: members_of.map(str::to_owned),
-        serve_superusers: superusers,
+    let mut gateway = format!(
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://curfew_agent@db1/postgres\"\n[gateway]\nauth_url = \"postgresql://gate%22way'%5C@db1/postgres\"\nserve_superusers = {superusers}\n"
+    );
+    if let Some(role) = members_of {
+        let escaped = role.replace('\\', "\\\\").replace('"', "\\\"");
+        gateway.push_str(&format!("serve_members_of = \"{escaped}\"\n"));
     }
+    let parsed = curfew_policy::parse_policy_with(
+        "t.toml",
+        &gateway,
+        jiff::tz::db(),
+        &[&curfew_postgres::POSTGRES_URLS],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let settings = GatewayAuth::for_gateway(&parsed.policy.gateway.unwrap()).unwrap();
+    assert_eq!(settings.gateway_role, GATEWAY);
+    settings
 }
 
 /// A plain client logged in with SCRAM as `user`.

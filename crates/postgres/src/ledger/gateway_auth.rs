@@ -41,6 +41,19 @@ pub struct GatewayAuth {
     pub serve_superusers: bool,
 }
 
+impl GatewayAuth {
+    /// The settings of a policy's `[gateway]`: its own role is the user of `auth_url` (by
+    /// default the target's URL). `None` when the policy was parsed without URL validators, so
+    /// the role is unknown.
+    pub fn for_gateway(gateway: &curfew_policy::Gateway) -> Option<GatewayAuth> {
+        Some(GatewayAuth {
+            gateway_role: gateway.own_role()?.to_owned(),
+            serve_members_of: gateway.serve_members_of.clone(),
+            serve_superusers: gateway.serve_superusers,
+        })
+    }
+}
+
 /// What installing the gateway's auth function did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewayAuthInstalled {

@@ -170,4 +170,3 @@ fn oid_text(oid: &[u8]) -> String {
         .collect::<Vec<_>>()
         .join(".")
 }
-

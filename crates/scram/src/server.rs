@@ -232,4 +232,3 @@ pub(crate) fn decode(text: &str, name: char, max: usize) -> Result<Vec<u8>, Malf
     }
     STANDARD.decode(text).map_err(|_| Malformed::Base64(name))
 }
-

@@ -220,4 +220,3 @@ fn decode_key(text: &str, why: &'static str) -> Result<Key, VerifierError> {
         .map_err(|_| VerifierError::Malformed(why))?;
     <[u8; KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| VerifierError::Malformed(why))
 }
-

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroize as _;
 
 use crate::attrs::Attributes;
 use crate::channel_binding::CertificateHash;
@@ -49,6 +50,12 @@ pub struct ClientExchange {
 /// A client exchange that sent client-final and waits for server-final.
 pub struct AwaitingServerFinal {
     expected_signature: Key,
+}
+
+impl Drop for ClientExchange {
+    fn drop(&mut self) {
+        self.server_key.zeroize();
+    }
 }
 
 impl ClientExchange {

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroize as _;
 
 use crate::crypto::{ClientKey, KEY_LEN, Key, hmac, salted_password};
 
@@ -168,6 +169,14 @@ impl Verifier {
             STANDARD.encode(self.stored_key),
             STANDARD.encode(self.server_key)
         )
+    }
+}
+
+impl Drop for Verifier {
+    fn drop(&mut self) {
+        // Whoever holds a verifier can attack the password offline: no copy outlives its use.
+        self.stored_key.zeroize();
+        self.server_key.zeroize();
     }
 }
 

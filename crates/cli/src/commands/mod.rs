@@ -13,7 +13,6 @@ pub(crate) mod packaging;
 pub(crate) mod plan;
 pub(crate) mod policy_man;
 pub(crate) mod report;
-pub(crate) mod stand_in;
 pub(crate) mod validate;
 pub(crate) mod verify;
 

@@ -85,12 +85,33 @@ pub(crate) fn out_text(text: &str) -> Result<(), Failure> {
 /// Write to standard output, reporting failures (such as a closed pipe) instead of panicking
 /// as `print!` does.
 pub(crate) fn out(text: &str) -> Result<(), Failure> {
+    write_stdout(text).map_err(stdout_failure)
+}
+
+/// Write to standard output and flush (what [`out`] does, the error left to the caller: a
+/// sink of `curfew_ops` steps hands it back through the library).
+pub(crate) fn write_stdout(text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(text.as_bytes())
         .and_then(|()| stdout.flush())
-        .map_err(|e| Failure::Runtime(anyhow::Error::new(e).context("writing to standard output")))
+}
+
+fn stdout_failure(e: std::io::Error) -> Failure {
+    Failure::Runtime(anyhow::Error::new(e).context("writing to standard output"))
+}
+
+impl From<curfew_ops::OpsError> for Failure {
+    /// The operator's mistakes exit 2 with their message; failures at run time exit 1 with
+    /// their causes; a step the sink could not print fails as [`out`] does.
+    fn from(error: curfew_ops::OpsError) -> Self {
+        match error {
+            curfew_ops::OpsError::Output(e) => stdout_failure(e),
+            e if e.is_usage() => Failure::Usage(e.to_string()),
+            e => Failure::Runtime(e.into()),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ mod commands;
 mod exit;
 mod logging;
 mod policy_file;
+mod steps;
 mod table;
 mod when;
 

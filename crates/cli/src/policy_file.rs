@@ -12,14 +12,6 @@ use crate::exit::Failure;
 pub(crate) const URL_VALIDATORS: &[&dyn curfew_policy::UrlValidator] =
     &[&curfew_postgres::POSTGRES_URLS];
 
-/// How to reach a policy target. Its URL was validated when the policy was loaded, so this
-/// fails only for a policy loaded otherwise; then it is bad input (exit 2).
-pub(crate) fn target_spec(
-    target: &curfew_policy::Target,
-) -> Result<curfew_postgres::TargetSpec, Failure> {
-    curfew_postgres::TargetSpec::from_policy(target).map_err(|e| Failure::Usage(e.to_string()))
-}
-
 /// Read and validate the policy at `path` (`-` is standard input): it must have rules and
 /// targets. Warnings are printed to standard error; errors are printed there too, and the
 /// result is a usage failure (exit 2).

@@ -1,18 +1,14 @@
 //! What `curfew audit verify` and `curfew report` check of an audit log: the chain of a set of
 //! files (a log and its rotated files), then the anchors every `[[target]]` of the policy holds
-//! (unless `--offline`), then the signed checkpoints (with `--public-key`).
+//! (unless `--offline`; `curfew_ops::read_anchors` reads and compares them), then the signed
+//! checkpoints (with `--public-key`).
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::Context;
-use curfew_audit::{Anchor, ChainVerification, Entry, IntegrityCheck, TargetAnchors};
-use curfew_postgres::TargetSpec;
+use curfew_audit::{Entry, IntegrityCheck};
 
 use crate::exit::Failure;
-
-/// How long reading one target's anchors may take (connect included).
-const TARGET_LIMIT: Duration = Duration::from_secs(15);
 
 /// Options shared by `audit verify` and `report`.
 #[derive(Debug, Clone, clap::Args)]
@@ -57,21 +53,10 @@ impl CheckArgs {
         Ok(curfew_audit::AnchorRules {
             other_chains: self.other_chain.clone(),
             from_seq: self.from_seq,
-            late_after: late_after(policy),
+            late_after: curfew_ops::late_after(policy),
             verifier: None,
         })
     }
-}
-
-/// How long after a record an anchor naming it still confirms it: max(2 min, 10 × [agent]
-/// interval). The agent anchors within an interval or two of each record; the margin also
-/// covers the offset between the agent host's clock (the record's ts) and the target's (the
-/// anchor's time).
-fn late_after(policy: Option<&curfew_policy::Policy>) -> jiff::SignedDuration {
-    let floor = jiff::SignedDuration::from_mins(2);
-    let interval = policy.map_or(Duration::ZERO, |p| p.agent.interval.to_std());
-    let ten = jiff::SignedDuration::try_from(interval.saturating_mul(10)).unwrap_or(floor);
-    ten.max(floor)
 }
 
 /// Check `paths` as one chain, handing each record to `each`; then the anchors of the targets
@@ -98,7 +83,11 @@ pub(crate) fn check(
             Vec::new(),
             Some("the policy names no [[target]]".to_owned()),
         ),
-        (false, Ok(policy)) => (read_anchors(policy, &chain, &rules)?, None),
+        (false, Ok(policy)) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
+            let read = curfew_ops::read_anchors(policy, &chain, &rules);
+            (runtime.block_on(read), None)
+        }
     };
     Ok(IntegrityCheck {
         chain,
@@ -108,53 +97,6 @@ pub(crate) fn check(
         from_seq: args.from_seq,
         signatures,
     })
-}
-
-/// Each target's anchors of every chain, compared with `chain`.
-fn read_anchors(
-    policy: &curfew_policy::Policy,
-    chain: &ChainVerification,
-    rules: &curfew_audit::AnchorRules,
-) -> Result<Vec<TargetAnchors>, Failure> {
-    let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    Ok(runtime.block_on(async {
-        let mut out = Vec::new();
-        for target in &policy.targets {
-            let read = match TargetSpec::from_policy(target) {
-                Ok(spec) => curfew_postgres::read_target_anchors(&spec, TARGET_LIMIT)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(e.to_string()),
-            };
-            let result = match read {
-                Err(e) => Err(e),
-                Ok(curfew_postgres::TargetAnchorRows { rows, origin: me }) => {
-                    let anchors: Vec<Anchor> = rows
-                        .into_iter()
-                        .map(|r| Anchor {
-                            chain: r.chain,
-                            seq: r.seq,
-                            hash: r.hash,
-                            at: r.anchored_at,
-                            from: format!("target \"{}\" (by role {})", target.name, r.anchored_by),
-                            by: r.anchored_by,
-                            origin: r.anchored_from,
-                        })
-                        .collect();
-                    let rules = curfew_audit::AnchorRules {
-                        verifier: Some((me.role, me.addr)),
-                        ..rules.clone()
-                    };
-                    Ok(chain.check_anchors(&anchors, &rules))
-                }
-            };
-            out.push(TargetAnchors {
-                target: target.name.clone(),
-                result,
-            });
-        }
-        out
-    }))
 }
 
 /// The policy for reading anchors: loaded when the file exists; otherwise why not (a missing

@@ -13,7 +13,6 @@ pub(crate) mod packaging;
 pub(crate) mod plan;
 pub(crate) mod policy_man;
 pub(crate) mod report;
-pub(crate) mod stand_in;
 pub(crate) mod validate;
 pub(crate) mod verify;
 
@@ -32,17 +31,14 @@ pub(crate) fn record_result(
     audit_log: Option<&std::path::Path>,
     records: Vec<curfew_audit::Record>,
 ) {
-    let Some(path) = audit_log else {
-        eprintln!(
+    match curfew_ops::record_results(audit_log, records) {
+        curfew_ops::ResultRecording::Recorded => {}
+        curfew_ops::ResultRecording::NoAuditLog => eprintln!(
             "curfew: note: the result was not recorded (no audit_log in [agent], no --audit-log)"
-        );
-        return;
-    };
-    let appended = curfew_audit::AuditLog::open(path).and_then(|log| log.append_all(records));
-    if let Err(e) = appended {
-        eprintln!(
-            "curfew: warning: the result was not recorded in {}: {e}",
+        ),
+        curfew_ops::ResultRecording::Failed { path, error } => eprintln!(
+            "curfew: warning: the result was not recorded in {}: {error}",
             path.display()
-        );
+        ),
     }
 }

@@ -1,15 +1,18 @@
 //! `curfew plan`: one snapshot of each target, and for each live session the rule that will end
 //! it and when, or why it is exempt. `--at` evaluates the same sessions at another instant.
+//! The snapshot and the judging are `curfew_ops::plan`'s; here the arguments and the output.
 
 use std::fmt::Write as _;
 use std::path::Path;
 
 use anyhow::Context;
-use curfew_policy::{LoadedPolicy, Session, Verdict, format_age};
+use curfew_ops::{LoginLock, TargetPlan};
+use curfew_policy::{LoadedPolicy, Verdict, format_age};
 use jiff::Timestamp;
 
 use crate::exit::{Failure, out, out_text};
 use crate::policy_file;
+use crate::steps;
 use crate::when::parse_instant;
 
 /// Output formats of `curfew plan`.
@@ -45,34 +48,20 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         parse_instant(at, Timestamp::UNIX_EPOCH).map_err(Failure::Usage)?;
     }
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
-    let mut documents = Vec::new();
-    let mut text = String::new();
-    for target in targets {
-        let (snapshot, server, connection) = runtime.block_on(snapshot(&loaded, target))?;
-        let at = match &args.at {
-            Some(at) => parse_instant(at, snapshot.now).map_err(Failure::Usage)?,
-            None => snapshot.now,
-        };
-        let verdicts = curfew_agent::judge_sessions(&loaded.policy, &snapshot.sessions, at);
-        let locks = if target.standby {
-            Vec::new()
-        } else {
-            runtime.block_on(lock_lines(&connection, &loaded, at))?
-        };
-        match args.format {
-            Format::Table => {
-                table(
-                    &mut text,
-                    &loaded,
-                    &target.name,
-                    &server,
-                    snapshot.now,
-                    at,
-                    &snapshot.sessions,
-                    &verdicts,
-                );
+    // `--at` may count from the server's clock: resolved per target.
+    let at = |now: Timestamp| match &args.at {
+        Some(at) => parse_instant(at, now),
+        None => Ok(now),
+    };
+    let plans = runtime.block_on(curfew_ops::plan(&loaded, &targets, &at, &mut steps::print))?;
+    match args.format {
+        Format::Table => {
+            let mut text = String::new();
+            for plan in &plans {
+                table(&mut text, &loaded, plan);
+                let locks = lock_lines(&plan.login_locks, plan.at);
                 if !locks.is_empty() {
-                    let at = at.round(jiff::Unit::Second).unwrap_or(at);
+                    let at = plan.at.round(jiff::Unit::Second).unwrap_or(plan.at);
                     let _ = writeln!(text, "  Login locks at {at}:");
                     for line in &locks {
                         let _ = writeln!(text, "    {line}");
@@ -80,128 +69,85 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
                     let _ = writeln!(text);
                 }
             }
-            Format::Json => documents.push(serde_json::json!({
-                "target": target.name,
-                "server": server,
-                "server_now": snapshot.now.to_string(),
-                "at": at.to_string(),
-                "sessions": snapshot.sessions.iter().zip(&verdicts).map(|(s, v)| serde_json::json!({
-                    "pid": s.pid,
-                    "backend_start": s.backend_start.to_string(),
-                    "role": &*s.role,
-                    "database": &*s.database,
-                    "application": &*s.application,
-                    "client_addr": s.client_addr.map(|a| a.to_string()),
-                    "state": s.state.as_pg(),
-                    "verdict": v,
-                    "rule": rule_of(&loaded, v),
-                    "reason": reason_of(&loaded, v, at),
-                })).collect::<Vec<_>>(),
-                "login_locks": locks,
-            })),
+            out_text(&text)
+        }
+        Format::Json => {
+            let documents: Vec<_> = plans.iter().map(|plan| json(&loaded, plan)).collect();
+            out(&format!(
+                "{}\n",
+                serde_json::to_string_pretty(&documents).map_err(|e| Failure::Runtime(e.into()))?
+            ))
         }
     }
-    match args.format {
-        Format::Table => out_text(&text),
-        Format::Json => out(&format!(
-            "{}\n",
-            serde_json::to_string_pretty(&documents).map_err(|e| Failure::Runtime(e.into()))?
-        )),
-    }
 }
 
-async fn snapshot(
-    loaded: &LoadedPolicy,
-    target: &curfew_policy::Target,
-) -> Result<
-    (
-        curfew_postgres::Snapshot,
-        String,
-        curfew_postgres::Connection,
-    ),
-    Failure,
-> {
-    let spec = crate::policy_file::target_spec(target)?;
-    let mut connected = curfew_postgres::connect(&spec)
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    for warning in &connected.warnings {
-        eprintln!("curfew: warning: {warning}");
-    }
-    let server = format!("PostgreSQL {}", connected.connection.info.version);
-    let snapshot = connected
-        .connection
-        .snapshot(&[], loaded.needs_memberships())
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    Ok((snapshot, server, connected.connection))
+/// One target's plan as `--format json` gives it.
+fn json(loaded: &LoadedPolicy, plan: &TargetPlan) -> serde_json::Value {
+    let at = plan.at;
+    serde_json::json!({
+        "target": plan.target,
+        "server": plan.server,
+        "server_now": plan.now.to_string(),
+        "at": at.to_string(),
+        "sessions": plan.sessions.iter().zip(&plan.verdicts).map(|(s, v)| serde_json::json!({
+            "pid": s.pid,
+            "backend_start": s.backend_start.to_string(),
+            "role": &*s.role,
+            "database": &*s.database,
+            "application": &*s.application,
+            "client_addr": s.client_addr.map(|a| a.to_string()),
+            "state": s.state.as_pg(),
+            "verdict": v,
+            "rule": rule_of(loaded, v),
+            "reason": reason_of(loaded, v, at),
+        })).collect::<Vec<_>>(),
+        "login_locks": lock_lines(&plan.login_locks, at),
+    })
 }
 
-/// When each `lock_logins` rule locks and restores which roles, and the incident locks, as of
-/// `at`.
-async fn lock_lines(
-    connection: &curfew_postgres::Connection,
-    loaded: &LoadedPolicy,
-    at: Timestamp,
-) -> Result<Vec<String>, Failure> {
-    let has_rules = loaded.policy.rules.iter().any(|r| r.lock_logins);
-    let ledger = connection
-        .ledger_exists()
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
-    if !has_rules && !ledger {
-        return Ok(Vec::new());
-    }
-    let roles = connection
-        .roles()
-        .await
-        .map_err(|e| Failure::Runtime(e.into()))?;
+/// Each login lock as a line: when each `lock_logins` rule locks and restores which roles,
+/// and the incident locks, as of `at`.
+fn lock_lines(locks: &[LoginLock], at: Timestamp) -> Vec<String> {
     let short = |t: Timestamp| t.round(jiff::Unit::Minute).unwrap_or(t).to_string();
-    let mut lines = Vec::new();
-    for w in curfew_agent::login_windows(&loaded.policy, &roles, &connection.info.role, at) {
-        let who = if w.roles.is_empty() {
-            "no role".to_owned()
-        } else {
-            w.roles.join(", ")
-        };
-        let until = w
-            .until
-            .map_or("for good".to_owned(), |u| format!("until {}", short(u)));
-        lines.push(if w.locked {
-            format!(
-                "rule {}: logins of {who} are LOCKED {until} (login restored then)",
-                w.rule
-            )
-        } else {
-            format!(
-                "rule {}: logins of {who} are allowed {until} (locked then)",
-                w.rule
-            )
-        });
-    }
-    if ledger {
-        for lock in connection
-            .locks(false)
-            .await
-            .map_err(|e| Failure::Runtime(e.into()))?
-        {
-            if lock.kind != "incident" {
-                continue;
+    locks
+        .iter()
+        .map(|lock| match lock {
+            LoginLock::Window(w) => {
+                let who = if w.roles.is_empty() {
+                    "no role".to_owned()
+                } else {
+                    w.roles.join(", ")
+                };
+                let until = w
+                    .until
+                    .map_or("for good".to_owned(), |u| format!("until {}", short(u)));
+                if w.locked {
+                    format!(
+                        "rule {}: logins of {who} are LOCKED {until} (login restored then)",
+                        w.rule
+                    )
+                } else {
+                    format!(
+                        "rule {}: logins of {who} are allowed {until} (locked then)",
+                        w.rule
+                    )
+                }
             }
-            let state = match lock.expires_at {
-                Some(e) if e <= at => format!("expired at {}", short(e)),
-                Some(e) => format!("in force until {}", short(e)),
-                None => "in force until lifted".to_owned(),
-            };
-            lines.push(format!(
-                "role {}: incident lock by {} ({}), {state}",
-                lock.role_name,
-                curfew_audit::actor::ledger_label(&lock.created_by),
-                lock.reason
-            ));
-        }
-    }
-    Ok(lines)
+            LoginLock::Incident {
+                role,
+                by,
+                reason,
+                expires_at,
+            } => {
+                let state = match expires_at {
+                    Some(e) if *e <= at => format!("expired at {}", short(*e)),
+                    Some(e) => format!("in force until {}", short(*e)),
+                    None => "in force until lifted".to_owned(),
+                };
+                format!("role {role}: incident lock by {by} ({reason}), {state}")
+            }
+        })
+        .collect()
 }
 
 fn rule_of(loaded: &LoadedPolicy, v: &Verdict) -> Option<String> {
@@ -221,17 +167,17 @@ fn reason_of(loaded: &LoadedPolicy, v: &Verdict, at: Timestamp) -> Option<String
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn table(
-    out: &mut String,
-    loaded: &LoadedPolicy,
-    target: &str,
-    server: &str,
-    now: Timestamp,
-    at: Timestamp,
-    sessions: &[Session],
-    verdicts: &[Verdict],
-) {
+fn table(out: &mut String, loaded: &LoadedPolicy, plan: &TargetPlan) {
+    let TargetPlan {
+        target,
+        server,
+        now,
+        at,
+        sessions,
+        verdicts,
+        ..
+    } = plan;
+    let (now, at) = (*now, *at);
     let when = if at == now {
         format!(
             "server clock {}",

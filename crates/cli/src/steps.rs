@@ -28,6 +28,24 @@ pub(crate) fn print(step: Step) -> std::io::Result<()> {
             },
             curfew_postgres::OWNER_ROLE,
         ))?,
+        Step::GatewayAuthInstalled {
+            target,
+            gateway_role,
+            serve_members_of,
+            serve_superusers,
+        } => text(&format!(
+            "target {target}: the gateway's auth function curfew.gateway_secret is installed; only role \"{}\" may execute it; it serves {}{}\n",
+            visible(&gateway_role),
+            serve_members_of.map_or_else(
+                || "every login role".to_owned(),
+                |r| format!("the members of role \"{}\"", visible(&r))
+            ),
+            if serve_superusers {
+                ", superusers included"
+            } else {
+                ", superusers excepted"
+            },
+        ))?,
         Step::Note { target, note } => eprintln!("curfew: note: target {target}: {note}"),
         Step::Recorded {
             target,

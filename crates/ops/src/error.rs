@@ -47,6 +47,10 @@ pub enum OpsError {
     /// An instant given to evaluate at does not resolve (the text says why).
     #[error("{0}")]
     BadInstant(String),
+    /// The gateway's own role is unknown: its `auth_url` was not checked by a URL validator
+    /// (the policy was loaded without them).
+    #[error("[gateway]: the gateway's own role is unknown (auth_url has no user)")]
+    GatewayRoleUnknown,
     /// `--until` is not in the future.
     #[error("--until is in the past")]
     UntilInPast,
@@ -102,6 +106,7 @@ impl OpsError {
                 | OpsError::BadInstant(_)
                 | OpsError::UntilInPast
                 | OpsError::NoReason
+                | OpsError::GatewayRoleUnknown
                 | OpsError::Refused { .. }
                 | OpsError::NoAuditLog
                 | OpsError::NoIncidentLock { .. }

@@ -22,6 +22,9 @@ pub struct InitRequest<'a> {
     pub admin_user: Option<&'a str>,
     /// The administrator's password file.
     pub admin_password_file: Option<PathBuf>,
+    /// The policy's `[gateway]`, whose auth function is installed on the primary it forwards
+    /// to (`None`: no gateway, nothing installed for one).
+    pub gateway: Option<&'a curfew_policy::Gateway>,
 }
 
 /// `curfew init`: as an administrator, install the ledger and its functions on each primary
@@ -55,6 +58,41 @@ pub async fn init(request: &InitRequest<'_>, progress: &mut impl Progress) -> Re
             };
             report(progress, step)?;
         }
+        if let Some(gateway) = request.gateway.filter(|g| g.target == target.name) {
+            install_gateway_auth(&mut connection, &target.name, gateway, progress).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The gateway's auth function (`curfew.gateway_secret`) on the primary the gateway forwards
+/// to, executable by the gateway's own role only.
+async fn install_gateway_auth(
+    connection: &mut curfew_postgres::Connection,
+    target: &str,
+    gateway: &curfew_policy::Gateway,
+    progress: &mut impl Progress,
+) -> Result<(), OpsError> {
+    let settings =
+        curfew_postgres::GatewayAuth::for_gateway(gateway).ok_or(OpsError::GatewayRoleUnknown)?;
+    let installed = connection.install_gateway_auth(&settings).await?;
+    if installed.installed {
+        report(
+            progress,
+            Step::GatewayAuthInstalled {
+                target: target.to_owned(),
+                gateway_role: settings.gateway_role.clone(),
+                serve_members_of: settings.serve_members_of.clone(),
+                serve_superusers: settings.serve_superusers,
+            },
+        )?;
+    }
+    for note in installed.notes {
+        let step = Step::Note {
+            target: target.to_owned(),
+            note,
+        };
+        report(progress, step)?;
     }
     Ok(())
 }

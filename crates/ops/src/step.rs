@@ -22,6 +22,17 @@ pub enum Step {
         /// The owner role's attributes, in words.
         owner_attributes: String,
     },
+    /// `init`: the gateway's auth function is installed on the target it forwards to.
+    GatewayAuthInstalled {
+        /// Target name.
+        target: String,
+        /// The only role that may call it.
+        gateway_role: String,
+        /// Only members of this role are served (`None`: every login role).
+        serve_members_of: Option<String>,
+        /// Whether superusers are served.
+        serve_superusers: bool,
+    },
     /// `init`: a note from installing the ledger on a target.
     Note {
         /// Target name.

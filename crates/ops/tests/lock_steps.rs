@@ -38,6 +38,7 @@ async fn init(cluster: &Cluster, loaded: &LoadedPolicy) {
         agent_role: None,
         admin_user: Some(cluster.superuser()),
         admin_password_file: None,
+        gateway: None,
     };
     let mut steps = Vec::new();
     curfew_ops::init(&request, &mut collect(&mut steps))

@@ -99,6 +99,7 @@ pub(crate) fn init(config: &Path, args: &InitArgs) -> Result<(), Failure> {
         agent_role: args.agent_role.as_deref(),
         admin_user: args.admin_user.as_deref(),
         admin_password_file: args.admin_password_file.clone(),
+        gateway: loaded.policy.gateway.as_ref(),
     };
     Ok(runtime()?.block_on(curfew_ops::init(&request, &mut steps::print))?)
 }

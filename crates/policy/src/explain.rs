@@ -115,6 +115,34 @@ pub struct RuleExplanation {
 /// gateway that would does not exist yet.
 pub const NOT_ENFORCED: &str = "NOT ENFORCED: no running curfew component enforces a `violations` rule (the agent cannot see a session's errors, and the gateway that would count them does not exist yet). The rule is documentation only: no session is ended and nothing is recorded for it.";
 
+/// The `[gateway]`, when there is one, as a sentence to follow the enforcement's.
+fn gateway_text(policy: &Policy) -> String {
+    let Some(gateway) = &policy.gateway else {
+        return String::new();
+    };
+    let listen: Vec<String> = gateway.listen.iter().map(ToString::to_string).collect();
+    format!(
+        " Clients may also connect through the curfew gateway on {}, which forwards each session to target \"{}\"{}, serving {}{}.",
+        listen.join(", "),
+        gateway.target,
+        if gateway.require_tls {
+            " and accepts only TLS"
+        } else {
+            ""
+        },
+        gateway
+            .serve_members_of
+            .as_deref()
+            .map(|r| format!("the members of role \"{}\"", crate::visible(r)))
+            .unwrap_or_else(|| "every login role".to_owned()),
+        if gateway.serve_superusers {
+            ", superusers included"
+        } else {
+            " except superusers"
+        }
+    )
+}
+
 /// Explain a policy.
 pub fn explain(policy: &Policy) -> Explanation {
     Explanation {
@@ -142,7 +170,7 @@ pub fn explain(policy: &Policy) -> Explanation {
                     t.to_words()
                 ))
                 .unwrap_or_default()
-        ),
+        ) + &gateway_text(policy),
         targets: policy.targets.iter().map(|t| t.name.clone()).collect(),
         metadata: Metadata::of(&policy.meta),
     }

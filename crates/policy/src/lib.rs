@@ -25,6 +25,7 @@ mod duration;
 mod engine;
 mod exempt;
 pub mod explain;
+mod gateway;
 mod loaded;
 mod model;
 mod overrides;
@@ -47,9 +48,10 @@ pub use engine::{
 pub use exempt::{ExemptKeys, Exemption};
 pub use loaded::{LoadError, LoadedPolicy, Need, require};
 pub use model::{
-    Action, AgentSettings, AuditSettings, CANARY_EDGE_MARK, CANARY_MARK, Condition, ExemptBy,
-    Exemptions, LoginWindow, Missing, NotifySettings, Policy, PolicyMeta, Rule, RuleId, Scope,
-    Target, VerifySettings, Violations, canary_edge, canary_rule,
+    Action, AgentSettings, AuditSettings, CANARY_EDGE_MARK, CANARY_MARK, Condition,
+    DEFAULT_GATEWAY_LISTEN, ExemptBy, Exemptions, Gateway, GatewayTls, LoginWindow, Missing,
+    NotifySettings, Policy, PolicyMeta, Rule, RuleId, Scope, Target, VerifySettings, Violations,
+    canary_edge, canary_rule,
 };
 pub use overrides::{EdgeOverride, Overrides};
 pub use parse::{Parsed, parse_policy, parse_policy_with};

@@ -3,6 +3,7 @@
 
 use crate::duration::Limit;
 pub use crate::exempt::{ExemptBy, Exemptions};
+pub use crate::gateway::{DEFAULT_GATEWAY_LISTEN, Gateway, GatewayTls};
 pub use crate::scope::Scope;
 use crate::window::Schedule;
 
@@ -25,6 +26,8 @@ pub struct Policy {
     pub audit: AuditSettings,
     /// `[notify]`: who hears of warnings besides the audit log.
     pub notify: NotifySettings,
+    /// `[gateway]`: the wire-protocol gateway, if the policy configures one.
+    pub gateway: Option<Gateway>,
 }
 
 /// `[policy]`: the policy's own metadata, shown by `explain` and `report` (all optional).

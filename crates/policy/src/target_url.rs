@@ -67,11 +67,12 @@ fn validate(validators: &[&dyn UrlValidator], text: &str) -> Result<ValidUrl, St
     }
 }
 
-/// A target's URL (`context` names the target in messages), checked by the validators if there
+/// A target's URL (`key` is its key, `context` names the target in messages), checked by the validators if there
 /// are any: refusals and warnings are reported at the URL's position, and a refused URL gives
 /// no target.
 pub(crate) fn check(
     c: &mut Collector<'_>,
+    key: &str,
     context: &str,
     text: &str,
     span: Range<usize>,
@@ -87,7 +88,7 @@ pub(crate) fn check(
                 login_role = Some(valid.login_role);
             }
             Err(e) => {
-                c.error(span, format!("`url` in {context}: {e}"));
+                c.error(span, format!("`{key}` in {context}: {e}"));
                 return None;
             }
         }

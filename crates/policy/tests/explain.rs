@@ -71,3 +71,17 @@ fn metadata_and_controls_are_shown() {
         "{bare}"
     );
 }
+
+#[test]
+fn the_gateway_is_mentioned_when_configured() {
+    let rule = "[[rule]]\nname = \"a\"\nidle = \"15m\"\n";
+    let target = "[[target]]\nname = \"db\"\nurl = \"postgresql://curfew_agent@db1/postgres\"\n";
+    assert!(!markdown(&format!("{rule}{target}")).contains("gateway"));
+    let md = markdown(&format!(
+        "{rule}{target}[gateway]\nlisten = [\"127.0.0.1:6432\", \"[::1]:6432\"]\nserve_members_of = \"app\"\n"
+    ));
+    assert!(
+        md.contains("Clients may also connect through the curfew gateway on 127.0.0.1:6432, [::1]:6432, which forwards each session to target \"db\", serving the members of role \"app\" except superusers."),
+        "{md}"
+    );
+}

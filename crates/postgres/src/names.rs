@@ -3,6 +3,10 @@
 /// The role that owns the ledger and its functions. It cannot log in.
 pub const OWNER_ROLE: &str = "curfew_owner";
 
+/// The role that owns the gateway's auth function, `curfew.gateway_secret`: a superuser (only
+/// one can read `pg_authid`), which cannot log in and has no members.
+pub const GATEWAY_AUTH_OWNER: &str = "curfew_gateway_auth";
+
 /// Quote a name as an SQL identifier: `we"ird role` becomes `"we""ird role"`. Role names may hold
 /// quotes, spaces and any Unicode, so they are always quoted, never pasted.
 pub fn quote_identifier(name: &str) -> String {

@@ -1,5 +1,6 @@
 //! From the text of `curfew.toml` to a validated [`Policy`], or every problem found in it.
 
+mod gateway;
 mod reader;
 mod rule;
 mod sections;
@@ -27,7 +28,7 @@ pub struct Parsed {
 }
 
 const TOP_KEYS: &[&str] = &[
-    "agent", "target", "exempt", "rule", "verify", "policy", "audit", "notify",
+    "agent", "target", "exempt", "rule", "verify", "policy", "audit", "notify", "gateway",
 ];
 const VERIFY_KEYS: &[&str] = &["test_limit"];
 const AGENT_KEYS: &[&str] = &["interval", "audit_log", "listen", "heartbeat"];
@@ -99,6 +100,7 @@ fn parse(
     let meta = sections::parse_meta(&mut c, &top);
     let audit = sections::parse_audit(&mut c, &top);
     let notify = sections::parse_notify(&mut c, &top);
+    let gateway = gateway::parse_gateway(&mut c, &top, &targets, validators);
     top.finish(&mut c);
     if c.has_errors() {
         return Err(PolicyErrors {
@@ -115,6 +117,7 @@ fn parse(
             meta,
             audit,
             notify,
+            gateway,
         },
         warnings: c.finish(),
     })
@@ -351,7 +354,7 @@ fn parse_targets(
                 Some(n) => format!("target \"{}\"", n.value),
                 None => context.clone(),
             };
-            crate::target_url::check(c, &label, &u.value, u.span.clone(), validators)
+            crate::target_url::check(c, "url", &label, &u.value, u.span.clone(), validators)
         });
         r.finish(c);
         if let (Some(name), Some(url)) = (name, parsed) {
@@ -453,7 +456,7 @@ fn array_of_tables<'t, 'i>(
 }
 
 /// A duration-valued key.
-fn duration(
+pub(super) fn duration(
     c: &mut Collector<'_>,
     r: &TableReader<'_, '_>,
     key: &'static str,
@@ -551,7 +554,8 @@ mod reference_tests {
                     && !word(span[at + key.len()..].chars().next())
             })
         };
-        let lists: [&[&str]; 9] = [
+        let lists: [&[&str]; 10] = [
+            super::gateway::GATEWAY_KEYS,
             super::TOP_KEYS,
             super::AGENT_KEYS,
             super::TARGET_KEYS,

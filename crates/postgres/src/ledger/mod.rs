@@ -9,15 +9,19 @@
 //!   (no row) is never enabled.
 
 mod change;
+mod gateway_auth;
 mod inspect;
 mod install;
 mod status;
 mod vetting;
 
+pub use crate::names::GATEWAY_AUTH_OWNER;
 pub use crate::names::OWNER_ROLE;
+pub use crate::sql::gateway_auth::{GATEWAY_SECRET_FUNCTION, GATEWAY_SECRET_QUERY};
 pub use crate::sql::ledger::{AGENT_FUNCTIONS, LEDGER_VERSION, LockProgress};
 pub use crate::sql::ledger_catalog::{FunctionFacts, LedgerFacts};
 pub use curfew_backend::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
+pub use gateway_auth::{GatewayAuth, GatewayAuthInstalled};
 pub use install::Installed;
 pub use status::LedgerProblem;
 

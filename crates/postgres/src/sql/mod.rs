@@ -12,6 +12,7 @@ pub(crate) mod anchor;
 pub(crate) mod canary;
 mod decode;
 pub(crate) mod facts;
+pub(crate) mod gateway_auth;
 pub(crate) mod install;
 pub(crate) mod leader;
 pub(crate) mod ledger;

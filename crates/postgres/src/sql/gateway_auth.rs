@@ -1,0 +1,128 @@
+//! The gateway's auth function as statement text (see `crate::ledger::gateway_auth` for what
+//! it is and why): `curfew.gateway_secret(role_name)`, with the served set baked in.
+
+use crate::names::{GATEWAY_AUTH_OWNER, quote_identifier};
+
+/// The function's signature, as `GRANT`, `ALTER` and `DROP` name it.
+pub const GATEWAY_SECRET_FUNCTION: &str = "curfew.gateway_secret(pg_catalog.text)";
+
+/// What the gateway runs: `$1` is the role a client logs in as. No row when the role is not
+/// served; else the kind of its secret and, only for SCRAM, the verifier.
+pub const GATEWAY_SECRET_QUERY: &str =
+    "SELECT secret_kind, verifier FROM curfew.gateway_secret($1)";
+
+/// Attributes of role `$1`: whether it is a superuser. No row when it does not exist.
+pub(crate) const ROLE_SUPERUSER: &str = "SELECT rolsuper FROM pg_roles WHERE rolname = $1";
+
+/// Members of the owner role (whoever could act as it, with a superuser's rights).
+pub(crate) const OWNER_MEMBERS: &str = "SELECT m.member::regrole::text FROM pg_auth_members m
+     JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = $1 ORDER BY 1";
+
+/// The owner's setup: created when absent, then (again) a superuser nobody logs in as.
+pub(crate) fn owner_sql(create: bool) -> String {
+    let owner = quote_identifier(GATEWAY_AUTH_OWNER);
+    let mut sql = String::new();
+    if create {
+        sql.push_str(&format!("CREATE ROLE {owner} NOLOGIN;"));
+    }
+    sql.push_str(&format!(
+        "ALTER ROLE {owner} NOLOGIN SUPERUSER PASSWORD NULL;
+         COMMENT ON ROLE {owner} IS 'owns curfew.gateway_secret, which reads pg_authid; nobody logs in as it';"
+    ));
+    sql
+}
+
+/// Hex digits of a text's UTF-8 bytes: how a role name enters the function's body. Hex has no
+/// quote or backslash, so no name and no `standard_conforming_strings` can change the SQL.
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The function, dropped and created again (so its grants start from nothing and a changed
+/// served set replaces the old), owned by [`GATEWAY_AUTH_OWNER`], executable by
+/// `gateway_role` alone.
+pub(crate) fn function_sql(
+    gateway_role: &str,
+    serve_members_of: Option<&str>,
+    serve_superusers: bool,
+) -> String {
+    let owner = quote_identifier(GATEWAY_AUTH_OWNER);
+    let gateway = quote_identifier(gateway_role);
+    // The served set: the members, direct or indirect, of one role and the role itself (as
+    // pg_hba.conf's `+role`, whatever INHERIT says); a superuser is no member by its power.
+    let (served_cte, member_clause) = match serve_members_of {
+        Some(role) => (
+            format!(
+                "WITH RECURSIVE served(oid) AS (
+    SELECT g.oid FROM pg_catalog.pg_authid g
+    WHERE g.rolname::pg_catalog.text OPERATOR(pg_catalog.=)
+          pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8')
+  UNION
+    SELECT m.member FROM pg_catalog.pg_auth_members m
+    JOIN served s ON m.roleid OPERATOR(pg_catalog.=) s.oid
+)
+",
+                hex(role)
+            ),
+            "a.oid IN (SELECT s.oid FROM served s)",
+        ),
+        None => (String::new(), "true"),
+    };
+    let superusers = if serve_superusers {
+        "true"
+    } else {
+        "NOT a.rolsuper"
+    };
+    format!(
+        "DROP FUNCTION IF EXISTS {GATEWAY_SECRET_FUNCTION};
+CREATE FUNCTION curfew.gateway_secret(role_name pg_catalog.text)
+  RETURNS TABLE (secret_kind pg_catalog.text, verifier pg_catalog.text)
+  LANGUAGE sql STABLE SECURITY DEFINER
+  SET search_path = pg_catalog, pg_temp
+AS $gateway_secret$
+{served_cte}SELECT CASE
+         WHEN a.rolpassword IS NULL THEN 'none'
+         WHEN pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$') THEN 'scram-sha-256'
+         WHEN a.rolpassword OPERATOR(pg_catalog.~) '^md5[0-9a-f]{{32}}$' THEN 'md5'
+         ELSE 'password' END,
+       CASE WHEN pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$') THEN a.rolpassword END
+FROM pg_catalog.pg_authid a
+WHERE a.rolname::pg_catalog.text OPERATOR(pg_catalog.=) role_name
+  AND a.rolcanlogin
+  AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())
+  AND {superusers}
+  AND {member_clause}
+$gateway_secret$;
+ALTER FUNCTION {GATEWAY_SECRET_FUNCTION} OWNER TO {owner};
+REVOKE ALL ON FUNCTION {GATEWAY_SECRET_FUNCTION} FROM PUBLIC;
+GRANT USAGE ON SCHEMA curfew TO {gateway};
+GRANT EXECUTE ON FUNCTION {GATEWAY_SECRET_FUNCTION} TO {gateway};
+COMMENT ON FUNCTION {GATEWAY_SECRET_FUNCTION} IS 'curfew gateway: the SCRAM verifier of a role the gateway serves; callable by its role only';"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_enter_the_body_as_hex_and_grants_as_quoted_identifiers() {
+        let sql = function_sql("gate\"way", Some("o'brien\\ \"x\""), false);
+        assert!(sql.contains(&format!("decode('{}', 'hex')", hex("o'brien\\ \"x\""))));
+        assert!(!sql.contains("o'brien"));
+        assert!(sql.contains("TO \"gate\"\"way\";"));
+        assert!(sql.contains("AND NOT a.rolsuper"));
+        assert_eq!(hex("a'é"), "6127c3a9");
+    }
+
+    #[test]
+    fn without_a_role_every_login_role_is_in_the_served_set() {
+        let sql = function_sql("gw", None, true);
+        assert!(!sql.contains("WITH RECURSIVE"));
+        assert!(sql.contains("AND true\n  AND true\n"));
+        assert!(sql.contains("SET search_path = pg_catalog, pg_temp"));
+        assert!(sql.contains(
+            "REVOKE ALL ON FUNCTION curfew.gateway_secret(pg_catalog.text) FROM PUBLIC;"
+        ));
+    }
+}

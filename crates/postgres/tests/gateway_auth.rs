@@ -1,0 +1,341 @@
+//! The gateway's auth function as `curfew init` installs it, on a real SCRAM server: who it
+//! serves (and who not: unknown, NOLOGIN, expired, superusers, non-members), what it hands out
+//! (a SCRAM verifier, never an MD5 hash), who may call or replace it (the gateway's role only;
+//! nobody), that no `search_path` trick changes its answer, and that installing again replaces
+//! its settings and grants.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use common::{TempDir, spec};
+use curfew_postgres::{Connection, GATEWAY_SECRET_QUERY, GatewayAuth, PgError};
+use curfew_sandbox::{Auth, Cluster, Options};
+use tokio_postgres::{Client, NoTls};
+
+/// The gateway's role, named to break any quoting: a double quote, a quote and a backslash.
+const GATEWAY: &str = "gate\"way'\\";
+/// The role whose members may be served, as awkward.
+const GROUP: &str = "gw users'\\";
+/// A served role named with a quote and a backslash.
+const OBRIEN: &str = "o'brien\\";
+const PASSWORD: &str = "correct horse";
+
+/// A SCRAM cluster with curfew's role, the gateway's, and a cast of roles to serve or not.
+fn cluster() -> Cluster {
+    let cluster = curfew_testkit::started(Options {
+        auth: Auth::Scram,
+        ..Options::default()
+    });
+    let sql = format!(
+        "ALTER ROLE postgres PASSWORD '{PASSWORD}';
+         CREATE ROLE curfew_agent LOGIN PASSWORD '{PASSWORD}';
+         GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+         CREATE ROLE \"gate\"\"way'\\\" LOGIN PASSWORD '{PASSWORD}';
+         CREATE ROLE other LOGIN PASSWORD '{PASSWORD}';
+         CREATE ROLE ana LOGIN PASSWORD 'ana''s';
+         CREATE ROLE dormant NOLOGIN PASSWORD 'x';
+         CREATE ROLE expired LOGIN PASSWORD 'x' VALID UNTIL '2000-01-01 00:00:00+00';
+         CREATE ROLE future LOGIN PASSWORD 'x' VALID UNTIL '2999-01-01 00:00:00+00';
+         CREATE ROLE boss LOGIN SUPERUSER PASSWORD 'x';
+         CREATE ROLE legacy LOGIN PASSWORD 'md50123456789abcdef0123456789abcdef';
+         CREATE ROLE nopass LOGIN;
+         CREATE ROLE \"gw users'\\\" NOLOGIN;
+         CREATE ROLE team NOLOGIN IN ROLE \"gw users'\\\";
+         CREATE ROLE \"o'brien\\\" LOGIN PASSWORD 'x' IN ROLE team;
+         CREATE ROLE admin_x LOGIN CREATEROLE PASSWORD '{PASSWORD}';
+         GRANT pg_read_all_stats, pg_signal_backend TO admin_x;"
+    );
+    if let Err(e) = cluster.psql(&sql) {
+        panic!("{e}");
+    }
+    cluster
+}
+
+/// curfew's connection as `user` (password [`PASSWORD`]).
+async fn curfew_as(cluster: &Cluster, dir: &TempDir, user: &str) -> Connection {
+    let file = dir.password_file(PASSWORD);
+    match curfew_postgres::connect(&spec(&cluster.url(user, "postgres"), Some(file))).await {
+        Ok(connected) => connected.connection,
+        Err(e) => panic!("connect as {user}: {e}"),
+    }
+}
+
+/// The ledger, then the gateway's function with `settings`, as the superuser.
+async fn install(cluster: &Cluster, dir: &TempDir, settings: &GatewayAuth) {
+    let mut admin = curfew_as(cluster, dir, "postgres").await;
+    admin.install_ledger("curfew_agent").await.unwrap();
+    let installed = admin.install_gateway_auth(settings).await.unwrap();
+    assert!(installed.installed, "{installed:?}");
+}
+
+/// The settings a policy's `[gateway]` gives, its `auth_url` logging in as [`GATEWAY`].
+fn settings(members_of: Option<&str>, superusers: bool) -> GatewayAuth {
+    let mut gateway = format!(
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://curfew_agent@db1/postgres\"\n[gateway]\nauth_url = \"postgresql://gate%22way'%5C@db1/postgres\"\nserve_superusers = {superusers}\n"
+    );
+    if let Some(role) = members_of {
+        let escaped = role.replace('\\', "\\\\").replace('"', "\\\"");
+        gateway.push_str(&format!("serve_members_of = \"{escaped}\"\n"));
+    }
+    let parsed = curfew_policy::parse_policy_with(
+        "t.toml",
+        &gateway,
+        jiff::tz::db(),
+        &[&curfew_postgres::POSTGRES_URLS],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let settings = GatewayAuth::for_gateway(&parsed.policy.gateway.unwrap()).unwrap();
+    assert_eq!(settings.gateway_role, GATEWAY);
+    settings
+}
+
+/// A plain client logged in with SCRAM as `user`.
+async fn login(cluster: &Cluster, user: &str) -> Client {
+    let (client, connection) = tokio_postgres::Config::new()
+        .host("127.0.0.1")
+        .port(cluster.port())
+        .user(user)
+        .password(PASSWORD)
+        .dbname("postgres")
+        .connect(NoTls)
+        .await
+        .unwrap_or_else(|e| panic!("login as {user}: {e}"));
+    tokio::spawn(connection);
+    client
+}
+
+/// What the function returns for `role`: its secret's kind and the verifier, or nothing.
+async fn secret(client: &Client, role: &str) -> Option<(String, Option<String>)> {
+    let rows = client.query(GATEWAY_SECRET_QUERY, &[&role]).await.unwrap();
+    assert!(rows.len() <= 1, "{} rows for {role}", rows.len());
+    rows.first().map(|r| (r.get(0), r.get(1)))
+}
+
+/// The kind alone, checking that a verifier comes with SCRAM and only with SCRAM.
+async fn kind(client: &Client, role: &str) -> Option<String> {
+    let (kind, verifier) = secret(client, role).await?;
+    match verifier {
+        Some(v) => {
+            assert_eq!(kind, "scram-sha-256", "{role}");
+            assert!(v.starts_with("SCRAM-SHA-256$4096:"), "{role}");
+        }
+        None => assert_ne!(kind, "scram-sha-256", "{role}"),
+    }
+    Some(kind)
+}
+
+/// The SQLSTATE of a statement that must fail.
+async fn refused(client: &Client, sql: &str) -> String {
+    match client.batch_execute(sql).await {
+        Ok(()) => panic!("{sql}: succeeded"),
+        Err(e) => e.code().unwrap().code().to_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn served_roles_get_their_scram_verifier_and_no_one_else_gets_anything() {
+    let cluster = cluster();
+    let dir = TempDir::new("pg-it", "gw-auth-served");
+    install(&cluster, &dir, &settings(None, false)).await;
+    let gateway = login(&cluster, GATEWAY).await;
+    let scram = Some("scram-sha-256".to_owned());
+    assert_eq!(kind(&gateway, "ana").await, scram);
+    assert_eq!(kind(&gateway, OBRIEN).await, scram);
+    assert_eq!(kind(&gateway, "future").await, scram, "VALID UNTIL ahead");
+    for unserved in ["nobody", "dormant", "expired", "boss", "Ana", ""] {
+        assert_eq!(secret(&gateway, unserved).await, None, "{unserved}");
+    }
+    // An MD5 hash is as good as the password: named, never handed out.
+    assert_eq!(
+        secret(&gateway, "legacy").await,
+        Some(("md5".to_owned(), None))
+    );
+    assert_eq!(
+        secret(&gateway, "nopass").await,
+        Some(("none".to_owned(), None))
+    );
+    // The verifier handed out is the server's own.
+    let stored = cluster
+        .psql("SELECT rolpassword FROM pg_authid WHERE rolname = 'ana'")
+        .unwrap();
+    assert_eq!(secret(&gateway, "ana").await.unwrap().1, Some(stored));
+
+    // Superusers only when configured, and then served like anyone else.
+    install(&cluster, &dir, &settings(None, true)).await;
+    assert_eq!(kind(&gateway, "boss").await, scram);
+    assert_eq!(secret(&gateway, "expired").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn members_of_a_role_directly_or_not_are_served_and_settings_are_replaced() {
+    let cluster = cluster();
+    let dir = TempDir::new("pg-it", "gw-auth-members");
+    install(&cluster, &dir, &settings(Some(GROUP), true)).await;
+    let gateway = login(&cluster, GATEWAY).await;
+    // o'brien\ is a member through team; ana is none; a superuser is no member by its power.
+    assert_eq!(
+        kind(&gateway, OBRIEN).await.as_deref(),
+        Some("scram-sha-256")
+    );
+    for unserved in ["ana", "boss", "team", GROUP] {
+        assert_eq!(secret(&gateway, unserved).await, None, "{unserved}");
+    }
+    // Installing again replaces the served set (and is otherwise the same).
+    install(&cluster, &dir, &settings(None, false)).await;
+    install(&cluster, &dir, &settings(None, false)).await;
+    assert_eq!(
+        kind(&gateway, "ana").await.as_deref(),
+        Some("scram-sha-256")
+    );
+    assert_eq!(secret(&gateway, "boss").await, None);
+    // A new gateway role takes the grant; the old one keeps nothing.
+    let mut moved = settings(None, false);
+    moved.gateway_role = "other".to_owned();
+    install(&cluster, &dir, &moved).await;
+    assert_eq!(
+        refused(&gateway, "SELECT * FROM curfew.gateway_secret('ana')").await,
+        "42501"
+    );
+    let other = login(&cluster, "other").await;
+    assert!(secret(&other, "ana").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_gateway_role_calls_it_nobody_replaces_it_and_search_path_tricks_fail() {
+    let cluster = cluster();
+    let dir = TempDir::new("pg-it", "gw-auth-guard");
+    install(&cluster, &dir, &settings(None, false)).await;
+    for role in ["other", "curfew_agent"] {
+        let client = login(&cluster, role).await;
+        assert_eq!(
+            refused(&client, "SELECT * FROM curfew.gateway_secret('ana')").await,
+            "42501",
+            "{role}"
+        );
+    }
+    // The gateway's role may call it, not change it.
+    cluster
+        .psql("GRANT CREATE ON SCHEMA public TO \"gate\"\"way'\\\"")
+        .unwrap();
+    let gateway = login(&cluster, GATEWAY).await;
+    for sql in [
+        "CREATE OR REPLACE FUNCTION curfew.gateway_secret(role_name text)
+           RETURNS TABLE (secret_kind text, verifier text)
+           LANGUAGE sql AS $$ SELECT 'scram-sha-256', rolpassword FROM pg_authid $$",
+        "ALTER FUNCTION curfew.gateway_secret(text) SECURITY INVOKER",
+        "ALTER FUNCTION curfew.gateway_secret(text) RESET search_path",
+        "DROP FUNCTION curfew.gateway_secret(text)",
+        "CREATE FUNCTION curfew.starts_with(text, text) RETURNS boolean LANGUAGE sql AS 'SELECT true'",
+    ] {
+        assert_eq!(refused(&gateway, sql).await, "42501", "{sql}");
+    }
+    // Lookalikes of what the function uses, in pg_temp and in public, first on the caller's
+    // path: a temporary pg_authid with a row of its own, a starts_with that says yes to
+    // anything (would hand out the MD5 hash), a now() in the past (would revive `expired`).
+    gateway
+        .batch_execute(
+            "CREATE TEMP TABLE pg_authid AS SELECT * FROM pg_catalog.pg_roles WHERE false;
+             INSERT INTO pg_temp.pg_authid (rolname, rolcanlogin, rolsuper, rolpassword)
+               VALUES ('ghost', true, false, 'SCRAM-SHA-256$4096:fake');
+             CREATE FUNCTION public.starts_with(text, text) RETURNS boolean
+               LANGUAGE sql AS 'SELECT true';
+             CREATE FUNCTION pg_temp.starts_with(text, text) RETURNS boolean
+               LANGUAGE sql AS 'SELECT true';
+             CREATE FUNCTION public.now() RETURNS timestamptz
+               LANGUAGE sql AS $$ SELECT '1999-01-01'::timestamptz $$;
+             CREATE FUNCTION pg_temp.now() RETURNS timestamptz
+               LANGUAGE sql AS $$ SELECT '1999-01-01'::timestamptz $$;
+             SET search_path = public, pg_temp, pg_catalog;",
+        )
+        .await
+        .unwrap();
+    assert_eq!(secret(&gateway, "ghost").await, None);
+    assert_eq!(secret(&gateway, "expired").await, None);
+    assert_eq!(
+        secret(&gateway, "legacy").await,
+        Some(("md5".to_owned(), None))
+    );
+    assert_eq!(
+        kind(&gateway, "ana").await.as_deref(),
+        Some("scram-sha-256")
+    );
+    // Its definition is the one installed: owned by the owner, with its fixed path.
+    let facts = cluster
+        .psql(
+            "SELECT p.proowner::regrole::text, p.prosecdef, p.proconfig::text,
+                    has_function_privilege('public', p.oid, 'EXECUTE')
+             FROM pg_proc p WHERE p.oid = 'curfew.gateway_secret(text)'::regprocedure",
+        )
+        .unwrap();
+    assert_eq!(
+        facts,
+        "curfew_gateway_auth|t|{\"search_path=pg_catalog, pg_temp\"}|f"
+    );
+    let owner = cluster
+        .psql("SELECT rolcanlogin, rolsuper FROM pg_roles WHERE rolname = 'curfew_gateway_auth'")
+        .unwrap();
+    assert_eq!(owner, "f|t");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_superuser_admin_is_told_what_to_do_and_a_missing_role_is_refused() {
+    let cluster = cluster();
+    let dir = TempDir::new("pg-it", "gw-auth-admin");
+    let mut admin = curfew_as(&cluster, &dir, "admin_x").await;
+    let outcome = admin
+        .install_gateway_auth(&settings(None, false))
+        .await
+        .unwrap();
+    assert!(!outcome.installed);
+    assert_eq!(outcome.notes.len(), 1);
+    assert!(
+        outcome.notes[0].contains("only a superuser can read")
+            && outcome.notes[0].contains("--admin-user postgres"),
+        "{:?}",
+        outcome.notes
+    );
+    assert_eq!(
+        cluster
+            .psql("SELECT to_regprocedure('curfew.gateway_secret(text)') IS NULL")
+            .unwrap(),
+        "t"
+    );
+
+    let mut superuser = curfew_as(&cluster, &dir, "postgres").await;
+    // Before the ledger: no schema to live in.
+    let e = superuser
+        .install_gateway_auth(&settings(None, false))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, PgError::Install { .. }), "{e}");
+    assert!(e.to_string().contains("install the ledger first"), "{e}");
+    superuser.install_ledger("curfew_agent").await.unwrap();
+    let mut missing = settings(Some("no such group"), false);
+    missing.gateway_role = "no such gateway".to_owned();
+    let e = superuser.install_gateway_auth(&missing).await.unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("there is no role named \"no such gateway\""),
+        "{e}"
+    );
+    // A missing group is a note: the function serves no one until it exists.
+    let installed = superuser
+        .install_gateway_auth(&settings(Some("no such group"), false))
+        .await
+        .unwrap();
+    assert!(installed.installed && installed.owner_created);
+    assert!(
+        installed.notes[0].contains("serves no one"),
+        "{installed:?}"
+    );
+    let gateway = login(&cluster, GATEWAY).await;
+    assert_eq!(secret(&gateway, "ana").await, None);
+    // A member of the owner could act as a superuser: refused.
+    cluster.psql("GRANT curfew_gateway_auth TO other").unwrap();
+    let e = superuser
+        .install_gateway_auth(&settings(None, false))
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("has members"), "{e}");
+}

@@ -48,5 +48,5 @@ pub use policy_target::PolicyTarget;
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use target::{TargetSpec, TargetUrlError};
 pub use terminate::Guard;
-pub use tls::TlsError;
+pub use tls::{TlsError, client_config};
 pub use url::{ConnectionUrl, Host, POSTGRES_URLS, PostgresUrls, SslMode, UrlError};

@@ -1,0 +1,98 @@
+//! Logging in through the gateway: SCRAM end to end, plain and TLS, channel binding, and every
+//! refused login looking like a wrong password.
+
+mod common;
+
+use common::{ALICE_PASSWORD, Harness, Setup, login_error};
+use tokio_postgres::config::ChannelBinding;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logins_work_plain_and_tls_with_channel_binding() {
+    let harness = Harness::start("logins", Setup::default()).await;
+
+    let plain = harness
+        .plain("alice", ALICE_PASSWORD)
+        .await
+        .expect("plain login");
+    let row = plain
+        .query_one(
+            "SELECT current_user::text, current_setting('application_name'), \
+             current_setting('curfew.client_addr'), \
+             (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
+            &[],
+        )
+        .await
+        .expect("query");
+    assert_eq!(row.get::<_, String>(0), "alice");
+    assert_eq!(row.get::<_, String>(1), "gateway test");
+    assert_eq!(row.get::<_, String>(2), "127.0.0.1");
+    // The server leg is TLS (the cluster refuses anything else) even for a plaintext client.
+    assert!(row.get::<_, bool>(3));
+
+    let tls = harness
+        .tls("alice", ALICE_PASSWORD, ChannelBinding::Prefer)
+        .await
+        .expect("TLS login");
+    let one: i32 = tls.query_one("SELECT 1", &[]).await.expect("query").get(0);
+    assert_eq!(one, 1);
+
+    // libpq (psql) with verify-full and channel_binding=require: SCRAM-SHA-256-PLUS bound to
+    // the gateway's certificate. (tokio-postgres-rustls 0.13 computes no binding data: it
+    // parses the certificate as a TBSCertificate, so it cannot be the client here.)
+    let out = harness
+        .psql(
+            "alice",
+            ALICE_PASSWORD,
+            "sslmode=verify-full channel_binding=require",
+            "SELECT current_user || ' ' || (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
+        )
+        .await;
+    assert_eq!(out, Ok("alice true".to_owned()));
+    let wrong = harness
+        .psql(
+            "alice",
+            "wrong",
+            "sslmode=verify-full channel_binding=require",
+            "SELECT 1",
+        )
+        .await;
+    let Err(message) = wrong else {
+        panic!("a wrong password logged in");
+    };
+    assert!(
+        message.contains("password authentication failed for user \"alice\""),
+        "{message}"
+    );
+
+    // Without TLS there is nothing to bind to: a client requiring it is refused by itself.
+    let mut config = harness.config("alice", ALICE_PASSWORD);
+    config
+        .ssl_mode(tokio_postgres::config::SslMode::Disable)
+        .channel_binding(ChannelBinding::Require);
+    assert!(config.connect(tokio_postgres::NoTls).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_logins_all_look_like_a_wrong_password() {
+    let harness = Harness::start("refused", Setup::default()).await;
+    let expect = |role: &str| {
+        (
+            "28P01".to_owned(),
+            format!("password authentication failed for user \"{role}\""),
+        )
+    };
+    for (role, password) in [
+        ("alice", "not-the-password"),
+        ("nobody_at_all", "whatever"),
+        ("nologin_role", "nologin-secret"),
+        ("expired_role", "expired-secret"),
+        ("md5_role", "md5-secret"),
+    ] {
+        let plain = login_error(harness.plain(role, password).await);
+        assert_eq!(plain, expect(role), "plain login as {role}");
+        let tls = login_error(harness.tls(role, password, ChannelBinding::Prefer).await);
+        assert_eq!(tls, expect(role), "TLS login as {role}");
+    }
+    // And the gateway still serves the right password afterwards.
+    harness.plain("alice", ALICE_PASSWORD).await.expect("login");
+}

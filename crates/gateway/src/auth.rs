@@ -14,7 +14,7 @@ use crate::client_tls::LoadedTls;
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::stream::ClientStream;
-use crate::verifiers::VerifierSource;
+use crate::verifiers::{RoleSecret, VerifierSource};
 
 /// PostgreSQL's default iteration count (`scram_iterations`): a mock verifier's, so an unknown
 /// role's server-first looks like a common real one.
@@ -56,14 +56,22 @@ pub(crate) async fn authenticate(
     mock_secret: &[u8],
 ) -> Result<ClientAuthenticated, SessionError> {
     let verifier = match source.fetch(role).await {
-        Ok(Some(secret)) => match Verifier::parse(secret.expose()) {
+        Ok(RoleSecret::Stored(secret)) => match Verifier::parse(secret.expose()) {
             Ok(verifier) => Some(verifier),
             Err(e) => {
                 warn!(role, reason = %e, "the role cannot log in through the gateway");
                 None
             }
         },
-        Ok(None) => None,
+        Ok(RoleSecret::NotScram { kind }) => {
+            warn!(
+                role,
+                secret = %kind,
+                "the role cannot log in through the gateway: its password is not stored as SCRAM-SHA-256; set password_encryption = scram-sha-256 and set its password again"
+            );
+            None
+        }
+        Ok(RoleSecret::NotServed) => None,
         Err(e) => {
             warn!(role, error = %e, "no verifier: the login is refused");
             let fatal = Fatal::new(

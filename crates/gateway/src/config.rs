@@ -23,8 +23,11 @@ pub struct GatewayConfig {
     pub max_clients: usize,
     /// How long a client has from connecting until it is authenticated.
     pub login_timeout: Duration,
-    /// TCP keepalive on the clients' sockets.
-    pub keepalive: Keepalive,
+    /// TCP keepalive on the clients' sockets (`None`: off).
+    pub keepalive: Option<Keepalive>,
+    /// How long a draining gateway lets sessions finish (used by the drain, not yet by
+    /// [`crate::run`]).
+    pub shutdown_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -37,7 +40,8 @@ impl GatewayConfig {
             require_tls: false,
             max_clients: 100,
             login_timeout: Duration::from_secs(10),
-            keepalive: Keepalive::default(),
+            keepalive: Some(Keepalive::default()),
+            shutdown_timeout: Duration::from_secs(30),
         }
     }
 }

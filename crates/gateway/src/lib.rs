@@ -7,6 +7,7 @@
 //! The shutdown is injected: [`run`] stops accepting when its `shutdown` future completes.
 
 mod auth;
+mod auth_function;
 mod cancel;
 mod client_tls;
 mod config;
@@ -14,6 +15,7 @@ mod error;
 mod frames;
 mod gateway;
 mod listener;
+mod policy_map;
 mod relay;
 mod session;
 mod startup;
@@ -25,14 +27,18 @@ use std::future::Future;
 
 use tokio::net::TcpListener;
 
+pub use auth_function::AuthFunctionSource;
 pub use cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2};
 pub use client_tls::{ALPN_POSTGRESQL, LoadedTls, TlsHandle, TlsLoadError};
 pub use config::{GatewayConfig, Keepalive, TlsFiles, UpstreamConfig};
 pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError};
+pub use policy_map::{PolicyGateway, PolicyGatewayError};
 pub use relay::RelayTotals;
 pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
-pub use verifiers::{StoredSecret, VerifierFuture, VerifierSource, VerifierSourceError};
+pub use verifiers::{
+    RoleSecret, StoredSecret, VerifierFuture, VerifierSource, VerifierSourceError,
+};
 
 /// Serves clients on `listeners` until `shutdown` completes; then accepts no more and returns
 /// when the sessions have ended.

@@ -78,7 +78,7 @@ impl AcceptLoop {
                     continue;
                 }
             };
-            configure(&tcp, &self.shared.config.keepalive);
+            configure(&tcp, self.shared.config.keepalive.as_ref());
             let shared = self.shared.clone();
             match self.slots.clone().try_acquire_owned() {
                 Ok(slot) => {
@@ -102,10 +102,13 @@ impl AcceptLoop {
 
 /// No-delay (the protocol's messages are small and latency-bound) and keepalive (a vanished
 /// client's session is noticed). Failures only cost those properties: logged, not fatal.
-fn configure(tcp: &TcpStream, keepalive: &Keepalive) {
+fn configure(tcp: &TcpStream, keepalive: Option<&Keepalive>) {
     if let Err(e) = tcp.set_nodelay(true) {
         warn!(error = %e, "cannot set TCP_NODELAY on a client socket");
     }
+    let Some(keepalive) = keepalive else {
+        return;
+    };
     let params = TcpKeepalive::new()
         .with_time(keepalive.idle)
         .with_interval(keepalive.interval)

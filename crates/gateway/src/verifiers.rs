@@ -29,6 +29,21 @@ impl fmt::Debug for StoredSecret {
     }
 }
 
+/// What a source knows of a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleSecret {
+    /// The role is served; its stored secret (SCRAM, or whatever the server keeps).
+    Stored(StoredSecret),
+    /// The role is served but its secret is not SCRAM (`md5`, `password`, `none`): it fails
+    /// like a wrong password, and the gateway's log names the fix.
+    NotScram {
+        /// The kind of secret, as the auth function names it.
+        kind: String,
+    },
+    /// Not served (unknown, NOLOGIN, expired, not among the served roles).
+    NotServed,
+}
+
 /// Why a source could not answer (the role's existence is not the question: a role it does
 /// not serve is `Ok(None)`).
 #[derive(Debug, thiserror::Error)]
@@ -42,11 +57,10 @@ pub struct VerifierSourceError {
 
 /// The future a [`VerifierSource`] returns.
 pub type VerifierFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<StoredSecret>, VerifierSourceError>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<RoleSecret, VerifierSourceError>> + Send + 'a>>;
 
-/// Fetches a role's stored secret, or None for a role the gateway does not serve (unknown,
-/// NOLOGIN, expired, not among the served roles): such a role then fails exactly like a
-/// wrong password.
+/// Fetches a role's stored secret. A role the gateway does not serve, or whose secret is not
+/// SCRAM, fails exactly like a wrong password.
 pub trait VerifierSource: Send + Sync + 'static {
     /// The stored secret of `role`.
     fn fetch<'a>(&'a self, role: &'a str) -> VerifierFuture<'a>;

@@ -8,7 +8,14 @@ use tokio_postgres::config::ChannelBinding;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_work_plain_and_tls_with_channel_binding() {
-    let harness = Harness::start("logins", Setup::default()).await;
+    let harness = Harness::start(
+        "logins",
+        Setup {
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
 
     let plain = harness
         .plain("alice", ALICE_PASSWORD)
@@ -74,7 +81,15 @@ async fn logins_work_plain_and_tls_with_channel_binding() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_logins_all_look_like_a_wrong_password() {
-    let harness = Harness::start("refused", Setup::default()).await;
+    // Through the auth function `curfew init` installs, as the gateway's own role.
+    let harness = Harness::start(
+        "refused",
+        Setup {
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
     let expect = |role: &str| {
         (
             "28P01".to_owned(),
@@ -87,6 +102,8 @@ async fn refused_logins_all_look_like_a_wrong_password() {
         ("nologin_role", "nologin-secret"),
         ("expired_role", "expired-secret"),
         ("md5_role", "md5-secret"),
+        // A superuser with its right password: not served unless configured.
+        ("postgres", "admin-secret"),
     ] {
         let plain = login_error(harness.plain(role, password).await);
         assert_eq!(plain, expect(role), "plain login as {role}");

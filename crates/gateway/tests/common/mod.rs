@@ -11,10 +11,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_gateway::{
-    Gateway, GatewayConfig, StoredSecret, TlsFiles, UpstreamConfig, VerifierFuture, VerifierSource,
-    VerifierSourceError,
+    AuthFunctionSource, Gateway, GatewayConfig, RoleSecret, StoredSecret, TlsFiles, UpstreamConfig,
+    VerifierFuture, VerifierSource, VerifierSourceError,
 };
-use curfew_postgres::ConnectionUrl;
+use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
 use curfew_sandbox::{Auth, Cluster, Options, TestPki};
 use curfew_testkit::TempDir;
 use rustls::RootCertStore;
@@ -49,6 +49,9 @@ pub struct Setup {
     pub max_clients: usize,
     /// `login_timeout`.
     pub login_timeout: Duration,
+    /// Fetch verifiers through `curfew.gateway_secret` as `curfew_gateway` (installed as
+    /// `curfew init` does) rather than by reading `pg_authid`.
+    pub auth_function: bool,
 }
 
 impl Default for Setup {
@@ -57,8 +60,50 @@ impl Default for Setup {
             require_tls: false,
             max_clients: 50,
             login_timeout: Duration::from_secs(10),
+            auth_function: false,
         }
     }
+}
+
+/// The password of the superuser and of curfew's own roles in the auth-function setup.
+const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// Installs the ledger and `curfew.gateway_secret` (for `curfew_gateway`, serving every
+/// non-superuser login role) as `curfew init` does, and returns the source that calls it.
+async fn install_auth_function(cluster: &Cluster, dir: &TempDir) -> AuthFunctionSource {
+    cluster
+        .psql(&format!(
+            "ALTER ROLE postgres PASSWORD '{ADMIN_PASSWORD}';
+             CREATE ROLE curfew_agent LOGIN PASSWORD '{ADMIN_PASSWORD}';
+             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+             CREATE ROLE curfew_gateway LOGIN PASSWORD '{ADMIN_PASSWORD}';"
+        ))
+        .expect("curfew's roles");
+    let password_file = dir.password_file(ADMIN_PASSWORD);
+    let spec = |user: &str| TargetSpec {
+        name: "primary".to_owned(),
+        url: ConnectionUrl::parse(&format!(
+            "postgresql://{user}@127.0.0.1:{}/postgres?sslmode=require",
+            cluster.port()
+        ))
+        .expect("URL"),
+        password_file: Some(password_file.clone()),
+    };
+    let mut admin = curfew_postgres::connect(&spec("postgres"))
+        .await
+        .expect("superuser connection")
+        .connection;
+    admin.install_ledger("curfew_agent").await.expect("ledger");
+    let installed = admin
+        .install_gateway_auth(&GatewayAuth {
+            gateway_role: "curfew_gateway".to_owned(),
+            serve_members_of: None,
+            serve_superusers: false,
+        })
+        .await
+        .expect("auth function");
+    assert!(installed.installed, "{installed:?}");
+    AuthFunctionSource::new(spec("curfew_gateway"))
 }
 
 /// Reads `pg_authid` as the superuser: what `curfew.gateway_secret` returns, for tests (a
@@ -100,7 +145,11 @@ impl VerifierSource for PgAuthidSource {
         Box::pin(async move {
             self.secret(role)
                 .await
-                .map(|s| s.map(StoredSecret::new))
+                .map(|s| {
+                    s.map_or(RoleSecret::NotServed, |s| {
+                        RoleSecret::Stored(StoredSecret::new(s))
+                    })
+                })
                 .map_err(|e| VerifierSourceError {
                     code: e.code().map(|c| c.code().to_owned()),
                     reason: e.to_string(),
@@ -154,7 +203,12 @@ impl Harness {
         config.max_clients = setup.max_clients;
         config.login_timeout = setup.login_timeout;
         let admin = Arc::new(PgAuthidSource::connect(&cluster).await);
-        let gateway = Gateway::new(config, admin.clone()).expect("gateway");
+        let source: Arc<dyn VerifierSource> = if setup.auth_function {
+            Arc::new(install_auth_function(&cluster, &dir).await)
+        } else {
+            admin.clone()
+        };
+        let gateway = Gateway::new(config, source).expect("gateway");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
             let _ = stopped.await;

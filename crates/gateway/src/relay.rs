@@ -45,12 +45,12 @@ pub(crate) async fn relay(
             client_rest,
             Leg::Upward,
         )
-        .await?;
-        // The client left, politely or not: the server hears a Terminate either way (a
-        // repeated one after the client's own is harmless: the server has closed by then).
+        .await;
+        // The client left, politely, by EOF or by an error: the server hears a Terminate
+        // every time (one after the client's own is harmless: the server has closed by then).
         let _ = server_write.write_all(&TERMINATE).await;
         let _ = server_write.shutdown().await;
-        Ok::<u64, SessionError>(sent)
+        sent
     };
     let downward = async {
         let sent = forward(

@@ -260,3 +260,92 @@ async fn the_relay_carries_copy_pipelines_and_large_rows() {
         .get(0);
     assert_eq!(name, "changed");
 }
+
+/// How many server sessions `role` has, per the superuser.
+async fn sessions_of(harness: &Harness, role: &str) -> i64 {
+    let client = harness.plain("alice", ALICE_PASSWORD).await.expect("login");
+    let count: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
+            &[&role],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_side_ending_ends_the_other() {
+    let harness = Harness::start("ends", Setup::default()).await;
+    let stored = alice_secret(&harness).await;
+
+    // A client that vanishes (EOF, no Terminate): its server session ends too.
+    let mut tcp = TcpStream::connect(harness.addr).await.expect("connect");
+    raw::login(
+        &mut tcp,
+        "alice",
+        ALICE_PASSWORD,
+        &stored,
+        ProtocolVersion::V3_0,
+    )
+    .await
+    .expect("login");
+    assert_eq!(sessions_of(&harness, "alice").await, 1);
+    drop(tcp);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sessions_of(&harness, "alice").await != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the server session outlived its client"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A server session ended by the server: its client hears why and is closed.
+    let client = harness.plain("alice", ALICE_PASSWORD).await.expect("login");
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("pid")
+        .get(0);
+    harness
+        .cluster
+        .psql(&format!("SELECT pg_terminate_backend({pid})"))
+        .expect("terminate");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !client.is_closed() {
+        assert!(
+            Instant::now() < deadline,
+            "the client outlived its server session"
+        );
+        let _ = client.simple_query("SELECT 1").await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gssenc_is_declined_and_the_startup_goes_on() {
+    let harness = Harness::start("gssenc", Setup::default()).await;
+    let stored = alice_secret(&harness).await;
+    let mut tcp = TcpStream::connect(harness.addr).await.expect("connect");
+    let mut request = Vec::new();
+    curfew_wire::encode_gssenc_request(&mut request);
+    tokio::io::AsyncWriteExt::write_all(&mut tcp, &request)
+        .await
+        .expect("sent");
+    let mut answer = [0u8; 1];
+    tokio::io::AsyncReadExt::read_exact(&mut tcp, &mut answer)
+        .await
+        .expect("answer");
+    assert_eq!(&answer, b"N");
+    raw::login(
+        &mut tcp,
+        "alice",
+        ALICE_PASSWORD,
+        &stored,
+        ProtocolVersion::V3_0,
+    )
+    .await
+    .expect("login after GSSENCRequest");
+}

@@ -65,3 +65,16 @@ pub trait VerifierSource: Send + Sync + 'static {
     /// The stored secret of `role`.
     fn fetch<'a>(&'a self, role: &'a str) -> VerifierFuture<'a>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let secret = StoredSecret::new("SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5".to_owned());
+        let shown = format!("{:?}", RoleSecret::Stored(secret));
+        assert!(!shown.contains("SCRAM"), "{shown}");
+        assert!(!shown.contains("c2FsdA"), "{shown}");
+    }
+}

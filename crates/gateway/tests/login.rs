@@ -113,3 +113,50 @@ async fn refused_logins_all_look_like_a_wrong_password() {
     // And the gateway still serves the right password afterwards.
     harness.plain("alice", ALICE_PASSWORD).await.expect("login");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_certificate_serves_new_handshakes_and_a_bad_one_changes_nothing() {
+    let harness = Harness::start("reload", Setup::default()).await;
+    let login_trusting = |ca_pem: String| {
+        let mut config = harness.config("alice", ALICE_PASSWORD);
+        config.ssl_mode(tokio_postgres::config::SslMode::Require);
+        async move {
+            let tls =
+                tokio_postgres_rustls::MakeRustlsConnect::new(common::client_tls_trusting(&ca_pem));
+            config.connect(tls).await.map(|(client, connection)| {
+                tokio::spawn(connection);
+                client
+            })
+        }
+    };
+    let old_ca = harness.pki.ca_pem.clone();
+    let before = login_trusting(old_ca.clone())
+        .await
+        .expect("the first certificate");
+
+    // A key that does not exist: refused, the old certificate stays.
+    let missing = curfew_gateway::TlsFiles {
+        cert: harness.dir.join("gateway.crt"),
+        key: harness.dir.join("no-such.key"),
+    };
+    assert!(harness.tls_handle.reload(&missing).is_err());
+    login_trusting(old_ca.clone())
+        .await
+        .expect("still the first certificate");
+
+    let next = curfew_sandbox::TestPki::generate(&["localhost", "127.0.0.1"]).expect("PKI");
+    let files = curfew_gateway::TlsFiles {
+        cert: harness.dir.write("next.crt", &next.server.cert_pem, 0o644),
+        key: harness.dir.write("next.key", &next.server.key_pem, 0o600),
+    };
+    harness.tls_handle.reload(&files).expect("reload");
+    login_trusting(next.ca_pem.clone())
+        .await
+        .expect("the new certificate");
+    assert!(
+        login_trusting(old_ca).await.is_err(),
+        "the old CA still works"
+    );
+    // A session that started before keeps going.
+    before.simple_query("SELECT 1").await.expect("old session");
+}

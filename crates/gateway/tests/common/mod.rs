@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_gateway::{
-    AuthFunctionSource, Gateway, GatewayConfig, RoleSecret, StoredSecret, TlsFiles, UpstreamConfig,
-    VerifierFuture, VerifierSource, VerifierSourceError,
+    AuthFunctionSource, Gateway, GatewayConfig, RoleSecret, StoredSecret, TlsFiles, TlsHandle,
+    UpstreamConfig, VerifierFuture, VerifierSource, VerifierSourceError,
 };
 use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
 use curfew_sandbox::{Auth, Cluster, Options, TestPki};
@@ -170,6 +170,8 @@ pub struct Harness {
     pub addr: SocketAddr,
     /// A superuser connection (Unix socket) for setup and checks.
     pub admin: Arc<PgAuthidSource>,
+    /// The gateway's client-leg TLS, to reload.
+    pub tls_handle: TlsHandle,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -209,6 +211,7 @@ impl Harness {
             admin.clone()
         };
         let gateway = Gateway::new(config, source).expect("gateway");
+        let tls_handle = gateway.tls().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
             let _ = stopped.await;
@@ -219,6 +222,7 @@ impl Harness {
             dir,
             addr,
             admin,
+            tls_handle,
             stop: Some(stop),
             task: Some(task),
         }
@@ -296,16 +300,7 @@ impl Harness {
 
     /// A rustls client configuration trusting the test CA.
     pub fn client_tls(&self) -> rustls::ClientConfig {
-        let mut roots = RootCertStore::empty();
-        let ca = CertificateDer::from_pem_slice(self.pki.ca_pem.as_bytes()).expect("CA");
-        roots.add(ca).expect("CA added");
-        rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth()
+        client_tls_trusting(&self.pki.ca_pem)
     }
 
     /// tokio-postgres's TLS connector trusting the test CA.
@@ -328,6 +323,18 @@ impl Drop for Harness {
             task.abort();
         }
     }
+}
+
+/// A rustls client configuration trusting the CA `ca_pem`.
+pub fn client_tls_trusting(ca_pem: &str) -> rustls::ClientConfig {
+    let mut roots = RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA");
+    roots.add(ca).expect("CA added");
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
 }
 
 /// The SQLSTATE and message of a failed login.

@@ -110,13 +110,27 @@ pub enum Split<'a> {
     Frame(Frame<'a>),
 }
 
-/// Finds the typed message at the front of `buf`, sent by `direction`.
+/// A frame's header: its type and its total length, checked against the limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The message type byte.
+    pub tag: u8,
+    /// The whole frame's length, type byte included (at least [`HEADER_LEN`]).
+    pub frame_len: usize,
+}
+
+/// Reads the header of the typed message at the front of `buf` (None until 5 bytes have
+/// arrived). A relay streaming a frame too large to buffer (CopyData, a large DataRow)
+/// forwards `frame_len` bytes from here without holding them.
 ///
-/// Errors when its length word is below 4 or above [`frame_limit`] for its type; after
+/// Errors when the length word is below 4 or above [`frame_limit`] for its type; after
 /// such an error the stream cannot be resynchronised and the connection should end.
-pub fn split_frame(direction: Direction, buf: &[u8]) -> Result<Split<'_>, ProtocolError> {
+pub fn frame_header(
+    direction: Direction,
+    buf: &[u8],
+) -> Result<Option<FrameHeader>, ProtocolError> {
     let Some(header) = buf.get(..HEADER_LEN) else {
-        return Ok(Split::Incomplete { frame_len: None });
+        return Ok(None);
     };
     let tag = header[0];
     let claimed = u32::from_be_bytes([header[1], header[2], header[3], header[4]]);
@@ -136,12 +150,23 @@ pub fn split_frame(direction: Direction, buf: &[u8]) -> Result<Split<'_>, Protoc
             limit,
         });
     }
-    // claimed <= limit < 2^30, so this cannot overflow a usize of 32 bits or more.
-    let frame_len = claimed as usize + 1;
-    match buf.get(..frame_len) {
+    // claimed <= limit < 2^30 + 4: no overflow on any usize of 32 bits or more.
+    Ok(Some(FrameHeader {
+        tag,
+        frame_len: claimed as usize + 1,
+    }))
+}
+
+/// Finds the typed message at the front of `buf`, sent by `direction`: a whole frame, or
+/// how much is still missing. Errors as [`frame_header`] does.
+pub fn split_frame(direction: Direction, buf: &[u8]) -> Result<Split<'_>, ProtocolError> {
+    let Some(header) = frame_header(direction, buf)? else {
+        return Ok(Split::Incomplete { frame_len: None });
+    };
+    match buf.get(..header.frame_len) {
         Some(raw) => Ok(Split::Frame(Frame { raw })),
         None => Ok(Split::Incomplete {
-            frame_len: Some(frame_len),
+            frame_len: Some(header.frame_len),
         }),
     }
 }

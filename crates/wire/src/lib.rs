@@ -53,7 +53,8 @@ pub use fields::{FieldIter, Fields, field};
 pub use frame::{
     BACKEND_AUTH_REQUEST_LIMIT, BACKEND_LONG_MESSAGE_LIMIT, BACKEND_SHORT_MESSAGE_LIMIT,
     FRONTEND_AUTH_MESSAGE_LIMIT, FRONTEND_LARGE_MESSAGE_LIMIT, FRONTEND_SMALL_MESSAGE_LIMIT, Frame,
-    Frames, HEADER_LEN, Split, encode_frame, frame_limit, frames, split_frame,
+    FrameHeader, Frames, HEADER_LEN, Split, encode_frame, frame_header, frame_limit, frames,
+    split_frame,
 };
 pub use frontend::{
     AuthResponse, FrontendMessage, PasswordMessage, SaslInitialResponse, SaslResponse,

@@ -398,3 +398,22 @@ fn errors_show_hostile_bytes_escaped() {
         .expect_err("refused");
     assert!(!error.to_string().contains('\x1b'), "{error}");
 }
+
+#[test]
+fn a_header_alone_tells_a_streaming_relay_what_follows() {
+    // A 1 GiB CopyData: its header is enough to forward it without buffering it.
+    let mut buf = header(b'd', 0x3FFF_FFFE);
+    buf.extend_from_slice(b"first bytes");
+    assert_eq!(
+        curfew_wire::frame_header(Direction::Frontend, &buf),
+        Ok(Some(curfew_wire::FrameHeader {
+            tag: b'd',
+            frame_len: 0x3FFF_FFFF
+        }))
+    );
+    assert_eq!(
+        curfew_wire::frame_header(Direction::Frontend, &buf[..4]),
+        Ok(None)
+    );
+    assert!(curfew_wire::frame_header(Direction::Backend, &header(b'Z', 2)).is_err());
+}

@@ -1,5 +1,8 @@
 //! Reading SCRAM's `name=value,` attributes (RFC 5802 §5.1) without allocating.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
 use crate::error::Malformed;
 
 /// A cursor over a SCRAM message's attributes.
@@ -85,6 +88,13 @@ impl<'a> Attributes<'a> {
     }
 }
 
+/// Base64 `text` decoded, refused before decoding when it would exceed `max` bytes.
+pub(crate) fn decode(text: &str, name: char, max: usize) -> Result<Vec<u8>, Malformed> {
+    if text.len() > max.div_ceil(3) * 4 {
+        return Err(Malformed::Base64(name));
+    }
+    STANDARD.decode(text).map_err(|_| Malformed::Base64(name))
+}
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,12 +5,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroize as _;
 
-use crate::attrs::Attributes;
+use crate::attrs::{Attributes, decode};
 use crate::channel_binding::CertificateHash;
 use crate::crypto::{ClientKey, KEY_LEN, Key, hmac, keys_equal, xor};
 use crate::error::{ClientError, Malformed};
 use crate::nonce::{NonceSource, is_valid_nonce};
-use crate::server::decode;
 use crate::verifier::{Verifier, parse_iterations};
 use crate::{CHANNEL_BINDING_TYPE, Mechanism};
 

@@ -10,6 +10,26 @@
 //! (`y`) while it was offered is refused as a downgrade.
 //!
 //! Pure: no I/O, no clock, randomness injected through [`NonceSource`].
+//!
+//! ```
+//! use curfew_scram::*;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // The role's verifier, as read from pg_authid (here computed from a password).
+//! let verifier = Verifier::from_password(b"pencil", b"0123456789abcdef", 4096)?;
+//! // The gateway's side towards the client; a libpq client would send these messages.
+//! let server = ServerExchange::new(verifier.clone(), ServerChannelBinding::None, &mut OsNonce)?;
+//! let offered: Vec<&str> = server.mechanisms().iter().map(|m| m.name()).collect();
+//! let client_key = ClientKey::derive(b"pencil", verifier.salt(), verifier.iterations());
+//! let binding = ClientChannelBinding::None;
+//! let (first, client) = ClientExchange::start(client_key, &verifier, &binding, &offered, &mut OsNonce)?;
+//! let (server_first, server) = server.client_first(first.mechanism.name(), first.message.as_bytes())?;
+//! let (client_final, client) = client.server_first(server_first.as_bytes())?;
+//! let authenticated = server.client_final(client_final.as_bytes())?;
+//! client.server_final(authenticated.server_final.as_bytes())?;
+//! // `authenticated.client_key` now logs in upstream with another ClientExchange.
+//! # Ok(())
+//! # }
+//! ```
 
 mod attrs;
 mod channel_binding;

@@ -4,7 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::attrs::Attributes;
+use crate::attrs::{Attributes, decode};
 use crate::channel_binding::CertificateHash;
 use crate::crypto::{ClientKey, KEY_LEN, hmac, keys_equal, sha256, xor};
 use crate::error::{AuthFailure, Malformed};
@@ -223,12 +223,4 @@ impl AwaitingClientFinal {
             _ => false,
         }
     }
-}
-
-/// Base64 `text` decoded, refused before decoding when it would exceed `max` bytes.
-pub(crate) fn decode(text: &str, name: char, max: usize) -> Result<Vec<u8>, Malformed> {
-    if text.len() > max.div_ceil(3) * 4 {
-        return Err(Malformed::Base64(name));
-    }
-    STANDARD.decode(text).map_err(|_| Malformed::Base64(name))
 }

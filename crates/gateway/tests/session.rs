@@ -349,3 +349,45 @@ async fn gssenc_is_declined_and_the_startup_goes_on() {
     .await
     .expect("login after GSSENCRequest");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plaintext_server_leg_serves_plain_and_tls_clients() {
+    let harness = Harness::start(
+        "plainserver",
+        Setup {
+            server_tls: false,
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let plain = harness.plain("alice", ALICE_PASSWORD).await.expect("plain");
+    let tls = harness
+        .tls(
+            "alice",
+            ALICE_PASSWORD,
+            tokio_postgres::config::ChannelBinding::Prefer,
+        )
+        .await
+        .expect("TLS");
+    for client in [&plain, &tls] {
+        let row = client
+            .query_one(
+                "SELECT current_user::text, (SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid())",
+                &[],
+            )
+            .await
+            .expect("query");
+        assert_eq!(row.get::<_, String>(0), "alice");
+        assert!(!row.get::<_, bool>(1), "the server leg is plaintext");
+    }
+    let token = plain.cancel_token();
+    let sleeper = tokio::spawn(async move { plain.simple_query("SELECT pg_sleep(60)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    token.cancel_query(NoTls).await.expect("cancel sent");
+    let ended = tokio::time::timeout(Duration::from_secs(20), sleeper)
+        .await
+        .expect("the sleep ended")
+        .expect("task");
+    assert!(ended.is_err());
+}

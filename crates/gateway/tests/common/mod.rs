@@ -52,6 +52,9 @@ pub struct Setup {
     /// Fetch verifiers through `curfew.gateway_secret` as `curfew_gateway` (installed as
     /// `curfew init` does) rather than by reading `pg_authid`.
     pub auth_function: bool,
+    /// TLS on the server (and `sslmode=verify-full` towards it); without, the server leg is
+    /// plaintext (`sslmode=disable`).
+    pub server_tls: bool,
 }
 
 impl Default for Setup {
@@ -61,6 +64,7 @@ impl Default for Setup {
             max_clients: 50,
             login_timeout: Duration::from_secs(10),
             auth_function: false,
+            server_tls: true,
         }
     }
 }
@@ -83,7 +87,7 @@ async fn install_auth_function(cluster: &Cluster, dir: &TempDir) -> AuthFunction
     let spec = |user: &str| TargetSpec {
         name: "primary".to_owned(),
         url: ConnectionUrl::parse(&format!(
-            "postgresql://{user}@127.0.0.1:{}/postgres?sslmode=require",
+            "postgresql://{user}@127.0.0.1:{}/postgres?sslmode=prefer",
             cluster.port()
         ))
         .expect("URL"),
@@ -183,7 +187,7 @@ impl Harness {
         let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("certificates");
         let cluster = curfew_testkit::started(Options {
             auth: Auth::Scram,
-            tls: Some(pki.server.clone()),
+            tls: setup.server_tls.then(|| pki.server.clone()),
             ..Options::default()
         });
         cluster.psql(ROLES).expect("roles");
@@ -191,10 +195,14 @@ impl Harness {
         let ca = dir.write("ca.pem", &pki.ca_pem, 0o644);
         let cert = dir.write("gateway.crt", &pki.server.cert_pem, 0o644);
         let key = dir.write("gateway.key", &pki.server.key_pem, 0o600);
+        let tls = if setup.server_tls {
+            format!("sslmode=verify-full&sslrootcert={}", ca.display())
+        } else {
+            "sslmode=disable".to_owned()
+        };
         let url = ConnectionUrl::parse(&format!(
-            "postgresql://unused@127.0.0.1:{}/postgres?sslmode=verify-full&sslrootcert={}",
-            cluster.port(),
-            ca.display()
+            "postgresql://unused@127.0.0.1:{}/postgres?{tls}",
+            cluster.port()
         ))
         .expect("upstream URL");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");

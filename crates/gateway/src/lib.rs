@@ -8,6 +8,7 @@
 
 mod auth;
 mod auth_function;
+mod buffers;
 mod cancel;
 mod client_tls;
 mod config;

@@ -1,16 +1,20 @@
 //! The session's relay: both directions at once, each forwarding whole read buffers (one write
-//! per read, not per message: pipelines and COPY keep their batching) through one reusable
-//! buffer, so the steady state allocates nothing.
+//! per read, not per message: pipelines and COPY keep their batching). A plaintext direction
+//! waits for its socket to be readable before it takes a pooled buffer and gives it back once
+//! the socket is drained, so an idle session holds no buffer; a TLS direction keeps one (its
+//! records are decrypted into it).
 
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use crate::buffers::Pooled;
 use crate::error::SessionError;
 use crate::stream::{ClientStream, ServerStream};
-
-/// Each direction's buffer. Small on purpose: an idle session's memory is mostly these.
-const BUFFER_LEN: usize = 8 * 1024;
 
 /// How long the server may take to close after the client left (it got a Terminate).
 const SERVER_CLOSE_GRACE: Duration = Duration::from_secs(5);
@@ -36,8 +40,20 @@ pub(crate) async fn relay(
     server: ServerStream,
     server_rest: Vec<u8>,
 ) -> Result<RelayTotals, SessionError> {
-    let (mut client_read, mut client_write) = tokio::io::split(client);
-    let (mut server_read, mut server_write) = tokio::io::split(server);
+    let (mut client_read, mut client_write) = match client {
+        ClientStream::Plain(tcp) => split_tcp(tcp),
+        tls => {
+            let (read, write) = tokio::io::split(tls);
+            (ReadSide::Client(read), WriteSide::Client(write))
+        }
+    };
+    let (mut server_read, mut server_write) = match server {
+        ServerStream::Plain(tcp) => split_tcp(tcp),
+        tls => {
+            let (read, write) = tokio::io::split(tls);
+            (ReadSide::Server(read), WriteSide::Server(write))
+        }
+    };
     let upward = async {
         let sent = forward(
             &mut client_read,
@@ -104,17 +120,68 @@ impl Leg {
     }
 }
 
+/// A direction's source.
+enum ReadSide {
+    /// A plaintext socket: read when readable, into a pooled buffer.
+    Tcp(OwnedReadHalf),
+    /// The client's TLS stream.
+    Client(tokio::io::ReadHalf<ClientStream>),
+    /// The server's TLS stream.
+    Server(tokio::io::ReadHalf<ServerStream>),
+}
+
+/// A direction's sink.
+enum WriteSide {
+    /// A plaintext socket.
+    Tcp(OwnedWriteHalf),
+    /// The client's TLS stream.
+    Client(tokio::io::WriteHalf<ClientStream>),
+    /// The server's TLS stream.
+    Server(tokio::io::WriteHalf<ServerStream>),
+}
+
+fn split_tcp(tcp: tokio::net::TcpStream) -> (ReadSide, WriteSide) {
+    let (read, write) = tcp.into_split();
+    (ReadSide::Tcp(read), WriteSide::Tcp(write))
+}
+
+impl AsyncWrite for WriteSide {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            WriteSide::Tcp(w) => Pin::new(w).poll_write(cx, buf),
+            WriteSide::Client(w) => Pin::new(w).poll_write(cx, buf),
+            WriteSide::Server(w) => Pin::new(w).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteSide::Tcp(w) => Pin::new(w).poll_flush(cx),
+            WriteSide::Client(w) => Pin::new(w).poll_flush(cx),
+            WriteSide::Server(w) => Pin::new(w).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            WriteSide::Tcp(w) => Pin::new(w).poll_shutdown(cx),
+            WriteSide::Client(w) => Pin::new(w).poll_shutdown(cx),
+            WriteSide::Server(w) => Pin::new(w).poll_shutdown(cx),
+        }
+    }
+}
+
 /// Copies `from` to `to` until EOF: `pending` first, then each read whole.
-async fn forward<R, W>(
-    from: &mut R,
-    to: &mut W,
+async fn forward(
+    from: &mut ReadSide,
+    to: &mut WriteSide,
     pending: Vec<u8>,
     leg: Leg,
-) -> Result<u64, SessionError>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) -> Result<u64, SessionError> {
     let mut total = 0u64;
     if !pending.is_empty() {
         to.write_all(&pending)
@@ -124,7 +191,48 @@ where
         total += pending.len() as u64;
     }
     drop(pending);
-    let mut buffer = vec![0u8; BUFFER_LEN];
+    match from {
+        ReadSide::Tcp(tcp) => forward_when_readable(tcp, to, leg, total).await,
+        ReadSide::Client(tls) => forward_buffered(tls, to, leg, total).await,
+        ReadSide::Server(tls) => forward_buffered(tls, to, leg, total).await,
+    }
+}
+
+/// A plaintext source: a pooled buffer only from readable to drained.
+async fn forward_when_readable(
+    from: &OwnedReadHalf,
+    to: &mut WriteSide,
+    leg: Leg,
+    mut total: u64,
+) -> Result<u64, SessionError> {
+    loop {
+        from.readable().await.map_err(|e| leg.read_error(e))?;
+        let mut buffer = Pooled::take();
+        loop {
+            let read = match from.try_read(&mut buffer) {
+                Ok(0) => return Ok(total),
+                Ok(read) => read,
+                // Drained (or a spurious wake-up): the buffer goes back to the pool.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err(leg.read_error(e)),
+            };
+            to.write_all(&buffer[..read])
+                .await
+                .map_err(|e| leg.write_error(e))?;
+            to.flush().await.map_err(|e| leg.write_error(e))?;
+            total += read as u64;
+        }
+    }
+}
+
+/// A TLS source: one buffer for the direction's life.
+async fn forward_buffered<R: AsyncRead + Unpin>(
+    from: &mut R,
+    to: &mut WriteSide,
+    leg: Leg,
+    mut total: u64,
+) -> Result<u64, SessionError> {
+    let mut buffer = Pooled::take();
     loop {
         let read = from
             .read(&mut buffer)

@@ -380,6 +380,23 @@ async fn a_plaintext_server_leg_serves_plain_and_tls_clients() {
             .expect("query");
         assert_eq!(row.get::<_, String>(0), "alice");
         assert!(!row.get::<_, bool>(1), "the server leg is plaintext");
+        // Large results and a pipeline on the plaintext paths, both directions.
+        let big: String = client
+            .query_one("SELECT repeat('y', 3000000)", &[])
+            .await
+            .expect("big row")
+            .get(0);
+        assert_eq!(big.len(), 3_000_000);
+        let echo = client.prepare("SELECT $1::text").await.expect("prepare");
+        let long = "z".repeat(100_000);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&long];
+        let sent = (0..200).map(|_| client.query_one(&echo, &params));
+        let echoed = futures_util::future::join_all(sent).await;
+        assert!(echoed.iter().all(|r| {
+            r.as_ref()
+                .map(|row| row.get::<_, String>(0) == long)
+                .unwrap_or(false)
+        }));
     }
     let token = plain.cancel_token();
     let sleeper = tokio::spawn(async move { plain.simple_query("SELECT pg_sleep(60)").await });

@@ -408,3 +408,34 @@ async fn a_plaintext_server_leg_serves_plain_and_tls_clients() {
         .expect("task");
     assert!(ended.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_address_is_the_gateways_to_give_and_unknown_options_are_named() {
+    let harness = Harness::start("clientaddr", Setup::default()).await;
+    let stored = alice_secret(&harness).await;
+    let mut tcp = TcpStream::connect(harness.addr).await.expect("connect");
+    let seen = raw::login_with(
+        &mut tcp,
+        "alice",
+        ALICE_PASSWORD,
+        &stored,
+        ProtocolVersion::V3_0,
+        &[
+            (b"curfew.client_addr", b"203.0.113.9"),
+            (b"_pq_.unknown_option", b"on"),
+            (b"application_name", b"as sent: -c x=y 'q'"),
+        ],
+    )
+    .await
+    .expect("login");
+    assert_eq!(seen.negotiated_minor, Some(0));
+    assert_eq!(seen.unrecognized, ["_pq_.unknown_option"]);
+    assert_eq!(
+        raw::query_one(&mut tcp, "SELECT current_setting('curfew.client_addr')").await,
+        Ok("127.0.0.1".to_owned())
+    );
+    assert_eq!(
+        raw::query_one(&mut tcp, "SELECT current_setting('application_name')").await,
+        Ok("as sent: -c x=y 'q'".to_owned())
+    );
+}

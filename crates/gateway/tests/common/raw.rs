@@ -17,6 +17,8 @@ pub struct RawLogin {
     pub key_len: usize,
     /// NegotiateProtocolVersion's newest minor, if one came.
     pub negotiated_minor: Option<u32>,
+    /// The options NegotiateProtocolVersion named as unrecognized.
+    pub unrecognized: Vec<String>,
     /// The mechanisms offered.
     pub mechanisms: Vec<String>,
 }
@@ -51,15 +53,25 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
     stored: &str,
     version: ProtocolVersion,
 ) -> Result<RawLogin, String> {
+    login_with(stream, user, password, stored, version, &[]).await
+}
+
+/// [`login`] with `extra` startup parameters after `user` and `database`.
+pub async fn login_with<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    user: &str,
+    password: &str,
+    stored: &str,
+    version: ProtocolVersion,
+    extra: &[(&[u8], &[u8])],
+) -> Result<RawLogin, String> {
     let verifier = Verifier::parse(stored).map_err(|e| e.to_string())?;
     let client_key = ClientKey::derive(password.as_bytes(), verifier.salt(), verifier.iterations());
     let mut out = Vec::new();
-    encode_startup(
-        version,
-        &[(b"user", user.as_bytes()), (b"database", b"postgres")],
-        &mut out,
-    )
-    .map_err(|e| e.to_string())?;
+    let mut params: Vec<(&[u8], &[u8])> =
+        vec![(b"user", user.as_bytes()), (b"database", b"postgres")];
+    params.extend_from_slice(extra);
+    encode_startup(version, &params, &mut out).map_err(|e| e.to_string())?;
     stream.write_all(&out).await.map_err(|e| e.to_string())?;
     let mut buf = Vec::new();
     let mut seen = RawLogin::default();
@@ -78,6 +90,10 @@ pub async fn login<S: AsyncRead + AsyncWrite + Unpin>(
         match BackendMessage::parse(frame).map_err(|e| e.to_string())? {
             BackendMessage::NegotiateProtocolVersion(v) => {
                 seen.negotiated_minor = Some(v.newest_minor);
+                seen.unrecognized = v
+                    .unrecognized()
+                    .map(|o| String::from_utf8_lossy(o).into_owned())
+                    .collect();
             }
             BackendMessage::Authentication(Authentication::Sasl(mechanisms)) => {
                 seen.mechanisms = mechanisms

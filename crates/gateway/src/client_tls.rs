@@ -116,3 +116,54 @@ impl TlsHandle {
             .clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use curfew_sandbox::TestPki;
+    use curfew_testkit::TempDir;
+
+    #[test]
+    fn a_certificate_and_its_key_load_with_alpn_postgresql() {
+        let dir = TempDir::new("gateway-unit", "tls-load");
+        let pki = TestPki::generate(&["localhost"]).unwrap();
+        let files = TlsFiles {
+            cert: dir.write("c.pem", &pki.server.cert_pem, 0o644),
+            key: dir.write("k.pem", &pki.server.key_pem, 0o600),
+        };
+        let loaded = LoadedTls::load(&files).unwrap();
+        assert_eq!(loaded.config.alpn_protocols, [ALPN_POSTGRESQL.to_vec()]);
+        assert!(!loaded.leaf_der.is_empty());
+    }
+
+    #[test]
+    fn bad_files_are_named_and_the_key_is_never_shown() {
+        let dir = TempDir::new("gateway-unit", "tls-bad");
+        let pki = TestPki::generate(&["localhost"]).unwrap();
+        let other = TestPki::generate(&["localhost"]).unwrap();
+        let cert = dir.write("c.pem", &pki.server.cert_pem, 0o644);
+        let missing = TlsFiles {
+            cert: dir.join("none.pem"),
+            key: dir.write("k.pem", &pki.server.key_pem, 0o600),
+        };
+        let error = LoadedTls::load(&missing).unwrap_err().to_string();
+        assert!(
+            error.contains("certificate") && error.contains("none.pem"),
+            "{error}"
+        );
+        let not_a_cert = TlsFiles {
+            cert: dir.write("empty.pem", "no PEM here\n", 0o644),
+            key: missing.key.clone(),
+        };
+        let error = LoadedTls::load(&not_a_cert).unwrap_err().to_string();
+        assert!(error.contains("no PEM certificate"), "{error}");
+        let mismatched = TlsFiles {
+            cert,
+            key: dir.write("other.pem", &other.server.key_pem, 0o600),
+        };
+        let error = LoadedTls::load(&mismatched).unwrap_err().to_string();
+        assert!(!error.contains("PRIVATE KEY"), "{error}");
+    }
+}

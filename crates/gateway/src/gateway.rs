@@ -103,3 +103,48 @@ impl Gateway {
         &self.shared.tls
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::verifiers::{RoleSecret, VerifierFuture};
+
+    /// A source that serves nobody: the setup under test never asks it.
+    struct NobodyServed;
+
+    impl VerifierSource for NobodyServed {
+        fn fetch<'a>(&'a self, _role: &'a str) -> VerifierFuture<'a> {
+            Box::pin(async { Ok(RoleSecret::NotServed) })
+        }
+    }
+
+    fn config() -> GatewayConfig {
+        let url = curfew_postgres::ConnectionUrl::parse(
+            "postgresql://u@127.0.0.1:5432/postgres?sslmode=disable",
+        )
+        .unwrap();
+        GatewayConfig::new(vec![], crate::config::UpstreamConfig { url })
+    }
+
+    #[test]
+    fn require_tls_without_a_certificate_is_refused_at_setup() {
+        let mut config = config();
+        config.require_tls = true;
+        let error = Gateway::new(config, Arc::new(NobodyServed)).unwrap_err();
+        assert!(matches!(error, GatewayError::RequireTlsWithoutCertificate));
+    }
+
+    #[test]
+    fn debug_shows_the_configuration_and_no_secret() {
+        let gateway = Gateway::new(config(), Arc::new(NobodyServed)).unwrap();
+        let shown = format!("{gateway:?}");
+        assert!(shown.contains("127.0.0.1"), "{shown}");
+        assert!(!shown.contains("mock_secret"), "{shown}");
+        assert_eq!(
+            format!("{:?}", gateway.shared.mock_secret),
+            "MockSecret(<redacted>)"
+        );
+    }
+}

@@ -190,3 +190,14 @@ async fn garbage_at_the_listener_disturbs_no_session() {
         .expect("login after");
     after.simple_query("SELECT 1").await.expect("query after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_is_down_gives_a_connection_failure_not_a_hang() {
+    let mut harness = Harness::start("serverdown", Setup::default()).await;
+    harness.cluster.stop().expect("server stopped");
+    let started = Instant::now();
+    let (code, message) = login_error(harness.plain("alice", ALICE_PASSWORD).await);
+    assert_eq!(code, "08006", "{message}");
+    assert!(message.contains("curfew gateway"), "{message}");
+    assert!(started.elapsed() < Duration::from_secs(9));
+}

@@ -130,6 +130,19 @@ impl PgAuthidSource {
         PgAuthidSource { client }
     }
 
+    /// The stored secret of `role`, whatever its kind and whether it may log in.
+    pub async fn client_secret_of(&self, role: &str) -> Option<String> {
+        self.client
+            .query_opt(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                &[&role],
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|row| row.get::<_, Option<String>>(0))
+    }
+
     /// The stored secret of `role`, if it may log in.
     pub async fn secret(&self, role: &str) -> Result<Option<String>, tokio_postgres::Error> {
         let row = self

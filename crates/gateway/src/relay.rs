@@ -1,14 +1,15 @@
 //! The session's relay: both directions at once, each forwarding whole read buffers (one write
 //! per read, not per message: pipelines and COPY keep their batching). A plaintext direction
 //! waits for its socket to be readable before it takes a pooled buffer and gives it back once
-//! the socket is drained, so an idle session holds no buffer; a TLS direction keeps one (its
-//! records are decrypted into it).
+//! the socket is drained; a TLS direction waits on a 64-byte probe and takes a buffer for what
+//! follows it. So an idle session holds no buffer, and a busy one reuses pooled buffers.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
@@ -225,26 +226,48 @@ async fn forward_when_readable(
     }
 }
 
-/// A TLS source: one buffer for the direction's life.
+/// How much a TLS direction reads while it waits: an idle session holds this, not a buffer.
+const PROBE_LEN: usize = 64;
+
+/// A TLS source: it waits with a small probe; once bytes come, it takes a pooled buffer, fills
+/// it with what is already there without waiting again (the stream has decrypted it), forwards
+/// that, and gives the buffer back.
 async fn forward_buffered<R: AsyncRead + Unpin>(
     from: &mut R,
     to: &mut WriteSide,
     leg: Leg,
     mut total: u64,
 ) -> Result<u64, SessionError> {
-    let mut buffer = Pooled::take();
     loop {
-        let read = from
-            .read(&mut buffer)
-            .await
-            .map_err(|e| leg.read_error(e))?;
-        if read == 0 {
+        let mut probe = [0u8; PROBE_LEN];
+        let first = from.read(&mut probe).await.map_err(|e| leg.read_error(e))?;
+        if first == 0 {
             return Ok(total);
         }
-        to.write_all(&buffer[..read])
+        let mut buffer = Pooled::take();
+        buffer[..first].copy_from_slice(&probe[..first]);
+        let mut filled = first;
+        let mut ended = false;
+        // More of what is already decrypted, until the stream would wait (a read future
+        // dropped while pending loses nothing: the next read polls again).
+        while filled < buffer.len() {
+            match from.read(&mut buffer[filled..]).now_or_never() {
+                Some(Ok(0)) => {
+                    ended = true;
+                    break;
+                }
+                Some(Ok(read)) => filled += read,
+                Some(Err(e)) => return Err(leg.read_error(e)),
+                None => break,
+            }
+        }
+        to.write_all(&buffer[..filled])
             .await
             .map_err(|e| leg.write_error(e))?;
         to.flush().await.map_err(|e| leg.write_error(e))?;
-        total += read as u64;
+        total += filled as u64;
+        if ended {
+            return Ok(total);
+        }
     }
 }

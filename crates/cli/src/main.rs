@@ -168,6 +168,21 @@ enum Command {
     )]
     Agent(commands::agent::Args),
 
+    /// Serve the policy's [gateway]: PostgreSQL clients through curfew, SCRAM end to end.
+    #[command(
+        after_help = "Listens on [gateway] listen (127.0.0.1:6432 by default) and relays each \
+                            client to its own session on the [gateway] target, as the client's own \
+                            role: SCRAM-SHA-256 with the client against the role's verifier, which \
+                            the gateway fetches through curfew.gateway_secret (installed by curfew \
+                            init) as the user of auth_url; TLS with tls_cert and tls_key \
+                            (require_tls refuses plaintext clients). Ctrl-C stops accepting clients \
+                            and waits for the sessions to end.\n\n\
+                            Examples:\n  \
+                            curfew gateway -c /etc/curfew/curfew.toml\n  \
+                            psql \"host=127.0.0.1 port=6432 user=alice sslmode=require\""
+    )]
+    Gateway(commands::gateway::Args),
+
     /// As an administrator, install curfew's login-lock ledger and its functions on each primary.
     #[command(
         after_help = "Run once per primary by a superuser (or, on managed PostgreSQL, the \
@@ -272,6 +287,7 @@ fn main() -> ExitCode {
         Command::Verify(args) => commands::verify::run(&cli.config, args),
         Command::Report(args) => commands::report::run(&cli.config, args),
         Command::Agent(args) => commands::agent::run(&cli.config, args),
+        Command::Gateway(args) => commands::gateway::run(&cli.config, args),
         Command::Audit(command) => commands::audit::run(&cli.config, command),
         Command::Init(args) => commands::locks::init(&cli.config, args),
         Command::Lock(args) => commands::locks::lock(&cli.config, args),

@@ -154,9 +154,10 @@ async fn connect_as(spec: &TargetSpec, session: Session) -> Result<Connected, Pg
     })
 }
 
-/// Open a plain connection as someone other than curfew (a `curfew verify` canary): the
-/// target's host, port and TLS, with this password and application name, nothing set.
-pub(crate) async fn open_as(
+/// Open a plain connection as someone other than curfew's agent (a `curfew verify` canary, the
+/// gateway's verifier lookups): the target's host, port and TLS, with this password and
+/// application name, nothing set and nothing checked.
+pub async fn open_as(
     spec: &TargetSpec,
     password: Option<&Password>,
     application: &str,

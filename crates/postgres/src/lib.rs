@@ -29,7 +29,7 @@ pub use anchor::{ANCHOR_FUNCTION, AnchorOrigin, AnchorRow};
 pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
 pub use canary::{CanarySession, random_hex};
 pub use connect::{
-    Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, connect, connect_to_inspect,
+    Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, connect, connect_to_inspect, open_as,
 };
 pub use curfew_backend::Announcement;
 pub use curfew_backend::{IdleState, Outcome, Signal, Snapshot};
@@ -48,5 +48,5 @@ pub use policy_target::PolicyTarget;
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use target::{TargetSpec, TargetUrlError};
 pub use terminate::Guard;
-pub use tls::TlsError;
+pub use tls::{TlsError, client_config};
 pub use url::{ConnectionUrl, Host, POSTGRES_URLS, PostgresUrls, SslMode, UrlError};

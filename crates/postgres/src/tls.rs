@@ -46,7 +46,7 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 /// The client configuration for a URL, or None for `sslmode=disable`.
-pub(crate) fn client_config(url: &ConnectionUrl) -> Result<Option<ClientConfig>, TlsError> {
+pub fn client_config(url: &ConnectionUrl) -> Result<Option<ClientConfig>, TlsError> {
     let roots = match (&url.sslrootcert, url.sslmode) {
         (_, SslMode::Disable) => return Ok(None),
         (Some(path), _) => Some(load_roots(path)?),

@@ -7,6 +7,7 @@ pub(crate) mod check;
 pub(crate) mod compile;
 pub(crate) mod demo;
 pub(crate) mod explain;
+pub(crate) mod gateway;
 pub(crate) mod integrity;
 pub(crate) mod locks;
 pub(crate) mod packaging;

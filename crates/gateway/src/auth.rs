@@ -1,0 +1,140 @@
+//! SCRAM-SHA-256 with the client: the role's verifier (a mock one for a role the gateway does
+//! not serve, failing exactly like a wrong password), SCRAM-SHA-256-PLUS offered only over
+//! TLS with the gateway certificate's `tls-server-end-point`, the ClientKey recovered from the
+//! proof for the upstream login.
+
+use curfew_scram::{
+    AuthFailure, ClientKey, OsNonce, ServerChannelBinding, ServerExchange, Verifier,
+    tls_server_end_point,
+};
+use curfew_wire::{AuthResponse, encode_authentication_sasl, encode_authentication_sasl_continue};
+use tracing::{info, warn};
+
+use crate::client_tls::LoadedTls;
+use crate::error::{Fatal, SessionError, sqlstate};
+use crate::frames::{FrameReader, send_client};
+use crate::stream::ClientStream;
+use crate::verifiers::{RoleSecret, VerifierSource};
+
+/// PostgreSQL's default iteration count (`scram_iterations`): a mock verifier's, so an unknown
+/// role's server-first looks like a common real one.
+const MOCK_ITERATIONS: u32 = 4096;
+
+/// A client that proved it knows the role's password.
+pub(crate) struct ClientAuthenticated {
+    /// The client's ClientKey, for the upstream login; dropped with the session's login.
+    pub(crate) client_key: ClientKey,
+    /// The server-final message, sent once the server accepted the login too.
+    pub(crate) server_final: String,
+    /// The role's verifier, which the server must hold too (checked in the upstream login).
+    pub(crate) verifier: Verifier,
+}
+
+/// The channel binding the client leg offers: `-PLUS` only on TLS.
+pub(crate) fn channel_binding(tls: Option<&LoadedTls>) -> ServerChannelBinding {
+    let Some(loaded) = tls else {
+        return ServerChannelBinding::None;
+    };
+    match tls_server_end_point(&loaded.leaf_der) {
+        Ok(hash) => ServerChannelBinding::TlsServerEndPoint(hash),
+        Err(e) => {
+            // A certificate whose signature algorithm has no defined hash: no -PLUS.
+            warn!(error = %e, "the gateway certificate allows no channel binding");
+            ServerChannelBinding::None
+        }
+    }
+}
+
+/// Runs SCRAM with the client for `role`. Every failure (wrong password, unknown role, no
+/// SCRAM secret, a malformed message) sends the same FATAL 28P01 the server would.
+pub(crate) async fn authenticate(
+    client: &mut ClientStream,
+    reader: &mut FrameReader,
+    role: &str,
+    binding: ServerChannelBinding,
+    source: &dyn VerifierSource,
+    mock_secret: &[u8],
+) -> Result<ClientAuthenticated, SessionError> {
+    let verifier = match source.fetch(role).await {
+        Ok(RoleSecret::Stored(secret)) => match Verifier::parse(secret.expose()) {
+            Ok(verifier) => Some(verifier),
+            Err(e) => {
+                warn!(role, reason = %e, "the role cannot log in through the gateway");
+                None
+            }
+        },
+        Ok(RoleSecret::NotScram { kind }) => {
+            warn!(
+                role,
+                secret = %kind,
+                "the role cannot log in through the gateway: its password is not stored as SCRAM-SHA-256; set password_encryption = scram-sha-256 and set its password again"
+            );
+            None
+        }
+        Ok(RoleSecret::NotServed) => None,
+        Err(e) => {
+            warn!(role, error = %e, "no verifier: the login is refused");
+            let fatal = Fatal::new(
+                sqlstate::CONNECTION_FAILURE,
+                "curfew gateway cannot check passwords right now",
+            );
+            send_client(client, &fatal.encode()).await?;
+            return Err(SessionError::Refused(fatal));
+        }
+    };
+    let verifier = match verifier {
+        Some(verifier) => verifier,
+        None => Verifier::mock(role, mock_secret, MOCK_ITERATIONS).map_err(|e| {
+            SessionError::Refused(Fatal::new(sqlstate::PROTOCOL_VIOLATION, e.to_string()))
+        })?,
+    };
+    let failed = |failure: AuthFailure| {
+        info!(role, reason = %failure, "authentication failed");
+        Fatal::new(AuthFailure::SQLSTATE, failure.client_message(role))
+    };
+    let kept = verifier.clone();
+    let exchange = ServerExchange::new(verifier, binding, &mut OsNonce).map_err(|e| {
+        SessionError::Refused(Fatal::new(sqlstate::CONNECTION_FAILURE, e.to_string()))
+    })?;
+    let names: Vec<&[u8]> = exchange
+        .mechanisms()
+        .iter()
+        .map(|m| m.name().as_bytes())
+        .collect();
+    let mut out = Vec::new();
+    encode_authentication_sasl(&names, &mut out).map_err(SessionError::ClientProtocol)?;
+    send_client(client, &out).await?;
+
+    let first = reader.next(client).await?;
+    let first_frame = first.frame().map_err(SessionError::ClientProtocol)?;
+    let initial = AuthResponse::from_frame(first_frame)
+        .and_then(|r| r.sasl_initial())
+        .map_err(SessionError::ClientProtocol)?;
+    let mechanism = std::str::from_utf8(initial.mechanism).unwrap_or("");
+    let step = exchange.client_first(mechanism, initial.data.unwrap_or_default());
+    let (server_first, awaiting) = match step {
+        Ok(step) => step,
+        Err(failure) => return refuse(client, failed(failure)).await,
+    };
+    out.clear();
+    encode_authentication_sasl_continue(server_first.as_bytes(), &mut out)
+        .map_err(SessionError::ClientProtocol)?;
+    send_client(client, &out).await?;
+
+    let last = reader.next(client).await?;
+    let last_frame = last.frame().map_err(SessionError::ClientProtocol)?;
+    let response = AuthResponse::from_frame(last_frame).map_err(SessionError::ClientProtocol)?;
+    match awaiting.client_final(response.sasl_response().data) {
+        Ok(done) => Ok(ClientAuthenticated {
+            client_key: done.client_key,
+            server_final: done.server_final,
+            verifier: kept,
+        }),
+        Err(failure) => refuse(client, failed(failure)).await,
+    }
+}
+
+async fn refuse<T>(client: &mut ClientStream, fatal: Fatal) -> Result<T, SessionError> {
+    send_client(client, &fatal.encode()).await?;
+    Err(SessionError::Refused(fatal))
+}

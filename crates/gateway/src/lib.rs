@@ -1,0 +1,52 @@
+//! curfew's PostgreSQL wire-protocol gateway: accepts clients (TLS after an SSLRequest or
+//! directly, as PostgreSQL 17), authenticates them with SCRAM-SHA-256 against the role's own
+//! verifier, logs in to the server as the same role with the ClientKey recovered from the
+//! client's proof (the password never crosses the gateway), and relays each client to its own
+//! server connection. Cancel requests reach the right server session through per-client keys.
+//!
+//! The shutdown is injected: [`run`] stops accepting when its `shutdown` future completes.
+
+mod auth;
+mod auth_function;
+mod buffers;
+mod cancel;
+mod client_tls;
+mod config;
+mod error;
+mod frames;
+mod gateway;
+mod listener;
+mod policy_map;
+mod relay;
+mod session;
+mod startup;
+mod stream;
+mod upstream;
+mod verifiers;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+pub use auth_function::AuthFunctionSource;
+pub use cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2};
+pub use client_tls::{ALPN_POSTGRESQL, LoadedTls, TlsHandle, TlsLoadError};
+pub use config::{GatewayConfig, Keepalive, TlsFiles, UpstreamConfig};
+pub use error::{Fatal, SessionError, sqlstate};
+pub use gateway::{Gateway, GatewayError};
+pub use policy_map::{PolicyGateway, PolicyGatewayError};
+pub use relay::RelayTotals;
+pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
+pub use verifiers::{
+    RoleSecret, StoredSecret, VerifierFuture, VerifierSource, VerifierSourceError,
+};
+
+/// Serves clients on `listeners` until `shutdown` completes; then accepts no more and returns
+/// when the sessions have ended.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+) {
+    listener::run(listeners, gateway.shared, shutdown).await;
+}

@@ -1,0 +1,119 @@
+//! Accepting clients: every listener's accept loop, TCP keepalive and no-delay on each
+//! socket, the `max_clients` limit (one more is refused with FATAL 53300), one task per
+//! client, and the stop: accept no more, then wait for the sessions.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{SockRef, TcpKeepalive};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::warn;
+
+use crate::config::Keepalive;
+use crate::gateway::Shared;
+use crate::session::{refuse_too_many, serve};
+
+/// How many over-limit clients may be in the middle of being refused at once; beyond that a
+/// connection is closed at once (a flood must not cost more than this).
+const MAX_REFUSALS: usize = 64;
+
+/// How long to pause after an accept error (out of file descriptors, say) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `listeners` until `shutdown` completes, then accepts no more and returns once the
+/// sessions have ended.
+pub(crate) async fn run(
+    listeners: Vec<TcpListener>,
+    shared: Arc<Shared>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let stop = CancellationToken::new();
+    let sessions = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(shared.config.max_clients));
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
+    let mut loops = Vec::new();
+    for listener in listeners {
+        let accept = AcceptLoop {
+            listener,
+            shared: shared.clone(),
+            slots: slots.clone(),
+            refusals: refusals.clone(),
+            sessions: sessions.clone(),
+        };
+        loops.push(tokio::spawn(accept.run(stop.clone())));
+    }
+    shutdown.await;
+    stop.cancel();
+    for accept in loops {
+        let _ = accept.await;
+    }
+    sessions.close();
+    sessions.wait().await;
+}
+
+struct AcceptLoop {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    slots: Arc<Semaphore>,
+    refusals: Arc<Semaphore>,
+    sessions: TaskTracker,
+}
+
+impl AcceptLoop {
+    async fn run(self, stop: CancellationToken) {
+        loop {
+            let accepted = tokio::select! {
+                () = stop.cancelled() => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            let (tcp, peer) = match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            };
+            configure(&tcp, self.shared.config.keepalive.as_ref());
+            let shared = self.shared.clone();
+            match self.slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    self.sessions.spawn(async move {
+                        serve(tcp, peer, shared).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    if let Ok(refusing) = self.refusals.clone().try_acquire_owned() {
+                        self.sessions.spawn(async move {
+                            refuse_too_many(tcp, peer, shared).await;
+                            drop(refusing);
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// No-delay (the protocol's messages are small and latency-bound) and keepalive (a vanished
+/// client's session is noticed). Failures only cost those properties: logged, not fatal.
+fn configure(tcp: &TcpStream, keepalive: Option<&Keepalive>) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        warn!(error = %e, "cannot set TCP_NODELAY on a client socket");
+    }
+    let Some(keepalive) = keepalive else {
+        return;
+    };
+    let params = TcpKeepalive::new()
+        .with_time(keepalive.idle)
+        .with_interval(keepalive.interval)
+        .with_retries(keepalive.retries);
+    if let Err(e) = SockRef::from(tcp).set_tcp_keepalive(&params) {
+        warn!(error = %e, "cannot set TCP keepalive on a client socket");
+    }
+}

@@ -1,0 +1,266 @@
+//! One client's life: the opening, the TLS rule, the login within `login_timeout` (SCRAM with
+//! the client, then with the server as the same role), the greeting with the client's own
+//! cancel key, then the relay.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpStream;
+use tokio::time::{Instant, timeout, timeout_at};
+use tracing::{debug, info};
+
+use curfew_wire::{
+    Direction, ProtocolVersion, encode_authentication_ok, encode_authentication_sasl_final,
+    encode_backend_key_data, encode_negotiate_protocol_version,
+};
+
+use crate::auth::{authenticate, channel_binding};
+use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
+use crate::error::{Fatal, SessionError, sqlstate};
+use crate::frames::{FrameReader, send_client};
+use crate::gateway::Shared;
+use crate::relay::relay;
+use crate::startup::{ClientStartup, Opening, open};
+use crate::stream::{ClientStream, ServerStream};
+use crate::upstream::{self, LoginFailure};
+
+/// The newest protocol minor version the gateway serves (3.2, PostgreSQL 18's).
+const NEWEST_MINOR: u16 = 2;
+
+/// The startup parameter carrying the client's address to the server.
+pub const CLIENT_ADDR_PARAMETER: &str = "curfew.client_addr";
+
+/// The message a plaintext client gets when TLS is required.
+pub const TLS_REQUIRED_MESSAGE: &str = "curfew gateway requires TLS (sslmode=require)";
+
+/// Serves one accepted connection to its end.
+pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let deadline = Instant::now() + shared.config.login_timeout;
+    let opening = match timeout_at(deadline, open(tcp, &shared.tls)).await {
+        Err(_) => {
+            debug!(%peer, "closed: no startup within the login timeout");
+            return;
+        }
+        Ok(Err(e)) => {
+            debug!(%peer, error = %e, "closed during the opening");
+            return;
+        }
+        Ok(Ok(opening)) => opening,
+    };
+    match opening {
+        Opening::Cancel { process_id, key } => forward_cancel(&shared, process_id, &key).await,
+        Opening::Startup(startup) => run_session(startup, peer, deadline, &shared).await,
+    }
+}
+
+/// Refuses a connection over `max_clients` with PostgreSQL's FATAL 53300, after its opening
+/// (so the client is past its SSLRequest and reads the error); a cancel is still forwarded.
+pub(crate) async fn refuse_too_many(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+    let deadline = Instant::now() + shared.config.login_timeout;
+    match timeout_at(deadline, open(tcp, &shared.tls)).await {
+        Ok(Ok(Opening::Startup(mut startup))) => {
+            info!(%peer, max_clients = shared.config.max_clients, "refused: too many clients");
+            let fatal = Fatal::new(
+                sqlstate::TOO_MANY_CONNECTIONS,
+                "sorry, too many clients already",
+            );
+            let _ = timeout_at(deadline, send_client(&mut startup.stream, &fatal.encode())).await;
+        }
+        Ok(Ok(Opening::Cancel { process_id, key })) => {
+            forward_cancel(&shared, process_id, &key).await;
+        }
+        _ => {}
+    }
+}
+
+async fn forward_cancel(shared: &Shared, process_id: i32, key: &[u8]) {
+    // Unknown keys are dropped without a word, as the server does.
+    let Some(server) = shared.cancels.lookup(process_id, key) else {
+        debug!(process_id, "cancel request with an unknown key dropped");
+        return;
+    };
+    let limit = shared.config.upstream.connect_timeout();
+    let sent = timeout(
+        limit,
+        upstream::send_cancel(
+            &shared.config.upstream,
+            shared.upstream_tls.as_ref(),
+            &server,
+        ),
+    )
+    .await;
+    match sent {
+        Ok(Ok(())) => debug!(process_id, "cancel request forwarded"),
+        Ok(Err(e)) => info!(process_id, error = %e, "cancel request not forwarded"),
+        Err(_) => info!(
+            process_id,
+            "cancel request not forwarded: the server did not answer"
+        ),
+    }
+}
+
+async fn run_session(startup: ClientStartup, peer: SocketAddr, deadline: Instant, shared: &Shared) {
+    let role = String::from_utf8_lossy(startup.user()).into_owned();
+    let mut client = Client {
+        stream: startup.stream,
+        tls: startup.tls,
+        version: startup.version,
+        params: startup.params,
+    };
+    if shared.config.require_tls && !client.stream.is_tls() {
+        info!(%peer, role, "refused: a plaintext client and require_tls is set");
+        let fatal = Fatal::new(sqlstate::INVALID_AUTHORIZATION, TLS_REQUIRED_MESSAGE);
+        let _ = timeout_at(deadline, send_client(&mut client.stream, &fatal.encode())).await;
+        return;
+    }
+    let started = match timeout_at(deadline, login(&mut client, &role, peer, shared)).await {
+        Err(_) => {
+            info!(%peer, role, "closed: authentication did not finish within the login timeout");
+            let fatal = Fatal::new(
+                sqlstate::QUERY_CANCELED,
+                "canceling authentication due to timeout",
+            );
+            let grace = Instant::now() + std::time::Duration::from_secs(1);
+            let _ = timeout_at(grace, send_client(&mut client.stream, &fatal.encode())).await;
+            return;
+        }
+        Ok(Err(e)) => {
+            info!(%peer, role, error = %e, "login failed");
+            return;
+        }
+        Ok(Ok(started)) => started,
+    };
+    let process_id = started.registration_pid;
+    info!(%peer, role, process_id, tls = client.stream.is_tls(), "session started");
+    let _registration = started.registration;
+    match relay(
+        client.stream,
+        started.client_rest,
+        started.server,
+        started.server_rest,
+    )
+    .await
+    {
+        Ok(totals) => info!(
+            %peer, role, process_id,
+            client_to_server = totals.client_to_server,
+            server_to_client = totals.server_to_client,
+            "session ended"
+        ),
+        Err(e) => info!(%peer, role, process_id, error = %e, "session ended"),
+    }
+}
+
+/// The client during its login.
+struct Client {
+    stream: ClientStream,
+    tls: Option<Arc<crate::client_tls::LoadedTls>>,
+    version: ProtocolVersion,
+    params: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A logged-in session, ready to relay.
+struct Started {
+    server: ServerStream,
+    server_rest: Vec<u8>,
+    client_rest: Vec<u8>,
+    registration: Registration,
+    registration_pid: i32,
+}
+
+async fn login(
+    client: &mut Client,
+    role: &str,
+    peer: SocketAddr,
+    shared: &Shared,
+) -> Result<Started, SessionError> {
+    // Options the gateway does not know (`_pq_.*`) and a minor version above 3.2 are
+    // answered as PostgreSQL answers them: NegotiateProtocolVersion, then go on.
+    let minor = client.version.minor.min(NEWEST_MINOR);
+    let unknown: Vec<&[u8]> = client
+        .params
+        .iter()
+        .filter(|(name, _)| name.starts_with(b"_pq_."))
+        .map(|(name, _)| name.as_slice())
+        .collect();
+    if client.version.minor > NEWEST_MINOR || !unknown.is_empty() {
+        let mut out = Vec::new();
+        encode_negotiate_protocol_version(u32::from(minor), &unknown, &mut out)
+            .map_err(SessionError::ClientProtocol)?;
+        send_client(&mut client.stream, &out).await?;
+    }
+    let version = ProtocolVersion { major: 3, minor };
+    let key_len = if minor >= 2 {
+        KEY_LEN_V3_2
+    } else {
+        KEY_LEN_V3_0
+    };
+
+    let mut reader = FrameReader::new(Direction::Frontend);
+    let binding = channel_binding(client.tls.as_deref());
+    let authenticated = authenticate(
+        &mut client.stream,
+        &mut reader,
+        role,
+        binding,
+        shared.verifiers.as_ref(),
+        shared.mock_secret.bytes(),
+    )
+    .await?;
+    let server_final = authenticated.server_final.clone();
+
+    let address = peer.ip().to_string();
+    let mut params: Vec<(&[u8], &[u8])> = client
+        .params
+        .iter()
+        .filter(|(name, _)| !name.starts_with(b"_pq_.") && name != CLIENT_ADDR_PARAMETER.as_bytes())
+        .map(|(name, value)| (name.as_slice(), value.as_slice()))
+        .collect();
+    params.push((CLIENT_ADDR_PARAMETER.as_bytes(), address.as_bytes()));
+
+    let server =
+        match upstream::connect(&shared.config.upstream, shared.upstream_tls.as_ref()).await {
+            Ok(server) => server,
+            Err(e) => {
+                let fatal = Fatal::new(
+                    sqlstate::CONNECTION_FAILURE,
+                    "curfew gateway cannot reach the server",
+                );
+                send_client(&mut client.stream, &fatal.encode()).await?;
+                return Err(e);
+            }
+        };
+    let session = match upstream::login(server, version, &params, authenticated).await {
+        Ok(session) => session,
+        Err(LoginFailure::Refused { raw, code, message }) => {
+            send_client(&mut client.stream, &raw).await?;
+            return Err(SessionError::ServerRefused { code, message });
+        }
+        Err(LoginFailure::Gateway(fatal, e)) => {
+            send_client(&mut client.stream, &fatal.encode()).await?;
+            return Err(e);
+        }
+    };
+    let (registration, client_key) = shared
+        .cancels
+        .register(session.key.clone(), key_len)
+        .map_err(|e| {
+            SessionError::Refused(Fatal::new(sqlstate::CONNECTION_FAILURE, e.to_string()))
+        })?;
+    let mut out = Vec::with_capacity(256 + session.greeting.len());
+    encode_authentication_sasl_final(server_final.as_bytes(), &mut out)
+        .map_err(SessionError::ClientProtocol)?;
+    encode_authentication_ok(&mut out);
+    out.extend_from_slice(&session.greeting);
+    encode_backend_key_data(session.key.process_id, &client_key, &mut out)
+        .map_err(SessionError::ClientProtocol)?;
+    out.extend_from_slice(&session.ready);
+    send_client(&mut client.stream, &out).await?;
+    Ok(Started {
+        server: session.stream,
+        server_rest: session.rest,
+        client_rest: reader.into_rest(),
+        registration,
+        registration_pid: session.key.process_id,
+    })
+}

@@ -1,0 +1,80 @@
+//! Where role verifiers come from: an injected source, so the gateway itself never reads
+//! `pg_authid`. The real source calls the auth function `curfew init` installs; a test may use
+//! another real read.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+/// A role's stored secret exactly as PostgreSQL keeps it (`SCRAM-SHA-256$…`, or an MD5 hash a
+/// role may still have). A secret: it is never shown, in Debug or anywhere else.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredSecret(String);
+
+impl StoredSecret {
+    /// Wraps the stored text.
+    pub fn new(stored: String) -> StoredSecret {
+        StoredSecret(stored)
+    }
+
+    /// The stored text, for the SCRAM verifier's parser only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("StoredSecret(<redacted>)")
+    }
+}
+
+/// What a source knows of a role.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoleSecret {
+    /// The role is served; its stored secret (SCRAM, or whatever the server keeps).
+    Stored(StoredSecret),
+    /// The role is served but its secret is not SCRAM (`md5`, `password`, `none`): it fails
+    /// like a wrong password, and the gateway's log names the fix.
+    NotScram {
+        /// The kind of secret, as the auth function names it.
+        kind: String,
+    },
+    /// Not served (unknown, NOLOGIN, expired, not among the served roles).
+    NotServed,
+}
+
+/// Why a source could not answer (the role's existence is not the question: a role it does
+/// not serve is `Ok(None)`).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot fetch the role's verifier: {reason}")]
+pub struct VerifierSourceError {
+    /// The database's SQLSTATE, when it refused.
+    pub code: Option<String>,
+    /// What went wrong (never a secret).
+    pub reason: String,
+}
+
+/// The future a [`VerifierSource`] returns.
+pub type VerifierFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<RoleSecret, VerifierSourceError>> + Send + 'a>>;
+
+/// Fetches a role's stored secret. A role the gateway does not serve, or whose secret is not
+/// SCRAM, fails exactly like a wrong password.
+pub trait VerifierSource: Send + Sync + 'static {
+    /// The stored secret of `role`.
+    fn fetch<'a>(&'a self, role: &'a str) -> VerifierFuture<'a>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let secret = StoredSecret::new("SCRAM-SHA-256$4096:c2FsdA==$a2V5:a2V5".to_owned());
+        let shown = format!("{:?}", RoleSecret::Stored(secret));
+        assert!(!shown.contains("SCRAM"), "{shown}");
+        assert!(!shown.contains("c2FsdA"), "{shown}");
+    }
+}

@@ -1,0 +1,370 @@
+//! The gateway suites' fixture: a sandbox PostgreSQL with SCRAM and TLS, its roles, a
+//! verifier source that really reads `pg_authid` (as the superuser, over the Unix socket: for
+//! tests only), a gateway in front of it, and clients.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod raw;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use curfew_gateway::{
+    AuthFunctionSource, Gateway, GatewayConfig, RoleSecret, StoredSecret, TlsFiles, TlsHandle,
+    UpstreamConfig, VerifierFuture, VerifierSource, VerifierSourceError,
+};
+use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
+use curfew_sandbox::{Auth, Cluster, Options, TestPki};
+use curfew_testkit::TempDir;
+use rustls::RootCertStore;
+use rustls_pki_types::CertificateDer;
+use rustls_pki_types::pem::PemObject;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_postgres::config::{ChannelBinding, SslMode};
+use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+/// alice's password.
+pub const ALICE_PASSWORD: &str = "alice-secret";
+
+/// The roles every suite has: alice logs in; the others cannot, each for its own reason.
+const ROLES: &str = "
+SET password_encryption = 'scram-sha-256';
+CREATE ROLE alice LOGIN PASSWORD 'alice-secret';
+CREATE ROLE nologin_role NOLOGIN PASSWORD 'nologin-secret';
+CREATE ROLE expired_role LOGIN PASSWORD 'expired-secret' VALID UNTIL '2001-01-01';
+SET password_encryption = 'md5';
+CREATE ROLE md5_role LOGIN PASSWORD 'md5-secret';
+";
+
+/// How a suite's gateway is set up.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// `require_tls`.
+    pub require_tls: bool,
+    /// `max_clients`.
+    pub max_clients: usize,
+    /// `login_timeout`.
+    pub login_timeout: Duration,
+    /// Fetch verifiers through `curfew.gateway_secret` as `curfew_gateway` (installed as
+    /// `curfew init` does) rather than by reading `pg_authid`.
+    pub auth_function: bool,
+    /// TLS on the server (and `sslmode=verify-full` towards it); without, the server leg is
+    /// plaintext (`sslmode=disable`).
+    pub server_tls: bool,
+}
+
+impl Default for Setup {
+    fn default() -> Setup {
+        Setup {
+            require_tls: false,
+            max_clients: 50,
+            login_timeout: Duration::from_secs(10),
+            auth_function: false,
+            server_tls: true,
+        }
+    }
+}
+
+/// The password of the superuser and of curfew's own roles in the auth-function setup.
+const ADMIN_PASSWORD: &str = "admin-secret";
+
+/// Installs the ledger and `curfew.gateway_secret` (for `curfew_gateway`, serving every
+/// non-superuser login role) as `curfew init` does, and returns the source that calls it.
+async fn install_auth_function(cluster: &Cluster, dir: &TempDir) -> AuthFunctionSource {
+    cluster
+        .psql(&format!(
+            "ALTER ROLE postgres PASSWORD '{ADMIN_PASSWORD}';
+             CREATE ROLE curfew_agent LOGIN PASSWORD '{ADMIN_PASSWORD}';
+             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+             CREATE ROLE curfew_gateway LOGIN PASSWORD '{ADMIN_PASSWORD}';"
+        ))
+        .expect("curfew's roles");
+    let password_file = dir.password_file(ADMIN_PASSWORD);
+    let spec = |user: &str| TargetSpec {
+        name: "primary".to_owned(),
+        url: ConnectionUrl::parse(&format!(
+            "postgresql://{user}@127.0.0.1:{}/postgres?sslmode=prefer",
+            cluster.port()
+        ))
+        .expect("URL"),
+        password_file: Some(password_file.clone()),
+    };
+    let mut admin = curfew_postgres::connect(&spec("postgres"))
+        .await
+        .expect("superuser connection")
+        .connection;
+    admin.install_ledger("curfew_agent").await.expect("ledger");
+    let installed = admin
+        .install_gateway_auth(&GatewayAuth {
+            gateway_role: "curfew_gateway".to_owned(),
+            serve_members_of: None,
+            serve_superusers: false,
+        })
+        .await
+        .expect("auth function");
+    assert!(installed.installed, "{installed:?}");
+    AuthFunctionSource::new(spec("curfew_gateway"))
+}
+
+/// Reads `pg_authid` as the superuser: what `curfew.gateway_secret` returns, for tests (a
+/// real read of the server's secrets; the served-roles rule is the auth function's, not this).
+pub struct PgAuthidSource {
+    client: Client,
+}
+
+impl PgAuthidSource {
+    /// Connects over the cluster's Unix socket (trusted).
+    pub async fn connect(cluster: &Cluster) -> PgAuthidSource {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host_path(cluster.socket_dir())
+            .port(cluster.port())
+            .user(cluster.superuser())
+            .dbname("postgres");
+        let (client, connection) = config.connect(NoTls).await.expect("superuser connection");
+        tokio::spawn(connection);
+        PgAuthidSource { client }
+    }
+
+    /// The stored secret of `role`, whatever its kind and whether it may log in.
+    pub async fn client_secret_of(&self, role: &str) -> Option<String> {
+        self.client
+            .query_opt(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1",
+                &[&role],
+            )
+            .await
+            .ok()
+            .flatten()
+            .and_then(|row| row.get::<_, Option<String>>(0))
+    }
+
+    /// The stored secret of `role`, if it may log in.
+    pub async fn secret(&self, role: &str) -> Result<Option<String>, tokio_postgres::Error> {
+        let row = self
+            .client
+            .query_opt(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = $1 AND rolcanlogin \
+                 AND (rolvaliduntil IS NULL OR rolvaliduntil > now())",
+                &[&role],
+            )
+            .await?;
+        Ok(row.and_then(|r| r.get::<_, Option<String>>(0)))
+    }
+}
+
+impl VerifierSource for PgAuthidSource {
+    fn fetch<'a>(&'a self, role: &'a str) -> VerifierFuture<'a> {
+        Box::pin(async move {
+            self.secret(role)
+                .await
+                .map(|s| {
+                    s.map_or(RoleSecret::NotServed, |s| {
+                        RoleSecret::Stored(StoredSecret::new(s))
+                    })
+                })
+                .map_err(|e| VerifierSourceError {
+                    code: e.code().map(|c| c.code().to_owned()),
+                    reason: e.to_string(),
+                })
+        })
+    }
+}
+
+/// A cluster, a gateway in front of it, and how to reach both.
+pub struct Harness {
+    /// The server.
+    pub cluster: Cluster,
+    /// Certificates: the server's and the gateway's, signed by one CA.
+    pub pki: TestPki,
+    /// Where the CA, certificate and key files are.
+    pub dir: TempDir,
+    /// The gateway's address.
+    pub addr: SocketAddr,
+    /// A superuser connection (Unix socket) for setup and checks.
+    pub admin: Arc<PgAuthidSource>,
+    /// The gateway's client-leg TLS, to reload.
+    pub tls_handle: TlsHandle,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Starts a SCRAM+TLS cluster with the roles, and a gateway per `setup` whose upstream is
+    /// that cluster with `sslmode=verify-full`.
+    pub async fn start(name: &str, setup: Setup) -> Harness {
+        let pki = TestPki::generate(&["localhost", "127.0.0.1"]).expect("certificates");
+        let cluster = curfew_testkit::started(Options {
+            auth: Auth::Scram,
+            tls: setup.server_tls.then(|| pki.server.clone()),
+            ..Options::default()
+        });
+        cluster.psql(ROLES).expect("roles");
+        let dir = TempDir::new("gateway", name);
+        let ca = dir.write("ca.pem", &pki.ca_pem, 0o644);
+        let cert = dir.write("gateway.crt", &pki.server.cert_pem, 0o644);
+        let key = dir.write("gateway.key", &pki.server.key_pem, 0o600);
+        let tls = if setup.server_tls {
+            format!("sslmode=verify-full&sslrootcert={}", ca.display())
+        } else {
+            "sslmode=disable".to_owned()
+        };
+        let url = ConnectionUrl::parse(&format!(
+            "postgresql://unused@127.0.0.1:{}/postgres?{tls}",
+            cluster.port()
+        ))
+        .expect("upstream URL");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let mut config = GatewayConfig::new(vec![addr], UpstreamConfig { url });
+        config.tls = Some(TlsFiles { cert, key });
+        config.require_tls = setup.require_tls;
+        config.max_clients = setup.max_clients;
+        config.login_timeout = setup.login_timeout;
+        let admin = Arc::new(PgAuthidSource::connect(&cluster).await);
+        let source: Arc<dyn VerifierSource> = if setup.auth_function {
+            Arc::new(install_auth_function(&cluster, &dir).await)
+        } else {
+            admin.clone()
+        };
+        let gateway = Gateway::new(config, source).expect("gateway");
+        let tls_handle = gateway.tls().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
+            let _ = stopped.await;
+        }));
+        Harness {
+            cluster,
+            pki,
+            dir,
+            addr,
+            admin,
+            tls_handle,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// A client configuration for `user` through the gateway.
+    pub fn config(&self, user: &str, password: &str) -> tokio_postgres::Config {
+        let mut config = tokio_postgres::Config::new();
+        config
+            .host("127.0.0.1")
+            .port(self.addr.port())
+            .user(user)
+            .password(password)
+            .dbname("postgres")
+            .application_name("gateway test")
+            .connect_timeout(Duration::from_secs(10));
+        config
+    }
+
+    /// Logs in without TLS.
+    pub async fn plain(&self, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+        let mut config = self.config(user, password);
+        config.ssl_mode(SslMode::Disable);
+        let (client, connection) = config.connect(NoTls).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// Logs in with TLS (`sslmode=require`, the gateway's CA trusted), with `binding`.
+    pub async fn tls(
+        &self,
+        user: &str,
+        password: &str,
+        binding: ChannelBinding,
+    ) -> Result<Client, tokio_postgres::Error> {
+        let mut config = self.config(user, password);
+        config.ssl_mode(SslMode::Require).channel_binding(binding);
+        let (client, connection) = config.connect(self.tls_connector()).await?;
+        tokio::spawn(connection);
+        Ok(client)
+    }
+
+    /// Runs `sql` with psql through the gateway as `user` (host `localhost`, the test CA as
+    /// `sslrootcert`, then `options`); its output, or its stderr when it fails.
+    pub async fn psql(
+        &self,
+        user: &str,
+        password: &str,
+        options: &str,
+        sql: &str,
+    ) -> Result<String, String> {
+        let psql = self.cluster.bin_dir().join("psql");
+        let conninfo = format!(
+            "host=localhost port={} user={user} dbname=postgres sslrootcert={} {options}",
+            self.addr.port(),
+            self.dir.join("ca.pem").display()
+        );
+        let (password, sql) = (password.to_owned(), sql.to_owned());
+        let output = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(psql)
+                .args(["-X", "-A", "-t", "-d", &conninfo, "-c", &sql])
+                .env("PGPASSWORD", password)
+                .env("PGCONNECT_TIMEOUT", "10")
+                .output()
+        })
+        .await
+        .expect("psql task")
+        .expect("psql runs");
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    }
+
+    /// A rustls client configuration trusting the test CA.
+    pub fn client_tls(&self) -> rustls::ClientConfig {
+        client_tls_trusting(&self.pki.ca_pem)
+    }
+
+    /// tokio-postgres's TLS connector trusting the test CA.
+    pub fn tls_connector(&self) -> MakeRustlsConnect {
+        MakeRustlsConnect::new(self.client_tls())
+    }
+
+    /// Stops the gateway (no more accepts) without waiting for sessions.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.stop();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A rustls client configuration trusting the CA `ca_pem`.
+pub fn client_tls_trusting(ca_pem: &str) -> rustls::ClientConfig {
+    let mut roots = RootCertStore::empty();
+    let ca = CertificateDer::from_pem_slice(ca_pem.as_bytes()).expect("CA");
+    roots.add(ca).expect("CA added");
+    rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+/// The SQLSTATE and message of a failed login.
+pub fn login_error(result: Result<Client, tokio_postgres::Error>) -> (String, String) {
+    let Err(error) = result else {
+        panic!("the login succeeded but should have failed");
+    };
+    let Some(db) = error.as_db_error() else {
+        panic!("not a server error: {error}");
+    };
+    (db.code().code().to_owned(), db.message().to_owned())
+}

@@ -7,10 +7,15 @@
 //! little as it can:
 //!
 //! - it is `SECURITY DEFINER` with `search_path = pg_catalog, pg_temp` and every catalog object
-//!   qualified, owned by [`GATEWAY_AUTH_OWNER`], a `NOLOGIN SUPERUSER` with no members (only a
-//!   superuser can read `pg_authid`), and nobody else may replace it;
-//! - `EXECUTE` is revoked from `PUBLIC` and granted to the gateway's own role alone;
-//! - it returns no row for an unknown role, a `NOLOGIN` role, a role whose `VALID UNTIL` has
+//!   qualified, owned by [`GATEWAY_AUTH_OWNER`], a `NOLOGIN NOSUPERUSER` role with no members
+//!   that may read only the six columns of `pg_authid` the function reads (granted by the
+//!   installing superuser) and holds nothing else: a role that existed before the install is
+//!   refused if it owns or holds anything else, and demoted if an earlier install made it a
+//!   superuser; nobody else may replace the function;
+//! - its ACL is exactly `EXECUTE` for its owner and the gateway's own role: what `PUBLIC` or
+//!   `ALTER DEFAULT PRIVILEGES` granted at `CREATE` is revoked, and the result checked, in the
+//!   same transaction; the gateway's role may have no members (they would inherit `EXECUTE`);
+//! - it returns no row for the gateway's own role, an unknown role, a `NOLOGIN` role, a role whose `VALID UNTIL` has
 //!   passed, a superuser (unless the gateway serves superusers) and, when the gateway serves
 //!   only the members of a role, for any other role;
 //! - for a served role it returns the kind of its secret (`scram-sha-256`, `md5`, `password`,
@@ -24,7 +29,11 @@ use tokio_postgres::error::SqlState;
 use crate::connect::Connection;
 use crate::error::PgError;
 use crate::names::{GATEWAY_AUTH_OWNER, quote_identifier};
-use crate::sql::gateway_auth::{OWNER_MEMBERS, ROLE_SUPERUSER, function_sql, owner_sql};
+use crate::sql::gateway_auth::GATEWAY_SECRET_FUNCTION;
+use crate::sql::gateway_auth::{
+    EXTRA_GRANTEES, FUNCTION_ACL, OWNER_HOLDINGS, ROLE_EXISTS_BYTES, ROLE_MEMBERS, ROLE_SUPERUSER,
+    function_sql, owner_sql,
+};
 use crate::sql::install::{ROLE_EXISTS, SCHEMA_EXISTS, WHAT_SCHEMA};
 use crate::sql::scalar;
 
@@ -133,7 +142,7 @@ impl Connection {
         }
         if let Some(group) = &settings.serve_members_of
             && tx
-                .query_opt(ROLE_EXISTS, &[group])
+                .query_opt(ROLE_EXISTS_BYTES, &[&group.as_bytes()])
                 .await
                 .map_err(failed("looking up the role whose members are served"))?
                 .is_none()
@@ -142,25 +151,41 @@ impl Connection {
                 "there is no role named \"{group}\" ([gateway] serve_members_of): the gateway serves no one until it exists"
             ));
         }
+        let gateway_members = names(&tx, ROLE_MEMBERS, &settings.gateway_role)
+            .await
+            .map_err(failed("looking up the members of the gateway's role"))?;
+        if !gateway_members.is_empty() {
+            return Err(refuse(format!(
+                "role \"{}\" (the gateway's own role) has members, who would inherit the right to read every served verifier: {}; give the gateway a role of its own that no role is a member of (REVOKE {} FROM <member>), then run curfew init again",
+                settings.gateway_role,
+                gateway_members.join(", "),
+                quote_identifier(&settings.gateway_role)
+            )));
+        }
         let owner_created = tx
             .query_opt(ROLE_EXISTS, &[&GATEWAY_AUTH_OWNER])
             .await
             .map_err(failed("looking up the gateway auth function's owner"))?
             .is_none();
         if !owner_created {
-            let members: Vec<String> = tx
-                .query(OWNER_MEMBERS, &[&GATEWAY_AUTH_OWNER])
+            let members = names(&tx, ROLE_MEMBERS, GATEWAY_AUTH_OWNER)
                 .await
-                .map_err(failed("looking up who could act as the owner"))?
-                .iter()
-                .map(|r| r.try_get(0))
-                .collect::<Result<_, _>>()
                 .map_err(failed("looking up who could act as the owner"))?;
             if !members.is_empty() {
                 return Err(refuse(format!(
-                    "role {GATEWAY_AUTH_OWNER} has members, who could act as it (a superuser): {}; run REVOKE {} FROM <member>, then curfew init again",
+                    "role {GATEWAY_AUTH_OWNER} has members, who could act as it (it reads every verifier): {}; run REVOKE {} FROM <member>, then curfew init again",
                     members.join(", "),
                     quote_identifier(GATEWAY_AUTH_OWNER)
+                )));
+            }
+            let holdings = names(&tx, OWNER_HOLDINGS, GATEWAY_AUTH_OWNER)
+                .await
+                .map_err(failed("looking up what the owner holds"))?;
+            if !holdings.is_empty() {
+                return Err(refuse(format!(
+                    "role {GATEWAY_AUTH_OWNER} exists and holds more than the gateway auth function and its read of pg_authid ({}); it may have been created by someone else to own the function: check who made it, then DROP OWNED BY {owner}; DROP ROLE {owner}; (in every database) and run curfew init again",
+                    holdings.join("; "),
+                    owner = quote_identifier(GATEWAY_AUTH_OWNER)
                 )));
             }
         }
@@ -188,6 +213,36 @@ impl Connection {
                 }
             })?;
         }
+        // Default privileges (ALTER DEFAULT PRIVILEGES, global or IN SCHEMA curfew) may have
+        // granted EXECUTE at CREATE; REVOKE … FROM PUBLIC leaves those.
+        let extra = names(&tx, EXTRA_GRANTEES, &settings.gateway_role)
+            .await
+            .map_err(failed("reading the gateway auth function's grants"))?;
+        for grantee in &extra {
+            tx.batch_execute(&format!(
+                "REVOKE ALL ON FUNCTION {GATEWAY_SECRET_FUNCTION} FROM {grantee} CASCADE"
+            ))
+            .await
+            .map_err(failed(
+                "revoking a default privilege on the gateway auth function",
+            ))?;
+        }
+        let acl = names(&tx, FUNCTION_ACL, "")
+            .await
+            .map_err(failed("checking the gateway auth function's grants"))?;
+        let mut expected = vec![
+            format!("{GATEWAY_AUTH_OWNER}:EXECUTE"),
+            format!("{}:EXECUTE", settings.gateway_role),
+        ];
+        expected.sort();
+        let mut sorted = acl.clone();
+        sorted.sort();
+        if sorted != expected {
+            return Err(refuse(format!(
+                "the gateway auth function's grants are {acl:?} after the install, not EXECUTE for {GATEWAY_AUTH_OWNER} and \"{}\" alone; nothing was installed",
+                settings.gateway_role
+            )));
+        }
         tx.commit()
             .await
             .map_err(failed("committing the gateway auth function"))?;
@@ -197,4 +252,20 @@ impl Connection {
             notes,
         })
     }
+}
+
+/// The first column of each row of `sql` (one text parameter, ignored when the statement has
+/// none), as text.
+async fn names(
+    tx: &tokio_postgres::Transaction<'_>,
+    sql: &str,
+    parameter: &str,
+) -> Result<Vec<String>, tokio_postgres::Error> {
+    let statement = tx.prepare(sql).await?;
+    let rows = if statement.params().is_empty() {
+        tx.query(&statement, &[]).await?
+    } else {
+        tx.query(&statement, &[&parameter]).await?
+    };
+    rows.iter().map(|r| r.try_get(0)).collect()
 }

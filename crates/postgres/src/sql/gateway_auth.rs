@@ -14,11 +14,48 @@ pub const GATEWAY_SECRET_QUERY: &str =
 /// Attributes of role `$1`: whether it is a superuser. No row when it does not exist.
 pub(crate) const ROLE_SUPERUSER: &str = "SELECT rolsuper FROM pg_roles WHERE rolname = $1";
 
-/// Members of the owner role (whoever could act as it, with a superuser's rights).
-pub(crate) const OWNER_MEMBERS: &str = "SELECT m.member::regrole::text FROM pg_auth_members m
+/// Whether a role named by the UTF-8 bytes `$1` exists, compared as bytes: a name the
+/// database's encoding cannot hold is then not found rather than an error.
+pub(crate) const ROLE_EXISTS_BYTES: &str =
+    "SELECT 1 FROM pg_roles WHERE convert_to(rolname::text, 'UTF8') = $1::bytea";
+
+/// Members of role `$1` (whoever inherits its privileges or may act as it), as names.
+pub(crate) const ROLE_MEMBERS: &str = "SELECT m.member::regrole::text FROM pg_auth_members m
      JOIN pg_roles r ON r.oid = m.roleid WHERE r.rolname = $1 ORDER BY 1";
 
-/// The owner's setup: created when absent, then (again) a superuser nobody logs in as.
+/// What role `$1` (the owner) holds besides the function and its grant on `pg_authid`, one
+/// line each: roles it is a member of, shared dependencies (objects it owns, privileges it
+/// holds, in any database) other than those two, per-role or per-database settings. Both
+/// are allowed in this database only (`pg_authid`'s ACL lives in each database's `pg_class`).
+pub(crate) const OWNER_HOLDINGS: &str =
+    "WITH owner AS (SELECT oid FROM pg_roles WHERE rolname = $1),
+     here AS (SELECT oid FROM pg_database WHERE datname = current_database())
+SELECT 'member of role ' || m.roleid::regrole::text
+  FROM pg_auth_members m, owner o WHERE m.member = o.oid
+UNION ALL
+SELECT CASE d.deptype WHEN 'o' THEN 'owner of ' ELSE 'privileges on ' END
+       || COALESCE(pg_describe_object(d.classid, d.objid, d.objsubid),
+                   d.classid::regclass::text || ' ' || d.objid::text)
+       || CASE WHEN d.dbid = 0 THEN '' ELSE ' in database oid ' || d.dbid::text END
+  FROM pg_shdepend d, owner o
+ WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = o.oid
+   AND NOT (d.classid = 'pg_proc'::regclass AND d.deptype = 'o'
+            AND d.dbid = (SELECT oid FROM here)
+            AND d.objid = to_regprocedure('curfew.gateway_secret(text)'))
+   AND NOT (d.classid = 'pg_class'::regclass AND d.deptype = 'a'
+            AND d.dbid = (SELECT oid FROM here)
+            AND d.objid = 'pg_catalog.pg_authid'::regclass)
+UNION ALL
+SELECT 'settings (ALTER ROLE ... SET) '
+       || CASE WHEN s.setdatabase = 0 THEN 'in every database'
+               ELSE 'in database oid ' || s.setdatabase::text END
+  FROM pg_db_role_setting s, owner o WHERE s.setrole = o.oid
+ORDER BY 1";
+
+/// The owner's setup: created when absent, then (again) a role nobody logs in as, with no
+/// attribute, that may read only the columns of `pg_authid` the function reads. Never a
+/// superuser: a role someone created before the install could then own a SECURITY DEFINER
+/// function with a superuser's rights (an earlier install's superuser owner is demoted here).
 pub(crate) fn owner_sql(create: bool) -> String {
     let owner = quote_identifier(GATEWAY_AUTH_OWNER);
     let mut sql = String::new();
@@ -26,11 +63,38 @@ pub(crate) fn owner_sql(create: bool) -> String {
         sql.push_str(&format!("CREATE ROLE {owner} NOLOGIN;"));
     }
     sql.push_str(&format!(
-        "ALTER ROLE {owner} NOLOGIN SUPERUSER PASSWORD NULL;
+        "ALTER ROLE {owner} NOLOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS
+           PASSWORD NULL;
+         REVOKE ALL ON pg_catalog.pg_authid FROM {owner};
+         GRANT SELECT ({AUTHID_COLUMNS}) ON pg_catalog.pg_authid TO {owner};
          COMMENT ON ROLE {owner} IS 'owns curfew.gateway_secret, which reads pg_authid; nobody logs in as it';"
     ));
     sql
 }
+
+/// The columns of `pg_authid` the function reads: all its owner may read.
+pub(crate) const AUTHID_COLUMNS: &str =
+    "oid, rolname, rolpassword, rolcanlogin, rolvaliduntil, rolsuper";
+
+/// Grantees of `EXECUTE` (or anything) on the function other than its owner and role `$1` (the
+/// gateway's), quoted as identifiers, `PUBLIC` for everyone: what `ALTER DEFAULT PRIVILEGES`
+/// may have granted at `CREATE`, which `REVOKE … FROM PUBLIC` does not remove.
+pub(crate) const EXTRA_GRANTEES: &str = "SELECT DISTINCT CASE WHEN e.grantee = 0 THEN 'PUBLIC'
+         ELSE quote_ident(r.rolname) END
+  FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) e
+  LEFT JOIN pg_roles r ON r.oid = e.grantee
+ WHERE p.oid = 'curfew.gateway_secret(text)'::regprocedure
+   AND e.grantee <> p.proowner
+   AND (r.rolname IS NULL OR r.rolname <> $1)
+ ORDER BY 1";
+
+/// The function's ACL as `grantee:privilege` lines (`-` for PUBLIC): after the install,
+/// exactly the owner's and the gateway role's `EXECUTE`.
+pub(crate) const FUNCTION_ACL: &str = "SELECT COALESCE(r.rolname, '-') || ':' || e.privilege_type
+  FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) e
+  LEFT JOIN pg_roles r ON r.oid = e.grantee
+ WHERE p.oid = 'curfew.gateway_secret(text)'::regprocedure
+ ORDER BY 1";
 
 /// Hex digits of a text's UTF-8 bytes: how a role name enters the function's body. Hex has no
 /// quote or backslash, so no name and no `standard_conforming_strings` can change the SQL.
@@ -48,6 +112,8 @@ pub(crate) fn function_sql(
 ) -> String {
     let owner = quote_identifier(GATEWAY_AUTH_OWNER);
     let gateway = quote_identifier(gateway_role);
+    // Names compare as UTF-8 bytes: converting the other way would fail, in a database whose
+    // encoding cannot hold the name, for every login.
     // The served set: the members, direct or indirect, of one role and the role itself (as
     // pg_hba.conf's `+role`, whatever INHERIT says); a superuser is no member by its power.
     let (served_cte, member_clause) = match serve_members_of {
@@ -55,8 +121,8 @@ pub(crate) fn function_sql(
             format!(
                 "WITH RECURSIVE served(oid) AS (
     SELECT g.oid FROM pg_catalog.pg_authid g
-    WHERE g.rolname::pg_catalog.text OPERATOR(pg_catalog.=)
-          pg_catalog.convert_from(pg_catalog.decode('{}', 'hex'), 'UTF8')
+    WHERE pg_catalog.convert_to(g.rolname::pg_catalog.text, 'UTF8') OPERATOR(pg_catalog.=)
+          pg_catalog.decode('{}', 'hex')
   UNION
     SELECT m.member FROM pg_catalog.pg_auth_members m
     JOIN served s ON m.roleid OPERATOR(pg_catalog.=) s.oid
@@ -73,6 +139,7 @@ pub(crate) fn function_sql(
     } else {
         "NOT a.rolsuper"
     };
+    let gateway_hex = hex(gateway_role);
     format!(
         "DROP FUNCTION IF EXISTS {GATEWAY_SECRET_FUNCTION};
 CREATE FUNCTION curfew.gateway_secret(role_name pg_catalog.text)
@@ -92,6 +159,9 @@ WHERE a.rolname::pg_catalog.text OPERATOR(pg_catalog.=) role_name
   AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())
   AND {superusers}
   AND {member_clause}
+  -- Never the gateway's own role: whoever runs the gateway holds its password already.
+  AND pg_catalog.convert_to(a.rolname::pg_catalog.text, 'UTF8') OPERATOR(pg_catalog.<>)
+      pg_catalog.decode('{gateway_hex}', 'hex')
 $gateway_secret$;
 ALTER FUNCTION {GATEWAY_SECRET_FUNCTION} OWNER TO {owner};
 REVOKE ALL ON FUNCTION {GATEWAY_SECRET_FUNCTION} FROM PUBLIC;
@@ -120,6 +190,7 @@ mod tests {
         let sql = function_sql("gw", None, true);
         assert!(!sql.contains("WITH RECURSIVE"));
         assert!(sql.contains("AND true\n  AND true\n"));
+        assert!(sql.contains(&format!("pg_catalog.decode('{}', 'hex')", hex("gw"))));
         assert!(sql.contains("SET search_path = pg_catalog, pg_temp"));
         assert!(sql.contains(
             "REVOKE ALL ON FUNCTION curfew.gateway_secret(pg_catalog.text) FROM PUBLIC;"

@@ -8,6 +8,10 @@ const PRIMARY: &str = "[[target]]\nname = \"primary\"\nurl = \"postgresql://curf
 const STANDBY: &str = "[[target]]\nname = \"replica\"\nurl = \"postgresql://curfew_agent@db2:5432/postgres?sslmode=verify-full\"\nstandby = true\n";
 const SECOND: &str = "[[target]]\nname = \"other\"\nurl = \"postgresql://curfew_agent@db3:5432/postgres?sslmode=verify-full\"\n";
 
+/// An `auth_url` line with the gateway's own role (not the agent's, which is warned about).
+const OWN_ROLE: &str =
+    "auth_url = \"postgresql://curfew_gateway@db1/postgres?sslmode=verify-full\"\n";
+
 /// A policy parsed as the binary parses it: URLs checked by PostgreSQL's validator.
 fn parse(text: &str) -> Result<Parsed, PolicyErrors> {
     parse_policy_with(
@@ -156,7 +160,10 @@ fn listen_errors_are_at_the_address() {
 
 #[test]
 fn exposed_without_tls_is_a_warning() {
-    let parsed = parse(&format!("{PRIMARY}[gateway]\nlisten = \"0.0.0.0:6432\"\n")).unwrap();
+    let parsed = parse(&format!(
+        "{PRIMARY}[gateway]\nlisten = \"0.0.0.0:6432\"\n{OWN_ROLE}"
+    ))
+    .unwrap();
     let warnings: Vec<String> = parsed
         .warnings
         .iter()
@@ -170,7 +177,7 @@ fn exposed_without_tls_is_a_warning() {
     );
     assert!(warnings[0].contains("in the clear"));
     let with_tls = parse(&format!(
-        "{PRIMARY}[gateway]\nlisten = \"0.0.0.0:6432\"\ntls_cert = \"c\"\ntls_key = \"k\"\n"
+        "{PRIMARY}[gateway]\nlisten = \"0.0.0.0:6432\"\ntls_cert = \"c\"\ntls_key = \"k\"\n{OWN_ROLE}"
     ))
     .unwrap();
     assert!(with_tls.warnings.is_empty(), "{:?}", with_tls.warnings);
@@ -325,4 +332,35 @@ fn without_validators_the_auth_url_is_kept_as_text() {
     let g = parsed.policy.gateway.unwrap();
     assert_eq!(g.auth_url.text, "postgresql://curfew_gateway@db1/postgres");
     assert_eq!(g.own_role(), None);
+}
+
+#[test]
+fn an_auth_role_that_is_the_agents_role_is_a_warning() {
+    let warnings = |text: &str| -> Vec<String> {
+        parse(text)
+            .unwrap()
+            .warnings
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    // By default auth_url is the target's url: the agent's role.
+    let by_default = warnings(&format!("{PRIMARY}[gateway]\n"));
+    assert_eq!(by_default.len(), 1, "{by_default:?}");
+    assert!(
+        by_default[0].starts_with(&format!("t.toml:{}: warning: ", at(0, 1)))
+            && by_default[0].contains("role \"curfew_agent\", the agent's own role")
+            && by_default[0].contains("give the gateway a role of its own"),
+        "{by_default:?}"
+    );
+    let named = warnings(&format!(
+        "{PRIMARY}[gateway]\nauth_url = \"postgresql://curfew_agent@db1/postgres?sslmode=verify-full\"\n"
+    ));
+    assert_eq!(named.len(), 1, "{named:?}");
+    assert!(
+        named[0].starts_with(&format!("t.toml:{}: warning: ", at(1, 12))),
+        "{named:?}"
+    );
+    let own = warnings(&format!("{PRIMARY}[gateway]\n{OWN_ROLE}"));
+    assert!(own.is_empty(), "{own:?}");
 }

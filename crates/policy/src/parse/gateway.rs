@@ -45,7 +45,7 @@ pub(super) fn parse_gateway(
     let (table, header) = top.table(c, "gateway", "a table: [gateway]")?;
     let r = TableReader::new(table, CONTEXT, GATEWAY_KEYS);
     let listen = listen(c, &r);
-    let target = target(c, &r, targets, header);
+    let target = target(c, &r, targets, header.clone());
     let tls = tls(c, &r);
     let require_tls = r.boolean(c, "require_tls").is_some_and(|b| b.value);
     if require_tls
@@ -86,20 +86,31 @@ pub(super) fn parse_gateway(
             }
         });
     let serve_superusers = r.boolean(c, "serve_superusers").is_some_and(|b| b.value);
-    let auth_url = match r.string(c, "auth_url", "a connection URL string like \"postgresql://curfew_gateway@db1:5432/postgres?sslmode=verify-full\"") {
-        Some(url) => crate::target_url::check(
-            c,
-            "auth_url",
-            CONTEXT,
-            &url.value,
+    let forwarded_to = target
+        .as_ref()
+        .and_then(|name| targets.iter().find(|t| &t.name == name));
+    let (auth_url, auth_span) = match r.string(c, "auth_url", "a connection URL string like \"postgresql://curfew_gateway@db1:5432/postgres?sslmode=verify-full\"") {
+        Some(url) => (
+            crate::target_url::check(c, "auth_url", CONTEXT, &url.value, url.span.clone(), validators),
             url.span,
-            validators,
         ),
-        None => target
-            .as_ref()
-            .and_then(|name| targets.iter().find(|t| &t.name == name))
-            .map(|t| t.url.clone()),
+        None => (forwarded_to.map(|t| t.url.clone()), header.clone()),
     };
+    // The agent's role calling the auth function would hold every served verifier: whoever
+    // has the agent's password could then attack every user's offline.
+    if let (Some(auth), Some(forwarded)) = (&auth_url, forwarded_to)
+        && let (Some(own), Some(agent)) = (&auth.login_role, &forwarded.url.login_role)
+        && own == agent
+    {
+        c.warning(
+            auth_span,
+            format!(
+                "[gateway] fetches verifiers as role \"{}\", the agent's own role (the user of target \"{}\"'s url): that role would then hold every served user's SCRAM verifier; give the gateway a role of its own with LOGIN and nothing else, and name it in `auth_url`",
+                crate::visible::visible(own),
+                forwarded.name
+            ),
+        );
+    }
     r.finish(c);
     Some(Gateway {
         listen: listen?,

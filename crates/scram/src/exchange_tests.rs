@@ -245,3 +245,24 @@ fn a_tls_client_facing_a_plaintext_server_sends_y_and_succeeds() {
         .client_first(first.mechanism.name(), first.message.as_bytes())
         .unwrap();
 }
+
+#[test]
+fn a_client_nonce_over_1024_bytes_is_malformed_before_any_server_first() {
+    let outcome = |nonce_len: usize| {
+        let server = ServerExchange::new(
+            Verifier::from_password(b"pw", b"salt", 1).unwrap(),
+            ServerChannelBinding::None,
+            &mut FixedNonce("server".into()),
+        )
+        .unwrap();
+        let message = format!("n,,n=,r={}", "a".repeat(nonce_len));
+        server
+            .client_first("SCRAM-SHA-256", message.as_bytes())
+            .map(|(first, _)| first.len())
+    };
+    assert!(outcome(MAX_CLIENT_NONCE_LEN).is_ok());
+    assert_eq!(
+        outcome(MAX_CLIENT_NONCE_LEN + 1).err(),
+        Some(AuthFailure::Malformed(Malformed::Nonce))
+    );
+}

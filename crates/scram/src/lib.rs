@@ -45,7 +45,9 @@ pub use client::{AwaitingServerFinal, ClientChannelBinding, ClientExchange, Clie
 pub use crypto::{ClientKey, KEY_LEN};
 pub use error::{AuthFailure, ClientError, Malformed};
 pub use nonce::{FixedNonce, NonceError, NonceSource, OsNonce, RAW_NONCE_LEN};
-pub use server::{Authenticated, AwaitingClientFinal, ServerChannelBinding, ServerExchange};
+pub use server::{
+    Authenticated, AwaitingClientFinal, MAX_CLIENT_NONCE_LEN, ServerChannelBinding, ServerExchange,
+};
 pub use verifier::{MAX_ITERATIONS, MOCK_SALT_LEN, OtherSecret, Verifier, VerifierError};
 
 /// The only channel-binding type PostgreSQL supports.

@@ -9,6 +9,9 @@ use crate::channel_binding::CertificateHash;
 use crate::crypto::{ClientKey, KEY_LEN, hmac, keys_equal, sha256, xor};
 use crate::error::{AuthFailure, Malformed};
 use crate::nonce::{NonceError, NonceSource, is_valid_nonce};
+
+/// The longest client nonce accepted (libpq sends 24 bytes of base64, 32 characters).
+pub const MAX_CLIENT_NONCE_LEN: usize = 1024;
 use crate::verifier::Verifier;
 use crate::{CHANNEL_BINDING_TYPE, Mechanism};
 
@@ -110,7 +113,9 @@ impl ServerExchange {
         // PostgreSQL ignores the user name here: the role is the startup packet's.
         attrs.expect(b'n')?;
         let client_nonce = attrs.expect(b'r')?;
-        if !is_valid_nonce(client_nonce) {
+        // Too long a nonce would make a server-first the wire encoder refuses: a failure on
+        // another path than every other bad message's.
+        if client_nonce.len() > MAX_CLIENT_NONCE_LEN || !is_valid_nonce(client_nonce) {
             return Err(Malformed::Nonce.into());
         }
         // Optional extensions follow; like PostgreSQL, they are read and ignored.

@@ -16,10 +16,6 @@ use crate::frames::{FrameReader, send_client};
 use crate::stream::ClientStream;
 use crate::verifiers::{RoleSecret, VerifierSource};
 
-/// PostgreSQL's default iteration count (`scram_iterations`): a mock verifier's, so an unknown
-/// role's server-first looks like a common real one.
-const MOCK_ITERATIONS: u32 = 4096;
-
 /// A client that proved it knows the role's password.
 pub(crate) struct ClientAuthenticated {
     /// The client's ClientKey, for the upstream login; dropped with the session's login.
@@ -53,25 +49,9 @@ pub(crate) async fn authenticate(
     role: &str,
     binding: ServerChannelBinding,
     source: &dyn VerifierSource,
-    mock_secret: &[u8],
 ) -> Result<ClientAuthenticated, SessionError> {
-    let verifier = match source.fetch(role).await {
-        Ok(RoleSecret::Stored(secret)) => match Verifier::parse(secret.expose()) {
-            Ok(verifier) => Some(verifier),
-            Err(e) => {
-                warn!(role, reason = %e, "the role cannot log in through the gateway");
-                None
-            }
-        },
-        Ok(RoleSecret::NotScram { kind }) => {
-            warn!(
-                role,
-                secret = %kind,
-                "the role cannot log in through the gateway: its password is not stored as SCRAM-SHA-256; set password_encryption = scram-sha-256 and set its password again"
-            );
-            None
-        }
-        Ok(RoleSecret::NotServed) => None,
+    let lookup = match source.fetch(role).await {
+        Ok(lookup) => lookup,
         Err(e) => {
             warn!(role, error = %e, "no verifier: the login is refused");
             let fatal = Fatal::new(
@@ -82,11 +62,40 @@ pub(crate) async fn authenticate(
             return Err(SessionError::Refused(fatal));
         }
     };
+    let verifier = match lookup.secret {
+        RoleSecret::Stored(secret) => match Verifier::parse(secret.expose()) {
+            Ok(verifier) => Some(verifier),
+            Err(e) => {
+                warn!(role, reason = %e, "the role cannot log in through the gateway");
+                None
+            }
+        },
+        RoleSecret::NotScram { kind } => {
+            warn!(
+                role,
+                secret = %kind,
+                "the role cannot log in through the gateway: its password is not stored as SCRAM-SHA-256; set password_encryption = scram-sha-256 and set its password again"
+            );
+            None
+        }
+        RoleSecret::NotServed => None,
+    };
     let verifier = match verifier {
         Some(verifier) => verifier,
-        None => Verifier::mock(role, mock_secret, MOCK_ITERATIONS).map_err(|e| {
-            SessionError::Refused(Fatal::new(sqlstate::PROTOCOL_VIOLATION, e.to_string()))
-        })?,
+        // The salt and count the server computed: stable across restarts and gateways, and
+        // the count a real verifier made now has.
+        None => match Verifier::mock_with_salt(&lookup.mock.salt_base64, lookup.mock.iterations) {
+            Ok(mock) => mock,
+            Err(e) => {
+                warn!(error = %e, "the auth function's mock salt is unusable: the login is refused");
+                let fatal = Fatal::new(
+                    sqlstate::CONNECTION_FAILURE,
+                    "curfew gateway cannot check passwords right now",
+                );
+                send_client(client, &fatal.encode()).await?;
+                return Err(SessionError::Refused(fatal));
+            }
+        },
     };
     let failed = |failure: AuthFailure| {
         info!(role, reason = %failure, "authentication failed");

@@ -11,7 +11,8 @@ use tokio_postgres::Client;
 use curfew_postgres::{GATEWAY_SECRET_QUERY, TargetSpec, open_as, read_password_file};
 
 use crate::verifiers::{
-    RoleSecret, StoredSecret, VerifierFuture, VerifierSource, VerifierSourceError,
+    MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
+    VerifierSourceError,
 };
 
 /// The application name of the lookup connection, as `pg_stat_activity` shows it.
@@ -91,19 +92,39 @@ impl VerifierSource for AuthFunctionSource {
                 .query(GATEWAY_SECRET_QUERY, &[&role])
                 .await
                 .map_err(|e| unavailable(e.code().map(|c| c.code().to_owned()), e.to_string()))?;
+            // One row for every role; none means the function is not the one curfew
+            // installs (or its mock key is gone): the same failure whoever logs in.
             let Some(row) = rows.first() else {
-                return Ok(RoleSecret::NotServed);
+                return Err(unavailable(
+                    None,
+                    "curfew.gateway_secret returned no row: run curfew init again".to_owned(),
+                ));
             };
-            let kind: Option<String> = row
-                .try_get(0)
-                .map_err(|e| unavailable(None, e.to_string()))?;
-            let verifier: Option<String> = row
-                .try_get(1)
-                .map_err(|e| unavailable(None, e.to_string()))?;
-            Ok(match verifier {
-                Some(stored) => RoleSecret::Stored(StoredSecret::new(stored)),
-                None => RoleSecret::NotScram {
-                    kind: kind.unwrap_or_else(|| "none".to_owned()),
+            let column = |e: tokio_postgres::Error| unavailable(None, e.to_string());
+            let kind: Option<String> = row.try_get(0).map_err(column)?;
+            let verifier: Option<String> = row.try_get(1).map_err(column)?;
+            let salt_base64: Option<String> = row.try_get(2).map_err(column)?;
+            let iterations: Option<i32> = row.try_get(3).map_err(column)?;
+            let (Some(salt_base64), Some(iterations)) =
+                (salt_base64, iterations.and_then(|n| u32::try_from(n).ok()))
+            else {
+                return Err(unavailable(
+                    None,
+                    "curfew.gateway_secret returned no mock salt or iteration count".to_owned(),
+                ));
+            };
+            let secret = match (kind.as_deref(), verifier) {
+                (_, Some(stored)) => RoleSecret::Stored(StoredSecret::new(stored)),
+                (Some("mock") | None, None) => RoleSecret::NotServed,
+                (Some(kind), None) => RoleSecret::NotScram {
+                    kind: kind.to_owned(),
+                },
+            };
+            Ok(RoleLookup {
+                secret,
+                mock: MockSalt {
+                    salt_base64,
+                    iterations,
                 },
             })
         })

@@ -1,5 +1,5 @@
 //! A configured gateway: its configuration, TLS on both legs, where verifiers come from, the
-//! cancel keys in use and its own secret for mock verifiers; shared by every session.
+//! cancel keys in use; shared by every session.
 
 use std::fmt;
 use std::sync::Arc;
@@ -28,22 +28,6 @@ pub enum GatewayError {
     Random(String),
 }
 
-/// The gateway's own random secret, for mock verifiers: stable for its lifetime, so an
-/// unknown role gets the same salt on every attempt.
-pub(crate) struct MockSecret([u8; 32]);
-
-impl MockSecret {
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for MockSecret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("MockSecret(<redacted>)")
-    }
-}
-
 /// What every session shares.
 pub(crate) struct Shared {
     pub(crate) config: GatewayConfig,
@@ -51,7 +35,6 @@ pub(crate) struct Shared {
     pub(crate) upstream_tls: Option<Arc<ClientConfig>>,
     pub(crate) verifiers: Arc<dyn VerifierSource>,
     pub(crate) cancels: CancelRegistry,
-    pub(crate) mock_secret: MockSecret,
 }
 
 /// A gateway ready to [`crate::run`].
@@ -79,8 +62,6 @@ impl Gateway {
             return Err(GatewayError::RequireTlsWithoutCertificate);
         }
         let upstream_tls = curfew_postgres::client_config(&config.upstream.url)?.map(Arc::new);
-        let mut secret = [0u8; 32];
-        getrandom::fill(&mut secret).map_err(|e| GatewayError::Random(e.to_string()))?;
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config,
@@ -88,7 +69,6 @@ impl Gateway {
                 upstream_tls,
                 verifiers,
                 cancels: CancelRegistry::default(),
-                mock_secret: MockSecret(secret),
             }),
         })
     }
@@ -109,14 +89,22 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::verifiers::{RoleSecret, VerifierFuture};
+    use crate::verifiers::{MockSalt, RoleLookup, RoleSecret, VerifierFuture};
 
     /// A source that serves nobody: the setup under test never asks it.
     struct NobodyServed;
 
     impl VerifierSource for NobodyServed {
         fn fetch<'a>(&'a self, _role: &'a str) -> VerifierFuture<'a> {
-            Box::pin(async { Ok(RoleSecret::NotServed) })
+            Box::pin(async {
+                Ok(RoleLookup {
+                    secret: RoleSecret::NotServed,
+                    mock: MockSalt {
+                        salt_base64: "AAECAwQFBgcICQoLDA0ODw==".to_owned(),
+                        iterations: 4096,
+                    },
+                })
+            })
         }
     }
 
@@ -141,10 +129,5 @@ mod tests {
         let gateway = Gateway::new(config(), Arc::new(NobodyServed)).unwrap();
         let shown = format!("{gateway:?}");
         assert!(shown.contains("127.0.0.1"), "{shown}");
-        assert!(!shown.contains("mock_secret"), "{shown}");
-        assert_eq!(
-            format!("{:?}", gateway.shared.mock_secret),
-            "MockSecret(<redacted>)"
-        );
     }
 }

@@ -38,7 +38,8 @@ pub use policy_map::{PolicyGateway, PolicyGatewayError};
 pub use relay::RelayTotals;
 pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
 pub use verifiers::{
-    RoleSecret, StoredSecret, VerifierFuture, VerifierSource, VerifierSourceError,
+    MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
+    VerifierSourceError,
 };
 
 /// Serves clients on `listeners` until `shutdown` completes; then accepts no more and returns

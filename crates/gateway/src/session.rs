@@ -204,7 +204,6 @@ async fn login(
         role,
         binding,
         shared.verifiers.as_ref(),
-        shared.mock_secret.bytes(),
     )
     .await?;
     let server_final = authenticated.server_final.clone();

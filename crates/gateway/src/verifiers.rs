@@ -44,8 +44,29 @@ pub enum RoleSecret {
     NotServed,
 }
 
+/// What a stand-in verifier takes for a role without a usable SCRAM one: a salt derived from a
+/// key kept in the database and the role's name (the same across restarts and for every
+/// gateway, as a real role's is), and the iteration count the server gives new verifiers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockSalt {
+    /// The salt, base64 as the auth function returns it.
+    pub salt_base64: String,
+    /// The server's `scram_iterations` (4096 before PostgreSQL 16).
+    pub iterations: u32,
+}
+
+/// A source's answer for a role: its secret, and the mock salt every answer carries (so the
+/// same query and path run whoever logs in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleLookup {
+    /// What the source knows of the role.
+    pub secret: RoleSecret,
+    /// The stand-in's salt and count, used unless the secret is a SCRAM verifier.
+    pub mock: MockSalt,
+}
+
 /// Why a source could not answer (the role's existence is not the question: a role it does
-/// not serve is `Ok(None)`).
+/// not serve is [`RoleSecret::NotServed`]).
 #[derive(Debug, thiserror::Error)]
 #[error("cannot fetch the role's verifier: {reason}")]
 pub struct VerifierSourceError {
@@ -57,12 +78,12 @@ pub struct VerifierSourceError {
 
 /// The future a [`VerifierSource`] returns.
 pub type VerifierFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<RoleSecret, VerifierSourceError>> + Send + 'a>>;
+    Pin<Box<dyn Future<Output = Result<RoleLookup, VerifierSourceError>> + Send + 'a>>;
 
 /// Fetches a role's stored secret. A role the gateway does not serve, or whose secret is not
 /// SCRAM, fails exactly like a wrong password.
 pub trait VerifierSource: Send + Sync + 'static {
-    /// The stored secret of `role`.
+    /// The stored secret of `role`, with its mock salt.
     fn fetch<'a>(&'a self, role: &'a str) -> VerifierFuture<'a>;
 }
 

@@ -105,11 +105,23 @@ async fn login(cluster: &Cluster, user: &str) -> Client {
     client
 }
 
-/// What the function returns for `role`: its secret's kind and the verifier, or nothing.
+/// What the function returns for `role`: its secret's kind and the verifier, or nothing when
+/// the role is not served (kind `mock`, no verifier).
 async fn secret(client: &Client, role: &str) -> Option<(String, Option<String>)> {
+    let (kind, verifier, _, _) = answer(client, role).await;
+    if kind == "mock" {
+        assert_eq!(verifier, None, "{role}");
+        return None;
+    }
+    Some((kind, verifier))
+}
+
+/// The function's one row for `role`: kind, verifier, mock salt (base64), mock iterations.
+async fn answer(client: &Client, role: &str) -> (String, Option<String>, String, i32) {
     let rows = client.query(GATEWAY_SECRET_QUERY, &[&role]).await.unwrap();
-    assert!(rows.len() <= 1, "{} rows for {role}", rows.len());
-    rows.first().map(|r| (r.get(0), r.get(1)))
+    assert_eq!(rows.len(), 1, "{} rows for {role}", rows.len());
+    let r = &rows[0];
+    (r.get(0), r.get(1), r.get(2), r.get(3))
 }
 
 /// The kind alone, checking that a verifier comes with SCRAM and only with SCRAM.
@@ -531,4 +543,59 @@ async fn a_served_group_named_outside_latin1_breaks_no_login_in_a_latin1_databas
     // failing every login with a conversion error.
     assert_eq!(secret(&client, "ana").await, None);
     assert_eq!(secret(&client, "other").await, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_gets_one_row_with_a_mock_salt_kept_across_installs_and_the_servers_iterations()
+{
+    let cluster = cluster();
+    let dir = TempDir::new("pg-it", "gw-auth-mock");
+    install(&cluster, &dir, &settings(None, false)).await;
+    let gateway = login(&cluster, GATEWAY).await;
+    let (kind, verifier, salt, iterations) = answer(&gateway, "nobody").await;
+    assert_eq!((kind.as_str(), verifier), ("mock", None));
+    assert_eq!(salt.len(), 24, "16 bytes of base64: {salt}");
+    // The server's default count (what a real verifier made now has).
+    let real = secret(&gateway, "ana").await.unwrap().1.unwrap();
+    assert!(
+        real.starts_with(&format!("SCRAM-SHA-256${iterations}:")),
+        "{real}"
+    );
+    // A different name, a different salt; the same name, the same salt, installing again too.
+    assert_ne!(answer(&gateway, "nobody2").await.2, salt);
+    install(&cluster, &dir, &settings(Some(GROUP), false)).await;
+    let again = login(&cluster, GATEWAY).await;
+    assert_eq!(answer(&again, "nobody").await.2, salt);
+    // A served role's MD5 secret, and a role not served, carry a mock salt too.
+    assert_eq!(answer(&again, "legacy").await.0, "mock", "not in the group");
+    // The key is the owner's to read, nobody else's (the gateway's role included).
+    for role in [GATEWAY, "curfew_agent"] {
+        let client = login(&cluster, role).await;
+        assert_eq!(
+            refused(&client, "SELECT key FROM curfew.gateway_mock_key").await,
+            "42501",
+            "{role}"
+        );
+    }
+    let version: i32 = cluster
+        .psql("SHOW server_version_num")
+        .unwrap()
+        .parse()
+        .unwrap();
+    if version >= 160_000 {
+        cluster
+            .psql("ALTER SYSTEM SET scram_iterations = 5000; SELECT pg_reload_conf();")
+            .unwrap();
+        let fresh = login(&cluster, GATEWAY).await;
+        assert_eq!(answer(&fresh, "nobody").await.3, 5000);
+        assert_eq!(answer(&fresh, "nobody").await.2, salt);
+    } else {
+        assert_eq!(
+            iterations, 4096,
+            "PostgreSQL {version} has no scram_iterations"
+        );
+        eprintln!(
+            "PostgreSQL {version}: no scram_iterations before 16; the changed count is tested with CURFEW_PG_BIN set to 16 or later"
+        );
+    }
 }

@@ -266,3 +266,23 @@ fn a_client_nonce_over_1024_bytes_is_malformed_before_any_server_first() {
         Some(AuthFailure::Malformed(Malformed::Nonce))
     );
 }
+
+#[test]
+fn a_mock_verifier_with_the_servers_salt_keeps_it_and_fails_every_proof() {
+    let mock = Verifier::mock_with_salt("AAECAwQFBgcICQoLDA0ODw==", 5000).unwrap();
+    assert_eq!(mock.salt(), (0u8..16).collect::<Vec<_>>().as_slice());
+    assert_eq!((mock.iterations(), mock.is_mock()), (5000, true));
+    let err = exchange(
+        b"",
+        &mock,
+        ServerChannelBinding::None,
+        ClientChannelBinding::None,
+    );
+    assert_eq!(err.err(), Some(AuthFailure::MockRole));
+    for (salt, iterations) in [("", 4096), ("not base64!", 4096), ("AAEC", 0)] {
+        assert!(
+            Verifier::mock_with_salt(salt, iterations).is_err(),
+            "{salt}"
+        );
+    }
+}

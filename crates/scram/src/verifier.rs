@@ -145,6 +145,31 @@ impl Verifier {
         })
     }
 
+    /// A stand-in for a role the gateway may not authenticate, with the salt (base64) and
+    /// iteration count the server's auth function computed for it: the salt from a key kept in
+    /// the database and the role's name, so it is the same across restarts and for every
+    /// gateway, and the count the server gives new verifiers. No proof can succeed against it.
+    ///
+    /// # Errors
+    /// [`VerifierError::Malformed`] for a salt that is not 1 to 64 bytes of base64,
+    /// [`VerifierError::Iterations`] out of range.
+    pub fn mock_with_salt(salt_base64: &str, iterations: u32) -> Result<Verifier, VerifierError> {
+        check_iterations(u64::from(iterations))?;
+        if salt_base64.is_empty() || salt_base64.len() > 88 {
+            return Err(VerifierError::Malformed("mock salt is not 1 to 64 bytes"));
+        }
+        let salt = STANDARD
+            .decode(salt_base64)
+            .map_err(|_| VerifierError::Malformed("mock salt is not base64"))?;
+        Ok(Verifier {
+            iterations,
+            stored_key: hmac(&salt, &[b"curfew scram mock stored key"]),
+            server_key: hmac(&salt, &[b"curfew scram mock server key"]),
+            salt,
+            mock: true,
+        })
+    }
+
     /// The PBKDF2 iteration count.
     pub fn iterations(&self) -> u32 {
         self.iterations

@@ -7,12 +7,14 @@
 pub mod raw;
 
 use std::net::SocketAddr;
+
+use base64::Engine as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_gateway::{
-    AuthFunctionSource, Gateway, GatewayConfig, RoleSecret, StoredSecret, TlsFiles, TlsHandle,
-    UpstreamConfig, VerifierFuture, VerifierSource, VerifierSourceError,
+    AuthFunctionSource, Gateway, GatewayConfig, MockSalt, RoleLookup, RoleSecret, StoredSecret,
+    TlsFiles, TlsHandle, UpstreamConfig, VerifierFuture, VerifierSource, VerifierSourceError,
 };
 use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
 use curfew_sandbox::{Auth, Cluster, Options, TestPki};
@@ -162,10 +164,19 @@ impl VerifierSource for PgAuthidSource {
         Box::pin(async move {
             self.secret(role)
                 .await
-                .map(|s| {
-                    s.map_or(RoleSecret::NotServed, |s| {
+                .map(|s| RoleLookup {
+                    secret: s.map_or(RoleSecret::NotServed, |s| {
                         RoleSecret::Stored(StoredSecret::new(s))
-                    })
+                    }),
+                    // A test key, as the auth function derives one from its stored key.
+                    mock: MockSalt {
+                        salt_base64: base64::engine::general_purpose::STANDARD.encode(
+                            curfew_scram::Verifier::mock(role, b"test mock key", 4096)
+                                .map(|v| v.salt().to_vec())
+                                .unwrap_or_default(),
+                        ),
+                        iterations: 4096,
+                    },
                 })
                 .map_err(|e| VerifierSourceError {
                     code: e.code().map(|c| c.code().to_owned()),
@@ -327,6 +338,38 @@ impl Harness {
     /// tokio-postgres's TLS connector trusting the test CA.
     pub fn tls_connector(&self) -> MakeRustlsConnect {
         MakeRustlsConnect::new(self.client_tls())
+    }
+
+    /// Another gateway (plaintext, its own process state: a new verifier source and
+    /// connection) in front of the same cluster, fetching through the auth function as
+    /// `curfew_gateway` (a `Setup { auth_function: true }` harness installed it): a second
+    /// instance, or the first one restarted. Stops when the returned sender is dropped.
+    pub async fn another_gateway(&self) -> (SocketAddr, oneshot::Sender<()>) {
+        let password_file = self.dir.password_file(ADMIN_PASSWORD);
+        let spec = TargetSpec {
+            name: "primary".to_owned(),
+            url: ConnectionUrl::parse(&format!(
+                "postgresql://curfew_gateway@127.0.0.1:{}/postgres?sslmode=prefer",
+                self.cluster.port()
+            ))
+            .expect("URL"),
+            password_file: Some(password_file),
+        };
+        let upstream = ConnectionUrl::parse(&format!(
+            "postgresql://unused@127.0.0.1:{}/postgres?sslmode=disable",
+            self.cluster.port()
+        ))
+        .expect("upstream URL");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let config = GatewayConfig::new(vec![addr], UpstreamConfig { url: upstream });
+        let gateway =
+            Gateway::new(config, Arc::new(AuthFunctionSource::new(spec))).expect("gateway");
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
+            let _ = stopped.await;
+        }));
+        (addr, stop)
     }
 
     /// Stops the gateway (no more accepts) without waiting for sessions.

@@ -176,3 +176,45 @@ pub async fn query_one<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 }
+
+/// Starts a login as `user` and returns the server-first message (`r=…,s=<salt>,i=<count>`)
+/// it gets: what an unauthenticated client sees of a role.
+pub async fn server_first<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    user: &str,
+) -> Result<String, String> {
+    let mut out = Vec::new();
+    let params: Vec<(&[u8], &[u8])> = vec![(b"user", user.as_bytes()), (b"database", b"postgres")];
+    encode_startup(ProtocolVersion::V3_0, &params, &mut out).map_err(|e| e.to_string())?;
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    loop {
+        let (tag, body) = read_message(stream, &mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        encode_frame(Direction::Backend, tag, &body, &mut raw).map_err(|e| e.to_string())?;
+        let Ok(Split::Frame(frame)) = split_frame(Direction::Backend, &raw) else {
+            return Err("frame".into());
+        };
+        match BackendMessage::parse(frame).map_err(|e| e.to_string())? {
+            BackendMessage::Authentication(Authentication::Sasl(_)) => {
+                out.clear();
+                encode_sasl_initial_response(
+                    b"SCRAM-SHA-256",
+                    Some(b"n,,n=,r=rawclientnonce0123456789"),
+                    &mut out,
+                )
+                .map_err(|e| e.to_string())?;
+                stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            }
+            BackendMessage::Authentication(Authentication::SaslContinue(data)) => {
+                return Ok(String::from_utf8_lossy(data).into_owned());
+            }
+            BackendMessage::ErrorResponse(fields) => {
+                return Err(String::from_utf8_lossy(fields.message().unwrap_or_default()).into());
+            }
+            _ => {}
+        }
+    }
+}

@@ -29,11 +29,11 @@ use tokio_postgres::error::SqlState;
 use crate::connect::Connection;
 use crate::error::PgError;
 use crate::names::{GATEWAY_AUTH_OWNER, quote_identifier};
-use crate::sql::gateway_auth::GATEWAY_SECRET_FUNCTION;
 use crate::sql::gateway_auth::{
-    EXTRA_GRANTEES, FUNCTION_ACL, OWNER_HOLDINGS, ROLE_EXISTS_BYTES, ROLE_MEMBERS, ROLE_SUPERUSER,
-    function_sql, owner_sql,
+    EXTRA_GRANTEES, EXTRA_KEY_GRANTEES, FUNCTION_ACL, INSERT_MOCK_KEY, OWNER_HOLDINGS,
+    ROLE_EXISTS_BYTES, ROLE_MEMBERS, ROLE_SUPERUSER, function_sql, mock_key_sql, owner_sql,
 };
+use crate::sql::gateway_auth::{GATEWAY_MOCK_KEY_TABLE, GATEWAY_SECRET_FUNCTION};
 use crate::sql::install::{ROLE_EXISTS, SCHEMA_EXISTS, WHAT_SCHEMA};
 use crate::sql::scalar;
 
@@ -190,6 +190,7 @@ impl Connection {
             }
         }
         let owner = owner_sql(owner_created);
+        let mock_key = mock_key_sql();
         let function = function_sql(
             &settings.gateway_role,
             settings.serve_members_of.as_deref(),
@@ -200,7 +201,7 @@ impl Connection {
                 "setting up the gateway auth function's owner",
                 owner.as_str(),
             ),
-            ("creating the gateway auth function", function.as_str()),
+            ("creating the gateway's mock key table", mock_key.as_str()),
         ] {
             tx.batch_execute(sql).await.map_err(|e| {
                 if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
@@ -212,6 +213,46 @@ impl Connection {
                     PgError::query(&target, what, e)
                 }
             })?;
+        }
+        // The mock key: random from the operating system, written once and kept, so an
+        // unserved role's salt is the same across restarts and gateways.
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        getrandom::fill(key.as_mut()).map_err(|e| {
+            refuse(format!(
+                "the operating system gave no random bytes for the gateway's mock key: {e}"
+            ))
+        })?;
+        tx.execute(INSERT_MOCK_KEY, &[&key.as_slice()])
+            .await
+            .map_err(failed("writing the gateway's mock key"))?;
+        tx.batch_execute(&function).await.map_err(|e| {
+            if e.code() == Some(&SqlState::INSUFFICIENT_PRIVILEGE) {
+                refuse(format!(
+                    "creating the gateway auth function: {}",
+                    e.as_db_error().map(|d| d.message()).unwrap_or_default()
+                ))
+            } else {
+                PgError::query(&target, "creating the gateway auth function", e)
+            }
+        })?;
+        let extra_on_key = names(&tx, EXTRA_KEY_GRANTEES, GATEWAY_AUTH_OWNER)
+            .await
+            .map_err(failed("reading the mock key's grants"))?;
+        for grantee in &extra_on_key {
+            tx.batch_execute(&format!(
+                "REVOKE ALL ON {GATEWAY_MOCK_KEY_TABLE} FROM {grantee} CASCADE; GRANT SELECT ON {GATEWAY_MOCK_KEY_TABLE} TO {}",
+                quote_identifier(GATEWAY_AUTH_OWNER)
+            ))
+            .await
+            .map_err(failed("revoking a default privilege on the mock key"))?;
+        }
+        let left = names(&tx, EXTRA_KEY_GRANTEES, GATEWAY_AUTH_OWNER)
+            .await
+            .map_err(failed("reading the mock key's grants"))?;
+        if !left.is_empty() {
+            return Err(refuse(format!(
+                "the gateway's mock key is readable by {left:?} after the install; nothing was installed"
+            )));
         }
         // Default privileges (ALTER DEFAULT PRIVILEGES, global or IN SCHEMA curfew) may have
         // granted EXECUTE at CREATE; REVOKE … FROM PUBLIC leaves those.

@@ -6,10 +6,49 @@ use crate::names::{GATEWAY_AUTH_OWNER, quote_identifier};
 /// The function's signature, as `GRANT`, `ALTER` and `DROP` name it.
 pub const GATEWAY_SECRET_FUNCTION: &str = "curfew.gateway_secret(pg_catalog.text)";
 
-/// What the gateway runs: `$1` is the role a client logs in as. No row when the role is not
-/// served; else the kind of its secret and, only for SCRAM, the verifier.
+/// What the gateway runs: `$1` is the role a client logs in as. One row for every role (the
+/// same query and path whoever asks): the kind of its secret (`scram-sha-256`, `md5`,
+/// `password`, `none`, or `mock` for a role not served), the verifier only for SCRAM, and the
+/// mock salt (base64, 16 bytes, from the mock key and the name: stable across restarts and
+/// gateways) and iteration count (the server's `scram_iterations`, 4096 before PostgreSQL 16)
+/// a stand-in verifier takes when there is no SCRAM one.
 pub const GATEWAY_SECRET_QUERY: &str =
-    "SELECT secret_kind, verifier FROM curfew.gateway_secret($1)";
+    "SELECT secret_kind, verifier, mock_salt, mock_iterations FROM curfew.gateway_secret($1)";
+
+/// The table holding the mock key: one row of 32 random bytes, written at the first install
+/// and kept, readable by the function's owner alone.
+pub(crate) const GATEWAY_MOCK_KEY_TABLE: &str = "curfew.gateway_mock_key";
+
+/// Writes the mock key `$1` (32 bytes) unless one is there already.
+pub(crate) const INSERT_MOCK_KEY: &str =
+    "INSERT INTO curfew.gateway_mock_key (key) VALUES ($1) ON CONFLICT (only_row) DO NOTHING";
+
+/// Grantees on the mock key's table other than its owner (the installing superuser) and the
+/// function's owner, quoted, `PUBLIC` for everyone: what default privileges granted.
+pub(crate) const EXTRA_KEY_GRANTEES: &str = "SELECT DISTINCT CASE WHEN e.grantee = 0 THEN 'PUBLIC'
+         ELSE quote_ident(r.rolname) END
+  FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) e
+  LEFT JOIN pg_roles r ON r.oid = e.grantee
+ WHERE c.oid = 'curfew.gateway_mock_key'::regclass
+   AND e.grantee <> c.relowner
+   AND (r.rolname IS NULL OR r.rolname <> $1 OR e.privilege_type <> 'SELECT')
+ ORDER BY 1";
+
+/// The mock key's table, created when absent (its key kept across installs), owned by the
+/// installer, readable by the function's owner alone.
+pub(crate) fn mock_key_sql() -> String {
+    let owner = quote_identifier(GATEWAY_AUTH_OWNER);
+    format!(
+        "CREATE TABLE IF NOT EXISTS {GATEWAY_MOCK_KEY_TABLE} (
+           only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+           key bytea NOT NULL CHECK (pg_catalog.length(key) = 32));
+         ALTER TABLE {GATEWAY_MOCK_KEY_TABLE} OWNER TO CURRENT_USER;
+         REVOKE ALL ON {GATEWAY_MOCK_KEY_TABLE} FROM PUBLIC;
+         GRANT SELECT ON {GATEWAY_MOCK_KEY_TABLE} TO {owner};
+         GRANT USAGE ON SCHEMA curfew TO {owner};
+         COMMENT ON TABLE {GATEWAY_MOCK_KEY_TABLE} IS 'curfew gateway: the key of the mock salts of roles it does not serve; read by curfew.gateway_secret alone';"
+    )
+}
 
 /// Attributes of role `$1`: whether it is a superuser. No row when it does not exist.
 pub(crate) const ROLE_SUPERUSER: &str = "SELECT rolsuper FROM pg_roles WHERE rolname = $1";
@@ -25,8 +64,9 @@ pub(crate) const ROLE_MEMBERS: &str = "SELECT m.member::regrole::text FROM pg_au
 
 /// What role `$1` (the owner) holds besides the function and its grant on `pg_authid`, one
 /// line each: roles it is a member of, shared dependencies (objects it owns, privileges it
-/// holds, in any database) other than those two, per-role or per-database settings. Both
-/// are allowed in this database only (`pg_authid`'s ACL lives in each database's `pg_class`).
+/// holds, in any database) other than those and its read of the mock key (and the schema), per-role or per-database settings. Both
+/// are allowed in this database only (`IS NOT DISTINCT FROM`: an object that does not exist
+/// yet allows nothing, where `=` would give NULL and hide the row) (`pg_authid`'s ACL lives in each database's `pg_class`).
 pub(crate) const OWNER_HOLDINGS: &str =
     "WITH owner AS (SELECT oid FROM pg_roles WHERE rolname = $1),
      here AS (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -41,10 +81,13 @@ SELECT CASE d.deptype WHEN 'o' THEN 'owner of ' ELSE 'privileges on ' END
  WHERE d.refclassid = 'pg_authid'::regclass AND d.refobjid = o.oid
    AND NOT (d.classid = 'pg_proc'::regclass AND d.deptype = 'o'
             AND d.dbid = (SELECT oid FROM here)
-            AND d.objid = to_regprocedure('curfew.gateway_secret(text)'))
+            AND d.objid IS NOT DISTINCT FROM to_regprocedure('curfew.gateway_secret(text)'))
    AND NOT (d.classid = 'pg_class'::regclass AND d.deptype = 'a'
             AND d.dbid = (SELECT oid FROM here)
-            AND d.objid = 'pg_catalog.pg_authid'::regclass)
+            AND (d.objid = 'pg_catalog.pg_authid'::regclass
+                 OR d.objid IS NOT DISTINCT FROM to_regclass('curfew.gateway_mock_key')))
+   AND NOT (d.classid = 'pg_namespace'::regclass AND d.deptype = 'a'
+            AND d.dbid = (SELECT oid FROM here) AND d.objid IS NOT DISTINCT FROM to_regnamespace('curfew'))
 UNION ALL
 SELECT 'settings (ALTER ROLE ... SET) '
        || CASE WHEN s.setdatabase = 0 THEN 'in every database'
@@ -96,6 +139,9 @@ pub(crate) const FUNCTION_ACL: &str = "SELECT COALESCE(r.rolname, '-') || ':' ||
  WHERE p.oid = 'curfew.gateway_secret(text)'::regprocedure
  ORDER BY 1";
 
+/// `curfew scram mock salt` and a NUL, as hex: the label between the key and the name.
+const MOCK_LABEL_HEX: &str = "63757266657720736372616d206d6f636b2073616c7400";
+
 /// Hex digits of a text's UTF-8 bytes: how a role name enters the function's body. Hex has no
 /// quote or backslash, so no name and no `standard_conforming_strings` can change the SQL.
 fn hex(text: &str) -> String {
@@ -126,13 +172,13 @@ pub(crate) fn function_sql(
   UNION
     SELECT m.member FROM pg_catalog.pg_auth_members m
     JOIN served s ON m.roleid OPERATOR(pg_catalog.=) s.oid
-)
+),
 ",
                 hex(role)
             ),
             "a.oid IN (SELECT s.oid FROM served s)",
         ),
-        None => (String::new(), "true"),
+        None => ("WITH ".to_owned(), "true"),
     };
     let superusers = if serve_superusers {
         "true"
@@ -143,25 +189,39 @@ pub(crate) fn function_sql(
     format!(
         "DROP FUNCTION IF EXISTS {GATEWAY_SECRET_FUNCTION};
 CREATE FUNCTION curfew.gateway_secret(role_name pg_catalog.text)
-  RETURNS TABLE (secret_kind pg_catalog.text, verifier pg_catalog.text)
+  RETURNS TABLE (secret_kind pg_catalog.text, verifier pg_catalog.text,
+                 mock_salt pg_catalog.text, mock_iterations pg_catalog.int4)
   LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp
 AS $gateway_secret$
-{served_cte}SELECT CASE
-         WHEN a.rolpassword IS NULL THEN 'none'
-         WHEN pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$') THEN 'scram-sha-256'
-         WHEN a.rolpassword OPERATOR(pg_catalog.~) '^md5[0-9a-f]{{32}}$' THEN 'md5'
-         ELSE 'password' END,
-       CASE WHEN pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$') THEN a.rolpassword END
-FROM pg_catalog.pg_authid a
-WHERE a.rolname::pg_catalog.text OPERATOR(pg_catalog.=) role_name
-  AND a.rolcanlogin
-  AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())
-  AND {superusers}
-  AND {member_clause}
-  -- Never the gateway's own role: whoever runs the gateway holds its password already.
-  AND pg_catalog.convert_to(a.rolname::pg_catalog.text, 'UTF8') OPERATOR(pg_catalog.<>)
-      pg_catalog.decode('{gateway_hex}', 'hex')
+{served_cte}found AS (
+  SELECT CASE
+           WHEN a.rolpassword IS NULL THEN 'none'
+           WHEN pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$') THEN 'scram-sha-256'
+           WHEN a.rolpassword OPERATOR(pg_catalog.~) '^md5[0-9a-f]{{32}}$' THEN 'md5'
+           ELSE 'password' END AS kind,
+         CASE WHEN pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$') THEN a.rolpassword END
+           AS verifier
+  FROM pg_catalog.pg_authid a
+  WHERE a.rolname::pg_catalog.text OPERATOR(pg_catalog.=) role_name
+    AND a.rolcanlogin
+    AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())
+    AND {superusers}
+    AND {member_clause}
+    -- Never the gateway's own role: whoever runs the gateway holds its password already.
+    AND pg_catalog.convert_to(a.rolname::pg_catalog.text, 'UTF8') OPERATOR(pg_catalog.<>)
+        pg_catalog.decode('{gateway_hex}', 'hex')
+)
+-- One row whoever is asked: a role not served gets kind 'mock'; every row carries the mock
+-- salt (SHA-256 of the key, a label and the name, cut to PostgreSQL's 16 bytes) and the
+-- server's iteration count, so a stand-in looks like a real verifier made now.
+SELECT COALESCE(f.kind, 'mock'), f.verifier,
+       pg_catalog.encode(pg_catalog.substr(pg_catalog.sha256(
+           k.key OPERATOR(pg_catalog.||) pg_catalog.decode('{MOCK_LABEL_HEX}', 'hex')
+                 OPERATOR(pg_catalog.||) pg_catalog.convert_to(role_name, 'UTF8')), 1, 16),
+         'base64'),
+       COALESCE(pg_catalog.current_setting('scram_iterations', true)::pg_catalog.int4, 4096)
+FROM curfew.gateway_mock_key k LEFT JOIN found f ON true
 $gateway_secret$;
 ALTER FUNCTION {GATEWAY_SECRET_FUNCTION} OWNER TO {owner};
 REVOKE ALL ON FUNCTION {GATEWAY_SECRET_FUNCTION} FROM PUBLIC;
@@ -183,13 +243,15 @@ mod tests {
         assert!(sql.contains("TO \"gate\"\"way\";"));
         assert!(sql.contains("AND NOT a.rolsuper"));
         assert_eq!(hex("a'é"), "6127c3a9");
+        assert_eq!(hex("curfew scram mock salt\0"), MOCK_LABEL_HEX);
     }
 
     #[test]
     fn without_a_role_every_login_role_is_in_the_served_set() {
         let sql = function_sql("gw", None, true);
         assert!(!sql.contains("WITH RECURSIVE"));
-        assert!(sql.contains("AND true\n  AND true\n"));
+        assert!(sql.contains("WITH found AS"));
+        assert!(sql.contains("AND true\n    AND true\n"));
         assert!(sql.contains(&format!("pg_catalog.decode('{}', 'hex')", hex("gw"))));
         assert!(sql.contains("SET search_path = pg_catalog, pg_temp"));
         assert!(sql.contains(

@@ -35,7 +35,9 @@ pub const HEADER_LEN: usize = 5;
 /// one (the backend rejects types it does not know before reading them). Server messages
 /// follow libpq: its long types (RowDescription, DataRow, CopyData, FunctionCallResponse,
 /// ErrorResponse, NoticeResponse, NotificationResponse) plus ParameterDescription (up to
-/// 65535 parameters of 4 bytes, which a server may send) get the long limit,
+/// 65535 parameters of 4 bytes, which a server may send) and ParameterStatus (a reported
+/// setting's value has no length limit; libpq would drop such a session, other drivers do
+/// not, and the gateway must not end it for them) get the long limit,
 /// authentication requests libpq's 2000 bytes, the rest libpq's 30000.
 pub fn frame_limit(direction: Direction, tag: u8) -> u32 {
     match direction {
@@ -45,7 +47,9 @@ pub fn frame_limit(direction: Direction, tag: u8) -> u32 {
             _ => FRONTEND_SMALL_MESSAGE_LIMIT,
         },
         Direction::Backend => match tag {
-            b'T' | b'D' | b'd' | b'V' | b'E' | b'N' | b'A' | b't' => BACKEND_LONG_MESSAGE_LIMIT,
+            b'T' | b'D' | b'd' | b'V' | b'E' | b'N' | b'A' | b't' | b'S' => {
+                BACKEND_LONG_MESSAGE_LIMIT
+            }
             b'R' => BACKEND_AUTH_REQUEST_LIMIT,
             _ => BACKEND_SHORT_MESSAGE_LIMIT,
         },

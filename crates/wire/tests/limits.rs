@@ -100,10 +100,21 @@ fn backend_limits_follow_libpq_per_type() {
     }
     assert!(split_frame(Direction::Backend, &header(b'R', 2_000)).is_ok());
     assert!(split_frame(Direction::Backend, &header(b'R', 2_001)).is_err());
-    for tag in [b'S', b'Z', b'K', b'C', b'v', b'G', b'?'] {
+    for tag in [b'Z', b'K', b'C', b'v', b'G', b'?'] {
         assert!(split_frame(Direction::Backend, &header(tag, 30_000)).is_ok());
         assert!(split_frame(Direction::Backend, &header(tag, 30_001)).is_err());
     }
+}
+
+#[test]
+fn a_long_parameter_status_from_the_server_is_accepted() {
+    // A GUC_REPORT setting (a long search_path, application_name or a custom reported
+    // setting) can exceed libpq's 30000 bytes; ending the session for it would be the
+    // gateway's doing, and drivers other than libpq take it.
+    let limit = frame_limit(Direction::Backend, b'S');
+    assert_eq!(limit, 0x3FFF_FFFE + 4);
+    assert!(split_frame(Direction::Backend, &header(b'S', 1_000_000)).is_ok());
+    assert!(split_frame(Direction::Backend, &header(b'S', limit + 1)).is_err());
 }
 
 #[test]

@@ -114,25 +114,43 @@ pub(crate) async fn authenticate(
     encode_authentication_sasl(&names, &mut out).map_err(SessionError::ClientProtocol)?;
     send_client(client, &out).await?;
 
+    // From here every malformed message (SASL data of length -1, a mechanism name that is
+    // not UTF-8, a body that does not parse) and every encoder error ends as the same 28P01
+    // as a wrong password: nothing in the failure tells a role apart.
+    let malformed = |what: &dyn std::fmt::Display| {
+        info!(role, reason = %what, "authentication failed: malformed SASL message");
+        Fatal::new(
+            AuthFailure::SQLSTATE,
+            AuthFailure::MockRole.client_message(role),
+        )
+    };
     let first = reader.next(client).await?;
-    let first_frame = first.frame().map_err(SessionError::ClientProtocol)?;
-    let initial = AuthResponse::from_frame(first_frame)
+    let initial = match first
+        .frame()
+        .and_then(AuthResponse::from_frame)
         .and_then(|r| r.sasl_initial())
-        .map_err(SessionError::ClientProtocol)?;
-    let mechanism = std::str::from_utf8(initial.mechanism).unwrap_or("");
-    let step = exchange.client_first(mechanism, initial.data.unwrap_or_default());
-    let (server_first, awaiting) = match step {
+    {
+        Ok(initial) => initial,
+        Err(e) => return refuse(client, malformed(&e)).await,
+    };
+    let (Ok(mechanism), Some(data)) = (std::str::from_utf8(initial.mechanism), initial.data) else {
+        return refuse(client, malformed(&"no mechanism name or no data")).await;
+    };
+    let (server_first, awaiting) = match exchange.client_first(mechanism, data) {
         Ok(step) => step,
         Err(failure) => return refuse(client, failed(failure)).await,
     };
     out.clear();
-    encode_authentication_sasl_continue(server_first.as_bytes(), &mut out)
-        .map_err(SessionError::ClientProtocol)?;
+    if let Err(e) = encode_authentication_sasl_continue(server_first.as_bytes(), &mut out) {
+        return refuse(client, malformed(&e)).await;
+    }
     send_client(client, &out).await?;
 
     let last = reader.next(client).await?;
-    let last_frame = last.frame().map_err(SessionError::ClientProtocol)?;
-    let response = AuthResponse::from_frame(last_frame).map_err(SessionError::ClientProtocol)?;
+    let response = match last.frame().and_then(AuthResponse::from_frame) {
+        Ok(response) => response,
+        Err(e) => return refuse(client, malformed(&e)).await,
+    };
     match awaiting.client_final(response.sasl_response().data) {
         Ok(done) => Ok(ClientAuthenticated {
             client_key: done.client_key,

@@ -100,7 +100,7 @@ async fn forward_cancel(shared: &Shared, process_id: i32, key: &[u8]) {
 }
 
 async fn run_session(startup: ClientStartup, peer: SocketAddr, deadline: Instant, shared: &Shared) {
-    let role = String::from_utf8_lossy(startup.user()).into_owned();
+    let role = role_name(startup.user());
     let mut client = Client {
         stream: startup.stream,
         tls: startup.tls,
@@ -262,4 +262,44 @@ async fn login(
         registration,
         registration_pid: session.key.process_id,
     })
+}
+
+/// The longest role name PostgreSQL keeps (`NAMEDATALEN - 1`): a longer startup `user` is
+/// cut to it before the lookup, as the server does, so the gateway looks up (and mocks) the
+/// role the server would log in.
+const MAX_ROLE_NAME_BYTES: usize = 63;
+
+/// The role a startup `user` names: cut to [`MAX_ROLE_NAME_BYTES`] at a character boundary.
+fn role_name(user: &[u8]) -> String {
+    let cut = match std::str::from_utf8(user) {
+        Ok(text) => {
+            let mut end = user.len().min(MAX_ROLE_NAME_BYTES);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            end
+        }
+        Err(_) => user.len().min(MAX_ROLE_NAME_BYTES),
+    };
+    String::from_utf8_lossy(&user[..cut]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_user_is_cut_to_63_bytes_at_a_character_boundary() {
+        assert_eq!(role_name(b"alice"), "alice");
+        let long = "a".repeat(70);
+        assert_eq!(role_name(long.as_bytes()), "a".repeat(63));
+        // 62 bytes then a 2-byte character: cutting at 63 would split it.
+        let split = format!("{}é", "b".repeat(62));
+        assert_eq!(role_name(split.as_bytes()), "b".repeat(62));
+        let exact = format!("{}é", "c".repeat(61));
+        assert_eq!(role_name(exact.as_bytes()), exact);
+        // Not UTF-8: cut at 63 bytes, never longer than the server's name.
+        let raw = [0xffu8; 80];
+        assert_eq!(role_name(&raw).chars().count(), 63);
+    }
 }

@@ -160,3 +160,44 @@ async fn a_reloaded_certificate_serves_new_handshakes_and_a_bad_one_changes_noth
     // A session that started before keeps going.
     before.simple_query("SELECT 1").await.expect("old session");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_sasl_messages_end_as_the_same_28p01_as_a_wrong_password() {
+    let harness = Harness::start("malformed-sasl", Setup::default()).await;
+    let wrong = login_error(harness.plain("alice", "not-the-password").await);
+    assert_eq!(wrong.0, "28P01");
+    let mut minus_one = b"SCRAM-SHA-256\0".to_vec();
+    minus_one.extend_from_slice(&(-1i32).to_be_bytes());
+    let mut not_utf8 = vec![0xff, 0xfe, 0];
+    not_utf8.extend_from_slice(&5i32.to_be_bytes());
+    not_utf8.extend_from_slice(b"n,,n=");
+    let mut short_data = b"SCRAM-SHA-256\0".to_vec();
+    short_data.extend_from_slice(&100i32.to_be_bytes());
+    short_data.extend_from_slice(b"n,,");
+    for (what, body) in [
+        ("SASL data of length -1", minus_one),
+        ("a mechanism name that is not UTF-8", not_utf8),
+        ("no NUL after the mechanism", b"SCRAM-SHA-256".to_vec()),
+        ("data shorter than its length", short_data),
+        ("an empty body", Vec::new()),
+    ] {
+        for role in ["alice", "nobody_at_all"] {
+            let mut stream = tokio::net::TcpStream::connect(harness.addr)
+                .await
+                .expect("connect");
+            let refusal = common::raw::sasl_refusal(&mut stream, role, &body)
+                .await
+                .unwrap_or_else(|e| panic!("{what} as {role}: {e}"));
+            assert_eq!(
+                refusal,
+                (
+                    wrong.0.clone(),
+                    wrong.1.replace("\"alice\"", &format!("\"{role}\""))
+                ),
+                "{what} as {role}"
+            );
+        }
+    }
+    // And the gateway still serves the right password afterwards.
+    harness.plain("alice", ALICE_PASSWORD).await.expect("login");
+}

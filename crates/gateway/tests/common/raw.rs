@@ -218,3 +218,41 @@ pub async fn server_first<S: AsyncRead + AsyncWrite + Unpin>(
         }
     }
 }
+
+/// Starts a login as `user`, answers the SASL request with the password message body
+/// `sasl_body` (whatever its bytes), and returns the error (SQLSTATE, message) that ends it.
+pub async fn sasl_refusal<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    user: &str,
+    sasl_body: &[u8],
+) -> Result<(String, String), String> {
+    let mut out = Vec::new();
+    let params: Vec<(&[u8], &[u8])> = vec![(b"user", user.as_bytes()), (b"database", b"postgres")];
+    encode_startup(ProtocolVersion::V3_0, &params, &mut out).map_err(|e| e.to_string())?;
+    stream.write_all(&out).await.map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    loop {
+        let (tag, body) = read_message(stream, &mut buf)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut raw = Vec::new();
+        encode_frame(Direction::Backend, tag, &body, &mut raw).map_err(|e| e.to_string())?;
+        let Ok(Split::Frame(frame)) = split_frame(Direction::Backend, &raw) else {
+            return Err("frame".into());
+        };
+        match BackendMessage::parse(frame).map_err(|e| e.to_string())? {
+            BackendMessage::Authentication(Authentication::Sasl(_)) => {
+                out.clear();
+                encode_frame(Direction::Frontend, b'p', sasl_body, &mut out)
+                    .map_err(|e| e.to_string())?;
+                stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            }
+            BackendMessage::ErrorResponse(fields) => {
+                let text =
+                    |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
+                return Ok((text(fields.code()), text(fields.message())));
+            }
+            other => return Err(format!("unexpected {other:?}")),
+        }
+    }
+}

@@ -62,6 +62,14 @@ impl Gateway {
             return Err(GatewayError::RequireTlsWithoutCertificate);
         }
         let upstream_tls = curfew_postgres::client_config(&config.upstream.url)?.map(Arc::new);
+        let exposed = unverified_remote_hosts(&config.upstream.url);
+        if !exposed.is_empty() {
+            tracing::warn!(
+                sslmode = config.upstream.url.sslmode.as_str(),
+                hosts = %exposed.join(", "),
+                "the gateway reaches the server over the network without sslmode=verify-full: a man in the middle could relay a client's SCRAM proof and log in as that user; set sslmode=verify-full and sslrootcert in the target's url"
+            );
+        }
         Ok(Gateway {
             shared: Arc::new(Shared {
                 config,
@@ -82,6 +90,29 @@ impl Gateway {
     pub fn tls(&self) -> &TlsHandle {
         &self.shared.tls
     }
+}
+
+/// The server's network hosts (not loopback, not a Unix socket) when `url`'s sslmode is below
+/// `verify-full`: where a proof relayed through a man in the middle would log in as the user.
+fn unverified_remote_hosts(url: &curfew_postgres::ConnectionUrl) -> Vec<String> {
+    if url.sslmode == curfew_postgres::SslMode::VerifyFull {
+        return Vec::new();
+    }
+    url.hosts
+        .iter()
+        .filter_map(|(host, _)| match host {
+            curfew_postgres::Host::Tcp(name) => Some(name),
+            curfew_postgres::Host::Socket(_) => None,
+        })
+        .filter(|name| {
+            let bare = name.trim_start_matches('[').trim_end_matches(']');
+            !(bare.eq_ignore_ascii_case("localhost")
+                || bare
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback()))
+        })
+        .cloned()
+        .collect()
 }
 
 #[cfg(test)]
@@ -114,6 +145,28 @@ mod tests {
         )
         .unwrap();
         GatewayConfig::new(vec![], crate::config::UpstreamConfig { url })
+    }
+
+    #[test]
+    fn a_remote_server_without_verify_full_is_named_for_the_warning() {
+        let hosts = |url: &str| {
+            unverified_remote_hosts(&curfew_postgres::ConnectionUrl::parse(url).unwrap())
+        };
+        assert_eq!(
+            hosts("postgresql://u@db1.example:5432/postgres?sslmode=require"),
+            vec!["db1.example"]
+        );
+        assert_eq!(
+            hosts("postgresql://u@10.0.0.7/postgres?sslmode=verify-ca"),
+            vec!["10.0.0.7"]
+        );
+        assert!(hosts("postgresql://u@db1.example/postgres?sslmode=verify-full").is_empty());
+        for local in ["127.0.0.1", "localhost", "[::1]"] {
+            assert!(
+                hosts(&format!("postgresql://u@{local}/postgres?sslmode=disable")).is_empty(),
+                "{local}"
+            );
+        }
     }
 
     #[test]

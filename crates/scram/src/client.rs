@@ -3,7 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use zeroize::Zeroize as _;
+use zeroize::{Zeroize as _, Zeroizing};
 
 use crate::attrs::{Attributes, decode};
 use crate::channel_binding::CertificateHash;
@@ -48,7 +48,7 @@ pub struct ClientExchange {
 
 /// A client exchange that sent client-final and waits for server-final.
 pub struct AwaitingServerFinal {
-    expected_signature: Key,
+    expected_signature: Zeroizing<Key>,
 }
 
 impl Drop for ClientExchange {
@@ -141,11 +141,13 @@ impl ClientExchange {
         let without_proof = format!("c={},r={nonce}", STANDARD.encode(&self.channel_binding));
         let server_first = attrs.message();
         let auth_message = format!("{},{server_first},{without_proof}", self.client_first_bare);
-        let stored_key = self.client_key.stored_key();
-        let client_signature = hmac(&stored_key, &[auth_message.as_bytes()]);
-        let proof: [u8; KEY_LEN] = xor(self.client_key.bytes(), &client_signature);
-        let expected_signature = hmac(&self.server_key, &[auth_message.as_bytes()]);
-        let client_final = format!("{without_proof},p={}", STANDARD.encode(proof));
+        // Every key derived from the ClientKey is wiped when dropped, as the ClientKey is.
+        let stored_key = Zeroizing::new(self.client_key.stored_key());
+        let client_signature =
+            Zeroizing::new(hmac(stored_key.as_ref(), &[auth_message.as_bytes()]));
+        let proof = Zeroizing::new(xor(self.client_key.bytes(), &client_signature));
+        let expected_signature = Zeroizing::new(hmac(&self.server_key, &[auth_message.as_bytes()]));
+        let client_final = format!("{without_proof},p={}", STANDARD.encode(proof.as_ref()));
         Ok((client_final, AwaitingServerFinal { expected_signature }))
     }
 }

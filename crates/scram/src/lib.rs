@@ -44,7 +44,9 @@ pub use channel_binding::{CertificateError, CertificateHash, tls_server_end_poin
 pub use client::{AwaitingServerFinal, ClientChannelBinding, ClientExchange, ClientFirst};
 pub use crypto::{ClientKey, KEY_LEN};
 pub use error::{AuthFailure, ClientError, Malformed};
-pub use nonce::{FixedNonce, NonceError, NonceSource, OsNonce, RAW_NONCE_LEN};
+#[cfg(any(test, feature = "test-util"))]
+pub use nonce::FixedNonce;
+pub use nonce::{NonceError, NonceSource, OsNonce, RAW_NONCE_LEN};
 pub use server::{
     Authenticated, AwaitingClientFinal, MAX_CLIENT_NONCE_LEN, ServerChannelBinding, ServerExchange,
 };

@@ -34,10 +34,12 @@ impl NonceSource for OsNonce {
 }
 
 /// The same nonce every time: for tests and test vectors only (a repeated nonce lets a
-/// recorded exchange be replayed).
+/// recorded exchange be replayed). Built only for tests (`test-util`).
+#[cfg(any(test, feature = "test-util"))]
 #[derive(Debug, Clone)]
 pub struct FixedNonce(pub String);
 
+#[cfg(any(test, feature = "test-util"))]
 impl NonceSource for FixedNonce {
     fn nonce(&mut self) -> Result<String, NonceError> {
         Ok(self.0.clone())

@@ -3,6 +3,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
 
 use crate::attrs::{Attributes, decode};
 use crate::channel_binding::CertificateHash;
@@ -196,7 +197,10 @@ impl AwaitingClientFinal {
         let without_proof = &attrs.message()[..proof_start.saturating_sub(1)];
         let auth_message = format!("{},{without_proof}", self.auth_message_start);
         let verifier = &self.verifier;
-        let client_signature = hmac(&verifier.stored_key, &[auth_message.as_bytes()]);
+        // The signature XOR the proof is the ClientKey: wiped when dropped, as the key is.
+        let client_signature =
+            Zeroizing::new(hmac(&verifier.stored_key, &[auth_message.as_bytes()]));
+        let proof = Zeroizing::new(proof);
         let client_key = ClientKey::from_bytes(xor(&proof, &client_signature));
         let proof_ok = keys_equal(&sha256(client_key.bytes()), &verifier.stored_key);
         // A mock verifier fails after the same work, so timing does not tell it apart.

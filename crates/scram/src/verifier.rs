@@ -44,8 +44,10 @@ pub enum VerifierError {
     Iterations(u64),
 }
 
-/// A role's SCRAM-SHA-256 verifier: salt, iteration count, StoredKey and ServerKey.
-#[derive(Clone, PartialEq, Eq)]
+/// A role's SCRAM-SHA-256 verifier: salt, iteration count, StoredKey and ServerKey. Equality
+/// (not constant-time) exists for tests only (`test-util`).
+#[derive(Clone)]
+#[cfg_attr(any(test, feature = "test-util"), derive(PartialEq, Eq))]
 pub struct Verifier {
     pub(crate) iterations: u32,
     pub(crate) salt: Vec<u8>,
@@ -185,7 +187,9 @@ impl Verifier {
         self.mock
     }
 
-    /// PostgreSQL's stored form, for tests comparing with `pg_authid`.
+    /// PostgreSQL's stored form, for tests comparing with `pg_authid` (`test-util` only: the
+    /// gateway never writes a verifier out).
+    #[cfg(any(test, feature = "test-util"))]
     pub fn to_stored_form(&self) -> String {
         format!(
             "SCRAM-SHA-256${}:{}${}:{}",

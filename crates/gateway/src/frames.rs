@@ -17,6 +17,10 @@ const READ_CHUNK: usize = 8 * 1024;
 pub(crate) struct FrameReader {
     direction: Direction,
     buf: Vec<u8>,
+    /// The only message type accepted, if any: before authentication a client may send only
+    /// password/SASL messages ('p', with the 64 KiB auth limit), as PostgreSQL requires, so a
+    /// 'Q' claiming 1 GiB is refused at its first byte, not waited for.
+    only: Option<u8>,
 }
 
 /// A whole message, copied out of the buffer (the login reads a handful of them).
@@ -48,7 +52,21 @@ impl FrameReader {
         FrameReader {
             direction,
             buf: Vec::new(),
+            only: None,
         }
+    }
+
+    /// A reader for a client that has not authenticated: 'p' messages only.
+    pub(crate) fn before_authentication() -> FrameReader {
+        FrameReader {
+            only: Some(b'p'),
+            ..FrameReader::new(Direction::Frontend)
+        }
+    }
+
+    /// From now on every message type is accepted (the relay takes over).
+    pub(crate) fn authenticated(&mut self) {
+        self.only = None;
     }
 
     /// The next whole message; EOF before one is [`SessionError::ClientClosed`] or
@@ -58,6 +76,14 @@ impl FrameReader {
         stream: &mut R,
     ) -> Result<OwnedFrame, SessionError> {
         loop {
+            if let (Some(only), Some(&found)) = (self.only, self.buf.first())
+                && found != only
+            {
+                return Err(self.protocol(ProtocolError::UnexpectedType {
+                    expected: "a password or SASL message before authentication",
+                    found: curfew_wire::Tag(found),
+                }));
+            }
             let split = split_frame(self.direction, &self.buf).map_err(|e| self.protocol(e))?;
             if let Split::Frame(frame) = split {
                 let owned = OwnedFrame {
@@ -123,4 +149,43 @@ pub(crate) async fn send_server<W: AsyncWrite + Unpin>(
         .await
         .map_err(SessionError::ServerIo)?;
     stream.flush().await.map_err(SessionError::ServerIo)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn before_authentication_a_query_claiming_1_gib_is_refused_at_its_first_byte() {
+        // A 'Q' header claiming 1 GiB - 2 and nothing more: refused without waiting for it.
+        let mut bytes: &[u8] = &[b'Q', 0x3f, 0xff, 0xff, 0xfe];
+        let mut reader = FrameReader::before_authentication();
+        match reader.next(&mut bytes).await {
+            Err(SessionError::ClientProtocol(ProtocolError::UnexpectedType { found, .. })) => {
+                assert_eq!(found.0, b'Q');
+            }
+            other => panic!("{other:?}"),
+        }
+        // A 'p' above the 64 KiB auth limit is refused too; one within it is read.
+        let mut big: &[u8] = &[b'p', 0x00, 0x01, 0x00, 0x00];
+        assert!(matches!(
+            FrameReader::before_authentication().next(&mut big).await,
+            Err(SessionError::ClientProtocol(
+                ProtocolError::LengthTooLarge { .. }
+            ))
+        ));
+        let mut ok: &[u8] = &[b'p', 0, 0, 0, 6, b'h', b'i'];
+        let frame = FrameReader::before_authentication()
+            .next(&mut ok)
+            .await
+            .unwrap();
+        assert_eq!(frame.raw, [b'p', 0, 0, 0, 6, b'h', b'i']);
+        // After authentication, the relay's types pass.
+        let mut reader = FrameReader::before_authentication();
+        reader.authenticated();
+        let mut query: &[u8] = &[b'Q', 0, 0, 0, 5, 0];
+        assert!(reader.next(&mut query).await.is_ok());
+    }
 }

@@ -10,7 +10,7 @@ use tokio::time::{Instant, timeout, timeout_at};
 use tracing::{debug, info};
 
 use curfew_wire::{
-    Direction, ProtocolVersion, encode_authentication_ok, encode_authentication_sasl_final,
+    ProtocolVersion, encode_authentication_ok, encode_authentication_sasl_final,
     encode_backend_key_data, encode_negotiate_protocol_version,
 };
 
@@ -196,7 +196,7 @@ async fn login(
         KEY_LEN_V3_0
     };
 
-    let mut reader = FrameReader::new(Direction::Frontend);
+    let mut reader = FrameReader::before_authentication();
     let binding = channel_binding(client.tls.as_deref());
     let authenticated = authenticate(
         &mut client.stream,
@@ -206,6 +206,7 @@ async fn login(
         shared.verifiers.as_ref(),
     )
     .await?;
+    reader.authenticated();
     let server_final = authenticated.server_final.clone();
 
     let address = peer.ip().to_string();

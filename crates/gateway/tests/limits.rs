@@ -201,3 +201,35 @@ async fn a_server_that_is_down_gives_a_connection_failure_not_a_hang() {
     assert!(message.contains("curfew gateway"), "{message}");
     assert!(started.elapsed() < Duration::from_secs(9));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_sent_with_an_sslrequest_before_the_handshake_never_count_as_encrypted() {
+    // CVE-2021-23214's class: plaintext pipelined after an SSLRequest must not be taken as if
+    // it had come through TLS. The gateway reads the request exactly, so what follows goes
+    // to the TLS handshake, which fails on it: no login starts.
+    let harness = Harness::start("ssl-injection", Setup::default()).await;
+    let mut bytes = Vec::new();
+    curfew_wire::encode_ssl_request(&mut bytes);
+    curfew_wire::encode_startup(
+        curfew_wire::ProtocolVersion::V3_0,
+        &[(b"user", b"alice"), (b"database", b"postgres")],
+        &mut bytes,
+    )
+    .expect("startup");
+    let mut stream = TcpStream::connect(harness.addr).await.expect("connect");
+    stream.write_all(&bytes).await.expect("write");
+    let got = read_to_close(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(got.first(), Some(&b'S'), "the SSLRequest is answered");
+    // After 'S', at most a TLS alert record (type 21): never an authentication request.
+    let rest = &got[1..];
+    assert!(
+        rest.is_empty() || rest[0] == 21,
+        "the injected startup was served: {rest:?}"
+    );
+    assert!(
+        !rest.windows(5).any(|w| w == [b'R', 0, 0, 0, 23]),
+        "{rest:?}"
+    );
+    // The gateway still serves a proper client.
+    harness.plain("alice", ALICE_PASSWORD).await.expect("login");
+}

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{ALICE_PASSWORD, Harness, Setup, raw};
+use curfew_scram::ClientChannelBinding;
 use curfew_wire::ProtocolVersion;
 use rustls_pki_types::ServerName;
+use rustls_pki_types::pem::PemObject as _;
 use tokio::net::TcpStream;
 use tokio_postgres::NoTls;
 use tokio_rustls::TlsConnector;
@@ -438,4 +440,59 @@ async fn the_client_address_is_the_gateways_to_give_and_unknown_options_are_name
         raw::query_one(&mut tcp, "SELECT current_setting('application_name')").await,
         Ok("as sent: -c x=y 'q'".to_owned())
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_binding_uses_the_certificate_of_the_handshake_even_after_a_reload() {
+    let harness = Harness::start("binding-reload", Setup::default()).await;
+    let stored = alice_secret(&harness).await;
+    let old_der =
+        rustls_pki_types::CertificateDer::from_pem_slice(harness.pki.server.cert_pem.as_bytes())
+            .expect("old certificate");
+    let old_hash = curfew_scram::tls_server_end_point(&old_der).expect("hash");
+    let handshake = || async {
+        let mut with_alpn = harness.client_tls();
+        with_alpn.alpn_protocols = vec![b"postgresql".to_vec()];
+        let tcp = TcpStream::connect(harness.addr).await.expect("connect");
+        TlsConnector::from(Arc::new(with_alpn))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("direct TLS handshake")
+    };
+    let mut bound_to_old = handshake().await;
+    let mut second = handshake().await;
+    // The certificate changes between these handshakes and their SCRAM exchanges.
+    let next = curfew_sandbox::TestPki::generate(&["localhost", "127.0.0.1"]).expect("PKI");
+    let files = curfew_gateway::TlsFiles {
+        cert: harness.dir.write("next.crt", &next.server.cert_pem, 0o644),
+        key: harness.dir.write("next.key", &next.server.key_pem, 0o600),
+    };
+    harness.tls_handle.reload(&files).expect("reload");
+    let seen = raw::login_bound(
+        &mut bound_to_old,
+        "alice",
+        ALICE_PASSWORD,
+        &stored,
+        ProtocolVersion::V3_0,
+        &[],
+        &ClientChannelBinding::TlsServerEndPoint(old_hash),
+    )
+    .await
+    .expect("SCRAM-SHA-256-PLUS bound to the certificate of its handshake");
+    assert_eq!(seen.mechanisms, ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256"]);
+    // Bound to the new certificate instead, the same session's proof is refused.
+    let new_der = rustls_pki_types::CertificateDer::from_pem_slice(next.server.cert_pem.as_bytes())
+        .expect("new certificate");
+    let new_hash = curfew_scram::tls_server_end_point(&new_der).expect("hash");
+    let refused = raw::login_bound(
+        &mut second,
+        "alice",
+        ALICE_PASSWORD,
+        &stored,
+        ProtocolVersion::V3_0,
+        &[],
+        &ClientChannelBinding::TlsServerEndPoint(new_hash),
+    )
+    .await;
+    assert!(refused.is_err(), "{refused:?}");
 }

@@ -65,6 +65,29 @@ pub async fn login_with<S: AsyncRead + AsyncWrite + Unpin>(
     version: ProtocolVersion,
     extra: &[(&[u8], &[u8])],
 ) -> Result<RawLogin, String> {
+    login_bound(
+        stream,
+        user,
+        password,
+        stored,
+        version,
+        extra,
+        &ClientChannelBinding::None,
+    )
+    .await
+}
+
+/// [`login_with`] binding the exchange to `binding` (the gateway certificate's hash, for
+/// SCRAM-SHA-256-PLUS).
+pub async fn login_bound<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    user: &str,
+    password: &str,
+    stored: &str,
+    version: ProtocolVersion,
+    extra: &[(&[u8], &[u8])],
+    binding: &ClientChannelBinding,
+) -> Result<RawLogin, String> {
     let verifier = Verifier::parse(stored).map_err(|e| e.to_string())?;
     let client_key = ClientKey::derive(password.as_bytes(), verifier.salt(), verifier.iterations());
     let mut out = Vec::new();
@@ -102,14 +125,9 @@ pub async fn login_with<S: AsyncRead + AsyncWrite + Unpin>(
                     .collect();
                 let offered: Vec<&str> = seen.mechanisms.iter().map(String::as_str).collect();
                 let key = client_key.take().ok_or("second SASL request")?;
-                let (first, next) = ClientExchange::start(
-                    key,
-                    &verifier,
-                    &ClientChannelBinding::None,
-                    &offered,
-                    &mut OsNonce,
-                )
-                .map_err(|e| e.to_string())?;
+                let (first, next) =
+                    ClientExchange::start(key, &verifier, binding, &offered, &mut OsNonce)
+                        .map_err(|e| e.to_string())?;
                 out.clear();
                 encode_sasl_initial_response(
                     first.mechanism.name().as_bytes(),

@@ -422,9 +422,19 @@ async fn a_pre_existing_owner_that_holds_anything_else_is_refused_by_name() {
             && e.contains("DROP OWNED BY \"curfew_gateway_auth\""),
         "{e}"
     );
+    // A function it owns, before curfew's function exists (its allowance must not hide it).
     cluster
         .psql(
             "DROP TABLE public.planted;
+             CREATE FUNCTION public.planted_fn() RETURNS int LANGUAGE sql AS 'SELECT 1';
+             ALTER FUNCTION public.planted_fn() OWNER TO curfew_gateway_auth;",
+        )
+        .unwrap();
+    let e = install_fails(&cluster, &dir, &settings(None, false)).await;
+    assert!(e.contains("owner of function planted_fn()"), "{e}");
+    cluster
+        .psql(
+            "DROP FUNCTION public.planted_fn();
              GRANT SELECT ON pg_catalog.pg_class TO curfew_gateway_auth;",
         )
         .unwrap();

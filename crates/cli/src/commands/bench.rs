@@ -2,6 +2,8 @@
 //! PostgreSQL's own `idle_session_timeout` and a one-minute cron sweep, in one run on one
 //! machine. The run is `curfew-bench`'s; here the options, the progress bar and the table.
 
+mod gateway;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -51,11 +53,11 @@ enum Mode {
                       curfew bench gateway --quick\n  \
                       curfew bench gateway --rounds 7 --json gateway.json"
     )]
-    Gateway(crate::commands::bench_gateway::Args),
+    Gateway(gateway::Args),
 }
 
 /// The progress bar on standard error.
-pub(crate) struct Bar(pub(crate) ProgressBar);
+struct Bar(ProgressBar);
 
 impl curfew_bench::Progress for Bar {
     fn message(&self, text: String) {
@@ -70,7 +72,7 @@ impl curfew_bench::Progress for Bar {
 /// Run the benchmark.
 pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     if let Some(Mode::Gateway(gateway)) = &args.mode {
-        return crate::commands::bench_gateway::run(gateway);
+        return gateway::run(gateway);
     }
     let exe = std::env::current_exe().context("finding the curfew binary")?;
     let plan = Plan::new(args.quick, args.sessions.clone(), args.keep.clone(), exe);

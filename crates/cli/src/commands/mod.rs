@@ -3,7 +3,6 @@
 pub(crate) mod agent;
 pub(crate) mod audit;
 pub(crate) mod bench;
-pub(crate) mod bench_gateway;
 pub(crate) mod check;
 pub(crate) mod compile;
 pub(crate) mod demo;

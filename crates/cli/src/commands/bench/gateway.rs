@@ -9,7 +9,7 @@ use anyhow::Context;
 use curfew_bench::gateway::{GatewayPlan, GatewayReport, Route, Workload};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::commands::bench::Bar;
+use super::Bar;
 use crate::exit::{Failure, out};
 
 /// Options of `curfew bench gateway`.

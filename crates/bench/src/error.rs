@@ -55,4 +55,34 @@ pub enum BenchError {
     /// The synthetic policy did not parse (a bug).
     #[error("{0}")]
     Policy(curfew_policy::PolicyErrors),
+    /// pgbench failed or printed no tps.
+    #[error("{what} failed:\n{output}")]
+    Pgbench {
+        /// The command.
+        what: String,
+        /// What it printed.
+        output: String,
+    },
+    /// A proxy under test (curfew gateway or PgBouncer) failed.
+    #[error("{name} {why}; the end of its log:\n{log}")]
+    Proxy {
+        /// Which proxy.
+        name: &'static str,
+        /// What went wrong.
+        why: String,
+        /// The last lines of its log.
+        log: String,
+    },
+    /// PgBouncer is not installed and could not be installed.
+    #[error("{0}")]
+    PgbouncerMissing(String),
+    /// The client TLS configuration could not be built.
+    #[error("client TLS: {0}")]
+    Tls(String),
+    /// The gateway run's setup failed.
+    #[error("setting up: {0}")]
+    Setup(String),
+    /// An administrator's operation through curfew's PostgreSQL adapter failed.
+    #[error(transparent)]
+    Adapter(#[from] curfew_postgres::PgError),
 }

@@ -5,6 +5,7 @@
 
 mod agent_process;
 mod error;
+pub mod gateway;
 mod load;
 mod measure;
 mod report;

@@ -240,7 +240,8 @@ enum Command {
                             engine's evaluation time at 1k to 100k sessions.\n\n\
                             Examples:\n  \
                             curfew bench --quick\n  \
-                            curfew bench --sessions 100,500,2000 --json bench.json"
+                            curfew bench --sessions 100,500,2000 --json bench.json\n  \
+                            curfew bench gateway --quick   (the gateway next to PgBouncer)"
     )]
     Bench(commands::bench::Args),
 

@@ -2,6 +2,8 @@
 //! PostgreSQL's own `idle_session_timeout` and a one-minute cron sweep, in one run on one
 //! machine. The run is `curfew-bench`'s; here the options, the progress bar and the table.
 
+mod gateway;
+
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
@@ -13,7 +15,11 @@ use crate::exit::{Failure, out};
 
 /// Options of `curfew bench`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub(crate) struct Args {
+    /// What else to measure (without: curfew agent's lateness, cost and scale).
+    #[command(subcommand)]
+    mode: Option<Mode>,
     /// A short run (under a minute): 200 sessions, shorter windows, smaller engine sizes.
     #[arg(long)]
     quick: bool,
@@ -27,6 +33,27 @@ pub(crate) struct Args {
     /// each idle session's start and end as its client saw them.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+}
+
+/// What `curfew bench` measures other than the agent.
+#[derive(Debug, clap::Subcommand)]
+enum Mode {
+    /// pgbench through curfew gateway, PgBouncer (session mode) and direct; memory per idle
+    /// client.
+    #[command(
+        after_help = "Starts a throwaway cluster with scram-sha-256 and TLS, installs the \
+                      gateway's auth function as curfew init does, creates a role and pgbench's \
+                      tables, then runs pgbench -S (simple, -M extended, -C) with -c 8 -j 2 \
+                      directly, through curfew gateway (this binary, as its own process) and \
+                      through PgBouncer in session mode (installed with apt-get when absent and \
+                      running as root), plaintext and with TLS on the client leg, in alternating \
+                      short rounds; then opens idle clients through each proxy and reads its \
+                      resident memory before and after.\n\n\
+                      Examples:\n  \
+                      curfew bench gateway --quick\n  \
+                      curfew bench gateway --rounds 7 --json gateway.json"
+    )]
+    Gateway(gateway::Args),
 }
 
 /// The progress bar on standard error.
@@ -44,6 +71,9 @@ impl curfew_bench::Progress for Bar {
 
 /// Run the benchmark.
 pub(crate) fn run(args: &Args) -> Result<(), Failure> {
+    if let Some(Mode::Gateway(gateway)) = &args.mode {
+        return gateway::run(gateway);
+    }
     let exe = std::env::current_exe().context("finding the curfew binary")?;
     let plan = Plan::new(args.quick, args.sessions.clone(), args.keep.clone(), exe);
     if let Some(bad) = plan.sessions.iter().find(|n| !(2..=10_000).contains(*n)) {

@@ -1,0 +1,271 @@
+//! `curfew bench gateway`: `pgbench -S` (simple, extended, a connection per transaction)
+//! direct, through `curfew gateway` and through PgBouncer in session mode, plaintext and with
+//! TLS on the client leg, in alternating short rounds; then each proxy's memory per idle
+//! client. One sandbox cluster with `scram-sha-256`, the gateway's auth function installed as
+//! `curfew init` does.
+
+mod idle;
+mod pgbench;
+mod proxies;
+mod setup;
+
+pub use idle::IdleMemory;
+pub use pgbench::{CLIENTS, THREADS, Workload, median};
+pub use proxies::ProxyKind;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::BenchError;
+use crate::report::Machine;
+use crate::{Progress, measure};
+use idle::Login;
+use pgbench::Endpoint;
+use setup::{BENCH_DATABASE, BENCH_ROLE, Setup};
+
+/// The shape of a gateway run.
+#[derive(Debug, Clone)]
+pub struct GatewayPlan {
+    /// Rounds per configuration (each route once per round, alternating).
+    pub rounds: usize,
+    /// How long each pgbench round runs.
+    pub round_length: Duration,
+    /// Idle clients opened through each proxy for the memory figure.
+    pub idle_clients: usize,
+    /// pgbench's scale factor (`pgbench -i -s`).
+    pub scale: u32,
+    /// Whether this is the short run (`--quick`).
+    pub quick: bool,
+    /// The `curfew` binary whose `gateway` is measured.
+    pub gateway_exe: PathBuf,
+    /// Where to keep the run's files (else a temporary directory, removed at the end).
+    pub keep: Option<PathBuf>,
+}
+
+impl GatewayPlan {
+    /// The standard run (5 rounds of 3 s, 1,000 idle clients) or the quick one (1 round of
+    /// 1 s, 100 idle clients); `rounds` replaces the number of rounds.
+    pub fn new(
+        quick: bool,
+        rounds: Option<usize>,
+        keep: Option<PathBuf>,
+        gateway_exe: PathBuf,
+    ) -> GatewayPlan {
+        GatewayPlan {
+            rounds: rounds.unwrap_or(if quick { 1 } else { 5 }),
+            round_length: Duration::from_secs(if quick { 1 } else { 3 }),
+            idle_clients: if quick { 100 } else { 1000 },
+            scale: 1,
+            quick,
+            gateway_exe,
+            keep,
+        }
+    }
+
+    /// Open files the run needs in this process and its children (each idle client is a socket
+    /// here and two in the proxy).
+    pub fn open_files(&self) -> u64 {
+        self.idle_clients as u64 * 2 + 256
+    }
+}
+
+/// How pgbench reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// Straight to PostgreSQL.
+    Direct,
+    /// Through `curfew gateway`.
+    Gateway,
+    /// Through PgBouncer, session mode.
+    Pgbouncer,
+}
+
+impl Route {
+    /// In the order each round runs them.
+    pub const ALL: [Route; 3] = [Route::Direct, Route::Gateway, Route::Pgbouncer];
+
+    /// Its name in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Gateway => "curfew gateway",
+            Route::Pgbouncer => "pgbouncer",
+        }
+    }
+}
+
+/// One configuration's rounds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Throughput {
+    /// TLS on the client leg.
+    pub tls: bool,
+    /// The pgbench workload.
+    pub workload: Workload,
+    /// The route.
+    pub route: Route,
+    /// Each round's tps, in order.
+    pub tps: Vec<f64>,
+    /// Their median.
+    pub median_tps: f64,
+}
+
+/// The figures of a gateway run.
+#[derive(Debug, serde::Serialize)]
+pub struct GatewayReport {
+    /// The machine.
+    pub machine: Machine,
+    /// The server's version.
+    pub postgres: String,
+    /// The PgBouncer version measured.
+    pub pgbouncer: String,
+    /// Whether this was the short run.
+    pub quick: bool,
+    /// Rounds per configuration.
+    pub rounds: usize,
+    /// Seconds per round.
+    pub round_seconds: u64,
+    /// pgbench `-c`.
+    pub clients: u32,
+    /// pgbench `-j`.
+    pub threads: u32,
+    /// pgbench scale factor.
+    pub scale: u32,
+    /// Every configuration, grouped by TLS then workload then route.
+    pub throughput: Vec<Throughput>,
+    /// Memory per idle client, per proxy and client leg.
+    pub idle_memory: Vec<IdleMemory>,
+}
+
+impl GatewayReport {
+    /// Gateway median tps over PgBouncer's for a TLS setting and workload.
+    pub fn ratio(&self, tls: bool, workload: Workload) -> Option<f64> {
+        let median = |route| {
+            self.throughput
+                .iter()
+                .find(|t| t.tls == tls && t.workload == workload && t.route == route)
+                .map(|t| t.median_tps)
+        };
+        let pgbouncer = median(Route::Pgbouncer).filter(|t| *t > 0.0)?;
+        Some(median(Route::Gateway)? / pgbouncer)
+    }
+}
+
+/// Run the gateway benchmark on a sandbox cluster of its own.
+pub async fn bench_gateway(
+    plan: &GatewayPlan,
+    progress: &dyn Progress,
+) -> Result<GatewayReport, BenchError> {
+    let setup = Setup::prepare(plan, progress).await?;
+    let result = measure_all(plan, &setup, progress).await;
+    setup.finish(plan.keep.is_some());
+    result
+}
+
+async fn measure_all(
+    plan: &GatewayPlan,
+    setup: &Setup,
+    progress: &dyn Progress,
+) -> Result<GatewayReport, BenchError> {
+    let pgbench = setup.cluster.bin_dir().join("pgbench");
+    let mut throughput = Vec::new();
+    {
+        let mut gateway = setup.start_gateway("rounds")?;
+        let mut pgbouncer = setup.start_pgbouncer("rounds")?;
+        for tls in [false, true] {
+            for workload in Workload::ALL {
+                let mut rows: Vec<Throughput> = Route::ALL
+                    .iter()
+                    .map(|&route| Throughput {
+                        tls,
+                        workload,
+                        route,
+                        tps: Vec::new(),
+                        median_tps: 0.0,
+                    })
+                    .collect();
+                for round in 0..plan.rounds {
+                    for row in &mut rows {
+                        progress.message(format!(
+                            "pgbench {} {}, {}: round {} of {}",
+                            workload.options().join(" "),
+                            if tls { "TLS" } else { "plaintext" },
+                            row.route.name(),
+                            round + 1,
+                            plan.rounds
+                        ));
+                        let port = match row.route {
+                            Route::Direct => setup.cluster.port(),
+                            Route::Gateway => gateway.port,
+                            Route::Pgbouncer => pgbouncer.port,
+                        };
+                        let endpoint = Endpoint {
+                            port,
+                            user: BENCH_ROLE,
+                            password: &setup.password,
+                            database: BENCH_DATABASE,
+                            tls,
+                        };
+                        let tps = pgbench::round(&pgbench, workload, plan.round_length, &endpoint);
+                        gateway.check_alive()?;
+                        pgbouncer.check_alive()?;
+                        row.tps.push(tps?);
+                        progress.opened();
+                    }
+                }
+                for row in &mut rows {
+                    row.median_tps = median(&row.tps).unwrap_or(0.0);
+                }
+                throughput.extend(rows);
+            }
+        }
+    }
+    let mut idle_memory = Vec::new();
+    let tls_config = Arc::new(setup.client_tls()?);
+    for tls in [false, true] {
+        for kind in [ProxyKind::Gateway, ProxyKind::Pgbouncer] {
+            setup.settle().await?;
+            progress.message(format!(
+                "{}: {} idle {} clients",
+                kind.name(),
+                plan.idle_clients,
+                if tls { "TLS" } else { "plaintext" }
+            ));
+            let run = format!("idle-{}", if tls { "tls" } else { "plain" });
+            let mut proxy = match kind {
+                ProxyKind::Gateway => setup.start_gateway(&run)?,
+                ProxyKind::Pgbouncer => setup.start_pgbouncer(&run)?,
+            };
+            let login = Login {
+                user: BENCH_ROLE,
+                password: &setup.password,
+                database: BENCH_DATABASE,
+                tls: tls.then_some(&tls_config),
+            };
+            idle_memory.push(idle::measure(&mut proxy, plan.idle_clients, &login).await?);
+            progress.opened();
+        }
+    }
+    Ok(GatewayReport {
+        machine: Machine {
+            cpu: measure::cpu_model(),
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+        },
+        postgres: setup.postgres_version.clone(),
+        pgbouncer: setup.pgbouncer_version.clone(),
+        quick: plan.quick,
+        rounds: plan.rounds,
+        round_seconds: plan.round_length.as_secs(),
+        clients: CLIENTS,
+        threads: THREADS,
+        scale: plan.scale,
+        throughput,
+        idle_memory,
+    })
+}
+
+/// How many steps a run counts (each pgbench round and each idle measurement), for progress.
+pub fn total_steps(plan: &GatewayPlan) -> u64 {
+    (2 * Workload::ALL.len() * plan.rounds * Route::ALL.len() + 4) as u64
+}

@@ -4,6 +4,7 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod clients;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -57,6 +58,8 @@ pub struct Setup {
     /// TLS on the server (and `sslmode=verify-full` towards it); without, the server leg is
     /// plaintext (`sslmode=disable`).
     pub server_tls: bool,
+    /// The server's bin directory (another major version); the sandbox's default when `None`.
+    pub bin_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Setup {
@@ -67,6 +70,7 @@ impl Default for Setup {
             login_timeout: Duration::from_secs(10),
             auth_function: false,
             server_tls: true,
+            bin_dir: None,
         }
     }
 }
@@ -212,6 +216,7 @@ impl Harness {
         let cluster = curfew_testkit::started(Options {
             auth: Auth::Scram,
             tls: setup.server_tls.then(|| pki.server.clone()),
+            bin_dir: setup.bin_dir.clone(),
             ..Options::default()
         });
         cluster.psql(ROLES).expect("roles");

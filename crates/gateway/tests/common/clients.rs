@@ -1,0 +1,203 @@
+//! Real clients (psql, pgbench, psycopg) run as child processes against an endpoint, the
+//! server direct or the gateway, both with `sslmode=verify-full` and `channel_binding=require`,
+//! so every check runs both ways and a failure says which way it failed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::Harness;
+
+/// Where a client connects: the server itself or the gateway in front of it.
+#[derive(Debug, Clone, Copy)]
+pub struct Endpoint {
+    /// `direct` or `gateway`, for messages.
+    pub name: &'static str,
+    /// The TCP port on 127.0.0.1 (reached as `localhost`, the name in both certificates).
+    pub port: u16,
+}
+
+impl Harness {
+    /// The server itself (TLS and SCRAM, the test CA's certificate).
+    pub fn direct(&self) -> Endpoint {
+        Endpoint {
+            name: "direct",
+            port: self.cluster.port(),
+        }
+    }
+
+    /// The gateway (its own certificate from the same CA).
+    pub fn gateway(&self) -> Endpoint {
+        Endpoint {
+            name: "gateway",
+            port: self.addr.port(),
+        }
+    }
+
+    /// Both, direct first: a check that fails through the gateway has passed direct.
+    pub fn endpoints(&self) -> [Endpoint; 2] {
+        [self.direct(), self.gateway()]
+    }
+
+    /// A libpq connection string to `endpoint` as `user` with full verification and channel
+    /// binding required, then `extra` (more `key=value` pairs; empty for none).
+    pub fn conninfo(&self, endpoint: Endpoint, user: &str, extra: &str) -> String {
+        format!(
+            "host=localhost hostaddr=127.0.0.1 port={} user={user} dbname=postgres sslmode=verify-full \
+             sslrootcert={} channel_binding=require connect_timeout=10 {extra}",
+            endpoint.port,
+            self.dir.join("ca.pem").display()
+        )
+    }
+}
+
+/// A finished client process, its output as text.
+#[derive(Debug)]
+pub struct Finished {
+    /// Whether it exited with status 0.
+    pub success: bool,
+    /// Its standard output.
+    pub stdout: String,
+    /// Its standard error.
+    pub stderr: String,
+}
+
+impl From<Output> for Finished {
+    fn from(output: Output) -> Finished {
+        Finished {
+            success: output.status.success(),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `command` to its end off the runtime's threads (the gateway runs on them).
+///
+/// # Panics
+/// When the program cannot be started, naming it.
+pub async fn run(mut command: Command) -> Finished {
+    let program = format!("{:?}", command.get_program());
+    tokio::task::spawn_blocking(move || command.output())
+        .await
+        .expect("client task")
+        .unwrap_or_else(|e| panic!("{program} could not run: {e}"))
+        .into()
+}
+
+/// `psql` from `bin` with `conninfo`, the password in `PGPASSWORD`, unaligned tuples-only
+/// output and no psqlrc; the caller adds `-c`/`-f`.
+pub fn psql(bin: &Path, conninfo: &str, password: &str) -> Command {
+    let mut command = Command::new(bin.join("psql"));
+    command
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", conninfo])
+        .env("PGPASSWORD", password)
+        .env_remove("PGSERVICE")
+        .env_remove("PGSSLMODE");
+    command
+}
+
+/// The environment variable naming PostgreSQL `major`'s bin directory.
+pub fn pg_bin_variable(major: u32) -> String {
+    format!("CURFEW_PG{major}_BIN")
+}
+
+/// The bin directory of PostgreSQL `major` (server, psql and the libpq they load): from
+/// `CURFEW_PG<major>_BIN`, else Debian's `/usr/lib/postgresql/<major>/bin`, else the cache
+/// `scripts/pg-versions` fills (`CURFEW_PG_CACHE`, `/var/cache/curfew/postgresql` for root,
+/// `~/.cache/curfew/postgresql` otherwise).
+///
+/// # Panics
+/// When none has `psql` and `postgres`, naming the variable and how to get them: a test that
+/// needs this version fails rather than skips.
+pub fn pg_bin(major: u32) -> PathBuf {
+    let variable = pg_bin_variable(major);
+    let usable = |dir: &Path| dir.join("psql").is_file() && dir.join("postgres").is_file();
+    if let Some(dir) = std::env::var_os(&variable).filter(|v| !v.is_empty()) {
+        let dir = PathBuf::from(dir);
+        assert!(
+            usable(&dir),
+            "{variable}={} lacks psql or postgres; scripts/pg-versions prints PostgreSQL {major}'s \
+             bin directory",
+            dir.display()
+        );
+        return dir;
+    }
+    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
+    if usable(&debian) {
+        return debian;
+    }
+    let mut caches: Vec<PathBuf> = Vec::new();
+    if let Some(cache) = std::env::var_os("CURFEW_PG_CACHE") {
+        caches.push(cache.into());
+    }
+    caches.push("/var/cache/curfew/postgresql".into());
+    if let Some(home) = std::env::var_os("HOME") {
+        caches.push(Path::new(&home).join(".cache/curfew/postgresql"));
+    }
+    let mut found: Vec<PathBuf> = caches
+        .iter()
+        .filter_map(|cache| std::fs::read_dir(cache).ok())
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|entry| {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            name.split('.').next() == Some(&major.to_string()) && name.contains('.')
+        })
+        .map(|entry| entry.path().join("bin"))
+        .filter(|dir| usable(dir))
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL {major} is missing: set {variable} to its bin directory (psql, postgres \
+             and the libpq they load), e.g. the \"{major} <dir>\" line scripts/pg-versions prints \
+             (.ci/run exports it); looked at {}, {} and the caches {caches:?}",
+            variable,
+            debian.display()
+        )
+    })
+}
+
+/// The `libpq.so.5` that `program` loads, as `ldd` resolves it.
+///
+/// # Panics
+/// When `ldd` fails or names no libpq.
+pub fn loaded_libpq(program: &Path) -> PathBuf {
+    let output = Command::new("ldd")
+        .arg(program)
+        .output()
+        .unwrap_or_else(|e| panic!("ldd {}: {e}", program.display()));
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text
+        .lines()
+        .find(|line| line.trim_start().starts_with("libpq.so"))
+        .unwrap_or_else(|| panic!("{} loads no libpq: {text}", program.display()));
+    let path = line
+        .split("=>")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("ldd's line for libpq has no path: {line}"));
+    std::fs::canonicalize(path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// `python3`, checked to import psycopg 3.
+///
+/// # Panics
+/// When python3 or psycopg is missing, saying how to install it (`.ci/run` does): the psycopg
+/// checks fail rather than skip.
+pub fn python_with_psycopg() -> Command {
+    let probe = Command::new("python3")
+        .args(["-c", "import psycopg; print(psycopg.__version__)"])
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("python3 is missing ({e}): install it and `python3 -m pip install \"psycopg[binary]\"`")
+        });
+    assert!(
+        probe.status.success(),
+        "psycopg 3 is missing for python3: `python3 -m pip install \"psycopg[binary]\"` (.ci/run \
+         installs it): {}",
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    Command::new("python3")
+}

@@ -67,6 +67,78 @@ async fn psql_logs_in_with_verify_full_and_channel_binding_both_ways() {
     );
 }
 
+/// A 100 kB NOTICE and a 100 kB ERROR (libpq's long message types) reach psql whole, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_gets_whole_100_kb_notices_and_errors_both_ways() {
+    let harness = Harness::start("psql-big", Setup::default()).await;
+    let bin = harness.cluster.bin_dir().to_owned();
+    for endpoint in harness.endpoints() {
+        let conninfo = harness.conninfo(endpoint, "alice", "");
+        let mut command = psql(&bin, &conninfo, ALICE_PASSWORD);
+        command
+            .args([
+                "-c",
+                "DO $$ BEGIN RAISE NOTICE 'big %', repeat('n', 100000); END $$",
+            ])
+            .args(["-c", "SELECT 'still here'"])
+            .args([
+                "-c",
+                "DO $$ BEGIN RAISE EXCEPTION 'huge %', repeat('e', 100000); END $$",
+            ]);
+        let finished = run(command).await;
+        let context = format!("{endpoint:?}");
+        assert!(
+            !finished.success,
+            "{context}: the exception did not fail psql"
+        );
+        assert!(
+            finished
+                .stderr
+                .contains(&format!("NOTICE:  big {}\n", "n".repeat(100_000))),
+            "{context}: no whole notice ({} bytes of stderr)",
+            finished.stderr.len()
+        );
+        assert!(
+            finished
+                .stderr
+                .contains(&format!("ERROR:  huge {}\n", "e".repeat(100_000))),
+            "{context}: no whole error ({} bytes of stderr)",
+            finished.stderr.len()
+        );
+        assert_eq!(finished.stdout.trim(), "DO\nstill here", "{context}");
+    }
+}
+
+/// A password changed through the gateway holds at the next login through it (the verifier is
+/// fetched per login) and the old one is refused, as direct.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_changed_through_the_gateway_holds_at_the_next_login() {
+    let harness = Harness::start("psql-password", Setup::default()).await;
+    let bin = harness.cluster.bin_dir().to_owned();
+    let gateway = harness.conninfo(harness.gateway(), "alice", "");
+    let mut command = psql(&bin, &gateway, ALICE_PASSWORD);
+    command.args([
+        "-c",
+        "SET password_encryption = 'scram-sha-256'; ALTER ROLE alice PASSWORD 'alice-changed'",
+    ]);
+    let changed = run(command).await;
+    assert!(changed.success, "{}", changed.stderr);
+    for (password, works) in [("alice-changed", true), (ALICE_PASSWORD, false)] {
+        for endpoint in harness.endpoints() {
+            let mut command = psql(&bin, &harness.conninfo(endpoint, "alice", ""), password);
+            command.args(["-c", "SELECT current_user"]);
+            let finished = run(command).await;
+            assert_eq!(
+                finished.success,
+                works,
+                "{endpoint:?} with the {} password: {}",
+                if works { "new" } else { "old" },
+                finished.stderr
+            );
+        }
+    }
+}
+
 /// libpq's message without its address prefix (`connection to server at ..., port N failed:`),
 /// which differs between the endpoints.
 fn server_words(stderr: &str) -> String {

@@ -103,6 +103,15 @@ async fn an_idle_listener_receives_notifications_from_either_side() {
                 "{context}"
             );
 
+            // The largest payload the server takes (7999 bytes).
+            let largest = "p".repeat(7999);
+            sender
+                .execute("SELECT pg_notify($1, $2)", &[&channel, &largest])
+                .await
+                .expect("pg_notify");
+            let got = next(&mut notifications, &context).await;
+            assert_eq!(got.payload(), largest, "{context}");
+
             // Inside a transaction: nothing before COMMIT, then all of them in order.
             sender.batch_execute("BEGIN").await.expect("BEGIN");
             for n in 0..200 {

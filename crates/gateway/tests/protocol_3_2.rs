@@ -122,6 +122,8 @@ async fn session_and_cancels(server_major: u32) {
         );
         assert!(out.lines().any(|line| line == "5MB"), "{context}:\n{out}");
 
+        direct_tls_and_a_wrong_password(&harness, &psql_bin, endpoint, server_major, &context)
+            .await;
         cancels(&harness, &psql_bin, endpoint, &context).await;
         psycopg_on_libpq_18(&harness, endpoint, server_major, &context).await;
     }
@@ -173,6 +175,51 @@ async fn psycopg_on_libpq_18(
             "psycopg {context}: no {line:?} in\n{out}"
         );
     }
+}
+
+/// psql 18 with `sslnegotiation=direct` (PostgreSQL 17's TLS without SSLRequest, ALPN
+/// `postgresql`) where the endpoint has it (the gateway; a server from 17 on), and a wrong
+/// password on 3.2 refused with the same words both ways.
+async fn direct_tls_and_a_wrong_password(
+    harness: &Harness,
+    psql_bin: &Path,
+    endpoint: Endpoint,
+    server_major: u32,
+    context: &str,
+) {
+    if endpoint.name == "gateway" || server_major >= 17 {
+        let conninfo = harness.conninfo(
+            endpoint,
+            "alice",
+            "max_protocol_version=latest sslnegotiation=direct",
+        );
+        let mut command = psql(psql_bin, &conninfo, ALICE_PASSWORD);
+        command.args(["-c", "\\conninfo"]);
+        let finished = run(command).await;
+        assert!(
+            finished.success,
+            "{context}, sslnegotiation=direct: {}",
+            finished.stderr
+        );
+        assert_eq!(
+            conninfo_value(&finished.stdout, "ALPN"),
+            Some("postgresql"),
+            "{context}:\n{}",
+            finished.stdout
+        );
+    }
+    let conninfo = harness.conninfo(endpoint, "alice", "max_protocol_version=latest");
+    let mut command = psql(psql_bin, &conninfo, "not alice's password");
+    command.args(["-c", "SELECT 1"]);
+    let refused = run(command).await;
+    assert!(!refused.success, "{context}: a wrong password logged in");
+    assert!(
+        refused
+            .stderr
+            .contains("FATAL:  password authentication failed for user \"alice\""),
+        "{context}: {}",
+        refused.stderr
+    );
 }
 
 /// A psql 18 running `SELECT pg_sleep(60)` as `application_name`.

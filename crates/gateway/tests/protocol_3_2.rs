@@ -25,7 +25,8 @@ use common::{ALICE_PASSWORD, Harness, Setup};
 fn psql_18() -> PathBuf {
     let bin = pg_bin(18);
     let libpq = loaded_libpq(&bin.join("psql"));
-    let own_lib = std::fs::canonicalize(bin.join("../lib")).unwrap_or_default();
+    let own_lib = std::fs::canonicalize(bin.join("../lib"))
+        .unwrap_or_else(|e| panic!("{}/../lib: {e}", bin.display()));
     assert!(
         libpq.starts_with(&own_lib),
         "{}/psql loads {} rather than PostgreSQL 18's own libpq in {}: set {} to a PostgreSQL 18 \

@@ -253,28 +253,52 @@ async fn pgbench_select_only_completes_transactions_both_ways() {
              pgbench_history TO alice",
         )
         .expect("grants");
-    for endpoint in harness.endpoints() {
-        let mut command = Command::new(&pgbench);
-        command
-            .args(["-n", "-S", "-T", "2", "-c", "2", "-j", "1"])
-            .arg(harness.conninfo(endpoint, "alice", ""))
-            .env("PGPASSWORD", ALICE_PASSWORD);
-        let finished = run(command).await;
-        expect_success("pgbench -S -T 2", endpoint, &finished);
-        let report = pgbench_report(&finished.stdout).unwrap_or_else(|| {
-            panic!(
-                "{endpoint:?}: no pgbench report:\n{}\n{}",
-                finished.stdout, finished.stderr
-            )
-        });
-        eprintln!("pgbench -S -T 2 -c 2 {}: {report:?}", endpoint.name);
-        assert!(report.processed > 0, "{endpoint:?}: {report:?}");
-        assert_eq!(report.failed.unwrap_or(0), 0, "{endpoint:?}: {report:?}");
-        assert!(
-            !finished.stderr.to_lowercase().contains("error"),
-            "{endpoint:?}: {}",
-            finished.stderr
-        );
+    // The builtin select-only run, then a script of pipelines (libpq's pipeline mode, prepared
+    // statements).
+    let pipeline = harness.dir.write(
+        "pipeline.sql",
+        "\\set aid random(1, 100000)\n\\startpipeline\n\
+         SELECT abalance FROM pgbench_accounts WHERE aid = :aid;\n\
+         SELECT abalance FROM pgbench_accounts WHERE aid = :aid + 1;\n\
+         SELECT count(*) FROM pgbench_branches;\n\\endpipeline\n",
+        0o644,
+    );
+    let pipeline = pipeline.display().to_string();
+    let runs: [&[&str]; 2] = [
+        &["-n", "-S", "-T", "2", "-c", "4", "-j", "2"],
+        &[
+            "-n", "-M", "prepared", "-f", &pipeline, "-T", "2", "-c", "2",
+        ],
+    ];
+    for args in runs {
+        for endpoint in harness.endpoints() {
+            let mut command = Command::new(&pgbench);
+            command
+                .args(args)
+                .arg(harness.conninfo(endpoint, "alice", ""))
+                .env("PGPASSWORD", ALICE_PASSWORD);
+            let finished = run(command).await;
+            let what = format!("pgbench {}", args.join(" "));
+            expect_success(&what, endpoint, &finished);
+            let report = pgbench_report(&finished.stdout).unwrap_or_else(|| {
+                panic!(
+                    "{what} {endpoint:?}: no report:\n{}\n{}",
+                    finished.stdout, finished.stderr
+                )
+            });
+            eprintln!("{what} {}: {report:?}", endpoint.name);
+            assert!(report.processed > 0, "{what} {endpoint:?}: {report:?}");
+            assert_eq!(
+                report.failed.unwrap_or(0),
+                0,
+                "{what} {endpoint:?}: {report:?}"
+            );
+            assert!(
+                !finished.stderr.to_lowercase().contains("error"),
+                "{what} {endpoint:?}: {}",
+                finished.stderr
+            );
+        }
     }
 }
 

@@ -29,12 +29,18 @@ async fn psql_logs_in_with_verify_full_and_channel_binding_both_ways() {
     let bin = harness.cluster.bin_dir().to_owned();
     let mut refusals = Vec::new();
     for endpoint in harness.endpoints() {
-        let conninfo = harness.conninfo(endpoint, "alice", "application_name=psql-check");
+        // Startup parameters as sent: application_name, and `options` with a setting.
+        let conninfo = harness.conninfo(
+            endpoint,
+            "alice",
+            "application_name=psql-check options='-c work_mem=7MB'",
+        );
         let mut command = psql(&bin, &conninfo, ALICE_PASSWORD);
         command
             .args([
                 "-c",
-                "SELECT current_user || ' ' || current_setting('application_name')",
+                "SELECT current_user || ' ' || current_setting('application_name') || ' ' \
+                 || current_setting('work_mem')",
             ])
             .args(["-c", "\\conninfo"])
             .args(["-c", "BEGIN; CREATE TEMP TABLE t AS SELECT 1 AS n; COMMIT"])
@@ -42,7 +48,7 @@ async fn psql_logs_in_with_verify_full_and_channel_binding_both_ways() {
         let finished = run(command).await;
         expect_success("psql", endpoint, &finished);
         let lines: Vec<&str> = finished.stdout.lines().collect();
-        assert_eq!(lines.first(), Some(&"alice psql-check"), "{endpoint:?}");
+        assert_eq!(lines.first(), Some(&"alice psql-check 7MB"), "{endpoint:?}");
         assert!(
             finished.stdout.contains("SSL connection"),
             "{endpoint:?}: {}",

@@ -76,7 +76,12 @@ async fn session_and_cancels(server_major: u32) {
                  through the gateway)"
             ),
         };
-        let conninfo = harness.conninfo(endpoint, "alice", "max_protocol_version=latest");
+        // require_auth (libpq 16+): the client accepts nothing but SCRAM.
+        let conninfo = harness.conninfo(
+            endpoint,
+            "alice",
+            "max_protocol_version=latest require_auth=scram-sha-256",
+        );
         let mut command = psql(&psql_bin, &conninfo, ALICE_PASSWORD);
         command
             .args(["-c", "\\conninfo"])

@@ -7,7 +7,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::clients::{Endpoint, Finished, psql, python_with_psycopg, run};
+use common::clients::{Endpoint, Finished, cancels, psql, python_with_psycopg, run};
 use common::{ALICE_PASSWORD, Harness, Setup};
 
 /// Fails when `finished` failed, saying whether the same check passed direct.
@@ -142,6 +142,19 @@ async fn a_password_changed_through_the_gateway_holds_at_the_next_login() {
                 finished.stderr
             );
         }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn psql_ctrl_c_and_pg_cancel_backend_end_the_right_sleep_both_ways() {
+    let harness = Harness::start("psql-cancel", Setup::default()).await;
+    let bin = harness.cluster.bin_dir().to_owned();
+    for endpoint in harness.endpoints() {
+        let context = match endpoint.name {
+            "direct" => "psql direct".to_owned(),
+            _ => "psql through the gateway (works direct)".to_owned(),
+        };
+        cancels(&harness, &bin, endpoint, "", &context).await;
     }
 }
 

@@ -12,11 +12,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use common::clients::{
-    Endpoint, loaded_libpq, pg_bin, pg_bin_variable, psql, python_with_psycopg, run,
+    Endpoint, cancels, loaded_libpq, pg_bin, pg_bin_variable, psql, python_with_psycopg, run,
 };
 use common::{ALICE_PASSWORD, Harness, Setup};
 
@@ -130,7 +128,14 @@ async fn session_and_cancels(server_major: u32) {
 
         direct_tls_and_a_wrong_password(&harness, &psql_bin, endpoint, server_major, &context)
             .await;
-        cancels(&harness, &psql_bin, endpoint, &context).await;
+        cancels(
+            &harness,
+            &psql_bin,
+            endpoint,
+            "max_protocol_version=latest",
+            &context,
+        )
+        .await;
         psycopg_on_libpq_18(&harness, endpoint, server_major, &context).await;
     }
 }
@@ -225,107 +230,6 @@ async fn direct_tls_and_a_wrong_password(
             .contains("FATAL:  password authentication failed for user \"alice\""),
         "{context}: {}",
         refused.stderr
-    );
-}
-
-/// A psql 18 running `SELECT pg_sleep(60)` as `application_name`.
-fn sleeper(
-    harness: &Harness,
-    psql_bin: &Path,
-    endpoint: Endpoint,
-    application_name: &str,
-) -> Child {
-    let conninfo = harness.conninfo(
-        endpoint,
-        "alice",
-        &format!("max_protocol_version=latest application_name={application_name}"),
-    );
-    let mut command: Command = psql(psql_bin, &conninfo, ALICE_PASSWORD);
-    command
-        .args(["-c", "SELECT pg_sleep(60)"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    command.spawn().expect("psql 18 runs")
-}
-
-/// The pid of the backend running `pg_sleep` for `application_name`, once it runs.
-async fn running_sleep(harness: &Harness, application_name: &str, context: &str) -> String {
-    let sql = format!(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = '{application_name}' \
-         AND state = 'active' AND query LIKE 'SELECT pg_sleep%'"
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let pid = harness.cluster.psql(&sql).expect("pg_stat_activity");
-        if !pid.is_empty() {
-            return pid;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{context}: {application_name}'s sleep never ran"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Waits (at most 20 s) for `child` to exit; its stderr, and whether it succeeded.
-async fn ended(mut child: Child, context: &str) -> (bool, String) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{context}: the cancelled sleep still runs after 20 s");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let output = child.wait_with_output().expect("output");
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-async fn cancels(harness: &Harness, psql_bin: &Path, endpoint: Endpoint, context: &str) {
-    let (first_name, second_name) = (
-        format!("{}_first", endpoint.name),
-        format!("{}_second", endpoint.name),
-    );
-    let first = sleeper(harness, psql_bin, endpoint, &first_name);
-    let second = sleeper(harness, psql_bin, endpoint, &second_name);
-    running_sleep(harness, &first_name, context).await;
-    let second_pid = running_sleep(harness, &second_name, context).await;
-
-    // psql's SIGINT handler sends libpq's CancelRequest with the session's key (32 bytes on
-    // protocol 3.2): the first sleep ends, the second runs on.
-    let signalled = Command::new("kill")
-        .args(["-INT", &first.id().to_string()])
-        .status()
-        .expect("kill");
-    assert!(signalled.success());
-    let (success, stderr) = ended(first, context).await;
-    assert!(!success, "{context}: the first psql did not fail");
-    assert!(
-        stderr.contains("canceling statement due to user request"),
-        "{context}: SIGINT to psql: {stderr}"
-    );
-    assert_eq!(
-        running_sleep(harness, &second_name, context).await,
-        second_pid,
-        "{context}: the other sleep was disturbed"
-    );
-
-    // pg_cancel_backend from another session ends the second.
-    let cancelled = harness
-        .cluster
-        .psql(&format!("SELECT pg_cancel_backend({second_pid})"))
-        .expect("pg_cancel_backend");
-    assert_eq!(cancelled, "t", "{context}");
-    let (success, stderr) = ended(second, context).await;
-    assert!(!success, "{context}: the second psql did not fail");
-    assert!(
-        stderr.contains("canceling statement due to user request"),
-        "{context}: pg_cancel_backend: {stderr}"
     );
 }
 

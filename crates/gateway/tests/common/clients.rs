@@ -3,9 +3,10 @@
 //! so every check runs both ways and a failure says which way it failed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
-use super::Harness;
+use super::{ALICE_PASSWORD, Harness};
 
 /// Where a client connects: the server itself or the gateway in front of it.
 #[derive(Debug, Clone, Copy)]
@@ -200,4 +201,116 @@ pub fn python_with_psycopg() -> Command {
         String::from_utf8_lossy(&probe.stderr)
     );
     Command::new("python3")
+}
+
+/// psql from `psql_bin` running `SELECT pg_sleep(60)` as alice and `application_name`, with
+/// `extra` in its connection string.
+fn sleeper(
+    harness: &Harness,
+    psql_bin: &Path,
+    endpoint: Endpoint,
+    extra: &str,
+    application_name: &str,
+) -> Child {
+    let conninfo = harness.conninfo(
+        endpoint,
+        "alice",
+        &format!("{extra} application_name={application_name}"),
+    );
+    let mut command: Command = psql(psql_bin, &conninfo, ALICE_PASSWORD);
+    command
+        .args(["-c", "SELECT pg_sleep(60)"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    command.spawn().expect("psql runs")
+}
+
+/// The pid of the backend running `pg_sleep` for `application_name`, once it runs.
+async fn running_sleep(harness: &Harness, application_name: &str, context: &str) -> String {
+    let sql = format!(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = '{application_name}' \
+         AND state = 'active' AND query LIKE 'SELECT pg_sleep%'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let pid = harness.cluster.psql(&sql).expect("pg_stat_activity");
+        if !pid.is_empty() {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{context}: {application_name}'s sleep never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits (at most 20 s) for `child` to exit; its stderr, and whether it succeeded.
+async fn ended(mut child: Child, context: &str) -> (bool, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{context}: the cancelled sleep still runs after 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let output = child.wait_with_output().expect("output");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Two psql sessions at `endpoint` sleep; SIGINT to the first psql (its Ctrl-C: libpq's
+/// `PQcancel` with the session's key, 4 bytes on 3.0, 32 on 3.2) ends its sleep and not the
+/// other's; `pg_cancel_backend` from another session then ends the second.
+pub async fn cancels(
+    harness: &Harness,
+    psql_bin: &Path,
+    endpoint: Endpoint,
+    extra: &str,
+    context: &str,
+) {
+    let (first_name, second_name) = (
+        format!("{}_first", endpoint.name),
+        format!("{}_second", endpoint.name),
+    );
+    let first = sleeper(harness, psql_bin, endpoint, extra, &first_name);
+    let second = sleeper(harness, psql_bin, endpoint, extra, &second_name);
+    running_sleep(harness, &first_name, context).await;
+    let second_pid = running_sleep(harness, &second_name, context).await;
+
+    // psql's SIGINT handler sends libpq's CancelRequest with the session's key: the first
+    // sleep ends, the second runs on.
+    let signalled = Command::new("kill")
+        .args(["-INT", &first.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+    let (success, stderr) = ended(first, context).await;
+    assert!(!success, "{context}: the first psql did not fail");
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{context}: SIGINT to psql: {stderr}"
+    );
+    assert_eq!(
+        running_sleep(harness, &second_name, context).await,
+        second_pid,
+        "{context}: the other sleep was disturbed"
+    );
+
+    // pg_cancel_backend from another session ends the second.
+    let cancelled = harness
+        .cluster
+        .psql(&format!("SELECT pg_cancel_backend({second_pid})"))
+        .expect("pg_cancel_backend");
+    assert_eq!(cancelled, "t", "{context}");
+    let (success, stderr) = ended(second, context).await;
+    assert!(!success, "{context}: the second psql did not fail");
+    assert!(
+        stderr.contains("canceling statement due to user request"),
+        "{context}: pg_cancel_backend: {stderr}"
+    );
 }

@@ -212,11 +212,23 @@ impl MariaDbServer {
         self.root.join("server.log")
     }
 
+    /// The server's own temporary directory: concurrent servers sharing `/tmp` collide on
+    /// their temporary tables' names during `mariadb-install-db`.
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
     fn install_db(&self) -> Result<(), SandboxError> {
+        let tmp = self.tmp_dir();
+        fs::create_dir(&tmp)
+            .map_err(|e| SandboxError::io(format!("creating {}", tmp.display()), e))?;
+        self.runner.hand_over(&tmp)?;
         let datadir = format!("--datadir={}", self.data_dir().display());
+        let tmpdir = format!("--tmpdir={}", tmp.display());
         let args = [
             "--no-defaults",
             datadir.as_str(),
+            tmpdir.as_str(),
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
         ];
@@ -250,6 +262,7 @@ impl MariaDbServer {
             format!("--datadir={}/data", root),
             format!("--socket={}/mariadb.sock", root),
             format!("--pid-file={}/mariadb.pid", root),
+            format!("--tmpdir={}/tmp", root),
             format!("--port={}", self.port),
             format!("--bind-address={HOST}"),
             // Accounts are matched by address, without DNS look-ups.

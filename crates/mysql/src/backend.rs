@@ -68,7 +68,9 @@ impl SessionEnder for Connection {
             .map(|r| self.kill_request(r.request()))
             .collect();
         let known: Vec<KillRequest> = planned.iter().flatten().cloned().collect();
-        let mut verdicts = self.kill_all(&known).await?.into_iter();
+        let answer = self.kill_all(&known).await?;
+        let at = answer.at;
+        let mut verdicts = answer.verdicts.into_iter();
         let now = match known.len() < requests.len() {
             true => Some(self.server_now().await?),
             false => None,
@@ -80,7 +82,7 @@ impl SessionEnder for Connection {
                 None => None,
             };
             signals.push(match verdict {
-                Some((verdict, at)) => signal(&verdict, at),
+                Some(verdict) => signal(&verdict, at),
                 // Not reported by this connection (planned before a reconnect, or a keeper
                 // gone from its snapshots): nothing is done.
                 None => Signal::Settled(Outcome::NoLongerMatched {

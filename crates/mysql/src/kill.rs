@@ -6,7 +6,7 @@
 //! the batch's.
 
 use curfew_backend::{IdleState, Outcome, Signal};
-use jiff::Timestamp;
+use jiff::{SignedDuration, Timestamp};
 use mysql_async::prelude::Queryable;
 
 use crate::connect::Connection;
@@ -34,6 +34,18 @@ pub struct KillRequest {
     pub not_before: Option<Timestamp>,
     /// Sessions that must all still be there (a session cap's older sessions).
     pub keepers: Vec<SeenSession>,
+}
+
+/// The server's answer to a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KillAnswer {
+    /// One verdict per request, in order.
+    pub verdicts: Vec<Verdict>,
+    /// The server's clock when it began.
+    pub at: Timestamp,
+    /// How long the whole statement took on the server: an upper bound of the time between
+    /// any request's re-check and its `KILL` (the race that remains).
+    pub took: SignedDuration,
 }
 
 /// What the server did about one request.
@@ -122,7 +134,11 @@ pub fn kill_block_sql(requests: &[KillRequest]) -> String {
             id = r.session.id,
         ));
     }
-    sql.push_str("SELECT v, now_us; END");
+    // SYSDATE is the clock when it is read (NOW is fixed per statement): the whole block's
+    // time on the server bounds every request's window between its re-check and its KILL.
+    sql.push_str(
+        "SELECT v, now_us, CAST(UNIX_TIMESTAMP(SYSDATE(6)) * 1000000 AS SIGNED) - now_us; END",
+    );
     sql
 }
 
@@ -163,12 +179,13 @@ pub fn signal(verdict: &Verdict, at: Timestamp) -> Signal {
 impl Connection {
     /// Kill every session whose request still holds, re-checked on the server immediately
     /// before, in one round trip; the answers come in the requests' order.
-    pub async fn kill_all(
-        &mut self,
-        requests: &[KillRequest],
-    ) -> Result<Vec<(Verdict, Timestamp)>, MysqlError> {
+    pub async fn kill_all(&mut self, requests: &[KillRequest]) -> Result<KillAnswer, MysqlError> {
         if requests.is_empty() {
-            return Ok(Vec::new());
+            return Ok(KillAnswer {
+                verdicts: Vec::new(),
+                at: Timestamp::UNIX_EPOCH,
+                took: SignedDuration::ZERO,
+            });
         }
         if self.info.flavor == Flavor::MySql {
             return Err(MysqlError::Unsupported {
@@ -185,10 +202,15 @@ impl Connection {
         let row = row.ok_or_else(|| MysqlError::decode(&self.target, WHAT, "no row"))?;
         let text: String = column(&row, 0, &self.target, WHAT)?;
         let at = micros(column(&row, 1, &self.target, WHAT)?, &self.target, WHAT)?;
+        let took: i64 = column(&row, 2, &self.target, WHAT)?;
         let verdicts = parse_verdicts(&text, requests.len()).ok_or_else(|| {
             MysqlError::decode(&self.target, WHAT, format!("verdicts \"{text}\""))
         })?;
-        Ok(verdicts.into_iter().map(|v| (v, at)).collect())
+        Ok(KillAnswer {
+            verdicts,
+            at,
+            took: SignedDuration::from_micros(took),
+        })
     }
 
     /// For each session, the server's clock if it is gone (its id no longer listed for the

@@ -92,7 +92,7 @@ async fn an_account_with_a_quote_in_its_name_is_read_and_ended() {
         .kill_request(&curfew_backend::EndRequest::identity_only(s.key()))
         .unwrap();
     let verdicts = curfew.kill_all(&[request]).await.unwrap();
-    assert_eq!(verdicts[0].0, Verdict::Killed);
+    assert_eq!(verdicts.verdicts, [Verdict::Killed]);
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     assert!(!alive(&mut quoted).await);
     assert!(

@@ -5,7 +5,7 @@
 //! command is running, never idle. A transaction InnoDB has not started yet (`BEGIN` with no
 //! statement since) is not open for InnoDB either, and reads as idle.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -190,7 +190,8 @@ pub(crate) fn decode_snapshot(
             },
         });
     }
-    seen.retain(|id| rows.iter().any(|r| r.id == id));
+    let present: HashSet<u64> = rows.iter().map(|r| r.id).collect();
+    seen.retain(|id| present.contains(&id));
     Ok(Snapshot { now, sessions })
 }
 

@@ -24,6 +24,15 @@ async fn sessions_are_classified_on_the_server_s_clock() {
         .query_drop("START TRANSACTION; INSERT INTO t VALUES (1)")
         .await
         .unwrap();
+    // A read-only transaction is InnoDB's too; a bare BEGIN is not, until it reads or writes
+    // (it holds nothing until then).
+    let mut reading = f.client("app", "billing").await;
+    reading
+        .query_drop("START TRANSACTION; SELECT * FROM t")
+        .await
+        .unwrap();
+    let mut begun = f.client("app", "billing").await;
+    begun.query_drop("START TRANSACTION").await.unwrap();
     let (busy_id, busy) = running(f.client("app", "report").await, 30).await;
     let other_curfew = f.curfew().await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -63,6 +72,12 @@ async fn sessions_are_classified_on_the_server_s_clock() {
         trx_age.as_millis() >= 1000 && trx_age.as_secs() < 30,
         "{trx_age:?}"
     );
+
+    assert_eq!(
+        find(reading.id()).unwrap().state,
+        SessionState::IdleInTransaction
+    );
+    assert_eq!(find(begun.id()).unwrap().state, SessionState::Idle);
 
     let s = find(busy_id).unwrap();
     assert_eq!(

@@ -273,3 +273,45 @@ async fn the_window_between_re_check_and_kill_is_measured() {
     assert!(one.took >= SignedDuration::ZERO && one.took < SignedDuration::from_secs(1));
     assert!(rest.took < SignedDuration::from_secs(1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_over_a_cap_is_ended_only_while_its_keepers_remain() {
+    let f = Fixture::start(MariaDbOptions::default());
+    let mut curfew = f.curfew().await;
+    let keeper = f.client("app", "billing").await;
+    let leaving = f.client("app", "billing").await;
+    let mut first_over = f.client("app", "billing").await;
+    let mut second_over = f.client("app", "billing").await;
+    let snapshot = curfew.snapshot().await.unwrap();
+    let [k, l, a, b] = [keeper.id(), leaving.id(), first_over.id(), second_over.id()]
+        .map(|id| session(&snapshot, id));
+    // The cap's older sessions keep their places: both must still be there.
+    let over = |s: &Session| EndRequest {
+        keepers: vec![k.key(), l.key()],
+        ..EndRequest::identity_only(s.key())
+    };
+    let with_keepers = curfew.kill_request(&over(&a)).unwrap();
+    // Planned now, sent after a keeper has left: the server's own re-check sees it gone.
+    let planned = curfew.kill_request(&over(&b)).unwrap();
+    let answer = curfew.kill_all(&[with_keepers]).await.unwrap();
+    assert_eq!(answer.verdicts, [Verdict::Killed]);
+    // One keeper leaves: the next session may now be within the cap, and is left alone.
+    drop(leaving);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while curfew
+        .snapshot()
+        .await
+        .unwrap()
+        .sessions
+        .iter()
+        .any(|s| s.pid == l.pid)
+    {
+        assert!(Instant::now() < deadline, "the keeper did not leave");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let answer = curfew.kill_all(&[planned]).await.unwrap();
+    assert_eq!(answer.verdicts, [Verdict::NoLongerMatched]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!alive(&mut first_over).await);
+    assert!(alive(&mut second_over).await);
+}

@@ -77,7 +77,7 @@ pub(crate) fn parse_major_version(version_output: &str) -> Option<u32> {
     digits.parse().ok()
 }
 
-fn is_executable(path: &Path) -> bool {
+pub(crate) fn is_executable(path: &Path) -> bool {
     fs::metadata(path)
         .map(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
         .unwrap_or(false)

@@ -102,7 +102,7 @@ pub(crate) fn url(user: &str, port: u16, database: &str) -> String {
 }
 
 /// Percent-encodes every byte except RFC 3986 unreserved characters.
-fn percent_encode(text: &str) -> String {
+pub(crate) fn percent_encode(text: &str) -> String {
     let mut encoded = String::with_capacity(text.len());
     for byte in text.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {

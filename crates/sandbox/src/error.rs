@@ -38,6 +38,34 @@ pub enum SandboxError {
     )]
     NoPostgresUser,
 
+    /// Running as root but there is no such OS user to run a server as (MariaDB runs as `mysql`,
+    /// which Debian's `mariadb-server` package creates).
+    #[error(
+        "running as root, but /etc/passwd has no `{user}` user to run the server as \
+         (the server refuses to run as root): install the server's package, which creates it, \
+         or create one with `useradd --system {user}`"
+    )]
+    NoServerUser {
+        /// The missing user.
+        user: String,
+    },
+
+    /// MariaDB's server programs (`mariadbd`, `mariadb-install-db`, `mariadb`) were not found;
+    /// the message says how to get them.
+    #[error("MariaDB server programs not found: {0}")]
+    NoMariaDb(String),
+
+    /// The server did not become ready in time.
+    #[error("{what} did not become ready within {seconds}s; last lines of its log:\n{log}")]
+    NotReady {
+        /// Which server.
+        what: String,
+        /// How long it was given.
+        seconds: u64,
+        /// The end of its log.
+        log: String,
+    },
+
     /// Generating test certificates failed.
     #[error("certificate generation failed: {0}")]
     Certificate(String),

@@ -1,5 +1,6 @@
 //! Throwaway local PostgreSQL clusters for curfew's demo, integration tests
-//! and benchmarks.
+//! and benchmarks, and throwaway MariaDB servers ([`MariaDbServer`]) for the
+//! MariaDB adapter's tests.
 //!
 //! A [`Cluster`] runs `initdb` into a fresh directory under the system
 //! temporary directory, starts the server with `pg_ctl` on a free loopback
@@ -21,6 +22,8 @@ mod binaries;
 mod cluster;
 mod config;
 mod error;
+mod mariadb;
+mod mariadb_binaries;
 mod options;
 mod pki;
 mod process;
@@ -29,5 +32,7 @@ mod workdir;
 pub use binaries::{PG_BIN_ENV, find_binaries};
 pub use cluster::Cluster;
 pub use error::SandboxError;
+pub use mariadb::{MariaDbOptions, MariaDbServer};
+pub use mariadb_binaries::{MARIADB_BIN_ENV, MariaDbPrograms, find_mariadb};
 pub use options::{Auth, Options, TlsFiles};
 pub use pki::TestPki;

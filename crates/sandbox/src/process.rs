@@ -1,5 +1,7 @@
-//! Running the PostgreSQL programs, as the `postgres` OS user when this
-//! process is root (initdb, pg_ctl and postgres refuse to run as root).
+//! Running the server programs, as an unprivileged OS user when this process
+//! is root (initdb, pg_ctl and postgres refuse to run as root; mariadbd only
+//! runs as root with `--user`): `postgres` for PostgreSQL, `mysql` for
+//! MariaDB.
 
 use std::env;
 use std::ffi::OsStr;
@@ -13,7 +15,7 @@ use std::thread;
 
 use crate::error::SandboxError;
 
-/// The OS user the server runs as when we are root.
+/// The OS user PostgreSQL runs as when we are root.
 const SERVER_USER: &str = "postgres";
 
 /// An OS identity to switch to before running a program.
@@ -50,12 +52,27 @@ impl Runner {
     /// just created. If the directory is owned by root, we are root: the
     /// programs then run as `postgres`, and `work_dir` is handed to it.
     pub(crate) fn for_new_dir(work_dir: &Path) -> Result<Runner, SandboxError> {
+        Runner::for_new_dir_as(work_dir, SERVER_USER).map_err(|e| match e {
+            SandboxError::NoServerUser { .. } => SandboxError::NoPostgresUser,
+            other => other,
+        })
+    }
+
+    /// As [`Runner::for_new_dir`], running the programs as `server_user` when we are root.
+    pub(crate) fn for_new_dir_as(
+        work_dir: &Path,
+        server_user: &str,
+    ) -> Result<Runner, SandboxError> {
         let meta = fs::metadata(work_dir)
             .map_err(|e| SandboxError::io(format!("inspecting {}", work_dir.display()), e))?;
         let run_as = if meta.uid() == 0 {
             let passwd = fs::read_to_string("/etc/passwd")
                 .map_err(|e| SandboxError::io("reading /etc/passwd", e))?;
-            Some(lookup_user(&passwd, SERVER_USER).ok_or(SandboxError::NoPostgresUser)?)
+            Some(
+                lookup_user(&passwd, server_user).ok_or_else(|| SandboxError::NoServerUser {
+                    user: server_user.to_owned(),
+                })?,
+            )
         } else {
             None
         };

@@ -1,0 +1,31 @@
+//! curfew's MariaDB/MySQL adapter: its URLs (`mariadb://`, `mysql://`; TLS modes as
+//! PostgreSQL's `sslmode`, `password_file`, no password in the URL), connect with the privilege
+//! check naming the exact `GRANT` missing, sessions from the process list joined with InnoDB's
+//! transactions on the server's clock, and `KILL CONNECTION` re-checked on the server
+//! immediately before. `curfew-backend`'s [`SessionReader`](curfew_backend::SessionReader)
+//! and [`SessionEnder`](curfew_backend::SessionEnder) are implemented; coordination, the login
+//! ledger and the anchor store are not yet.
+
+mod backend;
+mod connect;
+mod error;
+mod grants;
+mod kill;
+mod names;
+mod row;
+mod secret;
+mod seen;
+mod snapshot;
+mod target;
+mod url;
+
+pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
+pub use error::MysqlError;
+pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};
+pub use kill::{KillAnswer, KillRequest, Verdict, kill_block_sql, parse_verdicts, signal};
+pub use names::{quote_identifier, string_literal};
+pub use secret::{Password, PasswordFileError, read_password_file};
+pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};
+pub use snapshot::{ProcessRow, client_address, snapshot_sql};
+pub use target::{MysqlTarget, TargetUrlError};
+pub use url::{DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError};

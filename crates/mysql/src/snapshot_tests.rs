@@ -1,0 +1,114 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+
+const NOW: i64 = 1_800_000_000_000_000;
+
+fn row(id: u64, command: &str, time_s: i64, trx: Option<i64>) -> ProcessRow {
+    ProcessRow {
+        now_us: NOW,
+        uptime_s: 3600,
+        id,
+        user: "app".to_owned(),
+        host: "10.0.0.9:41000".to_owned(),
+        db: Some("shop".to_owned()),
+        command: command.to_owned(),
+        time_us: time_s * 1_000_000,
+        trx_started_us: trx,
+        program: Some("billing".to_owned()),
+    }
+}
+
+#[test]
+fn sleep_is_idle_with_a_transaction_idle_in_transaction_and_anything_else_running() {
+    let mut seen = SeenSessions::default();
+    let rows = vec![
+        row(1, "Query", 0, None),
+        row(2, "Sleep", 30, None),
+        row(3, "Sleep", 40, Some(NOW - 60_000_000)),
+        row(4, "Query", 90, Some(NOW - 90_000_000)),
+        ProcessRow {
+            user: "event_scheduler".to_owned(),
+            host: "localhost".to_owned(),
+            ..row(5, "Daemon", 500, None)
+        },
+    ];
+    let snapshot = decode_snapshot(rows, 1, &mut seen, "m").unwrap();
+    assert_eq!(snapshot.now, Timestamp::from_microsecond(NOW).unwrap());
+    let by_pid = |pid| snapshot.sessions.iter().find(|s| s.pid == pid).unwrap();
+    assert!(snapshot.sessions.iter().all(|s| s.pid != 1), "curfew's own");
+    assert_eq!(by_pid(2).state, SessionState::Idle);
+    assert_eq!(
+        by_pid(2).state_change,
+        Some(snapshot.now - SignedDuration::from_secs(30))
+    );
+    assert_eq!(by_pid(3).state, SessionState::IdleInTransaction);
+    assert_eq!(
+        by_pid(3).xact_start,
+        Some(snapshot.now - SignedDuration::from_secs(60))
+    );
+    assert_eq!(by_pid(4).state, SessionState::Active);
+    assert_eq!(
+        by_pid(5).backend_type,
+        BackendType::Other("Daemon".to_owned())
+    );
+    let s = by_pid(2);
+    assert_eq!(s.backend_type, BackendType::ClientBackend);
+    assert_eq!(&*s.role, "app");
+    assert_eq!(&*s.database, "shop");
+    assert_eq!(&*s.application, "billing");
+    assert_eq!(s.client_addr, Some("10.0.0.9".parse().unwrap()));
+    // Its start at first sight: the start of its current command, no earlier.
+    assert_eq!(
+        s.backend_start,
+        snapshot.now - SignedDuration::from_secs(30)
+    );
+}
+
+#[test]
+fn a_session_s_start_is_kept_from_its_first_sighting() {
+    let mut seen = SeenSessions::default();
+    let first = decode_snapshot(vec![row(2, "Sleep", 30, None)], 1, &mut seen, "m").unwrap();
+    let later = ProcessRow {
+        now_us: NOW + 60_000_000,
+        uptime_s: 3660,
+        ..row(2, "Sleep", 5, None)
+    };
+    let second = decode_snapshot(vec![later], 1, &mut seen, "m").unwrap();
+    assert_eq!(
+        first.sessions[0].backend_start,
+        second.sessions[0].backend_start
+    );
+    // After a restart (the boot moved) the same id is another session.
+    let rebooted = ProcessRow {
+        now_us: NOW + 120_000_000,
+        uptime_s: 10,
+        ..row(2, "Sleep", 5, None)
+    };
+    let third = decode_snapshot(vec![rebooted], 1, &mut seen, "m").unwrap();
+    assert_ne!(
+        first.sessions[0].backend_start,
+        third.sessions[0].backend_start
+    );
+}
+
+#[test]
+fn bad_rows_are_errors_not_panics() {
+    let mut seen = SeenSessions::default();
+    assert!(decode_snapshot(Vec::new(), 1, &mut seen, "m").is_err());
+    let huge = row(u64::from(u32::MAX) + 5, "Sleep", 1, None);
+    let err = decode_snapshot(vec![huge], 1, &mut seen, "m").unwrap_err();
+    assert!(err.to_string().contains("beyond 2^31"), "{err}");
+}
+
+#[test]
+fn client_addresses() {
+    assert_eq!(
+        client_address("127.0.0.1:5000"),
+        Some("127.0.0.1".parse().unwrap())
+    );
+    assert_eq!(client_address("[::1]:5000"), Some("::1".parse().unwrap()));
+    assert_eq!(client_address("::1:5000"), Some("::1".parse().unwrap()));
+    assert_eq!(client_address("localhost"), None);
+    assert_eq!(client_address("app.example:5000"), None);
+}

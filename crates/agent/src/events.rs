@@ -61,6 +61,9 @@ pub enum AgentEvent {
         target: String,
         /// The session as last seen.
         session: Session,
+        /// The client behind it when it came through curfew gateway (as the gateway
+        /// registered it).
+        via_gateway: Option<curfew_backend::GatewayClient>,
         /// The rule that ended it.
         rule: String,
         /// Why, in words.

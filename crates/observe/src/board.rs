@@ -85,6 +85,9 @@ pub struct Ended {
     pub reason: String,
     /// How long after its deadline it ended, in milliseconds.
     pub lateness_ms: f64,
+    /// For a session that came through curfew gateway: `via gateway from ADDR:PORT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_gateway: Option<String>,
 }
 
 /// Everything the observer knows.
@@ -161,6 +164,7 @@ impl Board {
             AgentEvent::Terminated {
                 target,
                 session,
+                via_gateway,
                 rule,
                 reason,
                 at,
@@ -178,6 +182,7 @@ impl Board {
                     rule: rule.clone(),
                     reason: reason.clone(),
                     lateness_ms: lateness.as_secs_f64() * 1e3,
+                    via_gateway: via_gateway.as_ref().map(ToString::to_string),
                 });
                 self.recent.truncate(RECENT);
             }

@@ -132,6 +132,7 @@ fn a_session_ended_after_the_snapshot_is_no_longer_shown_as_live() {
         &AgentEvent::Terminated {
             target: "db".into(),
             session: kim.clone(),
+            via_gateway: None,
             rule: "inactivity".into(),
             reason: "idle for 10m; limit 10m".into(),
             deadline: at(600),
@@ -151,6 +152,58 @@ fn a_session_ended_after_the_snapshot_is_no_longer_shown_as_live() {
     let health = check(&board, &loaded, Ok(()), t0);
     let s = status(&board, &loaded, health, &about(), t0, at(0));
     assert_eq!(s.targets[0].sessions.len(), 1);
+}
+
+#[test]
+fn a_gateway_session_s_termination_names_the_client_behind_the_gateway() {
+    let mut board = Board::default();
+    let t0 = Instant::now();
+    let kim = session(2, "kim", "psql", SessionState::Idle, 0);
+    let direct = session(3, "lee", "psql", SessionState::Idle, 0);
+    board.apply(&evaluated(vec![kim.clone(), direct.clone()], at(600)), t0);
+    for (session, via_gateway) in [
+        (
+            kim,
+            Some(curfew_backend::GatewayClient {
+                addr: "10.9.8.7".parse().unwrap(),
+                port: 5555,
+                gateway: "gw1/42".into(),
+            }),
+        ),
+        (direct, None),
+    ] {
+        board.apply(
+            &AgentEvent::Terminated {
+                target: "db".into(),
+                session,
+                via_gateway,
+                rule: "inactivity".into(),
+                reason: "idle for 10m; limit 10m".into(),
+                deadline: at(600),
+                at: at(600),
+                lateness: SignedDuration::from_millis(4),
+            },
+            t0,
+        );
+    }
+    let loaded = loaded();
+    let health = check(&board, &loaded, Ok(()), t0);
+    let s = status(&board, &loaded, health, &about(), t0, at(0));
+    let vias: Vec<Option<&str>> = s
+        .recent_terminations
+        .iter()
+        .map(|e| e.via_gateway.as_deref())
+        .collect();
+    assert_eq!(vias, [None, Some("via gateway from 10.9.8.7:5555")]);
+    let json = serde_json::to_value(&s.recent_terminations).unwrap();
+    assert_eq!(json[1]["via_gateway"], "via gateway from 10.9.8.7:5555");
+    assert!(json[0].get("via_gateway").is_none(), "{json}");
+    let html = crate::page::render(&s, 0).unwrap();
+    assert_eq!(
+        html.matches("via gateway from 10.9.8.7:5555").count(),
+        1,
+        "{html}"
+    );
 }
 
 #[test]

@@ -34,7 +34,15 @@ async fn register(gateway: &Client, pid: i32, role: &str, port: i32) -> Result<(
     gateway
         .query_one(
             GATEWAY_REGISTER_QUERY,
-            &[&pid, &role, &upstream, &port, &client, &5555i32, &"test-host/1"],
+            &[
+                &pid,
+                &role,
+                &upstream,
+                &port,
+                &client,
+                &5555i32,
+                &"test-host/1",
+            ],
         )
         .await
         .map(drop)
@@ -152,7 +160,10 @@ async fn the_gateway_cannot_register_a_backend_that_is_not_its_own_connection() 
         .await
         .unwrap();
     let (own_pid, own_port): (i32, i32) = (own.get(0), own.get(1));
-    assert_eq!(register(&gateway, own_pid, "other", own_port).await, refused);
+    assert_eq!(
+        register(&gateway, own_pid, "other", own_port).await,
+        refused
+    );
     // A backend that is gone.
     drop(session);
     let mut agent = curfew_as(&cluster, &dir, "curfew_agent").await;

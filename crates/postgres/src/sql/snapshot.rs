@@ -304,6 +304,36 @@ mod tests {
     }
 
     #[test]
+    fn a_registered_gateway_session_carries_its_client_and_a_direct_one_nothing() {
+        let now = at("2026-01-01T00:05:00Z");
+        let mut via = session_row(now, 42, Some("analyst"));
+        via.gateway_addr = Some("10.9.8.7".parse().unwrap());
+        via.gateway_port = Some(5555);
+        via.gateway_id = Some("gw1/7");
+        let mut bad_port = session_row(now, 44, Some("web"));
+        bad_port.gateway_addr = Some("10.9.8.8".parse().unwrap());
+        bad_port.gateway_port = Some(70_000);
+        bad_port.gateway_id = Some("gw1/7");
+        let snapshot = decode(vec![via, session_row(now, 43, Some("web")), bad_port]).unwrap();
+        assert_eq!(snapshot.gateway.len(), 1, "{:?}", snapshot.gateway);
+        let client = snapshot
+            .gateway_client(&snapshot.sessions[0].key())
+            .unwrap();
+        assert_eq!(client.to_string(), "via gateway from 10.9.8.7:5555");
+        assert_eq!(client.gateway, "gw1/7");
+        assert_eq!(snapshot.gateway_client(&snapshot.sessions[1].key()), None);
+    }
+
+    #[test]
+    fn the_registry_is_joined_on_pid_and_start_only_when_readable() {
+        let with = snapshot_sql(true);
+        assert!(with.contains("ON gw.pid = s.pid AND gw.backend_start = s.backend_start"));
+        let without = snapshot_sql(false);
+        assert!(!without.contains("gateway_sessions"));
+        assert!(without.contains("NULL::inet, NULL::int4, NULL::text"));
+    }
+
+    #[test]
     fn a_dropped_role_is_named_by_its_oid_and_a_starting_backend_is_skipped() {
         let now = at("2026-01-01T00:05:00Z");
         let mut starting = session_row(now, 44, Some("web"));

@@ -49,6 +49,8 @@ pub(crate) struct Seen {
     pub(crate) received: Instant,
     /// The sessions.
     pub(crate) sessions: Arc<[Session]>,
+    /// Those curfew gateway logged in, with the client behind each.
+    pub(crate) gateway: Arc<BTreeMap<SessionKey, curfew_agent::GatewayClient>>,
     /// How long the snapshot query took.
     pub(crate) snapshot_time: Duration,
     /// How long evaluating it took.
@@ -141,6 +143,7 @@ impl Board {
                 target,
                 at,
                 sessions,
+                gateway,
                 snapshot_time,
                 evaluation_time,
             } => {
@@ -157,6 +160,7 @@ impl Board {
                     at: *at,
                     received: now,
                     sessions: sessions.clone(),
+                    gateway: gateway.clone(),
                     snapshot_time: *snapshot_time,
                     evaluation_time: *evaluation_time,
                 });
@@ -232,6 +236,7 @@ mod tests {
                 target: "db".into(),
                 at: Timestamp::UNIX_EPOCH,
                 sessions: Arc::from(Vec::new()),
+                gateway: Arc::default(),
                 snapshot_time: Duration::from_millis(2),
                 evaluation_time: Duration::from_micros(20),
             },
@@ -259,6 +264,7 @@ mod tests {
             at: Timestamp::UNIX_EPOCH,
             received,
             sessions: Arc::from(Vec::new()),
+            gateway: Arc::default(),
             snapshot_time: Duration::ZERO,
             evaluation_time: Duration::ZERO,
         };

@@ -95,6 +95,24 @@ async fn a_registered_backend_shows_its_client_to_the_agent_and_to_stats_readers
         ))
         .unwrap();
     assert!(view.contains("t|10.9.8.7|5555|127.0.0.1"), "{view}");
+
+    // What a registration costs the gateway's login: one round trip (re-registering the same
+    // backend replaces its row).
+    let rounds = 200u32;
+    let started = std::time::Instant::now();
+    for _ in 0..rounds {
+        register(&gateway, pid, "other", port).await.unwrap();
+    }
+    let each = started.elapsed() / rounds;
+    eprintln!(
+        "registration: {:.2} ms each over {rounds}",
+        each.as_secs_f64() * 1e3
+    );
+    assert!(each < std::time::Duration::from_millis(100), "{each:?}");
+    let rows = cluster
+        .psql("SELECT count(*) FROM curfew.gateway_sessions")
+        .unwrap();
+    assert_eq!(rows, "1");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,13 +3,13 @@
 //! terminations the server refused. Everything due at one moment is ended as one batch: one
 //! fsync for the intents, one statement, one confirmation poll, one fsync for the outcomes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_audit::details::{SessionEnded, TerminationFailure, TerminationPlan, TerminationSkip};
 use curfew_audit::{Event, Intent, IntentToken, Termination, TerminationOutcome};
-use curfew_backend::{Backend, BackendError, EndRequest, Outcome, Signal, Snapshot};
+use curfew_backend::{Backend, BackendError, EndRequest, GatewayClient, Outcome, Signal, Snapshot};
 use curfew_policy::{Cause, Decision, LOGIN_LOCK_RULE, Plan, Session, SessionKey};
 use jiff::Timestamp;
 use tokio::time::Instant;
@@ -55,6 +55,8 @@ impl Ending {
 /// intent's token is completed with the outcome.
 struct Pending {
     session: Session,
+    /// The client behind it when it came through curfew gateway.
+    via_gateway: Option<GatewayClient>,
     ending: Ending,
     intent: IntentToken<Termination>,
     at: Timestamp,
@@ -65,12 +67,19 @@ struct Pending {
 
 /// What ending a session came to, as its outcome record states it: the backend's answer, or
 /// why it is not known.
-fn termination_outcome(ending: &Ending, outcome: &Result<Outcome, String>) -> TerminationOutcome {
+fn termination_outcome(
+    ending: &Ending,
+    via_gateway: Option<&GatewayClient>,
+    outcome: &Result<Outcome, String>,
+) -> TerminationOutcome {
     match outcome {
         Ok(Outcome::Ended { at, confirmed_at }) => TerminationOutcome::Ended(SessionEnded {
             at: *at,
             exit_confirmed_at: *confirmed_at,
             lateness_ms: at.duration_since(ending.deadline).as_secs_f64() * 1e3,
+            gateway_client: via_gateway
+                .map(|c| std::net::SocketAddr::new(c.addr, c.port).to_string()),
+            gateway_id: via_gateway.map(|c| c.gateway.clone()),
         }),
         Ok(Outcome::NoLongerMatched { at }) => {
             TerminationOutcome::NoLongerMatched(TerminationSkip { at: *at })
@@ -93,6 +102,8 @@ pub(crate) struct Actor {
     warner: Warner,
     refused: HashMap<SessionKey, Retry>,
     pending: Vec<Pending>,
+    /// The gateway sessions of the last snapshot, with the client behind each.
+    gateway: BTreeMap<SessionKey, GatewayClient>,
 }
 
 impl Actor {
@@ -104,6 +115,7 @@ impl Actor {
             reported: OncePerRule::default(),
             refused: HashMap::new(),
             pending: Vec::new(),
+            gateway: BTreeMap::new(),
         }
     }
 
@@ -198,14 +210,17 @@ impl Actor {
         let mut completions = Vec::with_capacity(settled.len());
         let mut told = Vec::with_capacity(settled.len());
         for (p, outcome) in settled {
-            completions.push((p.intent, termination_outcome(&p.ending, &outcome)));
-            told.push((p.session, p.ending, outcome));
+            completions.push((
+                p.intent,
+                termination_outcome(&p.ending, p.via_gateway.as_ref(), &outcome),
+            ));
+            told.push((p.session, p.via_gateway, p.ending, outcome));
         }
         // Kept in memory by the writer if the log cannot take them now.
         let _ = complete_all(&self.shared, completions).await;
-        for (session, ending, outcome) in told {
+        for (session, via_gateway, ending, outcome) in told {
             if let Ok(outcome) = outcome {
-                self.tell(session, ending, outcome);
+                self.tell(session, via_gateway, ending, outcome);
             }
         }
     }
@@ -232,6 +247,7 @@ impl Actor {
         snapshot: &Snapshot,
         plan: &Plan,
     ) -> Result<(), BackendError> {
+        self.gateway.clone_from(&snapshot.gateway);
         let busy =
             !plan.terminations.is_empty() || !plan.reports.is_empty() || !plan.warnings.is_empty();
         if busy {
@@ -406,8 +422,9 @@ impl Actor {
                 let completions = intents
                     .into_iter()
                     .zip(&batch)
-                    .map(|(intent, (_, ending))| {
-                        (intent, termination_outcome(ending, &Err(why.clone())))
+                    .map(|(intent, (session, ending))| {
+                        let via = self.gateway.get(&session.key());
+                        (intent, termination_outcome(ending, via, &Err(why.clone())))
                     })
                     .collect();
                 let _ = complete_all(&self.shared, completions).await;
@@ -423,8 +440,10 @@ impl Actor {
         for (i, (((session, ending), signal), intent)) in
             batch.into_iter().zip(signals).zip(intents).enumerate()
         {
+            let via_gateway = self.gateway.get(&session.key()).cloned();
             let pending = Pending {
                 session,
+                via_gateway,
                 ending,
                 intent,
                 at: Timestamp::UNIX_EPOCH,
@@ -447,8 +466,17 @@ impl Actor {
     }
 
     /// Log an outcome and tell observers.
-    fn tell(&mut self, session: Session, ending: Ending, outcome: Outcome) {
-        let who = describe(&session);
+    fn tell(
+        &mut self,
+        session: Session,
+        via_gateway: Option<GatewayClient>,
+        ending: Ending,
+        outcome: Outcome,
+    ) {
+        let who = match &via_gateway {
+            Some(client) => format!("{} {client}", describe(&session)),
+            None => describe(&session),
+        };
         let Ending {
             rule,
             reason,
@@ -471,6 +499,7 @@ impl Actor {
                 self.shared.emit(AgentEvent::Terminated {
                     target: self.target.clone(),
                     session,
+                    via_gateway,
                     rule,
                     reason,
                     deadline,

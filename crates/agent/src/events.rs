@@ -1,10 +1,11 @@
 //! What the agent tells observers (the demo's live view, metrics and the status page).
 //! Observers that fall behind miss events; enforcement never waits for them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use curfew_audit::Event;
-use curfew_policy::Session;
+use curfew_policy::{Session, SessionKey};
 use jiff::{SignedDuration, Timestamp};
 
 /// Something that happened in the agent.
@@ -50,6 +51,8 @@ pub enum AgentEvent {
         /// The sessions seen (client backends, except curfew's own), shared with every
         /// observer.
         sessions: Arc<[Session]>,
+        /// Those among them curfew gateway logged in, with the client behind each.
+        gateway: Arc<BTreeMap<SessionKey, curfew_backend::GatewayClient>>,
         /// How long the snapshot query took.
         snapshot_time: std::time::Duration,
         /// How long evaluating took.
@@ -61,6 +64,9 @@ pub enum AgentEvent {
         target: String,
         /// The session as last seen.
         session: Session,
+        /// The client behind it when it came through curfew gateway (as the gateway
+        /// registered it).
+        via_gateway: Option<curfew_backend::GatewayClient>,
         /// The rule that ended it.
         rule: String,
         /// Why, in words.

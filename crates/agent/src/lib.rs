@@ -29,7 +29,7 @@ mod tally;
 mod warn;
 mod worker;
 
-pub use curfew_backend::{Backend, Connector};
+pub use curfew_backend::{Backend, Connector, GatewayClient};
 pub use events::{AgentEvent, LoginLock, RecordedEvent};
 pub use locked::{Locked, LockedSet};
 pub use locks::covered_roles;

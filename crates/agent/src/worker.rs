@@ -279,6 +279,7 @@ impl<C: Connector> Worker<C> {
                     target: self.target.clone(),
                     at: snapshot.now,
                     sessions: snapshot.sessions.as_slice().into(),
+                    gateway: Arc::new(snapshot.gateway.clone()),
                     snapshot_time,
                     evaluation_time: anchor.elapsed(),
                 });

@@ -59,6 +59,8 @@ fn an_outcome_repeats_its_intent_and_is_the_record_the_agent_wrote_before() {
         at,
         exit_confirmed_at: ts("2026-03-01T09:00:01.6Z"),
         lateness_ms: 1500.0,
+        gateway_client: None,
+        gateway_id: None,
     };
     let outcome_ts = ts("2026-03-01T09:00:02Z");
     let appended = token

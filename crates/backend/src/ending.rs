@@ -4,6 +4,9 @@
 use curfew_audit::{Action, Authorized, SquatterEnding, Termination};
 use curfew_policy::{Cause, Decision, Session, SessionKey};
 use jiff::Timestamp;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
 
 /// An action whose intent may authorize ending a session: a rule's termination, or the ending
 /// of a session squatting curfew's leader lock. A login change's intent cannot.
@@ -25,6 +28,48 @@ pub struct Snapshot {
     pub now: Timestamp,
     /// Every client session except curfew's own.
     pub sessions: Vec<Session>,
+    /// The sessions among them that curfew gateway logged in, with the client behind each,
+    /// as the gateway registered them (a marker no client can set). Empty where the database
+    /// has no registry.
+    pub gateway: BTreeMap<SessionKey, GatewayClient>,
+}
+
+impl Snapshot {
+    /// A snapshot without gateway sessions.
+    pub fn new(now: Timestamp, sessions: Vec<Session>) -> Snapshot {
+        Snapshot {
+            now,
+            sessions,
+            gateway: BTreeMap::new(),
+        }
+    }
+
+    /// The client behind `session` when it came through curfew gateway.
+    pub fn gateway_client(&self, session: &SessionKey) -> Option<&GatewayClient> {
+        self.gateway.get(session)
+    }
+}
+
+/// The client behind a session curfew gateway logged in, as the gateway registered it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct GatewayClient {
+    /// The client's address, as the gateway saw it.
+    pub addr: IpAddr,
+    /// The client's port.
+    pub port: u16,
+    /// Which gateway (its id: host and process).
+    pub gateway: String,
+}
+
+impl fmt::Display for GatewayClient {
+    /// `via gateway from ADDR:PORT`, as records and pages say it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "via gateway from {}",
+            std::net::SocketAddr::new(self.addr, self.port)
+        )
+    }
 }
 
 /// Which idle state an idle rule's end request requires.

@@ -49,7 +49,9 @@ mod traits;
 pub use coordination::{Announcement, LockHolder};
 pub use curfew_audit::{Authorized, SquatterEnding, Termination};
 pub use curfew_policy::SessionKey;
-pub use ending::{AuthorizedEnd, EndRequest, IdleState, Outcome, SessionEnding, Signal, Snapshot};
+pub use ending::{
+    AuthorizedEnd, EndRequest, GatewayClient, IdleState, Outcome, SessionEnding, Signal, Snapshot,
+};
 pub use error::{BackendError, ErrorKind};
 pub use ledger::{
     AuthorizedLoginChange, FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo,

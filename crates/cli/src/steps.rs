@@ -46,6 +46,15 @@ pub(crate) fn print(step: Step) -> std::io::Result<()> {
                 ", superusers excepted"
             },
         ))?,
+        Step::GatewayRegistryInstalled {
+            target,
+            gateway_role,
+            agent_role,
+        } => text(&format!(
+            "target {target}: the gateway session registry curfew.gateway_sessions is installed; only role \"{}\" may register sessions, role \"{}\" and pg_read_all_stats may read it and the view curfew.sessions\n",
+            visible(&gateway_role),
+            visible(&agent_role),
+        ))?,
         Step::Note { target, note } => eprintln!("curfew: note: target {target}: {note}"),
         Step::Recorded {
             target,

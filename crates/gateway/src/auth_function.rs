@@ -8,7 +8,11 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
-use curfew_postgres::{GATEWAY_SECRET_QUERY, TargetSpec, open_as, read_password_file};
+use curfew_postgres::{
+    GATEWAY_REGISTER_QUERY, GATEWAY_SECRET_QUERY, TargetSpec, open_as, read_password_file,
+};
+
+use crate::registry::{GatewayBackend, RegistrationError, RegistrationFuture, SessionRegistry};
 
 use crate::verifiers::{
     MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
@@ -84,7 +88,46 @@ fn unavailable(code: Option<String>, reason: String) -> VerifierSourceError {
     VerifierSourceError { code, reason }
 }
 
+impl SessionRegistry for AuthFunctionSource {
+    fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a> {
+        Box::pin(async move {
+            let client = self
+                .client()
+                .await
+                .map_err(|e| RegistrationError::Failed(e.reason))?;
+            let upstream_port = i32::from(backend.upstream.port());
+            let client_port = i32::from(backend.client.port());
+            client
+                .query_one(
+                    GATEWAY_REGISTER_QUERY,
+                    &[
+                        &backend.pid,
+                        &backend.role,
+                        &backend.upstream.ip(),
+                        &upstream_port,
+                        &backend.client.ip(),
+                        &client_port,
+                        &backend.gateway_id,
+                    ],
+                )
+                .await
+                .map(drop)
+                .map_err(|e| match e.as_db_error() {
+                    Some(db) => RegistrationError::Refused {
+                        code: db.code().code().to_owned(),
+                        reason: db.message().to_owned(),
+                    },
+                    None => RegistrationError::Failed(e.to_string()),
+                })
+        })
+    }
+}
+
 impl VerifierSource for AuthFunctionSource {
+    fn registry(&self) -> Option<&dyn SessionRegistry> {
+        Some(self)
+    }
+
     fn fetch<'a>(&'a self, role: &'a str) -> VerifierFuture<'a> {
         Box::pin(async move {
             let client = self.client().await?;

@@ -17,6 +17,7 @@ mod frames;
 mod gateway;
 mod listener;
 mod policy_map;
+mod registry;
 mod relay;
 mod session;
 mod startup;
@@ -35,6 +36,9 @@ pub use config::{GatewayConfig, Keepalive, TlsFiles, UpstreamConfig};
 pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError};
 pub use policy_map::{PolicyGateway, PolicyGatewayError};
+pub use registry::{
+    GatewayBackend, RegistrationError, RegistrationFuture, SessionRegistry, registration_failures,
+};
 pub use relay::RelayTotals;
 pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
 pub use verifiers::{

@@ -241,6 +241,14 @@ async fn login(
             return Err(e);
         }
     };
+    crate::registry::register(
+        shared.verifiers.registry(),
+        &session.stream,
+        session.key.process_id,
+        role,
+        peer,
+    )
+    .await;
     let (registration, client_key) = shared
         .cancels
         .register(session.key.clone(), key_len)

@@ -6,6 +6,8 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
+use crate::registry::SessionRegistry;
+
 /// A role's stored secret exactly as PostgreSQL keeps it (`SCRAM-SHA-256$…`, or an MD5 hash a
 /// role may still have). A secret: it is never shown, in Debug or anywhere else.
 #[derive(Clone, PartialEq, Eq)]
@@ -85,6 +87,12 @@ pub type VerifierFuture<'a> =
 pub trait VerifierSource: Send + Sync + 'static {
     /// The stored secret of `role`, with its mock salt.
     fn fetch<'a>(&'a self, role: &'a str) -> VerifierFuture<'a>;
+
+    /// Where the gateway registers the backends it logs in, over the same connection and role
+    /// (`None`: nowhere, as for a test's source that reads verifiers another way).
+    fn registry(&self) -> Option<&dyn SessionRegistry> {
+        None
+    }
 }
 
 #[cfg(test)]

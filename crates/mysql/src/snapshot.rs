@@ -192,7 +192,7 @@ pub(crate) fn decode_snapshot(
     }
     let present: HashSet<u64> = rows.iter().map(|r| r.id).collect();
     seen.retain(|id| present.contains(&id));
-    Ok(Snapshot { now, sessions })
+    Ok(Snapshot::new(now, sessions))
 }
 
 /// The client's address from the process list's `HOST` (`10.0.0.1:5000`, `[::1]:5000` or

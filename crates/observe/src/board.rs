@@ -49,6 +49,8 @@ pub(crate) struct Seen {
     pub(crate) received: Instant,
     /// The sessions.
     pub(crate) sessions: Arc<[Session]>,
+    /// Those curfew gateway logged in, with the client behind each.
+    pub(crate) gateway: Arc<BTreeMap<SessionKey, curfew_agent::GatewayClient>>,
     /// How long the snapshot query took.
     pub(crate) snapshot_time: Duration,
     /// How long evaluating it took.
@@ -85,6 +87,9 @@ pub struct Ended {
     pub reason: String,
     /// How long after its deadline it ended, in milliseconds.
     pub lateness_ms: f64,
+    /// For a session that came through curfew gateway: `via gateway from ADDR:PORT`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub via_gateway: Option<String>,
 }
 
 /// Everything the observer knows.
@@ -138,6 +143,7 @@ impl Board {
                 target,
                 at,
                 sessions,
+                gateway,
                 snapshot_time,
                 evaluation_time,
             } => {
@@ -154,6 +160,7 @@ impl Board {
                     at: *at,
                     received: now,
                     sessions: sessions.clone(),
+                    gateway: gateway.clone(),
                     snapshot_time: *snapshot_time,
                     evaluation_time: *evaluation_time,
                 });
@@ -161,6 +168,7 @@ impl Board {
             AgentEvent::Terminated {
                 target,
                 session,
+                via_gateway,
                 rule,
                 reason,
                 at,
@@ -178,6 +186,7 @@ impl Board {
                     rule: rule.clone(),
                     reason: reason.clone(),
                     lateness_ms: lateness.as_secs_f64() * 1e3,
+                    via_gateway: via_gateway.as_ref().map(ToString::to_string),
                 });
                 self.recent.truncate(RECENT);
             }
@@ -227,6 +236,7 @@ mod tests {
                 target: "db".into(),
                 at: Timestamp::UNIX_EPOCH,
                 sessions: Arc::from(Vec::new()),
+                gateway: Arc::default(),
                 snapshot_time: Duration::from_millis(2),
                 evaluation_time: Duration::from_micros(20),
             },
@@ -254,6 +264,7 @@ mod tests {
             at: Timestamp::UNIX_EPOCH,
             received,
             sessions: Arc::from(Vec::new()),
+            gateway: Arc::default(),
             snapshot_time: Duration::ZERO,
             evaluation_time: Duration::ZERO,
         };

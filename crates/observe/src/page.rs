@@ -64,6 +64,8 @@ struct PageEnded<'a> {
     role: &'a str,
     database: &'a str,
     application: &'a str,
+    /// `via gateway from ADDR:PORT`, or empty for a direct session.
+    via: &'a str,
     rule: &'a str,
     reason: &'a str,
     late: String,
@@ -119,6 +121,7 @@ pub(crate) fn render(status: &Status, refresh: u32) -> Result<String, askama::Er
             role: &e.role,
             database: &e.database,
             application: &e.application,
+            via: e.via_gateway.as_deref().unwrap_or(""),
             rule: &e.rule,
             reason: &e.reason,
             late: age(e.lateness_ms / 1e3),

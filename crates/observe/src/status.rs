@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use curfew_policy::{Action, Decision, Engine, LoadedPolicy, Verdict};
+use curfew_policy::{Action, Decision, Engine, LoadedPolicy, Session, Verdict};
 use jiff::Timestamp;
 use tokio::time::Instant;
 
@@ -159,7 +159,8 @@ pub struct SessionStatus {
     pub database: String,
     /// `application_name`.
     pub application: String,
-    /// Client address, or `local` for a Unix socket.
+    /// Client address, or `local` for a Unix socket; for a session curfew gateway logged in,
+    /// the gateway's address then `(via gateway from ADDR:PORT)`, the client behind it.
     pub client: String,
     /// `pg_stat_activity.state`.
     pub state: &'static str,
@@ -266,9 +267,7 @@ fn target_status(
                 role: s.role.to_string(),
                 database: s.database.to_string(),
                 application: s.application.to_string(),
-                client: s
-                    .client_addr
-                    .map_or_else(|| "local".to_owned(), |a| a.to_string()),
+                client: client_text(s, seen.gateway.get(&s.key())),
                 state: s.state.as_pg(),
                 state_seconds: s
                     .state_change
@@ -360,4 +359,16 @@ fn fate_of(loaded: &LoadedPolicy, d: &Decision, dry_run: bool, fate: Fate) -> Fa
 
 fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
+}
+
+/// A session's client as the page shows it: its peer address (`local` for a Unix socket) and,
+/// for a gateway session, the client behind the gateway.
+fn client_text(s: &Session, via: Option<&curfew_agent::GatewayClient>) -> String {
+    let peer = s
+        .client_addr
+        .map_or_else(|| "local".to_owned(), |a| a.to_string());
+    match via {
+        Some(client) => format!("{peer} ({client})"),
+        None => peer,
+    }
 }

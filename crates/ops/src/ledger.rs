@@ -42,6 +42,7 @@ pub async fn init(request: &InitRequest<'_>, progress: &mut impl Progress) -> Re
         }
         let mut connection = curfew_postgres::connect(&spec).await?.connection;
         let installed = connection.install_ledger(&agent_role).await?;
+        let agent = agent_role.clone();
         report(
             progress,
             Step::Installed {
@@ -60,6 +61,8 @@ pub async fn init(request: &InitRequest<'_>, progress: &mut impl Progress) -> Re
         }
         if let Some(gateway) = request.gateway.filter(|g| g.target == target.name) {
             install_gateway_auth(&mut connection, &target.name, gateway, progress).await?;
+            install_gateway_registry(&mut connection, &target.name, &agent, gateway, progress)
+                .await?;
         }
     }
     Ok(())
@@ -84,6 +87,43 @@ async fn install_gateway_auth(
                 gateway_role: settings.gateway_role.clone(),
                 serve_members_of: settings.serve_members_of.clone(),
                 serve_superusers: settings.serve_superusers,
+            },
+        )?;
+    }
+    for note in installed.notes {
+        let step = Step::Note {
+            target: target.to_owned(),
+            note,
+        };
+        report(progress, step)?;
+    }
+    Ok(())
+}
+
+/// The gateway session registry (`curfew.gateway_sessions`, written through
+/// `curfew.register_gateway_session` by the gateway's role only, read by curfew's role) on the
+/// primary the gateway forwards to.
+async fn install_gateway_registry(
+    connection: &mut curfew_postgres::Connection,
+    target: &str,
+    agent_role: &str,
+    gateway: &curfew_policy::Gateway,
+    progress: &mut impl Progress,
+) -> Result<(), OpsError> {
+    let gateway_role = gateway
+        .own_role()
+        .ok_or(OpsError::GatewayRoleUnknown)?
+        .to_owned();
+    let installed = connection
+        .install_gateway_registry(agent_role, &gateway_role)
+        .await?;
+    if installed.installed {
+        report(
+            progress,
+            Step::GatewayRegistryInstalled {
+                target: target.to_owned(),
+                gateway_role,
+                agent_role: agent_role.to_owned(),
             },
         )?;
     }

@@ -33,6 +33,16 @@ pub enum Step {
         /// Whether superusers are served.
         serve_superusers: bool,
     },
+    /// `init`: the gateway session registry is installed on the target the gateway forwards
+    /// to.
+    GatewayRegistryInstalled {
+        /// Target name.
+        target: String,
+        /// The only role that may register sessions.
+        gateway_role: String,
+        /// The role that may read the registry besides `pg_read_all_stats`.
+        agent_role: String,
+    },
     /// `init`: a note from installing the ledger on a target.
     Note {
         /// Target name.

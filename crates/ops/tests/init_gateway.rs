@@ -42,6 +42,30 @@ async fn init_installs_the_gateway_auth_function_for_the_gateway_role_only() {
                 if target == "db" && gateway_role == "gw")),
         "{steps:?}"
     );
+    assert!(
+        steps.iter().any(|s| matches!(s,
+            Step::GatewayRegistryInstalled { target, gateway_role, agent_role }
+                if target == "db" && gateway_role == "gw" && agent_role == "curfew_agent")),
+        "{steps:?}"
+    );
+    let registry = "SELECT count(*) FROM curfew.gateway_sessions";
+    let as_agent = cluster
+        .psql(&format!("SET ROLE curfew_agent; {registry}"))
+        .unwrap();
+    assert_eq!(as_agent, "0");
+    let as_gateway = cluster
+        .psql(&format!("SET ROLE gw; {registry}"))
+        .unwrap_err()
+        .to_string();
+    assert!(as_gateway.contains("permission denied"), "{as_gateway}");
+    let executable = cluster
+        .psql(&format!(
+            "SELECT has_function_privilege('gw', '{}', 'EXECUTE'), has_function_privilege('curfew_agent', '{}', 'EXECUTE')",
+            curfew_postgres::GATEWAY_REGISTER_FUNCTION,
+            curfew_postgres::GATEWAY_REGISTER_FUNCTION
+        ))
+        .unwrap();
+    assert_eq!(executable, "t|f");
 
     let query = "SELECT secret_kind FROM curfew.gateway_secret('ana')";
     let as_gateway = cluster.psql(&format!("SET ROLE gw; {query}")).unwrap();

@@ -7,6 +7,11 @@ pub const OWNER_ROLE: &str = "curfew_owner";
 /// one can read `pg_authid`), which cannot log in and has no members.
 pub const GATEWAY_AUTH_OWNER: &str = "curfew_gateway_auth";
 
+/// The role that owns the gateway session registry (`curfew.gateway_sessions` and the
+/// function that writes it): `NOLOGIN`, no attribute, no members, a member of
+/// `pg_read_all_stats` only (its function checks other roles' rows of `pg_stat_activity`).
+pub const GATEWAY_REGISTRY_OWNER: &str = "curfew_gateway_registry";
+
 /// Quote a name as an SQL identifier: `we"ird role` becomes `"we""ird role"`. Role names may hold
 /// quotes, spaces and any Unicode, so they are always quoted, never pasted.
 pub fn quote_identifier(name: &str) -> String {

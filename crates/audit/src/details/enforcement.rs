@@ -42,6 +42,13 @@ pub struct SessionEnded {
     pub exit_confirmed_at: Timestamp,
     /// How long after the deadline it was signalled, in milliseconds.
     pub lateness_ms: f64,
+    /// For a session that came through curfew gateway: the client behind it
+    /// (`ADDR:PORT`), as the gateway registered it. Absent for a direct session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_client: Option<String>,
+    /// For a session that came through curfew gateway: which gateway (host/process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_id: Option<String>,
 }
 
 impl Detail for SessionEnded {

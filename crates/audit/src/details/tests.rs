@@ -52,6 +52,8 @@ fn termination_details_are_written_as_before() {
         at,
         exit_confirmed_at: ts("2026-03-01T10:00:00.020Z"),
         lateness_ms: at.duration_since(deadline).as_secs_f64() * 1e3,
+        gateway_client: None,
+        gateway_id: None,
     };
     written(
         Event::SessionTerminated,

@@ -242,10 +242,7 @@ impl SessionReader for MemoryConnection {
                     s.member_of = Arc::from(Vec::<String>::new());
                 }
             }
-            Ok(Snapshot {
-                now: state.now(),
-                sessions,
-            })
+            Ok(Snapshot::new(state.now(), sessions))
         })
     }
 }

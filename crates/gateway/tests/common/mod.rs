@@ -76,10 +76,11 @@ impl Default for Setup {
 }
 
 /// The password of the superuser and of curfew's own roles in the auth-function setup.
-const ADMIN_PASSWORD: &str = "admin-secret";
+pub const ADMIN_PASSWORD: &str = "admin-secret";
 
-/// Installs the ledger and `curfew.gateway_secret` (for `curfew_gateway`, serving every
-/// non-superuser login role) as `curfew init` does, and returns the source that calls it.
+/// Installs the ledger, `curfew.gateway_secret` (for `curfew_gateway`, serving every
+/// non-superuser login role) and the gateway session registry as `curfew init` does, and
+/// returns the source that calls them.
 async fn install_auth_function(cluster: &Cluster, dir: &TempDir) -> AuthFunctionSource {
     cluster
         .psql(&format!(
@@ -113,6 +114,11 @@ async fn install_auth_function(cluster: &Cluster, dir: &TempDir) -> AuthFunction
         .await
         .expect("auth function");
     assert!(installed.installed, "{installed:?}");
+    let registry = admin
+        .install_gateway_registry("curfew_agent", "curfew_gateway")
+        .await
+        .expect("gateway session registry");
+    assert!(registry.installed, "{registry:?}");
     AuthFunctionSource::new(spec("curfew_gateway"))
 }
 

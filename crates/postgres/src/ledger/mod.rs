@@ -10,18 +10,25 @@
 
 mod change;
 mod gateway_auth;
+mod gateway_registry;
 mod inspect;
 mod install;
 mod status;
 mod vetting;
 
 pub use crate::names::GATEWAY_AUTH_OWNER;
+pub use crate::names::GATEWAY_REGISTRY_OWNER;
 pub use crate::names::OWNER_ROLE;
 pub use crate::sql::gateway_auth::{GATEWAY_SECRET_FUNCTION, GATEWAY_SECRET_QUERY};
+pub use crate::sql::gateway_registry::{
+    GATEWAY_REGISTER_FUNCTION, GATEWAY_REGISTER_QUERY, GATEWAY_SESSIONS_TABLE,
+    MAX_GATEWAY_ID_CHARS, NOT_A_GATEWAY_BACKEND,
+};
 pub use crate::sql::ledger::{AGENT_FUNCTIONS, LEDGER_VERSION, LockProgress};
 pub use crate::sql::ledger_catalog::{FunctionFacts, LedgerFacts};
 pub use curfew_backend::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use gateway_auth::{GatewayAuth, GatewayAuthInstalled};
+pub use gateway_registry::GatewayRegistryInstalled;
 pub use install::Installed;
 pub use status::LedgerProblem;
 

@@ -269,10 +269,13 @@ SELECT format('%s curfew.%s', CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 
               ELSE 'relation' END, c.relname)
   FROM pg_class c
   WHERE c.relnamespace = to_regnamespace('curfew')
-    AND NOT (c.relkind = 'r' AND c.relname IN ('lock', 'disabled_login', 'anchor', 'gateway_mock_key'))
+    AND NOT (c.relkind = 'r' AND c.relname IN ('lock', 'disabled_login', 'anchor', 'gateway_mock_key',
+                                               'gateway_sessions'))
+    AND NOT (c.relkind = 'v' AND c.relname = 'sessions')
     AND NOT (c.relkind = 'S' AND c.relname = 'lock_id_seq')
     AND NOT (c.relkind = 'i' AND c.relname IN ('lock_pkey', 'disabled_login_pkey', 'lock_one_active',
-                                               'anchor_pkey', 'gateway_mock_key_pkey'))
+                                               'anchor_pkey', 'gateway_mock_key_pkey',
+                                               'gateway_sessions_pkey'))
 UNION ALL
 SELECT format('%s, which calls %s', pg_describe_object(d.classid, d.objid, d.objsubid),
               d.refobjid::regprocedure)
@@ -294,6 +297,9 @@ SELECT format('privileges of role %s on curfew.%s', g.grantee::regrole, t.relnam
     -- The gateway auth function's owner reads the mock key (crate::ledger::gateway_auth).
     AND NOT (t.relname = 'gateway_mock_key' AND g.privilege_type = 'SELECT'
              AND g.grantee = (SELECT oid FROM pg_roles WHERE rolname = 'curfew_gateway_auth'))
+    -- pg_stat_activity's readers read the gateway session registry (crate::ledger::gateway_registry).
+    AND NOT (t.relname = 'gateway_sessions' AND g.privilege_type = 'SELECT'
+             AND g.grantee = 'pg_read_all_stats'::regrole)
 UNION ALL
 SELECT format('member %s of role curfew_owner', m.member::regrole)
   FROM pg_auth_members m

@@ -13,6 +13,7 @@ pub(crate) mod canary;
 mod decode;
 pub(crate) mod facts;
 pub(crate) mod gateway_auth;
+pub(crate) mod gateway_registry;
 pub(crate) mod install;
 pub(crate) mod leader;
 pub(crate) mod ledger;

@@ -4,8 +4,10 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use curfew_backend::Snapshot;
-use curfew_policy::{BackendType, Names, Session, SessionState};
+use std::collections::BTreeMap;
+
+use curfew_backend::{GatewayClient, Snapshot};
+use curfew_policy::{BackendType, Names, Session, SessionKey, SessionState};
 use jiff::Timestamp;
 use tokio_postgres::Row;
 
@@ -29,7 +31,32 @@ pub(crate) const WHAT: &str = "reading pg_stat_activity";
 /// The clock is `statement_timestamp()`, the moment the server received the request, so the
 /// agent can map it to the moment it sent it; the activity rows are read after (building them
 /// takes tens of milliseconds with thousands of sessions).
-pub(crate) const SNAPSHOT: &str = "
+///
+/// With `registry` (the gateway session registry exists and this role may read it), each
+/// session the gateway registered carries the client behind it, joined on pid and start so
+/// that a reused pid never inherits a row; without, those columns are NULL.
+pub(crate) fn snapshot_sql(registry: bool) -> String {
+    let (columns, join) = if registry {
+        (
+            "gw.client_addr, gw.client_port, gw.gateway_id",
+            "LEFT JOIN curfew.gateway_sessions gw
+  ON gw.pid = s.pid AND gw.backend_start = s.backend_start",
+        )
+    } else {
+        ("NULL::inet, NULL::int4, NULL::text", "")
+    };
+    format!("{SNAPSHOT_HEAD}, {columns}{SNAPSHOT_FROM}\n{join}")
+}
+
+/// Whether the gateway session registry exists and this role may read it (oid forms, so a
+/// missing schema or table is `false`, never an error).
+pub(crate) const REGISTRY_READABLE: &str = "
+SELECT COALESCE(bool_and(has_schema_privilege(c.relnamespace, 'USAGE')
+                         AND has_table_privilege(c.oid, 'SELECT')), false)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname = 'curfew' AND c.relname = 'gateway_sessions' AND c.relkind = 'r'";
+
+const SNAPSHOT_HEAD: &str = "
 WITH RECURSIVE
   s AS MATERIALIZED (
     SELECT pid, backend_start, xact_start, state, state_change, usesysid,
@@ -53,7 +80,9 @@ WITH RECURSIVE
     GROUP BY m.member
   )
 SELECT c.now, s.pid, s.backend_start, s.xact_start, s.state, s.state_change,
-       s.usename, s.datname, s.client_addr, s.application_name, g.groups, s.usesysid
+       s.usename, s.datname, s.client_addr, s.application_name, g.groups, s.usesysid";
+
+const SNAPSHOT_FROM: &str = "
 FROM (SELECT statement_timestamp() AS now) c
 LEFT JOIN s ON true
 LEFT JOIN g ON g.member = s.usesysid";
@@ -85,6 +114,10 @@ pub(crate) struct ActivityRow<'a> {
     /// `None` when memberships were not asked for, or the role is in no group.
     pub(crate) groups: Option<Vec<String>>,
     pub(crate) role_oid: Option<u32>,
+    /// The client behind a gateway session: address, port and gateway id, as registered.
+    pub(crate) gateway_addr: Option<IpAddr>,
+    pub(crate) gateway_port: Option<i32>,
+    pub(crate) gateway_id: Option<&'a str>,
 }
 
 impl<'a> ActivityRow<'a> {
@@ -103,6 +136,9 @@ impl<'a> ActivityRow<'a> {
             application: col(row, 9, target, WHAT)?,
             groups: col(row, 10, target, WHAT)?,
             role_oid: col(row, 11, target, WHAT)?,
+            gateway_addr: col(row, 12, target, WHAT)?,
+            gateway_port: col(row, 13, target, WHAT)?,
+            gateway_id: col(row, 14, target, WHAT)?,
         })
     }
 }
@@ -118,6 +154,7 @@ pub(crate) fn decode_snapshot(
 ) -> Result<Snapshot, PgError> {
     let mut now = None;
     let mut sessions = Vec::with_capacity(rows.len());
+    let mut gateway = BTreeMap::new();
     let no_groups: Arc<[String]> = Arc::from(Vec::<String>::new());
     for row in rows {
         now = Some(row.now);
@@ -137,6 +174,17 @@ pub(crate) fn decode_snapshot(
         let Some(backend_start) = row.backend_start else {
             continue; // a backend still starting up: seen in the next snapshot
         };
+        if let (Some(addr), Some(port), Some(id)) =
+            (row.gateway_addr, row.gateway_port, row.gateway_id)
+            && let Ok(port) = u16::try_from(port)
+        {
+            let client = GatewayClient {
+                addr,
+                port,
+                gateway: id.to_owned(),
+            };
+            gateway.insert(SessionKey { pid, backend_start }, client);
+        }
         sessions.push(Session {
             pid,
             backend_start,
@@ -157,7 +205,11 @@ pub(crate) fn decode_snapshot(
         reason: "the snapshot returned no clock".to_owned(),
         lost: false,
     })?;
-    Ok(Snapshot { now, sessions })
+    Ok(Snapshot {
+        now,
+        sessions,
+        gateway,
+    })
 }
 
 /// The name under which a session of a dropped role is shown and judged: no role pattern a
@@ -191,6 +243,9 @@ mod tests {
             application: None,
             groups: None,
             role_oid: None,
+            gateway_addr: None,
+            gateway_port: None,
+            gateway_id: None,
         }
     }
 
@@ -246,6 +301,36 @@ mod tests {
         assert_eq!(first.client_addr, Some("10.0.0.7".parse().unwrap()));
         assert!(second.member_of.is_empty());
         assert_eq!(&*second.application, "psql");
+    }
+
+    #[test]
+    fn a_registered_gateway_session_carries_its_client_and_a_direct_one_nothing() {
+        let now = at("2026-01-01T00:05:00Z");
+        let mut via = session_row(now, 42, Some("analyst"));
+        via.gateway_addr = Some("10.9.8.7".parse().unwrap());
+        via.gateway_port = Some(5555);
+        via.gateway_id = Some("gw1/7");
+        let mut bad_port = session_row(now, 44, Some("web"));
+        bad_port.gateway_addr = Some("10.9.8.8".parse().unwrap());
+        bad_port.gateway_port = Some(70_000);
+        bad_port.gateway_id = Some("gw1/7");
+        let snapshot = decode(vec![via, session_row(now, 43, Some("web")), bad_port]).unwrap();
+        assert_eq!(snapshot.gateway.len(), 1, "{:?}", snapshot.gateway);
+        let client = snapshot
+            .gateway_client(&snapshot.sessions[0].key())
+            .unwrap();
+        assert_eq!(client.to_string(), "via gateway from 10.9.8.7:5555");
+        assert_eq!(client.gateway, "gw1/7");
+        assert_eq!(snapshot.gateway_client(&snapshot.sessions[1].key()), None);
+    }
+
+    #[test]
+    fn the_registry_is_joined_on_pid_and_start_only_when_readable() {
+        let with = snapshot_sql(true);
+        assert!(with.contains("ON gw.pid = s.pid AND gw.backend_start = s.backend_start"));
+        let without = snapshot_sql(false);
+        assert!(!without.contains("gateway_sessions"));
+        assert!(without.contains("NULL::inet, NULL::int4, NULL::text"));
     }
 
     #[test]

@@ -1,0 +1,165 @@
+//! Registering each backend the gateway logs in with the server's gateway session registry
+//! (`curfew.register_gateway_session`, which `curfew init` installs): the backend's pid, its
+//! role, the gateway's own end of the upstream connection (which the function checks against
+//! the backend's peer in `pg_stat_activity`), the client behind it and the gateway's id. The
+//! agent and `pg_stat_activity` readers then see who is behind the gateway, through a marker no
+//! client can set (a startup setting such as `curfew.client_addr` is the client's own).
+//!
+//! A registration that fails does not refuse the session: the client has authenticated, and an
+//! unregistered session is, to the agent, a direct session from the gateway's host, which it
+//! enforces as it enforces every direct session (it leaves only registered sessions to the
+//! gateway). Failing open therefore loses the client's address in the agent's records, never
+//! enforcement; the failure is logged as an error and counted ([`registration_failures`]).
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::stream::ServerStream;
+
+/// How long a registration may take before the session goes on without it.
+const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Registrations that failed since the process started.
+static FAILURES: AtomicU64 = AtomicU64::new(0);
+
+/// How many registrations failed since the process started (each session relayed anyway).
+pub fn registration_failures() -> u64 {
+    FAILURES.load(Ordering::Relaxed)
+}
+
+/// A backend the gateway just logged in, as it registers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayBackend {
+    /// The backend's process id (BackendKeyData's).
+    pub pid: i32,
+    /// The role it logged in as.
+    pub role: String,
+    /// The gateway's own end of the upstream connection: the backend's peer as the server
+    /// sees it.
+    pub upstream: SocketAddr,
+    /// The client behind the gateway.
+    pub client: SocketAddr,
+    /// Which gateway: host and process.
+    pub gateway_id: String,
+}
+
+/// Why a registration failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistrationError {
+    /// The server refused it (`CF010`: not the caller's own backend; `42883`/`42501`: the
+    /// registry is not installed or not granted to the gateway's role).
+    #[error("the server refused the registration ({code}): {reason}")]
+    Refused {
+        /// The SQLSTATE.
+        code: String,
+        /// The server's message.
+        reason: String,
+    },
+    /// The connection or the call failed.
+    #[error("the registration failed: {0}")]
+    Failed(String),
+}
+
+/// The future a [`SessionRegistry`] returns.
+pub type RegistrationFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), RegistrationError>> + Send + 'a>>;
+
+/// Where backends are registered: the real one is the auth function's connection
+/// ([`crate::AuthFunctionSource`]).
+pub trait SessionRegistry: Send + Sync {
+    /// Register `backend` with the server.
+    fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a>;
+}
+
+/// This gateway's id: the host's name and the process id.
+fn gateway_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown-host".to_owned());
+        format!("{host}/{}", std::process::id())
+            .chars()
+            .take(curfew_postgres::MAX_GATEWAY_ID_CHARS)
+            .collect()
+    })
+}
+
+/// The gateway's own end of the upstream connection.
+fn local_addr(server: &ServerStream) -> std::io::Result<SocketAddr> {
+    match server {
+        ServerStream::Plain(tcp) => tcp.local_addr(),
+        ServerStream::Tls(tls) => tls.get_ref().0.local_addr(),
+    }
+}
+
+/// Registers the backend `pid` of `role` on `server` for the client at `peer`, within a short
+/// timeout; a failure is logged and counted, and the session goes on (see the module
+/// documentation). Without a registry (a test's verifier source), nothing is done.
+pub(crate) async fn register(
+    registry: Option<&dyn SessionRegistry>,
+    server: &ServerStream,
+    pid: i32,
+    role: &str,
+    peer: SocketAddr,
+) {
+    let Some(registry) = registry else {
+        return;
+    };
+    let failed = |error: &dyn std::fmt::Display| {
+        FAILURES.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            event = "gateway_registration_failed",
+            %peer, role, process_id = pid, %error,
+            "the session is relayed unregistered: the agent sees it as a direct session from the gateway's host and enforces it as one; run curfew init for the gateway's target if the registry is missing"
+        );
+    };
+    let upstream = match local_addr(server) {
+        Ok(addr) => addr,
+        Err(e) => return failed(&e),
+    };
+    let backend = GatewayBackend {
+        pid,
+        role: role.to_owned(),
+        upstream,
+        client: SocketAddr::new(canonical(peer.ip()), peer.port()),
+        gateway_id: gateway_id().to_owned(),
+    };
+    match tokio::time::timeout(REGISTRATION_TIMEOUT, registry.register(&backend)).await {
+        Ok(Ok(())) => tracing::debug!(%peer, role, process_id = pid, "session registered"),
+        Ok(Err(e)) => failed(&e),
+        Err(_) => failed(&"no answer within 2s"),
+    }
+}
+
+/// An IPv4 client seen on an IPv6 listener (`::ffff:a.b.c.d`) as its IPv4 address, as the
+/// server would show it.
+fn canonical(ip: IpAddr) -> IpAddr {
+    ip.to_canonical()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_gateway_id_names_the_process_within_the_function_s_limit() {
+        let id = gateway_id();
+        assert!(id.ends_with(&format!("/{}", std::process::id())), "{id}");
+        assert!(id.chars().count() <= curfew_postgres::MAX_GATEWAY_ID_CHARS);
+    }
+
+    #[test]
+    fn a_mapped_ipv4_client_is_registered_as_ipv4() {
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap_or(IpAddr::from([0; 16]));
+        assert_eq!(canonical(mapped), IpAddr::from([10, 1, 2, 3]));
+        let v6: IpAddr = "2001:db8::1".parse().unwrap_or(IpAddr::from([0; 4]));
+        assert_eq!(canonical(v6), v6);
+    }
+}

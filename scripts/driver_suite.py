@@ -74,9 +74,30 @@ class StreamingResult(unittest.TextTestResult):
             self._record(subtest, "fail" if failed else "error", self._exc_info_to_string(err, test))
 
 
+def load_bundled_libpq():
+    """Makes `ctypes.util.find_library("pq")` name the libpq psycopg2-binary bundles.
+
+    A few tests (test_pgconn_ptr) load libpq by name and call it on psycopg2's connection
+    pointer; the system's libpq (another build, or none) would be handed a PGconn it did not
+    make. Pointing the name at the bundled library runs those tests as a source build would.
+    """
+    import ctypes.util
+    import glob
+
+    import psycopg2
+
+    site = Path(psycopg2.__file__).resolve().parent.parent
+    bundled = sorted(glob.glob(str(site / "psycopg2_binary.libs" / "libpq*.so*")))
+    if not bundled:
+        return
+    system_find_library = ctypes.util.find_library
+    ctypes.util.find_library = lambda name: bundled[0] if name == "pq" else system_find_library(name)
+
+
 def run(suite_dir, module, out):
     """Runs `module`'s tests from the suite's own `test_suite()` (or its loader); exit 0 when
     every test passed or was skipped."""
+    load_bundled_libpq()
     os.chdir(suite_dir)
     sys.path.insert(0, str(Path(suite_dir).resolve()))
     with open(out, "w", encoding="utf-8") as sink:

@@ -5,6 +5,7 @@ the runs direct and through the gateway.
   driver_suite.py run SUITE_DIR MODULE OUT_TSV   one module (e.g. tests.test_cancel), in this
                                                   process; one line per test as it finishes
   driver_suite.py compare RESULTS_DIR             the tables, the differences; exit 1 if any
+  driver_suite.py self-check                      the comparison finds a planted difference
 
 The module runs in its own process (the shell script starts one per file) so a test that
 crashes or hangs ends its file only; a file that did not exit 0 is a failed file whatever its
@@ -188,7 +189,40 @@ def compare(results_dir):
     return 1 if differences else 0
 
 
+def self_check():
+    """The comparison finds what it must: a test passing direct and failing through the gateway,
+    a file cut short, and no difference when both runs agree. Run before every suite so a broken
+    tally cannot report a clean pass."""
+    import contextlib
+    import io
+    import tempfile
+
+    def write(directory, leg, status, lines):
+        (directory / leg).mkdir(parents=True, exist_ok=True)
+        (directory / leg / "test_m.status").write_text(f"{status}\n")
+        (directory / leg / "test_m.tsv").write_text("".join(f"{line}\n" for line in lines))
+
+    same = ["tests.m.T.test_a\tpass\t", "tests.m.T.test_b\tfail\tAssertionError: own"]
+    cases = [
+        (same, 1, same, 1, 0),
+        (same, 1, ["tests.m.T.test_a\terror\tOperationalError: closed", same[1]], 1, 1),
+        (same, 1, same[:1], 124, 1),
+    ]
+    for direct, direct_status, gateway, gateway_status, expected in cases:
+        with tempfile.TemporaryDirectory() as tmp:
+            write(Path(tmp), "direct", direct_status, direct)
+            write(Path(tmp), "gateway", gateway_status, gateway)
+            with contextlib.redirect_stdout(io.StringIO()):
+                got = compare(tmp)
+            if got != expected:
+                print(f"self-check failed: compare gave {got}, expected {expected}", file=sys.stderr)
+                return 2
+    return 0
+
+
 def main(argv):
+    if len(argv) == 2 and argv[1] == "self-check":
+        return self_check()
     if len(argv) == 5 and argv[1] == "run":
         return run(argv[2], argv[3], argv[4])
     if len(argv) == 3 and argv[1] == "compare":

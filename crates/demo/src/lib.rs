@@ -146,11 +146,13 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
     gateway::install_auth_function(&cluster, &loaded.policy, "curfew_agent").await?;
     let gateway = RunningGateway::start(gateway_listener, &loaded.policy, gateway_password_file)?;
     n.say(format!(
-        "Gateway: {} -> PostgreSQL {}:{}. As `curfew init` does, the ledger and curfew.gateway_secret were installed; the gateway checks each human's SCRAM proof against the verifier it fetches as curfew_gateway, then logs in to the server as that human with the key recovered from the proof (the password never crosses it).\n",
+        "Gateway at {} in front of PostgreSQL {}:{} (the ledger and curfew.gateway_secret installed as `curfew init` installs them).",
         gateway.address,
         cluster.host(),
         cluster.port()
     ));
+    n.say("  It checks each human's SCRAM proof against the verifier it fetches as curfew_gateway, then logs in to the server as that human with the key recovered from the proof: the password never crosses it.");
+    n.say("  The agent connects to the server directly, as curfew_agent.\n");
 
     let audit_path = dir.join("audit.jsonl");
     let audit = AuditLog::open(&audit_path).map_err(|source| DemoError::Audit {

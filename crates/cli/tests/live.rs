@@ -236,14 +236,53 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
         stdout.contains("hash chain and sequence intact"),
         "{stdout}"
     );
-    // The cluster's port no longer answers.
-    let port: u16 = stdout
-        .split("on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(',').next())
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap();
+    // The humans went through the gateway (their server sessions carry the client address it
+    // adds; the demo checks each one) and the application and the backup did not.
+    assert!(
+        stdout.contains("Paths: 4 sessions came through the gateway")
+            && stdout.contains("3 connected directly"),
+        "{stdout}"
+    );
+    let rows: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Summary:"))
+        .take_while(|l| !l.is_empty())
+        .collect();
+    for (role, path) in [
+        ("analyst_kim", "gateway"),
+        ("analyst_lee", "gateway"),
+        ("ops_ann", "gateway"),
+        ("appuser", "direct"),
+        ("backupuser", "direct"),
+    ] {
+        let row = rows
+            .iter()
+            .find(|r| r.contains(role))
+            .unwrap_or_else(|| panic!("no summary row for {role}:\n{stdout}"));
+        assert!(
+            row.split_whitespace().any(|word| word == path),
+            "{role} should be {path}: {row}"
+        );
+    }
+    // A gateway user received the server's FATAL, relayed through the gateway.
+    assert!(
+        stdout.contains("analyst_lee (forgot an open transaction, through the gateway): FATAL 57P01: terminating connection due to administrator command"),
+        "{stdout}"
+    );
+    // Neither the cluster's port nor the gateway's answers any more.
+    let port_after = |marker: &str, end: char| -> u16 {
+        stdout
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(end).next())
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no port after {marker:?}:\n{stdout}"))
+    };
+    let port = port_after("on 127.0.0.1:", ',');
+    let gateway = port_after("gateway: listens at 127.0.0.1:", ',');
+    assert_ne!(port, gateway);
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", gateway)).is_err());
 }
 
 /// Regression: a demo stopped by SIGTERM (as `scripts/screenshot-status` stops it) or Ctrl-C
@@ -271,10 +310,17 @@ fn an_interrupted_demo_leaves_nothing_running() {
         }
     });
     let mut port = None;
+    let mut gateway = None;
     let deadline = Instant::now() + Duration::from_secs(60);
     while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         if let Some(rest) = line.split("on 127.0.0.1:").nth(1) {
             port = rest
+                .split(',')
+                .next()
+                .and_then(|p| p.trim().parse::<u16>().ok());
+        }
+        if let Some(rest) = line.split("gateway: listens at 127.0.0.1:").nth(1) {
+            gateway = rest
                 .split(',')
                 .next()
                 .and_then(|p| p.trim().parse::<u16>().ok());
@@ -284,15 +330,21 @@ fn an_interrupted_demo_leaves_nothing_running() {
         }
     }
     let port = port.expect("the demo never said where its cluster listens");
+    let gateway = gateway.expect("the demo never said where its gateway listens");
     let work_dir = std::env::temp_dir().join(format!("curfew-demo-{}", demo.id()));
     assert!(work_dir.exists());
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_ok());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", gateway)).is_ok());
     signal(&demo, "TERM");
     let status = demo.wait().unwrap();
     assert_eq!(status.code(), Some(1), "{status:?}");
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
         "the cluster still answers on {port}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", gateway)).is_err(),
+        "the gateway still answers on {gateway}"
     );
     assert!(!work_dir.exists(), "{} was left behind", work_dir.display());
 }

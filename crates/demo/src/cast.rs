@@ -1,18 +1,25 @@
 //! The demo's cast: roles of the three-role pattern plus humans, the built-in policy, and the
-//! sessions a realistic server would have, each with what the policy should do to it.
+//! sessions a realistic server would have, each with what the policy should do to it and the
+//! way it connects (the humans through the gateway, the application and the backup directly).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_postgres::config::{ChannelBinding, SslMode};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::DemoError;
+use crate::gateway::GatewayFiles;
+use crate::secrets::Passwords;
 
 /// Roles, schema and grants, created as the superuser.
 pub(super) const SETUP_SQL: &str = "
 CREATE ROLE curfew_agent LOGIN;
 GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+CREATE ROLE curfew_gateway LOGIN;
 CREATE ROLE appowner NOLOGIN;
 CREATE SCHEMA app AUTHORIZATION appowner;
 CREATE TABLE app.orders (id int PRIMARY KEY, status text NOT NULL);
@@ -32,8 +39,37 @@ CREATE ROLE analyst_lee LOGIN IN ROLE humans;
 CREATE ROLE ops_ann LOGIN IN ROLE humans;
 ";
 
-/// The demo's policy: the example policy's rules with fuses short enough to watch.
-pub(super) fn policy(url: &str) -> String {
+/// The login roles, each given a password for this run.
+pub(super) const LOGIN_ROLES: &[&str] = &[
+    "curfew_agent",
+    "curfew_gateway",
+    "appuser",
+    "backupuser",
+    "analyst_kim",
+    "analyst_lee",
+    "ops_ann",
+];
+
+/// Where the policy's connections go and the files they use.
+pub(super) struct PolicySettings<'a> {
+    /// The cluster's port (TCP on 127.0.0.1).
+    pub(super) port: u16,
+    /// The agent's password file.
+    pub(super) agent_password_file: &'a std::path::Path,
+    /// Where the gateway listens.
+    pub(super) gateway: SocketAddr,
+    /// The gateway's certificate and key.
+    pub(super) files: &'a GatewayFiles,
+}
+
+/// The demo's policy: the example policy's rules with fuses short enough to watch, and a
+/// gateway for the humans (TLS required, serving the members of `humans` only, fetching
+/// verifiers as its own role `curfew_gateway`).
+pub(super) fn policy(settings: &PolicySettings<'_>) -> String {
+    let PolicySettings { port, gateway, .. } = *settings;
+    let password_file = toml_string(&settings.agent_password_file.to_string_lossy());
+    let tls_cert = toml_string(&settings.files.cert.to_string_lossy());
+    let tls_key = toml_string(&settings.files.key.to_string_lossy());
     format!(
         r#"# curfew demo policy: short limits so everything happens within a few seconds.
 [agent]
@@ -41,7 +77,17 @@ interval = "1s"
 
 [[target]]
 name = "demo"
-url = "{url}"
+url = "postgresql://curfew_agent@127.0.0.1:{port}/postgres?sslmode=disable"
+password_file = {password_file}
+
+[gateway]
+listen = "{gateway}"
+target = "demo"
+tls_cert = {tls_cert}
+tls_key = {tls_key}
+require_tls = true
+serve_members_of = "humans"
+auth_url = "postgresql://curfew_gateway@127.0.0.1:{port}/postgres?sslmode=disable"
 
 [[exempt]]
 roles = ["postgres"]
@@ -84,6 +130,66 @@ roles = ["appuser"]
     )
 }
 
+/// A TOML basic string.
+fn toml_string(text: &str) -> String {
+    let mut quoted = String::from("\"");
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            c if c.is_control() => quoted.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    quoted
+}
+
+/// How a session reaches the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Route {
+    /// To the server's port (SCRAM over loopback, no TLS).
+    Direct,
+    /// Through the gateway (TLS verified as `sslmode=verify-full`, SCRAM with
+    /// `channel_binding=require`).
+    Gateway,
+}
+
+impl Route {
+    /// As the narration names it.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Route::Direct => "direct",
+            Route::Gateway => "gateway",
+        }
+    }
+}
+
+/// Where sessions connect and how they log in.
+pub(super) struct Doors {
+    /// The server's host and port.
+    pub(super) server: (String, u16),
+    /// The gateway's address.
+    pub(super) gateway: SocketAddr,
+    /// TLS towards the gateway, trusting the demo's CA.
+    pub(super) gateway_tls: MakeRustlsConnect,
+    /// Every login role's password.
+    pub(super) passwords: Passwords,
+}
+
+/// A part in the cast: who, with what application, what the policy should do to it, and what
+/// it runs first.
+pub(super) struct Part {
+    /// What it is, for people: "idle in psql".
+    pub(super) label: &'static str,
+    pub(super) role: &'static str,
+    pub(super) application: &'static str,
+    /// The rule expected to end it, or None if it must survive.
+    pub(super) expected: Option<&'static str>,
+    /// Statements run once connected.
+    pub(super) setup: &'static str,
+}
+
 /// One demo session and what should become of it.
 pub(super) struct Actor {
     /// What it is, for people: "analyst_kim, idle in psql".
@@ -91,6 +197,11 @@ pub(super) struct Actor {
     pub(super) role: &'static str,
     /// The rule expected to end it, or None if it must survive.
     pub(super) expected: Option<&'static str>,
+    /// How it reaches the server.
+    pub(super) route: Route,
+    /// `curfew.client_addr` as its server session has it: the address the gateway saw the
+    /// client connect from, set by the gateway at login; `None` on a direct session.
+    pub(super) client_addr: Option<String>,
     pub(super) pid: i32,
     pub(super) client: Arc<tokio_postgres::Client>,
     /// Resolves with what the client saw when its connection ended.
@@ -115,65 +226,163 @@ impl Actor {
         }
         self.saw.is_some()
     }
+
+    /// Whether it reached the server the way it was meant to: a session through the gateway
+    /// carries the client's address the gateway added; a direct one does not.
+    pub(super) fn came_as_meant(&self) -> bool {
+        self.client_addr.is_some() == (self.route == Route::Gateway)
+    }
 }
 
-/// Open a session as `role` with `application`, and run `setup` on it.
-pub(super) async fn open(
-    host: &str,
-    port: u16,
-    label: &'static str,
-    role: &'static str,
-    application: &str,
-    expected: Option<&'static str>,
-    setup: &str,
-) -> Result<Actor, DemoError> {
-    let conninfo = format!(
-        "host={host} port={port} user={role} dbname=postgres application_name={application}"
-    );
-    let (client, connection) = tokio_postgres::connect(&conninfo, tokio_postgres::NoTls)
-        .await
-        .map_err(|source| DemoError::Session {
-            what: format!("connecting as {role}"),
-            source,
-        })?;
-    let (tx, rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let what = match connection.await {
-            Ok(()) => "connection closed".to_owned(),
-            Err(e) => match e.as_db_error() {
-                Some(db) => format!("{}: {}", db.severity(), db.message()),
-                None => e.to_string(),
-            },
-        };
-        let _ = tx.send((Instant::now(), what));
-    });
-    let pid: i32 = client
-        .query_one("SELECT pg_backend_pid()", &[])
-        .await?
-        .get(0);
+/// What a client library received from the server (or the gateway relaying it): severity,
+/// SQLSTATE, message and any hint.
+pub(super) fn told(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+            if let Some(hint) = db.hint() {
+                text.push_str(&format!(" (HINT: {hint})"));
+            }
+            text
+        }
+        None => error.to_string(),
+    }
+}
+
+/// Open a session for `part` by `route`, and run its setup.
+pub(super) async fn open(doors: &Doors, route: Route, part: Part) -> Result<Actor, DemoError> {
+    let Part {
+        label,
+        role,
+        application,
+        expected,
+        setup,
+    } = part;
+    let failed = |what: String| move |source| DemoError::Session { what, source };
+    let mut config = tokio_postgres::Config::new();
+    config
+        .user(role)
+        .dbname("postgres")
+        .application_name(application)
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(password) = doors.passwords.of(role) {
+        config.password(password);
+    }
+    let ended = match route {
+        Route::Direct => {
+            config
+                .host(&doors.server.0)
+                .port(doors.server.1)
+                .ssl_mode(SslMode::Disable);
+            let (client, connection) = config
+                .connect(tokio_postgres::NoTls)
+                .await
+                .map_err(failed(format!("connecting as {role}")))?;
+            (client, watch_end(connection))
+        }
+        Route::Gateway => {
+            config
+                .host(doors.gateway.ip().to_string())
+                .port(doors.gateway.port())
+                .ssl_mode(SslMode::Require)
+                .channel_binding(ChannelBinding::Require);
+            let (client, connection) = config
+                .connect(doors.gateway_tls.clone())
+                .await
+                .map_err(failed(format!("connecting as {role} through the gateway")))?;
+            (client, watch_end(connection))
+        }
+    };
+    let (client, ended) = ended;
+    let row = client
+        .query_one(
+            "SELECT pg_backend_pid(), current_setting($1, true)",
+            &[&curfew_gateway::CLIENT_ADDR_PARAMETER],
+        )
+        .await?;
+    let pid: i32 = row.try_get(0)?;
+    let client_addr: Option<String> = row.try_get(1)?;
     if !setup.is_empty() {
         client
             .batch_execute(setup)
             .await
-            .map_err(|source| DemoError::Session {
-                what: format!("preparing the {label} session"),
-                source,
-            })?;
+            .map_err(failed(format!("preparing the {label} session")))?;
     }
     Ok(Actor {
         label,
         role,
         expected,
+        route,
+        client_addr: client_addr.filter(|a| !a.is_empty()),
         pid,
         client: Arc::new(client),
-        ended: Some(rx),
+        ended: Some(ended),
         running: None,
         saw: None,
     })
+}
+
+/// Drives a connection; the receiver resolves with when it ended and what the client saw.
+fn watch_end<F>(connection: F) -> oneshot::Receiver<(Instant, String)>
+where
+    F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let what = match connection.await {
+            Ok(()) => "connection closed".to_owned(),
+            Err(e) => told(&e),
+        };
+        let _ = tx.send((Instant::now(), what));
+    });
+    rx
 }
 
 /// Start a long statement on the actor's session in the background.
 pub(super) fn run_in_background(actor: &mut Actor, sql: &'static str) {
     let client = actor.client.clone();
     actor.running = Some(tokio::spawn(async move { client.batch_execute(sql).await }));
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn toml_strings_escape_quotes_backslashes_and_controls() {
+        assert_eq!(toml_string("/tmp/a b"), "\"/tmp/a b\"");
+        assert_eq!(toml_string("a\"b\\c\nd"), "\"a\\\"b\\\\c\\u000Ad\"");
+    }
+
+    #[test]
+    fn the_demo_policy_loads_with_its_gateway() {
+        let files = GatewayFiles {
+            ca: "/d/ca.pem".into(),
+            cert: "/d/gw \"1\".crt".into(),
+            key: "/d/gw.key".into(),
+        };
+        let text = policy(&PolicySettings {
+            port: 5433,
+            agent_password_file: std::path::Path::new("/d/agent.pw"),
+            gateway: "127.0.0.1:6543".parse().unwrap(),
+            files: &files,
+        });
+        let loaded = curfew_policy::LoadedPolicy::from_bytes_with(
+            "demo.toml",
+            text.into_bytes(),
+            Some(&[&curfew_postgres::POSTGRES_URLS]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let gateway = loaded.policy.gateway.as_ref().unwrap();
+        assert_eq!(gateway.own_role(), Some("curfew_gateway"));
+        assert_eq!(gateway.serve_members_of.as_deref(), Some("humans"));
+        assert!(gateway.require_tls);
+        assert_eq!(gateway.tls.as_ref().unwrap().cert, "/d/gw \"1\".crt");
+        assert_eq!(
+            loaded.policy.targets[0].password_file.as_deref(),
+            Some("/d/agent.pw")
+        );
+    }
 }

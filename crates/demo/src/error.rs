@@ -53,6 +53,24 @@ pub enum DemoError {
     /// The agent did not start in time.
     #[error("the agent did not start within 20s")]
     AgentSlow,
+    /// The gateway's auth function was not installed (what the installer said).
+    #[error("the gateway's auth function was not installed: {0}")]
+    NoGatewayAuth(String),
+    /// Installing the ledger and the gateway's auth function failed.
+    #[error("installing curfew's ledger and the gateway's auth function")]
+    Install(#[from] curfew_postgres::PgError),
+    /// A connection URL the demo made was refused (a bug).
+    #[error("a connection URL of the demo")]
+    Url(#[from] curfew_postgres::UrlError),
+    /// The humans' TLS towards the gateway could not be set up.
+    #[error("TLS towards the gateway")]
+    Tls(#[from] curfew_postgres::TlsError),
+    /// The demo policy's `[gateway]` gives no gateway configuration (a bug).
+    #[error("the demo policy's [gateway]")]
+    PolicyGateway(#[from] curfew_gateway::PolicyGatewayError),
+    /// The gateway could not be set up.
+    #[error("setting up the gateway")]
+    Gateway(#[from] curfew_gateway::GatewayError),
     /// A session was not treated as the policy says (the narration shows which).
     #[error("the demo did not go as the policy says (see above)")]
     NotAsThePolicySays,

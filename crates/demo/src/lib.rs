@@ -1,24 +1,34 @@
 //! `curfew demo`: a throwaway cluster, realistic sessions, the agent on a short-fused policy,
-//! each termination shown as it happens, then a summary and the audit log's verification.
-//! Leaves nothing running (dropping the demo's future stops and removes its cluster).
+//! the humans connecting through the gateway (TLS and SCRAM end to end) while the application
+//! and the backup connect directly, each termination shown as it happens, then a summary and
+//! the audit log's verification. Leaves nothing running (dropping the demo's future stops the
+//! gateway and removes its cluster).
 
 mod cast;
 mod error;
+mod gateway;
+mod live;
+mod secrets;
+mod summary;
 
 pub use error::DemoError;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use curfew_agent::{AgentEvent, AgentOptions};
+use curfew_agent::AgentOptions;
 use curfew_audit::AuditLog;
 use curfew_policy::LoadedPolicy;
 use curfew_policy::explain::summary;
-use curfew_sandbox::{Cluster, Options};
+use curfew_sandbox::{Auth, Cluster, Options};
 use tokio::sync::{broadcast, oneshot, watch};
 
-use cast::{Actor, open, run_in_background};
+use cast::{Doors, Part, Route, open, run_in_background};
+use gateway::RunningGateway;
+use live::{wait_for_first_evaluation, watch_live};
+use secrets::Passwords;
+use summary::{keep_files, report};
 
 /// What the demo has to say, as it happens (the binary prints it).
 pub struct Narrator<'a> {
@@ -47,24 +57,25 @@ pub struct DemoOptions {
     pub listen: Option<std::net::SocketAddr>,
 }
 
-fn since(t0: Instant, at: Instant) -> String {
-    format!("+{:.1}s", at.saturating_duration_since(t0).as_secs_f64())
-}
-
 /// Run the demo, telling `n` each line of its story.
 pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError> {
     let begun = Instant::now();
     n.say(
-        "curfew demo: a throwaway PostgreSQL cluster, realistic sessions, and the agent enforcing a short-fused policy.\n",
+        "curfew demo: a throwaway PostgreSQL cluster, realistic sessions, the agent enforcing a short-fused policy, and the humans connecting through curfew's gateway.\n",
     );
-    n.say("Starting a local PostgreSQL cluster (initdb, loopback only; removed at the end)...");
-    let cluster = tokio::task::spawn_blocking(|| Cluster::start(Options::default()))
+    n.say("Starting a local PostgreSQL cluster (initdb, loopback only, SCRAM passwords; removed at the end)...");
+    let options = Options {
+        auth: Auth::Scram,
+        ..Options::default()
+    };
+    let cluster = tokio::task::spawn_blocking(|| Cluster::start(options))
         .await
         .map_err(|source| DemoError::Task {
             what: "starting the cluster",
             source,
         })??;
-    cluster.psql(cast::SETUP_SQL)?;
+    let passwords = Passwords::generate(cast::LOGIN_ROLES)?;
+    cluster.psql(&format!("{}{}", cast::SETUP_SQL, passwords.verifiers_sql()))?;
     n.say(format!(
         "  PostgreSQL {} on {}:{}, ready in {:.1}s\n",
         cluster.major_version(),
@@ -72,15 +83,39 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
         cluster.port(),
         begun.elapsed().as_secs_f64()
     ));
-    n.say("Roles (the three-role pattern of the security guide, plus humans):");
-    n.say("  appowner     NOLOGIN; owns schema app");
-    n.say("  appuser      the application (orders-api)");
-    n.say("  backupuser   read-only; runs backups (pg_dump)");
+    n.say("Roles (the three-role pattern of the security guide, plus humans; each login role has a random password for this run):");
+    n.say("  appowner       NOLOGIN; owns schema app");
+    n.say("  appuser        the application (orders-api)");
+    n.say("  backupuser     read-only; runs backups (pg_dump)");
     n.say("  analyst_kim, analyst_lee, ops_ann   humans (members of role `humans`)");
-    n.say("  curfew_agent curfew itself: only pg_read_all_stats and pg_signal_backend\n");
+    n.say("  curfew_agent   curfew's agent: only pg_read_all_stats and pg_signal_backend");
+    n.say("  curfew_gateway curfew's gateway: may only call curfew.gateway_secret\n");
 
     let dir = work_dir()?;
-    let policy_text = cast::policy(&cluster.url("curfew_agent", "postgres"));
+    let files = gateway::write_certificates(&dir)?;
+    let agent_password_file = passwords.write_file("curfew_agent", &dir, "curfew_agent.pw")?;
+    let gateway_password_file =
+        passwords.write_file("curfew_gateway", &dir, "curfew_gateway.pw")?;
+    // Bound now so the policy can name the port; handed to the gateway once it is set up.
+    let gateway_listener =
+        tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|source| DemoError::Io {
+                what: "listening for the gateway on 127.0.0.1".to_owned(),
+                source,
+            })?;
+    let gateway_address = gateway_listener
+        .local_addr()
+        .map_err(|source| DemoError::Io {
+            what: "reading the gateway's address".to_owned(),
+            source,
+        })?;
+    let policy_text = cast::policy(&cast::PolicySettings {
+        port: cluster.port(),
+        agent_password_file: &agent_password_file,
+        gateway: gateway_address,
+        files: &files,
+    });
     let policy_path = dir.join("curfew.toml");
     std::fs::write(&policy_path, &policy_text).map_err(|source| DemoError::Io {
         what: "writing the demo policy".to_owned(),
@@ -103,7 +138,21 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
     for rule in &loaded.policy.rules {
         n.say(format!("  {:<width$}  {}", rule.name, summary(rule)));
     }
-    n.say("  exempt: role postgres; backupuser while it runs pg_dump\n");
+    n.say("  exempt: role postgres; backupuser while it runs pg_dump");
+    n.say(format!(
+        "  gateway: listens at {gateway_address}, TLS required (a throwaway CA and certificate made for this run), serves the members of `humans` only\n"
+    ));
+
+    gateway::install_auth_function(&cluster, &loaded.policy, "curfew_agent").await?;
+    let gateway = RunningGateway::start(gateway_listener, &loaded.policy, gateway_password_file)?;
+    n.say(format!(
+        "Gateway at {} in front of PostgreSQL {}:{} (the ledger and curfew.gateway_secret installed as `curfew init` installs them).",
+        gateway.address,
+        cluster.host(),
+        cluster.port()
+    ));
+    n.say("  It checks each human's SCRAM proof against the verifier it fetches as curfew_gateway, then logs in to the server as that human with the key recovered from the proof: the password never crosses it.");
+    n.say("  The agent connects to the server directly, as curfew_agent.\n");
 
     let audit_path = dir.join("audit.jsonl");
     let audit = AuditLog::open(&audit_path).map_err(|source| DemoError::Audit {
@@ -149,82 +198,94 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
     ));
     wait_for_first_evaluation(&mut events).await?;
 
-    n.say("Opening sessions:");
-    let (host, port) = (cluster.host().to_owned(), cluster.port());
+    n.say("Opening sessions (humans through the gateway: TLS verified as sslmode=verify-full, SCRAM with channel_binding=require; the application and the backup directly to the server, SCRAM over loopback):");
+    let doors = Doors {
+        server: (cluster.host().to_owned(), cluster.port()),
+        gateway: gateway.address,
+        gateway_tls: gateway::client_tls(&files.ca)?,
+        passwords,
+    };
     let mut actors = Vec::new();
     let t0 = Instant::now();
+    let human = |label, role, application, expected, setup| Part {
+        label,
+        role,
+        application,
+        expected: Some(expected),
+        setup,
+    };
+    let machine = |label, role, application| Part {
+        label,
+        role,
+        application,
+        expected: None,
+        setup: "",
+    };
     actors.push(
         open(
-            &host,
-            port,
-            "idle in psql",
-            "analyst_kim",
-            "psql",
-            Some("inactivity"),
-            "SELECT count(*) FROM app.orders",
+            &doors,
+            Route::Gateway,
+            human(
+                "idle in psql",
+                "analyst_kim",
+                "psql",
+                "inactivity",
+                "SELECT count(*) FROM app.orders",
+            ),
         )
         .await?,
     );
     actors.push(
         open(
-            &host,
-            port,
-            "forgot an open transaction",
-            "analyst_lee",
-            "psql",
-            Some("abandoned-transaction"),
-            "BEGIN; UPDATE app.orders SET status = 'hold' WHERE id = 42",
+            &doors,
+            Route::Gateway,
+            human(
+                "forgot an open transaction",
+                "analyst_lee",
+                "psql",
+                "abandoned-transaction",
+                "BEGIN; UPDATE app.orders SET status = 'hold' WHERE id = 42",
+            ),
         )
         .await?,
     );
     let mut ann = open(
-        &host,
-        port,
-        "a long-running report",
-        "ops_ann",
-        "psql",
-        Some("session-lifetime"),
-        "",
+        &doors,
+        Route::Gateway,
+        human(
+            "a long-running report",
+            "ops_ann",
+            "psql",
+            "session-lifetime",
+            "",
+        ),
     )
     .await?;
     run_in_background(&mut ann, "SELECT pg_sleep(60)");
     actors.push(ann);
     for _ in 0..2 {
-        actors.push(
-            open(
-                &host,
-                port,
-                "the application's pool",
-                "appuser",
-                "orders-api",
-                None,
-                "SELECT count(*) FROM app.orders",
-            )
-            .await?,
-        );
+        let pool = Part {
+            setup: "SELECT count(*) FROM app.orders",
+            ..machine("the application's pool", "appuser", "orders-api")
+        };
+        actors.push(open(&doors, Route::Direct, pool).await?);
     }
-    let mut backup = open(
-        &host,
-        port,
-        "a backup, still running",
-        "backupuser",
-        "pg_dump",
-        None,
-        "",
-    )
-    .await?;
+    let backup = machine("a backup, still running", "backupuser", "pg_dump");
+    let mut backup = open(&doors, Route::Direct, backup).await?;
     run_in_background(&mut backup, "SELECT pg_sleep(60)");
     actors.push(backup);
     tokio::time::sleep(Duration::from_millis(200)).await;
     actors.push(
         open(
-            &host,
-            port,
-            "a second session",
-            "analyst_kim",
-            "DBeaver",
-            Some("one-session-each"),
-            "SELECT 1",
+            &doors,
+            Route::Gateway,
+            human(
+                "a second session",
+                "analyst_kim",
+                "DBeaver",
+                "one-session-each",
+                "SELECT 1",
+            ),
         )
         .await?,
     );
@@ -233,11 +294,14 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
             format!("expect: ended by {r}")
         });
         n.say(format!(
-            "  pid {:<6} {:<12} {:<28} {expect}",
-            a.pid, a.role, a.label
+            "  pid {:<6} {:<12} {:<28} {:<8} {expect}",
+            a.pid,
+            a.role,
+            a.label,
+            a.route.name()
         ));
     }
-    n.say("\nEnforcing (each line is printed as it happens):");
+    n.say("\nEnforcing (each line is printed as it happens; the agent ends sessions on the server, and a gateway session's FATAL reaches its client through the gateway):");
 
     let outcomes = watch_live(n, &mut events, &mut actors, t0).await;
     let _ = stop_tx.send(());
@@ -256,10 +320,17 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
         keep_files(n, keep, &policy_path, &audit_path)?;
     }
     drop(actors);
+    // The humans' clients are gone, so their gateway sessions end; then the gateway stops.
+    let gateway_stopped = gateway.stop().await;
     drop(cluster);
     drop(dir);
     n.say(format!(
-        "\nThe cluster was stopped and removed. Total time {:.1}s.",
+        "\nThe gateway {} and the cluster was stopped and removed. Total time {:.1}s.",
+        if gateway_stopped {
+            "was stopped"
+        } else {
+            "was aborted (sessions still open after 5s)"
+        },
         begun.elapsed().as_secs_f64()
     ));
     if ok {
@@ -285,245 +356,18 @@ impl Drop for WorkDir {
     }
 }
 
+/// The demo's own directory (it holds keys and password files: its owner's only).
 fn work_dir() -> Result<WorkDir, DemoError> {
+    use std::os::unix::fs::DirBuilderExt as _;
     let dir = std::env::temp_dir().join(format!("curfew-demo-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| DemoError::Io {
-        what: format!("creating {}", dir.display()),
-        source,
-    })?;
+    // Left over by an earlier process with this id that was killed outright.
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|source| DemoError::Io {
+            what: format!("creating {}", dir.display()),
+            source,
+        })?;
     Ok(WorkDir(dir))
-}
-
-async fn wait_for_first_evaluation(
-    events: &mut broadcast::Receiver<AgentEvent>,
-) -> Result<(), DemoError> {
-    let wait = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match events.recv().await {
-                Ok(AgentEvent::Evaluated { .. }) => return Ok(()),
-                Ok(AgentEvent::Disconnected { error, .. }) => return Err(error),
-                Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return Err("the agent stopped".into()),
-            }
-        }
-    });
-    match wait.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(DemoError::AgentNotStarted(e)),
-        Err(_) => Err(DemoError::AgentSlow),
-    }
-}
-
-/// What the agent did to one session.
-struct Outcome {
-    pid: i32,
-    rule: String,
-    at: Instant,
-    lateness: jiff::SignedDuration,
-}
-
-/// Print events as they come until every session expected to end has ended (and a moment more,
-/// to show the others survive), or 20 s.
-async fn watch_live(
-    n: &Narrator<'_>,
-    events: &mut broadcast::Receiver<AgentEvent>,
-    actors: &mut [Actor],
-    t0: Instant,
-) -> Vec<Outcome> {
-    let label = |actors: &[Actor], pid: i32| {
-        actors
-            .iter()
-            .find(|a| a.pid == pid)
-            .map_or(format!("pid {pid}"), |a| {
-                format!("pid {pid} ({}, {})", a.role, a.label)
-            })
-    };
-    let expected = actors.iter().filter(|a| a.expected.is_some()).count();
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let hard_stop = tokio::time::Instant::now() + Duration::from_secs(20);
-    let mut settle: Option<tokio::time::Instant> = None;
-    loop {
-        let until = settle.unwrap_or(hard_stop).min(hard_stop);
-        let event = match tokio::time::timeout_at(until, events.recv()).await {
-            Err(_) => break,
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-            Ok(Err(broadcast::error::RecvError::Closed)) => break,
-            Ok(Ok(event)) => event,
-        };
-        let now = Instant::now();
-        match event {
-            AgentEvent::Terminated {
-                session,
-                rule,
-                reason,
-                lateness,
-                ..
-            } => {
-                n.say(format!(
-                    "  {:>6}  ended {} by {rule}: {reason} ({} after the deadline)",
-                    since(t0, now),
-                    label(actors, session.pid),
-                    curfew_policy::format_age(lateness)
-                ));
-                outcomes.push(Outcome {
-                    pid: session.pid,
-                    rule,
-                    at: now,
-                    lateness,
-                });
-            }
-            AgentEvent::Warned {
-                session,
-                rule,
-                deadline,
-                at,
-                ..
-            } => n.say(format!(
-                "  {:>6}  warning recorded (session_warned; the user is not told): {} will be ended in {} by {rule}",
-                since(t0, now),
-                label(actors, session.pid),
-                curfew_policy::format_age(deadline.duration_since(at))
-            )),
-            AgentEvent::NoLongerMatched { session, rule, .. } => n.say(format!(
-                "  {:>6}  {} changed before {rule} could end it; left alone",
-                since(t0, now),
-                label(actors, session.pid)
-            )),
-            AgentEvent::TerminationFailed {
-                session,
-                rule,
-                error,
-                ..
-            } => n.say(format!(
-                "  {:>6}  could not end {} ({rule}): {error}",
-                since(t0, now),
-                label(actors, session.pid)
-            )),
-            _ => {}
-        }
-        if settle.is_none() && outcomes.len() >= expected {
-            settle = Some(tokio::time::Instant::now() + Duration::from_millis(1500));
-        }
-    }
-    for a in actors.iter_mut() {
-        a.check_ended();
-        // A running statement receives the server's message; the connection just closes.
-        if let Some(task) = a.running.take_if(|t| t.is_finished())
-            && let Ok(Err(e)) = task.await
-            && let Some(db) = e.as_db_error()
-            && let Some(saw) = &mut a.saw
-        {
-            saw.1 = format!("{}: {}", db.severity(), db.message());
-        }
-    }
-    outcomes
-}
-
-/// The summary table, the audit verification and what each user saw. True if everything went
-/// as the policy says.
-async fn report(
-    n: &Narrator<'_>,
-    actors: &mut [Actor],
-    outcomes: &[Outcome],
-    t0: Instant,
-    verification: &curfew_audit::Verification,
-    audit_path: &Path,
-) -> bool {
-    let mut all_ok = true;
-    let mut rows: Vec<Vec<String>> = Vec::new();
-    let mut marks = Vec::new();
-    for a in actors.iter_mut() {
-        let outcome = outcomes.iter().find(|o| o.pid == a.pid);
-        // A survivor must still answer.
-        let alive = !a.check_ended()
-            && match &a.running {
-                Some(task) => !task.is_finished(),
-                None => a.client.simple_query("SELECT 1").await.is_ok(),
-            };
-        let (what, late, ok) = match (a.expected, outcome) {
-            (Some(rule), Some(o)) => (
-                format!("ended by {} at {}", o.rule, since(t0, o.at)),
-                curfew_policy::format_age(o.lateness),
-                o.rule == rule && !alive,
-            ),
-            (Some(_), None) => ("NOT ENDED".to_owned(), "-".to_owned(), false),
-            (None, Some(o)) => (format!("ENDED by {}", o.rule), "-".to_owned(), false),
-            (None, None) => (
-                if alive {
-                    "alive".to_owned()
-                } else {
-                    "GONE".to_owned()
-                },
-                "-".to_owned(),
-                alive,
-            ),
-        };
-        all_ok &= ok;
-        let expected = a
-            .expected
-            .map_or("survives".to_owned(), |r| format!("ended by {r}"));
-        rows.push(vec![
-            a.pid.to_string(),
-            a.role.to_owned(),
-            a.label.to_owned(),
-            expected,
-            what,
-            late,
-        ]);
-        marks.push(ok);
-    }
-    let flags: Vec<&str> = marks
-        .iter()
-        .map(|ok| if *ok { "" } else { "  <-- unexpected" })
-        .collect();
-    n.say("\nSummary:");
-    (n.table)(
-        &["PID", "ROLE", "SESSION", "EXPECTED", "OUTCOME", "LATE"],
-        &rows,
-        &flags,
-    );
-    n.say("\nWhat the users saw:");
-    for a in actors.iter() {
-        if let Some((_, saw)) = &a.saw {
-            n.say(format!("  {} ({}): {saw}", a.role, a.label));
-        }
-    }
-    if verification.is_intact() {
-        n.say(format!(
-            "\nAudit log: {} records, hash chain and sequence intact, every termination intent has its outcome.",
-            verification.records
-        ));
-    } else {
-        all_ok = false;
-        n.say("\nAudit log: NOT intact:");
-        for p in &verification.problems {
-            n.say(format!(
-                "  {}:{}: {}",
-                audit_path.display(),
-                p.line,
-                p.message
-            ));
-        }
-    }
-    if all_ok {
-        n.say(format!(
-            "All {} sessions were treated as the policy says.",
-            actors.len()
-        ));
-    }
-    all_ok
-}
-
-fn keep_files(n: &Narrator<'_>, keep: &Path, policy: &Path, audit: &Path) -> Result<(), DemoError> {
-    let io = |what: String| move |source| DemoError::Io { what, source };
-    std::fs::create_dir_all(keep).map_err(io(format!("creating {}", keep.display())))?;
-    std::fs::copy(policy, keep.join("curfew.toml")).map_err(io("keeping the policy".to_owned()))?;
-    std::fs::copy(audit, keep.join("audit.jsonl"))
-        .map_err(io("keeping the audit log".to_owned()))?;
-    n.say(format!(
-        "\nKept the policy and the audit log in {}: try `curfew audit show {}/audit.jsonl`.",
-        keep.display(),
-        keep.display()
-    ));
-    Ok(())
 }

@@ -12,15 +12,18 @@ mod buffers;
 mod cancel;
 mod client_tls;
 mod config;
+mod drain;
 mod error;
 mod frames;
 mod gateway;
 mod listener;
 mod policy_map;
+mod pump;
 mod relay;
 mod session;
 mod startup;
 mod stream;
+mod traffic;
 mod upstream;
 mod verifiers;
 
@@ -35,8 +38,9 @@ pub use config::{GatewayConfig, Keepalive, TlsFiles, UpstreamConfig};
 pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError};
 pub use policy_map::{PolicyGateway, PolicyGatewayError};
-pub use relay::RelayTotals;
+pub use relay::{RelayEnd, RelayOutcome};
 pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
+pub use traffic::{RelayTotals, Traffic};
 pub use verifiers::{
     MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
     VerifierSourceError,

@@ -26,8 +26,10 @@ mod stream;
 mod traffic;
 mod upstream;
 mod verifiers;
+mod workers;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
@@ -45,6 +47,7 @@ pub use verifiers::{
     MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
     VerifierSourceError,
 };
+pub use workers::Workers;
 
 /// Serves clients on `listeners` until `shutdown` completes; then accepts no more and returns
 /// when the sessions have ended.
@@ -53,5 +56,16 @@ pub async fn run(
     gateway: Gateway,
     shutdown: impl Future<Output = ()>,
 ) {
-    listener::run(listeners, gateway.shared, shutdown).await;
+    listener::run(listeners, gateway.shared, shutdown, None).await;
+}
+
+/// [`run`] with each session on one of `workers` (its whole life on that thread): the
+/// accept loops stay on the calling runtime.
+pub async fn run_on(
+    listeners: Vec<TcpListener>,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+    workers: Arc<Workers>,
+) {
+    listener::run(listeners, gateway.shared, shutdown, Some(workers)).await;
 }

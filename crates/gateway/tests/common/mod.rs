@@ -247,12 +247,16 @@ impl Harness {
         let gateway = Gateway::new(config, source).expect("gateway");
         let tls_handle = gateway.tls().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(curfew_gateway::run(
+        // Sessions on two worker threads, as `curfew gateway` runs them: limits, cancels,
+        // timeouts and the stop are tested across workers.
+        let workers = Arc::new(curfew_gateway::Workers::start(2).expect("worker threads"));
+        let task = tokio::spawn(curfew_gateway::run_on(
             vec![listener],
             gateway.clone(),
             async move {
                 let _ = stopped.await;
             },
+            workers,
         ));
         Harness {
             cluster,

@@ -1,17 +1,21 @@
 //! The relay's buffers, pooled: a plaintext direction takes one only while its socket has data
 //! and gives it back when the socket is drained, so an idle session holds none; a busy one
-//! reuses pooled buffers, so the steady state allocates nothing.
+//! reuses pooled buffers, so the steady state allocates nothing. One pool per thread: a
+//! worker's sessions never contend for a lock (a buffer given back on another thread joins
+//! that thread's pool).
 
+use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
-use std::sync::Mutex;
 
 /// One buffer's length: one read, forwarded whole.
 pub(crate) const BUFFER_LEN: usize = 8 * 1024;
 
-/// The most buffers the pool keeps (8 MiB); more are freed when given back.
-const POOL_LIMIT: usize = 1024;
+/// The most buffers a thread's pool keeps (4 MiB); more are freed when given back.
+const POOL_LIMIT: usize = 512;
 
-static POOL: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+thread_local! {
+    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+}
 
 /// A buffer from the pool, given back when dropped.
 pub(crate) struct Pooled(Option<Box<[u8]>>);
@@ -19,7 +23,10 @@ pub(crate) struct Pooled(Option<Box<[u8]>>);
 impl Pooled {
     /// A pooled buffer, or a new one when the pool is empty.
     pub(crate) fn take() -> Pooled {
-        let pooled = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let pooled = POOL
+            .try_with(|pool| pool.try_borrow_mut().ok().and_then(|mut pool| pool.pop()))
+            .ok()
+            .flatten();
         Pooled(Some(
             pooled.unwrap_or_else(|| vec![0u8; BUFFER_LEN].into_boxed_slice()),
         ))
@@ -43,10 +50,14 @@ impl DerefMut for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         if let Some(buffer) = self.0.take() {
-            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-            if pool.len() < POOL_LIMIT {
-                pool.push(buffer);
-            }
+            // A thread being torn down has no pool: the buffer is freed.
+            let _ = POOL.try_with(|pool| {
+                if let Ok(mut pool) = pool.try_borrow_mut()
+                    && pool.len() < POOL_LIMIT
+                {
+                    pool.push(buffer);
+                }
+            });
         }
     }
 }
@@ -61,8 +72,8 @@ mod tests {
         assert_eq!(first.len(), BUFFER_LEN);
         let address = first.as_ptr();
         drop(first);
-        // Other tests may take buffers meanwhile; the pool hands out what it holds first.
-        let again: Vec<Pooled> = (0..4).map(|_| Pooled::take()).collect();
-        assert!(again.iter().any(|b| b.as_ptr() == address));
+        // The thread's own pool hands out what it holds first.
+        let again = Pooled::take();
+        assert_eq!(again.as_ptr(), address);
     }
 }

@@ -9,6 +9,9 @@ use rustls::ClientConfig;
 use crate::cancel::CancelRegistry;
 use crate::client_tls::{LoadedTls, TlsHandle, TlsLoadError};
 use crate::config::GatewayConfig;
+use crate::drain::Drain;
+use crate::error::Fatal;
+use crate::traffic::Traffic;
 use crate::verifiers::VerifierSource;
 
 /// Why a gateway could not be set up.
@@ -35,6 +38,10 @@ pub(crate) struct Shared {
     pub(crate) upstream_tls: Option<Arc<ClientConfig>>,
     pub(crate) verifiers: Arc<dyn VerifierSource>,
     pub(crate) cancels: CancelRegistry,
+    /// Bytes relayed, live.
+    pub(crate) traffic: Traffic,
+    /// The stop every session's relay waits on.
+    pub(crate) drain: Drain,
 }
 
 /// A gateway ready to [`crate::run`].
@@ -77,6 +84,8 @@ impl Gateway {
                 upstream_tls,
                 verifiers,
                 cancels: CancelRegistry::default(),
+                traffic: Traffic::default(),
+                drain: Drain::default(),
             }),
         })
     }
@@ -89,6 +98,17 @@ impl Gateway {
     /// The client leg's TLS, to reload the certificate.
     pub fn tls(&self) -> &TlsHandle {
         &self.shared.tls
+    }
+
+    /// Bytes relayed by every session so far, live.
+    pub fn traffic(&self) -> &Traffic {
+        &self.shared.traffic
+    }
+
+    /// Ends every session, and every one that starts from now on, with `fatal` (57P01 with
+    /// a reason, say): each gets the server's bytes up to a message boundary, then the FATAL.
+    pub fn end_sessions(&self, fatal: Fatal) {
+        self.shared.drain.end_sessions(fatal);
     }
 }
 

@@ -12,20 +12,25 @@ mod buffers;
 mod cancel;
 mod client_tls;
 mod config;
+mod drain;
 mod error;
 mod frames;
 mod gateway;
 mod listener;
 mod policy_map;
+mod pump;
 mod registry;
 mod relay;
 mod session;
 mod startup;
 mod stream;
+mod traffic;
 mod upstream;
 mod verifiers;
+mod workers;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
@@ -39,12 +44,14 @@ pub use policy_map::{PolicyGateway, PolicyGatewayError};
 pub use registry::{
     GatewayBackend, RegistrationError, RegistrationFuture, SessionRegistry, registration_failures,
 };
-pub use relay::RelayTotals;
+pub use relay::{RelayEnd, RelayOutcome};
 pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
+pub use traffic::{RelayTotals, Traffic};
 pub use verifiers::{
     MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
     VerifierSourceError,
 };
+pub use workers::Workers;
 
 /// Serves clients on `listeners` until `shutdown` completes; then accepts no more and returns
 /// when the sessions have ended.
@@ -53,5 +60,16 @@ pub async fn run(
     gateway: Gateway,
     shutdown: impl Future<Output = ()>,
 ) {
-    listener::run(listeners, gateway.shared, shutdown).await;
+    listener::run(listeners, gateway.shared, shutdown, None).await;
+}
+
+/// [`run`] with each session on one of `workers` (its whole life on that thread): the
+/// accept loops stay on the calling runtime.
+pub async fn run_on(
+    listeners: Vec<TcpListener>,
+    gateway: Gateway,
+    shutdown: impl Future<Output = ()>,
+    workers: Arc<Workers>,
+) {
+    listener::run(listeners, gateway.shared, shutdown, Some(workers)).await;
 }

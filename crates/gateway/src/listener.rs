@@ -1,6 +1,8 @@
 //! Accepting clients: every listener's accept loop, TCP keepalive and no-delay on each
 //! socket, the `max_clients` limit (one more is refused with FATAL 53300), one task per
-//! client, and the stop: accept no more, then wait for the sessions.
+//! client (on this runtime, or handed to the next of the [`Workers`] as a plain socket that
+//! the worker registers with its own runtime), and the stop: accept no more, then wait for
+//! the sessions.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use tracing::warn;
 use crate::config::Keepalive;
 use crate::gateway::Shared;
 use crate::session::{refuse_too_many, serve};
+use crate::workers::Workers;
 
 /// How many over-limit clients may be in the middle of being refused at once; beyond that a
 /// connection is closed at once (a flood must not cost more than this).
@@ -30,6 +33,7 @@ pub(crate) async fn run(
     listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
     shutdown: impl Future<Output = ()>,
+    workers: Option<Arc<Workers>>,
 ) {
     let stop = CancellationToken::new();
     let sessions = TaskTracker::new();
@@ -43,6 +47,7 @@ pub(crate) async fn run(
             slots: slots.clone(),
             refusals: refusals.clone(),
             sessions: sessions.clone(),
+            workers: workers.clone(),
         };
         loops.push(tokio::spawn(accept.run(stop.clone())));
     }
@@ -61,6 +66,7 @@ struct AcceptLoop {
     slots: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
     sessions: TaskTracker,
+    workers: Option<Arc<Workers>>,
 }
 
 impl AcceptLoop {
@@ -81,12 +87,32 @@ impl AcceptLoop {
             configure(&tcp, self.shared.config.keepalive.as_ref());
             let shared = self.shared.clone();
             match self.slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    self.sessions.spawn(async move {
-                        serve(tcp, peer, shared).await;
-                        drop(slot);
-                    });
-                }
+                Ok(slot) => match &self.workers {
+                    None => {
+                        self.sessions.spawn(async move {
+                            serve(tcp, peer, shared).await;
+                            drop(slot);
+                        });
+                    }
+                    Some(workers) => {
+                        // Registered again on the worker's runtime, so its readiness wakes
+                        // that thread, not this one.
+                        let tcp = match tcp.into_std() {
+                            Ok(tcp) => tcp,
+                            Err(e) => {
+                                warn!(error = %e, "cannot hand a client to a worker");
+                                continue;
+                            }
+                        };
+                        workers.spawn(self.sessions.track_future(async move {
+                            match TcpStream::from_std(tcp) {
+                                Ok(tcp) => serve(tcp, peer, shared).await,
+                                Err(e) => warn!(error = %e, "a worker cannot take a client"),
+                            }
+                            drop(slot);
+                        }));
+                    }
+                },
                 Err(_) => {
                     if let Ok(refusing) = self.refusals.clone().try_acquire_owned() {
                         self.sessions.spawn(async move {

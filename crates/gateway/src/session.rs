@@ -19,7 +19,7 @@ use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
-use crate::relay::relay;
+use crate::relay::{RelayEnd, relay};
 use crate::startup::{ClientStartup, Opening, open};
 use crate::stream::{ClientStream, ServerStream};
 use crate::upstream::{self, LoginFailure};
@@ -133,21 +133,23 @@ async fn run_session(startup: ClientStartup, peer: SocketAddr, deadline: Instant
     let process_id = started.registration_pid;
     info!(%peer, role, process_id, tls = client.stream.is_tls(), "session started");
     let _registration = started.registration;
-    match relay(
+    let outcome = relay(
         client.stream,
         started.client_rest,
         started.server,
         started.server_rest,
+        shared.drain.ended(),
+        &shared.traffic,
     )
-    .await
-    {
-        Ok(totals) => info!(
-            %peer, role, process_id,
-            client_to_server = totals.client_to_server,
-            server_to_client = totals.server_to_client,
+    .await;
+    let totals = outcome.totals;
+    let (client_to_server, server_to_client) = (totals.client_to_server, totals.server_to_client);
+    match outcome.end {
+        RelayEnd::Failed(e) => info!(%peer, role, process_id, error = %e, "session ended"),
+        end => info!(
+            %peer, role, process_id, client_to_server, server_to_client, end = ?end,
             "session ended"
         ),
-        Err(e) => info!(%peer, role, process_id, error = %e, "session ended"),
     }
 }
 

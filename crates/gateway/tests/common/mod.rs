@@ -210,6 +210,8 @@ pub struct Harness {
     pub admin: Arc<PgAuthidSource>,
     /// The gateway's client-leg TLS, to reload.
     pub tls_handle: TlsHandle,
+    /// The gateway itself (a handle: ending sessions, its traffic counters).
+    pub gateway: Gateway,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -256,9 +258,17 @@ impl Harness {
         let gateway = Gateway::new(config, source).expect("gateway");
         let tls_handle = gateway.tls().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
-            let _ = stopped.await;
-        }));
+        // Sessions on two worker threads, as `curfew gateway` runs them: limits, cancels,
+        // timeouts and the stop are tested across workers.
+        let workers = Arc::new(curfew_gateway::Workers::start(2).expect("worker threads"));
+        let task = tokio::spawn(curfew_gateway::run_on(
+            vec![listener],
+            gateway.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+            workers,
+        ));
         Harness {
             cluster,
             pki,
@@ -266,6 +276,7 @@ impl Harness {
             addr,
             admin,
             tls_handle,
+            gateway,
             stop: Some(stop),
             task: Some(task),
         }

@@ -169,6 +169,10 @@ pub(crate) fn decode_snapshot(
         };
         let server_thread = SERVER_COMMANDS.contains(&row.command.as_str())
             || SERVER_USERS.contains(&row.user.as_str());
+        // `Uptime` is whole seconds, so the boot estimate can be up to a second late and the
+        // start clamped to it can fall after the current command's: a session's state never
+        // changes before it started (its idleness is understated, never overstated).
+        let since = since.max(seen_session.started_at);
         sessions.push(Session {
             pid,
             backend_start: seen_session.started_at,

@@ -92,6 +92,31 @@ fn a_session_s_start_is_kept_from_its_first_sighting() {
     );
 }
 
+/// CI: a session that connected within a second of the server's boot was shown starting after
+/// its current command (`Uptime` is whole seconds, the boot estimate up to a second late).
+#[test]
+fn a_session_never_changes_state_before_it_started() {
+    let mut seen = SeenSessions::default();
+    let near_boot = ProcessRow {
+        uptime_s: 2,
+        ..row(2, "Sleep", 3, None)
+    };
+    let first = decode_snapshot(vec![near_boot.clone()], 1, &mut seen, "m").unwrap();
+    let s = &first.sessions[0];
+    assert_eq!(s.backend_start, first.now - SignedDuration::from_secs(2));
+    assert_eq!(s.state_change, Some(s.backend_start));
+    // A later reading of the boot a second earlier does not move it before the start either.
+    let later = ProcessRow {
+        now_us: NOW + 1_000_000,
+        uptime_s: 4,
+        ..row(2, "Sleep", 4, None)
+    };
+    let second = decode_snapshot(vec![later], 1, &mut seen, "m").unwrap();
+    let t = &second.sessions[0];
+    assert_eq!(t.backend_start, s.backend_start);
+    assert!(t.state_change.unwrap() >= t.backend_start);
+}
+
 #[test]
 fn bad_rows_are_errors_not_panics() {
     let mut seen = SeenSessions::default();

@@ -236,8 +236,8 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
         stdout.contains("hash chain and sequence intact"),
         "{stdout}"
     );
-    // The humans went through the gateway (their server sessions carry the client address it
-    // adds; the demo checks each one) and the application and the backup did not.
+    // The humans went through the gateway (the session registry lists each with its client's
+    // address; the demo checks each one) and the application and the backup did not.
     assert!(
         stdout.contains("Paths: 4 sessions came through the gateway")
             && stdout.contains("3 connected directly"),

@@ -199,8 +199,9 @@ pub(super) struct Actor {
     pub(super) expected: Option<&'static str>,
     /// How it reaches the server.
     pub(super) route: Route,
-    /// `curfew.client_addr` as its server session has it: the address the gateway saw the
-    /// client connect from, set by the gateway at login; `None` on a direct session.
+    /// The client's address as the gateway registered it in `curfew.sessions` at login (a
+    /// record no client can write); `None` for a session the registry does not list as the
+    /// gateway's. Filled in by [`read_paths`].
     pub(super) client_addr: Option<String>,
     pub(super) pid: i32,
     pub(super) client: Arc<tokio_postgres::Client>,
@@ -227,8 +228,8 @@ impl Actor {
         self.saw.is_some()
     }
 
-    /// Whether it reached the server the way it was meant to: a session through the gateway
-    /// carries the client's address the gateway added; a direct one does not.
+    /// Whether it reached the server the way it was meant to: the registry lists a session
+    /// through the gateway, with its client's address, and no direct one.
     pub(super) fn came_as_meant(&self) -> bool {
         self.client_addr.is_some() == (self.route == Route::Gateway)
     }
@@ -294,14 +295,10 @@ pub(super) async fn open(doors: &Doors, route: Route, part: Part) -> Result<Acto
         }
     };
     let (client, ended) = ended;
-    let row = client
-        .query_one(
-            "SELECT pg_backend_pid(), current_setting($1, true)",
-            &[&curfew_gateway::CLIENT_ADDR_PARAMETER],
-        )
-        .await?;
-    let pid: i32 = row.try_get(0)?;
-    let client_addr: Option<String> = row.try_get(1)?;
+    let pid: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .try_get(0)?;
     if !setup.is_empty() {
         client
             .batch_execute(setup)
@@ -313,7 +310,7 @@ pub(super) async fn open(doors: &Doors, route: Route, part: Part) -> Result<Acto
         role,
         expected,
         route,
-        client_addr: client_addr.filter(|a| !a.is_empty()),
+        client_addr: None,
         pid,
         client: Arc::new(client),
         ended: Some(ended),
@@ -342,6 +339,29 @@ where
 pub(super) fn run_in_background(actor: &mut Actor, sql: &'static str) {
     let client = actor.client.clone();
     actor.running = Some(tokio::spawn(async move { client.batch_execute(sql).await }));
+}
+
+/// Fill in each actor's path from the session registry (`curfew.sessions`, read as the
+/// superuser): the gateway registers the sessions it logged in, with the client behind them. A
+/// client-settable value (`application_name`, a session setting) would prove nothing.
+pub(super) fn read_paths(
+    cluster: &curfew_sandbox::Cluster,
+    actors: &mut [Actor],
+) -> Result<(), DemoError> {
+    let listed = cluster.psql(
+        "SELECT pid::text || ' ' || host(client_addr) FROM curfew.sessions WHERE via_gateway",
+    )?;
+    let registered: std::collections::HashMap<i32, String> = listed
+        .lines()
+        .filter_map(|line| {
+            let (pid, addr) = line.split_once(' ')?;
+            Some((pid.parse().ok()?, addr.to_owned()))
+        })
+        .collect();
+    for actor in actors {
+        actor.client_addr = registered.get(&actor.pid).cloned();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -56,6 +56,9 @@ pub enum DemoError {
     /// The gateway's auth function was not installed (what the installer said).
     #[error("the gateway's auth function was not installed: {0}")]
     NoGatewayAuth(String),
+    /// The gateway's session registry was not installed (what the installer said).
+    #[error("the gateway's session registry was not installed: {0}")]
+    NoGatewayRegistry(String),
     /// Installing the ledger and the gateway's auth function failed.
     #[error("installing curfew's ledger and the gateway's auth function")]
     Install(#[from] curfew_postgres::PgError),

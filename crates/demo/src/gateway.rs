@@ -57,9 +57,11 @@ pub(super) fn write_certificates(dir: &Path) -> Result<GatewayFiles, DemoError> 
     })
 }
 
-/// As `curfew init` does for a policy with a `[gateway]`: the ledger (for `curfew_agent`) and
+/// As `curfew init` does for a policy with a `[gateway]`: the ledger (for `curfew_agent`),
 /// `curfew.gateway_secret` (callable by the gateway's own role only, serving the roles the
-/// policy says), installed by the superuser over the cluster's Unix socket.
+/// policy says) and the session registry (the gateway records each session it logs in, so the
+/// agent and `curfew.sessions` see the client behind it), installed by the superuser over the
+/// cluster's Unix socket.
 pub(super) async fn install_auth_function(
     cluster: &Cluster,
     policy: &Policy,
@@ -84,10 +86,16 @@ pub(super) async fn install_auth_function(
     let mut connection = curfew_postgres::connect(&admin).await?.connection;
     connection.install_ledger(agent_role).await?;
     let installed = connection.install_gateway_auth(&settings).await?;
-    if installed.installed {
+    if !installed.installed {
+        return Err(DemoError::NoGatewayAuth(installed.notes.join("; ")));
+    }
+    let registry = connection
+        .install_gateway_registry(agent_role, &settings.gateway_role)
+        .await?;
+    if registry.installed {
         Ok(())
     } else {
-        Err(DemoError::NoGatewayAuth(installed.notes.join("; ")))
+        Err(DemoError::NoGatewayRegistry(registry.notes.join("; ")))
     }
 }
 

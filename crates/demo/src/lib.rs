@@ -146,7 +146,7 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
     gateway::install_auth_function(&cluster, &loaded.policy, "curfew_agent").await?;
     let gateway = RunningGateway::start(gateway_listener, &loaded.policy, gateway_password_file)?;
     n.say(format!(
-        "Gateway at {} in front of PostgreSQL {}:{} (the ledger and curfew.gateway_secret installed as `curfew init` installs them).",
+        "Gateway at {} in front of PostgreSQL {}:{} (the ledger, curfew.gateway_secret and the session registry installed as `curfew init` installs them).",
         gateway.address,
         cluster.host(),
         cluster.port()
@@ -289,6 +289,7 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
         )
         .await?,
     );
+    cast::read_paths(&cluster, &mut actors)?;
     for a in &actors {
         let expect = a.expected.map_or("must survive".to_owned(), |r| {
             format!("expect: ended by {r}")

@@ -87,8 +87,7 @@ pub(super) async fn report(
         .filter(|a| a.route == Route::Direct && a.came_as_meant())
         .count();
     n.say(format!(
-        "\nPaths: {through} sessions came through the gateway (their server sessions carry {}, the client's address the gateway adds at login); {direct} connected directly.",
-        curfew_gateway::CLIENT_ADDR_PARAMETER
+        "\nPaths: {through} sessions came through the gateway (the gateway registered each in curfew.sessions at login, with its client's address); {direct} connected directly."
     ));
     n.say("\nWhat the users saw (the error their client library received when the session ended):");
     for a in actors.iter() {
@@ -163,7 +162,9 @@ pub(super) fn keep_files(
 fn path_shown(a: &Actor) -> String {
     match (a.route, &a.client_addr) {
         (Route::Gateway, Some(_)) | (Route::Direct, None) => a.route.name().to_owned(),
-        (Route::Gateway, None) => "gateway? (no client address on the server)".to_owned(),
-        (Route::Direct, Some(addr)) => format!("direct? (client address {addr} on the server)"),
+        (Route::Gateway, None) => "gateway? (not in the session registry)".to_owned(),
+        (Route::Direct, Some(addr)) => {
+            format!("direct? (registered as the gateway's, client {addr})")
+        }
     }
 }

@@ -114,12 +114,21 @@ pub fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
 
 /// Wait for a log line containing `needle`; all lines seen on the way.
 pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -> Vec<String> {
+    wait_for_any(lines, &[needle], limit)
+}
+
+/// Wait for a log line containing any of `needles`; all lines seen on the way.
+pub fn wait_for_any(
+    lines: &mpsc::Receiver<String>,
+    needles: &[&str],
+    limit: Duration,
+) -> Vec<String> {
     let deadline = std::time::Instant::now() + limit;
     let mut seen = Vec::new();
     while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
         match lines.recv_timeout(left) {
             Ok(line) => {
-                let found = line.contains(needle);
+                let found = needles.iter().any(|needle| line.contains(needle));
                 seen.push(line);
                 if found {
                     return seen;
@@ -129,7 +138,7 @@ pub fn wait_for(lines: &mpsc::Receiver<String>, needle: &str, limit: Duration) -
         }
     }
     panic!(
-        "no log line with {needle:?} within {limit:?}; saw:\n{}",
+        "no log line with any of {needles:?} within {limit:?}; saw:\n{}",
         seen.join("\n")
     );
 }

@@ -5,6 +5,7 @@ the runs direct and through the gateway.
   driver_suite.py run SUITE_DIR MODULE OUT_TSV   one module (e.g. tests.test_cancel), in this
                                                   process; one line per test as it finishes
   driver_suite.py compare RESULTS_DIR             the tables, the differences; exit 1 if any
+  driver_suite.py differs RESULTS_DIR MODULE      exit 1 when one module's two runs differ
   driver_suite.py self-check                      the comparison finds a planted difference
 
 The module runs in its own process (the shell script starts one per file) so a test that
@@ -150,6 +151,30 @@ def totals(files):
     return passed_files, len(files) - passed_files, counts
 
 
+def file_differences(name, direct, gateway):
+    """What differs between one file's run direct and through the gateway."""
+    differences = []
+    if direct["status"] != gateway["status"]:
+        differences.append(f"{name}: file exit {direct['status']} direct, {gateway['status']} through the gateway")
+    for test in sorted(direct["tests"].keys() | gateway["tests"].keys()):
+        d = direct["tests"].get(test, ("missing", ""))
+        g = gateway["tests"].get(test, ("missing", ""))
+        if d[0] != g[0]:
+            differences.append(f"{test}: {d[0]} direct, {g[0]} through the gateway ({g[1] or d[1]})")
+    return differences
+
+
+def differs(results_dir, module):
+    """Exit 1 (and say what) when `module`'s runs differ: the shell script runs it again."""
+    runs = {}
+    for leg in ("direct", "gateway"):
+        runs[leg] = read_run(Path(results_dir) / leg).get(module, {"status": "missing", "tests": {}})
+    found = file_differences(module, runs["direct"], runs["gateway"])
+    for line in found:
+        print(line)
+    return 1 if found else 0
+
+
 def compare(results_dir):
     runs = {leg: read_run(Path(results_dir) / leg) for leg in ("direct", "gateway")}
     if not runs["direct"] or not runs["direct"].keys() == runs["gateway"].keys():
@@ -164,19 +189,23 @@ def compare(results_dir):
     own = []
     for name in sorted(runs["direct"]):
         direct, gateway = runs["direct"][name], runs["gateway"][name]
-        if direct["status"] != gateway["status"]:
-            differences.append(f"{name}: file exit {direct['status']} direct, {gateway['status']} through the gateway")
-        for test in sorted(direct["tests"].keys() | gateway["tests"].keys()):
-            d = direct["tests"].get(test, ("missing", ""))
-            g = gateway["tests"].get(test, ("missing", ""))
-            if d[0] != g[0]:
-                differences.append(f"{test}: {d[0]} direct, {g[0]} through the gateway ({g[1] or d[1]})")
-            elif d[0] in FAILING:
+        differences.extend(file_differences(name, direct, gateway))
+        for test in sorted(direct["tests"].keys() & gateway["tests"].keys()):
+            d, g = direct["tests"][test], gateway["tests"][test]
+            if d[0] == g[0] and d[0] in FAILING:
                 own.append(f"{test}: {d[0]} both ways ({d[1]})")
         if direct["status"] == gateway["status"] != "0" and not any(
             o in FAILING for o, _ in direct["tests"].values()
         ):
             own.append(f"{name}: file exit {direct['status']} both ways")
+
+    retried = Path(results_dir) / "retried.txt"
+    if retried.exists():
+        lines = retried.read_text(encoding="utf-8").splitlines()
+        print()
+        print(f"files run again after a difference (the last runs count; earlier ones in retries/): {len(lines)}")
+        for line in lines:
+            print("  " + line)
 
     print()
     print(f"failing both ways (the suite's own, not the gateway's): {len(own)}")
@@ -227,6 +256,8 @@ def main(argv):
         return run(argv[2], argv[3], argv[4])
     if len(argv) == 3 and argv[1] == "compare":
         return compare(argv[2])
+    if len(argv) == 4 and argv[1] == "differs":
+        return differs(argv[2], argv[3])
     print(__doc__, file=sys.stderr)
     return 2
 

@@ -199,3 +199,82 @@ fn a_policy_needing_login_locks_on_a_mariadb_target_is_refused_at_its_place() {
     assert!(stderr.contains("not supported"), "{stderr}");
     assert!(stderr.contains("rule \"night\""), "{stderr}");
 }
+
+#[test]
+fn idle_in_transaction_and_lifetime_rules_end_mariadb_sessions() {
+    let d = dir("mariadb-rules");
+    let password_file = d.0.join("maria.password");
+    let maria = mariadb(&password_file);
+    maria
+        .admin_sql(
+            "CREATE USER 'lee'@'127.0.0.1';
+             CREATE DATABASE app;
+             CREATE TABLE app.t (id INT PRIMARY KEY) ENGINE=InnoDB;
+             INSERT INTO app.t VALUES (1);
+             GRANT ALL ON app.* TO 'kim'@'127.0.0.1';",
+        )
+        .unwrap();
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        format!(
+            "[agent]\ninterval = \"1s\"\n\n\
+             [[target]]\nname = \"maria\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+             [[rule]]\nname = \"in-transaction\"\nidle_in_transaction = \"2s\"\nroles = [\"kim\"]\n\n\
+             [[rule]]\nname = \"lifetime\"\nlifetime = \"5s\"\nroles = [\"lee\"]\n",
+            maria.url("curfew_agent", ""),
+            password_file.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = agent(&policy, &audit);
+    let lines = lines_of(&mut child);
+    let seen = wait_for(&lines, "this agent leads", Duration::from_secs(30));
+    assert!(
+        seen.iter().any(|l| l.contains("run exactly one agent")),
+        "the agent did not say it leads alone: {seen:?}"
+    );
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut in_transaction = maria_client(&maria, "kim").await;
+        in_transaction
+            .query_drop("START TRANSACTION")
+            .await
+            .unwrap();
+        in_transaction
+            .query_drop("SELECT * FROM app.t WHERE id = 1 FOR UPDATE")
+            .await
+            .unwrap();
+        // Idle too, but outside a transaction: no rule applies to it.
+        let mut idle = maria_client(&maria, "kim").await;
+        let mut busy = maria_client(&maria, "lee").await;
+        let until = Instant::now() + Duration::from_secs(12);
+        let mut busy_ended = false;
+        while Instant::now() < until && !busy_ended {
+            busy_ended = busy.query_drop("SELECT 1").await.is_err();
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(busy_ended, "a session past its lifetime was not ended");
+        assert!(
+            !maria_alive(&mut in_transaction).await,
+            "a session idle in a transaction was not ended"
+        );
+        assert!(
+            maria_alive(&mut idle).await,
+            "a session no rule names was ended"
+        );
+    });
+    common::signal(&child, "TERM");
+    let _ = child.wait();
+    let mut ended: Vec<String> = curfew_audit::read(&audit)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .filter(|e| e.event == "session_terminated")
+        .map(|e| format!("{}/{}", e.target.unwrap(), e.rule.unwrap()))
+        .collect();
+    ended.sort_unstable();
+    assert_eq!(ended, ["maria/in-transaction", "maria/lifetime"]);
+    assert_audit_verifies(&audit);
+}

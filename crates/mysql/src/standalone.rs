@@ -14,8 +14,9 @@ use crate::connect::{Connection, connect};
 use crate::error::MysqlError;
 use crate::target::MysqlTarget;
 
-/// What the operator is told at each connection: no replica coordination on this target.
-pub const NO_COORDINATION: &str = "MariaDB/MySQL targets have no leader lock yet: this agent leads alone, so run exactly one agent for this target (a second one would enforce too; see docs/mariadb.md)";
+/// What the operator is told at each connection (after the target's name): no replica
+/// coordination on this target.
+pub const NO_COORDINATION: &str = "has no leader lock yet (MariaDB/MySQL): this agent leads alone, so run exactly one agent for this target (a second one would enforce too; see docs/mariadb.md)";
 
 /// Why login locks cannot be kept on a MariaDB/MySQL target.
 pub const NO_LOGIN_LOCKS: &str =
@@ -165,7 +166,7 @@ impl LoginLedger for Connection {
 impl Backend for Connection {
     fn describe(&self) -> String {
         format!(
-            "{} {} as {}",
+            "{} {} as {} (no leader lock: one agent per target)",
             match self.info.flavor {
                 crate::grants::Flavor::MariaDb { .. } => "MariaDB",
                 crate::grants::Flavor::MySql => "MySQL",
@@ -182,7 +183,10 @@ impl Connector for MysqlTarget {
     async fn connect(&self) -> Result<(Connection, Vec<String>), BackendError> {
         let connected = connect(self).await?;
         let mut warnings = connected.warnings;
-        warnings.push(NO_COORDINATION.to_owned());
+        warnings.push(format!(
+            "target \"{}\" {NO_COORDINATION}",
+            curfew_policy::visible(&self.name)
+        ));
         Ok((connected.connection, warnings))
     }
 }

@@ -16,11 +16,17 @@ async fn a_mariadb_connection_leads_alone_and_refuses_what_it_cannot_do() {
     let f = Fixture::start(MariaDbOptions::default());
     let (mut c, warnings) = Connector::connect(&f.target()).await.unwrap();
     assert!(
-        warnings.iter().any(|w| w == curfew_mysql::NO_COORDINATION),
+        warnings
+            .iter()
+            .any(|w| w.starts_with("target \"m\" ") && w.ends_with(curfew_mysql::NO_COORDINATION)),
         "{warnings:?}"
     );
     assert!(c.describe().starts_with("MariaDB "), "{}", c.describe());
     assert!(c.describe().contains(AGENT), "{}", c.describe());
+    assert!(
+        c.describe()
+            .ends_with("(no leader lock: one agent per target)")
+    );
     assert!(c.try_lead().await.unwrap().is_some());
     assert!(c.still_leads().await.unwrap());
     assert!(c.lock_holders().await.unwrap().is_empty());

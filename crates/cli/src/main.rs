@@ -3,6 +3,7 @@
 //! work is done by the library crates.
 
 mod commands;
+mod databases;
 mod exit;
 mod logging;
 mod policy_file;

@@ -2,9 +2,9 @@
 //! PostgreSQL's `sslmode`, `password_file`, no password in the URL), connect with the privilege
 //! check naming the exact `GRANT` missing, sessions from the process list joined with InnoDB's
 //! transactions on the server's clock, and `KILL CONNECTION` re-checked on the server
-//! immediately before. `curfew-backend`'s [`SessionReader`](curfew_backend::SessionReader)
-//! and [`SessionEnder`](curfew_backend::SessionEnder) are implemented; coordination, the login
-//! ledger and the anchor store are not yet.
+//! immediately before. `curfew-backend`'s [`Backend`](curfew_backend::Backend) and
+//! [`Connector`](curfew_backend::Connector) are implemented: sessions are read and ended; there
+//! is no leader lock (one agent per target), no login locks and no anchor store yet.
 
 mod backend;
 mod connect;
@@ -16,6 +16,7 @@ mod row;
 mod secret;
 mod seen;
 mod snapshot;
+mod standalone;
 mod target;
 mod url;
 
@@ -27,5 +28,6 @@ pub use names::{quote_identifier, string_literal};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};
 pub use snapshot::{ProcessRow, client_address, snapshot_sql};
+pub use standalone::{NO_COORDINATION, NO_LOGIN_LOCKS};
 pub use target::{MysqlTarget, TargetUrlError};
 pub use url::{DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError};

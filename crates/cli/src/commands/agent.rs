@@ -158,7 +158,7 @@ async fn serve(
     let result = curfew_agent::run(
         audit,
         options,
-        curfew_postgres::PolicyTarget::from_policy,
+        crate::databases::AnyTarget::from_policy,
         policy_rx,
         shutdown,
     )

@@ -228,6 +228,7 @@ mod tests {
                 text: url.to_owned(),
                 span: 0..0,
                 login_role: None,
+                limits: curfew_policy::AdapterLimits::default(),
             },
             password_file: None,
             standby: false,

@@ -39,25 +39,11 @@ fn load_for(path: &Path, need: Need) -> Result<LoadedPolicy, Failure> {
         };
         Failure::Usage(format!("cannot read policy file {name}: {e}{hint}"))
     })?;
-    let text = String::from_utf8_lossy(&bytes).into_owned();
-    let enforcing = matches!(need, Need::Enforceable);
     match LoadedPolicy::from_bytes_with(&name, bytes, Some(URL_VALIDATORS))
         .and_then(|loaded| require(loaded, need))
     {
         Ok(loaded) => {
             print_all(&loaded.warnings);
-            let refused = match enforcing {
-                true => not_supported_yet(&loaded, &text),
-                false => Vec::new(),
-            };
-            if !refused.is_empty() {
-                print_all(&refused);
-                let count = refused.len();
-                return Err(Failure::Usage(format!(
-                    "{count} error{} in {name}; the policy was not accepted",
-                    if count == 1 { "" } else { "s" }
-                )));
-            }
             Ok(loaded)
         }
         Err(LoadError::Invalid(errors)) => {
@@ -70,53 +56,6 @@ fn load_for(path: &Path, need: Need) -> Result<LoadedPolicy, Failure> {
         }
         Err(other) => Err(Failure::Usage(other.to_string())),
     }
-}
-
-/// What the policy asks of a MariaDB/MySQL target that its adapter cannot do yet: login locks
-/// (a `lock_logins` rule that ends sessions applies to every target). One error at each such
-/// target's URL, so the refusal names the place as any other policy error does.
-fn not_supported_yet(loaded: &LoadedPolicy, text: &str) -> Vec<Diagnostic> {
-    let Some(rule) = loaded
-        .policy
-        .rules
-        .iter()
-        .find(|r| r.lock_logins && r.action == curfew_policy::Action::Terminate)
-    else {
-        return Vec::new();
-    };
-    loaded
-        .policy
-        .targets
-        .iter()
-        .filter(|t| crate::databases::is_mysql(t))
-        .map(|t| {
-            let (line, column) = line_col(text, t.url.span.start);
-            Diagnostic {
-                severity: curfew_policy::Severity::Error,
-                source: loaded.source.clone(),
-                line,
-                column,
-                message: format!(
-                    "target \"{}\" is MariaDB/MySQL, where {} (rule \"{}\" has lock_logins = true); use lock rules with PostgreSQL targets only for now",
-                    curfew_policy::visible(&t.name),
-                    curfew_mysql::NO_LOGIN_LOCKS.replace(" on MariaDB/MySQL targets", ""),
-                    curfew_policy::visible(&rule.name)
-                ),
-            }
-        })
-        .collect()
-}
-
-/// 1-based line and column (in characters) of a byte offset in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
 }
 
 /// The policy's targets, or only the one `--target` names; a usage error when that leaves none.

@@ -376,9 +376,19 @@ impl UrlValidator for MysqlUrls {
         Ok(ValidUrl {
             login_role: url.user,
             warnings,
+            limits: LIMITS,
         })
     }
 }
+
+/// What curfew cannot do on MariaDB/MySQL targets yet (issue 18): the policy is refused or
+/// warned about at the target's URL, at start and on reload.
+pub(crate) const LIMITS: curfew_policy::AdapterLimits = curfew_policy::AdapterLimits {
+    no_login_locks: Some(
+        "is MariaDB/MySQL, where login locks (`lock_logins`) are not supported yet",
+    ),
+    no_role_memberships: Some("is MariaDB/MySQL, whose roles curfew does not read yet"),
+};
 
 #[cfg(test)]
 #[path = "url_tests.rs"]

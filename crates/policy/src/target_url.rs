@@ -18,6 +18,21 @@ pub struct TargetUrl {
     /// The role the agent logs in as, when a validator read the URL (`None` when the policy was
     /// parsed without validators, by a tool that connects to no server).
     pub login_role: Option<String>,
+    /// What the database adapter that reads this URL cannot do yet (nothing known when the
+    /// policy was parsed without validators).
+    pub limits: AdapterLimits,
+}
+
+/// What a database adapter cannot do (yet) for its targets: a policy that needs it is refused,
+/// or warned about, at the target's URL, at start and on every reload alike. Each is the
+/// reason, completing "target \"NAME\" ..." (e.g. "is MariaDB/MySQL, where login locks are not
+/// supported yet").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AdapterLimits {
+    /// It cannot lock logins: a `lock_logins` rule that ends sessions is refused.
+    pub no_login_locks: Option<&'static str>,
+    /// It reads no role memberships: a rule's `member_of` matches nothing there (a warning).
+    pub no_role_memberships: Option<&'static str>,
 }
 
 /// What a validator learned from a URL it accepted.
@@ -28,6 +43,8 @@ pub struct ValidUrl {
     /// Things allowed but worth a look, each completing "target \"NAME\" ..." (e.g. "uses
     /// sslmode=require: ...").
     pub warnings: Vec<String>,
+    /// What its adapter cannot do yet.
+    pub limits: AdapterLimits,
 }
 
 /// A database adapter's knowledge of its connection URLs.
@@ -79,6 +96,7 @@ pub(crate) fn check(
     validators: Option<&[&dyn UrlValidator]>,
 ) -> Option<TargetUrl> {
     let mut login_role = None;
+    let mut limits = AdapterLimits::default();
     if let Some(validators) = validators {
         match validate(validators, text) {
             Ok(valid) => {
@@ -86,6 +104,7 @@ pub(crate) fn check(
                     c.warning(span.clone(), format!("{context} {warning}"));
                 }
                 login_role = Some(valid.login_role);
+                limits = valid.limits;
             }
             Err(e) => {
                 c.error(span, format!("`{key}` in {context}: {e}"));
@@ -97,5 +116,44 @@ pub(crate) fn check(
         text: text.to_owned(),
         span,
         login_role,
+        limits,
     })
+}
+
+/// What the rules need that a target's adapter cannot do: a `lock_logins` rule that ends
+/// sessions is an error at the target's URL (its locks would silently not be kept), a
+/// `member_of` rule a warning (it matches nothing there).
+pub(crate) fn check_limits(
+    c: &mut Collector<'_>,
+    targets: &[crate::model::Target],
+    rules: &[crate::model::Rule],
+) {
+    for target in targets {
+        let limits = target.url.limits;
+        let name = crate::visible(&target.name);
+        if let Some(why) = limits.no_login_locks
+            && let Some(rule) = rules
+                .iter()
+                .find(|r| r.lock_logins && r.action == crate::model::Action::Terminate)
+        {
+            c.error(
+                target.url.span.clone(),
+                format!(
+                    "target \"{name}\" {why} (rule \"{}\" has lock_logins = true); keep lock rules to policies whose targets can lock logins",
+                    crate::visible(&rule.name)
+                ),
+            );
+        }
+        if let Some(why) = limits.no_role_memberships
+            && let Some(rule) = rules.iter().find(|r| !r.scope.member_of.is_empty())
+        {
+            c.warning(
+                target.url.span.clone(),
+                format!(
+                    "target \"{name}\" {why}: rule \"{}\"'s `member_of` matches no session there",
+                    crate::visible(&rule.name)
+                ),
+            );
+        }
+    }
 }

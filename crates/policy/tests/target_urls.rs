@@ -25,6 +25,7 @@ impl UrlValidator for MysqlUrls {
         Ok(ValidUrl {
             login_role: user.to_owned(),
             warnings,
+            limits: curfew_policy::AdapterLimits::default(),
         })
     }
 }
@@ -115,5 +116,70 @@ fn a_scheme_no_validator_reads_is_refused() {
         [
             "t.toml:3:7: `url` in target \"db\": no database adapter is registered to read connection URLs"
         ]
+    );
+}
+
+/// An adapter that can neither lock logins nor read roles, as the MariaDB one today.
+struct LimitedUrls;
+
+impl UrlValidator for LimitedUrls {
+    fn schemes(&self) -> &[&str] {
+        &["limited"]
+    }
+
+    fn validate(&self, _text: &str) -> Result<ValidUrl, String> {
+        Ok(ValidUrl {
+            login_role: "agent".to_owned(),
+            warnings: Vec::new(),
+            limits: curfew_policy::AdapterLimits {
+                no_login_locks: Some("cannot lock logins here"),
+                no_role_memberships: Some("reads no roles"),
+            },
+        })
+    }
+}
+
+/// Regression: a SIGHUP reload skipped the CLI's start-up refusal of lock rules on MariaDB: the
+/// adapter's limits are checked where every load (start, SIGHUP, `validate`) checks URLs.
+#[test]
+fn what_an_adapter_cannot_do_is_refused_or_warned_about_at_its_url() {
+    let lock_rule = "[[rule]]\nname = \"night\"\nallow = [\"Mon-Fri 07:00-19:00\"]\ntimezone = \"UTC\"\nlock_logins = true\nroles = [\"kim\"]\n";
+    let text = format!("{}\n{lock_rule}", target("limited://db1"));
+    assert_eq!(
+        errors(&text, &[&LimitedUrls]),
+        [
+            "t.toml:3:7: target \"db\" cannot lock logins here (rule \"night\" has lock_logins = true); keep lock rules to policies whose targets can lock logins"
+        ]
+    );
+    // The same rule reporting only, and a member_of rule: accepted, the latter with a warning.
+    let report = lock_rule.replace(
+        "lock_logins = true\n",
+        "lock_logins = true\naction = \"report\"\n",
+    );
+    let members = "[[rule]]\nname = \"idle\"\nidle = \"15m\"\nmember_of = [\"humans\"]\n";
+    let parsed = parse_policy_with(
+        "t.toml",
+        &format!("{}\n{report}\n{members}", target("limited://db1")),
+        jiff::tz::db(),
+        &[&LimitedUrls],
+    )
+    .unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        warnings,
+        [
+            "t.toml:3:7: warning: target \"db\" reads no roles: rule \"idle\"'s `member_of` matches no session there"
+        ]
+    );
+    // A PostgreSQL target has no such limits.
+    let pg = target("postgresql://curfew@db1/postgres?sslmode=verify-full");
+    assert!(
+        parse_policy_with(
+            "t.toml",
+            &format!("{pg}\n{lock_rule}"),
+            jiff::tz::db(),
+            &[&curfew_postgres::POSTGRES_URLS]
+        )
+        .is_ok()
     );
 }

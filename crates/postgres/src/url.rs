@@ -535,6 +535,7 @@ impl UrlValidator for PostgresUrls {
         Ok(ValidUrl {
             login_role: url.user,
             warnings,
+            limits: curfew_policy::AdapterLimits::default(),
         })
     }
 }

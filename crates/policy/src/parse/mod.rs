@@ -101,6 +101,7 @@ fn parse(
     let audit = sections::parse_audit(&mut c, &top);
     let notify = sections::parse_notify(&mut c, &top);
     let gateway = gateway::parse_gateway(&mut c, &top, &targets, validators);
+    crate::target_url::check_limits(&mut c, &targets, &rules);
     top.finish(&mut c);
     if c.has_errors() {
         return Err(PolicyErrors {

@@ -239,7 +239,7 @@ fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSetting
         settings.heartbeat = heartbeat.value;
     }
     if let Some(listen) = r.string(c, "listen", "an address string like \"127.0.0.1:9187\"") {
-        settings.listen = listen_address(c, listen.span, &listen.value);
+        settings.listen = listen_address(c, listen.span, &listen.value, "`listen` in [agent]");
     }
     r.finish(c);
     settings
@@ -257,12 +257,14 @@ fn parse_verify(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> VerifySetti
     settings
 }
 
-/// `listen`: an IP address and a port. Anything but loopback is allowed and warned about: the
-/// status page shows role names, client addresses and what is about to be ended.
-fn listen_address(
+/// An HTTP endpoint's address (`key`, e.g. "`listen` in [agent]"): an IP address and a port.
+/// Anything but loopback is allowed and warned about: the status page shows role names, client
+/// addresses and what is about to be ended; the gateway's metrics show its traffic.
+pub(super) fn listen_address(
     c: &mut Collector<'_>,
     span: std::ops::Range<usize>,
     text: &str,
+    key: &str,
 ) -> Option<std::net::SocketAddr> {
     let Ok(address) = text.trim().parse::<std::net::SocketAddr>() else {
         let hint = if text.trim().parse::<std::net::IpAddr>().is_ok() {
@@ -274,7 +276,7 @@ fn listen_address(
         };
         c.error(
             span,
-            format!("`listen` in [agent] must be an IP address and a port, not {text:?}; {hint}"),
+            format!("{key} must be an IP address and a port, not {text:?}; {hint}"),
         );
         return None;
     };
@@ -282,7 +284,7 @@ fn listen_address(
         c.warning(
             span,
             format!(
-                "`listen` in [agent] is {address}, not loopback: anyone who can reach it sees role names, client addresses and what is about to be ended; prefer 127.0.0.1 behind a proxy that authenticates"
+                "{key} is {address}, not loopback: anyone who can reach it sees role names, client addresses and what is about to be ended; prefer 127.0.0.1 behind a proxy that authenticates"
             ),
         );
     }

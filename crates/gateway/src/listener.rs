@@ -2,7 +2,6 @@
 //! socket, the `max_clients` limit (one more is refused with FATAL 53300), one task per
 //! client, and the stop: accept no more, then wait for the sessions.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,7 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::config::Keepalive;
+use crate::drain::{Drained, Shutdown, drain};
 use crate::gateway::Shared;
 use crate::session::{refuse_too_many, serve};
 
@@ -24,16 +24,16 @@ const MAX_REFUSALS: usize = 64;
 /// How long to pause after an accept error (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves `listeners` until `shutdown` completes, then accepts no more and returns once the
-/// sessions have ended.
+/// Serves `listeners` until `shutdown` asks to stop, then accepts no more (the listeners are
+/// closed) and drains the sessions.
 pub(crate) async fn run(
     listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
-    shutdown: impl Future<Output = ()>,
-) {
+    shutdown: &Shutdown,
+) -> Drained {
     let stop = CancellationToken::new();
     let sessions = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(shared.config.max_clients));
+    let slots = Arc::new(Semaphore::new(shared.config().max_clients));
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let mut loops = Vec::new();
     for listener in listeners {
@@ -46,13 +46,19 @@ pub(crate) async fn run(
         };
         loops.push(tokio::spawn(accept.run(stop.clone())));
     }
-    shutdown.await;
+    shutdown.asked().await;
     stop.cancel();
     for accept in loops {
         let _ = accept.await;
     }
-    sessions.close();
-    sessions.wait().await;
+    shared.metrics.draining(true);
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let timeout = shared.config().shutdown_timeout;
+    let drained = drain(&sessions, shutdown, &shared.ending, timeout).await;
+    shared.metrics.draining(false);
+    drained
 }
 
 struct AcceptLoop {
@@ -78,7 +84,7 @@ impl AcceptLoop {
                     continue;
                 }
             };
-            configure(&tcp, self.shared.config.keepalive.as_ref());
+            configure(&tcp, self.shared.config().keepalive.as_ref());
             let shared = self.shared.clone();
             match self.slots.clone().try_acquire_owned() {
                 Ok(slot) => {

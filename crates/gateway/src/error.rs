@@ -20,6 +20,8 @@ pub mod sqlstate {
     pub const CONNECTION_FAILURE: &str = "08006";
     /// `feature_not_supported`.
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
+    /// `admin_shutdown`: the session is ended by the gateway's operator or its policy.
+    pub const ADMIN_SHUTDOWN: &str = "57P01";
 }
 
 /// A FATAL error the gateway sends a client before closing: an SQLSTATE and a message that
@@ -31,6 +33,8 @@ pub struct Fatal {
     pub code: &'static str,
     /// The message the client sees.
     pub message: String,
+    /// Why, for the client (the DETAIL field), if given.
+    pub detail: Option<String>,
 }
 
 impl Fatal {
@@ -39,19 +43,37 @@ impl Fatal {
         Fatal {
             code,
             message: message.into(),
+            detail: None,
         }
+    }
+
+    /// The same FATAL with `detail` (the reason) as its DETAIL field.
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Fatal {
+        self.detail = Some(detail.into());
+        self
     }
 
     /// The ErrorResponse bytes. A message the codec cannot carry (a NUL inside) is cut there.
     pub fn encode(&self) -> Vec<u8> {
-        let message = self.message.split('\0').next().unwrap_or_default();
-        let fields: [(u8, &[u8]); 4] = [
+        let cut = |text: &'_ str| -> Vec<u8> {
+            text.split('\0')
+                .next()
+                .unwrap_or_default()
+                .as_bytes()
+                .to_vec()
+        };
+        let message = cut(&self.message);
+        let detail = self.detail.as_deref().map(cut);
+        let mut fields: Vec<(u8, &[u8])> = vec![
             (field::SEVERITY, b"FATAL"),
             (field::SEVERITY_NONLOCALIZED, b"FATAL"),
             (field::CODE, self.code.as_bytes()),
-            (field::MESSAGE, message.as_bytes()),
+            (field::MESSAGE, &message),
         ];
-        let mut out = Vec::with_capacity(32 + message.len());
+        if let Some(detail) = detail.as_deref().filter(|d| !d.is_empty()) {
+            fields.push((field::DETAIL, detail));
+        }
+        let mut out = Vec::with_capacity(32 + message.len() + detail.as_ref().map_or(0, Vec::len));
         // Fields without NULs and far below the limit: the encoder cannot refuse them.
         let _ = encode_error_response(&fields, &mut out);
         out
@@ -121,6 +143,19 @@ mod tests {
         assert!(body.windows(6).any(|w| w == b"C53300"));
         assert!(body.windows(17).any(|w| w == b"Mtoo many clients"));
         assert!(body.windows(6).any(|w| w == b"SFATAL"));
+    }
+
+    #[test]
+    fn a_detail_is_sent_as_the_detail_field() {
+        let bytes = Fatal::new(sqlstate::ADMIN_SHUTDOWN, "ended")
+            .with_detail("the gateway is shutting down")
+            .encode();
+        assert!(bytes.windows(6).any(|w| w == b"C57P01"));
+        assert!(
+            bytes
+                .windows(29)
+                .any(|w| w == b"Dthe gateway is shutting down")
+        );
     }
 
     #[test]

@@ -6,13 +6,15 @@ use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use curfew_audit::AuditLog;
 use rustls::ClientConfig;
-use tokio_util::sync::CancellationToken;
 
 use crate::audit_trail::AuditTrail;
 use crate::cancel::CancelRegistry;
 use crate::client_tls::{LoadedTls, TlsHandle, TlsLoadError};
 use crate::config::GatewayConfig;
+use crate::drain::Drain;
+use crate::error::Fatal;
 use crate::metrics::Metrics;
+use crate::traffic::Traffic;
 use crate::verifiers::VerifierSource;
 
 /// Why a gateway could not be set up.
@@ -43,8 +45,10 @@ pub(crate) struct Shared {
     pub(crate) cancels: CancelRegistry,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit: OnceLock<AuditTrail>,
-    /// Cancelled when the sessions still running must end now (the drain's end).
-    pub(crate) ending: CancellationToken,
+    /// Bytes relayed, live.
+    pub(crate) traffic: Traffic,
+    /// The stop every session's relay waits on.
+    pub(crate) drain: Drain,
     /// Set when the drain begins (for `/healthz`).
     pub(crate) draining: std::sync::atomic::AtomicBool,
 }
@@ -126,7 +130,8 @@ impl Gateway {
                 cancels: CancelRegistry::default(),
                 metrics: Arc::new(Metrics::new()),
                 audit: OnceLock::new(),
-                ending: CancellationToken::new(),
+                traffic: Traffic::default(),
+                drain: Drain::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
             }),
         })
@@ -178,12 +183,23 @@ impl Gateway {
 
     /// The Prometheus (OpenMetrics) text of the gateway's metrics.
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.encode()
+        self.shared.metrics.encode(self.shared.traffic.snapshot())
     }
 
     /// The client leg's TLS, to reload the certificate.
     pub fn tls(&self) -> &TlsHandle {
         &self.shared.tls
+    }
+
+    /// Bytes relayed by every session so far, live.
+    pub fn traffic(&self) -> &Traffic {
+        &self.shared.traffic
+    }
+
+    /// Ends every session, and every one that starts from now on, with `fatal` (57P01 with
+    /// a reason, say): each gets the server's bytes up to a message boundary, then the FATAL.
+    pub fn end_sessions(&self, fatal: Fatal) {
+        self.shared.drain.end_sessions(fatal);
     }
 }
 

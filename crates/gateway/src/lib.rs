@@ -20,11 +20,14 @@ mod gateway;
 mod listener;
 mod metrics;
 mod policy_map;
+mod pump;
 mod relay;
 mod reload;
 mod session;
+mod shutdown;
 mod startup;
 mod stream;
+mod traffic;
 mod upstream;
 mod verifiers;
 
@@ -37,13 +40,14 @@ pub use auth_function::AuthFunctionSource;
 pub use cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2};
 pub use client_tls::{ALPN_POSTGRESQL, LoadedTls, TlsHandle, TlsLoadError};
 pub use config::{GatewayConfig, Keepalive, TlsFiles, UpstreamConfig};
-pub use drain::{Drained, SHUTDOWN_MESSAGE, Shutdown};
 pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError, HealthCheck};
 pub use policy_map::{PolicyGateway, PolicyGatewayError};
-pub use relay::RelayTotals;
+pub use relay::{RelayEnd, RelayOutcome};
 pub use reload::{ReloadError, Reloaded};
 pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
+pub use shutdown::{Drained, SHUTDOWN_REASON, Shutdown};
+pub use traffic::{RelayTotals, Traffic};
 pub use verifiers::{
     MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
     VerifierSourceError,

@@ -13,9 +13,9 @@ use tokio_util::task::TaskTracker;
 use tracing::warn;
 
 use crate::config::Keepalive;
-use crate::drain::{Drained, Shutdown, drain};
 use crate::gateway::Shared;
 use crate::session::{refuse_too_many, serve};
+use crate::shutdown::{Drained, Shutdown, drain, shutdown_fatal};
 
 /// How many over-limit clients may be in the middle of being refused at once; beyond that a
 /// connection is closed at once (a flood must not cost more than this).
@@ -56,7 +56,13 @@ pub(crate) async fn run(
         .draining
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let timeout = shared.config().shutdown_timeout;
-    let drained = drain(&sessions, shutdown, &shared.ending, timeout).await;
+    let drained = drain(
+        &sessions,
+        shutdown,
+        || shared.drain.end_sessions(shutdown_fatal()),
+        timeout,
+    )
+    .await;
     shared.metrics.draining(false);
     drained
 }

@@ -8,7 +8,10 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use std::sync::{Mutex, PoisonError};
+
 use crate::error::{SessionError, sqlstate};
+use crate::traffic::RelayTotals;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HowLabels {
@@ -89,6 +92,8 @@ pub(crate) struct Metrics {
     sessions_started: Counter,
     sessions_ended: Family<HowLabels, Counter>,
     bytes: Family<DirectionLabels, Counter>,
+    /// The relay's totals the byte counters have counted.
+    bytes_counted: Mutex<RelayTotals>,
     auth_failures: Family<CauseLabels, Counter>,
     refusals: Family<ReasonLabels, Counter>,
     reloads: Family<ResultLabels, Counter>,
@@ -106,6 +111,7 @@ impl Metrics {
             sessions_started: Counter::default(),
             sessions_ended: Family::default(),
             bytes: Family::default(),
+            bytes_counted: Mutex::new(RelayTotals::default()),
             auth_failures: Family::default(),
             refusals: Family::default(),
             reloads: Family::default(),
@@ -129,7 +135,7 @@ impl Metrics {
         );
         registry.register(
             "sessions_ended",
-            "Sessions ended, by how: client_left, server_closed, error, shutdown",
+            "Sessions ended, by how: client_left, server_left, ended_by_gateway(_undelivered), error",
             metrics.sessions_ended.clone(),
         );
         registry.register(
@@ -183,8 +189,19 @@ impl Metrics {
         self.sessions_ended.get_or_create(&HowLabels { how }).inc();
     }
 
-    /// Bytes as they are relayed (or at a session's end).
-    pub(crate) fn bytes(&self, client_to_server: u64, server_to_client: u64) {
+    /// Brings the byte counters up to `traffic` (the relay's live totals).
+    fn bytes(&self, traffic: RelayTotals) {
+        let mut counted = self
+            .bytes_counted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let client_to_server = traffic
+            .client_to_server
+            .saturating_sub(counted.client_to_server);
+        let server_to_client = traffic
+            .server_to_client
+            .saturating_sub(counted.server_to_client);
+        *counted = traffic;
         if client_to_server > 0 {
             self.bytes
                 .get_or_create(&DirectionLabels {
@@ -228,8 +245,9 @@ impl Metrics {
         self.audit_failures.inc_by(records);
     }
 
-    /// The OpenMetrics text.
-    pub(crate) fn encode(&self) -> String {
+    /// The OpenMetrics text, with the bytes relayed so far (`traffic`).
+    pub(crate) fn encode(&self, traffic: RelayTotals) -> String {
+        self.bytes(traffic);
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
@@ -273,15 +291,20 @@ mod tests {
         {
             let _client = metrics.client_connected();
             metrics.session_started();
-            metrics.bytes(10, 20);
             metrics.session_ended("client_left");
             metrics.auth_failed("password");
             metrics.refused(Refusal::MaxClients);
             metrics.reloaded(false);
-            let text = metrics.encode();
+            let text = metrics.encode(RelayTotals {
+                client_to_server: 4,
+                server_to_client: 20,
+            });
             assert!(text.contains("curfew_gateway_clients 1\n"), "{text}");
         }
-        let text = metrics.encode();
+        let text = metrics.encode(RelayTotals {
+            client_to_server: 10,
+            server_to_client: 20,
+        });
         for line in [
             "curfew_gateway_clients 0\n",
             "curfew_gateway_sessions 0\n",

@@ -1,273 +1,200 @@
-//! The session's relay: both directions at once, each forwarding whole read buffers (one write
-//! per read, not per message: pipelines and COPY keep their batching). A plaintext direction
-//! waits for its socket to be readable before it takes a pooled buffer and gives it back once
-//! the socket is drained; a TLS direction waits on a 64-byte probe and takes a buffer for what
-//! follows it. So an idle session holds no buffer, and a busy one reuses pooled buffers.
+//! The session's relay: both directions driven by one task through [`Pump`]s (no second
+//! task, no split streams, no cross-thread wake-up), until a side leaves, an error, or a stop.
+//!
+//! A stop (the drain, later the policy) ends the session cleanly: the server's bytes are
+//! forwarded up to the next frame boundary and what follows is dropped, the FATAL is written
+//! (so the client reads a well-formed stream ending in it), the server gets a Terminate when
+//! what it received ends at a frame boundary (mid-frame one would be garbage: it is just
+//! closed), and both connections close.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
-use futures_util::FutureExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
 
 use crate::buffers::Pooled;
-use crate::error::SessionError;
+use crate::error::{Fatal, SessionError};
+use crate::pump::{Leg, Pump, PumpEnd};
 use crate::stream::{ClientStream, ServerStream};
+use crate::traffic::{RelayTotals, Traffic};
 
 /// How long the server may take to close after the client left (it got a Terminate).
 const SERVER_CLOSE_GRACE: Duration = Duration::from_secs(5);
 
+/// How long a stop waits for the server's frame in progress to end, and then for the FATAL
+/// and the Terminate to be written.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// How long a stopped client may take to close after its FATAL.
+const LINGER: Duration = Duration::from_secs(2);
+
 /// PostgreSQL's Terminate message.
 const TERMINATE: [u8; 5] = [b'X', 0, 0, 0, 4];
 
-/// What the relay moved before the session ended.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct RelayTotals {
-    /// Bytes from the client to the server.
-    pub client_to_server: u64,
-    /// Bytes from the server to the client.
-    pub server_to_client: u64,
+/// How a relayed session ended.
+#[derive(Debug)]
+pub enum RelayEnd {
+    /// The client closed its connection (the server got a Terminate).
+    ClientLeft,
+    /// The server closed its connection (the client's was closed after it).
+    ServerLeft,
+    /// Stopped with this FATAL; `delivered` when the client got it after whole frames (not
+    /// when the server's frame in progress did not end in time or the write failed).
+    Stopped {
+        /// The FATAL sent.
+        fatal: Fatal,
+        /// Whether it was written to the client.
+        delivered: bool,
+    },
+    /// Reading or writing a side failed.
+    Failed(SessionError),
 }
 
-/// Relays until either side ends. `client_rest`/`server_rest` are bytes already read during
-/// the login that belong to the session. The client's EOF becomes a Terminate to the server;
-/// the server's EOF closes the client; an error on either side closes both.
+/// How a relayed session ended and what it moved.
+#[derive(Debug)]
+pub struct RelayOutcome {
+    /// How it ended.
+    pub end: RelayEnd,
+    /// Bytes each way.
+    pub totals: RelayTotals,
+}
+
+/// What ended the first phase.
+enum Phase {
+    ClientLeft,
+    ServerLeft,
+    Stop(Fatal),
+    Failed(SessionError),
+}
+
+/// Relays until a side leaves, an error, or `stop` completes with the FATAL to end the
+/// session with. `client_rest`/`server_rest` are bytes read during the login that belong to
+/// the session. Every byte written is added to `traffic`.
 pub(crate) async fn relay(
-    client: ClientStream,
+    mut client: ClientStream,
     client_rest: Vec<u8>,
-    server: ServerStream,
+    mut server: ServerStream,
     server_rest: Vec<u8>,
-) -> Result<RelayTotals, SessionError> {
-    let (mut client_read, mut client_write) = match client {
-        ClientStream::Plain(tcp) => split_tcp(tcp),
-        tls => {
-            let (read, write) = tokio::io::split(tls);
-            (ReadSide::Client(read), WriteSide::Client(write))
+    stop: impl Future<Output = Fatal>,
+    traffic: &Traffic,
+) -> RelayOutcome {
+    let mut up = Pump::new(Leg::Upward, client_rest);
+    let mut down = Pump::new(Leg::Downward, server_rest);
+    let mut stop = pin!(stop);
+    let phase = poll_fn(|cx| {
+        if let Poll::Ready(fatal) = stop.as_mut().poll(cx) {
+            return Poll::Ready(Phase::Stop(fatal));
         }
+        let to_client = &traffic.server_to_client;
+        match down.poll_pump(cx, &mut server, &mut client, false, to_client) {
+            Poll::Ready(Ok(_)) => return Poll::Ready(Phase::ServerLeft),
+            Poll::Ready(Err(e)) => return Poll::Ready(Phase::Failed(e)),
+            Poll::Pending => {}
+        }
+        let to_server = &traffic.client_to_server;
+        match up.poll_pump(cx, &mut client, &mut server, false, to_server) {
+            Poll::Ready(Ok(_)) => Poll::Ready(Phase::ClientLeft),
+            Poll::Ready(Err(e)) => Poll::Ready(Phase::Failed(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await;
+    let end = match phase {
+        Phase::ServerLeft => {
+            // Nothing the client sends can go anywhere now.
+            let _ = client.shutdown().await;
+            RelayEnd::ServerLeft
+        }
+        Phase::ClientLeft => {
+            client_left(&mut client, &mut server, &up, &mut down, traffic).await;
+            RelayEnd::ClientLeft
+        }
+        Phase::Stop(fatal) => {
+            stopped(&mut client, &mut server, &up, &mut down, fatal, traffic).await
+        }
+        Phase::Failed(e) => RelayEnd::Failed(e),
     };
-    let (mut server_read, mut server_write) = match server {
-        ServerStream::Plain(tcp) => split_tcp(tcp),
-        tls => {
-            let (read, write) = tokio::io::split(tls);
-            (ReadSide::Server(read), WriteSide::Server(write))
-        }
+    RelayOutcome {
+        end,
+        totals: RelayTotals {
+            client_to_server: up.total(),
+            server_to_client: down.total(),
+        },
+    }
+}
+
+/// The client left: the server hears a Terminate (unless the client left mid-message: then
+/// it is just closed), and its last words still reach the client until it closes.
+async fn client_left(
+    client: &mut ClientStream,
+    server: &mut ServerStream,
+    up: &Pump,
+    down: &mut Pump,
+    traffic: &Traffic,
+) {
+    // One after the client's own Terminate is harmless: the server has closed by then.
+    if up.at_boundary() {
+        let _ = timeout(SERVER_CLOSE_GRACE, server.write_all(&TERMINATE)).await;
+    }
+    let _ = timeout(SERVER_CLOSE_GRACE, server.shutdown()).await;
+    let to_client = &traffic.server_to_client;
+    let _ = timeout(
+        SERVER_CLOSE_GRACE,
+        poll_fn(|cx| down.poll_pump(cx, server, client, false, to_client)),
+    )
+    .await;
+    let _ = timeout(SERVER_CLOSE_GRACE, client.shutdown()).await;
+}
+
+/// The stop: the server's stream up to a frame boundary, the FATAL, a Terminate when the
+/// server's stream is at a boundary, both closed.
+async fn stopped(
+    client: &mut ClientStream,
+    server: &mut ServerStream,
+    up: &Pump,
+    down: &mut Pump,
+    fatal: Fatal,
+    traffic: &Traffic,
+) -> RelayEnd {
+    let to_client = &traffic.server_to_client;
+    let reached = timeout(
+        STOP_GRACE,
+        poll_fn(|cx| down.poll_pump(cx, server, client, true, to_client)),
+    )
+    .await;
+    let delivered = match reached {
+        Ok(Ok(PumpEnd::AtBoundary)) => timeout(STOP_GRACE, async {
+            client.write_all(&fatal.encode()).await?;
+            client.flush().await
+        })
+        .await
+        .is_ok_and(|written| written.is_ok()),
+        // The server left meanwhile, an error, or its frame did not end in time: the client
+        // cannot be given a FATAL after a partial frame.
+        Ok(Ok(PumpEnd::Eof)) | Ok(Err(_)) | Err(_) => false,
     };
-    let upward = async {
-        let sent = forward(
-            &mut client_read,
-            &mut server_write,
-            client_rest,
-            Leg::Upward,
-        )
-        .await;
-        // The client left, politely, by EOF or by an error: the server hears a Terminate
-        // every time (one after the client's own is harmless: the server has closed by then).
-        let _ = server_write.write_all(&TERMINATE).await;
-        let _ = server_write.shutdown().await;
-        sent
-    };
-    let downward = async {
-        let sent = forward(
-            &mut server_read,
-            &mut client_write,
-            server_rest,
-            Leg::Downward,
-        )
-        .await?;
-        let _ = client_write.shutdown().await;
-        Ok::<u64, SessionError>(sent)
-    };
-    tokio::pin!(upward, downward);
-    tokio::select! {
-        down = &mut downward => {
-            // The server ended the session: nothing the client sends can go anywhere.
-            Ok(RelayTotals { client_to_server: 0, server_to_client: down? })
-        }
-        up = &mut upward => {
-            let up = up?;
-            // Let the server's last words reach the client until it closes.
-            let down = tokio::time::timeout(SERVER_CLOSE_GRACE, downward)
-                .await
-                .unwrap_or(Ok(0))?;
-            Ok(RelayTotals { client_to_server: up, server_to_client: down })
-        }
+    let _ = timeout(STOP_GRACE, client.shutdown()).await;
+    if up.at_boundary() {
+        let _ = timeout(STOP_GRACE, server.write_all(&TERMINATE)).await;
     }
+    let _ = timeout(STOP_GRACE, server.shutdown()).await;
+    linger(client).await;
+    RelayEnd::Stopped { fatal, delivered }
 }
 
-#[derive(Clone, Copy)]
-enum Leg {
-    /// Client to server.
-    Upward,
-    /// Server to client.
-    Downward,
-}
-
-impl Leg {
-    fn read_error(self, e: std::io::Error) -> SessionError {
-        match self {
-            Leg::Upward => SessionError::ClientIo(e),
-            Leg::Downward => SessionError::ServerIo(e),
-        }
-    }
-
-    fn write_error(self, e: std::io::Error) -> SessionError {
-        match self {
-            Leg::Upward => SessionError::ServerIo(e),
-            Leg::Downward => SessionError::ClientIo(e),
-        }
-    }
-}
-
-/// A direction's source.
-enum ReadSide {
-    /// A plaintext socket: read when readable, into a pooled buffer.
-    Tcp(OwnedReadHalf),
-    /// The client's TLS stream.
-    Client(tokio::io::ReadHalf<ClientStream>),
-    /// The server's TLS stream.
-    Server(tokio::io::ReadHalf<ServerStream>),
-}
-
-/// A direction's sink.
-enum WriteSide {
-    /// A plaintext socket.
-    Tcp(OwnedWriteHalf),
-    /// The client's TLS stream.
-    Client(tokio::io::WriteHalf<ClientStream>),
-    /// The server's TLS stream.
-    Server(tokio::io::WriteHalf<ServerStream>),
-}
-
-fn split_tcp(tcp: tokio::net::TcpStream) -> (ReadSide, WriteSide) {
-    let (read, write) = tcp.into_split();
-    (ReadSide::Tcp(read), WriteSide::Tcp(write))
-}
-
-impl AsyncWrite for WriteSide {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            WriteSide::Tcp(w) => Pin::new(w).poll_write(cx, buf),
-            WriteSide::Client(w) => Pin::new(w).poll_write(cx, buf),
-            WriteSide::Server(w) => Pin::new(w).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteSide::Tcp(w) => Pin::new(w).poll_flush(cx),
-            WriteSide::Client(w) => Pin::new(w).poll_flush(cx),
-            WriteSide::Server(w) => Pin::new(w).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            WriteSide::Tcp(w) => Pin::new(w).poll_shutdown(cx),
-            WriteSide::Client(w) => Pin::new(w).poll_shutdown(cx),
-            WriteSide::Server(w) => Pin::new(w).poll_shutdown(cx),
-        }
-    }
-}
-
-/// Copies `from` to `to` until EOF: `pending` first, then each read whole.
-async fn forward(
-    from: &mut ReadSide,
-    to: &mut WriteSide,
-    pending: Vec<u8>,
-    leg: Leg,
-) -> Result<u64, SessionError> {
-    let mut total = 0u64;
-    if !pending.is_empty() {
-        to.write_all(&pending)
-            .await
-            .map_err(|e| leg.write_error(e))?;
-        to.flush().await.map_err(|e| leg.write_error(e))?;
-        total += pending.len() as u64;
-    }
-    drop(pending);
-    match from {
-        ReadSide::Tcp(tcp) => forward_when_readable(tcp, to, leg, total).await,
-        ReadSide::Client(tls) => forward_buffered(tls, to, leg, total).await,
-        ReadSide::Server(tls) => forward_buffered(tls, to, leg, total).await,
-    }
-}
-
-/// A plaintext source: a pooled buffer only from readable to drained.
-async fn forward_when_readable(
-    from: &OwnedReadHalf,
-    to: &mut WriteSide,
-    leg: Leg,
-    mut total: u64,
-) -> Result<u64, SessionError> {
-    loop {
-        from.readable().await.map_err(|e| leg.read_error(e))?;
-        let mut buffer = Pooled::take();
-        loop {
-            let read = match from.try_read(&mut buffer) {
-                Ok(0) => return Ok(total),
-                Ok(read) => read,
-                // Drained (or a spurious wake-up): the buffer goes back to the pool.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(leg.read_error(e)),
-            };
-            to.write_all(&buffer[..read])
-                .await
-                .map_err(|e| leg.write_error(e))?;
-            to.flush().await.map_err(|e| leg.write_error(e))?;
-            total += read as u64;
-        }
-    }
-}
-
-/// How much a TLS direction reads while it waits: an idle session holds this, not a buffer.
-const PROBE_LEN: usize = 64;
-
-/// A TLS source: it waits with a small probe; once bytes come, it takes a pooled buffer, fills
-/// it with what is already there without waiting again (the stream has decrypted it), forwards
-/// that, and gives the buffer back.
-async fn forward_buffered<R: AsyncRead + Unpin>(
-    from: &mut R,
-    to: &mut WriteSide,
-    leg: Leg,
-    mut total: u64,
-) -> Result<u64, SessionError> {
-    loop {
-        let mut probe = [0u8; PROBE_LEN];
-        let first = from.read(&mut probe).await.map_err(|e| leg.read_error(e))?;
-        if first == 0 {
-            return Ok(total);
-        }
-        let mut buffer = Pooled::take();
-        buffer[..first].copy_from_slice(&probe[..first]);
-        let mut filled = first;
-        let mut ended = false;
-        // More of what is already decrypted, until the stream would wait (a read future
-        // dropped while pending loses nothing: the next read polls again).
-        while filled < buffer.len() {
-            match from.read(&mut buffer[filled..]).now_or_never() {
-                Some(Ok(0)) => {
-                    ended = true;
-                    break;
-                }
-                Some(Ok(read)) => filled += read,
-                Some(Err(e)) => return Err(leg.read_error(e)),
-                None => break,
-            }
-        }
-        to.write_all(&buffer[..filled])
-            .await
-            .map_err(|e| leg.write_error(e))?;
-        to.flush().await.map_err(|e| leg.write_error(e))?;
-        total += filled as u64;
-        if ended {
-            return Ok(total);
-        }
-    }
+/// Reads (and drops) what the client still sends until it closes, for at most [`LINGER`]:
+/// closing a socket with unread bytes sends a reset, and a reset can destroy the FATAL in
+/// the client's receive buffer before the client reads it (a driver with a message in
+/// flight at the stop would see "connection reset" instead of 57P01).
+async fn linger(client: &mut ClientStream) {
+    let mut sink = Pooled::take();
+    let _ = timeout(LINGER, async {
+        while let Ok(read) = client.read(&mut sink).await
+            && read > 0
+        {}
+    })
+    .await;
 }

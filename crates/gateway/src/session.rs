@@ -22,7 +22,7 @@ use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
 use crate::metrics::{Refusal, failure_cause};
-use crate::relay::{RelayTotals, relay};
+use crate::relay::{RelayEnd, relay};
 use crate::startup::{ClientStartup, Opening, open};
 use crate::stream::{ClientStream, ServerStream};
 use crate::upstream::{self, LoginFailure};
@@ -165,62 +165,46 @@ async fn run_session(
         audit.session_started(&facts).await;
     }
     let _registration = started.registration;
-    let relayed = relay_until_ended(
+    let outcome = relay(
         client.stream,
         started.client_rest,
         started.server,
         started.server_rest,
-        shared,
+        shared.drain.ended(),
+        &shared.traffic,
     )
     .await;
-    let end = match relayed {
-        Ok((how, totals)) => {
-            info!(
-                %peer, role, process_id, how,
-                client_to_server = totals.client_to_server,
-                server_to_client = totals.server_to_client,
-                "session ended"
-            );
-            SessionEnd {
-                how,
-                client_to_server: totals.client_to_server,
-                server_to_client: totals.server_to_client,
-                error: None,
-            }
-        }
-        Err(e) => {
-            info!(%peer, role, process_id, error = %e, "session ended");
-            SessionEnd {
-                how: "error",
-                client_to_server: 0,
-                server_to_client: 0,
-                error: Some(e.to_string()),
-            }
-        }
+    let totals = outcome.totals;
+    let (client_to_server, server_to_client) = (totals.client_to_server, totals.server_to_client);
+    let (how, error) = match &outcome.end {
+        RelayEnd::ClientLeft => ("client_left", None),
+        RelayEnd::ServerLeft => ("server_left", None),
+        RelayEnd::Stopped { delivered, .. } => (
+            if *delivered {
+                "ended_by_gateway"
+            } else {
+                "ended_by_gateway_undelivered"
+            },
+            None,
+        ),
+        RelayEnd::Failed(e) => ("error", Some(e.to_string())),
     };
-    shared
-        .metrics
-        .bytes(end.client_to_server, end.server_to_client);
-    shared.metrics.session_ended(end.how);
-    if let Some(audit) = shared.audit() {
-        audit.session_ended(&facts, &end).await;
+    match &outcome.end {
+        RelayEnd::Failed(e) => info!(%peer, role, process_id, error = %e, "session ended"),
+        end => info!(
+            %peer, role, process_id, client_to_server, server_to_client, end = ?end,
+            "session ended"
+        ),
     }
-}
-
-/// Relays until the session ends by itself or the gateway ends it (the drain's end): how it
-/// ended, and the bytes moved.
-async fn relay_until_ended(
-    client: ClientStream,
-    client_rest: Vec<u8>,
-    server: ServerStream,
-    server_rest: Vec<u8>,
-    shared: &Shared,
-) -> Result<(&'static str, RelayTotals), SessionError> {
-    tokio::select! {
-        relayed = relay(client, client_rest, server, server_rest) => {
-            relayed.map(|totals| ("closed", totals))
-        }
-        () = shared.ending.cancelled() => Ok(("shutdown", RelayTotals::default())),
+    shared.metrics.session_ended(how);
+    if let Some(audit) = shared.audit() {
+        let end = SessionEnd {
+            how,
+            client_to_server,
+            server_to_client,
+            error,
+        };
+        audit.session_ended(&facts, &end).await;
     }
 }
 

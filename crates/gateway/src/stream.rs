@@ -79,3 +79,28 @@ macro_rules! delegate_io {
 
 delegate_io!(ClientStream);
 delegate_io!(ServerStream);
+
+/// A leg as the relay drives it: readable and writable, and, when it is plain TCP, the socket
+/// itself, so the relay can wait for readiness without holding a buffer.
+pub(crate) trait RelayIo: AsyncRead + AsyncWrite + Unpin {
+    /// The socket when the leg has no TLS.
+    fn plain_tcp(&self) -> Option<&TcpStream>;
+}
+
+impl RelayIo for ClientStream {
+    fn plain_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            ClientStream::Plain(tcp) => Some(tcp),
+            ClientStream::Tls(_) => None,
+        }
+    }
+}
+
+impl RelayIo for ServerStream {
+    fn plain_tcp(&self) -> Option<&TcpStream> {
+        match self {
+            ServerStream::Plain(tcp) => Some(tcp),
+            ServerStream::Tls(_) => None,
+        }
+    }
+}

@@ -202,6 +202,16 @@ pub enum TransactionStatus {
 }
 
 impl TransactionStatus {
+    /// The status a ReadyForQuery's byte names (`I`, `T` or `E`), or None for any other byte.
+    pub fn from_byte(byte: u8) -> Option<Self> {
+        match byte {
+            b'I' => Some(TransactionStatus::Idle),
+            b'T' => Some(TransactionStatus::InBlock),
+            b'E' => Some(TransactionStatus::Failed),
+            _ => None,
+        }
+    }
+
     fn parse_body(body: &[u8]) -> Result<Self, ProtocolError> {
         let mut r = Reader::new(body, "ReadyForQuery");
         let status = match r.u8("transaction status")? {

@@ -6,6 +6,8 @@
 //!   as borrowed [`Frame`]s, with PostgreSQL's own length limits per direction and type
 //!   ([`frame_limit`]): a relay finds the boundaries it cares about and forwards its read
 //!   buffers whole. A claimed length is only compared, never allocated.
+//! - [`FrameCursor`] follows frame boundaries across the pieces a relay forwards (headers
+//!   walked, bodies skipped, nothing held) and the last ReadyForQuery status.
 //! - [`parse_initial`] reads a connection's first packet: StartupMessage (parameters in
 //!   order, unmodified), SSLRequest, GSSENCRequest, CancelRequest (keys of 4 to 256 bytes),
 //!   or the first byte of a direct TLS handshake.
@@ -35,6 +37,7 @@
 
 mod backend;
 mod codec;
+mod cursor;
 mod error;
 mod fields;
 mod frame;
@@ -48,6 +51,7 @@ pub use backend::{
     encode_error_response, encode_negotiate_protocol_version, encode_notice_response,
     encode_parameter_status, encode_ready_for_query,
 };
+pub use cursor::FrameCursor;
 pub use error::{Direction, ProtocolError, Shown, Tag};
 pub use fields::{FieldIter, Fields, field};
 pub use frame::{

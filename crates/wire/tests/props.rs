@@ -188,3 +188,77 @@ proptest! {
         prop_assert_eq!(parsed.iter().collect::<Vec<_>>(), fields);
     }
 }
+
+/// A stream of valid server frames, ReadyForQuery among them, with its frame ends and the
+/// status of its last ReadyForQuery.
+fn server_stream() -> impl Strategy<Value = Vec<(u8, Vec<u8>)>> {
+    let ready = prop_oneof![Just(b'I'), Just(b'T'), Just(b'E')].prop_map(|s| (b'Z', vec![s]));
+    let other = (any::<u8>(), prop::collection::vec(any::<u8>(), 0..300));
+    prop::collection::vec(prop_oneof![ready, other], 0..30)
+}
+
+/// Cut points: sorted offsets inside `0..=len`.
+fn cuts(len: usize, raw: &[usize]) -> Vec<usize> {
+    let mut cuts: Vec<usize> = raw.iter().map(|c| c % (len + 1)).collect();
+    cuts.push(0);
+    cuts.push(len);
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts
+}
+
+proptest! {
+    #[test]
+    fn a_cursor_fed_in_pieces_finds_the_boundaries_of_the_whole_stream(
+        list in server_stream(),
+        raw_cuts in prop::collection::vec(any::<usize>(), 0..40),
+    ) {
+        let stream = encode_all(Direction::Backend, &list);
+        // The whole-stream parse: every frame's end, and the last ReadyForQuery's status.
+        let mut ends = Vec::new();
+        let mut whole = frames(Direction::Backend, &stream);
+        while let Some(frame) = whole.next() {
+            prop_assert!(frame.is_ok());
+            ends.push(whole.consumed());
+        }
+        let expected_status = list
+            .iter()
+            .rev()
+            .find(|(tag, body)| *tag == b'Z' && body.len() == 1 && b"ITE".contains(&body[0]))
+            .and_then(|(_, body)| curfew_wire::TransactionStatus::from_byte(body[0]));
+
+        let cuts = cuts(stream.len(), &raw_cuts);
+        let mut cursor = curfew_wire::FrameCursor::new(Direction::Backend);
+        for pair in cuts.windows(2) {
+            let (start, end) = (pair[0], pair[1]);
+            // Before feeding: the first boundary in this piece, asked on a copy.
+            let first = ends.iter().copied().find(|&e| e >= start && e <= end);
+            let at_start = start == 0 || ends.contains(&start);
+            let mut probe = cursor;
+            let found = probe.feed_to_boundary(&stream[start..end]).expect("valid frames");
+            let expected_first = if at_start { Some(0) } else { first.map(|e| e - start) };
+            prop_assert_eq!(found, expected_first);
+
+            let last = ends.iter().copied().rfind(|&e| e > start && e <= end);
+            let fed = cursor.feed(&stream[start..end]).expect("valid frames");
+            prop_assert_eq!(fed, last.map(|e| e - start));
+            prop_assert_eq!(cursor.at_boundary(), ends.contains(&end) || end == 0);
+        }
+        prop_assert!(cursor.at_boundary());
+        prop_assert_eq!(cursor.transaction_status(), expected_status);
+    }
+
+    #[test]
+    fn a_cursor_never_panics_on_random_bytes(
+        bytes in prop::collection::vec(any::<u8>(), 0..600),
+        raw_cuts in prop::collection::vec(any::<usize>(), 0..10),
+        direction in direction(),
+    ) {
+        let mut cursor = curfew_wire::FrameCursor::new(direction);
+        for pair in cuts(bytes.len(), &raw_cuts).windows(2) {
+            if let Ok(Some(end)) = cursor.feed(&bytes[pair[0]..pair[1]]) {
+                prop_assert!(end <= pair[1] - pair[0]);
+            }
+        }
+    }
+}

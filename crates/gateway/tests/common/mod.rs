@@ -200,6 +200,8 @@ pub struct Harness {
     pub admin: Arc<PgAuthidSource>,
     /// The gateway's client-leg TLS, to reload.
     pub tls_handle: TlsHandle,
+    /// The gateway itself (a handle: ending sessions, its traffic counters).
+    pub gateway: Gateway,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -245,9 +247,13 @@ impl Harness {
         let gateway = Gateway::new(config, source).expect("gateway");
         let tls_handle = gateway.tls().clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(curfew_gateway::run(
+            vec![listener],
+            gateway.clone(),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Harness {
             cluster,
             pki,
@@ -255,6 +261,7 @@ impl Harness {
             addr,
             admin,
             tls_handle,
+            gateway,
             stop: Some(stop),
             task: Some(task),
         }

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_gateway::{
-    AuthFunctionSource, Gateway, GatewayConfig, MockSalt, RoleLookup, RoleSecret, StoredSecret,
-    TlsFiles, TlsHandle, UpstreamConfig, VerifierFuture, VerifierSource, VerifierSourceError,
+    AuthFunctionSource, Drained, Gateway, GatewayConfig, MockSalt, RoleLookup, RoleSecret,
+    Shutdown, StoredSecret, TlsFiles, TlsHandle, UpstreamConfig, VerifierFuture, VerifierSource,
+    VerifierSourceError,
 };
 use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
 use curfew_sandbox::{Auth, Cluster, Options, TestPki};
@@ -57,6 +58,10 @@ pub struct Setup {
     /// TLS on the server (and `sslmode=verify-full` towards it); without, the server leg is
     /// plaintext (`sslmode=disable`).
     pub server_tls: bool,
+    /// `shutdown_timeout`.
+    pub shutdown_timeout: Duration,
+    /// Write the gateway's audit records to `audit.jsonl` in the harness's directory.
+    pub audit_log: bool,
 }
 
 impl Default for Setup {
@@ -67,6 +72,8 @@ impl Default for Setup {
             login_timeout: Duration::from_secs(10),
             auth_function: false,
             server_tls: true,
+            shutdown_timeout: Duration::from_secs(30),
+            audit_log: false,
         }
     }
 }
@@ -202,8 +209,11 @@ pub struct Harness {
     pub tls_handle: TlsHandle,
     /// The gateway itself (a handle: ending sessions, its traffic counters).
     pub gateway: Gateway,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// Stops the gateway: a drain, or at once.
+    pub shutdown: Shutdown,
+    /// The gateway's audit log, when `Setup::audit_log`.
+    pub audit_log: Option<std::path::PathBuf>,
+    task: Option<JoinHandle<Drained>>,
 }
 
 impl Harness {
@@ -238,6 +248,7 @@ impl Harness {
         config.require_tls = setup.require_tls;
         config.max_clients = setup.max_clients;
         config.login_timeout = setup.login_timeout;
+        config.shutdown_timeout = setup.shutdown_timeout;
         let admin = Arc::new(PgAuthidSource::connect(&cluster).await);
         let source: Arc<dyn VerifierSource> = if setup.auth_function {
             Arc::new(install_auth_function(&cluster, &dir).await)
@@ -245,15 +256,17 @@ impl Harness {
             admin.clone()
         };
         let gateway = Gateway::new(config, source).expect("gateway");
+        let audit_log = setup.audit_log.then(|| dir.join("audit.jsonl"));
+        if let Some(path) = &audit_log {
+            let log = curfew_audit::AuditLog::open(path).expect("audit log");
+            assert!(gateway.audit_to(log, "primary"));
+        }
         let tls_handle = gateway.tls().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(curfew_gateway::run(
-            vec![listener],
-            gateway.clone(),
-            async move {
-                let _ = stopped.await;
-            },
-        ));
+        let shutdown = Shutdown::new();
+        let task = tokio::spawn({
+            let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
+            async move { curfew_gateway::run_until(vec![listener], gateway, &shutdown).await }
+        });
         Harness {
             cluster,
             pki,
@@ -262,7 +275,8 @@ impl Harness {
             admin,
             tls_handle,
             gateway,
-            stop: Some(stop),
+            shutdown,
+            audit_log,
             task: Some(task),
         }
     }
@@ -379,11 +393,15 @@ impl Harness {
         (addr, stop)
     }
 
-    /// Stops the gateway (no more accepts) without waiting for sessions.
+    /// Stops the gateway (no more accepts) without waiting for sessions: the drain begins.
     pub fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.shutdown.drain();
+    }
+
+    /// Waits for the gateway to return after a stop; how its drain went.
+    pub async fn stopped(&mut self) -> Drained {
+        let task = self.task.take().expect("the gateway is running");
+        task.await.expect("the gateway's task")
     }
 }
 

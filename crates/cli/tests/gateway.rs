@@ -262,6 +262,9 @@ async fn sighup_reloads_the_policy_and_sigterm_drains_then_exits_0() {
         "still serving"
     );
 
+    // (Its log lines read, so the next "session started" is the sleeper's.)
+    wait_for(&lines, "session ended", Duration::from_secs(20));
+
     // A session still running at shutdown_timeout is ended with 57P01 and the reason.
     let sleeper = {
         let bin = setup.cluster.bin_dir().join("psql");

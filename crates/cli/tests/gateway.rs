@@ -4,6 +4,8 @@
 //! `shutdown_timeout` gets FATAL 57P01 with the reason, exit 0); Ctrl-C stops it; its audit
 //! log verifies with `curfew audit verify`.
 
+#![allow(clippy::unwrap_used)] // test fixtures fail loudly by design
+
 mod common;
 
 use std::process::Stdio;

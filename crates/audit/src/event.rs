@@ -78,11 +78,26 @@ pub enum Event {
     /// A checkpoint of the chain: the head (`seq`, hash) of the records before it, signed when
     /// a signing key is configured.
     Checkpoint,
+    /// `curfew gateway` started serving; the detail has its listen addresses and target.
+    GatewayStarted,
+    /// The gateway stopped; the detail says how its sessions ended (drained or ended).
+    GatewayStopped,
+    /// The gateway reloaded its policy and certificate on SIGHUP (`result` ok or failed; the
+    /// old configuration stays on a failure).
+    GatewayReloaded,
+    /// A client's session through the gateway began (authenticated, logged in upstream).
+    SessionStarted,
+    /// A client's session through the gateway ended; the detail says how, with its duration
+    /// and bytes.
+    SessionEnded,
+    /// Failed logins at the gateway over a period, counted together (one record per period,
+    /// not per attempt, so a flood of bad logins cannot make the gateway fsync without bound).
+    LoginsFailed,
 }
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 29] = [
+    pub const ALL: [Event; 35] = [
         Event::AgentStarted,
         Event::AgentStopped,
         Event::PolicyLoaded,
@@ -112,6 +127,12 @@ impl Event {
         Event::Heartbeat,
         Event::SessionWarned,
         Event::Checkpoint,
+        Event::GatewayStarted,
+        Event::GatewayStopped,
+        Event::GatewayReloaded,
+        Event::SessionStarted,
+        Event::SessionEnded,
+        Event::LoginsFailed,
     ];
 
     /// Whether this event announces an action whose outcome must be recorded later
@@ -152,6 +173,12 @@ impl Event {
             Event::Heartbeat => "heartbeat",
             Event::SessionWarned => "session_warned",
             Event::Checkpoint => "checkpoint",
+            Event::GatewayStarted => "gateway_started",
+            Event::GatewayStopped => "gateway_stopped",
+            Event::GatewayReloaded => "gateway_reloaded",
+            Event::SessionStarted => "session_started",
+            Event::SessionEnded => "session_ended",
+            Event::LoginsFailed => "logins_failed",
         }
     }
 

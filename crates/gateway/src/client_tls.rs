@@ -108,6 +108,11 @@ impl TlsHandle {
         Ok(())
     }
 
+    /// Swaps in `tls` (None: TLS refused from now on) for new handshakes.
+    pub(crate) fn set(&self, tls: Option<Arc<LoadedTls>>) {
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = tls;
+    }
+
     /// The configuration for a new handshake.
     pub fn current(&self) -> Option<Arc<LoadedTls>> {
         self.current

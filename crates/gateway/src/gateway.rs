@@ -2,15 +2,18 @@
 //! cancel keys in use; shared by every session.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
+use curfew_audit::AuditLog;
 use rustls::ClientConfig;
 
+use crate::audit_trail::AuditTrail;
 use crate::cancel::CancelRegistry;
 use crate::client_tls::{LoadedTls, TlsHandle, TlsLoadError};
 use crate::config::GatewayConfig;
 use crate::drain::Drain;
 use crate::error::Fatal;
+use crate::metrics::Metrics;
 use crate::traffic::Traffic;
 use crate::verifiers::VerifierSource;
 
@@ -33,15 +36,56 @@ pub enum GatewayError {
 
 /// What every session shares.
 pub(crate) struct Shared {
-    pub(crate) config: GatewayConfig,
+    /// The configuration in force: a reload swaps it (what needs a restart kept as it was);
+    /// a session reads it once, when it needs it.
+    config: RwLock<Arc<GatewayConfig>>,
     pub(crate) tls: TlsHandle,
     pub(crate) upstream_tls: Option<Arc<ClientConfig>>,
     pub(crate) verifiers: Arc<dyn VerifierSource>,
     pub(crate) cancels: CancelRegistry,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) audit: OnceLock<AuditTrail>,
     /// Bytes relayed, live.
     pub(crate) traffic: Traffic,
     /// The stop every session's relay waits on.
     pub(crate) drain: Drain,
+    /// Set when the drain begins (for `/healthz`).
+    pub(crate) draining: std::sync::atomic::AtomicBool,
+}
+
+impl Shared {
+    /// The configuration in force.
+    pub(crate) fn config(&self) -> Arc<GatewayConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(crate) fn set_config(&self, config: GatewayConfig) {
+        *self.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+    }
+
+    /// Whether the gateway is stopping.
+    pub(crate) fn draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The audit trail, when the gateway has a log.
+    pub(crate) fn audit(&self) -> Option<&AuditTrail> {
+        self.audit.get()
+    }
+}
+
+/// One health check of the gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// What was checked.
+    pub what: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, in words.
+    pub detail: String,
 }
 
 /// A gateway ready to [`crate::run`].
@@ -53,7 +97,7 @@ pub struct Gateway {
 impl fmt::Debug for Gateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gateway")
-            .field("config", &self.shared.config)
+            .field("config", &self.shared.config())
             .finish_non_exhaustive()
     }
 }
@@ -79,20 +123,67 @@ impl Gateway {
         }
         Ok(Gateway {
             shared: Arc::new(Shared {
-                config,
+                config: RwLock::new(Arc::new(config)),
                 tls: TlsHandle::new(loaded),
                 upstream_tls,
                 verifiers,
                 cancels: CancelRegistry::default(),
+                metrics: Arc::new(Metrics::new()),
+                audit: OnceLock::new(),
                 traffic: Traffic::default(),
                 drain: Drain::default(),
+                draining: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
 
-    /// The configuration.
-    pub fn config(&self) -> &GatewayConfig {
-        &self.shared.config
+    /// Writes the gateway's audit records (`gateway_started`, `session_started`, ...) to
+    /// `log`, naming `target` (the `[[target]]` it forwards to). Once: a second log is ignored
+    /// (one writer per chain) and reported as false.
+    pub fn audit_to(&self, log: AuditLog, target: &str) -> bool {
+        let trail = AuditTrail::start(log, target.to_owned(), self.shared.metrics.clone());
+        self.shared.audit.set(trail).is_ok()
+    }
+
+    /// The configuration in force (after the last reload).
+    pub fn config(&self) -> Arc<GatewayConfig> {
+        self.shared.config()
+    }
+
+    /// The health checks: serving (not draining), the audit log writable (when there is
+    /// one), the client leg's certificate loaded (when configured).
+    pub fn health(&self) -> Vec<HealthCheck> {
+        let mut checks = vec![HealthCheck {
+            what: "gateway".to_owned(),
+            ok: !self.shared.draining(),
+            detail: if self.shared.draining() {
+                "draining: stopping, no new clients".to_owned()
+            } else {
+                "serving".to_owned()
+            },
+        }];
+        if self.shared.config().tls.is_some() {
+            let loaded = self.shared.tls.current().is_some();
+            checks.push(HealthCheck {
+                what: "certificate".to_owned(),
+                ok: loaded,
+                detail: if loaded { "loaded" } else { "not loaded" }.to_owned(),
+            });
+        }
+        if let Some(audit) = self.shared.audit() {
+            let writable = audit.check_writable();
+            checks.push(HealthCheck {
+                what: "audit log".to_owned(),
+                ok: writable.is_ok(),
+                detail: writable.err().unwrap_or_else(|| "writable".to_owned()),
+            });
+        }
+        checks
+    }
+
+    /// The Prometheus (OpenMetrics) text of the gateway's metrics.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.encode(self.shared.traffic.snapshot())
     }
 
     /// The client leg's TLS, to reload the certificate.

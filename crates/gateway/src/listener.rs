@@ -4,7 +4,6 @@
 //! the worker registers with its own runtime), and the stop: accept no more, then wait for
 //! the sessions.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +17,8 @@ use tracing::warn;
 use crate::config::Keepalive;
 use crate::gateway::Shared;
 use crate::session::{refuse_too_many, serve};
+use crate::shutdown::{Drained, Shutdown, drain, shutdown_fatal};
+use crate::slots::ClientSlots;
 use crate::workers::Workers;
 
 /// How many over-limit clients may be in the middle of being refused at once; beyond that a
@@ -27,17 +28,17 @@ const MAX_REFUSALS: usize = 64;
 /// How long to pause after an accept error (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Serves `listeners` until `shutdown` completes, then accepts no more and returns once the
-/// sessions have ended.
+/// Serves `listeners` until `shutdown` asks to stop, then accepts no more (the listeners are
+/// closed) and drains the sessions.
 pub(crate) async fn run(
     listeners: Vec<TcpListener>,
     shared: Arc<Shared>,
-    shutdown: impl Future<Output = ()>,
+    shutdown: &Shutdown,
     workers: Option<Arc<Workers>>,
-) {
+) -> Drained {
     let stop = CancellationToken::new();
     let sessions = TaskTracker::new();
-    let slots = Arc::new(Semaphore::new(shared.config.max_clients));
+    let slots = Arc::new(ClientSlots::default());
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     let mut loops = Vec::new();
     for listener in listeners {
@@ -51,19 +52,31 @@ pub(crate) async fn run(
         };
         loops.push(tokio::spawn(accept.run(stop.clone())));
     }
-    shutdown.await;
+    shutdown.asked().await;
     stop.cancel();
     for accept in loops {
         let _ = accept.await;
     }
-    sessions.close();
-    sessions.wait().await;
+    shared.metrics.draining(true);
+    shared
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let timeout = shared.config().shutdown_timeout;
+    let drained = drain(
+        &sessions,
+        shutdown,
+        || shared.drain.end_sessions(shutdown_fatal()),
+        timeout,
+    )
+    .await;
+    shared.metrics.draining(false);
+    drained
 }
 
 struct AcceptLoop {
     listener: TcpListener,
     shared: Arc<Shared>,
-    slots: Arc<Semaphore>,
+    slots: Arc<ClientSlots>,
     refusals: Arc<Semaphore>,
     sessions: TaskTracker,
     workers: Option<Arc<Workers>>,
@@ -84,10 +97,11 @@ impl AcceptLoop {
                     continue;
                 }
             };
-            configure(&tcp, self.shared.config.keepalive.as_ref());
+            configure(&tcp, self.shared.config().keepalive.as_ref());
             let shared = self.shared.clone();
-            match self.slots.clone().try_acquire_owned() {
-                Ok(slot) => match &self.workers {
+            // The limit as configured now: a reload changes it for the next client.
+            match self.slots.try_take(self.shared.config().max_clients) {
+                Some(slot) => match &self.workers {
                     None => {
                         self.sessions.spawn(async move {
                             serve(tcp, peer, shared).await;
@@ -113,7 +127,7 @@ impl AcceptLoop {
                         }));
                     }
                 },
-                Err(_) => {
+                None => {
                     if let Ok(refusing) = self.refusals.clone().try_acquire_owned() {
                         self.sessions.spawn(async move {
                             refuse_too_many(tcp, peer, shared).await;

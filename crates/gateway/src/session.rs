@@ -14,11 +14,14 @@ use curfew_wire::{
     encode_backend_key_data, encode_negotiate_protocol_version,
 };
 
+use crate::audit_trail::{SessionEnd, SessionFacts};
 use crate::auth::{authenticate, channel_binding};
 use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
+use crate::config::GatewayConfig;
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
+use crate::metrics::{Refusal, failure_cause};
 use crate::relay::{RelayEnd, relay};
 use crate::startup::{ClientStartup, Opening, open};
 use crate::stream::{ClientStream, ServerStream};
@@ -35,10 +38,13 @@ pub const TLS_REQUIRED_MESSAGE: &str = "curfew gateway requires TLS (sslmode=req
 
 /// Serves one accepted connection to its end.
 pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let deadline = Instant::now() + shared.config.login_timeout;
+    let _client = shared.metrics.client_connected();
+    let config = shared.config();
+    let deadline = Instant::now() + config.login_timeout;
     let opening = match timeout_at(deadline, open(tcp, &shared.tls)).await {
         Err(_) => {
             debug!(%peer, "closed: no startup within the login timeout");
+            shared.metrics.refused(Refusal::LoginTimeout);
             return;
         }
         Ok(Err(e)) => {
@@ -49,17 +55,19 @@ pub(crate) async fn serve(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     };
     match opening {
         Opening::Cancel { process_id, key } => forward_cancel(&shared, process_id, &key).await,
-        Opening::Startup(startup) => run_session(startup, peer, deadline, &shared).await,
+        Opening::Startup(startup) => run_session(startup, peer, deadline, &config, &shared).await,
     }
 }
 
 /// Refuses a connection over `max_clients` with PostgreSQL's FATAL 53300, after its opening
 /// (so the client is past its SSLRequest and reads the error); a cancel is still forwarded.
 pub(crate) async fn refuse_too_many(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let deadline = Instant::now() + shared.config.login_timeout;
+    let config = shared.config();
+    let deadline = Instant::now() + config.login_timeout;
     match timeout_at(deadline, open(tcp, &shared.tls)).await {
         Ok(Ok(Opening::Startup(mut startup))) => {
-            info!(%peer, max_clients = shared.config.max_clients, "refused: too many clients");
+            info!(%peer, max_clients = config.max_clients, "refused: too many clients");
+            shared.metrics.refused(Refusal::MaxClients);
             let fatal = Fatal::new(
                 sqlstate::TOO_MANY_CONNECTIONS,
                 "sorry, too many clients already",
@@ -79,14 +87,11 @@ async fn forward_cancel(shared: &Shared, process_id: i32, key: &[u8]) {
         debug!(process_id, "cancel request with an unknown key dropped");
         return;
     };
-    let limit = shared.config.upstream.connect_timeout();
+    let config = shared.config();
+    let limit = config.upstream.connect_timeout();
     let sent = timeout(
         limit,
-        upstream::send_cancel(
-            &shared.config.upstream,
-            shared.upstream_tls.as_ref(),
-            &server,
-        ),
+        upstream::send_cancel(&config.upstream, shared.upstream_tls.as_ref(), &server),
     )
     .await;
     match sent {
@@ -99,7 +104,13 @@ async fn forward_cancel(shared: &Shared, process_id: i32, key: &[u8]) {
     }
 }
 
-async fn run_session(startup: ClientStartup, peer: SocketAddr, deadline: Instant, shared: &Shared) {
+async fn run_session(
+    startup: ClientStartup,
+    peer: SocketAddr,
+    deadline: Instant,
+    config: &GatewayConfig,
+    shared: &Shared,
+) {
     let role = role_name(startup.user());
     let mut client = Client {
         stream: startup.stream,
@@ -107,15 +118,19 @@ async fn run_session(startup: ClientStartup, peer: SocketAddr, deadline: Instant
         version: startup.version,
         params: startup.params,
     };
-    if shared.config.require_tls && !client.stream.is_tls() {
+    if config.require_tls && !client.stream.is_tls() {
         info!(%peer, role, "refused: a plaintext client and require_tls is set");
+        shared.metrics.refused(Refusal::RequireTls);
         let fatal = Fatal::new(sqlstate::INVALID_AUTHORIZATION, TLS_REQUIRED_MESSAGE);
         let _ = timeout_at(deadline, send_client(&mut client.stream, &fatal.encode())).await;
         return;
     }
-    let started = match timeout_at(deadline, login(&mut client, &role, peer, shared)).await {
+    let started = match timeout_at(deadline, login(&mut client, &role, peer, config, shared)).await
+    {
         Err(_) => {
             info!(%peer, role, "closed: authentication did not finish within the login timeout");
+            shared.metrics.refused(Refusal::LoginTimeout);
+            login_failed(shared, "login_timeout");
             let fatal = Fatal::new(
                 sqlstate::QUERY_CANCELED,
                 "canceling authentication due to timeout",
@@ -126,12 +141,29 @@ async fn run_session(startup: ClientStartup, peer: SocketAddr, deadline: Instant
         }
         Ok(Err(e)) => {
             info!(%peer, role, error = %e, "login failed");
+            login_failed(shared, failure_cause(&e));
             return;
         }
         Ok(Ok(started)) => started,
     };
     let process_id = started.registration_pid;
-    info!(%peer, role, process_id, tls = client.stream.is_tls(), "session started");
+    let tls = client.stream.is_tls();
+    info!(%peer, role, process_id, tls, "session started");
+    let database = parameter(&client.params, b"database").unwrap_or_else(|| role.clone());
+    let application = parameter(&client.params, b"application_name").unwrap_or_default();
+    let facts = SessionFacts {
+        peer,
+        role: &role,
+        database: &database,
+        application: &application,
+        pid: process_id,
+        tls,
+        started: jiff::Timestamp::now(),
+    };
+    shared.metrics.session_started();
+    if let Some(audit) = shared.audit() {
+        audit.session_started(&facts).await;
+    }
     let _registration = started.registration;
     let outcome = relay(
         client.stream,
@@ -144,13 +176,52 @@ async fn run_session(startup: ClientStartup, peer: SocketAddr, deadline: Instant
     .await;
     let totals = outcome.totals;
     let (client_to_server, server_to_client) = (totals.client_to_server, totals.server_to_client);
-    match outcome.end {
+    let (how, error) = match &outcome.end {
+        RelayEnd::ClientLeft => ("client_left", None),
+        RelayEnd::ServerLeft => ("server_left", None),
+        RelayEnd::Stopped { delivered, .. } => (
+            if *delivered {
+                "ended_by_gateway"
+            } else {
+                "ended_by_gateway_undelivered"
+            },
+            None,
+        ),
+        RelayEnd::Failed(e) => ("error", Some(e.to_string())),
+    };
+    match &outcome.end {
         RelayEnd::Failed(e) => info!(%peer, role, process_id, error = %e, "session ended"),
         end => info!(
             %peer, role, process_id, client_to_server, server_to_client, end = ?end,
             "session ended"
         ),
     }
+    shared.metrics.session_ended(how);
+    if let Some(audit) = shared.audit() {
+        let end = SessionEnd {
+            how,
+            client_to_server,
+            server_to_client,
+            error,
+        };
+        audit.session_ended(&facts, &end).await;
+    }
+}
+
+/// Counts a failed login (metrics, and the audit's tally of failures).
+fn login_failed(shared: &Shared, cause: &'static str) {
+    shared.metrics.auth_failed(cause);
+    if let Some(audit) = shared.audit() {
+        audit.login_failed(cause);
+    }
+}
+
+/// A startup parameter's value as text.
+fn parameter(params: &[(Vec<u8>, Vec<u8>)], name: &[u8]) -> Option<String> {
+    params
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
 }
 
 /// The client during its login.
@@ -174,6 +245,7 @@ async fn login(
     client: &mut Client,
     role: &str,
     peer: SocketAddr,
+    config: &GatewayConfig,
     shared: &Shared,
 ) -> Result<Started, SessionError> {
     // Options the gateway does not know (`_pq_.*`) and a minor version above 3.2 are
@@ -220,18 +292,17 @@ async fn login(
         .collect();
     params.push((CLIENT_ADDR_PARAMETER.as_bytes(), address.as_bytes()));
 
-    let server =
-        match upstream::connect(&shared.config.upstream, shared.upstream_tls.as_ref()).await {
-            Ok(server) => server,
-            Err(e) => {
-                let fatal = Fatal::new(
-                    sqlstate::CONNECTION_FAILURE,
-                    "curfew gateway cannot reach the server",
-                );
-                send_client(&mut client.stream, &fatal.encode()).await?;
-                return Err(e);
-            }
-        };
+    let server = match upstream::connect(&config.upstream, shared.upstream_tls.as_ref()).await {
+        Ok(server) => server,
+        Err(e) => {
+            let fatal = Fatal::new(
+                sqlstate::CONNECTION_FAILURE,
+                "curfew gateway cannot reach the server",
+            );
+            send_client(&mut client.stream, &fatal.encode()).await?;
+            return Err(e);
+        }
+    };
     let session = match upstream::login(server, version, &params, authenticated).await {
         Ok(session) => session,
         Err(LoginFailure::Refused { raw, code, message }) => {

@@ -36,6 +36,53 @@ pub async fn serve(
         .await
 }
 
+/// What a curfew process other than the agent (the gateway) serves over HTTP: its metrics
+/// text and its health. The same server and headers as the agent's endpoint.
+pub trait Scrape: Send + Sync + 'static {
+    /// The OpenMetrics text for `/metrics`.
+    fn metrics(&self) -> String;
+    /// The verdict for `/healthz` (200 when healthy, 503 when not).
+    fn health(&self) -> crate::Health;
+}
+
+/// Serve `/metrics` and `/healthz` of `source` on `listener` until `shutdown` completes.
+pub async fn serve_scrape(
+    listener: TcpListener,
+    source: std::sync::Arc<dyn Scrape>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = Router::new()
+        .route("/metrics", get(scrape_metrics))
+        .route("/healthz", get(scrape_health))
+        .fallback(scrape_not_found)
+        .with_state(source);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn scrape_metrics(State(source): State<std::sync::Arc<dyn Scrape>>) -> Response {
+    plain(StatusCode::OK, OPENMETRICS, source.metrics())
+}
+
+async fn scrape_health(State(source): State<std::sync::Arc<dyn Scrape>>) -> Response {
+    let health = source.health();
+    let code = if health.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    plain(code, "text/plain; charset=utf-8", health.text())
+}
+
+async fn scrape_not_found() -> Response {
+    plain(
+        StatusCode::NOT_FOUND,
+        "text/plain; charset=utf-8",
+        "not found: try /metrics (Prometheus) or /healthz\n".to_owned(),
+    )
+}
+
 /// `?refresh=N`: seconds between reloads of the page, 0 for none.
 #[derive(Debug, serde::Deserialize)]
 struct PageQuery {

@@ -6,6 +6,9 @@
 //! - `/healthz`: 200 only when every target was watched recently and the audit log is writable;
 //! - `/status`: the state as JSON; `/`: the same as a page that refreshes itself.
 //!
+//! [`serve_scrape`] serves `/metrics` and `/healthz` of another curfew process (the gateway)
+//! through the same server, given as a [`Scrape`].
+//!
 //! An [`Observer`] is fed the agent's events (it never slows the agent: a lagging observer misses
 //! events and counts them) and answers from what it has seen; the verdicts on live sessions are
 //! computed when asked, from the last snapshot and the policy in force.
@@ -28,7 +31,7 @@ use tokio::time::Instant;
 
 pub use board::Ended;
 pub use health::{Check, Health, stale_after};
-pub use http::serve;
+pub use http::{Scrape, serve, serve_scrape};
 pub use status::{
     Fate, LockStatus, PolicyInfo, Role, SessionStatus, SnapshotInfo, Status, TargetStatus,
 };

@@ -37,6 +37,10 @@ pub struct Gateway {
     /// The URL the gateway fetches SCRAM verifiers through, as its own role (its user): the
     /// `auth_url` given, or the target's `url`.
     pub auth_url: TargetUrl,
+    /// The gateway's own audit log (one writer per chain: never the agent's file).
+    pub audit_log: Option<String>,
+    /// Where the gateway serves `/metrics` and `/healthz` over HTTP; `None`: not served.
+    pub http_listen: Option<SocketAddr>,
 }
 
 /// The files of the gateway's client-leg TLS (paths as written; read when the gateway starts).

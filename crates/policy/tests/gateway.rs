@@ -72,6 +72,8 @@ fn an_empty_section_takes_every_default() {
     assert_eq!(g.keepalive.map(|k| k.to_string()).as_deref(), Some("1m"));
     assert_eq!(g.serve_members_of, None);
     assert!(!g.serve_superusers);
+    assert_eq!(g.audit_log, None);
+    assert_eq!(g.http_listen, None);
     // Verifiers are fetched through the target's own URL, as its role, by default.
     assert!(g.auth_url.text.starts_with("postgresql://curfew_agent@db1"));
     assert_eq!(g.own_role(), Some("curfew_agent"));
@@ -93,8 +95,15 @@ keepalive = \"0s\"
 serve_members_of = \"gateway_users\"
 serve_superusers = true
 auth_url = \"postgresql://curfew_gateway@db1:5432/postgres?sslmode=verify-full\"
+audit_log = \"/var/log/curfew/gateway.jsonl\"
+http_listen = \"127.0.0.1:9188\"
 ",
     );
+    assert_eq!(
+        g.audit_log.as_deref(),
+        Some("/var/log/curfew/gateway.jsonl")
+    );
+    assert_eq!(g.http_listen, Some("127.0.0.1:9188".parse().unwrap()));
     assert_eq!(g.listen.len(), 3);
     assert_eq!(g.listen[1], "[::1]:6432".parse().unwrap());
     let tls = g.tls.clone().unwrap();
@@ -363,4 +372,28 @@ fn an_auth_role_that_is_the_agents_role_is_a_warning() {
     );
     let own = warnings(&format!("{PRIMARY}[gateway]\n{OWN_ROLE}"));
     assert!(own.is_empty(), "{own:?}");
+}
+
+#[test]
+fn the_http_listen_address_and_audit_log_are_checked() {
+    assert_error(
+        &format!("{PRIMARY}[gateway]\nhttp_listen = \"localhost:9188\"\n"),
+        &at(1, 15),
+        "`http_listen` in [gateway] must be an IP address and a port, not \"localhost:9188\"",
+    );
+    assert_error(
+        &format!("{PRIMARY}[gateway]\naudit_log = \" \"\n"),
+        &at(1, 13),
+        "`audit_log` in [gateway] must not be empty",
+    );
+    let parsed = parse(&format!(
+        "{PRIMARY}[gateway]\nhttp_listen = \"0.0.0.0:9188\"\n{OWN_ROLE}"
+    ))
+    .unwrap();
+    let warnings: Vec<String> = parsed.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("`http_listen` in [gateway] is 0.0.0.0:9188, not loopback"),
+        "{warnings:?}"
+    );
 }

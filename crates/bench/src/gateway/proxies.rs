@@ -125,6 +125,8 @@ pub(crate) fn gateway(
     command
         .args(["gateway", "-c"])
         .arg(policy)
+        .arg("--audit-log")
+        .arg(dir.join(format!("gateway-{run}.audit.jsonl")))
         .env("CURFEW_LOG", "warn");
     Proxy::start(
         ProxyKind::Gateway,

@@ -14,8 +14,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_gateway::{
-    AuthFunctionSource, Gateway, GatewayConfig, MockSalt, RoleLookup, RoleSecret, StoredSecret,
-    TlsFiles, TlsHandle, UpstreamConfig, VerifierFuture, VerifierSource, VerifierSourceError,
+    AuthFunctionSource, Drained, Gateway, GatewayConfig, MockSalt, RoleLookup, RoleSecret,
+    Shutdown, StoredSecret, TlsFiles, TlsHandle, UpstreamConfig, VerifierFuture, VerifierSource,
+    VerifierSourceError,
 };
 use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
 use curfew_sandbox::{Auth, Cluster, Options, TestPki};
@@ -60,6 +61,10 @@ pub struct Setup {
     pub server_tls: bool,
     /// The server's bin directory (another major version); the sandbox's default when `None`.
     pub bin_dir: Option<std::path::PathBuf>,
+    /// `shutdown_timeout`.
+    pub shutdown_timeout: Duration,
+    /// Write the gateway's audit records to `audit.jsonl` in the harness's directory.
+    pub audit_log: bool,
 }
 
 impl Default for Setup {
@@ -71,6 +76,8 @@ impl Default for Setup {
             auth_function: false,
             server_tls: true,
             bin_dir: None,
+            shutdown_timeout: Duration::from_secs(30),
+            audit_log: false,
         }
     }
 }
@@ -212,8 +219,11 @@ pub struct Harness {
     pub tls_handle: TlsHandle,
     /// The gateway itself (a handle: ending sessions, its traffic counters).
     pub gateway: Gateway,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    /// Stops the gateway: a drain, or at once.
+    pub shutdown: Shutdown,
+    /// The gateway's audit log, when `Setup::audit_log`.
+    pub audit_log: Option<std::path::PathBuf>,
+    task: Option<JoinHandle<Drained>>,
 }
 
 impl Harness {
@@ -249,6 +259,7 @@ impl Harness {
         config.require_tls = setup.require_tls;
         config.max_clients = setup.max_clients;
         config.login_timeout = setup.login_timeout;
+        config.shutdown_timeout = setup.shutdown_timeout;
         let admin = Arc::new(PgAuthidSource::connect(&cluster).await);
         let source: Arc<dyn VerifierSource> = if setup.auth_function {
             Arc::new(install_auth_function(&cluster, &dir).await)
@@ -256,19 +267,22 @@ impl Harness {
             admin.clone()
         };
         let gateway = Gateway::new(config, source).expect("gateway");
+        let audit_log = setup.audit_log.then(|| dir.join("audit.jsonl"));
+        if let Some(path) = &audit_log {
+            let log = curfew_audit::AuditLog::open(path).expect("audit log");
+            assert!(gateway.audit_to(log, "primary"));
+        }
         let tls_handle = gateway.tls().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = Shutdown::new();
         // Sessions on two worker threads, as `curfew gateway` runs them: limits, cancels,
         // timeouts and the stop are tested across workers.
         let workers = Arc::new(curfew_gateway::Workers::start(2).expect("worker threads"));
-        let task = tokio::spawn(curfew_gateway::run_on(
-            vec![listener],
-            gateway.clone(),
+        let task = tokio::spawn({
+            let (gateway, shutdown) = (gateway.clone(), shutdown.clone());
             async move {
-                let _ = stopped.await;
-            },
-            workers,
-        ));
+                curfew_gateway::run_until_on(vec![listener], gateway, &shutdown, workers).await
+            }
+        });
         Harness {
             cluster,
             pki,
@@ -277,7 +291,8 @@ impl Harness {
             admin,
             tls_handle,
             gateway,
-            stop: Some(stop),
+            shutdown,
+            audit_log,
             task: Some(task),
         }
     }
@@ -394,11 +409,15 @@ impl Harness {
         (addr, stop)
     }
 
-    /// Stops the gateway (no more accepts) without waiting for sessions.
+    /// Stops the gateway (no more accepts) without waiting for sessions: the drain begins.
     pub fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.shutdown.drain();
+    }
+
+    /// Waits for the gateway to return after a stop; how its drain went.
+    pub async fn stopped(&mut self) -> Drained {
+        let task = self.task.take().expect("the gateway is running");
+        task.await.expect("the gateway's task")
     }
 }
 

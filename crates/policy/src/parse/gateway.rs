@@ -26,6 +26,8 @@ pub(super) const GATEWAY_KEYS: &[&str] = &[
     "serve_members_of",
     "serve_superusers",
     "auth_url",
+    "audit_log",
+    "http_listen",
 ];
 
 const CONTEXT: &str = "[gateway]";
@@ -111,6 +113,25 @@ pub(super) fn parse_gateway(
             ),
         );
     }
+    let audit_log = r
+        .string(c, "audit_log", "a file path string")
+        .and_then(|path| {
+            if path.value.trim().is_empty() {
+                c.error(path.span, "`audit_log` in [gateway] must not be empty");
+                None
+            } else {
+                Some(path.value)
+            }
+        });
+    let http_listen = r
+        .string(
+            c,
+            "http_listen",
+            "an address string like \"127.0.0.1:9188\"",
+        )
+        .and_then(|listen| {
+            super::listen_address(c, listen.span, &listen.value, "`http_listen` in [gateway]")
+        });
     r.finish(c);
     Some(Gateway {
         listen: listen?,
@@ -124,6 +145,8 @@ pub(super) fn parse_gateway(
         serve_members_of,
         serve_superusers,
         auth_url: auth_url?,
+        audit_log,
+        http_listen,
     })
 }
 

@@ -1,6 +1,7 @@
 //! From the text of `curfew.toml` to a validated [`Policy`], or every problem found in it.
 
 mod gateway;
+mod limits;
 mod reader;
 mod rule;
 mod sections;
@@ -101,7 +102,7 @@ fn parse(
     let audit = sections::parse_audit(&mut c, &top);
     let notify = sections::parse_notify(&mut c, &top);
     let gateway = gateway::parse_gateway(&mut c, &top, &targets, validators);
-    crate::target_url::check_limits(&mut c, &targets, &rules);
+    limits::check_limits(&mut c, &targets, &rules);
     top.finish(&mut c);
     if c.has_errors() {
         return Err(PolicyErrors {
@@ -240,7 +241,7 @@ fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSetting
         settings.heartbeat = heartbeat.value;
     }
     if let Some(listen) = r.string(c, "listen", "an address string like \"127.0.0.1:9187\"") {
-        settings.listen = listen_address(c, listen.span, &listen.value);
+        settings.listen = listen_address(c, listen.span, &listen.value, "`listen` in [agent]");
     }
     r.finish(c);
     settings
@@ -258,12 +259,14 @@ fn parse_verify(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> VerifySetti
     settings
 }
 
-/// `listen`: an IP address and a port. Anything but loopback is allowed and warned about: the
-/// status page shows role names, client addresses and what is about to be ended.
-fn listen_address(
+/// An HTTP endpoint's address (`key`, e.g. "`listen` in [agent]"): an IP address and a port.
+/// Anything but loopback is allowed and warned about: the status page shows role names, client
+/// addresses and what is about to be ended; the gateway's metrics show its traffic.
+pub(super) fn listen_address(
     c: &mut Collector<'_>,
     span: std::ops::Range<usize>,
     text: &str,
+    key: &str,
 ) -> Option<std::net::SocketAddr> {
     let Ok(address) = text.trim().parse::<std::net::SocketAddr>() else {
         let hint = if text.trim().parse::<std::net::IpAddr>().is_ok() {
@@ -275,7 +278,7 @@ fn listen_address(
         };
         c.error(
             span,
-            format!("`listen` in [agent] must be an IP address and a port, not {text:?}; {hint}"),
+            format!("{key} must be an IP address and a port, not {text:?}; {hint}"),
         );
         return None;
     };
@@ -283,7 +286,7 @@ fn listen_address(
         c.warning(
             span,
             format!(
-                "`listen` in [agent] is {address}, not loopback: anyone who can reach it sees role names, client addresses and what is about to be ended; prefer 127.0.0.1 behind a proxy that authenticates"
+                "{key} is {address}, not loopback: anyone who can reach it sees role names, client addresses and what is about to be ended; prefer 127.0.0.1 behind a proxy that authenticates"
             ),
         );
     }

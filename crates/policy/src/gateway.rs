@@ -37,6 +37,11 @@ pub struct Gateway {
     /// The URL the gateway fetches SCRAM verifiers through, as its own role (its user): the
     /// `auth_url` given, or the target's `url`.
     pub auth_url: TargetUrl,
+    /// The file holding the password of `auth_url`'s role, as written (read when the gateway
+    /// connects, by the same code and rules as a target's `password_file`; never logged).
+    /// `None` when not given: then an `auth_url` equal to the target's `url` uses the target's
+    /// `password_file`, and any other `auth_url` logs in without a password.
+    pub auth_password_file: Option<String>,
 }
 
 /// The files of the gateway's client-leg TLS (paths as written; read when the gateway starts).

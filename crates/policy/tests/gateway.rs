@@ -75,6 +75,7 @@ fn an_empty_section_takes_every_default() {
     // Verifiers are fetched through the target's own URL, as its role, by default.
     assert!(g.auth_url.text.starts_with("postgresql://curfew_agent@db1"));
     assert_eq!(g.own_role(), Some("curfew_agent"));
+    assert_eq!(g.auth_password_file, None);
 }
 
 #[test]
@@ -93,6 +94,7 @@ keepalive = \"0s\"
 serve_members_of = \"gateway_users\"
 serve_superusers = true
 auth_url = \"postgresql://curfew_gateway@db1:5432/postgres?sslmode=verify-full\"
+auth_password_file = \"/etc/curfew/gateway.pw\"
 ",
     );
     assert_eq!(g.listen.len(), 3);
@@ -110,6 +112,10 @@ auth_url = \"postgresql://curfew_gateway@db1:5432/postgres?sslmode=verify-full\"
     assert_eq!(g.serve_members_of.as_deref(), Some("gateway_users"));
     assert!(g.serve_superusers);
     assert_eq!(g.own_role(), Some("curfew_gateway"));
+    assert_eq!(
+        g.auth_password_file.as_deref(),
+        Some("/etc/curfew/gateway.pw")
+    );
 }
 
 #[test]
@@ -363,4 +369,33 @@ fn an_auth_role_that_is_the_agents_role_is_a_warning() {
     );
     let own = warnings(&format!("{PRIMARY}[gateway]\n{OWN_ROLE}"));
     assert!(own.is_empty(), "{own:?}");
+}
+
+#[test]
+fn the_auth_password_file_is_kept_as_written() {
+    // Relative paths are kept as written, like a target's `password_file`.
+    let g = gateway(&format!(
+        "[gateway]\n{OWN_ROLE}auth_password_file = \"gateway.pw\"\n"
+    ));
+    assert_eq!(g.auth_password_file.as_deref(), Some("gateway.pw"));
+}
+
+#[test]
+fn auth_password_file_errors_are_at_the_value() {
+    assert_error(
+        &format!("{PRIMARY}[gateway]\n{OWN_ROLE}auth_password_file = \" \"\n"),
+        &at(2, 22),
+        "`auth_password_file` in [gateway] must not be empty",
+    );
+    assert_error(
+        &format!("{PRIMARY}[gateway]\n{OWN_ROLE}auth_password_file = 7\n"),
+        &at(2, 22),
+        "`auth_password_file` in [gateway] must be a file path string, not an integer",
+    );
+    // Without an auth_url the role is the target's, whose password is the target's file.
+    assert_error(
+        &format!("{PRIMARY}[gateway]\nauth_password_file = \"/etc/curfew/gw.pw\"\n"),
+        &at(1, 22),
+        "`auth_password_file` in [gateway] needs `auth_url`",
+    );
 }

@@ -1,0 +1,132 @@
+//! The gateway findings from facts made by hand: a clean install passes, each tampering fails
+//! with the statement that mends it.
+
+use curfew_postgres::{DefinerFacts, GatewayInstallFacts, InstalledRole, RegistryFacts};
+
+use super::findings;
+use crate::Status;
+
+const INIT: &str = "run curfew init";
+
+fn role(name: &str, login: bool, member_of: &[&str]) -> InstalledRole {
+    InstalledRole {
+        name: name.to_owned(),
+        can_login: login,
+        member_of: member_of.iter().map(|m| (*m).to_owned()).collect(),
+        ..InstalledRole::default()
+    }
+}
+
+fn definer(owner: &str, grants: &[&str]) -> DefinerFacts {
+    DefinerFacts {
+        owner: owner.to_owned(),
+        security_definer: true,
+        fixed_search_path: true,
+        grants: grants.iter().map(|g| (*g).to_owned()).collect(),
+    }
+}
+
+/// What a clean `curfew init` leaves, for agent `curfew_agent` and gateway `gw`.
+fn clean() -> GatewayInstallFacts {
+    let expected: Vec<String> = [
+        "function:gw:EXECUTE",
+        "table:curfew_agent:SELECT",
+        "table:pg_read_all_stats:SELECT",
+        "view:curfew_agent:SELECT",
+        "view:pg_read_all_stats:SELECT",
+    ]
+    .iter()
+    .map(|g| (*g).to_owned())
+    .collect();
+    GatewayInstallFacts {
+        gateway_role: Some(role("gw", true, &[])),
+        auth_function: Some(definer("curfew_gateway_auth", &["gw:EXECUTE"])),
+        auth_owner: Some(role("curfew_gateway_auth", false, &[])),
+        registry: RegistryFacts {
+            function: Some(definer("curfew_gateway_registry", &["gw:EXECUTE"])),
+            table_owner: Some("curfew_gateway_registry".to_owned()),
+            view_owner: Some("curfew_gateway_registry".to_owned()),
+            grants: Some(expected.clone()),
+            expected_grants: expected,
+        },
+        registry_owner: Some(role(
+            "curfew_gateway_registry",
+            false,
+            &["pg_read_all_stats"],
+        )),
+    }
+}
+
+fn statuses(facts: &GatewayInstallFacts) -> Vec<(&'static str, Status)> {
+    findings(facts, "gw", INIT)
+        .into_iter()
+        .map(|f| (f.id, f.status))
+        .collect()
+}
+
+#[test]
+fn a_clean_install_passes() {
+    assert_eq!(
+        statuses(&clean()),
+        [
+            ("CURFEW-GATEWAY-AUTH", Status::Pass),
+            ("CURFEW-GATEWAY-REGISTRY", Status::Pass),
+            ("CURFEW-GATEWAY-ROLE", Status::Pass),
+        ]
+    );
+}
+
+#[test]
+fn each_tampering_fails_with_its_fix() {
+    let fix_of = |facts: &GatewayInstallFacts, id: &str| {
+        let f = findings(facts, "gw", INIT)
+            .into_iter()
+            .find(|f| f.id == id)
+            .unwrap();
+        assert_eq!(f.status, Status::Fail, "{f:?}");
+        assert!(!f.why.is_empty(), "{f:?}");
+        f.fix
+    };
+    let mut public = clean();
+    public
+        .auth_function
+        .as_mut()
+        .unwrap()
+        .grants
+        .push("PUBLIC:EXECUTE".to_owned());
+    assert_eq!(
+        fix_of(&public, "CURFEW-GATEWAY-AUTH"),
+        "As a superuser, run: REVOKE EXECUTE ON FUNCTION curfew.gateway_secret(pg_catalog.text) FROM PUBLIC;"
+    );
+    let mut owner = clean();
+    owner.auth_function.as_mut().unwrap().owner = "mallory".to_owned();
+    assert!(fix_of(&owner, "CURFEW-GATEWAY-AUTH").contains("OWNER TO \"curfew_gateway_auth\";"));
+    let mut path = clean();
+    path.registry.function.as_mut().unwrap().fixed_search_path = false;
+    assert!(
+        fix_of(&path, "CURFEW-GATEWAY-REGISTRY").contains("SET search_path = pg_catalog, pg_temp;")
+    );
+    let mut extra = clean();
+    extra
+        .registry
+        .grants
+        .as_mut()
+        .unwrap()
+        .push("table:kim:INSERT".to_owned());
+    assert_eq!(
+        fix_of(&extra, "CURFEW-GATEWAY-REGISTRY"),
+        "As a superuser, run: REVOKE INSERT ON curfew.gateway_sessions FROM \"kim\";"
+    );
+    let mut superuser = clean();
+    superuser.gateway_role.as_mut().unwrap().superuser = true;
+    superuser.gateway_role.as_mut().unwrap().members = vec!["kim".to_owned()];
+    let fix = fix_of(&superuser, "CURFEW-GATEWAY-ROLE");
+    assert!(
+        fix.contains("ALTER ROLE \"gw\" NOSUPERUSER;")
+            && fix.contains("REVOKE \"gw\" FROM \"kim\";"),
+        "{fix}"
+    );
+    let mut gone = clean();
+    gone.auth_function = None;
+    assert!(fix_of(&gone, "CURFEW-GATEWAY-AUTH").starts_with(INIT));
+}

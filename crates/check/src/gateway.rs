@@ -7,8 +7,9 @@
 //! served password offline. Each problem comes with the statement that mends it.
 
 use curfew_postgres::{
-    DefinerFacts, GATEWAY_AUTH_OWNER, GATEWAY_REGISTER_FUNCTION, GATEWAY_REGISTRY_OWNER,
-    GATEWAY_SECRET_FUNCTION, GatewayInstallFacts, InstalledRole, quote_identifier,
+    DedicatedFacts, DefinerFacts, GATEWAY_AUTH_OWNER, GATEWAY_REGISTER_FUNCTION,
+    GATEWAY_REGISTRY_OWNER, GATEWAY_SECRET_FUNCTION, GatewayInstallFacts, InstalledRole,
+    quote_identifier,
 };
 
 use crate::{Finding, Status};
@@ -31,7 +32,7 @@ pub(crate) fn findings(
             format!(
                 "{GATEWAY_SECRET_FUNCTION} owned by {GATEWAY_AUTH_OWNER} (NOLOGIN, no superuser, no memberships, no members), SECURITY DEFINER with search_path pg_catalog, pg_temp, EXECUTE for {gateway_role} alone"
             ),
-            auth_problems(facts, gateway_role),
+            auth_problems(facts),
             init,
         ),
         finding(
@@ -104,7 +105,7 @@ fn finding(
 }
 
 /// The auth function, its owner and its grants.
-fn auth_problems(facts: &GatewayInstallFacts, gateway_role: &str) -> Vec<Problem> {
+fn auth_problems(facts: &GatewayInstallFacts) -> Vec<Problem> {
     let mut problems = Vec::new();
     let Some(function) = &facts.auth_function else {
         problems.push((format!("{GATEWAY_SECRET_FUNCTION} does not exist"), None));
@@ -112,73 +113,58 @@ fn auth_problems(facts: &GatewayInstallFacts, gateway_role: &str) -> Vec<Problem
     };
     let on = format!("FUNCTION {GATEWAY_SECRET_FUNCTION}");
     definer_problems(&mut problems, function, &on, GATEWAY_AUTH_OWNER);
-    let expected = vec![format!("{gateway_role}:EXECUTE")];
-    grant_problems(&mut problems, &on, &function.grants, &expected);
-    owner_problems(
-        &mut problems,
-        facts.auth_owner.as_ref(),
-        GATEWAY_AUTH_OWNER,
-        &[],
-    );
+    dedicated_problems(&mut problems, &facts.auth);
     problems
 }
 
 /// The registry's table, view and function, their owner and their grants.
 fn registry_problems(facts: &GatewayInstallFacts) -> Vec<Problem> {
-    let registry = &facts.registry;
     let mut problems = Vec::new();
     let on = format!("FUNCTION {GATEWAY_REGISTER_FUNCTION}");
-    for (name, owner) in [
-        ("table curfew.gateway_sessions", &registry.table_owner),
-        ("view curfew.sessions", &registry.view_owner),
+    for (kind, relation, owner) in [
+        ("TABLE", "curfew.gateway_sessions", &facts.table_owner),
+        ("VIEW", "curfew.sessions", &facts.view_owner),
     ] {
+        let name = format!("{} {relation}", kind.to_ascii_lowercase());
         match owner {
             None => problems.push((format!("the {name} does not exist"), None)),
-            Some(owner) if owner != GATEWAY_REGISTRY_OWNER => {
-                let relation = name.split_once(' ').map_or(name, |(_, r)| r);
-                let kind = if name.starts_with("view") {
-                    "VIEW"
-                } else {
-                    "TABLE"
-                };
-                problems.push((
-                    format!("the {name} belongs to {owner}, not {GATEWAY_REGISTRY_OWNER}"),
-                    Some(format!(
-                        "ALTER {kind} {relation} OWNER TO {};",
-                        quote_identifier(GATEWAY_REGISTRY_OWNER)
-                    )),
-                ));
-            }
+            Some(owner) if owner != GATEWAY_REGISTRY_OWNER => problems.push((
+                format!("the {name} belongs to {owner}, not {GATEWAY_REGISTRY_OWNER}"),
+                Some(format!(
+                    "ALTER {kind} {relation} OWNER TO {};",
+                    quote_identifier(GATEWAY_REGISTRY_OWNER)
+                )),
+            )),
             Some(_) => {}
         }
     }
-    match &registry.function {
+    match &facts.register_function {
         None => problems.push((format!("{GATEWAY_REGISTER_FUNCTION} does not exist"), None)),
         Some(function) => definer_problems(&mut problems, function, &on, GATEWAY_REGISTRY_OWNER),
     }
-    if let Some(grants) = &registry.grants {
-        for (grant, mend) in grant_differences(grants, &registry.expected_grants) {
-            let Some((object, rest)) = grant.split_once(':') else {
-                continue;
-            };
-            let Some((grantee, privilege)) = rest.rsplit_once(':') else {
-                continue;
-            };
-            let target = match object {
-                "table" => "curfew.gateway_sessions".to_owned(),
-                "view" => "curfew.sessions".to_owned(),
-                _ => on.clone(),
-            };
-            problems.push(grant_problem(&target, grantee, privilege, mend));
+    if problems.iter().any(|(_, fix)| fix.is_none()) {
+        // Something is missing: its grants cannot be right, and init installs them all.
+        owner_problems(&mut problems, &facts.registry);
+    } else {
+        dedicated_problems(&mut problems, &facts.registry);
+    }
+    problems
+}
+
+/// A dedicated owner and the exact grants of what it owns.
+fn dedicated_problems(problems: &mut Vec<Problem>, dedicated: &DedicatedFacts) {
+    for (grant, mend) in grant_differences(&dedicated.grants, &dedicated.expected_grants) {
+        let Some((label, rest)) = grant.split_once(':') else {
+            continue;
+        };
+        let Some((grantee, privilege)) = rest.rsplit_once(':') else {
+            continue;
+        };
+        if let Some((_, on)) = dedicated.objects.iter().find(|(l, _)| l == label) {
+            problems.push(grant_problem(on, grantee, privilege, mend));
         }
     }
-    owner_problems(
-        &mut problems,
-        facts.registry_owner.as_ref(),
-        GATEWAY_REGISTRY_OWNER,
-        &["pg_read_all_stats"],
-    );
-    problems
+    owner_problems(problems, dedicated);
 }
 
 /// The gateway's own role: it logs in, and nothing more.
@@ -224,15 +210,6 @@ fn definer_problems(problems: &mut Vec<Problem>, function: &DefinerFacts, on: &s
     }
 }
 
-/// Grants (`grantee:PRIVILEGE`) on `on` that differ from `expected`.
-fn grant_problems(problems: &mut Vec<Problem>, on: &str, grants: &[String], expected: &[String]) {
-    for (grant, mend) in grant_differences(grants, expected) {
-        if let Some((grantee, privilege)) = grant.rsplit_once(':') {
-            problems.push(grant_problem(on, grantee, privilege, mend));
-        }
-    }
-}
-
 /// What a grant is when it is extra (revoke) or missing (grant).
 #[derive(Clone, Copy)]
 enum Mend {
@@ -272,14 +249,10 @@ fn grant_problem(on: &str, grantee: &str, privilege: &str, mend: Mend) -> Proble
     }
 }
 
-/// A dedicated owner: it exists, nobody logs in as it, and it holds only `member_of`.
-fn owner_problems(
-    problems: &mut Vec<Problem>,
-    role: Option<&InstalledRole>,
-    name: &str,
-    member_of: &[&str],
-) {
-    let Some(role) = role else {
+/// A dedicated owner: it exists, nobody logs in as it, and it holds only its memberships.
+fn owner_problems(problems: &mut Vec<Problem>, dedicated: &DedicatedFacts) {
+    let name = &dedicated.owner_name;
+    let Some(role) = &dedicated.owner else {
         problems.push((format!("the owner role {name} does not exist"), None));
         return;
     };
@@ -289,8 +262,13 @@ fn owner_problems(
             Some(format!("ALTER ROLE {} NOLOGIN;", quote_identifier(name))),
         ));
     }
-    power_problems(problems, role, member_of);
-    for needed in member_of {
+    let member_of: Vec<&str> = dedicated
+        .owner_member_of
+        .iter()
+        .map(String::as_str)
+        .collect();
+    power_problems(problems, role, &member_of);
+    for needed in &member_of {
         if !role.member_of.iter().any(|m| m == needed) {
             problems.push((
                 format!("its owner {name} is not a member of {needed}"),

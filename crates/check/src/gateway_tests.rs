@@ -1,7 +1,7 @@
 //! The gateway findings from facts made by hand: a clean install passes, each tampering fails
 //! with the statement that mends it.
 
-use curfew_postgres::{DefinerFacts, GatewayInstallFacts, InstalledRole, RegistryFacts};
+use curfew_postgres::{DedicatedFacts, DefinerFacts, GatewayInstallFacts, InstalledRole};
 
 use super::findings;
 use crate::Status;
@@ -17,43 +17,71 @@ fn role(name: &str, login: bool, member_of: &[&str]) -> InstalledRole {
     }
 }
 
-fn definer(owner: &str, grants: &[&str]) -> DefinerFacts {
+fn definer(owner: &str) -> DefinerFacts {
     DefinerFacts {
         owner: owner.to_owned(),
         security_definer: true,
         fixed_search_path: true,
-        grants: grants.iter().map(|g| (*g).to_owned()).collect(),
+    }
+}
+
+fn lines(items: &[&str]) -> Vec<String> {
+    items.iter().map(|g| (*g).to_owned()).collect()
+}
+
+/// Objects owned by `owner` and granted exactly `grants`.
+fn dedicated(
+    owner: &str,
+    member_of: &[&str],
+    grants: &[&str],
+    objects: &[(&str, &str)],
+) -> DedicatedFacts {
+    DedicatedFacts {
+        owner_name: owner.to_owned(),
+        owner: Some(role(owner, false, member_of)),
+        owner_member_of: lines(member_of),
+        grants: lines(grants),
+        expected_grants: lines(grants),
+        objects: objects
+            .iter()
+            .map(|(l, on)| ((*l).to_owned(), (*on).to_owned()))
+            .collect(),
     }
 }
 
 /// What a clean `curfew init` leaves, for agent `curfew_agent` and gateway `gw`.
 fn clean() -> GatewayInstallFacts {
-    let expected: Vec<String> = [
-        "function:gw:EXECUTE",
-        "table:curfew_agent:SELECT",
-        "table:pg_read_all_stats:SELECT",
-        "view:curfew_agent:SELECT",
-        "view:pg_read_all_stats:SELECT",
-    ]
-    .iter()
-    .map(|g| (*g).to_owned())
-    .collect();
     GatewayInstallFacts {
         gateway_role: Some(role("gw", true, &[])),
-        auth_function: Some(definer("curfew_gateway_auth", &["gw:EXECUTE"])),
-        auth_owner: Some(role("curfew_gateway_auth", false, &[])),
-        registry: RegistryFacts {
-            function: Some(definer("curfew_gateway_registry", &["gw:EXECUTE"])),
-            table_owner: Some("curfew_gateway_registry".to_owned()),
-            view_owner: Some("curfew_gateway_registry".to_owned()),
-            grants: Some(expected.clone()),
-            expected_grants: expected,
-        },
-        registry_owner: Some(role(
+        auth_function: Some(definer("curfew_gateway_auth")),
+        auth: dedicated(
+            "curfew_gateway_auth",
+            &[],
+            &["function:gw:EXECUTE"],
+            &[(
+                "function",
+                "FUNCTION curfew.gateway_secret(pg_catalog.text)",
+            )],
+        ),
+        register_function: Some(definer("curfew_gateway_registry")),
+        table_owner: Some("curfew_gateway_registry".to_owned()),
+        view_owner: Some("curfew_gateway_registry".to_owned()),
+        registry: dedicated(
             "curfew_gateway_registry",
-            false,
             &["pg_read_all_stats"],
-        )),
+            &[
+                "function:gw:EXECUTE",
+                "table:curfew_agent:SELECT",
+                "table:pg_read_all_stats:SELECT",
+                "view:curfew_agent:SELECT",
+                "view:pg_read_all_stats:SELECT",
+            ],
+            &[
+                ("table", "curfew.gateway_sessions"),
+                ("view", "curfew.sessions"),
+                ("function", "FUNCTION curfew.register_gateway_session(...)"),
+            ],
+        ),
     }
 }
 
@@ -89,11 +117,9 @@ fn each_tampering_fails_with_its_fix() {
     };
     let mut public = clean();
     public
-        .auth_function
-        .as_mut()
-        .unwrap()
+        .auth
         .grants
-        .push("PUBLIC:EXECUTE".to_owned());
+        .insert(0, "function:PUBLIC:EXECUTE".to_owned());
     assert_eq!(
         fix_of(&public, "CURFEW-GATEWAY-AUTH"),
         "As a superuser, run: REVOKE EXECUTE ON FUNCTION curfew.gateway_secret(pg_catalog.text) FROM PUBLIC;"
@@ -102,17 +128,12 @@ fn each_tampering_fails_with_its_fix() {
     owner.auth_function.as_mut().unwrap().owner = "mallory".to_owned();
     assert!(fix_of(&owner, "CURFEW-GATEWAY-AUTH").contains("OWNER TO \"curfew_gateway_auth\";"));
     let mut path = clean();
-    path.registry.function.as_mut().unwrap().fixed_search_path = false;
+    path.register_function.as_mut().unwrap().fixed_search_path = false;
     assert!(
         fix_of(&path, "CURFEW-GATEWAY-REGISTRY").contains("SET search_path = pg_catalog, pg_temp;")
     );
     let mut extra = clean();
-    extra
-        .registry
-        .grants
-        .as_mut()
-        .unwrap()
-        .push("table:kim:INSERT".to_owned());
+    extra.registry.grants.push("table:kim:INSERT".to_owned());
     assert_eq!(
         fix_of(&extra, "CURFEW-GATEWAY-REGISTRY"),
         "As a superuser, run: REVOKE INSERT ON curfew.gateway_sessions FROM \"kim\";"
@@ -129,4 +150,28 @@ fn each_tampering_fails_with_its_fix() {
     let mut gone = clean();
     gone.auth_function = None;
     assert!(fix_of(&gone, "CURFEW-GATEWAY-AUTH").starts_with(INIT));
+}
+
+#[test]
+fn a_dedicated_owner_with_more_than_it_needs_fails() {
+    let mut owner = clean();
+    let role = owner.registry.owner.as_mut().unwrap();
+    role.member_of = vec!["pg_write_server_files".to_owned()];
+    let f = findings(&owner, "gw", INIT)
+        .into_iter()
+        .find(|f| f.id == "CURFEW-GATEWAY-REGISTRY")
+        .unwrap();
+    assert_eq!(f.status, Status::Fail);
+    assert!(
+        f.fix
+            .contains("REVOKE \"pg_write_server_files\" FROM \"curfew_gateway_registry\";"),
+        "{}",
+        f.fix
+    );
+    assert!(
+        f.fix
+            .contains("GRANT pg_read_all_stats TO \"curfew_gateway_registry\";"),
+        "{}",
+        f.fix
+    );
 }

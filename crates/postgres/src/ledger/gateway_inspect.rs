@@ -1,19 +1,18 @@
 //! What `curfew check` reads about what `curfew init` installed for the gateway: the auth
 //! function (`curfew.gateway_secret`) and the session registry (`curfew.gateway_sessions`,
-//! `curfew.sessions`, `curfew.register_gateway_session`), their dedicated owners, their grants,
-//! and the gateway's own role. Catalog reads only; judged by `curfew-check`.
-
-use tokio_postgres::types::ToSql;
+//! `curfew.sessions`, `curfew.register_gateway_session`), their dedicated owners, their grants
+//! (read and expected as the install reads and expects them: `crate::sql::dedicated`), and the
+//! gateway's own role. Catalog reads only; judged by `curfew-check`.
 
 use crate::connect::Connection;
 use crate::error::PgError;
-use crate::names::{GATEWAY_AUTH_OWNER, GATEWAY_REGISTRY_OWNER};
 use crate::sql::decode::col;
+use crate::sql::dedicated::{Dedicated, GATEWAY_AUTH, GATEWAY_REGISTRY, expected_auth_acl};
 use crate::sql::gateway_catalog::{
     AUTH_FUNCTION_SIGNATURE, DEFINER, REGISTER_FUNCTION_SIGNATURE, RELATION_OWNER, ROLE,
     WHAT_GATEWAY_FACTS,
 };
-use crate::sql::gateway_registry::{REGISTRY_ACL, expected_acl};
+use crate::sql::gateway_registry::expected_acl;
 
 /// A role as the catalogs show it.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -42,25 +41,25 @@ pub struct DefinerFacts {
     pub security_definer: bool,
     /// Whether it fixes `search_path = pg_catalog, pg_temp`.
     pub fixed_search_path: bool,
-    /// Every grant on it but its owner's, as `grantee:PRIVILEGE` (`PUBLIC` for everyone),
-    /// sorted.
-    pub grants: Vec<String>,
 }
 
-/// The gateway session registry as the catalogs show it.
+/// Objects owned by a dedicated role and granted exactly: their owner and grants, with what
+/// the install makes them.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct RegistryFacts {
-    /// `curfew.register_gateway_session`, if it exists.
-    pub function: Option<DefinerFacts>,
-    /// The owner of the table `curfew.gateway_sessions`, if it exists.
-    pub table_owner: Option<String>,
-    /// The owner of the view `curfew.sessions`, if it exists.
-    pub view_owner: Option<String>,
-    /// The grants on the table, view and function as `object:grantee:PRIVILEGE`, their
-    /// owners' apart, sorted (read only when all three exist).
-    pub grants: Option<Vec<String>>,
-    /// What the grants must be, for the target's role and the gateway's.
+pub struct DedicatedFacts {
+    /// The owner's name, as installed.
+    pub owner_name: String,
+    /// The owner role, if it exists.
+    pub owner: Option<InstalledRole>,
+    /// The only roles the owner should be a member of.
+    pub owner_member_of: Vec<String>,
+    /// The grants on the objects as `object:grantee:PRIVILEGE` (`PUBLIC` for everyone), their
+    /// owners' apart, sorted; objects that do not exist have none.
+    pub grants: Vec<String>,
+    /// What the grants must be, for the target's role and the gateway's (sorted).
     pub expected_grants: Vec<String>,
+    /// Each object's label in the grant lines and its name as `GRANT ... ON` takes it.
+    pub objects: Vec<(String, String)>,
 }
 
 /// What `curfew init` installed for the gateway, and the gateway's own role.
@@ -70,54 +69,68 @@ pub struct GatewayInstallFacts {
     pub gateway_role: Option<InstalledRole>,
     /// `curfew.gateway_secret`, if it exists.
     pub auth_function: Option<DefinerFacts>,
-    /// Its dedicated owner role, if it exists.
-    pub auth_owner: Option<InstalledRole>,
-    /// The session registry.
-    pub registry: RegistryFacts,
-    /// The registry's dedicated owner role, if it exists.
-    pub registry_owner: Option<InstalledRole>,
+    /// The auth function's owner and grants.
+    pub auth: DedicatedFacts,
+    /// `curfew.register_gateway_session`, if it exists.
+    pub register_function: Option<DefinerFacts>,
+    /// The owner of the table `curfew.gateway_sessions`, if it exists.
+    pub table_owner: Option<String>,
+    /// The owner of the view `curfew.sessions`, if it exists.
+    pub view_owner: Option<String>,
+    /// The registry's owner and grants.
+    pub registry: DedicatedFacts,
 }
 
 impl Connection {
     /// Read the gateway's auth function, session registry, their owners and the gateway's
-    /// role `gateway_role` (for `curfew check`); the registry's grants are compared with
-    /// those for `agent_role` (the role the check connects as) and `gateway_role`.
+    /// role `gateway_role` (for `curfew check`); the registry's grants are expected for
+    /// `agent_role` (the role the check connects as) and `gateway_role`.
     pub async fn gateway_install_facts(
         &self,
         gateway_role: &str,
         agent_role: &str,
     ) -> Result<GatewayInstallFacts, PgError> {
-        let table_owner = self
-            .one_text(RELATION_OWNER, &[&"gateway_sessions"])
-            .await?;
-        let view_owner = self.one_text(RELATION_OWNER, &[&"sessions"]).await?;
-        let function = self.definer(REGISTER_FUNCTION_SIGNATURE).await?;
-        let grants = if table_owner.is_some() && view_owner.is_some() && function.is_some() {
-            let rows = self
-                .client
-                .query(REGISTRY_ACL, &[])
-                .await
-                .map_err(|e| PgError::query(&self.target, WHAT_GATEWAY_FACTS, e))?;
-            Some(
-                rows.iter()
-                    .map(|r| col::<String>(r, 0, &self.target, WHAT_GATEWAY_FACTS))
-                    .collect::<Result<Vec<_>, _>>()?,
-            )
-        } else {
-            None
-        };
         Ok(GatewayInstallFacts {
             gateway_role: self.role(gateway_role).await?,
             auth_function: self.definer(AUTH_FUNCTION_SIGNATURE).await?,
-            auth_owner: self.role(GATEWAY_AUTH_OWNER).await?,
-            registry: RegistryFacts {
-                function,
-                table_owner,
-                view_owner,
-                grants,
-                expected_grants: expected_acl(agent_role, gateway_role),
-            },
-            registry_owner: self.role(GATEWAY_REGISTRY_OWNER).await?,
+            auth: self
+                .dedicated(&GATEWAY_AUTH, expected_auth_acl(gateway_role))
+                .await?,
+            register_function: self.definer(REGISTER_FUNCTION_SIGNATURE).await?,
+            table_owner: self.relation_owner("gateway_sessions").await?,
+            view_owner: self.relation_owner("sessions").await?,
+            registry: self
+                .dedicated(&GATEWAY_REGISTRY, expected_acl(agent_role, gateway_role))
+                .await?,
+        })
+    }
+
+    async fn dedicated(
+        &self,
+        spec: &Dedicated,
+        mut expected_grants: Vec<String>,
+    ) -> Result<DedicatedFacts, PgError> {
+        let what = WHAT_GATEWAY_FACTS;
+        let grants = self
+            .client
+            .query(&spec.acl_sql(), &[])
+            .await
+            .map_err(|e| PgError::query(&self.target, what, e))?
+            .iter()
+            .map(|r| col::<String>(r, 0, &self.target, what))
+            .collect::<Result<Vec<_>, _>>()?;
+        expected_grants.sort();
+        Ok(DedicatedFacts {
+            owner_name: spec.owner.to_owned(),
+            owner: self.role(spec.owner).await?,
+            owner_member_of: spec.member_of.iter().map(|m| (*m).to_owned()).collect(),
+            grants,
+            expected_grants,
+            objects: spec
+                .objects
+                .iter()
+                .map(|o| (o.label.to_owned(), o.on()))
+                .collect(),
         })
     }
 
@@ -155,19 +168,14 @@ impl Connection {
             owner: col(&row, 0, &self.target, what)?,
             security_definer: col(&row, 1, &self.target, what)?,
             fixed_search_path: col(&row, 2, &self.target, what)?,
-            grants: col(&row, 3, &self.target, what)?,
         }))
     }
 
-    async fn one_text(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<String>, PgError> {
+    async fn relation_owner(&self, name: &str) -> Result<Option<String>, PgError> {
         let what = WHAT_GATEWAY_FACTS;
         match self
             .client
-            .query_opt(sql, params)
+            .query_opt(RELATION_OWNER, &[&name])
             .await
             .map_err(|e| PgError::query(&self.target, what, e))?
         {

@@ -26,17 +26,11 @@ pub(crate) const ROLE: &str = "SELECT r.rolname::text, r.rolcanlogin, r.rolsuper
   FROM pg_roles r WHERE r.rolname = $1";
 
 /// Function `$1` in schema curfew (`curfew.name(type,type)`, as `oidvectortypes` spells the
-/// types): its owner, `SECURITY DEFINER`, whether it fixes `search_path = pg_catalog,
-/// pg_temp`, and every grant but its owner's as `grantee:PRIVILEGE` (`PUBLIC` for everyone;
-/// no ACL yet means the default, `PUBLIC` included).
+/// types): its owner, `SECURITY DEFINER`, and whether it fixes `search_path = pg_catalog,
+/// pg_temp`. Its grants are read with the install's own statement
+/// (`crate::sql::dedicated::Dedicated::acl_sql`).
 pub(crate) const DEFINER: &str = "SELECT o.rolname::text, p.prosecdef,
-       coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false),
-       coalesce((SELECT array_agg(x ORDER BY x) FROM (
-           SELECT CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE g.rolname::text END
-                  || ':' || e.privilege_type AS x
-             FROM aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) e
-             LEFT JOIN pg_roles g ON g.oid = e.grantee
-            WHERE e.grantee <> p.proowner) s), '{}')::text[]
+       coalesce(p.proconfig @> ARRAY['search_path=pg_catalog, pg_temp'], false)
   FROM pg_proc p JOIN pg_roles o ON o.oid = p.proowner
  WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = 'curfew')
    AND format('curfew.%s(%s)', p.proname, replace(oidvectortypes(p.proargtypes), ', ', ',')) = $1";

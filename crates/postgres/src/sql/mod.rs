@@ -11,6 +11,7 @@
 pub(crate) mod anchor;
 pub(crate) mod canary;
 pub(crate) mod decode;
+pub(crate) mod dedicated;
 pub(crate) mod facts;
 pub(crate) mod gateway_auth;
 pub(crate) mod gateway_catalog;

@@ -23,6 +23,7 @@ type Problem = (String, Option<String>);
 pub(crate) fn findings(
     facts: &GatewayInstallFacts,
     gateway_role: &str,
+    agent_role: &str,
     init: &str,
 ) -> Vec<Finding> {
     vec![
@@ -51,7 +52,7 @@ pub(crate) fn findings(
             format!(
                 "{gateway_role}: LOGIN, no superuser, no CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, a member of no role, no members"
             ),
-            gateway_role_problems(facts, gateway_role),
+            gateway_role_problems(facts, gateway_role, agent_role),
             init,
         ),
     ]
@@ -168,8 +169,23 @@ fn dedicated_problems(problems: &mut Vec<Problem>, dedicated: &DedicatedFacts) {
 }
 
 /// The gateway's own role: it logs in, and nothing more.
-fn gateway_role_problems(facts: &GatewayInstallFacts, gateway_role: &str) -> Vec<Problem> {
+fn gateway_role_problems(
+    facts: &GatewayInstallFacts,
+    gateway_role: &str,
+    agent_role: &str,
+) -> Vec<Problem> {
     let quoted = quote_identifier(gateway_role);
+    if gateway_role == agent_role {
+        // The agent's memberships are the agent's needs; the fix is a role of the gateway's own.
+        return vec![(
+            format!(
+                "the gateway fetches verifiers as {gateway_role}, curfew's agent role, which then holds every served verifier"
+            ),
+            Some(
+                "CREATE ROLE curfew_gateway LOGIN PASSWORD '...'; then set [gateway] auth_url to log in as curfew_gateway (and auth_password_file), and run curfew init again.".to_owned(),
+            ),
+        )];
+    }
     let Some(role) = &facts.gateway_role else {
         return vec![(
             format!("there is no role {gateway_role} (the user of [gateway] auth_url)"),

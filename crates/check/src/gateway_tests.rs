@@ -86,7 +86,7 @@ fn clean() -> GatewayInstallFacts {
 }
 
 fn statuses(facts: &GatewayInstallFacts) -> Vec<(&'static str, Status)> {
-    findings(facts, "gw", INIT)
+    findings(facts, "gw", "curfew_agent", INIT)
         .into_iter()
         .map(|f| (f.id, f.status))
         .collect()
@@ -107,7 +107,7 @@ fn a_clean_install_passes() {
 #[test]
 fn each_tampering_fails_with_its_fix() {
     let fix_of = |facts: &GatewayInstallFacts, id: &str| {
-        let f = findings(facts, "gw", INIT)
+        let f = findings(facts, "gw", "curfew_agent", INIT)
             .into_iter()
             .find(|f| f.id == id)
             .unwrap();
@@ -157,7 +157,7 @@ fn a_dedicated_owner_with_more_than_it_needs_fails() {
     let mut owner = clean();
     let role = owner.registry.owner.as_mut().unwrap();
     role.member_of = vec!["pg_write_server_files".to_owned()];
-    let f = findings(&owner, "gw", INIT)
+    let f = findings(&owner, "gw", "curfew_agent", INIT)
         .into_iter()
         .find(|f| f.id == "CURFEW-GATEWAY-REGISTRY")
         .unwrap();
@@ -171,6 +171,26 @@ fn a_dedicated_owner_with_more_than_it_needs_fails() {
     assert!(
         f.fix
             .contains("GRANT pg_read_all_stats TO \"curfew_gateway_registry\";"),
+        "{}",
+        f.fix
+    );
+}
+
+#[test]
+fn the_agents_own_role_as_the_gateways_is_one_problem_with_its_fix() {
+    let mut facts = clean();
+    facts.gateway_role = Some(role(
+        "curfew_agent",
+        true,
+        &["pg_read_all_stats", "pg_signal_backend"],
+    ));
+    let f = findings(&facts, "curfew_agent", "curfew_agent", INIT)
+        .into_iter()
+        .find(|f| f.id == "CURFEW-GATEWAY-ROLE")
+        .unwrap();
+    assert_eq!(f.status, Status::Fail);
+    assert!(
+        f.fix.contains("auth_url") && !f.fix.contains("REVOKE"),
         "{}",
         f.fix
     );

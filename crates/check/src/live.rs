@@ -102,7 +102,7 @@ async fn gateway_findings(
         .gateway_install_facts(gateway_role, agent_role)
         .await
     {
-        Ok(facts) => crate::gateway::findings(&facts, gateway_role, &init),
+        Ok(facts) => crate::gateway::findings(&facts, gateway_role, agent_role, &init),
         Err(e) => vec![Finding {
             id: "CURFEW-GATEWAY-AUTH",
             title: "The gateway's auth function is installed and secured",

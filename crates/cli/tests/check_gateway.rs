@@ -67,6 +67,19 @@ fn tampered(cluster: &curfew_sandbox::Cluster, policy: &Path, tamper: &str, id: 
         given.contains(fix),
         "{tamper}: {given:?} does not contain {fix:?}"
     );
+    // The markdown report names it under "To fix", with the statement.
+    let md = curfew()
+        .args(["check", "--no-record", "-c"])
+        .arg(policy)
+        .output()
+        .unwrap();
+    assert_eq!(md.status.code(), Some(3));
+    let md = String::from_utf8_lossy(&md.stdout);
+    let to_fix = md.split("## To fix").nth(1).unwrap_or_default();
+    assert!(
+        to_fix.lines().any(|l| l.contains(id) && l.contains(fix)),
+        "{md}"
+    );
     // The statement given mends it.
     cluster.psql(fix).unwrap();
     let (_, doc) = check(policy);

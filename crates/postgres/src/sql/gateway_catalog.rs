@@ -13,16 +13,19 @@ pub(crate) const REGISTER_FUNCTION_SIGNATURE: &str =
     "curfew.register_gateway_session(integer,text,inet,integer,inet,integer,text)";
 
 /// Role `$1`: its name, `LOGIN`, `SUPERUSER`, its other attributes, the roles it is a member
-/// of and its members (both as names, sorted).
+/// of and its members (both as names, sorted, once each: from PostgreSQL 16 a membership may be
+/// granted by several grantors).
 pub(crate) const ROLE: &str = "SELECT r.rolname::text, r.rolcanlogin, r.rolsuper,
        array_remove(ARRAY[CASE WHEN r.rolcreaterole THEN 'CREATEROLE' END,
                           CASE WHEN r.rolcreatedb THEN 'CREATEDB' END,
                           CASE WHEN r.rolreplication THEN 'REPLICATION' END,
                           CASE WHEN r.rolbypassrls THEN 'BYPASSRLS' END], NULL)::text[],
-       coalesce((SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m
-                   JOIN pg_roles g ON g.oid = m.roleid WHERE m.member = r.oid), '{}')::text[],
-       coalesce((SELECT array_agg(g.rolname::text ORDER BY g.rolname) FROM pg_auth_members m
-                   JOIN pg_roles g ON g.oid = m.member WHERE m.roleid = r.oid), '{}')::text[]
+       coalesce((SELECT array_agg(DISTINCT g.rolname::text ORDER BY g.rolname::text)
+                   FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.roleid
+                  WHERE m.member = r.oid), '{}')::text[],
+       coalesce((SELECT array_agg(DISTINCT g.rolname::text ORDER BY g.rolname::text)
+                   FROM pg_auth_members m JOIN pg_roles g ON g.oid = m.member
+                  WHERE m.roleid = r.oid), '{}')::text[]
   FROM pg_roles r WHERE r.rolname = $1";
 
 /// Function `$1` in schema curfew (`curfew.name(type,type)`, as `oidvectortypes` spells the

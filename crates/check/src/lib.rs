@@ -6,6 +6,7 @@
 
 mod clock;
 mod durations;
+mod gateway;
 mod hba;
 mod ledger;
 mod live;

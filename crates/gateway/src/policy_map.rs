@@ -37,8 +37,8 @@ pub struct PolicyGateway {
 
 impl PolicyGateway {
     /// Maps `policy`'s `[gateway]`: listen addresses, the target's URL as the upstream, TLS
-    /// files, limits and timeouts, and `auth_url` (with the target's password file when it is
-    /// the target's own URL).
+    /// files, limits and timeouts, and `auth_url` with its password file: `auth_password_file`
+    /// when given, else the target's `password_file` when `auth_url` is the target's own URL.
     pub fn from_policy(policy: &Policy) -> Result<PolicyGateway, PolicyGatewayError> {
         let gateway = policy
             .gateway
@@ -55,10 +55,10 @@ impl PolicyGateway {
             name: format!("{} (gateway auth)", target.name),
             url: ConnectionUrl::parse(&gateway.auth_url.text)
                 .map_err(PolicyGatewayError::AuthUrl)?,
-            password_file: if auth_is_target {
-                target.password_file.as_ref().map(PathBuf::from)
-            } else {
-                None
+            password_file: match &gateway.auth_password_file {
+                Some(own) => Some(PathBuf::from(own)),
+                None if auth_is_target => target.password_file.as_ref().map(PathBuf::from),
+                None => None,
             },
         };
         let mut config =
@@ -136,6 +136,17 @@ mod tests {
         assert_eq!(mapped.auth.url.user, "curfew_gateway");
         assert_eq!(mapped.auth.password_file, None);
         assert_eq!(mapped.config.keepalive, None);
+    }
+
+    #[test]
+    fn an_auth_url_of_its_own_takes_its_own_password_file() {
+        let mapped = PolicyGateway::from_policy(&policy(
+            "[gateway]\ntarget = \"primary\"\nauth_url = \"postgresql://curfew_gateway@db1:5433/postgres\"\nauth_password_file = \"gateway.pw\"\n",
+        ))
+        .unwrap();
+        assert_eq!(mapped.auth.url.user, "curfew_gateway");
+        // As written, like a target's password_file (relative to the working directory).
+        assert_eq!(mapped.auth.password_file, Some("gateway.pw".into()));
     }
 
     #[test]

@@ -41,6 +41,11 @@ pub struct Gateway {
     pub audit_log: Option<String>,
     /// Where the gateway serves `/metrics` and `/healthz` over HTTP; `None`: not served.
     pub http_listen: Option<SocketAddr>,
+    /// The file holding the password of `auth_url`'s role, as written (read when the gateway
+    /// connects, by the same code and rules as a target's `password_file`; never logged).
+    /// `None` when not given: then an `auth_url` equal to the target's `url` uses the target's
+    /// `password_file`, and any other `auth_url` logs in without a password.
+    pub auth_password_file: Option<String>,
 }
 
 /// The files of the gateway's client-leg TLS (paths as written; read when the gateway starts).

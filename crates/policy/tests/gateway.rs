@@ -77,6 +77,7 @@ fn an_empty_section_takes_every_default() {
     // Verifiers are fetched through the target's own URL, as its role, by default.
     assert!(g.auth_url.text.starts_with("postgresql://curfew_agent@db1"));
     assert_eq!(g.own_role(), Some("curfew_agent"));
+    assert_eq!(g.auth_password_file, None);
 }
 
 #[test]
@@ -97,6 +98,7 @@ serve_superusers = true
 auth_url = \"postgresql://curfew_gateway@db1:5432/postgres?sslmode=verify-full\"
 audit_log = \"/var/log/curfew/gateway.jsonl\"
 http_listen = \"127.0.0.1:9188\"
+auth_password_file = \"/etc/curfew/gateway.pw\"
 ",
     );
     assert_eq!(
@@ -119,6 +121,10 @@ http_listen = \"127.0.0.1:9188\"
     assert_eq!(g.serve_members_of.as_deref(), Some("gateway_users"));
     assert!(g.serve_superusers);
     assert_eq!(g.own_role(), Some("curfew_gateway"));
+    assert_eq!(
+        g.auth_password_file.as_deref(),
+        Some("/etc/curfew/gateway.pw")
+    );
 }
 
 #[test]
@@ -395,5 +401,34 @@ fn the_http_listen_address_and_audit_log_are_checked() {
     assert!(
         warnings[0].contains("`http_listen` in [gateway] is 0.0.0.0:9188, not loopback"),
         "{warnings:?}"
+    );
+}
+
+#[test]
+fn the_auth_password_file_is_kept_as_written() {
+    // Relative paths are kept as written, like a target's `password_file`.
+    let g = gateway(&format!(
+        "[gateway]\n{OWN_ROLE}auth_password_file = \"gateway.pw\"\n"
+    ));
+    assert_eq!(g.auth_password_file.as_deref(), Some("gateway.pw"));
+}
+
+#[test]
+fn auth_password_file_errors_are_at_the_value() {
+    assert_error(
+        &format!("{PRIMARY}[gateway]\n{OWN_ROLE}auth_password_file = \" \"\n"),
+        &at(2, 22),
+        "`auth_password_file` in [gateway] must not be empty",
+    );
+    assert_error(
+        &format!("{PRIMARY}[gateway]\n{OWN_ROLE}auth_password_file = 7\n"),
+        &at(2, 22),
+        "`auth_password_file` in [gateway] must be a file path string, not an integer",
+    );
+    // Without an auth_url the role is the target's, whose password is the target's file.
+    assert_error(
+        &format!("{PRIMARY}[gateway]\nauth_password_file = \"/etc/curfew/gw.pw\"\n"),
+        &at(1, 22),
+        "`auth_password_file` in [gateway] needs `auth_url`",
     );
 }

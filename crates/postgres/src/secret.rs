@@ -35,7 +35,17 @@ pub enum PasswordFileError {
     /// Nothing in it.
     #[error("password file {0} is empty")]
     Empty(String),
+    /// Larger than any password file needs to be (it is read whole, so its size is bounded).
+    #[error(
+        "password file {0} is larger than {MAX_PASSWORD_FILE_BYTES} bytes; it should hold the password on its first line and nothing else"
+    )]
+    TooLarge(String),
 }
+
+/// The most a password file may hold. Read before the file is trusted, so the read is bounded
+/// by this, not by the file's size; far beyond any real password (PostgreSQL's own password
+/// packets are limited to a few kilobytes).
+pub(crate) const MAX_PASSWORD_FILE_BYTES: u64 = 8192;
 
 /// Read a password file: its first line, without the line ending. Returns the password and a
 /// warning when the file is readable by group or others (as libpq warns about `.pgpass`).
@@ -52,7 +62,18 @@ pub fn read_password_file(path: &Path) -> Result<(Password, Option<String>), Pas
             "password file {shown} is readable by group or others (mode {mode:04o}); run chmod 600 {shown}"
         )
     });
-    let bytes = std::fs::read(path).map_err(|e| unreadable(e.to_string()))?;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, MAX_PASSWORD_FILE_BYTES + 1),
+                &mut bytes,
+            )
+        })
+        .map_err(|e| unreadable(e.to_string()))?;
+    if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
+        return Err(PasswordFileError::TooLarge(shown));
+    }
     let text = String::from_utf8(bytes).map_err(|_| unreadable("it is not UTF-8 text".into()))?;
     let password = text.lines().next().unwrap_or("").to_owned();
     if password.is_empty() {
@@ -86,6 +107,17 @@ mod tests {
     fn open_permissions_warn() {
         let (_, warning) = read_password_file(&file("open", "x\n", 0o644)).unwrap();
         assert!(warning.unwrap().contains("mode 0644"));
+    }
+
+    #[test]
+    fn an_oversized_file_is_refused_without_reading_it_whole() {
+        let big = "x".repeat(usize::try_from(MAX_PASSWORD_FILE_BYTES).unwrap() + 1);
+        let err = read_password_file(&file("big", &big, 0o600)).unwrap_err();
+        assert!(matches!(err, PasswordFileError::TooLarge(_)), "{err}");
+        assert!(!err.to_string().contains("xxx"), "{err}");
+        let just = "y".repeat(usize::try_from(MAX_PASSWORD_FILE_BYTES).unwrap());
+        let (pw, _) = read_password_file(&file("just", &just, 0o600)).unwrap();
+        assert_eq!(pw.expose().len(), just.len());
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub(super) const GATEWAY_KEYS: &[&str] = &[
     "auth_url",
     "audit_log",
     "http_listen",
+    "auth_password_file",
 ];
 
 const CONTEXT: &str = "[gateway]";
@@ -132,6 +133,7 @@ pub(super) fn parse_gateway(
         .and_then(|listen| {
             super::listen_address(c, listen.span, &listen.value, "`http_listen` in [gateway]")
         });
+    let auth_password_file = auth_password_file(c, &r);
     r.finish(c);
     Some(Gateway {
         listen: listen?,
@@ -147,7 +149,30 @@ pub(super) fn parse_gateway(
         auth_url: auth_url?,
         audit_log,
         http_listen,
+        auth_password_file,
     })
+}
+
+/// `auth_password_file`: the password of `auth_url`'s role. It needs an `auth_url` of its own:
+/// without one the gateway logs in as the target's role, whose password is the target's
+/// `password_file`, and two files for one role could disagree.
+fn auth_password_file(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Option<String> {
+    let file = r.string(c, "auth_password_file", "a file path string")?;
+    if file.value.trim().is_empty() {
+        c.error(
+            file.span,
+            "`auth_password_file` in [gateway] must not be empty; name the file holding the password of `auth_url`'s role, or remove the key",
+        );
+        return None;
+    }
+    if r.get("auth_url").is_none() {
+        c.error(
+            file.span,
+            "`auth_password_file` in [gateway] needs `auth_url` (the gateway's own role it is the password of); without `auth_url` the gateway logs in with the target's `url` and `password_file`",
+        );
+        return None;
+    }
+    Some(file.value)
 }
 
 /// `listen`: one address or a list, each an IP address and a port; no duplicates.

@@ -28,10 +28,12 @@ use tokio_postgres::error::SqlState;
 
 use crate::connect::Connection;
 use crate::error::PgError;
+use crate::ledger::dedicated::{acl_mismatch, names, revoke_all_then_grant};
 use crate::names::{GATEWAY_AUTH_OWNER, quote_identifier};
+use crate::sql::dedicated::{GATEWAY_AUTH, expected_auth_acl};
 use crate::sql::gateway_auth::{
-    EXTRA_GRANTEES, EXTRA_KEY_GRANTEES, FUNCTION_ACL, INSERT_MOCK_KEY, OWNER_HOLDINGS,
-    ROLE_EXISTS_BYTES, ROLE_MEMBERS, ROLE_SUPERUSER, function_sql, mock_key_sql, owner_sql,
+    EXTRA_KEY_GRANTEES, INSERT_MOCK_KEY, OWNER_HOLDINGS, ROLE_EXISTS_BYTES, ROLE_MEMBERS,
+    ROLE_SUPERUSER, function_sql, mock_key_sql, owner_sql,
 };
 use crate::sql::gateway_auth::{GATEWAY_MOCK_KEY_TABLE, GATEWAY_SECRET_FUNCTION};
 use crate::sql::install::{ROLE_EXISTS, SCHEMA_EXISTS, WHAT_SCHEMA};
@@ -255,32 +257,28 @@ impl Connection {
             )));
         }
         // Default privileges (ALTER DEFAULT PRIVILEGES, global or IN SCHEMA curfew) may have
-        // granted EXECUTE at CREATE; REVOKE … FROM PUBLIC leaves those.
-        let extra = names(&tx, EXTRA_GRANTEES, &settings.gateway_role)
-            .await
-            .map_err(failed("reading the gateway auth function's grants"))?;
-        for grantee in &extra {
-            tx.batch_execute(&format!(
-                "REVOKE ALL ON FUNCTION {GATEWAY_SECRET_FUNCTION} FROM {grantee} CASCADE"
-            ))
-            .await
-            .map_err(failed(
-                "revoking a default privilege on the gateway auth function",
-            ))?;
-        }
-        let acl = names(&tx, FUNCTION_ACL, "")
-            .await
-            .map_err(failed("checking the gateway auth function's grants"))?;
-        let mut expected = vec![
-            format!("{GATEWAY_AUTH_OWNER}:EXECUTE"),
-            format!("{}:EXECUTE", settings.gateway_role),
-        ];
-        expected.sort();
-        let mut sorted = acl.clone();
-        sorted.sort();
-        if sorted != expected {
+        // granted EXECUTE at CREATE; REVOKE … FROM PUBLIC leaves those. Revoke every grant,
+        // grant the gateway's role again, then check.
+        revoke_all_then_grant(
+            &tx,
+            &GATEWAY_AUTH,
+            &format!(
+                "GRANT EXECUTE ON FUNCTION {GATEWAY_SECRET_FUNCTION} TO {}",
+                quote_identifier(&settings.gateway_role)
+            ),
+        )
+        .await
+        .map_err(failed("granting the gateway auth function's privileges"))?;
+        if let Some(acl) = acl_mismatch(
+            &tx,
+            &GATEWAY_AUTH,
+            &expected_auth_acl(&settings.gateway_role),
+        )
+        .await
+        .map_err(failed("checking the gateway auth function's grants"))?
+        {
             return Err(refuse(format!(
-                "the gateway auth function's grants are {acl:?} after the install, not EXECUTE for {GATEWAY_AUTH_OWNER} and \"{}\" alone; nothing was installed",
+                "the gateway auth function's grants are {acl:?} after the install, not EXECUTE for \"{}\" alone; nothing was installed",
                 settings.gateway_role
             )));
         }
@@ -293,20 +291,4 @@ impl Connection {
             notes,
         })
     }
-}
-
-/// The first column of each row of `sql` (one text parameter, ignored when the statement has
-/// none), as text.
-async fn names(
-    tx: &tokio_postgres::Transaction<'_>,
-    sql: &str,
-    parameter: &str,
-) -> Result<Vec<String>, tokio_postgres::Error> {
-    let statement = tx.prepare(sql).await?;
-    let rows = if statement.params().is_empty() {
-        tx.query(&statement, &[]).await?
-    } else {
-        tx.query(&statement, &[&parameter]).await?
-    };
-    rows.iter().map(|r| r.try_get(0)).collect()
 }

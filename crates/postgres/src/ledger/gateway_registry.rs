@@ -26,12 +26,11 @@ use tokio_postgres::error::SqlState;
 
 use crate::connect::Connection;
 use crate::error::PgError;
+use crate::ledger::dedicated::{acl_mismatch, names, revoke_all_then_grant};
 use crate::names::{GATEWAY_REGISTRY_OWNER, quote_identifier};
+use crate::sql::dedicated::GATEWAY_REGISTRY;
 use crate::sql::gateway_auth::ROLE_MEMBERS;
-use crate::sql::gateway_registry::{
-    OWNER_OTHER_ROLES, REGISTRY_ACL, REGISTRY_GRANTEES, expected_acl, grants_sql,
-    registry_owner_sql, registry_sql, revoke_all_sql,
-};
+use crate::sql::gateway_registry::{expected_acl, grants_sql, registry_owner_sql, registry_sql};
 use crate::sql::install::{ROLE_EXISTS, SCHEMA_EXISTS, WHAT_SCHEMA};
 use crate::sql::scalar;
 
@@ -99,10 +98,11 @@ impl Connection {
             .map_err(failed("looking up the gateway registry's owner"))?
             .is_none();
         if !owner_created {
+            let other_roles = GATEWAY_REGISTRY.other_memberships_sql();
             for (sql, what) in [
                 (ROLE_MEMBERS, "has members, who could act as it"),
                 (
-                    OWNER_OTHER_ROLES,
+                    other_roles.as_str(),
                     "is a member of roles curfew did not grant it",
                 ),
             ] {
@@ -138,22 +138,18 @@ impl Connection {
         // Default privileges (global or IN SCHEMA curfew) may have granted more at CREATE, and
         // an earlier install may have granted another agent or gateway role: revoke every
         // grant, grant again, then check.
-        let grantees = names(&tx, REGISTRY_GRANTEES, "")
-            .await
-            .map_err(failed("reading the gateway registry's grants"))?;
-        for grantee in &grantees {
-            tx.batch_execute(&revoke_all_sql(grantee))
-                .await
-                .map_err(failed("revoking a grant on the gateway registry"))?;
-        }
-        tx.batch_execute(&grants_sql(agent_role, gateway_role))
-            .await
-            .map_err(failed("granting the gateway registry's privileges"))?;
-        let acl = names(&tx, REGISTRY_ACL, "")
-            .await
-            .map_err(failed("checking the gateway registry's grants"))?;
+        revoke_all_then_grant(
+            &tx,
+            &GATEWAY_REGISTRY,
+            &grants_sql(agent_role, gateway_role),
+        )
+        .await
+        .map_err(failed("granting the gateway registry's privileges"))?;
         let expected = expected_acl(agent_role, gateway_role);
-        if acl != expected {
+        if let Some(acl) = acl_mismatch(&tx, &GATEWAY_REGISTRY, &expected)
+            .await
+            .map_err(failed("checking the gateway registry's grants"))?
+        {
             return Err(refuse(format!(
                 "the gateway registry's grants are {acl:?} after the install, not {expected:?}; nothing was installed"
             )));
@@ -167,20 +163,4 @@ impl Connection {
             notes: Vec::new(),
         })
     }
-}
-
-/// The first column of each row of `sql` (one text parameter, ignored when the statement has
-/// none), as text.
-async fn names(
-    tx: &tokio_postgres::Transaction<'_>,
-    sql: &str,
-    parameter: &str,
-) -> Result<Vec<String>, tokio_postgres::Error> {
-    let statement = tx.prepare(sql).await?;
-    let rows = if statement.params().is_empty() {
-        tx.query(&statement, &[]).await?
-    } else {
-        tx.query(&statement, &[&parameter]).await?
-    };
-    rows.iter().map(|r| r.try_get(0)).collect()
 }

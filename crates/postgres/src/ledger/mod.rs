@@ -9,7 +9,9 @@
 //!   (no row) is never enabled.
 
 mod change;
+mod dedicated;
 mod gateway_auth;
+mod gateway_inspect;
 mod gateway_registry;
 mod inspect;
 mod install;
@@ -28,6 +30,7 @@ pub use crate::sql::ledger::{AGENT_FUNCTIONS, LEDGER_VERSION, LockProgress};
 pub use crate::sql::ledger_catalog::{FunctionFacts, LedgerFacts};
 pub use curfew_backend::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};
 pub use gateway_auth::{GatewayAuth, GatewayAuthInstalled};
+pub use gateway_inspect::{DedicatedFacts, DefinerFacts, GatewayInstallFacts, InstalledRole};
 pub use gateway_registry::GatewayRegistryInstalled;
 pub use install::Installed;
 pub use status::LedgerProblem;

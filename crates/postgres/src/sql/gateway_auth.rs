@@ -119,26 +119,6 @@ pub(crate) fn owner_sql(create: bool) -> String {
 pub(crate) const AUTHID_COLUMNS: &str =
     "oid, rolname, rolpassword, rolcanlogin, rolvaliduntil, rolsuper";
 
-/// Grantees of `EXECUTE` (or anything) on the function other than its owner and role `$1` (the
-/// gateway's), quoted as identifiers, `PUBLIC` for everyone: what `ALTER DEFAULT PRIVILEGES`
-/// may have granted at `CREATE`, which `REVOKE … FROM PUBLIC` does not remove.
-pub(crate) const EXTRA_GRANTEES: &str = "SELECT DISTINCT CASE WHEN e.grantee = 0 THEN 'PUBLIC'
-         ELSE quote_ident(r.rolname) END
-  FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) e
-  LEFT JOIN pg_roles r ON r.oid = e.grantee
- WHERE p.oid = 'curfew.gateway_secret(text)'::regprocedure
-   AND e.grantee <> p.proowner
-   AND (r.rolname IS NULL OR r.rolname <> $1)
- ORDER BY 1";
-
-/// The function's ACL as `grantee:privilege` lines (`-` for PUBLIC): after the install,
-/// exactly the owner's and the gateway role's `EXECUTE`.
-pub(crate) const FUNCTION_ACL: &str = "SELECT COALESCE(r.rolname, '-') || ':' || e.privilege_type
-  FROM pg_proc p CROSS JOIN LATERAL aclexplode(p.proacl) e
-  LEFT JOIN pg_roles r ON r.oid = e.grantee
- WHERE p.oid = 'curfew.gateway_secret(text)'::regprocedure
- ORDER BY 1";
-
 /// `curfew scram mock salt` and a NUL, as hex: the label between the key and the name.
 const MOCK_LABEL_HEX: &str = "63757266657720736372616d206d6f636b2073616c7400";
 

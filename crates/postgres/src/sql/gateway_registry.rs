@@ -143,31 +143,7 @@ pub(crate) fn registry_owner_sql(create: bool) -> String {
     sql
 }
 
-/// Roles the registry's owner is a member of, other than `pg_read_all_stats`, as names.
-pub(crate) const OWNER_OTHER_ROLES: &str = "SELECT m.roleid::regrole::text FROM pg_auth_members m
-     JOIN pg_roles r ON r.oid = m.member
-    WHERE r.rolname = $1 AND m.roleid <> 'pg_read_all_stats'::regrole ORDER BY 1";
-
-/// Every grant on the registry's table, view and function, as `object:grantee:privilege`
-/// (`PUBLIC` for everyone), the owner's own apart: what the install checks is exactly what it
-/// granted.
-pub(crate) const REGISTRY_ACL: &str = "
-SELECT x.what || ':' || CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE r.rolname::text END
-       || ':' || e.privilege_type
-  FROM (SELECT 'table' AS what, c.relacl AS acl, c.relowner AS owner FROM pg_class c
-         WHERE c.oid = 'curfew.gateway_sessions'::regclass
-        UNION ALL
-        SELECT 'view', c.relacl, c.relowner FROM pg_class c
-         WHERE c.oid = 'curfew.sessions'::regclass
-        UNION ALL
-        SELECT 'function', p.proacl, p.proowner FROM pg_proc p
-         WHERE p.oid = 'curfew.register_gateway_session(int4, text, inet, int4, inet, int4, text)'::regprocedure) x
-  CROSS JOIN LATERAL aclexplode(x.acl) e
-  LEFT JOIN pg_roles r ON r.oid = e.grantee
- WHERE e.grantee <> x.owner
- ORDER BY 1";
-
-/// What [`REGISTRY_ACL`] must return: reading for the agent and `pg_read_all_stats`, calling
+/// What `GATEWAY_REGISTRY.acl_sql()` (`crate::sql::dedicated`) must return: reading for the agent and `pg_read_all_stats`, calling
 /// for the gateway's role.
 pub(crate) fn expected_acl(agent: &str, gateway: &str) -> Vec<String> {
     let mut expected = vec![
@@ -182,30 +158,7 @@ pub(crate) fn expected_acl(agent: &str, gateway: &str) -> Vec<String> {
     expected
 }
 
-/// Revokes every grant on the registry's objects from `grantee` (quoted, or `PUBLIC`): what
-/// default privileges added at `CREATE`, before the grants are made again.
-pub(crate) fn revoke_all_sql(grantee: &str) -> String {
-    format!(
-        "REVOKE ALL ON {GATEWAY_SESSIONS_TABLE} FROM {grantee} CASCADE;
-         REVOKE ALL ON curfew.sessions FROM {grantee} CASCADE;
-         REVOKE ALL ON FUNCTION {GATEWAY_REGISTER_FUNCTION} FROM {grantee} CASCADE;"
-    )
-}
-
-/// Every grantee on the registry's objects but their owner (quoted, `PUBLIC` for everyone).
-pub(crate) const REGISTRY_GRANTEES: &str = "
-SELECT DISTINCT CASE WHEN e.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END
-  FROM (SELECT c.relacl AS acl, c.relowner AS owner FROM pg_class c
-         WHERE c.oid IN ('curfew.gateway_sessions'::regclass, 'curfew.sessions'::regclass)
-        UNION ALL
-        SELECT p.proacl, p.proowner FROM pg_proc p
-         WHERE p.oid = 'curfew.register_gateway_session(int4, text, inet, int4, inet, int4, text)'::regprocedure) x
-  CROSS JOIN LATERAL aclexplode(x.acl) e
-  LEFT JOIN pg_roles r ON r.oid = e.grantee
- WHERE e.grantee <> x.owner
- ORDER BY 1";
-
-/// The grants made again after [`revoke_all_sql`].
+/// The grants made again after every grant is revoked.
 pub(crate) fn grants_sql(agent: &str, gateway: &str) -> String {
     let agent = quote_identifier(agent);
     let gateway = quote_identifier(gateway);

@@ -10,9 +10,11 @@
 
 pub(crate) mod anchor;
 pub(crate) mod canary;
-mod decode;
+pub(crate) mod decode;
+pub(crate) mod dedicated;
 pub(crate) mod facts;
 pub(crate) mod gateway_auth;
+pub(crate) mod gateway_catalog;
 pub(crate) mod gateway_registry;
 pub(crate) mod install;
 pub(crate) mod leader;

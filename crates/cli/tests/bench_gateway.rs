@@ -41,6 +41,7 @@ fn a_quick_gateway_bench_compares_direct_gateway_and_pgbouncer_and_writes_json()
         "GATEWAY / PGBOUNCER",
         "PER CLIENT",
         "-S -M extended",
+        "PROXY CPU µs/TX",
     ] {
         assert!(stdout.contains(heading), "no {heading:?} in\n{stdout}");
     }
@@ -64,6 +65,14 @@ fn a_quick_gateway_bench_compares_direct_gateway_and_pgbouncer_and_writes_json()
                     .unwrap_or_else(|| panic!("no {route} {workload} tls={tls} in {report}"));
                 assert_eq!(row["tps"].as_array().unwrap().len() as u64, rounds, "{row}");
                 assert!(row["median_tps"].as_f64().unwrap() > 0.0, "{row}");
+                let cpu = row["proxy_cpu_us_per_tx"].as_array().unwrap();
+                if route == "direct" {
+                    assert!(cpu.is_empty(), "{row}");
+                } else {
+                    // Each round moved bytes through the proxy: it used some CPU for them.
+                    assert_eq!(cpu.len() as u64, rounds, "{row}");
+                    assert!(cpu.iter().all(|c| c.as_f64().unwrap() > 0.0), "{row}");
+                }
             }
         }
     }

@@ -12,7 +12,6 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 use curfew_wire::{Direction, FrameCursor, TransactionStatus};
@@ -22,6 +21,7 @@ use tracing::debug;
 use crate::buffers::Pooled;
 use crate::error::SessionError;
 use crate::stream::RelayIo;
+use crate::traffic::{Traffic, Way};
 
 /// How much a TLS direction reads while it waits: an idle session holds this, not a buffer.
 const PROBE_LEN: usize = 64;
@@ -47,6 +47,14 @@ impl Leg {
         match self {
             Leg::Upward => SessionError::ServerIo(e),
             Leg::Downward => SessionError::ClientIo(e),
+        }
+    }
+
+    /// How the traffic counters name this leg.
+    fn way(self) -> Way {
+        match self {
+            Leg::Upward => Way::ClientToServer,
+            Leg::Downward => Way::ServerToClient,
         }
     }
 
@@ -135,7 +143,7 @@ impl Pump {
     }
 
     /// Moves bytes from `from` to `to` until `from` ends or, when `stopping`, until what `to`
-    /// got ends at a frame boundary (the rest of a read is dropped there). `counter` counts
+    /// got ends at a frame boundary (the rest of a read is dropped there). `traffic` counts
     /// every byte written.
     pub(crate) fn poll_pump<R: RelayIo, W: RelayIo>(
         &mut self,
@@ -143,11 +151,11 @@ impl Pump {
         from: &mut R,
         to: &mut W,
         stopping: bool,
-        counter: &AtomicU64,
+        traffic: &Traffic,
     ) -> Poll<Result<PumpEnd, SessionError>> {
         loop {
             if self.start < self.end {
-                ready!(self.poll_write_some(cx, to, stopping, counter))?;
+                ready!(self.poll_write_some(cx, to, stopping, traffic))?;
                 continue;
             }
             if self.unflushed {
@@ -172,7 +180,7 @@ impl Pump {
         cx: &mut Context<'_>,
         to: &mut W,
         stopping: bool,
-        counter: &AtomicU64,
+        traffic: &Traffic,
     ) -> Poll<Result<(), SessionError>> {
         let Some(chunk) = self.chunk.as_ref() else {
             self.start = self.end;
@@ -204,7 +212,7 @@ impl Pump {
             // then closes without a FATAL).
             debug!(error = %e, leg = ?self.leg, "frame boundaries lost");
         }
-        counter.fetch_add(written as u64, Ordering::Relaxed);
+        traffic.add(self.leg.way(), written as u64);
         self.total += written as u64;
         self.start += written;
         self.unflushed = true;

@@ -8,8 +8,10 @@
 //! closed), and both connections close.
 
 use std::future::{Future, poll_fn};
-use std::pin::pin;
-use std::task::Poll;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,19 +85,18 @@ pub(crate) async fn relay(
 ) -> RelayOutcome {
     let mut up = Pump::new(Leg::Upward, client_rest);
     let mut down = Pump::new(Leg::Downward, server_rest);
-    let mut stop = pin!(stop);
+    let stop = pin!(stop);
+    let mut stop = StopWatch::new(stop);
     let phase = poll_fn(|cx| {
-        if let Poll::Ready(fatal) = stop.as_mut().poll(cx) {
+        if let Poll::Ready(fatal) = stop.poll(cx) {
             return Poll::Ready(Phase::Stop(fatal));
         }
-        let to_client = &traffic.server_to_client;
-        match down.poll_pump(cx, &mut server, &mut client, false, to_client) {
+        match down.poll_pump(cx, &mut server, &mut client, false, traffic) {
             Poll::Ready(Ok(_)) => return Poll::Ready(Phase::ServerLeft),
             Poll::Ready(Err(e)) => return Poll::Ready(Phase::Failed(e)),
             Poll::Pending => {}
         }
-        let to_server = &traffic.client_to_server;
-        match up.poll_pump(cx, &mut client, &mut server, false, to_server) {
+        match up.poll_pump(cx, &mut client, &mut server, false, traffic) {
             Poll::Ready(Ok(_)) => Poll::Ready(Phase::ClientLeft),
             Poll::Ready(Err(e)) => Poll::Ready(Phase::Failed(e)),
             Poll::Pending => Poll::Pending,
@@ -126,6 +127,75 @@ pub(crate) async fn relay(
     }
 }
 
+/// The stop future, polled only when its own waker fired (or the task's waker changed), not on
+/// every wake-up of the relay: the drain's future locks a mutex every sessions share each time
+/// it is polled, and the relay wakes twice per round trip.
+struct StopWatch<'a, S> {
+    stop: Pin<&'a mut S>,
+    signal: Arc<StopSignal>,
+    /// `signal` as a waker, handed to `stop` (the same one each time, so it keeps it).
+    stop_waker: Waker,
+    /// The task's waker `signal` holds (compared locally: no lock on the relay's path).
+    task_waker: Option<Waker>,
+}
+
+/// Set by the stop's wake-up; wakes the relay's task.
+struct StopSignal {
+    fired: AtomicBool,
+    task: Mutex<Option<Waker>>,
+}
+
+impl Wake for StopSignal {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.fired.store(true, Ordering::Release);
+        let task = self.task.lock().ok().and_then(|task| task.clone());
+        if let Some(task) = task {
+            task.wake();
+        }
+    }
+}
+
+impl<'a, S: Future<Output = Fatal>> StopWatch<'a, S> {
+    fn new(stop: Pin<&'a mut S>) -> StopWatch<'a, S> {
+        let signal = Arc::new(StopSignal {
+            fired: AtomicBool::new(true),
+            task: Mutex::new(None),
+        });
+        StopWatch {
+            stop,
+            stop_waker: Waker::from(signal.clone()),
+            signal,
+            task_waker: None,
+        }
+    }
+
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Fatal> {
+        if !self
+            .task_waker
+            .as_ref()
+            .is_some_and(|waker| waker.will_wake(cx.waker()))
+        {
+            let waker = cx.waker().clone();
+            if let Ok(mut task) = self.signal.task.lock() {
+                *task = Some(waker.clone());
+            }
+            self.task_waker = Some(waker);
+            self.signal.fired.store(true, Ordering::Relaxed);
+        }
+        // Cleared before the poll: a wake-up during it sets it again.
+        if !self.signal.fired.swap(false, Ordering::Acquire) {
+            return Poll::Pending;
+        }
+        self.stop
+            .as_mut()
+            .poll(&mut Context::from_waker(&self.stop_waker))
+    }
+}
+
 /// The client left: the server hears a Terminate (unless the client left mid-message: then
 /// it is just closed), and its last words still reach the client until it closes.
 async fn client_left(
@@ -140,10 +210,9 @@ async fn client_left(
         let _ = timeout(SERVER_CLOSE_GRACE, server.write_all(&TERMINATE)).await;
     }
     let _ = timeout(SERVER_CLOSE_GRACE, server.shutdown()).await;
-    let to_client = &traffic.server_to_client;
     let _ = timeout(
         SERVER_CLOSE_GRACE,
-        poll_fn(|cx| down.poll_pump(cx, server, client, false, to_client)),
+        poll_fn(|cx| down.poll_pump(cx, server, client, false, traffic)),
     )
     .await;
     let _ = timeout(SERVER_CLOSE_GRACE, client.shutdown()).await;
@@ -159,10 +228,9 @@ async fn stopped(
     fatal: Fatal,
     traffic: &Traffic,
 ) -> RelayEnd {
-    let to_client = &traffic.server_to_client;
     let reached = timeout(
         STOP_GRACE,
-        poll_fn(|cx| down.poll_pump(cx, server, client, true, to_client)),
+        poll_fn(|cx| down.poll_pump(cx, server, client, true, traffic)),
     )
     .await;
     let delivered = match reached {
@@ -197,4 +265,101 @@ async fn linger(client: &mut ClientStream) {
         {}
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// A stop that counts its polls and completes once `go` is set and its waker called.
+    struct CountedStop<'a> {
+        polls: &'a AtomicUsize,
+        go: &'a AtomicBool,
+        waker: &'a Mutex<Option<Waker>>,
+    }
+
+    impl Future for CountedStop<'_> {
+        type Output = Fatal;
+
+        fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fatal> {
+            self.polls.fetch_add(1, Ordering::Relaxed);
+            if self.go.load(Ordering::Relaxed) {
+                return Poll::Ready(Fatal::new(crate::error::sqlstate::ADMIN_SHUTDOWN, "stop"));
+            }
+            if let Ok(mut waker) = self.waker.lock() {
+                *waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        }
+    }
+
+    /// Counts the relay task's wake-ups.
+    struct Task(AtomicUsize);
+
+    impl Wake for Task {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn the_stop_is_polled_only_after_its_own_wake_up() {
+        let (polls, go, waker) = (
+            AtomicUsize::new(0),
+            AtomicBool::new(false),
+            Mutex::new(None),
+        );
+        let stop = pin!(CountedStop {
+            polls: &polls,
+            go: &go,
+            waker: &waker,
+        });
+        let mut watch = StopWatch::new(stop);
+        let task = Arc::new(Task(AtomicUsize::new(0)));
+        let task_waker = Waker::from(task.clone());
+        let mut cx = Context::from_waker(&task_waker);
+        for _ in 0..10 {
+            assert!(watch.poll(&mut cx).is_pending());
+        }
+        // Polled once to register, not on the relay's other wake-ups.
+        assert_eq!(polls.load(Ordering::Relaxed), 1);
+
+        go.store(true, Ordering::Relaxed);
+        let stored = waker.lock().ok().and_then(|w| w.clone());
+        stored
+            .unwrap_or_else(|| panic!("the stop kept no waker"))
+            .wake();
+        // The stop's wake-up reaches the relay's task, and the next poll sees the stop.
+        assert_eq!(task.0.load(Ordering::Relaxed), 1);
+        assert!(watch.poll(&mut cx).is_ready());
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_new_task_waker_polls_the_stop_again() {
+        let (polls, go, waker) = (
+            AtomicUsize::new(0),
+            AtomicBool::new(false),
+            Mutex::new(None),
+        );
+        let stop = pin!(CountedStop {
+            polls: &polls,
+            go: &go,
+            waker: &waker,
+        });
+        let mut watch = StopWatch::new(stop);
+        let first = Waker::from(Arc::new(Task(AtomicUsize::new(0))));
+        assert!(watch.poll(&mut Context::from_waker(&first)).is_pending());
+        let second = Arc::new(Task(AtomicUsize::new(0)));
+        let second_waker = Waker::from(second.clone());
+        go.store(true, Ordering::Relaxed);
+        // A different task waker: the stop is asked again (and is ready).
+        assert!(
+            watch
+                .poll(&mut Context::from_waker(&second_waker))
+                .is_ready()
+        );
+        assert_eq!(polls.load(Ordering::Relaxed), 2);
+    }
 }

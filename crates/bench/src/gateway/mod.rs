@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::BenchError;
+use crate::measure::{cpu_seconds, ticks_per_second};
 use crate::report::Machine;
 use crate::{Progress, measure};
 use idle::Login;
@@ -39,6 +40,8 @@ pub struct GatewayPlan {
     pub quick: bool,
     /// The `curfew` binary whose `gateway` is measured.
     pub gateway_exe: PathBuf,
+    /// The gateway's `--workers` (else its default, one per core).
+    pub gateway_workers: Option<u16>,
     /// Where to keep the run's files (else a temporary directory, removed at the end).
     pub keep: Option<PathBuf>,
 }
@@ -59,6 +62,7 @@ impl GatewayPlan {
             scale: 1,
             quick,
             gateway_exe,
+            gateway_workers: None,
             keep,
         }
     }
@@ -109,6 +113,12 @@ pub struct Throughput {
     pub tps: Vec<f64>,
     /// Their median.
     pub median_tps: f64,
+    /// Each round's CPU time of the proxy (all its threads, user and system) per transaction,
+    /// in microseconds: what load on the machine does not distort as it does tps. Empty for
+    /// the direct route.
+    pub proxy_cpu_us_per_tx: Vec<f64>,
+    /// Their median.
+    pub median_proxy_cpu_us_per_tx: Option<f64>,
 }
 
 /// The figures of a gateway run.
@@ -132,6 +142,8 @@ pub struct GatewayReport {
     pub threads: u32,
     /// pgbench scale factor.
     pub scale: u32,
+    /// The gateway's `--workers`, when the run set it.
+    pub gateway_workers: Option<u16>,
     /// Every configuration, grouped by TLS then workload then route.
     pub throughput: Vec<Throughput>,
     /// Memory per idle client, per proxy and client leg.
@@ -149,6 +161,19 @@ impl GatewayReport {
         };
         let pgbouncer = median(Route::Pgbouncer).filter(|t| *t > 0.0)?;
         Some(median(Route::Gateway)? / pgbouncer)
+    }
+
+    /// PgBouncer's median CPU per transaction over the gateway's (above 1: the gateway is
+    /// cheaper) for a TLS setting and workload.
+    pub fn cpu_ratio(&self, tls: bool, workload: Workload) -> Option<f64> {
+        let cpu = |route| {
+            self.throughput
+                .iter()
+                .find(|t| t.tls == tls && t.workload == workload && t.route == route)
+                .and_then(|t| t.median_proxy_cpu_us_per_tx)
+        };
+        let gateway = cpu(Route::Gateway).filter(|c| *c > 0.0)?;
+        Some(cpu(Route::Pgbouncer)? / gateway)
     }
 }
 
@@ -169,6 +194,7 @@ async fn measure_all(
     progress: &dyn Progress,
 ) -> Result<GatewayReport, BenchError> {
     let pgbench = setup.cluster.bin_dir().join("pgbench");
+    let ticks = ticks_per_second();
     let mut throughput = Vec::new();
     {
         let mut gateway = setup.start_gateway("rounds")?;
@@ -183,6 +209,8 @@ async fn measure_all(
                         route,
                         tps: Vec::new(),
                         median_tps: 0.0,
+                        proxy_cpu_us_per_tx: Vec::new(),
+                        median_proxy_cpu_us_per_tx: None,
                     })
                     .collect();
                 for round in 0..plan.rounds {
@@ -195,11 +223,12 @@ async fn measure_all(
                             round + 1,
                             plan.rounds
                         ));
-                        let port = match row.route {
-                            Route::Direct => setup.cluster.port(),
-                            Route::Gateway => gateway.port,
-                            Route::Pgbouncer => pgbouncer.port,
+                        let (port, proxy_pid) = match row.route {
+                            Route::Direct => (setup.cluster.port(), None),
+                            Route::Gateway => (gateway.port, Some(gateway.pid())),
+                            Route::Pgbouncer => (pgbouncer.port, Some(pgbouncer.pid())),
                         };
+                        let cpu_before = proxy_pid.and_then(|pid| cpu_seconds(pid, ticks));
                         let endpoint = Endpoint {
                             port,
                             user: BENCH_ROLE,
@@ -207,15 +236,25 @@ async fn measure_all(
                             database: BENCH_DATABASE,
                             tls,
                         };
-                        let tps = pgbench::round(&pgbench, workload, plan.round_length, &endpoint);
+                        let result =
+                            pgbench::round(&pgbench, workload, plan.round_length, &endpoint);
+                        let cpu_after = proxy_pid.and_then(|pid| cpu_seconds(pid, ticks));
                         gateway.check_alive()?;
                         pgbouncer.check_alive()?;
-                        row.tps.push(tps?);
+                        let result = result?;
+                        row.tps.push(result.tps);
+                        if let (Some(before), Some(after)) = (cpu_before, cpu_after)
+                            && result.transactions > 0
+                        {
+                            row.proxy_cpu_us_per_tx
+                                .push((after - before) * 1e6 / result.transactions as f64);
+                        }
                         progress.opened();
                     }
                 }
                 for row in &mut rows {
                     row.median_tps = median(&row.tps).unwrap_or(0.0);
+                    row.median_proxy_cpu_us_per_tx = median(&row.proxy_cpu_us_per_tx);
                 }
                 throughput.extend(rows);
             }
@@ -260,6 +299,7 @@ async fn measure_all(
         clients: CLIENTS,
         threads: THREADS,
         scale: plan.scale,
+        gateway_workers: plan.gateway_workers,
         throughput,
         idle_memory,
     })

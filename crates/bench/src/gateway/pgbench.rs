@@ -51,13 +51,22 @@ pub(crate) struct Endpoint<'a> {
     pub tls: bool,
 }
 
-/// Run one round of `workload` for `length` against `endpoint`; its tps.
+/// What one pgbench round reports.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RoundResult {
+    /// Transactions per second.
+    pub tps: f64,
+    /// Transactions processed (what a proxy's CPU time is divided by).
+    pub transactions: u64,
+}
+
+/// Run one round of `workload` for `length` against `endpoint`; its tps and transactions.
 pub(crate) fn round(
     pgbench: &Path,
     workload: Workload,
     length: Duration,
     endpoint: &Endpoint<'_>,
-) -> Result<f64, BenchError> {
+) -> Result<RoundResult, BenchError> {
     let output = Command::new(pgbench)
         .arg("-n")
         .args(workload.options())
@@ -78,8 +87,8 @@ pub(crate) fn round(
         })?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    match (output.status.success(), tps(&stdout)) {
-        (true, Some(tps)) => Ok(tps),
+    match (output.status.success(), tps(&stdout), transactions(&stdout)) {
+        (true, Some(tps), Some(transactions)) => Ok(RoundResult { tps, transactions }),
         _ => Err(BenchError::Pgbench {
             what: format!(
                 "pgbench {} on port {}",
@@ -99,6 +108,16 @@ pub(crate) fn tps(output: &str) -> Option<f64> {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|n| n.parse::<f64>().ok())
             .filter(|n| n.is_finite())
+    })
+}
+
+/// The transactions pgbench reports: `number of transactions actually processed: N`.
+pub(crate) fn transactions(output: &str) -> Option<u64> {
+    output.lines().find_map(|line| {
+        line.trim()
+            .strip_prefix("number of transactions actually processed: ")
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse::<u64>().ok())
     })
 }
 
@@ -126,6 +145,16 @@ mod tests {
         assert_eq!(tps(connect), Some(310.5));
         assert_eq!(tps("pgbench: error: connection failed\n"), None);
         assert_eq!(tps("tps = NaN (x)\n"), None);
+    }
+
+    #[test]
+    fn reads_the_transactions_of_pgbench_15() {
+        let out = "number of clients: 8\nnumber of transactions actually processed: 73210\n";
+        assert_eq!(transactions(out), Some(73210));
+        // With -t, pgbench adds the planned count.
+        let planned = "number of transactions actually processed: 800/800\n";
+        assert_eq!(transactions(planned), Some(800));
+        assert_eq!(transactions("tps = 1.0 (x)\n"), None);
     }
 
     #[test]

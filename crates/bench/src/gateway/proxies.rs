@@ -113,10 +113,11 @@ impl Drop for Proxy {
     }
 }
 
-/// `curfew gateway -c POLICY` from `exe`.
+/// `curfew gateway -c POLICY [--workers N]` from `exe`.
 pub(crate) fn gateway(
     exe: &Path,
     policy: &Path,
+    workers: Option<u16>,
     port: u16,
     dir: &Path,
     run: &str,
@@ -128,6 +129,9 @@ pub(crate) fn gateway(
         .arg("--audit-log")
         .arg(dir.join(format!("gateway-{run}.audit.jsonl")))
         .env("CURFEW_LOG", "warn");
+    if let Some(workers) = workers {
+        command.args(["--workers", &workers.to_string()]);
+    }
     Proxy::start(
         ProxyKind::Gateway,
         command,

@@ -37,6 +37,7 @@ pub(crate) struct Setup {
     pki: TestPki,
     dir: PathBuf,
     exe: PathBuf,
+    gateway_workers: Option<u16>,
     pgbouncer: PathBuf,
     pgbouncer_user: Option<&'static str>,
     policy_of: Box<dyn Fn(u16) -> String + Send + Sync>,
@@ -195,6 +196,7 @@ impl Setup {
             pki,
             dir,
             exe: plan.gateway_exe.clone(),
+            gateway_workers: plan.gateway_workers,
             pgbouncer,
             pgbouncer_user,
             policy_of,
@@ -208,7 +210,14 @@ impl Setup {
         let port = free_port()?;
         let policy = self.dir.join(format!("gateway-{run}.toml"));
         write(&policy, &(self.policy_of)(port), 0o600)?;
-        proxies::gateway(&self.exe, &policy, port, &self.dir, run)
+        proxies::gateway(
+            &self.exe,
+            &policy,
+            self.gateway_workers,
+            port,
+            &self.dir,
+            run,
+        )
     }
 
     /// A fresh PgBouncer on a free port.

@@ -28,6 +28,9 @@ pub(crate) struct Args {
     /// directory.
     #[arg(long, value_name = "DIR")]
     keep: Option<PathBuf>,
+    /// The gateway's worker threads (`curfew gateway --workers`; default one per core).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    gateway_workers: Option<u16>,
 }
 
 /// Run the gateway benchmark.
@@ -38,7 +41,8 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
         )));
     }
     let exe = std::env::current_exe().context("finding the curfew binary")?;
-    let plan = GatewayPlan::new(args.quick, args.rounds, args.keep.clone(), exe);
+    let mut plan = GatewayPlan::new(args.quick, args.rounds, args.keep.clone(), exe);
+    plan.gateway_workers = args.gateway_workers;
     let files = plan.open_files();
     if let Some(limit) = curfew_bench::open_file_limit(files)
         && limit < files
@@ -96,9 +100,14 @@ fn table(report: &GatewayReport) -> String {
         out,
         "pgbench -c {} -j {}, scale {}, {} round(s) of {} s per configuration, routes alternating \
          in each round; server leg plaintext on loopback for both proxies; SCRAM-SHA-256 \
-         everywhere.\n",
+         everywhere. PROXY CPU: the proxy process's CPU time (user + system, every thread) per \
+         transaction, median of the rounds; unlike tps, other load on the machine does not \
+         distort it.\n",
         report.clients, report.threads, report.scale, report.rounds, report.round_seconds
     );
+    if let Some(workers) = report.gateway_workers {
+        let _ = writeln!(out, "curfew gateway --workers {workers}.\n");
+    }
     let rows: Vec<Vec<String>> = report
         .throughput
         .iter()
@@ -107,6 +116,15 @@ fn table(report: &GatewayReport) -> String {
                 Route::Gateway => report
                     .ratio(t.tls, t.workload)
                     .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}× pgbouncer")),
+                _ => String::new(),
+            };
+            let cpu = t
+                .median_proxy_cpu_us_per_tx
+                .map_or_else(String::new, |c| format!("{c:.1}"));
+            let cpu_ratio = match t.route {
+                Route::Gateway => report
+                    .cpu_ratio(t.tls, t.workload)
+                    .map_or_else(|| "-".to_owned(), |r| format!("{r:.2}×")),
                 _ => String::new(),
             };
             vec![
@@ -120,6 +138,8 @@ fn table(report: &GatewayReport) -> String {
                     .collect::<Vec<_>>()
                     .join(" "),
                 ratio,
+                cpu,
+                cpu_ratio,
             ]
         })
         .collect();
@@ -132,6 +152,8 @@ fn table(report: &GatewayReport) -> String {
             "TPS (MEDIAN)",
             "ROUNDS",
             "GATEWAY / PGBOUNCER",
+            "PROXY CPU µs/TX",
+            "PGBOUNCER CPU / GATEWAY CPU",
         ],
         &rows,
         &[],

@@ -131,6 +131,11 @@ impl Pump {
         self.total
     }
 
+    /// Whether what was written so far ends with a whole Terminate (the client said goodbye).
+    pub(crate) fn wrote_terminate(&self) -> bool {
+        self.cursor.ends_with_frame(b'X')
+    }
+
     /// Whether what was written so far ends at a frame boundary.
     pub(crate) fn at_boundary(&self) -> bool {
         self.cursor.at_boundary()

@@ -107,7 +107,13 @@ pub(crate) async fn relay(
         Phase::ServerLeft => {
             // Nothing the client sends can go anywhere now.
             let _ = client.shutdown().await;
-            RelayEnd::ServerLeft
+            // The server closing after the client's Terminate is the client leaving: which
+            // close the gateway sees first is a race.
+            if up.wrote_terminate() {
+                RelayEnd::ClientLeft
+            } else {
+                RelayEnd::ServerLeft
+            }
         }
         Phase::ClientLeft => {
             client_left(&mut client, &mut server, &up, &mut down, traffic).await;

@@ -28,6 +28,8 @@ pub struct FrameCursor {
     status_next: bool,
     /// The status of the last ReadyForQuery seen.
     last_status: Option<TransactionStatus>,
+    /// The type byte of the last frame whose header was seen.
+    last_type: Option<u8>,
     /// The error that lost the stream, kept to report again (its fields are plain values).
     lost: Option<LostAt>,
 }
@@ -50,6 +52,7 @@ impl FrameCursor {
             in_body: false,
             status_next: false,
             last_status: None,
+            last_type: None,
             lost: None,
         }
     }
@@ -64,6 +67,12 @@ impl FrameCursor {
     /// server's stream only (a client's 'Z' is not a message PostgreSQL knows).
     pub fn transaction_status(&self) -> Option<TransactionStatus> {
         self.last_status
+    }
+
+    /// Whether everything fed so far ends with a whole frame of type `tag` (a client's
+    /// Terminate, `b'X'`, says the client left on purpose whatever closes first afterwards).
+    pub fn ends_with_frame(&self, tag: u8) -> bool {
+        self.at_boundary() && self.last_type == Some(tag)
     }
 
     /// Whether a bad length word lost the stream.
@@ -161,6 +170,7 @@ impl FrameCursor {
             }
         };
         self.body_left = frame_len - HEADER_LEN;
+        self.last_type = Some(header[0]);
         self.status_next = header[0] == b'Z' && self.body_left > 0;
         if self.body_left == 0 {
             return Ok((take, true));
@@ -293,5 +303,21 @@ mod tests {
         assert_eq!(cursor.feed(&[]), Ok(None));
         assert!(cursor.at_boundary());
         assert_eq!(cursor.feed_to_boundary(&[]), Ok(Some(0)));
+    }
+
+    /// Regression: a client that sent Terminate and closed was counted as "server_left"
+    /// when the server's close reached the gateway before the client's.
+    #[test]
+    fn a_stream_ending_with_a_whole_terminate_says_so() {
+        let mut cursor = FrameCursor::new(Direction::Frontend);
+        assert!(!cursor.ends_with_frame(b'X'));
+        let mut stream = frame(b'Q', b"SELECT 1\0");
+        stream.extend(frame(b'X', b""));
+        cursor.feed(&stream[..stream.len() - 2]).unwrap();
+        assert!(!cursor.ends_with_frame(b'X'), "a partial Terminate");
+        cursor.feed(&stream[stream.len() - 2..]).unwrap();
+        assert!(cursor.ends_with_frame(b'X'));
+        cursor.feed(&frame(b'Q', b"x\0")[..3]).unwrap();
+        assert!(!cursor.ends_with_frame(b'X'), "a frame after it");
     }
 }

@@ -40,6 +40,8 @@ pub struct LoadedTls {
     pub config: Arc<ServerConfig>,
     /// The leaf certificate, DER.
     pub leaf_der: Vec<u8>,
+    /// The leaf's notAfter, Unix seconds (None when its DER does not parse), for the metrics.
+    pub not_after: Option<i64>,
 }
 
 impl LoadedTls {
@@ -62,11 +64,22 @@ impl LoadedTls {
         // A client that offers ALPN must offer postgresql (rustls refuses others); a client
         // after an SSLRequest may offer none, as libpq before 17 does.
         config.alpn_protocols = vec![ALPN_POSTGRESQL.to_vec()];
+        let not_after = not_after(&leaf_der);
         Ok(LoadedTls {
             config: Arc::new(config),
             leaf_der,
+            not_after,
         })
     }
+}
+
+/// The certificate's notAfter in Unix seconds; None for DER that does not parse (rustls has
+/// accepted it, so only the expiry gauge is lost).
+fn not_after(der: &[u8]) -> Option<i64> {
+    use x509_cert::der::Decode;
+    let certificate = x509_cert::Certificate::from_der(der).ok()?;
+    let after = certificate.tbs_certificate.validity.not_after;
+    i64::try_from(after.to_unix_duration().as_secs()).ok()
 }
 
 fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsLoadError> {
@@ -141,6 +154,11 @@ mod tests {
         let loaded = LoadedTls::load(&files).unwrap();
         assert_eq!(loaded.config.alpn_protocols, [ALPN_POSTGRESQL.to_vec()]);
         assert!(!loaded.leaf_der.is_empty());
+        // rcgen's default validity ends in 4096; anything after now and parsed is the point.
+        let now = jiff::Timestamp::now().as_second();
+        let after = loaded.not_after.expect("notAfter parsed");
+        assert!(after > now, "notAfter {after} not after now {now}");
+        assert_eq!(not_after(b"not DER"), None);
     }
 
     #[test]

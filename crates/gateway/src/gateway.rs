@@ -183,7 +183,10 @@ impl Gateway {
 
     /// The Prometheus (OpenMetrics) text of the gateway's metrics.
     pub fn metrics_text(&self) -> String {
-        self.shared.metrics.encode(self.shared.traffic.snapshot())
+        let not_after = self.shared.tls.current().and_then(|tls| tls.not_after);
+        self.shared
+            .metrics
+            .encode(self.shared.traffic.snapshot(), not_after)
     }
 
     /// The client leg's TLS, to reload the certificate.

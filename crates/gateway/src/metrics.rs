@@ -19,6 +19,11 @@ struct HowLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CertificateLabels {
+    certificate: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabels {
     direction: &'static str,
 }
@@ -99,6 +104,7 @@ pub(crate) struct Metrics {
     reloads: Family<ResultLabels, Counter>,
     draining: Gauge,
     audit_failures: Counter,
+    certificate_expiry: Family<CertificateLabels, Gauge>,
 }
 
 impl Metrics {
@@ -117,6 +123,7 @@ impl Metrics {
             reloads: Family::default(),
             draining: Gauge::default(),
             audit_failures: Counter::default(),
+            certificate_expiry: Family::default(),
         };
         registry.register(
             "clients",
@@ -167,6 +174,11 @@ impl Metrics {
             "audit_write_failures",
             "Audit records that could not be written",
             metrics.audit_failures.clone(),
+        );
+        registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "The client leg's certificate's notAfter, Unix seconds (absent without TLS)",
+            metrics.certificate_expiry.clone(),
         );
         Metrics {
             registry,
@@ -245,9 +257,18 @@ impl Metrics {
         self.audit_failures.inc_by(records);
     }
 
-    /// The OpenMetrics text, with the bytes relayed so far (`traffic`).
-    pub(crate) fn encode(&self, traffic: RelayTotals) -> String {
+    /// The OpenMetrics text, with the bytes relayed so far (`traffic`) and the notAfter of
+    /// the certificate in force (`not_after`, read at each scrape so a reload shows at once).
+    pub(crate) fn encode(&self, traffic: RelayTotals, not_after: Option<i64>) -> String {
         self.bytes(traffic);
+        self.certificate_expiry.clear();
+        if let Some(not_after) = not_after {
+            self.certificate_expiry
+                .get_or_create(&CertificateLabels {
+                    certificate: "client_leg",
+                })
+                .set(not_after);
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
@@ -295,16 +316,30 @@ mod tests {
             metrics.auth_failed("password");
             metrics.refused(Refusal::MaxClients);
             metrics.reloaded(false);
-            let text = metrics.encode(RelayTotals {
-                client_to_server: 4,
-                server_to_client: 20,
-            });
+            let text = metrics.encode(
+                RelayTotals {
+                    client_to_server: 4,
+                    server_to_client: 20,
+                },
+                Some(1_900_000_000),
+            );
+            assert!(
+                text.contains("curfew_gateway_tls_certificate_expiry_timestamp_seconds{certificate=\"client_leg\"} 1900000000\n"),
+                "{text}"
+            );
             assert!(text.contains("curfew_gateway_clients 1\n"), "{text}");
         }
-        let text = metrics.encode(RelayTotals {
-            client_to_server: 10,
-            server_to_client: 20,
-        });
+        let text = metrics.encode(
+            RelayTotals {
+                client_to_server: 10,
+                server_to_client: 20,
+            },
+            None,
+        );
+        assert!(
+            !text.contains("curfew_gateway_tls_certificate_expiry_timestamp_seconds{"),
+            "no TLS, no certificate sample: {text}"
+        );
         for line in [
             "curfew_gateway_clients 0\n",
             "curfew_gateway_sessions 0\n",

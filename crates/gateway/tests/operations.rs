@@ -293,6 +293,21 @@ async fn a_reload_serves_the_new_certificate_to_the_next_client_while_an_old_ses
         .await
         .expect("still the renewed certificate");
     let metrics = harness.gateway.metrics_text();
+    // The certificate in force's notAfter, so an alert can fire before it expires.
+    let not_after = harness
+        .gateway
+        .tls()
+        .current()
+        .and_then(|tls| tls.not_after)
+        .expect("the renewed certificate's notAfter");
+    assert!(not_after > jiff::Timestamp::now().as_second());
+    let expiry = format!(
+        "curfew_gateway_tls_certificate_expiry_timestamp_seconds{{certificate=\"client_leg\"}} {not_after}\n"
+    );
+    assert!(
+        metrics.contains(&expiry),
+        "{expiry:?} missing from\n{metrics}"
+    );
     assert!(
         metrics.contains("curfew_gateway_reloads_total{result=\"ok\"} 1\n"),
         "{metrics}"

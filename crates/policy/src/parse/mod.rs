@@ -1,6 +1,7 @@
 //! From the text of `curfew.toml` to a validated [`Policy`], or every problem found in it.
 
 mod gateway;
+mod limits;
 mod reader;
 mod rule;
 mod sections;
@@ -101,7 +102,7 @@ fn parse(
     let audit = sections::parse_audit(&mut c, &top);
     let notify = sections::parse_notify(&mut c, &top);
     let gateway = gateway::parse_gateway(&mut c, &top, &targets, validators);
-    crate::target_url::check_limits(&mut c, &targets, &rules);
+    limits::check_limits(&mut c, &targets, &rules);
     top.finish(&mut c);
     if c.has_errors() {
         return Err(PolicyErrors {

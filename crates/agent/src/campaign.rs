@@ -24,7 +24,7 @@ impl<C: Connector> Worker<C> {
         let mut evictions = 0u32;
         // Squatters that could not be ended, and when to try each again: a session curfew may
         // not end (a superuser's) is tried with capped backoff, not recorded every interval.
-        let mut refused: std::collections::HashMap<(i32, Option<jiff::Timestamp>), (u32, Instant)> =
+        let mut refused: std::collections::HashMap<(i64, Option<jiff::Timestamp>), (u32, Instant)> =
             std::collections::HashMap::new();
         loop {
             let loaded = self.policy.borrow().clone();

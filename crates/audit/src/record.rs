@@ -8,8 +8,8 @@ use crate::event::Event;
 /// The session a record is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionInfo {
-    /// Backend process id.
-    pub pid: i32,
+    /// Backend process id (MariaDB: the connection id).
+    pub pid: i64,
     /// When the backend started; with `pid` it identifies the session unambiguously.
     #[serde(with = "rfc3339")]
     pub backend_start: Timestamp,

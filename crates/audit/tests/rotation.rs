@@ -16,14 +16,14 @@ fn intent(n: i64) -> Record {
     Record::new(ts(n), Event::TerminationIntent)
         .with_target("prod")
         .with_rule("idle")
-        .with_session(session(4000 + n as i32))
+        .with_session(session(4000 + n))
 }
 
 fn outcome(n: i64, intent: u64) -> Record {
     Record::new(ts(n), Event::SessionTerminated)
         .with_target("prod")
         .with_rule("idle")
-        .with_session(session(4000 + n as i32))
+        .with_session(session(4000 + n))
         .with_result("ended")
         .with_intent(intent)
 }

@@ -7,7 +7,7 @@ use jiff::Timestamp;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockHolder {
     /// The holder's backend pid.
-    pub pid: i32,
+    pub pid: i64,
     /// Its client address, if it connected over TCP.
     pub client_addr: Option<String>,
     /// When its session started (about when it became leader, or shortly before).

@@ -15,7 +15,7 @@ use common::{
 };
 
 /// The pid of each session the audit log says was ended.
-fn ended_pids(audit: &Path) -> Vec<i32> {
+fn ended_pids(audit: &Path) -> Vec<i64> {
     curfew_audit::read(audit)
         .unwrap()
         .into_iter()
@@ -81,8 +81,8 @@ async fn one_replica_acts_and_the_other_takes_over_when_it_is_killed() {
     assert_eq!(b.wait().unwrap().code(), Some(0));
 
     // Each session was ended once, by the replica that led at the time.
-    assert_eq!(ended_pids(&audit_a), [first]);
-    assert_eq!(ended_pids(&audit_b), [second]);
+    assert_eq!(ended_pids(&audit_a), [i64::from(first)]);
+    assert_eq!(ended_pids(&audit_b), [i64::from(second)]);
     let (events_a, events_b) = (events(&audit_a), events(&audit_b));
     assert!(
         events_a.contains(&"leader_acquired".to_owned()),

@@ -37,7 +37,7 @@ pub(super) async fn wait_for_first_evaluation(
 
 /// What the agent did to one session.
 pub(super) struct Outcome {
-    pub(super) pid: i32,
+    pub(super) pid: i64,
     pub(super) rule: String,
     pub(super) at: Instant,
     pub(super) lateness: jiff::SignedDuration,
@@ -51,10 +51,10 @@ pub(super) async fn watch_live(
     actors: &mut [Actor],
     t0: Instant,
 ) -> Vec<Outcome> {
-    let label = |actors: &[Actor], pid: i32| {
+    let label = |actors: &[Actor], pid: i64| {
         actors
             .iter()
-            .find(|a| a.pid == pid)
+            .find(|a| i64::from(a.pid) == pid)
             .map_or(format!("pid {pid}"), |a| {
                 format!("pid {pid} ({}, {}, {})", a.role, a.label, a.route.name())
             })

@@ -23,7 +23,7 @@ pub(super) async fn report(
     let mut rows: Vec<Vec<String>> = Vec::new();
     let mut marks = Vec::new();
     for a in actors.iter_mut() {
-        let outcome = outcomes.iter().find(|o| o.pid == a.pid);
+        let outcome = outcomes.iter().find(|o| o.pid == i64::from(a.pid));
         // A survivor must still answer.
         let alive = !a.check_ended()
             && match &a.running {

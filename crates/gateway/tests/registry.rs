@@ -75,7 +75,11 @@ async fn a_gateway_session_shows_its_client_to_the_agent_and_a_direct_one_does_n
 
     let mut agent = agent(&harness).await;
     let snapshot = agent.snapshot(&[], false).await.unwrap();
-    let session = snapshot.sessions.iter().find(|s| s.pid == pid).unwrap();
+    let session = snapshot
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(pid))
+        .unwrap();
     let client = snapshot.gateway_client(&session.key()).unwrap();
     assert_eq!(client.addr.to_string(), "127.0.0.1");
     assert_eq!(client.port, port);
@@ -92,7 +96,7 @@ async fn a_gateway_session_shows_its_client_to_the_agent_and_a_direct_one_does_n
     let direct = snapshot
         .sessions
         .iter()
-        .find(|s| s.pid == direct_pid)
+        .find(|s| s.pid == i64::from(direct_pid))
         .unwrap();
     assert_eq!(snapshot.gateway_client(&direct.key()), None);
     // Only alice's gateway session is marked (not the gateway's own lookup connection).
@@ -144,7 +148,11 @@ async fn a_failed_registration_leaves_the_session_working_and_is_counted() {
     assert!(curfew_gateway::registration_failures() > before);
     let mut agent = agent(&harness).await;
     let snapshot = agent.snapshot(&[], false).await.unwrap();
-    let seen = snapshot.sessions.iter().find(|s| s.pid == pid).unwrap();
+    let seen = snapshot
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(pid))
+        .unwrap();
     assert_eq!(snapshot.gateway_client(&seen.key()), None);
     // The session is what the agent enforces as a direct one: from the gateway's host.
     assert_eq!(seen.client_addr.unwrap().to_string(), "127.0.0.1");

@@ -34,7 +34,7 @@ impl SeenSession {
     /// The key the engine and the loop use for it.
     pub fn key(&self) -> Result<SessionKey, std::num::TryFromIntError> {
         Ok(SessionKey {
-            pid: i32::try_from(self.id)?,
+            pid: i64::try_from(self.id)?,
             backend_start: self.started_at,
         })
     }
@@ -136,6 +136,8 @@ mod tests {
             booted_at: at(0),
             started_at: at(0),
         };
+        assert_eq!(s.key().unwrap().pid, i64::from(u32::MAX));
+        let s = SeenSession { id: u64::MAX, ..s };
         assert!(s.key().is_err());
     }
 }

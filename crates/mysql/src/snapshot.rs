@@ -154,11 +154,11 @@ pub(crate) fn decode_snapshot(
             booted_at,
             since.max(booted_at),
         );
-        let pid = i32::try_from(row.id).map_err(|_| {
+        let pid = i64::try_from(row.id).map_err(|_| {
             MysqlError::decode(
                 target,
                 WHAT,
-                format!("connection id {} is beyond 2^31", row.id),
+                format!("connection id {} is beyond 2^63", row.id),
             )
         })?;
         let in_transaction = row.trx_started_us.is_some();

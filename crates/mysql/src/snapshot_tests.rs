@@ -121,9 +121,14 @@ fn a_session_never_changes_state_before_it_started() {
 fn bad_rows_are_errors_not_panics() {
     let mut seen = SeenSessions::default();
     assert!(decode_snapshot(Vec::new(), 1, &mut seen, "m").is_err());
-    let huge = row(u64::from(u32::MAX) + 5, "Sleep", 1, None);
+    // Ids past 2^31 are keys like any other (the key is 64-bit)...
+    let large = row(u64::from(u32::MAX) + 5, "Sleep", 1, None);
+    let snap = decode_snapshot(vec![large], 1, &mut seen, "m").unwrap();
+    assert_eq!(snap.sessions[0].pid, i64::from(u32::MAX) + 5);
+    // ...and one past 2^63 is a clear error, never a wrapped pid.
+    let huge = row(u64::MAX, "Sleep", 1, None);
     let err = decode_snapshot(vec![huge], 1, &mut seen, "m").unwrap_err();
-    assert!(err.to_string().contains("beyond 2^31"), "{err}");
+    assert!(err.to_string().contains("beyond 2^63"), "{err}");
 }
 
 #[test]

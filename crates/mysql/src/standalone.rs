@@ -35,8 +35,8 @@ impl Connection {
 
     /// This connection as a session key: its id (when it fits) and the server's boot.
     fn own_key(&self) -> Result<SessionKey, BackendError> {
-        let pid = i32::try_from(self.info.connection_id).map_err(|_| {
-            self.unsupported("connection ids above 2147483647 (the agent's session key is 32-bit)")
+        let pid = i64::try_from(self.info.connection_id).map_err(|_| {
+            self.unsupported("connection ids above 2^63 - 1 (the agent's session key is i64)")
         })?;
         Ok(SessionKey {
             pid,

@@ -85,7 +85,7 @@ async fn an_account_with_a_quote_in_its_name_is_read_and_ended() {
     let s = snapshot
         .sessions
         .iter()
-        .find(|s| s.pid == i32::try_from(quoted.id()).unwrap())
+        .find(|s| s.pid == i64::from(quoted.id()))
         .unwrap();
     assert_eq!(&*s.role, "o'brien");
     let request = curfew

@@ -21,7 +21,7 @@ fn session(snapshot: &Snapshot, id: u32) -> Session {
     snapshot
         .sessions
         .iter()
-        .find(|s| s.pid == i32::try_from(id).unwrap())
+        .find(|s| s.pid == i64::from(id))
         .cloned()
         .unwrap()
 }

@@ -38,13 +38,8 @@ async fn sessions_are_classified_on_the_server_s_clock() {
     tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let snapshot = curfew.snapshot().await.unwrap();
-    let find = |id: u32| {
-        snapshot
-            .sessions
-            .iter()
-            .find(|s| s.pid == i32::try_from(id).unwrap())
-    };
-    let own = i32::try_from(curfew.info().connection_id).unwrap();
+    let find = |id: u32| snapshot.sessions.iter().find(|s| s.pid == i64::from(id));
+    let own = i64::try_from(curfew.info().connection_id).unwrap();
     assert!(
         snapshot.sessions.iter().all(|s| s.pid != own),
         "own connection listed"
@@ -127,7 +122,7 @@ async fn without_performance_schema_program_names_are_unknown_and_said_so() {
     let s = snapshot
         .sessions
         .iter()
-        .find(|s| s.pid == i32::try_from(client.id()).unwrap())
+        .find(|s| s.pid == i64::from(client.id()))
         .unwrap();
     assert_eq!(&*s.application, "");
 }

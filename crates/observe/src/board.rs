@@ -74,7 +74,7 @@ pub struct Ended {
     /// Target name.
     pub target: String,
     /// Server process id.
-    pub pid: i32,
+    pub pid: i64,
     /// Its role.
     pub role: String,
     /// Its database.

@@ -42,7 +42,7 @@ struct PageLock<'a> {
 }
 
 struct Row<'a> {
-    pid: i32,
+    pid: i64,
     role: &'a str,
     database: &'a str,
     application: &'a str,
@@ -60,7 +60,7 @@ struct Row<'a> {
 struct PageEnded<'a> {
     at: String,
     target: &'a str,
-    pid: i32,
+    pid: i64,
     role: &'a str,
     database: &'a str,
     application: &'a str,

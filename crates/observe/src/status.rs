@@ -152,7 +152,7 @@ pub enum Fate {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SessionStatus {
     /// Server process id.
-    pub pid: i32,
+    pub pid: i64,
     /// Role.
     pub role: String,
     /// Database.

@@ -47,7 +47,7 @@ fn at(seconds: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + seconds).unwrap()
 }
 
-fn session(pid: i32, role: &str, app: &str, state: SessionState, since: i64) -> Session {
+fn session(pid: i64, role: &str, app: &str, state: SessionState, since: i64) -> Session {
     Session {
         pid,
         backend_start: at(since),
@@ -106,7 +106,7 @@ fn sessions_are_listed_soonest_end_first_with_a_countdown_on_the_server_clock() 
     );
     let t = &s.targets[0];
     assert_eq!(t.role, Role::Leading);
-    let order: Vec<(i32, Fate)> = t.sessions.iter().map(|s| (s.pid, s.fate)).collect();
+    let order: Vec<(i64, Fate)> = t.sessions.iter().map(|s| (s.pid, s.fate)).collect();
     assert_eq!(
         order,
         [

@@ -87,7 +87,7 @@ impl SessionState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// Server process id.
-    pub pid: i32,
+    pub pid: i64,
     /// When the process started; with `pid`, identifies the session (pids are reused).
     pub backend_start: Timestamp,
     /// When the current transaction started, if one is open.
@@ -117,7 +117,7 @@ pub struct Session {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct SessionKey {
     /// Server process id.
-    pub pid: i32,
+    pub pid: i64,
     /// When the process started.
     pub backend_start: Timestamp,
 }

@@ -165,7 +165,7 @@ pub fn sessions(n: usize, now: Timestamp, seed: u64) -> Vec<Session> {
                 )))
             };
             Session {
-                pid: 10_000 + i32::try_from(i).unwrap_or(i32::MAX - 10_000),
+                pid: 10_000 + i64::try_from(i).unwrap_or(i64::MAX - 10_000),
                 backend_start,
                 xact_start: state.is_idle_in_transaction().then_some(now - idle_for),
                 state,

@@ -184,7 +184,7 @@ fn sessions(now: Timestamp) -> impl Strategy<Value = Vec<Session>> {
                     let edge = (now + SignedDuration::from_secs(offset)).as_second();
                     s.role = format!("analyst_curfew_canary_{rule}_ab12_e{edge}").into();
                 }
-                s.pid = 100 + i32::try_from(i).unwrap();
+                s.pid = 100 + i64::try_from(i).unwrap();
                 s.state = [
                     SessionState::Idle,
                     SessionState::Active,
@@ -309,7 +309,7 @@ proptest! {
         let mut sessions: Vec<Session> = (0..older)
             .map(|i| {
                 let mut s = login.as_session(now - SignedDuration::from_secs(i64::from(i) + 1));
-                s.pid = 100 + i32::try_from(i).unwrap();
+                s.pid = 100 + i64::from(i);
                 s
             })
             .collect();

@@ -173,7 +173,7 @@ fn case() -> impl Strategy<Value = Case> {
         })
         .prop_map(|(now, rules, exempt_apps, exempt_addr, mut sessions)| {
             for (i, s) in sessions.iter_mut().enumerate() {
-                s.pid = 100 + i32::try_from(i).unwrap();
+                s.pid = 100 + i64::try_from(i).unwrap();
             }
             let mut text = format!("[exempt]\nroles = {EXEMPT_ROLES:?}\n");
             if exempt_apps {

@@ -15,6 +15,7 @@ use crate::connect::Connection;
 use crate::error::PgError;
 use crate::fence::Leadership;
 use crate::ledger::LedgerProblem;
+use crate::sql::terminate::pg_pid;
 use crate::target::TargetSpec;
 use crate::terminate::Guard;
 
@@ -60,8 +61,10 @@ impl SessionEnder for Connection {
         &mut self,
         sessions: &[SessionKey],
     ) -> Result<Vec<Option<Timestamp>>, BackendError> {
-        let sessions: Vec<(i32, Timestamp)> =
-            sessions.iter().map(|k| (k.pid, k.backend_start)).collect();
+        let sessions: Vec<(i32, Timestamp)> = sessions
+            .iter()
+            .map(|k| (pg_pid(k.pid), k.backend_start))
+            .collect();
         Ok(Connection::exited(self, &sessions).await?)
     }
 }
@@ -69,7 +72,7 @@ impl SessionEnder for Connection {
 impl Coordination for Connection {
     async fn try_lead(&mut self) -> Result<Option<SessionKey>, BackendError> {
         Ok(Connection::try_lead(self).await?.map(|l| SessionKey {
-            pid: l.pid,
+            pid: i64::from(l.pid),
             backend_start: l.backend_start,
         }))
     }
@@ -86,7 +89,7 @@ impl Coordination for Connection {
         Connection::fence(
             self,
             leader.map(|k| Leadership {
-                pid: k.pid,
+                pid: pg_pid(k.pid),
                 backend_start: k.backend_start,
             }),
         );

@@ -287,7 +287,7 @@ async fn report_rules_and_dry_runs_end_nothing_and_record_once() {
         reported.push(pid);
     }
     reported.sort_unstable();
-    let mut expected = vec![kim.pid, lee.pid];
+    let mut expected = vec![i64::from(kim.pid), i64::from(lee.pid)];
     expected.sort_unstable();
     assert_eq!(reported, expected, "each session is reported exactly once");
     assert!(!kim.is_ended() && !lee.is_ended());

@@ -90,10 +90,10 @@ async fn a_gateway_session_s_termination_names_the_client_behind_the_gateway() {
         via.insert(pid, client);
     }
     assert_eq!(
-        via.get(&kim.pid),
+        via.get(&i64::from(kim.pid)),
         Some(&Some("via gateway from 10.9.8.7:5555".to_owned()))
     );
-    assert_eq!(via.get(&lee.pid), Some(&None));
+    assert_eq!(via.get(&i64::from(lee.pid)), Some(&None));
     assert!(kim.is_ended() && lee.is_ended());
     let audit_path = agent.audit_path.clone();
     agent.stop().await;

@@ -174,7 +174,9 @@ async fn an_idle_superuser_session_does_not_shield_the_others() {
     }
     let failed = agent
         .next(Duration::from_secs(5), |e| match e {
-            AgentEvent::TerminationFailed { session, error, .. } if session.pid == root.pid => {
+            AgentEvent::TerminationFailed { session, error, .. }
+                if session.pid == i64::from(root.pid) =>
+            {
                 Some(error.clone())
             }
             _ => None,

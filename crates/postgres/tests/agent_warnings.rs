@@ -78,7 +78,7 @@ async fn a_warning_is_recorded_before_the_end_and_the_command_hook_gets_it_as_js
                 hooks,
                 reason,
                 ..
-            } if session.pid == kim.pid => Some((hooks.clone(), reason.clone())),
+            } if session.pid == i64::from(kim.pid) => Some((hooks.clone(), reason.clone())),
             _ => None,
         })
         .await

@@ -76,7 +76,11 @@ async fn a_registered_backend_shows_its_client_to_the_agent_and_to_stats_readers
 
     let mut agent = curfew_as(&cluster, &dir, "curfew_agent").await;
     let snapshot = agent.snapshot(&[], false).await.unwrap();
-    let session = snapshot.sessions.iter().find(|s| s.pid == pid).unwrap();
+    let session = snapshot
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(pid))
+        .unwrap();
     let client = snapshot.gateway_client(&session.key()).unwrap();
     assert_eq!(client.addr, "10.9.8.7".parse::<IpAddr>().unwrap());
     assert_eq!(client.port, 5555);
@@ -187,7 +191,7 @@ async fn the_gateway_cannot_register_a_backend_that_is_not_its_own_connection() 
     let mut agent = curfew_as(&cluster, &dir, "curfew_agent").await;
     for _ in 0..100 {
         let snapshot = agent.snapshot(&[], false).await.unwrap();
-        if snapshot.sessions.iter().all(|s| s.pid != pid) {
+        if snapshot.sessions.iter().all(|s| s.pid != i64::from(pid)) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -225,7 +229,7 @@ async fn a_stale_row_never_marks_a_reused_pid_and_is_cleared_by_the_next_registr
         .unwrap();
     let mut agent = curfew_as(&cluster, &dir, "curfew_agent").await;
     let snapshot = agent.snapshot(&[], false).await.unwrap();
-    assert!(snapshot.sessions.iter().any(|s| s.pid == pid));
+    assert!(snapshot.sessions.iter().any(|s| s.pid == i64::from(pid)));
     assert!(snapshot.gateway.is_empty(), "{:?}", snapshot.gateway);
     let view = cluster
         .psql(&format!(
@@ -275,7 +279,11 @@ async fn a_client_addr_setting_a_client_sets_itself_marks_nothing() {
     assert_eq!(claimed, "10.1.1.1");
     let mut agent = curfew_as(&cluster, &dir, "curfew_agent").await;
     let snapshot = agent.snapshot(&[], false).await.unwrap();
-    let session = snapshot.sessions.iter().find(|s| s.pid == pid).unwrap();
+    let session = snapshot
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(pid))
+        .unwrap();
     assert_eq!(snapshot.gateway_client(&session.key()), None);
     assert_eq!(
         session.client_addr,
@@ -291,6 +299,6 @@ async fn without_the_registry_the_snapshot_works_and_marks_nothing() {
     let (_session, pid, _port) = backend(&cluster, "other").await;
     let mut agent = curfew_as(&cluster, &dir, "curfew_agent").await;
     let snapshot = agent.snapshot(&[], false).await.unwrap();
-    assert!(snapshot.sessions.iter().any(|s| s.pid == pid));
+    assert!(snapshot.sessions.iter().any(|s| s.pid == i64::from(pid)));
     assert!(snapshot.gateway.is_empty());
 }

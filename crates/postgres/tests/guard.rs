@@ -25,7 +25,7 @@ fn cluster() -> Cluster {
 
 fn idle_guard(session: &Session) -> Guard {
     Guard {
-        pid: session.pid,
+        pid: i32::try_from(session.pid).unwrap(),
         backend_start: session.backend_start,
         idle_since: Some((IDLE, session.state_change.unwrap())),
         not_before: None,
@@ -35,7 +35,7 @@ fn idle_guard(session: &Session) -> Guard {
 
 fn lifetime_guard(session: &Session) -> Guard {
     Guard {
-        pid: session.pid,
+        pid: i32::try_from(session.pid).unwrap(),
         backend_start: session.backend_start,
         idle_since: None,
         not_before: None,
@@ -183,7 +183,10 @@ async fn a_session_that_already_left_is_no_longer_matched() {
     drop(kim.client);
     kim.driver.await.unwrap().unwrap();
     let start = Instant::now();
-    while find(&mut connection, seen.pid).await.is_some() {
+    while find(&mut connection, i32::try_from(seen.pid).unwrap())
+        .await
+        .is_some()
+    {
         assert!(start.elapsed() < WAIT, "the session did not go away");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -429,7 +432,10 @@ async fn a_session_over_a_limit_is_left_alone_once_an_older_one_has_gone() {
     let first_seen = wait_for_state(&mut connection, first.pid, SessionState::Idle).await;
     let second_seen = wait_for_state(&mut connection, second.pid, SessionState::Idle).await;
     let third_seen = wait_for_state(&mut connection, third.pid, SessionState::Idle).await;
-    let keeper = vec![(first_seen.pid, first_seen.backend_start)];
+    let keeper = vec![(
+        i32::try_from(first_seen.pid).unwrap(),
+        first_seen.backend_start,
+    )];
     // With a limit of one, the second and third are beyond it while the first stays.
     let over = |seen: &Session| Guard {
         keepers: keeper.clone(),

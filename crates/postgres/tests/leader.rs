@@ -36,7 +36,7 @@ async fn one_connection_leads_and_another_takes_over_when_it_ends() {
     assert_eq!(second.try_lead().await.unwrap(), None);
     assert!(!second.still_leads().await.unwrap());
     let leader = second.leader().await.unwrap().expect("a leader is shown");
-    assert_eq!(leader.pid, first.info.backend_pid);
+    assert_eq!(leader.pid, i64::from(first.info.backend_pid));
     assert_eq!(leader.database.as_deref(), Some("postgres"));
 
     // A replica connected to another database of the same server does not lead beside it.
@@ -81,7 +81,7 @@ async fn a_fenced_connection_ends_nothing_once_its_leader_lock_is_gone() {
     let kim = client(cluster.port(), "kim", "fenced").await;
     let session = find(&mut acting, kim.pid).await.unwrap();
     let guard = Guard {
-        pid: session.pid,
+        pid: i32::try_from(session.pid).unwrap(),
         backend_start: session.backend_start,
         idle_since: None,
         not_before: None,

@@ -275,7 +275,7 @@ async fn a_deposed_leaders_fence_makes_the_functions_refuse() {
     let mut probe = connect_trust(&cluster, "postgres").await;
     let session = find(&mut probe, other.pid).await.unwrap();
     ledger.fence(Some(curfew_postgres::Leadership {
-        pid: session.pid,
+        pid: i32::try_from(session.pid).unwrap(),
         backend_start: session.backend_start,
     }));
     let error = ledger.disable_login(ana.oid, &noop).await.unwrap_err();

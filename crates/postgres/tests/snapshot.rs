@@ -36,13 +36,13 @@ async fn a_snapshot_describes_other_sessions_but_not_curfews_own() {
         snapshot
             .sessions
             .iter()
-            .all(|s| s.pid != connection.info.backend_pid),
+            .all(|s| s.pid != i64::from(connection.info.backend_pid)),
         "curfew's own session is in the snapshot"
     );
     // Only client backends: kim's session is the only one.
     assert_eq!(snapshot.sessions.len(), 1, "{:#?}", snapshot.sessions);
     let session = &snapshot.sessions[0];
-    assert_eq!(session.pid, kim.pid);
+    assert_eq!(session.pid, i64::from(kim.pid));
     assert_eq!(&*session.role, "kim");
     assert_eq!(&*session.database, "postgres");
     assert_eq!(&*session.application, "snap-test");
@@ -110,23 +110,43 @@ async fn memberships_are_read_only_when_asked_and_include_indirect_ones() {
     let lee = client(cluster.port(), "lee", "b").await;
 
     let with = connection.snapshot(&[], true).await.unwrap();
-    let kims = with.sessions.iter().find(|s| s.pid == kim.pid).unwrap();
+    let kims = with
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(kim.pid))
+        .unwrap();
     assert_eq!(&kims.member_of[..], ["analysts", "humans"]);
-    let lees = with.sessions.iter().find(|s| s.pid == lee.pid).unwrap();
+    let lees = with
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(lee.pid))
+        .unwrap();
     assert!(lees.member_of.is_empty(), "{:?}", lees.member_of);
 
     let without = connection.snapshot(&[], false).await.unwrap();
-    let kims = without.sessions.iter().find(|s| s.pid == kim.pid).unwrap();
+    let kims = without
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(kim.pid))
+        .unwrap();
     assert!(kims.member_of.is_empty(), "{:?}", kims.member_of);
 
     // A change of membership shows in the next snapshot (the cache does not hide it).
     cluster.psql("REVOKE analysts FROM kim").unwrap();
     let after = connection.snapshot(&[], true).await.unwrap();
-    let kims = after.sessions.iter().find(|s| s.pid == kim.pid).unwrap();
+    let kims = after
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(kim.pid))
+        .unwrap();
     assert!(kims.member_of.is_empty(), "{:?}", kims.member_of);
     cluster.psql("GRANT humans TO kim").unwrap();
     let after = connection.snapshot(&[], true).await.unwrap();
-    let kims = after.sessions.iter().find(|s| s.pid == kim.pid).unwrap();
+    let kims = after
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(kim.pid))
+        .unwrap();
     assert_eq!(&kims.member_of[..], ["humans"]);
 }
 
@@ -165,7 +185,13 @@ async fn sessions_of_one_role_share_their_names() {
 
     let snapshot = connection.snapshot(&[], true).await.unwrap();
     assert_eq!(snapshot.sessions.len(), 3, "{:#?}", snapshot.sessions);
-    let by_pid = |pid| snapshot.sessions.iter().find(|s| s.pid == pid).unwrap();
+    let by_pid = |pid: i32| {
+        snapshot
+            .sessions
+            .iter()
+            .find(|s| s.pid == i64::from(pid))
+            .unwrap()
+    };
     let (a, b, c) = (by_pid(first.pid), by_pid(second.pid), by_pid(other.pid));
     assert!(Arc::ptr_eq(&a.role, &b.role));
     assert!(Arc::ptr_eq(&a.member_of, &b.member_of));
@@ -176,7 +202,11 @@ async fn sessions_of_one_role_share_their_names() {
 
     // Kept across snapshots too, while unchanged.
     let next = connection.snapshot(&[], true).await.unwrap();
-    let again = next.sessions.iter().find(|s| s.pid == first.pid).unwrap();
+    let again = next
+        .sessions
+        .iter()
+        .find(|s| s.pid == i64::from(first.pid))
+        .unwrap();
     assert!(Arc::ptr_eq(&a.role, &again.role));
     assert!(Arc::ptr_eq(&a.member_of, &again.member_of));
 }
@@ -210,7 +240,11 @@ async fn other_curfew_processes_are_left_out_but_not_impostors() {
     let by_hand = client(cluster.port(), "curfew_agent", "psql").await;
 
     let snapshot = connection.snapshot(&[], false).await.unwrap();
-    let pids: Vec<i32> = snapshot.sessions.iter().map(|s| s.pid).collect();
+    let pids: Vec<i32> = snapshot
+        .sessions
+        .iter()
+        .map(|s| i32::try_from(s.pid).unwrap())
+        .collect();
     assert!(!pids.contains(&other.info.backend_pid), "{pids:?}");
     assert!(!pids.contains(&leader.info.backend_pid), "{pids:?}");
     assert!(pids.contains(&announcing_impostor.pid), "{pids:?}");
@@ -249,7 +283,7 @@ async fn a_session_of_a_dropped_role_is_still_seen() {
     let seen = snapshot
         .sessions
         .iter()
-        .find(|s| s.pid == doomed.pid)
+        .find(|s| s.pid == i64::from(doomed.pid))
         .expect("the orphaned session is in the snapshot");
     assert!(
         seen.role.starts_with("(dropped role "),

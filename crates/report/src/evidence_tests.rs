@@ -58,7 +58,7 @@ fn ended(seq: u64, at: &str, role: &str) -> Entry {
     let mut e = entry(seq, at, "session_terminated");
     e.rule = Some("inactivity".to_owned());
     e.session = Some(SessionInfo {
-        pid: 100 + seq as i32,
+        pid: 100 + seq as i64,
         backend_start: ts("2026-03-01T08:00:00Z"),
         role: role.to_owned(),
         database: "postgres".to_owned(),

@@ -159,7 +159,7 @@ pub struct Termination {
     /// The rule that ended it.
     pub rule: Option<String>,
     /// The backend's pid.
-    pub pid: Option<i32>,
+    pub pid: Option<i64>,
     /// The session's role.
     pub role: Option<String>,
     /// The session's database.

@@ -84,7 +84,7 @@ pub fn evaluate_rule(policy: &Policy, index: usize, now: Timestamp, token: &str)
                         &canary,
                         now - SignedDuration::from_secs(i64::from(count - i) + 1),
                     );
-                    s.pid = i32::try_from(i).unwrap_or(i32::MAX);
+                    s.pid = i64::from(i);
                     s
                 })
                 .collect();

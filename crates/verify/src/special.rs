@@ -105,7 +105,7 @@ pub fn cap_sessions(canary: &Canary, count: u32, now: Timestamp) -> Vec<Session>
                 canary,
                 now - SignedDuration::from_secs(i64::from(count - i)),
             );
-            s.pid = i32::try_from(i).unwrap_or(i32::MAX);
+            s.pid = i64::from(i);
             s
         })
         .collect()

@@ -114,7 +114,7 @@ impl Detail for Heartbeat {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Leadership {
     /// Its process id.
-    pub lock_session_pid: i32,
+    pub lock_session_pid: i64,
     /// When it started.
     #[serde(
         serialize_with = "lenient::display_time",

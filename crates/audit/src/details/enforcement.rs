@@ -85,7 +85,7 @@ impl Detail for TerminationFailure {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SquatEnding {
     /// The squatting session's process id.
-    pub lock_holder_pid: i32,
+    pub lock_holder_pid: i64,
 }
 
 impl Detail for SquatEnding {

@@ -26,7 +26,7 @@ pub(crate) fn ts(secs: i64) -> Timestamp {
     Timestamp::from_second(1_795_000_000 + secs).unwrap()
 }
 
-pub(crate) fn session(pid: i32) -> SessionInfo {
+pub(crate) fn session(pid: i64) -> SessionInfo {
     SessionInfo {
         pid,
         backend_start: ts(-3600),
@@ -44,7 +44,7 @@ pub(crate) fn record(n: i64) -> Record {
         .with_target("prod")
         .with_rule("idle")
         .with_reason(format!("idle for 15m{n:02}s; limit 15m"))
-        .with_session(session(4000 + n as i32))
+        .with_session(session(4000 + n))
 }
 
 /// Writes `count` records to a fresh log at `path` and closes it.

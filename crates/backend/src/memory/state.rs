@@ -101,7 +101,7 @@ pub(crate) struct State {
     pub(crate) refusing: HashMap<SessionKey, (String, Option<String>)>,
     /// Every session signalled, and when.
     pub(crate) signalled: Vec<(SessionKey, Timestamp)>,
-    pub(crate) next_pid: i32,
+    pub(crate) next_pid: i64,
     pub(crate) connections: HashMap<u64, Conn>,
     pub(crate) next_connection: u64,
     pub(crate) leader: Option<Holder>,

@@ -96,7 +96,7 @@ fn a_live_gateway_session_shows_the_client_behind_the_gateway() {
     let loaded = loaded();
     let health = check(&board, &loaded, Ok(()), t0);
     let s = status(&board, &loaded, health, &about(), t0, at(600));
-    let mut clients: Vec<(i32, &str)> = s.targets[0]
+    let mut clients: Vec<(i64, &str)> = s.targets[0]
         .sessions
         .iter()
         .map(|x| (x.pid, x.client.as_str()))

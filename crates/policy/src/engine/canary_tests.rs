@@ -10,7 +10,7 @@ use super::test_support::{now, policy};
 use super::*;
 use crate::session::{BackendType, SessionState};
 
-fn session(pid: i32, role: &str) -> Session {
+fn session(pid: i64, role: &str) -> Session {
     Session {
         pid,
         backend_start: now() - SignedDuration::from_secs(60),

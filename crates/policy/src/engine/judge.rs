@@ -412,7 +412,7 @@ struct Limited {
     role: u32,
     /// `backend_start`, nanoseconds since the epoch.
     start: i64,
-    pid: i32,
+    pid: i64,
     /// Index into the pending judgements.
     pending: usize,
 }

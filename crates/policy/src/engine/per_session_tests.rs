@@ -22,7 +22,7 @@ fn login(role: &str) -> Login<'_> {
     }
 }
 
-fn session(pid: i32, role: &str) -> Session {
+fn session(pid: i64, role: &str) -> Session {
     client_session(pid, role, SessionState::Active)
 }
 

@@ -26,7 +26,7 @@ pub(super) fn ago(secs: i64) -> Timestamp {
 }
 
 /// A client session of `role` that began an hour before [`now`], in `state` for a minute.
-pub(super) fn client_session(pid: i32, role: &str, state: SessionState) -> Session {
+pub(super) fn client_session(pid: i64, role: &str, state: SessionState) -> Session {
     Session {
         pid,
         backend_start: ago(3_600),

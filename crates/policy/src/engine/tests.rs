@@ -9,7 +9,7 @@ use super::test_support::{ago, client_session, now, policy};
 use super::*;
 use crate::session::{BackendType, SessionState};
 
-fn session(pid: i32, role: &str) -> Session {
+fn session(pid: i64, role: &str) -> Session {
     client_session(pid, role, SessionState::Idle)
 }
 
@@ -19,7 +19,7 @@ fn idle_for(mut s: Session, secs: i64) -> Session {
     s
 }
 
-fn pids(decisions: &[Decision]) -> Vec<i32> {
+fn pids(decisions: &[Decision]) -> Vec<i64> {
     decisions.iter().map(|d| d.session.pid).collect()
 }
 

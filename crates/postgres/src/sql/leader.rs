@@ -86,7 +86,7 @@ pub(crate) fn decode_lock_holder(
 ) -> Result<curfew_backend::LockHolder, PgError> {
     let what = WHAT_HOLDERS;
     Ok(curfew_backend::LockHolder {
-        pid: col::<Option<i32>>(row, 0, target, what)?.unwrap_or(0),
+        pid: i64::from(col::<Option<i32>>(row, 0, target, what)?.unwrap_or(0)),
         client_addr: col(row, 1, target, what)?,
         backend_start: col(row, 2, target, what)?,
         database: col(row, 3, target, what)?,

@@ -158,7 +158,7 @@ pub(crate) fn decode_snapshot(
     let no_groups: Arc<[String]> = Arc::from(Vec::<String>::new());
     for row in rows {
         now = Some(row.now);
-        let Some(pid) = row.pid else {
+        let Some(pid) = row.pid.map(i64::from) else {
             continue; // no sessions: the clock row alone
         };
         // A role dropped while its session lives on has no name any more: the session is

@@ -54,17 +54,24 @@ impl Guard {
 impl From<&EndRequest> for Guard {
     fn from(request: &EndRequest) -> Guard {
         Guard {
-            pid: request.session.pid,
+            pid: pg_pid(request.session.pid),
             backend_start: request.session.backend_start,
             idle_since: request.idle_since,
             not_before: request.not_before,
             keepers: request
                 .keepers
                 .iter()
-                .map(|k| (k.pid, k.backend_start))
+                .map(|k| (pg_pid(k.pid), k.backend_start))
                 .collect(),
         }
     }
+}
+
+/// A session key's pid as PostgreSQL's `int4`. Keys are widened for adapters whose ids are
+/// larger (MariaDB's); one that does not fit came from no PostgreSQL server and reads as pid
+/// 0, which no backend has: its guard matches nothing and ends nothing.
+pub(crate) fn pg_pid(pid: i64) -> i32 {
+    i32::try_from(pid).unwrap_or(0)
 }
 
 /// Guarded termination of a batch, in one statement: for each session, re-check that the process

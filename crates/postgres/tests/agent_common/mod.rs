@@ -278,7 +278,7 @@ pub fn terminated_pid(e: &AgentEvent) -> Option<(i32, String, Duration)> {
             lateness,
             ..
         } => Some((
-            session.pid,
+            i32::try_from(session.pid).unwrap(),
             rule.clone(),
             Duration::try_from(*lateness).unwrap_or_default(),
         )),

@@ -64,7 +64,10 @@ pub async fn client(port: u16, user: &str, app: &str) -> ClientSession {
 /// The session with `pid` in a fresh snapshot, if any.
 pub async fn find(connection: &mut Connection, pid: i32) -> Option<Session> {
     let snapshot = connection.snapshot(&[], false).await.unwrap();
-    snapshot.sessions.into_iter().find(|s| s.pid == pid)
+    snapshot
+        .sessions
+        .into_iter()
+        .find(|s| s.pid == i64::from(pid))
 }
 
 /// Poll `check` every 20 ms until it returns true; panics after `limit`.

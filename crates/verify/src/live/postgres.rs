@@ -176,13 +176,13 @@ impl CanaryConnection for CanarySession {
     }
 
     fn place(&self, seen: &mut curfew_policy::Session) {
-        seen.pid = self.pid;
+        seen.pid = i64::from(self.pid);
         seen.backend_start = self.backend_start;
         seen.client_addr = self.client_addr;
     }
 
     fn is(&self, recorded: &SessionInfo) -> bool {
-        recorded.pid == self.pid && recorded.backend_start == self.backend_start
+        recorded.pid == i64::from(self.pid) && recorded.backend_start == self.backend_start
     }
 
     fn describe(&self) -> String {

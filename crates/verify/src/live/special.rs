@@ -226,7 +226,7 @@ async fn keep_and_record<T: CanaryTarget>(
             );
             find_record_of(
                 bench.audit_log,
-                |s| s.role == canary.role && !kept_pids.contains(&i64::from(s.pid)),
+                |s| s.role == canary.role && !kept_pids.contains(&s.pid),
                 &described,
                 rule,
             )

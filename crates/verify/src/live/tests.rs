@@ -29,11 +29,11 @@ impl CanaryConnection for Session {
         PID
     }
     fn place(&self, seen: &mut curfew_policy::Session) {
-        seen.pid = i32::try_from(PID).unwrap_or_default();
+        seen.pid = PID;
         seen.backend_start = started();
     }
     fn is(&self, recorded: &SessionInfo) -> bool {
-        i64::from(recorded.pid) == PID
+        recorded.pid == PID
     }
     fn describe(&self) -> String {
         format!("session {PID}")
@@ -177,7 +177,7 @@ async fn run_on(target: &InMemory, audit: &Path) -> Verified {
 fn canary_ended(audit: &Path, rule: &str) {
     let log = AuditLog::open(audit).unwrap_or_else(|e| panic!("{e}"));
     let session = SessionInfo {
-        pid: i32::try_from(PID).unwrap_or_default(),
+        pid: PID,
         backend_start: started(),
         role: "canary".to_owned(),
         database: "postgres".to_owned(),

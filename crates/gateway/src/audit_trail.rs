@@ -63,7 +63,7 @@ pub(crate) struct SessionFacts<'a> {
 impl SessionFacts<'_> {
     fn info(&self) -> SessionInfo {
         SessionInfo {
-            pid: self.pid,
+            pid: i64::from(self.pid),
             // The gateway's login time: the backend started a moment before it.
             backend_start: self.started,
             role: self.role.to_owned(),

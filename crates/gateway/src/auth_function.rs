@@ -65,11 +65,15 @@ impl AuthFunctionSource {
             return Ok(live.client.clone());
         }
         let password = match &self.spec.password_file {
-            Some(path) => Some(
-                read_password_file(path)
-                    .map_err(|e| unavailable(None, e.to_string()))?
-                    .0,
-            ),
+            Some(path) => {
+                let (password, loose) =
+                    read_password_file(path).map_err(|e| unavailable(None, e.to_string()))?;
+                // Said at each (re)connection, as the agent does: rare, and loud enough.
+                if let Some(loose) = loose {
+                    tracing::warn!("{loose}");
+                }
+                Some(password)
+            }
             None => None,
         };
         let (client, driver) = open_as(&self.spec, password.as_ref(), APPLICATION_NAME)

@@ -278,22 +278,26 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
-    /// A stop that counts its polls and completes once `go` is set and its waker called.
-    struct CountedStop<'a> {
-        polls: &'a AtomicUsize,
-        go: &'a AtomicBool,
-        waker: &'a Mutex<Option<Waker>>,
+    /// What a [`CountedStop`] counts and obeys.
+    #[derive(Default)]
+    struct StopState {
+        polls: AtomicUsize,
+        go: AtomicBool,
+        waker: Mutex<Option<Waker>>,
     }
+
+    /// A stop that counts its polls and completes once `go` is set and its waker called.
+    struct CountedStop<'a>(&'a StopState);
 
     impl Future for CountedStop<'_> {
         type Output = Fatal;
 
         fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Fatal> {
-            self.polls.fetch_add(1, Ordering::Relaxed);
-            if self.go.load(Ordering::Relaxed) {
+            self.0.polls.fetch_add(1, Ordering::Relaxed);
+            if self.0.go.load(Ordering::Relaxed) {
                 return Poll::Ready(Fatal::new(crate::error::sqlstate::ADMIN_SHUTDOWN, "stop"));
             }
-            if let Ok(mut waker) = self.waker.lock() {
+            if let Ok(mut waker) = self.0.waker.lock() {
                 *waker = Some(cx.waker().clone());
             }
             Poll::Pending
@@ -311,16 +315,8 @@ mod tests {
 
     #[test]
     fn the_stop_is_polled_only_after_its_own_wake_up() {
-        let (polls, go, waker) = (
-            AtomicUsize::new(0),
-            AtomicBool::new(false),
-            Mutex::new(None),
-        );
-        let stop = pin!(CountedStop {
-            polls: &polls,
-            go: &go,
-            waker: &waker,
-        });
+        let state = StopState::default();
+        let stop = pin!(CountedStop(&state));
         let mut watch = StopWatch::new(stop);
         let task = Arc::new(Task(AtomicUsize::new(0)));
         let task_waker = Waker::from(task.clone());
@@ -329,43 +325,35 @@ mod tests {
             assert!(watch.poll(&mut cx).is_pending());
         }
         // Polled once to register, not on the relay's other wake-ups.
-        assert_eq!(polls.load(Ordering::Relaxed), 1);
+        assert_eq!(state.polls.load(Ordering::Relaxed), 1);
 
-        go.store(true, Ordering::Relaxed);
-        let stored = waker.lock().ok().and_then(|w| w.clone());
+        state.go.store(true, Ordering::Relaxed);
+        let stored = state.waker.lock().ok().and_then(|w| w.clone());
         stored
             .unwrap_or_else(|| panic!("the stop kept no waker"))
             .wake();
         // The stop's wake-up reaches the relay's task, and the next poll sees the stop.
         assert_eq!(task.0.load(Ordering::Relaxed), 1);
         assert!(watch.poll(&mut cx).is_ready());
-        assert_eq!(polls.load(Ordering::Relaxed), 2);
+        assert_eq!(state.polls.load(Ordering::Relaxed), 2);
     }
 
     #[test]
     fn a_new_task_waker_polls_the_stop_again() {
-        let (polls, go, waker) = (
-            AtomicUsize::new(0),
-            AtomicBool::new(false),
-            Mutex::new(None),
-        );
-        let stop = pin!(CountedStop {
-            polls: &polls,
-            go: &go,
-            waker: &waker,
-        });
+        let state = StopState::default();
+        let stop = pin!(CountedStop(&state));
         let mut watch = StopWatch::new(stop);
         let first = Waker::from(Arc::new(Task(AtomicUsize::new(0))));
         assert!(watch.poll(&mut Context::from_waker(&first)).is_pending());
         let second = Arc::new(Task(AtomicUsize::new(0)));
         let second_waker = Waker::from(second.clone());
-        go.store(true, Ordering::Relaxed);
+        state.go.store(true, Ordering::Relaxed);
         // A different task waker: the stop is asked again (and is ready).
         assert!(
             watch
                 .poll(&mut Context::from_waker(&second_waker))
                 .is_ready()
         );
-        assert_eq!(polls.load(Ordering::Relaxed), 2);
+        assert_eq!(state.polls.load(Ordering::Relaxed), 2);
     }
 }

@@ -134,125 +134,85 @@ pub(crate) async fn drain(
 mod tests {
     use super::*;
 
-    /// A session that ends at `after`, or when `ending` is cancelled.
-    fn session(tracker: &TaskTracker, ending: &CancellationToken, after: Duration) {
-        let ending = ending.clone();
-        tracker.spawn(async move {
-            tokio::select! {
-                () = tokio::time::sleep(after) => {}
-                () = ending.cancelled() => {}
+    /// Sessions under a tracker, each ending after its lifetime or when `ending` is cancelled.
+    struct Sessions {
+        tracker: TaskTracker,
+        ending: CancellationToken,
+        shutdown: Shutdown,
+    }
+
+    impl Sessions {
+        fn new(lifetimes_s: &[u64]) -> Sessions {
+            let sessions = Sessions {
+                tracker: TaskTracker::new(),
+                ending: CancellationToken::new(),
+                shutdown: Shutdown::new(),
+            };
+            for &after in lifetimes_s {
+                let ending = sessions.ending.clone();
+                sessions.tracker.spawn(async move {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(after)) => {}
+                        () = ending.cancelled() => {}
+                    }
+                });
             }
-        });
+            sessions
+        }
+
+        /// Drains with a 30 s timeout: what it reports, and how long it took.
+        async fn drain(&self) -> (Drained, Duration) {
+            let begun = Instant::now();
+            let drained = drain(
+                &self.tracker,
+                &self.shutdown,
+                || self.ending.cancel(),
+                Duration::from_secs(30),
+            )
+            .await;
+            (drained, begun.elapsed())
+        }
+    }
+
+    fn drained(at_start: usize, ended: usize) -> Drained {
+        Drained { at_start, ended }
     }
 
     #[tokio::test(start_paused = true)]
     async fn sessions_that_finish_in_time_are_not_ended() {
-        let (tracker, ending, shutdown) = (
-            TaskTracker::new(),
-            CancellationToken::new(),
-            Shutdown::new(),
-        );
-        session(&tracker, &ending, Duration::from_secs(3));
-        session(&tracker, &ending, Duration::from_secs(9));
-        let begun = Instant::now();
-        let drained = drain(
-            &tracker,
-            &shutdown,
-            || ending.cancel(),
-            Duration::from_secs(30),
-        )
-        .await;
-        assert_eq!(
-            drained,
-            Drained {
-                at_start: 2,
-                ended: 0
-            }
-        );
-        assert!(!ending.is_cancelled());
-        assert_eq!(begun.elapsed(), Duration::from_secs(9));
+        let sessions = Sessions::new(&[3, 9]);
+        let (result, took) = sessions.drain().await;
+        assert_eq!(result, drained(2, 0));
+        assert!(!sessions.ending.is_cancelled());
+        assert_eq!(took, Duration::from_secs(9));
     }
 
     #[tokio::test(start_paused = true)]
     async fn sessions_still_running_at_the_timeout_are_ended() {
-        let (tracker, ending, shutdown) = (
-            TaskTracker::new(),
-            CancellationToken::new(),
-            Shutdown::new(),
-        );
-        session(&tracker, &ending, Duration::from_secs(1));
-        session(&tracker, &ending, Duration::from_secs(3600));
-        let begun = Instant::now();
-        let drained = drain(
-            &tracker,
-            &shutdown,
-            || ending.cancel(),
-            Duration::from_secs(30),
-        )
-        .await;
-        assert_eq!(
-            drained,
-            Drained {
-                at_start: 2,
-                ended: 1
-            }
-        );
-        assert!(ending.is_cancelled());
-        assert_eq!(begun.elapsed(), Duration::from_secs(30));
+        let sessions = Sessions::new(&[1, 3600]);
+        let (result, took) = sessions.drain().await;
+        assert_eq!(result, drained(2, 1));
+        assert!(sessions.ending.is_cancelled());
+        assert_eq!(took, Duration::from_secs(30));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_second_request_ends_them_at_once() {
-        let (tracker, ending, shutdown) = (
-            TaskTracker::new(),
-            CancellationToken::new(),
-            Shutdown::new(),
-        );
-        session(&tracker, &ending, Duration::from_secs(3600));
-        shutdown.drain();
-        let again = shutdown.clone();
+        let sessions = Sessions::new(&[3600]);
+        sessions.shutdown.drain();
+        let again = sessions.shutdown.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_secs(2)).await;
             again.end_now();
         });
-        let begun = Instant::now();
-        let drained = drain(
-            &tracker,
-            &shutdown,
-            || ending.cancel(),
-            Duration::from_secs(30),
-        )
-        .await;
-        assert_eq!(
-            drained,
-            Drained {
-                at_start: 1,
-                ended: 1
-            }
-        );
-        assert_eq!(begun.elapsed(), Duration::from_secs(2));
+        let (result, took) = sessions.drain().await;
+        assert_eq!(result, drained(1, 1));
+        assert_eq!(took, Duration::from_secs(2));
     }
 
     #[tokio::test(start_paused = true)]
     async fn no_session_no_wait() {
-        let (tracker, ending, shutdown) = (
-            TaskTracker::new(),
-            CancellationToken::new(),
-            Shutdown::new(),
-        );
-        let drained = drain(
-            &tracker,
-            &shutdown,
-            || ending.cancel(),
-            Duration::from_secs(30),
-        )
-        .await;
-        assert_eq!(
-            drained,
-            Drained {
-                at_start: 0,
-                ended: 0
-            }
-        );
+        let (result, _) = Sessions::new(&[]).drain().await;
+        assert_eq!(result, drained(0, 0));
     }
 }

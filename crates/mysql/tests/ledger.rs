@@ -178,6 +178,10 @@ async fn a_window_lock_locks_every_account_of_a_user_and_gives_it_back() {
     }
     assert!(c.unannounced().await.unwrap().is_empty());
     assert!(!c.ledger_has_work().await.unwrap());
+
+    // The ledger's own connection (open, idle) is curfew's: never a session to end.
+    let sessions = c.snapshot().await.unwrap().sessions;
+    assert!(sessions.iter().all(|s| &*s.role != AGENT), "{sessions:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

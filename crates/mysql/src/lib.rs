@@ -27,6 +27,7 @@ pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo,
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};
 pub use kill::{KillAnswer, KillRequest, Verdict, kill_block_sql, parse_verdicts, signal};
+pub use ledger::LockProgress;
 pub use names::{quote_identifier, string_literal};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};

@@ -10,10 +10,12 @@
 
 pub mod accounts;
 mod change;
+mod progress;
 mod sql;
 mod status;
 mod store;
 
+pub use progress::LockProgress;
 pub use sql::DATABASE;
 pub use status::ledger_grants;
 
@@ -45,7 +47,7 @@ impl Connection {
 
     /// Run `work` on the ledger's connection; a lost connection is dropped (the next use opens
     /// a new one and reconciles).
-    async fn on_ledger<T>(
+    pub(crate) async fn on_ledger<T>(
         &self,
         work: impl AsyncFnOnce(&mut mysql_async::Conn, &str) -> Result<T, MysqlError>,
     ) -> Result<T, BackendError> {
@@ -81,24 +83,42 @@ impl Connection {
         .await
     }
 
-    /// `curfew unlock`: release the active incident locks on the user `name`; how many.
-    pub async fn release_incident_locks(&self, name: &str, by: &str) -> Result<u64, BackendError> {
+    /// `curfew unlock`: release the active incident locks on the user `name`; their ids.
+    pub async fn release_incident_locks(
+        &self,
+        name: &str,
+        by: &str,
+    ) -> Result<Vec<i64>, BackendError> {
         self.on_ledger(async |conn, target| {
-            store::release(
+            let active: Vec<i64> = store::locks(
                 conn,
                 target,
-                by,
-                "kind = 'incident' AND user = ?",
+                "released_at IS NULL AND kind = 'incident' AND user = ?",
                 vec![Value::from(name)],
             )
-            .await
+            .await?
+            .into_iter()
+            .map(|l| l.id)
+            .collect();
+            if active.is_empty() {
+                return Ok(active);
+            }
+            let params = active.iter().map(|id| Value::from(*id)).collect();
+            let filter = format!("id IN ({})", store::placeholders(active.len()));
+            store::release(conn, target, by, &filter, params).await?;
+            Ok(active)
         })
         .await
     }
 
-    /// Every lock row (active and released), for `curfew locks`.
-    pub async fn all_locks(&self) -> Result<Vec<LockRow>, BackendError> {
-        self.on_ledger(async |conn, target| store::locks(conn, target, "1 = 1", Vec::new()).await)
+    /// The locks in force (every lock row with `history`), for `curfew locks`.
+    pub async fn lock_rows(&self, history: bool) -> Result<Vec<LockRow>, BackendError> {
+        let filter = if history {
+            "1 = 1"
+        } else {
+            "released_at IS NULL"
+        };
+        self.on_ledger(async |conn, target| store::locks(conn, target, filter, Vec::new()).await)
             .await
     }
 }

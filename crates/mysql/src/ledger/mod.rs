@@ -28,7 +28,23 @@ use mysql_async::prelude::Queryable;
 
 use crate::connect::Connection;
 use crate::error::MysqlError;
+use crate::grants::Flavor;
 use crate::ledger_conn::LedgerSession;
+
+/// Why this server keeps no login locks, if it does not: the accounts' locked state is read
+/// from `mysql.global_priv`, which MariaDB has from 10.4 on; MySQL's `mysql.user` is not read
+/// yet.
+fn unsupported_server(flavor: Flavor) -> Option<&'static str> {
+    match flavor {
+        Flavor::MariaDb { major, minor } if (major, minor) >= (10, 4) => None,
+        Flavor::MariaDb { .. } => {
+            Some("login locks need MariaDB 10.4 or later (mysql.global_priv)")
+        }
+        Flavor::MySql => {
+            Some("login locks are not supported on MySQL targets yet (MariaDB 10.4+ only)")
+        }
+    }
+}
 
 impl Connection {
     /// The ledger's connection; when it was opened just now, interrupted steps are settled
@@ -135,6 +151,11 @@ impl LoginLedger for Connection {
         needs: bool,
     ) -> Option<String> {
         let target = curfew_policy::visible(target);
+        if let Some(why) = unsupported_server(self.info.flavor) {
+            return needs.then(|| {
+                format!("target \"{target}\": {why}; its lock rules are not enforced there")
+            });
+        }
         let account = crate::grants::account_name(&self.info.user, &self.info.host);
         let problem = match status {
             LedgerStatus::Ready => return None,
@@ -159,7 +180,12 @@ impl LoginLedger for Connection {
         Some(format!("{problem}; its lock rules are not enforced there"))
     }
 
+    /// `Missing` on a server whose accounts' state curfew cannot read yet (see
+    /// `unsupported_server`).
     async fn ledger_status(&self) -> Result<LedgerStatus, BackendError> {
+        if unsupported_server(self.info.flavor).is_some() {
+            return Ok(LedgerStatus::Missing);
+        }
         let account = crate::grants::account_name(&self.info.user, &self.info.host);
         let (status, missing) = self
             .on_ledger(async |conn, target| status::status(conn, target, &account).await)
@@ -337,5 +363,19 @@ impl LoginLedger for Connection {
         let id = *role.request();
         self.on_ledger(async |conn, target| change::restore(conn, target, id, fault).await)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn login_locks_need_mariadb_10_4() {
+        let maria = |major, minor| Flavor::MariaDb { major, minor };
+        assert_eq!(unsupported_server(maria(10, 4)), None);
+        assert_eq!(unsupported_server(maria(11, 4)), None);
+        assert!(unsupported_server(maria(10, 3)).is_some());
+        assert!(unsupported_server(Flavor::MySql).unwrap().contains("MySQL"));
     }
 }

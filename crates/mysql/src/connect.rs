@@ -10,6 +10,7 @@ use mysql_async::{ClientIdentity, Conn, OptsBuilder, SslOpts};
 
 use crate::error::MysqlError;
 use crate::grants::{Flavor, account_name, global_privileges, missing_grants, split_account};
+use crate::ledger_conn::LedgerConn;
 use crate::row::{column, micros};
 use crate::secret::read_password_file;
 use crate::seen::SeenSessions;
@@ -59,6 +60,8 @@ pub struct Connection {
     pub(crate) target: String,
     pub(crate) info: ServerInfo,
     pub(crate) seen: SeenSessions,
+    /// The login-lock ledger's own connection, opened at its first use.
+    pub(crate) ledger: LedgerConn,
 }
 
 /// A new connection, and warnings for the operator (password file permissions, no program
@@ -118,9 +121,11 @@ pub async fn connect(target: &MysqlTarget) -> Result<Connected, MysqlError> {
             .prefer_socket(true),
     };
     let tls = tls_options(target)?;
-    let conn = match tls {
+    // The options that worked are kept for the ledger's own connection (`crate::ledger`).
+    let (conn, used) = match tls {
         Some(ssl) if url.tls == TlsMode::Prefer => {
-            match open(target, opts.clone().ssl_opts(ssl)).await {
+            let with_tls = opts.clone().ssl_opts(ssl);
+            match open(target, with_tls.clone()).await {
                 Err(MysqlError::Connect {
                     source:
                         mysql_async::Error::Driver(mysql_async::DriverError::NoClientSslFlagFromServer),
@@ -130,13 +135,16 @@ pub async fn connect(target: &MysqlTarget) -> Result<Connected, MysqlError> {
                         "target \"{}\": the server offers no TLS; connected without it (sslmode=prefer)",
                         target.name
                     ));
-                    open(target, opts).await?
+                    (open(target, opts.clone()).await?, opts)
                 }
-                other => other?,
+                other => (other?, with_tls),
             }
         }
-        Some(ssl) => open(target, opts.ssl_opts(ssl)).await?,
-        None => open(target, opts).await?,
+        Some(ssl) => {
+            let with_tls = opts.ssl_opts(ssl);
+            (open(target, with_tls.clone()).await?, with_tls)
+        }
+        None => (open(target, opts.clone()).await?, opts),
     };
     let mut connection = Connection {
         conn,
@@ -151,6 +159,7 @@ pub async fn connect(target: &MysqlTarget) -> Result<Connected, MysqlError> {
             program_names: ProgramNames::Unavailable(String::new()),
         },
         seen: SeenSessions::default(),
+        ledger: LedgerConn::new(&target.name, used, connect_limit(target)),
     };
     connection.read_facts().await?;
     connection.check_privileges().await?;
@@ -163,11 +172,16 @@ pub async fn connect(target: &MysqlTarget) -> Result<Connected, MysqlError> {
     })
 }
 
-async fn open(target: &MysqlTarget, opts: OptsBuilder) -> Result<Conn, MysqlError> {
-    let limit = target
+/// How long a connection attempt to `target` may take.
+fn connect_limit(target: &MysqlTarget) -> Duration {
+    target
         .url
         .connect_timeout
-        .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+        .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+}
+
+async fn open(target: &MysqlTarget, opts: OptsBuilder) -> Result<Conn, MysqlError> {
+    let limit = connect_limit(target);
     match tokio::time::timeout(limit, Conn::new(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
         Ok(Err(source)) => Err(MysqlError::Connect {

@@ -4,13 +4,16 @@
 //! transactions on the server's clock, and `KILL CONNECTION` re-checked on the server
 //! immediately before. `curfew-backend`'s [`Backend`](curfew_backend::Backend) and
 //! [`Connector`](curfew_backend::Connector) are implemented: sessions are read and ended; there
-//! is no leader lock (one agent per target), no login locks and no anchor store yet.
+//! is no leader lock (one agent per target) and no anchor store yet; login locks are
+//! `ALTER USER ... ACCOUNT LOCK` kept through a ledger ([`ledger`]).
 
 mod backend;
 mod connect;
 mod error;
 mod grants;
 mod kill;
+pub mod ledger;
+mod ledger_conn;
 mod names;
 mod row;
 mod secret;
@@ -24,10 +27,11 @@ pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo,
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};
 pub use kill::{KillAnswer, KillRequest, Verdict, kill_block_sql, parse_verdicts, signal};
+pub use ledger::LockProgress;
 pub use names::{quote_identifier, string_literal};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};
 pub use snapshot::{ProcessRow, client_address, snapshot_sql};
-pub use standalone::{NO_COORDINATION, NO_LOGIN_LOCKS};
+pub use standalone::NO_COORDINATION;
 pub use target::{MysqlTarget, TargetUrlError};
 pub use url::{DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError};

@@ -213,7 +213,9 @@ pub fn client_address(host: &str) -> Option<IpAddr> {
 }
 
 impl Connection {
-    /// Every client session except curfew's own connection, on the server's clock.
+    /// Every client session except curfew's own: this connection, and (as on PostgreSQL) any
+    /// other of curfew's account presenting the program name `curfew` (the login-lock ledger's
+    /// connection, another agent's, `curfew lock`'s), on the server's clock.
     pub async fn snapshot(&mut self) -> Result<Snapshot, MysqlError> {
         let sql = snapshot_sql(
             self.info.flavor,
@@ -224,10 +226,15 @@ impl Connection {
             .query(sql)
             .await
             .map_err(|e| MysqlError::query(&self.target, WHAT, e))?;
-        let rows = rows
+        let mut rows = rows
             .iter()
             .map(|r| ProcessRow::extract(r, &self.target))
             .collect::<Result<Vec<_>, _>>()?;
+        rows.retain(|r| {
+            r.id == self.info.connection_id
+                || r.user != self.info.user
+                || r.program.as_deref() != Some(crate::connect::PROGRAM_NAME)
+        });
         decode_snapshot(rows, self.info.connection_id, &mut self.seen, &self.target)
     }
 

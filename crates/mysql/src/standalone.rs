@@ -1,12 +1,10 @@
 //! The rest of `curfew-backend` on MariaDB/MySQL, as far as it goes today: a [`Connection`] is
-//! a [`Backend`] that leads alone (no leader lock: run one agent per MariaDB target), keeps no
-//! login locks (a policy that needs them says so loudly) and stores no anchors (each attempt
+//! a [`Backend`] that leads alone (no leader lock: run one agent per MariaDB target; login
+//! locks are `crate::ledger`'s) and stores no anchors (each attempt
 //! fails as not supported, which the agent reports and retries). See `docs/mariadb.md`.
 
 use curfew_backend::{
-    AnchorStore, AuthorizedLoginChange, Backend, BackendError, Connector, Coordination, ErrorKind,
-    FaultHook, LedgerStatus, LockHolder, LockRow, LockedRole, LoginChange, LoginLedger, RoleInfo,
-    SessionKey,
+    AnchorStore, Backend, BackendError, Connector, Coordination, ErrorKind, LockHolder, SessionKey,
 };
 use mysql_async::prelude::Queryable;
 
@@ -17,10 +15,6 @@ use crate::target::MysqlTarget;
 /// What the operator is told at each connection (after the target's name): no replica
 /// coordination on this target.
 pub const NO_COORDINATION: &str = "has no leader lock yet (MariaDB/MySQL): this agent leads alone, so run exactly one agent for this target (a second one would enforce too; see docs/mariadb.md)";
-
-/// Why login locks cannot be kept on a MariaDB/MySQL target.
-pub const NO_LOGIN_LOCKS: &str =
-    "login locks (`lock_logins`) are not supported on MariaDB/MySQL targets yet";
 
 impl Connection {
     fn unsupported(&self, what: &'static str) -> BackendError {
@@ -78,88 +72,6 @@ impl Coordination for Connection {
 impl AnchorStore for Connection {
     async fn anchor(&mut self, _chain: &str, _seq: u64, _hash: &str) -> Result<(), BackendError> {
         Err(self.unsupported("anchoring the audit chain on the target"))
-    }
-}
-
-impl LoginLedger for Connection {
-    fn own_role(&self) -> &str {
-        &self.info.user
-    }
-
-    fn login_change_problem(
-        &self,
-        target: &str,
-        _status: LedgerStatus,
-        needs: bool,
-    ) -> Option<String> {
-        needs.then(|| {
-            format!(
-                "target \"{}\": {NO_LOGIN_LOCKS}; its lock rules are not enforced there",
-                curfew_policy::visible(target)
-            )
-        })
-    }
-
-    /// No ledger exists on MariaDB/MySQL: nothing is locked, nothing is read.
-    async fn ledger_status(&self) -> Result<LedgerStatus, BackendError> {
-        Ok(LedgerStatus::Missing)
-    }
-
-    async fn ledger_has_work(&self) -> Result<bool, BackendError> {
-        Ok(false)
-    }
-
-    async fn roles(&self) -> Result<Vec<RoleInfo>, BackendError> {
-        Err(self.unsupported("reading accounts for login locks"))
-    }
-
-    async fn sync_window_locks(
-        &self,
-        _rule: &str,
-        _roles: &[(u32, String)],
-        _reason: &str,
-    ) -> Result<u64, BackendError> {
-        Err(self.unsupported("login locks (`lock_logins`)"))
-    }
-
-    async fn release_window_locks_except(&self, _rules: &[&str]) -> Result<u64, BackendError> {
-        Ok(0)
-    }
-
-    async fn expire_locks(&self) -> Result<u64, BackendError> {
-        Ok(0)
-    }
-
-    async fn unannounced(&self) -> Result<Vec<(LockRow, bool)>, BackendError> {
-        Ok(Vec::new())
-    }
-
-    async fn mark_announced(&self, _id: i64) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    async fn forget_dropped_roles(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    async fn locked_roles(&self) -> Result<Vec<LockedRole>, BackendError> {
-        Ok(Vec::new())
-    }
-
-    async fn disable_login(
-        &mut self,
-        _role: &AuthorizedLoginChange<'_>,
-        _fault: FaultHook<'_>,
-    ) -> Result<LoginChange, BackendError> {
-        Err(self.unsupported("login locks (`lock_logins`)"))
-    }
-
-    async fn restore_login(
-        &mut self,
-        _role: &AuthorizedLoginChange<'_>,
-        _fault: FaultHook<'_>,
-    ) -> Result<LoginChange, BackendError> {
-        Err(self.unsupported("login locks (`lock_logins`)"))
     }
 }
 

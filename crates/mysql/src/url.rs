@@ -381,12 +381,11 @@ impl UrlValidator for MysqlUrls {
     }
 }
 
-/// What curfew cannot do on MariaDB/MySQL targets yet (issue 18): the policy is refused or
-/// warned about at the target's URL, at start and on reload.
+/// What curfew cannot do on MariaDB/MySQL targets yet (issue 18): the policy is warned about
+/// at the target's URL, at start and on reload. Login locks are kept (`crate::ledger`; the
+/// privileges they need are named when the agent first reads the ledger).
 pub(crate) const LIMITS: curfew_policy::AdapterLimits = curfew_policy::AdapterLimits {
-    no_login_locks: Some(
-        "is MariaDB/MySQL, where login locks (`lock_logins`) are not supported yet",
-    ),
+    no_login_locks: None,
     no_role_memberships: Some("is MariaDB/MySQL, whose roles curfew does not read yet"),
 };
 

@@ -1,6 +1,6 @@
 //! The rest of `curfew-backend` on a real MariaDB, as far as it goes: the connector warns that
-//! the agent leads alone, leading is immediate, login locks are refused loudly when the policy
-//! needs them and silent otherwise, anchors fail as not supported.
+//! the agent leads alone, leading is immediate, a missing login-lock ledger is named loudly
+//! when the policy needs it and silent otherwise, anchors fail as not supported.
 #![allow(clippy::unwrap_used)]
 
 mod fixture;
@@ -41,7 +41,10 @@ async fn a_mariadb_connection_leads_alone_and_refuses_what_it_cannot_do() {
     let problem = c
         .login_change_problem("m", LedgerStatus::Missing, true)
         .unwrap();
-    assert!(problem.contains("not supported"), "{problem}");
+    assert!(
+        problem.contains("CREATE DATABASE IF NOT EXISTS curfew"),
+        "{problem}"
+    );
     assert!(problem.contains("\"m\""), "{problem}");
 
     let e = c.anchor("chain", 1, "abc").await.unwrap_err();

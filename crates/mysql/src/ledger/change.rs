@@ -1,0 +1,233 @@
+//! Changing an account's login. `ALTER USER ... ACCOUNT LOCK` commits by itself, so it cannot
+//! share a transaction with its ledger row: each account's change is an intent row (committed),
+//! then the `ALTER USER`, then the row marked applied (or removed). A crash between two steps
+//! leaves an intent, which [`reconcile`] settles from the server's real state at the next use.
+//! An account found locked before curfew touched it is recorded as such and never unlocked.
+
+use curfew_backend::{FaultHook, LoginChange};
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::accounts::{Account, AccountChange, ChangeAction, Reconcile};
+use super::store::{accounts, active_locks, changes, failed, user_of};
+use crate::error::MysqlError;
+use crate::grants::account_name;
+
+const WHAT: &str = "recording a login change in the ledger";
+
+async fn record(
+    conn: &mut Conn,
+    target: &str,
+    account: &Account,
+    action: ChangeAction,
+    applied: bool,
+    was_locked: bool,
+) -> Result<(), MysqlError> {
+    conn.exec_drop(
+        "REPLACE INTO `curfew`.`account_change` (user, host, action, applied, was_locked) \
+         VALUES (?, ?, ?, ?, ?)",
+        (
+            &account.user,
+            &account.host,
+            action.word(),
+            applied,
+            was_locked,
+        ),
+    )
+    .await
+    .map_err(failed(target, WHAT))
+}
+
+async fn forget(conn: &mut Conn, target: &str, user: &str, host: &str) -> Result<(), MysqlError> {
+    conn.exec_drop(
+        "DELETE FROM `curfew`.`account_change` WHERE user = ? AND host = ?",
+        (user, host),
+    )
+    .await
+    .map_err(failed(target, WHAT))
+}
+
+/// `ALTER USER` for one account, both parts quoted as identifiers (any quote, backslash or
+/// backquote in them stays inside).
+async fn alter(
+    conn: &mut Conn,
+    target: &str,
+    account: &Account,
+    lock: bool,
+) -> Result<(), MysqlError> {
+    let sql = format!(
+        "ALTER USER {} ACCOUNT {}",
+        account_name(&account.user, &account.host),
+        if lock { "LOCK" } else { "UNLOCK" }
+    );
+    conn.query_drop(sql)
+        .await
+        .map_err(failed(target, "changing an account's login (ALTER USER)"))
+}
+
+/// Settle every interrupted step (an intent without its outcome) from the server's state:
+/// a lock intent on an account now locked happened; on one still unlocked it did not (the
+/// agent locks it again while a lock is active); an unlock intent likewise. Returns how many
+/// were settled.
+pub(crate) async fn reconcile(conn: &mut Conn, target: &str) -> Result<u64, MysqlError> {
+    let pending: Vec<AccountChange> = changes(conn, target)
+        .await?
+        .into_iter()
+        .filter(|c| !c.applied)
+        .collect();
+    if pending.is_empty() {
+        return Ok(0);
+    }
+    let now = accounts(conn, target).await?;
+    for change in &pending {
+        let locked_now = now
+            .iter()
+            .find(|a| a.user == change.user && a.host == change.host)
+            .map(|a| a.locked);
+        let account = Account {
+            user: change.user.clone(),
+            host: change.host.clone(),
+            locked: locked_now.unwrap_or(false),
+            superuser: false,
+        };
+        match (
+            super::accounts::reconcile(change, locked_now),
+            change.action,
+        ) {
+            (Reconcile::Gone, _)
+            | (Reconcile::DidNot, ChangeAction::Lock)
+            | (Reconcile::Happened, ChangeAction::Unlock) => {
+                forget(conn, target, &change.user, &change.host).await?;
+            }
+            (Reconcile::Happened, ChangeAction::Lock) => {
+                record(conn, target, &account, ChangeAction::Lock, true, false).await?;
+            }
+            (Reconcile::DidNot, ChangeAction::Unlock) => {
+                record(conn, target, &account, ChangeAction::Lock, true, false).await?;
+            }
+        }
+    }
+    Ok(pending.len() as u64)
+}
+
+/// The user's accounts and whether it has an active lock; `None`: no such id or no account.
+async fn state(
+    conn: &mut Conn,
+    target: &str,
+    id: u32,
+) -> Result<Option<(String, Vec<Account>, bool)>, MysqlError> {
+    let Some(user) = user_of(conn, target, id).await? else {
+        return Ok(None);
+    };
+    let mine: Vec<Account> = accounts(conn, target)
+        .await?
+        .into_iter()
+        .filter(|a| a.user == user)
+        .collect();
+    if mine.is_empty() {
+        conn.exec_drop(
+            "DELETE FROM `curfew`.`account_change` WHERE user = ?",
+            (&user,),
+        )
+        .await
+        .map_err(failed(target, WHAT))?;
+        return Ok(None);
+    }
+    let locked = active_locks(conn, target)
+        .await?
+        .iter()
+        .any(|l| l.role_oid == id);
+    Ok(Some((user, mine, locked)))
+}
+
+/// Lock every unlocked account of the user `id`, if it has an active lock. Fault points:
+/// `lock.after-intent`, `lock.after-alter`, `lock.after-ledger` (per account).
+pub(crate) async fn disable(
+    conn: &mut Conn,
+    target: &str,
+    id: u32,
+    fault: FaultHook<'_>,
+) -> Result<LoginChange, MysqlError> {
+    reconcile(conn, target).await?;
+    let Some((user, mine, locked)) = state(conn, target, id).await? else {
+        return Ok(LoginChange::RoleGone);
+    };
+    if !locked {
+        return Ok(LoginChange::NotNeeded);
+    }
+    let recorded: Vec<AccountChange> = changes(conn, target)
+        .await?
+        .into_iter()
+        .filter(|c| c.user == user)
+        .collect();
+    let ours_before = recorded.iter().any(|c| !c.was_locked);
+    let mut changed = false;
+    for account in &mine {
+        let row = recorded.iter().find(|c| c.host == account.host);
+        if account.locked {
+            // Locked by someone else before curfew: say so, so it is never unlocked.
+            if row.is_none() {
+                record(conn, target, account, ChangeAction::Lock, true, true).await?;
+            }
+            continue;
+        }
+        record(conn, target, account, ChangeAction::Lock, false, false).await?;
+        fault("lock.after-intent");
+        alter(conn, target, account, true).await?;
+        fault("lock.after-alter");
+        record(conn, target, account, ChangeAction::Lock, true, false).await?;
+        fault("lock.after-ledger");
+        changed = true;
+    }
+    Ok(match (changed, ours_before) {
+        (false, _) => LoginChange::NotNeeded,
+        (true, false) => LoginChange::Disabled,
+        (true, true) => LoginChange::DriftCorrected,
+    })
+}
+
+/// Unlock the accounts curfew locked of the user `id`, once no lock remains; accounts that
+/// were locked before are left locked and forgotten. Fault points: `restore.after-intent`,
+/// `restore.after-alter`, `restore.after-ledger` (per account).
+pub(crate) async fn restore(
+    conn: &mut Conn,
+    target: &str,
+    id: u32,
+    fault: FaultHook<'_>,
+) -> Result<LoginChange, MysqlError> {
+    reconcile(conn, target).await?;
+    let Some((user, mine, locked)) = state(conn, target, id).await? else {
+        return Ok(LoginChange::RoleGone);
+    };
+    if locked {
+        return Ok(LoginChange::NotNeeded);
+    }
+    let recorded: Vec<AccountChange> = changes(conn, target)
+        .await?
+        .into_iter()
+        .filter(|c| c.user == user)
+        .collect();
+    let mut restored = false;
+    for change in &recorded {
+        let Some(account) = mine.iter().find(|a| a.host == change.host) else {
+            forget(conn, target, &change.user, &change.host).await?;
+            continue;
+        };
+        if change.was_locked {
+            forget(conn, target, &change.user, &change.host).await?;
+            continue;
+        }
+        record(conn, target, account, ChangeAction::Unlock, false, false).await?;
+        fault("restore.after-intent");
+        alter(conn, target, account, false).await?;
+        fault("restore.after-alter");
+        forget(conn, target, &change.user, &change.host).await?;
+        fault("restore.after-ledger");
+        restored = true;
+    }
+    Ok(if restored {
+        LoginChange::Restored
+    } else {
+        LoginChange::NotNeeded
+    })
+}

@@ -1,0 +1,94 @@
+//! Where the ledger stands for curfew's account: the `curfew` database, its tables (created
+//! here at first use), and the privileges login changes need, each missing one named with the
+//! exact statement an administrator runs.
+
+use mysql_async::Conn;
+use mysql_async::prelude::Queryable;
+
+use super::sql::{COUNT_TABLES, CREATE_TABLES, HAS_DATABASE};
+use super::store::failed;
+use crate::error::MysqlError;
+use crate::grants::global_privileges;
+use curfew_backend::LedgerStatus;
+
+/// MariaDB's "access denied" errors (to a database, a table, a column).
+const ACCESS_DENIED: [u16; 4] = [1044, 1142, 1143, 1227];
+
+/// Every statement an administrator runs so that `account` (as `account_name` quotes it) keeps
+/// login locks: the ledger's database, `ALTER USER` (`CREATE USER` is the privilege MariaDB
+/// asks for it), and reading the accounts' locked state.
+pub fn ledger_grants(account: &str) -> Vec<String> {
+    vec![
+        "CREATE DATABASE IF NOT EXISTS curfew".to_owned(),
+        format!("GRANT ALL PRIVILEGES ON curfew.* TO {account}"),
+        format!("GRANT CREATE USER ON *.* TO {account}"),
+        format!("GRANT SELECT ON mysql.global_priv TO {account}"),
+    ]
+}
+
+/// Whether the ledger's three tables exist.
+pub(crate) async fn tables_exist(conn: &mut Conn, target: &str) -> Result<bool, MysqlError> {
+    let count: Option<i64> = conn
+        .query_first(COUNT_TABLES)
+        .await
+        .map_err(failed(target, "reading the ledger's tables"))?;
+    Ok(count == Some(3))
+}
+
+fn denied(e: &MysqlError) -> bool {
+    e.server_code().is_some_and(|c| ACCESS_DENIED.contains(&c))
+}
+
+/// The ledger's status and the statements missing for login changes.
+pub(crate) async fn status(
+    conn: &mut Conn,
+    target: &str,
+    account: &str,
+) -> Result<(LedgerStatus, Vec<String>), MysqlError> {
+    let grants = ledger_grants(account);
+    let has_db: Option<i64> = conn
+        .query_first(HAS_DATABASE)
+        .await
+        .map_err(failed(target, "looking for the ledger's database"))?;
+    if has_db != Some(1) {
+        return Ok((LedgerStatus::Missing, grants));
+    }
+    if !tables_exist(conn, target).await? {
+        for statement in CREATE_TABLES {
+            if let Err(e) = conn.query_drop(statement).await {
+                let e = failed(target, "creating the ledger's tables")(e);
+                if denied(&e) {
+                    return Ok((LedgerStatus::NoAccess, grants[1..2].to_vec()));
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut missing = Vec::new();
+    let lines: Vec<String> = conn.query("SHOW GRANTS").await.map_err(failed(
+        target,
+        "reading the account's privileges (SHOW GRANTS)",
+    ))?;
+    let privileges = global_privileges(&lines);
+    if !privileges
+        .iter()
+        .any(|p| p == "CREATE USER" || p == "ALL PRIVILEGES")
+    {
+        missing.push(grants[2].clone());
+    }
+    if let Err(e) = conn
+        .query_drop("SELECT 1 FROM mysql.global_priv LIMIT 0")
+        .await
+    {
+        let e = failed(target, "reading mysql.global_priv")(e);
+        if !denied(&e) {
+            return Err(e);
+        }
+        missing.push(grants[3].clone());
+    }
+    let status = match missing.is_empty() {
+        true => LedgerStatus::Ready,
+        false => LedgerStatus::NotGranted,
+    };
+    Ok((status, missing))
+}

@@ -1,0 +1,327 @@
+//! Login locks on a real MariaDB: a window lock locks every account of a user and restores
+//! them, a user with a quote, backslash and backquote in its name, an account locked before
+//! curfew stays locked, and a crash at each step of a change is settled by the next connection
+//! (no stranded lock, no wrongly unlocked account).
+#![allow(clippy::unwrap_used)]
+
+mod fixture;
+
+use std::path::{Path, PathBuf};
+
+use curfew_audit::{AuditLog, Intent, IntentToken, LoginChange as Change};
+use curfew_backend::{LedgerStatus, LoginChange, LoginLedger};
+use curfew_mysql::Connection;
+use curfew_sandbox::MariaDbOptions;
+use fixture::{AGENT, Fixture};
+use jiff::Timestamp;
+
+/// A user whose name holds a quote, a backslash and a backquote: `o'b\`q`.
+const ODD: &str = "o'b\\`q";
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("curfew-mysql-ledger-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn intent(dir: &Path) -> (AuditLog, IntentToken<Change>) {
+    let log =
+        AuditLog::open(&dir.join(format!("audit-{}.jsonl", Timestamp::now().as_nanosecond())))
+            .unwrap();
+    let token = log
+        .intend(Intent::<Change>::new(Timestamp::now(), "m", None))
+        .unwrap();
+    (log, token)
+}
+
+/// A server with the ledger granted to curfew's account, `kim` on two hosts, the odd user,
+/// and `pre`, one of whose accounts an administrator locked.
+fn server() -> Fixture {
+    let f = Fixture::start(MariaDbOptions::default());
+    f.server
+        .admin_sql(&format!(
+            "CREATE DATABASE curfew;
+             GRANT ALL PRIVILEGES ON curfew.* TO '{AGENT}'@'127.0.0.1';
+             GRANT CREATE USER ON *.* TO '{AGENT}'@'127.0.0.1';
+             GRANT SELECT ON mysql.global_priv TO '{AGENT}'@'127.0.0.1';
+             CREATE USER 'kim'@'127.0.0.1';
+             CREATE USER 'kim'@'localhost';
+             CREATE USER 'o''b\\\\`q'@'%';
+             CREATE USER 'pre'@'%' ACCOUNT LOCK;
+             CREATE USER 'pre'@'localhost';"
+        ))
+        .unwrap();
+    f
+}
+
+/// Each account of `user` (by host) and whether it is locked, as the server says.
+fn locked(f: &Fixture, user: &str) -> Vec<(String, bool)> {
+    let hex: String = user.bytes().map(|b| format!("{b:02X}")).collect();
+    let out = f
+        .server
+        .admin_sql(&format!(
+            "SELECT Host, COALESCE(JSON_VALUE(Priv, '$.account_locked'), '0') FROM mysql.global_priv \
+             WHERE User = CONVERT(X'{hex}' USING utf8mb4) ORDER BY Host"
+        ))
+        .unwrap();
+    out.lines()
+        .map(|l| {
+            let (host, locked) = l.split_once('\t').unwrap();
+            (host.to_owned(), locked == "1" || locked == "true")
+        })
+        .collect()
+}
+
+async fn id_of(c: &Connection, user: &str) -> u32 {
+    c.roles()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == user)
+        .unwrap()
+        .oid
+}
+
+async fn lock(c: &Connection, rule: &str, users: &[(u32, String)]) {
+    c.sync_window_locks(rule, users, "closed at night")
+        .await
+        .unwrap();
+}
+
+async fn disable(c: &mut Connection, id: u32, fault: curfew_backend::FaultHook<'_>) -> LoginChange {
+    let (_log, token) = intent(&temp_dir("disable"));
+    c.disable_login(&token.authorize(id), fault).await.unwrap()
+}
+
+async fn restore(c: &mut Connection, id: u32, fault: curfew_backend::FaultHook<'_>) -> LoginChange {
+    let (_log, token) = intent(&temp_dir("restore"));
+    c.restore_login(&token.authorize(id), fault).await.unwrap()
+}
+
+fn no_fault(_: &'static str) {}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_lock_locks_every_account_of_a_user_and_gives_it_back() {
+    let f = server();
+    let mut c = f.curfew().await;
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    assert_eq!(c.login_change_problem("m", LedgerStatus::Ready, true), None);
+    let kim = id_of(&c, "kim").await;
+    let odd = id_of(&c, ODD).await;
+    assert_ne!(kim, odd);
+    // Ids are stable across connections.
+    assert_eq!(id_of(&f.curfew().await, "kim").await, kim);
+
+    lock(
+        &c,
+        "night",
+        &[(kim, "kim".to_owned()), (odd, ODD.to_owned())],
+    )
+    .await;
+    let roles = c.locked_roles().await.unwrap();
+    assert_eq!(roles.len(), 2, "{roles:?}");
+    assert!(
+        roles
+            .iter()
+            .all(|r| r.can_login && !r.disabled_by_curfew && r.locks.len() == 1)
+    );
+    assert_eq!(disable(&mut c, kim, &no_fault).await, LoginChange::Disabled);
+    assert_eq!(disable(&mut c, odd, &no_fault).await, LoginChange::Disabled);
+    assert_eq!(
+        disable(&mut c, kim, &no_fault).await,
+        LoginChange::NotNeeded
+    );
+    assert!(
+        locked(&f, "kim").iter().all(|(_, l)| *l),
+        "{:?}",
+        locked(&f, "kim")
+    );
+    assert_eq!(locked(&f, "kim").len(), 2);
+    assert_eq!(locked(&f, ODD), vec![("%".to_owned(), true)]);
+    let roles = c.locked_roles().await.unwrap();
+    assert!(roles.iter().all(|r| !r.can_login && r.disabled_by_curfew));
+
+    // Someone unlocks one of kim's accounts: drift, corrected.
+    f.server
+        .admin_sql("ALTER USER 'kim'@'localhost' ACCOUNT UNLOCK")
+        .unwrap();
+    assert_eq!(
+        disable(&mut c, kim, &no_fault).await,
+        LoginChange::DriftCorrected
+    );
+    assert!(locked(&f, "kim").iter().all(|(_, l)| *l));
+
+    // Still locked: nothing to restore.
+    assert_eq!(
+        restore(&mut c, kim, &no_fault).await,
+        LoginChange::NotNeeded
+    );
+    // The window opens.
+    lock(&c, "night", &[]).await;
+    assert_eq!(restore(&mut c, kim, &no_fault).await, LoginChange::Restored);
+    assert_eq!(restore(&mut c, odd, &no_fault).await, LoginChange::Restored);
+    assert!(locked(&f, "kim").iter().all(|(_, l)| !*l));
+    assert_eq!(locked(&f, ODD), vec![("%".to_owned(), false)]);
+    assert!(c.locked_roles().await.unwrap().is_empty());
+
+    // Every lock row is there to record, created and released.
+    let rows = c.unannounced().await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter()
+            .all(|(r, created)| !created && r.released_at.is_some() && r.kind == "window")
+    );
+    assert!(rows.iter().any(|(r, _)| r.role_name == ODD));
+    for (row, _) in rows {
+        c.mark_announced(row.id).await.unwrap();
+    }
+    assert!(c.unannounced().await.unwrap().is_empty());
+    assert!(!c.ledger_has_work().await.unwrap());
+
+    // The ledger's own connection (open, idle) is curfew's: never a session to end.
+    let sessions = c.snapshot().await.unwrap().sessions;
+    assert!(sessions.iter().all(|s| &*s.role != AGENT), "{sessions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_locked_before_curfew_stays_locked() {
+    let f = server();
+    let mut c = f.curfew().await;
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    let pre = id_of(&c, "pre").await;
+    lock(&c, "night", &[(pre, "pre".to_owned())]).await;
+    assert_eq!(disable(&mut c, pre, &no_fault).await, LoginChange::Disabled);
+    assert_eq!(
+        locked(&f, "pre"),
+        vec![("%".to_owned(), true), ("localhost".to_owned(), true)]
+    );
+    lock(&c, "night", &[]).await;
+    assert_eq!(restore(&mut c, pre, &no_fault).await, LoginChange::Restored);
+    assert_eq!(
+        locked(&f, "pre"),
+        vec![("%".to_owned(), true), ("localhost".to_owned(), false)]
+    );
+    assert!(c.locked_roles().await.unwrap().is_empty());
+}
+
+/// Runs `step` with a fault hook that panics at `point` (the process dying there), on a
+/// connection of its own that dies with it.
+async fn crash_at(f: &Fixture, point: &'static str, id: u32, restoring: bool) {
+    let mut c = f.curfew().await;
+    let task = tokio::spawn(async move {
+        let hook = move |at: &'static str| {
+            if at == point {
+                panic!("crash at {at}");
+            }
+        };
+        let (_log, token) = intent(&temp_dir("crash"));
+        let change = token.authorize(id);
+        match restoring {
+            false => c.disable_login(&change, &hook).await,
+            true => c.restore_login(&change, &hook).await,
+        }
+    });
+    assert!(task.await.unwrap_err().is_panic(), "no crash at {point}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_at_each_step_is_settled_by_the_next_connection() {
+    let f = server();
+    let c = f.curfew().await;
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    let pre = id_of(&c, "pre").await;
+    let users = [(pre, "pre".to_owned())];
+    for point in ["lock.after-intent", "lock.after-alter", "lock.after-ledger"] {
+        lock(&c, "night", &users).await;
+        crash_at(&f, point, pre, false).await;
+        // A restarted agent: a new connection settles the step, then the round goes on.
+        let mut next = f.curfew().await;
+        assert_eq!(next.ledger_status().await.unwrap(), LedgerStatus::Ready);
+        let role = next.locked_roles().await.unwrap().pop().unwrap();
+        if role.can_login {
+            assert!(matches!(
+                disable(&mut next, pre, &no_fault).await,
+                LoginChange::Disabled | LoginChange::DriftCorrected
+            ));
+        }
+        assert!(
+            locked(&f, "pre").iter().all(|(_, l)| *l),
+            "{point}: {:?}",
+            locked(&f, "pre")
+        );
+        // The window opens: curfew's lock goes, the administrator's stays.
+        lock(&c, "night", &[]).await;
+        assert_eq!(
+            restore(&mut next, pre, &no_fault).await,
+            LoginChange::Restored,
+            "{point}"
+        );
+        assert_eq!(
+            locked(&f, "pre"),
+            vec![("%".to_owned(), true), ("localhost".to_owned(), false)],
+            "{point}"
+        );
+        assert!(next.locked_roles().await.unwrap().is_empty(), "{point}");
+    }
+    for point in [
+        "restore.after-intent",
+        "restore.after-alter",
+        "restore.after-ledger",
+    ] {
+        lock(&c, "night", &users).await;
+        let mut first = f.curfew().await;
+        assert_eq!(
+            disable(&mut first, pre, &no_fault).await,
+            LoginChange::Disabled
+        );
+        lock(&c, "night", &[]).await;
+        crash_at(&f, point, pre, true).await;
+        let mut next = f.curfew().await;
+        assert_eq!(next.ledger_status().await.unwrap(), LedgerStatus::Ready);
+        let change = restore(&mut next, pre, &no_fault).await;
+        assert!(
+            matches!(change, LoginChange::Restored | LoginChange::NotNeeded),
+            "{point}: {change:?}"
+        );
+        assert_eq!(
+            locked(&f, "pre"),
+            vec![("%".to_owned(), true), ("localhost".to_owned(), false)],
+            "{point}"
+        );
+        assert!(next.locked_roles().await.unwrap().is_empty(), "{point}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_missing_grants_are_named() {
+    let f = Fixture::start(MariaDbOptions::default());
+    let c = f.curfew().await;
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Missing);
+    assert_eq!(
+        c.login_change_problem("m", LedgerStatus::Missing, false),
+        None
+    );
+    let problem = c
+        .login_change_problem("m", LedgerStatus::Missing, true)
+        .unwrap();
+    assert!(
+        problem.contains("CREATE DATABASE IF NOT EXISTS curfew"),
+        "{problem}"
+    );
+    f.server
+        .admin_sql(&format!(
+            "CREATE DATABASE curfew; GRANT ALL PRIVILEGES ON curfew.* TO '{AGENT}'@'127.0.0.1';"
+        ))
+        .unwrap();
+    let c = f.curfew().await;
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::NotGranted);
+    let problem = c
+        .login_change_problem("m", LedgerStatus::NotGranted, true)
+        .unwrap();
+    assert!(
+        problem.contains("GRANT CREATE USER ON *.* TO `curfew_agent`@`127.0.0.1`")
+            && problem.contains("GRANT SELECT ON mysql.global_priv TO `curfew_agent`@`127.0.0.1`"),
+        "{problem}"
+    );
+}

@@ -96,7 +96,11 @@ pub fn judge(facts: &ServerFacts, policy: PolicyContext<'_>) -> Vec<Finding> {
     findings.extend(hba::findings(facts));
     findings.extend(roles::findings(facts));
     findings.push(ledger::finding(facts, policy.policy));
-    findings.push(clock::finding(facts, policy.max_clock_offset));
+    findings.push(clock::finding(
+        &facts.clock,
+        "clock_timestamp()",
+        policy.max_clock_offset,
+    ));
     for f in &mut findings {
         if f.status != Status::Fail {
             f.why.clear();

@@ -34,6 +34,8 @@ pub struct MariaDbFacts {
     pub privileges: Vec<String>,
     /// The server's accounts, or why they could not be read.
     pub accounts: Result<Vec<Account>, String>,
+    /// The server's clock against this host's.
+    pub clock: curfew_postgres::ClockReading,
 }
 
 /// One account as far as passwords go (its secret is never read: only whether it is empty).
@@ -88,7 +90,7 @@ const EXTERNAL_PLUGINS: &[&str] = &[
 ];
 
 /// Judge a MariaDB/MySQL server: the timeouts against the policy, TLS, passwords, connection
-/// logging, curfew's privileges. The STIG ids are in the timeout finding's requirement.
+/// logging, curfew's privileges, the clocks. The STIG ids are in the timeout finding's requirement.
 pub fn judge_mariadb(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Vec<Finding> {
     let mut findings = vec![
         timeout(facts, ctx),
@@ -96,6 +98,7 @@ pub fn judge_mariadb(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Vec<Findin
         no_password(facts),
         logging(facts),
         privileges(facts, ctx),
+        crate::clock::finding(&facts.clock, "NOW(6)", ctx.max_clock_offset),
     ];
     for f in &mut findings {
         if f.status != Status::Fail {

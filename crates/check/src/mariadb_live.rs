@@ -87,6 +87,7 @@ fn missing_privileges(
             "CURFEW-MARIADB-LOGGING",
             "Connections and disconnections are logged",
         ),
+        ("CURFEW-CLOCK", "This host's clock agrees with the server's"),
     ] {
         findings.push(Finding {
             id,
@@ -135,7 +136,12 @@ async fn read_facts(connection: &mut Connection) -> Result<MariaDbFacts, String>
     let privileges = global_privileges(&grants);
     drop(grants);
     let accounts = read_accounts(conn, info.flavor).await;
+    let clock = read_clock(conn)
+        .await
+        .map_err(|e| fail("reading the server's clock", e))?
+        .ok_or_else(|| format!("target \"{target}\": no usable reading of the server's clock"))?;
     Ok(MariaDbFacts {
+        clock,
         version: info.version,
         flavor: info.flavor,
         user: info.user,
@@ -191,4 +197,23 @@ async fn read_accounts(
             })
         })
         .collect()
+}
+
+/// Three readings of the server's clock between two of this host's; the one with the shortest
+/// round trip bounds the offset best.
+async fn read_clock(
+    conn: &mut mysql_async::Conn,
+) -> Result<Option<curfew_postgres::ClockReading>, mysql_async::Error> {
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let before = jiff::Timestamp::now();
+        let micros: Option<i64> = conn
+            .query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)")
+            .await?;
+        let after = jiff::Timestamp::now();
+        if let Some(server) = micros.and_then(|m| jiff::Timestamp::from_microsecond(m).ok()) {
+            samples.push((before, server, after));
+        }
+    }
+    Ok(curfew_postgres::ClockReading::from_samples(&samples))
 }

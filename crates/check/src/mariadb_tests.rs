@@ -59,6 +59,10 @@ fn default_install() -> MariaDbFacts {
             account("root", "unix_socket", true, false),
             account("app", "mysql_native_password", false, false),
         ]),
+        clock: curfew_postgres::ClockReading {
+            offset: jiff::SignedDuration::from_millis(120),
+            round_trip: Duration::from_millis(4),
+        },
     }
 }
 
@@ -104,6 +108,11 @@ fn a_hardened_server_with_an_idle_rule_for_everyone_passes_and_names_the_stig() 
     let timeout = get(&findings, "CURFEW-MARIADB-TIMEOUT");
     assert!(timeout.requirement.contains("V-253717"));
     assert!(timeout.requirement.contains("MADB-10-006200"));
+    assert!(
+        get(&findings, "CURFEW-CLOCK")
+            .observed
+            .contains("120ms behind the server's clock (server NOW(6)")
+    );
     let mut mysql = hardened();
     mysql.flavor = Flavor::MySql;
     mysql.privileges = vec!["PROCESS".to_owned(), "CONNECTION_ADMIN".to_owned()];
@@ -271,4 +280,13 @@ fn privileges_beyond_the_need_are_revoked_before_what_is_needed_is_granted() {
     )
     .clone();
     assert_eq!(f.status, Status::Pass, "{f:?}");
+}
+
+#[test]
+fn a_clock_offset_beyond_the_limit_fails() {
+    let mut facts = hardened();
+    facts.clock.offset = jiff::SignedDuration::from_secs(-5);
+    let f = get(&judge(&facts, &policy(IDLE_EVERYONE)), "CURFEW-CLOCK").clone();
+    assert_eq!(f.status, Status::Fail);
+    assert!(f.observed.contains("5.0s ahead"), "{}", f.observed);
 }

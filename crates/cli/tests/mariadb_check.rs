@@ -108,6 +108,8 @@ fn check_judges_a_mariadb_target_with_stig_mapped_findings() {
     assert_eq!(finding(&doc, "CURFEW-MARIADB-TLS")["status"], "fail");
     assert_eq!(finding(&doc, "CURFEW-MARIADB-LOGGING")["status"], "fail");
     assert_eq!(finding(&doc, "CURFEW-MARIADB-PRIVILEGES")["status"], "pass");
+    // Same host, same clock.
+    assert_eq!(finding(&doc, "CURFEW-CLOCK")["status"], "pass");
     // curfew's account may not read the accounts: neither passed nor failed.
     let nopassword = finding(&doc, "CURFEW-MARIADB-NOPASSWORD");
     assert_eq!(nopassword["status"], "unknown", "{nopassword:#}");
@@ -152,6 +154,7 @@ fn check_judges_a_mariadb_target_with_stig_mapped_findings() {
         "GRANT CONNECTION ADMIN ON *.* TO `short`@`127.0.0.1`;"
     );
     assert_eq!(finding(&doc, "CURFEW-MARIADB-TLS")["status"], "unknown");
+    assert_eq!(finding(&doc, "CURFEW-CLOCK")["status"], "unknown");
 }
 
 #[test]

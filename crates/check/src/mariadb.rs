@@ -458,7 +458,9 @@ fn logging(facts: &MariaDbFacts) -> Finding {
 }
 
 /// curfew's account holds exactly what it needs: `PROCESS`, the privilege to end other
-/// accounts' connections, and for login locks `CREATE USER`; nothing else globally.
+/// accounts' connections, and for the policy's login locks `CREATE USER` (allowed without
+/// them, for `curfew lock`); nothing else globally. Grants on the `curfew` database (the
+/// login-lock ledger) and on `mysql.global_priv` are not global and not judged here.
 fn privileges(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Finding {
     let account = account_name(&facts.user, &facts.host);
     let locks = ctx
@@ -471,11 +473,14 @@ fn privileges(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Finding {
     if locks {
         needed.push("CREATE USER");
     }
+    // Without lock rules, CREATE USER still serves `curfew lock` (incident locks): allowed,
+    // not required.
+    let allowed = |p: &str| p == "USAGE" || (!locks && p == "CREATE USER");
     let excess: Vec<&str> = facts
         .privileges
         .iter()
         .map(String::as_str)
-        .filter(|p| *p != "USAGE" && !needed.contains(p))
+        .filter(|p| !allowed(p) && !needed.contains(p))
         .collect();
     // Revokes first: revoking ALL PRIVILEGES or SUPER also takes what they covered, so every
     // needed privilege not held by its own name is granted after them.
@@ -514,7 +519,15 @@ fn privileges(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Finding {
                 facts.privileges.join(", ")
             }
         ),
-        expected: format!("exactly {} on *.*", needed.join(", ")),
+        expected: format!(
+            "exactly {} on *.*{}",
+            needed.join(", "),
+            if locks {
+                " (CREATE USER for the policy's login locks)"
+            } else {
+                " (CREATE USER also allowed, for `curfew lock`)"
+            }
+        ),
         why: why.join("; "),
         fix: statements
             .iter()

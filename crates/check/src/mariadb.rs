@@ -232,7 +232,14 @@ fn timeout(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Finding {
     let failed = !problems.is_empty();
     Finding {
         id: "CURFEW-MARIADB-TIMEOUT",
-        title: "Idle sessions are ended per the policy, native timeouts as the backstop",
+        title: match facts.flavor {
+            Flavor::MariaDb { .. } => {
+                "V-253717 (MADB-10-006200): idle sessions are ended per the policy, native timeouts as the backstop"
+            }
+            Flavor::MySql => {
+                "V-235185 (MYS8-00-011100): idle sessions are ended per the policy, native timeouts as the backstop"
+            }
+        },
         requirement: stig(facts.flavor),
         status: if failed { Status::Fail } else { Status::Pass },
         observed: observed.join("; "),

@@ -76,7 +76,7 @@ fn missing_privileges(
     for (id, title) in [
         (
             "CURFEW-MARIADB-TIMEOUT",
-            "Idle sessions are ended per the policy, native timeouts as the backstop",
+            "V-253717 (MariaDB) / V-235185 (MySQL): idle sessions are ended per the policy, native timeouts as the backstop",
         ),
         ("CURFEW-MARIADB-TLS", "Clients must use TLS 1.2 or later"),
         (

@@ -108,6 +108,8 @@ fn a_hardened_server_with_an_idle_rule_for_everyone_passes_and_names_the_stig() 
     let timeout = get(&findings, "CURFEW-MARIADB-TIMEOUT");
     assert!(timeout.requirement.contains("V-253717"));
     assert!(timeout.requirement.contains("MADB-10-006200"));
+    // The markdown table shows titles, not requirements: the STIG id is in the title too.
+    assert!(timeout.title.starts_with("V-253717 (MADB-10-006200): "));
     assert!(
         get(&findings, "CURFEW-CLOCK")
             .observed
@@ -119,6 +121,7 @@ fn a_hardened_server_with_an_idle_rule_for_everyone_passes_and_names_the_stig() 
     let findings = judge(&mysql, &p);
     let timeout = get(&findings, "CURFEW-MARIADB-TIMEOUT");
     assert!(timeout.requirement.contains("V-235185 (MYS8-00-011100)"));
+    assert!(timeout.title.starts_with("V-235185 (MYS8-00-011100): "));
     assert_eq!(timeout.status, Status::Pass);
     assert_eq!(
         get(&findings, "CURFEW-MARIADB-PRIVILEGES").status,

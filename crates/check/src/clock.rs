@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use curfew_postgres::ServerFacts;
+use curfew_postgres::ClockReading;
 
 use crate::{Finding, Status};
 
-/// Judge the offset between this host's clock and the server's against `max`.
-pub(crate) fn finding(facts: &ServerFacts, max: Duration) -> Finding {
-    let c = &facts.clock;
+/// Judge the offset between this host's clock and the server's against `max`; `read_with`
+/// names the server's clock function (`clock_timestamp()`, `NOW(6)`).
+pub(crate) fn finding(c: &ClockReading, read_with: &str, max: Duration) -> Finding {
     let offset = c.offset.unsigned_abs();
     // `offset` is the server's clock minus this host's: positive means this host is behind.
     let relation = if offset.is_zero() {
@@ -21,7 +21,7 @@ pub(crate) fn finding(facts: &ServerFacts, max: Duration) -> Finding {
         format!("is {} ahead of the server's clock", millis(offset))
     };
     let observed = format!(
-        "this host's clock {relation} (server clock_timestamp() against the midpoint of a {} round trip, so within ±{}). Session ages come from the server's clock; audit timestamps from the clock of the host that writes the log",
+        "this host's clock {relation} (server {read_with} against the midpoint of a {} round trip, so within ±{}). Session ages come from the server's clock; audit timestamps from the clock of the host that writes the log",
         millis(c.round_trip),
         millis(c.round_trip / 2)
     );

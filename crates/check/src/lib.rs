@@ -4,18 +4,23 @@
 //! read elsewhere (`curfew_postgres::Connection::facts`), so every verdict is testable without
 //! a server; [`check_target`] reads them from a live target and judges them.
 
+mod checked;
 mod clock;
 mod durations;
 mod gateway;
 mod hba;
 mod ledger;
 mod live;
+mod mariadb;
+mod mariadb_live;
 mod record;
 mod roles;
 mod settings;
 mod termination;
 
-pub use live::{Checked, check_target};
+pub use checked::Checked;
+pub use live::{check_target, is_mysql};
+pub use mariadb::{Account, MariaDbFacts, judge_mariadb, stig};
 pub use record::configuration_records;
 
 use curfew_policy::Policy;
@@ -91,7 +96,11 @@ pub fn judge(facts: &ServerFacts, policy: PolicyContext<'_>) -> Vec<Finding> {
     findings.extend(hba::findings(facts));
     findings.extend(roles::findings(facts));
     findings.push(ledger::finding(facts, policy.policy));
-    findings.push(clock::finding(facts, policy.max_clock_offset));
+    findings.push(clock::finding(
+        &facts.clock,
+        "clock_timestamp()",
+        policy.max_clock_offset,
+    ));
     for f in &mut findings {
         if f.status != Status::Fail {
             f.why.clear();
@@ -110,6 +119,8 @@ pub fn any_failed(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.status == Status::Fail)
 }
 
+#[cfg(test)]
+mod mariadb_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

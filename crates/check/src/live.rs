@@ -3,28 +3,15 @@
 
 use curfew_postgres::TargetSpec;
 
+use crate::checked::{Checked, unreachable};
 use crate::{Finding, PolicyContext, Status, judge};
-
-/// One target's result.
-#[derive(Debug, serde::Serialize)]
-pub struct Checked {
-    /// The target's name.
-    pub target: String,
-    /// The role curfew connected as (for the record's actor).
-    #[serde(skip)]
-    pub db_role: String,
-    /// The server, as reached ("PostgreSQL 17.2"), if it was.
-    pub server: Option<String>,
-    /// The findings.
-    pub findings: Vec<Finding>,
-    /// Warnings from connecting (shown to the operator, not part of the result).
-    #[serde(skip)]
-    pub warnings: Vec<String>,
-}
 
 /// Connect and judge; a target that cannot be reached is a failed finding, not the end of the
 /// run, so the others are still checked.
 pub async fn check_target(target: &curfew_policy::Target, context: PolicyContext<'_>) -> Checked {
+    if is_mysql(target) {
+        return crate::mariadb_live::check_mariadb(target, context).await;
+    }
     let spec = TargetSpec::from_policy(target);
     let db_role = spec
         .as_ref()
@@ -56,23 +43,19 @@ pub async fn check_target(target: &curfew_policy::Target, context: PolicyContext
             findings: judge(&facts, context).into_iter().chain(gateway).collect(),
             warnings,
         },
-        Err(e) => Checked {
-            target: target.name.clone(),
-            db_role,
-            server: None,
-            findings: vec![Finding {
-                why: format!("the target could not be reached, so nothing on it was checked: {e}"),
-                id: "CURFEW-CONNECT",
-                title: "The target can be reached",
-                requirement: "the check itself",
-                status: Status::Fail,
-                observed: e.clone(),
-                expected: "a connection as the policy's target describes it".to_owned(),
-                fix: "Check the URL, the password file and pg_hba.conf; `curfew plan --target` shows the same connection error.".to_owned(),
-            }],
-            warnings,
-        },
+        Err(e) => unreachable(target, db_role, e, warnings),
     }
+}
+
+/// Whether `target`'s URL is a MariaDB/MySQL one (`mariadb://`, `mysql://`).
+pub fn is_mysql(target: &curfew_policy::Target) -> bool {
+    use curfew_policy::UrlValidator;
+    let text = target.url.text.trim();
+    curfew_mysql::MYSQL_URLS.schemes().iter().any(|scheme| {
+        text.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            && text[scheme.len()..].starts_with("://")
+    })
 }
 
 /// The gateway's findings, on the target a `[gateway]` forwards to (none elsewhere, or without

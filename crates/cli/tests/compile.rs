@@ -72,9 +72,20 @@ fn compile_needs_a_dialect_and_a_valid_policy() {
         "-c",
         "examples/curfew.toml",
         "--dialect",
-        "mysql",
+        "sqlserver",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    for dialect in ["mariadb", "mysql"] {
+        let out = curfew(&[
+            "compile",
+            "-c",
+            "examples/curfew.toml",
+            "--dialect",
+            dialect,
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).starts_with(&format!("-- curfew compile --dialect {dialect}\n")));
+    }
     let out = curfew(&["compile", "-c", "no-such-file.toml", "--dialect", "oracle"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("cannot read policy file"));

@@ -8,6 +8,9 @@
 //! - Oracle: `CREATE PROFILE ... LIMIT IDLE_TIME n CONNECT_TIME n SESSIONS_PER_USER n`,
 //!   `ALTER USER ... PROFILE`, `ALTER SYSTEM SET RESOURCE_LIMIT = TRUE` and the `sqlnet.ora`
 //!   lines, with limits rounded up to Oracle's whole minutes.
+//! - MariaDB/MySQL: `SET GLOBAL wait_timeout`/`interactive_timeout` (and MariaDB's
+//!   `idle_transaction_timeout`) for rules without scope keys, commented out when the policy
+//!   exempts anything; `ALTER USER ... WITH MAX_USER_CONNECTIONS` for `max_sessions` rules.
 //!
 //! Every rule that cannot be expressed natively gets a comment saying why. The output is
 //! deterministic (no timestamps): it names the policy file and its SHA-256 instead.
@@ -25,6 +28,9 @@
 //! ```
 
 mod margin;
+mod mariadb;
+#[cfg(test)]
+mod mariadb_tests;
 mod oracle;
 mod oracle_profile;
 mod oracle_users;
@@ -58,6 +64,10 @@ pub enum Dialect {
     Postgres,
     /// Oracle Database (12c or later).
     Oracle,
+    /// MariaDB 10.3 or later.
+    MariaDb,
+    /// MySQL 8.0 or later.
+    MySql,
 }
 
 /// The script for `policy` in `dialect` (see [`postgres`] and [`oracle`]), with the default
@@ -77,6 +87,10 @@ pub fn compile_with(
     match dialect {
         Dialect::Postgres => postgres::compile(policy, source, sha256, margin),
         Dialect::Oracle => oracle::compile(policy, source, sha256, margin),
+        Dialect::MariaDb => {
+            mariadb::compile(policy, mariadb::Server::MariaDb, source, sha256, margin)
+        }
+        Dialect::MySql => mariadb::compile(policy, mariadb::Server::MySql, source, sha256, margin),
     }
 }
 

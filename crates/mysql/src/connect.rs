@@ -84,6 +84,12 @@ impl Connection {
     pub fn target(&self) -> &str {
         &self.target
     }
+
+    /// The driver's connection, for read-only inspection by `curfew check` (server variables,
+    /// accounts, `SHOW GRANTS`); the agent's own statements stay in this crate.
+    pub fn inspection(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
 }
 
 /// Connect to `target`, read the server's facts and check the account's privileges: a

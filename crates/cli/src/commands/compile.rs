@@ -14,6 +14,10 @@ pub(crate) enum Dialect {
     Postgres,
     /// Oracle Database: profiles, ALTER USER ... PROFILE, RESOURCE_LIMIT, sqlnet.ora lines.
     Oracle,
+    /// MariaDB 10.3 or later: SET GLOBAL timeouts, ALTER USER ... WITH MAX_USER_CONNECTIONS.
+    Mariadb,
+    /// MySQL 8.0 or later: SET GLOBAL timeouts, MAX_USER_CONNECTIONS as templates.
+    Mysql,
 }
 
 /// Options of `curfew compile`.
@@ -29,7 +33,7 @@ pub(crate) struct Args {
 
     /// Set native timeouts this far above curfew's limits (e.g. 2m; 0 for none), so that the
     /// agent ends a session first and records why. Default: PostgreSQL, the larger of 1 minute
-    /// and a tenth of each limit; Oracle, none (no agent ends Oracle sessions).
+    /// and a tenth of each limit (MariaDB/MySQL likewise, in whole seconds); Oracle, none (no agent ends Oracle sessions).
     #[arg(long, value_name = "DURATION", value_parser = margin)]
     margin: Option<curfew_compile::Margin>,
 }
@@ -50,6 +54,8 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let dialect = match args.dialect {
         Dialect::Postgres => curfew_compile::Dialect::Postgres,
         Dialect::Oracle => curfew_compile::Dialect::Oracle,
+        Dialect::Mariadb => curfew_compile::Dialect::MariaDb,
+        Dialect::Mysql => curfew_compile::Dialect::MySql,
     };
     let script = curfew_compile::compile_with(
         &file.policy,

@@ -13,6 +13,7 @@ pub(crate) mod locks;
 pub(crate) mod mariadb_locks;
 pub(crate) mod packaging;
 pub(crate) mod plan;
+mod plan_mariadb;
 pub(crate) mod policy_man;
 pub(crate) mod report;
 pub(crate) mod validate;

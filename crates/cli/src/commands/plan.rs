@@ -53,7 +53,20 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         Some(at) => parse_instant(at, now),
         None => Ok(now),
     };
-    let plans = runtime.block_on(curfew_ops::plan(&loaded, &targets, &at, &mut steps::print))?;
+    // Each target by its own adapter, in the policy's order.
+    let mut plans = Vec::new();
+    for target in &targets {
+        if crate::databases::is_mysql(target) {
+            plans.push(runtime.block_on(super::plan_mariadb::plan(&loaded, target, &at))?);
+        } else {
+            plans.extend(runtime.block_on(curfew_ops::plan(
+                &loaded,
+                &[*target],
+                &at,
+                &mut steps::print,
+            ))?);
+        }
+    }
     match args.format {
         Format::Table => {
             let mut text = String::new();

@@ -51,6 +51,27 @@ pub(crate) struct Args {
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
     let targets = policy_file::targets(&loaded, args.target.as_deref())?;
+    // Refused before any canary is made: a result that leaves a target out would read as
+    // evidence about the whole policy.
+    if let Some(t) = targets.iter().find(|t| crate::databases::is_mysql(t)) {
+        let others: Vec<&str> = targets
+            .iter()
+            .filter(|t| !crate::databases::is_mysql(t))
+            .map(|t| t.name.as_str())
+            .collect();
+        return Err(Failure::Usage(format!(
+            "target \"{}\" is MariaDB/MySQL: `curfew verify` (the live canary test) is not supported on MariaDB/MySQL targets yet (see docs/mariadb.md){}",
+            t.name,
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; verify the PostgreSQL targets one by one with --target ({})",
+                    others.join(", ")
+                )
+            }
+        )));
+    }
     let audit_log = args
         .audit_log
         .clone()

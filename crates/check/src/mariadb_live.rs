@@ -1,0 +1,219 @@
+//! `curfew check` on a live MariaDB/MySQL target: connect as the agent does, read the facts
+//! [`crate::mariadb`] judges (global variables, curfew's grants, the accounts), judge them.
+
+use std::collections::BTreeMap;
+
+use curfew_mysql::{Connection, Flavor, MysqlError, MysqlTarget, global_privileges};
+use mysql_async::prelude::Queryable;
+
+use crate::mariadb::{Account, MariaDbFacts, VARIABLES, judge_mariadb};
+use crate::{Checked, Finding, PolicyContext, Status};
+
+/// Connect to a MariaDB/MySQL target and judge it. An account that lacks a privilege the agent
+/// needs cannot connect: that is the privileges finding, and the rest is not checked.
+pub(crate) async fn check_mariadb(
+    target: &curfew_policy::Target,
+    context: PolicyContext<'_>,
+) -> Checked {
+    let spec = match MysqlTarget::from_policy(target) {
+        Ok(spec) => spec,
+        Err(e) => {
+            return crate::checked::unreachable(target, String::new(), e.to_string(), Vec::new());
+        }
+    };
+    let db_role = spec.url.user.clone();
+    let connected = match curfew_mysql::connect(&spec).await {
+        Ok(connected) => connected,
+        Err(MysqlError::MissingPrivileges {
+            account, missing, ..
+        }) => return missing_privileges(target, db_role, &account, &missing),
+        Err(e) => return crate::checked::unreachable(target, db_role, e.to_string(), Vec::new()),
+    };
+    let warnings = connected.warnings;
+    let mut connection = connected.connection;
+    match read_facts(&mut connection).await {
+        Ok(facts) => Checked {
+            target: target.name.clone(),
+            db_role,
+            server: Some(server_name(&facts)),
+            findings: judge_mariadb(&facts, context),
+            warnings,
+        },
+        Err(e) => crate::checked::unreachable(target, db_role, e, warnings),
+    }
+}
+
+/// "MariaDB 10.11.14-MariaDB-0+deb12u2", "MySQL 8.0.36".
+fn server_name(facts: &MariaDbFacts) -> String {
+    match facts.flavor {
+        Flavor::MariaDb { .. } => format!("MariaDB {}", facts.version),
+        Flavor::MySql => format!("MySQL {}", facts.version),
+    }
+}
+
+/// The findings when curfew's account lacks what the agent needs: the exact GRANTs, and the
+/// other checks named as not run.
+fn missing_privileges(
+    target: &curfew_policy::Target,
+    db_role: String,
+    account: &str,
+    missing: &[String],
+) -> Checked {
+    let mut findings = vec![Finding {
+        id: "CURFEW-MARIADB-PRIVILEGES",
+        title: "curfew's account has exactly the privileges it needs",
+        requirement: "curfew's own security: least privilege (NIST SP 800-171 3.1.5)",
+        status: Status::Fail,
+        observed: format!("{account} lacks: {}", missing.join("; ")),
+        expected: "PROCESS and the privilege to end connections (CONNECTION ADMIN on MariaDB 10.5+, CONNECTION_ADMIN on MySQL)".to_owned(),
+        why: "curfew's account cannot see or end other accounts' sessions, so the agent refuses to run on this target".to_owned(),
+        fix: missing
+            .iter()
+            .map(|s| format!("{s};"))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }];
+    for (id, title) in [
+        (
+            "CURFEW-MARIADB-TIMEOUT",
+            "V-253717 (MariaDB) / V-235185 (MySQL): idle sessions are ended per the policy, native timeouts as the backstop",
+        ),
+        ("CURFEW-MARIADB-TLS", "Clients must use TLS 1.2 or later"),
+        (
+            "CURFEW-MARIADB-NOPASSWORD",
+            "No account logs in without a password",
+        ),
+        (
+            "CURFEW-MARIADB-LOGGING",
+            "Connections and disconnections are logged",
+        ),
+        ("CURFEW-CLOCK", "This host's clock agrees with the server's"),
+    ] {
+        findings.push(Finding {
+            id,
+            title,
+            requirement: "the check itself",
+            status: Status::Unknown,
+            observed: "not checked: curfew's account lacks the privileges the agent needs (see CURFEW-MARIADB-PRIVILEGES)".to_owned(),
+            expected: "a connection with the agent's privileges".to_owned(),
+            why: String::new(),
+            fix: "Grant what CURFEW-MARIADB-PRIVILEGES names, then check again.".to_owned(),
+        });
+    }
+    Checked {
+        target: target.name.clone(),
+        db_role,
+        server: None,
+        findings,
+        warnings: Vec::new(),
+    }
+}
+
+async fn read_facts(connection: &mut Connection) -> Result<MariaDbFacts, String> {
+    let info = connection.info().clone();
+    let target = connection.target().to_owned();
+    let conn = connection.inspection();
+    let fail =
+        |what: &str, e: mysql_async::Error| format!("target \"{target}\": {what} failed: {e}");
+    // Names are fixed text of ours; `IN` keeps it one round trip.
+    let list = VARIABLES
+        .iter()
+        .map(|v| curfew_mysql::string_literal(v))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows: Vec<(String, String)> = conn
+        .query(format!(
+            "SELECT LOWER(VARIABLE_NAME), VARIABLE_VALUE FROM information_schema.GLOBAL_VARIABLES WHERE LOWER(VARIABLE_NAME) IN ({list})"
+        ))
+        .await
+        .map_err(|e| fail("reading the server's variables", e))?;
+    let variables: BTreeMap<String, String> = rows.into_iter().collect();
+    // SHOW GRANTS may carry a password hash: only the privilege lists are kept.
+    let grants: Vec<String> = conn
+        .query("SHOW GRANTS")
+        .await
+        .map_err(|e| fail("SHOW GRANTS", e))?;
+    let privileges = global_privileges(&grants);
+    drop(grants);
+    let accounts = read_accounts(conn, info.flavor).await;
+    let clock = read_clock(conn)
+        .await
+        .map_err(|e| fail("reading the server's clock", e))?
+        .ok_or_else(|| format!("target \"{target}\": no usable reading of the server's clock"))?;
+    Ok(MariaDbFacts {
+        clock,
+        version: info.version,
+        flavor: info.flavor,
+        user: info.user,
+        host: info.host,
+        variables,
+        privileges,
+        accounts,
+    })
+}
+
+/// The accounts, each secret reduced on the server to whether it is empty (no hash is read).
+async fn read_accounts(
+    conn: &mut mysql_async::Conn,
+    flavor: Flavor,
+) -> Result<Vec<Account>, String> {
+    let sql = match flavor {
+        // 10.4+: accounts live in mysql.global_priv as JSON; mysql.user is a view without the
+        // lock flag.
+        Flavor::MariaDb { .. } => {
+            "SELECT User, Host, IFNULL(JSON_VALUE(Priv, '$.plugin'), ''), \
+             IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '', \
+             IFNULL(JSON_VALUE(Priv, '$.account_locked'), '0') IN ('1', 'true'), \
+             IFNULL(JSON_VALUE(Priv, '$.is_role'), '0') IN ('1', 'true') \
+             FROM mysql.global_priv"
+        }
+        Flavor::MySql => {
+            "SELECT User, Host, plugin, IFNULL(authentication_string, '') = '', \
+             account_locked = 'Y', FALSE FROM mysql.user"
+        }
+    };
+    let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
+    rows.into_iter()
+        .map(|row| {
+            let text = |i: usize| -> Result<String, String> {
+                match row.get_opt::<Option<String>, usize>(i) {
+                    Some(Ok(v)) => Ok(v.unwrap_or_default()),
+                    _ => Err(format!("column {i} of an account row is not text")),
+                }
+            };
+            let flag = |i: usize| -> Result<bool, String> {
+                match row.get_opt::<Option<i64>, usize>(i) {
+                    Some(Ok(v)) => Ok(v.unwrap_or(0) != 0),
+                    _ => Err(format!("column {i} of an account row is not a number")),
+                }
+            };
+            Ok(Account {
+                user: text(0)?,
+                host: text(1)?,
+                plugin: text(2)?,
+                empty_secret: flag(3)?,
+                locked: flag(4)?,
+                role: flag(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Three readings of the server's clock between two of this host's; the one with the shortest
+/// round trip bounds the offset best.
+async fn read_clock(
+    conn: &mut mysql_async::Conn,
+) -> Result<Option<curfew_postgres::ClockReading>, mysql_async::Error> {
+    let mut samples = Vec::new();
+    for _ in 0..3 {
+        let before = jiff::Timestamp::now();
+        let micros: Option<i64> = conn
+            .query_first("SELECT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED)")
+            .await?;
+        let after = jiff::Timestamp::now();
+        if let Some(server) = micros.and_then(|m| jiff::Timestamp::from_microsecond(m).ok()) {
+            samples.push((before, server, after));
+        }
+    }
+    Ok(curfew_postgres::ClockReading::from_samples(&samples))
+}

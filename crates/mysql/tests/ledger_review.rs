@@ -254,3 +254,15 @@ async fn a_connection_debug_holds_no_password() {
         "the password is in Debug: {printed}"
     );
 }
+
+/// `sql_mode = ORACLE` set server-wide (MariaDB's compatibility mode: `ANSI_QUOTES`,
+/// `PIPES_AS_CONCAT` and PL/SQL parsing): the ledger's tables, ids and steps still work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_and_restore_under_oracle_mode() {
+    let f = server(Some("ORACLE"));
+    create_user(&f, "kim", "%");
+    create_user(&f, "kim", "localhost");
+    let mut c = f.curfew().await;
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    lock_and_restore(&f, &mut c, "kim").await;
+}

@@ -266,3 +266,30 @@ async fn lock_and_restore_under_oracle_mode() {
     assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
     lock_and_restore(&f, &mut c, "kim").await;
 }
+
+/// FINDING: on a server without `performance_schema` (MariaDB's default), curfew's own
+/// login-lock ledger connection has no program name to recognise it by and is listed as a
+/// client session of curfew's account: an `idle` rule covering every role ends it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_connection_is_curfews_without_performance_schema() {
+    let f = Fixture::start(MariaDbOptions {
+        performance_schema: false,
+        ..MariaDbOptions::default()
+    });
+    f.server
+        .admin_sql(&format!(
+            "CREATE DATABASE curfew;
+             GRANT ALL PRIVILEGES ON curfew.* TO `{AGENT}`@`127.0.0.1`;
+             GRANT CREATE USER ON *.* TO `{AGENT}`@`127.0.0.1`;
+             GRANT SELECT ON mysql.global_priv TO `{AGENT}`@`127.0.0.1`;"
+        ))
+        .unwrap();
+    let mut c = f.curfew().await;
+    // Opens the ledger's connection.
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    let sessions = c.snapshot().await.unwrap().sessions;
+    assert!(
+        sessions.iter().all(|s| &*s.role != AGENT),
+        "curfew's own ledger connection is a session to end: {sessions:?}"
+    );
+}

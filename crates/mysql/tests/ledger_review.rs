@@ -293,3 +293,52 @@ async fn the_ledger_connection_is_curfews_without_performance_schema() {
         "curfew's own ledger connection is a session to end: {sessions:?}"
     );
 }
+
+/// Fine on the merged code: an `ALTER USER` the server refuses (curfew's `CREATE USER` revoked
+/// after the ledger was found ready) fails with the server's code kept, and the intent it left
+/// is settled (the account is not taken for one locked before curfew).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_alter_user_keeps_its_code_and_leaves_nothing_behind() {
+    let f = server(None);
+    create_user(&f, "kim", "%");
+    let c = f.curfew().await;
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    let kim = id_of(&c, "kim").await;
+    c.sync_window_locks("night", &[(kim, "kim".to_owned())], "closed")
+        .await
+        .unwrap();
+    f.server
+        .admin_sql(&format!(
+            "REVOKE CREATE USER ON *.* FROM `{AGENT}`@`127.0.0.1`;"
+        ))
+        .unwrap();
+    let dir = temp_dir("refused");
+    let log = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+    let token = log
+        .intend(Intent::<Change>::new(Timestamp::now(), "m", None))
+        .unwrap();
+    // Global privileges are read at connect: a new connection (a restarted agent) is refused.
+    let mut refused = f.curfew().await;
+    let e = refused
+        .disable_login(&token.authorize(kim), &no_fault)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        &curfew_backend::ErrorKind::Refused {
+            code: Some("1227".to_owned())
+        },
+        "{e}"
+    );
+    assert_eq!(locked(&f, "kim"), vec![("%".to_owned(), false)]);
+    f.server
+        .admin_sql(&format!(
+            "GRANT CREATE USER ON *.* TO `{AGENT}`@`127.0.0.1`;"
+        ))
+        .unwrap();
+    let mut c = f.curfew().await;
+    assert_eq!(change(&mut c, kim, false).await, LoginChange::Disabled);
+    c.sync_window_locks("night", &[], "closed").await.unwrap();
+    assert_eq!(change(&mut c, kim, true).await, LoginChange::Restored);
+    assert_eq!(locked(&f, "kim"), vec![("%".to_owned(), false)]);
+}

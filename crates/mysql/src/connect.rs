@@ -53,8 +53,8 @@ pub struct ServerInfo {
     pub program_names: ProgramNames,
 }
 
-/// An open connection to a MariaDB/MySQL target.
-#[derive(Debug)]
+/// An open connection to a MariaDB/MySQL target. Its `Debug` leaves the driver's connection
+/// out: that prints its options, the password among them.
 pub struct Connection {
     pub(crate) conn: Conn,
     pub(crate) target: String,
@@ -72,6 +72,15 @@ pub struct Connected {
     pub connection: Connection,
     /// Warnings.
     pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("target", &self.target)
+            .field("info", &self.info)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Connection {
@@ -114,7 +123,12 @@ pub async fn connect(target: &MysqlTarget) -> Result<Connected, MysqlError> {
         .pass(password.as_ref().map(|p| p.expose().to_owned()))
         .db_name(url.database.clone())
         // The server's clock in UTC: every instant curfew reads or compares is unambiguous.
-        .init(vec!["SET time_zone = '+00:00'"])
+        // and a fixed sql_mode: the server's may pad CHAR columns (`mysql.global_priv.User`
+        // read back with trailing spaces matches no role) or read '' as NULL, silently.
+        .init(vec![
+            "SET time_zone = '+00:00'",
+            "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION'",
+        ])
         .connect_attribute("program_name", PROGRAM_NAME)
         .stmt_cache_size(16);
     opts = match &url.endpoint {
@@ -271,11 +285,7 @@ impl Connection {
         let uptime: i64 = uptime
             .and_then(|(_, v)| v.parse().ok())
             .ok_or_else(|| MysqlError::decode(&self.target, WHAT, "no Uptime status"))?;
-        let booted_at = micros(
-            now.as_microsecond() - uptime.saturating_mul(1_000_000),
-            &self.target,
-            WHAT,
-        )?;
+        let booted_at = crate::seen::booted_at(now, uptime);
         let flavor = Flavor::from_version(&version);
         self.info = ServerInfo {
             flavor,

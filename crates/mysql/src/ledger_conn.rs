@@ -4,6 +4,7 @@
 //! use, behind a lock, dropped when it is lost (the next use opens a new one, which first
 //! reconciles any step a lost connection or a crash left half done).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use mysql_async::{Conn, Opts, OptsBuilder};
@@ -18,6 +19,9 @@ pub(crate) struct LedgerConn {
     opts: Opts,
     limit: Duration,
     conn: Mutex<Option<Conn>>,
+    /// The open connection's id on the server (0: none yet), so snapshots leave it out even
+    /// where program names are unknown (MariaDB without `performance_schema`).
+    id: AtomicU64,
     /// The ledger problem last found (the `GRANT`s missing, in words), for
     /// `login_change_problem`, which cannot ask the server.
     pub(crate) problem: std::sync::Mutex<Option<String>>,
@@ -62,8 +66,15 @@ impl LedgerConn {
             opts: Opts::from(opts),
             limit,
             conn: Mutex::new(None),
+            id: AtomicU64::new(0),
             problem: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The server's id of the ledger's connection, if one was opened (it may have been lost
+    /// since: an id a later session reuses on the same boot is curfew's account's anyway).
+    pub(crate) fn connection_id(&self) -> Option<u64> {
+        Some(self.id.load(Ordering::Relaxed)).filter(|&id| id != 0)
     }
 
     /// The ledger's connection, opened now if needed.
@@ -88,6 +99,7 @@ impl LedgerConn {
                     });
                 }
             };
+            self.id.store(u64::from(conn.id()), Ordering::Relaxed);
             *guard = Some(conn);
         }
         Ok(LedgerSession { guard, fresh })

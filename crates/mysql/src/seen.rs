@@ -45,6 +45,15 @@ pub fn same_boot(a: Timestamp, b: Timestamp) -> bool {
     a.duration_since(b).abs() <= SAME_BOOT_TOLERANCE
 }
 
+/// The server's boot, at the earliest it can have been: `Uptime` counts whole seconds, so the
+/// boot lies within the second before `now - Uptime`. The earliest bound, because a start or
+/// an idleness clamped to a boot estimated late would begin after the truth: a statement run
+/// just after a snapshot in the server's first second could then look like the same
+/// idleness to the kill's re-check.
+pub(crate) fn booted_at(now: Timestamp, uptime_s: i64) -> Timestamp {
+    now - SignedDuration::from_secs(uptime_s.saturating_add(1))
+}
+
 /// The sessions seen by one connection, by id.
 #[derive(Debug, Default)]
 pub(crate) struct SeenSessions {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use curfew_backend::Snapshot;
 use curfew_policy::{BackendType, Session, SessionState};
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 use mysql_async::prelude::Queryable;
 
 use crate::connect::{Connection, ProgramNames};
@@ -132,7 +132,7 @@ pub(crate) fn decode_snapshot(
         ));
     };
     let now = micros(first.now_us, target, WHAT)?;
-    let booted_at = now - SignedDuration::from_secs(first.uptime_s);
+    let booted_at = crate::seen::booted_at(now, first.uptime_s);
     let mut names: HashMap<String, Arc<str>> = HashMap::new();
     let mut share = |text: &str| -> Arc<str> {
         names
@@ -213,9 +213,10 @@ pub fn client_address(host: &str) -> Option<IpAddr> {
 }
 
 impl Connection {
-    /// Every client session except curfew's own: this connection, and (as on PostgreSQL) any
-    /// other of curfew's account presenting the program name `curfew` (the login-lock ledger's
-    /// connection, another agent's, `curfew lock`'s), on the server's clock.
+    /// Every client session except curfew's own: this connection, the login-lock ledger's, and
+    /// (as on PostgreSQL) any other of curfew's account presenting the program name `curfew`
+    /// (another agent's, `curfew lock`'s) or, where program names are unknown, any other of
+    /// curfew's account at all; on the server's clock.
     pub async fn snapshot(&mut self) -> Result<Snapshot, MysqlError> {
         let sql = snapshot_sql(
             self.info.flavor,
@@ -230,10 +231,20 @@ impl Connection {
             .iter()
             .map(|r| ProcessRow::extract(r, &self.target))
             .collect::<Result<Vec<_>, _>>()?;
+        let ledger = self.ledger.connection_id();
+        let names_known = self.info.program_names == ProgramNames::Attributes;
         rows.retain(|r| {
-            r.id == self.info.connection_id
-                || r.user != self.info.user
-                || r.program.as_deref() != Some(crate::connect::PROGRAM_NAME)
+            if r.id == self.info.connection_id {
+                // Decoded (and then left out) below.
+                return true;
+            }
+            let ours = r.user == self.info.user;
+            // Without program names curfew's other connections cannot be told from a
+            // person's on curfew's account: every one of them is left alone.
+            !(ours
+                && (Some(r.id) == ledger
+                    || !names_known
+                    || r.program.as_deref() == Some(crate::connect::PROGRAM_NAME)))
         });
         decode_snapshot(rows, self.info.connection_id, &mut self.seen, &self.target)
     }

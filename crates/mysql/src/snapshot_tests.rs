@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use jiff::SignedDuration;
 
 const NOW: i64 = 1_800_000_000_000_000;
 
@@ -103,7 +104,8 @@ fn a_session_never_changes_state_before_it_started() {
     };
     let first = decode_snapshot(vec![near_boot.clone()], 1, &mut seen, "m").unwrap();
     let s = &first.sessions[0];
-    assert_eq!(s.backend_start, first.now - SignedDuration::from_secs(2));
+    // The boot is taken at its earliest (now - Uptime - 1 s): the 3 s the session reports fit.
+    assert_eq!(s.backend_start, first.now - SignedDuration::from_secs(3));
     assert_eq!(s.state_change, Some(s.backend_start));
     // A later reading of the boot a second earlier does not move it before the start either.
     let later = ProcessRow {
@@ -115,6 +117,26 @@ fn a_session_never_changes_state_before_it_started() {
     let t = &second.sessions[0];
     assert_eq!(t.backend_start, s.backend_start);
     assert!(t.state_change.unwrap() >= t.backend_start);
+}
+
+/// CI (kill.rs, `a_session_that_changed_or_is_not_due_is_left_alone`): in the server's first
+/// second `Uptime` is 0, the boot was estimated at the snapshot's own instant, and every
+/// session's idleness was clamped to it; a statement run just after the snapshot then looked
+/// like the same idleness to the kill's re-check, and the session was killed.
+#[test]
+fn in_the_server_s_first_second_idleness_is_not_clamped_to_the_snapshot() {
+    let mut seen = SeenSessions::default();
+    let fresh = ProcessRow {
+        uptime_s: 0,
+        time_us: 300_000,
+        ..row(2, "Sleep", 0, None)
+    };
+    let snapshot = decode_snapshot(vec![fresh], 1, &mut seen, "m").unwrap();
+    let s = &snapshot.sessions[0];
+    assert_eq!(
+        s.state_change,
+        Some(snapshot.now - SignedDuration::from_millis(300))
+    );
 }
 
 #[test]

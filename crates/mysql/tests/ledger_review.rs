@@ -147,7 +147,7 @@ async fn odd_names_lock_and_restore_under_ansi_quotes_and_no_backslash_escapes()
     }
 }
 
-/// FINDING: with `PAD_CHAR_TO_FULL_LENGTH` in the server's `sql_mode`, `mysql.global_priv`'s
+/// Regression (review of the MariaDB ledger): with `PAD_CHAR_TO_FULL_LENGTH` in the server's `sql_mode`, `mysql.global_priv`'s
 /// `CHAR` columns read back padded (`'kim' + 125 spaces`): no policy role name matches any
 /// account, so a `lock_logins` rule or `curfew lock kim` locks nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +159,7 @@ async fn pad_char_to_full_length_on_the_server_does_not_hide_users() {
     lock_and_restore(&f, &mut c, "kim").await;
 }
 
-/// FINDING: with `EMPTY_STRING_IS_NULL` in the server's `sql_mode`, the ledger's
+/// Regression (review of the MariaDB ledger): with `EMPTY_STRING_IS_NULL` in the server's `sql_mode`, the ledger's
 /// `WHERE g.User <> ''` is `<> NULL`: no user is ever given an id, so no user can be locked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_string_is_null_on_the_server_does_not_hide_users() {
@@ -170,7 +170,7 @@ async fn empty_string_is_null_on_the_server_does_not_hide_users() {
     lock_and_restore(&f, &mut c, "kim").await;
 }
 
-/// FINDING: an administrator renames one of a user's accounts (`RENAME USER`, e.g. narrowing
+/// Regression (review of the MariaDB ledger): an administrator renames one of a user's accounts (`RENAME USER`, e.g. narrowing
 /// its host) while curfew holds it locked. The lock moves with the account; curfew then takes
 /// the renamed account for one locked before it and never unlocks it: stranded after the
 /// window opens.
@@ -204,7 +204,7 @@ async fn an_account_renamed_while_locked_is_not_stranded() {
     );
 }
 
-/// FINDING: a value in the ledger curfew did not write (here `applied = 2`, which a `BOOL`
+/// Regression (review of the MariaDB ledger): a value in the ledger curfew did not write (here `applied = 2`, which a `BOOL`
 /// column accepts) makes `mysql_async`'s `query::<(.., bool, bool)>` panic in `store::changes`
 /// instead of returning an error: server data must be decoded fallibly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,7 +242,7 @@ async fn a_client_calling_itself_curfew_is_still_a_session() {
     );
 }
 
-/// FINDING: `Connection` derives `Debug` over `mysql_async::Conn`, whose `Debug` prints its
+/// Regression (review of the MariaDB ledger): `Connection` derives `Debug` over `mysql_async::Conn`, whose `Debug` prints its
 /// options, password included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_debug_holds_no_password() {
@@ -267,7 +267,7 @@ async fn lock_and_restore_under_oracle_mode() {
     lock_and_restore(&f, &mut c, "kim").await;
 }
 
-/// FINDING: on a server without `performance_schema` (MariaDB's default), curfew's own
+/// Regression (review of the MariaDB ledger): on a server without `performance_schema` (MariaDB's default), curfew's own
 /// login-lock ledger connection has no program name to recognise it by and is listed as a
 /// client session of curfew's account: an `idle` rule covering every role ends it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -161,13 +161,22 @@ pub(crate) async fn disable(
         .filter(|c| c.user == user)
         .collect();
     let ours_before = recorded.iter().any(|c| !c.was_locked);
+    let mut renamed = renamed(&recorded, &mine).into_iter();
     let mut changed = false;
     for account in &mine {
         let row = recorded.iter().find(|c| c.host == account.host);
         if account.locked {
-            // Locked by someone else before curfew: say so, so it is never unlocked.
             if row.is_none() {
-                record(conn, target, account, ChangeAction::Lock, true, true).await?;
+                match renamed.next() {
+                    // The account curfew locked, renamed (`RENAME USER` keeps the lock):
+                    // still curfew's to unlock.
+                    Some((gone, _)) => {
+                        record(conn, target, account, ChangeAction::Lock, true, false).await?;
+                        forget(conn, target, &user, &gone).await?;
+                    }
+                    // Locked by someone else before curfew: say so, so it is never unlocked.
+                    None => record(conn, target, account, ChangeAction::Lock, true, true).await?,
+                }
             }
             continue;
         }
@@ -207,9 +216,16 @@ pub(crate) async fn restore(
         .into_iter()
         .filter(|c| c.user == user)
         .collect();
+    let renamed = renamed(&recorded, &mine);
     let mut restored = false;
     for change in &recorded {
-        let Some(account) = mine.iter().find(|a| a.host == change.host) else {
+        let now = mine.iter().find(|a| a.host == change.host).or_else(|| {
+            renamed
+                .iter()
+                .find(|(gone, _)| *gone == change.host)
+                .map(|(_, account)| *account)
+        });
+        let Some(account) = now else {
             forget(conn, target, &change.user, &change.host).await?;
             continue;
         };
@@ -221,7 +237,10 @@ pub(crate) async fn restore(
         fault("restore.after-intent");
         alter(conn, target, account, false).await?;
         fault("restore.after-alter");
-        forget(conn, target, &change.user, &change.host).await?;
+        forget(conn, target, &change.user, &account.host).await?;
+        if account.host != change.host {
+            forget(conn, target, &change.user, &change.host).await?;
+        }
         fault("restore.after-ledger");
         restored = true;
     }
@@ -230,4 +249,24 @@ pub(crate) async fn restore(
     } else {
         LoginChange::NotNeeded
     })
+}
+
+/// Accounts curfew locked that were renamed since (`RENAME USER` moves the lock with the
+/// account): each of curfew's applied lock rows whose host no longer exists, paired in order
+/// with a locked account of the same user that has no row (the host it had, the account now).
+/// An account locked by someone else while one of curfew's was dropped would be paired too:
+/// the server cannot tell the two apart (docs/mariadb.md).
+fn renamed<'a>(recorded: &[AccountChange], mine: &'a [Account]) -> Vec<(String, &'a Account)> {
+    let gone = recorded.iter().filter(|c| {
+        c.applied
+            && !c.was_locked
+            && c.action == ChangeAction::Lock
+            && !mine.iter().any(|a| a.host == c.host)
+    });
+    let unclaimed = mine
+        .iter()
+        .filter(|a| a.locked && !recorded.iter().any(|c| c.host == a.host));
+    gone.zip(unclaimed)
+        .map(|(change, account)| (change.host.clone(), account))
+        .collect()
 }

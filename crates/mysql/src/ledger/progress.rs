@@ -33,7 +33,7 @@ impl Connection {
         self.on_ledger(async |conn, target| {
             const WHAT: &str = "reading a lock's progress";
             let rows = store::locks(conn, target, "user = ?", vec![Value::from(name)]).await?;
-            let announced: Option<(bool, bool, bool)> = conn
+            let announced: Option<mysql_async::Row> = conn
                 .exec_first(
                     "SELECT announced_created, announced_released, released_at IS NOT NULL \
                      FROM `curfew`.`login_lock` WHERE id = ?",
@@ -41,8 +41,15 @@ impl Connection {
                 )
                 .await
                 .map_err(store::failed(target, WHAT))?;
-            let announced = announced
-                .is_some_and(|(created, released, is_released)| created && (released || !is_released));
+            let announced = match announced {
+                Some(row) => {
+                    let created = store::flag(&row, 0, target, WHAT)?;
+                    let released = store::flag(&row, 1, target, WHAT)?;
+                    let is_released = store::flag(&row, 2, target, WHAT)?;
+                    created && (released || !is_released)
+                }
+                None => false,
+            };
             let can_login = store::accounts(conn, target)
                 .await?
                 .iter()

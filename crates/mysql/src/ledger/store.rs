@@ -55,11 +55,20 @@ pub(crate) async fn ids(
             .await
             .map_err(failed(target, WHAT))?;
     }
-    let rows: Vec<(u32, String)> = conn
+    // Rows, not typed tuples: the driver panics on a value of another type, and these
+    // tables are data (decoded fallibly like the server's).
+    let rows: Vec<Row> = conn
         .query("SELECT id, user FROM `curfew`.`account`")
         .await
         .map_err(failed(target, WHAT))?;
-    Ok(rows.into_iter().map(|(id, user)| (user, id)).collect())
+    rows.iter()
+        .map(|row| {
+            Ok((
+                column::<String>(row, 1, target, WHAT)?,
+                column::<u32>(row, 0, target, WHAT)?,
+            ))
+        })
+        .collect()
 }
 
 /// The user name behind a ledger id.
@@ -68,9 +77,12 @@ pub(crate) async fn user_of(
     target: &str,
     id: u32,
 ) -> Result<Option<String>, MysqlError> {
-    conn.exec_first("SELECT user FROM `curfew`.`account` WHERE id = ?", (id,))
+    const WHAT: &str = "reading the ledger's account ids";
+    let row: Option<Row> = conn
+        .exec_first("SELECT user FROM `curfew`.`account` WHERE id = ?", (id,))
         .await
-        .map_err(failed(target, "reading the ledger's account ids"))
+        .map_err(failed(target, WHAT))?;
+    row.map(|row| column(&row, 0, target, WHAT)).transpose()
 }
 
 /// What curfew recorded about each account.
@@ -79,23 +91,42 @@ pub(crate) async fn changes(
     target: &str,
 ) -> Result<Vec<AccountChange>, MysqlError> {
     const WHAT: &str = "reading the ledger's account changes";
-    let rows: Vec<(String, String, String, bool, bool)> = conn
+    let rows: Vec<Row> = conn
         .query("SELECT user, host, action, applied, was_locked FROM `curfew`.`account_change`")
         .await
         .map_err(failed(target, WHAT))?;
-    rows.into_iter()
-        .map(|(user, host, action, applied, was_locked)| {
+    rows.iter()
+        .map(|row| {
+            let action: String = column(row, 2, target, WHAT)?;
             let action = ChangeAction::parse(&action)
                 .ok_or_else(|| MysqlError::decode(target, WHAT, format!("action {action:?}")))?;
             Ok(AccountChange {
-                user,
-                host,
+                user: column(row, 0, target, WHAT)?,
+                host: column(row, 1, target, WHAT)?,
                 action,
-                applied,
-                was_locked,
+                applied: flag(row, 3, target, WHAT)?,
+                was_locked: flag(row, 4, target, WHAT)?,
             })
         })
         .collect()
+}
+
+/// A `BOOL` column: 0 or 1, anything else (the type accepts any small integer) an error.
+pub(crate) fn flag(
+    row: &Row,
+    index: usize,
+    target: &str,
+    what: &'static str,
+) -> Result<bool, MysqlError> {
+    match column::<i64>(row, index, target, what)? {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(MysqlError::decode(
+            target,
+            what,
+            format!("column {index} holds {other}, not a boolean"),
+        )),
+    }
 }
 
 fn lock_row(row: &Row, target: &str) -> Result<LockRow, MysqlError> {

@@ -59,6 +59,8 @@ pub struct Connection {
     pub(crate) target: String,
     pub(crate) info: ServerInfo,
     pub(crate) seen: SeenSessions,
+    /// The leader lock this connection holds, and the leadership its kills are fenced on.
+    pub(crate) leader: crate::leader::LeaderState,
 }
 
 /// A new connection, and warnings for the operator (password file permissions, no program
@@ -151,6 +153,7 @@ pub async fn connect(target: &MysqlTarget) -> Result<Connected, MysqlError> {
             program_names: ProgramNames::Unavailable(String::new()),
         },
         seen: SeenSessions::default(),
+        leader: crate::leader::LeaderState::default(),
     };
     connection.read_facts().await?;
     connection.check_privileges().await?;

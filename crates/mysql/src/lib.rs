@@ -3,14 +3,16 @@
 //! check naming the exact `GRANT` missing, sessions from the process list joined with InnoDB's
 //! transactions on the server's clock, and `KILL CONNECTION` re-checked on the server
 //! immediately before. `curfew-backend`'s [`Backend`](curfew_backend::Backend) and
-//! [`Connector`](curfew_backend::Connector) are implemented: sessions are read and ended; there
-//! is no leader lock (one agent per target), no login locks and no anchor store yet.
+//! [`Connector`](curfew_backend::Connector) are implemented: sessions are read and ended, one
+//! agent leads with a `GET_LOCK` leader lock and every kill is fenced on it; there are no login
+//! locks and no anchor store yet.
 
 mod backend;
 mod connect;
 mod error;
 mod grants;
 mod kill;
+mod leader;
 mod names;
 mod row;
 mod secret;
@@ -23,11 +25,14 @@ mod url;
 pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};
-pub use kill::{KillAnswer, KillRequest, Verdict, kill_block_sql, parse_verdicts, signal};
+pub use kill::{
+    KillAnswer, KillRequest, Verdict, fenced_kill_block_sql, kill_block_sql, parse_verdicts, signal,
+};
+pub use leader::{LEADER_LOCK, Leadership, announcement_locks, lock_names, read_announcement};
 pub use names::{quote_identifier, string_literal};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};
 pub use snapshot::{ProcessRow, client_address, snapshot_sql};
-pub use standalone::{NO_COORDINATION, NO_LOGIN_LOCKS};
+pub use standalone::NO_LOGIN_LOCKS;
 pub use target::{MysqlTarget, TargetUrlError};
 pub use url::{DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError};

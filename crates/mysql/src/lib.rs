@@ -32,7 +32,7 @@ pub use leader::{LEADER_LOCK, Leadership, announcement_locks, lock_names, read_a
 pub use names::{quote_identifier, string_literal};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};
-pub use snapshot::{ProcessRow, client_address, snapshot_sql};
+pub use snapshot::{ProcessRow, client_address, curfew_connection, snapshot_sql};
 pub use standalone::NO_LOGIN_LOCKS;
 pub use target::{MysqlTarget, TargetUrlError};
 pub use url::{DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError};

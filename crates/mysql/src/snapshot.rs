@@ -199,6 +199,14 @@ pub(crate) fn decode_snapshot(
     Ok(Snapshot::new(now, sessions))
 }
 
+/// Whether a process-list row is one of curfew's own connections: a session of curfew's
+/// account presenting curfew's program name, or (where program names are unknown) any session
+/// of curfew's account, as PostgreSQL leaves out curfew's role with its application name.
+pub fn curfew_connection(row: &ProcessRow, own_user: &str, program_names_known: bool) -> bool {
+    row.user == own_user
+        && (!program_names_known || row.program.as_deref() == Some(crate::connect::PROGRAM_NAME))
+}
+
 /// The client's address from the process list's `HOST` (`10.0.0.1:5000`, `[::1]:5000` or
 /// `::1:5000`); `None` for `localhost` (a socket) or a host name.
 pub fn client_address(host: &str) -> Option<IpAddr> {
@@ -224,11 +232,17 @@ impl Connection {
             .query(sql)
             .await
             .map_err(|e| MysqlError::query(&self.target, WHAT, e))?;
-        let rows = rows
+        let names_known = self.info.program_names == ProgramNames::Attributes;
+        let mut rows = rows
             .iter()
             .map(|r| ProcessRow::extract(r, &self.target))
             .collect::<Result<Vec<_>, _>>()?;
-        decode_snapshot(rows, self.info.connection_id, &mut self.seen, &self.target)
+        // Never an agent's own connections (its lock connection, other replicas'): a rule that
+        // covers curfew's account would otherwise end the leader lock's session. This
+        // connection's own row stays (left out later): every row carries the server's clock.
+        let own = self.info.connection_id;
+        rows.retain(|r| r.id == own || !curfew_connection(r, &self.info.user, names_known));
+        decode_snapshot(rows, own, &mut self.seen, &self.target)
     }
 
     /// The server's clock now.

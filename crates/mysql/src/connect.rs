@@ -60,7 +60,7 @@ pub struct Connection {
     pub(crate) info: ServerInfo,
     pub(crate) seen: SeenSessions,
     /// The leader lock this connection holds, and the leadership its kills are fenced on.
-    pub(crate) leader: crate::leader::LeaderState,
+    pub(crate) leader: crate::leader_lock::LeaderState,
 }
 
 /// A new connection, and warnings for the operator (password file permissions, no program
@@ -153,7 +153,7 @@ pub async fn connect(target: &MysqlTarget) -> Result<Connected, MysqlError> {
             program_names: ProgramNames::Unavailable(String::new()),
         },
         seen: SeenSessions::default(),
-        leader: crate::leader::LeaderState::default(),
+        leader: crate::leader_lock::LeaderState::default(),
     };
     connection.read_facts().await?;
     connection.check_privileges().await?;

@@ -20,7 +20,7 @@ use mysql_async::prelude::Queryable;
 use crate::connect::Connection;
 use crate::error::MysqlError;
 use crate::grants::Flavor;
-use crate::leader::{Leadership, fence_condition};
+use crate::leader_lock::{Leadership, fence_condition};
 use crate::names::string_literal;
 use crate::row::{column, micros};
 use crate::seen::{SAME_BOOT_TOLERANCE, SeenSession};

@@ -13,6 +13,7 @@ mod error;
 mod grants;
 mod kill;
 mod leader;
+mod leader_lock;
 mod names;
 mod row;
 mod secret;
@@ -28,7 +29,7 @@ pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_
 pub use kill::{
     KillAnswer, KillRequest, Verdict, fenced_kill_block_sql, kill_block_sql, parse_verdicts, signal,
 };
-pub use leader::{LEADER_LOCK, Leadership, announcement_locks, lock_names, read_announcement};
+pub use leader_lock::{LEADER_LOCK, Leadership, announcement_locks, lock_names, read_announcement};
 pub use names::{quote_identifier, string_literal};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};

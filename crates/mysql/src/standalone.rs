@@ -12,7 +12,7 @@ use mysql_async::prelude::Queryable;
 
 use crate::connect::{Connection, connect};
 use crate::error::MysqlError;
-use crate::leader::Leadership;
+use crate::leader_lock::Leadership;
 use crate::target::MysqlTarget;
 
 /// Why login locks cannot be kept on a MariaDB/MySQL target.

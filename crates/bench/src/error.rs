@@ -82,6 +82,9 @@ pub enum BenchError {
     /// The gateway run's setup failed.
     #[error("setting up: {0}")]
     Setup(String),
+    /// A MariaDB client of the run failed.
+    #[error("MariaDB: {0}")]
+    Mysql(#[from] mysql_async::Error),
     /// An administrator's operation through curfew's PostgreSQL adapter failed.
     #[error(transparent)]
     Adapter(#[from] curfew_postgres::PgError),

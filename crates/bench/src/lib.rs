@@ -7,6 +7,7 @@ mod agent_process;
 mod error;
 pub mod gateway;
 mod load;
+pub mod mariadb;
 mod measure;
 mod report;
 

@@ -17,6 +17,7 @@ use crate::kill::{KillRequest, signal};
 impl From<MysqlError> for BackendError {
     fn from(e: MysqlError) -> BackendError {
         let kind = match &e {
+            MysqlError::NotLeading { .. } => ErrorKind::NotLeading,
             MysqlError::Query { lost: true, .. } => ErrorKind::ConnectionLost,
             MysqlError::MissingPrivileges { .. } => ErrorKind::Refused { code: None },
             MysqlError::Connect { .. } | MysqlError::ConnectTimeout { .. } => {

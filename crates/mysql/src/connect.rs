@@ -62,6 +62,8 @@ pub struct Connection {
     pub(crate) seen: SeenSessions,
     /// The login-lock ledger's own connection, opened at its first use.
     pub(crate) ledger: LedgerConn,
+    /// The leader lock this connection holds, and the leadership its kills are fenced on.
+    pub(crate) leader: crate::leader_lock::LeaderState,
 }
 
 /// A new connection, and warnings for the operator (password file permissions, no program
@@ -180,6 +182,7 @@ pub async fn connect(target: &MysqlTarget) -> Result<Connected, MysqlError> {
         },
         seen: SeenSessions::default(),
         ledger: LedgerConn::new(&target.name, used, connect_limit(target)),
+        leader: crate::leader_lock::LeaderState::default(),
     };
     connection.read_facts().await?;
     connection.check_privileges().await?;

@@ -68,6 +68,22 @@ pub enum MysqlError {
         /// Whether the connection is gone with it.
         lost: bool,
     },
+    /// The leader lock is no longer held by the leader this connection's kills are fenced on
+    /// (checked by the server in the statement that kills).
+    #[error("target \"{target}\": this agent no longer holds the leader lock; nothing was ended")]
+    NotLeading {
+        /// The target.
+        target: String,
+    },
+    /// Another session holds one of curfew's announcement locks (`curfew_leader:*`), so the
+    /// leader cannot say which policy it enforces.
+    #[error(
+        "target \"{target}\": another session holds one of curfew's announcement locks (curfew_leader:*), so this agent cannot announce its policy"
+    )]
+    AnnouncementTaken {
+        /// The target.
+        target: String,
+    },
     /// Something this adapter does not do yet on this server.
     #[error("target \"{target}\": not supported yet: {what}")]
     Unsupported {

@@ -20,6 +20,7 @@ use mysql_async::prelude::Queryable;
 use crate::connect::Connection;
 use crate::error::MysqlError;
 use crate::grants::Flavor;
+use crate::leader_lock::{Leadership, fence_condition};
 use crate::names::string_literal;
 use crate::row::{column, micros};
 use crate::seen::{SAME_BOOT_TOLERANCE, SeenSession};
@@ -67,6 +68,9 @@ pub enum Verdict {
     NotYetDue,
     /// The server refused, with its error number.
     Refused(u16),
+    /// The fence failed: the leader this connection acts for no longer holds the leader lock
+    /// (or the server restarted since it took it); nothing was done.
+    NotLeading,
 }
 
 /// The condition under which the session still is the one requested (SQL, over `p`, the
@@ -111,9 +115,19 @@ fn request_check(r: &KillRequest) -> String {
     sql
 }
 
-/// MariaDB's compound statement for a batch: one verdict letter per request, in order, comma
-/// separated (`K`, `N`, `D`, `F<errno>`), and the server's clock.
+/// MariaDB's compound statement for a batch, unfenced (see [`fenced_kill_block_sql`]).
 pub fn kill_block_sql(requests: &[KillRequest]) -> String {
+    fenced_kill_block_sql(requests, None)
+}
+
+/// MariaDB's compound statement for a batch: one verdict letter per request, in order, comma
+/// separated (`K`, `N`, `D`, `F<errno>`, `L` when `fence` no longer leads, checked immediately
+/// before each `KILL`), and the server's clock.
+pub fn fenced_kill_block_sql(requests: &[KillRequest], fence: Option<&Leadership>) -> String {
+    let fence = fence.map_or_else(
+        || "FALSE".to_owned(),
+        |f| format!("NOT {}", fence_condition(f)),
+    );
     let mut sql = String::from(
         "BEGIN NOT ATOMIC \
          DECLARE v TEXT DEFAULT ''; \
@@ -133,7 +147,8 @@ pub fn kill_block_sql(requests: &[KillRequest]) -> String {
              DECLARE e INT DEFAULT 0; \
              DECLARE EXIT HANDLER FOR SQLEXCEPTION BEGIN \
              GET DIAGNOSTICS CONDITION 1 e = MYSQL_ERRNO; SET v = CONCAT(v, 'F', e, ','); END; \
-             IF ABS(boot_us - {boot}) > {tolerance} THEN SET v = CONCAT(v, 'N,'); \
+             IF {fence} THEN SET v = CONCAT(v, 'L,'); \
+             ELSEIF ABS(boot_us - {boot}) > {tolerance} THEN SET v = CONCAT(v, 'N,'); \
              ELSEIF {due} THEN SET v = CONCAT(v, 'D,'); \
              ELSEIF {check} THEN KILL CONNECTION {id}; SET v = CONCAT(v, 'K,'); \
              ELSE SET v = CONCAT(v, 'N,'); END IF; \
@@ -159,6 +174,7 @@ pub fn parse_verdicts(text: &str, count: usize) -> Option<Vec<Verdict>> {
             "K" => Some(Verdict::Killed),
             "N" => Some(Verdict::NoLongerMatched),
             "D" => Some(Verdict::NotYetDue),
+            "L" => Some(Verdict::NotLeading),
             _ => v.strip_prefix('F')?.parse().ok().map(Verdict::Refused),
         })
         .collect();
@@ -171,6 +187,10 @@ pub fn signal(verdict: &Verdict, at: Timestamp) -> Signal {
         Verdict::Killed => Signal::Signalled { at },
         Verdict::NoLongerMatched => Signal::Settled(Outcome::NoLongerMatched { at }),
         Verdict::NotYetDue => Signal::Settled(Outcome::NotYetDue { at }),
+        Verdict::NotLeading => Signal::Settled(Outcome::Failed {
+            reason: "this agent no longer leads (the leader lock's fence failed)".to_owned(),
+            code: None,
+        }),
         Verdict::Refused(code) => Signal::Settled(Outcome::Failed {
             reason: match code {
                 1094 => "the server knows no such connection (error 1094)".to_owned(),
@@ -202,11 +222,14 @@ impl Connection {
                        programs; the re-checked KILL is MariaDB's only, for now)",
             });
         }
-        let row: Option<mysql_async::Row> =
-            self.conn
-                .query_first(kill_block_sql(requests))
-                .await
-                .map_err(|e| MysqlError::query(&self.target, WHAT, e))?;
+        let row: Option<mysql_async::Row> = self
+            .conn
+            .query_first(fenced_kill_block_sql(
+                requests,
+                self.leader_fence().as_ref(),
+            ))
+            .await
+            .map_err(|e| MysqlError::query(&self.target, WHAT, e))?;
         let row = row.ok_or_else(|| MysqlError::decode(&self.target, WHAT, "no row"))?;
         let text: String = column(&row, 0, &self.target, WHAT)?;
         let at = micros(column(&row, 1, &self.target, WHAT)?, &self.target, WHAT)?;
@@ -214,6 +237,12 @@ impl Connection {
         let verdicts = parse_verdicts(&text, requests.len()).ok_or_else(|| {
             MysqlError::decode(&self.target, WHAT, format!("verdicts \"{text}\""))
         })?;
+        // A fence that failed for one request failed for the batch: this agent does not lead.
+        if verdicts.contains(&Verdict::NotLeading) {
+            return Err(MysqlError::NotLeading {
+                target: self.target.clone(),
+            });
+        }
         Ok(KillAnswer {
             verdicts,
             at,
@@ -276,6 +305,7 @@ mod tests {
                 Verdict::Refused(1095)
             ])
         );
+        assert_eq!(parse_verdicts("L,", 1), Some(vec![Verdict::NotLeading]));
         assert_eq!(parse_verdicts("K,", 2), None);
         assert_eq!(parse_verdicts("K,X,", 2), None);
         assert_eq!(parse_verdicts("Fabc,", 1), None);

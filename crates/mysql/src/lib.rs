@@ -3,9 +3,9 @@
 //! check naming the exact `GRANT` missing, sessions from the process list joined with InnoDB's
 //! transactions on the server's clock, and `KILL CONNECTION` re-checked on the server
 //! immediately before. `curfew-backend`'s [`Backend`](curfew_backend::Backend) and
-//! [`Connector`](curfew_backend::Connector) are implemented: sessions are read and ended; there
-//! is no leader lock (one agent per target) and no anchor store yet; login locks are
-//! `ALTER USER ... ACCOUNT LOCK` kept through a ledger ([`ledger`]).
+//! [`Connector`](curfew_backend::Connector) are implemented: sessions are read and ended, one
+//! agent leads with a `GET_LOCK` leader lock and every kill is fenced on it; login locks are
+//! `ALTER USER ... ACCOUNT LOCK` kept through a ledger ([`ledger`]); no anchor store yet.
 
 mod backend;
 mod connect;
@@ -14,6 +14,8 @@ mod grants;
 mod kill;
 pub mod ledger;
 mod ledger_conn;
+mod leader;
+mod leader_lock;
 mod names;
 mod row;
 mod secret;
@@ -26,12 +28,14 @@ mod url;
 pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};
-pub use kill::{KillAnswer, KillRequest, Verdict, kill_block_sql, parse_verdicts, signal};
+pub use kill::{
+    KillAnswer, KillRequest, Verdict, fenced_kill_block_sql, kill_block_sql, parse_verdicts, signal,
+};
+pub use leader_lock::{LEADER_LOCK, Leadership, announcement_locks, lock_names, read_announcement};
 pub use ledger::LockProgress;
 pub use names::{quote_identifier, string_literal};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};
-pub use snapshot::{ProcessRow, client_address, snapshot_sql};
-pub use standalone::NO_COORDINATION;
+pub use snapshot::{ProcessRow, client_address, curfew_connection, snapshot_sql};
 pub use target::{MysqlTarget, TargetUrlError};
 pub use url::{DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError};

@@ -199,6 +199,14 @@ pub(crate) fn decode_snapshot(
     Ok(Snapshot::new(now, sessions))
 }
 
+/// Whether a process-list row is one of curfew's own connections: a session of curfew's
+/// account presenting curfew's program name, or (where program names are unknown) any session
+/// of curfew's account, as PostgreSQL leaves out curfew's role with its application name.
+pub fn curfew_connection(row: &ProcessRow, own_user: &str, program_names_known: bool) -> bool {
+    row.user == own_user
+        && (!program_names_known || row.program.as_deref() == Some(crate::connect::PROGRAM_NAME))
+}
+
 /// The client's address from the process list's `HOST` (`10.0.0.1:5000`, `[::1]:5000` or
 /// `::1:5000`); `None` for `localhost` (a socket) or a host name.
 pub fn client_address(host: &str) -> Option<IpAddr> {
@@ -231,22 +239,19 @@ impl Connection {
             .iter()
             .map(|r| ProcessRow::extract(r, &self.target))
             .collect::<Result<Vec<_>, _>>()?;
-        let ledger = self.ledger.connection_id();
         let names_known = self.info.program_names == ProgramNames::Attributes;
+        let ledger = self.ledger.connection_id();
+        // Never an agent's own connections (its lock connection, the login-lock ledger's,
+        // other replicas'): a rule that covers curfew's account would otherwise end the leader
+        // lock's session. This connection's own row stays (left out later): every row carries
+        // the server's clock.
+        let own = self.info.connection_id;
         rows.retain(|r| {
-            if r.id == self.info.connection_id {
-                // Decoded (and then left out) below.
-                return true;
-            }
-            let ours = r.user == self.info.user;
-            // Without program names curfew's other connections cannot be told from a
-            // person's on curfew's account: every one of them is left alone.
-            !(ours
-                && (Some(r.id) == ledger
-                    || !names_known
-                    || r.program.as_deref() == Some(crate::connect::PROGRAM_NAME)))
+            r.id == own
+                || !(curfew_connection(r, &self.info.user, names_known)
+                    || (Some(r.id) == ledger && r.user == self.info.user))
         });
-        decode_snapshot(rows, self.info.connection_id, &mut self.seen, &self.target)
+        decode_snapshot(rows, own, &mut self.seen, &self.target)
     }
 
     /// The server's clock now.

@@ -164,3 +164,30 @@ fn client_addresses() {
     assert_eq!(client_address("localhost"), None);
     assert_eq!(client_address("app.example:5000"), None);
 }
+
+#[test]
+fn curfew_s_own_connections_are_known_by_account_and_program_name() {
+    let agent = |program: Option<&str>| ProcessRow {
+        user: "curfew_agent".to_owned(),
+        program: program.map(str::to_owned),
+        ..row(9, "Sleep", 30, None)
+    };
+    assert!(curfew_connection(
+        &agent(Some("curfew")),
+        "curfew_agent",
+        true
+    ));
+    // Another program on curfew's account is a client like any other...
+    assert!(!curfew_connection(
+        &agent(Some("mysql")),
+        "curfew_agent",
+        true
+    ));
+    // ...unless program names cannot be read: then every session of curfew's account is left out.
+    assert!(curfew_connection(&agent(None), "curfew_agent", false));
+    assert!(!curfew_connection(
+        &row(9, "Sleep", 30, None),
+        "curfew_agent",
+        false
+    ));
+}

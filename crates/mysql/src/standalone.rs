@@ -1,7 +1,7 @@
 //! The rest of `curfew-backend` on MariaDB/MySQL, as far as it goes today: a [`Connection`] is
-//! a [`Backend`] that leads alone (no leader lock: run one agent per MariaDB target; login
-//! locks are `crate::ledger`'s) and stores no anchors (each attempt
-//! fails as not supported, which the agent reports and retries). See `docs/mariadb.md`.
+//! a [`Backend`] that coordinates replicas with a `GET_LOCK` leader lock (`crate::leader`),
+//! keeps login locks through `crate::ledger` and stores no anchors (each attempt fails as not
+//! supported, which the agent reports and retries). See `docs/mariadb.md`.
 
 use curfew_backend::{
     AnchorStore, Backend, BackendError, Connector, Coordination, ErrorKind, LockHolder, SessionKey,
@@ -10,11 +10,9 @@ use mysql_async::prelude::Queryable;
 
 use crate::connect::{Connection, connect};
 use crate::error::MysqlError;
+use crate::leader_lock::Leadership;
 use crate::target::MysqlTarget;
 
-/// What the operator is told at each connection (after the target's name): no replica
-/// coordination on this target.
-pub const NO_COORDINATION: &str = "has no leader lock yet (MariaDB/MySQL): this agent leads alone, so run exactly one agent for this target (a second one would enforce too; see docs/mariadb.md)";
 
 impl Connection {
     fn unsupported(&self, what: &'static str) -> BackendError {
@@ -26,39 +24,53 @@ impl Connection {
             },
         )
     }
-
-    /// This connection as a session key: its id (when it fits) and the server's boot.
-    fn own_key(&self) -> Result<SessionKey, BackendError> {
-        let pid = i64::try_from(self.info.connection_id).map_err(|_| {
-            self.unsupported("connection ids above 2^63 - 1 (the agent's session key is i64)")
-        })?;
-        Ok(SessionKey {
-            pid,
-            backend_start: self.info.booted_at,
-        })
-    }
 }
 
 impl Coordination for Connection {
-    /// No leader lock yet: this connection leads at once (see [`NO_COORDINATION`]).
+    /// `GET_LOCK` on this connection; the key is its id and when it took the lock.
     async fn try_lead(&mut self) -> Result<Option<SessionKey>, BackendError> {
-        self.own_key().map(Some)
+        let Some(leadership) = Connection::try_lead(self).await? else {
+            return Ok(None);
+        };
+        let pid = i64::try_from(leadership.id).map_err(|_| {
+            self.unsupported("connection ids above 2^63 - 1 (the agent's session key is i64)")
+        })?;
+        Ok(Some(SessionKey {
+            pid,
+            backend_start: leadership.taken_at,
+        }))
     }
 
     async fn still_leads(&mut self) -> Result<bool, BackendError> {
-        Ok(true)
+        Ok(Connection::still_leads(self).await?)
     }
 
     async fn lock_holders(&mut self) -> Result<Vec<LockHolder>, BackendError> {
-        Ok(Vec::new())
+        Ok(Connection::lock_holders(self).await?)
     }
 
-    /// Nothing to fence on: no lock (the kill is still re-checked on the server).
-    fn fence(&mut self, _leader: Option<SessionKey>) {}
+    /// Every `KILL` on this connection is re-checked against `leader` on the server.
+    fn fence(&mut self, leader: Option<SessionKey>) {
+        let leadership = leader.and_then(|k| {
+            Some(Leadership {
+                id: u64::try_from(k.pid).ok()?,
+                taken_at: k.backend_start,
+            })
+        });
+        // A key that is no connection id fences everything off rather than nothing.
+        let leadership = match (leader, leadership) {
+            (Some(_), None) => Some(Leadership {
+                id: 0,
+                taken_at: jiff::Timestamp::UNIX_EPOCH,
+            }),
+            (_, l) => l,
+        };
+        self.set_fence(leadership);
+    }
 
-    /// Not shown anywhere yet (`program_name` is fixed at connect).
-    async fn announce(&mut self, _text: &str) -> Result<(), BackendError> {
-        Ok(())
+    /// With the announcement locks (`crate::leader`).
+    async fn announce(&mut self, text: &str) -> Result<(), BackendError> {
+        Ok(Connection::announce(self, text).await?)
     }
 
     async fn ping(&mut self) -> Result<(), BackendError> {
@@ -78,7 +90,7 @@ impl AnchorStore for Connection {
 impl Backend for Connection {
     fn describe(&self) -> String {
         format!(
-            "{} {} as {} (no leader lock: one agent per target)",
+            "{} {} as {}",
             match self.info.flavor {
                 crate::grants::Flavor::MariaDb { .. } => "MariaDB",
                 crate::grants::Flavor::MySql => "MySQL",
@@ -94,11 +106,6 @@ impl Connector for MysqlTarget {
 
     async fn connect(&self) -> Result<(Connection, Vec<String>), BackendError> {
         let connected = connect(self).await?;
-        let mut warnings = connected.warnings;
-        warnings.push(format!(
-            "target \"{}\" {NO_COORDINATION}",
-            curfew_policy::visible(&self.name)
-        ));
-        Ok((connected.connection, warnings))
+        Ok((connected.connection, connected.warnings))
     }
 }

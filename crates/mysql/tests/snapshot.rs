@@ -82,8 +82,9 @@ async fn sessions_are_classified_on_the_server_s_clock() {
     );
     assert_eq!(&*s.application, "report");
 
-    // Another curfew connection (its account, program name `curfew`) is curfew's own, as on
-    // PostgreSQL: never listed.
+    // Another curfew connection (curfew's account and program name: a replica's, or this
+    // agent's lock connection) is left out, as on PostgreSQL: no rule may end it.
+    assert_eq!(other_curfew.info().user, fixture::AGENT);
     assert!(find(u32::try_from(other_curfew.info().connection_id).unwrap()).is_none());
 
     // The next snapshot keeps each session's start; a statement moves its idleness only.

@@ -3,6 +3,7 @@
 //! machine. The run is `curfew-bench`'s; here the options, the progress bar and the table.
 
 mod gateway;
+mod mariadb;
 
 use std::fmt::Write as _;
 use std::path::PathBuf;
@@ -54,6 +55,17 @@ enum Mode {
                       curfew bench gateway --rounds 7 --json gateway.json"
     )]
     Gateway(gateway::Args),
+    /// Lateness of curfew against MariaDB's own `wait_timeout` on idle sessions.
+    #[command(
+        after_help = "Starts a throwaway MariaDB server, opens N busy sessions that go idle one \
+                      after another, and measures how long after its idle deadline each one is \
+                      gone: first ended by curfew agent (this binary, as its own process), then \
+                      by the server's wait_timeout set per session.\n\n\
+                      Examples:\n  \
+                      curfew bench mariadb --quick\n  \
+                      curfew bench mariadb --sessions 1000 --json mariadb.json"
+    )]
+    Mariadb(mariadb::Args),
 }
 
 /// The progress bar on standard error.
@@ -71,8 +83,10 @@ impl curfew_bench::Progress for Bar {
 
 /// Run the benchmark.
 pub(crate) fn run(args: &Args) -> Result<(), Failure> {
-    if let Some(Mode::Gateway(gateway)) = &args.mode {
-        return gateway::run(gateway);
+    match &args.mode {
+        Some(Mode::Gateway(gateway)) => return gateway::run(gateway),
+        Some(Mode::Mariadb(mariadb)) => return mariadb::run(mariadb),
+        None => {}
     }
     let exe = std::env::current_exe().context("finding the curfew binary")?;
     let plan = Plan::new(args.quick, args.sessions.clone(), args.keep.clone(), exe);
@@ -116,7 +130,7 @@ pub(crate) fn run(args: &Args) -> Result<(), Failure> {
     Ok(())
 }
 
-fn pct(p: &Option<Percentiles>) -> String {
+pub(super) fn pct(p: &Option<Percentiles>) -> String {
     match p {
         Some(p) => format!("{:.1} / {:.1} / {:.1} / {:.1}", p.p50, p.p95, p.p99, p.max),
         None => "-".to_owned(),

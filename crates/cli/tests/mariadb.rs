@@ -7,44 +7,16 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_audit_verifies, curfew, dir, lines_of, wait_for};
-use curfew_sandbox::{MariaDbOptions, MariaDbServer};
+use common::{agent, assert_audit_verifies, curfew, dir, lines_of, maria, wait_for};
+use curfew_sandbox::MariaDbServer;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
 
 /// A MariaDB server with curfew's account (its password in `password_file`) and the client
 /// accounts `kim` and `boss`.
 fn mariadb(password_file: &std::path::Path) -> MariaDbServer {
-    let server = MariaDbServer::start(MariaDbOptions::default()).unwrap();
-    server
-        .admin_sql(
-            "CREATE USER 'curfew_agent'@'127.0.0.1' IDENTIFIED BY 'agent-secret';
-             GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'curfew_agent'@'127.0.0.1';
-             CREATE USER 'kim'@'127.0.0.1';
-             CREATE USER 'boss'@'127.0.0.1';",
-        )
-        .unwrap();
-    std::fs::write(password_file, "agent-secret\n").unwrap();
-    std::fs::set_permissions(password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
-    server
-}
-
-async fn maria_client(server: &MariaDbServer, user: &str) -> Conn {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(server.port())
-        .prefer_socket(false)
-        .user(Some(user));
-    Conn::new(opts).await.unwrap()
-}
-
-async fn maria_alive(conn: &mut Conn) -> bool {
-    tokio::time::timeout(Duration::from_secs(5), conn.query_drop("SELECT 1"))
-        .await
-        .is_ok_and(|r| r.is_ok())
+    maria::server_with(password_file, &["kim", "boss"])
 }
 
 /// The JSON object under the first key `name`, anywhere in `doc`.
@@ -94,9 +66,9 @@ fn one_agent_enforces_a_postgresql_and_a_mariadb_target_and_the_report_covers_bo
         let (_pg_idle, _, pg_idle_ended) = common::session(&cluster, "kim").await;
         let (_pg_boss, _, pg_boss_ended) = common::session(&cluster, "boss").await;
         let (pg_busy, _, pg_busy_ended) = common::session(&cluster, "kim").await;
-        let mut maria_idle = maria_client(&maria, "kim").await;
-        let mut maria_boss = maria_client(&maria, "boss").await;
-        let mut maria_busy = maria_client(&maria, "kim").await;
+        let mut maria_idle = maria::client(&maria, "kim").await;
+        let mut maria_boss = maria::client(&maria, "boss").await;
+        let mut maria_busy = maria::client(&maria, "kim").await;
         // The busy sessions run a statement every second, well inside their 3 s limit.
         let until = Instant::now() + Duration::from_secs(9);
         while Instant::now() < until {
@@ -108,7 +80,7 @@ fn one_agent_enforces_a_postgresql_and_a_mariadb_target_and_the_report_covers_bo
             .recv_timeout(Duration::from_secs(10))
             .expect("the idle PostgreSQL session was not ended");
         assert!(
-            !maria_alive(&mut maria_idle).await,
+            !maria::alive(&mut maria_idle).await,
             "the idle MariaDB session was not ended"
         );
         assert!(
@@ -120,11 +92,11 @@ fn one_agent_enforces_a_postgresql_and_a_mariadb_target_and_the_report_covers_bo
             "a busy session was ended"
         );
         assert!(
-            maria_alive(&mut maria_boss).await,
+            maria::alive(&mut maria_boss).await,
             "an exempt session was ended"
         );
         assert!(
-            maria_alive(&mut maria_busy).await,
+            maria::alive(&mut maria_busy).await,
             "a busy session was ended"
         );
     });
@@ -230,7 +202,7 @@ fn idle_in_transaction_and_lifetime_rules_end_mariadb_sessions() {
     );
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let mut in_transaction = maria_client(&maria, "kim").await;
+        let mut in_transaction = maria::client(&maria, "kim").await;
         in_transaction
             .query_drop("START TRANSACTION")
             .await
@@ -240,8 +212,8 @@ fn idle_in_transaction_and_lifetime_rules_end_mariadb_sessions() {
             .await
             .unwrap();
         // Idle too, but outside a transaction: no rule applies to it.
-        let mut idle = maria_client(&maria, "kim").await;
-        let mut busy = maria_client(&maria, "lee").await;
+        let mut idle = maria::client(&maria, "kim").await;
+        let mut busy = maria::client(&maria, "lee").await;
         let until = Instant::now() + Duration::from_secs(12);
         let mut busy_ended = false;
         while Instant::now() < until && !busy_ended {
@@ -250,11 +222,11 @@ fn idle_in_transaction_and_lifetime_rules_end_mariadb_sessions() {
         }
         assert!(busy_ended, "a session past its lifetime was not ended");
         assert!(
-            !maria_alive(&mut in_transaction).await,
+            !maria::alive(&mut in_transaction).await,
             "a session idle in a transaction was not ended"
         );
         assert!(
-            maria_alive(&mut idle).await,
+            maria::alive(&mut idle).await,
             "a session no rule names was ended"
         );
     });

@@ -6,31 +6,21 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_audit_verifies, dir, events, lines_of, signal, wait_for};
-use curfew_sandbox::{MariaDbOptions, MariaDbServer};
+use common::maria::{alive, client};
+use common::{agent, assert_audit_verifies, dir, events, lines_of, maria, signal, wait_for};
+use curfew_sandbox::MariaDbServer;
+use mysql_async::Conn;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
 
 /// A MariaDB server with curfew's account (its password in `password_file`) and the client
 /// accounts `kim` and `mallory`; a policy ending every account's sessions idle for 2 s (so the
 /// agents' own connections, idle on curfew's account, must be left out).
 fn setup(d: &Path) -> (MariaDbServer, std::path::PathBuf) {
-    let server = MariaDbServer::start(MariaDbOptions::default()).unwrap();
-    server
-        .admin_sql(
-            "CREATE USER 'curfew_agent'@'127.0.0.1' IDENTIFIED BY 'agent-secret';
-             GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'curfew_agent'@'127.0.0.1';
-             CREATE USER 'kim'@'127.0.0.1';
-             CREATE USER 'mallory'@'127.0.0.1';",
-        )
-        .unwrap();
     let password_file = d.join("maria.password");
-    std::fs::write(&password_file, "agent-secret\n").unwrap();
-    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = maria::server_with(&password_file, &["kim", "mallory"]);
     let policy = d.join("curfew.toml");
     std::fs::write(
         &policy,
@@ -44,21 +34,6 @@ fn setup(d: &Path) -> (MariaDbServer, std::path::PathBuf) {
     )
     .unwrap();
     (server, policy)
-}
-
-async fn client(server: &MariaDbServer, user: &str) -> Conn {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(server.port())
-        .prefer_socket(false)
-        .user(Some(user));
-    Conn::new(opts).await.unwrap()
-}
-
-async fn alive(conn: &mut Conn) -> bool {
-    tokio::time::timeout(Duration::from_secs(5), conn.query_drop("SELECT 1"))
-        .await
-        .is_ok_and(|r| r.is_ok())
 }
 
 /// Whether the session, left idle for `limit`, was ended (asking earlier would end its

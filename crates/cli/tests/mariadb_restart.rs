@@ -6,44 +6,16 @@
 
 mod common;
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::{agent, assert_audit_verifies, dir, lines_of, signal, wait_for};
-use curfew_sandbox::{MariaDbOptions, MariaDbServer};
-use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
-
-async fn client(server: &MariaDbServer, user: &str) -> Conn {
-    let opts = OptsBuilder::default()
-        .ip_or_hostname("127.0.0.1")
-        .tcp_port(server.port())
-        .prefer_socket(false)
-        .user(Some(user));
-    Conn::new(opts).await.unwrap()
-}
-
-async fn alive(conn: &mut Conn) -> bool {
-    tokio::time::timeout(Duration::from_secs(5), conn.query_drop("SELECT 1"))
-        .await
-        .is_ok_and(|r| r.is_ok())
-}
+use common::maria::{alive, client};
+use common::{agent, assert_audit_verifies, dir, lines_of, maria, signal, wait_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plan_made_before_a_restart_ends_nothing_after_it_and_enforcement_resumes() {
     let d = dir("mariadb-restart");
-    let mut server = MariaDbServer::start(MariaDbOptions::default()).unwrap();
-    server
-        .admin_sql(
-            "CREATE USER 'curfew_agent'@'127.0.0.1' IDENTIFIED BY 'agent-secret';
-             GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'curfew_agent'@'127.0.0.1';
-             CREATE USER 'kim'@'127.0.0.1';
-             CREATE USER 'filler'@'127.0.0.1';",
-        )
-        .unwrap();
     let password_file = d.0.join("maria.password");
-    std::fs::write(&password_file, "agent-secret\n").unwrap();
-    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut server = maria::server_with(&password_file, &["kim", "filler"]);
     let policy = d.0.join("curfew.toml");
     let audit = d.0.join("audit.jsonl");
     std::fs::write(

@@ -10,6 +10,8 @@ use std::time::Duration;
 use curfew_sandbox::Cluster;
 pub use curfew_testkit::KillOnDrop;
 
+pub mod maria;
+
 pub fn curfew() -> Command {
     Command::new(env!("CARGO_BIN_EXE_curfew"))
 }

@@ -4,9 +4,12 @@
 //! transactions on the server's clock, and `KILL CONNECTION` re-checked on the server
 //! immediately before. `curfew-backend`'s [`Backend`](curfew_backend::Backend) and
 //! [`Connector`](curfew_backend::Connector) are implemented: sessions are read and ended; there
-//! is no leader lock (one agent per target) and no anchor store yet; login locks are
+//! is no leader lock (one agent per target); the audit chain's head is anchored in
+//! `curfew`.`anchor` ([`anchor`]); login locks are
 //! `ALTER USER ... ACCOUNT LOCK` kept through a ledger ([`ledger`]).
 
+pub mod anchor;
+mod anchor_read;
 mod backend;
 mod connect;
 mod error;
@@ -23,6 +26,8 @@ mod standalone;
 mod target;
 mod url;
 
+pub use anchor::{AnchorOrigin, AnchorRow, anchor_install_sql};
+pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
 pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};

@@ -1,0 +1,204 @@
+//! The audit chain anchored on a MariaDB target (issue 18): with a MariaDB-only policy the agent
+//! stores its chain's head in `curfew`.`anchor` as it goes; `curfew report` and `curfew audit
+//! verify` read the anchors back and confirm the log, and a log cut short after anchoring (which
+//! verifies on its own) is reported as contradicted, naming the first missing seq.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{agent, curfew, dir, lines_of, signal, wait_for};
+use curfew_sandbox::{MariaDbOptions, MariaDbServer};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder};
+
+const AGENT: &str = "curfew_agent";
+
+/// A MariaDB server with curfew's account (its password in `password_file`) and `kim`.
+fn mariadb(password_file: &Path) -> MariaDbServer {
+    let server = MariaDbServer::start(MariaDbOptions::default()).unwrap();
+    server
+        .admin_sql(&format!(
+            "CREATE USER '{AGENT}'@'127.0.0.1' IDENTIFIED BY 'agent-secret';
+             GRANT PROCESS, CONNECTION ADMIN ON *.* TO '{AGENT}'@'127.0.0.1';
+             CREATE USER 'kim'@'127.0.0.1';"
+        ))
+        .unwrap();
+    std::fs::write(password_file, "agent-secret\n").unwrap();
+    std::fs::set_permissions(password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    server
+}
+
+async fn admin(server: &MariaDbServer) -> Conn {
+    let opts = OptsBuilder::default()
+        .socket(Some(server.socket().display().to_string()))
+        .prefer_socket(true)
+        .user(Some(server.admin()));
+    Conn::new(opts).await.unwrap()
+}
+
+async fn client(server: &MariaDbServer, user: &str) -> Conn {
+    let opts = OptsBuilder::default()
+        .ip_or_hostname("127.0.0.1")
+        .tcp_port(server.port())
+        .prefer_socket(false)
+        .user(Some(user));
+    Conn::new(opts).await.unwrap()
+}
+
+/// The highest anchored seq on the target (as the administrator).
+fn anchored(server: &MariaDbServer) -> u64 {
+    let top = server
+        .admin_sql("SELECT COALESCE(MAX(seq), 0) FROM curfew.anchor")
+        .unwrap();
+    top.trim().parse().unwrap()
+}
+
+/// `curfew ARGS -c POLICY`: exit code, stdout, stderr.
+fn run(args: &[&str], policy: &Path) -> (Option<i32>, String, String) {
+    let out = curfew().args(args).arg("-c").arg(policy).output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The agent on a MariaDB-only policy ends two idle sessions of kim and anchors its head; the
+/// server and the log's path.
+pub(crate) fn anchored_run(
+    d: &common::Dir,
+    install: impl FnOnce(&MariaDbServer, &Path),
+) -> (MariaDbServer, std::path::PathBuf, std::path::PathBuf) {
+    let password_file = d.0.join("maria.password");
+    let maria = mariadb(&password_file);
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        format!(
+            "[agent]\ninterval = \"1s\"\naudit_log = \"{}\"\n\n\
+             [[target]]\nname = \"maria\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+             [[rule]]\nname = \"idle\"\nidle = \"1s\"\nroles = [\"kim\"]\n",
+            audit.display(),
+            maria.url(AGENT, ""),
+            password_file.display(),
+        ),
+    )
+    .unwrap();
+    install(&maria, &policy);
+    let mut child = agent(&policy, &audit);
+    let lines = lines_of(&mut child);
+    wait_for(&lines, "this agent leads", Duration::from_secs(30));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let _a = client(&maria, "kim").await;
+        let _b = client(&maria, "kim").await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let records = curfew_audit::read(&audit).unwrap();
+            let ended = records
+                .iter()
+                .filter(|r| r.as_ref().is_ok_and(|r| r.event == "session_terminated"))
+                .count();
+            if ended >= 2 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "kim's sessions were not ended");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // The agent anchors the head within a tick or so.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let last = curfew_audit::verify_chain(std::slice::from_ref(&audit), |_| {})
+            .unwrap()
+            .last_seq
+            .unwrap();
+        if anchored(&maria) == last {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the head seq {last} was not anchored"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    signal(&child, "TERM");
+    assert!(child.wait().unwrap().success());
+    (maria, policy, audit)
+}
+
+/// Installs the anchor store as an administrator would, from `curfew_mysql::anchor_install_sql`.
+fn install_by_hand(server: &MariaDbServer, _policy: &Path) {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let mut admin = admin(server).await;
+        for statement in curfew_mysql::anchor_install_sql(&format!("'{AGENT}'@'127.0.0.1'")) {
+            admin.query_drop(statement).await.unwrap();
+        }
+    });
+}
+
+/// The report and the verification confirm the anchored log, and catch it cut short.
+pub(crate) fn confirmed_then_cut(d: &common::Dir, policy: &Path, audit: &Path, top: u64) {
+    let (code, out, err) = run(&["audit", "verify", audit.to_str().unwrap()], policy);
+    println!("curfew audit verify:\n{out}{err}");
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "anchors on target \"maria\": {top} compared, confirm the log up to seq {top}"
+        )) || out.contains(&format!("confirm the log up to seq {top} ")),
+        "{out}"
+    );
+    let (code, md, err) = run(&["report", "--format", "md"], policy);
+    assert_eq!(code, Some(0), "{md}{err}");
+    assert!(
+        md.contains(&format!("no record up to seq {top} was altered")),
+        "{md}"
+    );
+
+    // Cut short after anchoring: the first three records kept, which verify on their own.
+    let cut = d.0.join("cut.jsonl");
+    let text = std::fs::read_to_string(audit).unwrap();
+    let kept: String = text.lines().take(3).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&cut, kept).unwrap();
+    let (code, out, _) = run(
+        &["audit", "verify", "--offline", cut.to_str().unwrap()],
+        policy,
+    );
+    assert_eq!(
+        code,
+        Some(0),
+        "without the anchors the cut goes unnoticed: {out}"
+    );
+    let (code, out, err) = run(&["audit", "verify", cut.to_str().unwrap()], policy);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("records from seq 4 missing"), "{out}");
+    let (code, md, err) = run(
+        &[
+            "report",
+            "--format",
+            "md",
+            "--audit-log",
+            cut.to_str().unwrap(),
+        ],
+        policy,
+    );
+    assert_eq!(code, Some(3), "{err}");
+    assert!(md.contains("**CONTRADICTED.**"), "{md}");
+    assert!(md.contains("records from seq 4 missing"), "{md}");
+}
+
+#[test]
+fn a_mariadb_target_anchors_the_log_and_the_report_catches_it_cut_short() {
+    let d = dir("mariadb-anchor");
+    let (maria, policy, audit) = anchored_run(&d, install_by_hand);
+    let top = anchored(&maria);
+    assert!(top >= 4, "anchored up to seq {top}");
+    confirmed_then_cut(&d, &policy, &audit, top);
+}

@@ -1,7 +1,9 @@
 //! The audit chain anchored on a MariaDB target (issue 18): with a MariaDB-only policy the agent
 //! stores its chain's head in `curfew`.`anchor` as it goes; `curfew report` and `curfew audit
 //! verify` read the anchors back and confirm the log, and a log cut short after anchoring (which
-//! verifies on its own) is reported as contradicted, naming the first missing seq.
+//! verifies on its own) is reported as contradicted, naming the first missing seq. `curfew init`
+//! installs the store (and the login-lock ledger) as an administrator, idempotently, with table
+//! grants only.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -201,4 +203,93 @@ fn a_mariadb_target_anchors_the_log_and_the_report_catches_it_cut_short() {
     let top = anchored(&maria);
     assert!(top >= 4, "anchored up to seq {top}");
     confirmed_then_cut(&d, &policy, &audit, top);
+}
+
+/// `curfew init` as an administrator `dba` (twice: idempotent): the store, the ledger and the
+/// grants, the account quoted, no database-wide grant to curfew's account.
+fn install_by_init(server: &MariaDbServer, policy: &Path) {
+    let password = policy.with_file_name("dba.password");
+    std::fs::write(&password, "dba-secret\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    server
+        .admin_sql(
+            "CREATE USER 'dba'@'127.0.0.1' IDENTIFIED BY 'dba-secret';
+             GRANT ALL PRIVILEGES ON *.* TO 'dba'@'127.0.0.1' WITH GRANT OPTION;",
+        )
+        .unwrap();
+    for _ in 0..2 {
+        let (code, out, err) = run(
+            &[
+                "init",
+                "--admin-user",
+                "dba",
+                "--admin-password-file",
+                password.to_str().unwrap(),
+            ],
+            policy,
+        );
+        println!("curfew init:\n{out}{err}");
+        assert_eq!(code, Some(0), "{out}{err}");
+        assert!(
+            out.contains(
+                "target maria: the curfew database is installed for `curfew_agent`@`127.0.0.1`"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("the login-lock ledger"), "{out}");
+        assert!(
+            out.contains(
+                "GRANT SELECT, INSERT ON `curfew`.`anchor` TO `curfew_agent`@`127.0.0.1`;"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("dba-secret") && !err.contains("dba-secret"));
+    }
+    let grants = server
+        .admin_sql("SHOW GRANTS FOR 'curfew_agent'@'127.0.0.1'")
+        .unwrap();
+    assert!(!grants.contains("`curfew`.*"), "{grants}");
+    assert!(
+        grants.contains("PROCESS, CREATE USER, CONNECTION ADMIN ON *.*"),
+        "{grants}"
+    );
+}
+
+#[test]
+fn curfew_init_installs_the_store_on_mariadb_and_the_agent_anchors_there() {
+    let d = dir("mariadb-init");
+    let (maria, policy, audit) = anchored_run(&d, install_by_init);
+    let top = anchored(&maria);
+    assert!(top >= 4, "anchored up to seq {top}");
+    confirmed_then_cut(&d, &policy, &audit, top);
+    // The ledger init made is ready for login locks: `curfew locks` reads it.
+    let (code, out, err) = run(&["locks"], &policy);
+    assert_eq!(code, Some(0), "{out}{err}");
+}
+
+#[test]
+fn curfew_init_on_mariadb_names_a_missing_account() {
+    let d = dir("mariadb-init-missing");
+    let password_file = d.0.join("maria.password");
+    let maria = mariadb(&password_file);
+    let policy = d.0.join("curfew.toml");
+    std::fs::write(
+        &policy,
+        format!(
+            "[[target]]\nname = \"maria\"\nurl = \"{}\"\npassword_file = \"{}\"\n\n\
+             [[rule]]\nname = \"idle\"\nidle = \"1s\"\n",
+            maria.url(AGENT, ""),
+            password_file.display(),
+        ),
+    )
+    .unwrap();
+    maria
+        .admin_sql("GRANT ALL PRIVILEGES ON *.* TO 'curfew_agent'@'127.0.0.1' WITH GRANT OPTION;")
+        .unwrap();
+    let (code, out, err) = run(&["init", "--agent-role", "nobody'here"], &policy);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(
+        err.contains("no account named `nobody'here` exists"),
+        "{err}"
+    );
 }

@@ -118,6 +118,10 @@ async fn curfews_account_cannot_rewrite_what_it_stored() {
         "ALTER TABLE `curfew`.`anchor` DROP PRIMARY KEY",
         "REPLACE INTO `curfew`.`anchor` (chain, seq, hash) VALUES ('c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00', 10, 'abababababababababababababababababababababababababababababababab')",
         "INSERT INTO `curfew`.`anchor` (chain, seq, hash) VALUES ('c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00', 2, 'abababababababababababababababababababababababababababababababab')",
+        "INSERT IGNORE INTO `curfew`.`anchor` (chain, seq, hash) VALUES ('c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00', 3, 'abababababababababababababababababababababababababababababababab')",
+        "INSERT INTO `curfew`.`anchor` (chain, seq, hash) VALUES ('c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00', 10, 'abababababababababababababababababababababababababababababababab') ON DUPLICATE KEY UPDATE hash = VALUES(hash)",
+        "UPDATE `curfew`.`anchor_head` SET seq = 0",
+        "DELETE FROM `curfew`.`anchor_head`",
     ] {
         assert!(forger.query_drop(statement).await.is_err(), "{statement}");
     }

@@ -72,15 +72,10 @@ impl Connection {
             .await
             .map_err(|e| MysqlError::query(&self.target, what, e))?;
         if hosts.is_empty() {
-            return Err(MysqlError::decode(
-                &self.target,
-                what,
-                format!(
-                    "no account named {} exists: create it first (CREATE USER {} IDENTIFIED BY ...)",
-                    crate::quote_identifier(agent_user),
-                    account_name(agent_user, "HOST")
-                ),
-            ));
+            return Err(MysqlError::NoSuchAccount {
+                target: self.target.clone(),
+                user: crate::quote_identifier(agent_user),
+            });
         }
         let accounts: Vec<String> = hosts.iter().map(|h| account_name(agent_user, h)).collect();
         let mut statements = Vec::new();

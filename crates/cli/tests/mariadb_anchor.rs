@@ -1,7 +1,8 @@
 //! The audit chain anchored on a MariaDB target (issue 18): with a MariaDB-only policy the agent
 //! stores its chain's head in `curfew`.`anchor` as it goes; `curfew report` and `curfew audit
 //! verify` read the anchors back and confirm the log, and a log cut short after anchoring (which
-//! verifies on its own) is reported as contradicted, naming the first missing seq. `curfew init`
+//! verifies on its own) and one with a termination removed and every hash recomputed are reported
+//! as contradicted, naming the first missing or differing seq. `curfew init`
 //! installs the store (and the login-lock ledger) as an administrator, idempotently, with table
 //! grants only.
 
@@ -14,6 +15,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{agent, curfew, dir, lines_of, signal, wait_for};
+use curfew_audit::{AuditLog, Entry, Event, Record};
 use curfew_sandbox::{MariaDbOptions, MariaDbServer};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
@@ -196,13 +198,76 @@ pub(crate) fn confirmed_then_cut(d: &common::Dir, policy: &Path, audit: &Path, t
     assert!(md.contains("records from seq 4 missing"), "{md}");
 }
 
+/// The forger, holding write access to the log: the first termination's intent and outcome
+/// dropped, the rest renumbered (outcomes' intent references too), every hash recomputed.
+/// Returns the dropped intent's seq.
+fn forge(from: &Path, to: &Path) -> u64 {
+    let entries: Vec<Entry> = curfew_audit::read(from)
+        .unwrap()
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let intent = entries
+        .iter()
+        .find(|e| e.event == "termination_intent")
+        .unwrap()
+        .seq;
+    let dropped: Vec<u64> = entries
+        .iter()
+        .filter(|e| e.seq == intent || e.intent == Some(intent))
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(dropped.len(), 2, "an intent and its outcome");
+    let renumber = |seq: u64| seq - dropped.iter().filter(|d| **d < seq).count() as u64;
+    let log = AuditLog::open(to).unwrap();
+    for e in entries.iter().filter(|e| !dropped.contains(&e.seq)) {
+        log.append(Record {
+            ts: e.ts,
+            event: Event::from_name(&e.event).unwrap(),
+            target: e.target.clone(),
+            rule: e.rule.clone(),
+            reason: e.reason.clone(),
+            session: e.session.clone(),
+            result: e.result.clone(),
+            intent: e.intent.map(renumber),
+            detail: e.detail.clone(),
+        })
+        .unwrap();
+    }
+    intent
+}
+
+/// A recomputed log verifies on its own and fails against the MariaDB anchors.
+fn recomputed_is_caught(d: &common::Dir, policy: &Path, audit: &Path) {
+    let forged = d.0.join("forged.jsonl");
+    let intent = forge(audit, &forged);
+    let forged = forged.to_str().unwrap();
+    let (code, out, _) = run(&["audit", "verify", "--offline", forged], policy);
+    assert_eq!(
+        code,
+        Some(0),
+        "the recomputed chain verifies on its own: {out}"
+    );
+    let (code, out, err) = run(&["audit", "verify", forged], policy);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(out.contains("is not the record anchored at"), "{out}");
+    assert!(
+        err.contains("first missing or differing seq "),
+        "removed seq {intent}: {err}"
+    );
+    let (code, md, err) = run(&["report", "--format", "md", "--audit-log", forged], policy);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(md.contains("**CONTRADICTED.**"), "{md}");
+}
+
 #[test]
-fn a_mariadb_target_anchors_the_log_and_the_report_catches_it_cut_short() {
+fn a_mariadb_target_anchors_the_log_and_the_report_catches_it_cut_short_or_recomputed() {
     let d = dir("mariadb-anchor");
     let (maria, policy, audit) = anchored_run(&d, install_by_hand);
     let top = anchored(&maria);
     assert!(top >= 4, "anchored up to seq {top}");
     confirmed_then_cut(&d, &policy, &audit, top);
+    recomputed_is_caught(&d, &policy, &audit);
 }
 
 /// `curfew init` as an administrator `dba` (twice: idempotent): the store, the ledger and the

@@ -92,6 +92,17 @@ pub enum MysqlError {
         /// What.
         what: &'static str,
     },
+    /// `curfew init` found no account with curfew's user name (the administrator creates it,
+    /// with its password, first).
+    #[error(
+        "target \"{target}\": no account named {user} exists: create it first (CREATE USER {user}@`HOST` IDENTIFIED BY ...)"
+    )]
+    NoSuchAccount {
+        /// The target.
+        target: String,
+        /// The user name, quoted as an identifier.
+        user: String,
+    },
     /// A row the server sent could not be read.
     #[error("target \"{target}\": {what}: unexpected row from the server: {reason}")]
     Decode {

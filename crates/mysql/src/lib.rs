@@ -4,13 +4,17 @@
 //! transactions on the server's clock, and `KILL CONNECTION` re-checked on the server
 //! immediately before. `curfew-backend`'s [`Backend`](curfew_backend::Backend) and
 //! [`Connector`](curfew_backend::Connector) are implemented: sessions are read and ended, one
-//! agent leads with a `GET_LOCK` leader lock and every kill is fenced on it; login locks are
-//! `ALTER USER ... ACCOUNT LOCK` kept through a ledger ([`ledger`]); no anchor store yet.
+//! agent leads with a `GET_LOCK` leader lock and every kill is fenced on it; the audit chain's
+//! head is anchored in `curfew`.`anchor` ([`anchor`]); login locks are
+//! `ALTER USER ... ACCOUNT LOCK` kept through a ledger ([`ledger`]).
 
+pub mod anchor;
+mod anchor_read;
 mod backend;
 mod connect;
 mod error;
 mod grants;
+mod install;
 mod kill;
 mod leader;
 mod leader_lock;
@@ -25,9 +29,12 @@ mod standalone;
 mod target;
 mod url;
 
+pub use anchor::{AnchorOrigin, AnchorRow, anchor_install_sql};
+pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
 pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};
+pub use install::{Installed, install_sql, keeps_login_locks};
 pub use kill::{
     KillAnswer, KillRequest, Verdict, fenced_kill_block_sql, kill_block_sql, parse_verdicts, signal,
 };

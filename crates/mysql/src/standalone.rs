@@ -1,10 +1,9 @@
 //! The rest of `curfew-backend` on MariaDB/MySQL, as far as it goes today: a [`Connection`] is
-//! a [`Backend`] that coordinates replicas with a `GET_LOCK` leader lock (`crate::leader`),
-//! keeps login locks through `crate::ledger` and stores no anchors (each attempt fails as not
-//! supported, which the agent reports and retries). See `docs/mariadb.md`.
+//! a [`Backend`] that coordinates replicas with a `GET_LOCK` leader lock (`crate::leader`);
+//! login locks are `crate::ledger`'s, anchors `crate::anchor`'s. See `docs/mariadb.md`.
 
 use curfew_backend::{
-    AnchorStore, Backend, BackendError, Connector, Coordination, ErrorKind, LockHolder, SessionKey,
+    Backend, BackendError, Connector, Coordination, ErrorKind, LockHolder, SessionKey,
 };
 use mysql_async::prelude::Queryable;
 
@@ -77,12 +76,6 @@ impl Coordination for Connection {
             .query_drop("SELECT 1")
             .await
             .map_err(|e| MysqlError::query(&self.target, "ping", e).into())
-    }
-}
-
-impl AnchorStore for Connection {
-    async fn anchor(&mut self, _chain: &str, _seq: u64, _hash: &str) -> Result<(), BackendError> {
-        Err(self.unsupported("anchoring the audit chain on the target"))
     }
 }
 

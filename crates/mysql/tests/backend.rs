@@ -1,6 +1,6 @@
 //! The rest of `curfew-backend` on a real MariaDB, as far as it goes: the connector connects
 //! without warnings, a lone connection leads, a missing login-lock ledger is named loudly when
-//! the policy needs it and silent otherwise, anchors fail as not supported.
+//! the policy needs it and silent otherwise, anchoring without the store names `curfew init`.
 #![allow(clippy::unwrap_used)]
 
 mod fixture;
@@ -43,6 +43,12 @@ async fn a_mariadb_connection_leads_alone_and_refuses_what_it_cannot_do() {
     assert!(problem.contains("\"m\""), "{problem}");
 
     let e = c.anchor("chain", 1, "abc").await.unwrap_err();
-    assert_eq!(e.kind(), &ErrorKind::Refused { code: None }, "{e}");
-    assert!(e.to_string().contains("not supported yet"), "{e}");
+    assert_eq!(
+        e.kind(),
+        &ErrorKind::Refused {
+            code: Some("1142".to_owned())
+        },
+        "{e}"
+    );
+    assert!(e.to_string().contains("curfew init installs it"), "{e}");
 }

@@ -35,21 +35,30 @@ fn intent(dir: &Path) -> (AuditLog, IntentToken<Change>) {
     (log, token)
 }
 
-/// A server with the ledger granted to curfew's account, `kim` on two hosts, the odd user,
-/// and `pre`, one of whose accounts an administrator locked.
+/// A server with the ledger granted to curfew's account as `curfew init` grants it (table by
+/// table; its triggers apart, which the mysql client cannot send), `kim` on two hosts, the odd
+/// user, and `pre`, one of whose accounts an administrator locked.
 fn server() -> Fixture {
     let f = Fixture::start(MariaDbOptions::default());
+    let install: Vec<String> = curfew_mysql::install_sql(
+        &format!("'{AGENT}'@'127.0.0.1'"),
+        curfew_mysql::Flavor::MariaDb {
+            major: 10,
+            minor: 5,
+        },
+    )
+    .into_iter()
+    .filter(|s| !s.contains("TRIGGER"))
+    .collect();
     f.server
         .admin_sql(&format!(
-            "CREATE DATABASE curfew;
-             GRANT ALL PRIVILEGES ON curfew.* TO '{AGENT}'@'127.0.0.1';
-             GRANT CREATE USER ON *.* TO '{AGENT}'@'127.0.0.1';
-             GRANT SELECT ON mysql.global_priv TO '{AGENT}'@'127.0.0.1';
+            "{};
              CREATE USER 'kim'@'127.0.0.1';
              CREATE USER 'kim'@'localhost';
              CREATE USER 'o''b\\\\`q'@'%';
              CREATE USER 'pre'@'%' ACCOUNT LOCK;
-             CREATE USER 'pre'@'localhost';"
+             CREATE USER 'pre'@'localhost';",
+            install.join(";\n")
         ))
         .unwrap();
     f

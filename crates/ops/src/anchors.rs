@@ -1,5 +1,6 @@
 //! A log's anchors as the targets hold them (`curfew audit verify`, `curfew report`): each
-//! target's anchor rows read through the PostgreSQL adapter and compared with the chain.
+//! target's anchor rows read through its adapter (PostgreSQL's, or MariaDB/MySQL's for a
+//! `mariadb://`/`mysql://` URL) and compared with the chain.
 
 use std::time::Duration;
 
@@ -31,27 +32,20 @@ pub async fn read_anchors(
 ) -> Vec<TargetAnchors> {
     let mut out = Vec::new();
     for target in &policy.targets {
-        let read = match TargetSpec::from_policy(target) {
-            Ok(spec) => curfew_postgres::read_target_anchors(&spec, TARGET_LIMIT)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+        let read = match is_mysql(&target.url.text) {
+            true => read_mysql(target).await,
+            false => read_postgres(target).await,
         };
-        let result = read.map(|TargetAnchorRows { rows, origin: me }| {
+        let result = read.map(|(rows, me)| {
             let anchors: Vec<Anchor> = rows
                 .into_iter()
-                .map(|r| Anchor {
-                    chain: r.chain,
-                    seq: r.seq,
-                    hash: r.hash,
-                    at: r.anchored_at,
-                    from: format!("target \"{}\" (by role {})", target.name, r.anchored_by),
-                    by: r.anchored_by,
-                    origin: r.anchored_from,
+                .map(|mut a| {
+                    a.from = format!("target \"{}\" (by role {})", target.name, a.by);
+                    a
                 })
                 .collect();
             let rules = AnchorRules {
-                verifier: Some((me.role, me.addr)),
+                verifier: Some(me),
                 ..rules.clone()
             };
             chain.check_anchors(&anchors, &rules)
@@ -62,6 +56,63 @@ pub async fn read_anchors(
         });
     }
     out
+}
+
+/// A target's anchors (`from` left empty) and the verifying session's origin (role, address).
+type Read = Result<(Vec<Anchor>, (String, Option<String>)), String>;
+
+/// Whether `url` is one the MariaDB/MySQL adapter reads (its scheme, case aside).
+fn is_mysql(url: &str) -> bool {
+    use curfew_policy::UrlValidator;
+    let text = url.trim();
+    curfew_mysql::MYSQL_URLS.schemes().iter().any(|scheme| {
+        text.len() > scheme.len() + 3
+            && text[..scheme.len()].eq_ignore_ascii_case(scheme)
+            && text[scheme.len()..].starts_with("://")
+    })
+}
+
+async fn read_postgres(target: &curfew_policy::Target) -> Read {
+    let spec = TargetSpec::from_policy(target).map_err(|e| e.to_string())?;
+    let TargetAnchorRows { rows, origin } =
+        curfew_postgres::read_target_anchors(&spec, TARGET_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?;
+    let anchors = rows
+        .into_iter()
+        .map(|r| Anchor {
+            chain: r.chain,
+            seq: r.seq,
+            hash: r.hash,
+            at: r.anchored_at,
+            from: String::new(),
+            by: r.anchored_by,
+            origin: r.anchored_from,
+        })
+        .collect();
+    Ok((anchors, (origin.role, origin.addr)))
+}
+
+/// A MariaDB store stamps `USER()`: its user as the role, the host it saw as the origin.
+async fn read_mysql(target: &curfew_policy::Target) -> Read {
+    let spec = curfew_mysql::MysqlTarget::from_policy(target).map_err(|e| e.to_string())?;
+    let curfew_mysql::TargetAnchorRows { rows, origin } =
+        curfew_mysql::read_target_anchors(&spec, TARGET_LIMIT)
+            .await
+            .map_err(|e| e.to_string())?;
+    let anchors = rows
+        .into_iter()
+        .map(|r| Anchor {
+            chain: r.chain,
+            seq: r.seq,
+            hash: r.hash,
+            at: r.anchored_at,
+            from: String::new(),
+            by: r.anchored_by,
+            origin: Some(r.anchored_from),
+        })
+        .collect();
+    Ok((anchors, (origin.user, Some(origin.host))))
 }
 
 #[cfg(test)]
@@ -75,6 +126,21 @@ mod tests {
         curfew_policy::LoadedPolicy::from_bytes_with("t.toml", text.into_bytes(), None)
             .expect("a valid policy")
             .policy
+    }
+
+    #[test]
+    fn mariadb_and_mysql_urls_are_read_through_their_adapter() {
+        for url in ["mariadb://a@h/", "MySQL://a@h:3306/", " mysql://a@h/"] {
+            assert!(is_mysql(url), "{url}");
+        }
+        for url in [
+            "postgresql://a@h/",
+            "postgres://a@h/",
+            "mysql:/a",
+            "mysqlx://a@h/",
+        ] {
+            assert!(!is_mysql(url), "{url}");
+        }
     }
 
     #[test]

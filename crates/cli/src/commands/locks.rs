@@ -1,7 +1,7 @@
 //! `curfew init`, `curfew lock`, `curfew unlock`, `curfew locks`: the login-lock ledger from the
 //! command line. The work is `curfew_ops`' (record on every primary, wait for the agent, run
 //! the stand-in); here the arguments, and the printing of its steps and rows. MariaDB/MySQL
-//! targets take the same steps through `mariadb_locks` (`init` stays PostgreSQL's).
+//! targets take the same steps through `mariadb_locks`, and `init` through `mariadb_init`.
 
 use std::path::Path;
 
@@ -21,7 +21,7 @@ pub(crate) struct InitArgs {
     #[arg(long, value_name = "NAME")]
     target: Option<String>,
     /// The role curfew's agent connects as, granted the use of the ledger (default: the user in
-    /// the target's URL).
+    /// the target's URL). On MariaDB/MySQL a user name: every account with it is granted.
     #[arg(long, value_name = "ROLE")]
     agent_role: Option<String>,
     /// Connect as this administrator (a superuser, or the provider's admin role) instead of the
@@ -92,17 +92,30 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
 }
 
 /// `curfew init`: as an administrator, install the ledger and its functions on each primary
-/// and grant curfew's role their use.
+/// and grant curfew's role their use (MariaDB/MySQL targets: `mariadb_init`).
 pub(crate) fn init(config: &Path, args: &InitArgs) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
-    let request = curfew_ops::InitRequest {
-        targets: curfew_ops::primaries(&loaded, args.target.as_deref())?,
-        agent_role: args.agent_role.as_deref(),
+    let (mysql, postgres): (Vec<_>, Vec<_>) =
+        curfew_ops::primaries(&loaded, args.target.as_deref())?
+            .into_iter()
+            .partition(|t| crate::databases::is_mysql(t));
+    let runtime = runtime()?;
+    if !postgres.is_empty() {
+        let request = curfew_ops::InitRequest {
+            targets: postgres,
+            agent_role: args.agent_role.as_deref(),
+            admin_user: args.admin_user.as_deref(),
+            admin_password_file: args.admin_password_file.clone(),
+            gateway: loaded.policy.gateway.as_ref(),
+        };
+        runtime.block_on(curfew_ops::init(&request, &mut steps::print))?;
+    }
+    let request = super::mariadb_init::MariaInit {
+        agent_user: args.agent_role.as_deref(),
         admin_user: args.admin_user.as_deref(),
         admin_password_file: args.admin_password_file.clone(),
-        gateway: loaded.policy.gateway.as_ref(),
     };
-    Ok(runtime()?.block_on(curfew_ops::init(&request, &mut steps::print))?)
+    runtime.block_on(super::mariadb_init::init(&mysql, &request))
 }
 
 /// `curfew lock`: record an incident lock on every primary and wait for the agent to apply it.

@@ -10,6 +10,7 @@ pub(crate) mod explain;
 pub(crate) mod gateway;
 pub(crate) mod integrity;
 pub(crate) mod locks;
+pub(crate) mod mariadb_init;
 pub(crate) mod mariadb_locks;
 pub(crate) mod packaging;
 pub(crate) mod plan;

@@ -11,7 +11,7 @@
 pub mod accounts;
 mod change;
 mod progress;
-mod sql;
+pub(crate) mod sql;
 mod status;
 mod store;
 

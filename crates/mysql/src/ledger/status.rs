@@ -15,12 +15,16 @@ use curfew_backend::LedgerStatus;
 const ACCESS_DENIED: [u16; 4] = [1044, 1142, 1143, 1227];
 
 /// Every statement an administrator runs so that `account` (as `account_name` quotes it) keeps
-/// login locks: the ledger's database, `ALTER USER` (`CREATE USER` is the privilege MariaDB
-/// asks for it), and reading the accounts' locked state.
+/// login locks: the ledger's database and tables (`curfew init` creates them and grants each
+/// table: a database-wide `ALL` would also let the account drop the audit chain's anchors),
+/// `ALTER USER` (`CREATE USER` is the privilege MariaDB asks for it), and reading the accounts'
+/// locked state.
 pub fn ledger_grants(account: &str) -> Vec<String> {
     vec![
         "CREATE DATABASE IF NOT EXISTS curfew".to_owned(),
-        format!("GRANT ALL PRIVILEGES ON curfew.* TO {account}"),
+        format!(
+            "curfew init --admin-user ADMIN (the ledger's tables, each granted to {account}; not ALL ON curfew.*, which would let it drop the audit chain's anchors)"
+        ),
         format!("GRANT CREATE USER ON *.* TO {account}"),
         format!("GRANT SELECT ON mysql.global_priv TO {account}"),
     ]

@@ -13,7 +13,6 @@ use crate::error::MysqlError;
 use crate::leader_lock::Leadership;
 use crate::target::MysqlTarget;
 
-
 impl Connection {
     fn unsupported(&self, what: &'static str) -> BackendError {
         BackendError::new(

@@ -8,6 +8,7 @@
 //! `ALTER USER ... ACCOUNT LOCK` kept through a ledger ([`ledger`]); no anchor store yet.
 
 mod backend;
+mod canary;
 mod connect;
 mod error;
 mod grants;
@@ -25,6 +26,7 @@ mod standalone;
 mod target;
 mod url;
 
+pub use canary::connect_canary;
 pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};

@@ -3,7 +3,8 @@
 //! (the client's `program_name` connection attribute, read from `performance_schema`) and by
 //! client address (a TCP client from 127.0.0.1 against a socket client, `local`); curfew's own
 //! connections under a rule without scope keys; a running statement is never idle; a session
-//! that runs a statement shortly before its deadline survives. Every assertion is made on the
+//! that runs a statement shortly before its deadline survives; over TLS, where the driver sends
+//! no program name, curfew's own connections are still kept. Every assertion is made on the
 //! sessions themselves and on the `session_terminated` records.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -286,6 +287,90 @@ fn a_running_statement_is_never_idle_and_a_statement_before_the_deadline_keeps_a
     assert!(
         called_off >= 1,
         "no planned end of the ticker was called off"
+    );
+    assert_audit_verifies(&audit);
+}
+
+#[test]
+fn over_tls_curfews_own_connections_are_kept_though_the_driver_sends_no_program_name() {
+    let d = dir("mariadb-exempt-tls");
+    let password_file = d.0.join("maria.password");
+    let pki = curfew_sandbox::TestPki::generate(&["127.0.0.1"]).unwrap();
+    let maria = MariaDbServer::start(MariaDbOptions {
+        tls: Some(pki.server.clone()),
+        settings: vec![("require-secure-transport".to_owned(), "ON".to_owned())],
+        ..MariaDbOptions::default()
+    })
+    .unwrap();
+    maria
+        .admin_sql(
+            "CREATE USER 'curfew_agent'@'127.0.0.1' IDENTIFIED BY 'agent-secret';
+             GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'curfew_agent'@'127.0.0.1';
+             GRANT SELECT ON performance_schema.* TO 'curfew_agent'@'127.0.0.1';
+             CREATE USER 'kim'@'127.0.0.1';",
+        )
+        .unwrap();
+    std::fs::write(&password_file, "agent-secret\n").unwrap();
+    std::fs::set_permissions(&password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let ca = d.0.join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let policy = d.0.join("curfew.toml");
+    let audit = d.0.join("audit.jsonl");
+    std::fs::write(
+        &policy,
+        format!(
+            "[agent]\ninterval = \"1s\"\n\n\
+             [[target]]\nname = \"maria\"\n\
+             url = \"mariadb://curfew_agent@127.0.0.1:{}/?sslmode=verify-full&sslrootcert={}\"\n\
+             password_file = \"{}\"\n\n\
+             [[rule]]\nname = \"idle\"\nidle = \"3s\"\n",
+            maria.port(),
+            ca.display(),
+            password_file.display(),
+        ),
+    )
+    .unwrap();
+    let mut child = agent(&policy, &audit);
+    let lines = lines_of(&mut child);
+    wait_for(&lines, "this agent leads", Duration::from_secs(30));
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (replica_id, kim_id) = runtime.block_on(async {
+        let tls = mysql_async::SslOpts::default()
+            .with_root_certs(vec![ca.clone().into()])
+            .with_disable_built_in_roots(true);
+        let tls_client = |user: &'static str, password: Option<&'static str>| {
+            let opts = OptsBuilder::default()
+                .ip_or_hostname("127.0.0.1")
+                .tcp_port(maria.port())
+                .prefer_socket(false)
+                .user(Some(user))
+                .pass(password)
+                .ssl_opts(tls.clone())
+                .connect_attribute("program_name", "curfew");
+            Conn::new(opts)
+        };
+        // Another agent's connection (curfew's account and program name, which the driver
+        // drops over TLS) and a client's, both idle past the limit.
+        let mut replica = tls_client("curfew_agent", Some("agent-secret"))
+            .await
+            .unwrap();
+        let mut kim = tls_client("kim", None).await.unwrap();
+        let ids = (id_of(&replica), id_of(&kim));
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        assert!(
+            alive(&mut replica).await,
+            "curfew's own connection was ended"
+        );
+        assert!(!alive(&mut kim).await, "the idle client was not ended");
+        ids
+    });
+    common::signal(&child, "TERM");
+    let _ = child.wait();
+    let records = terminated(&audit);
+    assert_eq!(
+        records,
+        BTreeSet::from([("kim".to_owned(), kim_id)]),
+        "the terminations recorded (curfew's was {replica_id})"
     );
     assert_audit_verifies(&audit);
 }

@@ -203,7 +203,7 @@ fn connect_limit(target: &MysqlTarget) -> Duration {
         .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
 }
 
-async fn open(target: &MysqlTarget, opts: OptsBuilder) -> Result<Conn, MysqlError> {
+pub(crate) async fn open(target: &MysqlTarget, opts: OptsBuilder) -> Result<Conn, MysqlError> {
     let limit = connect_limit(target);
     match tokio::time::timeout(limit, Conn::new(opts)).await {
         Ok(Ok(conn)) => Ok(conn),
@@ -221,7 +221,7 @@ async fn open(target: &MysqlTarget, opts: OptsBuilder) -> Result<Conn, MysqlErro
 }
 
 /// The driver's TLS options for the URL's mode (`None`: no TLS).
-fn tls_options(target: &MysqlTarget) -> Result<Option<SslOpts>, MysqlError> {
+pub(crate) fn tls_options(target: &MysqlTarget) -> Result<Option<SslOpts>, MysqlError> {
     let url = &target.url;
     if url.tls == TlsMode::Disable {
         return Ok(None);

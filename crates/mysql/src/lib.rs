@@ -11,6 +11,7 @@
 pub mod anchor;
 mod anchor_read;
 mod backend;
+mod canary;
 mod connect;
 mod error;
 mod grants;
@@ -31,6 +32,7 @@ mod url;
 
 pub use anchor::{AnchorOrigin, AnchorRow, anchor_install_sql};
 pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
+pub use canary::connect_canary;
 pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};

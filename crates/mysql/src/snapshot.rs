@@ -200,11 +200,18 @@ pub(crate) fn decode_snapshot(
 }
 
 /// Whether a process-list row is one of curfew's own connections: a session of curfew's
-/// account presenting curfew's program name, or (where program names are unknown) any session
-/// of curfew's account, as PostgreSQL leaves out curfew's role with its application name.
+/// account presenting curfew's program name or none at all, or (where program names are
+/// unknown) any session of curfew's account, as PostgreSQL leaves out curfew's role with its
+/// application name. No program name counts as curfew's because mysql_async 0.37 loses its
+/// connection attributes over TLS (its SSL request does not announce them, and MariaDB takes
+/// the client's capabilities from that packet): curfew's own TLS connections show none.
 pub fn curfew_connection(row: &ProcessRow, own_user: &str, program_names_known: bool) -> bool {
     row.user == own_user
-        && (!program_names_known || row.program.as_deref() == Some(crate::connect::PROGRAM_NAME))
+        && (!program_names_known
+            || matches!(
+                row.program.as_deref(),
+                None | Some(crate::connect::PROGRAM_NAME)
+            ))
 }
 
 /// The client's address from the process list's `HOST` (`10.0.0.1:5000`, `[::1]:5000` or

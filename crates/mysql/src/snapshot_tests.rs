@@ -183,6 +183,9 @@ fn curfew_s_own_connections_are_known_by_account_and_program_name() {
         "curfew_agent",
         true
     ));
+    // A session of curfew's account without a program name is curfew's over TLS (the driver
+    // drops its attributes there).
+    assert!(curfew_connection(&agent(None), "curfew_agent", true));
     // ...unless program names cannot be read: then every session of curfew's account is left out.
     assert!(curfew_connection(&agent(None), "curfew_agent", false));
     assert!(!curfew_connection(

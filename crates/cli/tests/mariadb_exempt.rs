@@ -16,6 +16,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::maria::alive;
 use common::{agent, assert_audit_verifies, dir, lines_of, wait_for};
 use curfew_sandbox::{MariaDbOptions, MariaDbServer};
 use mysql_async::prelude::Queryable;
@@ -68,12 +69,6 @@ async fn client(server: &MariaDbServer, user: &str, password: Option<&str>, via:
         Via::Socket => opts.socket(Some(server.socket().display().to_string())),
     };
     Conn::new(opts).await.unwrap()
-}
-
-async fn alive(conn: &mut Conn) -> bool {
-    tokio::time::timeout(Duration::from_secs(5), conn.query_drop("SELECT 1"))
-        .await
-        .is_ok_and(|r| r.is_ok())
 }
 
 /// The connection ids of the `session_terminated` records, each with its role.

@@ -2,10 +2,12 @@
 //! canary account, reaching the server the way curfew's own connections do (the target URL's
 //! endpoint and TLS), so the live test crosses the same network path and certificate checks.
 
+use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
 
 use crate::connect::{open, tls_options};
 use crate::error::MysqlError;
+use crate::grants::account_name;
 use crate::target::MysqlTarget;
 use crate::url::{Endpoint, TlsMode};
 
@@ -48,4 +50,61 @@ pub async fn connect_canary(
         Some(ssl) => open(target, opts.ssl_opts(ssl)).await,
         None => open(target, opts).await,
     }
+}
+
+/// Creates canary account `user`@`host` with `password` for one `curfew verify` run. The
+/// password must be letters and digits only: `IDENTIFIED BY` takes a string literal, not an
+/// expression, and such a password reads the same under every SQL mode. Nothing returned
+/// carries the password.
+pub async fn create_canary_account(
+    conn: &mut Conn,
+    target: &str,
+    user: &str,
+    host: &str,
+    password: &str,
+) -> Result<(), MysqlError> {
+    if password.is_empty() || !password.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(MysqlError::Unsupported {
+            target: target.to_owned(),
+            what: "a canary password other than letters and digits",
+        });
+    }
+    let sql = format!(
+        "CREATE USER {} IDENTIFIED BY '{password}'",
+        account_name(user, host)
+    );
+    conn.query_drop(sql)
+        .await
+        .map_err(|e| MysqlError::query(target, "creating the canary account", e))
+}
+
+/// Ends every session of canary user `user` (listed in the process list), then drops account
+/// `user`@`host` if it exists: run after every `curfew verify` run, whatever its outcome, so
+/// no canary outlives it. Returns how many sessions were ended.
+pub async fn drop_canary_account(
+    conn: &mut Conn,
+    target: &str,
+    user: &str,
+    host: &str,
+) -> Result<usize, MysqlError> {
+    let ids: Vec<u64> = conn
+        .exec(
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = ?",
+            (user,),
+        )
+        .await
+        .map_err(|e| MysqlError::query(target, "listing the canary's sessions", e))?;
+    let mut ended = 0;
+    for id in ids {
+        match conn.query_drop(format!("KILL CONNECTION {id}")).await {
+            Ok(()) => ended += 1,
+            // 1094: unknown thread id, the session ended by itself meanwhile.
+            Err(mysql_async::Error::Server(e)) if e.code == 1094 => {}
+            Err(e) => return Err(MysqlError::query(target, "ending the canary's sessions", e)),
+        }
+    }
+    conn.query_drop(format!("DROP USER IF EXISTS {}", account_name(user, host)))
+        .await
+        .map_err(|e| MysqlError::query(target, "dropping the canary account", e))?;
+    Ok(ended)
 }

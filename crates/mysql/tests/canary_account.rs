@@ -1,0 +1,73 @@
+//! `create_canary_account` / `drop_canary_account`: verify's canary account is made with an
+//! awkward name quoted as an identifier, logs in, and is dropped with its sessions ended;
+//! a password that could not stand in a literal is refused without being echoed.
+#![allow(clippy::unwrap_used)]
+
+mod fixture;
+
+use curfew_mysql::{MysqlError, connect_canary, create_canary_account, drop_canary_account};
+use curfew_sandbox::MariaDbOptions;
+use fixture::Fixture;
+
+const CANARY: &str = "curfew_canary_`o'b\"q";
+const CANARY_PASSWORD: &str = "Xk7p2QwZ9s";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_account_is_created_and_dropped_with_its_sessions() {
+    let f = Fixture::start(MariaDbOptions::default());
+    f.server
+        .admin_sql(&format!(
+            "GRANT CREATE USER ON *.* TO '{}'@'127.0.0.1';",
+            fixture::AGENT
+        ))
+        .unwrap();
+    let target = f.target();
+    let mut operator = connect_canary(&target, fixture::AGENT, "agent-secret", "curfew")
+        .await
+        .unwrap();
+
+    let err = create_canary_account(&mut operator, "m", CANARY, "127.0.0.1", "bad'pass")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MysqlError::Unsupported { .. }), "{err}");
+    assert!(!format!("{err} {err:?}").contains("bad'pass"), "{err:?}");
+
+    create_canary_account(&mut operator, "m", CANARY, "127.0.0.1", CANARY_PASSWORD)
+        .await
+        .unwrap();
+    let canary = connect_canary(&target, CANARY, CANARY_PASSWORD, "curfew_canary")
+        .await
+        .unwrap();
+    let (id, sleeping) = fixture::running(canary, 30).await;
+
+    let ended = drop_canary_account(&mut operator, "m", CANARY, "127.0.0.1")
+        .await
+        .unwrap();
+    assert_eq!(ended, 1);
+    tokio::time::timeout(std::time::Duration::from_secs(10), sleeping)
+        .await
+        .unwrap()
+        .unwrap();
+    let left = f
+        .server
+        .admin_sql(&format!(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {id}"
+        ))
+        .unwrap();
+    assert_eq!(left.trim(), "0");
+    let accounts = f
+        .server
+        .admin_sql("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'curfew\\_canary%'")
+        .unwrap();
+    assert_eq!(accounts.trim(), "0");
+    let err = connect_canary(&target, CANARY, CANARY_PASSWORD, "curfew_canary")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, MysqlError::Connect { .. }), "{err}");
+
+    // Dropping again (cleanup after a run that failed before creating it) is not an error.
+    let ended = drop_canary_account(&mut operator, "m", CANARY, "127.0.0.1")
+        .await
+        .unwrap();
+    assert_eq!(ended, 0);
+}

@@ -108,3 +108,19 @@ pub async fn drop_canary_account(
         .map_err(|e| MysqlError::query(target, "dropping the canary account", e))?;
     Ok(ended)
 }
+
+/// The statement a canary's session runs to switch MariaDB's own idle limit off for itself
+/// (`wait_timeout`'s largest value, a year), so only curfew can end it within a run.
+pub const SWITCH_OFF_WAIT_TIMEOUT: &str = "SET SESSION wait_timeout = 31536000";
+
+/// Whether connection `id` is still in the server's process list.
+pub async fn session_exists(conn: &mut Conn, target: &str, id: u64) -> Result<bool, MysqlError> {
+    let count: Option<u64> = conn
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = ?",
+            (id,),
+        )
+        .await
+        .map_err(|e| MysqlError::query(target, "looking for the canary's session", e))?;
+    Ok(count.unwrap_or(0) > 0)
+}

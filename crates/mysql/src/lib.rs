@@ -32,7 +32,10 @@ mod url;
 
 pub use anchor::{AnchorOrigin, AnchorRow, anchor_install_sql};
 pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
-pub use canary::{connect_canary, create_canary_account, drop_canary_account};
+pub use canary::{
+    SWITCH_OFF_WAIT_TIMEOUT, connect_canary, create_canary_account, drop_canary_account,
+    session_exists,
+};
 pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
 pub use error::MysqlError;
 pub use grants::{Flavor, account_name, global_privileges, missing_grants, split_account};

@@ -5,9 +5,13 @@
 
 mod fixture;
 
-use curfew_mysql::{MysqlError, connect_canary, create_canary_account, drop_canary_account};
+use curfew_mysql::{
+    MysqlError, SWITCH_OFF_WAIT_TIMEOUT, connect_canary, create_canary_account,
+    drop_canary_account, session_exists,
+};
 use curfew_sandbox::MariaDbOptions;
 use fixture::Fixture;
+use mysql_async::prelude::Queryable;
 
 const CANARY: &str = "curfew_canary_`o'b\"q";
 const CANARY_PASSWORD: &str = "Xk7p2QwZ9s";
@@ -35,9 +39,17 @@ async fn a_canary_account_is_created_and_dropped_with_its_sessions() {
     create_canary_account(&mut operator, "m", CANARY, "127.0.0.1", CANARY_PASSWORD)
         .await
         .unwrap();
-    let canary = connect_canary(&target, CANARY, CANARY_PASSWORD, "curfew_canary")
+    let mut canary = connect_canary(&target, CANARY, CANARY_PASSWORD, "curfew_canary")
         .await
         .unwrap();
+    canary.query_drop(SWITCH_OFF_WAIT_TIMEOUT).await.unwrap();
+    let limit: Option<u64> = canary
+        .query_first("SELECT @@SESSION.wait_timeout")
+        .await
+        .unwrap();
+    assert_eq!(limit, Some(31_536_000));
+    let canary_id = u64::from(canary.id());
+    assert!(session_exists(&mut operator, "m", canary_id).await.unwrap());
     let (id, sleeping) = fixture::running(canary, 30).await;
 
     let ended = drop_canary_account(&mut operator, "m", CANARY, "127.0.0.1")
@@ -55,6 +67,7 @@ async fn a_canary_account_is_created_and_dropped_with_its_sessions() {
         ))
         .unwrap();
     assert_eq!(left.trim(), "0");
+    assert!(!session_exists(&mut operator, "m", canary_id).await.unwrap());
     let accounts = f
         .server
         .admin_sql("SELECT COUNT(*) FROM mysql.user WHERE User LIKE 'curfew\\_canary%'")

@@ -13,6 +13,7 @@ mod ledger;
 mod live;
 mod mariadb;
 mod mariadb_live;
+mod mariadb_store;
 mod record;
 mod roles;
 mod settings;
@@ -21,6 +22,7 @@ mod termination;
 pub use checked::Checked;
 pub use live::{check_target, is_mysql};
 pub use mariadb::{Account, MariaDbFacts, judge_mariadb, stig};
+pub use mariadb_store::{DatabaseGrant, pattern_matches, store};
 pub use record::configuration_records;
 
 use curfew_policy::Policy;

@@ -12,6 +12,7 @@ mod hba;
 mod ledger;
 mod live;
 mod mariadb;
+mod mariadb_leader;
 mod mariadb_live;
 mod mariadb_store;
 mod record;
@@ -22,6 +23,7 @@ mod termination;
 pub use checked::Checked;
 pub use live::{check_target, is_mysql};
 pub use mariadb::{Account, MariaDbFacts, judge_mariadb, stig};
+pub use mariadb_leader::{LeaderHolder, leader};
 pub use mariadb_store::{DatabaseGrant, pattern_matches, store};
 pub use record::configuration_records;
 

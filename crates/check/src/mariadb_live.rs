@@ -7,7 +7,7 @@ use curfew_mysql::{Connection, Flavor, MysqlError, MysqlTarget, global_privilege
 use mysql_async::prelude::Queryable;
 
 use crate::mariadb::{Account, MariaDbFacts, VARIABLES, judge_mariadb};
-use crate::{Checked, DatabaseGrant, Finding, PolicyContext, Status};
+use crate::{Checked, DatabaseGrant, Finding, LeaderHolder, PolicyContext, Status};
 
 /// Connect to a MariaDB/MySQL target and judge it. An account that lacks a privilege the agent
 /// needs cannot connect: that is the privileges finding, and the rest is not checked.
@@ -32,14 +32,49 @@ pub(crate) async fn check_mariadb(
     let warnings = connected.warnings;
     let mut connection = connected.connection;
     match read_facts(&mut connection).await {
-        Ok(facts) => Checked {
-            target: target.name.clone(),
-            db_role,
-            server: Some(server_name(&facts)),
-            findings: judge_mariadb(&facts, context),
-            warnings,
-        },
+        Ok(facts) => {
+            let mut findings = judge_mariadb(&facts, context);
+            findings.push(read_leader(&mut connection, &facts, context).await);
+            Checked {
+                target: target.name.clone(),
+                db_role,
+                server: Some(server_name(&facts)),
+                findings,
+                warnings,
+            }
+        }
         Err(e) => crate::checked::unreachable(target, db_role, e, warnings),
+    }
+}
+
+/// CURFEW-MARIADB-LEADER from the leader lock's holder and its announcement; UNKNOWN when the
+/// holders cannot be read.
+async fn read_leader(
+    connection: &mut Connection,
+    facts: &MariaDbFacts,
+    context: PolicyContext<'_>,
+) -> Finding {
+    let account = curfew_mysql::account_name(&facts.user, &facts.host);
+    match connection.lock_holders().await {
+        Ok(holders) => {
+            let holder = holders.into_iter().find(|h| h.granted).map(|h| LeaderHolder {
+                id: u64::try_from(h.pid).unwrap_or_default(),
+                account: h.role.unwrap_or_default(),
+                own_account: h.own_role,
+                announcement: h.application,
+            });
+            crate::leader(holder.as_ref(), &account, context)
+        }
+        Err(e) => Finding {
+            id: "CURFEW-MARIADB-LEADER",
+            title: "A curfew agent enforces this policy on the server",
+            requirement: "NIST SP 800-171 3.1.11[b]: sessions are terminated after the defined conditions",
+            status: Status::Unknown,
+            observed: format!("the leader lock's holders could not be read: {e}"),
+            expected: "the leader lock held by curfew's account, announcing enforcement of this policy".to_owned(),
+            why: String::new(),
+            fix: "SELECT IS_USED_LOCK('curfew_leader'); and look that connection up in information_schema.PROCESSLIST.".to_owned(),
+        },
     }
 }
 
@@ -92,6 +127,10 @@ fn missing_privileges(
             "Only administrators may change the curfew database (curfew's own account by table grants only)",
         ),
         ("CURFEW-CLOCK", "This host's clock agrees with the server's"),
+        (
+            "CURFEW-MARIADB-LEADER",
+            "A curfew agent enforces this policy on the server",
+        ),
     ] {
         findings.push(Finding {
             id,

@@ -236,6 +236,16 @@ fn check_store_fails_a_database_wide_grant_on_curfew_and_passes_table_grants() {
 
     // Its own database-wide grant is seen even where mysql.db is not readable.
     let (_, doc, _) = check(&policy);
+    // No agent runs: nobody leads.
+    let leader = finding(&doc, "CURFEW-MARIADB-LEADER");
+    assert_eq!(leader["status"], "fail", "{leader:#}");
+    assert!(
+        leader["why"]
+            .as_str()
+            .unwrap()
+            .contains("no curfew agent leads"),
+        "{leader:#}"
+    );
     let store = finding(&doc, "CURFEW-MARIADB-STORE");
     assert_eq!(store["status"], "fail", "{store:#}");
     let fix = store["fix"].as_str().unwrap();

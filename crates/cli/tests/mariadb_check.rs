@@ -288,4 +288,16 @@ fn check_store_fails_a_database_wide_grant_on_curfew_and_passes_table_grants() {
             .contains("REVOKE INSERT ON `curfe_`.* FROM `app`@`%`;"),
         "{store:#}"
     );
+
+    // With an agent enforcing this policy, it leads.
+    let mut child = common::agent(&policy, &d.0.join("audit.jsonl"));
+    let lines = common::lines_of(&mut child);
+    common::wait_for(
+        &lines,
+        "this agent leads",
+        std::time::Duration::from_secs(30),
+    );
+    let (_, doc, _) = check(&policy);
+    let leader = finding(&doc, "CURFEW-MARIADB-LEADER");
+    assert_eq!(leader["status"], "pass", "{leader:#}");
 }

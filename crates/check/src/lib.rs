@@ -12,7 +12,9 @@ mod hba;
 mod ledger;
 mod live;
 mod mariadb;
+mod mariadb_leader;
 mod mariadb_live;
+mod mariadb_store;
 mod record;
 mod roles;
 mod settings;
@@ -21,6 +23,8 @@ mod termination;
 pub use checked::Checked;
 pub use live::{check_target, is_mysql};
 pub use mariadb::{Account, MariaDbFacts, judge_mariadb, stig};
+pub use mariadb_leader::{LeaderHolder, leader};
+pub use mariadb_store::{DatabaseGrant, pattern_matches, store};
 pub use record::configuration_records;
 
 use curfew_policy::Policy;

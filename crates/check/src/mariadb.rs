@@ -36,6 +36,10 @@ pub struct MariaDbFacts {
     pub accounts: Result<Vec<Account>, String>,
     /// The server's clock against this host's.
     pub clock: curfew_postgres::ClockReading,
+    /// Every database-level grant (`mysql.db`), or why it could not be read.
+    pub database_grants: Result<Vec<crate::DatabaseGrant>, String>,
+    /// curfew's account's own database-level grants (always readable by it).
+    pub own_database_grants: Vec<crate::DatabaseGrant>,
 }
 
 /// One account as far as passwords go (its secret is never read: only whether it is empty).
@@ -98,6 +102,13 @@ pub fn judge_mariadb(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Vec<Findin
         no_password(facts),
         logging(facts),
         privileges(facts, ctx),
+        crate::mariadb_store::store(
+            &facts.user,
+            &facts.host,
+            &facts.database_grants,
+            &facts.own_database_grants,
+            &[],
+        ),
         crate::clock::finding(&facts.clock, "NOW(6)", ctx.max_clock_offset),
     ];
     for f in &mut findings {

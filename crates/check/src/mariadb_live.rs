@@ -7,7 +7,7 @@ use curfew_mysql::{Connection, Flavor, MysqlError, MysqlTarget, global_privilege
 use mysql_async::prelude::Queryable;
 
 use crate::mariadb::{Account, MariaDbFacts, VARIABLES, judge_mariadb};
-use crate::{Checked, Finding, PolicyContext, Status};
+use crate::{Checked, DatabaseGrant, Finding, LeaderHolder, PolicyContext, Status};
 
 /// Connect to a MariaDB/MySQL target and judge it. An account that lacks a privilege the agent
 /// needs cannot connect: that is the privileges finding, and the rest is not checked.
@@ -32,14 +32,49 @@ pub(crate) async fn check_mariadb(
     let warnings = connected.warnings;
     let mut connection = connected.connection;
     match read_facts(&mut connection).await {
-        Ok(facts) => Checked {
-            target: target.name.clone(),
-            db_role,
-            server: Some(server_name(&facts)),
-            findings: judge_mariadb(&facts, context),
-            warnings,
-        },
+        Ok(facts) => {
+            let mut findings = judge_mariadb(&facts, context);
+            findings.push(read_leader(&mut connection, &facts, context).await);
+            Checked {
+                target: target.name.clone(),
+                db_role,
+                server: Some(server_name(&facts)),
+                findings,
+                warnings,
+            }
+        }
         Err(e) => crate::checked::unreachable(target, db_role, e, warnings),
+    }
+}
+
+/// CURFEW-MARIADB-LEADER from the leader lock's holder and its announcement; UNKNOWN when the
+/// holders cannot be read.
+async fn read_leader(
+    connection: &mut Connection,
+    facts: &MariaDbFacts,
+    context: PolicyContext<'_>,
+) -> Finding {
+    let account = curfew_mysql::account_name(&facts.user, &facts.host);
+    match connection.lock_holders().await {
+        Ok(holders) => {
+            let holder = holders.into_iter().find(|h| h.granted).map(|h| LeaderHolder {
+                id: u64::try_from(h.pid).unwrap_or_default(),
+                account: h.role.unwrap_or_default(),
+                own_account: h.own_role,
+                announcement: h.application,
+            });
+            crate::leader(holder.as_ref(), &account, context)
+        }
+        Err(e) => Finding {
+            id: "CURFEW-MARIADB-LEADER",
+            title: "A curfew agent enforces this policy on the server",
+            requirement: "NIST SP 800-171 3.1.11[b]: sessions are terminated after the defined conditions",
+            status: Status::Unknown,
+            observed: format!("the leader lock's holders could not be read: {e}"),
+            expected: "the leader lock held by curfew's account, announcing enforcement of this policy".to_owned(),
+            why: String::new(),
+            fix: "SELECT IS_USED_LOCK('curfew_leader'); and look that connection up in information_schema.PROCESSLIST.".to_owned(),
+        },
     }
 }
 
@@ -87,7 +122,15 @@ fn missing_privileges(
             "CURFEW-MARIADB-LOGGING",
             "Connections and disconnections are logged",
         ),
+        (
+            "CURFEW-MARIADB-STORE",
+            "Only administrators may change the curfew database (curfew's own account by table grants only)",
+        ),
         ("CURFEW-CLOCK", "This host's clock agrees with the server's"),
+        (
+            "CURFEW-MARIADB-LEADER",
+            "A curfew agent enforces this policy on the server",
+        ),
     ] {
         findings.push(Finding {
             id,
@@ -140,7 +183,13 @@ async fn read_facts(connection: &mut Connection) -> Result<MariaDbFacts, String>
         .await
         .map_err(|e| fail("reading the server's clock", e))?
         .ok_or_else(|| format!("target \"{target}\": no usable reading of the server's clock"))?;
+    let database_grants = read_database_grants(conn).await;
+    let own_database_grants = read_own_database_grants(conn, &info.user, &info.host)
+        .await
+        .map_err(|e| fail("reading curfew's database grants", e))?;
     Ok(MariaDbFacts {
+        database_grants,
+        own_database_grants,
         clock,
         version: info.version,
         flavor: info.flavor,
@@ -196,6 +245,85 @@ async fn read_accounts(
                 role: flag(5)?,
             })
         })
+        .collect()
+}
+
+/// Every database-level grant from `mysql.db` (readable by administrators only), each row's
+/// privileges named as `GRANT` names them.
+async fn read_database_grants(conn: &mut mysql_async::Conn) -> Result<Vec<DatabaseGrant>, String> {
+    let columns = [
+        ("Select_priv", "SELECT"),
+        ("Insert_priv", "INSERT"),
+        ("Update_priv", "UPDATE"),
+        ("Delete_priv", "DELETE"),
+        ("Create_priv", "CREATE"),
+        ("Drop_priv", "DROP"),
+        ("Grant_priv", "GRANT OPTION"),
+        ("References_priv", "REFERENCES"),
+        ("Index_priv", "INDEX"),
+        ("Alter_priv", "ALTER"),
+        ("Create_tmp_table_priv", "CREATE TEMPORARY TABLES"),
+        ("Lock_tables_priv", "LOCK TABLES"),
+        ("Create_view_priv", "CREATE VIEW"),
+        ("Show_view_priv", "SHOW VIEW"),
+        ("Create_routine_priv", "CREATE ROUTINE"),
+        ("Alter_routine_priv", "ALTER ROUTINE"),
+        ("Execute_priv", "EXECUTE"),
+        ("Event_priv", "EVENT"),
+        ("Trigger_priv", "TRIGGER"),
+    ];
+    let list = columns
+        .iter()
+        .map(|(column, name)| format!("IF({column} = 'Y', '{name}', NULL)"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows: Vec<(String, String, String, String)> = conn
+        .query(format!(
+            "SELECT User, Host, Db, CONCAT_WS(',', {list}) FROM mysql.db"
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(rows
+        .into_iter()
+        .map(|(user, host, database, privileges)| DatabaseGrant {
+            user,
+            host,
+            database,
+            privileges: split_privileges(&privileges),
+        })
+        .collect())
+}
+
+/// curfew's own database-level grants, from `information_schema.SCHEMA_PRIVILEGES` (which
+/// shows an account its own).
+async fn read_own_database_grants(
+    conn: &mut mysql_async::Conn,
+    user: &str,
+    host: &str,
+) -> Result<Vec<DatabaseGrant>, mysql_async::Error> {
+    let grantee = format!("'{user}'@'{host}'");
+    let rows: Vec<(String, String)> = conn
+        .exec(
+            "SELECT TABLE_SCHEMA, GROUP_CONCAT(PRIVILEGE_TYPE) FROM information_schema.SCHEMA_PRIVILEGES WHERE GRANTEE = ? GROUP BY TABLE_SCHEMA",
+            (grantee,),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(database, privileges)| DatabaseGrant {
+            user: user.to_owned(),
+            host: host.to_owned(),
+            database,
+            privileges: split_privileges(&privileges),
+        })
+        .collect())
+}
+
+fn split_privileges(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_ascii_uppercase)
         .collect()
 }
 

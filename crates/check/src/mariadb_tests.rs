@@ -63,6 +63,8 @@ fn default_install() -> MariaDbFacts {
             offset: jiff::SignedDuration::from_millis(120),
             round_trip: Duration::from_millis(4),
         },
+        database_grants: Ok(Vec::new()),
+        own_database_grants: Vec::new(),
     }
 }
 

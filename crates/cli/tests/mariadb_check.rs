@@ -218,3 +218,86 @@ fn plan_reads_a_mariadb_target_and_verify_refuses_it_clearly() {
     );
     assert!(!stderr.contains("postgresql://"), "{stderr}");
 }
+
+#[test]
+fn check_store_fails_a_database_wide_grant_on_curfew_and_passes_table_grants() {
+    let d = dir("mariadb-check-store");
+    let server = MariaDbServer::start(MariaDbOptions::default()).unwrap();
+    server
+        .admin_sql(
+            "CREATE USER 'curfew_agent'@'127.0.0.1' IDENTIFIED BY 'agent-secret';
+             GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'curfew_agent'@'127.0.0.1';
+             CREATE DATABASE curfew;
+             CREATE TABLE curfew.anchor (seq BIGINT);
+             GRANT ALL ON curfew.* TO 'curfew_agent'@'127.0.0.1';",
+        )
+        .unwrap();
+    let policy = write_policy(&d.0, &server, "curfew_agent");
+
+    // Its own database-wide grant is seen even where mysql.db is not readable.
+    let (_, doc, _) = check(&policy);
+    // No agent runs: nobody leads.
+    let leader = finding(&doc, "CURFEW-MARIADB-LEADER");
+    assert_eq!(leader["status"], "fail", "{leader:#}");
+    assert!(
+        leader["why"]
+            .as_str()
+            .unwrap()
+            .contains("no curfew agent leads"),
+        "{leader:#}"
+    );
+    let store = finding(&doc, "CURFEW-MARIADB-STORE");
+    assert_eq!(store["status"], "fail", "{store:#}");
+    let fix = store["fix"].as_str().unwrap();
+    assert!(
+        fix.starts_with("REVOKE ")
+            && fix.contains(" ON `curfew`.* FROM `curfew_agent`@`127.0.0.1`;"),
+        "{store:#}"
+    );
+
+    // Table grants as `curfew init` gives: the rest unreadable is unknown, readable passes.
+    server
+        .admin_sql(
+            "REVOKE ALL ON curfew.* FROM 'curfew_agent'@'127.0.0.1';
+             GRANT SELECT, INSERT ON curfew.anchor TO 'curfew_agent'@'127.0.0.1';",
+        )
+        .unwrap();
+    let (_, doc, _) = check(&policy);
+    assert_eq!(finding(&doc, "CURFEW-MARIADB-STORE")["status"], "unknown");
+    server
+        .admin_sql("GRANT SELECT ON mysql.db TO 'curfew_agent'@'127.0.0.1';")
+        .unwrap();
+    let (_, doc, _) = check(&policy);
+    let store = finding(&doc, "CURFEW-MARIADB-STORE");
+    assert_eq!(store["status"], "pass", "{store:#}");
+
+    // Another account writing through a wildcard database grant fails, with its REVOKE.
+    server
+        .admin_sql(
+            "CREATE USER 'app'@'%' IDENTIFIED BY 'x';
+             GRANT SELECT, INSERT ON `curfe_`.* TO 'app'@'%';",
+        )
+        .unwrap();
+    let (_, doc, _) = check(&policy);
+    let store = finding(&doc, "CURFEW-MARIADB-STORE");
+    assert_eq!(store["status"], "fail", "{store:#}");
+    assert!(
+        store["fix"]
+            .as_str()
+            .unwrap()
+            .contains("REVOKE INSERT ON `curfe_`.* FROM `app`@`%`;"),
+        "{store:#}"
+    );
+
+    // With an agent enforcing this policy, it leads.
+    let mut child = common::agent(&policy, &d.0.join("audit.jsonl"));
+    let lines = common::lines_of(&mut child);
+    common::wait_for(
+        &lines,
+        "this agent leads",
+        std::time::Duration::from_secs(30),
+    );
+    let (_, doc, _) = check(&policy);
+    let leader = finding(&doc, "CURFEW-MARIADB-LEADER");
+    assert_eq!(leader["status"], "pass", "{leader:#}");
+}

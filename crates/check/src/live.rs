@@ -49,13 +49,7 @@ pub async fn check_target(target: &curfew_policy::Target, context: PolicyContext
 
 /// Whether `target`'s URL is a MariaDB/MySQL one (`mariadb://`, `mysql://`).
 pub fn is_mysql(target: &curfew_policy::Target) -> bool {
-    use curfew_policy::UrlValidator;
-    let text = target.url.text.trim();
-    curfew_mysql::MYSQL_URLS.schemes().iter().any(|scheme| {
-        text.get(..scheme.len())
-            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
-            && text[scheme.len()..].starts_with("://")
-    })
+    curfew_mysql::is_mysql_url(&target.url.text)
 }
 
 /// The gateway's findings, on the target a `[gateway]` forwards to (none elsewhere, or without

@@ -31,13 +31,7 @@ impl AnyTarget {
 
 /// Whether `target`'s URL is one the MariaDB/MySQL adapter reads.
 pub(crate) fn is_mysql(target: &curfew_policy::Target) -> bool {
-    use curfew_policy::UrlValidator;
-    let text = target.url.text.trim();
-    curfew_mysql::MYSQL_URLS.schemes().iter().any(|scheme| {
-        text.len() > scheme.len() + 3
-            && text[..scheme.len()].eq_ignore_ascii_case(scheme)
-            && text[scheme.len()..].starts_with("://")
-    })
+    curfew_mysql::is_mysql_url(&target.url.text)
 }
 
 /// An open connection to a PostgreSQL or a MariaDB/MySQL target.

@@ -50,4 +50,6 @@ pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};
 pub use snapshot::{ProcessRow, client_address, curfew_connection, snapshot_sql};
 pub use target::{MysqlTarget, TargetUrlError};
-pub use url::{DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError};
+pub use url::{
+    DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError, is_mysql_url,
+};

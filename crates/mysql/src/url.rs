@@ -359,6 +359,17 @@ pub static MYSQL_URLS: MysqlUrls = MysqlUrls;
 #[derive(Debug, Clone, Copy)]
 pub struct MysqlUrls;
 
+/// Whether `url` starts with one of [`MYSQL_URLS`]' schemes and `://` (case aside): the one
+/// test every command uses to pick this adapter. Never panics on any text.
+pub fn is_mysql_url(url: &str) -> bool {
+    let text = url.trim();
+    MYSQL_URLS.schemes().iter().any(|scheme| {
+        text.get(..scheme.len())
+            .is_some_and(|s| s.eq_ignore_ascii_case(scheme))
+            && text[scheme.len()..].starts_with("://")
+    })
+}
+
 impl UrlValidator for MysqlUrls {
     fn schemes(&self) -> &[&str] {
         &["mariadb", "mysql"]

@@ -193,3 +193,22 @@ fn a_policy_with_the_validator_reports_a_bad_url_at_its_place() {
     assert!(shown.contains("contains a password"), "{shown}");
     assert!(!shown.contains("pw@"), "{shown}");
 }
+
+/// Regression: two of the three scheme tests this replaced sliced the URL by byte count, which
+/// panics when a multi-byte character straddles the scheme's length.
+#[test]
+fn the_scheme_test_never_panics_on_any_text() {
+    for url in ["mariadb://x", "MySQL://h/db", " mysql://h "] {
+        assert!(is_mysql_url(url), "{url}");
+    }
+    for url in [
+        "mysq€://h",
+        "maria€db://h",
+        "postgresql://h",
+        "mysql:/h",
+        "",
+        "€",
+    ] {
+        assert!(!is_mysql_url(url), "{url}");
+    }
+}

@@ -63,13 +63,7 @@ type Read = Result<(Vec<Anchor>, (String, Option<String>)), String>;
 
 /// Whether `url` is one the MariaDB/MySQL adapter reads (its scheme, case aside).
 fn is_mysql(url: &str) -> bool {
-    use curfew_policy::UrlValidator;
-    let text = url.trim();
-    curfew_mysql::MYSQL_URLS.schemes().iter().any(|scheme| {
-        text.len() > scheme.len() + 3
-            && text[..scheme.len()].eq_ignore_ascii_case(scheme)
-            && text[scheme.len()..].starts_with("://")
-    })
+    curfew_mysql::is_mysql_url(url)
 }
 
 async fn read_postgres(target: &curfew_policy::Target) -> Read {

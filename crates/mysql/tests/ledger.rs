@@ -1,7 +1,8 @@
 //! Login locks on a real MariaDB: a window lock locks every account of a user and restores
 //! them, a user with a quote, backslash and backquote in its name, an account locked before
 //! curfew stays locked, and a crash at each step of a change is settled by the next connection
-//! (no stranded lock, no wrongly unlocked account).
+//! (no stranded lock, no wrongly unlocked account); an agent that no longer leads changes no
+//! account.
 #![allow(clippy::unwrap_used)]
 
 mod fixture;
@@ -9,7 +10,7 @@ mod fixture;
 use std::path::{Path, PathBuf};
 
 use curfew_audit::{AuditLog, Intent, IntentToken, LoginChange as Change};
-use curfew_backend::{LedgerStatus, LoginChange, LoginLedger};
+use curfew_backend::{Coordination, LedgerStatus, LoginChange, LoginLedger};
 use curfew_mysql::Connection;
 use curfew_sandbox::MariaDbOptions;
 use fixture::{AGENT, Fixture};
@@ -333,4 +334,42 @@ async fn the_missing_grants_are_named() {
             && problem.contains("GRANT SELECT ON mysql.global_priv TO `curfew_agent`@`127.0.0.1`"),
         "{problem}"
     );
+}
+
+/// An agent that lost the leader lock (paused while another took over) must not lock or
+/// unlock anyone: its `ALTER USER` is fenced on the lock like its `KILL`s, on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_no_longer_leads_changes_no_account() {
+    let f = server();
+    let mut leader = f.curfew().await;
+    let key = Coordination::try_lead(&mut leader).await.unwrap().unwrap();
+    let mut c = f.curfew().await;
+    let kim = id_of(&c, "kim").await;
+    lock(&c, "night", &[(kim, "kim".to_owned())]).await;
+
+    // Fenced on the leader that holds the lock: the change is made.
+    Coordination::fence(&mut c, Some(key));
+    assert_eq!(disable(&mut c, kim, &no_fault).await, LoginChange::Disabled);
+    assert!(locked(&f, "kim").iter().all(|(_, l)| *l));
+    lock(&c, "night", &[]).await;
+
+    // The leader is gone (its connection closed): the same connection changes nothing.
+    drop(leader);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (_log, token) = intent(&temp_dir("fenced"));
+    let error = c
+        .restore_login(&token.authorize(kim), &no_fault)
+        .await
+        .unwrap_err();
+    assert!(error.is_not_leading(), "{error}");
+    assert!(
+        locked(&f, "kim").iter().all(|(_, l)| *l),
+        "an agent that no longer leads unlocked kim"
+    );
+
+    // Unfenced (the next leader), the interrupted intent is settled and kim restored.
+    Coordination::fence(&mut c, None);
+    assert_eq!(restore(&mut c, kim, &no_fault).await, LoginChange::Restored);
+    assert!(locked(&f, "kim").iter().all(|(_, l)| !*l));
+    assert!(c.locked_roles().await.unwrap().is_empty());
 }

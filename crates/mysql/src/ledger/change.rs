@@ -12,6 +12,7 @@ use super::accounts::{Account, AccountChange, ChangeAction, Reconcile};
 use super::store::{accounts, active_locks, changes, failed, user_of};
 use crate::error::MysqlError;
 use crate::grants::account_name;
+use crate::leader_lock::{Leadership, fence_condition};
 
 const WHAT: &str = "recording a login change in the ledger";
 
@@ -49,20 +50,60 @@ async fn forget(conn: &mut Conn, target: &str, user: &str, host: &str) -> Result
 
 /// `ALTER USER` for one account, both parts quoted as identifiers (any quote, backslash or
 /// backquote in them stays inside).
+fn alter_sql(account: &Account, lock: bool) -> String {
+    format!(
+        "ALTER USER {} ACCOUNT {}",
+        account_name(&account.user, &account.host),
+        if lock { "LOCK" } else { "UNLOCK" }
+    )
+}
+
+/// The `ALTER USER` inside a compound statement that runs it only while `fence` still holds
+/// the leader lock on the same boot of the server, checked by the server immediately before:
+/// `A` when it ran, `L` when the fence failed.
+fn fenced_alter_sql(account: &Account, lock: bool, fence: &Leadership) -> String {
+    format!(
+        "BEGIN NOT ATOMIC \
+         DECLARE boot_us BIGINT DEFAULT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) \
+         - 1000000 * (SELECT CAST(VARIABLE_VALUE AS SIGNED) \
+         FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'); \
+         IF {} THEN {}; SELECT 'A'; ELSE SELECT 'L'; END IF; END",
+        fence_condition(fence),
+        alter_sql(account, lock)
+    )
+}
+
+/// Change one account's login; with `fence`, only while that leadership still holds (an agent
+/// that lost it while paused must not lock or unlock anyone: the new leader does).
 async fn alter(
     conn: &mut Conn,
     target: &str,
     account: &Account,
     lock: bool,
+    fence: Option<&Leadership>,
 ) -> Result<(), MysqlError> {
-    let sql = format!(
-        "ALTER USER {} ACCOUNT {}",
-        account_name(&account.user, &account.host),
-        if lock { "LOCK" } else { "UNLOCK" }
-    );
-    conn.query_drop(sql)
+    const WHAT: &str = "changing an account's login (ALTER USER)";
+    let Some(fence) = fence else {
+        return conn
+            .query_drop(alter_sql(account, lock))
+            .await
+            .map_err(failed(target, WHAT));
+    };
+    let verdict: Option<String> = conn
+        .query_first(fenced_alter_sql(account, lock, fence))
         .await
-        .map_err(failed(target, "changing an account's login (ALTER USER)"))
+        .map_err(failed(target, WHAT))?;
+    match verdict.as_deref() {
+        Some("A") => Ok(()),
+        Some("L") => Err(MysqlError::NotLeading {
+            target: target.to_owned(),
+        }),
+        _ => Err(MysqlError::decode(
+            target,
+            WHAT,
+            "no verdict from the fenced ALTER USER",
+        )),
+    }
 }
 
 /// Settle every interrupted step (an intent without its outcome) from the server's state:
@@ -146,6 +187,7 @@ pub(crate) async fn disable(
     conn: &mut Conn,
     target: &str,
     id: u32,
+    fence: Option<&Leadership>,
     fault: FaultHook<'_>,
 ) -> Result<LoginChange, MysqlError> {
     reconcile(conn, target).await?;
@@ -182,7 +224,7 @@ pub(crate) async fn disable(
         }
         record(conn, target, account, ChangeAction::Lock, false, false).await?;
         fault("lock.after-intent");
-        alter(conn, target, account, true).await?;
+        alter(conn, target, account, true, fence).await?;
         fault("lock.after-alter");
         record(conn, target, account, ChangeAction::Lock, true, false).await?;
         fault("lock.after-ledger");
@@ -202,6 +244,7 @@ pub(crate) async fn restore(
     conn: &mut Conn,
     target: &str,
     id: u32,
+    fence: Option<&Leadership>,
     fault: FaultHook<'_>,
 ) -> Result<LoginChange, MysqlError> {
     reconcile(conn, target).await?;
@@ -235,7 +278,7 @@ pub(crate) async fn restore(
         }
         record(conn, target, account, ChangeAction::Unlock, false, false).await?;
         fault("restore.after-intent");
-        alter(conn, target, account, false).await?;
+        alter(conn, target, account, false, fence).await?;
         fault("restore.after-alter");
         forget(conn, target, &change.user, &account.host).await?;
         if account.host != change.host {

@@ -11,7 +11,6 @@ use mysql_async::prelude::Queryable;
 use super::accounts::{Account, AccountChange, ChangeAction, Reconcile};
 use super::store::{accounts, active_locks, changes, failed, user_of};
 use crate::error::MysqlError;
-use crate::grants::account_name;
 use crate::leader_lock::{Leadership, fence_condition};
 
 const WHAT: &str = "recording a login change in the ledger";
@@ -48,33 +47,11 @@ async fn forget(conn: &mut Conn, target: &str, user: &str, host: &str) -> Result
     .map_err(failed(target, WHAT))
 }
 
-/// `ALTER USER` for one account, both parts quoted as identifiers (any quote, backslash or
-/// backquote in them stays inside).
-fn alter_sql(account: &Account, lock: bool) -> String {
-    format!(
-        "ALTER USER {} ACCOUNT {}",
-        account_name(&account.user, &account.host),
-        if lock { "LOCK" } else { "UNLOCK" }
-    )
-}
-
-/// The `ALTER USER` inside a compound statement that runs it only while `fence` still holds
-/// the leader lock on the same boot of the server, checked by the server immediately before:
-/// `A` when it ran, `L` when the fence failed.
-fn fenced_alter_sql(account: &Account, lock: bool, fence: &Leadership) -> String {
-    format!(
-        "BEGIN NOT ATOMIC \
-         DECLARE boot_us BIGINT DEFAULT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) \
-         - 1000000 * (SELECT CAST(VARIABLE_VALUE AS SIGNED) \
-         FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'); \
-         IF {} THEN {}; SELECT 'A'; ELSE SELECT 'L'; END IF; END",
-        fence_condition(fence),
-        alter_sql(account, lock)
-    )
-}
-
-/// Change one account's login; with `fence`, only while that leadership still holds (an agent
-/// that lost it while paused must not lock or unlock anyone: the new leader does).
+/// Lock or unlock one account through `curfew.set_account_lock` (the administrator's
+/// procedure: curfew's account holds no `CREATE USER`), its names bound; with `fence`, only
+/// while that leadership still holds the leader lock on the same boot of the server, checked
+/// by the server immediately before (an agent that lost it while paused must not lock or
+/// unlock anyone: the new leader does).
 async fn alter(
     conn: &mut Conn,
     target: &str,
@@ -82,15 +59,25 @@ async fn alter(
     lock: bool,
     fence: Option<&Leadership>,
 ) -> Result<(), MysqlError> {
-    const WHAT: &str = "changing an account's login (ALTER USER)";
+    const WHAT: &str = "changing an account's login (curfew.set_account_lock)";
     let Some(fence) = fence else {
         return conn
-            .query_drop(alter_sql(account, lock))
+            .exec_drop(
+                "CALL `curfew`.`set_account_lock`(?, ?, ?)",
+                (&account.user, &account.host, lock),
+            )
             .await
             .map_err(failed(target, WHAT));
     };
+    // A compound statement takes no parameters: the names go in session variables first.
+    conn.exec_drop(
+        "SET @curfew_user = ?, @curfew_host = ?",
+        (&account.user, &account.host),
+    )
+    .await
+    .map_err(failed(target, WHAT))?;
     let verdict: Option<String> = conn
-        .query_first(fenced_alter_sql(account, lock, fence))
+        .query_first(fenced_call_sql(lock, fence))
         .await
         .map_err(failed(target, WHAT))?;
     match verdict.as_deref() {
@@ -101,9 +88,24 @@ async fn alter(
         _ => Err(MysqlError::decode(
             target,
             WHAT,
-            "no verdict from the fenced ALTER USER",
+            "no verdict from the fenced change",
         )),
     }
+}
+
+/// The change inside a compound statement that runs it only while `fence` holds: `A` when
+/// it ran, `L` when the fence failed.
+fn fenced_call_sql(lock: bool, fence: &Leadership) -> String {
+    format!(
+        "BEGIN NOT ATOMIC \
+         DECLARE boot_us BIGINT DEFAULT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) \
+         - 1000000 * (SELECT CAST(VARIABLE_VALUE AS SIGNED) \
+         FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'); \
+         IF {} THEN CALL `curfew`.`set_account_lock`(@curfew_user, @curfew_host, {}); \
+         SELECT 'A'; ELSE SELECT 'L'; END IF; END",
+        fence_condition(fence),
+        if lock { "TRUE" } else { "FALSE" }
+    )
 }
 
 /// Settle every interrupted step (an intent without its outcome) from the server's state:

@@ -398,12 +398,14 @@ fn header(out: &mut String, source: &str, sha256: &str, options: &LoginTriggerOp
          server's clock in each rule's time zone, never the session's TimeZone.",
         "What it does not do: warn before a window closes, or end sessions already connected: \
          that stays curfew's agent's (or gateway's) work. The NOLOGIN the agent sets on locked \
-         roles stays the hard lock underneath; this trigger only says why, and refuses in the \
-         time before the agent acts.",
+         roles stays the hard lock underneath: PostgreSQL refuses a NOLOGIN role before this \
+         trigger runs (\"role ... is not permitted to log in\"), so the trigger gives the reason \
+         in the time before the agent acts and while no agent runs.",
         &break_glass,
         on_error,
         "Apply as a superuser in EVERY database users connect to (an event trigger belongs to \
-         one database): psql -v ON_ERROR_STOP=1 -d DATABASE -f FILE. It runs in one transaction, \
+         one database; its rules and windows are readable in pg_proc by any role): psql -v \
+         ON_ERROR_STOP=1 -d DATABASE -f FILE. It runs in one transaction, \
          refuses a server below PostgreSQL 17, and replaces an earlier version of itself. The \
          ledger (curfew init) should exist in the same database.",
         "RECOVERY when it refuses logins it should not: connect as a superuser with event \

@@ -145,3 +145,19 @@ fn hostile_names_stay_inside_their_literals_and_bodies() {
     assert!(!in_literal);
     assert!(!code.contains("brien"), "{code}");
 }
+
+#[test]
+fn one_off_windows_go_in_as_civil_times_and_other_rules_stay_out() {
+    let text = "[[rule]]\nname = \"freeze\"\ndeny = [\"2026-12-31 22:00 - 2027-01-01 02:00\"]\n\
+                timezone = \"UTC\"\nroles = [\"a*\"]\nlock_logins = true\n\n\
+                [[rule]]\nname = \"staged\"\ndeny = [\"mon 00:00-01:00\"]\ntimezone = \"UTC\"\n\
+                lock_logins = true\naction = \"report\"\n";
+    let sql = login_trigger(&policy(text), "t.toml", "abc", &closed());
+    assert!(
+        sql.contains("('freeze', NULL, NULL, NULL, '2026-12-31 22:00:00', '2027-01-01 02:00:00')"),
+        "{sql}"
+    );
+    assert!(sql.contains("'freeze', 'deny', 'UTC', ARRAY['a*']::text[], NULL"));
+    // A report-only rule refuses nothing.
+    assert!(!sql.contains("'staged'"));
+}

@@ -73,8 +73,9 @@ fn pg_bin(major: u32) -> PathBuf {
 
 /// The policy, with windows placed around `now` (in [`ZONE`]): `after-hours` allows logins of
 /// the members of `humans` only two days from now, 00:00-00:01; `maintenance` denies `dave`
-/// from an hour ago to two hours from now. Returns the policy text and when each opens again.
-fn policy(now: &Zoned) -> (String, DateTime, DateTime) {
+/// from an hour ago to two hours from now; `freeze` denies `frank` once, from an hour ago to
+/// 26 hours from now. Returns the policy text and when each opens again.
+fn policy(now: &Zoned) -> (String, DateTime, DateTime, DateTime) {
     let day = |d: DateTime| {
         ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
             [usize::try_from(d.weekday().to_monday_zero_offset()).unwrap()]
@@ -87,6 +88,7 @@ fn policy(now: &Zoned) -> (String, DateTime, DateTime) {
         .round(jiff::Unit::Minute)
         .unwrap();
     let deny_to = deny_from.checked_add(3.hours()).unwrap();
+    let freeze_to = deny_from.checked_add(27.hours()).unwrap();
     let text = format!(
         r#"
 [[target]]
@@ -109,13 +111,22 @@ deny = ["{} {}-{}"]
 timezone = "{ZONE}"
 roles = ["dave"]
 lock_logins = true
+
+[[rule]]
+name = "freeze"
+deny = ["{} - {}"]
+timezone = "{ZONE}"
+roles = ["frank"]
+lock_logins = true
 "#,
         day(allow_opens),
         day(deny_from),
         deny_from.strftime("%H:%M"),
         deny_to.strftime("%H:%M"),
+        deny_from.strftime("%Y-%m-%d %H:%M"),
+        freeze_to.strftime("%Y-%m-%d %H:%M"),
     );
-    (text, allow_opens, deny_to)
+    (text, allow_opens, deny_to, freeze_to)
 }
 
 fn compile(text: &str, on_error: OnError) -> String {
@@ -229,14 +240,14 @@ async fn refuses_and_admits_on(major: u32) {
             "{}\nCREATE ROLE humans NOLOGIN;
              CREATE ROLE alice LOGIN IN ROLE humans; CREATE ROLE backup LOGIN IN ROLE humans;
              CREATE ROLE oncall LOGIN IN ROLE humans; CREATE ROLE carol LOGIN;
-             CREATE ROLE dave LOGIN; CREATE ROLE erin LOGIN;",
+             CREATE ROLE dave LOGIN; CREATE ROLE erin LOGIN; CREATE ROLE frank LOGIN;",
             curfew_testkit::AGENT_ROLE
         ),
     );
     install_ledger(&cluster).await;
 
     let now = Zoned::now().with_time_zone(jiff::tz::db().get(ZONE).unwrap());
-    let (text, allow_opens, deny_ends) = policy(&now);
+    let (text, allow_opens, deny_ends, freeze_ends) = policy(&now);
     apply(&cluster, &compile(&text, OnError::Closed));
     // Applying again replaces it.
     apply(&cluster, &compile(&text, OnError::Closed));
@@ -274,6 +285,20 @@ async fn refuses_and_admits_on(major: u32) {
             "logins for role dave are closed by rule maintenance until {until} Asia/Tokyo (deny window "
         )),
         "{dave}"
+    );
+
+    let frank = refused(&cluster, "frank").await;
+    let freeze = text
+        .lines()
+        .find_map(|l| l.strip_prefix("deny = [\"20"))
+        .unwrap()
+        .trim_end_matches("\"]");
+    assert_eq!(
+        frank,
+        format!(
+            "logins for role frank are closed by rule freeze until {} Asia/Tokyo (deny window 20{freeze})",
+            freeze_ends.strftime("%a %Y-%m-%d %H:%M")
+        )
     );
 
     // Outside every rule, exempt, break-glass, superuser, curfew's own role: they log in.
@@ -315,6 +340,12 @@ async fn refuses_and_admits_on(major: u32) {
     apply(&cluster, "ALTER TABLE curfew.lock_moved RENAME TO lock");
     refused(&cluster, "alice").await;
     refused(&cluster, "erin").await;
+
+    // NOLOGIN (what the agent sets) stays the hard lock underneath: PostgreSQL refuses the
+    // role itself, before the trigger runs.
+    apply(&cluster, "ALTER ROLE carol NOLOGIN");
+    let nologin = refused(&cluster, "carol").await;
+    assert!(nologin.contains("is not permitted to log in"), "{nologin}");
 }
 
 #[tokio::test]

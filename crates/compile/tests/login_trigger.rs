@@ -148,13 +148,18 @@ fn compile(text: &str, on_error: OnError) -> String {
 /// A login as `role` over TCP, with the client's own session time zone: Ok, or the server's
 /// error.
 async fn login(cluster: &Cluster, role: &str) -> Result<(), Box<DbError>> {
+    login_with(cluster, role, "").await
+}
+
+/// As [`login`], with more `-c` options.
+async fn login_with(cluster: &Cluster, role: &str, options: &str) -> Result<(), Box<DbError>> {
     let mut config = tokio_postgres::Config::new();
     config
         .host("127.0.0.1")
         .port(cluster.port())
         .user(role)
         .dbname("postgres")
-        .options(format!("-c TimeZone={CLIENT_ZONE}"));
+        .options(format!("-c TimeZone={CLIENT_ZONE} {options}"));
     match config.connect(tokio_postgres::NoTls).await {
         Ok((client, connection)) => {
             let driver = tokio::spawn(connection);
@@ -271,6 +276,15 @@ async fn refuses_and_admits_on(major: u32) {
     assert!(
         expected.contains(" 00:00 Asia/Tokyo (window "),
         "{expected}"
+    );
+    // Only a superuser may switch event triggers off: a user who tries is refused all the same.
+    let bypass = login_with(&cluster, "alice", "-c event_triggers=false")
+        .await
+        .expect_err("event_triggers=false must not let alice in");
+    assert_eq!(
+        bypass.code(),
+        &SqlState::INSUFFICIENT_PRIVILEGE,
+        "{bypass:?}"
     );
 
     let dave = refused(&cluster, "dave").await;

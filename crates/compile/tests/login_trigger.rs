@@ -10,7 +10,7 @@
 //! tests fail, naming the variable, when a version is missing.
 #![allow(clippy::unwrap_used)]
 
-use std::path::{Path, PathBuf};
+use curfew_testkit::pg_bin;
 use std::process::Command;
 
 use curfew_compile::{LoginTriggerOptions, OnError, RefusalCause, WindowRule};
@@ -24,52 +24,6 @@ const ZONE: &str = "Asia/Tokyo";
 
 /// What the client sets as its session time zone.
 const CLIENT_ZONE: &str = "America/Los_Angeles";
-
-/// PostgreSQL `major`'s bin directory: `CURFEW_PG<major>_BIN`, Debian's, or the cache
-/// scripts/pg-versions fills.
-fn pg_bin(major: u32) -> PathBuf {
-    let variable = format!("CURFEW_PG{major}_BIN");
-    let usable = |dir: &Path| dir.join("psql").is_file() && dir.join("postgres").is_file();
-    if let Some(dir) = std::env::var_os(&variable).filter(|v| !v.is_empty()) {
-        let dir = PathBuf::from(dir);
-        assert!(
-            usable(&dir),
-            "{variable}={} lacks psql or postgres",
-            dir.display()
-        );
-        return dir;
-    }
-    let debian = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
-    if usable(&debian) {
-        return debian;
-    }
-    let mut caches: Vec<PathBuf> = Vec::new();
-    if let Some(cache) = std::env::var_os("CURFEW_PG_CACHE") {
-        caches.push(cache.into());
-    }
-    caches.push("/var/cache/curfew/postgresql".into());
-    if let Some(home) = std::env::var_os("HOME") {
-        caches.push(Path::new(&home).join(".cache/curfew/postgresql"));
-    }
-    let mut found: Vec<PathBuf> = caches
-        .iter()
-        .filter_map(|cache| std::fs::read_dir(cache).ok())
-        .flatten()
-        .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().split('.').next() == Some(&major.to_string()))
-        .map(|e| e.path().join("bin"))
-        .filter(|dir| usable(dir))
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "PostgreSQL {major} is missing: set {variable} to its bin directory, e.g. the \
-             \"{major} <dir>\" line scripts/pg-versions prints (.ci/run exports it); looked at \
-             {} and the caches {caches:?}",
-            debian.display()
-        )
-    })
-}
 
 /// The policy, with windows placed around `now` (in [`ZONE`]): `after-hours` allows logins of
 /// the members of `humans` only two days from now, 00:00-00:01; `maintenance` denies `dave`

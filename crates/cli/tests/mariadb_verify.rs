@@ -2,10 +2,12 @@
 //! it fails at once and says why, and makes no canary; with the agent running, canary
 //! accounts (random passwords, `'%'` hosts) are ended live by an idle rule, an
 //! idle-in-transaction rule and a lifetime rule (a running `SELECT SLEEP`), each with the
-//! agent's `session_terminated` record named by connection id; a canary account is locked
-//! and unlocked through the MariaDB ledger ("this account is locked" in between); a
-//! `member_of` rule is NOT TESTED (roles are not read); no canary account is left in
-//! `mysql.global_priv`, even after a run interrupted while a canary runs a statement. A policy with a PostgreSQL and a MariaDB target is verified in one run.
+//! agent's `session_terminated` record named by connection id, and at a window edge and a
+//! session cap; a canary account is locked and unlocked through the MariaDB ledger ("this
+//! account is locked" in between); a `member_of` rule is NOT TESTED (roles are not read); no
+//! canary account is left in `mysql.global_priv`, even after a run interrupted while a canary
+//! runs a statement. A policy with a PostgreSQL and a MariaDB target is verified in one run;
+//! a read-only MariaDB is evaluated.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -29,6 +31,7 @@ member_of = ["humans"]
 [[rule]]
 name = "inactivity"
 idle = "2s"
+roles = ["idle_*"]
 
 [[rule]]
 name = "abandoned-transaction"
@@ -38,6 +41,16 @@ idle_in_transaction = "2s"
 name = "session-lifetime"
 lifetime = "6s"
 roles = ["analyst_*"]
+
+[[rule]]
+name = "year-end"
+deny = ["2030-12-31 22:00 - 2031-01-01 02:00"]
+timezone = "UTC"
+
+[[rule]]
+name = "reporting"
+max_sessions = 2
+roles = ["report_*"]
 "#;
 
 /// A server with curfew's account as `curfew init` leaves it plus `CREATE USER` (canaries,
@@ -203,6 +216,27 @@ fn verify_passes_live_on_mariadb_with_the_agent_and_fails_without_it() {
         assert!(user.contains("curfew_canary_"), "{user}");
         assert!(*id > 0);
     }
+    // A window edge a few seconds ahead (the canary busy in SLEEP until then), and a
+    // session cap: the newest of three sessions ended, the two older kept.
+    let edge = result(target, "year-end");
+    assert_eq!(edge["status"], "live_pass", "{edge:#}");
+    assert!(
+        text_of(edge, "status_line").starts_with("LIVE PASS at a window edge"),
+        "{edge:#}"
+    );
+    assert!(
+        text_of(edge, "evidence").contains("session_terminated, rule \"year-end\""),
+        "{edge:#}"
+    );
+    let cap = result(target, "reporting");
+    assert_eq!(cap["status"], "live_pass", "{cap:#}");
+    let evidence = text_of(cap, "evidence");
+    for needle in [
+        "The 2 older sessions were still there and usable",
+        "session_terminated, rule \"reporting\"",
+    ] {
+        assert!(evidence.contains(needle), "{needle} not in {evidence}");
+    }
     let grouped = result(target, "grouped");
     assert_eq!(grouped["status"], "not_tested", "{grouped:#}");
     assert!(
@@ -333,4 +367,25 @@ fn a_policy_with_a_postgresql_and_a_mariadb_target_is_verified_in_one_run() {
         );
     }
     assert!(stderr.contains("4 tests failed verification"), "{stderr}");
+
+    // A read-only MariaDB (a replica) takes no canary account: its rules are evaluated.
+    maria.admin_sql("SET GLOBAL read_only = ON;").unwrap();
+    let out = common::curfew()
+        .args([
+            "verify",
+            "--format",
+            "json",
+            "--no-record",
+            "--target",
+            "maria",
+            "-c",
+        ])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let r = result(&doc["targets"][0], "inactivity");
+    assert_eq!(r["status"], "evaluated", "{r:#}");
+    assert!(text_of(r, "status_line").contains("read-only"), "{r:#}");
+    assert_eq!(canaries(&maria), "");
 }

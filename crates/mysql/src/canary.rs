@@ -174,6 +174,16 @@ pub async fn canary_seen(
     }))
 }
 
+/// Whether the server is read-only (`read_only = ON`, as on a replica): no canary account
+/// can be created there.
+pub async fn read_only(conn: &mut Conn, target: &str) -> Result<bool, MysqlError> {
+    let value: Option<i64> = conn
+        .query_first("SELECT @@GLOBAL.read_only")
+        .await
+        .map_err(|e| MysqlError::query(target, "reading read_only", e))?;
+    Ok(value.unwrap_or(0) != 0)
+}
+
 /// Whether connection `id` is still in the server's process list.
 pub async fn session_exists(conn: &mut Conn, target: &str, id: u64) -> Result<bool, MysqlError> {
     let count: Option<u64> = conn

@@ -33,13 +33,23 @@ pub(super) async fn connect(
     };
     let info = admin.info();
     verified.server = Some(server_name(info.flavor, &info.version));
-    let holders = admin
-        .lock_holders()
+    let failed = |source| LiveError::MariaDb {
+        target: spec.name.clone(),
+        source,
+    };
+    let read_only = curfew_mysql::read_only(admin.inspection(), &spec.name)
         .await
-        .map_err(|source| LiveError::MariaDbLeader {
-            target: spec.name.clone(),
-            source,
-        })?;
+        .map_err(failed)?;
+    if read_only {
+        return Ok((
+            Some(admin),
+            Some(Fallback::Evaluate(
+                "the target is read-only (read_only = ON, a replica): a canary account cannot be created there"
+                    .to_owned(),
+            )),
+        ));
+    }
+    let holders = admin.lock_holders().await.map_err(failed)?;
     let blocked = match holders.into_iter().find(|h| h.granted) {
         None => super::no_agent(&spec.name, None),
         // Any account can take a user lock: a holder of another account is no curfew agent.

@@ -74,9 +74,10 @@ pub enum LiveError {
         /// Why.
         source: PgError,
     },
-    /// The MariaDB/MySQL leader lock's holders could not be read.
+    /// The MariaDB/MySQL target could not be read (whether it is read-only, the leader lock's
+    /// holders).
     #[error("target \"{target}\"")]
-    MariaDbLeader {
+    MariaDb {
         /// The target.
         target: String,
         /// Why.

@@ -92,4 +92,29 @@ mod tests {
         );
         assert_eq!(server_name(Flavor::MySql, "8.0.36"), "MySQL 8.0.36");
     }
+
+    /// The leader's announcement decides, as on PostgreSQL: nobody (or no curfew text) and a
+    /// dry run fail the live tests, an enforcing agent lets them run.
+    #[test]
+    fn only_an_enforcing_agent_lets_the_live_tests_run() {
+        let sentence = |fallback: Option<Fallback>| match fallback {
+            Some(Fallback::Fail(why)) => why,
+            Some(Fallback::Evaluate(why)) => format!("evaluate: {why}"),
+            None => String::new(),
+        };
+        let sha = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let none = sentence(super::super::no_agent("maria", None));
+        assert!(
+            none.starts_with("No curfew agent enforces the policy on target \"maria\""),
+            "{none}"
+        );
+        assert_eq!(
+            sentence(super::super::no_agent("maria", Some("psql"))),
+            none
+        );
+        let dry = curfew_postgres::Announcement::text(true, sha);
+        assert!(sentence(super::super::no_agent("maria", Some(&dry))).contains("dry run"));
+        let enforcing = curfew_postgres::Announcement::text(false, sha);
+        assert!(super::super::no_agent("maria", Some(&enforcing)).is_none());
+    }
 }

@@ -56,9 +56,10 @@ pub async fn connect_canary(
 }
 
 /// Creates canary account `user`@`host` with `password` for one `curfew verify` run. The
-/// password must be letters and digits only: `IDENTIFIED BY` takes a string literal, not an
-/// expression, and such a password reads the same under every SQL mode. Nothing returned
-/// carries the password.
+/// password must be letters and digits only (it reads the same under every SQL mode and in
+/// every client). The server receives only its `mysql_native_password` hash
+/// ([`native_password_hash`]), so a general or audit log of the `CREATE USER` holds no
+/// password. Nothing returned carries the password.
 pub async fn create_canary_account(
     conn: &mut Conn,
     target: &str,
@@ -73,12 +74,26 @@ pub async fn create_canary_account(
         });
     }
     let sql = format!(
-        "CREATE USER {} IDENTIFIED BY '{password}'",
-        account_name(user, host)
+        "CREATE USER {} IDENTIFIED WITH mysql_native_password AS '{}'",
+        account_name(user, host),
+        native_password_hash(password)
     );
     conn.query_drop(sql)
         .await
         .map_err(|e| MysqlError::query(target, "creating the canary account", e))
+}
+
+/// `mysql_native_password`'s stored form of `password`: `*` and the uppercase hexadecimal
+/// SHA-1 of its SHA-1 (what `PASSWORD()` gives), letters and digits only.
+pub fn native_password_hash(password: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let twice = Sha1::digest(Sha1::digest(password.as_bytes()));
+    let mut hash = String::with_capacity(41);
+    hash.push('*');
+    for b in twice {
+        hash.push_str(&format!("{b:02X}"));
+    }
+    hash
 }
 
 /// Ends every session of canary user `user` (listed in the process list), then drops account
@@ -199,6 +214,15 @@ pub async fn session_exists(conn: &mut Conn, target: &str, id: u64) -> Result<bo
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_native_hash_is_what_password_gives() {
+        // SELECT PASSWORD('password') on MariaDB.
+        assert_eq!(
+            native_password_hash("password"),
+            "*2470C0C06DEE42FD1618BB99005ADCA2EC9D1E19"
+        );
+    }
 
     #[test]
     fn the_switch_off_covers_the_servers_own_limits_where_it_has_them() {

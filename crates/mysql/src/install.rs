@@ -12,7 +12,10 @@ use crate::anchor::anchor_install_sql;
 use crate::connect::Connection;
 use crate::error::MysqlError;
 use crate::grants::{Flavor, account_name};
-use crate::ledger::sql::{CREATE_ACCOUNT_STATE, CREATE_SET_ACCOUNT_LOCK, CREATE_TABLES};
+use crate::ledger::sql::{
+    CREATE_ACCOUNT_STATE, CREATE_CANARY_TABLE, CREATE_CREATE_CANARY, CREATE_DROP_CANARY,
+    CREATE_SET_ACCOUNT_LOCK, CREATE_TABLES,
+};
 
 /// Every statement that installs curfew for `account` (quoted as [`account_name`] quotes it)
 /// on a server of `flavor`, in order. Login locks (the ledger and its grants) only where they
@@ -33,6 +36,10 @@ pub fn install_sql(account: &str, flavor: Flavor) -> Vec<String> {
         // `mysql.global_priv` (see `ledger::sql`).
         sql.push(CREATE_ACCOUNT_STATE.to_owned());
         sql.push(CREATE_SET_ACCOUNT_LOCK.to_owned());
+        // `curfew verify`'s canary accounts, likewise.
+        sql.push(CREATE_CANARY_TABLE.to_owned());
+        sql.push(CREATE_CREATE_CANARY.to_owned());
+        sql.push(CREATE_DROP_CANARY.to_owned());
         sql.extend([
             format!("GRANT SELECT, INSERT ON `curfew`.`account` TO {account}"),
             format!("GRANT SELECT, INSERT, UPDATE ON `curfew`.`login_lock` TO {account}"),
@@ -41,6 +48,8 @@ pub fn install_sql(account: &str, flavor: Flavor) -> Vec<String> {
             ),
             format!("GRANT SELECT ON `curfew`.`account_state` TO {account}"),
             format!("GRANT EXECUTE ON PROCEDURE `curfew`.`set_account_lock` TO {account}"),
+            format!("GRANT EXECUTE ON PROCEDURE `curfew`.`create_canary` TO {account}"),
+            format!("GRANT EXECUTE ON PROCEDURE `curfew`.`drop_canary` TO {account}"),
         ]);
     }
     sql
@@ -120,7 +129,7 @@ mod tests {
             },
         );
         let grants: Vec<&String> = sql.iter().filter(|s| s.starts_with("GRANT ")).collect();
-        assert_eq!(grants.len(), 8, "{sql:#?}");
+        assert_eq!(grants.len(), 10, "{sql:#?}");
         assert!(
             !sql.iter()
                 .any(|s| s.contains("CREATE USER ON") || s.contains("GRANT SELECT ON `mysql`")),

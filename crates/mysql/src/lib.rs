@@ -33,8 +33,8 @@ mod url;
 pub use anchor::{AnchorOrigin, AnchorRow, anchor_install_sql};
 pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
 pub use canary::{
-    SWITCH_OFF_WAIT_TIMEOUT, connect_canary, create_canary_account, drop_canary_account,
-    session_exists,
+    CanarySeen, SWITCH_OFF_WAIT_TIMEOUT, canary_seen, connect_canary, create_canary_account,
+    drop_canary_account, native_password_hash, read_only, session_exists, switch_off_statement,
 };
 pub use connect::{Connected, Connection, PROGRAM_NAME, ProgramNames, ServerInfo, connect};
 pub use error::MysqlError;

@@ -101,6 +101,62 @@ pub(crate) const CREATE_SET_ACCOUNT_LOCK: &str = "CREATE OR REPLACE DEFINER = CU
        DEALLOCATE PREPARE curfew_alter_user; \
      END";
 
+/// The canary accounts `curfew verify` made through [`CREATE_CREATE_CANARY`], so that
+/// [`CREATE_DROP_CANARY`] drops those and no other. curfew's account has no grant on it.
+pub(crate) const CREATE_CANARY_TABLE: &str = "CREATE TABLE IF NOT EXISTS `curfew`.`canary` (\
+       user VARCHAR(128) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
+       host VARCHAR(255) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL, \
+       created_at BIGINT NOT NULL, \
+       PRIMARY KEY (user, host)) ENGINE=InnoDB";
+
+/// `curfew verify`'s canary account made without `CREATE USER` on curfew's account: a new
+/// account (no account of that user name may exist: none is ever taken over) with no
+/// privileges, its password given only as a `mysql_native_password` hash, recorded first in
+/// `curfew.canary`. Errors: 1396 for a name in use or bad arguments.
+pub(crate) const CREATE_CREATE_CANARY: &str = "CREATE OR REPLACE DEFINER = CURRENT_USER \
+     PROCEDURE `curfew`.`create_canary`(\
+       IN in_user VARCHAR(128) CHARACTER SET utf8mb4, \
+       IN in_host VARCHAR(255) CHARACTER SET utf8mb4, \
+       IN in_hash VARCHAR(41) CHARACTER SET ascii) \
+     MODIFIES SQL DATA SQL SECURITY DEFINER \
+     COMMENT 'curfew verify: a new account without privileges, for one run' \
+     BEGIN \
+       IF in_user IS NULL OR in_user = '' OR in_host IS NULL OR in_hash IS NULL \
+          OR in_hash NOT REGEXP '^[*][0-9A-F]{40}$' THEN \
+         SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1396, \
+           MESSAGE_TEXT = 'curfew.create_canary: bad arguments'; \
+       END IF; \
+       IF EXISTS (SELECT 1 FROM mysql.global_priv \
+                  WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin = in_user) THEN \
+         SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1396, \
+           MESSAGE_TEXT = 'curfew.create_canary: an account of that user name exists'; \
+       END IF; \
+       INSERT INTO `curfew`.`canary` (user, host, created_at) \
+         VALUES (in_user, in_host, UNIX_TIMESTAMP()); \
+       PREPARE curfew_create_user FROM CONCAT('CREATE USER ', QUOTE(in_user), '@', QUOTE(in_host), \
+         ' IDENTIFIED WITH mysql_native_password AS ', QUOTE(in_hash)); \
+       EXECUTE curfew_create_user; \
+       DEALLOCATE PREPARE curfew_create_user; \
+     END";
+
+/// Drops a canary account [`CREATE_CREATE_CANARY`] made (its sessions are the caller's to end
+/// first), and nothing when the account is not one it made: harmless to call again.
+pub(crate) const CREATE_DROP_CANARY: &str = "CREATE OR REPLACE DEFINER = CURRENT_USER \
+     PROCEDURE `curfew`.`drop_canary`(\
+       IN in_user VARCHAR(128) CHARACTER SET utf8mb4, \
+       IN in_host VARCHAR(255) CHARACTER SET utf8mb4) \
+     MODIFIES SQL DATA SQL SECURITY DEFINER \
+     COMMENT 'curfew verify: drop a canary account curfew.create_canary made' \
+     BEGIN \
+       IF EXISTS (SELECT 1 FROM `curfew`.`canary` WHERE user = in_user AND host = in_host) THEN \
+         PREPARE curfew_drop_user FROM CONCAT('DROP USER IF EXISTS ', QUOTE(in_user), '@', \
+           QUOTE(in_host)); \
+         EXECUTE curfew_drop_user; \
+         DEALLOCATE PREPARE curfew_drop_user; \
+         DELETE FROM `curfew`.`canary` WHERE user = in_user AND host = in_host; \
+       END IF; \
+     END";
+
 /// Every account with its locked state, `access` bits and whether it is a role (MariaDB 10.4+).
 pub(crate) const ACCOUNTS: &str =
     "SELECT user, host, account_locked, access, is_role FROM `curfew`.`account_state`";

@@ -163,20 +163,11 @@ pub(super) async fn create<T: CanaryTarget>(
         .create_canary(role, groups, valid_until)
         .await?;
     lock(bench.created).push(role.to_owned());
-    let step = format!(
-        "Created role \"{}\"{} (LOGIN, expiring {}).",
-        role,
-        if groups.is_empty() {
-            String::new()
-        } else {
-            format!(", member of {}", groups.join(", "))
-        },
-        valid_until.round(jiff::Unit::Second).unwrap_or(valid_until)
-    );
+    let step = bench.target.created_step(role, groups, valid_until);
     Ok((password, step))
 }
 
-/// Log in as a canary role (created by [`create`]) and switch PostgreSQL's own timeouts off
+/// Log in as a canary role (created by [`create`]) and switch the database's own timeouts off
 /// for the session, so that only curfew can end it; the steps, in words.
 pub(super) async fn login<T: CanaryTarget>(
     bench: &Bench<'_, T>,
@@ -212,17 +203,17 @@ pub(super) async fn open<T: CanaryTarget>(
             None
         }
         Activity::IdleInTransaction => {
-            session
-                .run("BEGIN; SELECT 1")
-                .await
-                .map_err(|e| e.to_string())?;
-            steps.push("It opened a transaction (BEGIN; SELECT 1) and left it idle.".to_owned());
+            let begin = bench.target.open_transaction();
+            session.run(begin).await.map_err(|e| e.to_string())?;
+            steps.push(format!(
+                "It opened a transaction ({begin}) and left it idle."
+            ));
             None
         }
         Activity::Busy => {
             steps.push(format!(
-                "It started SELECT pg_sleep({}) and kept running it.",
-                wait_cap.as_secs()
+                "It started {} and kept running it.",
+                bench.target.sleep_statement(wait_cap.as_secs())
             ));
             Some(session.sleep(wait_cap.as_secs_f64()))
         }

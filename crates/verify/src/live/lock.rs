@@ -110,9 +110,9 @@ async fn run<T: CanaryTarget>(
         )
     })?;
     steps.push(format!(
-        "The agent applied it within {}: login disabled, and its open session (pid {}) ended.",
+        "The agent applied it within {}: login disabled, and its open session ({}) ended.",
         format_secs(applied),
-        session.number()
+        session.numbered()
     ));
     drop(session);
     let mut refused = Vec::new();
@@ -123,11 +123,12 @@ async fn run<T: CanaryTarget>(
             ));
         }
         Err(Fallback::Fail(why) | Fallback::Evaluate(why))
-            if why.contains("not permitted to log in") =>
+            if why.contains(target.locked_login_refusal()) =>
         {
-            steps.push(
-                "A new login as it was refused: \"role is not permitted to log in\".".to_owned(),
-            );
+            steps.push(format!(
+                "A new login as it was refused: \"{}\".",
+                target.locked_login_refusal()
+            ));
         }
         Err(Fallback::Fail(why) | Fallback::Evaluate(why)) => {
             return Err(Fallback::Fail(format!(
@@ -165,8 +166,8 @@ async fn run<T: CanaryTarget>(
         .await
         .map_err(|e| format!("The session after the unlock could not be used: {e}."))?;
     steps.push(format!(
-        "A new login then worked (pid {}) and ran SELECT 1.",
-        again.number()
+        "A new login then worked ({}) and ran SELECT 1.",
+        again.numbered()
     ));
     Ok(())
 }

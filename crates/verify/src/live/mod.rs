@@ -5,6 +5,8 @@
 
 mod canary;
 mod lock;
+mod mariadb;
+mod mariadb_connect;
 mod postgres;
 mod special;
 pub mod target;
@@ -18,6 +20,7 @@ use std::sync::Mutex;
 use curfew_policy::{LoadedPolicy, Target};
 use curfew_postgres::{Announcement, PgError, TargetSpec};
 use jiff::Timestamp;
+use mariadb::MariaDbCanaries;
 use postgres::PostgresCanaries;
 use target::CanaryTarget;
 
@@ -71,10 +74,22 @@ pub enum LiveError {
         /// Why.
         source: PgError,
     },
+    /// The MariaDB/MySQL target could not be read (whether it is read-only, the leader lock's
+    /// holders).
+    #[error("target \"{target}\"")]
+    MariaDb {
+        /// The target.
+        target: String,
+        /// Why.
+        source: curfew_mysql::MysqlError,
+    },
     /// The target's URL is not one this adapter can use (bad input: the policy was loaded
     /// without the adapter's URL check).
     #[error(transparent)]
     Url(#[from] curfew_postgres::TargetUrlError),
+    /// The MariaDB/MySQL target's URL is not one its adapter can use (as [`LiveError::Url`]).
+    #[error(transparent)]
+    MysqlUrl(#[from] curfew_mysql::TargetUrlError),
     /// Stopped by the caller (Ctrl-C, SIGTERM); what was created was removed.
     #[error("interrupted; the canary roles created were dropped")]
     Interrupted,
@@ -82,7 +97,8 @@ pub enum LiveError {
 
 /// Verify one target: `token` makes this run's canary names unique, `audit_log` is where the
 /// agent's records are looked up, and `stop` (Ctrl-C, SIGTERM) interrupts the live tests, after
-/// which the locks verify took are released and its roles dropped.
+/// which the locks verify took are released and its roles dropped. PostgreSQL or MariaDB/MySQL
+/// by the target URL's scheme.
 pub async fn verify_target(
     loaded: &LoadedPolicy,
     target: &Target,
@@ -92,14 +108,15 @@ pub async fn verify_target(
     notice: &dyn Fn(Notice),
     stop: impl Future<Output = ()>,
 ) -> Result<Verified, LiveError> {
-    let max_wait = options.max_wait;
-    let policy = &loaded.policy;
-    let now = Timestamp::now();
-    let plans = crate::plan(policy, options, now, token);
-    let evaluated = |index: usize, why: &str| crate::by_evaluation(policy, index, why, now, token);
-    let not_tested = |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
-    let spec = TargetSpec::from_policy(target)?;
-    let connected = curfew_postgres::connect(&spec).await;
+    let run = Run {
+        loaded,
+        target,
+        options,
+        audit_log,
+        token,
+        notice,
+        now: Timestamp::now(),
+    };
     let mut verified = Verified {
         target: target.name.clone(),
         server: None,
@@ -108,6 +125,14 @@ pub async fn verify_target(
         mechanisms: Vec::new(),
         cleanup: Vec::new(),
     };
+    if curfew_mysql::is_mysql_url(&target.url.text) {
+        let spec = curfew_mysql::MysqlTarget::from_policy(target)?;
+        let (admin, blocked) = mariadb_connect::connect(&spec, notice, &mut verified).await?;
+        let canaries = admin.map(|admin| MariaDbCanaries::new(admin, &spec));
+        return run.finish(canaries.as_ref(), blocked, verified, stop).await;
+    }
+    let spec = TargetSpec::from_policy(target)?;
+    let connected = curfew_postgres::connect(&spec).await;
     // Why live tests cannot run on this target, if they cannot.
     let mut blocked: Option<Fallback> = None;
     let admin = match connected {
@@ -136,73 +161,127 @@ pub async fn verify_target(
                 target: target.name.clone(),
                 source,
             })?;
-            let announced = leader
-                .as_ref()
-                .and_then(|l| l.application.as_deref())
-                .and_then(Announcement::parse);
             verified.agent = leader.as_ref().and_then(|l| l.application.clone());
-            blocked = match announced {
-                None => Some(Fallback::Fail(
-                    format!(
-                        "No curfew agent enforces the policy on target \"{}\": no session holds curfew's leader lock, so nothing would end the canary. Start `curfew agent` and verify again.",
-                        target.name
-                    ),
-                )),
-                Some(a) if a.dry_run => Some(Fallback::Fail(
-                    "The curfew agent leading this server runs as a dry run: it records what it would do and ends nothing.".to_owned(),
-                )),
-                Some(_) => None,
-            };
+            blocked = no_agent(&target.name, verified.agent.as_deref());
         }
     }
-    let mut live = Vec::new();
-    let mut results: Vec<Option<RuleResult>> = vec![None; plans.len()];
-    for (index, planned) in plans.iter().enumerate() {
-        results[index] = match (planned, &blocked) {
-            (Planned::NotTested { why }, _) => Some(not_tested(index, why)),
-            (Planned::Evaluate { why }, _) => Some(evaluated(index, why)),
-            (_, Some(fallback)) => Some(fallback.result(policy, index, now, token)),
-            (planned, None) => {
-                live.push((index, planned));
-                None
-            }
-        };
+    let canaries = admin
+        .as_ref()
+        .map(|admin| PostgresCanaries { admin, spec: &spec });
+    run.finish(canaries.as_ref(), blocked, verified, stop).await
+}
+
+/// Why the live tests cannot run given the leading agent's announcement (`None`: nobody leads,
+/// or the leader announces nothing curfew's): no agent, or one running a dry run, fails them.
+fn no_agent(target: &str, announced: Option<&str>) -> Option<Fallback> {
+    match announced.and_then(Announcement::parse) {
+        None => Some(Fallback::Fail(format!(
+            "No curfew agent enforces the policy on target \"{target}\": no session holds curfew's leader lock, so nothing would end the canary. Start `curfew agent` and verify again."
+        ))),
+        Some(a) if a.dry_run => Some(Fallback::Fail(
+            "The curfew agent leading this server runs as a dry run: it records what it would do and ends nothing.".to_owned(),
+        )),
+        Some(_) => None,
     }
-    // The login-lock test runs wherever the live tests can.
-    let test_locks = match &blocked {
-        None => admin.is_some(),
-        Some(fallback) => {
-            verified.mechanisms.push(fallback.mechanism(lock::SUBJECT));
-            false
-        }
-    };
-    if let (Some(admin), true) = (&admin, !live.is_empty() || test_locks) {
-        let canaries = PostgresCanaries { admin, spec: &spec };
-        let context = Live {
-            policy,
-            target: &target.name,
+}
+
+/// One target's run, whatever its database.
+struct Run<'a> {
+    loaded: &'a LoadedPolicy,
+    target: &'a Target,
+    options: Options,
+    audit_log: Option<&'a Path>,
+    token: &'a str,
+    notice: &'a dyn Fn(Notice),
+    /// When the plan is made (evaluations are around it).
+    now: Timestamp,
+}
+
+impl Run<'_> {
+    /// Plan every rule, then run the live tests on `canaries` (connected, unless `None`)
+    /// unless `blocked` says why they cannot run.
+    async fn finish<T: CanaryTarget>(
+        &self,
+        canaries: Option<&T>,
+        blocked: Option<Fallback>,
+        mut verified: Verified,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Verified, LiveError> {
+        let Run {
+            loaded,
+            target,
+            options,
             audit_log,
             token,
-            max_wait,
-            now,
             notice,
-        };
-        let interrupted = context
-            .run(
-                &canaries,
-                &live,
-                test_locks,
-                &mut results,
-                &mut verified,
-                stop,
-            )
-            .await;
-        if interrupted {
-            return Err(LiveError::Interrupted);
+            now,
+        } = *self;
+        let policy = &loaded.policy;
+        let mut plans = crate::plan(policy, options, now, token);
+        // A canary this enforcement point cannot make is not tested, saying why.
+        if let Some(canaries) = canaries {
+            for planned in &mut plans {
+                if let Planned::Live { canary, .. } | Planned::Cap { canary, .. } = planned
+                    && let Some(why) = canaries.cannot_make(canary)
+                {
+                    *planned = Planned::NotTested {
+                        why: why.to_owned(),
+                    };
+                }
+            }
         }
+        let evaluated =
+            |index: usize, why: &str| crate::by_evaluation(policy, index, why, now, token);
+        let not_tested =
+            |index: usize, why: &str| RuleResult::not_tested(&policy.rules[index], why);
+        let mut live = Vec::new();
+        let mut results: Vec<Option<RuleResult>> = vec![None; plans.len()];
+        for (index, planned) in plans.iter().enumerate() {
+            results[index] = match (planned, &blocked) {
+                (Planned::NotTested { why }, _) => Some(not_tested(index, why)),
+                (Planned::Evaluate { why }, _) => Some(evaluated(index, why)),
+                (_, Some(fallback)) => Some(fallback.result(policy, index, now, token)),
+                (planned, None) => {
+                    live.push((index, planned));
+                    None
+                }
+            };
+        }
+        // The login-lock test runs wherever the live tests can.
+        let test_locks = match &blocked {
+            None => canaries.is_some(),
+            Some(fallback) => {
+                verified.mechanisms.push(fallback.mechanism(lock::SUBJECT));
+                false
+            }
+        };
+        if let (Some(canaries), true) = (canaries, !live.is_empty() || test_locks) {
+            let context = Live {
+                policy,
+                target: &target.name,
+                audit_log,
+                token,
+                max_wait: options.max_wait,
+                now,
+                notice,
+            };
+            let interrupted = context
+                .run(
+                    canaries,
+                    &live,
+                    test_locks,
+                    &mut results,
+                    &mut verified,
+                    stop,
+                )
+                .await;
+            if interrupted {
+                return Err(LiveError::Interrupted);
+            }
+        }
+        verified.results = results.into_iter().flatten().collect();
+        Ok(verified)
     }
-    verified.results = results.into_iter().flatten().collect();
-    Ok(verified)
 }
 
 /// What the live tests of one target share, whatever the enforcement point.
@@ -313,7 +392,7 @@ impl Live<'_> {
         for oid in locked {
             if let Err(e) = canaries.unlock_role(oid, "curfew verify (cleanup)").await {
                 verified.cleanup.push(format!(
-                    "the incident lock on canary role oid {oid} was not released: {e}"
+                    "the incident lock on canary role (id {oid}) was not released: {e}"
                 ));
             }
         }

@@ -41,6 +41,9 @@ pub(super) async fn edge<T: CanaryTarget>(bench: &Bench<'_, T>, index: usize) ->
                 .result(policy, index, server_now, bench.token);
         }
     };
+    if let Some(why) = bench.target.cannot_make(&canary) {
+        return RuleResult::not_tested(&policy.rules[index], why);
+    }
     let mut result = match open(bench, index, &canary, Due::At(edge)).await {
         Ok(opened) => watch(bench, index, opened).await,
         Err(fallback) => return fallback.result(policy, index, Timestamp::now(), bench.token),
@@ -149,14 +152,14 @@ pub(super) async fn cap<T: CanaryTarget>(
     }
     match gone {
         Some(after) => steps.push(format!(
-            "The newest (pid {}) was gone from {} {} after it logged in.",
-            newest.number(),
+            "The newest ({}) was gone from {} {} after it logged in.",
+            newest.numbered(),
             bench.target.session_list(),
             format_secs(after)
         )),
         None if failures.is_empty() => failures.push(format!(
-            "The newest canary session (pid {}) still existed {} after it logged in: nothing ended it.",
-            newest.number(),
+            "The newest canary session ({}) still existed {} after it logged in: nothing ended it.",
+            newest.numbered(),
             format_secs(wait)
         )),
         None => {}
@@ -194,10 +197,10 @@ async fn keep_and_record<T: CanaryTarget>(
         match bench.target.session_exists(s).await {
             Ok(true) if s.run("SELECT 1").await.is_ok() => alive += 1,
             Ok(_) => failures.push(format!(
-                "The older canary session pid {} was ended too, or could not be used: the cap ends only sessions beyond it.",
-                s.number()
+                "The older canary session {} was ended too, or could not be used: the cap ends only sessions beyond it.",
+                s.numbered()
             )),
-            Err(e) => failures.push(format!("Looking for pid {} failed: {e}.", s.number())),
+            Err(e) => failures.push(format!("Looking for {} failed: {e}.", s.numbered())),
         }
     }
     if alive == kept.len() {

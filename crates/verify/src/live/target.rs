@@ -1,6 +1,7 @@
 //! What a live control test needs of an enforcement point: canary roles it can create, log in
-//! as, watch and lock. The PostgreSQL agent implements it ([`super::postgres`]); a future
-//! enforcement point (the gateway) implements it to be verified the same way.
+//! as, watch and lock. The agent implements it on PostgreSQL ([`super::postgres`]) and on
+//! MariaDB ([`super::mariadb`]); a future enforcement point (the gateway) implements it to be
+//! verified the same way.
 
 use std::future::Future;
 
@@ -35,6 +36,28 @@ pub trait CanaryTarget {
     /// The role verify acts as, as named in the ledger and in hints.
     fn operator(&self) -> &str;
 
+    /// Why this enforcement point cannot make `canary` (a scope it does not enforce), if so:
+    /// the rule is then not tested, with that reason.
+    fn cannot_make(&self, _canary: &Canary) -> Option<&str> {
+        None
+    }
+
+    /// What a canary runs to open a transaction and leave it idle (one the agent sees as
+    /// idle in transaction).
+    fn open_transaction(&self) -> &str {
+        "BEGIN; SELECT 1"
+    }
+
+    /// The statement [`CanaryConnection::sleep`] runs for `seconds`, as named in evidence.
+    fn sleep_statement(&self, seconds: u64) -> String {
+        format!("SELECT pg_sleep({seconds})")
+    }
+
+    /// What the server's refusal of a login whose role is locked says (matched in the error).
+    fn locked_login_refusal(&self) -> &str {
+        "not permitted to log in"
+    }
+
     /// The server's clock.
     fn now(&self) -> impl Future<Output = Result<Timestamp, String>>;
 
@@ -46,6 +69,21 @@ pub trait CanaryTarget {
         groups: &[String],
         valid_until: Timestamp,
     ) -> impl Future<Output = Result<Self::Secret, String>>;
+
+    /// The evidence's step saying that canary `role` was created (as [`Self::create_canary`]
+    /// was asked).
+    fn created_step(&self, role: &str, groups: &[String], valid_until: Timestamp) -> String {
+        format!(
+            "Created role \"{}\"{} (LOGIN, expiring {}).",
+            role,
+            if groups.is_empty() {
+                String::new()
+            } else {
+                format!(", member of {}", groups.join(", "))
+            },
+            valid_until.round(jiff::Unit::Second).unwrap_or(valid_until)
+        )
+    }
 
     /// Drop a canary role (its sessions ended first).
     fn drop_canary(&self, role: &str) -> impl Future<Output = Result<(), String>>;
@@ -109,6 +147,11 @@ pub trait CanaryConnection {
 
     /// The session named in evidence ("pid 42 (backend started …)").
     fn describe(&self) -> String;
+
+    /// Its number as named in evidence ("pid 42").
+    fn numbered(&self) -> String {
+        format!("pid {}", self.number())
+    }
 
     /// Run `statement` (`SELECT 1`, `BEGIN; SELECT 1`); the error as the server gave it.
     fn run(&self, statement: &str) -> impl Future<Output = Result<(), String>>;

@@ -1,7 +1,7 @@
-//! `curfew verify`: the control test the Oracle STIG describes, run live. A canary role opens
-//! a session in a rule's scope, switches off PostgreSQL's own timeouts for itself, and waits
-//! for the agent: out an idle-type rule's limit, to a window edge a few seconds ahead, or one
-//! session beyond a cap; a canary role is also locked and unlocked through the ledger. A test
+//! `curfew verify`: the control test the Oracle STIG describes, run live. A canary role (on
+//! MariaDB/MySQL, an account) opens a session in a rule's scope, switches off the database's
+//! own timeouts for itself, and waits for the agent: out an idle-type rule's limit, to a
+//! window edge a few seconds ahead, or one session beyond a cap; a canary role is also locked and unlocked through the ledger. A test
 //! passes live when the agent ended what it should (and nothing else), using the session fails,
 //! and the audit log holds the agent's record. What is not tested live is EVALUATED (not a
 //! proof) or NOT TESTED, with why. The result is recorded as `control_verified`, with the
@@ -51,27 +51,6 @@ pub(crate) struct Args {
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
     let targets = policy_file::targets(&loaded, args.target.as_deref())?;
-    // Refused before any canary is made: a result that leaves a target out would read as
-    // evidence about the whole policy.
-    if let Some(t) = targets.iter().find(|t| crate::databases::is_mysql(t)) {
-        let others: Vec<&str> = targets
-            .iter()
-            .filter(|t| !crate::databases::is_mysql(t))
-            .map(|t| t.name.as_str())
-            .collect();
-        return Err(Failure::Usage(format!(
-            "target \"{}\" is MariaDB/MySQL: `curfew verify` (the live canary test) is not supported on MariaDB/MySQL targets yet (see docs/mariadb.md){}",
-            t.name,
-            if others.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    "; verify the PostgreSQL targets one by one with --target ({})",
-                    others.join(", ")
-                )
-            }
-        )));
-    }
     let audit_log = args
         .audit_log
         .clone()
@@ -96,6 +75,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         ));
         verified.push(result.map_err(|e| match e {
             curfew_verify::live::LiveError::Url(e) => Failure::Usage(e.to_string()),
+            curfew_verify::live::LiveError::MysqlUrl(e) => Failure::Usage(e.to_string()),
             e => Failure::Runtime(e.into()),
         })?);
     }

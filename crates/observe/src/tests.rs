@@ -57,7 +57,7 @@ fn session(pid: i64, role: &str, app: &str, state: SessionState, since: i64) -> 
         role: role.into(),
         member_of: Arc::from(Vec::new()),
         database: "postgres".into(),
-        client_addr: None,
+        client_addr: curfew_policy::ClientAddr::Socket,
         application: app.into(),
         backend_type: BackendType::ClientBackend,
     }

@@ -46,6 +46,7 @@ fn exempt_by_oracle(s: &Session, exempt_apps: bool, exempt_addr: bool) -> bool {
         || (exempt_apps && s.application.starts_with("batch-"))
         || (exempt_addr
             && s.client_addr
+                .ip()
                 .is_some_and(|a| a.to_string().starts_with("10.99.")))
 }
 
@@ -141,7 +142,7 @@ fn session_strategy(now: Timestamp) -> impl Strategy<Value = Session> {
                     vec![]
                 }),
                 database: if db { "app" } else { "postgres" }.into(),
-                client_addr: ADDRS[ad].map(|a| a.parse::<IpAddr>().unwrap()),
+                client_addr: ADDRS[ad].map(|a| a.parse::<IpAddr>().unwrap()).into(),
                 application: APPS[a].into(),
                 backend_type: if client {
                     BackendType::ClientBackend

@@ -51,6 +51,22 @@ pub struct LockRow {
     pub released_by: Option<String>,
 }
 
+/// Where a role stands after an incident lock was recorded or released, for `curfew lock` and
+/// `curfew unlock` waiting on an agent (the same on every database).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockProgress {
+    /// Whether the role can log in (on MariaDB: any account of the user is unlocked).
+    pub can_login: bool,
+    /// Whether curfew disabled its login.
+    pub disabled_by_curfew: bool,
+    /// Its client sessions on this server.
+    pub sessions: i64,
+    /// Whether the agent has recorded the lock row's creation (and release, if released).
+    pub announced: bool,
+    /// The other locks still in force on it, in words (`rule "night"`, `incident lock 4`).
+    pub remaining: Vec<String>,
+}
+
 /// A role that has, or should have, curfew's hand on its login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LockedRole {

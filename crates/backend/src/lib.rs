@@ -54,7 +54,8 @@ pub use ending::{
 };
 pub use error::{BackendError, ErrorKind};
 pub use ledger::{
-    AuthorizedLoginChange, FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo,
+    AuthorizedLoginChange, FaultHook, LedgerStatus, LockProgress, LockRow, LockedRole, LoginChange,
+    RoleInfo,
 };
 pub use traits::{
     AnchorStore, Backend, Connector, Coordination, LoginLedger, SessionEnder, SessionReader,

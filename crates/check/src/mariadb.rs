@@ -332,7 +332,7 @@ fn no_password(facts: &MariaDbFacts) -> Finding {
                 expected: "no unlocked account with an empty password".to_owned(),
                 why: String::new(),
                 fix: format!(
-                    "Run `curfew check` once with an account that may read {} (an administrator's), or have an administrator run: {}",
+                    "Run `curfew init` (it installs the view curfew.account_state, which curfew's account reads without access to the password hashes), or run `curfew check` once with an account that may read {} (an administrator's), or have an administrator run: {}",
                     accounts_table(facts.flavor),
                     admin_query(facts.flavor)
                 ),
@@ -477,10 +477,11 @@ fn logging(facts: &MariaDbFacts) -> Finding {
     }
 }
 
-/// curfew's account holds exactly what it needs: `PROCESS`, the privilege to end other
-/// accounts' connections, and for the policy's login locks `CREATE USER` (allowed without
-/// them, for `curfew lock`); nothing else globally. Grants on the `curfew` database (the
-/// login-lock ledger) and on `mysql.global_priv` are not global and not judged here.
+/// curfew's account holds exactly what it needs: `PROCESS` and the privilege to end other
+/// accounts' connections; nothing else globally. Login locks need no global privilege: they
+/// go through `curfew init`'s procedure `curfew.set_account_lock`, so `CREATE USER` (with
+/// which the account could change any account's password, an administrator's included) is
+/// excess. Grants on the `curfew` database are not global and not judged here.
 fn privileges(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Finding {
     let account = account_name(&facts.user, &facts.host);
     let locks = ctx
@@ -489,13 +490,8 @@ fn privileges(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Finding {
         .iter()
         .any(|r| r.lock_logins && r.action == Action::Terminate);
     let kill = facts.flavor.kill_privilege();
-    let mut needed = vec!["PROCESS", kill];
-    if locks {
-        needed.push("CREATE USER");
-    }
-    // Without lock rules, CREATE USER still serves `curfew lock` (incident locks): allowed,
-    // not required.
-    let allowed = |p: &str| p == "USAGE" || (!locks && p == "CREATE USER");
+    let needed = ["PROCESS", kill];
+    let allowed = |p: &str| p == "USAGE";
     let excess: Vec<&str> = facts
         .privileges
         .iter()
@@ -543,9 +539,9 @@ fn privileges(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Finding {
             "exactly {} on *.*{}",
             needed.join(", "),
             if locks {
-                " (CREATE USER for the policy's login locks)"
+                " (the policy's login locks go through curfew.set_account_lock, installed by `curfew init`: no CREATE USER)"
             } else {
-                " (CREATE USER also allowed, for `curfew lock`)"
+                ""
             }
         ),
         why: why.join("; "),

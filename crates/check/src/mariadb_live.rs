@@ -206,22 +206,41 @@ async fn read_accounts(
     conn: &mut mysql_async::Conn,
     flavor: Flavor,
 ) -> Result<Vec<Account>, String> {
-    let sql = match flavor {
+    let rows: Vec<mysql_async::Row> = match flavor {
         // 10.4+: accounts live in mysql.global_priv as JSON; mysql.user is a view without the
-        // lock flag.
+        // lock flag. curfew's account reads them through `curfew init`'s view (no SELECT on
+        // mysql.global_priv, which holds the hashes); an administrator running check without
+        // the view reads the table.
         Flavor::MariaDb { .. } => {
-            "SELECT User, Host, IFNULL(JSON_VALUE(Priv, '$.plugin'), ''), \
-             IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '', \
-             IFNULL(JSON_VALUE(Priv, '$.account_locked'), '0') IN ('1', 'true'), \
-             IFNULL(JSON_VALUE(Priv, '$.is_role'), '0') IN ('1', 'true') \
-             FROM mysql.global_priv"
+            let view = conn
+                .query(
+                    "SELECT user, host, plugin, no_password, \
+                     IFNULL(account_locked, '0') IN ('1', 'true'), \
+                     IFNULL(is_role, '0') IN ('1', 'true') FROM `curfew`.`account_state`",
+                )
+                .await;
+            match view {
+                Ok(rows) => rows,
+                Err(_) => conn
+                    .query(
+                        "SELECT User, Host, IFNULL(JSON_VALUE(Priv, '$.plugin'), ''), \
+                         IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '', \
+                         IFNULL(JSON_VALUE(Priv, '$.account_locked'), '0') IN ('1', 'true'), \
+                         IFNULL(JSON_VALUE(Priv, '$.is_role'), '0') IN ('1', 'true') \
+                         FROM mysql.global_priv",
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?,
+            }
         }
-        Flavor::MySql => {
-            "SELECT User, Host, plugin, IFNULL(authentication_string, '') = '', \
-             account_locked = 'Y', FALSE FROM mysql.user"
-        }
+        Flavor::MySql => conn
+            .query(
+                "SELECT User, Host, plugin, IFNULL(authentication_string, '') = '', \
+                 account_locked = 'Y', FALSE FROM mysql.user",
+            )
+            .await
+            .map_err(|e| e.to_string())?,
     };
-    let rows: Vec<mysql_async::Row> = conn.query(sql).await.map_err(|e| e.to_string())?;
     rows.into_iter()
         .map(|row| {
             let text = |i: usize| -> Result<String, String> {

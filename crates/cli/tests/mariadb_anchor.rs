@@ -315,7 +315,15 @@ fn install_by_init(server: &MariaDbServer, policy: &Path) {
         .unwrap();
     assert!(!grants.contains("`curfew`.*"), "{grants}");
     assert!(
-        grants.contains("PROCESS, CREATE USER, CONNECTION ADMIN ON *.*"),
+        grants.contains("PROCESS, CONNECTION ADMIN ON *.*"),
+        "{grants}"
+    );
+    assert!(
+        !grants.contains("CREATE USER") && !grants.contains("global_priv"),
+        "{grants}"
+    );
+    assert!(
+        grants.contains("GRANT EXECUTE ON PROCEDURE `curfew`.`set_account_lock`"),
         "{grants}"
     );
 }

@@ -24,24 +24,20 @@ use mysql_async::{Conn, OptsBuilder};
 /// `o'b\`q`: a quote, a backslash and a backquote.
 const ODD: &str = "o'b\\`q";
 
-/// A server with curfew's account (sessions, and the ledger's grants), `kim` and the odd user
-/// on 127.0.0.1, and `pre` whose `%` account an administrator locked.
+/// A server with curfew's account (sessions, and what `curfew init` installs), `kim` and the
+/// odd user on 127.0.0.1, and `pre` whose `%` account an administrator locked.
 fn mariadb(password_file: &Path) -> MariaDbServer {
     let server = MariaDbServer::start(MariaDbOptions::default()).unwrap();
     server
         .admin_sql(
             "CREATE USER 'curfew_agent'@'127.0.0.1' IDENTIFIED BY 'agent-secret';
-             GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'curfew_agent'@'127.0.0.1';
-             CREATE DATABASE IF NOT EXISTS curfew;
-             GRANT ALL PRIVILEGES ON curfew.* TO 'curfew_agent'@'127.0.0.1';
-             GRANT CREATE USER ON *.* TO 'curfew_agent'@'127.0.0.1';
-             GRANT SELECT ON mysql.global_priv TO 'curfew_agent'@'127.0.0.1';
              CREATE USER 'kim'@'127.0.0.1';
              CREATE USER 'o''b\\\\`q'@'127.0.0.1';
              CREATE USER 'pre'@'%' ACCOUNT LOCK;
              CREATE USER 'pre'@'127.0.0.1';",
         )
         .unwrap();
+    common::maria::install_curfew(&server);
     std::fs::write(password_file, "agent-secret\n").unwrap();
     std::fs::set_permissions(password_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     server

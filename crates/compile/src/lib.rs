@@ -12,6 +12,10 @@
 //!   `idle_transaction_timeout`) for rules without scope keys, commented out when the policy
 //!   exempts anything; `ALTER USER ... WITH MAX_USER_CONNECTIONS` for `max_sessions` rules.
 //!
+//! - PostgreSQL 17+, `--login-trigger`: a login event trigger that refuses the logins the
+//!   policy's `lock_logins` rules and curfew's ledger do not allow now, with the reason
+//!   ([`login_trigger`]; the wording is [`login_refusal_message`]'s, shared with the gateway).
+//!
 //! Every rule that cannot be expressed natively gets a comment saying why. The output is
 //! deterministic (no timestamps): it names the policy file and its SHA-256 instead.
 //!
@@ -27,6 +31,9 @@
 //! assert!(oracle.contains("IDLE_TIME 15"));
 //! ```
 
+mod login_refusal;
+mod login_trigger;
+mod login_trigger_sql;
 mod margin;
 mod mariadb;
 #[cfg(test)]
@@ -41,6 +48,8 @@ mod text;
 
 use curfew_policy::Policy;
 
+pub use login_refusal::{RefusalCause, WindowRule, login_refusal_message, opening_time, utc_time};
+pub use login_trigger::{LoginTriggerOptions, OnError, login_trigger};
 pub use margin::Margin;
 
 /// The PostgreSQL script for `policy` with the default [`Margin`]: role settings for the rules

@@ -13,10 +13,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::clients::{
-    Endpoint, cancels, loaded_libpq, pg_bin, pg_bin_variable, psql, python_with_psycopg, run,
-};
+use common::clients::{Endpoint, cancels, loaded_libpq, psql, python_with_psycopg, run};
 use common::{ALICE_PASSWORD, Harness, Setup};
+use curfew_testkit::{pg_bin, pg_bin_variable};
 
 /// PostgreSQL 18's bin directory, checked to hold a psql that loads libpq 18 (its own
 /// `../lib/libpq.so.5`, not the system's older one, which knows no `max_protocol_version`).

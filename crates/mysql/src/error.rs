@@ -68,9 +68,11 @@ pub enum MysqlError {
         /// Whether the connection is gone with it.
         lost: bool,
     },
-    /// The leader lock is no longer held by the leader this connection's kills are fenced on
-    /// (checked by the server in the statement that kills).
-    #[error("target \"{target}\": this agent no longer holds the leader lock; nothing was ended")]
+    /// The leader lock is no longer held by the leader this connection's kills and account
+    /// changes are fenced on (checked by the server in the statement that kills or alters).
+    #[error(
+        "target \"{target}\": this agent no longer holds the leader lock; nothing was ended or changed"
+    )]
     NotLeading {
         /// The target.
         target: String,

@@ -12,7 +12,7 @@ use crate::anchor::anchor_install_sql;
 use crate::connect::Connection;
 use crate::error::MysqlError;
 use crate::grants::{Flavor, account_name};
-use crate::ledger::sql::CREATE_TABLES;
+use crate::ledger::sql::{CREATE_ACCOUNT_STATE, CREATE_SET_ACCOUNT_LOCK, CREATE_TABLES};
 
 /// Every statement that installs curfew for `account` (quoted as [`account_name`] quotes it)
 /// on a server of `flavor`, in order. Login locks (the ledger and its grants) only where they
@@ -28,20 +28,26 @@ pub fn install_sql(account: &str, flavor: Flavor) -> Vec<String> {
     ));
     if keeps_login_locks(flavor) {
         sql.extend(CREATE_TABLES.iter().map(|s| (*s).to_owned()));
+        // The accounts' state and the one account change curfew makes, with the
+        // administrator's rights: curfew's account gets neither `CREATE USER` nor `SELECT` on
+        // `mysql.global_priv` (see `ledger::sql`).
+        sql.push(CREATE_ACCOUNT_STATE.to_owned());
+        sql.push(CREATE_SET_ACCOUNT_LOCK.to_owned());
         sql.extend([
             format!("GRANT SELECT, INSERT ON `curfew`.`account` TO {account}"),
             format!("GRANT SELECT, INSERT, UPDATE ON `curfew`.`login_lock` TO {account}"),
             format!(
                 "GRANT SELECT, INSERT, UPDATE, DELETE ON `curfew`.`account_change` TO {account}"
             ),
-            format!("GRANT CREATE USER ON *.* TO {account}"),
-            format!("GRANT SELECT ON `mysql`.`global_priv` TO {account}"),
+            format!("GRANT SELECT ON `curfew`.`account_state` TO {account}"),
+            format!("GRANT EXECUTE ON PROCEDURE `curfew`.`set_account_lock` TO {account}"),
         ]);
     }
     sql
 }
 
-/// Whether curfew keeps login locks on this server (`mysql.global_priv`: MariaDB 10.4+).
+/// Whether curfew keeps login locks on this server (accounts in `mysql.global_priv`: MariaDB
+/// 10.4+).
 pub fn keeps_login_locks(flavor: Flavor) -> bool {
     matches!(flavor, Flavor::MariaDb { major, minor } if (major, minor) >= (10, 4))
 }
@@ -115,6 +121,11 @@ mod tests {
         );
         let grants: Vec<&String> = sql.iter().filter(|s| s.starts_with("GRANT ")).collect();
         assert_eq!(grants.len(), 8, "{sql:#?}");
+        assert!(
+            !sql.iter()
+                .any(|s| s.contains("CREATE USER ON") || s.contains("GRANT SELECT ON `mysql`")),
+            "curfew's account is granted what would let it change any account: {sql:#?}"
+        );
         for grant in grants {
             assert!(grant.ends_with(" TO `o'b``q`@`10.0.%`"), "{grant}");
             assert!(
@@ -160,7 +171,7 @@ mod tests {
         ] {
             let sql = install_sql("`a`@`%`", flavor);
             assert_eq!(
-                sql.iter().any(|s| s.contains("global_priv")),
+                sql.iter().any(|s| s.contains("`set_account_lock`")),
                 locks,
                 "{flavor:?}"
             );

@@ -199,6 +199,21 @@ impl Connection {
         Ok(holders)
     }
 
+    /// Whether a curfew agent enforcing a policy (not a dry run) holds the leader lock: a
+    /// connection of curfew's own account holding it and announcing enforcement. What
+    /// `curfew lock` asks before it runs an agent itself, as on PostgreSQL.
+    pub async fn enforcing_agent_leads(&mut self) -> Result<bool, MysqlError> {
+        let holders = self.lock_holders().await?;
+        Ok(holders.iter().any(|h| {
+            h.granted
+                && h.own_role
+                && h.application
+                    .as_deref()
+                    .and_then(curfew_backend::Announcement::parse)
+                    .is_some_and(|a| !a.dry_run)
+        }))
+    }
+
     /// The process-list rows of these connections (all numbers from the server).
     async fn holder_rows(&mut self, ids: &[u64]) -> Result<Vec<HolderRow>, MysqlError> {
         let time_us = match self.info.flavor {

@@ -1,7 +1,8 @@
 //! Login locks on a real MariaDB: a window lock locks every account of a user and restores
 //! them, a user with a quote, backslash and backquote in its name, an account locked before
 //! curfew stays locked, and a crash at each step of a change is settled by the next connection
-//! (no stranded lock, no wrongly unlocked account).
+//! (no stranded lock, no wrongly unlocked account); an agent that no longer leads changes no
+//! account.
 #![allow(clippy::unwrap_used)]
 
 mod fixture;
@@ -9,7 +10,7 @@ mod fixture;
 use std::path::{Path, PathBuf};
 
 use curfew_audit::{AuditLog, Intent, IntentToken, LoginChange as Change};
-use curfew_backend::{LedgerStatus, LoginChange, LoginLedger};
+use curfew_backend::{Coordination, LedgerStatus, LoginChange, LoginLedger};
 use curfew_mysql::Connection;
 use curfew_sandbox::MariaDbOptions;
 use fixture::{AGENT, Fixture};
@@ -35,31 +36,19 @@ fn intent(dir: &Path) -> (AuditLog, IntentToken<Change>) {
     (log, token)
 }
 
-/// A server with the ledger granted to curfew's account as `curfew init` grants it (table by
-/// table; its triggers apart, which the mysql client cannot send), `kim` on two hosts, the odd
-/// user, and `pre`, one of whose accounts an administrator locked.
+/// A server with curfew installed for its account as `curfew init` installs it, `kim` on two
+/// hosts, the odd user, and `pre`, one of whose accounts an administrator locked.
 fn server() -> Fixture {
     let f = Fixture::start(MariaDbOptions::default());
-    let install: Vec<String> = curfew_mysql::install_sql(
-        &format!("'{AGENT}'@'127.0.0.1'"),
-        curfew_mysql::Flavor::MariaDb {
-            major: 10,
-            minor: 5,
-        },
-    )
-    .into_iter()
-    .filter(|s| !s.contains("TRIGGER"))
-    .collect();
+    f.install_curfew();
     f.server
-        .admin_sql(&format!(
-            "{};
-             CREATE USER 'kim'@'127.0.0.1';
+        .admin_sql(
+            "CREATE USER 'kim'@'127.0.0.1';
              CREATE USER 'kim'@'localhost';
              CREATE USER 'o''b\\\\`q'@'%';
              CREATE USER 'pre'@'%' ACCOUNT LOCK;
              CREATE USER 'pre'@'localhost';",
-            install.join(";\n")
-        ))
+        )
         .unwrap();
     f
 }
@@ -329,8 +318,121 @@ async fn the_missing_grants_are_named() {
         .login_change_problem("m", LedgerStatus::NotGranted, true)
         .unwrap();
     assert!(
-        problem.contains("GRANT CREATE USER ON *.* TO `curfew_agent`@`127.0.0.1`")
-            && problem.contains("GRANT SELECT ON mysql.global_priv TO `curfew_agent`@`127.0.0.1`"),
+        problem.contains("curfew init --admin-user ADMIN")
+            && problem.contains(
+                "GRANT EXECUTE ON PROCEDURE `curfew`.`set_account_lock` TO `curfew_agent`@`127.0.0.1`"
+            ),
         "{problem}"
     );
+    // What `curfew init` installs is enough, without CREATE USER or mysql.global_priv.
+    f.install_curfew();
+    let c = f.curfew().await;
+    assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
+    let grants = f
+        .server
+        .admin_sql(&format!("SHOW GRANTS FOR '{AGENT}'@'127.0.0.1'"))
+        .unwrap();
+    assert!(
+        !grants.contains("CREATE USER") && !grants.contains("global_priv"),
+        "{grants}"
+    );
+}
+
+/// An agent that lost the leader lock (paused while another took over) must not lock or
+/// unlock anyone: its `ALTER USER` is fenced on the lock like its `KILL`s, on the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_no_longer_leads_changes_no_account() {
+    let f = server();
+    let mut leader = f.curfew().await;
+    let key = Coordination::try_lead(&mut leader).await.unwrap().unwrap();
+    let mut c = f.curfew().await;
+    let kim = id_of(&c, "kim").await;
+    lock(&c, "night", &[(kim, "kim".to_owned())]).await;
+
+    // Fenced on the leader that holds the lock: the change is made.
+    Coordination::fence(&mut c, Some(key));
+    assert_eq!(disable(&mut c, kim, &no_fault).await, LoginChange::Disabled);
+    assert!(locked(&f, "kim").iter().all(|(_, l)| *l));
+    lock(&c, "night", &[]).await;
+
+    // The leader is gone (its connection closed): the same connection changes nothing.
+    drop(leader);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let (_log, token) = intent(&temp_dir("fenced"));
+    let error = c
+        .restore_login(&token.authorize(kim), &no_fault)
+        .await
+        .unwrap_err();
+    assert!(error.is_not_leading(), "{error}");
+    assert!(
+        locked(&f, "kim").iter().all(|(_, l)| *l),
+        "an agent that no longer leads unlocked kim"
+    );
+
+    // Unfenced (the next leader), the interrupted intent is settled and kim restored.
+    Coordination::fence(&mut c, None);
+    assert_eq!(restore(&mut c, kim, &no_fault).await, LoginChange::Restored);
+    assert!(locked(&f, "kim").iter().all(|(_, l)| !*l));
+    assert!(c.locked_roles().await.unwrap().is_empty());
+}
+
+/// curfew's account changes logins only through `curfew.set_account_lock`: whoever holds its
+/// password can lock and unlock ordinary accounts, but not an administrator's, a role, or an
+/// account that does not exist, can inject nothing through a name, and cannot change anyone's
+/// password (it holds no `CREATE USER`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn curfews_account_cannot_take_over_an_administrator() {
+    use mysql_async::prelude::Queryable;
+    let f = server();
+    f.server
+        .admin_sql("CREATE USER 'boss'@'%'; GRANT SUPER ON *.* TO 'boss'@'%'; CREATE ROLE auditor;")
+        .unwrap();
+    let mut thief = f.as_curfew_account().await;
+    let code = |e: mysql_async::Error| match e {
+        mysql_async::Error::Server(e) => e.code,
+        other => panic!("not a server error: {other}"),
+    };
+    let call = "CALL `curfew`.`set_account_lock`(?, ?, TRUE)";
+    assert_eq!(
+        code(thief.exec_drop(call, ("boss", "%")).await.unwrap_err()),
+        1227
+    );
+    assert_eq!(
+        code(thief.exec_drop(call, ("auditor", "")).await.unwrap_err()),
+        1227
+    );
+    assert_eq!(
+        code(
+            thief
+                .exec_drop(call, ("root", "localhost"))
+                .await
+                .unwrap_err()
+        ),
+        1227
+    );
+    assert_eq!(
+        code(thief.exec_drop(call, ("nobody", "%")).await.unwrap_err()),
+        1396
+    );
+    // A name that would end its string if it were pasted unquoted: no such account.
+    let sly = "kim'@'127.0.0.1' ACCOUNT LOCK; ALTER USER 'boss";
+    assert_eq!(
+        code(thief.exec_drop(call, (sly, "%")).await.unwrap_err()),
+        1396
+    );
+    assert_eq!(locked(&f, "boss"), vec![("%".to_owned(), false)]);
+    assert!(locked(&f, "kim").iter().all(|(_, l)| !*l));
+    let takeover = thief
+        .query_drop("ALTER USER 'boss'@'%' IDENTIFIED BY 'mine'")
+        .await
+        .unwrap_err();
+    assert_eq!(code(takeover), 1227);
+    let peek = thief
+        .query_drop("SELECT Priv FROM mysql.global_priv")
+        .await
+        .unwrap_err();
+    assert_eq!(code(peek), 1142);
+    // An ordinary account it may lock (its job).
+    thief.exec_drop(call, ("kim", "localhost")).await.unwrap();
+    assert!(locked(&f, "kim").contains(&("localhost".to_owned(), true)));
 }

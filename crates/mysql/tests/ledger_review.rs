@@ -28,7 +28,8 @@ fn temp_dir(name: &str) -> PathBuf {
 
 fn no_fault(_: &'static str) {}
 
-/// A server started with `sql_mode` (none: the default), the ledger granted to curfew.
+/// A server started with `sql_mode` (none: the default), curfew installed as `curfew init`
+/// installs it.
 fn server(sql_mode: Option<&str>) -> Fixture {
     let settings = sql_mode
         .map(|m| vec![("sql-mode".to_owned(), m.to_owned())])
@@ -37,14 +38,7 @@ fn server(sql_mode: Option<&str>) -> Fixture {
         settings,
         ..MariaDbOptions::default()
     });
-    f.server
-        .admin_sql(&format!(
-            "CREATE DATABASE curfew;
-             GRANT ALL PRIVILEGES ON curfew.* TO `{AGENT}`@`127.0.0.1`;
-             GRANT CREATE USER ON *.* TO `{AGENT}`@`127.0.0.1`;
-             GRANT SELECT ON mysql.global_priv TO `{AGENT}`@`127.0.0.1`;"
-        ))
-        .unwrap();
+    f.install_curfew();
     f
 }
 
@@ -276,14 +270,7 @@ async fn the_ledger_connection_is_curfews_without_performance_schema() {
         performance_schema: false,
         ..MariaDbOptions::default()
     });
-    f.server
-        .admin_sql(&format!(
-            "CREATE DATABASE curfew;
-             GRANT ALL PRIVILEGES ON curfew.* TO `{AGENT}`@`127.0.0.1`;
-             GRANT CREATE USER ON *.* TO `{AGENT}`@`127.0.0.1`;
-             GRANT SELECT ON mysql.global_priv TO `{AGENT}`@`127.0.0.1`;"
-        ))
-        .unwrap();
+    f.install_curfew();
     let mut c = f.curfew().await;
     // Opens the ledger's connection.
     assert_eq!(c.ledger_status().await.unwrap(), LedgerStatus::Ready);
@@ -294,9 +281,10 @@ async fn the_ledger_connection_is_curfews_without_performance_schema() {
     );
 }
 
-/// Fine on the merged code: an `ALTER USER` the server refuses (curfew's `CREATE USER` revoked
-/// after the ledger was found ready) fails with the server's code kept, and the intent it left
-/// is settled (the account is not taken for one locked before curfew).
+/// Fine on the merged code: an account change the server refuses (curfew's `EXECUTE` on
+/// `curfew.set_account_lock` revoked after the ledger was found ready) fails with the
+/// server's code kept, and the intent it left is settled (the account is not taken for one
+/// locked before curfew).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_alter_user_keeps_its_code_and_leaves_nothing_behind() {
     let f = server(None);
@@ -309,7 +297,7 @@ async fn a_refused_alter_user_keeps_its_code_and_leaves_nothing_behind() {
         .unwrap();
     f.server
         .admin_sql(&format!(
-            "REVOKE CREATE USER ON *.* FROM `{AGENT}`@`127.0.0.1`;"
+            "REVOKE EXECUTE ON PROCEDURE curfew.set_account_lock FROM `{AGENT}`@`127.0.0.1`;"
         ))
         .unwrap();
     let dir = temp_dir("refused");
@@ -317,7 +305,7 @@ async fn a_refused_alter_user_keeps_its_code_and_leaves_nothing_behind() {
     let token = log
         .intend(Intent::<Change>::new(Timestamp::now(), "m", None))
         .unwrap();
-    // Global privileges are read at connect: a new connection (a restarted agent) is refused.
+    // A new connection (a restarted agent) is refused.
     let mut refused = f.curfew().await;
     let e = refused
         .disable_login(&token.authorize(kim), &no_fault)
@@ -326,14 +314,14 @@ async fn a_refused_alter_user_keeps_its_code_and_leaves_nothing_behind() {
     assert_eq!(
         e.kind(),
         &curfew_backend::ErrorKind::Refused {
-            code: Some("1227".to_owned())
+            code: Some("1370".to_owned())
         },
         "{e}"
     );
     assert_eq!(locked(&f, "kim"), vec![("%".to_owned(), false)]);
     f.server
         .admin_sql(&format!(
-            "GRANT CREATE USER ON *.* TO `{AGENT}`@`127.0.0.1`;"
+            "GRANT EXECUTE ON PROCEDURE curfew.set_account_lock TO `{AGENT}`@`127.0.0.1`;"
         ))
         .unwrap();
     let mut c = f.curfew().await;

@@ -84,6 +84,15 @@ pub enum OpsError {
     /// The database failed.
     #[error(transparent)]
     Postgres(#[from] PgError),
+    /// A MariaDB/MySQL server failed.
+    #[error(transparent)]
+    Mysql(#[from] curfew_mysql::MysqlError),
+    /// A database adapter failed (through the agent's interface).
+    #[error(transparent)]
+    Backend(#[from] curfew_backend::BackendError),
+    /// A MariaDB/MySQL target's URL is not one the adapter reads.
+    #[error(transparent)]
+    MysqlUrl(#[from] curfew_mysql::TargetUrlError),
     /// The stand-in agent failed.
     #[error(transparent)]
     StandIn(#[from] StandInError),
@@ -100,6 +109,7 @@ impl OpsError {
             self,
             OpsError::NoPrimaryTarget { .. }
                 | OpsError::TargetUrl(_)
+                | OpsError::MysqlUrl(_)
                 | OpsError::NoSuchRole { .. }
                 | OpsError::Superuser { .. }
                 | OpsError::OwnRole { .. }

@@ -4,12 +4,13 @@
 use std::path::PathBuf;
 
 use curfew_policy::Target;
-use curfew_postgres::{LedgerProblem as _, LedgerStatus, TargetSpec};
+use curfew_postgres::{LedgerStatus, TargetSpec};
 use jiff::Timestamp;
 
 use crate::error::OpsError;
+use crate::primary::Primary;
 use crate::step::Step;
-use crate::targets::{Progress, open, report};
+use crate::targets::{Progress, report};
 
 /// What `curfew init` asks for.
 #[derive(Debug, Clone)]
@@ -180,19 +181,18 @@ pub async fn list(
 ) -> Result<Vec<LockListing>, OpsError> {
     let mut listed = Vec::new();
     for target in targets {
-        let connection = open(target, progress).await?;
-        let status = connection.ledger_status().await?;
+        let connection = Primary::open(target, progress).await?;
+        let (status, problem) = connection.ledger(&target.name).await?;
         if status == LedgerStatus::Missing {
             continue;
         }
         if !status.readable() {
-            let problem = status
-                .problem(&target.name, &connection.info.role, true)
-                .unwrap_or_default();
-            return Err(OpsError::Ledger { problem });
+            return Err(OpsError::Ledger {
+                problem: problem.unwrap_or_default(),
+            });
         }
         let roles = connection.roles().await?;
-        for lock in connection.locks(history).await? {
+        for lock in connection.lock_rows(history).await? {
             let login =
                 roles
                     .iter()

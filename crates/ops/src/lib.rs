@@ -9,6 +9,7 @@ mod error;
 mod ledger;
 mod lock;
 mod plan;
+mod primary;
 mod record;
 mod step;
 mod targets;
@@ -16,7 +17,9 @@ mod targets;
 pub use anchors::{TARGET_LIMIT, late_after, read_anchors};
 pub use error::OpsError;
 pub use ledger::{InitRequest, LockListing, Login, init, list};
-pub use lock::{Completion, LockRequest, UnlockRequest, audit_path, lock, unlock};
+pub use lock::{
+    Completion, LockRequest, StandInConnector, UnlockRequest, audit_path, lock, unlock,
+};
 pub use plan::{LoginLock, TargetPlan, plan};
 pub use record::{ResultRecording, record_results};
 pub use step::{AfterLift, Step, Warning};

@@ -1,17 +1,18 @@
-//! `curfew lock` and `curfew unlock`: record the change in the ledger of every primary, then
-//! wait for the agent to apply it; where no enforcing agent leads, run one here (the stand-in,
-//! `curfew_agent::StandIn`) until it has.
+//! `curfew lock` and `curfew unlock`: record the change in the ledger of every primary
+//! (PostgreSQL or MariaDB), then wait for the agent to apply it; where no enforcing agent leads,
+//! run one here (the stand-in, `curfew_agent::StandIn`) until it has.
 
 use std::path::{Path, PathBuf};
 
 use curfew_agent::StandIn;
+use curfew_backend::{Connector, RoleInfo};
 use curfew_policy::{Limit, LoadedPolicy, Target};
-use curfew_postgres::{Connection, LedgerProblem as _, RoleInfo};
 use jiff::Timestamp;
 
 use crate::error::OpsError;
+use crate::primary::Primary;
 use crate::step::{AfterLift, Step, Warning};
-use crate::targets::{Progress, open, report};
+use crate::targets::{Progress, report};
 
 /// What `curfew lock` asks for.
 #[derive(Debug, Clone)]
@@ -54,19 +55,26 @@ pub enum Completion {
     Pending,
 }
 
+/// The agent's connector for a target, for the stand-in (the caller's: it knows every
+/// database this binary drives).
+pub trait StandInConnector<C: Connector>: Fn(&Target) -> C + Send + Sync + 'static {}
+
+impl<C: Connector, F: Fn(&Target) -> C + Send + Sync + 'static> StandInConnector<C> for F {}
+
 /// A change recorded on one target, waiting for an agent.
 struct Recorded {
     target: String,
-    connection: Connection,
+    connection: Primary,
     role: RoleInfo,
     lock_id: i64,
     sessions: i64,
 }
 
 /// `curfew lock`: record an incident lock on every primary and wait for the agent to apply it.
-pub async fn lock(
+pub async fn lock<C: Connector>(
     loaded: &LoadedPolicy,
     request: &LockRequest<'_>,
+    connector: impl StandInConnector<C>,
     progress: &mut impl Progress,
 ) -> Result<Completion, OpsError> {
     if request.until.is_some_and(|u| u <= Timestamp::now()) {
@@ -80,13 +88,13 @@ pub async fn lock(
     // before any lock is recorded: a refusal leaves nothing half done.
     let mut checked = Vec::new();
     for target in &request.targets {
-        let connection = open(target, progress).await?;
-        ensure_ledger(&connection, &target.name).await?;
-        let role = find_role(&connection, &target.name, request.role).await?;
+        let mut connection = Primary::open(target, progress).await?;
+        connection.ensure_ledger(&target.name).await?;
+        let role = connection.role(&target.name, request.role).await?;
         if role.superuser {
             return Err(OpsError::Superuser { role: role.name });
         }
-        if role.name == connection.info.role {
+        if role.name == connection.own_role() {
             return Err(OpsError::OwnRole { role: role.name });
         }
         if loaded
@@ -108,24 +116,23 @@ pub async fn lock(
     let mut pending = Vec::new();
     for (target, connection, role) in checked {
         // Who: the real uid's user (never $USER) and the role curfew connected as.
-        let actor = curfew_audit::ledger_actor(&connection.info.role, None);
-        let row = connection
-            .create_incident_lock(&role, reason, &actor.to_ledger_text(), request.until)
-            .await
-            .map_err(|e| match e {
-                // The ledger's functions refuse administrators, curfew's own role, ...
-                curfew_postgres::PgError::LoginRefused { detail, .. } => {
-                    OpsError::Refused { detail }
-                }
-                e => OpsError::Postgres(e),
-            })?;
-        let before = connection.lock_progress(role.oid, row.id).await?;
+        let actor = curfew_audit::ledger_actor(connection.own_role(), None);
+        let lock_id = connection
+            .create_incident_lock(
+                &target.name,
+                &role,
+                reason,
+                &actor.to_ledger_text(),
+                request.until,
+            )
+            .await?;
+        let before = connection.lock_progress(&role, lock_id).await?;
         report(
             progress,
             Step::Recorded {
                 target: target.name.clone(),
                 role: role.name.clone(),
-                lock_id: row.id,
+                lock_id,
                 by: actor.label(),
                 until: request.until,
                 sessions: before.sessions,
@@ -135,17 +142,18 @@ pub async fn lock(
             target: target.name.clone(),
             connection,
             role,
-            lock_id: row.id,
+            lock_id,
             sessions: before.sessions,
         });
     }
-    let stand_in = stand_in_for(loaded, &pending, request.audit_log, progress).await?;
+    let stand_in =
+        stand_in_for(loaded, &mut pending, request.audit_log, connector, progress).await?;
     let mut completion = Completion::Applied;
     for recorded in pending {
         let applied = recorded
             .connection
             .wait_for_lock_progress(
-                recorded.role.oid,
+                &recorded.role,
                 recorded.lock_id,
                 request.wait.to_std(),
                 |p| p.announced && !p.can_login && p.sessions == 0,
@@ -172,20 +180,21 @@ pub async fn lock(
 }
 
 /// `curfew unlock`: release the incident lock on every primary and wait for the agent.
-pub async fn unlock(
+pub async fn unlock<C: Connector>(
     loaded: &LoadedPolicy,
     request: &UnlockRequest<'_>,
+    connector: impl StandInConnector<C>,
     progress: &mut impl Progress,
 ) -> Result<Completion, OpsError> {
     let mut released = Vec::new();
     for target in &request.targets {
-        let connection = open(target, progress).await?;
-        ensure_ledger(&connection, &target.name).await?;
-        let role = find_role(&connection, &target.name, request.role).await?;
+        let connection = Primary::open(target, progress).await?;
+        connection.ensure_ledger(&target.name).await?;
+        let role = connection.role(&target.name, request.role).await?;
         // Who: the real uid's user (never $USER) and the role curfew connected as.
-        let by = curfew_audit::ledger_actor(&connection.info.role, Some(request.reason))
+        let by = curfew_audit::ledger_actor(connection.own_role(), Some(request.reason))
             .to_ledger_text();
-        let Some(row) = connection.release_incident_lock(role.oid, &by).await? else {
+        let Some(lock_id) = connection.release_incident_lock(&role, &by).await? else {
             let step = Step::NoIncidentLock {
                 target: target.name.clone(),
                 role: role.name,
@@ -197,7 +206,7 @@ pub async fn unlock(
             target: target.name.clone(),
             connection,
             role,
-            lock_id: row.id,
+            lock_id,
             sessions: 0,
         });
     }
@@ -206,13 +215,20 @@ pub async fn unlock(
             role: request.role.to_owned(),
         });
     }
-    let stand_in = stand_in_for(loaded, &released, request.audit_log, progress).await?;
+    let stand_in = stand_in_for(
+        loaded,
+        &mut released,
+        request.audit_log,
+        connector,
+        progress,
+    )
+    .await?;
     let mut completion = Completion::Applied;
     for recorded in released {
         let done = recorded
             .connection
             .wait_for_lock_progress(
-                recorded.role.oid,
+                &recorded.role,
                 recorded.lock_id,
                 request.wait.to_std(),
                 |p| {
@@ -245,31 +261,6 @@ pub async fn unlock(
     finish(stand_in, completion).await
 }
 
-/// The ledger must be installed and usable by curfew's role (`curfew init`, as an
-/// administrator, installs it).
-pub(crate) async fn ensure_ledger(connection: &Connection, target: &str) -> Result<(), OpsError> {
-    let status = connection.ledger_status().await?;
-    match status.problem(target, &connection.info.role, true) {
-        Some(problem) => Err(OpsError::Ledger { problem }),
-        None => Ok(()),
-    }
-}
-
-async fn find_role(
-    connection: &Connection,
-    target: &str,
-    name: &str,
-) -> Result<RoleInfo, OpsError> {
-    let roles = connection.roles().await?;
-    roles
-        .into_iter()
-        .find(|r| r.name == name)
-        .ok_or_else(|| OpsError::NoSuchRole {
-            target: target.to_owned(),
-            role: name.to_owned(),
-        })
-}
-
 /// The audit log the agent would write: `given` (`--audit-log`), else `audit_log` in
 /// `[agent]`.
 pub fn audit_path(loaded: &LoadedPolicy, given: Option<&Path>) -> Result<PathBuf, OpsError> {
@@ -281,15 +272,16 @@ pub fn audit_path(loaded: &LoadedPolicy, given: Option<&Path>) -> Result<PathBuf
 
 /// When no enforcing agent leads some of the targets, run one here for them; `None` when
 /// agents lead every target (they apply the change).
-async fn stand_in_for(
+async fn stand_in_for<C: Connector>(
     loaded: &LoadedPolicy,
-    pending: &[Recorded],
+    pending: &mut [Recorded],
     audit_log: Option<&Path>,
+    connector: impl StandInConnector<C>,
     progress: &mut impl Progress,
 ) -> Result<Option<StandIn>, OpsError> {
     // Asked again now that the change is recorded (an agent may have started meanwhile).
     let mut unled = Vec::new();
-    for recorded in pending {
+    for recorded in pending.iter_mut() {
         if !recorded.connection.enforcing_agent_leads().await? {
             unled.push(recorded.target.clone());
         }
@@ -305,12 +297,7 @@ async fn stand_in_for(
             audit_log: audit.clone(),
         },
     )?;
-    let stand_in = StandIn::start(
-        loaded,
-        &unled,
-        &audit,
-        curfew_postgres::PolicyTarget::from_policy,
-    )?;
+    let stand_in = StandIn::start(loaded, &unled, &audit, connector)?;
     Ok(Some(stand_in))
 }
 

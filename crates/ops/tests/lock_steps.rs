@@ -6,6 +6,7 @@
 
 use curfew_ops::{AfterLift, Completion, OpsError, Step};
 use curfew_policy::LoadedPolicy;
+use curfew_postgres::PolicyTarget;
 use curfew_sandbox::Cluster;
 use curfew_testkit::{TempDir, cluster_with_agent_role};
 
@@ -69,9 +70,14 @@ async fn a_lock_where_no_agent_leads_is_recorded_then_applied_by_the_stand_in() 
         audit_log: Some(&audit),
     };
     let mut steps = Vec::new();
-    let done = curfew_ops::lock(&loaded, &request, &mut collect(&mut steps))
-        .await
-        .unwrap();
+    let done = curfew_ops::lock(
+        &loaded,
+        &request,
+        PolicyTarget::from_policy,
+        &mut collect(&mut steps),
+    )
+    .await
+    .unwrap();
     assert_eq!(done, Completion::Applied);
     assert_eq!(steps.len(), 3, "{steps:?}");
     assert!(
@@ -108,9 +114,14 @@ async fn a_lock_where_no_agent_leads_is_recorded_then_applied_by_the_stand_in() 
         audit_log: Some(&audit),
     };
     let mut steps = Vec::new();
-    let done = curfew_ops::unlock(&loaded, &request, &mut collect(&mut steps))
-        .await
-        .unwrap();
+    let done = curfew_ops::unlock(
+        &loaded,
+        &request,
+        PolicyTarget::from_policy,
+        &mut collect(&mut steps),
+    )
+    .await
+    .unwrap();
     assert_eq!(done, Completion::Applied);
     assert_eq!(
         steps,
@@ -152,9 +163,14 @@ async fn mistakes_are_usage_errors_and_record_nothing() {
     ];
     for (role, expected) in cases {
         let mut steps = Vec::new();
-        let error = curfew_ops::lock(&loaded, &lock(role), &mut collect(&mut steps))
-            .await
-            .unwrap_err();
+        let error = curfew_ops::lock(
+            &loaded,
+            &lock(role),
+            PolicyTarget::from_policy,
+            &mut collect(&mut steps),
+        )
+        .await
+        .unwrap_err();
         assert!(expected(&error), "{role}: {error:?}");
         assert!(error.is_usage(), "{role}: {error}");
         assert!(steps.is_empty(), "{role}: {steps:?}");

@@ -5,10 +5,12 @@
 //! `tests/module_cycles.rs` checks that no crate of the workspace has an import cycle between
 //! its modules.
 
+mod pg_bin;
 mod process;
 mod sandbox;
 mod temp_dir;
 
+pub use pg_bin::{pg_bin, pg_bin_variable};
 pub use process::KillOnDrop;
 pub use sandbox::{AGENT_ROLE, cluster_with_agent_role, started};
 pub use temp_dir::TempDir;

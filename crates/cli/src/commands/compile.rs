@@ -36,6 +36,36 @@ pub(crate) struct Args {
     /// and a tenth of each limit (MariaDB/MySQL likewise, in whole seconds); Oracle, none (no agent ends Oracle sessions).
     #[arg(long, value_name = "DURATION", value_parser = margin)]
     margin: Option<curfew_compile::Margin>,
+
+    /// PostgreSQL 17+: write a login event trigger instead of role settings. It refuses, with
+    /// FATAL 28000 and the reason, logins the policy's lock_logins rules or curfew's ledger do
+    /// not allow now. Needs --on-error.
+    #[arg(long, requires = "on_error")]
+    login_trigger: bool,
+
+    /// With --login-trigger: a role that always logs in (superusers always do: they can switch
+    /// event triggers off anyway, and one is needed to recover).
+    #[arg(long, value_name = "ROLE", requires = "login_trigger")]
+    break_glass: Option<String>,
+
+    /// With --login-trigger: whether a login proceeds (open) or is refused (closed) when the
+    /// trigger's check itself fails (no ledger, an unreadable ledger, an unknown time zone).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "open|closed",
+        requires = "login_trigger"
+    )]
+    on_error: Option<OnError>,
+}
+
+/// `--on-error`: what the login trigger does when its check fails.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum OnError {
+    /// The login proceeds (a WARNING in the server log).
+    Open,
+    /// The login is refused (FATAL 28000).
+    Closed,
 }
 
 /// `--margin`: a policy duration (`90s`, `2m`), or `0` for none.
@@ -57,13 +87,44 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
         Dialect::Mariadb => curfew_compile::Dialect::MariaDb,
         Dialect::Mysql => curfew_compile::Dialect::MySql,
     };
-    let script = curfew_compile::compile_with(
-        &file.policy,
-        dialect,
-        &file.source,
-        &file.sha256,
-        args.margin.unwrap_or_default(),
-    );
+    let script = match (args.login_trigger, args.on_error) {
+        (true, Some(on_error)) => {
+            if !matches!(args.dialect, Dialect::Postgres) {
+                return Err(Failure::Usage(
+                    "--login-trigger is for --dialect postgres (PostgreSQL 17 and later)"
+                        .to_owned(),
+                ));
+            }
+            if args.margin.is_some() {
+                return Err(Failure::Usage(
+                    "--margin sets timeouts; the login trigger has none (leave --margin out)"
+                        .to_owned(),
+                ));
+            }
+            if let Some(role) = &args.break_glass
+                && (role.is_empty() || role.contains('\0'))
+            {
+                return Err(Failure::Usage(
+                    "--break-glass needs a role name (not empty, no NUL character)".to_owned(),
+                ));
+            }
+            let options = curfew_compile::LoginTriggerOptions {
+                break_glass: args.break_glass.clone(),
+                on_error: match on_error {
+                    OnError::Open => curfew_compile::OnError::Open,
+                    OnError::Closed => curfew_compile::OnError::Closed,
+                },
+            };
+            curfew_compile::login_trigger(&file.policy, &file.source, &file.sha256, &options)
+        }
+        _ => curfew_compile::compile_with(
+            &file.policy,
+            dialect,
+            &file.source,
+            &file.sha256,
+            args.margin.unwrap_or_default(),
+        ),
+    };
     match &args.output {
         None => out(&script),
         Some(path) => std::fs::write(path, script)

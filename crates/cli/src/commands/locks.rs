@@ -1,7 +1,7 @@
 //! `curfew init`, `curfew lock`, `curfew unlock`, `curfew locks`: the login-lock ledger from the
 //! command line. The work is `curfew_ops`' (record on every primary, wait for the agent, run
-//! the stand-in); here the arguments, and the printing of its steps and rows. MariaDB/MySQL
-//! targets take the same steps through `mariadb_locks`, and `init` through `mariadb_init`.
+//! the stand-in), on PostgreSQL and MariaDB/MySQL targets alike; here the arguments, and the
+//! printing of its steps and rows. `init` on MariaDB/MySQL goes through `mariadb_init`.
 
 use std::path::Path;
 
@@ -9,6 +9,7 @@ use anyhow::Context;
 use curfew_ops::{Completion, Login};
 use jiff::Timestamp;
 
+use crate::databases::AnyTarget;
 use crate::exit::{Failure, out};
 use crate::policy_file;
 use crate::steps;
@@ -127,8 +128,7 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
         .as_deref()
         .map(|u| parse_instant(u, Timestamp::now()).map_err(Failure::Usage))
         .transpose()?;
-    let (mariadb, postgres) = by_database(targets);
-    let request = |targets| curfew_ops::LockRequest {
+    let request = curfew_ops::LockRequest {
         targets,
         role: &args.role,
         reason: &args.reason,
@@ -136,19 +136,12 @@ pub(crate) fn lock(config: &Path, args: &LockArgs) -> Result<(), Failure> {
         wait: args.wait,
         audit_log: args.audit_log.as_deref(),
     };
-    let completion = runtime()?.block_on(async {
-        let mut completion = Completion::Applied;
-        if !mariadb.is_empty() {
-            let request = request(mariadb);
-            completion = super::mariadb_locks::lock(&loaded, &request, &mut steps::print).await?;
-        }
-        if !postgres.is_empty() {
-            let request = request(postgres);
-            let done = curfew_ops::lock(&loaded, &request, &mut steps::print).await?;
-            completion = both(completion, done);
-        }
-        Ok::<_, Failure>(completion)
-    })?;
+    let completion = runtime()?.block_on(curfew_ops::lock(
+        &loaded,
+        &request,
+        AnyTarget::from_policy,
+        &mut steps::print,
+    ))?;
     finished(
         completion,
         "the lock is in the ledger and will be applied when an agent runs",
@@ -167,58 +160,23 @@ pub(crate) fn unlock(config: &Path, args: &UnlockArgs) -> Result<(), Failure> {
     };
     let loaded = policy_file::load(config)?;
     let targets = curfew_ops::primaries(&loaded, args.target.as_deref())?;
-    let (mariadb, postgres) = by_database(targets);
-    let request = |targets| curfew_ops::UnlockRequest {
+    let request = curfew_ops::UnlockRequest {
         targets,
         role: &args.role,
         reason: &reason,
         wait: args.wait,
         audit_log: args.audit_log.as_deref(),
     };
-    let completion = runtime()?.block_on(async {
-        let mut completion = None;
-        if !mariadb.is_empty() {
-            let request = request(mariadb);
-            completion = super::mariadb_locks::unlock(&loaded, &request, &mut steps::print).await?;
-        }
-        if !postgres.is_empty() {
-            let request = request(postgres);
-            // On PostgreSQL no incident lock anywhere is an error; one on MariaDB is enough.
-            match curfew_ops::unlock(&loaded, &request, &mut steps::print).await {
-                Ok(done) => {
-                    completion = Some(both(completion.unwrap_or(Completion::Applied), done))
-                }
-                Err(curfew_ops::OpsError::NoIncidentLock { .. }) if completion.is_some() => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        completion.ok_or_else(|| {
-            Failure::from(curfew_ops::OpsError::NoIncidentLock {
-                role: args.role.clone(),
-            })
-        })
-    })?;
+    let completion = runtime()?.block_on(curfew_ops::unlock(
+        &loaded,
+        &request,
+        AnyTarget::from_policy,
+        &mut steps::print,
+    ))?;
     finished(
         completion,
         "the release is in the ledger and will be applied when an agent runs",
     )
-}
-
-/// The selected targets split into MariaDB/MySQL ones and PostgreSQL ones.
-fn by_database(
-    targets: Vec<&curfew_policy::Target>,
-) -> (Vec<&curfew_policy::Target>, Vec<&curfew_policy::Target>) {
-    targets
-        .into_iter()
-        .partition(|t| crate::databases::is_mysql(t))
-}
-
-/// Applied only when both were.
-fn both(a: Completion, b: Completion) -> Completion {
-    match (a, b) {
-        (Completion::Applied, Completion::Applied) => Completion::Applied,
-        _ => Completion::Pending,
-    }
 }
 
 /// Exit 1 (with `pending`) unless every change was applied.
@@ -233,17 +191,7 @@ fn finished(completion: Completion, pending: &'static str) -> Result<(), Failure
 pub(crate) fn list(config: &Path, args: &ListArgs) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
     let targets = curfew_ops::primaries(&loaded, args.target.as_deref())?;
-    let (mariadb, postgres) = by_database(targets);
-    let locks = runtime()?.block_on(async {
-        let mut locks = Vec::new();
-        if !postgres.is_empty() {
-            locks = curfew_ops::list(&postgres, args.all, &mut steps::print).await?;
-        }
-        if !mariadb.is_empty() {
-            locks.extend(super::mariadb_locks::list(&mariadb, args.all, &mut steps::print).await?);
-        }
-        Ok::<_, Failure>(locks)
-    })?;
+    let locks = runtime()?.block_on(curfew_ops::list(&targets, args.all, &mut steps::print))?;
     if locks.is_empty() {
         return out("no locks\n");
     }

@@ -45,7 +45,11 @@ pub(crate) async fn init(targets: &[&Target], request: &MariaInit<'_>) -> Result
             target.name,
             installed.accounts.join(", "),
             match installed.login_locks {
-                true => ", the login-lock ledger and its grants",
+                true => {
+                    ", the login-lock ledger and its grants (accounts read through the view \
+                     curfew.account_state and locked through the procedure \
+                     curfew.set_account_lock: curfew's account holds no CREATE USER)"
+                }
                 false => " (no login locks on this server: MariaDB 10.4+ keeps them)",
             }
         );

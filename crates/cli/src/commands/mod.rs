@@ -11,7 +11,6 @@ pub(crate) mod gateway;
 pub(crate) mod integrity;
 pub(crate) mod locks;
 pub(crate) mod mariadb_init;
-pub(crate) mod mariadb_locks;
 pub(crate) mod packaging;
 pub(crate) mod plan;
 mod plan_mariadb;

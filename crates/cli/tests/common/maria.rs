@@ -30,6 +30,26 @@ pub fn server_with(password_file: &Path, users: &[&str]) -> MariaDbServer {
     server
 }
 
+/// What `curfew init` installs for curfew's account (`curfew_mysql::install_sql`: the anchor
+/// store, the login-lock ledger's tables, view and procedure, their grants), run by the
+/// administrator under the `sql_mode` curfew's sessions fix (init runs on one).
+pub fn install_curfew(server: &MariaDbServer) {
+    let mut script = String::from(
+        "SET SESSION sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION';\nDELIMITER //\n",
+    );
+    for statement in curfew_mysql::install_sql(
+        &format!("'{AGENT}'@'127.0.0.1'"),
+        curfew_mysql::Flavor::MariaDb {
+            major: 10,
+            minor: 5,
+        },
+    ) {
+        script.push_str(&statement);
+        script.push_str("\n//\n");
+    }
+    server.admin_sql(&script).unwrap();
+}
+
 /// A client session of `user` over TCP from 127.0.0.1.
 pub async fn client(server: &MariaDbServer, user: &str) -> Conn {
     let opts = OptsBuilder::default()

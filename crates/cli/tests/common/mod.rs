@@ -11,6 +11,7 @@ use curfew_sandbox::Cluster;
 pub use curfew_testkit::KillOnDrop;
 
 pub mod maria;
+pub mod metrics;
 
 pub fn curfew() -> Command {
     Command::new(env!("CARGO_BIN_EXE_curfew"))

@@ -11,7 +11,7 @@ use mysql_async::prelude::Queryable;
 use super::accounts::{Account, AccountChange, ChangeAction, Reconcile};
 use super::store::{accounts, active_locks, changes, failed, user_of};
 use crate::error::MysqlError;
-use crate::grants::account_name;
+use crate::leader_lock::{Leadership, fence_condition};
 
 const WHAT: &str = "recording a login change in the ledger";
 
@@ -47,22 +47,65 @@ async fn forget(conn: &mut Conn, target: &str, user: &str, host: &str) -> Result
     .map_err(failed(target, WHAT))
 }
 
-/// `ALTER USER` for one account, both parts quoted as identifiers (any quote, backslash or
-/// backquote in them stays inside).
+/// Lock or unlock one account through `curfew.set_account_lock` (the administrator's
+/// procedure: curfew's account holds no `CREATE USER`), its names bound; with `fence`, only
+/// while that leadership still holds the leader lock on the same boot of the server, checked
+/// by the server immediately before (an agent that lost it while paused must not lock or
+/// unlock anyone: the new leader does).
 async fn alter(
     conn: &mut Conn,
     target: &str,
     account: &Account,
     lock: bool,
+    fence: Option<&Leadership>,
 ) -> Result<(), MysqlError> {
-    let sql = format!(
-        "ALTER USER {} ACCOUNT {}",
-        account_name(&account.user, &account.host),
-        if lock { "LOCK" } else { "UNLOCK" }
-    );
-    conn.query_drop(sql)
+    const WHAT: &str = "changing an account's login (curfew.set_account_lock)";
+    let Some(fence) = fence else {
+        return conn
+            .exec_drop(
+                "CALL `curfew`.`set_account_lock`(?, ?, ?)",
+                (&account.user, &account.host, lock),
+            )
+            .await
+            .map_err(failed(target, WHAT));
+    };
+    // A compound statement takes no parameters: the names go in session variables first.
+    conn.exec_drop(
+        "SET @curfew_user = ?, @curfew_host = ?",
+        (&account.user, &account.host),
+    )
+    .await
+    .map_err(failed(target, WHAT))?;
+    let verdict: Option<String> = conn
+        .query_first(fenced_call_sql(lock, fence))
         .await
-        .map_err(failed(target, "changing an account's login (ALTER USER)"))
+        .map_err(failed(target, WHAT))?;
+    match verdict.as_deref() {
+        Some("A") => Ok(()),
+        Some("L") => Err(MysqlError::NotLeading {
+            target: target.to_owned(),
+        }),
+        _ => Err(MysqlError::decode(
+            target,
+            WHAT,
+            "no verdict from the fenced change",
+        )),
+    }
+}
+
+/// The change inside a compound statement that runs it only while `fence` holds: `A` when
+/// it ran, `L` when the fence failed.
+fn fenced_call_sql(lock: bool, fence: &Leadership) -> String {
+    format!(
+        "BEGIN NOT ATOMIC \
+         DECLARE boot_us BIGINT DEFAULT CAST(UNIX_TIMESTAMP(NOW(6)) * 1000000 AS SIGNED) \
+         - 1000000 * (SELECT CAST(VARIABLE_VALUE AS SIGNED) \
+         FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'UPTIME'); \
+         IF {} THEN CALL `curfew`.`set_account_lock`(@curfew_user, @curfew_host, {}); \
+         SELECT 'A'; ELSE SELECT 'L'; END IF; END",
+        fence_condition(fence),
+        if lock { "TRUE" } else { "FALSE" }
+    )
 }
 
 /// Settle every interrupted step (an intent without its outcome) from the server's state:
@@ -146,6 +189,7 @@ pub(crate) async fn disable(
     conn: &mut Conn,
     target: &str,
     id: u32,
+    fence: Option<&Leadership>,
     fault: FaultHook<'_>,
 ) -> Result<LoginChange, MysqlError> {
     reconcile(conn, target).await?;
@@ -182,7 +226,7 @@ pub(crate) async fn disable(
         }
         record(conn, target, account, ChangeAction::Lock, false, false).await?;
         fault("lock.after-intent");
-        alter(conn, target, account, true).await?;
+        alter(conn, target, account, true, fence).await?;
         fault("lock.after-alter");
         record(conn, target, account, ChangeAction::Lock, true, false).await?;
         fault("lock.after-ledger");
@@ -202,6 +246,7 @@ pub(crate) async fn restore(
     conn: &mut Conn,
     target: &str,
     id: u32,
+    fence: Option<&Leadership>,
     fault: FaultHook<'_>,
 ) -> Result<LoginChange, MysqlError> {
     reconcile(conn, target).await?;
@@ -235,7 +280,7 @@ pub(crate) async fn restore(
         }
         record(conn, target, account, ChangeAction::Unlock, false, false).await?;
         fault("restore.after-intent");
-        alter(conn, target, account, false).await?;
+        alter(conn, target, account, false, fence).await?;
         fault("restore.after-alter");
         forget(conn, target, &change.user, &account.host).await?;
         if account.host != change.host {

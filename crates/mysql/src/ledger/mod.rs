@@ -5,8 +5,10 @@
 //! creates the tables at first use); changing logins needs `CREATE USER` and reading the
 //! accounts' state `SELECT` on `mysql.global_priv`. Each account's change is an intent, the
 //! `ALTER USER`, then its outcome ([`change`]); an interrupted one is settled from the server's
-//! state when the ledger's connection opens and before every change. Unlike PostgreSQL's
-//! ledger, the writes are not fenced on a leader lock (MariaDB has none yet here).
+//! state when the ledger's connection opens and before every change. Each `ALTER USER` is
+//! fenced on the `GET_LOCK` leader lock (run by the server only while the leader this
+//! connection acts for still holds it, as the `KILL`s are); the ledger rows themselves are
+//! not, since an intent left by a fenced-off change is settled like a crashed one.
 
 pub mod accounts;
 mod change;
@@ -351,8 +353,11 @@ impl LoginLedger for Connection {
         fault: FaultHook<'_>,
     ) -> Result<LoginChange, BackendError> {
         let id = *role.request();
-        self.on_ledger(async |conn, target| change::disable(conn, target, id, fault).await)
-            .await
+        let fence = self.leader_fence();
+        self.on_ledger(async |conn, target| {
+            change::disable(conn, target, id, fence.as_ref(), fault).await
+        })
+        .await
     }
 
     async fn restore_login(
@@ -361,8 +366,11 @@ impl LoginLedger for Connection {
         fault: FaultHook<'_>,
     ) -> Result<LoginChange, BackendError> {
         let id = *role.request();
-        self.on_ledger(async |conn, target| change::restore(conn, target, id, fault).await)
-            .await
+        let fence = self.leader_fence();
+        self.on_ledger(async |conn, target| {
+            change::restore(conn, target, id, fence.as_ref(), fault).await
+        })
+        .await
     }
 }
 

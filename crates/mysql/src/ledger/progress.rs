@@ -8,20 +8,7 @@ use mysql_async::prelude::Queryable;
 use super::store;
 use crate::connect::Connection;
 
-/// One lock's progress and its user's state now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockProgress {
-    /// The agent recorded the lock's creation (and its release, if it was released).
-    pub announced: bool,
-    /// Any account of the user is unlocked (`false` also when it has none).
-    pub can_login: bool,
-    /// Some account of the user was locked by curfew (and not before).
-    pub disabled_by_curfew: bool,
-    /// The user's sessions on the server now.
-    pub sessions: i64,
-    /// The other active locks on the user, in words (`rule "night"`, `incident lock 4`).
-    pub remaining: Vec<String>,
-}
+pub use curfew_backend::LockProgress;
 
 impl Connection {
     /// Where lock `lock_id` on the user `name` stands.

@@ -48,16 +48,68 @@ pub(crate) const COUNT_TABLES: &str = "SELECT COUNT(*) FROM information_schema.T
 pub(crate) const HAS_DATABASE: &str =
     "SELECT COUNT(*) FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = 'curfew'";
 
+/// The accounts as curfew reads them: a view an administrator creates (`curfew init`), run
+/// with its definer's rights, so curfew's account needs no `SELECT` on `mysql.global_priv`,
+/// whose rows hold every account's password hash. It shows each account's name, locked
+/// state, `access` bits, whether it is a role, its authentication plugin and whether it has
+/// no password: never the hash.
+pub(crate) const CREATE_ACCOUNT_STATE: &str = "CREATE OR REPLACE DEFINER = CURRENT_USER \
+     SQL SECURITY DEFINER VIEW `curfew`.`account_state` AS SELECT \
+     CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin AS user, \
+     CONVERT(Host USING utf8mb4) COLLATE utf8mb4_bin AS host, \
+     JSON_VALUE(Priv, '$.account_locked') AS account_locked, \
+     JSON_VALUE(Priv, '$.access') AS access, \
+     JSON_VALUE(Priv, '$.is_role') AS is_role, \
+     IFNULL(JSON_VALUE(Priv, '$.plugin'), '') AS plugin, \
+     IFNULL(JSON_VALUE(Priv, '$.authentication_string'), '') = '' AS no_password \
+     FROM mysql.global_priv";
+
+/// The one account change curfew makes, as a procedure an administrator creates (`curfew
+/// init`) and curfew's account may only execute: `ALTER USER ... ACCOUNT LOCK/UNLOCK` of an
+/// existing account that is no role and holds no `SUPER`. Without it curfew's account would
+/// need `CREATE USER`, with which it could change any account's password, an administrator's
+/// included. The names are quoted by the server (`QUOTE`) under the procedure's own
+/// `sql_mode` (the one `curfew init`'s session fixes: no `NO_BACKSLASH_ESCAPES`), so no name
+/// can end the string it is in. Errors: 1396 for no such account, 1227 for one it refuses.
+pub(crate) const CREATE_SET_ACCOUNT_LOCK: &str = "CREATE OR REPLACE DEFINER = CURRENT_USER \
+     PROCEDURE `curfew`.`set_account_lock`(\
+       IN in_user VARCHAR(128) CHARACTER SET utf8mb4, \
+       IN in_host VARCHAR(255) CHARACTER SET utf8mb4, \
+       IN in_lock BOOLEAN) \
+     MODIFIES SQL DATA SQL SECURITY DEFINER \
+     COMMENT 'curfew: lock or unlock the login of one account that is no role and holds no SUPER' \
+     BEGIN \
+       DECLARE v_access BIGINT UNSIGNED DEFAULT NULL; \
+       DECLARE v_role BOOLEAN DEFAULT FALSE; \
+       DECLARE v_found INT DEFAULT 0; \
+       SELECT COUNT(*), MAX(CAST(IFNULL(JSON_VALUE(Priv, '$.access'), '0') AS UNSIGNED)), \
+         MAX(IFNULL(JSON_VALUE(Priv, '$.is_role'), 'false') IN ('1', 'true')) \
+         INTO v_found, v_access, v_role FROM mysql.global_priv \
+         WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin = in_user \
+           AND CONVERT(Host USING utf8mb4) COLLATE utf8mb4_bin = in_host; \
+       IF v_found <> 1 OR in_lock IS NULL THEN \
+         SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1396, \
+           MESSAGE_TEXT = 'curfew.set_account_lock: no such account'; \
+       END IF; \
+       IF v_role OR (v_access & 32768) <> 0 THEN \
+         SIGNAL SQLSTATE '42000' SET MYSQL_ERRNO = 1227, \
+           MESSAGE_TEXT = 'curfew.set_account_lock: curfew never locks a role or an account holding SUPER'; \
+       END IF; \
+       PREPARE curfew_alter_user FROM CONCAT('ALTER USER ', QUOTE(in_user), '@', QUOTE(in_host), \
+         IF(in_lock, ' ACCOUNT LOCK', ' ACCOUNT UNLOCK')); \
+       EXECUTE curfew_alter_user; \
+       DEALLOCATE PREPARE curfew_alter_user; \
+     END";
+
 /// Every account with its locked state, `access` bits and whether it is a role (MariaDB 10.4+).
-pub(crate) const ACCOUNTS: &str = "SELECT CONVERT(User USING utf8mb4), CONVERT(Host USING utf8mb4), \
-     JSON_VALUE(Priv, '$.account_locked'), JSON_VALUE(Priv, '$.access'), \
-     JSON_VALUE(Priv, '$.is_role') FROM mysql.global_priv";
+pub(crate) const ACCOUNTS: &str =
+    "SELECT user, host, account_locked, access, is_role FROM `curfew`.`account_state`";
 
 /// A stable id for every user name not yet given one.
 pub(crate) const NEW_IDS: &str = "INSERT INTO `curfew`.`account` (user) \
-     SELECT DISTINCT CONVERT(g.User USING utf8mb4) FROM mysql.global_priv g \
-     WHERE g.User <> '' AND NOT EXISTS (SELECT 1 FROM `curfew`.`account` a \
-       WHERE a.user = CONVERT(g.User USING utf8mb4) COLLATE utf8mb4_bin)";
+     SELECT DISTINCT g.user FROM `curfew`.`account_state` g \
+     WHERE g.user <> '' AND NOT EXISTS (SELECT 1 FROM `curfew`.`account` a \
+       WHERE a.user = g.user)";
 
 /// The columns of a lock row, in `LockRow`'s order.
 pub(crate) const LOCK_COLUMNS: &str = "id, account_id, user, kind, rule, reason, created_by, \

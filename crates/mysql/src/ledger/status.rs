@@ -8,25 +8,28 @@ use mysql_async::prelude::Queryable;
 use super::sql::{COUNT_TABLES, CREATE_TABLES, HAS_DATABASE};
 use super::store::failed;
 use crate::error::MysqlError;
-use crate::grants::global_privileges;
 use curfew_backend::LedgerStatus;
 
 /// MariaDB's "access denied" errors (to a database, a table, a column).
 const ACCESS_DENIED: [u16; 4] = [1044, 1142, 1143, 1227];
 
+/// MariaDB's "table (or view) doesn't exist".
+const NO_SUCH_TABLE: u16 = 1146;
+
 /// Every statement an administrator runs so that `account` (as `account_name` quotes it) keeps
-/// login locks: the ledger's database and tables (`curfew init` creates them and grants each
-/// table: a database-wide `ALL` would also let the account drop the audit chain's anchors),
-/// `ALTER USER` (`CREATE USER` is the privilege MariaDB asks for it), and reading the accounts'
-/// locked state.
+/// login locks: the ledger's database, tables, view and procedure (`curfew init` creates them
+/// and grants each: a database-wide `ALL` would also let the account drop the audit chain's
+/// anchors), reading the accounts' state through `curfew.account_state` and locking them
+/// through `curfew.set_account_lock` (never `CREATE USER`, with which it could change any
+/// account's password).
 pub fn ledger_grants(account: &str) -> Vec<String> {
     vec![
         "CREATE DATABASE IF NOT EXISTS curfew".to_owned(),
         format!(
-            "curfew init --admin-user ADMIN (the ledger's tables, each granted to {account}; not ALL ON curfew.*, which would let it drop the audit chain's anchors)"
+            "curfew init --admin-user ADMIN (the ledger's tables, the view curfew.account_state and the procedure curfew.set_account_lock, each granted to {account}; not ALL ON curfew.*, which would let it drop the audit chain's anchors)"
         ),
-        format!("GRANT CREATE USER ON *.* TO {account}"),
-        format!("GRANT SELECT ON mysql.global_priv TO {account}"),
+        format!("GRANT SELECT ON `curfew`.`account_state` TO {account}"),
+        format!("GRANT EXECUTE ON PROCEDURE `curfew`.`set_account_lock` TO {account}"),
     ]
 }
 
@@ -69,25 +72,28 @@ pub(crate) async fn status(
         }
     }
     let mut missing = Vec::new();
-    let lines: Vec<String> = conn.query("SHOW GRANTS").await.map_err(failed(
-        target,
-        "reading the account's privileges (SHOW GRANTS)",
-    ))?;
-    let privileges = global_privileges(&lines);
-    if !privileges
-        .iter()
-        .any(|p| p == "CREATE USER" || p == "ALL PRIVILEGES")
-    {
-        missing.push(grants[2].clone());
-    }
     if let Err(e) = conn
-        .query_drop("SELECT 1 FROM mysql.global_priv LIMIT 0")
+        .query_drop("SELECT 1 FROM `curfew`.`account_state` LIMIT 0")
         .await
     {
-        let e = failed(target, "reading mysql.global_priv")(e);
-        if !denied(&e) {
-            return Err(e);
+        let e = failed(target, "reading curfew.account_state")(e);
+        match e.server_code() {
+            // No such view: installed by an older `curfew init`.
+            Some(NO_SUCH_TABLE) => missing.push(grants[1].clone()),
+            _ if denied(&e) => missing.push(grants[2].clone()),
+            _ => return Err(e),
         }
+    }
+    // A procedure shows in information_schema.ROUTINES only to an account that may run it.
+    let executable: Option<i64> = conn
+        .query_first(
+            "SELECT COUNT(*) FROM information_schema.ROUTINES \
+             WHERE ROUTINE_SCHEMA = 'curfew' AND ROUTINE_NAME = 'set_account_lock' \
+             AND ROUTINE_TYPE = 'PROCEDURE'",
+        )
+        .await
+        .map_err(failed(target, "looking for curfew.set_account_lock"))?;
+    if executable != Some(1) {
         missing.push(grants[3].clone());
     }
     let status = match missing.is_empty() {

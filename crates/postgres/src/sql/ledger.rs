@@ -73,20 +73,7 @@ pub const AGENT_FUNCTIONS: &[&str] = &[
 const LOCK_COLUMNS: &str = "l.id, l.role_oid, l.role_name, l.kind, l.rule, l.reason, l.created_by, \
                             l.created_at, l.expires_at, l.released_at, l.released_by";
 
-/// Where a role stands, for `curfew lock` and `curfew unlock` waiting on the agent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LockProgress {
-    /// Whether the role can log in.
-    pub can_login: bool,
-    /// Whether curfew disabled its login.
-    pub disabled_by_curfew: bool,
-    /// Its client sessions on this server.
-    pub sessions: i64,
-    /// Whether the agent has recorded the lock row's creation (and release, if released).
-    pub announced: bool,
-    /// The reasons of the locks still in force on it.
-    pub remaining: Vec<String>,
-}
+pub use curfew_backend::LockProgress;
 
 /// Whether the ledger holds anything for the agent to do.
 pub(crate) const HAS_WORK: &str = "SELECT EXISTS (SELECT 1 FROM curfew.lock

@@ -32,7 +32,7 @@ pub(crate) fn keepers(
                 && scope.admits_role(&s.role, &s.member_of)
                 && scope.admits_database(&s.database)
                 && scope.admits_application(&s.application)
-                && scope.admits_address(s.client_addr)
+                && scope.rule_admits_address(&s.client_addr)
                 && loaded.policy.exempt.session(s).is_none()
         })
         .collect();

@@ -34,7 +34,7 @@ pub(crate) fn session_info(s: &Session) -> SessionInfo {
         backend_start: s.backend_start,
         role: s.role.to_string(),
         database: s.database.to_string(),
-        client_addr: s.client_addr.map(|a| a.to_string()),
+        client_addr: s.client_addr.shown(),
         application: s.application.to_string(),
         state: s.state.as_pg().to_owned(),
     }

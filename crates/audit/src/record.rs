@@ -17,7 +17,9 @@ pub struct SessionInfo {
     pub role: String,
     /// The database the session is connected to.
     pub database: String,
-    /// The client address; absent for Unix-socket connections.
+    /// The client address; absent for Unix-socket connections. Where the server showed a host
+    /// name instead of a TCP client's address (MariaDB/MySQL with name resolution on), that
+    /// name marked `name:<host> (unverified)`: never an address.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_addr: Option<String>,
     /// The session's `application_name`.

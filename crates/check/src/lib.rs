@@ -14,6 +14,7 @@ mod live;
 mod mariadb;
 mod mariadb_leader;
 mod mariadb_live;
+mod mariadb_names;
 mod mariadb_store;
 mod record;
 mod roles;

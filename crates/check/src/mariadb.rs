@@ -76,6 +76,7 @@ pub(crate) const VARIABLES: &[&str] = &[
     "server_audit_events",
     "audit_log_policy",
     "audit_log_connection_policy",
+    "skip_name_resolve",
 ];
 
 /// Plugins that authenticate without a stored password (the operating system, Kerberos, PAM,
@@ -102,6 +103,7 @@ pub fn judge_mariadb(facts: &MariaDbFacts, ctx: PolicyContext<'_>) -> Vec<Findin
         no_password(facts),
         logging(facts),
         privileges(facts, ctx),
+        crate::mariadb_names::finding(var(facts, "skip_name_resolve"), ctx.policy),
         crate::mariadb_store::store(
             &facts.user,
             &facts.host,

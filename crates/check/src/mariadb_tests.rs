@@ -296,3 +296,56 @@ fn a_clock_offset_beyond_the_limit_fails() {
     assert_eq!(f.status, Status::Fail);
     assert!(f.observed.contains("5.0s ahead"), "{}", f.observed);
 }
+
+/// Name resolution on makes the policy's `addresses` unusable: the server shows host names.
+#[test]
+fn name_resolution_fails_a_policy_that_scopes_or_exempts_by_address_and_says_the_fix() {
+    let by_address = [
+        "[exempt]\naddresses = [\"local\"]\n",
+        "[[exempt]]\nroles = [\"dba\"]\naddresses = [\"10.0.0.0/8\"]\n",
+        "[[rule]]\nname = \"office\"\nidle = \"1h\"\naddresses = [\"10.1.0.0/16\"]\n",
+    ];
+    for (setting, fails) in [("OFF", true), ("0", true), ("ON", false), ("1", false)] {
+        let mut facts = hardened();
+        facts
+            .variables
+            .insert("skip_name_resolve".to_owned(), setting.to_owned());
+        for extra in by_address {
+            let p = policy(&format!("{extra}{IDLE_EVERYONE}"));
+            let f = get(&judge(&facts, &p), "CURFEW-MARIADB-NAMES").clone();
+            let expected = if fails { Status::Fail } else { Status::Pass };
+            assert_eq!(f.status, expected, "{setting} {extra}: {f:?}");
+            assert!(
+                f.observed
+                    .contains(&format!("skip_name_resolve = {setting}"))
+            );
+            if fails {
+                assert!(f.why.contains("no exemption by addresses applies"), "{f:?}");
+                assert!(f.fix.contains("skip_name_resolve = ON"), "{f:?}");
+            }
+        }
+        // A policy that names no address is indifferent to it.
+        let f = get(
+            &judge(&facts, &policy(IDLE_EVERYONE)),
+            "CURFEW-MARIADB-NAMES",
+        )
+        .clone();
+        assert_eq!(f.status, Status::Pass, "{f:?}");
+        assert!(f.observed.contains("names no client address"), "{f:?}");
+    }
+    // Named where it is: the exemption and the rule.
+    let mut facts = hardened();
+    facts
+        .variables
+        .insert("skip_name_resolve".to_owned(), "OFF".to_owned());
+    let p = policy(&format!("{}{}", by_address[0], by_address[2]));
+    let f = get(&judge(&facts, &p), "CURFEW-MARIADB-NAMES").clone();
+    assert!(
+        f.observed
+            .contains("client addresses named by [exempt] addresses, rule \"office\""),
+        "{f:?}"
+    );
+    // Not read: unknown, neither passed nor failed.
+    let f = get(&judge(&hardened(), &p), "CURFEW-MARIADB-NAMES").clone();
+    assert_eq!(f.status, Status::Unknown, "{f:?}");
+}

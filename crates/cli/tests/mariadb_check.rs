@@ -108,6 +108,16 @@ fn check_judges_a_mariadb_target_with_stig_mapped_findings() {
     assert_eq!(finding(&doc, "CURFEW-MARIADB-TLS")["status"], "fail");
     assert_eq!(finding(&doc, "CURFEW-MARIADB-LOGGING")["status"], "fail");
     assert_eq!(finding(&doc, "CURFEW-MARIADB-PRIVILEGES")["status"], "pass");
+    // The sandbox shows addresses (skip_name_resolve ON), read from the server itself.
+    let names = finding(&doc, "CURFEW-MARIADB-NAMES");
+    assert_eq!(names["status"], "pass", "{names:#}");
+    assert!(
+        names["observed"]
+            .as_str()
+            .unwrap()
+            .contains("skip_name_resolve = ON"),
+        "{names:#}"
+    );
     // Same host, same clock.
     assert_eq!(finding(&doc, "CURFEW-CLOCK")["status"], "pass");
     // curfew's account may not read the accounts: neither passed nor failed.

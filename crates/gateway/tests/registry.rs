@@ -155,5 +155,5 @@ async fn a_failed_registration_leaves_the_session_working_and_is_counted() {
         .unwrap();
     assert_eq!(snapshot.gateway_client(&seen.key()), None);
     // The session is what the agent enforces as a direct one: from the gateway's host.
-    assert_eq!(seen.client_addr.unwrap().to_string(), "127.0.0.1");
+    assert_eq!(seen.client_addr.ip().unwrap().to_string(), "127.0.0.1");
 }

@@ -28,7 +28,7 @@ use crate::leader_lock::{
     ANNOUNCED, LEADER_LOCK, Leadership, announcement_locks, lock_names, read_announcement,
 };
 use crate::row::{column, micros};
-use crate::snapshot::client_address;
+use crate::snapshot::client_origin;
 
 const WHAT_TAKE: &str = "taking the leader lock (GET_LOCK)";
 const WHAT_CHECK: &str = "checking the leader lock";
@@ -186,7 +186,7 @@ impl Connection {
                 pid: i64::try_from(row.id).map_err(|_| {
                     MysqlError::decode(&self.target, WHAT_HOLDERS, "connection id beyond 2^63")
                 })?,
-                client_addr: client_address(&row.host).map(|a| a.to_string()),
+                client_addr: client_origin(&row.host).shown(),
                 backend_start: Some(seen.started_at),
                 database: row.db,
                 application: held.get(1..).and_then(read_announcement),

@@ -48,7 +48,7 @@ pub use ledger::LockProgress;
 pub use names::{quote_identifier, string_literal};
 pub use secret::{Password, PasswordFileError, read_password_file};
 pub use seen::{SAME_BOOT_TOLERANCE, SeenSession, same_boot};
-pub use snapshot::{ProcessRow, client_address, curfew_connection, snapshot_sql};
+pub use snapshot::{ProcessRow, client_address, client_origin, curfew_connection, snapshot_sql};
 pub use target::{MysqlTarget, TargetUrlError};
 pub use url::{
     DEFAULT_PORT, Endpoint, MYSQL_URLS, MysqlUrl, MysqlUrls, TlsMode, UrlError, is_mysql_url,

@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use curfew_backend::Snapshot;
-use curfew_policy::{BackendType, Session, SessionState};
+use curfew_policy::{BackendType, ClientAddr, Session, SessionState};
 use jiff::Timestamp;
 use mysql_async::prelude::Queryable;
 
@@ -185,7 +185,7 @@ pub(crate) fn decode_snapshot(
             role: share(&row.user),
             member_of: no_groups.clone(),
             database: share(row.db.as_deref().unwrap_or("")),
-            client_addr: client_address(&row.host),
+            client_addr: client_origin(&row.host),
             application: share(row.program.as_deref().unwrap_or("")),
             backend_type: if server_thread {
                 BackendType::Other(row.command.clone())
@@ -214,17 +214,39 @@ pub fn curfew_connection(row: &ProcessRow, own_user: &str, program_names_known: 
             ))
 }
 
-/// The client's address from the process list's `HOST` (`10.0.0.1:5000`, `[::1]:5000` or
-/// `::1:5000`); `None` for `localhost` (a socket) or a host name.
-pub fn client_address(host: &str) -> Option<IpAddr> {
-    let bare = host.trim_start_matches('[');
-    if let Some((addr, port)) = bare.rsplit_once(':')
-        && port.bytes().all(|b| b.is_ascii_digit())
-        && let Ok(ip) = addr.trim_end_matches(']').parse::<IpAddr>()
-    {
-        return Some(ip);
+/// Where the client connects from, per the process list's `HOST`: `10.0.0.1:5000`,
+/// `[::1]:5000` or `::1:5000` is TCP from that address; `localhost` (no port) or nothing is a
+/// socket; `name:port` is TCP from an address the server resolved to `name` (with
+/// `skip_name_resolve` off, `localhost:5000` for a client of 127.0.0.1): the address is
+/// unknown, never taken for a socket. Any other text without a port is unknown too.
+pub fn client_origin(host: &str) -> ClientAddr {
+    if host.is_empty() || host == "localhost" {
+        return ClientAddr::Socket;
     }
-    host.parse().ok()
+    // The port first: a TCP client's `HOST` always ends in one, and `::1:5000` would also
+    // read as one IPv6 address.
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => {
+            let bracketed = name.strip_prefix('[').and_then(|n| n.strip_suffix(']'));
+            if let Ok(ip) = bracketed.unwrap_or(name).parse::<IpAddr>() {
+                return ClientAddr::Ip(ip);
+            }
+            name
+        }
+        _ => {
+            if let Ok(ip) = host.parse::<IpAddr>() {
+                return ClientAddr::Ip(ip);
+            }
+            host
+        }
+    };
+    ClientAddr::Unresolved(Arc::from(name))
+}
+
+/// The client's address, when the process list's `HOST` shows one; None for a socket *and* for
+/// a host name, so only where the two need no telling apart ([`client_origin`] does).
+pub fn client_address(host: &str) -> Option<IpAddr> {
+    client_origin(host).ip()
 }
 
 impl Connection {

@@ -58,7 +58,7 @@ fn sleep_is_idle_with_a_transaction_idle_in_transaction_and_anything_else_runnin
     assert_eq!(&*s.role, "app");
     assert_eq!(&*s.database, "shop");
     assert_eq!(&*s.application, "billing");
-    assert_eq!(s.client_addr, Some("10.0.0.9".parse().unwrap()));
+    assert_eq!(s.client_addr, ClientAddr::Ip("10.0.0.9".parse().unwrap()));
     // Its start at first sight: the start of its current command, no earlier.
     assert_eq!(
         s.backend_start,
@@ -154,15 +154,55 @@ fn bad_rows_are_errors_not_panics() {
 }
 
 #[test]
-fn client_addresses() {
+fn client_origins_tell_a_socket_from_an_address_from_a_name() {
+    let ip = |a: &str| ClientAddr::Ip(a.parse().unwrap());
+    let name = |n: &str| ClientAddr::Unresolved(Arc::from(n));
+    assert_eq!(client_origin("127.0.0.1:5000"), ip("127.0.0.1"));
+    assert_eq!(client_origin("[::1]:5000"), ip("::1"));
+    assert_eq!(client_origin("::1:5000"), ip("::1"));
+    assert_eq!(client_origin("::ffff:10.0.0.1:5000"), ip("::ffff:10.0.0.1"));
+    assert_eq!(client_origin("10.0.0.1"), ip("10.0.0.1"));
+    // A socket: `localhost` with no port (and the server's own threads, with no host).
+    assert_eq!(client_origin("localhost"), ClientAddr::Socket);
+    assert_eq!(client_origin(""), ClientAddr::Socket);
+    // Name resolution on: TCP from 127.0.0.1 shows as `localhost:port`, a remote client as
+    // whatever its reverse DNS says. Neither is a socket.
+    assert_eq!(client_origin("localhost:55866"), name("localhost"));
     assert_eq!(
-        client_address("127.0.0.1:5000"),
-        Some("127.0.0.1".parse().unwrap())
+        client_origin("host.attacker.example:40000"),
+        name("host.attacker.example")
     );
-    assert_eq!(client_address("[::1]:5000"), Some("::1".parse().unwrap()));
-    assert_eq!(client_address("::1:5000"), Some("::1".parse().unwrap()));
-    assert_eq!(client_address("localhost"), None);
-    assert_eq!(client_address("app.example:5000"), None);
+    assert_eq!(client_origin("[fe80::1%eth0]:5000"), name("[fe80::1%eth0]"));
+    // Anything else unexpected is unknown, not a socket.
+    assert_eq!(client_origin("app.example"), name("app.example"));
+    assert_eq!(client_origin("app.example:"), name("app.example:"));
+    assert_eq!(client_address("localhost:55866"), None);
+    assert_eq!(
+        client_address("10.0.0.1:1"),
+        Some("10.0.0.1".parse().unwrap())
+    );
+}
+
+#[test]
+fn a_session_from_a_resolved_name_is_not_a_socket_one() {
+    let mut seen = SeenSessions::default();
+    let rows = vec![
+        ProcessRow {
+            host: "localhost:55866".to_owned(),
+            ..row(2, "Sleep", 30, None)
+        },
+        ProcessRow {
+            host: "localhost".to_owned(),
+            ..row(3, "Sleep", 30, None)
+        },
+    ];
+    let snapshot = decode_snapshot(rows, 1, &mut seen, "m").unwrap();
+    let by_pid = |pid| snapshot.sessions.iter().find(|s| s.pid == pid).unwrap();
+    assert_eq!(
+        by_pid(2).client_addr,
+        ClientAddr::Unresolved(Arc::from("localhost"))
+    );
+    assert_eq!(by_pid(3).client_addr, ClientAddr::Socket);
 }
 
 #[test]

@@ -52,7 +52,7 @@ async fn sessions_are_classified_on_the_server_s_clock() {
         (&*s.role, &*s.database, &*s.application),
         ("app", "app", "billing")
     );
-    assert_eq!(s.client_addr, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(s.client_addr.ip(), Some("127.0.0.1".parse().unwrap()));
     let idle_for = snapshot.now.duration_since(s.state_change.unwrap());
     assert!(
         idle_for.as_millis() >= 1000 && idle_for.as_secs() < 30,

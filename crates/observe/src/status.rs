@@ -361,12 +361,11 @@ fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
-/// A session's client as the page shows it: its peer address (`local` for a Unix socket) and,
-/// for a gateway session, the client behind the gateway.
+/// A session's client as the page shows it: its peer address (`local` for a Unix socket, the
+/// server's host name marked unverified where it showed no address) and, for a gateway
+/// session, the client behind the gateway.
 fn client_text(s: &Session, via: Option<&curfew_agent::GatewayClient>) -> String {
-    let peer = s
-        .client_addr
-        .map_or_else(|| "local".to_owned(), |a| a.to_string());
+    let peer = s.client_addr.to_string();
     match via {
         Some(client) => format!("{peer} ({client})"),
         None => peer,

@@ -57,7 +57,7 @@ fn session(pid: i64, role: &str, app: &str, state: SessionState, since: i64) -> 
         role: role.into(),
         member_of: Arc::from(Vec::new()),
         database: "postgres".into(),
-        client_addr: None,
+        client_addr: curfew_policy::ClientAddr::Socket,
         application: app.into(),
         backend_type: BackendType::ClientBackend,
     }
@@ -251,6 +251,35 @@ fn the_page_escapes_what_clients_chose_and_needs_no_script() {
     assert!(html.contains("<meta http-equiv=\"refresh\" content=\"5\">"));
     let still = crate::page::render(&s, 0).unwrap();
     assert!(!still.contains("http-equiv"));
+}
+
+/// A client the server showed by host name (MariaDB with name resolution on): the name as
+/// given, marked unverified and escaped on the page; a socket session is `local`.
+#[test]
+fn a_client_known_only_by_host_name_is_shown_so_never_as_an_address() {
+    let mut board = Board::default();
+    let t0 = Instant::now();
+    let mut named = session(8, "kim", "psql", SessionState::Idle, 0);
+    named.client_addr = curfew_policy::ClientAddr::Unresolved("<b>x</b>.example".into());
+    let socket = session(9, "kim", "psql", SessionState::Idle, 0);
+    board.apply(&evaluated(vec![named, socket], at(10)), t0);
+    let loaded = loaded();
+    let health = check(&board, &loaded, Ok(()), t0);
+    let s = status(&board, &loaded, health, &about(), t0, at(0));
+    let client = |pid| {
+        s.targets[0]
+            .sessions
+            .iter()
+            .find(|v| v.pid == pid)
+            .unwrap()
+            .client
+            .clone()
+    };
+    assert_eq!(client(8), "name:<b>x</b>.example (unverified)");
+    assert_eq!(client(9), "local");
+    let html = crate::page::render(&s, 0).unwrap();
+    assert!(!html.contains("<b>x"), "{html}");
+    assert!(html.contains("(unverified)"), "{html}");
 }
 
 #[test]

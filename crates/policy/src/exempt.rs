@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 
 use crate::scope::Scope;
+use crate::session::ClientAddr;
 
 /// Sessions no rule ever touches: a list of exemptions, any one of which exempts a session.
 ///
@@ -219,7 +220,7 @@ impl Exemptions {
                 e.scope.admits_role(&s.role, &s.member_of)
                     && e.scope.admits_database(&s.database)
                     && e.scope.admits_application(&s.application)
-                    && e.scope.admits_address(s.client_addr)
+                    && e.scope.exemption_admits_address(&s.client_addr)
             })
             .map(|e| e.by)
     }
@@ -256,9 +257,13 @@ impl Exemptions {
     }
 
     /// The exemption that covers every session from this client address (one given only by
-    /// `addresses`).
+    /// `addresses`); `address` is None for a socket.
     pub fn by_address(&self, address: Option<IpAddr>) -> Option<ExemptBy> {
-        self.only(|s| !s.addresses.is_empty(), |s| s.admits_address(address))
+        let address = ClientAddr::from(address);
+        self.only(
+            |s| !s.addresses.is_empty(),
+            |s| s.exemption_admits_address(&address),
+        )
     }
 
     /// The first exemption whose only key is the one `has` tests, and which `admits`.

@@ -32,7 +32,7 @@ fn session(role: &str, application: &str) -> Session {
         role: role.into(),
         member_of: Arc::from(Vec::<String>::new()),
         database: "app".into(),
-        client_addr: Some("10.1.2.3".parse().unwrap()),
+        client_addr: crate::ClientAddr::Ip("10.1.2.3".parse().unwrap()),
         application: application.into(),
         backend_type: BackendType::ClientBackend,
     }
@@ -88,7 +88,7 @@ fn the_exempt_table_still_ors_its_keys() {
         Some(ExemptBy::Application)
     );
     let mut from = session("kim", "psql");
-    from.client_addr = Some("10.99.1.1".parse::<IpAddr>().unwrap());
+    from.client_addr = crate::ClientAddr::Ip("10.99.1.1".parse::<IpAddr>().unwrap());
     assert_eq!(p.exempt.session(&from), Some(ExemptBy::Address));
     assert_eq!(p.exempt.session(&session("kim", "psql")), None);
     // The key reported first is the one that always was: roles before applications.
@@ -214,8 +214,81 @@ proptest! {
         let mut s = session(role, application);
         s.database = database.into();
         if local {
-            s.client_addr = None;
+            s.client_addr = crate::ClientAddr::Socket;
         }
         prop_assert_eq!(engine_says(&p, &s), p.exempt.session(&s));
     }
+}
+
+/// MariaDB with name resolution on shows `localhost:55866` (or whatever a remote client's
+/// reverse DNS says) instead of an address: such a session must not pass for a socket one.
+#[test]
+fn a_client_known_only_by_name_meets_no_address_exemption_but_every_address_scoped_rule() {
+    let by_name = |name: &str| {
+        let mut s = session("kim", "psql");
+        s.client_addr = crate::ClientAddr::Unresolved(name.into());
+        s
+    };
+    for exempt in [
+        "[exempt]\naddresses = [\"local\"]\n",
+        "[exempt]\naddresses = [\"0.0.0.0/0\", \"::/0\", \"local\"]\n",
+        "[[exempt]]\nroles = [\"kim\"]\naddresses = [\"local\", \"127.0.0.0/8\"]\n",
+    ] {
+        let p = parsed(exempt).policy;
+        for s in [by_name("localhost"), by_name("host.attacker.example")] {
+            assert_eq!(p.exempt.session(&s), None, "{exempt} {:?}", s.client_addr);
+            assert_eq!(engine_says(&p, &s), None, "{exempt} {:?}", s.client_addr);
+        }
+        // A socket session is still exempted by `local` (where the exemption names it).
+        let mut socket = session("kim", "psql");
+        socket.client_addr = crate::ClientAddr::Socket;
+        assert!(p.exempt.session(&socket).is_some(), "{exempt}");
+        assert_eq!(engine_says(&p, &socket), p.exempt.session(&socket));
+    }
+    // Another key's exemption still covers it: only the address is unknown.
+    let p = parsed("[exempt]\nroles = [\"kim\"]\n").policy;
+    assert_eq!(engine_says(&p, &by_name("x")), Some(ExemptBy::Role));
+    assert_eq!(p.exempt.by_address(None), None);
+
+    // A rule scoped by any address block applies to it (it may be in any block); one scoped
+    // to other keys it does not meet does not.
+    for (scope, applies) in [
+        ("addresses = [\"10.9.0.0/16\"]", true),
+        ("addresses = [\"local\"]", true),
+        ("addresses = [\"10.9.0.0/16\"]\nroles = [\"ann\"]", false),
+        ("", true),
+    ] {
+        let text = format!("[[rule]]\nname = \"r\"\nlifetime = \"1m\"\n{scope}\n");
+        let p = parse_policy("t.toml", &text, jiff::tz::db())
+            .unwrap_or_else(|e| panic!("{e}"))
+            .policy;
+        let s = by_name("host.attacker.example");
+        let ends = matches!(
+            assess(&p, std::slice::from_ref(&s), now())[0],
+            Verdict::Ends(_)
+        );
+        assert_eq!(ends, applies, "{scope}");
+        assert!(p.rules[0].scope.rule_admits_address(&s.client_addr));
+        let plan = crate::evaluate(&p, std::slice::from_ref(&s), now());
+        assert_eq!(plan.terminations.len(), usize::from(applies), "{scope}");
+    }
+}
+
+#[test]
+fn a_client_known_only_by_name_shows_its_name_marked_unverified_never_an_address() {
+    let name = crate::ClientAddr::Unresolved("evil\u{7}.example".into());
+    assert_eq!(name.ip(), None);
+    assert_eq!(name.to_string(), "name:evil\\u{7}.example (unverified)");
+    assert_eq!(
+        name.shown().as_deref(),
+        Some("name:evil\\u{7}.example (unverified)")
+    );
+    assert_eq!(crate::ClientAddr::Socket.shown(), None);
+    assert_eq!(crate::ClientAddr::Socket.to_string(), "local");
+    let ip: IpAddr = "10.0.0.1".parse().unwrap();
+    assert_eq!(
+        crate::ClientAddr::from(Some(ip)).shown().as_deref(),
+        Some("10.0.0.1")
+    );
+    assert_eq!(crate::ClientAddr::from(None), crate::ClientAddr::Socket);
 }

@@ -56,7 +56,7 @@ pub use model::{
 pub use overrides::{EdgeOverride, Overrides};
 pub use parse::{Parsed, parse_policy, parse_policy_with};
 pub use pattern::{AddressBlock, AddressError, Glob};
-pub use session::{BackendType, Names, Session, SessionKey, SessionState};
+pub use session::{BackendType, ClientAddr, Names, Session, SessionKey, SessionState};
 pub use target_url::{AdapterLimits, TargetUrl, UrlValidator, ValidUrl};
 pub use visible::{visible, visible_lines};
 pub use window::{DaySet, Schedule, Window, WindowError, WindowKind, WindowState};

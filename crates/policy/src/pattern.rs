@@ -4,6 +4,8 @@ use std::fmt;
 use std::net::IpAddr;
 use std::str::FromStr;
 
+use crate::session::ClientAddr;
+
 /// A glob over a name: `*` matches any run of characters, `?` exactly one. Case-sensitive,
 /// because PostgreSQL role, database and application names are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,15 +206,18 @@ fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
 }
 
 impl AddressBlock {
-    /// Whether a session's client address (None for Unix sockets) is in this block. IPv4-mapped
-    /// IPv6 addresses (`::ffff:10.0.0.1`) are compared as IPv4.
-    pub fn contains(&self, client: Option<IpAddr>) -> bool {
+    /// Whether a session's client address is known to be in this block: a socket is in `local`
+    /// only, an address in the blocks that contain it, and an unresolved client (a host name,
+    /// no address) in none. IPv4-mapped IPv6 addresses (`::ffff:10.0.0.1`) are compared as IPv4.
+    pub fn contains(&self, client: &ClientAddr) -> bool {
         match (self, client) {
-            (AddressBlock::Local, None) => true,
-            (AddressBlock::Local, Some(_)) | (AddressBlock::Net { .. }, None) => false,
-            (AddressBlock::Net { network, prefix }, Some(addr)) => {
-                let addr = match addr {
-                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            (AddressBlock::Local, ClientAddr::Socket) => true,
+            (_, ClientAddr::Unresolved(_))
+            | (AddressBlock::Local, ClientAddr::Ip(_))
+            | (AddressBlock::Net { .. }, ClientAddr::Socket) => false,
+            (AddressBlock::Net { network, prefix }, ClientAddr::Ip(addr)) => {
+                let addr = match *addr {
+                    IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(*addr, IpAddr::V4),
                     v4 => v4,
                 };
                 match (network, addr) {
@@ -256,20 +261,25 @@ mod tests {
 
     #[test]
     fn address_blocks() {
+        let ip = |a: &str| ClientAddr::Ip(a.parse().unwrap());
         let net: AddressBlock = "10.20.0.0/16".parse().unwrap();
-        assert!(net.contains(Some("10.20.3.4".parse().unwrap())));
-        assert!(net.contains(Some("::ffff:10.20.3.4".parse().unwrap())));
-        assert!(!net.contains(Some("10.21.0.1".parse().unwrap())));
-        assert!(!net.contains(None));
+        assert!(net.contains(&ip("10.20.3.4")));
+        assert!(net.contains(&ip("::ffff:10.20.3.4")));
+        assert!(!net.contains(&ip("10.21.0.1")));
+        assert!(!net.contains(&ClientAddr::Socket));
         let local: AddressBlock = "local".parse().unwrap();
-        assert!(local.contains(None));
-        assert!(!local.contains(Some("127.0.0.1".parse().unwrap())));
+        assert!(local.contains(&ClientAddr::Socket));
+        assert!(!local.contains(&ip("127.0.0.1")));
         let host: AddressBlock = "192.0.2.7".parse().unwrap();
         assert_eq!(host.to_string(), "192.0.2.7/32");
         let v6: AddressBlock = "2001:db8::/32".parse().unwrap();
-        assert!(v6.contains(Some("2001:db8::1".parse().unwrap())));
+        assert!(v6.contains(&ip("2001:db8::1")));
         let all: AddressBlock = "0.0.0.0/0".parse().unwrap();
-        assert!(all.contains(Some("203.0.113.9".parse().unwrap())));
+        assert!(all.contains(&ip("203.0.113.9")));
+        // A host name in place of an address is in no block, `local` included.
+        let name = ClientAddr::Unresolved("localhost".into());
+        assert!(!local.contains(&name));
+        assert!(!all.contains(&name));
     }
 
     #[test]

@@ -1,9 +1,8 @@
 //! Which sessions a rule (or an exemption) applies to: the scope keys and how each admits a
 //! session's attribute.
 
-use std::net::IpAddr;
-
 use crate::pattern::{AddressBlock, Glob};
+use crate::session::ClientAddr;
 
 /// Which sessions a rule applies to. Keys are ANDed; the values inside one key are ORed; an absent
 /// key does not restrict.
@@ -51,8 +50,20 @@ impl Scope {
         self.applications.is_empty() || self.applications.iter().any(|g| g.matches(application))
     }
 
-    /// Whether the address part of the scope admits this client address.
-    pub fn admits_address(&self, address: Option<IpAddr>) -> bool {
+    /// Whether the address part of a *rule's* scope admits this client address. Enforcement is
+    /// conservative: an unresolved client (TCP, address not shown) may be in any block, so a
+    /// rule scoped by `addresses` applies to it.
+    pub fn rule_admits_address(&self, address: &ClientAddr) -> bool {
+        self.addresses.is_empty()
+            || matches!(address, ClientAddr::Unresolved(_))
+            || self.addresses.iter().any(|b| b.contains(address))
+    }
+
+    /// Whether the address part of an *exemption's* scope admits this client address. An
+    /// exemption needs proof: an unresolved client (TCP, address not shown) is in no block,
+    /// `local` included, so an exemption by `addresses` never applies to it. (Two methods, not
+    /// one: a caller must say which reading it wants.)
+    pub fn exemption_admits_address(&self, address: &ClientAddr) -> bool {
         self.addresses.is_empty() || self.addresses.iter().any(|b| b.contains(address))
     }
 }

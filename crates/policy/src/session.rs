@@ -105,12 +105,73 @@ pub struct Session {
     pub member_of: Arc<[String]>,
     /// The database (`datname`).
     pub database: Arc<str>,
-    /// The client address; None for Unix-socket sessions.
-    pub client_addr: Option<IpAddr>,
+    /// Where the client connects from, as far as the server says.
+    pub client_addr: ClientAddr,
     /// `application_name`, as the client set it.
     pub application: Arc<str>,
     /// What kind of process this is.
     pub backend_type: BackendType,
+}
+
+/// Where a session's client connects from, as far as the server says. Three states, not an
+/// `Option<IpAddr>`: a TCP client whose address the server did not show must not pass for a
+/// socket one (that would let it meet `addresses = ["local"]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientAddr {
+    /// A Unix-domain socket: no network address.
+    Socket,
+    /// TCP (or another network transport) from this address.
+    Ip(IpAddr),
+    /// TCP, but the server showed a host name instead of the address (MariaDB with
+    /// `skip_name_resolve` off): the address is not known. The name comes from reverse DNS,
+    /// which whoever owns the client's address controls, so it proves nothing. Such a session
+    /// meets no exemption by `addresses`, and every rule scoped by `addresses` applies to it.
+    Unresolved(Arc<str>),
+}
+
+impl ClientAddr {
+    /// The address, when the server gave one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            ClientAddr::Ip(a) => Some(*a),
+            ClientAddr::Socket | ClientAddr::Unresolved(_) => None,
+        }
+    }
+
+    /// How an audit record or a listing shows it: the address; None for a socket; for an
+    /// unresolved client the name the server gave, marked as such (never an invented address).
+    pub fn shown(&self) -> Option<String> {
+        match self {
+            ClientAddr::Socket => None,
+            ClientAddr::Ip(a) => Some(a.to_string()),
+            ClientAddr::Unresolved(_) => Some(self.to_string()),
+        }
+    }
+}
+
+impl From<Option<IpAddr>> for ClientAddr {
+    /// A server that always shows addresses (PostgreSQL): None is a socket.
+    fn from(address: Option<IpAddr>) -> Self {
+        address.map_or(ClientAddr::Socket, ClientAddr::Ip)
+    }
+}
+
+impl From<IpAddr> for ClientAddr {
+    fn from(address: IpAddr) -> Self {
+        ClientAddr::Ip(address)
+    }
+}
+
+impl std::fmt::Display for ClientAddr {
+    /// `local`, the address, or `name:<host> (unverified)` (the host name escaped: it comes
+    /// from DNS).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientAddr::Socket => f.write_str("local"),
+            ClientAddr::Ip(a) => write!(f, "{a}"),
+            ClientAddr::Unresolved(name) => write!(f, "name:{} (unverified)", name.escape_debug()),
+        }
+    }
 }
 
 /// What identifies one session for its whole life: pids are reused, `(pid, backend_start)` is not.

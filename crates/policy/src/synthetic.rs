@@ -173,7 +173,7 @@ pub fn sessions(n: usize, now: Timestamp, seed: u64) -> Vec<Session> {
                 role: names.get(&role),
                 member_of,
                 database: names.get(databases[rng.below(databases.len() as u64) as usize]),
-                client_addr: addr,
+                client_addr: addr.into(),
                 application: names.get(applications[rng.below(applications.len() as u64) as usize]),
                 backend_type: if i % 500 == 499 {
                     BackendType::Other("autovacuum worker".to_owned())

@@ -8,8 +8,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use curfew_policy::{
-    BackendType, Cause, Condition, Decision, Engine, Overrides, Plan, Policy, Session, SessionKey,
-    SessionState, Verdict, assess_with, parse_policy,
+    BackendType, Cause, ClientAddr, Condition, Decision, Engine, Overrides, Plan, Policy, Session,
+    SessionKey, SessionState, Verdict, assess_with, parse_policy,
 };
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -23,12 +23,25 @@ const ROLES: [&str; 6] = [
     "analyst_x",
 ];
 const APPS: [&str; 4] = ["psql", "pg_dump", "batch-1", "orders-api"];
-const ADDRS: [Option<&str>; 4] = [
+/// None is a socket; `name:` a TCP client the server showed by host name (no address).
+const ADDRS: [Option<&str>; 6] = [
     None,
     Some("10.1.0.5"),
     Some("10.99.3.4"),
     Some("192.168.1.9"),
+    Some("name:localhost"),
+    Some("name:host.10.99.3.4.example"),
 ];
+
+fn client_addr(text: Option<&str>) -> ClientAddr {
+    match text {
+        None => ClientAddr::Socket,
+        Some(t) => match t.strip_prefix("name:") {
+            Some(name) => ClientAddr::Unresolved(name.into()),
+            None => ClientAddr::Ip(t.parse::<IpAddr>().unwrap()),
+        },
+    }
+}
 const ZONES: [&str; 3] = ["UTC", "America/New_York", "Europe/Berlin"];
 const WEEKLY: [&str; 6] = [
     "Mon-Fri 07:00-19:00",
@@ -45,8 +58,10 @@ fn exempt_by_oracle(s: &Session, exempt_apps: bool, exempt_addr: bool) -> bool {
     EXEMPT_ROLES.contains(&&*s.role)
         || (exempt_apps && s.application.starts_with("batch-"))
         || (exempt_addr
-            && s.client_addr
-                .is_some_and(|a| a.to_string().starts_with("10.99.")))
+            && (s.client_addr == ClientAddr::Socket
+                || s.client_addr
+                    .ip()
+                    .is_some_and(|a| a.to_string().starts_with("10.99."))))
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +156,7 @@ fn session_strategy(now: Timestamp) -> impl Strategy<Value = Session> {
                     vec![]
                 }),
                 database: if db { "app" } else { "postgres" }.into(),
-                client_addr: ADDRS[ad].map(|a| a.parse::<IpAddr>().unwrap()),
+                client_addr: client_addr(ADDRS[ad]),
                 application: APPS[a].into(),
                 backend_type: if client {
                     BackendType::ClientBackend
@@ -180,7 +195,7 @@ fn case() -> impl Strategy<Value = Case> {
                 text.push_str("applications = [\"batch-*\"]\n");
             }
             if exempt_addr {
-                text.push_str("addresses = [\"10.99.0.0/16\"]\n");
+                text.push_str("addresses = [\"10.99.0.0/16\", \"local\"]\n");
             }
             for (i, r) in rules.iter().enumerate() {
                 text.push_str(&format!("\n[[rule]]\nname = \"r{i}\"\n{r}"));
@@ -242,6 +257,14 @@ proptest! {
             let s = c.sessions.iter().find(|s| s.key() == d.session).unwrap();
             prop_assert!(!exempt_by_oracle(s, c.exempt_apps, c.exempt_addr), "{s:?} is exempt");
             prop_assert_eq!(&s.backend_type, &BackendType::ClientBackend);
+        }
+        // ...and the engine exempts exactly the sessions the oracle does (a client shown by
+        // host name meets no address exemption, `local` included).
+        for (s, v) in c.sessions.iter().zip(assess(&policy, &c.sessions, c.now)) {
+            if s.backend_type == BackendType::ClientBackend {
+                let exempt = matches!(v, Verdict::Exempt { .. });
+                prop_assert_eq!(exempt, exempt_by_oracle(s, c.exempt_apps, c.exempt_addr), "{:?}", s);
+            }
         }
     }
 

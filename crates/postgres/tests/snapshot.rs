@@ -47,7 +47,7 @@ async fn a_snapshot_describes_other_sessions_but_not_curfews_own() {
     assert_eq!(&*session.database, "postgres");
     assert_eq!(&*session.application, "snap-test");
     assert_eq!(
-        session.client_addr,
+        session.client_addr.ip(),
         Some(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)))
     );
     assert_eq!(session.state, SessionState::Idle);

@@ -40,7 +40,8 @@ pub struct MariaDbOptions {
     pub tls: Option<TlsFiles>,
     /// Whether `performance_schema` is on (MariaDB's default is off).
     pub performance_schema: bool,
-    /// Extra server options as (name, value), passed as `--name=value` after the sandbox's own.
+    /// Extra server options as (name, value), passed as `--name=value` after the sandbox's own
+    /// (so they override them: `("skip-name-resolve", "OFF")` turns name resolution back on).
     pub settings: Vec<(String, String)>,
     /// The programs to use; [`find_mariadb`] when `None`.
     pub programs: Option<MariaDbPrograms>,

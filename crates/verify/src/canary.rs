@@ -193,7 +193,7 @@ pub fn sample_session(canary: &Canary, since: Timestamp) -> Session {
         role: Arc::from(canary.role.as_str()),
         member_of: Arc::from(member_of),
         database: Arc::from(canary.database.as_deref().unwrap_or("postgres")),
-        client_addr: canary.client_addr,
+        client_addr: canary.client_addr.into(),
         application: Arc::from(canary.application.as_str()),
         backend_type: BackendType::ClientBackend,
     }

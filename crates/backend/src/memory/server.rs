@@ -91,7 +91,7 @@ impl MemoryServer {
             role: Arc::from(role),
             member_of: Arc::from(member_of),
             database: Arc::from(database),
-            client_addr: None,
+            client_addr: curfew_policy::ClientAddr::Socket,
             application: Arc::from(""),
             backend_type: BackendType::ClientBackend,
         });

@@ -108,7 +108,7 @@ fn json(loaded: &LoadedPolicy, plan: &TargetPlan) -> serde_json::Value {
             "role": &*s.role,
             "database": &*s.database,
             "application": &*s.application,
-            "client_addr": s.client_addr.map(|a| a.to_string()),
+            "client_addr": s.client_addr.shown(),
             "state": s.state.as_pg(),
             "verdict": v,
             "rule": rule_of(loaded, v),

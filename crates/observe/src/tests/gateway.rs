@@ -59,9 +59,9 @@ fn a_live_gateway_session_shows_the_client_behind_the_gateway() {
     let mut board = Board::default();
     let t0 = Instant::now();
     let mut kim = session(2, "kim", "psql", SessionState::Idle, 0);
-    kim.client_addr = Some("10.0.0.5".parse().unwrap());
+    kim.client_addr = curfew_policy::ClientAddr::Ip("10.0.0.5".parse().unwrap());
     let mut lee = session(3, "lee", "psql", SessionState::Idle, 0);
-    lee.client_addr = Some("10.0.0.5".parse().unwrap());
+    lee.client_addr = curfew_policy::ClientAddr::Ip("10.0.0.5".parse().unwrap());
     let mut gateway = std::collections::BTreeMap::new();
     gateway.insert(
         kim.key(),

@@ -31,7 +31,8 @@ pub struct Login<'a> {
     pub database: &'a str,
     /// `application_name`, as the client set it.
     pub application: &'a str,
-    /// The client address; None for a Unix socket.
+    /// The client address; None for a Unix socket (an enforcement point inside the session
+    /// always knows which).
     pub client_addr: Option<IpAddr>,
 }
 
@@ -48,7 +49,7 @@ impl Login<'_> {
             role: Arc::from(self.role),
             member_of: Arc::from(self.member_of),
             database: Arc::from(self.database),
-            client_addr: self.client_addr,
+            client_addr: self.client_addr.into(),
             application: Arc::from(self.application),
             backend_type: BackendType::ClientBackend,
         }

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::model::{Condition, ExemptBy, Policy};
-use crate::session::Session;
+use crate::session::{ClientAddr, Session};
 
 /// A set of rule indexes. The first 64 rules sit inline: dereferencing a separate allocation
 /// per lookup was the largest single cost at 100k sessions. `rest` is empty (and allocates
@@ -170,8 +170,28 @@ pub(super) struct ScopeIndex<'p, 's> {
     /// Keyed by the pair: a server sees few distinct (database, application) pairs, so one
     /// lookup serves both.
     connections: Table<(*const u8, *const u8), (&'s str, &'s str)>,
-    addresses: QuickMap<Option<IpAddr>, Entry>,
+    /// Keyed by what matching reads of an address: every unresolved client (a host name, no
+    /// address) matches alike, so they share one entry whatever their names.
+    addresses: QuickMap<AddressKey, Entry>,
     scratch: Vec<u64>,
+}
+
+/// A client address as the address part of a scope reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum AddressKey {
+    Socket,
+    Ip(IpAddr),
+    Unresolved,
+}
+
+impl AddressKey {
+    fn of(address: &ClientAddr) -> Self {
+        match address {
+            ClientAddr::Socket => AddressKey::Socket,
+            ClientAddr::Ip(a) => AddressKey::Ip(*a),
+            ClientAddr::Unresolved(_) => AddressKey::Unresolved,
+        }
+    }
 }
 
 /// Whether a rule takes part in session evaluation here (violations are the gateway's).
@@ -211,8 +231,15 @@ impl<'p, 's> ScopeIndex<'p, 's> {
         );
         let address = self
             .addresses
-            .entry(s.client_addr)
-            .or_insert_with(|| build(policy, words, |scope| scope.admits_address(s.client_addr)));
+            .entry(AddressKey::of(&s.client_addr))
+            .or_insert_with(|| {
+                build_apart(
+                    policy,
+                    words,
+                    |scope| scope.exemption_admits_address(&s.client_addr),
+                    |scope| scope.rule_admits_address(&s.client_addr),
+                )
+            });
         let role = &self.roles.entries[role_id as usize];
         let connection = &self.connections.entries[connection_id as usize];
         if let Some(e) = Bits::first_common(&role.0, &connection.0, &address.0) {
@@ -232,13 +259,24 @@ impl<'p, 's> ScopeIndex<'p, 's> {
 /// One attribute's entry: `admits` is the part of a scope (a rule's or an exemption's) that
 /// tests this attribute, true when the scope does not restrict it.
 fn build(policy: &Policy, words: usize, admits: impl Fn(&crate::model::Scope) -> bool) -> Entry {
+    build_apart(policy, words, &admits, &admits)
+}
+
+/// [`build`] for an attribute that exemptions and rules read differently (the client address:
+/// an unresolved one meets no exemption but every rule).
+fn build_apart(
+    policy: &Policy,
+    words: usize,
+    exemption_admits: impl Fn(&crate::model::Scope) -> bool,
+    rule_admits: impl Fn(&crate::model::Scope) -> bool,
+) -> Entry {
     let exempt = &policy.exempt.entries;
-    let exemptions = Bits::of(exempt.len(), |i| admits(&exempt[i].scope));
+    let exemptions = Bits::of(exempt.len(), |i| exemption_admits(&exempt[i].scope));
     let rules = Bits::of(words * 64, |i| {
         policy
             .rules
             .get(i)
-            .is_some_and(|rule| evaluated(&rule.condition) && admits(&rule.scope))
+            .is_some_and(|rule| evaluated(&rule.condition) && rule_admits(&rule.scope))
     });
     (exemptions, rules)
 }

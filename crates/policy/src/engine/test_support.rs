@@ -36,7 +36,7 @@ pub(super) fn client_session(pid: i64, role: &str, state: SessionState) -> Sessi
         role: role.into(),
         member_of: Arc::from(Vec::<String>::new()),
         database: "app".into(),
-        client_addr: Some("10.1.2.3".parse().unwrap()),
+        client_addr: crate::ClientAddr::Ip("10.1.2.3".parse().unwrap()),
         application: "psql".into(),
         backend_type: BackendType::ClientBackend,
     }

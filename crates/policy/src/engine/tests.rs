@@ -236,9 +236,9 @@ fn exemptions_and_non_client_backends_are_never_touched() {
     let mut by_app = session(3, "kim");
     by_app.application = "batch-nightly".into();
     let mut by_addr = session(4, "kim");
-    by_addr.client_addr = Some("10.99.4.5".parse::<IpAddr>().unwrap());
+    by_addr.client_addr = crate::ClientAddr::Ip("10.99.4.5".parse::<IpAddr>().unwrap());
     let mut by_socket = session(5, "kim");
-    by_socket.client_addr = None;
+    by_socket.client_addr = crate::ClientAddr::Socket;
     let mut walsender = session(6, "replicator");
     walsender.backend_type = BackendType::Other("walsender".to_owned());
     let target = session(7, "kim");
@@ -275,7 +275,7 @@ fn scope_keys_are_anded_and_values_ored() {
     wrong_db.database = "hr".into();
     let mut wrong_addr = session(3, "kim");
     wrong_addr.database = "sales".into();
-    wrong_addr.client_addr = Some("10.2.0.1".parse().unwrap());
+    wrong_addr.client_addr = crate::ClientAddr::Ip("10.2.0.1".parse().unwrap());
     let mut wrong_role = session(4, "ann");
     wrong_role.database = "sales".into();
     let plan = evaluate(&p, &[in_scope, wrong_db, wrong_addr, wrong_role], now());

@@ -145,7 +145,7 @@ fn in_scope(rule: &crate::model::Rule, s: &Session) -> bool {
     scope.admits_role(&s.role, &s.member_of)
         && scope.admits_database(&s.database)
         && scope.admits_application(&s.application)
-        && scope.admits_address(s.client_addr)
+        && scope.rule_admits_address(&s.client_addr)
 }
 
 /// The first of the two unless the second is more severe (End > Warn > Nothing).

@@ -194,7 +194,7 @@ pub(crate) fn decode_snapshot(
             role,
             member_of,
             database: names.get(row.database.unwrap_or_default()),
-            client_addr: row.client_addr,
+            client_addr: row.client_addr.into(),
             application: names.get(row.application.unwrap_or_default()),
             backend_type: BackendType::ClientBackend,
         });
@@ -298,7 +298,7 @@ mod tests {
         );
         assert_eq!(&first.member_of[..], ["analysts", "readers"]);
         assert_eq!(first.state, SessionState::Idle);
-        assert_eq!(first.client_addr, Some("10.0.0.7".parse().unwrap()));
+        assert_eq!(first.client_addr.ip(), Some("10.0.0.7".parse().unwrap()));
         assert!(second.member_of.is_empty());
         assert_eq!(&*second.application, "psql");
     }

@@ -178,7 +178,7 @@ impl CanaryConnection for CanarySession {
     fn place(&self, seen: &mut curfew_policy::Session) {
         seen.pid = i64::from(self.pid);
         seen.backend_start = self.backend_start;
-        seen.client_addr = self.client_addr;
+        seen.client_addr = self.client_addr.into();
     }
 
     fn is(&self, recorded: &SessionInfo) -> bool {

@@ -325,12 +325,13 @@ impl CanaryConnection for MariaDbSession {
         i64::try_from(self.id).unwrap_or(i64::MAX)
     }
 
-    /// As the agent's snapshot has it: the address (none for a socket or a host name), the
-    /// database (empty without one), no groups (roles are not read), the start estimated.
+    /// As the agent's snapshot has it: the address (a socket, an address, or a host name the
+    /// server resolved), the database (empty without one), no groups (roles are not read), the
+    /// start estimated.
     fn place(&self, seen: &mut curfew_policy::Session) {
         seen.pid = self.number();
         seen.backend_start = self.seen.started_at;
-        seen.client_addr = curfew_mysql::client_address(&self.seen.host);
+        seen.client_addr = curfew_mysql::client_origin(&self.seen.host);
         seen.database = Arc::from(self.seen.database.as_deref().unwrap_or(""));
         seen.member_of = Arc::from(Vec::new());
     }

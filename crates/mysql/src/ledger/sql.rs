@@ -66,9 +66,10 @@ pub(crate) const CREATE_ACCOUNT_STATE: &str = "CREATE OR REPLACE DEFINER = CURRE
 
 /// The one account change curfew makes, as a procedure an administrator creates (`curfew
 /// init`) and curfew's account may only execute: `ALTER USER ... ACCOUNT LOCK/UNLOCK` of an
-/// existing account that is no role and holds no `SUPER`. Without it curfew's account would
-/// need `CREATE USER`, with which it could change any account's password, an administrator's
-/// included. The names are quoted by the server (`QUOTE`) under the procedure's own
+/// existing account that is no role, holds no `SUPER` and is not the server's own locked
+/// `mariadb.sys` (it reads and deletes `mysql.global_priv`: unlocked, it has no password).
+/// Without it curfew's account would need `CREATE USER`, with which it could change any
+/// account's password, an administrator's included. The names are quoted by the server (`QUOTE`) under the procedure's own
 /// `sql_mode` (the one `curfew init`'s session fixes: no `NO_BACKSLASH_ESCAPES`), so no name
 /// can end the string it is in. Errors: 1396 for no such account, 1227 for one it refuses.
 pub(crate) const CREATE_SET_ACCOUNT_LOCK: &str = "CREATE OR REPLACE DEFINER = CURRENT_USER \
@@ -91,9 +92,9 @@ pub(crate) const CREATE_SET_ACCOUNT_LOCK: &str = "CREATE OR REPLACE DEFINER = CU
          SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1396, \
            MESSAGE_TEXT = 'curfew.set_account_lock: no such account'; \
        END IF; \
-       IF v_role OR (v_access & 32768) <> 0 THEN \
+       IF v_role OR (v_access & 32768) <> 0 OR in_user = 'mariadb.sys' THEN \
          SIGNAL SQLSTATE '42000' SET MYSQL_ERRNO = 1227, \
-           MESSAGE_TEXT = 'curfew.set_account_lock: curfew never locks a role or an account holding SUPER'; \
+           MESSAGE_TEXT = 'curfew.set_account_lock: curfew never locks a role, the server''s own account or an account holding SUPER'; \
        END IF; \
        PREPARE curfew_alter_user FROM CONCAT('ALTER USER ', QUOTE(in_user), '@', QUOTE(in_host), \
          IF(in_lock, ' ACCOUNT LOCK', ' ACCOUNT UNLOCK')); \

@@ -13,7 +13,8 @@ use crate::connect::Connection;
 use crate::error::MysqlError;
 use crate::grants::{Flavor, account_name};
 use crate::ledger::sql::{
-    CREATE_ACCOUNT_STATE, CREATE_CANARY_TABLE, CREATE_CREATE_CANARY, CREATE_DROP_CANARY,
+    ADOPT_LOCKED_ACCOUNTS, CREATE_ACCOUNT_STATE, CREATE_CANARY_TABLE, CREATE_CREATE_CANARY,
+    CREATE_DROP_CANARY, CREATE_LOCKED_ACCOUNT_TABLE, CREATE_MOVE_ACCOUNT_LOCK,
     CREATE_SET_ACCOUNT_LOCK, CREATE_TABLES,
 };
 
@@ -35,7 +36,10 @@ pub fn install_sql(account: &str, flavor: Flavor) -> Vec<String> {
         // administrator's rights: curfew's account gets neither `CREATE USER` nor `SELECT` on
         // `mysql.global_priv` (see `ledger::sql`).
         sql.push(CREATE_ACCOUNT_STATE.to_owned());
+        sql.push(CREATE_LOCKED_ACCOUNT_TABLE.to_owned());
+        sql.push(ADOPT_LOCKED_ACCOUNTS.to_owned());
         sql.push(CREATE_SET_ACCOUNT_LOCK.to_owned());
+        sql.push(CREATE_MOVE_ACCOUNT_LOCK.to_owned());
         // `curfew verify`'s canary accounts, likewise.
         sql.push(CREATE_CANARY_TABLE.to_owned());
         sql.push(CREATE_CREATE_CANARY.to_owned());
@@ -48,6 +52,7 @@ pub fn install_sql(account: &str, flavor: Flavor) -> Vec<String> {
             ),
             format!("GRANT SELECT ON `curfew`.`account_state` TO {account}"),
             format!("GRANT EXECUTE ON PROCEDURE `curfew`.`set_account_lock` TO {account}"),
+            format!("GRANT EXECUTE ON PROCEDURE `curfew`.`move_account_lock` TO {account}"),
             format!("GRANT EXECUTE ON PROCEDURE `curfew`.`create_canary` TO {account}"),
             format!("GRANT EXECUTE ON PROCEDURE `curfew`.`drop_canary` TO {account}"),
         ]);
@@ -129,7 +134,7 @@ mod tests {
             },
         );
         let grants: Vec<&String> = sql.iter().filter(|s| s.starts_with("GRANT ")).collect();
-        assert_eq!(grants.len(), 10, "{sql:#?}");
+        assert_eq!(grants.len(), 11, "{sql:#?}");
         assert!(
             !sql.iter()
                 .any(|s| s.contains("CREATE USER ON") || s.contains("GRANT SELECT ON `mysql`")),

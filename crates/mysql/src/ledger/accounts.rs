@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 
 use curfew_backend::{LockRow, LockedRole, RoleInfo};
 
-/// `SUPER` in `mysql.global_priv`'s `access` bit mask (MariaDB's `SUPER_ACL`).
-const SUPER_ACL: u64 = 1 << 15;
+use super::sql::ADMIN_ACL;
 
 /// One account on the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,8 +18,9 @@ pub struct Account {
     pub host: String,
     /// `ACCOUNT LOCK` is in force.
     pub locked: bool,
-    /// Holds `SUPER` (curfew does not lock such accounts, as it does not lock PostgreSQL's
-    /// superusers).
+    /// An account administrator: holds `SUPER`, `GRANT OPTION` or `CREATE USER` on `*.*`
+    /// (curfew does not lock such accounts, as it does not lock PostgreSQL's superusers; its
+    /// procedure `curfew.set_account_lock` refuses them too).
     pub superuser: bool,
 }
 
@@ -44,7 +44,7 @@ impl Account {
             user,
             host,
             locked: truthy(account_locked),
-            superuser: access & SUPER_ACL != 0,
+            superuser: access & ADMIN_ACL != 0,
         })
     }
 }
@@ -119,7 +119,7 @@ pub fn reconcile(change: &AccountChange, locked_now: Option<bool>) -> Reconcile 
 }
 
 /// Every user name with its accounts as one role: it can log in while any of its accounts is
-/// unlocked; it is a superuser when any of them holds `SUPER`. `ids`: the ledger's stable id
+/// unlocked; it is a superuser when any of them is an account administrator ([`ADMIN_ACL`]). `ids`: the ledger's stable id
 /// of each user name (users without one are left out).
 pub fn roles(accounts: &[Account], ids: &BTreeMap<String, u32>) -> Vec<RoleInfo> {
     let mut by_user: BTreeMap<&str, RoleInfo> = BTreeMap::new();

@@ -93,6 +93,26 @@ async fn alter(
     }
 }
 
+/// An account curfew locked was renamed (from host `from` to `to`): the procedure that alone
+/// may unlock it is told, so it will (`curfew.move_account_lock` checks the claim).
+async fn move_lock(
+    conn: &mut Conn,
+    target: &str,
+    user: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), MysqlError> {
+    conn.exec_drop(
+        "CALL `curfew`.`move_account_lock`(?, ?, ?)",
+        (user, from, to),
+    )
+    .await
+    .map_err(failed(
+        target,
+        "moving a renamed account's lock (curfew.move_account_lock)",
+    ))
+}
+
 /// The change inside a compound statement that runs it only while `fence` holds: `A` when
 /// it ran, `L` when the fence failed.
 fn fenced_call_sql(lock: bool, fence: &Leadership) -> String {
@@ -215,6 +235,7 @@ pub(crate) async fn disable(
                     // The account curfew locked, renamed (`RENAME USER` keeps the lock):
                     // still curfew's to unlock.
                     Some((gone, _)) => {
+                        move_lock(conn, target, &user, &gone, &account.host).await?;
                         record(conn, target, account, ChangeAction::Lock, true, false).await?;
                         forget(conn, target, &user, &gone).await?;
                     }
@@ -277,6 +298,9 @@ pub(crate) async fn restore(
         if change.was_locked {
             forget(conn, target, &change.user, &change.host).await?;
             continue;
+        }
+        if account.host != change.host {
+            move_lock(conn, target, &change.user, &change.host, &account.host).await?;
         }
         record(conn, target, account, ChangeAction::Unlock, false, false).await?;
         fault("restore.after-intent");

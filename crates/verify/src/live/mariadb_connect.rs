@@ -49,8 +49,25 @@ pub(super) async fn connect(
             )),
         ));
     }
-    let holders = admin.lock_holders().await.map_err(failed)?;
-    let blocked = match holders.into_iter().find(|h| h.granted) {
+    // An agent that has just taken the lock announces itself a moment later: a holder of
+    // curfew's account is given ANNOUNCE_WAIT to do so.
+    let waited = std::time::Instant::now();
+    let holder = loop {
+        let holders = admin.lock_holders().await.map_err(failed)?;
+        let holder = holders.into_iter().find(|h| h.granted);
+        let unannounced = holder.as_ref().is_some_and(|h| {
+            h.own_role
+                && h.application
+                    .as_deref()
+                    .and_then(curfew_backend::Announcement::parse)
+                    .is_none()
+        });
+        if !unannounced || waited.elapsed() >= super::ANNOUNCE_WAIT {
+            break holder;
+        }
+        tokio::time::sleep(super::ANNOUNCE_POLL).await;
+    };
+    let blocked = match holder {
         None => super::no_agent(&spec.name, None),
         // Any account can take a user lock: a holder of another account is no curfew agent.
         Some(h) if !h.own_role => Some(Fallback::Fail(format!(

@@ -157,10 +157,24 @@ pub async fn verify_target(
                     .to_owned(),
             ));
         } else {
-            let leader = admin.leader().await.map_err(|source| LiveError::Leader {
-                target: target.name.clone(),
-                source,
-            })?;
+            // An agent that has just taken the lock announces itself a moment later.
+            let waited = std::time::Instant::now();
+            let leader = loop {
+                let leader = admin.leader().await.map_err(|source| LiveError::Leader {
+                    target: target.name.clone(),
+                    source,
+                })?;
+                let unannounced = leader.as_ref().is_some_and(|l| {
+                    l.application
+                        .as_deref()
+                        .and_then(Announcement::parse)
+                        .is_none()
+                });
+                if !unannounced || waited.elapsed() >= ANNOUNCE_WAIT {
+                    break leader;
+                }
+                tokio::time::sleep(ANNOUNCE_POLL).await;
+            };
             verified.agent = leader.as_ref().and_then(|l| l.application.clone());
             blocked = no_agent(&target.name, verified.agent.as_deref());
         }
@@ -170,6 +184,13 @@ pub async fn verify_target(
         .map(|admin| PostgresCanaries { admin, spec: &spec });
     run.finish(canaries.as_ref(), blocked, verified, stop).await
 }
+
+/// How long a leader lock held without a curfew announcement is re-read before it is judged:
+/// an agent announces its policy a moment after it takes the lock.
+const ANNOUNCE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How often it is re-read meanwhile.
+const ANNOUNCE_POLL: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// Why the live tests cannot run given the leading agent's announcement (`None`: nobody leads,
 /// or the leader announces nothing curfew's): no agent, or one running a dry run, fails them.

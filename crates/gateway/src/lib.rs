@@ -6,6 +6,7 @@
 //!
 //! The shutdown is injected: [`run`] stops accepting when its `shutdown` future completes.
 
+mod activity;
 mod audit_trail;
 mod auth;
 mod auth_function;

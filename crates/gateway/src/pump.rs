@@ -14,10 +14,11 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use curfew_wire::{Direction, FrameCursor, TransactionStatus};
+use curfew_wire::{Direction, FrameCursor};
 use tokio::io::{AsyncWrite, ReadBuf};
 use tracing::debug;
 
+use crate::activity::Watched;
 use crate::buffers::Pooled;
 use crate::error::SessionError;
 use crate::stream::RelayIo;
@@ -141,15 +142,9 @@ impl Pump {
         self.cursor.at_boundary()
     }
 
-    /// The last ReadyForQuery status written (the server's direction only).
-    #[allow(dead_code)] // issue 17's enforcement reads it.
-    pub(crate) fn transaction_status(&self) -> Option<TransactionStatus> {
-        self.cursor.transaction_status()
-    }
-
     /// Moves bytes from `from` to `to` until `from` ends or, when `stopping`, until what `to`
     /// got ends at a frame boundary (the rest of a read is dropped there). `traffic` counts
-    /// every byte written.
+    /// every byte written; `watched`, when given, observes it (the session's state).
     pub(crate) fn poll_pump<R: RelayIo, W: RelayIo>(
         &mut self,
         cx: &mut Context<'_>,
@@ -157,10 +152,11 @@ impl Pump {
         to: &mut W,
         stopping: bool,
         traffic: &Traffic,
+        mut watched: Option<&mut Watched>,
     ) -> Poll<Result<PumpEnd, SessionError>> {
         loop {
             if self.start < self.end {
-                ready!(self.poll_write_some(cx, to, stopping, traffic))?;
+                ready!(self.poll_write_some(cx, to, stopping, traffic, watched.as_deref_mut()))?;
                 continue;
             }
             if self.unflushed {
@@ -186,6 +182,7 @@ impl Pump {
         to: &mut W,
         stopping: bool,
         traffic: &Traffic,
+        watched: Option<&mut Watched>,
     ) -> Poll<Result<(), SessionError>> {
         let Some(chunk) = self.chunk.as_ref() else {
             self.start = self.end;
@@ -216,6 +213,9 @@ impl Pump {
             // The peer will judge the stream; the relay only loses its boundaries (a stop
             // then closes without a FATAL).
             debug!(error = %e, leg = ?self.leg, "frame boundaries lost");
+        }
+        if let Some(watched) = watched {
+            watched.observe(self.leg, &bytes[..written]);
         }
         traffic.add(self.leg.way(), written as u64);
         self.total += written as u64;

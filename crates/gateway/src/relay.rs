@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
+use crate::activity::Watched;
 use crate::buffers::Pooled;
 use crate::error::{Fatal, SessionError};
 use crate::pump::{Leg, Pump, PumpEnd};
@@ -74,7 +75,8 @@ enum Phase {
 
 /// Relays until a side leaves, an error, or `stop` completes with the FATAL to end the
 /// session with. `client_rest`/`server_rest` are bytes read during the login that belong to
-/// the session. Every byte written is added to `traffic`.
+/// the session. Every byte written is added to `traffic`; `watched` observes the session's
+/// state while it is relayed.
 pub(crate) async fn relay(
     mut client: ClientStream,
     client_rest: Vec<u8>,
@@ -82,6 +84,7 @@ pub(crate) async fn relay(
     server_rest: Vec<u8>,
     stop: impl Future<Output = Fatal>,
     traffic: &Traffic,
+    watched: &mut Watched,
 ) -> RelayOutcome {
     let mut up = Pump::new(Leg::Upward, client_rest);
     let mut down = Pump::new(Leg::Downward, server_rest);
@@ -91,12 +94,26 @@ pub(crate) async fn relay(
         if let Poll::Ready(fatal) = stop.poll(cx) {
             return Poll::Ready(Phase::Stop(fatal));
         }
-        match down.poll_pump(cx, &mut server, &mut client, false, traffic) {
+        match down.poll_pump(
+            cx,
+            &mut server,
+            &mut client,
+            false,
+            traffic,
+            Some(&mut *watched),
+        ) {
             Poll::Ready(Ok(_)) => return Poll::Ready(Phase::ServerLeft),
             Poll::Ready(Err(e)) => return Poll::Ready(Phase::Failed(e)),
             Poll::Pending => {}
         }
-        match up.poll_pump(cx, &mut client, &mut server, false, traffic) {
+        match up.poll_pump(
+            cx,
+            &mut client,
+            &mut server,
+            false,
+            traffic,
+            Some(&mut *watched),
+        ) {
             Poll::Ready(Ok(_)) => Poll::Ready(Phase::ClientLeft),
             Poll::Ready(Err(e)) => Poll::Ready(Phase::Failed(e)),
             Poll::Pending => Poll::Pending,
@@ -218,7 +235,7 @@ async fn client_left(
     let _ = timeout(SERVER_CLOSE_GRACE, server.shutdown()).await;
     let _ = timeout(
         SERVER_CLOSE_GRACE,
-        poll_fn(|cx| down.poll_pump(cx, server, client, false, traffic)),
+        poll_fn(|cx| down.poll_pump(cx, server, client, false, traffic, None)),
     )
     .await;
     let _ = timeout(SERVER_CLOSE_GRACE, client.shutdown()).await;
@@ -236,7 +253,7 @@ async fn stopped(
 ) -> RelayEnd {
     let reached = timeout(
         STOP_GRACE,
-        poll_fn(|cx| down.poll_pump(cx, server, client, true, traffic)),
+        poll_fn(|cx| down.poll_pump(cx, server, client, true, traffic, None)),
     )
     .await;
     let delivered = match reached {

@@ -14,6 +14,7 @@ use curfew_wire::{
     encode_backend_key_data, encode_negotiate_protocol_version,
 };
 
+use crate::activity::{Clock, Watched};
 use crate::audit_trail::{SessionEnd, SessionFacts};
 use crate::auth::{authenticate, channel_binding};
 use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
@@ -172,6 +173,7 @@ async fn run_session(
         started.server_rest,
         shared.drain.ended(),
         &shared.traffic,
+        &mut Watched::new(Clock::start()),
     )
     .await;
     let totals = outcome.totals;

@@ -48,7 +48,6 @@ impl Clock {
         self.wall.saturating_add(elapsed).unwrap_or(self.wall)
     }
 
-    #[allow(dead_code)] // The enforcement (issue 17, next step) arms its timers with it.
     /// The instant of tokio's clock at which `now()` reaches `at` (now, if it has already).
     pub(crate) fn instant_of(&self, at: Timestamp) -> Instant {
         let now = Instant::now();
@@ -60,7 +59,6 @@ impl Clock {
     }
 }
 
-#[allow(dead_code)]
 /// Far enough ahead to mean never, small enough for tokio's timer.
 const FAR_FUTURE: std::time::Duration = std::time::Duration::from_secs(60 * 60 * 24 * 365);
 
@@ -109,7 +107,6 @@ pub(crate) struct WireState {
     generation: u64,
 }
 
-#[allow(dead_code)] // The enforcement (issue 17, next step) reads the state.
 impl WireState {
     /// A session that just logged in (the server's ReadyForQuery said idle) at `now`.
     pub(crate) fn new(now: Timestamp) -> WireState {

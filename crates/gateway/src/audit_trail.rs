@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::enforce::PolicyEnd;
 use crate::metrics::Metrics;
 
 /// How often counted failed logins are written as one record.
@@ -190,6 +191,29 @@ impl AuditTrail {
                 .with_detail(json!({
                     "client_port": facts.peer.port(),
                     "tls": facts.tls,
+                })),
+        )
+        .await;
+    }
+
+    /// The policy ended the session (`session_terminated`, as the agent records its ends:
+    /// the rule, the reason, `ended`).
+    pub(crate) async fn session_terminated(
+        &self,
+        facts: &SessionFacts<'_>,
+        ended: &PolicyEnd,
+        delivered: bool,
+    ) {
+        self.send(
+            self.record(Event::SessionTerminated)
+                .with_session(facts.info())
+                .with_rule(ended.rule.clone())
+                .with_reason(ended.reason.clone())
+                .with_result("ended")
+                .with_detail(json!({
+                    "by": "gateway",
+                    "sqlstate": ended.code,
+                    "fatal_delivered": delivered,
                 })),
         )
         .await;

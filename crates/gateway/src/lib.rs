@@ -15,6 +15,7 @@ mod cancel;
 mod client_tls;
 mod config;
 mod drain;
+mod enforce;
 mod error;
 mod frames;
 mod gateway;

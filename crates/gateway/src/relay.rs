@@ -17,8 +17,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
-use crate::activity::Watched;
 use crate::buffers::Pooled;
+use crate::enforce::Enforcer;
 use crate::error::{Fatal, SessionError};
 use crate::pump::{Leg, Pump, PumpEnd};
 use crate::stream::{ClientStream, ServerStream};
@@ -75,8 +75,8 @@ enum Phase {
 
 /// Relays until a side leaves, an error, or `stop` completes with the FATAL to end the
 /// session with. `client_rest`/`server_rest` are bytes read during the login that belong to
-/// the session. Every byte written is added to `traffic`; `watched` observes the session's
-/// state while it is relayed.
+/// the session. Every byte written is added to `traffic`; `enforcer` observes the session's
+/// state while it is relayed and stops it when its policy ends it.
 pub(crate) async fn relay(
     mut client: ClientStream,
     client_rest: Vec<u8>,
@@ -84,7 +84,7 @@ pub(crate) async fn relay(
     server_rest: Vec<u8>,
     stop: impl Future<Output = Fatal>,
     traffic: &Traffic,
-    watched: &mut Watched,
+    enforcer: &mut Enforcer,
 ) -> RelayOutcome {
     let mut up = Pump::new(Leg::Upward, client_rest);
     let mut down = Pump::new(Leg::Downward, server_rest);
@@ -100,7 +100,7 @@ pub(crate) async fn relay(
             &mut client,
             false,
             traffic,
-            Some(&mut *watched),
+            Some(&mut enforcer.watched),
         ) {
             Poll::Ready(Ok(_)) => return Poll::Ready(Phase::ServerLeft),
             Poll::Ready(Err(e)) => return Poll::Ready(Phase::Failed(e)),
@@ -112,12 +112,14 @@ pub(crate) async fn relay(
             &mut server,
             false,
             traffic,
-            Some(&mut *watched),
+            Some(&mut enforcer.watched),
         ) {
-            Poll::Ready(Ok(_)) => Poll::Ready(Phase::ClientLeft),
-            Poll::Ready(Err(e)) => Poll::Ready(Phase::Failed(e)),
-            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(_)) => return Poll::Ready(Phase::ClientLeft),
+            Poll::Ready(Err(e)) => return Poll::Ready(Phase::Failed(e)),
+            Poll::Pending => {}
         }
+        // After the pumps: the state they just observed arms the policy's timer.
+        enforcer.poll(cx).map(Phase::Stop)
     })
     .await;
     let end = match phase {

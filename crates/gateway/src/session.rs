@@ -19,6 +19,7 @@ use crate::audit_trail::{SessionEnd, SessionFacts};
 use crate::auth::{authenticate, channel_binding};
 use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
 use crate::config::GatewayConfig;
+use crate::enforce::{Enforcer, SessionIdentity};
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
@@ -152,6 +153,7 @@ async fn run_session(
     info!(%peer, role, process_id, tls, "session started");
     let database = parameter(&client.params, b"database").unwrap_or_else(|| role.clone());
     let application = parameter(&client.params, b"application_name").unwrap_or_default();
+    let clock = Clock::start();
     let facts = SessionFacts {
         peer,
         role: &role,
@@ -159,8 +161,20 @@ async fn run_session(
         application: &application,
         pid: process_id,
         tls,
-        started: jiff::Timestamp::now(),
+        started: clock.now(),
     };
+    let mut enforcer = Enforcer::new(
+        Watched::new(clock),
+        SessionIdentity {
+            pid: process_id,
+            started: facts.started,
+            role: Arc::from(role.as_str()),
+            database: Arc::from(database.as_str()),
+            application: Arc::from(application.as_str()),
+            client_addr: Some(peer.ip().to_canonical()),
+        },
+        shared.policy.subscribe(),
+    );
     shared.metrics.session_started();
     if let Some(audit) = shared.audit() {
         audit.session_started(&facts).await;
@@ -173,7 +187,7 @@ async fn run_session(
         started.server_rest,
         shared.drain.ended(),
         &shared.traffic,
-        &mut Watched::new(Clock::start()),
+        &mut enforcer,
     )
     .await;
     let totals = outcome.totals;
@@ -181,6 +195,7 @@ async fn run_session(
     let (how, error) = match &outcome.end {
         RelayEnd::ClientLeft => ("client_left", None),
         RelayEnd::ServerLeft => ("server_left", None),
+        RelayEnd::Stopped { .. } if enforcer.ended().is_some() => ("ended_by_policy", None),
         RelayEnd::Stopped { delivered, .. } => (
             if *delivered {
                 "ended_by_gateway"
@@ -200,6 +215,10 @@ async fn run_session(
     }
     shared.metrics.session_ended(how);
     if let Some(audit) = shared.audit() {
+        if let (Some(ended), RelayEnd::Stopped { delivered, .. }) = (enforcer.ended(), &outcome.end)
+        {
+            audit.session_terminated(&facts, ended, *delivered).await;
+        }
         let end = SessionEnd {
             how,
             client_to_server,

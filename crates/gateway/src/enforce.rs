@@ -1,0 +1,222 @@
+//! The policy's end of a session, enforced in the gateway (issue 17): one timer per session,
+//! armed from the per-session engine's [`next_event`] for the session's state as the wire
+//! shows it ([`WireState`]), and re-armed when that state changes or the policy is reloaded.
+//! At the deadline the engine is asked again with the state then (the state may have changed
+//! in the same instant); if the session is still due, the relay stops it as the drain does,
+//! with a FATAL carrying PostgreSQL's own SQLSTATE for the cause.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use curfew_policy::{BackendType, Cause, Overrides, Policy, Session, SessionState, next_event};
+use jiff::Timestamp;
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+use crate::activity::Watched;
+use crate::error::{Fatal, sqlstate};
+
+/// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
+pub(crate) type PolicyFeed = watch::Receiver<Option<Arc<Policy>>>;
+
+/// Who a session is, for the engine (what the gateway knows of it).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionIdentity {
+    /// The server process behind it.
+    pub(crate) pid: i32,
+    /// When its login completed, on the gateway's clock.
+    pub(crate) started: Timestamp,
+    pub(crate) role: Arc<str>,
+    pub(crate) database: Arc<str>,
+    pub(crate) application: Arc<str>,
+    pub(crate) client_addr: Option<IpAddr>,
+}
+
+/// Why the policy ended a session, for its audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PolicyEnd {
+    /// The rule's stable id.
+    pub(crate) rule: String,
+    /// The human reason as of the end.
+    pub(crate) reason: String,
+    /// The SQLSTATE sent.
+    pub(crate) code: &'static str,
+}
+
+/// One session's enforcement (see the module), polled by the relay's task.
+pub(crate) struct Enforcer {
+    /// The session's state, fed by the relay's pumps.
+    pub(crate) watched: Watched,
+    identity: SessionIdentity,
+    policy: PolicyFeed,
+    /// Completes when a new policy is published (re-created after each).
+    policy_changed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// The state generation the timer was armed for (None: not armed yet).
+    armed_for: Option<u64>,
+    timer: Pin<Box<Sleep>>,
+    /// Whether the timer stands for a deadline (else it sleeps far ahead).
+    deadline_set: bool,
+    ended: Option<PolicyEnd>,
+}
+
+/// How far ahead an unarmed timer sleeps (re-armed on any change well before).
+const FAR_AHEAD: std::time::Duration = std::time::Duration::from_secs(60 * 60 * 24 * 365);
+
+impl Enforcer {
+    /// Enforcement of `policy` (as published, and republished on reloads) on one session.
+    pub(crate) fn new(watched: Watched, identity: SessionIdentity, policy: PolicyFeed) -> Enforcer {
+        let mut enforcer = Enforcer {
+            watched,
+            identity,
+            policy_changed: Box::pin(std::future::pending()),
+            policy,
+            armed_for: None,
+            timer: Box::pin(tokio::time::sleep(FAR_AHEAD)),
+            deadline_set: false,
+            ended: None,
+        };
+        enforcer.watch_policy();
+        enforcer
+    }
+
+    /// Why the policy ended the session, if it did.
+    pub(crate) fn ended(&self) -> Option<&PolicyEnd> {
+        self.ended.as_ref()
+    }
+
+    fn watch_policy(&mut self) {
+        self.policy.borrow_and_update();
+        let mut feed = self.policy.clone();
+        self.policy_changed = Box::pin(async move {
+            if feed.changed().await.is_err() {
+                // No publisher any more: the policy in force stays.
+                std::future::pending::<()>().await;
+            }
+        });
+    }
+
+    /// The session as the engine sees one, in `watched`'s state.
+    fn session(&self) -> Session {
+        let wire = &self.watched.wire;
+        Session {
+            pid: i64::from(self.identity.pid),
+            backend_start: self.identity.started,
+            xact_start: wire.xact_start(),
+            state: wire.state(),
+            state_change: Some(wire.state_change()),
+            role: self.identity.role.clone(),
+            // Not known to the gateway: rules scoped by membership do not see its sessions.
+            member_of: Arc::from(Vec::<String>::new()),
+            database: self.identity.database.clone(),
+            client_addr: self.identity.client_addr,
+            application: self.identity.application.clone(),
+            backend_type: BackendType::ClientBackend,
+        }
+    }
+
+    fn arm(&mut self) {
+        let watched = &self.watched;
+        self.armed_for = Some(watched.wire.generation());
+        let policy = self.policy.borrow().clone();
+        let next = policy.and_then(|policy| {
+            next_event(
+                &policy,
+                &self.session(),
+                watched.clock.now(),
+                &Overrides::none(),
+            )
+        });
+        let at = match next {
+            Some(next) => {
+                self.deadline_set = true;
+                watched.clock.instant_of(next.decision.deadline)
+            }
+            None => {
+                self.deadline_set = false;
+                tokio::time::Instant::now() + FAR_AHEAD
+            }
+        };
+        self.timer.as_mut().reset(at);
+    }
+
+    /// Ready with the FATAL to stop the session with when its policy ends it.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Fatal> {
+        if self.ended.is_some() {
+            return Poll::Pending;
+        }
+        loop {
+            if self.policy_changed.as_mut().poll(cx).is_ready() {
+                self.watch_policy();
+                self.armed_for = None;
+                continue;
+            }
+            if self.armed_for != Some(self.watched.wire.generation()) {
+                self.arm();
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if self.deadline_set
+                && let Some(fatal) = self.due()
+            {
+                return Poll::Ready(fatal);
+            }
+            // Not due after all (or nothing pending): armed again from now.
+            self.arm();
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // A deadline that is due yet judged not due cannot re-arm in the past twice:
+            // wait for the next change.
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + FAR_AHEAD);
+            self.deadline_set = false;
+        }
+    }
+
+    /// The FATAL if the session is due now.
+    fn due(&mut self) -> Option<Fatal> {
+        let watched = &self.watched;
+        let policy = self.policy.borrow().clone()?;
+        let now = watched.clock.now();
+        let next = next_event(&policy, &self.session(), now, &Overrides::none())?;
+        if next.decision.deadline > now {
+            return None;
+        }
+        let rule = next.decision.rule_id.to_string();
+        let reason = next.decision.reason(&policy, now);
+        let in_transaction =
+            watched.wire.xact_start().is_some() && watched.wire.state() != SessionState::Idle;
+        let fatal = ending_fatal(&next.decision.cause, &rule, &reason, in_transaction);
+        self.ended = Some(PolicyEnd {
+            rule,
+            reason,
+            code: fatal.code,
+        });
+        Some(fatal)
+    }
+}
+
+/// The FATAL that ends a session for `cause`: PostgreSQL's own SQLSTATE for idle and idle in
+/// a transaction (57P05, 25P03), 57P01 otherwise; the reason and the rule; what to do.
+pub(crate) fn ending_fatal(cause: &Cause, rule: &str, reason: &str, in_transaction: bool) -> Fatal {
+    let code = match cause {
+        Cause::Idle { .. } => sqlstate::IDLE_SESSION_TIMEOUT,
+        Cause::IdleInTransaction { .. } => sqlstate::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+        _ => sqlstate::ADMIN_SHUTDOWN,
+    };
+    let hint = if in_transaction || matches!(cause, Cause::IdleInTransaction { .. }) {
+        "reconnect to continue; unsaved work in the open transaction was rolled back"
+    } else {
+        "reconnect to continue"
+    };
+    Fatal::new(
+        code,
+        format!("terminating connection: {reason} (rule {rule})"),
+    )
+    .with_hint(hint)
+}

@@ -16,7 +16,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::enforce::PolicyEnd;
+use crate::enforce::{PolicyEnd, Warned};
 use crate::metrics::Metrics;
 
 /// How often counted failed logins are written as one record.
@@ -217,6 +217,31 @@ impl AuditTrail {
                 })),
         )
         .await;
+    }
+
+    /// A warning was given (`session_warned`, as the agent records one): queued without
+    /// waiting, from the relay's poll; a full queue loses it (logged and counted).
+    pub(crate) fn session_warned(&self, facts: &SessionFacts<'_>, warned: &Warned) {
+        let record = self
+            .record(Event::SessionWarned)
+            .with_session(facts.info())
+            .with_rule(warned.rule.clone())
+            .with_reason(warned.reason.clone())
+            .with_result("recorded")
+            .with_detail(json!({
+                "by": "gateway",
+                "deadline": warned.deadline.to_string(),
+                "lead": warned.lead,
+                "ends_in_seconds": warned.ends_in_seconds,
+                "hooks": [],
+            }));
+        if self
+            .queue
+            .try_send(Message::Record(Box::new(record)))
+            .is_err()
+        {
+            tracing::error!("AUDIT RECORD LOST: session_warned (the audit queue is full)");
+        }
     }
 
     pub(crate) async fn session_ended(&self, facts: &SessionFacts<'_>, end: &SessionEnd) {

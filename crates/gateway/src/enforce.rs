@@ -11,8 +11,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use curfew_policy::format_age;
 use curfew_policy::{BackendType, Cause, Overrides, Policy, Session, SessionState, next_event};
-use jiff::Timestamp;
+use curfew_wire::{encode_notice_response, field};
+use jiff::{SignedDuration, Timestamp};
 use tokio::sync::watch;
 use tokio::time::Sleep;
 
@@ -46,8 +48,42 @@ pub(crate) struct PolicyEnd {
     pub(crate) code: &'static str,
 }
 
+/// A warning given: what its `session_warned` record says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Warned {
+    /// The rule's stable id.
+    pub(crate) rule: String,
+    /// The notice's text.
+    pub(crate) reason: String,
+    /// When the session will be ended.
+    pub(crate) deadline: Timestamp,
+    /// The rule's lead, as written.
+    pub(crate) lead: String,
+    /// Seconds left when it was given.
+    pub(crate) ends_in_seconds: f64,
+}
+
+/// A warning due at `at` for the end at `deadline`.
+struct PlannedWarning {
+    deadline: Timestamp,
+    rule: String,
+    reason: String,
+    lead: String,
+    /// An idle rule: any statement keeps the session.
+    idle: bool,
+}
+
 /// One session's enforcement (see the module), polled by the relay's task.
-pub(crate) struct Enforcer {
+pub(crate) struct Enforcer<'a> {
+    /// The warning timer and what it stands for.
+    warn_timer: Pin<Box<Sleep>>,
+    warning: Option<PlannedWarning>,
+    /// The deadline last warned of (once per deadline).
+    warned: Option<Timestamp>,
+    /// A NoticeResponse waiting to be written to the client.
+    notice: Option<Vec<u8>>,
+    /// Told of every warning given (the audit record).
+    on_warn: Box<dyn FnMut(&Warned) + Send + 'a>,
     /// The session's state, fed by the relay's pumps.
     pub(crate) watched: Watched,
     identity: SessionIdentity,
@@ -65,10 +101,20 @@ pub(crate) struct Enforcer {
 /// How far ahead an unarmed timer sleeps (re-armed on any change well before).
 const FAR_AHEAD: std::time::Duration = std::time::Duration::from_secs(60 * 60 * 24 * 365);
 
-impl Enforcer {
+impl<'a> Enforcer<'a> {
     /// Enforcement of `policy` (as published, and republished on reloads) on one session.
-    pub(crate) fn new(watched: Watched, identity: SessionIdentity, policy: PolicyFeed) -> Enforcer {
+    pub(crate) fn new(
+        watched: Watched,
+        identity: SessionIdentity,
+        policy: PolicyFeed,
+        on_warn: Box<dyn FnMut(&Warned) + Send + 'a>,
+    ) -> Enforcer<'a> {
         let mut enforcer = Enforcer {
+            warn_timer: Box::pin(tokio::time::sleep(FAR_AHEAD)),
+            warning: None,
+            warned: None,
+            notice: None,
+            on_warn,
             watched,
             identity,
             policy_changed: Box::pin(std::future::pending()),
@@ -129,6 +175,26 @@ impl Enforcer {
                 &Overrides::none(),
             )
         });
+        self.warning = None;
+        let mut warn_at = tokio::time::Instant::now() + FAR_AHEAD;
+        if let (Some(next), Some(policy)) = (&next, self.policy.borrow().clone())
+            && let Some(at) = next.warn_at
+            && self.warned != Some(next.decision.deadline)
+        {
+            let rule = &policy.rules[next.decision.rule];
+            warn_at = watched.clock.instant_of(at);
+            self.warning = Some(PlannedWarning {
+                deadline: next.decision.deadline,
+                rule: next.decision.rule_id.to_string(),
+                reason: next.reason.clone(),
+                lead: rule.warn.map(|lead| lead.to_string()).unwrap_or_default(),
+                idle: matches!(
+                    next.decision.cause,
+                    Cause::Idle { .. } | Cause::IdleInTransaction { .. }
+                ),
+            });
+        }
+        self.warn_timer.as_mut().reset(warn_at);
         let at = match next {
             Some(next) => {
                 self.deadline_set = true;
@@ -156,6 +222,10 @@ impl Enforcer {
             if self.armed_for != Some(self.watched.wire.generation()) {
                 self.arm();
             }
+            if self.warning.is_some() && self.warn_timer.as_mut().poll(cx).is_ready() {
+                self.warn();
+                continue;
+            }
             if self.timer.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -176,6 +246,51 @@ impl Enforcer {
                 .reset(tokio::time::Instant::now() + FAR_AHEAD);
             self.deadline_set = false;
         }
+    }
+
+    /// A NoticeResponse to write to the client, if one is waiting.
+    pub(crate) fn take_notice(&mut self) -> Option<Vec<u8>> {
+        self.notice.take()
+    }
+
+    /// Gives back a notice that could not be written yet.
+    pub(crate) fn keep_notice(&mut self, notice: Vec<u8>) {
+        self.notice = Some(notice);
+    }
+
+    /// The warning's time came: the notice queued, the warning recorded, once per deadline.
+    fn warn(&mut self) {
+        self.warn_timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + FAR_AHEAD);
+        let Some(planned) = self.warning.take() else {
+            return;
+        };
+        self.warned = Some(planned.deadline);
+        let now = self.watched.clock.now();
+        let left = planned
+            .deadline
+            .duration_since(now)
+            .max(SignedDuration::ZERO);
+        let message = format!(
+            "this session will be ended in {} (rule {}: {})",
+            format_age(left),
+            planned.rule,
+            planned.reason
+        );
+        let hint = if planned.idle {
+            "run any statement to keep the session"
+        } else {
+            "save your work and reconnect later"
+        };
+        self.notice = Some(warning_notice(&message, hint));
+        (self.on_warn)(&Warned {
+            rule: planned.rule,
+            reason: message,
+            deadline: planned.deadline,
+            lead: planned.lead,
+            ends_in_seconds: left.as_secs_f64(),
+        });
     }
 
     /// The FATAL if the session is due now.
@@ -199,6 +314,23 @@ impl Enforcer {
         });
         Some(fatal)
     }
+}
+
+/// A NoticeResponse, severity WARNING, with `message` and `hint`.
+fn warning_notice(message: &str, hint: &str) -> Vec<u8> {
+    let message = message.replace('\0', "");
+    let fields: [(u8, &[u8]); 5] = [
+        (field::SEVERITY, b"WARNING"),
+        (field::SEVERITY_NONLOCALIZED, b"WARNING"),
+        // warning (01000): PostgreSQL's class for a plain warning.
+        (field::CODE, b"01000"),
+        (field::MESSAGE, message.as_bytes()),
+        (field::HINT, hint.as_bytes()),
+    ];
+    let mut out = Vec::with_capacity(64 + message.len() + hint.len());
+    // No NUL inside and far below the limit: the encoder cannot refuse them.
+    let _ = encode_notice_response(&fields, &mut out);
+    out
 }
 
 /// The FATAL that ends a session for `cause`: PostgreSQL's own SQLSTATE for idle and idle in

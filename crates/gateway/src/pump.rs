@@ -137,6 +137,19 @@ impl Pump {
         self.cursor.ends_with_frame(b'X')
     }
 
+    /// Queues `frame` (one whole message the gateway sends itself, a NoticeResponse) to be
+    /// written next, if this pump is between frames with nothing left to write; else gives
+    /// it back, to be tried again later.
+    pub(crate) fn inject(&mut self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        if self.start < self.end || !self.cursor.at_boundary() || self.eof {
+            return Err(frame);
+        }
+        self.start = 0;
+        self.end = frame.len();
+        self.chunk = Some(Chunk::Rest(frame));
+        Ok(())
+    }
+
     /// Whether what was written so far ends at a frame boundary.
     pub(crate) fn at_boundary(&self) -> bool {
         self.cursor.at_boundary()

@@ -84,7 +84,7 @@ pub(crate) async fn relay(
     server_rest: Vec<u8>,
     stop: impl Future<Output = Fatal>,
     traffic: &Traffic,
-    enforcer: &mut Enforcer,
+    enforcer: &mut Enforcer<'_>,
 ) -> RelayOutcome {
     let mut up = Pump::new(Leg::Upward, client_rest);
     let mut down = Pump::new(Leg::Downward, server_rest);
@@ -118,8 +118,17 @@ pub(crate) async fn relay(
             Poll::Ready(Err(e)) => return Poll::Ready(Phase::Failed(e)),
             Poll::Pending => {}
         }
-        // After the pumps: the state they just observed arms the policy's timer.
-        enforcer.poll(cx).map(Phase::Stop)
+        // After the pumps: the state they just observed arms the policy's timers.
+        let verdict = enforcer.poll(cx).map(Phase::Stop);
+        if let Some(notice) = enforcer.take_notice() {
+            match down.inject(notice) {
+                // Written on the next turn, which comes at once.
+                Ok(()) => cx.waker().wake_by_ref(),
+                // The server's frame in progress first: tried again on the next wake-up.
+                Err(notice) => enforcer.keep_notice(notice),
+            }
+        }
+        verdict
     })
     .await;
     let end = match phase {

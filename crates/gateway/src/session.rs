@@ -19,7 +19,7 @@ use crate::audit_trail::{SessionEnd, SessionFacts};
 use crate::auth::{authenticate, channel_binding};
 use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
 use crate::config::GatewayConfig;
-use crate::enforce::{Enforcer, SessionIdentity};
+use crate::enforce::{Enforcer, SessionIdentity, Warned};
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
@@ -174,6 +174,11 @@ async fn run_session(
             client_addr: Some(peer.ip().to_canonical()),
         },
         shared.policy.subscribe(),
+        Box::new(|warned: &Warned| {
+            if let Some(audit) = shared.audit() {
+                audit.session_warned(&facts, warned);
+            }
+        }),
     );
     shared.metrics.session_started();
     if let Some(audit) = shared.audit() {

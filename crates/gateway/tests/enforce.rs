@@ -140,3 +140,80 @@ async fn a_running_statement_is_not_idle() {
     let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
     assert_eq!(db.code().code(), "57P05", "{db:?}");
 }
+
+#[tokio::test]
+async fn a_warning_notice_arrives_before_the_end_and_is_recorded() {
+    let harness = Harness::start(
+        "enforce-warn",
+        Setup {
+            audit_log: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    harness
+        .gateway
+        .enforce(policy("idle = \"4s\"\nwarn = \"2s\""));
+    let mut config = harness.config("alice", ALICE_PASSWORD);
+    config.ssl_mode(SslMode::Disable);
+    let (client, mut connection) = config.connect(NoTls).await.expect("login");
+    let started = Instant::now();
+    // The connection driven by hand, to see its notices.
+    let driver = tokio::spawn(async move {
+        let mut notices = Vec::new();
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notice(notice)) => {
+                    notices.push((notice, started.elapsed()));
+                }
+                Ok(_) => {}
+                Err(e) => return (notices, Some(e), started.elapsed()),
+            }
+        }
+        (notices, None, started.elapsed())
+    });
+    let (notices, error, ended_at) = tokio::time::timeout(Duration::from_secs(15), driver)
+        .await
+        .expect("ended in time")
+        .expect("the driver");
+    drop(client);
+    let error = error.expect("ended by an error");
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(db.code().code(), "57P05");
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let (notice, at) = &notices[0];
+    assert_eq!(notice.severity(), "WARNING");
+    assert!(
+        notice.message().contains("rule inactivity"),
+        "{}",
+        notice.message()
+    );
+    assert!(
+        notice.message().contains("will be ended in"),
+        "{}",
+        notice.message()
+    );
+    assert_eq!(notice.hint(), Some("run any statement to keep the session"));
+    assert!(*at >= Duration::from_millis(1500), "{at:?}");
+    assert!(
+        *at + Duration::from_millis(1500) <= ended_at,
+        "{at:?} {ended_at:?}"
+    );
+
+    let path = harness.audit_log.clone().expect("an audit log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&path).expect("the audit log");
+        if text.contains("\"session_terminated\"") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let warned = text
+        .lines()
+        .find(|line| line.contains("\"session_warned\""))
+        .unwrap_or_else(|| panic!("no session_warned in {text}"));
+    assert!(warned.contains("\"inactivity\""), "{warned}");
+    curfew_audit::verify(&path).expect("the audit log verifies");
+}

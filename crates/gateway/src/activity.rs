@@ -12,8 +12,6 @@ use curfew_wire::{Direction, FrameCursor, TransactionStatus};
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
 
-use crate::pump::Leg;
-
 /// The gateway's clock: a wall-clock origin advanced by tokio's monotonic clock (which tests
 /// may pause and advance).
 #[derive(Clone, Copy, Debug)]
@@ -80,10 +78,10 @@ impl Watched {
         }
     }
 
-    /// Observes bytes written on `leg`, now.
-    pub(crate) fn observe(&mut self, leg: Leg, bytes: &[u8]) {
+    /// Observes bytes written by `sender` (the client is the frontend), now.
+    pub(crate) fn observe(&mut self, sender: Direction, bytes: &[u8]) {
         let now = self.clock.now();
-        self.wire.observe(leg, bytes, now);
+        self.wire.observe(sender, bytes, now);
     }
 }
 
@@ -143,15 +141,15 @@ impl WireState {
         self.generation
     }
 
-    /// Observes bytes written on `leg` at `now` (in order, as written).
-    pub(crate) fn observe(&mut self, leg: Leg, bytes: &[u8], now: Timestamp) {
-        let mut cursor = match leg {
-            Leg::Upward => self.up,
-            Leg::Downward => self.down,
+    /// Observes bytes written by `sender` at `now` (in order, as written).
+    pub(crate) fn observe(&mut self, sender: Direction, bytes: &[u8], now: Timestamp) {
+        let mut cursor = match sender {
+            Direction::Frontend => self.up,
+            Direction::Backend => self.down,
         };
         walk(&mut cursor, bytes, |event| match event {
-            FrameEvent::Started(tag) if leg == Leg::Upward => self.client_sent(tag, now),
-            FrameEvent::Ended(cursor) if leg == Leg::Downward => {
+            FrameEvent::Started(tag) if sender == Direction::Frontend => self.client_sent(tag, now),
+            FrameEvent::Ended(cursor) if sender == Direction::Backend => {
                 if cursor.ends_with_frame(b'Z')
                     && let Some(status) = cursor.transaction_status()
                 {
@@ -160,9 +158,9 @@ impl WireState {
             }
             FrameEvent::Started(_) | FrameEvent::Ended(_) => {}
         });
-        match leg {
-            Leg::Upward => self.up = cursor,
-            Leg::Downward => self.down = cursor,
+        match sender {
+            Direction::Frontend => self.up = cursor,
+            Direction::Backend => self.down = cursor,
         }
     }
 
@@ -263,14 +261,14 @@ mod tests {
     fn a_query_is_active_until_ready_for_query_then_idle() {
         let mut wire = WireState::new(at(0));
         assert_eq!(wire.state(), SessionState::Idle);
-        wire.observe(Leg::Upward, &frame(b'Q', b"select 1\0"), at(5));
+        wire.observe(Direction::Frontend, &frame(b'Q', b"select 1\0"), at(5));
         assert_eq!(wire.state(), SessionState::Active);
         assert_eq!(wire.state_change(), at(5));
         assert_eq!(wire.xact_start(), Some(at(5)));
         let mut answer = frame(b'T', &[0, 0]);
         answer.extend(frame(b'C', b"SELECT 1\0"));
         answer.extend(ready(b'I'));
-        wire.observe(Leg::Downward, &answer, at(7));
+        wire.observe(Direction::Backend, &answer, at(7));
         assert_eq!(wire.state(), SessionState::Idle);
         assert_eq!(wire.state_change(), at(7));
         assert_eq!(wire.xact_start(), None);
@@ -279,15 +277,15 @@ mod tests {
     #[test]
     fn a_transaction_block_is_idle_in_transaction_since_its_begin() {
         let mut wire = WireState::new(at(0));
-        wire.observe(Leg::Upward, &frame(b'Q', b"begin\0"), at(1));
-        wire.observe(Leg::Downward, &ready(b'T'), at(2));
+        wire.observe(Direction::Frontend, &frame(b'Q', b"begin\0"), at(1));
+        wire.observe(Direction::Backend, &ready(b'T'), at(2));
         assert_eq!(wire.state(), SessionState::IdleInTransaction);
         assert_eq!(wire.xact_start(), Some(at(1)));
         // The next statement keeps the transaction's start.
-        wire.observe(Leg::Upward, &frame(b'Q', b"select x\0"), at(10));
+        wire.observe(Direction::Frontend, &frame(b'Q', b"select x\0"), at(10));
         assert_eq!(wire.state(), SessionState::Active);
         assert_eq!(wire.xact_start(), Some(at(1)));
-        wire.observe(Leg::Downward, &ready(b'E'), at(11));
+        wire.observe(Direction::Backend, &ready(b'E'), at(11));
         assert_eq!(wire.state(), SessionState::IdleInTransactionAborted);
         assert_eq!(wire.state_change(), at(11));
     }
@@ -297,24 +295,28 @@ mod tests {
         let mut wire = WireState::new(at(0));
         let mut two = frame(b'Q', b"select 1\0");
         two.extend(frame(b'Q', b"select pg_sleep(60)\0"));
-        wire.observe(Leg::Upward, &two, at(1));
-        wire.observe(Leg::Downward, &ready(b'I'), at(2));
+        wire.observe(Direction::Frontend, &two, at(1));
+        wire.observe(Direction::Backend, &ready(b'I'), at(2));
         assert_eq!(wire.state(), SessionState::Active);
-        wire.observe(Leg::Downward, &ready(b'I'), at(62));
+        wire.observe(Direction::Backend, &ready(b'I'), at(62));
         assert_eq!(wire.state(), SessionState::Idle);
     }
 
     #[test]
     fn extended_protocol_is_active_from_parse_even_before_sync() {
         let mut wire = WireState::new(at(0));
-        wire.observe(Leg::Upward, &frame(b'P', b"\0select 1\0\0\0"), at(1));
+        wire.observe(
+            Direction::Frontend,
+            &frame(b'P', b"\0select 1\0\0\0"),
+            at(1),
+        );
         assert_eq!(wire.state(), SessionState::Active);
         let mut rest = frame(b'B', b"\0\0\0\0\0\0\0\0");
         rest.extend(frame(b'E', b"\0\0\0\0\0"));
         rest.extend(frame(b'S', b""));
-        wire.observe(Leg::Upward, &rest, at(2));
+        wire.observe(Direction::Frontend, &rest, at(2));
         assert_eq!(wire.state_change(), at(1));
-        wire.observe(Leg::Downward, &ready(b'I'), at(3));
+        wire.observe(Direction::Backend, &ready(b'I'), at(3));
         assert_eq!(wire.state(), SessionState::Idle);
     }
 
@@ -323,16 +325,16 @@ mod tests {
         let mut wire = WireState::new(at(0));
         let query = frame(b'Q', b"select 1\0");
         for byte in &query {
-            wire.observe(Leg::Upward, std::slice::from_ref(byte), at(1));
+            wire.observe(Direction::Frontend, std::slice::from_ref(byte), at(1));
         }
         assert_eq!(wire.state(), SessionState::Active);
         let mut answer = frame(b'C', b"SELECT 1\0");
         answer.extend(ready(b'T'));
         let (head, tail) = answer.split_at(answer.len() - 1);
-        wire.observe(Leg::Downward, head, at(2));
+        wire.observe(Direction::Backend, head, at(2));
         // The status byte has not arrived: still running.
         assert_eq!(wire.state(), SessionState::Active);
-        wire.observe(Leg::Downward, tail, at(3));
+        wire.observe(Direction::Backend, tail, at(3));
         assert_eq!(wire.state(), SessionState::IdleInTransaction);
         assert_eq!(wire.generation(), 2);
     }
@@ -343,7 +345,7 @@ mod tests {
         // Flush and Terminate: nothing runs.
         let mut bytes = frame(b'H', b"");
         bytes.extend(frame(b'X', b""));
-        wire.observe(Leg::Upward, &bytes, at(1));
+        wire.observe(Direction::Frontend, &bytes, at(1));
         assert_eq!(wire.state(), SessionState::Idle);
         assert_eq!(wire.generation(), 0);
     }

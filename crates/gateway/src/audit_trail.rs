@@ -16,6 +16,7 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admission::RefusedLogin;
 use crate::enforce::{PolicyEnd, Warned};
 use crate::metrics::Metrics;
 
@@ -242,6 +243,34 @@ impl AuditTrail {
         {
             tracing::error!("AUDIT RECORD LOST: session_warned (the audit queue is full)");
         }
+    }
+
+    /// The policy refused a login after authentication (`login_refused`: the rule, the
+    /// reason, the message the client got).
+    pub(crate) async fn login_refused(
+        &self,
+        role: &str,
+        database: &str,
+        application: &str,
+        peer: SocketAddr,
+        refused: &RefusedLogin,
+    ) {
+        self.send(
+            self.record(Event::LoginRefused)
+                .with_rule(refused.rule.clone())
+                .with_reason(refused.reason.clone())
+                .with_result("refused")
+                .with_detail(json!({
+                    "by": "gateway",
+                    "role": role,
+                    "database": database,
+                    "application": application,
+                    "client_addr": peer.ip().to_string(),
+                    "sqlstate": refused.fatal.code,
+                    "message": refused.fatal.message,
+                })),
+        )
+        .await;
     }
 
     pub(crate) async fn session_ended(&self, facts: &SessionFacts<'_>, end: &SessionEnd) {

@@ -7,6 +7,7 @@
 //! The shutdown is injected: [`run`] stops accepting when its `shutdown` future completes.
 
 mod activity;
+mod admission;
 mod audit_trail;
 mod auth;
 mod auth_function;

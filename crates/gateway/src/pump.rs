@@ -228,7 +228,7 @@ impl Pump {
             debug!(error = %e, leg = ?self.leg, "frame boundaries lost");
         }
         if let Some(watched) = watched {
-            watched.observe(self.leg, &bytes[..written]);
+            watched.observe(self.leg.sender(), &bytes[..written]);
         }
         traffic.add(self.leg.way(), written as u64);
         self.total += written as u64;

@@ -90,6 +90,10 @@ pub(crate) struct Enforcer<'a> {
     policy: PolicyFeed,
     /// Completes when a new policy is published (re-created after each).
     policy_changed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// `policy_changed` was polled once and holds the task's waker: from then on a change is
+    /// seen with `has_changed` (an atomic load), not by polling it on every wake-up of the
+    /// relay (each poll would lock the feed's waiter list, which every session shares).
+    policy_registered: bool,
     /// The state generation the timer was armed for (None: not armed yet).
     armed_for: Option<u64>,
     timer: Pin<Box<Sleep>>,
@@ -118,6 +122,7 @@ impl<'a> Enforcer<'a> {
             watched,
             identity,
             policy_changed: Box::pin(std::future::pending()),
+            policy_registered: false,
             policy,
             armed_for: None,
             timer: Box::pin(tokio::time::sleep(FAR_AHEAD)),
@@ -135,6 +140,7 @@ impl<'a> Enforcer<'a> {
 
     fn watch_policy(&mut self) {
         self.policy.borrow_and_update();
+        self.policy_registered = false;
         let mut feed = self.policy.clone();
         self.policy_changed = Box::pin(async move {
             if feed.changed().await.is_err() {
@@ -214,7 +220,14 @@ impl<'a> Enforcer<'a> {
             return Poll::Pending;
         }
         loop {
-            if self.policy_changed.as_mut().poll(cx).is_ready() {
+            let changed = if self.policy_registered {
+                self.policy.has_changed().unwrap_or(false)
+            } else {
+                let ready = self.policy_changed.as_mut().poll(cx).is_ready();
+                self.policy_registered = !ready;
+                ready
+            };
+            if changed {
                 self.watch_policy();
                 self.armed_for = None;
                 continue;

@@ -93,11 +93,13 @@ pub enum Event {
     /// Failed logins at the gateway over a period, counted together (one record per period,
     /// not per attempt, so a flood of bad logins cannot make the gateway fsync without bound).
     LoginsFailed,
+    /// The gateway refused an authenticated login by a rule of the policy (a window).
+    LoginRefused,
 }
 
 impl Event {
     /// Every event, in declaration order.
-    pub const ALL: [Event; 35] = [
+    pub const ALL: [Event; 36] = [
         Event::AgentStarted,
         Event::AgentStopped,
         Event::PolicyLoaded,
@@ -133,6 +135,7 @@ impl Event {
         Event::SessionStarted,
         Event::SessionEnded,
         Event::LoginsFailed,
+        Event::LoginRefused,
     ];
 
     /// Whether this event announces an action whose outcome must be recorded later
@@ -179,6 +182,7 @@ impl Event {
             Event::SessionStarted => "session_started",
             Event::SessionEnded => "session_ended",
             Event::LoginsFailed => "logins_failed",
+            Event::LoginRefused => "login_refused",
         }
     }
 

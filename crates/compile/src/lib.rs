@@ -31,7 +31,6 @@
 //! assert!(oracle.contains("IDLE_TIME 15"));
 //! ```
 
-mod login_refusal;
 mod login_trigger;
 mod login_trigger_sql;
 mod margin;
@@ -48,7 +47,9 @@ mod text;
 
 use curfew_policy::Policy;
 
-pub use login_refusal::{RefusalCause, WindowRule, login_refusal_message, opening_time, utc_time};
+pub use curfew_policy::login_refusal::{
+    RefusalCause, WindowRule, login_refusal_message, opening_time, utc_time,
+};
 pub use login_trigger::{LoginTriggerOptions, OnError, login_trigger};
 pub use margin::Margin;
 

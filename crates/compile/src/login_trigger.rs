@@ -9,11 +9,11 @@
 
 use curfew_policy::{Action, Condition, ExemptKeys, Glob, Policy, Rule, WindowKind};
 
-use crate::login_refusal::{RefusalCause, WindowRule, login_refusal_message};
 use crate::login_trigger_sql::{INSTANCES_BODY, LIKE_BODY, MATCHES_BODY, REFUSAL_BODY};
 use crate::postgres_sql::{dollar_tag, text_array};
 use crate::scope::agent_roles;
 use crate::text::{comment, comment_line, comment_safe, literal, shown};
+use curfew_policy::login_refusal::{RefusalCause, WindowRule, login_refusal_message};
 
 /// What the login trigger does when it cannot decide (the ledger is missing or unreadable, a
 /// zone the server does not know): there is no default, the operator chooses.

@@ -16,6 +16,8 @@ use jiff::Timestamp;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::admission::RefusedLogin;
+use crate::enforce::{PolicyEnd, Warned};
 use crate::metrics::Metrics;
 
 /// How often counted failed logins are written as one record.
@@ -190,6 +192,82 @@ impl AuditTrail {
                 .with_detail(json!({
                     "client_port": facts.peer.port(),
                     "tls": facts.tls,
+                })),
+        )
+        .await;
+    }
+
+    /// The policy ended the session (`session_terminated`, as the agent records its ends:
+    /// the rule, the reason, `ended`).
+    pub(crate) async fn session_terminated(
+        &self,
+        facts: &SessionFacts<'_>,
+        ended: &PolicyEnd,
+        delivered: bool,
+    ) {
+        self.send(
+            self.record(Event::SessionTerminated)
+                .with_session(facts.info())
+                .with_rule(ended.rule.clone())
+                .with_reason(ended.reason.clone())
+                .with_result("ended")
+                .with_detail(json!({
+                    "by": "gateway",
+                    "sqlstate": ended.code,
+                    "fatal_delivered": delivered,
+                })),
+        )
+        .await;
+    }
+
+    /// A warning was given (`session_warned`, as the agent records one): queued without
+    /// waiting, from the relay's poll; a full queue loses it (logged and counted).
+    pub(crate) fn session_warned(&self, facts: &SessionFacts<'_>, warned: &Warned) {
+        let record = self
+            .record(Event::SessionWarned)
+            .with_session(facts.info())
+            .with_rule(warned.rule.clone())
+            .with_reason(warned.reason.clone())
+            .with_result("recorded")
+            .with_detail(json!({
+                "by": "gateway",
+                "deadline": warned.deadline.to_string(),
+                "lead": warned.lead,
+                "ends_in_seconds": warned.ends_in_seconds,
+                "hooks": [],
+            }));
+        if self
+            .queue
+            .try_send(Message::Record(Box::new(record)))
+            .is_err()
+        {
+            tracing::error!("AUDIT RECORD LOST: session_warned (the audit queue is full)");
+        }
+    }
+
+    /// The policy refused a login after authentication (`login_refused`: the rule, the
+    /// reason, the message the client got).
+    pub(crate) async fn login_refused(
+        &self,
+        role: &str,
+        database: &str,
+        application: &str,
+        peer: SocketAddr,
+        refused: &RefusedLogin,
+    ) {
+        self.send(
+            self.record(Event::LoginRefused)
+                .with_rule(refused.rule.clone())
+                .with_reason(refused.reason.clone())
+                .with_result("refused")
+                .with_detail(json!({
+                    "by": "gateway",
+                    "role": role,
+                    "database": database,
+                    "application": application,
+                    "client_addr": peer.ip().to_string(),
+                    "sqlstate": refused.fatal.code,
+                    "message": refused.fatal.message,
                 })),
         )
         .await;

@@ -22,6 +22,11 @@ pub mod sqlstate {
     pub const FEATURE_NOT_SUPPORTED: &str = "0A000";
     /// `admin_shutdown`: the session is ended by the gateway's operator or its policy.
     pub const ADMIN_SHUTDOWN: &str = "57P01";
+    /// `idle_session_timeout`: PostgreSQL's own for a session ended for being idle.
+    pub const IDLE_SESSION_TIMEOUT: &str = "57P05";
+    /// `idle_in_transaction_session_timeout`: PostgreSQL's own for a session ended while idle
+    /// in a transaction.
+    pub const IDLE_IN_TRANSACTION_SESSION_TIMEOUT: &str = "25P03";
 }
 
 /// A FATAL error the gateway sends a client before closing: an SQLSTATE and a message that
@@ -35,6 +40,8 @@ pub struct Fatal {
     pub message: String,
     /// Why, for the client (the DETAIL field), if given.
     pub detail: Option<String>,
+    /// What the client can do about it (the HINT field), if given.
+    pub hint: Option<String>,
 }
 
 impl Fatal {
@@ -44,12 +51,19 @@ impl Fatal {
             code,
             message: message.into(),
             detail: None,
+            hint: None,
         }
     }
 
     /// The same FATAL with `detail` (the reason) as its DETAIL field.
     pub fn with_detail(mut self, detail: impl Into<String>) -> Fatal {
         self.detail = Some(detail.into());
+        self
+    }
+
+    /// The same FATAL with `hint` as its HINT field.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Fatal {
+        self.hint = Some(hint.into());
         self
     }
 
@@ -64,6 +78,7 @@ impl Fatal {
         };
         let message = cut(&self.message);
         let detail = self.detail.as_deref().map(cut);
+        let hint = self.hint.as_deref().map(cut);
         let mut fields: Vec<(u8, &[u8])> = vec![
             (field::SEVERITY, b"FATAL"),
             (field::SEVERITY_NONLOCALIZED, b"FATAL"),
@@ -73,7 +88,14 @@ impl Fatal {
         if let Some(detail) = detail.as_deref().filter(|d| !d.is_empty()) {
             fields.push((field::DETAIL, detail));
         }
-        let mut out = Vec::with_capacity(32 + message.len() + detail.as_ref().map_or(0, Vec::len));
+        if let Some(hint) = hint.as_deref().filter(|h| !h.is_empty()) {
+            fields.push((field::HINT, hint));
+        }
+        let mut out = Vec::with_capacity(
+            32 + message.len()
+                + detail.as_ref().map_or(0, Vec::len)
+                + hint.as_ref().map_or(0, Vec::len),
+        );
         // Fields without NULs and far below the limit: the encoder cannot refuse them.
         let _ = encode_error_response(&fields, &mut out);
         out

@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) drain: Drain,
     /// Set when the drain begins (for `/healthz`).
     pub(crate) draining: std::sync::atomic::AtomicBool,
+    /// The policy whose rules end sessions (None: none enforced); a reload publishes anew.
+    pub(crate) policy: tokio::sync::watch::Sender<Option<Arc<curfew_policy::Policy>>>,
 }
 
 impl Shared {
@@ -133,8 +135,15 @@ impl Gateway {
                 traffic: Traffic::default(),
                 drain: Drain::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
+                policy: tokio::sync::watch::Sender::new(None),
             }),
         })
+    }
+
+    /// Enforces `policy`'s rules on every session (issue 17): idle, idle in transaction,
+    /// lifetime and windows end sessions at their deadlines. Live sessions re-arm at once.
+    pub fn enforce(&self, policy: Arc<curfew_policy::Policy>) {
+        self.shared.policy.send_replace(Some(policy));
     }
 
     /// Writes the gateway's audit records (`gateway_started`, `session_started`, ...) to

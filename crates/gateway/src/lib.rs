@@ -6,6 +6,8 @@
 //!
 //! The shutdown is injected: [`run`] stops accepting when its `shutdown` future completes.
 
+mod activity;
+mod admission;
 mod audit_trail;
 mod auth;
 mod auth_function;
@@ -14,6 +16,7 @@ mod cancel;
 mod client_tls;
 mod config;
 mod drain;
+mod enforce;
 mod error;
 mod frames;
 mod gateway;

@@ -73,6 +73,9 @@ pub(crate) fn failure_cause(error: &SessionError) -> &'static str {
     match error {
         SessionError::Refused(fatal) if fatal.code == sqlstate::INVALID_PASSWORD => "password",
         SessionError::Refused(fatal) if fatal.code == sqlstate::CONNECTION_FAILURE => "unavailable",
+        SessionError::Refused(fatal) if fatal.code == sqlstate::INVALID_AUTHORIZATION => {
+            "refused_by_policy"
+        }
         SessionError::Refused(_)
         | SessionError::ClientProtocol(_)
         | SessionError::ClientNegotiation(_) => "protocol",

@@ -2,6 +2,7 @@
 //! lookups use (`auth_url`).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use curfew_policy::Policy;
 use curfew_postgres::{ConnectionUrl, TargetSpec, TargetUrlError, UrlError};
@@ -33,6 +34,9 @@ pub struct PolicyGateway {
     /// Where verifiers are fetched, as the gateway's own role (for
     /// [`crate::AuthFunctionSource`]).
     pub auth: TargetSpec,
+    /// The whole policy, whose rules the gateway enforces ([`crate::Gateway::enforce`]); None:
+    /// a reload that keeps the rules in force.
+    pub policy: Option<Arc<Policy>>,
 }
 
 impl PolicyGateway {
@@ -75,7 +79,11 @@ impl PolicyGateway {
             idle: idle.to_std(),
             ..Keepalive::default()
         });
-        Ok(PolicyGateway { config, auth })
+        Ok(PolicyGateway {
+            config,
+            auth,
+            policy: Some(Arc::new(policy.clone())),
+        })
     }
 }
 

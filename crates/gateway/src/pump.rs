@@ -14,10 +14,11 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use curfew_wire::{Direction, FrameCursor, TransactionStatus};
+use curfew_wire::{Direction, FrameCursor};
 use tokio::io::{AsyncWrite, ReadBuf};
 use tracing::debug;
 
+use crate::activity::Watched;
 use crate::buffers::Pooled;
 use crate::error::SessionError;
 use crate::stream::RelayIo;
@@ -136,20 +137,27 @@ impl Pump {
         self.cursor.ends_with_frame(b'X')
     }
 
+    /// Queues `frame` (one whole message the gateway sends itself, a NoticeResponse) to be
+    /// written next, if this pump is between frames with nothing left to write; else gives
+    /// it back, to be tried again later.
+    pub(crate) fn inject(&mut self, frame: Vec<u8>) -> Result<(), Vec<u8>> {
+        if self.start < self.end || !self.cursor.at_boundary() || self.eof {
+            return Err(frame);
+        }
+        self.start = 0;
+        self.end = frame.len();
+        self.chunk = Some(Chunk::Rest(frame));
+        Ok(())
+    }
+
     /// Whether what was written so far ends at a frame boundary.
     pub(crate) fn at_boundary(&self) -> bool {
         self.cursor.at_boundary()
     }
 
-    /// The last ReadyForQuery status written (the server's direction only).
-    #[allow(dead_code)] // issue 17's enforcement reads it.
-    pub(crate) fn transaction_status(&self) -> Option<TransactionStatus> {
-        self.cursor.transaction_status()
-    }
-
     /// Moves bytes from `from` to `to` until `from` ends or, when `stopping`, until what `to`
     /// got ends at a frame boundary (the rest of a read is dropped there). `traffic` counts
-    /// every byte written.
+    /// every byte written; `watched`, when given, observes it (the session's state).
     pub(crate) fn poll_pump<R: RelayIo, W: RelayIo>(
         &mut self,
         cx: &mut Context<'_>,
@@ -157,10 +165,11 @@ impl Pump {
         to: &mut W,
         stopping: bool,
         traffic: &Traffic,
+        mut watched: Option<&mut Watched>,
     ) -> Poll<Result<PumpEnd, SessionError>> {
         loop {
             if self.start < self.end {
-                ready!(self.poll_write_some(cx, to, stopping, traffic))?;
+                ready!(self.poll_write_some(cx, to, stopping, traffic, watched.as_deref_mut()))?;
                 continue;
             }
             if self.unflushed {
@@ -186,6 +195,7 @@ impl Pump {
         to: &mut W,
         stopping: bool,
         traffic: &Traffic,
+        watched: Option<&mut Watched>,
     ) -> Poll<Result<(), SessionError>> {
         let Some(chunk) = self.chunk.as_ref() else {
             self.start = self.end;
@@ -216,6 +226,9 @@ impl Pump {
             // The peer will judge the stream; the relay only loses its boundaries (a stop
             // then closes without a FATAL).
             debug!(error = %e, leg = ?self.leg, "frame boundaries lost");
+        }
+        if let Some(watched) = watched {
+            watched.observe(self.leg.sender(), &bytes[..written]);
         }
         traffic.add(self.leg.way(), written as u64);
         self.total += written as u64;

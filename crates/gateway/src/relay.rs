@@ -18,6 +18,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::timeout;
 
 use crate::buffers::Pooled;
+use crate::enforce::Enforcer;
 use crate::error::{Fatal, SessionError};
 use crate::pump::{Leg, Pump, PumpEnd};
 use crate::stream::{ClientStream, ServerStream};
@@ -74,7 +75,8 @@ enum Phase {
 
 /// Relays until a side leaves, an error, or `stop` completes with the FATAL to end the
 /// session with. `client_rest`/`server_rest` are bytes read during the login that belong to
-/// the session. Every byte written is added to `traffic`.
+/// the session. Every byte written is added to `traffic`; `enforcer` observes the session's
+/// state while it is relayed and stops it when its policy ends it.
 pub(crate) async fn relay(
     mut client: ClientStream,
     client_rest: Vec<u8>,
@@ -82,6 +84,7 @@ pub(crate) async fn relay(
     server_rest: Vec<u8>,
     stop: impl Future<Output = Fatal>,
     traffic: &Traffic,
+    enforcer: &mut Enforcer<'_>,
 ) -> RelayOutcome {
     let mut up = Pump::new(Leg::Upward, client_rest);
     let mut down = Pump::new(Leg::Downward, server_rest);
@@ -91,16 +94,41 @@ pub(crate) async fn relay(
         if let Poll::Ready(fatal) = stop.poll(cx) {
             return Poll::Ready(Phase::Stop(fatal));
         }
-        match down.poll_pump(cx, &mut server, &mut client, false, traffic) {
+        match down.poll_pump(
+            cx,
+            &mut server,
+            &mut client,
+            false,
+            traffic,
+            Some(&mut enforcer.watched),
+        ) {
             Poll::Ready(Ok(_)) => return Poll::Ready(Phase::ServerLeft),
             Poll::Ready(Err(e)) => return Poll::Ready(Phase::Failed(e)),
             Poll::Pending => {}
         }
-        match up.poll_pump(cx, &mut client, &mut server, false, traffic) {
-            Poll::Ready(Ok(_)) => Poll::Ready(Phase::ClientLeft),
-            Poll::Ready(Err(e)) => Poll::Ready(Phase::Failed(e)),
-            Poll::Pending => Poll::Pending,
+        match up.poll_pump(
+            cx,
+            &mut client,
+            &mut server,
+            false,
+            traffic,
+            Some(&mut enforcer.watched),
+        ) {
+            Poll::Ready(Ok(_)) => return Poll::Ready(Phase::ClientLeft),
+            Poll::Ready(Err(e)) => return Poll::Ready(Phase::Failed(e)),
+            Poll::Pending => {}
         }
+        // After the pumps: the state they just observed arms the policy's timers.
+        let verdict = enforcer.poll(cx).map(Phase::Stop);
+        if let Some(notice) = enforcer.take_notice() {
+            match down.inject(notice) {
+                // Written on the next turn, which comes at once.
+                Ok(()) => cx.waker().wake_by_ref(),
+                // The server's frame in progress first: tried again on the next wake-up.
+                Err(notice) => enforcer.keep_notice(notice),
+            }
+        }
+        verdict
     })
     .await;
     let end = match phase {
@@ -218,7 +246,7 @@ async fn client_left(
     let _ = timeout(SERVER_CLOSE_GRACE, server.shutdown()).await;
     let _ = timeout(
         SERVER_CLOSE_GRACE,
-        poll_fn(|cx| down.poll_pump(cx, server, client, false, traffic)),
+        poll_fn(|cx| down.poll_pump(cx, server, client, false, traffic, None)),
     )
     .await;
     let _ = timeout(SERVER_CLOSE_GRACE, client.shutdown()).await;
@@ -236,7 +264,7 @@ async fn stopped(
 ) -> RelayEnd {
     let reached = timeout(
         STOP_GRACE,
-        poll_fn(|cx| down.poll_pump(cx, server, client, true, traffic)),
+        poll_fn(|cx| down.poll_pump(cx, server, client, true, traffic, None)),
     )
     .await;
     let delivered = match reached {

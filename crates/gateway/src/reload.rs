@@ -101,6 +101,9 @@ impl Gateway {
         };
         self.shared.tls.set(loaded.map(Arc::new));
         self.shared.set_config(merged);
+        if let Some(policy) = &new.policy {
+            self.enforce(policy.clone());
+        }
         self.shared.metrics.reloaded(true);
         for setting in &reloaded.needs_restart {
             tracing::warn!(

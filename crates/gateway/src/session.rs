@@ -14,10 +14,13 @@ use curfew_wire::{
     encode_backend_key_data, encode_negotiate_protocol_version,
 };
 
+use crate::activity::{Clock, Watched};
+use crate::admission::{self, Applicant};
 use crate::audit_trail::{SessionEnd, SessionFacts};
 use crate::auth::{authenticate, channel_binding};
 use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
 use crate::config::GatewayConfig;
+use crate::enforce::{Enforcer, SessionIdentity, Warned};
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
@@ -151,6 +154,7 @@ async fn run_session(
     info!(%peer, role, process_id, tls, "session started");
     let database = parameter(&client.params, b"database").unwrap_or_else(|| role.clone());
     let application = parameter(&client.params, b"application_name").unwrap_or_default();
+    let clock = Clock::start();
     let facts = SessionFacts {
         peer,
         role: &role,
@@ -158,8 +162,25 @@ async fn run_session(
         application: &application,
         pid: process_id,
         tls,
-        started: jiff::Timestamp::now(),
+        started: clock.now(),
     };
+    let mut enforcer = Enforcer::new(
+        Watched::new(clock),
+        SessionIdentity {
+            pid: process_id,
+            started: facts.started,
+            role: Arc::from(role.as_str()),
+            database: Arc::from(database.as_str()),
+            application: Arc::from(application.as_str()),
+            client_addr: Some(peer.ip().to_canonical()),
+        },
+        shared.policy.subscribe(),
+        Box::new(|warned: &Warned| {
+            if let Some(audit) = shared.audit() {
+                audit.session_warned(&facts, warned);
+            }
+        }),
+    );
     shared.metrics.session_started();
     if let Some(audit) = shared.audit() {
         audit.session_started(&facts).await;
@@ -172,6 +193,7 @@ async fn run_session(
         started.server_rest,
         shared.drain.ended(),
         &shared.traffic,
+        &mut enforcer,
     )
     .await;
     let totals = outcome.totals;
@@ -179,6 +201,7 @@ async fn run_session(
     let (how, error) = match &outcome.end {
         RelayEnd::ClientLeft => ("client_left", None),
         RelayEnd::ServerLeft => ("server_left", None),
+        RelayEnd::Stopped { .. } if enforcer.ended().is_some() => ("ended_by_policy", None),
         RelayEnd::Stopped { delivered, .. } => (
             if *delivered {
                 "ended_by_gateway"
@@ -198,6 +221,10 @@ async fn run_session(
     }
     shared.metrics.session_ended(how);
     if let Some(audit) = shared.audit() {
+        if let (Some(ended), RelayEnd::Stopped { delivered, .. }) = (enforcer.ended(), &outcome.end)
+        {
+            audit.session_terminated(&facts, ended, *delivered).await;
+        }
         let end = SessionEnd {
             how,
             client_to_server,
@@ -282,6 +309,35 @@ async fn login(
     .await?;
     reader.authenticated();
     let server_final = authenticated.server_final.clone();
+
+    // The policy's refusal, only now that the client proved its password; told after
+    // AuthenticationOk, as PostgreSQL tells a login it refuses after authentication.
+    let policy = shared.policy.borrow().clone();
+    if let Some(policy) = policy {
+        let database = parameter(&client.params, b"database").unwrap_or_else(|| role.to_owned());
+        let application = parameter(&client.params, b"application_name").unwrap_or_default();
+        let applicant = Applicant {
+            role,
+            database: &database,
+            application: &application,
+            client_addr: Some(peer.ip().to_canonical()),
+        };
+        if let Some(refused) = admission::refused(&policy, &applicant, jiff::Timestamp::now()) {
+            let mut out = Vec::new();
+            encode_authentication_sasl_final(server_final.as_bytes(), &mut out)
+                .map_err(SessionError::ClientProtocol)?;
+            encode_authentication_ok(&mut out);
+            out.extend_from_slice(&refused.fatal.encode());
+            let sent = send_client(&mut client.stream, &out).await;
+            if let Some(audit) = shared.audit() {
+                audit
+                    .login_refused(role, &database, &application, peer, &refused)
+                    .await;
+            }
+            sent?;
+            return Err(SessionError::Refused(refused.fatal));
+        }
+    }
 
     let address = peer.ip().to_string();
     let mut params: Vec<(&[u8], &[u8])> = client

@@ -214,6 +214,7 @@ async fn a_reload_serves_the_new_certificate_to_the_next_client_while_an_old_ses
             &PolicyGateway {
                 config,
                 auth: auth.clone(),
+                policy: None,
             },
             &auth,
         )
@@ -282,6 +283,7 @@ async fn a_reload_serves_the_new_certificate_to_the_next_client_while_an_old_ses
             &PolicyGateway {
                 config: broken,
                 auth: auth.clone(),
+                policy: None,
             },
             &auth,
         )
@@ -439,6 +441,7 @@ async fn a_reloaded_max_clients_applies_to_the_next_client() {
         let mapped = PolicyGateway {
             config,
             auth: auth.clone(),
+            policy: None,
         };
         let (gateway, auth) = (harness.gateway.clone(), auth.clone());
         async move { gateway.reload(&mapped, &auth).await.expect("the reload") }

@@ -27,6 +27,7 @@ mod exempt;
 pub mod explain;
 mod gateway;
 mod loaded;
+pub mod login_refusal;
 mod model;
 mod overrides;
 mod parse;

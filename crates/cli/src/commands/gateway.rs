@@ -126,6 +126,9 @@ async fn serve(
     let running_auth = mapped.auth.clone();
     let source = Arc::new(AuthFunctionSource::new(mapped.auth));
     let gateway = Gateway::new(mapped.config, source).context("setting up the gateway")?;
+    if let Some(policy) = mapped.policy {
+        gateway.enforce(policy);
+    }
     gateway.audit_to(audit, &target);
     let (http_stop, http_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(address) = http_listen {

@@ -1,6 +1,7 @@
 //! The words of a refused login: one function, so that the login trigger
 //! (`curfew compile --dialect postgres --login-trigger`) and curfew's gateway say the same thing
-//! for the same refusal. Pure: the caller gives every time already formatted.
+//! for the same refusal. Pure: the caller gives every time already formatted. (Here, in the
+//! policy crate, so that both can use it.)
 
 /// Which kind of window rule refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

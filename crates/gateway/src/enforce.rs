@@ -1,0 +1,486 @@
+//! The policy's end of a session, enforced in the gateway (issue 17): one timer per session,
+//! armed from the per-session engine's [`next_event`] for the session's state as the wire
+//! shows it ([`WireState`]), and re-armed when that state changes or the policy is reloaded.
+//! At the deadline the engine is asked again with the state then (the state may have changed
+//! in the same instant); if the session is still due, the relay stops it as the drain does,
+//! with a FATAL carrying PostgreSQL's own SQLSTATE for the cause.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use curfew_policy::format_age;
+use curfew_policy::{BackendType, Cause, Overrides, Policy, Session, SessionState, next_event};
+use curfew_wire::{encode_notice_response, field};
+use jiff::{SignedDuration, Timestamp};
+use tokio::sync::watch;
+use tokio::time::Sleep;
+
+use crate::activity::Watched;
+use crate::error::{Fatal, sqlstate};
+
+/// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
+pub(crate) type PolicyFeed = watch::Receiver<Option<Arc<Policy>>>;
+
+/// Who a session is, for the engine (what the gateway knows of it).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionIdentity {
+    /// The server process behind it.
+    pub(crate) pid: i32,
+    /// When its login completed, on the gateway's clock.
+    pub(crate) started: Timestamp,
+    pub(crate) role: Arc<str>,
+    pub(crate) database: Arc<str>,
+    pub(crate) application: Arc<str>,
+    pub(crate) client_addr: Option<IpAddr>,
+}
+
+/// Why the policy ended a session, for its audit record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PolicyEnd {
+    /// The rule's stable id.
+    pub(crate) rule: String,
+    /// The human reason as of the end.
+    pub(crate) reason: String,
+    /// The SQLSTATE sent.
+    pub(crate) code: &'static str,
+}
+
+/// A warning given: what its `session_warned` record says.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Warned {
+    /// The rule's stable id.
+    pub(crate) rule: String,
+    /// The notice's text.
+    pub(crate) reason: String,
+    /// When the session will be ended.
+    pub(crate) deadline: Timestamp,
+    /// The rule's lead, as written.
+    pub(crate) lead: String,
+    /// Seconds left when it was given.
+    pub(crate) ends_in_seconds: f64,
+}
+
+/// A warning due at `at` for the end at `deadline`.
+struct PlannedWarning {
+    deadline: Timestamp,
+    rule: String,
+    reason: String,
+    lead: String,
+    /// An idle rule: any statement keeps the session.
+    idle: bool,
+}
+
+/// One session's enforcement (see the module), polled by the relay's task.
+pub(crate) struct Enforcer<'a> {
+    /// The warning timer and what it stands for.
+    warn_timer: Pin<Box<Sleep>>,
+    warning: Option<PlannedWarning>,
+    /// The deadline last warned of (once per deadline).
+    warned: Option<Timestamp>,
+    /// A NoticeResponse waiting to be written to the client.
+    notice: Option<Vec<u8>>,
+    /// Told of every warning given (the audit record).
+    on_warn: Box<dyn FnMut(&Warned) + Send + 'a>,
+    /// The session's state, fed by the relay's pumps.
+    pub(crate) watched: Watched,
+    identity: SessionIdentity,
+    policy: PolicyFeed,
+    /// Completes when a new policy is published (re-created after each).
+    policy_changed: Pin<Box<dyn Future<Output = ()> + Send>>,
+    /// `policy_changed` was polled once and holds the task's waker: from then on a change is
+    /// seen with `has_changed` (an atomic load), not by polling it on every wake-up of the
+    /// relay (each poll would lock the feed's waiter list, which every session shares).
+    policy_registered: bool,
+    /// The state generation the timer was armed for (None: not armed yet).
+    armed_for: Option<u64>,
+    timer: Pin<Box<Sleep>>,
+    /// Whether the timer stands for a deadline (else it sleeps far ahead).
+    deadline_set: bool,
+    ended: Option<PolicyEnd>,
+}
+
+/// How far ahead an unarmed timer sleeps (re-armed on any change well before).
+const FAR_AHEAD: std::time::Duration = std::time::Duration::from_secs(60 * 60 * 24 * 365);
+
+impl<'a> Enforcer<'a> {
+    /// Enforcement of `policy` (as published, and republished on reloads) on one session.
+    pub(crate) fn new(
+        watched: Watched,
+        identity: SessionIdentity,
+        policy: PolicyFeed,
+        on_warn: Box<dyn FnMut(&Warned) + Send + 'a>,
+    ) -> Enforcer<'a> {
+        let mut enforcer = Enforcer {
+            warn_timer: Box::pin(tokio::time::sleep(FAR_AHEAD)),
+            warning: None,
+            warned: None,
+            notice: None,
+            on_warn,
+            watched,
+            identity,
+            policy_changed: Box::pin(std::future::pending()),
+            policy_registered: false,
+            policy,
+            armed_for: None,
+            timer: Box::pin(tokio::time::sleep(FAR_AHEAD)),
+            deadline_set: false,
+            ended: None,
+        };
+        enforcer.watch_policy();
+        enforcer
+    }
+
+    /// Why the policy ended the session, if it did.
+    pub(crate) fn ended(&self) -> Option<&PolicyEnd> {
+        self.ended.as_ref()
+    }
+
+    fn watch_policy(&mut self) {
+        self.policy.borrow_and_update();
+        self.policy_registered = false;
+        let mut feed = self.policy.clone();
+        self.policy_changed = Box::pin(async move {
+            if feed.changed().await.is_err() {
+                // No publisher any more: the policy in force stays.
+                std::future::pending::<()>().await;
+            }
+        });
+    }
+
+    /// The session as the engine sees one, in `watched`'s state.
+    fn session(&self) -> Session {
+        let wire = &self.watched.wire;
+        Session {
+            pid: i64::from(self.identity.pid),
+            backend_start: self.identity.started,
+            xact_start: wire.xact_start(),
+            state: wire.state(),
+            state_change: Some(wire.state_change()),
+            role: self.identity.role.clone(),
+            // Not known to the gateway: rules scoped by membership do not see its sessions.
+            member_of: Arc::from(Vec::<String>::new()),
+            database: self.identity.database.clone(),
+            client_addr: self.identity.client_addr,
+            application: self.identity.application.clone(),
+            backend_type: BackendType::ClientBackend,
+        }
+    }
+
+    fn arm(&mut self) {
+        let watched = &self.watched;
+        self.armed_for = Some(watched.wire.generation());
+        let policy = self.policy.borrow().clone();
+        let next = policy.and_then(|policy| {
+            next_event(
+                &policy,
+                &self.session(),
+                watched.clock.now(),
+                &Overrides::none(),
+            )
+        });
+        self.warning = None;
+        let mut warn_at = tokio::time::Instant::now() + FAR_AHEAD;
+        if let (Some(next), Some(policy)) = (&next, self.policy.borrow().clone())
+            && let Some(at) = next.warn_at
+            && self.warned != Some(next.decision.deadline)
+        {
+            let rule = &policy.rules[next.decision.rule];
+            warn_at = watched.clock.instant_of(at);
+            self.warning = Some(PlannedWarning {
+                deadline: next.decision.deadline,
+                rule: next.decision.rule_id.to_string(),
+                reason: next.reason.clone(),
+                lead: rule.warn.map(|lead| lead.to_string()).unwrap_or_default(),
+                idle: matches!(
+                    next.decision.cause,
+                    Cause::Idle { .. } | Cause::IdleInTransaction { .. }
+                ),
+            });
+        }
+        self.warn_timer.as_mut().reset(warn_at);
+        let at = match next {
+            Some(next) => {
+                self.deadline_set = true;
+                watched.clock.instant_of(next.decision.deadline)
+            }
+            None => {
+                self.deadline_set = false;
+                tokio::time::Instant::now() + FAR_AHEAD
+            }
+        };
+        self.timer.as_mut().reset(at);
+    }
+
+    /// Ready with the FATAL to stop the session with when its policy ends it.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Fatal> {
+        if self.ended.is_some() {
+            return Poll::Pending;
+        }
+        loop {
+            let changed = if self.policy_registered {
+                self.policy.has_changed().unwrap_or(false)
+            } else {
+                let ready = self.policy_changed.as_mut().poll(cx).is_ready();
+                self.policy_registered = !ready;
+                ready
+            };
+            if changed {
+                self.watch_policy();
+                self.armed_for = None;
+                continue;
+            }
+            if self.armed_for != Some(self.watched.wire.generation()) {
+                self.arm();
+            }
+            if self.warning.is_some() && self.warn_timer.as_mut().poll(cx).is_ready() {
+                self.warn();
+                continue;
+            }
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            if self.deadline_set
+                && let Some(fatal) = self.due()
+            {
+                return Poll::Ready(fatal);
+            }
+            // Not due after all (or nothing pending): armed again from now.
+            self.arm();
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // A deadline that is due yet judged not due cannot re-arm in the past twice:
+            // wait for the next change.
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + FAR_AHEAD);
+            self.deadline_set = false;
+        }
+    }
+
+    /// A NoticeResponse to write to the client, if one is waiting.
+    pub(crate) fn take_notice(&mut self) -> Option<Vec<u8>> {
+        self.notice.take()
+    }
+
+    /// Gives back a notice that could not be written yet.
+    pub(crate) fn keep_notice(&mut self, notice: Vec<u8>) {
+        self.notice = Some(notice);
+    }
+
+    /// The warning's time came: the notice queued, the warning recorded, once per deadline.
+    fn warn(&mut self) {
+        self.warn_timer
+            .as_mut()
+            .reset(tokio::time::Instant::now() + FAR_AHEAD);
+        let Some(planned) = self.warning.take() else {
+            return;
+        };
+        self.warned = Some(planned.deadline);
+        let now = self.watched.clock.now();
+        let left = planned
+            .deadline
+            .duration_since(now)
+            .max(SignedDuration::ZERO);
+        let message = format!(
+            "this session will be ended in {} (rule {}: {})",
+            format_age(left),
+            planned.rule,
+            planned.reason
+        );
+        let hint = if planned.idle {
+            "run any statement to keep the session"
+        } else {
+            "save your work and reconnect later"
+        };
+        self.notice = Some(warning_notice(&message, hint));
+        (self.on_warn)(&Warned {
+            rule: planned.rule,
+            reason: message,
+            deadline: planned.deadline,
+            lead: planned.lead,
+            ends_in_seconds: left.as_secs_f64(),
+        });
+    }
+
+    /// The FATAL if the session is due now.
+    fn due(&mut self) -> Option<Fatal> {
+        let watched = &self.watched;
+        let policy = self.policy.borrow().clone()?;
+        let now = watched.clock.now();
+        let next = next_event(&policy, &self.session(), now, &Overrides::none())?;
+        if next.decision.deadline > now {
+            return None;
+        }
+        let rule = next.decision.rule_id.to_string();
+        let reason = next.decision.reason(&policy, now);
+        let in_transaction =
+            watched.wire.xact_start().is_some() && watched.wire.state() != SessionState::Idle;
+        let fatal = ending_fatal(&next.decision.cause, &rule, &reason, in_transaction);
+        self.ended = Some(PolicyEnd {
+            rule,
+            reason,
+            code: fatal.code,
+        });
+        Some(fatal)
+    }
+}
+
+/// A NoticeResponse, severity WARNING, with `message` and `hint`.
+fn warning_notice(message: &str, hint: &str) -> Vec<u8> {
+    let message = message.replace('\0', "");
+    let fields: [(u8, &[u8]); 5] = [
+        (field::SEVERITY, b"WARNING"),
+        (field::SEVERITY_NONLOCALIZED, b"WARNING"),
+        // warning (01000): PostgreSQL's class for a plain warning.
+        (field::CODE, b"01000"),
+        (field::MESSAGE, message.as_bytes()),
+        (field::HINT, hint.as_bytes()),
+    ];
+    let mut out = Vec::with_capacity(64 + message.len() + hint.len());
+    // No NUL inside and far below the limit: the encoder cannot refuse them.
+    let _ = encode_notice_response(&fields, &mut out);
+    out
+}
+
+/// The FATAL that ends a session for `cause`: PostgreSQL's own SQLSTATE for idle and idle in
+/// a transaction (57P05, 25P03), 57P01 otherwise; the reason and the rule; what to do.
+pub(crate) fn ending_fatal(cause: &Cause, rule: &str, reason: &str, in_transaction: bool) -> Fatal {
+    let code = match cause {
+        Cause::Idle { .. } => sqlstate::IDLE_SESSION_TIMEOUT,
+        Cause::IdleInTransaction { .. } => sqlstate::IDLE_IN_TRANSACTION_SESSION_TIMEOUT,
+        _ => sqlstate::ADMIN_SHUTDOWN,
+    };
+    let hint = if in_transaction || matches!(cause, Cause::IdleInTransaction { .. }) {
+        "reconnect to continue; unsaved work in the open transaction was rolled back"
+    } else {
+        "reconnect to continue"
+    };
+    Fatal::new(
+        code,
+        format!("terminating connection: {reason} (rule {rule})"),
+    )
+    .with_hint(hint)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use curfew_policy::parse_policy;
+    use curfew_wire::Direction;
+
+    use super::*;
+    use crate::activity::Clock;
+
+    fn policy(rule: &str) -> Option<Arc<Policy>> {
+        let text = format!("[[rule]]\nname = \"inactivity\"\n{rule}\n");
+        let parsed = parse_policy("t.toml", &text, jiff::tz::db()).ok()?;
+        Some(Arc::new(parsed.policy))
+    }
+
+    fn identity(started: Timestamp) -> SessionIdentity {
+        SessionIdentity {
+            pid: 42,
+            started,
+            role: Arc::from("alice"),
+            database: Arc::from("postgres"),
+            application: Arc::from("psql"),
+            client_addr: None,
+        }
+    }
+
+    async fn poll_once(enforcer: &mut Enforcer<'_>) -> Poll<Fatal> {
+        std::future::poll_fn(|cx| Poll::Ready(enforcer.poll(cx))).await
+    }
+
+    const START: i64 = 1_800_000_000;
+
+    #[tokio::test(start_paused = true)]
+    async fn an_idle_session_is_warned_then_ended_at_its_deadline() {
+        let start = Timestamp::from_second(START).unwrap_or(Timestamp::UNIX_EPOCH);
+        let (_publisher, feed) = watch::channel(policy("idle = \"15m\"\nwarn = \"2m\""));
+        let warned = Mutex::new(Vec::new());
+        let mut enforcer = Enforcer::new(
+            Watched::new(Clock::starting_at(start)),
+            identity(start),
+            feed,
+            Box::new(|w: &Warned| {
+                warned
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(w.clone())
+            }),
+        );
+        assert!(poll_once(&mut enforcer).await.is_pending());
+        tokio::time::advance(Duration::from_secs(12 * 60)).await;
+        assert!(poll_once(&mut enforcer).await.is_pending());
+        assert!(enforcer.take_notice().is_none());
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(poll_once(&mut enforcer).await.is_pending());
+        let notice = enforcer.take_notice().unwrap_or_default();
+        let text = String::from_utf8_lossy(&notice);
+        assert!(
+            text.contains("WARNING") && text.contains("rule inactivity"),
+            "{text}"
+        );
+        assert!(
+            text.contains("run any statement to keep the session"),
+            "{text}"
+        );
+        // Once per deadline.
+        assert!(poll_once(&mut enforcer).await.is_pending());
+        assert!(enforcer.take_notice().is_none());
+        tokio::time::advance(Duration::from_secs(2 * 60)).await;
+        let Poll::Ready(fatal) = poll_once(&mut enforcer).await else {
+            panic!("not ended at the deadline");
+        };
+        assert_eq!(fatal.code, sqlstate::IDLE_SESSION_TIMEOUT);
+        assert_eq!(
+            fatal.message,
+            "terminating connection: idle for 15m00s; limit 15m (rule inactivity)"
+        );
+        assert_eq!(fatal.hint.as_deref(), Some("reconnect to continue"));
+        assert_eq!(
+            enforcer.ended().map(|e| e.rule.as_str()),
+            Some("inactivity")
+        );
+        drop(enforcer);
+        assert_eq!(warned.into_inner().unwrap_or_default().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_statement_re_arms_and_a_reload_applies_at_once() {
+        let start = Timestamp::from_second(START).unwrap_or(Timestamp::UNIX_EPOCH);
+        let (publisher, feed) = watch::channel(policy("idle = \"15m\""));
+        let mut enforcer = Enforcer::new(
+            Watched::new(Clock::starting_at(start)),
+            identity(start),
+            feed,
+            Box::new(|_: &Warned| {}),
+        );
+        assert!(poll_once(&mut enforcer).await.is_pending());
+        tokio::time::advance(Duration::from_secs(10 * 60)).await;
+        // A query and its answer: idle again from now.
+        enforcer
+            .watched
+            .observe(Direction::Frontend, &[b'Q', 0, 0, 0, 5, 0]);
+        enforcer
+            .watched
+            .observe(Direction::Backend, &[b'Z', 0, 0, 0, 5, b'I']);
+        assert!(poll_once(&mut enforcer).await.is_pending());
+        tokio::time::advance(Duration::from_secs(6 * 60)).await;
+        assert!(poll_once(&mut enforcer).await.is_pending());
+        // A reload to 5m: idle for 6m already, ended at once.
+        publisher.send_replace(policy("idle = \"5m\""));
+        tokio::task::yield_now().await;
+        let Poll::Ready(fatal) = poll_once(&mut enforcer).await else {
+            panic!("the reload did not apply");
+        };
+        assert!(fatal.message.contains("limit 5m"), "{}", fatal.message);
+    }
+}

@@ -1,0 +1,89 @@
+//! Logins refused by the policy at the gateway (issue 17): a deny window open now refuses an
+//! authenticated login with 28000, the rule and when logins open again, the same over TLS and
+//! plaintext; a wrong password still fails as before (nothing about the policy is told);
+//! `login_refused` is audited.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ALICE_PASSWORD, Harness, Setup, login_error};
+use curfew_policy::parse_policy;
+use tokio_postgres::config::ChannelBinding;
+
+/// A deny window from this UTC hour to two hours later: open now.
+fn deny_now() -> Arc<curfew_policy::Policy> {
+    let hour = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .hour();
+    let window = format!("{:02}:00-{:02}:00", hour, (hour + 2) % 24);
+    let text =
+        format!("[[rule]]\nname = \"maintenance\"\ntimezone = \"UTC\"\ndeny = [\"{window}\"]\n");
+    Arc::new(
+        parse_policy("deny.toml", &text, jiff::tz::db())
+            .expect("the policy")
+            .policy,
+    )
+}
+
+#[tokio::test]
+async fn a_deny_window_refuses_an_authenticated_login_with_28000_over_tls_and_plaintext() {
+    let harness = Harness::start(
+        "enforce-login",
+        Setup {
+            audit_log: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    // Before the policy is enforced, alice logs in.
+    harness
+        .plain("alice", ALICE_PASSWORD)
+        .await
+        .expect("a login with no policy");
+    harness.gateway.enforce(deny_now());
+
+    let (plain_code, plain_message) = login_error(harness.plain("alice", ALICE_PASSWORD).await);
+    assert_eq!(plain_code, "28000", "{plain_message}");
+    assert!(
+        plain_message.starts_with("logins for role alice are closed by rule maintenance until "),
+        "{plain_message}"
+    );
+    assert!(
+        plain_message.contains(" UTC (deny window "),
+        "{plain_message}"
+    );
+    let (tls_code, tls_message) = login_error(
+        harness
+            .tls("alice", ALICE_PASSWORD, ChannelBinding::Prefer)
+            .await,
+    );
+    assert_eq!(
+        (tls_code.as_str(), tls_message.as_str()),
+        (plain_code.as_str(), plain_message.as_str())
+    );
+
+    // A wrong password learns nothing of the policy: the password failure, as before.
+    let (code, message) = login_error(harness.plain("alice", "wrong").await);
+    assert_eq!(code, "28P01", "{message}");
+    assert!(!message.contains("maintenance"), "{message}");
+
+    let path = harness.audit_log.clone().expect("an audit log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&path).expect("the audit log");
+        if text.matches("\"login_refused\"").count() >= 2 || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let refused: Vec<&str> = text
+        .lines()
+        .filter(|line| line.contains("\"login_refused\""))
+        .collect();
+    assert_eq!(refused.len(), 2, "{text}");
+    assert!(refused[0].contains("\"maintenance\""), "{}", refused[0]);
+    assert!(refused[0].contains("\"alice\""), "{}", refused[0]);
+    curfew_audit::verify(&path).expect("the audit log verifies");
+}

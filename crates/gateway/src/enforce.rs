@@ -163,7 +163,7 @@ impl<'a> Enforcer<'a> {
             // Not known to the gateway: rules scoped by membership do not see its sessions.
             member_of: Arc::from(Vec::<String>::new()),
             database: self.identity.database.clone(),
-            client_addr: self.identity.client_addr,
+            client_addr: self.identity.client_addr.into(),
             application: self.identity.application.clone(),
             backend_type: BackendType::ClientBackend,
         }

@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::metrics::{audit_counts, counters, parse_exposition, poll};
+use common::metrics::{matching_audit, outcome, parse_exposition, poll, target_value};
 use common::{Response, agent, assert_audit_verifies, cluster, dir, http_get, lines_of, session};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -87,71 +87,39 @@ async fn metrics_match_the_audit_log_and_health_follows_the_server() {
     assert!(page.body.contains("lifetime-watch") && page.body.contains("idle for"));
 
     // The counters equal the audit log's counts, once the log stopped growing.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let before = audit_counts(&audit);
-        let metrics = http_get(&address, "/metrics").unwrap();
-        let after = audit_counts(&audit);
-        assert_eq!(metrics.code, 200);
-        assert!(
-            metrics
-                .content_type
-                .starts_with("application/openmetrics-text")
-        );
-        let samples = parse_exposition(&metrics.body);
-        let outcomes = counters(
-            &samples,
-            "curfew_terminations_total",
-            &["target", "rule", "result"],
-        );
-        let records = counters(&samples, "curfew_audit_records_total", &["event"]);
-        let matches = before == after && outcomes == after.1 && records == after.0;
-        let ended = outcomes
-            .get(&vec![
-                "db".to_owned(),
-                "idle".to_owned(),
-                "ended".to_owned(),
-            ])
-            .copied();
-        let reported = outcomes
-            .get(&vec![
-                "db".to_owned(),
-                "lifetime-watch".to_owned(),
-                "report_only".to_owned(),
-            ])
-            .copied();
-        // Sessions are counted per snapshot: the kims' ends show at the next one.
-        let idle_now = samples
+    // Sessions are counted per snapshot: the kims' ends show at the next one.
+    let idle_now = |samples: &[common::metrics::Sample]| {
+        samples
             .iter()
             .find(|s| {
                 s.name == "curfew_sessions" && s.labels.get("state").is_some_and(|s| s == "idle")
             })
-            .map(|s| s.value);
-        if matches && ended == Some(2) && reported == Some(1) && idle_now == Some(1.0) {
-            let value = |name: &str| {
-                samples
-                    .iter()
-                    .find(|s| s.name == name && s.labels.get("target").is_some_and(|t| t == "db"))
-                    .map(|s| s.value)
-            };
-            assert_eq!(value("curfew_leader"), Some(1.0));
-            assert_eq!(value("curfew_connected"), Some(1.0));
-            assert_eq!(
-                value("curfew_termination_lateness_seconds_count"),
-                Some(2.0)
-            );
-            assert!(value("curfew_snapshot_duration_seconds_count").unwrap() >= 1.0);
-            assert!(value("curfew_last_snapshot_age_seconds").unwrap() < 5.0);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics never matched the audit log (or lee's idle session, {idle_now:?}):\nmetrics outcomes {outcomes:?}\naudit outcomes {:?}\nmetrics records {records:?}\naudit records {:?}",
-            after.1,
-            after.0
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+            .map(|s| s.value)
+    };
+    let (metrics, samples) = matching_audit(
+        &address,
+        &audit,
+        Duration::from_secs(15),
+        |samples, outcomes| {
+            outcomes.get(&outcome("db", "idle", "ended")) == Some(&2)
+                && outcomes.get(&outcome("db", "lifetime-watch", "report_only")) == Some(&1)
+                && idle_now(samples) == Some(1.0)
+        },
+    );
+    assert!(
+        metrics
+            .content_type
+            .starts_with("application/openmetrics-text")
+    );
+    let value = |name: &str| target_value(&samples, name, "db");
+    assert_eq!(value("curfew_leader"), Some(1.0));
+    assert_eq!(value("curfew_connected"), Some(1.0));
+    assert_eq!(
+        value("curfew_termination_lateness_seconds_count"),
+        Some(2.0)
+    );
+    assert!(value("curfew_snapshot_duration_seconds_count").unwrap() >= 1.0);
+    assert!(value("curfew_last_snapshot_age_seconds").unwrap() < 5.0);
 
     // Healthy now; unhealthy while the audit log is moved away, and again after it is back.
     let healthy = |r: &Response| r.code == 200;

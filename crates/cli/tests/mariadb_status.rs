@@ -7,9 +7,9 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::metrics::{audit_counts, counters, parse_exposition, poll};
+use common::metrics::{matching_audit, outcome, parse_exposition, poll, target_value};
 use common::{Response, agent, assert_audit_verifies, dir, http_get, lines_of, maria};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,53 +83,19 @@ async fn status_metrics_and_health_describe_a_mariadb_target() {
     drop(kim);
 
     // The counters equal the audit log's, under the MariaDB target's name.
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let before = audit_counts(&audit);
-        let metrics = http_get(&address, "/metrics").unwrap();
-        let after = audit_counts(&audit);
-        assert_eq!(metrics.code, 200);
-        let samples = parse_exposition(&metrics.body);
-        let outcomes = counters(
-            &samples,
-            "curfew_terminations_total",
-            &["target", "rule", "result"],
-        );
-        let records = counters(&samples, "curfew_audit_records_total", &["event"]);
-        let key =
-            |rule: &str, result: &str| vec!["maria".to_owned(), rule.to_owned(), result.to_owned()];
-        if before == after
-            && outcomes == after.1
-            && records == after.0
-            && outcomes.get(&key("idle", "ended")) == Some(&1)
-            && outcomes.get(&key("lifetime-watch", "report_only")) == Some(&1)
-        {
-            let value = |name: &str| {
-                samples
-                    .iter()
-                    .find(|s| {
-                        s.name == name && s.labels.get("target").is_some_and(|t| t == "maria")
-                    })
-                    .map(|s| s.value)
-            };
-            assert_eq!(value("curfew_leader"), Some(1.0));
-            assert_eq!(value("curfew_connected"), Some(1.0));
-            assert_eq!(
-                value("curfew_termination_lateness_seconds_count"),
-                Some(1.0)
-            );
-            assert!(value("curfew_snapshot_duration_seconds_count").unwrap() >= 1.0);
-            assert!(value("curfew_last_snapshot_age_seconds").unwrap() < 5.0);
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "metrics never matched the audit log:\nmetrics outcomes {outcomes:?}\naudit outcomes {:?}\nmetrics records {records:?}\naudit records {:?}",
-            after.1,
-            after.0
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let (_, samples) = matching_audit(&address, &audit, Duration::from_secs(15), |_, outcomes| {
+        outcomes.get(&outcome("maria", "idle", "ended")) == Some(&1)
+            && outcomes.get(&outcome("maria", "lifetime-watch", "report_only")) == Some(&1)
+    });
+    let value = |name: &str| target_value(&samples, name, "maria");
+    assert_eq!(value("curfew_leader"), Some(1.0));
+    assert_eq!(value("curfew_connected"), Some(1.0));
+    assert_eq!(
+        value("curfew_termination_lateness_seconds_count"),
+        Some(1.0)
+    );
+    assert!(value("curfew_snapshot_duration_seconds_count").unwrap() >= 1.0);
+    assert!(value("curfew_last_snapshot_age_seconds").unwrap() < 5.0);
     assert!(
         maria::alive(&mut lee).await,
         "the report-only rule ended lee"

@@ -245,3 +245,52 @@ pub fn poll(
         }
     }
 }
+
+/// `/metrics` at `address` once its termination and record counters equal the audit log's at
+/// `audit` (read before and after, so the log was not growing) and `done` holds for the samples
+/// and the termination outcomes (target, rule, result). Panics after `limit`, showing both.
+pub fn matching_audit(
+    address: &str,
+    audit: &Path,
+    limit: Duration,
+    done: impl Fn(&[Sample], &BTreeMap<Vec<String>, u64>) -> bool,
+) -> (Response, Vec<Sample>) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let before = audit_counts(audit);
+        let metrics = http_get(address, "/metrics").unwrap();
+        let after = audit_counts(audit);
+        assert_eq!(metrics.code, 200);
+        let samples = parse_exposition(&metrics.body);
+        let outcomes = counters(
+            &samples,
+            "curfew_terminations_total",
+            &["target", "rule", "result"],
+        );
+        let records = counters(&samples, "curfew_audit_records_total", &["event"]);
+        if before == after && outcomes == after.1 && records == after.0 && done(&samples, &outcomes)
+        {
+            return (metrics, samples);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "metrics never matched the audit log:\nmetrics outcomes {outcomes:?}\naudit outcomes {:?}\nmetrics records {records:?}\naudit records {:?}",
+            after.1,
+            after.0
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+/// The value of metric `name` for target `target`, if it is exposed.
+pub fn target_value(samples: &[Sample], name: &str, target: &str) -> Option<f64> {
+    samples
+        .iter()
+        .find(|s| s.name == name && s.labels.get("target").is_some_and(|t| t == target))
+        .map(|s| s.value)
+}
+
+/// The termination outcome key (target, rule, result).
+pub fn outcome(target: &str, rule: &str, result: &str) -> Vec<String> {
+    vec![target.to_owned(), rule.to_owned(), result.to_owned()]
+}

@@ -90,4 +90,24 @@ fn a_quick_gateway_bench_compares_direct_gateway_and_pgbouncer_and_writes_json()
             assert!(m["kib_per_client"].as_f64().unwrap() < 1024.0, "{m}");
         }
     }
+    // Lateness: every idle session ended by its route's timer with 57P05, none early; the
+    // figures themselves are for the note, not asserted (timing is measured, not tested).
+    assert!(stdout.contains("P99 / NATIVE P99"), "{stdout}");
+    let lateness = report["lateness"].as_array().unwrap();
+    assert_eq!(lateness.len(), 2, "{report}");
+    for route in ["curfew gateway", "idle_session_timeout"] {
+        let run = lateness
+            .iter()
+            .find(|r| r["route"] == route)
+            .unwrap_or_else(|| panic!("no lateness run for {route} in {report}"));
+        assert_eq!(run["sessions"], 100, "{run}");
+        assert_eq!(run["ended_57p05"], 100, "{run}");
+        assert_eq!(run["early"], 0, "{run}");
+        assert_eq!(run["lateness_ms"]["count"], 100, "{run}");
+        // Loose: ended within 5 s of the deadline.
+        assert!(
+            run["lateness_ms"]["max"].as_f64().unwrap() < 5000.0,
+            "{run}"
+        );
+    }
 }

@@ -5,11 +5,13 @@
 //! `curfew init` does.
 
 mod idle;
+mod lateness;
 mod pgbench;
 mod proxies;
 mod setup;
 
 pub use idle::IdleMemory;
+pub use lateness::{LIMIT as LATENESS_LIMIT, LatenessRun};
 pub use pgbench::{CLIENTS, THREADS, Workload, median};
 pub use proxies::ProxyKind;
 
@@ -23,7 +25,7 @@ use crate::report::Machine;
 use crate::{Progress, measure};
 use idle::Login;
 use pgbench::Endpoint;
-use setup::{BENCH_DATABASE, BENCH_ROLE, Setup};
+use setup::{BENCH_DATABASE, BENCH_ROLE, NATIVE_ROLE, Setup};
 
 /// The shape of a gateway run.
 #[derive(Debug, Clone)]
@@ -36,6 +38,9 @@ pub struct GatewayPlan {
     pub idle_clients: usize,
     /// pgbench's scale factor (`pgbench -i -s`).
     pub scale: u32,
+    /// The numbers of idle sessions whose ends are timed, through the gateway and by
+    /// `idle_session_timeout`.
+    pub lateness_sessions: Vec<usize>,
     /// Whether this is the short run (`--quick`).
     pub quick: bool,
     /// The `curfew` binary whose `gateway` is measured.
@@ -48,7 +53,8 @@ pub struct GatewayPlan {
 
 impl GatewayPlan {
     /// The standard run (5 rounds of 3 s, 1,000 idle clients) or the quick one (1 round of
-    /// 1 s, 100 idle clients); `rounds` replaces the number of rounds.
+    /// 1 s, 100 idle clients); `rounds` replaces the number of rounds. Lateness is timed at
+    /// 200 and 1,000 sessions (100 when quick).
     pub fn new(
         quick: bool,
         rounds: Option<usize>,
@@ -60,6 +66,7 @@ impl GatewayPlan {
             round_length: Duration::from_secs(if quick { 1 } else { 3 }),
             idle_clients: if quick { 100 } else { 1000 },
             scale: 1,
+            lateness_sessions: if quick { vec![100] } else { vec![200, 1000] },
             quick,
             gateway_exe,
             gateway_workers: None,
@@ -70,9 +77,24 @@ impl GatewayPlan {
     /// Open files the run needs in this process and its children (each idle client is a socket
     /// here and two in the proxy).
     pub fn open_files(&self) -> u64 {
-        self.idle_clients as u64 * 2 + 256
+        self.most_clients() as u64 * 2 + 256
+    }
+
+    /// The most clients connected at once (idle ones, or a lateness run's).
+    pub fn most_clients(&self) -> usize {
+        self.lateness_sessions
+            .iter()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(self.idle_clients)
     }
 }
+
+/// The lateness figures' route names.
+pub const GATEWAY_ROUTE: &str = "curfew gateway";
+/// The reference: PostgreSQL's own timer, direct.
+pub const NATIVE_ROUTE: &str = "idle_session_timeout";
 
 /// How pgbench reaches the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -148,9 +170,28 @@ pub struct GatewayReport {
     pub throughput: Vec<Throughput>,
     /// Memory per idle client, per proxy and client leg.
     pub idle_memory: Vec<IdleMemory>,
+    /// The idle limit of the lateness runs, in seconds.
+    pub lateness_limit_seconds: f64,
+    /// How late idle sessions are ended: the gateway's run then `idle_session_timeout`'s, per
+    /// number of sessions.
+    pub lateness: Vec<LatenessRun>,
 }
 
 impl GatewayReport {
+    /// The gateway's p99 lateness over `idle_session_timeout`'s at `sessions` (below 1: the
+    /// gateway ended sessions closer to their deadlines).
+    pub fn lateness_ratio(&self, sessions: usize) -> Option<f64> {
+        let p99 = |route: &str| {
+            self.lateness
+                .iter()
+                .find(|r| r.sessions == sessions && r.route == route)
+                .and_then(|r| r.lateness_ms.as_ref())
+                .map(|p| p.p99)
+        };
+        let native = p99(NATIVE_ROUTE).filter(|p| *p > 0.0)?;
+        Some(p99(GATEWAY_ROUTE)? / native)
+    }
+
     /// Gateway median tps over PgBouncer's for a TLS setting and workload.
     pub fn ratio(&self, tls: bool, workload: Workload) -> Option<f64> {
         let median = |route| {
@@ -286,6 +327,43 @@ async fn measure_all(
             progress.opened();
         }
     }
+    let mut late = Vec::new();
+    for &sessions in &plan.lateness_sessions {
+        setup.settle().await?;
+        progress.message(format!(
+            "lateness: {sessions} idle sessions through curfew gateway"
+        ));
+        let mut gateway = setup.start_gateway_with(
+            &format!("lateness-{sessions}"),
+            &format!(
+                "[[rule]]\nname = \"inactivity\"\nidle = \"{}s\"\nroles = [\"{BENCH_ROLE}\"]\n",
+                LATENESS_LIMIT.as_secs()
+            ),
+        )?;
+        let through_gateway = lateness::Endpoint {
+            port: gateway.port,
+            user: BENCH_ROLE,
+            password: &setup.password,
+            database: BENCH_DATABASE,
+            route: GATEWAY_ROUTE,
+        };
+        late.push(lateness::measure(&through_gateway, sessions).await?);
+        gateway.check_alive()?;
+        drop(gateway);
+        progress.opened();
+        progress.message(format!(
+            "lateness: {sessions} idle sessions direct, idle_session_timeout"
+        ));
+        let direct = lateness::Endpoint {
+            port: setup.cluster.port(),
+            user: NATIVE_ROLE,
+            password: &setup.password,
+            database: BENCH_DATABASE,
+            route: NATIVE_ROUTE,
+        };
+        late.push(lateness::measure(&direct, sessions).await?);
+        progress.opened();
+    }
     Ok(GatewayReport {
         machine: Machine {
             cpu: measure::cpu_model(),
@@ -302,10 +380,14 @@ async fn measure_all(
         gateway_workers: plan.gateway_workers,
         throughput,
         idle_memory,
+        lateness_limit_seconds: LATENESS_LIMIT.as_secs_f64(),
+        lateness: late,
     })
 }
 
 /// How many steps a run counts (each pgbench round and each idle measurement), for progress.
 pub fn total_steps(plan: &GatewayPlan) -> u64 {
-    (2 * Workload::ALL.len() * plan.rounds * Route::ALL.len() + 4) as u64
+    (2 * Workload::ALL.len() * plan.rounds * Route::ALL.len()
+        + 4
+        + 2 * plan.lateness_sessions.len()) as u64
 }

@@ -21,12 +21,18 @@ use crate::gateway::proxies::{self, Proxy, auth_file_line, pgbouncer_ini};
 
 /// The role pgbench and the idle clients log in as.
 pub(crate) const BENCH_ROLE: &str = "bench_user";
+/// The role whose sessions PostgreSQL's own `idle_session_timeout` ends (the lateness
+/// figures' reference).
+pub(crate) const NATIVE_ROLE: &str = "bench_native";
 /// Its database, holding pgbench's tables.
 pub(crate) const BENCH_DATABASE: &str = "bench";
 /// The role the gateway fetches verifiers as.
 const GATEWAY_ROLE: &str = "curfew_gateway";
 /// The operating-system user PgBouncer runs as when this process is root.
 const PGBOUNCER_USER: &str = "postgres";
+
+/// A gateway's policy file: its listen port and its rules in, the text out.
+type PolicyText = dyn Fn(u16, &str) -> String + Send + Sync;
 
 /// Everything the rounds need.
 pub(crate) struct Setup {
@@ -40,7 +46,7 @@ pub(crate) struct Setup {
     gateway_workers: Option<u16>,
     pgbouncer: PathBuf,
     pgbouncer_user: Option<&'static str>,
-    policy_of: Box<dyn Fn(u16) -> String + Send + Sync>,
+    policy_of: Box<PolicyText>,
     pgbouncer_files: (PathBuf, PathBuf, PathBuf),
     max_clients: usize,
 }
@@ -97,7 +103,7 @@ impl Setup {
         let pgbouncer_version = version_of(&pgbouncer);
         progress.message("starting a PostgreSQL cluster (scram-sha-256, TLS)".to_owned());
         let pki = TestPki::generate(&["localhost", "127.0.0.1"]).map_err(BenchError::Sandbox)?;
-        let max_connections = u32::try_from(plan.idle_clients + 200).unwrap_or(u32::MAX);
+        let max_connections = u32::try_from(plan.most_clients() + 200).unwrap_or(u32::MAX);
         let server_tls = pki.server.clone();
         let cluster = tokio::task::spawn_blocking(move || {
             Cluster::start(Options {
@@ -125,7 +131,10 @@ impl Setup {
              GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
              CREATE ROLE {GATEWAY_ROLE} LOGIN PASSWORD '{admin_password}';
              CREATE ROLE {BENCH_ROLE} LOGIN PASSWORD '{password}';
-             CREATE DATABASE {BENCH_DATABASE} OWNER {BENCH_ROLE};"
+             CREATE ROLE {NATIVE_ROLE} LOGIN PASSWORD '{password}';
+             ALTER ROLE {NATIVE_ROLE} SET idle_session_timeout = '{}ms';
+             CREATE DATABASE {BENCH_DATABASE} OWNER {BENCH_ROLE};",
+            crate::gateway::lateness::LIMIT.as_millis()
         ))?;
         let postgres_version = cluster.psql("SHOW server_version")?;
 
@@ -175,12 +184,12 @@ impl Setup {
         let server_port = cluster.port();
         let gateway_url =
             format!("postgresql://{GATEWAY_ROLE}@127.0.0.1:{server_port}/postgres?sslmode=disable");
-        let max_clients = plan.idle_clients + 16;
+        let max_clients = plan.most_clients() + 16;
         let (policy_cert, policy_key, policy_password) = (cert.clone(), key.clone(), password_file);
-        let policy_of = Box::new(move |port: u16| {
+        let policy_of = Box::new(move |port: u16, rules: &str| {
             format!(
                 "[[target]]\nname = \"bench\"\nurl = \"{gateway_url}\"\npassword_file = \"{}\"\n\n\
-                 [[rule]]\nname = \"idle\"\nidle = \"1h\"\n\n\
+                 {rules}\n\
                  [gateway]\nlisten = \"127.0.0.1:{port}\"\ntarget = \"bench\"\n\
                  tls_cert = \"{}\"\ntls_key = \"{}\"\nmax_clients = {max_clients}\n",
                 policy_password.display(),
@@ -205,11 +214,18 @@ impl Setup {
         })
     }
 
-    /// A fresh `curfew gateway` on a free port.
+    /// A fresh `curfew gateway` on a free port, its policy's only rule an idle limit of an
+    /// hour (no session of the throughput rounds meets it).
     pub(crate) fn start_gateway(&self, run: &str) -> Result<Proxy, BenchError> {
+        self.start_gateway_with(run, "[[rule]]\nname = \"idle\"\nidle = \"1h\"\n")
+    }
+
+    /// A fresh `curfew gateway` on a free port, enforcing `rules` (the policy's `[[rule]]`
+    /// tables).
+    pub(crate) fn start_gateway_with(&self, run: &str, rules: &str) -> Result<Proxy, BenchError> {
         let port = free_port()?;
         let policy = self.dir.join(format!("gateway-{run}.toml"));
-        write(&policy, &(self.policy_of)(port), 0o600)?;
+        write(&policy, &(self.policy_of)(port, rules), 0o600)?;
         proxies::gateway(
             &self.exe,
             &policy,

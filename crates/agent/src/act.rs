@@ -7,15 +7,17 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use curfew_audit::details::{SessionEnded, TerminationFailure, TerminationPlan, TerminationSkip};
-use curfew_audit::{Event, Intent, IntentToken, Termination, TerminationOutcome};
+use curfew_audit::details::TerminationPlan;
+use curfew_audit::{Event, Intent, IntentToken, Termination};
 use curfew_backend::{Backend, BackendError, EndRequest, GatewayClient, Outcome, Signal, Snapshot};
 use curfew_policy::{Cause, Decision, LOGIN_LOCK_RULE, Plan, Session, SessionKey};
 use jiff::Timestamp;
 use tokio::time::Instant;
 
 use crate::describe::describe;
+use crate::ending::{Ending, termination_outcome};
 use crate::events::AgentEvent;
+use crate::gateway_grace::Left;
 use crate::locked::LockedSet;
 use crate::once::{OncePerRule, Subject};
 use crate::records::{about, complete_all, intend_all, session_info, write};
@@ -28,26 +30,6 @@ use curfew_policy::LoadedPolicy;
 struct Retry {
     attempts: u32,
     not_before: Instant,
-}
-
-/// How one session is to be ended, and why.
-pub(crate) struct Ending {
-    rule: String,
-    reason: String,
-    deadline: Timestamp,
-    guard: EndRequest,
-}
-
-impl Ending {
-    /// The ending an engine decision describes, with its reason as of `now`.
-    pub(crate) fn of(loaded: &LoadedPolicy, d: &Decision, now: Timestamp) -> Ending {
-        Ending {
-            rule: d.rule_id.to_string(),
-            reason: d.reason(&loaded.policy, now.max(d.deadline)),
-            deadline: d.deadline,
-            guard: EndRequest::for_decision(d),
-        }
-    }
 }
 
 /// A signalled session whose exit is still to be confirmed (confirmation is kept off the path
@@ -63,35 +45,6 @@ struct Pending {
     signalled: Instant,
     next_check: Instant,
     pause: Duration,
-}
-
-/// What ending a session came to, as its outcome record states it: the backend's answer, or
-/// why it is not known.
-fn termination_outcome(
-    ending: &Ending,
-    via_gateway: Option<&GatewayClient>,
-    outcome: &Result<Outcome, String>,
-) -> TerminationOutcome {
-    match outcome {
-        Ok(Outcome::Ended { at, confirmed_at }) => TerminationOutcome::Ended(SessionEnded {
-            at: *at,
-            exit_confirmed_at: *confirmed_at,
-            lateness_ms: at.duration_since(ending.deadline).as_secs_f64() * 1e3,
-            gateway_client: via_gateway
-                .map(|c| std::net::SocketAddr::new(c.addr, c.port).to_string()),
-            gateway_id: via_gateway.map(|c| c.gateway.clone()),
-        }),
-        Ok(Outcome::NoLongerMatched { at }) => {
-            TerminationOutcome::NoLongerMatched(TerminationSkip { at: *at })
-        }
-        Ok(Outcome::NotYetDue { at }) => TerminationOutcome::NotYetDue(TerminationSkip { at: *at }),
-        Ok(Outcome::Failed { reason, .. }) => TerminationOutcome::Failed(TerminationFailure {
-            error: reason.clone(),
-        }),
-        Err(error) => TerminationOutcome::Failed(TerminationFailure {
-            error: error.clone(),
-        }),
-    }
 }
 
 /// Carries out plans for one target and remembers what it already reported.
@@ -246,6 +199,7 @@ impl Actor {
         loaded: &LoadedPolicy,
         snapshot: &Snapshot,
         plan: &Plan,
+        left: &Left,
     ) -> Result<(), BackendError> {
         self.gateway.clone_from(&snapshot.gateway);
         let busy =
@@ -259,6 +213,11 @@ impl Actor {
                     continue;
                 };
                 let mut ending = Ending::of(loaded, d, snapshot.now);
+                if left.missed.contains(&d.session)
+                    && let Some(client) = snapshot.gateway.get(&d.session)
+                {
+                    ending = ending.missed_by_gateway(client, loaded.policy.agent.gateway_grace);
+                }
                 if let Cause::OverSessionLimit { limit, .. } = d.cause {
                     ending.guard.keepers =
                         crate::keepers::keepers(loaded, snapshot, plan, session, d.rule, limit);
@@ -317,17 +276,19 @@ impl Actor {
     }
 
     /// End sessions of locked roles that the plan does not already end (an incident lock ends
-    /// a role's sessions whatever the rules say; a window lock's rule usually got them first),
-    /// then record the tick's warnings: last, so that none delays an ending or a login change.
+    /// a role's sessions whatever the rules say; a window lock's rule usually got them first,
+    /// or left them to the gateway for now), then record the tick's warnings: last, so that
+    /// none delays an ending or a login change.
     pub(crate) async fn end_locked<B: Backend>(
         &mut self,
         backend: &mut B,
         loaded: &LoadedPolicy,
         snapshot: &Snapshot,
         plan: &Plan,
+        left: &Left,
         locked: &LockedSet,
     ) -> Result<(), BackendError> {
-        self.end_locked_sessions(backend, loaded, snapshot, plan, locked)
+        self.end_locked_sessions(backend, loaded, snapshot, plan, left, locked)
             .await?;
         self.warner.warn(loaded, snapshot, &plan.warnings).await;
         Ok(())
@@ -339,6 +300,7 @@ impl Actor {
         loaded: &LoadedPolicy,
         snapshot: &Snapshot,
         plan: &Plan,
+        left: &Left,
         locked: &LockedSet,
     ) -> Result<(), BackendError> {
         if locked.is_empty() {
@@ -350,7 +312,9 @@ impl Actor {
             let Some(lock) = locked.get(&*session.role) else {
                 continue;
             };
-            if planned.contains(&session.key()) {
+            if planned.contains(&session.key())
+                || (!lock.incident && left.sessions.contains(&session.key()))
+            {
                 continue;
             }
             // A window lock keeps the exemptions the policy grants (a backup running as a
@@ -363,6 +327,7 @@ impl Actor {
                 reason: format!("role \"{}\" is locked: {}", session.role, lock.reason),
                 deadline: lock.since.max(session.backend_start),
                 guard: EndRequest::identity_only(session.key()),
+                gateway_missed: false,
             };
             if self.shared.options.dry_run {
                 self.report(loaded, session, Subject::LoginLock, ending)
@@ -384,6 +349,9 @@ impl Actor {
     ) -> Result<Vec<usize>, BackendError> {
         if batch.is_empty() {
             return Ok(Vec::new());
+        }
+        for (session, ending) in batch.iter().filter(|(_, e)| e.gateway_missed) {
+            self.gateway_missed(session, ending);
         }
         let intents: Vec<Intent<Termination>> = batch
             .iter()
@@ -463,6 +431,31 @@ impl Actor {
         }
         self.settle(settled).await;
         Ok(early)
+    }
+
+    /// A session the gateway should have ended and did not: said loudly before it is ended
+    /// here (a gateway that stopped answering is no exemption).
+    fn gateway_missed(&self, session: &Session, ending: &Ending) {
+        let Some(client) = self.gateway.get(&session.key()) else {
+            return;
+        };
+        tracing::warn!(target: "curfew::agent",
+            event = "gateway_missed",
+            target = %self.target,
+            pid = session.pid,
+            role = %curfew_policy::visible(&session.role),
+            rule = %curfew_policy::visible(&ending.rule),
+            gateway = %curfew_policy::visible(&client.gateway),
+            "target \"{}\": curfew gateway {} did not end {} {client} (rule \"{}\", deadline {}); the agent ends it",
+            self.target, curfew_policy::visible(&client.gateway), describe(session),
+            curfew_policy::visible(&ending.rule), ending.deadline);
+        self.shared.emit(AgentEvent::GatewayMissed {
+            target: self.target.clone(),
+            session: session.clone(),
+            gateway: client.clone(),
+            rule: ending.rule.clone(),
+            deadline: ending.deadline,
+        });
     }
 
     /// Log an outcome and tell observers.

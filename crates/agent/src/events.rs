@@ -78,6 +78,20 @@ pub enum AgentEvent {
         /// `at - deadline`.
         lateness: SignedDuration,
     },
+    /// A session curfew gateway logged in was still there `[agent] gateway_grace` after a
+    /// deadline the gateway enforces itself: the agent ends it (a `Terminated` follows).
+    GatewayMissed {
+        /// Target name.
+        target: String,
+        /// The session.
+        session: Session,
+        /// The gateway that registered it, and the client behind it.
+        gateway: curfew_backend::GatewayClient,
+        /// The rule.
+        rule: String,
+        /// The deadline the gateway missed (server clock).
+        deadline: Timestamp,
+    },
     /// The session changed before it could be ended; nothing was done.
     NoLongerMatched {
         /// Target name.

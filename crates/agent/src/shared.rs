@@ -56,7 +56,7 @@ pub(crate) struct Shared {
     /// The targets this agent leads now.
     leading: std::sync::Mutex<HashSet<String>>,
     /// The queue to the notify hooks (see notify.rs).
-    pub(crate) notify: crate::notify_queue::Notifier,
+    pub(crate) notify: curfew_notify::Notifier,
     /// What each target's anchor store holds of the audit chain (see `crate::anchor`).
     pub(crate) anchors: crate::anchored::Anchors,
     /// The head as of the last signed checkpoint (the checkpoint record itself).
@@ -70,7 +70,7 @@ impl Shared {
             options,
             locked: std::sync::Mutex::new(HashMap::new()),
             leading: std::sync::Mutex::new(HashSet::new()),
-            notify: crate::notify_queue::Notifier::new(),
+            notify: curfew_notify::Notifier::new(),
             anchors: crate::anchored::Anchors::default(),
             checkpointed: std::sync::Mutex::new(None),
         }

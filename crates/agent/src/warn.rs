@@ -15,13 +15,12 @@ use curfew_audit::details::SessionWarning;
 use curfew_backend::Snapshot;
 use curfew_policy::{Decision, Session, SessionKey};
 use jiff::Timestamp;
-use serde_json::json;
 
 use crate::events::AgentEvent;
-use crate::notify::{Hook, hooks};
 use crate::once::{OncePerRule, Subject};
 use crate::records::{about, session_info, write_all};
 use crate::shared::Shared;
+use curfew_notify::{By, Hook, Warning, hooks};
 use curfew_policy::LoadedPolicy;
 
 /// Remembers which sessions were warned, so each is warned once per rule.
@@ -120,12 +119,13 @@ impl Warner {
                 rule = %rule,
                 "target \"{}\": pid {} {}", self.target, session.pid, curfew_policy::visible(&reason));
             if !asked.is_empty() {
-                let event = notice(&self.target, &rule, session, d.deadline, &why, loaded);
-                let mut event = event;
-                event["seq"] = json!(appended.seq);
+                let warning = Warning {
+                    seq: Some(appended.seq),
+                    ..warning(&self.target, &rule, session, d.deadline, &why, loaded)
+                };
                 self.shared
                     .notify
-                    .send(event, || self.shared.emit(AgentEvent::NotifyDropped));
+                    .send(warning, || self.shared.emit(AgentEvent::NotifyDropped));
             }
             self.shared.emit(AgentEvent::Warned {
                 target: self.target.clone(),
@@ -165,29 +165,31 @@ fn reason(rule: &str, deadline: Timestamp, why: &str, hooks: &[Hook], dry_run: b
     )
 }
 
-/// The event the notify hooks receive, as one JSON object. Names and values only: no URL,
-/// password or other secret is in it.
-fn notice(
+/// The warning the notify hooks receive (as one JSON object: names and values only, no URL,
+/// password or other secret).
+fn warning(
     target: &str,
     rule: &str,
     session: &Session,
     deadline: Timestamp,
     why: &str,
     loaded: &LoadedPolicy,
-) -> serde_json::Value {
-    json!({
-        "event": Event::SessionWarned.as_str(),
-        "target": target,
-        "rule": rule,
-        "role": &*session.role,
-        "database": &*session.database,
-        "application": &*session.application,
-        "pid": session.pid,
-        "backend_start": session.backend_start.to_string(),
-        "deadline": deadline.to_string(),
-        "reason": why,
-        "policy_sha256": loaded.sha256,
-    })
+) -> Warning {
+    Warning {
+        by: By::Agent,
+        target: target.to_owned(),
+        rule: rule.to_owned(),
+        role: session.role.to_string(),
+        database: session.database.to_string(),
+        application: session.application.to_string(),
+        pid: session.pid,
+        backend_start: Some(session.backend_start),
+        deadline,
+        reason: why.to_owned(),
+        policy_sha256: Some(loaded.sha256.clone()),
+        seq: None,
+        client: None,
+    }
 }
 
 #[cfg(test)]

@@ -263,12 +263,21 @@ impl<C: Connector> Worker<C> {
             // verify's window-edge canaries name their edge; the engine takes it explicitly.
             let overrides =
                 curfew_policy::Overrides::canary_edges(&loaded.policy, &snapshot.sessions);
-            let plan = engine.evaluate_with(
+            let mut plan = engine.evaluate_with(
                 &loaded.policy,
                 &snapshot.sessions,
                 snapshot.now,
                 horizon,
                 &overrides,
+            );
+            // Gateway sessions are the gateway's to end for the rules it enforces, until the
+            // grace after their deadline runs out.
+            let left = crate::gateway_grace::leave_to_gateway(
+                &loaded.policy,
+                &snapshot.gateway,
+                loaded.policy.agent.gateway_grace.get(),
+                snapshot.now,
+                &mut plan,
             );
             tracing::debug!(target: "curfew::agent",
                 "target \"{}\": snapshot of {} sessions in {:.1} ms, evaluated in {:.2} ms",
@@ -284,7 +293,7 @@ impl<C: Connector> Worker<C> {
                     evaluation_time: anchor.elapsed(),
                 });
             }
-            if let Err(e) = actor.act(backend, &loaded, &snapshot, &plan).await {
+            if let Err(e) = actor.act(backend, &loaded, &snapshot, &plan, &left).await {
                 return Ended::Lost(e);
             }
             // Login locks: kept here on a primary; a standby takes its primary's.
@@ -301,7 +310,7 @@ impl<C: Connector> Worker<C> {
                 },
             };
             if let Err(e) = actor
-                .end_locked(backend, &loaded, &snapshot, &plan, &locked)
+                .end_locked(backend, &loaded, &snapshot, &plan, &left, &locked)
                 .await
             {
                 return Ended::Lost(e);
@@ -321,9 +330,10 @@ impl<C: Connector> Worker<C> {
             // The next snapshot: after the interval, or sooner for anything the schedule below
             // does not cover (a warning, a report, a window or lock change, a retry).
             let mut next_snapshot = anchor + interval;
-            let covered = plan
-                .next_wake
-                .is_some_and(|w| plan.upcoming.first().is_some_and(|d| d.deadline == w));
+            let covered = plan.next_wake.is_some_and(|w| {
+                plan.upcoming.first().is_some_and(|d| d.deadline == w)
+                    || left.deferred.iter().any(|d| d.decision.deadline == w)
+            });
             for change in [plan.next_wake.filter(|_| !covered), lock_change]
                 .into_iter()
                 .flatten()
@@ -332,6 +342,13 @@ impl<C: Connector> Worker<C> {
             }
             if let Some(retry) = actor.next_retry() {
                 next_snapshot = next_snapshot.min(retry.max(anchor));
+            }
+            // A session left to the gateway is looked at again when its grace runs out: by a
+            // snapshot, not a scheduled end, since the gateway most likely ended it meanwhile
+            // (a blind end request would write an intent for a session long gone).
+            if let Some(first) = left.deferred.first() {
+                let margin = Duration::from_millis(1);
+                next_snapshot = next_snapshot.min(local(first.at).max(anchor) + margin);
             }
             let by_key: std::collections::HashMap<_, _> =
                 snapshot.sessions.iter().map(|s| (s.key(), s)).collect();

@@ -214,7 +214,8 @@ impl Board {
             | AgentEvent::PolicyRejected { .. }
             | AgentEvent::NotifyFailed { .. }
             | AgentEvent::NotifyDropped
-            | AgentEvent::AnchorFailed { .. } => {}
+            | AgentEvent::AnchorFailed { .. }
+            | AgentEvent::GatewayMissed { .. } => {}
         }
     }
 

@@ -118,6 +118,7 @@ pub(crate) struct Metrics {
     notify_failures: Family<HookLabels, Counter>,
     notify_dropped: Counter,
     anchor_failures: Family<TargetLabels, Counter>,
+    gateway_missed: Family<TargetLabels, Counter>,
     /// Targets that have per-target series, to drop those of targets a reload removed.
     targets: Mutex<BTreeSet<String>>,
 }
@@ -282,6 +283,12 @@ impl Metrics {
             "Attempts to anchor the audit chain's head on a target that failed (the log is then confirmed only up to the last anchor)",
             anchor_failures.clone(),
         );
+        let gateway_missed = Family::<TargetLabels, Counter>::default();
+        registry.register(
+            "gateway_missed",
+            "Sessions curfew gateway logged in that were still there `[agent] gateway_grace` after a deadline the gateway enforces itself, so the agent ended them",
+            gateway_missed.clone(),
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -312,6 +319,7 @@ impl Metrics {
             notify_failures,
             notify_dropped,
             anchor_failures,
+            gateway_missed,
             targets: Mutex::new(BTreeSet::new()),
         }
     }
@@ -408,6 +416,13 @@ impl Metrics {
             | AgentEvent::TerminationFailed { .. }
             | AgentEvent::Reported { .. }
             | AgentEvent::Warned { .. } => {}
+            AgentEvent::GatewayMissed { target, .. } => {
+                self.gateway_missed
+                    .get_or_create(&TargetLabels {
+                        target: target.clone(),
+                    })
+                    .inc();
+            }
             AgentEvent::AnchorFailed { target, .. } => {
                 self.anchor_failures
                     .get_or_create(&TargetLabels {

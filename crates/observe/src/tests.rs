@@ -379,6 +379,17 @@ fn metrics_show_the_policy_hash_reloads_locks_warnings_and_hook_failures() {
         target: "db".into(),
         error: "anchor refused".into(),
     });
+    metrics.apply(&AgentEvent::GatewayMissed {
+        target: "db".into(),
+        session: session(4, "kim", "psql", SessionState::Idle, 0),
+        gateway: curfew_agent::GatewayClient {
+            addr: "10.9.8.7".parse().unwrap(),
+            port: 5555,
+            gateway: "gw1/42".into(),
+        },
+        rule: "inactivity".into(),
+        deadline: at(600),
+    });
     let ages = [("db".to_owned(), Some(0.5))];
     let text = metrics.encode(&ages, true, &tally.snapshot(), "abc");
     for line in [
@@ -392,6 +403,7 @@ fn metrics_show_the_policy_hash_reloads_locks_warnings_and_hook_failures() {
         r#"curfew_notify_failures_total{hook="command"} 0"#,
         "curfew_notify_dropped_total 1",
         r#"curfew_anchor_failures_total{target="db"} 1"#,
+        r#"curfew_gateway_missed_total{target="db"} 1"#,
     ] {
         assert!(text.contains(line), "no {line} in:\n{text}");
     }

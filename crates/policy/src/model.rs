@@ -201,6 +201,10 @@ pub struct AgentSettings {
     pub listen: Option<std::net::SocketAddr>,
     /// How often the agent records a heartbeat per target (and on every change of state).
     pub heartbeat: Limit,
+    /// How long past a deadline the agent leaves a session curfew gateway registered to the
+    /// gateway, for the rules the gateway enforces itself; after it, the agent ends the session
+    /// and records that the gateway did not.
+    pub gateway_grace: Limit,
 }
 
 impl Default for AgentSettings {
@@ -210,6 +214,7 @@ impl Default for AgentSettings {
             audit_log: None,
             listen: None,
             heartbeat: Limit::from_secs(60).unwrap_or_else(|| unreachable!("60s is positive")),
+            gateway_grace: Limit::from_secs(10).unwrap_or_else(|| unreachable!("10s is positive")),
         }
     }
 }

@@ -242,7 +242,16 @@ impl SessionReader for MemoryConnection {
                     s.member_of = Arc::from(Vec::<String>::new());
                 }
             }
-            Ok(Snapshot::new(state.now(), sessions))
+            let live: std::collections::HashSet<_> = sessions.iter().map(|s| s.key()).collect();
+            let mut snapshot = Snapshot::new(state.now(), sessions);
+            // As the registry is read: joined on the live sessions.
+            snapshot.gateway = state
+                .gateway
+                .iter()
+                .filter(|(key, _)| live.contains(key))
+                .map(|(key, client)| (*key, client.clone()))
+                .collect();
+            Ok(snapshot)
         })
     }
 }

@@ -47,6 +47,7 @@ impl MemoryServer {
                 calls: Vec::new(),
                 anchors: Vec::new(),
                 ledger: Ledger::default(),
+                gateway: std::collections::BTreeMap::new(),
             })),
         }
     }
@@ -127,6 +128,12 @@ impl MemoryServer {
             s.state_change = Some(now);
             s.xact_start = None;
         })
+    }
+
+    /// A gateway registers a live session as its own (the row its registry function writes),
+    /// with the client behind it.
+    pub fn register_gateway(&self, key: SessionKey, client: crate::GatewayClient) {
+        self.state().gateway.insert(key, client);
     }
 
     /// The client disconnects.

@@ -109,6 +109,8 @@ pub(crate) struct State {
     pub(crate) calls: Vec<Call>,
     pub(crate) anchors: Vec<Anchored>,
     pub(crate) ledger: Ledger,
+    /// Sessions a gateway registered, with the client behind each (the registry's rows).
+    pub(crate) gateway: std::collections::BTreeMap<SessionKey, crate::GatewayClient>,
 }
 
 impl State {

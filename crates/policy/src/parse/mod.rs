@@ -32,7 +32,13 @@ const TOP_KEYS: &[&str] = &[
     "agent", "target", "exempt", "rule", "verify", "policy", "audit", "notify", "gateway",
 ];
 const VERIFY_KEYS: &[&str] = &["test_limit"];
-const AGENT_KEYS: &[&str] = &["interval", "audit_log", "listen", "heartbeat"];
+const AGENT_KEYS: &[&str] = &[
+    "interval",
+    "audit_log",
+    "listen",
+    "heartbeat",
+    "gateway_grace",
+];
 const TARGET_KEYS: &[&str] = &["name", "url", "password_file", "standby", "primary"];
 const SCOPE_KEYS: &[&str] = &[
     "roles",
@@ -242,6 +248,9 @@ fn parse_agent(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AgentSetting
     }
     if let Some(listen) = r.string(c, "listen", "an address string like \"127.0.0.1:9187\"") {
         settings.listen = listen_address(c, listen.span, &listen.value, "`listen` in [agent]");
+    }
+    if let Some(grace) = duration(c, &r, "gateway_grace") {
+        settings.gateway_grace = grace.value;
     }
     r.finish(c);
     settings

@@ -1,29 +1,14 @@
-//! The notify hooks of `[notify]`: a `command` run with the event as JSON on its standard input,
-//! and a `webhook` the event is POSTed to. They hear of warnings (`session_warned`), which the
-//! agent cannot deliver to the user itself.
-//!
-//! Enforcement never waits for a hook: events go through a bounded queue to one background
-//! task; a full queue drops the event (counted, logged); each delivery is tried up to
-//! [`ATTEMPTS`] times with a capped backoff, each attempt bounded by [`ATTEMPT_TIMEOUT`]. The
-//! hooks are read from the policy in force when an event is delivered, so a reload applies to
-//! the next event.
-
-mod command;
-mod webhook;
+//! Delivering queued warnings to the hooks: one task, both hooks at once for each warning,
+//! each with its retries; at shutdown the delivery under way gets a moment to finish.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use curfew_policy::NotifySettings;
-use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::events::AgentEvent;
-use crate::shared::Shared;
-use curfew_policy::LoadedPolicy;
-
-pub use command::split_command;
-pub use webhook::{WebhookUrl, redact_url};
+use crate::queue::Deliveries;
+use crate::{command, webhook};
 
 /// Attempts per delivery (the first and two retries).
 pub const ATTEMPTS: u32 = 3;
@@ -56,7 +41,7 @@ impl Hook {
 }
 
 /// The hooks a policy configures.
-pub(crate) fn hooks(settings: &NotifySettings) -> Vec<Hook> {
+pub fn hooks(settings: &NotifySettings) -> Vec<Hook> {
     let mut hooks = Vec::new();
     if settings.command.is_some() {
         hooks.push(Hook::Command);
@@ -67,28 +52,32 @@ pub(crate) fn hooks(settings: &NotifySettings) -> Vec<Hook> {
     hooks
 }
 
-/// Deliver queued events to the hooks of the policy in force until `stop`; then give the
-/// delivery under way [`GRACE`] to finish, and drop what is left.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    policy: watch::Receiver<Arc<LoadedPolicy>>,
+/// Deliver queued warnings to the hooks `settings` gives when each is delivered (the policy
+/// in force) until `stop`; then give the delivery under way [`GRACE`] to finish, and drop what
+/// is left (logged). `failed` hears of each hook that did not take a warning after every
+/// attempt (already logged), for the sender's metrics.
+pub async fn run<S, F>(
+    deliveries: Deliveries,
+    settings: S,
     mut stop: watch::Receiver<bool>,
-) {
-    let receiver = shared.notify.take_receiver();
-    let Some(mut receiver) = receiver else {
-        return;
-    };
+    failed: F,
+) where
+    S: Fn() -> NotifySettings,
+    F: Fn(Hook, String),
+{
+    let Deliveries(mut receiver) = deliveries;
     let mut tls = None;
     loop {
-        let event = tokio::select! {
-            event = receiver.recv() => match event {
-                Some(event) => event,
+        let warning = tokio::select! {
+            warning = receiver.recv() => match warning {
+                Some(warning) => warning,
                 None => return,
             },
             _ = stop.changed() => break,
         };
-        let settings = policy.borrow().policy.notify.clone();
-        let delivery = deliver(&shared, &settings, &event, &mut tls);
+        let settings = settings();
+        let event = warning.to_json();
+        let delivery = deliver(&failed, &settings, &event, &mut tls);
         tokio::pin!(delivery);
         tokio::select! {
             () = &mut delivery => {}
@@ -104,22 +93,22 @@ pub(crate) async fn run(
         left += 1;
     }
     if left > 0 {
-        tracing::warn!(target: "curfew::agent", event = "notify_dropped",
-            "the agent is stopping: {left} events were not sent to the notify hooks (they are in the audit log)");
+        tracing::warn!(target: "curfew::notify", event = "notify_dropped",
+            "stopping: {left} warnings were not sent to the notify hooks (they are in the audit log)");
     }
 }
 
-/// Deliver one event to each configured hook (both at once), each with its retries.
-async fn deliver(
-    shared: &Shared,
+/// Deliver one warning to each configured hook (both at once), each with its retries.
+async fn deliver<F: Fn(Hook, String)>(
+    failed: &F,
     settings: &NotifySettings,
-    event: &Value,
+    event: &serde_json::Value,
     tls: &mut Option<Result<Arc<rustls::ClientConfig>, String>>,
 ) {
     let body = event.to_string();
     let command = async {
         if let Some(command) = &settings.command {
-            with_retries(shared, Hook::Command, || command::run(command, &body)).await;
+            with_retries(failed, Hook::Command, || command::run(command, &body)).await;
         }
     };
     let webhook = async {
@@ -136,7 +125,7 @@ async fn deliver(
                 }
                 None => None,
             };
-            with_retries(shared, Hook::Webhook, || {
+            with_retries(failed, Hook::Webhook, || {
                 webhook::post(url, &body, config.clone())
             })
             .await;
@@ -146,10 +135,11 @@ async fn deliver(
 }
 
 /// Try a delivery up to [`ATTEMPTS`] times, each bounded by [`ATTEMPT_TIMEOUT`]; a final
-/// failure is logged and told to observers (`curfew_notify_failures_total`).
-async fn with_retries<F, Fut>(shared: &Shared, hook: Hook, mut attempt: F) -> bool
+/// failure is logged and told to `failed` (the sender's `curfew_notify_failures_total`).
+async fn with_retries<A, Fut, F>(failed: &F, hook: Hook, mut attempt: A) -> bool
 where
-    F: FnMut() -> Fut,
+    A: FnMut() -> Fut,
+    F: Fn(Hook, String),
     Fut: std::future::Future<Output = Result<(), String>>,
 {
     let mut wait = BACKOFF;
@@ -161,21 +151,15 @@ where
             Err(_) => format!("no answer within {}s", ATTEMPT_TIMEOUT.as_secs()),
         };
         if n < ATTEMPTS {
-            tracing::debug!(target: "curfew::agent", hook = hook.as_str(),
+            tracing::debug!(target: "curfew::notify", hook = hook.as_str(),
                 "notify {} attempt {n} of {ATTEMPTS} failed: {error}; retrying in {}s",
                 hook.as_str(), wait.as_secs_f64());
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(BACKOFF_MAX);
         }
     }
-    tracing::warn!(target: "curfew::agent", event = "notify_failed", hook = hook.as_str(),
+    tracing::warn!(target: "curfew::notify", event = "notify_failed", hook = hook.as_str(),
         "notify {} failed after {ATTEMPTS} attempts: {}", hook.as_str(), curfew_policy::visible(&error));
-    shared.emit(AgentEvent::NotifyFailed {
-        hook: hook.as_str(),
-        error,
-    });
+    failed(hook, error);
     false
 }
-
-#[cfg(test)]
-mod tests;

@@ -39,7 +39,7 @@ impl Drop for Group {
 }
 
 /// Run the command once with `body` on its standard input.
-pub(super) async fn run(command: &str, body: &str) -> Result<(), String> {
+pub(crate) async fn run(command: &str, body: &str) -> Result<(), String> {
     let words = split_command(command)?;
     let event = serde_json::from_str::<serde_json::Value>(body)
         .ok()

@@ -96,15 +96,15 @@ pub fn redact_url(url: &str) -> String {
 
 /// rustls with the ring provider and the system's trusted roots (those it cannot read are
 /// skipped, with a warning).
-pub(super) fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+pub(crate) fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     let found = rustls_native_certs::load_native_certs();
     for error in &found.errors {
-        tracing::warn!(target: "curfew::agent", "reading the system's trusted certificates for the webhook: {error}");
+        tracing::warn!(target: "curfew::notify", "reading the system's trusted certificates for the webhook: {error}");
     }
     let (added, ignored) = roots.add_parsable_certificates(found.certs);
     if added == 0 {
-        tracing::warn!(target: "curfew::agent", "no trusted certificate found on this system ({ignored} unusable): an https webhook will fail");
+        tracing::warn!(target: "curfew::notify", "no trusted certificate found on this system ({ignored} unusable): an https webhook will fail");
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider)
@@ -116,7 +116,7 @@ pub(super) fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
 }
 
 /// POST `body` once; `tls` is required for an https URL.
-pub(super) async fn post(
+pub(crate) async fn post(
     url: &str,
     body: &str,
     tls: Option<Result<Arc<rustls::ClientConfig>, String>>,

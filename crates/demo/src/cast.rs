@@ -3,11 +3,13 @@
 //! way it connects (the humans through the gateway, the application and the backup directly).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_postgres::AsyncMessage;
 use tokio_postgres::config::{ChannelBinding, SslMode};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -211,6 +213,8 @@ pub(super) struct Actor {
     pub(super) running: Option<JoinHandle<Result<(), tokio_postgres::Error>>>,
     /// When and how the client saw its connection end.
     pub(super) saw: Option<(Instant, String)>,
+    /// The notices (warnings) the client received before, as its library reported them.
+    pub(super) notices: Arc<Mutex<Vec<String>>>,
 }
 
 impl Actor {
@@ -235,19 +239,22 @@ impl Actor {
     }
 }
 
-/// What a client library received from the server (or the gateway relaying it): severity,
-/// SQLSTATE, message and any hint.
+/// What a client library received from the server (or the gateway): severity, SQLSTATE,
+/// message and any hint.
 pub(super) fn told(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
-        Some(db) => {
-            let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
-            if let Some(hint) = db.hint() {
-                text.push_str(&format!(" (HINT: {hint})"));
-            }
-            text
-        }
+        Some(db) => described(db),
         None => error.to_string(),
     }
+}
+
+/// An error or notice as a client library reports it.
+fn described(db: &tokio_postgres::error::DbError) -> String {
+    let mut text = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    if let Some(hint) = db.hint() {
+        text.push_str(&format!(" (HINT: {hint})"));
+    }
+    text
 }
 
 /// Open a session for `part` by `route`, and run its setup.
@@ -269,6 +276,7 @@ pub(super) async fn open(doors: &Doors, route: Route, part: Part) -> Result<Acto
     if let Some(password) = doors.passwords.of(role) {
         config.password(password);
     }
+    let notices = Arc::new(Mutex::new(Vec::new()));
     let ended = match route {
         Route::Direct => {
             config
@@ -279,7 +287,7 @@ pub(super) async fn open(doors: &Doors, route: Route, part: Part) -> Result<Acto
                 .connect(tokio_postgres::NoTls)
                 .await
                 .map_err(failed(format!("connecting as {role}")))?;
-            (client, watch_end(connection))
+            (client, watch_end(connection, notices.clone()))
         }
         Route::Gateway => {
             config
@@ -291,7 +299,7 @@ pub(super) async fn open(doors: &Doors, route: Route, part: Part) -> Result<Acto
                 .connect(doors.gateway_tls.clone())
                 .await
                 .map_err(failed(format!("connecting as {role} through the gateway")))?;
-            (client, watch_end(connection))
+            (client, watch_end(connection, notices.clone()))
         }
     };
     let (client, ended) = ended;
@@ -316,19 +324,33 @@ pub(super) async fn open(doors: &Doors, route: Route, part: Part) -> Result<Acto
         ended: Some(ended),
         running: None,
         saw: None,
+        notices,
     })
 }
 
-/// Drives a connection; the receiver resolves with when it ended and what the client saw.
-fn watch_end<F>(connection: F) -> oneshot::Receiver<(Instant, String)>
+/// Drives a connection, keeping the notices it receives in `notices` (as a client library
+/// hands them to the application: at once, whatever the user is doing); the receiver
+/// resolves with when it ended and what the client saw.
+fn watch_end<S, T>(
+    mut connection: tokio_postgres::Connection<S, T>,
+    notices: Arc<Mutex<Vec<String>>>,
+) -> oneshot::Receiver<(Instant, String)>
 where
-    F: Future<Output = Result<(), tokio_postgres::Error>> + Send + 'static,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let (tx, rx) = oneshot::channel();
     tokio::spawn(async move {
-        let what = match connection.await {
-            Ok(()) => "connection closed".to_owned(),
-            Err(e) => told(&e),
+        let what = loop {
+            match std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(notice))) => notices
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(described(&notice)),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => break told(&e),
+                None => break "connection closed".to_owned(),
+            }
         };
         let _ = tx.send((Instant::now(), what));
     });

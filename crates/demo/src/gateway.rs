@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use curfew_audit::AuditLog;
 use curfew_gateway::{AuthFunctionSource, Gateway, PolicyGateway};
 use curfew_policy::Policy;
 use curfew_postgres::{ConnectionUrl, GatewayAuth, Host, SslMode, TargetSpec};
@@ -110,11 +111,13 @@ pub(super) struct RunningGateway {
 impl RunningGateway {
     /// Serves `policy`'s `[gateway]` on `listener` (bound by the caller, on the port the
     /// policy names), fetching verifiers as the gateway's role with the password in
-    /// `auth_password_file`.
+    /// `auth_password_file`, enforcing the policy's rules on its sessions and recording them
+    /// in its own audit log, `audit`.
     pub(super) fn start(
         listener: TcpListener,
         policy: &Policy,
         auth_password_file: PathBuf,
+        audit: AuditLog,
     ) -> Result<RunningGateway, DemoError> {
         let address = listener.local_addr().map_err(|source| DemoError::Io {
             what: "reading the gateway's address".to_owned(),
@@ -126,6 +129,8 @@ impl RunningGateway {
         mapped.auth.password_file = Some(auth_password_file);
         let source = Arc::new(AuthFunctionSource::new(mapped.auth));
         let gateway = Gateway::new(mapped.config, source)?;
+        gateway.enforce(Arc::new(policy.clone()));
+        gateway.audit_to(audit, "demo");
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
             let _ = stopped.await;

@@ -144,7 +144,18 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
     ));
 
     gateway::install_auth_function(&cluster, &loaded.policy, "curfew_agent").await?;
-    let gateway = RunningGateway::start(gateway_listener, &loaded.policy, gateway_password_file)?;
+    // The gateway's audit log is its own file, as `audit_log` in [gateway] requires.
+    let gateway_audit_path = dir.join("gateway-audit.jsonl");
+    let gateway_audit = AuditLog::open(&gateway_audit_path).map_err(|source| DemoError::Audit {
+        what: "opening the gateway's audit log",
+        source,
+    })?;
+    let gateway = RunningGateway::start(
+        gateway_listener,
+        &loaded.policy,
+        gateway_password_file,
+        gateway_audit,
+    )?;
     n.say(format!(
         "Gateway at {} in front of PostgreSQL {}:{} (the ledger, curfew.gateway_secret and the session registry installed as `curfew init` installs them).",
         gateway.address,
@@ -275,10 +286,12 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
     run_in_background(&mut backup, "SELECT pg_sleep(60)");
     actors.push(backup);
     tokio::time::sleep(Duration::from_millis(200)).await;
+    // Straight to the server, around the gateway: the agent still sees it (and, the newest
+    // session beyond the limit, ends it), but can only end it the server's way.
     actors.push(
         open(
             &doors,
-            Route::Gateway,
+            Route::Direct,
             human(
                 "a second session",
                 "analyst_kim",
@@ -302,7 +315,7 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
             a.route.name()
         ));
     }
-    n.say("\nEnforcing (each line is printed as it happens; the agent ends sessions on the server, and a gateway session's FATAL reaches its client through the gateway):");
+    n.say("\nEnforcing (each line is printed as it happens): the gateway ends its sessions itself, warning first where a rule says `warn`, and tells the user the rule and the reason; the agent leaves them to it (for `gateway_grace`) and ends the sessions on the server directly:");
 
     let outcomes = watch_live(n, &mut events, &mut actors, t0).await;
     let _ = stop_tx.send(());
@@ -316,7 +329,18 @@ pub async fn demo(args: &DemoOptions, n: &Narrator<'_>) -> Result<(), DemoError>
         source,
     })?;
 
-    let ok = report(n, &mut actors, &outcomes, t0, &verification, &audit_path).await;
+    let by_gateway = outcomes.iter().filter(|o| o.by_gateway).count();
+    let gateway_audit = summary::GatewayAudit::read(&gateway_audit_path, by_gateway).await?;
+    let ok = report(
+        n,
+        &mut actors,
+        &outcomes,
+        t0,
+        &verification,
+        &audit_path,
+        &gateway_audit,
+    )
+    .await;
     if let Some(keep) = &args.keep {
         keep_files(n, keep, &policy_path, &audit_path)?;
     }

@@ -7,7 +7,7 @@ use curfew_agent::AgentEvent;
 use tokio::sync::broadcast;
 
 use crate::Narrator;
-use crate::cast::{Actor, told};
+use crate::cast::{Actor, Route, told};
 use crate::error::DemoError;
 
 /// `+1.2s`: how long after `t0`.
@@ -35,12 +35,49 @@ pub(super) async fn wait_for_first_evaluation(
     }
 }
 
-/// What the agent did to one session.
+/// What ended one session: the agent (on the server) or the gateway (inside the session).
 pub(super) struct Outcome {
     pub(super) pid: i64,
     pub(super) rule: String,
     pub(super) at: Instant,
-    pub(super) lateness: jiff::SignedDuration,
+    /// After the deadline (the agent's figure; the gateway's FATAL does not carry one).
+    pub(super) lateness: Option<jiff::SignedDuration>,
+    /// Ended by the gateway (else by the agent).
+    pub(super) by_gateway: bool,
+}
+
+/// `pid 123 (analyst_kim, idle in psql, through the gateway)`.
+fn actor_label(a: &Actor) -> String {
+    format!(
+        "pid {} ({}, {}, {})",
+        a.pid,
+        a.role,
+        a.label,
+        a.route.name()
+    )
+}
+
+/// How often the clients are looked at for an end the gateway gave them.
+const LOOK: Duration = Duration::from_millis(100);
+
+/// The rule a gateway FATAL names: its message ends `(rule NAME)`.
+pub(super) fn rule_named(told: &str) -> Option<&str> {
+    let start = told.rfind("(rule ")? + "(rule ".len();
+    let len = told[start..].find(')')?;
+    Some(&told[start..start + len])
+}
+
+/// The actor's last words: what its connection, or the statement it was running, received.
+async fn settle_saw(a: &mut Actor) {
+    a.check_ended();
+    // A running statement receives the server's message; the connection just closes.
+    if let Some(task) = a.running.take_if(|t| t.is_finished())
+        && let Ok(Err(e)) = task.await
+        && e.as_db_error().is_some()
+        && let Some(saw) = &mut a.saw
+    {
+        saw.1 = told(&e);
+    }
 }
 
 /// Print events as they come until every session expected to end has ended (and a moment more,
@@ -55,9 +92,7 @@ pub(super) async fn watch_live(
         actors
             .iter()
             .find(|a| i64::from(a.pid) == pid)
-            .map_or(format!("pid {pid}"), |a| {
-                format!("pid {pid} ({}, {}, {})", a.role, a.label, a.route.name())
-            })
+            .map_or(format!("pid {pid}"), actor_label)
     };
     let expected = actors.iter().filter(|a| a.expected.is_some()).count();
     let mut outcomes: Vec<Outcome> = Vec::new();
@@ -65,8 +100,37 @@ pub(super) async fn watch_live(
     let mut settle: Option<tokio::time::Instant> = None;
     loop {
         let until = settle.unwrap_or(hard_stop).min(hard_stop);
-        let event = match tokio::time::timeout_at(until, events.recv()).await {
-            Err(_) => break,
+        let tick = (tokio::time::Instant::now() + LOOK).min(until);
+        let received = tokio::time::timeout_at(tick, events.recv()).await;
+        // The gateway's ends reach only the clients: look at them.
+        for a in actors.iter_mut() {
+            if a.route != Route::Gateway || outcomes.iter().any(|o| o.pid == i64::from(a.pid)) {
+                continue;
+            }
+            settle_saw(a).await;
+            let Some((at, saw)) = &a.saw else { continue };
+            let Some(rule) = rule_named(saw) else {
+                continue;
+            };
+            n.say(format!(
+                "  {:>6}  ended {} by {rule}, in the gateway; the user read: {saw}",
+                since(t0, *at),
+                actor_label(a),
+            ));
+            outcomes.push(Outcome {
+                pid: i64::from(a.pid),
+                rule: rule.to_owned(),
+                at: *at,
+                lateness: None,
+                by_gateway: true,
+            });
+        }
+        if settle.is_none() && outcomes.len() >= expected {
+            settle = Some(tokio::time::Instant::now() + Duration::from_millis(1500));
+        }
+        let event = match received {
+            Err(_) if tokio::time::Instant::now() >= until => break,
+            Err(_) => continue,
             Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
             Ok(Err(broadcast::error::RecvError::Closed)) => break,
             Ok(Ok(event)) => event,
@@ -90,7 +154,8 @@ pub(super) async fn watch_live(
                     pid: session.pid,
                     rule,
                     at: now,
-                    lateness,
+                    lateness: Some(lateness),
+                    by_gateway: false,
                 });
             }
             AgentEvent::Warned {
@@ -127,15 +192,7 @@ pub(super) async fn watch_live(
         }
     }
     for a in actors.iter_mut() {
-        a.check_ended();
-        // A running statement receives the server's message; the connection just closes.
-        if let Some(task) = a.running.take_if(|t| t.is_finished())
-            && let Ok(Err(e)) = task.await
-            && e.as_db_error().is_some()
-            && let Some(saw) = &mut a.saw
-        {
-            saw.1 = told(&e);
-        }
+        settle_saw(a).await;
     }
     outcomes
 }

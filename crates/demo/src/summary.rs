@@ -1,7 +1,7 @@
 //! The demo's end: the summary table (with the path each session took), what each user saw,
 //! the audit log's verification, and the files kept on request.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::Narrator;
@@ -18,6 +18,7 @@ pub(super) async fn report(
     t0: Instant,
     verification: &curfew_audit::Verification,
     audit_path: &Path,
+    gateway: &GatewayAudit,
 ) -> bool {
     let mut all_ok = true;
     let mut rows: Vec<Vec<String>> = Vec::new();
@@ -32,9 +33,14 @@ pub(super) async fn report(
             };
         let (what, late, ok) = match (a.expected, outcome) {
             (Some(rule), Some(o)) => (
-                format!("ended by {} at {}", o.rule, since(t0, o.at)),
-                curfew_policy::format_age(o.lateness),
-                o.rule == rule && !alive,
+                format!(
+                    "ended by {} ({}) at {}",
+                    o.rule,
+                    if o.by_gateway { "gateway" } else { "agent" },
+                    since(t0, o.at)
+                ),
+                o.lateness.map_or("-".to_owned(), curfew_policy::format_age),
+                o.rule == rule && !alive && (!o.by_gateway || gateway.recorded(a.pid, rule)),
             ),
             (Some(_), None) => ("NOT ENDED".to_owned(), "-".to_owned(), false),
             (None, Some(o)) => (format!("ENDED by {}", o.rule), "-".to_owned(), false),
@@ -89,46 +95,59 @@ pub(super) async fn report(
     n.say(format!(
         "\nPaths: {through} sessions came through the gateway (the gateway registered each in curfew.sessions at login, with its client's address); {direct} connected directly."
     ));
-    n.say("\nWhat the users saw (the error their client library received when the session ended):");
+    n.say("\nWhat the users saw (the warnings and the error their client library received, as it received them):");
     for a in actors.iter() {
+        let notices = a
+            .notices
+            .lock()
+            .map(|n| n.clone())
+            .unwrap_or_else(|e| e.into_inner().clone());
+        if a.saw.is_none() && notices.is_empty() {
+            continue;
+        }
+        n.say(format!(
+            "  {} ({}, {}):",
+            a.role,
+            a.label,
+            match a.route {
+                Route::Gateway => "through the gateway",
+                Route::Direct => "direct",
+            }
+        ));
+        for notice in &notices {
+            n.say(format!("      {notice}"));
+        }
         if let Some((_, saw)) = &a.saw {
-            n.say(format!(
-                "  {} ({}, {}): {saw}",
-                a.role,
-                a.label,
-                match a.route {
-                    Route::Gateway => "through the gateway",
-                    Route::Direct => "direct",
-                }
-            ));
+            n.say(format!("      {saw}"));
         }
     }
-    if actors
-        .iter()
-        .any(|a| a.route == Route::Gateway && a.saw.is_some())
-    {
+    if outcomes.iter().any(|o| o.by_gateway) {
         n.say(
-            "  Through the gateway a user gets the server's own message, relayed unchanged: it names no rule. \
-             A warning before the end and a message saying which rule ended the session are the gateway's next step, not built yet.",
+            "  Through the gateway a user is warned before the end (a client shows the notice when it next talks to \
+             the server; psql, at the user's next command) and told which rule ended the session and why.",
         );
     }
-    if verification.is_intact() {
-        n.say(format!(
-            "\nAudit log: {} records, hash chain and sequence intact, every termination intent has its outcome.",
-            verification.records
-        ));
-    } else {
-        all_ok = false;
-        n.say("\nAudit log: NOT intact:");
-        for p in &verification.problems {
-            n.say(format!(
-                "  {}:{}: {}",
-                audit_path.display(),
-                p.line,
-                p.message
-            ));
-        }
+    if outcomes.iter().any(|o| {
+        !o.by_gateway
+            && actors
+                .iter()
+                .any(|a| i64::from(a.pid) == o.pid && a.route == Route::Gateway)
+    }) {
+        n.say(
+            "  A gateway session the agent ended (by a rule the gateway does not enforce itself) reads the server's message.",
+        );
     }
+    n.say(
+        "  A session on the server directly can only be ended by the agent, and its user reads PostgreSQL's own \
+         `terminating connection due to administrator command`: no rule, no reason, no warning.",
+    );
+    all_ok &= intact(n, "Audit log (the agent's)", verification, audit_path);
+    all_ok &= intact(
+        n,
+        "Audit log (the gateway's)",
+        &gateway.verification,
+        &gateway.path,
+    );
     if all_ok {
         n.say(format!(
             "All {} sessions were treated as the policy says.",
@@ -136,6 +155,78 @@ pub(super) async fn report(
         ));
     }
     all_ok
+}
+
+/// Says whether an audit log verified; false if it did not.
+fn intact(
+    n: &Narrator<'_>,
+    which: &str,
+    verification: &curfew_audit::Verification,
+    path: &Path,
+) -> bool {
+    if verification.is_intact() {
+        n.say(format!(
+            "\n{which}: {} records, hash chain and sequence intact, every termination intent has its outcome.",
+            verification.records
+        ));
+        return true;
+    }
+    n.say(format!("\n{which}: NOT intact:"));
+    for p in &verification.problems {
+        n.say(format!("  {}:{}: {}", path.display(), p.line, p.message));
+    }
+    false
+}
+
+/// The gateway's audit log, verified, with the sessions it ended.
+pub(super) struct GatewayAudit {
+    pub(super) path: PathBuf,
+    pub(super) verification: curfew_audit::Verification,
+    /// `session_terminated` records: the server pid and the rule.
+    pub(super) ended: Vec<(i64, String)>,
+}
+
+impl GatewayAudit {
+    /// Verify the log at `path` and collect its `session_terminated` records, reading it
+    /// again for up to 3 s until it holds `expected` of them (the gateway's writer thread
+    /// appends a moment after the session ended).
+    pub(super) async fn read(path: &Path, expected: usize) -> Result<GatewayAudit, DemoError> {
+        let give_up = Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let read = GatewayAudit::read_once(path)?;
+            if read.ended.len() >= expected || Instant::now() >= give_up {
+                return Ok(read);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+
+    fn read_once(path: &Path) -> Result<GatewayAudit, DemoError> {
+        let mut ended = Vec::new();
+        let verification = curfew_audit::verify_each(path, |entry| {
+            if entry.event == "session_terminated"
+                && let (Some(session), Some(rule)) = (&entry.session, &entry.rule)
+            {
+                ended.push((session.pid, rule.clone()));
+            }
+        })
+        .map_err(|source| DemoError::Audit {
+            what: "verifying the gateway's audit log",
+            source,
+        })?;
+        Ok(GatewayAudit {
+            path: path.to_owned(),
+            verification,
+            ended,
+        })
+    }
+
+    /// Whether the gateway recorded ending server session `pid` by `rule`.
+    fn recorded(&self, pid: i32, rule: &str) -> bool {
+        self.ended
+            .iter()
+            .any(|(p, r)| *p == i64::from(pid) && r == rule)
+    }
 }
 
 pub(super) fn keep_files(

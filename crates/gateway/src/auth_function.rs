@@ -15,8 +15,8 @@ use curfew_postgres::{
 use crate::registry::{GatewayBackend, RegistrationError, RegistrationFuture, SessionRegistry};
 
 use crate::verifiers::{
-    MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
-    VerifierSourceError,
+    LedgerLock, LockKind, MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture,
+    VerifierSource, VerifierSourceError,
 };
 
 /// The application name of the lookup connection, as `pg_stat_activity` shows it.
@@ -160,6 +160,8 @@ impl VerifierSource for AuthFunctionSource {
                     "curfew.gateway_secret returned no mock salt or iteration count".to_owned(),
                 ));
             };
+            let locks = decode_locks(row).map_err(|reason| unavailable(None, reason))?;
+            let member_of: Option<Vec<String>> = row.try_get(8).map_err(column)?;
             let secret = match (kind.as_deref(), verifier) {
                 (_, Some(stored)) => RoleSecret::Stored(StoredSecret::new(stored)),
                 (Some("mock") | None, None) => RoleSecret::NotServed,
@@ -173,7 +175,57 @@ impl VerifierSource for AuthFunctionSource {
                     salt_base64,
                     iterations,
                 },
+                locks,
+                member_of: member_of.unwrap_or_default(),
             })
         })
     }
+}
+
+/// The locks in columns 4 to 7 (parallel arrays: kind, rule, reason, expiry in Unix
+/// milliseconds); NULL arrays (a role not served) are no locks.
+fn decode_locks(row: &tokio_postgres::Row) -> Result<Vec<LedgerLock>, String> {
+    let column = |e: tokio_postgres::Error| e.to_string();
+    let kinds: Option<Vec<Option<String>>> = row.try_get(4).map_err(column)?;
+    let rules: Option<Vec<Option<String>>> = row.try_get(5).map_err(column)?;
+    let reasons: Option<Vec<Option<String>>> = row.try_get(6).map_err(column)?;
+    let until: Option<Vec<Option<i64>>> = row.try_get(7).map_err(column)?;
+    let kinds = kinds.unwrap_or_default();
+    let (rules, reasons, until) = (
+        rules.unwrap_or_default(),
+        reasons.unwrap_or_default(),
+        until.unwrap_or_default(),
+    );
+    if rules.len() != kinds.len() || reasons.len() != kinds.len() || until.len() != kinds.len() {
+        return Err("curfew.gateway_secret returned lock arrays of different lengths".to_owned());
+    }
+    kinds
+        .into_iter()
+        .zip(rules)
+        .zip(reasons)
+        .zip(until)
+        .map(|(((kind, rule), reason), until)| {
+            let kind = match kind.as_deref() {
+                Some("incident") => LockKind::Incident,
+                Some("window") => LockKind::Window,
+                other => {
+                    return Err(format!(
+                        "curfew.gateway_secret returned lock kind {other:?}"
+                    ));
+                }
+            };
+            let until = until
+                .map(|ms| {
+                    jiff::Timestamp::from_millisecond(ms)
+                        .map_err(|e| format!("a lock's expiry out of range: {e}"))
+                })
+                .transpose()?;
+            Ok(LedgerLock {
+                kind,
+                rule,
+                reason: reason.unwrap_or_default(),
+                until,
+            })
+        })
+        .collect()
 }

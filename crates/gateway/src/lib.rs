@@ -59,8 +59,8 @@ pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
 pub use shutdown::{Drained, SHUTDOWN_REASON, Shutdown};
 pub use traffic::{RelayTotals, Traffic};
 pub use verifiers::{
-    MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
-    VerifierSourceError,
+    LedgerLock, LockKind, MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture,
+    VerifierSource, VerifierSourceError,
 };
 pub use workers::Workers;
 

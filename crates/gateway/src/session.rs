@@ -15,7 +15,7 @@ use curfew_wire::{
 };
 
 use crate::activity::{Clock, Watched};
-use crate::admission::{self, Applicant};
+use crate::admission::{self, Applicant, RoleState};
 use crate::audit_trail::{SessionEnd, SessionFacts};
 use crate::auth::{authenticate, channel_binding};
 use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
@@ -310,33 +310,42 @@ async fn login(
     reader.authenticated();
     let server_final = authenticated.server_final.clone();
 
-    // The policy's refusal, only now that the client proved its password; told after
-    // AuthenticationOk, as PostgreSQL tells a login it refuses after authentication.
+    // The refusal, only now that the client proved its password (the locks came with its
+    // verifier, unused until now); told after AuthenticationOk, as PostgreSQL tells a login
+    // it refuses after authentication.
+    let mut authenticated = authenticated;
+    let locks = std::mem::take(&mut authenticated.locks);
+    let member_of = std::mem::take(&mut authenticated.member_of);
     let policy = shared.policy.borrow().clone();
-    if let Some(policy) = policy {
-        let database = parameter(&client.params, b"database").unwrap_or_else(|| role.to_owned());
-        let application = parameter(&client.params, b"application_name").unwrap_or_default();
-        let applicant = Applicant {
-            role,
-            database: &database,
-            application: &application,
-            client_addr: Some(peer.ip().to_canonical()),
-        };
-        if let Some(refused) = admission::refused(&policy, &applicant, jiff::Timestamp::now()) {
-            let mut out = Vec::new();
-            encode_authentication_sasl_final(server_final.as_bytes(), &mut out)
-                .map_err(SessionError::ClientProtocol)?;
-            encode_authentication_ok(&mut out);
-            out.extend_from_slice(&refused.fatal.encode());
-            let sent = send_client(&mut client.stream, &out).await;
-            if let Some(audit) = shared.audit() {
-                audit
-                    .login_refused(role, &database, &application, peer, &refused)
-                    .await;
-            }
-            sent?;
-            return Err(SessionError::Refused(refused.fatal));
+    let database = parameter(&client.params, b"database").unwrap_or_else(|| role.to_owned());
+    let application = parameter(&client.params, b"application_name").unwrap_or_default();
+    let applicant = Applicant {
+        role,
+        member_of: &member_of,
+        database: &database,
+        application: &application,
+        client_addr: Some(peer.ip().to_canonical()),
+    };
+    let state = RoleState {
+        locks: &locks,
+        live_sessions: 0,
+    };
+    if let Some(refused) =
+        admission::refused(policy.as_deref(), &applicant, state, jiff::Timestamp::now())
+    {
+        let mut out = Vec::new();
+        encode_authentication_sasl_final(server_final.as_bytes(), &mut out)
+            .map_err(SessionError::ClientProtocol)?;
+        encode_authentication_ok(&mut out);
+        out.extend_from_slice(&refused.fatal.encode());
+        let sent = send_client(&mut client.stream, &out).await;
+        if let Some(audit) = shared.audit() {
+            audit
+                .login_refused(role, &database, &application, peer, &refused)
+                .await;
         }
+        sent?;
+        return Err(SessionError::Refused(refused.fatal));
     }
 
     let address = peer.ip().to_string();

@@ -9,10 +9,14 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use curfew_postgres::{
-    GATEWAY_REGISTER_QUERY, GATEWAY_SECRET_QUERY, TargetSpec, open_as, read_password_file,
+    GATEWAY_CLAIM_QUERY, GATEWAY_REGISTER_QUERY, GATEWAY_RELEASE_QUERY, GATEWAY_SECRET_QUERY,
+    TargetSpec, open_as, read_password_file,
 };
 
-use crate::registry::{GatewayBackend, RegistrationError, RegistrationFuture, SessionRegistry};
+use crate::registry::{
+    AdmissionClaim, ClaimFuture, GatewayBackend, RegistrationError, RegistrationFuture,
+    SessionRegistry,
+};
 
 use crate::verifiers::{
     LedgerLock, LockKind, MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture,
@@ -93,6 +97,24 @@ fn unavailable(code: Option<String>, reason: String) -> VerifierSourceError {
 }
 
 impl SessionRegistry for AuthFunctionSource {
+    fn claim<'a>(&'a self, role: &'a str) -> ClaimFuture<'a> {
+        Box::pin(self.claim_place(role))
+    }
+
+    fn release<'a>(&'a self, claim: &'a str) -> RegistrationFuture<'a> {
+        Box::pin(async move {
+            let client = self
+                .client()
+                .await
+                .map_err(|e| RegistrationError::Failed(e.reason))?;
+            client
+                .query_one(GATEWAY_RELEASE_QUERY, &[&claim])
+                .await
+                .map(drop)
+                .map_err(refused_or_failed)
+        })
+    }
+
     fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a> {
         Box::pin(async move {
             let client = self
@@ -124,6 +146,39 @@ impl SessionRegistry for AuthFunctionSource {
                     None => RegistrationError::Failed(e.to_string()),
                 })
         })
+    }
+}
+
+impl AuthFunctionSource {
+    async fn claim_place(&self, role: &str) -> Result<Option<AdmissionClaim>, RegistrationError> {
+        let client = self
+            .client()
+            .await
+            .map_err(|e| RegistrationError::Failed(e.reason))?;
+        let row = client
+            .query_one(GATEWAY_CLAIM_QUERY, &[&role])
+            .await
+            .map_err(refused_or_failed)?;
+        let claim: Option<String> = row
+            .try_get(0)
+            .map_err(|e| RegistrationError::Failed(e.to_string()))?;
+        let live: i32 = row
+            .try_get(1)
+            .map_err(|e| RegistrationError::Failed(e.to_string()))?;
+        Ok(Some(AdmissionClaim {
+            claim,
+            live: u32::try_from(live).unwrap_or(0),
+        }))
+    }
+}
+
+fn refused_or_failed(e: tokio_postgres::Error) -> RegistrationError {
+    match e.as_db_error() {
+        Some(db) => RegistrationError::Refused {
+            code: db.code().code().to_owned(),
+            reason: db.message().to_owned(),
+        },
+        None => RegistrationError::Failed(e.to_string()),
     }
 }
 

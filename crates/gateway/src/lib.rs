@@ -51,7 +51,8 @@ pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError, HealthCheck};
 pub use policy_map::{PolicyGateway, PolicyGatewayError};
 pub use registry::{
-    GatewayBackend, RegistrationError, RegistrationFuture, SessionRegistry, registration_failures,
+    AdmissionClaim, ClaimFuture, GatewayBackend, RegistrationError, RegistrationFuture,
+    SessionRegistry, registration_failures,
 };
 pub use relay::{RelayEnd, RelayOutcome};
 pub use reload::{ReloadError, Reloaded};

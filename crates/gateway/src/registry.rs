@@ -73,6 +73,72 @@ pub type RegistrationFuture<'a> =
 pub trait SessionRegistry: Send + Sync {
     /// Register `backend` with the server.
     fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a>;
+
+    /// Claim a place for a login of `role` against session caps: the role's live sessions
+    /// on the server and admissions in flight through any gateway, counted while that role's
+    /// other admissions wait (`curfew.claim_gateway_admission`). `None`: this registry
+    /// cannot count (the login is judged with no other session, as before).
+    fn claim<'a>(&'a self, role: &'a str) -> ClaimFuture<'a> {
+        let _ = role;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Release a claim once its login is done (logged in, refused or failed).
+    fn release<'a>(&'a self, claim: &'a str) -> RegistrationFuture<'a> {
+        let _ = claim;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A place claimed for a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionClaim {
+    /// The claim, to release (None: the role does not exist, nothing was claimed).
+    pub claim: Option<String>,
+    /// The role's live client sessions and other admissions in flight, before this login.
+    pub live: u32,
+}
+
+/// The future [`SessionRegistry::claim`] returns.
+pub type ClaimFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<AdmissionClaim>, RegistrationError>> + Send + 'a>>;
+
+/// A claimed place, released when dropped (in a task of its own: a login that ends on an
+/// error path releases it too; one whose gateway dies stops counting after the server's
+/// `CLAIM_LIFETIME_SECONDS`).
+pub(crate) struct ClaimHeld {
+    source: std::sync::Arc<dyn crate::verifiers::VerifierSource>,
+    claim: Option<String>,
+}
+
+impl ClaimHeld {
+    pub(crate) fn new(
+        source: std::sync::Arc<dyn crate::verifiers::VerifierSource>,
+        claim: String,
+    ) -> ClaimHeld {
+        ClaimHeld {
+            source,
+            claim: Some(claim),
+        }
+    }
+}
+
+impl Drop for ClaimHeld {
+    fn drop(&mut self) {
+        let (Some(claim), Ok(runtime)) = (self.claim.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let source = self.source.clone();
+        runtime.spawn(async move {
+            if let Some(registry) = source.registry()
+                && let Err(e) =
+                    tokio::time::timeout(REGISTRATION_TIMEOUT, registry.release(&claim)).await
+            {
+                tracing::warn!(error = %e, "releasing an admission claim timed out: it counts until it expires");
+            }
+        });
+    }
 }
 
 /// This gateway's id: the host's name and the process id.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use curfew_wire::{
     ProtocolVersion, encode_authentication_ok, encode_authentication_sasl_final,
@@ -25,6 +25,7 @@ use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
 use crate::metrics::{Refusal, failure_cause};
+use crate::registry::ClaimHeld;
 use crate::relay::{RelayEnd, relay};
 use crate::startup::{ClientStartup, Opening, open};
 use crate::stream::{ClientStream, ServerStream};
@@ -170,6 +171,7 @@ async fn run_session(
             pid: process_id,
             started: facts.started,
             role: Arc::from(role.as_str()),
+            member_of: started.member_of.clone(),
             database: Arc::from(database.as_str()),
             application: Arc::from(application.as_str()),
             client_addr: Some(peer.ip().to_canonical()),
@@ -266,6 +268,8 @@ struct Started {
     client_rest: Vec<u8>,
     registration: Registration,
     registration_pid: i32,
+    /// The role's memberships as of its login, for the session's timers.
+    member_of: Arc<[String]>,
 }
 
 async fn login(
@@ -326,9 +330,31 @@ async fn login(
         application: &application,
         client_addr: Some(peer.ip().to_canonical()),
     };
+    // Session caps: the role's sessions counted by the server, across gateways and direct
+    // sessions, while this role's other admissions wait; the claimed place is held until
+    // the new backend is logged in (then it counts itself) or the login ends otherwise.
+    let mut live_sessions = 0;
+    let mut claim_held = None;
+    if let Some(registry) = shared.verifiers.registry()
+        && policy.as_deref().is_some_and(admission::counts_sessions)
+    {
+        match registry.claim(role).await {
+            Ok(Some(claim)) => {
+                live_sessions = claim.live;
+                claim_held = claim
+                    .claim
+                    .map(|c| ClaimHeld::new(shared.verifiers.clone(), c));
+            }
+            Ok(None) => {}
+            // Open: the agent still ends sessions beyond a cap; said loudly.
+            Err(e) => {
+                warn!(role, error = %e, "cannot count the role's sessions: max_sessions is not checked at this login")
+            }
+        }
+    }
     let state = RoleState {
         locks: &locks,
-        live_sessions: 0,
+        live_sessions,
     };
     if let Some(refused) =
         admission::refused(policy.as_deref(), &applicant, state, jiff::Timestamp::now())
@@ -379,6 +405,8 @@ async fn login(
             return Err(e);
         }
     };
+    // Logged in: the backend counts itself now.
+    drop(claim_held);
     crate::registry::register(
         shared.verifiers.registry(),
         &session.stream,
@@ -408,6 +436,7 @@ async fn login(
         client_rest: reader.into_rest(),
         registration,
         registration_pid: session.key.process_id,
+        member_of: Arc::from(member_of),
     })
 }
 

@@ -211,3 +211,153 @@ fn rule_refused(policy: &Policy, role: &str, refusal: Refusal, now: Timestamp) -
         reason: refusal.reason,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: &str = "2026-11-28T12:00:00Z";
+
+    fn now() -> Timestamp {
+        NOW.parse().expect("an instant")
+    }
+
+    fn policy(text: &str) -> Policy {
+        curfew_policy::parse_policy("t.toml", text, jiff::tz::db())
+            .expect("the policy")
+            .policy
+    }
+
+    fn alice(member_of: &[String]) -> Applicant<'_> {
+        Applicant {
+            role: "alice",
+            member_of,
+            database: "postgres",
+            application: "psql",
+            client_addr: None,
+        }
+    }
+
+    fn incident(reason: &str) -> LedgerLock {
+        LedgerLock {
+            kind: LockKind::Incident,
+            rule: None,
+            reason: reason.to_owned(),
+            until: Some("2026-11-28T18:00:00Z".parse().expect("an instant")),
+        }
+    }
+
+    fn window_lock() -> LedgerLock {
+        LedgerLock {
+            kind: LockKind::Window,
+            rule: Some("after-hours".to_owned()),
+            reason: "outside mon-fri 07:00-19:00".to_owned(),
+            until: None,
+        }
+    }
+
+    const DENY_NOW: &str =
+        "[[rule]]\nname = \"maintenance\"\ntimezone = \"UTC\"\ndeny = [\"11:00-13:00\"]\n";
+    const CAP: &str = "[[rule]]\nname = \"two\"\nmax_sessions = 2\n";
+
+    #[test]
+    fn without_a_policy_locks_still_refuse_incident_first() {
+        let locks = [window_lock(), incident("laptop stolen")];
+        let state = RoleState {
+            locks: &locks,
+            live_sessions: 0,
+        };
+        let refused = refused(None, &alice(&[]), state, now()).expect("refused");
+        assert_eq!(refused.rule, LOGIN_LOCK_RULE);
+        assert_eq!(refused.fatal.code, sqlstate::INVALID_AUTHORIZATION);
+        assert_eq!(
+            refused.fatal.message,
+            "logins for role alice are closed by an incident lock until 2026-11-28 18:00 UTC \
+             (reason: laptop stolen)"
+        );
+        let only_window = [window_lock()];
+        let state = RoleState {
+            locks: &only_window,
+            live_sessions: 0,
+        };
+        let refused = super::refused(None, &alice(&[]), state, now()).expect("refused");
+        assert_eq!(refused.rule, "after-hours");
+        assert!(
+            refused
+                .fatal
+                .message
+                .contains("a window lock curfew's agent recorded")
+        );
+        assert_eq!(
+            super::refused(None, &alice(&[]), RoleState::default(), now()),
+            None
+        );
+    }
+
+    #[test]
+    fn a_policy_window_comes_before_a_window_lock_and_an_incident_before_both() {
+        let deny = policy(DENY_NOW);
+        let locks = [window_lock()];
+        let state = RoleState {
+            locks: &locks,
+            live_sessions: 0,
+        };
+        let refused = refused(Some(&deny), &alice(&[]), state, now()).expect("refused");
+        assert_eq!(
+            refused.fatal.message,
+            "logins for role alice are closed by rule maintenance until 13:00 UTC (deny window \
+             11:00-13:00)"
+        );
+        let locks = [window_lock(), incident("breach")];
+        let state = RoleState {
+            locks: &locks,
+            live_sessions: 0,
+        };
+        let refused = super::refused(Some(&deny), &alice(&[]), state, now()).expect("refused");
+        assert_eq!(refused.rule, LOGIN_LOCK_RULE);
+    }
+
+    #[test]
+    fn a_cap_refuses_beyond_the_count_after_a_window_lock() {
+        let cap = policy(CAP);
+        assert!(counts_sessions(&cap));
+        assert!(!counts_sessions(&policy(DENY_NOW)));
+        let under = RoleState {
+            locks: &[],
+            live_sessions: 1,
+        };
+        assert_eq!(refused(Some(&cap), &alice(&[]), under, now()), None);
+        let full = RoleState {
+            locks: &[],
+            live_sessions: 2,
+        };
+        let refused = super::refused(Some(&cap), &alice(&[]), full, now()).expect("refused");
+        assert_eq!(refused.rule, "two");
+        assert!(
+            refused.fatal.message.contains("session 3 of 3")
+                && refused.fatal.message.contains("limit 2"),
+            "{}",
+            refused.fatal.message
+        );
+        let locks = [window_lock()];
+        let locked = RoleState {
+            locks: &locks,
+            live_sessions: 2,
+        };
+        let refused = super::refused(Some(&cap), &alice(&[]), locked, now()).expect("refused");
+        assert_eq!(refused.rule, "after-hours");
+    }
+
+    #[test]
+    fn member_of_rules_see_the_memberships_given() {
+        let rule = policy(
+            "[[rule]]\nname = \"night\"\ntimezone = \"UTC\"\nmember_of = [\"night_shift\"]\ndeny = [\"11:00-13:00\"]\n",
+        );
+        let groups = ["night_shift".to_owned()];
+        assert!(refused(Some(&rule), &alice(&groups), RoleState::default(), now()).is_some());
+        assert_eq!(
+            refused(Some(&rule), &alice(&[]), RoleState::default(), now()),
+            None
+        );
+    }
+}

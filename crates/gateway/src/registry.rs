@@ -103,6 +103,21 @@ pub struct AdmissionClaim {
 pub type ClaimFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<AdmissionClaim>, RegistrationError>> + Send + 'a>>;
 
+/// Claims a place for a login of `role` through `registry`, within the registration's time
+/// limit (a claim that takes longer is an error: the login goes on without the count).
+pub(crate) async fn claim(
+    registry: &dyn SessionRegistry,
+    role: &str,
+) -> Result<Option<AdmissionClaim>, RegistrationError> {
+    tokio::time::timeout(REGISTRATION_TIMEOUT, registry.claim(role))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RegistrationError::Failed(format!(
+                "no answer within {REGISTRATION_TIMEOUT:?}"
+            )))
+        })
+}
+
 /// A claimed place, released when dropped (in a task of its own: a login that ends on an
 /// error path releases it too; one whose gateway dies stops counting after the server's
 /// `CLAIM_LIFETIME_SECONDS`).

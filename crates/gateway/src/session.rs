@@ -338,7 +338,7 @@ async fn login(
     if let Some(registry) = shared.verifiers.registry()
         && policy.as_deref().is_some_and(admission::counts_sessions)
     {
-        match registry.claim(role).await {
+        match crate::registry::claim(registry, role).await {
             Ok(Some(claim)) => {
                 live_sessions = claim.live;
                 claim_held = claim

@@ -118,44 +118,6 @@ pub(crate) async fn claim(
         })
 }
 
-/// A claimed place, released when dropped (in a task of its own: a login that ends on an
-/// error path releases it too; one whose gateway dies stops counting after the server's
-/// `CLAIM_LIFETIME_SECONDS`).
-pub(crate) struct ClaimHeld {
-    source: std::sync::Arc<dyn crate::verifiers::VerifierSource>,
-    claim: Option<String>,
-}
-
-impl ClaimHeld {
-    pub(crate) fn new(
-        source: std::sync::Arc<dyn crate::verifiers::VerifierSource>,
-        claim: String,
-    ) -> ClaimHeld {
-        ClaimHeld {
-            source,
-            claim: Some(claim),
-        }
-    }
-}
-
-impl Drop for ClaimHeld {
-    fn drop(&mut self) {
-        let (Some(claim), Ok(runtime)) = (self.claim.take(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let source = self.source.clone();
-        runtime.spawn(async move {
-            if let Some(registry) = source.registry()
-                && let Err(e) =
-                    tokio::time::timeout(REGISTRATION_TIMEOUT, registry.release(&claim)).await
-            {
-                tracing::warn!(error = %e, "releasing an admission claim timed out: it counts until it expires");
-            }
-        });
-    }
-}
-
 /// This gateway's id: the host's name and the process id.
 fn gateway_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -25,11 +26,11 @@ use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
 use crate::metrics::{Refusal, failure_cause};
-use crate::registry::ClaimHeld;
 use crate::relay::{RelayEnd, relay};
 use crate::startup::{ClientStartup, Opening, open};
 use crate::stream::{ClientStream, ServerStream};
 use crate::upstream::{self, LoginFailure};
+use crate::verifiers::VerifierSource;
 
 /// The newest protocol minor version the gateway serves (3.2, PostgreSQL 18's).
 const NEWEST_MINOR: u16 = 2;
@@ -438,6 +439,47 @@ async fn login(
         registration_pid: session.key.process_id,
         member_of: Arc::from(member_of),
     })
+}
+
+/// A claimed place, released when dropped (in a task of its own: a login that ends on an
+/// error path releases it too; one whose gateway dies stops counting after the server's
+/// `CLAIM_LIFETIME_SECONDS`).
+struct ClaimHeld {
+    source: Arc<dyn VerifierSource>,
+    claim: Option<String>,
+}
+
+impl ClaimHeld {
+    fn new(source: Arc<dyn VerifierSource>, claim: String) -> ClaimHeld {
+        ClaimHeld {
+            source,
+            claim: Some(claim),
+        }
+    }
+}
+
+impl Drop for ClaimHeld {
+    fn drop(&mut self) {
+        let (Some(claim), Ok(runtime)) = (self.claim.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let source = self.source.clone();
+        runtime.spawn(async move {
+            let Some(registry) = source.registry() else {
+                return;
+            };
+            match timeout(Duration::from_secs(2), registry.release(&claim)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "an admission claim was not released: it counts until it expires");
+                }
+                Err(_) => {
+                    warn!("releasing an admission claim timed out: it counts until it expires");
+                }
+            }
+        });
+    }
 }
 
 /// The longest role name PostgreSQL keeps (`NAMEDATALEN - 1`): a longer startup `user` is

@@ -201,3 +201,57 @@ async fn a_member_of_rule_refuses_members_at_the_gateway_and_not_others() {
         .await
         .expect("alice is no member");
 }
+
+#[tokio::test]
+async fn a_member_of_rule_times_a_members_gateway_session_and_not_others() {
+    let harness = Harness::start(
+        "timer-member-of",
+        Setup {
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    harness
+        .cluster
+        .psql(
+            "SET password_encryption = 'scram-sha-256';
+             CREATE ROLE night_shift NOLOGIN;
+             CREATE ROLE ops NOLOGIN IN ROLE night_shift;
+             CREATE ROLE dave LOGIN PASSWORD 'dave-secret' IN ROLE ops;",
+        )
+        .expect("roles");
+    harness.gateway.enforce(policy(
+        "[[rule]]\nname = \"night-idle\"\nmember_of = [\"night_shift\"]\nidle = \"2s\"\n",
+    ));
+    let connect = |user: &'static str, password: &'static str| {
+        let config = harness.config(user, password);
+        async move {
+            let (client, connection) = config
+                .connect(NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("{user}: {e}"));
+            (client, tokio::spawn(connection))
+        }
+    };
+    let (dave, dave_connection) = connect("dave", "dave-secret").await;
+    let (alice, _alice_connection) = connect("alice", ALICE_PASSWORD).await;
+    dave.simple_query("SELECT 1").await.expect("dave's query");
+    alice.simple_query("SELECT 1").await.expect("alice's query");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), dave_connection)
+        .await
+        .expect("dave's session ends")
+        .expect("the connection task");
+    let error = ended.expect_err("an error ends it");
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(db.code().code(), "57P05", "{db:?}");
+    assert!(
+        db.message().contains("(rule night-idle)"),
+        "{}",
+        db.message()
+    );
+    alice
+        .simple_query("SELECT 1")
+        .await
+        .expect("alice, no member, is not timed by the rule");
+}

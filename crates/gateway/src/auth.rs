@@ -14,7 +14,7 @@ use crate::client_tls::LoadedTls;
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::stream::ClientStream;
-use crate::verifiers::{RoleSecret, VerifierSource};
+use crate::verifiers::{LedgerLock, RoleSecret, VerifierSource};
 
 /// A client that proved it knows the role's password.
 pub(crate) struct ClientAuthenticated {
@@ -24,6 +24,11 @@ pub(crate) struct ClientAuthenticated {
     pub(crate) server_final: String,
     /// The role's verifier, which the server must hold too (checked in the upstream login).
     pub(crate) verifier: Verifier,
+    /// The login locks in force on the role, fetched with the verifier: known to the session
+    /// only now that the client proved its password.
+    pub(crate) locks: Vec<LedgerLock>,
+    /// The role's memberships, fetched with the verifier.
+    pub(crate) member_of: Vec<String>,
 }
 
 /// The channel binding the client leg offers: `-PLUS` only on TLS.
@@ -62,6 +67,7 @@ pub(crate) async fn authenticate(
             return Err(SessionError::Refused(fatal));
         }
     };
+    let (locks, member_of) = (lookup.locks, lookup.member_of);
     let verifier = match lookup.secret {
         RoleSecret::Stored(secret) => match Verifier::parse(secret.expose()) {
             Ok(verifier) => Some(verifier),
@@ -156,6 +162,8 @@ pub(crate) async fn authenticate(
             client_key: done.client_key,
             server_final: done.server_final,
             verifier: kept,
+            locks,
+            member_of,
         }),
         Err(failure) => refuse(client, failed(failure)).await,
     }

@@ -9,14 +9,18 @@ use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 
 use curfew_postgres::{
-    GATEWAY_REGISTER_QUERY, GATEWAY_SECRET_QUERY, TargetSpec, open_as, read_password_file,
+    GATEWAY_CLAIM_QUERY, GATEWAY_REGISTER_QUERY, GATEWAY_RELEASE_QUERY, GATEWAY_SECRET_QUERY,
+    TargetSpec, open_as, read_password_file,
 };
 
-use crate::registry::{GatewayBackend, RegistrationError, RegistrationFuture, SessionRegistry};
+use crate::registry::{
+    AdmissionClaim, ClaimFuture, GatewayBackend, RegistrationError, RegistrationFuture,
+    SessionRegistry,
+};
 
 use crate::verifiers::{
-    MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
-    VerifierSourceError,
+    LedgerLock, LockKind, MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture,
+    VerifierSource, VerifierSourceError,
 };
 
 /// The application name of the lookup connection, as `pg_stat_activity` shows it.
@@ -93,6 +97,24 @@ fn unavailable(code: Option<String>, reason: String) -> VerifierSourceError {
 }
 
 impl SessionRegistry for AuthFunctionSource {
+    fn claim<'a>(&'a self, role: &'a str) -> ClaimFuture<'a> {
+        Box::pin(self.claim_place(role))
+    }
+
+    fn release<'a>(&'a self, claim: &'a str) -> RegistrationFuture<'a> {
+        Box::pin(async move {
+            let client = self
+                .client()
+                .await
+                .map_err(|e| RegistrationError::Failed(e.reason))?;
+            client
+                .query_one(GATEWAY_RELEASE_QUERY, &[&claim])
+                .await
+                .map(drop)
+                .map_err(refused_or_failed)
+        })
+    }
+
     fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a> {
         Box::pin(async move {
             let client = self
@@ -124,6 +146,39 @@ impl SessionRegistry for AuthFunctionSource {
                     None => RegistrationError::Failed(e.to_string()),
                 })
         })
+    }
+}
+
+impl AuthFunctionSource {
+    async fn claim_place(&self, role: &str) -> Result<Option<AdmissionClaim>, RegistrationError> {
+        let client = self
+            .client()
+            .await
+            .map_err(|e| RegistrationError::Failed(e.reason))?;
+        let row = client
+            .query_one(GATEWAY_CLAIM_QUERY, &[&role])
+            .await
+            .map_err(refused_or_failed)?;
+        let claim: Option<String> = row
+            .try_get(0)
+            .map_err(|e| RegistrationError::Failed(e.to_string()))?;
+        let live: i32 = row
+            .try_get(1)
+            .map_err(|e| RegistrationError::Failed(e.to_string()))?;
+        Ok(Some(AdmissionClaim {
+            claim,
+            live: u32::try_from(live).unwrap_or(0),
+        }))
+    }
+}
+
+fn refused_or_failed(e: tokio_postgres::Error) -> RegistrationError {
+    match e.as_db_error() {
+        Some(db) => RegistrationError::Refused {
+            code: db.code().code().to_owned(),
+            reason: db.message().to_owned(),
+        },
+        None => RegistrationError::Failed(e.to_string()),
     }
 }
 
@@ -160,6 +215,8 @@ impl VerifierSource for AuthFunctionSource {
                     "curfew.gateway_secret returned no mock salt or iteration count".to_owned(),
                 ));
             };
+            let locks = decode_locks(row).map_err(|reason| unavailable(None, reason))?;
+            let member_of: Option<Vec<String>> = row.try_get(8).map_err(column)?;
             let secret = match (kind.as_deref(), verifier) {
                 (_, Some(stored)) => RoleSecret::Stored(StoredSecret::new(stored)),
                 (Some("mock") | None, None) => RoleSecret::NotServed,
@@ -173,7 +230,57 @@ impl VerifierSource for AuthFunctionSource {
                     salt_base64,
                     iterations,
                 },
+                locks,
+                member_of: member_of.unwrap_or_default(),
             })
         })
     }
+}
+
+/// The locks in columns 4 to 7 (parallel arrays: kind, rule, reason, expiry in Unix
+/// milliseconds); NULL arrays (a role not served) are no locks.
+fn decode_locks(row: &tokio_postgres::Row) -> Result<Vec<LedgerLock>, String> {
+    let column = |e: tokio_postgres::Error| e.to_string();
+    let kinds: Option<Vec<Option<String>>> = row.try_get(4).map_err(column)?;
+    let rules: Option<Vec<Option<String>>> = row.try_get(5).map_err(column)?;
+    let reasons: Option<Vec<Option<String>>> = row.try_get(6).map_err(column)?;
+    let until: Option<Vec<Option<i64>>> = row.try_get(7).map_err(column)?;
+    let kinds = kinds.unwrap_or_default();
+    let (rules, reasons, until) = (
+        rules.unwrap_or_default(),
+        reasons.unwrap_or_default(),
+        until.unwrap_or_default(),
+    );
+    if rules.len() != kinds.len() || reasons.len() != kinds.len() || until.len() != kinds.len() {
+        return Err("curfew.gateway_secret returned lock arrays of different lengths".to_owned());
+    }
+    kinds
+        .into_iter()
+        .zip(rules)
+        .zip(reasons)
+        .zip(until)
+        .map(|(((kind, rule), reason), until)| {
+            let kind = match kind.as_deref() {
+                Some("incident") => LockKind::Incident,
+                Some("window") => LockKind::Window,
+                other => {
+                    return Err(format!(
+                        "curfew.gateway_secret returned lock kind {other:?}"
+                    ));
+                }
+            };
+            let until = until
+                .map(|ms| {
+                    jiff::Timestamp::from_millisecond(ms)
+                        .map_err(|e| format!("a lock's expiry out of range: {e}"))
+                })
+                .transpose()?;
+            Ok(LedgerLock {
+                kind,
+                rule,
+                reason: reason.unwrap_or_default(),
+                until,
+            })
+        })
+        .collect()
 }

@@ -32,6 +32,8 @@ pub(crate) struct SessionIdentity {
     /// When its login completed, on the gateway's clock.
     pub(crate) started: Timestamp,
     pub(crate) role: Arc<str>,
+    /// Every role it is a member of, directly or indirectly, as of its login.
+    pub(crate) member_of: Arc<[String]>,
     pub(crate) database: Arc<str>,
     pub(crate) application: Arc<str>,
     pub(crate) client_addr: Option<IpAddr>,
@@ -160,8 +162,7 @@ impl<'a> Enforcer<'a> {
             state: wire.state(),
             state_change: Some(wire.state_change()),
             role: self.identity.role.clone(),
-            // Not known to the gateway: rules scoped by membership do not see its sessions.
-            member_of: Arc::from(Vec::<String>::new()),
+            member_of: self.identity.member_of.clone(),
             database: self.identity.database.clone(),
             client_addr: self.identity.client_addr.into(),
             application: self.identity.application.clone(),
@@ -388,6 +389,7 @@ mod tests {
             pid: 42,
             started,
             role: Arc::from("alice"),
+            member_of: Arc::from(Vec::new()),
             database: Arc::from("postgres"),
             application: Arc::from("psql"),
             client_addr: None,

@@ -257,6 +257,8 @@ mod tests {
                         salt_base64: "AAECAwQFBgcICQoLDA0ODw==".to_owned(),
                         iterations: 4096,
                     },
+                    locks: Vec::new(),
+                    member_of: Vec::new(),
                 })
             })
         }

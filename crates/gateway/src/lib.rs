@@ -51,7 +51,8 @@ pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError, HealthCheck};
 pub use policy_map::{PolicyGateway, PolicyGatewayError};
 pub use registry::{
-    GatewayBackend, RegistrationError, RegistrationFuture, SessionRegistry, registration_failures,
+    AdmissionClaim, ClaimFuture, GatewayBackend, RegistrationError, RegistrationFuture,
+    SessionRegistry, registration_failures,
 };
 pub use relay::{RelayEnd, RelayOutcome};
 pub use reload::{ReloadError, Reloaded};
@@ -59,8 +60,8 @@ pub use session::{CLIENT_ADDR_PARAMETER, TLS_REQUIRED_MESSAGE};
 pub use shutdown::{Drained, SHUTDOWN_REASON, Shutdown};
 pub use traffic::{RelayTotals, Traffic};
 pub use verifiers::{
-    MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture, VerifierSource,
-    VerifierSourceError,
+    LedgerLock, LockKind, MockSalt, RoleLookup, RoleSecret, StoredSecret, VerifierFuture,
+    VerifierSource, VerifierSourceError,
 };
 pub use workers::Workers;
 

@@ -73,6 +73,49 @@ pub type RegistrationFuture<'a> =
 pub trait SessionRegistry: Send + Sync {
     /// Register `backend` with the server.
     fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a>;
+
+    /// Claim a place for a login of `role` against session caps: the role's live sessions
+    /// on the server and admissions in flight through any gateway, counted while that role's
+    /// other admissions wait (`curfew.claim_gateway_admission`). `None`: this registry
+    /// cannot count (the login is judged with no other session, as before).
+    fn claim<'a>(&'a self, role: &'a str) -> ClaimFuture<'a> {
+        let _ = role;
+        Box::pin(async { Ok(None) })
+    }
+
+    /// Release a claim once its login is done (logged in, refused or failed).
+    fn release<'a>(&'a self, claim: &'a str) -> RegistrationFuture<'a> {
+        let _ = claim;
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// A place claimed for a login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionClaim {
+    /// The claim, to release (None: the role does not exist, nothing was claimed).
+    pub claim: Option<String>,
+    /// The role's live client sessions and other admissions in flight, before this login.
+    pub live: u32,
+}
+
+/// The future [`SessionRegistry::claim`] returns.
+pub type ClaimFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<AdmissionClaim>, RegistrationError>> + Send + 'a>>;
+
+/// Claims a place for a login of `role` through `registry`, within the registration's time
+/// limit (a claim that takes longer is an error: the login goes on without the count).
+pub(crate) async fn claim(
+    registry: &dyn SessionRegistry,
+    role: &str,
+) -> Result<Option<AdmissionClaim>, RegistrationError> {
+    tokio::time::timeout(REGISTRATION_TIMEOUT, registry.claim(role))
+        .await
+        .unwrap_or_else(|_| {
+            Err(RegistrationError::Failed(format!(
+                "no answer within {REGISTRATION_TIMEOUT:?}"
+            )))
+        })
 }
 
 /// This gateway's id: the host's name and the process id.

@@ -4,10 +4,11 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use curfew_wire::{
     ProtocolVersion, encode_authentication_ok, encode_authentication_sasl_final,
@@ -15,7 +16,7 @@ use curfew_wire::{
 };
 
 use crate::activity::{Clock, Watched};
-use crate::admission::{self, Applicant};
+use crate::admission::{self, Applicant, RoleState};
 use crate::audit_trail::{SessionEnd, SessionFacts};
 use crate::auth::{authenticate, channel_binding};
 use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
@@ -29,6 +30,7 @@ use crate::relay::{RelayEnd, relay};
 use crate::startup::{ClientStartup, Opening, open};
 use crate::stream::{ClientStream, ServerStream};
 use crate::upstream::{self, LoginFailure};
+use crate::verifiers::VerifierSource;
 
 /// The newest protocol minor version the gateway serves (3.2, PostgreSQL 18's).
 const NEWEST_MINOR: u16 = 2;
@@ -170,6 +172,7 @@ async fn run_session(
             pid: process_id,
             started: facts.started,
             role: Arc::from(role.as_str()),
+            member_of: started.member_of.clone(),
             database: Arc::from(database.as_str()),
             application: Arc::from(application.as_str()),
             client_addr: Some(peer.ip().to_canonical()),
@@ -266,6 +269,8 @@ struct Started {
     client_rest: Vec<u8>,
     registration: Registration,
     registration_pid: i32,
+    /// The role's memberships as of its login, for the session's timers.
+    member_of: Arc<[String]>,
 }
 
 async fn login(
@@ -310,33 +315,64 @@ async fn login(
     reader.authenticated();
     let server_final = authenticated.server_final.clone();
 
-    // The policy's refusal, only now that the client proved its password; told after
-    // AuthenticationOk, as PostgreSQL tells a login it refuses after authentication.
+    // The refusal, only now that the client proved its password (the locks came with its
+    // verifier, unused until now); told after AuthenticationOk, as PostgreSQL tells a login
+    // it refuses after authentication.
+    let mut authenticated = authenticated;
+    let locks = std::mem::take(&mut authenticated.locks);
+    let member_of = std::mem::take(&mut authenticated.member_of);
     let policy = shared.policy.borrow().clone();
-    if let Some(policy) = policy {
-        let database = parameter(&client.params, b"database").unwrap_or_else(|| role.to_owned());
-        let application = parameter(&client.params, b"application_name").unwrap_or_default();
-        let applicant = Applicant {
-            role,
-            database: &database,
-            application: &application,
-            client_addr: Some(peer.ip().to_canonical()),
-        };
-        if let Some(refused) = admission::refused(&policy, &applicant, jiff::Timestamp::now()) {
-            let mut out = Vec::new();
-            encode_authentication_sasl_final(server_final.as_bytes(), &mut out)
-                .map_err(SessionError::ClientProtocol)?;
-            encode_authentication_ok(&mut out);
-            out.extend_from_slice(&refused.fatal.encode());
-            let sent = send_client(&mut client.stream, &out).await;
-            if let Some(audit) = shared.audit() {
-                audit
-                    .login_refused(role, &database, &application, peer, &refused)
-                    .await;
+    let database = parameter(&client.params, b"database").unwrap_or_else(|| role.to_owned());
+    let application = parameter(&client.params, b"application_name").unwrap_or_default();
+    let applicant = Applicant {
+        role,
+        member_of: &member_of,
+        database: &database,
+        application: &application,
+        client_addr: Some(peer.ip().to_canonical()),
+    };
+    // Session caps: the role's sessions counted by the server, across gateways and direct
+    // sessions, while this role's other admissions wait; the claimed place is held until
+    // the new backend is logged in (then it counts itself) or the login ends otherwise.
+    let mut live_sessions = 0;
+    let mut claim_held = None;
+    if let Some(registry) = shared.verifiers.registry()
+        && policy.as_deref().is_some_and(admission::counts_sessions)
+    {
+        match crate::registry::claim(registry, role).await {
+            Ok(Some(claim)) => {
+                live_sessions = claim.live;
+                claim_held = claim
+                    .claim
+                    .map(|c| ClaimHeld::new(shared.verifiers.clone(), c));
             }
-            sent?;
-            return Err(SessionError::Refused(refused.fatal));
+            Ok(None) => {}
+            // Open: the agent still ends sessions beyond a cap; said loudly.
+            Err(e) => {
+                warn!(role, error = %e, "cannot count the role's sessions: max_sessions is not checked at this login")
+            }
         }
+    }
+    let state = RoleState {
+        locks: &locks,
+        live_sessions,
+    };
+    if let Some(refused) =
+        admission::refused(policy.as_deref(), &applicant, state, jiff::Timestamp::now())
+    {
+        let mut out = Vec::new();
+        encode_authentication_sasl_final(server_final.as_bytes(), &mut out)
+            .map_err(SessionError::ClientProtocol)?;
+        encode_authentication_ok(&mut out);
+        out.extend_from_slice(&refused.fatal.encode());
+        let sent = send_client(&mut client.stream, &out).await;
+        if let Some(audit) = shared.audit() {
+            audit
+                .login_refused(role, &database, &application, peer, &refused)
+                .await;
+        }
+        sent?;
+        return Err(SessionError::Refused(refused.fatal));
     }
 
     let address = peer.ip().to_string();
@@ -370,6 +406,8 @@ async fn login(
             return Err(e);
         }
     };
+    // Logged in: the backend counts itself now.
+    drop(claim_held);
     crate::registry::register(
         shared.verifiers.registry(),
         &session.stream,
@@ -399,7 +437,49 @@ async fn login(
         client_rest: reader.into_rest(),
         registration,
         registration_pid: session.key.process_id,
+        member_of: Arc::from(member_of),
     })
+}
+
+/// A claimed place, released when dropped (in a task of its own: a login that ends on an
+/// error path releases it too; one whose gateway dies stops counting after the server's
+/// `CLAIM_LIFETIME_SECONDS`).
+struct ClaimHeld {
+    source: Arc<dyn VerifierSource>,
+    claim: Option<String>,
+}
+
+impl ClaimHeld {
+    fn new(source: Arc<dyn VerifierSource>, claim: String) -> ClaimHeld {
+        ClaimHeld {
+            source,
+            claim: Some(claim),
+        }
+    }
+}
+
+impl Drop for ClaimHeld {
+    fn drop(&mut self) {
+        let (Some(claim), Ok(runtime)) = (self.claim.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let source = self.source.clone();
+        runtime.spawn(async move {
+            let Some(registry) = source.registry() else {
+                return;
+            };
+            match timeout(Duration::from_secs(2), registry.release(&claim)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    warn!(error = %e, "an admission claim was not released: it counts until it expires");
+                }
+                Err(_) => {
+                    warn!("releasing an admission claim timed out: it counts until it expires");
+                }
+            }
+        });
+    }
 }
 
 /// The longest role name PostgreSQL keeps (`NAMEDATALEN - 1`): a longer startup `user` is

@@ -58,13 +58,40 @@ pub struct MockSalt {
 }
 
 /// A source's answer for a role: its secret, and the mock salt every answer carries (so the
-/// same query and path run whoever logs in).
+/// same query and path run whoever logs in). The locks and memberships come with the secret
+/// (one round trip) but are acted on only once the client has proved its password.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RoleLookup {
     /// What the source knows of the role.
     pub secret: RoleSecret,
     /// The stand-in's salt and count, used unless the secret is a SCRAM verifier.
     pub mock: MockSalt,
+    /// The login locks in force on the role in curfew's ledger (none for a role not served).
+    pub locks: Vec<LedgerLock>,
+    /// Every role it is a member of, directly or indirectly (empty for a role not served).
+    pub member_of: Vec<String>,
+}
+
+/// Which kind of login lock the ledger records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockKind {
+    /// `curfew lock`: an incident lock.
+    Incident,
+    /// A window lock the agent recorded for a `lock_logins` rule.
+    Window,
+}
+
+/// A login lock in force on a role, as the ledger records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerLock {
+    /// Incident or window.
+    pub kind: LockKind,
+    /// The rule a window lock is for.
+    pub rule: Option<String>,
+    /// The reason recorded.
+    pub reason: String,
+    /// When it expires (None: until released).
+    pub until: Option<jiff::Timestamp>,
 }
 
 /// Why a source could not answer (the role's existence is not the question: a role it does

@@ -194,6 +194,8 @@ impl VerifierSource for PgAuthidSource {
                         ),
                         iterations: 4096,
                     },
+                    locks: Vec::new(),
+                    member_of: Vec::new(),
                 })
                 .map_err(|e| VerifierSourceError {
                     code: e.code().map(|c| c.code().to_owned()),

@@ -15,11 +15,16 @@
 //! - its ACL is exactly `EXECUTE` for its owner and the gateway's own role: what `PUBLIC` or
 //!   `ALTER DEFAULT PRIVILEGES` granted at `CREATE` is revoked, and the result checked, in the
 //!   same transaction; the gateway's role may have no members (they would inherit `EXECUTE`);
-//! - it returns no row for the gateway's own role, an unknown role, a `NOLOGIN` role, a role whose `VALID UNTIL` has
-//!   passed, a superuser (unless the gateway serves superusers) and, when the gateway serves
-//!   only the members of a role, for any other role;
+//! - it serves (kind `mock` otherwise) neither the gateway's own role, an unknown role, a
+//!   `NOLOGIN` role (unless curfew disabled its login for a lock still in force in the ledger:
+//!   then the gateway authenticates it to refuse it with the lock's reason), a role whose
+//!   `VALID UNTIL` has passed, a superuser (unless the gateway serves superusers) nor, when
+//!   the gateway serves only the members of a role, any other role;
 //! - for a served role it returns the kind of its secret (`scram-sha-256`, `md5`, `password`,
-//!   `none`) and the verifier only when it is SCRAM: an MD5 hash is as good as the password.
+//!   `none`) and the verifier only when it is SCRAM (an MD5 hash is as good as the password),
+//!   the ledger's locks in force on it and its memberships: the gateway uses them only after
+//!   the client proved its password. Its owner may read those columns of `curfew.lock` and
+//!   `curfew.disabled_login` and nothing else of the ledger.
 //!
 //! The served set is baked into the function's text at install (role names as hex, so no name
 //! can change the SQL); installing again replaces it, grants included.

@@ -21,6 +21,9 @@
 //!   each definer's rights to what its one function needs.
 //! - curfew's agent role and `pg_read_all_stats` may read the table and the view
 //!   `curfew.sessions` (client backends with the real client of gateway sessions).
+//! - The same owner (it sees every backend) holds the admission claims the gateway counts a
+//!   login against `max_sessions` with (`crate::sql::gateway_admission`): two more functions
+//!   `EXECUTE` for the gateway's role alone, two tables nobody else may touch.
 
 use tokio_postgres::error::SqlState;
 

@@ -21,6 +21,9 @@ mod vetting;
 pub use crate::names::GATEWAY_AUTH_OWNER;
 pub use crate::names::GATEWAY_REGISTRY_OWNER;
 pub use crate::names::OWNER_ROLE;
+pub use crate::sql::gateway_admission::{
+    CLAIM_LIFETIME_SECONDS, GATEWAY_CLAIM_QUERY, GATEWAY_RELEASE_QUERY,
+};
 pub use crate::sql::gateway_auth::{GATEWAY_SECRET_FUNCTION, GATEWAY_SECRET_QUERY};
 pub use crate::sql::gateway_registry::{
     GATEWAY_REGISTER_FUNCTION, GATEWAY_REGISTER_QUERY, GATEWAY_SESSIONS_TABLE,

@@ -5,6 +5,10 @@
 //! and compares them with the same expectation.
 
 use crate::names::{GATEWAY_AUTH_OWNER, GATEWAY_REGISTRY_OWNER};
+use crate::sql::gateway_admission::{
+    GATEWAY_ADMISSION_GATE_TABLE, GATEWAY_ADMISSIONS_TABLE, GATEWAY_CLAIM_FUNCTION,
+    GATEWAY_RELEASE_FUNCTION,
+};
 use crate::sql::gateway_auth::GATEWAY_SECRET_FUNCTION;
 use crate::sql::gateway_registry::{GATEWAY_REGISTER_FUNCTION, GATEWAY_SESSIONS_TABLE};
 
@@ -60,8 +64,8 @@ pub(crate) const GATEWAY_AUTH: Dedicated = Dedicated {
     }],
 };
 
-/// The session registry, owned by [`GATEWAY_REGISTRY_OWNER`], a member of `pg_read_all_stats`
-/// alone (to see every backend's client address).
+/// The session registry and the admission claims, owned by [`GATEWAY_REGISTRY_OWNER`], a
+/// member of `pg_read_all_stats` alone (to see every backend's client address and role).
 pub(crate) const GATEWAY_REGISTRY: Dedicated = Dedicated {
     owner: GATEWAY_REGISTRY_OWNER,
     member_of: &["pg_read_all_stats"],
@@ -80,6 +84,26 @@ pub(crate) const GATEWAY_REGISTRY: Dedicated = Dedicated {
             label: "function",
             kind: Kind::Function,
             name: GATEWAY_REGISTER_FUNCTION,
+        },
+        Object {
+            label: "admissions table",
+            kind: Kind::Relation,
+            name: GATEWAY_ADMISSIONS_TABLE,
+        },
+        Object {
+            label: "admission gate",
+            kind: Kind::Relation,
+            name: GATEWAY_ADMISSION_GATE_TABLE,
+        },
+        Object {
+            label: "claim function",
+            kind: Kind::Function,
+            name: GATEWAY_CLAIM_FUNCTION,
+        },
+        Object {
+            label: "release function",
+            kind: Kind::Function,
+            name: GATEWAY_RELEASE_FUNCTION,
         },
     ],
 };

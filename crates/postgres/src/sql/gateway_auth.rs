@@ -11,9 +11,14 @@ pub const GATEWAY_SECRET_FUNCTION: &str = "curfew.gateway_secret(pg_catalog.text
 /// `password`, `none`, or `mock` for a role not served), the verifier only for SCRAM, and the
 /// mock salt (base64, 16 bytes, from the mock key and the name: stable across restarts and
 /// gateways) and iteration count (the server's `scram_iterations`, 4096 before PostgreSQL 16)
-/// a stand-in verifier takes when there is no SCRAM one.
-pub const GATEWAY_SECRET_QUERY: &str =
-    "SELECT secret_kind, verifier, mock_salt, mock_iterations FROM curfew.gateway_secret($1)";
+/// a stand-in verifier takes when there is no SCRAM one. For a served role also the login
+/// locks in force on it in the ledger (kind `incident` or `window`, the rule, the reason, the
+/// expiry in Unix milliseconds; parallel arrays) and the roles it is a member of, directly or
+/// indirectly (as the agent's snapshot has them): facts the gateway acts on only once the
+/// client has proved its password. A role NOLOGIN because curfew disabled its login for a lock
+/// in force is served (so it can be refused with the reason); NOLOGIN otherwise, it is not.
+pub const GATEWAY_SECRET_QUERY: &str = "SELECT secret_kind, verifier, mock_salt, mock_iterations, \
+     lock_kinds, lock_rules, lock_reasons, lock_until_ms, member_of FROM curfew.gateway_secret($1)";
 
 /// The table holding the mock key: one row of 32 random bytes, written at the first install
 /// and kept, readable by the function's owner alone.
@@ -46,9 +51,16 @@ pub(crate) fn mock_key_sql() -> String {
          REVOKE ALL ON {GATEWAY_MOCK_KEY_TABLE} FROM PUBLIC;
          GRANT SELECT ON {GATEWAY_MOCK_KEY_TABLE} TO {owner};
          GRANT USAGE ON SCHEMA curfew TO {owner};
+         GRANT SELECT ({LOCK_COLUMNS_READ}) ON curfew.lock TO {owner};
+         GRANT SELECT (role_oid) ON curfew.disabled_login TO {owner};
          COMMENT ON TABLE {GATEWAY_MOCK_KEY_TABLE} IS 'curfew gateway: the key of the mock salts of roles it does not serve; read by curfew.gateway_secret alone';"
     )
 }
+
+/// The columns of the ledger's `curfew.lock` the auth function reads (its owner may read
+/// these alone): which role, the kind, rule and reason, and whether it is still in force.
+pub(crate) const LOCK_COLUMNS_READ: &str =
+    "id, role_oid, kind, rule, reason, expires_at, released_at";
 
 /// Attributes of role `$1`: whether it is a superuser. No row when it does not exist.
 pub(crate) const ROLE_SUPERUSER: &str = "SELECT rolsuper FROM pg_roles WHERE rolname = $1";
@@ -64,7 +76,8 @@ pub(crate) const ROLE_MEMBERS: &str = "SELECT m.member::regrole::text FROM pg_au
 
 /// What role `$1` (the owner) holds besides the function and its grant on `pg_authid`, one
 /// line each: roles it is a member of, shared dependencies (objects it owns, privileges it
-/// holds, in any database) other than those and its read of the mock key (and the schema), per-role or per-database settings. Both
+/// holds, in any database) other than those and its reads of the mock key, the ledger's
+/// locks (and the schema), per-role or per-database settings. Both
 /// are allowed in this database only (`IS NOT DISTINCT FROM`: an object that does not exist
 /// yet allows nothing, where `=` would give NULL and hide the row) (`pg_authid`'s ACL lives in each database's `pg_class`).
 pub(crate) const OWNER_HOLDINGS: &str =
@@ -85,7 +98,9 @@ SELECT CASE d.deptype WHEN 'o' THEN 'owner of ' ELSE 'privileges on ' END
    AND NOT (d.classid = 'pg_class'::regclass AND d.deptype = 'a'
             AND d.dbid = (SELECT oid FROM here)
             AND (d.objid = 'pg_catalog.pg_authid'::regclass
-                 OR d.objid IS NOT DISTINCT FROM to_regclass('curfew.gateway_mock_key')))
+                 OR d.objid IS NOT DISTINCT FROM to_regclass('curfew.gateway_mock_key')
+                 OR d.objid IS NOT DISTINCT FROM to_regclass('curfew.lock')
+                 OR d.objid IS NOT DISTINCT FROM to_regclass('curfew.disabled_login')))
    AND NOT (d.classid = 'pg_namespace'::regclass AND d.deptype = 'a'
             AND d.dbid = (SELECT oid FROM here) AND d.objid IS NOT DISTINCT FROM to_regnamespace('curfew'))
 UNION ALL
@@ -158,7 +173,8 @@ pub(crate) fn function_sql(
             ),
             "a.oid IN (SELECT s.oid FROM served s)",
         ),
-        None => ("WITH ".to_owned(), "true"),
+        // RECURSIVE either way: the memberships below are recursive.
+        None => ("WITH RECURSIVE ".to_owned(), "true"),
     };
     let superusers = if serve_superusers {
         "true"
@@ -170,37 +186,80 @@ pub(crate) fn function_sql(
         "DROP FUNCTION IF EXISTS {GATEWAY_SECRET_FUNCTION};
 CREATE FUNCTION curfew.gateway_secret(role_name pg_catalog.text)
   RETURNS TABLE (secret_kind pg_catalog.text, verifier pg_catalog.text,
-                 mock_salt pg_catalog.text, mock_iterations pg_catalog.int4)
+                 mock_salt pg_catalog.text, mock_iterations pg_catalog.int4,
+                 lock_kinds pg_catalog.text[], lock_rules pg_catalog.text[],
+                 lock_reasons pg_catalog.text[], lock_until_ms pg_catalog.int8[],
+                 member_of pg_catalog.text[])
   LANGUAGE sql STABLE SECURITY DEFINER
   SET search_path = pg_catalog, pg_temp
 AS $gateway_secret$
-{served_cte}found AS (
-  SELECT CASE
+{served_cte}asked AS (
+  SELECT a.oid, a.rolname, a.rolpassword, a.rolcanlogin, a.rolvaliduntil, a.rolsuper
+  FROM pg_catalog.pg_authid a
+  WHERE a.rolname::pg_catalog.text OPERATOR(pg_catalog.=) role_name
+),
+-- The ledger's locks in force on the role (as the ledger's own ACTIVE condition).
+locked AS (
+  SELECT l.id, l.kind, l.rule, l.reason, l.expires_at
+  FROM curfew.lock l JOIN asked a ON l.role_oid OPERATOR(pg_catalog.=) a.oid
+  WHERE l.released_at IS NULL
+    AND (l.expires_at IS NULL OR l.expires_at OPERATOR(pg_catalog.>) pg_catalog.clock_timestamp())
+),
+found AS (
+  SELECT a.oid,
+         CASE
            WHEN a.rolpassword IS NULL THEN 'none'
            WHEN pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$') THEN 'scram-sha-256'
            WHEN a.rolpassword OPERATOR(pg_catalog.~) '^md5[0-9a-f]{{32}}$' THEN 'md5'
            ELSE 'password' END AS kind,
          CASE WHEN pg_catalog.starts_with(a.rolpassword, 'SCRAM-SHA-256$') THEN a.rolpassword END
            AS verifier
-  FROM pg_catalog.pg_authid a
-  WHERE a.rolname::pg_catalog.text OPERATOR(pg_catalog.=) role_name
-    AND a.rolcanlogin
+  FROM asked a
+  -- NOLOGIN only because curfew disabled the login for a lock still in force: served, so the
+  -- gateway can refuse it with the lock's reason once the password is proved.
+  WHERE (a.rolcanlogin
+         OR (EXISTS (SELECT 1 FROM curfew.disabled_login d
+                      WHERE d.role_oid OPERATOR(pg_catalog.=) a.oid)
+             AND EXISTS (SELECT 1 FROM locked)))
     AND (a.rolvaliduntil IS NULL OR a.rolvaliduntil OPERATOR(pg_catalog.>) pg_catalog.now())
     AND {superusers}
     AND {member_clause}
     -- Never the gateway's own role: whoever runs the gateway holds its password already.
     AND pg_catalog.convert_to(a.rolname::pg_catalog.text, 'UTF8') OPERATOR(pg_catalog.<>)
         pg_catalog.decode('{gateway_hex}', 'hex')
+),
+-- Its memberships, direct or indirect, as the agent's snapshot computes them.
+groups(roleid) AS (
+  SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN found f
+      ON m.member OPERATOR(pg_catalog.=) f.oid
+  UNION
+  SELECT m.roleid FROM pg_catalog.pg_auth_members m JOIN groups g
+      ON m.member OPERATOR(pg_catalog.=) g.roleid
 )
--- One row whoever is asked: a role not served gets kind 'mock'; every row carries the mock
--- salt (SHA-256 of the key, a label and the name, cut to PostgreSQL's 16 bytes) and the
--- server's iteration count, so a stand-in looks like a real verifier made now.
+-- One row whoever is asked: a role not served gets kind 'mock' and no locks or memberships;
+-- every row carries the mock salt (SHA-256 of the key, a label and the name, cut to
+-- PostgreSQL's 16 bytes) and the server's iteration count, so a stand-in looks like a real
+-- verifier made now.
 SELECT COALESCE(f.kind, 'mock'), f.verifier,
        pg_catalog.encode(pg_catalog.substr(pg_catalog.sha256(
            k.key OPERATOR(pg_catalog.||) pg_catalog.decode('{MOCK_LABEL_HEX}', 'hex')
                  OPERATOR(pg_catalog.||) pg_catalog.convert_to(role_name, 'UTF8')), 1, 16),
          'base64'),
-       COALESCE(pg_catalog.current_setting('scram_iterations', true)::pg_catalog.int4, 4096)
+       COALESCE(pg_catalog.current_setting('scram_iterations', true)::pg_catalog.int4, 4096),
+       CASE WHEN f.kind IS NOT NULL THEN
+         COALESCE((SELECT pg_catalog.array_agg(l.kind ORDER BY l.id) FROM locked l), '{{}}') END,
+       CASE WHEN f.kind IS NOT NULL THEN
+         COALESCE((SELECT pg_catalog.array_agg(l.rule ORDER BY l.id) FROM locked l), '{{}}') END,
+       CASE WHEN f.kind IS NOT NULL THEN
+         COALESCE((SELECT pg_catalog.array_agg(l.reason ORDER BY l.id) FROM locked l), '{{}}') END,
+       CASE WHEN f.kind IS NOT NULL THEN
+         COALESCE((SELECT pg_catalog.array_agg(
+             (EXTRACT(epoch FROM l.expires_at) OPERATOR(pg_catalog.*) 1000)::pg_catalog.int8
+             ORDER BY l.id) FROM locked l), '{{}}') END,
+       CASE WHEN f.kind IS NOT NULL THEN
+         COALESCE((SELECT pg_catalog.array_agg(DISTINCT g.rolname::pg_catalog.text)
+                   FROM groups x JOIN pg_catalog.pg_authid g ON g.oid OPERATOR(pg_catalog.=) x.roleid),
+                  '{{}}') END
 FROM curfew.gateway_mock_key k LEFT JOIN found f ON true
 $gateway_secret$;
 ALTER FUNCTION {GATEWAY_SECRET_FUNCTION} OWNER TO {owner};
@@ -229,8 +288,8 @@ mod tests {
     #[test]
     fn without_a_role_every_login_role_is_in_the_served_set() {
         let sql = function_sql("gw", None, true);
-        assert!(!sql.contains("WITH RECURSIVE"));
-        assert!(sql.contains("WITH found AS"));
+        assert!(!sql.contains("served(oid)"));
+        assert!(sql.contains("WITH RECURSIVE asked AS"));
         assert!(sql.contains("AND true\n    AND true\n"));
         assert!(sql.contains(&format!("pg_catalog.decode('{}', 'hex')", hex("gw"))));
         assert!(sql.contains("SET search_path = pg_catalog, pg_temp"));

@@ -3,6 +3,9 @@
 //! a backend with, the view `curfew.sessions`, and the checks of their grants.
 
 use crate::names::{GATEWAY_REGISTRY_OWNER, quote_identifier};
+use crate::sql::gateway_admission::{
+    GATEWAY_CLAIM_FUNCTION, GATEWAY_RELEASE_FUNCTION, admission_sql,
+};
 
 /// The registry's table.
 pub const GATEWAY_SESSIONS_TABLE: &str = "curfew.gateway_sessions";
@@ -25,6 +28,7 @@ pub const MAX_GATEWAY_ID_CHARS: usize = 200;
 /// The table, the function and the view, created or replaced, owned by the registry's owner;
 /// `agent` (curfew's role) and `pg_read_all_stats` may read, the gateway's role may call.
 pub(crate) fn registry_sql(agent: &str, gateway: &str) -> String {
+    let gateway_role_name = gateway.to_owned();
     let owner = quote_identifier(GATEWAY_REGISTRY_OWNER);
     let agent = quote_identifier(agent);
     let gateway = quote_identifier(gateway);
@@ -121,8 +125,9 @@ ALTER VIEW curfew.sessions OWNER TO {owner};
 REVOKE ALL ON curfew.sessions FROM PUBLIC;
 GRANT SELECT ON curfew.sessions TO {agent}, pg_read_all_stats;
 COMMENT ON VIEW curfew.sessions IS 'curfew: client sessions, with the real client of those that came through curfew gateway';
-"#,
+{admission}"#,
         GATEWAY_REGISTER_FUNCTION_NAMED = "curfew.register_gateway_session(p_pid pg_catalog.int4, p_role pg_catalog.text, p_upstream_addr pg_catalog.inet, p_upstream_port pg_catalog.int4, p_client_addr pg_catalog.inet, p_client_port pg_catalog.int4, p_gateway_id pg_catalog.text)",
+        admission = admission_sql(GATEWAY_REGISTRY_OWNER, &gateway_role_name),
     )
 }
 
@@ -152,6 +157,8 @@ pub(crate) fn expected_acl(agent: &str, gateway: &str) -> Vec<String> {
         format!("view:{agent}:SELECT"),
         "view:pg_read_all_stats:SELECT".to_owned(),
         format!("function:{gateway}:EXECUTE"),
+        format!("claim function:{gateway}:EXECUTE"),
+        format!("release function:{gateway}:EXECUTE"),
     ];
     expected.sort();
     expected.dedup();
@@ -165,7 +172,9 @@ pub(crate) fn grants_sql(agent: &str, gateway: &str) -> String {
     format!(
         "GRANT SELECT ON {GATEWAY_SESSIONS_TABLE} TO {agent}, pg_read_all_stats;
          GRANT SELECT ON curfew.sessions TO {agent}, pg_read_all_stats;
-         GRANT EXECUTE ON FUNCTION {GATEWAY_REGISTER_FUNCTION} TO {gateway};"
+         GRANT EXECUTE ON FUNCTION {GATEWAY_REGISTER_FUNCTION} TO {gateway};
+         GRANT EXECUTE ON FUNCTION {GATEWAY_CLAIM_FUNCTION} TO {gateway};
+         GRANT EXECUTE ON FUNCTION {GATEWAY_RELEASE_FUNCTION} TO {gateway};"
     )
 }
 
@@ -191,7 +200,9 @@ mod tests {
         assert_eq!(
             expected_acl("curfew", "gw"),
             vec![
+                "claim function:gw:EXECUTE",
                 "function:gw:EXECUTE",
+                "release function:gw:EXECUTE",
                 "table:curfew:SELECT",
                 "table:pg_read_all_stats:SELECT",
                 "view:curfew:SELECT",

@@ -13,6 +13,7 @@ pub(crate) mod canary;
 pub(crate) mod decode;
 pub(crate) mod dedicated;
 pub(crate) mod facts;
+pub(crate) mod gateway_admission;
 pub(crate) mod gateway_auth;
 pub(crate) mod gateway_catalog;
 pub(crate) mod gateway_registry;

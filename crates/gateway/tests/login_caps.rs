@@ -1,0 +1,257 @@
+//! Session caps and memberships at the gateway's login (issue 17), through the real auth
+//! function and admission claims: `max_sessions` counts the role's sessions on the server,
+//! direct ones and those of every gateway instance, and concurrent logins through two
+//! gateways never exceed it; a rule scoped by `member_of` refuses a member (an indirect one
+//! too) and not others.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use common::{ADMIN_PASSWORD, ALICE_PASSWORD, Harness, Setup, login_error};
+use curfew_gateway::{AuthFunctionSource, Gateway, GatewayConfig, UpstreamConfig};
+use curfew_policy::{Policy, parse_policy};
+use curfew_postgres::{ConnectionUrl, TargetSpec};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+
+fn policy(text: &str) -> Arc<Policy> {
+    Arc::new(
+        parse_policy("caps.toml", text, jiff::tz::db())
+            .expect("the policy")
+            .policy,
+    )
+}
+
+/// A second gateway instance (plaintext, its own auth connection) enforcing `policy`.
+async fn gateway_b(harness: &Harness, policy: Arc<Policy>) -> (SocketAddr, oneshot::Sender<()>) {
+    let spec = TargetSpec {
+        name: "primary".to_owned(),
+        url: ConnectionUrl::parse(&format!(
+            "postgresql://curfew_gateway@127.0.0.1:{}/postgres?sslmode=prefer",
+            harness.cluster.port()
+        ))
+        .expect("URL"),
+        password_file: Some(harness.dir.password_file(ADMIN_PASSWORD)),
+    };
+    let upstream = ConnectionUrl::parse(&format!(
+        "postgresql://unused@127.0.0.1:{}/postgres?sslmode=disable",
+        harness.cluster.port()
+    ))
+    .expect("upstream URL");
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let config = GatewayConfig::new(vec![addr], UpstreamConfig { url: upstream });
+    let gateway = Gateway::new(config, Arc::new(AuthFunctionSource::new(spec))).expect("gateway");
+    gateway.enforce(policy);
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
+        let _ = stopped.await;
+    }));
+    (addr, stop)
+}
+
+/// A login as alice through the gateway at `addr` (plaintext), kept open while the client
+/// lives.
+async fn through(addr: SocketAddr) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(addr.ip().to_string())
+        .port(addr.port())
+        .user("alice")
+        .password(ALICE_PASSWORD)
+        .dbname("postgres")
+        .ssl_mode(SslMode::Disable);
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+// Several threads, so the logins (and both gateways) really run at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn max_sessions_holds_across_two_gateways_and_a_direct_session() {
+    let harness = Harness::start(
+        "login-caps",
+        Setup {
+            auth_function: true,
+            // Plaintext on the server leg: gateway B and the direct session connect so.
+            server_tls: false,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let caps = policy("[[rule]]\nname = \"two-at-most\"\nroles = [\"alice\"]\nmax_sessions = 2\n");
+    harness.gateway.enforce(caps.clone());
+    let (b, _stop_b) = gateway_b(&harness, caps).await;
+
+    // A direct session and one through gateway A: a login through gateway B is the third.
+    let mut direct = tokio_postgres::Config::new();
+    direct
+        .host("127.0.0.1")
+        .port(harness.cluster.port())
+        .user("alice")
+        .password(ALICE_PASSWORD)
+        .dbname("postgres")
+        .ssl_mode(SslMode::Disable);
+    let (direct, connection) = direct.connect(NoTls).await.expect("a direct session");
+    let direct_task = tokio::spawn(connection);
+    let via_a = through(harness.addr)
+        .await
+        .expect("a session through gateway A");
+    let (code, message) = login_error(through(b).await);
+    assert_eq!(code, "28000", "{message}");
+    assert!(
+        message.contains("two-at-most")
+            && message.contains("session 3 of 3")
+            && message.contains("limit 2"),
+        "{message}"
+    );
+    // Through A too, and over TLS alike.
+    let (tls_code, tls_message) = login_error(
+        harness
+            .tls(
+                "alice",
+                ALICE_PASSWORD,
+                tokio_postgres::config::ChannelBinding::Prefer,
+            )
+            .await,
+    );
+    assert_eq!((tls_code, tls_message), (code, message));
+
+    // Both gone: twelve logins at once, alternating gateways, admit exactly two.
+    drop(direct);
+    drop(via_a);
+    let _ = direct_task.await;
+    wait_for_no_sessions(&harness).await;
+    let attempts = (0..12).map(|i| {
+        let addr = if i % 2 == 0 { harness.addr } else { b };
+        tokio::spawn(through(addr))
+    });
+    let mut admitted = Vec::new();
+    let mut refused = 0;
+    for attempt in attempts {
+        match attempt.await.expect("the login task") {
+            Ok(client) => admitted.push(client),
+            Err(e) => {
+                let (code, message) = login_error(Err(e));
+                assert_eq!(code, "28000", "{message}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((admitted.len(), refused), (2, 10));
+}
+
+/// Until the server has no session of alice (a closed client's backend exits a moment later).
+async fn wait_for_no_sessions(harness: &Harness) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let out = harness
+            .cluster
+            .psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'alice'")
+            .expect("count");
+        if out.trim() == "0" {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice's sessions stay: {out}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_member_of_rule_refuses_members_at_the_gateway_and_not_others() {
+    let harness = Harness::start(
+        "login-member-of",
+        Setup {
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    harness
+        .cluster
+        .psql(
+            "SET password_encryption = 'scram-sha-256';
+             CREATE ROLE night_shift NOLOGIN;
+             CREATE ROLE ops NOLOGIN IN ROLE night_shift;
+             CREATE ROLE dave LOGIN PASSWORD 'dave-secret' IN ROLE ops;",
+        )
+        .expect("roles");
+    let hour = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .hour();
+    let window = format!("{:02}:00-{:02}:00", hour, (hour + 2) % 24);
+    harness.gateway.enforce(policy(&format!(
+        "[[rule]]\nname = \"night-only\"\ntimezone = \"UTC\"\nmember_of = [\"night_shift\"]\ndeny = [\"{window}\"]\n"
+    )));
+    let (code, message) = login_error(harness.plain("dave", "dave-secret").await);
+    assert_eq!(code, "28000", "{message}");
+    assert!(
+        message.starts_with("logins for role dave are closed by rule night-only until "),
+        "{message}"
+    );
+    harness
+        .plain("alice", ALICE_PASSWORD)
+        .await
+        .expect("alice is no member");
+}
+
+#[tokio::test]
+async fn a_member_of_rule_times_a_members_gateway_session_and_not_others() {
+    let harness = Harness::start(
+        "timer-member-of",
+        Setup {
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    harness
+        .cluster
+        .psql(
+            "SET password_encryption = 'scram-sha-256';
+             CREATE ROLE night_shift NOLOGIN;
+             CREATE ROLE ops NOLOGIN IN ROLE night_shift;
+             CREATE ROLE dave LOGIN PASSWORD 'dave-secret' IN ROLE ops;",
+        )
+        .expect("roles");
+    harness.gateway.enforce(policy(
+        "[[rule]]\nname = \"night-idle\"\nmember_of = [\"night_shift\"]\nidle = \"2s\"\n",
+    ));
+    let connect = |user: &'static str, password: &'static str| {
+        let config = harness.config(user, password);
+        async move {
+            let (client, connection) = config
+                .connect(NoTls)
+                .await
+                .unwrap_or_else(|e| panic!("{user}: {e}"));
+            (client, tokio::spawn(connection))
+        }
+    };
+    let (dave, dave_connection) = connect("dave", "dave-secret").await;
+    let (alice, _alice_connection) = connect("alice", ALICE_PASSWORD).await;
+    dave.simple_query("SELECT 1").await.expect("dave's query");
+    alice.simple_query("SELECT 1").await.expect("alice's query");
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), dave_connection)
+        .await
+        .expect("dave's session ends")
+        .expect("the connection task");
+    let error = ended.expect_err("an error ends it");
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(db.code().code(), "57P05", "{db:?}");
+    assert!(
+        db.message().contains("(rule night-idle)"),
+        "{}",
+        db.message()
+    );
+    alice
+        .simple_query("SELECT 1")
+        .await
+        .expect("alice, no member, is not timed by the rule");
+}

@@ -11,22 +11,21 @@ use curfew_policy::{Cause, Decision, Plan, Policy, SessionKey};
 use jiff::{SignedDuration, Timestamp};
 
 /// Whether the gateway ends a session itself for this decision: the time rules and windows it
-/// arms a timer for, on a rule it can see (it does not know memberships, so a rule scoped by
-/// `member_of` never matches its sessions). Session caps, login locks and verify's canary
-/// edges stay the agent's.
+/// arms a timer for (rules scoped by `member_of` included: the gateway reads the role's
+/// memberships at login; one that changed since is the grace's to catch). Session caps, login
+/// locks and verify's canary edges stay the agent's.
 pub(crate) fn gateway_enforces(policy: &Policy, decision: &Decision) -> bool {
-    let Some(rule) = policy.rules.get(decision.rule) else {
+    if policy.rules.get(decision.rule).is_none() {
         return false;
-    };
-    rule.scope.member_of.is_empty()
-        && matches!(
-            decision.cause,
-            Cause::Idle { .. }
-                | Cause::IdleInTransaction { .. }
-                | Cause::Lifetime { .. }
-                | Cause::OutsideWindows { .. }
-                | Cause::InsideDenyWindow { .. }
-        )
+    }
+    matches!(
+        decision.cause,
+        Cause::Idle { .. }
+            | Cause::IdleInTransaction { .. }
+            | Cause::Lifetime { .. }
+            | Cause::OutsideWindows { .. }
+            | Cause::InsideDenyWindow { .. }
+    )
 }
 
 /// A termination left to the gateway for now: the agent ends the session at `at` (the

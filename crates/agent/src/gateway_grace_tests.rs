@@ -148,10 +148,10 @@ fn a_gateway_session_is_left_to_the_gateway_until_the_grace_runs_out() {
 }
 
 #[test]
-fn rules_the_gateway_cannot_see_get_no_grace() {
+fn session_caps_get_no_grace_and_member_of_rules_do() {
     let policy = policy();
     let grace = policy.agent.gateway_grace.get();
-    // A member_of rule: the gateway does not know memberships.
+    // A member_of rule: the gateway reads memberships at login and ends it itself.
     let contractor = session(1, "zed", &["contractor"], start());
     // A session cap: counted across sessions, the agent's.
     let ann_old = session(2, "ann", &[], start());
@@ -159,13 +159,15 @@ fn rules_the_gateway_cannot_see_get_no_grace() {
     ann_new.backend_start = start() + SignedDuration::from_secs(1);
     let sessions = [contractor.clone(), ann_old, ann_new.clone()];
     let gateway = registered(&[contractor.key(), ann_new.key()]);
-    let now = start() + SignedDuration::from_mins(2);
+    let now = start() + SignedDuration::from_mins(1) + SignedDuration::from_secs(1);
     let mut due = plan(&policy, &sessions, now);
-    let before = due.terminations.clone();
-    assert_eq!(before.len(), 2, "{before:?}");
+    assert_eq!(due.terminations.len(), 2, "{:?}", due.terminations);
     let left = leave_to_gateway(&policy, &gateway, grace, now, &mut due);
-    assert_eq!(due.terminations, before);
-    assert_eq!(left, Left::default());
+    let ended: Vec<_> = due.terminations.iter().map(|d| d.session).collect();
+    assert_eq!(ended, vec![ann_new.key()], "the cap stays the agent's");
+    assert_eq!(left.deferred.len(), 1, "{left:?}");
+    assert_eq!(left.deferred[0].decision.session, contractor.key());
+    assert!(left.missed.is_empty());
 }
 
 #[test]

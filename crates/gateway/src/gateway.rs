@@ -53,6 +53,12 @@ pub(crate) struct Shared {
     pub(crate) draining: std::sync::atomic::AtomicBool,
     /// The policy whose rules end sessions (None: none enforced); a reload publishes anew.
     pub(crate) policy: tokio::sync::watch::Sender<Option<Arc<curfew_policy::Policy>>>,
+    /// The warnings given, for the policy's `[notify]` hooks (a bounded queue the relay never
+    /// waits on; delivered by a task started with the first enforced policy).
+    pub(crate) notifier: curfew_notify::Notifier,
+    /// Dropped with the gateway, it stops the delivery task.
+    notify_stop: tokio::sync::watch::Sender<bool>,
+    notify_started: OnceLock<()>,
 }
 
 impl Shared {
@@ -136,14 +142,49 @@ impl Gateway {
                 drain: Drain::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 policy: tokio::sync::watch::Sender::new(None),
+                notifier: curfew_notify::Notifier::new(),
+                notify_stop: tokio::sync::watch::Sender::new(false),
+                notify_started: OnceLock::new(),
             }),
         })
     }
 
     /// Enforces `policy`'s rules on every session (issue 17): idle, idle in transaction,
     /// lifetime and windows end sessions at their deadlines. Live sessions re-arm at once.
+    ///
+    /// Warnings also go to the policy's `[notify]` hooks (read at each delivery, so a reload
+    /// applies to the next), from a task started here: call it inside the Tokio runtime.
     pub fn enforce(&self, policy: Arc<curfew_policy::Policy>) {
         self.shared.policy.send_replace(Some(policy));
+        self.start_notify();
+    }
+
+    /// The `[notify]` delivery task, once; outside a runtime warnings stay in the audit log.
+    fn start_notify(&self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.shared.notify_started.set(()).is_err() {
+            return;
+        }
+        let Some(deliveries) = self.shared.notifier.take_receiver() else {
+            return;
+        };
+        let policy = self.shared.policy.subscribe();
+        let stop = self.shared.notify_stop.subscribe();
+        let metrics = self.shared.metrics.clone();
+        runtime.spawn(curfew_notify::run(
+            deliveries,
+            move || {
+                policy
+                    .borrow()
+                    .as_ref()
+                    .map(|p| p.notify.clone())
+                    .unwrap_or_default()
+            },
+            stop,
+            move |hook, _why| metrics.notify_failed(hook.as_str()),
+        ));
     }
 
     /// Writes the gateway's audit records (`gateway_started`, `session_started`, ...) to

@@ -182,6 +182,7 @@ async fn run_session(
             if let Some(audit) = shared.audit() {
                 audit.session_warned(&facts, warned);
             }
+            notify_warned(shared, &facts, warned);
         }),
     );
     shared.metrics.session_started();
@@ -520,4 +521,33 @@ mod tests {
         let raw = [0xffu8; 80];
         assert_eq!(role_name(&raw).chars().count(), 63);
     }
+}
+
+/// A warning given, for the `[notify]` hooks: queued without waiting (a full queue drops it,
+/// counted; its `session_warned` record keeps it).
+fn notify_warned(shared: &Shared, facts: &SessionFacts<'_>, warned: &Warned) {
+    let target = shared
+        .policy
+        .borrow()
+        .as_ref()
+        .and_then(|policy| policy.gateway.as_ref().map(|g| g.target.clone()))
+        .unwrap_or_default();
+    let warning = curfew_notify::Warning {
+        by: curfew_notify::By::Gateway,
+        target,
+        rule: warned.rule.clone(),
+        role: facts.role.to_owned(),
+        database: facts.database.to_owned(),
+        application: facts.application.to_owned(),
+        pid: i64::from(facts.pid),
+        backend_start: None,
+        deadline: warned.deadline,
+        reason: warned.reason.clone(),
+        policy_sha256: None,
+        seq: None,
+        client: Some(facts.peer.to_string()),
+    };
+    shared
+        .notifier
+        .send(warning, || shared.metrics.notify_dropped());
 }

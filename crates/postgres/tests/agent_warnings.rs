@@ -9,13 +9,13 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
 use curfew_agent::AgentEvent;
+use curfew_testkit::WebhookReceiver;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn records(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
@@ -191,66 +191,12 @@ async fn a_hook_that_hangs_delays_no_termination() {
     );
 }
 
-/// A webhook receiver: answers each POST with the next status of `statuses` (the last one
-/// again once they run out); the requests (head, body, when) are kept.
-struct Receiver {
-    port: u16,
-    seen: Arc<Mutex<Vec<(String, String, Instant)>>>,
-}
-
-async fn receiver(statuses: Vec<u16>) -> Receiver {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut stream, _)) = listener.accept().await else {
-                return;
-            };
-            let mut data = Vec::new();
-            let mut buf = [0u8; 4096];
-            let (head, body) = loop {
-                let n = stream.read(&mut buf).await.unwrap_or(0);
-                if n == 0 {
-                    break (String::new(), String::new());
-                }
-                data.extend_from_slice(&buf[..n]);
-                let text = String::from_utf8_lossy(&data).into_owned();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let length: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse().ok())?
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= length {
-                        break (head.to_owned(), body.to_owned());
-                    }
-                }
-            };
-            let status = {
-                let mut seen = kept.lock().unwrap();
-                seen.push((head, body, Instant::now()));
-                statuses[(seen.len() - 1).min(statuses.len() - 1)]
-            };
-            let answer =
-                format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
-            let _ = stream.write_all(answer.as_bytes()).await;
-            let _ = stream.shutdown().await;
-        }
-    });
-    Receiver { port, seen }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_webhook_is_retried_after_a_server_error_and_failures_are_counted() {
     let cluster = cluster();
     let dir = scratch("warn-webhook");
-    let flaky = receiver(vec![500, 200]).await;
-    let broken = receiver(vec![503]).await;
+    let flaky = WebhookReceiver::start(vec![500, 200]).await;
+    let broken = WebhookReceiver::start(vec![503]).await;
     let policy = policy(
         &cluster,
         &format!(
@@ -265,16 +211,16 @@ async fn the_webhook_is_retried_after_a_server_error_and_failures_are_counted() 
     terminated(&mut agent, kim.pid, Duration::from_secs(8)).await;
     assert!(kim.ended_within(Duration::from_secs(2)).await.is_some());
     let deadline = Instant::now() + Duration::from_secs(10);
-    while flaky.seen.lock().unwrap().len() < 2 {
+    while flaky.count() < 2 {
         assert!(
             Instant::now() < deadline,
             "the webhook was not retried: {:?}",
-            flaky.seen.lock().unwrap()
+            flaky.seen()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     {
-        let seen = flaky.seen.lock().unwrap();
+        let seen = flaky.seen();
         let (head, body, first) = &seen[0];
         assert!(
             head.starts_with("POST /hook/SECRET-TOKEN HTTP/1.1"),
@@ -315,10 +261,7 @@ async fn the_webhook_is_retried_after_a_server_error_and_failures_are_counted() 
     assert_eq!(failed.0, "webhook");
     assert!(failed.1.contains("503"), "{}", failed.1);
     assert!(!failed.1.contains("SECRET"), "{}", failed.1);
-    assert_eq!(
-        broken.seen.lock().unwrap().len(),
-        curfew_agent::ATTEMPTS as usize
-    );
+    assert_eq!(broken.count(), curfew_agent::ATTEMPTS as usize);
     drop(lee);
     agent.stop().await;
 }

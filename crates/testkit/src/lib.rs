@@ -9,8 +9,10 @@ mod pg_bin;
 mod process;
 mod sandbox;
 mod temp_dir;
+mod webhook;
 
 pub use pg_bin::{pg_bin, pg_bin_variable};
 pub use process::KillOnDrop;
 pub use sandbox::{AGENT_ROLE, cluster_with_agent_role, started};
 pub use temp_dir::TempDir;
+pub use webhook::{Received, WebhookReceiver};

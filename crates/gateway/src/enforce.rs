@@ -3,7 +3,9 @@
 //! shows it ([`WireState`]), and re-armed when that state changes or the policy is reloaded.
 //! At the deadline the engine is asked again with the state then (the state may have changed
 //! in the same instant); if the session is still due, the relay stops it as the drain does,
-//! with a FATAL carrying PostgreSQL's own SQLSTATE for the cause.
+//! with a FATAL carrying PostgreSQL's own SQLSTATE for the cause. The server's errors go to
+//! the gateway's [`ViolationBook`] as they arrive: a warning one before a `violations` rule's
+//! count, the same stop at it.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -20,6 +22,7 @@ use tokio::time::Sleep;
 
 use crate::activity::Watched;
 use crate::error::{Fatal, sqlstate};
+use crate::violations::{Judged, ViolationBook, violation_fatal};
 
 /// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
 pub(crate) type PolicyFeed = watch::Receiver<Option<Arc<Policy>>>;
@@ -46,6 +49,8 @@ pub(crate) struct PolicyEnd {
     pub(crate) reason: String,
     /// The SQLSTATE sent.
     pub(crate) code: &'static str,
+    /// For a `violations` rule: the server's SQLSTATEs counted, oldest first (else empty).
+    pub(crate) counted: Vec<String>,
 }
 
 /// A warning given: what its `session_warned` record says.
@@ -100,6 +105,10 @@ pub(crate) struct Enforcer<'a> {
     /// Whether the timer stands for a deadline (else it sleeps far ahead).
     deadline_set: bool,
     ended: Option<PolicyEnd>,
+    /// The gateway's `violations` counters, shared by its sessions.
+    violations: Arc<ViolationBook>,
+    /// Whether any of this session's errors was judged (its counts are forgotten at the end).
+    judged_errors: bool,
 }
 
 /// How far ahead an unarmed timer sleeps (re-armed on any change well before).
@@ -111,6 +120,7 @@ impl<'a> Enforcer<'a> {
         watched: Watched,
         identity: SessionIdentity,
         policy: PolicyFeed,
+        violations: Arc<ViolationBook>,
         on_warn: Box<dyn FnMut(&Warned) + Send + 'a>,
     ) -> Enforcer<'a> {
         let mut enforcer = Enforcer {
@@ -128,6 +138,8 @@ impl<'a> Enforcer<'a> {
             timer: Box::pin(tokio::time::sleep(FAR_AHEAD)),
             deadline_set: false,
             ended: None,
+            violations,
+            judged_errors: false,
         };
         enforcer.watch_policy();
         enforcer
@@ -219,6 +231,11 @@ impl<'a> Enforcer<'a> {
         if self.ended.is_some() {
             return Poll::Pending;
         }
+        if self.watched.wire.has_errors()
+            && let Some(fatal) = self.judge_errors()
+        {
+            return Poll::Ready(fatal);
+        }
         loop {
             let changed = if self.policy_registered {
                 self.policy.has_changed().unwrap_or(false)
@@ -259,6 +276,53 @@ impl<'a> Enforcer<'a> {
                 .reset(tokio::time::Instant::now() + FAR_AHEAD);
             self.deadline_set = false;
         }
+    }
+
+    /// The server's errors since the last poll, judged in order: a warning queued, or the
+    /// FATAL that ends the session (the errors after it are not counted).
+    fn judge_errors(&mut self) -> Option<Fatal> {
+        let policy = self.policy.borrow().clone();
+        let Some(policy) = policy else {
+            self.watched.wire.take_errors();
+            return None;
+        };
+        self.judged_errors = true;
+        let session = self.session();
+        let now = self.watched.clock.now();
+        let codes: Vec<_> = self.watched.wire.take_errors().collect();
+        for code in codes {
+            match self.violations.judge(&policy, &session, code.as_str(), now) {
+                Judged::Nothing => {}
+                Judged::Warn { message, .. } => {
+                    let notice = warning_notice(
+                        &message,
+                        "the server's errors of these kinds are counted; stop what fails, or reconnect later",
+                    );
+                    match self.notice.as_mut() {
+                        // After the timer's warning: both go out, one after the other.
+                        Some(waiting) => waiting.extend_from_slice(&notice),
+                        None => self.notice = Some(notice),
+                    }
+                }
+                Judged::End {
+                    rule,
+                    reason,
+                    codes,
+                } => {
+                    let wire = &self.watched.wire;
+                    let in_transaction = wire.xact_start().is_some();
+                    let fatal = violation_fatal(&rule, &reason, in_transaction);
+                    self.ended = Some(PolicyEnd {
+                        rule,
+                        reason,
+                        code: fatal.code,
+                        counted: codes,
+                    });
+                    return Some(fatal);
+                }
+            }
+        }
+        None
     }
 
     /// A NoticeResponse to write to the client, if one is waiting.
@@ -324,8 +388,18 @@ impl<'a> Enforcer<'a> {
             rule,
             reason,
             code: fatal.code,
+            counted: Vec::new(),
         });
         Some(fatal)
+    }
+}
+
+impl Drop for Enforcer<'_> {
+    fn drop(&mut self) {
+        // Only a session that erred has counts to forget: no lock for the others.
+        if self.judged_errors {
+            self.violations.forget_session(&self.session().key());
+        }
     }
 }
 
@@ -409,6 +483,7 @@ mod tests {
             Watched::new(Clock::starting_at(start)),
             identity(start),
             feed,
+            Arc::new(ViolationBook::new()),
             Box::new(|w: &Warned| {
                 warned
                     .lock()
@@ -461,6 +536,7 @@ mod tests {
             Watched::new(Clock::starting_at(start)),
             identity(start),
             feed,
+            Arc::new(ViolationBook::new()),
             Box::new(|_: &Warned| {}),
         );
         assert!(poll_once(&mut enforcer).await.is_pending());

@@ -53,6 +53,8 @@ pub(crate) struct Shared {
     pub(crate) draining: std::sync::atomic::AtomicBool,
     /// The policy whose rules end sessions (None: none enforced); a reload publishes anew.
     pub(crate) policy: tokio::sync::watch::Sender<Option<Arc<curfew_policy::Policy>>>,
+    /// The `violations` rules' counts, shared by every session (per role across them).
+    pub(crate) violations: Arc<crate::violations::ViolationBook>,
 }
 
 impl Shared {
@@ -136,12 +138,14 @@ impl Gateway {
                 drain: Drain::default(),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 policy: tokio::sync::watch::Sender::new(None),
+                violations: Arc::new(crate::violations::ViolationBook::new()),
             }),
         })
     }
 
     /// Enforces `policy`'s rules on every session (issue 17): idle, idle in transaction,
-    /// lifetime and windows end sessions at their deadlines. Live sessions re-arm at once.
+    /// lifetime and windows end sessions at their deadlines, `violations` rules count the
+    /// server's errors. Live sessions re-arm at once.
     pub fn enforce(&self, policy: Arc<curfew_policy::Policy>) {
         self.shared.policy.send_replace(Some(policy));
     }

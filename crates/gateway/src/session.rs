@@ -175,6 +175,7 @@ async fn run_session(
             client_addr: Some(peer.ip().to_canonical()),
         },
         shared.policy.subscribe(),
+        shared.violations.clone(),
         Box::new(|warned: &Warned| {
             if let Some(audit) = shared.audit() {
                 audit.session_warned(&facts, warned);

@@ -350,8 +350,9 @@ pub enum Condition {
     Deny(Schedule),
     /// At most this many sessions per role; the newest beyond the limit end.
     MaxSessions(u32),
-    /// Repeated policy violations. NOT ENFORCED by anything that runs (the agent cannot see
-    /// errors; the gateway does not exist yet), so the parser accepts it only report-only.
+    /// Repeated policy violations: the server's errors with these SQLSTATEs. Only the curfew
+    /// gateway sees them, for its own sessions, so the parser accepts an ending rule only in a
+    /// policy with `[gateway]`; a report-only one is documentation (NOT ENFORCED).
     Violations(Violations),
 }
 

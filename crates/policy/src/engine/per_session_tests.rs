@@ -306,7 +306,7 @@ fn violations_count_to_a_warning_then_an_end_within_the_window() {
             assert_eq!(codes, ["42501", "42P01", "42501"]);
             assert_eq!(
                 reason,
-                "3 errors (42501, 42P01, 42501) by this session within 10m; limit 3"
+                "3 errors 42501, 42P01 by this session within 10m; limit 3"
             );
         }
         other => panic!("{other:?}"),

@@ -158,15 +158,23 @@ fn more_severe(a: ErrorVerdict, b: ErrorVerdict) -> ErrorVerdict {
     if rank(&b) > rank(&a) { b } else { a }
 }
 
+/// "3 errors 42501 by this session within 10m; limit 3": each code once (in the order first
+/// counted), so the text stays short whatever the count; the audit record lists them all.
 fn reason(v: &Violations, codes: &[String]) -> String {
     let whose = match v.per {
         ViolationsPer::Session => "this session",
         ViolationsPer::Role => "its role's sessions",
     };
+    let mut distinct: Vec<&str> = Vec::new();
+    for code in codes {
+        if !distinct.contains(&code.as_str()) {
+            distinct.push(code);
+        }
+    }
     format!(
-        "{} errors ({}) by {whose} within {}; limit {}",
+        "{} errors {} by {whose} within {}; limit {}",
         codes.len(),
-        codes.join(", "),
+        distinct.join(", "),
         v.within,
         v.count
     )

@@ -60,11 +60,13 @@ pub(super) fn parse_rules(
     let Some(items) = array_of_tables(c, value, "rule") else {
         return Vec::new();
     };
+    // Only the gateway sees a session's errors: an ending `violations` rule needs one.
+    let has_gateway = top.get("gateway").is_some();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut rules = Vec::new();
     for (index, (table, header)) in items.into_iter().enumerate() {
         let errors_before = c.error_count();
-        let rule = parse_rule(c, table, header, index, &mut names, tzdb);
+        let rule = parse_rule(c, table, header, index, &mut names, tzdb, has_gateway);
         if c.error_count() == errors_before {
             rules.extend(rule);
         }
@@ -79,6 +81,7 @@ fn parse_rule(
     index: usize,
     names: &mut HashMap<String, usize>,
     tzdb: &TimeZoneDatabase,
+    has_gateway: bool,
 ) -> Option<Rule> {
     let anonymous = TableReader::new(table, format!("[[rule]] #{}", index + 1), RULE_KEYS);
     let name = anonymous.string(c, "name", "a string");
@@ -133,27 +136,23 @@ fn parse_rule(
         }
     };
 
-    if let Some(Condition::Violations(_)) = &condition
-        && action == Action::Report
-    {
+    if let Some(Condition::Violations(_)) = &condition {
         let span = r.key_span("violations").unwrap_or_else(|| header.clone());
-        c.warning(
-            span,
-            format!(
-                "{context} is NOT ENFORCED: no running curfew component sees a session's errors, so this rule ends nothing and records nothing; it is kept as documentation"
+        match action {
+            Action::Report => c.warning(
+                span,
+                format!(
+                    "{context} is NOT ENFORCED: with action = \"report\" no running curfew component acts on it (the gateway counts errors only for rules that end sessions), so this rule ends nothing and records nothing; it is kept as documentation"
+                ),
             ),
-        );
-    }
-    if let Some(Condition::Violations(_)) = &condition
-        && action != Action::Report
-    {
-        let span = r.key_span("violations").unwrap_or_else(|| header.clone());
-        c.error(
-            span,
-            format!(
-                "{context} has a `violations` condition, which no running curfew component enforces: the agent cannot see a session's errors, and the gateway that would count them does not exist yet; remove the rule, or keep it as documentation with action = \"report\" (it is then shown as NOT ENFORCED)"
+            Action::Terminate if !has_gateway => c.error(
+                span,
+                format!(
+                    "{context} has a `violations` condition, which needs the curfew gateway: only the gateway sees a session's errors (the agent cannot); add a [gateway] section and connect clients through it, or keep the rule as documentation with action = \"report\" (it is then shown as NOT ENFORCED)"
+                ),
             ),
-        );
+            Action::Terminate => {}
+        }
     }
     if let Some(condition) = &condition {
         check_options(

@@ -308,10 +308,14 @@ impl<'a> Enforcer<'a> {
                     rule,
                     reason,
                     codes,
+                    message,
                 } => {
                     let wire = &self.watched.wire;
                     let in_transaction = wire.xact_start().is_some();
-                    let fatal = violation_fatal(&rule, &reason, in_transaction);
+                    let fatal = with_rule_message(
+                        violation_fatal(&rule, &reason, in_transaction),
+                        message.as_deref(),
+                    );
                     self.ended = Some(PolicyEnd {
                         rule,
                         reason,
@@ -383,7 +387,14 @@ impl<'a> Enforcer<'a> {
         let reason = next.decision.reason(&policy, now);
         let in_transaction =
             watched.wire.xact_start().is_some() && watched.wire.state() != SessionState::Idle;
-        let fatal = ending_fatal(&next.decision.cause, &rule, &reason, in_transaction);
+        let message = policy
+            .rules
+            .get(next.decision.rule)
+            .and_then(|r| r.message.as_deref());
+        let fatal = with_rule_message(
+            ending_fatal(&next.decision.cause, &rule, &reason, in_transaction),
+            message,
+        );
         self.ended = Some(PolicyEnd {
             rule,
             reason,
@@ -418,6 +429,17 @@ fn warning_notice(message: &str, hint: &str) -> Vec<u8> {
     // No NUL inside and far below the limit: the encoder cannot refuse them.
     let _ = encode_notice_response(&fields, &mut out);
     out
+}
+
+/// `fatal` with the rule's `message` as its text, when it has one: curfew's own words (the
+/// rule and the reason) go to the DETAIL, so the client's error still names the rule.
+pub(crate) fn with_rule_message(fatal: Fatal, message: Option<&str>) -> Fatal {
+    let text = curfew_policy::login_refusal::client_text(message, fatal.message);
+    Fatal {
+        message: text.message,
+        detail: text.detail.or(fatal.detail),
+        ..fatal
+    }
 }
 
 /// The FATAL that ends a session for `cause`: PostgreSQL's own SQLSTATE for idle and idle in

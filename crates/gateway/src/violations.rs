@@ -48,6 +48,8 @@ pub(crate) enum Judged {
         reason: String,
         /// The SQLSTATEs counted, oldest first (for the audit record).
         codes: Vec<String>,
+        /// The rule's `message`, if it has one.
+        message: Option<String>,
     },
 }
 
@@ -118,6 +120,11 @@ impl ViolationBook {
                 codes,
                 reason,
             } => Judged::End {
+                message: policy
+                    .rules
+                    .iter()
+                    .find(|r| r.id() == rule)
+                    .and_then(|r| r.message.clone()),
                 rule: rule.to_string(),
                 reason,
                 codes,
@@ -231,6 +238,16 @@ mod tests {
                 Judged::Nothing
             );
         }
+    }
+
+    #[test]
+    fn a_rules_message_replaces_the_text_and_the_rule_stays_in_the_detail() {
+        let own = violation_fatal("misbehaviour", "3 errors 42501", false);
+        let fatal = crate::enforce::with_rule_message(own.clone(), Some("Closed: ACME 4.2"));
+        assert_eq!(fatal.message, "Closed: ACME 4.2");
+        assert_eq!(fatal.detail.as_deref(), Some(own.message.as_str()));
+        assert_eq!((fatal.code, fatal.hint), (own.code, own.hint.clone()));
+        assert_eq!(crate::enforce::with_rule_message(own.clone(), None), own);
     }
 
     #[test]

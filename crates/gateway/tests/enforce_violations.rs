@@ -23,8 +23,13 @@ const DENIED: &str = "SELECT rolpassword FROM pg_authid";
 const MISSING: &str = "SELECT * FROM no_such_table_at_all";
 
 fn policy(per: &str) -> Arc<Policy> {
+    policy_with(per, "")
+}
+
+/// With `extra` lines in the rule (`message = ...`).
+fn policy_with(per: &str, extra: &str) -> Arc<Policy> {
     let text = format!(
-        "[[rule]]\nname = \"misbehaviour\"\nviolations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\", per = \"{per}\" }}\n[[target]]\nname = \"db\"\nurl = \"postgresql://curfew@localhost/postgres\"\n[gateway]\n"
+        "[[rule]]\nname = \"misbehaviour\"\n{extra}violations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\", per = \"{per}\" }}\n[[target]]\nname = \"db\"\nurl = \"postgresql://curfew@localhost/postgres\"\n[gateway]\n"
     );
     Arc::new(
         parse_policy("violations.toml", &text, jiff::tz::db())
@@ -222,4 +227,30 @@ async fn without_the_policy_errors_are_only_forwarded() {
         .await
         .expect("the session lives");
     assert!(!alice.connection.is_finished());
+}
+
+#[tokio::test]
+async fn a_rules_message_is_what_the_client_reads_and_the_detail_names_the_rule() {
+    let harness = Harness::start("violations-message", Setup::default()).await;
+    harness.gateway.enforce(policy_with(
+        "session",
+        "message = \"Session closed under ACME policy 4.2; call the service desk\"\n",
+    ));
+    let alice = alice(&harness).await;
+    for _ in 0..3 {
+        assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    }
+    let error = ended_with(alice.connection, Duration::from_secs(10)).await;
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(db.code().code(), "57P01", "{db:?}");
+    assert_eq!(
+        db.message(),
+        "Session closed under ACME policy 4.2; call the service desk"
+    );
+    assert_eq!(
+        db.detail(),
+        Some(
+            "terminating connection: 3 errors 42501 by this session within 10m; limit 3 (rule misbehaviour)"
+        )
+    );
 }

@@ -291,6 +291,10 @@ pub struct Rule {
     pub lock_logins: bool,
     /// The requirements this rule implements (e.g. "NIST-800-171-3.1.11", "V-261910").
     pub controls: Vec<String>,
+    /// `message`: the text a client is shown instead of curfew's own when this rule ends its
+    /// session in the gateway or refuses its login (a site's banner); curfew's own words, which
+    /// name the rule, then go to the DETAIL field (see [`crate::login_refusal::client_text`]).
+    pub message: Option<String>,
 }
 
 /// Where a `lock_logins` rule stands at an instant.

@@ -207,3 +207,60 @@ fn a_report_only_violations_rule_stays_not_enforced_with_a_gateway() {
     assert!(!e.rules[0].enforced);
     assert_eq!(e.rules[0].enforced_by, "none");
 }
+
+#[test]
+fn a_rules_message_is_kept_as_written() {
+    let text = "[[rule]]\nname = \"a\"\nidle = \"5m\"\nmessage = \"Session closed per ACME policy 4.2 — call x1234\"\n";
+    let parsed = parse_policy("t.toml", text, jiff::tz::db()).unwrap();
+    assert_eq!(
+        parsed.policy.rules[0].message.as_deref(),
+        Some("Session closed per ACME policy 4.2 — call x1234")
+    );
+    let plain = parse_policy("t.toml", RULE, jiff::tz::db()).unwrap();
+    assert_eq!(plain.policy.rules[0].message, None);
+}
+
+#[test]
+fn a_bad_message_is_refused_at_its_place() {
+    assert_error(
+        &format!("{RULE}message = 3\n"),
+        "4:11",
+        "`message` in rule \"a\" must be a string (the text clients see), not an integer",
+    );
+    assert_error(
+        &format!("{RULE}message = \"  \"\n"),
+        "4:11",
+        "`message` in rule \"a\" is empty",
+    );
+    assert_error(
+        &format!("{RULE}message = \"{}\"\n", "x".repeat(1001)),
+        "4:11",
+        "is 1001 characters long; at most 1000 are allowed",
+    );
+    assert_error(
+        &format!("{RULE}message = \"closed\\u001b[2Jnow\"\n"),
+        "4:11",
+        "contains the control character \\u{1b}",
+    );
+    assert_error(
+        &format!("{RULE}message = \"two\\nlines\"\n"),
+        "4:11",
+        "contains the control character \\n",
+    );
+    // Exactly 1000 characters (not bytes) is accepted.
+    let text = format!("{RULE}message = \"{}\"\n", "é".repeat(1000));
+    assert!(parse_policy("t.toml", &text, jiff::tz::db()).is_ok());
+}
+
+#[test]
+fn client_text_keeps_curfews_words_in_the_detail() {
+    use curfew_policy::login_refusal::{ClientText, client_text};
+    assert_eq!(
+        client_text(Some("Closed by policy"), "idle for 5m (rule a)".to_owned()),
+        ClientText {
+            message: "Closed by policy".to_owned(),
+            detail: Some("idle for 5m (rule a)".to_owned()),
+        }
+    );
+    assert_eq!(client_text(None, "own".to_owned()).detail, None);
+}

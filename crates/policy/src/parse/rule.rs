@@ -28,6 +28,7 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "action",
     "timezone",
     "lock_logins",
+    "message",
     "roles",
     "member_of",
     "databases",
@@ -99,6 +100,7 @@ fn parse_rule(
     let zone = parse_timezone(c, &r, tzdb);
     let warn = duration(c, &r, "warn");
     let lock_logins = r.boolean(c, "lock_logins");
+    let message = parse_message(c, &r);
 
     // Which condition keys are present, in file order.
     let present: Vec<(&str, Range<usize>)> = table
@@ -174,7 +176,44 @@ fn parse_rule(
         action,
         lock_logins: lock_logins.is_some_and(|l| l.value),
         controls,
+        message,
     })
+}
+
+/// The longest `message` accepted, in characters: a banner, not a document.
+pub(super) const MESSAGE_MAX_CHARS: usize = 1000;
+
+/// `message`: shown to clients as written, so it must be one non-empty line of text a client
+/// can print safely (no control characters: no terminal escapes, no NUL the protocol cannot
+/// carry, no line breaks that could fake another line of output).
+fn parse_message(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Option<String> {
+    let message = r.string(c, "message", "a string (the text clients see)")?;
+    let context = &r.context;
+    let chars = message.value.chars().count();
+    if message.value.trim().is_empty() {
+        c.error(
+            message.span,
+            format!("`message` in {context} is empty; remove it to use curfew's own message"),
+        );
+    } else if chars > MESSAGE_MAX_CHARS {
+        c.error(
+            message.span,
+            format!(
+                "`message` in {context} is {chars} characters long; at most {MESSAGE_MAX_CHARS} are allowed"
+            ),
+        );
+    } else if let Some(bad) = message.value.chars().find(|ch| ch.is_control()) {
+        c.error(
+            message.span,
+            format!(
+                "`message` in {context} contains the control character {}; write one line of plain text",
+                bad.escape_default()
+            ),
+        );
+    } else {
+        return Some(message.value);
+    }
+    None
 }
 
 /// `controls`: each id is one curfew knows, or the organization's own (`local:...`).

@@ -22,6 +22,7 @@ use tokio::time::Sleep;
 
 use crate::activity::Watched;
 use crate::error::{Fatal, sqlstate};
+use crate::metrics::Metrics;
 use crate::violations::{Judged, ViolationBook, violation_fatal};
 
 /// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
@@ -109,6 +110,8 @@ pub(crate) struct Enforcer<'a> {
     violations: Arc<ViolationBook>,
     /// Whether any of this session's errors was judged (its counts are forgotten at the end).
     judged_errors: bool,
+    /// Warnings and ends by rule.
+    metrics: Arc<Metrics>,
 }
 
 /// How far ahead an unarmed timer sleeps (re-armed on any change well before).
@@ -121,6 +124,7 @@ impl<'a> Enforcer<'a> {
         identity: SessionIdentity,
         policy: PolicyFeed,
         violations: Arc<ViolationBook>,
+        metrics: Arc<Metrics>,
         on_warn: Box<dyn FnMut(&Warned) + Send + 'a>,
     ) -> Enforcer<'a> {
         let mut enforcer = Enforcer {
@@ -140,6 +144,7 @@ impl<'a> Enforcer<'a> {
             ended: None,
             violations,
             judged_errors: false,
+            metrics,
         };
         enforcer.watch_policy();
         enforcer
@@ -291,9 +296,14 @@ impl<'a> Enforcer<'a> {
         let now = self.watched.clock.now();
         let codes: Vec<_> = self.watched.wire.take_errors().collect();
         for code in codes {
-            match self.violations.judge(&policy, &session, code.as_str(), now) {
+            let metrics = &self.metrics;
+            match self
+                .violations
+                .judge(&policy, &session, code.as_str(), now, metrics)
+            {
                 Judged::Nothing => {}
-                Judged::Warn { message, .. } => {
+                Judged::Warn { message, rule } => {
+                    metrics.policy_warned(&rule);
                     let notice = warning_notice(
                         &message,
                         "the server's errors of these kinds are counted; stop what fails, or reconnect later",
@@ -316,6 +326,7 @@ impl<'a> Enforcer<'a> {
                         violation_fatal(&rule, &reason, in_transaction),
                         message.as_deref(),
                     );
+                    metrics.policy_ended(&rule);
                     self.ended = Some(PolicyEnd {
                         rule,
                         reason,
@@ -365,6 +376,7 @@ impl<'a> Enforcer<'a> {
             "save your work and reconnect later"
         };
         self.notice = Some(warning_notice(&message, hint));
+        self.metrics.policy_warned(&planned.rule);
         (self.on_warn)(&Warned {
             rule: planned.rule,
             reason: message,
@@ -395,6 +407,7 @@ impl<'a> Enforcer<'a> {
             ending_fatal(&next.decision.cause, &rule, &reason, in_transaction),
             message,
         );
+        self.metrics.policy_ended(&rule);
         self.ended = Some(PolicyEnd {
             rule,
             reason,
@@ -506,6 +519,7 @@ mod tests {
             identity(start),
             feed,
             Arc::new(ViolationBook::new()),
+            Arc::new(Metrics::new()),
             Box::new(|w: &Warned| {
                 warned
                     .lock()
@@ -559,6 +573,7 @@ mod tests {
             identity(start),
             feed,
             Arc::new(ViolationBook::new()),
+            Arc::new(Metrics::new()),
             Box::new(|_: &Warned| {}),
         );
         assert!(poll_once(&mut enforcer).await.is_pending());

@@ -176,6 +176,7 @@ async fn run_session(
         },
         shared.policy.subscribe(),
         shared.violations.clone(),
+        shared.metrics.clone(),
         Box::new(|warned: &Warned| {
             if let Some(audit) = shared.audit() {
                 audit.session_warned(&facts, warned);

@@ -12,6 +12,7 @@ use curfew_policy::{
 use jiff::{SignedDuration, Timestamp};
 
 use crate::error::{Fatal, sqlstate};
+use crate::metrics::Metrics;
 
 /// How often counts older than every rule's window are swept (bounds the book's memory).
 const SWEEP_EVERY: SignedDuration = SignedDuration::from_secs(60);
@@ -60,14 +61,15 @@ impl ViolationBook {
     }
 
     /// `session` got an ErrorResponse with `code` at `at`: counted against every ending
-    /// `violations` rule in force for it. Report-only rules are documentation (NOT ENFORCED):
-    /// their verdicts are dropped.
+    /// `violations` rule in force for it (and in `metrics`, by rule and code). Report-only
+    /// rules are documentation (NOT ENFORCED): their verdicts are dropped, nothing counted.
     pub(crate) fn judge(
         &self,
         policy: &Policy,
         session: &Session,
         code: &str,
         at: Timestamp,
+        metrics: &Metrics,
     ) -> Judged {
         let mut book = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if book
@@ -87,6 +89,15 @@ impl ViolationBook {
             book.counter.forget_before(at - longest);
         }
         let verdict = book.counter.on_error(policy, session, code, at);
+        for id in book.counter.counted_by() {
+            if policy
+                .rules
+                .iter()
+                .any(|r| r.id() == *id && r.action == Action::Terminate)
+            {
+                metrics.violation_counted(id.as_str(), code);
+            }
+        }
         drop(book);
         match verdict {
             ErrorVerdict::Warn {
@@ -203,41 +214,56 @@ mod tests {
     fn two_errors_warn_the_third_ends_other_codes_do_not_count() {
         let p = policy("terminate", "session");
         let book = ViolationBook::new();
+        let m = Metrics::new();
         let s = session(1);
-        assert_eq!(book.judge(&p, &s, "42501", at(1)), Judged::Nothing);
-        assert_eq!(book.judge(&p, &s, "42P01", at(2)), Judged::Nothing);
-        let Judged::Warn { message, .. } = book.judge(&p, &s, "42501", at(3)) else {
+        assert_eq!(book.judge(&p, &s, "42501", at(1), &m), Judged::Nothing);
+        assert_eq!(book.judge(&p, &s, "42P01", at(2), &m), Judged::Nothing);
+        let Judged::Warn { message, .. } = book.judge(&p, &s, "42501", at(3), &m) else {
             panic!("no warning after the second");
         };
         assert_eq!(
             message,
             "one more error with SQLSTATE 42501 within 10m ends this session: 2 counted; limit 3 (rule misbehaviour)"
         );
-        let Judged::End { reason, codes, .. } = book.judge(&p, &s, "42501", at(4)) else {
+        let Judged::End { reason, codes, .. } = book.judge(&p, &s, "42501", at(4), &m) else {
             panic!("not ended at the third");
         };
         assert_eq!(reason, "3 errors 42501 by this session within 10m; limit 3");
         assert_eq!(codes, ["42501", "42501", "42501"]);
+        // Counted by rule and code: only the rule's own codes have a sample.
+        let text = m.encode(crate::traffic::RelayTotals::default(), None);
+        assert!(
+            text.contains(
+                "curfew_gateway_violations_total{rule=\"misbehaviour\",sqlstate=\"42501\"} 3\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("42P01"), "{text}");
     }
 
     #[test]
     fn per_role_counts_across_sessions_and_report_rules_do_nothing() {
         let p = policy("terminate", "role");
         let book = ViolationBook::new();
-        book.judge(&p, &session(1), "42501", at(1));
-        book.judge(&p, &session(1), "42501", at(2));
+        let m = Metrics::new();
+        book.judge(&p, &session(1), "42501", at(1), &m);
+        book.judge(&p, &session(1), "42501", at(2), &m);
         book.forget_session(&session(1).key());
         assert!(matches!(
-            book.judge(&p, &session(2), "42501", at(3)),
+            book.judge(&p, &session(2), "42501", at(3), &m),
             Judged::End { .. }
         ));
         let report = policy("report", "session");
+        let m = Metrics::new();
         for second in 1..=5 {
             assert_eq!(
-                book.judge(&report, &session(3), "42501", at(second)),
+                book.judge(&report, &session(3), "42501", at(second), &m),
                 Judged::Nothing
             );
         }
+        // A report-only rule is documentation: nothing counted.
+        let text = m.encode(crate::traffic::RelayTotals::default(), None);
+        assert!(!text.contains("curfew_gateway_violations_total{"), "{text}");
     }
 
     #[test]

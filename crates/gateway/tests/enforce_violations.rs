@@ -143,6 +143,16 @@ async fn three_permission_errors_end_the_session_with_the_reason_after_a_warning
     );
     assert_eq!(db.hint(), Some("reconnect to continue"));
 
+    // /metrics counts the warning, the end, and the errors by rule and SQLSTATE.
+    let metrics = harness.gateway.metrics_text();
+    for line in [
+        "curfew_gateway_policy_warnings_total{rule=\"misbehaviour\"} 1\n",
+        "curfew_gateway_policy_sessions_ended_total{rule=\"misbehaviour\"} 1\n",
+        "curfew_gateway_violations_total{rule=\"misbehaviour\",sqlstate=\"42501\"} 3\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from\n{metrics}");
+    }
+
     // The audit record names the rule and the codes counted, not the statements.
     let path = harness.audit_log.clone().expect("an audit log");
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -185,6 +195,19 @@ async fn two_errors_and_errors_of_other_codes_do_not_end_the_session() {
             .expect("the session lives");
     }
     assert!(!alice.connection.is_finished());
+    // Errors of other codes are not counted, nor is any session ended.
+    let metrics = harness.gateway.metrics_text();
+    assert!(
+        metrics.contains(
+            "curfew_gateway_violations_total{rule=\"misbehaviour\",sqlstate=\"42501\"} 2\n"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("42P01"), "{metrics}");
+    assert!(
+        !metrics.contains("curfew_gateway_policy_sessions_ended_total{"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]

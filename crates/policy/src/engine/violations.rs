@@ -55,6 +55,8 @@ pub enum ErrorVerdict {
 pub struct ViolationCounter {
     /// Per rule and session (or role): when each counted error happened, and its code.
     counts: HashMap<(RuleId, Counted), VecDeque<(Timestamp, String)>>,
+    /// The rules that counted the last error (for an enforcement point's metrics).
+    counted_by: Vec<RuleId>,
 }
 
 impl ViolationCounter {
@@ -75,6 +77,7 @@ impl ViolationCounter {
         code: &str,
         at: Timestamp,
     ) -> ErrorVerdict {
+        self.counted_by.clear();
         if policy.exempt.session(session).is_some() {
             return ErrorVerdict::Nothing;
         }
@@ -90,6 +93,7 @@ impl ViolationCounter {
                 ViolationsPer::Session => Counted::Session(session.key()),
                 ViolationsPer::Role => Counted::Role(session.role.clone()),
             };
+            self.counted_by.push(rule.id());
             let key = (rule.id(), counted);
             let errors = self.counts.entry(key.clone()).or_default();
             let since = at - v.within.get();
@@ -120,6 +124,12 @@ impl ViolationCounter {
             verdict = more_severe(verdict, this);
         }
         verdict
+    }
+
+    /// The rules (in scope, not exempt, listing its SQLSTATE) that counted the last error
+    /// given to [`ViolationCounter::on_error`], in file order.
+    pub fn counted_by(&self) -> &[RuleId] {
+        &self.counted_by
     }
 
     /// Forget a session that ended (its own counters; a role's stay).

@@ -181,8 +181,20 @@ impl Bodies {
                     },
                 ))
             };
-            let opens_message = message(Some(&opens));
-            let closed_message = message(None);
+            // A rule's `message` replaces curfew's words, which follow after chr(31) and
+            // become the DETAIL (the check splits them), so the refusal still names the rule.
+            // The rule's text has no control character (the policy refuses them), so chr(31)
+            // cannot come from it.
+            let with_banner = |own: String| match &rule.message {
+                Some(banner) => format!(
+                    "{} || chr(31) || {}",
+                    literal(&template(banner)),
+                    literal(&own)
+                ),
+                None => literal(&own),
+            };
+            let opens_message = with_banner(message(Some(&opens)));
+            let closed_message = with_banner(message(None));
             rule_rows.push(format!(
                 "({}, {}, {}, {}, {}, {}, {})",
                 literal(&rule.name),
@@ -194,8 +206,8 @@ impl Bodies {
                 literal(zone),
                 patterns(&rule.scope.roles),
                 patterns(&rule.scope.member_of),
-                literal(&opens_message),
-                literal(&closed_message),
+                opens_message,
+                closed_message,
             ));
             for window in schedule.windows() {
                 window_rows.push(match &window.kind {
@@ -349,6 +361,11 @@ BEGIN
     refusal := curfew.login_refusal(who);
   EXCEPTION WHEN OTHERS THEN
 {on_error}  END;
+  -- A rule's own message, then curfew's words naming the rule (the DETAIL), after chr(31).
+  IF strpos(refusal, chr(31)) > 0 THEN
+    RAISE EXCEPTION USING ERRCODE = '28000', MESSAGE = split_part(refusal, chr(31), 1),
+      DETAIL = split_part(refusal, chr(31), 2);
+  END IF;
   IF refusal IS NOT NULL THEN
     RAISE EXCEPTION USING ERRCODE = '28000', MESSAGE = refusal;
   END IF;

@@ -161,3 +161,25 @@ fn one_off_windows_go_in_as_civil_times_and_other_rules_stay_out() {
     // A report-only rule refuses nothing.
     assert!(!sql.contains("'staged'"));
 }
+
+#[test]
+fn a_rules_message_is_an_escaped_literal_before_curfews_words() {
+    let text = POLICY.replace(
+        "lock_logins = true\n",
+        "lock_logins = true\nmessage = \"Closed 100% by O'Brien's policy\"\n",
+    );
+    let sql = login_trigger(&policy(&text), "curfew.toml", "abc", &closed());
+    // The quote doubled, the percent sign doubled for format(), then chr(31), then the
+    // template of curfew's own words.
+    assert!(
+        sql.contains(
+            "'Closed 100%% by O''Brien''s policy' || chr(31) || 'logins for role %1$s are closed by rule after-hours"
+        ),
+        "{sql}"
+    );
+    assert!(sql.contains("MESSAGE = split_part(refusal, chr(31), 1)"));
+    assert!(sql.contains("DETAIL = split_part(refusal, chr(31), 2)"));
+    // Without a message, curfew's words alone.
+    let plain = login_trigger(&policy(POLICY), "curfew.toml", "abc", &closed());
+    assert!(!plain.contains("|| chr(31) ||"));
+}

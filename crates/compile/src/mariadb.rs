@@ -100,7 +100,9 @@ fn map_rule(rule: &Rule, server: Server, margin: Margin, exempt: &Exempt) -> Map
             server.name()
         )),
         Condition::Violations(_) => Mapping::Unmapped(
-            "NOT ENFORCED: no running curfew component enforces a `violations` rule.".to_owned(),
+            "no setting counts errors by SQLSTATE (the curfew gateway counts them for its own \
+             sessions)."
+                .to_owned(),
         ),
         Condition::MaxSessions(_) if !scope.member_of.is_empty() => Mapping::Unmapped(
             "curfew does not read MariaDB/MySQL roles, so `member_of` names no account here."

@@ -127,7 +127,9 @@ pub(crate) fn map_rule(rule: &Rule, margin: Margin) -> Mapping {
         )),
         // Refused earlier by `common_obstacle`; kept for the match.
         Condition::Violations(_) => Mapping::Unmapped(
-            "NOT ENFORCED: no running curfew component enforces a `violations` rule.".to_owned(),
+            "no setting counts errors by SQLSTATE (the curfew gateway counts them for its own \
+             sessions)."
+                .to_owned(),
         ),
         Condition::MaxSessions(_) if databases.is_some() => Mapping::Unmapped(
             "CONNECTION LIMIT counts a role's sessions in every database; a limit on its sessions \

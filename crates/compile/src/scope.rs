@@ -115,13 +115,18 @@ pub(crate) fn or_list(names: &[String]) -> String {
 /// see. `None` when the rule may map (its condition still has to).
 pub(crate) fn common_obstacle(rule: &Rule, database_word: &str) -> Option<String> {
     if matches!(rule.condition, curfew_policy::Condition::Violations(_)) {
-        return Some(
-            "NOT ENFORCED: no running curfew component enforces a `violations` rule (the agent \
-             cannot see a session's errors, and the gateway that would count them does not exist \
-             yet), and the database has no setting that counts errors by SQLSTATE; nothing is \
-             emitted for it."
-                .to_owned(),
-        );
+        return Some(if rule.action == curfew_policy::Action::Report {
+            "NOT ENFORCED: a report-only `violations` rule is documentation (the agent cannot see \
+             a session's errors, and the curfew gateway counts them only for rules that end \
+             sessions), and the database has no setting that counts errors by SQLSTATE; nothing \
+             is emitted for it."
+                .to_owned()
+        } else {
+            "the database has no setting that counts errors by SQLSTATE; nothing is emitted for \
+             it. Enforced by the curfew gateway, for sessions through it; direct sessions are not \
+             watched."
+                .to_owned()
+        });
     }
     if rule.action == Action::Report {
         return Some(

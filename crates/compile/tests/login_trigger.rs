@@ -72,6 +72,14 @@ deny = ["{} - {}"]
 timezone = "{ZONE}"
 roles = ["frank"]
 lock_logins = true
+
+[[rule]]
+name = "banner"
+deny = ["{} {}-{}"]
+timezone = "{ZONE}"
+roles = ["gina"]
+lock_logins = true
+message = "Closed 100% by O'Brien's $$ policy %s"
 "#,
         day(allow_opens),
         day(deny_from),
@@ -79,6 +87,9 @@ lock_logins = true
         deny_to.strftime("%H:%M"),
         deny_from.strftime("%Y-%m-%d %H:%M"),
         freeze_to.strftime("%Y-%m-%d %H:%M"),
+        day(deny_from),
+        deny_from.strftime("%H:%M"),
+        deny_to.strftime("%H:%M"),
     );
     (text, allow_opens, deny_to, freeze_to)
 }
@@ -199,7 +210,8 @@ async fn refuses_and_admits_on(major: u32) {
             "{}\nCREATE ROLE humans NOLOGIN;
              CREATE ROLE alice LOGIN IN ROLE humans; CREATE ROLE backup LOGIN IN ROLE humans;
              CREATE ROLE oncall LOGIN IN ROLE humans; CREATE ROLE carol LOGIN;
-             CREATE ROLE dave LOGIN; CREATE ROLE erin LOGIN; CREATE ROLE frank LOGIN;",
+             CREATE ROLE dave LOGIN; CREATE ROLE erin LOGIN; CREATE ROLE frank LOGIN;
+             CREATE ROLE gina LOGIN;",
             curfew_testkit::AGENT_ROLE
         ),
     );
@@ -269,6 +281,18 @@ async fn refuses_and_admits_on(major: u32) {
             "logins for role frank are closed by rule freeze until {} Asia/Tokyo (deny window 20{freeze})",
             freeze_ends.strftime("%a %Y-%m-%d %H:%M")
         )
+    );
+
+    // A rule's `message` is what the client reads, as written (quotes, `%`, `$$` kept);
+    // curfew's words, naming the rule, are the DETAIL.
+    let gina = login(&cluster, "gina").await.expect_err("gina is refused");
+    assert_eq!(gina.code(), &SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+    assert_eq!(gina.message(), "Closed 100% by O'Brien's $$ policy %s");
+    assert!(
+        gina.detail()
+            .unwrap_or_default()
+            .starts_with("logins for role gina are closed by rule banner until "),
+        "{gina:?}"
     );
 
     // Outside every rule, exempt, break-glass, superuser, curfew's own role: they log in.

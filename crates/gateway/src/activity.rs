@@ -4,6 +4,11 @@
 //! idle ('I'), in a transaction ('T') or in a failed one ('E'); a client's Query, FunctionCall
 //! or Sync (and Parse/Bind/Execute before their Sync) starts work, which is never idle.
 //!
+//! The server's ErrorResponses are read for their SQLSTATE (field 'C') only, as the bytes pass
+//! (a five-byte scratch, no copy of the frame), for `violations` rules: the codes wait in
+//! [`WireState::take_errors`] for the enforcer. The gateway's own FATALs are written outside
+//! the observed path, so they are never counted.
+//!
 //! Times come from a [`Clock`] the gateway owns (tokio's clock under a wall-clock origin), so
 //! tests that pause tokio's time move the session's times with it.
 
@@ -103,6 +108,73 @@ pub(crate) struct WireState {
     xact_start: Option<Timestamp>,
     /// Bumped on every state change (a timer armed for an older one is re-armed).
     generation: u64,
+    /// The server's ErrorResponse being read, if one is.
+    error_scan: Option<ErrorScan>,
+    /// SQLSTATEs of the server's ErrorResponses not yet judged (allocated at the first one).
+    errors: Vec<Sqlstate>,
+}
+
+/// A SQLSTATE: five ASCII letters or digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Sqlstate([u8; 5]);
+
+impl Sqlstate {
+    /// The code as text.
+    pub(crate) fn as_str(&self) -> &str {
+        // Only ASCII alphanumerics are ever stored.
+        std::str::from_utf8(&self.0).unwrap_or("?????")
+    }
+}
+
+/// Reading one ErrorResponse's body for its 'C' field: after the four length bytes, fields
+/// of a type byte and a NUL-terminated string, until a lone NUL.
+#[derive(Debug, Default)]
+struct ErrorScan {
+    /// Length bytes still to skip.
+    skip: u8,
+    /// Inside a field's string (`code` says whether it is the 'C' field).
+    in_field: bool,
+    in_code: bool,
+    code: [u8; 5],
+    /// Bytes of the code seen (more than five: not a SQLSTATE).
+    len: u8,
+    found: Option<Sqlstate>,
+}
+
+impl ErrorScan {
+    fn new() -> ErrorScan {
+        ErrorScan {
+            skip: 4,
+            ..ErrorScan::default()
+        }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            if self.skip > 0 {
+                self.skip -= 1;
+            } else if !self.in_field {
+                // A field's type; a NUL here ends the message (nothing follows).
+                self.in_field = byte != 0;
+                self.in_code = byte == b'C';
+                self.len = 0;
+            } else if byte == 0 {
+                if self.in_code && self.len == 5 && self.found.is_none() {
+                    self.found = Some(Sqlstate(self.code));
+                }
+                self.in_field = false;
+                self.in_code = false;
+            } else if self.in_code {
+                if usize::from(self.len) < self.code.len() && byte.is_ascii_alphanumeric() {
+                    self.code[usize::from(self.len)] = byte;
+                    self.len += 1;
+                } else {
+                    // Too long or not a SQLSTATE's character: never counted.
+                    self.in_code = false;
+                }
+            }
+        }
+    }
 }
 
 impl WireState {
@@ -118,7 +190,19 @@ impl WireState {
             state_change: now,
             xact_start: None,
             generation: 0,
+            error_scan: None,
+            errors: Vec::new(),
         }
+    }
+
+    /// Whether the server sent ErrorResponses not yet taken.
+    pub(crate) fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// The SQLSTATEs of the server's ErrorResponses since the last call, oldest first.
+    pub(crate) fn take_errors(&mut self) -> std::vec::Drain<'_, Sqlstate> {
+        self.errors.drain(..)
     }
 
     /// The state now.
@@ -149,14 +233,23 @@ impl WireState {
         };
         walk(&mut cursor, bytes, |event| match event {
             FrameEvent::Started(tag) if sender == Direction::Frontend => self.client_sent(tag, now),
+            FrameEvent::Started(b'E') => self.error_scan = Some(ErrorScan::new()),
+            FrameEvent::Body(body) if sender == Direction::Backend => {
+                if let Some(scan) = self.error_scan.as_mut() {
+                    scan.feed(body);
+                }
+            }
             FrameEvent::Ended(cursor) if sender == Direction::Backend => {
+                if let Some(code) = self.error_scan.take().and_then(|scan| scan.found) {
+                    self.errors.push(code);
+                }
                 if cursor.ends_with_frame(b'Z')
                     && let Some(status) = cursor.transaction_status()
                 {
                     self.server_ready(status, now);
                 }
             }
-            FrameEvent::Started(_) | FrameEvent::Ended(_) => {}
+            FrameEvent::Started(_) | FrameEvent::Body(_) | FrameEvent::Ended(_) => {}
         });
         match sender {
             Direction::Frontend => self.up = cursor,
@@ -212,6 +305,8 @@ impl WireState {
 enum FrameEvent<'a> {
     /// A frame began with this type byte.
     Started(u8),
+    /// Bytes of the frame in progress after its type byte (its length, then its body).
+    Body(&'a [u8]),
     /// A frame ended (the cursor is just past it).
     Ended(&'a FrameCursor),
 }
@@ -230,10 +325,15 @@ fn walk(cursor: &mut FrameCursor, mut bytes: &[u8], mut event: impl FnMut(FrameE
         }
         match cursor.feed_to_boundary(bytes) {
             Ok(Some(end)) => {
+                event(FrameEvent::Body(&bytes[..end]));
                 event(FrameEvent::Ended(cursor));
                 bytes = &bytes[end..];
             }
-            Ok(None) | Err(_) => return,
+            Ok(None) => {
+                event(FrameEvent::Body(bytes));
+                return;
+            }
+            Err(_) => return,
         }
     }
 }
@@ -348,6 +448,44 @@ mod tests {
         wire.observe(Direction::Frontend, &bytes, at(1));
         assert_eq!(wire.state(), SessionState::Idle);
         assert_eq!(wire.generation(), 0);
+    }
+
+    fn error_response(code: &[u8]) -> Vec<u8> {
+        let mut body = b"SERROR\0VERROR\0".to_vec();
+        body.push(b'C');
+        body.extend_from_slice(code);
+        body.extend_from_slice(b"\0Mpermission denied for table t\0\0");
+        frame(b'E', &body)
+    }
+
+    #[test]
+    fn the_servers_error_codes_are_read_even_split_byte_by_byte() {
+        let mut wire = WireState::new(at(0));
+        assert!(!wire.has_errors());
+        let mut bytes = error_response(b"42501");
+        bytes.extend(ready(b'I'));
+        bytes.extend(error_response(b"42P01"));
+        for byte in &bytes {
+            wire.observe(Direction::Backend, std::slice::from_ref(byte), at(1));
+        }
+        let codes: Vec<String> = wire.take_errors().map(|c| c.as_str().to_owned()).collect();
+        assert_eq!(codes, ["42501", "42P01"]);
+        assert!(!wire.has_errors());
+    }
+
+    #[test]
+    fn a_code_that_is_no_sqlstate_and_the_clients_frames_are_not_counted() {
+        let mut wire = WireState::new(at(0));
+        // Too long, too short, a character no SQLSTATE has.
+        let mut bytes = error_response(b"425010");
+        bytes.extend(error_response(b"4250"));
+        bytes.extend(error_response(b"42-01"));
+        // A notice with a 'C' field is no error.
+        bytes.extend(frame(b'N', b"SWARNING\0C01000\0Mx\0\0"));
+        wire.observe(Direction::Backend, &bytes, at(1));
+        // The client's 'E' is an Execute.
+        wire.observe(Direction::Frontend, &error_response(b"42501"), at(1));
+        assert!(!wire.has_errors());
     }
 
     #[tokio::test(start_paused = true)]

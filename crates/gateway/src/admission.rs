@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 
 use curfew_policy::login_refusal::{
-    RefusalCause, WindowRule, login_refusal_message, opening_time, utc_time,
+    RefusalCause, WindowRule, client_text, login_refusal_message, opening_time, utc_time,
 };
 use curfew_policy::{
     Admission, Condition, IncidentLock, LOGIN_LOCK_RULE, Login, Policy, Refusal, admit,
@@ -170,9 +170,8 @@ fn window_lock_refusal(role: &str, locks: &[LedgerLock]) -> Option<RefusedLogin>
 /// rule's zone), a session cap's with the engine's reason.
 fn rule_refused(policy: &Policy, role: &str, refusal: Refusal, now: Timestamp) -> RefusedLogin {
     let rule_id = refusal.rule.to_string();
-    let message = refusal
-        .rule_index
-        .and_then(|index| policy.rules.get(index))
+    let rule = refusal.rule_index.and_then(|index| policy.rules.get(index));
+    let words = rule
         .and_then(|rule| {
             let schedule = rule.condition.schedule()?;
             let kind = match rule.condition {
@@ -205,8 +204,15 @@ fn rule_refused(policy: &Policy, role: &str, refusal: Refusal, now: Timestamp) -
                 refusal.reason
             )
         });
+    // A rule's own `message` (a site's banner) is what the user reads; curfew's words, which
+    // name the rule and when logins open, go to the DETAIL.
+    let text = client_text(rule.and_then(|r| r.message.as_deref()), words);
+    let mut fatal = Fatal::new(sqlstate::INVALID_AUTHORIZATION, text.message);
+    if let Some(detail) = text.detail {
+        fatal = fatal.with_detail(detail);
+    }
     RefusedLogin {
-        fatal: Fatal::new(sqlstate::INVALID_AUTHORIZATION, message),
+        fatal,
         rule: rule_id,
         reason: refusal.reason,
     }

@@ -198,24 +198,29 @@ impl AuditTrail {
     }
 
     /// The policy ended the session (`session_terminated`, as the agent records its ends:
-    /// the rule, the reason, `ended`).
+    /// the rule, the reason, `ended`; for a `violations` rule the server's SQLSTATEs counted,
+    /// never a statement's text).
     pub(crate) async fn session_terminated(
         &self,
         facts: &SessionFacts<'_>,
         ended: &PolicyEnd,
         delivered: bool,
     ) {
+        let mut detail = json!({
+            "by": "gateway",
+            "sqlstate": ended.code,
+            "fatal_delivered": delivered,
+        });
+        if !ended.counted.is_empty() {
+            detail["sqlstates_counted"] = json!(ended.counted);
+        }
         self.send(
             self.record(Event::SessionTerminated)
                 .with_session(facts.info())
                 .with_rule(ended.rule.clone())
                 .with_reason(ended.reason.clone())
                 .with_result("ended")
-                .with_detail(json!({
-                    "by": "gateway",
-                    "sqlstate": ended.code,
-                    "fatal_delivered": delivered,
-                })),
+                .with_detail(detail),
         )
         .await;
     }

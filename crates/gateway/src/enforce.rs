@@ -3,7 +3,9 @@
 //! shows it ([`WireState`]), and re-armed when that state changes or the policy is reloaded.
 //! At the deadline the engine is asked again with the state then (the state may have changed
 //! in the same instant); if the session is still due, the relay stops it as the drain does,
-//! with a FATAL carrying PostgreSQL's own SQLSTATE for the cause.
+//! with a FATAL carrying PostgreSQL's own SQLSTATE for the cause. The server's errors go to
+//! the gateway's [`ViolationBook`] as they arrive: a warning one before a `violations` rule's
+//! count, the same stop at it.
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -20,6 +22,8 @@ use tokio::time::Sleep;
 
 use crate::activity::Watched;
 use crate::error::{Fatal, sqlstate};
+use crate::metrics::Metrics;
+use crate::violations::{Judged, ViolationBook, violation_fatal};
 
 /// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
 pub(crate) type PolicyFeed = watch::Receiver<Option<Arc<Policy>>>;
@@ -48,6 +52,8 @@ pub(crate) struct PolicyEnd {
     pub(crate) reason: String,
     /// The SQLSTATE sent.
     pub(crate) code: &'static str,
+    /// For a `violations` rule: the server's SQLSTATEs counted, oldest first (else empty).
+    pub(crate) counted: Vec<String>,
 }
 
 /// A warning given: what its `session_warned` record says.
@@ -102,6 +108,12 @@ pub(crate) struct Enforcer<'a> {
     /// Whether the timer stands for a deadline (else it sleeps far ahead).
     deadline_set: bool,
     ended: Option<PolicyEnd>,
+    /// The gateway's `violations` counters, shared by its sessions.
+    violations: Arc<ViolationBook>,
+    /// Whether any of this session's errors was judged (its counts are forgotten at the end).
+    judged_errors: bool,
+    /// Warnings and ends by rule.
+    metrics: Arc<Metrics>,
 }
 
 /// How far ahead an unarmed timer sleeps (re-armed on any change well before).
@@ -113,6 +125,8 @@ impl<'a> Enforcer<'a> {
         watched: Watched,
         identity: SessionIdentity,
         policy: PolicyFeed,
+        violations: Arc<ViolationBook>,
+        metrics: Arc<Metrics>,
         on_warn: Box<dyn FnMut(&Warned) + Send + 'a>,
     ) -> Enforcer<'a> {
         let mut enforcer = Enforcer {
@@ -130,6 +144,9 @@ impl<'a> Enforcer<'a> {
             timer: Box::pin(tokio::time::sleep(FAR_AHEAD)),
             deadline_set: false,
             ended: None,
+            violations,
+            judged_errors: false,
+            metrics,
         };
         enforcer.watch_policy();
         enforcer
@@ -220,6 +237,11 @@ impl<'a> Enforcer<'a> {
         if self.ended.is_some() {
             return Poll::Pending;
         }
+        if self.watched.wire.has_errors()
+            && let Some(fatal) = self.judge_errors()
+        {
+            return Poll::Ready(fatal);
+        }
         loop {
             let changed = if self.policy_registered {
                 self.policy.has_changed().unwrap_or(false)
@@ -262,6 +284,63 @@ impl<'a> Enforcer<'a> {
         }
     }
 
+    /// The server's errors since the last poll, judged in order: a warning queued, or the
+    /// FATAL that ends the session (the errors after it are not counted).
+    fn judge_errors(&mut self) -> Option<Fatal> {
+        let policy = self.policy.borrow().clone();
+        let Some(policy) = policy else {
+            self.watched.wire.take_errors();
+            return None;
+        };
+        self.judged_errors = true;
+        let session = self.session();
+        let now = self.watched.clock.now();
+        let codes: Vec<_> = self.watched.wire.take_errors().collect();
+        for code in codes {
+            let metrics = &self.metrics;
+            match self
+                .violations
+                .judge(&policy, &session, code.as_str(), now, metrics)
+            {
+                Judged::Nothing => {}
+                Judged::Warn { message, rule } => {
+                    metrics.policy_warned(&rule);
+                    let notice = warning_notice(
+                        &message,
+                        "the server's errors of these kinds are counted; stop what fails, or reconnect later",
+                    );
+                    match self.notice.as_mut() {
+                        // After the timer's warning: both go out, one after the other.
+                        Some(waiting) => waiting.extend_from_slice(&notice),
+                        None => self.notice = Some(notice),
+                    }
+                }
+                Judged::End {
+                    rule,
+                    reason,
+                    codes,
+                    message,
+                } => {
+                    let wire = &self.watched.wire;
+                    let in_transaction = wire.xact_start().is_some();
+                    let fatal = with_rule_message(
+                        violation_fatal(&rule, &reason, in_transaction),
+                        message.as_deref(),
+                    );
+                    metrics.policy_ended(&rule);
+                    self.ended = Some(PolicyEnd {
+                        rule,
+                        reason,
+                        code: fatal.code,
+                        counted: codes,
+                    });
+                    return Some(fatal);
+                }
+            }
+        }
+        None
+    }
+
     /// A NoticeResponse to write to the client, if one is waiting.
     pub(crate) fn take_notice(&mut self) -> Option<Vec<u8>> {
         self.notice.take()
@@ -298,6 +377,7 @@ impl<'a> Enforcer<'a> {
             "save your work and reconnect later"
         };
         self.notice = Some(warning_notice(&message, hint));
+        self.metrics.policy_warned(&planned.rule);
         (self.on_warn)(&Warned {
             rule: planned.rule,
             reason: message,
@@ -320,13 +400,31 @@ impl<'a> Enforcer<'a> {
         let reason = next.decision.reason(&policy, now);
         let in_transaction =
             watched.wire.xact_start().is_some() && watched.wire.state() != SessionState::Idle;
-        let fatal = ending_fatal(&next.decision.cause, &rule, &reason, in_transaction);
+        let message = policy
+            .rules
+            .get(next.decision.rule)
+            .and_then(|r| r.message.as_deref());
+        let fatal = with_rule_message(
+            ending_fatal(&next.decision.cause, &rule, &reason, in_transaction),
+            message,
+        );
+        self.metrics.policy_ended(&rule);
         self.ended = Some(PolicyEnd {
             rule,
             reason,
             code: fatal.code,
+            counted: Vec::new(),
         });
         Some(fatal)
+    }
+}
+
+impl Drop for Enforcer<'_> {
+    fn drop(&mut self) {
+        // Only a session that erred has counts to forget: no lock for the others.
+        if self.judged_errors {
+            self.violations.forget_session(&self.session().key());
+        }
     }
 }
 
@@ -345,6 +443,17 @@ fn warning_notice(message: &str, hint: &str) -> Vec<u8> {
     // No NUL inside and far below the limit: the encoder cannot refuse them.
     let _ = encode_notice_response(&fields, &mut out);
     out
+}
+
+/// `fatal` with the rule's `message` as its text, when it has one: curfew's own words (the
+/// rule and the reason) go to the DETAIL, so the client's error still names the rule.
+pub(crate) fn with_rule_message(fatal: Fatal, message: Option<&str>) -> Fatal {
+    let text = curfew_policy::login_refusal::client_text(message, fatal.message);
+    Fatal {
+        message: text.message,
+        detail: text.detail.or(fatal.detail),
+        ..fatal
+    }
 }
 
 /// The FATAL that ends a session for `cause`: PostgreSQL's own SQLSTATE for idle and idle in
@@ -411,6 +520,8 @@ mod tests {
             Watched::new(Clock::starting_at(start)),
             identity(start),
             feed,
+            Arc::new(ViolationBook::new()),
+            Arc::new(Metrics::new()),
             Box::new(|w: &Warned| {
                 warned
                     .lock()
@@ -463,6 +574,8 @@ mod tests {
             Watched::new(Clock::starting_at(start)),
             identity(start),
             feed,
+            Arc::new(ViolationBook::new()),
+            Arc::new(Metrics::new()),
             Box::new(|_: &Warned| {}),
         );
         assert!(poll_once(&mut enforcer).await.is_pending());

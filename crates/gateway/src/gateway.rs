@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     /// Dropped with the gateway, it stops the delivery task.
     notify_stop: tokio::sync::watch::Sender<bool>,
     notify_started: OnceLock<()>,
+    /// The `violations` rules' counts, shared by every session (per role across them).
+    pub(crate) violations: Arc<crate::violations::ViolationBook>,
 }
 
 impl Shared {
@@ -145,12 +147,14 @@ impl Gateway {
                 notifier: curfew_notify::Notifier::new(),
                 notify_stop: tokio::sync::watch::Sender::new(false),
                 notify_started: OnceLock::new(),
+                violations: Arc::new(crate::violations::ViolationBook::new()),
             }),
         })
     }
 
     /// Enforces `policy`'s rules on every session (issue 17): idle, idle in transaction,
-    /// lifetime and windows end sessions at their deadlines. Live sessions re-arm at once.
+    /// lifetime and windows end sessions at their deadlines, `violations` rules count the
+    /// server's errors. Live sessions re-arm at once.
     ///
     /// Warnings also go to the policy's `[notify]` hooks (read at each delivery, so a reload
     /// applies to the next), from a task started here: call it inside the Tokio runtime.

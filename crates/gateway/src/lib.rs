@@ -35,6 +35,7 @@ mod stream;
 mod traffic;
 mod upstream;
 mod verifiers;
+mod violations;
 mod workers;
 
 use std::future::Future;

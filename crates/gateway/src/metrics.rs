@@ -1,5 +1,7 @@
 //! The gateway's Prometheus metrics: clients and sessions now, sessions started and ended,
-//! bytes each way, failed logins by cause, refusals by reason, reloads, the drain. Encoded as
+//! bytes each way, failed logins by cause, refusals by reason, reloads, the drain, and the
+//! policy's work per rule (warnings, sessions ended, violations counted by SQLSTATE, logins
+//! refused: labels bounded by the policy's rules and their `sqlstates`). Encoded as
 //! text for the HTTP endpoint the binary serves (`curfew_observe::serve_scrape`).
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -41,6 +43,25 @@ struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ResultLabels {
     result: &'static str,
+}
+
+/// A policy rule, by name (bounded: the operator's policy names them, never a client).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabels {
+    rule: String,
+}
+
+/// A `[notify]` hook.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    hook: &'static str,
+}
+
+/// A `violations` rule and one SQLSTATE of its own list.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ViolationLabels {
+    rule: String,
+    sqlstate: String,
 }
 
 /// Why the gateway turned a client away before authenticating it.
@@ -108,6 +129,12 @@ pub(crate) struct Metrics {
     draining: Gauge,
     audit_failures: Counter,
     certificate_expiry: Family<CertificateLabels, Gauge>,
+    policy_warnings: Family<RuleLabels, Counter>,
+    policy_ends: Family<RuleLabels, Counter>,
+    violations: Family<ViolationLabels, Counter>,
+    logins_refused: Family<RuleLabels, Counter>,
+    notify_failures: Family<HookLabels, Counter>,
+    notify_dropped: Counter,
 }
 
 impl Metrics {
@@ -127,6 +154,12 @@ impl Metrics {
             draining: Gauge::default(),
             audit_failures: Counter::default(),
             certificate_expiry: Family::default(),
+            policy_warnings: Family::default(),
+            policy_ends: Family::default(),
+            violations: Family::default(),
+            logins_refused: Family::default(),
+            notify_failures: Family::default(),
+            notify_dropped: Counter::default(),
         };
         registry.register(
             "clients",
@@ -183,10 +216,91 @@ impl Metrics {
             "The client leg's certificate's notAfter, Unix seconds (absent without TLS)",
             metrics.certificate_expiry.clone(),
         );
+        registry.register(
+            "policy_warnings",
+            "Warnings given to clients, by rule (a time rule's lead, or one error before a violations rule's count)",
+            metrics.policy_warnings.clone(),
+        );
+        registry.register(
+            "policy_sessions_ended",
+            "Sessions the policy ended, by rule",
+            metrics.policy_ends.clone(),
+        );
+        registry.register(
+            "violations",
+            "Server errors counted by violations rules, by rule and SQLSTATE (only the rule's own sqlstates)",
+            metrics.violations.clone(),
+        );
+        registry.register(
+            "logins_refused",
+            "Logins the policy refused after authentication, by rule",
+            metrics.logins_refused.clone(),
+        );
+        registry.register(
+            "notify_failures",
+            "Warnings a [notify] hook did not take after every attempt, by hook",
+            metrics.notify_failures.clone(),
+        );
+        registry.register(
+            "notify_dropped",
+            "Warnings not queued for the [notify] hooks because the queue was full (their audit records keep them)",
+            metrics.notify_dropped.clone(),
+        );
         Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// A warning was given for `rule`.
+    pub(crate) fn policy_warned(&self, rule: &str) {
+        self.policy_warnings
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `rule` ended a session.
+    pub(crate) fn policy_ended(&self, rule: &str) {
+        self.policy_ends
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `rule` counted an error with `sqlstate` (one of the rule's own list: the caller only
+    /// reports codes the rule counted, so the label set stays bounded).
+    pub(crate) fn violation_counted(&self, rule: &str, sqlstate: &str) {
+        self.violations
+            .get_or_create(&ViolationLabels {
+                rule: rule.to_owned(),
+                sqlstate: sqlstate.to_owned(),
+            })
+            .inc();
+    }
+
+    /// `rule` refused a login after authentication (for the admission's refusal; `rule` is
+    /// the refusing rule's name, or the ledger's lock kind for a lock).
+    pub(crate) fn login_refused(&self, rule: &str) {
+        self.logins_refused
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A `[notify]` hook (`command` or `webhook`) did not take a warning.
+    pub(crate) fn notify_failed(&self, hook: &'static str) {
+        self.notify_failures
+            .get_or_create(&HookLabels { hook })
+            .inc();
+    }
+
+    /// A warning was not queued for the hooks (the queue was full).
+    pub(crate) fn notify_dropped(&self) {
+        self.notify_dropped.inc();
     }
 
     pub(crate) fn client_connected(&self) -> ClientGuard<'_> {
@@ -319,6 +433,11 @@ mod tests {
             metrics.auth_failed("password");
             metrics.refused(Refusal::MaxClients);
             metrics.reloaded(false);
+            metrics.policy_warned("misbehaviour");
+            metrics.policy_ended("misbehaviour");
+            metrics.violation_counted("misbehaviour", "42501");
+            metrics.violation_counted("misbehaviour", "42501");
+            metrics.login_refused("after-hours");
             let text = metrics.encode(
                 RelayTotals {
                     client_to_server: 4,
@@ -353,6 +472,10 @@ mod tests {
             "curfew_gateway_auth_failures_total{cause=\"password\"} 1\n",
             "curfew_gateway_refusals_total{reason=\"max_clients\"} 1\n",
             "curfew_gateway_reloads_total{result=\"failed\"} 1\n",
+            "curfew_gateway_policy_warnings_total{rule=\"misbehaviour\"} 1\n",
+            "curfew_gateway_policy_sessions_ended_total{rule=\"misbehaviour\"} 1\n",
+            "curfew_gateway_violations_total{rule=\"misbehaviour\",sqlstate=\"42501\"} 2\n",
+            "curfew_gateway_logins_refused_total{rule=\"after-hours\"} 1\n",
         ] {
             assert!(text.contains(line), "{line:?} missing from\n{text}");
         }

@@ -178,6 +178,8 @@ async fn run_session(
             client_addr: Some(peer.ip().to_canonical()),
         },
         shared.policy.subscribe(),
+        shared.violations.clone(),
+        shared.metrics.clone(),
         Box::new(|warned: &Warned| {
             if let Some(audit) = shared.audit() {
                 audit.session_warned(&facts, warned);
@@ -367,6 +369,7 @@ async fn login(
         encode_authentication_ok(&mut out);
         out.extend_from_slice(&refused.fatal.encode());
         let sent = send_client(&mut client.stream, &out).await;
+        shared.metrics.login_refused(&refused.rule);
         if let Some(audit) = shared.audit() {
             audit
                 .login_refused(role, &database, &application, peer, &refused)
@@ -503,26 +506,6 @@ fn role_name(user: &[u8]) -> String {
     String::from_utf8_lossy(&user[..cut]).into_owned()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_long_user_is_cut_to_63_bytes_at_a_character_boundary() {
-        assert_eq!(role_name(b"alice"), "alice");
-        let long = "a".repeat(70);
-        assert_eq!(role_name(long.as_bytes()), "a".repeat(63));
-        // 62 bytes then a 2-byte character: cutting at 63 would split it.
-        let split = format!("{}é", "b".repeat(62));
-        assert_eq!(role_name(split.as_bytes()), "b".repeat(62));
-        let exact = format!("{}é", "c".repeat(61));
-        assert_eq!(role_name(exact.as_bytes()), exact);
-        // Not UTF-8: cut at 63 bytes, never longer than the server's name.
-        let raw = [0xffu8; 80];
-        assert_eq!(role_name(&raw).chars().count(), 63);
-    }
-}
-
 /// A warning given, for the `[notify]` hooks: queued without waiting (a full queue drops it,
 /// counted; its `session_warned` record keeps it).
 fn notify_warned(shared: &Shared, facts: &SessionFacts<'_>, warned: &Warned) {
@@ -550,4 +533,24 @@ fn notify_warned(shared: &Shared, facts: &SessionFacts<'_>, warned: &Warned) {
     shared
         .notifier
         .send(warning, || shared.metrics.notify_dropped());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_user_is_cut_to_63_bytes_at_a_character_boundary() {
+        assert_eq!(role_name(b"alice"), "alice");
+        let long = "a".repeat(70);
+        assert_eq!(role_name(long.as_bytes()), "a".repeat(63));
+        // 62 bytes then a 2-byte character: cutting at 63 would split it.
+        let split = format!("{}é", "b".repeat(62));
+        assert_eq!(role_name(split.as_bytes()), "b".repeat(62));
+        let exact = format!("{}é", "c".repeat(61));
+        assert_eq!(role_name(exact.as_bytes()), exact);
+        // Not UTF-8: cut at 63 bytes, never longer than the server's name.
+        let raw = [0xffu8; 80];
+        assert_eq!(role_name(&raw).chars().count(), 63);
+    }
 }

@@ -72,6 +72,11 @@ async fn an_idle_session_is_ended_with_57p05_the_rule_the_reason_and_a_hint() {
     assert!(db.message().contains("limit 2s"), "{}", db.message());
     assert_eq!(db.hint(), Some("reconnect to continue"));
     drop(client);
+    let metrics = harness.gateway.metrics_text();
+    assert!(
+        metrics.contains("curfew_gateway_policy_sessions_ended_total{rule=\"inactivity\"} 1\n"),
+        "{metrics}"
+    );
 
     // The audit log has the end with its rule and reason, and verifies.
     let path = harness.audit_log.clone().expect("an audit log");
@@ -199,6 +204,11 @@ async fn a_warning_notice_arrives_before_the_end_and_is_recorded() {
     assert!(
         *at + Duration::from_millis(1500) <= ended_at,
         "{at:?} {ended_at:?}"
+    );
+    let metrics = harness.gateway.metrics_text();
+    assert!(
+        metrics.contains("curfew_gateway_policy_warnings_total{rule=\"inactivity\"} 1\n"),
+        "{metrics}"
     );
 
     let path = harness.audit_log.clone().expect("an audit log");

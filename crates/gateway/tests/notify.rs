@@ -60,7 +60,10 @@ async fn a_warned_session_that_runs_a_statement_stays_and_the_webhook_hears_each
 
     // Both are warned about 2 s in; the keeper answers with a statement, the other does not.
     tokio::time::sleep(Duration::from_millis(3000)).await;
-    keeper.simple_query("SELECT 1").await.expect("the keeper's statement");
+    keeper
+        .simple_query("SELECT 1")
+        .await
+        .expect("the keeper's statement");
     let (notices, error) = tokio::time::timeout(Duration::from_secs(10), silent_seen)
         .await
         .expect("the silent session was ended")
@@ -81,7 +84,11 @@ async fn a_warned_session_that_runs_a_statement_stays_and_the_webhook_hears_each
     // The webhook heard of both warnings, from the gateway.
     let deadline = Instant::now() + Duration::from_secs(10);
     while hook.count() < 2 {
-        assert!(Instant::now() < deadline, "the webhook heard {:?}", hook.seen());
+        assert!(
+            Instant::now() < deadline,
+            "the webhook heard {:?}",
+            hook.seen()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let mut pids = Vec::new();

@@ -101,7 +101,8 @@ pub struct RuleExplanation {
     pub warning: Option<String>,
     /// Whether logins are locked outside the windows.
     pub lock_logins: bool,
-    /// `agent`, or `none` for a rule no running component enforces.
+    /// `agent`, `gateway` (a `violations` rule: the gateway alone sees errors), or `none` for a
+    /// rule no running component enforces.
     pub enforced_by: &'static str,
     /// Whether a running component enforces the rule (false: NOT ENFORCED).
     pub enforced: bool,
@@ -111,9 +112,18 @@ pub struct RuleExplanation {
     pub controls: Vec<ControlRef>,
 }
 
-/// What `violations` rules get instead of an enforcement: the agent cannot see errors, and the
-/// gateway that would does not exist yet.
-pub const NOT_ENFORCED: &str = "NOT ENFORCED: no running curfew component enforces a `violations` rule (the agent cannot see a session's errors, and the gateway that would count them does not exist yet). The rule is documentation only: no session is ended and nothing is recorded for it.";
+/// What a report-only `violations` rule gets instead of an enforcement: the agent cannot see
+/// errors, and the gateway acts only on rules that end sessions.
+pub const NOT_ENFORCED: &str = "NOT ENFORCED: no running curfew component acts on a report-only `violations` rule (the agent cannot see a session's errors; the curfew gateway counts them only for rules that end sessions). The rule is documentation only: no session is ended and nothing is recorded for it.";
+
+/// Who enforces an ending `violations` rule (accepted only with a `[gateway]`): exactly what
+/// runs, never more.
+pub const GATEWAY_ENFORCED: &str =
+    "the curfew gateway, for sessions through it; direct sessions are not watched";
+
+/// Added for `per = "role"`: the shared count lives in one gateway process.
+pub const PER_ROLE_SCOPE: &str =
+    "per-role counts are per gateway instance, not yet across instances";
 
 /// The `[gateway]`, when there is one, as a sentence to follow the enforcement's.
 fn gateway_text(policy: &Policy) -> String {
@@ -149,7 +159,7 @@ pub fn explain(policy: &Policy) -> Explanation {
         rules: policy
             .rules
             .iter()
-            .map(|r| explain_rule(r, &policy.notify))
+            .map(|r| explain_rule(r, &policy.notify, policy.gateway.is_some()))
             .collect(),
         exemptions: exemptions(policy),
         enforcement: format!(
@@ -204,7 +214,7 @@ fn warning_text(lead: crate::duration::Limit, action: Action, notify: &NotifySet
     )
 }
 
-fn explain_rule(rule: &Rule, notify: &NotifySettings) -> RuleExplanation {
+fn explain_rule(rule: &Rule, notify: &NotifySettings, gateway: bool) -> RuleExplanation {
     let mut statement = match &rule.condition {
         Condition::Idle(limit) => format!(
             "A session that has been idle (connected, no statement running, no transaction open) for {} is ended.",
@@ -231,11 +241,15 @@ fn explain_rule(rule: &Rule, notify: &NotifySettings) -> RuleExplanation {
             if *n == 1 { "" } else { "s" }
         ),
         Condition::Violations(v) => format!(
-            "A session that causes {} error{} with SQLSTATE {} within {} would be ended.",
+            "A session that causes {} error{} with SQLSTATE {} within {}{} is ended; one error before that, it is warned.",
             v.count,
             if v.count == 1 { "" } else { "s" },
             v.sqlstates.join(", "),
-            v.within.to_words()
+            v.within.to_words(),
+            match v.per {
+                crate::model::ViolationsPer::Session => "",
+                crate::model::ViolationsPer::Role => " (counted across its role's sessions)",
+            }
         ),
     };
     if rule.lock_logins {
@@ -243,7 +257,8 @@ fn explain_rule(rule: &Rule, notify: &NotifySettings) -> RuleExplanation {
             " While sessions are not allowed, the login of every role in scope is also disabled, and it is restored when they are allowed again.",
         );
     }
-    let enforced = !matches!(rule.condition, Condition::Violations(_));
+    let by_gateway = matches!(rule.condition, Condition::Violations(_));
+    let enforced = !by_gateway || (gateway && rule.action == Action::Terminate);
     let action_text = match rule.action {
         _ if !enforced => NOT_ENFORCED.to_owned(),
         Action::Terminate => "The session is ended and the termination recorded.".to_owned(),
@@ -267,12 +282,19 @@ fn explain_rule(rule: &Rule, notify: &NotifySettings) -> RuleExplanation {
         warn: rule.warn.map(|w| w.to_words()),
         warning: rule.warn.map(|w| warning_text(w, rule.action, notify)),
         lock_logins: rule.lock_logins,
-        enforced_by: if enforced { "agent" } else { "none" },
+        enforced_by: match (enforced, by_gateway) {
+            (false, _) => "none",
+            (true, true) => "gateway",
+            (true, false) => "agent",
+        },
         enforced,
-        enforcement: if enforced {
-            "the curfew agent".to_owned()
-        } else {
-            NOT_ENFORCED.to_owned()
+        enforcement: match (&rule.condition, enforced) {
+            (_, false) => NOT_ENFORCED.to_owned(),
+            (Condition::Violations(v), true) if v.per == crate::model::ViolationsPer::Role => {
+                format!("{GATEWAY_ENFORCED} ({PER_ROLE_SCOPE})")
+            }
+            (Condition::Violations(_), true) => GATEWAY_ENFORCED.to_owned(),
+            (_, true) => "the curfew agent".to_owned(),
         },
         controls: rule
             .controls
@@ -304,10 +326,14 @@ pub fn summary(rule: &Rule) -> String {
         ),
         Condition::MaxSessions(n) => format!("at most {n} per role"),
         Condition::Violations(v) => format!(
-            "{} × {} within {} (NOT ENFORCED)",
+            "{} × {} within {}{}",
             v.count,
             v.sqlstates.join("/"),
-            v.within
+            v.within,
+            match rule.action {
+                Action::Report => " (NOT ENFORCED)",
+                Action::Terminate => " (gateway sessions only)",
+            }
         ),
     }];
     if let Some(w) = rule.warn {

@@ -3,6 +3,32 @@
 //! for the same refusal. Pure: the caller gives every time already formatted. (Here, in the
 //! policy crate, so that both can use it.)
 
+/// What a client is shown when a rule ends its session or refuses its login.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientText {
+    /// The message field.
+    pub message: String,
+    /// The DETAIL field: curfew's own words (naming the rule) when the rule's `message`
+    /// replaced them.
+    pub detail: Option<String>,
+}
+
+/// The text for a client: the rule's `message` when it has one, with curfew's own words
+/// (which name the rule and the reason) kept as the DETAIL, so what the client saw still
+/// names the rule; else curfew's own words.
+pub fn client_text(rule_message: Option<&str>, curfew_words: String) -> ClientText {
+    match rule_message {
+        Some(message) => ClientText {
+            message: message.to_owned(),
+            detail: Some(curfew_words),
+        },
+        None => ClientText {
+            message: curfew_words,
+            detail: None,
+        },
+    }
+}
+
 /// Which kind of window rule refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WindowRule {

@@ -296,6 +296,10 @@ pub struct Rule {
     pub lock_logins: bool,
     /// The requirements this rule implements (e.g. "NIST-800-171-3.1.11", "V-261910").
     pub controls: Vec<String>,
+    /// `message`: the text a client is shown instead of curfew's own when this rule ends its
+    /// session in the gateway or refuses its login (a site's banner); curfew's own words, which
+    /// name the rule, then go to the DETAIL field (see [`crate::login_refusal::client_text`]).
+    pub message: Option<String>,
 }
 
 /// Where a `lock_logins` rule stands at an instant.
@@ -355,8 +359,9 @@ pub enum Condition {
     Deny(Schedule),
     /// At most this many sessions per role; the newest beyond the limit end.
     MaxSessions(u32),
-    /// Repeated policy violations. NOT ENFORCED by anything that runs (the agent cannot see
-    /// errors; the gateway does not exist yet), so the parser accepts it only report-only.
+    /// Repeated policy violations: the server's errors with these SQLSTATEs. Only the curfew
+    /// gateway sees them, for its own sessions, so the parser accepts an ending rule only in a
+    /// policy with `[gateway]`; a report-only one is documentation (NOT ENFORCED).
     Violations(Violations),
 }
 

@@ -1,4 +1,4 @@
-//! `[policy]` metadata, rule `controls`, and `violations` rules (which nothing enforces): what
+//! `[policy]` metadata, rule `controls`, and `violations` rules (the gateway's alone): what
 //! is accepted, and each refusal with its line:column.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -130,12 +130,12 @@ fn a_violations_rule_that_would_terminate_is_refused_with_the_reason() {
     assert_error(
         &format!("[[rule]]\nname = \"probe\"\n{VIOLATIONS}"),
         "3:1",
-        "rule \"probe\" has a `violations` condition, which no running curfew component enforces",
+        "rule \"probe\" has a `violations` condition, which needs the curfew gateway: only the gateway sees a session's errors",
     );
     assert_error(
         &format!("[[rule]]\nname = \"probe\"\naction = \"terminate\"\n{VIOLATIONS}"),
         "4:1",
-        "keep it as documentation with action = \"report\"",
+        "keep the rule as documentation with action = \"report\"",
     );
 }
 
@@ -147,7 +147,7 @@ fn a_report_only_violations_rule_is_shown_as_not_enforced() {
     assert_eq!(
         warnings,
         [
-            "t.toml:4:1: warning: rule \"probe\" is NOT ENFORCED: no running curfew component sees a session's errors, so this rule ends nothing and records nothing; it is kept as documentation"
+            "t.toml:4:1: warning: rule \"probe\" is NOT ENFORCED: with action = \"report\" no running curfew component acts on it (the gateway counts errors only for rules that end sessions), so this rule ends nothing and records nothing; it is kept as documentation"
         ]
     );
     let p = parsed.policy;
@@ -159,4 +159,108 @@ fn a_report_only_violations_rule_is_shown_as_not_enforced() {
     assert!(!md.contains("gateway only"), "{md}");
     assert!(!md.to_lowercase().contains("is ended."), "{md}");
     assert!(curfew_policy::explain::summary(&p.rules[0]).contains("NOT ENFORCED"));
+}
+
+const GATEWAY: &str = "[[target]]\nname = \"db\"\nurl = \"postgresql://curfew_agent@db1/postgres\"\n[gateway]\nlisten = [\"127.0.0.1:6432\"]\nserve_members_of = \"app\"\n";
+
+#[test]
+fn an_ending_violations_rule_is_accepted_with_a_gateway_and_says_exactly_what_enforces_it() {
+    let text = format!("[[rule]]\nname = \"probe\"\n{VIOLATIONS}{GATEWAY}");
+    let parsed = parse_policy("t.toml", &text, jiff::tz::db()).unwrap();
+    assert!(parsed.warnings.is_empty(), "{:?}", parsed.warnings);
+    let e = explain(&parsed.policy);
+    let rule = &e.rules[0];
+    assert!(rule.enforced);
+    assert_eq!(rule.enforced_by, "gateway");
+    assert_eq!(
+        rule.enforcement,
+        "the curfew gateway, for sessions through it; direct sessions are not watched"
+    );
+    let summary = curfew_policy::explain::summary(&parsed.policy.rules[0]);
+    assert!(summary.contains("gateway sessions only"), "{summary}");
+    assert!(!summary.contains("NOT ENFORCED"), "{summary}");
+}
+
+#[test]
+fn a_per_role_violations_rule_says_its_count_is_per_gateway_instance() {
+    let text = format!(
+        "[[rule]]\nname = \"probe\"\nviolations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\", per = \"role\" }}\n{GATEWAY}"
+    );
+    let parsed = parse_policy("t.toml", &text, jiff::tz::db()).unwrap();
+    let e = explain(&parsed.policy);
+    assert!(
+        e.rules[0]
+            .enforcement
+            .ends_with("(per-role counts are per gateway instance, not yet across instances)"),
+        "{}",
+        e.rules[0].enforcement
+    );
+    assert!(e.rules[0].statement.contains("across its role's sessions"));
+}
+
+#[test]
+fn a_report_only_violations_rule_stays_not_enforced_with_a_gateway() {
+    let text = format!("[[rule]]\nname = \"probe\"\naction = \"report\"\n{VIOLATIONS}{GATEWAY}");
+    let parsed = parse_policy("t.toml", &text, jiff::tz::db()).unwrap();
+    assert_eq!(parsed.warnings.len(), 1);
+    let e = explain(&parsed.policy);
+    assert!(!e.rules[0].enforced);
+    assert_eq!(e.rules[0].enforced_by, "none");
+}
+
+#[test]
+fn a_rules_message_is_kept_as_written() {
+    let text = "[[rule]]\nname = \"a\"\nidle = \"5m\"\nmessage = \"Session closed per ACME policy 4.2 — call x1234\"\n";
+    let parsed = parse_policy("t.toml", text, jiff::tz::db()).unwrap();
+    assert_eq!(
+        parsed.policy.rules[0].message.as_deref(),
+        Some("Session closed per ACME policy 4.2 — call x1234")
+    );
+    let plain = parse_policy("t.toml", RULE, jiff::tz::db()).unwrap();
+    assert_eq!(plain.policy.rules[0].message, None);
+}
+
+#[test]
+fn a_bad_message_is_refused_at_its_place() {
+    assert_error(
+        &format!("{RULE}message = 3\n"),
+        "4:11",
+        "`message` in rule \"a\" must be a string (the text clients see), not an integer",
+    );
+    assert_error(
+        &format!("{RULE}message = \"  \"\n"),
+        "4:11",
+        "`message` in rule \"a\" is empty",
+    );
+    assert_error(
+        &format!("{RULE}message = \"{}\"\n", "x".repeat(1001)),
+        "4:11",
+        "is 1001 characters long; at most 1000 are allowed",
+    );
+    assert_error(
+        &format!("{RULE}message = \"closed\\u001b[2Jnow\"\n"),
+        "4:11",
+        "contains the control character \\u{1b}",
+    );
+    assert_error(
+        &format!("{RULE}message = \"two\\nlines\"\n"),
+        "4:11",
+        "contains the control character \\n",
+    );
+    // Exactly 1000 characters (not bytes) is accepted.
+    let text = format!("{RULE}message = \"{}\"\n", "é".repeat(1000));
+    assert!(parse_policy("t.toml", &text, jiff::tz::db()).is_ok());
+}
+
+#[test]
+fn client_text_keeps_curfews_words_in_the_detail() {
+    use curfew_policy::login_refusal::{ClientText, client_text};
+    assert_eq!(
+        client_text(Some("Closed by policy"), "idle for 5m (rule a)".to_owned()),
+        ClientText {
+            message: "Closed by policy".to_owned(),
+            detail: Some("idle for 5m (rule a)".to_owned()),
+        }
+    );
+    assert_eq!(client_text(None, "own".to_owned()).detail, None);
 }

@@ -110,7 +110,11 @@ fn plan_rule(
     let max_wait = options.max_wait;
     if let Condition::Violations(_) = rule.condition {
         return Planned::NotTested {
-            why: "NOT ENFORCED: no running curfew component enforces a violations rule (the agent cannot see statement errors; the gateway does not exist yet)".to_owned(),
+            why: if rule.action == curfew_policy::Action::Report {
+                "NOT ENFORCED: a report-only violations rule is documentation (the agent cannot see statement errors; the curfew gateway counts them only for rules that end sessions)".to_owned()
+            } else {
+                "a violations rule is enforced by the curfew gateway for sessions through it only; verify's canary does not provoke errors through the gateway yet".to_owned()
+            },
         };
     }
     if rule.action == curfew_policy::Action::Report {

@@ -1,6 +1,6 @@
 -- curfew compile --dialect oracle
 -- Policy: examples/curfew.toml
--- SHA-256: 34a00c895eabcf04292682f5a44816c80eb2ffc5b8a28a715b6ff46b84029ec9
+-- SHA-256: ddb622207d74ef790441fe95cb940836d3d7bd4926d22ae61862023d78a6ec02
 
 -- Oracle Database profiles and sqlnet.ora settings for the rules of this policy that Oracle can
 -- express itself. curfew's agent watches PostgreSQL only: on Oracle these settings are the
@@ -78,9 +78,9 @@
 --     expressible natively: profiles have no time-of-day or date limits (a logon trigger or a
 --     scheduler job could approximate the windows; none is generated).
 --   "privilege-probing" (3 × 42501 within 10m (NOT ENFORCED) · members of humans · report only):
---     not expressible natively: NOT ENFORCED: no running curfew component enforces a `violations`
---     rule (the agent cannot see a session's errors, and the gateway that would count them does not
---     exist yet), and the database has no setting that counts errors by SQLSTATE; nothing is
+--     not expressible natively: NOT ENFORCED: a report-only `violations` rule is documentation (the
+--     agent cannot see a session's errors, and the curfew gateway counts them only for rules that
+--     end sessions), and the database has no setting that counts errors by SQLSTATE; nothing is
 --     emitted for it.
 
 SET DEFINE OFF

@@ -1,6 +1,6 @@
 -- curfew compile --dialect postgres
 -- Policy: examples/curfew.toml
--- SHA-256: 34a00c895eabcf04292682f5a44816c80eb2ffc5b8a28a715b6ff46b84029ec9
+-- SHA-256: ddb622207d74ef790441fe95cb940836d3d7bd4926d22ae61862023d78a6ec02
 --
 -- Native PostgreSQL settings for the rules of this policy that PostgreSQL can express itself:
 -- defense in depth beside the curfew agent, not a replacement for it.
@@ -71,9 +71,9 @@
 --     expressible natively: PostgreSQL has no setting that depends on the time of day or the date;
 --     the curfew agent ends these sessions.
 --   "privilege-probing" (3 × 42501 within 10m (NOT ENFORCED) · members of humans · report only):
---     not expressible natively: NOT ENFORCED: no running curfew component enforces a `violations`
---     rule (the agent cannot see a session's errors, and the gateway that would count them does not
---     exist yet), and the database has no setting that counts errors by SQLSTATE; nothing is
+--     not expressible natively: NOT ENFORCED: a report-only `violations` rule is documentation (the
+--     agent cannot see a session's errors, and the curfew gateway counts them only for rules that
+--     end sessions), and the database has no setting that counts errors by SQLSTATE; nothing is
 --     emitted for it.
 --
 

@@ -306,7 +306,7 @@ fn violations_count_to_a_warning_then_an_end_within_the_window() {
             assert_eq!(codes, ["42501", "42P01", "42501"]);
             assert_eq!(
                 reason,
-                "3 errors (42501, 42P01, 42501) by this session within 10m; limit 3"
+                "3 errors 42501, 42P01 by this session within 10m; limit 3"
             );
         }
         other => panic!("{other:?}"),
@@ -440,4 +440,16 @@ fn a_decision_names_the_same_rule_after_the_rules_are_reordered() {
     let d = &evaluate(&first, &sessions, now()).terminations[0];
     let index = reordered.rule_index(&d.rule_id).unwrap();
     assert_eq!(reordered.rules[index].name, first.rules[d.rule].name);
+}
+
+#[test]
+fn the_rules_that_counted_an_error_are_told() {
+    let p = policy(PROBING);
+    let s = session(1, "kim");
+    let mut counter = ViolationCounter::new();
+    counter.on_error(&p, &s, "42501", secs(1));
+    let names: Vec<&str> = counter.counted_by().iter().map(|r| r.as_str()).collect();
+    assert_eq!(names, ["probing"]);
+    counter.on_error(&p, &s, "22012", secs(2));
+    assert!(counter.counted_by().is_empty());
 }

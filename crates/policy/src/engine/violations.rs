@@ -55,6 +55,8 @@ pub enum ErrorVerdict {
 pub struct ViolationCounter {
     /// Per rule and session (or role): when each counted error happened, and its code.
     counts: HashMap<(RuleId, Counted), VecDeque<(Timestamp, String)>>,
+    /// The rules that counted the last error (for an enforcement point's metrics).
+    counted_by: Vec<RuleId>,
 }
 
 impl ViolationCounter {
@@ -75,6 +77,7 @@ impl ViolationCounter {
         code: &str,
         at: Timestamp,
     ) -> ErrorVerdict {
+        self.counted_by.clear();
         if policy.exempt.session(session).is_some() {
             return ErrorVerdict::Nothing;
         }
@@ -90,6 +93,7 @@ impl ViolationCounter {
                 ViolationsPer::Session => Counted::Session(session.key()),
                 ViolationsPer::Role => Counted::Role(session.role.clone()),
             };
+            self.counted_by.push(rule.id());
             let key = (rule.id(), counted);
             let errors = self.counts.entry(key.clone()).or_default();
             let since = at - v.within.get();
@@ -120,6 +124,12 @@ impl ViolationCounter {
             verdict = more_severe(verdict, this);
         }
         verdict
+    }
+
+    /// The rules (in scope, not exempt, listing its SQLSTATE) that counted the last error
+    /// given to [`ViolationCounter::on_error`], in file order.
+    pub fn counted_by(&self) -> &[RuleId] {
+        &self.counted_by
     }
 
     /// Forget a session that ended (its own counters; a role's stay).
@@ -158,15 +168,23 @@ fn more_severe(a: ErrorVerdict, b: ErrorVerdict) -> ErrorVerdict {
     if rank(&b) > rank(&a) { b } else { a }
 }
 
+/// "3 errors 42501 by this session within 10m; limit 3": each code once (in the order first
+/// counted), so the text stays short whatever the count; the audit record lists them all.
 fn reason(v: &Violations, codes: &[String]) -> String {
     let whose = match v.per {
         ViolationsPer::Session => "this session",
         ViolationsPer::Role => "its role's sessions",
     };
+    let mut distinct: Vec<&str> = Vec::new();
+    for code in codes {
+        if !distinct.contains(&code.as_str()) {
+            distinct.push(code);
+        }
+    }
     format!(
-        "{} errors ({}) by {whose} within {}; limit {}",
+        "{} errors {} by {whose} within {}; limit {}",
         codes.len(),
-        codes.join(", "),
+        distinct.join(", "),
         v.within,
         v.count
     )

@@ -28,6 +28,7 @@ pub(super) const RULE_KEYS: &[&str] = &[
     "action",
     "timezone",
     "lock_logins",
+    "message",
     "roles",
     "member_of",
     "databases",
@@ -60,11 +61,13 @@ pub(super) fn parse_rules(
     let Some(items) = array_of_tables(c, value, "rule") else {
         return Vec::new();
     };
+    // Only the gateway sees a session's errors: an ending `violations` rule needs one.
+    let has_gateway = top.get("gateway").is_some();
     let mut names: HashMap<String, usize> = HashMap::new();
     let mut rules = Vec::new();
     for (index, (table, header)) in items.into_iter().enumerate() {
         let errors_before = c.error_count();
-        let rule = parse_rule(c, table, header, index, &mut names, tzdb);
+        let rule = parse_rule(c, table, header, index, &mut names, tzdb, has_gateway);
         if c.error_count() == errors_before {
             rules.extend(rule);
         }
@@ -79,6 +82,7 @@ fn parse_rule(
     index: usize,
     names: &mut HashMap<String, usize>,
     tzdb: &TimeZoneDatabase,
+    has_gateway: bool,
 ) -> Option<Rule> {
     let anonymous = TableReader::new(table, format!("[[rule]] #{}", index + 1), RULE_KEYS);
     let name = anonymous.string(c, "name", "a string");
@@ -96,6 +100,7 @@ fn parse_rule(
     let zone = parse_timezone(c, &r, tzdb);
     let warn = duration(c, &r, "warn");
     let lock_logins = r.boolean(c, "lock_logins");
+    let message = parse_message(c, &r);
 
     // Which condition keys are present, in file order.
     let present: Vec<(&str, Range<usize>)> = table
@@ -133,27 +138,23 @@ fn parse_rule(
         }
     };
 
-    if let Some(Condition::Violations(_)) = &condition
-        && action == Action::Report
-    {
+    if let Some(Condition::Violations(_)) = &condition {
         let span = r.key_span("violations").unwrap_or_else(|| header.clone());
-        c.warning(
-            span,
-            format!(
-                "{context} is NOT ENFORCED: no running curfew component sees a session's errors, so this rule ends nothing and records nothing; it is kept as documentation"
+        match action {
+            Action::Report => c.warning(
+                span,
+                format!(
+                    "{context} is NOT ENFORCED: with action = \"report\" no running curfew component acts on it (the gateway counts errors only for rules that end sessions), so this rule ends nothing and records nothing; it is kept as documentation"
+                ),
             ),
-        );
-    }
-    if let Some(Condition::Violations(_)) = &condition
-        && action != Action::Report
-    {
-        let span = r.key_span("violations").unwrap_or_else(|| header.clone());
-        c.error(
-            span,
-            format!(
-                "{context} has a `violations` condition, which no running curfew component enforces: the agent cannot see a session's errors, and the gateway that would count them does not exist yet; remove the rule, or keep it as documentation with action = \"report\" (it is then shown as NOT ENFORCED)"
+            Action::Terminate if !has_gateway => c.error(
+                span,
+                format!(
+                    "{context} has a `violations` condition, which needs the curfew gateway: only the gateway sees a session's errors (the agent cannot); add a [gateway] section and connect clients through it, or keep the rule as documentation with action = \"report\" (it is then shown as NOT ENFORCED)"
+                ),
             ),
-        );
+            Action::Terminate => {}
+        }
     }
     if let Some(condition) = &condition {
         check_options(
@@ -175,7 +176,44 @@ fn parse_rule(
         action,
         lock_logins: lock_logins.is_some_and(|l| l.value),
         controls,
+        message,
     })
+}
+
+/// The longest `message` accepted, in characters: a banner, not a document.
+pub(super) const MESSAGE_MAX_CHARS: usize = 1000;
+
+/// `message`: shown to clients as written, so it must be one non-empty line of text a client
+/// can print safely (no control characters: no terminal escapes, no NUL the protocol cannot
+/// carry, no line breaks that could fake another line of output).
+fn parse_message(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Option<String> {
+    let message = r.string(c, "message", "a string (the text clients see)")?;
+    let context = &r.context;
+    let chars = message.value.chars().count();
+    if message.value.trim().is_empty() {
+        c.error(
+            message.span,
+            format!("`message` in {context} is empty; remove it to use curfew's own message"),
+        );
+    } else if chars > MESSAGE_MAX_CHARS {
+        c.error(
+            message.span,
+            format!(
+                "`message` in {context} is {chars} characters long; at most {MESSAGE_MAX_CHARS} are allowed"
+            ),
+        );
+    } else if let Some(bad) = message.value.chars().find(|ch| ch.is_control()) {
+        c.error(
+            message.span,
+            format!(
+                "`message` in {context} contains the control character {}; write one line of plain text",
+                bad.escape_default()
+            ),
+        );
+    } else {
+        return Some(message.value);
+    }
+    None
 }
 
 /// `controls`: each id is one curfew knows, or the organization's own (`local:...`).

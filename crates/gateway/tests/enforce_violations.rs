@@ -1,0 +1,279 @@
+//! `violations` rules enforced in the gateway (issue 17), against a real server: the server's
+//! ErrorResponses with a listed SQLSTATE are counted, a WARNING one before the count, and at
+//! the count the session ends with FATAL 57P01 naming the rule and the errors counted, and a
+//! `session_terminated` record listing the SQLSTATEs; other codes do not count; `per = "role"`
+//! counts across the role's sessions.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{ALICE_PASSWORD, Harness, Setup};
+use curfew_policy::{Policy, parse_policy};
+use futures_util::future::poll_fn;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+/// 42501 (insufficient_privilege) for any ordinary role.
+const DENIED: &str = "SELECT rolpassword FROM pg_authid";
+/// 42P01 (undefined_table): not in the rule's list.
+const MISSING: &str = "SELECT * FROM no_such_table_at_all";
+
+fn policy(per: &str) -> Arc<Policy> {
+    policy_with(per, "")
+}
+
+/// With `extra` lines in the rule (`message = ...`).
+fn policy_with(per: &str, extra: &str) -> Arc<Policy> {
+    let text = format!(
+        "[[rule]]\nname = \"misbehaviour\"\n{extra}violations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\", per = \"{per}\" }}\n[[target]]\nname = \"db\"\nurl = \"postgresql://curfew@localhost/postgres\"\n[gateway]\n"
+    );
+    Arc::new(
+        parse_policy("violations.toml", &text, jiff::tz::db())
+            .expect("the policy")
+            .policy,
+    )
+}
+
+/// A session of alice's: its client, its notices as they come, and how it ended.
+struct Alice {
+    client: Client,
+    notices: mpsc::UnboundedReceiver<String>,
+    connection: JoinHandle<Option<tokio_postgres::Error>>,
+}
+
+async fn alice(harness: &Harness) -> Alice {
+    let mut config = harness.config("alice", ALICE_PASSWORD);
+    config.ssl_mode(SslMode::Disable);
+    let (client, mut connection) = config.connect(NoTls).await.expect("login");
+    let (tx, notices) = mpsc::unbounded_channel();
+    let connection = tokio::spawn(async move {
+        loop {
+            match poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(notice))) => {
+                    let _ = tx.send(format!(
+                        "{} {} {}",
+                        notice.severity(),
+                        notice.code().code(),
+                        notice.message()
+                    ));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Some(e),
+                None => return None,
+            }
+        }
+    });
+    Alice {
+        client,
+        notices,
+        connection,
+    }
+}
+
+/// The SQLSTATE `sql` failed with.
+async fn fails(client: &Client, sql: &str) -> String {
+    let error = client
+        .simple_query(sql)
+        .await
+        .expect_err("the statement fails");
+    error
+        .as_db_error()
+        .unwrap_or_else(|| panic!("{error:?}"))
+        .code()
+        .code()
+        .to_owned()
+}
+
+/// The error the connection ended with, within `within`.
+async fn ended_with(
+    connection: JoinHandle<Option<tokio_postgres::Error>>,
+    within: Duration,
+) -> tokio_postgres::Error {
+    match tokio::time::timeout(within, connection).await {
+        Ok(Ok(Some(e))) => e,
+        Ok(Ok(None)) => panic!("the connection closed without an error"),
+        Ok(Err(e)) => panic!("the connection task: {e}"),
+        Err(_) => panic!("the session was not ended within {within:?}"),
+    }
+}
+
+/// The next notice within a few seconds.
+async fn next_notice(notices: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
+    tokio::time::timeout(Duration::from_secs(5), notices.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+#[tokio::test]
+async fn three_permission_errors_end_the_session_with_the_reason_after_a_warning() {
+    let harness = Harness::start(
+        "violations-end",
+        Setup {
+            audit_log: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    harness.gateway.enforce(policy("session"));
+    let mut alice = alice(&harness).await;
+    assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    // The warning follows the second error.
+    let notice = next_notice(&mut alice.notices)
+        .await
+        .expect("a WARNING after the second error");
+    assert_eq!(
+        notice,
+        "WARNING 01000 one more error with SQLSTATE 42501 within 10m ends this session: 2 counted; limit 3 (rule misbehaviour)"
+    );
+    // The third ends the session: the client sees its statement's error, then the FATAL.
+    assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    let error = ended_with(alice.connection, Duration::from_secs(10)).await;
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(db.severity(), "FATAL");
+    assert_eq!(db.code().code(), "57P01", "{db:?}");
+    assert_eq!(
+        db.message(),
+        "terminating connection: 3 errors 42501 by this session within 10m; limit 3 (rule misbehaviour)"
+    );
+    assert_eq!(db.hint(), Some("reconnect to continue"));
+
+    // /metrics counts the warning, the end, and the errors by rule and SQLSTATE.
+    let metrics = harness.gateway.metrics_text();
+    for line in [
+        "curfew_gateway_policy_warnings_total{rule=\"misbehaviour\"} 1\n",
+        "curfew_gateway_policy_sessions_ended_total{rule=\"misbehaviour\"} 1\n",
+        "curfew_gateway_violations_total{rule=\"misbehaviour\",sqlstate=\"42501\"} 3\n",
+    ] {
+        assert!(metrics.contains(line), "{line:?} missing from\n{metrics}");
+    }
+
+    // The audit record names the rule and the codes counted, not the statements.
+    let path = harness.audit_log.clone().expect("an audit log");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        let text = std::fs::read_to_string(&path).expect("the audit log");
+        if text.contains("\"session_terminated\"") || Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let line = text
+        .lines()
+        .find(|line| line.contains("\"session_terminated\""))
+        .unwrap_or_else(|| panic!("no session_terminated in {text}"));
+    assert!(line.contains("\"misbehaviour\""), "{line}");
+    assert!(
+        line.contains("\"sqlstates_counted\":[\"42501\",\"42501\",\"42501\"]"),
+        "{line}"
+    );
+    assert!(!text.contains("pg_authid"), "a statement's text in the log");
+    curfew_audit::verify(&path).expect("the audit log verifies");
+}
+
+#[tokio::test]
+async fn two_errors_and_errors_of_other_codes_do_not_end_the_session() {
+    let harness = Harness::start("violations-two", Setup::default()).await;
+    harness.gateway.enforce(policy("session"));
+    let mut alice = alice(&harness).await;
+    assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    for _ in 0..5 {
+        assert_eq!(fails(&alice.client, MISSING).await, "42P01");
+    }
+    assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    assert!(next_notice(&mut alice.notices).await.is_some());
+    for _ in 0..3 {
+        alice
+            .client
+            .simple_query("SELECT 1")
+            .await
+            .expect("the session lives");
+    }
+    assert!(!alice.connection.is_finished());
+    // Errors of other codes are not counted, nor is any session ended.
+    let metrics = harness.gateway.metrics_text();
+    assert!(
+        metrics.contains(
+            "curfew_gateway_violations_total{rule=\"misbehaviour\",sqlstate=\"42501\"} 2\n"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("42P01"), "{metrics}");
+    assert!(
+        !metrics.contains("curfew_gateway_policy_sessions_ended_total{"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn per_role_counts_across_the_roles_sessions() {
+    let harness = Harness::start("violations-role", Setup::default()).await;
+    harness.gateway.enforce(policy("role"));
+    let first = alice(&harness).await;
+    let second = alice(&harness).await;
+    assert_eq!(fails(&first.client, DENIED).await, "42501");
+    assert_eq!(fails(&second.client, DENIED).await, "42501");
+    // The third of the role's, in the first session: that session ends.
+    assert_eq!(fails(&first.client, DENIED).await, "42501");
+    let error = ended_with(first.connection, Duration::from_secs(10)).await;
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(db.code().code(), "57P01", "{db:?}");
+    assert!(
+        db.message().contains("by its role's sessions"),
+        "{}",
+        db.message()
+    );
+    // The other session lives on, its count started afresh.
+    second
+        .client
+        .simple_query("SELECT 1")
+        .await
+        .expect("the other session lives");
+    assert!(!second.connection.is_finished());
+}
+
+#[tokio::test]
+async fn without_the_policy_errors_are_only_forwarded() {
+    let harness = Harness::start("violations-none", Setup::default()).await;
+    let alice = alice(&harness).await;
+    for _ in 0..4 {
+        assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    }
+    alice
+        .client
+        .simple_query("SELECT 1")
+        .await
+        .expect("the session lives");
+    assert!(!alice.connection.is_finished());
+}
+
+#[tokio::test]
+async fn a_rules_message_is_what_the_client_reads_and_the_detail_names_the_rule() {
+    let harness = Harness::start("violations-message", Setup::default()).await;
+    harness.gateway.enforce(policy_with(
+        "session",
+        "message = \"Session closed under ACME policy 4.2; call the service desk\"\n",
+    ));
+    let alice = alice(&harness).await;
+    for _ in 0..3 {
+        assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    }
+    let error = ended_with(alice.connection, Duration::from_secs(10)).await;
+    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    assert_eq!(db.code().code(), "57P01", "{db:?}");
+    assert_eq!(
+        db.message(),
+        "Session closed under ACME policy 4.2; call the service desk"
+    );
+    assert_eq!(
+        db.detail(),
+        Some(
+            "terminating connection: 3 errors 42501 by this session within 10m; limit 3 (rule misbehaviour)"
+        )
+    );
+}

@@ -23,7 +23,7 @@ use tokio::time::Sleep;
 use crate::activity::Watched;
 use crate::error::{Fatal, sqlstate};
 use crate::metrics::Metrics;
-use crate::violations::{Judged, ViolationBook, violation_fatal};
+use crate::violations::{Judged, ViolationBook, violation_fatal, violation_hint};
 
 /// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
 pub(crate) type PolicyFeed = watch::Receiver<Option<Arc<Policy>>>;
@@ -108,6 +108,8 @@ pub(crate) struct Enforcer<'a> {
     /// Whether the timer stands for a deadline (else it sleeps far ahead).
     deadline_set: bool,
     ended: Option<PolicyEnd>,
+    /// A violation's FATAL waiting for the server's answer to finish ([`Enforcer::release`]).
+    held: Option<Fatal>,
     /// The gateway's `violations` counters, shared by its sessions.
     violations: Arc<ViolationBook>,
     /// Whether any of this session's errors was judged (its counts are forgotten at the end).
@@ -115,6 +117,9 @@ pub(crate) struct Enforcer<'a> {
     /// Warnings and ends by rule.
     metrics: Arc<Metrics>,
 }
+
+/// The longest a violation's FATAL waits for the server to finish answering.
+const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How far ahead an unarmed timer sleeps (re-armed on any change well before).
 const FAR_AHEAD: std::time::Duration = std::time::Duration::from_secs(60 * 60 * 24 * 365);
@@ -144,6 +149,7 @@ impl<'a> Enforcer<'a> {
             timer: Box::pin(tokio::time::sleep(FAR_AHEAD)),
             deadline_set: false,
             ended: None,
+            held: None,
             violations,
             judged_errors: false,
             metrics,
@@ -234,13 +240,19 @@ impl<'a> Enforcer<'a> {
 
     /// Ready with the FATAL to stop the session with when its policy ends it.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Fatal> {
+        if let Some(fatal) = self.held.take() {
+            return self.release(fatal, cx);
+        }
         if self.ended.is_some() {
             return Poll::Pending;
         }
         if self.watched.wire.has_errors()
             && let Some(fatal) = self.judge_errors()
         {
-            return Poll::Ready(fatal);
+            self.timer
+                .as_mut()
+                .reset(tokio::time::Instant::now() + HOLD_AT_MOST);
+            return self.release(fatal, cx);
         }
         loop {
             let changed = if self.policy_registered {
@@ -282,6 +294,23 @@ impl<'a> Enforcer<'a> {
                 .reset(tokio::time::Instant::now() + FAR_AHEAD);
             self.deadline_set = false;
         }
+    }
+
+    /// A violation's FATAL once the server has answered the statement that failed (its
+    /// ReadyForQuery forwarded): sent in the middle of the answer, a client library would take
+    /// the FATAL for the statement's own error and see the connection just close. Held at most
+    /// [`HOLD_AT_MOST`].
+    fn release(&mut self, fatal: Fatal, cx: &mut Context<'_>) -> Poll<Fatal> {
+        if self.watched.wire.state() != SessionState::Active
+            || self.timer.as_mut().poll(cx).is_ready()
+        {
+            // Whether a transaction is still open is known once the server has answered
+            // (ReadyForQuery 'I' closed the statement's own).
+            let in_transaction = self.watched.wire.xact_start().is_some();
+            return Poll::Ready(fatal.with_hint(violation_hint(in_transaction)));
+        }
+        self.held = Some(fatal);
+        Poll::Pending
     }
 
     /// The server's errors since the last poll, judged in order: a warning queued, or the
@@ -477,125 +506,5 @@ pub(crate) fn ending_fatal(cause: &Cause, rule: &str, reason: &str, in_transacti
 }
 
 #[cfg(test)]
-mod tests {
-    use std::sync::Mutex;
-    use std::time::Duration;
-
-    use curfew_policy::parse_policy;
-    use curfew_wire::Direction;
-
-    use super::*;
-    use crate::activity::Clock;
-
-    fn policy(rule: &str) -> Option<Arc<Policy>> {
-        let text = format!("[[rule]]\nname = \"inactivity\"\n{rule}\n");
-        let parsed = parse_policy("t.toml", &text, jiff::tz::db()).ok()?;
-        Some(Arc::new(parsed.policy))
-    }
-
-    fn identity(started: Timestamp) -> SessionIdentity {
-        SessionIdentity {
-            pid: 42,
-            started,
-            role: Arc::from("alice"),
-            member_of: Arc::from(Vec::new()),
-            database: Arc::from("postgres"),
-            application: Arc::from("psql"),
-            client_addr: None,
-        }
-    }
-
-    async fn poll_once(enforcer: &mut Enforcer<'_>) -> Poll<Fatal> {
-        std::future::poll_fn(|cx| Poll::Ready(enforcer.poll(cx))).await
-    }
-
-    const START: i64 = 1_800_000_000;
-
-    #[tokio::test(start_paused = true)]
-    async fn an_idle_session_is_warned_then_ended_at_its_deadline() {
-        let start = Timestamp::from_second(START).unwrap_or(Timestamp::UNIX_EPOCH);
-        let (_publisher, feed) = watch::channel(policy("idle = \"15m\"\nwarn = \"2m\""));
-        let warned = Mutex::new(Vec::new());
-        let mut enforcer = Enforcer::new(
-            Watched::new(Clock::starting_at(start)),
-            identity(start),
-            feed,
-            Arc::new(ViolationBook::new()),
-            Arc::new(Metrics::new()),
-            Box::new(|w: &Warned| {
-                warned
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(w.clone())
-            }),
-        );
-        assert!(poll_once(&mut enforcer).await.is_pending());
-        tokio::time::advance(Duration::from_secs(12 * 60)).await;
-        assert!(poll_once(&mut enforcer).await.is_pending());
-        assert!(enforcer.take_notice().is_none());
-        tokio::time::advance(Duration::from_secs(60)).await;
-        assert!(poll_once(&mut enforcer).await.is_pending());
-        let notice = enforcer.take_notice().unwrap_or_default();
-        let text = String::from_utf8_lossy(&notice);
-        assert!(
-            text.contains("WARNING") && text.contains("rule inactivity"),
-            "{text}"
-        );
-        assert!(
-            text.contains("run any statement to keep the session"),
-            "{text}"
-        );
-        // Once per deadline.
-        assert!(poll_once(&mut enforcer).await.is_pending());
-        assert!(enforcer.take_notice().is_none());
-        tokio::time::advance(Duration::from_secs(2 * 60)).await;
-        let Poll::Ready(fatal) = poll_once(&mut enforcer).await else {
-            panic!("not ended at the deadline");
-        };
-        assert_eq!(fatal.code, sqlstate::IDLE_SESSION_TIMEOUT);
-        assert_eq!(
-            fatal.message,
-            "terminating connection: idle for 15m00s; limit 15m (rule inactivity)"
-        );
-        assert_eq!(fatal.hint.as_deref(), Some("reconnect to continue"));
-        assert_eq!(
-            enforcer.ended().map(|e| e.rule.as_str()),
-            Some("inactivity")
-        );
-        drop(enforcer);
-        assert_eq!(warned.into_inner().unwrap_or_default().len(), 1);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_statement_re_arms_and_a_reload_applies_at_once() {
-        let start = Timestamp::from_second(START).unwrap_or(Timestamp::UNIX_EPOCH);
-        let (publisher, feed) = watch::channel(policy("idle = \"15m\""));
-        let mut enforcer = Enforcer::new(
-            Watched::new(Clock::starting_at(start)),
-            identity(start),
-            feed,
-            Arc::new(ViolationBook::new()),
-            Arc::new(Metrics::new()),
-            Box::new(|_: &Warned| {}),
-        );
-        assert!(poll_once(&mut enforcer).await.is_pending());
-        tokio::time::advance(Duration::from_secs(10 * 60)).await;
-        // A query and its answer: idle again from now.
-        enforcer
-            .watched
-            .observe(Direction::Frontend, &[b'Q', 0, 0, 0, 5, 0]);
-        enforcer
-            .watched
-            .observe(Direction::Backend, &[b'Z', 0, 0, 0, 5, b'I']);
-        assert!(poll_once(&mut enforcer).await.is_pending());
-        tokio::time::advance(Duration::from_secs(6 * 60)).await;
-        assert!(poll_once(&mut enforcer).await.is_pending());
-        // A reload to 5m: idle for 6m already, ended at once.
-        publisher.send_replace(policy("idle = \"5m\""));
-        tokio::task::yield_now().await;
-        let Poll::Ready(fatal) = poll_once(&mut enforcer).await else {
-            panic!("the reload did not apply");
-        };
-        assert!(fatal.message.contains("limit 5m"), "{}", fatal.message);
-    }
-}
+#[path = "enforce_tests.rs"]
+mod tests;

@@ -160,16 +160,20 @@ impl ViolationBook {
 /// 42501 or the code counted would read as one more failed statement, which a driver may
 /// retry on the same (now closed) connection.
 pub(crate) fn violation_fatal(rule: &str, reason: &str, in_transaction: bool) -> Fatal {
-    let hint = if in_transaction {
-        "reconnect to continue; unsaved work in the open transaction was rolled back"
-    } else {
-        "reconnect to continue"
-    };
     Fatal::new(
         sqlstate::ADMIN_SHUTDOWN,
         format!("terminating connection: {reason} (rule {rule})"),
     )
-    .with_hint(hint)
+    .with_hint(violation_hint(in_transaction))
+}
+
+/// The HINT of a violation's FATAL: whether a transaction was open when it was sent.
+pub(crate) fn violation_hint(in_transaction: bool) -> &'static str {
+    if in_transaction {
+        "reconnect to continue; unsaved work in the open transaction was rolled back"
+    } else {
+        "reconnect to continue"
+    }
 }
 
 #[cfg(test)]

@@ -239,8 +239,8 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
     // The humans went through the gateway (the session registry lists each with its client's
     // address; the demo checks each one) and the application and the backup did not.
     assert!(
-        stdout.contains("Paths: 4 sessions came through the gateway")
-            && stdout.contains("3 connected directly"),
+        stdout.contains("Paths: 3 sessions came through the gateway")
+            && stdout.contains("4 connected directly"),
         "{stdout}"
     );
     let rows: Vec<&str> = stdout
@@ -254,6 +254,7 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
         ("ops_ann", "gateway"),
         ("appuser", "direct"),
         ("backupuser", "direct"),
+        ("a second session", "direct"),
     ] {
         let row = rows
             .iter()
@@ -264,9 +265,20 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
             "{role} should be {path}: {row}"
         );
     }
-    // A gateway user received the server's FATAL, relayed through the gateway.
+    // A gateway user read the gateway's own FATAL, naming the rule; the analyst's direct
+    // second session read only the server's.
     assert!(
-        stdout.contains("analyst_lee (forgot an open transaction, through the gateway): FATAL 57P01: terminating connection due to administrator command"),
+        stdout.lines().any(|l| l
+            .contains("FATAL 25P03: terminating connection: idle in transaction for ")
+            && l.contains("limit 3s (rule abandoned-transaction)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("ended by abandoned-transaction (gateway)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FATAL 57P01: terminating connection due to administrator command"),
         "{stdout}"
     );
     // Neither the cluster's port nor the gateway's answers any more.

@@ -5,6 +5,7 @@ mod limits;
 mod reader;
 mod rule;
 mod sections;
+mod violations;
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -575,7 +576,7 @@ mod reference_tests {
             super::SCOPE_KEYS,
             super::VERIFY_KEYS,
             super::rule::RULE_KEYS,
-            super::rule::VIOLATION_KEYS,
+            super::violations::VIOLATION_KEYS,
             super::sections::META_KEYS,
             super::sections::AUDIT_KEYS,
         ];

@@ -296,3 +296,19 @@ fn a_policy_past_its_review_date_is_not_fully_shown() {
     assert_eq!(a.status, "partly shown", "{a:?}");
     assert!(a.missing.contains("review date (2026-02-01"), "{a:?}");
 }
+
+#[test]
+fn a_violations_rule_that_ends_sessions_is_shown_as_covering_gateway_sessions_only() {
+    let text = format!(
+        "{APPROVED}\n[gateway]\nlisten = \"127.0.0.1:6432\"\ntarget = \"db\"\n\n[[rule]]\nname = \"probing\"\nviolations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\" }}\ncontrols = [\"NIST-800-171-3.1.11\"]\n"
+    );
+    let r = report(&text, &[loaded(1, "2026-03-01T09:00:00Z", SHA)]);
+    let b = &r.evidence.control_mapping[1];
+    assert_eq!(b.rules, ["inactivity", "probing"], "{b:?}");
+    assert_ne!(b.status, "shown", "{b:?}");
+    assert!(
+        b.missing
+            .contains("rule probing (violations) ends only sessions through the curfew gateway"),
+        "{b:?}"
+    );
+}

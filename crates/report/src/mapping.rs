@@ -55,7 +55,7 @@ fn squash(text: &str) -> String {
 }
 
 /// The rules that end sessions and name one of `ids` in their `controls`: a report-only rule
-/// (and so every `violations` rule, which nothing enforces) answers no requirement.
+/// answers no requirement.
 fn rules_naming(policy: &Policy, ids: &[&str]) -> Vec<String> {
     policy
         .rules
@@ -151,6 +151,17 @@ pub(crate) fn control_mapping(
     }
     for c in currency.iter().filter(|c| c.status != "current") {
         missing_b.push(c.message.clone());
+    }
+    // A violations rule ends sessions only where the curfew gateway sees the server's errors:
+    // a direct session is not watched, so the rule does not terminate every user's session.
+    for rule in policy.rules.iter().filter(|r| {
+        r.action == curfew_policy::Action::Terminate
+            && matches!(r.condition, curfew_policy::Condition::Violations(_))
+    }) {
+        missing_b.push(format!(
+            "rule {} (violations) ends only sessions through the curfew gateway: direct sessions are not watched",
+            rule.name
+        ));
     }
     if let Some(doubt) = &log_doubt {
         missing_b.push(doubt.clone());

@@ -14,7 +14,7 @@ use jiff::{SignedDuration, Timestamp};
 /// arms a timer for (rules scoped by `member_of` included: the gateway reads the role's
 /// memberships at login; one that changed since is the grace's to catch). Session caps, login
 /// locks and verify's canary edges stay the agent's.
-pub(crate) fn gateway_enforces(policy: &Policy, decision: &Decision) -> bool {
+pub fn gateway_enforces(policy: &Policy, decision: &Decision) -> bool {
     if policy.rules.get(decision.rule).is_none() {
         return false;
     }

@@ -33,6 +33,7 @@ mod worker;
 pub use curfew_backend::{Backend, Connector, GatewayClient};
 pub use curfew_notify::{ATTEMPT_TIMEOUT, ATTEMPTS, Hook, WebhookUrl, redact_url, split_command};
 pub use events::{AgentEvent, LoginLock, RecordedEvent};
+pub use gateway_grace::gateway_enforces;
 pub use locked::{Locked, LockedSet};
 pub use locks::covered_roles;
 pub use plan::{LoginWindowPlan, judge_sessions, login_windows};

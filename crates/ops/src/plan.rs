@@ -26,6 +26,10 @@ pub struct TargetPlan {
     pub verdicts: Vec<Verdict>,
     /// The login locks as of `at` (none on a standby).
     pub login_locks: Vec<LoginLock>,
+    /// The sessions curfew gateway logged in, with the client behind each (the registry's
+    /// rows): the gateway ends them itself for the rules it enforces, the agent only
+    /// `[agent] gateway_grace` later if it has not.
+    pub gateway: std::collections::BTreeMap<curfew_policy::SessionKey, curfew_agent::GatewayClient>,
 }
 
 /// A login lock in force or scheduled, as of the plan's instant.
@@ -74,6 +78,7 @@ pub async fn plan(
             sessions: snapshot.sessions,
             verdicts,
             login_locks,
+            gateway: snapshot.gateway,
         });
     }
     Ok(plans)

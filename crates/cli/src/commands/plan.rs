@@ -113,6 +113,9 @@ fn json(loaded: &LoadedPolicy, plan: &TargetPlan) -> serde_json::Value {
             "verdict": v,
             "rule": rule_of(loaded, v),
             "reason": reason_of(loaded, v, at),
+            "gateway_client": plan.gateway.get(&s.key()).map(|c| std::net::SocketAddr::new(c.addr, c.port).to_string()),
+            "ended_by": ended_by(loaded, plan, s, v).map(|(by, _)| by),
+            "agent_ends_at": ended_by(loaded, plan, s, v).and_then(|(_, at)| at).map(|t| t.to_string()),
         })).collect::<Vec<_>>(),
         "login_locks": lock_lines(&plan.login_locks, at),
     })
@@ -161,6 +164,27 @@ fn lock_lines(locks: &[LoginLock], at: Timestamp) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// Who ends a session the verdict ends (`gateway` or `agent`), and for a gateway session,
+/// when the agent does if the gateway has not (`[agent] gateway_grace` past the deadline).
+fn ended_by(
+    loaded: &LoadedPolicy,
+    plan: &TargetPlan,
+    session: &curfew_policy::Session,
+    v: &Verdict,
+) -> Option<(&'static str, Option<Timestamp>)> {
+    let (Verdict::Ends(d) | Verdict::Scheduled(d)) = v else {
+        return None;
+    };
+    if plan.gateway.contains_key(&session.key())
+        && curfew_agent::gateway_enforces(&loaded.policy, d)
+    {
+        let grace = loaded.policy.agent.gateway_grace.get();
+        Some(("gateway", d.deadline.saturating_add(grace).ok()))
+    } else {
+        Some(("agent", None))
+    }
 }
 
 fn rule_of(loaded: &LoadedPolicy, v: &Verdict) -> Option<String> {
@@ -216,7 +240,7 @@ fn table(out: &mut String, loaded: &LoadedPolicy, plan: &TargetPlan) {
         .iter()
         .zip(verdicts)
         .map(|(s, v)| {
-            let verdict = match v {
+            let mut verdict = match v {
                 Verdict::NotClient => "not a client session".to_owned(),
                 Verdict::Exempt { by } => format!("exempt ({by})"),
                 Verdict::Untouched => "no rule applies".to_owned(),
@@ -237,6 +261,28 @@ fn table(out: &mut String, loaded: &LoadedPolicy, plan: &TargetPlan) {
                     d.reason(&loaded.policy, d.deadline)
                 ),
             };
+            // A gateway session: the gateway ends it (with a FATAL naming the rule); the
+            // agent only after the grace, if the gateway has not.
+            if let Some(client) = plan.gateway.get(&s.key()) {
+                match ended_by(loaded, plan, s, v) {
+                    Some(("gateway", Some(agent_at))) if agent_at > at => {
+                        let _ = write!(
+                            verdict,
+                            " [{client}: by the gateway; by the agent in {} if not]",
+                            format_age(agent_at.duration_since(at))
+                        );
+                    }
+                    Some(("gateway", _)) => {
+                        let _ = write!(
+                            verdict,
+                            " [{client}: the gateway missed it; by the agent now]"
+                        );
+                    }
+                    _ => {
+                        let _ = write!(verdict, " [{client}]");
+                    }
+                }
+            }
             [
                 s.pid.to_string(),
                 s.role.to_string(),
@@ -255,4 +301,95 @@ fn table(out: &mut String, loaded: &LoadedPolicy, plan: &TargetPlan) {
         &[],
     ));
     let _ = writeln!(out);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    use curfew_agent::GatewayClient;
+    use curfew_policy::{BackendType, ClientAddr, Session, SessionState};
+
+    use super::*;
+
+    const POLICY: &str = r#"
+[agent]
+gateway_grace = "10s"
+
+[[target]]
+name = "db"
+url = "postgresql://curfew@db1/postgres"
+
+[gateway]
+listen = "127.0.0.1:6432"
+target = "db"
+
+[[rule]]
+name = "inactivity"
+idle = "15m"
+"#;
+
+    fn idle_since(pid: i64, since: Timestamp) -> Session {
+        Session {
+            pid,
+            backend_start: since,
+            xact_start: None,
+            state: SessionState::Idle,
+            state_change: Some(since),
+            role: Arc::from("alice"),
+            member_of: Arc::from(vec!["alice".to_owned()]),
+            database: Arc::from("app"),
+            client_addr: ClientAddr::Ip("10.0.0.9".parse().unwrap()),
+            application: Arc::from("psql"),
+            backend_type: BackendType::ClientBackend,
+        }
+    }
+
+    #[test]
+    fn a_gateway_session_is_the_gateways_to_end_and_the_agents_only_after_the_grace() {
+        let loaded = LoadedPolicy::from_bytes("curfew.toml", POLICY.as_bytes().to_vec()).unwrap();
+        let now: Timestamp = "2026-11-28T12:00:00Z".parse().unwrap();
+        let since = now - jiff::SignedDuration::from_mins(10);
+        let sessions = vec![idle_since(1, since), idle_since(2, since)];
+        let mut gateway = BTreeMap::new();
+        gateway.insert(
+            sessions[0].key(),
+            GatewayClient {
+                addr: "192.0.2.7".parse().unwrap(),
+                port: 50123,
+                gateway: "gw1:42".to_owned(),
+            },
+        );
+        let plan = TargetPlan {
+            target: "db".to_owned(),
+            server: "PostgreSQL 17.2".to_owned(),
+            now,
+            at: now,
+            verdicts: curfew_agent::judge_sessions(&loaded.policy, &sessions, now),
+            sessions,
+            login_locks: Vec::new(),
+            gateway,
+        };
+        let mut text = String::new();
+        table(&mut text, &loaded, &plan);
+        assert!(
+            text.contains(
+                "[via gateway from 192.0.2.7:50123: by the gateway; by the agent in 5m10s if not]"
+            ),
+            "{text}"
+        );
+        let json = json(&loaded, &plan);
+        let (via, direct) = (&json["sessions"][0], &json["sessions"][1]);
+        assert_eq!(via["gateway_client"], "192.0.2.7:50123", "{via}");
+        assert_eq!(via["ended_by"], "gateway", "{via}");
+        assert_eq!(via["agent_ends_at"], "2026-11-28T12:05:10Z", "{via}");
+        assert_eq!(
+            direct["gateway_client"],
+            serde_json::Value::Null,
+            "{direct}"
+        );
+        assert_eq!(direct["ended_by"], "agent", "{direct}");
+        assert_eq!(direct["agent_ends_at"], serde_json::Value::Null, "{direct}");
+    }
 }

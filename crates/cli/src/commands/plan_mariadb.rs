@@ -54,5 +54,7 @@ pub(crate) async fn plan(
         sessions: snapshot.sessions,
         verdicts,
         login_locks: Vec::new(),
+        // The gateway speaks PostgreSQL's protocol only.
+        gateway: Default::default(),
     })
 }

@@ -37,6 +37,8 @@ const OPENING_AT_ONCE: usize = 32;
 pub struct LatenessRun {
     /// `curfew gateway` or `idle_session_timeout`.
     pub route: &'static str,
+    /// Which round (from 1).
+    pub round: usize,
     /// Sessions measured.
     pub sessions: usize,
     /// Milliseconds from deadline to the client seeing the end, of the sessions that ended
@@ -138,6 +140,7 @@ pub(crate) async fn measure(
     let mut lateness = Vec::with_capacity(sessions);
     let mut run = LatenessRun {
         route: endpoint.route,
+        round: 1,
         sessions,
         lateness_ms: None,
         ended_57p05: 0,

@@ -7,43 +7,14 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use common::policy::{audit_text_when, lock_incident};
 use common::{ALICE_PASSWORD, Harness, Setup, login_error};
-use curfew_policy::parse_policy;
 use tokio_postgres::config::ChannelBinding;
 
 /// A deny window from this UTC hour to two hours later, for bob alone: open now.
 fn deny_bob_now() -> Arc<curfew_policy::Policy> {
-    let hour = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .hour();
-    let window = format!("{:02}:00-{:02}:00", hour, (hour + 2) % 24);
-    let text = format!(
-        "[[rule]]\nname = \"maintenance\"\ntimezone = \"UTC\"\nroles = [\"bob\"]\ndeny = [\"{window}\"]\n"
-    );
-    Arc::new(
-        parse_policy("deny.toml", &text, jiff::tz::db())
-            .expect("the policy")
-            .policy,
-    )
-}
-
-/// What the agent does for an incident lock: the ledger's row, its record that curfew
-/// disabled the login, and the NOLOGIN itself (as the superuser: the ledger's functions need
-/// a leading agent's fence).
-fn lock_incident(harness: &Harness, role: &str, reason: &str) {
-    harness
-        .cluster
-        .psql(&format!(
-            "INSERT INTO curfew.lock (role_oid, role_name, kind, reason, created_by, expires_at)
-               SELECT oid, rolname, 'incident', '{reason}', 'test', '2099-01-01 12:00+00'
-               FROM pg_roles WHERE rolname = '{role}';
-             INSERT INTO curfew.disabled_login (role_oid, role_name)
-               SELECT oid, rolname FROM pg_roles WHERE rolname = '{role}';
-             ALTER ROLE {role} NOLOGIN;"
-        ))
-        .expect("the incident lock");
+    common::policy::deny_now("maintenance", "roles = [\"bob\"]")
 }
 
 #[tokio::test]
@@ -150,14 +121,7 @@ async fn locked_roles_are_refused_with_the_lock_after_authentication_and_others_
         .expect("alice after the lock");
 
     let path = harness.audit_log.clone().expect("an audit log");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = std::fs::read_to_string(&path).expect("the audit log");
-        if text.matches("\"login_refused\"").count() >= 5 || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let text = audit_text_when(&path, |text| text.matches("\"login_refused\"").count() >= 5).await;
     let refused: Vec<&str> = text
         .lines()
         .filter(|line| line.contains("\"login_refused\""))

@@ -148,3 +148,33 @@ pub async fn ended_with(
 pub fn db(error: &tokio_postgres::Error) -> &DbError {
     error.as_db_error().unwrap_or_else(|| panic!("{error:?}"))
 }
+
+impl Watched {
+    /// Asserts that the session still answers and its connection has not ended.
+    pub async fn lives(&self) {
+        self.client
+            .simple_query("SELECT 1")
+            .await
+            .expect("the session lives");
+        assert!(!self.connection.is_finished());
+    }
+}
+
+/// A login of `user` refused alike in plaintext and over TLS: the SQLSTATE and message.
+///
+/// # Panics
+/// When either login succeeds or the two refusals differ.
+pub async fn refused_alike(harness: &Harness, user: &str, password: &str) -> (String, String) {
+    let plain = super::login_error(harness.plain(user, password).await);
+    let tls = super::login_error(
+        harness
+            .tls(
+                user,
+                password,
+                tokio_postgres::config::ChannelBinding::Prefer,
+            )
+            .await,
+    );
+    assert_eq!(plain, tls, "{user}: plaintext and TLS refusals differ");
+    plain
+}

@@ -81,7 +81,7 @@ async fn psycopg(
     events(&finished.stdout)
 }
 
-/// The only event of `kind` whose field 2 (SQLSTATE) is `sqlstate`.
+/// The only event of `kind` with `sqlstate` (its second field).
 fn the<'a>(events: &'a [Event], kind: &str, sqlstate: &str) -> &'a Event {
     let found: Vec<&Event> = events
         .iter()
@@ -91,6 +91,7 @@ fn the<'a>(events: &'a [Event], kind: &str, sqlstate: &str) -> &'a Event {
     found[0]
 }
 
+/// Login roles `name`, each with the SCRAM password `name-secret`.
 fn roles(harness: &Harness, names: &[&str]) {
     for name in names {
         harness
@@ -314,7 +315,9 @@ fn psql_fed(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = command.spawn().expect("psql runs");
+    let mut child = command
+        .spawn()
+        .unwrap_or_else(|e| panic!("{:?} could not run: {e}", command.get_program()));
     let mut stdin = child.stdin.take().expect("psql's stdin");
     // Between the lines psql waits on its input, not on the server: the session is idle and
     // nothing the server sends is read, as at an interactive prompt.
@@ -491,7 +494,11 @@ async fn logins_during_a_deny_window_and_an_incident_lock_are_refused_with_the_r
     let lock = "FATAL:  logins for role alice are closed by an incident lock until \
                 2099-01-01 12:00 UTC (reason: laptop stolen)";
     let window = "FATAL:  logins for role bob are closed by rule maintenance until ";
-    let bin = harness.cluster.bin_dir().to_owned();
+    // psql with the server's libpq (15) and with 18's.
+    let bins = [
+        harness.cluster.bin_dir().to_owned(),
+        curfew_testkit::pg_bin(18),
+    ];
     let mut attempts = 0;
     for (user, password, reason) in [
         ("alice", ALICE_PASSWORD, lock),
@@ -499,7 +506,9 @@ async fn logins_during_a_deny_window_and_an_incident_lock_are_refused_with_the_r
     ] {
         // sslmode=prefer: TLS is offered and taken, the refusal comes over it, and libpq makes
         // no plaintext attempt after it (one refusal printed, one recorded).
-        for sslmode in ["verify-full", "require", "disable", "prefer"] {
+        for (bin, sslmode) in bins.iter().flat_map(|bin| {
+            ["verify-full", "require", "disable", "prefer"].map(|sslmode| (bin, sslmode))
+        }) {
             let binding = if sslmode == "verify-full" {
                 "require"
             } else {
@@ -510,11 +519,11 @@ async fn logins_during_a_deny_window_and_an_incident_lock_are_refused_with_the_r
                 user,
                 &format!("sslmode={sslmode} channel_binding={binding}"),
             );
-            let mut command = psql(&bin, &conninfo, password);
+            let mut command = psql(bin, &conninfo, password);
             command.args(["-c", "SELECT 1"]);
             let refused = run(command).await;
             attempts += 1;
-            let context = format!("psql as {user} with sslmode={sslmode}");
+            let context = format!("{}/psql as {user} with sslmode={sslmode}", bin.display());
             eprintln!("{context}:\n{}", refused.stderr);
             assert!(!refused.success, "{context} logged in");
             assert_eq!(

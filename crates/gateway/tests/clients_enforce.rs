@@ -31,16 +31,31 @@ impl Event {
     }
 }
 
+/// A field with the script's escapes (`\\`, `\n`, `\t`) undone.
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut chars = field.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('n') => out.push('\n'),
+            Some('t') => out.push('\t'),
+            Some(other) => out.push(other),
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 /// The events in the script's output (its escapes undone).
 fn events(stdout: &str) -> Vec<Event> {
     stdout
         .lines()
         .map(|line| {
-            let mut parts = line.split('\t').map(|f| {
-                f.replace("\\n", "\n")
-                    .replace("\\t", "\t")
-                    .replace("\\\\", "\\")
-            });
+            let mut parts = line.split('\t').map(unescape);
             let kind = parts.next().unwrap_or_default();
             let at = parts
                 .next()
@@ -550,6 +565,8 @@ async fn logins_during_a_deny_window_and_an_incident_lock_are_refused_with_the_r
             )
             .await;
             attempts += 1;
+            // libpq keeps no SQLSTATE for a failed login, so psycopg's OperationalError has
+            // none (`sqlstate` is None): the FATAL's words are what it carries.
             assert_eq!(events.len(), 1, "{events:#?}");
             let refused = &events[0];
             assert_eq!(
@@ -570,4 +587,10 @@ async fn logins_during_a_deny_window_and_an_incident_lock_are_refused_with_the_r
     tokio::time::sleep(Duration::from_millis(500)).await;
     let text = std::fs::read_to_string(&path).unwrap_or(text);
     assert_eq!(count(&text), attempts, "{text}");
+}
+
+#[test]
+fn the_scripts_escapes_are_undone() {
+    assert_eq!(unescape(r"a\nb\tc\\n"), "a\nb\tc\\n");
+    assert_eq!(unescape("plain"), "plain");
 }

@@ -8,39 +8,12 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::policy::{audit_text_when, db, ended_with};
 use common::{ALICE_PASSWORD, Harness, Setup};
-use curfew_policy::{Policy, parse_policy};
-use tokio::task::JoinHandle;
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{Client, NoTls};
+use curfew_policy::Policy;
 
 fn policy(rule: &str) -> Arc<Policy> {
-    let text = format!("[[rule]]\nname = \"inactivity\"\n{rule}\n");
-    Arc::new(
-        parse_policy("enforce.toml", &text, jiff::tz::db())
-            .expect("the policy")
-            .policy,
-    )
-}
-
-async fn alice(harness: &Harness) -> (Client, JoinHandle<Result<(), tokio_postgres::Error>>) {
-    let mut config = harness.config("alice", ALICE_PASSWORD);
-    config.ssl_mode(SslMode::Disable);
-    let (client, connection) = config.connect(NoTls).await.expect("login");
-    (client, tokio::spawn(connection))
-}
-
-/// The error the connection ended with, within `within`.
-async fn ended_with(
-    connection: JoinHandle<Result<(), tokio_postgres::Error>>,
-    within: Duration,
-) -> tokio_postgres::Error {
-    match tokio::time::timeout(within, connection).await {
-        Ok(Ok(Err(e))) => e,
-        Ok(Ok(Ok(()))) => panic!("the connection closed without an error"),
-        Ok(Err(e)) => panic!("the connection task: {e}"),
-        Err(_) => panic!("the session was not ended within {within:?}"),
-    }
+    common::policy::policy(&format!("[[rule]]\nname = \"inactivity\"\n{rule}\n"))
 }
 
 #[tokio::test]
@@ -54,13 +27,14 @@ async fn an_idle_session_is_ended_with_57p05_the_rule_the_reason_and_a_hint() {
     )
     .await;
     harness.gateway.enforce(policy("idle = \"2s\""));
-    let (client, connection) = alice(&harness).await;
+    let alice = harness.watched("alice", ALICE_PASSWORD).await;
+    let (client, connection) = (alice.client, alice.connection);
     let started = Instant::now();
     client.simple_query("SELECT 1").await.expect("a query");
     let error = ended_with(connection, Duration::from_secs(10)).await;
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(1900), "{waited:?}");
-    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    let db = db(&error);
     assert_eq!(db.code().code(), "57P05", "{db:?}");
     assert_eq!(db.severity(), "FATAL");
     assert!(
@@ -80,14 +54,7 @@ async fn an_idle_session_is_ended_with_57p05_the_rule_the_reason_and_a_hint() {
 
     // The audit log has the end with its rule and reason, and verifies.
     let path = harness.audit_log.clone().expect("an audit log");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = std::fs::read_to_string(&path).expect("the audit log");
-        if text.contains("\"session_terminated\"") || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let text = audit_text_when(&path, |text| text.contains("\"session_terminated\"")).await;
     let line = text
         .lines()
         .find(|line| line.contains("\"session_terminated\""))
@@ -102,7 +69,8 @@ async fn an_idle_session_is_ended_with_57p05_the_rule_the_reason_and_a_hint() {
 async fn a_statement_before_the_deadline_keeps_the_session() {
     let harness = Harness::start("enforce-active", Setup::default()).await;
     harness.gateway.enforce(policy("idle = \"3s\""));
-    let (client, connection) = alice(&harness).await;
+    let alice = harness.watched("alice", ALICE_PASSWORD).await;
+    let (client, connection) = (alice.client, alice.connection);
     for _ in 0..5 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         client
@@ -119,10 +87,11 @@ async fn idle_in_a_transaction_is_ended_with_25p03_and_the_rollback_is_said() {
     harness
         .gateway
         .enforce(policy("idle_in_transaction = \"2s\""));
-    let (client, connection) = alice(&harness).await;
+    let alice = harness.watched("alice", ALICE_PASSWORD).await;
+    let (client, connection) = (alice.client, alice.connection);
     client.simple_query("BEGIN").await.expect("begin");
     let error = ended_with(connection, Duration::from_secs(10)).await;
-    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    let db = db(&error);
     assert_eq!(db.code().code(), "25P03", "{db:?}");
     assert_eq!(
         db.hint(),
@@ -134,7 +103,8 @@ async fn idle_in_a_transaction_is_ended_with_25p03_and_the_rollback_is_said() {
 async fn a_running_statement_is_not_idle() {
     let harness = Harness::start("enforce-running", Setup::default()).await;
     harness.gateway.enforce(policy("idle = \"2s\""));
-    let (client, connection) = alice(&harness).await;
+    let alice = harness.watched("alice", ALICE_PASSWORD).await;
+    let (client, connection) = (alice.client, alice.connection);
     client
         .simple_query("SELECT pg_sleep(4)")
         .await
@@ -142,7 +112,7 @@ async fn a_running_statement_is_not_idle() {
     assert!(!connection.is_finished());
     // Idle afterwards: ended then.
     let error = ended_with(connection, Duration::from_secs(10)).await;
-    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    let db = db(&error);
     assert_eq!(db.code().code(), "57P05", "{db:?}");
 }
 
@@ -159,33 +129,17 @@ async fn a_warning_notice_arrives_before_the_end_and_is_recorded() {
     harness
         .gateway
         .enforce(policy("idle = \"4s\"\nwarn = \"2s\""));
-    let mut config = harness.config("alice", ALICE_PASSWORD);
-    config.ssl_mode(SslMode::Disable);
-    let (client, mut connection) = config.connect(NoTls).await.expect("login");
+    let mut alice = harness.watched("alice", ALICE_PASSWORD).await;
     let started = Instant::now();
-    // The connection driven by hand, to see its notices.
-    let driver = tokio::spawn(async move {
-        let mut notices = Vec::new();
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        while let Some(message) = futures_util::StreamExt::next(&mut messages).await {
-            match message {
-                Ok(tokio_postgres::AsyncMessage::Notice(notice)) => {
-                    notices.push((notice, started.elapsed()));
-                }
-                Ok(_) => {}
-                Err(e) => return (notices, Some(e), started.elapsed()),
-            }
-        }
-        (notices, None, started.elapsed())
-    });
-    let (notices, error, ended_at) = tokio::time::timeout(Duration::from_secs(15), driver)
-        .await
-        .expect("ended in time")
-        .expect("the driver");
-    drop(client);
-    let error = error.expect("ended by an error");
-    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    let error = ended_with(alice.connection, Duration::from_secs(15)).await;
+    let ended_at = started.elapsed();
+    drop(alice.client);
+    let db = db(&error);
     assert_eq!(db.code().code(), "57P05");
+    let mut notices = Vec::new();
+    while let Ok((notice, at)) = alice.notices.try_recv() {
+        notices.push((notice, at.duration_since(started)));
+    }
     assert_eq!(notices.len(), 1, "{notices:?}");
     let (notice, at) = &notices[0];
     assert_eq!(notice.severity(), "WARNING");
@@ -212,14 +166,7 @@ async fn a_warning_notice_arrives_before_the_end_and_is_recorded() {
     );
 
     let path = harness.audit_log.clone().expect("an audit log");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = std::fs::read_to_string(&path).expect("the audit log");
-        if text.contains("\"session_terminated\"") || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let text = audit_text_when(&path, |text| text.contains("\"session_terminated\"")).await;
     let warned = text
         .lines()
         .find(|line| line.contains("\"session_warned\""))

@@ -7,15 +7,12 @@
 mod common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::policy::{Watched, audit_text_when, db, ended_with};
 use common::{ALICE_PASSWORD, Harness, Setup};
-use curfew_policy::{Policy, parse_policy};
-use futures_util::future::poll_fn;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
+use curfew_policy::Policy;
+use tokio_postgres::Client;
 
 /// 42501 (insufficient_privilege) for any ordinary role.
 const DENIED: &str = "SELECT rolpassword FROM pg_authid";
@@ -28,50 +25,14 @@ fn policy(per: &str) -> Arc<Policy> {
 
 /// With `extra` lines in the rule (`message = ...`).
 fn policy_with(per: &str, extra: &str) -> Arc<Policy> {
-    let text = format!(
+    common::policy::policy(&format!(
         "[[rule]]\nname = \"misbehaviour\"\n{extra}violations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\", per = \"{per}\" }}\n[[target]]\nname = \"db\"\nurl = \"postgresql://curfew@localhost/postgres\"\n[gateway]\n"
-    );
-    Arc::new(
-        parse_policy("violations.toml", &text, jiff::tz::db())
-            .expect("the policy")
-            .policy,
-    )
+    ))
 }
 
-/// A session of alice's: its client, its notices as they come, and how it ended.
-struct Alice {
-    client: Client,
-    notices: mpsc::UnboundedReceiver<String>,
-    connection: JoinHandle<Option<tokio_postgres::Error>>,
-}
-
-async fn alice(harness: &Harness) -> Alice {
-    let mut config = harness.config("alice", ALICE_PASSWORD);
-    config.ssl_mode(SslMode::Disable);
-    let (client, mut connection) = config.connect(NoTls).await.expect("login");
-    let (tx, notices) = mpsc::unbounded_channel();
-    let connection = tokio::spawn(async move {
-        loop {
-            match poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notice(notice))) => {
-                    let _ = tx.send(format!(
-                        "{} {} {}",
-                        notice.severity(),
-                        notice.code().code(),
-                        notice.message()
-                    ));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Some(e),
-                None => return None,
-            }
-        }
-    });
-    Alice {
-        client,
-        notices,
-        connection,
-    }
+/// A session of alice's, its notices collected.
+async fn alice(harness: &Harness) -> Watched {
+    harness.watched("alice", ALICE_PASSWORD).await
 }
 
 /// The SQLSTATE `sql` failed with.
@@ -80,33 +41,21 @@ async fn fails(client: &Client, sql: &str) -> String {
         .simple_query(sql)
         .await
         .expect_err("the statement fails");
-    error
-        .as_db_error()
-        .unwrap_or_else(|| panic!("{error:?}"))
-        .code()
-        .code()
-        .to_owned()
+    db(&error).code().code().to_owned()
 }
 
-/// The error the connection ended with, within `within`.
-async fn ended_with(
-    connection: JoinHandle<Option<tokio_postgres::Error>>,
-    within: Duration,
-) -> tokio_postgres::Error {
-    match tokio::time::timeout(within, connection).await {
-        Ok(Ok(Some(e))) => e,
-        Ok(Ok(None)) => panic!("the connection closed without an error"),
-        Ok(Err(e)) => panic!("the connection task: {e}"),
-        Err(_) => panic!("the session was not ended within {within:?}"),
-    }
-}
-
-/// The next notice within a few seconds.
-async fn next_notice(notices: &mut mpsc::UnboundedReceiver<String>) -> Option<String> {
-    tokio::time::timeout(Duration::from_secs(5), notices.recv())
+/// The next notice within a few seconds: its severity, SQLSTATE and message.
+async fn next_notice(alice: &mut Watched) -> Option<String> {
+    let (notice, _) = tokio::time::timeout(Duration::from_secs(5), alice.notices.recv())
         .await
         .ok()
-        .flatten()
+        .flatten()?;
+    Some(format!(
+        "{} {} {}",
+        notice.severity(),
+        notice.code().code(),
+        notice.message()
+    ))
 }
 
 #[tokio::test]
@@ -124,7 +73,7 @@ async fn three_permission_errors_end_the_session_with_the_reason_after_a_warning
     assert_eq!(fails(&alice.client, DENIED).await, "42501");
     assert_eq!(fails(&alice.client, DENIED).await, "42501");
     // The warning follows the second error.
-    let notice = next_notice(&mut alice.notices)
+    let notice = next_notice(&mut alice)
         .await
         .expect("a WARNING after the second error");
     assert_eq!(
@@ -134,7 +83,7 @@ async fn three_permission_errors_end_the_session_with_the_reason_after_a_warning
     // The third ends the session: the client sees its statement's error, then the FATAL.
     assert_eq!(fails(&alice.client, DENIED).await, "42501");
     let error = ended_with(alice.connection, Duration::from_secs(10)).await;
-    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    let db = db(&error);
     assert_eq!(db.severity(), "FATAL");
     assert_eq!(db.code().code(), "57P01", "{db:?}");
     assert_eq!(
@@ -155,14 +104,7 @@ async fn three_permission_errors_end_the_session_with_the_reason_after_a_warning
 
     // The audit record names the rule and the codes counted, not the statements.
     let path = harness.audit_log.clone().expect("an audit log");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let text = loop {
-        let text = std::fs::read_to_string(&path).expect("the audit log");
-        if text.contains("\"session_terminated\"") || Instant::now() > deadline {
-            break text;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let text = audit_text_when(&path, |text| text.contains("\"session_terminated\"")).await;
     let line = text
         .lines()
         .find(|line| line.contains("\"session_terminated\""))
@@ -186,15 +128,10 @@ async fn two_errors_and_errors_of_other_codes_do_not_end_the_session() {
         assert_eq!(fails(&alice.client, MISSING).await, "42P01");
     }
     assert_eq!(fails(&alice.client, DENIED).await, "42501");
-    assert!(next_notice(&mut alice.notices).await.is_some());
+    assert!(next_notice(&mut alice).await.is_some());
     for _ in 0..3 {
-        alice
-            .client
-            .simple_query("SELECT 1")
-            .await
-            .expect("the session lives");
+        alice.lives().await;
     }
-    assert!(!alice.connection.is_finished());
     // Errors of other codes are not counted, nor is any session ended.
     let metrics = harness.gateway.metrics_text();
     assert!(
@@ -221,7 +158,7 @@ async fn per_role_counts_across_the_roles_sessions() {
     // The third of the role's, in the first session: that session ends.
     assert_eq!(fails(&first.client, DENIED).await, "42501");
     let error = ended_with(first.connection, Duration::from_secs(10)).await;
-    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    let db = db(&error);
     assert_eq!(db.code().code(), "57P01", "{db:?}");
     assert!(
         db.message().contains("by its role's sessions"),
@@ -229,12 +166,7 @@ async fn per_role_counts_across_the_roles_sessions() {
         db.message()
     );
     // The other session lives on, its count started afresh.
-    second
-        .client
-        .simple_query("SELECT 1")
-        .await
-        .expect("the other session lives");
-    assert!(!second.connection.is_finished());
+    second.lives().await;
 }
 
 #[tokio::test]
@@ -244,12 +176,7 @@ async fn without_the_policy_errors_are_only_forwarded() {
     for _ in 0..4 {
         assert_eq!(fails(&alice.client, DENIED).await, "42501");
     }
-    alice
-        .client
-        .simple_query("SELECT 1")
-        .await
-        .expect("the session lives");
-    assert!(!alice.connection.is_finished());
+    alice.lives().await;
 }
 
 #[tokio::test]
@@ -264,7 +191,7 @@ async fn a_rules_message_is_what_the_client_reads_and_the_detail_names_the_rule(
         assert_eq!(fails(&alice.client, DENIED).await, "42501");
     }
     let error = ended_with(alice.connection, Duration::from_secs(10)).await;
-    let db = error.as_db_error().unwrap_or_else(|| panic!("{error:?}"));
+    let db = db(&error);
     assert_eq!(db.code().code(), "57P01", "{db:?}");
     assert_eq!(
         db.message(),

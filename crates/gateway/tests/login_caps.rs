@@ -7,52 +7,18 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::time::Duration;
 
-use common::{ADMIN_PASSWORD, ALICE_PASSWORD, Harness, Setup, login_error};
-use curfew_gateway::{AuthFunctionSource, Gateway, GatewayConfig, UpstreamConfig};
-use curfew_policy::{Policy, parse_policy};
-use curfew_postgres::{ConnectionUrl, TargetSpec};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use common::policy::{policy, wait_for_no_sessions};
+use common::{ALICE_PASSWORD, Harness, Setup, login_error};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 
-fn policy(text: &str) -> Arc<Policy> {
-    Arc::new(
-        parse_policy("caps.toml", text, jiff::tz::db())
-            .expect("the policy")
-            .policy,
-    )
-}
-
-/// A second gateway instance (plaintext, its own auth connection) enforcing `policy`.
-async fn gateway_b(harness: &Harness, policy: Arc<Policy>) -> (SocketAddr, oneshot::Sender<()>) {
-    let spec = TargetSpec {
-        name: "primary".to_owned(),
-        url: ConnectionUrl::parse(&format!(
-            "postgresql://curfew_gateway@127.0.0.1:{}/postgres?sslmode=prefer",
-            harness.cluster.port()
-        ))
-        .expect("URL"),
-        password_file: Some(harness.dir.password_file(ADMIN_PASSWORD)),
-    };
-    let upstream = ConnectionUrl::parse(&format!(
-        "postgresql://unused@127.0.0.1:{}/postgres?sslmode=disable",
-        harness.cluster.port()
-    ))
-    .expect("upstream URL");
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("address");
-    let config = GatewayConfig::new(vec![addr], UpstreamConfig { url: upstream });
-    let gateway = Gateway::new(config, Arc::new(AuthFunctionSource::new(spec))).expect("gateway");
-    gateway.enforce(policy);
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
+/// dave, a member of night_shift through ops.
+const NIGHT_SHIFT: &str = "SET password_encryption = 'scram-sha-256';
+     CREATE ROLE night_shift NOLOGIN;
+     CREATE ROLE ops NOLOGIN IN ROLE night_shift;
+     CREATE ROLE dave LOGIN PASSWORD 'dave-secret' IN ROLE ops;";
 
 /// A login as alice through the gateway at `addr` (plaintext), kept open while the client
 /// lives.
@@ -85,7 +51,7 @@ async fn max_sessions_holds_across_two_gateways_and_a_direct_session() {
     .await;
     let caps = policy("[[rule]]\nname = \"two-at-most\"\nroles = [\"alice\"]\nmax_sessions = 2\n");
     harness.gateway.enforce(caps.clone());
-    let (b, _stop_b) = gateway_b(&harness, caps).await;
+    let (b, _stop_b) = harness.another_gateway_enforcing(Some(caps)).await;
 
     // A direct session and one through gateway A: a login through gateway B is the third.
     let mut direct = tokio_postgres::Config::new();
@@ -125,7 +91,7 @@ async fn max_sessions_holds_across_two_gateways_and_a_direct_session() {
     drop(direct);
     drop(via_a);
     let _ = direct_task.await;
-    wait_for_no_sessions(&harness).await;
+    wait_for_no_sessions(&harness, "alice", Duration::from_secs(10)).await;
     let attempts = (0..12).map(|i| {
         let addr = if i % 2 == 0 { harness.addr } else { b };
         tokio::spawn(through(addr))
@@ -145,25 +111,6 @@ async fn max_sessions_holds_across_two_gateways_and_a_direct_session() {
     assert_eq!((admitted.len(), refused), (2, 10));
 }
 
-/// Until the server has no session of alice (a closed client's backend exits a moment later).
-async fn wait_for_no_sessions(harness: &Harness) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        let out = harness
-            .cluster
-            .psql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'alice'")
-            .expect("count");
-        if out.trim() == "0" {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "alice's sessions stay: {out}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_member_of_rule_refuses_members_at_the_gateway_and_not_others() {
     let harness = Harness::start(
@@ -174,22 +121,11 @@ async fn a_member_of_rule_refuses_members_at_the_gateway_and_not_others() {
         },
     )
     .await;
-    harness
-        .cluster
-        .psql(
-            "SET password_encryption = 'scram-sha-256';
-             CREATE ROLE night_shift NOLOGIN;
-             CREATE ROLE ops NOLOGIN IN ROLE night_shift;
-             CREATE ROLE dave LOGIN PASSWORD 'dave-secret' IN ROLE ops;",
-        )
-        .expect("roles");
-    let hour = jiff::Timestamp::now()
-        .to_zoned(jiff::tz::TimeZone::UTC)
-        .hour();
-    let window = format!("{:02}:00-{:02}:00", hour, (hour + 2) % 24);
-    harness.gateway.enforce(policy(&format!(
-        "[[rule]]\nname = \"night-only\"\ntimezone = \"UTC\"\nmember_of = [\"night_shift\"]\ndeny = [\"{window}\"]\n"
-    )));
+    harness.cluster.psql(NIGHT_SHIFT).expect("roles");
+    harness.gateway.enforce(common::policy::deny_now(
+        "night-only",
+        "member_of = [\"night_shift\"]",
+    ));
     let (code, message) = login_error(harness.plain("dave", "dave-secret").await);
     assert_eq!(code, "28000", "{message}");
     assert!(
@@ -212,15 +148,7 @@ async fn a_member_of_rule_times_a_members_gateway_session_and_not_others() {
         },
     )
     .await;
-    harness
-        .cluster
-        .psql(
-            "SET password_encryption = 'scram-sha-256';
-             CREATE ROLE night_shift NOLOGIN;
-             CREATE ROLE ops NOLOGIN IN ROLE night_shift;
-             CREATE ROLE dave LOGIN PASSWORD 'dave-secret' IN ROLE ops;",
-        )
-        .expect("roles");
+    harness.cluster.psql(NIGHT_SHIFT).expect("roles");
     harness.gateway.enforce(policy(
         "[[rule]]\nname = \"night-idle\"\nmember_of = [\"night_shift\"]\nidle = \"2s\"\n",
     ));
@@ -238,7 +166,7 @@ async fn a_member_of_rule_times_a_members_gateway_session_and_not_others() {
     let (alice, _alice_connection) = connect("alice", ALICE_PASSWORD).await;
     dave.simple_query("SELECT 1").await.expect("dave's query");
     alice.simple_query("SELECT 1").await.expect("alice's query");
-    let ended = tokio::time::timeout(std::time::Duration::from_secs(10), dave_connection)
+    let ended = tokio::time::timeout(Duration::from_secs(10), dave_connection)
         .await
         .expect("dave's session ends")
         .expect("the connection task");

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod clients;
+pub mod policy;
 pub mod raw;
 
 use std::net::SocketAddr;
@@ -384,6 +385,14 @@ impl Harness {
     /// `curfew_gateway` (a `Setup { auth_function: true }` harness installed it): a second
     /// instance, or the first one restarted. Stops when the returned sender is dropped.
     pub async fn another_gateway(&self) -> (SocketAddr, oneshot::Sender<()>) {
+        self.another_gateway_enforcing(None).await
+    }
+
+    /// [`Harness::another_gateway`] enforcing `policy` when there is one.
+    pub async fn another_gateway_enforcing(
+        &self,
+        policy: Option<Arc<curfew_policy::Policy>>,
+    ) -> (SocketAddr, oneshot::Sender<()>) {
         let password_file = self.dir.password_file(ADMIN_PASSWORD);
         let spec = TargetSpec {
             name: "primary".to_owned(),
@@ -404,6 +413,9 @@ impl Harness {
         let config = GatewayConfig::new(vec![addr], UpstreamConfig { url: upstream });
         let gateway =
             Gateway::new(config, Arc::new(AuthFunctionSource::new(spec))).expect("gateway");
+        if let Some(policy) = policy {
+            gateway.enforce(policy);
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(curfew_gateway::run(vec![listener], gateway, async move {
             let _ = stopped.await;

@@ -107,6 +107,42 @@ async fn the_canary_procedures_touch_no_other_account() {
         .admin_sql("SELECT COUNT(*) FROM mysql.user WHERE User = 'app'")
         .unwrap();
     assert_eq!(apps.trim(), "2");
+    // A user name without the canary mark: refused, so that curfew's account cannot make
+    // ordinary-looking login accounts.
+    let err = create_canary_account(&mut operator, "m", "backdoor", "%", CANARY_PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(err.server_code(), Some(1396), "{err}");
+    assert!(err.to_string().contains("carries curfew_canary_"), "{err}");
+    // At most 100 at once: leftovers fill the table, the next one is refused.
+    f.server
+        .admin_sql(
+            "INSERT INTO curfew.canary (user, host, created_at) \
+             SELECT CONCAT('curfew_canary_left_', seq), '%', 0 FROM mysql.seq_1_to_100",
+        )
+        .unwrap();
+    let err = create_canary_account(
+        &mut operator,
+        "m",
+        "curfew_canary_101",
+        "%",
+        CANARY_PASSWORD,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.server_code(), Some(1396), "{err}");
+    assert!(
+        err.to_string().contains("100 canary accounts exist"),
+        "{err}"
+    );
+    let made = f
+        .server
+        .admin_sql("SELECT COUNT(*) FROM mysql.user WHERE User = 'curfew_canary_101'")
+        .unwrap();
+    assert_eq!(made.trim(), "0");
+    f.server
+        .admin_sql("DELETE FROM curfew.canary WHERE user LIKE 'curfew\\_canary\\_left\\_%'")
+        .unwrap();
     // A password hash that is not one is refused by the procedure itself.
     let err = operator
         .exec_drop(

@@ -176,6 +176,10 @@ pub(crate) const CREATE_MOVE_ACCOUNT_LOCK: &str = "CREATE OR REPLACE DEFINER = C
        END IF; \
      END";
 
+/// How many canary accounts [`CREATE_CREATE_CANARY`] lets exist at once (the number is
+/// written into the procedure).
+pub(crate) const MAX_CANARY_ACCOUNTS: u32 = 100;
+
 /// The canary accounts `curfew verify` made through [`CREATE_CREATE_CANARY`], so that
 /// [`CREATE_DROP_CANARY`] drops those and no other. curfew's account has no grant on it.
 pub(crate) const CREATE_CANARY_TABLE: &str = "CREATE TABLE IF NOT EXISTS `curfew`.`canary` (\
@@ -190,6 +194,11 @@ pub(crate) const CREATE_CANARY_TABLE: &str = "CREATE TABLE IF NOT EXISTS `curfew
 /// `curfew.canary` (the record removed again if the `CREATE USER` fails, as when an
 /// administrator made that account in between: `drop_canary` must never drop it). Errors: 1396
 /// for a name in use or bad arguments.
+///
+/// Whoever holds curfew's account could otherwise make login accounts at will: the user name
+/// must carry the canary mark (`curfew_canary_`, so that every such account is recognisable as
+/// verify's), and at most [`MAX_CANARY_ACCOUNTS`] may exist at once (a run makes one per rule
+/// it tests and drops them; leftovers of a run that was killed count until dropped).
 pub(crate) const CREATE_CREATE_CANARY: &str = "CREATE OR REPLACE DEFINER = CURRENT_USER \
      PROCEDURE `curfew`.`create_canary`(\
        IN in_user VARCHAR(128) CHARACTER SET utf8mb4, \
@@ -202,6 +211,14 @@ pub(crate) const CREATE_CREATE_CANARY: &str = "CREATE OR REPLACE DEFINER = CURRE
           OR in_hash NOT REGEXP '^[*][0-9A-F]{40}$' THEN \
          SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1396, \
            MESSAGE_TEXT = 'curfew.create_canary: bad arguments'; \
+       END IF; \
+       IF LOCATE('curfew_canary_', in_user) = 0 THEN \
+         SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1396, \
+           MESSAGE_TEXT = 'curfew.create_canary: a canary user name carries curfew_canary_'; \
+       END IF; \
+       IF (SELECT COUNT(*) FROM `curfew`.`canary`) >= 100 THEN \
+         SIGNAL SQLSTATE 'HY000' SET MYSQL_ERRNO = 1396, \
+           MESSAGE_TEXT = 'curfew.create_canary: 100 canary accounts exist (curfew.canary): drop the leftovers of killed runs first'; \
        END IF; \
        IF EXISTS (SELECT 1 FROM mysql.global_priv \
                   WHERE CONVERT(User USING utf8mb4) COLLATE utf8mb4_bin = in_user) THEN \
@@ -253,3 +270,19 @@ pub(crate) const NEW_IDS: &str = "INSERT INTO `curfew`.`account` (user) \
 /// The columns of a lock row, in `LockRow`'s order.
 pub(crate) const LOCK_COLUMNS: &str = "id, account_id, user, kind, rule, reason, created_by, \
      created_at, expires_at, released_at, released_by";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_canary_caps_the_accounts_and_requires_the_mark() {
+        assert!(CREATE_CREATE_CANARY.contains(&format!(
+            "(SELECT COUNT(*) FROM `curfew`.`canary`) >= {MAX_CANARY_ACCOUNTS} THEN"
+        )));
+        assert!(CREATE_CREATE_CANARY.contains(&format!(
+            "LOCATE('{}', in_user) = 0 THEN",
+            curfew_policy::CANARY_MARK
+        )));
+    }
+}

@@ -176,10 +176,6 @@ pub(crate) const CREATE_MOVE_ACCOUNT_LOCK: &str = "CREATE OR REPLACE DEFINER = C
        END IF; \
      END";
 
-/// How many canary accounts [`CREATE_CREATE_CANARY`] lets exist at once (the number is
-/// written into the procedure).
-pub(crate) const MAX_CANARY_ACCOUNTS: u32 = 100;
-
 /// The canary accounts `curfew verify` made through [`CREATE_CREATE_CANARY`], so that
 /// [`CREATE_DROP_CANARY`] drops those and no other. curfew's account has no grant on it.
 pub(crate) const CREATE_CANARY_TABLE: &str = "CREATE TABLE IF NOT EXISTS `curfew`.`canary` (\
@@ -197,7 +193,7 @@ pub(crate) const CREATE_CANARY_TABLE: &str = "CREATE TABLE IF NOT EXISTS `curfew
 ///
 /// Whoever holds curfew's account could otherwise make login accounts at will: the user name
 /// must carry the canary mark (`curfew_canary_`, so that every such account is recognisable as
-/// verify's), and at most [`MAX_CANARY_ACCOUNTS`] may exist at once (a run makes one per rule
+/// verify's), and at most 100 may exist at once (a run makes one per rule
 /// it tests and drops them; leftovers of a run that was killed count until dropped).
 pub(crate) const CREATE_CREATE_CANARY: &str = "CREATE OR REPLACE DEFINER = CURRENT_USER \
      PROCEDURE `curfew`.`create_canary`(\
@@ -274,6 +270,9 @@ pub(crate) const LOCK_COLUMNS: &str = "id, account_id, user, kind, rule, reason,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How many canary accounts [`CREATE_CREATE_CANARY`] lets exist at once.
+    const MAX_CANARY_ACCOUNTS: u32 = 100;
 
     #[test]
     fn create_canary_caps_the_accounts_and_requires_the_mark() {

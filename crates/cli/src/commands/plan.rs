@@ -102,7 +102,9 @@ fn json(loaded: &LoadedPolicy, plan: &TargetPlan) -> serde_json::Value {
         "server": plan.server,
         "server_now": plan.now.to_string(),
         "at": at.to_string(),
-        "sessions": plan.sessions.iter().zip(&plan.verdicts).map(|(s, v)| serde_json::json!({
+        "sessions": plan.sessions.iter().zip(&plan.verdicts).map(|(s, v)| {
+            let by = ended_by(loaded, plan, s, v);
+            serde_json::json!({
             "pid": s.pid,
             "backend_start": s.backend_start.to_string(),
             "role": &*s.role,
@@ -114,9 +116,9 @@ fn json(loaded: &LoadedPolicy, plan: &TargetPlan) -> serde_json::Value {
             "rule": rule_of(loaded, v),
             "reason": reason_of(loaded, v, at),
             "gateway_client": plan.gateway.get(&s.key()).map(|c| std::net::SocketAddr::new(c.addr, c.port).to_string()),
-            "ended_by": ended_by(loaded, plan, s, v).map(|(by, _)| by),
-            "agent_ends_at": ended_by(loaded, plan, s, v).and_then(|(_, at)| at).map(|t| t.to_string()),
-        })).collect::<Vec<_>>(),
+            "ended_by": by.map(|(by, _)| by),
+            "agent_ends_at": by.and_then(|(_, at)| at).map(|t| t.to_string()),
+        })}).collect::<Vec<_>>(),
         "login_locks": lock_lines(&plan.login_locks, at),
     })
 }

@@ -16,15 +16,17 @@ use curfew_postgres::GATEWAY_VIOLATION_QUERY;
 use gateway_auth_fixtures::{GATEWAY, cluster, curfew_as, install, login, settings};
 use tokio_postgres::Client;
 
-async fn count(gateway: &Client, role: &str, rule: &str, within: i32) -> i32 {
-    gateway
+async fn count(gateway: &Client, role: &str, rule: &str, within: i32) -> usize {
+    let codes: Vec<String> = gateway
         .query_one(
             GATEWAY_VIOLATION_QUERY,
             &[&role, &rule, &"42501", &within, &"host-a/1"],
         )
         .await
         .unwrap()
-        .get(0)
+        .get(0);
+    assert!(codes.iter().all(|c| c == "42501"), "{codes:?}");
+    codes.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! `violations` rules with `per = "role"` counted across gateway instances (issue 17), as
 //! statement text: every gateway records each counted error of a role through one function
-//! only its role may call, owned by the registry's owner, and gets back the role's count for
-//! the rule within the rule's window, its own error included.
+//! only its role may call, owned by the registry's owner, and gets back the role's errors for
+//! the rule within the rule's window (their SQLSTATEs, oldest first), its own included.
 //!
 //! The count serializes on a row per (role, rule) in `curfew.gateway_violation_gate` (a
 //! curfew-owned table, not an advisory lock any role could take), so two gateways recording at
@@ -23,8 +23,8 @@ pub(crate) const GATEWAY_VIOLATION_FUNCTION: &str = "curfew.count_gateway_violat
 
 /// What the gateway runs for an error a `per = "role"` rule counts: `$1` the role, `$2` the
 /// rule's id, `$3` the SQLSTATE, `$4` the rule's window in seconds, `$5` the gateway's id.
-/// Returns the role's count for the rule within the window, this error included (0 for a
-/// role that does not exist).
+/// Returns the SQLSTATEs the role's count for the rule holds within the window, oldest first,
+/// this error's included (empty for a role that does not exist).
 pub const GATEWAY_VIOLATION_QUERY: &str =
     "SELECT curfew.count_gateway_violation($1::text, $2::text, $3::text, $4::int4, $5::text)";
 
@@ -65,12 +65,12 @@ COMMENT ON TABLE {GATEWAY_VIOLATIONS_TABLE} IS 'curfew gateway: recent errors co
 CREATE OR REPLACE FUNCTION curfew.count_gateway_violation(p_role pg_catalog.text,
     p_rule pg_catalog.text, p_sqlstate pg_catalog.text, p_within_seconds pg_catalog.int4,
     p_gateway_id pg_catalog.text)
-RETURNS pg_catalog.int4
+RETURNS pg_catalog.text[]
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $count$
 DECLARE
     v_oid pg_catalog.oid;
     v_now pg_catalog.timestamptz := pg_catalog.clock_timestamp();
-    v_count pg_catalog.int4;
+    v_codes pg_catalog.text[];
 BEGIN
     IF p_rule IS NULL OR pg_catalog.length(p_rule) OPERATOR(pg_catalog.<) 1
        OR pg_catalog.length(p_rule) OPERATOR(pg_catalog.>) {MAX_VIOLATION_RULE_CHARS}
@@ -84,7 +84,7 @@ BEGIN
     SELECT r.oid INTO v_oid FROM pg_catalog.pg_roles r
      WHERE r.rolname::pg_catalog.text OPERATOR(pg_catalog.=) p_role;
     IF v_oid IS NULL THEN
-        RETURN 0;
+        RETURN '{{}}'::pg_catalog.text[];
     END IF;
     -- One count of this role and rule at a time, across gateways: held until this commits.
     INSERT INTO {GATEWAY_VIOLATION_GATE_TABLE} (role_oid, rule) VALUES (v_oid, p_rule)
@@ -101,14 +101,15 @@ BEGIN
                 pg_catalog.make_interval(secs => {MAX_VIOLATION_WINDOW_SECONDS}));
     INSERT INTO {GATEWAY_VIOLATIONS_TABLE} (role_oid, rule, sqlstate, at, gateway_id, gateway_role)
     VALUES (v_oid, p_rule, p_sqlstate, v_now, p_gateway_id, SESSION_USER);
-    SELECT pg_catalog.count(*)::pg_catalog.int4 INTO v_count FROM {GATEWAY_VIOLATIONS_TABLE} v
+    SELECT pg_catalog.array_agg(v.sqlstate ORDER BY v.at) INTO v_codes
+      FROM {GATEWAY_VIOLATIONS_TABLE} v
      WHERE v.role_oid OPERATOR(pg_catalog.=) v_oid AND v.rule OPERATOR(pg_catalog.=) p_rule;
-    RETURN v_count;
+    RETURN v_codes;
 END $count$;
 ALTER FUNCTION {GATEWAY_VIOLATION_FUNCTION} OWNER TO {owner};
 REVOKE ALL ON FUNCTION {GATEWAY_VIOLATION_FUNCTION} FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION {GATEWAY_VIOLATION_FUNCTION} TO {gateway};
-COMMENT ON FUNCTION {GATEWAY_VIOLATION_FUNCTION} IS 'curfew gateway: records an error a per-role violations rule counts and returns the role''s count within the window; callable by its role only';
+COMMENT ON FUNCTION {GATEWAY_VIOLATION_FUNCTION} IS 'curfew gateway: records an error a per-role violations rule counts and returns the role''s errors within the window; callable by its role only';
 "#
     )
 }

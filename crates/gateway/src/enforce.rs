@@ -5,7 +5,10 @@
 //! in the same instant); if the session is still due, the relay stops it as the drain does,
 //! with a FATAL carrying PostgreSQL's own SQLSTATE for the cause. The server's errors go to
 //! the gateway's [`ViolationBook`] as they arrive: a warning one before a `violations` rule's
-//! count, the same stop at it.
+//! count, the same stop at it. A `per = "role"` rule's error is also counted in the database
+//! for every gateway (a task spawned per error, never awaited by the relay); its answer
+//! decides, and this gateway's own count stands in when it fails or takes longer than
+//! [`SHARED_COUNT_TIMEOUT`].
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -17,13 +20,17 @@ use curfew_policy::format_age;
 use curfew_policy::{BackendType, Cause, Overrides, Policy, Session, SessionState, next_event};
 use curfew_wire::{encode_notice_response, field};
 use jiff::{SignedDuration, Timestamp};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::time::Sleep;
 
 use crate::activity::Watched;
 use crate::error::{Fatal, sqlstate};
 use crate::metrics::Metrics;
-use crate::violations::{Judged, ViolationBook, violation_fatal, violation_hint};
+use crate::registry::{RegistrationError, SharedViolation, gateway_id};
+use crate::verifiers::VerifierSource;
+use crate::violations::{
+    Judged, SharedCount, ViolationBook, shared_verdict, violation_fatal, violation_hint,
+};
 
 /// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
 pub(crate) type PolicyFeed = watch::Receiver<Option<Arc<Policy>>>;
@@ -54,6 +61,25 @@ pub(crate) struct PolicyEnd {
     pub(crate) code: &'static str,
     /// For a `violations` rule: the server's SQLSTATEs counted, oldest first (else empty).
     pub(crate) counted: Vec<String>,
+    /// For a `per = "role"` rule counted shared: whose count decided.
+    pub(crate) counted_by: Option<CountedBy>,
+}
+
+/// Whose count ended a session for a `per = "role"` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CountedBy {
+    /// The database's, across every gateway.
+    Shared,
+    /// This gateway's own: the shared count failed (why).
+    ThisGateway(String),
+}
+
+/// A shared count asked of the database, not answered yet.
+struct PendingCount {
+    rule: String,
+    answer: oneshot::Receiver<Result<Option<Vec<String>>, RegistrationError>>,
+    /// This gateway's verdict for the rule, if the database cannot answer.
+    fallback: Judged,
 }
 
 /// A warning given: what its `session_warned` record says.
@@ -114,9 +140,17 @@ pub(crate) struct Enforcer<'a> {
     violations: Arc<ViolationBook>,
     /// Whether any of this session's errors was judged (its counts are forgotten at the end).
     judged_errors: bool,
+    /// Where `per = "role"` errors are counted across gateways (None: in this process only).
+    shared_counts: Option<Arc<dyn VerifierSource>>,
+    /// Shared counts asked for and not answered yet, oldest first.
+    pending: Vec<PendingCount>,
     /// Warnings and ends by rule.
     metrics: Arc<Metrics>,
 }
+
+/// The longest the shared count of a `per = "role"` error may take before this gateway's own
+/// count decides instead.
+pub(crate) const SHARED_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The longest a violation's FATAL waits for the server to finish answering.
 const HOLD_AT_MOST: std::time::Duration = std::time::Duration::from_secs(2);
@@ -152,10 +186,21 @@ impl<'a> Enforcer<'a> {
             held: None,
             violations,
             judged_errors: false,
+            shared_counts: None,
+            pending: Vec::new(),
             metrics,
         };
         enforcer.watch_policy();
         enforcer
+    }
+
+    /// Counts `per = "role"` errors in the database through `source`'s registry, when it has
+    /// one (else they stay counted in this process only).
+    pub(crate) fn with_shared_counts(mut self, source: Arc<dyn VerifierSource>) -> Self {
+        if source.registry().is_some() {
+            self.shared_counts = Some(source);
+        }
+        self
     }
 
     /// Why the policy ended the session, if it did.
@@ -246,9 +291,14 @@ impl<'a> Enforcer<'a> {
         if self.ended.is_some() {
             return Poll::Pending;
         }
-        if self.watched.wire.has_errors()
-            && let Some(fatal) = self.judge_errors()
-        {
+        let fatal = if self.watched.wire.has_errors() {
+            self.judge_errors(cx)
+        } else if !self.pending.is_empty() {
+            self.answered_counts(cx)
+        } else {
+            None
+        };
+        if let Some(fatal) = fatal {
             self.timer
                 .as_mut()
                 .reset(tokio::time::Instant::now() + HOLD_AT_MOST);
@@ -315,7 +365,7 @@ impl<'a> Enforcer<'a> {
 
     /// The server's errors since the last poll, judged in order: a warning queued, or the
     /// FATAL that ends the session (the errors after it are not counted).
-    fn judge_errors(&mut self) -> Option<Fatal> {
+    fn judge_errors(&mut self, cx: &mut Context<'_>) -> Option<Fatal> {
         let policy = self.policy.borrow().clone();
         let Some(policy) = policy else {
             self.watched.wire.take_errors();
@@ -326,48 +376,144 @@ impl<'a> Enforcer<'a> {
         let now = self.watched.clock.now();
         let codes: Vec<_> = self.watched.wire.take_errors().collect();
         for code in codes {
-            let metrics = &self.metrics;
-            match self
-                .violations
-                .judge(&policy, &session, code.as_str(), now, metrics)
-            {
-                Judged::Nothing => {}
-                Judged::Warn { message, rule } => {
-                    metrics.policy_warned(&rule);
-                    let notice = warning_notice(
-                        &message,
-                        "the server's errors of these kinds are counted; stop what fails, or reconnect later",
-                    );
-                    match self.notice.as_mut() {
-                        // After the timer's warning: both go out, one after the other.
-                        Some(waiting) => waiting.extend_from_slice(&notice),
-                        None => self.notice = Some(notice),
-                    }
-                }
-                Judged::End {
-                    rule,
-                    reason,
-                    codes,
-                    message,
-                } => {
-                    let wire = &self.watched.wire;
-                    let in_transaction = wire.xact_start().is_some();
-                    let fatal = with_rule_message(
-                        violation_fatal(&rule, &reason, in_transaction),
-                        message.as_deref(),
-                    );
-                    metrics.policy_ended(&rule);
-                    self.ended = Some(PolicyEnd {
-                        rule,
-                        reason,
-                        code: fatal.code,
-                        counted: codes,
+            let judgement = self.violations.judge_shared(
+                &policy,
+                &session,
+                code.as_str(),
+                now,
+                &self.metrics,
+                self.shared_counts.is_some(),
+            );
+            for count in judgement.shared {
+                self.ask_shared_count(count);
+            }
+            if let Some(fatal) = self.act(judgement.now, None) {
+                return Some(fatal);
+            }
+        }
+        // The answers already in (and the wakers of those that are not).
+        self.answered_counts(cx)
+    }
+
+    /// Asks the database for the role's count of `count.rule`, in a task of its own: the
+    /// relay never waits for it, the answer is polled with the session's other events.
+    fn ask_shared_count(&mut self, count: SharedCount) {
+        let Some(source) = self.shared_counts.clone() else {
+            return;
+        };
+        let (tell, answer) = oneshot::channel();
+        let violation = SharedViolation {
+            role: self.identity.role.to_string(),
+            rule: count.rule.clone(),
+            sqlstate: count.code,
+            within_seconds: count.within_seconds,
+            gateway_id: gateway_id().to_owned(),
+        };
+        tokio::spawn(async move {
+            let Some(registry) = source.registry() else {
+                return;
+            };
+            let answer =
+                tokio::time::timeout(SHARED_COUNT_TIMEOUT, registry.count_violation(&violation))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(RegistrationError::Failed(format!(
+                            "no answer within {SHARED_COUNT_TIMEOUT:?}"
+                        )))
                     });
-                    return Some(fatal);
+            let _ = tell.send(answer);
+        });
+        self.pending.push(PendingCount {
+            rule: count.rule,
+            answer,
+            fallback: count.fallback,
+        });
+    }
+
+    /// The shared counts answered since the last poll, in the order asked: the FATAL when one
+    /// reaches its rule's count. A count that failed falls back to this gateway's own verdict,
+    /// logged and counted.
+    fn answered_counts(&mut self, cx: &mut Context<'_>) -> Option<Fatal> {
+        let mut index = 0;
+        while index < self.pending.len() {
+            let Poll::Ready(answer) = Pin::new(&mut self.pending[index].answer).poll(cx) else {
+                index += 1;
+                continue;
+            };
+            let pending = self.pending.remove(index);
+            let policy = self.policy.borrow().clone();
+            let shared = match answer {
+                Ok(Ok(Some(codes))) => policy
+                    .as_deref()
+                    .and_then(|p| shared_verdict(p, &pending.rule, codes))
+                    .ok_or_else(|| "the database counted nothing for the role".to_owned()),
+                Ok(Ok(None)) => Err("the registry cannot count".to_owned()),
+                Ok(Err(e)) => Err(e.to_string()),
+                // The task ended without an answer (the runtime is shutting down).
+                Err(_) => Err("the counting task ended without an answer".to_owned()),
+            };
+            let fatal = match shared {
+                Ok(judged) => self.act(judged, Some(CountedBy::Shared)),
+                Err(error) => {
+                    self.metrics.violation_count_fell_back(&pending.rule);
+                    tracing::warn!(
+                        event = "gateway_violation_count_fallback",
+                        rule = pending.rule,
+                        role = %self.identity.role,
+                        process_id = self.identity.pid,
+                        %error,
+                        "the shared count of a per-role violations rule failed: this gateway's own count decides (it sees only this gateway's sessions); run curfew init for the gateway's target if the function is missing"
+                    );
+                    self.act(pending.fallback, Some(CountedBy::ThisGateway(error)))
                 }
+            };
+            if fatal.is_some() {
+                self.pending.clear();
+                return fatal;
             }
         }
         None
+    }
+
+    /// Gives the session what `judged` says: a warning queued, or the FATAL that ends it.
+    fn act(&mut self, judged: Judged, counted_by: Option<CountedBy>) -> Option<Fatal> {
+        match judged {
+            Judged::Nothing => None,
+            Judged::Warn { message, rule } => {
+                self.metrics.policy_warned(&rule);
+                let notice = warning_notice(
+                    &message,
+                    "the server's errors of these kinds are counted; stop what fails, or reconnect later",
+                );
+                match self.notice.as_mut() {
+                    // After the timer's warning: both go out, one after the other.
+                    Some(waiting) => waiting.extend_from_slice(&notice),
+                    None => self.notice = Some(notice),
+                }
+                None
+            }
+            Judged::End {
+                rule,
+                reason,
+                codes,
+                message,
+            } => {
+                let in_transaction = self.watched.wire.xact_start().is_some();
+                let fatal = with_rule_message(
+                    violation_fatal(&rule, &reason, in_transaction),
+                    message.as_deref(),
+                );
+                self.metrics.policy_ended(&rule);
+                self.ended = Some(PolicyEnd {
+                    rule,
+                    reason,
+                    code: fatal.code,
+                    counted: codes,
+                    counted_by,
+                });
+                Some(fatal)
+            }
+        }
     }
 
     /// A NoticeResponse to write to the client, if one is waiting.
@@ -443,6 +589,7 @@ impl<'a> Enforcer<'a> {
             reason,
             code: fatal.code,
             counted: Vec::new(),
+            counted_by: None,
         });
         Some(fatal)
     }

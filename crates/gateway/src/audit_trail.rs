@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::RefusedLogin;
-use crate::enforce::{PolicyEnd, Warned};
+use crate::enforce::{CountedBy, PolicyEnd, Warned};
 use crate::metrics::Metrics;
 
 /// How often counted failed logins are written as one record.
@@ -213,6 +213,14 @@ impl AuditTrail {
         });
         if !ended.counted.is_empty() {
             detail["sqlstates_counted"] = json!(ended.counted);
+        }
+        match &ended.counted_by {
+            Some(CountedBy::Shared) => detail["counted_by"] = json!("every_gateway"),
+            Some(CountedBy::ThisGateway(error)) => {
+                detail["counted_by"] = json!("this_gateway_fallback");
+                detail["shared_count_error"] = json!(error);
+            }
+            None => {}
         }
         self.send(
             self.record(Event::SessionTerminated)

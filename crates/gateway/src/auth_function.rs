@@ -10,12 +10,12 @@ use tokio_postgres::Client;
 
 use curfew_postgres::{
     GATEWAY_CLAIM_QUERY, GATEWAY_REGISTER_QUERY, GATEWAY_RELEASE_QUERY, GATEWAY_SECRET_QUERY,
-    TargetSpec, open_as, read_password_file,
+    GATEWAY_VIOLATION_QUERY, TargetSpec, open_as, read_password_file,
 };
 
 use crate::registry::{
-    AdmissionClaim, ClaimFuture, GatewayBackend, RegistrationError, RegistrationFuture,
-    SessionRegistry,
+    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, RegistrationError,
+    RegistrationFuture, SessionRegistry, SharedViolation,
 };
 
 use crate::verifiers::{
@@ -112,6 +112,32 @@ impl SessionRegistry for AuthFunctionSource {
                 .await
                 .map(drop)
                 .map_err(refused_or_failed)
+        })
+    }
+
+    fn count_violation<'a>(&'a self, violation: &'a SharedViolation) -> CountFuture<'a> {
+        Box::pin(async move {
+            let client = self
+                .client()
+                .await
+                .map_err(|e| RegistrationError::Failed(e.reason))?;
+            let row = client
+                .query_one(
+                    GATEWAY_VIOLATION_QUERY,
+                    &[
+                        &violation.role,
+                        &violation.rule,
+                        &violation.sqlstate,
+                        &violation.within_seconds,
+                        &violation.gateway_id,
+                    ],
+                )
+                .await
+                .map_err(refused_or_failed)?;
+            let codes: Vec<String> = row
+                .try_get(0)
+                .map_err(|e| RegistrationError::Failed(e.to_string()))?;
+            Ok(Some(codes))
         })
     }
 

@@ -5,7 +5,10 @@
 //! in the same instant); if the session is still due, the relay stops it as the drain does,
 //! with a FATAL carrying PostgreSQL's own SQLSTATE for the cause. The server's errors go to
 //! the gateway's [`ViolationBook`] as they arrive: a warning one before a `violations` rule's
-//! count, the same stop at it.
+//! count, the same stop at it. A `per = "role"` rule's error is also counted in the database
+//! for every gateway (a task spawned per error, never awaited by the relay); its answer
+//! decides, and this gateway's own count stands in when it fails or takes longer than
+//! [`SHARED_COUNT_TIMEOUT`].
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -23,7 +26,15 @@ use tokio::time::Sleep;
 use crate::activity::Watched;
 use crate::error::{Fatal, sqlstate};
 use crate::metrics::Metrics;
+use crate::verifiers::VerifierSource;
 use crate::violations::{Judged, ViolationBook, violation_fatal, violation_hint};
+
+mod shared;
+
+pub(crate) use shared::CountedBy;
+use shared::PendingCount;
+#[cfg(doc)]
+use shared::SHARED_COUNT_TIMEOUT;
 
 /// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
 pub(crate) type PolicyFeed = watch::Receiver<Option<Arc<Policy>>>;
@@ -54,6 +65,8 @@ pub(crate) struct PolicyEnd {
     pub(crate) code: &'static str,
     /// For a `violations` rule: the server's SQLSTATEs counted, oldest first (else empty).
     pub(crate) counted: Vec<String>,
+    /// For a `per = "role"` rule counted shared: whose count decided.
+    pub(crate) counted_by: Option<CountedBy>,
 }
 
 /// A warning given: what its `session_warned` record says.
@@ -114,6 +127,10 @@ pub(crate) struct Enforcer<'a> {
     violations: Arc<ViolationBook>,
     /// Whether any of this session's errors was judged (its counts are forgotten at the end).
     judged_errors: bool,
+    /// Where `per = "role"` errors are counted across gateways (None: in this process only).
+    shared_counts: Option<Arc<dyn VerifierSource>>,
+    /// Shared counts asked for and not answered yet, oldest first.
+    pending: Vec<PendingCount>,
     /// Warnings and ends by rule.
     metrics: Arc<Metrics>,
 }
@@ -152,10 +169,21 @@ impl<'a> Enforcer<'a> {
             held: None,
             violations,
             judged_errors: false,
+            shared_counts: None,
+            pending: Vec::new(),
             metrics,
         };
         enforcer.watch_policy();
         enforcer
+    }
+
+    /// Counts `per = "role"` errors in the database through `source`'s registry, when it has
+    /// one (else they stay counted in this process only).
+    pub(crate) fn with_shared_counts(mut self, source: Arc<dyn VerifierSource>) -> Self {
+        if source.registry().is_some() {
+            self.shared_counts = Some(source);
+        }
+        self
     }
 
     /// Why the policy ended the session, if it did.
@@ -246,9 +274,14 @@ impl<'a> Enforcer<'a> {
         if self.ended.is_some() {
             return Poll::Pending;
         }
-        if self.watched.wire.has_errors()
-            && let Some(fatal) = self.judge_errors()
-        {
+        let fatal = if self.watched.wire.has_errors() {
+            self.judge_errors(cx)
+        } else if !self.pending.is_empty() {
+            self.answered_counts(cx)
+        } else {
+            None
+        };
+        if let Some(fatal) = fatal {
             self.timer
                 .as_mut()
                 .reset(tokio::time::Instant::now() + HOLD_AT_MOST);
@@ -315,7 +348,7 @@ impl<'a> Enforcer<'a> {
 
     /// The server's errors since the last poll, judged in order: a warning queued, or the
     /// FATAL that ends the session (the errors after it are not counted).
-    fn judge_errors(&mut self) -> Option<Fatal> {
+    fn judge_errors(&mut self, cx: &mut Context<'_>) -> Option<Fatal> {
         let policy = self.policy.borrow().clone();
         let Some(policy) = policy else {
             self.watched.wire.take_errors();
@@ -326,48 +359,64 @@ impl<'a> Enforcer<'a> {
         let now = self.watched.clock.now();
         let codes: Vec<_> = self.watched.wire.take_errors().collect();
         for code in codes {
-            let metrics = &self.metrics;
-            match self
-                .violations
-                .judge(&policy, &session, code.as_str(), now, metrics)
-            {
-                Judged::Nothing => {}
-                Judged::Warn { message, rule } => {
-                    metrics.policy_warned(&rule);
-                    let notice = warning_notice(
-                        &message,
-                        "the server's errors of these kinds are counted; stop what fails, or reconnect later",
-                    );
-                    match self.notice.as_mut() {
-                        // After the timer's warning: both go out, one after the other.
-                        Some(waiting) => waiting.extend_from_slice(&notice),
-                        None => self.notice = Some(notice),
-                    }
-                }
-                Judged::End {
-                    rule,
-                    reason,
-                    codes,
-                    message,
-                } => {
-                    let wire = &self.watched.wire;
-                    let in_transaction = wire.xact_start().is_some();
-                    let fatal = with_rule_message(
-                        violation_fatal(&rule, &reason, in_transaction),
-                        message.as_deref(),
-                    );
-                    metrics.policy_ended(&rule);
-                    self.ended = Some(PolicyEnd {
-                        rule,
-                        reason,
-                        code: fatal.code,
-                        counted: codes,
-                    });
-                    return Some(fatal);
-                }
+            let judgement = self.violations.judge_shared(
+                &policy,
+                &session,
+                code.as_str(),
+                now,
+                &self.metrics,
+                self.shared_counts.is_some(),
+            );
+            for count in judgement.shared {
+                self.ask_shared_count(count);
+            }
+            if let Some(fatal) = self.act(judgement.now, None) {
+                return Some(fatal);
             }
         }
-        None
+        // The answers already in (and the wakers of those that are not).
+        self.answered_counts(cx)
+    }
+
+    /// Gives the session what `judged` says: a warning queued, or the FATAL that ends it.
+    fn act(&mut self, judged: Judged, counted_by: Option<CountedBy>) -> Option<Fatal> {
+        match judged {
+            Judged::Nothing => None,
+            Judged::Warn { message, rule } => {
+                self.metrics.policy_warned(&rule);
+                let notice = warning_notice(
+                    &message,
+                    "the server's errors of these kinds are counted; stop what fails, or reconnect later",
+                );
+                match self.notice.as_mut() {
+                    // After the timer's warning: both go out, one after the other.
+                    Some(waiting) => waiting.extend_from_slice(&notice),
+                    None => self.notice = Some(notice),
+                }
+                None
+            }
+            Judged::End {
+                rule,
+                reason,
+                codes,
+                message,
+            } => {
+                let in_transaction = self.watched.wire.xact_start().is_some();
+                let fatal = with_rule_message(
+                    violation_fatal(&rule, &reason, in_transaction),
+                    message.as_deref(),
+                );
+                self.metrics.policy_ended(&rule);
+                self.ended = Some(PolicyEnd {
+                    rule,
+                    reason,
+                    code: fatal.code,
+                    counted: codes,
+                    counted_by,
+                });
+                Some(fatal)
+            }
+        }
     }
 
     /// A NoticeResponse to write to the client, if one is waiting.
@@ -443,6 +492,7 @@ impl<'a> Enforcer<'a> {
             reason,
             code: fatal.code,
             counted: Vec::new(),
+            counted_by: None,
         });
         Some(fatal)
     }

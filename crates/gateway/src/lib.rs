@@ -52,8 +52,8 @@ pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError, HealthCheck};
 pub use policy_map::{PolicyGateway, PolicyGatewayError};
 pub use registry::{
-    AdmissionClaim, ClaimFuture, GatewayBackend, RegistrationError, RegistrationFuture,
-    SessionRegistry, registration_failures,
+    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, RegistrationError,
+    RegistrationFuture, SessionRegistry, SharedViolation, registration_failures,
 };
 pub use relay::{RelayEnd, RelayOutcome};
 pub use reload::{ReloadError, Reloaded};

@@ -135,6 +135,7 @@ pub(crate) struct Metrics {
     logins_refused: Family<RuleLabels, Counter>,
     notify_failures: Family<HookLabels, Counter>,
     notify_dropped: Counter,
+    violation_count_fallbacks: Family<RuleLabels, Counter>,
 }
 
 impl Metrics {
@@ -160,6 +161,7 @@ impl Metrics {
             logins_refused: Family::default(),
             notify_failures: Family::default(),
             notify_dropped: Counter::default(),
+            violation_count_fallbacks: Family::default(),
         };
         registry.register(
             "clients",
@@ -246,6 +248,11 @@ impl Metrics {
             "Warnings not queued for the [notify] hooks because the queue was full (their audit records keep them)",
             metrics.notify_dropped.clone(),
         );
+        registry.register(
+            "violation_count_fallbacks",
+            "Errors of per = \"role\" violations rules judged by this gateway's own count because the shared count in the database failed or was slow, by rule",
+            metrics.violation_count_fallbacks.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -295,6 +302,16 @@ impl Metrics {
     pub(crate) fn notify_failed(&self, hook: &'static str) {
         self.notify_failures
             .get_or_create(&HookLabels { hook })
+            .inc();
+    }
+
+    /// A `per = "role"` rule's error was judged by this gateway's own count: the database's
+    /// shared count failed or did not answer in time.
+    pub(crate) fn violation_count_fell_back(&self, rule: &str) {
+        self.violation_count_fallbacks
+            .get_or_create(&RuleLabels {
+                rule: rule.to_owned(),
+            })
             .inc();
     }
 

@@ -88,7 +88,35 @@ pub trait SessionRegistry: Send + Sync {
         let _ = claim;
         Box::pin(async { Ok(()) })
     }
+
+    /// Record an error a `per = "role"` violations rule counts, for every gateway to see
+    /// (`curfew.count_gateway_violation`), and return the SQLSTATEs the role's count holds
+    /// within the rule's window, oldest first. `None`: this registry cannot count (the
+    /// gateway counts in its own process only).
+    fn count_violation<'a>(&'a self, violation: &'a SharedViolation) -> CountFuture<'a> {
+        let _ = violation;
+        Box::pin(async { Ok(None) })
+    }
 }
+
+/// An error counted by a `per = "role"` rule, as every gateway records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedViolation {
+    /// The role the session logged in as.
+    pub role: String,
+    /// The rule's stable id.
+    pub rule: String,
+    /// The server's SQLSTATE.
+    pub sqlstate: String,
+    /// The rule's window, in whole seconds (at least 1).
+    pub within_seconds: i32,
+    /// Which gateway: host and process.
+    pub gateway_id: String,
+}
+
+/// The future [`SessionRegistry::count_violation`] returns.
+pub type CountFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<Vec<String>>, RegistrationError>> + Send + 'a>>;
 
 /// A place claimed for a login.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +147,7 @@ pub(crate) async fn claim(
 }
 
 /// This gateway's id: the host's name and the process id.
-fn gateway_id() -> &'static str {
+pub(crate) fn gateway_id() -> &'static str {
     static ID: OnceLock<String> = OnceLock::new();
     ID.get_or_init(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

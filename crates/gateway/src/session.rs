@@ -186,7 +186,8 @@ async fn run_session(
             }
             notify_warned(shared, &facts, warned);
         }),
-    );
+    )
+    .with_shared_counts(shared.verifiers.clone());
     shared.metrics.session_started();
     if let Some(audit) = shared.audit() {
         audit.session_started(&facts).await;

@@ -1,13 +1,19 @@
 //! `violations` rules in the gateway (issue 17): the server's ErrorResponses, read by
 //! [`crate::activity`], counted by the engine's [`ViolationCounter`]. One book per gateway
-//! process, shared by its sessions, so `per = "role"` counts across the role's sessions
-//! through this gateway (not across gateway instances: each has its own book). Its lock is
-//! taken only when an error arrives, never on the relay's steady path.
+//! process, shared by its sessions; its lock is taken only when an error arrives, never on
+//! the relay's steady path.
+//!
+//! A `per = "role"` rule counts across gateway instances when the gateway has the session
+//! registry (`curfew.count_gateway_violation`): its verdict then comes from the database's
+//! count ([`shared_verdict`]), and the book's own count is kept as the fallback for when that
+//! call fails or is slow (it can only undercount across instances, so it never ends a session
+//! the shared count would not).
 
 use std::sync::{Mutex, PoisonError};
 
 use curfew_policy::{
-    Action, Condition, ErrorVerdict, Policy, Session, SessionKey, ViolationCounter,
+    Action, Condition, ErrorVerdict, Policy, Session, SessionKey, ViolationCounter, Violations,
+    ViolationsPer,
 };
 use jiff::{SignedDuration, Timestamp};
 
@@ -30,7 +36,7 @@ struct Book {
 }
 
 /// What the session gets for its errors.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Judged {
     /// Nothing to do.
     Nothing,
@@ -54,15 +60,36 @@ pub(crate) enum Judged {
     },
 }
 
+/// An error a `per = "role"` rule counted, to count again in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SharedCount {
+    /// The rule's stable id.
+    pub(crate) rule: String,
+    /// The SQLSTATE.
+    pub(crate) code: String,
+    /// The rule's window in whole seconds (at least 1).
+    pub(crate) within_seconds: i32,
+    /// What this gateway's own count says for the rule, if the database cannot answer.
+    pub(crate) fallback: Judged,
+}
+
+/// What one error gets: a verdict now, and the counts to ask the database for.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Judgement {
+    /// Acted on at once (a per-role rule's verdict waits for the shared count).
+    pub(crate) now: Judged,
+    /// The `per = "role"` rules that counted the error, when counted shared.
+    pub(crate) shared: Vec<SharedCount>,
+}
+
 impl ViolationBook {
     /// An empty book.
     pub(crate) fn new() -> ViolationBook {
         ViolationBook::default()
     }
 
-    /// `session` got an ErrorResponse with `code` at `at`: counted against every ending
-    /// `violations` rule in force for it (and in `metrics`, by rule and code). Report-only
-    /// rules are documentation (NOT ENFORCED): their verdicts are dropped, nothing counted.
+    /// [`ViolationBook::judge_shared`] without a shared count (every verdict now).
+    #[cfg(test)]
     pub(crate) fn judge(
         &self,
         policy: &Policy,
@@ -71,6 +98,24 @@ impl ViolationBook {
         at: Timestamp,
         metrics: &Metrics,
     ) -> Judged {
+        self.judge_shared(policy, session, code, at, metrics, false)
+            .now
+    }
+
+    /// `session` got an ErrorResponse with `code` at `at`: counted against every ending
+    /// `violations` rule in force for it (and in `metrics`, by rule and code). Report-only
+    /// rules are documentation (NOT ENFORCED): their verdicts are dropped, nothing counted.
+    /// With `shared`, the `per = "role"` rules that counted it come back to be counted in the
+    /// database, with this book's verdict for them as the fallback.
+    pub(crate) fn judge_shared(
+        &self,
+        policy: &Policy,
+        session: &Session,
+        code: &str,
+        at: Timestamp,
+        metrics: &Metrics,
+        shared: bool,
+    ) -> Judgement {
         let mut book = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if book
             .last_sweep
@@ -89,58 +134,54 @@ impl ViolationBook {
             book.counter.forget_before(at - longest);
         }
         let verdict = book.counter.on_error(policy, session, code, at);
+        let mut per_role: Vec<(String, i32)> = Vec::new();
         for id in book.counter.counted_by() {
-            if policy
+            let Some(rule) = policy
                 .rules
                 .iter()
-                .any(|r| r.id() == *id && r.action == Action::Terminate)
+                .find(|r| r.id() == *id && r.action == Action::Terminate)
+            else {
+                continue;
+            };
+            metrics.violation_counted(id.as_str(), code);
+            if let Condition::Violations(v) = &rule.condition
+                && shared
+                && v.per == ViolationsPer::Role
             {
-                metrics.violation_counted(id.as_str(), code);
+                let seconds = v.within.get().as_secs().clamp(1, i64::from(i32::MAX));
+                per_role.push((id.to_string(), i32::try_from(seconds).unwrap_or(i32::MAX)));
             }
         }
         drop(book);
-        match verdict {
-            ErrorVerdict::Warn {
-                rule,
-                action: Action::Terminate,
-                counted,
-                limit,
-            } => {
-                let within =
-                    policy
-                        .rules
-                        .iter()
-                        .find(|r| r.id() == rule)
-                        .and_then(|r| match &r.condition {
-                            Condition::Violations(v) => Some(v),
-                            _ => None,
-                        });
-                let (codes, window) = within
-                    .map(|v| (v.sqlstates.join(", "), v.within.to_string()))
-                    .unwrap_or_default();
-                Judged::Warn {
-                    message: format!(
-                        "one more error with SQLSTATE {codes} within {window} ends this session: {counted} counted; limit {limit} (rule {rule})"
-                    ),
-                    rule: rule.to_string(),
-                }
+        let judged = local_verdict(policy, verdict);
+        let deferred = match &judged {
+            Judged::Warn { rule, .. } | Judged::End { rule, .. }
+                if per_role.iter().any(|(id, _)| id == rule) =>
+            {
+                Some(rule.clone())
             }
-            ErrorVerdict::End {
+            _ => None,
+        };
+        let shared = per_role
+            .into_iter()
+            .map(|(rule, within_seconds)| SharedCount {
+                fallback: if deferred.as_deref() == Some(rule.as_str()) {
+                    judged.clone()
+                } else {
+                    Judged::Nothing
+                },
                 rule,
-                action: Action::Terminate,
-                codes,
-                reason,
-            } => Judged::End {
-                message: policy
-                    .rules
-                    .iter()
-                    .find(|r| r.id() == rule)
-                    .and_then(|r| r.message.clone()),
-                rule: rule.to_string(),
-                reason,
-                codes,
+                code: code.to_owned(),
+                within_seconds,
+            })
+            .collect();
+        Judgement {
+            now: if deferred.is_some() {
+                Judged::Nothing
+            } else {
+                judged
             },
-            _ => Judged::Nothing,
+            shared,
         }
     }
 
@@ -152,6 +193,106 @@ impl ViolationBook {
             .counter
             .forget_session(session);
     }
+}
+
+/// A `violations` rule of `policy` by its stable id, with its condition.
+fn violations_rule<'p>(policy: &'p Policy, rule: &str) -> Option<(&'p Violations, Option<String>)> {
+    policy
+        .rules
+        .iter()
+        .find(|r| r.id().as_str() == rule)
+        .and_then(|r| match &r.condition {
+            Condition::Violations(v) => Some((v, r.message.clone())),
+            _ => None,
+        })
+}
+
+/// The warning's text: what one more error does.
+fn warning_text(v: &Violations, rule: &str, counted: u32, limit: u32, whose: &str) -> String {
+    format!(
+        "one more error with SQLSTATE {} within {} ends this {whose}: {counted} counted; limit {limit} (rule {rule})",
+        v.sqlstates.join(", "),
+        v.within
+    )
+}
+
+/// The book's verdict as the session gets it (report-only rules: nothing).
+fn local_verdict(policy: &Policy, verdict: ErrorVerdict) -> Judged {
+    match verdict {
+        ErrorVerdict::Warn {
+            rule,
+            action: Action::Terminate,
+            counted,
+            limit,
+        } => {
+            let message = match violations_rule(policy, rule.as_str()) {
+                Some((v, _)) => warning_text(v, rule.as_str(), counted, limit, "session"),
+                None => format!(
+                    "one more error ends this session: {counted} counted; limit {limit} (rule {rule})"
+                ),
+            };
+            Judged::Warn {
+                message,
+                rule: rule.to_string(),
+            }
+        }
+        ErrorVerdict::End {
+            rule,
+            action: Action::Terminate,
+            codes,
+            reason,
+        } => Judged::End {
+            message: violations_rule(policy, rule.as_str()).and_then(|(_, m)| m),
+            rule: rule.to_string(),
+            reason,
+            codes,
+        },
+        _ => Judged::Nothing,
+    }
+}
+
+/// The verdict of the role's count in the database, `codes` the SQLSTATEs it holds within the
+/// rule's window (this error's included), oldest first: the FATAL at the rule's count, the
+/// warning one before. `None` when the rule is no longer in `policy` or nothing was counted
+/// (the role no longer exists by its name): the caller falls back to its own count.
+pub(crate) fn shared_verdict(policy: &Policy, rule: &str, codes: Vec<String>) -> Option<Judged> {
+    let (v, message) = violations_rule(policy, rule)?;
+    let counted = u32::try_from(codes.len()).unwrap_or(u32::MAX);
+    if counted == 0 {
+        return None;
+    }
+    Some(if counted >= v.count {
+        let mut distinct: Vec<&str> = Vec::new();
+        for code in &codes {
+            if !distinct.contains(&code.as_str()) {
+                distinct.push(code);
+            }
+        }
+        Judged::End {
+            rule: rule.to_owned(),
+            reason: format!(
+                "{counted} errors {} by its role's sessions on every gateway within {}; limit {}",
+                distinct.join(", "),
+                v.within,
+                v.count
+            ),
+            codes,
+            message,
+        }
+    } else if counted + 1 == v.count {
+        Judged::Warn {
+            rule: rule.to_owned(),
+            message: warning_text(
+                v,
+                rule,
+                counted,
+                v.count,
+                "session (its role's errors on every gateway count)",
+            ),
+        }
+    } else {
+        Judged::Nothing
+    })
 }
 
 /// The FATAL that ends a session for its errors. 57P01 (admin_shutdown) as for the other
@@ -268,6 +409,68 @@ mod tests {
         // A report-only rule is documentation: nothing counted.
         let text = m.encode(crate::traffic::RelayTotals::default(), None);
         assert!(!text.contains("curfew_gateway_violations_total{"), "{text}");
+    }
+
+    #[test]
+    fn a_shared_per_role_verdict_waits_for_the_database_with_the_books_as_fallback() {
+        let p = policy("terminate", "role");
+        let book = ViolationBook::new();
+        let m = Metrics::new();
+        let first = book.judge_shared(&p, &session(1), "42501", at(1), &m, true);
+        assert_eq!(first.now, Judged::Nothing);
+        assert_eq!(first.shared.len(), 1);
+        assert_eq!(
+            (
+                first.shared[0].within_seconds,
+                first.shared[0].fallback.clone()
+            ),
+            (600, Judged::Nothing)
+        );
+        // The book's own warning is not given now: it is the fallback.
+        let second = book.judge_shared(&p, &session(1), "42501", at(2), &m, true);
+        assert_eq!(second.now, Judged::Nothing);
+        assert!(matches!(second.shared[0].fallback, Judged::Warn { .. }));
+        // A per-session rule is judged at once, nothing asked of the database.
+        let per_session = policy("terminate", "session");
+        let other = book.judge_shared(&per_session, &session(2), "42501", at(3), &m, true);
+        assert!(other.shared.is_empty());
+        // Other codes are not counted at all.
+        assert!(
+            book.judge_shared(&p, &session(1), "42P01", at(4), &m, true)
+                .shared
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_shared_count_warns_one_before_and_ends_at_the_rules_count() {
+        let p = policy("terminate", "role");
+        let codes = |n: usize| vec!["42501".to_owned(); n];
+        assert_eq!(
+            shared_verdict(&p, "misbehaviour", codes(1)),
+            Some(Judged::Nothing)
+        );
+        let Some(Judged::Warn { message, .. }) = shared_verdict(&p, "misbehaviour", codes(2))
+        else {
+            panic!("no warning at count - 1");
+        };
+        assert!(message.contains("2 counted; limit 3"), "{message}");
+        let Some(Judged::End {
+            reason,
+            codes: counted,
+            ..
+        }) = shared_verdict(&p, "misbehaviour", codes(4))
+        else {
+            panic!("not ended past the count");
+        };
+        assert_eq!(
+            reason,
+            "4 errors 42501 by its role's sessions on every gateway within 10m; limit 3"
+        );
+        assert_eq!(counted.len(), 4);
+        // Nothing counted (a renamed role) or a rule gone: the caller falls back.
+        assert_eq!(shared_verdict(&p, "misbehaviour", Vec::new()), None);
+        assert_eq!(shared_verdict(&p, "gone", codes(3)), None);
     }
 
     #[test]

@@ -121,9 +121,8 @@ pub const NOT_ENFORCED: &str = "NOT ENFORCED: no running curfew component acts o
 pub const GATEWAY_ENFORCED: &str =
     "the curfew gateway, for sessions through it; direct sessions are not watched";
 
-/// Added for `per = "role"`: the shared count lives in one gateway process.
-pub const PER_ROLE_SCOPE: &str =
-    "per-role counts are per gateway instance, not yet across instances";
+/// Added for `per = "role"`: where the count lives, and what happens when it cannot be read.
+pub const PER_ROLE_SCOPE: &str = "per-role counts are kept in the database for every gateway (the functions `curfew init` installs); when that count fails or takes over 1 s, a gateway's own count decides, which sees only its own sessions";
 
 /// The `[gateway]`, when there is one, as a sentence to follow the enforcement's.
 fn gateway_text(policy: &Policy) -> String {
@@ -248,7 +247,8 @@ fn explain_rule(rule: &Rule, notify: &NotifySettings, gateway: bool) -> RuleExpl
             v.within.to_words(),
             match v.per {
                 crate::model::ViolationsPer::Session => "",
-                crate::model::ViolationsPer::Role => " (counted across its role's sessions)",
+                crate::model::ViolationsPer::Role =>
+                    " (counted across its role's sessions on every gateway)",
             }
         ),
     };

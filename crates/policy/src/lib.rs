@@ -52,7 +52,7 @@ pub use model::{
     Action, AgentSettings, AuditSettings, CANARY_EDGE_MARK, CANARY_MARK, Condition,
     DEFAULT_GATEWAY_LISTEN, ExemptBy, Exemptions, Gateway, GatewayTls, LoginWindow, Missing,
     NotifySettings, Policy, PolicyMeta, Rule, RuleId, Scope, Target, VerifySettings, Violations,
-    canary_edge, canary_rule,
+    ViolationsPer, canary_edge, canary_rule,
 };
 pub use overrides::{EdgeOverride, Overrides};
 pub use parse::{Parsed, parse_policy, parse_policy_with};

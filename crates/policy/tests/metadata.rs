@@ -182,7 +182,7 @@ fn an_ending_violations_rule_is_accepted_with_a_gateway_and_says_exactly_what_en
 }
 
 #[test]
-fn a_per_role_violations_rule_says_its_count_is_per_gateway_instance() {
+fn a_per_role_violations_rule_says_its_count_spans_gateways_and_how_it_falls_back() {
     let text = format!(
         "[[rule]]\nname = \"probe\"\nviolations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\", per = \"role\" }}\n{GATEWAY}"
     );
@@ -191,11 +191,15 @@ fn a_per_role_violations_rule_says_its_count_is_per_gateway_instance() {
     assert!(
         e.rules[0]
             .enforcement
-            .ends_with("(per-role counts are per gateway instance, not yet across instances)"),
+            .ends_with("(per-role counts are kept in the database for every gateway (the functions `curfew init` installs); when that count fails or takes over 1 s, a gateway's own count decides, which sees only its own sessions)"),
         "{}",
         e.rules[0].enforcement
     );
-    assert!(e.rules[0].statement.contains("across its role's sessions"));
+    assert!(
+        e.rules[0]
+            .statement
+            .contains("across its role's sessions on every gateway")
+    );
 }
 
 #[test]

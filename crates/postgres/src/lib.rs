@@ -41,10 +41,11 @@ pub use ledger::{
     AGENT_FUNCTIONS, CLAIM_LIFETIME_SECONDS, DedicatedFacts, DefinerFacts, FaultHook,
     FunctionFacts, GATEWAY_AUTH_OWNER, GATEWAY_CLAIM_QUERY, GATEWAY_REGISTER_FUNCTION,
     GATEWAY_REGISTER_QUERY, GATEWAY_REGISTRY_OWNER, GATEWAY_RELEASE_QUERY, GATEWAY_SECRET_FUNCTION,
-    GATEWAY_SECRET_QUERY, GATEWAY_SESSIONS_TABLE, GatewayAuth, GatewayAuthInstalled,
-    GatewayInstallFacts, GatewayRegistryInstalled, Installed, InstalledRole, LEDGER_VERSION,
-    LedgerFacts, LedgerProblem, LedgerStatus, LockProgress, LockRow, LockedRole, LoginChange,
-    MAX_GATEWAY_ID_CHARS, NOT_A_GATEWAY_BACKEND, OWNER_ROLE, RoleInfo,
+    GATEWAY_SECRET_QUERY, GATEWAY_SESSIONS_TABLE, GATEWAY_VIOLATION_QUERY, GatewayAuth,
+    GatewayAuthInstalled, GatewayInstallFacts, GatewayRegistryInstalled, Installed, InstalledRole,
+    LEDGER_VERSION, LedgerFacts, LedgerProblem, LedgerStatus, LockProgress, LockRow, LockedRole,
+    LoginChange, MAX_GATEWAY_ID_CHARS, MAX_VIOLATION_RULE_CHARS, MAX_VIOLATION_WINDOW_SECONDS,
+    NOT_A_GATEWAY_BACKEND, OWNER_ROLE, RoleInfo,
 };
 pub use names::quote_identifier;
 pub use policy_target::PolicyTarget;

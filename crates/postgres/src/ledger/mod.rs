@@ -29,6 +29,9 @@ pub use crate::sql::gateway_registry::{
     GATEWAY_REGISTER_FUNCTION, GATEWAY_REGISTER_QUERY, GATEWAY_SESSIONS_TABLE,
     MAX_GATEWAY_ID_CHARS, NOT_A_GATEWAY_BACKEND,
 };
+pub use crate::sql::gateway_violations::{
+    GATEWAY_VIOLATION_QUERY, MAX_VIOLATION_RULE_CHARS, MAX_VIOLATION_WINDOW_SECONDS,
+};
 pub use crate::sql::ledger::{AGENT_FUNCTIONS, LEDGER_VERSION, LockProgress};
 pub use crate::sql::ledger_catalog::{FunctionFacts, LedgerFacts};
 pub use curfew_backend::{FaultHook, LedgerStatus, LockRow, LockedRole, LoginChange, RoleInfo};

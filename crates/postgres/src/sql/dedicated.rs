@@ -11,6 +11,9 @@ use crate::sql::gateway_admission::{
 };
 use crate::sql::gateway_auth::GATEWAY_SECRET_FUNCTION;
 use crate::sql::gateway_registry::{GATEWAY_REGISTER_FUNCTION, GATEWAY_SESSIONS_TABLE};
+use crate::sql::gateway_violations::{
+    GATEWAY_VIOLATION_FUNCTION, GATEWAY_VIOLATION_GATE_TABLE, GATEWAY_VIOLATIONS_TABLE,
+};
 
 /// What kind of object a grant is on (how `GRANT`, `REVOKE` and the catalogs name it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +67,7 @@ pub(crate) const GATEWAY_AUTH: Dedicated = Dedicated {
     }],
 };
 
-/// The session registry and the admission claims, owned by [`GATEWAY_REGISTRY_OWNER`], a
+/// The session registry, the admission claims and the shared violation counts, owned by [`GATEWAY_REGISTRY_OWNER`], a
 /// member of `pg_read_all_stats` alone (to see every backend's client address and role).
 pub(crate) const GATEWAY_REGISTRY: Dedicated = Dedicated {
     owner: GATEWAY_REGISTRY_OWNER,
@@ -104,6 +107,21 @@ pub(crate) const GATEWAY_REGISTRY: Dedicated = Dedicated {
             label: "release function",
             kind: Kind::Function,
             name: GATEWAY_RELEASE_FUNCTION,
+        },
+        Object {
+            label: "violations table",
+            kind: Kind::Relation,
+            name: GATEWAY_VIOLATIONS_TABLE,
+        },
+        Object {
+            label: "violation gate",
+            kind: Kind::Relation,
+            name: GATEWAY_VIOLATION_GATE_TABLE,
+        },
+        Object {
+            label: "violation function",
+            kind: Kind::Function,
+            name: GATEWAY_VIOLATION_FUNCTION,
         },
     ],
 };

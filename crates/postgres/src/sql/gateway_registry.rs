@@ -6,6 +6,7 @@ use crate::names::{GATEWAY_REGISTRY_OWNER, quote_identifier};
 use crate::sql::gateway_admission::{
     GATEWAY_CLAIM_FUNCTION, GATEWAY_RELEASE_FUNCTION, admission_sql,
 };
+use crate::sql::gateway_violations::{GATEWAY_VIOLATION_FUNCTION, violations_sql};
 
 /// The registry's table.
 pub const GATEWAY_SESSIONS_TABLE: &str = "curfew.gateway_sessions";
@@ -125,9 +126,10 @@ ALTER VIEW curfew.sessions OWNER TO {owner};
 REVOKE ALL ON curfew.sessions FROM PUBLIC;
 GRANT SELECT ON curfew.sessions TO {agent}, pg_read_all_stats;
 COMMENT ON VIEW curfew.sessions IS 'curfew: client sessions, with the real client of those that came through curfew gateway';
-{admission}"#,
+{admission}{violations}"#,
         GATEWAY_REGISTER_FUNCTION_NAMED = "curfew.register_gateway_session(p_pid pg_catalog.int4, p_role pg_catalog.text, p_upstream_addr pg_catalog.inet, p_upstream_port pg_catalog.int4, p_client_addr pg_catalog.inet, p_client_port pg_catalog.int4, p_gateway_id pg_catalog.text)",
         admission = admission_sql(GATEWAY_REGISTRY_OWNER, &gateway_role_name),
+        violations = violations_sql(GATEWAY_REGISTRY_OWNER, &gateway_role_name),
     )
 }
 
@@ -159,6 +161,7 @@ pub(crate) fn expected_acl(agent: &str, gateway: &str) -> Vec<String> {
         format!("function:{gateway}:EXECUTE"),
         format!("claim function:{gateway}:EXECUTE"),
         format!("release function:{gateway}:EXECUTE"),
+        format!("violation function:{gateway}:EXECUTE"),
     ];
     expected.sort();
     expected.dedup();
@@ -174,7 +177,8 @@ pub(crate) fn grants_sql(agent: &str, gateway: &str) -> String {
          GRANT SELECT ON curfew.sessions TO {agent}, pg_read_all_stats;
          GRANT EXECUTE ON FUNCTION {GATEWAY_REGISTER_FUNCTION} TO {gateway};
          GRANT EXECUTE ON FUNCTION {GATEWAY_CLAIM_FUNCTION} TO {gateway};
-         GRANT EXECUTE ON FUNCTION {GATEWAY_RELEASE_FUNCTION} TO {gateway};"
+         GRANT EXECUTE ON FUNCTION {GATEWAY_RELEASE_FUNCTION} TO {gateway};
+         GRANT EXECUTE ON FUNCTION {GATEWAY_VIOLATION_FUNCTION} TO {gateway};"
     )
 }
 
@@ -207,6 +211,7 @@ mod tests {
                 "table:pg_read_all_stats:SELECT",
                 "view:curfew:SELECT",
                 "view:pg_read_all_stats:SELECT",
+                "violation function:gw:EXECUTE",
             ]
         );
     }

@@ -17,6 +17,7 @@ pub(crate) mod gateway_admission;
 pub(crate) mod gateway_auth;
 pub(crate) mod gateway_catalog;
 pub(crate) mod gateway_registry;
+pub(crate) mod gateway_violations;
 pub(crate) mod install;
 pub(crate) mod leader;
 pub(crate) mod ledger;

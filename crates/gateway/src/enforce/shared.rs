@@ -1,0 +1,117 @@
+//! The shared count of a `per = "role"` violations rule: each counted error is asked of the
+//! database (every gateway's count) in a task of its own, and the answer is polled with the
+//! session's other events; this gateway's own count stands in when the database fails.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::sync::oneshot;
+
+use super::Enforcer;
+use crate::error::Fatal;
+use crate::registry::{RegistrationError, SharedViolation, gateway_id};
+use crate::violations::{Judged, SharedCount, shared_verdict};
+
+/// Whose count ended a session for a `per = "role"` rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CountedBy {
+    /// The database's, across every gateway.
+    Shared,
+    /// This gateway's own: the shared count failed (why).
+    ThisGateway(String),
+}
+
+/// A shared count asked of the database, not answered yet.
+pub(super) struct PendingCount {
+    pub(super) rule: String,
+    pub(super) answer: oneshot::Receiver<Result<Option<Vec<String>>, RegistrationError>>,
+    /// This gateway's verdict for the rule, if the database cannot answer.
+    pub(super) fallback: Judged,
+}
+
+/// The longest the shared count of a `per = "role"` error may take before this gateway's own
+/// count decides instead.
+pub(crate) const SHARED_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Enforcer<'_> {
+    /// Asks the database for the role's count of `count.rule`, in a task of its own: the
+    /// relay never waits for it, the answer is polled with the session's other events.
+    pub(super) fn ask_shared_count(&mut self, count: SharedCount) {
+        let Some(source) = self.shared_counts.clone() else {
+            return;
+        };
+        let (tell, answer) = oneshot::channel();
+        let violation = SharedViolation {
+            role: self.identity.role.to_string(),
+            rule: count.rule.clone(),
+            sqlstate: count.code,
+            within_seconds: count.within_seconds,
+            gateway_id: gateway_id().to_owned(),
+        };
+        tokio::spawn(async move {
+            let Some(registry) = source.registry() else {
+                return;
+            };
+            let answer =
+                tokio::time::timeout(SHARED_COUNT_TIMEOUT, registry.count_violation(&violation))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(RegistrationError::Failed(format!(
+                            "no answer within {SHARED_COUNT_TIMEOUT:?}"
+                        )))
+                    });
+            let _ = tell.send(answer);
+        });
+        self.pending.push(PendingCount {
+            rule: count.rule,
+            answer,
+            fallback: count.fallback,
+        });
+    }
+
+    /// The shared counts answered since the last poll, in the order asked: the FATAL when one
+    /// reaches its rule's count. A count that failed falls back to this gateway's own verdict,
+    /// logged and counted.
+    pub(super) fn answered_counts(&mut self, cx: &mut Context<'_>) -> Option<Fatal> {
+        let mut index = 0;
+        while index < self.pending.len() {
+            let Poll::Ready(answer) = Pin::new(&mut self.pending[index].answer).poll(cx) else {
+                index += 1;
+                continue;
+            };
+            let pending = self.pending.remove(index);
+            let policy = self.policy.borrow().clone();
+            let shared = match answer {
+                Ok(Ok(Some(codes))) => policy
+                    .as_deref()
+                    .and_then(|p| shared_verdict(p, &pending.rule, codes))
+                    .ok_or_else(|| "the database counted nothing for the role".to_owned()),
+                Ok(Ok(None)) => Err("the registry cannot count".to_owned()),
+                Ok(Err(e)) => Err(e.to_string()),
+                // The task ended without an answer (the runtime is shutting down).
+                Err(_) => Err("the counting task ended without an answer".to_owned()),
+            };
+            let fatal = match shared {
+                Ok(judged) => self.act(judged, Some(CountedBy::Shared)),
+                Err(error) => {
+                    self.metrics.violation_count_fell_back(&pending.rule);
+                    tracing::warn!(
+                        event = "gateway_violation_count_fallback",
+                        rule = pending.rule,
+                        role = %self.identity.role,
+                        process_id = self.identity.pid,
+                        %error,
+                        "the shared count of a per-role violations rule failed: this gateway's own count decides (it sees only this gateway's sessions); run curfew init for the gateway's target if the function is missing"
+                    );
+                    self.act(pending.fallback, Some(CountedBy::ThisGateway(error)))
+                }
+            };
+            if fatal.is_some() {
+                self.pending.clear();
+                return fatal;
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,122 @@
+//! The shared count of `per = "role"` violations against a real server: each call records one
+//! error and returns the role's count for the rule within the window; rules and roles count
+//! apart; rows out of the window stop counting and are pruned by the next call; bad arguments
+//! are refused; only the gateway's role may call the function, and nobody reads or writes its
+//! tables (not even curfew's own role).
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+mod gateway_auth_fixtures;
+
+use std::time::Duration;
+
+use common::TempDir;
+use curfew_postgres::GATEWAY_VIOLATION_QUERY;
+use gateway_auth_fixtures::{GATEWAY, cluster, curfew_as, install, login, settings};
+use tokio_postgres::Client;
+
+async fn count(gateway: &Client, role: &str, rule: &str, within: i32) -> usize {
+    let codes: Vec<String> = gateway
+        .query_one(
+            GATEWAY_VIOLATION_QUERY,
+            &[&role, &rule, &"42501", &within, &"host-a/1"],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(codes.iter().all(|c| c == "42501"), "{codes:?}");
+    codes.len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counts_per_role_and_rule_within_the_window_and_only_for_the_gateway() {
+    let cluster = cluster();
+    let dir = TempDir::new("pg-it", "gw-violations");
+    install(&cluster, &dir, &settings(None, false)).await;
+    let mut admin = curfew_as(&cluster, &dir, "postgres").await;
+    let done = admin
+        .install_gateway_registry("curfew_agent", GATEWAY)
+        .await
+        .unwrap();
+    assert!(done.installed, "{done:?}");
+
+    // Two gateway connections (two instances) add to one count.
+    let a = login(&cluster, GATEWAY).await;
+    let b = login(&cluster, GATEWAY).await;
+    assert_eq!(count(&a, "other", "misbehaviour", 600).await, 1);
+    assert_eq!(count(&b, "other", "misbehaviour", 600).await, 2);
+    assert_eq!(count(&a, "other", "misbehaviour", 600).await, 3);
+    assert_eq!(count(&a, "other", "another-rule", 600).await, 1);
+    assert_eq!(count(&a, "curfew_agent", "misbehaviour", 600).await, 1);
+    assert_eq!(count(&a, "nobody-here", "misbehaviour", 600).await, 0);
+
+    // Out of a one-second window, the old errors count no more and are deleted.
+    assert_eq!(count(&a, "other", "short", 1).await, 1);
+    assert_eq!(count(&b, "other", "short", 1).await, 2);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(count(&a, "other", "short", 1).await, 1);
+    let superuser = login(&cluster, "postgres").await;
+    let rows: i64 = superuser
+        .query_one(
+            "SELECT count(*) FROM curfew.gateway_violations WHERE rule = 'short'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 1, "the rows out of the window were pruned");
+    let (gateway_id, sqlstate): (String, String) = {
+        let row = superuser
+            .query_one(
+                "SELECT gateway_id, sqlstate FROM curfew.gateway_violations WHERE rule = 'short'",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        (gateway_id.as_str(), sqlstate.as_str()),
+        ("host-a/1", "42501")
+    );
+
+    // Bad arguments: a clear refusal, nothing recorded.
+    for (rule, sqlstate, within) in [
+        ("", "42501", 600),
+        ("r", "4250", 600),
+        ("r", "42501'; --", 600),
+        ("r", "42501", 0),
+        ("r", "42501", 8 * 24 * 3600),
+    ] {
+        let e = a
+            .query_one(
+                GATEWAY_VIOLATION_QUERY,
+                &[&"other", &rule, &sqlstate, &within, &"host-a/1"],
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.code().unwrap().code(),
+            "22023",
+            "{rule} {sqlstate} {within}: {e}"
+        );
+    }
+
+    // Nobody but the gateway's role calls the function or touches the tables.
+    let other = login(&cluster, "other").await;
+    let agent = login(&cluster, "curfew_agent").await;
+    for client in [&other, &agent] {
+        for sql in [
+            "SELECT curfew.count_gateway_violation('other', 'misbehaviour', '42501', 600, 'x')",
+            "SELECT * FROM curfew.gateway_violations",
+            "DELETE FROM curfew.gateway_violations",
+            "INSERT INTO curfew.gateway_violations VALUES (1, 'r', '42501', now(), 'x', 'y')",
+            "SELECT * FROM curfew.gateway_violation_gate FOR UPDATE",
+        ] {
+            let e = client.batch_execute(sql).await.unwrap_err();
+            assert_eq!(e.code().unwrap().code(), "42501", "{sql}: {e}");
+        }
+    }
+    assert_eq!(count(&a, "other", "misbehaviour", 600).await, 4);
+}

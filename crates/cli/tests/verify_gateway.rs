@@ -1,0 +1,212 @@
+//! `curfew verify --through gateway` (issue 17) against a real server and a real `curfew
+//! gateway`: canaries log in through the gateway with SCRAM passwords, and an idle rule (57P05),
+//! an idle-in-transaction rule (25P03) and a violations rule (a WARNING after count − 1 errors,
+//! the session still usable, then 57P01) pass live with the gateway's FATAL texts in the
+//! evidence. With the gateway stopped the same rules fail, and no canary role is left behind.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{Dir, KillOnDrop, curfew, dir, lines_of, wait_for};
+use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
+use curfew_sandbox::{Auth, Cluster, Options};
+
+const PASSWORD: &str = "pw-for-tests";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn url(cluster: &Cluster, user: &str) -> String {
+    format!(
+        "postgresql://{user}@127.0.0.1:{}/postgres?sslmode=disable",
+        cluster.port()
+    )
+}
+
+/// A SCRAM cluster with verify's role (it creates the canaries: CREATEROLE), the gateway's
+/// role, and the gateway's auth function and session registry as `curfew init` installs them.
+async fn cluster(d: &Dir) -> Cluster {
+    let cluster = curfew_testkit::started(Options {
+        auth: Auth::Scram,
+        ..Options::default()
+    });
+    cluster
+        .psql(&format!(
+            "ALTER ROLE postgres PASSWORD '{PASSWORD}';
+             CREATE ROLE curfew_agent LOGIN CREATEROLE PASSWORD '{PASSWORD}';
+             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
+             CREATE ROLE curfew_gateway LOGIN PASSWORD '{PASSWORD}';"
+        ))
+        .unwrap();
+    let mut admin = curfew_postgres::connect(&TargetSpec {
+        name: "db".to_owned(),
+        url: ConnectionUrl::parse(&url(&cluster, "postgres")).unwrap(),
+        password_file: Some(d.password_file(PASSWORD)),
+    })
+    .await
+    .unwrap()
+    .connection;
+    admin.install_ledger("curfew_agent").await.unwrap();
+    let auth = admin
+        .install_gateway_auth(&GatewayAuth {
+            gateway_role: "curfew_gateway".to_owned(),
+            serve_members_of: None,
+            serve_superusers: false,
+        })
+        .await
+        .unwrap();
+    assert!(auth.installed, "{auth:?}");
+    let registry = admin
+        .install_gateway_registry("curfew_agent", "curfew_gateway")
+        .await
+        .unwrap();
+    assert!(registry.installed, "{registry:?}");
+    cluster
+}
+
+/// Three rules for the canaries (`vq_*`), held to a 3-second test limit.
+fn policy(cluster: &Cluster, d: &Dir, gateway_port: u16) -> String {
+    let password = d.password_file(PASSWORD).display().to_string();
+    format!(
+        "[agent]\ninterval = \"1s\"\n\n\
+         [[target]]\nname = \"db\"\nurl = \"{}\"\npassword_file = \"{password}\"\n\n\
+         [[rule]]\nname = \"inactivity\"\nidle = \"10m\"\nroles = [\"vq_*\"]\n\n\
+         [[rule]]\nname = \"open-transaction\"\nidle_in_transaction = \"10m\"\nroles = [\"vq_*\"]\n\n\
+         [[rule]]\nname = \"misbehaviour\"\nviolations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\" }}\nroles = [\"vq_*\"]\n\n\
+         [verify]\ntest_limit = \"3s\"\n\n\
+         [gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\ntarget = \"db\"\n\
+         auth_url = \"{}\"\nauth_password_file = \"{password}\"\n",
+        url(cluster, "curfew_agent"),
+        url(cluster, "curfew_gateway"),
+    )
+}
+
+/// `curfew gateway -c POLICY --audit-log AUDIT`, listening.
+fn gateway(policy: &Path, audit: &Path) -> KillOnDrop {
+    let mut child = KillOnDrop(
+        curfew()
+            .args(["gateway", "-c"])
+            .arg(policy)
+            .arg("--audit-log")
+            .arg(audit)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let lines = lines_of(&mut child.0);
+    wait_for(&lines, "curfew gateway listening", Duration::from_secs(30));
+    std::thread::spawn(move || while lines.recv().is_ok() {});
+    child
+}
+
+/// `curfew verify --through gateway --format json`: whether it passed, and its document.
+fn verify(policy: &Path) -> (bool, serde_json::Value) {
+    let out = curfew()
+        .args(["verify", "--through", "gateway", "--format", "json", "--no-record", "-c"])
+        .arg(policy)
+        .output()
+        .unwrap();
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), doc)
+}
+
+/// The gateway's result for `rule`: its status and evidence.
+fn gateway_result(doc: &serde_json::Value, rule: &str) -> (String, String) {
+    let results = doc["targets"][0]["gateway"]["results"].as_array().unwrap();
+    let r = results
+        .iter()
+        .find(|r| r["rule"] == rule)
+        .unwrap_or_else(|| panic!("no result for {rule}: {doc:#}"));
+    (
+        r["status"].as_str().unwrap().to_owned(),
+        r["evidence"].as_str().unwrap().to_owned(),
+    )
+}
+
+fn canaries_left(cluster: &Cluster) -> String {
+    cluster
+        .psql("SELECT count(*) FROM pg_roles WHERE rolname LIKE 'vq\\_%'")
+        .unwrap()
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it() {
+    let d = dir("verify-gateway");
+    let cluster = cluster(&d).await;
+    let port = free_port();
+    let policy_file = d.write("curfew.toml", &policy(&cluster, &d, port), 0o600);
+    let audit = d.join("gateway.jsonl");
+
+    let running = gateway(&policy_file, &audit);
+    let started = Instant::now();
+    let (passed, doc) = verify(&policy_file);
+    let took = started.elapsed();
+    assert!(passed, "{doc:#}");
+    let target = &doc["targets"][0];
+    assert_eq!(target["enforcement_point"], "agent");
+    // --through gateway: the agent's tests did not run.
+    assert_eq!(target["results"].as_array().unwrap().len(), 0, "{doc:#}");
+    assert_eq!(target["gateway"]["enforcement_point"], "gateway");
+    assert_eq!(target["gateway"]["address"], format!("127.0.0.1:{port}"));
+
+    let (status, evidence) = gateway_result(&doc, "inactivity");
+    assert_eq!(status, "live_pass", "{evidence}");
+    assert!(
+        evidence.contains("received FATAL 57P05 \"terminating connection: idle for")
+            && evidence.contains("(rule inactivity)\"")
+            && evidence.contains("HINT: "),
+        "{evidence}"
+    );
+    let (status, evidence) = gateway_result(&doc, "open-transaction");
+    assert_eq!(status, "live_pass", "{evidence}");
+    assert!(
+        evidence.contains("received FATAL 25P03 ") && evidence.contains("(rule open-transaction)\""),
+        "{evidence}"
+    );
+    let (status, evidence) = gateway_result(&doc, "misbehaviour");
+    assert_eq!(status, "live_pass", "{evidence}");
+    assert!(
+        evidence.contains("received WARNING 01000 \"one more error with SQLSTATE 42501")
+            && evidence.contains("`SELECT 1` still worked")
+            && evidence.contains(
+                "received FATAL 57P01 \"terminating connection: 3 errors 42501 by this session within 10m; limit 3 (rule misbehaviour)\""
+            ),
+        "{evidence}"
+    );
+    assert!(!evidence.contains("pw-"), "no password in evidence");
+    assert_eq!(canaries_left(&cluster), "0");
+    assert!(took < Duration::from_secs(40), "took {took:?}");
+
+    // The gateway stopped: nothing can pass through it, and the evidence says why.
+    drop(running);
+    let (passed, doc) = verify(&policy_file);
+    assert!(!passed, "{doc:#}");
+    for rule in ["inactivity", "open-transaction", "misbehaviour"] {
+        let (status, evidence) = gateway_result(&doc, rule);
+        assert_eq!(status, "fail", "{rule}: {evidence}");
+        assert!(
+            evidence.contains(&format!("could not log in through the gateway at 127.0.0.1:{port}")),
+            "{evidence}"
+        );
+    }
+    assert_eq!(canaries_left(&cluster), "0");
+}

@@ -113,7 +113,15 @@ fn gateway(policy: &Path, audit: &Path) -> KillOnDrop {
 /// `curfew verify --through gateway --format json`: whether it passed, and its document.
 fn verify(policy: &Path) -> (bool, serde_json::Value) {
     let out = curfew()
-        .args(["verify", "--through", "gateway", "--format", "json", "--no-record", "-c"])
+        .args([
+            "verify",
+            "--through",
+            "gateway",
+            "--format",
+            "json",
+            "--no-record",
+            "-c",
+        ])
         .arg(policy)
         .output()
         .unwrap();
@@ -179,7 +187,8 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
     let (status, evidence) = gateway_result(&doc, "open-transaction");
     assert_eq!(status, "live_pass", "{evidence}");
     assert!(
-        evidence.contains("received FATAL 25P03 ") && evidence.contains("(rule open-transaction)\""),
+        evidence.contains("received FATAL 25P03 ")
+            && evidence.contains("(rule open-transaction)\""),
         "{evidence}"
     );
     let (status, evidence) = gateway_result(&doc, "misbehaviour");
@@ -204,7 +213,9 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
         let (status, evidence) = gateway_result(&doc, rule);
         assert_eq!(status, "fail", "{rule}: {evidence}");
         assert!(
-            evidence.contains(&format!("could not log in through the gateway at 127.0.0.1:{port}")),
+            evidence.contains(&format!(
+                "could not log in through the gateway at 127.0.0.1:{port}"
+            )),
             "{evidence}"
         );
     }

@@ -274,3 +274,7 @@ pub fn received_text(r: &curfew_postgres::Received) -> String {
     }
     text
 }
+
+#[cfg(test)]
+#[path = "gateway_tests.rs"]
+mod tests;

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{Dir, KillOnDrop, curfew, dir, lines_of, wait_for};
+use common::{Dir, KillOnDrop, agent, curfew, dir, lines_of, wait_for};
 use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
 use curfew_sandbox::{Auth, Cluster, Options};
 
@@ -112,16 +112,15 @@ fn gateway(policy: &Path, audit: &Path) -> KillOnDrop {
 
 /// `curfew verify --through gateway --format json`: whether it passed, and its document.
 fn verify(policy: &Path) -> (bool, serde_json::Value) {
+    verify_with(policy, &["--through", "gateway", "--no-record"])
+}
+
+/// `curfew verify --format json ARGS -c POLICY`: whether it passed, and its document.
+fn verify_with(policy: &Path, args: &[&str]) -> (bool, serde_json::Value) {
     let out = curfew()
-        .args([
-            "verify",
-            "--through",
-            "gateway",
-            "--format",
-            "json",
-            "--no-record",
-            "-c",
-        ])
+        .args(["verify", "--format", "json"])
+        .args(args)
+        .arg("-c")
         .arg(policy)
         .output()
         .unwrap();
@@ -219,5 +218,56 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
             "{evidence}"
         );
     }
+    assert_eq!(canaries_left(&cluster), "0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn by_default_both_the_agent_and_the_gateway_are_tested_each_named() {
+    let d = dir("verify-both");
+    let cluster = cluster(&d).await;
+    let port = free_port();
+    let policy_file = d.write("curfew.toml", &policy(&cluster, &d, port), 0o600);
+    let agent_audit = d.join("agent.jsonl");
+    let mut agent = agent(&policy_file, &agent_audit);
+    let lines = lines_of(&mut agent.0);
+    wait_for(&lines, "this agent leads", Duration::from_secs(20));
+    std::thread::spawn(move || while lines.recv().is_ok() {});
+    let _gateway = gateway(&policy_file, &d.join("gateway.jsonl"));
+
+    let audit = agent_audit.display().to_string();
+    let (passed, doc) = verify_with(&policy_file, &["--audit-log", &audit]);
+    assert!(passed, "{doc:#}");
+    let target = &doc["targets"][0];
+    assert_eq!(target["enforcement_point"], "agent");
+    let direct: Vec<(&str, &str)> = target["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["rule"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    // The agent ends the idle canaries of direct connections; violations only the gateway sees.
+    assert_eq!(
+        direct,
+        [
+            ("inactivity", "live_pass"),
+            ("open-transaction", "live_pass"),
+            ("misbehaviour", "not_tested"),
+        ]
+    );
+    for rule in ["inactivity", "open-transaction", "misbehaviour"] {
+        let (status, evidence) = gateway_result(&doc, rule);
+        assert_eq!(status, "live_pass", "{rule}: {evidence}");
+    }
+    // The record names both enforcement points.
+    let records = std::fs::read_to_string(&agent_audit).unwrap();
+    let verified = records
+        .lines()
+        .find(|l| l.contains("\"control_verified\""))
+        .unwrap();
+    assert!(
+        verified.contains("\"enforcement_point\":\"agent\"")
+            && verified.contains("\"enforcement_point\":\"gateway\""),
+        "{verified}"
+    );
     assert_eq!(canaries_left(&cluster), "0");
 }

@@ -271,3 +271,35 @@ async fn by_default_both_the_agent_and_the_gateway_are_tested_each_named() {
     );
     assert_eq!(canaries_left(&cluster), "0");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_not_enforcing_the_tested_limit_fails_the_idle_tests() {
+    let d = dir("verify-gateway-lax");
+    let cluster = cluster(&d).await;
+    let port = free_port();
+    let text = policy(&cluster, &d, port);
+    let policy_file = d.write("curfew.toml", &text, 0o600);
+    // The gateway runs without `[verify] test_limit`: it holds the canaries to the rules' 10m,
+    // so nothing it does ends them within verify's wait.
+    let lax = d.write(
+        "gateway.toml",
+        &text.replace("[verify]\ntest_limit = \"3s\"\n", ""),
+        0o600,
+    );
+    let _gateway = gateway(&lax, &d.join("gateway.jsonl"));
+
+    let (passed, doc) = verify(&policy_file);
+    assert!(!passed, "{doc:#}");
+    for rule in ["inactivity", "open-transaction"] {
+        let (status, evidence) = gateway_result(&doc, rule);
+        assert_eq!(status, "fail", "{rule}: {evidence}");
+        assert!(
+            evidence.contains("was not ended within")
+                && evidence.contains("the gateway did not end it"),
+            "{evidence}"
+        );
+    }
+    // The violations rule does not depend on the test limit.
+    assert_eq!(gateway_result(&doc, "misbehaviour").0, "live_pass");
+    assert_eq!(canaries_left(&cluster), "0");
+}

@@ -303,3 +303,26 @@ async fn a_gateway_not_enforcing_the_tested_limit_fails_the_idle_tests() {
     assert_eq!(gateway_result(&doc, "misbehaviour").0, "live_pass");
     assert_eq!(canaries_left(&cluster), "0");
 }
+
+#[test]
+fn through_gateway_without_a_gateway_is_a_usage_error() {
+    let d = dir("verify-no-gateway");
+    let policy = d.write(
+        "curfew.toml",
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://curfew@127.0.0.1:1/postgres?sslmode=disable\"\n\n\
+         [[rule]]\nname = \"inactivity\"\nidle = \"5m\"\n",
+        0o600,
+    );
+    let out = curfew()
+        .args(["verify", "--through", "gateway", "-c"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("--through gateway: the policy has no [gateway]"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

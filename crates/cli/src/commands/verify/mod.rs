@@ -77,6 +77,12 @@ impl From<ThroughArg> for curfew_verify::Through {
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
     let targets = policy_file::targets(&loaded, args.target.as_deref())?;
+    if matches!(args.through, ThroughArg::Gateway) && loaded.policy.gateway.is_none() {
+        return Err(Failure::Usage(
+            "--through gateway: the policy has no [gateway], so there is no gateway to test"
+                .to_owned(),
+        ));
+    }
     let audit_log = args
         .audit_log
         .clone()

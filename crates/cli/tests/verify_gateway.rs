@@ -201,8 +201,29 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
         "{evidence}"
     );
     assert!(!evidence.contains("pw-"), "no password in evidence");
+    assert!(
+        evidence.contains("The gateway serves every role but superusers"),
+        "{evidence}"
+    );
     assert_eq!(canaries_left(&cluster), "0");
     assert!(took < Duration::from_secs(40), "took {took:?}");
+
+    // The Markdown document has the gateway's section, its FATAL quoted.
+    let out = curfew()
+        .args(["verify", "--through", "gateway", "--no-record", "-c"])
+        .arg(&policy_file)
+        .output()
+        .unwrap();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{md}");
+    assert!(
+        md.contains(&format!(
+            "## Enforced by the curfew gateway (canaries through 127.0.0.1:{port}, plaintext TCP"
+        )) && md.contains("**3 LIVE PASS, 0 EVALUATED (not live proofs), 0 NOT TESTED, 0 FAIL.**")
+            && md.contains("received FATAL 25P03"),
+        "{md}"
+    );
+    assert_eq!(canaries_left(&cluster), "0");
 
     // The gateway stopped: nothing can pass through it, and the evidence says why.
     drop(running);

@@ -42,6 +42,8 @@ struct Bench<'a> {
     address: SocketAddr,
     database: &'a str,
     created: &'a Mutex<Vec<String>>,
+    /// `[gateway] serve_members_of`, said in evidence.
+    serves_members_of: Option<String>,
 }
 
 /// The gateway's results when the target could not be reached: every rule planned live FAILs
@@ -107,6 +109,7 @@ pub(super) async fn test(
         address,
         database,
         created: &created,
+        serves_members_of: gateway.serve_members_of.clone(),
     };
     let tests = futures_util::future::join_all(plans.iter().map(|(index, planned)| {
         let bench = &bench;
@@ -171,7 +174,19 @@ async fn login(
         .admin
         .create_canary(&canary.role, &password, &canary.groups, expires)
         .await
-        .map_err(|e| format!("The canary role could not be created ({e})."))?;
+        .map_err(|e| {
+            format!(
+                "The canary role could not be created ({e}). curfew's role needs CREATEROLE{}.",
+                if canary.groups.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " and, on PostgreSQL 16 and later, ADMIN OPTION on {}",
+                        canary.groups.join(", ")
+                    )
+                }
+            )
+        })?;
     if let Ok(mut created) = bench.created.lock() {
         created.push(canary.role.clone());
     }
@@ -185,6 +200,12 @@ async fn login(
         },
         expires.round(jiff::Unit::Second).unwrap_or(expires)
     ));
+    steps.push(match &bench.serves_members_of {
+        Some(group) => format!(
+            "The gateway serves members of \"{group}\" ([gateway] serve_members_of), which the canary was made; it is not a superuser."
+        ),
+        None => "The gateway serves every role but superusers (no serve_members_of); the canary is not a superuser.".to_owned(),
+    });
     let database = canary.database.as_deref().unwrap_or(bench.database);
     let session = GatewaySession::open(
         bench.address,

@@ -125,7 +125,7 @@ enum Command {
                             live test passes when the running agent did it and the audit log \
                             holds its record. With a [gateway] (--through both, the default; \
                             direct or gateway for one), canaries also log in through the \
-                            gateway: its idle, idle-in-transaction and violations rules pass \
+                            gateway: its idle, idle-in-transaction, lifetime and violations rules pass \
                             when the client received the gateway's FATAL naming the rule at the \
                             expected moment, reported apart. Rules no canary can enter (roles named exactly, \
                             ...) or over --max-wait are evaluated at their boundaries. --full \

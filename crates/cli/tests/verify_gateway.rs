@@ -74,7 +74,7 @@ async fn cluster(d: &Dir) -> Cluster {
     cluster
 }
 
-/// Three rules for the canaries (`vq_*`), held to a 3-second test limit.
+/// Four rules for the canaries (`vq_*`), held to a 3-second test limit.
 fn policy(cluster: &Cluster, d: &Dir, gateway_port: u16) -> String {
     let password = d.password_file(PASSWORD).display().to_string();
     format!(
@@ -83,6 +83,7 @@ fn policy(cluster: &Cluster, d: &Dir, gateway_port: u16) -> String {
          [[rule]]\nname = \"inactivity\"\nidle = \"10m\"\nroles = [\"vq_*\"]\n\n\
          [[rule]]\nname = \"open-transaction\"\nidle_in_transaction = \"10m\"\nroles = [\"vq_*\"]\n\n\
          [[rule]]\nname = \"misbehaviour\"\nviolations = {{ sqlstates = [\"42501\"], count = 3, within = \"10m\" }}\nroles = [\"vq_*\"]\n\n\
+         [[rule]]\nname = \"connected\"\nlifetime = \"10m\"\nroles = [\"vq_*\"]\n\n\
          [verify]\ntest_limit = \"3s\"\n\n\
          [gateway]\nlisten = \"127.0.0.1:{gateway_port}\"\ntarget = \"db\"\n\
          auth_url = \"{}\"\nauth_password_file = \"{password}\"\n",
@@ -201,6 +202,12 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
         "{evidence}"
     );
     assert!(!evidence.contains("pw-"), "no password in evidence");
+    let (status, evidence) = gateway_result(&doc, "connected");
+    assert_eq!(status, "live_pass", "{evidence}");
+    assert!(
+        evidence.contains("received FATAL 57P01 ") && evidence.contains("(rule connected)\""),
+        "{evidence}"
+    );
     assert!(
         evidence.contains("The gateway serves every role but superusers"),
         "{evidence}"
@@ -219,7 +226,7 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
     assert!(
         md.contains(&format!(
             "## Enforced by the curfew gateway (canaries through 127.0.0.1:{port}, plaintext TCP"
-        )) && md.contains("**3 LIVE PASS, 0 EVALUATED (not live proofs), 0 NOT TESTED, 0 FAIL.**")
+        )) && md.contains("**4 LIVE PASS, 0 EVALUATED (not live proofs), 0 NOT TESTED, 0 FAIL.**")
             && md.contains("received FATAL 25P03"),
         "{md}"
     );
@@ -229,7 +236,12 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
     drop(running);
     let (passed, doc) = verify(&policy_file);
     assert!(!passed, "{doc:#}");
-    for rule in ["inactivity", "open-transaction", "misbehaviour"] {
+    for rule in [
+        "inactivity",
+        "open-transaction",
+        "misbehaviour",
+        "connected",
+    ] {
         let (status, evidence) = gateway_result(&doc, rule);
         assert_eq!(status, "fail", "{rule}: {evidence}");
         assert!(
@@ -273,9 +285,15 @@ async fn by_default_both_the_agent_and_the_gateway_are_tested_each_named() {
             ("inactivity", "live_pass"),
             ("open-transaction", "live_pass"),
             ("misbehaviour", "not_tested"),
+            ("connected", "live_pass"),
         ]
     );
-    for rule in ["inactivity", "open-transaction", "misbehaviour"] {
+    for rule in [
+        "inactivity",
+        "open-transaction",
+        "misbehaviour",
+        "connected",
+    ] {
         let (status, evidence) = gateway_result(&doc, rule);
         assert_eq!(status, "live_pass", "{rule}: {evidence}");
     }
@@ -311,7 +329,7 @@ async fn a_gateway_not_enforcing_the_tested_limit_fails_the_idle_tests() {
 
     let (passed, doc) = verify(&policy_file);
     assert!(!passed, "{doc:#}");
-    for rule in ["inactivity", "open-transaction"] {
+    for rule in ["inactivity", "open-transaction", "connected"] {
         let (status, evidence) = gateway_result(&doc, rule);
         assert_eq!(status, "fail", "{rule}: {evidence}");
         assert!(

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use curfew_policy::{Action, Condition, Gateway, Limit, Policy};
 use jiff::Timestamp;
 
-use crate::{Canary, Options, canary, expect_ended_by, sample_session};
+use crate::{Activity, Canary, Options, canary, expect_ended_by, sample_session};
 
 /// Which enforcement points `curfew verify` tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -38,8 +38,8 @@ impl Through {
 /// How one rule is tested through the gateway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GatewayPlanned {
-    /// An idle-type rule: a canary left idle (or idle in a transaction) until the gateway ends
-    /// it with `sqlstate`.
+    /// An idle-type rule (`idle`, `idle_in_transaction`, `lifetime`): a canary left idle (or
+    /// idle in a transaction) until the gateway ends it with `sqlstate`.
     Ended {
         /// The canary.
         canary: Canary,
@@ -69,7 +69,7 @@ pub enum GatewayPlanned {
     },
 }
 
-/// The SQLSTATE the gateway ends a session with for a violations rule (and a lifetime one).
+/// The SQLSTATE the gateway ends a session with for a violations or a lifetime rule.
 pub const GATEWAY_ENDED: &str = "57P01";
 
 /// Where a canary connects to reach a gateway listening on `listen` (an unspecified address
@@ -138,7 +138,9 @@ fn plan_rule(
         Ok::<Canary, String>(canary)
     };
     match &rule.condition {
-        Condition::Idle(configured) | Condition::IdleInTransaction(configured) => {
+        Condition::Idle(configured)
+        | Condition::IdleInTransaction(configured)
+        | Condition::Lifetime(configured) => {
             let configured = *configured;
             let limit = if options.full {
                 configured
@@ -150,10 +152,15 @@ fn plan_rule(
                     why: format!("its limit ({limit}) is longer than --max-wait ({})", options.max_wait),
                 };
             }
-            let canary = match scoped(canary::in_scope(policy, index, &name)) {
+            let mut canary = match scoped(canary::in_scope(policy, index, &name)) {
                 Ok(c) => c,
                 Err(why) => return GatewayPlanned::NotTested { why },
             };
+            // A lifetime rule ends a session whatever it does: through the gateway its canary
+            // waits idle, since a FATAL while a statement runs would answer that statement.
+            if canary.activity == Activity::Busy {
+                canary.activity = Activity::Idle;
+            }
             let session = sample_session(&canary, now);
             let at = now + limit.get() + jiff::SignedDuration::from_millis(1);
             if let Err(why) = expect_ended_by(policy, index, &session, at) {
@@ -165,10 +172,10 @@ fn plan_rule(
                 canary,
                 limit,
                 configured,
-                sqlstate: if matches!(rule.condition, Condition::Idle(_)) {
-                    "57P05"
-                } else {
-                    "25P03"
+                sqlstate: match rule.condition {
+                    Condition::Idle(_) => "57P05",
+                    Condition::IdleInTransaction(_) => "25P03",
+                    _ => GATEWAY_ENDED,
                 },
             }
         }
@@ -196,9 +203,6 @@ fn plan_rule(
                 per_role: v.per != Default::default(),
             }
         }
-        Condition::Lifetime(_) => GatewayPlanned::NotTested {
-            why: "verify does not test lifetime rules through the gateway yet (tested on direct connections only)".to_owned(),
-        },
         Condition::Allow(_) | Condition::Deny(_) | Condition::MaxSessions(_) => {
             GatewayPlanned::NotTested {
                 why: "verify does not provoke the gateway's login refusals or window ends yet (this rule is tested on direct connections only)".to_owned(),

@@ -8,7 +8,7 @@ use curfew_policy::{Policy, parse_policy};
 use curfew_postgres::{Ended, Received};
 
 use super::{GatewayPlanned, Through, gateway_address, judge_fatal, plan_gateway};
-use crate::Options;
+use crate::{Activity, Options};
 
 const BASE: &str =
     "[[target]]\nname = \"db\"\nurl = \"postgresql://curfew@127.0.0.1/postgres\"\n\n";
@@ -36,6 +36,7 @@ const RULES: &str = "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\nroles = [\
 [[rule]]\nname = \"open\"\nidle_in_transaction = \"5m\"\nroles = [\"vq_*\"]\n\n\
 [[rule]]\nname = \"errors\"\nviolations = { sqlstates = [\"42501\", \"42P01\"], count = 3, within = \"10m\", per = \"role\" }\nroles = [\"vq_*\"]\n\n\
 [[rule]]\nname = \"noted\"\nviolations = { sqlstates = [\"42501\"], count = 3, within = \"10m\" }\naction = \"report\"\n\n\
+[[rule]]\nname = \"connected\"\nlifetime = \"8h\"\nroles = [\"vq_*\"]\n\n\
 [[rule]]\nname = \"nights\"\ndeny = [\"mon-sun 23:00-23:30\"]\ntimezone = \"UTC\"\nroles = [\"vq_*\"]\n\n\
 [verify]\ntest_limit = \"3s\"\n";
 
@@ -46,7 +47,7 @@ fn idle_rules_and_violations_are_planned_live_through_the_gateway_with_their_sql
     // The report-only rule ends nothing, so it is not in the gateway's section.
     assert_eq!(
         plans.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
-        vec![0, 1, 2, 4]
+        vec![0, 1, 2, 4, 5]
     );
     match &plans[0].1 {
         GatewayPlanned::Ended {
@@ -80,8 +81,15 @@ fn idle_rules_and_violations_are_planned_live_through_the_gateway_with_their_sql
         } => assert_eq!((*count, sqlstate.as_str(), *per_role), (3, "42501", true)),
         other => panic!("{other:?}"),
     }
+    // A lifetime canary waits idle; the gateway ends it with 57P01.
+    match &plans[3].1 {
+        GatewayPlanned::Ended {
+            canary, sqlstate, ..
+        } => assert_eq!((canary.activity, *sqlstate), (Activity::Idle, "57P01")),
+        other => panic!("{other:?}"),
+    }
     assert!(
-        matches!(&plans[3].1, GatewayPlanned::NotTested { why } if why.contains("login refusals"))
+        matches!(&plans[4].1, GatewayPlanned::NotTested { why } if why.contains("login refusals"))
     );
 }
 

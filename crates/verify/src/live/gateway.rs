@@ -294,10 +294,12 @@ async fn ended(
     let since = Instant::now();
     steps.push(format!(
         "It ran `{switch_off}`, then `{statement}`, and was left {} (limit {:.1}s).",
-        if canary.activity == Activity::IdleInTransaction {
-            "idle in a transaction"
-        } else {
-            "idle"
+        match (&rule.condition, canary.activity) {
+            (_, Activity::IdleInTransaction) => "idle in a transaction",
+            (curfew_policy::Condition::Lifetime(_), _) => {
+                "idle (a lifetime rule ends it whatever it does)"
+            }
+            _ => "idle",
         },
         limit.as_secs_f64()
     ));

@@ -202,6 +202,15 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
         "{evidence}"
     );
     assert!(!evidence.contains("pw-"), "no password in evidence");
+    // A locked role's login through the gateway is refused with the lock's FATAL 28000.
+    let (status, evidence) = gateway_result(&doc, "login locks (curfew lock) through the gateway");
+    assert_eq!(status, "live_pass", "{evidence}");
+    assert!(
+        evidence.contains("the client received FATAL 28000 \"logins for role")
+            && evidence.contains("are closed by an incident lock")
+            && evidence.contains("The lock was released."),
+        "{evidence}"
+    );
     let (status, evidence) = gateway_result(&doc, "connected");
     assert_eq!(status, "live_pass", "{evidence}");
     assert!(
@@ -226,7 +235,7 @@ async fn rules_pass_through_the_gateway_with_its_fatal_texts_and_fail_without_it
     assert!(
         md.contains(&format!(
             "## Enforced by the curfew gateway (canaries through 127.0.0.1:{port}, plaintext TCP"
-        )) && md.contains("**4 LIVE PASS, 0 EVALUATED (not live proofs), 0 NOT TESTED, 0 FAIL.**")
+        )) && md.contains("**5 LIVE PASS, 0 EVALUATED (not live proofs), 0 NOT TESTED, 0 FAIL.**")
             && md.contains("received FATAL 25P03"),
         "{md}"
     );

@@ -205,7 +205,7 @@ fn plan_rule(
         }
         Condition::Allow(_) | Condition::Deny(_) | Condition::MaxSessions(_) => {
             GatewayPlanned::NotTested {
-                why: "verify does not provoke the gateway's login refusals or window ends yet (this rule is tested on direct connections only)".to_owned(),
+                why: "verify does not test windows or session caps through the gateway yet (neither its window ends nor its refusals of a closed window or a full cap); this rule is tested on direct connections only".to_owned(),
             }
         }
     }

@@ -36,14 +36,14 @@ pub struct ThroughGateway {
 const CONNECTION: &str = "plaintext TCP (verify's gateway canary does not use TLS yet)";
 
 /// What every test through the gateway shares.
-struct Bench<'a> {
-    admin: &'a Connection,
-    policy: &'a Policy,
-    address: SocketAddr,
-    database: &'a str,
-    created: &'a Mutex<Vec<String>>,
+pub(super) struct Bench<'a> {
+    pub(super) admin: &'a Connection,
+    pub(super) policy: &'a Policy,
+    pub(super) address: SocketAddr,
+    pub(super) database: &'a str,
+    pub(super) created: &'a Mutex<Vec<String>>,
     /// `[gateway] serve_members_of`, said in evidence.
-    serves_members_of: Option<String>,
+    pub(super) serves_members_of: Option<String>,
 }
 
 /// The gateway's results when the target could not be reached: every rule planned live FAILs
@@ -79,11 +79,12 @@ pub(super) fn unreachable(
 }
 
 /// Test `policy`'s rules through `gateway` (a gateway in front of the target `admin` is
-/// connected to, whose database is `database`) until done or `stop`; the canary roles are
-/// dropped either way.
+/// connected to, named `target`, whose database is `database`), and its refusal of a locked
+/// role's login, until done or `stop`; the canary roles are dropped either way.
 #[allow(clippy::too_many_arguments)] // each is one thing the caller decides
 pub(super) async fn test(
     admin: &Connection,
+    target: &str,
     policy: &Policy,
     gateway: &Gateway,
     database: &str,
@@ -136,8 +137,19 @@ pub(super) async fn test(
             }
         }
     }));
+    // The lock test needs a login through the gateway, so not where it requires TLS.
+    let lock_test = async {
+        if gateway.require_tls {
+            None
+        } else {
+            Some(super::gateway_lock::test(&bench, target, token).await)
+        }
+    };
     let results = tokio::select! {
-        results = tests => Some(results),
+        (mut results, lock) = futures_util::future::join(tests, lock_test) => {
+            results.extend(lock);
+            Some(results)
+        }
         () = stop => None,
     };
     let mut cleanup = Vec::new();
@@ -229,16 +241,28 @@ async fn login(
     Ok(session)
 }
 
-fn run_error(e: &RunError) -> String {
+pub(super) fn run_error(e: &RunError) -> String {
     match e {
         RunError::Server(r) => received_text(r),
         RunError::Connection(why) => why.clone(),
     }
 }
 
-fn result(rule: &curfew_policy::Rule, status: Status, steps: &[String]) -> RuleResult {
-    RuleResult::new(
-        rule,
+/// A result about `rule` (a rule's name, or a mechanism's) with its steps as evidence.
+pub(super) fn result(rule: &curfew_policy::Rule, status: Status, steps: &[String]) -> RuleResult {
+    about(&rule.name, rule.condition.key(), status, steps)
+}
+
+/// As [`result`], for what is named `subject` with condition key `condition`.
+pub(super) fn about(
+    subject: &str,
+    condition: &'static str,
+    status: Status,
+    steps: &[String],
+) -> RuleResult {
+    RuleResult::about(
+        subject,
+        condition,
         Method::Live,
         status,
         format!("Through the curfew gateway: {}", visible(&steps.join(" "))),
@@ -246,10 +270,20 @@ fn result(rule: &curfew_policy::Rule, status: Status, steps: &[String]) -> RuleR
 }
 
 /// Put the failing sentence first, so the status line says it.
-fn failed(rule: &curfew_policy::Rule, why: String, steps: &[String]) -> RuleResult {
+pub(super) fn failed(rule: &curfew_policy::Rule, why: String, steps: &[String]) -> RuleResult {
+    failed_about(&rule.name, rule.condition.key(), why, steps)
+}
+
+/// As [`failed`], for what is named `subject`.
+pub(super) fn failed_about(
+    subject: &str,
+    condition: &'static str,
+    why: String,
+    steps: &[String],
+) -> RuleResult {
     let mut all = vec![why];
     all.extend_from_slice(steps);
-    result(rule, Status::Fail, &all)
+    about(subject, condition, Status::Fail, &all)
 }
 
 /// An idle-type rule: the canary waits, the gateway must end it with `sqlstate`.
@@ -263,6 +297,9 @@ async fn ended(
     let limit = limit.to_std();
     let wait = limit + 2 * bench.policy.agent.interval.to_std() + Duration::from_secs(10);
     let mut steps = Vec::new();
+    // A lifetime counts from the login, the others from when the canary went idle.
+    let lifetime = matches!(rule.condition, curfew_policy::Condition::Lifetime(_));
+    let login_started = Instant::now();
     let mut session = match login(bench, canary, wait, &mut steps).await {
         Ok(s) => s,
         Err(why) => return failed(rule, why, &steps),
@@ -297,12 +334,13 @@ async fn ended(
         match (&rule.condition, canary.activity) {
             (_, Activity::IdleInTransaction) => "idle in a transaction",
             (curfew_policy::Condition::Lifetime(_), _) => {
-                "idle (a lifetime rule ends it whatever it does)"
+                "idle (a lifetime rule ends it whatever it does; times below count from the login)"
             }
             _ => "idle",
         },
         limit.as_secs_f64()
     ));
+    let since = if lifetime { login_started } else { since };
     let end = session.ended(wait).await;
     let elapsed = since.elapsed();
     for (notice, at) in session.take_notices() {

@@ -5,6 +5,7 @@
 
 mod canary;
 mod gateway;
+mod gateway_lock;
 mod lock;
 mod mariadb;
 mod mariadb_connect;
@@ -224,6 +225,7 @@ pub async fn verify_target(
         Some(
             gateway::test(
                 admin,
+                &target.name,
                 &loaded.policy,
                 gateway,
                 &spec.url.dbname,

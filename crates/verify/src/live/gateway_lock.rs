@@ -31,7 +31,7 @@ pub(super) async fn test(bench: &Bench<'_>, target: &str, token: &str) -> RuleRe
     let operator = bench.admin.info.role.clone();
     match bench.admin.ledger_status().await {
         Ok(status) => {
-            if let Some(why) = status.problem(target, &operator, false) {
+            if let Some(why) = status.problem(target, &operator, true) {
                 return not_tested(why);
             }
         }

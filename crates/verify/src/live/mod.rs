@@ -70,6 +70,13 @@ pub enum Notice {
         /// The longest wait for the agent.
         longest: std::time::Duration,
     },
+    /// The tests through the curfew gateway start: canaries logging in at `address`.
+    ThroughGateway {
+        /// The target behind the gateway.
+        target: String,
+        /// Where the canaries connect.
+        address: String,
+    },
 }
 
 /// Why a target's live test stopped short.
@@ -213,6 +220,12 @@ pub async fn verify_target(
         .filter(|g| through.gateway() && g.target == target.name);
     let through_gateway = async {
         let gateway = gateway_in_front?;
+        if let Some(address) = crate::gateway_address(gateway) {
+            notice(Notice::ThroughGateway {
+                target: target.name.clone(),
+                address: address.to_string(),
+            });
+        }
         let Some(admin) = &admin else {
             return Some(Ok(gateway::unreachable(
                 &loaded.policy,

@@ -182,6 +182,9 @@ fn show(notice: Notice) {
             },
             longest.as_secs()
         ),
+        Notice::ThroughGateway { target, address } => eprintln!(
+            "curfew: target \"{target}\": canaries logging in through the curfew gateway at {address}"
+        ),
     }
 }
 

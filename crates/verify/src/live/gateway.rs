@@ -174,11 +174,13 @@ pub(super) async fn test(
 }
 
 /// Create `canary` and log it in through the gateway; the session, or why not (a sentence).
+/// `connecting` is set to when the connection was started (a lifetime counts from there).
 async fn login(
     bench: &Bench<'_>,
     canary: &Canary,
     wait: Duration,
     steps: &mut Vec<String>,
+    connecting: &mut Instant,
 ) -> Result<GatewaySession, String> {
     let password = Password::random().map_err(|e| format!("No random password: {e}."))?;
     let expires = Timestamp::now() + wait + Duration::from_secs(300);
@@ -219,6 +221,7 @@ async fn login(
         None => "The gateway serves every role but superusers (no serve_members_of); the canary is not a superuser.".to_owned(),
     });
     let database = canary.database.as_deref().unwrap_or(bench.database);
+    *connecting = Instant::now();
     let session = GatewaySession::open(
         bench.address,
         &canary.role,
@@ -299,8 +302,8 @@ async fn ended(
     let mut steps = Vec::new();
     // A lifetime counts from the login, the others from when the canary went idle.
     let lifetime = matches!(rule.condition, curfew_policy::Condition::Lifetime(_));
-    let login_started = Instant::now();
-    let mut session = match login(bench, canary, wait, &mut steps).await {
+    let mut login_started = Instant::now();
+    let mut session = match login(bench, canary, wait, &mut steps, &mut login_started).await {
         Ok(s) => s,
         Err(why) => return failed(rule, why, &steps),
     };
@@ -370,7 +373,16 @@ async fn violations(
     per_role: bool,
 ) -> RuleResult {
     let mut steps = Vec::new();
-    let mut session = match login(bench, canary, Duration::from_secs(60), &mut steps).await {
+    let mut connecting = Instant::now();
+    let mut session = match login(
+        bench,
+        canary,
+        Duration::from_secs(60),
+        &mut steps,
+        &mut connecting,
+    )
+    .await
+    {
         Ok(s) => s,
         Err(why) => return failed(rule, why, &steps),
     };

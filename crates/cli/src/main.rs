@@ -123,7 +123,11 @@ enum Command {
                             cap; and login locks (a canary role locked through the ledger as \
                             curfew lock does, a login refused, unlocked, a login that works). A \
                             live test passes when the running agent did it and the audit log \
-                            holds its record. Rules no canary can enter (roles named exactly, \
+                            holds its record. With a [gateway] (--through both, the default; \
+                            direct or gateway for one), canaries also log in through the \
+                            gateway: its idle, idle-in-transaction, lifetime and violations rules pass \
+                            when the client received the gateway's FATAL naming the rule at the \
+                            expected moment, reported apart. Rules no canary can enter (roles named exactly, \
                             ...) or over --max-wait are evaluated at their boundaries. --full \
                             waits configured limits instead of test_limit. Canary roles are \
                             dropped at the end. Needs CREATEROLE for curfew's role (and ADMIN \
@@ -132,7 +136,8 @@ enum Command {
                             nothing failed, 3 when a test failed.\n\n\
                             Examples:\n  \
                             curfew verify\n  \
-                            curfew verify --target primary --max-wait 20m --format json > verify.json"
+                            curfew verify --target primary --max-wait 20m --format json > verify.json\n  \
+                            curfew verify --through gateway"
     )]
     Verify(commands::verify::Args),
 

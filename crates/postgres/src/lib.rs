@@ -6,6 +6,7 @@ mod anchor;
 mod anchor_read;
 mod backend;
 mod canary;
+mod canary_gateway;
 mod connect;
 mod error;
 mod facts;
@@ -28,6 +29,7 @@ mod url;
 pub use anchor::{ANCHOR_FUNCTION, AnchorOrigin, AnchorRow};
 pub use anchor_read::{AnchorReadError, TargetAnchorRows, read_target_anchors};
 pub use canary::{CanarySession, random_hex};
+pub use canary_gateway::{Ended, GatewaySession, Received, RunError};
 pub use connect::{
     Connected, Connection, MINIMUM_VERSION_NUM, ServerInfo, connect, connect_to_inspect, open_as,
 };

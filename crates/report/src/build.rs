@@ -425,6 +425,31 @@ fn check_run(e: &Entry, before_period: bool) -> CheckRun {
     }
 }
 
+/// The results `curfew verify` recorded for the curfew gateway (`detail.gateway.results`), each
+/// method saying so, since the rules' own results are the agent's.
+fn through_gateway(e: &Entry) -> Vec<VerifiedRule> {
+    let results = e
+        .detail
+        .as_ref()
+        .and_then(|d| d.get("gateway"))
+        .and_then(|g| g.get("results"))
+        .and_then(serde_json::Value::as_array);
+    results
+        .into_iter()
+        .flatten()
+        .filter(|r| r.is_object())
+        .map(|r| {
+            let r: details::RecordedRule = serde_json::from_value(r.clone()).unwrap_or_default();
+            VerifiedRule {
+                rule: r.rule,
+                method: format!("{} through the gateway", r.method),
+                status: r.status,
+                evidence: r.evidence,
+            }
+        })
+        .collect()
+}
+
 fn verify_run(e: &Entry, before_period: bool) -> VerifyRun {
     let verified = e.details::<details::ControlVerification>().ok();
     VerifyRun {
@@ -440,6 +465,7 @@ fn verify_run(e: &Entry, before_period: bool) -> VerifyRun {
                 status: r.status,
                 evidence: r.evidence,
             })
+            .chain(through_gateway(e))
             .collect(),
         tested_policy_sha256: verified.and_then(|v| v.policy_sha256),
         detail: e.detail.clone(),

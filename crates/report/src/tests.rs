@@ -578,3 +578,23 @@ fn an_empty_log_renders() {
             .contains("the whole log (it has no records)")
     );
 }
+
+#[test]
+fn the_gateways_verify_results_are_shown_as_through_the_gateway() {
+    let mut v = verified(2, "2026-03-02T10:00:00Z", "primary", "agent evidence");
+    v.detail.as_mut().unwrap()["gateway"] = json!({"enforcement_point": "gateway", "results": [
+        {"rule": "inactivity", "method": "live", "status": "live_pass",
+         "evidence": "Through the curfew gateway: ... FATAL 57P05"},
+    ]});
+    let entries = vec![loaded(1, "2026-03-01T00:00:00Z", SHA), v];
+    let r = report(&entries, &intact(2), Some("2026-03-01T00:00:00Z"));
+    let md = r.to_markdown();
+    assert!(
+        md.contains("| inactivity | live | pass | agent evidence |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| inactivity | live through the gateway | live_pass | Through the curfew gateway: ... FATAL 57P05 |"),
+        "{md}"
+    );
+}

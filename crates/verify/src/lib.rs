@@ -13,6 +13,7 @@
 
 mod canary;
 mod evaluate;
+mod gateway;
 pub mod live;
 mod outcome;
 mod record;
@@ -20,6 +21,10 @@ mod special;
 
 pub use canary::{Activity, Canary, canary_for, expect_ended_by, sample_session};
 pub use evaluate::{Probe, evaluate_rule};
+pub use gateway::{
+    GATEWAY_ENDED, GatewayPlanned, Through, gateway_address, judge_fatal, plan_gateway,
+    received_text,
+};
 pub use outcome::{Method, RuleResult, Status, counts, summary};
 pub use record::control_records;
 pub use special::{
@@ -113,7 +118,7 @@ fn plan_rule(
             why: if rule.action == curfew_policy::Action::Report {
                 "NOT ENFORCED: a report-only violations rule is documentation (the agent cannot see statement errors; the curfew gateway counts them only for rules that end sessions)".to_owned()
             } else {
-                "a violations rule is enforced by the curfew gateway for sessions through it only; verify's canary does not provoke errors through the gateway yet".to_owned()
+                "a violations rule is enforced by the curfew gateway for sessions through it only, so it is tested through the gateway (see that section), not here".to_owned()
             },
         };
     }

@@ -18,7 +18,13 @@ pub fn control_records(
     verified
         .iter()
         .map(|v| {
-            let all: Vec<RuleResult> = v.results.iter().chain(&v.mechanisms).cloned().collect();
+            let all: Vec<RuleResult> = v
+                .results
+                .iter()
+                .chain(&v.mechanisms)
+                .chain(v.gateway.iter().flat_map(|g| &g.results))
+                .cloned()
+                .collect();
             let failed = all.iter().any(|r| r.status == Status::Fail);
             curfew_audit::Record::new(Timestamp::now(), curfew_audit::Event::ControlVerified)
                 .with_target(&v.target)
@@ -39,6 +45,9 @@ pub fn control_records(
                     "rules": v.results,
                     "mechanisms": v.mechanisms,
                     "cleanup": v.cleanup,
+                    // What `rules` and `mechanisms` are for; the gateway's own results apart.
+                    "enforcement_point": v.enforcement_point,
+                    "gateway": v.gateway,
                 }))
         })
         .collect()

@@ -4,6 +4,8 @@
 //! shown is the caller's.
 
 mod canary;
+mod gateway;
+mod gateway_lock;
 mod lock;
 mod mariadb;
 mod mariadb_connect;
@@ -26,6 +28,7 @@ use target::CanaryTarget;
 
 use crate::{Options, Planned, RuleResult};
 use canary::Fallback;
+pub use gateway::ThroughGateway;
 
 /// One target's results.
 #[derive(Debug, serde::Serialize)]
@@ -42,6 +45,12 @@ pub struct Verified {
     pub mechanisms: Vec<RuleResult>,
     /// Problems removing what verify created.
     pub cleanup: Vec<String>,
+    /// The enforcement point `results` and `mechanisms` are for: `agent` (direct connections).
+    pub enforcement_point: &'static str,
+    /// The rules tested through the curfew gateway in front of this target, when the policy
+    /// has a `[gateway]` forwarding to it (and `--through` asks for it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gateway: Option<ThroughGateway>,
 }
 
 /// What the live test tells its caller as it goes (the caller decides how to show it).
@@ -60,6 +69,13 @@ pub enum Notice {
         locks: bool,
         /// The longest wait for the agent.
         longest: std::time::Duration,
+    },
+    /// The tests through the curfew gateway start: canaries logging in at `address`.
+    ThroughGateway {
+        /// The target behind the gateway.
+        target: String,
+        /// Where the canaries connect.
+        address: String,
     },
 }
 
@@ -98,11 +114,14 @@ pub enum LiveError {
 /// Verify one target: `token` makes this run's canary names unique, `audit_log` is where the
 /// agent's records are looked up, and `stop` (Ctrl-C, SIGTERM) interrupts the live tests, after
 /// which the locks verify took are released and its roles dropped. PostgreSQL or MariaDB/MySQL
-/// by the target URL's scheme.
+/// by the target URL's scheme. `through` says which enforcement points are tested: the agent
+/// on direct connections, and the gateway in front of a PostgreSQL target.
+#[allow(clippy::too_many_arguments)] // each is one thing the caller decides
 pub async fn verify_target(
     loaded: &LoadedPolicy,
     target: &Target,
     options: Options,
+    through: crate::Through,
     audit_log: Option<&Path>,
     token: &str,
     notice: &dyn Fn(Notice),
@@ -124,6 +143,8 @@ pub async fn verify_target(
         results: Vec::new(),
         mechanisms: Vec::new(),
         cleanup: Vec::new(),
+        enforcement_point: "agent",
+        gateway: None,
     };
     if curfew_mysql::is_mysql_url(&target.url.text) {
         let spec = curfew_mysql::MysqlTarget::from_policy(target)?;
@@ -182,7 +203,57 @@ pub async fn verify_target(
     let canaries = admin
         .as_ref()
         .map(|admin| PostgresCanaries { admin, spec: &spec });
-    run.finish(canaries.as_ref(), blocked, verified, stop).await
+    // Both enforcement points are tested at once; Ctrl-C stops both, each cleaning up.
+    let stop = futures_util::FutureExt::shared(Box::pin(stop));
+    let direct = async {
+        if through.direct() {
+            run.finish(canaries.as_ref(), blocked, verified, stop.clone())
+                .await
+        } else {
+            Ok(verified)
+        }
+    };
+    let gateway_in_front = loaded
+        .policy
+        .gateway
+        .as_ref()
+        .filter(|g| through.gateway() && g.target == target.name);
+    let through_gateway = async {
+        let gateway = gateway_in_front?;
+        if let Some(address) = crate::gateway_address(gateway) {
+            notice(Notice::ThroughGateway {
+                target: target.name.clone(),
+                address: address.to_string(),
+            });
+        }
+        let Some(admin) = &admin else {
+            return Some(Ok(gateway::unreachable(
+                &loaded.policy,
+                gateway,
+                options,
+                run.now,
+                token,
+            )));
+        };
+        Some(
+            gateway::test(
+                admin,
+                &target.name,
+                &loaded.policy,
+                gateway,
+                &spec.url.dbname,
+                options,
+                run.now,
+                token,
+                stop.clone(),
+            )
+            .await,
+        )
+    };
+    let (direct, through_gateway) = futures_util::future::join(direct, through_gateway).await;
+    let mut verified = direct?;
+    verified.gateway = through_gateway.transpose()?;
+    Ok(verified)
 }
 
 /// How long a leader lock held without a curfew announcement is re-read before it is judged:

@@ -146,6 +146,8 @@ async fn run_on(target: &InMemory, audit: &Path) -> Verified {
         results: Vec::new(),
         mechanisms: Vec::new(),
         cleanup: Vec::new(),
+        enforcement_point: "agent",
+        gateway: None,
     };
     let notices = RefCell::new(Vec::new());
     let notice = |n: Notice| notices.borrow_mut().push(n);

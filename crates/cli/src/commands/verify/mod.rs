@@ -45,12 +45,44 @@ pub(crate) struct Args {
     /// Do not record the result in the audit log.
     #[arg(long)]
     no_record: bool,
+    /// Which enforcement points to test: the agent on direct connections, the curfew gateway
+    /// (canaries logging in through its listen address; only when the policy has a
+    /// `[gateway]` in front of the target), or both.
+    #[arg(long, value_enum, default_value = "both")]
+    through: ThroughArg,
+}
+
+/// `--through`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ThroughArg {
+    /// The agent (direct connections) and, when there is a `[gateway]`, the gateway.
+    Both,
+    /// The agent on direct connections only.
+    Direct,
+    /// The gateway only.
+    Gateway,
+}
+
+impl From<ThroughArg> for curfew_verify::Through {
+    fn from(t: ThroughArg) -> Self {
+        match t {
+            ThroughArg::Both => curfew_verify::Through::Both,
+            ThroughArg::Direct => curfew_verify::Through::Direct,
+            ThroughArg::Gateway => curfew_verify::Through::Gateway,
+        }
+    }
 }
 
 /// Verify each target.
 pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     let loaded = policy_file::load(config)?;
     let targets = policy_file::targets(&loaded, args.target.as_deref())?;
+    if matches!(args.through, ThroughArg::Gateway) && loaded.policy.gateway.is_none() {
+        return Err(Failure::Usage(
+            "--through gateway: the policy has no [gateway], so there is no gateway to test"
+                .to_owned(),
+        ));
+    }
     let audit_log = args
         .audit_log
         .clone()
@@ -68,6 +100,7 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
             &loaded,
             target,
             options,
+            args.through.into(),
             audit_log.as_deref(),
             &token,
             &show,
@@ -81,7 +114,12 @@ pub(crate) fn run(config: &Path, args: &Args) -> Result<(), Failure> {
     }
     let failed = verified
         .iter()
-        .flat_map(|v| v.results.iter().chain(&v.mechanisms))
+        .flat_map(|v| {
+            v.results
+                .iter()
+                .chain(&v.mechanisms)
+                .chain(v.gateway.iter().flat_map(|g| &g.results))
+        })
         .filter(|r| r.status == Status::Fail)
         .count();
     if !args.no_record {
@@ -143,6 +181,9 @@ fn show(notice: Notice) {
                 ""
             },
             longest.as_secs()
+        ),
+        Notice::ThroughGateway { target, address } => eprintln!(
+            "curfew: target \"{target}\": canaries logging in through the curfew gateway at {address}"
         ),
     }
 }

@@ -35,6 +35,9 @@ pub(super) fn markdown(
                     .collect::<Vec<_>>()
             ),
         );
+        if v.gateway.is_some() {
+            let _ = writeln!(md, "## Enforced by the agent (direct connections)\n");
+        }
         md.push_str(&md_header(&[
             "Status",
             "Rule",
@@ -75,9 +78,41 @@ pub(super) fn markdown(
                 );
             }
         }
-        if !v.cleanup.is_empty() {
+        if let Some(g) = &v.gateway {
+            let _ = writeln!(
+                md,
+                "\n## Enforced by the curfew gateway (canaries through {}, {})\n\n**{}.** A rule passes only when the client received the gateway's FATAL (its SQLSTATE and the rule in its text) at the expected moment; a connection just closed, or ended by the server's own message, fails.\n",
+                g.address,
+                g.connection,
+                curfew_verify::summary(&g.results)
+            );
+            md.push_str(&md_header(&[
+                "Status",
+                "Rule",
+                "Condition",
+                "Method",
+                "Evidence",
+            ]));
+            for r in &g.results {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} | {} |",
+                    cell(&r.status_line),
+                    cell(&r.rule),
+                    r.condition,
+                    r.method.label(),
+                    cell(&r.evidence)
+                );
+            }
+        }
+        let cleanup: Vec<&String> = v
+            .cleanup
+            .iter()
+            .chain(v.gateway.iter().flat_map(|g| &g.cleanup))
+            .collect();
+        if !cleanup.is_empty() {
             let _ = writeln!(md, "\n## Left behind\n");
-            for c in &v.cleanup {
+            for c in cleanup {
                 let _ = writeln!(md, "- {c}");
             }
         }

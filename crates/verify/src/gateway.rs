@@ -199,8 +199,7 @@ fn plan_rule(
                 canary,
                 count: v.count,
                 sqlstate: sqlstate.clone(),
-                // `per = "session"` is the default; the only other is `per = "role"`.
-                per_role: v.per != Default::default(),
+                per_role: v.per == curfew_policy::ViolationsPer::Role,
             }
         }
         Condition::Allow(_) | Condition::Deny(_) | Condition::MaxSessions(_) => {

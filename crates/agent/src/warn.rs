@@ -184,7 +184,7 @@ fn warning(
         application: session.application.to_string(),
         pid: session.pid,
         backend_start: Some(session.backend_start),
-        deadline,
+        deadline: Some(deadline),
         reason: why.to_owned(),
         policy_sha256: Some(loaded.sha256.clone()),
         seq: None,

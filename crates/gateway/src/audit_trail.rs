@@ -17,7 +17,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::admission::RefusedLogin;
-use crate::enforce::{CountedBy, PolicyEnd, Warned};
+use crate::enforce::{CountedBy, PolicyEnd, Warned, WarnedOf};
 use crate::metrics::Metrics;
 
 /// How often counted failed logins are written as one record.
@@ -210,7 +210,17 @@ impl AuditTrail {
             "by": "gateway",
             "sqlstate": ended.code,
             "fatal_delivered": delivered,
+            "at": ended.at.to_string(),
         });
+        if let Some(deadline) = ended.deadline {
+            // As the agent's record has it: from the deadline to the end, in milliseconds.
+            let late = ended
+                .at
+                .duration_since(deadline)
+                .max(jiff::SignedDuration::ZERO);
+            detail["deadline"] = json!(deadline.to_string());
+            detail["lateness_ms"] = json!(late.as_secs_f64() * 1000.0);
+        }
         if !ended.counted.is_empty() {
             detail["sqlstates_counted"] = json!(ended.counted);
         }
@@ -235,20 +245,33 @@ impl AuditTrail {
 
     /// A warning was given (`session_warned`, as the agent records one): queued without
     /// waiting, from the relay's poll; a full queue loses it (logged and counted).
-    pub(crate) fn session_warned(&self, facts: &SessionFacts<'_>, warned: &Warned) {
+    pub(crate) fn session_warned(&self, facts: &SessionFacts<'_>, warned: &Warned, hooks: &[&str]) {
         let record = self
             .record(Event::SessionWarned)
             .with_session(facts.info())
             .with_rule(warned.rule.clone())
             .with_reason(warned.reason.clone())
             .with_result("recorded")
-            .with_detail(json!({
-                "by": "gateway",
-                "deadline": warned.deadline.to_string(),
-                "lead": warned.lead,
-                "ends_in_seconds": warned.ends_in_seconds,
-                "hooks": [],
-            }));
+            .with_detail(match &warned.about {
+                WarnedOf::Deadline {
+                    deadline,
+                    lead,
+                    ends_in_seconds,
+                } => json!({
+                    "by": "gateway",
+                    "deadline": deadline.to_string(),
+                    "lead": lead,
+                    "ends_in_seconds": ends_in_seconds,
+                    "hooks": hooks,
+                }),
+                // No deadline: the next error of the rule's kinds ends the session.
+                WarnedOf::NextViolation { counted, limit } => json!({
+                    "by": "gateway",
+                    "errors_counted": counted,
+                    "limit": limit,
+                    "hooks": hooks,
+                }),
+            });
         if self
             .queue
             .try_send(Message::Record(Box::new(record)))

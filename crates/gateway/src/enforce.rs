@@ -67,6 +67,12 @@ pub(crate) struct PolicyEnd {
     pub(crate) counted: Vec<String>,
     /// For a `per = "role"` rule counted shared: whose count decided.
     pub(crate) counted_by: Option<CountedBy>,
+    /// When the rule said the session must end (a timed rule; None for `violations`, whose
+    /// end is due when the error arrives).
+    pub(crate) deadline: Option<Timestamp>,
+    /// When the gateway found the session due and stopped it (the FATAL follows at once,
+    /// or when the server's answer in flight is complete).
+    pub(crate) at: Timestamp,
 }
 
 /// A warning given: what its `session_warned` record says.
@@ -76,12 +82,29 @@ pub(crate) struct Warned {
     pub(crate) rule: String,
     /// The notice's text.
     pub(crate) reason: String,
-    /// When the session will be ended.
-    pub(crate) deadline: Timestamp,
-    /// The rule's lead, as written.
-    pub(crate) lead: String,
-    /// Seconds left when it was given.
-    pub(crate) ends_in_seconds: f64,
+    /// What the session was warned of.
+    pub(crate) about: WarnedOf,
+}
+
+/// What a warning announces.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum WarnedOf {
+    /// The end at a deadline (a timed rule, within its `warn` lead).
+    Deadline {
+        /// When the session will be ended.
+        deadline: Timestamp,
+        /// The rule's lead, as written.
+        lead: String,
+        /// Seconds left when it was given.
+        ends_in_seconds: f64,
+    },
+    /// The end at the next error of a `violations` rule's kinds (no deadline).
+    NextViolation {
+        /// The errors counted so far.
+        counted: u32,
+        /// The rule's count.
+        limit: u32,
+    },
 }
 
 /// A warning due at `at` for the end at `deadline`.
@@ -382,7 +405,12 @@ impl<'a> Enforcer<'a> {
     fn act(&mut self, judged: Judged, counted_by: Option<CountedBy>) -> Option<Fatal> {
         match judged {
             Judged::Nothing => None,
-            Judged::Warn { message, rule } => {
+            Judged::Warn {
+                message,
+                rule,
+                counted,
+                limit,
+            } => {
                 self.metrics.policy_warned(&rule);
                 let notice = warning_notice(
                     &message,
@@ -393,6 +421,11 @@ impl<'a> Enforcer<'a> {
                     Some(waiting) => waiting.extend_from_slice(&notice),
                     None => self.notice = Some(notice),
                 }
+                (self.on_warn)(&Warned {
+                    rule,
+                    reason: message,
+                    about: WarnedOf::NextViolation { counted, limit },
+                });
                 None
             }
             Judged::End {
@@ -413,6 +446,8 @@ impl<'a> Enforcer<'a> {
                     code: fatal.code,
                     counted: codes,
                     counted_by,
+                    deadline: None,
+                    at: self.watched.clock.now(),
                 });
                 Some(fatal)
             }
@@ -459,9 +494,11 @@ impl<'a> Enforcer<'a> {
         (self.on_warn)(&Warned {
             rule: planned.rule,
             reason: message,
-            deadline: planned.deadline,
-            lead: planned.lead,
-            ends_in_seconds: left.as_secs_f64(),
+            about: WarnedOf::Deadline {
+                deadline: planned.deadline,
+                lead: planned.lead,
+                ends_in_seconds: left.as_secs_f64(),
+            },
         });
     }
 
@@ -493,6 +530,8 @@ impl<'a> Enforcer<'a> {
             code: fatal.code,
             counted: Vec::new(),
             counted_by: None,
+            deadline: Some(next.decision.deadline),
+            at: now,
         });
         Some(fatal)
     }

@@ -21,7 +21,7 @@ use crate::audit_trail::{SessionEnd, SessionFacts};
 use crate::auth::{authenticate, channel_binding};
 use crate::cancel::{KEY_LEN_V3_0, KEY_LEN_V3_2, Registration};
 use crate::config::GatewayConfig;
-use crate::enforce::{Enforcer, SessionIdentity, Warned};
+use crate::enforce::{Enforcer, SessionIdentity, Warned, WarnedOf};
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
@@ -182,7 +182,17 @@ async fn run_session(
         shared.metrics.clone(),
         Box::new(|warned: &Warned| {
             if let Some(audit) = shared.audit() {
-                audit.session_warned(&facts, warned);
+                // The hooks the warning is queued for, as the agent's record lists them.
+                let hooks: Vec<&str> = shared
+                    .policy
+                    .borrow()
+                    .as_ref()
+                    .map(|p| curfew_notify::hooks(&p.notify))
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|h| h.as_str())
+                    .collect();
+                audit.session_warned(&facts, warned, &hooks);
             }
             notify_warned(shared, &facts, warned);
         }),
@@ -525,7 +535,10 @@ fn notify_warned(shared: &Shared, facts: &SessionFacts<'_>, warned: &Warned) {
         application: facts.application.to_owned(),
         pid: i64::from(facts.pid),
         backend_start: None,
-        deadline: warned.deadline,
+        deadline: match &warned.about {
+            WarnedOf::Deadline { deadline, .. } => Some(*deadline),
+            WarnedOf::NextViolation { .. } => None,
+        },
         reason: warned.reason.clone(),
         policy_sha256: None,
         seq: None,

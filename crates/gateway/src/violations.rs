@@ -46,6 +46,10 @@ pub(crate) enum Judged {
         rule: String,
         /// The notice's message.
         message: String,
+        /// The errors counted so far (one fewer than the limit).
+        counted: u32,
+        /// The rule's count.
+        limit: u32,
     },
     /// The session ends.
     End {
@@ -234,6 +238,8 @@ fn local_verdict(policy: &Policy, verdict: ErrorVerdict) -> Judged {
             Judged::Warn {
                 message,
                 rule: rule.to_string(),
+                counted,
+                limit,
             }
         }
         ErrorVerdict::End {
@@ -282,6 +288,8 @@ pub(crate) fn shared_verdict(policy: &Policy, rule: &str, codes: Vec<String>) ->
     } else if counted + 1 == v.count {
         Judged::Warn {
             rule: rule.to_owned(),
+            counted,
+            limit: v.count,
             message: warning_text(
                 v,
                 rule,

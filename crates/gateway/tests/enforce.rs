@@ -62,6 +62,13 @@ async fn an_idle_session_is_ended_with_57p05_the_rule_the_reason_and_a_hint() {
     assert!(line.contains("\"inactivity\""), "{line}");
     assert!(line.contains("idle for 2"), "{line}");
     assert!(line.contains("57P05"), "{line}");
+    // The deadline and the lateness, as the agent's records have them (loosely: a loaded
+    // machine may be late, never early).
+    let record: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+    let detail = &record["detail"];
+    assert!(detail["deadline"].is_string(), "{line}");
+    let late = detail["lateness_ms"].as_f64().expect("lateness_ms");
+    assert!((0.0..5_000.0).contains(&late), "{line}");
     curfew_audit::verify(&path).expect("the audit log verifies");
 }
 

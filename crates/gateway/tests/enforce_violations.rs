@@ -115,6 +115,16 @@ async fn three_permission_errors_end_the_session_with_the_reason_after_a_warning
         "{line}"
     );
     assert!(!text.contains("pg_authid"), "a statement's text in the log");
+    // The warning at count - 1 is recorded too: no deadline, the errors counted.
+    let warned = text
+        .lines()
+        .find(|line| line.contains("\"session_warned\""))
+        .unwrap_or_else(|| panic!("no session_warned in {text}"));
+    let record: serde_json::Value = serde_json::from_str(warned).expect("a JSON record");
+    assert_eq!(record["rule"], "misbehaviour", "{warned}");
+    assert_eq!(record["detail"]["errors_counted"], 2, "{warned}");
+    assert_eq!(record["detail"]["limit"], 3, "{warned}");
+    assert!(record["detail"].get("deadline").is_none(), "{warned}");
     curfew_audit::verify(&path).expect("the audit log verifies");
 }
 

@@ -114,7 +114,7 @@ fn warning(rule: &str) -> crate::Warning {
         application: "psql".to_owned(),
         pid: 7,
         backend_start: None,
-        deadline: "2026-11-27T12:15:00Z".parse().unwrap(),
+        deadline: Some("2026-11-27T12:15:00Z".parse().unwrap()),
         reason: "idle for 13m00s; limit 15m".to_owned(),
         policy_sha256: None,
         seq: None,

@@ -42,8 +42,9 @@ pub struct Warning {
     pub pid: i64,
     /// When it started (server clock), when known.
     pub backend_start: Option<Timestamp>,
-    /// When it will be ended.
-    pub deadline: Timestamp,
+    /// When it will be ended; None for a `violations` rule's warning, whose end comes with
+    /// the next error of its kinds rather than at a time.
+    pub deadline: Option<Timestamp>,
     /// Why, in words ("idle for 13m00s; limit 15m").
     pub reason: String,
     /// The SHA-256 of the policy that decided it, when known.
@@ -67,9 +68,11 @@ impl Warning {
             "database": self.database,
             "application": self.application,
             "pid": self.pid,
-            "deadline": self.deadline.to_string(),
             "reason": self.reason,
         });
+        if let Some(deadline) = self.deadline {
+            event["deadline"] = json!(deadline.to_string());
+        }
         if let Some(start) = self.backend_start {
             event["backend_start"] = json!(start.to_string());
         }
@@ -102,7 +105,7 @@ mod tests {
             application: "psql".to_owned(),
             pid: 4242,
             backend_start: Some("2026-11-27T12:00:00Z".parse().unwrap()),
-            deadline: "2026-11-27T12:15:00Z".parse().unwrap(),
+            deadline: Some("2026-11-27T12:15:00Z".parse().unwrap()),
             reason: "idle for 13m00s; limit 15m".to_owned(),
             policy_sha256: Some("abc".to_owned()),
             seq: Some(7),

@@ -275,10 +275,40 @@ pub(crate) fn completeness(period: &[&Entry]) -> Completeness {
         worker_failures: of("worker_failed"),
         squatters: of("leader_squatted"),
         warnings: of("session_warned"),
-        warnings_statement: "A warning is recorded for operators (a `session_warned` audit record and a metric) and sent to the hooks configured in [notify]; the agent does not reach the user, whose session gets no message from it before it ends.".to_owned(),
+        warnings_statement: warnings_statement(period),
         canary_terminated: canary("session_terminated"),
         canary_other: canary("session_reported") + canary("termination_failed"),
     }
+}
+
+/// What a warning is, as the period's records show who gave them: the agent's reach operators
+/// only; the gateway's also reach the user, in the session.
+fn warnings_statement(period: &[&Entry]) -> String {
+    let by_gateway = period
+        .iter()
+        .filter(|e| {
+            e.event == "session_warned"
+                && e.detail
+                    .as_ref()
+                    .and_then(|d| d.get("by"))
+                    .and_then(|b| b.as_str())
+                    == Some("gateway")
+        })
+        .count();
+    let mut statement = String::from(
+        "A warning is recorded for operators (a `session_warned` audit record and a metric) and sent to the hooks configured in [notify]; the agent does not reach the user, whose session gets no message from it before it ends.",
+    );
+    if by_gateway > 0 {
+        let (were, each) = if by_gateway == 1 {
+            ("was", "it")
+        } else {
+            ("were", "each")
+        };
+        statement.push_str(&format!(
+            " {by_gateway} of these {were} given by the curfew gateway, which also sent {each} to the user in the session as a WARNING notice (shown by most clients at their next command)."
+        ));
+    }
+    statement
 }
 
 /// The compensating-controls section.

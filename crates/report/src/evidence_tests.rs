@@ -147,6 +147,26 @@ fn warnings_are_worded_as_what_the_agent_does() {
     let md = r.to_markdown();
     assert!(md.contains("Warnings recorded: 1"));
     assert!(md.contains("the agent does not reach the user"));
+    assert!(!md.contains("given by the curfew gateway"), "{md}");
+}
+
+#[test]
+fn the_gateways_warnings_are_said_to_reach_the_user() {
+    let mut agent = entry(2, "2026-03-01T10:00:00Z", "session_warned");
+    agent.detail = Some(serde_json::json!({"deadline": "2026-03-01T10:02:00Z"}));
+    let mut gateway = entry(3, "2026-03-01T10:01:00Z", "session_warned");
+    gateway.detail = Some(serde_json::json!({"by": "gateway", "errors_counted": 2, "limit": 3}));
+    let r = report(
+        APPROVED,
+        &[loaded(1, "2026-03-01T09:00:00Z", SHA), agent, gateway],
+    );
+    assert_eq!(r.evidence.completeness.warnings.total, 2);
+    let md = r.to_markdown();
+    assert!(md.contains("the agent does not reach the user"), "{md}");
+    assert!(
+        md.contains("1 of these was given by the curfew gateway, which also sent it to the user in the session as a WARNING notice"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -12,10 +12,14 @@
 //! Times come from a [`Clock`] the gateway owns (tokio's clock under a wall-clock origin), so
 //! tests that pause tokio's time move the session's times with it.
 
+use std::sync::Arc;
+
 use curfew_policy::SessionState;
 use curfew_wire::{Direction, FrameCursor, TransactionStatus};
 use jiff::{SignedDuration, Timestamp};
 use tokio::time::Instant;
+
+use crate::statements::StatementTrail;
 
 /// The gateway's clock: a wall-clock origin advanced by tokio's monotonic clock (which tests
 /// may pause and advance).
@@ -110,8 +114,11 @@ pub(crate) struct WireState {
     generation: u64,
     /// The server's ErrorResponse being read, if one is.
     error_scan: Option<ErrorScan>,
-    /// SQLSTATEs of the server's ErrorResponses not yet judged (allocated at the first one).
-    errors: Vec<Sqlstate>,
+    /// SQLSTATEs of the server's ErrorResponses not yet judged (allocated at the first one),
+    /// each with the statement it answered when the trail is kept.
+    errors: Vec<(Sqlstate, Option<Arc<str>>)>,
+    /// The statements in flight, for `[audit] include_statement` (None: not kept).
+    statements: Option<Box<StatementTrail>>,
 }
 
 /// A SQLSTATE: five ASCII letters or digits.
@@ -192,7 +199,14 @@ impl WireState {
             generation: 0,
             error_scan: None,
             errors: Vec::new(),
+            statements: None,
         }
+    }
+
+    /// Keeps the statements in flight from now on, so that each error names its statement
+    /// (`[audit] include_statement`).
+    pub(crate) fn keep_statements(&mut self) {
+        self.statements = Some(Box::new(StatementTrail::new()));
     }
 
     /// Whether the server sent ErrorResponses not yet taken.
@@ -200,8 +214,9 @@ impl WireState {
         !self.errors.is_empty()
     }
 
-    /// The SQLSTATEs of the server's ErrorResponses since the last call, oldest first.
-    pub(crate) fn take_errors(&mut self) -> std::vec::Drain<'_, Sqlstate> {
+    /// The SQLSTATEs of the server's ErrorResponses since the last call, oldest first, each
+    /// with its statement when they are kept ([`WireState::keep_statements`]).
+    pub(crate) fn take_errors(&mut self) -> std::vec::Drain<'_, (Sqlstate, Option<Arc<str>>)> {
         self.errors.drain(..)
     }
 
@@ -231,25 +246,46 @@ impl WireState {
             Direction::Frontend => self.up,
             Direction::Backend => self.down,
         };
-        walk(&mut cursor, bytes, |event| match event {
-            FrameEvent::Started(tag) if sender == Direction::Frontend => self.client_sent(tag, now),
-            FrameEvent::Started(b'E') => self.error_scan = Some(ErrorScan::new()),
-            FrameEvent::Body(body) if sender == Direction::Backend => {
+        walk(&mut cursor, bytes, |event| match (sender, event) {
+            (Direction::Frontend, FrameEvent::Started(tag)) => {
+                self.client_sent(tag, now);
+                if let Some(trail) = self.statements.as_mut() {
+                    trail.client_started(tag);
+                }
+            }
+            (Direction::Frontend, FrameEvent::Body(body)) => {
+                if let Some(trail) = self.statements.as_mut() {
+                    trail.client_body(body);
+                }
+            }
+            (Direction::Frontend, FrameEvent::Ended(_)) => {
+                if let Some(trail) = self.statements.as_mut() {
+                    trail.client_ended();
+                }
+            }
+            (Direction::Backend, FrameEvent::Started(b'E')) => {
+                self.error_scan = Some(ErrorScan::new());
+            }
+            (Direction::Backend, FrameEvent::Started(_)) => {}
+            (Direction::Backend, FrameEvent::Body(body)) => {
                 if let Some(scan) = self.error_scan.as_mut() {
                     scan.feed(body);
                 }
             }
-            FrameEvent::Ended(cursor) if sender == Direction::Backend => {
+            (Direction::Backend, FrameEvent::Ended(cursor)) => {
                 if let Some(code) = self.error_scan.take().and_then(|scan| scan.found) {
-                    self.errors.push(code);
+                    let statement = self.statements.as_ref().map(|t| t.server_error());
+                    self.errors.push((code, statement));
                 }
                 if cursor.ends_with_frame(b'Z')
                     && let Some(status) = cursor.transaction_status()
                 {
+                    if let Some(trail) = self.statements.as_mut() {
+                        trail.server_ready();
+                    }
                     self.server_ready(status, now);
                 }
             }
-            FrameEvent::Started(_) | FrameEvent::Body(_) | FrameEvent::Ended(_) => {}
         });
         match sender {
             Direction::Frontend => self.up = cursor,
@@ -468,7 +504,10 @@ mod tests {
         for byte in &bytes {
             wire.observe(Direction::Backend, std::slice::from_ref(byte), at(1));
         }
-        let codes: Vec<String> = wire.take_errors().map(|c| c.as_str().to_owned()).collect();
+        let codes: Vec<String> = wire
+            .take_errors()
+            .map(|(c, _)| c.as_str().to_owned())
+            .collect();
         assert_eq!(codes, ["42501", "42P01"]);
         assert!(!wire.has_errors());
     }

@@ -224,6 +224,14 @@ impl AuditTrail {
         if !ended.counted.is_empty() {
             detail["sqlstates_counted"] = json!(ended.counted);
         }
+        if !ended.statements.is_empty() {
+            // Only with `[audit] include_statement = true`.
+            detail["statements"] = ended
+                .statements
+                .iter()
+                .map(|(code, text)| json!({"sqlstate": code, "statement": &**text}))
+                .collect();
+        }
         match &ended.counted_by {
             Some(CountedBy::Shared) => detail["counted_by"] = json!("every_gateway"),
             Some(CountedBy::ThisGateway(error)) => {

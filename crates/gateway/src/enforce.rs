@@ -27,8 +27,9 @@ use crate::activity::Watched;
 use crate::error::{Fatal, sqlstate};
 use crate::metrics::Metrics;
 use crate::verifiers::VerifierSource;
-use crate::violations::{Judged, ViolationBook, violation_fatal, violation_hint};
+use crate::violations::{ViolationBook, violation_hint};
 
+mod errors;
 mod shared;
 
 pub(crate) use shared::CountedBy;
@@ -73,6 +74,9 @@ pub(crate) struct PolicyEnd {
     /// When the gateway found the session due and stopped it (the FATAL follows at once,
     /// or when the server's answer in flight is complete).
     pub(crate) at: Timestamp,
+    /// With `[audit] include_statement`: this session's statements whose errors a
+    /// `violations` rule counted (SQLSTATE, text), oldest first (else empty).
+    pub(crate) statements: Vec<(String, Arc<str>)>,
 }
 
 /// A warning given: what its `session_warned` record says.
@@ -154,6 +158,8 @@ pub(crate) struct Enforcer<'a> {
     shared_counts: Option<Arc<dyn VerifierSource>>,
     /// Shared counts asked for and not answered yet, oldest first.
     pending: Vec<PendingCount>,
+    /// With `[audit] include_statement`: the newest errors' SQLSTATEs and statements.
+    statements: std::collections::VecDeque<(String, Arc<str>)>,
     /// Warnings and ends by rule.
     metrics: Arc<Metrics>,
 }
@@ -194,8 +200,18 @@ impl<'a> Enforcer<'a> {
             judged_errors: false,
             shared_counts: None,
             pending: Vec::new(),
+            statements: std::collections::VecDeque::new(),
             metrics,
         };
+        // `[audit] include_statement` as of the login (a reload applies to later logins).
+        let quote = enforcer
+            .policy
+            .borrow()
+            .as_ref()
+            .is_some_and(|p| p.audit.include_statement);
+        if quote {
+            enforcer.watched.wire.keep_statements();
+        }
         enforcer.watch_policy();
         enforcer
     }
@@ -369,91 +385,6 @@ impl<'a> Enforcer<'a> {
         Poll::Pending
     }
 
-    /// The server's errors since the last poll, judged in order: a warning queued, or the
-    /// FATAL that ends the session (the errors after it are not counted).
-    fn judge_errors(&mut self, cx: &mut Context<'_>) -> Option<Fatal> {
-        let policy = self.policy.borrow().clone();
-        let Some(policy) = policy else {
-            self.watched.wire.take_errors();
-            return None;
-        };
-        self.judged_errors = true;
-        let session = self.session();
-        let now = self.watched.clock.now();
-        let codes: Vec<_> = self.watched.wire.take_errors().collect();
-        for code in codes {
-            let judgement = self.violations.judge_shared(
-                &policy,
-                &session,
-                code.as_str(),
-                now,
-                &self.metrics,
-                self.shared_counts.is_some(),
-            );
-            for count in judgement.shared {
-                self.ask_shared_count(count);
-            }
-            if let Some(fatal) = self.act(judgement.now, None) {
-                return Some(fatal);
-            }
-        }
-        // The answers already in (and the wakers of those that are not).
-        self.answered_counts(cx)
-    }
-
-    /// Gives the session what `judged` says: a warning queued, or the FATAL that ends it.
-    fn act(&mut self, judged: Judged, counted_by: Option<CountedBy>) -> Option<Fatal> {
-        match judged {
-            Judged::Nothing => None,
-            Judged::Warn {
-                message,
-                rule,
-                counted,
-                limit,
-            } => {
-                self.metrics.policy_warned(&rule);
-                let notice = warning_notice(
-                    &message,
-                    "the server's errors of these kinds are counted; stop what fails, or reconnect later",
-                );
-                match self.notice.as_mut() {
-                    // After the timer's warning: both go out, one after the other.
-                    Some(waiting) => waiting.extend_from_slice(&notice),
-                    None => self.notice = Some(notice),
-                }
-                (self.on_warn)(&Warned {
-                    rule,
-                    reason: message,
-                    about: WarnedOf::NextViolation { counted, limit },
-                });
-                None
-            }
-            Judged::End {
-                rule,
-                reason,
-                codes,
-                message,
-            } => {
-                let in_transaction = self.watched.wire.xact_start().is_some();
-                let fatal = with_rule_message(
-                    violation_fatal(&rule, &reason, in_transaction),
-                    message.as_deref(),
-                );
-                self.metrics.policy_ended(&rule);
-                self.ended = Some(PolicyEnd {
-                    rule,
-                    reason,
-                    code: fatal.code,
-                    counted: codes,
-                    counted_by,
-                    deadline: None,
-                    at: self.watched.clock.now(),
-                });
-                Some(fatal)
-            }
-        }
-    }
-
     /// A NoticeResponse to write to the client, if one is waiting.
     pub(crate) fn take_notice(&mut self) -> Option<Vec<u8>> {
         self.notice.take()
@@ -532,6 +463,7 @@ impl<'a> Enforcer<'a> {
             counted_by: None,
             deadline: Some(next.decision.deadline),
             at: now,
+            statements: Vec::new(),
         });
         Some(fatal)
     }

@@ -31,6 +31,7 @@ mod session;
 mod shutdown;
 mod slots;
 mod startup;
+mod statements;
 mod stream;
 mod traffic;
 mod upstream;

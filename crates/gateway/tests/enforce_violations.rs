@@ -214,3 +214,58 @@ async fn a_rules_message_is_what_the_client_reads_and_the_detail_names_the_rule(
         )
     );
 }
+
+#[tokio::test]
+async fn with_include_statement_the_end_quotes_the_statements_counted_simple_and_extended() {
+    let harness = Harness::start(
+        "violations-quoted",
+        Setup {
+            audit_log: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    harness.gateway.enforce(common::policy::policy(
+        "[[rule]]\nname = \"misbehaviour\"\nviolations = { sqlstates = [\"42501\"], count = 3, within = \"10m\" }\n[[target]]\nname = \"db\"\nurl = \"postgresql://curfew@localhost/postgres\"\n[gateway]\n[audit]\ninclude_statement = true\n",
+    ));
+    let alice = alice(&harness).await;
+    let extended = "SELECT rolpassword FROM pg_authid WHERE rolname = $1";
+    assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    // Not counted: not quoted.
+    assert_eq!(fails(&alice.client, MISSING).await, "42P01");
+    // The extended protocol (Parse, Bind, Execute, Sync), as most drivers send.
+    let error = alice
+        .client
+        .query(extended, &[&"alice"])
+        .await
+        .expect_err("denied");
+    assert_eq!(db(&error).code().code(), "42501");
+    assert_eq!(fails(&alice.client, DENIED).await, "42501");
+    ended_with(alice.connection, Duration::from_secs(10)).await;
+
+    let path = harness.audit_log.clone().expect("an audit log");
+    let text = audit_text_when(&path, |text| text.contains("\"session_terminated\"")).await;
+    let line = text
+        .lines()
+        .find(|line| line.contains("\"session_terminated\""))
+        .unwrap_or_else(|| panic!("no session_terminated in {text}"));
+    let record: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
+    let quoted: Vec<(String, String)> = record["detail"]["statements"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no statements in {line}"))
+        .iter()
+        .map(|s| {
+            (
+                s["sqlstate"].as_str().unwrap_or_default().to_owned(),
+                s["statement"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = [DENIED, extended, DENIED]
+        .iter()
+        .map(|s| ("42501".to_owned(), (*s).to_owned()))
+        .collect();
+    assert_eq!(quoted, want, "{line}");
+    assert!(!line.contains("no_such_table"), "{line}");
+    curfew_audit::verify(&path).expect("the audit log verifies");
+}

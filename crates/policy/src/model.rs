@@ -54,6 +54,10 @@ pub struct AuditSettings {
     pub signing_key: Option<String>,
     /// Also send each anchor (the chain's head) to the local syslog/journald.
     pub syslog: bool,
+    /// The gateway's `session_terminated` records of `violations` rules also quote the
+    /// statements whose errors were counted (off: only their SQLSTATEs, since a statement's
+    /// text may hold data or a password).
+    pub include_statement: bool,
 }
 
 /// `[notify]` settings: hooks that hear of warnings; they never delay enforcement.

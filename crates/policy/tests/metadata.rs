@@ -268,3 +268,19 @@ fn client_text_keeps_curfews_words_in_the_detail() {
     );
     assert_eq!(client_text(None, "own".to_owned()).detail, None);
 }
+
+#[test]
+fn audit_include_statement_is_off_by_default_and_must_be_a_boolean() {
+    let off = parse_policy("t.toml", RULE, jiff::tz::db()).unwrap().policy;
+    assert!(!off.audit.include_statement);
+    let text = format!("[audit]\ninclude_statement = true\n{RULE}");
+    let on = parse_policy("t.toml", &text, jiff::tz::db())
+        .unwrap()
+        .policy;
+    assert!(on.audit.include_statement);
+    assert_error(
+        &format!("[audit]\ninclude_statement = \"yes\"\n{RULE}"),
+        "2:21",
+        "include_statement",
+    );
+}

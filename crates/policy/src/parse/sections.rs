@@ -14,7 +14,7 @@ pub(super) const META_KEYS: &[&str] = &[
     "review_by",
     "implements",
 ];
-pub(super) const AUDIT_KEYS: &[&str] = &["signing_key", "syslog"];
+pub(super) const AUDIT_KEYS: &[&str] = &["signing_key", "syslog", "include_statement"];
 pub(super) const NOTIFY_KEYS: &[&str] = &["command", "webhook"];
 
 /// A non-empty string key of a table.
@@ -97,7 +97,8 @@ pub(super) fn parse_meta(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> Po
     meta
 }
 
-/// `[audit]`: `signing_key` (an Ed25519 key file) and `syslog` (anchors to syslog too).
+/// `[audit]`: `signing_key` (an Ed25519 key file), `syslog` (anchors to syslog too) and
+/// `include_statement` (the gateway quotes the statements a violation counted).
 pub(super) fn parse_audit(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> AuditSettings {
     let mut settings = AuditSettings::default();
     let Some((table, _)) = top.table(c, "audit", "a table: [audit]") else {
@@ -106,6 +107,7 @@ pub(super) fn parse_audit(c: &mut Collector<'_>, top: &TableReader<'_, '_>) -> A
     let r = TableReader::new(table, "[audit]", AUDIT_KEYS);
     settings.signing_key = text(c, &r, "signing_key");
     settings.syslog = r.boolean(c, "syslog").is_some_and(|b| b.value);
+    settings.include_statement = r.boolean(c, "include_statement").is_some_and(|b| b.value);
     r.finish(c);
     settings
 }

@@ -39,7 +39,9 @@ pub(super) async fn report(
                     if o.by_gateway { "gateway" } else { "agent" },
                     since(t0, o.at)
                 ),
-                o.lateness.map_or("-".to_owned(), curfew_policy::format_age),
+                o.lateness
+                    .or_else(|| gateway.lateness(a.pid))
+                    .map_or("-".to_owned(), curfew_policy::format_age),
                 o.rule == rule && !alive && (!o.by_gateway || gateway.recorded(a.pid, rule)),
             ),
             (Some(_), None) => ("NOT ENDED".to_owned(), "-".to_owned(), false),
@@ -93,7 +95,7 @@ pub(super) async fn report(
         .filter(|a| a.route == Route::Direct && a.came_as_meant())
         .count();
     n.say(format!(
-        "\nPaths: {through} sessions came through the gateway (the gateway registered each in curfew.sessions at login, with its client's address); {direct} connected directly."
+        "\nPaths: {through} sessions came through the gateway (the gateway registered each in curfew.gateway_sessions at login, with its client's address); {direct} connected directly."
     ));
     n.say("\nWhat the users saw (the warnings and the error their client library received, as it received them):");
     for a in actors.iter() {
@@ -182,8 +184,9 @@ fn intact(
 pub(super) struct GatewayAudit {
     pub(super) path: PathBuf,
     pub(super) verification: curfew_audit::Verification,
-    /// `session_terminated` records: the server pid and the rule.
-    pub(super) ended: Vec<(i64, String)>,
+    /// `session_terminated` records: the server pid, the rule and, for a timed rule, how
+    /// late after the deadline the gateway ended it.
+    pub(super) ended: Vec<(i64, String, Option<jiff::SignedDuration>)>,
 }
 
 impl GatewayAudit {
@@ -207,7 +210,13 @@ impl GatewayAudit {
             if entry.event == "session_terminated"
                 && let (Some(session), Some(rule)) = (&entry.session, &entry.rule)
             {
-                ended.push((session.pid, rule.clone()));
+                let late = entry
+                    .detail
+                    .as_ref()
+                    .and_then(|d| d.get("lateness_ms"))
+                    .and_then(|v| v.as_f64())
+                    .map(|ms| jiff::SignedDuration::from_secs_f64(ms / 1000.0));
+                ended.push((session.pid, rule.clone(), late));
             }
         })
         .map_err(|source| DemoError::Audit {
@@ -225,7 +234,15 @@ impl GatewayAudit {
     fn recorded(&self, pid: i32, rule: &str) -> bool {
         self.ended
             .iter()
-            .any(|(p, r)| *p == i64::from(pid) && r == rule)
+            .any(|(p, r, _)| *p == i64::from(pid) && r == rule)
+    }
+
+    /// How late after its deadline the gateway ended server session `pid`, as it recorded.
+    fn lateness(&self, pid: i32) -> Option<jiff::SignedDuration> {
+        self.ended
+            .iter()
+            .find(|(p, _, _)| *p == i64::from(pid))
+            .and_then(|(_, _, late)| *late)
     }
 }
 

@@ -5,17 +5,17 @@
 //! canary roles are dropped whatever happens; their passwords live only in this process.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use curfew_policy::{Gateway, Policy, visible};
+use curfew_policy::{Gateway, Policy};
 use curfew_postgres::{Connection, GatewaySession, Password, RunError};
 use jiff::Timestamp;
 
 use super::LiveError;
+use super::gateway_bench::{Bench, failed, result, run_error};
 use crate::gateway::{GATEWAY_ENDED, GatewayPlanned, received_text};
-use crate::{Activity, Canary, Method, Options, RuleResult, Status};
+use crate::{Activity, Canary, Options, RuleResult, Status};
 
 /// What was tested through the gateway, for one target.
 #[derive(Debug, serde::Serialize)]
@@ -34,17 +34,6 @@ pub struct ThroughGateway {
 
 /// How the canaries connect to the gateway, as said in evidence.
 const CONNECTION: &str = "plaintext TCP (verify's gateway canary does not use TLS yet)";
-
-/// What every test through the gateway shares.
-pub(super) struct Bench<'a> {
-    pub(super) admin: &'a Connection,
-    pub(super) policy: &'a Policy,
-    pub(super) address: SocketAddr,
-    pub(super) database: &'a str,
-    pub(super) created: &'a Mutex<Vec<String>>,
-    /// `[gateway] serve_members_of`, said in evidence.
-    pub(super) serves_members_of: Option<String>,
-}
 
 /// The gateway's results when the target could not be reached: every rule planned live FAILs
 /// (no canary role could be made), the rest say why they are not tested.
@@ -242,51 +231,6 @@ async fn login(
         bench.address, database, canary.application
     ));
     Ok(session)
-}
-
-pub(super) fn run_error(e: &RunError) -> String {
-    match e {
-        RunError::Server(r) => received_text(r),
-        RunError::Connection(why) => why.clone(),
-    }
-}
-
-/// A result about `rule` (a rule's name, or a mechanism's) with its steps as evidence.
-pub(super) fn result(rule: &curfew_policy::Rule, status: Status, steps: &[String]) -> RuleResult {
-    about(&rule.name, rule.condition.key(), status, steps)
-}
-
-/// As [`result`], for what is named `subject` with condition key `condition`.
-pub(super) fn about(
-    subject: &str,
-    condition: &'static str,
-    status: Status,
-    steps: &[String],
-) -> RuleResult {
-    RuleResult::about(
-        subject,
-        condition,
-        Method::Live,
-        status,
-        format!("Through the curfew gateway: {}", visible(&steps.join(" "))),
-    )
-}
-
-/// Put the failing sentence first, so the status line says it.
-pub(super) fn failed(rule: &curfew_policy::Rule, why: String, steps: &[String]) -> RuleResult {
-    failed_about(&rule.name, rule.condition.key(), why, steps)
-}
-
-/// As [`failed`], for what is named `subject`.
-pub(super) fn failed_about(
-    subject: &str,
-    condition: &'static str,
-    why: String,
-    steps: &[String],
-) -> RuleResult {
-    let mut all = vec![why];
-    all.extend_from_slice(steps);
-    about(subject, condition, Status::Fail, &all)
 }
 
 /// An idle-type rule: the canary waits, the gateway must end it with `sqlstate`.

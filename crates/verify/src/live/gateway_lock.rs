@@ -8,7 +8,7 @@ use std::time::Duration;
 use curfew_postgres::{GatewaySession, LedgerProblem as _, Password, RunError};
 use jiff::Timestamp;
 
-use super::gateway::{Bench, about, failed_about, run_error};
+use super::gateway_bench::{Bench, about, failed_about, run_error};
 use crate::{Method, RuleResult, Status, received_text};
 
 /// What the result is named, as the agent's login-lock test is.

@@ -5,6 +5,7 @@
 
 mod canary;
 mod gateway;
+mod gateway_bench;
 mod gateway_lock;
 mod lock;
 mod mariadb;

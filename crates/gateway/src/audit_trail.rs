@@ -234,6 +234,7 @@ impl AuditTrail {
         }
         match &ended.counted_by {
             Some(CountedBy::Shared) => detail["counted_by"] = json!("every_gateway"),
+            Some(CountedBy::ThisGatewayFirst) => detail["counted_by"] = json!("this_gateway_first"),
             Some(CountedBy::ThisGateway(error)) => {
                 detail["counted_by"] = json!("this_gateway_fallback");
                 detail["shared_count_error"] = json!(error);

@@ -158,6 +158,8 @@ pub(crate) struct Enforcer<'a> {
     shared_counts: Option<Arc<dyn VerifierSource>>,
     /// Shared counts asked for and not answered yet, oldest first.
     pending: Vec<PendingCount>,
+    /// A fallback from the shared count was logged for this session (once is enough).
+    fallback_logged: bool,
     /// With `[audit] include_statement`: the newest errors' SQLSTATEs and statements.
     statements: std::collections::VecDeque<(String, Arc<str>)>,
     /// Warnings and ends by rule.
@@ -200,6 +202,7 @@ impl<'a> Enforcer<'a> {
             judged_errors: false,
             shared_counts: None,
             pending: Vec::new(),
+            fallback_logged: false,
             statements: std::collections::VecDeque::new(),
             metrics,
         };

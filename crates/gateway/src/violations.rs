@@ -9,7 +9,7 @@
 //! call fails or is slow (it can only undercount across instances, so it never ends a session
 //! the shared count would not).
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use curfew_policy::{
     Action, Condition, ErrorVerdict, Policy, Session, SessionKey, ViolationCounter, Violations,
@@ -24,10 +24,26 @@ use crate::metrics::Metrics;
 const SWEEP_EVERY: SignedDuration = SignedDuration::from_secs(60);
 
 /// The gateway's counters of `violations` rules (see the module).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ViolationBook {
     inner: Mutex<Book>,
+    /// Shared counts this gateway may have in flight at once: beyond, its own count decides,
+    /// so that one role's flood of errors cannot queue calls on the auth connection that
+    /// every login needs.
+    counting: Arc<tokio::sync::Semaphore>,
 }
+
+impl Default for ViolationBook {
+    fn default() -> ViolationBook {
+        ViolationBook {
+            inner: Mutex::default(),
+            counting: Arc::new(tokio::sync::Semaphore::new(COUNTS_IN_FLIGHT)),
+        }
+    }
+}
+
+/// How many shared counts one gateway has in flight at most.
+pub(crate) const COUNTS_IN_FLIGHT: usize = 16;
 
 #[derive(Debug, Default)]
 struct Book {
@@ -80,8 +96,11 @@ pub(crate) struct SharedCount {
 /// What one error gets: a verdict now, and the counts to ask the database for.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Judgement {
-    /// Acted on at once (a per-role rule's verdict waits for the shared count).
+    /// Acted on at once (a per-role rule's warning waits for the shared count; its end does
+    /// not: this gateway's count can only be lower than every gateway's).
     pub(crate) now: Judged,
+    /// `now` ends the session for a `per = "role"` rule on this gateway's own count.
+    pub(crate) ended_here: bool,
     /// The `per = "role"` rules that counted the error, when counted shared.
     pub(crate) shared: Vec<SharedCount>,
 }
@@ -159,13 +178,12 @@ impl ViolationBook {
         drop(book);
         let judged = local_verdict(policy, verdict);
         let deferred = match &judged {
-            Judged::Warn { rule, .. } | Judged::End { rule, .. }
-                if per_role.iter().any(|(id, _)| id == rule) =>
-            {
+            Judged::Warn { rule, .. } if per_role.iter().any(|(id, _)| id == rule) => {
                 Some(rule.clone())
             }
             _ => None,
         };
+        let ended_here = matches!(&judged, Judged::End { rule, .. } if per_role.iter().any(|(id, _)| id == rule));
         let shared = per_role
             .into_iter()
             .map(|(rule, within_seconds)| SharedCount {
@@ -185,8 +203,14 @@ impl ViolationBook {
             } else {
                 judged
             },
+            ended_here,
             shared,
         }
+    }
+
+    /// A place for one shared count in flight, if one is free.
+    pub(crate) fn count_permit(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.counting.clone().try_acquire_owned().ok()
     }
 
     /// Forgets a session that ended (its own counts; its role's stay).
@@ -438,6 +462,12 @@ mod tests {
         let second = book.judge_shared(&p, &session(1), "42501", at(2), &m, true);
         assert_eq!(second.now, Judged::Nothing);
         assert!(matches!(second.shared[0].fallback, Judged::Warn { .. }));
+        // This gateway's own count at the rule's count ends the session at once (every
+        // gateway's count can only be higher), and the error is still counted shared.
+        let third = book.judge_shared(&p, &session(1), "42501", at(3), &m, true);
+        assert!(matches!(third.now, Judged::End { .. }), "{:?}", third.now);
+        assert!(third.ended_here);
+        assert_eq!(third.shared.len(), 1);
         // A per-session rule is judged at once, nothing asked of the database.
         let per_session = policy("terminate", "session");
         let other = book.judge_shared(&per_session, &session(2), "42501", at(3), &m, true);

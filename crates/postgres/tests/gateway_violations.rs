@@ -51,25 +51,49 @@ async fn counts_per_role_and_rule_within_the_window_and_only_for_the_gateway() {
     assert_eq!(count(&a, "curfew_agent", "misbehaviour", 600).await, 1);
     assert_eq!(count(&a, "nobody-here", "misbehaviour", 600).await, 0);
 
-    // Out of a one-second window, the old errors count no more and are deleted.
+    // Out of a one-second window, the old errors count no more; they are kept (a gateway
+    // with a longer window for the same rule, in a rolling reload, still counts them) until
+    // the longest window, past which anyone's rows go, with the gate rows of dropped roles.
     assert_eq!(count(&a, "other", "short", 1).await, 1);
     assert_eq!(count(&b, "other", "short", 1).await, 2);
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(count(&a, "other", "short", 1).await, 1);
+    assert_eq!(
+        count(&b, "other", "short", 600).await,
+        4,
+        "a longer window sees them"
+    );
     let superuser = login(&cluster, "postgres").await;
-    let rows: i64 = superuser
-        .query_one(
-            "SELECT count(*) FROM curfew.gateway_violations WHERE rule = 'short'",
-            &[],
+    superuser
+        .batch_execute(
+            "INSERT INTO curfew.gateway_violations VALUES \
+               ((SELECT oid FROM pg_roles WHERE rolname = 'other'), 'ancient', '42501', now() - interval '8 days', 'host-z/9', 'curfew_gateway'); \
+             INSERT INTO curfew.gateway_violation_gate VALUES (4000000000, 'dropped-role')",
         )
         .await
-        .unwrap()
-        .get(0);
-    assert_eq!(rows, 1, "the rows out of the window were pruned");
+        .unwrap();
+    // Any call prunes.
+    assert_eq!(count(&a, "other", "prune", 600).await, 1);
+    let left: (i64, i64) = {
+        let row = superuser
+            .query_one(
+                "SELECT (SELECT count(*) FROM curfew.gateway_violations WHERE rule = 'ancient'), \
+                        (SELECT count(*) FROM curfew.gateway_violation_gate WHERE rule = 'dropped-role')",
+                &[],
+            )
+            .await
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(
+        left,
+        (0, 0),
+        "rows past the longest window and a dropped role's gate row pruned"
+    );
     let (gateway_id, sqlstate): (String, String) = {
         let row = superuser
             .query_one(
-                "SELECT gateway_id, sqlstate FROM curfew.gateway_violations WHERE rule = 'short'",
+                "SELECT gateway_id, sqlstate FROM curfew.gateway_violations WHERE rule = 'short' ORDER BY at LIMIT 1",
                 &[],
             )
             .await

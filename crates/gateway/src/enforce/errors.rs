@@ -41,10 +41,15 @@ impl Enforcer<'_> {
                 &self.metrics,
                 self.shared_counts.is_some(),
             );
+            // Counted in the database even when this session ends now: the role's other
+            // sessions, on every gateway, count it.
             for count in judgement.shared {
-                self.ask_shared_count(count);
+                if let Some(fatal) = self.ask_shared_count(count) {
+                    return Some(fatal);
+                }
             }
-            if let Some(fatal) = self.act(judgement.now, None) {
+            let counted_by = judgement.ended_here.then_some(CountedBy::ThisGatewayFirst);
+            if let Some(fatal) = self.act(judgement.now, counted_by) {
                 return Some(fatal);
             }
         }

@@ -8,6 +8,8 @@ use std::task::{Context, Poll};
 
 use tokio::sync::oneshot;
 
+use curfew_policy::Action;
+
 use super::Enforcer;
 use crate::error::Fatal;
 use crate::registry::{RegistrationError, SharedViolation, gateway_id};
@@ -18,9 +20,15 @@ use crate::violations::{Judged, SharedCount, shared_verdict};
 pub(crate) enum CountedBy {
     /// The database's, across every gateway.
     Shared,
-    /// This gateway's own: the shared count failed (why).
+    /// This gateway's own: the shared count failed or was not asked (why).
     ThisGateway(String),
+    /// This gateway's own count reached the rule's count first (every gateway's can only be
+    /// higher): the session ended without waiting for the database.
+    ThisGatewayFirst,
 }
+
+/// How many shared counts one session may have in flight: beyond, its own count decides.
+const SESSION_COUNTS_IN_FLIGHT: usize = 4;
 
 /// A shared count asked of the database, not answered yet.
 pub(super) struct PendingCount {
@@ -36,10 +44,19 @@ pub(crate) const SHARED_COUNT_TIMEOUT: std::time::Duration = std::time::Duration
 
 impl Enforcer<'_> {
     /// Asks the database for the role's count of `count.rule`, in a task of its own: the
-    /// relay never waits for it, the answer is polled with the session's other events.
-    pub(super) fn ask_shared_count(&mut self, count: SharedCount) {
-        let Some(source) = self.shared_counts.clone() else {
-            return;
+    /// relay never waits for it, the answer is polled with the session's other events. When
+    /// this session or this gateway already has as many counts in flight as it may, this
+    /// gateway's own verdict decides at once (the FATAL, if it ends the session).
+    pub(super) fn ask_shared_count(&mut self, count: SharedCount) -> Option<Fatal> {
+        let source = self.shared_counts.clone()?;
+        let permit = if self.pending.len() < SESSION_COUNTS_IN_FLIGHT {
+            self.violations.count_permit()
+        } else {
+            None
+        };
+        let Some(permit) = permit else {
+            let why = "too many shared counts in flight (a flood of errors): not asked".to_owned();
+            return self.fell_back(&count.rule, count.fallback, why);
         };
         let (tell, answer) = oneshot::channel();
         let violation = SharedViolation {
@@ -61,6 +78,7 @@ impl Enforcer<'_> {
                             "no answer within {SHARED_COUNT_TIMEOUT:?}"
                         )))
                     });
+            drop(permit);
             let _ = tell.send(answer);
         });
         self.pending.push(PendingCount {
@@ -68,6 +86,25 @@ impl Enforcer<'_> {
             answer,
             fallback: count.fallback,
         });
+        None
+    }
+
+    /// This gateway's own verdict decides for `rule` because the shared count did not (why):
+    /// metered; logged once per session (a flood would otherwise flood the log too).
+    fn fell_back(&mut self, rule: &str, fallback: Judged, error: String) -> Option<Fatal> {
+        self.metrics.violation_count_fell_back(rule);
+        if !self.fallback_logged {
+            self.fallback_logged = true;
+            tracing::warn!(
+                event = "gateway_violation_count_fallback",
+                rule,
+                role = %self.identity.role,
+                process_id = self.identity.pid,
+                %error,
+                "the shared count of a per-role violations rule failed: this gateway's own count decides (it sees only this gateway's sessions); run curfew init for the gateway's target if the function is missing (further fallbacks in this session are counted in /metrics only)"
+            );
+        }
+        self.act(fallback, Some(CountedBy::ThisGateway(error)))
     }
 
     /// The shared counts answered since the last poll, in the order asked: the FATAL when one
@@ -82,6 +119,15 @@ impl Enforcer<'_> {
             };
             let pending = self.pending.remove(index);
             let policy = self.policy.borrow().clone();
+            // A reload took the rule (or every rule) away: nothing to decide for it.
+            let still = policy.as_deref().is_some_and(|p| {
+                p.rules
+                    .iter()
+                    .any(|r| r.id().as_str() == pending.rule && r.action == Action::Terminate)
+            });
+            if !still {
+                continue;
+            }
             let shared = match answer {
                 Ok(Ok(Some(codes))) => policy
                     .as_deref()
@@ -94,18 +140,7 @@ impl Enforcer<'_> {
             };
             let fatal = match shared {
                 Ok(judged) => self.act(judged, Some(CountedBy::Shared)),
-                Err(error) => {
-                    self.metrics.violation_count_fell_back(&pending.rule);
-                    tracing::warn!(
-                        event = "gateway_violation_count_fallback",
-                        rule = pending.rule,
-                        role = %self.identity.role,
-                        process_id = self.identity.pid,
-                        %error,
-                        "the shared count of a per-role violations rule failed: this gateway's own count decides (it sees only this gateway's sessions); run curfew init for the gateway's target if the function is missing"
-                    );
-                    self.act(pending.fallback, Some(CountedBy::ThisGateway(error)))
-                }
+                Err(error) => self.fell_back(&pending.rule, pending.fallback, error),
             };
             if fatal.is_some() {
                 self.pending.clear();

@@ -6,9 +6,11 @@
 //! The count serializes on a row per (role, rule) in `curfew.gateway_violation_gate` (a
 //! curfew-owned table, not an advisory lock any role could take), so two gateways recording at
 //! once both see each other's error. Nothing the client controls goes in: the role is the one
-//! the gateway logged in, the rule and SQLSTATE are the policy's. Rows older than the window
-//! are deleted by the same call, and any older than [`MAX_VIOLATION_WINDOW_SECONDS`], so the
-//! table stays bounded by the errors of the longest window.
+//! the gateway logged in, the rule and SQLSTATE are the policy's. Each call counts within its
+//! own rule's window but deletes only rows older than [`MAX_VIOLATION_WINDOW_SECONDS`] (so a
+//! gateway with a shorter window, during a rolling reload, never erases what another
+//! counts): a few of everyone's at a time, never waiting on another count's lock, and the gate
+//! rows of roles since dropped, so both tables stay bounded.
 
 use crate::names::quote_identifier;
 
@@ -58,6 +60,7 @@ CREATE TABLE IF NOT EXISTS {GATEWAY_VIOLATIONS_TABLE} (
 );
 CREATE INDEX IF NOT EXISTS gateway_violations_role_rule_at
     ON {GATEWAY_VIOLATIONS_TABLE} (role_oid, rule, at);
+CREATE INDEX IF NOT EXISTS gateway_violations_at ON {GATEWAY_VIOLATIONS_TABLE} (at);
 ALTER TABLE {GATEWAY_VIOLATIONS_TABLE} OWNER TO {owner};
 REVOKE ALL ON {GATEWAY_VIOLATIONS_TABLE} FROM PUBLIC;
 COMMENT ON TABLE {GATEWAY_VIOLATIONS_TABLE} IS 'curfew gateway: recent errors counted by violations rules with per = role, across gateways; written by curfew.count_gateway_violation alone';
@@ -92,18 +95,28 @@ BEGIN
     PERFORM 1 FROM {GATEWAY_VIOLATION_GATE_TABLE} g
      WHERE g.role_oid OPERATOR(pg_catalog.=) v_oid AND g.rule OPERATOR(pg_catalog.=) p_rule
        FOR UPDATE;
-    -- Bounded: this key's rows outside its window, and everyone's beyond the longest window.
+    -- Bounded: rows beyond the longest window (anyone's, a few at a time, skipping rows
+    -- another count holds), and the gate rows of roles dropped since.
     DELETE FROM {GATEWAY_VIOLATIONS_TABLE} v
-     WHERE (v.role_oid OPERATOR(pg_catalog.=) v_oid AND v.rule OPERATOR(pg_catalog.=) p_rule
-            AND v.at OPERATOR(pg_catalog.<=) (v_now OPERATOR(pg_catalog.-)
-                pg_catalog.make_interval(secs => p_within_seconds)))
-        OR v.at OPERATOR(pg_catalog.<) (v_now OPERATOR(pg_catalog.-)
-                pg_catalog.make_interval(secs => {MAX_VIOLATION_WINDOW_SECONDS}));
+     WHERE v.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+        SELECT o.ctid FROM {GATEWAY_VIOLATIONS_TABLE} o
+         WHERE o.at OPERATOR(pg_catalog.<) (v_now OPERATOR(pg_catalog.-)
+                pg_catalog.make_interval(secs => {MAX_VIOLATION_WINDOW_SECONDS}))
+         LIMIT 100 FOR UPDATE SKIP LOCKED));
+    DELETE FROM {GATEWAY_VIOLATION_GATE_TABLE} g
+     WHERE g.ctid OPERATOR(pg_catalog.=) ANY (ARRAY(
+        SELECT o.ctid FROM {GATEWAY_VIOLATION_GATE_TABLE} o
+         WHERE NOT EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+                            WHERE r.oid OPERATOR(pg_catalog.=) o.role_oid)
+         LIMIT 100 FOR UPDATE SKIP LOCKED));
     INSERT INTO {GATEWAY_VIOLATIONS_TABLE} (role_oid, rule, sqlstate, at, gateway_id, gateway_role)
     VALUES (v_oid, p_rule, p_sqlstate, v_now, p_gateway_id, SESSION_USER);
+    -- Within this caller's window (this error's included).
     SELECT pg_catalog.array_agg(v.sqlstate ORDER BY v.at) INTO v_codes
       FROM {GATEWAY_VIOLATIONS_TABLE} v
-     WHERE v.role_oid OPERATOR(pg_catalog.=) v_oid AND v.rule OPERATOR(pg_catalog.=) p_rule;
+     WHERE v.role_oid OPERATOR(pg_catalog.=) v_oid AND v.rule OPERATOR(pg_catalog.=) p_rule
+       AND v.at OPERATOR(pg_catalog.>) (v_now OPERATOR(pg_catalog.-)
+                pg_catalog.make_interval(secs => p_within_seconds));
     RETURN v_codes;
 END $count$;
 ALTER FUNCTION {GATEWAY_VIOLATION_FUNCTION} OWNER TO {owner};

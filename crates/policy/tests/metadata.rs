@@ -284,3 +284,21 @@ fn audit_include_statement_is_off_by_default_and_must_be_a_boolean() {
         "include_statement",
     );
 }
+
+#[test]
+fn a_per_role_window_beyond_a_week_is_refused_as_the_shared_count_would() {
+    let gateway =
+        "[[target]]\nname = \"db\"\nurl = \"postgresql://curfew@localhost/postgres\"\n[gateway]\n";
+    let rule = |within: &str, per: &str| {
+        format!(
+            "[[rule]]\nname = \"v\"\nviolations = {{ sqlstates = [\"42501\"], count = 3, within = \"{within}\", per = \"{per}\" }}\n{gateway}"
+        )
+    };
+    assert!(parse_policy("t.toml", &rule("7d", "role"), jiff::tz::db()).is_ok());
+    assert!(parse_policy("t.toml", &rule("8d", "session"), jiff::tz::db()).is_ok());
+    assert_error(
+        &rule("8d", "role"),
+        "3:70",
+        "at most 7d with per = \"role\"",
+    );
+}

@@ -6,6 +6,9 @@ use super::reader::TableReader;
 use crate::diagnostic::Collector;
 use crate::model::{Violations, ViolationsPer};
 
+/// The longest `within` of a `per = "role"` rule: what the shared count keeps.
+pub(super) const MAX_SHARED_WINDOW: jiff::SignedDuration = jiff::SignedDuration::from_hours(7 * 24);
+
 pub(super) const VIOLATION_KEYS: &[&str] = &["sqlstates", "count", "within", "per"];
 
 pub(super) fn violations(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Option<Violations> {
@@ -96,6 +99,20 @@ pub(super) fn violations(c: &mut Collector<'_>, r: &TableReader<'_, '_>) -> Opti
             ViolationsPer::Session
         }
     };
+    // The shared count (curfew.count_gateway_violation) keeps a week of errors at most: a
+    // longer window would be refused by the database on every error.
+    if per == ViolationsPer::Role
+        && let Some(w) = &within
+        && w.value.get() > MAX_SHARED_WINDOW
+    {
+        c.error(
+            w.span.clone(),
+            format!(
+                "`within` in {} is at most 7d with per = \"role\" (the shared count across gateways keeps a week of errors)",
+                v.context
+            ),
+        );
+    }
     v.finish(c);
     Some(Violations {
         sqlstates: codes,

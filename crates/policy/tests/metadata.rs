@@ -298,7 +298,7 @@ fn a_per_role_window_beyond_a_week_is_refused_as_the_shared_count_would() {
     assert!(parse_policy("t.toml", &rule("8d", "session"), jiff::tz::db()).is_ok());
     assert_error(
         &rule("8d", "role"),
-        "3:70",
+        "3:59",
         "at most 7d with per = \"role\"",
     );
 }

@@ -263,10 +263,14 @@ impl WireState {
                     trail.client_ended();
                 }
             }
-            (Direction::Backend, FrameEvent::Started(b'E')) => {
-                self.error_scan = Some(ErrorScan::new());
+            (Direction::Backend, FrameEvent::Started(tag)) => {
+                if tag == b'E' {
+                    self.error_scan = Some(ErrorScan::new());
+                }
+                if let Some(trail) = self.statements.as_mut() {
+                    trail.server_frame(tag);
+                }
             }
-            (Direction::Backend, FrameEvent::Started(_)) => {}
             (Direction::Backend, FrameEvent::Body(body)) => {
                 if let Some(scan) = self.error_scan.as_mut() {
                     scan.feed(body);

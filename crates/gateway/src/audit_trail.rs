@@ -225,7 +225,9 @@ impl AuditTrail {
             detail["sqlstates_counted"] = json!(ended.counted);
         }
         if !ended.statements.is_empty() {
-            // Only with `[audit] include_statement = true`.
+            // Only with `[audit] include_statement = true`. Attributed by message order as the
+            // gateway saw it: a client that breaks the protocol's order can shift it.
+            detail["statements_attribution"] = json!("message_order");
             detail["statements"] = ended
                 .statements
                 .iter()

@@ -161,7 +161,7 @@ pub(crate) struct Enforcer<'a> {
     /// A fallback from the shared count was logged for this session (once is enough).
     fallback_logged: bool,
     /// With `[audit] include_statement`: the newest errors' SQLSTATEs and statements.
-    statements: std::collections::VecDeque<(String, Arc<str>)>,
+    statements: std::collections::VecDeque<(Timestamp, String, Arc<str>)>,
     /// Warnings and ends by rule.
     metrics: Arc<Metrics>,
 }

@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::task::Context;
 
+use curfew_policy::Condition;
+
 use super::{CountedBy, Enforcer, PolicyEnd, Warned, WarnedOf, warning_notice, with_rule_message};
 use crate::error::Fatal;
 use crate::violations::{Judged, violation_fatal};
@@ -31,7 +33,7 @@ impl Enforcer<'_> {
                     self.statements.pop_front();
                 }
                 self.statements
-                    .push_back((code.as_str().to_owned(), statement));
+                    .push_back((now, code.as_str().to_owned(), statement));
             }
             let judgement = self.violations.judge_shared(
                 &policy,
@@ -96,7 +98,7 @@ impl Enforcer<'_> {
                     message.as_deref(),
                 );
                 self.metrics.policy_ended(&rule);
-                let statements = self.quoted(&codes);
+                let statements = self.quoted(&rule, &codes);
                 self.ended = Some(PolicyEnd {
                     rule,
                     reason,
@@ -112,17 +114,28 @@ impl Enforcer<'_> {
         }
     }
 
-    /// The statements of this session's errors among `codes` (a rule's count, oldest first;
-    /// a `per = "role"` count may hold other sessions' errors, whose statements this gateway
-    /// did not see): the newest that match, as many as were counted.
-    fn quoted(&self, codes: &[String]) -> Vec<(String, Arc<str>)> {
+    /// The statements of this session's errors among `codes` within `rule`'s window (its
+    /// count, oldest first; a `per = "role"` count may hold other sessions' errors, whose
+    /// statements this gateway did not see): the newest that match, as many as were counted.
+    /// None when the policy in force no longer asks for them (a reload that turned
+    /// `include_statement` off applies to every session's next record).
+    fn quoted(&self, rule: &str, codes: &[String]) -> Vec<(String, Arc<str>)> {
+        let policy = self.policy.borrow().clone();
+        let Some(policy) = policy.filter(|p| p.audit.include_statement) else {
+            return Vec::new();
+        };
+        let within = policy.rules.iter().find_map(|r| match &r.condition {
+            Condition::Violations(v) if r.id().as_str() == rule => Some(v.within.get()),
+            _ => None,
+        });
+        let since = within.map(|w| self.watched.clock.now() - w);
         let mut quoted: Vec<(String, Arc<str>)> = self
             .statements
             .iter()
             .rev()
-            .filter(|(code, _)| codes.contains(code))
+            .filter(|(at, code, _)| codes.contains(code) && since.is_none_or(|s| *at > s))
             .take(codes.len())
-            .cloned()
+            .map(|(_, code, text)| (code.clone(), text.clone()))
             .collect();
         quoted.reverse();
         quoted

@@ -352,6 +352,46 @@ async fn a_gateway_not_enforcing_the_tested_limit_fails_the_idle_tests() {
     assert_eq!(canaries_left(&cluster), "0");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_role_rule_passes_on_the_count_across_gateways_and_fails_on_the_gateways_own() {
+    let d = dir("verify-gateway-per-role");
+    let cluster = cluster(&d).await;
+    let port = free_port();
+    let text = policy(&cluster, &d, port).replace(
+        "count = 3, within = \"10m\" }",
+        "count = 3, within = \"10m\", per = \"role\" }",
+    );
+    let policy_file = d.write("curfew.toml", &text, 0o600);
+    let _gateway = gateway(&policy_file, &d.join("gateway.jsonl"));
+
+    let (passed, doc) = verify(&policy_file);
+    assert!(passed, "{doc:#}");
+    let (status, evidence) = gateway_result(&doc, "misbehaviour");
+    assert_eq!(status, "live_pass", "{evidence}");
+    assert!(
+        evidence.contains("on every gateway count)")
+            && evidence.contains("curfew.count_gateway_violation answered"),
+        "{evidence}"
+    );
+
+    // Without the shared count the gateway's own decides: the rule still ends sessions, but
+    // not across gateways, and verify says so.
+    cluster
+        .psql("REVOKE EXECUTE ON FUNCTION curfew.count_gateway_violation(text, text, text, int4, text) FROM curfew_gateway")
+        .unwrap();
+    let (passed, doc) = verify(&policy_file);
+    assert!(!passed, "{doc:#}");
+    let (status, evidence) = gateway_result(&doc, "misbehaviour");
+    assert_eq!(status, "fail", "{evidence}");
+    assert!(
+        evidence.starts_with(
+            "Through the curfew gateway: The WARNING came from the gateway's own count"
+        ),
+        "{evidence}"
+    );
+    assert_eq!(canaries_left(&cluster), "0");
+}
+
 #[test]
 fn through_gateway_without_a_gateway_is_a_usage_error() {
     let d = dir("verify-no-gateway");

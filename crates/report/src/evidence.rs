@@ -305,7 +305,7 @@ fn warnings_statement(period: &[&Entry]) -> String {
             ("were", "each")
         };
         statement.push_str(&format!(
-            " {by_gateway} of these {were} given by the curfew gateway, which also sent {each} to the user in the session as a WARNING notice (shown by most clients at their next command)."
+            " {by_gateway} of these {were} given by the curfew gateway, which also queued {each} to the user's session as a WARNING notice (shown by most clients at their next command; a session that ends or drops first never shows it)."
         ));
     }
     statement

@@ -151,7 +151,7 @@ fn warnings_are_worded_as_what_the_agent_does() {
 }
 
 #[test]
-fn the_gateways_warnings_are_said_to_reach_the_user() {
+fn the_gateways_warnings_are_said_to_be_queued_to_the_user() {
     let mut agent = entry(2, "2026-03-01T10:00:00Z", "session_warned");
     agent.detail = Some(serde_json::json!({"deadline": "2026-03-01T10:02:00Z"}));
     let mut gateway = entry(3, "2026-03-01T10:01:00Z", "session_warned");
@@ -164,7 +164,7 @@ fn the_gateways_warnings_are_said_to_reach_the_user() {
     let md = r.to_markdown();
     assert!(md.contains("the agent does not reach the user"), "{md}");
     assert!(
-        md.contains("1 of these was given by the curfew gateway, which also sent it to the user in the session as a WARNING notice"),
+        md.contains("1 of these was given by the curfew gateway, which also queued it to the user's session as a WARNING notice"),
         "{md}"
     );
 }

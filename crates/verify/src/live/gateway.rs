@@ -334,6 +334,11 @@ async fn violations(
         steps.push(
             "The rule counts a role's sessions together (per = \"role\"); the canary role is fresh, so the count is its own.".to_owned(),
         );
+        if count == 1 {
+            steps.push(
+                "With a count of 1 there is no WARNING, so this test does not show the count across gateways.".to_owned(),
+            );
+        }
     }
     // A server ErrorResponse with the rule's SQLSTATE; nothing is really probed.
     let raise = format!(
@@ -384,6 +389,28 @@ async fn violations(
                 at.saturating_duration_since(since).as_secs_f64(),
                 received_text(&warning)
             ));
+            if !warning.message.contains(&format!("(rule {})", rule.name)) {
+                return failed(
+                    rule,
+                    format!("The WARNING does not name the rule ({}).", rule.name),
+                    &steps,
+                );
+            }
+            // The gateway's own count decides when the database's cannot (and says nothing
+            // of "every gateway"): then the count across gateways is not working.
+            if per_role {
+                if !warning.message.contains("on every gateway") {
+                    return failed(
+                        rule,
+                        "The WARNING came from the gateway's own count, not the count across gateways (curfew.count_gateway_violation did not answer: see the gateway's log, gateway_violation_count_fallback; run curfew init).".to_owned(),
+                        &steps,
+                    );
+                }
+                steps.push(
+                    "The WARNING's count is the database's, across every gateway (curfew.count_gateway_violation answered)."
+                        .to_owned(),
+                );
+            }
             if let Err(e) = session.run("SELECT 1").await {
                 return failed(
                     rule,

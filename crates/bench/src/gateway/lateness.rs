@@ -119,12 +119,23 @@ pub(crate) async fn measure(
     let mut stop_senders = Vec::with_capacity(sessions);
     while watched.len() < sessions {
         let batch = OPENING_AT_ONCE.min(sessions - watched.len());
-        let opened = futures_util::future::try_join_all((0..batch).map(|_| open(endpoint))).await?;
-        for session in opened {
-            let client = session.client.clone();
+        // Each session is kept busy from its own login on, not from its batch's last: a batch
+        // whose logins take longer than the limit (SCRAM on a loaded machine) would otherwise
+        // leave its first sessions idle long enough to be ended before the measurement.
+        let opened = futures_util::future::try_join_all((0..batch).map(|_| async {
+            let session = open(endpoint).await?;
             let last_reply = Arc::new(Mutex::new(None::<LastStatement>));
             let (stop_tx, stop_rx) = oneshot::channel::<Instant>();
-            keepers.push(tokio::spawn(keep_busy(client, stop_rx, last_reply.clone())));
+            let keeper = tokio::spawn(keep_busy(
+                session.client.clone(),
+                stop_rx,
+                last_reply.clone(),
+            ));
+            Ok::<_, BenchError>((session, keeper, last_reply, stop_tx))
+        }))
+        .await?;
+        for (session, keeper, last_reply, stop_tx) in opened {
+            keepers.push(keeper);
             last_replies.push(last_reply);
             stop_senders.push(stop_tx);
             watched.push(session);

@@ -84,6 +84,18 @@ pub fn gateway_address(gateway: &Gateway) -> Option<SocketAddr> {
     Some(SocketAddr::new(ip, listen.port()))
 }
 
+/// Why the canaries may not log in to `gateway` at all: its address is not on loopback, and a
+/// canary (a member of `serve_members_of`, with its privileges) would cross the network in
+/// plaintext, its session open to whoever sits on the path.
+pub(crate) fn off_loopback(gateway: &Gateway) -> Option<String> {
+    let address = gateway_address(gateway)?;
+    (!address.ip().is_loopback()).then(|| {
+        format!(
+            "the gateway's first listen address {address} is not on loopback, and verify's canary would cross the network to it without TLS (not built yet); list a loopback address first in [gateway] listen to test through the gateway"
+        )
+    })
+}
+
 /// For each rule that ends sessions, in policy order, how it is tested through `gateway`
 /// (report-only rules end nothing and are left out). `token` makes canary names unique.
 pub fn plan_gateway(
@@ -104,6 +116,8 @@ pub fn plan_gateway(
                 GatewayPlanned::NotTested {
                     why: "the gateway requires TLS ([gateway] require_tls) and verify's canary connects to it without TLS (not built yet)".to_owned(),
                 }
+            } else if let Some(why) = off_loopback(gateway) {
+                GatewayPlanned::NotTested { why }
             } else {
                 plan_rule(policy, gateway, index, options, now, token, from)
             };

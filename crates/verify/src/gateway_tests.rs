@@ -121,6 +121,20 @@ fn a_gateway_requiring_tls_is_not_tested_and_says_why() {
 }
 
 #[test]
+fn a_gateway_off_loopback_is_not_tested_in_plaintext_and_says_why() {
+    let p = policy(
+        RULES,
+        "listen = \"10.1.2.3:6432\"\ntls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+    );
+    for (_, plan) in planned(&p) {
+        assert!(
+            matches!(&plan, GatewayPlanned::NotTested { why } if why.contains("10.1.2.3:6432 is not on loopback")),
+            "{plan:?}"
+        );
+    }
+}
+
+#[test]
 fn a_limit_longer_than_max_wait_is_not_waited_through_the_gateway() {
     let p = policy(
         "[[rule]]\nname = \"inactivity\"\nidle = \"15m\"\nroles = [\"vq_*\"]\n",

@@ -93,12 +93,14 @@ pub(super) async fn test(
     };
     let plans = crate::plan_gateway(policy, gateway, options, now, token);
     let created = Mutex::new(Vec::new());
+    let locked = Mutex::new(Vec::new());
     let bench = Bench {
         admin,
         policy,
         address,
         database,
         created: &created,
+        locked: &locked,
         serves_members_of: gateway.serve_members_of.clone(),
     };
     let tests = futures_util::future::join_all(plans.iter().map(|(index, planned)| {
@@ -142,6 +144,18 @@ pub(super) async fn test(
         () = stop => None,
     };
     let mut cleanup = Vec::new();
+    // A lock the lock test took and did not release (interrupted): released here.
+    let oids = locked.lock().map(|l| l.clone()).unwrap_or_default();
+    for oid in oids {
+        if let Err(e) = admin
+            .release_incident_lock(oid, "curfew verify (cleanup)")
+            .await
+        {
+            cleanup.push(format!(
+                "The canary's incident lock (role oid {oid}) could not be released ({e}); it expires by itself within 10 minutes."
+            ));
+        }
+    }
     let roles = created.lock().map(|c| c.clone()).unwrap_or_default();
     for role in roles {
         if let Err(e) = admin.drop_canary(&role).await {

@@ -17,6 +17,8 @@ pub(super) struct Bench<'a> {
     pub(super) address: SocketAddr,
     pub(super) database: &'a str,
     pub(super) created: &'a Mutex<Vec<String>>,
+    /// Role oids the lock test locked and has not released yet.
+    pub(super) locked: &'a Mutex<Vec<u32>>,
     /// `[gateway] serve_members_of`, said in evidence.
     pub(super) serves_members_of: Option<String>,
 }

@@ -87,6 +87,9 @@ pub(super) async fn test(bench: &Bench<'_>, target: &str, token: &str) -> RuleRe
             &steps,
         );
     }
+    if let Ok(mut locked) = bench.locked.lock() {
+        locked.push(info.oid);
+    }
     steps.push(format!(
         "An incident lock on it was recorded in the ledger as `curfew lock` does (by {operator}, expiring in 10 minutes)."
     ));
@@ -120,6 +123,11 @@ pub(super) async fn test(bench: &Bench<'_>, target: &str, token: &str) -> RuleRe
             Err("The login through the gateway succeeded while the role was locked.".to_owned())
         }
     };
+    if released.is_ok()
+        && let Ok(mut locked) = bench.locked.lock()
+    {
+        locked.retain(|oid| *oid != info.oid);
+    }
     match released {
         Ok(_) => steps.push("The lock was released.".to_owned()),
         Err(e) => {

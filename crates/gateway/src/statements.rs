@@ -74,6 +74,12 @@ pub(crate) struct StatementTrail {
     unnamed: Option<Arc<str>>,
     /// Named prepared statements' texts.
     prepared: HashMap<Vec<u8>, Arc<str>>,
+    /// Parse/Bind/Execute sent since the last Sync (a Query or FunctionCall then may be
+    /// discarded by the server, unanswered: not a sync point, as the session's state has it).
+    open_batch: bool,
+    /// Syncs sent since the last Query or Execute (ignored by the server during a COPY FROM
+    /// STDIN: dropped again at its CopyDone or CopyFail).
+    syncs_in_command: usize,
 }
 
 impl StatementTrail {
@@ -84,8 +90,11 @@ impl StatementTrail {
 
     /// The client began a frame of type `tag`.
     pub(crate) fn client_started(&mut self, tag: u8) {
-        self.reading = matches!(tag, b'Q' | b'P' | b'B' | b'E' | b'F' | b'S' | b'C')
-            .then(|| (tag, Vec::new()));
+        self.reading = matches!(
+            tag,
+            b'Q' | b'P' | b'B' | b'E' | b'F' | b'S' | b'C' | b'c' | b'f'
+        )
+        .then(|| (tag, Vec::new()));
         self.skip = 4;
     }
 
@@ -113,10 +122,16 @@ impl StatementTrail {
             return;
         };
         match tag {
-            b'Q' => self.sent(SyncPoint {
-                texts: vec![text(&body)],
-                ..SyncPoint::default()
-            }),
+            // Inside an open batch: maybe discarded, no sync point (see `open_batch`).
+            b'Q' if self.open_batch => self.syncs_in_command = 0,
+            b'F' if self.open_batch => {}
+            b'Q' => {
+                self.syncs_in_command = 0;
+                self.sent(SyncPoint {
+                    texts: vec![text(&body)],
+                    ..SyncPoint::default()
+                });
+            }
             b'F' => self.sent(SyncPoint {
                 texts: vec![Arc::from("(a function call)")],
                 ..SyncPoint::default()
@@ -124,7 +139,14 @@ impl StatementTrail {
             b'S' => {
                 let mut batch = std::mem::take(&mut self.batch);
                 batch.extended = true;
+                self.open_batch = false;
+                self.syncs_in_command += 1;
                 self.sent(batch);
+            }
+            b'c' | b'f' => {
+                for _ in 0..std::mem::take(&mut self.syncs_in_command) {
+                    self.in_flight.pop_back();
+                }
             }
             b'P' => {
                 let (name, rest) = cstr(&body);
@@ -143,6 +165,7 @@ impl StatementTrail {
                     Some(_) | None => {}
                 }
                 self.batch.extended = true;
+                self.open_batch = true;
                 self.batch.parsed = Some(statement);
             }
             b'B' => {
@@ -156,10 +179,13 @@ impl StatementTrail {
                     _ => None,
                 };
                 self.batch.extended = true;
+                self.open_batch = true;
                 self.bound = Some(statement.unwrap_or_else(|| Arc::from(UNKNOWN)));
             }
             b'E' => {
                 self.batch.extended = true;
+                self.open_batch = true;
+                self.syncs_in_command = 0;
                 if self.batch.texts.len() < EXECUTES_AT_MOST {
                     let statement = self.bound.clone().unwrap_or_else(|| Arc::from(UNKNOWN));
                     self.batch.texts.push(statement);
@@ -310,6 +336,30 @@ mod tests {
         assert_eq!(&*trail.server_error(), "SELECT secret FROM t");
         trail.server_ready();
         assert_eq!(&*trail.server_error(), UNKNOWN);
+    }
+
+    #[test]
+    fn a_discarded_query_and_syncs_during_copy_do_not_shift_later_errors() {
+        let mut trail = StatementTrail::new();
+        // A Query inside a batch: the server may discard it; it is no sync point.
+        frame(&mut trail, b'P', b"\0SELECT 1/0\0\0\0");
+        frame(&mut trail, b'B', b"\0\0\0\0\0\0\0\0");
+        frame(&mut trail, b'E', b"\0\0\0\0\0");
+        frame(&mut trail, b'Q', b"SELECT hidden\0");
+        frame(&mut trail, b'S', b"");
+        assert_eq!(&*trail.server_error(), "SELECT 1/0");
+        trail.server_ready();
+        // An extended COPY as libpq sends it: Sync after Execute, Sync after CopyDone.
+        frame(&mut trail, b'P', b"\0COPY t FROM STDIN\0\0\0");
+        frame(&mut trail, b'B', b"\0\0\0\0\0\0\0\0");
+        frame(&mut trail, b'E', b"\0\0\0\0\0");
+        frame(&mut trail, b'S', b"");
+        frame(&mut trail, b'd', b"1\n");
+        frame(&mut trail, b'c', b"");
+        frame(&mut trail, b'S', b"");
+        trail.server_ready();
+        frame(&mut trail, b'Q', b"SELECT next\0");
+        assert_eq!(&*trail.server_error(), "SELECT next");
     }
 
     #[test]

@@ -181,3 +181,35 @@ async fn a_warning_notice_arrives_before_the_end_and_is_recorded() {
     assert!(warned.contains("\"inactivity\""), "{warned}");
     curfew_audit::verify(&path).expect("the audit log verifies");
 }
+
+/// COPY FROM STDIN over the extended protocol, as tokio-postgres (and libpq's
+/// PQexecParams) send it, may carry Syncs the server ignores during the copy: the session is
+/// idle once the copy is done, and an idle rule still ends it.
+#[tokio::test]
+async fn a_session_idle_after_a_copy_in_is_still_ended() {
+    use futures_util::SinkExt;
+
+    let harness = Harness::start("enforce-copy", Setup::default()).await;
+    harness.gateway.enforce(policy("idle = \"2s\""));
+    let alice = harness.watched("alice", ALICE_PASSWORD).await;
+    let (client, connection) = (alice.client, alice.connection);
+    client
+        .batch_execute("CREATE TEMP TABLE copied (n int)")
+        .await
+        .expect("a temporary table");
+    let sink = client
+        .copy_in::<_, bytes::Bytes>("COPY copied FROM STDIN")
+        .await
+        .expect("copy in");
+    futures_util::pin_mut!(sink);
+    for n in 0..100 {
+        sink.send(bytes::Bytes::from(format!("{n}\n")))
+            .await
+            .expect("copy data");
+    }
+    assert_eq!(sink.finish().await.expect("copy done"), 100);
+    let started = Instant::now();
+    let error = ended_with(connection, Duration::from_secs(10)).await;
+    assert!(started.elapsed() >= Duration::from_millis(1900));
+    assert_eq!(db(&error).code().code(), "57P05", "{error}");
+}

@@ -9,10 +9,9 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::policy::{Watched, audit_text_when, db, ended_with};
+use common::policy::{Watched, audit_text_when, db, ended_with, fails, next_notice};
 use common::{ALICE_PASSWORD, Harness, Setup};
 use curfew_policy::Policy;
-use tokio_postgres::Client;
 
 /// 42501 (insufficient_privilege) for any ordinary role.
 const DENIED: &str = "SELECT rolpassword FROM pg_authid";
@@ -33,29 +32,6 @@ fn policy_with(per: &str, extra: &str) -> Arc<Policy> {
 /// A session of alice's, its notices collected.
 async fn alice(harness: &Harness) -> Watched {
     harness.watched("alice", ALICE_PASSWORD).await
-}
-
-/// The SQLSTATE `sql` failed with.
-async fn fails(client: &Client, sql: &str) -> String {
-    let error = client
-        .simple_query(sql)
-        .await
-        .expect_err("the statement fails");
-    db(&error).code().code().to_owned()
-}
-
-/// The next notice within a few seconds: its severity, SQLSTATE and message.
-async fn next_notice(alice: &mut Watched) -> Option<String> {
-    let (notice, _) = tokio::time::timeout(Duration::from_secs(5), alice.notices.recv())
-        .await
-        .ok()
-        .flatten()?;
-    Some(format!(
-        "{} {} {}",
-        notice.severity(),
-        notice.code().code(),
-        notice.message()
-    ))
 }
 
 #[tokio::test]

@@ -9,15 +9,12 @@ mod common;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::policy::{Watched, audit_text_when, db, ended_with};
+use common::policy::{Watched, audit_text_when, db, ended_with, fails, next_notice, watched_with};
 use common::{ALICE_PASSWORD, Harness, Setup};
 use curfew_policy::Policy;
-use futures_util::future::poll_fn;
-use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
-use tokio_postgres::{AsyncMessage, Client, NoTls};
 
 /// 42501 (insufficient_privilege) for any ordinary role.
 const DENIED: &str = "SELECT rolpassword FROM pg_authid";
@@ -58,48 +55,7 @@ async fn alice_at(addr: SocketAddr) -> Watched {
         .password(ALICE_PASSWORD)
         .dbname("postgres")
         .ssl_mode(SslMode::Disable);
-    let (client, mut connection) = config.connect(NoTls).await.expect("login");
-    let (tx, notices) = mpsc::unbounded_channel();
-    let connection = tokio::spawn(async move {
-        loop {
-            match poll_fn(|cx| connection.poll_message(cx)).await {
-                Some(Ok(AsyncMessage::Notice(notice))) => {
-                    let _ = tx.send((notice, Instant::now()));
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Some(e),
-                None => return None,
-            }
-        }
-    });
-    Watched {
-        client,
-        notices,
-        connection,
-    }
-}
-
-/// The SQLSTATE `sql` failed with.
-async fn fails(client: &Client, sql: &str) -> String {
-    let error = client
-        .simple_query(sql)
-        .await
-        .expect_err("the statement fails");
-    db(&error).code().code().to_owned()
-}
-
-/// The next notice within a few seconds: its severity, SQLSTATE and message.
-async fn next_notice(session: &mut Watched) -> Option<String> {
-    let (notice, _) = tokio::time::timeout(Duration::from_secs(5), session.notices.recv())
-        .await
-        .ok()
-        .flatten()?;
-    Some(format!(
-        "{} {} {}",
-        notice.severity(),
-        notice.code().code(),
-        notice.message()
-    ))
+    watched_with(&config).await
 }
 
 /// The audit log's `session_terminated` line.

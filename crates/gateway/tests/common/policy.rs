@@ -103,27 +103,63 @@ impl Harness {
     pub async fn watched(&self, user: &str, password: &str) -> Watched {
         let mut config = self.config(user, password);
         config.ssl_mode(SslMode::Disable);
-        let (client, mut connection) = config.connect(NoTls).await.expect("login");
-        let (tx, notices) = mpsc::unbounded_channel();
-        let connection = tokio::spawn(async move {
-            loop {
-                match poll_fn(|cx| connection.poll_message(cx)).await {
-                    Some(Ok(AsyncMessage::Notice(notice))) => {
-                        let _ = tx.send((notice, Instant::now()));
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => return Some(e),
-                    None => return None,
-                }
-            }
-        });
-        Watched {
-            client,
-            notices,
-            connection,
-        }
+        watched_with(&config).await
     }
 }
+
+/// Logs in with `config` (without TLS) and collects the session's notices.
+///
+/// # Panics
+/// When the login fails.
+pub async fn watched_with(config: &tokio_postgres::Config) -> Watched {
+    let (client, mut connection) = config.connect(NoTls).await.expect("login");
+    let (tx, notices) = mpsc::unbounded_channel();
+    let connection = tokio::spawn(async move {
+        loop {
+            match poll_fn(|cx| connection.poll_message(cx)).await {
+                Some(Ok(AsyncMessage::Notice(notice))) => {
+                    let _ = tx.send((notice, Instant::now()));
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Some(e),
+                None => return None,
+            }
+        }
+    });
+    Watched {
+        client,
+        notices,
+        connection,
+    }
+}
+
+/// The SQLSTATE `sql` failed with.
+///
+/// # Panics
+/// When `sql` succeeds, or fails without a server error.
+pub async fn fails(client: &Client, sql: &str) -> String {
+    let error = client
+        .simple_query(sql)
+        .await
+        .expect_err("the statement fails");
+    db(&error).code().code().to_owned()
+}
+
+/// The next notice within a few seconds: its severity, SQLSTATE and message.
+pub async fn next_notice(session: &mut Watched) -> Option<String> {
+    let (notice, _) = tokio::time::timeout(Duration::from_secs(5), session.notices.recv())
+        .await
+        .ok()
+        .flatten()?;
+    Some(format!(
+        "{} {} {}",
+        notice.severity(),
+        notice.code().code(),
+        notice.message()
+    ))
+}
+
+impl Harness {}
 
 /// The error `connection` ended with, within `within`.
 ///

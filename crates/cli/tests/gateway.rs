@@ -188,13 +188,23 @@ async fn the_gateway_command_serves_psql_and_stops_on_ctrl_c() {
         String::from_utf8_lossy(&refused.stderr)
     );
 
-    // The metrics count the session and the failed login; the health check passes.
-    let metrics = http_get(&metrics_at, "/metrics").unwrap();
-    assert_eq!(metrics.code, 200);
-    for line in [
+    // The metrics count the session and the failed login; the health check passes. The
+    // failure is counted just after its FATAL is written: psql may have exited before, so
+    // the scrape is repeated for a few seconds.
+    let lines = [
         "curfew_gateway_sessions_started_total 1\n",
         "curfew_gateway_auth_failures_total{cause=\"password\"} 1\n",
-    ] {
+    ];
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+    let metrics = loop {
+        let metrics = http_get(&metrics_at, "/metrics").unwrap();
+        if lines.iter().all(|l| metrics.body.contains(l)) || std::time::Instant::now() > give_up {
+            break metrics;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(metrics.code, 200);
+    for line in lines {
         assert!(
             metrics.body.contains(line),
             "{line:?} missing from\n{}",

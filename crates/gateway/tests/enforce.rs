@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::policy::{audit_text_when, db, ended_with};
+use common::policy::{audit_text_when, db, ended_with, terminated_record};
 use common::{ALICE_PASSWORD, Harness, Setup};
 use curfew_policy::Policy;
 
@@ -54,11 +54,8 @@ async fn an_idle_session_is_ended_with_57p05_the_rule_the_reason_and_a_hint() {
 
     // The audit log has the end with its rule and reason, and verifies.
     let path = harness.audit_log.clone().expect("an audit log");
-    let text = audit_text_when(&path, |text| text.contains("\"session_terminated\"")).await;
-    let line = text
-        .lines()
-        .find(|line| line.contains("\"session_terminated\""))
-        .unwrap_or_else(|| panic!("no session_terminated in {text}"));
+    let (_, line) = terminated_record(&path).await;
+    let line = line.as_str();
     assert!(line.contains("\"inactivity\""), "{line}");
     assert!(line.contains("idle for 2"), "{line}");
     assert!(line.contains("57P05"), "{line}");

@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::policy::{Watched, audit_text_when, db, ended_with, fails, next_notice};
+use common::policy::{Watched, db, ended_with, fails, next_notice, terminated_record};
 use common::{ALICE_PASSWORD, Harness, Setup};
 use curfew_policy::Policy;
 
@@ -80,11 +80,8 @@ async fn three_permission_errors_end_the_session_with_the_reason_after_a_warning
 
     // The audit record names the rule and the codes counted, not the statements.
     let path = harness.audit_log.clone().expect("an audit log");
-    let text = audit_text_when(&path, |text| text.contains("\"session_terminated\"")).await;
-    let line = text
-        .lines()
-        .find(|line| line.contains("\"session_terminated\""))
-        .unwrap_or_else(|| panic!("no session_terminated in {text}"));
+    let (text, line) = terminated_record(&path).await;
+    let line = line.as_str();
     assert!(line.contains("\"misbehaviour\""), "{line}");
     assert!(
         line.contains("\"sqlstates_counted\":[\"42501\",\"42501\",\"42501\"]"),
@@ -220,11 +217,8 @@ async fn with_include_statement_the_end_quotes_the_statements_counted_simple_and
     ended_with(alice.connection, Duration::from_secs(10)).await;
 
     let path = harness.audit_log.clone().expect("an audit log");
-    let text = audit_text_when(&path, |text| text.contains("\"session_terminated\"")).await;
-    let line = text
-        .lines()
-        .find(|line| line.contains("\"session_terminated\""))
-        .unwrap_or_else(|| panic!("no session_terminated in {text}"));
+    let (_, line) = terminated_record(&path).await;
+    let line = line.as_str();
     let record: serde_json::Value = serde_json::from_str(line).expect("a JSON record");
     let quoted: Vec<(String, String)> = record["detail"]["statements"]
         .as_array()

@@ -11,7 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::policy::{Watched, audit_text_when, db, ended_with, fails, next_notice, watched_with};
+use common::policy::{
+    Watched, db, ended_with, fails, next_notice, terminated_record, watched_with,
+};
 use common::{ALICE_PASSWORD, Harness, Setup};
 use curfew_policy::Policy;
 use tokio_postgres::config::SslMode;
@@ -61,12 +63,9 @@ async fn alice_at(addr: SocketAddr) -> Watched {
 /// The audit log's `session_terminated` line.
 async fn terminated_line(harness: &Harness) -> String {
     let path = harness.audit_log.clone().expect("an audit log");
-    let text = audit_text_when(&path, |text| text.contains("\"session_terminated\"")).await;
+    let (text, line) = terminated_record(&path).await;
     assert!(!text.contains("pg_authid"), "a statement's text in the log");
-    text.lines()
-        .find(|line| line.contains("\"session_terminated\""))
-        .unwrap_or_else(|| panic!("no session_terminated in {text}"))
-        .to_owned()
+    line
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -57,6 +57,21 @@ pub fn lock_incident(harness: &Harness, role: &str, reason: &str) {
         .expect("the incident lock");
 }
 
+/// The audit log at `path` once it holds a `session_terminated` record: its whole text and
+/// that record's line.
+///
+/// # Panics
+/// When no such record comes within the wait of [`audit_text_when`].
+pub async fn terminated_record(path: &Path) -> (String, String) {
+    let text = audit_text_when(path, |text| text.contains("\"session_terminated\"")).await;
+    let line = text
+        .lines()
+        .find(|line| line.contains("\"session_terminated\""))
+        .unwrap_or_else(|| panic!("no session_terminated in {text}"))
+        .to_owned();
+    (text, line)
+}
+
 /// The audit log at `path` once `done` holds for its text, or after 5 s (the records are
 /// written a moment after the event).
 pub async fn audit_text_when(path: &Path, done: impl Fn(&str) -> bool) -> String {

@@ -38,24 +38,7 @@ pub(super) fn markdown(
         if v.gateway.is_some() {
             let _ = writeln!(md, "## Enforced by the agent (direct connections)\n");
         }
-        md.push_str(&md_header(&[
-            "Status",
-            "Rule",
-            "Condition",
-            "Method",
-            "Evidence",
-        ]));
-        for r in v.results.iter().chain(&v.mechanisms) {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} |",
-                cell(&r.status_line),
-                cell(&r.rule),
-                r.condition,
-                r.method.label(),
-                cell(&r.evidence)
-            );
-        }
+        results_table(&mut md, v.results.iter().chain(&v.mechanisms));
         for r in v.results.iter().filter(|r| !r.probes.is_empty()) {
             let _ = writeln!(
                 md,
@@ -86,24 +69,7 @@ pub(super) fn markdown(
                 g.connection,
                 curfew_verify::summary(&g.results)
             );
-            md.push_str(&md_header(&[
-                "Status",
-                "Rule",
-                "Condition",
-                "Method",
-                "Evidence",
-            ]));
-            for r in &g.results {
-                let _ = writeln!(
-                    md,
-                    "| {} | {} | {} | {} | {} |",
-                    cell(&r.status_line),
-                    cell(&r.rule),
-                    r.condition,
-                    r.method.label(),
-                    cell(&r.evidence)
-                );
-            }
+            results_table(&mut md, &g.results);
         }
         let cleanup: Vec<&String> = v
             .cleanup
@@ -119,4 +85,29 @@ pub(super) fn markdown(
         let _ = writeln!(md);
     }
     md
+}
+
+/// The results as a Markdown table: status, rule, condition, method, evidence.
+fn results_table<'a>(
+    md: &mut String,
+    results: impl IntoIterator<Item = &'a curfew_verify::RuleResult>,
+) {
+    md.push_str(&md_header(&[
+        "Status",
+        "Rule",
+        "Condition",
+        "Method",
+        "Evidence",
+    ]));
+    for r in results {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} |",
+            cell(&r.status_line),
+            cell(&r.rule),
+            r.condition,
+            r.method.label(),
+            cell(&r.evidence)
+        );
+    }
 }

@@ -282,6 +282,11 @@ async fn ended(
     } else {
         "SELECT 1"
     };
+    // Timed from just before the statement is sent: the gateway's idle clock starts at the
+    // server's ReadyForQuery, which cannot come earlier, so an end sooner than the limit after
+    // this instant is the gateway's early end and never this process being scheduled late
+    // (CI: a loaded machine read the clock 0.3s after the answer and called a correct end early).
+    let since = Instant::now();
     if let Err(e) = session.run(statement).await {
         return failed(
             rule,
@@ -289,15 +294,16 @@ async fn ended(
             &steps,
         );
     }
-    let since = Instant::now();
     steps.push(format!(
         "It ran `{switch_off}`, then `{statement}`, and was left {} (limit {:.1}s).",
         match (&rule.condition, canary.activity) {
-            (_, Activity::IdleInTransaction) => "idle in a transaction",
+            (_, Activity::IdleInTransaction) => {
+                "idle in a transaction (times below count from sending the statement)"
+            }
             (curfew_policy::Condition::Lifetime(_), _) => {
                 "idle (a lifetime rule ends it whatever it does; times below count from the login)"
             }
-            _ => "idle",
+            _ => "idle (times below count from sending the statement)",
         },
         limit.as_secs_f64()
     ));

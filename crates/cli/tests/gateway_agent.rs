@@ -14,13 +14,12 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::gateway_cluster::{PASSWORD, gateway_cluster, url};
 use common::{Dir, KillOnDrop, agent, curfew, dir, http_get, lines_of, listen_address, wait_for};
 use curfew_audit::Entry;
-use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
-use curfew_sandbox::{Auth, Cluster, Options};
+use curfew_sandbox::Cluster;
 use tokio::task::JoinHandle;
 
-const PASSWORD: &str = "pw-for-tests";
 const ALICE: &str = "alice-pw";
 /// The idle limit and the agent's grace, in seconds.
 const IDLE: u64 = 3;
@@ -34,53 +33,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A SCRAM cluster with the agent's role, the gateway's own role, alice, and what `curfew
-/// init` installs for both: the ledger, the gateway's auth function and its session registry.
+/// The cluster with what `curfew init` installs for the agent and the gateway.
 async fn cluster(d: &Dir) -> Cluster {
-    let cluster = curfew_testkit::started(Options {
-        auth: Auth::Scram,
-        ..Options::default()
-    });
-    cluster
-        .psql(&format!(
-            "ALTER ROLE postgres PASSWORD '{PASSWORD}';
-             CREATE ROLE curfew_agent LOGIN PASSWORD '{PASSWORD}';
-             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
-             CREATE ROLE curfew_gateway LOGIN PASSWORD '{PASSWORD}';
-             CREATE ROLE alice LOGIN PASSWORD '{ALICE}';"
-        ))
-        .unwrap();
-    let mut admin = curfew_postgres::connect(&TargetSpec {
-        name: "db".to_owned(),
-        url: ConnectionUrl::parse(&url(&cluster, "postgres")).unwrap(),
-        password_file: Some(d.password_file(PASSWORD)),
-    })
-    .await
-    .unwrap()
-    .connection;
-    admin.install_ledger("curfew_agent").await.unwrap();
-    let auth = admin
-        .install_gateway_auth(&GatewayAuth {
-            gateway_role: "curfew_gateway".to_owned(),
-            serve_members_of: None,
-            serve_superusers: false,
-        })
-        .await
-        .unwrap();
-    assert!(auth.installed, "{auth:?}");
-    let registry = admin
-        .install_gateway_registry("curfew_agent", "curfew_gateway")
-        .await
-        .unwrap();
-    assert!(registry.installed, "{registry:?}");
-    cluster
-}
-
-fn url(cluster: &Cluster, user: &str) -> String {
-    format!(
-        "postgresql://{user}@127.0.0.1:{}/postgres?sslmode=disable",
-        cluster.port()
+    gateway_cluster(
+        d,
+        "",
+        &format!("CREATE ROLE alice LOGIN PASSWORD '{ALICE}';"),
     )
+    .await
 }
 
 /// The one policy the agent and the gateways read (a gateway's `listen` apart).

@@ -12,11 +12,9 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use common::gateway_cluster::{PASSWORD, gateway_cluster, url};
 use common::{Dir, KillOnDrop, agent, curfew, dir, lines_of, wait_for};
-use curfew_postgres::{ConnectionUrl, GatewayAuth, TargetSpec};
-use curfew_sandbox::{Auth, Cluster, Options};
-
-const PASSWORD: &str = "pw-for-tests";
+use curfew_sandbox::Cluster;
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -26,52 +24,9 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn url(cluster: &Cluster, user: &str) -> String {
-    format!(
-        "postgresql://{user}@127.0.0.1:{}/postgres?sslmode=disable",
-        cluster.port()
-    )
-}
-
-/// A SCRAM cluster with verify's role (it creates the canaries: CREATEROLE), the gateway's
-/// role, and the gateway's auth function and session registry as `curfew init` installs them.
+/// The cluster with what `curfew init` installs for the agent and the gateway.
 async fn cluster(d: &Dir) -> Cluster {
-    let cluster = curfew_testkit::started(Options {
-        auth: Auth::Scram,
-        ..Options::default()
-    });
-    cluster
-        .psql(&format!(
-            "ALTER ROLE postgres PASSWORD '{PASSWORD}';
-             CREATE ROLE curfew_agent LOGIN CREATEROLE PASSWORD '{PASSWORD}';
-             GRANT pg_read_all_stats, pg_signal_backend TO curfew_agent;
-             CREATE ROLE curfew_gateway LOGIN PASSWORD '{PASSWORD}';"
-        ))
-        .unwrap();
-    let mut admin = curfew_postgres::connect(&TargetSpec {
-        name: "db".to_owned(),
-        url: ConnectionUrl::parse(&url(&cluster, "postgres")).unwrap(),
-        password_file: Some(d.password_file(PASSWORD)),
-    })
-    .await
-    .unwrap()
-    .connection;
-    admin.install_ledger("curfew_agent").await.unwrap();
-    let auth = admin
-        .install_gateway_auth(&GatewayAuth {
-            gateway_role: "curfew_gateway".to_owned(),
-            serve_members_of: None,
-            serve_superusers: false,
-        })
-        .await
-        .unwrap();
-    assert!(auth.installed, "{auth:?}");
-    let registry = admin
-        .install_gateway_registry("curfew_agent", "curfew_gateway")
-        .await
-        .unwrap();
-    assert!(registry.installed, "{registry:?}");
-    cluster
+    gateway_cluster(d, "CREATEROLE", "").await
 }
 
 /// Four rules for the canaries (`vq_*`), held to a 3-second test limit.

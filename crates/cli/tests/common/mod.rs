@@ -10,6 +10,7 @@ use std::time::Duration;
 use curfew_sandbox::Cluster;
 pub use curfew_testkit::KillOnDrop;
 
+pub mod gateway_cluster;
 pub mod maria;
 pub mod metrics;
 

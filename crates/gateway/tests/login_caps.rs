@@ -8,6 +8,7 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::policy::{policy, wait_for_no_sessions};
@@ -177,6 +178,71 @@ async fn a_cap_scoped_to_one_database_does_not_count_another_databases_sessions(
     for client in [&first, &backup, &second] {
         client.simple_query("SELECT 1").await.expect("still served");
     }
+}
+
+/// Everything logged, into one buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_claim_function_from_an_earlier_install_fails_open_and_says_to_run_init_again() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // This binary's only subscriber: the other tests' logs land here too, harmlessly.
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .expect("the first subscriber");
+    let harness = Harness::start(
+        "login-caps-old-claim",
+        Setup {
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    // A curfew upgraded without `curfew init`: the server keeps the earlier function.
+    harness
+        .cluster
+        .psql(
+            "DROP FUNCTION curfew.claim_gateway_admission(text, text, text, inet);
+             CREATE FUNCTION curfew.claim_gateway_admission(p_role text)
+                 RETURNS TABLE (claim uuid, live int4) LANGUAGE sql AS 'SELECT NULL::uuid, 0';",
+        )
+        .expect("the earlier function");
+    harness.gateway.enforce(policy(
+        "[[rule]]\nname = \"one\"\nroles = [\"alice\"]\nmax_sessions = 1\n",
+    ));
+    let _first = harness
+        .plain("alice", ALICE_PASSWORD)
+        .await
+        .expect("admitted");
+    let _second = harness
+        .plain("alice", ALICE_PASSWORD)
+        .await
+        .expect("admitted uncounted: the agent still ends it");
+    let logged =
+        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(
+        logged.contains("max_sessions is not checked at this login")
+            && logged.contains("run curfew init again"),
+        "{logged}"
+    );
 }
 
 #[tokio::test]

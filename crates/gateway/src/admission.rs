@@ -2,8 +2,9 @@
 //! password and never before (an unauthenticated probe learns nothing): the per-session
 //! engine's [`admit`] with the role's incident locks, window rules and session caps, and the
 //! window locks the agent recorded; the refusal worded as the login trigger words it
-//! ([`login_refusal_message`]), FATAL 28000. The locks, memberships and session count come
-//! from the database (`curfew.gateway_secret`, the admission claim), read before this.
+//! ([`login_refusal_message`]), FATAL 28000. The locks, memberships and the role's other
+//! sessions come from the database (`curfew.gateway_secret`, the admission claim), read
+//! before this; each cap counts those in its own scope, as the agent does.
 
 use std::net::IpAddr;
 
@@ -11,7 +12,7 @@ use curfew_policy::login_refusal::{
     RefusalCause, WindowRule, client_text, login_refusal_message, opening_time, utc_time,
 };
 use curfew_policy::{
-    Admission, Condition, IncidentLock, LOGIN_LOCK_RULE, Login, Policy, Refusal, admit,
+    Admission, Condition, IncidentLock, LOGIN_LOCK_RULE, Login, Policy, Refusal, RoleSession, admit,
 };
 use jiff::Timestamp;
 
@@ -45,7 +46,7 @@ pub(crate) struct RoleState<'a> {
     /// The login locks in force on it in the ledger.
     pub(crate) locks: &'a [LedgerLock],
     /// Its live client sessions on the server, and admissions in flight, before this one.
-    pub(crate) live_sessions: u32,
+    pub(crate) others: &'a [RoleSession],
 }
 
 /// Whether this login is refused at `now`, and how the client is told. In this order, as the
@@ -78,7 +79,7 @@ pub(crate) fn refused(
         application: who.application,
         client_addr: who.client_addr,
     };
-    match admit(policy, &login, now, state.live_sessions, &incidents) {
+    match admit(policy, &login, now, state.others, &incidents) {
         Admission::Refused(refusal) if refusal.rule_index.is_none() => {
             Some(incident_refused(who.role, &incidents, refusal))
         }
@@ -262,6 +263,16 @@ mod tests {
         }
     }
 
+    /// `n` other sessions of the role where [`alice`] logs in.
+    fn sessions(n: usize) -> Vec<RoleSession> {
+        let session = RoleSession {
+            database: "postgres".to_owned(),
+            application: "psql".to_owned(),
+            client_addr: curfew_policy::ClientAddr::Socket,
+        };
+        vec![session; n]
+    }
+
     const DENY_NOW: &str =
         "[[rule]]\nname = \"maintenance\"\ntimezone = \"UTC\"\ndeny = [\"11:00-13:00\"]\n";
     const CAP: &str = "[[rule]]\nname = \"two\"\nmax_sessions = 2\n";
@@ -271,7 +282,7 @@ mod tests {
         let locks = [window_lock(), incident("laptop stolen")];
         let state = RoleState {
             locks: &locks,
-            live_sessions: 0,
+            others: &[],
         };
         let refused = refused(None, &alice(&[]), state, now()).expect("refused");
         assert_eq!(refused.rule, LOGIN_LOCK_RULE);
@@ -284,7 +295,7 @@ mod tests {
         let only_window = [window_lock()];
         let state = RoleState {
             locks: &only_window,
-            live_sessions: 0,
+            others: &[],
         };
         let refused = super::refused(None, &alice(&[]), state, now()).expect("refused");
         assert_eq!(refused.rule, "after-hours");
@@ -306,7 +317,7 @@ mod tests {
         let locks = [window_lock()];
         let state = RoleState {
             locks: &locks,
-            live_sessions: 0,
+            others: &[],
         };
         let refused = refused(Some(&deny), &alice(&[]), state, now()).expect("refused");
         assert_eq!(
@@ -317,7 +328,7 @@ mod tests {
         let locks = [window_lock(), incident("breach")];
         let state = RoleState {
             locks: &locks,
-            live_sessions: 0,
+            others: &[],
         };
         let refused = super::refused(Some(&deny), &alice(&[]), state, now()).expect("refused");
         assert_eq!(refused.rule, LOGIN_LOCK_RULE);
@@ -330,12 +341,13 @@ mod tests {
         assert!(!counts_sessions(&policy(DENY_NOW)));
         let under = RoleState {
             locks: &[],
-            live_sessions: 1,
+            others: &sessions(1),
         };
         assert_eq!(refused(Some(&cap), &alice(&[]), under, now()), None);
+        let two = sessions(2);
         let full = RoleState {
             locks: &[],
-            live_sessions: 2,
+            others: &two,
         };
         let refused = super::refused(Some(&cap), &alice(&[]), full, now()).expect("refused");
         assert_eq!(refused.rule, "two");
@@ -348,7 +360,7 @@ mod tests {
         let locks = [window_lock()];
         let locked = RoleState {
             locks: &locks,
-            live_sessions: 2,
+            others: &two,
         };
         let refused = super::refused(Some(&cap), &alice(&[]), locked, now()).expect("refused");
         assert_eq!(refused.rule, "after-hours");

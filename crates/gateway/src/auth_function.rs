@@ -2,11 +2,14 @@
 //! installs, called over one connection as the gateway's own role (the `auth_url`'s user),
 //! opened on first use and again after it is lost.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
+use curfew_policy::RoleSession;
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
 
 use curfew_postgres::{
     GATEWAY_CLAIM_QUERY, GATEWAY_REGISTER_QUERY, GATEWAY_RELEASE_QUERY, GATEWAY_SECRET_QUERY,
@@ -14,7 +17,7 @@ use curfew_postgres::{
 };
 
 use crate::registry::{
-    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, RegistrationError,
+    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, PlaceWanted, RegistrationError,
     RegistrationFuture, SessionRegistry, SharedViolation,
 };
 
@@ -97,8 +100,8 @@ fn unavailable(code: Option<String>, reason: String) -> VerifierSourceError {
 }
 
 impl SessionRegistry for AuthFunctionSource {
-    fn claim<'a>(&'a self, role: &'a str) -> ClaimFuture<'a> {
-        Box::pin(self.claim_place(role))
+    fn claim<'a>(&'a self, login: &'a PlaceWanted<'a>) -> ClaimFuture<'a> {
+        Box::pin(self.claim_place(login))
     }
 
     fn release<'a>(&'a self, claim: &'a str) -> RegistrationFuture<'a> {
@@ -176,25 +179,62 @@ impl SessionRegistry for AuthFunctionSource {
 }
 
 impl AuthFunctionSource {
-    async fn claim_place(&self, role: &str) -> Result<Option<AdmissionClaim>, RegistrationError> {
+    async fn claim_place(
+        &self,
+        login: &PlaceWanted<'_>,
+    ) -> Result<Option<AdmissionClaim>, RegistrationError> {
         let client = self
             .client()
             .await
             .map_err(|e| RegistrationError::Failed(e.reason))?;
         let row = client
-            .query_one(GATEWAY_CLAIM_QUERY, &[&role])
+            .query_one(
+                GATEWAY_CLAIM_QUERY,
+                &[
+                    &login.role,
+                    &login.database,
+                    &login.application,
+                    &login.client_addr,
+                ],
+            )
             .await
-            .map_err(refused_or_failed)?;
-        let claim: Option<String> = row
-            .try_get(0)
-            .map_err(|e| RegistrationError::Failed(e.to_string()))?;
-        let live: i32 = row
-            .try_get(1)
-            .map_err(|e| RegistrationError::Failed(e.to_string()))?;
-        Ok(Some(AdmissionClaim {
-            claim,
-            live: u32::try_from(live).unwrap_or(0),
-        }))
+            .map_err(|e| match e.code() {
+                // The function this gateway calls is not installed: a curfew upgraded
+                // without `curfew init`, or none at all.
+                Some(&SqlState::UNDEFINED_FUNCTION) => RegistrationError::Refused {
+                    code: SqlState::UNDEFINED_FUNCTION.code().to_owned(),
+                    reason: "the server has no curfew.claim_gateway_admission taking the login's database, application and address (installed by an earlier curfew, or not at all): run curfew init again for the gateway's target".to_owned(),
+                },
+                _ => refused_or_failed(e),
+            })?;
+        let failed = |e: tokio_postgres::Error| RegistrationError::Failed(e.to_string());
+        let claim: Option<String> = row.try_get(0).map_err(failed)?;
+        let live: i32 = row.try_get(1).map_err(failed)?;
+        let databases: Vec<String> = row.try_get(2).map_err(failed)?;
+        let applications: Vec<String> = row.try_get(3).map_err(failed)?;
+        let addresses: Vec<Option<IpAddr>> = row.try_get(4).map_err(failed)?;
+        let listed = databases.len();
+        if usize::try_from(live).ok() != Some(listed)
+            || applications.len() != listed
+            || addresses.len() != listed
+        {
+            return Err(RegistrationError::Failed(format!(
+                "curfew.claim_gateway_admission counted {live} sessions and listed {listed}, {} and {}: not the function curfew init installs",
+                applications.len(),
+                addresses.len()
+            )));
+        }
+        let others = databases
+            .into_iter()
+            .zip(applications)
+            .zip(addresses)
+            .map(|((database, application), addr)| RoleSession {
+                database,
+                application,
+                client_addr: addr.into(),
+            })
+            .collect();
+        Ok(Some(AdmissionClaim { claim, others }))
     }
 }
 

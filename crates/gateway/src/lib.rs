@@ -53,7 +53,7 @@ pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError, HealthCheck};
 pub use policy_map::{PolicyGateway, PolicyGatewayError};
 pub use registry::{
-    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, RegistrationError,
+    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, PlaceWanted, RegistrationError,
     RegistrationFuture, SessionRegistry, SharedViolation, registration_failures,
 };
 pub use relay::{RelayEnd, RelayOutcome};

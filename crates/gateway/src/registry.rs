@@ -18,6 +18,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use curfew_policy::RoleSession;
+
 use crate::stream::ServerStream;
 
 /// How long a registration may take before the session goes on without it.
@@ -74,12 +76,12 @@ pub trait SessionRegistry: Send + Sync {
     /// Register `backend` with the server.
     fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a>;
 
-    /// Claim a place for a login of `role` against session caps: the role's live sessions
-    /// on the server and admissions in flight through any gateway, counted while that role's
-    /// other admissions wait (`curfew.claim_gateway_admission`). `None`: this registry
-    /// cannot count (the login is judged with no other session, as before).
-    fn claim<'a>(&'a self, role: &'a str) -> ClaimFuture<'a> {
-        let _ = role;
+    /// Claim a place for `login` against session caps: the role's live sessions on the server
+    /// and admissions in flight through any gateway, each with what a cap's scope reads of it,
+    /// read while that role's other admissions wait (`curfew.claim_gateway_admission`).
+    /// `None`: this registry cannot count (the login is judged with no other session).
+    fn claim<'a>(&'a self, login: &'a PlaceWanted<'a>) -> ClaimFuture<'a> {
+        let _ = login;
         Box::pin(async { Ok(None) })
     }
 
@@ -118,26 +120,41 @@ pub struct SharedViolation {
 pub type CountFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<Vec<String>>, RegistrationError>> + Send + 'a>>;
 
+/// A login that wants a place under the session caps: recorded with its claim, so that other
+/// logins' caps count it in their scope while it is in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlaceWanted<'a> {
+    /// The role logging in.
+    pub role: &'a str,
+    /// The database asked for (the client's word, used only to match scopes).
+    pub database: &'a str,
+    /// `application_name` as the client set it (the same).
+    pub application: &'a str,
+    /// The client's address (None: a Unix socket).
+    pub client_addr: Option<IpAddr>,
+}
+
 /// A place claimed for a login.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdmissionClaim {
     /// The claim, to release (None: the role does not exist, nothing was claimed).
     pub claim: Option<String>,
-    /// The role's live client sessions and other admissions in flight, before this login.
-    pub live: u32,
+    /// The role's live client sessions and other admissions in flight, before this login:
+    /// what each cap counts of them is the engine's (`curfew_policy::admit`).
+    pub others: Vec<RoleSession>,
 }
 
 /// The future [`SessionRegistry::claim`] returns.
 pub type ClaimFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<AdmissionClaim>, RegistrationError>> + Send + 'a>>;
 
-/// Claims a place for a login of `role` through `registry`, within the registration's time
-/// limit (a claim that takes longer is an error: the login goes on without the count).
+/// Claims a place for `login` through `registry`, within the registration's time limit (a
+/// claim that takes longer is an error: the login goes on without the count).
 pub(crate) async fn claim(
     registry: &dyn SessionRegistry,
-    role: &str,
+    login: &PlaceWanted<'_>,
 ) -> Result<Option<AdmissionClaim>, RegistrationError> {
-    tokio::time::timeout(REGISTRATION_TIMEOUT, registry.claim(role))
+    tokio::time::timeout(REGISTRATION_TIMEOUT, registry.claim(login))
         .await
         .unwrap_or_else(|_| {
             Err(RegistrationError::Failed(format!(

@@ -26,6 +26,7 @@ use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
 use crate::metrics::{Refusal, failure_cause};
+use crate::registry::PlaceWanted;
 use crate::relay::{RelayEnd, relay};
 use crate::startup::{ClientStartup, Opening, open};
 use crate::stream::{ClientStream, ServerStream};
@@ -345,17 +346,24 @@ async fn login(
         application: &application,
         client_addr: Some(peer.ip().to_canonical()),
     };
-    // Session caps: the role's sessions counted by the server, across gateways and direct
-    // sessions, while this role's other admissions wait; the claimed place is held until
-    // the new backend is logged in (then it counts itself) or the login ends otherwise.
-    let mut live_sessions = 0;
+    // Session caps: the role's sessions read from the server, across gateways and direct
+    // sessions, while this role's other admissions wait; each cap counts those in its scope.
+    // The claimed place is held until the new backend is registered (then it counts itself,
+    // with its client's address) or the login ends otherwise.
+    let mut others = Vec::new();
     let mut claim_held = None;
     if let Some(registry) = shared.verifiers.registry()
         && policy.as_deref().is_some_and(admission::counts_sessions)
     {
-        match crate::registry::claim(registry, role).await {
+        let wanted = PlaceWanted {
+            role,
+            database: &database,
+            application: &application,
+            client_addr: applicant.client_addr,
+        };
+        match crate::registry::claim(registry, &wanted).await {
             Ok(Some(claim)) => {
-                live_sessions = claim.live;
+                others = claim.others;
                 claim_held = claim
                     .claim
                     .map(|c| ClaimHeld::new(shared.verifiers.clone(), c));
@@ -363,13 +371,13 @@ async fn login(
             Ok(None) => {}
             // Open: the agent still ends sessions beyond a cap; said loudly.
             Err(e) => {
-                warn!(role, error = %e, "cannot count the role's sessions: max_sessions is not checked at this login")
+                warn!(role, error = %e, "cannot count the role's sessions: max_sessions is not checked at this login; if curfew was upgraded, run curfew init again for the gateway's target")
             }
         }
     }
     let state = RoleState {
         locks: &locks,
-        live_sessions,
+        others: &others,
     };
     if let Some(refused) =
         admission::refused(policy.as_deref(), &applicant, state, jiff::Timestamp::now())
@@ -421,8 +429,6 @@ async fn login(
             return Err(e);
         }
     };
-    // Logged in: the backend counts itself now.
-    drop(claim_held);
     crate::registry::register(
         shared.verifiers.registry(),
         &session.stream,
@@ -431,6 +437,9 @@ async fn login(
         peer,
     )
     .await;
+    // Logged in and registered: the backend counts itself now, with its client's address (a
+    // place counted twice for a round trip rather than once with the gateway's address).
+    drop(claim_held);
     let (registration, client_key) = shared
         .cancels
         .register(session.key.clone(), key_len)

@@ -1,12 +1,14 @@
 //! Session caps and memberships at the gateway's login (issue 17), through the real auth
 //! function and admission claims: `max_sessions` counts the role's sessions on the server,
 //! direct ones and those of every gateway instance, and concurrent logins through two
-//! gateways never exceed it; a rule scoped by `member_of` refuses a member (an indirect one
-//! too) and not others.
+//! gateways never exceed it; a cap counts only the sessions in its scope and not exempt, as
+//! the agent does; a rule scoped by `member_of` refuses a member (an indirect one too) and
+//! not others.
 
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::policy::{policy, wait_for_no_sessions};
@@ -36,6 +38,26 @@ async fn through(addr: SocketAddr) -> Result<tokio_postgres::Client, tokio_postg
     Ok(client)
 }
 
+/// A direct (plaintext) session as alice to `database`, its connection task beside it.
+async fn direct(
+    harness: &Harness,
+    database: &str,
+) -> (tokio_postgres::Client, tokio::task::JoinHandle<()>) {
+    let mut direct = tokio_postgres::Config::new();
+    direct
+        .host("127.0.0.1")
+        .port(harness.cluster.port())
+        .user("alice")
+        .password(ALICE_PASSWORD)
+        .dbname(database)
+        .ssl_mode(SslMode::Disable);
+    let (client, connection) = direct.connect(NoTls).await.expect("a direct session");
+    let task = tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    (client, task)
+}
+
 // Several threads, so the logins (and both gateways) really run at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn max_sessions_holds_across_two_gateways_and_a_direct_session() {
@@ -54,16 +76,7 @@ async fn max_sessions_holds_across_two_gateways_and_a_direct_session() {
     let (b, _stop_b) = harness.another_gateway_enforcing(Some(caps)).await;
 
     // A direct session and one through gateway A: a login through gateway B is the third.
-    let mut direct = tokio_postgres::Config::new();
-    direct
-        .host("127.0.0.1")
-        .port(harness.cluster.port())
-        .user("alice")
-        .password(ALICE_PASSWORD)
-        .dbname("postgres")
-        .ssl_mode(SslMode::Disable);
-    let (direct, connection) = direct.connect(NoTls).await.expect("a direct session");
-    let direct_task = tokio::spawn(connection);
+    let (direct, direct_task) = direct(&harness, "postgres").await;
     let via_a = through(harness.addr)
         .await
         .expect("a session through gateway A");
@@ -109,6 +122,127 @@ async fn max_sessions_holds_across_two_gateways_and_a_direct_session() {
         }
     }
     assert_eq!((admitted.len(), refused), (2, 10));
+}
+
+#[tokio::test]
+async fn a_cap_scoped_to_one_database_does_not_count_another_databases_sessions() {
+    let harness = Harness::start(
+        "login-caps-scoped",
+        Setup {
+            auth_function: true,
+            server_tls: false,
+            ..Setup::default()
+        },
+    )
+    .await;
+    harness
+        .cluster
+        .psql("CREATE DATABASE app; CREATE DATABASE reporting;")
+        .expect("databases");
+    harness.gateway.enforce(policy(
+        "[exempt]\napplications = [\"backup-*\"]\n\n\
+         [[rule]]\nname = \"reporting-two\"\nmax_sessions = 2\ndatabases = [\"reporting\"]\n",
+    ));
+    let to_reporting = |application: &str| {
+        let mut config = harness.config("alice", ALICE_PASSWORD);
+        config
+            .dbname("reporting")
+            .application_name(application)
+            .ssl_mode(SslMode::Disable);
+        async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(connection);
+            Ok::<_, tokio_postgres::Error>(client)
+        }
+    };
+    // Two sessions in app, outside the cap's scope: the first login to reporting is admitted.
+    let _app = [direct(&harness, "app").await, direct(&harness, "app").await];
+    let first = to_reporting("psql")
+        .await
+        .expect("a first session in reporting");
+    // An exempt session in reporting does not count either.
+    let backup = to_reporting("backup-nightly")
+        .await
+        .expect("an exempt session");
+    let second = to_reporting("psql")
+        .await
+        .expect("a second session in reporting");
+    let (code, message) = login_error(to_reporting("psql").await);
+    assert_eq!(code, "28000", "{message}");
+    assert!(
+        message.contains("reporting-two")
+            && message.contains("session 3 of 3")
+            && message.contains("limit 2"),
+        "{message}"
+    );
+    for client in [&first, &backup, &second] {
+        client.simple_query("SELECT 1").await.expect("still served");
+    }
+}
+
+/// Everything logged, into one buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_claim_function_from_an_earlier_install_fails_open_and_says_to_run_init_again() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    // This binary's only subscriber: the other tests' logs land here too, harmlessly.
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .try_init()
+        .expect("the first subscriber");
+    let harness = Harness::start(
+        "login-caps-old-claim",
+        Setup {
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    // A curfew upgraded without `curfew init`: the server keeps the earlier function.
+    harness
+        .cluster
+        .psql(
+            "DROP FUNCTION curfew.claim_gateway_admission(text, text, text, inet);
+             CREATE FUNCTION curfew.claim_gateway_admission(p_role text)
+                 RETURNS TABLE (claim uuid, live int4) LANGUAGE sql AS 'SELECT NULL::uuid, 0';",
+        )
+        .expect("the earlier function");
+    harness.gateway.enforce(policy(
+        "[[rule]]\nname = \"one\"\nroles = [\"alice\"]\nmax_sessions = 1\n",
+    ));
+    let _first = harness
+        .plain("alice", ALICE_PASSWORD)
+        .await
+        .expect("admitted");
+    let _second = harness
+        .plain("alice", ALICE_PASSWORD)
+        .await
+        .expect("admitted uncounted: the agent still ends it");
+    let logged =
+        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    assert!(
+        logged.contains("max_sessions is not checked at this login")
+            && logged.contains("run curfew init again"),
+        "{logged}"
+    );
 }
 
 #[tokio::test]

@@ -43,8 +43,8 @@ pub use diagnostic::{Diagnostic, PolicyErrors, Severity};
 pub use duration::{DurationError, Limit, format_age};
 pub use engine::{
     Admission, Cause, Decision, Engine, ErrorVerdict, IncidentLock, LOGIN_LOCK_RULE, Login,
-    NextEvent, Plan, Refusal, Verdict, ViolationCounter, admit, assess, assess_with, evaluate,
-    next_event, next_report,
+    NextEvent, Plan, Refusal, RoleSession, Verdict, ViolationCounter, admit, assess, assess_with,
+    evaluate, next_event, next_report,
 };
 pub use exempt::{ExemptKeys, Exemption};
 pub use loaded::{LoadError, LoadedPolicy, Need, require};

@@ -15,16 +15,19 @@
 //!    that login as a session started at `now`, ends it at `now`; the refusal names the
 //!    batch's rule (index and id) and cause. A report-only refusal matches the batch's report.
 //!    When a window refusal gives a time to retry, the same rule does not refuse then.
-//! 3. **Admit = the cap's ranking.** With `k` older live sessions of the role under a
-//!    cap-only policy, `admit` given `k` refuses exactly when the batch ends the new session.
+//! 3. **Admit = the cap's ranking.** With older live sessions of the role (each in its own
+//!    database, application and address, active) under caps of random scopes (databases,
+//!    applications, addresses), an exemption by application and now and then a deny window on
+//!    one database, `admit` given those sessions refuses exactly when the batch ends the new
+//!    session, naming the same rule.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::net::IpAddr;
 
 use curfew_policy::{
-    Admission, BackendType, Cause, Decision, Engine, Login, Overrides, Plan, Policy, Session,
-    SessionState, admit, next_event, next_report, parse_policy,
+    Admission, BackendType, Cause, Decision, Engine, Login, Overrides, Plan, Policy, RoleSession,
+    Session, SessionState, admit, next_event, next_report, parse_policy,
 };
 use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
@@ -102,7 +105,7 @@ fn rule_text() -> impl Strategy<Value = String> {
 
 fn policy_text() -> impl Strategy<Value = String> {
     (prop::collection::vec(rule_text(), 0..6), any::<bool>()).prop_map(|(rules, exempt_apps)| {
-        let mut text = "[exempt]\nroles = [\"postgres\"]\n".to_owned();
+        let mut text = "[[exempt]]\nroles = [\"postgres\"]\n".to_owned();
         if exempt_apps {
             text.push_str("applications = [\"batch-*\"]\n");
         }
@@ -268,7 +271,7 @@ proptest! {
         let new = login.as_session(now);
         let plan = plan(&policy, std::slice::from_ref(&new), now, &Overrides::none());
         let ended = find(&plan.terminations, &new);
-        match admit(&policy, &login, now, 0, &[]) {
+        match admit(&policy, &login, now, &[], &[]) {
             Admission::Refused(r) => {
                 let d = ended.unwrap();
                 prop_assert_eq!(r.rule_index, Some(d.rule));
@@ -276,7 +279,7 @@ proptest! {
                 prop_assert_eq!(r.cause, Some(d.cause));
                 if let Some(retry) = r.retry_at {
                     prop_assert!(retry > now);
-                    let again = admit(&policy, &login, retry, 0, &[]);
+                    let again = admit(&policy, &login, retry, &[], &[]);
                     let same = matches!(&again, Admission::Refused(a) if a.rule == r.rule);
                     prop_assert!(!same, "{:?} still refuses at {}", r.rule, retry);
                 }
@@ -294,22 +297,44 @@ proptest! {
 
     #[test]
     fn admit_refuses_beyond_a_cap_exactly_when_the_batch_ranks_the_new_session_out(
-        caps in prop::collection::vec((1u32..4, any::<bool>()), 1..3),
-        older in 0u32..6,
+        caps in prop::collection::vec((1u32..4, 0usize..CAP_SCOPES.len()), 1..3),
+        exempt_apps in any::<bool>(),
+        closed_db in any::<bool>(),
+        older in prop::collection::vec(who(), 0..7),
         now in instant(),
         who in who(),
     ) {
-        let mut text = "[exempt]\nroles = [\"postgres\"]\n".to_owned();
-        for (i, (limit, all)) in caps.iter().enumerate() {
-            let scope = if *all { String::new() } else { format!("roles = [\"{}\"]\n", who.role) };
+        let mut text = "[[exempt]]\nroles = [\"postgres\"]\n".to_owned();
+        if exempt_apps {
+            text.push_str("\n[[exempt]]\napplications = [\"batch-*\"]\n");
+        }
+        if closed_db {
+            text.push_str("\n[[rule]]\nname = \"closed\"\ndeny = [\"00:00-24:00\"]\ntimezone = \"UTC\"\ndatabases = [\"postgres\"]\n");
+        }
+        for (i, (limit, scope)) in caps.iter().enumerate() {
+            let scope = CAP_SCOPES[*scope].replace("ROLE", who.role);
             text.push_str(&format!("\n[[rule]]\nname = \"cap{i}\"\nmax_sessions = {limit}\n{scope}"));
         }
         let policy = parse(&text);
         let login = who.login();
-        let mut sessions: Vec<Session> = (0..older)
-            .map(|i| {
-                let mut s = login.as_session(now - SignedDuration::from_secs(i64::from(i) + 1));
-                s.pid = 100 + i64::from(i);
+        // The role's other sessions: its own role and memberships, anything else theirs.
+        let others: Vec<RoleSession> = older
+            .iter()
+            .map(|o| RoleSession {
+                database: o.database.to_owned(),
+                application: o.app.to_owned(),
+                client_addr: o.addr.into(),
+            })
+            .collect();
+        let mut sessions: Vec<Session> = others
+            .iter()
+            .enumerate()
+            .map(|(i, o)| {
+                let mut s = login.as_session(now - SignedDuration::from_secs(i as i64 + 1));
+                s.pid = 100 + i as i64;
+                s.database = o.database.as_str().into();
+                s.application = o.application.as_str().into();
+                s.client_addr = o.client_addr.clone();
                 s
             })
             .collect();
@@ -318,13 +343,22 @@ proptest! {
         sessions.push(new.clone());
         let plan = plan(&policy, &sessions, now, &Overrides::none());
         let ended = find(&plan.terminations, &new);
-        match admit(&policy, &login, now, older, &[]) {
+        match admit(&policy, &login, now, &others, &[]) {
             Admission::Refused(r) => {
                 let d = ended.unwrap();
                 prop_assert_eq!(&r.rule, &d.rule_id);
-                prop_assert_eq!(r.retry_at, None);
+                prop_assert_eq!(r.cause, Some(d.cause));
             }
             Admission::Allowed { .. } => prop_assert!(ended.is_none(), "{:?}", ended),
         }
     }
 }
+
+/// Cap scopes: the whole role, the login's role, a database, applications, an address block.
+const CAP_SCOPES: [&str; 5] = [
+    "",
+    "roles = [\"ROLE\"]\n",
+    "databases = [\"app\"]\n",
+    "applications = [\"psql\", \"orders-*\"]\n",
+    "addresses = [\"10.0.0.0/8\"]\n",
+];

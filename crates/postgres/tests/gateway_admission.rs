@@ -1,26 +1,60 @@
 //! The gateway's admission claims against a real server: a claim counts the role's live
-//! client backends and the claims in flight; a second claim of the same role waits for the
-//! first's transaction (the gate's row lock), then counts it; a release frees the place; only
-//! the gateway's role may call the functions, and nobody reads or writes their tables.
+//! client backends and the claims in flight, with each one's database, application and client
+//! address (a registered gateway backend's client, not the gateway); a second claim of the
+//! same role waits for the first's transaction (the gate's row lock), then counts it; a
+//! release frees the place; only the gateway's role may call the functions, and nobody reads
+//! or writes their tables; `curfew init` replaces an earlier install's claim function.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 mod gateway_auth_fixtures;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use common::TempDir;
-use curfew_postgres::{GATEWAY_CLAIM_QUERY, GATEWAY_RELEASE_QUERY};
+use curfew_postgres::{GATEWAY_CLAIM_QUERY, GATEWAY_REGISTER_QUERY, GATEWAY_RELEASE_QUERY};
 use gateway_auth_fixtures::{GATEWAY, cluster, curfew_as, install, login, settings};
 use tokio_postgres::Client;
 
-async fn claim(gateway: &Client, role: &str) -> (Option<String>, i32) {
+/// What the function names of each of the role's other sessions.
+type Other = (String, String, Option<IpAddr>);
+
+/// A claim for a login of `role` to `postgres` from `psql` at 10.0.0.1: the claim, the count,
+/// and the others, sorted.
+async fn claim_with(gateway: &Client, role: &str) -> (Option<String>, i32, Vec<Other>) {
+    let client: IpAddr = "10.0.0.1".parse().unwrap();
     let row = gateway
-        .query_one(GATEWAY_CLAIM_QUERY, &[&role])
+        .query_one(GATEWAY_CLAIM_QUERY, &[&role, &"postgres", &"psql", &client])
         .await
         .unwrap();
-    (row.get(0), row.get(1))
+    let databases: Vec<String> = row.get(2);
+    let applications: Vec<String> = row.get(3);
+    let addrs: Vec<Option<IpAddr>> = row.get(4);
+    assert!(databases.len() == applications.len() && applications.len() == addrs.len());
+    let mut others: Vec<Other> = databases
+        .into_iter()
+        .zip(applications)
+        .zip(addrs)
+        .map(|((d, a), c)| (d, a, c))
+        .collect();
+    others.sort();
+    (row.get(0), row.get(1), others)
+}
+
+async fn claim(gateway: &Client, role: &str) -> (Option<String>, i32) {
+    let (claim, live, others) = claim_with(gateway, role).await;
+    assert_eq!(usize::try_from(live).unwrap(), others.len(), "{others:?}");
+    (claim, live)
+}
+
+fn other(database: &str, application: &str, addr: &str) -> Other {
+    (
+        database.to_owned(),
+        application.to_owned(),
+        Some(addr.parse().unwrap()),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,11 +71,25 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
 
     let gateway = login(&cluster, GATEWAY).await;
     let _one = login(&cluster, "other").await;
-    let _two = login(&cluster, "other").await;
-    let (first, live) = claim(&gateway, "other").await;
+    let two = login(&cluster, "other").await;
+    two.batch_execute("SET application_name = 'reports'")
+        .await
+        .unwrap();
+    let (first, live, others) = claim_with(&gateway, "other").await;
     assert_eq!(live, 2, "two live sessions, no claim before");
-    let (second, live) = claim(&gateway, "other").await;
+    assert_eq!(
+        others,
+        [
+            other("postgres", "", "127.0.0.1"),
+            other("postgres", "reports", "127.0.0.1")
+        ]
+    );
+    let (second, live, others) = claim_with(&gateway, "other").await;
     assert_eq!(live, 3, "the first claim counts until released");
+    assert!(
+        others.contains(&other("postgres", "psql", "10.0.0.1")),
+        "a claim in flight names its login: {others:?}"
+    );
     assert_eq!(claim(&gateway, "nobody-here").await, (None, 0));
     gateway
         .query_one(GATEWAY_RELEASE_QUERY, &[&first.unwrap()])
@@ -57,12 +105,45 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
         "released claims count no more"
     );
 
+    // A backend the gateway registered is its client's, not the gateway's.
+    let registered = login(&cluster, "other").await;
+    let row = registered
+        .query_one("SELECT pg_backend_pid(), inet_client_port()", &[])
+        .await
+        .unwrap();
+    let (pid, port): (i32, i32) = (row.get(0), row.get(1));
+    let (upstream, client): (IpAddr, IpAddr) =
+        ("127.0.0.1".parse().unwrap(), "10.9.8.7".parse().unwrap());
+    gateway
+        .query_one(
+            GATEWAY_REGISTER_QUERY,
+            &[
+                &pid, &"other", &upstream, &port, &client, &5555i32, &"test/1",
+            ],
+        )
+        .await
+        .unwrap();
+    let (third, live, others) = claim_with(&gateway, "other").await;
+    assert_eq!(live, 4, "three backends and the unreleased claim above");
+    assert!(
+        others.contains(&other("postgres", "", "10.9.8.7")),
+        "{others:?}"
+    );
+    gateway
+        .query_one(GATEWAY_RELEASE_QUERY, &[&third.unwrap()])
+        .await
+        .unwrap();
+    drop(registered);
+
     // A claim inside an open transaction holds the role's gate: another gateway connection's
     // claim waits for it, then counts it.
     let mut holder = login(&cluster, GATEWAY).await;
     let tx = holder.transaction().await.unwrap();
     let held = tx
-        .query_one(GATEWAY_CLAIM_QUERY, &[&"other"])
+        .query_one(
+            GATEWAY_CLAIM_QUERY,
+            &[&"other", &"postgres", &"psql", &None::<IpAddr>],
+        )
         .await
         .unwrap();
     let held_live: i32 = held.get(1);
@@ -83,7 +164,11 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
     // Nobody but the gateway's role calls the functions or touches the tables.
     let other = login(&cluster, "other").await;
     for sql in [
-        GATEWAY_CLAIM_QUERY.replace("$1::text", "'other'"),
+        GATEWAY_CLAIM_QUERY
+            .replace("$1::text", "'other'")
+            .replace("$2::text", "'postgres'")
+            .replace("$3::text", "''")
+            .replace("$4::inet", "NULL"),
         GATEWAY_RELEASE_QUERY.replace("$1::pg_catalog.text", "gen_random_uuid()::text"),
         "SELECT * FROM curfew.gateway_admissions".to_owned(),
         "DELETE FROM curfew.gateway_admissions".to_owned(),
@@ -98,4 +183,45 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
         .await
         .unwrap_err();
     assert_eq!(e.code().unwrap().code(), "42501", "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_replaces_an_earlier_installs_claim_function_and_table() {
+    let cluster = cluster();
+    let dir = TempDir::new("pg-it", "gw-admission-upgrade");
+    install(&cluster, &dir, &settings(None, false)).await;
+    let mut admin = curfew_as(&cluster, &dir, "postgres").await;
+    admin
+        .install_gateway_registry("curfew_agent", GATEWAY)
+        .await
+        .unwrap();
+    // As an earlier release left it: the table without the login's details, a claim in
+    // flight, and the one-argument function.
+    let superuser = login(&cluster, "postgres").await;
+    superuser
+        .batch_execute(
+            "ALTER TABLE curfew.gateway_admissions DROP COLUMN database_name,
+                 DROP COLUMN application_name, DROP COLUMN client_addr;
+             INSERT INTO curfew.gateway_admissions VALUES
+                 (gen_random_uuid(), 'other'::regrole, 'gw', clock_timestamp());
+             CREATE FUNCTION curfew.claim_gateway_admission(p_role text)
+                 RETURNS TABLE (claim uuid, live int4) LANGUAGE sql AS 'SELECT NULL::uuid, 0';",
+        )
+        .await
+        .unwrap();
+    admin
+        .install_gateway_registry("curfew_agent", GATEWAY)
+        .await
+        .unwrap();
+    let old = superuser
+        .query_one(
+            "SELECT to_regprocedure('curfew.claim_gateway_admission(text)') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(old.get::<_, bool>(0), "the old function is dropped");
+    let gateway = login(&cluster, GATEWAY).await;
+    let (_, live, others) = claim_with(&gateway, "other").await;
+    assert_eq!((live, others), (0, Vec::new()), "the old claim is gone");
 }

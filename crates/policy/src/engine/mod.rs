@@ -17,8 +17,8 @@ use jiff::Timestamp;
 
 pub use decision::{Cause, Decision};
 pub use per_session::{
-    Admission, IncidentLock, LOGIN_LOCK_RULE, Login, NextEvent, Refusal, admit, next_event,
-    next_report,
+    Admission, IncidentLock, LOGIN_LOCK_RULE, Login, NextEvent, Refusal, RoleSession, admit,
+    next_event, next_report,
 };
 pub use violations::{ErrorVerdict, ViolationCounter};
 
@@ -288,6 +288,8 @@ fn in_order(decisions: Vec<Decision>, now: Timestamp, keys: &mut Vec<u128>) -> V
 
 #[cfg(test)]
 mod canary_tests;
+#[cfg(test)]
+mod cap_admission_tests;
 #[cfg(test)]
 mod per_session_tests;
 #[cfg(test)]

@@ -13,7 +13,7 @@ use super::judge::{Context, instant, judge_rules};
 use super::scope::ScopeIndex;
 use crate::model::{Action, Condition, Policy, RuleId};
 use crate::overrides::Overrides;
-use crate::session::{BackendType, Session, SessionState};
+use crate::session::{BackendType, ClientAddr, Session, SessionState};
 
 /// The id under which a refusal for an incident lock (`curfew lock`) is given: the name the
 /// agent records the endings of locked roles' sessions under. No `[[rule]]` can have it in
@@ -54,6 +54,22 @@ impl Login<'_> {
             backend_type: BackendType::ClientBackend,
         }
     }
+}
+
+/// Another live session of the login's role, or another login of it being admitted: what a
+/// session cap's scope and `[exempt]` read of it (its role and memberships are the login's).
+///
+/// The database and application names are the client's own words, as they are for every
+/// session the agent judges: they only decide which caps count the session (as the agent
+/// decides it), never admit anything by themselves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoleSession {
+    /// The database it is connected to.
+    pub database: String,
+    /// Its `application_name`.
+    pub application: String,
+    /// Where its client is: for a session an enforcement point relays, the client behind it.
+    pub client_addr: ClientAddr,
 }
 
 /// An incident lock in force on the login's role (from the login ledger: `curfew lock`).
@@ -108,10 +124,15 @@ pub struct Refusal {
 ///    window of a rule in scope; the rule is the one the batch would name (the first in the
 ///    file among those due). `lock_logins` changes how the agent refuses (it disables the
 ///    role's login in the database), not whether: the answer is the same with or without it.
-/// 4. **Session caps** (`max_sessions`, terminating): refused when `live_sessions` (the role's
-///    other live sessions the cap counts: client sessions in the rule's scope, not exempt, not
-///    being ended by another rule) already reach the limit, since the batch engine ends the
-///    newest beyond it. The same count is used for every cap rule in scope.
+/// 4. **Session caps** (`max_sessions`, terminating): refused when, for a cap rule in the
+///    login's scope, the role's `others` (its other live sessions and logins being admitted,
+///    all older than this one) that the rule counts already reach its limit, since the batch
+///    engine ranks the role's sessions oldest first and ends the newest beyond it. Each rule
+///    counts on its own, as the batch engine does: the others in *its* scope (database,
+///    application, address), not exempt, and not ended at once by a terminating window rule
+///    (ending them frees their place). The others' activity is not known here: they are judged
+///    as active sessions that just started, so one the agent is about to end for its idleness
+///    or lifetime still counts. The first refusing rule in the file is named.
 ///
 /// Time limits (`idle`, `idle_in_transaction`, `lifetime`) never refuse a login: a new session
 /// has used none of them. `violations` rules are judged per error ([`super::ViolationCounter`]).
@@ -121,7 +142,7 @@ pub fn admit(
     policy: &Policy,
     login: &Login<'_>,
     now: Timestamp,
-    live_sessions: u32,
+    others: &[RoleSession],
     incidents: &[IncidentLock],
 ) -> Admission {
     if let Some(refusal) = incident_refusal(login, incidents) {
@@ -149,19 +170,22 @@ pub fn admit(
             retry_at: ctx.window_change(decision.rule).map(instant),
         }
     };
-    let cap = |action: Action| {
-        caps.iter().find_map(|r| match policy.rules[*r].condition {
-            Condition::MaxSessions(limit)
-                if policy.rules[*r].action == action && live_sessions >= limit =>
-            {
-                Some(cap_refusal(&ctx, policy, *r, limit, live_sessions, now))
-            }
-            _ => None,
-        })
-    };
     if let Some(t) = terminate.filter(due) {
         return Admission::Refused(refusal(t));
     }
+    let counted = counted_by_caps(&ctx, &session, others, &caps);
+    let cap = |action: Action| {
+        caps.iter()
+            .zip(&counted)
+            .find_map(|(r, live)| match policy.rules[*r].condition {
+                Condition::MaxSessions(limit)
+                    if policy.rules[*r].action == action && *live >= limit =>
+                {
+                    Some(cap_refusal(&ctx, policy, *r, limit, *live, now))
+                }
+                _ => None,
+            })
+    };
     if let Some(refused) = cap(Action::Terminate) {
         return Admission::Refused(refused);
     }
@@ -170,6 +194,51 @@ pub fn admit(
         .map(refusal)
         .or_else(|| cap(Action::Report));
     Admission::Allowed { reported }
+}
+
+/// For each cap rule in `caps` (applicable to `login`, the new session), how many of `others`
+/// it counts: those in its scope, not exempt, and not ended at `ctx.now` by a terminating rule
+/// (as [`super::judge`]'s ranking leaves them out). Classified and judged with the batch
+/// engine's own scope index and rule code, as sessions of the login's role and memberships
+/// that are active and started now (their activity is not known).
+fn counted_by_caps(
+    ctx: &Context<'_>,
+    login: &Session,
+    others: &[RoleSession],
+    caps: &[usize],
+) -> Vec<u32> {
+    let mut counted = vec![0u32; caps.len()];
+    if caps.is_empty() || others.is_empty() {
+        return counted;
+    }
+    let sessions: Vec<Session> = others
+        .iter()
+        .map(|o| Session {
+            database: Arc::from(o.database.as_str()),
+            application: Arc::from(o.application.as_str()),
+            client_addr: o.client_addr.clone(),
+            ..login.clone()
+        })
+        .collect();
+    let mut index = ScopeIndex::new(ctx.policy);
+    for s in &sessions {
+        // Exempt: no rule counts it.
+        let Ok(applicable) = index.classify(s) else {
+            continue;
+        };
+        let mut wake = i64::MAX;
+        let (terminate, _) = judge_rules(ctx, s, applicable.rules, &mut wake, |_| {});
+        if terminate.is_some_and(|t| t.deadline <= ctx.now) {
+            continue;
+        }
+        for (count, r) in counted.iter_mut().zip(caps) {
+            let word = applicable.rules.get(r / 64).copied().unwrap_or(0);
+            if word & (1 << (r % 64)) != 0 {
+                *count = count.saturating_add(1);
+            }
+        }
+    }
+    counted
 }
 
 fn incident_refusal(login: &Login<'_>, incidents: &[IncidentLock]) -> Option<Refusal> {

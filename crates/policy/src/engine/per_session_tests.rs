@@ -6,7 +6,7 @@ use super::test_support::{ago, client_session, now, policy};
 use super::*;
 use crate::model::{Action, RuleId};
 use crate::parse_policy;
-use crate::session::{BackendType, SessionState};
+use crate::session::{BackendType, ClientAddr, SessionState};
 
 fn at(text: &str) -> Timestamp {
     text.parse().unwrap()
@@ -20,6 +20,18 @@ fn login(role: &str) -> Login<'_> {
         application: "psql",
         client_addr: Some("10.1.2.3".parse().unwrap()),
     }
+}
+
+/// `n` other sessions of the role where [`login`] logs in from.
+fn alike(n: usize) -> Vec<RoleSession> {
+    vec![
+        RoleSession {
+            database: "app".to_owned(),
+            application: "psql".to_owned(),
+            client_addr: ClientAddr::Ip("10.1.2.3".parse().unwrap()),
+        };
+        n
+    ]
 }
 
 fn session(pid: i64, role: &str) -> Session {
@@ -57,7 +69,7 @@ roles = ["kim"]
 fn admit_refuses_outside_an_allow_window_until_it_opens() {
     let p = policy(HOURS);
     // 10:00 New York: the 07:00-09:00 window closed; it opens again tomorrow 07:00 (12:00Z).
-    let r = refused(admit(&p, &login("analyst_kim"), now(), 0, &[]));
+    let r = refused(admit(&p, &login("analyst_kim"), now(), &[], &[]));
     assert_eq!(r.rule, RuleId::new("hours"));
     assert_eq!(r.rule_index, Some(0));
     assert_eq!(r.retry_at, Some(at("2026-11-24T12:00:00Z")));
@@ -72,12 +84,12 @@ fn admit_refuses_outside_an_allow_window_until_it_opens() {
     // Inside the window: allowed.
     let eight = at("2026-11-23T13:00:00Z");
     assert_eq!(
-        admit(&p, &login("analyst_kim"), eight, 0, &[]),
+        admit(&p, &login("analyst_kim"), eight, &[], &[]),
         Admission::Allowed { reported: None }
     );
     // Not in scope: allowed.
     assert_eq!(
-        admit(&p, &login("appuser"), now(), 0, &[]),
+        admit(&p, &login("appuser"), now(), &[], &[]),
         Admission::Allowed { reported: None }
     );
 }
@@ -85,13 +97,13 @@ fn admit_refuses_outside_an_allow_window_until_it_opens() {
 #[test]
 fn admit_refuses_inside_a_deny_window_until_its_end() {
     let p = policy(HOURS);
-    let r = refused(admit(&p, &login("ops_ann"), now(), 0, &[]));
+    let r = refused(admit(&p, &login("ops_ann"), now(), &[], &[]));
     assert_eq!((r.rule.as_str(), r.rule_index), ("maint", Some(1)));
     assert_eq!(r.retry_at, Some(at("2026-11-23T16:00:00Z")));
     assert!(matches!(r.cause, Some(Cause::InsideDenyWindow { .. })));
     // Before the window: allowed.
     assert!(matches!(
-        admit(&p, &login("ops_ann"), ago(3_600), 0, &[]),
+        admit(&p, &login("ops_ann"), ago(3_600), &[], &[]),
         Admission::Allowed { .. }
     ));
 }
@@ -100,10 +112,10 @@ fn admit_refuses_inside_a_deny_window_until_its_end() {
 fn admit_refuses_beyond_a_session_cap_until_a_session_frees_up() {
     let p = policy(HOURS);
     assert!(matches!(
-        admit(&p, &login("kim"), now(), 0, &[]),
+        admit(&p, &login("kim"), now(), &[], &[]),
         Admission::Allowed { reported: None }
     ));
-    let r = refused(admit(&p, &login("kim"), now(), 1, &[]));
+    let r = refused(admit(&p, &login("kim"), now(), &alike(1), &[]));
     assert_eq!((r.rule.as_str(), r.retry_at), ("one", None));
     assert_eq!(
         r.reason,
@@ -122,7 +134,7 @@ fn admit_refuses_beyond_a_session_cap_until_a_session_frees_up() {
 fn admit_refuses_an_incident_locked_role_even_when_exempt() {
     let p = policy(&format!("[exempt]\nroles = [\"kim\"]\n{HOURS}"));
     assert!(matches!(
-        admit(&p, &login("kim"), now(), 5, &[]),
+        admit(&p, &login("kim"), now(), &alike(5), &[]),
         Admission::Allowed { reported: None }
     ));
     let until = now() + SignedDuration::from_hours(1);
@@ -136,7 +148,7 @@ fn admit_refuses_an_incident_locked_role_even_when_exempt() {
             until: Some(until - SignedDuration::from_mins(5)),
         },
     ];
-    let r = refused(admit(&p, &login("kim"), now(), 0, &locks));
+    let r = refused(admit(&p, &login("kim"), now(), &[], &locks));
     assert_eq!(r.rule.as_str(), LOGIN_LOCK_RULE);
     assert_eq!((r.rule_index, r.cause), (None, None));
     assert_eq!(r.retry_at, Some(until), "free when the last lock expires");
@@ -149,7 +161,7 @@ fn admit_refuses_an_incident_locked_role_even_when_exempt() {
         until: None,
     }];
     assert_eq!(
-        refused(admit(&p, &login("kim"), now(), 0, &forever)).retry_at,
+        refused(admit(&p, &login("kim"), now(), &[], &forever)).retry_at,
         None
     );
 }
@@ -159,7 +171,7 @@ fn admit_never_refuses_for_a_report_only_rule_but_says_so() {
     let p = policy(
         "[[rule]]\nname = \"staged\"\nallow = [\"Mon-Fri 07:00-09:00\"]\ntimezone = \"America/New_York\"\naction = \"report\"\n",
     );
-    match admit(&p, &login("kim"), now(), 0, &[]) {
+    match admit(&p, &login("kim"), now(), &[], &[]) {
         Admission::Allowed { reported: Some(r) } => assert_eq!(r.rule.as_str(), "staged"),
         other => panic!("{other:?}"),
     }
@@ -171,7 +183,7 @@ fn time_limits_never_refuse_a_login() {
         "[[rule]]\nname = \"idle\"\nidle = \"1m\"\n\n[[rule]]\nname = \"life\"\nlifetime = \"1h\"\n",
     );
     assert_eq!(
-        admit(&p, &login("kim"), now(), 100, &[]),
+        admit(&p, &login("kim"), now(), &alike(100), &[]),
         Admission::Allowed { reported: None }
     );
 }
@@ -433,8 +445,8 @@ fn a_decision_names_the_same_rule_after_the_rules_are_reordered() {
     assert_eq!(by_id(&first).1, Some(RuleId::new("idle")));
     // A refusal too.
     assert_eq!(
-        refused(admit(&first, &login("kim"), now(), 1, &[])).rule,
-        refused(admit(&reordered, &login("kim"), now(), 1, &[])).rule
+        refused(admit(&first, &login("kim"), now(), &alike(1), &[])).rule,
+        refused(admit(&reordered, &login("kim"), now(), &alike(1), &[])).rule
     );
     // And a decision made before a reload finds its rule in the reloaded policy.
     let d = &evaluate(&first, &sessions, now()).terminations[0];

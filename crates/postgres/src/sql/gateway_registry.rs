@@ -187,6 +187,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_admission_claims_read_this_registry() {
+        use crate::sql::gateway_admission::REGISTRY_TABLE;
+        assert_eq!(REGISTRY_TABLE, GATEWAY_SESSIONS_TABLE);
+    }
+
+    #[test]
     fn names_are_quoted_and_the_function_is_fixed_and_revoked_from_public() {
         let sql = registry_sql("cur\"few", "gate way");
         assert!(sql.contains("TO \"cur\"\"few\", pg_read_all_stats;"));

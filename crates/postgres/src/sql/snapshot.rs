@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::collections::BTreeMap;
 
 use curfew_backend::{GatewayClient, Snapshot};
-use curfew_policy::{BackendType, ClientAddr, Names, Session, SessionKey, SessionState};
+use curfew_policy::{BackendType, Names, Session, SessionKey, SessionState};
 use jiff::Timestamp;
 use tokio_postgres::Row;
 
@@ -174,10 +174,6 @@ pub(crate) fn decode_snapshot(
         let Some(backend_start) = row.backend_start else {
             continue; // a backend still starting up: seen in the next snapshot
         };
-        // A session the gateway registered is where its client is, not where the gateway is:
-        // rules and exemptions scoped by `addresses` judge it as the gateway does (the
-        // registry is written only by the gateway, for its own backends: no client sets it).
-        let mut client_addr = row.client_addr.into();
         if let (Some(addr), Some(port), Some(id)) =
             (row.gateway_addr, row.gateway_port, row.gateway_id)
             && let Ok(port) = u16::try_from(port)
@@ -188,7 +184,6 @@ pub(crate) fn decode_snapshot(
                 gateway: id.to_owned(),
             };
             gateway.insert(SessionKey { pid, backend_start }, client);
-            client_addr = ClientAddr::Ip(addr);
         }
         sessions.push(Session {
             pid,
@@ -199,7 +194,7 @@ pub(crate) fn decode_snapshot(
             role,
             member_of,
             database: names.get(row.database.unwrap_or_default()),
-            client_addr,
+            client_addr: row.client_addr.into(),
             application: names.get(row.application.unwrap_or_default()),
             backend_type: BackendType::ClientBackend,
         });
@@ -327,29 +322,6 @@ mod tests {
         assert_eq!(client.to_string(), "via gateway from 10.9.8.7:5555");
         assert_eq!(client.gateway, "gw1/7");
         assert_eq!(snapshot.gateway_client(&snapshot.sessions[1].key()), None);
-    }
-
-    #[test]
-    fn a_registered_gateway_session_is_judged_at_its_clients_address_not_the_gateways() {
-        // Rules and exemptions scoped by `addresses` must see what the gateway sees: a
-        // gateway host inside an exempt block made every client behind it exempt to the agent.
-        let now = at("2026-01-01T00:05:00Z");
-        let mut via = session_row(now, 42, Some("analyst"));
-        via.client_addr = Some("10.0.0.2".parse().unwrap());
-        via.gateway_addr = Some("192.0.2.9".parse().unwrap());
-        via.gateway_port = Some(5555);
-        via.gateway_id = Some("gw1/7");
-        let mut direct = session_row(now, 43, Some("web"));
-        direct.client_addr = Some("10.0.0.2".parse().unwrap());
-        let snapshot = decode(vec![via, direct]).unwrap();
-        assert_eq!(
-            snapshot.sessions[0].client_addr.ip(),
-            Some("192.0.2.9".parse().unwrap())
-        );
-        assert_eq!(
-            snapshot.sessions[1].client_addr.ip(),
-            Some("10.0.0.2".parse().unwrap())
-        );
     }
 
     #[test]

@@ -155,8 +155,7 @@ async fn run_session(
     let process_id = started.registration_pid;
     let tls = client.stream.is_tls();
     info!(%peer, role, process_id, tls, "session started");
-    let database = parameter(&client.params, b"database").unwrap_or_else(|| role.clone());
-    let application = parameter(&client.params, b"application_name").unwrap_or_default();
+    let (database, application) = database_and_application(&client.params, &role);
     let clock = Clock::start();
     let facts = SessionFacts {
         peer,
@@ -261,12 +260,23 @@ fn login_failed(shared: &Shared, cause: &'static str) {
     }
 }
 
-/// A startup parameter's value as text.
-fn parameter(params: &[(Vec<u8>, Vec<u8>)], name: &[u8]) -> Option<String> {
-    params
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+/// The database and application name the server records for this login, which rules' scopes
+/// match as the agent reads them from `pg_stat_activity`: an absent or empty database is the
+/// role's name (PostgreSQL connects to it), and both are cut as the server cuts names (63
+/// bytes, on a character boundary: [`role_name`]). The client chooses both: they only place the session in
+/// scopes, as they do for the agent. (An `application_name` given in `options` instead, or
+/// set after the login, is not seen here: the agent's next look sees it.)
+fn database_and_application(params: &[(Vec<u8>, Vec<u8>)], role: &str) -> (String, String) {
+    let raw = |name: &[u8]| {
+        params
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, value)| role_name(value))
+    };
+    let database = raw(b"database")
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| role.to_owned());
+    (database, raw(b"application_name").unwrap_or_default())
 }
 
 /// The client during its login.
@@ -337,8 +347,7 @@ async fn login(
     let locks = std::mem::take(&mut authenticated.locks);
     let member_of = std::mem::take(&mut authenticated.member_of);
     let policy = shared.policy.borrow().clone();
-    let database = parameter(&client.params, b"database").unwrap_or_else(|| role.to_owned());
-    let application = parameter(&client.params, b"application_name").unwrap_or_default();
+    let (database, application) = database_and_application(&client.params, role);
     let applicant = Applicant {
         role,
         member_of: &member_of,
@@ -429,6 +438,11 @@ async fn login(
             return Err(e);
         }
     };
+    // Logged in: the backend counts itself now. Released before the registration's round
+    // trip, which would otherwise count the place twice for that long: a pool opening as many
+    // sessions as its cap at once was refused "session 11 of 11" with 10 open. Until it is
+    // registered, a cap scoped by `addresses` sees the backend at the gateway's address.
+    drop(claim_held);
     crate::registry::register(
         shared.verifiers.registry(),
         &session.stream,
@@ -437,9 +451,6 @@ async fn login(
         peer,
     )
     .await;
-    // Logged in and registered: the backend counts itself now, with its client's address (a
-    // place counted twice for a round trip rather than once with the gateway's address).
-    drop(claim_held);
     let (registration, client_key) = shared
         .cancels
         .register(session.key.clone(), key_len)
@@ -559,21 +570,5 @@ fn notify_warned(shared: &Shared, facts: &SessionFacts<'_>, warned: &Warned) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_long_user_is_cut_to_63_bytes_at_a_character_boundary() {
-        assert_eq!(role_name(b"alice"), "alice");
-        let long = "a".repeat(70);
-        assert_eq!(role_name(long.as_bytes()), "a".repeat(63));
-        // 62 bytes then a 2-byte character: cutting at 63 would split it.
-        let split = format!("{}é", "b".repeat(62));
-        assert_eq!(role_name(split.as_bytes()), "b".repeat(62));
-        let exact = format!("{}é", "c".repeat(61));
-        assert_eq!(role_name(exact.as_bytes()), exact);
-        // Not UTF-8: cut at 63 bytes, never longer than the server's name.
-        let raw = [0xffu8; 80];
-        assert_eq!(role_name(&raw).chars().count(), 63);
-    }
-}
+#[path = "session_tests.rs"]
+mod tests;

@@ -8,9 +8,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::logs::Captured;
 use common::policy::{policy, wait_for_no_sessions};
 use common::{ALICE_PASSWORD, Harness, Setup, login_error};
 use tokio_postgres::NoTls;
@@ -180,34 +180,9 @@ async fn a_cap_scoped_to_one_database_does_not_count_another_databases_sessions(
     }
 }
 
-/// Everything logged, into one buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_claim_function_from_an_earlier_install_fails_open_and_says_to_run_init_again() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    // This binary's only subscriber: the other tests' logs land here too, harmlessly.
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("the first subscriber");
+    let captured = Captured::install();
     let harness = Harness::start(
         "login-caps-old-claim",
         Setup {
@@ -236,8 +211,7 @@ async fn a_claim_function_from_an_earlier_install_fails_open_and_says_to_run_ini
         .plain("alice", ALICE_PASSWORD)
         .await
         .expect("admitted uncounted: the agent still ends it");
-    let logged =
-        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let logged = captured.text();
     assert!(
         logged.contains("max_sessions is not checked at this login")
             && logged.contains("run curfew init again"),

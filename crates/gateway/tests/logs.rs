@@ -2,39 +2,13 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
+use common::logs::Captured;
 use common::{ALICE_PASSWORD, Harness, Setup, login_error};
 use tokio_postgres::config::ChannelBinding;
 
-/// Everything logged, at every level, into one buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_name_roles_and_fixes_and_hold_no_secret() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
+    let captured = Captured::install();
 
     let harness = Harness::start(
         "logs",
@@ -67,8 +41,7 @@ async fn logs_name_roles_and_fixes_and_hold_no_secret() {
         .expect("md5 hash");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
 
-    let logged =
-        String::from_utf8_lossy(&captured.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned();
+    let logged = captured.text();
     assert!(logged.contains("session started"), "{logged}");
     assert!(
         logged.contains("md5_role") && logged.contains("password_encryption = scram-sha-256"),

@@ -5,6 +5,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod clients;
+pub mod logs;
 pub mod policy;
 pub mod raw;
 

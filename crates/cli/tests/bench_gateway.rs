@@ -103,7 +103,15 @@ fn a_quick_gateway_bench_compares_direct_gateway_and_pgbouncer_and_writes_json()
         assert_eq!(run["sessions"], 100, "{run}");
         assert_eq!(run["ended_57p05"], 100, "{run}");
         assert_eq!(run["early"], 0, "{run}");
-        assert_eq!(run["lateness_ms"]["count"], 100, "{run}");
+        // A session whose keepalive fell a whole limit behind (a loaded CI machine) is left
+        // out, never called early; most must still be measured.
+        let stalled = run["stalled"].as_u64().unwrap();
+        assert!(stalled <= 25, "{run}");
+        assert_eq!(
+            run["lateness_ms"]["count"].as_u64().unwrap() + stalled,
+            100,
+            "{run}"
+        );
         // Loose: ended within 5 s of the deadline.
         assert!(
             run["lateness_ms"]["max"].as_f64().unwrap() < 5000.0,

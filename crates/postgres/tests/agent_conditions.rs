@@ -194,10 +194,23 @@ roles = ["appuser"]
     );
     assert!(kim.is_ended() && lee.is_ended() && !app.is_ended());
     // A session that connects inside the deny window is ended too.
-    let mut late = connect(&cluster, "kim", "psql").await;
+    // The agent may end it before its pid is read (CI, a loaded machine): then the one end
+    // recorded must still be this rule's.
+    let late = connect_or_ended(&cluster, "kim", "psql").await;
     let again = terminations(&mut agent, Duration::from_secs(3)).await;
-    assert_eq!(again, [(late.pid, "maintenance".to_owned())].into());
-    assert!(late.is_ended());
+    match late {
+        Some(mut late) => {
+            assert_eq!(again, [(late.pid, "maintenance".to_owned())].into());
+            assert!(late.is_ended());
+        }
+        None => {
+            assert_eq!(again.len(), 1, "{again:?}");
+            assert!(
+                again.iter().all(|(_, rule)| rule == "maintenance"),
+                "{again:?}"
+            );
+        }
+    }
     agent.stop().await;
 }
 

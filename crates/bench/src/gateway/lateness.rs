@@ -54,6 +54,11 @@ pub struct LatenessRun {
     /// Sessions ended before their last statement was sent plus the limit (should be none:
     /// no timer can start before the statement arrives).
     pub early: usize,
+    /// Sessions left out because this benchmark's own keepalive fell behind: a gap of a whole
+    /// limit between two of its statements while it was meant to keep the session busy (a
+    /// loaded machine), so the session was rightly ended before its idle moment and its
+    /// lateness means nothing. Counted, never judged as early.
+    pub stalled: usize,
 }
 
 /// Where and as whom the sessions log in.
@@ -158,6 +163,7 @@ pub(crate) async fn measure(
         ended_otherwise: 0,
         not_ended: 0,
         early: 0,
+        stalled: 0,
     };
     for ((session, keeper), last_reply) in watched.iter_mut().zip(keepers).zip(&last_replies) {
         let remaining = give_up.saturating_duration_since(Instant::now());
@@ -170,6 +176,7 @@ pub(crate) async fn measure(
                 }
                 let last = *last_reply.lock().unwrap_or_else(|e| e.into_inner());
                 match last {
+                    Some(last) if last.stalled => run.stalled += 1,
                     Some(last) if at + EARLY >= last.sent + LIMIT => {
                         let deadline = last.replied + LIMIT;
                         lateness.push(if at >= deadline {
@@ -197,6 +204,9 @@ pub(crate) async fn measure(
 struct LastStatement {
     sent: Instant,
     replied: Instant,
+    /// Whether a gap between two statements (a reply and the next send) ever reached the
+    /// limit less [`EARLY`]: the session was idle long enough to be ended while meant busy.
+    stalled: bool,
 }
 
 /// Run a statement every [`KEEPALIVE`] until the moment `stop` gives, then none; record when
@@ -223,10 +233,15 @@ async fn keep_busy(
         if client.simple_query("SELECT 1").await.is_err() {
             return;
         }
-        *last_reply.lock().unwrap_or_else(|e| e.into_inner()) = Some(LastStatement {
-            sent,
-            replied: Instant::now(),
-        });
+        {
+            let mut last = last_reply.lock().unwrap_or_else(|e| e.into_inner());
+            let stalled = last.is_some_and(|l| l.stalled || sent >= l.replied + LIMIT - EARLY);
+            *last = Some(LastStatement {
+                sent,
+                replied: Instant::now(),
+                stalled,
+            });
+        }
         let mut wait = KEEPALIVE;
         if let Some(at) = stop_at {
             wait = wait.min(at.saturating_duration_since(Instant::now()));

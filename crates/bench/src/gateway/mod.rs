@@ -444,6 +444,7 @@ mod tests {
             ended_57p05: 200,
             ended_otherwise: 0,
             not_ended: 0,
+            stalled: 0,
             early: 0,
         }
     }

@@ -141,6 +141,24 @@ pub async fn connect_socket(cluster: &Cluster, user: &str) -> Client {
 }
 
 async fn open(conninfo: &str) -> Client {
+    open_or_ended(conninfo)
+        .await
+        .expect("the session was ended before its pid was read")
+}
+
+/// Like [`connect`], but `None` when the session was ended before its pid could be read: an
+/// agent already enforcing (a deny window) may end it that soon on a loaded machine.
+pub async fn connect_or_ended(cluster: &Cluster, user: &str, application: &str) -> Option<Client> {
+    let url = format!(
+        "host=127.0.0.1 port={} user={} dbname=postgres application_name={}",
+        cluster.port(),
+        quoted(user),
+        quoted(application)
+    );
+    open_or_ended(&url).await
+}
+
+async fn open_or_ended(conninfo: &str) -> Option<Client> {
     let (client, connection) = tokio_postgres::connect(conninfo, tokio_postgres::NoTls)
         .await
         .unwrap();
@@ -149,16 +167,16 @@ async fn open(conninfo: &str) -> Client {
         let _ = connection.await;
         let _ = tx.send(Instant::now());
     });
-    let pid: i32 = client
-        .query_one("select pg_backend_pid()", &[])
-        .await
-        .unwrap()
-        .get(0);
-    Client {
+    let pid: i32 = match client.query_one("select pg_backend_pid()", &[]).await {
+        Ok(row) => row.get(0),
+        Err(e) if e.is_closed() || e.code().is_some_and(|c| c.code() == "57P01") => return None,
+        Err(e) => panic!("reading the pid: {e}"),
+    };
+    Some(Client {
         client: Arc::new(client),
         pid,
         ended: Some(rx),
-    }
+    })
 }
 
 /// Parse a policy whose text may say `{url}` for the cluster's URL as curfew_agent.

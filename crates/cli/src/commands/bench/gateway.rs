@@ -225,8 +225,19 @@ fn lateness_table(report: &GatewayReport, out: &mut String) {
                 ms(p, |p| p.p99),
                 ms(p, |p| p.max),
                 format!(
-                    "{} 57P05, {} otherwise, {} not ended, {} early",
-                    r.ended_57p05, r.ended_otherwise, r.not_ended, r.early
+                    "{} 57P05, {} otherwise, {} not ended, {} early{}",
+                    r.ended_57p05,
+                    r.ended_otherwise,
+                    r.not_ended,
+                    r.early,
+                    if r.stalled > 0 {
+                        format!(
+                            ", {} left out (the bench's keepalive fell behind)",
+                            r.stalled
+                        )
+                    } else {
+                        String::new()
+                    }
                 ),
             ]
         })

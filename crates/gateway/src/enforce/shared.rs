@@ -39,8 +39,10 @@ pub(super) struct PendingCount {
 }
 
 /// The longest the shared count of a `per = "role"` error may take before this gateway's own
-/// count decides instead.
-pub(crate) const SHARED_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// count decides instead: as long as the registry's other calls may take. A slow answer only
+/// delays a verdict that this gateway's own count (never above every gateway's) cannot reach
+/// by itself; the relay never waits for it.
+pub(crate) const SHARED_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Enforcer<'_> {
     /// Asks the database for the role's count of `count.rule`, in a task of its own: the

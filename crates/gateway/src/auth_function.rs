@@ -1,6 +1,11 @@
 //! The real [`VerifierSource`]: `curfew.gateway_secret($1)`, the auth function `curfew init`
 //! installs, called over one connection as the gateway's own role (the `auth_url`'s user),
 //! opened on first use and again after it is lost.
+//!
+//! Every call is sent as one message (`query_typed`: parse, bind and execute with the
+//! parameters' types given, no separate prepare): one round trip, and a call whose answer the
+//! gateway stops waiting for is still whole on the wire, so a release queued behind a slow
+//! claim does run.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,6 +15,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::types::Type;
 
 use curfew_postgres::{
     GATEWAY_CLAIM_QUERY, GATEWAY_REGISTER_QUERY, GATEWAY_RELEASE_QUERY, GATEWAY_SECRET_QUERY,
@@ -111,7 +117,7 @@ impl SessionRegistry for AuthFunctionSource {
                 .await
                 .map_err(|e| RegistrationError::Failed(e.reason))?;
             client
-                .query_one(GATEWAY_RELEASE_QUERY, &[&claim])
+                .query_typed_one(GATEWAY_RELEASE_QUERY, &[(&claim, Type::TEXT)])
                 .await
                 .map(drop)
                 .map_err(refused_or_failed)
@@ -125,14 +131,14 @@ impl SessionRegistry for AuthFunctionSource {
                 .await
                 .map_err(|e| RegistrationError::Failed(e.reason))?;
             let row = client
-                .query_one(
+                .query_typed_one(
                     GATEWAY_VIOLATION_QUERY,
                     &[
-                        &violation.role,
-                        &violation.rule,
-                        &violation.sqlstate,
-                        &violation.within_seconds,
-                        &violation.gateway_id,
+                        (&violation.role, Type::TEXT),
+                        (&violation.rule, Type::TEXT),
+                        (&violation.sqlstate, Type::TEXT),
+                        (&violation.within_seconds, Type::INT4),
+                        (&violation.gateway_id, Type::TEXT),
                     ],
                 )
                 .await
@@ -152,17 +158,18 @@ impl SessionRegistry for AuthFunctionSource {
                 .map_err(|e| RegistrationError::Failed(e.reason))?;
             let upstream_port = i32::from(backend.upstream.port());
             let client_port = i32::from(backend.client.port());
+            let (upstream_ip, client_ip) = (backend.upstream.ip(), backend.client.ip());
             client
-                .query_one(
+                .query_typed_one(
                     GATEWAY_REGISTER_QUERY,
                     &[
-                        &backend.pid,
-                        &backend.role,
-                        &backend.upstream.ip(),
-                        &upstream_port,
-                        &backend.client.ip(),
-                        &client_port,
-                        &backend.gateway_id,
+                        (&backend.pid, Type::INT4),
+                        (&backend.role, Type::TEXT),
+                        (&upstream_ip, Type::INET),
+                        (&upstream_port, Type::INT4),
+                        (&client_ip, Type::INET),
+                        (&client_port, Type::INT4),
+                        (&backend.gateway_id, Type::TEXT),
                     ],
                 )
                 .await
@@ -188,13 +195,14 @@ impl AuthFunctionSource {
             .await
             .map_err(|e| RegistrationError::Failed(e.reason))?;
         let row = client
-            .query_one(
+            .query_typed_one(
                 GATEWAY_CLAIM_QUERY,
                 &[
-                    &login.role,
-                    &login.database,
-                    &login.application,
-                    &login.client_addr,
+                    (&login.role, Type::TEXT),
+                    (&login.database, Type::TEXT),
+                    (&login.application, Type::TEXT),
+                    (&login.client_addr, Type::INET),
+                    (&login.claim, Type::TEXT),
                 ],
             )
             .await
@@ -257,7 +265,7 @@ impl VerifierSource for AuthFunctionSource {
         Box::pin(async move {
             let client = self.client().await?;
             let rows = client
-                .query(GATEWAY_SECRET_QUERY, &[&role])
+                .query_typed(GATEWAY_SECRET_QUERY, &[(&role, Type::TEXT)])
                 .await
                 .map_err(|e| unavailable(e.code().map(|c| c.code().to_owned()), e.to_string()))?;
             // One row for every role; none means the function is not the one curfew

@@ -132,6 +132,29 @@ pub struct PlaceWanted<'a> {
     pub application: &'a str,
     /// The client's address (None: a Unix socket).
     pub client_addr: Option<IpAddr>,
+    /// The claim's id, a random uuid this gateway chose: it can release the claim
+    /// even when it stopped waiting for the answer.
+    pub claim: &'a str,
+}
+
+/// A new claim id: a random (version 4) uuid in its text form.
+///
+/// # Errors
+/// When the system's random source fails.
+pub(crate) fn new_claim_id() -> Result<String, getrandom::Error> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes)?;
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..]
+    ))
 }
 
 /// A place claimed for a login.
@@ -241,6 +264,27 @@ mod tests {
         let id = gateway_id();
         assert!(id.ends_with(&format!("/{}", std::process::id())), "{id}");
         assert!(id.chars().count() <= curfew_postgres::MAX_GATEWAY_ID_CHARS);
+    }
+
+    #[test]
+    fn claim_ids_are_distinct_version_4_uuids() {
+        let (Ok(one), Ok(two)) = (new_claim_id(), new_claim_id()) else {
+            panic!("no random source");
+        };
+        assert_ne!(one, two);
+        for id in [&one, &two] {
+            let groups: Vec<usize> = id.split('-').map(str::len).collect();
+            assert_eq!(groups, [8, 4, 4, 4, 12], "{id}");
+            assert!(
+                id.chars().all(|c| c == '-' || c.is_ascii_hexdigit()),
+                "{id}"
+            );
+            assert_eq!(id.as_bytes()[14], b'4', "{id}");
+            assert!(
+                matches!(id.as_bytes()[19], b'8' | b'9' | b'a' | b'b'),
+                "{id}"
+            );
+        }
     }
 
     #[test]

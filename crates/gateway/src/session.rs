@@ -26,7 +26,7 @@ use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
 use crate::metrics::{Refusal, failure_cause};
-use crate::registry::PlaceWanted;
+use crate::registry::{PlaceWanted, RegistrationError};
 use crate::relay::{RelayEnd, relay};
 use crate::startup::{ClientStartup, Opening, open};
 use crate::stream::{ClientStream, ServerStream};
@@ -357,30 +357,49 @@ async fn login(
     };
     // Session caps: the role's sessions read from the server, across gateways and direct
     // sessions, while this role's other admissions wait; each cap counts those in its scope.
-    // The claimed place is held until the new backend is registered (then it counts itself,
-    // with its client's address) or the login ends otherwise.
+    // The claimed place is held until the new backend is logged in (then it counts itself)
+    // or the login ends otherwise.
     let mut others = Vec::new();
     let mut claim_held = None;
     if let Some(registry) = shared.verifiers.registry()
         && policy.as_deref().is_some_and(admission::counts_sessions)
     {
-        let wanted = PlaceWanted {
-            role,
-            database: &database,
-            application: &application,
-            client_addr: applicant.client_addr,
-        };
-        match crate::registry::claim(registry, &wanted).await {
-            Ok(Some(claim)) => {
-                others = claim.others;
-                claim_held = claim
-                    .claim
-                    .map(|c| ClaimHeld::new(shared.verifiers.clone(), c));
+        match crate::registry::new_claim_id() {
+            Ok(id) => {
+                // Held from before the call: a claim answered too late, or on a connection
+                // that failed after sending it, is released behind it rather than counting
+                // until it expires.
+                let held = ClaimHeld::new(shared.verifiers.clone(), id.clone());
+                let wanted = PlaceWanted {
+                    role,
+                    database: &database,
+                    application: &application,
+                    client_addr: applicant.client_addr,
+                    claim: &id,
+                };
+                match crate::registry::claim(registry, &wanted).await {
+                    Ok(Some(claim)) => {
+                        others = claim.others;
+                        // None: an unknown role, nothing recorded.
+                        if claim.claim.is_some() {
+                            claim_held = Some(held);
+                        } else {
+                            held.forget();
+                        }
+                    }
+                    Ok(None) => held.forget(),
+                    // Open: the agent still ends sessions beyond a cap; said loudly.
+                    Err(e) => {
+                        // The server answered with an error: its transaction recorded nothing.
+                        if matches!(e, RegistrationError::Refused { .. }) {
+                            held.forget();
+                        }
+                        warn!(role, error = %e, "cannot count the role's sessions: max_sessions is not checked at this login; if curfew was upgraded, run curfew init again for the gateway's target");
+                    }
+                }
             }
-            Ok(None) => {}
-            // Open: the agent still ends sessions beyond a cap; said loudly.
             Err(e) => {
-                warn!(role, error = %e, "cannot count the role's sessions: max_sessions is not checked at this login; if curfew was upgraded, run curfew init again for the gateway's target")
+                warn!(role, error = %e, "cannot choose an admission claim's id: max_sessions is not checked at this login");
             }
         }
     }
@@ -491,6 +510,11 @@ impl ClaimHeld {
             claim: Some(claim),
         }
     }
+
+    /// Nothing to release: the claim was not recorded.
+    fn forget(mut self) {
+        self.claim = None;
+    }
 }
 
 impl Drop for ClaimHeld {
@@ -507,10 +531,10 @@ impl Drop for ClaimHeld {
             match timeout(Duration::from_secs(2), registry.release(&claim)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    warn!(error = %e, "an admission claim was not released: it counts until it expires");
+                    warn!(error = %e, claim, "an admission claim was not released: if the server recorded it, it counts until it expires");
                 }
                 Err(_) => {
-                    warn!("releasing an admission claim timed out: it counts until it expires");
+                    warn!(claim, "no answer within 2s to an admission claim's release: it was sent and runs when the server gets to it; if it never does, the claim counts until it expires");
                 }
             }
         });

@@ -2,8 +2,8 @@
 //! function and admission claims: `max_sessions` counts the role's sessions on the server,
 //! direct ones and those of every gateway instance, and concurrent logins through two
 //! gateways never exceed it; a cap counts only the sessions in its scope and not exempt, as
-//! the agent does; a rule scoped by `member_of` refuses a member (an indirect one too) and
-//! not others.
+//! the agent does; a claim answered too late is released, not left counting; a rule scoped by
+//! `member_of` refuses a member (an indirect one too) and not others.
 
 mod common;
 
@@ -195,7 +195,7 @@ async fn a_claim_function_from_an_earlier_install_fails_open_and_says_to_run_ini
     harness
         .cluster
         .psql(
-            "DROP FUNCTION curfew.claim_gateway_admission(text, text, text, inet);
+            "DROP FUNCTION curfew.claim_gateway_admission(text, text, text, inet, uuid);
              CREATE FUNCTION curfew.claim_gateway_admission(p_role text)
                  RETURNS TABLE (claim uuid, live int4) LANGUAGE sql AS 'SELECT NULL::uuid, 0';",
         )
@@ -217,6 +217,80 @@ async fn a_claim_function_from_an_earlier_install_fails_open_and_says_to_run_ini
             && logged.contains("run curfew init again"),
         "{logged}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_answered_after_the_gateway_stopped_waiting_is_released_not_left_counting() {
+    let harness = Harness::start(
+        "login-caps-late-claim",
+        Setup {
+            auth_function: true,
+            ..Setup::default()
+        },
+    )
+    .await;
+    harness.gateway.enforce(policy(
+        "[[rule]]\nname = \"one\"\nroles = [\"alice\"]\nmax_sessions = 1\n",
+    ));
+    // alice's gate row, held by another transaction: her next claim waits for it.
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host_path(harness.cluster.socket_dir())
+        .port(harness.cluster.port())
+        .user(harness.cluster.superuser())
+        .dbname("postgres");
+    let (mut holder, connection) = config.connect(NoTls).await.expect("superuser");
+    tokio::spawn(connection);
+    holder
+        .batch_execute(
+            "INSERT INTO curfew.gateway_admission_gate VALUES ('alice'::regrole) ON CONFLICT DO NOTHING",
+        )
+        .await
+        .expect("the gate row");
+    let hold = holder.transaction().await.expect("a transaction");
+    hold.batch_execute(
+        "SELECT 1 FROM curfew.gateway_admission_gate WHERE role_oid = 'alice'::regrole FOR UPDATE",
+    )
+    .await
+    .expect("the gate held");
+    // The gateway stops waiting after 2 s and admits the login uncounted (said in its log).
+    let first = tokio::time::timeout(
+        Duration::from_secs(20),
+        harness.plain("alice", ALICE_PASSWORD),
+    )
+    .await
+    .expect("the login does not wait for the gate")
+    .expect("admitted uncounted");
+    // The claim still runs once the gate is free, then its release, queued behind it.
+    hold.commit().await.expect("the gate released");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = harness
+            .cluster
+            .psql("SELECT count(*) FROM curfew.gateway_admissions")
+            .expect("the claims");
+        if rows.trim() == "0" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the late claim still counts: {rows}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // With the late claim gone, the cap counts the one live session only.
+    let (code, message) = login_error(harness.plain("alice", ALICE_PASSWORD).await);
+    assert_eq!(code, "28000", "{message}");
+    assert!(
+        message.contains("session 2 of 2") && message.contains("limit 1"),
+        "{message}"
+    );
+    drop(first);
+    wait_for_no_sessions(&harness, "alice", Duration::from_secs(10)).await;
+    harness
+        .plain("alice", ALICE_PASSWORD)
+        .await
+        .expect("admitted once the first has gone");
 }
 
 #[tokio::test]

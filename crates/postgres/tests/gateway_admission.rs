@@ -11,6 +11,7 @@ mod common;
 mod gateway_auth_fixtures;
 
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use common::TempDir;
@@ -25,10 +26,19 @@ type Other = (String, String, Option<IpAddr>);
 /// and the others, sorted.
 async fn claim_with(gateway: &Client, role: &str) -> (Option<String>, i32, Vec<Other>) {
     let client: IpAddr = "10.0.0.1".parse().unwrap();
+    let id = new_claim();
     let row = gateway
-        .query_one(GATEWAY_CLAIM_QUERY, &[&role, &"postgres", &"psql", &client])
+        .query_one(
+            GATEWAY_CLAIM_QUERY,
+            &[&role, &"postgres", &"psql", &client, &id],
+        )
         .await
         .unwrap();
+    let claimed: Option<String> = row.get(0);
+    assert!(
+        claimed.is_none() || claimed.as_ref() == Some(&id),
+        "{claimed:?}"
+    );
     let databases: Vec<String> = row.get(2);
     let applications: Vec<String> = row.get(3);
     let addrs: Vec<Option<IpAddr>> = row.get(4);
@@ -41,6 +51,15 @@ async fn claim_with(gateway: &Client, role: &str) -> (Option<String>, i32, Vec<O
         .collect();
     others.sort();
     (row.get(0), row.get(1), others)
+}
+
+/// A claim id of the gateway's choosing: a uuid distinct within this process.
+fn new_claim() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    format!(
+        "00000000-0000-4000-8000-{:012x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 async fn claim(gateway: &Client, role: &str) -> (Option<String>, i32) {
@@ -129,6 +148,21 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
         others.contains(&other("postgres", "", "10.9.8.7")),
         "{others:?}"
     );
+    // A claim id used twice is refused, never merged into one place.
+    let again = gateway
+        .query_one(
+            GATEWAY_CLAIM_QUERY,
+            &[
+                &"other",
+                &"postgres",
+                &"psql",
+                &None::<IpAddr>,
+                &third.clone().unwrap(),
+            ],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(again.code().unwrap().code(), "23505", "{again}");
     gateway
         .query_one(GATEWAY_RELEASE_QUERY, &[&third.unwrap()])
         .await
@@ -142,7 +176,13 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
     let held = tx
         .query_one(
             GATEWAY_CLAIM_QUERY,
-            &[&"other", &"postgres", &"psql", &None::<IpAddr>],
+            &[
+                &"other",
+                &"postgres",
+                &"psql",
+                &None::<IpAddr>,
+                &new_claim(),
+            ],
         )
         .await
         .unwrap();
@@ -168,7 +208,8 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
             .replace("$1::text", "'other'")
             .replace("$2::text", "'postgres'")
             .replace("$3::text", "''")
-            .replace("$4::inet", "NULL"),
+            .replace("$4::inet", "NULL")
+            .replace("$5::pg_catalog.text", "gen_random_uuid()::text"),
         GATEWAY_RELEASE_QUERY.replace("$1::pg_catalog.text", "gen_random_uuid()::text"),
         "SELECT * FROM curfew.gateway_admissions".to_owned(),
         "DELETE FROM curfew.gateway_admissions".to_owned(),
@@ -205,6 +246,9 @@ async fn init_replaces_an_earlier_installs_claim_function_and_table() {
              INSERT INTO curfew.gateway_admissions VALUES
                  (gen_random_uuid(), 'other'::regrole, 'gw', clock_timestamp());
              CREATE FUNCTION curfew.claim_gateway_admission(p_role text)
+                 RETURNS TABLE (claim uuid, live int4) LANGUAGE sql AS 'SELECT NULL::uuid, 0';
+             DROP FUNCTION curfew.claim_gateway_admission(text, text, text, inet, uuid);
+             CREATE FUNCTION curfew.claim_gateway_admission(text, text, text, inet)
                  RETURNS TABLE (claim uuid, live int4) LANGUAGE sql AS 'SELECT NULL::uuid, 0';",
         )
         .await
@@ -221,6 +265,17 @@ async fn init_replaces_an_earlier_installs_claim_function_and_table() {
         .await
         .unwrap();
     assert!(old.get::<_, bool>(0), "the old function is dropped");
+    let second = superuser
+        .query_one(
+            "SELECT to_regprocedure('curfew.claim_gateway_admission(text, text, text, inet)') IS NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(
+        second.get::<_, bool>(0),
+        "the function without the claim's id is dropped"
+    );
     let gateway = login(&cluster, GATEWAY).await;
     let (_, live, others) = claim_with(&gateway, "other").await;
     assert_eq!((live, others), (0, Vec::new()), "the old claim is gone");

@@ -9,9 +9,12 @@
 //! admissions still in flight (`curfew.gateway_admissions`), records its own, and returns the
 //! count with what a session cap's scope reads of each: database, application name and client
 //! address (the client behind the gateway for a backend it registered), so the gateway counts
-//! per cap as the agent does (`curfew_policy::admit`). The gateway releases its claim once the new backend is logged in (and visible) or
-//! the login refused; a claim a lost gateway never released stops counting after
-//! [`CLAIM_LIFETIME_SECONDS`]. Two gateways can therefore not both admit "the last" session.
+//! per cap as the agent does (`curfew_policy::admit`). The gateway releases its claim once the
+//! new backend is logged in (and visible) or the login refused. The claim's uuid is the
+//! gateway's own: a claim whose answer it stopped waiting for (the login then goes on
+//! uncounted) is released too, behind the claim on the same connection. A claim a lost
+//! gateway never released stops counting after [`CLAIM_LIFETIME_SECONDS`]. Two gateways can
+//! therefore not both admit "the last" session.
 
 use crate::names::quote_identifier;
 
@@ -26,11 +29,16 @@ pub(crate) const REGISTRY_TABLE: &str = "curfew.gateway_sessions";
 pub(crate) const GATEWAY_ADMISSION_GATE_TABLE: &str = "curfew.gateway_admission_gate";
 
 /// The claiming function's signature, as `GRANT`, `ALTER` and `DROP` name it.
-pub(crate) const GATEWAY_CLAIM_FUNCTION: &str = "curfew.claim_gateway_admission(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.inet)";
+pub(crate) const GATEWAY_CLAIM_FUNCTION: &str = "curfew.claim_gateway_admission(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.inet, pg_catalog.uuid)";
 
 /// The claiming function's signature before it took the login's database, application and
 /// client (dropped by `curfew init`: its result would count every session of the role).
 const GATEWAY_CLAIM_FUNCTION_V1: &str = "curfew.claim_gateway_admission(pg_catalog.text)";
+
+/// The claiming function's signature before the gateway named the claim (dropped by `curfew
+/// init`: a claim whose answer came too late could not be released, and counted until it
+/// expired).
+const GATEWAY_CLAIM_FUNCTION_V2: &str = "curfew.claim_gateway_admission(pg_catalog.text, pg_catalog.text, pg_catalog.text, pg_catalog.inet)";
 
 /// The releasing function's signature.
 pub(crate) const GATEWAY_RELEASE_FUNCTION: &str =
@@ -38,11 +46,13 @@ pub(crate) const GATEWAY_RELEASE_FUNCTION: &str =
 
 /// What the gateway runs after a client proved its password, when its policy caps sessions:
 /// `$1` the role, `$2` the database, `$3` the application name, `$4` the client's address
-/// (NULL: a Unix socket). Returns the claim (NULL for an unknown role), how many live sessions
+/// (NULL: a Unix socket), `$5` the claim, a uuid the gateway chose (so that it can release a
+/// claim whose answer it stopped waiting for). Returns the claim (NULL for an unknown role:
+/// nothing recorded), how many live sessions
 /// and other admissions in flight the role has before this one, and for each of them (in
 /// three arrays of that length, in the same order) its database, application name and client
 /// address (NULL: a Unix socket).
-pub const GATEWAY_CLAIM_QUERY: &str = "SELECT claim::pg_catalog.text, live, databases, applications, client_addrs FROM curfew.claim_gateway_admission($1::text, $2::text, $3::text, $4::inet)";
+pub const GATEWAY_CLAIM_QUERY: &str = "SELECT claim::pg_catalog.text, live, databases, applications, client_addrs FROM curfew.claim_gateway_admission($1::text, $2::text, $3::text, $4::inet, $5::pg_catalog.text::pg_catalog.uuid)";
 
 /// Releases claim `$1` (the gateway's own only).
 pub const GATEWAY_RELEASE_QUERY: &str =
@@ -82,10 +92,12 @@ REVOKE ALL ON {GATEWAY_ADMISSIONS_TABLE} FROM PUBLIC;
 COMMENT ON TABLE {GATEWAY_ADMISSIONS_TABLE} IS 'curfew gateway: logins admitted and not logged in yet, counted against session caps';
 
 DROP FUNCTION IF EXISTS {GATEWAY_CLAIM_FUNCTION_V1};
+DROP FUNCTION IF EXISTS {GATEWAY_CLAIM_FUNCTION_V2};
 -- The database and application name are the client's own words: they only decide which caps
 -- count a session (as the agent reads them from pg_stat_activity), never admit anything.
 CREATE OR REPLACE FUNCTION curfew.claim_gateway_admission(p_role pg_catalog.text,
-    p_database pg_catalog.text, p_application pg_catalog.text, p_client_addr pg_catalog.inet)
+    p_database pg_catalog.text, p_application pg_catalog.text, p_client_addr pg_catalog.inet,
+    p_claim pg_catalog.uuid)
 RETURNS TABLE (claim pg_catalog.uuid, live pg_catalog.int4, databases pg_catalog.text[],
                applications pg_catalog.text[], client_addrs pg_catalog.inet[])
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $claim$
@@ -95,12 +107,11 @@ DECLARE
     v_databases pg_catalog.text[];
     v_applications pg_catalog.text[];
     v_addrs pg_catalog.inet[];
-    v_claim pg_catalog.uuid;
 BEGIN
     SELECT r.oid INTO v_oid FROM pg_catalog.pg_roles r
      WHERE r.rolname::pg_catalog.text OPERATOR(pg_catalog.=) p_role;
-    IF p_database IS NULL OR p_application IS NULL THEN
-        RAISE EXCEPTION 'a database and an application name (empty if none) are required'
+    IF p_database IS NULL OR p_application IS NULL OR p_claim IS NULL THEN
+        RAISE EXCEPTION 'a database, an application name (empty if none) and a claim are required'
             USING ERRCODE = '22023';
     END IF;
     IF v_oid IS NULL THEN
@@ -138,12 +149,12 @@ BEGIN
             SELECT a.database_name, a.application_name, a.client_addr
               FROM {GATEWAY_ADMISSIONS_TABLE} a
              WHERE a.role_oid OPERATOR(pg_catalog.=) v_oid) o;
-    v_claim := pg_catalog.gen_random_uuid();
+    -- The gateway's own uuid: a claim it reuses fails here (unique) rather than merge.
     INSERT INTO {GATEWAY_ADMISSIONS_TABLE}
         (claim, role_oid, gateway_role, claimed_at, database_name, application_name, client_addr)
-    VALUES (v_claim, v_oid, SESSION_USER, pg_catalog.clock_timestamp(), p_database,
+    VALUES (p_claim, v_oid, SESSION_USER, pg_catalog.clock_timestamp(), p_database,
             p_application, p_client_addr);
-    RETURN QUERY SELECT v_claim, v_live, v_databases, v_applications, v_addrs;
+    RETURN QUERY SELECT p_claim, v_live, v_databases, v_applications, v_addrs;
 END $claim$;
 ALTER FUNCTION {GATEWAY_CLAIM_FUNCTION} OWNER TO {owner};
 REVOKE ALL ON FUNCTION {GATEWAY_CLAIM_FUNCTION} FROM PUBLIC;
@@ -186,7 +197,8 @@ mod tests {
         assert!(sql.contains("pg_stat_clear_snapshot()"));
         // An install made before the claim took the login's details is upgraded in place.
         assert!(sql.contains(&format!(
-            "DROP FUNCTION IF EXISTS {GATEWAY_CLAIM_FUNCTION_V1};"
+            "DROP FUNCTION IF EXISTS {GATEWAY_CLAIM_FUNCTION_V1};
+DROP FUNCTION IF EXISTS {GATEWAY_CLAIM_FUNCTION_V2};"
         )));
         assert!(sql.contains("ADD COLUMN IF NOT EXISTS database_name"));
         assert!(!sql.contains("advisory"));

@@ -260,10 +260,20 @@ async fn a_log_truncated_in_place_goes_on_by_itself() {
     let lines = lines_of(&mut agent);
     wait_for(&lines, "this agent leads", Duration::from_secs(20));
 
-    // The agent records its leadership right after saying so: let that write finish, since a
-    // record appended between the copy and the truncation is lost (copytruncate's own race,
+    // The agent records its leadership right after saying so: wait for that record, since
+    // one appended between the copy and the truncation is lost (copytruncate's own race,
     // which verification of the two files would report as a gap).
-    std::thread::sleep(Duration::from_millis(500));
+    let limit = std::time::Instant::now() + Duration::from_secs(20);
+    while !std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .contains("\"leader_acquired\"")
+    {
+        assert!(
+            std::time::Instant::now() < limit,
+            "no leader_acquired record"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // logrotate's copytruncate, and no signal.
     std::fs::copy(&audit, &copy).unwrap();
     std::fs::OpenOptions::new()

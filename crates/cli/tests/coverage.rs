@@ -117,7 +117,8 @@ fn a_stopped_agent_and_an_unreachable_server_are_gaps_with_their_causes() {
     assert!(gaps.iter().all(|g| g["cause"] != "silence"), "{coverage:#}");
     let share = coverage["share_percent"].as_f64().unwrap();
     assert!(share > 5.0 && share < 60.0, "share {share}: {coverage:#}");
-    assert!(coverage["max_clock_offset_ms"].as_i64().unwrap().abs() < 1_000);
+    // Loose: a clock query answered slowly on a loaded server reads as an offset.
+    assert!(coverage["max_clock_offset_ms"].as_i64().unwrap().abs() < 3_000);
 
     let md = report(&policy, &audit, "md");
     assert!(md.contains("## 8. Coverage"), "{md}");

@@ -163,14 +163,17 @@ async fn lock_and_unlock_work_with_no_agent_running() {
         "{said}{}",
         String::from_utf8_lossy(&lock.stderr)
     );
+    // Well under the 15 s it once took waiting for an agent that is not there; loose, as
+    // a loaded machine runs the debug binary.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(12),
         "took {:?}",
         started.elapsed()
     );
     assert!(said.contains("no curfew agent leads target db"), "{said}");
     assert!(said.contains("is locked out: login disabled"), "{said}");
-    ana_ended.recv_timeout(Duration::from_secs(1)).unwrap();
+    // The FATAL was sent before `lock` returned; the session's task may be slow to see it.
+    ana_ended.recv_timeout(Duration::from_secs(10)).unwrap();
     assert_eq!(
         cluster
             .psql("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'ana'")

@@ -447,7 +447,7 @@ async fn lock_and_unlock_through_the_running_agent() {
         said.contains("role \"ana\" is locked out: login disabled, 1 session ended"),
         "{said}"
     );
-    ana_ended.recv_timeout(Duration::from_secs(1)).unwrap();
+    ana_ended.recv_timeout(Duration::from_secs(10)).unwrap();
 
     let list = curfew().args(["locks", "-c", config]).output().unwrap();
     let table = String::from_utf8_lossy(&list.stdout);

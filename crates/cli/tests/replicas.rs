@@ -65,10 +65,10 @@ async fn one_replica_acts_and_the_other_takes_over_when_it_is_killed() {
     signal(&a, "KILL");
     let killed = Instant::now();
     a.wait().unwrap();
-    wait_for(&lines_b, "this agent leads", Duration::from_secs(10));
+    wait_for(&lines_b, "this agent leads", Duration::from_secs(20));
     let takeover = killed.elapsed();
     eprintln!("takeover after {takeover:?}");
-    assert!(takeover < Duration::from_secs(5), "took {takeover:?}");
+    assert!(takeover < Duration::from_secs(10), "took {takeover:?}");
 
     let (_kim, second, second_ended) = session(&cluster, "kim").await;
     second_ended.recv_timeout(Duration::from_secs(10)).unwrap();

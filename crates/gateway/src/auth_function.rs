@@ -23,8 +23,8 @@ use curfew_postgres::{
 };
 
 use crate::registry::{
-    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, PlaceWanted, RegistrationError,
-    RegistrationFuture, SessionRegistry, SharedViolation,
+    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, PlaceWanted, REGISTRY_CALL_TIMEOUT,
+    RegistrationError, RegistrationFuture, SessionRegistry, SharedViolation,
 };
 
 use crate::verifiers::{
@@ -39,6 +39,8 @@ const APPLICATION_NAME: &str = "curfew gateway (auth)";
 pub struct AuthFunctionSource {
     spec: TargetSpec,
     connection: Mutex<Option<Live>>,
+    /// How long a registry call is waited for ([`SessionRegistry::call_timeout`]).
+    call_timeout: std::time::Duration,
 }
 
 struct Live {
@@ -67,7 +69,17 @@ impl AuthFunctionSource {
         AuthFunctionSource {
             spec,
             connection: Mutex::new(None),
+            call_timeout: REGISTRY_CALL_TIMEOUT,
         }
+    }
+
+    /// The same source, waiting `within` for each registry call instead of
+    /// [`REGISTRY_CALL_TIMEOUT`] (tests on a loaded machine, where a slow answer is not what
+    /// they test).
+    #[must_use]
+    pub fn with_call_timeout(mut self, within: std::time::Duration) -> AuthFunctionSource {
+        self.call_timeout = within;
+        self
     }
 
     /// The open connection, or a new one. Lookups share it (tokio-postgres pipelines them);
@@ -106,6 +118,10 @@ fn unavailable(code: Option<String>, reason: String) -> VerifierSourceError {
 }
 
 impl SessionRegistry for AuthFunctionSource {
+    fn call_timeout(&self) -> std::time::Duration {
+        self.call_timeout
+    }
+
     fn claim<'a>(&'a self, login: &'a PlaceWanted<'a>) -> ClaimFuture<'a> {
         Box::pin(self.claim_place(login))
     }

@@ -7,8 +7,8 @@
 //! the gateway's [`ViolationBook`] as they arrive: a warning one before a `violations` rule's
 //! count, the same stop at it. A `per = "role"` rule's error is also counted in the database
 //! for every gateway (a task spawned per error, never awaited by the relay); its answer
-//! decides, and this gateway's own count stands in when it fails or takes longer than
-//! [`SHARED_COUNT_TIMEOUT`].
+//! decides, and this gateway's own count stands in when it fails or takes longer than the
+//! registry's call timeout ([`crate::registry::REGISTRY_CALL_TIMEOUT`] by default).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -34,8 +34,6 @@ mod shared;
 
 pub(crate) use shared::CountedBy;
 use shared::PendingCount;
-#[cfg(doc)]
-use shared::SHARED_COUNT_TIMEOUT;
 
 /// The policy sessions are judged by (None: no enforcement), as a reload publishes it.
 pub(crate) type PolicyFeed = watch::Receiver<Option<Arc<Policy>>>;

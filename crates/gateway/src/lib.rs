@@ -53,8 +53,8 @@ pub use error::{Fatal, SessionError, sqlstate};
 pub use gateway::{Gateway, GatewayError, HealthCheck};
 pub use policy_map::{PolicyGateway, PolicyGatewayError};
 pub use registry::{
-    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, PlaceWanted, RegistrationError,
-    RegistrationFuture, SessionRegistry, SharedViolation, registration_failures,
+    AdmissionClaim, ClaimFuture, CountFuture, GatewayBackend, PlaceWanted, REGISTRY_CALL_TIMEOUT,
+    RegistrationError, RegistrationFuture, SessionRegistry, SharedViolation, registration_failures,
 };
 pub use relay::{RelayEnd, RelayOutcome};
 pub use reload::{ReloadError, Reloaded};

@@ -22,8 +22,10 @@ use curfew_policy::RoleSession;
 
 use crate::stream::ServerStream;
 
-/// How long a registration may take before the session goes on without it.
-const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a call to the registry (a registration, a claim, its release, a shared count) may
+/// take before the gateway goes on without its answer, unless the registry says otherwise
+/// ([`SessionRegistry::call_timeout`]). The call itself is not withdrawn.
+pub const REGISTRY_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Registrations that failed since the process started.
 static FAILURES: AtomicU64 = AtomicU64::new(0);
@@ -73,6 +75,12 @@ pub type RegistrationFuture<'a> =
 /// Where backends are registered: the real one is the auth function's connection
 /// ([`crate::AuthFunctionSource`]).
 pub trait SessionRegistry: Send + Sync {
+    /// How long the gateway waits for one of these calls before going on without its answer
+    /// (the login or the session is never held longer).
+    fn call_timeout(&self) -> Duration {
+        REGISTRY_CALL_TIMEOUT
+    }
+
     /// Register `backend` with the server.
     fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a>;
 
@@ -177,11 +185,12 @@ pub(crate) async fn claim(
     registry: &dyn SessionRegistry,
     login: &PlaceWanted<'_>,
 ) -> Result<Option<AdmissionClaim>, RegistrationError> {
-    tokio::time::timeout(REGISTRATION_TIMEOUT, registry.claim(login))
+    let within = registry.call_timeout();
+    tokio::time::timeout(within, registry.claim(login))
         .await
         .unwrap_or_else(|_| {
             Err(RegistrationError::Failed(format!(
-                "no answer within {REGISTRATION_TIMEOUT:?}"
+                "no answer within {within:?}"
             )))
         })
 }
@@ -242,10 +251,11 @@ pub(crate) async fn register(
         client: SocketAddr::new(canonical(peer.ip()), peer.port()),
         gateway_id: gateway_id().to_owned(),
     };
-    match tokio::time::timeout(REGISTRATION_TIMEOUT, registry.register(&backend)).await {
+    let within = registry.call_timeout();
+    match tokio::time::timeout(within, registry.register(&backend)).await {
         Ok(Ok(())) => tracing::debug!(%peer, role, process_id = pid, "session registered"),
         Ok(Err(e)) => failed(&e),
-        Err(_) => failed(&"no answer within 2s"),
+        Err(_) => failed(&format!("no answer within {within:?}")),
     }
 }
 

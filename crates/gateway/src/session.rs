@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout, timeout_at};
@@ -528,13 +527,14 @@ impl Drop for ClaimHeld {
             let Some(registry) = source.registry() else {
                 return;
             };
-            match timeout(Duration::from_secs(2), registry.release(&claim)).await {
+            let within = registry.call_timeout();
+            match timeout(within, registry.release(&claim)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     warn!(error = %e, claim, "an admission claim was not released: if the server recorded it, it counts until it expires");
                 }
                 Err(_) => {
-                    warn!(claim, "no answer within 2s to an admission claim's release: it was sent and runs when the server gets to it; if it never does, the claim counts until it expires");
+                    warn!(claim, ?within, "no answer to an admission claim's release in time: it was sent and runs when the server gets to it; if it never does, the claim counts until it expires");
                 }
             }
         });

@@ -380,28 +380,30 @@ async fn finished(child: Child, feeder: tokio::task::JoinHandle<()>) -> Finished
 async fn a_warned_psql_user_who_runs_a_statement_keeps_the_session_and_one_who_does_not_is_ended() {
     let harness = Harness::start("psql-enforce", Setup::default()).await;
     harness.gateway.enforce(policy(
-        "[[rule]]\nname = \"inactivity\"\nidle = \"6s\"\nwarn = \"3s\"\n",
+        "[[rule]]\nname = \"inactivity\"\nidle = \"12s\"\nwarn = \"6s\"\n",
     ));
     let started = Instant::now();
     let (secs, millis) = (Duration::from_secs, Duration::from_millis);
-    // Warned at 3 s, a statement at 4.5 s: the deadline moves to 10.5 s, warned at 7.5 s, a
-    // statement at 9 s; then psql's input ends and psql with it.
+    // Warned at 6 s, a statement at 9 s: the deadline moves to 21 s, warned at 15 s, a
+    // statement at 18 s; then psql's input ends and psql with it. Each statement comes 3 s
+    // after its warning and 3 s before the deadline: room for three psqls logging in at once
+    // on a loaded machine.
     let (kept, kept_feeder) = psql_fed(
         &harness,
         "kept",
         "",
         vec![
             (secs(0), "SELECT 'first';"),
-            (millis(4500), "SELECT 'kept';"),
-            (millis(4500), "SELECT 'still kept';"),
+            (secs(9), "SELECT 'kept';"),
+            (secs(9), "SELECT 'still kept';"),
         ],
     );
-    // Warned at 3 s and ended at 6 s while psql waits on its input; the next statement at 12 s
-    // finds the session ended. Over TLS and in plaintext: psql says the loss differently.
+    // Warned at 6 s and ended at 12 s while psql waits on its input; the next statement at
+    // 24 s finds the session ended. Over TLS and in plaintext: psql says the loss differently.
     let ended_script = || {
         vec![
             (secs(0), "SELECT 'first';"),
-            (secs(12), "SELECT 'too late';"),
+            (secs(24), "SELECT 'too late';"),
         ]
     };
     let (ended, ended_feeder) = psql_fed(&harness, "ended", "", ended_script());
@@ -415,11 +417,11 @@ async fn a_warned_psql_user_who_runs_a_statement_keeps_the_session_and_one_who_d
         backends(&harness, name, 1, secs(10)).await;
     }
     // Ended at the deadline, not at psql's next statement.
-    backends(&harness, "ended", 0, secs(20)).await;
+    backends(&harness, "ended", 0, secs(30)).await;
     backends(&harness, "plain", 0, secs(5)).await;
     let gone_at = started.elapsed();
     assert!(
-        (millis(5500)..secs(11)).contains(&gone_at),
+        (millis(11500)..secs(22)).contains(&gone_at),
         "the idle psqls' backends ended at {gone_at:?}"
     );
     backends(&harness, "kept", 1, secs(1)).await;
@@ -431,7 +433,7 @@ async fn a_warned_psql_user_who_runs_a_statement_keeps_the_session_and_one_who_d
     assert_eq!(
         kept.stderr
             .matches(
-                " (rule inactivity: idle for 6s; limit 6s)\n\
+                " (rule inactivity: idle for 12s; limit 12s)\n\
                  HINT:  run any statement to keep the session\n"
             )
             .count(),
@@ -471,11 +473,11 @@ async fn a_warned_psql_user_who_runs_a_statement_keeps_the_session_and_one_who_d
             .unwrap_or_else(|| panic!("no warning in\n{}", ended.stderr));
         let fatal = ended
             .stderr
-            .find("FATAL:  terminating connection: idle for 6")
+            .find("FATAL:  terminating connection: idle for 12")
             .unwrap_or_else(|| panic!("no FATAL in\n{}", ended.stderr));
         assert!(warning < fatal, "{}", ended.stderr);
         for line in [
-            "; limit 6s (rule inactivity)\nHINT:  reconnect to continue\n",
+            "; limit 12s (rule inactivity)\nHINT:  reconnect to continue\n",
             lost,
             "connection to server was lost",
         ] {

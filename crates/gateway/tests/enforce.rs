@@ -133,8 +133,9 @@ async fn a_warning_notice_arrives_before_the_end_and_is_recorded() {
     harness
         .gateway
         .enforce(policy("idle = \"4s\"\nwarn = \"2s\""));
-    let mut alice = harness.watched("alice", ALICE_PASSWORD).await;
+    // Before the login: the idle clock starts at its ReadyForQuery, after this.
     let started = Instant::now();
+    let mut alice = harness.watched("alice", ALICE_PASSWORD).await;
     let error = ended_with(alice.connection, Duration::from_secs(15)).await;
     let ended_at = started.elapsed();
     drop(alice.client);
@@ -158,9 +159,11 @@ async fn a_warning_notice_arrives_before_the_end_and_is_recorded() {
         notice.message()
     );
     assert_eq!(notice.hint(), Some("run any statement to keep the session"));
-    assert!(*at >= Duration::from_millis(1500), "{at:?}");
+    // Warned at 2 s, ended at 4 s of idle; loosely, as the test's task sees them.
+    assert!(*at >= Duration::from_millis(1900), "{at:?}");
+    assert!(ended_at >= Duration::from_millis(3900), "{ended_at:?}");
     assert!(
-        *at + Duration::from_millis(1500) <= ended_at,
+        *at + Duration::from_millis(1000) <= ended_at,
         "{at:?} {ended_at:?}"
     );
     let metrics = harness.gateway.metrics_text();

@@ -225,6 +225,8 @@ async fn a_claim_answered_after_the_gateway_stopped_waiting_is_released_not_left
         "login-caps-late-claim",
         Setup {
             auth_function: true,
+            // The product's: the gateway stops waiting after it.
+            registry_timeout: curfew_gateway::REGISTRY_CALL_TIMEOUT,
             ..Setup::default()
         },
     )

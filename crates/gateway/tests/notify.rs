@@ -56,10 +56,13 @@ async fn a_warned_session_that_runs_a_statement_stays_and_the_webhook_hears_each
     harness.gateway.enforce(Arc::new(policy));
     let t0 = Instant::now();
     let (keeper, keeper_pid, keeper_seen) = session(&harness, t0).await;
+    // The keeper's idle began before this: its warning is due by 2 s after, its end by 4 s.
+    let keeper_idle = Instant::now();
     let (silent, silent_pid, silent_seen) = session(&harness, t0).await;
 
     // Both are warned about 2 s in; the keeper answers with a statement, the other does not.
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    // Timed from the keeper's idle, not after the second login (slow on a loaded machine).
+    tokio::time::sleep_until((keeper_idle + Duration::from_millis(3000)).into()).await;
     keeper
         .simple_query("SELECT 1")
         .await

@@ -7,6 +7,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{ADMIN_PASSWORD, ALICE_PASSWORD, Harness, Setup};
 use curfew_postgres::{Connection, ConnectionUrl, GATEWAY_REGISTER_FUNCTION, TargetSpec};
 use tokio::net::TcpStream;
@@ -74,13 +76,27 @@ async fn a_gateway_session_shows_its_client_to_the_agent_and_a_direct_one_does_n
         .get(0);
 
     let mut agent = agent(&harness).await;
-    let snapshot = agent.snapshot(&[], false).await.unwrap();
-    let session = snapshot
-        .sessions
-        .iter()
-        .find(|s| s.pid == i64::from(pid))
-        .unwrap();
-    let client = snapshot.gateway_client(&session.key()).unwrap();
+    // The registration is awaited at login for 2 s at most, and runs even when later: a
+    // loaded machine may need the wait.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (snapshot, key) = loop {
+        let snapshot = agent.snapshot(&[], false).await.unwrap();
+        let key = snapshot
+            .sessions
+            .iter()
+            .find(|s| s.pid == i64::from(pid))
+            .unwrap()
+            .key();
+        if snapshot.gateway_client(&key).is_some() {
+            break (snapshot, key);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{pid} never registered"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let client = snapshot.gateway_client(&key).unwrap();
     assert_eq!(client.addr.to_string(), "127.0.0.1");
     assert_eq!(client.port, port);
     assert!(

@@ -123,6 +123,26 @@ async fn direct_tls_needs_alpn_postgresql() {
     assert!(refused, "direct TLS without ALPN was served");
 }
 
+/// Waits until the server runs the test's `pg_sleep(60)`: a cancel that arrives before is
+/// ignored by the server (it is reading a command), and the sleep would run its minute.
+async fn sleep_running(harness: &Harness) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running = harness
+            .cluster
+            .psql(
+                "SELECT count(*) FROM pg_stat_activity \
+                 WHERE state = 'active' AND query = 'SELECT pg_sleep(60)'",
+            )
+            .expect("pg_stat_activity");
+        if running.trim() == "1" {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the sleep never ran: {running}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_through_the_gateway_ends_a_running_sleep() {
     let harness = Harness::start("cancel", Setup::default()).await;
@@ -130,7 +150,7 @@ async fn a_cancel_through_the_gateway_ends_a_running_sleep() {
     let token = client.cancel_token();
     let started = Instant::now();
     let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(60)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sleep_running(&harness).await;
     token.cancel_query(NoTls).await.expect("cancel sent");
     let ended = tokio::time::timeout(Duration::from_secs(20), sleeper)
         .await
@@ -152,7 +172,7 @@ async fn a_cancel_through_the_gateway_ends_a_running_sleep() {
         .expect("login");
     let token = client.cancel_token();
     let sleeper = tokio::spawn(async move { client.simple_query("SELECT pg_sleep(60)").await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    sleep_running(&harness).await;
     token
         .cancel_query(harness.tls_connector())
         .await
@@ -402,7 +422,7 @@ async fn a_plaintext_server_leg_serves_plain_and_tls_clients() {
     }
     let token = plain.cancel_token();
     let sleeper = tokio::spawn(async move { plain.simple_query("SELECT pg_sleep(60)").await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    sleep_running(&harness).await;
     token.cancel_query(NoTls).await.expect("cancel sent");
     let ended = tokio::time::timeout(Duration::from_secs(20), sleeper)
         .await

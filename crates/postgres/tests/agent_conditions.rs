@@ -19,8 +19,10 @@ async fn terminations(agent: &mut Agent, window: Duration) -> BTreeSet<(i32, Str
         .next(deadline - tokio::time::Instant::now(), terminated_pid)
         .await
     {
+        // Loose: a loaded 2-core machine runs other clusters beside this one. The engine's
+        // precision is measured on paused time (crates/agent/tests) and in `curfew bench`.
         assert!(
-            lateness < Duration::from_secs(1),
+            lateness < Duration::from_secs(3),
             "{pid} ended {lateness:?} late"
         );
         ended.insert((pid, rule));
@@ -256,19 +258,22 @@ async fn a_statement_before_the_deadline_resets_the_idle_clock() {
     let mut kim = connect(&cluster, "kim", "psql").await;
     let first_idle = std::time::Instant::now();
     tokio::time::sleep(Duration::from_millis(2_000)).await;
+    // Read before the statement is sent: the session's new idle (its `state_change`) cannot
+    // start before, however late this task runs after the answer.
+    let sent = std::time::Instant::now();
     kim.client.simple_query("SELECT 1").await.unwrap();
-    let second_idle = std::time::Instant::now();
     // The old deadline (3 s after the first idle) passes without an end...
     let ended_at = kim
-        .ended_within(Duration::from_secs(6))
+        .ended_within(Duration::from_secs(9))
         .await
         .expect("never ended");
     assert!(
-        ended_at >= second_idle + Duration::from_millis(2_900),
+        ended_at >= sent + Duration::from_millis(2_900),
         "ended {:?} after the first idle, before the new deadline",
         ended_at - first_idle
     );
-    assert!(ended_at < second_idle + Duration::from_secs(4));
+    // ...and the new one ends it (loosely: the agent's tick, fsync and signal on a loaded box).
+    assert!(ended_at < sent + Duration::from_secs(7));
     agent.stop().await;
 }
 

@@ -113,14 +113,14 @@ async fn a_window_locks_logins_then_restores_them_and_never_enables_a_dormant_ro
         .unwrap_or_default();
     assert!(said.contains("not permitted to log in"), "{said}");
 
-    // The window ends by itself: logins come back, within about a second of its end.
+    // The window ends by itself: logins come back, within seconds of its end (loosely: the test polls with psql).
     wait_until("logins restored", Duration::from_secs(15), || {
         can_login(&cluster, "ana") && can_login(&cluster, WEIRD)
     })
     .await;
     let late = jiff::Timestamp::now().duration_since(until);
     assert!(
-        late < jiff::SignedDuration::from_secs(2),
+        late < jiff::SignedDuration::from_secs(3),
         "restored {late:?} after the window"
     );
     assert!(
@@ -336,7 +336,8 @@ async fn an_incident_lock_expires_by_itself() {
     let dir = scratch("expiry");
     let agent = Agent::start(policy(&cluster, ""), &dir).await;
     let (ledger, ana) = ledger_and_role(&cluster, "ana").await;
-    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(4);
+    // Long enough for the agent to apply it and the test to see it on a loaded machine.
+    let until = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(8);
     ledger
         .create_incident_lock(
             &ana,
@@ -356,7 +357,7 @@ async fn an_incident_lock_expires_by_itself() {
     .await;
     let late = jiff::Timestamp::now().duration_since(until);
     assert!(
-        late < jiff::SignedDuration::from_secs(2),
+        late < jiff::SignedDuration::from_secs(3),
         "restored {late:?} after the expiry"
     );
     let released = ledger.locks(true).await.unwrap();

@@ -85,8 +85,9 @@ async fn a_warning_is_recorded_before_the_end_and_the_command_hook_gets_it_as_js
         .expect("no warning event");
     assert_eq!(warned.0, ["command"]);
     let lateness = terminated(&mut agent, kim.pid, Duration::from_secs(10)).await;
-    assert!(lateness < Duration::from_secs(1), "ended {lateness:?} late");
-    assert!(kim.ended_within(Duration::from_secs(2)).await.is_some());
+    // Loose: other clusters share the machine's two cores (precision: `curfew bench`).
+    assert!(lateness < Duration::from_secs(3), "ended {lateness:?} late");
+    assert!(kim.ended_within(Duration::from_secs(5)).await.is_some());
 
     // The hook ran with the event on its standard input.
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -162,11 +163,11 @@ async fn a_hook_that_hangs_delays_no_termination() {
     for client in [&mut kim, &mut lee] {
         let lateness = terminated(&mut agent, client.pid, Duration::from_secs(8)).await;
         assert!(
-            lateness < Duration::from_secs(1),
+            lateness < Duration::from_secs(3),
             "pid {} ended {lateness:?} late",
             client.pid
         );
-        assert!(client.ended_within(Duration::from_secs(2)).await.is_some());
+        assert!(client.ended_within(Duration::from_secs(5)).await.is_some());
     }
     // The hook was running (and hanging) meanwhile.
     assert!(
@@ -209,7 +210,7 @@ async fn the_webhook_is_retried_after_a_server_error_and_failures_are_counted() 
     agent.ready().await;
     let mut kim = connect(&cluster, "kim", "psql").await;
     terminated(&mut agent, kim.pid, Duration::from_secs(8)).await;
-    assert!(kim.ended_within(Duration::from_secs(2)).await.is_some());
+    assert!(kim.ended_within(Duration::from_secs(5)).await.is_some());
     let deadline = Instant::now() + Duration::from_secs(10);
     while flaky.count() < 2 {
         assert!(

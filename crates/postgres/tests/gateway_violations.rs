@@ -51,13 +51,14 @@ async fn counts_per_role_and_rule_within_the_window_and_only_for_the_gateway() {
     assert_eq!(count(&a, "curfew_agent", "misbehaviour", 600).await, 1);
     assert_eq!(count(&a, "nobody-here", "misbehaviour", 600).await, 0);
 
-    // Out of a one-second window, the old errors count no more; they are kept (a gateway
+    // Out of a three-second window, the old errors count no more; they are kept (a gateway
     // with a longer window for the same rule, in a rolling reload, still counts them) until
     // the longest window, past which anyone's rows go, with the gate rows of dropped roles.
-    assert_eq!(count(&a, "other", "short", 1).await, 1);
-    assert_eq!(count(&b, "other", "short", 1).await, 2);
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
-    assert_eq!(count(&a, "other", "short", 1).await, 1);
+    // (Three seconds: the first two counts must fall in one window on a loaded machine.)
+    assert_eq!(count(&a, "other", "short", 3).await, 1);
+    assert_eq!(count(&b, "other", "short", 3).await, 2);
+    tokio::time::sleep(Duration::from_millis(3_200)).await;
+    assert_eq!(count(&a, "other", "short", 3).await, 1);
     assert_eq!(
         count(&b, "other", "short", 600).await,
         4,

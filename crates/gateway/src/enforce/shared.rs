@@ -38,12 +38,6 @@ pub(super) struct PendingCount {
     pub(super) fallback: Judged,
 }
 
-/// The longest the shared count of a `per = "role"` error may take before this gateway's own
-/// count decides instead: as long as the registry's other calls may take. A slow answer only
-/// delays a verdict that this gateway's own count (never above every gateway's) cannot reach
-/// by itself; the relay never waits for it.
-pub(crate) const SHARED_COUNT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
-
 impl Enforcer<'_> {
     /// Asks the database for the role's count of `count.rule`, in a task of its own: the
     /// relay never waits for it, the answer is polled with the session's other events. When
@@ -72,14 +66,17 @@ impl Enforcer<'_> {
             let Some(registry) = source.registry() else {
                 return;
             };
-            let answer =
-                tokio::time::timeout(SHARED_COUNT_TIMEOUT, registry.count_violation(&violation))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(RegistrationError::Failed(format!(
-                            "no answer within {SHARED_COUNT_TIMEOUT:?}"
-                        )))
-                    });
+            // As long as the registry's other calls may take: a slow answer only delays a
+            // verdict this gateway's own count (never above every gateway's) cannot reach by
+            // itself; the relay never waits for it.
+            let within = registry.call_timeout();
+            let answer = tokio::time::timeout(within, registry.count_violation(&violation))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(RegistrationError::Failed(format!(
+                        "no answer within {within:?}"
+                    )))
+                });
             drop(permit);
             let _ = tell.send(answer);
         });

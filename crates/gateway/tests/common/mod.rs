@@ -67,6 +67,10 @@ pub struct Setup {
     pub shutdown_timeout: Duration,
     /// Write the gateway's audit records to `audit.jsonl` in the harness's directory.
     pub audit_log: bool,
+    /// How long the gateway waits for a registry call (the auth function source's): 10 s by
+    /// default, longer than the product's 2 s, so that a loaded machine does not turn a slow
+    /// answer into a fallback no test is about; a test of that timeout sets it.
+    pub registry_timeout: Duration,
 }
 
 impl Default for Setup {
@@ -80,6 +84,7 @@ impl Default for Setup {
             bin_dir: None,
             shutdown_timeout: Duration::from_secs(30),
             audit_log: false,
+            registry_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -227,6 +232,8 @@ pub struct Harness {
     pub shutdown: Shutdown,
     /// The gateway's audit log, when `Setup::audit_log`.
     pub audit_log: Option<std::path::PathBuf>,
+    /// `Setup::registry_timeout`, for another gateway too.
+    registry_timeout: Duration,
     task: Option<JoinHandle<Drained>>,
 }
 
@@ -266,7 +273,11 @@ impl Harness {
         config.shutdown_timeout = setup.shutdown_timeout;
         let admin = Arc::new(PgAuthidSource::connect(&cluster).await);
         let source: Arc<dyn VerifierSource> = if setup.auth_function {
-            Arc::new(install_auth_function(&cluster, &dir).await)
+            Arc::new(
+                install_auth_function(&cluster, &dir)
+                    .await
+                    .with_call_timeout(setup.registry_timeout),
+            )
         } else {
             admin.clone()
         };
@@ -288,6 +299,7 @@ impl Harness {
             }
         });
         Harness {
+            registry_timeout: setup.registry_timeout,
             cluster,
             pki,
             dir,
@@ -412,8 +424,8 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("address");
         let config = GatewayConfig::new(vec![addr], UpstreamConfig { url: upstream });
-        let gateway =
-            Gateway::new(config, Arc::new(AuthFunctionSource::new(spec))).expect("gateway");
+        let source = AuthFunctionSource::new(spec).with_call_timeout(self.registry_timeout);
+        let gateway = Gateway::new(config, Arc::new(source)).expect("gateway");
         if let Some(policy) = policy {
             gateway.enforce(policy);
         }

@@ -72,10 +72,10 @@ pub async fn terminated_record(path: &Path) -> (String, String) {
     (text, line)
 }
 
-/// The audit log at `path` once `done` holds for its text, or after 5 s (the records are
-/// written a moment after the event).
+/// The audit log at `path` once `done` holds for its text, or after 20 s (the records are
+/// written a moment after the event: after the relay's linger and the writer's fsync).
 pub async fn audit_text_when(path: &Path, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let text = std::fs::read_to_string(path).expect("the audit log");
         if done(&text) || Instant::now() > deadline {
@@ -162,7 +162,7 @@ pub async fn fails(client: &Client, sql: &str) -> String {
 
 /// The next notice within a few seconds: its severity, SQLSTATE and message.
 pub async fn next_notice(session: &mut Watched) -> Option<String> {
-    let (notice, _) = tokio::time::timeout(Duration::from_secs(5), session.notices.recv())
+    let (notice, _) = tokio::time::timeout(Duration::from_secs(10), session.notices.recv())
         .await
         .ok()
         .flatten()?;

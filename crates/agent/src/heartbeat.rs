@@ -197,8 +197,7 @@ mod tests {
     /// `audit_unwritable` record with since when, then the state, in one batch.
     #[tokio::test]
     async fn an_unwritable_log_is_said_once_records_can_be_written() {
-        let dir = std::env::temp_dir().join(format!("curfew-heartbeat-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = curfew_testkit::TempDir::new("heartbeat", "unwritable");
         let path = dir.join("audit.jsonl");
         let audit = curfew_audit::AuditLog::open(&path).unwrap();
         let shared = Arc::new(Shared::new(audit, crate::AgentOptions::default()));
@@ -229,7 +228,6 @@ mod tests {
         let since: Timestamp = unwritable["since"].as_str().unwrap().parse().unwrap();
         assert!(since >= records[0].ts && since <= records[1].ts);
         assert_eq!(records[2].detail.as_ref().unwrap()["clock_offset_ms"], 7);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

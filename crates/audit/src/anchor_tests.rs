@@ -1,9 +1,10 @@
 //! The forger's attacks on anchors: a replaced log, a log cut from the front, anchors stored
 //! after the fact.
 
+use curfew_testkit::TempDir;
 use jiff::SignedDuration;
 
-use crate::chain_tests::{anchor, entries, rotate, scratch, ts, write};
+use crate::chain_tests::{anchor, entries, rotate, ts, write};
 use crate::{Anchor, AnchorRules, AuditLog, ProblemKind, verify_chain};
 
 fn kinds(check: &crate::AnchorCheck) -> Vec<ProblemKind> {
@@ -20,7 +21,7 @@ fn from(a: Anchor, by: &str, origin: Option<&str>) -> Anchor {
 
 #[test]
 fn a_replaced_log_is_contradicted_by_the_old_chains_anchors_from_the_same_place() {
-    let dir = scratch("replaced");
+    let dir = TempDir::new("chain", "replaced");
     let old = dir.join("old.jsonl");
     let log = AuditLog::open(&old).unwrap();
     write(&log, 0, 5);
@@ -98,12 +99,11 @@ fn a_replaced_log_is_contradicted_by_the_old_chains_anchors_from_the_same_place(
     };
     let check = v.check_anchors(&only_old, &rules);
     assert_eq!(kinds(&check), vec![ProblemKind::ReplacedChain]);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn an_emptied_log_is_contradicted_by_anchors_from_the_verifiers_place() {
-    let dir = scratch("emptied");
+    let dir = TempDir::new("chain", "emptied");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     write(&log, 0, 5);
@@ -123,12 +123,11 @@ fn an_emptied_log_is_contradicted_by_anchors_from_the_verifiers_place() {
             .message
             .contains("this log holds no record")
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_log_cut_from_the_front_is_missing_the_records_anchored_before_it() {
-    let dir = scratch("front");
+    let dir = TempDir::new("chain", "front");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     write(&log, 0, 10);
@@ -175,12 +174,11 @@ fn a_log_cut_from_the_front_is_missing_the_records_anchored_before_it() {
     let check = v.check_anchors(&anchors, &rules);
     assert_eq!(kinds(&check), vec![ProblemKind::MissingRecords]);
     assert!(check.problems[0].message.starts_with("records seq 5..10"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn anchors_stored_after_the_fact_confirm_nothing() {
-    let dir = scratch("late");
+    let dir = TempDir::new("chain", "late");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     write(&log, 0, 5);
@@ -207,12 +205,11 @@ fn anchors_stored_after_the_fact_confirm_nothing() {
     let check = v.check_anchors(&[late], &rules);
     assert!(check.is_consistent());
     assert_eq!(check.confirmed.map(|c| c.0), Some(5));
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_record_claiming_the_highest_seq_does_not_panic_the_verifier() {
-    let dir = scratch("maxseq");
+    let dir = TempDir::new("chain", "maxseq");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     write(&log, 0, 3);
@@ -223,12 +220,11 @@ fn a_record_claiming_the_highest_seq_does_not_panic_the_verifier() {
     let v = verify_chain(std::slice::from_ref(&path), |_| {}).unwrap();
     assert!(!v.is_intact());
     assert_eq!(v.verification.records, 3);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn keygen_never_writes_through_a_symlink_planted_at_the_public_key_path() {
-    let dir = scratch("keysymlink");
+    let dir = TempDir::new("chain", "keysymlink");
     let victim = dir.join("victim");
     std::fs::write(&victim, "keep me\n").unwrap();
     let key_path = dir.join("checkpoint.key");
@@ -243,12 +239,11 @@ fn keygen_never_writes_through_a_symlink_planted_at_the_public_key_path() {
         !key_path.exists(),
         "no private key left without its public half"
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_private_key_given_as_the_public_key_is_refused() {
-    let dir = scratch("privaspub");
+    let dir = TempDir::new("chain", "privaspub");
     let key_path = dir.join("checkpoint.key");
     let key = crate::CheckpointKey::generate().unwrap();
     let public_path = key.write(&key_path).unwrap();
@@ -267,12 +262,11 @@ fn a_private_key_given_as_the_public_key_is_refused() {
     assert!(matches!(error, crate::KeyError::Private(_)), "{error}");
     std::fs::write(&public_path, format!("{}\n", key.public_hex())).unwrap();
     assert!(v.load_public_key(&public_path).is_ok());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_damaged_first_line_leaves_the_chain_unknown_and_says_so() {
-    let dir = scratch("damagedfirst");
+    let dir = TempDir::new("chain", "damagedfirst");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     write(&log, 0, 3);
@@ -283,5 +277,4 @@ fn a_damaged_first_line_leaves_the_chain_unknown_and_says_so() {
     let log = AuditLog::open(&path).unwrap();
     assert_eq!(log.head(), None, "nothing to anchor");
     assert!(log.chain_unknown(), "but the agent can tell why");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,20 +1,14 @@
 //! Sets of files, anchors and signed checkpoints.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use curfew_testkit::TempDir;
 use jiff::Timestamp;
 
 use crate::{
     Anchor, AnchorRules, AuditLog, CheckpointKey, Entry, Event, ProblemKind, Record, chain_id,
     read, verify_chain,
 };
-
-pub(crate) fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("curfew-chain-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 pub(crate) fn ts(n: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + n).unwrap()
@@ -84,7 +78,7 @@ pub(crate) fn anchor(chain: &str, seq: u64, hash: &str) -> Anchor {
 
 #[test]
 fn a_rotated_set_is_one_chain_in_seq_order_and_names_its_chain() {
-    let dir = scratch("rotated");
+    let dir = TempDir::new("chain", "rotated");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     write(&log, 0, 3);
@@ -100,7 +94,7 @@ fn a_rotated_set_is_one_chain_in_seq_order_and_names_its_chain() {
     // Each continued file knows its chain on its own.
     assert_eq!(chain_id(&entries(&dir.join("audit.jsonl.1"))[0]), chain);
 
-    let v = verify_chain(std::slice::from_ref(&dir), |_| {}).unwrap();
+    let v = verify_chain(&[dir.path().to_path_buf()], |_| {}).unwrap();
     assert!(v.is_intact(), "{:?}", v.verification.problems);
     assert_eq!(v.chain.as_deref(), Some(chain.as_str()));
     let order: Vec<_> = v.files.iter().map(|f| f.path.clone()).collect();
@@ -121,12 +115,11 @@ fn a_rotated_set_is_one_chain_in_seq_order_and_names_its_chain() {
         dir.join("audit.jsonl.9"),
     ];
     assert!(verify_chain(&files, |_| {}).unwrap().is_intact());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn a_file_missing_from_the_set_is_named_as_missing_records() {
-    let dir = scratch("gap");
+    let dir = TempDir::new("chain", "gap");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     write(&log, 0, 3); // seq 1-3, then audit.jsonl.2
@@ -135,7 +128,7 @@ fn a_file_missing_from_the_set_is_named_as_missing_records() {
     rotate(&log, &dir.join("audit.jsonl.1"));
     write(&log, 20, 1); // 7 (log_continued), 8
     std::fs::remove_file(dir.join("audit.jsonl.1")).unwrap();
-    let v = verify_chain(std::slice::from_ref(&dir), |_| {}).unwrap();
+    let v = verify_chain(&[dir.path().to_path_buf()], |_| {}).unwrap();
     let problems = &v.verification.problems;
     assert_eq!(problems.len(), 1, "{problems:?}");
     assert_eq!(problems[0].kind, ProblemKind::MissingRecords);
@@ -145,12 +138,11 @@ fn a_file_missing_from_the_set_is_named_as_missing_records() {
         "{}",
         problems[0].message
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn anchors_confirm_the_log_and_catch_truncation_and_recomputed_chains() {
-    let dir = scratch("anchors");
+    let dir = TempDir::new("chain", "anchors");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     write(&log, 0, 10);
@@ -205,12 +197,11 @@ fn anchors_confirm_the_log_and_catch_truncation_and_recomputed_chains() {
         "{}",
         check.problems[0].message
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn signed_checkpoints_verify_and_fail_for_a_wrong_key_a_flipped_byte_and_a_forged_chain() {
-    let dir = scratch("signed");
+    let dir = TempDir::new("chain", "signed");
     let key_path = dir.join("checkpoint.key");
     let key = CheckpointKey::generate().unwrap();
     let public_path = key.write(&key_path).unwrap();
@@ -278,12 +269,11 @@ fn signed_checkpoints_verify_and_fail_for_a_wrong_key_a_flipped_byte_and_a_forge
         "{:?}",
         check.problems
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
 fn files_from_before_chain_names_stay_in_the_set_and_another_chains_file_is_left_out() {
-    let dir = scratch("legacy");
+    let dir = TempDir::new("chain", "legacy");
     let first = dir.join("audit.jsonl.1");
     let log = AuditLog::open(&first).unwrap();
     write(&log, 100, 3);
@@ -307,7 +297,7 @@ fn files_from_before_chain_names_stay_in_the_set_and_another_chains_file_is_left
     let other_log = AuditLog::open(&other).unwrap();
     write(&other_log, 0, 2);
 
-    let v = verify_chain(std::slice::from_ref(&dir), |_| {}).unwrap();
+    let v = verify_chain(&[dir.path().to_path_buf()], |_| {}).unwrap();
     assert_eq!(v.chain.as_deref(), Some(entries(&first)[0].hash.as_str()));
     assert_eq!(v.files.len(), 2, "{:?}", v.files);
     assert_eq!(v.last_seq, Some(5));
@@ -319,5 +309,4 @@ fn files_from_before_chain_names_stay_in_the_set_and_another_chains_file_is_left
         "{}",
         problems[0].message
     );
-    std::fs::remove_dir_all(&dir).unwrap();
 }

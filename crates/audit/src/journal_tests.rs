@@ -4,12 +4,13 @@
 use super::*;
 use crate::problem::ProblemKind;
 use crate::record::Entry;
+use curfew_testkit::TempDir;
 
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("curfew-journal-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("audit.jsonl")
+/// A log's path in a directory of its own; the directory lives as long as the `TempDir`.
+fn scratch(name: &str) -> (TempDir, std::path::PathBuf) {
+    let dir = TempDir::new("journal", name);
+    let path = dir.join("audit.jsonl");
+    (dir, path)
 }
 
 fn ts(text: &str) -> Timestamp {
@@ -38,7 +39,7 @@ fn session() -> SessionInfo {
 
 #[test]
 fn an_outcome_repeats_its_intent_and_is_the_record_the_agent_wrote_before() {
-    let path = scratch("outcome");
+    let (_dir, path) = scratch("outcome");
     let log = AuditLog::open(&path).unwrap();
     let deadline = ts("2026-03-01T09:00:00Z");
     let plan = TerminationPlan {
@@ -69,7 +70,7 @@ fn an_outcome_repeats_its_intent_and_is_the_record_the_agent_wrote_before() {
     assert_eq!(appended.seq, 2);
 
     // The same records, built by hand as the agent's act.rs does.
-    let other = scratch("outcome-by-hand");
+    let (_other_dir, other) = scratch("outcome-by-hand");
     let by_hand = AuditLog::open(&other).unwrap();
     let mut intent = Record::new(ts("2026-03-01T09:00:01Z"), Event::TerminationIntent)
         .with_target("main")
@@ -104,7 +105,7 @@ fn an_outcome_repeats_its_intent_and_is_the_record_the_agent_wrote_before() {
 
 #[test]
 fn a_token_dropped_without_outcome_leaves_an_open_intent_that_is_reported() {
-    let path = scratch("dropped");
+    let (_dir, path) = scratch("dropped");
     let log = AuditLog::open(&path).unwrap();
     let plan = LoginChangePlan {
         action: "lock".to_owned(),
@@ -149,9 +150,11 @@ fn a_token_dropped_without_outcome_leaves_an_open_intent_that_is_reported() {
 
 #[test]
 fn a_squatters_outcome_says_what_became_of_it_and_another_logs_token_is_refused() {
-    let path = scratch("squat");
+    let (_dir, path) = scratch("squat");
     let log = AuditLog::open(&path).unwrap();
-    let other = AuditLog::open(&scratch("squat-other")).unwrap();
+    let (_other_dir, other_path) = scratch("squat-other");
+    let other = AuditLog::open(&other_path).unwrap();
+    let (_elsewhere_dir, elsewhere) = scratch("squat-elsewhere");
     let intent = Intent::<SquatterEnding>::new(ts("2026-03-01T09:00:00Z"), "main", None)
         .with_rule("leader lock")
         .with_reason("a session of role x held the leader lock")
@@ -167,7 +170,7 @@ fn a_squatters_outcome_says_what_became_of_it_and_another_logs_token_is_refused(
     let refused = other
         .complete_all(
             ts("2026-03-01T09:00:01Z"),
-            vec![(other_token(&other), outcome.clone())],
+            vec![(other_token(&other, &elsewhere), outcome.clone())],
         )
         .unwrap_err();
     assert!(
@@ -189,9 +192,9 @@ fn a_squatters_outcome_says_what_became_of_it_and_another_logs_token_is_refused(
 }
 
 /// A token of `log` offered to a log it does not belong to is refused: build one from
-/// another file.
-fn other_token(of: &AuditLog) -> IntentToken<SquatterEnding> {
-    let elsewhere = AuditLog::open(&scratch("squat-elsewhere")).unwrap();
+/// another file, `elsewhere`.
+fn other_token(of: &AuditLog, elsewhere: &std::path::Path) -> IntentToken<SquatterEnding> {
+    let elsewhere = AuditLog::open(elsewhere).unwrap();
     assert!(!Arc::ptr_eq(&elsewhere.inner, &of.inner));
     elsewhere
         .intend(Intent::<SquatterEnding>::new(

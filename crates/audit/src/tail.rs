@@ -191,15 +191,11 @@ mod tests {
     /// Scans `text` as a file, starting with a window far smaller than a line so the
     /// window has to grow.
     fn scan_text(name: &str, text: &[u8]) -> Result<Tail, AuditError> {
-        let path = std::env::temp_dir().join(format!(
-            "curfew-audit-tail-{}-{name}.jsonl",
-            std::process::id()
-        ));
+        let dir = curfew_testkit::TempDir::new("audit-tail", name);
+        let path = dir.join("audit.jsonl");
         std::fs::write(&path, text).unwrap();
         let file = File::open(&path).unwrap();
-        let result = scan_with_chunk(&file, &path, text.len() as u64, 7);
-        std::fs::remove_file(&path).unwrap();
-        result
+        scan_with_chunk(&file, &path, text.len() as u64, 7)
     }
 
     fn chain(count: u64) -> (Vec<u8>, String) {

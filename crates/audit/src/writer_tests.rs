@@ -2,16 +2,9 @@
 
 use super::*;
 
-fn scratch_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("curfew-audit-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[test]
 fn check_writable_flags_a_log_moved_or_deleted_under_the_writer() {
-    let dir = scratch_dir("moved");
+    let dir = curfew_testkit::TempDir::new("audit", "moved");
     let path = dir.join("audit.jsonl");
     let log = AuditLog::open(&path).unwrap();
     assert_eq!(log.check_writable(), Ok(()));
@@ -22,5 +15,4 @@ fn check_writable_flags_a_log_moved_or_deleted_under_the_writer() {
     std::fs::write(&path, b"").unwrap();
     let replaced = log.check_writable().unwrap_err();
     assert!(replaced.contains("names another file"), "{replaced}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -9,23 +9,20 @@ mod common;
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::{record, session, ts};
 use curfew_audit::{AuditLog, Event, Record, verify};
+use curfew_testkit::TempDir;
 
-/// A tmpfs of `size` bytes mounted on a fresh directory; unmounted when dropped.
-struct Tmpfs(PathBuf);
+/// A tmpfs of `size` bytes mounted on a fresh directory; unmounted when dropped, then the
+/// directory removed (also when mounting failed).
+struct Tmpfs(TempDir);
 
 impl Tmpfs {
     fn mount(name: &str, size: &str) -> Tmpfs {
-        let dir = std::env::temp_dir().join(format!("curfew-audit-{}-{name}", std::process::id()));
-        let _ = Command::new("umount")
-            .arg(&dir)
-            .stderr(std::process::Stdio::null())
-            .status();
-        fs::create_dir_all(&dir).unwrap();
+        let dir = TempDir::new("audit-tmpfs", name);
         let status = Command::new("mount")
             .args([
                 "-t",
@@ -34,7 +31,7 @@ impl Tmpfs {
                 &format!("size={size},mode=0700"),
                 "tmpfs",
             ])
-            .arg(&dir)
+            .arg(dir.path())
             .status();
         assert!(
             status.as_ref().is_ok_and(|s| s.success()),
@@ -60,8 +57,7 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        let _ = fs::remove_dir(&self.0);
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
     }
 }
 

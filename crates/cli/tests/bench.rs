@@ -4,6 +4,8 @@
 
 use std::process::Command;
 
+use curfew_testkit::TempDir;
+
 fn curfew(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_curfew"))
         .args(args)
@@ -32,7 +34,8 @@ fn assert_percentiles(lateness: &serde_json::Value, count: u64, what: &str) {
 
 #[test]
 fn a_quick_bench_measures_curfew_native_and_cron_and_writes_json() {
-    let json = std::env::temp_dir().join(format!("curfew-bench-test-{}.json", std::process::id()));
+    let dir = TempDir::new("bench-test", "json");
+    let json = dir.join("bench.json");
     let out = curfew(&["bench", "--quick", "--json", json.to_str().unwrap()]);
     let stdout = text(&out.stdout);
     assert_eq!(
@@ -51,7 +54,6 @@ fn a_quick_bench_measures_curfew_native_and_cron_and_writes_json() {
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_file(&json).unwrap();
 
     let runs = report["runs"].as_array().unwrap();
     assert_eq!(runs.len(), 1, "{report}");

@@ -7,6 +7,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use curfew_testkit::TempDir;
+
 fn pgbouncer_installed() -> bool {
     ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
         .iter()
@@ -24,10 +26,8 @@ fn a_quick_gateway_bench_compares_direct_gateway_and_pgbouncer_and_writes_json()
         "PgBouncer is not installed: install it (`sudo apt-get install -y pgbouncer`; .ci/run \
          does) to run the gateway benchmark's test"
     );
-    let json = std::env::temp_dir().join(format!(
-        "curfew-bench-gateway-test-{}.json",
-        std::process::id()
-    ));
+    let dir = TempDir::new("bench-gateway-test", "json");
+    let json = dir.join("bench.json");
     let out = Command::new(env!("CARGO_BIN_EXE_curfew"))
         .args(["bench", "gateway", "--quick", "--json"])
         .arg(&json)
@@ -47,7 +47,6 @@ fn a_quick_gateway_bench_compares_direct_gateway_and_pgbouncer_and_writes_json()
     }
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    std::fs::remove_file(&json).unwrap();
 
     assert_eq!(report["clients"], 8, "{report}");
     assert_eq!(report["threads"], 2, "{report}");

@@ -9,14 +9,13 @@ use std::process::{Command, Stdio};
 mod common;
 
 use common::{run as curfew, text, workspace};
+use curfew_testkit::TempDir;
 
-/// A policy file in a fresh temporary directory.
-fn policy_file(name: &str, body: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("curfew-cli-{}-{name}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("curfew.toml");
-    std::fs::write(&path, body).unwrap();
-    path
+/// A policy file in a fresh temporary directory, which lives as long as the `TempDir`.
+fn policy_file(name: &str, body: &str) -> (TempDir, PathBuf) {
+    let dir = TempDir::new("cli", name);
+    let path = dir.write("curfew.toml", body, 0o644);
+    (dir, path)
 }
 
 #[test]
@@ -44,7 +43,7 @@ fn validate_lists_each_rule_of_the_example() {
 
 #[test]
 fn validate_reports_every_error_with_its_position_and_exits_2() {
-    let path = policy_file(
+    let (_dir, path) = policy_file(
         "errors",
         "[[rule]]\nname = \"a\"\nidel = \"5m\"\n\n[[rule]]\nname = \"b\"\nlifetime = \"0s\"\n",
     );
@@ -119,7 +118,7 @@ fn policy_from_standard_input() {
 /// Issue 13: an empty policy was valid, so a reload with it switched curfew off.
 #[test]
 fn validate_refuses_an_empty_policy_with_exit_2() {
-    let path = policy_file("empty", "");
+    let (_dir, path) = policy_file("empty", "");
     let out = curfew(&["validate", "-c", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
@@ -138,7 +137,7 @@ fn validate_refuses_an_empty_policy_with_exit_2() {
 
 #[test]
 fn validate_refuses_a_policy_without_targets_but_explain_and_compile_accept_it() {
-    let path = policy_file("no-target", "[[rule]]\nname = \"x\"\nidle = \"1m\"\n");
+    let (_dir, path) = policy_file("no-target", "[[rule]]\nname = \"x\"\nidle = \"1m\"\n");
     let out = curfew(&["validate", "-c", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -162,7 +161,7 @@ fn validate_refuses_a_policy_without_targets_but_explain_and_compile_accept_it()
             text(&out.stderr)
         );
     }
-    let rule_less = policy_file("no-rule", "");
+    let (_rule_less_dir, rule_less) = policy_file("no-rule", "");
     let out = curfew(&[
         "compile",
         "--dialect",
@@ -264,13 +263,14 @@ fn man_pages_are_generated_from_the_help() {
     assert!(page.contains(".TH curfew 1"), "{page}");
     assert!(page.contains("curfew\\-agent(1)"), "{page}");
 
-    let dir = std::env::temp_dir().join(format!("curfew-man-{}", std::process::id()));
+    // A directory that does not exist yet: `--out-dir` creates it.
+    let parent = TempDir::new("cli", "man");
+    let dir = parent.join("man");
     let out = curfew(&["man", "--out-dir", dir.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let agent = std::fs::read_to_string(dir.join("curfew-agent.1")).unwrap();
     assert!(agent.contains("\\-\\-dry\\-run"), "{agent}");
     assert!(dir.join("curfew-audit-verify.1").exists());
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// The long help of every command reads as prose: a string continued across source lines
@@ -304,7 +304,7 @@ fn help_text_has_no_source_indentation_in_its_sentences() {
 /// forged a line.
 #[test]
 fn validate_shows_control_characters_in_names_as_escapes() {
-    let path = policy_file(
+    let (_dir, path) = policy_file(
         "escapes",
         "[[target]]\nname = \"db\"\nurl = \"postgresql://a@/postgres?host=/tmp\"\n\n\
          [[rule]]\nname = \"red\\u001b[31m\\nFAKE: valid\"\nidle = \"1m\"\nroles = [\"x\\r\"]\n",

@@ -5,6 +5,7 @@
 mod common;
 
 use common::{run as curfew, text, workspace};
+use curfew_testkit::TempDir;
 
 #[test]
 fn compile_prints_the_golden_scripts_for_the_example() {
@@ -30,8 +31,7 @@ fn compile_prints_the_golden_scripts_for_the_example() {
 
 #[test]
 fn compile_writes_the_output_file() {
-    let dir = std::env::temp_dir().join(format!("curfew-cli-compile-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli", "compile");
     let path = dir.join("native.sql");
     let out = curfew(&[
         "compile",
@@ -47,7 +47,6 @@ fn compile_writes_the_output_file() {
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(written.starts_with("-- curfew compile --dialect postgres\n"));
     assert!(written.ends_with("COMMIT;\n"));
-    std::fs::remove_dir_all(&dir).unwrap();
 
     let out = curfew(&[
         "compile",

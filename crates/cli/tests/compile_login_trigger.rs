@@ -6,6 +6,7 @@
 mod common;
 
 use common::{run as curfew, text};
+use curfew_testkit::TempDir;
 
 const BASE: [&str; 6] = [
     "compile",
@@ -87,13 +88,11 @@ fn the_login_trigger_script_goes_to_stdout_or_the_output_file() {
     assert!(sql.contains("fails closed (--on-error closed)"));
     assert!(sql.ends_with("COMMIT;\n"));
 
-    let dir = std::env::temp_dir().join(format!("curfew-cli-trigger-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TempDir::new("cli", "trigger");
     let path = dir.join("trigger.sql");
     let out = with(&["--on-error", "open", "-o", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(out.stdout.is_empty());
     let written = std::fs::read_to_string(&path).unwrap();
     assert!(written.contains("(--on-error open)"));
-    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -134,8 +134,7 @@ fn a_killed_agent_never_leaves_a_role_half_locked_or_wrongly_enabled() {
          CREATE ROLE \"we\"\"ird röle\" LOGIN;
          CREATE ROLE dormant NOLOGIN;",
     );
-    let dir = Dir(std::env::temp_dir().join(format!("curfew-crash-{}", std::process::id())));
-    std::fs::create_dir_all(&dir.0).unwrap();
+    let dir = Dir::new("crash", "killed-agent");
     // The README's recipe: curfew's role at least privilege, `curfew init` by the superuser.
     let init_policy = policy(
         &dir.0,

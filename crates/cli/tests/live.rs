@@ -303,8 +303,8 @@ fn the_demo_runs_to_the_end_and_leaves_nothing_running() {
 fn an_interrupted_demo_leaves_nothing_running() {
     // Its standard error in a file, shown when the demo ends early (CI saw that once, on
     // PostgreSQL 17 under load, with nothing to say why).
-    let stderr_path =
-        std::env::temp_dir().join(format!("curfew-demo-stderr-{}", std::process::id()));
+    let stderr_dir = dir("demo-stderr");
+    let stderr_path = stderr_dir.join("stderr");
     let stderr_file = std::fs::File::create(&stderr_path).unwrap();
     let mut demo = curfew()
         .args(["demo", "--listen", "127.0.0.1:0"])
@@ -368,7 +368,6 @@ fn an_interrupted_demo_leaves_nothing_running() {
         "the gateway still answers on {gateway}"
     );
     assert!(!work_dir.exists(), "{} was left behind", work_dir.display());
-    let _ = std::fs::remove_file(&stderr_path);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

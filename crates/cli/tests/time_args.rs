@@ -6,6 +6,7 @@
 use std::process::{Command, Output};
 
 use curfew_audit::{AuditLog, Event, Record};
+use curfew_testkit::TempDir;
 use jiff::{SignedDuration, Timestamp};
 
 fn curfew(args: &[&str]) -> Output {
@@ -21,15 +22,8 @@ fn text(bytes: &[u8]) -> String {
 }
 
 /// A log with one record an hour ago and one now (`name` keeps the tests' files apart).
-fn log(name: &str) -> (std::path::PathBuf, impl Drop) {
-    struct Gone(std::path::PathBuf);
-    impl Drop for Gone {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-    let dir = std::env::temp_dir().join(format!("curfew-time-args-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+fn log(name: &str) -> (std::path::PathBuf, TempDir) {
+    let dir = TempDir::new("time-args", name);
     let path = dir.join("audit.jsonl");
     let now = Timestamp::now();
     AuditLog::open(&path)
@@ -39,7 +33,7 @@ fn log(name: &str) -> (std::path::PathBuf, impl Drop) {
             Record::new(now, Event::AgentStopped),
         ])
         .unwrap();
-    (path, Gone(dir))
+    (path, dir)
 }
 
 /// The events `audit show --format json` selects.

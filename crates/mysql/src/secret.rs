@@ -70,11 +70,8 @@ mod tests {
 
     #[test]
     fn first_line_without_its_ending_never_shown() {
-        let dir = std::env::temp_dir().join(format!("curfew-mysql-pw-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("pw");
-        std::fs::write(&path, "s3cret\r\nrest\n").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let dir = curfew_testkit::TempDir::new("mysql-pw", "first-line");
+        let path = dir.write("pw", "s3cret\r\nrest\n", 0o640);
         let (pw, warning) = read_password_file(&path).unwrap();
         assert_eq!(pw.expose(), "s3cret");
         assert_eq!(format!("{pw:?}"), "Password(***)");
@@ -84,6 +81,5 @@ mod tests {
             read_password_file(&path),
             Err(PasswordFileError::Empty(_))
         ));
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,6 +7,7 @@ mod fixture;
 
 use curfew_mysql::{MysqlError, MysqlUrl, connect_canary};
 use curfew_sandbox::{MariaDbOptions, TestPki};
+use curfew_testkit::TempDir;
 use fixture::Fixture;
 use mysql_async::prelude::Queryable;
 
@@ -23,10 +24,8 @@ async fn a_canary_logs_in_over_the_targets_tls() {
     f.server
         .admin_sql("CREATE USER 'curfew_canary_t'@'127.0.0.1' IDENTIFIED BY 'canary-''secret\"9';")
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("curfew-mysql-canary-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca = dir.join("ca.pem");
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
+    let dir = TempDir::new("mysql", "canary");
+    let ca = dir.write("ca.pem", &pki.ca_pem, 0o644);
     let mut target = f.target();
     target.url = MysqlUrl::parse(&format!(
         "mariadb://{}@127.0.0.1:{}/?sslmode=verify-full&sslrootcert={}",
@@ -82,7 +81,6 @@ async fn a_canary_logs_in_over_the_targets_tls() {
         .await
         .unwrap_err();
     assert!(matches!(err, MysqlError::Tls { .. }), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,10 +4,9 @@
 
 mod fixture;
 
-use std::os::unix::fs::PermissionsExt;
-
 use curfew_mysql::{MysqlError, Verdict, connect};
 use curfew_sandbox::MariaDbOptions;
+use curfew_testkit::TempDir;
 use fixture::{Fixture, alive};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,11 +51,8 @@ async fn missing_privileges_are_named_with_the_exact_grant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_fails_without_showing_it() {
     let f = Fixture::start(MariaDbOptions::default());
-    let dir = std::env::temp_dir().join(format!("curfew-mysql-wrong-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("pw");
-    std::fs::write(&file, "not-the-password-xyz\n").unwrap();
-    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let dir = TempDir::new("mysql", "wrong");
+    let file = dir.write("pw", "not-the-password-xyz\n", 0o600);
     let err = connect(&f.target_as(fixture::AGENT, Some(file)))
         .await
         .unwrap_err();
@@ -64,7 +60,6 @@ async fn a_wrong_password_fails_without_showing_it() {
     assert!(matches!(err, MysqlError::Connect { .. }), "{shown}");
     assert_eq!(err.server_code(), Some(1045), "{shown}");
     assert!(!shown.contains("not-the-password"), "{shown}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,7 @@ use curfew_backend::{EndRequest, IdleState, Outcome, SessionEnder, Signal, Snaps
 use curfew_mysql::{Connection, Verdict};
 use curfew_policy::{Session, SessionKey};
 use curfew_sandbox::MariaDbOptions;
+use curfew_testkit::TempDir;
 use fixture::{Fixture, alive, running};
 use jiff::{SignedDuration, Timestamp};
 use mysql_async::prelude::Queryable;
@@ -54,12 +55,6 @@ async fn end(
     curfew.signal_all(&authorized).await.unwrap()
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("curfew-mysql-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_is_killed_and_its_exit_confirmed() {
     let f = Fixture::start(MariaDbOptions::default());
@@ -76,8 +71,8 @@ async fn an_idle_session_is_killed_and_its_exit_confirmed() {
         session(&snapshot, idle.id()),
         session(&snapshot, in_trx.id()),
     );
-    let dir = temp_dir("killed");
-    let (_log, token) = intent(&dir);
+    let dir = TempDir::new("mysql", "killed");
+    let (_log, token) = intent(dir.path());
     let started = Instant::now();
     let signals = end(
         &mut curfew,
@@ -111,7 +106,6 @@ async fn an_idle_session_is_killed_and_its_exit_confirmed() {
     // The killed transaction was rolled back.
     let rows = f.server.admin_sql("SELECT COUNT(*) FROM app.t").unwrap();
     assert_eq!(rows, "0");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,8 +132,8 @@ async fn a_session_that_changed_or_is_not_due_is_left_alone() {
     // After the snapshot: one runs a statement, one starts a long one.
     ran.query_drop("SELECT 1").await.unwrap();
     let (_, busy_later) = running(became_busy, 20).await;
-    let dir = temp_dir("alone");
-    let (_log, token) = intent(&dir);
+    let dir = TempDir::new("mysql", "alone");
+    let (_log, token) = intent(dir.path());
     let busy_session = &judged[2];
     let signals = end(
         &mut curfew,
@@ -184,7 +178,6 @@ async fn a_session_that_changed_or_is_not_due_is_left_alone() {
     assert!(after.sessions.iter().any(|s| s.pid == busy_session.pid));
     busy.abort();
     busy_later.abort();
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,8 +215,8 @@ async fn a_plan_made_before_a_restart_kills_nothing_after_it() {
     assert_eq!((new.pid, &*new.role), (judged.pid, "app"));
 
     // Through the loop's trait: the new connection never reported the old session.
-    let dir = temp_dir("restart");
-    let (_log, token) = intent(&dir);
+    let dir = TempDir::new("mysql", "restart");
+    let (_log, token) = intent(dir.path());
     let signals = end(&mut curfew, &token, vec![planned.clone()]).await;
     assert!(
         matches!(
@@ -236,7 +229,6 @@ async fn a_plan_made_before_a_restart_kills_nothing_after_it() {
     let verdicts = curfew.kill_all(&[stale]).await.unwrap();
     assert_eq!(verdicts.verdicts, [Verdict::NoLongerMatched]);
     assert!(alive(&mut same_id).await);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

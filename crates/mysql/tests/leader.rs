@@ -14,6 +14,7 @@ use curfew_backend::{
 };
 use curfew_mysql::Connection;
 use curfew_sandbox::MariaDbOptions;
+use curfew_testkit::TempDir;
 use fixture::{AGENT, Fixture, alive};
 use jiff::Timestamp;
 use mysql_async::prelude::Queryable;
@@ -32,9 +33,9 @@ async fn lead_within(c: &mut Connection, wait: Duration) -> curfew_policy::Sessi
     }
 }
 
-fn intent_log(name: &str) -> (std::path::PathBuf, AuditLog) {
-    let dir = std::env::temp_dir().join(format!("curfew-mysql-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// An audit log in a directory of its own, removed when the returned `TempDir` is dropped.
+fn intent_log(name: &str) -> (TempDir, AuditLog) {
+    let dir = TempDir::new("mysql", name);
     let log = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
     (dir, log)
 }
@@ -98,7 +99,7 @@ async fn kills_are_fenced_on_the_leader_s_lock() {
     let mut main = f.curfew().await;
     let key = Coordination::try_lead(&mut lock).await.unwrap().unwrap();
     Coordination::fence(&mut main, Some(key));
-    let (dir, log) = intent_log("fence");
+    let (_dir, log) = intent_log("fence");
     let token = log
         .intend(Intent::<Termination>::new(Timestamp::now(), "m", None))
         .unwrap();
@@ -144,7 +145,6 @@ async fn kills_are_fenced_on_the_leader_s_lock() {
         alive(&mut second).await,
         "a fenced-off kill ended the session"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,7 +172,7 @@ async fn a_squatter_of_another_account_is_listed_keeps_curfew_out_and_can_be_end
         assert_eq!(h.granted, name == "curfew_leader");
         assert!(h.describe().contains("role \"app\""), "{}", h.describe());
         // Ended on the lock connection, as the agent evicts a squatter.
-        let (dir, log) = intent_log("squat");
+        let (_dir, log) = intent_log("squat");
         let token = log
             .intend(Intent::<Termination>::new(Timestamp::now(), "m", None))
             .unwrap();
@@ -201,6 +201,5 @@ async fn a_squatter_of_another_account_is_listed_keeps_curfew_out_and_can_be_end
             .unwrap();
         lock = f.curfew().await;
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -7,33 +7,26 @@
 
 mod fixture;
 
-use std::path::{Path, PathBuf};
-
 use curfew_audit::{AuditLog, Intent, IntentToken, LoginChange as Change};
 use curfew_backend::{Coordination, LedgerStatus, LoginChange, LoginLedger};
 use curfew_mysql::Connection;
 use curfew_sandbox::MariaDbOptions;
+use curfew_testkit::TempDir;
 use fixture::{AGENT, Fixture};
 use jiff::Timestamp;
 
 /// A user whose name holds a quote, a backslash and a backquote: `o'b\`q`.
 const ODD: &str = "o'b\\`q";
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("curfew-mysql-ledger-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn intent(dir: &Path) -> (AuditLog, IntentToken<Change>) {
-    let log =
-        AuditLog::open(&dir.join(format!("audit-{}.jsonl", Timestamp::now().as_nanosecond())))
-            .unwrap();
+/// An audit log in a directory of its own and an intent in it; the directory lives as long as
+/// the returned `TempDir`, so keep it until the change is made.
+fn intent(name: &str) -> (TempDir, AuditLog, IntentToken<Change>) {
+    let dir = TempDir::new("mysql-ledger", name);
+    let log = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
     let token = log
         .intend(Intent::<Change>::new(Timestamp::now(), "m", None))
         .unwrap();
-    (log, token)
+    (dir, log, token)
 }
 
 /// A server with curfew installed for its account as `curfew init` installs it, `kim` on two
@@ -88,12 +81,12 @@ async fn lock(c: &Connection, rule: &str, users: &[(u32, String)]) {
 }
 
 async fn disable(c: &mut Connection, id: u32, fault: curfew_backend::FaultHook<'_>) -> LoginChange {
-    let (_log, token) = intent(&temp_dir("disable"));
+    let (_dir, _log, token) = intent("disable");
     c.disable_login(&token.authorize(id), fault).await.unwrap()
 }
 
 async fn restore(c: &mut Connection, id: u32, fault: curfew_backend::FaultHook<'_>) -> LoginChange {
-    let (_log, token) = intent(&temp_dir("restore"));
+    let (_dir, _log, token) = intent("restore");
     c.restore_login(&token.authorize(id), fault).await.unwrap()
 }
 
@@ -213,7 +206,7 @@ async fn crash_at(f: &Fixture, point: &'static str, id: u32, restoring: bool) {
                 panic!("crash at {at}");
             }
         };
-        let (_log, token) = intent(&temp_dir("crash"));
+        let (_dir, _log, token) = intent("crash");
         let change = token.authorize(id);
         match restoring {
             false => c.disable_login(&change, &hook).await,
@@ -358,7 +351,7 @@ async fn an_agent_that_no_longer_leads_changes_no_account() {
     // The leader is gone (its connection closed): the same connection changes nothing.
     drop(leader);
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    let (_log, token) = intent(&temp_dir("fenced"));
+    let (_dir, _log, token) = intent("fenced");
     let error = c
         .restore_login(&token.authorize(kim), &no_fault)
         .await

@@ -7,23 +7,19 @@
 
 mod fixture;
 
-use std::path::PathBuf;
-
 use curfew_audit::{AuditLog, Intent, LoginChange as Change};
 use curfew_backend::{LedgerStatus, LoginChange, LoginLedger};
 use curfew_mysql::Connection;
 use curfew_sandbox::MariaDbOptions;
+use curfew_testkit::TempDir;
 use fixture::{AGENT, Fixture};
 use jiff::Timestamp;
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "curfew-mysql-review-{name}-{}-{}",
-        std::process::id(),
-        Timestamp::now().as_nanosecond()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// An audit log in a directory of its own, removed when the returned `TempDir` is dropped.
+fn audit_log(name: &str) -> (TempDir, AuditLog) {
+    let dir = TempDir::new("mysql-review", name);
+    let log = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+    (dir, log)
 }
 
 fn no_fault(_: &'static str) {}
@@ -87,8 +83,7 @@ async fn id_of(c: &Connection, user: &str) -> u32 {
 }
 
 async fn change(c: &mut Connection, id: u32, restoring: bool) -> LoginChange {
-    let dir = temp_dir("change");
-    let log = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+    let (_dir, log) = audit_log("change");
     let token = log
         .intend(Intent::<Change>::new(Timestamp::now(), "m", None))
         .unwrap();
@@ -300,8 +295,7 @@ async fn a_refused_alter_user_keeps_its_code_and_leaves_nothing_behind() {
             "REVOKE EXECUTE ON PROCEDURE curfew.set_account_lock FROM `{AGENT}`@`127.0.0.1`;"
         ))
         .unwrap();
-    let dir = temp_dir("refused");
-    let log = AuditLog::open(&dir.join("audit.jsonl")).unwrap();
+    let (_dir, log) = audit_log("refused");
     let token = log
         .intend(Intent::<Change>::new(Timestamp::now(), "m", None))
         .unwrap();

@@ -6,6 +6,7 @@ mod fixture;
 
 use curfew_mysql::{MysqlError, MysqlTarget, MysqlUrl, connect};
 use curfew_sandbox::{MariaDbOptions, TestPki};
+use curfew_testkit::TempDir;
 use fixture::Fixture;
 
 fn target(f: &Fixture, host: &str, params: &str) -> MysqlTarget {
@@ -28,11 +29,9 @@ async fn verify_full_checks_the_chain_and_the_name() {
         settings: vec![("require-secure-transport".to_owned(), "ON".to_owned())],
         ..MariaDbOptions::default()
     });
-    let dir = std::env::temp_dir().join(format!("curfew-mysql-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (ca, wrong_ca) = (dir.join("ca.pem"), dir.join("other.pem"));
-    std::fs::write(&ca, &pki.ca_pem).unwrap();
-    std::fs::write(&wrong_ca, &other.ca_pem).unwrap();
+    let dir = TempDir::new("mysql", "tls");
+    let ca = dir.write("ca.pem", &pki.ca_pem, 0o644);
+    let wrong_ca = dir.write("other.pem", &other.ca_pem, 0o644);
 
     let good = format!("sslmode=verify-full&sslrootcert={}", ca.display());
     let connected = connect(&target(&f, "127.0.0.1", &good)).await.unwrap();
@@ -69,5 +68,4 @@ async fn verify_full_checks_the_chain_and_the_name() {
         err.server_code().is_some(),
         "the server's refusal keeps its number: {err:?}"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -86,18 +86,19 @@ pub fn read_password_file(path: &Path) -> Result<(Password, Option<String>), Pas
 mod tests {
     use super::*;
 
-    fn file(name: &str, body: &str, mode: u32) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("curfew-pw-{}-{name}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("pw");
-        std::fs::write(&path, body).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-        path
+    use curfew_testkit::TempDir;
+
+    /// A password file in a directory of its own; the file lives as long as the `TempDir`.
+    fn file(name: &str, body: &str, mode: u32) -> (TempDir, std::path::PathBuf) {
+        let dir = TempDir::new("pw", name);
+        let path = dir.write("pw", body, mode);
+        (dir, path)
     }
 
     #[test]
     fn first_line_without_its_ending() {
-        let (pw, warning) = read_password_file(&file("ok", "s3cret\r\n", 0o600)).unwrap();
+        let (_dir, path) = file("ok", "s3cret\r\n", 0o600);
+        let (pw, warning) = read_password_file(&path).unwrap();
         assert_eq!(pw.expose(), "s3cret");
         assert!(warning.is_none());
         assert_eq!(format!("{pw:?}"), "Password(***)");
@@ -105,25 +106,29 @@ mod tests {
 
     #[test]
     fn open_permissions_warn() {
-        let (_, warning) = read_password_file(&file("open", "x\n", 0o644)).unwrap();
+        let (_dir, path) = file("open", "x\n", 0o644);
+        let (_, warning) = read_password_file(&path).unwrap();
         assert!(warning.unwrap().contains("mode 0644"));
     }
 
     #[test]
     fn an_oversized_file_is_refused_without_reading_it_whole() {
         let big = "x".repeat(usize::try_from(MAX_PASSWORD_FILE_BYTES).unwrap() + 1);
-        let err = read_password_file(&file("big", &big, 0o600)).unwrap_err();
+        let (_big_dir, path) = file("big", &big, 0o600);
+        let err = read_password_file(&path).unwrap_err();
         assert!(matches!(err, PasswordFileError::TooLarge(_)), "{err}");
         assert!(!err.to_string().contains("xxx"), "{err}");
         let just = "y".repeat(usize::try_from(MAX_PASSWORD_FILE_BYTES).unwrap());
-        let (pw, _) = read_password_file(&file("just", &just, 0o600)).unwrap();
+        let (_just_dir, path) = file("just", &just, 0o600);
+        let (pw, _) = read_password_file(&path).unwrap();
         assert_eq!(pw.expose().len(), just.len());
     }
 
     #[test]
     fn empty_and_missing_files_are_errors() {
+        let (_dir, path) = file("empty", "\n", 0o600);
         assert!(matches!(
-            read_password_file(&file("empty", "\n", 0o600)),
+            read_password_file(&path),
             Err(PasswordFileError::Empty(_))
         ));
         assert!(matches!(

@@ -58,7 +58,7 @@ async fn a_warning_is_recorded_before_the_end_and_the_command_hook_gets_it_as_js
     let cluster = cluster();
     let dir = scratch("warn-command");
     let out = dir.join("events.jsonl");
-    let script = recording_script(&dir, &out);
+    let script = recording_script(dir.path(), &out);
     let policy = policy(
         &cluster,
         &format!(

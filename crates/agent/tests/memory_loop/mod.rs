@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use curfew_agent::{AgentError, AgentOptions};
@@ -13,6 +12,7 @@ use curfew_audit::{AuditLog, Entry};
 use curfew_backend::memory::{CallName, MemoryServer, Request};
 use curfew_backend::{Outcome, SessionKey, Signal};
 use curfew_policy::LoadedPolicy;
+use curfew_testkit::TempDir;
 use jiff::{SignedDuration, Timestamp};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -35,32 +35,6 @@ pub fn policy(interval: &str, rules: &str) -> LoadedPolicy {
     LoadedPolicy::from_bytes("loop.toml", text.into_bytes()).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A fresh directory for one test's audit log, removed when dropped.
-pub struct Scratch(PathBuf);
-
-impl Scratch {
-    pub fn new(name: &str) -> Scratch {
-        static COUNTER: AtomicU32 = AtomicU32::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "curfew-loop-test-{}-{name}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Scratch(dir)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// An agent running in this test's runtime against `server`.
 pub struct Agent {
     pub audit_path: PathBuf,
@@ -68,13 +42,14 @@ pub struct Agent {
     _policy: watch::Sender<Arc<LoadedPolicy>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), AgentError>>>,
-    _dir: Scratch,
+    /// Holds the audit log; removed when the agent is dropped.
+    _dir: TempDir,
 }
 
 impl Agent {
     /// Start the agent (its first snapshot is taken at once, at the server's clock now).
     pub async fn start(server: &MemoryServer, policy: LoadedPolicy, name: &str) -> Agent {
-        let dir = Scratch::new(name);
+        let dir = TempDir::new("loop-test", name);
         let audit_path = dir.path().join("audit.jsonl");
         let audit = AuditLog::open(&audit_path).unwrap();
         let options = AgentOptions {

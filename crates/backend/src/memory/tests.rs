@@ -18,13 +18,8 @@ use crate::{
 /// intent record.
 struct Journal {
     log: curfew_audit::AuditLog,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Journal {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    /// Holds the log's file; removed with the journal.
+    _dir: curfew_testkit::TempDir,
 }
 
 impl std::ops::Deref for Journal {
@@ -35,16 +30,9 @@ impl std::ops::Deref for Journal {
 }
 
 fn journal() -> Journal {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "curfew-memory-tests-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = curfew_testkit::TempDir::new("memory-tests", "journal");
     let log = curfew_audit::AuditLog::open(&dir.join("audit.log")).unwrap();
-    Journal { log, dir }
+    Journal { log, _dir: dir }
 }
 
 /// End `requests`, each with its intent written first.

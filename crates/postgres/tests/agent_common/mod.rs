@@ -5,13 +5,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use curfew_agent::{AgentEvent, AgentOptions};
 use curfew_audit::AuditLog;
 use curfew_policy::LoadedPolicy;
 use curfew_sandbox::{Cluster, Options};
+use curfew_testkit::TempDir;
 use tokio::sync::{broadcast, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -37,31 +37,8 @@ pub fn cluster_with(options: Options) -> Cluster {
 }
 
 /// A fresh directory for one test's files, removed when dropped.
-pub struct Scratch(PathBuf);
-
-impl std::ops::Deref for Scratch {
-    type Target = std::path::Path;
-
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn scratch(name: &str) -> Scratch {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "curfew-agent-test-{}-{name}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    Scratch(dir)
+pub fn scratch(name: &str) -> TempDir {
+    TempDir::new("agent-test", name)
 }
 
 /// A client session; `ended` resolves when the server ends the connection.
@@ -203,13 +180,13 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub async fn start(policy: LoadedPolicy, dir: &std::path::Path) -> Agent {
+    pub async fn start(policy: LoadedPolicy, dir: &TempDir) -> Agent {
         Self::start_with(policy, dir, AgentOptions::default()).await
     }
 
     pub async fn start_with(
         policy: LoadedPolicy,
-        dir: &std::path::Path,
+        dir: &TempDir,
         mut options: AgentOptions,
     ) -> Agent {
         let audit_path = dir.join("audit.jsonl");

@@ -5,6 +5,7 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use curfew_audit::{AuditLog, Event, Record, SessionInfo};
+use curfew_testkit::TempDir;
 use jiff::Timestamp;
 
 use super::target::{CanaryConnection, CanaryTarget, LockState};
@@ -195,18 +196,9 @@ fn canary_ended(audit: &Path, rule: &str) {
     .unwrap_or_else(|e| panic!("{e}"));
 }
 
-/// A fresh directory for one test's audit log.
-fn scratch(name: &str) -> std::path::PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("curfew-verify-live-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
-    dir
-}
-
 #[tokio::test]
 async fn a_canary_the_agent_ends_and_records_passes_live_and_is_dropped() {
-    let dir = scratch("pass");
+    let dir = TempDir::new("verify-live", "pass");
     let audit = dir.join("audit.jsonl");
     canary_ended(&audit, "inactivity");
     let target = InMemory::new(Ok(()));
@@ -246,12 +238,11 @@ async fn a_canary_the_agent_ends_and_records_passes_live_and_is_dropped() {
         "the rule's canary only: the lock test stops at the missing ledger"
     );
     assert!(verified.cleanup.is_empty(), "{:?}", verified.cleanup);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_record_naming_another_rule_fails() {
-    let dir = scratch("other-rule");
+    let dir = TempDir::new("verify-live", "other-rule");
     let audit = dir.join("audit.jsonl");
     canary_ended(&audit, "another rule");
     let verified = run_on(&InMemory::new(Ok(())), &audit).await;
@@ -264,12 +255,11 @@ async fn a_record_naming_another_rule_fails() {
         "{}",
         result.evidence
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_canary_that_cannot_log_in_fails_with_the_reason_and_is_still_dropped() {
-    let dir = scratch("no-login");
+    let dir = TempDir::new("verify-live", "no-login");
     let audit = dir.join("audit.jsonl");
     let target = InMemory::new(Err("logins are refused here".to_owned()));
     let verified = run_on(&target, &audit).await;
@@ -286,5 +276,4 @@ async fn a_canary_that_cannot_log_in_fails_with_the_reason_and_is_still_dropped(
         *target.dropped.borrow(),
         "every canary dropped"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

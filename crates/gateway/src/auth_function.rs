@@ -131,7 +131,7 @@ impl SessionRegistry for AuthFunctionSource {
             let client = self
                 .client()
                 .await
-                .map_err(|e| RegistrationError::Failed(e.reason))?;
+                .map_err(|e| RegistrationError::NotSent(e.reason))?;
             client
                 .query_typed_one(GATEWAY_RELEASE_QUERY, &[(&claim, Type::TEXT)])
                 .await
@@ -145,7 +145,7 @@ impl SessionRegistry for AuthFunctionSource {
             let client = self
                 .client()
                 .await
-                .map_err(|e| RegistrationError::Failed(e.reason))?;
+                .map_err(|e| RegistrationError::NotSent(e.reason))?;
             let row = client
                 .query_typed_one(
                     GATEWAY_VIOLATION_QUERY,
@@ -171,7 +171,7 @@ impl SessionRegistry for AuthFunctionSource {
             let client = self
                 .client()
                 .await
-                .map_err(|e| RegistrationError::Failed(e.reason))?;
+                .map_err(|e| RegistrationError::NotSent(e.reason))?;
             let upstream_port = i32::from(backend.upstream.port());
             let client_port = i32::from(backend.client.port());
             let (upstream_ip, client_ip) = (backend.upstream.ip(), backend.client.ip());
@@ -209,7 +209,7 @@ impl AuthFunctionSource {
         let client = self
             .client()
             .await
-            .map_err(|e| RegistrationError::Failed(e.reason))?;
+            .map_err(|e| RegistrationError::NotSent(e.reason))?;
         let row = client
             .query_typed_one(
                 GATEWAY_CLAIM_QUERY,
@@ -227,7 +227,7 @@ impl AuthFunctionSource {
                 // without `curfew init`, or none at all.
                 Some(&SqlState::UNDEFINED_FUNCTION) => RegistrationError::Refused {
                     code: SqlState::UNDEFINED_FUNCTION.code().to_owned(),
-                    reason: "the server has no curfew.claim_gateway_admission taking the login's database, application and address (installed by an earlier curfew, or not at all): run curfew init again for the gateway's target".to_owned(),
+                    reason: "the server has no curfew.claim_gateway_admission taking the login's database, application, address and claim id (installed by an earlier curfew, or not at all): run curfew init again for the gateway's target".to_owned(),
                 },
                 _ => refused_or_failed(e),
             })?;

@@ -21,6 +21,7 @@ mod error;
 mod frames;
 mod gateway;
 mod listener;
+mod login_names;
 mod metrics;
 mod policy_map;
 mod pump;

@@ -66,6 +66,9 @@ pub enum RegistrationError {
     /// The connection or the call failed.
     #[error("the registration failed: {0}")]
     Failed(String),
+    /// The call was never sent: no connection to the server could be had.
+    #[error("no connection to call the registry: {0}")]
+    NotSent(String),
 }
 
 /// The future a [`SessionRegistry`] returns.
@@ -84,7 +87,8 @@ pub trait SessionRegistry: Send + Sync {
     /// Register `backend` with the server.
     fn register<'a>(&'a self, backend: &'a GatewayBackend) -> RegistrationFuture<'a>;
 
-    /// Claim a place for `login` against session caps: the role's live sessions on the server
+    /// Claim a place for `login` against session caps, recorded under `login.claim` (the id
+    /// the gateway releases later, whatever this returns): the role's live sessions on the server
     /// and admissions in flight through any gateway, each with what a cap's scope reads of it,
     /// read while that role's other admissions wait (`curfew.claim_gateway_admission`).
     /// `None`: this registry cannot count (the login is judged with no other session).

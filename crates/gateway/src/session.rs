@@ -24,6 +24,7 @@ use crate::enforce::{Enforcer, SessionIdentity, Warned, WarnedOf};
 use crate::error::{Fatal, SessionError, sqlstate};
 use crate::frames::{FrameReader, send_client};
 use crate::gateway::Shared;
+use crate::login_names::{database_and_application, role_name};
 use crate::metrics::{Refusal, failure_cause};
 use crate::registry::{PlaceWanted, RegistrationError};
 use crate::relay::{RelayEnd, relay};
@@ -259,25 +260,6 @@ fn login_failed(shared: &Shared, cause: &'static str) {
     }
 }
 
-/// The database and application name the server records for this login, which rules' scopes
-/// match as the agent reads them from `pg_stat_activity`: an absent or empty database is the
-/// role's name (PostgreSQL connects to it), and both are cut as the server cuts names (63
-/// bytes, on a character boundary: [`role_name`]). The client chooses both: they only place the session in
-/// scopes, as they do for the agent. (An `application_name` given in `options` instead, or
-/// set after the login, is not seen here: the agent's next look sees it.)
-fn database_and_application(params: &[(Vec<u8>, Vec<u8>)], role: &str) -> (String, String) {
-    let raw = |name: &[u8]| {
-        params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, value)| role_name(value))
-    };
-    let database = raw(b"database")
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| role.to_owned());
-    (database, raw(b"application_name").unwrap_or_default())
-}
-
 /// The client during its login.
 struct Client {
     stream: ClientStream,
@@ -368,7 +350,7 @@ async fn login(
                 // Held from before the call: a claim answered too late, or on a connection
                 // that failed after sending it, is released behind it rather than counting
                 // until it expires.
-                let held = ClaimHeld::new(shared.verifiers.clone(), id.clone());
+                let held = ClaimHeld::new(shared.verifiers.clone(), id.clone(), role);
                 let wanted = PlaceWanted {
                     role,
                     database: &database,
@@ -389,11 +371,15 @@ async fn login(
                     Ok(None) => held.forget(),
                     // Open: the agent still ends sessions beyond a cap; said loudly.
                     Err(e) => {
-                        // The server answered with an error: its transaction recorded nothing.
-                        if matches!(e, RegistrationError::Refused { .. }) {
+                        // The server answered with an error (its transaction recorded nothing),
+                        // or the call was never sent: nothing to release.
+                        if matches!(
+                            e,
+                            RegistrationError::Refused { .. } | RegistrationError::NotSent(_)
+                        ) {
                             held.forget();
                         }
-                        warn!(role, error = %e, "cannot count the role's sessions: max_sessions is not checked at this login; if curfew was upgraded, run curfew init again for the gateway's target");
+                        warn!(role, claim = %id, error = %e, "cannot count the role's sessions: max_sessions is not checked at this login; if curfew was upgraded, run curfew init again for the gateway's target and restart every gateway with the new binary");
                     }
                 }
             }
@@ -500,13 +486,16 @@ async fn login(
 struct ClaimHeld {
     source: Arc<dyn VerifierSource>,
     claim: Option<String>,
+    /// Whose login, for the log.
+    role: String,
 }
 
 impl ClaimHeld {
-    fn new(source: Arc<dyn VerifierSource>, claim: String) -> ClaimHeld {
+    fn new(source: Arc<dyn VerifierSource>, claim: String, role: &str) -> ClaimHeld {
         ClaimHeld {
             source,
             claim: Some(claim),
+            role: role.to_owned(),
         }
     }
 
@@ -523,6 +512,7 @@ impl Drop for ClaimHeld {
             return;
         };
         let source = self.source.clone();
+        let role = std::mem::take(&mut self.role);
         runtime.spawn(async move {
             let Some(registry) = source.registry() else {
                 return;
@@ -531,34 +521,14 @@ impl Drop for ClaimHeld {
             match timeout(within, registry.release(&claim)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    warn!(error = %e, claim, "an admission claim was not released: if the server recorded it, it counts until it expires");
+                    warn!(error = %e, claim, role, "an admission claim was not released: if the server recorded it, it counts until it expires");
                 }
                 Err(_) => {
-                    warn!(claim, ?within, "no answer to an admission claim's release in time: it was sent and runs when the server gets to it; if it never does, the claim counts until it expires");
+                    warn!(claim, role, ?within, "no answer to an admission claim's release in time: it is queued (or its connection was being opened) and runs when the server gets to it; if it never does, the claim counts until it expires");
                 }
             }
         });
     }
-}
-
-/// The longest role name PostgreSQL keeps (`NAMEDATALEN - 1`): a longer startup `user` is
-/// cut to it before the lookup, as the server does, so the gateway looks up (and mocks) the
-/// role the server would log in.
-const MAX_ROLE_NAME_BYTES: usize = 63;
-
-/// The role a startup `user` names: cut to [`MAX_ROLE_NAME_BYTES`] at a character boundary.
-fn role_name(user: &[u8]) -> String {
-    let cut = match std::str::from_utf8(user) {
-        Ok(text) => {
-            let mut end = user.len().min(MAX_ROLE_NAME_BYTES);
-            while !text.is_char_boundary(end) {
-                end -= 1;
-            }
-            end
-        }
-        Err(_) => user.len().min(MAX_ROLE_NAME_BYTES),
-    };
-    String::from_utf8_lossy(&user[..cut]).into_owned()
 }
 
 /// A warning given, for the `[notify]` hooks: queued without waiting (a full queue drops it,
@@ -592,7 +562,3 @@ fn notify_warned(shared: &Shared, facts: &SessionFacts<'_>, warned: &Warned) {
         .notifier
         .send(warning, || shared.metrics.notify_dropped());
 }
-
-#[cfg(test)]
-#[path = "session_tests.rs"]
-mod tests;

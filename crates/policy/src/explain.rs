@@ -122,7 +122,7 @@ pub const GATEWAY_ENFORCED: &str =
     "the curfew gateway, for sessions through it; direct sessions are not watched";
 
 /// Added for `per = "role"`: where the count lives, and what happens when it cannot be read.
-pub const PER_ROLE_SCOPE: &str = "per-role counts are kept in the database for every gateway (the functions `curfew init` installs); when that count fails or takes over 1 s, a gateway's own count decides, which sees only its own sessions";
+pub const PER_ROLE_SCOPE: &str = "per-role counts are kept in the database for every gateway (the functions `curfew init` installs); when that count fails or takes over 2 s, a gateway's own count decides, which sees only its own sessions";
 
 /// The `[gateway]`, when there is one, as a sentence to follow the enforcement's.
 fn gateway_text(policy: &Policy) -> String {

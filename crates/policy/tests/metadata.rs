@@ -191,7 +191,7 @@ fn a_per_role_violations_rule_says_its_count_spans_gateways_and_how_it_falls_bac
     assert!(
         e.rules[0]
             .enforcement
-            .ends_with("(per-role counts are kept in the database for every gateway (the functions `curfew init` installs); when that count fails or takes over 1 s, a gateway's own count decides, which sees only its own sessions)"),
+            .ends_with("(per-role counts are kept in the database for every gateway (the functions `curfew init` installs); when that count fails or takes over 2 s, a gateway's own count decides, which sees only its own sessions)"),
         "{}",
         e.rules[0].enforcement
     );

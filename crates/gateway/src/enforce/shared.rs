@@ -70,15 +70,24 @@ impl Enforcer<'_> {
             // verdict this gateway's own count (never above every gateway's) cannot reach by
             // itself; the relay never waits for it.
             let within = registry.call_timeout();
-            let answer = tokio::time::timeout(within, registry.count_violation(&violation))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(RegistrationError::Failed(format!(
+            let call = registry.count_violation(&violation);
+            tokio::pin!(call);
+            tokio::select! {
+                answer = &mut call => {
+                    drop(permit);
+                    let _ = tell.send(answer);
+                }
+                () = tokio::time::sleep(within) => {
+                    let _ = tell.send(Err(RegistrationError::Failed(format!(
                         "no answer within {within:?}"
-                    )))
-                });
-            drop(permit);
-            let _ = tell.send(answer);
+                    ))));
+                    // The call is on the wire and runs anyway: it holds its place among the
+                    // gateway's calls in flight until the server has answered it, so a flood
+                    // cannot pile calls on the auth connection behind a slow one.
+                    let _ = call.await;
+                    drop(permit);
+                }
+            }
         });
         self.pending.push(PendingCount {
             rule: count.rule,

@@ -12,8 +12,10 @@
 //! per cap as the agent does (`curfew_policy::admit`). The gateway releases its claim once the
 //! new backend is logged in (and visible) or the login refused. The claim's uuid is the
 //! gateway's own: a claim whose answer it stopped waiting for (the login then goes on
-//! uncounted) is released too, behind the claim on the same connection. A claim a lost
-//! gateway never released stops counting after [`CLAIM_LIFETIME_SECONDS`]. Two gateways can
+//! uncounted) is released too, behind the claim on the same connection (should that connection
+//! be lost and replaced between the two while the server still runs the claim, the release
+//! may come first and the claim count until it expires: rare, and it only over-counts). A
+//! claim a lost gateway never released stops counting after [`CLAIM_LIFETIME_SECONDS`]. Two gateways can
 //! therefore not both admit "the last" session.
 
 use crate::names::quote_identifier;

@@ -1,4 +1,4 @@
-//! Unit tests of the login's names (split from session.rs).
+//! Unit tests of the login's names.
 
 use super::*;
 
@@ -41,4 +41,22 @@ fn an_empty_database_is_the_roles_and_long_names_are_cut_as_the_server_cuts_them
         "r",
     );
     assert_eq!((database.len(), application.len()), (63, 63));
+}
+
+#[test]
+fn an_application_name_is_ascii_as_the_server_records_it() {
+    assert_eq!(application_name(b"psql"), "psql");
+    // Non-ASCII and control bytes, as PostgreSQL 16+ escapes them (a server whose encoding
+    // cannot hold the name would otherwise fail the admission claim).
+    assert_eq!(
+        application_name("app\u{1f600}".as_bytes()),
+        "app\\xf0\\x9f\\x98\\x80"
+    );
+    assert_eq!(application_name(b"a\tb\x7f"), "a\\x09b\\x7f");
+    // Escapes count towards the 63 bytes, as on the server (cut after the cleaning).
+    let long = "\u{e9}".repeat(20);
+    let clean = application_name(long.as_bytes());
+    assert_eq!(clean.len(), 63);
+    assert!(clean.starts_with("\\xc3\\xa9"), "{clean}");
+    assert!(clean.is_ascii());
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::logs::Captured;
-use common::policy::{policy, wait_for_no_sessions};
+use common::policy::{policy, until_count_is, wait_for_no_sessions};
 use common::{ALICE_PASSWORD, Harness, Setup, login_error};
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
@@ -265,21 +265,12 @@ async fn a_claim_answered_after_the_gateway_stopped_waiting_is_released_not_left
     .expect("admitted uncounted");
     // The claim still runs once the gate is free, then its release, queued behind it.
     hold.commit().await.expect("the gate released");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = harness
-            .cluster
-            .psql("SELECT count(*) FROM curfew.gateway_admissions")
-            .expect("the claims");
-        if rows.trim() == "0" {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the late claim still counts: {rows}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until_count_is(
+        &harness,
+        "SELECT count(*) FROM curfew.gateway_admissions",
+        0,
+    )
+    .await;
     // With the late claim gone, the cap counts the one live session only.
     let (code, message) = login_error(harness.plain("alice", ALICE_PASSWORD).await);
     assert_eq!(code, "28000", "{message}");

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::policy::{
-    Watched, db, ended_with, fails, next_notice, terminated_record, watched_with,
+    Watched, db, ended_with, fails, next_notice, terminated_record, until_count_is, watched_with,
 };
 use common::{ALICE_PASSWORD, Harness, Setup};
 use curfew_policy::Policy;
@@ -60,25 +60,6 @@ async fn alice_at(addr: SocketAddr) -> Watched {
     watched_with(&config).await
 }
 
-/// Waits until the database's shared count holds `errors` rows (10 s at most).
-async fn recorded_in_the_database(harness: &Harness, errors: usize) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let rows = harness
-            .cluster
-            .psql("SELECT count(*) FROM curfew.gateway_violations")
-            .expect("the table");
-        if rows.trim() == errors.to_string() {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{errors} errors not recorded in time: {rows}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The audit log's `session_terminated` line.
 async fn terminated_line(harness: &Harness) -> String {
     let path = harness.audit_log.clone().expect("an audit log");
@@ -95,7 +76,12 @@ async fn the_roles_errors_through_two_gateways_add_up() {
     assert_eq!(fails(&via_a.client, DENIED).await, "42501");
     // A's error is counted in a task of its own, after the client has it: without this wait,
     // B's could be counted first on a loaded machine, and A's session get the warning.
-    recorded_in_the_database(&harness, 1).await;
+    until_count_is(
+        &harness,
+        "SELECT count(*) FROM curfew.gateway_violations",
+        1,
+    )
+    .await;
     assert_eq!(fails(&via_b.client, DENIED).await, "42501");
     // Two of the role's, one on each gateway: B, which alone saw one, warns.
     assert_eq!(

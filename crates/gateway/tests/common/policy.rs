@@ -85,6 +85,23 @@ pub async fn audit_text_when(path: &Path, done: impl Fn(&str) -> bool) -> String
     }
 }
 
+/// Waits until `count` (a query answering one number) answers `expected` on the harness's
+/// server: a side effect the gateway makes after the client has its answer. 10 s at most.
+pub async fn until_count_is(harness: &Harness, count: &str, expected: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = harness.cluster.psql(count).expect(count);
+        if answer.trim() == expected.to_string() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{count}: {answer}, not {expected}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Until the server has no session of `role` (a closed client's backend exits a moment
 /// later), at most `within`; how long it took.
 pub async fn wait_for_no_sessions(harness: &Harness, role: &str, within: Duration) -> Duration {

@@ -54,10 +54,10 @@ pub struct LatenessRun {
     /// Sessions ended before their last statement was sent plus the limit (should be none:
     /// no timer can start before the statement arrives).
     pub early: usize,
-    /// Sessions left out because this benchmark's own keepalive fell behind: a gap of a whole
-    /// limit between two of its statements while it was meant to keep the session busy (a
-    /// loaded machine), so the session was rightly ended before its idle moment and its
-    /// lateness means nothing. Counted, never judged as early.
+    /// Sessions left out because this benchmark's own keepalive fell behind: a whole limit
+    /// between one statement's send and the next one's reply while it was meant to keep the
+    /// session busy (a loaded machine), so the session may rightly have been ended before its
+    /// idle moment and its lateness means nothing. Counted, never judged as early.
     pub stalled: usize,
 }
 
@@ -204,8 +204,9 @@ pub(crate) async fn measure(
 struct LastStatement {
     sent: Instant,
     replied: Instant,
-    /// Whether a gap between two statements (a reply and the next send) ever reached the
-    /// limit less [`EARLY`]: the session was idle long enough to be ended while meant busy.
+    /// Whether a statement's reply ever came the limit less [`EARLY`] or more after the
+    /// previous statement was sent: the session may have been idle long enough to be ended
+    /// while meant busy.
     stalled: bool,
 }
 
@@ -235,10 +236,14 @@ async fn keep_busy(
         }
         {
             let mut last = last_reply.lock().unwrap_or_else(|e| e.into_inner());
-            let stalled = last.is_some_and(|l| l.stalled || sent >= l.replied + LIMIT - EARLY);
+            let replied = Instant::now();
+            // Measured from the previous statement's send to this one's reply: this one's
+            // timestamp is taken when it is issued, and on a loaded machine the client's own
+            // write can lag far behind it, leaving the session idle at the proxy meanwhile.
+            let stalled = last.is_some_and(|l| l.stalled || replied >= l.sent + LIMIT - EARLY);
             *last = Some(LastStatement {
                 sent,
-                replied: Instant::now(),
+                replied,
                 stalled,
             });
         }

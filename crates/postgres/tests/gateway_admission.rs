@@ -17,23 +17,32 @@ use std::time::Duration;
 use common::TempDir;
 use curfew_postgres::{GATEWAY_CLAIM_QUERY, GATEWAY_REGISTER_QUERY, GATEWAY_RELEASE_QUERY};
 use gateway_auth_fixtures::{GATEWAY, cluster, curfew_as, install, login, settings};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient, Row};
 
 /// What the function names of each of the role's other sessions.
 type Other = (String, String, Option<IpAddr>);
+
+/// The claim function's answer for a login of `role` to `postgres` from `psql` at `client`,
+/// claimed as `id`, on `on` (a connection or a transaction of the gateway's role).
+async fn claim_row(
+    on: &impl GenericClient,
+    role: &str,
+    client: Option<IpAddr>,
+    id: &str,
+) -> Result<Row, tokio_postgres::Error> {
+    on.query_one(
+        GATEWAY_CLAIM_QUERY,
+        &[&role, &"postgres", &"psql", &client, &id],
+    )
+    .await
+}
 
 /// A claim for a login of `role` to `postgres` from `psql` at 10.0.0.1: the claim, the count,
 /// and the others, sorted.
 async fn claim_with(gateway: &Client, role: &str) -> (Option<String>, i32, Vec<Other>) {
     let client: IpAddr = "10.0.0.1".parse().unwrap();
     let id = new_claim();
-    let row = gateway
-        .query_one(
-            GATEWAY_CLAIM_QUERY,
-            &[&role, &"postgres", &"psql", &client, &id],
-        )
-        .await
-        .unwrap();
+    let row = claim_row(gateway, role, Some(client), &id).await.unwrap();
     let claimed: Option<String> = row.get(0);
     assert!(
         claimed.is_none() || claimed.as_ref() == Some(&id),
@@ -149,17 +158,7 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
         "{others:?}"
     );
     // A claim id used twice is refused, never merged into one place.
-    let again = gateway
-        .query_one(
-            GATEWAY_CLAIM_QUERY,
-            &[
-                &"other",
-                &"postgres",
-                &"psql",
-                &None::<IpAddr>,
-                &third.clone().unwrap(),
-            ],
-        )
+    let again = claim_row(&gateway, "other", None, third.as_deref().unwrap())
         .await
         .unwrap_err();
     assert_eq!(again.code().unwrap().code(), "23505", "{again}");
@@ -173,19 +172,7 @@ async fn claims_count_sessions_and_each_other_and_serialize_per_role() {
     // claim waits for it, then counts it.
     let mut holder = login(&cluster, GATEWAY).await;
     let tx = holder.transaction().await.unwrap();
-    let held = tx
-        .query_one(
-            GATEWAY_CLAIM_QUERY,
-            &[
-                &"other",
-                &"postgres",
-                &"psql",
-                &None::<IpAddr>,
-                &new_claim(),
-            ],
-        )
-        .await
-        .unwrap();
+    let held = claim_row(&tx, "other", None, &new_claim()).await.unwrap();
     let held_live: i32 = held.get(1);
     let waiter = login(&cluster, GATEWAY).await;
     let waiting = tokio::spawn(async move { claim(&waiter, "other").await.1 });
